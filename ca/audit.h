@@ -1,0 +1,34 @@
+/* The tamper-evident audit log (EN 319 411-1; eIDAS Art. 24(2)(f)).
+ * Each record is appended to QTSP_T_AUDIT in the same write transaction as
+ * the state change it records, so a change and its audit line commit or
+ * fail together. Record i carries hash_i = SHA-256(hash_{i-1} || body_i),
+ * hash_0 = 32 zero bytes; `qtsp audit verify` re-walks the chain.
+ *
+ * Stored value: version (1 byte = 1) | hash (32) | body, where body is a JSON
+ * object {"seq","time","actor","event","details"}. Key: seq as u64 BE. */
+#ifndef QTSP_CA_AUDIT_H
+#define QTSP_CA_AUDIT_H
+
+#include <stdint.h>
+
+#include "ca/store.h"
+#include "core/err.h"
+
+/* Appends one record in txn (a write transaction). actor: who ("operator:alice",
+ * "cli:root", "system"); event: dotted name ("cert.issue", "cert.hold", ...);
+ * details_json: a JSON object text or NULL. Never put secrets in details.
+ * *seq_out (may be NULL) receives the record's sequence number. */
+qtsp_status qtsp_audit_append(qtsp_txn *txn, const char *actor, const char *event,
+                              const char *details_json, uint64_t *seq_out) QTSP_MUST_USE;
+
+/* Re-walks the whole chain. OK with *count = number of records; on a break,
+ * QTSP_ERR_AUDIT_BROKEN with *bad_seq = the first record that does not verify
+ * and the reason in the error message. */
+qtsp_status qtsp_audit_verify(qtsp_store *st, uint64_t *count, uint64_t *bad_seq) QTSP_MUST_USE;
+
+/* Visits records with seq >= from in order; body is the JSON text (borrowed). */
+typedef qtsp_status (*qtsp_audit_fn)(void *ctx, uint64_t seq, const char *body, size_t len);
+qtsp_status qtsp_audit_list(qtsp_store *st, uint64_t from, qtsp_audit_fn fn,
+                            void *ctx) QTSP_MUST_USE;
+
+#endif

@@ -1,0 +1,86 @@
+/* Keys in a PKCS#11 token. The only file that includes libp11.h and pkcs11.h
+ * is ca/hsm.c. Every private key is generated inside the token with
+ * CKA_SENSITIVE=true, CKA_EXTRACTABLE=false and never leaves it.
+ *
+ * One qtsp_hsm per process. Thread-safe: signing from several threads uses
+ * one PKCS#11 session per thread (libp11's session pool for EVP_PKEYs,
+ * a thread-local session for qtsp_hsm_sign_digest). */
+#ifndef QTSP_CA_HSM_H
+#define QTSP_CA_HSM_H
+
+#include <openssl/evp.h>
+#include <stddef.h>
+
+#include "core/err.h"
+
+typedef struct qtsp_hsm qtsp_hsm;
+
+typedef enum qtsp_keytype {
+    QTSP_KEY_EC_P256 = 1,
+    QTSP_KEY_EC_P384 = 2,
+    QTSP_KEY_RSA_3072 = 3,
+} qtsp_keytype;
+
+/* "ec-p256", "ec-p384", "rsa-3072" -> type. QTSP_ERR_INVALID otherwise. */
+qtsp_status qtsp_keytype_parse(const char *s, qtsp_keytype *out) QTSP_MUST_USE;
+const char *qtsp_keytype_name(qtsp_keytype t);
+
+/* Creates and initialises an embedded SoftHSM2 token: writes
+ * dir/softhsm2.conf (tokendir dir/tokens, file backend), sets SOFTHSM2_CONF
+ * for this process, and runs C_InitToken + C_InitPIN with the given PINs.
+ * Refuses (QTSP_ERR_EXISTS) when dir/tokens already holds a token. */
+qtsp_status qtsp_softhsm_create(const char *module, const char *dir, const char *label,
+                                const char *so_pin, const char *user_pin) QTSP_MUST_USE;
+
+/* Loads the module, finds the token by label, logs in as user with pin.
+ * QTSP_ERR_HSM_NO_TOKEN, QTSP_ERR_HSM_LOGIN, QTSP_ERR_HSM. For SoftHSM2 the
+ * caller sets SOFTHSM2_CONF before. *out is owned by the caller. */
+qtsp_status qtsp_hsm_open(const char *module, const char *token_label, const char *pin,
+                          qtsp_hsm **out) QTSP_MUST_USE;
+/* Logs out and releases everything. NULL is a no-op. Never C_Finalize()s
+ * while libp11 may still use the module. */
+void qtsp_hsm_free(qtsp_hsm *hsm);
+
+/* Token model, serial number and manufacturer (trimmed), for the ceremony report. */
+qtsp_status qtsp_hsm_token_info(qtsp_hsm *hsm, char *model, size_t model_cap, char *serial,
+                                size_t serial_cap, char *manufacturer,
+                                size_t manufacturer_cap) QTSP_MUST_USE;
+
+/* Generates a key pair inside the token under label (also used as CKA_ID).
+ * Private key: CKA_PRIVATE, CKA_SENSITIVE, !CKA_EXTRACTABLE, CKA_SIGN, CKA_TOKEN.
+ * QTSP_ERR_EXISTS when label is taken. *pub_out (may be NULL) receives the
+ * public key as a software EVP_PKEY (caller frees). */
+qtsp_status qtsp_hsm_generate(qtsp_hsm *hsm, const char *label, qtsp_keytype type,
+                              EVP_PKEY **pub_out) QTSP_MUST_USE;
+
+/* An EVP_PKEY whose private operations happen in the token (libp11), usable
+ * with X509_sign, X509_CRL_sign, OCSP_basic_sign, CMS and EVP_DigestSign.
+ * Caller frees; valid while hsm is open. QTSP_ERR_HSM_NO_KEY. */
+qtsp_status qtsp_hsm_private_key(qtsp_hsm *hsm, const char *label, EVP_PKEY **out) QTSP_MUST_USE;
+
+/* The public key for label as a software EVP_PKEY (caller frees). */
+qtsp_status qtsp_hsm_public_key(qtsp_hsm *hsm, const char *label, EVP_PKEY **out) QTSP_MUST_USE;
+
+/* Signs a precomputed digest with the key label through C_Sign, without
+ * enumerating the token (fast path for per-subject keys). ECDSA results are
+ * DER ECDSA-Sig-Value; RSA is PKCS#1 v1.5 (DigestInfo built here from md).
+ * sig must hold *siglen bytes; *siglen receives the length. */
+qtsp_status qtsp_hsm_sign_digest(qtsp_hsm *hsm, const char *label, const EVP_MD *md,
+                                 const unsigned char *dgst, size_t dlen, unsigned char *sig,
+                                 size_t *siglen) QTSP_MUST_USE;
+
+/* Destroys the private and public objects with label. QTSP_ERR_HSM_NO_KEY
+ * if there is none. */
+qtsp_status qtsp_hsm_destroy(qtsp_hsm *hsm, const char *label) QTSP_MUST_USE;
+
+/* Number of private-key objects in the token. */
+qtsp_status qtsp_hsm_count_private_keys(qtsp_hsm *hsm, size_t *out) QTSP_MUST_USE;
+
+/* Checks that label's private key has CKA_SENSITIVE=true, CKA_EXTRACTABLE=false,
+ * CKA_NEVER_EXTRACTABLE=true. QTSP_ERR_HSM with the failing attribute named. */
+qtsp_status qtsp_hsm_check_key_protected(qtsp_hsm *hsm, const char *label) QTSP_MUST_USE;
+
+/* Number of PKCS#11 sessions this process has open (for /metrics). */
+unsigned qtsp_hsm_session_count(const qtsp_hsm *hsm);
+
+#endif

@@ -1,0 +1,122 @@
+/* The one LMDB environment under DIR/store shared by every service and by
+ * CLI verbs running beside the server. The only file including lmdb.h is
+ * ca/store.c.
+ *
+ * Tables are fixed (LMDB named databases, created on open). Values are opaque
+ * bytes to the store; each table's owner defines its record format and puts
+ * a format version byte first. Commits are durable (no MDB_NOSYNC).
+ * The map starts at the configured size and doubles when full
+ * (qtsp_store_write retries the transaction transparently).
+ *
+ * Thread-safety: a qtsp_store is shared by all threads; a qtsp_txn belongs to
+ * the thread that began it. Write transactions are serialised by LMDB. */
+#ifndef QTSP_CA_STORE_H
+#define QTSP_CA_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+
+typedef struct qtsp_store qtsp_store;
+typedef struct qtsp_txn qtsp_txn;
+
+/* Never renumber: the names are the LMDB database names. */
+typedef enum qtsp_table {
+    QTSP_T_META = 0,          /* "meta": schema version, init facts */
+    QTSP_T_COUNTERS,          /* "counters": name -> u64 big-endian */
+    QTSP_T_AUDIT,             /* "audit": seq (u64 BE) -> chained record */
+    QTSP_T_OPERATORS,         /* "operators": operator id -> record */
+    QTSP_T_CERTS,             /* "certs": serial (bytes) -> certificate record */
+    QTSP_T_STATUS,            /* "status": serial -> status record */
+    QTSP_T_SUBJECTS,          /* "subjects": subject id -> subject record */
+    QTSP_T_SUBJECT_INDEX,     /* "subject_index": country|national id -> subject id */
+    QTSP_T_SUBJECT_CERTS,     /* "subject_certs": subject id|serial -> "" */
+    QTSP_T_OCSP_CACHE,        /* "ocsp_cache": issuer|serial -> pre-signed response */
+    QTSP_T_REVOKED,           /* "revoked": serial -> CRL entry (for streaming) */
+    QTSP_T_CRL,               /* "crl": name -> last CRL facts */
+    QTSP_T_TSA_JOURNAL,       /* "tsa_journal": serial -> token facts */
+    QTSP_T_USERS,             /* "users": signer user id -> record (remote signing) */
+    QTSP_T_CREDENTIALS,       /* "credentials": credential id -> record */
+    QTSP_T_SESSIONS,          /* "sessions": token hash -> session */
+    QTSP_T_HISTORY,           /* "history": user|time -> signing record */
+    QTSP_T_DOCUMENTS,         /* "documents": document id -> archived document */
+    QTSP_T_HOLDS,             /* "holds": hold_until (u64 BE)|serial -> "" */
+    QTSP_T__COUNT
+} qtsp_table;
+
+/* Name of a table ("certs", ...). */
+const char *qtsp_table_name(qtsp_table t);
+
+/* Opens (creating if needed, mode 0700) the environment in dir with an
+ * initial map of map_mib MiB, creates the tables and clears stale reader
+ * slots (mdb_reader_check). Caller owns *out. */
+qtsp_status qtsp_store_open(const char *dir, size_t map_mib, qtsp_store **out) QTSP_MUST_USE;
+/* Closes. No transaction may be open. NULL is a no-op. */
+void qtsp_store_close(qtsp_store *st);
+
+/* Begins a read-only (write=0) or write transaction. A thread holds at most
+ * one transaction at a time. */
+qtsp_status qtsp_store_begin(qtsp_store *st, int write, qtsp_txn **out) QTSP_MUST_USE;
+/* Commits and frees the transaction (also on failure). QTSP_ERR_STORE_FULL
+ * when the map is full: the caller may grow (qtsp_store_grow) and retry;
+ * qtsp_store_write does that for you. */
+qtsp_status qtsp_txn_commit(qtsp_txn *txn) QTSP_MUST_USE;
+/* Aborts and frees. NULL is a no-op. */
+void qtsp_txn_abort(qtsp_txn *txn);
+
+/* Runs fn in a write transaction and commits it; aborts if fn fails.
+ * On a full map, grows the map and runs fn again from scratch, so fn must
+ * not have effects outside the transaction (or must tolerate a re-run). */
+typedef qtsp_status (*qtsp_write_fn)(qtsp_txn *txn, void *ctx);
+qtsp_status qtsp_store_write(qtsp_store *st, qtsp_write_fn fn, void *ctx) QTSP_MUST_USE;
+
+/* Doubles the map size. No transaction of this thread may be open. */
+qtsp_status qtsp_store_grow(qtsp_store *st) QTSP_MUST_USE;
+
+/* Copies the value of key into out (reset first). QTSP_ERR_NOT_FOUND. */
+qtsp_status qtsp_txn_get(qtsp_txn *txn, qtsp_table t, const void *key, size_t klen,
+                         qtsp_buf *out) QTSP_MUST_USE;
+/* Borrowed view of the value: valid only until the transaction ends or the
+ * next write in it. For hot paths. QTSP_ERR_NOT_FOUND. */
+qtsp_status qtsp_txn_get0(qtsp_txn *txn, qtsp_table t, const void *key, size_t klen,
+                          const void **val, size_t *vlen) QTSP_MUST_USE;
+
+#define QTSP_PUT_NOOVERWRITE 1u /* QTSP_ERR_EXISTS if the key exists */
+#define QTSP_PUT_APPEND 2u      /* key sorts after every existing key (faster) */
+qtsp_status qtsp_txn_put(qtsp_txn *txn, qtsp_table t, const void *key, size_t klen,
+                         const void *val, size_t vlen, unsigned flags) QTSP_MUST_USE;
+/* QTSP_ERR_NOT_FOUND when absent. */
+qtsp_status qtsp_txn_del(qtsp_txn *txn, qtsp_table t, const void *key,
+                         size_t klen) QTSP_MUST_USE;
+
+/* Visits entries in key order starting at the first key >= start (start NULL:
+ * from the beginning). key/val are borrowed for the call only. fn sets *stop
+ * to end early; a non-OK return from fn ends the walk and is returned. */
+typedef qtsp_status (*qtsp_iter_fn)(void *ctx, const void *key, size_t klen, const void *val,
+                                    size_t vlen, int *stop);
+qtsp_status qtsp_txn_iter(qtsp_txn *txn, qtsp_table t, const void *start, size_t slen,
+                          qtsp_iter_fn fn, void *ctx) QTSP_MUST_USE;
+
+/* Last entry of a table (copied). QTSP_ERR_NOT_FOUND when empty. key or val may be NULL. */
+qtsp_status qtsp_txn_last(qtsp_txn *txn, qtsp_table t, qtsp_buf *key,
+                          qtsp_buf *val) QTSP_MUST_USE;
+
+/* Number of entries in a table. */
+qtsp_status qtsp_txn_count(qtsp_txn *txn, qtsp_table t, uint64_t *out) QTSP_MUST_USE;
+
+/* Counter name in QTSP_T_COUNTERS: increments (write txn) and returns the new
+ * value (first value 1). */
+qtsp_status qtsp_txn_counter_next(qtsp_txn *txn, const char *name, uint64_t *out) QTSP_MUST_USE;
+/* Current value, 0 if never incremented. */
+qtsp_status qtsp_txn_counter_get(qtsp_txn *txn, const char *name, uint64_t *out) QTSP_MUST_USE;
+
+/* Bytes in use (pages * page size) and current map size, for /metrics. */
+qtsp_status qtsp_store_stats(qtsp_store *st, uint64_t *used_bytes, uint64_t *map_bytes) QTSP_MUST_USE;
+
+/* Big-endian u64 helpers for keys. */
+void qtsp_be64_put(unsigned char out[8], uint64_t v);
+uint64_t qtsp_be64_get(const unsigned char in[8]);
+
+#endif

@@ -1,0 +1,11 @@
+/* The qtsp verbs. Each takes argv starting at the verb name and returns the
+ * process exit status (0 ok, 1 failure, 2 usage). */
+#ifndef QTSP_CMD_CMD_H
+#define QTSP_CMD_CMD_H
+
+int cmd_init(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_operator(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
+
+#endif

@@ -1,0 +1,69 @@
+/* DIR/qtsp.yaml: the home's configuration. Only loaded at start; immutable
+ * afterwards and safe to share between threads. Unknown keys are errors.
+ *
+ * version: 1
+ * base_url: http://127.0.0.1:8080
+ * listen: 127.0.0.1:8080
+ * hsm:
+ *   module: /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so
+ *   token_label: qtsp
+ *   embedded: true            # SoftHSM2 token under DIR/hsm (softhsm2.conf there)
+ *   pin_file: secrets/token.pin   # relative to DIR; QTSP_TOKEN_PIN overrides
+ * keys:                       # labels of the ceremony keys in the token
+ *   root_ca: qtsp-root-ca
+ *   issuing_ca: qtsp-issuing-ca
+ *   ocsp: qtsp-ocsp
+ *   tsa: qtsp-tsa
+ * store:
+ *   map_size: 1024            # MiB, initial; grows when full
+ * http:
+ *   workers: 0                # 0 = number of cores
+ *   connection_timeout: 30s
+ * log:
+ *   format: text              # or json
+ */
+#ifndef QTSP_CORE_CONFIG_H
+#define QTSP_CORE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+#define QTSP_PATH_MAX 1024
+
+typedef struct qtsp_config {
+    char home[QTSP_PATH_MAX];        /* absolute */
+    char base_url[256];              /* no trailing slash */
+    char listen[128];                /* host:port */
+    char hsm_module[QTSP_PATH_MAX];
+    char token_label[33];            /* PKCS#11 labels are 32 bytes */
+    int hsm_embedded;
+    char pin_file[QTSP_PATH_MAX];    /* absolute */
+    char key_root[64], key_issuing[64], key_ocsp[64], key_tsa[64];
+    int64_t store_map_mib;
+    int64_t http_workers;            /* resolved: never 0 after load */
+    int64_t http_conn_timeout_s;
+    int log_json;
+} qtsp_config;
+
+/* Fills cfg with the defaults for home (absolute or relative to the cwd). */
+void qtsp_config_defaults(qtsp_config *cfg, const char *home);
+
+/* Loads DIR/qtsp.yaml over the defaults. QTSP_ERR_NOT_FOUND when the home is
+ * not initialised (message says to run qtsp init); QTSP_ERR_CONFIG naming
+ * file:line:col and the key otherwise. */
+qtsp_status qtsp_config_load(const char *home, qtsp_config *cfg) QTSP_MUST_USE;
+
+/* Writes cfg as DIR/qtsp.yaml (mode 0644). */
+qtsp_status qtsp_config_save(const qtsp_config *cfg) QTSP_MUST_USE;
+
+/* Reads the token PIN: $QTSP_TOKEN_PIN if set, else the first line of
+ * cfg->pin_file. pin must hold cap bytes; wipe it after use. */
+qtsp_status qtsp_config_read_pin(const qtsp_config *cfg, char *pin, size_t cap) QTSP_MUST_USE;
+
+/* Joins home and a relative path into out. QTSP_ERR_TOO_BIG if it does not fit. */
+qtsp_status qtsp_config_path(const qtsp_config *cfg, const char *rel, char *out,
+                             size_t cap) QTSP_MUST_USE;
+
+#endif

@@ -1,0 +1,101 @@
+/* The HTTP server (libmicrohttpd; only core/http.c includes microhttpd.h).
+ * Services know no transport: a route's handler receives the method, path,
+ * headers and a size-limited body, and fills a response. A protocol rejection
+ * (OCSP malformedRequest, TSA rejection) is a protocol answer with status 200
+ * built by the handler; a non-OK return from a handler becomes a JSON error
+ * {"error":"<code>","message":"<qtsp_err_what()>"} with the mapped status:
+ * INVALID 400, AUTH 401, FORBIDDEN 403, NOT_FOUND 404, EXISTS/STATE 409,
+ * TOO_BIG 413, QUOTA 429, UNSUPPORTED 415, anything else 500 (message hidden).
+ *
+ * The server answers 404 for unknown paths, 405 for a wrong method, 413 when
+ * a body exceeds the route's max_body (without reading the rest), 415 when a
+ * body route requires a content type and gets another. Each request gets an
+ * id (X-Request-Id) and one access-log line; /metrics counts it.
+ * Each response goes out in one write (headers and body together). */
+#ifndef QTSP_CORE_HTTP_H
+#define QTSP_CORE_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+
+typedef struct qtsp_http_server qtsp_http_server;
+
+typedef struct qtsp_http_req {
+    const char *method;        /* "GET", "POST", ... */
+    const char *path;          /* decoded path, without the query string */
+    const char *raw_path;      /* the path exactly as sent (for GET /ocsp/{b64}) */
+    const char *request_id;    /* 16 hex chars */
+    const unsigned char *body; /* NULL when empty */
+    size_t body_len;
+    void *conn;                /* internal */
+} qtsp_http_req;
+
+#define QTSP_HTTP_MAX_HEADERS 8
+
+typedef struct qtsp_http_resp {
+    int status;                /* default 200 */
+    char content_type[64];     /* default "application/json" */
+    qtsp_buf body;             /* owned by the server; max 64 MiB */
+    /* Zero-copy alternative to body: if set, these bytes are sent instead and
+     * must stay valid until free_fn(free_ctx) is called (may be NULL). */
+    const unsigned char *ext_body;
+    size_t ext_len;
+    void (*free_fn)(void *);
+    void *free_ctx;
+    size_t n_headers;
+    char header_name[QTSP_HTTP_MAX_HEADERS][32];
+    char header_value[QTSP_HTTP_MAX_HEADERS][160];
+} qtsp_http_resp;
+
+/* A request header (case-insensitive), NULL when absent. Borrowed for the request. */
+const char *qtsp_http_header(const qtsp_http_req *req, const char *name);
+/* A query-string argument, NULL when absent. */
+const char *qtsp_http_query(const qtsp_http_req *req, const char *name);
+
+/* Adds a response header (copied). QTSP_ERR_TOO_BIG past QTSP_HTTP_MAX_HEADERS
+ * or the field sizes. */
+qtsp_status qtsp_http_resp_header(qtsp_http_resp *resp, const char *name,
+                                  const char *value) QTSP_MUST_USE;
+/* Sets status, content type and a body copy in one call. */
+qtsp_status qtsp_http_resp_set(qtsp_http_resp *resp, int status, const char *content_type,
+                               const void *body, size_t len) QTSP_MUST_USE;
+
+typedef qtsp_status (*qtsp_http_handler)(void *ctx, const qtsp_http_req *req,
+                                         qtsp_http_resp *resp);
+
+typedef struct qtsp_route {
+    const char *method;       /* "GET", "POST" */
+    const char *path;         /* exact path, or a prefix when prefix = 1 */
+    int prefix;
+    size_t max_body;          /* bytes; 0 = no body accepted */
+    const char *content_type; /* required request media type for bodies, or NULL */
+    qtsp_http_handler fn;
+    void *ctx;
+    const char *name;         /* metrics label, e.g. "ocsp_get" */
+} qtsp_route;
+
+typedef struct qtsp_http_opts {
+    const char *listen;       /* "127.0.0.1:8080"; port 0 = pick a free one */
+    unsigned workers;         /* threads in the pool (>= 1) */
+    unsigned conn_timeout_s;
+    size_t max_connections;   /* 0 = default 4096 */
+} qtsp_http_opts;
+
+/* Extra lines appended to /metrics (store size, token sessions, ...). Called
+ * with an output buffer; must append Prometheus text. */
+typedef qtsp_status (*qtsp_metrics_fn)(void *ctx, qtsp_buf *out);
+
+/* Starts listening. Routes are copied. /health and /metrics are built in.
+ * *out owned by the caller. QTSP_ERR_IO when the address cannot be bound. */
+qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes, size_t n,
+                            qtsp_metrics_fn metrics_fn, void *metrics_ctx,
+                            qtsp_http_server **out) QTSP_MUST_USE;
+/* The bound port (useful with port 0). */
+unsigned qtsp_http_port(const qtsp_http_server *srv);
+/* Stops accepting, lets requests in flight finish, frees. NULL is a no-op. */
+void qtsp_http_stop(qtsp_http_server *srv);
+
+#endif

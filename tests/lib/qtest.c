@@ -1,0 +1,45 @@
+#include "tests/lib/qtest.h"
+
+#include <CUnit/Basic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+
+int qtest_run(const char *suite, const qtest_case *cases, size_t n)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 2;
+    CU_pSuite s = CU_add_suite(suite, NULL, NULL);
+    for (size_t i = 0; i < n; i++)
+        CU_add_test(s, cases[i].name, cases[i].fn);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned run = CU_get_number_of_tests_run();
+    unsigned failed = CU_get_number_of_tests_failed();
+    printf("qtest: %s %u passed, %u failed\n", suite, run - failed, failed);
+    CU_cleanup_registry();
+    return failed ? 1 : 0;
+}
+
+const char *qtest_tmpdir(const char *tag)
+{
+    static _Thread_local char path[512];
+    const char *base = getenv("TMPDIR");
+    snprintf(path, sizeof path, "%s/qtsp-%s-XXXXXX", base && *base ? base : "/tmp", tag);
+    if (!mkdtemp(path))
+        return NULL;
+    return path;
+}
+
+void qtest_rmtree(const char *path)
+{
+    if (!path || strlen(path) < 6 || strstr(path, "qtsp-") == NULL)
+        return; /* refuse anything that is not ours */
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    int r = system(cmd);
+    (void)r;
+}
+

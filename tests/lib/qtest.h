@@ -1,0 +1,33 @@
+/* Test harness shared by tests/unit: CUnit runner, throw-away homes.
+ * Each test binary ends with a line "qtest: NAME N passed, N failed" and
+ * exits non-zero when anything failed. */
+#ifndef QTSP_TESTS_QTEST_H
+#define QTSP_TESTS_QTEST_H
+
+#include <CUnit/CUnit.h>
+#include <stddef.h>
+
+typedef struct qtest_case {
+    const char *name;
+    void (*fn)(void);
+} qtest_case;
+
+#define QTEST(fn) {#fn, fn}
+
+/* Runs the cases as one CUnit suite and prints the summary line. */
+int qtest_run(const char *suite, const qtest_case *cases, size_t n);
+
+/* Makes a fresh directory under $TMPDIR (or /tmp) and returns its path
+ * (static storage per call; copy it). Removed by qtest_rmtree. */
+const char *qtest_tmpdir(const char *tag);
+/* rm -rf path. */
+void qtest_rmtree(const char *path);
+
+/* Creates a throw-away SoftHSM2 token in dir/hsm with the given label and
+ * user PIN "1234" (SO PIN "5678") and sets SOFTHSM2_CONF. Returns 0 on success. */
+int qtest_softhsm_token(const char *dir, const char *label);
+
+#define QTEST_SOFTHSM_MODULE "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"
+#define QTEST_PIN "1234"
+
+#endif
