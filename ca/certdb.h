@@ -93,8 +93,10 @@ void qtsp_cert_status_effective(const qtsp_cert_status *stored, time_t now,
 
 /* Writes a new status and keeps the indexes in step in the same transaction:
  * revoked (entries for the CRL, released ones kept with released=1 for the
- * delta CRL), holds (lapse queue), ocsp_cache (entry for serial dropped), and
- * bumps the counter "status_gen". */
+ * delta CRL), holds (lapse queue), ocsp_cache (every entry of the serial
+ * dropped), and bumps the counter "status_gen".
+ * ocsp_cache keys are: 1 byte serial length | serial | 1 byte CertID hash
+ * (1 = SHA-1, 2 = SHA-256); values belong to ocsp/. */
 qtsp_status qtsp_certdb_set_status(qtsp_txn *txn, const unsigned char *serial, size_t slen,
                                    const qtsp_cert_status *st) QTSP_MUST_USE;
 
