@@ -1,0 +1,173 @@
+/* Opening a home for the verbs: config, token, store, CA material. */
+#include "cmd/app.h"
+
+#include <errno.h>
+#include <openssl/pem.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+#ifndef QTSP_SOURCE_DIR
+#define QTSP_SOURCE_DIR "."
+#endif
+
+const char *cmd_default_home(void)
+{
+    const char *h = getenv("QTSP_HOME");
+    return h && *h ? h : "./qtsp-home";
+}
+
+int cmd_opt(int argc, char **argv, int *i, const char *name, const char **val)
+{
+    size_t n = strlen(name);
+    const char *a = argv[*i];
+    if (strncmp(a, name, n) != 0)
+        return 0;
+    if (a[n] == '=') {
+        *val = a + n + 1;
+        return 1;
+    }
+    if (a[n] != '\0')
+        return 0;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "qtsp: %s: needs a value\n", name);
+        exit(2);
+    }
+    *val = argv[++*i];
+    return 1;
+}
+
+int cmd_fail(const char *what)
+{
+    const char *why = qtsp_err_what();
+    fprintf(stderr, "qtsp: %s: %s\n", what, why[0] ? why : "failed");
+    if (getenv("QTSP_DEBUG"))
+        fprintf(stderr, "qtsp: debug: %s\n", qtsp_err_message());
+    return 1;
+}
+
+int cmd_usage_error(const char *what, const char *why)
+{
+    fprintf(stderr, "qtsp: %s: %s\n", what, why);
+    return 2;
+}
+
+const char *cmd_actor(void)
+{
+    static char actor[160];
+    if (actor[0])
+        return actor;
+    const char *user = getenv("SUDO_USER");
+    if (!user || !*user) {
+        struct passwd pw, *res = NULL;
+        char buf[1024];
+        if (getpwuid_r(getuid(), &pw, buf, sizeof buf, &res) == 0 && res)
+            user = res->pw_name;
+    }
+    char host[64] = "localhost";
+    gethostname(host, sizeof host - 1);
+    snprintf(actor, sizeof actor, "cli:%s@%s", user && *user ? user : "unknown", host);
+    return actor;
+}
+
+const char *cmd_policies_dir(void)
+{
+    const char *d = getenv("QTSP_POLICIES_DIR");
+    return d && *d ? d : QTSP_SOURCE_DIR "/policies";
+}
+
+qtsp_status qtsp_app_policy(const qtsp_app *app, const char *file, char *out, size_t cap)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "policies/%s", file);
+    return qtsp_config_path(&app->cfg, rel, out, cap);
+}
+
+qtsp_status qtsp_app_load_cert(const qtsp_app *app, const char *name, X509 **out)
+{
+    char rel[128], path[QTSP_PATH_MAX];
+    snprintf(rel, sizeof rel, "public/%s", name);
+    TRY(qtsp_config_path(&app->cfg, rel, path, sizeof path));
+    FILE *f = fopen(path, "r");
+    ENSURE(f != NULL, QTSP_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    ENSURE(x != NULL, QTSP_ERR_CRYPTO, "%s is not a PEM certificate", path);
+    *out = x;
+    return QTSP_OK;
+}
+
+static qtsp_status open_token(qtsp_app *app)
+{
+    if (app->cfg.hsm_embedded) {
+        char conf[QTSP_PATH_MAX];
+        TRY(qtsp_config_path(&app->cfg, "hsm/softhsm2.conf", conf, sizeof conf));
+        ENSURE(access(conf, R_OK) == 0, QTSP_ERR_NOT_FOUND, "embedded token config %s missing",
+               conf);
+        setenv("SOFTHSM2_CONF", conf, 1);
+    }
+    char pin[256];
+    qtsp_status rc = qtsp_config_read_pin(&app->cfg, pin, sizeof pin);
+    if (rc == QTSP_OK)
+        rc = qtsp_hsm_open(app->cfg.hsm_module, app->cfg.token_label, pin, &app->hsm);
+    OPENSSL_cleanse(pin, sizeof pin);
+    return rc;
+}
+
+static qtsp_status load_keys(qtsp_app *app)
+{
+    TRY(qtsp_app_load_cert(app, "root-ca.crt", &app->root));
+    TRY(qtsp_app_load_cert(app, "issuing-ca.crt", &app->issuing));
+    TRY(qtsp_app_load_cert(app, "ocsp.crt", &app->ocsp));
+    TRY(qtsp_app_load_cert(app, "tsa.crt", &app->tsa));
+    TRY(qtsp_hsm_private_key(app->hsm, app->cfg.key_root, &app->root_key));
+    TRY(qtsp_hsm_private_key(app->hsm, app->cfg.key_issuing, &app->issuing_key));
+    TRY(qtsp_hsm_private_key(app->hsm, app->cfg.key_ocsp, &app->ocsp_key));
+    TRY(qtsp_hsm_private_key(app->hsm, app->cfg.key_tsa, &app->tsa_key));
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_app_open(const char *home, unsigned what, qtsp_app *app)
+{
+    memset(app, 0, sizeof *app);
+    qtsp_status rc = qtsp_config_load(home, &app->cfg);
+    if (rc != QTSP_OK)
+        return rc;
+    qtsp_log_set_format(app->cfg.log_json ? QTSP_LOG_JSON : QTSP_LOG_TEXT);
+    if (what & APP_KEYS)
+        what |= APP_HSM;
+    if (what & APP_STORE) {
+        char dir[QTSP_PATH_MAX];
+        TRY_OUT(qtsp_config_path(&app->cfg, "store", dir, sizeof dir));
+        TRY_OUT(qtsp_store_open(dir, (size_t)app->cfg.store_map_mib, &app->store));
+    }
+    if (what & APP_HSM)
+        TRY_OUT(open_token(app));
+    if (what & APP_KEYS)
+        TRY_OUT(load_keys(app));
+out:
+    if (rc != QTSP_OK)
+        qtsp_app_close(app);
+    return rc;
+}
+
+void qtsp_app_close(qtsp_app *app)
+{
+    EVP_PKEY_free(app->root_key);
+    EVP_PKEY_free(app->issuing_key);
+    EVP_PKEY_free(app->ocsp_key);
+    EVP_PKEY_free(app->tsa_key);
+    X509_free(app->root);
+    X509_free(app->issuing);
+    X509_free(app->ocsp);
+    X509_free(app->tsa);
+    qtsp_hsm_free(app->hsm);
+    qtsp_store_close(app->store);
+    qtsp_config cfg = app->cfg;
+    memset(app, 0, sizeof *app);
+    app->cfg = cfg;
+}

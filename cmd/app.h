@@ -1,0 +1,58 @@
+/* What every verb needs: argument helpers, the error line, and the opened
+ * home (configuration, store, token, CA certificates and keys). */
+#ifndef QTSP_CMD_APP_H
+#define QTSP_CMD_APP_H
+
+#include <openssl/x509.h>
+
+#include "ca/hsm.h"
+#include "ca/store.h"
+#include "core/config.h"
+#include "core/err.h"
+
+typedef struct qtsp_app {
+    qtsp_config cfg;
+    qtsp_store *store;
+    qtsp_hsm *hsm;
+    X509 *root, *issuing, *ocsp, *tsa;
+    EVP_PKEY *root_key, *issuing_key, *ocsp_key, *tsa_key; /* sign in the token */
+} qtsp_app;
+
+#define APP_STORE 1u /* open the store */
+#define APP_HSM 2u   /* log in to the token */
+#define APP_KEYS 4u  /* + load the CA/OCSP/TSA keys and certificates (implies HSM) */
+
+/* Opens the home. Fills app (zeroed first); on failure everything opened is
+ * closed again. */
+qtsp_status qtsp_app_open(const char *home, unsigned what, qtsp_app *app) QTSP_MUST_USE;
+void qtsp_app_close(qtsp_app *app);
+
+/* The home from --home, else $QTSP_HOME, else ./qtsp-home. */
+const char *cmd_default_home(void);
+
+/* Matches argv[*i] against "--name VALUE" or "--name=VALUE"; on a match
+ * stores the value, advances *i past it and returns 1. A missing value
+ * prints a usage error and exits 2. */
+int cmd_opt(int argc, char **argv, int *i, const char *name, const char **val);
+
+/* Prints "qtsp: <what>: <why>" with the thread's recorded failure and
+ * returns 1. */
+int cmd_fail(const char *what);
+
+/* Prints "qtsp: <what>: <why>" and returns 2 (usage errors). */
+int cmd_usage_error(const char *what, const char *why);
+
+/* "user@host" of whoever runs the command (for audit actors). */
+const char *cmd_actor(void);
+
+/* Directory holding the shipped policies/ (QTSP_POLICIES_DIR or the source tree). */
+const char *cmd_policies_dir(void);
+
+/* Loads DIR/public/<name> (PEM certificate). */
+qtsp_status qtsp_app_load_cert(const qtsp_app *app, const char *name, X509 **out) QTSP_MUST_USE;
+
+/* Path of DIR/policies/<file>. */
+qtsp_status qtsp_app_policy(const qtsp_app *app, const char *file, char *out,
+                            size_t cap) QTSP_MUST_USE;
+
+#endif

@@ -1,0 +1,433 @@
+/* qtsp init: the key ceremony. Creates the home, the embedded SoftHSM2
+ * token (unless an external module is given), generates the root CA, issuing
+ * CA, OCSP responder and TSA keys inside the token, certifies them with the
+ * profile engine, stores the certificates, writes DIR/public and the ceremony
+ * report, and records the ceremony in the audit log (EN 319 411-1 6.5.1).
+ * qtsp.yaml is written last: its presence marks an initialised home. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ca/audit.h"
+#include "ca/certdb.h"
+#include "ca/profile.h"
+#include "cmd/app.h"
+#include "cmd/cmd.h"
+#include "core/clock.h"
+#include "core/log.h"
+
+#define SOFTHSM_MODULE "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"
+
+typedef struct ceremony_key {
+    const char *role;      /* "root-ca" ... */
+    const char *profile;   /* policies/<profile> */
+    const char *cert_file; /* public/<cert_file> */
+    const char *label;     /* token label */
+    X509 *cert;
+    EVP_PKEY *pub;
+    EVP_PKEY *priv;
+    char fingerprint[65];
+} ceremony_key;
+
+static qtsp_status mkdir_mode(const char *path, mode_t mode)
+{
+    if (mkdir(path, mode) != 0 && errno != EEXIST)
+        FAIL(QTSP_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+    ENSURE(chmod(path, mode) == 0, QTSP_ERR_IO, "cannot chmod %s: %s", path, strerror(errno));
+    return QTSP_OK;
+}
+
+static qtsp_status write_file(const char *path, const void *data, size_t len, mode_t mode)
+{
+    char tmp[QTSP_PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    ENSURE(fd >= 0, QTSP_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    const unsigned char *p = data;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, p + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            close(fd);
+            FAIL(QTSP_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+        }
+        off += (size_t)w;
+    }
+    int bad = fsync(fd) != 0;
+    bad |= close(fd) != 0;
+    ENSURE(!bad, QTSP_ERR_IO, "cannot write %s", tmp);
+    ENSURE(chmod(tmp, mode) == 0 && rename(tmp, path) == 0, QTSP_ERR_IO, "cannot install %s: %s",
+           path, strerror(errno));
+    return QTSP_OK;
+}
+
+static qtsp_status random_hex(char *out, size_t bytes)
+{
+    unsigned char b[64];
+    ENSURE(bytes <= sizeof b, QTSP_ERR_INTERNAL, "random_hex too long");
+    TRY(qtsp_random(b, bytes));
+    for (size_t i = 0; i < bytes; i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+    OPENSSL_cleanse(b, sizeof b);
+    return QTSP_OK;
+}
+
+/* 128-bit positive serial from the CSPRNG (EN 319 412-1: at least 64 bits). */
+static qtsp_status random_serial(unsigned char s[16])
+{
+    do {
+        TRY(qtsp_random(s, 16));
+        s[0] &= 0x7f;
+    } while (s[0] == 0);
+    return QTSP_OK;
+}
+
+static qtsp_status copy_policies(const char *src_dir, const char *dst_dir)
+{
+    DIR *d = opendir(src_dir);
+    ENSURE(d != NULL, QTSP_ERR_NOT_FOUND, "cannot open the policies folder %s: %s", src_dir,
+           strerror(errno));
+    qtsp_status rc = QTSP_OK;
+    struct dirent *e;
+    qtsp_buf b;
+    qtsp_buf_init(&b, 1 << 20);
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n < 6 || strcmp(e->d_name + n - 5, ".yaml") != 0)
+            continue;
+        char src[QTSP_PATH_MAX + 300], dst[QTSP_PATH_MAX + 300];
+        snprintf(src, sizeof src, "%s/%s", src_dir, e->d_name);
+        snprintf(dst, sizeof dst, "%s/%s", dst_dir, e->d_name);
+        FILE *f = fopen(src, "r");
+        ENSURE_OUT(f != NULL, QTSP_ERR_IO, "cannot read %s: %s", src, strerror(errno));
+        qtsp_buf_reset(&b);
+        char chunk[4096];
+        size_t r;
+        while (rc == QTSP_OK && (r = fread(chunk, 1, sizeof chunk, f)) > 0)
+            rc = qtsp_buf_append(&b, chunk, r);
+        fclose(f);
+        TRY_OUT(rc);
+        TRY_OUT(write_file(dst, b.data, b.len, 0644));
+    }
+out:
+    qtsp_buf_cleanup(&b);
+    closedir(d);
+    return rc;
+}
+
+static qtsp_status spki_fingerprint(EVP_PKEY *pub, char out[65])
+{
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(pub, &der);
+    ENSURE(n > 0, QTSP_ERR_CRYPTO, "cannot encode public key");
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256(der, (size_t)n, md);
+    OPENSSL_free(der);
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return QTSP_OK;
+}
+
+static qtsp_status write_pem(const char *path, X509 *const *certs, size_t n)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    ENSURE(bio != NULL, QTSP_ERR_NOMEM, "out of memory");
+    qtsp_status rc = QTSP_OK;
+    for (size_t i = 0; i < n; i++)
+        ENSURE_OUT(PEM_write_bio_X509(bio, certs[i]) == 1, QTSP_ERR_CRYPTO, "PEM encoding failed");
+    char *data = NULL;
+    long len = BIO_get_mem_data(bio, &data);
+    TRY_OUT(write_file(path, data, (size_t)len, 0644));
+out:
+    BIO_free(bio);
+    return rc;
+}
+
+typedef struct store_ctx {
+    ceremony_key *keys;
+    size_t n;
+    const char *details;
+    const char *actor;
+} store_ctx;
+
+static qtsp_status store_ceremony(qtsp_txn *txn, void *vctx)
+{
+    store_ctx *c = vctx;
+    unsigned char by_root[64];
+    size_t by_root_len = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        ceremony_key *k = &c->keys[i];
+        const ASN1_INTEGER *sn = X509_get0_serialNumber(k->cert);
+        qtsp_cert_record rec;
+        memset(&rec, 0, sizeof rec);
+        TRY(qtsp_serial_normalize(sn->data, (size_t)sn->length, rec.serial, &rec.serial_len));
+        int self_signed = X509_check_issued(k->cert, k->cert) == X509_V_OK;
+        int by_root_ca = !self_signed && X509_NAME_cmp(X509_get_issuer_name(k->cert),
+                                                       X509_get_subject_name(c->keys[0].cert)) == 0;
+        snprintf(rec.issuer, sizeof rec.issuer, "%s", self_signed || by_root_ca ? "root" : "issuing");
+        snprintf(rec.key_label, sizeof rec.key_label, "%s", k->label);
+        snprintf(rec.profile, sizeof rec.profile, "%s", k->profile);
+        unsigned char *der = NULL;
+        int dl = i2d_X509(k->cert, &der);
+        ENSURE(dl > 0, QTSP_ERR_CRYPTO, "cannot encode certificate");
+        rec.der = der;
+        rec.der_len = (size_t)dl;
+        qtsp_status rc = qtsp_certdb_put(txn, &rec);
+        OPENSSL_free(der);
+        TRY(rc);
+        if (by_root_ca && by_root_len + 1 + rec.serial_len <= sizeof by_root) {
+            by_root[by_root_len++] = (unsigned char)rec.serial_len;
+            memcpy(by_root + by_root_len, rec.serial, rec.serial_len);
+            by_root_len += rec.serial_len;
+        }
+    }
+    static const char key[] = "issued_by_root";
+    TRY(qtsp_txn_put(txn, QTSP_T_META, key, sizeof key - 1, by_root, by_root_len, 0));
+    return qtsp_audit_append(txn, c->actor, "ceremony.keys", c->details, NULL);
+}
+
+static int usage(FILE *f)
+{
+    fprintf(f, "usage: qtsp init [--home DIR] [--base-url URL]\n"
+               "                 [--pkcs11-module PATH --token-label LABEL] [--operator NAME]\n\n"
+               "Key ceremony: creates DIR (default $QTSP_HOME or ./qtsp-home), an embedded\n"
+               "SoftHSM2 token under DIR/hsm unless --pkcs11-module is given (then the PIN\n"
+               "comes from QTSP_TOKEN_PIN), the root CA, issuing CA, OCSP and TSA keys in the\n"
+               "token, their certificates in DIR/public and DIR/ceremony-report.txt.\n"
+               "Refuses an initialised home.\n");
+    return f == stdout ? 0 : 2;
+}
+
+int cmd_init(int argc, char **argv)
+{
+    const char *home = cmd_default_home(), *base_url = NULL, *module = NULL, *label = NULL;
+    const char *who = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return usage(stdout);
+        if (cmd_opt(argc, argv, &i, "--home", &home) || cmd_opt(argc, argv, &i, "--base-url", &base_url) ||
+            cmd_opt(argc, argv, &i, "--pkcs11-module", &module) ||
+            cmd_opt(argc, argv, &i, "--token-label", &label) ||
+            cmd_opt(argc, argv, &i, "--operator", &who))
+            continue;
+        fprintf(stderr, "qtsp: init: unknown argument %s\n", argv[i]);
+        return usage(stderr);
+    }
+    if ((module == NULL) != (label == NULL))
+        return cmd_usage_error("init", "--pkcs11-module and --token-label go together");
+    qtsp_err_clear();
+
+    qtsp_app app;
+    memset(&app, 0, sizeof app);
+    qtsp_config_defaults(&app.cfg, home);
+    qtsp_config *cfg = &app.cfg;
+    if (base_url) {
+        if (strncmp(base_url, "http://", 7) != 0 && strncmp(base_url, "https://", 8) != 0)
+            return cmd_usage_error("init", "--base-url must start with http:// or https://");
+        snprintf(cfg->base_url, sizeof cfg->base_url, "%s", base_url);
+        size_t bl = strlen(cfg->base_url);
+        while (bl > 0 && cfg->base_url[bl - 1] == '/')
+            cfg->base_url[--bl] = '\0';
+    }
+    if (module) {
+        snprintf(cfg->hsm_module, sizeof cfg->hsm_module, "%s", module);
+        snprintf(cfg->token_label, sizeof cfg->token_label, "%s", label);
+        cfg->hsm_embedded = 0;
+    }
+    const char *actor = who ? who : cmd_actor();
+
+    char path[QTSP_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/qtsp.yaml", cfg->home);
+    if (access(path, F_OK) == 0) {
+        fprintf(stderr, "qtsp: init: %s is already initialised; refusing to overwrite it\n",
+                cfg->home);
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/store", cfg->home);
+    if (access(path, F_OK) == 0) {
+        fprintf(stderr,
+                "qtsp: init: %s holds a store from an earlier or interrupted ceremony; "
+                "refusing to overwrite it (remove the folder to start again)\n",
+                cfg->home);
+        return 1;
+    }
+
+    ceremony_key keys[] = {
+        {"root-ca", "root-ca.yaml", "root-ca.crt", cfg->key_root, NULL, NULL, NULL, ""},
+        {"issuing-ca", "issuing-ca.yaml", "issuing-ca.crt", cfg->key_issuing, NULL, NULL, NULL, ""},
+        {"ocsp", "ocsp-responder.yaml", "ocsp.crt", cfg->key_ocsp, NULL, NULL, NULL, ""},
+        {"tsa", "tsa-unit.yaml", "tsa.crt", cfg->key_tsa, NULL, NULL, NULL, ""},
+    };
+    const size_t nkeys = sizeof keys / sizeof keys[0];
+    qtsp_status rc = QTSP_OK;
+    char so_pin[65] = "", user_pin[65] = "";
+    char model[64] = "", tserial[64] = "", manuf[64] = "";
+    json_t *details = NULL;
+    char *details_txt = NULL;
+    qtsp_buf report;
+    qtsp_buf_init(&report, 1 << 20);
+
+    /* folders */
+    TRY_OUT(mkdir_mode(cfg->home, 0755));
+    char dir[QTSP_PATH_MAX + 64];
+    snprintf(dir, sizeof dir, "%s/secrets", cfg->home);
+    TRY_OUT(mkdir_mode(dir, 0700));
+    snprintf(dir, sizeof dir, "%s/public", cfg->home);
+    TRY_OUT(mkdir_mode(dir, 0755));
+    snprintf(dir, sizeof dir, "%s/public/crl", cfg->home);
+    TRY_OUT(mkdir_mode(dir, 0755));
+    snprintf(dir, sizeof dir, "%s/policies", cfg->home);
+    TRY_OUT(mkdir_mode(dir, 0755));
+    TRY_OUT(copy_policies(cmd_policies_dir(), dir));
+
+    /* token */
+    if (cfg->hsm_embedded) {
+        snprintf(dir, sizeof dir, "%s/hsm", cfg->home);
+        TRY_OUT(mkdir_mode(dir, 0700));
+        TRY_OUT(random_hex(so_pin, 16));
+        TRY_OUT(random_hex(user_pin, 16));
+        char line[80];
+        int n = snprintf(line, sizeof line, "%s\n", user_pin);
+        TRY_OUT(write_file(cfg->pin_file, line, (size_t)n, 0600));
+        snprintf(path, sizeof path, "%s/secrets/so.pin", cfg->home);
+        n = snprintf(line, sizeof line, "%s\n", so_pin);
+        TRY_OUT(write_file(path, line, (size_t)n, 0600));
+        OPENSSL_cleanse(line, sizeof line);
+        TRY_OUT(qtsp_softhsm_create(cfg->hsm_module, dir, cfg->token_label, so_pin, user_pin));
+        TRY_OUT(qtsp_hsm_open(cfg->hsm_module, cfg->token_label, user_pin, &app.hsm));
+    } else {
+        char pin[256];
+        rc = qtsp_config_read_pin(cfg, pin, sizeof pin);
+        if (rc == QTSP_OK)
+            rc = qtsp_hsm_open(cfg->hsm_module, cfg->token_label, pin, &app.hsm);
+        OPENSSL_cleanse(pin, sizeof pin);
+        TRY_OUT(rc);
+    }
+    TRY_OUT(qtsp_hsm_token_info(app.hsm, model, sizeof model, tserial, sizeof tserial, manuf,
+                                sizeof manuf));
+
+    /* keys and certificates: root, then issuing (by root), OCSP (by issuing), TSA (by root) */
+    for (size_t i = 0; i < nkeys; i++) {
+        ceremony_key *k = &keys[i];
+        char ppath[QTSP_PATH_MAX + 64];
+        snprintf(ppath, sizeof ppath, "%s/policies/%s", cfg->home, k->profile);
+        qtsp_profile *prof = NULL;
+        TRY_OUT(qtsp_profile_load(ppath, &prof));
+        qtsp_keytype kt;
+        rc = qtsp_keytype_parse(qtsp_profile_key_type(prof), &kt);
+        if (rc == QTSP_OK)
+            rc = qtsp_hsm_generate(app.hsm, k->label, kt, &k->pub);
+        if (rc == QTSP_OK)
+            rc = qtsp_hsm_private_key(app.hsm, k->label, &k->priv);
+        if (rc == QTSP_OK)
+            rc = qtsp_hsm_check_key_protected(app.hsm, k->label);
+        ceremony_key *issuer = i == 0 ? k : (i == 2 ? &keys[1] : &keys[0]);
+        unsigned char serial[16];
+        if (rc == QTSP_OK)
+            rc = random_serial(serial);
+        if (rc == QTSP_OK) {
+            qtsp_cert_request req;
+            memset(&req, 0, sizeof req);
+            req.subject_key = k->pub;
+            req.issuer = i == 0 ? NULL : issuer->cert;
+            req.issuer_key = issuer->priv;
+            req.serial = serial;
+            req.serial_len = sizeof serial;
+            req.base_url = cfg->base_url;
+            rc = qtsp_profile_issue(prof, &req, &k->cert);
+        }
+        qtsp_profile_free(prof);
+        TRY_OUT(rc);
+        TRY_OUT(spki_fingerprint(k->pub, k->fingerprint));
+        snprintf(path, sizeof path, "%s/public/%s", cfg->home, k->cert_file);
+        TRY_OUT(write_pem(path, &k->cert, 1));
+        LOG_INFO("ceremony: generated %s key '%s' (%s) sha256:%s", k->role, k->label,
+                 qtsp_keytype_name(kt), k->fingerprint);
+    }
+    X509 *chain[] = {keys[1].cert, keys[0].cert};
+    snprintf(path, sizeof path, "%s/public/chain.pem", cfg->home);
+    TRY_OUT(write_pem(path, chain, 2));
+
+    /* report + audit */
+    char when[32];
+    qtsp_format_rfc3339(qtsp_now(), when, sizeof when);
+    details = json_object();
+    json_t *jkeys = json_array();
+    ENSURE_OUT(details && jkeys, QTSP_ERR_NOMEM, "out of memory");
+    json_object_set_new(details, "date", json_string(when));
+    json_object_set_new(details, "operator", json_string(actor));
+    json_object_set_new(details, "token_model", json_string(model));
+    json_object_set_new(details, "token_serial", json_string(tserial));
+    json_object_set_new(details, "token_manufacturer", json_string(manuf));
+    json_object_set_new(details, "token_label", json_string(cfg->token_label));
+    json_object_set_new(details, "keys", jkeys);
+    TRY_OUT(qtsp_buf_printf(&report,
+                            "qtsp key ceremony report\n"
+                            "date:              %s\n"
+                            "run by:            %s\n"
+                            "token:             %s %s, serial %s, label %s (%s)\n"
+                            "home:              %s\n"
+                            "base URL:          %s\n\nkeys (generated in the token, sensitive, "
+                            "never extractable):\n",
+                            when, actor, manuf, model, tserial, cfg->token_label,
+                            cfg->hsm_embedded ? "embedded SoftHSM2" : cfg->hsm_module, cfg->home,
+                            cfg->base_url));
+    for (size_t i = 0; i < nkeys; i++) {
+        ceremony_key *k = &keys[i];
+        char sn[41], subj[256];
+        const ASN1_INTEGER *s = X509_get0_serialNumber(k->cert);
+        unsigned char norm[QTSP_SERIAL_MAX];
+        size_t nl = 0;
+        TRY_OUT(qtsp_serial_normalize(s->data, (size_t)s->length, norm, &nl));
+        qtsp_serial_to_hex(norm, nl, sn);
+        X509_NAME_oneline(X509_get_subject_name(k->cert), subj, sizeof subj);
+        json_t *jk = json_object();
+        ENSURE_OUT(jk != NULL, QTSP_ERR_NOMEM, "out of memory");
+        json_object_set_new(jk, "role", json_string(k->role));
+        json_object_set_new(jk, "label", json_string(k->label));
+        json_object_set_new(jk, "spki_sha256", json_string(k->fingerprint));
+        json_object_set_new(jk, "certificate_serial", json_string(sn));
+        json_object_set_new(jk, "subject", json_string(subj));
+        json_array_append_new(jkeys, jk);
+        TRY_OUT(qtsp_buf_printf(&report,
+                                "- %-11s label %-18s SPKI SHA-256 %s\n"
+                                "  certificate serial %s\n  subject %s\n",
+                                k->role, k->label, k->fingerprint, sn, subj));
+    }
+    details_txt = json_dumps(details, JSON_COMPACT | JSON_SORT_KEYS);
+    ENSURE_OUT(details_txt != NULL, QTSP_ERR_NOMEM, "out of memory");
+
+    snprintf(dir, sizeof dir, "%s/store", cfg->home);
+    TRY_OUT(qtsp_store_open(dir, (size_t)cfg->store_map_mib, &app.store));
+    store_ctx sc = {keys, nkeys, details_txt, actor};
+    TRY_OUT(qtsp_store_write(app.store, store_ceremony, &sc));
+    TRY_OUT(qtsp_buf_puts(&report, "\nrecorded in the audit log as event ceremony.keys\n"));
+    snprintf(path, sizeof path, "%s/ceremony-report.txt", cfg->home);
+    TRY_OUT(write_file(path, report.data, report.len, 0644));
+    TRY_OUT(qtsp_config_save(cfg));
+    printf("initialised %s (token %s, %zu keys); report: %s\n", cfg->home, cfg->token_label,
+           nkeys, path);
+out:
+    OPENSSL_cleanse(so_pin, sizeof so_pin);
+    OPENSSL_cleanse(user_pin, sizeof user_pin);
+    for (size_t i = 0; i < nkeys; i++) {
+        X509_free(keys[i].cert);
+        EVP_PKEY_free(keys[i].pub);
+        EVP_PKEY_free(keys[i].priv);
+    }
+    free(details_txt);
+    json_decref(details);
+    qtsp_buf_cleanup(&report);
+    qtsp_app_close(&app);
+    return rc == QTSP_OK ? 0 : cmd_fail("init");
+}

@@ -1,0 +1,26 @@
+/* The services of `qtsp serve` and their HTTP routes, built from an opened
+ * home. Kept apart from serve.c so tests and benches can assemble the same
+ * server. */
+#ifndef QTSP_CMD_SERVICES_H
+#define QTSP_CMD_SERVICES_H
+
+#include <stddef.h>
+
+#include "cmd/app.h"
+#include "core/http.h"
+
+typedef struct qtsp_services qtsp_services;
+
+/* Creates every service over app (which must outlive them). */
+qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out) QTSP_MUST_USE;
+/* Starts background work (CRL publisher, hold sweeper). */
+qtsp_status qtsp_services_start(qtsp_services *svc) QTSP_MUST_USE;
+/* Stops background work and frees. NULL is a no-op. */
+void qtsp_services_free(qtsp_services *svc);
+
+const qtsp_route *qtsp_services_routes(const qtsp_services *svc);
+size_t qtsp_services_route_count(const qtsp_services *svc);
+/* qtsp_metrics_fn: store size, token sessions and each service's lines. */
+qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out);
+
+#endif
