@@ -1,0 +1,61 @@
+# Shared helpers for the integration tests: counting checks, a throw-away
+# home, starting and stopping the real server on a free loopback port.
+# Each test ends with `finish`, which prints "N passed, N failed".
+set -u
+QTSP_BIN=${QTSP_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/qtsp}
+T_PASS=0
+T_FAIL=0
+T_DIR=$(mktemp -d /tmp/qtsp-it-XXXXXX)
+SERVER_PID=
+BASE=
+
+pass() { T_PASS=$((T_PASS + 1)); echo "ok   - $1"; }
+fail() { T_FAIL=$((T_FAIL + 1)); echo "FAIL - $1"; }
+# check "description" command... : passes when the command exits 0
+check() { local d=$1; shift; if "$@" >>"$T_DIR/check.log" 2>&1; then pass "$d"; else fail "$d"; fi; }
+# check_not "description" command... : passes when the command exits non-zero
+check_not() { local d=$1; shift; if "$@" >>"$T_DIR/check.log" 2>&1; then fail "$d"; else pass "$d"; fi; }
+# check_eq "description" expected actual
+check_eq() { if [[ "$2" == "$3" ]]; then pass "$1"; else fail "$1 (expected '$2', got '$3')"; fi; }
+# check_grep "description" pattern file
+check_grep() { if grep -Eq -- "$2" "$3"; then pass "$1"; else fail "$1 (no '$2' in $3)"; fi; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_server HOME [extra args]: starts qtsp serve, waits for "listening on".
+start_server() {
+  local home=$1; shift
+  local port; port=$(free_port)
+  "$QTSP_BIN" serve --home "$home" --listen "127.0.0.1:$port" "$@" >"$T_DIR/serve.out" 2>"$T_DIR/serve.err" &
+  SERVER_PID=$!
+  for _ in $(seq 1 200); do
+    if grep -q "^listening on " "$T_DIR/serve.out" 2>/dev/null; then
+      BASE=$(sed -n 's/^listening on //p' "$T_DIR/serve.out" | head -n1)
+      return 0
+    fi
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "server did not start:"; cat "$T_DIR/serve.err"
+  return 1
+}
+
+# stop_server: SIGTERM, wait, echo the exit status
+stop_server() {
+  [[ -n $SERVER_PID ]] || return 0
+  kill -TERM "$SERVER_PID" 2>/dev/null
+  local rc=0
+  wait "$SERVER_PID" || rc=$?
+  SERVER_PID=
+  return $rc
+}
+
+finish() {
+  [[ -n $SERVER_PID ]] && kill -KILL "$SERVER_PID" 2>/dev/null
+  echo "$T_PASS passed, $T_FAIL failed"
+  if ((T_FAIL == 0)); then rm -rf "$T_DIR"; else echo "kept $T_DIR"; fi
+  ((T_FAIL == 0))
+}
+trap '[[ -n $SERVER_PID ]] && kill -KILL $SERVER_PID 2>/dev/null' EXIT
