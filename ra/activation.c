@@ -1,0 +1,187 @@
+/* Activation secrets: password hashing and OTP secret wrapping. */
+#include "ra/activation.h"
+
+#include <argon2.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+
+/* Activation passwords are 120-bit random strings made by us, so memory-hard
+ * stretching adds little; these parameters keep argon2id (as the security
+ * rules require) at a few milliseconds so issuance is not throttled by it.
+ * See docs/security.md. */
+#define PW_T_COST 2
+#define PW_M_COST_KIB 4096
+#define PW_LANES 1
+#define PW_SALT_LEN 16
+#define PW_HASH_LEN 32
+
+qtsp_status qtsp_otp_key_load(const char *secrets_dir, unsigned char key[QTSP_OTP_KEY_LEN])
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/otp.key", secrets_dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        unsigned char k[QTSP_OTP_KEY_LEN];
+        TRY(qtsp_random(k, sizeof k));
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            ssize_t w = write(fd, k, sizeof k);
+            int bad = w != (ssize_t)sizeof k || fsync(fd) != 0;
+            close(fd);
+            OPENSSL_cleanse(k, sizeof k);
+            ENSURE(!bad, QTSP_ERR_IO, "cannot write %s", path);
+        } else {
+            OPENSSL_cleanse(k, sizeof k);
+            ENSURE(errno == EEXIST, QTSP_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+        }
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    }
+    ENSURE(fd >= 0, QTSP_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+    ssize_t n = read(fd, key, QTSP_OTP_KEY_LEN);
+    close(fd);
+    ENSURE(n == QTSP_OTP_KEY_LEN, QTSP_ERR_IO, "%s must hold %d bytes", path, QTSP_OTP_KEY_LEN);
+    return QTSP_OK;
+}
+
+static qtsp_status b64(const unsigned char *in, size_t len, char *out, size_t cap)
+{
+    ENSURE(cap >= 4 * ((len + 2) / 3) + 1, QTSP_ERR_TOO_BIG, "base64 buffer too small");
+    EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+    return QTSP_OK;
+}
+
+static qtsp_status unb64(const char *in, unsigned char *out, size_t cap, size_t *len)
+{
+    size_t n = strlen(in);
+    ENSURE(n % 4 == 0 && n / 4 * 3 <= cap, QTSP_ERR_STORE_CORRUPT, "bad base64 in OTP record");
+    int r = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
+    ENSURE(r >= 0, QTSP_ERR_STORE_CORRUPT, "bad base64 in OTP record");
+    size_t pad = (n && in[n - 1] == '=') + (n > 1 && in[n - 2] == '=');
+    *len = (size_t)r - pad;
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_otp_wrap(const unsigned char key[QTSP_OTP_KEY_LEN], const char *aad,
+                          const unsigned char *secret, size_t len, json_t **out)
+{
+    ENSURE(len <= 64, QTSP_ERR_INVALID, "OTP secret too long");
+    unsigned char iv[12], ct[64], tag[16];
+    TRY(qtsp_random(iv, sizeof iv));
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    ENSURE(c != NULL, QTSP_ERR_NOMEM, "out of memory");
+    int l1 = 0, l2 = 0, ok = EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv) == 1 &&
+                              EVP_EncryptUpdate(c, NULL, &l1, (const unsigned char *)aad,
+                                                (int)strlen(aad)) == 1 &&
+                              EVP_EncryptUpdate(c, ct, &l1, secret, (int)len) == 1 &&
+                              EVP_EncryptFinal_ex(c, ct + l1, &l2) == 1 &&
+                              EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
+    EVP_CIPHER_CTX_free(c);
+    ENSURE(ok, QTSP_ERR_CRYPTO, "AES-GCM wrap failed");
+    char biv[24], bct[100], btag[32];
+    TRY(b64(iv, sizeof iv, biv, sizeof biv));
+    TRY(b64(ct, (size_t)(l1 + l2), bct, sizeof bct));
+    TRY(b64(tag, sizeof tag, btag, sizeof btag));
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "alg", "aes-256-gcm", "iv", biv, "ct", bct, "tag",
+                          btag);
+    ENSURE(o != NULL, QTSP_ERR_NOMEM, "out of memory");
+    *out = o;
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_otp_unwrap(const unsigned char key[QTSP_OTP_KEY_LEN], const char *aad,
+                            const json_t *wrapped, unsigned char *secret, size_t cap, size_t *len)
+{
+    const char *alg = json_string_value(json_object_get(wrapped, "alg"));
+    const char *siv = json_string_value(json_object_get(wrapped, "iv"));
+    const char *sct = json_string_value(json_object_get(wrapped, "ct"));
+    const char *stag = json_string_value(json_object_get(wrapped, "tag"));
+    ENSURE(alg && siv && sct && stag && strcmp(alg, "aes-256-gcm") == 0, QTSP_ERR_STORE_CORRUPT,
+           "OTP record malformed");
+    unsigned char iv[16], ct[80], tag[20];
+    size_t ivl, ctl, tagl;
+    TRY(unb64(siv, iv, sizeof iv, &ivl));
+    TRY(unb64(sct, ct, sizeof ct, &ctl));
+    TRY(unb64(stag, tag, sizeof tag, &tagl));
+    ENSURE(ivl == 12 && tagl == 16 && ctl <= cap, QTSP_ERR_STORE_CORRUPT, "OTP record malformed");
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    ENSURE(c != NULL, QTSP_ERR_NOMEM, "out of memory");
+    int l1 = 0, l2 = 0, ok = EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv) == 1 &&
+                              EVP_DecryptUpdate(c, NULL, &l1, (const unsigned char *)aad,
+                                                (int)strlen(aad)) == 1 &&
+                              EVP_DecryptUpdate(c, secret, &l1, ct, (int)ctl) == 1 &&
+                              EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1 &&
+                              EVP_DecryptFinal_ex(c, secret + l1, &l2) == 1;
+    EVP_CIPHER_CTX_free(c);
+    if (!ok) {
+        OPENSSL_cleanse(secret, cap);
+        FAIL(QTSP_ERR_CRYPTO, "OTP secret does not unwrap (wrong key or tampered record)");
+    }
+    *len = (size_t)(l1 + l2);
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_password_hash(const char *password, char *out, size_t cap)
+{
+    unsigned char salt[PW_SALT_LEN];
+    TRY(qtsp_random(salt, sizeof salt));
+    size_t need = argon2_encodedlen(PW_T_COST, PW_M_COST_KIB, PW_LANES, PW_SALT_LEN, PW_HASH_LEN,
+                                    Argon2_id);
+    ENSURE(cap >= need, QTSP_ERR_TOO_BIG, "hash buffer too small");
+    int r = argon2id_hash_encoded(PW_T_COST, PW_M_COST_KIB, PW_LANES, password, strlen(password),
+                                  salt, sizeof salt, PW_HASH_LEN, out, cap);
+    ENSURE(r == ARGON2_OK, QTSP_ERR_CRYPTO, "argon2id failed: %s", argon2_error_message(r));
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_password_verify(const char *encoded, const char *password)
+{
+    int r = argon2id_verify(encoded, password, strlen(password));
+    ENSURE(r == ARGON2_OK, QTSP_ERR_AUTH, "wrong user id or password");
+    return QTSP_OK;
+}
+
+void qtsp_base32(const unsigned char *in, size_t len, char *out, size_t cap)
+{
+    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    size_t o = 0;
+    unsigned buf = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        buf = (buf << 8) | in[i];
+        bits += 8;
+        while (bits >= 5 && o + 1 < cap) {
+            out[o++] = A[(buf >> (bits - 5)) & 31];
+            bits -= 5;
+        }
+    }
+    if (bits > 0 && o + 1 < cap)
+        out[o++] = A[(buf << (5 - bits)) & 31];
+    out[o] = '\0';
+}
+
+void qtsp_base64url(const unsigned char *in, size_t len, char *out, size_t cap)
+{
+    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0;
+    unsigned buf = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        buf = (buf << 8) | in[i];
+        bits += 8;
+        while (bits >= 6 && o + 1 < cap) {
+            out[o++] = A[(buf >> (bits - 6)) & 63];
+            bits -= 6;
+        }
+    }
+    if (bits > 0 && o + 1 < cap)
+        out[o++] = A[(buf << (6 - bits)) & 63];
+    out[o] = '\0';
+}

@@ -1,0 +1,39 @@
+/* Remote-signing activation material created at issuance: the signer's
+ * user id, initial password (stored only as an argon2id hash) and TOTP
+ * secret (RFC 6238; stored only wrapped with AES-256-GCM under the home's
+ * OTP wrapping key DIR/secrets/otp.key, 0600). sign/ reads these back.
+ * Thread-safe (no shared mutable state). */
+#ifndef QTSP_RA_ACTIVATION_H
+#define QTSP_RA_ACTIVATION_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "core/err.h"
+
+#define QTSP_OTP_KEY_LEN 32
+
+/* Reads DIR/secrets/otp.key, creating it (32 random bytes, 0600) if absent. */
+qtsp_status qtsp_otp_key_load(const char *secrets_dir,
+                              unsigned char key[QTSP_OTP_KEY_LEN]) QTSP_MUST_USE;
+
+/* Wraps secret into a new JSON object {"alg","iv","ct","tag"} (base64);
+ * aad binds it to its owner (the user id). *out is a new reference. */
+qtsp_status qtsp_otp_wrap(const unsigned char key[QTSP_OTP_KEY_LEN], const char *aad,
+                          const unsigned char *secret, size_t len, json_t **out) QTSP_MUST_USE;
+/* Unwraps into secret[cap]; QTSP_ERR_CRYPTO when the tag does not verify. */
+qtsp_status qtsp_otp_unwrap(const unsigned char key[QTSP_OTP_KEY_LEN], const char *aad,
+                            const json_t *wrapped, unsigned char *secret, size_t cap,
+                            size_t *len) QTSP_MUST_USE;
+
+/* argon2id encoded hash of a password (random salt). out >= 128 bytes. */
+qtsp_status qtsp_password_hash(const char *password, char *out, size_t cap) QTSP_MUST_USE;
+/* Constant-time check; QTSP_ERR_AUTH when it does not match. */
+qtsp_status qtsp_password_verify(const char *encoded, const char *password) QTSP_MUST_USE;
+
+/* RFC 4648 base32 without padding (for otpauth URIs). out >= 8*len/5+2. */
+void qtsp_base32(const unsigned char *in, size_t len, char *out, size_t cap);
+/* RFC 4648 base64url without padding. out >= 4*len/3+3. */
+void qtsp_base64url(const unsigned char *in, size_t len, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,452 @@
+/* Certificate lifecycle: hold (suspension), release, termination, hold
+ * lapse (EN 319 411-1 6.2.4, 6.3.9-6.3.10; RFC 5280 certificateHold).
+ *
+ *   valid --hold--> on-hold --release--> valid
+ *   on-hold --(hold_until reached)--> valid (lapse, recorded by the sweeper)
+ *   valid|on-hold --terminate--> revoked (final; key destroyed)
+ *
+ * Each change is one write transaction with its audit record; certdb drops
+ * the pre-signed OCSP answers and bumps status_gen in that transaction, so
+ * OCSP shows the change at once and the CRL publisher within seconds. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ca/audit.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "ra/ra_int.h"
+
+#define MAX_VERIFICATION 512
+
+static qtsp_status audit_json(qtsp_txn *txn, const char *actor, const char *event, json_t *d)
+{
+    ENSURE(d != NULL, QTSP_ERR_NOMEM, "out of memory");
+    char *txt = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(d);
+    ENSURE(txt != NULL, QTSP_ERR_NOMEM, "out of memory");
+    qtsp_status rc = qtsp_audit_append(txn, actor, event, txt, NULL);
+    free(txt);
+    return rc;
+}
+
+static qtsp_status not_found(const unsigned char *serial, size_t slen)
+{
+    char hex[41];
+    qtsp_serial_to_hex(serial, slen, hex);
+    qtsp_err_clear();
+    FAIL(QTSP_ERR_NOT_FOUND, "no certificate with serial %s", hex);
+}
+
+/* Reads the stored status; NOT_FOUND for unknown and CA-side certificates
+ * (the RA manages only subscriber certificates). */
+static qtsp_status load_subscriber(qtsp_txn *txn, const unsigned char *serial, size_t slen,
+                                   qtsp_cert_status *st, qtsp_cert_record *rec)
+{
+    qtsp_status rc = qtsp_certdb_get(txn, serial, slen, rec);
+    if (rc == QTSP_ERR_NOT_FOUND)
+        return not_found(serial, slen);
+    TRY(rc);
+    if (rec->subject_id[0] == '\0') {
+        qtsp_cert_record_cleanup(rec);
+        return not_found(serial, slen);
+    }
+    rc = qtsp_certdb_get_status(txn, serial, slen, st);
+    if (rc != QTSP_OK)
+        qtsp_cert_record_cleanup(rec);
+    return rc;
+}
+
+static qtsp_status check_text(const char *field, const char *s)
+{
+    ENSURE(s && *s, QTSP_ERR_INVALID, "%s: required", field);
+    ENSURE(strlen(s) <= MAX_VERIFICATION, QTSP_ERR_INVALID, "%s: at most %d characters", field,
+           MAX_VERIFICATION);
+    return QTSP_OK;
+}
+
+/* ---- hold ---- */
+
+typedef struct hold_one {
+    const unsigned char *serial;
+    size_t slen;
+} hold_one;
+
+typedef struct hold_ctx {
+    const qtsp_actor *who;
+    const char *verification;
+    const char *channel; /* "serial" or "hotline" */
+    hold_one *items;
+    size_t n;
+    time_t now, until;
+    int skip_invalid; /* hotline: hold what can be held, skip the rest */
+    size_t held;
+    int *held_flags;
+} hold_ctx;
+
+static qtsp_status hold_txn(qtsp_txn *txn, void *vctx)
+{
+    hold_ctx *c = vctx;
+    c->held = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        c->held_flags[i] = 0;
+        qtsp_cert_status st, eff;
+        qtsp_cert_record rec;
+        TRY(load_subscriber(txn, c->items[i].serial, c->items[i].slen, &st, &rec));
+        qtsp_cert_record_cleanup(&rec);
+        qtsp_cert_status_effective(&st, c->now, &eff);
+        int holdable = eff.state == QTSP_CERT_VALID && eff.not_after > c->now;
+        if (!holdable && c->skip_invalid)
+            continue;
+        ENSURE(eff.state == QTSP_CERT_VALID, QTSP_ERR_STATE,
+               eff.state == QTSP_CERT_ON_HOLD ? "the certificate is already on hold"
+                                              : "the certificate is revoked (terminated)");
+        ENSURE(eff.not_after > c->now, QTSP_ERR_STATE, "the certificate has expired");
+        qtsp_cert_status ns = st;
+        ns.state = QTSP_CERT_ON_HOLD;
+        ns.reason = QTSP_REASON_CERTIFICATE_HOLD;
+        ns.revoked_at = c->now;
+        ns.hold_until = c->until;
+        ns.invalidity_date = 0;
+        ns.changed_at = c->now;
+        ns.released = 0;
+        TRY(qtsp_certdb_set_status(txn, c->items[i].serial, c->items[i].slen, &ns));
+        char hex[41], until[32];
+        qtsp_serial_to_hex(c->items[i].serial, c->items[i].slen, hex);
+        qtsp_format_rfc3339(c->until, until, sizeof until);
+        TRY(audit_json(txn, c->who->name, "cert.hold",
+                       json_pack("{s:s,s:s,s:s,s:s}", "serial", hex, "hold_until", until,
+                                 "caller_verification", c->verification, "channel", c->channel)));
+        c->held_flags[i] = 1;
+        c->held++;
+    }
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_ra_hold(qtsp_ra *ra, const qtsp_actor *who, const unsigned char *serial,
+                         size_t slen, const char *caller_verification, time_t *hold_until)
+{
+    TRY(ra_require_role(who, QTSP_ROLE_HOTLINE, "hold"));
+    TRY(check_text("caller_verification", caller_verification));
+    hold_one item = {serial, slen};
+    int flag = 0;
+    time_t now = qtsp_now();
+    hold_ctx c = {who, caller_verification, "serial", &item, 1, now, now + ra->max_hold_s, 0, 0,
+                  &flag};
+    TRY(qtsp_store_write(ra->d.store, hold_txn, &c));
+    *hold_until = c.until;
+    return QTSP_OK;
+}
+
+/* ---- hotline hook ---- */
+
+typedef struct collect_ctx {
+    unsigned char serials[64][QTSP_SERIAL_MAX];
+    size_t lens[64];
+    size_t n;
+} collect_ctx;
+
+static qtsp_status collect(void *vctx, const unsigned char *serial, size_t slen)
+{
+    collect_ctx *c = vctx;
+    ENSURE(c->n < 64, QTSP_ERR_TOO_BIG, "subject has too many certificates");
+    memcpy(c->serials[c->n], serial, slen);
+    c->lens[c->n++] = slen;
+    return QTSP_OK;
+}
+
+static const char COUNTRY_CODES[] =
+    "ADAEAFAGAIALAMAOAQARASATAUAWAXAZBABBBDBEBFBGBHBIBJBLBMBNBOBQBRBSBTBVBWBYBZCACCCDCFCGCHCICK"
+    "CLCMCNCOCRCUCVCWCXCYCZDEDJDKDMDODZECEEEGEHERESETFIFJFKFMFOFRGAGBGDGEGFGGGHGIGLGMGNGPGQGRGS"
+    "GTGUGWGYHKHMHNHRHTHUIDIEILIMINIOIQIRISITJEJMJOJPKEKGKHKIKMKNKPKRKWKYKZLALBLCLILKLRLSLTLULV"
+    "LYMAMCMDMEMFMGMHMKMLMMMNMOMPMQMRMSMTMUMVMWMXMYMZNANCNENFNGNINLNONPNRNUNZOMPAPEPFPGPHPKPLPM"
+    "PNPRPSPTPWPYQARERORSRURWSASBSCSDSESGSHSISJSKSLSMSNSOSRSSSTSVSXSYSZTCTDTFTGTHTJTKTLTMTNTOTR"
+    "TTTVTWTZUAUGUMUSUYUZVAVCVEVGVIVNVUWFWSYEYTZAZMZW";
+
+qtsp_status qtsp_ra_hotline_hold(qtsp_ra *ra, const qtsp_actor *who, const char *national_id,
+                                 const char *phone, const char *caller_verification,
+                                 json_t **held, time_t *hold_until)
+{
+    TRY(ra_require_role(who, QTSP_ROLE_HOTLINE, "hold"));
+    TRY(check_text("national_id", national_id));
+    TRY(check_text("phone", phone));
+    TRY(check_text("caller_verification", caller_verification));
+    ENSURE(strlen(national_id) <= 32, QTSP_ERR_INVALID, "national_id: too long");
+    qtsp_txn *txn = NULL;
+    TRY(qtsp_store_begin(ra->d.store, 0, &txn));
+    qtsp_status rc = QTSP_OK;
+    collect_ctx *cc = calloc(1, sizeof *cc);
+    json_t *arr = NULL;
+    ENSURE_OUT(cc != NULL, QTSP_ERR_NOMEM, "out of memory");
+    /* the caller gives no country: try every code (the index key is CC:id) */
+    int matched = 0;
+    for (const char *p = COUNTRY_CODES; *p && !matched; p += 2) {
+        char key[48], sid[48];
+        snprintf(key, sizeof key, "%.2s:%s", p, national_id);
+        qtsp_buf b;
+        qtsp_buf_init(&b, 64);
+        qtsp_status r = qtsp_txn_get(txn, QTSP_T_SUBJECT_INDEX, key, strlen(key), &b);
+        snprintf(sid, sizeof sid, "%s", qtsp_buf_str(&b));
+        qtsp_buf_cleanup(&b);
+        if (r == QTSP_ERR_NOT_FOUND) {
+            qtsp_err_clear();
+            continue;
+        }
+        TRY_OUT(r);
+        json_t *subj = NULL;
+        TRY_OUT(ra_get_json(txn, QTSP_T_SUBJECTS, sid, &subj));
+        const char *reg = json_string_value(json_object_get(subj, "phone"));
+        int same = reg && strlen(reg) == strlen(phone) &&
+                   CRYPTO_memcmp(reg, phone, strlen(phone)) == 0;
+        json_decref(subj);
+        if (!same)
+            continue;
+        matched = 1;
+        TRY_OUT(qtsp_certdb_subject_serials(txn, sid, collect, cc));
+    }
+    qtsp_txn_abort(txn);
+    txn = NULL;
+    /* one answer for "no such person" and "wrong phone": no enumeration */
+    ENSURE_OUT(matched, QTSP_ERR_NOT_FOUND, "no subject with that national id and phone number");
+    hold_one items[64];
+    int flags[64];
+    for (size_t i = 0; i < cc->n; i++) {
+        items[i].serial = cc->serials[i];
+        items[i].slen = cc->lens[i];
+    }
+    time_t now = qtsp_now();
+    hold_ctx c = {who, caller_verification, "hotline", items, cc->n, now, now + ra->max_hold_s,
+                  1, 0, flags};
+    TRY_OUT(qtsp_store_write(ra->d.store, hold_txn, &c));
+    ENSURE_OUT(c.held > 0, QTSP_ERR_STATE, "the subject has no valid certificate to hold");
+    arr = json_array();
+    ENSURE_OUT(arr != NULL, QTSP_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < cc->n; i++) {
+        if (!flags[i])
+            continue;
+        char hex[41];
+        qtsp_serial_to_hex(items[i].serial, items[i].slen, hex);
+        json_array_append_new(arr, json_string(hex));
+    }
+    *held = arr;
+    arr = NULL;
+    *hold_until = c.until;
+out:
+    qtsp_txn_abort(txn);
+    json_decref(arr);
+    free(cc);
+    return rc;
+}
+
+/* ---- release ---- */
+
+typedef struct change_ctx {
+    const qtsp_actor *who;
+    const unsigned char *serial;
+    size_t slen;
+    time_t now;
+    int reason;
+    const char *identity_check;
+    time_t invalidity;
+    char key_label[64];
+} change_ctx;
+
+static qtsp_status release_txn(qtsp_txn *txn, void *vctx)
+{
+    change_ctx *c = vctx;
+    qtsp_cert_status st, eff;
+    qtsp_cert_record rec;
+    TRY(load_subscriber(txn, c->serial, c->slen, &st, &rec));
+    qtsp_cert_record_cleanup(&rec);
+    qtsp_cert_status_effective(&st, c->now, &eff);
+    ENSURE(eff.state == QTSP_CERT_ON_HOLD, QTSP_ERR_STATE,
+           eff.state == QTSP_CERT_REVOKED ? "the certificate is revoked (terminated) for good"
+                                          : "the certificate is not on hold");
+    qtsp_cert_status ns = st;
+    ns.state = QTSP_CERT_VALID;
+    ns.reason = 0;
+    ns.hold_until = 0;
+    ns.changed_at = c->now;
+    ns.released = 1;
+    TRY(qtsp_certdb_set_status(txn, c->serial, c->slen, &ns));
+    char hex[41];
+    qtsp_serial_to_hex(c->serial, c->slen, hex);
+    return audit_json(txn, c->who->name, "cert.release", json_pack("{s:s}", "serial", hex));
+}
+
+qtsp_status qtsp_ra_release(qtsp_ra *ra, const qtsp_actor *who, const unsigned char *serial,
+                            size_t slen)
+{
+    TRY(ra_require_role(who, QTSP_ROLE_RA_OFFICER | QTSP_ROLE_OFFICE, "release"));
+    change_ctx c;
+    memset(&c, 0, sizeof c);
+    c.who = who;
+    c.serial = serial;
+    c.slen = slen;
+    c.now = qtsp_now();
+    return qtsp_store_write(ra->d.store, release_txn, &c);
+}
+
+/* ---- termination ---- */
+
+static qtsp_status disable_credential(qtsp_txn *txn, const char *serial_hex, time_t now)
+{
+    json_t *cred = NULL;
+    qtsp_status rc = ra_get_json(txn, QTSP_T_CREDENTIALS, serial_hex, &cred);
+    if (rc == QTSP_ERR_NOT_FOUND) {
+        qtsp_err_clear();
+        return QTSP_OK;
+    }
+    TRY(rc);
+    char when[32];
+    qtsp_format_rfc3339(now, when, sizeof when);
+    json_object_set_new(cred, "enabled", json_false());
+    json_object_set_new(cred, "disabled_at", json_string(when));
+    json_object_set_new(cred, "disabled_reason", json_string("terminated"));
+    rc = ra_put_json(txn, QTSP_T_CREDENTIALS, serial_hex, cred, 0);
+    json_decref(cred);
+    return rc;
+}
+
+static qtsp_status terminate_txn(qtsp_txn *txn, void *vctx)
+{
+    change_ctx *c = vctx;
+    qtsp_cert_status st, eff;
+    qtsp_cert_record rec;
+    TRY(load_subscriber(txn, c->serial, c->slen, &st, &rec));
+    snprintf(c->key_label, sizeof c->key_label, "%s", rec.key_label);
+    qtsp_cert_record_cleanup(&rec);
+    qtsp_cert_status_effective(&st, c->now, &eff);
+    ENSURE(eff.state != QTSP_CERT_REVOKED, QTSP_ERR_STATE,
+           "the certificate is already terminated");
+    qtsp_cert_status ns = st;
+    ns.state = QTSP_CERT_REVOKED;
+    ns.reason = (uint8_t)c->reason;
+    ns.revoked_at = c->now;
+    ns.hold_until = 0;
+    ns.invalidity_date = c->invalidity;
+    ns.changed_at = c->now;
+    ns.released = 0;
+    TRY(qtsp_certdb_set_status(txn, c->serial, c->slen, &ns));
+    char hex[41];
+    qtsp_serial_to_hex(c->serial, c->slen, hex);
+    TRY(disable_credential(txn, hex, c->now));
+    json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s}", "serial", hex, "reason",
+                          qtsp_reason_name(c->reason), "identity_check", c->identity_check,
+                          "key_label", c->key_label, "previous_status",
+                          eff.state == QTSP_CERT_ON_HOLD ? "on-hold" : "valid");
+    if (d && c->invalidity) {
+        char t[32];
+        qtsp_format_rfc3339(c->invalidity, t, sizeof t);
+        json_object_set_new(d, "invalidity_date", json_string(t));
+    }
+    return audit_json(txn, c->who->name, "cert.terminate", d);
+}
+
+typedef struct key_event {
+    const char *actor, *label, *serial_hex, *outcome;
+} key_event;
+
+static qtsp_status key_event_txn(qtsp_txn *txn, void *vctx)
+{
+    key_event *k = vctx;
+    return audit_json(txn, k->actor, "key.destroy",
+                      json_pack("{s:s,s:s,s:s}", "serial", k->serial_hex, "key_label", k->label,
+                                "outcome", k->outcome));
+}
+
+qtsp_status qtsp_ra_terminate(qtsp_ra *ra, const qtsp_actor *who, const unsigned char *serial,
+                              size_t slen, int reason, const char *identity_check,
+                              time_t invalidity_date)
+{
+    TRY(ra_require_role(who, QTSP_ROLE_OFFICE, "termination"));
+    ENSURE(reason == QTSP_REASON_KEY_COMPROMISE || reason == QTSP_REASON_AFFILIATION_CHANGED ||
+               reason == QTSP_REASON_SUPERSEDED || reason == QTSP_REASON_CESSATION ||
+               reason == QTSP_REASON_PRIVILEGE_WITHDRAWN || reason == QTSP_REASON_UNSPECIFIED,
+           QTSP_ERR_INVALID,
+           "reason: one of keyCompromise, affiliationChanged, superseded, cessationOfOperation, "
+           "privilegeWithdrawn");
+    TRY(check_text("identity_check", identity_check));
+    time_t now = qtsp_now();
+    ENSURE(invalidity_date <= now, QTSP_ERR_INVALID, "invalidity_date: must not be in the future");
+    change_ctx c;
+    memset(&c, 0, sizeof c);
+    c.who = who;
+    c.serial = serial;
+    c.slen = slen;
+    c.now = now;
+    c.reason = reason;
+    c.identity_check = identity_check;
+    c.invalidity = invalidity_date;
+    TRY(qtsp_store_write(ra->d.store, terminate_txn, &c));
+    /* The revocation is committed (final). Now destroy the subject's key so
+     * nothing can sign with it again; the outcome is audited either way. */
+    char hex[41];
+    qtsp_serial_to_hex(serial, slen, hex);
+    key_event ke = {who->name, c.key_label, hex, "destroyed"};
+    qtsp_status rc = c.key_label[0] ? qtsp_hsm_destroy(ra->d.hsm, c.key_label) : QTSP_ERR_HSM_NO_KEY;
+    if (rc == QTSP_ERR_HSM_NO_KEY) {
+        ke.outcome = "absent";
+    } else if (rc != QTSP_OK) {
+        LOG_ERROR("termination of %s: key %s not destroyed: %s", hex, c.key_label,
+                  qtsp_err_message());
+        ke.outcome = "failed";
+    }
+    qtsp_err_clear();
+    TRY(qtsp_store_write(ra->d.store, key_event_txn, &ke));
+    ENSURE(strcmp(ke.outcome, "failed") != 0, QTSP_ERR_HSM,
+           "certificate revoked but its key could not be destroyed; see the log");
+    return QTSP_OK;
+}
+
+/* ---- lapse sweeper ---- */
+
+typedef struct sweep_ctx {
+    time_t now;
+    collect_ctx *due;
+    size_t n;
+} sweep_ctx;
+
+static qtsp_status sweep_txn(qtsp_txn *txn, void *vctx)
+{
+    sweep_ctx *c = vctx;
+    c->due->n = 0;
+    c->n = 0;
+    qtsp_status rc = qtsp_certdb_due_holds(txn, c->now, collect, c->due);
+    if (rc == QTSP_ERR_TOO_BIG) /* more than a batch: the next sweep takes the rest */
+        qtsp_err_clear();
+    else
+        TRY(rc);
+    for (size_t i = 0; i < c->due->n; i++) {
+        qtsp_cert_status st;
+        TRY(qtsp_certdb_get_status(txn, c->due->serials[i], c->due->lens[i], &st));
+        if (st.state != QTSP_CERT_ON_HOLD || st.hold_until > c->now)
+            continue;
+        qtsp_cert_status ns = st;
+        ns.state = QTSP_CERT_VALID;
+        ns.reason = 0;
+        ns.changed_at = st.hold_until; /* the lapse happened at hold_until, exactly */
+        ns.hold_until = 0;
+        ns.released = 1;
+        TRY(qtsp_certdb_set_status(txn, c->due->serials[i], c->due->lens[i], &ns));
+        char hex[41], at[32];
+        qtsp_serial_to_hex(c->due->serials[i], c->due->lens[i], hex);
+        qtsp_format_rfc3339((time_t)st.hold_until, at, sizeof at);
+        TRY(audit_json(txn, "system:hold-sweeper", "cert.hold.lapse",
+                       json_pack("{s:s,s:s}", "serial", hex, "lapsed_at", at)));
+        c->n++;
+    }
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_ra_sweep_lapses(qtsp_ra *ra, time_t now, size_t *n)
+{
+    collect_ctx *due = calloc(1, sizeof *due);
+    ENSURE(due != NULL, QTSP_ERR_NOMEM, "out of memory");
+    sweep_ctx c = {now, due, 0};
+    qtsp_status rc = qtsp_store_write(ra->d.store, sweep_txn, &c);
+    free(due);
+    TRY(rc);
+    *n = c.n;
+    return QTSP_OK;
+}

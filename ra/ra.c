@@ -1,0 +1,651 @@
+/* Registration Authority core: enrolment, issuance, status (EN 319 411-1
+ * 6.2 identification and 6.3 certificate life-cycle). */
+#include "ra/ra.h"
+
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ca/audit.h"
+#include "ca/profile.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/yaml.h"
+#include "ra/activation.h"
+#include "ra/ra_int.h"
+#include "ra/validate.h"
+
+#define RECORD_VERSION 1
+#define PROFILE_FILE "qualified-natural-person.yaml"
+
+void qtsp_actor_from_operator(const qtsp_operator *op, qtsp_actor *out)
+{
+    snprintf(out->name, sizeof out->name, "operator:%s", op->name);
+    out->roles = (unsigned)op->role;
+}
+
+void qtsp_actor_all_roles(const char *name, qtsp_actor *out)
+{
+    snprintf(out->name, sizeof out->name, "%s", name);
+    out->roles = QTSP_ROLE_RA_OFFICER | QTSP_ROLE_HOTLINE | QTSP_ROLE_OFFICE | QTSP_ROLE_AUDITOR;
+}
+
+qtsp_status ra_require_role(const qtsp_actor *who, unsigned roles, const char *what)
+{
+    ENSURE(who->roles & roles, QTSP_ERR_FORBIDDEN, "%s is not allowed for this operator's role",
+           what);
+    return QTSP_OK;
+}
+
+static qtsp_status load_packages(qtsp_ra *ra, const char *path)
+{
+    qtsp_ydoc *doc = NULL;
+    TRY(qtsp_ydoc_load_file(path, &doc));
+    qtsp_status rc = QTSP_OK;
+    const qtsp_ynode *root = qtsp_ydoc_root(doc);
+    static const char *const top[] = {"version", "packages", NULL};
+    TRY_OUT(qtsp_ynode_check_keys(root, top));
+    const qtsp_ynode *pk = qtsp_ynode_get(root, "packages");
+    ENSURE_OUT(pk && qtsp_ynode_kind(pk) == QTSP_Y_MAP && qtsp_ynode_count(pk) > 0,
+               QTSP_ERR_CONFIG, "%s: packages: must be a non-empty map", path);
+    ENSURE_OUT(qtsp_ynode_count(pk) <= RA_MAX_PACKAGES, QTSP_ERR_CONFIG, "%s: too many packages",
+               path);
+    for (size_t i = 0; i < qtsp_ynode_count(pk); i++) {
+        const qtsp_ynode *p = qtsp_ynode_value(pk, i);
+        static const char *const keys[] = {"signatures", "period", "validity", NULL};
+        TRY_OUT(qtsp_ynode_check_keys(p, keys));
+        ra_package *dst = &ra->packages[ra->n_packages++];
+        snprintf(dst->name, sizeof dst->name, "%s", qtsp_ynode_key(pk, i));
+        TRY_OUT(qtsp_yget_int(p, "signatures", 1, 0, 1000000, &dst->signatures));
+        TRY_OUT(qtsp_yget_duration(p, "period", 1, &dst->period_s));
+        TRY_OUT(qtsp_yget_duration(p, "validity", 1, &dst->validity_s));
+    }
+out:
+    qtsp_ydoc_free(doc);
+    return rc;
+}
+
+static qtsp_status load_suspension(qtsp_ra *ra, const char *path)
+{
+    qtsp_ydoc *doc = NULL;
+    TRY(qtsp_ydoc_load_file(path, &doc));
+    qtsp_status rc = QTSP_OK;
+    const qtsp_ynode *root = qtsp_ydoc_root(doc);
+    static const char *const keys[] = {"version", "max_hold", "sweep_interval", NULL};
+    TRY_OUT(qtsp_ynode_check_keys(root, keys));
+    TRY_OUT(qtsp_yget_duration(root, "max_hold", 1, &ra->max_hold_s));
+    if (ra->max_hold_s <= 0 || ra->max_hold_s > 366 * 86400)
+        TRY_OUT(qtsp_ynode_fail(qtsp_ynode_get(root, "max_hold"), "max_hold",
+                                "must be between 1s and 366d"));
+    ra->sweep_interval_s = 1;
+    TRY_OUT(qtsp_yget_duration(root, "sweep_interval", 0, &ra->sweep_interval_s));
+    if (ra->sweep_interval_s < 1)
+        ra->sweep_interval_s = 1;
+out:
+    qtsp_ydoc_free(doc);
+    return rc;
+}
+
+qtsp_status qtsp_ra_new(const qtsp_ra_deps *deps, qtsp_ra **out)
+{
+    qtsp_ra *ra = calloc(1, sizeof *ra);
+    ENSURE(ra != NULL, QTSP_ERR_NOMEM, "out of memory");
+    qtsp_status rc = QTSP_OK;
+    ra->d = *deps;
+    snprintf(ra->base_url, sizeof ra->base_url, "%s", deps->base_url);
+    ra->d.base_url = ra->base_url;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", deps->policies_dir, PROFILE_FILE);
+    TRY_OUT(qtsp_profile_load(path, &ra->profile));
+    TRY_OUT(qtsp_keytype_parse(qtsp_profile_key_type(ra->profile), &ra->keytype));
+    snprintf(path, sizeof path, "%s/packages.yaml", deps->policies_dir);
+    TRY_OUT(load_packages(ra, path));
+    snprintf(path, sizeof path, "%s/suspension.yaml", deps->policies_dir);
+    TRY_OUT(load_suspension(ra, path));
+    TRY_OUT(qtsp_otp_key_load(deps->secrets_dir, ra->otp_key));
+out:
+    if (rc != QTSP_OK) {
+        qtsp_ra_free(ra);
+        return rc;
+    }
+    *out = ra;
+    return QTSP_OK;
+}
+
+void qtsp_ra_free(qtsp_ra *ra)
+{
+    if (!ra)
+        return;
+    qtsp_profile_free(ra->profile);
+    OPENSSL_cleanse(ra->otp_key, sizeof ra->otp_key);
+    free(ra);
+}
+
+/* ---- records: version byte + compact JSON ---- */
+
+qtsp_status ra_put_json(qtsp_txn *txn, qtsp_table t, const char *key, const json_t *obj,
+                        unsigned flags)
+{
+    char *txt = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+    ENSURE(txt != NULL, QTSP_ERR_NOMEM, "out of memory");
+    size_t n = strlen(txt);
+    qtsp_buf b;
+    qtsp_buf_init(&b, n + 1);
+    unsigned char v = RECORD_VERSION;
+    qtsp_status rc = qtsp_buf_append(&b, &v, 1);
+    if (rc == QTSP_OK)
+        rc = qtsp_buf_append(&b, txt, n);
+    if (rc == QTSP_OK)
+        rc = qtsp_txn_put(txn, t, key, strlen(key), b.data, b.len, flags);
+    OPENSSL_cleanse(txt, n);
+    free(txt);
+    qtsp_buf_cleanup(&b);
+    return rc;
+}
+
+qtsp_status ra_get_json(qtsp_txn *txn, qtsp_table t, const char *key, json_t **out)
+{
+    const void *v = NULL;
+    size_t vl = 0;
+    TRY(qtsp_txn_get0(txn, t, key, strlen(key), &v, &vl));
+    const unsigned char *p = v;
+    ENSURE(vl >= 1 && p[0] == RECORD_VERSION, QTSP_ERR_STORE_CORRUPT,
+           "record %s of table %s has an unknown version", key, qtsp_table_name(t));
+    json_error_t err;
+    json_t *o = json_loadb((const char *)p + 1, vl - 1, JSON_REJECT_DUPLICATES, &err);
+    ENSURE(o && json_is_object(o), QTSP_ERR_STORE_CORRUPT, "record %s of table %s is not JSON",
+           key, qtsp_table_name(t));
+    *out = o;
+    return QTSP_OK;
+}
+
+/* ---- enrolment ---- */
+
+static qtsp_status field_str(const json_t *in, const char *name, int required, const char **out)
+{
+    json_t *v = json_object_get(in, name);
+    if (!v) {
+        ENSURE(!required, QTSP_ERR_INVALID, "%s: missing", name);
+        *out = NULL;
+        return QTSP_OK;
+    }
+    ENSURE(json_is_string(v), QTSP_ERR_INVALID, "%s: must be a string", name);
+    ENSURE(json_string_length(v) == strlen(json_string_value(v)), QTSP_ERR_INVALID,
+           "%s: must not contain NUL", name);
+    *out = json_string_value(v);
+    return QTSP_OK;
+}
+
+qtsp_status ra_check_fields(const json_t *in, const char *const *allowed)
+{
+    ENSURE(json_is_object(in), QTSP_ERR_INVALID, "body: must be a JSON object");
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)in, key, val)
+    {
+        int ok = 0;
+        for (const char *const *a = allowed; *a; a++)
+            ok |= strcmp(*a, key) == 0;
+        ENSURE(ok, QTSP_ERR_INVALID, "%s: unknown field", key);
+    }
+    return QTSP_OK;
+}
+
+const ra_package *ra_find_package(const qtsp_ra *ra, const char *name)
+{
+    for (size_t i = 0; i < ra->n_packages; i++)
+        if (strcmp(ra->packages[i].name, name) == 0)
+            return &ra->packages[i];
+    return NULL;
+}
+
+static qtsp_status random_hex_id(char *out, size_t bytes)
+{
+    unsigned char b[20];
+    TRY(qtsp_random(b, bytes));
+    for (size_t i = 0; i < bytes; i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+    return QTSP_OK;
+}
+
+typedef struct enrol_ctx {
+    json_t *rec;
+    const char *index_key;
+    const char *subject_id;
+    const qtsp_actor *who;
+    char existing[40];
+    time_t now;
+} enrol_ctx;
+
+static qtsp_status has_live_cert(void *vctx, const unsigned char *serial, size_t slen);
+
+typedef struct live_ctx {
+    qtsp_txn *txn;
+    time_t now;
+    int live;
+} live_ctx;
+
+static qtsp_status has_live_cert(void *vctx, const unsigned char *serial, size_t slen)
+{
+    live_ctx *c = vctx;
+    qtsp_cert_status st, eff;
+    TRY(qtsp_certdb_get_status(c->txn, serial, slen, &st));
+    qtsp_cert_status_effective(&st, c->now, &eff);
+    if (eff.state != QTSP_CERT_REVOKED && eff.not_after > c->now)
+        c->live = 1;
+    return QTSP_OK;
+}
+
+static qtsp_status enrol_txn(qtsp_txn *txn, void *vctx)
+{
+    enrol_ctx *c = vctx;
+    qtsp_buf existing;
+    qtsp_buf_init(&existing, 64);
+    qtsp_status rc = qtsp_txn_get(txn, QTSP_T_SUBJECT_INDEX, c->index_key, strlen(c->index_key),
+                                  &existing);
+    if (rc == QTSP_OK) {
+        snprintf(c->existing, sizeof c->existing, "%s", qtsp_buf_str(&existing));
+        qtsp_buf_cleanup(&existing);
+        live_ctx lc = {txn, c->now, 0};
+        TRY(qtsp_certdb_subject_serials(txn, c->existing, has_live_cert, &lc));
+        ENSURE(!lc.live, QTSP_ERR_EXISTS,
+               "national_id: already enrolled as subject %s with a valid certificate",
+               c->existing);
+        /* re-enrolment of a known person: keep the subject id, new evidence */
+        json_object_set_new(c->rec, "subject_id", json_string(c->existing));
+        TRY(ra_put_json(txn, QTSP_T_SUBJECTS, c->existing, c->rec, 0));
+    } else {
+        qtsp_buf_cleanup(&existing);
+        if (rc != QTSP_ERR_NOT_FOUND)
+            return rc;
+        qtsp_err_clear();
+        TRY(ra_put_json(txn, QTSP_T_SUBJECTS, c->subject_id, c->rec, QTSP_PUT_NOOVERWRITE));
+        TRY(qtsp_txn_put(txn, QTSP_T_SUBJECT_INDEX, c->index_key, strlen(c->index_key),
+                         c->subject_id, strlen(c->subject_id), QTSP_PUT_NOOVERWRITE));
+        c->existing[0] = '\0';
+    }
+    json_t *ev = json_object_get(c->rec, "identity_evidence");
+    json_t *d = json_pack("{s:s,s:s,s:s,s:O}", "subject_id",
+                          c->existing[0] ? c->existing : c->subject_id, "country",
+                          json_string_value(json_object_get(c->rec, "country")), "package",
+                          json_string_value(json_object_get(c->rec, "package")), "identity_evidence",
+                          ev);
+    ENSURE(d != NULL, QTSP_ERR_NOMEM, "out of memory");
+    char *dt = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(d);
+    ENSURE(dt != NULL, QTSP_ERR_NOMEM, "out of memory");
+    rc = qtsp_audit_append(txn, c->who->name, c->existing[0] ? "subject.reenrol" : "subject.enrol",
+                           dt, NULL);
+    free(dt);
+    return rc;
+}
+
+qtsp_status qtsp_ra_enrol(qtsp_ra *ra, const qtsp_actor *who, const json_t *in,
+                          char subject_id[40])
+{
+    TRY(ra_require_role(who, QTSP_ROLE_RA_OFFICER, "enrolment"));
+    static const char *const allowed[] = {"given_name", "surname", "country", "national_id",
+                                          "email", "phone", "package", "identity_evidence", NULL};
+    TRY(ra_check_fields(in, allowed));
+    const char *given, *surname, *country, *nid, *email, *phone, *package;
+    TRY(field_str(in, "given_name", 1, &given));
+    TRY(field_str(in, "surname", 1, &surname));
+    TRY(field_str(in, "country", 1, &country));
+    TRY(field_str(in, "national_id", 1, &nid));
+    TRY(field_str(in, "email", 1, &email));
+    TRY(field_str(in, "phone", 1, &phone));
+    TRY(field_str(in, "package", 1, &package));
+    TRY(qtsp_valid_name("given_name", given, 64));
+    TRY(qtsp_valid_name("surname", surname, 64));
+    TRY(qtsp_valid_country(country));
+    TRY(qtsp_valid_national_id(country, nid));
+    TRY(qtsp_valid_email(email));
+    TRY(qtsp_valid_phone(phone));
+    ENSURE(ra_find_package(ra, package) != NULL, QTSP_ERR_INVALID,
+           "package: unknown package '%s' (see policies/packages.yaml)", package);
+    /* CN = given name + surname must fit the 64-character ub-common-name */
+    char cn[300];
+    snprintf(cn, sizeof cn, "%s %s", given, surname);
+    TRY(qtsp_valid_name("given_name + surname", cn, 64));
+
+    /* identity evidence (EN 319 411-1 6.2.2): optional object; the accepting
+     * operator is always recorded */
+    const char *doc_type = "unspecified", *doc_number = "", *method = "in-person";
+    json_t *ev_in = json_object_get(in, "identity_evidence");
+    if (ev_in) {
+        static const char *const ev_allowed[] = {"document_type", "document_number", "method",
+                                                 NULL};
+        ENSURE(json_is_object(ev_in), QTSP_ERR_INVALID, "identity_evidence: must be an object");
+        TRY(ra_check_fields(ev_in, ev_allowed));
+        const char *s;
+        TRY(field_str(ev_in, "document_type", 1, &s));
+        TRY(qtsp_valid_name("identity_evidence.document_type", s, 64));
+        doc_type = s;
+        TRY(field_str(ev_in, "document_number", 1, &s));
+        TRY(qtsp_valid_name("identity_evidence.document_number", s, 64));
+        doc_number = s;
+        TRY(field_str(ev_in, "method", 0, &s));
+        if (s) {
+            ENSURE(strcmp(s, "in-person") == 0 || strcmp(s, "remote-video") == 0 ||
+                       strcmp(s, "eid") == 0,
+                   QTSP_ERR_INVALID, "identity_evidence.method: in-person, remote-video or eid");
+            method = s;
+        }
+    }
+
+    char id[40];
+    TRY(random_hex_id(id, 12));
+    char when[32];
+    time_t now = qtsp_now();
+    qtsp_format_rfc3339(now, when, sizeof when);
+    json_t *rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:s,s:s,s:s,s:s}}",
+                            "subject_id", id, "given_name", given, "surname", surname, "country",
+                            country, "national_id", nid, "email", email, "phone", phone, "package",
+                            package, "enrolled_at", when, "enrolled_by", who->name,
+                            "identity_evidence", "document_type", doc_type, "document_number",
+                            doc_number, "method", method, "accepted_by", who->name, "accepted_at",
+                            when);
+    ENSURE(rec != NULL, QTSP_ERR_NOMEM, "out of memory");
+    char index_key[80];
+    snprintf(index_key, sizeof index_key, "%s:%s", country, nid);
+    enrol_ctx c = {rec, index_key, id, who, "", now};
+    qtsp_status rc = qtsp_store_write(ra->d.store, enrol_txn, &c);
+    json_decref(rec);
+    TRY(rc);
+    snprintf(subject_id, 40, "%s", c.existing[0] ? c.existing : id);
+    return QTSP_OK;
+}
+
+/* ---- issuance ---- */
+
+void qtsp_issued_cleanup(qtsp_issued *is)
+{
+    free(is->certificate_pem);
+    if (is->otpauth_uri) {
+        OPENSSL_cleanse(is->otpauth_uri, strlen(is->otpauth_uri));
+        free(is->otpauth_uri);
+    }
+    OPENSSL_cleanse(is, sizeof *is);
+}
+
+typedef struct issue_ctx {
+    qtsp_cert_record rec;
+    json_t *user;
+    const char *user_id;
+    json_t *credential;
+    const char *credential_id;
+    const char *details;
+    const char *actor;
+} issue_ctx;
+
+static qtsp_status issue_txn(qtsp_txn *txn, void *vctx)
+{
+    issue_ctx *c = vctx;
+    TRY(qtsp_certdb_put(txn, &c->rec));
+    TRY(ra_put_json(txn, QTSP_T_USERS, c->user_id, c->user, QTSP_PUT_NOOVERWRITE));
+    TRY(ra_put_json(txn, QTSP_T_CREDENTIALS, c->credential_id, c->credential,
+                    QTSP_PUT_NOOVERWRITE));
+    return qtsp_audit_append(txn, c->actor, "cert.issue", c->details, NULL);
+}
+
+static char *x509_pem(X509 *x)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    if (!b || PEM_write_bio_X509(b, x) != 1) {
+        BIO_free(b);
+        return NULL;
+    }
+    char *data = NULL;
+    long n = BIO_get_mem_data(b, &data);
+    char *s = malloc((size_t)n + 1);
+    if (s) {
+        memcpy(s, data, (size_t)n);
+        s[n] = '\0';
+    }
+    BIO_free(b);
+    return s;
+}
+
+qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subject_id,
+                          qtsp_issued *out)
+{
+    TRY(ra_require_role(who, QTSP_ROLE_RA_OFFICER, "issuance"));
+    ENSURE(subject_id && strlen(subject_id) > 0 && strlen(subject_id) < 40 &&
+               strspn(subject_id, "0123456789abcdef") == strlen(subject_id),
+           QTSP_ERR_NOT_FOUND, "no subject %s", subject_id ? subject_id : "");
+    qtsp_status rc = QTSP_OK;
+    json_t *subj = NULL, *user = NULL, *otp = NULL, *credential = NULL;
+    EVP_PKEY *pub = NULL;
+    X509 *cert = NULL;
+    unsigned char *der = NULL;
+    char *details = NULL;
+    int key_made = 0;
+    char label[64] = "";
+    qtsp_issued res;
+    memset(&res, 0, sizeof res);
+    unsigned char totp[20];
+    char pwhash[160];
+
+    qtsp_txn *txn = NULL;
+    TRY(qtsp_store_begin(ra->d.store, 0, &txn));
+    rc = ra_get_json(txn, QTSP_T_SUBJECTS, subject_id, &subj);
+    qtsp_txn_abort(txn);
+    if (rc == QTSP_ERR_NOT_FOUND) {
+        qtsp_err_clear();
+        FAIL(QTSP_ERR_NOT_FOUND, "no subject %s", subject_id);
+    }
+    TRY(rc);
+
+    /* serial: 127 random bits, positive (EN 319 412-1, CA/B: >= 64 bits CSPRNG) */
+    unsigned char serial[16];
+    do {
+        TRY_OUT(qtsp_random(serial, sizeof serial));
+        serial[0] &= 0x7f;
+    } while (serial[0] == 0);
+    qtsp_serial_to_hex(serial, sizeof serial, res.serial_hex);
+    snprintf(label, sizeof label, "qc-%s", res.serial_hex);
+
+    TRY_OUT(qtsp_hsm_generate(ra->d.hsm, label, ra->keytype, &pub));
+    key_made = 1;
+
+    const char *given = json_string_value(json_object_get(subj, "given_name"));
+    const char *surname = json_string_value(json_object_get(subj, "surname"));
+    const char *country = json_string_value(json_object_get(subj, "country"));
+    const char *nid = json_string_value(json_object_get(subj, "national_id"));
+    ENSURE_OUT(given && surname && country && nid, QTSP_ERR_STORE_CORRUPT,
+               "subject %s record incomplete", subject_id);
+    char cn[300], pno[64];
+    snprintf(cn, sizeof cn, "%s %s", given, surname);
+    /* ETSI EN 319 412-1 5.1.3: PNO + country + '-' + identifier */
+    snprintf(pno, sizeof pno, "PNO%s-%s", country, nid);
+    qtsp_cert_request req;
+    memset(&req, 0, sizeof req);
+    req.subject.country = country;
+    req.subject.given_name = given;
+    req.subject.surname = surname;
+    req.subject.common_name = cn;
+    req.subject.serial_number = pno;
+    req.subject_key = pub;
+    req.issuer = ra->d.issuing_ca;
+    req.issuer_key = ra->d.issuing_key;
+    req.serial = serial;
+    req.serial_len = sizeof serial;
+    req.base_url = ra->base_url;
+    TRY_OUT(qtsp_profile_issue(ra->profile, &req, &cert));
+    int dl = i2d_X509(cert, &der);
+    ENSURE_OUT(dl > 0, QTSP_ERR_CRYPTO, "cannot encode the certificate");
+
+    /* activation for remote signing */
+    TRY_OUT(random_hex_id(res.user_id, 10));
+    unsigned char pw[15];
+    TRY_OUT(qtsp_random(pw, sizeof pw));
+    qtsp_base64url(pw, sizeof pw, res.password, sizeof res.password);
+    OPENSSL_cleanse(pw, sizeof pw);
+    TRY_OUT(qtsp_password_hash(res.password, pwhash, sizeof pwhash));
+    TRY_OUT(qtsp_random(totp, sizeof totp));
+    TRY_OUT(qtsp_otp_wrap(ra->otp_key, res.user_id, totp, sizeof totp, &otp));
+    char b32[40];
+    qtsp_base32(totp, sizeof totp, b32, sizeof b32);
+    size_t ul = 200 + strlen(res.user_id);
+    res.otpauth_uri = malloc(ul);
+    ENSURE_OUT(res.otpauth_uri != NULL, QTSP_ERR_NOMEM, "out of memory");
+    snprintf(res.otpauth_uri, ul,
+             "otpauth://totp/qtsp:%s?secret=%s&issuer=qtsp&algorithm=SHA1&digits=6&period=30",
+             res.user_id, b32);
+    OPENSSL_cleanse(b32, sizeof b32);
+    char when[32];
+    qtsp_format_rfc3339(qtsp_now(), when, sizeof when);
+    user = json_pack("{s:s,s:s,s:s,s:O,s:s,s:[s]}", "user_id", res.user_id, "subject_id",
+                     subject_id, "password_hash", pwhash, "otp", otp, "created_at", when,
+                     "credentials", res.serial_hex);
+    ENSURE_OUT(user != NULL, QTSP_ERR_NOMEM, "out of memory");
+    /* the remote-signing credential (CSC credentialID = serial hex) */
+    credential = json_pack("{s:s,s:s,s:s,s:s,s:b,s:s}", "credential_id", res.serial_hex, "user_id",
+                           res.user_id, "subject_id", subject_id, "key_label", label, "enabled", 1,
+                           "created_at", when);
+    ENSURE_OUT(credential != NULL, QTSP_ERR_NOMEM, "out of memory");
+    json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s}", "serial", res.serial_hex, "subject_id",
+                          subject_id, "key_label", label, "user_id", res.user_id, "profile",
+                          qtsp_profile_name(ra->profile));
+    ENSURE_OUT(d != NULL, QTSP_ERR_NOMEM, "out of memory");
+    details = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(d);
+    ENSURE_OUT(details != NULL, QTSP_ERR_NOMEM, "out of memory");
+
+    issue_ctx c;
+    memset(&c, 0, sizeof c);
+    memcpy(c.rec.serial, serial, sizeof serial);
+    c.rec.serial_len = sizeof serial;
+    snprintf(c.rec.issuer, sizeof c.rec.issuer, "issuing");
+    snprintf(c.rec.subject_id, sizeof c.rec.subject_id, "%s", subject_id);
+    snprintf(c.rec.key_label, sizeof c.rec.key_label, "%s", label);
+    snprintf(c.rec.profile, sizeof c.rec.profile, "%s", qtsp_profile_name(ra->profile));
+    c.rec.der = der;
+    c.rec.der_len = (size_t)dl;
+    c.user = user;
+    c.user_id = res.user_id;
+    c.credential = credential;
+    c.credential_id = res.serial_hex;
+    c.details = details;
+    c.actor = who->name;
+    TRY_OUT(qtsp_store_write(ra->d.store, issue_txn, &c));
+    key_made = 0; /* committed: the key now belongs to the certificate */
+    res.certificate_pem = x509_pem(cert);
+    ENSURE_OUT(res.certificate_pem != NULL, QTSP_ERR_NOMEM, "out of memory");
+    *out = res;
+    memset(&res, 0, sizeof res);
+out:
+    if (key_made && qtsp_hsm_destroy(ra->d.hsm, label) != QTSP_OK)
+        LOG_ERROR("could not destroy the orphan key %s after a failed issuance", label);
+    OPENSSL_cleanse(totp, sizeof totp);
+    OPENSSL_cleanse(pwhash, sizeof pwhash);
+    qtsp_issued_cleanup(&res);
+    free(details);
+    json_decref(user);
+    json_decref(credential);
+    json_decref(otp);
+    json_decref(subj);
+    OPENSSL_free(der);
+    X509_free(cert);
+    EVP_PKEY_free(pub);
+    return rc;
+}
+
+/* ---- status ---- */
+
+json_t *ra_status_json(const unsigned char *serial, size_t slen, const qtsp_cert_status *stored,
+                       time_t now)
+{
+    qtsp_cert_status eff;
+    qtsp_cert_status_effective(stored, now, &eff);
+    char hex[41];
+    qtsp_serial_to_hex(serial, slen, hex);
+    const char *status = eff.state == QTSP_CERT_REVOKED  ? "revoked"
+                         : eff.not_after && now > eff.not_after ? "expired"
+                         : eff.state == QTSP_CERT_ON_HOLD ? "on-hold"
+                                                          : "valid";
+    json_t *o = json_pack("{s:s,s:s}", "serial", hex, "status", status);
+    if (!o)
+        return NULL;
+    char t[32];
+    qtsp_format_rfc3339((time_t)eff.not_before, t, sizeof t);
+    json_object_set_new(o, "not_before", json_string(t));
+    qtsp_format_rfc3339((time_t)eff.not_after, t, sizeof t);
+    json_object_set_new(o, "not_after", json_string(t));
+    if (eff.state == QTSP_CERT_ON_HOLD && strcmp(status, "on-hold") == 0) {
+        qtsp_format_rfc3339((time_t)eff.hold_until, t, sizeof t);
+        json_object_set_new(o, "hold_until", json_string(t));
+    }
+    if (eff.state == QTSP_CERT_REVOKED) {
+        json_object_set_new(o, "revocation_reason", json_string(qtsp_reason_name(eff.reason)));
+        qtsp_format_rfc3339((time_t)eff.revoked_at, t, sizeof t);
+        json_object_set_new(o, "revoked_at", json_string(t));
+    }
+    return o;
+}
+
+qtsp_status qtsp_ra_cert_status(qtsp_ra *ra, const unsigned char *serial, size_t slen,
+                                json_t **out)
+{
+    qtsp_txn *txn = NULL;
+    TRY(qtsp_store_begin(ra->d.store, 0, &txn));
+    qtsp_cert_status st;
+    qtsp_status rc = qtsp_certdb_get_status(txn, serial, slen, &st);
+    qtsp_txn_abort(txn);
+    if (rc == QTSP_ERR_NOT_FOUND) {
+        char hex[41];
+        qtsp_serial_to_hex(serial, slen, hex);
+        qtsp_err_clear();
+        FAIL(QTSP_ERR_NOT_FOUND, "no certificate with serial %s", hex);
+    }
+    TRY(rc);
+    json_t *o = ra_status_json(serial, slen, &st, qtsp_now());
+    ENSURE(o != NULL, QTSP_ERR_NOMEM, "out of memory");
+    *out = o;
+    return QTSP_OK;
+}
+
+typedef struct list_ctx {
+    qtsp_txn *txn;
+    json_t *arr;
+    time_t now;
+} list_ctx;
+
+static qtsp_status list_one(void *vctx, const unsigned char *serial, size_t slen)
+{
+    list_ctx *c = vctx;
+    qtsp_cert_status st;
+    TRY(qtsp_certdb_get_status(c->txn, serial, slen, &st));
+    json_t *o = ra_status_json(serial, slen, &st, c->now);
+    ENSURE(o != NULL, QTSP_ERR_NOMEM, "out of memory");
+    json_array_append_new(c->arr, o);
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_ra_subject_certs(qtsp_ra *ra, const char *subject_id, json_t **out)
+{
+    qtsp_txn *txn = NULL;
+    json_t *subj = NULL;
+    TRY(qtsp_store_begin(ra->d.store, 0, &txn));
+    qtsp_status rc = ra_get_json(txn, QTSP_T_SUBJECTS, subject_id, &subj);
+    if (rc == QTSP_ERR_NOT_FOUND) {
+        qtsp_txn_abort(txn);
+        qtsp_err_clear();
+        FAIL(QTSP_ERR_NOT_FOUND, "no subject %s", subject_id);
+    }
+    json_decref(subj);
+    json_t *arr = json_array();
+    list_ctx c = {txn, arr, qtsp_now()};
+    if (rc == QTSP_OK)
+        rc = arr ? qtsp_certdb_subject_serials(txn, subject_id, list_one, &c) : QTSP_ERR_NOMEM;
+    qtsp_txn_abort(txn);
+    if (rc != QTSP_OK) {
+        json_decref(arr);
+        return rc;
+    }
+    json_t *o = json_pack("{s:s,s:o}", "subject_id", subject_id, "certificates", arr);
+    ENSURE(o != NULL, QTSP_ERR_NOMEM, "out of memory");
+    *out = o;
+    return QTSP_OK;
+}

@@ -1,0 +1,106 @@
+/* The Registration Authority: enrolment of natural persons, issuance of
+ * qualified certificates with keys generated in the token, and the
+ * certificate lifecycle (hold, release, termination). Transport-free: the
+ * HTTP handlers in ra/ra_http.c and the CLI verbs call these functions, so
+ * both follow the same rules. Every state change is one store transaction
+ * with its audit record. Thread-safe. */
+#ifndef QTSP_RA_RA_H
+#define QTSP_RA_RA_H
+
+#include <jansson.h>
+#include <openssl/x509.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "ca/certdb.h"
+#include "ca/hsm.h"
+#include "ca/store.h"
+#include "core/err.h"
+#include "core/http.h"
+#include "ra/operator.h"
+
+typedef struct qtsp_ra qtsp_ra;
+
+typedef struct qtsp_ra_deps {
+    qtsp_store *store;
+    qtsp_hsm *hsm;
+    X509 *issuing_ca;      /* borrowed; outlives the RA */
+    EVP_PKEY *issuing_key; /* signs in the token */
+    const char *policies_dir; /* DIR/policies */
+    const char *secrets_dir;  /* DIR/secrets (OTP wrapping key) */
+    const char *base_url;
+} qtsp_ra_deps;
+
+/* Loads the policies (qualified-natural-person.yaml, packages.yaml,
+ * suspension.yaml) and the OTP wrapping key (created 0600 when absent). */
+qtsp_status qtsp_ra_new(const qtsp_ra_deps *deps, qtsp_ra **out) QTSP_MUST_USE;
+void qtsp_ra_free(qtsp_ra *ra);
+
+/* Who acts: an authenticated operator, or the CLI / the system (role checks
+ * are skipped for CLI actors, who hold the home's files anyway; audit names
+ * them). */
+typedef struct qtsp_actor {
+    char name[160];  /* audit actor, e.g. "operator:alice" or "cli:root@host" */
+    unsigned roles;  /* qtsp_role bits the actor has */
+} qtsp_actor;
+
+void qtsp_actor_from_operator(const qtsp_operator *op, qtsp_actor *out);
+/* An actor with every role (CLI, system sweeper). */
+void qtsp_actor_all_roles(const char *name, qtsp_actor *out);
+
+/* Enrols a subject from a JSON object (see docs/ra.md for fields). Errors:
+ * QTSP_ERR_INVALID naming the field, QTSP_ERR_FORBIDDEN (role),
+ * QTSP_ERR_EXISTS (same national id with a valid certificate). */
+qtsp_status qtsp_ra_enrol(qtsp_ra *ra, const qtsp_actor *who, const json_t *in,
+                          char subject_id[40]) QTSP_MUST_USE;
+
+typedef struct qtsp_issued {
+    char serial_hex[41];
+    char *certificate_pem; /* caller frees (free) */
+    char user_id[40];
+    char password[48];     /* shown once; wipe after use */
+    char *otpauth_uri;     /* shown once; caller frees (OPENSSL_clear_free-safe: free) */
+} qtsp_issued;
+void qtsp_issued_cleanup(qtsp_issued *is);
+
+/* Issues a qualified certificate for subject_id: key pair generated in the
+ * token, certificate from the profile, stored, audited, activation created.
+ * QTSP_ERR_NOT_FOUND for an unknown subject. */
+qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subject_id,
+                          qtsp_issued *out) QTSP_MUST_USE;
+
+/* Status as the API shows it: {"serial","status","hold_until"?,"revocation_reason"?, ...}.
+ * *out is a new reference. */
+qtsp_status qtsp_ra_cert_status(qtsp_ra *ra, const unsigned char *serial, size_t slen,
+                                json_t **out) QTSP_MUST_USE;
+
+/* Certificates of a subject: {"subject_id","certificates":[status objects]}. */
+qtsp_status qtsp_ra_subject_certs(qtsp_ra *ra, const char *subject_id, json_t **out) QTSP_MUST_USE;
+
+/* Lifecycle (ra/lifecycle.c). hold: valid -> on-hold until now + max_hold
+ * (role hotline). release: on-hold -> valid (ra-officer, office).
+ * terminate: valid|on-hold -> revoked, final; destroys the subject's key in
+ * the token and disables its signing credential (office). Illegal
+ * transitions: QTSP_ERR_STATE. */
+qtsp_status qtsp_ra_hold(qtsp_ra *ra, const qtsp_actor *who, const unsigned char *serial,
+                         size_t slen, const char *caller_verification,
+                         time_t *hold_until) QTSP_MUST_USE;
+qtsp_status qtsp_ra_release(qtsp_ra *ra, const qtsp_actor *who, const unsigned char *serial,
+                            size_t slen) QTSP_MUST_USE;
+qtsp_status qtsp_ra_terminate(qtsp_ra *ra, const qtsp_actor *who, const unsigned char *serial,
+                              size_t slen, int reason, const char *identity_check,
+                              time_t invalidity_date) QTSP_MUST_USE;
+/* Hotline hook: holds every valid certificate of the subject identified by
+ * national id + registered phone (or suspension code). *held is a new JSON
+ * array of serial strings. QTSP_ERR_NOT_FOUND when nothing matches (the
+ * answer does not tell which of the two did not match). */
+qtsp_status qtsp_ra_hotline_hold(qtsp_ra *ra, const qtsp_actor *who, const char *national_id,
+                                 const char *phone, const char *caller_verification,
+                                 json_t **held, time_t *hold_until) QTSP_MUST_USE;
+/* Records lapses of holds due at now (audit + status refresh). *n = count. */
+qtsp_status qtsp_ra_sweep_lapses(qtsp_ra *ra, time_t now, size_t *n) QTSP_MUST_USE;
+
+/* HTTP: the RA routes (all under /ra/v1/). Fills up to cap routes. */
+size_t qtsp_ra_routes(qtsp_ra *ra, qtsp_route *routes, size_t cap);
+
+#endif
