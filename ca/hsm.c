@@ -305,13 +305,17 @@ qtsp_status qtsp_softhsm_create(const char *module, const char *dir, const char 
     fprintf(f, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n",
             tokens);
     ENSURE(fclose(f) == 0, QTSP_ERR_IO, "cannot write %s: %s", conf, strerror(errno));
-    ENSURE(setenv("SOFTHSM2_CONF", conf, 1) == 0, QTSP_ERR_INTERNAL,
-           "cannot set SOFTHSM2_CONF");
-
-    void *dl;
-    CK_FUNCTION_LIST_PTR fl;
-    TRY(load_module(module, &dl, &fl));
+    /* On failure SOFTHSM2_CONF goes back to what it was, so that a refused
+     * create does not redirect a module already in use. */
+    const char *prev_env = getenv("SOFTHSM2_CONF");
+    char *prev = prev_env ? strdup(prev_env) : NULL;
+    ENSURE(prev_env == NULL || prev != NULL, QTSP_ERR_NOMEM, "out of memory");
     qtsp_status rc = QTSP_OK;
+    void *dl = NULL;
+    CK_FUNCTION_LIST_PTR fl = NULL;
+    ENSURE_OUT(setenv("SOFTHSM2_CONF", conf, 1) == 0, QTSP_ERR_INTERNAL,
+               "cannot set SOFTHSM2_CONF");
+    TRY_OUT(load_module(module, &dl, &fl));
     CK_C_INITIALIZE_ARGS args = {.flags = CKF_OS_LOCKING_OK};
     CK_RV rv = fl->C_Initialize(&args);
     /* SoftHSM2 reads SOFTHSM2_CONF in C_Initialize: a module that someone
@@ -327,7 +331,15 @@ qtsp_status qtsp_softhsm_create(const char *module, const char *dir, const char 
     if (rc == QTSP_OK)
         LOG_INFO("created SoftHSM2 token '%s' in %s", label, tokens);
 out:
-    dlclose(dl);
+    if (dl != NULL)
+        dlclose(dl);
+    if (rc != QTSP_OK) {
+        if (prev != NULL)
+            setenv("SOFTHSM2_CONF", prev, 1);
+        else
+            unsetenv("SOFTHSM2_CONF");
+    }
+    free(prev);
     return rc;
 }
 

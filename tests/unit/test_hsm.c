@@ -76,6 +76,52 @@ static void test_softhsm_create_refuses_existing_token_dir(void)
                     QTSP_ERR_INVALID);
 }
 
+static void test_softhsm_create_refused_while_module_in_use(void)
+{
+    qtsp_hsm *hsm = open_hsm();
+    char conf_before[600], busy[600];
+    snprintf(conf_before, sizeof conf_before, "%s", getenv("SOFTHSM2_CONF"));
+    snprintf(busy, sizeof busy, "%s/busy", g_dir);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_softhsm_create(QTEST_SOFTHSM_MODULE, busy, "busy", "5678", "1234"),
+                    QTSP_ERR_STATE);
+    CU_ASSERT_STRING_EQUAL(getenv("SOFTHSM2_CONF"), conf_before);
+    /* the open token is unaffected */
+    char serial[32];
+    CU_ASSERT_EQUAL(qtsp_hsm_token_info(hsm, NULL, 0, serial, sizeof serial, NULL, 0), QTSP_OK);
+    size_t n = 0;
+    CU_ASSERT_EQUAL(qtsp_hsm_count_private_keys(hsm, &n), QTSP_OK);
+    qtsp_hsm_free(hsm);
+}
+
+/* What `qtsp init` does: create a token, then open it in the same process. */
+static void test_softhsm_create_then_open_in_same_process(void)
+{
+    char conf_before[600], second[600];
+    snprintf(conf_before, sizeof conf_before, "%s", getenv("SOFTHSM2_CONF"));
+    snprintf(second, sizeof second, "%s/second", g_dir);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL_FATAL(
+        qtsp_softhsm_create(QTEST_SOFTHSM_MODULE, second, "second", "5678", "4321"), QTSP_OK);
+    qtsp_hsm *hsm = NULL;
+    CU_ASSERT_EQUAL_FATAL(qtsp_hsm_open(QTEST_SOFTHSM_MODULE, "second", "4321", &hsm), QTSP_OK);
+    size_t n = 99;
+    CU_ASSERT_EQUAL(qtsp_hsm_count_private_keys(hsm, &n), QTSP_OK);
+    CU_ASSERT_EQUAL(n, 0);
+    CU_ASSERT_EQUAL(qtsp_hsm_generate(hsm, "k", QTSP_KEY_EC_P256, NULL), QTSP_OK);
+    EVP_PKEY *priv = NULL;
+    CU_ASSERT_EQUAL(qtsp_hsm_private_key(hsm, "k", &priv), QTSP_OK);
+    EVP_PKEY_free(priv);
+    qtsp_hsm_free(hsm);
+    /* the first token's directory is not visible under this configuration */
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_hsm_open(QTEST_SOFTHSM_MODULE, TOKEN, QTEST_PIN, &hsm),
+                    QTSP_ERR_HSM_NO_TOKEN);
+    CU_ASSERT_EQUAL(setenv("SOFTHSM2_CONF", conf_before, 1), 0);
+    hsm = open_hsm();
+    qtsp_hsm_free(hsm);
+}
+
 static void test_hsm_opens_token_by_label_and_reports_info(void)
 {
     qtsp_hsm *hsm = open_hsm();
@@ -457,6 +503,8 @@ int main(void)
     static const qtest_case cases[] = {
         QTEST(test_keytype_parse_and_name_round_trip),
         QTEST(test_softhsm_create_refuses_existing_token_dir),
+        QTEST(test_softhsm_create_refused_while_module_in_use),
+        QTEST(test_softhsm_create_then_open_in_same_process),
         QTEST(test_hsm_opens_token_by_label_and_reports_info),
         QTEST(test_hsm_wrong_pin_is_login_error),
         QTEST(test_hsm_unknown_label_is_no_token),
