@@ -1,5 +1,7 @@
 /* Unit tests for ca/store.c on a real LMDB environment in a temp dir. */
 #include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,6 +390,45 @@ static void test_store_explicit_grow_doubles(void)
     done(st);
 }
 
+
+/* A CLI process beside the server grows the map: this process must adopt
+ * the new size (MDB_MAP_RESIZED) instead of failing. */
+static void test_store_adopts_a_map_grown_by_another_process(void)
+{
+    qtsp_store *st = open_fresh(1);
+    qtsp_txn *t;
+    CU_ASSERT_EQUAL_FATAL(qtsp_store_begin(st, 0, &t), QTSP_OK); /* cache a read txn */
+    qtsp_txn_abort(t);
+    fflush(NULL);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/store", g_dir);
+        qtsp_store *other = NULL;
+        int ok = qtsp_store_open(path, 1, &other) == QTSP_OK;
+        ok = ok && qtsp_store_write(other, write_huge, NULL) == QTSP_OK;
+        qtsp_store_close(other);
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL_FATAL(qtsp_store_begin(st, 0, &t), QTSP_OK);
+    uint64_t n = 0;
+    CU_ASSERT_EQUAL(qtsp_txn_count(t, QTSP_T_HISTORY, &n), QTSP_OK);
+    CU_ASSERT_EQUAL(n, 2048);
+    qtsp_txn_abort(t);
+    big_ctx c = {.txn_no = 0};
+    CU_ASSERT_EQUAL(qtsp_store_write(st, write_big, &c), QTSP_OK);
+    uint64_t map;
+    CU_ASSERT_EQUAL(qtsp_store_stats(st, NULL, &map), QTSP_OK);
+    CU_ASSERT(map >= 8u << 20);
+    done(st);
+}
+
 /* ---- concurrency ---- */
 
 typedef struct reader_arg {
@@ -483,6 +524,7 @@ int main(void)
         QTEST(test_store_one_transaction_per_thread),
         QTEST(test_store_write_grows_a_full_map),
         QTEST(test_store_explicit_grow_doubles),
+        QTEST(test_store_adopts_a_map_grown_by_another_process),
         QTEST(test_store_readers_see_consistent_snapshots_while_writing),
     };
     return qtest_run("store", cases, sizeof cases / sizeof cases[0]);
