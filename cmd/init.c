@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <openssl/pem.h>
+#include <openssl/x509v3.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>

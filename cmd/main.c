@@ -14,6 +14,12 @@ static const struct {
     {"serve", cmd_serve, "run every service in one process"},
     {"operator", cmd_operator, "manage RA operators (add)"},
     {"audit", cmd_audit, "audit log (verify, list)"},
+    {"subject", cmd_ra, "enrol a natural person (subject add --json FILE)"},
+    {"issue", cmd_ra, "issue a qualified certificate for a subject"},
+    {"status", cmd_ra, "show a certificate's status"},
+    {"hold", cmd_ra, "suspend a certificate (lapses after max_hold)"},
+    {"release", cmd_ra, "release a held certificate"},
+    {"terminate", cmd_ra, "revoke a certificate for good and destroy its key"},
 };
 
 static void usage(FILE *f)

@@ -1,8 +1,14 @@
 /* Assembly of the services and their routes (interface.md HTTP paths). */
 #include "cmd/services.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "ra/ra.h"
 
 #define MAX_ROUTES 48
 
@@ -12,6 +18,15 @@ struct qtsp_services {
     int root_len, issuing_len;
     qtsp_route routes[MAX_ROUTES];
     size_t n_routes;
+    qtsp_ra *ra;
+    char policies_dir[QTSP_PATH_MAX];
+    char secrets_dir[QTSP_PATH_MAX];
+    /* hold-lapse sweeper */
+    pthread_t sweeper;
+    int sweeper_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stopping;
 };
 
 static qtsp_status add_route(qtsp_services *s, qtsp_route r)
@@ -40,6 +55,8 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
     ENSURE(s != NULL, QTSP_ERR_NOMEM, "out of memory");
     qtsp_status rc = QTSP_OK;
     s->app = app;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
     s->root_len = i2d_X509(app->root, &s->root_der);
     s->issuing_len = i2d_X509(app->issuing, &s->issuing_der);
     ENSURE_OUT(s->root_len > 0 && s->issuing_len > 0, QTSP_ERR_CRYPTO,
@@ -48,6 +65,13 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
                                       "certs"}));
     TRY_OUT(add_route(s, (qtsp_route){"GET", "/certs/issuing-ca.crt", 0, 0, NULL, serve_issuing,
                                       s, "certs"}));
+
+    TRY_OUT(qtsp_config_path(&app->cfg, "policies", s->policies_dir, sizeof s->policies_dir));
+    TRY_OUT(qtsp_config_path(&app->cfg, "secrets", s->secrets_dir, sizeof s->secrets_dir));
+    qtsp_ra_deps rd = {app->store,       app->hsm,        app->issuing, app->issuing_key,
+                       s->policies_dir, s->secrets_dir, app->cfg.base_url};
+    TRY_OUT(qtsp_ra_new(&rd, &s->ra));
+    s->n_routes += qtsp_ra_routes(s->ra, s->routes + s->n_routes, MAX_ROUTES - s->n_routes);
 out:
     if (rc != QTSP_OK) {
         qtsp_services_free(s);
@@ -57,9 +81,36 @@ out:
     return QTSP_OK;
 }
 
-qtsp_status qtsp_services_start(qtsp_services *svc)
+/* Records hold lapses in the audit log and the indexes every second; the
+ * status itself is exact without it (qtsp_cert_status_effective). */
+static void *sweeper_main(void *arg)
 {
-    (void)svc;
+    qtsp_services *s = arg;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        qtsp_err_clear();
+        size_t n = 0;
+        if (qtsp_ra_sweep_lapses(s->ra, qtsp_now(), &n) != QTSP_OK)
+            LOG_ERROR("hold sweeper: %s", qtsp_err_message());
+        else if (n)
+            LOG_INFO("hold sweeper: %zu hold(s) lapsed", n);
+        pthread_mutex_lock(&s->mu);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        if (!s->stopping)
+            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+qtsp_status qtsp_services_start(qtsp_services *s)
+{
+    ENSURE(pthread_create(&s->sweeper, NULL, sweeper_main, s) == 0, QTSP_ERR_INTERNAL,
+           "cannot start the hold sweeper");
+    s->sweeper_started = 1;
     return QTSP_OK;
 }
 
@@ -67,6 +118,16 @@ void qtsp_services_free(qtsp_services *s)
 {
     if (!s)
         return;
+    if (s->sweeper_started) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = 1;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->sweeper, NULL);
+    }
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    qtsp_ra_free(s->ra);
     OPENSSL_free(s->root_der);
     OPENSSL_free(s->issuing_der);
     free(s);

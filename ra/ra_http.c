@@ -1,6 +1,7 @@
 /* RA over HTTP (interface.md "Registration Authority"): bearer-token
  * authentication, JSON in and out, errors {"error","message"} mapped by
  * core/http.c from the returned status. */
+#define _XOPEN_SOURCE 700 /* strptime */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -4,6 +4,8 @@
 #ifndef QTSP_RA_VALIDATE_H
 #define QTSP_RA_VALIDATE_H
 
+#include <stddef.h>
+
 #include "core/err.h"
 
 /* Non-empty valid UTF-8, at most max characters (code points), no control
