@@ -1,0 +1,622 @@
+/* Unit tests for ra/: enrolment validation, issuance with a real SoftHSM2
+ * token and LMDB store, and the lifecycle state machine (every allowed and
+ * forbidden transition, roles, the lapse at exactly hold_until). */
+#include <jansson.h>
+#include <libgen.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ca/audit.h"
+#include "ca/certdb.h"
+#include "ca/hsm.h"
+#include "ca/store.h"
+#include "core/clock.h"
+#include "ra/activation.h"
+#include "ra/ra.h"
+#include "ra/validate.h"
+#include "tests/lib/qtest.h"
+
+static char g_dir[512];
+static char g_policies[1024];
+static char g_secrets[1024];
+static qtsp_store *g_store;
+static qtsp_hsm *g_hsm;
+static X509 *g_ca;
+static EVP_PKEY *g_ca_key;
+static qtsp_ra *g_ra;
+static qtsp_actor g_officer, g_hotline, g_office, g_auditor;
+static int64_t g_clock_ms;
+static int g_clock_fixed;
+
+static int64_t test_clock(void *ctx)
+{
+    (void)ctx;
+    return g_clock_ms;
+}
+
+static void set_time(time_t t)
+{
+    g_clock_ms = (int64_t)t * 1000;
+    if (!g_clock_fixed) {
+        qtsp_clock_set(test_clock, NULL);
+        g_clock_fixed = 1;
+    }
+}
+
+static void real_time(void)
+{
+    qtsp_clock_set(NULL, NULL);
+    g_clock_fixed = 0;
+}
+
+/* A software issuing CA is enough here: the RA signs through EVP_PKEY
+ * whatever holds the key (the integration test uses the token's). */
+static X509 *make_ca(EVP_PKEY *key)
+{
+    X509 *x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 4242);
+    X509_gmtime_adj(X509_getm_notBefore(x), -86400);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400L * 3650);
+    X509_NAME *n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "C", MBSTRING_ASC, (const unsigned char *)"BG", -1, -1, 0);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"Test Issuing CA", -1,
+                               -1, 0);
+    X509_set_issuer_name(x, n);
+    X509_set_pubkey(x, key);
+    X509V3_CTX ctx;
+    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints, "critical,CA:TRUE");
+    X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    e = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_key_identifier, "hash");
+    X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    e = X509V3_EXT_conf_nid(NULL, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
+    X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    X509_sign(x, key, EVP_sha384());
+    return x;
+}
+
+static int suite_init(void)
+{
+    const char *d = qtest_tmpdir("ra");
+    if (!d)
+        return -1;
+    snprintf(g_dir, sizeof g_dir, "%s", d);
+    char src[1024];
+    snprintf(src, sizeof src, "%s", __FILE__);
+    char *repo = dirname(dirname(dirname(src)));
+    snprintf(g_policies, sizeof g_policies, "%s/policies", repo);
+    snprintf(g_secrets, sizeof g_secrets, "%s/secrets", g_dir);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "mkdir -m 700 %s", g_secrets);
+    if (system(cmd) != 0)
+        return -1;
+    if (qtest_softhsm_token(g_dir, "ra-test") != 0)
+        return -1;
+    qtsp_err_clear();
+    if (qtsp_hsm_open(QTEST_SOFTHSM_MODULE, "ra-test", QTEST_PIN, &g_hsm) != QTSP_OK)
+        return -1;
+    char store[600];
+    snprintf(store, sizeof store, "%s/store", g_dir);
+    if (qtsp_store_open(store, 64, &g_store) != QTSP_OK)
+        return -1;
+    g_ca_key = EVP_EC_gen("P-384");
+    g_ca = make_ca(g_ca_key);
+    qtsp_ra_deps deps = {g_store, g_hsm, g_ca, g_ca_key, g_policies, g_secrets,
+                         "http://127.0.0.1:8080"};
+    if (qtsp_ra_new(&deps, &g_ra) != QTSP_OK) {
+        fprintf(stderr, "ra_new: %s\n", qtsp_err_message());
+        return -1;
+    }
+    qtsp_operator op = {"1", "officer", QTSP_ROLE_RA_OFFICER};
+    qtsp_actor_from_operator(&op, &g_officer);
+    qtsp_operator hl = {"2", "hotline", QTSP_ROLE_HOTLINE};
+    qtsp_actor_from_operator(&hl, &g_hotline);
+    qtsp_operator of = {"3", "office", QTSP_ROLE_OFFICE};
+    qtsp_actor_from_operator(&of, &g_office);
+    qtsp_operator au = {"4", "auditor", QTSP_ROLE_AUDITOR};
+    qtsp_actor_from_operator(&au, &g_auditor);
+    return 0;
+}
+
+static int suite_clean(void)
+{
+    qtsp_ra_free(g_ra);
+    X509_free(g_ca);
+    EVP_PKEY_free(g_ca_key);
+    qtsp_hsm_free(g_hsm);
+    qtsp_store_close(g_store);
+    qtest_rmtree(g_dir);
+    return 0;
+}
+
+/* store fingerprint: audit count + status generation + subjects */
+static void store_state(uint64_t out[3])
+{
+    qtsp_txn *t = NULL;
+    CU_ASSERT_FATAL(qtsp_store_begin(g_store, 0, &t) == QTSP_OK);
+    CU_ASSERT(qtsp_txn_count(t, QTSP_T_AUDIT, &out[0]) == QTSP_OK);
+    CU_ASSERT(qtsp_txn_counter_get(t, "status_gen", &out[1]) == QTSP_OK);
+    CU_ASSERT(qtsp_txn_count(t, QTSP_T_SUBJECTS, &out[2]) == QTSP_OK);
+    qtsp_txn_abort(t);
+}
+
+static json_t *person(const char *nid, const char *phone)
+{
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "given_name", "Мария", "surname", "Иванова",
+                     "country", "BG", "national_id", nid, "email", "maria@example.bg", "phone",
+                     phone, "package", "free");
+}
+
+static qtsp_status enrol(const char *nid, const char *phone, char id[40])
+{
+    json_t *in = person(nid, phone);
+    qtsp_err_clear();
+    qtsp_status rc = qtsp_ra_enrol(g_ra, &g_officer, in, id);
+    json_decref(in);
+    return rc;
+}
+
+static void issue_for(const char *nid, const char *phone, unsigned char *serial, size_t *slen,
+                      qtsp_issued *is)
+{
+    char id[40];
+    CU_ASSERT_FATAL(enrol(nid, phone, id) == QTSP_OK);
+    qtsp_err_clear();
+    qtsp_status rc = qtsp_ra_issue(g_ra, &g_officer, id, is);
+    if (rc)
+        fprintf(stderr, "issue: %s\n", qtsp_err_message());
+    CU_ASSERT_FATAL(rc == QTSP_OK);
+    CU_ASSERT_FATAL(qtsp_serial_from_hex(is->serial_hex, serial, slen) == QTSP_OK);
+}
+
+static const char *status_of(const unsigned char *serial, size_t slen, char *buf, size_t cap)
+{
+    json_t *o = NULL;
+    qtsp_err_clear();
+    if (qtsp_ra_cert_status(g_ra, serial, slen, &o) != QTSP_OK)
+        return "error";
+    snprintf(buf, cap, "%s", json_string_value(json_object_get(o, "status")));
+    json_decref(o);
+    return buf;
+}
+
+static void expect_invalid(json_t *in, const char *field)
+{
+    char id[40];
+    uint64_t before[3], after[3];
+    store_state(before);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_enrol(g_ra, &g_officer, in, id), QTSP_ERR_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_err_what(), field));
+    store_state(after);
+    CU_ASSERT(memcmp(before, after, sizeof before) == 0);
+    json_decref(in);
+}
+
+static void test_validators_accept_and_reject(void)
+{
+    CU_ASSERT_EQUAL(qtsp_valid_country("BG"), QTSP_OK);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_valid_country("XX"), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_valid_country("bg"), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_valid_national_id("BG", "8001010000"), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_valid_national_id("BG", "80010100"), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_valid_national_id("DE", "12345678"), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_valid_national_id("DE", "12AB"), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_valid_phone("+359888123456"), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_valid_phone("0888123456"), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_valid_phone("+0123456789"), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_valid_email("a.b@example.org"), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_valid_email("no-at.example.org"), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_valid_email("a@nodot"), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_valid_name("x", "Ана", 64), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_valid_name("x", "", 64), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_valid_name("x", "a\x01", 64), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_valid_name("x", "\xc3\x28", 64), QTSP_ERR_INVALID);
+    char longname[200];
+    memset(longname, 'a', 65);
+    longname[65] = 0;
+    CU_ASSERT_EQUAL(qtsp_valid_name("x", longname, 64), QTSP_ERR_INVALID);
+    qtsp_err_clear();
+}
+
+static void test_enrol_rejects_each_bad_field_and_changes_nothing(void)
+{
+    json_t *in;
+    in = person("8001010001", "+359888000001");
+    json_object_set_new(in, "given_name", json_string(""));
+    expect_invalid(in, "given_name");
+    in = person("8001010001", "+359888000001");
+    json_object_set_new(in, "country", json_string("XX"));
+    expect_invalid(in, "country");
+    in = person("123", "+359888000001");
+    expect_invalid(in, "national_id");
+    in = person("8001010001", "0888");
+    expect_invalid(in, "phone");
+    in = person("8001010001", "+359888000001");
+    json_object_set_new(in, "email", json_string("nope"));
+    expect_invalid(in, "email");
+    in = person("8001010001", "+359888000001");
+    json_object_set_new(in, "package", json_string("platinum"));
+    expect_invalid(in, "package");
+    in = person("8001010001", "+359888000001");
+    json_object_set_new(in, "favourite_colour", json_string("blue"));
+    expect_invalid(in, "favourite_colour");
+    in = person("8001010001", "+359888000001");
+    json_object_del(in, "surname");
+    expect_invalid(in, "surname");
+    in = person("8001010001", "+359888000001");
+    json_object_set_new(in, "surname", json_integer(5));
+    expect_invalid(in, "surname");
+}
+
+static void test_enrol_requires_ra_officer(void)
+{
+    json_t *in = person("8001010002", "+359888000002");
+    char id[40];
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_enrol(g_ra, &g_hotline, in, id), QTSP_ERR_FORBIDDEN);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_enrol(g_ra, &g_office, in, id), QTSP_ERR_FORBIDDEN);
+    json_decref(in);
+    qtsp_err_clear();
+}
+
+static void test_issue_generates_key_in_token_and_stores_everything(void)
+{
+    size_t keys_before = 0, keys_after = 0;
+    CU_ASSERT(qtsp_hsm_count_private_keys(g_hsm, &keys_before) == QTSP_OK);
+    unsigned char serial[QTSP_SERIAL_MAX];
+    size_t slen = 0;
+    qtsp_issued is;
+    memset(&is, 0, sizeof is);
+    issue_for("8001010003", "+359888000003", serial, &slen, &is);
+    CU_ASSERT(qtsp_hsm_count_private_keys(g_hsm, &keys_after) == QTSP_OK);
+    CU_ASSERT_EQUAL(keys_after, keys_before + 1);
+    CU_ASSERT(slen >= 8); /* >= 64 bits */
+    CU_ASSERT(strlen(is.password) >= 20);
+    CU_ASSERT(strncmp(is.otpauth_uri, "otpauth://totp/", 15) == 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(is.otpauth_uri, "secret="));
+    BIO *b = BIO_new_mem_buf(is.certificate_pem, -1);
+    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+    CU_ASSERT_EQUAL(X509_verify(x, g_ca_key), 1);
+    char sn[80];
+    X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_serialNumber, sn, sizeof sn);
+    CU_ASSERT_STRING_EQUAL(sn, "PNOBG-8001010003");
+    /* the certified public key is the token key's */
+    char label[64];
+    snprintf(label, sizeof label, "qc-%s", is.serial_hex);
+    EVP_PKEY *tok = NULL;
+    CU_ASSERT_FATAL(qtsp_hsm_public_key(g_hsm, label, &tok) == QTSP_OK);
+    CU_ASSERT_EQUAL(EVP_PKEY_eq(tok, X509_get0_pubkey(x)), 1);
+    CU_ASSERT_EQUAL(qtsp_hsm_check_key_protected(g_hsm, label), QTSP_OK);
+    EVP_PKEY_free(tok);
+    X509_free(x);
+    /* records: certificate, user (password hashed, OTP wrapped), credential */
+    qtsp_txn *t = NULL;
+    CU_ASSERT_FATAL(qtsp_store_begin(g_store, 0, &t) == QTSP_OK);
+    qtsp_buf v;
+    qtsp_buf_init(&v, 1 << 20);
+    CU_ASSERT(qtsp_txn_get(t, QTSP_T_USERS, is.user_id, strlen(is.user_id), &v) == QTSP_OK);
+    CU_ASSERT_PTR_NULL(strstr(qtsp_buf_str(&v), is.password));
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_buf_str(&v), "$argon2id$"));
+    const char *sec = strstr(is.otpauth_uri, "secret=") + 7;
+    char b32[40];
+    snprintf(b32, sizeof b32, "%.32s", sec);
+    CU_ASSERT_PTR_NULL(strstr(qtsp_buf_str(&v), b32));
+    qtsp_buf_reset(&v);
+    CU_ASSERT(qtsp_txn_get(t, QTSP_T_CREDENTIALS, is.serial_hex, strlen(is.serial_hex), &v) ==
+              QTSP_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_buf_str(&v), "\"enabled\":true"));
+    qtsp_buf_cleanup(&v);
+    qtsp_txn_abort(t);
+    char st[32];
+    CU_ASSERT_STRING_EQUAL(status_of(serial, slen, st, sizeof st), "valid");
+    qtsp_issued_cleanup(&is);
+}
+
+static void test_issue_unknown_subject_and_wrong_role(void)
+{
+    qtsp_issued is;
+    memset(&is, 0, sizeof is);
+    uint64_t before[3], after[3];
+    size_t kb = 0, ka = 0;
+    CU_ASSERT(qtsp_hsm_count_private_keys(g_hsm, &kb) == QTSP_OK);
+    store_state(before);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_issue(g_ra, &g_officer, "deadbeefdeadbeefdeadbeef", &is),
+                    QTSP_ERR_NOT_FOUND);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_issue(g_ra, &g_hotline, "deadbeefdeadbeefdeadbeef", &is),
+                    QTSP_ERR_FORBIDDEN);
+    qtsp_err_clear();
+    store_state(after);
+    CU_ASSERT(memcmp(before, after, sizeof before) == 0);
+    CU_ASSERT(qtsp_hsm_count_private_keys(g_hsm, &ka) == QTSP_OK);
+    CU_ASSERT_EQUAL(ka, kb);
+}
+
+static void test_same_national_id_with_valid_cert_is_409(void)
+{
+    unsigned char serial[QTSP_SERIAL_MAX];
+    size_t slen = 0;
+    qtsp_issued is;
+    memset(&is, 0, sizeof is);
+    issue_for("8001010004", "+359888000004", serial, &slen, &is);
+    qtsp_issued_cleanup(&is);
+    char id[40];
+    CU_ASSERT_EQUAL(enrol("8001010004", "+359888000004", id), QTSP_ERR_EXISTS);
+    qtsp_err_clear();
+}
+
+static void test_hold_release_transitions(void)
+{
+    unsigned char serial[QTSP_SERIAL_MAX];
+    size_t slen = 0;
+    qtsp_issued is;
+    memset(&is, 0, sizeof is);
+    issue_for("8001010005", "+359888000005", serial, &slen, &is);
+    qtsp_issued_cleanup(&is);
+    char st[32];
+    time_t until = 0;
+    qtsp_err_clear();
+    /* roles: only hotline holds; only ra-officer/office release */
+    CU_ASSERT_EQUAL(qtsp_ra_hold(g_ra, &g_office, serial, slen, "dob+pin", &until),
+                    QTSP_ERR_FORBIDDEN);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_hold(g_ra, &g_hotline, serial, slen, "", &until), QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_release(g_ra, &g_officer, serial, slen), QTSP_ERR_STATE);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_hold(g_ra, &g_hotline, serial, slen, "dob+pin", &until), QTSP_OK);
+    CU_ASSERT(until >= qtsp_now() + 48 * 3600 - 2 && until <= qtsp_now() + 48 * 3600);
+    CU_ASSERT_STRING_EQUAL(status_of(serial, slen, st, sizeof st), "on-hold");
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_hold(g_ra, &g_hotline, serial, slen, "again", &until), QTSP_ERR_STATE);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_release(g_ra, &g_hotline, serial, slen), QTSP_ERR_FORBIDDEN);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_release(g_ra, &g_auditor, serial, slen), QTSP_ERR_FORBIDDEN);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_release(g_ra, &g_officer, serial, slen), QTSP_OK);
+    CU_ASSERT_STRING_EQUAL(status_of(serial, slen, st, sizeof st), "valid");
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_hold(g_ra, &g_hotline, serial, slen, "second call", &until), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_ra_release(g_ra, &g_office, serial, slen), QTSP_OK);
+    CU_ASSERT_STRING_EQUAL(status_of(serial, slen, st, sizeof st), "valid");
+    qtsp_err_clear();
+}
+
+static void test_hold_lapses_exactly_at_hold_until(void)
+{
+    unsigned char serial[QTSP_SERIAL_MAX];
+    size_t slen = 0;
+    qtsp_issued is;
+    memset(&is, 0, sizeof is);
+    issue_for("8001010006", "+359888000006", serial, &slen, &is);
+    qtsp_issued_cleanup(&is);
+    time_t t0 = qtsp_now();
+    set_time(t0);
+    time_t until = 0;
+    char st[32];
+    CU_ASSERT_EQUAL(qtsp_ra_hold(g_ra, &g_hotline, serial, slen, "lost phone", &until), QTSP_OK);
+    CU_ASSERT_EQUAL(until, t0 + 48 * 3600);
+    set_time(until - 1);
+    CU_ASSERT_STRING_EQUAL(status_of(serial, slen, st, sizeof st), "on-hold");
+    size_t n = 9;
+    CU_ASSERT_EQUAL(qtsp_ra_sweep_lapses(g_ra, until - 1, &n), QTSP_OK);
+    CU_ASSERT_EQUAL(n, 0);
+    set_time(until);
+    CU_ASSERT_STRING_EQUAL(status_of(serial, slen, st, sizeof st), "valid");
+    /* release after the lapse is an illegal transition */
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_release(g_ra, &g_officer, serial, slen), QTSP_ERR_STATE);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_sweep_lapses(g_ra, until, &n), QTSP_OK);
+    CU_ASSERT(n >= 1);
+    /* the lapse is recorded and the stored record is valid again */
+    qtsp_txn *t = NULL;
+    CU_ASSERT_FATAL(qtsp_store_begin(g_store, 0, &t) == QTSP_OK);
+    qtsp_cert_status s;
+    CU_ASSERT(qtsp_certdb_get_status(t, serial, slen, &s) == QTSP_OK);
+    CU_ASSERT_EQUAL(s.state, QTSP_CERT_VALID);
+    CU_ASSERT_EQUAL(s.changed_at, until);
+    qtsp_buf k, v;
+    qtsp_buf_init(&k, 64);
+    qtsp_buf_init(&v, 1 << 16);
+    CU_ASSERT(qtsp_txn_last(t, QTSP_T_AUDIT, &k, &v) == QTSP_OK);
+    CU_ASSERT_PTR_NOT_NULL(memmem(v.data, v.len, "cert.hold.lapse", 15));
+    qtsp_buf_cleanup(&k);
+    qtsp_buf_cleanup(&v);
+    qtsp_txn_abort(t);
+    /* and it can be held again */
+    CU_ASSERT_EQUAL(qtsp_ra_hold(g_ra, &g_hotline, serial, slen, "again", &until), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_ra_release(g_ra, &g_office, serial, slen), QTSP_OK);
+    real_time();
+    qtsp_err_clear();
+}
+
+static void test_terminate_is_final_and_destroys_key(void)
+{
+    unsigned char serial[QTSP_SERIAL_MAX];
+    size_t slen = 0;
+    qtsp_issued is;
+    memset(&is, 0, sizeof is);
+    issue_for("8001010007", "+359888000007", serial, &slen, &is);
+    char label[64];
+    snprintf(label, sizeof label, "qc-%s", is.serial_hex);
+    char hex[41];
+    snprintf(hex, sizeof hex, "%s", is.serial_hex);
+    qtsp_issued_cleanup(&is);
+    time_t until;
+    CU_ASSERT_EQUAL(qtsp_ra_hold(g_ra, &g_hotline, serial, slen, "lost", &until), QTSP_OK);
+    size_t kb = 0, ka = 0;
+    CU_ASSERT(qtsp_hsm_count_private_keys(g_hsm, &kb) == QTSP_OK);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_terminate(g_ra, &g_hotline, serial, slen, 1, "passport", 0),
+                    QTSP_ERR_FORBIDDEN);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_terminate(g_ra, &g_officer, serial, slen, 1, "passport", 0),
+                    QTSP_ERR_FORBIDDEN);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_terminate(g_ra, &g_office, serial, slen, 1, "", 0), QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_terminate(g_ra, &g_office, serial, slen, 6, "passport", 0),
+                    QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_terminate(g_ra, &g_office, serial, slen, 1, "passport AB123", 0),
+                    QTSP_OK);
+    CU_ASSERT(qtsp_hsm_count_private_keys(g_hsm, &ka) == QTSP_OK);
+    CU_ASSERT_EQUAL(ka + 1, kb);
+    EVP_PKEY *p = NULL;
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_hsm_public_key(g_hsm, label, &p), QTSP_ERR_HSM_NO_KEY);
+    char st[32];
+    CU_ASSERT_STRING_EQUAL(status_of(serial, slen, st, sizeof st), "revoked");
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_release(g_ra, &g_office, serial, slen), QTSP_ERR_STATE);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_hold(g_ra, &g_hotline, serial, slen, "x", &until), QTSP_ERR_STATE);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_terminate(g_ra, &g_office, serial, slen, 1, "again", 0),
+                    QTSP_ERR_STATE);
+    qtsp_err_clear();
+    json_t *o = NULL;
+    CU_ASSERT_FATAL(qtsp_ra_cert_status(g_ra, serial, slen, &o) == QTSP_OK);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(o, "revocation_reason")),
+                           "keyCompromise");
+    json_decref(o);
+    /* signing credential disabled */
+    qtsp_txn *t = NULL;
+    CU_ASSERT_FATAL(qtsp_store_begin(g_store, 0, &t) == QTSP_OK);
+    qtsp_buf v;
+    qtsp_buf_init(&v, 1 << 16);
+    CU_ASSERT(qtsp_txn_get(t, QTSP_T_CREDENTIALS, hex, strlen(hex), &v) == QTSP_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_buf_str(&v), "\"enabled\":false"));
+    qtsp_buf_cleanup(&v);
+    qtsp_txn_abort(t);
+    uint64_t count = 0, bad = 0;
+    CU_ASSERT_EQUAL(qtsp_audit_verify(g_store, &count, &bad), QTSP_OK);
+}
+
+static void test_hotline_hook_holds_every_valid_cert_of_the_subject(void)
+{
+    char id[40];
+    CU_ASSERT_FATAL(enrol("8001010008", "+359888000008", id) == QTSP_OK);
+    qtsp_issued a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    CU_ASSERT_FATAL(qtsp_ra_issue(g_ra, &g_officer, id, &a) == QTSP_OK);
+    CU_ASSERT_FATAL(qtsp_ra_issue(g_ra, &g_officer, id, &b) == QTSP_OK);
+    json_t *held = NULL;
+    time_t until = 0;
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_hotline_hold(g_ra, &g_hotline, "8001010008", "+359888999999", "q",
+                                         &held, &until),
+                    QTSP_ERR_NOT_FOUND);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_hotline_hold(g_ra, &g_hotline, "9999999999", "+359888000008", "q",
+                                         &held, &until),
+                    QTSP_ERR_NOT_FOUND);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_hotline_hold(g_ra, &g_office, "8001010008", "+359888000008", "q",
+                                         &held, &until),
+                    QTSP_ERR_FORBIDDEN);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_hotline_hold(g_ra, &g_hotline, "8001010008", "+359888000008",
+                                         "dob + security word", &held, &until),
+                    QTSP_OK);
+    CU_ASSERT_EQUAL(json_array_size(held), 2);
+    json_decref(held);
+    unsigned char s[QTSP_SERIAL_MAX];
+    size_t sl;
+    char st[32];
+    CU_ASSERT(qtsp_serial_from_hex(a.serial_hex, s, &sl) == QTSP_OK);
+    CU_ASSERT_STRING_EQUAL(status_of(s, sl, st, sizeof st), "on-hold");
+    /* nothing left to hold: 409 */
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_hotline_hold(g_ra, &g_hotline, "8001010008", "+359888000008", "q",
+                                         &held, &until),
+                    QTSP_ERR_STATE);
+    qtsp_err_clear();
+    json_t *list = NULL;
+    CU_ASSERT(qtsp_ra_subject_certs(g_ra, id, &list) == QTSP_OK);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(list, "certificates")), 2);
+    json_decref(list);
+    qtsp_issued_cleanup(&a);
+    qtsp_issued_cleanup(&b);
+}
+
+static void test_unknown_serial_is_not_found(void)
+{
+    unsigned char s[] = {0x12, 0x34};
+    time_t until;
+    json_t *o = NULL;
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_cert_status(g_ra, s, 2, &o), QTSP_ERR_NOT_FOUND);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_hold(g_ra, &g_hotline, s, 2, "x", &until), QTSP_ERR_NOT_FOUND);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_release(g_ra, &g_office, s, 2), QTSP_ERR_NOT_FOUND);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_terminate(g_ra, &g_office, s, 2, 1, "x", 0), QTSP_ERR_NOT_FOUND);
+    qtsp_err_clear();
+}
+
+static void test_otp_wrap_roundtrip_and_tamper(void)
+{
+    unsigned char key[32], sec[20], out[64];
+    size_t n = 0;
+    memset(key, 7, sizeof key);
+    memset(sec, 9, sizeof sec);
+    json_t *w = NULL;
+    CU_ASSERT_FATAL(qtsp_otp_wrap(key, "user1", sec, sizeof sec, &w) == QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_otp_unwrap(key, "user1", w, out, sizeof out, &n), QTSP_OK);
+    CU_ASSERT_EQUAL(n, 20);
+    CU_ASSERT(memcmp(out, sec, 20) == 0);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_otp_unwrap(key, "user2", w, out, sizeof out, &n), QTSP_ERR_CRYPTO);
+    qtsp_err_clear();
+    json_decref(w);
+    char h[160];
+    CU_ASSERT_FATAL(qtsp_password_hash("s3cret-pass", h, sizeof h) == QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_password_verify(h, "s3cret-pass"), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_password_verify(h, "s3cret-pasS"), QTSP_ERR_AUTH);
+    qtsp_err_clear();
+}
+
+int main(void)
+{
+    if (suite_init() != 0) {
+        fprintf(stderr, "ra suite set-up failed\n");
+        printf("qtest: ra 0 passed, 1 failed\n");
+        return 1;
+    }
+    static const qtest_case cases[] = {
+        QTEST(test_validators_accept_and_reject),
+        QTEST(test_enrol_rejects_each_bad_field_and_changes_nothing),
+        QTEST(test_enrol_requires_ra_officer),
+        QTEST(test_issue_generates_key_in_token_and_stores_everything),
+        QTEST(test_issue_unknown_subject_and_wrong_role),
+        QTEST(test_same_national_id_with_valid_cert_is_409),
+        QTEST(test_hold_release_transitions),
+        QTEST(test_hold_lapses_exactly_at_hold_until),
+        QTEST(test_terminate_is_final_and_destroys_key),
+        QTEST(test_hotline_hook_holds_every_valid_cert_of_the_subject),
+        QTEST(test_unknown_serial_is_not_found),
+        QTEST(test_otp_wrap_roundtrip_and_tamper),
+    };
+    int r = qtest_run("ra", cases, sizeof cases / sizeof cases[0]);
+    suite_clean();
+    return r;
+}
