@@ -109,10 +109,10 @@ typedef enum attr_check { CHECK_NONE = 0, CHECK_PNO = 1 } attr_check;
 /* One subject attribute: what it is and where its value comes from. */
 typedef struct subj_attr {
     const struct attr_def *def;
-    const char *value;  /* fixed value from the file, or NULL */
-    int required;       /* from request: must be present */
+    const char *value; /* fixed value from the file, or NULL */
+    int required;      /* from request: must be present */
     attr_check check;
-    int cn_from_names;  /* CN: "givenName surname" when absent */
+    int cn_from_names; /* CN: "givenName surname" when absent */
 } subj_attr;
 
 typedef struct policy {
@@ -160,9 +160,9 @@ struct qtsp_profile {
 typedef struct attr_def {
     const char *name;
     int nid;
-    int printable; /* PrintableString (else UTF8String) */
-    size_t max;    /* upper bound in characters (RFC 5280 appendix A) */
-    size_t req_off;/* offset of the field in qtsp_subject_attrs */
+    int printable;  /* PrintableString (else UTF8String) */
+    size_t max;     /* upper bound in characters (RFC 5280 appendix A) */
+    size_t req_off; /* offset of the field in qtsp_subject_attrs */
 } attr_def;
 
 static const attr_def k_attrs[] = {
@@ -181,9 +181,12 @@ static const struct {
     const char *name;
     unsigned bit;
 } k_usages[] = {
-    {"digitalSignature", KU_DIGITAL_SIGNATURE}, {"nonRepudiation", KU_NON_REPUDIATION},
-    {"keyEncipherment", KU_KEY_ENCIPHERMENT},   {"dataEncipherment", KU_DATA_ENCIPHERMENT},
-    {"keyAgreement", KU_KEY_AGREEMENT},         {"keyCertSign", KU_KEY_CERT_SIGN},
+    {"digitalSignature", KU_DIGITAL_SIGNATURE},
+    {"nonRepudiation", KU_NON_REPUDIATION},
+    {"keyEncipherment", KU_KEY_ENCIPHERMENT},
+    {"dataEncipherment", KU_DATA_ENCIPHERMENT},
+    {"keyAgreement", KU_KEY_AGREEMENT},
+    {"keyCertSign", KU_KEY_CERT_SIGN},
     {"cRLSign", KU_CRL_SIGN},
 };
 
@@ -191,9 +194,9 @@ static const struct {
     const char *name;
     const char *oid;
 } k_purposes[] = {
-    {"serverAuth", "1.3.6.1.5.5.7.3.1"},      {"clientAuth", "1.3.6.1.5.5.7.3.2"},
-    {"codeSigning", "1.3.6.1.5.5.7.3.3"},     {"emailProtection", "1.3.6.1.5.5.7.3.4"},
-    {"timeStamping", "1.3.6.1.5.5.7.3.8"},    {"OCSPSigning", "1.3.6.1.5.5.7.3.9"},
+    {"serverAuth", "1.3.6.1.5.5.7.3.1"},   {"clientAuth", "1.3.6.1.5.5.7.3.2"},
+    {"codeSigning", "1.3.6.1.5.5.7.3.3"},  {"emailProtection", "1.3.6.1.5.5.7.3.4"},
+    {"timeStamping", "1.3.6.1.5.5.7.3.8"}, {"OCSPSigning", "1.3.6.1.5.5.7.3.9"},
 };
 #define OID_TIMESTAMPING "1.3.6.1.5.5.7.3.8"
 #define OID_OCSPSIGNING "1.3.6.1.5.5.7.3.9"
@@ -303,8 +306,7 @@ static qtsp_status get_scalar_list(const qtsp_ynode *map, const char *key, size_
     return QTSP_OK;
 }
 
-static qtsp_status get_url_list(const qtsp_ynode *map, const char *key, const char **out,
-                                size_t *n)
+static qtsp_status get_url_list(const qtsp_ynode *map, const char *key, const char **out, size_t *n)
 {
     const qtsp_ynode *l;
     TRY(get_scalar_list(map, key, MAX_URLS, out, n, &l));
@@ -441,8 +443,9 @@ static qtsp_status load_key_usage(qtsp_profile *p, const qtsp_ynode *root)
     }
     /* RFC 5280 4.2.1.9: keyCertSign asserted iff cA is true */
     if (!!(p->ku_bits & KU_KEY_CERT_SIGN) != !!p->bc_ca)
-        return qtsp_ynode_fail(l, "usages", "keyCertSign must be present exactly when "
-                                            "basic_constraints.ca is true");
+        return qtsp_ynode_fail(l, "usages",
+                               "keyCertSign must be present exactly when "
+                               "basic_constraints.ca is true");
     return QTSP_OK;
 }
 
@@ -472,12 +475,11 @@ static qtsp_status load_eku(qtsp_profile *p, const qtsp_ynode *root)
                                    "'%s' is neither a known purpose nor a dotted OID", names[i]);
         for (size_t j = 0; j < i; j++)
             if (strcmp(p->eku[j], oid) == 0)
-                return qtsp_ynode_fail(qtsp_ynode_item(l, i), "purposes", "'%s' twice",
-                                       names[i]);
+                return qtsp_ynode_fail(qtsp_ynode_item(l, i), "purposes", "'%s' twice", names[i]);
         p->eku[i] = oid;
         /* RFC 3161 2.3: a TSU certificate has exactly one, critical, EKU */
-        if (strcmp(oid, OID_TIMESTAMPING) == 0 && (l && (qtsp_ynode_count(l) != 1 ||
-                                                         !p->eku_critical)))
+        if (strcmp(oid, OID_TIMESTAMPING) == 0 &&
+            (l && (qtsp_ynode_count(l) != 1 || !p->eku_critical)))
             return qtsp_ynode_fail(qtsp_ynode_item(l, i), "purposes",
                                    "timeStamping must be the only purpose and critical "
                                    "(RFC 3161 2.3)");
@@ -535,7 +537,7 @@ static qtsp_status load_aia(qtsp_profile *p, const qtsp_ynode *root)
 
 static qtsp_status load_qc(qtsp_profile *p, const qtsp_ynode *root)
 {
-    static const char *const keys[] = {"compliance", "sscd", "type", "pds",
+    static const char *const keys[] = {"compliance",           "sscd", "type", "pds",
                                        "semantics_identifier", NULL};
     static const char *const pds_keys[] = {"url", "lang", NULL};
     const qtsp_ynode *m = qtsp_ynode_get(root, "qc_statements");
@@ -589,12 +591,24 @@ static qtsp_status load_qc(qtsp_profile *p, const qtsp_ynode *root)
 
 static qtsp_status load_tree(qtsp_profile *p, const qtsp_ynode *root)
 {
-    static const char *const keys[] = {
-        "name", "description", "key_type", "allowed_key_types", "validity", "self_signed",
-        "subject", "basic_constraints", "key_usage", "extended_key_usage",
-        "subject_key_identifier", "authority_key_identifier", "certificate_policies",
-        "crl_distribution_points", "authority_info_access", "ocsp_no_check", "qc_statements",
-        NULL};
+    static const char *const keys[] = {"name",
+                                       "description",
+                                       "key_type",
+                                       "allowed_key_types",
+                                       "validity",
+                                       "self_signed",
+                                       "subject",
+                                       "basic_constraints",
+                                       "key_usage",
+                                       "extended_key_usage",
+                                       "subject_key_identifier",
+                                       "authority_key_identifier",
+                                       "certificate_policies",
+                                       "crl_distribution_points",
+                                       "authority_info_access",
+                                       "ocsp_no_check",
+                                       "qc_statements",
+                                       NULL};
     TRY(qtsp_ynode_check_keys(root, keys));
     TRY(qtsp_yget_str(root, "name", 1, &p->name));
     size_t nl = strlen(p->name);
@@ -623,8 +637,7 @@ static qtsp_status load_tree(qtsp_profile *p, const qtsp_ynode *root)
     if (p->nallowed == 0)
         p->allowed[p->nallowed++] = p->key_type;
     else if (!has_default)
-        return qtsp_ynode_fail(l, "allowed_key_types", "must include key_type %s",
-                               p->key_type);
+        return qtsp_ynode_fail(l, "allowed_key_types", "must include key_type %s", p->key_type);
     TRY(load_validity(p, root));
     TRY(get_bool_default(root, "self_signed", &p->self_signed));
     TRY(load_subject(p, root));
@@ -671,8 +684,14 @@ void qtsp_profile_free(qtsp_profile *p)
     free(p);
 }
 
-const char *qtsp_profile_key_type(const qtsp_profile *p) { return p->key_type; }
-const char *qtsp_profile_name(const qtsp_profile *p) { return p->name; }
+const char *qtsp_profile_key_type(const qtsp_profile *p)
+{
+    return p->key_type;
+}
+const char *qtsp_profile_name(const qtsp_profile *p)
+{
+    return p->name;
+}
 
 /* ---- issuing ---------------------------------------------------------- */
 
@@ -749,8 +768,7 @@ static qtsp_status pick_md(const EVP_PKEY *issuer_key, const EVP_MD **md)
         *md = bits == 256 ? EVP_sha256() : EVP_sha384();
         return QTSP_OK;
     case EVP_PKEY_RSA:
-        ENSURE(bits >= 2048, QTSP_ERR_UNSUPPORTED, "issuer RSA key of %d bits is too small",
-               bits);
+        ENSURE(bits >= 2048, QTSP_ERR_UNSUPPORTED, "issuer RSA key of %d bits is too small", bits);
         *md = EVP_sha256();
         return QTSP_OK;
     default:
@@ -803,8 +821,8 @@ static qtsp_status add_name_entry(X509_NAME *name, const attr_def *d, const char
     ENSURE(*v, QTSP_ERR_INVALID, "profile %s: subject %s is empty", profile, d->name);
     if (d->printable) {
         ENSURE(is_printable(v) && strlen(v) <= d->max, QTSP_ERR_INVALID,
-               "profile %s: subject %s must be PrintableString of at most %zu characters",
-               profile, d->name, d->max);
+               "profile %s: subject %s must be PrintableString of at most %zu characters", profile,
+               d->name, d->max);
     } else {
         long n = utf8_chars(v);
         ENSURE(n > 0 && (size_t)n <= d->max, QTSP_ERR_INVALID,
@@ -815,8 +833,8 @@ static qtsp_status add_name_entry(X509_NAME *name, const attr_def *d, const char
         ENSURE(isupper((unsigned char)v[0]) && isupper((unsigned char)v[1]), QTSP_ERR_INVALID,
                "profile %s: subject C must be an ISO 3166 alpha-2 code", profile);
     int type = d->printable ? V_ASN1_PRINTABLESTRING : V_ASN1_UTF8STRING;
-    ENSURE(X509_NAME_add_entry_by_NID(name, d->nid, type, (const unsigned char *)v,
-                                      (int)strlen(v), -1, 0) == 1,
+    ENSURE(X509_NAME_add_entry_by_NID(name, d->nid, type, (const unsigned char *)v, (int)strlen(v),
+                                      -1, 0) == 1,
            QTSP_ERR_CRYPTO, "cannot add subject %s", d->name);
     return QTSP_OK;
 }
@@ -850,8 +868,8 @@ static qtsp_status build_subject(const qtsp_profile *p, const qtsp_subject_attrs
             v = cn;
         }
         if (!v) {
-            ENSURE(!a->required, QTSP_ERR_INVALID, "profile %s: subject %s is required",
-                   p->name, a->def->name);
+            ENSURE(!a->required, QTSP_ERR_INVALID, "profile %s: subject %s is required", p->name,
+                   a->def->name);
             continue;
         }
         if (a->check == CHECK_PNO)
@@ -860,8 +878,7 @@ static qtsp_status build_subject(const qtsp_profile *p, const qtsp_subject_attrs
                    p->name, v);
         TRY(add_name_entry(name, a->def, v, p->name));
     }
-    ENSURE(X509_NAME_entry_count(name) > 0, QTSP_ERR_INVALID, "profile %s: empty subject",
-           p->name);
+    ENSURE(X509_NAME_entry_count(name) > 0, QTSP_ERR_INVALID, "profile %s: empty subject", p->name);
     return QTSP_OK;
 }
 
@@ -976,8 +993,8 @@ static qtsp_status add_basic_constraints(const qtsp_profile *p, X509 *x)
     bc->ca = p->bc_ca ? 0xff : 0;
     if (p->bc_path_len >= 0) {
         bc->pathlen = ASN1_INTEGER_new();
-        ENSURE_OUT(bc->pathlen && ASN1_INTEGER_set(bc->pathlen, p->bc_path_len),
-                   QTSP_ERR_NOMEM, "basicConstraints pathLen");
+        ENSURE_OUT(bc->pathlen && ASN1_INTEGER_set(bc->pathlen, p->bc_path_len), QTSP_ERR_NOMEM,
+                   "basicConstraints pathLen");
     }
     rc = add_ext_i2d(x, NID_basic_constraints, bc, p->bc_critical, "basicConstraints");
 out:
@@ -1235,8 +1252,7 @@ static qtsp_status add_qc_statements(const qtsp_profile *p, const char *base, X5
         for (size_t i = 0; i < p->nqc_pds; i++) {
             TRY_OUT(expand_url(p->qc_pds_url[i], base, url, sizeof url));
             ENSURE_OUT(strncmp(url, "https://", 8) == 0, QTSP_ERR_INVALID,
-                       "profile %s: QcPDS URL %s must be https (EN 319 412-5 4.3.4)", p->name,
-                       url);
+                       "profile %s: QcPDS URL %s must be https (EN 319 412-5 4.3.4)", p->name, url);
             ASN1_SEQUENCE_ANY *loc = sk_ASN1_TYPE_new_null();
             ENSURE_OUT(loc, QTSP_ERR_NOMEM, "PdsLocation");
             rc = seq_push_str(loc, V_ASN1_IA5STRING, url);

@@ -74,14 +74,18 @@ typedef struct chain {
 } chain;
 static chain g;
 
-static X509 *issue(const char *profile, const qtsp_subject_attrs *subj, EVP_PKEY *key,
-                   X509 *issuer, EVP_PKEY *issuer_key)
+static X509 *issue(const char *profile, const qtsp_subject_attrs *subj, EVP_PKEY *key, X509 *issuer,
+                   EVP_PKEY *issuer_key)
 {
     qtsp_profile *p = load_policy(profile);
     if (!p)
         return NULL;
-    qtsp_cert_request r = {.subject_key = key, .issuer = issuer, .issuer_key = issuer_key,
-                           .serial = k_serial, .serial_len = sizeof k_serial, .base_url = BASE};
+    qtsp_cert_request r = {.subject_key = key,
+                           .issuer = issuer,
+                           .issuer_key = issuer_key,
+                           .serial = k_serial,
+                           .serial_len = sizeof k_serial,
+                           .base_url = BASE};
     if (subj)
         r.subject = *subj;
     X509 *x = NULL;
@@ -104,9 +108,10 @@ static int write_pem(const char *name, X509 *x)
     return ok;
 }
 
-static const qtsp_subject_attrs k_person = {
-    .country = "BG", .given_name = "Иван", .surname = "Петров",
-    .serial_number = "PNOBG-8001010000"};
+static const qtsp_subject_attrs k_person = {.country = "BG",
+                                            .given_name = "Иван",
+                                            .surname = "Петров",
+                                            .serial_number = "PNOBG-8001010000"};
 
 static chain *chain_get(void)
 {
@@ -124,8 +129,7 @@ static chain *chain_get(void)
         g.issuing = issue("issuing-ca", NULL, g.issuing_key, g.root, g.root_key);
     if (g.issuing) {
         g.ocsp = issue("ocsp-responder", NULL, g.ocsp_key, g.issuing, g.issuing_key);
-        g.qual = issue("qualified-natural-person", &k_person, g.qual_key, g.issuing,
-                       g.issuing_key);
+        g.qual = issue("qualified-natural-person", &k_person, g.qual_key, g.issuing, g.issuing_key);
     }
     if (g.root)
         g.tsa = issue("tsa-unit", NULL, g.tsa_key, g.root, g.root_key);
@@ -149,7 +153,8 @@ static void chain_free(void)
         EVP_PKEY_free(keys[i]);
         X509_free(certs[i]);
     }
-    qtest_rmtree(g.dir);
+    if (!getenv("QTSP_KEEP_TMP"))
+        qtest_rmtree(g.dir);
 }
 
 /* Runs cmd, returns exit status; output (stdout+stderr) into out. */
@@ -238,10 +243,8 @@ static void test_profile_root_and_issuing_ca(void)
     CU_ASSERT_EQUAL(X509_get_pathlen(c->root), 1);
     CU_ASSERT_EQUAL(X509_get_key_usage(c->root), KU_KEY_CERT_SIGN | KU_CRL_SIGN);
     CU_ASSERT_PTR_NOT_NULL(X509_get0_subject_key_id(c->root));
-    CU_ASSERT(X509_EXTENSION_get_critical(X509_get_ext(c->root,
-                                                       X509_get_ext_by_NID(c->root,
-                                                                           NID_basic_constraints,
-                                                                           -1))));
+    CU_ASSERT(X509_EXTENSION_get_critical(
+        X509_get_ext(c->root, X509_get_ext_by_NID(c->root, NID_basic_constraints, -1))));
     CU_ASSERT(X509_EXTENSION_get_critical(
         X509_get_ext(c->root, X509_get_ext_by_NID(c->root, NID_key_usage, -1))));
     const ASN1_TIME *nb = X509_get0_notBefore(c->root), *na = X509_get0_notAfter(c->root);
@@ -296,8 +299,7 @@ static void test_profile_qualified_cert_meets_standards_checklist(void)
     /* subject: C, givenName, surname, CN (given + surname), serialNumber PNO */
     X509_NAME *n = X509_get_subject_name(q);
     CU_ASSERT_EQUAL(X509_NAME_entry_count(n), 5);
-    int order[] = {NID_countryName, NID_givenName, NID_surname, NID_commonName,
-                   NID_serialNumber};
+    int order[] = {NID_countryName, NID_givenName, NID_surname, NID_commonName, NID_serialNumber};
     for (int i = 0; i < 5 && i < X509_NAME_entry_count(n); i++)
         CU_ASSERT_EQUAL(OBJ_obj2nid(X509_NAME_ENTRY_get_object(X509_NAME_get_entry(n, i))),
                         order[i]);
@@ -319,8 +321,8 @@ static void test_profile_qualified_cert_meets_standards_checklist(void)
 
     /* keyUsage critical nonRepudiation only; basicConstraints CA false */
     CU_ASSERT_EQUAL(X509_get_key_usage(q), KU_NON_REPUDIATION);
-    CU_ASSERT(X509_EXTENSION_get_critical(X509_get_ext(q, X509_get_ext_by_NID(q, NID_key_usage,
-                                                                              -1))));
+    CU_ASSERT(
+        X509_EXTENSION_get_critical(X509_get_ext(q, X509_get_ext_by_NID(q, NID_key_usage, -1))));
     CU_ASSERT(X509_get_extension_flags(q) & EXFLAG_BCONS);
     CU_ASSERT(!(X509_get_extension_flags(q) & EXFLAG_CA));
     CU_ASSERT_EQUAL(X509_get_ext_by_NID(q, NID_ext_key_usage, -1), -1);
@@ -343,8 +345,7 @@ static void test_profile_qualified_cert_meets_standards_checklist(void)
             CU_ASSERT_EQUAL_FATAL(sk_POLICYQUALINFO_num(pi->qualifiers), 1);
             POLICYQUALINFO *qi = sk_POLICYQUALINFO_value(pi->qualifiers, 0);
             CU_ASSERT_EQUAL(OBJ_obj2nid(qi->pqualid), NID_id_qt_cps);
-            CU_ASSERT_STRING_EQUAL((const char *)ASN1_STRING_get0_data(qi->d.cpsuri),
-                                   BASE "/cps");
+            CU_ASSERT_STRING_EQUAL((const char *)ASN1_STRING_get0_data(qi->d.cpsuri), BASE "/cps");
         }
     }
     CU_ASSERT_EQUAL(etsi, 1);
@@ -426,7 +427,8 @@ static void test_profile_qualified_cert_meets_standards_checklist(void)
     int ocsp = 0, cai = 0;
     for (int i = 0; i < sk_ACCESS_DESCRIPTION_num(aia); i++) {
         ACCESS_DESCRIPTION *ad = sk_ACCESS_DESCRIPTION_value(aia, i);
-        const char *u = (const char *)ASN1_STRING_get0_data(ad->location->d.uniformResourceIdentifier);
+        const char *u =
+            (const char *)ASN1_STRING_get0_data(ad->location->d.uniformResourceIdentifier);
         if (OBJ_obj2nid(ad->method) == NID_ad_OCSP && strcmp(u, BASE "/ocsp") == 0)
             ocsp++;
         if (OBJ_obj2nid(ad->method) == NID_ad_ca_issuers &&
@@ -449,9 +451,9 @@ static void test_profile_qualified_cert_meets_standards_checklist(void)
     CRL_DIST_POINTS_free(cdp);
 
     /* AKI = issuer SKI; SKI present (SHA-1 of the key, RFC 5280 method 1) */
-    CU_ASSERT_EQUAL(ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(q),
-                                          X509_get0_subject_key_id(c->issuing)),
-                    0);
+    CU_ASSERT_EQUAL(
+        ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(q), X509_get0_subject_key_id(c->issuing)),
+        0);
     const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(q);
     CU_ASSERT_PTR_NOT_NULL_FATAL(ski);
     unsigned char md[20];
@@ -493,9 +495,9 @@ static void test_profile_ocsp_responder_has_eku_and_nocheck(void)
     CU_ASSERT_EQUAL(memcmp(ASN1_STRING_get0_data(v), "\x05\x00", 2), 0);
     CU_ASSERT_EQUAL(X509_get_key_usage(o), KU_DIGITAL_SIGNATURE);
     CU_ASSERT(!(X509_get_extension_flags(o) & EXFLAG_CA));
-    CU_ASSERT_EQUAL(ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(o),
-                                          X509_get0_subject_key_id(c->issuing)),
-                    0);
+    CU_ASSERT_EQUAL(
+        ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(o), X509_get0_subject_key_id(c->issuing)),
+        0);
     CU_ASSERT_PTR_NOT_NULL(X509_get0_subject_key_id(o));
     struct tm b, a;
     ASN1_TIME_to_tm(X509_get0_notBefore(o), &b);
@@ -519,9 +521,8 @@ static void test_profile_tsa_eku_critical_and_only_timestamping(void)
     sk_ASN1_OBJECT_pop_free(eku, ASN1_OBJECT_free);
     CU_ASSERT_EQUAL(X509_get_key_usage(t), KU_DIGITAL_SIGNATURE);
     CU_ASSERT(!(X509_get_extension_flags(t) & EXFLAG_CA));
-    CU_ASSERT_EQUAL(ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(t),
-                                          X509_get0_subject_key_id(c->root)),
-                    0);
+    CU_ASSERT_EQUAL(
+        ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(t), X509_get0_subject_key_id(c->root)), 0);
     CU_ASSERT_EQUAL(X509_check_issued(c->root, t), X509_V_OK);
     CU_ASSERT_EQUAL(X509_get_signature_nid(t), NID_ecdsa_with_SHA384);
 }
@@ -694,8 +695,8 @@ static void test_profile_rejects_inconsistent_schema(void)
              "key_usage: {critical: true, usages: [keyCertSign]}\n");
     CU_ASSERT_EQUAL(load_text(text, path, sizeof path), QTSP_ERR_CONFIG);
     /* http PDS */
-    snprintf(text, sizeof text,
-             "%sqc_statements:\n  pds: [{url: \"http://x/pds\", lang: en}]\n", k_min_profile);
+    snprintf(text, sizeof text, "%sqc_statements:\n  pds: [{url: \"http://x/pds\", lang: en}]\n",
+             k_min_profile);
     CU_ASSERT_EQUAL(load_text(text, path, sizeof path), QTSP_ERR_CONFIG);
     /* duplicate subject attribute (one CN at most) */
     snprintf(text, sizeof text, "%s", k_min_profile);
@@ -710,8 +711,7 @@ static void test_profile_rejects_inconsistent_schema(void)
     s = strstr(text, "attr: CN");
     memcpy(s, "attr: XX", 8);
     CU_ASSERT_EQUAL(load_text(text, path, sizeof path), QTSP_ERR_CONFIG);
-    snprintf(text, sizeof text, "%scrl_distribution_points: [\"ftp://x/c.crl\"]\n",
-             k_min_profile);
+    snprintf(text, sizeof text, "%scrl_distribution_points: [\"ftp://x/c.crl\"]\n", k_min_profile);
     CU_ASSERT_EQUAL(load_text(text, path, sizeof path), QTSP_ERR_CONFIG);
     snprintf(text, sizeof text, "%socsp_no_check: true\n", k_min_profile);
     CU_ASSERT_EQUAL(load_text(text, path, sizeof path), QTSP_ERR_CONFIG);
@@ -724,8 +724,12 @@ static qtsp_status issue_qual(const qtsp_subject_attrs *s, EVP_PKEY *key, X509 *
     qtsp_profile *p = load_policy("qualified-natural-person");
     if (!p)
         return QTSP_ERR_CONFIG;
-    qtsp_cert_request r = {.subject = *s, .subject_key = key, .issuer = issuer,
-                           .issuer_key = issuer_key, .serial = serial, .serial_len = slen,
+    qtsp_cert_request r = {.subject = *s,
+                           .subject_key = key,
+                           .issuer = issuer,
+                           .issuer_key = issuer_key,
+                           .serial = serial,
+                           .serial_len = slen,
                            .base_url = BASE};
     qtsp_err_clear();
     qtsp_status rc = qtsp_profile_issue(p, &r, out);
@@ -788,9 +792,9 @@ static void test_profile_rejects_bad_requests(void)
     CU_ASSERT_EQUAL(issue_qual(&s, c->qual_key, c->issuing, c->issuing_key, k_serial, 16, &x),
                     QTSP_ERR_INVALID);
     /* P-384 subject key is not allowed by the qualified profile */
-    CU_ASSERT_EQUAL(issue_qual(&k_person, c->root_key, c->issuing, c->issuing_key, k_serial, 16,
-                               &x),
-                    QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(
+        issue_qual(&k_person, c->root_key, c->issuing, c->issuing_key, k_serial, 16, &x),
+        QTSP_ERR_INVALID);
     /* issuer that is not a CA */
     CU_ASSERT_EQUAL(issue_qual(&k_person, c->qual_key, c->ocsp, c->ocsp_key, k_serial, 16, &x),
                     QTSP_ERR_INVALID);
@@ -801,8 +805,7 @@ static void test_profile_rejects_bad_requests(void)
     CU_ASSERT_EQUAL(issue_qual(&k_person, NULL, c->issuing, c->issuing_key, k_serial, 16, &x),
                     QTSP_ERR_INVALID);
     /* issuer key does not match the issuer certificate */
-    CU_ASSERT_EQUAL(issue_qual(&k_person, c->qual_key, c->issuing, c->root_key, k_serial, 16,
-                               &x),
+    CU_ASSERT_EQUAL(issue_qual(&k_person, c->qual_key, c->issuing, c->root_key, k_serial, 16, &x),
                     QTSP_ERR_CRYPTO);
     CU_ASSERT_PTR_NULL(x);
     /* explicit CN is used as given */
@@ -817,8 +820,11 @@ static void test_profile_rejects_bad_requests(void)
     /* fixed attribute of a CA profile cannot be overridden */
     qtsp_profile *p = load_policy("root-ca");
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
-    qtsp_cert_request r = {.subject = {.common_name = "Evil Root"}, .subject_key = c->root_key,
-                           .issuer_key = c->root_key, .serial = k_serial, .serial_len = 16};
+    qtsp_cert_request r = {.subject = {.common_name = "Evil Root"},
+                           .subject_key = c->root_key,
+                           .issuer_key = c->root_key,
+                           .serial = k_serial,
+                           .serial_len = 16};
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_profile_issue(p, &r, &x), QTSP_ERR_INVALID);
     /* self-signed profile given an issuer */
@@ -846,8 +852,10 @@ static void test_profile_signature_follows_issuer_key(void)
     CU_ASSERT_STRING_EQUAL(qtsp_profile_name(p), "t");
     CU_ASSERT_STRING_EQUAL(qtsp_profile_key_type(p), "ec-p256");
     X509 *x = NULL;
-    qtsp_cert_request r = {.subject_key = c->qual_key, .issuer_key = c->qual_key,
-                           .serial = k_serial, .serial_len = 16};
+    qtsp_cert_request r = {.subject_key = c->qual_key,
+                           .issuer_key = c->qual_key,
+                           .serial = k_serial,
+                           .serial_len = 16};
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_profile_issue(p, &r, &x), QTSP_OK);
     CU_ASSERT_EQUAL(X509_get_signature_nid(x), NID_ecdsa_with_SHA256);
@@ -855,9 +863,8 @@ static void test_profile_signature_follows_issuer_key(void)
     int days = 0, secs = 0;
     ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(x), X509_get0_notAfter(x));
     CU_ASSERT(days == 30 && secs == 0);
-    CU_ASSERT_EQUAL(ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(x),
-                                          X509_get0_subject_key_id(x)),
-                    0);
+    CU_ASSERT_EQUAL(
+        ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(x), X509_get0_subject_key_id(x)), 0);
     X509_free(x);
     x = NULL;
     EVP_PKEY *rsa = EVP_RSA_gen(3072);
@@ -883,9 +890,14 @@ static void test_profile_validity_calendar_years_from_leap_day(void)
     struct tm leap = {.tm_year = 124, .tm_mon = 1, .tm_mday = 29, .tm_hour = 8}; /* 2024-02-29 */
     qtsp_profile *p = load_policy("qualified-natural-person");
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
-    qtsp_cert_request r = {.subject = k_person, .subject_key = c->qual_key, .issuer = c->issuing,
-                           .issuer_key = c->issuing_key, .serial = k_serial, .serial_len = 16,
-                           .not_before = timegm(&leap), .base_url = BASE};
+    qtsp_cert_request r = {.subject = k_person,
+                           .subject_key = c->qual_key,
+                           .issuer = c->issuing,
+                           .issuer_key = c->issuing_key,
+                           .serial = k_serial,
+                           .serial_len = 16,
+                           .not_before = timegm(&leap),
+                           .base_url = BASE};
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_profile_issue(p, &r, &x), QTSP_OK);
     struct tm a;
