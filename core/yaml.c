@@ -29,12 +29,12 @@ struct qtsp_ynode {
     qtsp_ykind kind;
     unsigned line;
     unsigned column;
-    const char *file;        /* the document's name, borrowed */
-    char *scalar;            /* QTSP_Y_SCALAR: NUL-terminated text */
-    size_t count;            /* items (seq) or pairs (map) */
+    const char *file; /* the document's name, borrowed */
+    char *scalar;     /* QTSP_Y_SCALAR: NUL-terminated text */
+    size_t count;     /* items (seq) or pairs (map) */
     size_t cap;
-    struct qtsp_ynode **kids;/* seq: items; map: key0, value0, key1, value1, ... */
-    int key_pending;         /* map under construction: kids[2*count] is a key without value */
+    struct qtsp_ynode **kids; /* seq: items; map: key0, value0, key1, value1, ... */
+    int key_pending;          /* map under construction: kids[2*count] is a key without value */
 };
 
 struct qtsp_ydoc {
@@ -234,8 +234,7 @@ static qtsp_status on_event(builder *b, const yaml_event_t *ev)
     return QTSP_OK;
 }
 
-qtsp_status qtsp_ydoc_load_string(const char *name, const char *text, size_t len,
-                                  qtsp_ydoc **out)
+qtsp_status qtsp_ydoc_load_string(const char *name, const char *text, size_t len, qtsp_ydoc **out)
 {
     qtsp_status rc = QTSP_OK;
     yaml_parser_t parser;
@@ -328,9 +327,15 @@ out:
     return rc;
 }
 
-const qtsp_ynode *qtsp_ydoc_root(const qtsp_ydoc *doc) { return doc ? doc->root : NULL; }
+const qtsp_ynode *qtsp_ydoc_root(const qtsp_ydoc *doc)
+{
+    return doc ? doc->root : NULL;
+}
 
-qtsp_ykind qtsp_ynode_kind(const qtsp_ynode *n) { return n ? n->kind : (qtsp_ykind)0; }
+qtsp_ykind qtsp_ynode_kind(const qtsp_ynode *n)
+{
+    return n ? n->kind : (qtsp_ykind)0;
+}
 
 const char *qtsp_ynode_scalar(const qtsp_ynode *n)
 {
@@ -373,9 +378,18 @@ const qtsp_ynode *qtsp_ynode_get(const qtsp_ynode *map, const char *key)
     return NULL;
 }
 
-unsigned qtsp_ynode_line(const qtsp_ynode *n) { return n ? n->line : 0; }
-unsigned qtsp_ynode_column(const qtsp_ynode *n) { return n ? n->column : 0; }
-const char *qtsp_ynode_file(const qtsp_ynode *n) { return n ? n->file : "?"; }
+unsigned qtsp_ynode_line(const qtsp_ynode *n)
+{
+    return n ? n->line : 0;
+}
+unsigned qtsp_ynode_column(const qtsp_ynode *n)
+{
+    return n ? n->column : 0;
+}
+const char *qtsp_ynode_file(const qtsp_ynode *n)
+{
+    return n ? n->file : "?";
+}
 
 qtsp_status qtsp_ynode_fail(const qtsp_ynode *n, const char *key, const char *fmt, ...)
 {
@@ -487,8 +501,7 @@ qtsp_status qtsp_yget_bool(const qtsp_ynode *map, const char *key, int required,
     return QTSP_OK;
 }
 
-qtsp_status qtsp_yget_duration(const qtsp_ynode *map, const char *key, int required,
-                               int64_t *out)
+qtsp_status qtsp_yget_duration(const qtsp_ynode *map, const char *key, int required, int64_t *out)
 {
     const qtsp_ynode *n;
     const char *v;
@@ -502,8 +515,7 @@ qtsp_status qtsp_yget_duration(const qtsp_ynode *map, const char *key, int requi
     if (qtsp_parse_duration(v, &s) != QTSP_OK) {
         if (clean)
             qtsp_err_clear();
-        return qtsp_ynode_fail(n, key, "'%s' is not a duration (number with unit s, m, h or d)",
-                               v);
+        return qtsp_ynode_fail(n, key, "'%s' is not a duration (number with unit s, m, h or d)", v);
     }
     *out = s;
     return QTSP_OK;
