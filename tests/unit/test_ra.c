@@ -1,6 +1,7 @@
 /* Unit tests for ra/: enrolment validation, issuance with a real SoftHSM2
  * token and LMDB store, and the lifecycle state machine (every allowed and
  * forbidden transition, roles, the lapse at exactly hold_until). */
+#define _GNU_SOURCE 1 /* memmem */
 #include <jansson.h>
 #include <libgen.h>
 #include <openssl/evp.h>
