@@ -15,7 +15,10 @@
 
 typedef struct qtsp_profile qtsp_profile;
 
-/* Loads and validates a profile file (QTSP_ERR_CONFIG naming file:line:col). */
+/* Loads and validates a profile file (schema: docs/profiles.md). Errors:
+ * QTSP_ERR_CONFIG "file:line:col: key: why" for syntax, unknown keys and
+ * inconsistent entries; QTSP_ERR_IO unreadable; QTSP_ERR_TOO_BIG > 1 MiB.
+ * *out owned by the caller. */
 qtsp_status qtsp_profile_load(const char *path, qtsp_profile **out) QTSP_MUST_USE;
 void qtsp_profile_free(qtsp_profile *p);
 
@@ -45,7 +48,15 @@ typedef struct qtsp_cert_request {
     const char *base_url;           /* for AIA / CRL DP, no trailing slash */
 } qtsp_cert_request;
 
-/* Builds and signs a certificate. *out owned by the caller. */
+/* Builds and signs a certificate. *out owned by the caller, written only on
+ * success. Thread-safe for a shared profile. Errors: QTSP_ERR_INVALID for a
+ * bad request (zero or > 20-octet serial, subject attribute missing, not
+ * allowed or malformed, subject key type not allowed, issuer not a CA,
+ * issuer given to a self-signed profile or missing otherwise, notAfter past
+ * the issuer's, bad base_url); QTSP_ERR_UNSUPPORTED for an issuer key type
+ * we cannot sign with; QTSP_ERR_CRYPTO when signing fails or the signature
+ * does not verify with the issuer's public key. base_url may be NULL when
+ * the profile has no "{base}" URL. */
 qtsp_status qtsp_profile_issue(const qtsp_profile *p, const qtsp_cert_request *req,
                                X509 **out) QTSP_MUST_USE;
 

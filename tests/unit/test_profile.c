@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "ca/hsm.h"
 #include "ca/profile.h"
 #include "core/clock.h"
 #include "core/err.h"
@@ -914,6 +915,59 @@ static void test_profile_validity_calendar_years_from_leap_day(void)
     qtsp_profile_free(p);
 }
 
+/* The issuer keys live in a SoftHSM2 token (libp11 EVP_PKEYs): the engine must
+ * sign through X509_sign without touching private key material. */
+static void test_profile_signs_with_pkcs11_token_keys(void)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", qtest_tmpdir("profile-hsm"));
+    CU_ASSERT_EQUAL_FATAL(qtest_softhsm_token(dir, "qtsp-profile"), 0);
+    qtsp_hsm *hsm = NULL;
+    qtsp_err_clear();
+    qtsp_status rc = qtsp_hsm_open(QTEST_SOFTHSM_MODULE, "qtsp-profile", QTEST_PIN, &hsm);
+    if (rc != QTSP_OK)
+        fprintf(stderr, "hsm open: %s\n", qtsp_err_message());
+    CU_ASSERT_EQUAL_FATAL(rc, QTSP_OK);
+    EVP_PKEY *root_pub = NULL, *root_priv = NULL, *iss_pub = NULL, *iss_priv = NULL;
+    CU_ASSERT_EQUAL(qtsp_hsm_generate(hsm, "root", QTSP_KEY_EC_P384, &root_pub), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_hsm_private_key(hsm, "root", &root_priv), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_hsm_generate(hsm, "issuing", QTSP_KEY_EC_P256, &iss_pub), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_hsm_private_key(hsm, "issuing", &iss_priv), QTSP_OK);
+    X509 *root = NULL, *iss = NULL, *leaf = NULL;
+    if (root_priv && iss_priv) {
+        root = issue("root-ca", NULL, root_pub, NULL, root_priv);
+        CU_ASSERT_PTR_NOT_NULL(root);
+        if (root)
+            iss = issue("issuing-ca", NULL, iss_pub, root, root_priv);
+        /* issuing-ca wants ec-p384: a P-256 token key is refused by the profile */
+        CU_ASSERT_PTR_NULL(iss);
+        qtsp_profile *p = load_policy("tsa-unit");
+        qtsp_cert_request r = {.subject_key = iss_pub,
+                               .issuer = root,
+                               .issuer_key = root_priv,
+                               .serial = k_serial,
+                               .serial_len = sizeof k_serial,
+                               .base_url = BASE};
+        qtsp_err_clear();
+        CU_ASSERT_EQUAL(qtsp_profile_issue(p, &r, &leaf), QTSP_OK);
+        qtsp_profile_free(p);
+    }
+    CU_ASSERT_PTR_NOT_NULL_FATAL(leaf);
+    CU_ASSERT_EQUAL(X509_get_signature_nid(root), NID_ecdsa_with_SHA384);
+    CU_ASSERT_EQUAL(X509_verify(root, root_pub), 1);
+    CU_ASSERT_EQUAL(X509_verify(leaf, root_pub), 1);
+    CU_ASSERT_EQUAL(X509_check_issued(root, leaf), X509_V_OK);
+    X509_free(root);
+    X509_free(iss);
+    X509_free(leaf);
+    EVP_PKEY_free(root_pub);
+    EVP_PKEY_free(root_priv);
+    EVP_PKEY_free(iss_pub);
+    EVP_PKEY_free(iss_priv);
+    qtsp_hsm_free(hsm);
+    qtest_rmtree(dir);
+}
+
 int main(void)
 {
     qtsp_clock_set(fixed_clock, NULL);
@@ -935,6 +989,7 @@ int main(void)
         QTEST(test_profile_rejects_bad_requests),
         QTEST(test_profile_signature_follows_issuer_key),
         QTEST(test_profile_validity_calendar_years_from_leap_day),
+        QTEST(test_profile_signs_with_pkcs11_token_keys),
     };
     int rc = qtest_run("profile", cases, sizeof cases / sizeof cases[0]);
     chain_free();

@@ -433,7 +433,7 @@ static void test_store_adopts_a_map_grown_by_another_process(void)
 
 typedef struct reader_arg {
     qtsp_store *st;
-    volatile int *stop;
+    _Atomic int *stop;
     int errors;
     long reads;
 } reader_arg;
@@ -480,7 +480,7 @@ static qtsp_status pair_write(qtsp_txn *txn, void *ctx)
 static void test_store_readers_see_consistent_snapshots_while_writing(void)
 {
     qtsp_store *st = open_fresh(1);
-    volatile int stop = 0;
+    _Atomic int stop = 0;
     enum { NREADERS = 4 };
     pthread_t th[NREADERS];
     reader_arg args[NREADERS];
