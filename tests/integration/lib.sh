@@ -20,15 +20,10 @@ check_eq() { if [[ "$2" == "$3" ]]; then pass "$1"; else fail "$1 (expected '$2'
 # check_grep "description" pattern file
 check_grep() { if grep -Eq -- "$2" "$3"; then pass "$1"; else fail "$1 (no '$2' in $3)"; fi; }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
 # start_server HOME [extra args]: starts qtsp serve, waits for "listening on".
 start_server() {
   local home=$1; shift
-  local port; port=$(free_port)
-  "$QTSP_BIN" serve --home "$home" --listen "127.0.0.1:$port" "$@" >"$T_DIR/serve.out" 2>"$T_DIR/serve.err" &
+  "$QTSP_BIN" serve --home "$home" --listen "127.0.0.1:0" "$@" >"$T_DIR/serve.out" 2>"$T_DIR/serve.err" &
   SERVER_PID=$!
   for _ in $(seq 1 200); do
     if grep -q "^listening on " "$T_DIR/serve.out" 2>/dev/null; then
@@ -41,6 +36,18 @@ start_server() {
   echo "server did not start:"; cat "$T_DIR/serve.err"
   return 1
 }
+
+# api METHOD PATH TOKEN [JSON]: curl to the server; prints the body, and the
+# HTTP status to $T_DIR/status
+api() {
+  local m=$1 p=$2 tok=$3 body=${4-}
+  local args=(-s -o "$T_DIR/body" -w '%{http_code}' -X "$m")
+  [[ -n $tok ]] && args+=(-H "Authorization: Bearer $tok")
+  [[ -n $body ]] && args+=(-H 'Content-Type: application/json' --data-binary "$body")
+  curl "${args[@]}" "$BASE$p" >"$T_DIR/status"
+  cat "$T_DIR/body"
+}
+status() { cat "$T_DIR/status"; }
 
 # stop_server: SIGTERM, wait, echo the exit status
 stop_server() {
