@@ -294,8 +294,10 @@ static qtsp_status build_constants(qtsp_tsa *tsa)
     TRY_OUT(dw_take(&w, &tsa->tst_ext.p, &tsa->tst_ext.n));
 
     /* Issuer name and serial of the TSA certificate. */
-    TRY_OUT(i2d_copy(i2d_X509_NAME(X509_get_issuer_name(tsa->cert), &issuer), issuer, &iss));
-    TRY_OUT(i2d_copy(i2d_ASN1_INTEGER(X509_get0_serialNumber(tsa->cert), &serial), serial, &ser));
+    int il = i2d_X509_NAME(X509_get_issuer_name(tsa->cert), &issuer);
+    TRY_OUT(i2d_copy(il, issuer, &iss));
+    int sl = i2d_ASN1_INTEGER(X509_get0_serialNumber(tsa->cert), &serial);
+    TRY_OUT(i2d_copy(sl, serial, &ser));
 
     /* Certificates: the TSA certificate, then the chain. */
     size_t certs_len = 0;
