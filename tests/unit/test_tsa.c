@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "ca/hsm.h"
 #include "ca/store.h"
 #include "core/buf.h"
 #include "core/clock.h"
@@ -860,6 +862,41 @@ static void test_tsa_refuses_key_not_matching_certificate(void)
     qtsp_err_clear();
 }
 
+static void test_tsa_signs_with_key_in_softhsm_token(void)
+{
+    char d[600];
+    path(d, sizeof d, "token");
+    CU_ASSERT_EQUAL_FATAL(mkdir(d, 0700), 0);
+    CU_ASSERT_EQUAL_FATAL(qtest_softhsm_token(d, "tsa-test"), 0);
+    qtsp_hsm *hsm = NULL;
+    qtsp_err_clear();
+    CU_ASSERT_FATAL(qtsp_hsm_open(QTEST_SOFTHSM_MODULE, "tsa-test", QTEST_PIN, &hsm) == QTSP_OK);
+    EVP_PKEY *pub = NULL, *priv = NULL;
+    CU_ASSERT_FATAL(qtsp_hsm_generate(hsm, "qtsp-tsa", QTSP_KEY_EC_P256, &pub) == QTSP_OK);
+    CU_ASSERT_FATAL(qtsp_hsm_private_key(hsm, "qtsp-tsa", &priv) == QTSP_OK);
+    X509 *c = make_cert("qtsp HSM TSU", pub, g_ca, g_ca_key, 0x77, 0);
+    write_pem("tsa-hsm.pem", c);
+    qtsp_tsa_policy pol;
+    qtsp_tsa_policy_defaults(&pol);
+    pol.require_sync = 0;
+    qtsp_tsa *tsa = NULL;
+    qtsp_status rc = qtsp_tsa_new_policy(&pol, c, NULL, priv, NULL, &tsa);
+    if (rc != QTSP_OK)
+        fprintf(stderr, "%s\n", qtsp_err_message());
+    CU_ASSERT_FATAL(rc == QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(run("openssl ts -query -data data.txt -sha512 -cert -out q.tsq"), 0);
+    TS_RESP_free(respond_file(tsa, "q.tsq", "r.tsr"));
+    CU_ASSERT_EQUAL(run("openssl ts -verify -in r.tsr -queryfile q.tsq -CAfile ca.pem "
+                        "-untrusted tsa-hsm.pem"),
+                    0);
+    CU_ASSERT_EQUAL(run("openssl ts -verify -in r.tsr -data data.txt -CAfile ca.pem"), 0);
+    qtsp_tsa_free(tsa);
+    X509_free(c);
+    EVP_PKEY_free(priv);
+    EVP_PKEY_free(pub);
+    qtsp_hsm_free(hsm);
+}
+
 int main(void)
 {
     if (setup() != 0)
@@ -887,6 +924,7 @@ int main(void)
         QTEST(test_tsa_policy_file_errors_name_the_line),
         QTEST(test_tsa_shipped_policy_loads_and_requires_sync),
         QTEST(test_tsa_refuses_key_not_matching_certificate),
+        QTEST(test_tsa_signs_with_key_in_softhsm_token),
     };
     int rc = qtest_run("tsa", cases, sizeof cases / sizeof cases[0]);
     teardown();
