@@ -22,12 +22,12 @@
 #include "core/log.h"
 #include "tsa/tsa_int.h"
 
-#define JOURNAL_QUEUE 4096      /* bounded queue of entries awaiting commit */
-#define JOURNAL_VERSION 1       /* first byte of every journal value */
-#define SERIAL_LEN 17           /* 0x00 + 16 random bytes, top bit set: 128-bit positive */
+#define JOURNAL_QUEUE 4096 /* bounded queue of entries awaiting commit */
+#define JOURNAL_VERSION 1  /* first byte of every journal value */
+#define SERIAL_LEN 17      /* 0x00 + 16 random bytes, top bit set: 128-bit positive */
 #define TST_MAX (QTSP_TSA_MAX_QUERY + 1024)
 #define SIG_MAX 1024
-#define WARN_EVERY_MS 60000     /* rate limit of the unsynchronised-clock warning */
+#define WARN_EVERY_MS 60000 /* rate limit of the unsynchronised-clock warning */
 #define N_FAILINFO 26
 
 /* ---- DER writer (backwards) ------------------------------------------------ */
@@ -47,7 +47,10 @@ static void dw_init(dw *w, unsigned char *buf, size_t cap)
     w->err = 0;
 }
 
-static size_t dw_used(const dw *w) { return w->cap - w->pos; }
+static size_t dw_used(const dw *w)
+{
+    return w->cap - w->pos;
+}
 
 static void dw_raw(dw *w, const void *p, size_t n)
 {
@@ -60,7 +63,10 @@ static void dw_raw(dw *w, const void *p, size_t n)
         memcpy(w->buf + w->pos, p, n);
 }
 
-static void dw_byte(dw *w, unsigned char b) { dw_raw(w, &b, 1); }
+static void dw_byte(dw *w, unsigned char b)
+{
+    dw_raw(w, &b, 1);
+}
 
 /* Tag and definite length (X.690 8.1.3, minimal form). */
 static void dw_hdr(dw *w, unsigned char tag, size_t len)
@@ -79,7 +85,10 @@ static void dw_hdr(dw *w, unsigned char tag, size_t len)
 }
 
 /* Wraps everything written since mark. */
-static void dw_wrap(dw *w, unsigned char tag, size_t mark) { dw_hdr(w, tag, dw_used(w) - mark); }
+static void dw_wrap(dw *w, unsigned char tag, size_t mark)
+{
+    dw_hdr(w, tag, dw_used(w) - mark);
+}
 
 static void dw_oid(dw *w, const unsigned char *content, size_t n)
 {
@@ -102,7 +111,8 @@ static qtsp_status dw_take(const dw *w, unsigned char **out, size_t *len)
 
 /* ---- object identifiers (content octets) ----------------------------------- */
 
-static const unsigned char OID_SIGNED_DATA[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02};
+static const unsigned char OID_SIGNED_DATA[] = {0x2a, 0x86, 0x48, 0x86, 0xf7,
+                                                0x0d, 0x01, 0x07, 0x02};
 static const unsigned char OID_CT_TSTINFO[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d,
                                                0x01, 0x09, 0x10, 0x01, 0x04};
 static const unsigned char OID_CONTENT_TYPE[] = {0x2a, 0x86, 0x48, 0x86, 0xf7,
@@ -137,23 +147,23 @@ typedef struct cbytes {
 struct qtsp_tsa {
     qtsp_tsa_policy pol;
     X509 *cert;
-    STACK_OF(X509) *chain;
+    STACK_OF(X509) * chain;
     EVP_PKEY *key;
     EVP_MD *sha256;
     qtsp_tsa_sync_fn sync_fn;
     void *sync_ctx;
 
     /* Pre-encoded constant parts (full TLVs). */
-    cbytes accuracy;   /* Accuracy */
-    cbytes tst_ext;    /* [1] Extensions with qcStatements */
-    cbytes certs;      /* [0] IMPLICIT SET OF Certificate */
-    cbytes sid;        /* IssuerAndSerialNumber */
-    cbytes sha256_alg; /* AlgorithmIdentifier sha256 (parameters absent, RFC 5754 2) */
-    cbytes digest_algs; /* SET { sha256 } */
-    cbytes sig_alg;    /* signatureAlgorithm */
-    cbytes attrs;      /* signed attributes as SET (0x31), digest zeroed */
+    cbytes accuracy;     /* Accuracy */
+    cbytes tst_ext;      /* [1] Extensions with qcStatements */
+    cbytes certs;        /* [0] IMPLICIT SET OF Certificate */
+    cbytes sid;          /* IssuerAndSerialNumber */
+    cbytes sha256_alg;   /* AlgorithmIdentifier sha256 (parameters absent, RFC 5754 2) */
+    cbytes digest_algs;  /* SET { sha256 } */
+    cbytes sig_alg;      /* signatureAlgorithm */
+    cbytes attrs;        /* signed attributes as SET (0x31), digest zeroed */
     size_t attrs_md_off; /* offset of the 32 digest bytes inside attrs */
-    size_t resp_max;   /* bound of a granted response */
+    size_t resp_max;     /* bound of a granted response */
 
     /* Counters (RFC 3161 has no notion of them; for /metrics). */
     _Atomic uint64_t issued;
@@ -263,7 +273,8 @@ static qtsp_status build_constants(qtsp_tsa *tsa)
     dw w;
     size_t m0, m1, m2;
 
-    /* Accuracy ::= SEQUENCE { seconds INTEGER OPTIONAL, millis [0] INTEGER (1..999) OPTIONAL, ... } */
+    /* Accuracy ::= SEQUENCE { seconds INTEGER OPTIONAL, millis [0] INTEGER (1..999) OPTIONAL, ... }
+     */
     unsigned char acc[16];
     dw_init(&w, acc, sizeof acc);
     if (tsa->pol.accuracy_ms >= 1000) {
@@ -352,8 +363,8 @@ static qtsp_status build_constants(qtsp_tsa *tsa)
      * (longer), as the encodings first differ in their length octets. */
     unsigned char hash[32];
     unsigned int hlen = 0;
-    ENSURE_OUT(X509_digest(tsa->cert, tsa->sha256, hash, &hlen) == 1 && hlen == 32,
-               QTSP_ERR_CRYPTO, "cannot hash the TSA certificate");
+    ENSURE_OUT(X509_digest(tsa->cert, tsa->sha256, hash, &hlen) == 1 && hlen == 32, QTSP_ERR_CRYPTO,
+               "cannot hash the TSA certificate");
     dw_init(&w, scratch, scratch_len);
     /* signingCertificateV2 { certs { ESSCertIDv2 { certHash, issuerSerial } } }
      * hashAlgorithm omitted: DEFAULT sha256 (RFC 5035 4). */
@@ -396,8 +407,8 @@ static qtsp_status build_constants(qtsp_tsa *tsa)
     size_t sig_max = (size_t)EVP_PKEY_get_size(tsa->key);
     ENSURE_OUT(sig_max > 0 && sig_max <= SIG_MAX, QTSP_ERR_UNSUPPORTED,
                "TSA key size %zu is not supported", sig_max);
-    tsa->resp_max = tsa->certs.n + tsa->sid.n + tsa->attrs.n + tsa->sig_alg.n +
-                    tsa->digest_algs.n + tsa->sha256_alg.n + TST_MAX + SIG_MAX + 256;
+    tsa->resp_max = tsa->certs.n + tsa->sid.n + tsa->attrs.n + tsa->sig_alg.n + tsa->digest_algs.n +
+                    tsa->sha256_alg.n + TST_MAX + SIG_MAX + 256;
     rc = QTSP_OK;
 out:
     OPENSSL_free(issuer);
@@ -408,11 +419,12 @@ out:
 
 static void *committer_main(void *arg);
 
-qtsp_status qtsp_tsa_new_policy(const qtsp_tsa_policy *pol, X509 *tsa_cert, STACK_OF(X509) *chain,
+qtsp_status qtsp_tsa_new_policy(const qtsp_tsa_policy *pol, X509 *tsa_cert, STACK_OF(X509) * chain,
                                 EVP_PKEY *key, qtsp_store *store, qtsp_tsa **out)
 {
     qtsp_status rc;
-    ENSURE(pol && tsa_cert && key && out, QTSP_ERR_INVALID, "TSA needs a policy, a certificate and a key");
+    ENSURE(pol && tsa_cert && key && out, QTSP_ERR_INVALID,
+           "TSA needs a policy, a certificate and a key");
     ENSURE(pol->oid_len > 0 && pol->accuracy_ms >= 1 && pol->accuracy_ms <= 1000 && pol->hash_mask,
            QTSP_ERR_INVALID, "TSA policy incomplete");
     int kt = EVP_PKEY_get_base_id(key);
@@ -470,8 +482,8 @@ void qtsp_tsa_free(qtsp_tsa *tsa)
     pthread_cond_destroy(&tsa->cv_work);
     pthread_cond_destroy(&tsa->cv_done);
     pthread_cond_destroy(&tsa->cv_space);
-    cbytes *parts[] = {&tsa->accuracy, &tsa->tst_ext, &tsa->certs, &tsa->sid, &tsa->sha256_alg,
-                       &tsa->digest_algs, &tsa->sig_alg, &tsa->attrs};
+    cbytes *parts[] = {&tsa->accuracy,   &tsa->tst_ext,     &tsa->certs,   &tsa->sid,
+                       &tsa->sha256_alg, &tsa->digest_algs, &tsa->sig_alg, &tsa->attrs};
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         free(parts[i]->p);
     X509_free(tsa->cert);
@@ -586,28 +598,44 @@ static void journal_entry(jentry *e, const unsigned char *serial, int64_t ms,
 static const char *failinfo_name(int bit)
 {
     switch (bit) {
-    case QTSP_TSA_FAIL_BAD_ALG: return "badAlg";
-    case QTSP_TSA_FAIL_BAD_REQUEST: return "badRequest";
-    case QTSP_TSA_FAIL_BAD_DATA_FORMAT: return "badDataFormat";
-    case QTSP_TSA_FAIL_TIME_NOT_AVAILABLE: return "timeNotAvailable";
-    case QTSP_TSA_FAIL_UNACCEPTED_POLICY: return "unacceptedPolicy";
-    case QTSP_TSA_FAIL_UNACCEPTED_EXTENSION: return "unacceptedExtension";
-    case QTSP_TSA_FAIL_ADD_INFO_NOT_AVAILABLE: return "addInfoNotAvailable";
-    case QTSP_TSA_FAIL_SYSTEM_FAILURE: return "systemFailure";
-    default: return NULL;
+    case QTSP_TSA_FAIL_BAD_ALG:
+        return "badAlg";
+    case QTSP_TSA_FAIL_BAD_REQUEST:
+        return "badRequest";
+    case QTSP_TSA_FAIL_BAD_DATA_FORMAT:
+        return "badDataFormat";
+    case QTSP_TSA_FAIL_TIME_NOT_AVAILABLE:
+        return "timeNotAvailable";
+    case QTSP_TSA_FAIL_UNACCEPTED_POLICY:
+        return "unacceptedPolicy";
+    case QTSP_TSA_FAIL_UNACCEPTED_EXTENSION:
+        return "unacceptedExtension";
+    case QTSP_TSA_FAIL_ADD_INFO_NOT_AVAILABLE:
+        return "addInfoNotAvailable";
+    case QTSP_TSA_FAIL_SYSTEM_FAILURE:
+        return "systemFailure";
+    default:
+        return NULL;
     }
 }
 
 static const char *failinfo_text(int bit)
 {
     switch (bit) {
-    case QTSP_TSA_FAIL_BAD_ALG: return "unsupported hash algorithm";
-    case QTSP_TSA_FAIL_BAD_REQUEST: return "unsupported request version";
-    case QTSP_TSA_FAIL_BAD_DATA_FORMAT: return "malformed time-stamp request";
-    case QTSP_TSA_FAIL_TIME_NOT_AVAILABLE: return "time source not synchronised";
-    case QTSP_TSA_FAIL_UNACCEPTED_POLICY: return "requested policy not accepted";
-    case QTSP_TSA_FAIL_UNACCEPTED_EXTENSION: return "request extensions not supported";
-    default: return "system failure";
+    case QTSP_TSA_FAIL_BAD_ALG:
+        return "unsupported hash algorithm";
+    case QTSP_TSA_FAIL_BAD_REQUEST:
+        return "unsupported request version";
+    case QTSP_TSA_FAIL_BAD_DATA_FORMAT:
+        return "malformed time-stamp request";
+    case QTSP_TSA_FAIL_TIME_NOT_AVAILABLE:
+        return "time source not synchronised";
+    case QTSP_TSA_FAIL_UNACCEPTED_POLICY:
+        return "requested policy not accepted";
+    case QTSP_TSA_FAIL_UNACCEPTED_EXTENSION:
+        return "request extensions not supported";
+    default:
+        return "system failure";
     }
 }
 
@@ -694,7 +722,8 @@ static qtsp_status issue(qtsp_tsa *tsa, const qtsp_tsa_req *r, qtsp_buf *out)
     ENSURE(attrs != NULL, QTSP_ERR_NOMEM, "out of memory");
     memcpy(attrs, tsa->attrs.p, tsa->attrs.n);
     unsigned int mdlen = 0;
-    ENSURE_OUT(EVP_Digest(tst_der, tst_len, attrs + tsa->attrs_md_off, &mdlen, tsa->sha256, NULL) == 1 &&
+    ENSURE_OUT(EVP_Digest(tst_der, tst_len, attrs + tsa->attrs_md_off, &mdlen, tsa->sha256, NULL) ==
+                       1 &&
                    mdlen == 32,
                QTSP_ERR_CRYPTO, "cannot hash TSTInfo");
     unsigned char sig[SIG_MAX];
@@ -729,7 +758,7 @@ static qtsp_status issue(qtsp_tsa *tsa, const qtsp_tsa_req *r, qtsp_buf *out)
     dw_wrap(&w, 0x30, 0);          /* SignedData */
     dw_wrap(&w, 0xa0, 0);
     dw_oid(&w, OID_SIGNED_DATA, sizeof OID_SIGNED_DATA);
-    dw_wrap(&w, 0x30, 0);                /* ContentInfo */
+    dw_wrap(&w, 0x30, 0);                  /* ContentInfo */
     dw_raw(&w, "\x30\x03\x02\x01\x00", 5); /* PKIStatusInfo { granted } */
     dw_wrap(&w, 0x30, 0);
     ENSURE_OUT(!w.err, QTSP_ERR_INTERNAL, "time-stamp response does not fit");
@@ -772,6 +801,7 @@ qtsp_status qtsp_tsa_respond(qtsp_tsa *tsa, const unsigned char *query, size_t l
         return reject(tsa, bit, out);
     if (tsa->pol.require_sync && !clock_ok(tsa))
         return reject(tsa, QTSP_TSA_FAIL_TIME_NOT_AVAILABLE, out);
+    qtsp_err_clear(); /* so a failure logged below is this request's own */
     qtsp_status rc = issue(tsa, &r, out);
     if (rc == QTSP_OK)
         return QTSP_OK;

@@ -59,7 +59,7 @@ typedef struct qtsp_tsa qtsp_tsa;
  *             must outlive the TSA. When set, a committer thread is started
  *             that group-commits journal entries.
  * *out is owned by the caller (qtsp_tsa_free). */
-qtsp_status qtsp_tsa_new(const char *policy_path, X509 *tsa_cert, STACK_OF(X509) *chain,
+qtsp_status qtsp_tsa_new(const char *policy_path, X509 *tsa_cert, STACK_OF(X509) * chain,
                          EVP_PKEY *key, qtsp_store *store, qtsp_tsa **out) QTSP_MUST_USE;
 
 /* Stops the committer thread (after committing what is queued) and frees.
@@ -80,8 +80,7 @@ qtsp_status qtsp_tsa_respond(qtsp_tsa *tsa, const unsigned char *query, size_t l
  * max_body QTSP_TSA_MAX_QUERY). ctx is the qtsp_tsa. Always 200
  * application/timestamp-reply with the DER, rejections included (RFC 3161
  * 3.4); non-OK only when respond failed. Thread-safe. */
-qtsp_status qtsp_tsa_http(void *ctx, const qtsp_http_req *req,
-                          qtsp_http_resp *resp) QTSP_MUST_USE;
+qtsp_status qtsp_tsa_http(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp) QTSP_MUST_USE;
 
 /* Appends Prometheus lines to out: qtsp_tsa_tokens_issued_total,
  * qtsp_tsa_rejections_total{failinfo="..."} per failInfo, and

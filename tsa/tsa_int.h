@@ -7,8 +7,8 @@
 
 #include "tsa/tsa.h"
 
-#define QTSP_TSA_MAX_OID 64       /* DER TLV bytes of a policy OID */
-#define QTSP_TSA_MAX_POLICIES 8   /* accepted reqPolicy values */
+#define QTSP_TSA_MAX_OID 64     /* DER TLV bytes of a policy OID */
+#define QTSP_TSA_MAX_POLICIES 8 /* accepted reqPolicy values */
 
 /* Imprint hash algorithms known to the parser. Bits of qtsp_tsa_policy.hash_mask. */
 typedef enum qtsp_tsa_hash {
@@ -28,9 +28,9 @@ typedef struct qtsp_tsa_policy {
     unsigned char accepted[QTSP_TSA_MAX_POLICIES][QTSP_TSA_MAX_OID]; /* incl. oid */
     size_t accepted_len[QTSP_TSA_MAX_POLICIES];
     size_t n_accepted;
-    unsigned accuracy_ms;  /* 1..1000 (RFC 3161 2.4.2, EN 319 422: <= 1 s) */
-    unsigned hash_mask;    /* 1u << qtsp_tsa_hash */
-    int require_sync;      /* reject with timeNotAvailable when unsynchronised */
+    unsigned accuracy_ms; /* 1..1000 (RFC 3161 2.4.2, EN 319 422: <= 1 s) */
+    unsigned hash_mask;   /* 1u << qtsp_tsa_hash */
+    int require_sync;     /* reject with timeNotAvailable when unsynchronised */
 } qtsp_tsa_policy;
 
 /* Name in policy files ("sha256", "sha3-512") of an algorithm. */
@@ -48,9 +48,8 @@ qtsp_status qtsp_tsa_policy_add_oid(qtsp_tsa_policy *pol, const char *dotted) QT
 qtsp_status qtsp_tsa_policy_load(const char *path, qtsp_tsa_policy *pol) QTSP_MUST_USE;
 
 /* qtsp_tsa_new with an already-parsed policy (copied). */
-qtsp_status qtsp_tsa_new_policy(const qtsp_tsa_policy *pol, X509 *tsa_cert, STACK_OF(X509) *chain,
-                                EVP_PKEY *key, qtsp_store *store,
-                                qtsp_tsa **out) QTSP_MUST_USE;
+qtsp_status qtsp_tsa_new_policy(const qtsp_tsa_policy *pol, X509 *tsa_cert, STACK_OF(X509) * chain,
+                                EVP_PKEY *key, qtsp_store *store, qtsp_tsa **out) QTSP_MUST_USE;
 
 /* What the parser found in a TimeStampReq; pointers borrow from the query. */
 typedef struct qtsp_tsa_req {
@@ -63,7 +62,7 @@ typedef struct qtsp_tsa_req {
     int hash;                    /* qtsp_tsa_hash, or -1 */
     const unsigned char *policy; /* reqPolicy TLV or NULL */
     size_t policy_len;
-    const unsigned char *nonce;  /* nonce TLV or NULL */
+    const unsigned char *nonce; /* nonce TLV or NULL */
     size_t nonce_len;
     int cert_req;
 } qtsp_tsa_req;

@@ -35,11 +35,11 @@ static qtsp_status oid_der(const char *dotted, unsigned char *out, size_t *len)
     qtsp_status rc = QTSP_OK;
     ASN1_OBJECT *obj = NULL;
     unsigned char *der = NULL;
-    ENSURE(dotted && *dotted >= '0' && *dotted <= '2', QTSP_ERR_INVALID,
-           "'%s' is not a dotted OID", dotted ? dotted : "");
+    ENSURE(dotted && *dotted >= '0' && *dotted <= '2', QTSP_ERR_INVALID, "'%s' is not a dotted OID",
+           dotted ? dotted : "");
     for (const char *p = dotted; *p; p++)
-        ENSURE((*p >= '0' && *p <= '9') || *p == '.', QTSP_ERR_INVALID,
-               "'%s' is not a dotted OID", dotted);
+        ENSURE((*p >= '0' && *p <= '9') || *p == '.', QTSP_ERR_INVALID, "'%s' is not a dotted OID",
+               dotted);
     obj = OBJ_txt2obj(dotted, 1);
     ENSURE_OUT(obj != NULL, QTSP_ERR_INVALID, "'%s' is not a valid OID", dotted);
     int n = i2d_ASN1_OBJECT(obj, &der);
@@ -69,8 +69,8 @@ qtsp_status qtsp_tsa_policy_add_oid(qtsp_tsa_policy *pol, const char *dotted)
 
 static qtsp_status load_root(const qtsp_ynode *root, qtsp_tsa_policy *pol)
 {
-    static const char *const keys[] = {"version",         "policy_oid", "accepted_policies",
-                                       "accuracy",        "hash_algorithms", "clock", NULL};
+    static const char *const keys[] = {
+        "version", "policy_oid", "accepted_policies", "accuracy", "hash_algorithms", "clock", NULL};
     TRY(qtsp_ynode_check_keys(root, keys));
     int64_t version = 1;
     TRY(qtsp_yget_int(root, "version", 1, 1, 1, &version));
@@ -95,8 +95,8 @@ static qtsp_status load_root(const qtsp_ynode *root, qtsp_tsa_policy *pol)
             const char *s = qtsp_ynode_scalar(it);
             if (!s || qtsp_tsa_policy_add_oid(pol, s) != QTSP_OK) {
                 qtsp_err_clear();
-                return qtsp_ynode_fail(it, "accepted_policies",
-                                       "must be dotted OIDs, at most %d", QTSP_TSA_MAX_POLICIES);
+                return qtsp_ynode_fail(it, "accepted_policies", "must be dotted OIDs, at most %d",
+                                       QTSP_TSA_MAX_POLICIES);
             }
         }
     }
@@ -157,7 +157,7 @@ qtsp_status qtsp_tsa_policy_load(const char *path, qtsp_tsa_policy *pol)
     return rc;
 }
 
-qtsp_status qtsp_tsa_new(const char *policy_path, X509 *tsa_cert, STACK_OF(X509) *chain,
+qtsp_status qtsp_tsa_new(const char *policy_path, X509 *tsa_cert, STACK_OF(X509) * chain,
                          EVP_PKEY *key, qtsp_store *store, qtsp_tsa **out)
 {
     qtsp_tsa_policy pol;

@@ -56,8 +56,8 @@ static int der_int_ok(const der_in *v)
 {
     if (v->n == 0)
         return 0;
-    if (v->n > 1 && ((v->p[0] == 0x00 && !(v->p[1] & 0x80)) ||
-                     (v->p[0] == 0xff && (v->p[1] & 0x80))))
+    if (v->n > 1 &&
+        ((v->p[0] == 0x00 && !(v->p[1] & 0x80)) || (v->p[0] == 0xff && (v->p[1] & 0x80))))
         return 0;
     return 1;
 }

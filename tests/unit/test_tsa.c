@@ -55,8 +55,8 @@ static void add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
     X509_EXTENSION_free(ext);
 }
 
-static X509 *make_cert(const char *cn, EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key, long serial,
-                       int is_ca)
+static X509 *make_cert(const char *cn, EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key,
+                       long serial, int is_ca)
 {
     X509 *c = X509_new();
     X509_set_version(c, 2);
@@ -264,8 +264,8 @@ static void assert_token(TS_RESP *resp, TS_REQ *req, int cert_req, const char *p
         CU_ASSERT_PTR_NULL(tn);
     }
     TS_MSG_IMPRINT *ri = TS_REQ_get_msg_imprint(req), *ti = TS_TST_INFO_get_msg_imprint(tst);
-    CU_ASSERT_EQUAL(OBJ_cmp(TS_MSG_IMPRINT_get_algo(ri)->algorithm,
-                            TS_MSG_IMPRINT_get_algo(ti)->algorithm), 0);
+    CU_ASSERT_EQUAL(
+        OBJ_cmp(TS_MSG_IMPRINT_get_algo(ri)->algorithm, TS_MSG_IMPRINT_get_algo(ti)->algorithm), 0);
     CU_ASSERT_EQUAL(ASN1_STRING_cmp(TS_MSG_IMPRINT_get_msg(ri), TS_MSG_IMPRINT_get_msg(ti)), 0);
     CU_ASSERT_PTR_NULL(TS_TST_INFO_get_tsa(tst)); /* TSA name: not put */
 
@@ -301,7 +301,8 @@ static void assert_token(TS_RESP *resp, TS_REQ *req, int cert_req, const char *p
     CU_ASSERT(oid_is(dig->algorithm, "2.16.840.1.101.3.4.2.1"));
     CU_ASSERT(oid_is(sig->algorithm, "1.2.840.10045.4.3.2"));
     ASN1_TYPE *ct = PKCS7_get_signed_attribute(si0, NID_pkcs9_contentType);
-    CU_ASSERT(ct && ct->type == V_ASN1_OBJECT && oid_is(ct->value.object, "1.2.840.113549.1.9.16.1.4"));
+    CU_ASSERT(ct && ct->type == V_ASN1_OBJECT &&
+              oid_is(ct->value.object, "1.2.840.113549.1.9.16.1.4"));
     CU_ASSERT_PTR_NOT_NULL(PKCS7_get_signed_attribute(si0, NID_pkcs9_messageDigest));
     ASN1_TYPE *scv2 = PKCS7_get_signed_attribute(si0, NID_id_smime_aa_signingCertificateV2);
     CU_ASSERT_PTR_NOT_NULL_FATAL(scv2);
@@ -342,8 +343,8 @@ static TS_REQ *load_req(const char *qname)
 
 static void test_tsa_tokens_verify_with_openssl_for_every_accepted_algorithm(void)
 {
-    static const char *const algs[] = {"sha256", "sha384", "sha512", "sha3-256", "sha3-384",
-                                       "sha3-512"};
+    static const char *const algs[] = {"sha256",   "sha384",   "sha512",
+                                       "sha3-256", "sha3-384", "sha3-512"};
     qtsp_tsa *tsa = make_tsa("clock: {require_sync: false}\n", NULL);
     for (size_t i = 0; i < sizeof algs / sizeof algs[0]; i++) {
         for (int cert_req = 0; cert_req <= 1; cert_req++) {
@@ -351,8 +352,8 @@ static void test_tsa_tokens_verify_with_openssl_for_every_accepted_algorithm(voi
                 char opts[64];
                 snprintf(opts, sizeof opts, "-%s %s %s", algs[i], cert_req ? "-cert" : "",
                          nonce ? "" : "-no_nonce");
-                CU_ASSERT_EQUAL_FATAL(
-                    run("openssl ts -query -data data.txt %s -out q.tsq", opts), 0);
+                CU_ASSERT_EQUAL_FATAL(run("openssl ts -query -data data.txt %s -out q.tsq", opts),
+                                      0);
                 TS_RESP *resp = respond_file(tsa, "q.tsq", "r.tsr");
                 TS_REQ *req = load_req("q.tsq");
                 assert_token(resp, req, cert_req, BASELINE);
@@ -402,7 +403,10 @@ static void test_tsa_serials_are_unique_and_random(void)
     qtsp_tsa_free(tsa);
 }
 
-static int64_t fixed_clock(void *ctx) { return *(int64_t *)ctx; }
+static int64_t fixed_clock(void *ctx)
+{
+    return *(int64_t *)ctx;
+}
 
 static void test_tsa_gentime_comes_from_injected_clock_in_utc(void)
 {
@@ -643,7 +647,10 @@ static void test_tsa_rejects_request_extensions(void)
 }
 
 static int g_synced;
-static int fake_sync(void *ctx) { return *(int *)ctx; }
+static int fake_sync(void *ctx)
+{
+    return *(int *)ctx;
+}
 
 static void test_tsa_rejects_when_clock_unsynchronised_and_sync_required(void)
 {
