@@ -170,6 +170,8 @@ struct qtsp_tsa {
     _Atomic uint64_t rejected[N_FAILINFO];
     _Atomic int clock_synced;
     _Atomic int64_t last_warn_ms;
+    _Atomic uint64_t journal_batches; /* commits; entries per commit = issued / batches */
+    _Atomic uint64_t journal_commit_us;
 
     /* Journal group commit. */
     qtsp_store *store;
@@ -529,7 +531,10 @@ static void *committer_main(void *arg)
             pthread_cond_broadcast(&tsa->cv_space);
             pthread_mutex_unlock(&tsa->mu);
             qtsp_err_clear();
+            uint64_t t0 = qtsp_mono_ns();
             rc = qtsp_store_write(tsa->store, journal_write, &b);
+            atomic_fetch_add(&tsa->journal_batches, 1);
+            atomic_fetch_add(&tsa->journal_commit_us, (qtsp_mono_ns() - t0) / 1000);
             if (rc != QTSP_OK)
                 LOG_ERROR("tsa: journal commit of %zu tokens failed: %s", b.n, qtsp_err_message());
             pthread_mutex_lock(&tsa->mu);
@@ -842,6 +847,14 @@ qtsp_status qtsp_tsa_metrics(void *ctx, qtsp_buf *out)
         if (name)
             TRY(qtsp_buf_printf(out, "qtsp_tsa_rejections_total{failinfo=\"%s\"} %llu\n", name,
                                 (unsigned long long)atomic_load(&tsa->rejected[bit])));
+    }
+    if (tsa->store) {
+        TRY(qtsp_buf_puts(out, "# TYPE qtsp_tsa_journal_commits_total counter\n"));
+        TRY(qtsp_buf_printf(out, "qtsp_tsa_journal_commits_total %llu\n",
+                            (unsigned long long)atomic_load(&tsa->journal_batches)));
+        TRY(qtsp_buf_puts(out, "# TYPE qtsp_tsa_journal_commit_seconds_total counter\n"));
+        TRY(qtsp_buf_printf(out, "qtsp_tsa_journal_commit_seconds_total %.6f\n",
+                            (double)atomic_load(&tsa->journal_commit_us) / 1e6));
     }
     int synced = tsa->sync_fn(tsa->sync_ctx) ? 1 : 0;
     atomic_store(&tsa->clock_synced, synced);

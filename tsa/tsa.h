@@ -83,8 +83,10 @@ qtsp_status qtsp_tsa_respond(qtsp_tsa *tsa, const unsigned char *query, size_t l
 qtsp_status qtsp_tsa_http(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp) QTSP_MUST_USE;
 
 /* Appends Prometheus lines to out: qtsp_tsa_tokens_issued_total,
- * qtsp_tsa_rejections_total{failinfo="..."} per failInfo, and
- * qtsp_tsa_clock_synchronised 0/1 (checked now). ctx is the qtsp_tsa. */
+ * qtsp_tsa_rejections_total{failinfo="..."} per failInfo,
+ * qtsp_tsa_clock_synchronised 0/1 (checked now) and, with a journal,
+ * qtsp_tsa_journal_commits_total and qtsp_tsa_journal_commit_seconds_total
+ * (tokens per commit = issued / commits). ctx is the qtsp_tsa. Thread-safe. */
 qtsp_status qtsp_tsa_metrics(void *ctx, qtsp_buf *out) QTSP_MUST_USE;
 
 /* Clock synchronisation check: returns 1 when the system clock is

@@ -810,6 +810,16 @@ static void test_tsa_journal_group_commit_from_many_threads(void)
     uint64_t n = 0;
     CU_ASSERT(count_journal(st, &n) == QTSP_OK);
     CU_ASSERT_EQUAL(n, 400);
+    /* one commit per batch: never more commits than tokens */
+    qtsp_buf m;
+    qtsp_buf_init(&m, 1 << 16);
+    CU_ASSERT(qtsp_tsa_metrics(tsa, &m) == QTSP_OK);
+    const char *c = strstr(qtsp_buf_str(&m), "\nqtsp_tsa_journal_commits_total ");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    long commits = strtol(c + strlen("\nqtsp_tsa_journal_commits_total "), NULL, 10);
+    CU_ASSERT(commits >= 1 && commits <= 400);
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_buf_str(&m), "qtsp_tsa_tokens_issued_total 400\n"));
+    qtsp_buf_cleanup(&m);
     qtsp_tsa_free(tsa);
     qtsp_store_close(st);
 }
