@@ -1,0 +1,864 @@
+/* Time-stamp tokens (RFC 3161 2.4.2, RFC 5816, ETSI EN 319 422).
+ *
+ * Why hand-built DER: at the target rate (>= 23,000 tokens/s on two cores)
+ * OpenSSL's TS_RESP_CTX/PKCS7 path spends more CPU around the signature than
+ * the signature itself. Everything constant (certificates, signer identifier,
+ * algorithm identifiers, ESSCertIDv2, the qcStatements extension, the signed
+ * attributes around messageDigest) is encoded once in qtsp_tsa_new; per token
+ * only serial, genTime, nonce, imprint, messageDigest and the signature are
+ * written. The writer fills buffers from the end backwards, so each length is
+ * known when its header is written and nothing is moved. */
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/x509.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/timex.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "tsa/tsa_int.h"
+
+#define JOURNAL_QUEUE 4096 /* bounded queue of entries awaiting commit */
+#define JOURNAL_VERSION 1  /* first byte of every journal value */
+#define SERIAL_LEN 17      /* 0x00 + 16 random bytes, top bit set: 128-bit positive */
+#define TST_MAX (QTSP_TSA_MAX_QUERY + 1024)
+#define SIG_MAX 1024
+#define WARN_EVERY_MS 60000 /* rate limit of the unsynchronised-clock warning */
+#define N_FAILINFO 26
+
+/* ---- DER writer (backwards) ------------------------------------------------ */
+
+typedef struct dw {
+    unsigned char *buf;
+    size_t pos; /* first written byte; data is buf[pos..cap) */
+    size_t cap;
+    int err;
+} dw;
+
+static void dw_init(dw *w, unsigned char *buf, size_t cap)
+{
+    w->buf = buf;
+    w->pos = cap;
+    w->cap = cap;
+    w->err = 0;
+}
+
+static size_t dw_used(const dw *w)
+{
+    return w->cap - w->pos;
+}
+
+static void dw_raw(dw *w, const void *p, size_t n)
+{
+    if (w->err || n > w->pos) {
+        w->err = 1;
+        return;
+    }
+    w->pos -= n;
+    if (n)
+        memcpy(w->buf + w->pos, p, n);
+}
+
+static void dw_byte(dw *w, unsigned char b)
+{
+    dw_raw(w, &b, 1);
+}
+
+/* Tag and definite length (X.690 8.1.3, minimal form). */
+static void dw_hdr(dw *w, unsigned char tag, size_t len)
+{
+    if (len < 0x80) {
+        dw_byte(w, (unsigned char)len);
+    } else {
+        unsigned char l[sizeof(size_t) + 1];
+        size_t n = 0;
+        for (size_t v = len; v; v >>= 8)
+            l[sizeof l - 1 - n++] = (unsigned char)(v & 0xff);
+        l[sizeof l - 1 - n] = (unsigned char)(0x80 | n);
+        dw_raw(w, l + sizeof l - 1 - n, n + 1);
+    }
+    dw_byte(w, tag);
+}
+
+/* Wraps everything written since mark. */
+static void dw_wrap(dw *w, unsigned char tag, size_t mark)
+{
+    dw_hdr(w, tag, dw_used(w) - mark);
+}
+
+static void dw_oid(dw *w, const unsigned char *content, size_t n)
+{
+    dw_raw(w, content, n);
+    dw_hdr(w, 0x06, n);
+}
+
+/* Copies the written bytes into a fresh allocation (constants built at setup). */
+static qtsp_status dw_take(const dw *w, unsigned char **out, size_t *len)
+{
+    ENSURE(!w->err, QTSP_ERR_INTERNAL, "DER scratch buffer too small");
+    size_t n = dw_used(w);
+    unsigned char *p = malloc(n ? n : 1);
+    ENSURE(p != NULL, QTSP_ERR_NOMEM, "out of memory");
+    memcpy(p, w->buf + w->pos, n);
+    *out = p;
+    *len = n;
+    return QTSP_OK;
+}
+
+/* ---- object identifiers (content octets) ----------------------------------- */
+
+static const unsigned char OID_SIGNED_DATA[] = {0x2a, 0x86, 0x48, 0x86, 0xf7,
+                                                0x0d, 0x01, 0x07, 0x02};
+static const unsigned char OID_CT_TSTINFO[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d,
+                                               0x01, 0x09, 0x10, 0x01, 0x04};
+static const unsigned char OID_CONTENT_TYPE[] = {0x2a, 0x86, 0x48, 0x86, 0xf7,
+                                                 0x0d, 0x01, 0x09, 0x03};
+static const unsigned char OID_MESSAGE_DIGEST[] = {0x2a, 0x86, 0x48, 0x86, 0xf7,
+                                                   0x0d, 0x01, 0x09, 0x04};
+static const unsigned char OID_SIGNING_CERT_V2[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d,
+                                                    0x01, 0x09, 0x10, 0x02, 0x2f};
+static const unsigned char OID_SHA256[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01};
+static const unsigned char OID_ECDSA_SHA256[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
+static const unsigned char OID_RSA_SHA256[] = {0x2a, 0x86, 0x48, 0x86, 0xf7,
+                                               0x0d, 0x01, 0x01, 0x0b};
+static const unsigned char OID_QC_STATEMENTS[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x03};
+/* esi4-qtstStatement-1, EN 319 422 clause 9.1 */
+static const unsigned char OID_QTST_STATEMENT_1[] = {0x04, 0x00, 0x81, 0x97, 0x5e, 0x01, 0x01};
+
+/* ---- the TSA --------------------------------------------------------------- */
+
+typedef struct jentry {
+    unsigned char key[SERIAL_LEN];
+    unsigned char val[1 + 8 + 2 * QTSP_TSA_MAX_OID + 1 + 64 + 2];
+    size_t val_len;
+    int done;
+    qtsp_status rc;
+} jentry;
+
+typedef struct cbytes {
+    unsigned char *p;
+    size_t n;
+} cbytes;
+
+struct qtsp_tsa {
+    qtsp_tsa_policy pol;
+    X509 *cert;
+    STACK_OF(X509) * chain;
+    EVP_PKEY *key;
+    EVP_MD *sha256;
+    qtsp_tsa_sync_fn sync_fn;
+    void *sync_ctx;
+
+    /* Pre-encoded constant parts (full TLVs). */
+    cbytes accuracy;     /* Accuracy */
+    cbytes tst_ext;      /* [1] Extensions with qcStatements */
+    cbytes certs;        /* [0] IMPLICIT SET OF Certificate */
+    cbytes sid;          /* IssuerAndSerialNumber */
+    cbytes sha256_alg;   /* AlgorithmIdentifier sha256 (parameters absent, RFC 5754 2) */
+    cbytes digest_algs;  /* SET { sha256 } */
+    cbytes sig_alg;      /* signatureAlgorithm */
+    cbytes attrs;        /* signed attributes as SET (0x31), digest zeroed */
+    size_t attrs_md_off; /* offset of the 32 digest bytes inside attrs */
+    size_t resp_max;     /* bound of a granted response */
+
+    /* Counters (RFC 3161 has no notion of them; for /metrics). */
+    _Atomic uint64_t issued;
+    _Atomic uint64_t rejected[N_FAILINFO];
+    _Atomic int clock_synced;
+    _Atomic int64_t last_warn_ms;
+    _Atomic uint64_t journal_batches; /* commits; entries per commit = issued / batches */
+    _Atomic uint64_t journal_commit_us;
+
+    /* Journal group commit. */
+    qtsp_store *store;
+    pthread_t committer;
+    int committer_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work;  /* committer: entries queued or stop */
+    pthread_cond_t cv_done;  /* requesters: a batch was committed */
+    pthread_cond_t cv_space; /* requesters: the queue has room */
+    jentry *queue[JOURNAL_QUEUE];
+    size_t qn;
+    int stop;
+};
+
+int qtsp_tsa_clock_synced(void *ctx)
+{
+    (void)ctx;
+    struct timex tx;
+    memset(&tx, 0, sizeof tx); /* modes 0: read only */
+    int state = adjtimex(&tx);
+    if (state == -1 || state == TIME_ERROR)
+        return 0;
+    return (tx.status & STA_UNSYNC) ? 0 : 1;
+}
+
+void qtsp_tsa_set_sync_check(qtsp_tsa *tsa, qtsp_tsa_sync_fn fn, void *ctx)
+{
+    tsa->sync_fn = fn ? fn : qtsp_tsa_clock_synced;
+    tsa->sync_ctx = fn ? ctx : NULL;
+}
+
+/* Civil date from days since 1970-01-01 (H. Hinnant's algorithm); avoids
+ * gmtime_r, which takes glibc's time-zone lock on every call. */
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t yy = (int64_t)yoe + era * 400;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = yy + (*m <= 2);
+}
+
+static void put_digits(char *p, unsigned v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v /= 10)
+        p[i] = (char)('0' + v % 10);
+}
+
+size_t qtsp_tsa_gentime(int64_t ms, char out[24])
+{
+    if (ms < 0)
+        ms = 0;
+    if (ms > INT64_C(253402300799999))
+        ms = INT64_C(253402300799999); /* 9999-12-31T23:59:59.999Z */
+    int64_t secs = ms / 1000;
+    unsigned frac = (unsigned)(ms % 1000);
+    int64_t days = secs / 86400;
+    unsigned sod = (unsigned)(secs % 86400);
+    int64_t y;
+    unsigned mo, d;
+    civil_from_days(days, &y, &mo, &d);
+    put_digits(out, (unsigned)y, 4);
+    put_digits(out + 4, mo, 2);
+    put_digits(out + 6, d, 2);
+    put_digits(out + 8, sod / 3600, 2);
+    put_digits(out + 10, sod / 60 % 60, 2);
+    put_digits(out + 12, sod % 60, 2);
+    size_t n = 14;
+    if (frac) { /* X.690 11.7.3: no trailing zeros, no bare decimal point */
+        out[n++] = '.';
+        put_digits(out + n, frac, 3);
+        n += 3;
+        while (out[n - 1] == '0')
+            n--;
+    }
+    out[n++] = 'Z';
+    return n;
+}
+
+/* ---- setup ----------------------------------------------------------------- */
+
+static qtsp_status i2d_copy(int len, unsigned char *der, cbytes *out)
+{
+    ENSURE(len > 0 && der != NULL, QTSP_ERR_CRYPTO, "DER encoding of a certificate part failed");
+    out->p = der;
+    out->n = (size_t)len;
+    return QTSP_OK;
+}
+
+static qtsp_status build_constants(qtsp_tsa *tsa)
+{
+    qtsp_status rc = QTSP_OK;
+    unsigned char *issuer = NULL, *serial = NULL;
+    unsigned char *scratch = NULL;
+    cbytes iss = {0}, ser = {0};
+    dw w;
+    size_t m0, m1, m2;
+
+    /* Accuracy ::= SEQUENCE { seconds INTEGER OPTIONAL, millis [0] INTEGER (1..999) OPTIONAL, ... }
+     */
+    unsigned char acc[16];
+    dw_init(&w, acc, sizeof acc);
+    if (tsa->pol.accuracy_ms >= 1000) {
+        dw_byte(&w, 1);
+        dw_hdr(&w, 0x02, 1);
+    } else {
+        unsigned v = tsa->pol.accuracy_ms;
+        unsigned char b[2] = {(unsigned char)(v >> 8), (unsigned char)v};
+        if (v < 0x80)
+            dw_raw(&w, b + 1, 1), dw_hdr(&w, 0x80, 1);
+        else
+            dw_raw(&w, b, 2), dw_hdr(&w, 0x80, 2);
+    }
+    dw_wrap(&w, 0x30, 0);
+    TRY_OUT(dw_take(&w, &tsa->accuracy.p, &tsa->accuracy.n));
+
+    /* extensions [1] IMPLICIT Extensions { qcStatements, non-critical (critical
+     * omitted: DEFAULT FALSE), value QCStatements { { esi4-qtstStatement-1 } } } */
+    unsigned char ext[64];
+    dw_init(&w, ext, sizeof ext);
+    dw_oid(&w, OID_QTST_STATEMENT_1, sizeof OID_QTST_STATEMENT_1);
+    dw_wrap(&w, 0x30, 0); /* QCStatement */
+    dw_wrap(&w, 0x30, 0); /* QCStatements */
+    dw_wrap(&w, 0x04, 0); /* extnValue */
+    dw_oid(&w, OID_QC_STATEMENTS, sizeof OID_QC_STATEMENTS);
+    dw_wrap(&w, 0x30, 0); /* Extension */
+    dw_wrap(&w, 0xa1, 0);
+    TRY_OUT(dw_take(&w, &tsa->tst_ext.p, &tsa->tst_ext.n));
+
+    /* Issuer name and serial of the TSA certificate. */
+    int il = i2d_X509_NAME(X509_get_issuer_name(tsa->cert), &issuer);
+    TRY_OUT(i2d_copy(il, issuer, &iss));
+    int sl = i2d_ASN1_INTEGER(X509_get0_serialNumber(tsa->cert), &serial);
+    TRY_OUT(i2d_copy(sl, serial, &ser));
+
+    /* Certificates: the TSA certificate, then the chain. */
+    size_t certs_len = 0;
+    int nchain = tsa->chain ? sk_X509_num(tsa->chain) : 0;
+    for (int i = -1; i < nchain; i++) {
+        X509 *c = i < 0 ? tsa->cert : sk_X509_value(tsa->chain, i);
+        int l = i2d_X509(c, NULL);
+        ENSURE_OUT(l > 0 && l < (1 << 20), QTSP_ERR_CRYPTO, "cannot encode a TSA certificate");
+        certs_len += (size_t)l;
+    }
+    size_t scratch_len = certs_len + 2 * iss.n + ser.n + 1024;
+    scratch = malloc(scratch_len);
+    ENSURE_OUT(scratch != NULL, QTSP_ERR_NOMEM, "out of memory");
+    dw_init(&w, scratch, scratch_len);
+    for (int i = nchain - 1; i >= -1; i--) {
+        X509 *c = i < 0 ? tsa->cert : sk_X509_value(tsa->chain, i);
+        unsigned char *der = NULL;
+        int l = i2d_X509(c, &der);
+        ENSURE_OUT(l > 0, QTSP_ERR_CRYPTO, "cannot encode a TSA certificate");
+        dw_raw(&w, der, (size_t)l);
+        OPENSSL_free(der);
+    }
+    dw_wrap(&w, 0xa0, 0);
+    TRY_OUT(dw_take(&w, &tsa->certs.p, &tsa->certs.n));
+
+    /* sid: IssuerAndSerialNumber (RFC 5652 5.3, SignerInfo version 1). */
+    dw_init(&w, scratch, scratch_len);
+    dw_raw(&w, ser.p, ser.n);
+    dw_raw(&w, iss.p, iss.n);
+    dw_wrap(&w, 0x30, 0);
+    TRY_OUT(dw_take(&w, &tsa->sid.p, &tsa->sid.n));
+
+    dw_init(&w, scratch, scratch_len);
+    dw_oid(&w, OID_SHA256, sizeof OID_SHA256);
+    dw_wrap(&w, 0x30, 0);
+    TRY_OUT(dw_take(&w, &tsa->sha256_alg.p, &tsa->sha256_alg.n));
+    dw_wrap(&w, 0x31, 0);
+    TRY_OUT(dw_take(&w, &tsa->digest_algs.p, &tsa->digest_algs.n));
+
+    dw_init(&w, scratch, scratch_len);
+    if (EVP_PKEY_get_base_id(tsa->key) == EVP_PKEY_EC) {
+        dw_oid(&w, OID_ECDSA_SHA256, sizeof OID_ECDSA_SHA256); /* RFC 5758 3.2: no parameters */
+    } else {
+        dw_raw(&w, "\x05\x00", 2); /* RFC 4055 5: NULL parameters */
+        dw_oid(&w, OID_RSA_SHA256, sizeof OID_RSA_SHA256);
+    }
+    dw_wrap(&w, 0x30, 0);
+    TRY_OUT(dw_take(&w, &tsa->sig_alg.p, &tsa->sig_alg.n));
+
+    /* Signed attributes (RFC 5652 5.3, RFC 5816 2.2.1), DER SET OF order:
+     * contentType (len 0x18) < messageDigest (len 0x2f) < signingCertificateV2
+     * (longer), as the encodings first differ in their length octets. */
+    unsigned char hash[32];
+    unsigned int hlen = 0;
+    ENSURE_OUT(X509_digest(tsa->cert, tsa->sha256, hash, &hlen) == 1 && hlen == 32, QTSP_ERR_CRYPTO,
+               "cannot hash the TSA certificate");
+    dw_init(&w, scratch, scratch_len);
+    /* signingCertificateV2 { certs { ESSCertIDv2 { certHash, issuerSerial } } }
+     * hashAlgorithm omitted: DEFAULT sha256 (RFC 5035 4). */
+    m0 = dw_used(&w);
+    m1 = dw_used(&w);
+    m2 = dw_used(&w);
+    dw_raw(&w, ser.p, ser.n);
+    size_t mg = dw_used(&w);
+    dw_raw(&w, iss.p, iss.n);
+    dw_wrap(&w, 0xa4, mg); /* directoryName [4] EXPLICIT Name */
+    dw_wrap(&w, 0x30, mg); /* GeneralNames */
+    dw_wrap(&w, 0x30, m2); /* IssuerSerial */
+    dw_raw(&w, hash, 32);
+    dw_hdr(&w, 0x04, 32);
+    dw_wrap(&w, 0x30, m2); /* ESSCertIDv2 */
+    dw_wrap(&w, 0x30, m1); /* certs */
+    dw_wrap(&w, 0x30, m1); /* SigningCertificateV2 */
+    dw_wrap(&w, 0x31, m1);
+    dw_oid(&w, OID_SIGNING_CERT_V2, sizeof OID_SIGNING_CERT_V2);
+    dw_wrap(&w, 0x30, m0);
+    /* messageDigest (zeroed, patched per token) */
+    m0 = dw_used(&w);
+    memset(hash, 0, sizeof hash);
+    dw_raw(&w, hash, 32);
+    size_t md_from_end = dw_used(&w);
+    dw_hdr(&w, 0x04, 32);
+    dw_wrap(&w, 0x31, m0);
+    dw_oid(&w, OID_MESSAGE_DIGEST, sizeof OID_MESSAGE_DIGEST);
+    dw_wrap(&w, 0x30, m0);
+    /* contentType id-ct-TSTInfo */
+    m0 = dw_used(&w);
+    dw_oid(&w, OID_CT_TSTINFO, sizeof OID_CT_TSTINFO);
+    dw_wrap(&w, 0x31, m0);
+    dw_oid(&w, OID_CONTENT_TYPE, sizeof OID_CONTENT_TYPE);
+    dw_wrap(&w, 0x30, m0);
+    dw_wrap(&w, 0x31, 0);
+    TRY_OUT(dw_take(&w, &tsa->attrs.p, &tsa->attrs.n));
+    tsa->attrs_md_off = tsa->attrs.n - md_from_end;
+
+    size_t sig_max = (size_t)EVP_PKEY_get_size(tsa->key);
+    ENSURE_OUT(sig_max > 0 && sig_max <= SIG_MAX, QTSP_ERR_UNSUPPORTED,
+               "TSA key size %zu is not supported", sig_max);
+    tsa->resp_max = tsa->certs.n + tsa->sid.n + tsa->attrs.n + tsa->sig_alg.n + tsa->digest_algs.n +
+                    tsa->sha256_alg.n + TST_MAX + SIG_MAX + 256;
+    rc = QTSP_OK;
+out:
+    OPENSSL_free(issuer);
+    OPENSSL_free(serial);
+    free(scratch);
+    return rc;
+}
+
+static void *committer_main(void *arg);
+
+qtsp_status qtsp_tsa_new_policy(const qtsp_tsa_policy *pol, X509 *tsa_cert, STACK_OF(X509) * chain,
+                                EVP_PKEY *key, qtsp_store *store, qtsp_tsa **out)
+{
+    qtsp_status rc;
+    ENSURE(pol && tsa_cert && key && out, QTSP_ERR_INVALID,
+           "TSA needs a policy, a certificate and a key");
+    ENSURE(pol->oid_len > 0 && pol->accuracy_ms >= 1 && pol->accuracy_ms <= 1000 && pol->hash_mask,
+           QTSP_ERR_INVALID, "TSA policy incomplete");
+    int kt = EVP_PKEY_get_base_id(key);
+    ENSURE(kt == EVP_PKEY_EC || kt == EVP_PKEY_RSA, QTSP_ERR_UNSUPPORTED,
+           "TSA key must be EC or RSA");
+    ENSURE(X509_check_private_key(tsa_cert, key) == 1, QTSP_ERR_INVALID,
+           "TSA key does not match the TSA certificate");
+
+    qtsp_tsa *tsa = calloc(1, sizeof *tsa);
+    ENSURE(tsa != NULL, QTSP_ERR_NOMEM, "out of memory");
+    tsa->pol = *pol;
+    tsa->sync_fn = qtsp_tsa_clock_synced;
+    atomic_store(&tsa->clock_synced, -1);
+    atomic_store(&tsa->last_warn_ms, INT64_MIN);
+    pthread_mutex_init(&tsa->mu, NULL);
+    pthread_cond_init(&tsa->cv_work, NULL);
+    pthread_cond_init(&tsa->cv_done, NULL);
+    pthread_cond_init(&tsa->cv_space, NULL);
+    X509_up_ref(tsa_cert);
+    tsa->cert = tsa_cert;
+    EVP_PKEY_up_ref(key);
+    tsa->key = key;
+    if (chain) {
+        tsa->chain = X509_chain_up_ref(chain);
+        ENSURE_OUT(tsa->chain != NULL, QTSP_ERR_NOMEM, "out of memory");
+    }
+    tsa->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    ENSURE_OUT(tsa->sha256 != NULL, QTSP_ERR_CRYPTO, "SHA-256 is not available");
+    TRY_OUT(build_constants(tsa));
+    if (store) {
+        tsa->store = store;
+        ENSURE_OUT(pthread_create(&tsa->committer, NULL, committer_main, tsa) == 0, QTSP_ERR_NOMEM,
+                   "cannot start the TSA journal thread");
+        tsa->committer_started = 1;
+    }
+    *out = tsa;
+    return QTSP_OK;
+out:
+    qtsp_tsa_free(tsa);
+    return rc;
+}
+
+void qtsp_tsa_free(qtsp_tsa *tsa)
+{
+    if (!tsa)
+        return;
+    if (tsa->committer_started) {
+        pthread_mutex_lock(&tsa->mu);
+        tsa->stop = 1;
+        pthread_cond_broadcast(&tsa->cv_work);
+        pthread_mutex_unlock(&tsa->mu);
+        pthread_join(tsa->committer, NULL);
+    }
+    pthread_mutex_destroy(&tsa->mu);
+    pthread_cond_destroy(&tsa->cv_work);
+    pthread_cond_destroy(&tsa->cv_done);
+    pthread_cond_destroy(&tsa->cv_space);
+    cbytes *parts[] = {&tsa->accuracy,   &tsa->tst_ext,     &tsa->certs,   &tsa->sid,
+                       &tsa->sha256_alg, &tsa->digest_algs, &tsa->sig_alg, &tsa->attrs};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        free(parts[i]->p);
+    X509_free(tsa->cert);
+    sk_X509_pop_free(tsa->chain, X509_free);
+    EVP_PKEY_free(tsa->key);
+    EVP_MD_free(tsa->sha256);
+    free(tsa);
+}
+
+/* ---- journal group commit ---------------------------------------------------- */
+
+typedef struct batch {
+    jentry **e;
+    size_t n;
+} batch;
+
+static qtsp_status journal_write(qtsp_txn *txn, void *ctx)
+{
+    batch *b = ctx;
+    for (size_t i = 0; i < b->n; i++)
+        TRY(qtsp_txn_put(txn, QTSP_T_TSA_JOURNAL, b->e[i]->key, SERIAL_LEN, b->e[i]->val,
+                         b->e[i]->val_len, QTSP_PUT_NOOVERWRITE));
+    return QTSP_OK;
+}
+
+/* Commits whatever is queued as one write transaction (one fsync), then wakes
+ * the requesters of that batch. Runs until qtsp_tsa_free and the queue is empty. */
+static void *committer_main(void *arg)
+{
+    qtsp_tsa *tsa = arg;
+    jentry **local = malloc(sizeof(jentry *) * JOURNAL_QUEUE);
+    pthread_mutex_lock(&tsa->mu);
+    for (;;) {
+        while (tsa->qn == 0 && !tsa->stop)
+            pthread_cond_wait(&tsa->cv_work, &tsa->mu);
+        if (tsa->qn == 0 && tsa->stop)
+            break;
+        batch b = {local, tsa->qn};
+        qtsp_status rc = QTSP_ERR_NOMEM;
+        if (local) {
+            memcpy(local, tsa->queue, sizeof(jentry *) * tsa->qn);
+            tsa->qn = 0;
+            pthread_cond_broadcast(&tsa->cv_space);
+            pthread_mutex_unlock(&tsa->mu);
+            qtsp_err_clear();
+            uint64_t t0 = qtsp_mono_ns();
+            rc = qtsp_store_write(tsa->store, journal_write, &b);
+            atomic_fetch_add(&tsa->journal_batches, 1);
+            atomic_fetch_add(&tsa->journal_commit_us, (qtsp_mono_ns() - t0) / 1000);
+            if (rc != QTSP_OK)
+                LOG_ERROR("tsa: journal commit of %zu tokens failed: %s", b.n, qtsp_err_message());
+            pthread_mutex_lock(&tsa->mu);
+        } else {
+            b.e = tsa->queue;
+            tsa->qn = 0;
+            pthread_cond_broadcast(&tsa->cv_space);
+        }
+        for (size_t i = 0; i < b.n; i++) {
+            b.e[i]->rc = rc;
+            b.e[i]->done = 1;
+        }
+        pthread_cond_broadcast(&tsa->cv_done);
+    }
+    pthread_mutex_unlock(&tsa->mu);
+    free(local);
+    return NULL;
+}
+
+/* Queues e and waits until its batch is committed. */
+static qtsp_status journal_append(qtsp_tsa *tsa, jentry *e)
+{
+    e->done = 0;
+    e->rc = QTSP_OK;
+    pthread_mutex_lock(&tsa->mu);
+    while (tsa->qn == JOURNAL_QUEUE && !tsa->stop)
+        pthread_cond_wait(&tsa->cv_space, &tsa->mu);
+    if (tsa->stop) {
+        pthread_mutex_unlock(&tsa->mu);
+        FAIL(QTSP_ERR_STATE, "TSA is shutting down");
+    }
+    tsa->queue[tsa->qn++] = e;
+    pthread_cond_signal(&tsa->cv_work);
+    while (!e->done)
+        pthread_cond_wait(&tsa->cv_done, &tsa->mu);
+    qtsp_status rc = e->rc;
+    pthread_mutex_unlock(&tsa->mu);
+    ENSURE(rc == QTSP_OK, rc, "time-stamp journal commit failed: %s", qtsp_strerror(rc));
+    return QTSP_OK;
+}
+
+/* Journal value: version, genTime ms (u64 BE), policy OID TLV, hash OID
+ * content, imprint; each variable part prefixed by its one-byte length. */
+static void journal_entry(jentry *e, const unsigned char *serial, int64_t ms,
+                          const unsigned char *policy, size_t policy_len, const qtsp_tsa_req *r)
+{
+    memcpy(e->key, serial, SERIAL_LEN);
+    size_t n = 0;
+    e->val[n++] = JOURNAL_VERSION;
+    for (int i = 7; i >= 0; i--) /* big-endian u64 */
+        e->val[n++] = (unsigned char)((uint64_t)ms >> (8 * i));
+    e->val[n++] = (unsigned char)policy_len;
+    memcpy(e->val + n, policy, policy_len);
+    n += policy_len;
+    e->val[n++] = (unsigned char)r->hash_oid_len;
+    memcpy(e->val + n, r->hash_oid, r->hash_oid_len);
+    n += r->hash_oid_len;
+    e->val[n++] = (unsigned char)r->hashed_len;
+    memcpy(e->val + n, r->hashed, r->hashed_len);
+    n += r->hashed_len;
+    e->val_len = n;
+}
+
+/* ---- responses ----------------------------------------------------------------- */
+
+static const char *failinfo_name(int bit)
+{
+    switch (bit) {
+    case QTSP_TSA_FAIL_BAD_ALG:
+        return "badAlg";
+    case QTSP_TSA_FAIL_BAD_REQUEST:
+        return "badRequest";
+    case QTSP_TSA_FAIL_BAD_DATA_FORMAT:
+        return "badDataFormat";
+    case QTSP_TSA_FAIL_TIME_NOT_AVAILABLE:
+        return "timeNotAvailable";
+    case QTSP_TSA_FAIL_UNACCEPTED_POLICY:
+        return "unacceptedPolicy";
+    case QTSP_TSA_FAIL_UNACCEPTED_EXTENSION:
+        return "unacceptedExtension";
+    case QTSP_TSA_FAIL_ADD_INFO_NOT_AVAILABLE:
+        return "addInfoNotAvailable";
+    case QTSP_TSA_FAIL_SYSTEM_FAILURE:
+        return "systemFailure";
+    default:
+        return NULL;
+    }
+}
+
+static const char *failinfo_text(int bit)
+{
+    switch (bit) {
+    case QTSP_TSA_FAIL_BAD_ALG:
+        return "unsupported hash algorithm";
+    case QTSP_TSA_FAIL_BAD_REQUEST:
+        return "unsupported request version";
+    case QTSP_TSA_FAIL_BAD_DATA_FORMAT:
+        return "malformed time-stamp request";
+    case QTSP_TSA_FAIL_TIME_NOT_AVAILABLE:
+        return "time source not synchronised";
+    case QTSP_TSA_FAIL_UNACCEPTED_POLICY:
+        return "requested policy not accepted";
+    case QTSP_TSA_FAIL_UNACCEPTED_EXTENSION:
+        return "request extensions not supported";
+    default:
+        return "system failure";
+    }
+}
+
+/* TimeStampResp { PKIStatusInfo { rejection(2), statusString, failInfo } }. */
+static qtsp_status reject(qtsp_tsa *tsa, int bit, qtsp_buf *out)
+{
+    unsigned char buf[256];
+    dw w;
+    dw_init(&w, buf, sizeof buf);
+    /* PKIFailureInfo: named BIT STRING, trailing zero bits dropped (X.690 11.2.2). */
+    unsigned char bits[4] = {0};
+    size_t nbytes = (size_t)bit / 8 + 1;
+    bits[bit / 8] = (unsigned char)(0x80u >> (bit % 8));
+    dw_raw(&w, bits, nbytes);
+    dw_byte(&w, (unsigned char)(7 - bit % 8));
+    dw_hdr(&w, 0x03, nbytes + 1);
+    const char *text = failinfo_text(bit);
+    size_t m = dw_used(&w);
+    dw_raw(&w, text, strlen(text));
+    dw_hdr(&w, 0x0c, strlen(text)); /* PKIFreeText ::= SEQUENCE OF UTF8String */
+    dw_wrap(&w, 0x30, m);
+    dw_raw(&w, "\x02\x01\x02", 3); /* PKIStatus rejection */
+    dw_wrap(&w, 0x30, 0);
+    dw_wrap(&w, 0x30, 0);
+    ENSURE(!w.err, QTSP_ERR_INTERNAL, "rejection does not fit");
+    if ((unsigned)bit < N_FAILINFO)
+        atomic_fetch_add(&tsa->rejected[bit], 1);
+    qtsp_buf_reset(out);
+    return qtsp_buf_append(out, buf + w.pos, dw_used(&w));
+}
+
+static qtsp_status sign_attrs(qtsp_tsa *tsa, const unsigned char *attrs, size_t n,
+                              unsigned char *sig, size_t *siglen)
+{
+    qtsp_status rc = QTSP_OK;
+    EVP_MD_CTX *mctx = EVP_MD_CTX_new();
+    ENSURE(mctx != NULL, QTSP_ERR_NOMEM, "out of memory");
+    ENSURE_OUT(EVP_DigestSignInit(mctx, NULL, tsa->sha256, NULL, tsa->key) == 1, QTSP_ERR_CRYPTO,
+               "cannot start signing the time-stamp token");
+    ENSURE_OUT(EVP_DigestSign(mctx, sig, siglen, attrs, n) == 1, QTSP_ERR_CRYPTO,
+               "signing the time-stamp token failed");
+out:
+    EVP_MD_CTX_free(mctx);
+    return rc;
+}
+
+static qtsp_status issue(qtsp_tsa *tsa, const qtsp_tsa_req *r, qtsp_buf *out)
+{
+    qtsp_status rc = QTSP_OK;
+    unsigned char *resp = NULL;
+    unsigned char serial[SERIAL_LEN];
+    serial[0] = 0x00;
+    TRY(qtsp_random(serial + 1, SERIAL_LEN - 1));
+    serial[1] |= 0x80; /* fixed length, positive, never zero */
+    int64_t ms = qtsp_now_ms();
+    char gt[24];
+    size_t gtl = qtsp_tsa_gentime(ms, gt);
+    const unsigned char *policy = r->policy ? r->policy : tsa->pol.oid;
+    size_t policy_len = r->policy ? r->policy_len : tsa->pol.oid_len;
+
+    /* TSTInfo (RFC 3161 2.4.2), built backwards. */
+    unsigned char tst[TST_MAX];
+    dw w;
+    dw_init(&w, tst, sizeof tst);
+    dw_raw(&w, tsa->tst_ext.p, tsa->tst_ext.n); /* extensions; no tsa name, ordering absent */
+    if (r->nonce)
+        dw_raw(&w, r->nonce, r->nonce_len); /* nonce echoed as sent */
+    dw_raw(&w, tsa->accuracy.p, tsa->accuracy.n);
+    dw_raw(&w, gt, gtl);
+    dw_hdr(&w, 0x18, gtl);
+    dw_raw(&w, serial, SERIAL_LEN);
+    dw_hdr(&w, 0x02, SERIAL_LEN);
+    dw_raw(&w, r->imprint, r->imprint_len); /* messageImprint as requested */
+    dw_raw(&w, policy, policy_len);
+    dw_raw(&w, "\x02\x01\x01", 3);
+    dw_wrap(&w, 0x30, 0);
+    ENSURE(!w.err, QTSP_ERR_INTERNAL, "TSTInfo does not fit");
+    const unsigned char *tst_der = tst + w.pos;
+    size_t tst_len = dw_used(&w);
+
+    /* Signed attributes with messageDigest = SHA-256(TSTInfo). */
+    unsigned char attrs_buf[2048];
+    unsigned char *attrs = tsa->attrs.n <= sizeof attrs_buf ? attrs_buf : malloc(tsa->attrs.n);
+    ENSURE(attrs != NULL, QTSP_ERR_NOMEM, "out of memory");
+    memcpy(attrs, tsa->attrs.p, tsa->attrs.n);
+    unsigned int mdlen = 0;
+    ENSURE_OUT(EVP_Digest(tst_der, tst_len, attrs + tsa->attrs_md_off, &mdlen, tsa->sha256, NULL) ==
+                       1 &&
+                   mdlen == 32,
+               QTSP_ERR_CRYPTO, "cannot hash TSTInfo");
+    unsigned char sig[SIG_MAX];
+    size_t siglen = sizeof sig;
+    TRY_OUT(sign_attrs(tsa, attrs, tsa->attrs.n, sig, &siglen));
+
+    /* TimeStampResp { granted, ContentInfo { signedData, [0] SignedData } }. */
+    resp = malloc(tsa->resp_max);
+    ENSURE_OUT(resp != NULL, QTSP_ERR_NOMEM, "out of memory");
+    dw_init(&w, resp, tsa->resp_max);
+    dw_raw(&w, sig, siglen);
+    dw_hdr(&w, 0x04, siglen);
+    dw_raw(&w, tsa->sig_alg.p, tsa->sig_alg.n);
+    dw_raw(&w, attrs, tsa->attrs.n);
+    if (!w.err)
+        w.buf[w.pos] = 0xa0; /* signedAttrs [0] IMPLICIT; signed as SET (RFC 5652 5.4) */
+    dw_raw(&w, tsa->sha256_alg.p, tsa->sha256_alg.n);
+    dw_raw(&w, tsa->sid.p, tsa->sid.n);
+    dw_raw(&w, "\x02\x01\x01", 3);
+    dw_wrap(&w, 0x30, 0); /* SignerInfo */
+    dw_wrap(&w, 0x31, 0); /* signerInfos */
+    if (r->cert_req)      /* RFC 3161 2.4.1: certificates only on request */
+        dw_raw(&w, tsa->certs.p, tsa->certs.n);
+    size_t m = dw_used(&w);
+    dw_raw(&w, tst_der, tst_len);
+    dw_hdr(&w, 0x04, tst_len);
+    dw_hdr(&w, 0xa0, dw_used(&w) - m);
+    dw_oid(&w, OID_CT_TSTINFO, sizeof OID_CT_TSTINFO);
+    dw_wrap(&w, 0x30, m); /* encapContentInfo */
+    dw_raw(&w, tsa->digest_algs.p, tsa->digest_algs.n);
+    dw_raw(&w, "\x02\x01\x03", 3); /* RFC 5652 5.1: version 3 (eContentType not id-data) */
+    dw_wrap(&w, 0x30, 0);          /* SignedData */
+    dw_wrap(&w, 0xa0, 0);
+    dw_oid(&w, OID_SIGNED_DATA, sizeof OID_SIGNED_DATA);
+    dw_wrap(&w, 0x30, 0);                  /* ContentInfo */
+    dw_raw(&w, "\x30\x03\x02\x01\x00", 5); /* PKIStatusInfo { granted } */
+    dw_wrap(&w, 0x30, 0);
+    ENSURE_OUT(!w.err, QTSP_ERR_INTERNAL, "time-stamp response does not fit");
+
+    if (tsa->store) { /* the token leaves only once its journal entry is durable */
+        jentry e;
+        journal_entry(&e, serial, ms, policy, policy_len, r);
+        TRY_OUT(journal_append(tsa, &e));
+    }
+    qtsp_buf_reset(out);
+    TRY_OUT(qtsp_buf_append(out, resp + w.pos, dw_used(&w)));
+    atomic_fetch_add(&tsa->issued, 1);
+out:
+    if (attrs != attrs_buf)
+        free(attrs);
+    free(resp);
+    return rc;
+}
+
+static int clock_ok(qtsp_tsa *tsa)
+{
+    int ok = tsa->sync_fn(tsa->sync_ctx) ? 1 : 0;
+    atomic_store(&tsa->clock_synced, ok);
+    if (!ok) {
+        int64_t now = qtsp_now_ms();
+        int64_t last = atomic_load(&tsa->last_warn_ms);
+        if ((last == INT64_MIN || now - last >= WARN_EVERY_MS || now < last) &&
+            atomic_compare_exchange_strong(&tsa->last_warn_ms, &last, now))
+            LOG_WARN("tsa: system clock not synchronised (adjtimex); rejecting time-stamp "
+                     "requests with timeNotAvailable");
+    }
+    return ok;
+}
+
+qtsp_status qtsp_tsa_respond(qtsp_tsa *tsa, const unsigned char *query, size_t len, qtsp_buf *out)
+{
+    qtsp_tsa_req r;
+    int bit = qtsp_tsa_parse_query(&tsa->pol, query, len, &r);
+    if (bit >= 0)
+        return reject(tsa, bit, out);
+    if (tsa->pol.require_sync && !clock_ok(tsa))
+        return reject(tsa, QTSP_TSA_FAIL_TIME_NOT_AVAILABLE, out);
+    qtsp_err_clear(); /* so a failure logged below is this request's own */
+    qtsp_status rc = issue(tsa, &r, out);
+    if (rc == QTSP_OK)
+        return QTSP_OK;
+    /* The failure becomes a protocol answer; log it here, once. */
+    LOG_ERROR("tsa: cannot issue a time-stamp token: %s", qtsp_err_message());
+    qtsp_err_clear();
+    return reject(tsa, QTSP_TSA_FAIL_SYSTEM_FAILURE, out);
+}
+
+qtsp_status qtsp_tsa_http(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    qtsp_tsa *tsa = ctx;
+    qtsp_buf der;
+    qtsp_buf_init(&der, tsa->resp_max);
+    /* Oversized bodies get a badDataFormat rejection from respond, not a crash. */
+    qtsp_status rc = qtsp_tsa_respond(tsa, req->body, req->body_len, &der);
+    if (rc == QTSP_OK) {
+        qtsp_buf_reset(&resp->body);
+        rc = qtsp_buf_append(&resp->body, der.data, der.len);
+    }
+    if (rc == QTSP_OK) {
+        resp->status = 200; /* RFC 3161 3.4: rejections travel as TimeStampResp too */
+        snprintf(resp->content_type, sizeof resp->content_type, "application/timestamp-reply");
+    }
+    qtsp_buf_cleanup(&der);
+    return rc;
+}
+
+qtsp_status qtsp_tsa_metrics(void *ctx, qtsp_buf *out)
+{
+    qtsp_tsa *tsa = ctx;
+    TRY(qtsp_buf_puts(out, "# TYPE qtsp_tsa_tokens_issued_total counter\n"));
+    TRY(qtsp_buf_printf(out, "qtsp_tsa_tokens_issued_total %llu\n",
+                        (unsigned long long)atomic_load(&tsa->issued)));
+    TRY(qtsp_buf_puts(out, "# TYPE qtsp_tsa_rejections_total counter\n"));
+    for (int bit = 0; bit < N_FAILINFO; bit++) {
+        const char *name = failinfo_name(bit);
+        if (name)
+            TRY(qtsp_buf_printf(out, "qtsp_tsa_rejections_total{failinfo=\"%s\"} %llu\n", name,
+                                (unsigned long long)atomic_load(&tsa->rejected[bit])));
+    }
+    if (tsa->store) {
+        TRY(qtsp_buf_puts(out, "# TYPE qtsp_tsa_journal_commits_total counter\n"));
+        TRY(qtsp_buf_printf(out, "qtsp_tsa_journal_commits_total %llu\n",
+                            (unsigned long long)atomic_load(&tsa->journal_batches)));
+        TRY(qtsp_buf_puts(out, "# TYPE qtsp_tsa_journal_commit_seconds_total counter\n"));
+        TRY(qtsp_buf_printf(out, "qtsp_tsa_journal_commit_seconds_total %.6f\n",
+                            (double)atomic_load(&tsa->journal_commit_us) / 1e6));
+    }
+    int synced = tsa->sync_fn(tsa->sync_ctx) ? 1 : 0;
+    atomic_store(&tsa->clock_synced, synced);
+    TRY(qtsp_buf_puts(out, "# TYPE qtsp_tsa_clock_synchronised gauge\n"));
+    TRY(qtsp_buf_printf(out, "qtsp_tsa_clock_synchronised %d\n", synced));
+    return QTSP_OK;
+}

@@ -1,0 +1,104 @@
+/* The time-stamping authority (RFC 3161, RFC 5816, ETSI EN 319 422), without
+ * transport: DER TimeStampReq in, DER TimeStampResp out. Tokens are built
+ * from pre-encoded constant parts and signed with one EVP_DigestSign call
+ * over the signed attributes, so the key may live in a PKCS#11 token.
+ *
+ * Every protocol problem is answered with a DER rejection (PKIStatus
+ * rejection + one failInfo bit), never with an error code:
+ *   malformed DER, trailing bytes, bad lengths, imprint of wrong size
+ *                                   -> badDataFormat (RFC 3161 2.4.2)
+ *   version other than 1            -> badRequest
+ *   MD5, SHA-1, unknown or disabled hash OID, non-NULL parameters -> badAlg
+ *   reqPolicy not accepted          -> unacceptedPolicy
+ *   any request extension           -> unacceptedExtension (RFC 3161 2.4.1)
+ *   clock unsynchronised while the policy requires sync
+ *                                   -> timeNotAvailable ("the TSA's time
+ *                                      source is not available")
+ *   signing or journal failure      -> systemFailure
+ *
+ * Thread-safety: a qtsp_tsa is immutable after qtsp_tsa_new except for
+ * atomic counters and the journal queue; qtsp_tsa_respond, qtsp_tsa_http and
+ * qtsp_tsa_metrics may be called from any number of threads. */
+#ifndef QTSP_TSA_TSA_H
+#define QTSP_TSA_TSA_H
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stddef.h>
+
+#include "ca/store.h"
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/http.h"
+
+typedef struct qtsp_tsa qtsp_tsa;
+
+/* Largest TimeStampReq accepted (bytes); also the /tsa route's max_body. */
+#define QTSP_TSA_MAX_QUERY 4096
+
+/* PKIFailureInfo bit numbers (RFC 3161 2.4.2). */
+#define QTSP_TSA_FAIL_BAD_ALG 0
+#define QTSP_TSA_FAIL_BAD_REQUEST 2
+#define QTSP_TSA_FAIL_BAD_DATA_FORMAT 5
+#define QTSP_TSA_FAIL_TIME_NOT_AVAILABLE 14
+#define QTSP_TSA_FAIL_UNACCEPTED_POLICY 15
+#define QTSP_TSA_FAIL_UNACCEPTED_EXTENSION 16
+#define QTSP_TSA_FAIL_ADD_INFO_NOT_AVAILABLE 17
+#define QTSP_TSA_FAIL_SYSTEM_FAILURE 25
+
+/* Loads policy_path (see policies/tsa.yaml; QTSP_ERR_CONFIG naming
+ * file:line:col) and prepares a TSA signing with key as tsa_cert.
+ *   tsa_cert  the TSU certificate (EKU timeStamping, critical). Up-ref'd.
+ *   chain     issuer certificates added after tsa_cert when a request sets
+ *             certReq; may be NULL. Certificates are up-ref'd.
+ *   key       EC (ecdsa-with-SHA256) or RSA (sha256WithRSAEncryption) key;
+ *             may live in a PKCS#11 token: only EVP_DigestSign is used on
+ *             it. Up-ref'd. QTSP_ERR_UNSUPPORTED for other key types,
+ *             QTSP_ERR_INVALID when key does not match tsa_cert.
+ *   store     journal (QTSP_T_TSA_JOURNAL); NULL = no journal. Borrowed:
+ *             must outlive the TSA. When set, a committer thread is started
+ *             that group-commits journal entries.
+ * *out is owned by the caller (qtsp_tsa_free). */
+qtsp_status qtsp_tsa_new(const char *policy_path, X509 *tsa_cert, STACK_OF(X509) * chain,
+                         EVP_PKEY *key, qtsp_store *store, qtsp_tsa **out) QTSP_MUST_USE;
+
+/* Stops the committer thread (after committing what is queued) and frees.
+ * No call on the TSA may be in flight. NULL is a no-op. */
+void qtsp_tsa_free(qtsp_tsa *tsa);
+
+/* Answers one DER TimeStampReq of len bytes (query may be NULL when len is
+ * 0). out (reset first) receives a DER TimeStampResp: a granted token, or a
+ * rejection with PKIStatus rejection and failInfo (see the table above).
+ * When a journal is configured, returns only after the token's journal entry
+ * is committed. Returns non-OK (QTSP_ERR_NOMEM, QTSP_ERR_TOO_BIG when out is
+ * too small) only when not even a systemFailure reply could be written.
+ * Thread-safe. */
+qtsp_status qtsp_tsa_respond(qtsp_tsa *tsa, const unsigned char *query, size_t len,
+                             qtsp_buf *out) QTSP_MUST_USE;
+
+/* HTTP handler for POST /tsa (route: content type application/timestamp-query,
+ * max_body QTSP_TSA_MAX_QUERY). ctx is the qtsp_tsa. Always 200
+ * application/timestamp-reply with the DER, rejections included (RFC 3161
+ * 3.4); non-OK only when respond failed. Thread-safe. */
+qtsp_status qtsp_tsa_http(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp) QTSP_MUST_USE;
+
+/* Appends Prometheus lines to out: qtsp_tsa_tokens_issued_total,
+ * qtsp_tsa_rejections_total{failinfo="..."} per failInfo,
+ * qtsp_tsa_clock_synchronised 0/1 (checked now) and, with a journal,
+ * qtsp_tsa_journal_commits_total and qtsp_tsa_journal_commit_seconds_total
+ * (tokens per commit = issued / commits). ctx is the qtsp_tsa. Thread-safe. */
+qtsp_status qtsp_tsa_metrics(void *ctx, qtsp_buf *out) QTSP_MUST_USE;
+
+/* Clock synchronisation check: returns 1 when the system clock is
+ * synchronised. The default reads adjtimex(2) (modes 0): TIME_ERROR or
+ * STA_UNSYNC mean unsynchronised. */
+typedef int (*qtsp_tsa_sync_fn)(void *ctx);
+
+/* Replaces the check (fn NULL restores the default); for tests and other
+ * time sources. Call before serving (not synchronised with respond). */
+void qtsp_tsa_set_sync_check(qtsp_tsa *tsa, qtsp_tsa_sync_fn fn, void *ctx);
+
+/* The default check (adjtimex). */
+int qtsp_tsa_clock_synced(void *ctx);
+
+#endif
