@@ -9,6 +9,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "ra/ra.h"
+#include "tsa/tsa.h"
 
 #define MAX_ROUTES 48
 
@@ -19,6 +20,8 @@ struct qtsp_services {
     qtsp_route routes[MAX_ROUTES];
     size_t n_routes;
     qtsp_ra *ra;
+    qtsp_tsa *tsa;
+    STACK_OF(X509) *tsa_chain;
     char policies_dir[QTSP_PATH_MAX];
     char secrets_dir[QTSP_PATH_MAX];
     /* hold-lapse sweeper */
@@ -72,6 +75,17 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
                        s->policies_dir, s->secrets_dir, app->cfg.base_url};
     TRY_OUT(qtsp_ra_new(&rd, &s->ra));
     s->n_routes += qtsp_ra_routes(s->ra, s->routes + s->n_routes, MAX_ROUTES - s->n_routes);
+
+    /* TSA: the TSU certificate is issued by the root; certReq adds the root */
+    char path[QTSP_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/tsa.yaml", s->policies_dir);
+    s->tsa_chain = sk_X509_new_null();
+    ENSURE_OUT(s->tsa_chain && sk_X509_push(s->tsa_chain, app->root) > 0, QTSP_ERR_NOMEM,
+               "out of memory");
+    TRY_OUT(qtsp_tsa_new(path, app->tsa, s->tsa_chain, app->tsa_key, app->store, &s->tsa));
+    TRY_OUT(add_route(s, (qtsp_route){"POST", "/tsa", 0, QTSP_TSA_MAX_QUERY,
+                                      "application/timestamp-query", qtsp_tsa_http, s->tsa,
+                                      "tsa"}));
 out:
     if (rc != QTSP_OK) {
         qtsp_services_free(s);
@@ -128,6 +142,8 @@ void qtsp_services_free(qtsp_services *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     qtsp_ra_free(s->ra);
+    qtsp_tsa_free(s->tsa);
+    sk_X509_free(s->tsa_chain);
     OPENSSL_free(s->root_der);
     OPENSSL_free(s->issuing_der);
     free(s);
@@ -150,5 +166,6 @@ qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out)
                         "# TYPE qtsp_hsm_sessions gauge\nqtsp_hsm_sessions %u\n",
                         (unsigned long long)used, (unsigned long long)map,
                         qtsp_hsm_session_count(s->app->hsm)));
+    TRY(qtsp_tsa_metrics(s->tsa, out));
     return QTSP_OK;
 }
