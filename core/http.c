@@ -39,6 +39,7 @@
 #define HTTP_CONN_MEMORY ((size_t)32 * 1024)
 #define HTTP_DEFAULT_CONNECTIONS 4096
 #define HTTP_STOP_GRACE_MS 10000
+#define HTTP_DEFAULT_TIMEOUT_S 30 /* when opts->conn_timeout_s is 0 */
 
 /* Status codes counted per route; anything else lands in "other". */
 static const int k_codes[] = {200, 201, 204, 301, 302, 304, 400, 401, 403, 404,
@@ -882,7 +883,9 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
     struct MHD_OptionItem o[] = {
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)(void *)mhd_log, NULL},
         {MHD_OPTION_SOCK_ADDR, 0, &ss},
-        {MHD_OPTION_CONNECTION_TIMEOUT, opts->conn_timeout_s, NULL},
+        /* MHD reads 0 as "never": an idle client would hold a slot forever. */
+        {MHD_OPTION_CONNECTION_TIMEOUT,
+         opts->conn_timeout_s ? opts->conn_timeout_s : HTTP_DEFAULT_TIMEOUT_S, NULL},
         {MHD_OPTION_CONNECTION_LIMIT, max_conn, NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)HTTP_CONN_MEMORY, NULL},
         {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)(void *)uri_log, srv},

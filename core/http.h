@@ -56,7 +56,8 @@ const char *qtsp_http_header(const qtsp_http_req *req, const char *name);
 const char *qtsp_http_query(const qtsp_http_req *req, const char *name);
 
 /* Adds a response header (copied). QTSP_ERR_TOO_BIG past QTSP_HTTP_MAX_HEADERS
- * or the field sizes. */
+ * or the field sizes; QTSP_ERR_INVALID for CR/LF anywhere or ':'/space in
+ * the name (header injection). */
 qtsp_status qtsp_http_resp_header(qtsp_http_resp *resp, const char *name,
                                   const char *value) QTSP_MUST_USE;
 /* Sets status, content type and a body copy in one call. */
@@ -80,7 +81,7 @@ typedef struct qtsp_route {
 typedef struct qtsp_http_opts {
     const char *listen;       /* "127.0.0.1:8080"; port 0 = pick a free one */
     unsigned workers;         /* threads in the pool (>= 1) */
-    unsigned conn_timeout_s;
+    unsigned conn_timeout_s;  /* idle/slow client timeout; 0 = default 30 s */
     size_t max_connections;   /* 0 = default 4096 */
 } qtsp_http_opts;
 
@@ -95,7 +96,8 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
                             qtsp_http_server **out) QTSP_MUST_USE;
 /* The bound port (useful with port 0). */
 unsigned qtsp_http_port(const qtsp_http_server *srv);
-/* Stops accepting, lets requests in flight finish, frees. NULL is a no-op. */
+/* Stops accepting, lets requests in flight finish (waits up to 10 s for
+ * them), closes idle keep-alive connections, frees. NULL is a no-op. */
 void qtsp_http_stop(qtsp_http_server *srv);
 
 #endif
