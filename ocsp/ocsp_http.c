@@ -54,9 +54,12 @@ qtsp_status qtsp_ocsp_http_post(void *ctx, const qtsp_http_req *req, qtsp_http_r
 
 qtsp_status qtsp_ocsp_http_get(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
 {
+    /* raw_path is the path as sent ("/ocsp/{b64}", maybe under a base
+     * path): the request is everything after the route's "/ocsp/". */
     const char *raw = req->raw_path ? req->raw_path : "";
-    if (strncmp(raw, "/ocsp/", 6) == 0)
-        raw += 6;
+    const char *at = strstr(raw, "/ocsp/");
+    if (at)
+        raw = at + 6;
     unsigned char der[GET_MAX];
     size_t len = 0;
     if (qtsp_ocsp_get_decode(raw, der, sizeof der, &len) != QTSP_OK) {

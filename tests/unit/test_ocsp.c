@@ -14,6 +14,7 @@
 #include "ca/store.h"
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/http.h"
 #include "ocsp/ocsp.h"
 #include "tests/lib/qtest.h"
 
@@ -839,6 +840,179 @@ static void test_ocsp_new_rejects_unfit_responder_and_policy(void)
     qtsp_err_clear();
 }
 
+
+/* ---- HTTP binding, through the real server and real clients -------------- */
+
+static qtsp_http_server *start_http(void)
+{
+    qtsp_route routes[] = {
+        {"POST", "/ocsp", 0, 8192, "application/ocsp-request", qtsp_ocsp_http_post, g_ocsp,
+         "ocsp_post"},
+        {"GET", "/ocsp/", 1, 0, NULL, qtsp_ocsp_http_get, g_ocsp, "ocsp_get"},
+    };
+    qtsp_http_opts opts = {"127.0.0.1:0", 2, 10, 0};
+    qtsp_http_server *srv = NULL;
+    CU_ASSERT_EQUAL(qtsp_http_start(&opts, routes, 2, qtsp_ocsp_metrics, g_ocsp, &srv), QTSP_OK);
+    return srv;
+}
+
+/* GET path with curl; returns the HTTP status, headers in hdr, body in body. */
+static int curl_get(unsigned port, const char *path, const char *inm, char *hdr, size_t hcap,
+                    qtsp_buf *body)
+{
+    char cmd[4096], hp[700], bp[700];
+    snprintf(hp, sizeof hp, "%s/hdr.txt", g_dir);
+    snprintf(bp, sizeof bp, "%s/body.bin", g_dir);
+    remove(bp);
+    snprintf(cmd, sizeof cmd, "curl -s --path-as-is -o '%s' -D '%s' -w '%%{http_code}' %s%s%s "
+             "'http://127.0.0.1:%u%s'",
+             bp, hp, inm ? "-H 'If-None-Match: " : "", inm ? inm : "", inm ? "'" : "", port, path);
+    FILE *pp = popen(cmd, "r");
+    int code = 0;
+    if (fscanf(pp, "%d", &code) != 1)
+        code = -1;
+    pclose(pp);
+    FILE *f = fopen(hp, "r");
+    size_t n = f ? fread(hdr, 1, hcap - 1, f) : 0;
+    hdr[n] = '\0';
+    if (f)
+        fclose(f);
+    qtsp_buf_reset(body);
+    f = fopen(bp, "rb");
+    if (f) {
+        unsigned char tmp[8192];
+        size_t k = fread(tmp, 1, sizeof tmp, f);
+        CU_ASSERT_EQUAL(qtsp_buf_append(body, tmp, k), QTSP_OK);
+        fclose(f);
+    }
+    return code;
+}
+
+static void b64_forms(const unsigned char *der, size_t len, char *std, char *safe, char *pct,
+                      char *bare)
+{
+    int bl = EVP_EncodeBlock((unsigned char *)std, der, (int)len);
+    std[bl] = '\0';
+    size_t a = 0, b = 0, c = 0;
+    for (int i = 0; i < bl; i++) {
+        char ch = std[i];
+        if (ch != '=') {
+            safe[a++] = ch == '+' ? '-' : ch == '/' ? '_' : ch;
+            bare[c++] = ch;
+        }
+        if (ch == '+' || ch == '/' || ch == '=')
+            b += (size_t)snprintf(pct + b, 4, "%%%02X", (unsigned)ch);
+        else
+            pct[b++] = ch;
+    }
+    safe[a] = bare[c] = pct[b] = '\0';
+}
+
+static void test_ocsp_http_post_answers_openssl_client_with_nonce(void)
+{
+    set_now(g_base);
+    long s = issue_now();
+    qtsp_http_server *srv = start_http();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(srv);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && openssl ocsp -url http://127.0.0.1:%u/ocsp -issuer ca.pem "
+             "-CAfile root.pem -verify_other ca.pem -serial 0x%lx 2>&1",
+             g_dir, qtsp_http_port(srv), s);
+    FILE *pp = popen(cmd, "r");
+    char out[8192];
+    size_t n = fread(out, 1, sizeof out - 1, pp);
+    out[n] = '\0';
+    pclose(pp);
+    char line[64];
+    snprintf(line, sizeof line, "0x%lx: good", s);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "Response verify OK"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, line));
+    CU_ASSERT_PTR_NULL(strstr(out, "Nonce")); /* nonce sent by default and verified */
+    CU_ASSERT_PTR_NULL(strstr(out, "WARNING"));
+    if (!strstr(out, "Response verify OK"))
+        fprintf(stderr, "openssl ocsp said:\n%s\n", out);
+    qtsp_http_stop(srv);
+}
+
+static void test_ocsp_http_get_all_forms_with_cache_headers_and_304(void)
+{
+    set_now(g_base);
+    /* find a serial whose request's base64 has '+' or '/' and padding */
+    long s = 0;
+    unsigned char *req = NULL;
+    size_t len = 0;
+    char std[2048], safe[2048], pct[4096], bare[2048];
+    for (int tries = 0; tries < 200; tries++) {
+        s = issue_now();
+        OPENSSL_free(req);
+        len = make_req(&s, 1, EVP_sha1(), g_ca, -1, &req);
+        b64_forms(req, len, std, safe, pct, bare);
+        if (strchr(std, '/') && strchr(std, '='))
+            break;
+    }
+    CU_ASSERT_PTR_NOT_NULL(strchr(std, '/'));
+    qtsp_http_server *srv = start_http();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(srv);
+    unsigned port = qtsp_http_port(srv);
+    qtsp_buf body, first;
+    qtsp_buf_init(&body, 1 << 16);
+    qtsp_buf_init(&first, 1 << 16);
+    char hdr[4096], path[4200], etag[64] = "";
+    const char *forms[] = {std, safe, pct, bare};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "/ocsp/%s", forms[i]);
+        CU_ASSERT_EQUAL(curl_get(port, path, NULL, hdr, sizeof hdr, &body), 200);
+        CU_ASSERT_PTR_NOT_NULL(strstr(hdr, "application/ocsp-response"));
+        CU_ASSERT_PTR_NOT_NULL(
+            strstr(hdr, "max-age=86400, public, no-transform, must-revalidate"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(hdr, "Last-Modified: "));
+        CU_ASSERT_PTR_NOT_NULL(strstr(hdr, "Expires: "));
+        const char *e = strstr(hdr, "ETag: ");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+        if (i == 0) {
+            snprintf(etag, sizeof etag, "%.*s", (int)strcspn(e + 6, "\r\n"), e + 6);
+            CU_ASSERT_EQUAL(qtsp_buf_append(&first, body.data, body.len), QTSP_OK);
+        } else {
+            CU_ASSERT(body.len == first.len && memcmp(body.data, first.data, body.len) == 0);
+        }
+    }
+    char date[40], want[80];
+    qtsp_format_http_date(g_base + 86400, date, sizeof date);
+    snprintf(want, sizeof want, "Expires: %s", date);
+    CU_ASSERT_PTR_NOT_NULL(strstr(hdr, want));
+    answer a;
+    ask_der(req, len, &a);
+    single sg;
+    CU_ASSERT_FATAL(find(&a, s, EVP_sha1(), &sg));
+    CU_ASSERT_EQUAL(sg.status, V_OCSP_CERTSTATUS_GOOD);
+    CU_ASSERT(a.der.len == first.len && memcmp(a.der.data, first.data, first.len) == 0);
+    answer_free(&a);
+
+    /* If-None-Match with the ETag: 304 without body */
+    snprintf(path, sizeof path, "/ocsp/%s", safe);
+    CU_ASSERT_EQUAL(curl_get(port, path, etag, hdr, sizeof hdr, &body), 304);
+    CU_ASSERT_EQUAL(body.len, 0);
+    CU_ASSERT_EQUAL(curl_get(port, path, "\"00\"", hdr, sizeof hdr, &body), 200);
+
+    /* a nonce answer is not cacheable */
+    OPENSSL_free(req);
+    len = make_req(&s, 1, EVP_sha1(), g_ca, 16, &req);
+    b64_forms(req, len, std, safe, pct, bare);
+    snprintf(path, sizeof path, "/ocsp/%s", pct);
+    CU_ASSERT_EQUAL(curl_get(port, path, NULL, hdr, sizeof hdr, &body), 200);
+    CU_ASSERT_PTR_NOT_NULL(strstr(hdr, "no-cache"));
+    CU_ASSERT_PTR_NULL(strstr(hdr, "ETag"));
+
+    /* garbage is an OCSP malformedRequest, not an HTTP error */
+    CU_ASSERT_EQUAL(curl_get(port, "/ocsp/%%%%not-base64*", NULL, hdr, sizeof hdr, &body), 200);
+    CU_ASSERT(body.len == 5 && body.data[4] == OCSP_RESPONSE_STATUS_MALFORMEDREQUEST);
+    qtsp_http_stop(srv);
+    OPENSSL_free(req);
+    qtsp_buf_cleanup(&body);
+    qtsp_buf_cleanup(&first);
+}
+
 int main(void)
 {
     if (setup() != 0) {
@@ -865,6 +1039,8 @@ int main(void)
         QTEST(test_ocsp_get_decode_accepts_all_base64_forms),
         QTEST(test_ocsp_get_form_of_a_real_request_is_answered),
         QTEST(test_ocsp_new_rejects_unfit_responder_and_policy),
+        QTEST(test_ocsp_http_post_answers_openssl_client_with_nonce),
+        QTEST(test_ocsp_http_get_all_forms_with_cache_headers_and_304),
     };
     int rc = qtest_run("ocsp", cases, sizeof cases / sizeof cases[0]);
     teardown();
