@@ -340,6 +340,7 @@ typedef struct one {
 
 typedef struct parsed {
     OCSP_REQUEST *req;
+    size_t req_len;
     size_t n;
     one ones[32];
     int has_nonce;
@@ -419,6 +420,7 @@ static int parse_request(const qtsp_ocsp *o, const unsigned char *req, size_t le
     if (!req || len == 0 || len > (size_t)o->max_request_bytes)
         return RS_MALFORMED;
     const unsigned char *p = req;
+    pr->req_len = len;
     pr->req = d2i_OCSP_REQUEST(NULL, &p, (long)len);
     if (!pr->req || p != req + len)
         return RS_MALFORMED; /* every d2i consumes exactly its input */
@@ -553,19 +555,40 @@ typedef struct times {
     int64_t fresh;     /* cache freshness limit */
 } times;
 
+/* The CertID rewritten from its parsed parts with NULL hash parameters
+ * (what RFC 9919 / OpenSSL send). Not i2d_OCSP_CERTID: OpenSSL re-encodes
+ * some odd ANY parameters into DER it cannot parse back (found by fuzzing);
+ * clients match CertIDs by hash OID, hashes and serial (RFC 6960 4.1.1). */
+static void d_certid(der *d, OCSP_CERTID *cid)
+{
+    ASN1_OCTET_STRING *nh = NULL, *kh = NULL;
+    ASN1_OBJECT *alg = NULL;
+    ASN1_INTEGER *ser = NULL;
+    unsigned char *oid = NULL, *num = NULL;
+    int olen = 0, nlen = 0;
+    if (OCSP_id_get0_info(&nh, &alg, &kh, &ser, cid) != 1 || !nh || !kh ||
+        (olen = i2d_ASN1_OBJECT(alg, &oid)) <= 0 || (nlen = i2d_ASN1_INTEGER(ser, &num)) <= 0) {
+        d->bad = 1;
+    } else {
+        size_t c = d_open(d, 0x30);
+        size_t a = d_open(d, 0x30);
+        d_raw(d, oid, (size_t)olen);
+        d_raw(d, "\x05\x00", 2);
+        d_close(d, a);
+        d_tlv(d, 0x04, ASN1_STRING_get0_data(nh), (size_t)ASN1_STRING_length(nh));
+        d_tlv(d, 0x04, ASN1_STRING_get0_data(kh), (size_t)ASN1_STRING_length(kh));
+        d_raw(d, num, (size_t)nlen);
+        d_close(d, c);
+    }
+    OPENSSL_free(oid);
+    OPENSSL_free(num);
+}
+
 /* RFC 6960 4.2.1 SingleResponse */
 static void d_single(const qtsp_ocsp *o, der *d, const one *e, time_t now, times *tm)
 {
     size_t sr = d_open(d, 0x30);
-    unsigned char *cid = NULL;
-    int clen = i2d_OCSP_CERTID(e->cid, &cid); /* echoed as sent */
-    if (clen <= 0) {
-        d->bad = 1;
-        d_close(d, sr);
-        return;
-    }
-    d_raw(d, cid, (size_t)clen);
-    OPENSSL_free(cid);
+    d_certid(d, e->cid);
     int64_t next = (int64_t)now + o->validity;
     int64_t fresh = (int64_t)now + o->validity * o->refresh_percent / 100;
     if (e->kind == ONE_FOREIGN) {
@@ -672,7 +695,9 @@ static qtsp_status sign_tbs(const qtsp_ocsp *o, const unsigned char *tbs, size_t
 static qtsp_status build_signed(qtsp_ocsp *o, const parsed *pr, time_t now, qtsp_buf *out,
                                 size_t hdr, times *tm)
 {
-    size_t cap = 512 + pr->n * 512 + o->responder_der_len + o->sig_max;
+    /* CertIDs are echoed, so their size follows the request's (bounded by
+     * max_request_bytes); the rest is at most ~300 bytes per single. */
+    size_t cap = 1024 + pr->req_len + pr->n * 384 + o->responder_der_len + o->sig_max;
     unsigned char *tbuf = malloc(cap), *fbuf = malloc(cap + hdr + 64);
     qtsp_status rc = QTSP_OK;
     ENSURE_OUT(tbuf && fbuf, QTSP_ERR_NOMEM, "out of memory");
@@ -729,6 +754,7 @@ static int read_statuses(qtsp_ocsp *o, parsed *pr, time_t now, int try_cache, qt
     *orc = QTSP_OK;
     if (qtsp_store_begin(o->store, 0, &txn) != QTSP_OK) {
         LOG_ERROR("ocsp: cannot read the store: %s", qtsp_err_message());
+        qtsp_err_clear();
         return RS_INTERNAL;
     }
     int rs = RS_SUCCESSFUL;
@@ -740,6 +766,7 @@ static int read_statuses(qtsp_ocsp *o, parsed *pr, time_t now, int try_cache, qt
         goto out;
     if (qtsp_txn_counter_get(txn, "status_gen", gen) != QTSP_OK) {
         LOG_ERROR("ocsp: cannot read status_gen: %s", qtsp_err_message());
+        qtsp_err_clear();
         rs = RS_INTERNAL;
         goto out;
     }
@@ -756,6 +783,7 @@ static int read_statuses(qtsp_ocsp *o, parsed *pr, time_t now, int try_cache, qt
         }
         if (rc != QTSP_OK) {
             LOG_ERROR("ocsp: cannot read a status: %s", qtsp_err_message());
+            qtsp_err_clear();
             rs = RS_INTERNAL;
             goto out;
         }
@@ -793,8 +821,12 @@ qtsp_status qtsp_ocsp_respond(qtsp_ocsp *o, const unsigned char *req, size_t len
     uint64_t gen = 0;
     int hit = 0;
     rs = read_statuses(o, pr, now, cacheable, out, info, &gen, &hit, &rc);
-    if (rc != QTSP_OK)
-        goto done;
+    if (rc != QTSP_OK) { /* the pre-signed answer did not fit into out */
+        LOG_ERROR("ocsp: %s", qtsp_err_message());
+        qtsp_err_clear();
+        rc = QTSP_OK;
+        rs = RS_INTERNAL;
+    }
     if (rs != RS_SUCCESSFUL)
         goto fail;
     if (hit)

@@ -755,6 +755,64 @@ static void test_ocsp_foreign_certid_beside_ours_is_unknown(void)
     OPENSSL_free(req);
 }
 
+/* Appends tag|len|content (DER length) to out at *n. */
+static void wrap(unsigned char tag, const unsigned char *c, size_t len, unsigned char *out,
+                 size_t *n)
+{
+    out[(*n)++] = tag;
+    if (len >= 0x100) {
+        out[(*n)++] = 0x82;
+        out[(*n)++] = (unsigned char)(len >> 8);
+    } else if (len >= 0x80) {
+        out[(*n)++] = 0x81;
+    }
+    out[(*n)++] = (unsigned char)len;
+    memmove(out + *n, c, len);
+    *n += len;
+}
+
+static void test_ocsp_odd_hash_parameters_are_echoed_as_valid_der(void)
+{
+    /* Fuzzer finding: a foreign CertID whose hash parameters are an empty
+     * constructed [UNIVERSAL 0]; OpenSSL's re-encoding of it did not parse. */
+    static const unsigned char foreign[] = {
+        0x30, 0x56, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x00, 0x0c, 0x14, 0x41,
+        0x20, 0x00, 0x04, 0x20, 0x40, 0xd0, 0x18, 0x6b, 0xfc, 0x6d, 0x74, 0xb1, 0x7b, 0xe0, 0xaf,
+        0xfd, 0xe7, 0xf5, 0x07, 0x3b, 0x18, 0x6c, 0x36, 0xf9, 0x1a, 0x6a, 0x3d, 0xae, 0xfc, 0xf2,
+        0x18, 0x36, 0x14, 0x40, 0x20, 0x9f, 0x04, 0x20, 0xc4, 0x9f, 0xb8, 0x31, 0xf4, 0xf0, 0x0e,
+        0xe2, 0x9c, 0x1e, 0x0e, 0x71, 0xe0, 0xf0, 0xb2, 0xdc, 0xbe, 0x99, 0xc8, 0x19, 0xc2, 0x5e,
+        0xb2, 0x73, 0x01, 0x27, 0x23, 0xdd, 0xd7, 0x23, 0xff, 0x77, 0x02, 0x01, 0x04};
+    set_now(g_base);
+    long s = issue_now();
+    OCSP_CERTID *id = cid_for(s, EVP_sha1(), g_ca);
+    unsigned char *ours = NULL;
+    int olen = i2d_OCSP_CERTID(id, &ours);
+    OCSP_CERTID_free(id);
+    unsigned char list[512], tmp[512], req[512];
+    size_t ln = 0, tn = 0, rn = 0;
+    wrap(0x30, ours, (size_t)olen, list, &ln);          /* Request { reqCert } */
+    wrap(0x30, foreign, sizeof foreign, list, &ln);
+    wrap(0x30, list, ln, tmp, &tn);                     /* requestList */
+    wrap(0x30, tmp, tn, list, &(size_t){0});            /* TBSRequest */
+    size_t tbs_len = tn + (tn >= 0x80 ? 3 : 2);
+    wrap(0x30, list, tbs_len, req, &rn);                /* OCSPRequest */
+    OPENSSL_free(ours);
+    answer a;
+    single sg;
+    ask_der(req, rn, &a); /* ask_der asserts the answer parses completely */
+    CU_ASSERT_EQUAL(a.status, OCSP_RESPONSE_STATUS_SUCCESSFUL);
+    CU_ASSERT_FATAL(find(&a, s, EVP_sha1(), &sg));
+    CU_ASSERT_EQUAL(sg.status, V_OCSP_CERTSTATUS_GOOD);
+    CU_ASSERT_EQUAL(OCSP_resp_count(a.bs), 2);
+    if (a.bs && OCSP_resp_count(a.bs) == 2) {
+        int rs = -1;
+        ASN1_GENERALIZEDTIME *r = NULL, *tu = NULL, *nu = NULL;
+        CU_ASSERT_EQUAL(OCSP_single_get0_status(OCSP_resp_get0(a.bs, 1), &rs, &r, &tu, &nu),
+                        V_OCSP_CERTSTATUS_UNKNOWN);
+    }
+    answer_free(&a);
+}
+
 static void test_ocsp_get_decode_accepts_all_base64_forms(void)
 {
     /* bytes chosen so that base64 contains '+' and '/' and needs padding */
@@ -1036,6 +1094,7 @@ int main(void)
         QTEST(test_ocsp_malformed_requests_get_malformed_request),
         QTEST(test_ocsp_unknown_issuer_is_unauthorized),
         QTEST(test_ocsp_foreign_certid_beside_ours_is_unknown),
+        QTEST(test_ocsp_odd_hash_parameters_are_echoed_as_valid_der),
         QTEST(test_ocsp_get_decode_accepts_all_base64_forms),
         QTEST(test_ocsp_get_form_of_a_real_request_is_answered),
         QTEST(test_ocsp_new_rejects_unfit_responder_and_policy),
