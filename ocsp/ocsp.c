@@ -34,17 +34,17 @@ enum {
 #define HASH_SHA256 2
 
 /* DER of the OIDs we write (contents and tag). */
-static const unsigned char OID_BASIC[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x05, 0x05,
-                                          0x07, 0x30, 0x01, 0x01};
-static const unsigned char OID_NONCE[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x05, 0x05,
-                                          0x07, 0x30, 0x01, 0x02};
+static const unsigned char OID_BASIC[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x05,
+                                          0x05, 0x07, 0x30, 0x01, 0x01};
+static const unsigned char OID_NONCE[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x05,
+                                          0x05, 0x07, 0x30, 0x01, 0x02};
 static const unsigned char OID_ARCHIVE_CUTOFF[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x05,
                                                    0x05, 0x07, 0x30, 0x01, 0x06};
 static const unsigned char OID_EXTENDED_REVOKE[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x05,
                                                     0x05, 0x07, 0x30, 0x01, 0x09};
 /* AlgorithmIdentifiers of the signature (RFC 5758 3.2: no parameters for ECDSA). */
-static const unsigned char ALG_ECDSA_SHA256[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48,
-                                                 0xce, 0x3d, 0x04, 0x03, 0x02};
+static const unsigned char ALG_ECDSA_SHA256[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
+                                                 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
 static const unsigned char ALG_RSA_SHA256[] = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
                                                0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00};
 
@@ -181,8 +181,8 @@ static void d_gtime(der *d, int64_t t)
     unsigned m, dd;
     days_to_civil(days, &y, &m, &dd);
     char s[16];
-    snprintf(s, sizeof s, "%04u%02u%02u%02u%02u%02uZ", (unsigned)y, m, dd,
-             (unsigned)(secs / 3600), (unsigned)(secs / 60 % 60), (unsigned)(secs % 60));
+    snprintf(s, sizeof s, "%04u%02u%02u%02u%02u%02uZ", (unsigned)y, m, dd, (unsigned)(secs / 3600),
+             (unsigned)(secs / 60 % 60), (unsigned)(secs % 60));
     d_tlv(d, 0x18, s, 15);
 }
 
@@ -225,8 +225,8 @@ static qtsp_status asn1_time_to_epoch(const ASN1_TIME *t, time_t *out)
 {
     struct tm tm;
     ENSURE(t && ASN1_TIME_to_tm(t, &tm) == 1, QTSP_ERR_INVALID, "unreadable certificate time");
-    int64_t days = days_from_civil((int64_t)tm.tm_year + 1900, (unsigned)tm.tm_mon + 1,
-                                   (unsigned)tm.tm_mday);
+    int64_t days =
+        days_from_civil((int64_t)tm.tm_year + 1900, (unsigned)tm.tm_mon + 1, (unsigned)tm.tm_mday);
     *out = (time_t)(days * 86400 + tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec);
     return QTSP_OK;
 }
@@ -267,8 +267,8 @@ static qtsp_status check_certs(qtsp_ocsp *o)
                (X509_get_extended_key_usage(o->responder) & XKU_OCSP_SIGN),
            QTSP_ERR_INVALID, "responder certificate lacks extended key usage OCSPSigning");
     /* RFC 6960 4.2.2.2.1: id-pkix-ocsp-nocheck (standards.md) */
-    ENSURE(X509_get_ext_by_NID(o->responder, NID_id_pkix_OCSP_noCheck, -1) >= 0,
-           QTSP_ERR_INVALID, "responder certificate lacks id-pkix-ocsp-nocheck");
+    ENSURE(X509_get_ext_by_NID(o->responder, NID_id_pkix_OCSP_noCheck, -1) >= 0, QTSP_ERR_INVALID,
+           "responder certificate lacks id-pkix-ocsp-nocheck");
     ENSURE(X509_check_private_key(o->responder, o->key) == 1, QTSP_ERR_INVALID,
            "responder key does not match the responder certificate");
     if (EVP_PKEY_is_a(o->key, "EC")) {
@@ -332,7 +332,7 @@ typedef enum one_kind { ONE_FOREIGN = 0, ONE_OURS = 1, ONE_NEVER_ISSUED = 2 } on
 typedef struct one {
     OCSP_CERTID *cid; /* borrowed from the request */
     one_kind kind;
-    int hash;         /* HASH_SHA1 / HASH_SHA256 when ours */
+    int hash; /* HASH_SHA1 / HASH_SHA256 when ours */
     unsigned char serial[QTSP_SERIAL_MAX];
     size_t serial_len;
     qtsp_cert_status st; /* effective status at now, when ONE_OURS */
@@ -504,7 +504,7 @@ static int cache_lookup(qtsp_ocsp *o, qtsp_txn *txn, const one *e, time_t now, q
 
 typedef struct cache_put {
     const one *e;
-    uint64_t gen;     /* status_gen seen when the status was read */
+    uint64_t gen; /* status_gen seen when the status was read */
     const unsigned char *val;
     size_t vlen;
     int stored;
@@ -551,8 +551,8 @@ static void d_extension(der *d, const unsigned char *oid, size_t oid_len, const 
 }
 
 typedef struct times {
-    int64_t next_min;  /* earliest nextUpdate of our singles */
-    int64_t fresh;     /* cache freshness limit */
+    int64_t next_min; /* earliest nextUpdate of our singles */
+    int64_t fresh;    /* cache freshness limit */
 } times;
 
 /* The CertID rewritten from its parsed parts with NULL hash parameters
@@ -935,8 +935,7 @@ static int b64val(unsigned char c)
     return -1;
 }
 
-qtsp_status qtsp_ocsp_get_decode(const char *raw, unsigned char *out, size_t cap,
-                                 size_t *out_len)
+qtsp_status qtsp_ocsp_get_decode(const char *raw, unsigned char *out, size_t cap, size_t *out_len)
 {
     ENSURE(raw && out, QTSP_ERR_INVALID, "no OCSP GET request");
     uint32_t acc = 0;

@@ -22,8 +22,15 @@
  *   without a nonce and with one CertID is answered from the pre-signed
  *   cache in the store table ocsp_cache (shared by every process); a status
  *   change deletes the entries in the same transaction, so it is visible at
- *   once. No in-process memory cache: the LMDB read path is a few
- *   microseconds and cannot go stale.
+ *   once, also for changes made by another process. An answer is stored only
+ *   if the counter status_gen did not move since its status was read. A miss
+ *   (first request, or past fresh_until = thisUpdate + validity *
+ *   refresh_percent, or past the end of a hold) signs and commits the entry
+ *   (one durable write). Never-issued serials and multi-CertID requests are
+ *   signed every time. No in-process memory cache: the LMDB read path is a
+ *   few microseconds and cannot go stale.
+ * - CertIDs are echoed rebuilt from their parts (hash OID with NULL
+ *   parameters, hashes, serial), which is how RFC 6960 clients match them.
  *
  * Thread-safety: a qtsp_ocsp is immutable after qtsp_ocsp_new and may serve
  * many threads at once (counters are atomic), provided the responder key may
@@ -63,8 +70,8 @@ void qtsp_ocsp_free(qtsp_ocsp *ocsp);
 typedef struct qtsp_ocsp_info {
     time_t this_update; /* of the answer (earliest next_update of all singles) */
     time_t next_update;
-    int cacheable;      /* 1: a pre-signed answer without nonce (HTTP-cacheable) */
-    char etag[48];      /* strong ETag "\"<sha1 hex of the response>\"" when cacheable, else "" */
+    int cacheable; /* 1: a pre-signed answer without nonce (HTTP-cacheable) */
+    char etag[48]; /* strong ETag "\"<sha1 hex of the response>\"" when cacheable, else "" */
 } qtsp_ocsp_info;
 
 /* Answers a DER OCSPRequest. out (reset first) receives a DER OCSPResponse:
@@ -74,8 +81,8 @@ typedef struct qtsp_ocsp_info {
  * logged). info (may be NULL) is filled on every OK return. Returns non-OK
  * (QTSP_ERR_NOMEM / QTSP_ERR_TOO_BIG of out) only when not even an error
  * response could be written. Thread-safe. */
-qtsp_status qtsp_ocsp_respond(qtsp_ocsp *ocsp, const unsigned char *req, size_t len,
-                              qtsp_buf *out, qtsp_ocsp_info *info) QTSP_MUST_USE;
+qtsp_status qtsp_ocsp_respond(qtsp_ocsp *ocsp, const unsigned char *req, size_t len, qtsp_buf *out,
+                              qtsp_ocsp_info *info) QTSP_MUST_USE;
 
 /* Decodes the GET form of a request (RFC 6960 A.1, interface.md): raw is the
  * path after "/ocsp/", URL-encoded or not, base64 in the standard or URL-safe

@@ -184,10 +184,10 @@ static int setup(void)
     g_resp_key = ec_key();
     time_t ca_nb = g_base - 30 * 86400;
     g_root = make_cert("Root", g_root_key, NULL, NULL, 1, ca_nb, g_base + 3650 * 86400, 0);
-    g_ca = make_cert("Issuing CA", g_ca_key, g_root, g_root_key, 2, ca_nb, g_base + 1800 * 86400,
-                     0);
-    g_resp = make_cert("OCSP", g_resp_key, g_ca, g_ca_key, 3, g_base - 86400,
-                       g_base + 365 * 86400, 1);
+    g_ca =
+        make_cert("Issuing CA", g_ca_key, g_root, g_root_key, 2, ca_nb, g_base + 1800 * 86400, 0);
+    g_resp =
+        make_cert("OCSP", g_resp_key, g_ca, g_ca_key, 3, g_base - 86400, g_base + 365 * 86400, 1);
     write_pem("root.pem", g_root);
     write_pem("ca.pem", g_ca);
     write_pem("responder.pem", g_resp);
@@ -228,8 +228,8 @@ static OCSP_CERTID *cid_for(long serial, const EVP_MD *md, X509 *issuer)
 }
 
 /* nonce_len < 0: no nonce. */
-static size_t make_req(const long *serials, size_t n, const EVP_MD *md, X509 *issuer,
-                       int nonce_len, unsigned char **der)
+static size_t make_req(const long *serials, size_t n, const EVP_MD *md, X509 *issuer, int nonce_len,
+                       unsigned char **der)
 {
     OCSP_REQUEST *r = OCSP_REQUEST_new();
     for (size_t i = 0; i < n; i++)
@@ -391,8 +391,7 @@ static void test_ocsp_good_cert_verifies_with_openssl(void)
     CU_ASSERT_PTR_NULL(nm);
     CU_ASSERT_EQUAL(gt_epoch(OCSP_resp_get0_produced_at(a.bs)), g_base);
     CU_ASSERT_EQUAL(sk_X509_num(OCSP_resp_get0_certs(a.bs)), 1);
-    CU_ASSERT_EQUAL(OBJ_obj2nid(OCSP_resp_get0_tbs_sigalg(a.bs)->algorithm),
-                    NID_ecdsa_with_SHA256);
+    CU_ASSERT_EQUAL(OBJ_obj2nid(OCSP_resp_get0_tbs_sigalg(a.bs)->algorithm), NID_ecdsa_with_SHA256);
     CU_ASSERT_EQUAL(a.info.cacheable, 1);
     CU_ASSERT_EQUAL(a.info.this_update, g_base);
     CU_ASSERT_EQUAL(a.info.next_update, g_base + 86400);
@@ -423,8 +422,7 @@ static void test_ocsp_hold_is_revoked_certificate_hold_until_released(void)
     answer a;
     ask(&s, 1, EVP_sha1(), -1, &a); /* cached good answer */
     answer_free(&a);
-    set_status(s, QTSP_CERT_ON_HOLD, QTSP_REASON_CERTIFICATE_HOLD, g_base - 10,
-               g_base + 7 * 86400);
+    set_status(s, QTSP_CERT_ON_HOLD, QTSP_REASON_CERTIFICATE_HOLD, g_base - 10, g_base + 7 * 86400);
     ask(&s, 1, EVP_sha1(), -1, &a);
     single sg;
     CU_ASSERT_FATAL(find(&a, s, EVP_sha1(), &sg));
@@ -790,12 +788,12 @@ static void test_ocsp_odd_hash_parameters_are_echoed_as_valid_der(void)
     OCSP_CERTID_free(id);
     unsigned char list[512], tmp[512], req[512];
     size_t ln = 0, tn = 0, rn = 0;
-    wrap(0x30, ours, (size_t)olen, list, &ln);          /* Request { reqCert } */
+    wrap(0x30, ours, (size_t)olen, list, &ln); /* Request { reqCert } */
     wrap(0x30, foreign, sizeof foreign, list, &ln);
-    wrap(0x30, list, ln, tmp, &tn);                     /* requestList */
-    wrap(0x30, tmp, tn, list, &(size_t){0});            /* TBSRequest */
+    wrap(0x30, list, ln, tmp, &tn);          /* requestList */
+    wrap(0x30, tmp, tn, list, &(size_t){0}); /* TBSRequest */
     size_t tbs_len = tn + (tn >= 0x80 ? 3 : 2);
-    wrap(0x30, list, tbs_len, req, &rn);                /* OCSPRequest */
+    wrap(0x30, list, tbs_len, req, &rn); /* OCSPRequest */
     OPENSSL_free(ours);
     answer a;
     single sg;
@@ -872,6 +870,21 @@ static void test_ocsp_get_form_of_a_real_request_is_answered(void)
     OPENSSL_free(req);
 }
 
+static void test_ocsp_shipped_policy_loads(void)
+{
+    /* policies/ocsp.yaml of this source tree (CMake compiles with absolute paths) */
+    char path[1024];
+    const char *me = __FILE__, *cut = strstr(me, "tests/unit/test_ocsp.c");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cut);
+    snprintf(path, sizeof path, "%.*spolicies/ocsp.yaml", (int)(cut - me), me);
+    qtsp_ocsp *o = NULL;
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ocsp_new(path, g_ca, g_resp, g_resp_key, g_store, &o), QTSP_OK);
+    if (!o)
+        fprintf(stderr, "%s\n", qtsp_err_message());
+    qtsp_ocsp_free(o);
+}
+
 static void test_ocsp_new_rejects_unfit_responder_and_policy(void)
 {
     qtsp_ocsp *o = NULL;
@@ -883,8 +896,7 @@ static void test_ocsp_new_rejects_unfit_responder_and_policy(void)
     CU_ASSERT_EQUAL(qtsp_ocsp_new(NULL, g_ca, g_resp, g_ca_key, g_store, &o), QTSP_ERR_INVALID);
     /* responder not issued by that CA */
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_ocsp_new(NULL, g_root, g_resp, g_resp_key, g_store, &o),
-                    QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_ocsp_new(NULL, g_root, g_resp, g_resp_key, g_store, &o), QTSP_ERR_INVALID);
     char p[700];
     write_file("bad.yaml", "validity: 24h\nvaldity: 1h\n");
     snprintf(p, sizeof p, "%s/bad.yaml", g_dir);
@@ -897,7 +909,6 @@ static void test_ocsp_new_rejects_unfit_responder_and_policy(void)
     CU_ASSERT_PTR_NULL(o);
     qtsp_err_clear();
 }
-
 
 /* ---- HTTP binding, through the real server and real clients -------------- */
 
@@ -922,7 +933,8 @@ static int curl_get(unsigned port, const char *path, const char *inm, char *hdr,
     snprintf(hp, sizeof hp, "%s/hdr.txt", g_dir);
     snprintf(bp, sizeof bp, "%s/body.bin", g_dir);
     remove(bp);
-    snprintf(cmd, sizeof cmd, "curl -s --path-as-is -o '%s' -D '%s' -w '%%{http_code}' %s%s%s "
+    snprintf(cmd, sizeof cmd,
+             "curl -s --path-as-is -o '%s' -D '%s' -w '%%{http_code}' %s%s%s "
              "'http://127.0.0.1:%u%s'",
              bp, hp, inm ? "-H 'If-None-Match: " : "", inm ? inm : "", inm ? "'" : "", port, path);
     FILE *pp = popen(cmd, "r");
@@ -1022,8 +1034,7 @@ static void test_ocsp_http_get_all_forms_with_cache_headers_and_304(void)
         snprintf(path, sizeof path, "/ocsp/%s", forms[i]);
         CU_ASSERT_EQUAL(curl_get(port, path, NULL, hdr, sizeof hdr, &body), 200);
         CU_ASSERT_PTR_NOT_NULL(strstr(hdr, "application/ocsp-response"));
-        CU_ASSERT_PTR_NOT_NULL(
-            strstr(hdr, "max-age=86400, public, no-transform, must-revalidate"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(hdr, "max-age=86400, public, no-transform, must-revalidate"));
         CU_ASSERT_PTR_NOT_NULL(strstr(hdr, "Last-Modified: "));
         CU_ASSERT_PTR_NOT_NULL(strstr(hdr, "Expires: "));
         const char *e = strstr(hdr, "ETag: ");
@@ -1097,6 +1108,7 @@ int main(void)
         QTEST(test_ocsp_odd_hash_parameters_are_echoed_as_valid_der),
         QTEST(test_ocsp_get_decode_accepts_all_base64_forms),
         QTEST(test_ocsp_get_form_of_a_real_request_is_answered),
+        QTEST(test_ocsp_shipped_policy_loads),
         QTEST(test_ocsp_new_rejects_unfit_responder_and_policy),
         QTEST(test_ocsp_http_post_answers_openssl_client_with_nonce),
         QTEST(test_ocsp_http_get_all_forms_with_cache_headers_and_304),
