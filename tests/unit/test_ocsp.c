@@ -622,6 +622,8 @@ static void test_ocsp_expired_cert_is_answered_with_archive_cutoff(void)
     CU_ASSERT_FATAL(find(&a, g, EVP_sha256(), &sg));
     CU_ASSERT_EQUAL(sg.status, V_OCSP_CERTSTATUS_GOOD);
     CU_ASSERT(has_archive_cutoff(&sg));
+    assert_openssl(&a, s, "-sha256", "revoked");
+    assert_openssl(&a, g, "-sha256", "good");
     answer_free(&a);
 }
 
@@ -808,6 +810,53 @@ static void test_ocsp_odd_hash_parameters_are_echoed_as_valid_der(void)
         CU_ASSERT_EQUAL(OCSP_single_get0_status(OCSP_resp_get0(a.bs, 1), &rs, &r, &tu, &nu),
                         V_OCSP_CERTSTATUS_UNKNOWN);
     }
+    answer_free(&a);
+}
+
+static void test_ocsp_signed_request_is_accepted_without_checking(void)
+{
+    set_now(g_base);
+    long s = issue_now();
+    OCSP_REQUEST *r = OCSP_REQUEST_new();
+    OCSP_request_add0_id(r, cid_for(s, EVP_sha1(), g_ca));
+    /* signed by some requester unknown to us: RFC 6960 4.1.2 makes it optional */
+    EVP_PKEY *k = ec_key();
+    X509 *x = make_cert("requester", k, g_root, g_root_key, 77, g_base - 60, g_base + 3600, 2);
+    CU_ASSERT_EQUAL(OCSP_request_sign(r, x, k, EVP_sha256(), NULL, 0), 1);
+    unsigned char *req = NULL;
+    int len = i2d_OCSP_REQUEST(r, &req);
+    OCSP_REQUEST_free(r);
+    answer a;
+    single sg;
+    ask_der(req, (size_t)len, &a);
+    CU_ASSERT_EQUAL(a.status, OCSP_RESPONSE_STATUS_SUCCESSFUL);
+    CU_ASSERT_FATAL(find(&a, s, EVP_sha1(), &sg));
+    CU_ASSERT_EQUAL(sg.status, V_OCSP_CERTSTATUS_GOOD);
+    answer_free(&a);
+    OPENSSL_free(req);
+    X509_free(x);
+    EVP_PKEY_free(k);
+}
+
+static qtsp_status put_garbage_fn(qtsp_txn *txn, void *ctx)
+{
+    long s = *(long *)ctx;
+    unsigned char key[4] = {2, (unsigned char)(s >> 8), (unsigned char)s, 1};
+    return qtsp_txn_put(txn, QTSP_T_OCSP_CACHE, key, sizeof key, "\x09garbage", 8, 0);
+}
+
+static void test_ocsp_unreadable_cache_entry_is_replaced(void)
+{
+    set_now(g_base);
+    long s = issue_now();
+    CU_ASSERT_EQUAL(qtsp_store_write(g_store, put_garbage_fn, &s), QTSP_OK);
+    answer a;
+    single sg;
+    ask(&s, 1, EVP_sha1(), -1, &a);
+    CU_ASSERT_EQUAL(a.status, OCSP_RESPONSE_STATUS_SUCCESSFUL);
+    CU_ASSERT_FATAL(find(&a, s, EVP_sha1(), &sg));
+    CU_ASSERT_EQUAL(sg.status, V_OCSP_CERTSTATUS_GOOD);
+    CU_ASSERT_EQUAL(a.info.cacheable, 1);
     answer_free(&a);
 }
 
@@ -1106,6 +1155,8 @@ int main(void)
         QTEST(test_ocsp_unknown_issuer_is_unauthorized),
         QTEST(test_ocsp_foreign_certid_beside_ours_is_unknown),
         QTEST(test_ocsp_odd_hash_parameters_are_echoed_as_valid_der),
+        QTEST(test_ocsp_signed_request_is_accepted_without_checking),
+        QTEST(test_ocsp_unreadable_cache_entry_is_replaced),
         QTEST(test_ocsp_get_decode_accepts_all_base64_forms),
         QTEST(test_ocsp_get_form_of_a_real_request_is_answered),
         QTEST(test_ocsp_shipped_policy_loads),
