@@ -1,0 +1,974 @@
+/* OCSP responder core: request parsing with OpenSSL, response DER written by
+ * hand (a small length-patching writer) so that producedAt/thisUpdate follow
+ * the injected clock and the signed path does nothing but one EVP_DigestSign
+ * besides a few hundred bytes of copying. See ocsp/ocsp.h for the choices. */
+#include "ocsp/ocsp.h"
+
+#include <openssl/crypto.h>
+#include <openssl/ocsp.h>
+#include <openssl/sha.h>
+#include <openssl/x509v3.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ca/certdb.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/yaml.h"
+
+/* RFC 6960 4.2.1 OCSPResponseStatus */
+enum {
+    RS_SUCCESSFUL = 0,
+    RS_MALFORMED = 1,
+    RS_INTERNAL = 2,
+    RS_UNAUTHORIZED = 6,
+};
+
+#define CACHE_VERSION 1
+#define CACHE_HDR (1 + 8 + 8 + 8 + 20)
+#define NONCE_ABS_MAX 128 /* RFC 9654 2.1 */
+#define HASH_SHA1 1       /* ocsp_cache key suffix, ca/certdb.h */
+#define HASH_SHA256 2
+
+/* DER of the OIDs we write (contents and tag). */
+static const unsigned char OID_BASIC[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x05,
+                                          0x05, 0x07, 0x30, 0x01, 0x01};
+static const unsigned char OID_NONCE[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x05,
+                                          0x05, 0x07, 0x30, 0x01, 0x02};
+static const unsigned char OID_ARCHIVE_CUTOFF[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x05,
+                                                   0x05, 0x07, 0x30, 0x01, 0x06};
+static const unsigned char OID_EXTENDED_REVOKE[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x05,
+                                                    0x05, 0x07, 0x30, 0x01, 0x09};
+/* AlgorithmIdentifiers of the signature (RFC 5758 3.2: no parameters for ECDSA). */
+static const unsigned char ALG_ECDSA_SHA256[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
+                                                 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
+static const unsigned char ALG_RSA_SHA256[] = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
+                                               0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00};
+
+struct qtsp_ocsp {
+    qtsp_store *store;
+    X509 *issuer;
+    X509 *responder;
+    EVP_PKEY *key;
+    unsigned char name_sha1[SHA_DIGEST_LENGTH], key_sha1[SHA_DIGEST_LENGTH];
+    unsigned char name_sha256[SHA256_DIGEST_LENGTH], key_sha256[SHA256_DIGEST_LENGTH];
+    unsigned char responder_key_id[SHA_DIGEST_LENGTH]; /* RFC 6960 4.2.1 KeyHash */
+    unsigned char *responder_der;
+    size_t responder_der_len;
+    const unsigned char *sig_alg;
+    size_t sig_alg_len;
+    size_t sig_max;
+    time_t archive_cutoff;
+    /* policy */
+    int64_t validity;
+    int64_t refresh_percent;
+    int64_t max_certids;
+    int64_t nonce_max_len;
+    int64_t max_request_bytes;
+    /* metrics */
+    _Atomic uint64_t n_ok, n_malformed, n_unauthorized, n_internal;
+    _Atomic uint64_t n_hit, n_miss, n_stale, n_signed;
+};
+
+/* ------------------------------------------------------------------------ */
+/* DER writer: open() writes a tag and remembers where the content starts;
+ * close() inserts the minimal length in front of the content. */
+
+typedef struct der {
+    unsigned char *p;
+    size_t len, cap;
+    int bad;
+} der;
+
+static void d_raw(der *d, const void *s, size_t n)
+{
+    if (d->bad || n > d->cap - d->len) {
+        d->bad = 1;
+        return;
+    }
+    memcpy(d->p + d->len, s, n);
+    d->len += n;
+}
+
+static void d_byte(der *d, unsigned char b)
+{
+    d_raw(d, &b, 1);
+}
+
+static size_t d_open(der *d, unsigned char tag)
+{
+    d_byte(d, tag);
+    return d->len;
+}
+
+static void d_close(der *d, size_t start)
+{
+    if (d->bad)
+        return;
+    size_t n = d->len - start;
+    unsigned char hdr[5];
+    size_t h = 0;
+    if (n < 0x80) {
+        hdr[h++] = (unsigned char)n;
+    } else if (n <= 0xff) {
+        hdr[h++] = 0x81;
+        hdr[h++] = (unsigned char)n;
+    } else if (n <= 0xffff) {
+        hdr[h++] = 0x82;
+        hdr[h++] = (unsigned char)(n >> 8);
+        hdr[h++] = (unsigned char)n;
+    } else if (n <= 0xffffff) {
+        hdr[h++] = 0x83;
+        hdr[h++] = (unsigned char)(n >> 16);
+        hdr[h++] = (unsigned char)(n >> 8);
+        hdr[h++] = (unsigned char)n;
+    } else {
+        d->bad = 1;
+        return;
+    }
+    if (h > d->cap - d->len) {
+        d->bad = 1;
+        return;
+    }
+    memmove(d->p + start + h, d->p + start, n);
+    memcpy(d->p + start, hdr, h);
+    d->len += h;
+}
+
+static void d_tlv(der *d, unsigned char tag, const void *s, size_t n)
+{
+    size_t at = d_open(d, tag);
+    d_raw(d, s, n);
+    d_close(d, at);
+}
+
+static void days_to_civil(int64_t z, int64_t *y, unsigned *m, unsigned *dd)
+{
+    /* H. Hinnant's civil_from_days; avoids gmtime and its range limits. */
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *dd = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned dd)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + dd - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* GeneralizedTime YYYYMMDDHHMMSSZ (RFC 5280 4.1.2.5.2), clamped to 0000..9999. */
+static void d_gtime(der *d, int64_t t)
+{
+    const int64_t max = 253402300799; /* 9999-12-31T23:59:59Z */
+    if (t < 0)
+        t = 0;
+    if (t > max)
+        t = max;
+    int64_t days = t / 86400, secs = t % 86400, y;
+    unsigned m, dd;
+    days_to_civil(days, &y, &m, &dd);
+    char s[16];
+    snprintf(s, sizeof s, "%04u%02u%02u%02u%02u%02uZ", (unsigned)y, m, dd, (unsigned)(secs / 3600),
+             (unsigned)(secs / 60 % 60), (unsigned)(secs % 60));
+    d_tlv(d, 0x18, s, 15);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Construction */
+
+static qtsp_status load_policy(qtsp_ocsp *o, const char *path)
+{
+    o->validity = 24 * 3600;
+    o->refresh_percent = 50;
+    o->max_certids = 20;
+    o->nonce_max_len = NONCE_ABS_MAX;
+    o->max_request_bytes = 8192;
+    if (!path)
+        return QTSP_OK;
+    qtsp_ydoc *doc = NULL;
+    TRY(qtsp_ydoc_load_file(path, &doc));
+    const qtsp_ynode *root = qtsp_ydoc_root(doc);
+    static const char *const keys[] = {"validity",      "refresh_percent",   "max_certids",
+                                       "nonce_max_len", "max_request_bytes", NULL};
+    qtsp_status rc;
+    TRY_OUT(qtsp_ynode_check_keys(root, keys));
+    TRY_OUT(qtsp_yget_duration(root, "validity", 1, &o->validity));
+    if (o->validity < 60 || o->validity > 7 * 86400) {
+        rc = qtsp_ynode_fail(qtsp_ynode_get(root, "validity"), "validity",
+                             "must be between 1m and 7d");
+        goto out;
+    }
+    TRY_OUT(qtsp_yget_int(root, "refresh_percent", 0, 1, 100, &o->refresh_percent));
+    TRY_OUT(qtsp_yget_int(root, "max_certids", 0, 1, 32, &o->max_certids));
+    /* RFC 9654 2.1: responders accept at least 32 octets, at most 128 exist */
+    TRY_OUT(qtsp_yget_int(root, "nonce_max_len", 0, 32, NONCE_ABS_MAX, &o->nonce_max_len));
+    TRY_OUT(qtsp_yget_int(root, "max_request_bytes", 0, 256, 65536, &o->max_request_bytes));
+out:
+    qtsp_ydoc_free(doc);
+    return rc;
+}
+
+static qtsp_status asn1_time_to_epoch(const ASN1_TIME *t, time_t *out)
+{
+    struct tm tm;
+    ENSURE(t && ASN1_TIME_to_tm(t, &tm) == 1, QTSP_ERR_INVALID, "unreadable certificate time");
+    int64_t days =
+        days_from_civil((int64_t)tm.tm_year + 1900, (unsigned)tm.tm_mon + 1, (unsigned)tm.tm_mday);
+    *out = (time_t)(days * 86400 + tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec);
+    return QTSP_OK;
+}
+
+static qtsp_status precompute(qtsp_ocsp *o)
+{
+    /* RFC 6960 4.1.1: issuerNameHash over the DER of the issuer's subject,
+     * issuerKeyHash over the subjectPublicKey BIT STRING value. */
+    unsigned char *name = NULL;
+    int nlen = i2d_X509_NAME(X509_get_subject_name(o->issuer), &name);
+    ENSURE(nlen > 0, QTSP_ERR_CRYPTO, "cannot encode the issuing CA name");
+    SHA1(name, (size_t)nlen, o->name_sha1);
+    SHA256(name, (size_t)nlen, o->name_sha256);
+    OPENSSL_free(name);
+    const ASN1_BIT_STRING *k = X509_get0_pubkey_bitstr(o->issuer);
+    ENSURE(k, QTSP_ERR_INVALID, "issuing CA has no public key");
+    SHA1(ASN1_STRING_get0_data(k), (size_t)ASN1_STRING_length(k), o->key_sha1);
+    SHA256(ASN1_STRING_get0_data(k), (size_t)ASN1_STRING_length(k), o->key_sha256);
+    const ASN1_BIT_STRING *rk = X509_get0_pubkey_bitstr(o->responder);
+    ENSURE(rk, QTSP_ERR_INVALID, "responder certificate has no public key");
+    SHA1(ASN1_STRING_get0_data(rk), (size_t)ASN1_STRING_length(rk), o->responder_key_id);
+
+    unsigned char *cert = NULL;
+    int clen = i2d_X509(o->responder, &cert);
+    ENSURE(clen > 0, QTSP_ERR_CRYPTO, "cannot encode the responder certificate");
+    o->responder_der = cert;
+    o->responder_der_len = (size_t)clen;
+    TRY(asn1_time_to_epoch(X509_get0_notBefore(o->issuer), &o->archive_cutoff));
+    return QTSP_OK;
+}
+
+static qtsp_status check_certs(qtsp_ocsp *o)
+{
+    ENSURE(X509_check_issued(o->issuer, o->responder) == X509_V_OK, QTSP_ERR_INVALID,
+           "responder certificate is not issued by the issuing CA");
+    /* RFC 6960 4.2.2.2: a delegated responder carries id-kp-OCSPSigning */
+    ENSURE((X509_get_extension_flags(o->responder) & EXFLAG_XKUSAGE) &&
+               (X509_get_extended_key_usage(o->responder) & XKU_OCSP_SIGN),
+           QTSP_ERR_INVALID, "responder certificate lacks extended key usage OCSPSigning");
+    /* RFC 6960 4.2.2.2.1: id-pkix-ocsp-nocheck (standards.md) */
+    ENSURE(X509_get_ext_by_NID(o->responder, NID_id_pkix_OCSP_noCheck, -1) >= 0, QTSP_ERR_INVALID,
+           "responder certificate lacks id-pkix-ocsp-nocheck");
+    ENSURE(X509_check_private_key(o->responder, o->key) == 1, QTSP_ERR_INVALID,
+           "responder key does not match the responder certificate");
+    if (EVP_PKEY_is_a(o->key, "EC")) {
+        o->sig_alg = ALG_ECDSA_SHA256;
+        o->sig_alg_len = sizeof ALG_ECDSA_SHA256;
+    } else if (EVP_PKEY_is_a(o->key, "RSA")) {
+        o->sig_alg = ALG_RSA_SHA256;
+        o->sig_alg_len = sizeof ALG_RSA_SHA256;
+    } else {
+        FAIL(QTSP_ERR_UNSUPPORTED, "responder key must be EC or RSA");
+    }
+    int sz = EVP_PKEY_get_size(o->key);
+    ENSURE(sz > 0 && sz <= 1024, QTSP_ERR_UNSUPPORTED, "unexpected signature size %d", sz);
+    o->sig_max = (size_t)sz;
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_ocsp_new(const char *policy_path, X509 *issuer_ca, X509 *responder_cert,
+                          EVP_PKEY *responder_key, qtsp_store *store, qtsp_ocsp **out)
+{
+    ENSURE(issuer_ca && responder_cert && responder_key && store && out, QTSP_ERR_INVALID,
+           "OCSP responder needs issuing CA, responder certificate, key and store");
+    qtsp_status rc;
+    qtsp_ocsp *o = calloc(1, sizeof *o);
+    ENSURE(o, QTSP_ERR_NOMEM, "out of memory");
+    o->store = store;
+    if (!X509_up_ref(issuer_ca) || !X509_up_ref(responder_cert)) {
+        free(o);
+        FAIL(QTSP_ERR_CRYPTO, "X509_up_ref failed");
+    }
+    o->issuer = issuer_ca;
+    o->responder = responder_cert;
+    ENSURE_OUT(EVP_PKEY_up_ref(responder_key) == 1, QTSP_ERR_CRYPTO, "EVP_PKEY_up_ref failed");
+    o->key = responder_key;
+    TRY_OUT(load_policy(o, policy_path));
+    TRY_OUT(check_certs(o));
+    TRY_OUT(precompute(o));
+    *out = o;
+    return QTSP_OK;
+out:
+    qtsp_ocsp_free(o);
+    return rc;
+}
+
+void qtsp_ocsp_free(qtsp_ocsp *o)
+{
+    if (!o)
+        return;
+    X509_free(o->issuer);
+    X509_free(o->responder);
+    EVP_PKEY_free(o->key);
+    OPENSSL_free(o->responder_der);
+    free(o);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Request */
+
+typedef enum one_kind { ONE_FOREIGN = 0, ONE_OURS = 1, ONE_NEVER_ISSUED = 2 } one_kind;
+
+typedef struct one {
+    OCSP_CERTID *cid; /* borrowed from the request */
+    one_kind kind;
+    int hash; /* HASH_SHA1 / HASH_SHA256 when ours */
+    unsigned char serial[QTSP_SERIAL_MAX];
+    size_t serial_len;
+    qtsp_cert_status st; /* effective status at now, when ONE_OURS */
+} one;
+
+typedef struct parsed {
+    OCSP_REQUEST *req;
+    size_t req_len;
+    size_t n;
+    one ones[32];
+    int has_nonce;
+    unsigned char nonce[NONCE_ABS_MAX];
+    size_t nonce_len;
+} parsed;
+
+static int octets_eq(const ASN1_OCTET_STRING *s, const unsigned char *v, size_t n)
+{
+    return s && (size_t)ASN1_STRING_length(s) == n && memcmp(ASN1_STRING_get0_data(s), v, n) == 0;
+}
+
+/* Returns RS_SUCCESSFUL or the error status to answer with. */
+static int classify(const qtsp_ocsp *o, parsed *pr)
+{
+    size_t ours = 0;
+    for (size_t i = 0; i < pr->n; i++) {
+        one *e = &pr->ones[i];
+        ASN1_OCTET_STRING *nh = NULL, *kh = NULL;
+        ASN1_OBJECT *alg = NULL;
+        ASN1_INTEGER *ser = NULL;
+        if (OCSP_id_get0_info(&nh, &alg, &kh, &ser, e->cid) != 1 || !alg || !ser)
+            return RS_MALFORMED;
+        int nid = OBJ_obj2nid(alg);
+        if (nid == NID_sha1 && octets_eq(nh, o->name_sha1, sizeof o->name_sha1) &&
+            octets_eq(kh, o->key_sha1, sizeof o->key_sha1))
+            e->hash = HASH_SHA1;
+        else if (nid == NID_sha256 && octets_eq(nh, o->name_sha256, sizeof o->name_sha256) &&
+                 octets_eq(kh, o->key_sha256, sizeof o->key_sha256))
+            e->hash = HASH_SHA256;
+        else
+            continue; /* other issuer or hash algorithm: unknown */
+        ours++;
+        /* Serials we issue are positive and at most 20 octets (RFC 5280
+         * 4.1.2.2); anything else was never issued by us. */
+        e->kind = ONE_NEVER_ISSUED;
+        if (ASN1_STRING_type(ser) == V_ASN1_INTEGER &&
+            qtsp_serial_normalize(ASN1_STRING_get0_data(ser), (size_t)ASN1_STRING_length(ser),
+                                  e->serial, &e->serial_len) == QTSP_OK)
+            e->kind = ONE_OURS;
+        else
+            qtsp_err_clear();
+    }
+    return ours ? RS_SUCCESSFUL : RS_UNAUTHORIZED;
+}
+
+static int parse_nonce(const qtsp_ocsp *o, parsed *pr)
+{
+    int idx = OCSP_REQUEST_get_ext_by_NID(pr->req, NID_id_pkix_OCSP_Nonce, -1);
+    if (idx < 0)
+        return RS_SUCCESSFUL;
+    if (OCSP_REQUEST_get_ext_by_NID(pr->req, NID_id_pkix_OCSP_Nonce, idx) >= 0)
+        return RS_MALFORMED; /* two nonces */
+    X509_EXTENSION *ext = OCSP_REQUEST_get_ext(pr->req, idx);
+    ASN1_OCTET_STRING *v = ext ? X509_EXTENSION_get_data(ext) : NULL;
+    if (!v)
+        return RS_MALFORMED;
+    /* RFC 9654 2.1: extnValue holds Nonce ::= OCTET STRING (SIZE(1..128)) */
+    const unsigned char *p = ASN1_STRING_get0_data(v);
+    long vlen = ASN1_STRING_length(v);
+    const unsigned char *end = p + vlen;
+    ASN1_OCTET_STRING *inner = d2i_ASN1_OCTET_STRING(NULL, &p, vlen);
+    int rs = RS_MALFORMED;
+    if (inner && p == end && ASN1_STRING_length(inner) >= 1 &&
+        ASN1_STRING_length(inner) <= o->nonce_max_len) {
+        pr->nonce_len = (size_t)ASN1_STRING_length(inner);
+        memcpy(pr->nonce, ASN1_STRING_get0_data(inner), pr->nonce_len);
+        pr->has_nonce = 1;
+        rs = RS_SUCCESSFUL;
+    }
+    ASN1_OCTET_STRING_free(inner);
+    return rs;
+}
+
+static int parse_request(const qtsp_ocsp *o, const unsigned char *req, size_t len, parsed *pr)
+{
+    if (!req || len == 0 || len > (size_t)o->max_request_bytes)
+        return RS_MALFORMED;
+    const unsigned char *p = req;
+    pr->req_len = len;
+    pr->req = d2i_OCSP_REQUEST(NULL, &p, (long)len);
+    if (!pr->req || p != req + len)
+        return RS_MALFORMED; /* every d2i consumes exactly its input */
+    int n = OCSP_request_onereq_count(pr->req);
+    if (n <= 0 || n > o->max_certids)
+        return RS_MALFORMED;
+    pr->n = (size_t)n;
+    for (size_t i = 0; i < pr->n; i++) {
+        pr->ones[i].cid = OCSP_onereq_get0_id(OCSP_request_onereq_get0(pr->req, (int)i));
+        if (!pr->ones[i].cid)
+            return RS_MALFORMED;
+    }
+    int rs = parse_nonce(o, pr);
+    if (rs != RS_SUCCESSFUL)
+        return rs;
+    return classify(o, pr);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Cache (store table ocsp_cache, value format version 1):
+ *   version u8 | thisUpdate i64 BE | nextUpdate i64 BE | fresh_until i64 BE |
+ *   SHA-1 of the DER (ETag) [20] | OCSPResponse DER */
+
+static size_t cache_key(const one *e, unsigned char key[QTSP_SERIAL_MAX + 2])
+{
+    key[0] = (unsigned char)e->serial_len;
+    memcpy(key + 1, e->serial, e->serial_len);
+    key[1 + e->serial_len] = (unsigned char)e->hash;
+    return e->serial_len + 2;
+}
+
+static void etag_format(const unsigned char sha1[20], char out[48])
+{
+    static const char hx[] = "0123456789abcdef";
+    out[0] = '"';
+    for (size_t i = 0; i < 20; i++) {
+        out[1 + 2 * i] = hx[sha1[i] >> 4];
+        out[2 + 2 * i] = hx[sha1[i] & 15];
+    }
+    out[41] = '"';
+    out[42] = '\0';
+}
+
+/* 1 on a fresh hit (out and info filled), 0 on miss or stale. */
+static int cache_lookup(qtsp_ocsp *o, qtsp_txn *txn, const one *e, time_t now, qtsp_buf *out,
+                        qtsp_ocsp_info *info, qtsp_status *rc)
+{
+    unsigned char key[QTSP_SERIAL_MAX + 2];
+    size_t klen = cache_key(e, key);
+    const void *v;
+    size_t vlen;
+    *rc = QTSP_OK;
+    if (qtsp_txn_get0(txn, QTSP_T_OCSP_CACHE, key, klen, &v, &vlen) != QTSP_OK) {
+        qtsp_err_clear();
+        atomic_fetch_add_explicit(&o->n_miss, 1, memory_order_relaxed);
+        return 0;
+    }
+    const unsigned char *b = v;
+    if (vlen <= CACHE_HDR || b[0] != CACHE_VERSION) {
+        atomic_fetch_add_explicit(&o->n_stale, 1, memory_order_relaxed);
+        return 0; /* unknown format: re-sign and overwrite */
+    }
+    int64_t tu = (int64_t)qtsp_be64_get(b + 1), nu = (int64_t)qtsp_be64_get(b + 9),
+            fresh = (int64_t)qtsp_be64_get(b + 17);
+    if ((int64_t)now >= fresh || (int64_t)now < tu) {
+        atomic_fetch_add_explicit(&o->n_stale, 1, memory_order_relaxed);
+        return 0;
+    }
+    *rc = qtsp_buf_append(out, b + CACHE_HDR, vlen - CACHE_HDR);
+    if (*rc != QTSP_OK)
+        return 0;
+    if (info) {
+        info->this_update = (time_t)tu;
+        info->next_update = (time_t)nu;
+        info->cacheable = 1;
+        etag_format(b + 25, info->etag);
+    }
+    atomic_fetch_add_explicit(&o->n_hit, 1, memory_order_relaxed);
+    return 1;
+}
+
+typedef struct cache_put {
+    const one *e;
+    uint64_t gen; /* status_gen seen when the status was read */
+    const unsigned char *val;
+    size_t vlen;
+    int stored;
+} cache_put;
+
+static qtsp_status cache_put_fn(qtsp_txn *txn, void *ctx)
+{
+    cache_put *c = ctx;
+    uint64_t gen = 0;
+    TRY(qtsp_txn_counter_get(txn, "status_gen", &gen));
+    c->stored = 0;
+    /* A status change since our read would have deleted the entry already:
+     * storing our answer now would resurrect the old status. */
+    if (gen != c->gen)
+        return QTSP_OK;
+    unsigned char key[QTSP_SERIAL_MAX + 2];
+    size_t klen = cache_key(c->e, key);
+    TRY(qtsp_txn_put(txn, QTSP_T_OCSP_CACHE, key, klen, c->val, c->vlen, 0));
+    c->stored = 1;
+    return QTSP_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Response */
+
+static qtsp_status write_error(qtsp_buf *out, int status, qtsp_ocsp_info *info)
+{
+    /* OCSPResponse without responseBytes (RFC 6960 4.2.1) */
+    const unsigned char der_err[] = {0x30, 0x03, 0x0a, 0x01, (unsigned char)status};
+    qtsp_buf_reset(out);
+    TRY(qtsp_buf_append(out, der_err, sizeof der_err));
+    if (info)
+        memset(info, 0, sizeof *info);
+    return QTSP_OK;
+}
+
+static void d_extension(der *d, const unsigned char *oid, size_t oid_len, const unsigned char *val,
+                        size_t vlen)
+{
+    size_t ext = d_open(d, 0x30);
+    d_raw(d, oid, oid_len);
+    d_tlv(d, 0x04, val, vlen);
+    d_close(d, ext);
+}
+
+typedef struct times {
+    int64_t next_min; /* earliest nextUpdate of our singles */
+    int64_t fresh;    /* cache freshness limit */
+} times;
+
+/* The CertID rewritten from its parsed parts with NULL hash parameters
+ * (what RFC 9919 / OpenSSL send). Not i2d_OCSP_CERTID: OpenSSL re-encodes
+ * some odd ANY parameters into DER it cannot parse back (found by fuzzing);
+ * clients match CertIDs by hash OID, hashes and serial (RFC 6960 4.1.1). */
+static void d_certid(der *d, OCSP_CERTID *cid)
+{
+    ASN1_OCTET_STRING *nh = NULL, *kh = NULL;
+    ASN1_OBJECT *alg = NULL;
+    ASN1_INTEGER *ser = NULL;
+    unsigned char *oid = NULL, *num = NULL;
+    int olen = 0, nlen = 0;
+    if (OCSP_id_get0_info(&nh, &alg, &kh, &ser, cid) != 1 || !nh || !kh ||
+        (olen = i2d_ASN1_OBJECT(alg, &oid)) <= 0 || (nlen = i2d_ASN1_INTEGER(ser, &num)) <= 0) {
+        d->bad = 1;
+    } else {
+        size_t c = d_open(d, 0x30);
+        size_t a = d_open(d, 0x30);
+        d_raw(d, oid, (size_t)olen);
+        d_raw(d, "\x05\x00", 2);
+        d_close(d, a);
+        d_tlv(d, 0x04, ASN1_STRING_get0_data(nh), (size_t)ASN1_STRING_length(nh));
+        d_tlv(d, 0x04, ASN1_STRING_get0_data(kh), (size_t)ASN1_STRING_length(kh));
+        d_raw(d, num, (size_t)nlen);
+        d_close(d, c);
+    }
+    OPENSSL_free(oid);
+    OPENSSL_free(num);
+}
+
+/* RFC 6960 4.2.1 SingleResponse */
+static void d_single(const qtsp_ocsp *o, der *d, const one *e, time_t now, times *tm)
+{
+    size_t sr = d_open(d, 0x30);
+    d_certid(d, e->cid);
+    int64_t next = (int64_t)now + o->validity;
+    int64_t fresh = (int64_t)now + o->validity * o->refresh_percent / 100;
+    if (e->kind == ONE_FOREIGN) {
+        d_raw(d, "\x82\x00", 2); /* unknown [2] IMPLICIT NULL */
+    } else if (e->kind == ONE_NEVER_ISSUED) {
+        /* RFC 6960 2.2 extended revoked: 1970-01-01, certificateHold */
+        size_t ri = d_open(d, 0xa1);
+        d_gtime(d, 0);
+        d_raw(d, "\xa0\x03\x0a\x01\x06", 5);
+        d_close(d, ri);
+    } else if (e->st.state == QTSP_CERT_VALID) {
+        d_raw(d, "\x80\x00", 2); /* good [0] IMPLICIT NULL */
+    } else {
+        size_t ri = d_open(d, 0xa1); /* revoked [1] IMPLICIT RevokedInfo */
+        d_gtime(d, e->st.revoked_at);
+        unsigned char reason = e->st.state == QTSP_CERT_ON_HOLD
+                                   ? (unsigned char)QTSP_REASON_CERTIFICATE_HOLD
+                                   : e->st.reason;
+        unsigned char r[5] = {0xa0, 0x03, 0x0a, 0x01, reason};
+        d_raw(d, r, sizeof r);
+        d_close(d, ri);
+        if (e->st.state == QTSP_CERT_ON_HOLD) {
+            /* the lapse must show at once: no answer outlives the hold */
+            if (next > e->st.hold_until)
+                next = e->st.hold_until;
+            if (fresh > e->st.hold_until)
+                fresh = e->st.hold_until;
+        }
+    }
+    d_gtime(d, now);
+    size_t nu = d_open(d, 0xa0);
+    d_gtime(d, next);
+    d_close(d, nu);
+    if (e->kind != ONE_FOREIGN) {
+        /* RFC 6960 4.4.4 archiveCutoff: status kept since the CA's start */
+        unsigned char gt[17];
+        der g = {gt, 0, sizeof gt, 0};
+        d_gtime(&g, o->archive_cutoff);
+        size_t exts = d_open(d, 0xa1);
+        size_t seq = d_open(d, 0x30);
+        d_extension(d, OID_ARCHIVE_CUTOFF, sizeof OID_ARCHIVE_CUTOFF, gt, g.len);
+        d_close(d, seq);
+        d_close(d, exts);
+        if (next < tm->next_min)
+            tm->next_min = next;
+        if (fresh < tm->fresh)
+            tm->fresh = fresh;
+    }
+    d_close(d, sr);
+}
+
+/* RFC 6960 4.2.1 ResponseData (v1, byKey) */
+static void d_tbs(const qtsp_ocsp *o, der *d, const parsed *pr, time_t now, times *tm)
+{
+    size_t rd = d_open(d, 0x30);
+    size_t rid = d_open(d, 0xa2); /* byKey [2] KeyHash */
+    d_tlv(d, 0x04, o->responder_key_id, sizeof o->responder_key_id);
+    d_close(d, rid);
+    d_gtime(d, now); /* producedAt */
+    size_t rs = d_open(d, 0x30);
+    int never = 0;
+    for (size_t i = 0; i < pr->n; i++) {
+        d_single(o, d, &pr->ones[i], now, tm);
+        never |= pr->ones[i].kind == ONE_NEVER_ISSUED;
+    }
+    d_close(d, rs);
+    if (pr->has_nonce || never) {
+        size_t re = d_open(d, 0xa1);
+        size_t seq = d_open(d, 0x30);
+        if (pr->has_nonce) {
+            /* RFC 9654 2.1: echo the Nonce OCTET STRING */
+            unsigned char v[3 + NONCE_ABS_MAX];
+            der nd = {v, 0, sizeof v, 0};
+            d_tlv(&nd, 0x04, pr->nonce, pr->nonce_len);
+            d_extension(d, OID_NONCE, sizeof OID_NONCE, v, nd.len);
+        }
+        if (never) /* RFC 6960 4.4.8: extnValue NULL */
+            d_extension(d, OID_EXTENDED_REVOKE, sizeof OID_EXTENDED_REVOKE,
+                        (const unsigned char *)"\x05\x00", 2);
+        d_close(d, seq);
+        d_close(d, re);
+    }
+    d_close(d, rd);
+}
+
+static qtsp_status sign_tbs(const qtsp_ocsp *o, const unsigned char *tbs, size_t tlen,
+                            unsigned char *sig, size_t *slen)
+{
+    EVP_MD_CTX *mctx = EVP_MD_CTX_new();
+    ENSURE(mctx, QTSP_ERR_NOMEM, "out of memory");
+    qtsp_status rc = QTSP_OK;
+    size_t n = o->sig_max;
+    if (EVP_DigestSignInit(mctx, NULL, EVP_sha256(), NULL, o->key) != 1 ||
+        EVP_DigestSign(mctx, sig, &n, tbs, tlen) != 1)
+        rc = qtsp_err_set(QTSP_ERR_CRYPTO, __FILE__, __LINE__, "signing the OCSP response failed");
+    EVP_MD_CTX_free(mctx);
+    if (rc == QTSP_OK)
+        *slen = n;
+    return rc;
+}
+
+/* Builds and signs the successful OCSPResponse into out (or into the bytes
+ * after the cache header when hdr is set). */
+static qtsp_status build_signed(qtsp_ocsp *o, const parsed *pr, time_t now, qtsp_buf *out,
+                                size_t hdr, times *tm)
+{
+    /* CertIDs are echoed, so their size follows the request's (bounded by
+     * max_request_bytes); the rest is at most ~300 bytes per single. */
+    size_t cap = 1024 + pr->req_len + pr->n * 384 + o->responder_der_len + o->sig_max;
+    unsigned char *tbuf = malloc(cap), *fbuf = malloc(cap + hdr + 64);
+    qtsp_status rc = QTSP_OK;
+    ENSURE_OUT(tbuf && fbuf, QTSP_ERR_NOMEM, "out of memory");
+    der t = {tbuf, 0, cap, 0};
+    tm->next_min = INT64_MAX;
+    tm->fresh = INT64_MAX;
+    d_tbs(o, &t, pr, now, tm);
+    ENSURE_OUT(!t.bad, QTSP_ERR_INTERNAL, "OCSP response data does not fit");
+    unsigned char sig[1024 + 1];
+    size_t slen = 0;
+    TRY_OUT(sign_tbs(o, t.p, t.len, sig + 1, &slen));
+    sig[0] = 0; /* BIT STRING: no unused bits */
+    atomic_fetch_add_explicit(&o->n_signed, 1, memory_order_relaxed);
+
+    der f = {fbuf, 0, cap + hdr + 64, 0};
+    memset(fbuf, 0, hdr);
+    f.len = hdr;
+    size_t resp = d_open(&f, 0x30);
+    d_raw(&f, "\x0a\x01\x00", 3); /* successful */
+    size_t rb = d_open(&f, 0xa0);
+    size_t rbs = d_open(&f, 0x30);
+    d_raw(&f, OID_BASIC, sizeof OID_BASIC);
+    size_t os = d_open(&f, 0x04);
+    size_t basic = d_open(&f, 0x30);
+    d_raw(&f, t.p, t.len);
+    d_raw(&f, o->sig_alg, o->sig_alg_len);
+    d_tlv(&f, 0x03, sig, slen + 1);
+    size_t certs = d_open(&f, 0xa0); /* RFC 6960 4.2.2.2: include the delegated cert */
+    size_t seq = d_open(&f, 0x30);
+    d_raw(&f, o->responder_der, o->responder_der_len);
+    d_close(&f, seq);
+    d_close(&f, certs);
+    d_close(&f, basic);
+    d_close(&f, os);
+    d_close(&f, rbs);
+    d_close(&f, rb);
+    d_close(&f, resp);
+    ENSURE_OUT(!f.bad, QTSP_ERR_INTERNAL, "OCSP response does not fit");
+    qtsp_buf_reset(out);
+    TRY_OUT(qtsp_buf_append(out, f.p, f.len));
+out:
+    free(tbuf);
+    free(fbuf);
+    return rc;
+}
+
+/* Reads statuses; returns RS_* and, for a single cacheable CertID, may
+ * answer from the cache (*hit = 1). */
+static int read_statuses(qtsp_ocsp *o, parsed *pr, time_t now, int try_cache, qtsp_buf *out,
+                         qtsp_ocsp_info *info, uint64_t *gen, int *hit, qtsp_status *orc)
+{
+    qtsp_txn *txn = NULL;
+    *hit = 0;
+    *orc = QTSP_OK;
+    if (qtsp_store_begin(o->store, 0, &txn) != QTSP_OK) {
+        LOG_ERROR("ocsp: cannot read the store: %s", qtsp_err_message());
+        qtsp_err_clear();
+        return RS_INTERNAL;
+    }
+    int rs = RS_SUCCESSFUL;
+    if (try_cache && cache_lookup(o, txn, &pr->ones[0], now, out, info, orc)) {
+        *hit = 1;
+        goto out;
+    }
+    if (*orc != QTSP_OK)
+        goto out;
+    if (qtsp_txn_counter_get(txn, "status_gen", gen) != QTSP_OK) {
+        LOG_ERROR("ocsp: cannot read status_gen: %s", qtsp_err_message());
+        qtsp_err_clear();
+        rs = RS_INTERNAL;
+        goto out;
+    }
+    for (size_t i = 0; i < pr->n; i++) {
+        one *e = &pr->ones[i];
+        if (e->kind != ONE_OURS)
+            continue;
+        qtsp_cert_status stored;
+        qtsp_status rc = qtsp_certdb_get_status(txn, e->serial, e->serial_len, &stored);
+        if (rc == QTSP_ERR_NOT_FOUND) {
+            qtsp_err_clear();
+            e->kind = ONE_NEVER_ISSUED; /* RFC 6960 2.2: never "good" */
+            continue;
+        }
+        if (rc != QTSP_OK) {
+            LOG_ERROR("ocsp: cannot read a status: %s", qtsp_err_message());
+            qtsp_err_clear();
+            rs = RS_INTERNAL;
+            goto out;
+        }
+        qtsp_cert_status_effective(&stored, now, &e->st); /* hold lapses at hold_until */
+    }
+out:
+    qtsp_txn_abort(txn);
+    return rs;
+}
+
+static void count_result(qtsp_ocsp *o, int rs)
+{
+    _Atomic uint64_t *c = rs == RS_SUCCESSFUL     ? &o->n_ok
+                          : rs == RS_MALFORMED    ? &o->n_malformed
+                          : rs == RS_UNAUTHORIZED ? &o->n_unauthorized
+                                                  : &o->n_internal;
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+qtsp_status qtsp_ocsp_respond(qtsp_ocsp *o, const unsigned char *req, size_t len, qtsp_buf *out,
+                              qtsp_ocsp_info *info)
+{
+    ENSURE(o && out, QTSP_ERR_INVALID, "qtsp_ocsp_respond: missing argument");
+    parsed *pr = calloc(1, sizeof *pr);
+    if (!pr)
+        return write_error(out, RS_INTERNAL, info);
+    qtsp_status rc = QTSP_OK;
+    time_t now = qtsp_now();
+    qtsp_buf_reset(out);
+    int rs = parse_request(o, req, len, pr);
+    if (rs != RS_SUCCESSFUL)
+        goto fail;
+    /* RFC 9919 / RFC 5019: one CertID without nonce may be pre-signed */
+    int cacheable = !pr->has_nonce && pr->n == 1 && pr->ones[0].kind == ONE_OURS;
+    uint64_t gen = 0;
+    int hit = 0;
+    rs = read_statuses(o, pr, now, cacheable, out, info, &gen, &hit, &rc);
+    if (rc != QTSP_OK) { /* the pre-signed answer did not fit into out */
+        LOG_ERROR("ocsp: %s", qtsp_err_message());
+        qtsp_err_clear();
+        rc = QTSP_OK;
+        rs = RS_INTERNAL;
+    }
+    if (rs != RS_SUCCESSFUL)
+        goto fail;
+    if (hit)
+        goto done;
+    cacheable = cacheable && pr->ones[0].kind == ONE_OURS; /* not if never issued */
+    times tm;
+    size_t hdr = cacheable ? CACHE_HDR : 0;
+    if (build_signed(o, pr, now, out, hdr, &tm) != QTSP_OK) {
+        LOG_ERROR("ocsp: %s", qtsp_err_message());
+        qtsp_err_clear();
+        rs = RS_INTERNAL;
+        goto fail;
+    }
+    unsigned char sha1[SHA_DIGEST_LENGTH];
+    int stored = 0;
+    if (cacheable) {
+        unsigned char *h = out->data;
+        SHA1(h + hdr, out->len - hdr, sha1);
+        h[0] = CACHE_VERSION;
+        qtsp_be64_put(h + 1, (uint64_t)now);
+        qtsp_be64_put(h + 9, (uint64_t)tm.next_min);
+        qtsp_be64_put(h + 17, (uint64_t)tm.fresh);
+        memcpy(h + 25, sha1, sizeof sha1);
+        cache_put cp = {&pr->ones[0], gen, h, out->len, 0};
+        if (qtsp_store_write(o->store, cache_put_fn, &cp) == QTSP_OK) {
+            stored = cp.stored;
+        } else {
+            /* serve the answer anyway; the next request retries the cache */
+            LOG_WARN("ocsp: cannot store the pre-signed answer: %s", qtsp_err_message());
+            qtsp_err_clear();
+        }
+        memmove(out->data, out->data + hdr, out->len - hdr);
+        out->len -= hdr;
+        out->data[out->len] = '\0';
+    }
+    if (info) {
+        info->this_update = now;
+        info->next_update = tm.next_min == INT64_MAX ? now + o->validity : (time_t)tm.next_min;
+        info->cacheable = stored;
+        if (stored)
+            etag_format(sha1, info->etag);
+        else
+            info->etag[0] = '\0';
+    }
+    goto done;
+fail:
+    rc = write_error(out, rs, info);
+done:
+    count_result(o, rs);
+    OCSP_REQUEST_free(pr->req);
+    free(pr);
+    return rc;
+}
+
+qtsp_status qtsp_ocsp_metrics(void *ctx, qtsp_buf *out)
+{
+    qtsp_ocsp *o = ctx;
+    ENSURE(o && out, QTSP_ERR_INVALID, "qtsp_ocsp_metrics: missing argument");
+    TRY(qtsp_buf_printf(
+        out,
+        "# TYPE qtsp_ocsp_requests_total counter\n"
+        "qtsp_ocsp_requests_total{result=\"successful\"} %llu\n"
+        "qtsp_ocsp_requests_total{result=\"malformedRequest\"} %llu\n"
+        "qtsp_ocsp_requests_total{result=\"unauthorized\"} %llu\n"
+        "qtsp_ocsp_requests_total{result=\"internalError\"} %llu\n"
+        "# TYPE qtsp_ocsp_cache_total counter\n"
+        "qtsp_ocsp_cache_total{outcome=\"hit\"} %llu\n"
+        "qtsp_ocsp_cache_total{outcome=\"miss\"} %llu\n"
+        "qtsp_ocsp_cache_total{outcome=\"stale\"} %llu\n"
+        "# TYPE qtsp_ocsp_signed_total counter\n"
+        "qtsp_ocsp_signed_total %llu\n",
+        (unsigned long long)atomic_load(&o->n_ok), (unsigned long long)atomic_load(&o->n_malformed),
+        (unsigned long long)atomic_load(&o->n_unauthorized),
+        (unsigned long long)atomic_load(&o->n_internal), (unsigned long long)atomic_load(&o->n_hit),
+        (unsigned long long)atomic_load(&o->n_miss), (unsigned long long)atomic_load(&o->n_stale),
+        (unsigned long long)atomic_load(&o->n_signed)));
+    return QTSP_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* GET form (RFC 6960 A.1.1): url-encoding of base64 of the DER. */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int b64val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+' || c == '-') /* standard and URL-safe (RFC 4648 5) */
+        return 62;
+    if (c == '/' || c == '_')
+        return 63;
+    return -1;
+}
+
+qtsp_status qtsp_ocsp_get_decode(const char *raw, unsigned char *out, size_t cap, size_t *out_len)
+{
+    ENSURE(raw && out, QTSP_ERR_INVALID, "no OCSP GET request");
+    uint32_t acc = 0;
+    size_t bits = 0, n = 0, pad = 0, chars = 0;
+    for (const char *p = raw; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '%') {
+            int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
+            ENSURE(hi >= 0 && lo >= 0, QTSP_ERR_INVALID, "bad percent-encoding in OCSP GET");
+            c = (unsigned char)(hi * 16 + lo);
+            p += 2;
+        }
+        if (c == '=') {
+            pad++;
+            continue;
+        }
+        ENSURE(pad == 0, QTSP_ERR_INVALID, "data after padding in OCSP GET");
+        int v = b64val(c);
+        ENSURE(v >= 0, QTSP_ERR_INVALID, "bad base64 character in OCSP GET");
+        chars++;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            ENSURE(n < cap, QTSP_ERR_TOO_BIG, "OCSP GET request too large");
+            out[n++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    /* RFC 4648 3.5: a lone trailing sextet or non-zero leftover bits are invalid */
+    ENSURE(chars % 4 != 1 && acc == 0 && pad <= 2 && (pad == 0 || (chars + pad) % 4 == 0),
+           QTSP_ERR_INVALID, "bad base64 length in OCSP GET");
+    ENSURE(n > 0, QTSP_ERR_INVALID, "empty OCSP GET request");
+    *out_len = n;
+    return QTSP_OK;
+}

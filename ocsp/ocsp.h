@@ -1,0 +1,111 @@
+/* OCSP responder core (RFC 6960, nonces RFC 9654, lightweight profile
+ * RFC 9919 / RFC 5019). Transport-free: qtsp_ocsp_respond takes request DER
+ * and returns response DER; the HTTP handlers below only decode the GET form,
+ * call it and set cache headers.
+ *
+ * Choices (see ocsp/ocsp.c for the clauses):
+ * - One issuing CA per responder; CertIDs with SHA-1 or SHA-256 are matched
+ *   against its precomputed issuerNameHash/issuerKeyHash. A CertID with
+ *   another hash algorithm or another issuer gets "unknown"; a request none
+ *   of whose CertIDs is ours gets unauthorized (RFC 6960 2.3).
+ * - Up to max_certids (policy) CertIDs per request, all answered; more is
+ *   malformedRequest. Signed requests are accepted; their signature is
+ *   neither required nor checked (RFC 6960 4.1.2: optional).
+ * - Never-issued serials of our CA are answered "revoked" per RFC 6960 2.2
+ *   (revocationTime 1970-01-01T00:00:00Z, reason certificateHold, response
+ *   extension id-pkix-ocsp-extended-revoke), never "good". Such answers are
+ *   signed fresh and not cached (the serial may be issued later).
+ * - Every SingleResponse for our CA carries archiveCutoff = issuing CA
+ *   notBefore (RFC 6960 4.4.4): status stays available after expiry
+ *   (EN 319 411-2).
+ * - A request with a nonce gets a freshly signed answer echoing it. A request
+ *   without a nonce and with one CertID is answered from the pre-signed
+ *   cache in the store table ocsp_cache (shared by every process); a status
+ *   change deletes the entries in the same transaction, so it is visible at
+ *   once, also for changes made by another process. An answer is stored only
+ *   if the counter status_gen did not move since its status was read. A miss
+ *   (first request, or past fresh_until = thisUpdate + validity *
+ *   refresh_percent, or past the end of a hold) signs and commits the entry
+ *   (one durable write). Never-issued serials and multi-CertID requests are
+ *   signed every time. No in-process memory cache: the LMDB read path is a
+ *   few microseconds and cannot go stale.
+ * - CertIDs are echoed rebuilt from their parts (hash OID with NULL
+ *   parameters, hashes, serial), which is how RFC 6960 clients match them.
+ *
+ * Thread-safety: a qtsp_ocsp is immutable after qtsp_ocsp_new and may serve
+ * many threads at once (counters are atomic), provided the responder key may
+ * be used for signing from several threads (software keys may; for a PKCS#11
+ * key that is the signer's promise). */
+#ifndef QTSP_OCSP_OCSP_H
+#define QTSP_OCSP_OCSP_H
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "ca/store.h"
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/http.h"
+
+typedef struct qtsp_ocsp qtsp_ocsp;
+
+/* Loads the policy (policies/ocsp.yaml: validity, refresh_percent,
+ * max_certids, nonce_max_len, max_request_bytes) and precomputes the CertID
+ * hashes of issuer_ca and the responder's byKey id. responder_cert must be
+ * issued by issuer_ca, carry EKU id-kp-OCSPSigning and match responder_key
+ * (checked). responder_key may live in a PKCS#11 token: only EVP_DigestSign
+ * is used. The certificates, key and store are borrowed (up-referenced where
+ * OpenSSL allows: cert and key; the store must outlive the responder).
+ * Errors: QTSP_ERR_CONFIG (policy), QTSP_ERR_INVALID (certificates/key do not
+ * fit together), QTSP_ERR_UNSUPPORTED (key not EC or RSA), QTSP_ERR_NOMEM.
+ * Caller owns *out (qtsp_ocsp_free). */
+qtsp_status qtsp_ocsp_new(const char *policy_path, X509 *issuer_ca, X509 *responder_cert,
+                          EVP_PKEY *responder_key, qtsp_store *store,
+                          qtsp_ocsp **out) QTSP_MUST_USE;
+/* NULL is a no-op. */
+void qtsp_ocsp_free(qtsp_ocsp *ocsp);
+
+typedef struct qtsp_ocsp_info {
+    time_t this_update; /* of the answer (earliest next_update of all singles) */
+    time_t next_update;
+    int cacheable; /* 1: a pre-signed answer without nonce (HTTP-cacheable) */
+    char etag[48]; /* strong ETag "\"<sha1 hex of the response>\"" when cacheable, else "" */
+} qtsp_ocsp_info;
+
+/* Answers a DER OCSPRequest. out (reset first) receives a DER OCSPResponse:
+ * successful, or malformedRequest (bad DER, trailing bytes, empty, larger
+ * than max_request_bytes, too many CertIDs, bad nonce), unauthorized (no
+ * CertID for our CA) or internalError (store or signing failure; the cause is
+ * logged). info (may be NULL) is filled on every OK return. Returns non-OK
+ * (QTSP_ERR_NOMEM / QTSP_ERR_TOO_BIG of out) only when not even an error
+ * response could be written. Thread-safe. */
+qtsp_status qtsp_ocsp_respond(qtsp_ocsp *ocsp, const unsigned char *req, size_t len, qtsp_buf *out,
+                              qtsp_ocsp_info *info) QTSP_MUST_USE;
+
+/* Decodes the GET form of a request (RFC 6960 A.1, interface.md): raw is the
+ * path after "/ocsp/", URL-encoded or not, base64 in the standard or URL-safe
+ * alphabet, padded or not, possibly containing '/'. Writes at most cap bytes.
+ * QTSP_ERR_INVALID on bad characters/length, QTSP_ERR_TOO_BIG beyond cap. */
+qtsp_status qtsp_ocsp_get_decode(const char *raw, unsigned char *out, size_t cap,
+                                 size_t *out_len) QTSP_MUST_USE;
+
+/* HTTP handlers (ctx = qtsp_ocsp *). POST /ocsp (content type
+ * application/ocsp-request; body limit max_request_bytes + slack is the
+ * route's). GET /ocsp/ as a prefix route (decoded from req->raw_path).
+ * Cacheable answers get Cache-Control "max-age=N, public, no-transform,
+ * must-revalidate", Last-Modified, Expires and ETag, and If-None-Match
+ * matching gives 304 without body; other answers get "no-cache, no-store".
+ * An undecodable GET is answered with an OCSP malformedRequest (200). */
+qtsp_status qtsp_ocsp_http_post(void *ctx, const qtsp_http_req *req,
+                                qtsp_http_resp *resp) QTSP_MUST_USE;
+qtsp_status qtsp_ocsp_http_get(void *ctx, const qtsp_http_req *req,
+                               qtsp_http_resp *resp) QTSP_MUST_USE;
+
+/* Appends Prometheus counters (qtsp_ocsp_requests_total{result=...},
+ * qtsp_ocsp_cache_total{outcome=hit|miss|stale}, qtsp_ocsp_signed_total).
+ * ctx = qtsp_ocsp *. */
+qtsp_status qtsp_ocsp_metrics(void *ctx, qtsp_buf *out) QTSP_MUST_USE;
+
+#endif

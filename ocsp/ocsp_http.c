@@ -1,0 +1,70 @@
+/* HTTP binding of the OCSP responder: POST /ocsp and GET /ocsp/{b64}
+ * (RFC 6960 A.1, RFC 9919 / RFC 5019 6 for the cache headers). */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/http.h"
+#include "ocsp/ocsp.h"
+
+#define GET_MAX 4096 /* decoded GET request; RFC 5019 uses GET below 255 bytes */
+
+/* RFC 9110 13.1.2: weak comparison for If-None-Match; "*" matches. */
+static int etag_matches(const char *inm, const char *etag)
+{
+    if (!inm || !etag[0])
+        return 0;
+    if (strcmp(inm, "*") == 0)
+        return 1;
+    return strstr(inm, etag) != NULL;
+}
+
+static qtsp_status answer(qtsp_ocsp *o, const qtsp_http_req *req, const unsigned char *der,
+                          size_t len, int is_get, qtsp_http_resp *resp)
+{
+    qtsp_ocsp_info info;
+    resp->status = 200;
+    snprintf(resp->content_type, sizeof resp->content_type, "application/ocsp-response");
+    TRY(qtsp_ocsp_respond(o, der, len, &resp->body, &info));
+    if (!info.cacheable) {
+        TRY(qtsp_http_resp_header(resp, "Cache-Control", "no-cache, no-store"));
+        return QTSP_OK;
+    }
+    time_t now = qtsp_now();
+    long long age = info.next_update > now ? (long long)(info.next_update - now) : 0;
+    char v[160];
+    snprintf(v, sizeof v, "max-age=%lld, public, no-transform, must-revalidate", age);
+    TRY(qtsp_http_resp_header(resp, "Cache-Control", v));
+    qtsp_format_http_date(info.this_update, v, sizeof v);
+    TRY(qtsp_http_resp_header(resp, "Last-Modified", v));
+    qtsp_format_http_date(info.next_update, v, sizeof v);
+    TRY(qtsp_http_resp_header(resp, "Expires", v));
+    TRY(qtsp_http_resp_header(resp, "ETag", info.etag));
+    if (is_get && etag_matches(qtsp_http_header(req, "If-None-Match"), info.etag)) {
+        resp->status = 304; /* RFC 9110 15.4.5: no body */
+        qtsp_buf_reset(&resp->body);
+    }
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_ocsp_http_post(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    return answer(ctx, req, req->body, req->body_len, 0, resp);
+}
+
+qtsp_status qtsp_ocsp_http_get(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    /* raw_path is the path as sent ("/ocsp/{b64}", maybe under a base
+     * path): the request is everything after the route's "/ocsp/". */
+    const char *raw = req->raw_path ? req->raw_path : "";
+    const char *at = strstr(raw, "/ocsp/");
+    if (at)
+        raw = at + 6;
+    unsigned char der[GET_MAX];
+    size_t len = 0;
+    if (qtsp_ocsp_get_decode(raw, der, sizeof der, &len) != QTSP_OK) {
+        qtsp_err_clear();
+        len = 0; /* answered as malformedRequest, not as an HTTP error */
+    }
+    return answer(ctx, req, der, len, 1, resp);
+}
