@@ -29,6 +29,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,15 @@
 #define HSM_ATTR_MAX 2048     /* largest public attribute we read (RSA-16384 fits) */
 #define HSM_SIG_MAX 1024      /* raw signature from C_Sign (RSA up to 8192 bits) */
 #define HSM_FIND_BATCH 256
+
+/* One label's objects, as learnt by this process (see "key index"). */
+typedef struct key_entry {
+    struct key_entry *next;
+    uint64_t hash;
+    CK_OBJECT_HANDLE priv, pub; /* CK_INVALID_HANDLE when unknown */
+    CK_KEY_TYPE kt;
+    char label[];
+} key_entry;
 
 typedef struct hsm_session {
     qtsp_hsm *hsm;
@@ -62,7 +72,14 @@ struct qtsp_hsm {
     bool loaded;              /* PKCS11_CTX_load succeeded */
     hsm_session *sessions;    /* all open per-thread sessions, under lock */
     atomic_uint nsessions;
+    pthread_rwlock_t idx_lock; /* key index */
+    bool idx_ok;
+    key_entry **idx;
+    size_t idx_nb, idx_n;
 };
+
+static qtsp_status idx_load(qtsp_hsm *hsm, CK_SESSION_HANDLE s);
+static void idx_free(qtsp_hsm *hsm);
 
 /* ---------- small helpers ---------- */
 
@@ -431,6 +448,9 @@ qtsp_status qtsp_hsm_open(const char *module, const char *token_label, const cha
     qtsp_status rc = QTSP_OK;
     pthread_mutex_init(&hsm->lock, NULL);
     atomic_init(&hsm->nsessions, 0);
+    ENSURE_OUT(pthread_rwlock_init(&hsm->idx_lock, NULL) == 0, QTSP_ERR_NOMEM,
+               "cannot create the key index lock");
+    hsm->idx_ok = true;
     ENSURE_OUT(pthread_key_create(&hsm->tls, session_release) == 0, QTSP_ERR_NOMEM,
                "cannot create the per-thread session key");
     hsm->tls_ok = true;
@@ -460,6 +480,9 @@ qtsp_status qtsp_hsm_open(const char *module, const char *token_label, const cha
                      token_label);
         FAIL_OUT(QTSP_ERR_HSM_LOGIN, "login to token '%.32s' failed", token_label);
     }
+    CK_SESSION_HANDLE s;
+    TRY_OUT(thread_session(hsm, &s));
+    TRY_OUT(idx_load(hsm, s));
     *out = hsm;
     return QTSP_OK;
 out:
@@ -495,6 +518,9 @@ void qtsp_hsm_free(qtsp_hsm *hsm)
         PKCS11_CTX_free(hsm->ctx);
     if (hsm->dl != NULL)
         dlclose(hsm->dl);
+    idx_free(hsm);
+    if (hsm->idx_ok)
+        pthread_rwlock_destroy(&hsm->idx_lock);
     pthread_mutex_destroy(&hsm->lock);
     free(hsm);
 }
@@ -584,6 +610,224 @@ static qtsp_status get_bytes(qtsp_hsm *hsm, CK_SESSION_HANDLE s, CK_OBJECT_HANDL
     return QTSP_OK;
 }
 
+/* ---------- key index ----------
+ *
+ * SoftHSM2's C_FindObjectsInit walks every object of the token (tens of
+ * microseconds each with the file backend), so a token with thousands of
+ * subject keys cannot be searched per signature. The index maps label to
+ * object handles and key type. It is loaded once at open (one scan), kept
+ * up to date by generate/destroy, and filled lazily on a miss (a key made
+ * by another process). A handle that the token no longer knows is evicted
+ * and looked up again once. Readers share idx_lock; writers are brief. */
+
+#define IDX_MAX_ENTRIES (4u * 1024 * 1024)
+
+static uint64_t label_hash(const char *l)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *l; l++)
+        h = (h ^ (unsigned char)*l) * 1099511628211ull;
+    return h;
+}
+
+static key_entry *idx_find_locked(qtsp_hsm *hsm, const char *label, uint64_t h)
+{
+    if (hsm->idx_nb == 0)
+        return NULL;
+    for (key_entry *e = hsm->idx[h & (hsm->idx_nb - 1)]; e != NULL; e = e->next)
+        if (e->hash == h && strcmp(e->label, label) == 0)
+            return e;
+    return NULL;
+}
+
+/* Copies label's entry; false when there is none or cls's handle is unknown. */
+static bool idx_get(qtsp_hsm *hsm, const char *label, CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *h,
+                    CK_KEY_TYPE *kt)
+{
+    uint64_t hh = label_hash(label);
+    bool ok = false;
+    pthread_rwlock_rdlock(&hsm->idx_lock);
+    key_entry *e = idx_find_locked(hsm, label, hh);
+    if (e != NULL) {
+        CK_OBJECT_HANDLE o = cls == CKO_PRIVATE_KEY ? e->priv : e->pub;
+        if (o != CK_INVALID_HANDLE) {
+            *h = o;
+            *kt = e->kt;
+            ok = true;
+        }
+    }
+    pthread_rwlock_unlock(&hsm->idx_lock);
+    return ok;
+}
+
+static bool idx_has(qtsp_hsm *hsm, const char *label)
+{
+    pthread_rwlock_rdlock(&hsm->idx_lock);
+    bool ok = idx_find_locked(hsm, label, label_hash(label)) != NULL;
+    pthread_rwlock_unlock(&hsm->idx_lock);
+    return ok;
+}
+
+static qtsp_status idx_grow_locked(qtsp_hsm *hsm)
+{
+    size_t nb = hsm->idx_nb ? hsm->idx_nb * 2 : 1024;
+    key_entry **b = calloc(nb, sizeof *b);
+    ENSURE(b != NULL, QTSP_ERR_NOMEM, "out of memory growing the key index");
+    for (size_t i = 0; i < hsm->idx_nb; i++) {
+        for (key_entry *e = hsm->idx[i], *next; e != NULL; e = next) {
+            next = e->next;
+            e->next = b[e->hash & (nb - 1)];
+            b[e->hash & (nb - 1)] = e;
+        }
+    }
+    free(hsm->idx);
+    hsm->idx = b;
+    hsm->idx_nb = nb;
+    return QTSP_OK;
+}
+
+/* Records handle o of class cls (public or private key) for label. */
+static qtsp_status idx_put(qtsp_hsm *hsm, const char *label, CK_OBJECT_CLASS cls,
+                           CK_OBJECT_HANDLE o, CK_KEY_TYPE kt)
+{
+    uint64_t h = label_hash(label);
+    qtsp_status rc = QTSP_OK;
+    pthread_rwlock_wrlock(&hsm->idx_lock);
+    key_entry *e = idx_find_locked(hsm, label, h);
+    if (e == NULL) {
+        ENSURE_OUT(hsm->idx_n < IDX_MAX_ENTRIES, QTSP_ERR_TOO_BIG, "key index full");
+        if (hsm->idx_n >= hsm->idx_nb)
+            TRY_OUT(idx_grow_locked(hsm));
+        size_t len = strlen(label);
+        e = calloc(1, sizeof *e + len + 1);
+        ENSURE_OUT(e != NULL, QTSP_ERR_NOMEM, "out of memory in the key index");
+        memcpy(e->label, label, len + 1);
+        e->hash = h;
+        e->next = hsm->idx[h & (hsm->idx_nb - 1)];
+        hsm->idx[h & (hsm->idx_nb - 1)] = e;
+        hsm->idx_n++;
+    }
+    if (cls == CKO_PRIVATE_KEY)
+        e->priv = o;
+    else
+        e->pub = o;
+    e->kt = kt;
+out:
+    pthread_rwlock_unlock(&hsm->idx_lock);
+    return rc;
+}
+
+static void idx_forget(qtsp_hsm *hsm, const char *label)
+{
+    uint64_t h = label_hash(label);
+    pthread_rwlock_wrlock(&hsm->idx_lock);
+    if (hsm->idx_nb > 0) {
+        for (key_entry **pp = &hsm->idx[h & (hsm->idx_nb - 1)]; *pp != NULL; pp = &(*pp)->next) {
+            key_entry *e = *pp;
+            if (e->hash == h && strcmp(e->label, label) == 0) {
+                *pp = e->next;
+                free(e);
+                hsm->idx_n--;
+                break;
+            }
+        }
+    }
+    pthread_rwlock_unlock(&hsm->idx_lock);
+}
+
+static void idx_free(qtsp_hsm *hsm)
+{
+    for (size_t i = 0; i < hsm->idx_nb; i++) {
+        for (key_entry *e = hsm->idx[i], *next; e != NULL; e = next) {
+            next = e->next;
+            free(e);
+        }
+    }
+    free(hsm->idx);
+    hsm->idx = NULL;
+    hsm->idx_nb = hsm->idx_n = 0;
+}
+
+/* One scan per class at open: label and key type of every key object. */
+static qtsp_status idx_load(qtsp_hsm *hsm, CK_SESSION_HANDLE s)
+{
+    static const CK_OBJECT_CLASS classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY};
+    for (size_t c = 0; c < 2; c++) {
+        CK_OBJECT_CLASS cls = classes[c];
+        CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls}};
+        CK_RV rv = hsm->fl->C_FindObjectsInit(s, tmpl, 1);
+        ENSURE(rv == CKR_OK, QTSP_ERR_HSM, "C_FindObjectsInit failed: %s", ckr_name(rv));
+        qtsp_status rc = QTSP_OK;
+        CK_OBJECT_HANDLE objs[HSM_FIND_BATCH];
+        CK_ULONG n;
+        do {
+            n = 0;
+            rv = hsm->fl->C_FindObjects(s, objs, HSM_FIND_BATCH, &n);
+            ENSURE_OUT(rv == CKR_OK, QTSP_ERR_HSM, "C_FindObjects failed: %s", ckr_name(rv));
+            for (CK_ULONG i = 0; i < n; i++) {
+                char label[HSM_LABEL_MAX + 1];
+                CK_KEY_TYPE kt = CK_UNAVAILABLE_INFORMATION;
+                CK_ATTRIBUTE a[] = {
+                    {CKA_LABEL, label, HSM_LABEL_MAX},
+                    {CKA_KEY_TYPE, &kt, sizeof kt},
+                };
+                /* Keys with no label or a label we never make are skipped:
+                 * they are reached (if ever) through a lookup by label. */
+                if (hsm->fl->C_GetAttributeValue(s, objs[i], a, 2) != CKR_OK ||
+                    a[0].ulValueLen == 0 || a[0].ulValueLen > HSM_LABEL_MAX)
+                    continue;
+                label[a[0].ulValueLen] = '\0';
+                if (strlen(label) != a[0].ulValueLen)
+                    continue;
+                TRY_OUT(idx_put(hsm, label, cls, objs[i], kt));
+            }
+        } while (n == HSM_FIND_BATCH);
+    out:
+        hsm->fl->C_FindObjectsFinal(s);
+        if (rc != QTSP_OK)
+            return rc;
+    }
+    return QTSP_OK;
+}
+
+/* label's object of class cls: from the index unless fresh, else searched
+ * in the token (and then remembered). QTSP_ERR_HSM_NO_KEY. */
+static qtsp_status resolve(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *label,
+                           CK_OBJECT_CLASS cls, bool fresh, CK_OBJECT_HANDLE *h, CK_KEY_TYPE *kt)
+{
+    if (!fresh && idx_get(hsm, label, cls, h, kt))
+        return QTSP_OK;
+    if (fresh)
+        idx_forget(hsm, label);
+    CK_OBJECT_HANDLE o = CK_INVALID_HANDLE;
+    TRY(find_one(hsm, s, label, cls, &o));
+    CK_ULONG t = 0;
+    TRY(get_ulong(hsm, s, o, CKA_KEY_TYPE, "CKA_KEY_TYPE", &t));
+    TRY(idx_put(hsm, label, cls, o, t));
+    *h = o;
+    *kt = t;
+    return QTSP_OK;
+}
+
+static bool stale_handle(CK_RV rv)
+{
+    return rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID;
+}
+
+/* resolve() plus a check that a remembered handle is still valid (one
+ * attribute read), for the paths that are not per-signature. */
+static qtsp_status resolve_live(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *label,
+                                CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *h, CK_KEY_TYPE *kt)
+{
+    TRY(resolve(hsm, s, label, cls, false, h, kt));
+    CK_OBJECT_CLASS c = 0;
+    CK_ATTRIBUTE a = {CKA_CLASS, &c, sizeof c};
+    CK_RV rv = hsm->fl->C_GetAttributeValue(s, *h, &a, 1);
+    if (stale_handle(rv) || (rv == CKR_OK && c != cls))
+        return resolve(hsm, s, label, cls, true, h, kt);
+    return QTSP_OK;
+}
+
 /* ---------- generate ---------- */
 
 /* DER OBJECT IDENTIFIERs for CKA_EC_PARAMS (RFC 5480 2.1.1.1). */
@@ -639,17 +883,21 @@ qtsp_status qtsp_hsm_generate(qtsp_hsm *hsm, const char *label, qtsp_keytype typ
     };
 
     qtsp_status rc = QTSP_OK;
-    /* The lock makes "label free?" and "generate" one step for this process. */
+    /* The lock makes "label free?" and "generate" one step for this
+     * process. The index knows every key that existed at open or was made
+     * by this process since: a search of the whole token per new key would
+     * cost O(keys). Keys another process adds meanwhile are not seen. */
     pthread_mutex_lock(&hsm->lock);
-    CK_OBJECT_HANDLE any[1];
-    CK_ULONG nany = 0;
-    TRY_OUT(find_by_label(hsm, s, label, CK_UNAVAILABLE_INFORMATION, any, 1, &nany));
-    ENSURE_OUT(nany == 0, QTSP_ERR_EXISTS, "the token already holds a key labelled '%s'", label);
+    ENSURE_OUT(!idx_has(hsm, label), QTSP_ERR_EXISTS,
+               "the token already holds a key labelled '%s'", label);
     CK_OBJECT_HANDLE hpub, hpriv;
     CK_RV rv = hsm->fl->C_GenerateKeyPair(s, &mech, pub, npub, priv,
                                           sizeof priv / sizeof priv[0], &hpub, &hpriv);
     ENSURE_OUT(rv == CKR_OK, QTSP_ERR_HSM, "C_GenerateKeyPair (%s) failed: %s",
                qtsp_keytype_name(type), ckr_name(rv));
+    CK_KEY_TYPE kt = type == QTSP_KEY_RSA_3072 ? CKK_RSA : CKK_EC;
+    TRY_OUT(idx_put(hsm, label, CKO_PRIVATE_KEY, hpriv, kt));
+    TRY_OUT(idx_put(hsm, label, CKO_PUBLIC_KEY, hpub, kt));
 out:
     pthread_mutex_unlock(&hsm->lock);
     if (rc != QTSP_OK)
@@ -740,9 +988,8 @@ qtsp_status qtsp_hsm_public_key(qtsp_hsm *hsm, const char *label, EVP_PKEY **out
     CK_SESSION_HANDLE s;
     TRY(thread_session(hsm, &s));
     CK_OBJECT_HANDLE o;
-    TRY(find_one(hsm, s, label, CKO_PUBLIC_KEY, &o));
-    CK_ULONG kt;
-    TRY(get_ulong(hsm, s, o, CKA_KEY_TYPE, "CKA_KEY_TYPE", &kt));
+    CK_KEY_TYPE kt;
+    TRY(resolve_live(hsm, s, label, CKO_PUBLIC_KEY, &o, &kt));
     qtsp_status rc = QTSP_OK;
     unsigned char *a = NULL, *b = NULL;
     size_t alen = 0, blen = 0;
@@ -900,9 +1147,8 @@ qtsp_status qtsp_hsm_sign_digest(qtsp_hsm *hsm, const char *label, const EVP_MD 
     CK_SESSION_HANDLE s;
     TRY(thread_session(hsm, &s));
     CK_OBJECT_HANDLE key;
-    TRY(find_one(hsm, s, label, CKO_PRIVATE_KEY, &key));
-    CK_ULONG kt;
-    TRY(get_ulong(hsm, s, key, CKA_KEY_TYPE, "CKA_KEY_TYPE", &kt));
+    CK_KEY_TYPE kt;
+    TRY(resolve(hsm, s, label, CKO_PRIVATE_KEY, false, &key, &kt));
 
     unsigned char in[128];
     size_t inlen;
@@ -923,6 +1169,13 @@ qtsp_status qtsp_hsm_sign_digest(qtsp_hsm *hsm, const char *label, const EVP_MD 
     }
 
     CK_RV rv = hsm->fl->C_SignInit(s, &mech, key);
+    if (stale_handle(rv)) {
+        /* destroyed and perhaps re-made by someone else: look it up again */
+        CK_KEY_TYPE kt2;
+        TRY(resolve(hsm, s, label, CKO_PRIVATE_KEY, true, &key, &kt2));
+        ENSURE(kt2 == kt, QTSP_ERR_HSM, "key '%s' changed type in the token", label);
+        rv = hsm->fl->C_SignInit(s, &mech, key);
+    }
     if (rv != CKR_OK)
         return map_key_rv(rv, "C_SignInit", label);
     unsigned char raw[HSM_SIG_MAX];
@@ -946,10 +1199,22 @@ qtsp_status qtsp_hsm_destroy(qtsp_hsm *hsm, const char *label)
     TRY(check_label(label));
     CK_SESSION_HANDLE s;
     TRY(thread_session(hsm, &s));
-    CK_OBJECT_HANDLE objs[8];
-    CK_ULONG n = 0, destroyed = 0;
+    CK_ULONG destroyed = 0;
     static const CK_OBJECT_CLASS classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY};
     for (size_t c = 0; c < 2; c++) {
+        CK_OBJECT_HANDLE objs[8];
+        CK_ULONG n = 0;
+        CK_KEY_TYPE kt;
+        if (idx_get(hsm, label, classes[c], &objs[0], &kt)) {
+            CK_RV rv = hsm->fl->C_DestroyObject(s, objs[0]);
+            if (rv == CKR_OK) {
+                destroyed++;
+                continue;
+            }
+            ENSURE(stale_handle(rv), QTSP_ERR_HSM, "C_DestroyObject for '%s' failed: %s",
+                   label, ckr_name(rv));
+        }
+        /* unknown to the index, or its handle went stale: search */
         TRY(find_by_label(hsm, s, label, classes[c], objs, 8, &n));
         for (CK_ULONG i = 0; i < n; i++) {
             CK_RV rv = hsm->fl->C_DestroyObject(s, objs[i]);
@@ -958,6 +1223,7 @@ qtsp_status qtsp_hsm_destroy(qtsp_hsm *hsm, const char *label)
             destroyed++;
         }
     }
+    idx_forget(hsm, label);
     ENSURE(destroyed > 0, QTSP_ERR_HSM_NO_KEY, "no key labelled '%s' in the token", label);
     LOG_INFO("destroyed key '%s' in the token", label);
     return QTSP_OK;
@@ -991,7 +1257,8 @@ qtsp_status qtsp_hsm_check_key_protected(qtsp_hsm *hsm, const char *label)
     CK_SESSION_HANDLE s;
     TRY(thread_session(hsm, &s));
     CK_OBJECT_HANDLE o;
-    TRY(find_one(hsm, s, label, CKO_PRIVATE_KEY, &o));
+    CK_KEY_TYPE kt;
+    TRY(resolve_live(hsm, s, label, CKO_PRIVATE_KEY, &o, &kt));
     CK_BBOOL sens = CK_FALSE, extr = CK_TRUE, never = CK_FALSE;
     CK_ATTRIBUTE a[] = {
         {CKA_SENSITIVE, &sens, sizeof sens},

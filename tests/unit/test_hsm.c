@@ -432,6 +432,43 @@ static void test_hsm_destroy_removes_key(void)
     qtsp_hsm_free(hsm);
 }
 
+static int run_pkcs11_tool(const char *args)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "pkcs11-tool --module %s --token-label %s --login --pin %s %s >/dev/null 2>&1",
+             QTEST_SOFTHSM_MODULE, TOKEN, QTEST_PIN, args);
+    return system(cmd);
+}
+
+/* Keys made or removed by another process while the hsm is open. */
+static void test_hsm_sees_keys_changed_by_another_process(void)
+{
+    qtsp_hsm *hsm = open_hsm();
+    CU_ASSERT_EQUAL_FATAL(
+        run_pkcs11_tool("--keypairgen --key-type EC:prime256v1 --label ext --id 657874"), 0);
+    unsigned char dg[32], sig[128];
+    sha256("x", dg);
+    size_t siglen = sizeof sig;
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "ext", EVP_sha256(), dg, 32, sig, &siglen),
+                    QTSP_OK);
+    EVP_PKEY *pub = NULL;
+    CU_ASSERT_EQUAL_FATAL(qtsp_hsm_public_key(hsm, "ext", &pub), QTSP_OK);
+    CU_ASSERT(verify_digest(pub, dg, 32, sig, siglen, EVP_sha256()));
+    EVP_PKEY_free(pub);
+    CU_ASSERT_EQUAL_FATAL(run_pkcs11_tool("--delete-object --type privkey --label ext"), 0);
+    siglen = sizeof sig;
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "ext", EVP_sha256(), dg, 32, sig, &siglen),
+                    QTSP_ERR_HSM_NO_KEY);
+    /* destroy still removes the public half */
+    CU_ASSERT_EQUAL(qtsp_hsm_destroy(hsm, "ext"), QTSP_OK);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_hsm_destroy(hsm, "ext"), QTSP_ERR_HSM_NO_KEY);
+    qtsp_hsm_free(hsm);
+}
+
 #define THREADS 4
 #define SIGS_PER_THREAD 50
 
@@ -515,6 +552,7 @@ int main(void)
         QTEST(test_hsm_sign_digest_ec_and_rsa_verify_in_software),
         QTEST(test_hsm_sign_digest_rejects_bad_input),
         QTEST(test_hsm_destroy_removes_key),
+        QTEST(test_hsm_sees_keys_changed_by_another_process),
         QTEST(test_hsm_sign_digest_from_four_threads),
     };
     int rc = qtest_run("hsm", cases, sizeof cases / sizeof cases[0]);
