@@ -69,7 +69,10 @@ struct qtsp_notify {
     _Atomic uint64_t delivered, attempts_failed, failed, dropped;
 };
 
-static int64_t mono_ms(void) { return (int64_t)(qtsp_mono_ns() / 1000000u); }
+static int64_t mono_ms(void)
+{
+    return (int64_t)(qtsp_mono_ns() / 1000000u);
+}
 
 static void item_free(notify_item *it)
 {
@@ -173,8 +176,10 @@ static qtsp_status load_secret(qtsp_notify *n, const qtsp_ynode *map, const char
     }
     if (st.st_mode & 077) {
         close(fd);
-        return qtsp_ynode_fail(yn, "secret_file", "%s must not be readable by group or others "
-                                                  "(chmod 600)", path);
+        return qtsp_ynode_fail(yn, "secret_file",
+                               "%s must not be readable by group or others "
+                               "(chmod 600)",
+                               path);
     }
     unsigned char buf[NOTIFY_SECRET_MAX + 1];
     size_t len = 0;
@@ -216,10 +221,9 @@ static qtsp_status load_policy(qtsp_notify *n, const char *path, const char *sec
     TRY(qtsp_ydoc_load_file(path, &doc));
     qtsp_status rc = QTSP_OK;
     const qtsp_ynode *root = qtsp_ydoc_root(doc);
-    static const char *const keys[] = {"version",  "enabled",         "url",
-                                       "secret_file", "timeout",      "retries",
-                                       "backoff_initial", "backoff_max", "queue_size",
-                                       "shutdown_grace", NULL};
+    static const char *const keys[] = {
+        "version",         "enabled",     "url",        "secret_file",    "timeout", "retries",
+        "backoff_initial", "backoff_max", "queue_size", "shutdown_grace", NULL};
     TRY_OUT(qtsp_ynode_check_keys(root, keys));
     int64_t version = 1;
     TRY_OUT(qtsp_yget_int(root, "version", 0, 1, 1, &version));
@@ -256,7 +260,10 @@ out:
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc = CURLE_FAILED_INIT;
-static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
+static void curl_init(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
 qtsp_status qtsp_notify_new(const char *policy_path, const char *secrets_dir, qtsp_notify **out)
 {
@@ -325,8 +332,8 @@ static void note_drop(qtsp_notify *n, const notify_item *it, const char *why)
     int64_t now = mono_ms();
     if (n->last_drop_log_ms == 0 || now - n->last_drop_log_ms >= NOTIFY_DROP_LOG_MS) {
         n->last_drop_log_ms = now;
-        LOG_WARN("notify: %s: dropped event %s (%s); %llu dropped so far", why, it->id,
-                 it->event, (unsigned long long)total);
+        LOG_WARN("notify: %s: dropped event %s (%s); %llu dropped so far", why, it->id, it->event,
+                 (unsigned long long)total);
     }
 }
 
@@ -445,8 +452,7 @@ static int attempt(qtsp_notify *n, const notify_item *it, char *why, size_t why_
     snprintf(h_ts, sizeof h_ts, "X-Qtsp-Timestamp: %s", ts);
     snprintf(h_ev, sizeof h_ev, "X-Qtsp-Event: %s", it->event);
     snprintf(h_id, sizeof h_id, "X-Qtsp-Delivery: %s", it->id);
-    const char *lines[] = {"Content-Type: application/json", h_ev, h_id, h_ts, h_sig,
-                           "Expect:"};
+    const char *lines[] = {"Content-Type: application/json", h_ev, h_id, h_ts, h_sig, "Expect:"};
     struct curl_slist *hdrs = NULL;
     int ok = 0;
     CURL *e = curl_easy_init();

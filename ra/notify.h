@@ -69,8 +69,7 @@ void qtsp_notify_free(qtsp_notify *n);
  * Errors: QTSP_ERR_INVALID (bad name, data not an object), QTSP_ERR_TOO_BIG
  * (body above QTSP_NOTIFY_MAX_BODY), QTSP_ERR_NOMEM, QTSP_ERR_CRYPTO (no
  * randomness for the id). Thread-safe. */
-qtsp_status qtsp_notify_event(qtsp_notify *n, const char *event,
-                              const json_t *data) QTSP_MUST_USE;
+qtsp_status qtsp_notify_event(qtsp_notify *n, const char *event, const json_t *data) QTSP_MUST_USE;
 
 /* Waits until the queue is empty and no delivery is in progress, at most
  * timeout_ms. QTSP_OK when idle, QTSP_ERR_STATE on timeout or when the

@@ -33,7 +33,7 @@ typedef struct receiver {
     pthread_mutex_t mu;
     int script[8]; /* statuses of the first answers; 200 after them */
     size_t n_script;
-    size_t n;      /* requests seen */
+    size_t n; /* requests seen */
     rec_req req[MAX_REQS];
     qtsp_http_server *srv;
 } receiver;
@@ -67,10 +67,11 @@ static void receiver_start(receiver *r, const int *script, size_t n_script)
 {
     memset(r, 0, sizeof *r);
     pthread_mutex_init(&r->mu, NULL);
-    memcpy(r->script, script, n_script * sizeof *script);
+    if (n_script)
+        memcpy(r->script, script, n_script * sizeof *script);
     r->n_script = n_script;
-    static qtsp_route route = {"POST", "/hook", 0, 64 * 1024, "application/json", hook, NULL,
-                               "hook"};
+    static qtsp_route route = {"POST", "/hook", 0,     64 * 1024, "application/json",
+                               hook,   NULL,    "hook"};
     route.ctx = r;
     qtsp_http_opts o = {"127.0.0.1:0", 2, 10, 0};
     qtsp_err_clear();
@@ -218,8 +219,8 @@ static void expect_signature_ok(const rec_req *q)
 
 static qtsp_status send_hold(qtsp_notify *n, const char *serial)
 {
-    json_t *d = json_pack("{s:s,s:s,s:s}", "serial", serial, "subject_id", "subj-1",
-                          "hold_until", "2026-11-26T21:00:00Z");
+    json_t *d = json_pack("{s:s,s:s,s:s}", "serial", serial, "subject_id", "subj-1", "hold_until",
+                          "2026-11-26T21:00:00Z");
     qtsp_status rc = qtsp_notify_event(n, QTSP_NOTIFY_HOLD, d);
     json_decref(d);
     return rc;
