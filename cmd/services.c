@@ -19,6 +19,7 @@ struct qtsp_services {
     qtsp_route routes[MAX_ROUTES];
     size_t n_routes;
     qtsp_ra *ra;
+    qtsp_notify *notify;
     char policies_dir[QTSP_PATH_MAX];
     char secrets_dir[QTSP_PATH_MAX];
     /* hold-lapse sweeper */
@@ -68,8 +69,11 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
 
     TRY_OUT(qtsp_config_path(&app->cfg, "policies", s->policies_dir, sizeof s->policies_dir));
     TRY_OUT(qtsp_config_path(&app->cfg, "secrets", s->secrets_dir, sizeof s->secrets_dir));
-    qtsp_ra_deps rd = {app->store,       app->hsm,        app->issuing, app->issuing_key,
-                       s->policies_dir, s->secrets_dir, app->cfg.base_url};
+    char notify_policy[QTSP_PATH_MAX + 16];
+    snprintf(notify_policy, sizeof notify_policy, "%s/notify.yaml", s->policies_dir);
+    TRY_OUT(qtsp_notify_new(notify_policy, s->secrets_dir, &s->notify));
+    qtsp_ra_deps rd = {app->store,      app->hsm,       app->issuing,      app->issuing_key,
+                       s->policies_dir, s->secrets_dir, app->cfg.base_url, s->notify};
     TRY_OUT(qtsp_ra_new(&rd, &s->ra));
     s->n_routes += qtsp_ra_routes(s->ra, s->routes + s->n_routes, MAX_ROUTES - s->n_routes);
 out:
@@ -108,6 +112,7 @@ static void *sweeper_main(void *arg)
 
 qtsp_status qtsp_services_start(qtsp_services *s)
 {
+    TRY(qtsp_notify_start(s->notify));
     ENSURE(pthread_create(&s->sweeper, NULL, sweeper_main, s) == 0, QTSP_ERR_INTERNAL,
            "cannot start the hold sweeper");
     s->sweeper_started = 1;
@@ -128,6 +133,7 @@ void qtsp_services_free(qtsp_services *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     qtsp_ra_free(s->ra);
+    qtsp_notify_free(s->notify); /* after the sweeper and the RA: nothing sends any more */
     OPENSSL_free(s->root_der);
     OPENSSL_free(s->issuing_der);
     free(s);
@@ -150,5 +156,6 @@ qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out)
                         "# TYPE qtsp_hsm_sessions gauge\nqtsp_hsm_sessions %u\n",
                         (unsigned long long)used, (unsigned long long)map,
                         qtsp_hsm_session_count(s->app->hsm)));
+    TRY(qtsp_notify_metrics(s->notify, out));
     return QTSP_OK;
 }
