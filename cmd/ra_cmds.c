@@ -26,8 +26,8 @@ static qtsp_status ra_cli_open(const char *home, const char *token, ra_cli *c)
     qtsp_status rc = QTSP_OK;
     TRY_OUT(qtsp_config_path(&c->app.cfg, "policies", c->policies, sizeof c->policies));
     TRY_OUT(qtsp_config_path(&c->app.cfg, "secrets", c->secrets, sizeof c->secrets));
-    qtsp_ra_deps d = {c->app.store,  c->app.hsm,  c->app.issuing,       c->app.issuing_key,
-                      c->policies, c->secrets, c->app.cfg.base_url};
+    qtsp_ra_deps d = {c->app.store, c->app.hsm, c->app.issuing,      c->app.issuing_key,
+                      c->policies,  c->secrets, c->app.cfg.base_url, NULL};
     TRY_OUT(qtsp_ra_new(&d, &c->ra));
     if (token) {
         qtsp_operator op;

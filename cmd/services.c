@@ -22,6 +22,7 @@ struct qtsp_services {
     qtsp_ra *ra;
     qtsp_tsa *tsa;
     STACK_OF(X509) *tsa_chain;
+    qtsp_notify *notify;
     char policies_dir[QTSP_PATH_MAX];
     char secrets_dir[QTSP_PATH_MAX];
     /* hold-lapse sweeper */
@@ -71,8 +72,11 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
 
     TRY_OUT(qtsp_config_path(&app->cfg, "policies", s->policies_dir, sizeof s->policies_dir));
     TRY_OUT(qtsp_config_path(&app->cfg, "secrets", s->secrets_dir, sizeof s->secrets_dir));
-    qtsp_ra_deps rd = {app->store,       app->hsm,        app->issuing, app->issuing_key,
-                       s->policies_dir, s->secrets_dir, app->cfg.base_url};
+    char notify_policy[QTSP_PATH_MAX + 16];
+    snprintf(notify_policy, sizeof notify_policy, "%s/notify.yaml", s->policies_dir);
+    TRY_OUT(qtsp_notify_new(notify_policy, s->secrets_dir, &s->notify));
+    qtsp_ra_deps rd = {app->store,      app->hsm,       app->issuing,      app->issuing_key,
+                       s->policies_dir, s->secrets_dir, app->cfg.base_url, s->notify};
     TRY_OUT(qtsp_ra_new(&rd, &s->ra));
     s->n_routes += qtsp_ra_routes(s->ra, s->routes + s->n_routes, MAX_ROUTES - s->n_routes);
 
@@ -122,6 +126,7 @@ static void *sweeper_main(void *arg)
 
 qtsp_status qtsp_services_start(qtsp_services *s)
 {
+    TRY(qtsp_notify_start(s->notify));
     ENSURE(pthread_create(&s->sweeper, NULL, sweeper_main, s) == 0, QTSP_ERR_INTERNAL,
            "cannot start the hold sweeper");
     s->sweeper_started = 1;
@@ -144,6 +149,7 @@ void qtsp_services_free(qtsp_services *s)
     qtsp_ra_free(s->ra);
     qtsp_tsa_free(s->tsa);
     sk_X509_free(s->tsa_chain);
+    qtsp_notify_free(s->notify); /* after the sweeper and the RA: nothing sends any more */
     OPENSSL_free(s->root_der);
     OPENSSL_free(s->issuing_der);
     free(s);
@@ -167,5 +173,6 @@ qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out)
                         (unsigned long long)used, (unsigned long long)map,
                         qtsp_hsm_session_count(s->app->hsm)));
     TRY(qtsp_tsa_metrics(s->tsa, out));
+    TRY(qtsp_notify_metrics(s->notify, out));
     return QTSP_OK;
 }

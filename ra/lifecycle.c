@@ -30,6 +30,19 @@ static qtsp_status audit_json(qtsp_txn *txn, const char *actor, const char *even
     return rc;
 }
 
+/* Tells the webhook after the change is committed (never inside a store
+ * transaction: it may be retried). Best effort: a failure to queue is
+ * logged and does not undo the change; the audit log is the record.
+ * data is stolen. */
+static void ra_notify(qtsp_ra *ra, const char *event, json_t *data)
+{
+    if (ra->d.notify && data && qtsp_notify_event(ra->d.notify, event, data) != QTSP_OK) {
+        LOG_WARN("notify: %s not queued: %s", event, qtsp_err_message());
+        qtsp_err_clear();
+    }
+    json_decref(data);
+}
+
 static qtsp_status not_found(const unsigned char *serial, size_t slen)
 {
     char hex[41];
@@ -82,6 +95,7 @@ typedef struct hold_ctx {
     int skip_invalid; /* hotline: hold what can be held, skip the rest */
     size_t held;
     int *held_flags;
+    char (*subject_ids)[40]; /* per item, for the webhook */
 } hold_ctx;
 
 static qtsp_status hold_txn(qtsp_txn *txn, void *vctx)
@@ -93,6 +107,7 @@ static qtsp_status hold_txn(qtsp_txn *txn, void *vctx)
         qtsp_cert_status st, eff;
         qtsp_cert_record rec;
         TRY(load_subscriber(txn, c->items[i].serial, c->items[i].slen, &st, &rec));
+        snprintf(c->subject_ids[i], sizeof c->subject_ids[i], "%s", rec.subject_id);
         qtsp_cert_record_cleanup(&rec);
         qtsp_cert_status_effective(&st, c->now, &eff);
         int holdable = eff.state == QTSP_CERT_VALID && eff.not_after > c->now;
@@ -123,6 +138,21 @@ static qtsp_status hold_txn(qtsp_txn *txn, void *vctx)
     return QTSP_OK;
 }
 
+static void notify_holds(qtsp_ra *ra, const hold_ctx *c)
+{
+    char until[32];
+    qtsp_format_rfc3339(c->until, until, sizeof until);
+    for (size_t i = 0; i < c->n; i++) {
+        if (!c->held_flags[i])
+            continue;
+        char hex[41];
+        qtsp_serial_to_hex(c->items[i].serial, c->items[i].slen, hex);
+        ra_notify(ra, QTSP_NOTIFY_HOLD,
+                  json_pack("{s:s,s:s,s:s,s:s}", "serial", hex, "subject_id", c->subject_ids[i],
+                            "hold_until", until, "channel", c->channel));
+    }
+}
+
 qtsp_status qtsp_ra_hold(qtsp_ra *ra, const qtsp_actor *who, const unsigned char *serial,
                          size_t slen, const char *caller_verification, time_t *hold_until)
 {
@@ -130,10 +160,12 @@ qtsp_status qtsp_ra_hold(qtsp_ra *ra, const qtsp_actor *who, const unsigned char
     TRY(check_text("caller_verification", caller_verification));
     hold_one item = {serial, slen};
     int flag = 0;
+    char sid[1][40] = {""};
     time_t now = qtsp_now();
-    hold_ctx c = {who, caller_verification, "serial", &item, 1, now, now + ra->max_hold_s, 0, 0,
-                  &flag};
+    hold_ctx c = {
+        who, caller_verification, "serial", &item, 1, now, now + ra->max_hold_s, 0, 0, &flag, sid};
     TRY(qtsp_store_write(ra->d.store, hold_txn, &c));
+    notify_holds(ra, &c);
     *hold_until = c.until;
     return QTSP_OK;
 }
@@ -210,14 +242,17 @@ qtsp_status qtsp_ra_hotline_hold(qtsp_ra *ra, const qtsp_actor *who, const char 
     ENSURE_OUT(matched, QTSP_ERR_NOT_FOUND, "no subject with that national id and phone number");
     hold_one items[64];
     int flags[64];
+    char sids[64][40];
     for (size_t i = 0; i < cc->n; i++) {
         items[i].serial = cc->serials[i];
         items[i].slen = cc->lens[i];
     }
     time_t now = qtsp_now();
-    hold_ctx c = {who, caller_verification, "hotline", items, cc->n, now, now + ra->max_hold_s,
-                  1, 0, flags};
+    hold_ctx c = {who, caller_verification,  "hotline", items, cc->n,
+                  now, now + ra->max_hold_s, 1,         0,     flags,
+                  sids};
     TRY_OUT(qtsp_store_write(ra->d.store, hold_txn, &c));
+    notify_holds(ra, &c);
     ENSURE_OUT(c.held > 0, QTSP_ERR_STATE, "the subject has no valid certificate to hold");
     arr = json_array();
     ENSURE_OUT(arr != NULL, QTSP_ERR_NOMEM, "out of memory");
@@ -249,6 +284,7 @@ typedef struct change_ctx {
     const char *identity_check;
     time_t invalidity;
     char key_label[64];
+    char subject_id[40]; /* for the webhook */
 } change_ctx;
 
 static qtsp_status release_txn(qtsp_txn *txn, void *vctx)
@@ -257,6 +293,7 @@ static qtsp_status release_txn(qtsp_txn *txn, void *vctx)
     qtsp_cert_status st, eff;
     qtsp_cert_record rec;
     TRY(load_subscriber(txn, c->serial, c->slen, &st, &rec));
+    snprintf(c->subject_id, sizeof c->subject_id, "%s", rec.subject_id);
     qtsp_cert_record_cleanup(&rec);
     qtsp_cert_status_effective(&st, c->now, &eff);
     ENSURE(eff.state == QTSP_CERT_ON_HOLD, QTSP_ERR_STATE,
@@ -284,7 +321,12 @@ qtsp_status qtsp_ra_release(qtsp_ra *ra, const qtsp_actor *who, const unsigned c
     c.serial = serial;
     c.slen = slen;
     c.now = qtsp_now();
-    return qtsp_store_write(ra->d.store, release_txn, &c);
+    TRY(qtsp_store_write(ra->d.store, release_txn, &c));
+    char hex[41];
+    qtsp_serial_to_hex(serial, slen, hex);
+    ra_notify(ra, QTSP_NOTIFY_RELEASE,
+              json_pack("{s:s,s:s}", "serial", hex, "subject_id", c.subject_id));
+    return QTSP_OK;
 }
 
 /* ---- termination ---- */
@@ -315,6 +357,7 @@ static qtsp_status terminate_txn(qtsp_txn *txn, void *vctx)
     qtsp_cert_record rec;
     TRY(load_subscriber(txn, c->serial, c->slen, &st, &rec));
     snprintf(c->key_label, sizeof c->key_label, "%s", rec.key_label);
+    snprintf(c->subject_id, sizeof c->subject_id, "%s", rec.subject_id);
     qtsp_cert_record_cleanup(&rec);
     qtsp_cert_status_effective(&st, c->now, &eff);
     ENSURE(eff.state != QTSP_CERT_REVOKED, QTSP_ERR_STATE,
@@ -379,10 +422,18 @@ qtsp_status qtsp_ra_terminate(qtsp_ra *ra, const qtsp_actor *who, const unsigned
     c.identity_check = identity_check;
     c.invalidity = invalidity_date;
     TRY(qtsp_store_write(ra->d.store, terminate_txn, &c));
-    /* The revocation is committed (final). Now destroy the subject's key so
-     * nothing can sign with it again; the outcome is audited either way. */
     char hex[41];
     qtsp_serial_to_hex(serial, slen, hex);
+    json_t *nd = json_pack("{s:s,s:s,s:s}", "serial", hex, "subject_id", c.subject_id, "reason",
+                           qtsp_reason_name(reason));
+    if (nd && invalidity_date) {
+        char t[32];
+        qtsp_format_rfc3339(invalidity_date, t, sizeof t);
+        json_object_set_new(nd, "invalidity_date", json_string(t));
+    }
+    ra_notify(ra, QTSP_NOTIFY_TERMINATE, nd);
+    /* The revocation is committed (final). Now destroy the subject's key so
+     * nothing can sign with it again; the outcome is audited either way. */
     key_event ke = {who->name, c.key_label, hex, "destroyed"};
     qtsp_status rc = c.key_label[0] ? qtsp_hsm_destroy(ra->d.hsm, c.key_label) : QTSP_ERR_HSM_NO_KEY;
     if (rc == QTSP_ERR_HSM_NO_KEY) {
@@ -405,6 +456,8 @@ typedef struct sweep_ctx {
     time_t now;
     collect_ctx *due;
     size_t n;
+    int lapsed[64]; /* per due item, for the webhook */
+    time_t lapsed_at[64];
 } sweep_ctx;
 
 static qtsp_status sweep_txn(qtsp_txn *txn, void *vctx)
@@ -418,6 +471,7 @@ static qtsp_status sweep_txn(qtsp_txn *txn, void *vctx)
     else
         TRY(rc);
     for (size_t i = 0; i < c->due->n; i++) {
+        c->lapsed[i] = 0;
         qtsp_cert_status st;
         TRY(qtsp_certdb_get_status(txn, c->due->serials[i], c->due->lens[i], &st));
         if (st.state != QTSP_CERT_ON_HOLD || st.hold_until > c->now)
@@ -434,6 +488,8 @@ static qtsp_status sweep_txn(qtsp_txn *txn, void *vctx)
         qtsp_format_rfc3339((time_t)st.hold_until, at, sizeof at);
         TRY(audit_json(txn, "system:hold-sweeper", "cert.hold.lapse",
                        json_pack("{s:s,s:s}", "serial", hex, "lapsed_at", at)));
+        c->lapsed[i] = 1;
+        c->lapsed_at[i] = (time_t)st.hold_until;
         c->n++;
     }
     return QTSP_OK;
@@ -443,8 +499,17 @@ qtsp_status qtsp_ra_sweep_lapses(qtsp_ra *ra, time_t now, size_t *n)
 {
     collect_ctx *due = calloc(1, sizeof *due);
     ENSURE(due != NULL, QTSP_ERR_NOMEM, "out of memory");
-    sweep_ctx c = {now, due, 0};
+    sweep_ctx c = {now, due, 0, {0}, {0}};
     qtsp_status rc = qtsp_store_write(ra->d.store, sweep_txn, &c);
+    for (size_t i = 0; rc == QTSP_OK && i < due->n; i++) {
+        if (!c.lapsed[i])
+            continue;
+        char hex[41], at[32];
+        qtsp_serial_to_hex(due->serials[i], due->lens[i], hex);
+        qtsp_format_rfc3339(c.lapsed_at[i], at, sizeof at);
+        ra_notify(ra, QTSP_NOTIFY_HOLD_LAPSE,
+                  json_pack("{s:s,s:s}", "serial", hex, "lapsed_at", at));
+    }
     free(due);
     TRY(rc);
     *n = c.n;

@@ -17,6 +17,7 @@
 #include "ca/store.h"
 #include "core/err.h"
 #include "core/http.h"
+#include "ra/notify.h"
 #include "ra/operator.h"
 
 typedef struct qtsp_ra qtsp_ra;
@@ -29,6 +30,7 @@ typedef struct qtsp_ra_deps {
     const char *policies_dir; /* DIR/policies */
     const char *secrets_dir;  /* DIR/secrets (OTP wrapping key) */
     const char *base_url;
+    qtsp_notify *notify; /* lifecycle webhook, borrowed; NULL = none */
 } qtsp_ra_deps;
 
 /* Loads the policies (qualified-natural-person.yaml, packages.yaml,

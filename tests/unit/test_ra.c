@@ -7,15 +7,18 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ca/audit.h"
 #include "ca/certdb.h"
 #include "ca/hsm.h"
 #include "ca/store.h"
 #include "core/clock.h"
+#include "core/http.h"
 #include "ra/activation.h"
 #include "ra/ra.h"
 #include "ra/validate.h"
@@ -110,8 +113,8 @@ static int suite_init(void)
         return -1;
     g_ca_key = EVP_EC_gen("P-384");
     g_ca = make_ca(g_ca_key);
-    qtsp_ra_deps deps = {g_store, g_hsm, g_ca, g_ca_key, g_policies, g_secrets,
-                         "http://127.0.0.1:8080"};
+    qtsp_ra_deps deps = {
+        g_store, g_hsm, g_ca, g_ca_key, g_policies, g_secrets, "http://127.0.0.1:8080", NULL};
     if (qtsp_ra_new(&deps, &g_ra) != QTSP_OK) {
         fprintf(stderr, "ra_new: %s\n", qtsp_err_message());
         return -1;
@@ -596,6 +599,130 @@ static void test_otp_wrap_roundtrip_and_tamper(void)
     qtsp_err_clear();
 }
 
+/* ---- lifecycle webhook (ra/notify.h) ---- */
+
+typedef struct hook_log {
+    pthread_mutex_t mu;
+    json_t *bodies; /* array of parsed bodies, in arrival order */
+} hook_log;
+
+static qtsp_status record_hook(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    hook_log *h = ctx;
+    json_t *b = json_loadb((const char *)req->body, req->body_len, 0, NULL);
+    pthread_mutex_lock(&h->mu);
+    if (b)
+        json_array_append_new(h->bodies, b);
+    pthread_mutex_unlock(&h->mu);
+    return qtsp_http_resp_set(resp, 204, "application/json", NULL, 0);
+}
+
+/* Events of the receiver about one serial, as "event" names in order. */
+static void events_for(hook_log *h, const char *hex, char *out, size_t cap)
+{
+    out[0] = '\0';
+    pthread_mutex_lock(&h->mu);
+    size_t i;
+    json_t *b;
+    json_array_foreach(h->bodies, i, b)
+    {
+        json_t *d = json_object_get(b, "data");
+        if (strcmp(json_string_value(json_object_get(d, "serial")), hex) != 0)
+            continue;
+        size_t len = strlen(out);
+        snprintf(out + len, cap - len, "%s%s", len ? " " : "",
+                 json_string_value(json_object_get(b, "event")));
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void test_lifecycle_changes_reach_the_webhook(void)
+{
+    hook_log log = {PTHREAD_MUTEX_INITIALIZER, json_array()};
+    qtsp_route route = {"POST", "/hook", 0, 65536, "application/json", record_hook, &log, "hook"};
+    qtsp_http_opts o = {"127.0.0.1:0", 1, 10, 0};
+    qtsp_http_server *srv = NULL;
+    CU_ASSERT_FATAL(qtsp_http_start(&o, &route, 1, NULL, NULL, &srv) == QTSP_OK);
+    char policy[600], secret[1100], text[512];
+    snprintf(policy, sizeof policy, "%s/notify.yaml", g_dir);
+    snprintf(secret, sizeof secret, "%s/notify.secret", g_secrets);
+    snprintf(text, sizeof text,
+             "enabled: true\nurl: http://127.0.0.1:%u/hook\nsecret_file: notify.secret\n"
+             "backoff_initial: 10ms\nbackoff_max: 50ms\n",
+             qtsp_http_port(srv));
+    FILE *f = fopen(policy, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs(text, f);
+    fclose(f);
+    f = fopen(secret, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("ra-test-webhook-secret-0123456789\n", f);
+    fclose(f);
+    chmod(secret, 0600);
+    qtsp_notify *n = NULL;
+    CU_ASSERT_FATAL(qtsp_notify_new(policy, g_secrets, &n) == QTSP_OK);
+    CU_ASSERT_FATAL(qtsp_notify_start(n) == QTSP_OK);
+    qtsp_ra *ra = NULL;
+    qtsp_ra_deps deps = {
+        g_store, g_hsm, g_ca, g_ca_key, g_policies, g_secrets, "http://127.0.0.1:8080", n};
+    CU_ASSERT_FATAL(qtsp_ra_new(&deps, &ra) == QTSP_OK);
+
+    unsigned char serial[QTSP_SERIAL_MAX];
+    size_t slen = 0;
+    qtsp_issued is;
+    memset(&is, 0, sizeof is);
+    issue_for("8001010011", "+359888000011", serial, &slen, &is);
+    char hex[41];
+    snprintf(hex, sizeof hex, "%s", is.serial_hex);
+    qtsp_issued_cleanup(&is);
+    time_t t0 = qtsp_now(), until = 0;
+    set_time(t0);
+    size_t k = 0;
+    CU_ASSERT_EQUAL(qtsp_ra_hold(ra, &g_hotline, serial, slen, "dob", &until), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_ra_release(ra, &g_officer, serial, slen), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_ra_hold(ra, &g_hotline, serial, slen, "dob", &until), QTSP_OK);
+    set_time(until);
+    CU_ASSERT_EQUAL(qtsp_ra_sweep_lapses(ra, until, &k), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_ra_hold(ra, &g_hotline, serial, slen, "dob", &until), QTSP_OK);
+    /* a refused change sends nothing */
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_hold(ra, &g_hotline, serial, slen, "dob", &until), QTSP_ERR_STATE);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_terminate(ra, &g_office, serial, slen, 1, "passport", 0), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_notify_flush(n, 10000), QTSP_OK);
+    real_time();
+
+    char seen[256];
+    events_for(&log, hex, seen, sizeof seen);
+    CU_ASSERT_STRING_EQUAL(seen, "cert.hold cert.release cert.hold cert.hold.lapse cert.hold "
+                                 "cert.terminate");
+    size_t i;
+    json_t *b;
+    json_array_foreach(log.bodies, i, b)
+    {
+        json_t *d = json_object_get(b, "data");
+        if (strcmp(json_string_value(json_object_get(d, "serial")), hex) != 0)
+            continue;
+        const char *ev = json_string_value(json_object_get(b, "event"));
+        if (strcmp(ev, "cert.hold.lapse") != 0) {
+            const char *sid = json_string_value(json_object_get(d, "subject_id"));
+            CU_ASSERT(sid != NULL && sid[0] != '\0');
+        }
+        if (strcmp(ev, "cert.terminate") == 0)
+            CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(d, "reason")),
+                                   "keyCompromise");
+        if (strcmp(ev, "cert.hold") == 0)
+            CU_ASSERT_PTR_NOT_NULL(json_object_get(d, "hold_until"));
+    }
+    qtsp_ra_free(ra);
+    qtsp_notify_free(n);
+    qtsp_http_stop(srv);
+    json_decref(log.bodies);
+    remove(policy);
+    remove(secret);
+    qtsp_err_clear();
+}
+
 int main(void)
 {
     if (suite_init() != 0) {
@@ -615,6 +742,7 @@ int main(void)
         QTEST(test_terminate_is_final_and_destroys_key),
         QTEST(test_hotline_hook_holds_every_valid_cert_of_the_subject),
         QTEST(test_unknown_serial_is_not_found),
+        QTEST(test_lifecycle_changes_reach_the_webhook),
         QTEST(test_otp_wrap_roundtrip_and_tamper),
     };
     int r = qtest_run("ra", cases, sizeof cases / sizeof cases[0]);
