@@ -66,8 +66,9 @@ struct qtsp_hsm {
     void *dl;                /* our reference to the module */
     CK_FUNCTION_LIST_PTR fl; /* the module's function list */
     CK_SLOT_ID slot_id;
-    pthread_mutex_t lock; /* libp11 key lists, session list, generate */
-    pthread_key_t tls;    /* this thread's hsm_session */
+    pthread_mutex_t lock;     /* libp11 key lists, session list */
+    pthread_mutex_t gen_lock; /* "label free?" + generate as one step */
+    pthread_key_t tls;        /* this thread's hsm_session */
     bool tls_ok;
     bool loaded;           /* PKCS11_CTX_load succeeded */
     hsm_session *sessions; /* all open per-thread sessions, under lock */
@@ -481,6 +482,7 @@ qtsp_status qtsp_hsm_open(const char *module, const char *token_label, const cha
     ENSURE(hsm != NULL, QTSP_ERR_NOMEM, "out of memory");
     qtsp_status rc = QTSP_OK;
     pthread_mutex_init(&hsm->lock, NULL);
+    pthread_mutex_init(&hsm->gen_lock, NULL);
     atomic_init(&hsm->nsessions, 0);
     ENSURE_OUT(pthread_rwlock_init(&hsm->idx_lock, NULL) == 0, QTSP_ERR_NOMEM,
                "cannot create the key index lock");
@@ -553,6 +555,7 @@ void qtsp_hsm_free(qtsp_hsm *hsm)
     idx_free(hsm);
     if (hsm->idx_ok)
         pthread_rwlock_destroy(&hsm->idx_lock);
+    pthread_mutex_destroy(&hsm->gen_lock);
     pthread_mutex_destroy(&hsm->lock);
     free(hsm);
 }
@@ -912,7 +915,7 @@ qtsp_status qtsp_hsm_generate(qtsp_hsm *hsm, const char *label, qtsp_keytype typ
      * process. The index knows every key that existed at open or was made
      * by this process since: a search of the whole token per new key would
      * cost O(keys). Keys another process adds meanwhile are not seen. */
-    pthread_mutex_lock(&hsm->lock);
+    pthread_mutex_lock(&hsm->gen_lock);
     ENSURE_OUT(!idx_has(hsm, label), QTSP_ERR_EXISTS, "the token already holds a key labelled '%s'",
                label);
     CK_OBJECT_HANDLE hpub, hpriv;
@@ -924,7 +927,7 @@ qtsp_status qtsp_hsm_generate(qtsp_hsm *hsm, const char *label, qtsp_keytype typ
     TRY_OUT(idx_put(hsm, label, CKO_PRIVATE_KEY, hpriv, kt));
     TRY_OUT(idx_put(hsm, label, CKO_PUBLIC_KEY, hpub, kt));
 out:
-    pthread_mutex_unlock(&hsm->lock);
+    pthread_mutex_unlock(&hsm->gen_lock);
     if (rc != QTSP_OK)
         return rc;
     LOG_INFO("generated %s key '%s' in the token", qtsp_keytype_name(type), label);
