@@ -37,10 +37,10 @@
 
 #include "core/log.h"
 
-#define HSM_LABEL_MAX 128     /* CKA_LABEL we accept for keys */
+#define HSM_LABEL_MAX 128 /* CKA_LABEL we accept for keys */
 #define HSM_PIN_MAX 255
-#define HSM_ATTR_MAX 2048     /* largest public attribute we read (RSA-16384 fits) */
-#define HSM_SIG_MAX 1024      /* raw signature from C_Sign (RSA up to 8192 bits) */
+#define HSM_ATTR_MAX 2048 /* largest public attribute we read (RSA-16384 fits) */
+#define HSM_SIG_MAX 1024  /* raw signature from C_Sign (RSA up to 8192 bits) */
 #define HSM_FIND_BATCH 256
 
 /* One label's objects, as learnt by this process (see "key index"). */
@@ -62,15 +62,16 @@ struct qtsp_hsm {
     PKCS11_CTX *ctx;
     PKCS11_SLOT *slots;
     unsigned nslots;
-    PKCS11_SLOT *slot;        /* borrowed from slots */
-    void *dl;                 /* our reference to the module */
-    CK_FUNCTION_LIST_PTR fl;  /* the module's function list */
+    PKCS11_SLOT *slot;       /* borrowed from slots */
+    void *dl;                /* our reference to the module */
+    CK_FUNCTION_LIST_PTR fl; /* the module's function list */
     CK_SLOT_ID slot_id;
-    pthread_mutex_t lock;     /* libp11 key lists, session list, generate */
+    pthread_mutex_t lock;     /* libp11 key lists, session list */
+    pthread_mutex_t gen_lock; /* "label free?" + generate as one step */
     pthread_key_t tls;        /* this thread's hsm_session */
     bool tls_ok;
-    bool loaded;              /* PKCS11_CTX_load succeeded */
-    hsm_session *sessions;    /* all open per-thread sessions, under lock */
+    bool loaded;           /* PKCS11_CTX_load succeeded */
+    hsm_session *sessions; /* all open per-thread sessions, under lock */
     atomic_uint nsessions;
     pthread_rwlock_t idx_lock; /* key index */
     bool idx_ok;
@@ -86,42 +87,74 @@ static void idx_free(qtsp_hsm *hsm);
 static const char *ckr_name(CK_RV rv)
 {
     switch (rv) {
-    case CKR_OK: return "CKR_OK";
-    case CKR_ARGUMENTS_BAD: return "CKR_ARGUMENTS_BAD";
-    case CKR_ATTRIBUTE_TYPE_INVALID: return "CKR_ATTRIBUTE_TYPE_INVALID";
-    case CKR_ATTRIBUTE_VALUE_INVALID: return "CKR_ATTRIBUTE_VALUE_INVALID";
-    case CKR_ATTRIBUTE_SENSITIVE: return "CKR_ATTRIBUTE_SENSITIVE";
-    case CKR_BUFFER_TOO_SMALL: return "CKR_BUFFER_TOO_SMALL";
-    case CKR_CRYPTOKI_NOT_INITIALIZED: return "CKR_CRYPTOKI_NOT_INITIALIZED";
-    case CKR_DATA_LEN_RANGE: return "CKR_DATA_LEN_RANGE";
-    case CKR_DEVICE_ERROR: return "CKR_DEVICE_ERROR";
-    case CKR_DEVICE_MEMORY: return "CKR_DEVICE_MEMORY";
-    case CKR_FUNCTION_FAILED: return "CKR_FUNCTION_FAILED";
-    case CKR_GENERAL_ERROR: return "CKR_GENERAL_ERROR";
-    case CKR_HOST_MEMORY: return "CKR_HOST_MEMORY";
-    case CKR_KEY_HANDLE_INVALID: return "CKR_KEY_HANDLE_INVALID";
-    case CKR_KEY_TYPE_INCONSISTENT: return "CKR_KEY_TYPE_INCONSISTENT";
-    case CKR_MECHANISM_INVALID: return "CKR_MECHANISM_INVALID";
-    case CKR_OBJECT_HANDLE_INVALID: return "CKR_OBJECT_HANDLE_INVALID";
-    case CKR_OPERATION_ACTIVE: return "CKR_OPERATION_ACTIVE";
-    case CKR_PIN_INCORRECT: return "CKR_PIN_INCORRECT";
-    case CKR_PIN_LEN_RANGE: return "CKR_PIN_LEN_RANGE";
-    case CKR_PIN_LOCKED: return "CKR_PIN_LOCKED";
-    case CKR_SESSION_HANDLE_INVALID: return "CKR_SESSION_HANDLE_INVALID";
-    case CKR_SESSION_COUNT: return "CKR_SESSION_COUNT";
-    case CKR_SLOT_ID_INVALID: return "CKR_SLOT_ID_INVALID";
-    case CKR_TEMPLATE_INCOMPLETE: return "CKR_TEMPLATE_INCOMPLETE";
-    case CKR_TEMPLATE_INCONSISTENT: return "CKR_TEMPLATE_INCONSISTENT";
-    case CKR_TOKEN_NOT_PRESENT: return "CKR_TOKEN_NOT_PRESENT";
-    case CKR_TOKEN_WRITE_PROTECTED: return "CKR_TOKEN_WRITE_PROTECTED";
-    case CKR_USER_NOT_LOGGED_IN: return "CKR_USER_NOT_LOGGED_IN";
-    case CKR_USER_ALREADY_LOGGED_IN: return "CKR_USER_ALREADY_LOGGED_IN";
-    case CKR_USER_PIN_NOT_INITIALIZED: return "CKR_USER_PIN_NOT_INITIALIZED";
-    case CKR_CRYPTOKI_ALREADY_INITIALIZED: return "CKR_CRYPTOKI_ALREADY_INITIALIZED";
-    default: return "CKR_?";
+    case CKR_OK:
+        return "CKR_OK";
+    case CKR_ARGUMENTS_BAD:
+        return "CKR_ARGUMENTS_BAD";
+    case CKR_ATTRIBUTE_TYPE_INVALID:
+        return "CKR_ATTRIBUTE_TYPE_INVALID";
+    case CKR_ATTRIBUTE_VALUE_INVALID:
+        return "CKR_ATTRIBUTE_VALUE_INVALID";
+    case CKR_ATTRIBUTE_SENSITIVE:
+        return "CKR_ATTRIBUTE_SENSITIVE";
+    case CKR_BUFFER_TOO_SMALL:
+        return "CKR_BUFFER_TOO_SMALL";
+    case CKR_CRYPTOKI_NOT_INITIALIZED:
+        return "CKR_CRYPTOKI_NOT_INITIALIZED";
+    case CKR_DATA_LEN_RANGE:
+        return "CKR_DATA_LEN_RANGE";
+    case CKR_DEVICE_ERROR:
+        return "CKR_DEVICE_ERROR";
+    case CKR_DEVICE_MEMORY:
+        return "CKR_DEVICE_MEMORY";
+    case CKR_FUNCTION_FAILED:
+        return "CKR_FUNCTION_FAILED";
+    case CKR_GENERAL_ERROR:
+        return "CKR_GENERAL_ERROR";
+    case CKR_HOST_MEMORY:
+        return "CKR_HOST_MEMORY";
+    case CKR_KEY_HANDLE_INVALID:
+        return "CKR_KEY_HANDLE_INVALID";
+    case CKR_KEY_TYPE_INCONSISTENT:
+        return "CKR_KEY_TYPE_INCONSISTENT";
+    case CKR_MECHANISM_INVALID:
+        return "CKR_MECHANISM_INVALID";
+    case CKR_OBJECT_HANDLE_INVALID:
+        return "CKR_OBJECT_HANDLE_INVALID";
+    case CKR_OPERATION_ACTIVE:
+        return "CKR_OPERATION_ACTIVE";
+    case CKR_PIN_INCORRECT:
+        return "CKR_PIN_INCORRECT";
+    case CKR_PIN_LEN_RANGE:
+        return "CKR_PIN_LEN_RANGE";
+    case CKR_PIN_LOCKED:
+        return "CKR_PIN_LOCKED";
+    case CKR_SESSION_HANDLE_INVALID:
+        return "CKR_SESSION_HANDLE_INVALID";
+    case CKR_SESSION_COUNT:
+        return "CKR_SESSION_COUNT";
+    case CKR_SLOT_ID_INVALID:
+        return "CKR_SLOT_ID_INVALID";
+    case CKR_TEMPLATE_INCOMPLETE:
+        return "CKR_TEMPLATE_INCOMPLETE";
+    case CKR_TEMPLATE_INCONSISTENT:
+        return "CKR_TEMPLATE_INCONSISTENT";
+    case CKR_TOKEN_NOT_PRESENT:
+        return "CKR_TOKEN_NOT_PRESENT";
+    case CKR_TOKEN_WRITE_PROTECTED:
+        return "CKR_TOKEN_WRITE_PROTECTED";
+    case CKR_USER_NOT_LOGGED_IN:
+        return "CKR_USER_NOT_LOGGED_IN";
+    case CKR_USER_ALREADY_LOGGED_IN:
+        return "CKR_USER_ALREADY_LOGGED_IN";
+    case CKR_USER_PIN_NOT_INITIALIZED:
+        return "CKR_USER_PIN_NOT_INITIALIZED";
+    case CKR_CRYPTOKI_ALREADY_INITIALIZED:
+        return "CKR_CRYPTOKI_ALREADY_INITIALIZED";
+    default:
+        return "CKR_?";
     }
 }
-
 
 /* Copies a blank-padded PKCS#11 text field into out, trimmed. */
 static void copy_padded(char *out, size_t cap, const unsigned char *in, size_t n)
@@ -192,9 +225,12 @@ qtsp_status qtsp_keytype_parse(const char *s, qtsp_keytype *out)
 const char *qtsp_keytype_name(qtsp_keytype t)
 {
     switch (t) {
-    case QTSP_KEY_EC_P256: return "ec-p256";
-    case QTSP_KEY_EC_P384: return "ec-p384";
-    case QTSP_KEY_RSA_3072: return "rsa-3072";
+    case QTSP_KEY_EC_P256:
+        return "ec-p256";
+    case QTSP_KEY_EC_P384:
+        return "ec-p384";
+    case QTSP_KEY_RSA_3072:
+        return "rsa-3072";
     }
     return "unknown";
 }
@@ -260,8 +296,9 @@ static qtsp_status find_raw_slot(CK_FUNCTION_LIST_PTR fl, const char *label, CK_
             *out = ids[i];
     }
     free(ids);
-    ENSURE(found, QTSP_ERR_HSM_NO_TOKEN, "%s", label ? "token not found after initialisation"
-                                                   : "no free (uninitialised) slot in the module");
+    ENSURE(found, QTSP_ERR_HSM_NO_TOKEN, "%s",
+           label ? "token not found after initialisation"
+                 : "no free (uninitialised) slot in the module");
     return QTSP_OK;
 }
 
@@ -279,8 +316,7 @@ static qtsp_status init_token(CK_FUNCTION_LIST_PTR fl, const char *label, const 
     TRY(find_raw_slot(fl, label, &slot));
     CK_SESSION_HANDLE s;
     rv = fl->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
-    ENSURE(rv == CKR_OK, QTSP_ERR_HSM, "C_OpenSession on the new token failed: %s",
-           ckr_name(rv));
+    ENSURE(rv == CKR_OK, QTSP_ERR_HSM, "C_OpenSession on the new token failed: %s", ckr_name(rv));
     qtsp_status rc = QTSP_OK;
     rv = fl->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin));
     ENSURE_OUT(rv == CKR_OK, QTSP_ERR_HSM_LOGIN, "SO login on the new token failed: %s",
@@ -299,15 +335,14 @@ qtsp_status qtsp_softhsm_create(const char *module, const char *dir, const char 
     ENSURE(dir != NULL && *dir != '\0', QTSP_ERR_INVALID, "token directory missing");
     ENSURE(label != NULL && *label != '\0' && strlen(label) <= 32, QTSP_ERR_INVALID,
            "token label must be 1..32 bytes");
-    ENSURE(so_pin != NULL && strlen(so_pin) >= 4 && strlen(so_pin) <= HSM_PIN_MAX,
-           QTSP_ERR_INVALID, "SO PIN must be 4..%d characters", HSM_PIN_MAX);
+    ENSURE(so_pin != NULL && strlen(so_pin) >= 4 && strlen(so_pin) <= HSM_PIN_MAX, QTSP_ERR_INVALID,
+           "SO PIN must be 4..%d characters", HSM_PIN_MAX);
     ENSURE(user_pin != NULL && strlen(user_pin) >= 4 && strlen(user_pin) <= HSM_PIN_MAX,
            QTSP_ERR_INVALID, "user PIN must be 4..%d characters", HSM_PIN_MAX);
 
     char tokens[PATH_MAX], conf[PATH_MAX], abs[PATH_MAX];
     TRY(mkdir_0700(dir));
-    ENSURE(realpath(dir, abs) != NULL, QTSP_ERR_IO, "cannot resolve %s: %s", dir,
-           strerror(errno));
+    ENSURE(realpath(dir, abs) != NULL, QTSP_ERR_IO, "cannot resolve %s: %s", dir, strerror(errno));
     int n1 = snprintf(tokens, sizeof tokens, "%s/tokens", abs);
     int n2 = snprintf(conf, sizeof conf, "%s/softhsm2.conf", abs);
     ENSURE(n1 > 0 && (size_t)n1 < sizeof tokens && n2 > 0 && (size_t)n2 < sizeof conf,
@@ -390,8 +425,8 @@ static qtsp_status thread_session(qtsp_hsm *hsm, CK_SESSION_HANDLE *out)
     s = calloc(1, sizeof *s);
     ENSURE(s != NULL, QTSP_ERR_NOMEM, "out of memory for a PKCS#11 session");
     s->hsm = hsm;
-    CK_RV rv = hsm->fl->C_OpenSession(hsm->slot_id, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
-                                      NULL, &s->h);
+    CK_RV rv = hsm->fl->C_OpenSession(hsm->slot_id, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
+                                      &s->h);
     if (rv != CKR_OK) {
         free(s);
         FAIL(QTSP_ERR_HSM, "C_OpenSession failed: %s", ckr_name(rv));
@@ -447,6 +482,7 @@ qtsp_status qtsp_hsm_open(const char *module, const char *token_label, const cha
     ENSURE(hsm != NULL, QTSP_ERR_NOMEM, "out of memory");
     qtsp_status rc = QTSP_OK;
     pthread_mutex_init(&hsm->lock, NULL);
+    pthread_mutex_init(&hsm->gen_lock, NULL);
     atomic_init(&hsm->nsessions, 0);
     ENSURE_OUT(pthread_rwlock_init(&hsm->idx_lock, NULL) == 0, QTSP_ERR_NOMEM,
                "cannot create the key index lock");
@@ -470,14 +506,12 @@ qtsp_status qtsp_hsm_open(const char *module, const char *token_label, const cha
             break;
         }
     }
-    ENSURE_OUT(hsm->slot != NULL, QTSP_ERR_HSM_NO_TOKEN, "no token labelled '%.32s'",
-               token_label);
+    ENSURE_OUT(hsm->slot != NULL, QTSP_ERR_HSM_NO_TOKEN, "no token labelled '%.32s'", token_label);
     hsm->slot_id = PKCS11_get_slotid_from_slot(hsm->slot);
     ERR_clear_error();
     if (PKCS11_login(hsm->slot, 0, pin) != 0) {
         if (last_error_is_pin())
-            FAIL_OUT(QTSP_ERR_HSM_LOGIN, "login to token '%.32s' failed: wrong PIN",
-                     token_label);
+            FAIL_OUT(QTSP_ERR_HSM_LOGIN, "login to token '%.32s' failed: wrong PIN", token_label);
         FAIL_OUT(QTSP_ERR_HSM_LOGIN, "login to token '%.32s' failed", token_label);
     }
     CK_SESSION_HANDLE s;
@@ -521,6 +555,7 @@ void qtsp_hsm_free(qtsp_hsm *hsm)
     idx_free(hsm);
     if (hsm->idx_ok)
         pthread_rwlock_destroy(&hsm->idx_lock);
+    pthread_mutex_destroy(&hsm->gen_lock);
     pthread_mutex_destroy(&hsm->lock);
     free(hsm);
 }
@@ -831,8 +866,8 @@ static qtsp_status resolve_live(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *
 /* ---------- generate ---------- */
 
 /* DER OBJECT IDENTIFIERs for CKA_EC_PARAMS (RFC 5480 2.1.1.1). */
-static const unsigned char OID_P256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
-                                         0x3d, 0x03, 0x01, 0x07};
+static const unsigned char OID_P256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+                                         0xce, 0x3d, 0x03, 0x01, 0x07};
 static const unsigned char OID_P384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
 
 qtsp_status qtsp_hsm_generate(qtsp_hsm *hsm, const char *label, qtsp_keytype type,
@@ -848,11 +883,8 @@ qtsp_status qtsp_hsm_generate(qtsp_hsm *hsm, const char *label, qtsp_keytype typ
     CK_ULONG llen = strlen(label);
     CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
     CK_ATTRIBUTE pub[7] = {
-        {CKA_TOKEN, &t, sizeof t},
-        {CKA_PRIVATE, &f, sizeof f},
-        {CKA_VERIFY, &t, sizeof t},
-        {CKA_LABEL, (void *)label, llen},
-        {CKA_ID, (void *)label, llen},
+        {CKA_TOKEN, &t, sizeof t},        {CKA_PRIVATE, &f, sizeof f},   {CKA_VERIFY, &t, sizeof t},
+        {CKA_LABEL, (void *)label, llen}, {CKA_ID, (void *)label, llen},
     };
     CK_ULONG npub = 5;
     switch (type) {
@@ -871,14 +903,10 @@ qtsp_status qtsp_hsm_generate(qtsp_hsm *hsm, const char *label, qtsp_keytype typ
         FAIL(QTSP_ERR_INVALID, "unknown key type %d", (int)type);
     }
     CK_ATTRIBUTE priv[] = {
-        {CKA_TOKEN, &t, sizeof t},
-        {CKA_PRIVATE, &t, sizeof t},
-        {CKA_SENSITIVE, &t, sizeof t},
-        {CKA_EXTRACTABLE, &f, sizeof f},
-        {CKA_SIGN, &t, sizeof t},
-        {CKA_DECRYPT, &f, sizeof f},
-        {CKA_DERIVE, &f, sizeof f},
-        {CKA_LABEL, (void *)label, llen},
+        {CKA_TOKEN, &t, sizeof t},     {CKA_PRIVATE, &t, sizeof t},
+        {CKA_SENSITIVE, &t, sizeof t}, {CKA_EXTRACTABLE, &f, sizeof f},
+        {CKA_SIGN, &t, sizeof t},      {CKA_DECRYPT, &f, sizeof f},
+        {CKA_DERIVE, &f, sizeof f},    {CKA_LABEL, (void *)label, llen},
         {CKA_ID, (void *)label, llen},
     };
 
@@ -887,19 +915,19 @@ qtsp_status qtsp_hsm_generate(qtsp_hsm *hsm, const char *label, qtsp_keytype typ
      * process. The index knows every key that existed at open or was made
      * by this process since: a search of the whole token per new key would
      * cost O(keys). Keys another process adds meanwhile are not seen. */
-    pthread_mutex_lock(&hsm->lock);
-    ENSURE_OUT(!idx_has(hsm, label), QTSP_ERR_EXISTS,
-               "the token already holds a key labelled '%s'", label);
+    pthread_mutex_lock(&hsm->gen_lock);
+    ENSURE_OUT(!idx_has(hsm, label), QTSP_ERR_EXISTS, "the token already holds a key labelled '%s'",
+               label);
     CK_OBJECT_HANDLE hpub, hpriv;
-    CK_RV rv = hsm->fl->C_GenerateKeyPair(s, &mech, pub, npub, priv,
-                                          sizeof priv / sizeof priv[0], &hpub, &hpriv);
+    CK_RV rv = hsm->fl->C_GenerateKeyPair(s, &mech, pub, npub, priv, sizeof priv / sizeof priv[0],
+                                          &hpub, &hpriv);
     ENSURE_OUT(rv == CKR_OK, QTSP_ERR_HSM, "C_GenerateKeyPair (%s) failed: %s",
                qtsp_keytype_name(type), ckr_name(rv));
     CK_KEY_TYPE kt = type == QTSP_KEY_RSA_3072 ? CKK_RSA : CKK_EC;
     TRY_OUT(idx_put(hsm, label, CKO_PRIVATE_KEY, hpriv, kt));
     TRY_OUT(idx_put(hsm, label, CKO_PUBLIC_KEY, hpub, kt));
 out:
-    pthread_mutex_unlock(&hsm->lock);
+    pthread_mutex_unlock(&hsm->gen_lock);
     if (rc != QTSP_OK)
         return rc;
     LOG_INFO("generated %s key '%s' in the token", qtsp_keytype_name(type), label);
@@ -1059,10 +1087,22 @@ static qtsp_status digest_info_prefix(const EVP_MD *md, const unsigned char **p,
 {
     ENSURE(md != NULL, QTSP_ERR_INVALID, "RSA signing needs the digest algorithm");
     switch (EVP_MD_get_type(md)) {
-    case NID_sha224: *p = DI_SHA224; *n = sizeof DI_SHA224; break;
-    case NID_sha256: *p = DI_SHA256; *n = sizeof DI_SHA256; break;
-    case NID_sha384: *p = DI_SHA384; *n = sizeof DI_SHA384; break;
-    case NID_sha512: *p = DI_SHA512; *n = sizeof DI_SHA512; break;
+    case NID_sha224:
+        *p = DI_SHA224;
+        *n = sizeof DI_SHA224;
+        break;
+    case NID_sha256:
+        *p = DI_SHA256;
+        *n = sizeof DI_SHA256;
+        break;
+    case NID_sha384:
+        *p = DI_SHA384;
+        *n = sizeof DI_SHA384;
+        break;
+    case NID_sha512:
+        *p = DI_SHA512;
+        *n = sizeof DI_SHA512;
+        break;
     default:
         FAIL(QTSP_ERR_UNSUPPORTED, "digest %s is not supported for RSA signing",
              EVP_MD_get0_name(md));
@@ -1139,8 +1179,7 @@ qtsp_status qtsp_hsm_sign_digest(qtsp_hsm *hsm, const char *label, const EVP_MD 
                                  size_t *siglen)
 {
     TRY(check_label(label));
-    ENSURE(dgst != NULL && dlen > 0 && dlen <= 64, QTSP_ERR_INVALID,
-           "digest must be 1..64 bytes");
+    ENSURE(dgst != NULL && dlen > 0 && dlen <= 64, QTSP_ERR_INVALID, "digest must be 1..64 bytes");
     ENSURE(md == NULL || (size_t)EVP_MD_get_size(md) == dlen, QTSP_ERR_INVALID,
            "digest length %zu does not match %s", dlen, EVP_MD_get0_name(md));
     ENSURE(sig != NULL && siglen != NULL, QTSP_ERR_INVALID, "no signature buffer");
@@ -1185,8 +1224,8 @@ qtsp_status qtsp_hsm_sign_digest(qtsp_hsm *hsm, const char *label, const EVP_MD 
         return map_key_rv(rv, "C_Sign", label);
     if (kt == CKK_EC)
         return ecdsa_raw_to_der(raw, rawlen, sig, *siglen, siglen);
-    ENSURE(rawlen <= *siglen, QTSP_ERR_TOO_BIG, "signature buffer too small (%zu < %lu)",
-           *siglen, rawlen);
+    ENSURE(rawlen <= *siglen, QTSP_ERR_TOO_BIG, "signature buffer too small (%zu < %lu)", *siglen,
+           rawlen);
     memcpy(sig, raw, rawlen);
     *siglen = rawlen;
     return QTSP_OK;
@@ -1211,8 +1250,8 @@ qtsp_status qtsp_hsm_destroy(qtsp_hsm *hsm, const char *label)
                 destroyed++;
                 continue;
             }
-            ENSURE(stale_handle(rv), QTSP_ERR_HSM, "C_DestroyObject for '%s' failed: %s",
-                   label, ckr_name(rv));
+            ENSURE(stale_handle(rv), QTSP_ERR_HSM, "C_DestroyObject for '%s' failed: %s", label,
+                   ckr_name(rv));
         }
         /* unknown to the index, or its handle went stale: search */
         TRY(find_by_label(hsm, s, label, classes[c], objs, 8, &n));
@@ -1266,8 +1305,8 @@ qtsp_status qtsp_hsm_check_key_protected(qtsp_hsm *hsm, const char *label)
         {CKA_NEVER_EXTRACTABLE, &never, sizeof never},
     };
     CK_RV rv = hsm->fl->C_GetAttributeValue(s, o, a, 3);
-    ENSURE(rv == CKR_OK, QTSP_ERR_HSM, "cannot read the protection attributes of '%s': %s",
-           label, ckr_name(rv));
+    ENSURE(rv == CKR_OK, QTSP_ERR_HSM, "cannot read the protection attributes of '%s': %s", label,
+           ckr_name(rv));
     ENSURE(sens == CK_TRUE, QTSP_ERR_HSM, "key '%s' has CKA_SENSITIVE=false", label);
     ENSURE(extr == CK_FALSE, QTSP_ERR_HSM, "key '%s' has CKA_EXTRACTABLE=true", label);
     ENSURE(never == CK_TRUE, QTSP_ERR_HSM, "key '%s' has CKA_NEVER_EXTRACTABLE=false", label);

@@ -28,13 +28,19 @@ const char *qtsp_keytype_name(qtsp_keytype t);
 /* Creates and initialises an embedded SoftHSM2 token: writes
  * dir/softhsm2.conf (tokendir dir/tokens, file backend), sets SOFTHSM2_CONF
  * for this process, and runs C_InitToken + C_InitPIN with the given PINs.
- * Refuses (QTSP_ERR_EXISTS) when dir/tokens already holds a token. */
+ * Refuses (QTSP_ERR_EXISTS) when dir/tokens already holds a token, and
+ * (QTSP_ERR_STATE) when the module is already initialised in this process
+ * (an open qtsp_hsm): SoftHSM2 reads SOFTHSM2_CONF only at C_Initialize.
+ * On failure SOFTHSM2_CONF is restored. Call qtsp_hsm_open afterwards in
+ * the same process as usual. Not thread-safe (setenv). */
 qtsp_status qtsp_softhsm_create(const char *module, const char *dir, const char *label,
                                 const char *so_pin, const char *user_pin) QTSP_MUST_USE;
 
 /* Loads the module, finds the token by label, logs in as user with pin.
  * QTSP_ERR_HSM_NO_TOKEN, QTSP_ERR_HSM_LOGIN, QTSP_ERR_HSM. For SoftHSM2 the
- * caller sets SOFTHSM2_CONF before. *out is owned by the caller. */
+ * caller sets SOFTHSM2_CONF before. *out is owned by the caller.
+ * Reads the label, type and handles of every key once (an index kept in
+ * memory, so later operations never scan the token). */
 qtsp_status qtsp_hsm_open(const char *module, const char *token_label, const char *pin,
                           qtsp_hsm **out) QTSP_MUST_USE;
 /* Logs out and releases everything. NULL is a no-op. Never C_Finalize()s
@@ -48,14 +54,18 @@ qtsp_status qtsp_hsm_token_info(qtsp_hsm *hsm, char *model, size_t model_cap, ch
 
 /* Generates a key pair inside the token under label (also used as CKA_ID).
  * Private key: CKA_PRIVATE, CKA_SENSITIVE, !CKA_EXTRACTABLE, CKA_SIGN, CKA_TOKEN.
- * QTSP_ERR_EXISTS when label is taken. *pub_out (may be NULL) receives the
- * public key as a software EVP_PKEY (caller frees). */
+ * QTSP_ERR_EXISTS when label is taken (checked against the in-memory index:
+ * keys present at open or made/seen by this process since; a key another
+ * process adds later under the same label is not detected). *pub_out (may
+ * be NULL) receives the public key as a software EVP_PKEY (caller frees). */
 qtsp_status qtsp_hsm_generate(qtsp_hsm *hsm, const char *label, qtsp_keytype type,
                               EVP_PKEY **pub_out) QTSP_MUST_USE;
 
 /* An EVP_PKEY whose private operations happen in the token (libp11), usable
  * with X509_sign, X509_CRL_sign, OCSP_basic_sign, CMS and EVP_DigestSign.
- * Caller frees; valid while hsm is open. QTSP_ERR_HSM_NO_KEY. */
+ * Caller frees; valid while hsm is open. QTSP_ERR_HSM_NO_KEY.
+ * Goes through libp11's key enumeration, which costs O(keys in the token)
+ * per call: for the few CA keys at startup, not per request. */
 qtsp_status qtsp_hsm_private_key(qtsp_hsm *hsm, const char *label, EVP_PKEY **out) QTSP_MUST_USE;
 
 /* The public key for label as a software EVP_PKEY (caller frees). */
@@ -80,7 +90,9 @@ qtsp_status qtsp_hsm_count_private_keys(qtsp_hsm *hsm, size_t *out) QTSP_MUST_US
  * CKA_NEVER_EXTRACTABLE=true. QTSP_ERR_HSM with the failing attribute named. */
 qtsp_status qtsp_hsm_check_key_protected(qtsp_hsm *hsm, const char *label) QTSP_MUST_USE;
 
-/* Number of PKCS#11 sessions this process has open (for /metrics). */
+/* Number of per-thread PKCS#11 sessions qtsp has open (for /metrics);
+ * libp11's own session pool is not counted. A thread's session closes when
+ * the thread exits. */
 unsigned qtsp_hsm_session_count(const qtsp_hsm *hsm);
 
 #endif

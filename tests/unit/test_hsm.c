@@ -141,8 +141,7 @@ static void test_hsm_wrong_pin_is_login_error(void)
 {
     qtsp_hsm *hsm = NULL;
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_hsm_open(QTEST_SOFTHSM_MODULE, TOKEN, "9999", &hsm),
-                    QTSP_ERR_HSM_LOGIN);
+    CU_ASSERT_EQUAL(qtsp_hsm_open(QTEST_SOFTHSM_MODULE, TOKEN, "9999", &hsm), QTSP_ERR_HSM_LOGIN);
     CU_ASSERT_PTR_NULL(hsm);
     /* the right PIN still works afterwards */
     hsm = open_hsm();
@@ -157,8 +156,7 @@ static void test_hsm_unknown_label_is_no_token(void)
                     QTSP_ERR_HSM_NO_TOKEN);
     CU_ASSERT_PTR_NULL(hsm);
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_hsm_open("/nonexistent/module.so", TOKEN, QTEST_PIN, &hsm),
-                    QTSP_ERR_HSM);
+    CU_ASSERT_EQUAL(qtsp_hsm_open("/nonexistent/module.so", TOKEN, QTEST_PIN, &hsm), QTSP_ERR_HSM);
     CU_ASSERT_PTR_NULL(hsm);
 }
 
@@ -283,8 +281,7 @@ static void sign_with_pkey_and_verify(EVP_PKEY *priv, EVP_PKEY *pub)
     EVP_MD_CTX_free(m);
     m = EVP_MD_CTX_new();
     CU_ASSERT_EQUAL(EVP_DigestVerifyInit(m, NULL, EVP_sha256(), NULL, pub), 1);
-    CU_ASSERT_EQUAL(
-        EVP_DigestVerify(m, sig, siglen, (const unsigned char *)msg, strlen(msg)), 1);
+    CU_ASSERT_EQUAL(EVP_DigestVerify(m, sig, siglen, (const unsigned char *)msg, strlen(msg)), 1);
     EVP_MD_CTX_free(m);
 }
 
@@ -346,8 +343,7 @@ static void test_hsm_sign_digest_ec_and_rsa_verify_in_software(void)
             CU_ASSERT_EQUAL(EVP_Digest("payload", 7, dg, &dlen, mds[j], NULL), 1);
             size_t siglen = sizeof sig;
             qtsp_err_clear();
-            qtsp_status rc =
-                qtsp_hsm_sign_digest(hsm, k[i].label, mds[j], dg, dlen, sig, &siglen);
+            qtsp_status rc = qtsp_hsm_sign_digest(hsm, k[i].label, mds[j], dg, dlen, sig, &siglen);
             if (rc != QTSP_OK)
                 fprintf(stderr, "sign_digest: %s\n", qtsp_err_message());
             CU_ASSERT_EQUAL(rc, QTSP_OK);
@@ -411,8 +407,7 @@ static void test_hsm_destroy_removes_key(void)
     unsigned char dg[32], sig[128];
     sha256("x", dg);
     size_t siglen = sizeof sig;
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "gone", EVP_sha256(), dg, 32, sig, &siglen),
-                    QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "gone", EVP_sha256(), dg, 32, sig, &siglen), QTSP_OK);
     size_t before = 0, after = 0;
     CU_ASSERT_EQUAL(qtsp_hsm_count_private_keys(hsm, &before), QTSP_OK);
     CU_ASSERT_EQUAL(qtsp_hsm_destroy(hsm, "gone"), QTSP_OK);
@@ -451,8 +446,7 @@ static void test_hsm_sees_keys_changed_by_another_process(void)
     sha256("x", dg);
     size_t siglen = sizeof sig;
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "ext", EVP_sha256(), dg, 32, sig, &siglen),
-                    QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "ext", EVP_sha256(), dg, 32, sig, &siglen), QTSP_OK);
     EVP_PKEY *pub = NULL;
     CU_ASSERT_EQUAL_FATAL(qtsp_hsm_public_key(hsm, "ext", &pub), QTSP_OK);
     CU_ASSERT(verify_digest(pub, dg, 32, sig, siglen, EVP_sha256()));
