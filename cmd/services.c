@@ -9,6 +9,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "ra/ra.h"
+#include "ocsp/ocsp.h"
 #include "tsa/tsa.h"
 
 #define MAX_ROUTES 48
@@ -21,6 +22,7 @@ struct qtsp_services {
     size_t n_routes;
     qtsp_ra *ra;
     qtsp_tsa *tsa;
+    qtsp_ocsp *ocsp;
     STACK_OF(X509) *tsa_chain;
     qtsp_notify *notify;
     char policies_dir[QTSP_PATH_MAX];
@@ -87,6 +89,15 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
     ENSURE_OUT(s->tsa_chain && sk_X509_push(s->tsa_chain, app->root) > 0, QTSP_ERR_NOMEM,
                "out of memory");
     TRY_OUT(qtsp_tsa_new(path, app->tsa, s->tsa_chain, app->tsa_key, app->store, &s->tsa));
+    /* OCSP: delegated responder for the issuing CA's certificates. The body
+     * limit is above the policy's max_request_bytes so that an oversized
+     * request gets an OCSP malformedRequest rather than an HTTP 413. */
+    snprintf(path, sizeof path, "%s/ocsp.yaml", s->policies_dir);
+    TRY_OUT(qtsp_ocsp_new(path, app->issuing, app->ocsp, app->ocsp_key, app->store, &s->ocsp));
+    TRY_OUT(add_route(s, (qtsp_route){"POST", "/ocsp", 0, 65536, "application/ocsp-request",
+                                      qtsp_ocsp_http_post, s->ocsp, "ocsp_post"}));
+    TRY_OUT(add_route(s, (qtsp_route){"GET", "/ocsp/", 1, 0, NULL, qtsp_ocsp_http_get, s->ocsp,
+                                      "ocsp_get"}));
     TRY_OUT(add_route(s, (qtsp_route){"POST", "/tsa", 0, QTSP_TSA_MAX_QUERY,
                                       "application/timestamp-query", qtsp_tsa_http, s->tsa,
                                       "tsa"}));
@@ -148,6 +159,7 @@ void qtsp_services_free(qtsp_services *s)
     pthread_cond_destroy(&s->cv);
     qtsp_ra_free(s->ra);
     qtsp_tsa_free(s->tsa);
+    qtsp_ocsp_free(s->ocsp);
     sk_X509_free(s->tsa_chain);
     qtsp_notify_free(s->notify); /* after the sweeper and the RA: nothing sends any more */
     OPENSSL_free(s->root_der);
@@ -173,6 +185,7 @@ qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out)
                         (unsigned long long)used, (unsigned long long)map,
                         qtsp_hsm_session_count(s->app->hsm)));
     TRY(qtsp_tsa_metrics(s->tsa, out));
+    TRY(qtsp_ocsp_metrics(s->ocsp, out));
     TRY(qtsp_notify_metrics(s->notify, out));
     return QTSP_OK;
 }
