@@ -1,0 +1,246 @@
+/* Tamper-evident audit log: a SHA-256 hash chain over JSON records
+ * (EN 319 411-1 / EN 319 401 7.10 event logging; eIDAS Art. 24(2)(f)).
+ *
+ * The counter "audit_seq" is the authority for sequence numbers, so a
+ * truncated tail (records deleted at the end) is detected by verify, and
+ * append refuses to extend a chain whose last record is not seq - 1. */
+#include "ca/audit.h"
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/clock.h"
+
+#define AUDIT_VERSION 1
+#define AUDIT_HASH_LEN 32
+#define AUDIT_HDR (1 + AUDIT_HASH_LEN)
+#define AUDIT_DETAILS_MAX (64 * 1024)
+#define AUDIT_BODY_MAX (128 * 1024)
+#define AUDIT_FIELD_MAX 128
+#define AUDIT_COUNTER "audit_seq"
+
+static qtsp_status chain_hash(const unsigned char prev[AUDIT_HASH_LEN], const void *body,
+                              size_t len, unsigned char out[AUDIT_HASH_LEN])
+{
+    qtsp_status rc = QTSP_OK;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned int n = 0;
+    ENSURE_OUT(md, QTSP_ERR_NOMEM, "audit: out of memory");
+    ENSURE_OUT(EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+                   EVP_DigestUpdate(md, prev, AUDIT_HASH_LEN) == 1 &&
+                   EVP_DigestUpdate(md, body, len) == 1 && EVP_DigestFinal_ex(md, out, &n) == 1 &&
+                   n == AUDIT_HASH_LEN,
+               QTSP_ERR_CRYPTO, "audit: SHA-256 failed");
+out:
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+static int text_ok(const char *s)
+{
+    if (!s)
+        return 0;
+    size_t n = strlen(s);
+    if (n < 1 || n > AUDIT_FIELD_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+qtsp_status qtsp_audit_append(qtsp_txn *txn, const char *actor, const char *event,
+                              const char *details_json, uint64_t *seq_out)
+{
+    qtsp_status rc = QTSP_OK;
+    json_t *details = NULL, *body = NULL;
+    char *text = NULL;
+    unsigned char *rec = NULL;
+    qtsp_buf lastk, lastv;
+    qtsp_buf_init(&lastk, 8);
+    qtsp_buf_init(&lastv, AUDIT_HDR + AUDIT_BODY_MAX);
+
+    ENSURE_OUT(txn, QTSP_ERR_INVALID, "audit: no transaction");
+    ENSURE_OUT(text_ok(actor), QTSP_ERR_INVALID, "audit: actor missing or not printable");
+    ENSURE_OUT(text_ok(event), QTSP_ERR_INVALID, "audit: event missing or not printable");
+    if (details_json) {
+        size_t dl = strlen(details_json);
+        ENSURE_OUT(dl <= AUDIT_DETAILS_MAX, QTSP_ERR_TOO_BIG, "audit: details too big");
+        json_error_t jerr;
+        details = json_loadb(details_json, dl, JSON_REJECT_DUPLICATES, &jerr);
+        ENSURE_OUT(details, QTSP_ERR_INVALID, "audit: details are not valid JSON: %s", jerr.text);
+        ENSURE_OUT(json_is_object(details), QTSP_ERR_INVALID, "audit: details are not a JSON object");
+    } else {
+        details = json_object();
+        ENSURE_OUT(details, QTSP_ERR_NOMEM, "audit: out of memory");
+    }
+
+    uint64_t seq;
+    TRY_OUT(qtsp_txn_counter_next(txn, AUDIT_COUNTER, &seq));
+    ENSURE_OUT(seq <= (uint64_t)INT64_MAX, QTSP_ERR_INTERNAL, "audit: sequence overflow");
+    unsigned char prev[AUDIT_HASH_LEN] = {0};
+    qtsp_status lrc = qtsp_txn_last(txn, QTSP_T_AUDIT, &lastk, &lastv);
+    if (lrc == QTSP_ERR_NOT_FOUND) {
+        ENSURE_OUT(seq == 1, QTSP_ERR_AUDIT_BROKEN,
+                   "audit: log is empty but %llu records were written",
+                   (unsigned long long)(seq - 1));
+    } else {
+        TRY_OUT(lrc);
+        ENSURE_OUT(lastk.len == 8 && qtsp_be64_get(lastk.data) == seq - 1, QTSP_ERR_AUDIT_BROKEN,
+                   "audit: last record is not %llu, the chain is broken; run audit verify",
+                   (unsigned long long)(seq - 1));
+        ENSURE_OUT(lastv.len >= AUDIT_HDR && lastv.data[0] == AUDIT_VERSION,
+                   QTSP_ERR_AUDIT_BROKEN, "audit: last record %llu is malformed",
+                   (unsigned long long)(seq - 1));
+        memcpy(prev, lastv.data + 1, AUDIT_HASH_LEN);
+    }
+
+    char when[32];
+    qtsp_format_rfc3339_ms(qtsp_now_ms(), when, sizeof when);
+    body = json_object();
+    ENSURE_OUT(body, QTSP_ERR_NOMEM, "audit: out of memory");
+    ENSURE_OUT(json_object_set_new(body, "seq", json_integer((json_int_t)seq)) == 0 &&
+                   json_object_set_new(body, "time", json_string(when)) == 0 &&
+                   json_object_set_new(body, "actor", json_string(actor)) == 0 &&
+                   json_object_set_new(body, "event", json_string(event)) == 0 &&
+                   json_object_set(body, "details", details) == 0,
+               QTSP_ERR_INVALID, "audit: actor or event is not valid UTF-8");
+    text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    ENSURE_OUT(text, QTSP_ERR_NOMEM, "audit: cannot serialise the record");
+    size_t blen = strlen(text);
+    ENSURE_OUT(blen <= AUDIT_BODY_MAX, QTSP_ERR_TOO_BIG, "audit: record too big");
+
+    rec = malloc(AUDIT_HDR + blen);
+    ENSURE_OUT(rec, QTSP_ERR_NOMEM, "audit: out of memory");
+    rec[0] = AUDIT_VERSION;
+    TRY_OUT(chain_hash(prev, text, blen, rec + 1));
+    memcpy(rec + AUDIT_HDR, text, blen);
+    unsigned char key[8];
+    qtsp_be64_put(key, seq);
+    TRY_OUT(qtsp_txn_put(txn, QTSP_T_AUDIT, key, sizeof key, rec, AUDIT_HDR + blen,
+                         QTSP_PUT_NOOVERWRITE | QTSP_PUT_APPEND));
+    if (seq_out)
+        *seq_out = seq;
+out:
+    free(rec);
+    free(text);
+    json_decref(body);
+    json_decref(details);
+    qtsp_buf_cleanup(&lastk);
+    qtsp_buf_cleanup(&lastv);
+    return rc;
+}
+
+typedef struct verify_ctx {
+    uint64_t expect;
+    unsigned char prev[AUDIT_HASH_LEN];
+    uint64_t bad;
+} verify_ctx;
+
+#define BROKEN(c, s, ...)                                                                          \
+    do {                                                                                           \
+        (c)->bad = (s);                                                                            \
+        return qtsp_err_set(QTSP_ERR_AUDIT_BROKEN, __FILE__, __LINE__, __VA_ARGS__);               \
+    } while (0)
+
+static qtsp_status verify_one(void *ctx, const void *key, size_t klen, const void *val,
+                              size_t vlen, int *stop)
+{
+    verify_ctx *c = ctx;
+    unsigned long long e = (unsigned long long)c->expect;
+    if (klen != 8)
+        BROKEN(c, c->expect, "audit record %llu: missing (found a key of %zu bytes)", e, klen);
+    uint64_t seq = qtsp_be64_get(key);
+    if (seq != c->expect)
+        BROKEN(c, c->expect, "audit record %llu: missing (next record is %llu)", e,
+               (unsigned long long)seq);
+    const unsigned char *v = val;
+    if (vlen < AUDIT_HDR)
+        BROKEN(c, seq, "audit record %llu: truncated (%zu bytes)", e, vlen);
+    if (v[0] != AUDIT_VERSION)
+        BROKEN(c, seq, "audit record %llu: unknown version %u", e, v[0]);
+    const char *body = (const char *)v + AUDIT_HDR;
+    size_t blen = vlen - AUDIT_HDR;
+    json_error_t jerr;
+    json_t *j = json_loadb(body, blen, JSON_REJECT_DUPLICATES, &jerr);
+    if (!j)
+        BROKEN(c, seq, "audit record %llu: body is not valid JSON (%s)", e, jerr.text);
+    json_t *js = json_object_get(j, "seq");
+    int seq_ok = json_is_integer(js) && json_integer_value(js) >= 0 &&
+                 (uint64_t)json_integer_value(js) == seq;
+    int obj_ok = json_is_object(j) && json_is_object(json_object_get(j, "details")) &&
+                 json_is_string(json_object_get(j, "actor")) &&
+                 json_is_string(json_object_get(j, "event"));
+    json_decref(j);
+    if (!obj_ok)
+        BROKEN(c, seq, "audit record %llu: body lacks actor, event or details", e);
+    if (!seq_ok)
+        BROKEN(c, seq, "audit record %llu: body carries a different seq", e);
+    unsigned char h[AUDIT_HASH_LEN];
+    TRY(chain_hash(c->prev, body, blen, h));
+    if (CRYPTO_memcmp(h, v + 1, AUDIT_HASH_LEN) != 0)
+        BROKEN(c, seq, "audit record %llu: hash does not match (record altered or chain broken)",
+               e);
+    memcpy(c->prev, v + 1, AUDIT_HASH_LEN);
+    c->expect++;
+    (void)stop;
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_audit_verify(qtsp_store *st, uint64_t *count, uint64_t *bad_seq)
+{
+    qtsp_txn *txn = NULL;
+    verify_ctx c = {.expect = 1};
+    TRY(qtsp_store_begin(st, 0, &txn));
+    qtsp_status rc = qtsp_txn_iter(txn, QTSP_T_AUDIT, NULL, 0, verify_one, &c);
+    uint64_t written = 0;
+    if (rc == QTSP_OK)
+        rc = qtsp_txn_counter_get(txn, AUDIT_COUNTER, &written);
+    qtsp_txn_abort(txn);
+    if (rc == QTSP_OK && written != c.expect - 1) {
+        c.bad = c.expect;
+        rc = qtsp_err_set(QTSP_ERR_AUDIT_BROKEN, __FILE__, __LINE__,
+                          "audit record %llu: missing (%llu records were written, %llu found)",
+                          (unsigned long long)c.expect, (unsigned long long)written,
+                          (unsigned long long)(c.expect - 1));
+    }
+    if (rc == QTSP_ERR_AUDIT_BROKEN) {
+        if (bad_seq)
+            *bad_seq = c.bad;
+        return rc;
+    }
+    TRY(rc);
+    if (count)
+        *count = c.expect - 1;
+    return QTSP_OK;
+}
+
+typedef struct list_ctx {
+    qtsp_audit_fn fn;
+    void *ctx;
+} list_ctx;
+
+static qtsp_status list_one(void *ctx, const void *key, size_t klen, const void *val, size_t vlen,
+                            int *stop)
+{
+    list_ctx *c = ctx;
+    ENSURE(klen == 8 && vlen >= AUDIT_HDR, QTSP_ERR_STORE_CORRUPT, "audit: malformed record");
+    (void)stop;
+    return c->fn(c->ctx, qtsp_be64_get(key), (const char *)val + AUDIT_HDR, vlen - AUDIT_HDR);
+}
+
+qtsp_status qtsp_audit_list(qtsp_store *st, uint64_t from, qtsp_audit_fn fn, void *ctx)
+{
+    ENSURE(fn, QTSP_ERR_INVALID, "audit: no function");
+    qtsp_txn *txn = NULL;
+    TRY(qtsp_store_begin(st, 0, &txn));
+    unsigned char key[8];
+    qtsp_be64_put(key, from);
+    list_ctx c = {fn, ctx};
+    qtsp_status rc = qtsp_txn_iter(txn, QTSP_T_AUDIT, key, sizeof key, list_one, &c);
+    qtsp_txn_abort(txn);
+    return rc;
+}
