@@ -17,9 +17,12 @@ typedef struct qtsp_ynode qtsp_ynode;
 typedef enum qtsp_ykind { QTSP_Y_SCALAR = 1, QTSP_Y_MAP = 2, QTSP_Y_SEQ = 3 } qtsp_ykind;
 
 /* Loads a file (max 1 MiB). Syntax errors: QTSP_ERR_CONFIG "path:line:col: why".
- * Aliases and anchors are refused; duplicate keys are errors. */
+ * Aliases and anchors are refused; duplicate keys, non-scalar keys, more than
+ * one document and nesting deeper than 64 are QTSP_ERR_CONFIG too.
+ * QTSP_ERR_IO when the file cannot be read, QTSP_ERR_TOO_BIG above 1 MiB. */
 qtsp_status qtsp_ydoc_load_file(const char *path, qtsp_ydoc **out) QTSP_MUST_USE;
-/* Loads text; name is used in error messages in place of a path. */
+/* Loads text (max 1 MiB, else QTSP_ERR_TOO_BIG); name is used in error
+ * messages in place of a path. *out owned by the caller (qtsp_ydoc_free). */
 qtsp_status qtsp_ydoc_load_string(const char *name, const char *text, size_t len,
                                   qtsp_ydoc **out) QTSP_MUST_USE;
 void qtsp_ydoc_free(qtsp_ydoc *doc);
