@@ -1,0 +1,823 @@
+/* Unit tests for core/http.c over real loopback sockets, with a small
+ * HTTP/1.1 client written here (no client library between us and MHD). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/http.h"
+#include "tests/lib/qtest.h"
+
+/* ---- a minimal client ------------------------------------------------- */
+
+typedef struct reply {
+    int status;
+    char head[8192];
+    unsigned char body[256 * 1024];
+    size_t body_len;
+} reply;
+
+static int connect_port(unsigned port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int send_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            return -1;
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* A response header value (copied into out), or NULL. */
+static const char *header_of(const reply *r, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    const char *p = strstr(r->head, "\r\n");
+    while (p && p[2]) {
+        p += 2;
+        if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (*v == ' ')
+                v++;
+            size_t vl = strcspn(v, "\r");
+            if (vl >= cap)
+                vl = cap - 1;
+            memcpy(out, v, vl);
+            out[vl] = '\0';
+            return out;
+        }
+        p = strstr(p, "\r\n");
+    }
+    return NULL;
+}
+
+/* Reads one response. Returns 0, or -1 when the connection closed or timed
+ * out before a full response. head_only for HEAD requests. */
+static int read_reply(int fd, reply *r, int head_only)
+{
+    size_t hl = 0;
+    memset(r->head, 0, sizeof r->head);
+    r->status = 0;
+    r->body_len = 0;
+    /* Byte by byte up to the blank line, so the body stays in the socket. */
+    while (hl + 1 < sizeof r->head) {
+        ssize_t n = recv(fd, r->head + hl, 1, 0);
+        if (n <= 0)
+            return -1;
+        hl++;
+        if (hl >= 4 && memcmp(r->head + hl - 4, "\r\n\r\n", 4) == 0)
+            break;
+    }
+    if (sscanf(r->head, "HTTP/1.1 %d", &r->status) != 1)
+        return -1;
+    char cl[32];
+    if (head_only || header_of(r, "Content-Length", cl, sizeof cl) == NULL)
+        return 0;
+    size_t want = strtoul(cl, NULL, 10);
+    if (want > sizeof r->body)
+        return -1;
+    while (r->body_len < want) {
+        ssize_t n = recv(fd, r->body + r->body_len, want - r->body_len, 0);
+        if (n <= 0)
+            return -1;
+        r->body_len += (size_t)n;
+    }
+    return 0;
+}
+
+/* One request on a fresh connection. */
+static int roundtrip(unsigned port, const char *req, size_t len, reply *r)
+{
+    int fd = connect_port(port);
+    if (fd < 0)
+        return -1;
+    int rc = send_all(fd, req, len) == 0 ? read_reply(fd, r, 0) : -1;
+    close(fd);
+    return rc;
+}
+
+static int get(unsigned port, const char *path, reply *r)
+{
+    char req[2048];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+    return roundtrip(port, req, (size_t)n, r);
+}
+
+static int post(unsigned port, const char *path, const char *ctype, const void *body,
+                size_t len, reply *r)
+{
+    char head[512];
+    int n = snprintf(head, sizeof head,
+                     "POST %s HTTP/1.1\r\nHost: t\r\nContent-Type: %s\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     path, ctype, len);
+    size_t total = (size_t)n + len;
+    char *req = malloc(total);
+    if (req == NULL)
+        return -1;
+    memcpy(req, head, (size_t)n);
+    memcpy(req + n, body, len);
+    int rc = roundtrip(port, req, total, r);
+    free(req);
+    return rc;
+}
+
+static int body_is(const reply *r, const char *s)
+{
+    return r->body_len == strlen(s) && memcmp(r->body, s, r->body_len) == 0;
+}
+
+static int body_has(const reply *r, const char *s)
+{
+    char tmp[4096];
+    size_t n = r->body_len < sizeof tmp - 1 ? r->body_len : sizeof tmp - 1;
+    memcpy(tmp, r->body, n);
+    tmp[n] = '\0';
+    return strstr(tmp, s) != NULL;
+}
+
+/* ---- handlers --------------------------------------------------------- */
+
+static qtsp_status h_name(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    return qtsp_http_resp_set(resp, 200, "text/plain", ctx, strlen(ctx));
+}
+
+/* Echoes "path|raw_path|q" where q is the query argument "q". */
+static qtsp_status h_paths(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    const char *q = qtsp_http_query(req, "q");
+    memcpy(resp->content_type, "text/plain", sizeof "text/plain");
+    return qtsp_buf_printf(&resp->body, "%s|%s|%s", req->path, req->raw_path, q ? q : "-");
+}
+
+static qtsp_status h_echo(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    if (req->body_len)
+        TRY(qtsp_buf_append(&resp->body, req->body, req->body_len));
+    memcpy(resp->content_type, "application/octet-stream", sizeof "application/octet-stream");
+    return QTSP_OK;
+}
+
+/* Fails with the code named by the last path segment. */
+static qtsp_status h_fail(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    const char *w = strrchr(req->path, '/') + 1;
+    TRY(qtsp_buf_puts(&resp->body, "partial output that must not be sent"));
+    if (strcmp(w, "invalid") == 0)
+        FAIL(QTSP_ERR_INVALID, "field \"x\" is malformed");
+    if (strcmp(w, "auth") == 0)
+        FAIL(QTSP_ERR_AUTH, "no credentials");
+    if (strcmp(w, "forbidden") == 0)
+        FAIL(QTSP_ERR_FORBIDDEN, "role lacks permission");
+    if (strcmp(w, "notfound") == 0)
+        FAIL(QTSP_ERR_NOT_FOUND, "no such certificate");
+    if (strcmp(w, "state") == 0)
+        FAIL(QTSP_ERR_STATE, "already revoked");
+    if (strcmp(w, "exists") == 0)
+        FAIL(QTSP_ERR_EXISTS, "already there");
+    if (strcmp(w, "quota") == 0)
+        FAIL(QTSP_ERR_QUOTA, "quota exhausted");
+    if (strcmp(w, "unsupported") == 0)
+        FAIL(QTSP_ERR_UNSUPPORTED, "algorithm not supported");
+    if (strcmp(w, "toobig") == 0)
+        FAIL(QTSP_ERR_TOO_BIG, "too many items");
+    FAIL(QTSP_ERR_STORE, "secret internal detail /var/lib/qtsp/db");
+}
+
+static atomic_int g_freed;
+static const unsigned char k_static_body[] = "zero-copy body";
+
+static void free_marker(void *ctx)
+{
+    atomic_fetch_add((atomic_int *)ctx, 1);
+}
+
+static qtsp_status h_ext(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    resp->ext_body = k_static_body;
+    resp->ext_len = sizeof k_static_body - 1;
+    resp->free_fn = free_marker;
+    resp->free_ctx = &g_freed;
+    memcpy(resp->content_type, "application/ocsp-response", sizeof "application/ocsp-response");
+    TRY(qtsp_http_resp_header(resp, "Cache-Control", "max-age=300, public"));
+    TRY(qtsp_http_resp_header(resp, "ETag", "\"abc123\""));
+    return QTSP_OK;
+}
+
+static atomic_int g_slow_started;
+
+static qtsp_status h_slow(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    atomic_store(&g_slow_started, 1);
+    struct timespec ts = {0, 300 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    return qtsp_http_resp_set(resp, 200, "text/plain", "slow done", 9);
+}
+
+static qtsp_status metrics_extra(void *ctx, qtsp_buf *out)
+{
+    return qtsp_buf_puts(out, "qtsp_test_extra 42\n");
+}
+
+static const qtsp_route k_routes[] = {
+    {"GET", "/exact", 0, 0, NULL, h_name, "exact", "exact"},
+    {"GET", "/pre/", 1, 0, NULL, h_name, "pre", "pre"},
+    {"GET", "/pre/deeper/", 1, 0, NULL, h_name, "deeper", "deeper"},
+    {"GET", "/pre/fixed", 0, 0, NULL, h_name, "fixed", "fixed"},
+    {"GET", "/paths/", 1, 0, NULL, h_paths, NULL, "paths"},
+    {"POST", "/echo", 0, 8192, "application/timestamp-query", h_echo, NULL, "echo"},
+    {"POST", "/nobody", 0, 0, NULL, h_echo, NULL, "nobody"},
+    {"GET", "/both", 0, 0, NULL, h_name, "both-get", "both_get"},
+    {"POST", "/both", 0, 100, NULL, h_echo, NULL, "both_post"},
+    {"GET", "/fail/", 1, 0, NULL, h_fail, NULL, "fail"},
+    {"GET", "/ext", 0, 0, NULL, h_ext, NULL, "ext"},
+    {"GET", "/slow", 0, 0, NULL, h_slow, NULL, "slow"},
+};
+
+static qtsp_http_server *start(void)
+{
+    qtsp_http_opts o = {"127.0.0.1:0", 2, 10, 0};
+    qtsp_http_server *srv = NULL;
+    qtsp_err_clear();
+    qtsp_status rc = qtsp_http_start(&o, k_routes, sizeof k_routes / sizeof k_routes[0],
+                                     metrics_extra, NULL, &srv);
+    CU_ASSERT_EQUAL_FATAL(rc, QTSP_OK);
+    CU_ASSERT_FATAL(qtsp_http_port(srv) > 0);
+    return srv;
+}
+
+/* ---- tests ------------------------------------------------------------ */
+
+static reply R; /* large; one at a time */
+
+static void test_http_dispatches_exact_route(void)
+{
+    qtsp_http_server *srv = start();
+    unsigned port = qtsp_http_port(srv);
+    CU_ASSERT_EQUAL(get(port, "/exact", &R), 0);
+    CU_ASSERT_EQUAL(R.status, 200);
+    CU_ASSERT(body_is(&R, "exact"));
+    char v[64];
+    CU_ASSERT_PTR_NOT_NULL(header_of(&R, "Content-Type", v, sizeof v));
+    CU_ASSERT_STRING_EQUAL(v, "text/plain");
+    /* an exact route is not a prefix */
+    CU_ASSERT_EQUAL(get(port, "/exact/more", &R), 0);
+    CU_ASSERT_EQUAL(R.status, 404);
+    qtsp_http_stop(srv);
+}
+
+static void test_http_prefix_route_takes_longest_match(void)
+{
+    qtsp_http_server *srv = start();
+    unsigned port = qtsp_http_port(srv);
+    CU_ASSERT_EQUAL(get(port, "/pre/abc", &R), 0);
+    CU_ASSERT(body_is(&R, "pre"));
+    CU_ASSERT_EQUAL(get(port, "/pre/deeper/x/y", &R), 0);
+    CU_ASSERT(body_is(&R, "deeper"));
+    CU_ASSERT_EQUAL(get(port, "/pre/fixed", &R), 0);
+    CU_ASSERT(body_is(&R, "fixed"));
+    CU_ASSERT_EQUAL(get(port, "/pre/fixedx", &R), 0);
+    CU_ASSERT(body_is(&R, "pre"));
+    CU_ASSERT_EQUAL(get(port, "/pre", &R), 0);
+    CU_ASSERT_EQUAL(R.status, 404);
+    qtsp_http_stop(srv);
+}
+
+static void test_http_unknown_path_is_404_json(void)
+{
+    qtsp_http_server *srv = start();
+    CU_ASSERT_EQUAL(get(qtsp_http_port(srv), "/nothing/here", &R), 0);
+    CU_ASSERT_EQUAL(R.status, 404);
+    CU_ASSERT(body_has(&R, "\"error\":\"not_found\""));
+    char v[64];
+    CU_ASSERT_PTR_NOT_NULL(header_of(&R, "Content-Type", v, sizeof v));
+    CU_ASSERT_STRING_EQUAL(v, "application/json");
+    qtsp_http_stop(srv);
+}
+
+static void test_http_wrong_method_is_405_with_allow(void)
+{
+    qtsp_http_server *srv = start();
+    unsigned port = qtsp_http_port(srv);
+    const char *req = "DELETE /exact HTTP/1.1\r\nHost: t\r\n\r\n";
+    CU_ASSERT_EQUAL(roundtrip(port, req, strlen(req), &R), 0);
+    CU_ASSERT_EQUAL(R.status, 405);
+    char v[64];
+    CU_ASSERT_PTR_NOT_NULL(header_of(&R, "Allow", v, sizeof v));
+    CU_ASSERT_STRING_EQUAL(v, "GET");
+    /* a path with GET and POST routes lists both */
+    req = "PUT /both HTTP/1.1\r\nHost: t\r\n\r\n";
+    CU_ASSERT_EQUAL(roundtrip(port, req, strlen(req), &R), 0);
+    CU_ASSERT_EQUAL(R.status, 405);
+    CU_ASSERT_PTR_NOT_NULL(header_of(&R, "Allow", v, sizeof v));
+    CU_ASSERT_STRING_EQUAL(v, "GET, POST");
+    /* and both methods reach their own handler */
+    CU_ASSERT_EQUAL(get(port, "/both", &R), 0);
+    CU_ASSERT(body_is(&R, "both-get"));
+    CU_ASSERT_EQUAL(post(port, "/both", "text/plain", "hi", 2, &R), 0);
+    CU_ASSERT(body_is(&R, "hi"));
+    /* GET with a body on a POST-only path is refused, body unread */
+    CU_ASSERT_EQUAL(post(port, "/exact", "text/plain", "hi", 2, &R), 0);
+    CU_ASSERT_EQUAL(R.status, 405);
+    qtsp_http_stop(srv);
+}
+
+static void test_http_post_body_delivered_byte_exact(void)
+{
+    qtsp_http_server *srv = start();
+    unsigned char body[8192];
+    for (size_t i = 0; i < sizeof body; i++)
+        body[i] = (unsigned char)(i * 7 + (i >> 8));
+    body[10] = 0;
+    CU_ASSERT_EQUAL(post(qtsp_http_port(srv), "/echo", "application/timestamp-query", body,
+                         sizeof body, &R),
+                    0);
+    CU_ASSERT_EQUAL(R.status, 200);
+    CU_ASSERT_EQUAL(R.body_len, sizeof body);
+    CU_ASSERT(memcmp(R.body, body, sizeof body) == 0);
+    qtsp_http_stop(srv);
+}
+
+static void test_http_chunked_body_within_limit_is_delivered(void)
+{
+    qtsp_http_server *srv = start();
+    const char *req = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                      "application/timestamp-query\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    CU_ASSERT_EQUAL(roundtrip(qtsp_http_port(srv), req, strlen(req), &R), 0);
+    CU_ASSERT_EQUAL(R.status, 200);
+    CU_ASSERT(body_is(&R, "hello world"));
+    qtsp_http_stop(srv);
+}
+
+static void test_http_content_length_over_limit_is_413_before_reading(void)
+{
+    qtsp_http_server *srv = start();
+    /* 1 GB announced, nothing sent: the answer must come without the body. */
+    const char *req = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                      "application/timestamp-query\r\nContent-Length: 1000000000\r\n\r\n";
+    CU_ASSERT_EQUAL(roundtrip(qtsp_http_port(srv), req, strlen(req), &R), 0);
+    CU_ASSERT_EQUAL(R.status, 413);
+    CU_ASSERT(body_has(&R, "\"error\":\"too_big\""));
+    qtsp_http_stop(srv);
+}
+
+static void test_http_body_one_past_limit_is_413(void)
+{
+    qtsp_http_server *srv = start();
+    unsigned char body[8193] = {0};
+    CU_ASSERT_EQUAL(post(qtsp_http_port(srv), "/echo", "application/timestamp-query", body,
+                         sizeof body, &R),
+                    0);
+    CU_ASSERT_EQUAL(R.status, 413);
+    qtsp_http_stop(srv);
+}
+
+static void test_http_chunked_body_over_limit_is_413(void)
+{
+    qtsp_http_server *srv = start();
+    /* 3 chunks of 4000 bytes: 12000 > 8192, no Content-Length. */
+    char req[16384];
+    size_t n = (size_t)snprintf(req, sizeof req,
+                                "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                                "application/timestamp-query\r\n"
+                                "Transfer-Encoding: chunked\r\n\r\n");
+    for (int c = 0; c < 3; c++) {
+        n += (size_t)snprintf(req + n, sizeof req - n, "fa0\r\n");
+        memset(req + n, 'a', 4000);
+        n += 4000;
+        memcpy(req + n, "\r\n", 2);
+        n += 2;
+    }
+    memcpy(req + n, "0\r\n\r\n", 5);
+    n += 5;
+    CU_ASSERT_EQUAL(roundtrip(qtsp_http_port(srv), req, n, &R), 0);
+    CU_ASSERT_EQUAL(R.status, 413);
+    qtsp_http_stop(srv);
+}
+
+static void test_http_endless_chunked_body_gets_connection_closed(void)
+{
+    qtsp_http_server *srv = start();
+    int fd = connect_port(qtsp_http_port(srv));
+    CU_ASSERT_FATAL(fd >= 0);
+    const char *head = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                       "application/timestamp-query\r\nTransfer-Encoding: chunked\r\n\r\n";
+    CU_ASSERT_EQUAL(send_all(fd, head, strlen(head)), 0);
+    char chunk[4096 + 16];
+    int n = snprintf(chunk, sizeof chunk, "1000\r\n");
+    memset(chunk + n, 'b', 4096);
+    memcpy(chunk + n + 4096, "\r\n", 2);
+    int sent_ok = 0;
+    for (int i = 0; i < 1024; i++) { /* up to 4 MiB; the server stops reading long before */
+        if (send_all(fd, chunk, (size_t)n + 4098) != 0)
+            break;
+        sent_ok++;
+    }
+    CU_ASSERT(sent_ok < 1024);
+    /* no answer: the connection is just closed */
+    CU_ASSERT_EQUAL(read_reply(fd, &R, 0), -1);
+    close(fd);
+    qtsp_http_stop(srv);
+}
+
+static void test_http_body_on_no_body_route_is_413(void)
+{
+    qtsp_http_server *srv = start();
+    CU_ASSERT_EQUAL(post(qtsp_http_port(srv), "/nobody", "text/plain", "x", 1, &R), 0);
+    CU_ASSERT_EQUAL(R.status, 413);
+    /* an empty POST is fine */
+    CU_ASSERT_EQUAL(post(qtsp_http_port(srv), "/nobody", "text/plain", "", 0, &R), 0);
+    CU_ASSERT_EQUAL(R.status, 200);
+    qtsp_http_stop(srv);
+}
+
+static void test_http_wrong_content_type_is_415(void)
+{
+    qtsp_http_server *srv = start();
+    unsigned port = qtsp_http_port(srv);
+    CU_ASSERT_EQUAL(post(port, "/echo", "application/ocsp-request", "abc", 3, &R), 0);
+    CU_ASSERT_EQUAL(R.status, 415);
+    CU_ASSERT(body_has(&R, "\"error\":\"unsupported_media\""));
+    /* no Content-Type at all */
+    const char *req = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc";
+    CU_ASSERT_EQUAL(roundtrip(port, req, strlen(req), &R), 0);
+    CU_ASSERT_EQUAL(R.status, 415);
+    /* a prefix of the right type is not the right type */
+    CU_ASSERT_EQUAL(post(port, "/echo", "application/timestamp-queryx", "abc", 3, &R), 0);
+    CU_ASSERT_EQUAL(R.status, 415);
+    /* case and parameters are ignored (RFC 9110 8.3.1) */
+    CU_ASSERT_EQUAL(post(port, "/echo", "Application/TimeStamp-Query; charset=binary", "abc",
+                         3, &R),
+                    0);
+    CU_ASSERT_EQUAL(R.status, 200);
+    CU_ASSERT(body_is(&R, "abc"));
+    qtsp_http_stop(srv);
+}
+
+static void expect_error(unsigned port, const char *what, int status, const char *code,
+                         const char *msg)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/fail/%s", what);
+    CU_ASSERT_EQUAL_FATAL(get(port, path, &R), 0);
+    CU_ASSERT_EQUAL(R.status, status);
+    char want[128];
+    snprintf(want, sizeof want, "{\"error\":\"%s\",\"message\":\"%s\"}", code, msg);
+    if (!body_is(&R, want))
+        fprintf(stderr, "\n  %s: got %.*s\n", what, (int)R.body_len, R.body);
+    CU_ASSERT(body_is(&R, want));
+    char v[64];
+    CU_ASSERT_PTR_NOT_NULL(header_of(&R, "Content-Type", v, sizeof v));
+}
+
+static void test_http_handler_errors_map_to_status_and_json(void)
+{
+    qtsp_http_server *srv = start();
+    unsigned port = qtsp_http_port(srv);
+    expect_error(port, "invalid", 400, "invalid", "field \\\"x\\\" is malformed");
+    expect_error(port, "auth", 401, "unauthenticated", "no credentials");
+    expect_error(port, "forbidden", 403, "forbidden", "role lacks permission");
+    expect_error(port, "notfound", 404, "not_found", "no such certificate");
+    expect_error(port, "state", 409, "conflict", "already revoked");
+    expect_error(port, "exists", 409, "conflict", "already there");
+    expect_error(port, "toobig", 413, "too_big", "too many items");
+    expect_error(port, "unsupported", 415, "unsupported_media", "algorithm not supported");
+    expect_error(port, "quota", 429, "quota", "quota exhausted");
+    qtsp_http_stop(srv);
+}
+
+static void test_http_internal_error_hides_the_message(void)
+{
+    qtsp_http_server *srv = start();
+    expect_error(qtsp_http_port(srv), "store", 500, "internal", "internal error");
+    CU_ASSERT(!body_has(&R, "secret"));
+    CU_ASSERT(!body_has(&R, "partial"));
+    qtsp_http_stop(srv);
+}
+
+static void test_http_health_answers_ok(void)
+{
+    qtsp_http_server *srv = start();
+    CU_ASSERT_EQUAL(get(qtsp_http_port(srv), "/health", &R), 0);
+    CU_ASSERT_EQUAL(R.status, 200);
+    CU_ASSERT(body_is(&R, "ok"));
+    qtsp_http_stop(srv);
+}
+
+static void test_http_metrics_count_requests_per_route(void)
+{
+    qtsp_http_server *srv = start();
+    unsigned port = qtsp_http_port(srv);
+    CU_ASSERT_EQUAL(get(port, "/exact", &R), 0);
+    CU_ASSERT_EQUAL(get(port, "/exact", &R), 0);
+    CU_ASSERT_EQUAL(get(port, "/fail/quota", &R), 0);
+    CU_ASSERT_EQUAL(get(port, "/metrics", &R), 0);
+    CU_ASSERT_EQUAL(R.status, 200);
+    CU_ASSERT(R.body_len < sizeof R.body);
+    R.body[R.body_len] = '\0';
+    const char *m = (const char *)R.body;
+    CU_ASSERT_PTR_NOT_NULL(strstr(m, "qtsp_http_requests_total{route=\"exact\",status=\"200\"} 2\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(m, "qtsp_http_requests_total{route=\"fail\",status=\"429\"} 1\n"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(m, "qtsp_http_request_duration_seconds_bucket{route=\"exact\",le=\"+Inf\"} 2\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(m, "qtsp_http_request_duration_seconds_count{route=\"exact\"} 2\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(m, "qtsp_http_request_duration_seconds_sum{route=\"exact\"} "));
+    /* the gauge counts this connection (others may still be closing) */
+    const char *g = strstr(m, "\nqtsp_http_connections_open ");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    CU_ASSERT(strtol(g + strlen("\nqtsp_http_connections_open "), NULL, 10) >= 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(m, "qtsp_test_extra 42\n"));
+    qtsp_http_stop(srv);
+}
+
+static int is_hex16(const char *s)
+{
+    if (strlen(s) != 16)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+            return 0;
+    return 1;
+}
+
+static void test_http_every_response_has_a_request_id(void)
+{
+    qtsp_http_server *srv = start();
+    unsigned port = qtsp_http_port(srv);
+    char a[64], b[64];
+    CU_ASSERT_EQUAL(get(port, "/exact", &R), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(header_of(&R, "X-Request-Id", a, sizeof a));
+    CU_ASSERT(is_hex16(a));
+    CU_ASSERT_EQUAL(get(port, "/nothing", &R), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(header_of(&R, "X-Request-Id", b, sizeof b));
+    CU_ASSERT(is_hex16(b));
+    CU_ASSERT_STRING_NOT_EQUAL(a, b);
+    qtsp_http_stop(srv);
+}
+
+static void test_http_raw_path_keeps_percent_escapes_and_plus(void)
+{
+    qtsp_http_server *srv = start();
+    CU_ASSERT_EQUAL(get(qtsp_http_port(srv), "/paths/MEow%2FAb+c%3D=/x?q=a%20b", &R), 0);
+    CU_ASSERT_EQUAL(R.status, 200);
+    if (!body_is(&R, "/paths/MEow/Ab+c==/x|/paths/MEow%2FAb+c%3D=/x|a b"))
+        fprintf(stderr, "\n  got %.*s\n", (int)R.body_len, R.body);
+    CU_ASSERT(body_is(&R, "/paths/MEow/Ab+c==/x|/paths/MEow%2FAb+c%3D=/x|a b"));
+    qtsp_http_stop(srv);
+}
+
+static void test_http_ext_body_sent_and_freed_with_extra_headers(void)
+{
+    qtsp_http_server *srv = start();
+    atomic_store(&g_freed, 0);
+    CU_ASSERT_EQUAL(get(qtsp_http_port(srv), "/ext", &R), 0);
+    CU_ASSERT_EQUAL(R.status, 200);
+    CU_ASSERT(body_is(&R, "zero-copy body"));
+    char v[128];
+    CU_ASSERT_PTR_NOT_NULL(header_of(&R, "Content-Type", v, sizeof v));
+    CU_ASSERT_STRING_EQUAL(v, "application/ocsp-response");
+    CU_ASSERT_PTR_NOT_NULL(header_of(&R, "Cache-Control", v, sizeof v));
+    CU_ASSERT_STRING_EQUAL(v, "max-age=300, public");
+    CU_ASSERT_PTR_NOT_NULL(header_of(&R, "ETag", v, sizeof v));
+    CU_ASSERT_STRING_EQUAL(v, "\"abc123\"");
+    /* stop waits for the workers, after which every response is freed */
+    qtsp_http_stop(srv);
+    CU_ASSERT_EQUAL(atomic_load(&g_freed), 1);
+}
+
+static void test_http_keep_alive_serves_two_requests_on_one_connection(void)
+{
+    qtsp_http_server *srv = start();
+    int fd = connect_port(qtsp_http_port(srv));
+    CU_ASSERT_FATAL(fd >= 0);
+    const char *r1 = "GET /exact HTTP/1.1\r\nHost: t\r\n\r\n";
+    const char *r2 = "GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n";
+    const char *r3 = "GET /pre/a HTTP/1.1\r\nHost: t\r\n\r\n";
+    CU_ASSERT_EQUAL(send_all(fd, r1, strlen(r1)), 0);
+    CU_ASSERT_EQUAL(read_reply(fd, &R, 0), 0);
+    CU_ASSERT(body_is(&R, "exact"));
+    /* a 404 keeps the connection too */
+    CU_ASSERT_EQUAL(send_all(fd, r2, strlen(r2)), 0);
+    CU_ASSERT_EQUAL(read_reply(fd, &R, 0), 0);
+    CU_ASSERT_EQUAL(R.status, 404);
+    CU_ASSERT_EQUAL(send_all(fd, r3, strlen(r3)), 0);
+    CU_ASSERT_EQUAL(read_reply(fd, &R, 0), 0);
+    CU_ASSERT(body_is(&R, "pre"));
+    close(fd);
+    qtsp_http_stop(srv);
+}
+
+static void test_http_head_answers_headers_only(void)
+{
+    qtsp_http_server *srv = start();
+    int fd = connect_port(qtsp_http_port(srv));
+    CU_ASSERT_FATAL(fd >= 0);
+    const char *r1 = "HEAD /exact HTTP/1.1\r\nHost: t\r\n\r\n";
+    const char *r2 = "GET /exact HTTP/1.1\r\nHost: t\r\n\r\n";
+    CU_ASSERT_EQUAL(send_all(fd, r1, strlen(r1)), 0);
+    CU_ASSERT_EQUAL(read_reply(fd, &R, 1), 0);
+    CU_ASSERT_EQUAL(R.status, 200);
+    char v[32];
+    CU_ASSERT_PTR_NOT_NULL(header_of(&R, "Content-Length", v, sizeof v));
+    CU_ASSERT_STRING_EQUAL(v, "5");
+    /* no body bytes came: the next response starts right away */
+    CU_ASSERT_EQUAL(send_all(fd, r2, strlen(r2)), 0);
+    CU_ASSERT_EQUAL(read_reply(fd, &R, 0), 0);
+    CU_ASSERT(body_is(&R, "exact"));
+    close(fd);
+    qtsp_http_stop(srv);
+}
+
+static void *slow_client(void *arg)
+{
+    unsigned port = *(unsigned *)arg;
+    static reply r;
+    if (get(port, "/slow", &r) != 0)
+        return NULL;
+    return &r;
+}
+
+static void test_http_stop_lets_request_in_flight_answer(void)
+{
+    qtsp_http_server *srv = start();
+    unsigned port = qtsp_http_port(srv);
+    atomic_store(&g_slow_started, 0);
+    pthread_t t;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, slow_client, &port), 0);
+    while (!atomic_load(&g_slow_started)) {
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    qtsp_http_stop(srv);
+    void *res = NULL;
+    pthread_join(t, &res);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(res);
+    const reply *r = res;
+    CU_ASSERT_EQUAL(r->status, 200);
+    CU_ASSERT(body_is(r, "slow done"));
+    /* and nobody listens any more */
+    CU_ASSERT_EQUAL(connect_port(port), -1);
+}
+
+static void test_http_resp_header_limits(void)
+{
+    qtsp_http_resp resp;
+    memset(&resp, 0, sizeof resp);
+    qtsp_err_clear();
+    char long_value[200];
+    memset(long_value, 'v', sizeof long_value - 1);
+    long_value[sizeof long_value - 1] = '\0';
+    CU_ASSERT_EQUAL(qtsp_http_resp_header(&resp, "X-Long", long_value), QTSP_ERR_TOO_BIG);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_http_resp_header(&resp, "X-Bad", "a\r\nSet-Cookie: x"),
+                    QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_http_resp_header(&resp, "X Bad", "a"), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(resp.n_headers, 0);
+    for (int i = 0; i < QTSP_HTTP_MAX_HEADERS; i++)
+        CU_ASSERT_EQUAL(qtsp_http_resp_header(&resp, "X-N", "1"), QTSP_OK);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_http_resp_header(&resp, "X-N", "1"), QTSP_ERR_TOO_BIG);
+    CU_ASSERT_EQUAL(resp.n_headers, QTSP_HTTP_MAX_HEADERS);
+}
+
+static void test_http_resp_set_replaces_body(void)
+{
+    qtsp_http_resp resp;
+    memset(&resp, 0, sizeof resp);
+    qtsp_buf_init(&resp.body, 16);
+    CU_ASSERT_EQUAL(qtsp_http_resp_set(&resp, 201, "text/plain", "first", 5), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_http_resp_set(&resp, 202, "text/csv", "second", 6), QTSP_OK);
+    CU_ASSERT_EQUAL(resp.status, 202);
+    CU_ASSERT_STRING_EQUAL(resp.content_type, "text/csv");
+    CU_ASSERT_STRING_EQUAL(qtsp_buf_str(&resp.body), "second");
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_http_resp_set(&resp, 200, "text/plain", "0123456789abcdefg", 17),
+                    QTSP_ERR_TOO_BIG);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_http_resp_set(&resp, 99, "text/plain", "x", 1), QTSP_ERR_INVALID);
+    qtsp_buf_cleanup(&resp.body);
+}
+
+static void test_http_start_rejects_bad_listen_addresses(void)
+{
+    static const char *const bad[] = {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:70000",
+                                      "127.0.0.1:8x", "localhost:80", "[::1:80", "::1:80",
+                                      "[zz]:80", "1.2.3.4.5:80"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        qtsp_http_opts o = {bad[i], 1, 10, 0};
+        qtsp_http_server *srv = NULL;
+        qtsp_err_clear();
+        CU_ASSERT_EQUAL(qtsp_http_start(&o, k_routes, 1, NULL, NULL, &srv), QTSP_ERR_INVALID);
+        CU_ASSERT_PTR_NULL(srv);
+    }
+    qtsp_http_opts o = {"127.0.0.1:0", 0, 10, 0};
+    qtsp_http_server *srv = NULL;
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_http_start(&o, k_routes, 1, NULL, NULL, &srv), QTSP_ERR_INVALID);
+}
+
+static void test_http_start_fails_on_a_port_in_use(void)
+{
+    qtsp_http_server *a = start();
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", qtsp_http_port(a));
+    qtsp_http_opts o = {addr, 1, 10, 0};
+    qtsp_http_server *b = NULL;
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_http_start(&o, k_routes, 1, NULL, NULL, &b), QTSP_ERR_IO);
+    CU_ASSERT_PTR_NULL(b);
+    qtsp_http_stop(a);
+    qtsp_http_stop(NULL);
+}
+
+static void test_http_listens_on_ipv6_loopback(void)
+{
+    int probe = socket(AF_INET6, SOCK_STREAM, 0);
+    if (probe < 0)
+        return; /* no IPv6 in this sandbox */
+    close(probe);
+    qtsp_http_opts o = {"[::1]:0", 1, 10, 0};
+    qtsp_http_server *srv = NULL;
+    qtsp_err_clear();
+    if (qtsp_http_start(&o, k_routes, 1, NULL, NULL, &srv) != QTSP_OK)
+        return; /* ::1 not configured */
+    unsigned port = qtsp_http_port(srv);
+    CU_ASSERT(port > 0);
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a = {0};
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons((uint16_t)port);
+    a.sin6_addr = in6addr_loopback;
+    CU_ASSERT_EQUAL(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    const char *req = "GET /exact HTTP/1.1\r\nHost: t\r\n\r\n";
+    CU_ASSERT_EQUAL(send_all(fd, req, strlen(req)), 0);
+    CU_ASSERT_EQUAL(read_reply(fd, &R, 0), 0);
+    CU_ASSERT(body_is(&R, "exact"));
+    close(fd);
+    qtsp_http_stop(srv);
+}
+
+int main(void)
+{
+    static const qtest_case cases[] = {
+        QTEST(test_http_dispatches_exact_route),
+        QTEST(test_http_prefix_route_takes_longest_match),
+        QTEST(test_http_unknown_path_is_404_json),
+        QTEST(test_http_wrong_method_is_405_with_allow),
+        QTEST(test_http_post_body_delivered_byte_exact),
+        QTEST(test_http_chunked_body_within_limit_is_delivered),
+        QTEST(test_http_content_length_over_limit_is_413_before_reading),
+        QTEST(test_http_body_one_past_limit_is_413),
+        QTEST(test_http_chunked_body_over_limit_is_413),
+        QTEST(test_http_endless_chunked_body_gets_connection_closed),
+        QTEST(test_http_body_on_no_body_route_is_413),
+        QTEST(test_http_wrong_content_type_is_415),
+        QTEST(test_http_handler_errors_map_to_status_and_json),
+        QTEST(test_http_internal_error_hides_the_message),
+        QTEST(test_http_health_answers_ok),
+        QTEST(test_http_metrics_count_requests_per_route),
+        QTEST(test_http_every_response_has_a_request_id),
+        QTEST(test_http_raw_path_keeps_percent_escapes_and_plus),
+        QTEST(test_http_ext_body_sent_and_freed_with_extra_headers),
+        QTEST(test_http_keep_alive_serves_two_requests_on_one_connection),
+        QTEST(test_http_head_answers_headers_only),
+        QTEST(test_http_stop_lets_request_in_flight_answer),
+        QTEST(test_http_resp_header_limits),
+        QTEST(test_http_resp_set_replaces_body),
+        QTEST(test_http_start_rejects_bad_listen_addresses),
+        QTEST(test_http_start_fails_on_a_port_in_use),
+        QTEST(test_http_listens_on_ipv6_loopback),
+    };
+    return qtest_run("http", cases, sizeof cases / sizeof cases[0]);
+}
