@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,11 +182,6 @@ out:
 /* ---------------------------------------------------------------- DER bits */
 
 /* Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue } */
-static size_t ext_size(size_t vlen, int critical)
-{
-    return qtsp_der_tlv_size(5 + (critical ? 3 : 0) + qtsp_der_tlv_size(vlen));
-}
-
 static size_t put_ext(unsigned char *out, int ce, int critical, const unsigned char *val,
                       size_t vlen)
 {
