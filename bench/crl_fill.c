@@ -153,7 +153,7 @@ static void serial_of(uint64_t i, unsigned char s[SERIAL_LEN])
         s[k] = (unsigned char)(i >> (8 * (15 - k)));
 }
 
-static const int reasons[] = {1, 3, 4, 5, 9, 0};
+static const int reasons[] = {1, 3, 4, 5, 0, 4}; /* names openssl ca knows */
 
 static qtsp_status fill_batch(qtsp_txn *txn, void *arg)
 {
