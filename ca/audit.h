@@ -17,7 +17,10 @@
 /* Appends one record in txn (a write transaction). actor: who ("operator:alice",
  * "cli:root", "system"); event: dotted name ("cert.issue", "cert.hold", ...);
  * details_json: a JSON object text or NULL. Never put secrets in details.
- * *seq_out (may be NULL) receives the record's sequence number. */
+ * *seq_out (may be NULL) receives the record's sequence number.
+ * QTSP_ERR_INVALID: details not a JSON object, actor/event empty or with
+ * control characters. QTSP_ERR_AUDIT_BROKEN: the last stored record is not
+ * seq-1 (the chain was truncated); nothing is appended to a broken chain. */
 qtsp_status qtsp_audit_append(qtsp_txn *txn, const char *actor, const char *event,
                               const char *details_json, uint64_t *seq_out) QTSP_MUST_USE;
 
@@ -26,7 +29,9 @@ qtsp_status qtsp_audit_append(qtsp_txn *txn, const char *actor, const char *even
  * and the reason in the error message. */
 qtsp_status qtsp_audit_verify(qtsp_store *st, uint64_t *count, uint64_t *bad_seq) QTSP_MUST_USE;
 
-/* Visits records with seq >= from in order; body is the JSON text (borrowed). */
+/* Visits records with seq >= from in order; body is the JSON text (borrowed,
+ * not NUL-terminated). fn runs inside a read transaction of this thread: it
+ * must not begin another one on st. */
 typedef qtsp_status (*qtsp_audit_fn)(void *ctx, uint64_t seq, const char *body, size_t len);
 qtsp_status qtsp_audit_list(qtsp_store *st, uint64_t from, qtsp_audit_fn fn,
                             void *ctx) QTSP_MUST_USE;

@@ -74,7 +74,8 @@ void qtsp_serial_to_hex(const unsigned char *s, size_t len, char *out /* >= 41 *
 
 /* Stores a newly issued certificate with status valid (not_before/not_after
  * taken from the DER) and its subject index. QTSP_ERR_EXISTS if the serial
- * was ever used. */
+ * was ever used. QTSP_ERR_INVALID if the DER does not parse exactly, or its
+ * serial is not rec->serial, or a text field is empty (issuer) or too long. */
 qtsp_status qtsp_certdb_put(qtsp_txn *txn, const qtsp_cert_record *rec) QTSP_MUST_USE;
 
 /* Reads the record; the DER is copied (free with qtsp_cert_record_cleanup). */
@@ -96,7 +97,13 @@ void qtsp_cert_status_effective(const qtsp_cert_status *stored, time_t now,
  * delta CRL), holds (lapse queue), ocsp_cache (every entry of the serial
  * dropped), and bumps the counter "status_gen".
  * ocsp_cache keys are: 1 byte serial length | serial | 1 byte CertID hash
- * (1 = SHA-1, 2 = SHA-256); values belong to ocsp/. */
+ * (1 = SHA-1, 2 = SHA-256); values belong to ocsp/.
+ * Stored as given, except: not_before/not_after are kept from the
+ * certificate; changed_at 0 becomes now; ON_HOLD needs hold_until > 0 and
+ * gets reason certificateHold; VALID after ON_HOLD gets released=1.
+ * QTSP_ERR_STATE when the certificate is revoked (final); QTSP_ERR_INVALID
+ * for REVOKED with reason certificateHold, removeFromCRL or an unknown one;
+ * QTSP_ERR_NOT_FOUND for a serial never issued. */
 qtsp_status qtsp_certdb_set_status(qtsp_txn *txn, const unsigned char *serial, size_t slen,
                                    const qtsp_cert_status *st) QTSP_MUST_USE;
 
@@ -110,7 +117,9 @@ typedef qtsp_status (*qtsp_revoked_fn)(void *ctx, const unsigned char *serial, s
                                        const qtsp_cert_status *st);
 qtsp_status qtsp_certdb_revoked_each(qtsp_txn *txn, qtsp_revoked_fn fn, void *ctx) QTSP_MUST_USE;
 
-/* Holds whose hold_until <= now, earliest first (for the lapse sweeper). */
+/* Holds whose hold_until <= now, earliest first (for the lapse sweeper).
+ * At most 10000 per call; fn may change the status (the list is collected
+ * before fn is called). */
 qtsp_status qtsp_certdb_due_holds(qtsp_txn *txn, time_t now, qtsp_serial_fn fn,
                                   void *ctx) QTSP_MUST_USE;
 

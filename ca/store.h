@@ -9,7 +9,16 @@
  * (qtsp_store_write retries the transaction transparently).
  *
  * Thread-safety: a qtsp_store is shared by all threads; a qtsp_txn belongs to
- * the thread that began it. Write transactions are serialised by LMDB. */
+ * the thread that began it. Write transactions are serialised by LMDB.
+ * A thread holds at most one transaction of a store at a time (a second
+ * qtsp_store_begin, or qtsp_store_write inside a transaction, fails with
+ * QTSP_ERR_STATE instead of dead-locking against a map grow). Read
+ * transactions reuse a per-thread LMDB reader (MDB_NOTLS + reset/renew), so
+ * beginning one is cheap.
+ *
+ * QTSP_ERR_NOT_FOUND is an answer, not a failure: functions of this module
+ * return it without recording an error message (see core/err.h), so an
+ * expected miss never masks a later real failure. */
 #ifndef QTSP_CA_STORE_H
 #define QTSP_CA_STORE_H
 
@@ -32,7 +41,7 @@ typedef enum qtsp_table {
     QTSP_T_STATUS,            /* "status": serial -> status record */
     QTSP_T_SUBJECTS,          /* "subjects": subject id -> subject record */
     QTSP_T_SUBJECT_INDEX,     /* "subject_index": country|national id -> subject id */
-    QTSP_T_SUBJECT_CERTS,     /* "subject_certs": subject id|serial -> "" */
+    QTSP_T_SUBJECT_CERTS,     /* "subject_certs": subject id|0|serial -> issue seq (u64 BE) */
     QTSP_T_OCSP_CACHE,        /* "ocsp_cache": issuer|serial -> pre-signed response */
     QTSP_T_REVOKED,           /* "revoked": serial -> CRL entry (for streaming) */
     QTSP_T_CRL,               /* "crl": name -> last CRL facts */
@@ -50,14 +59,17 @@ typedef enum qtsp_table {
 const char *qtsp_table_name(qtsp_table t);
 
 /* Opens (creating if needed, mode 0700) the environment in dir with an
- * initial map of map_mib MiB, creates the tables and clears stale reader
- * slots (mdb_reader_check). Caller owns *out. */
+ * initial map of map_mib MiB (a larger map grown earlier is kept), creates
+ * the tables and clears stale reader slots (mdb_reader_check). Caller owns
+ * *out. QTSP_ERR_INVALID (map_mib 0 or > 1 TiB), QTSP_ERR_IO (mkdir),
+ * QTSP_ERR_STORE, QTSP_ERR_STORE_CORRUPT (not an LMDB file, or an unknown
+ * schema version in meta "schema"). */
 qtsp_status qtsp_store_open(const char *dir, size_t map_mib, qtsp_store **out) QTSP_MUST_USE;
 /* Closes. No transaction may be open. NULL is a no-op. */
 void qtsp_store_close(qtsp_store *st);
 
 /* Begins a read-only (write=0) or write transaction. A thread holds at most
- * one transaction at a time. */
+ * one transaction at a time (QTSP_ERR_STATE otherwise). */
 qtsp_status qtsp_store_begin(qtsp_store *st, int write, qtsp_txn **out) QTSP_MUST_USE;
 /* Commits and frees the transaction (also on failure). QTSP_ERR_STORE_FULL
  * when the map is full: the caller may grow (qtsp_store_grow) and retry;

@@ -875,7 +875,7 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
         d->ctx = r->ctx;
     }
 
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO |
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
     unsigned max_conn = opts->max_connections ? (unsigned)opts->max_connections
                                               : HTTP_DEFAULT_CONNECTIONS;
