@@ -400,10 +400,8 @@ static qtsp_status each_entry(qtsp_txn *txn, crl_build *b)
     for (size_t i = 0; i < b->n_roots; i++) {
         qtsp_cert_status st;
         qtsp_status rc = qtsp_certdb_get_status(txn, b->roots[i].s, b->roots[i].n, &st);
-        if (rc == QTSP_ERR_NOT_FOUND) {
-            qtsp_err_clear(); /* listed by init but never stored: nothing to revoke */
-            continue;
-        }
+        if (rc == QTSP_ERR_NOT_FOUND) /* an answer, not recorded (store.h) */
+            continue;                 /* listed by init but never stored */
         TRY(rc);
         TRY(on_entry(b, b->roots[i].s, b->roots[i].n, &st));
     }
@@ -628,10 +626,8 @@ static qtsp_status read_facts(qtsp_txn *txn, crl_facts *f)
     const void *v;
     size_t vl;
     qtsp_status rc = qtsp_txn_get0(txn, QTSP_T_CRL, "qualified", 9, &v, &vl);
-    if (rc == QTSP_ERR_NOT_FOUND) {
-        qtsp_err_clear();
+    if (rc == QTSP_ERR_NOT_FOUND) /* nothing published yet */
         return QTSP_OK;
-    }
     TRY(rc);
     const unsigned char *p = v;
     ENSURE(vl == 49 && p[0] == CRL_REC_VERSION, QTSP_ERR_STORE_CORRUPT,
@@ -652,10 +648,8 @@ static qtsp_status read_roots(qtsp_txn *txn, root_serial *out, size_t *n)
     const void *v;
     size_t vl;
     qtsp_status rc = qtsp_txn_get0(txn, QTSP_T_META, "issued_by_root", 14, &v, &vl);
-    if (rc == QTSP_ERR_NOT_FOUND) {
-        qtsp_err_clear(); /* no CA-side certificates recorded yet */
+    if (rc == QTSP_ERR_NOT_FOUND) /* no CA-side certificates recorded yet */
         return QTSP_OK;
-    }
     TRY(rc);
     const unsigned char *p = v;
     size_t off = 0, k = 0;
