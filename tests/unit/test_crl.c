@@ -595,6 +595,29 @@ static void test_crl_lapsed_hold_leaves_full_and_shows_remove_from_crl_in_delta(
     fx_teardown(&f);
 }
 
+static void test_crl_held_entry_stays_across_rebases_until_released(void)
+{
+    fx f;
+    fx_setup(&f);
+    X509 *a = leaf(&f, S1, sizeof S1, f.t0 + 86400 * 365);
+    set_status(&f, S1, sizeof S1, QTSP_CERT_ON_HOLD, 6, f.t0 + 48 * 3600, 0);
+    CU_ASSERT_EQUAL(qtsp_crl_publish(f.pub_, 1), QTSP_OK);
+    for (int i = 0; i < 3; i++) {
+        advance(3600 * 2); /* past publish_interval: a rebase each time */
+        CU_ASSERT_EQUAL(qtsp_crl_publish(f.pub_, 0), QTSP_OK);
+        X509_CRL *c = load_crl(&f, "qualified");
+        X509_REVOKED *r = c ? find_entry(c, S1, sizeof S1) : NULL;
+        CU_ASSERT_PTR_NOT_NULL(r);
+        CU_ASSERT(r && entry_reason(r) == 6);
+        ASN1_TIME *tu = ASN1_TIME_set(NULL, (time_t)(g_now_ms / 1000));
+        CU_ASSERT(c && ASN1_TIME_compare(X509_CRL_get0_lastUpdate(c), tu) == 0);
+        ASN1_TIME_free(tu);
+        X509_CRL_free(c);
+    }
+    X509_free(a);
+    fx_teardown(&f);
+}
+
 static void test_crl_number_increases_and_survives_reopen(void)
 {
     fx f;
@@ -921,6 +944,7 @@ int main(void)
         QTEST(test_crl_unspecified_reason_is_omitted),
         QTEST(test_crl_release_leaves_full_and_shows_remove_from_crl_in_delta),
         QTEST(test_crl_lapsed_hold_leaves_full_and_shows_remove_from_crl_in_delta),
+        QTEST(test_crl_held_entry_stays_across_rebases_until_released),
         QTEST(test_crl_number_increases_and_survives_reopen),
         QTEST(test_crl_expired_revoked_cert_stays_listed),
         QTEST(test_crl_entries_follow_revoked_index_order),
