@@ -9,6 +9,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "ra/ra.h"
+#include "ca/crl.h"
 #include "ocsp/ocsp.h"
 #include "tsa/tsa.h"
 
@@ -23,6 +24,7 @@ struct qtsp_services {
     qtsp_ra *ra;
     qtsp_tsa *tsa;
     qtsp_ocsp *ocsp;
+    qtsp_crl_publisher *crl;
     STACK_OF(X509) *tsa_chain;
     qtsp_notify *notify;
     char policies_dir[QTSP_PATH_MAX];
@@ -98,6 +100,14 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
                                       qtsp_ocsp_http_post, s->ocsp, "ocsp_post"}));
     TRY_OUT(add_route(s, (qtsp_route){"GET", "/ocsp/", 1, 0, NULL, qtsp_ocsp_http_get, s->ocsp,
                                       "ocsp_get"}));
+    /* CRLs: full + delta for the issuing CA, and the root's */
+    char pub[QTSP_PATH_MAX];
+    snprintf(path, sizeof path, "%s/crl.yaml", s->policies_dir);
+    TRY_OUT(qtsp_config_path(&app->cfg, "public", pub, sizeof pub));
+    TRY_OUT(qtsp_crl_publisher_new(path, pub, app->issuing, app->issuing_key, app->root,
+                                   app->root_key, app->cfg.base_url, app->store, &s->crl));
+    TRY_OUT(add_route(s, (qtsp_route){"GET", "/crl/", 1, 0, NULL, qtsp_crl_http_get, s->crl,
+                                      "crl"}));
     TRY_OUT(add_route(s, (qtsp_route){"POST", "/tsa", 0, QTSP_TSA_MAX_QUERY,
                                       "application/timestamp-query", qtsp_tsa_http, s->tsa,
                                       "tsa"}));
@@ -138,6 +148,8 @@ static void *sweeper_main(void *arg)
 qtsp_status qtsp_services_start(qtsp_services *s)
 {
     TRY(qtsp_notify_start(s->notify));
+    TRY(qtsp_crl_publish(s->crl, 0));
+    TRY(qtsp_crl_start(s->crl));
     ENSURE(pthread_create(&s->sweeper, NULL, sweeper_main, s) == 0, QTSP_ERR_INTERNAL,
            "cannot start the hold sweeper");
     s->sweeper_started = 1;
@@ -160,6 +172,7 @@ void qtsp_services_free(qtsp_services *s)
     qtsp_ra_free(s->ra);
     qtsp_tsa_free(s->tsa);
     qtsp_ocsp_free(s->ocsp);
+    qtsp_crl_publisher_free(s->crl);
     sk_X509_free(s->tsa_chain);
     qtsp_notify_free(s->notify); /* after the sweeper and the RA: nothing sends any more */
     OPENSSL_free(s->root_der);
