@@ -23,12 +23,11 @@ pass=0 fail=0
 failed_names=()
 count() { # name, output file, exit code
   local name=$1 out=$2 rc=$3 line p f
-  line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
+  line=$(grep -oE '[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
   if [[ -z $line ]]; then
     p=0 f=1
   else
-    p=$(sed -E 's/.*[^0-9]?([0-9]+) passed, ([0-9]+) failed.*/\1/' <<<"$line")
-    f=$(sed -E 's/.*[^0-9]?([0-9]+) passed, ([0-9]+) failed.*/\2/' <<<"$line")
+    read -r p _ f _ <<<"${line//,/}"
     ((rc != 0 && f == 0)) && f=1
   fi
   pass=$((pass + p)); fail=$((fail + f))
