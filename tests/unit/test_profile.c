@@ -20,6 +20,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "tests/lib/qtest.h"
+#include "tests/lib/qtest_qc.h"
 
 #define BASE "http://qtsp.test:8080"
 
@@ -181,38 +182,6 @@ static int run(const char *cmd, char *out, size_t cap)
     return pclose(f);
 }
 
-static const char *name_entry(X509 *x, int nid, int *type, int *count)
-{
-    X509_NAME *n = X509_get_subject_name(x);
-    *count = 0;
-    const char *v = NULL;
-    for (int i = 0; i < X509_NAME_entry_count(n); i++) {
-        X509_NAME_ENTRY *e = X509_NAME_get_entry(n, i);
-        if (OBJ_obj2nid(X509_NAME_ENTRY_get_object(e)) != nid)
-            continue;
-        ASN1_STRING *s = X509_NAME_ENTRY_get_data(e);
-        *type = ASN1_STRING_type(s);
-        v = (const char *)ASN1_STRING_get0_data(s);
-        (*count)++;
-    }
-    return v;
-}
-
-static int oid_is(const ASN1_OBJECT *o, const char *want)
-{
-    char buf[128];
-    OBJ_obj2txt(buf, sizeof buf, o, 1);
-    return strcmp(buf, want) == 0;
-}
-
-static X509_EXTENSION *ext_by_oid(X509 *x, const char *oid)
-{
-    ASN1_OBJECT *o = OBJ_txt2obj(oid, 1);
-    int i = X509_get_ext_by_OBJ(x, o, -1);
-    ASN1_OBJECT_free(o);
-    return i < 0 ? NULL : X509_get_ext(x, i);
-}
-
 static void test_profile_shipped_chain_builds(void)
 {
     chain *c = chain_get();
@@ -231,13 +200,13 @@ static void test_profile_root_and_issuing_ca(void)
     /* root: self-signed, P-384 / SHA-384, subject from the file */
     CU_ASSERT_EQUAL(X509_NAME_cmp(X509_get_subject_name(c->root), X509_get_issuer_name(c->root)),
                     0);
-    CU_ASSERT_STRING_EQUAL(name_entry(c->root, NID_commonName, &type, &count), "qtsp Root CA");
+    CU_ASSERT_STRING_EQUAL(qtest_name_entry(c->root, NID_commonName, &type, &count), "qtsp Root CA");
     CU_ASSERT_EQUAL(type, V_ASN1_UTF8STRING);
-    CU_ASSERT_STRING_EQUAL(name_entry(c->root, NID_organizationIdentifier, &type, &count),
+    CU_ASSERT_STRING_EQUAL(qtest_name_entry(c->root, NID_organizationIdentifier, &type, &count),
                            "NTRBG-000000000");
-    CU_ASSERT_STRING_EQUAL(name_entry(c->root, NID_organizationName, &type, &count),
+    CU_ASSERT_STRING_EQUAL(qtest_name_entry(c->root, NID_organizationName, &type, &count),
                            "qtsp demo QTSP");
-    CU_ASSERT_STRING_EQUAL(name_entry(c->root, NID_countryName, &type, &count), "BG");
+    CU_ASSERT_STRING_EQUAL(qtest_name_entry(c->root, NID_countryName, &type, &count), "BG");
     CU_ASSERT_EQUAL(type, V_ASN1_PRINTABLESTRING);
     CU_ASSERT_EQUAL(X509_get_signature_nid(c->root), NID_ecdsa_with_SHA384);
     CU_ASSERT(X509_get_extension_flags(c->root) & EXFLAG_CA);
@@ -266,7 +235,7 @@ static void test_profile_root_and_issuing_ca(void)
     CERTIFICATEPOLICIES *cp = X509_get_ext_d2i(c->issuing, NID_certificate_policies, NULL, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(cp);
     CU_ASSERT_EQUAL(sk_POLICYINFO_num(cp), 1);
-    CU_ASSERT(oid_is(sk_POLICYINFO_value(cp, 0)->policyid, "2.5.29.32.0"));
+    CU_ASSERT(qtest_oid_is(sk_POLICYINFO_value(cp, 0)->policyid, "2.5.29.32.0"));
     CERTIFICATEPOLICIES_free(cp);
     char out[8192], cmd[1024];
     snprintf(cmd, sizeof cmd, "openssl x509 -noout -text -in %s/issuing.pem", g.dir);
@@ -297,185 +266,9 @@ static void test_profile_qualified_cert_meets_standards_checklist(void)
     struct tm want = {.tm_year = 129, .tm_mon = 2, .tm_mday = 1, .tm_hour = 12};
     CU_ASSERT_EQUAL(timegm(&a), timegm(&want));
 
-    /* subject: C, givenName, surname, CN (given + surname), serialNumber PNO */
-    X509_NAME *n = X509_get_subject_name(q);
-    CU_ASSERT_EQUAL(X509_NAME_entry_count(n), 5);
-    int order[] = {NID_countryName, NID_givenName, NID_surname, NID_commonName, NID_serialNumber};
-    for (int i = 0; i < 5 && i < X509_NAME_entry_count(n); i++)
-        CU_ASSERT_EQUAL(OBJ_obj2nid(X509_NAME_ENTRY_get_object(X509_NAME_get_entry(n, i))),
-                        order[i]);
-    int type = 0, count = 0;
-    CU_ASSERT_STRING_EQUAL(name_entry(q, NID_countryName, &type, &count), "BG");
-    CU_ASSERT_EQUAL(count, 1);
-    CU_ASSERT_EQUAL(type, V_ASN1_PRINTABLESTRING);
-    CU_ASSERT_STRING_EQUAL(name_entry(q, NID_givenName, &type, &count), "Иван");
-    CU_ASSERT_EQUAL(type, V_ASN1_UTF8STRING);
-    CU_ASSERT_STRING_EQUAL(name_entry(q, NID_surname, &type, &count), "Петров");
-    CU_ASSERT_EQUAL(type, V_ASN1_UTF8STRING);
-    CU_ASSERT_STRING_EQUAL(name_entry(q, NID_commonName, &type, &count), "Иван Петров");
-    CU_ASSERT_EQUAL(count, 1);
-    CU_ASSERT_EQUAL(type, V_ASN1_UTF8STRING);
-    const char *sn = name_entry(q, NID_serialNumber, &type, &count);
-    CU_ASSERT_STRING_EQUAL(sn, "PNOBG-8001010000");
-    CU_ASSERT_EQUAL(type, V_ASN1_PRINTABLESTRING);
-    CU_ASSERT(strncmp(sn, "PNO", 3) == 0 && sn[5] == '-');
-
-    /* keyUsage critical nonRepudiation only; basicConstraints CA false */
-    CU_ASSERT_EQUAL(X509_get_key_usage(q), KU_NON_REPUDIATION);
-    CU_ASSERT(
-        X509_EXTENSION_get_critical(X509_get_ext(q, X509_get_ext_by_NID(q, NID_key_usage, -1))));
-    CU_ASSERT(X509_get_extension_flags(q) & EXFLAG_BCONS);
-    CU_ASSERT(!(X509_get_extension_flags(q) & EXFLAG_CA));
-    CU_ASSERT_EQUAL(X509_get_ext_by_NID(q, NID_ext_key_usage, -1), -1);
-
-    /* certificatePolicies: exactly one 194112 OID (QCP-n-qscd) + own CP with CPS */
-    CERTIFICATEPOLICIES *cp = X509_get_ext_d2i(q, NID_certificate_policies, NULL, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(cp);
-    CU_ASSERT_EQUAL(sk_POLICYINFO_num(cp), 2);
-    int etsi = 0, own = 0;
-    for (int i = 0; i < sk_POLICYINFO_num(cp); i++) {
-        POLICYINFO *pi = sk_POLICYINFO_value(cp, i);
-        char oid[128];
-        OBJ_obj2txt(oid, sizeof oid, pi->policyid, 1);
-        if (strncmp(oid, "0.4.0.194112.", 13) == 0) {
-            etsi++;
-            CU_ASSERT_STRING_EQUAL(oid, "0.4.0.194112.1.2");
-        }
-        if (strcmp(oid, "1.3.6.1.4.1.65535.1.1") == 0) {
-            own++;
-            CU_ASSERT_EQUAL_FATAL(sk_POLICYQUALINFO_num(pi->qualifiers), 1);
-            POLICYQUALINFO *qi = sk_POLICYQUALINFO_value(pi->qualifiers, 0);
-            CU_ASSERT_EQUAL(OBJ_obj2nid(qi->pqualid), NID_id_qt_cps);
-            CU_ASSERT_STRING_EQUAL((const char *)ASN1_STRING_get0_data(qi->d.cpsuri), BASE "/cps");
-        }
-    }
-    CU_ASSERT_EQUAL(etsi, 1);
-    CU_ASSERT_EQUAL(own, 1);
-    CERTIFICATEPOLICIES_free(cp);
-
-    /* qcStatements, non-critical, each statement and its content */
-    X509_EXTENSION *qe = ext_by_oid(q, "1.3.6.1.5.5.7.1.3");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(qe);
-    CU_ASSERT(!X509_EXTENSION_get_critical(qe));
-    ASN1_OCTET_STRING *qv = X509_EXTENSION_get_data(qe);
-    const unsigned char *pp = ASN1_STRING_get0_data(qv);
-    const unsigned char *end = pp + ASN1_STRING_length(qv);
-    ASN1_SEQUENCE_ANY *stmts = d2i_ASN1_SEQUENCE_ANY(NULL, &pp, ASN1_STRING_length(qv));
-    CU_ASSERT_PTR_NOT_NULL_FATAL(stmts);
-    CU_ASSERT(pp == end);
-    CU_ASSERT_EQUAL(sk_ASN1_TYPE_num(stmts), 5);
-    int seen_compliance = 0, seen_sscd = 0, seen_type = 0, seen_pds = 0, seen_sem = 0;
-    for (int i = 0; i < sk_ASN1_TYPE_num(stmts); i++) {
-        ASN1_TYPE *t = sk_ASN1_TYPE_value(stmts, i);
-        CU_ASSERT_EQUAL_FATAL(t->type, V_ASN1_SEQUENCE);
-        const unsigned char *sp = t->value.sequence->data;
-        ASN1_SEQUENCE_ANY *st = d2i_ASN1_SEQUENCE_ANY(NULL, &sp, t->value.sequence->length);
-        CU_ASSERT_PTR_NOT_NULL_FATAL(st);
-        ASN1_TYPE *id = sk_ASN1_TYPE_value(st, 0);
-        CU_ASSERT_EQUAL_FATAL(id->type, V_ASN1_OBJECT);
-        ASN1_OBJECT *o = id->value.object;
-        CU_ASSERT(!oid_is(o, "0.4.0.1862.1.7")); /* never QcCClegislation */
-        ASN1_TYPE *info = sk_ASN1_TYPE_num(st) > 1 ? sk_ASN1_TYPE_value(st, 1) : NULL;
-        ASN1_SEQUENCE_ANY *in = NULL;
-        if (info && info->type == V_ASN1_SEQUENCE) {
-            const unsigned char *ip = info->value.sequence->data;
-            in = d2i_ASN1_SEQUENCE_ANY(NULL, &ip, info->value.sequence->length);
-        }
-        if (oid_is(o, "0.4.0.1862.1.1")) {
-            seen_compliance++;
-            CU_ASSERT_EQUAL(sk_ASN1_TYPE_num(st), 1);
-        } else if (oid_is(o, "0.4.0.1862.1.4")) {
-            seen_sscd++;
-            CU_ASSERT_EQUAL(sk_ASN1_TYPE_num(st), 1);
-        } else if (oid_is(o, "0.4.0.1862.1.6")) {
-            seen_type++;
-            CU_ASSERT_PTR_NOT_NULL_FATAL(in);
-            CU_ASSERT_EQUAL(sk_ASN1_TYPE_num(in), 1);
-            CU_ASSERT(oid_is(sk_ASN1_TYPE_value(in, 0)->value.object, "0.4.0.1862.1.6.1"));
-        } else if (oid_is(o, "0.4.0.1862.1.5")) {
-            seen_pds++;
-            CU_ASSERT_PTR_NOT_NULL_FATAL(in);
-            CU_ASSERT_EQUAL_FATAL(sk_ASN1_TYPE_num(in), 1);
-            ASN1_TYPE *loc = sk_ASN1_TYPE_value(in, 0);
-            const unsigned char *lp = loc->value.sequence->data;
-            ASN1_SEQUENCE_ANY *l = d2i_ASN1_SEQUENCE_ANY(NULL, &lp, loc->value.sequence->length);
-            CU_ASSERT_PTR_NOT_NULL_FATAL(l);
-            ASN1_TYPE *url = sk_ASN1_TYPE_value(l, 0), *lang = sk_ASN1_TYPE_value(l, 1);
-            CU_ASSERT_EQUAL(url->type, V_ASN1_IA5STRING);
-            CU_ASSERT(strncmp((const char *)url->value.ia5string->data, "https://", 8) == 0);
-            CU_ASSERT_EQUAL(lang->type, V_ASN1_PRINTABLESTRING);
-            CU_ASSERT_EQUAL(lang->value.printablestring->length, 2);
-            CU_ASSERT_EQUAL(memcmp(lang->value.printablestring->data, "en", 2), 0);
-            sk_ASN1_TYPE_pop_free(l, ASN1_TYPE_free);
-        } else if (oid_is(o, "1.3.6.1.5.5.7.11.2")) {
-            seen_sem++;
-            CU_ASSERT_PTR_NOT_NULL_FATAL(in);
-            CU_ASSERT_EQUAL(sk_ASN1_TYPE_value(in, 0)->type, V_ASN1_OBJECT);
-            CU_ASSERT(oid_is(sk_ASN1_TYPE_value(in, 0)->value.object, "0.4.0.194121.1.1"));
-        } else {
-            CU_FAIL("unexpected qcStatement");
-        }
-        sk_ASN1_TYPE_pop_free(in, ASN1_TYPE_free);
-        sk_ASN1_TYPE_pop_free(st, ASN1_TYPE_free);
-    }
-    CU_ASSERT(seen_compliance == 1 && seen_sscd == 1 && seen_type == 1 && seen_pds == 1 &&
-              seen_sem == 1);
-    sk_ASN1_TYPE_pop_free(stmts, ASN1_TYPE_free);
-
-    /* AIA: OCSP and caIssuers */
-    AUTHORITY_INFO_ACCESS *aia = X509_get_ext_d2i(q, NID_info_access, NULL, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(aia);
-    int ocsp = 0, cai = 0;
-    for (int i = 0; i < sk_ACCESS_DESCRIPTION_num(aia); i++) {
-        ACCESS_DESCRIPTION *ad = sk_ACCESS_DESCRIPTION_value(aia, i);
-        const char *u =
-            (const char *)ASN1_STRING_get0_data(ad->location->d.uniformResourceIdentifier);
-        if (OBJ_obj2nid(ad->method) == NID_ad_OCSP && strcmp(u, BASE "/ocsp") == 0)
-            ocsp++;
-        if (OBJ_obj2nid(ad->method) == NID_ad_ca_issuers &&
-            strcmp(u, BASE "/certs/issuing-ca.crt") == 0)
-            cai++;
-    }
-    CU_ASSERT_EQUAL(sk_ACCESS_DESCRIPTION_num(aia), 2);
-    CU_ASSERT(ocsp == 1 && cai == 1);
-    AUTHORITY_INFO_ACCESS_free(aia);
-
-    /* CRL DP */
-    CRL_DIST_POINTS *cdp = X509_get_ext_d2i(q, NID_crl_distribution_points, NULL, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(cdp);
-    CU_ASSERT_EQUAL(sk_DIST_POINT_num(cdp), 1);
-    GENERAL_NAMES *fn = sk_DIST_POINT_value(cdp, 0)->distpoint->name.fullname;
-    CU_ASSERT_EQUAL(sk_GENERAL_NAME_num(fn), 1);
-    CU_ASSERT_STRING_EQUAL((const char *)ASN1_STRING_get0_data(
-                               sk_GENERAL_NAME_value(fn, 0)->d.uniformResourceIdentifier),
-                           BASE "/crl/qualified.crl");
-    CRL_DIST_POINTS_free(cdp);
-
-    /* AKI = issuer SKI; SKI present (SHA-1 of the key, RFC 5280 method 1) */
-    CU_ASSERT_EQUAL(
-        ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(q), X509_get0_subject_key_id(c->issuing)),
-        0);
-    const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(q);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(ski);
-    unsigned char md[20];
-    unsigned int mdlen = 0;
-    const unsigned char *pk;
-    int pklen;
-    X509_PUBKEY_get0_param(NULL, &pk, &pklen, NULL, X509_get_X509_PUBKEY(q));
-    EVP_Digest(pk, (size_t)pklen, md, &mdlen, EVP_sha1(), NULL);
-    CU_ASSERT_EQUAL(ASN1_STRING_length(ski), 20);
-    CU_ASSERT_EQUAL(memcmp(ASN1_STRING_get0_data(ski), md, 20), 0);
-
-    /* forbidden extensions */
-    CU_ASSERT_EQUAL(X509_get_ext_by_NID(q, NID_policy_mappings, -1), -1);
-    CU_ASSERT_EQUAL(X509_get_ext_by_NID(q, NID_name_constraints, -1), -1);
-    CU_ASSERT_EQUAL(X509_get_ext_by_NID(q, NID_policy_constraints, -1), -1);
-    CU_ASSERT_EQUAL(X509_get_ext_by_NID(q, NID_inhibit_any_policy, -1), -1);
-    CU_ASSERT_EQUAL(X509_get_ext_count(q), 8); /* BC KU SKI AKI CP CRLDP AIA QC */
-
-    /* signed by the P-384 issuing CA: ECDSA with SHA-384 */
-    CU_ASSERT_EQUAL(X509_get_signature_nid(q), NID_ecdsa_with_SHA384);
-    CU_ASSERT_EQUAL(X509_verify(q, X509_get0_pubkey(c->issuing)), 1);
+    qtest_qc_expect e = {"Иван", "Петров", "BG", "8001010000", BASE, BASE "/cps",
+                         "1.3.6.1.4.1.65535.1.1", 3};
+    qtest_assert_qualified_cert(q, c->issuing, &e);
 }
 
 static void test_profile_ocsp_responder_has_eku_and_nocheck(void)
@@ -487,9 +280,9 @@ static void test_profile_ocsp_responder_has_eku_and_nocheck(void)
     EXTENDED_KEY_USAGE *eku = X509_get_ext_d2i(o, NID_ext_key_usage, NULL, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(eku);
     CU_ASSERT_EQUAL(sk_ASN1_OBJECT_num(eku), 1);
-    CU_ASSERT(oid_is(sk_ASN1_OBJECT_value(eku, 0), "1.3.6.1.5.5.7.3.9"));
+    CU_ASSERT(qtest_oid_is(sk_ASN1_OBJECT_value(eku, 0), "1.3.6.1.5.5.7.3.9"));
     sk_ASN1_OBJECT_pop_free(eku, ASN1_OBJECT_free);
-    X509_EXTENSION *nc = ext_by_oid(o, "1.3.6.1.5.5.7.48.1.5");
+    X509_EXTENSION *nc = qtest_ext_by_oid(o, "1.3.6.1.5.5.7.48.1.5");
     CU_ASSERT_PTR_NOT_NULL_FATAL(nc);
     ASN1_OCTET_STRING *v = X509_EXTENSION_get_data(nc);
     CU_ASSERT_EQUAL(ASN1_STRING_length(v), 2);
@@ -518,7 +311,7 @@ static void test_profile_tsa_eku_critical_and_only_timestamping(void)
     EXTENDED_KEY_USAGE *eku = X509_get_ext_d2i(t, NID_ext_key_usage, NULL, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(eku);
     CU_ASSERT_EQUAL(sk_ASN1_OBJECT_num(eku), 1);
-    CU_ASSERT(oid_is(sk_ASN1_OBJECT_value(eku, 0), "1.3.6.1.5.5.7.3.8"));
+    CU_ASSERT(qtest_oid_is(sk_ASN1_OBJECT_value(eku, 0), "1.3.6.1.5.5.7.3.8"));
     sk_ASN1_OBJECT_pop_free(eku, ASN1_OBJECT_free);
     CU_ASSERT_EQUAL(X509_get_key_usage(t), KU_DIGITAL_SIGNATURE);
     CU_ASSERT(!(X509_get_extension_flags(t) & EXFLAG_CA));
@@ -815,7 +608,7 @@ static void test_profile_rejects_bad_requests(void)
     CU_ASSERT_EQUAL(issue_qual(&s, c->qual_key, c->issuing, c->issuing_key, k_serial, 16, &x),
                     QTSP_OK);
     int type = 0, count = 0;
-    CU_ASSERT_STRING_EQUAL(name_entry(x, NID_commonName, &type, &count), "Ivan Petrov");
+    CU_ASSERT_STRING_EQUAL(qtest_name_entry(x, NID_commonName, &type, &count), "Ivan Petrov");
     X509_free(x);
     x = NULL;
     /* fixed attribute of a CA profile cannot be overridden */

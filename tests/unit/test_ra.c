@@ -23,6 +23,7 @@
 #include "ra/ra.h"
 #include "ra/validate.h"
 #include "tests/lib/qtest.h"
+#include "tests/lib/qtest_qc.h"
 
 static char g_dir[512];
 static char g_policies[1024];
@@ -297,6 +298,10 @@ static void test_issue_generates_key_in_token_and_stores_everything(void)
     char sn[80];
     X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_serialNumber, sn, sizeof sn);
     CU_ASSERT_STRING_EQUAL(sn, "PNOBG-8001010003");
+    /* every line of the standards.md qualified-certificate checklist */
+    qtest_qc_expect e = {"Мария", "Иванова", "BG", "8001010003", "http://127.0.0.1:8080",
+                         "http://127.0.0.1:8080/cps", "1.3.6.1.4.1.65535.1.1", 3};
+    qtest_assert_qualified_cert(x, g_ca, &e);
     /* the certified public key is the token key's */
     char label[64];
     snprintf(label, sizeof label, "qc-%s", is.serial_hex);
