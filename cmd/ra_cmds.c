@@ -15,6 +15,7 @@
 typedef struct ra_cli {
     qtsp_app app;
     qtsp_ra *ra;
+    qtsp_notify *notify;
     qtsp_actor who;
     char policies[QTSP_PATH_MAX], secrets[QTSP_PATH_MAX];
 } ra_cli;
@@ -26,8 +27,14 @@ static qtsp_status ra_cli_open(const char *home, const char *token, ra_cli *c)
     qtsp_status rc = QTSP_OK;
     TRY_OUT(qtsp_config_path(&c->app.cfg, "policies", c->policies, sizeof c->policies));
     TRY_OUT(qtsp_config_path(&c->app.cfg, "secrets", c->secrets, sizeof c->secrets));
+    /* CLI changes tell the webhook too; qtsp_notify_free gives deliveries a
+     * short grace before the process exits (docs/notify.md) */
+    char notify_policy[QTSP_PATH_MAX + 16];
+    snprintf(notify_policy, sizeof notify_policy, "%s/notify.yaml", c->policies);
+    TRY_OUT(qtsp_notify_new(notify_policy, c->secrets, &c->notify));
+    TRY_OUT(qtsp_notify_start(c->notify));
     qtsp_ra_deps d = {c->app.store, c->app.hsm, c->app.issuing,      c->app.issuing_key,
-                      c->policies,  c->secrets, c->app.cfg.base_url, NULL};
+                      c->policies,  c->secrets, c->app.cfg.base_url, c->notify};
     TRY_OUT(qtsp_ra_new(&d, &c->ra));
     if (token) {
         qtsp_operator op;
@@ -39,6 +46,7 @@ static qtsp_status ra_cli_open(const char *home, const char *token, ra_cli *c)
 out:
     if (rc != QTSP_OK) {
         qtsp_ra_free(c->ra);
+        qtsp_notify_free(c->notify);
         qtsp_app_close(&c->app);
     }
     return rc;
@@ -47,6 +55,7 @@ out:
 static void ra_cli_close(ra_cli *c)
 {
     qtsp_ra_free(c->ra);
+    qtsp_notify_free(c->notify);
     qtsp_app_close(&c->app);
 }
 

@@ -76,4 +76,12 @@ check_grep "metrics: token sessions" "^qtsp_hsm_sessions [0-9]+" "$T_DIR/metrics
 check_eq "unknown path is 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/nope")"
 check "SIGTERM exits 0" stop_server
 check "audit verify still passes" "$QTSP_BIN" audit verify --home "$H"
+
+# JSON-lines logging
+check "serve --log-format json starts" start_server "$H" --log-format json
+curl -s "$BASE/health" >/dev/null
+check "SIGTERM exits 0 (json)" stop_server
+check "every log line is a JSON object" jq -e -s 'length > 0 and all(.[]; type == "object" and has("time") and has("level") and has("msg"))' "$T_DIR/serve.err"
+check "the access line carries request id, path, status, latency" jq -e -s 'any(.[]; .msg == "access" and .path == "/health" and .status == 200 and (.request_id|length) == 16 and (.ms|type) == "number")' "$T_DIR/serve.err"
+check_not "no secret in the logs (token PIN)" grep -qF "$(cat "$H/secrets/token.pin")" "$T_DIR/serve.err"
 finish
