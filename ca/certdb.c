@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/codec.h"
 
 #define CERT_VERSION 1
 #define STATUS_VERSION 1
@@ -74,17 +75,6 @@ qtsp_status qtsp_serial_normalize(const unsigned char *in, size_t len, unsigned 
     return QTSP_OK;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 qtsp_status qtsp_serial_from_hex(const char *hex, unsigned char *out, size_t *out_len)
 {
     ENSURE(hex, QTSP_ERR_INVALID, "no serial");
@@ -99,13 +89,13 @@ qtsp_status qtsp_serial_from_hex(const char *hex, unsigned char *out, size_t *ou
     unsigned char tmp[QTSP_SERIAL_MAX];
     size_t j = 0, i = 0;
     if (n % 2) {
-        int v = hexval((unsigned char)hex[0]);
+        int v = qtsp_hex_value((unsigned char)hex[0]);
         ENSURE(v >= 0, QTSP_ERR_INVALID, "serial number is not hexadecimal");
         tmp[j++] = (unsigned char)v;
         i = 1;
     }
     for (; i < n; i += 2) {
-        int hi = hexval((unsigned char)hex[i]), lo = hexval((unsigned char)hex[i + 1]);
+        int hi = qtsp_hex_value((unsigned char)hex[i]), lo = qtsp_hex_value((unsigned char)hex[i + 1]);
         ENSURE(hi >= 0 && lo >= 0, QTSP_ERR_INVALID, "serial number is not hexadecimal");
         tmp[j++] = (unsigned char)(hi << 4 | lo);
     }

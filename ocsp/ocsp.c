@@ -16,6 +16,7 @@
 
 #include "ca/certdb.h"
 #include "core/clock.h"
+#include "core/codec.h"
 #include "core/log.h"
 #include "core/yaml.h"
 
@@ -909,66 +910,33 @@ qtsp_status qtsp_ocsp_metrics(void *ctx, qtsp_buf *out)
 /* ------------------------------------------------------------------------ */
 /* GET form (RFC 6960 A.1.1): url-encoding of base64 of the DER. */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-') /* standard and URL-safe (RFC 4648 5) */
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
 qtsp_status qtsp_ocsp_get_decode(const char *raw, unsigned char *out, size_t cap, size_t *out_len)
 {
     ENSURE(raw && out, QTSP_ERR_INVALID, "no OCSP GET request");
-    uint32_t acc = 0;
-    size_t bits = 0, n = 0, pad = 0, chars = 0;
-    for (const char *p = raw; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '%') {
-            int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
-            ENSURE(hi >= 0 && lo >= 0, QTSP_ERR_INVALID, "bad percent-encoding in OCSP GET");
-            c = (unsigned char)(hi * 16 + lo);
-            p += 2;
-        }
-        if (c == '=') {
-            pad++;
-            continue;
-        }
-        ENSURE(pad == 0, QTSP_ERR_INVALID, "data after padding in OCSP GET");
-        int v = b64val(c);
-        ENSURE(v >= 0, QTSP_ERR_INVALID, "bad base64 character in OCSP GET");
-        chars++;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            ENSURE(n < cap, QTSP_ERR_TOO_BIG, "OCSP GET request too large");
-            out[n++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
+    size_t rl = strlen(raw);
+    /* cap bytes are at most 4/3 cap base64 characters, each at most "%XX" */
+    ENSURE(cap < SIZE_MAX / 8 && rl <= 4 * cap + 16, QTSP_ERR_TOO_BIG,
+           "OCSP GET request too large");
+    char *txt = malloc(rl + 1);
+    ENSURE(txt != NULL, QTSP_ERR_NOMEM, "out of memory");
+    size_t tl = 0;
+    qtsp_status rc = QTSP_OK;
+    for (size_t i = 0; i < rl; i++) {
+        if (raw[i] == '%') {
+            int hi = qtsp_hex_value((unsigned char)raw[i + 1]); /* NUL-terminated */
+            int lo = hi < 0 ? -1 : qtsp_hex_value((unsigned char)raw[i + 2]);
+            ENSURE_OUT(hi >= 0 && lo >= 0, QTSP_ERR_INVALID, "bad percent-encoding in OCSP GET");
+            txt[tl++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            txt[tl++] = raw[i];
         }
     }
-    /* RFC 4648 3.5: a lone trailing sextet or non-zero leftover bits are invalid */
-    ENSURE(chars % 4 != 1 && acc == 0 && pad <= 2 && (pad == 0 || (chars + pad) % 4 == 0),
-           QTSP_ERR_INVALID, "bad base64 length in OCSP GET");
-    ENSURE(n > 0, QTSP_ERR_INVALID, "empty OCSP GET request");
-    *out_len = n;
-    return QTSP_OK;
+    /* RFC 6960 A.1: base64, standard or URL-safe alphabet, padding optional */
+    TRY_OUT(qtsp_base64_decode(txt, tl, QTSP_B64_STD | QTSP_B64_URL | QTSP_B64_PADDING, out, cap,
+                               out_len));
+    ENSURE_OUT(*out_len > 0, QTSP_ERR_INVALID, "empty OCSP GET request");
+out:
+    free(txt);
+    return rc;
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/codec.h"
 
 /* Activation passwords are 120-bit random strings made by us, so memory-hard
  * stretching adds little; these parameters keep argon2id (as the security
@@ -60,12 +61,11 @@ static qtsp_status b64(const unsigned char *in, size_t len, char *out, size_t ca
 
 static qtsp_status unb64(const char *in, unsigned char *out, size_t cap, size_t *len)
 {
-    size_t n = strlen(in);
-    ENSURE(n % 4 == 0 && n / 4 * 3 <= cap, QTSP_ERR_STORE_CORRUPT, "bad base64 in OTP record");
-    int r = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
-    ENSURE(r >= 0, QTSP_ERR_STORE_CORRUPT, "bad base64 in OTP record");
-    size_t pad = (n && in[n - 1] == '=') + (n > 1 && in[n - 2] == '=');
-    *len = (size_t)r - pad;
+    if (qtsp_base64_decode(in, strlen(in), QTSP_B64_STD | QTSP_B64_PADDING, out, cap, len) !=
+        QTSP_OK) {
+        qtsp_err_clear();
+        FAIL(QTSP_ERR_STORE_CORRUPT, "bad base64 in OTP record");
+    }
     return QTSP_OK;
 }
 
@@ -146,42 +146,4 @@ qtsp_status qtsp_password_verify(const char *encoded, const char *password)
     int r = argon2id_verify(encoded, password, strlen(password));
     ENSURE(r == ARGON2_OK, QTSP_ERR_AUTH, "wrong user id or password");
     return QTSP_OK;
-}
-
-void qtsp_base32(const unsigned char *in, size_t len, char *out, size_t cap)
-{
-    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    size_t o = 0;
-    unsigned buf = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        buf = (buf << 8) | in[i];
-        bits += 8;
-        while (bits >= 5 && o + 1 < cap) {
-            out[o++] = A[(buf >> (bits - 5)) & 31];
-            bits -= 5;
-        }
-    }
-    if (bits > 0 && o + 1 < cap)
-        out[o++] = A[(buf << (5 - bits)) & 31];
-    out[o] = '\0';
-}
-
-void qtsp_base64url(const unsigned char *in, size_t len, char *out, size_t cap)
-{
-    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    unsigned buf = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        buf = (buf << 8) | in[i];
-        bits += 8;
-        while (bits >= 6 && o + 1 < cap) {
-            out[o++] = A[(buf >> (bits - 6)) & 63];
-            bits -= 6;
-        }
-    }
-    if (bits > 0 && o + 1 < cap)
-        out[o++] = A[(buf << (6 - bits)) & 63];
-    out[o] = '\0';
 }

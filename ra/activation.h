@@ -31,9 +31,4 @@ qtsp_status qtsp_password_hash(const char *password, char *out, size_t cap) QTSP
 /* Constant-time check; QTSP_ERR_AUTH when it does not match. */
 qtsp_status qtsp_password_verify(const char *encoded, const char *password) QTSP_MUST_USE;
 
-/* RFC 4648 base32 without padding (for otpauth URIs). out >= 8*len/5+2. */
-void qtsp_base32(const unsigned char *in, size_t len, char *out, size_t cap);
-/* RFC 4648 base64url without padding. out >= 4*len/3+3. */
-void qtsp_base64url(const unsigned char *in, size_t len, char *out, size_t cap);
-
 #endif

@@ -29,6 +29,7 @@
 #include "ca/audit.h"
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/codec.h"
 
 #define OP_VERSION 1
 #define OP_T_COST 3
@@ -82,70 +83,16 @@ static int role_valid(int r)
            r == QTSP_ROLE_AUDITOR;
 }
 
-/* ---- base64url (RFC 4648 5, no padding) -------------------------------- */
-
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static void b64url_encode(const unsigned char *in, size_t n, char *out)
-{
-    size_t o = 0, i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64url[v >> 18 & 63];
-        out[o++] = b64url[v >> 12 & 63];
-        out[o++] = b64url[v >> 6 & 63];
-        out[o++] = b64url[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = b64url[v >> 18 & 63];
-        out[o++] = b64url[v >> 12 & 63];
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = b64url[v >> 18 & 63];
-        out[o++] = b64url[v >> 12 & 63];
-        out[o++] = b64url[v >> 6 & 63];
-    }
-    out[o] = '\0';
-}
-
-static int b64val(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-/* Decodes exactly 43 chars into 32 bytes; rejects non-canonical input
- * (set bits in the unused tail). Returns 0 on success. */
+/* Decodes exactly 43 base64url chars (no padding) into 32 bytes; rejects
+ * non-canonical input. Returns 0 on success. */
 static int secret_decode(const char *in, unsigned char out[OP_SECRET_LEN])
 {
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < OP_SECRET_B64; i++) {
-        int v = b64val((unsigned char)in[i]);
-        if (v < 0)
-            return -1;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o >= OP_SECRET_LEN)
-                return -1;
-            out[o++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
+    size_t n = 0;
+    if (qtsp_base64_decode(in, OP_SECRET_B64, QTSP_B64_URL, out, OP_SECRET_LEN, &n) != QTSP_OK) {
+        qtsp_err_clear();
+        return -1;
     }
-    return (o == OP_SECRET_LEN && acc == 0) ? 0 : -1;
+    return n == OP_SECRET_LEN ? 0 : -1;
 }
 
 /* ---- record ------------------------------------------------------------- */
@@ -284,7 +231,7 @@ qtsp_status qtsp_operator_add(qtsp_store *st, const char *actor, const char *nam
     add_ctx c = {actor, &rec, details};
     TRY_OUT(qtsp_store_write(st, add_fn, &c));
 
-    b64url_encode(secret, sizeof secret, b64);
+    qtsp_base64url_encode(secret, sizeof secret, b64, sizeof b64);
     snprintf(token_out, cap, "%s.%s", rec.op.id, b64);
 out:
     OPENSSL_cleanse(secret, sizeof secret);

@@ -10,6 +10,7 @@
 #include "ca/audit.h"
 #include "ca/profile.h"
 #include "core/clock.h"
+#include "core/codec.h"
 #include "core/log.h"
 #include "core/yaml.h"
 #include "ra/activation.h"
@@ -480,13 +481,13 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
     TRY_OUT(random_hex_id(res.user_id, 10));
     unsigned char pw[15];
     TRY_OUT(qtsp_random(pw, sizeof pw));
-    qtsp_base64url(pw, sizeof pw, res.password, sizeof res.password);
+    qtsp_base64url_encode(pw, sizeof pw, res.password, sizeof res.password);
     OPENSSL_cleanse(pw, sizeof pw);
     TRY_OUT(qtsp_password_hash(res.password, pwhash, sizeof pwhash));
     TRY_OUT(qtsp_random(totp, sizeof totp));
     TRY_OUT(qtsp_otp_wrap(ra->otp_key, res.user_id, totp, sizeof totp, &otp));
     char b32[40];
-    qtsp_base32(totp, sizeof totp, b32, sizeof b32);
+    qtsp_base32_encode(totp, sizeof totp, b32, sizeof b32);
     size_t ul = 200 + strlen(res.user_id);
     res.otpauth_uri = malloc(ul);
     ENSURE_OUT(res.otpauth_uri != NULL, QTSP_ERR_NOMEM, "out of memory");

@@ -4,6 +4,7 @@
 
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/codec.h"
 #include "core/err.h"
 #include "tests/lib/qtest.h"
 
@@ -100,6 +101,37 @@ static void test_injected_clock_and_formats(void)
     CU_ASSERT(qtsp_now() > 1700000000);
 }
 
+static void test_codec_rfc4648_vectors_and_canonical_decoding(void)
+{
+    char out[64];
+    qtsp_base32_encode((const unsigned char *)"foobar", 6, out, sizeof out);
+    CU_ASSERT_STRING_EQUAL(out, "MZXW6YTBOI");
+    qtsp_base64url_encode((const unsigned char *)"foobar", 6, out, sizeof out);
+    CU_ASSERT_STRING_EQUAL(out, "Zm9vYmFy");
+    qtsp_base64url_encode((const unsigned char *)"\xfb\xff", 2, out, sizeof out);
+    CU_ASSERT_STRING_EQUAL(out, "-_8");
+    unsigned char b[16];
+    size_t n = 0;
+    const unsigned all = QTSP_B64_STD | QTSP_B64_URL | QTSP_B64_PADDING;
+    CU_ASSERT_EQUAL(qtsp_base64_decode("Zm8=", 4, all, b, sizeof b, &n), QTSP_OK);
+    CU_ASSERT(n == 2 && memcmp(b, "fo", 2) == 0);
+    CU_ASSERT_EQUAL(qtsp_base64_decode("Zm8", 3, all, b, sizeof b, &n), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_base64_decode("-_8", 3, QTSP_B64_URL, b, sizeof b, &n), QTSP_OK);
+    CU_ASSERT(n == 2 && b[0] == 0xfb && b[1] == 0xff);
+    CU_ASSERT_EQUAL(qtsp_base64_decode("+/8", 3, QTSP_B64_STD, b, sizeof b, &n), QTSP_OK);
+    CU_ASSERT(n == 2 && b[0] == 0xfb && b[1] == 0xff);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_base64_decode("+/8", 3, QTSP_B64_URL, b, sizeof b, &n), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_base64_decode("Zm9", 3, all, b, sizeof b, &n), QTSP_ERR_INVALID); /* leftover bits */
+    CU_ASSERT_EQUAL(qtsp_base64_decode("Z", 1, all, b, sizeof b, &n), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_base64_decode("Zm8=A", 5, all, b, sizeof b, &n), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_base64_decode("Zm8=", 4, QTSP_B64_STD, b, sizeof b, &n), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_base64_decode("Zm9vYmFy", 8, all, b, 5, &n), QTSP_ERR_TOO_BIG);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_hex_value('f'), 15);
+    CU_ASSERT_EQUAL(qtsp_hex_value('G'), -1);
+}
+
 int main(void)
 {
     static const qtest_case cases[] = {
@@ -108,6 +140,7 @@ int main(void)
         QTEST(test_buf_printf_and_take),
         QTEST(test_parse_duration_units),
         QTEST(test_injected_clock_and_formats),
+        QTEST(test_codec_rfc4648_vectors_and_canonical_decoding),
     };
     return qtest_run("core", cases, sizeof cases / sizeof cases[0]);
 }

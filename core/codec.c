@@ -1,0 +1,93 @@
+#include "core/codec.h"
+
+#include <stdint.h>
+
+int qtsp_hex_value(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int b64_value(int c, unsigned flags)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if ((flags & QTSP_B64_STD) && (c == '+' || c == '/'))
+        return c == '+' ? 62 : 63;
+    if ((flags & QTSP_B64_URL) && (c == '-' || c == '_'))
+        return c == '-' ? 62 : 63;
+    return -1;
+}
+
+qtsp_status qtsp_base64_decode(const char *in, size_t len, unsigned flags, unsigned char *out,
+                               size_t cap, size_t *out_len)
+{
+    uint32_t acc = 0;
+    size_t bits = 0, n = 0, pad = 0, chars = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c == '=' && (flags & QTSP_B64_PADDING)) {
+            pad++;
+            continue;
+        }
+        ENSURE(pad == 0, QTSP_ERR_INVALID, "base64: data after padding");
+        int v = b64_value(c, flags);
+        ENSURE(v >= 0, QTSP_ERR_INVALID, "base64: bad character");
+        chars++;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            ENSURE(n < cap, QTSP_ERR_TOO_BIG, "base64: more than %zu bytes", cap);
+            out[n++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    /* RFC 4648 3.5: a lone trailing sextet or non-zero leftover bits are not canonical */
+    ENSURE(chars % 4 != 1 && acc == 0 && pad <= 2 && (pad == 0 || (chars + pad) % 4 == 0),
+           QTSP_ERR_INVALID, "base64: bad length or padding");
+    *out_len = n;
+    return QTSP_OK;
+}
+
+static void encode_bits(const unsigned char *in, size_t len, unsigned width, const char *alpha,
+                        char *out, size_t cap)
+{
+    if (cap == 0)
+        return;
+    size_t o = 0;
+    uint32_t acc = 0;
+    unsigned bits = 0, mask = (1u << width) - 1;
+    for (size_t i = 0; i < len; i++) {
+        acc = (acc << 8) | in[i];
+        bits += 8;
+        while (bits >= width && o + 1 < cap) {
+            out[o++] = alpha[(acc >> (bits - width)) & mask];
+            bits -= width;
+        }
+        acc &= (1u << bits) - 1;
+    }
+    if (bits > 0 && o + 1 < cap)
+        out[o++] = alpha[(acc << (width - bits)) & mask];
+    out[o] = '\0';
+}
+
+void qtsp_base64url_encode(const unsigned char *in, size_t len, char *out, size_t cap)
+{
+    encode_bits(in, len, 6, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", out,
+                cap);
+}
+
+void qtsp_base32_encode(const unsigned char *in, size_t len, char *out, size_t cap)
+{
+    encode_bits(in, len, 5, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", out, cap);
+}

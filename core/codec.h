@@ -1,0 +1,32 @@
+/* Text encodings used across qtsp: hex digits, base64 (RFC 4648 4 and 5),
+ * base32 (RFC 4648 6). Pure functions, thread-safe. */
+#ifndef QTSP_CORE_CODEC_H
+#define QTSP_CORE_CODEC_H
+
+#include <stddef.h>
+
+#include "core/err.h"
+
+/* Value of a hex digit (either case), -1 otherwise. */
+int qtsp_hex_value(int c);
+
+#define QTSP_B64_STD 1u     /* accept '+' '/' (RFC 4648 4) */
+#define QTSP_B64_URL 2u     /* accept '-' '_' (RFC 4648 5) */
+#define QTSP_B64_PADDING 4u /* accept trailing '=' padding */
+
+/* Decodes base64 text in[0..len) into out[cap]. Canonical only: a lone
+ * trailing character, non-zero leftover bits, data after padding or wrong
+ * padding are QTSP_ERR_INVALID; more than cap bytes is QTSP_ERR_TOO_BIG.
+ * flags: which alphabets and whether padding is allowed. */
+qtsp_status qtsp_base64_decode(const char *in, size_t len, unsigned flags, unsigned char *out,
+                               size_t cap, size_t *out_len) QTSP_MUST_USE;
+
+/* base64url without padding; out must hold 4*ceil(len/3)+1 bytes (truncated
+ * otherwise, always NUL-terminated when cap > 0). */
+void qtsp_base64url_encode(const unsigned char *in, size_t len, char *out, size_t cap);
+
+/* base32 (upper case, no padding), as otpauth URIs want; out must hold
+ * 8*ceil(len/5)+1 bytes. */
+void qtsp_base32_encode(const unsigned char *in, size_t len, char *out, size_t cap);
+
+#endif
