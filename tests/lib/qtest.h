@@ -7,6 +7,8 @@
 #include <CUnit/CUnit.h>
 #include <stddef.h>
 
+#include "ca/store.h"
+
 typedef struct qtest_case {
     const char *name;
     void (*fn)(void);
@@ -26,6 +28,12 @@ void qtest_rmtree(const char *path);
 /* Creates a throw-away SoftHSM2 token in dir/hsm with the given label and
  * user PIN "1234" (SO PIN "5678") and sets SOFTHSM2_CONF. Returns 0 on success. */
 int qtest_softhsm_token(const char *dir, const char *label);
+
+/* Opens a fresh store (map_mib MiB) in a new temp dir named for tag; the
+ * dir goes to dir_out. Fails the test fatally when it cannot. */
+qtsp_store *qtest_store_fresh(const char *tag, size_t map_mib, char *dir_out, size_t cap);
+/* Closes st and removes dir. */
+void qtest_store_done(qtsp_store *st, const char *dir);
 
 #define QTEST_SOFTHSM_MODULE "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"
 #define QTEST_PIN "1234"

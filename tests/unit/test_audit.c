@@ -20,24 +20,9 @@ static int64_t fixed_clock(void *ctx)
     return 1795000000123LL;
 }
 
-static qtsp_store *open_fresh(void)
-{
-    const char *d = qtest_tmpdir("audit");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
-    snprintf(g_dir, sizeof g_dir, "%s", d);
-    char path[600];
-    snprintf(path, sizeof path, "%s/store", g_dir);
-    qtsp_store *st = NULL;
-    qtsp_err_clear();
-    CU_ASSERT_EQUAL_FATAL(qtsp_store_open(path, 4, &st), QTSP_OK);
-    return st;
-}
+static qtsp_store *open_fresh(void) { return qtest_store_fresh("audit", 4, g_dir, sizeof g_dir); }
 
-static void done(qtsp_store *st)
-{
-    qtsp_store_close(st);
-    qtest_rmtree(g_dir);
-}
+static void done(qtsp_store *st) { qtest_store_done(st, g_dir); }
 
 typedef struct append_ctx {
     int n;

@@ -18,24 +18,9 @@
 static char g_dir[512];
 static EVP_PKEY *g_key;
 
-static qtsp_store *open_fresh(void)
-{
-    const char *d = qtest_tmpdir("certdb");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
-    snprintf(g_dir, sizeof g_dir, "%s", d);
-    char path[600];
-    snprintf(path, sizeof path, "%s/store", g_dir);
-    qtsp_store *st = NULL;
-    qtsp_err_clear();
-    CU_ASSERT_EQUAL_FATAL(qtsp_store_open(path, 4, &st), QTSP_OK);
-    return st;
-}
+static qtsp_store *open_fresh(void) { return qtest_store_fresh("certdb", 4, g_dir, sizeof g_dir); }
 
-static void done(qtsp_store *st)
-{
-    qtsp_store_close(st);
-    qtest_rmtree(g_dir);
-}
+static void done(qtsp_store *st) { qtest_store_done(st, g_dir); }
 
 /* A self-signed certificate with the given serial; DER in *der (free()). */
 static size_t make_cert(const unsigned char *serial, size_t slen, unsigned char **der)

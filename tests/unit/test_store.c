@@ -15,15 +15,7 @@ static char g_dir[512];
 
 static qtsp_store *open_fresh(size_t map_mib)
 {
-    const char *d = qtest_tmpdir("store");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
-    snprintf(g_dir, sizeof g_dir, "%s", d);
-    char path[600];
-    snprintf(path, sizeof path, "%s/store", g_dir);
-    qtsp_store *st = NULL;
-    qtsp_err_clear();
-    CU_ASSERT_EQUAL_FATAL(qtsp_store_open(path, map_mib, &st), QTSP_OK);
-    return st;
+    return qtest_store_fresh("store", map_mib, g_dir, sizeof g_dir);
 }
 
 static qtsp_store *reopen(qtsp_store *st)
@@ -36,11 +28,7 @@ static qtsp_store *reopen(qtsp_store *st)
     return n;
 }
 
-static void done(qtsp_store *st)
-{
-    qtsp_store_close(st);
-    qtest_rmtree(g_dir);
-}
+static void done(qtsp_store *st) { qtest_store_done(st, g_dir); }
 
 static void test_store_table_names_match_the_header(void)
 {
