@@ -43,3 +43,23 @@ void qtest_rmtree(const char *path)
     (void)r;
 }
 
+
+const char *qtest_src_dir(void)
+{
+    static char dir[1024];
+    const char *env = getenv("QTSP_SRC_DIR");
+    if (env && *env) {
+        snprintf(dir, sizeof dir, "%s", env);
+        return dir;
+    }
+    /* __FILE__ is <src>/tests/lib/qtest.c (CMake compiles with absolute paths) */
+    snprintf(dir, sizeof dir, "%s", __FILE__);
+    for (int i = 0; i < 3; i++) {
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            *slash = '\0';
+        else
+            snprintf(dir, sizeof dir, ".");
+    }
+    return dir;
+}

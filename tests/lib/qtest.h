@@ -22,6 +22,9 @@ int qtest_run(const char *suite, const qtest_case *cases, size_t n);
 /* Makes a fresh directory under $TMPDIR (or /tmp) and returns its path
  * (static storage per call; copy it). Removed by qtest_rmtree. */
 const char *qtest_tmpdir(const char *tag);
+/* The source tree: $QTSP_SRC_DIR, else where this file was compiled from.
+ * Static storage. */
+const char *qtest_src_dir(void);
 /* rm -rf path. */
 void qtest_rmtree(const char *path);
 

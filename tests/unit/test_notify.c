@@ -128,26 +128,6 @@ static int blackhole(unsigned *port)
     return fd;
 }
 
-/* The source tree ($QTSP_SRC_DIR, else three levels above this file). */
-static const char *src_dir(void)
-{
-    static char dir[1024];
-    const char *env = getenv("QTSP_SRC_DIR");
-    if (env && *env) {
-        snprintf(dir, sizeof dir, "%s", env);
-        return dir;
-    }
-    snprintf(dir, sizeof dir, "%s", __FILE__);
-    for (int i = 0; i < 3; i++) {
-        char *slash = strrchr(dir, '/');
-        if (slash)
-            *slash = '\0';
-        else
-            snprintf(dir, sizeof dir, ".");
-    }
-    return dir;
-}
-
 /* ---- a throw-away home ---------------------------------------------------- */
 
 typedef struct home {
@@ -442,7 +422,7 @@ static void test_notify_disabled_accepts_events_and_does_nothing(void)
     expect_disabled(notifier(&h));
     /* the shipped policy */
     char shipped[1100];
-    snprintf(shipped, sizeof shipped, "%s/policies/notify.yaml", src_dir());
+    snprintf(shipped, sizeof shipped, "%s/policies/notify.yaml", qtest_src_dir());
     qtsp_notify *n = NULL;
     CU_ASSERT_EQUAL(qtsp_notify_new(shipped, h.secrets, &n), QTSP_OK);
     expect_disabled(n);

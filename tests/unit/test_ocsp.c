@@ -921,11 +921,8 @@ static void test_ocsp_get_form_of_a_real_request_is_answered(void)
 
 static void test_ocsp_shipped_policy_loads(void)
 {
-    /* policies/ocsp.yaml of this source tree (CMake compiles with absolute paths) */
     char path[1024];
-    const char *me = __FILE__, *cut = strstr(me, "tests/unit/test_ocsp.c");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(cut);
-    snprintf(path, sizeof path, "%.*spolicies/ocsp.yaml", (int)(cut - me), me);
+    snprintf(path, sizeof path, "%s/policies/ocsp.yaml", qtest_src_dir());
     qtsp_ocsp *o = NULL;
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_ocsp_new(path, g_ca, g_resp, g_resp_key, g_store, &o), QTSP_OK);

@@ -32,32 +32,10 @@ static int64_t fixed_clock(void *ctx)
     return (int64_t)timegm(&tm) * 1000;
 }
 
-static const char *src_dir(void)
-{
-    static char dir[1024];
-    if (dir[0])
-        return dir;
-    const char *env = getenv("QTSP_SRC_DIR");
-    if (env && *env) {
-        snprintf(dir, sizeof dir, "%s", env);
-        return dir;
-    }
-    /* __FILE__ is <src>/tests/unit/test_profile.c */
-    snprintf(dir, sizeof dir, "%s", __FILE__);
-    for (int i = 0; i < 3; i++) {
-        char *s = strrchr(dir, '/');
-        if (s)
-            *s = '\0';
-        else
-            snprintf(dir, sizeof dir, ".");
-    }
-    return dir;
-}
-
 static qtsp_profile *load_policy(const char *name)
 {
     char path[1200];
-    snprintf(path, sizeof path, "%s/policies/%s.yaml", src_dir(), name);
+    snprintf(path, sizeof path, "%s/policies/%s.yaml", qtest_src_dir(), name);
     qtsp_profile *p = NULL;
     qtsp_err_clear();
     if (qtsp_profile_load(path, &p) != QTSP_OK)

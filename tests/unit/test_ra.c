@@ -3,7 +3,6 @@
  * forbidden transition, roles, the lapse at exactly hold_until). */
 #define _GNU_SOURCE 1 /* memmem */
 #include <jansson.h>
-#include <libgen.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -94,10 +93,7 @@ static int suite_init(void)
     if (!d)
         return -1;
     snprintf(g_dir, sizeof g_dir, "%s", d);
-    char src[1024];
-    snprintf(src, sizeof src, "%s", __FILE__);
-    char *repo = dirname(dirname(dirname(src)));
-    snprintf(g_policies, sizeof g_policies, "%s/policies", repo);
+    snprintf(g_policies, sizeof g_policies, "%s/policies", qtest_src_dir());
     snprintf(g_secrets, sizeof g_secrets, "%s/secrets", g_dir);
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "mkdir -m 700 %s", g_secrets);
