@@ -10,6 +10,20 @@ check_not "init refuses an initialised home" "$QTSP_BIN" init --home "$H"
 "$QTSP_BIN" init --home "$H" 2>"$T_DIR/reinit.err"
 check_grep "refusal says why" "already initialised" "$T_DIR/reinit.err"
 
+# a failed ceremony leaves nothing half-made behind, and keeps prepared policies
+F=$T_DIR/failing
+mkdir -p "$F/policies"
+printf 'bogus_key: 1\n' >"$F/policies/tsa-unit.yaml"
+check_not "init with a broken profile fails" "$QTSP_BIN" init --home "$F"
+check_not "... and leaves no secrets" test -e "$F/secrets"
+check_not "... no token" test -e "$F/hsm"
+check_not "... no store" test -e "$F/store"
+check "... and keeps the operator's prepared policy" grep -q bogus_key "$F/policies/tsa-unit.yaml"
+rm "$F/policies/tsa-unit.yaml"
+check "init succeeds once the cause is fixed" "$QTSP_BIN" init --home "$F"
+rm "$F/qtsp.yaml"
+check_not "init refuses a home with a token from an interrupted ceremony" "$QTSP_BIN" init --home "$F"
+
 for f in root-ca.crt issuing-ca.crt ocsp.crt tsa.crt chain.pem; do
   check "public/$f exists" test -s "$H/public/$f"
 done
