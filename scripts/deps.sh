@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages qtsp needs to build, run and test.
-# As root: apt-get install. Otherwise: prints the one command to run and fails
-# if anything is missing.
+# As root (or with password-less sudo): apt-get install, its output kept in a
+# log that is shown only on failure. Otherwise: prints the one command to run
+# and fails if anything is missing.
 set -euo pipefail
 
 PKGS=(
@@ -11,19 +12,41 @@ PKGS=(
   gnutls-bin wrk nginx-light procps jq xxd
 )
 
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+missing_pkgs() {
+  local p
+  for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+
+mapfile -t missing < <(missing_pkgs)
 if ((${#missing[@]} == 0)); then
   exit 0
 fi
 if [[ $(id -u) -eq 0 ]]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  as_root=()
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  as_root=(sudo -n)
 else
   echo "qtsp: missing Debian packages; run:" >&2
   echo "sudo apt-get install -y ${missing[*]}" >&2
   exit 1
 fi
+
+echo "qtsp: installing ${#missing[@]} Debian packages: ${missing[*]}"
+log=$(mktemp "${TMPDIR:-/tmp}/qtsp-apt-XXXXXX")
+apt=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -y
+  -o Acquire::Retries=3 -o Dpkg::Use-Pty=0)
+if ! { "${apt[@]}" update && "${apt[@]}" install --no-install-recommends "${missing[@]}"; } \
+  >"$log" 2>&1; then
+  tail -n 60 "$log" >&2
+  echo "qtsp: apt-get failed; full output in $log" >&2
+  exit 1
+fi
+mapfile -t still < <(missing_pkgs)
+if ((${#still[@]})); then
+  echo "qtsp: still missing after apt-get: ${still[*]}; apt output in $log" >&2
+  exit 1
+fi
+rm -f "$log"
+echo "qtsp: packages installed"

@@ -3,10 +3,10 @@
 # and integration test, and ends with one line "N passed, N failed".
 # Exit 0 only if everything passed.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 top=$(pwd)
 
-scripts/deps.sh || exit 1
+scripts/deps.sh || { echo "installing Debian packages failed"; echo "0 passed, 1 failed"; exit 1; }
 jobs=$(nproc 2>/dev/null || echo 2)
 
 build() { # dir, extra cmake args...
