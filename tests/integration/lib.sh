@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the integration tests: counting checks, a throw-away
 # home, starting and stopping the real server on a free loopback port.
 # Each test ends with `finish`, which prints "N passed, N failed".
