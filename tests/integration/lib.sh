@@ -24,6 +24,11 @@ check_grep() { if grep -Eq -- "$2" "$3"; then pass "$1"; else fail "$1 (no '$2' 
 # start_server HOME [extra args]: starts qtsp serve, waits for "listening on".
 start_server() {
   local home=$1; shift
+  # empty the files first: the background shell truncates them only when it
+  # gets to run, and until then the wait below would read the previous
+  # server's "listening on" line (old port, and a SIGTERM too early).
+  : >"$T_DIR/serve.out"
+  : >"$T_DIR/serve.err"
   "$QTSP_BIN" serve --home "$home" --listen "127.0.0.1:0" "$@" >"$T_DIR/serve.out" 2>"$T_DIR/serve.err" &
   SERVER_PID=$!
   for _ in $(seq 1 200); do
