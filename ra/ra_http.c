@@ -34,6 +34,12 @@ static qtsp_status authenticate(qtsp_ra *ra, const qtsp_http_req *req, qtsp_acto
 
 static qtsp_status parse_body(const qtsp_http_req *req, json_t **out)
 {
+    /* checked here, after authentication and the role, so that a caller
+     * without a token learns 401 before anything about the body */
+    const char *ct = qtsp_http_header(req, "Content-Type");
+    size_t n = ct ? strcspn(ct, "; \t") : 0;
+    ENSURE(ct && n == 16 && strncasecmp(ct, "application/json", 16) == 0, QTSP_ERR_INVALID,
+           "Content-Type must be application/json");
     ENSURE(req->body_len > 0, QTSP_ERR_INVALID, "body: a JSON object is required");
     json_error_t err;
     json_t *o = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &err);
@@ -259,7 +265,7 @@ static qtsp_status ra_dispatch(void *ctx, const qtsp_http_req *req, qtsp_http_re
 size_t qtsp_ra_routes(qtsp_ra *ra, qtsp_route *routes, size_t cap)
 {
     const qtsp_route r[] = {
-        {"POST", "/ra/v1/", 1, RA_MAX_BODY, "application/json", ra_dispatch, ra, "ra"},
+        {"POST", "/ra/v1/", 1, RA_MAX_BODY, NULL, ra_dispatch, ra, "ra"},
         {"GET", "/ra/v1/", 1, 0, NULL, ra_dispatch, ra, "ra"},
     };
     size_t n = sizeof r / sizeof r[0];

@@ -39,7 +39,11 @@ api POST /ra/v1/subjects "$OFFICER" "${PERSON/\"free\"/\"gold\"}" >/dev/null; ch
 big=$(head -c 40000 /dev/zero | tr '\0' a)
 api POST /ra/v1/subjects "$OFFICER" "{\"given_name\":\"$big\"}" >/dev/null; check_eq "oversized body: 413" 413 "$(status)"
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $OFFICER" -H 'Content-Type: text/plain' --data "$PERSON" "$BASE/ra/v1/subjects")
-check_eq "wrong media type: 415" 415 "$code"
+check_eq "wrong media type: 400" 400 "$code"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data "$PERSON" "$BASE/ra/v1/subjects")
+check_eq "no token and no media type: 401 first" 401 "$code"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $HOTLINE" --data "$PERSON" "$BASE/ra/v1/subjects")
+check_eq "wrong role and no media type: 403 first" 403 "$code"
 check_eq "rejected requests wrote nothing to the audit log" "$before" "$(audit_count)"
 
 # --- enrolment and issuance
