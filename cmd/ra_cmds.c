@@ -70,6 +70,10 @@ static void print_json(json_t *o)
 
 static int usage(FILE *f, const char *verb)
 {
+    if (f != stdout) {
+        fprintf(stderr, "qtsp: %s: missing or wrong arguments (see qtsp %s --help)\n", verb, verb);
+        return 2;
+    }
     fprintf(f,
             "usage:\n"
             "  qtsp status    [--home DIR] SERIAL\n"
@@ -82,7 +86,6 @@ static int usage(FILE *f, const char *verb)
             "as cli:USER@HOST); with --token, that operator and its role.\n"
             "REASON: keyCompromise, affiliationChanged, superseded, cessationOfOperation,\n"
             "privilegeWithdrawn. Output: one JSON line.\n");
-    (void)verb;
     return f == stdout ? 0 : 2;
 }
 
@@ -121,8 +124,9 @@ int cmd_ra(int argc, char **argv)
             cmd_opt(argc, argv, &i, "--json", &json_path))
             continue;
         if (argv[i][0] == '-' || arg) {
-            fprintf(stderr, "qtsp: %s: unexpected argument %s\n", verb, argv[i]);
-            return usage(stderr, verb);
+            fprintf(stderr, "qtsp: %s: unexpected argument %s (see qtsp %s --help)\n", verb,
+                    argv[i], verb);
+            return 2;
         }
         arg = argv[i];
     }
