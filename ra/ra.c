@@ -530,10 +530,12 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
     c.credential_id = res.serial_hex;
     c.details = details;
     c.actor = who->name;
-    TRY_OUT(qtsp_store_write(ra->d.store, issue_txn, &c));
-    key_made = 0; /* committed: the key now belongs to the certificate */
+    /* everything the answer needs is ready before the commit: a committed
+     * issuance must never lose its one-time activation secrets */
     res.certificate_pem = x509_pem(cert);
     ENSURE_OUT(res.certificate_pem != NULL, QTSP_ERR_NOMEM, "out of memory");
+    TRY_OUT(qtsp_store_write(ra->d.store, issue_txn, &c));
+    key_made = 0; /* committed: the key now belongs to the certificate */
     *out = res;
     memset(&res, 0, sizeof res);
 out:
