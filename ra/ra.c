@@ -253,7 +253,16 @@ static qtsp_status enrol_txn(qtsp_txn *txn, void *vctx)
         ENSURE(!lc.live, QTSP_ERR_EXISTS,
                "national_id: already enrolled as subject %s with a valid certificate",
                c->existing);
-        /* re-enrolment of a known person: keep the subject id, new evidence */
+        /* re-enrolment of a known person: same subject id, new identity data
+         * and evidence; the earlier registration records are kept in
+         * "history" (EN 319 411-1: registration records are retained) */
+        json_t *prev = NULL;
+        TRY(ra_get_json(txn, QTSP_T_SUBJECTS, c->existing, &prev));
+        json_t *hist = json_object_get(prev, "history");
+        hist = json_is_array(hist) ? json_incref(hist) : json_array();
+        json_object_del(prev, "history");
+        json_array_append_new(hist, prev);
+        json_object_set_new(c->rec, "history", hist);
         json_object_set_new(c->rec, "subject_id", json_string(c->existing));
         TRY(ra_put_json(txn, QTSP_T_SUBJECTS, c->existing, c->rec, 0));
     } else {
