@@ -16,6 +16,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "ra/ra_int.h"
+#include "ra/validate.h"
 
 #define MAX_VERIFICATION 512
 
@@ -187,14 +188,6 @@ static qtsp_status collect(void *vctx, const unsigned char *serial, size_t slen)
     return QTSP_OK;
 }
 
-static const char COUNTRY_CODES[] =
-    "ADAEAFAGAIALAMAOAQARASATAUAWAXAZBABBBDBEBFBGBHBIBJBLBMBNBOBQBRBSBTBVBWBYBZCACCCDCFCGCHCICK"
-    "CLCMCNCOCRCUCVCWCXCYCZDEDJDKDMDODZECEEEGEHERESETFIFJFKFMFOFRGAGBGDGEGFGGGHGIGLGMGNGPGQGRGS"
-    "GTGUGWGYHKHMHNHRHTHUIDIEILIMINIOIQIRISITJEJMJOJPKEKGKHKIKMKNKPKRKWKYKZLALBLCLILKLRLSLTLULV"
-    "LYMAMCMDMEMFMGMHMKMLMMMNMOMPMQMRMSMTMUMVMWMXMYMZNANCNENFNGNINLNONPNRNUNZOMPAPEPFPGPHPKPLPM"
-    "PNPRPSPTPWPYQARERORSRURWSASBSCSDSESGSHSISJSKSLSMSNSOSRSSSTSVSXSYSZTCTDTFTGTHTJTKTLTMTNTOTR"
-    "TTTVTWTZUAUGUMUSUYUZVAVCVEVGVIVNVUWFWSYEYTZAZMZW";
-
 qtsp_status qtsp_ra_hotline_hold(qtsp_ra *ra, const qtsp_actor *who, const char *national_id,
                                  const char *phone, const char *caller_verification,
                                  json_t **held, time_t *hold_until)
@@ -212,7 +205,7 @@ qtsp_status qtsp_ra_hotline_hold(qtsp_ra *ra, const qtsp_actor *who, const char 
     ENSURE_OUT(cc != NULL, QTSP_ERR_NOMEM, "out of memory");
     /* the caller gives no country: try every code (the index key is CC:id) */
     int matched = 0;
-    for (const char *p = COUNTRY_CODES; *p && !matched; p += 2) {
+    for (const char *p = qtsp_country_codes(); p[0] && p[1] && !matched; p += p[2] ? 3 : 2) {
         char key[48], sid[48];
         snprintf(key, sizeof key, "%.2s:%s", p, national_id);
         qtsp_buf b;
