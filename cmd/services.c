@@ -120,6 +120,29 @@ out:
     return QTSP_OK;
 }
 
+/* Seconds until a certificate expires (negative once expired). */
+static long long cert_seconds_left(X509 *x)
+{
+    int days = 0, secs = 0;
+    time_t now = qtsp_now();
+    ASN1_TIME *t = ASN1_TIME_set(NULL, now);
+    if (!t || !ASN1_TIME_diff(&days, &secs, t, X509_get0_notAfter(x)))
+        days = secs = 0;
+    ASN1_TIME_free(t);
+    return (long long)days * 86400 + secs;
+}
+
+/* The responder and TSU certificates have short lives: say so well before
+ * they expire (an expired one makes every answer unverifiable). */
+static void warn_expiring(const char *what, X509 *x)
+{
+    long long left = cert_seconds_left(x);
+    if (left <= 0)
+        LOG_ERROR("the %s certificate has EXPIRED: its answers will not verify; re-key it", what);
+    else if (left < 30LL * 86400)
+        LOG_WARN("the %s certificate expires in %lld days; re-key it soon", what, left / 86400);
+}
+
 /* Records hold lapses in the audit log and the indexes every second; the
  * status itself is exact without it (qtsp_cert_status_effective). */
 static void *sweeper_main(void *arg)
@@ -185,29 +208,6 @@ void qtsp_services_free(qtsp_services *s)
 
 const qtsp_route *qtsp_services_routes(const qtsp_services *s) { return s->routes; }
 size_t qtsp_services_route_count(const qtsp_services *s) { return s->n_routes; }
-
-/* Seconds until a certificate expires (negative once expired). */
-static long long cert_seconds_left(X509 *x)
-{
-    int days = 0, secs = 0;
-    time_t now = qtsp_now();
-    ASN1_TIME *t = ASN1_TIME_set(NULL, now);
-    if (!t || !ASN1_TIME_diff(&days, &secs, t, X509_get0_notAfter(x)))
-        days = secs = 0;
-    ASN1_TIME_free(t);
-    return (long long)days * 86400 + secs;
-}
-
-/* The responder and TSU certificates have short lives: say so well before
- * they expire (an expired one makes every answer unverifiable). */
-static void warn_expiring(const char *what, X509 *x)
-{
-    long long left = cert_seconds_left(x);
-    if (left <= 0)
-        LOG_ERROR("the %s certificate has EXPIRED: its answers will not verify; re-key it", what);
-    else if (left < 30LL * 86400)
-        LOG_WARN("the %s certificate expires in %lld days; re-key it soon", what, left / 86400);
-}
 
 qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out)
 {
