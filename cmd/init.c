@@ -259,6 +259,8 @@ static qtsp_status store_ceremony(qtsp_txn *txn, void *vctx)
 
 static int usage(FILE *f)
 {
+    if (f != stdout)
+        return cmd_usage_error("init", "missing or wrong arguments (see qtsp init --help)");
     fprintf(f, "usage: qtsp init [--home DIR] [--base-url URL]\n"
                "                 [--pkcs11-module PATH --token-label LABEL] [--operator NAME]\n\n"
                "Key ceremony: creates DIR (default $QTSP_HOME or ./qtsp-home), an embedded\n"
@@ -281,8 +283,8 @@ int cmd_init(int argc, char **argv)
             cmd_opt(argc, argv, &i, "--token-label", &label) ||
             cmd_opt(argc, argv, &i, "--operator", &who))
             continue;
-        fprintf(stderr, "qtsp: init: unknown argument %s\n", argv[i]);
-        return usage(stderr);
+        fprintf(stderr, "qtsp: init: unknown argument %s (see qtsp init --help)\n", argv[i]);
+        return 2;
     }
     if ((module == NULL) != (label == NULL))
         return cmd_usage_error("init", "--pkcs11-module and --token-label go together");
@@ -519,7 +521,11 @@ out:
     qtsp_app_close(&app);
     if (rc == QTSP_OK)
         return 0;
-    int ret = cmd_fail("init");
+    const char *why = qtsp_err_what();
+    fprintf(stderr, "qtsp: init: %s (nothing was kept; fix the cause and run qtsp init again)\n",
+            why[0] ? why : "failed");
+    if (getenv("QTSP_DEBUG"))
+        fprintf(stderr, "qtsp: debug: %s\n", qtsp_err_message());
     /* Leave no half ceremony behind: remove what this run created (keys made
      * in an external token stay there; the report lists none of them). */
     if (home_created) {
@@ -534,6 +540,5 @@ out:
             remove_tree(path);
         }
     }
-    fprintf(stderr, "qtsp: init: nothing was kept; fix the cause and run qtsp init again\n");
-    return ret;
+    return 1;
 }
