@@ -153,6 +153,7 @@ qtsp_status qtsp_services_start(qtsp_services *s)
     ENSURE(pthread_create(&s->sweeper, NULL, sweeper_main, s) == 0, QTSP_ERR_INTERNAL,
            "cannot start the hold sweeper");
     s->sweeper_started = 1;
+    TRY(qtsp_ra_keypool_start(s->ra));
     return QTSP_OK;
 }
 
@@ -160,6 +161,7 @@ void qtsp_services_free(qtsp_services *s)
 {
     if (!s)
         return;
+    qtsp_ra_keypool_stop(s->ra);
     if (s->sweeper_started) {
         pthread_mutex_lock(&s->mu);
         s->stopping = 1;
@@ -197,6 +199,7 @@ qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out)
                         "# TYPE qtsp_hsm_sessions gauge\nqtsp_hsm_sessions %u\n",
                         (unsigned long long)used, (unsigned long long)map,
                         qtsp_hsm_session_count(s->app->hsm)));
+    TRY(qtsp_ra_metrics(s->ra, out));
     TRY(qtsp_tsa_metrics(s->tsa, out));
     TRY(qtsp_ocsp_metrics(s->ocsp, out));
     TRY(qtsp_notify_metrics(s->notify, out));
