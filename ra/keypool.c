@@ -523,6 +523,7 @@ void qtsp_ra_keypool_stop(qtsp_ra *ra)
     pthread_mutex_unlock(&ra->kp.mu);
     pthread_join(ra->kp.thread, NULL);
     ra->kp.started = 0;
+    atomic_store(&ra->kp.stopping, 0); /* direct fills work again */
 }
 
 qtsp_status qtsp_ra_metrics(qtsp_ra *ra, qtsp_buf *out)
