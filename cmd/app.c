@@ -61,16 +61,21 @@ const char *cmd_actor(void)
     static char actor[160];
     if (actor[0])
         return actor;
-    const char *user = getenv("SUDO_USER");
-    if (!user || !*user) {
-        struct passwd pw, *res = NULL;
-        char buf[1024];
-        if (getpwuid_r(getuid(), &pw, buf, sizeof buf, &res) == 0 && res)
-            user = res->pw_name;
-    }
+    /* the uid is authoritative; SUDO_USER (settable by anyone) is only a hint */
+    char name[64] = "unknown";
+    struct passwd pw, *res = NULL;
+    char buf[1024];
+    if (getpwuid_r(getuid(), &pw, buf, sizeof buf, &res) == 0 && res)
+        snprintf(name, sizeof name, "%s", res->pw_name);
+    else
+        snprintf(name, sizeof name, "uid%u", (unsigned)getuid());
     char host[64] = "localhost";
     gethostname(host, sizeof host - 1);
-    snprintf(actor, sizeof actor, "cli:%s@%s", user && *user ? user : "unknown", host);
+    const char *sudo = getenv("SUDO_USER");
+    if (sudo && *sudo && getuid() == 0)
+        snprintf(actor, sizeof actor, "cli:%s@%s (sudo from %.32s)", name, host, sudo);
+    else
+        snprintf(actor, sizeof actor, "cli:%s@%s", name, host);
     return actor;
 }
 
@@ -128,6 +133,24 @@ static qtsp_status load_keys(qtsp_app *app)
     TRY(qtsp_hsm_private_key(app->hsm, app->cfg.key_issuing, &app->issuing_key));
     TRY(qtsp_hsm_private_key(app->hsm, app->cfg.key_ocsp, &app->ocsp_key));
     TRY(qtsp_hsm_private_key(app->hsm, app->cfg.key_tsa, &app->tsa_key));
+    /* public/ is world-readable and not trusted: each certificate must
+     * certify the public key of the token key it is used with */
+    const struct {
+        X509 *cert;
+        const char *label;
+    } pairs[] = {{app->root, app->cfg.key_root},
+                 {app->issuing, app->cfg.key_issuing},
+                 {app->ocsp, app->cfg.key_ocsp},
+                 {app->tsa, app->cfg.key_tsa}};
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        EVP_PKEY *pub = NULL;
+        TRY(qtsp_hsm_public_key(app->hsm, pairs[i].label, &pub));
+        int same = EVP_PKEY_eq(pub, X509_get0_pubkey(pairs[i].cert)) == 1;
+        EVP_PKEY_free(pub);
+        ENSURE(same, QTSP_ERR_CRYPTO,
+               "the certificate in public/ for token key %s does not match that key",
+               pairs[i].label);
+    }
     return QTSP_OK;
 }
 

@@ -10,6 +10,8 @@
 
 static int usage(FILE *f)
 {
+    if (f != stdout)
+        return cmd_usage_error("audit", "missing or wrong arguments (see qtsp audit --help)");
     fprintf(f, "usage: qtsp audit verify [--home DIR]\n"
                "       qtsp audit list [--home DIR] [--from SEQ]\n\n"
                "verify re-walks the SHA-256 hash chain of every record and exits non-zero at\n"
@@ -34,8 +36,7 @@ int cmd_audit(int argc, char **argv)
         return usage(stdout);
     const char *sub = argv[1];
     if (strcmp(sub, "verify") != 0 && strcmp(sub, "list") != 0) {
-        fprintf(stderr, "qtsp: audit: unknown sub-command %s (verify, list)\n", sub);
-        return 2;
+        return cmd_usage_error("audit", "unknown sub-command (use verify or list)");
     }
     const char *home = cmd_default_home(), *from_s = NULL;
     for (int i = 2; i < argc; i++) {
@@ -43,8 +44,9 @@ int cmd_audit(int argc, char **argv)
             return usage(stdout);
         if (cmd_opt(argc, argv, &i, "--home", &home) || cmd_opt(argc, argv, &i, "--from", &from_s))
             continue;
-        fprintf(stderr, "qtsp: audit %s: unexpected argument %s\n", sub, argv[i]);
-        return usage(stderr);
+        fprintf(stderr, "qtsp: audit %s: unexpected argument %s (see qtsp audit --help)\n", sub,
+                argv[i]);
+        return 2;
     }
     qtsp_err_clear();
     qtsp_app app;

@@ -10,6 +10,8 @@
 
 static int usage(FILE *f)
 {
+    if (f != stdout)
+        return cmd_usage_error("crl", "missing or wrong arguments (see qtsp crl --help)");
     fprintf(f, "usage: qtsp crl publish [--home DIR]\n\n"
                "Builds and signs new CRLs (qualified full + delta, root) into DIR/public/crl/.\n");
     return f == stdout ? 0 : 2;
@@ -22,8 +24,7 @@ int cmd_crl(int argc, char **argv)
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
         return usage(stdout);
     if (strcmp(argv[1], "publish") != 0) {
-        fprintf(stderr, "qtsp: crl: unknown sub-command %s (use publish)\n", argv[1]);
-        return 2;
+        return cmd_usage_error("crl", "unknown sub-command (use publish)");
     }
     const char *home = cmd_default_home();
     for (int i = 2; i < argc; i++) {
@@ -31,8 +32,9 @@ int cmd_crl(int argc, char **argv)
             return usage(stdout);
         if (cmd_opt(argc, argv, &i, "--home", &home))
             continue;
-        fprintf(stderr, "qtsp: crl publish: unexpected argument %s\n", argv[i]);
-        return usage(stderr);
+        fprintf(stderr, "qtsp: crl publish: unexpected argument %s (see qtsp crl --help)\n",
+                argv[i]);
+        return 2;
     }
     qtsp_err_clear();
     qtsp_app app;

@@ -4,9 +4,11 @@
  * profile engine, stores the certificates, writes DIR/public and the ceremony
  * report, and records the ceremony in the audit log (EN 319 411-1 6.5.1).
  * qtsp.yaml is written last: its presence marks an initialised home. */
+#define _XOPEN_SOURCE 700 /* nftw */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <jansson.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -24,6 +26,7 @@
 #include "cmd/cmd.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "ra/activation.h"
 #include "tsa/tsa.h"
 
 #define SOFTHSM_MODULE "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"
@@ -39,19 +42,37 @@ typedef struct ceremony_key {
     char fingerprint[65];
 } ceremony_key;
 
-static qtsp_status mkdir_mode(const char *path, mode_t mode)
+/* Creates a directory that must not exist yet (a ceremony never reuses a
+ * half-made folder: the preflight refuses those). */
+static qtsp_status mkdir_new(const char *path, mode_t mode)
 {
-    if (mkdir(path, mode) != 0 && errno != EEXIST)
-        FAIL(QTSP_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+    ENSURE(mkdir(path, mode) == 0, QTSP_ERR_IO, "cannot create %s: %s", path, strerror(errno));
     ENSURE(chmod(path, mode) == 0, QTSP_ERR_IO, "cannot chmod %s: %s", path, strerror(errno));
     return QTSP_OK;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* rm -rf for what this ceremony created (never follows symlinks). */
+static void remove_tree(const char *path)
+{
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static qtsp_status write_file(const char *path, const void *data, size_t len, mode_t mode)
 {
     char tmp[QTSP_PATH_MAX + 8];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    /* never write through a planted link: drop a stale temp, then create it anew */
+    ENSURE(unlink(tmp) == 0 || errno == ENOENT, QTSP_ERR_IO, "cannot remove %s: %s", tmp,
+           strerror(errno));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     ENSURE(fd >= 0, QTSP_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
     const unsigned char *p = data;
     size_t off = 0;
@@ -110,6 +131,11 @@ static qtsp_status copy_policies(const char *src_dir, const char *dst_dir)
         char src[QTSP_PATH_MAX + 300], dst[QTSP_PATH_MAX + 300];
         snprintf(src, sizeof src, "%s/%s", src_dir, e->d_name);
         snprintf(dst, sizeof dst, "%s/%s", dst_dir, e->d_name);
+        if (access(dst, F_OK) == 0) {
+            /* the operator prepared this policy before the ceremony: keep it */
+            LOG_INFO("ceremony: keeping the existing %s", dst);
+            continue;
+        }
         FILE *f = fopen(src, "r");
         ENSURE_OUT(f != NULL, QTSP_ERR_IO, "cannot read %s: %s", src, strerror(errno));
         qtsp_buf_reset(&b);
@@ -233,6 +259,8 @@ static qtsp_status store_ceremony(qtsp_txn *txn, void *vctx)
 
 static int usage(FILE *f)
 {
+    if (f != stdout)
+        return cmd_usage_error("init", "missing or wrong arguments (see qtsp init --help)");
     fprintf(f, "usage: qtsp init [--home DIR] [--base-url URL]\n"
                "                 [--pkcs11-module PATH --token-label LABEL] [--operator NAME]\n\n"
                "Key ceremony: creates DIR (default $QTSP_HOME or ./qtsp-home), an embedded\n"
@@ -255,8 +283,8 @@ int cmd_init(int argc, char **argv)
             cmd_opt(argc, argv, &i, "--token-label", &label) ||
             cmd_opt(argc, argv, &i, "--operator", &who))
             continue;
-        fprintf(stderr, "qtsp: init: unknown argument %s\n", argv[i]);
-        return usage(stderr);
+        fprintf(stderr, "qtsp: init: unknown argument %s (see qtsp init --help)\n", argv[i]);
+        return 2;
     }
     if ((module == NULL) != (label == NULL))
         return cmd_usage_error("init", "--pkcs11-module and --token-label go together");
@@ -288,13 +316,20 @@ int cmd_init(int argc, char **argv)
                 cfg->home);
         return 1;
     }
-    snprintf(path, sizeof path, "%s/store", cfg->home);
-    if (access(path, F_OK) == 0) {
-        fprintf(stderr,
-                "qtsp: init: %s holds a store from an earlier or interrupted ceremony; "
-                "refusing to overwrite it (remove the folder to start again)\n",
-                cfg->home);
-        return 1;
+    /* Anything else a ceremony writes means an earlier one was interrupted:
+     * refuse rather than mix two token PINs or two sets of keys. (An existing
+     * policies/ folder is welcome: its files are kept.) */
+    static const char *const made_by_init[] = {"secrets", "hsm", "public", "store",
+                                               "ceremony-report.txt"};
+    for (size_t i = 0; i < sizeof made_by_init / sizeof made_by_init[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", cfg->home, made_by_init[i]);
+        if (access(path, F_OK) == 0 || errno != ENOENT) {
+            fprintf(stderr,
+                    "qtsp: init: %s already exists (an earlier or interrupted ceremony?); "
+                    "refusing to overwrite it - remove it to start again\n",
+                    path);
+            return 1;
+        }
     }
 
     ceremony_key keys[] = {
@@ -308,41 +343,53 @@ int cmd_init(int argc, char **argv)
     char so_pin[65] = "", user_pin[65] = "";
     char model[64] = "", tserial[64] = "", manuf[64] = "";
     json_t *details = NULL;
-    int clock_synced = 1;
+    int clock_synced = 1, home_created = 0, policies_created = 0;
     char *details_txt = NULL;
     qtsp_buf report;
     qtsp_buf_init(&report, 1 << 20);
 
-    /* folders */
-    TRY_OUT(mkdir_mode(cfg->home, 0755));
+    /* folders: the home itself only if it is new (an existing one keeps its mode) */
+    home_created = mkdir(cfg->home, 0755) == 0;
+    ENSURE_OUT(home_created || errno == EEXIST, QTSP_ERR_IO, "cannot create %s: %s", cfg->home,
+               strerror(errno));
     char dir[QTSP_PATH_MAX + 64];
     snprintf(dir, sizeof dir, "%s/secrets", cfg->home);
-    TRY_OUT(mkdir_mode(dir, 0700));
+    TRY_OUT(mkdir_new(dir, 0700));
     snprintf(dir, sizeof dir, "%s/public", cfg->home);
-    TRY_OUT(mkdir_mode(dir, 0755));
+    TRY_OUT(mkdir_new(dir, 0755));
     snprintf(dir, sizeof dir, "%s/public/crl", cfg->home);
-    TRY_OUT(mkdir_mode(dir, 0755));
+    TRY_OUT(mkdir_new(dir, 0755));
     snprintf(dir, sizeof dir, "%s/policies", cfg->home);
-    TRY_OUT(mkdir_mode(dir, 0755));
+    policies_created = mkdir(dir, 0755) == 0;
+    ENSURE_OUT(policies_created || errno == EEXIST, QTSP_ERR_IO, "cannot create %s: %s", dir,
+               strerror(errno));
     TRY_OUT(copy_policies(cmd_policies_dir(), dir));
     clock_synced = qtsp_tsa_clock_synced(NULL);
     if (!clock_synced)
         TRY_OUT(relax_tsa_clock(dir));
+    /* the key that wraps signers' TOTP secrets (ra/activation.h) */
+    unsigned char otp_key[QTSP_OTP_KEY_LEN];
+    snprintf(dir, sizeof dir, "%s/secrets", cfg->home);
+    TRY_OUT(qtsp_otp_key_load(dir, otp_key));
+    OPENSSL_cleanse(otp_key, sizeof otp_key);
 
-    /* token */
+    /* token: created with PINs held in memory, which are written to
+     * secrets/ only once the token exists */
     if (cfg->hsm_embedded) {
         snprintf(dir, sizeof dir, "%s/hsm", cfg->home);
-        TRY_OUT(mkdir_mode(dir, 0700));
+        TRY_OUT(mkdir_new(dir, 0700));
         TRY_OUT(random_hex(so_pin, 16));
         TRY_OUT(random_hex(user_pin, 16));
+        TRY_OUT(qtsp_softhsm_create(cfg->hsm_module, dir, cfg->token_label, so_pin, user_pin));
         char line[80];
         int n = snprintf(line, sizeof line, "%s\n", user_pin);
-        TRY_OUT(write_file(cfg->pin_file, line, (size_t)n, 0600));
+        rc = write_file(cfg->pin_file, line, (size_t)n, 0600);
         snprintf(path, sizeof path, "%s/secrets/so.pin", cfg->home);
         n = snprintf(line, sizeof line, "%s\n", so_pin);
-        TRY_OUT(write_file(path, line, (size_t)n, 0600));
+        if (rc == QTSP_OK)
+            rc = write_file(path, line, (size_t)n, 0600);
         OPENSSL_cleanse(line, sizeof line);
-        TRY_OUT(qtsp_softhsm_create(cfg->hsm_module, dir, cfg->token_label, so_pin, user_pin));
+        TRY_OUT(rc);
         TRY_OUT(qtsp_hsm_open(cfg->hsm_module, cfg->token_label, user_pin, &app.hsm));
     } else {
         char pin[256];
@@ -472,5 +519,26 @@ out:
     json_decref(details);
     qtsp_buf_cleanup(&report);
     qtsp_app_close(&app);
-    return rc == QTSP_OK ? 0 : cmd_fail("init");
+    if (rc == QTSP_OK)
+        return 0;
+    const char *why = qtsp_err_what();
+    fprintf(stderr, "qtsp: init: %s (nothing was kept; fix the cause and run qtsp init again)\n",
+            why[0] ? why : "failed");
+    if (getenv("QTSP_DEBUG"))
+        fprintf(stderr, "qtsp: debug: %s\n", qtsp_err_message());
+    /* Leave no half ceremony behind: remove what this run created (keys made
+     * in an external token stay there; the report lists none of them). */
+    if (home_created) {
+        remove_tree(cfg->home);
+    } else {
+        for (size_t i = 0; i < sizeof made_by_init / sizeof made_by_init[0]; i++) {
+            snprintf(path, sizeof path, "%s/%s", cfg->home, made_by_init[i]);
+            remove_tree(path);
+        }
+        if (policies_created) {
+            snprintf(path, sizeof path, "%s/policies", cfg->home);
+            remove_tree(path);
+        }
+    }
+    return 1;
 }

@@ -9,6 +9,8 @@
 
 static int usage(FILE *f)
 {
+    if (f != stdout)
+        return cmd_usage_error("operator", "missing or wrong arguments (see qtsp operator --help)");
     fprintf(f, "usage: qtsp operator add [--home DIR] NAME --role ROLE\n\n"
                "Creates an RA operator and prints its bearer token once (only a hash is kept).\n"
                "Roles: ra-officer (enrol, issue, release), hotline (hold), office (terminate,\n"
@@ -23,8 +25,7 @@ int cmd_operator(int argc, char **argv)
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
         return usage(stdout);
     if (strcmp(argv[1], "add") != 0) {
-        fprintf(stderr, "qtsp: operator: unknown sub-command %s (use add)\n", argv[1]);
-        return 2;
+        return cmd_usage_error("operator", "unknown sub-command (use add)");
     }
     const char *home = cmd_default_home(), *role_s = NULL, *name = NULL;
     for (int i = 2; i < argc; i++) {
@@ -33,8 +34,9 @@ int cmd_operator(int argc, char **argv)
         if (cmd_opt(argc, argv, &i, "--home", &home) || cmd_opt(argc, argv, &i, "--role", &role_s))
             continue;
         if (argv[i][0] == '-' || name) {
-            fprintf(stderr, "qtsp: operator add: unexpected argument %s\n", argv[i]);
-            return usage(stderr);
+            fprintf(stderr, "qtsp: operator add: unexpected argument %s (see qtsp operator --help)\n",
+                    argv[i]);
+            return 2;
         }
         name = argv[i];
     }

@@ -1,7 +1,7 @@
 /* RA verbs for office staff and operators: subject add, issue, status, hold,
  * release, terminate, hotline-hold. They call the same RA functions as the
  * HTTP API (same rules, same audit), acting as the CLI user — or as an
- * operator when --token is given (then that operator's role applies). */
+ * operator when an operator token is given (then that operator's role applies). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,19 +70,23 @@ static void print_json(json_t *o)
 
 static int usage(FILE *f, const char *verb)
 {
+    if (f != stdout) {
+        fprintf(stderr, "qtsp: %s: missing or wrong arguments (see qtsp %s --help)\n", verb, verb);
+        return 2;
+    }
     fprintf(f,
             "usage:\n"
             "  qtsp status    [--home DIR] SERIAL\n"
-            "  qtsp hold      [--home DIR] [--token T] SERIAL --verification TEXT\n"
-            "  qtsp release   [--home DIR] [--token T] SERIAL\n"
-            "  qtsp terminate [--home DIR] [--token T] SERIAL --reason REASON --identity-check TEXT\n"
-            "  qtsp subject   add [--home DIR] [--token T] --json FILE|-\n"
-            "  qtsp issue     [--home DIR] [--token T] SUBJECT_ID\n\n"
-            "Same rules and audit as the RA API. Without --token the CLI user acts (audited\n"
-            "as cli:USER@HOST); with --token, that operator and its role.\n"
+            "  qtsp hold      [--home DIR] [--token-file F] SERIAL --verification TEXT\n"
+            "  qtsp release   [--home DIR] [--token-file F] SERIAL\n"
+            "  qtsp terminate [--home DIR] [--token-file F] SERIAL --reason REASON --identity-check TEXT\n"
+            "  qtsp subject   add [--home DIR] [--token-file F] --json FILE|-\n"
+            "  qtsp issue     [--home DIR] [--token-file F] SUBJECT_ID\n\n"
+            "Same rules and audit as the RA API. By default the CLI user acts (audited as\n"
+            "cli:USER@HOST); with an operator token (--token-file F, '-' for stdin, or\n"
+            "$QTSP_OPERATOR_TOKEN) that operator acts and its role applies.\n"
             "REASON: keyCompromise, affiliationChanged, superseded, cessationOfOperation,\n"
             "privilegeWithdrawn. Output: one JSON line.\n");
-    (void)verb;
     return f == stdout ? 0 : 2;
 }
 
@@ -103,7 +107,8 @@ static qtsp_status read_all(const char *path, qtsp_buf *b)
 int cmd_ra(int argc, char **argv)
 {
     const char *verb = argv[0];
-    const char *home = cmd_default_home(), *token = NULL, *verification = NULL, *reason = NULL;
+    const char *home = cmd_default_home(), *token_file = NULL, *verification = NULL;
+    const char *reason = NULL;
     const char *check = NULL, *json_path = NULL, *arg = NULL;
     int start = 1;
     if (strcmp(verb, "subject") == 0) {
@@ -114,15 +119,17 @@ int cmd_ra(int argc, char **argv)
     for (int i = start; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
             return usage(stdout, verb);
-        if (cmd_opt(argc, argv, &i, "--home", &home) || cmd_opt(argc, argv, &i, "--token", &token) ||
+        if (cmd_opt(argc, argv, &i, "--home", &home) ||
+            cmd_opt(argc, argv, &i, "--token-file", &token_file) ||
             cmd_opt(argc, argv, &i, "--verification", &verification) ||
             cmd_opt(argc, argv, &i, "--reason", &reason) ||
             cmd_opt(argc, argv, &i, "--identity-check", &check) ||
             cmd_opt(argc, argv, &i, "--json", &json_path))
             continue;
         if (argv[i][0] == '-' || arg) {
-            fprintf(stderr, "qtsp: %s: unexpected argument %s\n", verb, argv[i]);
-            return usage(stderr, verb);
+            fprintf(stderr, "qtsp: %s: unexpected argument %s (see qtsp %s --help)\n", verb,
+                    argv[i], verb);
+            return 2;
         }
         arg = argv[i];
     }
@@ -136,8 +143,26 @@ int cmd_ra(int argc, char **argv)
     if (wants_serial && qtsp_serial_from_hex(arg, serial, &slen) != QTSP_OK)
         return cmd_fail(verb);
 
+    /* an operator token never on the command line (ps, shell history) */
+    char token[256] = "";
+    const char *env_tok = getenv("QTSP_OPERATOR_TOKEN");
+    if (token_file) {
+        FILE *tf = strcmp(token_file, "-") == 0 ? stdin : fopen(token_file, "r");
+        if (!tf || !fgets(token, sizeof token, tf)) {
+            if (tf && tf != stdin)
+                fclose(tf);
+            return cmd_usage_error(verb, "cannot read the operator token from --token-file");
+        }
+        if (tf != stdin)
+            fclose(tf);
+        token[strcspn(token, "\r\n")] = '\0';
+    } else if (env_tok && *env_tok) {
+        snprintf(token, sizeof token, "%s", env_tok);
+    }
     ra_cli c;
-    if (ra_cli_open(home, token, &c) != QTSP_OK)
+    qtsp_status orc = ra_cli_open(home, token[0] ? token : NULL, &c);
+    OPENSSL_cleanse(token, sizeof token);
+    if (orc != QTSP_OK)
         return cmd_fail(verb);
     qtsp_status rc = QTSP_OK;
     char t[32];

@@ -25,6 +25,8 @@ static void on_signal(int sig)
 
 static int usage(FILE *f)
 {
+    if (f != stdout)
+        return cmd_usage_error("serve", "missing or wrong arguments (see qtsp serve --help)");
     fprintf(f, "usage: qtsp serve [--home DIR] [--listen HOST:PORT] [--log-format text|json]\n\n"
                "Runs the OCSP responder, TSA, CRL publisher, RA and certificate endpoints in\n"
                "one process. Prints 'listening on http://HOST:PORT' when ready.\n");
@@ -40,8 +42,8 @@ int cmd_serve(int argc, char **argv)
         if (cmd_opt(argc, argv, &i, "--home", &home) || cmd_opt(argc, argv, &i, "--listen", &listen) ||
             cmd_opt(argc, argv, &i, "--log-format", &log_format))
             continue;
-        fprintf(stderr, "qtsp: serve: unknown argument %s\n", argv[i]);
-        return usage(stderr);
+        fprintf(stderr, "qtsp: serve: unknown argument %s (see qtsp serve --help)\n", argv[i]);
+        return 2;
     }
     qtsp_err_clear();
     qtsp_log_format lf = QTSP_LOG_TEXT;

@@ -120,6 +120,29 @@ out:
     return QTSP_OK;
 }
 
+/* Seconds until a certificate expires (negative once expired). */
+static long long cert_seconds_left(X509 *x)
+{
+    int days = 0, secs = 0;
+    time_t now = qtsp_now();
+    ASN1_TIME *t = ASN1_TIME_set(NULL, now);
+    if (!t || !ASN1_TIME_diff(&days, &secs, t, X509_get0_notAfter(x)))
+        days = secs = 0;
+    ASN1_TIME_free(t);
+    return (long long)days * 86400 + secs;
+}
+
+/* The responder and TSU certificates have short lives: say so well before
+ * they expire (an expired one makes every answer unverifiable). */
+static void warn_expiring(const char *what, X509 *x)
+{
+    long long left = cert_seconds_left(x);
+    if (left <= 0)
+        LOG_ERROR("the %s certificate has EXPIRED: its answers will not verify; re-key it", what);
+    else if (left < 30LL * 86400)
+        LOG_WARN("the %s certificate expires in %lld days; re-key it soon", what, left / 86400);
+}
+
 /* Records hold lapses in the audit log and the indexes every second; the
  * status itself is exact without it (qtsp_cert_status_effective). */
 static void *sweeper_main(void *arg)
@@ -147,6 +170,9 @@ static void *sweeper_main(void *arg)
 
 qtsp_status qtsp_services_start(qtsp_services *s)
 {
+    warn_expiring("OCSP responder", s->app->ocsp);
+    warn_expiring("TSA unit", s->app->tsa);
+    warn_expiring("issuing CA", s->app->issuing);
     TRY(qtsp_notify_start(s->notify));
     TRY(qtsp_crl_publish(s->crl, 0));
     TRY(qtsp_crl_start(s->crl));
@@ -200,6 +226,16 @@ qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out)
                         (unsigned long long)used, (unsigned long long)map,
                         qtsp_hsm_session_count(s->app->hsm)));
     TRY(qtsp_ra_metrics(s->ra, out));
+    TRY(qtsp_buf_printf(out,
+                        "# HELP qtsp_certificate_expiry_seconds Seconds until a service "
+                        "certificate expires.\n"
+                        "# TYPE qtsp_certificate_expiry_seconds gauge\n"
+                        "qtsp_certificate_expiry_seconds{cert=\"root-ca\"} %lld\n"
+                        "qtsp_certificate_expiry_seconds{cert=\"issuing-ca\"} %lld\n"
+                        "qtsp_certificate_expiry_seconds{cert=\"ocsp\"} %lld\n"
+                        "qtsp_certificate_expiry_seconds{cert=\"tsa\"} %lld\n",
+                        cert_seconds_left(s->app->root), cert_seconds_left(s->app->issuing),
+                        cert_seconds_left(s->app->ocsp), cert_seconds_left(s->app->tsa)));
     TRY(qtsp_tsa_metrics(s->tsa, out));
     TRY(qtsp_ocsp_metrics(s->ocsp, out));
     TRY(qtsp_notify_metrics(s->notify, out));

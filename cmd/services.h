@@ -21,6 +21,6 @@ void qtsp_services_free(qtsp_services *svc);
 const qtsp_route *qtsp_services_routes(const qtsp_services *svc);
 size_t qtsp_services_route_count(const qtsp_services *svc);
 /* qtsp_metrics_fn: store size, token sessions and each service's lines. */
-qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out);
+qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out) QTSP_MUST_USE;
 
 #endif

@@ -33,6 +33,8 @@ static void *sign_worker(void *arg)
 
 static int usage(FILE *f)
 {
+    if (f != stdout)
+        return cmd_usage_error("token", "missing or wrong arguments (see qtsp token --help)");
     fprintf(f, "usage: qtsp token bench [--home DIR] [--keys N] [--signs N] [--threads T]\n"
                "                        [--type ec-p256|ec-p384|rsa-3072]\n\n"
                "Generates N throw-away keys in the token (then destroys them) and makes N\n"

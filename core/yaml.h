@@ -47,7 +47,7 @@ const char *qtsp_ynode_file(const qtsp_ynode *n);
 /* Records a QTSP_ERR_CONFIG failure "file:line:col: key: message" for node n
  * and returns QTSP_ERR_CONFIG. key may be NULL. */
 qtsp_status qtsp_ynode_fail(const qtsp_ynode *n, const char *key, const char *fmt, ...)
-    QTSP_PRINTF(3, 4);
+    QTSP_PRINTF(3, 4) QTSP_MUST_USE;
 
 /* Checks that n is a map whose keys are all in allowed (NULL-terminated).
  * The first unknown key fails naming its own line and column. */

@@ -69,6 +69,7 @@ struct qtsp_ocsp {
     int64_t max_certids;
     int64_t nonce_max_len;
     int64_t max_request_bytes;
+    int64_t http_max_age;
     /* metrics */
     _Atomic uint64_t n_ok, n_malformed, n_unauthorized, n_internal;
     _Atomic uint64_t n_hit, n_miss, n_stale, n_signed;
@@ -197,13 +198,15 @@ static qtsp_status load_policy(qtsp_ocsp *o, const char *path)
     o->max_certids = 20;
     o->nonce_max_len = NONCE_ABS_MAX;
     o->max_request_bytes = 8192;
+    o->http_max_age = 60;
     if (!path)
         return QTSP_OK;
     qtsp_ydoc *doc = NULL;
     TRY(qtsp_ydoc_load_file(path, &doc));
     const qtsp_ynode *root = qtsp_ydoc_root(doc);
     static const char *const keys[] = {"validity",      "refresh_percent",   "max_certids",
-                                       "nonce_max_len", "max_request_bytes", NULL};
+                                       "nonce_max_len", "max_request_bytes", "http_max_age",
+                                       NULL};
     qtsp_status rc;
     TRY_OUT(qtsp_ynode_check_keys(root, keys));
     TRY_OUT(qtsp_yget_duration(root, "validity", 1, &o->validity));
@@ -217,6 +220,12 @@ static qtsp_status load_policy(qtsp_ocsp *o, const char *path)
     /* RFC 9654 2.1: responders accept at least 32 octets, at most 128 exist */
     TRY_OUT(qtsp_yget_int(root, "nonce_max_len", 0, 32, NONCE_ABS_MAX, &o->nonce_max_len));
     TRY_OUT(qtsp_yget_int(root, "max_request_bytes", 0, 256, 65536, &o->max_request_bytes));
+    TRY_OUT(qtsp_yget_duration(root, "http_max_age", 0, &o->http_max_age));
+    if (o->http_max_age > o->validity) {
+        rc = qtsp_ynode_fail(qtsp_ynode_get(root, "http_max_age"), "http_max_age",
+                             "must not exceed validity");
+        goto out;
+    }
 out:
     qtsp_ydoc_free(doc);
     return rc;
@@ -808,6 +817,8 @@ qtsp_status qtsp_ocsp_respond(qtsp_ocsp *o, const unsigned char *req, size_t len
                               qtsp_ocsp_info *info)
 {
     ENSURE(o && out, QTSP_ERR_INVALID, "qtsp_ocsp_respond: missing argument");
+    if (info)
+        info->http_max_age = o->http_max_age;
     parsed *pr = calloc(1, sizeof *pr);
     if (!pr)
         return write_error(out, RS_INTERNAL, info);

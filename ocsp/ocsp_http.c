@@ -32,6 +32,11 @@ static qtsp_status answer(qtsp_ocsp *o, const qtsp_http_req *req, const unsigned
     }
     time_t now = qtsp_now();
     long long age = info.next_update > now ? (long long)(info.next_update - now) : 0;
+    /* A shared cache must not keep a "good" for hours after a hold: the
+     * answer stays valid to nextUpdate (Expires) for clients that keep it,
+     * but HTTP caches revalidate after http_max_age (policy). */
+    if (age > info.http_max_age)
+        age = info.http_max_age;
     char v[160];
     snprintf(v, sizeof v, "max-age=%lld, public, no-transform, must-revalidate", age);
     TRY(qtsp_http_resp_header(resp, "Cache-Control", v));

@@ -24,26 +24,40 @@
 #define PW_SALT_LEN 16
 #define PW_HASH_LEN 32
 
+/* Creates path with 32 random bytes atomically: written to a private temp
+ * file first, then link(2)ed into place, so a concurrent reader never sees
+ * a half-written key and a concurrent creator loses cleanly (EEXIST). */
+static qtsp_status otp_key_create(const char *path)
+{
+    char tmp[1200];
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    unsigned char k[QTSP_OTP_KEY_LEN];
+    TRY(qtsp_random(k, sizeof k));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        OPENSSL_cleanse(k, sizeof k);
+        FAIL(QTSP_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    }
+    ssize_t w = write(fd, k, sizeof k);
+    int bad = w != (ssize_t)sizeof k || fsync(fd) != 0;
+    close(fd);
+    OPENSSL_cleanse(k, sizeof k);
+    int linked = !bad && link(tmp, path) == 0;
+    int err = errno;
+    unlink(tmp);
+    ENSURE(!bad, QTSP_ERR_IO, "cannot write %s", tmp);
+    ENSURE(linked || err == EEXIST, QTSP_ERR_IO, "cannot create %s: %s", path, strerror(err));
+    return QTSP_OK;
+}
+
 qtsp_status qtsp_otp_key_load(const char *secrets_dir, unsigned char key[QTSP_OTP_KEY_LEN])
 {
     char path[1100];
     snprintf(path, sizeof path, "%s/otp.key", secrets_dir);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT) {
-        unsigned char k[QTSP_OTP_KEY_LEN];
-        TRY(qtsp_random(k, sizeof k));
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            ssize_t w = write(fd, k, sizeof k);
-            int bad = w != (ssize_t)sizeof k || fsync(fd) != 0;
-            close(fd);
-            OPENSSL_cleanse(k, sizeof k);
-            ENSURE(!bad, QTSP_ERR_IO, "cannot write %s", path);
-        } else {
-            OPENSSL_cleanse(k, sizeof k);
-            ENSURE(errno == EEXIST, QTSP_ERR_IO, "cannot create %s: %s", path, strerror(errno));
-        }
-        fd = open(path, O_RDONLY | O_CLOEXEC);
+        TRY(otp_key_create(path));
+        fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     }
     ENSURE(fd >= 0, QTSP_ERR_IO, "cannot read %s: %s", path, strerror(errno));
     ssize_t n = read(fd, key, QTSP_OTP_KEY_LEN);

@@ -16,6 +16,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "ra/ra_int.h"
+#include "ra/validate.h"
 
 #define MAX_VERIFICATION 512
 
@@ -187,14 +188,6 @@ static qtsp_status collect(void *vctx, const unsigned char *serial, size_t slen)
     return QTSP_OK;
 }
 
-static const char COUNTRY_CODES[] =
-    "ADAEAFAGAIALAMAOAQARASATAUAWAXAZBABBBDBEBFBGBHBIBJBLBMBNBOBQBRBSBTBVBWBYBZCACCCDCFCGCHCICK"
-    "CLCMCNCOCRCUCVCWCXCYCZDEDJDKDMDODZECEEEGEHERESETFIFJFKFMFOFRGAGBGDGEGFGGGHGIGLGMGNGPGQGRGS"
-    "GTGUGWGYHKHMHNHRHTHUIDIEILIMINIOIQIRISITJEJMJOJPKEKGKHKIKMKNKPKRKWKYKZLALBLCLILKLRLSLTLULV"
-    "LYMAMCMDMEMFMGMHMKMLMMMNMOMPMQMRMSMTMUMVMWMXMYMZNANCNENFNGNINLNONPNRNUNZOMPAPEPFPGPHPKPLPM"
-    "PNPRPSPTPWPYQARERORSRURWSASBSCSDSESGSHSISJSKSLSMSNSOSRSSSTSVSXSYSZTCTDTFTGTHTJTKTLTMTNTOTR"
-    "TTTVTWTZUAUGUMUSUYUZVAVCVEVGVIVNVUWFWSYEYTZAZMZW";
-
 qtsp_status qtsp_ra_hotline_hold(qtsp_ra *ra, const qtsp_actor *who, const char *national_id,
                                  const char *phone, const char *caller_verification,
                                  json_t **held, time_t *hold_until)
@@ -212,7 +205,7 @@ qtsp_status qtsp_ra_hotline_hold(qtsp_ra *ra, const qtsp_actor *who, const char 
     ENSURE_OUT(cc != NULL, QTSP_ERR_NOMEM, "out of memory");
     /* the caller gives no country: try every code (the index key is CC:id) */
     int matched = 0;
-    for (const char *p = COUNTRY_CODES; *p && !matched; p += 2) {
+    for (const char *p = qtsp_country_codes(); p[0] && p[1] && !matched; p += p[2] ? 3 : 2) {
         char key[48], sid[48];
         snprintf(key, sizeof key, "%.2s:%s", p, national_id);
         qtsp_buf b;
@@ -284,6 +277,7 @@ typedef struct change_ctx {
     const char *identity_check;
     time_t invalidity;
     char key_label[64];
+    const char *key_outcome;
     char subject_id[40]; /* for the webhook */
 } change_ctx;
 
@@ -356,7 +350,6 @@ static qtsp_status terminate_txn(qtsp_txn *txn, void *vctx)
     qtsp_cert_status st, eff;
     qtsp_cert_record rec;
     TRY(load_subscriber(txn, c->serial, c->slen, &st, &rec));
-    snprintf(c->key_label, sizeof c->key_label, "%s", rec.key_label);
     snprintf(c->subject_id, sizeof c->subject_id, "%s", rec.subject_id);
     qtsp_cert_record_cleanup(&rec);
     qtsp_cert_status_effective(&st, c->now, &eff);
@@ -374,9 +367,9 @@ static qtsp_status terminate_txn(qtsp_txn *txn, void *vctx)
     char hex[41];
     qtsp_serial_to_hex(c->serial, c->slen, hex);
     TRY(disable_credential(txn, hex, c->now));
-    json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s}", "serial", hex, "reason",
+    json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "serial", hex, "reason",
                           qtsp_reason_name(c->reason), "identity_check", c->identity_check,
-                          "key_label", c->key_label, "previous_status",
+                          "key_label", c->key_label, "key", c->key_outcome, "previous_status",
                           eff.state == QTSP_CERT_ON_HOLD ? "on-hold" : "valid");
     if (d && c->invalidity) {
         char t[32];
@@ -386,16 +379,12 @@ static qtsp_status terminate_txn(qtsp_txn *txn, void *vctx)
     return audit_json(txn, c->who->name, "cert.terminate", d);
 }
 
-typedef struct key_event {
-    const char *actor, *label, *serial_hex, *outcome;
-} key_event;
-
-static qtsp_status key_event_txn(qtsp_txn *txn, void *vctx)
+/* The reasons an office may give (interface contract; RFC 5280 5.3.1). */
+static int terminate_reason_ok(int r)
 {
-    key_event *k = vctx;
-    return audit_json(txn, k->actor, "key.destroy",
-                      json_pack("{s:s,s:s,s:s}", "serial", k->serial_hex, "key_label", k->label,
-                                "outcome", k->outcome));
+    return r == QTSP_REASON_KEY_COMPROMISE || r == QTSP_REASON_AFFILIATION_CHANGED ||
+           r == QTSP_REASON_SUPERSEDED || r == QTSP_REASON_CESSATION ||
+           r == QTSP_REASON_PRIVILEGE_WITHDRAWN;
 }
 
 qtsp_status qtsp_ra_terminate(qtsp_ra *ra, const qtsp_actor *who, const unsigned char *serial,
@@ -403,10 +392,7 @@ qtsp_status qtsp_ra_terminate(qtsp_ra *ra, const qtsp_actor *who, const unsigned
                               time_t invalidity_date)
 {
     TRY(ra_require_role(who, QTSP_ROLE_OFFICE, "termination"));
-    ENSURE(reason == QTSP_REASON_KEY_COMPROMISE || reason == QTSP_REASON_AFFILIATION_CHANGED ||
-               reason == QTSP_REASON_SUPERSEDED || reason == QTSP_REASON_CESSATION ||
-               reason == QTSP_REASON_PRIVILEGE_WITHDRAWN || reason == QTSP_REASON_UNSPECIFIED,
-           QTSP_ERR_INVALID,
+    ENSURE(terminate_reason_ok(reason), QTSP_ERR_INVALID,
            "reason: one of keyCompromise, affiliationChanged, superseded, cessationOfOperation, "
            "privilegeWithdrawn");
     TRY(check_text("identity_check", identity_check));
@@ -421,7 +407,41 @@ qtsp_status qtsp_ra_terminate(qtsp_ra *ra, const qtsp_actor *who, const unsigned
     c.reason = reason;
     c.identity_check = identity_check;
     c.invalidity = invalidity_date;
-    TRY(qtsp_store_write(ra->d.store, terminate_txn, &c));
+
+    /* 1. Is it ours and not yet terminated? Which key? */
+    qtsp_txn *txn = NULL;
+    TRY(qtsp_store_begin(ra->d.store, 0, &txn));
+    qtsp_cert_status st, eff;
+    qtsp_cert_record rec;
+    qtsp_status rc = load_subscriber(txn, serial, slen, &st, &rec);
+    qtsp_txn_abort(txn);
+    TRY(rc);
+    snprintf(c.key_label, sizeof c.key_label, "%s", rec.key_label);
+    qtsp_cert_record_cleanup(&rec);
+    qtsp_cert_status_effective(&st, now, &eff);
+    ENSURE(eff.state != QTSP_CERT_REVOKED, QTSP_ERR_STATE,
+           "the certificate is already terminated");
+
+    /* 2. Destroy the key first. If the token refuses, nothing has changed and
+     * the office can simply try again. If step 3 then fails, the certificate
+     * is still valid but can sign nothing, and a retry finds the key absent. */
+    rc = c.key_label[0] ? qtsp_hsm_destroy(ra->d.hsm, c.key_label) : QTSP_ERR_HSM_NO_KEY;
+    if (rc == QTSP_OK) {
+        c.key_outcome = "destroyed";
+    } else if (rc == QTSP_ERR_HSM_NO_KEY) {
+        qtsp_err_clear();
+        c.key_outcome = "absent";
+    } else {
+        return rc;
+    }
+
+    /* 3. The revocation (final), the disabled credential and the audit record. */
+    rc = qtsp_store_write(ra->d.store, terminate_txn, &c);
+    if (rc != QTSP_OK) {
+        LOG_ERROR("termination: key %s %s but the revocation did not commit: %s", c.key_label,
+                  c.key_outcome, qtsp_err_message());
+        return rc;
+    }
     char hex[41];
     qtsp_serial_to_hex(serial, slen, hex);
     json_t *nd = json_pack("{s:s,s:s,s:s}", "serial", hex, "subject_id", c.subject_id, "reason",
@@ -432,21 +452,6 @@ qtsp_status qtsp_ra_terminate(qtsp_ra *ra, const qtsp_actor *who, const unsigned
         json_object_set_new(nd, "invalidity_date", json_string(t));
     }
     ra_notify(ra, QTSP_NOTIFY_TERMINATE, nd);
-    /* The revocation is committed (final). Now destroy the subject's key so
-     * nothing can sign with it again; the outcome is audited either way. */
-    key_event ke = {who->name, c.key_label, hex, "destroyed"};
-    qtsp_status rc = c.key_label[0] ? qtsp_hsm_destroy(ra->d.hsm, c.key_label) : QTSP_ERR_HSM_NO_KEY;
-    if (rc == QTSP_ERR_HSM_NO_KEY) {
-        ke.outcome = "absent";
-    } else if (rc != QTSP_OK) {
-        LOG_ERROR("termination of %s: key %s not destroyed: %s", hex, c.key_label,
-                  qtsp_err_message());
-        ke.outcome = "failed";
-    }
-    qtsp_err_clear();
-    TRY(qtsp_store_write(ra->d.store, key_event_txn, &ke));
-    ENSURE(strcmp(ke.outcome, "failed") != 0, QTSP_ERR_HSM,
-           "certificate revoked but its key could not be destroyed; see the log");
     return QTSP_OK;
 }
 

@@ -667,11 +667,13 @@ void qtsp_notify_free(qtsp_notify *n)
         pthread_join(n->thread, NULL);
         curl_multi_cleanup(n->multi);
     }
+    pthread_mutex_lock(&n->mu); /* note_drop expects it (the thread is gone anyway) */
     for (size_t i = 0; i < n->count; i++) {
         notify_item *it = n->ring[(n->head + i) % n->queue_size];
         note_drop(n, it, "shutting down");
         item_free(it);
     }
+    pthread_mutex_unlock(&n->mu);
     free(n->ring);
     OPENSSL_cleanse(n->secret, sizeof n->secret);
     pthread_mutex_destroy(&n->mu);

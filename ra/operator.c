@@ -30,6 +30,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/codec.h"
+#include "core/log.h"
 
 #define OP_VERSION 1
 #define OP_T_COST 3
@@ -323,6 +324,60 @@ static qtsp_status load_record(qtsp_store *st, const char *id, op_record *out)
 
 #define AUTH_FAIL_OUT() FAIL_OUT(QTSP_ERR_AUTH, "missing, malformed or unknown operator token")
 
+/* ---- brute-force and load limits --------------------------------------
+ * A wrong secret for a known operator id costs a full argon2id (32 MiB,
+ * ~90 ms) on the HTTP workers that also serve OCSP and TSA. So: one argon2id
+ * verification at a time, and an operator id with OP_FAIL_MAX consecutive
+ * failures is refused without verification for OP_LOCK_MS. */
+#define OP_FAIL_SLOTS 64
+#define OP_FAIL_MAX 5
+#define OP_LOCK_MS (60 * 1000)
+
+static struct {
+    char id[24];
+    unsigned failures;
+    int64_t locked_until;
+} g_fail[OP_FAIL_SLOTS];
+static pthread_mutex_t g_fail_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t g_argon_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t fail_slot(const char *id)
+{
+    size_t h = 5381;
+    for (const char *p = id; *p; p++)
+        h = h * 33 + (unsigned char)*p;
+    return h % OP_FAIL_SLOTS;
+}
+
+static int id_locked(const char *id, int64_t now)
+{
+    pthread_mutex_lock(&g_fail_mu);
+    size_t i = fail_slot(id);
+    int locked = strcmp(g_fail[i].id, id) == 0 && g_fail[i].locked_until > now;
+    pthread_mutex_unlock(&g_fail_mu);
+    return locked;
+}
+
+static void note_result(const char *id, int ok, int64_t now)
+{
+    pthread_mutex_lock(&g_fail_mu);
+    size_t i = fail_slot(id);
+    if (strcmp(g_fail[i].id, id) != 0) {
+        snprintf(g_fail[i].id, sizeof g_fail[i].id, "%s", id);
+        g_fail[i].failures = 0;
+        g_fail[i].locked_until = 0;
+    }
+    if (ok) {
+        g_fail[i].failures = 0;
+    } else if (++g_fail[i].failures >= OP_FAIL_MAX) {
+        g_fail[i].locked_until = now + OP_LOCK_MS;
+        g_fail[i].failures = 0;
+        LOG_WARN("operator %s: %d failed authentications, refused for %d s", id, OP_FAIL_MAX,
+                 OP_LOCK_MS / 1000);
+    }
+    pthread_mutex_unlock(&g_fail_mu);
+}
+
 qtsp_status qtsp_operator_auth(qtsp_store *st, const char *token, qtsp_operator *out)
 {
     qtsp_status rc = QTSP_OK;
@@ -357,7 +412,12 @@ qtsp_status qtsp_operator_auth(qtsp_store *st, const char *token, qtsp_operator 
         *out = rec.op;
         goto out;
     }
+    if (id_locked(id, now))
+        AUTH_FAIL_OUT();
+    pthread_mutex_lock(&g_argon_mu);
     int arc = argon2id_verify(rec.hash, (const char *)secret, sizeof secret);
+    pthread_mutex_unlock(&g_argon_mu);
+    note_result(id, arc == ARGON2_OK, now);
     if (arc == ARGON2_VERIFY_MISMATCH)
         AUTH_FAIL_OUT();
     ENSURE_OUT(arc == ARGON2_OK,

@@ -256,7 +256,16 @@ static qtsp_status enrol_txn(qtsp_txn *txn, void *vctx)
         ENSURE(!lc.live, QTSP_ERR_EXISTS,
                "national_id: already enrolled as subject %s with a valid certificate",
                c->existing);
-        /* re-enrolment of a known person: keep the subject id, new evidence */
+        /* re-enrolment of a known person: same subject id, new identity data
+         * and evidence; the earlier registration records are kept in
+         * "history" (EN 319 411-1: registration records are retained) */
+        json_t *prev = NULL;
+        TRY(ra_get_json(txn, QTSP_T_SUBJECTS, c->existing, &prev));
+        json_t *hist = json_object_get(prev, "history");
+        hist = json_is_array(hist) ? json_incref(hist) : json_array();
+        json_object_del(prev, "history");
+        json_array_append_new(hist, prev);
+        json_object_set_new(c->rec, "history", hist);
         json_object_set_new(c->rec, "subject_id", json_string(c->existing));
         TRY(ra_put_json(txn, QTSP_T_SUBJECTS, c->existing, c->rec, 0));
     } else {
@@ -546,10 +555,12 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
     c.credential_id = res.serial_hex;
     c.details = details;
     c.actor = who->name;
-    TRY_OUT(qtsp_store_write(ra->d.store, issue_txn, &c));
-    key_made = 0; /* committed: the key now belongs to the certificate */
+    /* everything the answer needs is ready before the commit: a committed
+     * issuance must never lose its one-time activation secrets */
     res.certificate_pem = x509_pem(cert);
     ENSURE_OUT(res.certificate_pem != NULL, QTSP_ERR_NOMEM, "out of memory");
+    TRY_OUT(qtsp_store_write(ra->d.store, issue_txn, &c));
+    key_made = 0; /* committed: the key now belongs to the certificate */
     *out = res;
     memset(&res, 0, sizeof res);
 out:

@@ -58,6 +58,8 @@ static const char COUNTRIES[] =
     "SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI "
     "VN VU WF WS YE YT ZA ZM ZW";
 
+const char *qtsp_country_codes(void) { return COUNTRIES; }
+
 qtsp_status qtsp_valid_country(const char *s)
 {
     ENSURE(s && strlen(s) == 2 && isupper((unsigned char)s[0]) && isupper((unsigned char)s[1]),

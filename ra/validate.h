@@ -13,6 +13,8 @@
 qtsp_status qtsp_valid_name(const char *field, const char *s, size_t max) QTSP_MUST_USE;
 /* ISO 3166-1 alpha-2, officially assigned, upper case. */
 qtsp_status qtsp_valid_country(const char *s) QTSP_MUST_USE;
+/* Every assigned ISO 3166-1 alpha-2 code, as "AD AE AF ... ZW" (static). */
+const char *qtsp_country_codes(void);
 /* National identity number: the country's pattern where known, else 4..20 digits. */
 qtsp_status qtsp_valid_national_id(const char *country, const char *s) QTSP_MUST_USE;
 /* addr-spec local@domain with a dot in the domain, <= 254 octets. */

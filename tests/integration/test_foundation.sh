@@ -10,6 +10,20 @@ check_not "init refuses an initialised home" "$QTSP_BIN" init --home "$H"
 "$QTSP_BIN" init --home "$H" 2>"$T_DIR/reinit.err"
 check_grep "refusal says why" "already initialised" "$T_DIR/reinit.err"
 
+# a failed ceremony leaves nothing half-made behind, and keeps prepared policies
+F=$T_DIR/failing
+mkdir -p "$F/policies"
+printf 'bogus_key: 1\n' >"$F/policies/tsa-unit.yaml"
+check_not "init with a broken profile fails" "$QTSP_BIN" init --home "$F"
+check_not "... and leaves no secrets" test -e "$F/secrets"
+check_not "... no token" test -e "$F/hsm"
+check_not "... no store" test -e "$F/store"
+check "... and keeps the operator's prepared policy" grep -q bogus_key "$F/policies/tsa-unit.yaml"
+rm "$F/policies/tsa-unit.yaml"
+check "init succeeds once the cause is fixed" "$QTSP_BIN" init --home "$F"
+rm "$F/qtsp.yaml"
+check_not "init refuses a home with a token from an interrupted ceremony" "$QTSP_BIN" init --home "$F"
+
 for f in root-ca.crt issuing-ca.crt ocsp.crt tsa.crt chain.pem; do
   check "public/$f exists" test -s "$H/public/$f"
 done
@@ -60,6 +74,15 @@ check_grep "unknown YAML key names file:line:col and key" "qtsp.yaml:3:1: .*nons
 check_grep "serve on a missing home says to run qtsp init" "qtsp init" "$T_DIR/missing.err"
 check_grep "errors are one qtsp: line" "^qtsp: serve: " "$T_DIR/missing.err"
 
+# every verb: --help exits 0; a usage error is exactly one "qtsp: ..." line, exit 2
+for v in init serve operator audit subject issue status hold release terminate crl token; do
+  check "qtsp $v --help" "$QTSP_BIN" $v --help
+  "$QTSP_BIN" $v --bogus-flag >"$T_DIR/u.out" 2>"$T_DIR/u.err"; rc=$?
+  check_eq "qtsp $v with a bad flag exits 2" 2 "$rc"
+  check_eq "qtsp $v: one error line" 1 "$(wc -l <"$T_DIR/u.err")"
+  check_grep "qtsp $v: the line is qtsp: <what>: <why>" "^qtsp: [a-z ]+: .+" "$T_DIR/u.err"
+done
+
 check "serve starts" start_server "$H"
 check_eq "GET /health" "ok" "$(curl -s "$BASE/health")"
 curl -s -o "$T_DIR/root.der" -w '%{content_type}' "$BASE/certs/root-ca.crt" >"$T_DIR/ct.txt"
@@ -73,6 +96,7 @@ check_grep "metrics: request counter" "^qtsp_http_requests_total\{" "$T_DIR/metr
 check_grep "metrics: latency histogram" "^qtsp_http_request_duration_seconds_bucket" "$T_DIR/metrics.txt"
 check_grep "metrics: store size" "^qtsp_store_used_bytes [0-9]+" "$T_DIR/metrics.txt"
 check_grep "metrics: token sessions" "^qtsp_hsm_sessions [0-9]+" "$T_DIR/metrics.txt"
+check_grep "metrics: OCSP certificate lifetime left" '^qtsp_certificate_expiry_seconds\{cert="ocsp"\} [1-9][0-9]+' "$T_DIR/metrics.txt"
 check_eq "unknown path is 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/nope")"
 check "SIGTERM exits 0" stop_server
 check "audit verify still passes" "$QTSP_BIN" audit verify --home "$H"

@@ -97,6 +97,8 @@ curl -s -D "$T_DIR/h.txt" -o "$T_DIR/get.der" "$BASE/ocsp/$enc"
 check_grep "GET: 200" "^HTTP/1.1 200" "$T_DIR/h.txt"
 check_grep "GET: content type" "^Content-Type: application/ocsp-response" "$T_DIR/h.txt"
 check_grep "GET: Cache-Control" "^Cache-Control: max-age=[0-9]+, public, no-transform, must-revalidate" "$T_DIR/h.txt"
+ma=$(sed -n 's/^Cache-Control: max-age=\([0-9]*\).*/\1/p' "$T_DIR/h.txt")
+check "GET: max-age capped by the policy's http_max_age (60 s): $ma" test "${ma:-99999}" -le 60
 check_grep "GET: Last-Modified" "^Last-Modified: " "$T_DIR/h.txt"
 check_grep "GET: Expires" "^Expires: " "$T_DIR/h.txt"
 check_grep "GET: ETag" "^ETag: \"" "$T_DIR/h.txt"

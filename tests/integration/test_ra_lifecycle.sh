@@ -41,7 +41,11 @@ api POST /ra/v1/subjects "$OFFICER" "${PERSON/\"free\"/\"gold\"}" >/dev/null; ch
 big=$(head -c 40000 /dev/zero | tr '\0' a)
 api POST /ra/v1/subjects "$OFFICER" "{\"given_name\":\"$big\"}" >/dev/null; check_eq "oversized body: 413" 413 "$(status)"
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $OFFICER" -H 'Content-Type: text/plain' --data "$PERSON" "$BASE/ra/v1/subjects")
-check_eq "wrong media type: 415" 415 "$code"
+check_eq "wrong media type: 400" 400 "$code"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data "$PERSON" "$BASE/ra/v1/subjects")
+check_eq "no token and no media type: 401 first" 401 "$code"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $HOTLINE" --data "$PERSON" "$BASE/ra/v1/subjects")
+check_eq "wrong role and no media type: 403 first" 403 "$code"
 check_eq "rejected requests wrote nothing to the audit log" "$before" "$(audit_count)"
 
 # --- enrolment and issuance
@@ -103,6 +107,8 @@ check_eq "release answer valid" valid "$(jq -r .status "$T_DIR/rel.json")"
 keys1=$(token_keys)
 api POST "/ra/v1/certificates/$SERIAL/terminate" "$OFFICER" '{"reason":"keyCompromise","identity_check":"passport"}' >/dev/null; check_eq "terminate by ra-officer: 403" 403 "$(status)"
 api POST "/ra/v1/certificates/$SERIAL/terminate" "$OFFICE" '{"reason":"certificateHold","identity_check":"passport"}' >/dev/null; check_eq "terminate with a non-final reason: 400" 400 "$(status)"
+api POST "/ra/v1/certificates/$SERIAL/terminate" "$OFFICE" '{"reason":"unspecified","identity_check":"passport"}' >/dev/null; check_eq "terminate with reason unspecified: 400" 400 "$(status)"
+api POST "/ra/v1/certificates/$SERIAL/terminate" "$OFFICE" '{"reason":"keyCompromise","identity_check":"passport","invalidity_date":"2026-02-30T10:00:00Z"}' >/dev/null; check_eq "terminate with an impossible invalidity_date: 400" 400 "$(status)"
 api POST "/ra/v1/certificates/$SERIAL/terminate" "$OFFICE" '{"reason":"keyCompromise","identity_check":"passport AB1234567 seen at the office"}' >"$T_DIR/term.json"
 check_eq "terminate: 200" 200 "$(status)"
 check_eq "terminate answer revoked" revoked "$(jq -r .status "$T_DIR/term.json")"
@@ -128,6 +134,7 @@ check "CLI release" "$QTSP_BIN" release --home "$H" "$S2"
 check_eq "HTTP sees the CLI's release" valid "$(api GET "/ra/v1/certificates/$S2" "$AUDITOR" | jq -r .status)"
 check_not "CLI release again is refused" "$QTSP_BIN" release --home "$H" "$S2"
 check "CLI terminate" "$QTSP_BIN" terminate --home "$H" "$S2" --reason cessationOfOperation --identity-check "id card at office"
+check_not "CLI terminate refuses reason unspecified" "$QTSP_BIN" terminate --home "$H" "$S2" --reason unspecified --identity-check x
 check_not "CLI hold after termination is refused" "$QTSP_BIN" hold --home "$H" "$S2" --verification x
 check_eq "list of a subject's certificates" "$S2" "$(api GET "/ra/v1/subjects/$SID2/certificates" "$AUDITOR" | jq -r '.certificates[0].serial')"
 
@@ -165,7 +172,8 @@ check "the certificate binds the token's key" cmp "$T_DIR/kp.spki" "$T_DIR/cert.
 check "SIGTERM exits 0 (pool)" stop_server
 check "audit verify passes" "$QTSP_BIN" audit verify --home "$H"
 "$QTSP_BIN" audit list --home "$H" >"$T_DIR/audit.txt"
-for ev in subject.enrol cert.issue cert.hold cert.release cert.terminate key.destroy; do
+for ev in subject.enrol cert.issue cert.hold cert.release cert.terminate; do
   check_grep "audit has $ev" "\"event\":\"$ev\"" "$T_DIR/audit.txt"
 done
+check_grep "the termination record says the key was destroyed" '"key":"destroyed"' "$T_DIR/audit.txt"
 finish

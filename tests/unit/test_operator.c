@@ -7,6 +7,7 @@
 #include "ca/store.h"
 #include "core/err.h"
 #include "ra/operator.h"
+#include "core/clock.h"
 #include "tests/lib/qtest.h"
 
 static char g_dir[512];
@@ -115,6 +116,38 @@ static void test_operator_auth_rejects_wrong_unknown_and_garbage(void)
     /* the real one still works */
     qtsp_operator op;
     CU_ASSERT_EQUAL(qtsp_operator_auth(st, tok, &op), QTSP_OK);
+    done(st);
+}
+
+static int64_t g_now_ms;
+static int64_t test_clock(void *ctx)
+{
+    (void)ctx;
+    return g_now_ms;
+}
+
+static void test_operator_repeated_failures_lock_the_id_for_a_minute(void)
+{
+    qtsp_store *st = open_fresh();
+    char tok[128], bad[160];
+    CU_ASSERT_EQUAL_FATAL(qtsp_operator_add(st, "cli:root", "dave", QTSP_ROLE_OFFICE, tok,
+                                            sizeof tok),
+                          QTSP_OK);
+    g_now_ms = qtsp_now_ms();
+    qtsp_clock_set(test_clock, NULL);
+    snprintf(bad, sizeof bad, "%s", tok);
+    bad[25] = bad[25] == 'A' ? 'B' : 'A';
+    for (int i = 0; i < 5; i++)
+        expect_auth_fails(st, bad);
+    /* locked: even the right token is refused, without running argon2id */
+    expect_auth_fails(st, tok);
+    g_now_ms += 59 * 1000;
+    expect_auth_fails(st, tok);
+    g_now_ms += 2 * 1000;
+    qtsp_operator op;
+    CU_ASSERT_EQUAL(qtsp_operator_auth(st, tok, &op), QTSP_OK);
+    CU_ASSERT_STRING_EQUAL(op.name, "dave");
+    qtsp_clock_set(NULL, NULL);
     done(st);
 }
 
@@ -282,6 +315,7 @@ int main(void)
         QTEST(test_operator_roles_parse_and_name),
         QTEST(test_operator_add_prints_a_token_that_authenticates),
         QTEST(test_operator_auth_rejects_wrong_unknown_and_garbage),
+        QTEST(test_operator_repeated_failures_lock_the_id_for_a_minute),
         QTEST(test_operator_add_refuses_duplicate_and_bad_names),
         QTEST(test_operator_record_holds_no_token_material),
         QTEST(test_operator_add_is_audited),

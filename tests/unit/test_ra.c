@@ -581,6 +581,42 @@ static void test_hotline_hook_holds_every_valid_cert_of_the_subject(void)
     qtsp_issued_cleanup(&b);
 }
 
+static void test_reenrolment_keeps_the_earlier_registration(void)
+{
+    char id1[40], id2[40];
+    CU_ASSERT_FATAL(enrol("8001010009", "+359888000009", id1) == QTSP_OK);
+    qtsp_issued is;
+    memset(&is, 0, sizeof is);
+    CU_ASSERT_FATAL(qtsp_ra_issue(g_ra, &g_officer, id1, &is) == QTSP_OK);
+    unsigned char s[QTSP_SERIAL_MAX];
+    size_t sl;
+    CU_ASSERT(qtsp_serial_from_hex(is.serial_hex, s, &sl) == QTSP_OK);
+    qtsp_issued_cleanup(&is);
+    CU_ASSERT(qtsp_ra_terminate(g_ra, &g_office, s, sl, 3, "id card", 0) == QTSP_OK);
+    json_t *in = person("8001010009", "+359888777777");
+    json_object_set_new(in, "email", json_string("new@example.bg"));
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_enrol(g_ra, &g_officer, in, id2), QTSP_OK);
+    json_decref(in);
+    CU_ASSERT_STRING_EQUAL(id1, id2);
+    qtsp_txn *t = NULL;
+    CU_ASSERT_FATAL(qtsp_store_begin(g_store, 0, &t) == QTSP_OK);
+    qtsp_buf v;
+    qtsp_buf_init(&v, 1 << 16);
+    CU_ASSERT(qtsp_txn_get(t, QTSP_T_SUBJECTS, id1, strlen(id1), &v) == QTSP_OK);
+    qtsp_txn_abort(t);
+    json_t *rec = json_loadb((const char *)v.data + 1, v.len - 1, 0, NULL);
+    qtsp_buf_cleanup(&v);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rec);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(rec, "email")), "new@example.bg");
+    json_t *h = json_object_get(rec, "history");
+    CU_ASSERT_EQUAL(json_array_size(h), 1);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(h, 0), "email")),
+                           "maria@example.bg");
+    CU_ASSERT_PTR_NOT_NULL(json_object_get(json_array_get(h, 0), "identity_evidence"));
+    json_decref(rec);
+}
+
 static void test_unknown_serial_is_not_found(void)
 {
     unsigned char s[] = {0x12, 0x34};
@@ -1103,6 +1139,7 @@ int main(void)
         QTEST(test_hold_lapses_exactly_at_hold_until),
         QTEST(test_terminate_is_final_and_destroys_key),
         QTEST(test_hotline_hook_holds_every_valid_cert_of_the_subject),
+        QTEST(test_reenrolment_keeps_the_earlier_registration),
         QTEST(test_unknown_serial_is_not_found),
         QTEST(test_lifecycle_changes_reach_the_webhook),
         QTEST(test_otp_wrap_roundtrip_and_tamper),
