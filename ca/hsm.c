@@ -1268,6 +1268,39 @@ qtsp_status qtsp_hsm_destroy(qtsp_hsm *hsm, const char *label)
     return QTSP_OK;
 }
 
+qtsp_status qtsp_hsm_list_labels(qtsp_hsm *hsm, const char *prefix, qtsp_label_fn fn,
+                                 void *ctx)
+{
+    size_t plen = strlen(prefix), n = 0;
+    char **labels = NULL;
+    qtsp_status rc = QTSP_OK;
+    /* copy under the lock, call fn without it (fn may destroy keys) */
+    pthread_rwlock_rdlock(&hsm->idx_lock);
+    if (hsm->idx_n > 0)
+        labels = calloc(hsm->idx_n, sizeof *labels);
+    if (hsm->idx_n > 0 && labels == NULL)
+        rc = QTSP_ERR_NOMEM;
+    for (size_t i = 0; rc == QTSP_OK && i < hsm->idx_nb; i++) {
+        for (key_entry *e = hsm->idx[i]; e != NULL && rc == QTSP_OK; e = e->next) {
+            if (strncmp(e->label, prefix, plen) != 0 || n >= hsm->idx_n)
+                continue;
+            if ((labels[n] = strdup(e->label)) == NULL)
+                rc = QTSP_ERR_NOMEM;
+            else
+                n++;
+        }
+    }
+    pthread_rwlock_unlock(&hsm->idx_lock);
+    ENSURE_OUT(rc == QTSP_OK, rc, "out of memory listing key labels");
+    for (size_t i = 0; i < n; i++)
+        TRY_OUT(fn(ctx, labels[i]));
+out:
+    for (size_t i = 0; i < n; i++)
+        free(labels[i]);
+    free(labels);
+    return rc;
+}
+
 qtsp_status qtsp_hsm_count_private_keys(qtsp_hsm *hsm, size_t *out)
 {
     CK_SESSION_HANDLE s;

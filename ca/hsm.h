@@ -83,6 +83,15 @@ qtsp_status qtsp_hsm_sign_digest(qtsp_hsm *hsm, const char *label, const EVP_MD 
  * if there is none. */
 qtsp_status qtsp_hsm_destroy(qtsp_hsm *hsm, const char *label) QTSP_MUST_USE;
 
+/* Calls fn(ctx, label) for every key label starting with prefix that the
+ * in-memory index knows (keys present at open, made or looked up by this
+ * process since; keys another process added later are not listed). The
+ * labels are copied first, so fn may generate or destroy keys. A non-OK
+ * return from fn ends the walk and is returned. No token search. */
+typedef qtsp_status (*qtsp_label_fn)(void *ctx, const char *label);
+qtsp_status qtsp_hsm_list_labels(qtsp_hsm *hsm, const char *prefix, qtsp_label_fn fn,
+                                 void *ctx) QTSP_MUST_USE;
+
 /* Number of private-key objects in the token. */
 qtsp_status qtsp_hsm_count_private_keys(qtsp_hsm *hsm, size_t *out) QTSP_MUST_USE;
 

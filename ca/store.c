@@ -59,6 +59,8 @@ static const char *const table_names[QTSP_T__COUNT] = {
     [QTSP_T_HISTORY] = "history",
     [QTSP_T_DOCUMENTS] = "documents",
     [QTSP_T_HOLDS] = "holds",
+    [QTSP_T_KEYPOOL] = "keypool",
+    [QTSP_T_KEY_USE] = "key_use",
 };
 
 /* Per thread and store: the cached read transaction and whether the thread

@@ -52,6 +52,8 @@ typedef enum qtsp_table {
     QTSP_T_HISTORY,           /* "history": user|time -> signing record */
     QTSP_T_DOCUMENTS,         /* "documents": document id -> archived document */
     QTSP_T_HOLDS,             /* "holds": hold_until (u64 BE)|serial -> "" */
+    QTSP_T_KEYPOOL,           /* "keypool": key label -> unassigned pre-generated key */
+    QTSP_T_KEY_USE,           /* "key_use": key label -> reserved / certified (serial) */
     QTSP_T__COUNT
 } qtsp_table;
 

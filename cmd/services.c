@@ -179,6 +179,7 @@ qtsp_status qtsp_services_start(qtsp_services *s)
     ENSURE(pthread_create(&s->sweeper, NULL, sweeper_main, s) == 0, QTSP_ERR_INTERNAL,
            "cannot start the hold sweeper");
     s->sweeper_started = 1;
+    TRY(qtsp_ra_keypool_start(s->ra));
     return QTSP_OK;
 }
 
@@ -186,6 +187,7 @@ void qtsp_services_free(qtsp_services *s)
 {
     if (!s)
         return;
+    qtsp_ra_keypool_stop(s->ra);
     if (s->sweeper_started) {
         pthread_mutex_lock(&s->mu);
         s->stopping = 1;
@@ -223,6 +225,7 @@ qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out)
                         "# TYPE qtsp_hsm_sessions gauge\nqtsp_hsm_sessions %u\n",
                         (unsigned long long)used, (unsigned long long)map,
                         qtsp_hsm_session_count(s->app->hsm)));
+    TRY(qtsp_ra_metrics(s->ra, out));
     TRY(qtsp_buf_printf(out,
                         "# HELP qtsp_certificate_expiry_seconds Seconds until a service "
                         "certificate expires.\n"

@@ -105,6 +105,7 @@ qtsp_status qtsp_ra_new(const qtsp_ra_deps *deps, qtsp_ra **out)
     snprintf(path, sizeof path, "%s/suspension.yaml", deps->policies_dir);
     TRY_OUT(load_suspension(ra, path));
     TRY_OUT(qtsp_otp_key_load(deps->secrets_dir, ra->otp_key));
+    TRY_OUT(ra_keypool_init(ra, deps->policies_dir));
 out:
     if (rc != QTSP_OK) {
         qtsp_ra_free(ra);
@@ -118,6 +119,8 @@ void qtsp_ra_free(qtsp_ra *ra)
 {
     if (!ra)
         return;
+    if (ra->kp_ready)
+        ra_keypool_cleanup(ra);
     qtsp_profile_free(ra->profile);
     OPENSSL_cleanse(ra->otp_key, sizeof ra->otp_key);
     free(ra);
@@ -393,6 +396,7 @@ static qtsp_status issue_txn(qtsp_txn *txn, void *vctx)
 {
     issue_ctx *c = vctx;
     TRY(qtsp_certdb_put(txn, &c->rec));
+    TRY(ra_key_use_certified(txn, c->rec.key_label, c->rec.serial, c->rec.serial_len));
     TRY(ra_put_json(txn, QTSP_T_USERS, c->user_id, c->user, QTSP_PUT_NOOVERWRITE));
     TRY(ra_put_json(txn, QTSP_T_CREDENTIALS, c->credential_id, c->credential,
                     QTSP_PUT_NOOVERWRITE));
@@ -430,7 +434,7 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
     X509 *cert = NULL;
     unsigned char *der = NULL;
     char *details = NULL;
-    int key_made = 0;
+    int key_made = 0, from_pool = 0;
     char label[64] = "";
     qtsp_issued res;
     memset(&res, 0, sizeof res);
@@ -454,9 +458,20 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
         serial[0] &= 0x7f;
     } while (serial[0] == 0);
     qtsp_serial_to_hex(serial, sizeof serial, res.serial_hex);
-    snprintf(label, sizeof label, "qc-%s", res.serial_hex);
 
-    TRY_OUT(qtsp_hsm_generate(ra->d.hsm, label, ra->keytype, &pub));
+    /* a ready key from the pool; generated here when the pool is empty */
+    rc = ra_keypool_take(ra, label, &pub);
+    if (rc == QTSP_OK) {
+        from_pool = 1;
+    } else if (rc == QTSP_ERR_NOT_FOUND) {
+        rc = QTSP_OK;
+        snprintf(label, sizeof label, "qc-%s", res.serial_hex);
+        TRY_OUT(qtsp_hsm_generate(ra->d.hsm, label, ra->keytype, &pub));
+        if (ra->kp.size > 0)
+            atomic_fetch_add(&ra->kp.inline_made, 1);
+    } else {
+        goto out;
+    }
     key_made = 1;
 
     const char *given = json_string_value(json_object_get(subj, "given_name"));
@@ -515,8 +530,9 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
                            res.user_id, "subject_id", subject_id, "key_label", label, "enabled", 1,
                            "created_at", when);
     ENSURE_OUT(credential != NULL, QTSP_ERR_NOMEM, "out of memory");
-    json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s}", "serial", res.serial_hex, "subject_id",
-                          subject_id, "key_label", label, "user_id", res.user_id, "profile",
+    json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "serial", res.serial_hex, "subject_id",
+                          subject_id, "key_label", label, "key_source",
+                          from_pool ? "pool" : "generated", "user_id", res.user_id, "profile",
                           qtsp_profile_name(ra->profile));
     ENSURE_OUT(d != NULL, QTSP_ERR_NOMEM, "out of memory");
     details = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
@@ -548,7 +564,9 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
     *out = res;
     memset(&res, 0, sizeof res);
 out:
-    if (key_made && qtsp_hsm_destroy(ra->d.hsm, label) != QTSP_OK)
+    if (key_made && from_pool)
+        ra_keypool_discard(ra, who->name, label, "issuance failed");
+    else if (key_made && qtsp_hsm_destroy(ra->d.hsm, label) != QTSP_OK)
         LOG_ERROR("could not destroy the orphan key %s after a failed issuance", label);
     OPENSSL_cleanse(totp, sizeof totp);
     OPENSSL_cleanse(pwhash, sizeof pwhash);

@@ -65,8 +65,10 @@ typedef struct qtsp_issued {
 } qtsp_issued;
 void qtsp_issued_cleanup(qtsp_issued *is);
 
-/* Issues a qualified certificate for subject_id: key pair generated in the
- * token, certificate from the profile, stored, audited, activation created.
+/* Issues a qualified certificate for subject_id: key pair taken from the
+ * key pool (or, when it is empty, generated in the token), certificate from
+ * the profile, stored, audited (naming the key label), activation created.
+ * On failure after the key was taken or made, the key is destroyed.
  * QTSP_ERR_NOT_FOUND for an unknown subject. */
 qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subject_id,
                           qtsp_issued *out) QTSP_MUST_USE;
@@ -101,6 +103,39 @@ qtsp_status qtsp_ra_hotline_hold(qtsp_ra *ra, const qtsp_actor *who, const char 
                                  json_t **held, time_t *hold_until) QTSP_MUST_USE;
 /* Records lapses of holds due at now (audit + status refresh). *n = count. */
 qtsp_status qtsp_ra_sweep_lapses(qtsp_ra *ra, time_t now, size_t *n) QTSP_MUST_USE;
+
+/* ---- key pool (ra/keypool.c, docs/ra.md "Key pool") ----
+ * Subject key pairs pre-generated in the token (labels "kp-<hex>",
+ * sensitive, never extractable) and recorded unassigned in the store table
+ * keypool; issuance takes one instead of generating (see qtsp_ra_issue).
+ * Size from policies/keypool.yaml (absent or size 0: no pool). */
+
+/* Starts the filler thread (no-op when the pool is disabled or it runs
+ * already): first destroys orphan kp- keys (qtsp_ra_keypool_cleanup with a
+ * 10-minute grace), then fills the pool to size and tops it up whenever it
+ * falls below the low-water mark. Not thread-safe against stop. */
+qtsp_status qtsp_ra_keypool_start(qtsp_ra *ra) QTSP_MUST_USE;
+/* Stops and joins the filler (it commits the keys of its current batch
+ * first; at most one key generation of delay). Idempotent; qtsp_ra_free
+ * calls it too. */
+void qtsp_ra_keypool_stop(qtsp_ra *ra);
+/* Generates keys until the pool holds its size, committing every batch
+ * with one "key.generate" audit record per key (label, key type, SPKI
+ * SHA-256). *made (may be NULL) = keys added. Returns early, OK, when stop
+ * was requested. What the filler thread runs; tests call it directly. */
+qtsp_status qtsp_ra_keypool_fill(qtsp_ra *ra, size_t *made) QTSP_MUST_USE;
+/* Destroys kp- keys the token index knows that are neither in the pool, nor
+ * bound to a certificate, nor reserved less than grace_s seconds ago (an
+ * issuer crashed between reservation and storing the certificate, or the
+ * filler between generation and commit). Pool entries of another key type
+ * than the profile's are destroyed too. Audited ("key.destroy", reason),
+ * committed before the keys are destroyed. *n (may be NULL) = destroyed. */
+qtsp_status qtsp_ra_keypool_cleanup(qtsp_ra *ra, int64_t grace_s, size_t *n) QTSP_MUST_USE;
+/* Keys ready in the pool (any key type). */
+qtsp_status qtsp_ra_keypool_available(qtsp_ra *ra, uint64_t *out) QTSP_MUST_USE;
+/* Prometheus text: qtsp_keypool_available, _size, _generated_total,
+ * _taken_total, _inline_total, _orphans_destroyed_total. */
+qtsp_status qtsp_ra_metrics(qtsp_ra *ra, qtsp_buf *out) QTSP_MUST_USE;
 
 /* HTTP: the RA routes (all under /ra/v1/). Fills up to cap routes. */
 size_t qtsp_ra_routes(qtsp_ra *ra, qtsp_route *routes, size_t cap);

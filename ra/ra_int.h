@@ -3,7 +3,9 @@
 #define QTSP_RA_RA_INT_H
 
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "ca/profile.h"
 #include "ra/activation.h"
@@ -18,6 +20,23 @@ typedef struct ra_package {
     int64_t validity_s;
 } ra_package;
 
+/* The key pool (ra/keypool.c): settings from policies/keypool.yaml and the
+ * filler thread. mu/cv wake and stop the filler. */
+typedef struct ra_keypool {
+    int64_t size; /* 0 = disabled */
+    int64_t low_water;
+    int64_t batch;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    atomic_int stopping;
+    pthread_t thread;
+    int started;
+    atomic_uint_fast64_t generated; /* keys put in the pool by this process */
+    atomic_uint_fast64_t taken;     /* issuances served from the pool */
+    atomic_uint_fast64_t inline_made; /* issuances that generated inline */
+    atomic_uint_fast64_t orphans;   /* orphan keys destroyed */
+} ra_keypool;
+
 struct qtsp_ra {
     qtsp_ra_deps d;
     char base_url[256];
@@ -28,6 +47,8 @@ struct qtsp_ra {
     int64_t max_hold_s;
     int64_t sweep_interval_s;
     unsigned char otp_key[QTSP_OTP_KEY_LEN];
+    ra_keypool kp;
+    int kp_ready; /* kp's mutex and condition initialised */
 };
 
 /* QTSP_ERR_FORBIDDEN unless who has one of roles. */
@@ -42,5 +63,25 @@ const ra_package *ra_find_package(const qtsp_ra *ra, const char *name);
 /* The API's status object (new reference, NULL on allocation failure). */
 json_t *ra_status_json(const unsigned char *serial, size_t slen, const qtsp_cert_status *stored,
                        time_t now);
+
+/* ---- key pool (ra/keypool.c) ---- */
+#define RA_POOL_PREFIX "kp-"
+/* Reads policies_dir/keypool.yaml (absent: pool disabled) and initialises
+ * ra->kp (also when disabled). */
+qtsp_status ra_keypool_init(qtsp_ra *ra, const char *policies_dir) QTSP_MUST_USE;
+void ra_keypool_cleanup(qtsp_ra *ra);
+/* Takes one unassigned key of ra->keytype out of the pool in a write
+ * transaction (its pool entry deleted, a "reserved" key_use marker put) and
+ * reads its public key from the token, checked against the SPKI hash
+ * recorded at generation. QTSP_ERR_NOT_FOUND (no error recorded) when the
+ * pool is empty or disabled. On any other failure after the reservation
+ * the key is discarded here. label must hold 64 bytes; *pub caller frees. */
+qtsp_status ra_keypool_take(qtsp_ra *ra, char label[64], EVP_PKEY **pub) QTSP_MUST_USE;
+/* After a failed issuance with a pool key: drops the marker (audited
+ * "key.destroy") and destroys the key in the token. Logs failures. */
+void ra_keypool_discard(qtsp_ra *ra, const char *actor, const char *label, const char *why);
+/* In the issuance transaction: records that label certifies serial. */
+qtsp_status ra_key_use_certified(qtsp_txn *txn, const char *label, const unsigned char *serial,
+                                 size_t slen) QTSP_MUST_USE;
 
 #endif

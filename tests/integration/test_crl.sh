@@ -7,6 +7,8 @@
 source "$(dirname "$0")/lib.sh"
 H=$T_DIR/home
 "$QTSP_BIN" init --home "$H" >/dev/null 2>&1 || { echo "init failed"; exit 1; }
+# no key pool: the key counts below are one token key per certificate
+printf 'version: 1\nsize: 0\n' >"$H/policies/keypool.yaml"
 OFFICER=$("$QTSP_BIN" operator add --home "$H" olga --role ra-officer)
 HOTLINE=$("$QTSP_BIN" operator add --home "$H" hans --role hotline)
 OFFICE=$("$QTSP_BIN" operator add --home "$H" otto --role office)

@@ -7,6 +7,8 @@ H=$T_DIR/home
 MODULE=/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so
 
 "$QTSP_BIN" init --home "$H" >/dev/null 2>&1 || { echo "init failed"; exit 1; }
+# no key pool: the key counts below are one token key per certificate
+printf 'version: 1\nsize: 0\n' >"$H/policies/keypool.yaml"
 sed -i 's/^max_hold: .*/max_hold: 4s/' "$H/policies/suspension.yaml"
 OFFICER=$("$QTSP_BIN" operator add --home "$H" olga --role ra-officer)
 HOTLINE=$("$QTSP_BIN" operator add --home "$H" hans --role hotline)
@@ -137,6 +139,37 @@ check_not "CLI hold after termination is refused" "$QTSP_BIN" hold --home "$H" "
 check_eq "list of a subject's certificates" "$S2" "$(api GET "/ra/v1/subjects/$SID2/certificates" "$AUDITOR" | jq -r '.certificates[0].serial')"
 
 check "SIGTERM exits 0" stop_server
+
+# --- with a key pool: issuance takes a pre-generated, never-extractable
+# token key, and the certificate binds exactly that key
+printf 'version: 1\nsize: 3\n' >"$H/policies/keypool.yaml"
+check "serve starts with a key pool" start_server "$H"
+pool=0
+for _ in $(seq 1 200); do
+  pool=$(curl -s "$BASE/metrics" | sed -n 's/^qtsp_keypool_available //p')
+  [[ $pool == 3 ]] && break
+  sleep 0.1
+done
+check_eq "the filler filled the pool (metrics)" 3 "$pool"
+P3='{"given_name":"Petar","surname":"Georgiev","country":"BG","national_id":"6503030000","email":"petar@example.bg","phone":"+359877000333","package":"free"}'
+SID3=$(api POST /ra/v1/subjects "$OFFICER" "$P3" | jq -r .subject_id)
+api POST "/ra/v1/subjects/$SID3/certificates" "$OFFICER" '{}' >"$T_DIR/pool.json"
+check_eq "issue from the pool: 201" 201 "$(status)"
+S3=$(jq -r .serial "$T_DIR/pool.json")
+jq -r .certificate "$T_DIR/pool.json" >"$T_DIR/pool.pem"
+"$QTSP_BIN" audit list --home "$H" >"$T_DIR/audit.txt"
+KL=$(grep "\"event\":\"cert.issue\"" "$T_DIR/audit.txt" | grep "$S3" | sed -E 's/.*"key_label":"([^"]+)".*/\1/')
+check "the certificate's key is a pool key ($KL)" test "${KL#kp-}" != "$KL"
+check_grep "its generation is in the audit log" "\"event\":\"key.generate\".*$KL" "$T_DIR/audit.txt"
+SOFTHSM2_CONF=$H/hsm/softhsm2.conf pkcs11-tool --module "$MODULE" --token-label qtsp --login \
+  --pin "$(cat "$H/secrets/token.pin")" --list-objects --type privkey --label "$KL" >"$T_DIR/kp.txt" 2>/dev/null
+check_grep "pkcs11-tool: the private key is in the token" "^Private Key Object" "$T_DIR/kp.txt"
+check_grep "pkcs11-tool: sensitive and never extractable" "Access: +sensitive, always sensitive, never extractable" "$T_DIR/kp.txt"
+SOFTHSM2_CONF=$H/hsm/softhsm2.conf pkcs11-tool --module "$MODULE" --token-label qtsp --login \
+  --pin "$(cat "$H/secrets/token.pin")" --read-object --type pubkey --label "$KL" -o "$T_DIR/kp.spki" >/dev/null 2>&1
+openssl x509 -in "$T_DIR/pool.pem" -noout -pubkey | openssl pkey -pubin -outform DER -out "$T_DIR/cert.spki"
+check "the certificate binds the token's key" cmp "$T_DIR/kp.spki" "$T_DIR/cert.spki"
+check "SIGTERM exits 0 (pool)" stop_server
 check "audit verify passes" "$QTSP_BIN" audit verify --home "$H"
 "$QTSP_BIN" audit list --home "$H" >"$T_DIR/audit.txt"
 for ev in subject.enrol cert.issue cert.hold cert.release cert.terminate; do

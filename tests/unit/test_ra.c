@@ -24,6 +24,8 @@
 #include "tests/lib/qtest.h"
 #include "tests/lib/qtest_qc.h"
 
+#define POOL_SIZE 4
+
 static char g_dir[512];
 static char g_policies[1024];
 static char g_secrets[1024];
@@ -93,10 +95,13 @@ static int suite_init(void)
     if (!d)
         return -1;
     snprintf(g_dir, sizeof g_dir, "%s", d);
-    snprintf(g_policies, sizeof g_policies, "%s/policies", qtest_src_dir());
+    /* the repository's policies, with a small key pool */
+    snprintf(g_policies, sizeof g_policies, "%s/policies", g_dir);
     snprintf(g_secrets, sizeof g_secrets, "%s/secrets", g_dir);
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "mkdir -m 700 %s", g_secrets);
+    char cmd[3000];
+    snprintf(cmd, sizeof cmd, "mkdir -m 700 %s && cp -r %s/policies %s && "
+             "printf 'version: 1\nsize: %d\nlow_water: 2\nbatch: 3\n' >%s/keypool.yaml",
+             g_secrets, qtest_src_dir(), g_dir, POOL_SIZE, g_policies);
     if (system(cmd) != 0)
         return -1;
     if (qtest_softhsm_token(g_dir, "ra-test") != 0)
@@ -163,6 +168,20 @@ static qtsp_status enrol(const char *nid, const char *phone, char id[40])
     qtsp_status rc = qtsp_ra_enrol(g_ra, &g_officer, in, id);
     json_decref(in);
     return rc;
+}
+
+/* The token label the store records for a certificate. */
+static void key_label_of(const unsigned char *serial, size_t slen, char label[64])
+{
+    qtsp_txn *t = NULL;
+    qtsp_cert_record rec;
+    memset(&rec, 0, sizeof rec);
+    label[0] = '\0';
+    CU_ASSERT_FATAL(qtsp_store_begin(g_store, 0, &t) == QTSP_OK);
+    CU_ASSERT(qtsp_certdb_get(t, serial, slen, &rec) == QTSP_OK);
+    qtsp_txn_abort(t);
+    snprintf(label, 64, "%s", rec.key_label);
+    qtsp_cert_record_cleanup(&rec);
 }
 
 static void issue_for(const char *nid, const char *phone, unsigned char *serial, size_t *slen,
@@ -300,7 +319,7 @@ static void test_issue_generates_key_in_token_and_stores_everything(void)
     qtest_assert_qualified_cert(x, g_ca, &e);
     /* the certified public key is the token key's */
     char label[64];
-    snprintf(label, sizeof label, "qc-%s", is.serial_hex);
+    key_label_of(serial, slen, label);
     EVP_PKEY *tok = NULL;
     CU_ASSERT_FATAL(qtsp_hsm_public_key(g_hsm, label, &tok) == QTSP_OK);
     CU_ASSERT_EQUAL(EVP_PKEY_eq(tok, X509_get0_pubkey(x)), 1);
@@ -459,7 +478,7 @@ static void test_terminate_is_final_and_destroys_key(void)
     memset(&is, 0, sizeof is);
     issue_for("8001010007", "+359888000007", serial, &slen, &is);
     char label[64];
-    snprintf(label, sizeof label, "qc-%s", is.serial_hex);
+    key_label_of(serial, slen, label);
     char hex[41];
     snprintf(hex, sizeof hex, "%s", is.serial_hex);
     qtsp_issued_cleanup(&is);
@@ -760,6 +779,348 @@ static void test_lifecycle_changes_reach_the_webhook(void)
     qtsp_err_clear();
 }
 
+/* ---- key pool ---- */
+
+static uint64_t pool_available(void)
+{
+    uint64_t n = UINT64_MAX;
+    CU_ASSERT(qtsp_ra_keypool_available(g_ra, &n) == QTSP_OK);
+    return n;
+}
+
+static size_t token_keys(void)
+{
+    size_t n = 0;
+    CU_ASSERT(qtsp_hsm_count_private_keys(g_hsm, &n) == QTSP_OK);
+    return n;
+}
+
+static uint64_t audit_count(void)
+{
+    qtsp_txn *t = NULL;
+    uint64_t n = 0;
+    CU_ASSERT_FATAL(qtsp_store_begin(g_store, 0, &t) == QTSP_OK);
+    CU_ASSERT(qtsp_txn_count(t, QTSP_T_AUDIT, &n) == QTSP_OK);
+    qtsp_txn_abort(t);
+    return n;
+}
+
+typedef struct audit_grep {
+    const char *event;
+    const char *needle;
+    int hits;
+} audit_grep;
+
+static qtsp_status audit_grep_fn(void *ctx, uint64_t seq, const char *body, size_t len)
+{
+    (void)seq;
+    audit_grep *g = ctx;
+    char ev[80];
+    snprintf(ev, sizeof ev, "\"event\":\"%s\"", g->event);
+    if (memmem(body, len, ev, strlen(ev)) && memmem(body, len, g->needle, strlen(g->needle)))
+        g->hits++;
+    return QTSP_OK;
+}
+
+/* Audit records from seq `from` on with event and needle in them. */
+static int audit_hits(uint64_t from, const char *event, const char *needle)
+{
+    audit_grep g = {event, needle, 0};
+    CU_ASSERT(qtsp_audit_list(g_store, from, audit_grep_fn, &g) == QTSP_OK);
+    return g.hits;
+}
+
+static int in_table(qtsp_table tb, const char *label)
+{
+    qtsp_txn *t = NULL;
+    const void *v;
+    size_t vl;
+    CU_ASSERT_FATAL(qtsp_store_begin(g_store, 0, &t) == QTSP_OK);
+    int found = qtsp_txn_get0(t, tb, label, strlen(label), &v, &vl) == QTSP_OK;
+    qtsp_txn_abort(t);
+    return found;
+}
+
+static void fill_pool(void)
+{
+    size_t made = 0;
+    qtsp_err_clear();
+    CU_ASSERT_FATAL(qtsp_ra_keypool_fill(g_ra, &made) == QTSP_OK);
+    CU_ASSERT_EQUAL(pool_available(), POOL_SIZE);
+}
+
+static void test_keypool_filler_fills_to_size_with_audited_protected_keys(void)
+{
+    uint64_t a0 = audit_count();
+    size_t k0 = token_keys();
+    uint64_t avail = pool_available();
+    CU_ASSERT_FATAL(qtsp_ra_keypool_start(g_ra) == QTSP_OK);
+    for (int i = 0; i < 600 && avail < POOL_SIZE; i++) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        avail = pool_available();
+    }
+    qtsp_ra_keypool_stop(g_ra);
+    CU_ASSERT_EQUAL_FATAL(avail, POOL_SIZE);
+    CU_ASSERT_EQUAL(token_keys(), k0 + POOL_SIZE);
+    CU_ASSERT_EQUAL(audit_hits(a0 + 1, "key.generate", "\"spki_sha256\":\""), POOL_SIZE);
+    /* nothing more to make once full */
+    size_t made = 99;
+    CU_ASSERT(qtsp_ra_keypool_fill(g_ra, &made) == QTSP_OK);
+    CU_ASSERT_EQUAL(made, 0);
+    CU_ASSERT_EQUAL(token_keys(), k0 + POOL_SIZE);
+}
+
+static qtsp_status check_pool_key(void *ctx, const char *label)
+{
+    int *n = ctx;
+    if (in_table(QTSP_T_KEYPOOL, label)) {
+        CU_ASSERT_EQUAL(qtsp_hsm_check_key_protected(g_hsm, label), QTSP_OK);
+        (*n)++;
+    }
+    return QTSP_OK;
+}
+
+static void test_keypool_keys_are_never_extractable(void)
+{
+    fill_pool();
+    int n = 0;
+    CU_ASSERT(qtsp_hsm_list_labels(g_hsm, "kp-", check_pool_key, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, POOL_SIZE);
+}
+
+static void test_issue_takes_a_pool_key(void)
+{
+    fill_pool();
+    size_t k0 = token_keys();
+    uint64_t a0 = audit_count();
+    unsigned char serial[QTSP_SERIAL_MAX];
+    size_t slen = 0;
+    qtsp_issued is;
+    memset(&is, 0, sizeof is);
+    issue_for("8001010101", "+359888000101", serial, &slen, &is);
+    CU_ASSERT_EQUAL(pool_available(), POOL_SIZE - 1);
+    CU_ASSERT_EQUAL(token_keys(), k0); /* no key generated */
+    char label[64];
+    key_label_of(serial, slen, label);
+    CU_ASSERT_FATAL(strncmp(label, "kp-", 3) == 0);
+    CU_ASSERT_FALSE(in_table(QTSP_T_KEYPOOL, label));
+    CU_ASSERT(in_table(QTSP_T_KEY_USE, label));
+    BIO *b = BIO_new_mem_buf(is.certificate_pem, -1);
+    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+    EVP_PKEY *tok = NULL;
+    CU_ASSERT_FATAL(qtsp_hsm_public_key(g_hsm, label, &tok) == QTSP_OK);
+    CU_ASSERT_EQUAL(EVP_PKEY_eq(tok, X509_get0_pubkey(x)), 1);
+    CU_ASSERT_EQUAL(qtsp_hsm_check_key_protected(g_hsm, label), QTSP_OK);
+    EVP_PKEY_free(tok);
+    X509_free(x);
+    /* the certificate's audit record names the key */
+    CU_ASSERT_EQUAL(audit_hits(a0 + 1, "cert.issue", label), 1);
+    CU_ASSERT_EQUAL(audit_hits(a0 + 1, "cert.issue", "\"key_source\":\"pool\""), 1);
+    /* a cleanup leaves the bound key and the pool alone */
+    size_t n = 99;
+    CU_ASSERT(qtsp_ra_keypool_cleanup(g_ra, 0, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, 0);
+    CU_ASSERT_EQUAL(token_keys(), k0);
+    qtsp_issued_cleanup(&is);
+}
+
+typedef struct issuer_arg {
+    char subjects[2][40];
+    char labels[2][64];
+    int ok;
+} issuer_arg;
+
+static void *issuer_main(void *p)
+{
+    issuer_arg *a = p;
+    for (int i = 0; i < 2; i++) {
+        qtsp_issued is;
+        memset(&is, 0, sizeof is);
+        if (qtsp_ra_issue(g_ra, &g_officer, a->subjects[i], &is) != QTSP_OK)
+            return NULL;
+        unsigned char serial[QTSP_SERIAL_MAX];
+        size_t slen = 0;
+        if (qtsp_serial_from_hex(is.serial_hex, serial, &slen) != QTSP_OK)
+            return NULL;
+        qtsp_txn *t = NULL;
+        qtsp_cert_record rec;
+        memset(&rec, 0, sizeof rec);
+        if (qtsp_store_begin(g_store, 0, &t) != QTSP_OK)
+            return NULL;
+        qtsp_status rc = qtsp_certdb_get(t, serial, slen, &rec);
+        qtsp_txn_abort(t);
+        if (rc != QTSP_OK)
+            return NULL;
+        snprintf(a->labels[i], 64, "%s", rec.key_label);
+        qtsp_cert_record_cleanup(&rec);
+        qtsp_issued_cleanup(&is);
+        a->ok++;
+    }
+    return NULL;
+}
+
+static void test_concurrent_issuers_get_different_pool_keys(void)
+{
+    fill_pool();
+    issuer_arg args[2];
+    memset(args, 0, sizeof args);
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < 2; i++) {
+            char nid[16], phone[20];
+            snprintf(nid, sizeof nid, "80010102%d%d", t, i);
+            snprintf(phone, sizeof phone, "+3598880002%d%d", t, i);
+            CU_ASSERT_FATAL(enrol(nid, phone, args[t].subjects[i]) == QTSP_OK);
+        }
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++)
+        CU_ASSERT_FATAL(pthread_create(&th[t], NULL, issuer_main, &args[t]) == 0);
+    for (int t = 0; t < 2; t++)
+        pthread_join(th[t], NULL);
+    CU_ASSERT_EQUAL_FATAL(args[0].ok + args[1].ok, 4);
+    const char *all[4] = {args[0].labels[0], args[0].labels[1], args[1].labels[0],
+                          args[1].labels[1]};
+    for (int i = 0; i < 4; i++) {
+        CU_ASSERT(strncmp(all[i], "kp-", 3) == 0);
+        for (int j = i + 1; j < 4; j++)
+            CU_ASSERT(strcmp(all[i], all[j]) != 0);
+    }
+    CU_ASSERT_EQUAL(pool_available(), 0);
+}
+
+static void test_empty_pool_falls_back_to_inline_generation(void)
+{
+    CU_ASSERT_EQUAL_FATAL(pool_available(), 0); /* drained by the test before */
+    size_t k0 = token_keys();
+    unsigned char serial[QTSP_SERIAL_MAX];
+    size_t slen = 0;
+    qtsp_issued is;
+    memset(&is, 0, sizeof is);
+    issue_for("8001010301", "+359888000301", serial, &slen, &is);
+    CU_ASSERT_EQUAL(token_keys(), k0 + 1);
+    char label[64], want[64];
+    key_label_of(serial, slen, label);
+    snprintf(want, sizeof want, "qc-%s", is.serial_hex);
+    CU_ASSERT_STRING_EQUAL(label, want);
+    CU_ASSERT_EQUAL(qtsp_hsm_check_key_protected(g_hsm, label), QTSP_OK);
+    qtsp_issued_cleanup(&is);
+}
+
+static qtsp_status collect_pool(void *ctx, const char *label)
+{
+    json_t *arr = ctx;
+    if (in_table(QTSP_T_KEYPOOL, label))
+        json_array_append_new(arr, json_string(label));
+    return QTSP_OK;
+}
+
+static qtsp_status put_raw(qtsp_txn *t, void *ctx)
+{
+    const char **kv = ctx;
+    return qtsp_txn_put(t, QTSP_T_SUBJECTS, kv[0], strlen(kv[0]), kv[1], strlen(kv[1]), 0);
+}
+
+static void test_failed_issuance_after_reservation_destroys_pool_key(void)
+{
+    fill_pool();
+    json_t *before = json_array();
+    CU_ASSERT(qtsp_hsm_list_labels(g_hsm, "kp-", collect_pool, before) == QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(json_array_size(before), POOL_SIZE);
+    /* a subject record without names: issuance fails after taking a key */
+    const char *kv[2] = {"0badc0de0badc0de0badc0de", "\x01{\"subject_id\":\"0badc0de\"}"};
+    CU_ASSERT_FATAL(qtsp_store_write(g_store, put_raw, kv) == QTSP_OK);
+    size_t k0 = token_keys();
+    uint64_t a0 = audit_count();
+    qtsp_issued is;
+    memset(&is, 0, sizeof is);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_issue(g_ra, &g_officer, kv[0], &is), QTSP_ERR_STORE_CORRUPT);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(pool_available(), POOL_SIZE - 1);
+    CU_ASSERT_EQUAL(token_keys(), k0 - 1);
+    /* the taken key is gone from the token, its marker from the store */
+    int gone = 0;
+    for (size_t i = 0; i < json_array_size(before); i++) {
+        const char *l = json_string_value(json_array_get(before, i));
+        EVP_PKEY *p = NULL;
+        if (qtsp_hsm_public_key(g_hsm, l, &p) == QTSP_ERR_HSM_NO_KEY) {
+            gone++;
+            CU_ASSERT_FALSE(in_table(QTSP_T_KEY_USE, l));
+            CU_ASSERT_EQUAL(audit_hits(a0 + 1, "key.destroy", l), 1);
+        }
+        EVP_PKEY_free(p);
+        qtsp_err_clear();
+    }
+    CU_ASSERT_EQUAL(gone, 1);
+    json_decref(before);
+}
+
+static qtsp_status put_marker_r(qtsp_txn *t, void *ctx)
+{
+    const char *label = ctx;
+    unsigned char v[10] = {1, 'r'};
+    qtsp_be64_put(v + 2, (uint64_t)qtsp_now());
+    return qtsp_txn_put(t, QTSP_T_KEY_USE, label, strlen(label), v, sizeof v, 0);
+}
+
+static void test_orphan_cleanup_destroys_unassigned_kp_keys_only(void)
+{
+    fill_pool();
+    /* an orphan (filler crashed before its commit) and a fresh reservation */
+    const char *orphan = "kp-0000000000000000000000000000beef";
+    const char *reserved = "kp-0000000000000000000000000000cafe";
+    CU_ASSERT_FATAL(qtsp_hsm_generate(g_hsm, orphan, QTSP_KEY_EC_P256, NULL) == QTSP_OK);
+    CU_ASSERT_FATAL(qtsp_hsm_generate(g_hsm, reserved, QTSP_KEY_EC_P256, NULL) == QTSP_OK);
+    CU_ASSERT_FATAL(qtsp_store_write(g_store, put_marker_r, (void *)reserved) == QTSP_OK);
+    size_t k0 = token_keys();
+    uint64_t a0 = audit_count();
+    size_t n = 0;
+    CU_ASSERT(qtsp_ra_keypool_cleanup(g_ra, 600, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, 1);
+    CU_ASSERT_EQUAL(token_keys(), k0 - 1);
+    EVP_PKEY *p = NULL;
+    CU_ASSERT_EQUAL(qtsp_hsm_public_key(g_hsm, orphan, &p), QTSP_ERR_HSM_NO_KEY);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(audit_hits(a0 + 1, "key.destroy", orphan), 1);
+    CU_ASSERT_EQUAL(pool_available(), POOL_SIZE); /* pool untouched */
+    /* the reservation outlived the grace period: its issuer is gone */
+    CU_ASSERT(qtsp_ra_keypool_cleanup(g_ra, 0, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, 1);
+    CU_ASSERT_EQUAL(qtsp_hsm_public_key(g_hsm, reserved, &p), QTSP_ERR_HSM_NO_KEY);
+    qtsp_err_clear();
+    CU_ASSERT_FALSE(in_table(QTSP_T_KEY_USE, reserved));
+    CU_ASSERT_EQUAL(token_keys(), k0 - 2);
+    CU_ASSERT_EQUAL(pool_available(), POOL_SIZE);
+}
+
+static void test_terminate_destroys_a_pool_key(void)
+{
+    fill_pool();
+    unsigned char serial[QTSP_SERIAL_MAX];
+    size_t slen = 0;
+    qtsp_issued is;
+    memset(&is, 0, sizeof is);
+    issue_for("8001010401", "+359888000401", serial, &slen, &is);
+    qtsp_issued_cleanup(&is);
+    char label[64];
+    key_label_of(serial, slen, label);
+    CU_ASSERT_FATAL(strncmp(label, "kp-", 3) == 0);
+    size_t k0 = token_keys();
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_terminate(g_ra, &g_office, serial, slen, 1, "passport AB1", 0),
+                    QTSP_OK);
+    CU_ASSERT_EQUAL(token_keys(), k0 - 1);
+    EVP_PKEY *p = NULL;
+    CU_ASSERT_EQUAL(qtsp_hsm_public_key(g_hsm, label, &p), QTSP_ERR_HSM_NO_KEY);
+    qtsp_err_clear();
+    /* a destroyed certified key is not an orphan, nothing else goes */
+    size_t n = 99;
+    CU_ASSERT(qtsp_ra_keypool_cleanup(g_ra, 0, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, 0);
+}
+
 int main(void)
 {
     if (suite_init() != 0) {
@@ -782,6 +1143,14 @@ int main(void)
         QTEST(test_unknown_serial_is_not_found),
         QTEST(test_lifecycle_changes_reach_the_webhook),
         QTEST(test_otp_wrap_roundtrip_and_tamper),
+        QTEST(test_keypool_filler_fills_to_size_with_audited_protected_keys),
+        QTEST(test_keypool_keys_are_never_extractable),
+        QTEST(test_issue_takes_a_pool_key),
+        QTEST(test_concurrent_issuers_get_different_pool_keys),
+        QTEST(test_empty_pool_falls_back_to_inline_generation),
+        QTEST(test_failed_issuance_after_reservation_destroys_pool_key),
+        QTEST(test_orphan_cleanup_destroys_unassigned_kp_keys_only),
+        QTEST(test_terminate_destroys_a_pool_key),
     };
     int r = qtest_run("ra", cases, sizeof cases / sizeof cases[0]);
     suite_clean();
