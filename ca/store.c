@@ -28,7 +28,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/log.h"
 
@@ -621,10 +623,44 @@ qtsp_status qtsp_txn_del(qtsp_txn *txn, qtsp_table t, const void *key, size_t kl
     return QTSP_OK;
 }
 
+/* Caller holds map_lock (shared, e.g. through a transaction) or exclusive:
+ * the map address and size are stable. */
+static qtsp_status release_pages_locked(qtsp_store *st)
+{
+    MDB_envinfo info;
+    int rc = mdb_env_info(st->env, &info);
+    if (rc != MDB_SUCCESS)
+        return MDB_FAIL(NULL, rc, "reading the map address");
+    uintptr_t a = (uintptr_t)info.me_mapaddr;
+    long pg = sysconf(_SC_PAGESIZE);
+    if (!a || pg <= 0 || a % (uintptr_t)pg != 0)
+        return QTSP_OK;
+    /* read-only MAP_SHARED file mapping: MADV_DONTNEED only drops PTEs */
+    if (madvise(info.me_mapaddr, info.me_mapsize, MADV_DONTNEED) != 0)
+        LOG_WARN("store: madvise(MADV_DONTNEED) on the map failed: %s", strerror(errno));
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_store_release_pages(qtsp_store *st)
+{
+    ENSURE(st, QTSP_ERR_INVALID, "store: no store");
+    pthread_rwlock_rdlock(&st->map_lock);
+    qtsp_status rc = release_pages_locked(st);
+    pthread_rwlock_unlock(&st->map_lock);
+    return rc;
+}
+
 qtsp_status qtsp_txn_iter(qtsp_txn *txn, qtsp_table t, const void *start, size_t slen,
                           qtsp_iter_fn fn, void *ctx)
 {
+    return qtsp_txn_iter_ex(txn, t, start, slen, 0, fn, ctx);
+}
+
+qtsp_status qtsp_txn_iter_ex(qtsp_txn *txn, qtsp_table t, const void *start, size_t slen,
+                             unsigned flags, qtsp_iter_fn fn, void *ctx)
+{
     ENSURE(txn && fn, QTSP_ERR_INVALID, "store: no transaction or function");
+    ENSURE((flags & ~QTSP_ITER_RELEASE) == 0, QTSP_ERR_INVALID, "store: unknown iteration flags");
     ENSURE((unsigned)t < QTSP_T__COUNT, QTSP_ERR_INVALID, "store: no table %d", (int)t);
     if (start)
         TRY(check_args(txn, t, start, slen));
@@ -636,13 +672,30 @@ qtsp_status qtsp_txn_iter(qtsp_txn *txn, qtsp_table t, const void *start, size_t
     rc = mdb_cursor_get(cur, &k, &v, start ? MDB_SET_RANGE : MDB_FIRST);
     qtsp_status st = QTSP_OK;
     int stop = 0;
+    uintptr_t page = 0, mask = ~(uintptr_t)(sysconf(_SC_PAGESIZE) - 1);
+    unsigned pages = 0;
     while (rc == MDB_SUCCESS) {
+        if (flags & QTSP_ITER_RELEASE) {
+            /* count leaf pages by the value's page: each new one may have
+             * faulted in a fault-around window of neighbours */
+            uintptr_t p = (uintptr_t)k.mv_data & mask;
+            if (p != page) {
+                page = p;
+                if (++pages >= QTSP_ITER_RELEASE_PAGES) {
+                    pages = 0;
+                    if ((st = release_pages_locked(txn->st)) != QTSP_OK)
+                        break;
+                }
+            }
+        }
         st = fn(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size, &stop);
         if (st != QTSP_OK || stop)
             break;
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);
+    if (st == QTSP_OK && (flags & QTSP_ITER_RELEASE))
+        st = release_pages_locked(txn->st);
     if (st != QTSP_OK)
         return st;
     if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
