@@ -1158,9 +1158,28 @@ out:
     return rc;
 }
 
-qtsp_status qtsp_crl_publish(qtsp_crl_publisher *pub, int force)
+/* Only picks up what another process published (see reload_newer). */
+static qtsp_status reload_locked(qtsp_crl_publisher *pub)
 {
-    ENSURE(pub, QTSP_ERR_INVALID, "no CRL publisher");
+    crl_facts f;
+    uint64_t root_number = 0;
+    qtsp_txn *txn = NULL;
+    qtsp_status rc;
+    TRY_OUT(qtsp_store_begin(pub->store, 0, &txn));
+    TRY_OUT(read_facts(txn, &f));
+    TRY_OUT(read_root_number(txn, &root_number));
+    qtsp_txn_abort(txn);
+    txn = NULL;
+    rc = reload_newer(pub, &f, root_number);
+out:
+    qtsp_txn_abort(txn);
+    return rc;
+}
+
+/* force: 0 publish what is due, 1 everything with a new base, -1 only
+ * reload what another process published. */
+static qtsp_status publish_or_reload(qtsp_crl_publisher *pub, int force)
+{
     pthread_mutex_lock(&pub->publish_lock);
     /* one publication at a time across processes too: numbers, files and
      * facts of two publishers must not interleave */
@@ -1173,11 +1192,17 @@ qtsp_status qtsp_crl_publish(qtsp_crl_publisher *pub, int force)
         rc = qtsp_err_set(QTSP_ERR_IO, __FILE__, __LINE__, "cannot lock %s/.publish.lock: %s",
                           pub->dir, strerror(e));
     else {
-        rc = publish_locked(pub, force);
+        rc = force < 0 ? reload_locked(pub) : publish_locked(pub, force);
         (void)flock(pub->lock_fd, LOCK_UN);
     }
     pthread_mutex_unlock(&pub->publish_lock);
     return rc;
+}
+
+qtsp_status qtsp_crl_publish(qtsp_crl_publisher *pub, int force)
+{
+    ENSURE(pub, QTSP_ERR_INVALID, "no CRL publisher");
+    return publish_or_reload(pub, force ? 1 : 0);
 }
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -1256,10 +1281,16 @@ static void *publisher_thread(void *arg)
             break;
 
         qtsp_err_clear();
-        uint64_t gen = 0;
+        uint64_t gen = 0, published = 0;
+        int newer = 0;
         qtsp_txn *txn = NULL;
+        crl_facts f;
         if (qtsp_store_begin(pub->store, 0, &txn) == QTSP_OK &&
-            qtsp_txn_counter_get(txn, "status_gen", &gen) == QTSP_OK) {
+            qtsp_txn_counter_get(txn, "status_gen", &gen) == QTSP_OK &&
+            read_facts(txn, &f) == QTSP_OK) {
+            /* another process (qtsp crl publish) published newer CRLs */
+            published = served_number(pub, CRL_QUALIFIED);
+            newer = f.present && published && f.last_number > published;
             int64_t t = mono_ms();
             if (have_seen && gen != seen) {
                 if (!pending)
@@ -1276,8 +1307,11 @@ static void *publisher_thread(void *arg)
          * never later than 4 x debounce after its first change */
         int64_t t = mono_ms(), d = pub->pol.debounce * 1000;
         int settle = pending && (t - last_ms >= d || t - first_ms >= 4 * d);
-        if (pending && !settle)
+        if (pending && !settle) {
+            if (newer && publish_or_reload(pub, -1) != QTSP_OK)
+                LOG_ERROR("crl: reload failed: %s", qtsp_err_message());
             continue;
+        }
         pending = 0;
         if (qtsp_crl_publish(pub, 0) != QTSP_OK)
             LOG_ERROR("crl: publication failed: %s", qtsp_err_message());
