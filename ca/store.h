@@ -113,14 +113,16 @@ qtsp_status qtsp_txn_iter(qtsp_txn *txn, qtsp_table t, const void *start, size_t
 
 /* Like qtsp_txn_iter, with flags:
  *   QTSP_ITER_RELEASE  a long scan (the CRL build over the revoked index):
- *       every QTSP_ITER_RELEASE_PAGES store pages visited, this process's
- *       mappings of the store file are dropped (qtsp_store_release_pages),
- *       so the scan does not grow the resident set by the size of the table
- *       (and of the neighbouring pages the kernel maps around each fault).
+ *       whenever the file-backed resident set of the process has grown by
+ *       QTSP_ITER_RELEASE_MIB since the last check, this process's mappings
+ *       of the store file are dropped (see qtsp_store_release_pages), and
+ *       once more at the end, so the scan does not grow the resident set by
+ *       the size of the file (each page fault maps a whole fault-around
+ *       window or large folio of neighbours, mostly other tables' pages).
  *       key/val stay valid for the call as always.
  * Other flag bits: QTSP_ERR_INVALID. */
 #define QTSP_ITER_RELEASE 1u
-#define QTSP_ITER_RELEASE_PAGES 256
+#define QTSP_ITER_RELEASE_MIB 32
 qtsp_status qtsp_txn_iter_ex(qtsp_txn *txn, qtsp_table t, const void *start, size_t slen,
                              unsigned flags, qtsp_iter_fn fn, void *ctx) QTSP_MUST_USE;
 
@@ -129,8 +131,8 @@ qtsp_status qtsp_txn_iter_ex(qtsp_txn *txn, qtsp_table t, const void *start, siz
  * the OS page cache, nothing is lost, a later access maps them again with a
  * minor fault. Lowers the resident set after a long scan. Safe at any time
  * and from any thread, inside or outside a transaction (the map is never
- * written through: no MDB_WRITEMAP). QTSP_ERR_STORE if the map cannot be
- * read; a failing madvise is only logged (the call is advisory). */
+ * written through: no MDB_WRITEMAP). Advisory: where the map cannot be
+ * located (no /proc) or madvise fails, nothing happens (logged). */
 qtsp_status qtsp_store_release_pages(qtsp_store *st) QTSP_MUST_USE;
 
 /* Last entry of a table (copied). QTSP_ERR_NOT_FOUND when empty. key or val may be NULL. */
