@@ -476,6 +476,18 @@ static qtsp_status big_check_fn(void *ctx, const void *key, size_t klen, const v
     return QTSP_OK;
 }
 
+/* resident file-backed pages of this process, -1 without /proc */
+static long file_pages(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return -1;
+    long size, res, shared;
+    int n = fscanf(f, "%ld %ld %ld", &size, &res, &shared);
+    fclose(f);
+    return n == 3 ? shared : -1;
+}
+
 static void test_store_iter_release_visits_everything_intact(void)
 {
     qtsp_store *st = open_fresh(16);
@@ -498,6 +510,17 @@ static void test_store_iter_release_visits_everything_intact(void)
     CU_ASSERT_EQUAL(qtsp_txn_get0(t, QTSP_T_REVOKED, k, sizeof k, &v, &vl), QTSP_OK);
     CU_ASSERT_EQUAL(qtsp_store_release_pages(st), QTSP_OK);
     CU_ASSERT_EQUAL(qtsp_be64_get(v), 9999u * 7919u);
+    /* the release really unmaps the file: touch it all, then release */
+    long before = file_pages(), after;
+    c = (big_check){0, 0};
+    CU_ASSERT_EQUAL(qtsp_txn_iter(t, QTSP_T_REVOKED, NULL, 0, big_check_fn, &c), QTSP_OK);
+    long touched = file_pages();
+    CU_ASSERT_EQUAL(qtsp_store_release_pages(st), QTSP_OK);
+    after = file_pages();
+    if (before >= 0) { /* /proc mounted */
+        CU_ASSERT(touched - before > 256); /* > 1 MiB of 4 MiB mapped by the walk */
+        CU_ASSERT(touched - after > 256);
+    }
     CU_ASSERT_EQUAL(qtsp_txn_iter_ex(t, QTSP_T_REVOKED, NULL, 0, 0x80, big_check_fn, &c),
                     QTSP_ERR_INVALID);
     qtsp_err_clear();
