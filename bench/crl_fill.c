@@ -275,18 +275,22 @@ static int cmd_fill(const char *dir, uint64_t n)
     return 0;
 }
 
-/* Current anonymous and file-backed resident memory (kB) from /proc. The
- * peak RSS (ru_maxrss) counts LMDB's mapped file pages too, which the kernel
- * maps in 64 KiB fault-around windows: clean page cache, not heap. */
-static void rss_split(long *anon, long *file)
+/* From /proc/self/status: VmHWM, the peak resident set of this process
+ * image since exec (unlike ru_maxrss it does not include the shell that
+ * forked us), and the current anonymous and file-backed resident memory
+ * (kB). The resident set counts the store's mapped file pages too (clean
+ * page cache, mapped in 64 KiB fault-around windows), not only heap. */
+static void rss_split(long *hwm, long *anon, long *file)
 {
-    *anon = *file = -1;
+    *hwm = *anon = *file = -1;
     FILE *f = fopen("/proc/self/status", "r");
     if (!f)
         return;
     char line[256];
     while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "RssAnon:", 8) == 0)
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            *hwm = strtol(line + 6, NULL, 10);
+        else if (strncmp(line, "RssAnon:", 8) == 0)
             *anon = strtol(line + 8, NULL, 10);
         else if (strncmp(line, "RssFile:", 8) == 0)
             *file = strtol(line + 8, NULL, 10);
@@ -319,12 +323,10 @@ static int cmd_publish(const char *dir)
     snprintf(p, sizeof p, "%s/crl/qualified.crl", pubdir);
     struct stat sb;
     stat(p, &sb);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    long anon, file;
-    rss_split(&anon, &file); /* the CRLs are still held in memory here */
+    long hwm, anon, file;
+    rss_split(&hwm, &anon, &file); /* the CRLs are still held in memory here */
     printf("build_s=%.2f bytes=%lld maxrss_kib=%ld anon_kib=%ld file_kib=%ld\n", secs,
-           (long long)sb.st_size, ru.ru_maxrss, anon, file);
+           (long long)sb.st_size, hwm, anon, file);
     qtsp_crl_publisher_free(pub);
     qtsp_store_close(st);
     X509_free(root);

@@ -551,7 +551,33 @@ qtsp_status qtsp_certdb_revoked_each(qtsp_txn *txn, qtsp_revoked_fn fn, void *ct
 {
     ENSURE(fn, QTSP_ERR_INVALID, "no function");
     revoked_ctx c = {fn, ctx};
-    return qtsp_txn_iter(txn, QTSP_T_REVOKED, NULL, 0, revoked_one, &c);
+    /* a full walk (CRL build): do not keep the visited pages mapped */
+    return qtsp_txn_iter_ex(txn, QTSP_T_REVOKED, NULL, 0, QTSP_ITER_RELEASE, revoked_one, &c);
+}
+
+qtsp_status qtsp_certdb_revoked_forget(qtsp_txn *txn, const unsigned char *serial, size_t slen,
+                                       time_t before, int *deleted)
+{
+    ENSURE(txn && deleted, QTSP_ERR_INVALID, "no transaction");
+    unsigned char s[QTSP_SERIAL_MAX];
+    size_t sl;
+    TRY(qtsp_serial_normalize(serial, slen, s, &sl));
+    *deleted = 0;
+    const void *v;
+    size_t vl;
+    qtsp_status rc = qtsp_txn_get0(txn, QTSP_T_REVOKED, s, sl, &v, &vl);
+    if (rc == QTSP_ERR_NOT_FOUND) /* already gone */
+        return QTSP_OK;
+    TRY(rc);
+    qtsp_cert_status st;
+    TRY(status_decode(v, vl, &st));
+    /* re-checked in the write transaction: the entry may have changed since
+     * the CRL build read it */
+    if (st.state != QTSP_CERT_VALID || !st.released || st.changed_at >= (int64_t)before)
+        return QTSP_OK;
+    TRY(qtsp_txn_del(txn, QTSP_T_REVOKED, s, sl));
+    *deleted = 1;
+    return QTSP_OK;
 }
 
 typedef struct due_ctx {

@@ -117,6 +117,17 @@ typedef qtsp_status (*qtsp_revoked_fn)(void *ctx, const unsigned char *serial, s
                                        const qtsp_cert_status *st);
 qtsp_status qtsp_certdb_revoked_each(qtsp_txn *txn, qtsp_revoked_fn fn, void *ctx) QTSP_MUST_USE;
 
+/* Forgets a released entry of the revoked index that no CRL needs any more:
+ * once a full CRL with thisUpdate `before` is the base of every delta, an
+ * entry released (valid, released=1) before it is never listed again
+ * (RFC 5280 5.2.4: deltas only carry changes since their base). Deletes
+ * revoked[serial] only if it is still valid, released and changed_at <
+ * before; anything else (held again, revoked, changed since, absent) is
+ * left alone with *deleted = 0. The status record is not touched. Write
+ * transaction (QTSP_ERR_STATE otherwise). */
+qtsp_status qtsp_certdb_revoked_forget(qtsp_txn *txn, const unsigned char *serial, size_t slen,
+                                       time_t before, int *deleted) QTSP_MUST_USE;
+
 /* Holds whose hold_until <= now, earliest first (for the lapse sweeper).
  * At most 10000 per call; fn may change the status (the list is collected
  * before fn is called). */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,6 +28,9 @@
 #define CRL_PATH_MAX 1024
 #define CRL_REC_VERSION 1
 #define CRL_MAX_BYTES ((size_t)3 << 30) /* keeps every length under 2^32 */
+#define CRL_PRUNE_MAX 200000 /* released entries forgotten per rebase */
+#define CRL_PRUNE_BATCH 10000 /* per write transaction */
+#define CRL_FILE_MAX ((size_t)1 << 32) /* a published file we read back */
 
 enum { CRL_QUALIFIED = 0, CRL_DELTA = 1, CRL_ROOT = 2, CRL__N = 3 };
 static const char *const crl_names[CRL__N] = {"qualified", "qualified-delta", "root"};
@@ -94,6 +98,7 @@ struct qtsp_crl_publisher {
     pthread_mutex_t publish_lock; /* one publication at a time */
     pthread_mutex_t lock;         /* cur[] and blob refcounts */
     crl_blob *cur[CRL__N];
+    int lock_fd; /* DIR/public/crl/.publish.lock: one publisher across processes */
     /* background thread */
     pthread_mutex_t tlock;
     pthread_cond_t tcond;
@@ -336,7 +341,31 @@ typedef struct crl_build {
     /* pass 2 */
     int pass;
     unsigned char *wp, *wend;
+    /* rebase: released entries changed before now, to forget afterwards
+     * (len u8 | serial, repeated; at most CRL_PRUNE_MAX) */
+    int collect;
+    unsigned char *prune;
+    size_t prune_n, prune_cap;
 } crl_build;
+
+#define PRUNE_REC (1 + QTSP_SERIAL_MAX)
+
+static qtsp_status prune_add(crl_build *b, const unsigned char *serial, size_t slen)
+{
+    if (b->prune_n >= CRL_PRUNE_MAX) /* the rest goes at the next rebase */
+        return QTSP_OK;
+    if (b->prune_n == b->prune_cap) {
+        size_t nc = b->prune_cap ? b->prune_cap * 2 : 1024;
+        unsigned char *np = realloc(b->prune, nc * PRUNE_REC);
+        ENSURE(np, QTSP_ERR_NOMEM, "out of memory");
+        b->prune = np;
+        b->prune_cap = nc;
+    }
+    unsigned char *e = b->prune + b->prune_n++ * PRUNE_REC;
+    e[0] = (unsigned char)slen;
+    memcpy(e + 1, serial, slen);
+    return QTSP_OK;
+}
 
 static int is_root_serial(const crl_build *b, const unsigned char *s, size_t n)
 {
@@ -350,6 +379,10 @@ static qtsp_status on_entry(void *ctx, const unsigned char *serial, size_t slen,
                             const qtsp_cert_status *stored)
 {
     crl_build *b = ctx;
+    /* released before the new base: no delta will list it again */
+    if (b->collect && b->pass == 1 && stored->state == QTSP_CERT_VALID && stored->released &&
+        stored->changed_at < b->now && slen <= QTSP_SERIAL_MAX)
+        TRY(prune_add(b, serial, slen));
     if (b->kind != KIND_ROOT && is_root_serial(b, serial, slen))
         return QTSP_OK; /* listed on the root CRL instead */
     qtsp_cert_status st;
@@ -618,6 +651,188 @@ static qtsp_status write_atomic(const char *dir, const char *name, const unsigne
     return QTSP_OK;
 }
 
+/* Reads back a CRL this publisher (or another process on the same store)
+ * wrote: the whole file into a blob. */
+static qtsp_status read_file(const char *dir, const char *name, pthread_mutex_t *lock,
+                             crl_blob **out)
+{
+    char path[CRL_PATH_MAX + 64];
+    int l = snprintf(path, sizeof path, "%s/%s.crl", dir, name);
+    ENSURE(l > 0 && (size_t)l < sizeof path, QTSP_ERR_TOO_BIG, "CRL path too long");
+    qtsp_status rc;
+    crl_blob *bl = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ENSURE(fd >= 0, QTSP_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    struct stat sb;
+    ENSURE_OUT(fstat(fd, &sb) == 0, QTSP_ERR_IO, "cannot stat %s: %s", path, strerror(errno));
+    ENSURE_OUT(S_ISREG(sb.st_mode) && sb.st_size > 0 && (uint64_t)sb.st_size < CRL_FILE_MAX,
+               QTSP_ERR_INVALID, "%s is not a CRL file of a sane size", path);
+    bl = calloc(1, sizeof *bl);
+    ENSURE_OUT(bl, QTSP_ERR_NOMEM, "out of memory");
+    bl->len = (size_t)sb.st_size;
+    bl->mem = malloc(bl->len);
+    ENSURE_OUT(bl->mem, QTSP_ERR_NOMEM, "out of memory for %s", path);
+    for (size_t off = 0; off < bl->len;) {
+        ssize_t k = read(fd, bl->mem + off, bl->len - off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        ENSURE_OUT(k > 0, QTSP_ERR_IO, "cannot read %s: %s", path,
+                   k < 0 ? strerror(errno) : "file shrank");
+        off += (size_t)k;
+    }
+    bl->der = bl->mem;
+    bl->refs = 1;
+    bl->lock = lock;
+    *out = bl;
+    bl = NULL;
+    rc = QTSP_OK;
+out:
+    close(fd);
+    if (bl) {
+        free(bl->mem);
+        free(bl);
+    }
+    return rc;
+}
+
+/* One TLV at *p (within end) with the expected tag (0 = any); advances *p
+ * past it. */
+static qtsp_status der_next(const unsigned char **p, const unsigned char *end, unsigned char want,
+                            unsigned char *tag, const unsigned char **content, size_t *len)
+{
+    unsigned char t;
+    size_t l, hl;
+    TRY(qtsp_der_get_hdr(*p, (size_t)(end - *p), &t, &l, &hl));
+    ENSURE(!want || t == want, QTSP_ERR_INVALID, "CRL: unexpected tag 0x%02x", t);
+    if (tag)
+        *tag = t;
+    *content = *p + hl;
+    *len = l;
+    *p += hl + l;
+    return QTSP_OK;
+}
+
+static qtsp_status der_time(const unsigned char *tlv, size_t n, time_t *out)
+{
+    const unsigned char *q = tlv;
+    ASN1_TIME *t = d2i_ASN1_TIME(NULL, &q, (long)n);
+    struct tm tm;
+    int ok = t && q == tlv + n && ASN1_TIME_to_tm(t, &tm) == 1;
+    ASN1_TIME_free(t);
+    ENSURE(ok, QTSP_ERR_INVALID, "CRL: bad time");
+    *out = timegm(&tm);
+    return QTSP_OK;
+}
+
+/* Checks that der is a CRL of ca (issuer, signature algorithm, signature
+ * over tbsCertList, RFC 5280 5.1) and reads cRLNumber, thisUpdate and
+ * nextUpdate. Every TLV must end where its parent does. */
+static qtsp_status parse_published(const crl_ca *ca, crl_blob *bl)
+{
+    qtsp_status rc;
+    EVP_MD_CTX *mctx = NULL;
+    const unsigned char *p = bl->der, *end = bl->der + bl->len, *c = NULL, *tbs_start, *q = NULL,
+                        *qe;
+    size_t l = 0;
+    unsigned char tag = 0;
+    TRY(der_next(&p, end, QTSP_DER_SEQUENCE, NULL, &c, &l));
+    ENSURE(p == end, QTSP_ERR_INVALID, "CRL: trailing bytes");
+    p = c;
+    end = c + l;
+    tbs_start = p;
+    TRY(der_next(&p, end, QTSP_DER_SEQUENCE, NULL, &q, &l));
+    const unsigned char *tbs_end = p;
+    qe = q + l;
+    /* TBSCertList */
+    const unsigned char *v = NULL;
+    TRY(der_next(&q, qe, QTSP_DER_INTEGER, NULL, &v, &l));
+    ENSURE(l == 1 && v[0] == 1, QTSP_ERR_INVALID, "CRL: not v2");
+    const unsigned char *a = q;
+    TRY(der_next(&q, qe, QTSP_DER_SEQUENCE, NULL, &v, &l));
+    ENSURE((size_t)(q - a) == ca->alg_len && memcmp(a, ca->alg, ca->alg_len) == 0,
+           QTSP_ERR_INVALID, "CRL: signature algorithm is not the CA's");
+    a = q;
+    TRY(der_next(&q, qe, QTSP_DER_SEQUENCE, NULL, &v, &l));
+    ENSURE((size_t)(q - a) == ca->issuer_len && memcmp(a, ca->issuer, ca->issuer_len) == 0,
+           QTSP_ERR_INVALID, "CRL: issuer is not the CA");
+    a = q;
+    TRY(der_next(&q, qe, 0, &tag, &v, &l));
+    ENSURE(tag == QTSP_DER_UTCTIME || tag == QTSP_DER_GENTIME, QTSP_ERR_INVALID,
+           "CRL: no thisUpdate");
+    time_t tu, nu = 0;
+    TRY(der_time(a, (size_t)(q - a), &tu));
+    uint64_t number = 0;
+    int have_number = 0;
+    while (q < qe) {
+        a = q;
+        TRY(der_next(&q, qe, 0, &tag, &v, &l));
+        if (tag == QTSP_DER_UTCTIME || tag == QTSP_DER_GENTIME) {
+            TRY(der_time(a, (size_t)(q - a), &nu));
+        } else if (tag == QTSP_DER_CTX0) { /* crlExtensions */
+            const unsigned char *x = v, *xe = v + l, *xs;
+            size_t xl;
+            TRY(der_next(&x, xe, QTSP_DER_SEQUENCE, NULL, &xs, &xl));
+            ENSURE(x == xe, QTSP_ERR_INVALID, "CRL: trailing bytes in crlExtensions");
+            x = xs;
+            xe = xs + xl;
+            while (x < xe) {
+                const unsigned char *e, *ee, *oid, *val;
+                size_t el, ol, vl;
+                TRY(der_next(&x, xe, QTSP_DER_SEQUENCE, NULL, &e, &el));
+                ee = e + el;
+                TRY(der_next(&e, ee, QTSP_DER_OID, NULL, &oid, &ol));
+                if (e < ee && *e == QTSP_DER_BOOLEAN)
+                    TRY(der_next(&e, ee, QTSP_DER_BOOLEAN, NULL, &val, &vl));
+                TRY(der_next(&e, ee, QTSP_DER_OCTET_STRING, NULL, &val, &vl));
+                ENSURE(e == ee, QTSP_ERR_INVALID, "CRL: malformed extension");
+                if (ol == 3 && oid[0] == 0x55 && oid[1] == 0x1d && oid[2] == CE_CRL_NUMBER) {
+                    const unsigned char *n = val, *ne = val + vl, *m;
+                    size_t ml;
+                    TRY(der_next(&n, ne, QTSP_DER_INTEGER, NULL, &m, &ml));
+                    ENSURE(n == ne && ml >= 1 && ml <= 9 && !(m[0] & 0x80) &&
+                               (ml < 9 || m[0] == 0),
+                           QTSP_ERR_INVALID, "CRL: cRLNumber out of range");
+                    for (size_t i = 0; i < ml; i++)
+                        number = number << 8 | m[i];
+                    have_number = 1;
+                }
+            }
+        } else {
+            ENSURE(tag == QTSP_DER_SEQUENCE, QTSP_ERR_INVALID, "CRL: unexpected field");
+        }
+    }
+    ENSURE(have_number && nu > tu, QTSP_ERR_INVALID, "CRL: no cRLNumber or nextUpdate");
+    /* signatureAlgorithm, signatureValue */
+    a = p;
+    TRY(der_next(&p, end, QTSP_DER_SEQUENCE, NULL, &v, &l));
+    ENSURE((size_t)(p - a) == ca->alg_len && memcmp(a, ca->alg, ca->alg_len) == 0,
+           QTSP_ERR_INVALID, "CRL: signature algorithm is not the CA's");
+    const unsigned char *sig;
+    size_t sl;
+    TRY(der_next(&p, end, QTSP_DER_BIT_STRING, NULL, &sig, &sl));
+    ENSURE(p == end && sl >= 2 && sig[0] == 0, QTSP_ERR_INVALID, "CRL: malformed signature");
+    ERR_clear_error();
+    mctx = EVP_MD_CTX_new();
+    ENSURE_OUT(mctx, QTSP_ERR_NOMEM, "out of memory");
+    ENSURE_OUT(EVP_DigestVerifyInit(mctx, NULL, ca->md, NULL, X509_get0_pubkey(ca->cert)) == 1,
+               QTSP_ERR_CRYPTO, "cannot start verifying the CRL");
+    size_t tl = (size_t)(tbs_end - tbs_start);
+    for (size_t off = 0; off < tl; off += (size_t)1 << 20) {
+        size_t chunk = tl - off < ((size_t)1 << 20) ? tl - off : (size_t)1 << 20;
+        ENSURE_OUT(EVP_DigestVerifyUpdate(mctx, tbs_start + off, chunk) == 1, QTSP_ERR_CRYPTO,
+                   "cannot hash the CRL");
+    }
+    ENSURE_OUT(EVP_DigestVerifyFinal(mctx, sig + 1, sl - 1) == 1, QTSP_ERR_CRYPTO,
+               "CRL signature does not verify with the CA key");
+    bl->number = number;
+    bl->this_update = tu;
+    bl->next_update = nu;
+    rc = QTSP_OK;
+out:
+    EVP_MD_CTX_free(mctx);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- store facts */
 
 static qtsp_status read_facts(qtsp_txn *txn, crl_facts *f)
@@ -639,6 +854,23 @@ static qtsp_status read_facts(qtsp_txn *txn, crl_facts *f)
     f->last_time = (time_t)qtsp_be64_get(p + 25);
     f->status_gen = qtsp_be64_get(p + 33);
     f->next_lapse = (time_t)qtsp_be64_get(p + 41);
+    return QTSP_OK;
+}
+
+/* cRLNumber of the last root CRL (store table "crl", key "root"), 0 if none. */
+static qtsp_status read_root_number(qtsp_txn *txn, uint64_t *number)
+{
+    *number = 0;
+    const void *v;
+    size_t vl;
+    qtsp_status rc = qtsp_txn_get0(txn, QTSP_T_CRL, "root", 4, &v, &vl);
+    if (rc == QTSP_ERR_NOT_FOUND) /* nothing published yet */
+        return QTSP_OK;
+    TRY(rc);
+    const unsigned char *p = v;
+    ENSURE(vl == 17 && p[0] == CRL_REC_VERSION, QTSP_ERR_STORE_CORRUPT,
+           "crl root record of unknown format");
+    *number = qtsp_be64_get(p + 1);
     return QTSP_OK;
 }
 
@@ -724,10 +956,102 @@ static int memory_incomplete(qtsp_crl_publisher *pub)
     return missing;
 }
 
+static uint64_t served_number(qtsp_crl_publisher *pub, int idx)
+{
+    pthread_mutex_lock(&pub->lock);
+    uint64_t n = pub->cur[idx] ? pub->cur[idx]->number : 0;
+    pthread_mutex_unlock(&pub->lock);
+    return n;
+}
+
+/* Another process on the same store (qtsp crl publish beside qtsp serve)
+ * published CRLs newer than the ones in memory: serve its files, checked
+ * against the CA key and the store facts, instead of the older ones.
+ * Only CRLs already in memory are replaced (an empty slot means a fresh
+ * publication is due anyway). Caller holds publish_lock and the file lock,
+ * so the files and the facts belong to the same publication. */
+static qtsp_status reload_newer(qtsp_crl_publisher *pub, const crl_facts *f, uint64_t root_number)
+{
+    uint64_t want[CRL__N] = {f->last_number, pub->pol.delta ? f->last_number + 1 : 0,
+                             root_number};
+    crl_blob *got[CRL__N] = {NULL, NULL, NULL};
+    qtsp_status rc = QTSP_OK;
+    int any = 0;
+    for (int i = 0; i < CRL__N; i++) {
+        uint64_t have = served_number(pub, i);
+        if (!f->present || !want[i] || !have || want[i] <= have)
+            continue;
+        TRY_OUT(read_file(pub->dir, crl_names[i], &pub->lock, &got[i]));
+        TRY_OUT(parse_published(&pub->ca[i == CRL_ROOT ? 1 : 0], got[i]));
+        ENSURE_OUT(got[i]->number == want[i], QTSP_ERR_STATE,
+                   "%s/%s.crl has cRLNumber %llu, the store says %llu", pub->dir, crl_names[i],
+                   (unsigned long long)got[i]->number, (unsigned long long)want[i]);
+        any = 1;
+    }
+    for (int i = 0; i < CRL__N; i++)
+        if (got[i]) {
+            swap_in(pub, i, got[i]);
+            got[i] = NULL;
+        }
+    if (any)
+        LOG_INFO("crl: serving qualified #%llu and root #%llu published by another process",
+                 (unsigned long long)served_number(pub, CRL_QUALIFIED),
+                 (unsigned long long)served_number(pub, CRL_ROOT));
+out:
+    for (int i = 0; i < CRL__N; i++)
+        blob_unref(got[i]);
+    return rc;
+}
+
+typedef struct forget_ctx {
+    const unsigned char *recs;
+    size_t from, to, deleted;
+    time_t before;
+} forget_ctx;
+
+static qtsp_status forget_fn(qtsp_txn *txn, void *ctx)
+{
+    forget_ctx *c = ctx;
+    c->deleted = 0; /* qtsp_store_write may run us again */
+    for (size_t i = c->from; i < c->to; i++) {
+        const unsigned char *e = c->recs + i * PRUNE_REC;
+        int d = 0;
+        TRY(qtsp_certdb_revoked_forget(txn, e + 1, e[0], c->before, &d));
+        c->deleted += (size_t)d;
+    }
+    return QTSP_OK;
+}
+
+/* After a rebase is published (files and facts): entries released before
+ * the new base's thisUpdate are needed by no delta any more (deltas against
+ * older bases are superseded), so they leave the revoked index, in batches
+ * so no write transaction holds the writer lock for long. Failures are
+ * logged only: the entries go at the next rebase. */
+static void forget_released(qtsp_crl_publisher *pub, const unsigned char *recs, size_t n,
+                            time_t base_time)
+{
+    size_t total = 0;
+    for (size_t from = 0; from < n; from += CRL_PRUNE_BATCH) {
+        forget_ctx c = {.recs = recs, .from = from, .before = base_time};
+        c.to = n - from < CRL_PRUNE_BATCH ? n : from + CRL_PRUNE_BATCH;
+        if (qtsp_store_write(pub->store, forget_fn, &c) != QTSP_OK) {
+            LOG_WARN("crl: cannot drop released entries from the revoked index: %s",
+                     qtsp_err_message());
+            qtsp_err_clear();
+            break;
+        }
+        total += c.deleted;
+    }
+    if (total)
+        LOG_INFO("crl: dropped %zu released entries older than the new base", total);
+}
+
 static qtsp_status publish_locked(qtsp_crl_publisher *pub, int force)
 {
     qtsp_status rc;
     qtsp_txn *txn = NULL;
+    crl_build b;
+    memset(&b, 0, sizeof b);
     crl_blob *made[CRL__N] = {NULL, NULL, NULL};
     root_serial roots[CRL_ROOT_LIST_MAX];
     size_t n_roots = 0;
@@ -735,11 +1059,20 @@ static qtsp_status publish_locked(qtsp_crl_publisher *pub, int force)
     uint64_t gen = 0;
     time_t now = qtsp_now();
 
+    uint64_t root_number = 0;
     TRY_OUT(qtsp_store_begin(pub->store, 0, &txn));
     TRY_OUT(read_facts(txn, &f));
+    TRY_OUT(read_root_number(txn, &root_number));
     TRY_OUT(qtsp_txn_counter_get(txn, "status_gen", &gen));
     qtsp_txn_abort(txn);
     txn = NULL;
+    if (reload_newer(pub, &f, root_number) != QTSP_OK) {
+        /* keep serving what we have; a publication below or at the next
+         * rebase replaces it */
+        LOG_WARN("crl: cannot load the CRLs another process published: %s",
+                 qtsp_err_message());
+        qtsp_err_clear();
+    }
 
     int rebase = force || !f.present || now >= f.base_time + pub->pol.publish_interval ||
                  now < f.base_time /* clock went back */;
@@ -757,18 +1090,18 @@ static qtsp_status publish_locked(qtsp_crl_publisher *pub, int force)
     TRY_OUT(qtsp_store_begin(pub->store, 0, &txn));
     TRY_OUT(qtsp_txn_counter_get(txn, "status_gen", &gen));
     TRY_OUT(read_roots(txn, roots, &n_roots));
-    crl_build b = {
-        .kind = KIND_FULL,
-        .ca = &pub->ca[0],
-        .pol = &pub->pol,
-        .delta_url = pub->delta_url,
-        .roots = roots,
-        .n_roots = n_roots,
-        .number = nb.full,
-        .now = now,
-        .next_update = now + pub->pol.next_update,
-    };
+    b.kind = KIND_FULL;
+    b.ca = &pub->ca[0];
+    b.pol = &pub->pol;
+    b.delta_url = pub->delta_url;
+    b.roots = roots;
+    b.n_roots = n_roots;
+    b.number = nb.full;
+    b.now = now;
+    b.next_update = now + pub->pol.next_update;
+    b.collect = rebase;
     TRY_OUT(build_crl(txn, &b, &pub->lock, &made[CRL_QUALIFIED]));
+    b.collect = 0;
     time_t next_lapse = b.next_lapse;
     uint64_t base_number = rebase ? nb.full : f.base_number;
     time_t base_time = rebase ? now : f.base_time;
@@ -810,6 +1143,8 @@ static qtsp_status publish_locked(qtsp_crl_publisher *pub, int force)
             swap_in(pub, i, made[i]);
             made[i] = NULL;
         }
+    if (rebase && b.prune_n)
+        forget_released(pub, b.prune, b.prune_n, base_time);
     LOG_INFO("crl: published qualified #%llu (%zu bytes), delta #%llu on base #%llu, root #%llu",
              (unsigned long long)nb.full, pub->cur[CRL_QUALIFIED]->len,
              (unsigned long long)nb.dlt, (unsigned long long)base_number,
@@ -819,16 +1154,55 @@ out:
     qtsp_txn_abort(txn);
     for (int i = 0; i < CRL__N; i++)
         blob_unref(made[i]);
+    free(b.prune);
+    return rc;
+}
+
+/* Only picks up what another process published (see reload_newer). */
+static qtsp_status reload_locked(qtsp_crl_publisher *pub)
+{
+    crl_facts f;
+    uint64_t root_number = 0;
+    qtsp_txn *txn = NULL;
+    qtsp_status rc;
+    TRY_OUT(qtsp_store_begin(pub->store, 0, &txn));
+    TRY_OUT(read_facts(txn, &f));
+    TRY_OUT(read_root_number(txn, &root_number));
+    qtsp_txn_abort(txn);
+    txn = NULL;
+    rc = reload_newer(pub, &f, root_number);
+out:
+    qtsp_txn_abort(txn);
+    return rc;
+}
+
+/* force: 0 publish what is due, 1 everything with a new base, -1 only
+ * reload what another process published. */
+static qtsp_status publish_or_reload(qtsp_crl_publisher *pub, int force)
+{
+    pthread_mutex_lock(&pub->publish_lock);
+    /* one publication at a time across processes too: numbers, files and
+     * facts of two publishers must not interleave */
+    int e = 0;
+    while (flock(pub->lock_fd, LOCK_EX) != 0)
+        if ((e = errno) != EINTR)
+            break;
+    qtsp_status rc;
+    if (e && e != EINTR)
+        rc = qtsp_err_set(QTSP_ERR_IO, __FILE__, __LINE__, "cannot lock %s/.publish.lock: %s",
+                          pub->dir, strerror(e));
+    else {
+        rc = force < 0 ? reload_locked(pub) : publish_locked(pub, force);
+        (void)flock(pub->lock_fd, LOCK_UN);
+    }
+    pthread_mutex_unlock(&pub->publish_lock);
     return rc;
 }
 
 qtsp_status qtsp_crl_publish(qtsp_crl_publisher *pub, int force)
 {
     ENSURE(pub, QTSP_ERR_INVALID, "no CRL publisher");
-    pthread_mutex_lock(&pub->publish_lock);
-    qtsp_status rc = publish_locked(pub, force);
-    pthread_mutex_unlock(&pub->publish_lock);
-    return rc;
+    return publish_or_reload(pub, force ? 1 : 0);
 }
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -852,6 +1226,7 @@ qtsp_status qtsp_crl_publisher_new(const char *policy_path, const char *public_d
     pthread_cond_init(&pub->tcond, &ca);
     pthread_condattr_destroy(&ca);
     pub->store = store;
+    pub->lock_fd = -1;
 
     qtsp_crl_policy_defaults(&pub->pol);
     if (policy_path)
@@ -866,6 +1241,11 @@ qtsp_status qtsp_crl_publisher_new(const char *policy_path, const char *public_d
     ENSURE_OUT(n > 0 && (size_t)n < sizeof pub->dir, QTSP_ERR_TOO_BIG, "public dir too long");
     if (mkdir(pub->dir, 0755) != 0 && errno != EEXIST)
         FAIL_OUT(QTSP_ERR_IO, "cannot create %s: %s", pub->dir, strerror(errno));
+    char lp[CRL_PATH_MAX + 32];
+    n = snprintf(lp, sizeof lp, "%s/.publish.lock", pub->dir);
+    ENSURE_OUT(n > 0 && (size_t)n < sizeof lp, QTSP_ERR_TOO_BIG, "public dir too long");
+    pub->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    ENSURE_OUT(pub->lock_fd >= 0, QTSP_ERR_IO, "cannot open %s: %s", lp, strerror(errno));
     TRY_OUT(ca_init(&pub->ca[0], issuing_ca, issuing_key));
     TRY_OUT(ca_init(&pub->ca[1], root_ca, root_key));
     *out = pub;
@@ -901,10 +1281,16 @@ static void *publisher_thread(void *arg)
             break;
 
         qtsp_err_clear();
-        uint64_t gen = 0;
+        uint64_t gen = 0, published = 0;
+        int newer = 0;
         qtsp_txn *txn = NULL;
+        crl_facts f;
         if (qtsp_store_begin(pub->store, 0, &txn) == QTSP_OK &&
-            qtsp_txn_counter_get(txn, "status_gen", &gen) == QTSP_OK) {
+            qtsp_txn_counter_get(txn, "status_gen", &gen) == QTSP_OK &&
+            read_facts(txn, &f) == QTSP_OK) {
+            /* another process (qtsp crl publish) published newer CRLs */
+            published = served_number(pub, CRL_QUALIFIED);
+            newer = f.present && published && f.last_number > published;
             int64_t t = mono_ms();
             if (have_seen && gen != seen) {
                 if (!pending)
@@ -921,8 +1307,11 @@ static void *publisher_thread(void *arg)
          * never later than 4 x debounce after its first change */
         int64_t t = mono_ms(), d = pub->pol.debounce * 1000;
         int settle = pending && (t - last_ms >= d || t - first_ms >= 4 * d);
-        if (pending && !settle)
+        if (pending && !settle) {
+            if (newer && publish_or_reload(pub, -1) != QTSP_OK)
+                LOG_ERROR("crl: reload failed: %s", qtsp_err_message());
             continue;
+        }
         pending = 0;
         if (qtsp_crl_publish(pub, 0) != QTSP_OK)
             LOG_ERROR("crl: publication failed: %s", qtsp_err_message());
@@ -957,6 +1346,8 @@ void qtsp_crl_publisher_free(qtsp_crl_publisher *pub)
         blob_unref(pub->cur[i]);
     ca_cleanup(&pub->ca[0]);
     ca_cleanup(&pub->ca[1]);
+    if (pub->lock_fd >= 0)
+        close(pub->lock_fd);
     pthread_cond_destroy(&pub->tcond);
     pthread_mutex_destroy(&pub->tlock);
     pthread_mutex_destroy(&pub->publish_lock);

@@ -113,6 +113,30 @@ typedef qtsp_status (*qtsp_iter_fn)(void *ctx, const void *key, size_t klen, con
 qtsp_status qtsp_txn_iter(qtsp_txn *txn, qtsp_table t, const void *start, size_t slen,
                           qtsp_iter_fn fn, void *ctx) QTSP_MUST_USE;
 
+/* Like qtsp_txn_iter, with flags:
+ *   QTSP_ITER_RELEASE  a long scan (the CRL build over the revoked index):
+ *       whenever the file-backed resident set of the process has grown by
+ *       QTSP_ITER_RELEASE_MIB since the last check, this process's mappings
+ *       of the store file are dropped (see qtsp_store_release_pages), and
+ *       once more at the end, so the scan does not grow the resident set by
+ *       the size of the file (each page fault maps a whole fault-around
+ *       window or large folio of neighbours, mostly other tables' pages).
+ *       key/val stay valid for the call as always.
+ * Other flag bits: QTSP_ERR_INVALID. */
+#define QTSP_ITER_RELEASE 1u
+#define QTSP_ITER_RELEASE_MIB 32
+qtsp_status qtsp_txn_iter_ex(qtsp_txn *txn, qtsp_table t, const void *start, size_t slen,
+                             unsigned flags, qtsp_iter_fn fn, void *ctx) QTSP_MUST_USE;
+
+/* Drops this process's page-table mappings of the store file
+ * (madvise MADV_DONTNEED on the read-only shared map): the pages stay in
+ * the OS page cache, nothing is lost, a later access maps them again with a
+ * minor fault. Lowers the resident set after a long scan. Safe at any time
+ * and from any thread, inside or outside a transaction (the map is never
+ * written through: no MDB_WRITEMAP). Advisory: where the map cannot be
+ * located (no /proc) or madvise fails, nothing happens (logged). */
+qtsp_status qtsp_store_release_pages(qtsp_store *st) QTSP_MUST_USE;
+
 /* Last entry of a table (copied). QTSP_ERR_NOT_FOUND when empty. key or val may be NULL. */
 qtsp_status qtsp_txn_last(qtsp_txn *txn, qtsp_table t, qtsp_buf *key,
                           qtsp_buf *val) QTSP_MUST_USE;

@@ -92,6 +92,11 @@ check "serve again" start_server "$H"
 fetch qualified
 n4=$(crl_num qualified)
 check "the restarted server keeps counting up ($n3 -> $n4)" test "$((16#${n4:-0}))" -ge "$((16#${n3:-0}))"
+check "qtsp crl publish beside the running server" "$QTSP_BIN" crl publish --home "$H"
+openssl crl -inform DER -in "$P/crl/qualified.crl" -noout -text >"$T_DIR/beside.txt"
+n5=$(sed -n '/X509v3 CRL Number/{n;s/^ *//p}' "$T_DIR/beside.txt" | head -1)
+check "the CLI published a higher number ($n4 -> $n5)" test "$((16#${n5:-0}))" -gt "$((16#${n4:-0}))"
+check "the server serves the CLI's CRL within seconds (#$n5)" bash -c "for i in \$(seq 1 12); do curl -s '$BASE/crl/qualified.crl' | cmp -s - '$P/crl/qualified.crl' && exit 0; sleep 0.25; done; exit 1"
 check "SIGTERM exits 0" stop_server
 check "audit verify passes" "$QTSP_BIN" audit verify --home "$H"
 finish

@@ -561,6 +561,74 @@ typedef struct raw_put {
     size_t kl, vl;
 } raw_put;
 
+typedef struct forget_ctx {
+    const unsigned char *s;
+    size_t sl;
+    time_t before;
+    int deleted;
+} forget_ctx;
+
+static qtsp_status forget_fn(qtsp_txn *txn, void *ctx)
+{
+    forget_ctx *c = ctx;
+    return qtsp_certdb_revoked_forget(txn, c->s, c->sl, c->before, &c->deleted);
+}
+
+static void test_certdb_revoked_forget_drops_only_released_entries_changed_before(void)
+{
+    qtsp_store *st = open_fresh();
+    static const unsigned char a[] = {0x61, 0x01}, b[] = {0x62, 0x02}, z[] = {0x6f, 0x0f};
+    CU_ASSERT_EQUAL_FATAL(put_cert(st, a, sizeof a, "subj-a"), QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(put_cert(st, b, sizeof b, "subj-b"), QTSP_OK);
+    qtsp_cert_status held = {.state = QTSP_CERT_ON_HOLD, .reason = 6, .revoked_at = 1000,
+                             .hold_until = 900000, .changed_at = 1000};
+    CU_ASSERT_EQUAL(set_status(st, a, sizeof a, held), QTSP_OK);
+    /* still on hold: kept */
+    forget_ctx c = {a, sizeof a, 5000, -1};
+    CU_ASSERT_EQUAL(qtsp_store_write(st, forget_fn, &c), QTSP_OK);
+    CU_ASSERT_EQUAL(c.deleted, 0);
+    CU_ASSERT(present(st, QTSP_T_REVOKED, a, sizeof a));
+    qtsp_cert_status rel = {.state = QTSP_CERT_VALID, .changed_at = 2000};
+    CU_ASSERT_EQUAL(set_status(st, a, sizeof a, rel), QTSP_OK);
+    /* released at 2000: a base of 2000 still needs nothing, but "before"
+     * is strict: kept */
+    c.before = 2000;
+    CU_ASSERT_EQUAL(qtsp_store_write(st, forget_fn, &c), QTSP_OK);
+    CU_ASSERT_EQUAL(c.deleted, 0);
+    CU_ASSERT(present(st, QTSP_T_REVOKED, a, sizeof a));
+    /* a read-only transaction cannot delete */
+    qtsp_txn *t;
+    CU_ASSERT_EQUAL_FATAL(qtsp_store_begin(st, 0, &t), QTSP_OK);
+    int d = -1;
+    CU_ASSERT_EQUAL(qtsp_certdb_revoked_forget(t, a, sizeof a, 2001, &d), QTSP_ERR_STATE);
+    qtsp_txn_abort(t);
+    qtsp_err_clear();
+    c.before = 2001;
+    CU_ASSERT_EQUAL(qtsp_store_write(st, forget_fn, &c), QTSP_OK);
+    CU_ASSERT_EQUAL(c.deleted, 1);
+    CU_ASSERT(!present(st, QTSP_T_REVOKED, a, sizeof a));
+    /* the status record stays: OCSP still answers good */
+    qtsp_cert_status s = get_status(st, a, sizeof a);
+    CU_ASSERT_EQUAL(s.state, QTSP_CERT_VALID);
+    CU_ASSERT_EQUAL(s.released, 1);
+    /* a revoked entry is never forgotten; an absent one is no error */
+    qtsp_cert_status rev = {.state = QTSP_CERT_REVOKED, .reason = 1, .revoked_at = 1500,
+                            .changed_at = 1500};
+    CU_ASSERT_EQUAL(set_status(st, b, sizeof b, rev), QTSP_OK);
+    forget_ctx cb = {b, sizeof b, 999999, -1};
+    CU_ASSERT_EQUAL(qtsp_store_write(st, forget_fn, &cb), QTSP_OK);
+    CU_ASSERT_EQUAL(cb.deleted, 0);
+    CU_ASSERT(present(st, QTSP_T_REVOKED, b, sizeof b));
+    forget_ctx cz = {z, sizeof z, 999999, -1};
+    CU_ASSERT_EQUAL(qtsp_store_write(st, forget_fn, &cz), QTSP_OK);
+    CU_ASSERT_EQUAL(cz.deleted, 0);
+    /* a bad serial is refused */
+    forget_ctx c0 = {(const unsigned char *)"\0", 1, 999999, -1};
+    CU_ASSERT_EQUAL(qtsp_store_write(st, forget_fn, &c0), QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    done(st);
+}
+
 static qtsp_status raw_fn(qtsp_txn *txn, void *ctx)
 {
     raw_put *r = ctx;
@@ -615,6 +683,7 @@ int main(void)
         QTEST(test_certdb_subject_serials_in_issue_order),
         QTEST(test_certdb_due_holds_and_revoked_walk),
         QTEST(test_certdb_rejects_corrupt_records),
+        QTEST(test_certdb_revoked_forget_drops_only_released_entries_changed_before),
     };
     int rc = qtest_run("certdb", cases, sizeof cases / sizeof cases[0]);
     EVP_PKEY_free(g_key);

@@ -932,6 +932,164 @@ static void test_crl_thread_publishes_status_change_within_seconds(void)
     fx_teardown(&f);
 }
 
+static int in_revoked_index(fx *f, const unsigned char *s, size_t n)
+{
+    qtsp_txn *t;
+    CU_ASSERT_EQUAL_FATAL(qtsp_store_begin(f->store, 0, &t), QTSP_OK);
+    const void *v;
+    size_t vl;
+    int r = qtsp_txn_get0(t, QTSP_T_REVOKED, s, n, &v, &vl) == QTSP_OK;
+    qtsp_txn_abort(t);
+    return r;
+}
+
+static void test_crl_rebase_forgets_released_entries_from_index_and_delta(void)
+{
+    fx f;
+    fx_setup(&f);
+    X509 *a = leaf(&f, S1, sizeof S1, f.t0 + 86400 * 365);
+    X509 *b = leaf(&f, S2, sizeof S2, f.t0 + 86400 * 365);
+    set_status(&f, S1, sizeof S1, QTSP_CERT_ON_HOLD, 6, f.t0 + 48 * 3600, 0);
+    set_status(&f, S2, sizeof S2, QTSP_CERT_ON_HOLD, 6, f.t0 + 48 * 3600, 0);
+    CU_ASSERT_EQUAL(qtsp_crl_publish(f.pub_, 1), QTSP_OK); /* base listing both holds */
+    advance(5);
+    set_status(&f, S1, sizeof S1, QTSP_CERT_VALID, 0, 0, 0); /* released */
+    advance(5);
+    CU_ASSERT_EQUAL(qtsp_crl_publish(f.pub_, 0), QTSP_OK); /* refresh: same base */
+    X509_CRL *d = load_crl(&f, "qualified-delta");
+    X509_REVOKED *r = d ? find_entry(d, S1, sizeof S1) : NULL;
+    CU_ASSERT_PTR_NOT_NULL(r);
+    CU_ASSERT(r && entry_reason(r) == 8);
+    X509_CRL_free(d);
+    CU_ASSERT(in_revoked_index(&f, S1, sizeof S1)); /* the delta still needs it */
+
+    /* rebase: no delta will be against a base that listed the hold */
+    advance(3600);
+    CU_ASSERT_EQUAL(qtsp_crl_publish(f.pub_, 0), QTSP_OK);
+    CU_ASSERT(!in_revoked_index(&f, S1, sizeof S1));
+    CU_ASSERT(in_revoked_index(&f, S2, sizeof S2)); /* still on hold */
+    d = load_crl(&f, "qualified-delta");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    CU_ASSERT_EQUAL(n_entries(d), 0);
+    X509_CRL_free(d);
+    X509_CRL *c = load_crl(&f, "qualified");
+    CU_ASSERT_PTR_NULL(c ? find_entry(c, S1, sizeof S1) : NULL);
+    CU_ASSERT_PTR_NOT_NULL(c ? find_entry(c, S2, sizeof S2) : NULL);
+    X509_CRL_free(c);
+
+    /* released after the rebase: kept until the next one, shown in the delta */
+    advance(5);
+    set_status(&f, S2, sizeof S2, QTSP_CERT_VALID, 0, 0, 0);
+    advance(5);
+    CU_ASSERT_EQUAL(qtsp_crl_publish(f.pub_, 0), QTSP_OK);
+    CU_ASSERT(in_revoked_index(&f, S2, sizeof S2));
+    d = load_crl(&f, "qualified-delta");
+    r = d ? find_entry(d, S2, sizeof S2) : NULL;
+    CU_ASSERT(r && entry_reason(r) == 8);
+    CU_ASSERT_PTR_NULL(d ? find_entry(d, S1, sizeof S1) : NULL);
+    X509_CRL_free(d);
+    advance(3600);
+    CU_ASSERT_EQUAL(qtsp_crl_publish(f.pub_, 0), QTSP_OK);
+    CU_ASSERT(!in_revoked_index(&f, S2, sizeof S2));
+    CU_ASSERT(openssl_verifies(&f, "qualified"));
+    CU_ASSERT(openssl_verifies(&f, "qualified-delta"));
+    X509_free(a);
+    X509_free(b);
+    fx_teardown(&f);
+}
+
+static qtsp_crl_publisher *second_publisher(fx *f)
+{
+    qtsp_crl_publisher *p = NULL;
+    CU_ASSERT_EQUAL(qtsp_crl_publisher_new(f->policy, f->pub, f->ica, f->ica_key, f->root,
+                                           f->root_key, "http://127.0.0.1:8080/", f->store, &p),
+                    QTSP_OK);
+    return p;
+}
+
+static void test_crl_publisher_serves_what_another_publisher_published(void)
+{
+    fx f;
+    fx_setup(&f);
+    X509 *x = leaf(&f, S1, sizeof S1, f.t0 + 86400 * 365);
+    CU_ASSERT_EQUAL(qtsp_crl_publish(f.pub_, 1), QTSP_OK);
+    uint64_t n1 = 0, n2 = 0, n = 0, r1 = 0, r2 = 0, r = 0, dn = 0;
+    CU_ASSERT_EQUAL(qtsp_crl_current(f.pub_, "qualified", &n1, NULL), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_crl_current(f.pub_, "root", &r1, NULL), QTSP_OK);
+
+    /* the other one (qtsp crl publish beside qtsp serve) */
+    qtsp_crl_publisher *other = second_publisher(&f);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(other);
+    advance(5);
+    set_status(&f, S1, sizeof S1, QTSP_CERT_REVOKED, QTSP_REASON_KEY_COMPROMISE, 0, 0);
+    CU_ASSERT_EQUAL(qtsp_crl_publish(other, 0), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_crl_current(other, "qualified", &n2, NULL), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_crl_current(other, "root", &r2, NULL), QTSP_OK);
+    CU_ASSERT(n2 > n1 && r2 > r1);
+
+    /* the first one picks up the files instead of publishing again */
+    advance(1);
+    CU_ASSERT_EQUAL(qtsp_crl_publish(f.pub_, 0), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_crl_current(f.pub_, "qualified", &n, NULL), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_crl_current(f.pub_, "qualified-delta", &dn, NULL), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_crl_current(f.pub_, "root", &r, NULL), QTSP_OK);
+    CU_ASSERT_EQUAL(n, n2);
+    CU_ASSERT_EQUAL(dn, n2 + 1);
+    CU_ASSERT_EQUAL(r, r2);
+    X509_CRL *c = load_crl(&f, "qualified");
+    CU_ASSERT_EQUAL(ext_int(c, NID_crl_number, NULL), n2); /* no number was burnt */
+    CU_ASSERT_PTR_NOT_NULL(c ? find_entry(c, S1, sizeof S1) : NULL);
+    X509_CRL_free(c);
+
+    /* a file that does not verify with the CA key is not served */
+    CU_ASSERT_EQUAL(qtsp_crl_publish(other, 1), QTSP_OK);
+    uint64_t n3 = 0;
+    CU_ASSERT_EQUAL(qtsp_crl_current(other, "qualified", &n3, NULL), QTSP_OK);
+    char path[700];
+    snprintf(path, sizeof path, "%s/crl/qualified.crl", f.pub);
+    FILE *fp = fopen(path, "r+b");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+    fseek(fp, -3, SEEK_END); /* inside the signature */
+    int ch = fgetc(fp);
+    fseek(fp, -3, SEEK_END);
+    fputc(ch ^ 0x01, fp);
+    fclose(fp);
+    CU_ASSERT_EQUAL(qtsp_crl_publish(f.pub_, 0), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_crl_current(f.pub_, "qualified", &n, NULL), QTSP_OK);
+    CU_ASSERT_EQUAL(n, n2);
+    qtsp_err_clear();
+    qtsp_crl_publisher_free(other);
+    X509_free(x);
+    fx_teardown(&f);
+}
+
+static void test_crl_thread_picks_up_another_publication_within_seconds(void)
+{
+    fx f;
+    fx_setup(&f);
+    qtsp_clock_set(NULL, NULL); /* real time for the background thread */
+    CU_ASSERT_EQUAL(qtsp_crl_start(f.pub_), QTSP_OK);
+    uint64_t n0 = 0, n = 0, n2 = 0;
+    for (int i = 0; i < 50 && qtsp_crl_current(f.pub_, "qualified", &n0, NULL) != QTSP_OK; i++)
+        usleep(100000);
+    qtsp_err_clear();
+    CU_ASSERT_FATAL(n0 > 0);
+    qtsp_crl_publisher *other = second_publisher(&f);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(other);
+    CU_ASSERT_EQUAL(qtsp_crl_publish(other, 1), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_crl_current(other, "qualified", &n2, NULL), QTSP_OK);
+    CU_ASSERT(n2 > n0);
+    int seen = 0;
+    for (int i = 0; i < 25 && !seen; i++) { /* one tick: about a second */
+        usleep(100000);
+        if (qtsp_crl_current(f.pub_, "qualified", &n, NULL) == QTSP_OK && n == n2)
+            seen = 1;
+    }
+    CU_ASSERT(seen);
+    qtsp_crl_publisher_free(other);
+    fx_teardown(&f);
+}
+
 int main(void)
 {
     static const qtest_case cases[] = {
@@ -953,6 +1111,9 @@ int main(void)
         QTEST(test_crl_policy_rejects_next_update_above_24h),
         QTEST(test_crl_http_serves_der_with_cache_headers_and_304),
         QTEST(test_crl_thread_publishes_status_change_within_seconds),
+        QTEST(test_crl_rebase_forgets_released_entries_from_index_and_delta),
+        QTEST(test_crl_publisher_serves_what_another_publisher_published),
+        QTEST(test_crl_thread_picks_up_another_publication_within_seconds),
     };
     return qtest_run("crl", cases, sizeof cases / sizeof cases[0]);
 }

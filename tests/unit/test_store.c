@@ -426,6 +426,107 @@ typedef struct reader_arg {
     long reads;
 } reader_arg;
 
+typedef struct big_fill {
+    int from, to;
+} big_fill;
+
+static qtsp_status big_fill_fn(qtsp_txn *txn, void *ctx)
+{
+    big_fill *b = ctx;
+    for (int i = b->from; i < b->to; i++) {
+        unsigned char k[4], v[200];
+        qtsp_be64_put(v, (uint64_t)i * 7919u);
+        memset(v + 8, (unsigned char)i, sizeof v - 8);
+        k[0] = (unsigned char)(i >> 24);
+        k[1] = (unsigned char)(i >> 16);
+        k[2] = (unsigned char)(i >> 8);
+        k[3] = (unsigned char)i;
+        TRY(qtsp_txn_put(txn, QTSP_T_REVOKED, k, sizeof k, v, sizeof v, QTSP_PUT_APPEND));
+    }
+    return QTSP_OK;
+}
+
+typedef struct big_check {
+    int n, bad;
+} big_check;
+
+static qtsp_status big_check_fn(void *ctx, const void *key, size_t klen, const void *val,
+                                size_t vlen, int *stop)
+{
+    big_check *c = ctx;
+    const unsigned char *k = key, *v = val;
+    int i = k[0] << 24 | k[1] << 16 | k[2] << 8 | k[3];
+    if (klen != 4 || vlen != 200 || i != c->n || qtsp_be64_get(v) != (uint64_t)i * 7919u ||
+        v[199] != (unsigned char)i)
+        c->bad++;
+    c->n++;
+    (void)stop;
+    return QTSP_OK;
+}
+
+/* resident file-backed pages of this process, -1 without /proc */
+static long file_pages(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return -1;
+    long size, res, shared;
+    int n = fscanf(f, "%ld %ld %ld", &size, &res, &shared);
+    fclose(f);
+    return n == 3 ? shared : -1;
+}
+
+static void test_store_iter_release_visits_everything_intact(void)
+{
+    qtsp_store *st = open_fresh(16);
+    /* ~20000 * 200 bytes: well over QTSP_ITER_RELEASE_PAGES pages, so the
+     * walk drops its mappings several times on the way */
+    big_fill b = {0, 20000};
+    CU_ASSERT_EQUAL_FATAL(qtsp_store_write(st, big_fill_fn, &b), QTSP_OK);
+    qtsp_txn *t;
+    CU_ASSERT_EQUAL_FATAL(qtsp_store_begin(st, 0, &t), QTSP_OK);
+    big_check c = {0, 0};
+    CU_ASSERT_EQUAL(qtsp_txn_iter_ex(t, QTSP_T_REVOKED, NULL, 0, QTSP_ITER_RELEASE, big_check_fn,
+                                     &c),
+                    QTSP_OK);
+    CU_ASSERT_EQUAL(c.n, 20000);
+    CU_ASSERT_EQUAL(c.bad, 0);
+    /* a borrowed view taken before a release stays readable after it */
+    unsigned char k[4] = {0, 0, 0x27, 0x0f}; /* 9999 */
+    const void *v;
+    size_t vl;
+    CU_ASSERT_EQUAL(qtsp_txn_get0(t, QTSP_T_REVOKED, k, sizeof k, &v, &vl), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_store_release_pages(st), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_be64_get(v), 9999u * 7919u);
+    /* the release really unmaps the file: touch it all, then release */
+    long before = file_pages(), after;
+    c = (big_check){0, 0};
+    CU_ASSERT_EQUAL(qtsp_txn_iter(t, QTSP_T_REVOKED, NULL, 0, big_check_fn, &c), QTSP_OK);
+    long touched = file_pages();
+    CU_ASSERT_EQUAL(qtsp_store_release_pages(st), QTSP_OK);
+    after = file_pages();
+    if (before >= 0) { /* /proc mounted */
+        CU_ASSERT(touched - before > 256); /* > 1 MiB of 4 MiB mapped by the walk */
+        CU_ASSERT(touched - after > 256);
+    }
+    CU_ASSERT_EQUAL(qtsp_txn_iter_ex(t, QTSP_T_REVOKED, NULL, 0, 0x80, big_check_fn, &c),
+                    QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    qtsp_txn_abort(t);
+    /* in a write transaction too (dirty pages are not in the map) */
+    b = (big_fill){20000, 20100};
+    CU_ASSERT_EQUAL_FATAL(qtsp_store_begin(st, 1, &t), QTSP_OK);
+    CU_ASSERT_EQUAL(big_fill_fn(t, &b), QTSP_OK);
+    c = (big_check){0, 0};
+    CU_ASSERT_EQUAL(qtsp_txn_iter_ex(t, QTSP_T_REVOKED, NULL, 0, QTSP_ITER_RELEASE, big_check_fn,
+                                     &c),
+                    QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_txn_commit(t), QTSP_OK);
+    CU_ASSERT_EQUAL(c.n, 20100);
+    CU_ASSERT_EQUAL(c.bad, 0);
+    done(st);
+}
+
 static void *reader_main(void *p)
 {
     reader_arg *a = p;
@@ -514,6 +615,7 @@ int main(void)
         QTEST(test_store_explicit_grow_doubles),
         QTEST(test_store_adopts_a_map_grown_by_another_process),
         QTEST(test_store_readers_see_consistent_snapshots_while_writing),
+        QTEST(test_store_iter_release_visits_everything_intact),
     };
     return qtest_run("store", cases, sizeof cases / sizeof cases[0]);
 }
