@@ -86,8 +86,8 @@ b_wrk() { # name wrk-args...
   [[ -n ${B_RPS[$name]} ]] || { cat "$f" >&2; return 1; }
 }
 b_wrk_line() { # name label
-  printf '%-34s %8s req/s  p50 %6s ms  p99 %7s ms  errors %s  bytes/resp %s\n' "$2" "${B_RPS[$1]}" \
-    "${B_P50[$1]}" "${B_P99[$1]}" "${B_ERRS[$1]}" "${B_BPR[$1]}"
+  printf '%-34s %7s req/s %-15s p50 %6s ms  p99 %7s ms  errors %s  bytes/resp %s\n' "$2" "${B_RPS[$1]}" \
+    "${B_RANGE[$1]:+(${B_RANGE[$1]})}" "${B_P50[$1]}" "${B_P99[$1]}" "${B_ERRS[$1]}" "${B_BPR[$1]}"
 }
 
 # The token's 2-process signing ceiling: two `qtsp token bench --keys 1
@@ -163,3 +163,24 @@ b_untrack() { # pid: forget a process the bench has stopped itself
   for p in "${B_PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
   B_PIDS=("${keep[@]}")
 }
+# value of one /metrics sample of the running server, e.g.
+# b_metric 'qtsp_ocsp_cache_total{outcome="hit"}'
+b_metric() { curl -sf "$B_BASE/metrics" | awk -v k="$1" '$1 == k {print $2; f = 1} END {if (!f) print 0}'; }
+# After rounds NAME#1..NAME#R of b_wrk: B_RPS/B_P50/B_P99/B_BPR[NAME] = the
+# median over the rounds (of each figure separately), B_ERRS[NAME] = the sum,
+# B_RANGE[NAME] = "min..max" req/s.
+declare -A B_RANGE
+b_median() { # name rounds
+  local k i f=$B_DIR/median
+  for k in RPS P50 P99 BPR; do
+    local -n arr=B_$k
+    for i in $(seq 1 "$2"); do echo "${arr[$1#$i]}"; done >"$f"
+    arr[$1]=$(b_pct 50 "$f")
+    [[ $k == RPS ]] && B_RANGE[$1]="$(sort -n "$f" | head -1)..$(sort -n "$f" | tail -1)"
+    unset -n arr
+  done
+  B_ERRS[$1]=0
+  for i in $(seq 1 "$2"); do B_ERRS[$1]=$((B_ERRS[$1] + B_ERRS[$1#$i])); done
+}
+# median of the numbers given as arguments
+b_median_of() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
