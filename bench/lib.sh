@@ -69,13 +69,22 @@ b_issue_one() { # tok file
 
 # Run wrk NAME ARGS...: keeps the output in $B_DIR/wrk-NAME.txt and sets
 # B_RPS[NAME], B_P50[NAME], B_P99[NAME] (ms), B_ERRS[NAME] (socket errors +
-# non-2xx/3xx) and B_BPR[NAME] (bytes read per response, headers included).
+# non-2xx/3xx) and B_BPR[NAME] (bytes read per response, headers included);
+# with B_CPU_PID set, B_CPU[NAME] = that process's CPU microseconds per request.
 # wrk needs --latency among ARGS for the percentiles.
-declare -A B_RPS B_P50 B_P99 B_ERRS B_BPR
+declare -A B_RPS B_P50 B_P99 B_ERRS B_BPR B_CPU
+# user+system CPU ticks a process has used so far (all its threads)
+b_cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 b_wrk() { # name wrk-args...
   local name=$1 f=$B_DIR/wrk-$1.txt
   shift
+  local c0=0
+  [[ -n ${B_CPU_PID:-} ]] && c0=$(b_cpu_ticks "$B_CPU_PID")
   timeout 300 wrk "$@" >"$f" 2>&1 || { cat "$f" >&2; return 1; }
+  if [[ -n ${B_CPU_PID:-} ]]; then # server CPU (user+sys) per request, microseconds
+    B_CPU[$name]=$(awk -v d="$(($(b_cpu_ticks "$B_CPU_PID") - c0))" -v hz="$(getconf CLK_TCK)" \
+      '/ requests in / {printf "%.0f", ($1 > 0 ? d / hz * 1e6 / $1 : 0)}' "$f")
+  fi
   local ms='function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /m$/) return v*60000; return v*1000 }'
   B_RPS[$name]=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$f")
   B_P50[$name]=$(awk "$ms"' $1 == "50%" {printf "%.2f", ms($2)}' "$f")
@@ -86,20 +95,23 @@ b_wrk() { # name wrk-args...
   [[ -n ${B_RPS[$name]} ]] || { cat "$f" >&2; return 1; }
 }
 b_wrk_line() { # name label
-  printf '%-34s %7s req/s %-15s p50 %6s ms  p99 %7s ms  errors %s  bytes/resp %s\n' "$2" "${B_RPS[$1]}" \
-    "${B_RANGE[$1]:+(${B_RANGE[$1]})}" "${B_P50[$1]}" "${B_P99[$1]}" "${B_ERRS[$1]}" "${B_BPR[$1]}"
+  printf '%-34s %7s req/s %-15s p50 %6s ms  p99 %7s ms  errors %s  bytes/resp %s%s\n' "$2" "${B_RPS[$1]}" \
+    "${B_RANGE[$1]:+(${B_RANGE[$1]})}" "${B_P50[$1]}" "${B_P99[$1]}" "${B_ERRS[$1]}" "${B_BPR[$1]}" \
+    "${B_CPU[$1]:+  server CPU ${B_CPU[$1]} us/req}"
 }
 
 # The token's 2-process signing ceiling: two `qtsp token bench --keys 1
 # --signs N` on HOME's token in parallel, signs_per_s summed. A process that
 # fails to start (SoftHSM2 can fail C_GetSlotList while the other process
-# writes its key file) is retried once 0.2 s later.
+# writes its key file) is retried 0.2 s later. Prints "SUM CPU_US": signs/s
+# summed and the CPU microseconds (user+sys) the two spent per signature.
 b_token_ceiling() { # home type signs
   local i out sum=0 r
   for i in 1 2; do
     (
       for try in 1 2 3; do
-        "$QTSP" token bench --home "$1" --type "$2" --keys 1 --signs "$3" >"$B_DIR/tok$i.out" 2>"$B_DIR/tok$i.err" && exit 0
+        /usr/bin/time -f '%U %S' -o "$B_DIR/tok$i.cpu" "$QTSP" token bench --home "$1" --type "$2" \
+          --keys 1 --signs "$3" >"$B_DIR/tok$i.out" 2>"$B_DIR/tok$i.err" && exit 0
         sleep 0.2
       done
       exit 1
@@ -111,7 +123,9 @@ b_token_ceiling() { # home type signs
     r=$(sed -E 's/.*signs_per_s=([0-9.]+).*/\1/' "$B_DIR/tok$i.out")
     sum=$((sum + ${r%.*}))
   done
-  echo "$sum"
+  # CPU microseconds per signature (keygen included: one key per process)
+  B_TOK_CPU_US=$(cat "$B_DIR/tok1.cpu" "$B_DIR/tok2.cpu" | awk -v n="$3" '{c += $1 + $2} END {printf "%.0f", c * 1e6 / (2 * n)}')
+  echo "$sum $B_TOK_CPU_US"
 }
 declare -a B_TOK_PIDS
 
@@ -172,9 +186,10 @@ b_metric() { curl -sf "$B_BASE/metrics" | awk -v k="$1" '$1 == k {print $2; f = 
 declare -A B_RANGE
 b_median() { # name rounds
   local k i f=$B_DIR/median
-  for k in RPS P50 P99 BPR; do
+  for k in RPS P50 P99 BPR CPU; do
     local -n arr=B_$k
-    for i in $(seq 1 "$2"); do echo "${arr[$1#$i]}"; done >"$f"
+    for i in $(seq 1 "$2"); do [[ -n ${arr[$1#$i]:-} ]] && echo "${arr[$1#$i]}"; done >"$f"
+    [[ -s $f ]] || { unset -n arr; continue; }
     arr[$1]=$(b_pct 50 "$f")
     [[ $k == RPS ]] && B_RANGE[$1]="$(sort -n "$f" | head -1)..$(sort -n "$f" | tail -1)"
     unset -n arr
