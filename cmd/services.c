@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "ra/ra.h"
 #include "ca/crl.h"
+#include "ca/signer.h"
 #include "ocsp/ocsp.h"
 #include "tsa/tsa.h"
 
@@ -24,6 +25,7 @@ struct qtsp_services {
     qtsp_ra *ra;
     qtsp_tsa *tsa;
     qtsp_ocsp *ocsp;
+    qtsp_token_key ocsp_key, tsa_key; /* per-thread-session signers (ca/signer.h) */
     qtsp_crl_publisher *crl;
     STACK_OF(X509) *tsa_chain;
     qtsp_notify *notify;
@@ -96,6 +98,11 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
      * request gets an OCSP malformedRequest rather than an HTTP 413. */
     snprintf(path, sizeof path, "%s/ocsp.yaml", s->policies_dir);
     TRY_OUT(qtsp_ocsp_new(path, app->issuing, app->ocsp, app->ocsp_key, app->store, &s->ocsp));
+    qtsp_signer signer;
+    s->ocsp_key.hsm = app->hsm;
+    snprintf(s->ocsp_key.label, sizeof s->ocsp_key.label, "%s", app->cfg.key_ocsp);
+    qtsp_signer_for_token_key(&s->ocsp_key, &signer);
+    qtsp_ocsp_set_signer(s->ocsp, &signer);
     TRY_OUT(add_route(s, (qtsp_route){"POST", "/ocsp", 0, 65536, "application/ocsp-request",
                                       qtsp_ocsp_http_post, s->ocsp, "ocsp_post"}));
     TRY_OUT(add_route(s, (qtsp_route){"GET", "/ocsp/", 1, 0, NULL, qtsp_ocsp_http_get, s->ocsp,

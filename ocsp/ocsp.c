@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "ca/certdb.h"
+#include "ca/signer.h"
 #include "core/clock.h"
 #include "core/codec.h"
 #include "core/log.h"
@@ -62,6 +63,7 @@ struct qtsp_ocsp {
     const unsigned char *sig_alg;
     size_t sig_alg_len;
     size_t sig_max;
+    qtsp_signer signer; /* fn NULL: EVP_DigestSign on key */
     time_t archive_cutoff;
     /* policy */
     int64_t validity;
@@ -687,17 +689,16 @@ static void d_tbs(const qtsp_ocsp *o, der *d, const parsed *pr, time_t now, time
 static qtsp_status sign_tbs(const qtsp_ocsp *o, const unsigned char *tbs, size_t tlen,
                             unsigned char *sig, size_t *slen)
 {
-    EVP_MD_CTX *mctx = EVP_MD_CTX_new();
-    ENSURE(mctx, QTSP_ERR_NOMEM, "out of memory");
-    qtsp_status rc = QTSP_OK;
     size_t n = o->sig_max;
-    if (EVP_DigestSignInit(mctx, NULL, EVP_sha256(), NULL, o->key) != 1 ||
-        EVP_DigestSign(mctx, sig, &n, tbs, tlen) != 1)
-        rc = qtsp_err_set(QTSP_ERR_CRYPTO, __FILE__, __LINE__, "signing the OCSP response failed");
-    EVP_MD_CTX_free(mctx);
-    if (rc == QTSP_OK)
-        *slen = n;
-    return rc;
+    if (qtsp_sign_data(&o->signer, o->key, EVP_sha256(), tbs, tlen, sig, &n) != QTSP_OK)
+        FAIL(QTSP_ERR_CRYPTO, "signing the OCSP response failed: %s", qtsp_err_what());
+    *slen = n;
+    return QTSP_OK;
+}
+
+void qtsp_ocsp_set_signer(qtsp_ocsp *o, const qtsp_signer *s)
+{
+    o->signer = *s;
 }
 
 /* Builds and signs the successful OCSPResponse into out (or into the bytes

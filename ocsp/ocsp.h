@@ -44,6 +44,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "ca/signer.h"
 #include "ca/store.h"
 #include "core/buf.h"
 #include "core/err.h"
@@ -66,6 +67,10 @@ qtsp_status qtsp_ocsp_new(const char *policy_path, X509 *issuer_ca, X509 *respon
                           qtsp_ocsp **out) QTSP_MUST_USE;
 /* NULL is a no-op. */
 void qtsp_ocsp_free(qtsp_ocsp *ocsp);
+
+/* Signs through s from now on (e.g. the token key by label, ca/signer.h),
+ * instead of EVP_DigestSign on responder_key. Call before serving. */
+void qtsp_ocsp_set_signer(qtsp_ocsp *ocsp, const qtsp_signer *s);
 
 typedef struct qtsp_ocsp_info {
     time_t this_update; /* of the answer (earliest next_update of all singles) */
