@@ -55,6 +55,7 @@ int cmd_serve(int argc, char **argv)
         return cmd_fail("serve");
     if (log_format)
         qtsp_log_set_format(lf);
+    qtsp_log_set_buffered(1);
     if (listen)
         snprintf(app.cfg.listen, sizeof app.cfg.listen, "%s", listen);
 
@@ -86,6 +87,7 @@ int cmd_serve(int argc, char **argv)
         rc = qtsp_services_start(svc);
     if (rc != QTSP_OK) {
         qtsp_http_stop(srv);
+        qtsp_log_set_buffered(0);
         qtsp_services_free(svc);
         qtsp_app_close(&app);
         return cmd_fail("serve");
@@ -104,6 +106,7 @@ int cmd_serve(int argc, char **argv)
 
     LOG_INFO("stopping: finishing requests in flight");
     qtsp_http_stop(srv);
+    qtsp_log_set_buffered(0);
     qtsp_services_free(svc);
     qtsp_app_close(&app);
     LOG_INFO("stopped");

@@ -1,6 +1,8 @@
 #include "core/log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -48,13 +50,161 @@ static size_t json_escape(char *out, size_t cap, size_t n, const char *s)
     return n;
 }
 
+static void write_all(const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, p, n);
+        if (w <= 0)
+            return; /* nothing sensible to do when stderr fails */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
 static void emit(char *line, size_t n, size_t cap)
 {
     if (n >= cap - 1)
         n = cap - 2;
     line[n++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, n);
-    (void)w;
+    write_all(line, n);
+}
+
+/* ---- buffered access lines ------------------------------------------------
+ * One write(2) per request costs ~2 us, and much more when stderr is a file
+ * on a busy disk. In buffered mode (qtsp serve) each thread collects its
+ * access lines and writes them in one go when the buffer fills or when the
+ * oldest line is LOG_FLUSH_MS old (a flusher thread sees to idle threads).
+ * Only whole lines are written, so lines never tear. Event lines (info,
+ * warnings, errors) are always written at once. */
+#define LOG_TBUF 16384
+#define LOG_FLUSH_MS 100
+
+typedef struct log_tbuf {
+    pthread_mutex_t mu;
+    size_t len;
+    int64_t first_ms;
+    struct log_tbuf *next;
+    char buf[LOG_TBUF];
+} log_tbuf;
+
+static int g_buffered;
+static pthread_mutex_t g_tbufs_mu = PTHREAD_MUTEX_INITIALIZER;
+static log_tbuf *g_tbufs;
+static pthread_key_t g_tbuf_key;
+static pthread_once_t g_tbuf_once = PTHREAD_ONCE_INIT;
+static _Thread_local log_tbuf *t_tbuf;
+
+static void tbuf_flush_locked(log_tbuf *b)
+{
+    if (b->len)
+        write_all(b->buf, b->len);
+    b->len = 0;
+}
+
+/* Thread exit: write what is left and forget the buffer. */
+static void tbuf_destroy(void *p)
+{
+    log_tbuf *b = p;
+    pthread_mutex_lock(&g_tbufs_mu);
+    for (log_tbuf **pp = &g_tbufs; *pp; pp = &(*pp)->next)
+        if (*pp == b) {
+            *pp = b->next;
+            break;
+        }
+    pthread_mutex_unlock(&g_tbufs_mu);
+    pthread_mutex_lock(&b->mu);
+    tbuf_flush_locked(b);
+    pthread_mutex_unlock(&b->mu);
+    pthread_mutex_destroy(&b->mu);
+    free(b);
+}
+
+static void tbuf_key_init(void) { pthread_key_create(&g_tbuf_key, tbuf_destroy); }
+
+static log_tbuf *tbuf_get(void)
+{
+    if (t_tbuf)
+        return t_tbuf;
+    pthread_once(&g_tbuf_once, tbuf_key_init);
+    log_tbuf *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_setspecific(g_tbuf_key, b);
+    pthread_mutex_lock(&g_tbufs_mu);
+    b->next = g_tbufs;
+    g_tbufs = b;
+    pthread_mutex_unlock(&g_tbufs_mu);
+    t_tbuf = b;
+    return b;
+}
+
+void qtsp_log_flush(void)
+{
+    pthread_mutex_lock(&g_tbufs_mu);
+    for (log_tbuf *b = g_tbufs; b; b = b->next) {
+        pthread_mutex_lock(&b->mu);
+        tbuf_flush_locked(b);
+        pthread_mutex_unlock(&b->mu);
+    }
+    pthread_mutex_unlock(&g_tbufs_mu);
+}
+
+static void *flusher_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct timespec ts = {0, LOG_FLUSH_MS * 1000000L};
+        nanosleep(&ts, NULL);
+        int64_t now = qtsp_now_ms();
+        pthread_mutex_lock(&g_tbufs_mu);
+        for (log_tbuf *b = g_tbufs; b; b = b->next) {
+            pthread_mutex_lock(&b->mu);
+            if (b->len && now - b->first_ms >= LOG_FLUSH_MS)
+                tbuf_flush_locked(b);
+            pthread_mutex_unlock(&b->mu);
+        }
+        pthread_mutex_unlock(&g_tbufs_mu);
+    }
+    return NULL;
+}
+
+void qtsp_log_set_buffered(int on)
+{
+    static int flusher_started;
+    if (on && !flusher_started) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, flusher_main, NULL) != 0)
+            return; /* stay unbuffered */
+        pthread_detach(t);
+        flusher_started = 1;
+    }
+    if (!on)
+        qtsp_log_flush();
+    g_buffered = on;
+}
+
+static void emit_access(char *line, size_t n, size_t cap)
+{
+    log_tbuf *b = g_buffered ? tbuf_get() : NULL;
+    if (!b) {
+        emit(line, n, cap);
+        return;
+    }
+    if (n >= cap - 1)
+        n = cap - 2;
+    line[n++] = '\n';
+    pthread_mutex_lock(&b->mu);
+    if (b->len + n > sizeof b->buf)
+        tbuf_flush_locked(b);
+    int64_t now = qtsp_now_ms();
+    if (b->len == 0)
+        b->first_ms = now;
+    memcpy(b->buf + b->len, line, n);
+    b->len += n;
+    if (now - b->first_ms >= LOG_FLUSH_MS)
+        tbuf_flush_locked(b);
+    pthread_mutex_unlock(&b->mu);
 }
 
 static size_t stamp(char *out, size_t cap)
@@ -118,5 +268,5 @@ void qtsp_log_access(const char *request_id, const char *method, const char *pat
                               "ms=%.3f",
                               request_id, method, p, status, bytes, ms);
     }
-    emit(line, n, sizeof line);
+    emit_access(line, n, sizeof line);
 }

@@ -31,6 +31,13 @@ void qtsp_log(qtsp_log_level lvl, const char *fmt, ...) QTSP_PRINTF(2, 3);
 void qtsp_log_access(const char *request_id, const char *method, const char *path, int status,
                      size_t bytes, double ms);
 
+/* Buffered access lines (serve): each thread's lines are written together,
+ * at the latest 100 ms after the oldest one. Off by default. Call before the
+ * threads that log start; qtsp_log_set_buffered(0) flushes. */
+void qtsp_log_set_buffered(int on);
+/* Writes every buffered access line now (shutdown). Thread-safe. */
+void qtsp_log_flush(void);
+
 #define LOG_DEBUG(...) qtsp_log(QTSP_LOG_DEBUG, __VA_ARGS__)
 #define LOG_INFO(...) qtsp_log(QTSP_LOG_INFO, __VA_ARGS__)
 #define LOG_WARN(...) qtsp_log(QTSP_LOG_WARN, __VA_ARGS__)

@@ -1,11 +1,15 @@
 /* Unit tests for core/: error idiom, buffer, clock helpers. */
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/codec.h"
 #include "core/err.h"
+#include "core/log.h"
 #include "tests/lib/qtest.h"
 
 static qtsp_status fails_at_depth(int depth)
@@ -132,6 +136,47 @@ static void test_codec_rfc4648_vectors_and_canonical_decoding(void)
     CU_ASSERT_EQUAL(qtsp_hex_value('G'), -1);
 }
 
+static void *log_worker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 1000; i++)
+        qtsp_log_access("0123456789abcdef", "GET", "/ocsp/xyz", 200, 1234, 0.05);
+    return NULL;
+}
+
+static void test_buffered_access_log_writes_every_line_whole(void)
+{
+    char path[] = "/tmp/qtsp-log-XXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    qtsp_log_set_buffered(1);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, log_worker, NULL);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL); /* thread exit writes its buffer */
+    qtsp_log_access("fedcba9876543210", "POST", "/tsa", 200, 10, 0.1);
+    qtsp_log_set_buffered(0); /* flushes the main thread's lines */
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(fd);
+    FILE *f = fopen(path, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    char line[1024];
+    int n = 0, good = 0;
+    while (fgets(line, sizeof line, f)) {
+        n++;
+        good += strstr(line, " info access id=") != NULL && line[strlen(line) - 1] == '\n';
+    }
+    fclose(f);
+    unlink(path);
+    CU_ASSERT_EQUAL(n, 4001);
+    CU_ASSERT_EQUAL(good, 4001);
+}
+
 int main(void)
 {
     static const qtest_case cases[] = {
@@ -141,6 +186,7 @@ int main(void)
         QTEST(test_parse_duration_units),
         QTEST(test_injected_clock_and_formats),
         QTEST(test_codec_rfc4648_vectors_and_canonical_decoding),
+        QTEST(test_buffered_access_log_writes_every_line_whole),
     };
     return qtest_run("core", cases, sizeof cases / sizeof cases[0]);
 }
