@@ -129,6 +129,7 @@ struct qtsp_http_server {
     _Atomic long conns_open;
     _Atomic long inflight;
     _Atomic long deferred_pending; /* gauge: suspended, awaiting completion */
+    _Atomic uint64_t deferred_total;
     pthread_mutex_t dmu;           /* deferred, stopping */
     qtsp_http_deferred *deferred;  /* pending handles (see qtsp_http_stop) */
     int stopping;
@@ -487,8 +488,14 @@ static qtsp_status metrics_render(qtsp_http_server *srv, qtsp_buf *out)
     TRY(qtsp_buf_printf(out,
                         "# HELP qtsp_http_deferred_pending Requests awaiting a deferred answer.\n"
                         "# TYPE qtsp_http_deferred_pending gauge\n"
-                        "qtsp_http_deferred_pending %ld\n",
-                        atomic_load_explicit(&srv->deferred_pending, memory_order_relaxed)));
+                        "qtsp_http_deferred_pending %ld\n"
+                        "# HELP qtsp_http_deferred_total Requests answered through a deferred "
+                        "handle.\n"
+                        "# TYPE qtsp_http_deferred_total counter\n"
+                        "qtsp_http_deferred_total %llu\n",
+                        atomic_load_explicit(&srv->deferred_pending, memory_order_relaxed),
+                        (unsigned long long)atomic_load_explicit(&srv->deferred_total,
+                                                                 memory_order_relaxed)));
     if (srv->metrics_fn)
         TRY(srv->metrics_fn(srv->metrics_ctx, out));
     return QTSP_OK;
@@ -931,6 +938,7 @@ qtsp_http_deferred *qtsp_http_defer(const qtsp_http_req *req)
         srv->deferred = d;
         d->linked = 1;
         atomic_fetch_add_explicit(&srv->deferred_pending, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&srv->deferred_total, 1, memory_order_relaxed);
     }
     pthread_mutex_unlock(&srv->dmu);
     rq->deferred = d;
