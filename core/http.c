@@ -133,6 +133,7 @@ struct qtsp_http_server {
     pthread_mutex_t dmu;           /* deferred, stopping */
     qtsp_http_deferred *deferred;  /* pending handles (see qtsp_http_stop) */
     int stopping;
+    _Atomic int draining;          /* stop began: answers close their connection */
 };
 
 enum rq_state { RQ_NEW = 0, RQ_BODY, RQ_DEFERRED, RQ_ANSWERED };
@@ -313,6 +314,10 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, http_rq *rq, i
         ok = ok && MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) == MHD_YES;
     if (allow)
         ok = ok && MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow) == MHD_YES;
+    /* While stopping, keep-alive clients are sent away so that the wait for
+     * requests in flight ends (MHD_quiesce_daemon only closes the listener). */
+    if (atomic_load_explicit(&rq->srv->draining, memory_order_relaxed))
+        ok = ok && MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES;
     if (extra)
         for (size_t i = 0; i < extra->n_headers && ok; i++)
             ok = MHD_add_response_header(r, extra->header_name[i], extra->header_value[i]) ==
@@ -1216,6 +1221,7 @@ void qtsp_http_stop_within(qtsp_http_server *srv, unsigned grace_ms)
 {
     if (srv == NULL)
         return;
+    atomic_store(&srv->draining, 1);
     srv->quiesced_fd = MHD_quiesce_daemon(srv->daemon);
     /* MHD_stop_daemon closes connections at once; first let the requests
      * already being handled answer (bounded wait), deferred ones included. */

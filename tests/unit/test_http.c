@@ -791,6 +791,10 @@ static void test_http_stop_lets_request_in_flight_answer(void)
     const reply *r = res;
     CU_ASSERT_EQUAL(r->status, 200);
     CU_ASSERT(body_is(r, "slow done"));
+    /* a keep-alive client is sent away, so the wait for it ends */
+    char v[32];
+    CU_ASSERT_PTR_NOT_NULL(header_of(r, "Connection", v, sizeof v));
+    CU_ASSERT_STRING_EQUAL(v, "close");
     /* and nobody listens any more */
     CU_ASSERT_EQUAL(connect_port(port), -1);
 }
