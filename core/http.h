@@ -103,7 +103,8 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
 /* The bound port (useful with port 0). */
 unsigned qtsp_http_port(const qtsp_http_server *srv);
 /* Stops accepting, lets requests in flight finish (waits up to 10 s for
- * them, deferred ones included), closes idle keep-alive connections, frees.
+ * them, deferred ones included; answers sent meanwhile carry "Connection:
+ * close" so keep-alive clients leave), closes idle connections, frees.
  * Deferred requests still pending after the wait are answered 503
  * {"error":"unavailable"} by the server itself; their handles stay valid
  * until their owners call qtsp_http_complete (which then drops its
