@@ -862,9 +862,10 @@ static qtsp_status respond(qtsp_tsa *tsa, const unsigned char *query, size_t len
     qtsp_status rc = sign_token(tsa, &r, e);
     if (rc == QTSP_OK && tsa->store) {
         /* The token leaves only once its journal entry is durable. */
-        e->deferred = e != &local ? qtsp_http_defer(req) : NULL;
+        qtsp_http_deferred *d = e != &local ? qtsp_http_defer(req) : NULL;
+        e->deferred = d;
         rc = journal_append(tsa, e);
-        if (e->deferred) {
+        if (d) { /* once queued, e may be answered and freed at any moment */
             *deferred = 1;
             if (rc != QTSP_OK) { /* not queued (shutting down) */
                 LOG_ERROR("tsa: cannot issue a time-stamp token: %s", qtsp_err_message());
