@@ -30,7 +30,7 @@
  * an atomic CAS, so the response is written by one side only. Pending
  * handles sit in srv->deferred (srv->dmu), which is what stop walks; the
  * lock order is srv->dmu, then MHD's internal mutex (suspend/resume).
- * Ordinary handlers pay one pointer test for all this.
+ * Ordinary handlers pay one pointer test (and one relaxed load) for this.
  *
  * Limits: the request line and headers must fit MHD's per-connection memory
  * pool (HTTP_CONN_MEMORY = 32 KiB); a longer URL or header block gets MHD's
