@@ -12,6 +12,26 @@
  * per body chunk, and once at the end. Responses are MHD buffer responses so
  * MHD sends headers and body with one sendmsg().
  *
+ * Deferred responses (qtsp_http_defer): the handler suspends the
+ * connection (MHD_suspend_connection, so the daemon runs with
+ * MHD_ALLOW_SUSPEND_RESUME, which implies MHD_USE_ITC) and returns; the
+ * owner fills the handle's response and calls qtsp_http_complete from any
+ * thread, which MHD_resume_connection()s it: that sets a flag and wakes the
+ * connection's worker through its ITC (eventfd); the worker moves the
+ * connection back into its epoll ready list and MHD calls the access
+ * handler again (upload_data_size 0), which queues the stored response. MHD
+ * 0.9.75 rules honoured: suspend only from the access handler, before any
+ * resume (the handle reaches the owner only after suspending); no timeout
+ * and no disconnect detection while suspended; MHD_stop_daemon with a
+ * suspended connection is a panic, so qtsp_http_stop resumes every pending
+ * one first (answering 503 itself after the grace period).
+ * A handle is shared by the request and the owner (refs); its state moves
+ * once from PENDING to CLAIMED (by the owner's complete or by stop) under
+ * an atomic CAS, so the response is written by one side only. Pending
+ * handles sit in srv->deferred (srv->dmu), which is what stop walks; the
+ * lock order is srv->dmu, then MHD's internal mutex (suspend/resume).
+ * Ordinary handlers pay one pointer test (and one relaxed load) for this.
+ *
  * Limits: the request line and headers must fit MHD's per-connection memory
  * pool (HTTP_CONN_MEMORY = 32 KiB); a longer URL or header block gets MHD's
  * own 414/431 answer. Bodies are limited per route (max_body). */
@@ -20,6 +40,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <pthread.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -39,6 +61,7 @@
 #define HTTP_CONN_MEMORY ((size_t)32 * 1024)
 #define HTTP_DEFAULT_CONNECTIONS 4096
 #define HTTP_STOP_GRACE_MS 10000
+#define HTTP_FORCED_GRACE_MS 1000 /* for the 503s of deferred requests forced at stop */
 #define HTTP_DEFAULT_TIMEOUT_S 30 /* when opts->conn_timeout_s is 0 */
 
 /* Status codes counted per route; anything else lands in "other". */
@@ -76,6 +99,21 @@ typedef struct http_route {
     char *name;
 } http_route;
 
+enum { DF_PENDING = 0, DF_CLAIMED = 1 };
+
+struct qtsp_http_deferred {
+    qtsp_http_server *srv;       /* only while PENDING or claimed by its owner */
+    struct MHD_Connection *conn;
+    _Atomic int state;           /* DF_PENDING until completed or forced */
+    _Atomic int refs;            /* the request and the owner */
+    int forced;                  /* answered by the server (503), not the owner */
+    int linked;                  /* in srv->deferred */
+    qtsp_status rc;              /* the owner's result */
+    char what[256];              /* qtsp_err_what() for an error rc */
+    qtsp_http_deferred *prev, *next;
+    qtsp_http_resp resp;
+};
+
 /* Built-in pseudo-routes for metrics, after the configured ones. */
 enum { BI_HEALTH = 0, BI_METRICS = 1, BI_UNMATCHED = 2, N_BUILTIN = 3 };
 
@@ -90,9 +128,15 @@ struct qtsp_http_server {
     void *metrics_ctx;
     _Atomic long conns_open;
     _Atomic long inflight;
+    _Atomic long deferred_pending; /* gauge: suspended, awaiting completion */
+    _Atomic uint64_t deferred_total;
+    pthread_mutex_t dmu;           /* deferred, stopping */
+    qtsp_http_deferred *deferred;  /* pending handles (see qtsp_http_stop) */
+    int stopping;
+    _Atomic int draining;          /* stop began: answers close their connection */
 };
 
-enum rq_state { RQ_NEW = 0, RQ_BODY, RQ_ANSWERED };
+enum rq_state { RQ_NEW = 0, RQ_BODY, RQ_DEFERRED, RQ_ANSWERED };
 /* What a request gets once its (empty) body is in. */
 enum { PEND_ROUTE = 0, PEND_HEALTH = 1, PEND_METRICS = 2 }; /* or an HTTP error status */
 
@@ -114,6 +158,7 @@ typedef struct http_rq {
     int pending;          /* answer decided at the headers, sent at the end */
     const char *pend_msg; /* static text for a pending error */
     char allow[64];       /* Allow header for a pending 405 */
+    qtsp_http_deferred *deferred; /* set by qtsp_http_defer; one ref */
     char method[16];
     char id[17];
     char raw[]; /* raw path, NUL-terminated */
@@ -183,6 +228,7 @@ static const char *error_code_name(int status)
     case 413: return "too_big";
     case 415: return "unsupported_media";
     case 429: return "quota";
+    case 503: return "unavailable";
     default: return "internal";
     }
 }
@@ -268,6 +314,10 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, http_rq *rq, i
         ok = ok && MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) == MHD_YES;
     if (allow)
         ok = ok && MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow) == MHD_YES;
+    /* While stopping, keep-alive clients are sent away so that the wait for
+     * requests in flight ends (MHD_quiesce_daemon only closes the listener). */
+    if (atomic_load_explicit(&rq->srv->draining, memory_order_relaxed))
+        ok = ok && MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES;
     if (extra)
         for (size_t i = 0; i < extra->n_headers && ok; i++)
             ok = MHD_add_response_header(r, extra->header_name[i], extra->header_value[i]) ==
@@ -440,6 +490,17 @@ static qtsp_status metrics_render(qtsp_http_server *srv, qtsp_buf *out)
                         "# TYPE qtsp_http_connections_open gauge\n"
                         "qtsp_http_connections_open %ld\n",
                         atomic_load_explicit(&srv->conns_open, memory_order_relaxed)));
+    TRY(qtsp_buf_printf(out,
+                        "# HELP qtsp_http_deferred_pending Requests awaiting a deferred answer.\n"
+                        "# TYPE qtsp_http_deferred_pending gauge\n"
+                        "qtsp_http_deferred_pending %ld\n"
+                        "# HELP qtsp_http_deferred_total Requests answered through a deferred "
+                        "handle.\n"
+                        "# TYPE qtsp_http_deferred_total counter\n"
+                        "qtsp_http_deferred_total %llu\n",
+                        atomic_load_explicit(&srv->deferred_pending, memory_order_relaxed),
+                        (unsigned long long)atomic_load_explicit(&srv->deferred_total,
+                                                                 memory_order_relaxed)));
     if (srv->metrics_fn)
         TRY(srv->metrics_fn(srv->metrics_ctx, out));
     return QTSP_OK;
@@ -464,6 +525,113 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *conn, http_rq *rq)
 
 /* ---- the handler ------------------------------------------------------ */
 
+static void resp_init(qtsp_http_resp *resp)
+{
+    resp->status = 200;
+    memcpy(resp->content_type, "application/json", sizeof "application/json");
+    qtsp_buf_init(&resp->body, HTTP_RESP_MAX);
+    resp->ext_body = NULL;
+    resp->ext_len = 0;
+    resp->free_fn = NULL;
+    resp->free_ctx = NULL;
+    resp->n_headers = 0;
+}
+
+/* Frees what a response holds without sending it. */
+static void resp_discard(qtsp_http_resp *resp)
+{
+    if (resp->ext_body && resp->free_fn)
+        resp->free_fn(resp->free_ctx);
+    resp->ext_body = NULL;
+    resp->free_fn = NULL;
+    qtsp_buf_cleanup(&resp->body);
+}
+
+/* Sends a response filled by a handler or a deferred request's owner;
+ * takes over its contents. */
+static enum MHD_Result send_resp(struct MHD_Connection *conn, http_rq *rq, qtsp_http_resp *resp)
+{
+    if (resp->status < 100 || resp->status > 599) {
+        LOG_ERROR("http: request %s: HTTP status %d set by route %s", rq->id, resp->status,
+                  rq->route ? rq->route->name : "-");
+        resp_discard(resp);
+        return send_error(conn, rq, 500, "internal error", NULL);
+    }
+    resp->content_type[sizeof resp->content_type - 1] = '\0';
+    if (resp->ext_body) {
+        qtsp_buf_cleanup(&resp->body);
+        return send_response(conn, rq, resp->status, resp->content_type, resp->ext_body,
+                             resp->ext_len, resp->free_fn, resp->free_ctx, resp, NULL);
+    }
+    size_t len = 0;
+    unsigned char *p = qtsp_buf_take(&resp->body, &len);
+    return send_response(conn, rq, resp->status, resp->content_type, p, len, free_cb, p, resp,
+                         NULL);
+}
+
+static void deferred_release(qtsp_http_deferred *d)
+{
+    if (atomic_fetch_sub_explicit(&d->refs, 1, memory_order_acq_rel) == 1)
+        free(d);
+}
+
+/* Under srv->dmu. */
+static void deferred_unlink(qtsp_http_server *srv, qtsp_http_deferred *d)
+{
+    if (!d->linked)
+        return;
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        srv->deferred = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    d->prev = d->next = NULL;
+    d->linked = 0;
+    atomic_fetch_sub_explicit(&srv->deferred_pending, 1, memory_order_relaxed);
+}
+
+/* The answer to a deferred request, once completed (or forced by stop):
+ * the owner's response, its error, or 503. Drops the request's ref. */
+static enum MHD_Result answer_deferred(struct MHD_Connection *conn, http_rq *rq)
+{
+    qtsp_http_deferred *d = rq->deferred;
+    rq->deferred = NULL;
+    rq->state = RQ_BODY;
+    enum MHD_Result r;
+    if (d->forced) {
+        r = send_error(conn, rq, 503, "the server is shutting down", NULL);
+    } else if (d->rc != QTSP_OK) {
+        resp_discard(&d->resp);
+        int status = status_for(d->rc);
+        r = send_error(conn, rq, status,
+                       status == 500 ? "internal error"
+                       : d->what[0]  ? d->what
+                                     : qtsp_strerror(d->rc),
+                       NULL);
+    } else {
+        r = send_resp(conn, rq, &d->resp);
+    }
+    deferred_release(d);
+    return r;
+}
+
+/* After a handler that called qtsp_http_defer: its return value and resp
+ * are ignored; the answer comes when the connection is resumed. */
+static enum MHD_Result handler_deferred(struct MHD_Connection *conn, http_rq *rq,
+                                        qtsp_status rc, qtsp_http_resp *resp)
+{
+    resp_discard(resp);
+    if (rc != QTSP_OK)
+        LOG_WARN("http: request %s: route %s deferred the request and returned %s; "
+                 "waiting for its completion",
+                 rq->id, rq->route->name, qtsp_strerror(rc));
+    if (rq->deferred->forced) /* deferred while stopping: never suspended */
+        return answer_deferred(conn, rq);
+    rq->state = RQ_DEFERRED;
+    return MHD_YES;
+}
+
 static enum MHD_Result run_handler(struct MHD_Connection *conn, http_rq *rq, const char *url,
                                    const char *method)
 {
@@ -476,26 +644,20 @@ static enum MHD_Result run_handler(struct MHD_Connection *conn, http_rq *rq, con
         .body = rq->body.len ? rq->body.data : NULL,
         .body_len = rq->body.len,
         .conn = conn,
+        .internal = rq,
     };
     qtsp_http_resp resp;
-    resp.status = 200;
-    memcpy(resp.content_type, "application/json", sizeof "application/json");
-    qtsp_buf_init(&resp.body, HTTP_RESP_MAX);
-    resp.ext_body = NULL;
-    resp.ext_len = 0;
-    resp.free_fn = NULL;
-    resp.free_ctx = NULL;
-    resp.n_headers = 0;
+    resp_init(&resp);
 
     qtsp_err_clear();
     qtsp_status rc = rt->fn(rt->ctx, &req, &resp);
+    if (rq->deferred)
+        return handler_deferred(conn, rq, rc, &resp);
     if (rc == QTSP_OK && (resp.status < 100 || resp.status > 599))
         rc = qtsp_err_set(QTSP_ERR_INTERNAL, __FILE__, __LINE__,
                           "route %s set HTTP status %d", rt->name, resp.status);
     if (rc != QTSP_OK) {
-        if (resp.ext_body && resp.free_fn)
-            resp.free_fn(resp.free_ctx);
-        qtsp_buf_cleanup(&resp.body);
+        resp_discard(&resp);
         int status = status_for(rc);
         if (status == 500) {
             LOG_ERROR("http: request %s %s %s: %s", rq->id, method, rq->raw,
@@ -505,16 +667,7 @@ static enum MHD_Result run_handler(struct MHD_Connection *conn, http_rq *rq, con
         const char *what = qtsp_err_what();
         return send_error(conn, rq, status, *what ? what : qtsp_strerror(rc), NULL);
     }
-    resp.content_type[sizeof resp.content_type - 1] = '\0';
-    if (resp.ext_body) {
-        qtsp_buf_cleanup(&resp.body);
-        return send_response(conn, rq, resp.status, resp.content_type, resp.ext_body,
-                             resp.ext_len, resp.free_fn, resp.free_ctx, &resp, NULL);
-    }
-    size_t len = 0;
-    unsigned char *p = qtsp_buf_take(&resp.body, &len);
-    return send_response(conn, rq, resp.status, resp.content_type, p, len, free_cb, p, &resp,
-                         NULL);
+    return send_resp(conn, rq, &resp);
 }
 
 /* Sends what was decided for a request without a route handler. */
@@ -640,6 +793,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (rq->pending != PEND_ROUTE)
             return answer_pending(conn, rq);
         return run_handler(conn, rq, url, method);
+    case RQ_DEFERRED:
+        /* Called again after MHD_resume_connection (never while suspended). */
+        *upload_data_size = 0;
+        if (atomic_load_explicit(&rq->deferred->state, memory_order_acquire) == DF_PENDING)
+            return MHD_YES;
+        return answer_deferred(conn, rq);
     case RQ_ANSWERED:
     default:
         /* Answer already queued (early 413 etc.): drop further body. */
@@ -672,11 +831,30 @@ static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
     rq->pend_msg = "";
     rq->allow[0] = '\0';
     rq->method[0] = '\0';
+    rq->deferred = NULL;
     make_request_id(rq->id);
     memcpy(rq->raw, uri, n);
     rq->raw[n] = '\0';
     atomic_fetch_add_explicit(&srv->inflight, 1, memory_order_relaxed);
     return rq;
+}
+
+/* The request ends before its deferred answer was sent (the connection
+ * failed after the resume, or MHD_stop_daemon closed it). */
+static void deferred_abandon(qtsp_http_server *srv, qtsp_http_deferred *d)
+{
+    int expect = DF_PENDING;
+    if (atomic_compare_exchange_strong(&d->state, &expect, DF_CLAIMED)) {
+        /* Cannot happen with MHD 0.9.75 (a suspended connection is never
+         * closed), but if it did the owner must not resume it later. */
+        pthread_mutex_lock(&srv->dmu);
+        d->forced = 1;
+        deferred_unlink(srv, d);
+        pthread_mutex_unlock(&srv->dmu);
+    } else if (!d->forced) {
+        resp_discard(&d->resp); /* completed by the owner, never sent */
+    }
+    deferred_release(d);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -687,6 +865,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (rq == NULL)
         return;
     *req_cls = NULL;
+    if (rq->deferred)
+        deferred_abandon(srv, rq->deferred);
     if (rq->state != RQ_ANSWERED)
         /* The client went away (or MHD answered itself); one line anyway. */
         qtsp_log_access(rq->id, rq->method[0] ? rq->method : "-", rq->raw, 0, 0,
@@ -726,6 +906,77 @@ const char *qtsp_http_header(const qtsp_http_req *req, const char *name)
 const char *qtsp_http_query(const qtsp_http_req *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+qtsp_http_deferred *qtsp_http_defer(const qtsp_http_req *req)
+{
+    http_rq *rq = req ? req->internal : NULL;
+    if (rq == NULL || rq->deferred != NULL || rq->state != RQ_BODY)
+        return NULL;
+    qtsp_http_deferred *d = malloc(sizeof *d);
+    if (d == NULL) {
+        LOG_WARN("http: request %s: out of memory deferring; answering synchronously", rq->id);
+        return NULL;
+    }
+    qtsp_http_server *srv = rq->srv;
+    d->srv = srv;
+    d->conn = req->conn;
+    atomic_init(&d->state, DF_PENDING);
+    atomic_init(&d->refs, 2);
+    d->forced = 0;
+    d->linked = 0;
+    d->rc = QTSP_OK;
+    d->what[0] = '\0';
+    d->prev = d->next = NULL;
+    resp_init(&d->resp);
+    pthread_mutex_lock(&srv->dmu);
+    if (srv->stopping) {
+        /* Too late to suspend (stop may be past its last resume): the
+         * request is answered 503 when the handler returns. */
+        atomic_store(&d->state, DF_CLAIMED);
+        d->forced = 1;
+    } else {
+        MHD_suspend_connection(d->conn);
+        d->next = srv->deferred;
+        if (d->next)
+            d->next->prev = d;
+        srv->deferred = d;
+        d->linked = 1;
+        atomic_fetch_add_explicit(&srv->deferred_pending, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&srv->deferred_total, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&srv->dmu);
+    rq->deferred = d;
+    return d;
+}
+
+qtsp_http_resp *qtsp_http_deferred_resp(qtsp_http_deferred *d) { return d ? &d->resp : NULL; }
+
+void qtsp_http_complete(qtsp_http_deferred *d, qtsp_status rc)
+{
+    if (d == NULL)
+        return;
+    int expect = DF_PENDING;
+    if (!atomic_compare_exchange_strong(&d->state, &expect, DF_CLAIMED)) {
+        /* The server answered it already (stop); nothing is sent. */
+        resp_discard(&d->resp);
+        deferred_release(d);
+        return;
+    }
+    d->rc = rc;
+    if (rc != QTSP_OK) {
+        if (status_for(rc) == 500)
+            LOG_ERROR("http: deferred request failed: %s", qtsp_err_message());
+        snprintf(d->what, sizeof d->what, "%s", qtsp_err_what());
+    }
+    /* The server stays alive while d is linked: stop waits for the list to
+     * drain before it frees anything. */
+    qtsp_http_server *srv = d->srv;
+    pthread_mutex_lock(&srv->dmu);
+    deferred_unlink(srv, d);
+    MHD_resume_connection(d->conn);
+    pthread_mutex_unlock(&srv->dmu);
+    deferred_release(d);
 }
 
 static int has_crlf(const char *s) { return strpbrk(s, "\r\n") != NULL; }
@@ -851,6 +1102,7 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
     srv = calloc(1, sizeof *srv);
     ENSURE(srv != NULL, QTSP_ERR_NOMEM, "out of memory for the HTTP server");
     srv->quiesced_fd = MHD_INVALID_SOCKET;
+    pthread_mutex_init(&srv->dmu, NULL);
     srv->metrics_fn = metrics_fn;
     srv->metrics_ctx = metrics_ctx;
     srv->routes = calloc(n ? n : 1, sizeof *srv->routes);
@@ -876,8 +1128,10 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
         d->ctx = r->ctx;
     }
 
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                     MHD_USE_ITC | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+    /* MHD_ALLOW_SUSPEND_RESUME includes MHD_USE_ITC: a resume from another
+     * thread wakes the connection's worker at once. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
     unsigned max_conn = opts->max_connections ? (unsigned)opts->max_connections
                                               : HTTP_DEFAULT_CONNECTIONS;
     struct MHD_OptionItem o[] = {
@@ -910,6 +1164,7 @@ out:
     if (srv) {
         routes_free(srv->routes, srv->n_routes);
         free(srv->stats);
+        pthread_mutex_destroy(&srv->dmu);
         free(srv);
     }
     return rc;
@@ -917,23 +1172,71 @@ out:
 
 unsigned qtsp_http_port(const qtsp_http_server *srv) { return srv ? srv->port : 0; }
 
-void qtsp_http_stop(qtsp_http_server *srv)
+static void wait_inflight(qtsp_http_server *srv, unsigned ms)
 {
-    if (srv == NULL)
-        return;
-    srv->quiesced_fd = MHD_quiesce_daemon(srv->daemon);
-    /* MHD_stop_daemon closes connections at once; first let the requests
-     * already being handled answer (bounded wait). */
-    uint64_t deadline = qtsp_mono_ns() + (uint64_t)HTTP_STOP_GRACE_MS * 1000000ULL;
+    uint64_t deadline = qtsp_mono_ns() + (uint64_t)ms * 1000000ULL;
     while (atomic_load_explicit(&srv->inflight, memory_order_acquire) > 0 &&
            qtsp_mono_ns() < deadline) {
         struct timespec ts = {0, 5 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
+}
+
+/* Resumes every deferred request still pending, answering it 503; from
+ * here on qtsp_http_defer answers at once. Returns when no handle is linked
+ * (an owner that claimed its handle is about to resume it: brief wait). */
+static void force_deferred(qtsp_http_server *srv)
+{
+    size_t forced = 0;
+    pthread_mutex_lock(&srv->dmu);
+    srv->stopping = 1;
+    while (srv->deferred) {
+        qtsp_http_deferred *d = srv->deferred;
+        int any = 0;
+        while (d) {
+            qtsp_http_deferred *next = d->next;
+            int expect = DF_PENDING;
+            if (atomic_compare_exchange_strong(&d->state, &expect, DF_CLAIMED)) {
+                d->forced = 1;
+                deferred_unlink(srv, d);
+                MHD_resume_connection(d->conn);
+                forced++;
+                any = 1;
+            }
+            d = next;
+        }
+        if (!any && srv->deferred) {
+            pthread_mutex_unlock(&srv->dmu);
+            sched_yield();
+            pthread_mutex_lock(&srv->dmu);
+        }
+    }
+    pthread_mutex_unlock(&srv->dmu);
+    if (forced)
+        LOG_WARN("http: stopping: %zu deferred request(s) not completed in time, answered 503",
+                 forced);
+}
+
+void qtsp_http_stop_within(qtsp_http_server *srv, unsigned grace_ms)
+{
+    if (srv == NULL)
+        return;
+    atomic_store(&srv->draining, 1);
+    srv->quiesced_fd = MHD_quiesce_daemon(srv->daemon);
+    /* MHD_stop_daemon closes connections at once; first let the requests
+     * already being handled answer (bounded wait), deferred ones included. */
+    wait_inflight(srv, grace_ms);
+    /* MHD 0.9.75 panics in MHD_stop_daemon on a suspended connection. */
+    force_deferred(srv);
+    if (atomic_load_explicit(&srv->inflight, memory_order_acquire) > 0)
+        wait_inflight(srv, HTTP_FORCED_GRACE_MS); /* let the 503s go out */
     MHD_stop_daemon(srv->daemon);
     if (srv->quiesced_fd != MHD_INVALID_SOCKET)
         close(srv->quiesced_fd);
     routes_free(srv->routes, srv->n_routes);
     free(srv->stats);
+    pthread_mutex_destroy(&srv->dmu);
     free(srv);
 }
+
+void qtsp_http_stop(qtsp_http_server *srv) { qtsp_http_stop_within(srv, HTTP_STOP_GRACE_MS); }

@@ -11,7 +11,12 @@
  * a body exceeds the route's max_body (without reading the rest), 415 when a
  * body route requires a content type and gets another. Each request gets an
  * id (X-Request-Id) and one access-log line; /metrics counts it.
- * Each response goes out in one write (headers and body together). */
+ * Each response goes out in one write (headers and body together).
+ *
+ * Deferred responses: a handler that must wait for something slow (a
+ * durable journal commit) calls qtsp_http_defer() and returns; the worker
+ * thread is free for other connections meanwhile, and whoever holds the
+ * handle answers later from any thread with qtsp_http_complete(). */
 #ifndef QTSP_CORE_HTTP_H
 #define QTSP_CORE_HTTP_H
 
@@ -31,6 +36,7 @@ typedef struct qtsp_http_req {
     const unsigned char *body; /* NULL when empty */
     size_t body_len;
     void *conn;                /* internal */
+    void *internal;            /* internal; NULL outside the server */
 } qtsp_http_req;
 
 #define QTSP_HTTP_MAX_HEADERS 8
@@ -97,7 +103,50 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
 /* The bound port (useful with port 0). */
 unsigned qtsp_http_port(const qtsp_http_server *srv);
 /* Stops accepting, lets requests in flight finish (waits up to 10 s for
- * them), closes idle keep-alive connections, frees. NULL is a no-op. */
+ * them, deferred ones included; answers sent meanwhile carry "Connection:
+ * close" so keep-alive clients leave), closes idle connections, frees.
+ * Deferred requests still pending after the wait are answered 503
+ * {"error":"unavailable"} by the server itself; their handles stay valid
+ * until their owners call qtsp_http_complete (which then drops its
+ * response). Never blocks on an owner. NULL is a no-op. */
 void qtsp_http_stop(qtsp_http_server *srv);
+/* qtsp_http_stop with a wait of grace_ms instead of 10 s. */
+void qtsp_http_stop_within(qtsp_http_server *srv, unsigned grace_ms);
+
+/* ---- deferred responses ------------------------------------------------ */
+
+typedef struct qtsp_http_deferred qtsp_http_deferred;
+
+/* Called inside a handler: the request will be answered later through the
+ * returned handle, from any thread. The handler must then return QTSP_OK
+ * and leave its resp untouched (both are ignored); the connection is
+ * suspended (no worker thread is held, no timeout runs) until
+ * qtsp_http_complete. Returns NULL when the request cannot be deferred
+ * (req not from the server, out of memory, already deferred): the handler
+ * answers synchronously as usual. While the server is stopping, returns a
+ * handle whose request is answered 503 at once (the owner still completes
+ * it). The access-log line, /metrics status and latency are recorded when
+ * the response is queued, so latency includes the wait.
+ * Ownership: the caller owns the handle until it passes it to
+ * qtsp_http_complete, exactly once (every handle must be completed, also
+ * after qtsp_http_stop: it is freed there). */
+qtsp_http_deferred *qtsp_http_defer(const qtsp_http_req *req);
+
+/* The response to fill before qtsp_http_complete, initialised like a
+ * handler's (200, application/json, empty body of at most 64 MiB, no
+ * headers); ext_body/free_fn work as for handlers. Borrowed from d; only
+ * the owner touches it, from one thread at a time, until completion. Never
+ * NULL for a valid d. The request itself (body, headers, path) must not be
+ * read after the handler returned: copy what is needed before. */
+qtsp_http_resp *qtsp_http_deferred_resp(qtsp_http_deferred *d);
+
+/* Answers a deferred request, from any thread, exactly once; d is invalid
+ * afterwards. rc QTSP_OK sends the filled response; another code sends the
+ * JSON error a handler returning rc would get (message: qtsp_err_what() of
+ * the calling thread, logged when it maps to 500). The response's contents
+ * pass to the server (freed with free_fn once sent or dropped). When the
+ * server already answered the request (stop, client gone), the response is
+ * freed here and nothing is sent. Thread-safe; never blocks on I/O. */
+void qtsp_http_complete(qtsp_http_deferred *d, qtsp_status rc);
 
 #endif

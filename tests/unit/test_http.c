@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -243,6 +244,109 @@ static qtsp_status h_slow(void *ctx, const qtsp_http_req *req, qtsp_http_resp *r
     return qtsp_http_resp_set(resp, 200, "text/plain", "slow done", 9);
 }
 
+/* ---- deferred handlers ------------------------------------------------ */
+
+/* Deferred requests waiting for the test to complete them (the "owner"). */
+typedef struct pending {
+    qtsp_http_deferred *d;
+    char body[128]; /* the request body, copied in the handler */
+} pending;
+
+#define MAX_PENDING 512
+static pthread_mutex_t g_pmu = PTHREAD_MUTEX_INITIALIZER;
+static pending g_pending[MAX_PENDING];
+static size_t g_npending;
+static atomic_int g_deferred_calls;
+
+/* Defers every request; the test completes it later (pending_*). */
+static qtsp_status h_defer(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    atomic_fetch_add(&g_deferred_calls, 1);
+    pthread_mutex_lock(&g_pmu);
+    if (g_npending == MAX_PENDING) {
+        pthread_mutex_unlock(&g_pmu);
+        FAIL(QTSP_ERR_QUOTA, "test queue full");
+    }
+    pending *p = &g_pending[g_npending];
+    size_t n = req->body_len < sizeof p->body - 1 ? req->body_len : sizeof p->body - 1;
+    if (n)
+        memcpy(p->body, req->body, n);
+    p->body[n] = '\0';
+    p->d = qtsp_http_defer(req);
+    if (p->d == NULL) {
+        pthread_mutex_unlock(&g_pmu);
+        FAIL(QTSP_ERR_INTERNAL, "cannot defer");
+    }
+    g_npending++;
+    pthread_mutex_unlock(&g_pmu);
+    /* ignored after a defer: nothing of this may be sent */
+    return qtsp_http_resp_set(resp, 500, "text/plain", "handler output", 14);
+}
+
+/* Defers and completes at once, before the handler has returned. */
+static qtsp_status h_defer_inline(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    qtsp_http_deferred *d = qtsp_http_defer(req);
+    if (d == NULL)
+        FAIL(QTSP_ERR_INTERNAL, "cannot defer");
+    qtsp_http_resp *r = qtsp_http_deferred_resp(d);
+    qtsp_status rc = qtsp_http_resp_set(r, 200, "text/plain", "inline", 6);
+    qtsp_http_complete(d, rc);
+    return QTSP_OK;
+}
+
+static size_t pending_count(void)
+{
+    pthread_mutex_lock(&g_pmu);
+    size_t n = g_npending;
+    pthread_mutex_unlock(&g_pmu);
+    return n;
+}
+
+/* Waits (up to 10 s) until n requests are pending. */
+static int pending_wait(size_t n)
+{
+    for (int i = 0; i < 10000 && pending_count() < n; i++) {
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return pending_count() >= n;
+}
+
+/* Takes the oldest pending request; 0 when none. */
+static int pending_take(pending *out)
+{
+    pthread_mutex_lock(&g_pmu);
+    int ok = g_npending > 0;
+    if (ok) {
+        *out = g_pending[0];
+        memmove(g_pending, g_pending + 1, (g_npending - 1) * sizeof g_pending[0]);
+        g_npending--;
+    }
+    pthread_mutex_unlock(&g_pmu);
+    return ok;
+}
+
+/* Completes p with "done:<body>". */
+static void complete_echo(const pending *p)
+{
+    qtsp_http_resp *r = qtsp_http_deferred_resp(p->d);
+    qtsp_status rc = QTSP_OK;
+    memcpy(r->content_type, "text/plain", sizeof "text/plain");
+    rc = qtsp_buf_printf(&r->body, "done:%s", p->body);
+    if (rc == QTSP_OK)
+        rc = qtsp_http_resp_header(r, "X-Deferred", "yes");
+    qtsp_http_complete(p->d, rc);
+}
+
+static void pending_reset(void)
+{
+    pthread_mutex_lock(&g_pmu);
+    g_npending = 0;
+    pthread_mutex_unlock(&g_pmu);
+    atomic_store(&g_deferred_calls, 0);
+}
+
 static qtsp_status metrics_extra(void *ctx, qtsp_buf *out)
 {
     return qtsp_buf_puts(out, "qtsp_test_extra 42\n");
@@ -261,6 +365,8 @@ static const qtsp_route k_routes[] = {
     {"GET", "/fail/", 1, 0, NULL, h_fail, NULL, "fail"},
     {"GET", "/ext", 0, 0, NULL, h_ext, NULL, "ext"},
     {"GET", "/slow", 0, 0, NULL, h_slow, NULL, "slow"},
+    {"POST", "/defer", 0, 1024, NULL, h_defer, NULL, "defer"},
+    {"GET", "/defer-inline", 0, 0, NULL, h_defer_inline, NULL, "defer_inline"},
 };
 
 static qtsp_http_server *start(void)
@@ -685,6 +791,10 @@ static void test_http_stop_lets_request_in_flight_answer(void)
     const reply *r = res;
     CU_ASSERT_EQUAL(r->status, 200);
     CU_ASSERT(body_is(r, "slow done"));
+    /* a keep-alive client is sent away, so the wait for it ends */
+    char v[32];
+    CU_ASSERT_PTR_NOT_NULL(header_of(r, "Connection", v, sizeof v));
+    CU_ASSERT_STRING_EQUAL(v, "close");
     /* and nobody listens any more */
     CU_ASSERT_EQUAL(connect_port(port), -1);
 }
@@ -788,6 +898,277 @@ static void test_http_listens_on_ipv6_loopback(void)
     qtsp_http_stop(srv);
 }
 
+
+/* ---- deferred responses ------------------------------------------------ */
+
+static int send_post(int fd, const char *path, const char *body)
+{
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "POST %s HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     path, strlen(body), body);
+    return send_all(fd, req, (size_t)n);
+}
+
+typedef struct late {
+    pending p;
+    unsigned delay_ms;
+} late;
+
+static void *complete_later(void *arg)
+{
+    late *l = arg;
+    struct timespec ts = {0, (long)l->delay_ms * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    complete_echo(&l->p);
+    return NULL;
+}
+
+static void test_http_deferred_request_completed_from_another_thread_after_a_delay(void)
+{
+    pending_reset();
+    qtsp_http_server *srv = start();
+    int fd = connect_port(qtsp_http_port(srv));
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(send_post(fd, "/defer", "first"), 0);
+    CU_ASSERT_FATAL(pending_wait(1));
+    late l = {.delay_ms = 100};
+    CU_ASSERT_FATAL(pending_take(&l.p));
+    pthread_t t;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, complete_later, &l), 0);
+    /* meanwhile the server answers others: no worker waits for the owner */
+    CU_ASSERT_EQUAL(get(qtsp_http_port(srv), "/exact", &R), 0);
+    CU_ASSERT(body_is(&R, "exact"));
+    CU_ASSERT_EQUAL(read_reply(fd, &R, 0), 0);
+    pthread_join(t, NULL);
+    CU_ASSERT_EQUAL(R.status, 200);
+    CU_ASSERT(body_is(&R, "done:first"));
+    char v[64];
+    CU_ASSERT_PTR_NOT_NULL(header_of(&R, "X-Deferred", v, sizeof v));
+    CU_ASSERT_PTR_NOT_NULL(header_of(&R, "Content-Type", v, sizeof v));
+    CU_ASSERT_STRING_EQUAL(v, "text/plain");
+    CU_ASSERT_PTR_NOT_NULL(header_of(&R, "X-Request-Id", v, sizeof v));
+    CU_ASSERT(is_hex16(v));
+    /* the connection stays usable: a second deferred request on it */
+    CU_ASSERT_EQUAL(send_post(fd, "/defer", "second"), 0);
+    CU_ASSERT_FATAL(pending_wait(1));
+    pending p;
+    CU_ASSERT_FATAL(pending_take(&p));
+    complete_echo(&p);
+    CU_ASSERT_EQUAL(read_reply(fd, &R, 0), 0);
+    CU_ASSERT(body_is(&R, "done:second"));
+    close(fd);
+    qtsp_http_stop(srv);
+}
+
+static void test_http_deferred_completed_inside_the_handler_is_answered(void)
+{
+    qtsp_http_server *srv = start();
+    unsigned port = qtsp_http_port(srv);
+    for (int i = 0; i < 20; i++) {
+        CU_ASSERT_EQUAL(get(port, "/defer-inline", &R), 0);
+        CU_ASSERT_EQUAL(R.status, 200);
+        CU_ASSERT(body_is(&R, "inline"));
+    }
+    qtsp_http_stop(srv);
+}
+
+static void test_http_deferred_error_becomes_json_status(void)
+{
+    pending_reset();
+    qtsp_http_server *srv = start();
+    int fd = connect_port(qtsp_http_port(srv));
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(send_post(fd, "/defer", "x"), 0);
+    CU_ASSERT_FATAL(pending_wait(1));
+    pending p;
+    CU_ASSERT_FATAL(pending_take(&p));
+    qtsp_err_clear();
+    /* the owner's partial response is dropped, its error mapped */
+    CU_ASSERT(qtsp_buf_puts(&qtsp_http_deferred_resp(p.d)->body, "partial") == QTSP_OK);
+    qtsp_http_complete(p.d, qtsp_err_set(QTSP_ERR_QUOTA, __FILE__, __LINE__, "quota spent"));
+    CU_ASSERT_EQUAL(read_reply(fd, &R, 0), 0);
+    CU_ASSERT_EQUAL(R.status, 429);
+    CU_ASSERT(body_has(&R, "\"error\":\"quota\""));
+    CU_ASSERT(body_has(&R, "quota spent"));
+    CU_ASSERT(!body_has(&R, "partial"));
+    close(fd);
+    qtsp_http_stop(srv);
+}
+
+static void test_http_many_concurrent_deferred_requests_hold_no_worker(void)
+{
+    enum { N = 300 };
+    static int fds[N];
+    pending_reset();
+    qtsp_http_server *srv = start(); /* 2 workers */
+    unsigned port = qtsp_http_port(srv);
+    int opened = 0;
+    for (int i = 0; i < N; i++) {
+        fds[i] = connect_port(port);
+        if (fds[i] < 0)
+            break;
+        char body[32];
+        snprintf(body, sizeof body, "req-%d", i);
+        if (send_post(fds[i], "/defer", body) != 0)
+            break;
+        opened++;
+    }
+    CU_ASSERT_EQUAL_FATAL(opened, N);
+    /* all N are suspended at once although only 2 worker threads exist */
+    CU_ASSERT_FATAL(pending_wait(N));
+    CU_ASSERT_EQUAL(get(port, "/metrics", &R), 0);
+    R.body[R.body_len < sizeof R.body ? R.body_len : sizeof R.body - 1] = '\0';
+    CU_ASSERT_PTR_NOT_NULL(strstr((const char *)R.body, "\nqtsp_http_deferred_pending 300\n"));
+    /* completed out of order from this thread */
+    pending p;
+    int done = 0;
+    while (pending_take(&p)) {
+        complete_echo(&p);
+        done++;
+    }
+    CU_ASSERT_EQUAL(done, N);
+    int good = 0;
+    for (int i = N - 1; i >= 0; i--) {
+        char want[40];
+        snprintf(want, sizeof want, "done:req-%d", i);
+        if (read_reply(fds[i], &R, 0) == 0 && R.status == 200 && body_is(&R, want))
+            good++;
+        close(fds[i]);
+    }
+    CU_ASSERT_EQUAL(good, N);
+    CU_ASSERT_EQUAL(get(port, "/metrics", &R), 0);
+    R.body[R.body_len < sizeof R.body ? R.body_len : sizeof R.body - 1] = '\0';
+    CU_ASSERT_PTR_NOT_NULL(strstr((const char *)R.body, "\nqtsp_http_deferred_pending 0\n"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr((const char *)R.body, "qtsp_http_requests_total{route=\"defer\",status=\"200\"} 300\n"));
+    qtsp_http_stop(srv);
+}
+
+static void test_http_deferred_requests_are_logged_and_measured(void)
+{
+    pending_reset();
+    char logpath[600];
+    snprintf(logpath, sizeof logpath, "%s/access.log", qtest_tmpdir("http-log"));
+    int logfd = open(logpath, O_CREAT | O_TRUNC | O_RDWR, 0600);
+    CU_ASSERT_FATAL(logfd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(logfd, 2);
+
+    qtsp_http_server *srv = start();
+    unsigned port = qtsp_http_port(srv);
+    int fd = connect_port(port);
+    int sent = fd >= 0 && send_post(fd, "/defer", "logged") == 0;
+    int waited = sent && pending_wait(1);
+    late l = {.delay_ms = 50};
+    int taken = waited && pending_take(&l.p);
+    if (taken)
+        complete_later(&l); /* on this thread, after 50 ms */
+    int got = taken && read_reply(fd, &R, 0) == 0 && R.status == 200;
+    char id[64] = "";
+    if (got)
+        header_of(&R, "X-Request-Id", id, sizeof id);
+    if (fd >= 0)
+        close(fd);
+    int mgot = get(port, "/metrics", &R) == 0;
+    qtsp_http_stop(srv);
+
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    CU_ASSERT_FATAL(got && mgot);
+    R.body[R.body_len < sizeof R.body ? R.body_len : sizeof R.body - 1] = '\0';
+    const char *m = (const char *)R.body;
+    CU_ASSERT_PTR_NOT_NULL(strstr(m, "qtsp_http_requests_total{route=\"defer\",status=\"200\"} 1\n"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(m, "qtsp_http_request_duration_seconds_count{route=\"defer\"} 1\n"));
+    /* the latency includes the wait for the owner */
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(m, "qtsp_http_request_duration_seconds_bucket{route=\"defer\",le=\"0.025\"} 0\n"));
+    const char *sum = strstr(m, "qtsp_http_request_duration_seconds_sum{route=\"defer\"} ");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sum);
+    double secs = strtod(sum + strlen("qtsp_http_request_duration_seconds_sum{route=\"defer\"} "),
+                         NULL);
+    CU_ASSERT(secs >= 0.05);
+
+    char logbuf[16384];
+    lseek(logfd, 0, SEEK_SET);
+    ssize_t n = read(logfd, logbuf, sizeof logbuf - 1);
+    close(logfd);
+    CU_ASSERT_FATAL(n > 0);
+    logbuf[n] = '\0';
+    /* exactly one access line for the deferred request, with its status */
+    char want[128];
+    snprintf(want, sizeof want, "id=%s method=POST path=\"/defer\" status=200", id);
+    const char *line = strstr(logbuf, want);
+    CU_ASSERT_PTR_NOT_NULL(line);
+    if (line)
+        CU_ASSERT_PTR_NULL(strstr(line + 1, want));
+}
+
+static void test_http_stop_waits_for_a_deferred_completion(void)
+{
+    pending_reset();
+    qtsp_http_server *srv = start();
+    int fd = connect_port(qtsp_http_port(srv));
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(send_post(fd, "/defer", "in-flight"), 0);
+    CU_ASSERT_FATAL(pending_wait(1));
+    late l = {.delay_ms = 200};
+    CU_ASSERT_FATAL(pending_take(&l.p));
+    pthread_t t;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, complete_later, &l), 0);
+    qtsp_http_stop(srv); /* returns once the owner has answered */
+    pthread_join(t, NULL);
+    CU_ASSERT_EQUAL(read_reply(fd, &R, 0), 0);
+    CU_ASSERT_EQUAL(R.status, 200);
+    CU_ASSERT(body_is(&R, "done:in-flight"));
+    close(fd);
+}
+
+static void test_http_stop_with_pending_deferred_requests_answers_503(void)
+{
+    enum { N = 5 };
+    int fds[N];
+    pending_reset();
+    qtsp_http_server *srv = start();
+    unsigned port = qtsp_http_port(srv);
+    for (int i = 0; i < N; i++) {
+        fds[i] = connect_port(port);
+        CU_ASSERT_FATAL(fds[i] >= 0);
+        CU_ASSERT_EQUAL(send_post(fds[i], "/defer", "never"), 0);
+    }
+    CU_ASSERT_FATAL(pending_wait(N));
+    /* the owner never answers in time: stop must not hang (nor MHD panic) */
+    qtsp_http_stop_within(srv, 100);
+    for (int i = 0; i < N; i++) {
+        CU_ASSERT_EQUAL(read_reply(fds[i], &R, 0), 0);
+        CU_ASSERT_EQUAL(R.status, 503);
+        CU_ASSERT(body_has(&R, "\"error\":\"unavailable\""));
+        close(fds[i]);
+    }
+    /* the handles stay valid: late completions are dropped (ASan: no leak) */
+    pending p;
+    int late_done = 0;
+    while (pending_take(&p)) {
+        complete_echo(&p);
+        late_done++;
+    }
+    CU_ASSERT_EQUAL(late_done, N);
+}
+
+static void test_http_defer_outside_a_server_request_returns_null(void)
+{
+    qtsp_http_req req;
+    memset(&req, 0, sizeof req);
+    CU_ASSERT_PTR_NULL(qtsp_http_defer(&req));
+    CU_ASSERT_PTR_NULL(qtsp_http_defer(NULL));
+    CU_ASSERT_PTR_NULL(qtsp_http_deferred_resp(NULL));
+    qtsp_http_complete(NULL, QTSP_OK); /* no-op */
+}
+
 int main(void)
 {
     static const qtest_case cases[] = {
@@ -818,6 +1199,14 @@ int main(void)
         QTEST(test_http_start_rejects_bad_listen_addresses),
         QTEST(test_http_start_fails_on_a_port_in_use),
         QTEST(test_http_listens_on_ipv6_loopback),
+        QTEST(test_http_deferred_request_completed_from_another_thread_after_a_delay),
+        QTEST(test_http_deferred_completed_inside_the_handler_is_answered),
+        QTEST(test_http_deferred_error_becomes_json_status),
+        QTEST(test_http_many_concurrent_deferred_requests_hold_no_worker),
+        QTEST(test_http_deferred_requests_are_logged_and_measured),
+        QTEST(test_http_stop_waits_for_a_deferred_completion),
+        QTEST(test_http_stop_with_pending_deferred_requests_answers_503),
+        QTEST(test_http_defer_outside_a_server_request_returns_null),
     };
     return qtest_run("http", cases, sizeof cases / sizeof cases[0]);
 }

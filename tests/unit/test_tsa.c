@@ -1,6 +1,8 @@
 /* Unit tests for tsa/: tokens checked by OpenSSL's own `openssl ts -verify`
  * and parsed with d2i_TS_RESP; every rejection with its exact failInfo bit;
  * the journal in a real LMDB store. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/asn1.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
@@ -13,12 +15,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ca/hsm.h"
 #include "ca/store.h"
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/http.h"
 #include "tests/lib/qtest.h"
 #include "tsa/tsa.h"
 #include "tsa/tsa_int.h"
@@ -824,6 +829,265 @@ static void test_tsa_journal_group_commit_from_many_threads(void)
     qtsp_store_close(st);
 }
 
+
+/* ---- through a real HTTP server (deferred answers) ------------------------- */
+
+/* POSTs query to /tsa on fd (keep-alive) and reads the reply body into out
+ * (cap bytes). Returns the body length, or -1. *status gets the HTTP status. */
+static long http_stamp(int fd, const unsigned char *query, size_t qn, unsigned char *out,
+                       size_t cap, int *status)
+{
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     qn);
+    if (send(fd, head, (size_t)n, MSG_NOSIGNAL) != n ||
+        send(fd, query, qn, MSG_NOSIGNAL) != (ssize_t)qn)
+        return -1;
+    char h[4096];
+    size_t hl = 0;
+    while (hl + 1 < sizeof h) {
+        if (recv(fd, h + hl, 1, 0) != 1)
+            return -1;
+        hl++;
+        if (hl >= 4 && memcmp(h + hl - 4, "\r\n\r\n", 4) == 0)
+            break;
+    }
+    h[hl] = '\0';
+    const char *cl = strstr(h, "Content-Length: ");
+    if (sscanf(h, "HTTP/1.1 %d", status) != 1 || cl == NULL)
+        return -1;
+    size_t want = strtoul(cl + 16, NULL, 10), got = 0;
+    if (want > cap)
+        return -1;
+    while (got < want) {
+        ssize_t r = recv(fd, out + got, want - got, 0);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return (long)got;
+}
+
+static int http_connect(unsigned port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct timeval tv = {20, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The journal key of a token: its serial as 17 content octets. */
+static int token_key(const unsigned char *der, size_t n, unsigned char key[17])
+{
+    const unsigned char *p = der;
+    TS_RESP *r = d2i_TS_RESP(NULL, &p, (long)n);
+    TS_TST_INFO *tst = r ? TS_RESP_get_tst_info(r) : NULL;
+    const ASN1_INTEGER *serial = tst ? TS_TST_INFO_get_serial(tst) : NULL;
+    int ok = serial && serial->length >= 1 && serial->length <= 17;
+    if (ok) {
+        memset(key, 0, 17);
+        memcpy(key + 17 - serial->length, serial->data, (size_t)serial->length);
+    }
+    TS_RESP_free(r);
+    return ok;
+}
+
+static int journal_has(qtsp_store *st, const unsigned char key[17])
+{
+    qtsp_txn *txn = NULL;
+    if (qtsp_store_begin(st, 0, &txn) != QTSP_OK)
+        return 0;
+    qtsp_buf v;
+    qtsp_buf_init(&v, 4096);
+    int ok = qtsp_txn_get(txn, QTSP_T_TSA_JOURNAL, key, 17, &v) == QTSP_OK;
+    qtsp_buf_cleanup(&v);
+    qtsp_txn_abort(txn);
+    return ok;
+}
+
+#define HTTP_CLIENTS 8
+#define HTTP_PER_CLIENT 12
+
+typedef struct http_client {
+    unsigned port;
+    qtsp_store *st;
+    const unsigned char *q;
+    size_t qn;
+    int idx;
+    int granted;   /* 200 + parsable token */
+    int journaled; /* its entry was in the store right after the reply */
+    unsigned char der[HTTP_PER_CLIENT][8192];
+    size_t der_len[HTTP_PER_CLIENT];
+} http_client;
+
+static void *http_client_main(void *arg)
+{
+    http_client *c = arg;
+    int fd = http_connect(c->port);
+    for (int i = 0; fd >= 0 && i < HTTP_PER_CLIENT; i++) {
+        int status = 0;
+        long n = http_stamp(fd, c->q, c->qn, c->der[i], sizeof c->der[i], &status);
+        if (n <= 0 || status != 200)
+            break;
+        c->der_len[i] = (size_t)n;
+        unsigned char key[17];
+        if (!token_key(c->der[i], (size_t)n, key))
+            break;
+        c->granted++;
+        /* read right after the reply: the commit must already be visible */
+        if (journal_has(c->st, key))
+            c->journaled++;
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+static qtsp_http_server *tsa_server(qtsp_tsa *tsa)
+{
+    qtsp_route r = {"POST", "/tsa", 0, QTSP_TSA_MAX_QUERY, "application/timestamp-query",
+                    qtsp_tsa_http, tsa, "tsa"};
+    qtsp_http_opts o = {"127.0.0.1:0", 2, 10, 0};
+    qtsp_http_server *srv = NULL;
+    qtsp_err_clear();
+    CU_ASSERT_FATAL(qtsp_http_start(&o, &r, 1, qtsp_tsa_metrics, tsa, &srv) == QTSP_OK);
+    return srv;
+}
+
+static void test_tsa_http_tokens_verify_and_are_journalled_before_the_reply(void)
+{
+    char sdir[600];
+    path(sdir, sizeof sdir, "store-http");
+    qtsp_store *st = NULL;
+    CU_ASSERT_FATAL(qtsp_store_open(sdir, 16, &st) == QTSP_OK);
+    qtsp_tsa *tsa = make_tsa("clock: {require_sync: false}\n", st);
+    qtsp_http_server *srv = tsa_server(tsa);
+    CU_ASSERT_EQUAL_FATAL(run("openssl ts -query -data data.txt -sha256 -cert -out hq.tsq"), 0);
+    unsigned char q[1024];
+    size_t qn = read_file("hq.tsq", q, sizeof q);
+    CU_ASSERT_FATAL(qn > 0);
+
+    static http_client cl[HTTP_CLIENTS];
+    pthread_t th[HTTP_CLIENTS];
+    for (int i = 0; i < HTTP_CLIENTS; i++) {
+        memset(&cl[i], 0, sizeof cl[i]);
+        cl[i].port = qtsp_http_port(srv);
+        cl[i].st = st;
+        cl[i].q = q;
+        cl[i].qn = qn;
+        cl[i].idx = i;
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&th[i], NULL, http_client_main, &cl[i]), 0);
+    }
+    int granted = 0, journaled = 0;
+    for (int i = 0; i < HTTP_CLIENTS; i++) {
+        pthread_join(th[i], NULL);
+        granted += cl[i].granted;
+        journaled += cl[i].journaled;
+    }
+    CU_ASSERT_EQUAL(granted, HTTP_CLIENTS * HTTP_PER_CLIENT);
+    CU_ASSERT_EQUAL(journaled, HTTP_CLIENTS * HTTP_PER_CLIENT);
+    /* they went the deferred way (no worker thread waited for the disk) */
+    int fd = http_connect(qtsp_http_port(srv));
+    CU_ASSERT_FATAL(fd >= 0);
+    const char *get = "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    CU_ASSERT(send(fd, get, strlen(get), MSG_NOSIGNAL) == (ssize_t)strlen(get));
+    static char metrics[65536];
+    size_t ml = 0;
+    ssize_t got;
+    while (ml + 1 < sizeof metrics && (got = recv(fd, metrics + ml, sizeof metrics - 1 - ml, 0)) > 0)
+        ml += (size_t)got;
+    metrics[ml] = '\0';
+    close(fd);
+    char want_d[64];
+    snprintf(want_d, sizeof want_d, "\nqtsp_http_deferred_total %d\n", HTTP_CLIENTS * HTTP_PER_CLIENT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(metrics, want_d));
+    qtsp_http_stop(srv);
+
+    uint64_t n = 0;
+    CU_ASSERT(count_journal(st, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, (uint64_t)(HTTP_CLIENTS * HTTP_PER_CLIENT));
+    qtsp_buf m;
+    qtsp_buf_init(&m, 1 << 16);
+    CU_ASSERT(qtsp_tsa_metrics(tsa, &m) == QTSP_OK);
+    char want[64];
+    snprintf(want, sizeof want, "qtsp_tsa_tokens_issued_total %d\n", HTTP_CLIENTS * HTTP_PER_CLIENT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_buf_str(&m), want));
+    qtsp_buf_cleanup(&m);
+
+    /* every token, as received over HTTP, passes openssl ts -verify */
+    int verified = 0;
+    for (int i = 0; i < HTTP_CLIENTS; i++)
+        for (int j = 0; j < cl[i].granted; j++) {
+            write_file("hr.tsr", cl[i].der[j], cl[i].der_len[j]);
+            if (run("openssl ts -verify -in hr.tsr -queryfile hq.tsq -CAfile ca.pem") == 0)
+                verified++;
+        }
+    CU_ASSERT_EQUAL(verified, HTTP_CLIENTS * HTTP_PER_CLIENT);
+    qtsp_tsa_free(tsa);
+    qtsp_store_close(st);
+}
+
+/* Every token gets the same serial: the second journal entry collides. */
+static qtsp_status same_bytes(void *ctx, unsigned char *buf, size_t n)
+{
+    memset(buf, 0x5a, n);
+    return QTSP_OK;
+}
+
+static void test_tsa_http_journal_failure_answers_system_failure(void)
+{
+    char sdir[600];
+    path(sdir, sizeof sdir, "store-http-fail");
+    qtsp_store *st = NULL;
+    CU_ASSERT_FATAL(qtsp_store_open(sdir, 16, &st) == QTSP_OK);
+    qtsp_tsa *tsa = make_tsa("clock: {require_sync: false}\n", st);
+    qtsp_http_server *srv = tsa_server(tsa);
+    CU_ASSERT_EQUAL_FATAL(run("openssl ts -query -data data.txt -sha256 -out fq.tsq"), 0);
+    unsigned char q[1024];
+    size_t qn = read_file("fq.tsq", q, sizeof q);
+    qtsp_rng_set(same_bytes, NULL);
+    int fd = http_connect(qtsp_http_port(srv));
+    CU_ASSERT_FATAL(fd >= 0);
+    static unsigned char der[8192];
+    int status = 0;
+    long n1 = http_stamp(fd, q, qn, der, sizeof der, &status);
+    CU_ASSERT(n1 > 0 && status == 200);
+    const unsigned char *p = der;
+    TS_RESP *r = d2i_TS_RESP(NULL, &p, n1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    CU_ASSERT_EQUAL(ASN1_INTEGER_get(TS_STATUS_INFO_get0_status(TS_RESP_get_status_info(r))), 0);
+    TS_RESP_free(r);
+    /* same serial again: NOOVERWRITE fails the commit, no token leaves */
+    long n2 = http_stamp(fd, q, qn, der, sizeof der, &status);
+    CU_ASSERT(n2 > 0 && status == 200);
+    p = der;
+    r = d2i_TS_RESP(NULL, &p, n2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    assert_rejected(r, TS_INFO_SYSTEM_FAILURE);
+    CU_ASSERT_PTR_NULL(TS_RESP_get_token(r));
+    TS_RESP_free(r);
+    close(fd);
+    qtsp_rng_set(NULL, NULL);
+    qtsp_http_stop(srv);
+    uint64_t n = 0;
+    CU_ASSERT(count_journal(st, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, 1);
+    qtsp_tsa_free(tsa);
+    qtsp_store_close(st);
+}
+
 static void test_tsa_policy_file_errors_name_the_line(void)
 {
     char p[600];
@@ -938,6 +1202,8 @@ int main(void)
         QTEST(test_tsa_http_handler_answers_200_timestamp_reply),
         QTEST(test_tsa_journal_records_every_issued_token),
         QTEST(test_tsa_journal_group_commit_from_many_threads),
+        QTEST(test_tsa_http_tokens_verify_and_are_journalled_before_the_reply),
+        QTEST(test_tsa_http_journal_failure_answers_system_failure),
         QTEST(test_tsa_policy_file_errors_name_the_line),
         QTEST(test_tsa_shipped_policy_loads_and_requires_sync),
         QTEST(test_tsa_refuses_key_not_matching_certificate),
