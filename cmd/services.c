@@ -93,6 +93,11 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
     ENSURE_OUT(s->tsa_chain && sk_X509_push(s->tsa_chain, app->root) > 0, QTSP_ERR_NOMEM,
                "out of memory");
     TRY_OUT(qtsp_tsa_new(path, app->tsa, s->tsa_chain, app->tsa_key, app->store, &s->tsa));
+    qtsp_signer tsa_signer;
+    s->tsa_key.hsm = app->hsm;
+    snprintf(s->tsa_key.label, sizeof s->tsa_key.label, "%s", app->cfg.key_tsa);
+    qtsp_signer_for_token_key(&s->tsa_key, &tsa_signer);
+    qtsp_tsa_set_signer(s->tsa, &tsa_signer);
     /* OCSP: delegated responder for the issuing CA's certificates. The body
      * limit is above the policy's max_request_bytes so that an oversized
      * request gets an OCSP malformedRequest rather than an HTTP 413. */

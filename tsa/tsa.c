@@ -164,6 +164,7 @@ struct qtsp_tsa {
     X509 *cert;
     STACK_OF(X509) * chain;
     EVP_PKEY *key;
+    qtsp_signer signer; /* fn NULL: EVP_DigestSign on key */
     EVP_MD *sha256;
     qtsp_tsa_sync_fn sync_fn;
     void *sync_ctx;
@@ -742,16 +743,14 @@ static qtsp_status reject(qtsp_tsa *tsa, int bit, qtsp_buf *out)
 static qtsp_status sign_attrs(qtsp_tsa *tsa, const unsigned char *attrs, size_t n,
                               unsigned char *sig, size_t *siglen)
 {
-    qtsp_status rc = QTSP_OK;
-    EVP_MD_CTX *mctx = EVP_MD_CTX_new();
-    ENSURE(mctx != NULL, QTSP_ERR_NOMEM, "out of memory");
-    ENSURE_OUT(EVP_DigestSignInit(mctx, NULL, tsa->sha256, NULL, tsa->key) == 1, QTSP_ERR_CRYPTO,
-               "cannot start signing the time-stamp token");
-    ENSURE_OUT(EVP_DigestSign(mctx, sig, siglen, attrs, n) == 1, QTSP_ERR_CRYPTO,
-               "signing the time-stamp token failed");
-out:
-    EVP_MD_CTX_free(mctx);
-    return rc;
+    if (qtsp_sign_data(&tsa->signer, tsa->key, tsa->sha256, attrs, n, sig, siglen) != QTSP_OK)
+        FAIL(QTSP_ERR_CRYPTO, "signing the time-stamp token failed: %s", qtsp_err_what());
+    return QTSP_OK;
+}
+
+void qtsp_tsa_set_signer(qtsp_tsa *tsa, const qtsp_signer *s)
+{
+    tsa->signer = *s;
 }
 
 /* Builds and signs a token for r: e receives the granted TimeStampResp

@@ -26,6 +26,7 @@
 #include <openssl/x509.h>
 #include <stddef.h>
 
+#include "ca/signer.h"
 #include "ca/store.h"
 #include "core/buf.h"
 #include "core/err.h"
@@ -65,6 +66,10 @@ qtsp_status qtsp_tsa_new(const char *policy_path, X509 *tsa_cert, STACK_OF(X509)
 /* Stops the committer thread (after committing what is queued) and frees.
  * No call on the TSA may be in flight. NULL is a no-op. */
 void qtsp_tsa_free(qtsp_tsa *tsa);
+
+/* Signs through s from now on (e.g. the token key by label, ca/signer.h)
+ * instead of EVP_DigestSign on the key. Call before serving. */
+void qtsp_tsa_set_signer(qtsp_tsa *tsa, const qtsp_signer *s);
 
 /* Answers one DER TimeStampReq of len bytes (query may be NULL when len is
  * 0). out (reset first) receives a DER TimeStampResp: a granted token, or a
