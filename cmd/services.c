@@ -186,6 +186,9 @@ qtsp_status qtsp_services_start(qtsp_services *s)
     warn_expiring("TSA unit", s->app->tsa);
     warn_expiring("issuing CA", s->app->issuing);
     TRY(qtsp_notify_start(s->notify));
+    /* RA requests wait on the token and the disk: their own threads, so the
+     * HTTP workers (one per core) stay free for OCSP and TSA */
+    TRY(qtsp_ra_start_workers(s->ra, (unsigned)(4 * s->app->cfg.http_workers)));
     TRY(qtsp_crl_publish(s->crl, 0));
     TRY(qtsp_crl_start(s->crl));
     ENSURE(pthread_create(&s->sweeper, NULL, sweeper_main, s) == 0, QTSP_ERR_INTERNAL,

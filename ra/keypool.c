@@ -54,7 +54,9 @@ qtsp_status ra_keypool_init(qtsp_ra *ra, const char *policies_dir)
     int64_t size = 0, batch = 16;
     TRY_OUT(qtsp_yget_int(root, "size", 1, 0, POOL_MAX, &size));
     int64_t low = size - size / 4;
-    TRY_OUT(qtsp_yget_int(root, "low_water", 0, 0, size, &low));
+    TRY_OUT(qtsp_yget_int(root, "low_water", 0, 0, POOL_MAX, &low));
+    if (low > size) /* e.g. size set to 0 to disable the pool: low_water follows */
+        low = size;
     TRY_OUT(qtsp_yget_int(root, "batch", 0, 1, POOL_BATCH_MAX, &batch));
     ra->kp.size = size;
     ra->kp.low_water = low;

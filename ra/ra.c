@@ -119,6 +119,7 @@ void qtsp_ra_free(qtsp_ra *ra)
 {
     if (!ra)
         return;
+    ra_pool_stop(ra);
     if (ra->kp_ready)
         ra_keypool_cleanup(ra);
     qtsp_profile_free(ra->profile);

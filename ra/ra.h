@@ -137,6 +137,11 @@ qtsp_status qtsp_ra_keypool_available(qtsp_ra *ra, uint64_t *out) QTSP_MUST_USE;
  * _taken_total, _inline_total, _orphans_destroyed_total. */
 qtsp_status qtsp_ra_metrics(qtsp_ra *ra, qtsp_buf *out) QTSP_MUST_USE;
 
+/* Starts n RA worker threads: HTTP requests to the RA are then deferred to
+ * them (core/http.h qtsp_http_defer) instead of blocking the HTTP workers.
+ * Stopped by qtsp_ra_free (after the HTTP server has stopped). */
+qtsp_status qtsp_ra_start_workers(qtsp_ra *ra, unsigned n) QTSP_MUST_USE;
+
 /* HTTP: the RA routes (all under /ra/v1/). Fills up to cap routes. */
 size_t qtsp_ra_routes(qtsp_ra *ra, qtsp_route *routes, size_t cap);
 

@@ -2,6 +2,7 @@
  * authentication, JSON in and out, errors {"error","message"} mapped by
  * core/http.c from the returned status. */
 #define _XOPEN_SOURCE 700 /* strptime */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,10 +13,22 @@
 #include "ra/ra_int.h"
 
 #define RA_MAX_BODY (16 * 1024)
+#define RA_QUEUE 1024
 
-static qtsp_status authenticate(qtsp_ra *ra, const qtsp_http_req *req, qtsp_actor *who)
+/* What the RA needs of a request, copied: a deferred request's own data must
+ * not be read once the HTTP handler has returned (core/http.h). */
+typedef struct ra_call {
+    char method[8];
+    char path[512];
+    char *auth;  /* Authorization header or NULL */
+    char *ctype; /* Content-Type header or NULL */
+    unsigned char *body;
+    size_t body_len;
+} ra_call;
+
+static qtsp_status authenticate(qtsp_ra *ra, const ra_call *req, qtsp_actor *who)
 {
-    const char *h = qtsp_http_header(req, "Authorization");
+    const char *h = req->auth;
     ENSURE(h != NULL, QTSP_ERR_AUTH, "missing Authorization: Bearer token");
     ENSURE(strncasecmp(h, "Bearer ", 7) == 0, QTSP_ERR_AUTH,
            "Authorization must be a Bearer token");
@@ -32,11 +45,11 @@ static qtsp_status authenticate(qtsp_ra *ra, const qtsp_http_req *req, qtsp_acto
     return QTSP_OK;
 }
 
-static qtsp_status parse_body(const qtsp_http_req *req, json_t **out)
+static qtsp_status parse_body(const ra_call *req, json_t **out)
 {
     /* checked here, after authentication and the role, so that a caller
      * without a token learns 401 before anything about the body */
-    const char *ct = qtsp_http_header(req, "Content-Type");
+    const char *ct = req->ctype;
     size_t n = ct ? strcspn(ct, "; \t") : 0;
     ENSURE(ct && n == 16 && strncasecmp(ct, "application/json", 16) == 0, QTSP_ERR_INVALID,
            "Content-Type must be application/json");
@@ -89,7 +102,7 @@ static qtsp_status path_serial(const char *seg, size_t n, unsigned char *serial,
     return QTSP_OK;
 }
 
-static qtsp_status h_enrol(qtsp_ra *ra, const qtsp_actor *who, const qtsp_http_req *req,
+static qtsp_status h_enrol(qtsp_ra *ra, const qtsp_actor *who, const ra_call *req,
                            qtsp_http_resp *resp)
 {
     TRY(ra_require_role(who, QTSP_ROLE_RA_OFFICER, "enrolment"));
@@ -103,7 +116,7 @@ static qtsp_status h_enrol(qtsp_ra *ra, const qtsp_actor *who, const qtsp_http_r
 }
 
 static qtsp_status h_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subject_id,
-                           const qtsp_http_req *req, qtsp_http_resp *resp)
+                           const ra_call *req, qtsp_http_resp *resp)
 {
     TRY(ra_require_role(who, QTSP_ROLE_RA_OFFICER, "issuance"));
     json_t *in = NULL;
@@ -124,7 +137,7 @@ static qtsp_status h_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subje
 }
 
 static qtsp_status h_lifecycle(qtsp_ra *ra, const qtsp_actor *who, const unsigned char *serial,
-                               size_t slen, const char *action, const qtsp_http_req *req,
+                               size_t slen, const char *action, const ra_call *req,
                                qtsp_http_resp *resp)
 {
     /* role first: a wrong role is 403 whatever the body says */
@@ -189,7 +202,7 @@ out:
     return rc;
 }
 
-static qtsp_status h_hotline(qtsp_ra *ra, const qtsp_actor *who, const qtsp_http_req *req,
+static qtsp_status h_hotline(qtsp_ra *ra, const qtsp_actor *who, const ra_call *req,
                              qtsp_http_resp *resp)
 {
     TRY(ra_require_role(who, QTSP_ROLE_HOTLINE, "hold"));
@@ -214,9 +227,8 @@ out:
 }
 
 /* One entry point for everything under /ra/v1/. */
-static qtsp_status ra_dispatch(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+static qtsp_status ra_handle(qtsp_ra *ra, const ra_call *req, qtsp_http_resp *resp)
 {
-    qtsp_ra *ra = ctx;
     qtsp_actor who;
     TRY(authenticate(ra, req, &who));
     const char *p = req->path + strlen("/ra/v1/");
@@ -260,6 +272,163 @@ static qtsp_status ra_dispatch(void *ctx, const qtsp_http_req *req, qtsp_http_re
             return h_lifecycle(ra, &who, serial, slen, slash + 1, req, resp);
     }
     FAIL(QTSP_ERR_NOT_FOUND, "no such resource %s %s", req->method, req->path);
+}
+
+static void call_free(ra_call *c)
+{
+    if (c->auth) {
+        OPENSSL_cleanse(c->auth, strlen(c->auth));
+        free(c->auth);
+    }
+    free(c->ctype);
+    if (c->body) {
+        OPENSSL_cleanse(c->body, c->body_len);
+        free(c->body);
+    }
+    memset(c, 0, sizeof *c);
+}
+
+static qtsp_status call_from(const qtsp_http_req *req, ra_call *c)
+{
+    memset(c, 0, sizeof *c);
+    ENSURE(strlen(req->method) < sizeof c->method && strlen(req->path) < sizeof c->path,
+           QTSP_ERR_NOT_FOUND, "no such resource");
+    snprintf(c->method, sizeof c->method, "%s", req->method);
+    snprintf(c->path, sizeof c->path, "%s", req->path);
+    const char *h = qtsp_http_header(req, "Authorization");
+    const char *t = qtsp_http_header(req, "Content-Type");
+    c->auth = h ? strdup(h) : NULL;
+    c->ctype = t ? strdup(t) : NULL;
+    if (req->body_len) {
+        c->body = malloc(req->body_len);
+        if (c->body) {
+            memcpy(c->body, req->body, req->body_len);
+            c->body_len = req->body_len;
+        }
+    }
+    if ((h && !c->auth) || (t && !c->ctype) || (req->body_len && !c->body)) {
+        call_free(c);
+        FAIL(QTSP_ERR_NOMEM, "out of memory");
+    }
+    return QTSP_OK;
+}
+
+/* ---- RA worker pool ----------------------------------------------------
+ * RA requests block on the token (key generation, signing), on durable
+ * commits and on argon2id; on the HTTP worker threads (one per core, sized
+ * for OCSP and TSA) they would stall everything else and cap issuance at
+ * what two threads can wait for. So each RA request is deferred to a pool of
+ * RA threads; the HTTP threads stay free. Without started workers (CLI,
+ * tests) or when the queue is full, requests are handled on the spot. */
+
+typedef struct ra_job {
+    ra_call call;
+    qtsp_http_deferred *d;
+} ra_job;
+
+struct ra_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    ra_job q[RA_QUEUE];
+    size_t head, count;
+    int stopping;
+    pthread_t *threads;
+    unsigned n;
+};
+
+static void *ra_worker(void *arg)
+{
+    qtsp_ra *ra = arg;
+    ra_pool *p = ra->pool;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->count == 0 && !p->stopping)
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (p->count == 0)
+            break; /* stopping and nothing left */
+        ra_job job = p->q[p->head];
+        p->head = (p->head + 1) % RA_QUEUE;
+        p->count--;
+        int stopping = p->stopping;
+        pthread_mutex_unlock(&p->mu);
+        qtsp_err_clear();
+        qtsp_status rc;
+        if (stopping) {
+            /* the HTTP server is gone: do not change state for a request
+             * whose client has been told 503 */
+            rc = qtsp_err_set(QTSP_ERR_INTERNAL, __FILE__, __LINE__, "shutting down");
+        } else {
+            rc = ra_handle(ra, &job.call, qtsp_http_deferred_resp(job.d));
+        }
+        qtsp_http_complete(job.d, rc);
+        call_free(&job.call);
+        pthread_mutex_lock(&p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+qtsp_status qtsp_ra_start_workers(qtsp_ra *ra, unsigned n)
+{
+    ENSURE(!ra->pool && n > 0 && n <= 256, QTSP_ERR_INVALID, "bad RA worker count %u", n);
+    ra_pool *p = calloc(1, sizeof *p);
+    ENSURE(p != NULL, QTSP_ERR_NOMEM, "out of memory");
+    p->threads = calloc(n, sizeof *p->threads);
+    if (!p->threads) {
+        free(p);
+        FAIL(QTSP_ERR_NOMEM, "out of memory");
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    ra->pool = p;
+    for (; p->n < n; p->n++)
+        if (pthread_create(&p->threads[p->n], NULL, ra_worker, ra) != 0)
+            break;
+    ENSURE(p->n > 0, QTSP_ERR_INTERNAL, "cannot start the RA workers");
+    return QTSP_OK;
+}
+
+void ra_pool_stop(qtsp_ra *ra)
+{
+    ra_pool *p = ra->pool;
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stopping = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (unsigned i = 0; i < p->n; i++)
+        pthread_join(p->threads[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p->threads);
+    free(p);
+    ra->pool = NULL;
+}
+
+/* Route handler for everything under /ra/v1/. */
+static qtsp_status ra_dispatch(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    qtsp_ra *ra = ctx;
+    ra_call call;
+    TRY(call_from(req, &call));
+    ra_pool *p = ra->pool;
+    if (p) {
+        pthread_mutex_lock(&p->mu);
+        int room = !p->stopping && p->count < RA_QUEUE;
+        qtsp_http_deferred *d = room ? qtsp_http_defer(req) : NULL;
+        if (d) {
+            p->q[(p->head + p->count) % RA_QUEUE] = (ra_job){call, d};
+            p->count++;
+            pthread_cond_signal(&p->cv);
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (d)
+            return QTSP_OK;
+    }
+    qtsp_status rc = ra_handle(ra, &call, resp);
+    call_free(&call);
+    return rc;
 }
 
 size_t qtsp_ra_routes(qtsp_ra *ra, qtsp_route *routes, size_t cap)

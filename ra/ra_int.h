@@ -37,6 +37,8 @@ typedef struct ra_keypool {
     atomic_uint_fast64_t orphans;   /* orphan keys destroyed */
 } ra_keypool;
 
+typedef struct ra_pool ra_pool;
+
 struct qtsp_ra {
     qtsp_ra_deps d;
     char base_url[256];
@@ -47,9 +49,13 @@ struct qtsp_ra {
     int64_t max_hold_s;
     int64_t sweep_interval_s;
     unsigned char otp_key[QTSP_OTP_KEY_LEN];
+    ra_pool *pool; /* RA worker threads (ra/ra_http.c), NULL when not started */
     ra_keypool kp;
     int kp_ready; /* kp's mutex and condition initialised */
 };
+
+/* Stops the RA worker threads (queued requests are answered 500 unhandled). */
+void ra_pool_stop(qtsp_ra *ra);
 
 /* QTSP_ERR_FORBIDDEN unless who has one of roles. */
 qtsp_status ra_require_role(const qtsp_actor *who, unsigned roles, const char *what) QTSP_MUST_USE;
