@@ -281,15 +281,24 @@ typedef struct change_ctx {
     char subject_id[40]; /* for the webhook */
 } change_ctx;
 
+/* The stored and the effective status of c's certificate (subscriber
+ * certificates only), noting its subject for the webhook. */
+static qtsp_status load_change(qtsp_txn *txn, change_ctx *c, qtsp_cert_status *st,
+                               qtsp_cert_status *eff)
+{
+    qtsp_cert_record rec;
+    TRY(load_subscriber(txn, c->serial, c->slen, st, &rec));
+    snprintf(c->subject_id, sizeof c->subject_id, "%s", rec.subject_id);
+    qtsp_cert_record_cleanup(&rec);
+    qtsp_cert_status_effective(st, c->now, eff);
+    return QTSP_OK;
+}
+
 static qtsp_status release_txn(qtsp_txn *txn, void *vctx)
 {
     change_ctx *c = vctx;
     qtsp_cert_status st, eff;
-    qtsp_cert_record rec;
-    TRY(load_subscriber(txn, c->serial, c->slen, &st, &rec));
-    snprintf(c->subject_id, sizeof c->subject_id, "%s", rec.subject_id);
-    qtsp_cert_record_cleanup(&rec);
-    qtsp_cert_status_effective(&st, c->now, &eff);
+    TRY(load_change(txn, c, &st, &eff));
     ENSURE(eff.state == QTSP_CERT_ON_HOLD, QTSP_ERR_STATE,
            eff.state == QTSP_CERT_REVOKED ? "the certificate is revoked (terminated) for good"
                                           : "the certificate is not on hold");
@@ -348,11 +357,7 @@ static qtsp_status terminate_txn(qtsp_txn *txn, void *vctx)
 {
     change_ctx *c = vctx;
     qtsp_cert_status st, eff;
-    qtsp_cert_record rec;
-    TRY(load_subscriber(txn, c->serial, c->slen, &st, &rec));
-    snprintf(c->subject_id, sizeof c->subject_id, "%s", rec.subject_id);
-    qtsp_cert_record_cleanup(&rec);
-    qtsp_cert_status_effective(&st, c->now, &eff);
+    TRY(load_change(txn, c, &st, &eff));
     ENSURE(eff.state != QTSP_CERT_REVOKED, QTSP_ERR_STATE,
            "the certificate is already terminated");
     qtsp_cert_status ns = st;

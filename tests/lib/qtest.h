@@ -25,6 +25,8 @@ const char *qtest_tmpdir(const char *tag);
 /* The source tree: $QTSP_SRC_DIR, else where this file was compiled from.
  * Static storage. */
 const char *qtest_src_dir(void);
+/* A TCP connection to 127.0.0.1:port with send/receive timeouts, or -1. */
+int qtest_connect(unsigned port, int timeout_s);
 /* rm -rf path. */
 void qtest_rmtree(const char *path);
 

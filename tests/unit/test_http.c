@@ -25,25 +25,6 @@ typedef struct reply {
     size_t body_len;
 } reply;
 
-static int connect_port(unsigned port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 static int send_all(int fd, const void *p, size_t n)
 {
     const char *c = p;
@@ -117,7 +98,7 @@ static int read_reply(int fd, reply *r, int head_only)
 /* One request on a fresh connection. */
 static int roundtrip(unsigned port, const char *req, size_t len, reply *r)
 {
-    int fd = connect_port(port);
+    int fd = qtest_connect(port, 10);
     if (fd < 0)
         return -1;
     int rc = send_all(fd, req, len) == 0 ? read_reply(fd, r, 0) : -1;
@@ -534,7 +515,7 @@ static void test_http_chunked_body_over_limit_is_413(void)
 static void test_http_endless_chunked_body_gets_connection_closed(void)
 {
     qtsp_http_server *srv = start();
-    int fd = connect_port(qtsp_http_port(srv));
+    int fd = qtest_connect(qtsp_http_port(srv), 10);
     CU_ASSERT_FATAL(fd >= 0);
     const char *head = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: "
                        "application/timestamp-query\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -724,7 +705,7 @@ static void test_http_ext_body_sent_and_freed_with_extra_headers(void)
 static void test_http_keep_alive_serves_two_requests_on_one_connection(void)
 {
     qtsp_http_server *srv = start();
-    int fd = connect_port(qtsp_http_port(srv));
+    int fd = qtest_connect(qtsp_http_port(srv), 10);
     CU_ASSERT_FATAL(fd >= 0);
     const char *r1 = "GET /exact HTTP/1.1\r\nHost: t\r\n\r\n";
     const char *r2 = "GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n";
@@ -746,7 +727,7 @@ static void test_http_keep_alive_serves_two_requests_on_one_connection(void)
 static void test_http_head_answers_headers_only(void)
 {
     qtsp_http_server *srv = start();
-    int fd = connect_port(qtsp_http_port(srv));
+    int fd = qtest_connect(qtsp_http_port(srv), 10);
     CU_ASSERT_FATAL(fd >= 0);
     const char *r1 = "HEAD /exact HTTP/1.1\r\nHost: t\r\n\r\n";
     const char *r2 = "GET /exact HTTP/1.1\r\nHost: t\r\n\r\n";
@@ -796,7 +777,7 @@ static void test_http_stop_lets_request_in_flight_answer(void)
     CU_ASSERT_PTR_NOT_NULL(header_of(r, "Connection", v, sizeof v));
     CU_ASSERT_STRING_EQUAL(v, "close");
     /* and nobody listens any more */
-    CU_ASSERT_EQUAL(connect_port(port), -1);
+    CU_ASSERT_EQUAL(qtest_connect(port, 10), -1);
 }
 
 static void test_http_resp_header_limits(void)
@@ -929,7 +910,7 @@ static void test_http_deferred_request_completed_from_another_thread_after_a_del
 {
     pending_reset();
     qtsp_http_server *srv = start();
-    int fd = connect_port(qtsp_http_port(srv));
+    int fd = qtest_connect(qtsp_http_port(srv), 10);
     CU_ASSERT_FATAL(fd >= 0);
     CU_ASSERT_EQUAL(send_post(fd, "/defer", "first"), 0);
     CU_ASSERT_FATAL(pending_wait(1));
@@ -978,7 +959,7 @@ static void test_http_deferred_error_becomes_json_status(void)
 {
     pending_reset();
     qtsp_http_server *srv = start();
-    int fd = connect_port(qtsp_http_port(srv));
+    int fd = qtest_connect(qtsp_http_port(srv), 10);
     CU_ASSERT_FATAL(fd >= 0);
     CU_ASSERT_EQUAL(send_post(fd, "/defer", "x"), 0);
     CU_ASSERT_FATAL(pending_wait(1));
@@ -1006,7 +987,7 @@ static void test_http_many_concurrent_deferred_requests_hold_no_worker(void)
     unsigned port = qtsp_http_port(srv);
     int opened = 0;
     for (int i = 0; i < N; i++) {
-        fds[i] = connect_port(port);
+        fds[i] = qtest_connect(port, 10);
         if (fds[i] < 0)
             break;
         char body[32];
@@ -1059,7 +1040,7 @@ static void test_http_deferred_requests_are_logged_and_measured(void)
 
     qtsp_http_server *srv = start();
     unsigned port = qtsp_http_port(srv);
-    int fd = connect_port(port);
+    int fd = qtest_connect(port, 10);
     int sent = fd >= 0 && send_post(fd, "/defer", "logged") == 0;
     int waited = sent && pending_wait(1);
     late l = {.delay_ms = 50};
@@ -1112,7 +1093,7 @@ static void test_http_stop_waits_for_a_deferred_completion(void)
 {
     pending_reset();
     qtsp_http_server *srv = start();
-    int fd = connect_port(qtsp_http_port(srv));
+    int fd = qtest_connect(qtsp_http_port(srv), 10);
     CU_ASSERT_FATAL(fd >= 0);
     CU_ASSERT_EQUAL(send_post(fd, "/defer", "in-flight"), 0);
     CU_ASSERT_FATAL(pending_wait(1));
@@ -1136,7 +1117,7 @@ static void test_http_stop_with_pending_deferred_requests_answers_503(void)
     qtsp_http_server *srv = start();
     unsigned port = qtsp_http_port(srv);
     for (int i = 0; i < N; i++) {
-        fds[i] = connect_port(port);
+        fds[i] = qtest_connect(port, 10);
         CU_ASSERT_FATAL(fds[i] >= 0);
         CU_ASSERT_EQUAL(send_post(fds[i], "/defer", "never"), 0);
     }

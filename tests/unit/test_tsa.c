@@ -870,24 +870,6 @@ static long http_stamp(int fd, const unsigned char *query, size_t qn, unsigned c
     return (long)got;
 }
 
-static int http_connect(unsigned port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct timeval tv = {20, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* The journal key of a token: its serial as 17 content octets. */
 static int token_key(const unsigned char *der, size_t n, unsigned char key[17])
 {
@@ -935,7 +917,7 @@ typedef struct http_client {
 static void *http_client_main(void *arg)
 {
     http_client *c = arg;
-    int fd = http_connect(c->port);
+    int fd = qtest_connect(c->port, 20);
     for (int i = 0; fd >= 0 && i < HTTP_PER_CLIENT; i++) {
         int status = 0;
         long n = http_stamp(fd, c->q, c->qn, c->der[i], sizeof c->der[i], &status);
@@ -999,7 +981,7 @@ static void test_tsa_http_tokens_verify_and_are_journalled_before_the_reply(void
     CU_ASSERT_EQUAL(granted, HTTP_CLIENTS * HTTP_PER_CLIENT);
     CU_ASSERT_EQUAL(journaled, HTTP_CLIENTS * HTTP_PER_CLIENT);
     /* they went the deferred way (no worker thread waited for the disk) */
-    int fd = http_connect(qtsp_http_port(srv));
+    int fd = qtest_connect(qtsp_http_port(srv), 20);
     CU_ASSERT_FATAL(fd >= 0);
     const char *get = "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     CU_ASSERT(send(fd, get, strlen(get), MSG_NOSIGNAL) == (ssize_t)strlen(get));
@@ -1058,7 +1040,7 @@ static void test_tsa_http_journal_failure_answers_system_failure(void)
     unsigned char q[1024];
     size_t qn = read_file("fq.tsq", q, sizeof q);
     qtsp_rng_set(same_bytes, NULL);
-    int fd = http_connect(qtsp_http_port(srv));
+    int fd = qtest_connect(qtsp_http_port(srv), 20);
     CU_ASSERT_FATAL(fd >= 0);
     static unsigned char der[8192];
     int status = 0;
