@@ -1392,31 +1392,6 @@ qtsp_status qtsp_crl_current(qtsp_crl_publisher *pub, const char *name, uint64_t
     return QTSP_OK;
 }
 
-/* RFC 9110 13.1.2: "*" or a list of entity tags (weak ones compare weakly). */
-static int etag_matches(const char *hdr, const char *etag)
-{
-    size_t el = strlen(etag);
-    const char *p = hdr;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (*p == '*')
-            return 1;
-        if (p[0] == 'W' && p[1] == '/')
-            p += 2;
-        const char *e = p;
-        while (*e && *e != ',')
-            e++;
-        const char *t = e;
-        while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
-            t--;
-        if ((size_t)(t - p) == el && memcmp(p, etag, el) == 0)
-            return 1;
-        p = e;
-    }
-    return 0;
-}
-
 qtsp_status qtsp_crl_http_get(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
 {
     qtsp_crl_publisher *pub = ctx;
@@ -1448,7 +1423,7 @@ qtsp_status qtsp_crl_http_get(void *ctx, const qtsp_http_req *req, qtsp_http_res
     TRY_OUT(qtsp_http_resp_header(resp, "Cache-Control", cc));
     const char *inm = qtsp_http_header(req, "If-None-Match");
     snprintf(resp->content_type, sizeof resp->content_type, "application/pkix-crl");
-    if (inm && etag_matches(inm, etag)) {
+    if (inm && qtsp_http_etag_matches(inm, etag)) {
         resp->status = 304;
         rc = QTSP_OK;
         goto out;

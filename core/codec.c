@@ -91,3 +91,25 @@ void qtsp_base32_encode(const unsigned char *in, size_t len, char *out, size_t c
 {
     encode_bits(in, len, 5, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", out, cap);
 }
+
+size_t qtsp_json_escape(char *out, size_t cap, size_t n, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (; *s && n + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            out[n++] = '\\';
+            out[n++] = 'u';
+            out[n++] = '0';
+            out[n++] = '0';
+            out[n++] = hex[c >> 4];
+            out[n++] = hex[c & 0xf];
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    return n;
+}

@@ -29,4 +29,9 @@ void qtsp_base64url_encode(const unsigned char *in, size_t len, char *out, size_
  * 8*ceil(len/5)+1 bytes. */
 void qtsp_base32_encode(const unsigned char *in, size_t len, char *out, size_t cap);
 
+/* Appends s JSON-escaped (no quotes) into out[n..cap) and returns the new
+ * length; stops early (whole characters) when out is full. Never writes
+ * the terminating NUL. */
+size_t qtsp_json_escape(char *out, size_t cap, size_t n, const char *s);
+
 #endif

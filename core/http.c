@@ -54,6 +54,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/codec.h"
 #include "core/log.h"
 
 #define HTTP_RESP_MAX ((size_t)64 * 1024 * 1024)
@@ -250,28 +251,6 @@ static int status_for(qtsp_status rc)
     }
 }
 
-/* Appends s JSON-escaped into out[n..cap); returns the new length. */
-static size_t json_escape(char *out, size_t cap, size_t n, const char *s)
-{
-    for (; *s && n + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            out[n++] = '\\';
-            out[n++] = (char)c;
-        } else if (c < 0x20 || c == 0x7f) {
-            out[n++] = '\\';
-            out[n++] = 'u';
-            out[n++] = '0';
-            out[n++] = '0';
-            out[n++] = k_hex[c >> 4];
-            out[n++] = k_hex[c & 0xf];
-        } else {
-            out[n++] = (char)c;
-        }
-    }
-    return n;
-}
-
 /* ---- sending ---------------------------------------------------------- */
 
 static void finish_log(http_rq *rq, int status, size_t bytes)
@@ -342,7 +321,7 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, http_rq *rq, int 
     char body[640];
     size_t n = (size_t)snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"",
                                 error_code_name(status));
-    n = json_escape(body, sizeof body - 3, n, message);
+    n = qtsp_json_escape(body, sizeof body - 3, n, message);
     body[n++] = '"';
     body[n++] = '}';
     body[n] = '\0';
@@ -1240,3 +1219,30 @@ void qtsp_http_stop_within(qtsp_http_server *srv, unsigned grace_ms)
 }
 
 void qtsp_http_stop(qtsp_http_server *srv) { qtsp_http_stop_within(srv, HTTP_STOP_GRACE_MS); }
+
+/* RFC 9110 13.1.2: "*" or a list of entity tags (weak ones compare weakly). */
+int qtsp_http_etag_matches(const char *hdr, const char *etag)
+{
+    if (!hdr || !etag || !etag[0])
+        return 0;
+    size_t el = strlen(etag);
+    const char *p = hdr;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '*')
+            return 1;
+        if (p[0] == 'W' && p[1] == '/')
+            p += 2;
+        const char *e = p;
+        while (*e && *e != ',')
+            e++;
+        const char *t = e;
+        while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
+            t--;
+        if ((size_t)(t - p) == el && memcmp(p, etag, el) == 0)
+            return 1;
+        p = e;
+    }
+    return 0;
+}

@@ -61,6 +61,10 @@ const char *qtsp_http_header(const qtsp_http_req *req, const char *name);
 /* A query-string argument, NULL when absent. */
 const char *qtsp_http_query(const qtsp_http_req *req, const char *name);
 
+/* RFC 9110 13.1.2 weak comparison of an If-None-Match value ("*" or a list
+ * of entity tags) with etag (quoted). 0 when either is NULL or empty. */
+int qtsp_http_etag_matches(const char *if_none_match, const char *etag);
+
 /* Adds a response header (copied). QTSP_ERR_TOO_BIG past QTSP_HTTP_MAX_HEADERS
  * or the field sizes; QTSP_ERR_INVALID for CR/LF anywhere or ':'/space in
  * the name (header injection). */

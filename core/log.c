@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/codec.h"
 
 static qtsp_log_format g_format = QTSP_LOG_TEXT;
 static qtsp_log_level g_level = QTSP_LOG_INFO;
@@ -31,23 +32,6 @@ static const char *level_name(qtsp_log_level l)
 {
     static const char *const names[] = {"debug", "info", "warn", "error"};
     return (unsigned)l < 4 ? names[l] : "?";
-}
-
-/* Appends s to out as a JSON string body (no quotes), escaping as needed. */
-static size_t json_escape(char *out, size_t cap, size_t n, const char *s)
-{
-    for (; *s && n + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            out[n++] = '\\';
-            out[n++] = (char)c;
-        } else if (c < 0x20) {
-            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
-        } else {
-            out[n++] = (char)c;
-        }
-    }
-    return n;
 }
 
 static void write_all(const char *p, size_t n)
@@ -230,7 +214,7 @@ void qtsp_log(qtsp_log_level lvl, const char *fmt, ...)
         n += stamp(line + n, sizeof line - n);
         n += (size_t)snprintf(line + n, sizeof line - n, "\",\"level\":\"%s\",\"msg\":\"",
                               level_name(lvl));
-        n = json_escape(line, sizeof line, n, msg);
+        n = qtsp_json_escape(line, sizeof line, n, msg);
         n += (size_t)snprintf(line + n, sizeof line - n, "\"}");
     } else {
         n += stamp(line, sizeof line);
@@ -253,15 +237,15 @@ void qtsp_log_access(const char *request_id, const char *method, const char *pat
                               "\",\"level\":\"info\",\"msg\":\"access\",\"request_id\":\"%s\","
                               "\"method\":\"",
                               request_id);
-        n = json_escape(line, sizeof line, n, method);
+        n = qtsp_json_escape(line, sizeof line, n, method);
         n += (size_t)snprintf(line + n, sizeof line - n, "\",\"path\":\"");
-        n = json_escape(line, sizeof line, n, path);
+        n = qtsp_json_escape(line, sizeof line, n, path);
         n += (size_t)snprintf(line + n, sizeof line - n,
                               "\",\"status\":%d,\"bytes\":%zu,\"ms\":%.3f}", status, bytes, ms);
     } else {
         n += stamp(line, sizeof line);
         char p[512];
-        size_t pn = json_escape(p, sizeof p, 0, path);
+        size_t pn = qtsp_json_escape(p, sizeof p, 0, path);
         p[pn] = '\0';
         n += (size_t)snprintf(line + n, sizeof line - n,
                               " info access id=%s method=%s path=\"%s\" status=%d bytes=%zu "

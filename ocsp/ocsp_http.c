@@ -9,16 +9,6 @@
 
 #define GET_MAX 4096 /* decoded GET request; RFC 5019 uses GET below 255 bytes */
 
-/* RFC 9110 13.1.2: weak comparison for If-None-Match; "*" matches. */
-static int etag_matches(const char *inm, const char *etag)
-{
-    if (!inm || !etag[0])
-        return 0;
-    if (strcmp(inm, "*") == 0)
-        return 1;
-    return strstr(inm, etag) != NULL;
-}
-
 static qtsp_status answer(qtsp_ocsp *o, const qtsp_http_req *req, const unsigned char *der,
                           size_t len, int is_get, qtsp_http_resp *resp)
 {
@@ -45,7 +35,7 @@ static qtsp_status answer(qtsp_ocsp *o, const qtsp_http_req *req, const unsigned
     qtsp_format_http_date(info.next_update, v, sizeof v);
     TRY(qtsp_http_resp_header(resp, "Expires", v));
     TRY(qtsp_http_resp_header(resp, "ETag", info.etag));
-    if (is_get && etag_matches(qtsp_http_header(req, "If-None-Match"), info.etag)) {
+    if (is_get && qtsp_http_etag_matches(qtsp_http_header(req, "If-None-Match"), info.etag)) {
         resp->status = 304; /* RFC 9110 15.4.5: no body */
         qtsp_buf_reset(&resp->body);
     }

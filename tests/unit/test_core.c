@@ -136,6 +136,16 @@ static void test_codec_rfc4648_vectors_and_canonical_decoding(void)
     CU_ASSERT_EQUAL(qtsp_hex_value('G'), -1);
 }
 
+static void test_json_escape_quotes_controls_and_stops_whole(void)
+{
+    char out[64];
+    size_t n = qtsp_json_escape(out, sizeof out, 0, "a\"b\\c\n\x7f");
+    out[n] = '\0';
+    CU_ASSERT_STRING_EQUAL(out, "a\\\"b\\\\c\\u000a\\u007f");
+    n = qtsp_json_escape(out, 10, 0, "abcdefghijkl");
+    CU_ASSERT(n <= 9);
+}
+
 static void *log_worker(void *arg)
 {
     (void)arg;
@@ -187,6 +197,7 @@ int main(void)
         QTEST(test_injected_clock_and_formats),
         QTEST(test_codec_rfc4648_vectors_and_canonical_decoding),
         QTEST(test_buffered_access_log_writes_every_line_whole),
+        QTEST(test_json_escape_quotes_controls_and_stops_whole),
     };
     return qtest_run("core", cases, sizeof cases / sizeof cases[0]);
 }

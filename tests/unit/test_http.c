@@ -1150,9 +1150,21 @@ static void test_http_defer_outside_a_server_request_returns_null(void)
     qtsp_http_complete(NULL, QTSP_OK); /* no-op */
 }
 
+static void test_http_etag_matching_follows_rfc9110(void)
+{
+    CU_ASSERT(qtsp_http_etag_matches("\"abc\"", "\"abc\""));
+    CU_ASSERT(qtsp_http_etag_matches("*", "\"abc\""));
+    CU_ASSERT(qtsp_http_etag_matches("\"x\", W/\"abc\"", "\"abc\""));
+    CU_ASSERT(!qtsp_http_etag_matches("\"abcd\"", "\"abc\""));
+    CU_ASSERT(!qtsp_http_etag_matches("\"ab\"", "\"abc\""));
+    CU_ASSERT(!qtsp_http_etag_matches(NULL, "\"abc\""));
+    CU_ASSERT(!qtsp_http_etag_matches("*", ""));
+}
+
 int main(void)
 {
     static const qtest_case cases[] = {
+        QTEST(test_http_etag_matching_follows_rfc9110),
         QTEST(test_http_dispatches_exact_route),
         QTEST(test_http_prefix_route_takes_longest_match),
         QTEST(test_http_unknown_path_is_404_json),
