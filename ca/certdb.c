@@ -221,7 +221,7 @@ static qtsp_status cert_decode(const unsigned char *p, size_t len, qtsp_cert_rec
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static qtsp_status asn1_time_to_epoch(const ASN1_TIME *t, int64_t *out)
+qtsp_status qtsp_asn1_time_to_epoch(const ASN1_TIME *t, int64_t *out)
 {
     struct tm tm;
     ENSURE(t && ASN1_TIME_to_tm(t, &tm) == 1, QTSP_ERR_INVALID, "certificate has a bad validity time");
@@ -279,8 +279,8 @@ qtsp_status qtsp_certdb_put(qtsp_txn *txn, const qtsp_cert_record *rec)
                QTSP_ERR_INVALID, "record serial differs from the certificate's serial");
 
     qtsp_cert_status s = {.state = QTSP_CERT_VALID, .changed_at = (int64_t)qtsp_now()};
-    TRY_OUT(asn1_time_to_epoch(X509_get0_notBefore(x), &s.not_before));
-    TRY_OUT(asn1_time_to_epoch(X509_get0_notAfter(x), &s.not_after));
+    TRY_OUT(qtsp_asn1_time_to_epoch(X509_get0_notBefore(x), &s.not_before));
+    TRY_OUT(qtsp_asn1_time_to_epoch(X509_get0_notAfter(x), &s.not_after));
 
     size_t vlen = 1 + 1 + il + 1 + sjl + 1 + kll + 1 + pl + 4 + rec->der_len;
     val = malloc(vlen);

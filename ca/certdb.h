@@ -8,6 +8,7 @@
 #ifndef QTSP_CA_CERTDB_H
 #define QTSP_CA_CERTDB_H
 
+#include <openssl/asn1.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -71,6 +72,10 @@ qtsp_status qtsp_serial_normalize(const unsigned char *in, size_t len, unsigned 
 /* Lower-case hex without leading zeros <-> bytes (interface.md serial form). */
 qtsp_status qtsp_serial_from_hex(const char *hex, unsigned char *out, size_t *out_len) QTSP_MUST_USE;
 void qtsp_serial_to_hex(const unsigned char *s, size_t len, char *out /* >= 41 */);
+
+/* An ASN1_TIME (UTCTime or GeneralizedTime) as seconds since the epoch.
+ * QTSP_ERR_INVALID for an unreadable time. */
+qtsp_status qtsp_asn1_time_to_epoch(const ASN1_TIME *t, int64_t *out) QTSP_MUST_USE;
 
 /* Stores a newly issued certificate with status valid (not_before/not_after
  * taken from the DER) and its subject index. QTSP_ERR_EXISTS if the serial

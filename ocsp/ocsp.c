@@ -163,16 +163,6 @@ static void days_to_civil(int64_t z, int64_t *y, unsigned *m, unsigned *dd)
     *y = yoe + era * 400 + (*m <= 2);
 }
 
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned dd)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + dd - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 /* GeneralizedTime YYYYMMDDHHMMSSZ (RFC 5280 4.1.2.5.2), clamped to 0000..9999. */
 static void d_gtime(der *d, int64_t t)
 {
@@ -233,16 +223,6 @@ out:
     return rc;
 }
 
-static qtsp_status asn1_time_to_epoch(const ASN1_TIME *t, time_t *out)
-{
-    struct tm tm;
-    ENSURE(t && ASN1_TIME_to_tm(t, &tm) == 1, QTSP_ERR_INVALID, "unreadable certificate time");
-    int64_t days =
-        days_from_civil((int64_t)tm.tm_year + 1900, (unsigned)tm.tm_mon + 1, (unsigned)tm.tm_mday);
-    *out = (time_t)(days * 86400 + tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec);
-    return QTSP_OK;
-}
-
 static qtsp_status precompute(qtsp_ocsp *o)
 {
     /* RFC 6960 4.1.1: issuerNameHash over the DER of the issuer's subject,
@@ -266,7 +246,9 @@ static qtsp_status precompute(qtsp_ocsp *o)
     ENSURE(clen > 0, QTSP_ERR_CRYPTO, "cannot encode the responder certificate");
     o->responder_der = cert;
     o->responder_der_len = (size_t)clen;
-    TRY(asn1_time_to_epoch(X509_get0_notBefore(o->issuer), &o->archive_cutoff));
+    int64_t cutoff = 0;
+    TRY(qtsp_asn1_time_to_epoch(X509_get0_notBefore(o->issuer), &cutoff));
+    o->archive_cutoff = (time_t)cutoff;
     return QTSP_OK;
 }
 
