@@ -2,9 +2,11 @@
  * Not built by CMake. Build and run from the source tree:
  *
  *   clang -g -O1 -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
- *     -fsanitize=fuzzer,address,undefined -I. tests/fuzz/fuzz_tsa_query.c \
- *     tsa/tsa.c tsa/tsa_query.c tsa/tsa_policy.c core/buf.c core/clock.c core/err.c \
- *     core/log.c core/yaml.c ca/store.c -lcrypto -llmdb -lyaml -lpthread -o fuzz_tsa_query
+ *     -fsanitize=fuzzer,address,undefined -I. -I/usr/include/p11-kit-1 \
+ *     tests/fuzz/fuzz_tsa_query.c tsa/tsa.c tsa/tsa_query.c tsa/tsa_policy.c core/buf.c \
+ *     core/clock.c core/codec.c core/err.c core/log.c core/yaml.c core/http.c ca/store.c \
+ *     ca/signer.c ca/hsm.c -lcrypto -llmdb -lyaml -lp11 -lmicrohttpd -ldl -lpthread \
+ *     -o fuzz_tsa_query
  *   mkdir -p corpus && ./fuzz_tsa_query -max_len=4200 -max_total_time=120 corpus
  *
  * Seed the corpus with `openssl ts -query -data FILE -sha256 -cert -out corpus/q1`.
