@@ -2,13 +2,17 @@
 #include "cmd/app.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 
 #ifndef QTSP_SOURCE_DIR
@@ -193,4 +197,73 @@ void qtsp_app_close(qtsp_app *app)
     qtsp_config cfg = app->cfg;
     memset(app, 0, sizeof *app);
     app->cfg = cfg;
+}
+
+/* ---- files and keys shared by init and rekey ---- */
+
+qtsp_status cmd_write_file(const char *path, const void *data, size_t len, mode_t mode)
+{
+    char tmp[QTSP_PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    /* never write through a planted link: drop a stale temp, then create it anew */
+    ENSURE(unlink(tmp) == 0 || errno == ENOENT, QTSP_ERR_IO, "cannot remove %s: %s", tmp,
+           strerror(errno));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    ENSURE(fd >= 0, QTSP_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    const unsigned char *p = data;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, p + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            close(fd);
+            FAIL(QTSP_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+        }
+        off += (size_t)w;
+    }
+    int bad = fsync(fd) != 0;
+    bad |= close(fd) != 0;
+    ENSURE(!bad, QTSP_ERR_IO, "cannot write %s", tmp);
+    ENSURE(chmod(tmp, mode) == 0 && rename(tmp, path) == 0, QTSP_ERR_IO, "cannot install %s: %s",
+           path, strerror(errno));
+    return QTSP_OK;
+}
+
+/* 128-bit positive serial from the CSPRNG (EN 319 412-1: at least 64 bits). */
+qtsp_status cmd_random_serial(unsigned char s[16])
+{
+    do {
+        TRY(qtsp_random(s, 16));
+        s[0] &= 0x7f;
+    } while (s[0] == 0);
+    return QTSP_OK;
+}
+
+qtsp_status cmd_spki_fingerprint(EVP_PKEY *pub, char out[65])
+{
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(pub, &der);
+    ENSURE(n > 0, QTSP_ERR_CRYPTO, "cannot encode public key");
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256(der, (size_t)n, md);
+    OPENSSL_free(der);
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return QTSP_OK;
+}
+
+qtsp_status cmd_write_pem(const char *path, X509 *const *certs, size_t n)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    ENSURE(bio != NULL, QTSP_ERR_NOMEM, "out of memory");
+    qtsp_status rc = QTSP_OK;
+    for (size_t i = 0; i < n; i++)
+        ENSURE_OUT(PEM_write_bio_X509(bio, certs[i]) == 1, QTSP_ERR_CRYPTO, "PEM encoding failed");
+    char *data = NULL;
+    long len = BIO_get_mem_data(bio, &data);
+    TRY_OUT(cmd_write_file(path, data, (size_t)len, 0644));
+out:
+    BIO_free(bio);
+    return rc;
 }

@@ -4,6 +4,7 @@
 #define QTSP_CMD_APP_H
 
 #include <openssl/x509.h>
+#include <sys/types.h>
 
 #include "ca/hsm.h"
 #include "ca/store.h"
@@ -54,5 +55,16 @@ qtsp_status qtsp_app_load_cert(const qtsp_app *app, const char *name, X509 **out
 /* Path of DIR/policies/<file>. */
 qtsp_status qtsp_app_policy(const qtsp_app *app, const char *file, char *out,
                             size_t cap) QTSP_MUST_USE;
+
+/* Writes data to path atomically (temp file created O_EXCL|O_NOFOLLOW,
+ * fsync, rename) with mode. */
+qtsp_status cmd_write_file(const char *path, const void *data, size_t len,
+                           mode_t mode) QTSP_MUST_USE;
+/* 127 random bits, positive, as a 16-byte big-endian serial. */
+qtsp_status cmd_random_serial(unsigned char s[16]) QTSP_MUST_USE;
+/* Lower-case hex SHA-256 of the DER SubjectPublicKeyInfo. */
+qtsp_status cmd_spki_fingerprint(EVP_PKEY *pub, char out[65]) QTSP_MUST_USE;
+/* Writes certs as PEM to path (cmd_write_file, 0644). */
+qtsp_status cmd_write_pem(const char *path, X509 *const *certs, size_t n) QTSP_MUST_USE;
 
 #endif

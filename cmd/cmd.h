@@ -9,6 +9,8 @@ int cmd_operator(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 /* status, hold, release, terminate, subject add, issue (cmd/ra_cmds.c) */
 int cmd_ra(int argc, char **argv);
+/* rekey ocsp|tsa (cmd/rekey.c) */
+int cmd_rekey(int argc, char **argv);
 /* token bench (cmd/token.c) */
 int cmd_token(int argc, char **argv);
 /* crl publish (cmd/crl_cmd.c) */

@@ -65,35 +65,6 @@ static void remove_tree(const char *path)
     nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static qtsp_status write_file(const char *path, const void *data, size_t len, mode_t mode)
-{
-    char tmp[QTSP_PATH_MAX + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    /* never write through a planted link: drop a stale temp, then create it anew */
-    ENSURE(unlink(tmp) == 0 || errno == ENOENT, QTSP_ERR_IO, "cannot remove %s: %s", tmp,
-           strerror(errno));
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-    ENSURE(fd >= 0, QTSP_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
-    const unsigned char *p = data;
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, p + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            close(fd);
-            FAIL(QTSP_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-        }
-        off += (size_t)w;
-    }
-    int bad = fsync(fd) != 0;
-    bad |= close(fd) != 0;
-    ENSURE(!bad, QTSP_ERR_IO, "cannot write %s", tmp);
-    ENSURE(chmod(tmp, mode) == 0 && rename(tmp, path) == 0, QTSP_ERR_IO, "cannot install %s: %s",
-           path, strerror(errno));
-    return QTSP_OK;
-}
-
 static qtsp_status random_hex(char *out, size_t bytes)
 {
     unsigned char b[64];
@@ -102,16 +73,6 @@ static qtsp_status random_hex(char *out, size_t bytes)
     for (size_t i = 0; i < bytes; i++)
         snprintf(out + 2 * i, 3, "%02x", b[i]);
     OPENSSL_cleanse(b, sizeof b);
-    return QTSP_OK;
-}
-
-/* 128-bit positive serial from the CSPRNG (EN 319 412-1: at least 64 bits). */
-static qtsp_status random_serial(unsigned char s[16])
-{
-    do {
-        TRY(qtsp_random(s, 16));
-        s[0] &= 0x7f;
-    } while (s[0] == 0);
     return QTSP_OK;
 }
 
@@ -145,7 +106,7 @@ static qtsp_status copy_policies(const char *src_dir, const char *dst_dir)
             rc = qtsp_buf_append(&b, chunk, r);
         fclose(f);
         TRY_OUT(rc);
-        TRY_OUT(write_file(dst, b.data, b.len, 0644));
+        TRY_OUT(cmd_write_file(dst, b.data, b.len, 0644));
     }
 out:
     qtsp_buf_cleanup(&b);
@@ -177,40 +138,12 @@ static qtsp_status relax_tsa_clock(const char *policies_dir)
     }
     fclose(f);
     if (rc == QTSP_OK)
-        rc = write_file(path, b.data, b.len, 0644);
+        rc = cmd_write_file(path, b.data, b.len, 0644);
     qtsp_buf_cleanup(&b);
     fprintf(stderr, "qtsp: init: warning: the system clock is not synchronised (adjtimex); the "
                     "TSA policy in %s was relaxed to require_sync: false - set it back to true "
                     "once NTP runs\n",
             path);
-    return rc;
-}
-
-static qtsp_status spki_fingerprint(EVP_PKEY *pub, char out[65])
-{
-    unsigned char *der = NULL;
-    int n = i2d_PUBKEY(pub, &der);
-    ENSURE(n > 0, QTSP_ERR_CRYPTO, "cannot encode public key");
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256(der, (size_t)n, md);
-    OPENSSL_free(der);
-    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-    return QTSP_OK;
-}
-
-static qtsp_status write_pem(const char *path, X509 *const *certs, size_t n)
-{
-    BIO *bio = BIO_new(BIO_s_mem());
-    ENSURE(bio != NULL, QTSP_ERR_NOMEM, "out of memory");
-    qtsp_status rc = QTSP_OK;
-    for (size_t i = 0; i < n; i++)
-        ENSURE_OUT(PEM_write_bio_X509(bio, certs[i]) == 1, QTSP_ERR_CRYPTO, "PEM encoding failed");
-    char *data = NULL;
-    long len = BIO_get_mem_data(bio, &data);
-    TRY_OUT(write_file(path, data, (size_t)len, 0644));
-out:
-    BIO_free(bio);
     return rc;
 }
 
@@ -383,11 +316,11 @@ int cmd_init(int argc, char **argv)
         TRY_OUT(qtsp_softhsm_create(cfg->hsm_module, dir, cfg->token_label, so_pin, user_pin));
         char line[80];
         int n = snprintf(line, sizeof line, "%s\n", user_pin);
-        rc = write_file(cfg->pin_file, line, (size_t)n, 0600);
+        rc = cmd_write_file(cfg->pin_file, line, (size_t)n, 0600);
         snprintf(path, sizeof path, "%s/secrets/so.pin", cfg->home);
         n = snprintf(line, sizeof line, "%s\n", so_pin);
         if (rc == QTSP_OK)
-            rc = write_file(path, line, (size_t)n, 0600);
+            rc = cmd_write_file(path, line, (size_t)n, 0600);
         OPENSSL_cleanse(line, sizeof line);
         TRY_OUT(rc);
         TRY_OUT(qtsp_hsm_open(cfg->hsm_module, cfg->token_label, user_pin, &app.hsm));
@@ -420,7 +353,7 @@ int cmd_init(int argc, char **argv)
         ceremony_key *issuer = i == 0 ? k : (i == 2 ? &keys[1] : &keys[0]);
         unsigned char serial[16];
         if (rc == QTSP_OK)
-            rc = random_serial(serial);
+            rc = cmd_random_serial(serial);
         if (rc == QTSP_OK) {
             qtsp_cert_request req;
             memset(&req, 0, sizeof req);
@@ -434,15 +367,15 @@ int cmd_init(int argc, char **argv)
         }
         qtsp_profile_free(prof);
         TRY_OUT(rc);
-        TRY_OUT(spki_fingerprint(k->pub, k->fingerprint));
+        TRY_OUT(cmd_spki_fingerprint(k->pub, k->fingerprint));
         snprintf(path, sizeof path, "%s/public/%s", cfg->home, k->cert_file);
-        TRY_OUT(write_pem(path, &k->cert, 1));
+        TRY_OUT(cmd_write_pem(path, &k->cert, 1));
         LOG_INFO("ceremony: generated %s key '%s' (%s) sha256:%s", k->role, k->label,
                  qtsp_keytype_name(kt), k->fingerprint);
     }
     X509 *chain[] = {keys[1].cert, keys[0].cert};
     snprintf(path, sizeof path, "%s/public/chain.pem", cfg->home);
-    TRY_OUT(write_pem(path, chain, 2));
+    TRY_OUT(cmd_write_pem(path, chain, 2));
 
     /* report + audit */
     char when[32];
@@ -503,7 +436,7 @@ int cmd_init(int argc, char **argv)
     TRY_OUT(qtsp_store_write(app.store, store_ceremony, &sc));
     TRY_OUT(qtsp_buf_puts(&report, "\nrecorded in the audit log as event ceremony.keys\n"));
     snprintf(path, sizeof path, "%s/ceremony-report.txt", cfg->home);
-    TRY_OUT(write_file(path, report.data, report.len, 0644));
+    TRY_OUT(cmd_write_file(path, report.data, report.len, 0644));
     TRY_OUT(qtsp_config_save(cfg));
     printf("initialised %s (token %s, %zu keys); report: %s\n", cfg->home, cfg->token_label,
            nkeys, path);

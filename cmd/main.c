@@ -19,6 +19,7 @@ static const struct {
     {"status", cmd_ra, "show a certificate's status"},
     {"hold", cmd_ra, "suspend a certificate (lapses after max_hold)"},
     {"release", cmd_ra, "release a held certificate"},
+    {"rekey", cmd_rekey, "new key and certificate for the OCSP responder or the TSA unit"},
     {"crl", cmd_crl, "crl publish: force new CRLs"},
     {"token", cmd_token, "token bench: the token's key-generation and signing rates"},
     {"terminate", cmd_ra, "revoke a certificate for good and destroy its key"},

@@ -75,7 +75,7 @@ check_grep "serve on a missing home says to run qtsp init" "qtsp init" "$T_DIR/m
 check_grep "errors are one qtsp: line" "^qtsp: serve: " "$T_DIR/missing.err"
 
 # every verb: --help exits 0; a usage error is exactly one "qtsp: ..." line, exit 2
-for v in init serve operator audit subject issue status hold release terminate crl token; do
+for v in init serve operator audit subject issue status hold release terminate crl token rekey; do
   check "qtsp $v --help" "$QTSP_BIN" $v --help
   "$QTSP_BIN" $v --bogus-flag >"$T_DIR/u.out" 2>"$T_DIR/u.err"; rc=$?
   check_eq "qtsp $v with a bad flag exits 2" 2 "$rc"

@@ -1,0 +1,180 @@
+/* qtsp rekey ocsp|tsa: a new key pair in the token for the delegated OCSP
+ * responder or the TSA unit, certified with its profile, recorded in the
+ * store and the audit log, and made the one qtsp.yaml names. The responder
+ * certificate lives one year and the TSU's a few: this is how they are
+ * renewed without a new ceremony. The old key stays in the token (nothing
+ * signs with it any more) and its certificate is kept under public/archive/.
+ * A running server picks the new key up when restarted. */
+#include <errno.h>
+#include <jansson.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ca/audit.h"
+#include "ca/certdb.h"
+#include "ca/profile.h"
+#include "cmd/app.h"
+#include "cmd/cmd.h"
+#include "core/clock.h"
+
+static int usage(FILE *f)
+{
+    if (f != stdout)
+        return cmd_usage_error("rekey", "missing or wrong arguments (see qtsp rekey --help)");
+    fprintf(f, "usage: qtsp rekey ocsp|tsa [--home DIR]\n\n"
+               "Generates a new key in the token for the OCSP responder (certified by the\n"
+               "issuing CA) or the TSA unit (certified by the root), records it in the store\n"
+               "and the audit log, writes public/ocsp.crt or public/tsa.crt (the old one goes\n"
+               "to public/archive/) and updates qtsp.yaml. Restart qtsp serve afterwards.\n");
+    return 0;
+}
+
+typedef struct rekey_ctx {
+    qtsp_cert_record rec;
+    int by_root;
+    const char *actor;
+    const char *details;
+} rekey_ctx;
+
+static qtsp_status rekey_txn(qtsp_txn *txn, void *vctx)
+{
+    rekey_ctx *c = vctx;
+    TRY(qtsp_certdb_put(txn, &c->rec));
+    if (c->by_root) {
+        /* the root CRL covers the new TSU certificate too (ca/crl.h) */
+        static const char key[] = "issued_by_root";
+        qtsp_buf v;
+        qtsp_buf_init(&v, 4096);
+        qtsp_status rc = qtsp_txn_get(txn, QTSP_T_META, key, sizeof key - 1, &v);
+        if (rc == QTSP_ERR_NOT_FOUND) {
+            qtsp_err_clear();
+            rc = QTSP_OK;
+        }
+        unsigned char l = (unsigned char)c->rec.serial_len;
+        if (rc == QTSP_OK)
+            rc = qtsp_buf_append(&v, &l, 1);
+        if (rc == QTSP_OK)
+            rc = qtsp_buf_append(&v, c->rec.serial, c->rec.serial_len);
+        if (rc == QTSP_OK)
+            rc = qtsp_txn_put(txn, QTSP_T_META, key, sizeof key - 1, v.data, v.len, 0);
+        qtsp_buf_cleanup(&v);
+        TRY(rc);
+    }
+    return qtsp_audit_append(txn, c->actor, "key.rekey", c->details, NULL);
+}
+
+int cmd_rekey(int argc, char **argv)
+{
+    const char *home = cmd_default_home(), *what = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return usage(stdout);
+        if (cmd_opt(argc, argv, &i, "--home", &home))
+            continue;
+        if (argv[i][0] == '-' || what)
+            return usage(stderr);
+        what = argv[i];
+    }
+    if (!what || (strcmp(what, "ocsp") != 0 && strcmp(what, "tsa") != 0))
+        return usage(stderr);
+    int tsa = strcmp(what, "tsa") == 0;
+    qtsp_err_clear();
+    qtsp_app app;
+    if (qtsp_app_open(home, APP_STORE | APP_KEYS, &app) != QTSP_OK)
+        return cmd_fail("rekey");
+    qtsp_status rc = QTSP_OK;
+    qtsp_profile *prof = NULL;
+    EVP_PKEY *pub = NULL;
+    X509 *cert = NULL;
+    unsigned char *der = NULL;
+    char *details = NULL;
+    int key_made = 0;
+    char *cfg_label = tsa ? app.cfg.key_tsa : app.cfg.key_ocsp;
+    char old_label[64], label[64], path[QTSP_PATH_MAX + 64], fp[65], hex[41];
+    snprintf(old_label, sizeof old_label, "%s", cfg_label);
+    /* qtsp-ocsp, qtsp-ocsp-<t> -> qtsp-ocsp-<now> */
+    char base[48];
+    snprintf(base, sizeof base, "%s", old_label);
+    char *dash = strrchr(base, '-');
+    if (dash && strspn(dash + 1, "0123456789") == strlen(dash + 1) && dash[1])
+        *dash = '\0';
+    snprintf(label, sizeof label, "%s-%lld", base, (long long)qtsp_now());
+
+    TRY_OUT(qtsp_app_policy(&app, tsa ? "tsa-unit.yaml" : "ocsp-responder.yaml", path,
+                            sizeof path));
+    TRY_OUT(qtsp_profile_load(path, &prof));
+    qtsp_keytype kt;
+    TRY_OUT(qtsp_keytype_parse(qtsp_profile_key_type(prof), &kt));
+    TRY_OUT(qtsp_hsm_generate(app.hsm, label, kt, &pub));
+    key_made = 1;
+    TRY_OUT(qtsp_hsm_check_key_protected(app.hsm, label));
+    unsigned char serial[16];
+    TRY_OUT(cmd_random_serial(serial));
+    qtsp_cert_request req;
+    memset(&req, 0, sizeof req);
+    req.subject_key = pub;
+    req.issuer = tsa ? app.root : app.issuing;
+    req.issuer_key = tsa ? app.root_key : app.issuing_key;
+    req.serial = serial;
+    req.serial_len = sizeof serial;
+    req.base_url = app.cfg.base_url;
+    TRY_OUT(qtsp_profile_issue(prof, &req, &cert));
+    TRY_OUT(cmd_spki_fingerprint(pub, fp));
+    int dl = i2d_X509(cert, &der);
+    ENSURE_OUT(dl > 0, QTSP_ERR_CRYPTO, "cannot encode the certificate");
+    qtsp_serial_to_hex(serial, sizeof serial, hex);
+
+    json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s}", "role", what, "old_label", old_label,
+                          "new_label", label, "spki_sha256", fp, "certificate_serial", hex);
+    ENSURE_OUT(d != NULL, QTSP_ERR_NOMEM, "out of memory");
+    details = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(d);
+    ENSURE_OUT(details != NULL, QTSP_ERR_NOMEM, "out of memory");
+    rekey_ctx c;
+    memset(&c, 0, sizeof c);
+    memcpy(c.rec.serial, serial, sizeof serial);
+    c.rec.serial_len = sizeof serial;
+    snprintf(c.rec.issuer, sizeof c.rec.issuer, "%s", tsa ? "root" : "issuing");
+    snprintf(c.rec.key_label, sizeof c.rec.key_label, "%s", label);
+    snprintf(c.rec.profile, sizeof c.rec.profile, "%s", qtsp_profile_name(prof));
+    c.rec.der = der;
+    c.rec.der_len = (size_t)dl;
+    c.by_root = tsa;
+    c.actor = cmd_actor();
+    c.details = details;
+    TRY_OUT(qtsp_store_write(app.store, rekey_txn, &c));
+    key_made = 0; /* recorded: from here on the key belongs to the service */
+
+    /* public/<role>.crt -> public/archive/<role>-<old serial>.crt, then the new one */
+    X509 *old = tsa ? app.tsa : app.ocsp;
+    char oldhex[41];
+    const ASN1_INTEGER *osn = X509_get0_serialNumber(old);
+    unsigned char norm[QTSP_SERIAL_MAX];
+    size_t nl = 0;
+    TRY_OUT(qtsp_serial_normalize(osn->data, (size_t)osn->length, norm, &nl));
+    qtsp_serial_to_hex(norm, nl, oldhex);
+    snprintf(path, sizeof path, "%s/public/archive", app.cfg.home);
+    ENSURE_OUT(mkdir(path, 0755) == 0 || errno == EEXIST, QTSP_ERR_IO, "cannot create %s: %s",
+               path, strerror(errno));
+    snprintf(path, sizeof path, "%s/public/archive/%s-%s.crt", app.cfg.home, what, oldhex);
+    TRY_OUT(cmd_write_pem(path, &old, 1));
+    snprintf(path, sizeof path, "%s/public/%s.crt", app.cfg.home, what);
+    TRY_OUT(cmd_write_pem(path, &cert, 1));
+    snprintf(cfg_label, 64, "%s", label);
+    TRY_OUT(qtsp_config_save(&app.cfg));
+    printf("rekeyed %s: key %s (SPKI SHA-256 %s), certificate serial %s; restart qtsp serve to "
+           "use it\n",
+           what, label, fp, hex);
+out:
+    if (key_made && qtsp_hsm_destroy(app.hsm, label) != QTSP_OK)
+        fprintf(stderr, "qtsp: rekey: warning: the new key %s could not be removed\n", label);
+    free(details);
+    OPENSSL_free(der);
+    X509_free(cert);
+    EVP_PKEY_free(pub);
+    qtsp_profile_free(prof);
+    qtsp_app_close(&app);
+    return rc == QTSP_OK ? 0 : cmd_fail("rekey");
+}
