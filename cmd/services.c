@@ -146,13 +146,13 @@ static long long cert_seconds_left(X509 *x)
 
 /* The responder and TSU certificates have short lives: say so well before
  * they expire (an expired one makes every answer unverifiable). */
-static void warn_expiring(const char *what, X509 *x)
+static void warn_expiring(const char *what, const char *how, X509 *x)
 {
     long long left = cert_seconds_left(x);
     if (left <= 0)
-        LOG_ERROR("the %s certificate has EXPIRED: its answers will not verify; re-key it", what);
+        LOG_ERROR("the %s certificate has EXPIRED: its answers will not verify; %s", what, how);
     else if (left < 30LL * 86400)
-        LOG_WARN("the %s certificate expires in %lld days; re-key it soon", what, left / 86400);
+        LOG_WARN("the %s certificate expires in %lld days; %s", what, left / 86400, how);
 }
 
 /* Records hold lapses in the audit log and the indexes every second; the
@@ -182,9 +182,9 @@ static void *sweeper_main(void *arg)
 
 qtsp_status qtsp_services_start(qtsp_services *s)
 {
-    warn_expiring("OCSP responder", s->app->ocsp);
-    warn_expiring("TSA unit", s->app->tsa);
-    warn_expiring("issuing CA", s->app->issuing);
+    warn_expiring("OCSP responder", "run qtsp rekey ocsp", s->app->ocsp);
+    warn_expiring("TSA unit", "run qtsp rekey tsa", s->app->tsa);
+    warn_expiring("issuing CA", "plan a key ceremony for its successor", s->app->issuing);
     TRY(qtsp_notify_start(s->notify));
     /* RA requests wait on the token and the disk: their own threads, so the
      * HTTP workers (one per core) stay free for OCSP and TSA */
