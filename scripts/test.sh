@@ -50,14 +50,18 @@ for variant in build build-asan; do
   done
 done
 
-export QTSP_BIN="$top/build/qtsp"
-for t in tests/integration/test_*.sh; do
-  [[ -f $t ]] || continue
-  out="$logs/$(basename "$t").log"
-  timeout 600 bash "$t" >"$out" 2>&1
-  rc=$?
-  count "integration/$(basename "$t")" "$out" $rc
-  ((rc != 0)) && tail -n 60 "$out"
+# the real binary, then the sanitizer build of it (a memory error in the
+# server aborts it and fails the checks that follow)
+for variant in build build-asan; do
+  export QTSP_BIN="$top/$variant/qtsp"
+  for t in tests/integration/test_*.sh; do
+    [[ -f $t ]] || continue
+    out="$logs/$variant-$(basename "$t").log"
+    timeout 600 bash "$t" >"$out" 2>&1
+    rc=$?
+    count "$variant/integration/$(basename "$t")" "$out" $rc
+    ((rc != 0)) && tail -n 60 "$out"
+  done
 done
 
 echo "logs: $logs"
