@@ -620,3 +620,30 @@ qtsp_status qtsp_certdb_due_holds(qtsp_txn *txn, time_t now, qtsp_serial_fn fn, 
     qtsp_buf_cleanup(&c.out);
     return rc;
 }
+
+/* meta "issued_by_root": (1 byte length | serial) for each certificate the
+ * root issued (issuing CA, TSA units), read by the root CRL (ca/crl.c). */
+#define ROOT_ISSUED_KEY "issued_by_root"
+#define ROOT_ISSUED_MAX 4096
+
+qtsp_status qtsp_certdb_add_root_issued(qtsp_txn *txn, const unsigned char *serial, size_t slen)
+{
+    ENSURE(slen > 0 && slen <= QTSP_SERIAL_MAX, QTSP_ERR_INVALID, "bad serial length %zu", slen);
+    qtsp_buf v;
+    qtsp_buf_init(&v, ROOT_ISSUED_MAX);
+    qtsp_status rc = qtsp_txn_get(txn, QTSP_T_META, ROOT_ISSUED_KEY, sizeof ROOT_ISSUED_KEY - 1, &v);
+    if (rc == QTSP_ERR_NOT_FOUND) {
+        qtsp_err_clear();
+        rc = QTSP_OK;
+    }
+    unsigned char l = (unsigned char)slen;
+    if (rc == QTSP_OK)
+        rc = qtsp_buf_append(&v, &l, 1);
+    if (rc == QTSP_OK)
+        rc = qtsp_buf_append(&v, serial, slen);
+    if (rc == QTSP_OK)
+        rc = qtsp_txn_put(txn, QTSP_T_META, ROOT_ISSUED_KEY, sizeof ROOT_ISSUED_KEY - 1, v.data,
+                          v.len, 0);
+    qtsp_buf_cleanup(&v);
+    return rc;
+}

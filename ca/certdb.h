@@ -83,6 +83,11 @@ qtsp_status qtsp_asn1_time_to_epoch(const ASN1_TIME *t, int64_t *out) QTSP_MUST_
  * serial is not rec->serial, or a text field is empty (issuer) or too long. */
 qtsp_status qtsp_certdb_put(qtsp_txn *txn, const qtsp_cert_record *rec) QTSP_MUST_USE;
 
+/* Notes that the root CA issued serial (the issuing CA, a TSA unit): the
+ * root CRL covers exactly these, the qualified CRLs never do. */
+qtsp_status qtsp_certdb_add_root_issued(qtsp_txn *txn, const unsigned char *serial,
+                                        size_t slen) QTSP_MUST_USE;
+
 /* Reads the record; the DER is copied (free with qtsp_cert_record_cleanup). */
 qtsp_status qtsp_certdb_get(qtsp_txn *txn, const unsigned char *serial, size_t slen,
                             qtsp_cert_record *out) QTSP_MUST_USE;

@@ -157,8 +157,6 @@ typedef struct store_ctx {
 static qtsp_status store_ceremony(qtsp_txn *txn, void *vctx)
 {
     store_ctx *c = vctx;
-    unsigned char by_root[64];
-    size_t by_root_len = 0;
     for (size_t i = 0; i < c->n; i++) {
         ceremony_key *k = &c->keys[i];
         const ASN1_INTEGER *sn = X509_get0_serialNumber(k->cert);
@@ -179,14 +177,9 @@ static qtsp_status store_ceremony(qtsp_txn *txn, void *vctx)
         qtsp_status rc = qtsp_certdb_put(txn, &rec);
         OPENSSL_free(der);
         TRY(rc);
-        if (by_root_ca && by_root_len + 1 + rec.serial_len <= sizeof by_root) {
-            by_root[by_root_len++] = (unsigned char)rec.serial_len;
-            memcpy(by_root + by_root_len, rec.serial, rec.serial_len);
-            by_root_len += rec.serial_len;
-        }
+        if (by_root_ca)
+            TRY(qtsp_certdb_add_root_issued(txn, rec.serial, rec.serial_len));
     }
-    static const char key[] = "issued_by_root";
-    TRY(qtsp_txn_put(txn, QTSP_T_META, key, sizeof key - 1, by_root, by_root_len, 0));
     return qtsp_audit_append(txn, c->actor, "ceremony.keys", c->details, NULL);
 }
 

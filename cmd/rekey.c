@@ -42,26 +42,8 @@ static qtsp_status rekey_txn(qtsp_txn *txn, void *vctx)
 {
     rekey_ctx *c = vctx;
     TRY(qtsp_certdb_put(txn, &c->rec));
-    if (c->by_root) {
-        /* the root CRL covers the new TSU certificate too (ca/crl.h) */
-        static const char key[] = "issued_by_root";
-        qtsp_buf v;
-        qtsp_buf_init(&v, 4096);
-        qtsp_status rc = qtsp_txn_get(txn, QTSP_T_META, key, sizeof key - 1, &v);
-        if (rc == QTSP_ERR_NOT_FOUND) {
-            qtsp_err_clear();
-            rc = QTSP_OK;
-        }
-        unsigned char l = (unsigned char)c->rec.serial_len;
-        if (rc == QTSP_OK)
-            rc = qtsp_buf_append(&v, &l, 1);
-        if (rc == QTSP_OK)
-            rc = qtsp_buf_append(&v, c->rec.serial, c->rec.serial_len);
-        if (rc == QTSP_OK)
-            rc = qtsp_txn_put(txn, QTSP_T_META, key, sizeof key - 1, v.data, v.len, 0);
-        qtsp_buf_cleanup(&v);
-        TRY(rc);
-    }
+    if (c->by_root) /* the root CRL covers the new TSU certificate too */
+        TRY(qtsp_certdb_add_root_issued(txn, c->rec.serial, c->rec.serial_len));
     return qtsp_audit_append(txn, c->actor, "key.rekey", c->details, NULL);
 }
 

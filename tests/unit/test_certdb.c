@@ -668,9 +668,35 @@ static void test_certdb_rejects_corrupt_records(void)
     done(st);
 }
 
+static qtsp_status add_two_root_issued(qtsp_txn *txn, void *ctx)
+{
+    (void)ctx;
+    static const unsigned char a[] = {0x12, 0x34}, b[] = {0x7f, 0x01, 0x02};
+    TRY(qtsp_certdb_add_root_issued(txn, a, sizeof a));
+    return qtsp_certdb_add_root_issued(txn, b, sizeof b);
+}
+
+static void test_certdb_root_issued_list_is_length_prefixed_and_appends(void)
+{
+    qtsp_store *st = open_fresh();
+    CU_ASSERT_EQUAL_FATAL(qtsp_store_write(st, add_two_root_issued, NULL), QTSP_OK);
+    qtsp_txn *t = NULL;
+    CU_ASSERT_FATAL(qtsp_store_begin(st, 0, &t) == QTSP_OK);
+    qtsp_buf v;
+    qtsp_buf_init(&v, 256);
+    CU_ASSERT_EQUAL(qtsp_txn_get(t, QTSP_T_META, "issued_by_root", 14, &v), QTSP_OK);
+    static const unsigned char want[] = {2, 0x12, 0x34, 3, 0x7f, 0x01, 0x02};
+    CU_ASSERT_EQUAL(v.len, sizeof want);
+    CU_ASSERT(v.len == sizeof want && memcmp(v.data, want, sizeof want) == 0);
+    qtsp_buf_cleanup(&v);
+    qtsp_txn_abort(t);
+    done(st);
+}
+
 int main(void)
 {
     static const qtest_case cases[] = {
+        QTEST(test_certdb_root_issued_list_is_length_prefixed_and_appends),
         QTEST(test_certdb_put_and_get_round_trip),
         QTEST(test_certdb_get_returns_the_der_byte_for_byte),
         QTEST(test_certdb_refuses_a_reused_serial),
