@@ -105,6 +105,7 @@ int cmd_serve(int argc, char **argv)
         sigsuspend(&orig);
 
     LOG_INFO("stopping: finishing requests in flight");
+    qtsp_services_quiesce(svc);
     qtsp_http_stop(srv);
     qtsp_log_set_buffered(0);
     qtsp_services_free(svc);

@@ -85,6 +85,9 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
                        s->policies_dir, s->secrets_dir, app->cfg.base_url, s->notify};
     TRY_OUT(qtsp_ra_new(&rd, &s->ra));
     s->n_routes += qtsp_ra_routes(s->ra, s->routes + s->n_routes, MAX_ROUTES - s->n_routes);
+    /* RA requests wait on the token and the disk: their own threads (started
+     * before HTTP serves), so the HTTP workers stay free for OCSP and TSA */
+    TRY_OUT(qtsp_ra_start_workers(s->ra, (unsigned)(4 * app->cfg.http_workers)));
 
     /* TSA: the TSU certificate is issued by the root; certReq adds the root */
     char path[QTSP_PATH_MAX + 32];
@@ -186,9 +189,6 @@ qtsp_status qtsp_services_start(qtsp_services *s)
     warn_expiring("TSA unit", "run qtsp rekey tsa", s->app->tsa);
     warn_expiring("issuing CA", "plan a key ceremony for its successor", s->app->issuing);
     TRY(qtsp_notify_start(s->notify));
-    /* RA requests wait on the token and the disk: their own threads, so the
-     * HTTP workers (one per core) stay free for OCSP and TSA */
-    TRY(qtsp_ra_start_workers(s->ra, (unsigned)(4 * s->app->cfg.http_workers)));
     TRY(qtsp_crl_publish(s->crl, 0));
     TRY(qtsp_crl_start(s->crl));
     ENSURE(pthread_create(&s->sweeper, NULL, sweeper_main, s) == 0, QTSP_ERR_INTERNAL,
@@ -196,6 +196,12 @@ qtsp_status qtsp_services_start(qtsp_services *s)
     s->sweeper_started = 1;
     TRY(qtsp_ra_keypool_start(s->ra));
     return QTSP_OK;
+}
+
+void qtsp_services_quiesce(qtsp_services *s)
+{
+    if (s)
+        qtsp_ra_quiesce(s->ra);
 }
 
 void qtsp_services_free(qtsp_services *s)

@@ -15,6 +15,9 @@ typedef struct qtsp_services qtsp_services;
 qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out) QTSP_MUST_USE;
 /* Starts background work (CRL publisher, hold sweeper). */
 qtsp_status qtsp_services_start(qtsp_services *svc) QTSP_MUST_USE;
+/* First step of shutdown, before the HTTP server stops: queued RA requests
+ * are answered 503 instead of being carried out. NULL is a no-op. */
+void qtsp_services_quiesce(qtsp_services *svc);
 /* Stops background work and frees. NULL is a no-op. */
 void qtsp_services_free(qtsp_services *svc);
 

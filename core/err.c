@@ -71,6 +71,7 @@ const char *qtsp_strerror(qtsp_status code)
     case QTSP_ERR_QUOTA: return "quota exhausted";
     case QTSP_ERR_UNSUPPORTED: return "unsupported";
     case QTSP_ERR_TIME: return "clock not synchronised";
+    case QTSP_ERR_UNAVAILABLE: return "unavailable";
     case QTSP_ERR_CONFIG: return "configuration error";
     case QTSP_ERR_STORE: return "store error";
     case QTSP_ERR_STORE_FULL: return "store full";

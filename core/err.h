@@ -27,6 +27,7 @@ typedef enum qtsp_status {
     QTSP_ERR_QUOTA = 12,      /* quota exhausted */
     QTSP_ERR_UNSUPPORTED = 13,/* valid but not supported (algorithm, ...) */
     QTSP_ERR_TIME = 14,       /* clock not trustworthy */
+    QTSP_ERR_UNAVAILABLE = 15,/* shutting down or overloaded: try again later */
     /* 100..199: configuration and policies */
     QTSP_ERR_CONFIG = 100,    /* syntax or schema error in YAML */
     /* 200..299: store */

@@ -247,6 +247,7 @@ static int status_for(qtsp_status rc)
     case QTSP_ERR_TOO_BIG: return 413;
     case QTSP_ERR_QUOTA: return 429;
     case QTSP_ERR_UNSUPPORTED: return 415;
+    case QTSP_ERR_UNAVAILABLE: return 503;
     default: return 500;
     }
 }

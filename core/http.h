@@ -5,7 +5,7 @@
  * built by the handler; a non-OK return from a handler becomes a JSON error
  * {"error":"<code>","message":"<qtsp_err_what()>"} with the mapped status:
  * INVALID 400, AUTH 401, FORBIDDEN 403, NOT_FOUND 404, EXISTS/STATE 409,
- * TOO_BIG 413, QUOTA 429, UNSUPPORTED 415, anything else 500 (message hidden).
+ * TOO_BIG 413, QUOTA 429, UNSUPPORTED 415, UNAVAILABLE 503, anything else 500 (message hidden).
  *
  * The server answers 404 for unknown paths, 405 for a wrong method, 413 when
  * a body exceeds the route's max_body (without reading the rest), 415 when a

@@ -142,6 +142,10 @@ qtsp_status qtsp_ra_metrics(qtsp_ra *ra, qtsp_buf *out) QTSP_MUST_USE;
  * Stopped by qtsp_ra_free (after the HTTP server has stopped). */
 qtsp_status qtsp_ra_start_workers(qtsp_ra *ra, unsigned n) QTSP_MUST_USE;
 
+/* Shutdown, first step: RA requests not yet started are answered 503 and
+ * never carried out; those running finish. Call before stopping HTTP. */
+void qtsp_ra_quiesce(qtsp_ra *ra);
+
 /* HTTP: the RA routes (all under /ra/v1/). Fills up to cap routes. */
 size_t qtsp_ra_routes(qtsp_ra *ra, qtsp_route *routes, size_t cap);
 

@@ -3,6 +3,7 @@
  * core/http.c from the returned status. */
 #define _XOPEN_SOURCE 700 /* strptime */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -321,12 +322,18 @@ static qtsp_status call_from(const qtsp_http_req *req, ra_call *c)
  * RA threads; the HTTP threads stay free. Without started workers (CLI,
  * tests) or when the queue is full, requests are handled on the spot. */
 
+typedef struct worker_arg {
+    qtsp_ra *ra;
+    ra_pool *p;
+} worker_arg;
+
 typedef struct ra_job {
     ra_call call;
     qtsp_http_deferred *d;
 } ra_job;
 
 struct ra_pool {
+    worker_arg arg; /* what every worker thread gets */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     ra_job q[RA_QUEUE];
@@ -338,8 +345,8 @@ struct ra_pool {
 
 static void *ra_worker(void *arg)
 {
-    qtsp_ra *ra = arg;
-    ra_pool *p = ra->pool;
+    qtsp_ra *ra = ((worker_arg *)arg)->ra;
+    ra_pool *p = ((worker_arg *)arg)->p;
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (p->count == 0 && !p->stopping)
@@ -354,9 +361,10 @@ static void *ra_worker(void *arg)
         qtsp_err_clear();
         qtsp_status rc;
         if (stopping) {
-            /* the HTTP server is gone: do not change state for a request
-             * whose client has been told 503 */
-            rc = qtsp_err_set(QTSP_ERR_INTERNAL, __FILE__, __LINE__, "shutting down");
+            /* shutting down: a request not yet started is not carried out
+             * (its client may already have been told 503) */
+            rc = qtsp_err_set(QTSP_ERR_UNAVAILABLE, __FILE__, __LINE__,
+                              "the service is shutting down; try again");
         } else {
             rc = ra_handle(ra, &job.call, qtsp_http_deferred_resp(job.d));
         }
@@ -368,9 +376,17 @@ static void *ra_worker(void *arg)
     return NULL;
 }
 
+static void *ra_worker_arg(qtsp_ra *ra, ra_pool *p)
+{
+    p->arg.ra = ra;
+    p->arg.p = p;
+    return &p->arg;
+}
+
 qtsp_status qtsp_ra_start_workers(qtsp_ra *ra, unsigned n)
 {
-    ENSURE(!ra->pool && n > 0 && n <= 256, QTSP_ERR_INVALID, "bad RA worker count %u", n);
+    ENSURE(!atomic_load(&ra->pool) && n > 0 && n <= 256, QTSP_ERR_INVALID,
+           "bad RA worker count %u", n);
     ra_pool *p = calloc(1, sizeof *p);
     ENSURE(p != NULL, QTSP_ERR_NOMEM, "out of memory");
     p->threads = calloc(n, sizeof *p->threads);
@@ -380,30 +396,46 @@ qtsp_status qtsp_ra_start_workers(qtsp_ra *ra, unsigned n)
     }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
-    ra->pool = p;
+    /* workers receive the pool itself; the RA sees it only once they run
+     * (published with release semantics, read with acquire in ra_dispatch) */
     for (; p->n < n; p->n++)
-        if (pthread_create(&p->threads[p->n], NULL, ra_worker, ra) != 0)
+        if (pthread_create(&p->threads[p->n], NULL, ra_worker, ra_worker_arg(ra, p)) != 0)
             break;
-    ENSURE(p->n > 0, QTSP_ERR_INTERNAL, "cannot start the RA workers");
+    if (p->n == 0) {
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv);
+        free(p->threads);
+        free(p);
+        FAIL(QTSP_ERR_INTERNAL, "cannot start the RA workers");
+    }
+    atomic_store_explicit(&ra->pool, p, memory_order_release);
     return QTSP_OK;
 }
 
-void ra_pool_stop(qtsp_ra *ra)
+void qtsp_ra_quiesce(qtsp_ra *ra)
 {
-    ra_pool *p = ra->pool;
+    ra_pool *p = atomic_load_explicit(&ra->pool, memory_order_acquire);
     if (!p)
         return;
     pthread_mutex_lock(&p->mu);
     p->stopping = 1;
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
+}
+
+void ra_pool_stop(qtsp_ra *ra)
+{
+    ra_pool *p = atomic_load_explicit(&ra->pool, memory_order_acquire);
+    if (!p)
+        return;
+    qtsp_ra_quiesce(ra);
     for (unsigned i = 0; i < p->n; i++)
         pthread_join(p->threads[i], NULL);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p->threads);
     free(p);
-    ra->pool = NULL;
+    atomic_store(&ra->pool, NULL);
 }
 
 /* Route handler for everything under /ra/v1/. */
@@ -412,10 +444,11 @@ static qtsp_status ra_dispatch(void *ctx, const qtsp_http_req *req, qtsp_http_re
     qtsp_ra *ra = ctx;
     ra_call call;
     TRY(call_from(req, &call));
-    ra_pool *p = ra->pool;
+    ra_pool *p = atomic_load_explicit(&ra->pool, memory_order_acquire);
     if (p) {
         pthread_mutex_lock(&p->mu);
-        int room = !p->stopping && p->count < RA_QUEUE;
+        int stopping = p->stopping;
+        int room = !stopping && p->count < RA_QUEUE;
         qtsp_http_deferred *d = room ? qtsp_http_defer(req) : NULL;
         if (d) {
             p->q[(p->head + p->count) % RA_QUEUE] = (ra_job){call, d};
@@ -425,6 +458,10 @@ static qtsp_status ra_dispatch(void *ctx, const qtsp_http_req *req, qtsp_http_re
         pthread_mutex_unlock(&p->mu);
         if (d)
             return QTSP_OK;
+        if (stopping) {
+            call_free(&call);
+            FAIL(QTSP_ERR_UNAVAILABLE, "the service is shutting down; try again");
+        }
     }
     qtsp_status rc = ra_handle(ra, &call, resp);
     call_free(&call);

@@ -49,7 +49,7 @@ struct qtsp_ra {
     int64_t max_hold_s;
     int64_t sweep_interval_s;
     unsigned char otp_key[QTSP_OTP_KEY_LEN];
-    ra_pool *pool; /* RA worker threads (ra/ra_http.c), NULL when not started */
+    ra_pool *_Atomic pool; /* RA worker threads (ra/ra_http.c), NULL when not started */
     ra_keypool kp;
     int kp_ready; /* kp's mutex and condition initialised */
 };
