@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -71,7 +72,7 @@ typedef struct log_tbuf {
     char buf[LOG_TBUF];
 } log_tbuf;
 
-static int g_buffered;
+static _Atomic int g_buffered;
 static pthread_mutex_t g_tbufs_mu = PTHREAD_MUTEX_INITIALIZER;
 static log_tbuf *g_tbufs;
 static pthread_key_t g_tbuf_key;
@@ -101,6 +102,7 @@ static void tbuf_destroy(void *p)
     pthread_mutex_unlock(&b->mu);
     pthread_mutex_destroy(&b->mu);
     free(b);
+    t_tbuf = NULL; /* a later line on this thread starts a new buffer */
 }
 
 static void tbuf_key_init(void) { pthread_key_create(&g_tbuf_key, tbuf_destroy); }

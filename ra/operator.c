@@ -363,6 +363,12 @@ static void note_result(const char *id, int ok, int64_t now)
     pthread_mutex_lock(&g_fail_mu);
     size_t i = fail_slot(id);
     if (strcmp(g_fail[i].id, id) != 0) {
+        /* never evict an id that has failures or is locked: another id's
+         * traffic must not reset someone else's lock */
+        if (g_fail[i].failures > 0 || g_fail[i].locked_until > now) {
+            pthread_mutex_unlock(&g_fail_mu);
+            return;
+        }
         snprintf(g_fail[i].id, sizeof g_fail[i].id, "%s", id);
         g_fail[i].failures = 0;
         g_fail[i].locked_until = 0;
@@ -415,6 +421,10 @@ qtsp_status qtsp_operator_auth(qtsp_store *st, const char *token, qtsp_operator 
     if (id_locked(id, now))
         AUTH_FAIL_OUT();
     pthread_mutex_lock(&g_argon_mu);
+    if (id_locked(id, now)) { /* locked while this request waited its turn */
+        pthread_mutex_unlock(&g_argon_mu);
+        AUTH_FAIL_OUT();
+    }
     int arc = argon2id_verify(rec.hash, (const char *)secret, sizeof secret);
     pthread_mutex_unlock(&g_argon_mu);
     note_result(id, arc == ARGON2_OK, now);
