@@ -203,30 +203,34 @@ void qtsp_app_close(qtsp_app *app)
 
 qtsp_status cmd_write_file(const char *path, const void *data, size_t len, mode_t mode)
 {
-    char tmp[QTSP_PATH_MAX + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    /* never write through a planted link: drop a stale temp, then create it anew */
-    ENSURE(unlink(tmp) == 0 || errno == ENOENT, QTSP_ERR_IO, "cannot remove %s: %s", tmp,
+    /* a fresh, unique temp file next to path (mkstemp: O_EXCL, 0600), so
+     * nothing planted or left by someone else is followed or removed */
+    char tmp[QTSP_PATH_MAX + 16];
+    int n = snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
+    ENSURE(n > 0 && (size_t)n < sizeof tmp, QTSP_ERR_TOO_BIG, "path too long: %s", path);
+    int fd = mkstemp(tmp);
+    ENSURE(fd >= 0, QTSP_ERR_IO, "cannot create a temporary file next to %s: %s", path,
            strerror(errno));
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-    ENSURE(fd >= 0, QTSP_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
     const unsigned char *p = data;
     size_t off = 0;
-    while (off < len) {
+    int bad = 0;
+    while (off < len && !bad) {
         ssize_t w = write(fd, p + off, len - off);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w <= 0) {
-            close(fd);
-            FAIL(QTSP_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-        }
-        off += (size_t)w;
+        if (w <= 0)
+            bad = 1;
+        else
+            off += (size_t)w;
     }
-    int bad = fsync(fd) != 0;
+    bad |= fchmod(fd, mode) != 0;
+    bad |= fsync(fd) != 0;
     bad |= close(fd) != 0;
-    ENSURE(!bad, QTSP_ERR_IO, "cannot write %s", tmp);
-    ENSURE(chmod(tmp, mode) == 0 && rename(tmp, path) == 0, QTSP_ERR_IO, "cannot install %s: %s",
-           path, strerror(errno));
+    if (bad || rename(tmp, path) != 0) {
+        int err = errno;
+        unlink(tmp);
+        FAIL(QTSP_ERR_IO, "cannot write %s: %s", path, strerror(err));
+    }
     return QTSP_OK;
 }
 

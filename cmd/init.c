@@ -76,7 +76,12 @@ static qtsp_status random_hex(char *out, size_t bytes)
     return QTSP_OK;
 }
 
-static qtsp_status copy_policies(const char *src_dir, const char *dst_dir)
+#define MAX_POLICIES 64
+
+/* Copies the shipped policies that dst_dir does not have yet; the names of
+ * the files it wrote go to copied[*n] (for clean-up after a failure). */
+static qtsp_status copy_policies(const char *src_dir, const char *dst_dir,
+                                 char (*copied)[64], size_t *n_copied)
 {
     DIR *d = opendir(src_dir);
     ENSURE(d != NULL, QTSP_ERR_NOT_FOUND, "cannot open the policies folder %s: %s", src_dir,
@@ -92,7 +97,8 @@ static qtsp_status copy_policies(const char *src_dir, const char *dst_dir)
         char src[QTSP_PATH_MAX + 300], dst[QTSP_PATH_MAX + 300];
         snprintf(src, sizeof src, "%s/%s", src_dir, e->d_name);
         snprintf(dst, sizeof dst, "%s/%s", dst_dir, e->d_name);
-        if (access(dst, F_OK) == 0) {
+        struct stat sb;
+        if (lstat(dst, &sb) == 0) {
             /* the operator prepared this policy before the ceremony: keep it */
             LOG_INFO("ceremony: keeping the existing %s", dst);
             continue;
@@ -106,7 +112,9 @@ static qtsp_status copy_policies(const char *src_dir, const char *dst_dir)
             rc = qtsp_buf_append(&b, chunk, r);
         fclose(f);
         TRY_OUT(rc);
+        ENSURE_OUT(*n_copied < MAX_POLICIES && n < 64, QTSP_ERR_TOO_BIG, "too many policy files");
         TRY_OUT(cmd_write_file(dst, b.data, b.len, 0644));
+        snprintf(copied[(*n_copied)++], 64, "%s", e->d_name);
     }
 out:
     qtsp_buf_cleanup(&b);
@@ -242,22 +250,6 @@ int cmd_init(int argc, char **argv)
                 cfg->home);
         return 1;
     }
-    /* Anything else a ceremony writes means an earlier one was interrupted:
-     * refuse rather than mix two token PINs or two sets of keys. (An existing
-     * policies/ folder is welcome: its files are kept.) */
-    static const char *const made_by_init[] = {"secrets", "hsm", "public", "store",
-                                               "ceremony-report.txt"};
-    for (size_t i = 0; i < sizeof made_by_init / sizeof made_by_init[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", cfg->home, made_by_init[i]);
-        if (access(path, F_OK) == 0 || errno != ENOENT) {
-            fprintf(stderr,
-                    "qtsp: init: %s already exists (an earlier or interrupted ceremony?); "
-                    "refusing to overwrite it - remove it to start again\n",
-                    path);
-            return 1;
-        }
-    }
-
     ceremony_key keys[] = {
         {"root-ca", "root-ca.yaml", "root-ca.crt", cfg->key_root, NULL, NULL, NULL, ""},
         {"issuing-ca", "issuing-ca.yaml", "issuing-ca.crt", cfg->key_issuing, NULL, NULL, NULL, ""},
@@ -269,30 +261,73 @@ int cmd_init(int argc, char **argv)
     char so_pin[65] = "", user_pin[65] = "";
     char model[64] = "", tserial[64] = "", manuf[64] = "";
     json_t *details = NULL;
-    int clock_synced = 1, home_created = 0, policies_created = 0;
+    int clock_synced = 1, home_created = 0, policies_created = 0, locked = 0;
+    unsigned made = 0; /* what this run created: only that is removed after a failure */
+    char copied[MAX_POLICIES][64];
+    size_t n_copied = 0;
+    char lock_path[QTSP_PATH_MAX + 32];
+    snprintf(lock_path, sizeof lock_path, "%s/.qtsp-init.lock", cfg->home);
     char *details_txt = NULL;
     qtsp_buf report;
     qtsp_buf_init(&report, 1 << 20);
 
     /* folders: the home itself only if it is new (an existing one keeps its mode) */
     home_created = mkdir(cfg->home, 0755) == 0;
-    ENSURE_OUT(home_created || errno == EEXIST, QTSP_ERR_IO, "cannot create %s: %s", cfg->home,
-               strerror(errno));
+    if (!home_created && errno != EEXIST) {
+        fprintf(stderr, "qtsp: init: cannot create %s: %s\n", cfg->home, strerror(errno));
+        return 1;
+    }
+    /* One ceremony per home at a time: without the lock, nothing is touched
+     * (and nothing is cleaned up: it may be another run's). */
+    int lfd = open(lock_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (lfd < 0) {
+        fprintf(stderr,
+                "qtsp: init: %s: another qtsp init holds this home (or one crashed: remove the "
+                "lock file): %s\n",
+                lock_path, strerror(errno));
+        return 1;
+    }
+    close(lfd);
+    locked = 1;
+    /* Anything a ceremony writes means an earlier one was interrupted: refuse
+     * rather than mix two token PINs or two sets of keys (lstat: a dangling
+     * link counts too). An existing policies/ folder is welcome. */
+    static const char *const made_by_init[] = {"secrets", "hsm", "public", "store",
+                                               "ceremony-report.txt", "qtsp.yaml"};
+    enum { MADE_SECRETS = 1, MADE_HSM = 2, MADE_PUBLIC = 4, MADE_STORE = 8, MADE_REPORT = 16 };
+    for (size_t i = 0; i < sizeof made_by_init / sizeof made_by_init[0]; i++) {
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", cfg->home, made_by_init[i]);
+        ENSURE_OUT(lstat(path, &sb) != 0 && errno == ENOENT, QTSP_ERR_EXISTS,
+                   "%s already exists (an earlier or interrupted ceremony?); refusing to "
+                   "overwrite it - remove it to start again",
+                   path);
+    }
     char dir[QTSP_PATH_MAX + 64];
     snprintf(dir, sizeof dir, "%s/secrets", cfg->home);
     TRY_OUT(mkdir_new(dir, 0700));
+    made |= MADE_SECRETS;
     snprintf(dir, sizeof dir, "%s/public", cfg->home);
     TRY_OUT(mkdir_new(dir, 0755));
+    made |= MADE_PUBLIC;
     snprintf(dir, sizeof dir, "%s/public/crl", cfg->home);
     TRY_OUT(mkdir_new(dir, 0755));
     snprintf(dir, sizeof dir, "%s/policies", cfg->home);
     policies_created = mkdir(dir, 0755) == 0;
     ENSURE_OUT(policies_created || errno == EEXIST, QTSP_ERR_IO, "cannot create %s: %s", dir,
                strerror(errno));
-    TRY_OUT(copy_policies(cmd_policies_dir(), dir));
+    TRY_OUT(copy_policies(cmd_policies_dir(), dir, copied, &n_copied));
     clock_synced = qtsp_tsa_clock_synced(NULL);
-    if (!clock_synced)
-        TRY_OUT(relax_tsa_clock(dir));
+    if (!clock_synced) {
+        int ours = 0;
+        for (size_t i = 0; i < n_copied; i++)
+            ours |= strcmp(copied[i], "tsa.yaml") == 0;
+        if (ours)
+            TRY_OUT(relax_tsa_clock(dir));
+        else
+            fprintf(stderr, "qtsp: init: warning: the system clock is not synchronised; your own "
+                            "policies/tsa.yaml is kept as it is\n");
+    }
     /* the key that wraps signers' TOTP secrets (ra/activation.h) */
     unsigned char otp_key[QTSP_OTP_KEY_LEN];
     snprintf(dir, sizeof dir, "%s/secrets", cfg->home);
@@ -304,6 +339,7 @@ int cmd_init(int argc, char **argv)
     if (cfg->hsm_embedded) {
         snprintf(dir, sizeof dir, "%s/hsm", cfg->home);
         TRY_OUT(mkdir_new(dir, 0700));
+        made |= MADE_HSM;
         TRY_OUT(random_hex(so_pin, 16));
         TRY_OUT(random_hex(user_pin, 16));
         TRY_OUT(qtsp_softhsm_create(cfg->hsm_module, dir, cfg->token_label, so_pin, user_pin));
@@ -424,11 +460,13 @@ int cmd_init(int argc, char **argv)
     ENSURE_OUT(details_txt != NULL, QTSP_ERR_NOMEM, "out of memory");
 
     snprintf(dir, sizeof dir, "%s/store", cfg->home);
+    made |= MADE_STORE;
     TRY_OUT(qtsp_store_open(dir, (size_t)cfg->store_map_mib, &app.store));
     store_ctx sc = {keys, nkeys, details_txt, actor};
     TRY_OUT(qtsp_store_write(app.store, store_ceremony, &sc));
     TRY_OUT(qtsp_buf_puts(&report, "\nrecorded in the audit log as event ceremony.keys\n"));
     snprintf(path, sizeof path, "%s/ceremony-report.txt", cfg->home);
+    made |= MADE_REPORT;
     TRY_OUT(cmd_write_file(path, report.data, report.len, 0644));
     TRY_OUT(qtsp_config_save(cfg));
     printf("initialised %s (token %s, %zu keys); report: %s\n", cfg->home, cfg->token_label,
@@ -445,8 +483,10 @@ out:
     json_decref(details);
     qtsp_buf_cleanup(&report);
     qtsp_app_close(&app);
-    if (rc == QTSP_OK)
+    if (rc == QTSP_OK) {
+        unlink(lock_path);
         return 0;
+    }
     const char *why = qtsp_err_what();
     fprintf(stderr, "qtsp: init: %s (nothing was kept; fix the cause and run qtsp init again)\n",
             why[0] ? why : "failed");
@@ -454,17 +494,27 @@ out:
         fprintf(stderr, "qtsp: debug: %s\n", qtsp_err_message());
     /* Leave no half ceremony behind: remove what this run created (keys made
      * in an external token stay there; the report lists none of them). */
+    if (!locked)
+        return 1;
     if (home_created) {
-        remove_tree(cfg->home);
-    } else {
-        for (size_t i = 0; i < sizeof made_by_init / sizeof made_by_init[0]; i++) {
+        remove_tree(cfg->home); /* new, and ours alone under the lock */
+        return 1;
+    }
+    for (size_t i = 0; i < 5; i++) /* the items of made_by_init this run created */
+        if (made & (1u << i)) {
             snprintf(path, sizeof path, "%s/%s", cfg->home, made_by_init[i]);
             remove_tree(path);
         }
-        if (policies_created) {
-            snprintf(path, sizeof path, "%s/policies", cfg->home);
-            remove_tree(path);
+    snprintf(path, sizeof path, "%s/policies", cfg->home);
+    if (policies_created) {
+        remove_tree(path);
+    } else {
+        for (size_t i = 0; i < n_copied; i++) {
+            char f[QTSP_PATH_MAX + 160];
+            snprintf(f, sizeof f, "%s/%s", path, copied[i]);
+            unlink(f);
         }
     }
+    unlink(lock_path);
     return 1;
 }

@@ -23,6 +23,18 @@ rm "$F/policies/tsa-unit.yaml"
 check "init succeeds once the cause is fixed" "$QTSP_BIN" init --home "$F"
 rm "$F/qtsp.yaml"
 check_not "init refuses a home with a token from an interrupted ceremony" "$QTSP_BIN" init --home "$F"
+check "... and removed none of it" test -d "$F/hsm/tokens" -a -s "$F/secrets/token.pin"
+G=$T_DIR/guarded
+mkdir -p "$G/policies" && ln -s "$T_DIR/nowhere" "$G/secrets"
+printf 'bogus_key: 1\n' >"$G/policies/root-ca.yaml"
+check_not "init refuses a home with a dangling secrets link" "$QTSP_BIN" init --home "$G"
+check "... and leaves the link alone" test -L "$G/secrets"
+rm "$G/secrets"
+check_not "init with a broken root profile fails" "$QTSP_BIN" init --home "$G"
+check_eq "... and removes only the policies it copied" "root-ca.yaml" "$(ls "$G/policies")"
+touch "$G/.qtsp-init.lock"
+check_not "a second init while one holds the home is refused" "$QTSP_BIN" init --home "$G"
+check "... and touches nothing" test -e "$G/.qtsp-init.lock" -a ! -e "$G/secrets"
 
 for f in root-ca.crt issuing-ca.crt ocsp.crt tsa.crt chain.pem; do
   check "public/$f exists" test -s "$H/public/$f"
