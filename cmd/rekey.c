@@ -145,7 +145,14 @@ int cmd_rekey(int argc, char **argv)
     snprintf(path, sizeof path, "%s/public/%s.crt", app.cfg.home, what);
     TRY_OUT(cmd_write_pem(path, &cert, 1));
     snprintf(cfg_label, 64, "%s", label);
-    TRY_OUT(qtsp_config_save(&app.cfg));
+    rc = qtsp_config_save(&app.cfg);
+    if (rc != QTSP_OK) {
+        /* qtsp.yaml still names the old key: put its certificate back so the
+         * home stays consistent (serve checks certificate against key) */
+        if (cmd_write_pem(path, &old, 1) != QTSP_OK)
+            fprintf(stderr, "qtsp: rekey: warning: restore %s from public/archive/\n", path);
+        goto out;
+    }
     printf("rekeyed %s: key %s (SPKI SHA-256 %s), certificate serial %s; restart qtsp serve to "
            "use it\n",
            what, label, fp, hex);
