@@ -35,6 +35,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "tests/lib/qtest_cert.h"
 
 #define SERIAL_LEN 16
 #define BATCH 20000
@@ -43,38 +44,6 @@ static int die(const char *what)
 {
     fprintf(stderr, "crl_fill: %s: %s\n", what, qtsp_err_message());
     return 1;
-}
-
-static X509 *mkcert(X509 *issuer, EVP_PKEY *ikey, EVP_PKEY *key, const char *cn,
-                    const unsigned char *serial, size_t slen, int ca, time_t nb, time_t na)
-{
-    X509 *x = X509_new();
-    X509_set_version(x, 2);
-    BIGNUM *bn = BN_bin2bn(serial, (int)slen, NULL);
-    BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x));
-    BN_free(bn);
-    X509_NAME *nm = X509_NAME_new();
-    X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-    X509_set_subject_name(x, nm);
-    X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : nm);
-    X509_NAME_free(nm);
-    ASN1_TIME_set(X509_getm_notBefore(x), nb);
-    ASN1_TIME_set(X509_getm_notAfter(x), na);
-    X509_set_pubkey(x, key);
-    X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
-    const char *exts[][2] = {
-        {"basicConstraints", ca ? "critical,CA:TRUE" : "critical,CA:FALSE"},
-        {"keyUsage", ca ? "critical,keyCertSign,cRLSign" : "critical,nonRepudiation"},
-        {"subjectKeyIdentifier", "hash"},
-    };
-    for (size_t i = 0; i < 3; i++) {
-        X509_EXTENSION *e = X509V3_EXT_conf(NULL, &ctx, exts[i][0], exts[i][1]);
-        X509_add_ext(x, e, -1);
-        X509_EXTENSION_free(e);
-    }
-    X509_sign(x, ikey, EVP_sha384());
-    return x;
 }
 
 static int write_pem(const char *dir, const char *name, X509 *x, EVP_PKEY *k)
@@ -117,10 +86,12 @@ static int cmd_setup(const char *dir)
 {
     time_t now = qtsp_now();
     EVP_PKEY *rk = EVP_EC_gen("P-384"), *ik = EVP_EC_gen("P-384");
-    X509 *root = mkcert(NULL, rk, rk, "Bench Root", (const unsigned char *)"\x01", 1, 1,
-                        now - 86400, now + 3650L * 86400);
-    X509 *ica = mkcert(root, rk, ik, "Bench Issuing CA", (const unsigned char *)"\x02", 1, 1,
-                       now - 86400, now + 1825L * 86400);
+    X509 *root = qtest_mkcert(NULL, rk, rk, "Bench Root", (const unsigned char *)"\x01", 1, 1,
+                              now - 86400, now + 3650L * 86400);
+    X509 *ica = qtest_mkcert(root, rk, ik, "Bench Issuing CA", (const unsigned char *)"\x02", 1, 1,
+                             now - 86400, now + 1825L * 86400);
+    if (!root || !ica)
+        return fprintf(stderr, "crl_fill: cannot make the CA certificates\n"), 1;
     if (write_pem(dir, "root.pem", root, NULL) || write_pem(dir, "root-key.pem", NULL, rk) ||
         write_pem(dir, "issuing.pem", ica, NULL) || write_pem(dir, "issuing-key.pem", NULL, ik))
         return fprintf(stderr, "crl_fill: cannot write keys\n"), 1;
@@ -191,10 +162,16 @@ static qtsp_status fill_batch(qtsp_txn *txn, void *arg)
 static void index_line(FILE *f, uint64_t i, time_t now)
 {
     /* openssl ca database: R <expiry> <revdate[,reason]> <serial> unknown <dn> */
-    static const char *const names[] = {"unspecified", "keyCompromise", "",
-                                        "affiliationChanged", "superseded",
-                                        "cessationOfOperation", "certificateHold", "",
-                                        "", "privilegeWithdrawn"};
+    static const char *const names[] = {"unspecified",
+                                        "keyCompromise",
+                                        "",
+                                        "affiliationChanged",
+                                        "superseded",
+                                        "cessationOfOperation",
+                                        "certificateHold",
+                                        "",
+                                        "",
+                                        "privilegeWithdrawn"};
     unsigned char s[SERIAL_LEN];
     serial_of(i, s);
     time_t rv = now - (time_t)(i % 86400);
@@ -234,8 +211,10 @@ static int cmd_fill(const char *dir, uint64_t n)
     unsigned char tmpl_serial[SERIAL_LEN];
     memset(tmpl_serial, 0x5a, sizeof tmpl_serial);
     EVP_PKEY *lk = EVP_EC_gen("P-256");
-    X509 *t = mkcert(ica, ik, lk, "bench leaf", tmpl_serial, SERIAL_LEN, 0, now - 86400,
-                     now + 365L * 86400);
+    X509 *t = qtest_mkcert(ica, ik, lk, "bench leaf", tmpl_serial, SERIAL_LEN, 0, now - 86400,
+                           now + 365L * 86400);
+    if (!t)
+        return fprintf(stderr, "crl_fill: cannot make the template certificate\n"), 1;
     fill_ctx c = {.now = now};
     int l = i2d_X509(t, &c.der);
     c.der_len = (size_t)l;

@@ -21,6 +21,7 @@
 #include "core/err.h"
 #include "core/http.h"
 #include "tests/lib/qtest.h"
+#include "tests/lib/qtest_cert.h"
 
 /* ---------------------------------------------------------------- DER */
 
@@ -131,38 +132,12 @@ typedef struct fx {
     time_t t0;
 } fx;
 
+/* qtest_mkcert, failing the test when it cannot */
 static X509 *mkcert(X509 *issuer, EVP_PKEY *ikey, EVP_PKEY *key, const char *cn,
                     const unsigned char *serial, size_t slen, int ca, time_t nb, time_t na)
 {
-    X509 *x = X509_new();
-    X509_set_version(x, 2);
-    BIGNUM *bn = BN_bin2bn(serial, (int)slen, NULL);
-    BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x));
-    BN_free(bn);
-    X509_NAME *nm = X509_NAME_new();
-    X509_NAME_add_entry_by_txt(nm, "C", MBSTRING_ASC, (const unsigned char *)"BG", -1, -1, 0);
-    X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-    X509_set_subject_name(x, nm);
-    X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : nm);
-    X509_NAME_free(nm);
-    ASN1_TIME_set(X509_getm_notBefore(x), nb);
-    ASN1_TIME_set(X509_getm_notAfter(x), na);
-    X509_set_pubkey(x, key);
-    X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
-    const char *exts[][2] = {
-        {"basicConstraints", ca ? "critical,CA:TRUE" : "critical,CA:FALSE"},
-        {"keyUsage", ca ? "critical,keyCertSign,cRLSign" : "critical,nonRepudiation"},
-        {"subjectKeyIdentifier", "hash"},
-        {"authorityKeyIdentifier", "keyid:always"},
-    };
-    for (size_t i = 0; i < 4; i++) {
-        X509_EXTENSION *e = X509V3_EXT_conf(NULL, &ctx, exts[i][0], exts[i][1]);
-        CU_ASSERT_PTR_NOT_NULL_FATAL(e);
-        X509_add_ext(x, e, -1);
-        X509_EXTENSION_free(e);
-    }
-    CU_ASSERT_FATAL(X509_sign(x, ikey, EVP_sha384()) > 0);
+    X509 *x = qtest_mkcert(issuer, ikey, key, cn, serial, slen, ca, nb, na);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
     return x;
 }
 

@@ -22,6 +22,7 @@
 #include "ra/ra.h"
 #include "ra/validate.h"
 #include "tests/lib/qtest.h"
+#include "tests/lib/qtest_cert.h"
 #include "tests/lib/qtest_qc.h"
 
 #define POOL_SIZE 4
@@ -59,36 +60,6 @@ static void real_time(void)
     g_clock_fixed = 0;
 }
 
-/* A software issuing CA is enough here: the RA signs through EVP_PKEY
- * whatever holds the key (the integration test uses the token's). */
-static X509 *make_ca(EVP_PKEY *key)
-{
-    X509 *x = X509_new();
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 4242);
-    X509_gmtime_adj(X509_getm_notBefore(x), -86400);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400L * 3650);
-    X509_NAME *n = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(n, "C", MBSTRING_ASC, (const unsigned char *)"BG", -1, -1, 0);
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"Test Issuing CA", -1,
-                               -1, 0);
-    X509_set_issuer_name(x, n);
-    X509_set_pubkey(x, key);
-    X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints, "critical,CA:TRUE");
-    X509_add_ext(x, e, -1);
-    X509_EXTENSION_free(e);
-    e = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_key_identifier, "hash");
-    X509_add_ext(x, e, -1);
-    X509_EXTENSION_free(e);
-    e = X509V3_EXT_conf_nid(NULL, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
-    X509_add_ext(x, e, -1);
-    X509_EXTENSION_free(e);
-    X509_sign(x, key, EVP_sha384());
-    return x;
-}
-
 static int suite_init(void)
 {
     const char *d = qtest_tmpdir("ra");
@@ -114,7 +85,13 @@ static int suite_init(void)
     if (qtsp_store_open(store, 64, &g_store) != QTSP_OK)
         return -1;
     g_ca_key = EVP_EC_gen("P-384");
-    g_ca = make_ca(g_ca_key);
+    /* a software issuing CA is enough: the RA signs through EVP_PKEY whatever
+     * holds the key (the integration tests use the token's) */
+    time_t now = time(NULL);
+    g_ca = qtest_mkcert(NULL, g_ca_key, g_ca_key, "Test Issuing CA",
+                        (const unsigned char *)"\x10\x92", 2, 1, now - 86400, now + 86400L * 3650);
+    if (!g_ca)
+        return -1;
     qtsp_ra_deps deps = {
         g_store, g_hsm, g_ca, g_ca_key, g_policies, g_secrets, "http://127.0.0.1:8080", NULL};
     if (qtsp_ra_new(&deps, &g_ra) != QTSP_OK) {
@@ -195,6 +172,15 @@ static void issue_for(const char *nid, const char *phone, unsigned char *serial,
         fprintf(stderr, "issue: %s\n", qtsp_err_message());
     CU_ASSERT_FATAL(rc == QTSP_OK);
     CU_ASSERT_FATAL(qtsp_serial_from_hex(is->serial_hex, serial, slen) == QTSP_OK);
+}
+
+/* issue_for when only the serial is needed */
+static void issue_serial(const char *nid, const char *phone, unsigned char *serial, size_t *slen)
+{
+    qtsp_issued is;
+    memset(&is, 0, sizeof is);
+    issue_for(nid, phone, serial, slen, &is);
+    qtsp_issued_cleanup(&is);
 }
 
 static const char *status_of(const unsigned char *serial, size_t slen, char *buf, size_t cap)
@@ -374,10 +360,7 @@ static void test_same_national_id_with_valid_cert_is_409(void)
 {
     unsigned char serial[QTSP_SERIAL_MAX];
     size_t slen = 0;
-    qtsp_issued is;
-    memset(&is, 0, sizeof is);
-    issue_for("8001010004", "+359888000004", serial, &slen, &is);
-    qtsp_issued_cleanup(&is);
+    issue_serial("8001010004", "+359888000004", serial, &slen);
     char id[40];
     CU_ASSERT_EQUAL(enrol("8001010004", "+359888000004", id), QTSP_ERR_EXISTS);
     qtsp_err_clear();
@@ -387,10 +370,7 @@ static void test_hold_release_transitions(void)
 {
     unsigned char serial[QTSP_SERIAL_MAX];
     size_t slen = 0;
-    qtsp_issued is;
-    memset(&is, 0, sizeof is);
-    issue_for("8001010005", "+359888000005", serial, &slen, &is);
-    qtsp_issued_cleanup(&is);
+    issue_serial("8001010005", "+359888000005", serial, &slen);
     char st[32];
     time_t until = 0;
     qtsp_err_clear();
@@ -425,10 +405,7 @@ static void test_hold_lapses_exactly_at_hold_until(void)
 {
     unsigned char serial[QTSP_SERIAL_MAX];
     size_t slen = 0;
-    qtsp_issued is;
-    memset(&is, 0, sizeof is);
-    issue_for("8001010006", "+359888000006", serial, &slen, &is);
-    qtsp_issued_cleanup(&is);
+    issue_serial("8001010006", "+359888000006", serial, &slen);
     time_t t0 = qtsp_now();
     set_time(t0);
     time_t until = 0;
@@ -1100,10 +1077,7 @@ static void test_terminate_destroys_a_pool_key(void)
     fill_pool();
     unsigned char serial[QTSP_SERIAL_MAX];
     size_t slen = 0;
-    qtsp_issued is;
-    memset(&is, 0, sizeof is);
-    issue_for("8001010401", "+359888000401", serial, &slen, &is);
-    qtsp_issued_cleanup(&is);
+    issue_serial("8001010401", "+359888000401", serial, &slen);
     char label[64];
     key_label_of(serial, slen, label);
     CU_ASSERT_FATAL(strncmp(label, "kp-", 3) == 0);
