@@ -31,8 +31,12 @@ b_init() { # home
   "$QTSP" init --home "$1" >/dev/null 2>&1
   sed -i 's/require_sync: true/require_sync: false/' "$1/policies/tsa.yaml"
 }
+# The server runs BENCH_PROCESSES worker processes (default: one per core,
+# what a production box of this size would run; 1 = the single-process mode).
+B_PROCESSES=${BENCH_PROCESSES:-$(nproc)}
 b_serve() { # home [stderr file: the access log; default $B_DIR/serve.err]
-  "$QTSP" serve --home "$1" --listen 127.0.0.1:0 >"$B_DIR/serve.out" 2>"${2:-$B_DIR/serve.err}" &
+  "$QTSP" serve --home "$1" --listen 127.0.0.1:0 --processes "$B_PROCESSES" \
+    >"$B_DIR/serve.out" 2>"${2:-$B_DIR/serve.err}" &
   B_PID=$!
   for _ in $(seq 1 400); do
     grep -q '^listening on ' "$B_DIR/serve.out" 2>/dev/null && break
@@ -41,11 +45,35 @@ b_serve() { # home [stderr file: the access log; default $B_DIR/serve.err]
   B_BASE=$(sed -n 's/^listening on //p' "$B_DIR/serve.out")
   [[ -n $B_BASE ]] || { cat "$B_DIR/serve.err"; exit 1; }
 }
+# Waits (up to 5 min) until the key pool of the running server is full: its
+# filler generates keys at 100% of a core for seconds after a first start,
+# which would otherwise eat into the first figures measured.
+b_wait_keypool() {
+  local i m
+  for i in $(seq 1 3000); do
+    m=$(curl -sf "$B_BASE/metrics" || true)
+    awk '/^qtsp_keypool_available[{ ]/ {a = $2} /^qtsp_keypool_size[{ ]/ {s = $2}
+      END {exit !(a != "" && s != "" && a + 0 >= s + 0)}' <<<"$m" && return 0
+    sleep 0.1
+  done
+  echo "bench: the key pool did not fill in time" >&2
+  return 1
+}
 b_stop() {
   [[ -n $B_PID ]] || return 0
   kill -TERM "$B_PID"; wait "$B_PID" || true; B_PID=
 }
-b_rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+# the server's processes: pid and its worker processes (serve --processes N)
+b_tree() { echo "$1"; ps -o pid= --ppid "$1" 2>/dev/null || true; }
+# peak RSS (VmHWM) summed over the server's processes, KiB
+b_rss_kib() {
+  local p s=0 v
+  for p in $(b_tree "$1"); do
+    v=$(awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
+    s=$((s + ${v:-0}))
+  done
+  echo "$s"
+}
 # percentile P (0..100) of the numbers in file (one per line)
 b_pct() { sort -n "$2" | awk -v p="$1" '{a[NR]=$1} END {i=int((p/100)*NR+0.999); if(i<1)i=1; if(i>NR)i=NR; print a[i]}'; }
 
@@ -74,7 +102,15 @@ b_issue_one() { # tok file
 # wrk needs --latency among ARGS for the percentiles.
 declare -A B_RPS B_P50 B_P99 B_ERRS B_BPR B_CPU
 # user+system CPU ticks a process has used so far (all its threads)
-b_cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# (summed over the process and its worker processes)
+b_cpu_ticks() {
+  local p s=0 v
+  for p in $(b_tree "$1"); do
+    v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || true)
+    s=$((s + ${v:-0}))
+  done
+  echo "$s"
+}
 b_wrk() { # name wrk-args...
   local name=$1 f=$B_DIR/wrk-$1.txt
   shift
@@ -177,9 +213,13 @@ b_untrack() { # pid: forget a process the bench has stopped itself
   for p in "${B_PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
   B_PIDS=("${keep[@]}")
 }
-# value of one /metrics sample of the running server, e.g.
+# value of one /metrics sample of the running server, summed over its worker
+# processes (their samples carry process="i"), e.g.
 # b_metric 'qtsp_ocsp_cache_total{outcome="hit"}'
-b_metric() { curl -sf "$B_BASE/metrics" | awk -v k="$1" '$1 == k {print $2; f = 1} END {if (!f) print 0}'; }
+b_metric() {
+  curl -sf "$B_BASE/metrics" | awk -v k="$1" '{ n = $1; sub(/process="[0-9]+",?/, "", n); sub(/\{\}/, "", n) }
+    n == k {s += $2; f = 1} END {if (f) printf "%.6f\n", s; else print 0}' | sed -E 's/\.0+$//'
+}
 # After rounds NAME#1..NAME#R of b_wrk: B_RPS/B_P50/B_P99/B_BPR[NAME] = the
 # median over the rounds (of each figure separately), B_ERRS[NAME] = the sum,
 # B_RANGE[NAME] = "min..max" req/s.

@@ -183,14 +183,20 @@ static void *sweeper_main(void *arg)
     return NULL;
 }
 
-qtsp_status qtsp_services_start(qtsp_services *s)
+qtsp_status qtsp_services_start(qtsp_services *s, int leader)
 {
-    warn_expiring("OCSP responder", "run qtsp rekey ocsp", s->app->ocsp);
-    warn_expiring("TSA unit", "run qtsp rekey tsa", s->app->tsa);
-    warn_expiring("issuing CA", "plan a key ceremony for its successor", s->app->issuing);
+    if (leader) {
+        warn_expiring("OCSP responder", "run qtsp rekey ocsp", s->app->ocsp);
+        warn_expiring("TSA unit", "run qtsp rekey tsa", s->app->tsa);
+        warn_expiring("issuing CA", "plan a key ceremony for its successor", s->app->issuing);
+    }
     TRY(qtsp_notify_start(s->notify));
+    /* every process serves CRLs from memory; publications are serialised
+     * across processes and a process that finds one already made reloads it */
     TRY(qtsp_crl_publish(s->crl, 0));
     TRY(qtsp_crl_start(s->crl));
+    if (!leader)
+        return QTSP_OK;
     ENSURE(pthread_create(&s->sweeper, NULL, sweeper_main, s) == 0, QTSP_ERR_INTERNAL,
            "cannot start the hold sweeper");
     s->sweeper_started = 1;

@@ -13,8 +13,10 @@ typedef struct qtsp_services qtsp_services;
 
 /* Creates every service over app (which must outlive them). */
 qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out) QTSP_MUST_USE;
-/* Starts background work (CRL publisher, hold sweeper). */
-qtsp_status qtsp_services_start(qtsp_services *svc) QTSP_MUST_USE;
+/* Starts background work: the CRL publisher and the webhook sender always;
+ * with leader set also the hold sweeper and the key-pool filler (of the
+ * worker processes of `serve --processes N`, only one is the leader). */
+qtsp_status qtsp_services_start(qtsp_services *svc, int leader) QTSP_MUST_USE;
 /* First step of shutdown, before the HTTP server stops: queued RA requests
  * are answered 503 instead of being carried out. NULL is a no-op. */
 void qtsp_services_quiesce(qtsp_services *svc);

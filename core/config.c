@@ -34,6 +34,18 @@ static void make_absolute(const char *in, char *out, size_t cap)
         snprintf(out, cap, "%s/%s", cwd, in);
 }
 
+void qtsp_config_set_processes(qtsp_config *cfg, int64_t processes)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1)
+        cores = 2;
+    cfg->http_processes = processes > 0 ? processes : cores;
+    if (cfg->http_workers_auto) {
+        long w = cores / (long)cfg->http_processes;
+        cfg->http_workers = w > 0 ? w : 1;
+    }
+}
+
 void qtsp_config_defaults(qtsp_config *cfg, const char *home)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -52,8 +64,9 @@ void qtsp_config_defaults(qtsp_config *cfg, const char *home)
     copy_str(cfg->key_ocsp, sizeof cfg->key_ocsp, "qtsp-ocsp");
     copy_str(cfg->key_tsa, sizeof cfg->key_tsa, "qtsp-tsa");
     cfg->store_map_mib = 1024;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    cfg->http_workers = cores > 0 ? cores : 2;
+    cfg->http_processes = 1;
+    cfg->http_workers_auto = 1;
+    qtsp_config_set_processes(cfg, 1);
     cfg->http_conn_timeout_s = 30;
     cfg->log_json = 0;
 }
@@ -125,12 +138,16 @@ static qtsp_status load_doc(const qtsp_ydoc *doc, qtsp_config *cfg)
     }
     const qtsp_ynode *http = qtsp_ynode_get(root, "http");
     if (http) {
-        static const char *const k[] = {"workers", "connection_timeout", NULL};
+        static const char *const k[] = {"processes", "workers", "connection_timeout", NULL};
         TRY(qtsp_ynode_check_keys(http, k));
-        int64_t w = -1;
+        int64_t w = -1, procs = 1;
         TRY(qtsp_yget_int(http, "workers", 0, 0, 256, &w));
-        if (w > 0)
+        if (w > 0) {
             cfg->http_workers = w;
+            cfg->http_workers_auto = 0;
+        }
+        TRY(qtsp_yget_int(http, "processes", 0, 0, 64, &procs));
+        qtsp_config_set_processes(cfg, procs);
         TRY(qtsp_yget_duration(http, "connection_timeout", 0, &cfg->http_conn_timeout_s));
     }
     const qtsp_ynode *log = qtsp_ynode_get(root, "log");
@@ -198,6 +215,7 @@ qtsp_status qtsp_config_save(const qtsp_config *cfg)
             "store:\n"
             "  map_size: %lld\n"
             "http:\n"
+            "  processes: 1\n"
             "  workers: 0\n"
             "  connection_timeout: %llds\n"
             "log:\n"

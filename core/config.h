@@ -17,7 +17,8 @@
  * store:
  *   map_size: 1024            # MiB, initial; grows when full
  * http:
- *   workers: 0                # 0 = number of cores
+ *   processes: 1              # serve processes sharing the port; 0 = number of cores
+ *   workers: 0                # threads per process; 0 = cores / processes (at least 1)
  *   connection_timeout: 30s
  * log:
  *   format: text              # or json
@@ -42,10 +43,16 @@ typedef struct qtsp_config {
     char pin_file[QTSP_PATH_MAX];    /* absolute */
     char key_root[64], key_issuing[64], key_ocsp[64], key_tsa[64];
     int64_t store_map_mib;
+    int64_t http_processes;          /* resolved: never 0 after load */
     int64_t http_workers;            /* resolved: never 0 after load */
+    int http_workers_auto;           /* workers was 0/absent: cores / processes */
     int64_t http_conn_timeout_s;
     int log_json;
 } qtsp_config;
+
+/* Sets the process count (0 = number of cores) and, when workers were left
+ * automatic, workers = cores / processes (at least 1). */
+void qtsp_config_set_processes(qtsp_config *cfg, int64_t processes);
 
 /* Fills cfg with the defaults for home (absolute or relative to the cwd). */
 void qtsp_config_defaults(qtsp_config *cfg, const char *home);

@@ -127,6 +127,8 @@ struct qtsp_http_server {
     route_stats *stats; /* n_routes + N_BUILTIN */
     qtsp_metrics_fn metrics_fn;
     void *metrics_ctx;
+    qtsp_status (*metrics_hook)(void *ctx, const char *own, size_t len, qtsp_buf *out);
+    void *metrics_hook_ctx;
     _Atomic long conns_open;
     _Atomic long inflight;
     _Atomic long deferred_pending; /* gauge: suspended, awaiting completion */
@@ -492,6 +494,14 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *conn, http_rq *rq)
     qtsp_buf_init(&out, HTTP_METRICS_MAX);
     qtsp_err_clear();
     qtsp_status rc = metrics_render(rq->srv, &out);
+    if (rc == QTSP_OK && rq->srv->metrics_hook) {
+        qtsp_buf merged;
+        qtsp_buf_init(&merged, HTTP_METRICS_MAX);
+        rc = rq->srv->metrics_hook(rq->srv->metrics_hook_ctx, (const char *)out.data, out.len,
+                                   &merged);
+        qtsp_buf_cleanup(&out);
+        out = merged;
+    }
     if (rc != QTSP_OK) {
         LOG_ERROR("http: request %s: /metrics failed: %s", rq->id, qtsp_err_message());
         qtsp_buf_cleanup(&out);
@@ -501,6 +511,12 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *conn, http_rq *rq)
     unsigned char *p = qtsp_buf_take(&out, &len);
     return send_response(conn, rq, 200, "text/plain; version=0.0.4", p, len, free_cb, p, NULL,
                          NULL);
+}
+
+qtsp_status qtsp_http_metrics_text(qtsp_http_server *srv, qtsp_buf *out)
+{
+    ENSURE(srv != NULL, QTSP_ERR_INVALID, "no server");
+    return metrics_render(srv, out);
 }
 
 /* ---- the handler ------------------------------------------------------ */
@@ -995,6 +1011,54 @@ qtsp_status qtsp_http_resp_set(qtsp_http_resp *resp, int status, const char *con
 
 /* "1.2.3.4:80" or "[::1]:80" into a socket address. */
 static qtsp_status parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len,
+                                int *v6);
+
+qtsp_status qtsp_http_listen_shared(const char *addr, unsigned n, int *fds, unsigned *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen = 0;
+    int v6 = 0;
+    TRY(parse_listen(addr, &ss, &sslen, &v6));
+    ENSURE(n >= 1 && n <= 1024, QTSP_ERR_INVALID, "1..1024 listening sockets, not %u", n);
+    qtsp_status rc = QTSP_OK;
+    unsigned made = 0;
+    int fd = -1, one = 1;
+    for (; made < n; made++) {
+        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ENSURE_OUT(fd >= 0, QTSP_ERR_IO, "socket: %s", strerror(errno));
+        ENSURE_OUT(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+                       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0,
+                   QTSP_ERR_IO, "setsockopt SO_REUSEPORT: %s", strerror(errno));
+        if (v6)
+            (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        ENSURE_OUT(bind(fd, (struct sockaddr *)&ss, sslen) == 0 && listen(fd, 1024) == 0,
+                   QTSP_ERR_IO, "cannot listen on %s: %s", addr, strerror(errno));
+        if (made == 0) { /* port 0: the others take the port the kernel picked */
+            struct sockaddr_storage got;
+            socklen_t gl = sizeof got;
+            ENSURE_OUT(getsockname(fd, (struct sockaddr *)&got, &gl) == 0, QTSP_ERR_IO,
+                       "getsockname: %s", strerror(errno));
+            in_port_t p = got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
+                                                    : ((struct sockaddr_in *)&got)->sin_port;
+            if (ss.ss_family == AF_INET6)
+                ((struct sockaddr_in6 *)&ss)->sin6_port = p;
+            else
+                ((struct sockaddr_in *)&ss)->sin_port = p;
+            *port = ntohs(p);
+        }
+        fds[made] = fd;
+        fd = -1;
+    }
+    return QTSP_OK;
+out:
+    if (fd >= 0)
+        close(fd);
+    for (unsigned i = 0; i < made; i++)
+        close(fds[i]);
+    return rc;
+}
+
+static qtsp_status parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len,
                                 int *v6)
 {
     ENSURE(s != NULL && *s, QTSP_ERR_INVALID, "empty listen address");
@@ -1085,6 +1149,8 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
     pthread_mutex_init(&srv->dmu, NULL);
     srv->metrics_fn = metrics_fn;
     srv->metrics_ctx = metrics_ctx;
+    srv->metrics_hook = opts->metrics_hook;
+    srv->metrics_hook_ctx = opts->metrics_hook_ctx;
     srv->routes = calloc(n ? n : 1, sizeof *srv->routes);
     srv->stats = calloc(n + N_BUILTIN, sizeof *srv->stats);
     ENSURE_OUT(srv->routes && srv->stats, QTSP_ERR_NOMEM, "out of memory for routes");
@@ -1116,7 +1182,8 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
                                               : HTTP_DEFAULT_CONNECTIONS;
     struct MHD_OptionItem o[] = {
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)(void *)mhd_log, NULL},
-        {MHD_OPTION_SOCK_ADDR, 0, &ss},
+        {opts->use_listen_fd ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
+         opts->use_listen_fd ? opts->listen_fd : 0, opts->use_listen_fd ? NULL : &ss},
         /* MHD reads 0 as "never": an idle client would hold a slot forever. */
         {MHD_OPTION_CONNECTION_TIMEOUT,
          opts->conn_timeout_s ? opts->conn_timeout_s : HTTP_DEFAULT_TIMEOUT_S, NULL},

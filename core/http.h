@@ -93,7 +93,24 @@ typedef struct qtsp_http_opts {
     unsigned workers;         /* threads in the pool (>= 1) */
     unsigned conn_timeout_s;  /* idle/slow client timeout; 0 = default 30 s */
     size_t max_connections;   /* 0 = default 4096 */
+    /* With use_listen_fd: serve the bound, listening socket listen_fd
+     * (qtsp_http_listen_shared) instead of binding listen, which then only
+     * names it in logs. The server closes it when it stops. */
+    int use_listen_fd;
+    int listen_fd;
+    /* When set, /metrics answers what hook makes of this process's own text
+     * (the worker processes of `serve --processes N` merge theirs). */
+    qtsp_status (*metrics_hook)(void *ctx, const char *own, size_t len, qtsp_buf *out);
+    void *metrics_hook_ctx;
 } qtsp_http_opts;
+
+/* Binds n listening TCP sockets to listen ("HOST:PORT"; port 0 = one port
+ * picked by the kernel for all) with SO_REUSEPORT, so n processes can each
+ * serve one and the kernel spreads new connections over them. fds[0..n-1]
+ * are close-on-exec; *port is the bound port. QTSP_ERR_IO when the address
+ * cannot be bound (nothing is left open). */
+qtsp_status qtsp_http_listen_shared(const char *listen, unsigned n, int *fds,
+                                    unsigned *port) QTSP_MUST_USE;
 
 /* Extra lines appended to /metrics (store size, token sessions, ...). Called
  * with an output buffer; must append Prometheus text. */
@@ -106,6 +123,8 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
                             qtsp_http_server **out) QTSP_MUST_USE;
 /* The bound port (useful with port 0). */
 unsigned qtsp_http_port(const qtsp_http_server *srv);
+/* This process's own /metrics text (what the hook receives), appended to out. */
+qtsp_status qtsp_http_metrics_text(qtsp_http_server *srv, qtsp_buf *out) QTSP_MUST_USE;
 /* Stops accepting, lets requests in flight finish (waits up to 10 s for
  * them, deferred ones included; answers sent meanwhile carry "Connection:
  * close" so keep-alive clients leave), closes idle connections, frees.

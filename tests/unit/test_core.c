@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <string.h>
 
@@ -10,6 +11,7 @@
 #include "core/codec.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/procmetrics.h"
 #include "tests/lib/qtest.h"
 
 static qtsp_status fails_at_depth(int depth)
@@ -187,6 +189,76 @@ static void test_buffered_access_log_writes_every_line_whole(void)
     CU_ASSERT_EQUAL(good, 4001);
 }
 
+/* ---- procmetrics: the /metrics of serve --processes N ---- */
+
+static void test_procmetrics_merges_families_once_with_process_labels(void)
+{
+    const char *a = "# HELP qtsp_x_total Things.\n# TYPE qtsp_x_total counter\n"
+                    "qtsp_x_total{route=\"a\"} 3\nqtsp_x_total{route=\"b\"} 4\n"
+                    "# HELP qtsp_g A gauge.\n# TYPE qtsp_g gauge\nqtsp_g 7\n"
+                    "# TYPE qtsp_h histogram\nqtsp_h_bucket{le=\"+Inf\"} 2\nqtsp_h_sum 0.5\n"
+                    "qtsp_h_count 2\n";
+    const char *b = "# HELP qtsp_x_total Things.\n# TYPE qtsp_x_total counter\n"
+                    "qtsp_x_total{route=\"a\"} 5\n"
+                    "# HELP qtsp_only_b Only in b.\n# TYPE qtsp_only_b gauge\nqtsp_only_b{} 1\n"
+                    "# HELP qtsp_g A gauge.\n# TYPE qtsp_g gauge\nqtsp_g 8";
+    const char *texts[] = {a, NULL, b};
+    size_t lens[] = {strlen(a), 0, strlen(b)};
+    qtsp_buf out;
+    qtsp_buf_init(&out, 1 << 16);
+    CU_ASSERT_FATAL(qtsp_procmetrics_merge_texts(texts, lens, 3, &out) == QTSP_OK);
+    const char *want =
+        "# HELP qtsp_x_total Things.\n# TYPE qtsp_x_total counter\n"
+        "qtsp_x_total{process=\"0\",route=\"a\"} 3\nqtsp_x_total{process=\"0\",route=\"b\"} 4\n"
+        "qtsp_x_total{process=\"2\",route=\"a\"} 5\n"
+        "# HELP qtsp_g A gauge.\n# TYPE qtsp_g gauge\nqtsp_g{process=\"0\"} 7\n"
+        "qtsp_g{process=\"2\"} 8\n"
+        "# TYPE qtsp_h histogram\nqtsp_h_bucket{process=\"0\",le=\"+Inf\"} 2\n"
+        "qtsp_h_sum{process=\"0\"} 0.5\nqtsp_h_count{process=\"0\"} 2\n"
+        "# HELP qtsp_only_b Only in b.\n# TYPE qtsp_only_b gauge\nqtsp_only_b{process=\"2\"} 1\n";
+    CU_ASSERT_STRING_EQUAL((const char *)out.data, want);
+    if (strcmp((const char *)out.data, want) != 0)
+        fprintf(stderr, "got:\n%s\n", (const char *)out.data);
+    qtsp_buf_cleanup(&out);
+}
+
+static void test_procmetrics_slots_are_shared_with_forked_workers(void)
+{
+    qtsp_procmetrics *pm = NULL;
+    CU_ASSERT_FATAL(qtsp_procmetrics_new(2, &pm) == QTSP_OK);
+    CU_ASSERT(qtsp_procmetrics_new(0, &pm) == QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        const char *t = "# TYPE qtsp_w gauge\nqtsp_w 1\n";
+        _exit(qtsp_procmetrics_publish(pm, 1, t, strlen(t)) == QTSP_OK ? 0 : 1);
+    }
+    int st = 0;
+    CU_ASSERT_FATAL(waitpid(pid, &st, 0) == pid);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    const char *mine = "# TYPE qtsp_w gauge\nqtsp_w 0\n";
+    CU_ASSERT(qtsp_procmetrics_publish(pm, 0, mine, strlen(mine)) == QTSP_OK);
+    qtsp_buf out;
+    qtsp_buf_init(&out, 1 << 20);
+    CU_ASSERT(qtsp_procmetrics_merge(pm, &out) == QTSP_OK);
+    CU_ASSERT_STRING_EQUAL((const char *)out.data,
+                           "# TYPE qtsp_w gauge\nqtsp_w{process=\"0\"} 0\nqtsp_w{process=\"1\"} 1\n");
+    /* a worker that exited is cleared; an oversized text empties its slot */
+    qtsp_procmetrics_clear(pm, 1);
+    static char big[QTSP_PROCMETRICS_SLOT + 1];
+    memset(big, 'x', sizeof big);
+    CU_ASSERT(qtsp_procmetrics_publish(pm, 0, big, sizeof big) == QTSP_ERR_TOO_BIG);
+    qtsp_err_clear();
+    CU_ASSERT(qtsp_procmetrics_publish(pm, 2, mine, strlen(mine)) == QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    qtsp_buf_reset(&out);
+    CU_ASSERT(qtsp_procmetrics_merge(pm, &out) == QTSP_OK);
+    CU_ASSERT_EQUAL(out.len, 0);
+    qtsp_buf_cleanup(&out);
+    qtsp_procmetrics_free(pm);
+}
+
 int main(void)
 {
     static const qtest_case cases[] = {
@@ -198,6 +270,8 @@ int main(void)
         QTEST(test_codec_rfc4648_vectors_and_canonical_decoding),
         QTEST(test_buffered_access_log_writes_every_line_whole),
         QTEST(test_json_escape_quotes_controls_and_stops_whole),
+        QTEST(test_procmetrics_merges_families_once_with_process_labels),
+        QTEST(test_procmetrics_slots_are_shared_with_forked_workers),
     };
     return qtest_run("core", cases, sizeof cases / sizeof cases[0]);
 }

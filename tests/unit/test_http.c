@@ -352,7 +352,7 @@ static const qtsp_route k_routes[] = {
 
 static qtsp_http_server *start(void)
 {
-    qtsp_http_opts o = {"127.0.0.1:0", 2, 10, 0};
+    qtsp_http_opts o = {.listen = "127.0.0.1:0", .workers = 2, .conn_timeout_s = 10};
     qtsp_http_server *srv = NULL;
     qtsp_err_clear();
     qtsp_status rc = qtsp_http_start(&o, k_routes, sizeof k_routes / sizeof k_routes[0],
@@ -826,13 +826,13 @@ static void test_http_start_rejects_bad_listen_addresses(void)
                                       "127.0.0.1:8x", "localhost:80", "[::1:80", "::1:80",
                                       "[zz]:80", "1.2.3.4.5:80"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        qtsp_http_opts o = {bad[i], 1, 10, 0};
+        qtsp_http_opts o = {.listen = bad[i], .workers = 1, .conn_timeout_s = 10};
         qtsp_http_server *srv = NULL;
         qtsp_err_clear();
         CU_ASSERT_EQUAL(qtsp_http_start(&o, k_routes, 1, NULL, NULL, &srv), QTSP_ERR_INVALID);
         CU_ASSERT_PTR_NULL(srv);
     }
-    qtsp_http_opts o = {"127.0.0.1:0", 0, 10, 0};
+    qtsp_http_opts o = {.listen = "127.0.0.1:0", .workers = 0, .conn_timeout_s = 10};
     qtsp_http_server *srv = NULL;
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_http_start(&o, k_routes, 1, NULL, NULL, &srv), QTSP_ERR_INVALID);
@@ -843,7 +843,7 @@ static void test_http_start_fails_on_a_port_in_use(void)
     qtsp_http_server *a = start();
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%u", qtsp_http_port(a));
-    qtsp_http_opts o = {addr, 1, 10, 0};
+    qtsp_http_opts o = {.listen = addr, .workers = 1, .conn_timeout_s = 10};
     qtsp_http_server *b = NULL;
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_http_start(&o, k_routes, 1, NULL, NULL, &b), QTSP_ERR_IO);
@@ -858,7 +858,7 @@ static void test_http_listens_on_ipv6_loopback(void)
     if (probe < 0)
         return; /* no IPv6 in this sandbox */
     close(probe);
-    qtsp_http_opts o = {"[::1]:0", 1, 10, 0};
+    qtsp_http_opts o = {.listen = "[::1]:0", .workers = 1, .conn_timeout_s = 10};
     qtsp_http_server *srv = NULL;
     qtsp_err_clear();
     if (qtsp_http_start(&o, k_routes, 1, NULL, NULL, &srv) != QTSP_OK)

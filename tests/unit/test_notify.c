@@ -73,7 +73,7 @@ static void receiver_start(receiver *r, const int *script, size_t n_script)
     static qtsp_route route = {"POST", "/hook", 0,     64 * 1024, "application/json",
                                hook,   NULL,    "hook"};
     route.ctx = r;
-    qtsp_http_opts o = {"127.0.0.1:0", 2, 10, 0};
+    qtsp_http_opts o = {.listen = "127.0.0.1:0", .workers = 2, .conn_timeout_s = 10};
     qtsp_err_clear();
     CU_ASSERT_EQUAL_FATAL(qtsp_http_start(&o, &route, 1, NULL, NULL, &r->srv), QTSP_OK);
 }

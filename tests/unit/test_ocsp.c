@@ -965,7 +965,7 @@ static qtsp_http_server *start_http(void)
          "ocsp_post"},
         {"GET", "/ocsp/", 1, 0, NULL, qtsp_ocsp_http_get, g_ocsp, "ocsp_get"},
     };
-    qtsp_http_opts opts = {"127.0.0.1:0", 2, 10, 0};
+    qtsp_http_opts opts = {.listen = "127.0.0.1:0", .workers = 2, .conn_timeout_s = 10};
     qtsp_http_server *srv = NULL;
     CU_ASSERT_EQUAL(qtsp_http_start(&opts, routes, 2, qtsp_ocsp_metrics, g_ocsp, &srv), QTSP_OK);
     return srv;

@@ -673,7 +673,7 @@ static void test_lifecycle_changes_reach_the_webhook(void)
 {
     hook_log log = {PTHREAD_MUTEX_INITIALIZER, json_array()};
     qtsp_route route = {"POST", "/hook", 0, 65536, "application/json", record_hook, &log, "hook"};
-    qtsp_http_opts o = {"127.0.0.1:0", 1, 10, 0};
+    qtsp_http_opts o = {.listen = "127.0.0.1:0", .workers = 1, .conn_timeout_s = 10};
     qtsp_http_server *srv = NULL;
     CU_ASSERT_FATAL(qtsp_http_start(&o, &route, 1, NULL, NULL, &srv) == QTSP_OK);
     char policy[600], secret[1100], text[512];

@@ -403,6 +403,21 @@ static void test_tsa_serials_are_unique_and_random(void)
     const ASN1_INTEGER *sb = TS_TST_INFO_get_serial(TS_RESP_get_tst_info(b));
     CU_ASSERT_NOT_EQUAL(ASN1_INTEGER_cmp(sa, sb), 0);
     CU_ASSERT(sa->length == 16 && (sa->data[0] & 0x80)); /* 128-bit positive */
+    /* the first 8 octets are genTime in ms (top bit set): serials grow */
+    CU_ASSERT_FATAL(sb->length == 16);
+    uint64_t ta = 0, tb = 0;
+    for (int i = 0; i < 8; i++) {
+        ta = ta << 8 | sa->data[i];
+        tb = tb << 8 | sb->data[i];
+    }
+    ta &= ~(UINT64_C(1) << 63);
+    tb &= ~(UINT64_C(1) << 63);
+    CU_ASSERT(tb >= ta);
+    ASN1_GENERALIZEDTIME *gt = (ASN1_GENERALIZEDTIME *)TS_TST_INFO_get_time(TS_RESP_get_tst_info(a));
+    struct tm tm;
+    CU_ASSERT_FATAL(ASN1_TIME_to_tm(gt, &tm) == 1);
+    CU_ASSERT_EQUAL((int64_t)(ta / 1000), (int64_t)timegm(&tm)); /* same second as genTime */
+    CU_ASSERT(memcmp(sa->data + 8, sb->data + 8, 8) != 0); /* 64 random bits */
     TS_RESP_free(a);
     TS_RESP_free(b);
     qtsp_tsa_free(tsa);
@@ -941,7 +956,7 @@ static qtsp_http_server *tsa_server(qtsp_tsa *tsa)
 {
     qtsp_route r = {"POST", "/tsa", 0, QTSP_TSA_MAX_QUERY, "application/timestamp-query",
                     qtsp_tsa_http, tsa, "tsa"};
-    qtsp_http_opts o = {"127.0.0.1:0", 2, 10, 0};
+    qtsp_http_opts o = {.listen = "127.0.0.1:0", .workers = 2, .conn_timeout_s = 10};
     qtsp_http_server *srv = NULL;
     qtsp_err_clear();
     CU_ASSERT_FATAL(qtsp_http_start(&o, &r, 1, qtsp_tsa_metrics, tsa, &srv) == QTSP_OK);
@@ -1021,7 +1036,8 @@ static void test_tsa_http_tokens_verify_and_are_journalled_before_the_reply(void
     qtsp_store_close(st);
 }
 
-/* Every token gets the same serial: the second journal entry collides. */
+/* Every token gets the same serial (with the clock fixed too, as the serial
+ * starts with genTime): the second journal entry collides. */
 static qtsp_status same_bytes(void *ctx, unsigned char *buf, size_t n)
 {
     memset(buf, 0x5a, n);
@@ -1040,6 +1056,8 @@ static void test_tsa_http_journal_failure_answers_system_failure(void)
     unsigned char q[1024];
     size_t qn = read_file("fq.tsq", q, sizeof q);
     qtsp_rng_set(same_bytes, NULL);
+    int64_t t = INT64_C(1795553092120);
+    qtsp_clock_set(fixed_clock, &t);
     int fd = qtest_connect(qtsp_http_port(srv), 20);
     CU_ASSERT_FATAL(fd >= 0);
     static unsigned char der[8192];
@@ -1062,6 +1080,7 @@ static void test_tsa_http_journal_failure_answers_system_failure(void)
     TS_RESP_free(r);
     close(fd);
     qtsp_rng_set(NULL, NULL);
+    qtsp_clock_set(NULL, NULL);
     qtsp_http_stop(srv);
     uint64_t n = 0;
     CU_ASSERT(count_journal(st, &n) == QTSP_OK);
