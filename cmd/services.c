@@ -26,6 +26,7 @@ struct qtsp_services {
     qtsp_tsa *tsa;
     qtsp_ocsp *ocsp;
     qtsp_token_key ocsp_key, tsa_key; /* per-thread-session signers (ca/signer.h) */
+    qtsp_signq *signq;                /* fresh OCSP answers and time-stamp tokens */
     qtsp_crl_publisher *crl;
     STACK_OF(X509) *tsa_chain;
     qtsp_notify *notify;
@@ -101,6 +102,10 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
     snprintf(s->tsa_key.label, sizeof s->tsa_key.label, "%s", app->cfg.key_tsa);
     qtsp_signer_for_token_key(&s->tsa_key, &tsa_signer);
     qtsp_tsa_set_signer(s->tsa, &tsa_signer);
+    /* one signing thread per HTTP thread: signatures are made in batches,
+     * back to back (ca/signq.h) */
+    TRY_OUT(qtsp_signq_new((unsigned)app->cfg.http_workers, &s->signq));
+    qtsp_tsa_set_signq(s->tsa, s->signq);
     /* OCSP: delegated responder for the issuing CA's certificates. The body
      * limit is above the policy's max_request_bytes so that an oversized
      * request gets an OCSP malformedRequest rather than an HTTP 413. */
@@ -111,6 +116,7 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
     snprintf(s->ocsp_key.label, sizeof s->ocsp_key.label, "%s", app->cfg.key_ocsp);
     qtsp_signer_for_token_key(&s->ocsp_key, &signer);
     qtsp_ocsp_set_signer(s->ocsp, &signer);
+    qtsp_ocsp_set_signq(s->ocsp, s->signq);
     TRY_OUT(add_route(s, (qtsp_route){"POST", "/ocsp", 0, 65536, "application/ocsp-request",
                                       qtsp_ocsp_http_post, s->ocsp, "ocsp_post"}));
     TRY_OUT(add_route(s, (qtsp_route){"GET", "/ocsp/", 1, 0, NULL, qtsp_ocsp_http_get, s->ocsp,
@@ -215,6 +221,8 @@ void qtsp_services_free(qtsp_services *s)
     if (!s)
         return;
     qtsp_ra_keypool_stop(s->ra);
+    qtsp_signq_free(s->signq); /* signs what is queued; its callbacks use the TSA and OCSP */
+    s->signq = NULL;
     if (s->sweeper_started) {
         pthread_mutex_lock(&s->mu);
         s->stopping = 1;
@@ -263,6 +271,17 @@ qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out)
                         "qtsp_certificate_expiry_seconds{cert=\"tsa\"} %lld\n",
                         cert_seconds_left(s->app->root), cert_seconds_left(s->app->issuing),
                         cert_seconds_left(s->app->ocsp), cert_seconds_left(s->app->tsa)));
+    unsigned long long jobs = 0, batches = 0;
+    qtsp_signq_stats(s->signq, &jobs, &batches);
+    TRY(qtsp_buf_printf(out,
+                        "# HELP qtsp_signq_signatures_total Signatures made on the signing "
+                        "queue.\n"
+                        "# TYPE qtsp_signq_signatures_total counter\n"
+                        "qtsp_signq_signatures_total %llu\n"
+                        "# HELP qtsp_signq_batches_total Batches they were made in.\n"
+                        "# TYPE qtsp_signq_batches_total counter\n"
+                        "qtsp_signq_batches_total %llu\n",
+                        jobs, batches));
     TRY(qtsp_tsa_metrics(s->tsa, out));
     TRY(qtsp_ocsp_metrics(s->ocsp, out));
     TRY(qtsp_notify_metrics(s->notify, out));

@@ -64,6 +64,7 @@ struct qtsp_ocsp {
     size_t sig_alg_len;
     size_t sig_max;
     qtsp_signer signer; /* fn NULL: EVP_DigestSign on key */
+    qtsp_signq *signq;  /* NULL: answers needing a signature are signed inline */
     time_t archive_cutoff;
     /* policy */
     int64_t validity;
@@ -683,29 +684,39 @@ void qtsp_ocsp_set_signer(qtsp_ocsp *o, const qtsp_signer *s)
     o->signer = *s;
 }
 
-/* Builds and signs the successful OCSPResponse into out (or into the bytes
- * after the cache header when hdr is set). */
-static qtsp_status build_signed(qtsp_ocsp *o, const parsed *pr, time_t now, qtsp_buf *out,
-                                size_t hdr, times *tm)
+/* Builds the ResponseData of a successful answer into a malloc'd buffer
+ * (*tbuf, content at (*tbuf)[0..*tlen)). */
+static qtsp_status build_tbs(const qtsp_ocsp *o, const parsed *pr, time_t now,
+                             unsigned char **tbuf, size_t *tlen, times *tm)
 {
     /* CertIDs are echoed, so their size follows the request's (bounded by
      * max_request_bytes); the rest is at most ~300 bytes per single. */
-    size_t cap = 1024 + pr->req_len + pr->n * 384 + o->responder_der_len + o->sig_max;
-    unsigned char *tbuf = malloc(cap), *fbuf = malloc(cap + hdr + 64);
-    qtsp_status rc = QTSP_OK;
-    ENSURE_OUT(tbuf && fbuf, QTSP_ERR_NOMEM, "out of memory");
-    der t = {tbuf, 0, cap, 0};
+    size_t cap = 1024 + pr->req_len + pr->n * 384;
+    unsigned char *b = malloc(cap);
+    ENSURE(b != NULL, QTSP_ERR_NOMEM, "out of memory");
+    der t = {b, 0, cap, 0};
     tm->next_min = INT64_MAX;
     tm->fresh = INT64_MAX;
     d_tbs(o, &t, pr, now, tm);
-    ENSURE_OUT(!t.bad, QTSP_ERR_INTERNAL, "OCSP response data does not fit");
-    unsigned char sig[1024 + 1];
-    size_t slen = 0;
-    TRY_OUT(sign_tbs(o, t.p, t.len, sig + 1, &slen));
-    sig[0] = 0; /* BIT STRING: no unused bits */
-    atomic_fetch_add_explicit(&o->n_signed, 1, memory_order_relaxed);
+    if (t.bad) {
+        free(b);
+        FAIL(QTSP_ERR_INTERNAL, "OCSP response data does not fit");
+    }
+    *tbuf = b;
+    *tlen = t.len;
+    return QTSP_OK;
+}
 
-    der f = {fbuf, 0, cap + hdr + 64, 0};
+/* The successful OCSPResponse around tbs and its signature, into out (or
+ * into the bytes after hdr zero bytes, the cache header, when hdr is set). */
+static qtsp_status assemble(const qtsp_ocsp *o, const unsigned char *tbs, size_t tlen,
+                            const unsigned char *sig, size_t slen, size_t hdr, qtsp_buf *out)
+{
+    size_t cap = hdr + tlen + o->responder_der_len + slen + 128;
+    unsigned char *fbuf = malloc(cap);
+    ENSURE(fbuf != NULL, QTSP_ERR_NOMEM, "out of memory");
+    qtsp_status rc = QTSP_OK;
+    der f = {fbuf, 0, cap, 0};
     memset(fbuf, 0, hdr);
     f.len = hdr;
     size_t resp = d_open(&f, 0x30);
@@ -715,9 +726,12 @@ static qtsp_status build_signed(qtsp_ocsp *o, const parsed *pr, time_t now, qtsp
     d_raw(&f, OID_BASIC, sizeof OID_BASIC);
     size_t os = d_open(&f, 0x04);
     size_t basic = d_open(&f, 0x30);
-    d_raw(&f, t.p, t.len);
+    d_raw(&f, tbs, tlen);
     d_raw(&f, o->sig_alg, o->sig_alg_len);
-    d_tlv(&f, 0x03, sig, slen + 1);
+    size_t bits = d_open(&f, 0x03);
+    d_byte(&f, 0); /* BIT STRING: no unused bits */
+    d_raw(&f, sig, slen);
+    d_close(&f, bits);
     size_t certs = d_open(&f, 0xa0); /* RFC 6960 4.2.2.2: include the delegated cert */
     size_t seq = d_open(&f, 0x30);
     d_raw(&f, o->responder_der, o->responder_der_len);
@@ -732,9 +746,91 @@ static qtsp_status build_signed(qtsp_ocsp *o, const parsed *pr, time_t now, qtsp
     qtsp_buf_reset(out);
     TRY_OUT(qtsp_buf_append(out, f.p, f.len));
 out:
-    free(tbuf);
     free(fbuf);
     return rc;
+}
+
+/* Builds and signs the successful OCSPResponse into out (or into the bytes
+ * after the cache header when hdr is set). */
+static qtsp_status build_signed(qtsp_ocsp *o, const parsed *pr, time_t now, qtsp_buf *out,
+                                size_t hdr, times *tm)
+{
+    unsigned char *tbs = NULL;
+    size_t tlen = 0, slen = 0;
+    unsigned char sig[1024];
+    TRY(build_tbs(o, pr, now, &tbs, &tlen, tm));
+    qtsp_status rc = sign_tbs(o, tbs, tlen, sig, &slen);
+    if (rc == QTSP_OK) {
+        atomic_fetch_add_explicit(&o->n_signed, 1, memory_order_relaxed);
+        rc = assemble(o, tbs, tlen, sig, slen, hdr, out);
+    }
+    free(tbs);
+    return rc;
+}
+
+/* ---- answers signed on the signing queue (ca/signq.h) ---- */
+
+static void count_result(qtsp_ocsp *o, int rs);
+
+void qtsp_ocsp_set_signq(qtsp_ocsp *o, qtsp_signq *q)
+{
+    o->signq = q;
+}
+
+typedef struct queued {
+    qtsp_ocsp *o;
+    qtsp_http_deferred *d;
+    unsigned char *tbs;
+    size_t tlen;
+} queued;
+
+static void queued_done(void *ctx, qtsp_status rc, const unsigned char *sig, size_t slen)
+{
+    queued *q = ctx;
+    qtsp_http_resp *resp = qtsp_http_deferred_resp(q->d);
+    resp->status = 200;
+    snprintf(resp->content_type, sizeof resp->content_type, "application/ocsp-response");
+    int rs = RS_SUCCESSFUL;
+    if (rc == QTSP_OK) {
+        atomic_fetch_add_explicit(&q->o->n_signed, 1, memory_order_relaxed);
+        rc = assemble(q->o, q->tbs, q->tlen, sig, slen, 0, &resp->body);
+    }
+    if (rc != QTSP_OK) {
+        LOG_ERROR("ocsp: %s", qtsp_err_message());
+        qtsp_err_clear();
+        rs = RS_INTERNAL;
+        rc = write_error(&resp->body, rs, NULL);
+    }
+    if (rc == QTSP_OK)
+        rc = qtsp_http_resp_header(resp, "Cache-Control", "no-cache, no-store");
+    count_result(q->o, rs);
+    qtsp_http_complete(q->d, rc);
+    free(q->tbs);
+    free(q);
+}
+
+/* Defers req and queues the signature of the answer to pr. 0 when it cannot
+ * (no queue, a software key, no deferral possible): answer inline. */
+static int sign_queued(qtsp_ocsp *o, const parsed *pr, time_t now, const qtsp_http_req *req)
+{
+    if (!o->signq || !req || !o->signer.fn)
+        return 0;
+    queued *q = calloc(1, sizeof *q);
+    times tm;
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    if (!q || build_tbs(o, pr, now, &q->tbs, &q->tlen, &tm) != QTSP_OK ||
+        !SHA256(q->tbs, q->tlen, md) || !(q->d = qtsp_http_defer(req))) {
+        qtsp_err_clear();
+        if (q)
+            free(q->tbs);
+        free(q);
+        return 0;
+    }
+    q->o = o;
+    if (qtsp_signq_submit(o->signq, &o->signer, EVP_sha256(), md, sizeof md, queued_done, q) !=
+        QTSP_OK) /* stopping: the deferred request still needs its answer */
+        queued_done(q, QTSP_ERR_STATE, NULL, 0);
+    return 1;
 }
 
 /* Reads statuses; returns RS_* and, for a single cacheable CertID, may
@@ -799,7 +895,16 @@ static void count_result(qtsp_ocsp *o, int rs)
 qtsp_status qtsp_ocsp_respond(qtsp_ocsp *o, const unsigned char *req, size_t len, qtsp_buf *out,
                               qtsp_ocsp_info *info)
 {
+    return qtsp_ocsp_respond_http(o, req, len, out, info, NULL, NULL);
+}
+
+qtsp_status qtsp_ocsp_respond_http(qtsp_ocsp *o, const unsigned char *req, size_t len,
+                                   qtsp_buf *out, qtsp_ocsp_info *info,
+                                   const qtsp_http_req *hreq, int *deferred)
+{
     ENSURE(o && out, QTSP_ERR_INVALID, "qtsp_ocsp_respond: missing argument");
+    if (deferred)
+        *deferred = 0;
     if (info)
         info->http_max_age = o->http_max_age;
     parsed *pr = calloc(1, sizeof *pr);
@@ -827,6 +932,12 @@ qtsp_status qtsp_ocsp_respond(qtsp_ocsp *o, const unsigned char *req, size_t len
     if (hit)
         goto done;
     cacheable = cacheable && pr->ones[0].kind == ONE_OURS; /* not if never issued */
+    if (!cacheable && deferred && sign_queued(o, pr, now, hreq)) {
+        *deferred = 1; /* answered (and counted) by queued_done */
+        OCSP_REQUEST_free(pr->req);
+        free(pr);
+        return QTSP_OK;
+    }
     times tm;
     size_t hdr = cacheable ? CACHE_HDR : 0;
     if (build_signed(o, pr, now, out, hdr, &tm) != QTSP_OK) {

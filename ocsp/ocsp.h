@@ -45,6 +45,7 @@
 #include <time.h>
 
 #include "ca/signer.h"
+#include "ca/signq.h"
 #include "ca/store.h"
 #include "core/buf.h"
 #include "core/err.h"
@@ -89,6 +90,19 @@ typedef struct qtsp_ocsp_info {
  * response could be written. Thread-safe. */
 qtsp_status qtsp_ocsp_respond(qtsp_ocsp *ocsp, const unsigned char *req, size_t len, qtsp_buf *out,
                               qtsp_ocsp_info *info) QTSP_MUST_USE;
+
+/* qtsp_ocsp_respond for an HTTP request hreq: with a signing queue set, an
+ * answer that needs a fresh signature (nonce, several CertIDs) is prepared
+ * here and signed on the queue; then *deferred = 1, out is untouched, and
+ * the request is answered later (200 application/ocsp-response,
+ * Cache-Control: no-cache, no-store; internalError if signing fails). */
+qtsp_status qtsp_ocsp_respond_http(qtsp_ocsp *ocsp, const unsigned char *req, size_t len,
+                                   qtsp_buf *out, qtsp_ocsp_info *info,
+                                   const qtsp_http_req *hreq, int *deferred) QTSP_MUST_USE;
+
+/* Signs answers that are not pre-signed on q (borrowed; must outlive the
+ * requests in flight) instead of on the HTTP thread. Set before serving. */
+void qtsp_ocsp_set_signq(qtsp_ocsp *ocsp, qtsp_signq *q);
 
 /* Decodes the GET form of a request (RFC 6960 A.1, interface.md): raw is the
  * path after "/ocsp/", URL-encoded or not, base64 in the standard or URL-safe

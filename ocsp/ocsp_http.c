@@ -15,7 +15,10 @@ static qtsp_status answer(qtsp_ocsp *o, const qtsp_http_req *req, const unsigned
     qtsp_ocsp_info info;
     resp->status = 200;
     snprintf(resp->content_type, sizeof resp->content_type, "application/ocsp-response");
-    TRY(qtsp_ocsp_respond(o, der, len, &resp->body, &info));
+    int deferred = 0;
+    TRY(qtsp_ocsp_respond_http(o, der, len, &resp->body, &info, req, &deferred));
+    if (deferred)
+        return QTSP_OK; /* answered once the signing queue has signed it */
     if (!info.cacheable) {
         TRY(qtsp_http_resp_header(resp, "Cache-Control", "no-cache, no-store"));
         return QTSP_OK;

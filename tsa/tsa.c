@@ -10,6 +10,7 @@
  * known when its header is written and nothing is moved. */
 #include <errno.h>
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -25,12 +26,15 @@
 
 #define JOURNAL_QUEUE 4096 /* bounded queue of entries awaiting commit */
 /* Group-commit gathering: a commit of fewer than JOURNAL_GATHER entries
- * first waits up to JOURNAL_GATHER_US for more. A commit has a fixed CPU
- * cost (two syncs, meta page, branch pages) that tiny batches pay per token
- * when the disk is fast; the wait is bounded so a lone request is late by
- * at most this much. */
+ * first waits for more while they keep coming (a new one at least every
+ * JOURNAL_IDLE_US), for at most JOURNAL_GATHER_US in all. A commit has a
+ * fixed CPU cost (two syncs, meta page, branch pages) that tiny batches pay
+ * per token when the disk is fast; once entries stop coming (the signing
+ * queue delivers a batch at a time, and the clients whose tokens wait for
+ * this commit send nothing new), waiting longer only adds latency. */
 #define JOURNAL_GATHER 64
 #define JOURNAL_GATHER_US 1000
+#define JOURNAL_IDLE_US 250
 #define JOURNAL_VERSION 1  /* first byte of every journal value */
 #define SERIAL_LEN 17      /* 0x00 + genTime ms (top bit set) + 8 random: 128-bit positive */
 #define TST_MAX (QTSP_TSA_MAX_QUERY + 1024)
@@ -152,6 +156,11 @@ typedef struct jentry {
     qtsp_http_deferred *deferred; /* asynchronous: answered by the committer */
     unsigned char *der;           /* the granted TimeStampResp (malloc'd) */
     size_t der_len;
+    /* between prepare_token and finish_token (malloc'd): */
+    unsigned char *tst, *attrs; /* TSTInfo; signed attributes (the TSA's size) */
+    size_t tst_len;
+    int cert_req;
+    struct qtsp_tsa *tsa; /* queued: the TSA it belongs to */
 } jentry;
 
 typedef struct cbytes {
@@ -165,6 +174,7 @@ struct qtsp_tsa {
     STACK_OF(X509) * chain;
     EVP_PKEY *key;
     qtsp_signer signer; /* fn NULL: EVP_DigestSign on key */
+    qtsp_signq *signq;  /* NULL: tokens are signed on the HTTP thread */
     EVP_MD *sha256;
     qtsp_tsa_sync_fn sync_fn;
     void *sync_ctx;
@@ -571,16 +581,20 @@ static void *committer_main(void *arg)
         if (tsa->qn == 0 && tsa->stop)
             break;
         if (tsa->qn < JOURNAL_GATHER && !tsa->stop) {
-            struct timespec dl;
-            clock_gettime(CLOCK_MONOTONIC, &dl);
-            dl.tv_nsec += JOURNAL_GATHER_US * 1000L;
-            if (dl.tv_nsec >= 1000000000L) {
-                dl.tv_sec++;
-                dl.tv_nsec -= 1000000000L;
+            uint64_t t = qtsp_mono_ns(), end = t + JOURNAL_GATHER_US * 1000ull;
+            size_t seen = 0;
+            while (tsa->qn < JOURNAL_GATHER && !tsa->stop && tsa->qn > seen && t < end) {
+                seen = tsa->qn;
+                uint64_t until = t + JOURNAL_IDLE_US * 1000ull < end ? t + JOURNAL_IDLE_US * 1000ull
+                                                                      : end;
+                struct timespec dl;
+                clock_gettime(CLOCK_MONOTONIC, &dl);
+                uint64_t ns = (uint64_t)dl.tv_nsec + (until - t);
+                dl.tv_sec += (time_t)(ns / 1000000000ull);
+                dl.tv_nsec = (long)(ns % 1000000000ull);
+                pthread_cond_timedwait(&tsa->cv_work, &tsa->mu, &dl);
+                t = qtsp_mono_ns();
             }
-            while (tsa->qn < JOURNAL_GATHER && !tsa->stop &&
-                   pthread_cond_timedwait(&tsa->cv_work, &tsa->mu, &dl) == 0)
-                ;
         }
         batch b = {tsa->batch, tsa->qn};
         memcpy(tsa->batch, tsa->queue, sizeof(jentry *) * tsa->qn);
@@ -753,12 +767,11 @@ void qtsp_tsa_set_signer(qtsp_tsa *tsa, const qtsp_signer *s)
     tsa->signer = *s;
 }
 
-/* Builds and signs a token for r: e receives the granted TimeStampResp
- * (e->der, malloc'd, owned by e) and its journal entry. */
-static qtsp_status sign_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry *e)
+/* Builds the TSTInfo for r and its signed attributes (messageDigest =
+ * SHA-256(TSTInfo)) into e (e->tst, e->attrs, malloc'd) and e's journal
+ * entry; the signature over e->attrs is all that is missing. */
+static qtsp_status prepare_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry *e)
 {
-    qtsp_status rc = QTSP_OK;
-    unsigned char *resp = NULL;
     int64_t ms = qtsp_now_ms();
     /* Serial: 0x00, then genTime in ms (8 octets, big-endian, top bit set:
      * fixed length, positive, never zero), then 8 random octets. Serials
@@ -794,31 +807,45 @@ static qtsp_status sign_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry *e)
     dw_raw(&w, "\x02\x01\x01", 3);
     dw_wrap(&w, 0x30, 0);
     ENSURE(!w.err, QTSP_ERR_INTERNAL, "TSTInfo does not fit");
-    const unsigned char *tst_der = tst + w.pos;
-    size_t tst_len = dw_used(&w);
-
-    /* Signed attributes with messageDigest = SHA-256(TSTInfo). */
-    unsigned char attrs_buf[2048];
-    unsigned char *attrs = tsa->attrs.n <= sizeof attrs_buf ? attrs_buf : malloc(tsa->attrs.n);
-    ENSURE(attrs != NULL, QTSP_ERR_NOMEM, "out of memory");
-    memcpy(attrs, tsa->attrs.p, tsa->attrs.n);
+    e->tst_len = dw_used(&w);
+    e->tst = malloc(e->tst_len);
+    e->attrs = malloc(tsa->attrs.n);
+    if (!e->tst || !e->attrs) {
+        free(e->tst);
+        free(e->attrs);
+        e->tst = e->attrs = NULL;
+        FAIL(QTSP_ERR_NOMEM, "out of memory");
+    }
+    memcpy(e->tst, tst + w.pos, e->tst_len);
+    memcpy(e->attrs, tsa->attrs.p, tsa->attrs.n);
     unsigned int mdlen = 0;
-    ENSURE_OUT(EVP_Digest(tst_der, tst_len, attrs + tsa->attrs_md_off, &mdlen, tsa->sha256, NULL) ==
-                       1 &&
-                   mdlen == 32,
-               QTSP_ERR_CRYPTO, "cannot hash TSTInfo");
-    unsigned char sig[SIG_MAX];
-    size_t siglen = sizeof sig;
-    TRY_OUT(sign_attrs(tsa, attrs, tsa->attrs.n, sig, &siglen));
+    if (EVP_Digest(e->tst, e->tst_len, e->attrs + tsa->attrs_md_off, &mdlen, tsa->sha256, NULL) !=
+            1 ||
+        mdlen != 32) {
+        free(e->tst);
+        free(e->attrs);
+        e->tst = e->attrs = NULL;
+        FAIL(QTSP_ERR_CRYPTO, "cannot hash TSTInfo");
+    }
+    e->cert_req = r->cert_req;
+    journal_entry(e, serial, ms, policy, policy_len, r);
+    return QTSP_OK;
+}
 
-    /* TimeStampResp { granted, ContentInfo { signedData, [0] SignedData } }. */
-    resp = malloc(tsa->resp_max);
+/* The granted TimeStampResp around e's TSTInfo, signed attributes and sig:
+ * e->der (malloc'd, owned by e). Frees e->tst and e->attrs. */
+static qtsp_status finish_token(qtsp_tsa *tsa, jentry *e, const unsigned char *sig, size_t siglen)
+{
+    qtsp_status rc = QTSP_OK;
+    unsigned char *resp = malloc(tsa->resp_max);
     ENSURE_OUT(resp != NULL, QTSP_ERR_NOMEM, "out of memory");
+    /* TimeStampResp { granted, ContentInfo { signedData, [0] SignedData } }. */
+    dw w;
     dw_init(&w, resp, tsa->resp_max);
     dw_raw(&w, sig, siglen);
     dw_hdr(&w, 0x04, siglen);
     dw_raw(&w, tsa->sig_alg.p, tsa->sig_alg.n);
-    dw_raw(&w, attrs, tsa->attrs.n);
+    dw_raw(&w, e->attrs, tsa->attrs.n);
     if (!w.err)
         w.buf[w.pos] = 0xa0; /* signedAttrs [0] IMPLICIT; signed as SET (RFC 5652 5.4) */
     dw_raw(&w, tsa->sha256_alg.p, tsa->sha256_alg.n);
@@ -826,11 +853,11 @@ static qtsp_status sign_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry *e)
     dw_raw(&w, "\x02\x01\x01", 3);
     dw_wrap(&w, 0x30, 0); /* SignerInfo */
     dw_wrap(&w, 0x31, 0); /* signerInfos */
-    if (r->cert_req)      /* RFC 3161 2.4.1: certificates only on request */
+    if (e->cert_req)      /* RFC 3161 2.4.1: certificates only on request */
         dw_raw(&w, tsa->certs.p, tsa->certs.n);
     size_t m = dw_used(&w);
-    dw_raw(&w, tst_der, tst_len);
-    dw_hdr(&w, 0x04, tst_len);
+    dw_raw(&w, e->tst, e->tst_len);
+    dw_hdr(&w, 0x04, e->tst_len);
     dw_hdr(&w, 0xa0, dw_used(&w) - m);
     dw_oid(&w, OID_CT_TSTINFO, sizeof OID_CT_TSTINFO);
     dw_wrap(&w, 0x30, m); /* encapContentInfo */
@@ -843,17 +870,87 @@ static qtsp_status sign_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry *e)
     dw_raw(&w, "\x30\x03\x02\x01\x00", 5); /* PKIStatusInfo { granted } */
     dw_wrap(&w, 0x30, 0);
     ENSURE_OUT(!w.err, QTSP_ERR_INTERNAL, "time-stamp response does not fit");
-
-    journal_entry(e, serial, ms, policy, policy_len, r);
     e->der_len = dw_used(&w);
     memmove(resp, resp + w.pos, e->der_len); /* written backwards: move to the front */
     e->der = resp;
     resp = NULL;
 out:
-    if (attrs != attrs_buf)
-        free(attrs);
     free(resp);
+    free(e->tst);
+    free(e->attrs);
+    e->tst = e->attrs = NULL;
     return rc;
+}
+
+/* Builds and signs a token for r: e receives the granted TimeStampResp
+ * (e->der, malloc'd, owned by e) and its journal entry. */
+static qtsp_status sign_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry *e)
+{
+    TRY(prepare_token(tsa, r, e));
+    unsigned char sig[SIG_MAX];
+    size_t siglen = sizeof sig;
+    qtsp_status rc = sign_attrs(tsa, e->attrs, tsa->attrs.n, sig, &siglen);
+    if (rc != QTSP_OK) {
+        free(e->tst);
+        free(e->attrs);
+        e->tst = e->attrs = NULL;
+        return rc;
+    }
+    return finish_token(tsa, e, sig, siglen);
+}
+
+/* ---- tokens signed on the signing queue (ca/signq.h) ---- */
+
+void qtsp_tsa_set_signq(qtsp_tsa *tsa, qtsp_signq *q)
+{
+    tsa->signq = q;
+}
+
+/* The signature of a queued token: finish it and hand it to the journal
+ * committer, which answers the deferred request once it is durable. */
+static void queued_signed(void *ctx, qtsp_status rc, const unsigned char *sig, size_t siglen)
+{
+    jentry *e = ctx;
+    qtsp_tsa *tsa = e->tsa;
+    if (rc == QTSP_OK)
+        rc = finish_token(tsa, e, sig, siglen);
+    if (rc == QTSP_OK)
+        rc = journal_append(tsa, e); /* e belongs to the committer now */
+    if (rc != QTSP_OK) {
+        LOG_ERROR("tsa: cannot issue a time-stamp token: %s", qtsp_err_message());
+        qtsp_err_clear();
+        free(e->tst);
+        free(e->attrs);
+        e->tst = e->attrs = NULL;
+        answer_deferred(tsa, e, rc);
+    }
+}
+
+/* Prepares r's token, defers req and queues the signature. 0 when it
+ * cannot (no queue or journal, a software key, no deferral): sign inline. */
+static int sign_queued(qtsp_tsa *tsa, const qtsp_tsa_req *r, const qtsp_http_req *req)
+{
+    if (!tsa->signq || !tsa->store || !req || !tsa->signer.fn)
+        return 0;
+    jentry *e = calloc(1, sizeof *e);
+    unsigned char md[32];
+    if (!e || prepare_token(tsa, r, e) != QTSP_OK) {
+        LOG_ERROR("tsa: cannot prepare a time-stamp token: %s", qtsp_err_message());
+        qtsp_err_clear();
+        free(e);
+        return 0; /* the inline path fails the same way and answers it */
+    }
+    e->tsa = tsa;
+    if (!SHA256(e->attrs, tsa->attrs.n, md) || !(e->deferred = qtsp_http_defer(req))) {
+        free(e->tst);
+        free(e->attrs);
+        free(e);
+        return 0;
+    }
+    if (qtsp_signq_submit(tsa->signq, &tsa->signer, tsa->sha256, md, sizeof md, queued_signed, e) !=
+        QTSP_OK) /* stopping: the deferred request still needs its answer */
+        queued_signed(e, QTSP_ERR_STATE, NULL, 0);
+    return 1;
 }
 
 static int clock_ok(qtsp_tsa *tsa)
@@ -885,12 +982,17 @@ static qtsp_status respond(qtsp_tsa *tsa, const unsigned char *query, size_t len
     if (tsa->pol.require_sync && !clock_ok(tsa))
         return reject(tsa, QTSP_TSA_FAIL_TIME_NOT_AVAILABLE, out);
     qtsp_err_clear(); /* so a failure logged below is this request's own */
+    if (deferred && sign_queued(tsa, &r, req)) {
+        *deferred = 1;
+        return QTSP_OK; /* answered by the journal committer */
+    }
     jentry local;
     jentry *e = req && tsa->store ? malloc(sizeof *e) : NULL;
     if (e == NULL)
         e = &local;
     e->deferred = NULL;
     e->der = NULL;
+    e->tst = e->attrs = NULL;
     qtsp_status rc = sign_token(tsa, &r, e);
     if (rc == QTSP_OK && tsa->store) {
         /* The token leaves only once its journal entry is durable. */

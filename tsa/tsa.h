@@ -27,6 +27,7 @@
 #include <stddef.h>
 
 #include "ca/signer.h"
+#include "ca/signq.h"
 #include "ca/store.h"
 #include "core/buf.h"
 #include "core/err.h"
@@ -70,6 +71,12 @@ void qtsp_tsa_free(qtsp_tsa *tsa);
 /* Signs through s from now on (e.g. the token key by label, ca/signer.h)
  * instead of EVP_DigestSign on the key. Call before serving. */
 void qtsp_tsa_set_signer(qtsp_tsa *tsa, const qtsp_signer *s);
+
+/* HTTP requests then have their tokens signed on q (borrowed; must outlive
+ * the requests in flight, and be freed before the TSA) instead of on the
+ * HTTP thread, when a journal is set and the signer is a token key. Call
+ * before serving. */
+void qtsp_tsa_set_signq(qtsp_tsa *tsa, qtsp_signq *q);
 
 /* Answers one DER TimeStampReq of len bytes (query may be NULL when len is
  * 0). out (reset first) receives a DER TimeStampResp: a granted token, or a

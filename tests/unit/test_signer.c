@@ -2,11 +2,13 @@
  * both produce signatures that verify in software, for EC and RSA keys. */
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "ca/hsm.h"
 #include "ca/signer.h"
+#include "ca/signq.h"
 #include "tests/lib/qtest.h"
 
 static char g_dir[512];
@@ -88,6 +90,91 @@ static void test_signer_unknown_label_fails_cleanly(void)
     qtsp_err_clear();
 }
 
+/* ---- the signing queue (ca/signq.h) ---- */
+
+typedef struct sq_result {
+    int calls;
+    qtsp_status rc;
+    unsigned char sig[QTSP_SIGNQ_SIG_MAX];
+    size_t sl;
+} sq_result;
+
+static void sq_done(void *ctx, qtsp_status rc, const unsigned char *sig, size_t sl)
+{
+    sq_result *r = ctx;
+    r->calls++;
+    r->rc = rc;
+    r->sl = sig ? sl : 0;
+    if (sig)
+        memcpy(r->sig, sig, sl);
+}
+
+static void test_signq_signs_every_job_once_with_the_token_key(void)
+{
+    EVP_PKEY *pub = NULL;
+    qtsp_err_clear();
+    CU_ASSERT_FATAL(qtsp_hsm_generate(g_hsm, "sq-p256", QTSP_KEY_EC_P256, &pub) == QTSP_OK);
+    qtsp_token_key k = {g_hsm, "sq-p256"};
+    qtsp_signer s;
+    qtsp_signer_for_token_key(&k, &s);
+    qtsp_signq *q = NULL;
+    CU_ASSERT_FATAL(qtsp_signq_new(2, &q) == QTSP_OK);
+    enum { N = 200 };
+    static sq_result res[N];
+    unsigned char msg[N][8];
+    memset(res, 0, sizeof res);
+    for (int i = 0; i < N; i++) {
+        unsigned char md[32];
+        snprintf((char *)msg[i], sizeof msg[i], "m%05d", i);
+        SHA256(msg[i], sizeof msg[i], md);
+        CU_ASSERT_EQUAL(qtsp_signq_submit(q, &s, EVP_sha256(), md, sizeof md, sq_done, &res[i]),
+                        QTSP_OK);
+    }
+    qtsp_signq_free(q); /* signs what is still queued, then returns */
+    int ok = 0, once = 0;
+    for (int i = 0; i < N; i++) {
+        once += res[i].calls == 1;
+        ok += res[i].rc == QTSP_OK && verify(pub, EVP_sha256(), msg[i], sizeof msg[i], res[i].sig,
+                                             res[i].sl);
+    }
+    CU_ASSERT_EQUAL(once, N);
+    CU_ASSERT_EQUAL(ok, N);
+    CU_ASSERT(!verify(pub, EVP_sha256(), msg[1], sizeof msg[1], res[0].sig, res[0].sl));
+    EVP_PKEY_free(pub);
+}
+
+static void test_signq_reports_signer_failure_and_refuses_bad_jobs(void)
+{
+    qtsp_token_key k = {g_hsm, "no-such-key"};
+    qtsp_signer s;
+    qtsp_signer_for_token_key(&k, &s);
+    qtsp_signq *q = NULL;
+    CU_ASSERT_FATAL(qtsp_signq_new(1, &q) == QTSP_OK);
+    unsigned char md[32] = {1};
+    sq_result r = {0};
+    CU_ASSERT_EQUAL(qtsp_signq_submit(q, &s, EVP_sha256(), md, sizeof md, sq_done, &r), QTSP_OK);
+    /* no digest, oversized digest, no callback, a signer without fn: refused */
+    qtsp_signer none = {NULL, NULL};
+    unsigned char big[65] = {0};
+    CU_ASSERT_EQUAL(qtsp_signq_submit(q, &s, EVP_sha256(), md, 0, sq_done, &r), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_signq_submit(q, &s, NULL, big, sizeof big, sq_done, &r),
+                    QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_signq_submit(q, &s, EVP_sha256(), md, sizeof md, NULL, &r),
+                    QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_signq_submit(q, &none, EVP_sha256(), md, sizeof md, sq_done, &r),
+                    QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    qtsp_signq_free(q);
+    CU_ASSERT_EQUAL(r.calls, 1);
+    CU_ASSERT_EQUAL(r.rc, QTSP_ERR_HSM_NO_KEY);
+    CU_ASSERT_EQUAL(r.sl, 0);
+    unsigned long long jobs = 1, batches = 1;
+    qtsp_signq_stats(NULL, &jobs, &batches);
+    CU_ASSERT(jobs == 0 && batches == 0);
+    CU_ASSERT_EQUAL(qtsp_signq_new(0, &q), QTSP_ERR_INVALID);
+    qtsp_err_clear();
+}
+
 int main(void)
 {
     const char *d = qtest_tmpdir("signer");
@@ -105,6 +192,8 @@ int main(void)
         QTEST(test_signer_token_key_signs_rsa),
         QTEST(test_signer_without_fn_uses_the_evp_key),
         QTEST(test_signer_unknown_label_fails_cleanly),
+        QTEST(test_signq_signs_every_job_once_with_the_token_key),
+        QTEST(test_signq_reports_signer_failure_and_refuses_bad_jobs),
     };
     int r = qtest_run("signer", cases, sizeof cases / sizeof cases[0]);
     qtsp_hsm_free(g_hsm);
