@@ -26,15 +26,16 @@
 
 #define JOURNAL_QUEUE 4096 /* bounded queue of entries awaiting commit */
 /* Group-commit gathering: a commit of fewer than JOURNAL_GATHER entries
- * first waits for more while they keep coming (a new one at least every
- * JOURNAL_IDLE_US), for at most JOURNAL_GATHER_US in all. A commit has a
- * fixed CPU cost (two syncs, meta page, branch pages) that tiny batches pay
- * per token when the disk is fast; once entries stop coming (the signing
- * queue delivers a batch at a time, and the clients whose tokens wait for
- * this commit send nothing new), waiting longer only adds latency. */
+ * first waits for more, for at most JOURNAL_GATHER_US. A commit has a fixed
+ * CPU cost (two syncs, meta page, branch pages) that tiny batches pay per
+ * token when the disk is fast. Tokens from the signing queue come a batch
+ * at a time: the commit starts as soon as the batch being signed has been
+ * handed over (the clients whose tokens wait for it send nothing new, so
+ * waiting longer would only add latency). Tokens signed inline: the wait
+ * ends when none came for JOURNAL_IDLE_US. */
 #define JOURNAL_GATHER 64
 #define JOURNAL_GATHER_US 1000
-#define JOURNAL_IDLE_US 250
+#define JOURNAL_IDLE_US 100
 #define JOURNAL_VERSION 1  /* first byte of every journal value */
 #define SERIAL_LEN 17      /* 0x00 + genTime ms (top bit set) + 8 random: 128-bit positive */
 #define TST_MAX (QTSP_TSA_MAX_QUERY + 1024)
@@ -204,7 +205,10 @@ struct qtsp_tsa {
     pthread_t committer;
     int committer_started;
     pthread_mutex_t mu;
-    pthread_cond_t cv_work;  /* committer: entries queued or stop */
+    pthread_cond_t cv_work;  /* committer: entries queued, a batch handed over, or stop */
+    int queued_tokens;       /* tokens come from the signing queue (under mu) */
+    uint64_t batches_handed; /* signing-queue batches handed to the journal (under mu) */
+    uint64_t last_append_batch; /* batches_handed when the last entry was queued (under mu) */
     pthread_cond_t cv_done;  /* requesters: a batch was committed */
     pthread_cond_t cv_space; /* requesters: the queue has room */
     jentry *queue[JOURNAL_QUEUE];
@@ -583,10 +587,15 @@ static void *committer_main(void *arg)
         if (tsa->qn < JOURNAL_GATHER && !tsa->stop) {
             uint64_t t = qtsp_mono_ns(), end = t + JOURNAL_GATHER_US * 1000ull;
             size_t seen = 0;
-            while (tsa->qn < JOURNAL_GATHER && !tsa->stop && tsa->qn > seen && t < end) {
+            /* queued: wait while the batch the last entry came in is still
+             * being handed over */
+            while (tsa->qn < JOURNAL_GATHER && !tsa->stop && t < end &&
+                   (tsa->queued_tokens ? tsa->batches_handed == tsa->last_append_batch
+                                       : tsa->qn > seen)) {
                 seen = tsa->qn;
-                uint64_t until = t + JOURNAL_IDLE_US * 1000ull < end ? t + JOURNAL_IDLE_US * 1000ull
-                                                                      : end;
+                uint64_t until = !tsa->queued_tokens && t + JOURNAL_IDLE_US * 1000ull < end
+                                     ? t + JOURNAL_IDLE_US * 1000ull
+                                     : end;
                 struct timespec dl;
                 clock_gettime(CLOCK_MONOTONIC, &dl);
                 uint64_t ns = (uint64_t)dl.tv_nsec + (until - t);
@@ -644,6 +653,7 @@ static qtsp_status journal_append(qtsp_tsa *tsa, jentry *e)
         FAIL(QTSP_ERR_STATE, "TSA is shutting down");
     }
     tsa->queue[tsa->qn++] = e;
+    tsa->last_append_batch = tsa->batches_handed;
     if (tsa->qn == 1 || tsa->qn == JOURNAL_GATHER) /* the committer waits for these */
         pthread_cond_signal(&tsa->cv_work);
     if (e->deferred) {
@@ -901,9 +911,26 @@ static qtsp_status sign_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry *e)
 
 /* ---- tokens signed on the signing queue (ca/signq.h) ---- */
 
+/* Signing-queue hook: every token of the batch just signed is queued for
+ * the journal; commit now. */
+static void batch_handed(void *ctx)
+{
+    qtsp_tsa *tsa = ctx;
+    pthread_mutex_lock(&tsa->mu);
+    tsa->batches_handed++;
+    if (tsa->qn)
+        pthread_cond_signal(&tsa->cv_work);
+    pthread_mutex_unlock(&tsa->mu);
+}
+
 void qtsp_tsa_set_signq(qtsp_tsa *tsa, qtsp_signq *q)
 {
     tsa->signq = q;
+    pthread_mutex_lock(&tsa->mu);
+    tsa->queued_tokens = q != NULL && tsa->store != NULL;
+    pthread_mutex_unlock(&tsa->mu);
+    if (q)
+        qtsp_signq_on_batch(q, batch_handed, tsa);
 }
 
 /* The signature of a queued token: finish it and hand it to the journal
