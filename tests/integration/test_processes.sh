@@ -18,13 +18,19 @@ cat "$P/issuing-ca.crt" "$P/root-ca.crt" >"$T_DIR/chain.pem"
 head -c 10000 /dev/urandom >"$T_DIR/data.bin"
 
 children() { ps --ppid "$1" -o pid= | tr -d ' ' | sort -n | tr '\n' ' ' | sed 's/ $//'; }
-nchildren() { local c; c=$(children "$1"); [[ -z $c ]] && echo 0 || wc -w <<<"$c"; }
+nchildren() { ps --ppid "$1" -o pid= | wc -l; }
 health_n() { # N: how many of N fresh connections get 200 from /health
   local ok=0
   for _ in $(seq 1 "$1"); do
     [[ $(curl -s -o /dev/null --max-time 15 -w '%{http_code}' "$BASE/health") == 200 ]] && ok=$((ok + 1))
   done
   echo "$ok"
+}
+# clean_log EXPECTED_DEATHS: no sanitizer report in the server's log, and
+# exactly that many worker deaths logged by the supervisor
+clean_log() {
+  check_not "no sanitizer report in the server log" grep -Eq "Sanitizer|runtime error:" "$T_DIR/serve.err"
+  check_eq "worker deaths logged: $1" "$1" "$(grep -Ec 'worker [0-9]+ \(pid [0-9]+\) (was killed|exited)' "$T_DIR/serve.err")"
 }
 worker_pid() { sed -n "s/.*qtsp worker $1 (pid \([0-9]*\)) serving.*/\1/p" "$T_DIR/serve.err" | tail -n1; }
 metric() { # file process name{labels-after-process}: the sample's value (0 when absent)
@@ -167,6 +173,7 @@ check_eq "'listening on' still printed once" 1 "$(grep -c '^listening on ' "$T_D
 PIDS=$(children "$SERVER_PID")
 rc=0
 stop_server || rc=$?
+clean_log 1
 check_eq "SIGTERM: supervisor exits 0" 0 "$rc"
 left=
 for p in $PIDS; do [[ -e /proc/$p ]] && left+=" $p"; done
@@ -186,7 +193,8 @@ check "wrong PIN: gives up within 8 s (${ms} ms)" test "$ms" -lt 8000
 check_not "wrong PIN: never prints 'listening on'" grep -q "^listening on" "$T_DIR/bad.out"
 check_grep "wrong PIN: the error says so" "wrong PIN" "$T_DIR/bad.err"
 check_grep "wrong PIN: the supervisor says a worker failed to start" "worker [0-9]+ failed to start" "$T_DIR/bad.err"
-check_eq "wrong PIN: no process of it left" "" "$(ps -eo pid=,args= | grep -F -- "--home $H2 " | grep -v grep)"
+check_not "wrong PIN: no sanitizer report" grep -Eq "Sanitizer|runtime error:" "$T_DIR/bad.err"
+check_eq "wrong PIN: no process of it left" "" "$(pgrep -af -- "serve --home $H2 ")"
 
 # 7. usage errors, http.processes in qtsp.yaml
 for bad in abc 65 -1 2x ""; do
@@ -203,6 +211,7 @@ check_grep "the log says 2 worker processes" "with 2 worker processes" "$T_DIR/s
 check_eq "http.processes: 2: /health 200 on 10 fresh connections" 10 "$(health_n 10)"
 rc=0; stop_server || rc=$?
 check_eq "http.processes: 2: SIGTERM exits 0" 0 "$rc"
+clean_log 0
 check "--processes 1 overrides http.processes: 2" start_server "$H" --processes 1
 check_eq "--processes 1: a single process, no children" 0 "$(nchildren "$SERVER_PID")"
 rc=0; stop_server || rc=$?
