@@ -379,12 +379,20 @@ static int supervise(const char *home, const char *listen, const char *log_forma
         free(sv.w);
         return cmd_fail("serve");
     }
+    /* One worker at a time: SoftHSM2 rewrites its token.object at every
+     * login, and a process opening the token meanwhile can miss the token
+     * ("no token labelled ...", "cannot list the slots"), so workers never
+     * open the token concurrently. A restarted worker logs in alone too (the
+     * others are logged in already). */
     unsigned started = 0;
-    for (; started < sv.n; started++)
+    int ready = 1;
+    for (; started < sv.n && ready; started++) {
         if (spawn(&sv, started) != QTSP_OK)
             break;
-    if (started < sv.n || !await_ready(&sv)) {
-        if (started < sv.n)
+        ready = await_ready(&sv);
+    }
+    if (started < sv.n || !ready) {
+        if (ready)
             LOG_ERROR("serve: %s", qtsp_err_message());
         stop_all(&sv);
         goto out;

@@ -39,7 +39,9 @@ void qtsp_config_set_processes(qtsp_config *cfg, int64_t processes)
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (cores < 1)
         cores = 2;
-    cfg->http_processes = processes > 0 ? processes : cores;
+    /* 0 = one per core, at most the 64 that serve supports (more cores
+     * would otherwise make `serve` refuse its own default) */
+    cfg->http_processes = processes > 0 ? processes : cores < 64 ? cores : 64;
     if (cfg->http_workers_auto) {
         long w = cores / (long)cfg->http_processes;
         cfg->http_workers = w > 0 ? w : 1;

@@ -50,7 +50,7 @@ typedef struct qtsp_config {
     int log_json;
 } qtsp_config;
 
-/* Sets the process count (0 = number of cores) and, when workers were left
+/* Sets the process count (0 = number of cores, at most 64) and, when workers were left
  * automatic, workers = cores / processes (at least 1). */
 void qtsp_config_set_processes(qtsp_config *cfg, int64_t processes);
 
