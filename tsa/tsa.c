@@ -8,6 +8,7 @@
  * only serial, genTime, nonce, imprint, messageDigest and the signature are
  * written. The writer fills buffers from the end backwards, so each length is
  * known when its header is written and nothing is moved. */
+#define _GNU_SOURCE 1 /* pthread_setname_np */
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -578,6 +579,7 @@ static void answer_deferred(qtsp_tsa *tsa, jentry *e, qtsp_status commit_rc)
 static void *committer_main(void *arg)
 {
     qtsp_tsa *tsa = arg;
+    pthread_setname_np(pthread_self(), "qtsp-journal");
     pthread_mutex_lock(&tsa->mu);
     for (;;) {
         while (tsa->qn == 0 && !tsa->stop)
