@@ -32,8 +32,6 @@ struct qtsp_signq {
     unsigned nthreads;
     pthread_t threads[SIGNQ_THREADS_MAX];
     _Atomic unsigned long long jobs, batches;
-    void (*on_batch)(void *ctx);
-    void *on_batch_ctx;
 };
 
 static void *signer_main(void *arg)
@@ -68,8 +66,6 @@ static void *signer_main(void *arg)
                     j->rc == QTSP_OK ? j->siglen : 0);
             free(j);
         }
-        if (q->on_batch)
-            q->on_batch(q->on_batch_ctx);
         pthread_mutex_lock(&q->mu);
     }
     pthread_mutex_unlock(&q->mu);
@@ -140,12 +136,6 @@ qtsp_status qtsp_signq_submit(qtsp_signq *q, const qtsp_signer *s, const EVP_MD 
         pthread_cond_signal(&q->cv);
     pthread_mutex_unlock(&q->mu);
     return QTSP_OK;
-}
-
-void qtsp_signq_on_batch(qtsp_signq *q, void (*fn)(void *ctx), void *ctx)
-{
-    q->on_batch = fn;
-    q->on_batch_ctx = ctx;
 }
 
 void qtsp_signq_stats(qtsp_signq *q, unsigned long long *jobs, unsigned long long *batches)

@@ -45,11 +45,6 @@ qtsp_status qtsp_signq_submit(qtsp_signq *q, const qtsp_signer *s, const EVP_MD 
                               const unsigned char *dgst, size_t dlen, qtsp_signq_done_fn done,
                               void *ctx) QTSP_MUST_USE;
 
-/* fn(ctx) is called on the signing thread after the callbacks of each batch
- * (e.g. the TSA journal commits at once then: every token of the batch is
- * queued for it). One hook; set before submitting. */
-void qtsp_signq_on_batch(qtsp_signq *q, void (*fn)(void *ctx), void *ctx);
-
 /* Jobs signed so far and batches they came in (for /metrics). */
 void qtsp_signq_stats(qtsp_signq *q, unsigned long long *jobs, unsigned long long *batches);
 

@@ -27,17 +27,17 @@
 
 #define JOURNAL_QUEUE 4096 /* bounded queue of entries awaiting commit */
 /* Group-commit gathering: a commit of fewer than JOURNAL_GATHER entries
- * first waits for more, for at most JOURNAL_GATHER_US. A commit has a fixed
- * CPU cost (two syncs, meta page, branch pages) that tiny batches pay per
- * token when the disk is fast. Tokens from the signing queue come a batch
- * at a time: the commit starts as soon as the batch being signed has been
- * handed over (the clients whose tokens wait for it send nothing new, so
- * waiting longer would only add latency). Tokens signed inline: the wait
- * ends when none came for JOURNAL_IDLE_US. */
+ * first waits for more while they keep coming (one at least every
+ * JOURNAL_IDLE_US), for at most JOURNAL_GATHER_US in all. A commit has a
+ * fixed CPU cost (two syncs, meta page, branch pages) that tiny batches pay
+ * per token when the disk is fast; once entries stop coming (the clients
+ * whose tokens wait for this commit send nothing new), waiting longer only
+ * adds latency. */
 #define JOURNAL_GATHER 64
 #define JOURNAL_GATHER_US 1000
 #define JOURNAL_IDLE_US 100
 #define JOURNAL_VERSION 1  /* first byte of every journal value */
+#define JOURNAL_VOID 2     /* ... of an entry whose token was never made (signing failed) */
 #define SERIAL_LEN 17      /* 0x00 + genTime ms (top bit set) + 8 random: 128-bit positive */
 #define TST_MAX (QTSP_TSA_MAX_QUERY + 1024)
 #define SIG_MAX 1024
@@ -163,6 +163,10 @@ typedef struct jentry {
     size_t tst_len;
     int cert_req;
     struct qtsp_tsa *tsa; /* queued: the TSA it belongs to */
+    /* deferred: parts still running (signature, journal commit); the one
+     * that finishes last answers. Their results: */
+    _Atomic int pending;
+    qtsp_status sign_rc, commit_rc;
 } jentry;
 
 typedef struct cbytes {
@@ -206,10 +210,7 @@ struct qtsp_tsa {
     pthread_t committer;
     int committer_started;
     pthread_mutex_t mu;
-    pthread_cond_t cv_work;  /* committer: entries queued, a batch handed over, or stop */
-    int queued_tokens;       /* tokens come from the signing queue (under mu) */
-    uint64_t batches_handed; /* signing-queue batches handed to the journal (under mu) */
-    uint64_t last_append_batch; /* batches_handed when the last entry was queued (under mu) */
+    pthread_cond_t cv_work;  /* committer: entries queued or stop */
     pthread_cond_t cv_done;  /* requesters: a batch was committed */
     pthread_cond_t cv_space; /* requesters: the queue has room */
     jentry *queue[JOURNAL_QUEUE];
@@ -573,6 +574,33 @@ static void answer_deferred(qtsp_tsa *tsa, jentry *e, qtsp_status commit_rc)
     free(e);
 }
 
+/* The journal value of a token that was prepared and journalled but whose
+ * signature failed: first octet 02 ("not issued"), the facts unchanged. */
+static qtsp_status void_write(qtsp_txn *txn, void *ctx)
+{
+    jentry *e = ctx;
+    e->val[0] = JOURNAL_VOID;
+    return qtsp_txn_put(txn, QTSP_T_TSA_JOURNAL, e->key, SERIAL_LEN, e->val, e->val_len, 0);
+}
+
+/* One part of a deferred token is done (its journal commit, or its
+ * signature when it was signed on the queue: the two run in parallel, as
+ * the journal entry is known before the signature). The last part answers:
+ * the token when both succeeded, else systemFailure; a journalled entry
+ * whose token was never made is marked not issued. */
+static void part_done(qtsp_tsa *tsa, jentry *e)
+{
+    if (atomic_fetch_sub_explicit(&e->pending, 1, memory_order_acq_rel) != 1)
+        return;
+    if (e->commit_rc == QTSP_OK && e->sign_rc != QTSP_OK &&
+        qtsp_store_write(tsa->store, void_write, e) != QTSP_OK) {
+        LOG_ERROR("tsa: cannot mark an unsigned journal entry as not issued: %s",
+                  qtsp_err_message());
+        qtsp_err_clear();
+    }
+    answer_deferred(tsa, e, e->commit_rc != QTSP_OK ? e->commit_rc : e->sign_rc);
+}
+
 /* Commits whatever is queued as one write transaction (one fsync), then
  * answers the deferred HTTP requests of that batch and wakes its
  * synchronous requesters. Runs until qtsp_tsa_free and the queue is empty. */
@@ -589,15 +617,10 @@ static void *committer_main(void *arg)
         if (tsa->qn < JOURNAL_GATHER && !tsa->stop) {
             uint64_t t = qtsp_mono_ns(), end = t + JOURNAL_GATHER_US * 1000ull;
             size_t seen = 0;
-            /* queued: wait while the batch the last entry came in is still
-             * being handed over */
-            while (tsa->qn < JOURNAL_GATHER && !tsa->stop && t < end &&
-                   (tsa->queued_tokens ? tsa->batches_handed == tsa->last_append_batch
-                                       : tsa->qn > seen)) {
+            while (tsa->qn < JOURNAL_GATHER && !tsa->stop && t < end && tsa->qn > seen) {
                 seen = tsa->qn;
-                uint64_t until = !tsa->queued_tokens && t + JOURNAL_IDLE_US * 1000ull < end
-                                     ? t + JOURNAL_IDLE_US * 1000ull
-                                     : end;
+                uint64_t until = t + JOURNAL_IDLE_US * 1000ull < end ? t + JOURNAL_IDLE_US * 1000ull
+                                                                      : end;
                 struct timespec dl;
                 clock_gettime(CLOCK_MONOTONIC, &dl);
                 uint64_t ns = (uint64_t)dl.tv_nsec + (until - t);
@@ -622,9 +645,10 @@ static void *committer_main(void *arg)
             LOG_ERROR("tsa: journal commit of %zu tokens failed: %s", b.n, qtsp_err_message());
         size_t n_sync = 0;
         for (size_t i = 0; i < b.n; i++) {
-            if (b.e[i]->deferred)
-                answer_deferred(tsa, b.e[i], rc);
-            else
+            if (b.e[i]->deferred) {
+                b.e[i]->commit_rc = rc;
+                part_done(tsa, b.e[i]);
+            } else
                 b.e[n_sync++] = b.e[i]; /* compacted: only waiters stay */
         }
 
@@ -655,7 +679,6 @@ static qtsp_status journal_append(qtsp_tsa *tsa, jentry *e)
         FAIL(QTSP_ERR_STATE, "TSA is shutting down");
     }
     tsa->queue[tsa->qn++] = e;
-    tsa->last_append_batch = tsa->batches_handed;
     if (tsa->qn == 1 || tsa->qn == JOURNAL_GATHER) /* the committer waits for these */
         pthread_cond_signal(&tsa->cv_work);
     if (e->deferred) {
@@ -913,50 +936,32 @@ static qtsp_status sign_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry *e)
 
 /* ---- tokens signed on the signing queue (ca/signq.h) ---- */
 
-/* Signing-queue hook: every token of the batch just signed is queued for
- * the journal; commit now. */
-static void batch_handed(void *ctx)
-{
-    qtsp_tsa *tsa = ctx;
-    pthread_mutex_lock(&tsa->mu);
-    tsa->batches_handed++;
-    if (tsa->qn)
-        pthread_cond_signal(&tsa->cv_work);
-    pthread_mutex_unlock(&tsa->mu);
-}
-
 void qtsp_tsa_set_signq(qtsp_tsa *tsa, qtsp_signq *q)
 {
     tsa->signq = q;
-    pthread_mutex_lock(&tsa->mu);
-    tsa->queued_tokens = q != NULL && tsa->store != NULL;
-    pthread_mutex_unlock(&tsa->mu);
-    if (q)
-        qtsp_signq_on_batch(q, batch_handed, tsa);
 }
 
-/* The signature of a queued token: finish it and hand it to the journal
- * committer, which answers the deferred request once it is durable. */
+/* The signature of a queued token (signing thread): finish the token; the
+ * journal commit of its entry runs meanwhile (see part_done). */
 static void queued_signed(void *ctx, qtsp_status rc, const unsigned char *sig, size_t siglen)
 {
     jentry *e = ctx;
-    qtsp_tsa *tsa = e->tsa;
-    if (rc == QTSP_OK)
-        rc = finish_token(tsa, e, sig, siglen);
-    if (rc == QTSP_OK)
-        rc = journal_append(tsa, e); /* e belongs to the committer now */
-    if (rc != QTSP_OK) {
+    if (rc == QTSP_OK && (rc = finish_token(e->tsa, e, sig, siglen)) != QTSP_OK) {
         LOG_ERROR("tsa: cannot issue a time-stamp token: %s", qtsp_err_message());
         qtsp_err_clear();
+    }
+    if (rc != QTSP_OK) { /* a signing failure is logged by the queue */
         free(e->tst);
         free(e->attrs);
         e->tst = e->attrs = NULL;
-        answer_deferred(tsa, e, rc);
     }
+    e->sign_rc = rc;
+    part_done(e->tsa, e);
 }
 
-/* Prepares r's token, defers req and queues the signature. 0 when it
- * cannot (no queue or journal, a software key, no deferral): sign inline. */
+/* Prepares r's token, defers req, queues its journal entry and its
+ * signature (in parallel). 0 when it cannot (no queue or journal, a
+ * software key, no deferral): sign inline. */
 static int sign_queued(qtsp_tsa *tsa, const qtsp_tsa_req *r, const qtsp_http_req *req)
 {
     if (!tsa->signq || !tsa->store || !req || !tsa->signer.fn)
@@ -976,9 +981,23 @@ static int sign_queued(qtsp_tsa *tsa, const qtsp_tsa_req *r, const qtsp_http_req
         free(e);
         return 0;
     }
+    atomic_store(&e->pending, 2);
+    e->sign_rc = e->commit_rc = QTSP_ERR_INTERNAL;
+    qtsp_status rc = journal_append(tsa, e); /* from here the committer may finish its part */
+    if (rc != QTSP_OK) {                     /* not queued (shutting down): no token */
+        LOG_ERROR("tsa: cannot issue a time-stamp token: %s", qtsp_err_message());
+        qtsp_err_clear();
+        e->commit_rc = rc;
+        queued_signed(e, rc, NULL, 0);
+        part_done(tsa, e);
+        return 1;
+    }
     if (qtsp_signq_submit(tsa->signq, &tsa->signer, tsa->sha256, md, sizeof md, queued_signed, e) !=
-        QTSP_OK) /* stopping: the deferred request still needs its answer */
+        QTSP_OK) { /* stopping: the deferred request still needs its answer */
+        LOG_ERROR("tsa: cannot issue a time-stamp token: %s", qtsp_err_message());
+        qtsp_err_clear();
         queued_signed(e, QTSP_ERR_STATE, NULL, 0);
+    }
     return 1;
 }
 
@@ -1027,6 +1046,8 @@ static qtsp_status respond(qtsp_tsa *tsa, const unsigned char *query, size_t len
         /* The token leaves only once its journal entry is durable. */
         qtsp_http_deferred *d = e != &local ? qtsp_http_defer(req) : NULL;
         e->deferred = d;
+        atomic_store(&e->pending, 1); /* signed already: the commit answers */
+        e->sign_rc = QTSP_OK;
         rc = journal_append(tsa, e);
         if (d) { /* once queued, e may be answered and freed at any moment */
             *deferred = 1;

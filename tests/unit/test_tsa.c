@@ -1179,6 +1179,102 @@ static void test_tsa_signs_with_key_in_softhsm_token(void)
     qtsp_hsm_free(hsm);
 }
 
+/* Counts journal values by their first octet (01 issued, 02 not issued). */
+static qtsp_status count_by_state(void *ctx, const void *key, size_t klen, const void *val,
+                                  size_t vlen, int *stop)
+{
+    (void)key;
+    (void)klen;
+    (void)stop;
+    int *n = ctx;
+    if (vlen > 0 && ((const unsigned char *)val)[0] <= 2)
+        n[((const unsigned char *)val)[0]]++;
+    return QTSP_OK;
+}
+
+/* Over HTTP with a signing queue: the token is signed on the queue while its
+ * journal entry commits; both must succeed before it leaves. A signature
+ * that fails after the entry committed answers systemFailure and marks the
+ * entry not issued. */
+static void test_tsa_signing_queue_tokens_verify_and_failed_ones_are_voided(void)
+{
+    char d[600], sdir[600];
+    path(d, sizeof d, "token-q");
+    path(sdir, sizeof sdir, "store-q");
+    CU_ASSERT_EQUAL_FATAL(mkdir(d, 0700), 0);
+    CU_ASSERT_EQUAL_FATAL(qtest_softhsm_token(d, "tsa-q"), 0);
+    qtsp_hsm *hsm = NULL;
+    qtsp_err_clear();
+    CU_ASSERT_FATAL(qtsp_hsm_open(QTEST_SOFTHSM_MODULE, "tsa-q", QTEST_PIN, &hsm) == QTSP_OK);
+    EVP_PKEY *pub = NULL, *priv = NULL;
+    CU_ASSERT_FATAL(qtsp_hsm_generate(hsm, "q-tsa", QTSP_KEY_EC_P256, &pub) == QTSP_OK);
+    CU_ASSERT_FATAL(qtsp_hsm_private_key(hsm, "q-tsa", &priv) == QTSP_OK);
+    X509 *c = make_cert("qtsp queued TSU", pub, g_ca, g_ca_key, 0x78, 0);
+    write_pem("tsa-q.pem", c);
+    qtsp_store *st = NULL;
+    CU_ASSERT_FATAL(qtsp_store_open(sdir, 16, &st) == QTSP_OK);
+    qtsp_tsa_policy pol;
+    qtsp_tsa_policy_defaults(&pol);
+    pol.require_sync = 0;
+    qtsp_tsa *tsa = NULL;
+    CU_ASSERT_FATAL(qtsp_tsa_new_policy(&pol, c, NULL, priv, st, &tsa) == QTSP_OK);
+    qtsp_token_key k = {hsm, "q-tsa"};
+    qtsp_signer s;
+    qtsp_signer_for_token_key(&k, &s);
+    qtsp_tsa_set_signer(tsa, &s);
+    qtsp_signq *q = NULL;
+    CU_ASSERT_FATAL(qtsp_signq_new(1, &q) == QTSP_OK);
+    qtsp_tsa_set_signq(tsa, q);
+    qtsp_http_server *srv = tsa_server(tsa);
+    CU_ASSERT_EQUAL_FATAL(run("openssl ts -query -data data.txt -sha384 -cert -out qq.tsq"), 0);
+    unsigned char qb[1024];
+    size_t qn = read_file("qq.tsq", qb, sizeof qb);
+    int fd = qtest_connect(qtsp_http_port(srv), 20);
+    CU_ASSERT_FATAL(fd >= 0);
+    static unsigned char der[8192];
+    int status = 0, verified = 0;
+    for (int i = 0; i < 5; i++) {
+        long n = http_stamp(fd, qb, qn, der, sizeof der, &status);
+        char rp[600];
+        path(rp, sizeof rp, "qq.tsr");
+        FILE *f = fopen(rp, "wb");
+        if (f) {
+            fwrite(der, 1, n > 0 ? (size_t)n : 0, f);
+            fclose(f);
+        }
+        verified += n > 0 && status == 200 &&
+                    run("openssl ts -verify -in qq.tsr -queryfile qq.tsq -CAfile ca.pem "
+                        "-untrusted tsa-q.pem") == 0;
+    }
+    CU_ASSERT_EQUAL(verified, 5);
+    /* the key goes away: signatures fail from now on */
+    snprintf(k.label, sizeof k.label, "q-missing");
+    long n = http_stamp(fd, qb, qn, der, sizeof der, &status);
+    CU_ASSERT(n > 0 && status == 200);
+    const unsigned char *p = der;
+    TS_RESP *r = d2i_TS_RESP(NULL, &p, n);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    assert_rejected(r, TS_INFO_SYSTEM_FAILURE);
+    CU_ASSERT_PTR_NULL(TS_RESP_get_token(r));
+    TS_RESP_free(r);
+    close(fd);
+    qtsp_http_stop(srv);
+    int states[3] = {0, 0, 0};
+    qtsp_txn *txn = NULL;
+    CU_ASSERT_FATAL(qtsp_store_begin(st, 0, &txn) == QTSP_OK);
+    CU_ASSERT(qtsp_txn_iter(txn, QTSP_T_TSA_JOURNAL, NULL, 0, count_by_state, states) == QTSP_OK);
+    qtsp_txn_abort(txn);
+    CU_ASSERT_EQUAL(states[1], 5); /* issued */
+    CU_ASSERT_EQUAL(states[2], 1); /* journalled, then not issued */
+    qtsp_signq_free(q);
+    qtsp_tsa_free(tsa);
+    qtsp_store_close(st);
+    X509_free(c);
+    EVP_PKEY_free(priv);
+    EVP_PKEY_free(pub);
+    qtsp_hsm_free(hsm);
+}
+
 int main(void)
 {
     if (setup() != 0)
@@ -1209,6 +1305,7 @@ int main(void)
         QTEST(test_tsa_shipped_policy_loads_and_requires_sync),
         QTEST(test_tsa_refuses_key_not_matching_certificate),
         QTEST(test_tsa_signs_with_key_in_softhsm_token),
+        QTEST(test_tsa_signing_queue_tokens_verify_and_failed_ones_are_voided),
     };
     int rc = qtest_run("tsa", cases, sizeof cases / sizeof cases[0]);
     teardown();
