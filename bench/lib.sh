@@ -213,6 +213,9 @@ b_untrack() { # pid: forget a process the bench has stopped itself
   for p in "${B_PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
   B_PIDS=("${keep[@]}")
 }
+# With worker processes, /metrics shows the other workers' figures as they
+# were up to a second ago: wait that long after a run before reading counters.
+b_settle_metrics() { if ((B_PROCESSES > 1)); then sleep 1.2; fi; }
 # value of one /metrics sample of the running server, summed over its worker
 # processes (their samples carry process="i"), e.g.
 # b_metric 'qtsp_ocsp_cache_total{outcome="hit"}'

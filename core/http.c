@@ -33,7 +33,7 @@
  * Ordinary handlers pay one pointer test (and one relaxed load) for this.
  *
  * Limits: the request line and headers must fit MHD's per-connection memory
- * pool (HTTP_CONN_MEMORY = 32 KiB); a longer URL or header block gets MHD's
+ * pool (HTTP_CONN_MEMORY = 16 KiB); a longer URL or header block gets MHD's
  * own 414/431 answer. Bodies are limited per route (max_body). */
 #include "core/http.h"
 
@@ -59,7 +59,7 @@
 
 #define HTTP_RESP_MAX ((size_t)64 * 1024 * 1024)
 #define HTTP_METRICS_MAX ((size_t)1024 * 1024)
-#define HTTP_CONN_MEMORY ((size_t)32 * 1024)
+#define HTTP_CONN_MEMORY ((size_t)16 * 1024) /* MHD zeroes it for every request */
 #define HTTP_DEFAULT_CONNECTIONS 4096
 #define HTTP_STOP_GRACE_MS 10000
 #define HTTP_FORCED_GRACE_MS 1000 /* for the 503s of deferred requests forced at stop */

@@ -33,9 +33,9 @@
  * per token when the disk is fast; once entries stop coming (the clients
  * whose tokens wait for this commit send nothing new), waiting longer only
  * adds latency. */
-#define JOURNAL_GATHER 64
-#define JOURNAL_GATHER_US 1000
-#define JOURNAL_IDLE_US 100
+#define JOURNAL_GATHER 256
+#define JOURNAL_GATHER_US 2000
+#define JOURNAL_IDLE_US 400
 #define JOURNAL_VERSION 1  /* first byte of every journal value */
 #define JOURNAL_VOID 2     /* ... of an entry whose token was never made (signing failed) */
 #define SERIAL_LEN 17      /* 0x00 + genTime ms (top bit set) + 8 random: 128-bit positive */
