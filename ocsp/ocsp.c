@@ -65,6 +65,7 @@ struct qtsp_ocsp {
     size_t sig_max;
     qtsp_signer signer; /* fn NULL: EVP_DigestSign on key */
     qtsp_signq *signq;  /* NULL: answers needing a signature are signed inline */
+    EVP_MD *sha256;     /* fetched once: SHA256() fetches on every call */
     time_t archive_cutoff;
     /* policy */
     int64_t validity;
@@ -301,6 +302,8 @@ qtsp_status qtsp_ocsp_new(const char *policy_path, X509 *issuer_ca, X509 *respon
     TRY_OUT(load_policy(o, policy_path));
     TRY_OUT(check_certs(o));
     TRY_OUT(precompute(o));
+    o->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    ENSURE_OUT(o->sha256 != NULL, QTSP_ERR_CRYPTO, "SHA-256 is not available");
     *out = o;
     return QTSP_OK;
 out:
@@ -316,6 +319,7 @@ void qtsp_ocsp_free(qtsp_ocsp *o)
     X509_free(o->responder);
     EVP_PKEY_free(o->key);
     OPENSSL_free(o->responder_der);
+    EVP_MD_free(o->sha256);
     free(o);
 }
 
@@ -673,7 +677,7 @@ static qtsp_status sign_tbs(const qtsp_ocsp *o, const unsigned char *tbs, size_t
                             unsigned char *sig, size_t *slen)
 {
     size_t n = o->sig_max;
-    if (qtsp_sign_data(&o->signer, o->key, EVP_sha256(), tbs, tlen, sig, &n) != QTSP_OK)
+    if (qtsp_sign_data(&o->signer, o->key, o->sha256, tbs, tlen, sig, &n) != QTSP_OK)
         FAIL(QTSP_ERR_CRYPTO, "signing the OCSP response failed: %s", qtsp_err_what());
     *slen = n;
     return QTSP_OK;
@@ -819,7 +823,8 @@ static int sign_queued(qtsp_ocsp *o, const parsed *pr, time_t now, const qtsp_ht
     times tm;
     unsigned char md[SHA256_DIGEST_LENGTH];
     if (!q || build_tbs(o, pr, now, &q->tbs, &q->tlen, &tm) != QTSP_OK ||
-        !SHA256(q->tbs, q->tlen, md) || !(q->d = qtsp_http_defer(req))) {
+        EVP_Digest(q->tbs, q->tlen, md, NULL, o->sha256, NULL) != 1 ||
+        !(q->d = qtsp_http_defer(req))) {
         qtsp_err_clear();
         if (q)
             free(q->tbs);
@@ -827,7 +832,7 @@ static int sign_queued(qtsp_ocsp *o, const parsed *pr, time_t now, const qtsp_ht
         return 0;
     }
     q->o = o;
-    if (qtsp_signq_submit(o->signq, &o->signer, EVP_sha256(), md, sizeof md, queued_done, q) !=
+    if (qtsp_signq_submit(o->signq, &o->signer, o->sha256, md, sizeof md, queued_done, q) !=
         QTSP_OK) /* stopping: the deferred request still needs its answer */
         queued_done(q, QTSP_ERR_STATE, NULL, 0);
     return 1;

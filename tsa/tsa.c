@@ -975,7 +975,8 @@ static int sign_queued(qtsp_tsa *tsa, const qtsp_tsa_req *r, const qtsp_http_req
         return 0; /* the inline path fails the same way and answers it */
     }
     e->tsa = tsa;
-    if (!SHA256(e->attrs, tsa->attrs.n, md) || !(e->deferred = qtsp_http_defer(req))) {
+    if (EVP_Digest(e->attrs, tsa->attrs.n, md, NULL, tsa->sha256, NULL) != 1 ||
+        !(e->deferred = qtsp_http_defer(req))) {
         free(e->tst);
         free(e->attrs);
         free(e);
