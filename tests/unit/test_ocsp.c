@@ -9,8 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ca/certdb.h"
+#include "ca/hsm.h"
+#include "ca/signq.h"
 #include "ca/store.h"
 #include "core/buf.h"
 #include "core/clock.h"
@@ -1128,6 +1131,81 @@ static void test_ocsp_http_get_all_forms_with_cache_headers_and_304(void)
     qtsp_buf_cleanup(&first);
 }
 
+/* Answers that need a fresh signature go through the signing queue with a
+ * key in a real SoftHSM2 token: openssl ocsp verifies them over HTTP; when
+ * the key is gone, the deferred request gets internalError, not a hang. */
+static void test_ocsp_signing_queue_answers_verify_and_failures_are_internal_error(void)
+{
+    set_now(g_base);
+    char d[700];
+    snprintf(d, sizeof d, "%s/token-q", g_dir);
+    CU_ASSERT_EQUAL_FATAL(mkdir(d, 0700), 0);
+    CU_ASSERT_EQUAL_FATAL(qtest_softhsm_token(d, "ocsp-q"), 0);
+    qtsp_hsm *hsm = NULL;
+    qtsp_err_clear();
+    CU_ASSERT_FATAL(qtsp_hsm_open(QTEST_SOFTHSM_MODULE, "ocsp-q", QTEST_PIN, &hsm) == QTSP_OK);
+    EVP_PKEY *pub = NULL, *priv = NULL;
+    CU_ASSERT_FATAL(qtsp_hsm_generate(hsm, "q-ocsp", QTSP_KEY_EC_P256, &pub) == QTSP_OK);
+    CU_ASSERT_FATAL(qtsp_hsm_private_key(hsm, "q-ocsp", &priv) == QTSP_OK);
+    X509 *rc = make_cert("OCSP queued", pub, g_ca, g_ca_key, 33, g_base - 86400,
+                         g_base + 365 * 86400, 1);
+    write_pem("responder-q.pem", rc);
+    qtsp_ocsp *o = NULL;
+    CU_ASSERT_FATAL(qtsp_ocsp_new(NULL, g_ca, rc, priv, g_store, &o) == QTSP_OK);
+    qtsp_token_key k = {hsm, "q-ocsp"};
+    qtsp_signer sg;
+    qtsp_signer_for_token_key(&k, &sg);
+    qtsp_ocsp_set_signer(o, &sg);
+    qtsp_signq *q = NULL;
+    CU_ASSERT_FATAL(qtsp_signq_new(1, &q) == QTSP_OK);
+    qtsp_ocsp_set_signq(o, q);
+    qtsp_route routes[] = {{"POST", "/ocsp", 0, 8192, "application/ocsp-request",
+                            qtsp_ocsp_http_post, o, "ocsp_post"}};
+    qtsp_http_opts opts = {.listen = "127.0.0.1:0", .workers = 2, .conn_timeout_s = 10};
+    qtsp_http_server *srv = NULL;
+    CU_ASSERT_FATAL(qtsp_http_start(&opts, routes, 1, qtsp_ocsp_metrics, o, &srv) == QTSP_OK);
+    long s = issue_now();
+    char cmd[2048], out[8192];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && openssl ocsp -url http://127.0.0.1:%u/ocsp -issuer ca.pem "
+             "-CAfile root.pem -verify_other ca.pem -serial 0x%lx -serial 0x%lx 2>&1",
+             g_dir, qtsp_http_port(srv), s, s + 999999); /* nonce, two CertIDs: signed */
+    FILE *pp = popen(cmd, "r");
+    size_t n = fread(out, 1, sizeof out - 1, pp);
+    out[n] = '\0';
+    pclose(pp);
+    char line[64];
+    snprintf(line, sizeof line, "0x%lx: good", s);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "Response verify OK"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, line));
+    CU_ASSERT_PTR_NULL(strstr(out, "WARNING"));
+    if (!strstr(out, "Response verify OK"))
+        fprintf(stderr, "openssl ocsp said:\n%s\n", out);
+    unsigned long long jobs = 0, batches = 0;
+    qtsp_signq_stats(q, &jobs, &batches);
+    CU_ASSERT_EQUAL(jobs, 1); /* it went through the queue */
+    /* the key goes away: the answer is internalError (2) */
+    snprintf(k.label, sizeof k.label, "q-gone");
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && openssl ocsp -url http://127.0.0.1:%u/ocsp -issuer ca.pem "
+             "-CAfile root.pem -serial 0x%lx 2>&1",
+             g_dir, qtsp_http_port(srv), s);
+    pp = popen(cmd, "r");
+    n = fread(out, 1, sizeof out - 1, pp);
+    out[n] = '\0';
+    pclose(pp);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "internalerror"));
+    if (!strstr(out, "internalerror"))
+        fprintf(stderr, "openssl ocsp said:\n%s\n", out);
+    qtsp_http_stop(srv);
+    qtsp_signq_free(q);
+    qtsp_ocsp_free(o);
+    X509_free(rc);
+    EVP_PKEY_free(priv);
+    EVP_PKEY_free(pub);
+    qtsp_hsm_free(hsm);
+}
+
 int main(void)
 {
     if (setup() != 0) {
@@ -1159,6 +1237,7 @@ int main(void)
         QTEST(test_ocsp_shipped_policy_loads),
         QTEST(test_ocsp_new_rejects_unfit_responder_and_policy),
         QTEST(test_ocsp_http_post_answers_openssl_client_with_nonce),
+        QTEST(test_ocsp_signing_queue_answers_verify_and_failures_are_internal_error),
         QTEST(test_ocsp_http_get_all_forms_with_cache_headers_and_304),
     };
     int rc = qtest_run("ocsp", cases, sizeof cases / sizeof cases[0]);
