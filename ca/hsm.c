@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 
 #define HSM_LABEL_MAX 128 /* CKA_LABEL we accept for keys */
@@ -77,6 +78,8 @@ struct qtsp_hsm {
     bool idx_ok;
     key_entry **idx;
     size_t idx_nb, idx_n;
+    _Atomic uint64_t idx_rescan_ns; /* last rescan after a miss (qtsp_mono_ns) */
+    _Atomic uint64_t idx_rescans, idx_searches; /* after misses: whole-token rescans, searches */
 };
 
 static qtsp_status idx_load(qtsp_hsm *hsm, CK_SESSION_HANDLE s);
@@ -447,6 +450,13 @@ static qtsp_status thread_session(qtsp_hsm *hsm, CK_SESSION_HANDLE *out)
     return QTSP_OK;
 }
 
+void qtsp_hsm_lookup_stats(qtsp_hsm *hsm, unsigned long long *rescans,
+                           unsigned long long *searches)
+{
+    *rescans = hsm ? atomic_load(&hsm->idx_rescans) : 0;
+    *searches = hsm ? atomic_load(&hsm->idx_searches) : 0;
+}
+
 unsigned qtsp_hsm_session_count(const qtsp_hsm *hsm)
 {
     if (hsm == NULL)
@@ -517,6 +527,7 @@ qtsp_status qtsp_hsm_open(const char *module, const char *token_label, const cha
     CK_SESSION_HANDLE s;
     TRY_OUT(thread_session(hsm, &s));
     TRY_OUT(idx_load(hsm, s));
+    atomic_store(&hsm->idx_rescan_ns, qtsp_mono_ns());
     *out = hsm;
     return QTSP_OK;
 out:
@@ -656,6 +667,7 @@ static qtsp_status get_bytes(qtsp_hsm *hsm, CK_SESSION_HANDLE s, CK_OBJECT_HANDL
  * and looked up again once. Readers share idx_lock; writers are brief. */
 
 #define IDX_MAX_ENTRIES (4u * 1024 * 1024)
+#define IDX_RESCAN_NS 1000000000ull /* at most one rescan per second after misses */
 
 static uint64_t label_hash(const char *l)
 {
@@ -832,6 +844,19 @@ static qtsp_status resolve(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *label
 {
     if (!fresh && idx_get(hsm, label, cls, h, kt))
         return QTSP_OK;
+    /* A miss is usually a key another process made (the key pool filler of
+     * serve's worker 0, a CLI verb); it rarely comes alone. Rescanning the
+     * whole token costs about two searches by label and indexes every such
+     * key at once; at most once a second, searches by label in between. */
+    uint64_t now = qtsp_mono_ns(), last = atomic_load(&hsm->idx_rescan_ns);
+    if (!fresh && now - last >= IDX_RESCAN_NS &&
+        atomic_compare_exchange_strong(&hsm->idx_rescan_ns, &last, now)) {
+        atomic_fetch_add(&hsm->idx_rescans, 1);
+        TRY(idx_load(hsm, s));
+        if (idx_get(hsm, label, cls, h, kt))
+            return QTSP_OK;
+    }
+    atomic_fetch_add(&hsm->idx_searches, 1);
     if (fresh)
         idx_forget(hsm, label);
     CK_OBJECT_HANDLE o = CK_INVALID_HANDLE;

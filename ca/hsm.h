@@ -104,4 +104,10 @@ qtsp_status qtsp_hsm_check_key_protected(qtsp_hsm *hsm, const char *label) QTSP_
  * the thread exits. */
 unsigned qtsp_hsm_session_count(const qtsp_hsm *hsm);
 
+/* Key lookups that missed the index (a key made by another process, or
+ * none): whole-token rescans (at most one a second) and searches by label
+ * (the misses in between). Each costs O(objects in the token). */
+void qtsp_hsm_lookup_stats(qtsp_hsm *hsm, unsigned long long *rescans,
+                           unsigned long long *searches);
+
 #endif

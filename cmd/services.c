@@ -260,6 +260,17 @@ qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out)
                         "# TYPE qtsp_hsm_sessions gauge\nqtsp_hsm_sessions %u\n",
                         (unsigned long long)used, (unsigned long long)map,
                         qtsp_hsm_session_count(s->app->hsm)));
+    unsigned long long rescans = 0, searches = 0;
+    qtsp_hsm_lookup_stats(s->app->hsm, &rescans, &searches);
+    TRY(qtsp_buf_printf(out,
+                        "# HELP qtsp_hsm_key_rescans_total Whole-token rescans after a key "
+                        "lookup missed the index (keys made by another process).\n"
+                        "# TYPE qtsp_hsm_key_rescans_total counter\n"
+                        "qtsp_hsm_key_rescans_total %llu\n"
+                        "# HELP qtsp_hsm_key_searches_total Searches by label after a miss.\n"
+                        "# TYPE qtsp_hsm_key_searches_total counter\n"
+                        "qtsp_hsm_key_searches_total %llu\n",
+                        rescans, searches));
     TRY(qtsp_ra_metrics(s->ra, out));
     TRY(qtsp_buf_printf(out,
                         "# HELP qtsp_certificate_expiry_seconds Seconds until a service "

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ca/hsm.h"
 #include "core/err.h"
@@ -463,6 +464,51 @@ static void test_hsm_sees_keys_changed_by_another_process(void)
     qtsp_hsm_free(hsm);
 }
 
+/* Keys another process makes in a burst (serve's key-pool filler) are
+ * indexed by one rescan at the first miss, not searched for one by one. */
+static void test_hsm_rescans_once_for_a_burst_of_foreign_keys(void)
+{
+    qtsp_hsm *hsm = open_hsm();
+    char cmd[160];
+    for (int i = 0; i < 3; i++) {
+        snprintf(cmd, sizeof cmd, "--keypairgen --key-type EC:prime256v1 --label burst%d --id 6275%02x",
+                 i, i);
+        CU_ASSERT_EQUAL_FATAL(run_pkcs11_tool(cmd), 0);
+    }
+    sleep(1); /* the rescan allowance is once a second, counted from open */
+    unsigned long long r0, s0, r1, s1;
+    qtsp_hsm_lookup_stats(hsm, &r0, &s0);
+    unsigned char dg[32], sig[128];
+    sha256("burst", dg);
+    int ok = 0;
+    for (int i = 0; i < 3; i++) {
+        char label[16];
+        snprintf(label, sizeof label, "burst%d", i);
+        size_t siglen = sizeof sig;
+        qtsp_err_clear();
+        ok += qtsp_hsm_sign_digest(hsm, label, EVP_sha256(), dg, 32, sig, &siglen) == QTSP_OK;
+    }
+    CU_ASSERT_EQUAL(ok, 3);
+    qtsp_hsm_lookup_stats(hsm, &r1, &s1);
+    CU_ASSERT_EQUAL(r1 - r0, 1); /* one rescan found all three */
+    CU_ASSERT_EQUAL(s1 - s0, 0);
+    /* a key unknown to the token: within the second, a search, not a rescan */
+    size_t siglen = sizeof sig;
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "no-such-burst", EVP_sha256(), dg, 32, sig, &siglen),
+                    QTSP_ERR_HSM_NO_KEY);
+    qtsp_err_clear();
+    qtsp_hsm_lookup_stats(hsm, &r0, &s0);
+    CU_ASSERT_EQUAL(r0, r1);
+    CU_ASSERT_EQUAL(s0, s1 + 1);
+    for (int i = 0; i < 3; i++) {
+        char label[16];
+        snprintf(label, sizeof label, "burst%d", i);
+        CU_ASSERT_EQUAL(qtsp_hsm_destroy(hsm, label), QTSP_OK);
+    }
+    qtsp_hsm_free(hsm);
+}
+
 #define THREADS 4
 #define SIGS_PER_THREAD 50
 
@@ -547,6 +593,7 @@ int main(void)
         QTEST(test_hsm_sign_digest_rejects_bad_input),
         QTEST(test_hsm_destroy_removes_key),
         QTEST(test_hsm_sees_keys_changed_by_another_process),
+        QTEST(test_hsm_rescans_once_for_a_burst_of_foreign_keys),
         QTEST(test_hsm_sign_digest_from_four_threads),
     };
     int rc = qtest_run("hsm", cases, sizeof cases / sizeof cases[0]);
