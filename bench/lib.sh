@@ -65,15 +65,17 @@ b_stop() {
 }
 # the server's processes: pid and its worker processes (serve --processes N)
 b_tree() { echo "$1"; ps -o pid= --ppid "$1" 2>/dev/null || true; }
-# peak RSS (VmHWM) summed over the server's processes, KiB
-b_rss_kib() {
+# PROGRAM (awk) run on /proc/PID/FILE, summed over the server's processes
+b_tree_sum() { # pid file awk-program
   local p s=0 v
   for p in $(b_tree "$1"); do
-    v=$(awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
+    v=$(awk "$3" "/proc/$p/$2" 2>/dev/null || true)
     s=$((s + ${v:-0}))
   done
   echo "$s"
 }
+# peak RSS (VmHWM) summed over the server's processes, KiB
+b_rss_kib() { b_tree_sum "$1" status '/VmHWM/ {print $2}'; }
 # percentile P (0..100) of the numbers in file (one per line)
 b_pct() { sort -n "$2" | awk -v p="$1" '{a[NR]=$1} END {i=int((p/100)*NR+0.999); if(i<1)i=1; if(i>NR)i=NR; print a[i]}'; }
 
@@ -101,16 +103,8 @@ b_issue_one() { # tok file
 # with B_CPU_PID set, B_CPU[NAME] = that process's CPU microseconds per request.
 # wrk needs --latency among ARGS for the percentiles.
 declare -A B_RPS B_P50 B_P99 B_ERRS B_BPR B_CPU
-# user+system CPU ticks a process has used so far (all its threads)
-# (summed over the process and its worker processes)
-b_cpu_ticks() {
-  local p s=0 v
-  for p in $(b_tree "$1"); do
-    v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || true)
-    s=$((s + ${v:-0}))
-  done
-  echo "$s"
-}
+# user+system CPU ticks the server has used so far (all threads, all its processes)
+b_cpu_ticks() { b_tree_sum "$1" stat '{print $14 + $15}'; }
 b_wrk() { # name wrk-args...
   local name=$1 f=$B_DIR/wrk-$1.txt
   shift

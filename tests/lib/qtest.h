@@ -5,8 +5,10 @@
 #define QTSP_TESTS_QTEST_H
 
 #include <CUnit/CUnit.h>
+#include <openssl/types.h>
 #include <stddef.h>
 
+#include "ca/hsm.h"
 #include "ca/store.h"
 
 typedef struct qtest_case {
@@ -33,6 +35,13 @@ void qtest_rmtree(const char *path);
 /* Creates a throw-away SoftHSM2 token in dir/hsm with the given label and
  * user PIN "1234" (SO PIN "5678") and sets SOFTHSM2_CONF. Returns 0 on success. */
 int qtest_softhsm_token(const char *dir, const char *label);
+
+/* A new SoftHSM2 token labelled token in the new directory dir, opened
+ * (*hsm), holding an EC P-256 key pair label: *pub (a software copy of the
+ * public key) and *priv (libp11's key: signs in the token). Caller frees all
+ * three. Returns 0 on success (failures are printed). */
+int qtest_token_key(const char *dir, const char *token, const char *label,
+                    qtsp_hsm **hsm, EVP_PKEY **pub, EVP_PKEY **priv);
 
 /* Opens a fresh store (map_mib MiB) in a new temp dir named for tag; the
  * dir goes to dir_out. Fails the test fatally when it cannot. */

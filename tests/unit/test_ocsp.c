@@ -326,6 +326,17 @@ static int find(const answer *a, long serial, const EVP_MD *md, single *s)
     return 1;
 }
 
+/* Runs cmd through the shell; its output (stdout and what it redirects) in
+ * out, NUL-terminated. */
+static void run_capture(const char *cmd, char *out, size_t cap)
+{
+    FILE *pp = popen(cmd, "r");
+    size_t n = pp ? fread(out, 1, cap - 1, pp) : 0;
+    out[n] = '\0';
+    if (pp)
+        pclose(pp);
+}
+
 /* Runs `openssl ocsp` on the answer; returns its output (static). */
 static const char *openssl_ocsp(const answer *a, long serial, const char *extra)
 {
@@ -339,10 +350,7 @@ static const char *openssl_ocsp(const answer *a, long serial, const char *extra)
              "cd '%s' && openssl ocsp -respin resp.der -issuer ca.pem -CAfile root.pem "
              "-verify_other ca.pem -no_nonce %s -serial 0x%lx -resp_text 2>&1",
              g_dir, extra ? extra : "", serial);
-    FILE *pp = popen(cmd, "r");
-    size_t n = fread(outbuf, 1, sizeof outbuf - 1, pp);
-    outbuf[n] = '\0';
-    pclose(pp);
+    run_capture(cmd, outbuf, sizeof outbuf);
     return outbuf;
 }
 
@@ -1038,11 +1046,8 @@ static void test_ocsp_http_post_answers_openssl_client_with_nonce(void)
              "cd '%s' && openssl ocsp -url http://127.0.0.1:%u/ocsp -issuer ca.pem "
              "-CAfile root.pem -verify_other ca.pem -serial 0x%lx 2>&1",
              g_dir, qtsp_http_port(srv), s);
-    FILE *pp = popen(cmd, "r");
     char out[8192];
-    size_t n = fread(out, 1, sizeof out - 1, pp);
-    out[n] = '\0';
-    pclose(pp);
+    run_capture(cmd, out, sizeof out);
     char line[64];
     snprintf(line, sizeof line, "0x%lx: good", s);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "Response verify OK"));
@@ -1139,14 +1144,9 @@ static void test_ocsp_signing_queue_answers_verify_and_failures_are_internal_err
     set_now(g_base);
     char d[700];
     snprintf(d, sizeof d, "%s/token-q", g_dir);
-    CU_ASSERT_EQUAL_FATAL(mkdir(d, 0700), 0);
-    CU_ASSERT_EQUAL_FATAL(qtest_softhsm_token(d, "ocsp-q"), 0);
     qtsp_hsm *hsm = NULL;
-    qtsp_err_clear();
-    CU_ASSERT_FATAL(qtsp_hsm_open(QTEST_SOFTHSM_MODULE, "ocsp-q", QTEST_PIN, &hsm) == QTSP_OK);
     EVP_PKEY *pub = NULL, *priv = NULL;
-    CU_ASSERT_FATAL(qtsp_hsm_generate(hsm, "q-ocsp", QTSP_KEY_EC_P256, &pub) == QTSP_OK);
-    CU_ASSERT_FATAL(qtsp_hsm_private_key(hsm, "q-ocsp", &priv) == QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(qtest_token_key(d, "ocsp-q", "q-ocsp", &hsm, &pub, &priv), 0);
     X509 *rc = make_cert("OCSP queued", pub, g_ca, g_ca_key, 33, g_base - 86400,
                          g_base + 365 * 86400, 1);
     write_pem("responder-q.pem", rc);
@@ -1170,10 +1170,7 @@ static void test_ocsp_signing_queue_answers_verify_and_failures_are_internal_err
              "cd '%s' && openssl ocsp -url http://127.0.0.1:%u/ocsp -issuer ca.pem "
              "-CAfile root.pem -verify_other ca.pem -serial 0x%lx -serial 0x%lx 2>&1",
              g_dir, qtsp_http_port(srv), s, s + 999999); /* nonce, two CertIDs: signed */
-    FILE *pp = popen(cmd, "r");
-    size_t n = fread(out, 1, sizeof out - 1, pp);
-    out[n] = '\0';
-    pclose(pp);
+    run_capture(cmd, out, sizeof out);
     char line[64];
     snprintf(line, sizeof line, "0x%lx: good", s);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "Response verify OK"));
@@ -1190,10 +1187,7 @@ static void test_ocsp_signing_queue_answers_verify_and_failures_are_internal_err
              "cd '%s' && openssl ocsp -url http://127.0.0.1:%u/ocsp -issuer ca.pem "
              "-CAfile root.pem -serial 0x%lx 2>&1",
              g_dir, qtsp_http_port(srv), s);
-    pp = popen(cmd, "r");
-    n = fread(out, 1, sizeof out - 1, pp);
-    out[n] = '\0';
-    pclose(pp);
+    run_capture(cmd, out, sizeof out);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "internalerror"));
     if (!strstr(out, "internalerror"))
         fprintf(stderr, "openssl ocsp said:\n%s\n", out);

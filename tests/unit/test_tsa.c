@@ -1148,14 +1148,9 @@ static void test_tsa_signs_with_key_in_softhsm_token(void)
 {
     char d[600];
     path(d, sizeof d, "token");
-    CU_ASSERT_EQUAL_FATAL(mkdir(d, 0700), 0);
-    CU_ASSERT_EQUAL_FATAL(qtest_softhsm_token(d, "tsa-test"), 0);
     qtsp_hsm *hsm = NULL;
-    qtsp_err_clear();
-    CU_ASSERT_FATAL(qtsp_hsm_open(QTEST_SOFTHSM_MODULE, "tsa-test", QTEST_PIN, &hsm) == QTSP_OK);
     EVP_PKEY *pub = NULL, *priv = NULL;
-    CU_ASSERT_FATAL(qtsp_hsm_generate(hsm, "qtsp-tsa", QTSP_KEY_EC_P256, &pub) == QTSP_OK);
-    CU_ASSERT_FATAL(qtsp_hsm_private_key(hsm, "qtsp-tsa", &priv) == QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(qtest_token_key(d, "tsa-test", "qtsp-tsa", &hsm, &pub, &priv), 0);
     X509 *c = make_cert("qtsp HSM TSU", pub, g_ca, g_ca_key, 0x77, 0);
     write_pem("tsa-hsm.pem", c);
     qtsp_tsa_policy pol;
@@ -1201,14 +1196,9 @@ static void test_tsa_signing_queue_tokens_verify_and_failed_ones_are_voided(void
     char d[600], sdir[600];
     path(d, sizeof d, "token-q");
     path(sdir, sizeof sdir, "store-q");
-    CU_ASSERT_EQUAL_FATAL(mkdir(d, 0700), 0);
-    CU_ASSERT_EQUAL_FATAL(qtest_softhsm_token(d, "tsa-q"), 0);
     qtsp_hsm *hsm = NULL;
-    qtsp_err_clear();
-    CU_ASSERT_FATAL(qtsp_hsm_open(QTEST_SOFTHSM_MODULE, "tsa-q", QTEST_PIN, &hsm) == QTSP_OK);
     EVP_PKEY *pub = NULL, *priv = NULL;
-    CU_ASSERT_FATAL(qtsp_hsm_generate(hsm, "q-tsa", QTSP_KEY_EC_P256, &pub) == QTSP_OK);
-    CU_ASSERT_FATAL(qtsp_hsm_private_key(hsm, "q-tsa", &priv) == QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(qtest_token_key(d, "tsa-q", "q-tsa", &hsm, &pub, &priv), 0);
     X509 *c = make_cert("qtsp queued TSU", pub, g_ca, g_ca_key, 0x78, 0);
     write_pem("tsa-q.pem", c);
     qtsp_store *st = NULL;
