@@ -55,6 +55,18 @@ api() {
 }
 status() { cat "$T_DIR/status"; }
 
+# issue NATIONAL_ID [GIVEN]: enrols a subject and issues its certificate
+# through the RA API with $OFFICER's token; prints the serial and writes
+# $T_DIR/<serial>.pem
+issue() {
+  local sid s
+  sid=$(api POST /ra/v1/subjects "$OFFICER" "{\"given_name\":\"${2:-Anna}\",\"surname\":\"Test\",\"country\":\"DE\",\"national_id\":\"$1\",\"email\":\"a@example.de\",\"phone\":\"+49151${1:0:7}\",\"package\":\"free\"}" | jq -r .subject_id)
+  api POST "/ra/v1/subjects/$sid/certificates" "$OFFICER" '{}' >"$T_DIR/iss.json"
+  s=$(jq -r .serial "$T_DIR/iss.json")
+  jq -r .certificate "$T_DIR/iss.json" >"$T_DIR/$s.pem"
+  echo "$s"
+}
+
 # stop_server: SIGTERM, wait, echo the exit status
 stop_server() {
   [[ -n $SERVER_PID ]] || return 0

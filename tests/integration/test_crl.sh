@@ -15,13 +15,6 @@ OFFICE=$("$QTSP_BIN" operator add --home "$H" otto --role office)
 P=$H/public
 check "serve starts" start_server "$H"
 
-issue() {
-  local sid
-  sid=$(api POST /ra/v1/subjects "$OFFICER" "{\"given_name\":\"Eva\",\"surname\":\"Crl\",\"country\":\"DE\",\"national_id\":\"$1\",\"email\":\"e@example.de\",\"phone\":\"+49151${1:0:7}\",\"package\":\"free\"}" | jq -r .subject_id)
-  api POST "/ra/v1/subjects/$sid/certificates" "$OFFICER" '{}' >"$T_DIR/iss.json"
-  jq -r .certificate "$T_DIR/iss.json" >"$T_DIR/$(jq -r .serial "$T_DIR/iss.json").pem"
-  jq -r .serial "$T_DIR/iss.json"
-}
 fetch() { # name -> $T_DIR/name.crl (DER) and name.txt (openssl crl -text)
   curl -s -D "$T_DIR/$1.hdr" -o "$T_DIR/$1.crl" "$BASE/crl/$1.crl"
   openssl crl -inform DER -in "$T_DIR/$1.crl" -noout -text >"$T_DIR/$1.txt" 2>&1

@@ -20,14 +20,6 @@ token_keys() {
 }
 check "serve starts" start_server "$H"
 
-issue() { # national_id -> prints serial, writes $T_DIR/<serial>.pem
-  local sid s
-  sid=$(api POST /ra/v1/subjects "$OFFICER" "{\"given_name\":\"Anna\",\"surname\":\"Test\",\"country\":\"DE\",\"national_id\":\"$1\",\"email\":\"a@example.de\",\"phone\":\"+49151${1:0:7}\",\"package\":\"free\"}" | jq -r .subject_id)
-  api POST "/ra/v1/subjects/$sid/certificates" "$OFFICER" '{}' >"$T_DIR/iss.json"
-  s=$(jq -r .serial "$T_DIR/iss.json")
-  jq -r .certificate "$T_DIR/iss.json" >"$T_DIR/$s.pem"
-  echo "$s"
-}
 # ossl SERIAL -> "status[ reason]" from openssl ocsp over POST with a nonce; checks the signature
 ossl() {
   openssl ocsp -issuer "$P/issuing-ca.crt" -cert "$T_DIR/$1.pem" -url "$BASE/ocsp" \

@@ -38,32 +38,24 @@ metric() { # file process name{labels-after-process}: the sample's value (0 when
   v=$(grep -F "$3{process=\"$2\"$4} " "$1" | awk '{print $2}' | head -n1)
   echo "${v:-0}"
 }
-issue() { # national_id -> prints the serial, writes $T_DIR/<serial>.pem
-  local sid s
-  sid=$(api POST /ra/v1/subjects "$OFFICER" "{\"given_name\":\"Anna\",\"surname\":\"Test\",\"country\":\"DE\",\"national_id\":\"$1\",\"email\":\"a@example.de\",\"phone\":\"+49151${1:0:7}\",\"package\":\"free\"}" | jq -r .subject_id)
-  api POST "/ra/v1/subjects/$sid/certificates" "$OFFICER" '{}' >"$T_DIR/iss.json"
-  s=$(jq -r .serial "$T_DIR/iss.json")
-  jq -r .certificate "$T_DIR/iss.json" >"$T_DIR/$s.pem"
-  echo "$s"
+# ocsp_status FILE SERIAL -> "status[ reason]" from an openssl ocsp run's output
+ocsp_status() {
+  grep -q "Response verify OK" "$1" || { echo "unverified"; return; }
+  local st r
+  st=$(sed -n "s|^$T_DIR/$2.pem: ||p" "$1" | head -1)
+  r=$(sed -n 's/^\s*Reason: //p' "$1" | head -1)
+  echo "$st${r:+ $r}"
 }
 ossl() { # SERIAL -> "status[ reason]" from openssl ocsp -url (POST, nonce, verified)
   openssl ocsp -issuer "$P/issuing-ca.crt" -cert "$T_DIR/$1.pem" -url "$BASE/ocsp" \
     -CAfile "$T_DIR/chain.pem" -resp_text >"$T_DIR/o.txt" 2>&1
-  grep -q "Response verify OK" "$T_DIR/o.txt" || { echo "unverified"; return; }
-  local st r
-  st=$(sed -n "s|^$T_DIR/$1.pem: ||p" "$T_DIR/o.txt" | head -1)
-  r=$(sed -n 's/^\s*Reason: //p' "$T_DIR/o.txt" | head -1)
-  echo "$st${r:+ $r}"
+  ocsp_status "$T_DIR/o.txt" "$1"
 }
 oget() { # SERIAL -> "status[ reason]" from GET /ocsp/<base64> (the cached path), verified
   curl -s --max-time 15 -o "$T_DIR/get.der" "$BASE/ocsp/$OGET_PATH"
   openssl ocsp -respin "$T_DIR/get.der" -issuer "$P/issuing-ca.crt" -cert "$T_DIR/$1.pem" \
     -CAfile "$T_DIR/chain.pem" -resp_text >"$T_DIR/g.txt" 2>&1
-  grep -q "Response verify OK" "$T_DIR/g.txt" || { echo "unverified"; return; }
-  local st r
-  st=$(sed -n "s|^$T_DIR/$1.pem: ||p" "$T_DIR/g.txt" | head -1)
-  r=$(sed -n 's/^\s*Reason: //p' "$T_DIR/g.txt" | head -1)
-  echo "$st${r:+ $r}"
+  ocsp_status "$T_DIR/g.txt" "$1"
 }
 
 # 1. two workers under one supervisor, one "listening on"
