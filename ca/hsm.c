@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "core/clock.h"
 #include "core/log.h"
@@ -795,8 +796,35 @@ static void idx_free(qtsp_hsm *hsm)
     hsm->idx_nb = hsm->idx_n = 0;
 }
 
-/* One scan per class at open: label and key type of every key object. */
+/* A token scan that failed because another process was writing the token
+ * (SoftHSM2's file backend) is tried again, HSM_SCAN_TRIES times in all. */
+#define HSM_SCAN_TRIES 5
+
+static void scan_pause(int attempt)
+{
+    LOG_WARN("hsm: token scan failed (another process writing the token?); retry %d", attempt);
+    struct timespec ts = {0, 50L * 1000 * 1000 * attempt};
+    nanosleep(&ts, NULL);
+}
+
+static qtsp_status idx_load_once(qtsp_hsm *hsm, CK_SESSION_HANDLE s);
+
+/* The index scan, tried again when it fails (see scan_pause). */
 static qtsp_status idx_load(qtsp_hsm *hsm, CK_SESSION_HANDLE s)
+{
+    qtsp_status rc = QTSP_ERR_HSM;
+    for (int attempt = 0; attempt < HSM_SCAN_TRIES && rc != QTSP_OK; attempt++) {
+        if (attempt) {
+            qtsp_err_clear();
+            scan_pause(attempt);
+        }
+        rc = idx_load_once(hsm, s);
+    }
+    return rc;
+}
+
+/* One scan per class at open: label and key type of every key object. */
+static qtsp_status idx_load_once(qtsp_hsm *hsm, CK_SESSION_HANDLE s)
 {
     static const CK_OBJECT_CLASS classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY};
     for (size_t c = 0; c < 2; c++) {
@@ -1074,9 +1102,16 @@ qtsp_status qtsp_hsm_private_key(qtsp_hsm *hsm, const char *label, EVP_PKEY **ou
     PKCS11_KEY *keys = NULL;
     unsigned nkeys = 0;
     /* libp11 0.4.12 re-reads the token on every enumeration, adding keys
-     * generated since (through C_GenerateKeyPair) to its list. */
-    ENSURE_OUT(PKCS11_enumerate_keys(hsm->slot->token, &keys, &nkeys) == 0, QTSP_ERR_HSM,
-               "cannot list the keys of the token");
+     * generated since (through C_GenerateKeyPair) to its list. With the
+     * file backend, an enumeration can fail while another process writes
+     * the token (serve's key-pool filler in another worker): tried again. */
+    int enum_rc = -1;
+    for (int attempt = 0; attempt < HSM_SCAN_TRIES && enum_rc != 0; attempt++) {
+        if (attempt)
+            scan_pause(attempt);
+        enum_rc = PKCS11_enumerate_keys(hsm->slot->token, &keys, &nkeys);
+    }
+    ENSURE_OUT(enum_rc == 0, QTSP_ERR_HSM, "cannot list the keys of the token");
     for (unsigned i = 0; i < nkeys; i++) {
         if (keys[i].isPrivate && keys[i].label != NULL && strcmp(keys[i].label, label) == 0) {
             pkey = PKCS11_get_private_key(&keys[i]);
