@@ -193,11 +193,36 @@ static void emit_access(char *line, size_t n, size_t cap)
     pthread_mutex_unlock(&b->mu);
 }
 
+/* The RFC 3339 time with milliseconds. Every request writes an access line:
+ * the date and time of the current second are formatted once per thread and
+ * second, the milliseconds by hand. */
 static size_t stamp(char *out, size_t cap)
 {
-    char ts[40];
-    qtsp_format_rfc3339_ms(qtsp_now_ms(), ts, sizeof ts);
-    return (size_t)snprintf(out, cap, "%s", ts);
+    static _Thread_local int64_t t_sec = INT64_MIN;
+    static _Thread_local char t_base[32]; /* "YYYY-MM-DDTHH:MM:SS" */
+    static _Thread_local size_t t_len;
+    int64_t ms = qtsp_now_ms();
+    int64_t sec = ms >= 0 ? ms / 1000 : (ms - 999) / 1000, frac = ms - sec * 1000;
+    if (sec != t_sec) {
+        char ts[40];
+        qtsp_format_rfc3339_ms(sec * 1000, ts, sizeof ts); /* "...SS.000Z" */
+        char *dot = strchr(ts, '.');
+        t_len = dot ? (size_t)(dot - ts) : strlen(ts);
+        if (t_len >= sizeof t_base)
+            t_len = sizeof t_base - 1;
+        memcpy(t_base, ts, t_len);
+        t_sec = sec;
+    }
+    if (cap < t_len + 6)
+        return (size_t)snprintf(out, cap, "%.*s", (int)t_len, t_base) >= cap ? cap - 1 : t_len;
+    memcpy(out, t_base, t_len);
+    out[t_len] = '.';
+    out[t_len + 1] = (char)('0' + frac / 100);
+    out[t_len + 2] = (char)('0' + frac / 10 % 10);
+    out[t_len + 3] = (char)('0' + frac % 10);
+    out[t_len + 4] = 'Z';
+    out[t_len + 5] = '\0';
+    return t_len + 5;
 }
 
 void qtsp_log(qtsp_log_level lvl, const char *fmt, ...)
@@ -249,10 +274,11 @@ void qtsp_log_access(const char *request_id, const char *method, const char *pat
         char p[512];
         size_t pn = qtsp_json_escape(p, sizeof p, 0, path);
         p[pn] = '\0';
+        long long us = ms > 0 ? (long long)(ms * 1000.0 + 0.5) : 0; /* %.3f without floats */
         n += (size_t)snprintf(line + n, sizeof line - n,
                               " info access id=%s method=%s path=\"%s\" status=%d bytes=%zu "
-                              "ms=%.3f",
-                              request_id, method, p, status, bytes, ms);
+                              "ms=%lld.%03lld",
+                              request_id, method, p, status, bytes, us / 1000, us % 1000);
     }
     emit_access(line, n, sizeof line);
 }

@@ -156,10 +156,9 @@ typedef struct jentry {
     int done;                     /* synchronous: the batch was committed */
     qtsp_status rc;               /* synchronous: its result */
     qtsp_http_deferred *deferred; /* asynchronous: answered by the committer */
-    unsigned char *der;           /* the granted TimeStampResp (malloc'd) */
-    size_t der_len;
-    /* between prepare_token and finish_token (malloc'd): */
-    unsigned char *tst, *attrs; /* TSTInfo; signed attributes (the TSA's size) */
+    unsigned char *der;           /* the granted TimeStampResp (malloc'd, der_cap) */
+    size_t der_len, der_cap;
+    unsigned char *tst, *attrs; /* TSTInfo; signed attributes (the TSA's size): in buf */
     size_t tst_len;
     int cert_req;
     struct qtsp_tsa *tsa; /* queued: the TSA it belongs to */
@@ -167,7 +166,17 @@ typedef struct jentry {
      * that finishes last answers. Their results: */
     _Atomic int pending;
     qtsp_status sign_rc, commit_rc;
+    unsigned char buf[]; /* TSTInfo, then the signed attributes */
 } jentry;
+
+/* Frees an entry and its response buffer. NULL is a no-op. */
+static void jentry_free(jentry *e)
+{
+    if (e) {
+        free(e->der);
+        free(e);
+    }
+}
 
 typedef struct cbytes {
     unsigned char *p;
@@ -570,8 +579,7 @@ static void answer_deferred(qtsp_tsa *tsa, jentry *e, qtsp_status commit_rc)
         rc = reject(tsa, QTSP_TSA_FAIL_SYSTEM_FAILURE, &resp->body);
     }
     qtsp_http_complete(e->deferred, rc);
-    free(e->der);
-    free(e);
+    jentry_free(e);
 }
 
 /* The journal value of a token that was prepared and journalled but whose
@@ -802,10 +810,14 @@ void qtsp_tsa_set_signer(qtsp_tsa *tsa, const qtsp_signer *s)
     tsa->signer = *s;
 }
 
-/* Builds the TSTInfo for r and its signed attributes (messageDigest =
- * SHA-256(TSTInfo)) into e (e->tst, e->attrs, malloc'd) and e's journal
- * entry; the signature over e->attrs is all that is missing. */
-static qtsp_status prepare_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry *e)
+/* A new entry for r (*out, jentry_free): its TSTInfo and signed attributes
+ * (messageDigest = SHA-256(TSTInfo)), its journal entry, and a response
+ * buffer large enough for the token; the signature over e->attrs is all
+ * that is missing. Everything is allocated here, on the HTTP thread, which
+ * also frees the response once sent: no buffer crosses threads to be freed
+ * (glibc frees a large chunk into the arena of the thread that made it,
+ * under that arena's lock). */
+static qtsp_status prepare_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry **out)
 {
     int64_t ms = qtsp_now_ms();
     /* Serial: 0x00, then genTime in ms (8 octets, big-endian, top bit set:
@@ -842,41 +854,42 @@ static qtsp_status prepare_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry *e
     dw_raw(&w, "\x02\x01\x01", 3);
     dw_wrap(&w, 0x30, 0);
     ENSURE(!w.err, QTSP_ERR_INTERNAL, "TSTInfo does not fit");
-    e->tst_len = dw_used(&w);
-    e->tst = malloc(e->tst_len);
-    e->attrs = malloc(tsa->attrs.n);
-    if (!e->tst || !e->attrs) {
-        free(e->tst);
-        free(e->attrs);
-        e->tst = e->attrs = NULL;
+    size_t tst_len = dw_used(&w);
+    jentry *e = calloc(1, sizeof *e + tst_len + tsa->attrs.n);
+    ENSURE(e != NULL, QTSP_ERR_NOMEM, "out of memory");
+    e->der_cap = tsa->resp_max - TST_MAX + tst_len; /* the token holds this TSTInfo */
+    e->der = malloc(e->der_cap);
+    if (!e->der) {
+        free(e);
         FAIL(QTSP_ERR_NOMEM, "out of memory");
     }
-    memcpy(e->tst, tst + w.pos, e->tst_len);
+    e->tst = e->buf;
+    e->tst_len = tst_len;
+    e->attrs = e->buf + tst_len;
+    memcpy(e->tst, tst + w.pos, tst_len);
     memcpy(e->attrs, tsa->attrs.p, tsa->attrs.n);
     unsigned int mdlen = 0;
     if (EVP_Digest(e->tst, e->tst_len, e->attrs + tsa->attrs_md_off, &mdlen, tsa->sha256, NULL) !=
             1 ||
         mdlen != 32) {
-        free(e->tst);
-        free(e->attrs);
-        e->tst = e->attrs = NULL;
+        jentry_free(e);
         FAIL(QTSP_ERR_CRYPTO, "cannot hash TSTInfo");
     }
     e->cert_req = r->cert_req;
     journal_entry(e, serial, ms, policy, policy_len, r);
+    *out = e;
     return QTSP_OK;
 }
 
-/* The granted TimeStampResp around e's TSTInfo, signed attributes and sig:
- * e->der (malloc'd, owned by e). Frees e->tst and e->attrs. */
+/* The granted TimeStampResp around e's TSTInfo, signed attributes and sig,
+ * written into e->der (e->der_len bytes). */
 static qtsp_status finish_token(qtsp_tsa *tsa, jentry *e, const unsigned char *sig, size_t siglen)
 {
-    qtsp_status rc = QTSP_OK;
-    unsigned char *resp = malloc(tsa->resp_max);
-    ENSURE_OUT(resp != NULL, QTSP_ERR_NOMEM, "out of memory");
+    ENSURE(siglen <= SIG_MAX, QTSP_ERR_INTERNAL, "signature too long");
+    unsigned char *resp = e->der;
     /* TimeStampResp { granted, ContentInfo { signedData, [0] SignedData } }. */
     dw w;
-    dw_init(&w, resp, tsa->resp_max);
+    dw_init(&w, resp, e->der_cap);
     dw_raw(&w, sig, siglen);
     dw_hdr(&w, 0x04, siglen);
     dw_raw(&w, tsa->sig_alg.p, tsa->sig_alg.n);
@@ -904,34 +917,29 @@ static qtsp_status finish_token(qtsp_tsa *tsa, jentry *e, const unsigned char *s
     dw_wrap(&w, 0x30, 0);                  /* ContentInfo */
     dw_raw(&w, "\x30\x03\x02\x01\x00", 5); /* PKIStatusInfo { granted } */
     dw_wrap(&w, 0x30, 0);
-    ENSURE_OUT(!w.err, QTSP_ERR_INTERNAL, "time-stamp response does not fit");
+    ENSURE(!w.err, QTSP_ERR_INTERNAL, "time-stamp response does not fit");
     e->der_len = dw_used(&w);
     memmove(resp, resp + w.pos, e->der_len); /* written backwards: move to the front */
-    e->der = resp;
-    resp = NULL;
-out:
-    free(resp);
-    free(e->tst);
-    free(e->attrs);
-    e->tst = e->attrs = NULL;
-    return rc;
+    return QTSP_OK;
 }
 
-/* Builds and signs a token for r: e receives the granted TimeStampResp
- * (e->der, malloc'd, owned by e) and its journal entry. */
-static qtsp_status sign_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry *e)
+/* Builds and signs a token for r: *out (jentry_free) holds the granted
+ * TimeStampResp (der, der_len) and its journal entry. */
+static qtsp_status sign_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry **out)
 {
-    TRY(prepare_token(tsa, r, e));
+    jentry *e = NULL;
+    TRY(prepare_token(tsa, r, &e));
     unsigned char sig[SIG_MAX];
     size_t siglen = sizeof sig;
     qtsp_status rc = sign_attrs(tsa, e->attrs, tsa->attrs.n, sig, &siglen);
+    if (rc == QTSP_OK)
+        rc = finish_token(tsa, e, sig, siglen);
     if (rc != QTSP_OK) {
-        free(e->tst);
-        free(e->attrs);
-        e->tst = e->attrs = NULL;
+        jentry_free(e);
         return rc;
     }
-    return finish_token(tsa, e, sig, siglen);
+    *out = e;
+    return QTSP_OK;
 }
 
 /* ---- tokens signed on the signing queue (ca/signq.h) ---- */
@@ -949,12 +957,7 @@ static void queued_signed(void *ctx, qtsp_status rc, const unsigned char *sig, s
     if (rc == QTSP_OK && (rc = finish_token(e->tsa, e, sig, siglen)) != QTSP_OK) {
         LOG_ERROR("tsa: cannot issue a time-stamp token: %s", qtsp_err_message());
         qtsp_err_clear();
-    }
-    if (rc != QTSP_OK) { /* a signing failure is logged by the queue */
-        free(e->tst);
-        free(e->attrs);
-        e->tst = e->attrs = NULL;
-    }
+    } /* a signing failure is logged by the queue */
     e->sign_rc = rc;
     part_done(e->tsa, e);
 }
@@ -966,20 +969,17 @@ static int sign_queued(qtsp_tsa *tsa, const qtsp_tsa_req *r, const qtsp_http_req
 {
     if (!tsa->signq || !tsa->store || !req || !tsa->signer.fn)
         return 0;
-    jentry *e = calloc(1, sizeof *e);
+    jentry *e = NULL;
     unsigned char md[32];
-    if (!e || prepare_token(tsa, r, e) != QTSP_OK) {
+    if (prepare_token(tsa, r, &e) != QTSP_OK) {
         LOG_ERROR("tsa: cannot prepare a time-stamp token: %s", qtsp_err_message());
         qtsp_err_clear();
-        free(e);
         return 0; /* the inline path fails the same way and answers it */
     }
     e->tsa = tsa;
     if (EVP_Digest(e->attrs, tsa->attrs.n, md, NULL, tsa->sha256, NULL) != 1 ||
         !(e->deferred = qtsp_http_defer(req))) {
-        free(e->tst);
-        free(e->attrs);
-        free(e);
+        jentry_free(e);
         return 0;
     }
     atomic_store(&e->pending, 2);
@@ -1035,17 +1035,11 @@ static qtsp_status respond(qtsp_tsa *tsa, const unsigned char *query, size_t len
         *deferred = 1;
         return QTSP_OK; /* answered by the journal committer */
     }
-    jentry local;
-    jentry *e = req && tsa->store ? malloc(sizeof *e) : NULL;
-    if (e == NULL)
-        e = &local;
-    e->deferred = NULL;
-    e->der = NULL;
-    e->tst = e->attrs = NULL;
-    qtsp_status rc = sign_token(tsa, &r, e);
+    jentry *e = NULL;
+    qtsp_status rc = sign_token(tsa, &r, &e);
     if (rc == QTSP_OK && tsa->store) {
         /* The token leaves only once its journal entry is durable. */
-        qtsp_http_deferred *d = e != &local ? qtsp_http_defer(req) : NULL;
+        qtsp_http_deferred *d = req ? qtsp_http_defer(req) : NULL;
         e->deferred = d;
         atomic_store(&e->pending, 1); /* signed already: the commit answers */
         e->sign_rc = QTSP_OK;
@@ -1066,9 +1060,7 @@ static qtsp_status respond(qtsp_tsa *tsa, const unsigned char *query, size_t len
     }
     if (rc == QTSP_OK)
         atomic_fetch_add(&tsa->issued, 1);
-    free(e->der);
-    if (e != &local)
-        free(e);
+    jentry_free(e);
     if (rc == QTSP_OK)
         return QTSP_OK;
     /* The failure becomes a protocol answer; log it here, once. */
