@@ -1024,7 +1024,7 @@ qtsp_status qtsp_http_listen_shared(const char *addr, unsigned n, int *fds, unsi
     unsigned made = 0;
     int fd = -1, one = 1;
     for (; made < n; made++) {
-        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         ENSURE_OUT(fd >= 0, QTSP_ERR_IO, "socket: %s", strerror(errno));
         ENSURE_OUT(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
                        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0,
