@@ -800,9 +800,10 @@ static void idx_free(qtsp_hsm *hsm)
  * (SoftHSM2's file backend) is tried again, HSM_SCAN_TRIES times in all. */
 #define HSM_SCAN_TRIES 5
 
-static void scan_pause(int attempt)
+static void scan_pause(const char *why, int attempt)
 {
-    LOG_WARN("hsm: token scan failed (another process writing the token?); retry %d", attempt);
+    LOG_WARN("hsm: token scan failed (another process writing the token?): %s; retry %d", why,
+             attempt);
     struct timespec ts = {0, 50L * 1000 * 1000 * attempt};
     nanosleep(&ts, NULL);
 }
@@ -812,12 +813,11 @@ static qtsp_status idx_load_once(qtsp_hsm *hsm, CK_SESSION_HANDLE s);
 /* The index scan, tried again when it fails (see scan_pause). */
 static qtsp_status idx_load(qtsp_hsm *hsm, CK_SESSION_HANDLE s)
 {
-    qtsp_status rc = QTSP_ERR_HSM;
-    for (int attempt = 0; attempt < HSM_SCAN_TRIES && rc != QTSP_OK; attempt++) {
-        if (attempt) {
-            qtsp_err_clear();
-            scan_pause(attempt);
-        }
+    qtsp_status rc = idx_load_once(hsm, s);
+    /* only token errors are worth another try (not a full index, no memory) */
+    for (int attempt = 1; attempt < HSM_SCAN_TRIES && rc == QTSP_ERR_HSM; attempt++) {
+        scan_pause(qtsp_err_message(), attempt);
+        qtsp_err_clear();
         rc = idx_load_once(hsm, s);
     }
     return rc;
@@ -876,13 +876,16 @@ static qtsp_status resolve(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *label
      * serve's worker 0, a CLI verb); it rarely comes alone. Rescanning the
      * whole token costs about two searches by label and indexes every such
      * key at once; at most once a second, searches by label in between. */
-    uint64_t now = qtsp_mono_ns(), last = atomic_load(&hsm->idx_rescan_ns);
-    if (!fresh && now - last >= IDX_RESCAN_NS &&
+    uint64_t last = atomic_load(&hsm->idx_rescan_ns), now = qtsp_mono_ns();
+    if (!fresh && now > last && now - last >= IDX_RESCAN_NS &&
         atomic_compare_exchange_strong(&hsm->idx_rescan_ns, &last, now)) {
         atomic_fetch_add(&hsm->idx_rescans, 1);
-        TRY(idx_load(hsm, s));
-        if (idx_get(hsm, label, cls, h, kt))
+        if (idx_load(hsm, s) != QTSP_OK) { /* the search by label below still may find it */
+            LOG_WARN("hsm: token rescan failed: %s", qtsp_err_message());
+            qtsp_err_clear();
+        } else if (idx_get(hsm, label, cls, h, kt)) {
             return QTSP_OK;
+        }
     }
     atomic_fetch_add(&hsm->idx_searches, 1);
     if (fresh)
@@ -1108,7 +1111,7 @@ qtsp_status qtsp_hsm_private_key(qtsp_hsm *hsm, const char *label, EVP_PKEY **ou
     int enum_rc = -1;
     for (int attempt = 0; attempt < HSM_SCAN_TRIES && enum_rc != 0; attempt++) {
         if (attempt)
-            scan_pause(attempt);
+            scan_pause("libp11 could not enumerate the keys", attempt);
         enum_rc = PKCS11_enumerate_keys(hsm->slot->token, &keys, &nkeys);
     }
     ENSURE_OUT(enum_rc == 0, QTSP_ERR_HSM, "cannot list the keys of the token");

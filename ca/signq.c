@@ -9,7 +9,6 @@
 
 #include "core/log.h"
 
-#define SIGNQ_THREADS_MAX 64
 
 typedef struct job {
     struct job *next;
@@ -30,7 +29,7 @@ struct qtsp_signq {
     job *head, *tail; /* FIFO */
     int stop;
     unsigned nthreads;
-    pthread_t threads[SIGNQ_THREADS_MAX];
+    pthread_t threads[QTSP_SIGNQ_THREADS_MAX];
     _Atomic unsigned long long jobs, batches;
 };
 
@@ -74,8 +73,8 @@ static void *signer_main(void *arg)
 
 qtsp_status qtsp_signq_new(unsigned threads, qtsp_signq **out)
 {
-    ENSURE(threads >= 1 && threads <= SIGNQ_THREADS_MAX, QTSP_ERR_INVALID,
-           "signing threads must be 1..%d, not %u", SIGNQ_THREADS_MAX, threads);
+    ENSURE(threads >= 1 && threads <= QTSP_SIGNQ_THREADS_MAX, QTSP_ERR_INVALID,
+           "signing threads must be 1..%d, not %u", QTSP_SIGNQ_THREADS_MAX, threads);
     qtsp_signq *q = calloc(1, sizeof *q);
     ENSURE(q != NULL, QTSP_ERR_NOMEM, "out of memory");
     pthread_mutex_init(&q->mu, NULL);

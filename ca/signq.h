@@ -21,7 +21,8 @@
 #include "ca/signer.h"
 #include "core/err.h"
 
-#define QTSP_SIGNQ_SIG_MAX 1024 /* DER ECDSA or RSA up to 8192 bits */
+#define QTSP_SIGNQ_SIG_MAX 1024   /* DER ECDSA or RSA up to 8192 bits */
+#define QTSP_SIGNQ_THREADS_MAX 64 /* signing threads per queue */
 
 typedef struct qtsp_signq qtsp_signq;
 
@@ -30,7 +31,7 @@ typedef struct qtsp_signq qtsp_signq;
 typedef void (*qtsp_signq_done_fn)(void *ctx, qtsp_status rc, const unsigned char *sig,
                                    size_t siglen);
 
-/* Starts threads (1..64) signing threads. */
+/* Starts threads (1..QTSP_SIGNQ_THREADS_MAX) signing threads. */
 qtsp_status qtsp_signq_new(unsigned threads, qtsp_signq **out) QTSP_MUST_USE;
 
 /* Signs every job still queued (their callbacks run), stops and joins the

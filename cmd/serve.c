@@ -40,6 +40,7 @@
 #define QUICK_DEATH_S 10                  /* a worker dying this soon after start ... */
 #define QUICK_DEATHS_MAX 5                /* ... this many times in a row stops serve */
 #define METRICS_PUBLISH_S 1
+#define STOP_WAIT_S 30 /* for the workers to drain at stop; then SIGKILL */
 
 static volatile sig_atomic_t g_stop;
 
@@ -240,8 +241,25 @@ static qtsp_status spawn(supervisor *sv, unsigned i)
     return QTSP_OK;
 }
 
+/* Kills a worker that cannot be stopped politely (still starting: its
+ * SIGTERM waits until it serves, or stuck) and reaps it. */
+static void kill_worker(worker *w)
+{
+    if (w->pid > 0) {
+        kill(w->pid, SIGKILL);
+        while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        w->pid = 0;
+    }
+    if (w->ready_fd >= 0) {
+        close(w->ready_fd);
+        w->ready_fd = -1;
+    }
+}
+
 /* Waits until every starting worker has said it is ready (1) or one has
- * failed (0: its exit status is reported). */
+ * failed (0: its exit status is reported, it is reaped). On the deadline
+ * or a stop request, the workers still starting are killed (0). */
 static int await_ready(supervisor *sv)
 {
     uint64_t deadline = qtsp_mono_ns() + (uint64_t)READY_TIMEOUT_MS * 1000000ULL;
@@ -257,8 +275,10 @@ static int await_ready(supervisor *sv)
             return 1;
         uint64_t now = qtsp_mono_ns();
         if (now >= deadline || g_stop) {
-            LOG_ERROR("serve: %s", g_stop ? "stopped while the workers were starting"
+            LOG_ERROR("serve: %s", g_stop ? "stopped while a worker was starting"
                                            : "a worker did not become ready in time");
+            for (unsigned j = 0; j < k; j++)
+                kill_worker(&sv->w[idx[j]]);
             return 0;
         }
         /* SIGTERM/SIGINT interrupt the wait (their handler sets g_stop) */
@@ -291,23 +311,59 @@ static int await_ready(supervisor *sv)
     }
 }
 
+/* SIGTERM to every worker; those not gone within STOP_WAIT_S (a worker
+ * drains its requests for at most about 11 s) are killed. */
 static void stop_all(supervisor *sv)
 {
     for (unsigned i = 0; i < sv->n; i++)
         if (sv->w[i].pid > 0)
             kill(sv->w[i].pid, SIGTERM);
-    for (unsigned i = 0; i < sv->n; i++) {
-        if (sv->w[i].pid > 0) {
-            int st;
-            while (waitpid(sv->w[i].pid, &st, 0) < 0 && errno == EINTR)
-                ;
-            sv->w[i].pid = 0;
+    uint64_t deadline = qtsp_mono_ns() + (uint64_t)STOP_WAIT_S * 1000000000ULL;
+    for (;;) {
+        unsigned left = 0;
+        for (unsigned i = 0; i < sv->n; i++) {
+            worker *w = &sv->w[i];
+            if (w->pid > 0 && waitpid(w->pid, NULL, WNOHANG) == w->pid)
+                w->pid = 0;
+            left += w->pid > 0;
         }
-        if (sv->w[i].ready_fd >= 0) {
-            close(sv->w[i].ready_fd);
-            sv->w[i].ready_fd = -1;
-        }
+        if (left == 0 || qtsp_mono_ns() >= deadline)
+            break;
+        struct timespec ts = {0, 20L * 1000 * 1000};
+        nanosleep(&ts, NULL);
     }
+    for (unsigned i = 0; i < sv->n; i++) {
+        if (sv->w[i].pid > 0)
+            LOG_ERROR("serve: worker %u did not stop within %d s; killed", i, STOP_WAIT_S);
+        kill_worker(&sv->w[i]);
+    }
+}
+
+/* Starts worker i again and waits until it serves, one worker at a time
+ * (workers never log in to the token together). 0 when it keeps failing
+ * to start, or cannot be started. */
+static int restart(supervisor *sv, unsigned i)
+{
+    worker *w = &sv->w[i];
+    while (!g_stop) {
+        if (w->quick >= QUICK_DEATHS_MAX) {
+            LOG_ERROR("serve: worker %u died %u times within %d s of starting; stopping", i,
+                      w->quick, QUICK_DEATH_S);
+            return 0;
+        }
+        if (w->quick)
+            sleep(1); /* do not spin on a worker that cannot start */
+        if (spawn(sv, i) != QTSP_OK) {
+            LOG_ERROR("serve: cannot restart worker %u: %s", i, qtsp_err_message());
+            return 0;
+        }
+        if (await_ready(sv)) {
+            LOG_INFO("serve: worker %u restarted (pid %ld)", i, (long)w->pid);
+            return 1;
+        }
+        w->quick++; /* failed to start (reaped by await_ready) */
+    }
+    return 1;
 }
 
 /* Reaps dead workers and restarts them. 0 when one keeps dying at start. */
@@ -315,6 +371,7 @@ static int reap_and_restart(supervisor *sv)
 {
     int st;
     pid_t pid;
+    unsigned dead[QTSP_PROCMETRICS_MAX], nd = 0;
     while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
         for (unsigned i = 0; i < sv->n; i++) {
             worker *w = &sv->w[i];
@@ -336,21 +393,12 @@ static int reap_and_restart(supervisor *sv)
             else
                 LOG_ERROR("serve: worker %u (pid %ld) was killed by signal %d", i, (long)pid,
                           WTERMSIG(st));
-            if (w->quick >= QUICK_DEATHS_MAX) {
-                LOG_ERROR("serve: worker %u died %u times within %d s of starting; stopping", i,
-                          w->quick, QUICK_DEATH_S);
-                return 0;
-            }
-            if (quick)
-                sleep(1); /* do not spin on a worker that cannot start */
-            if (spawn(sv, i) != QTSP_OK) {
-                LOG_ERROR("serve: cannot restart worker %u: %s", i, qtsp_err_message());
-                return 0;
-            }
-            LOG_INFO("serve: worker %u restarted (pid %ld)", i, (long)w->pid);
-            /* its readiness byte waits in the pipe, closed when it next exits */
+            dead[nd++] = i;
         }
     }
+    for (unsigned k = 0; k < nd && !g_stop; k++)
+        if (!restart(sv, dead[k]))
+            return 0;
     return 1;
 }
 

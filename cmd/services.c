@@ -104,7 +104,10 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
     qtsp_tsa_set_signer(s->tsa, &tsa_signer);
     /* one signing thread per HTTP thread: signatures are made in batches,
      * back to back (ca/signq.h) */
-    TRY_OUT(qtsp_signq_new((unsigned)app->cfg.http_workers, &s->signq));
+    unsigned signers = app->cfg.http_workers < QTSP_SIGNQ_THREADS_MAX
+                           ? (unsigned)app->cfg.http_workers
+                           : QTSP_SIGNQ_THREADS_MAX;
+    TRY_OUT(qtsp_signq_new(signers, &s->signq));
     qtsp_tsa_set_signq(s->tsa, s->signq);
     /* OCSP: delegated responder for the issuing CA's certificates. The body
      * limit is above the policy's max_request_bytes so that an oversized

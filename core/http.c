@@ -495,8 +495,8 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *conn, http_rq *rq)
     qtsp_err_clear();
     qtsp_status rc = metrics_render(rq->srv, &out);
     if (rc == QTSP_OK && rq->srv->metrics_hook) {
-        qtsp_buf merged;
-        qtsp_buf_init(&merged, HTTP_METRICS_MAX);
+        qtsp_buf merged; /* every worker process's text: up to 64 x its own */
+        qtsp_buf_init(&merged, 64 * HTTP_METRICS_MAX);
         rc = rq->srv->metrics_hook(rq->srv->metrics_hook_ctx, (const char *)out.data, out.len,
                                    &merged);
         qtsp_buf_cleanup(&out);

@@ -1,6 +1,7 @@
 /* Shared /metrics slots of the serve workers (see procmetrics.h). */
 #include "core/procmetrics.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -18,6 +19,11 @@ typedef struct slot {
 struct qtsp_procmetrics {
     slot *slots; /* shared mapping */
     unsigned n;
+    /* One writer per slot at a time: the worker's own threads (its timer and
+     * each /metrics request) take this process-local lock; other processes
+     * never write a worker's slot, except the supervisor clearing the slot
+     * of a worker that died. */
+    pthread_mutex_t wmu;
 };
 
 qtsp_status qtsp_procmetrics_new(unsigned n, qtsp_procmetrics **out)
@@ -33,6 +39,7 @@ qtsp_status qtsp_procmetrics_new(unsigned n, qtsp_procmetrics **out)
         FAIL(QTSP_ERR_NOMEM, "cannot map %u metrics slots", n);
     }
     pm->n = n; /* the mapping is zero-filled: every slot empty, seq even */
+    pthread_mutex_init(&pm->wmu, NULL);
     *out = pm;
     return QTSP_OK;
 }
@@ -42,36 +49,45 @@ void qtsp_procmetrics_free(qtsp_procmetrics *pm)
     if (!pm)
         return;
     munmap(pm->slots, sizeof(slot) * pm->n);
+    pthread_mutex_destroy(&pm->wmu);
     free(pm);
 }
 
+/* The caller holds pm->wmu (or the slot's writer is dead). The sequence
+ * goes to the next odd value whatever it was (a writer that died mid-write
+ * left it odd), then to the even one after it. */
 static void slot_write(slot *s, const char *text, size_t len)
 {
-    atomic_fetch_add_explicit(&s->seq, 1, memory_order_acq_rel); /* odd: in update */
+    uint64_t v = atomic_load_explicit(&s->seq, memory_order_relaxed);
+    uint64_t odd = (v & 1) ? v + 2 : v + 1;
+    atomic_store_explicit(&s->seq, odd, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
     if (len)
         memcpy(s->data, text, len);
     s->len = (uint32_t)len;
-    atomic_fetch_add_explicit(&s->seq, 1, memory_order_release);
+    atomic_store_explicit(&s->seq, odd + 1, memory_order_release);
 }
 
 qtsp_status qtsp_procmetrics_publish(qtsp_procmetrics *pm, unsigned i, const char *text,
                                      size_t len)
 {
     ENSURE(pm && i < pm->n, QTSP_ERR_INVALID, "no metrics slot %u", i);
-    if (len > QTSP_PROCMETRICS_SLOT) {
-        slot_write(&pm->slots[i], NULL, 0);
-        FAIL(QTSP_ERR_TOO_BIG, "metrics text of %zu bytes exceeds the slot (%u)", len,
-             QTSP_PROCMETRICS_SLOT);
-    }
-    slot_write(&pm->slots[i], text, len);
+    int big = len > QTSP_PROCMETRICS_SLOT;
+    pthread_mutex_lock(&pm->wmu);
+    slot_write(&pm->slots[i], big ? NULL : text, big ? 0 : len);
+    pthread_mutex_unlock(&pm->wmu);
+    ENSURE(!big, QTSP_ERR_TOO_BIG, "metrics text of %zu bytes exceeds the slot (%u)", len,
+           QTSP_PROCMETRICS_SLOT);
     return QTSP_OK;
 }
 
 void qtsp_procmetrics_clear(qtsp_procmetrics *pm, unsigned i)
 {
-    if (pm && i < pm->n)
+    if (pm && i < pm->n) {
+        pthread_mutex_lock(&pm->wmu);
         slot_write(&pm->slots[i], NULL, 0);
+        pthread_mutex_unlock(&pm->wmu);
+    }
 }
 
 /* Copies slot s into dst (QTSP_PROCMETRICS_SLOT bytes); 0 when it cannot be

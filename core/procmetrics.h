@@ -34,7 +34,7 @@ void qtsp_procmetrics_free(qtsp_procmetrics *pm);
  * (the slot is then emptied). */
 qtsp_status qtsp_procmetrics_publish(qtsp_procmetrics *pm, unsigned slot, const char *text,
                                      size_t len) QTSP_MUST_USE;
-/* Marks slot empty (its worker exited). */
+/* Marks slot empty (its worker exited, maybe in the middle of a write). */
 void qtsp_procmetrics_clear(qtsp_procmetrics *pm, unsigned slot);
 
 /* Appends the merged text of every published slot to out. */

@@ -797,11 +797,12 @@ static void queued_done(void *ctx, qtsp_status rc, const unsigned char *sig, siz
     int rs = RS_SUCCESSFUL;
     if (rc == QTSP_OK) {
         atomic_fetch_add_explicit(&q->o->n_signed, 1, memory_order_relaxed);
-        rc = assemble(q->o, q->tbs, q->tlen, sig, slen, 0, &resp->body);
-    }
+        if ((rc = assemble(q->o, q->tbs, q->tlen, sig, slen, 0, &resp->body)) != QTSP_OK) {
+            LOG_ERROR("ocsp: %s", qtsp_err_message());
+            qtsp_err_clear();
+        }
+    } /* a signing failure was logged by the queue */
     if (rc != QTSP_OK) {
-        LOG_ERROR("ocsp: %s", qtsp_err_message());
-        qtsp_err_clear();
         rs = RS_INTERNAL;
         rc = write_error(&resp->body, rs, NULL);
     }
