@@ -232,6 +232,14 @@ static void assert_rejected(TS_RESP *resp, int bit)
     CU_ASSERT_PTR_NULL(TS_RESP_get_token(resp));
 }
 
+/* Answers the query bytes; asserts a rejection with failInfo bit alone. */
+static void expect_rejection(qtsp_tsa *tsa, const unsigned char *q, size_t qn, int bit)
+{
+    TS_RESP *r = respond_bytes(tsa, q, qn);
+    assert_rejected(r, bit);
+    TS_RESP_free(r);
+}
+
 static int oid_is(const ASN1_OBJECT *o, const char *dotted)
 {
     char buf[128];
@@ -548,9 +556,7 @@ static void test_tsa_rejects_unknown_hash_oid(void)
     static const unsigned char oid[] = {0x2a, 0x03, 0x04, 0x05}; /* 1.2.3.4.5 */
     unsigned char q[512];
     size_t n = build_query(q, oid, sizeof oid, 32, "", 0, 1);
-    TS_RESP *r = respond_bytes(tsa, q, n);
-    assert_rejected(r, TS_INFO_BAD_ALG);
-    TS_RESP_free(r);
+    expect_rejection(tsa, q, n, TS_INFO_BAD_ALG);
     qtsp_tsa_free(tsa);
 }
 
@@ -565,9 +571,7 @@ static void test_tsa_rejects_algorithm_disabled_by_policy(void)
     CU_ASSERT_FATAL(qtsp_tsa_new(p, g_tsa_cert, NULL, g_tsa_key, NULL, &tsa) == QTSP_OK);
     unsigned char q[512];
     size_t n = build_query(q, SHA256_OID, sizeof SHA256_OID, 32, "", 0, 1);
-    TS_RESP *r = respond_bytes(tsa, q, n);
-    assert_rejected(r, TS_INFO_BAD_ALG);
-    TS_RESP_free(r);
+    expect_rejection(tsa, q, n, TS_INFO_BAD_ALG);
     qtsp_tsa_free(tsa);
 }
 
@@ -576,13 +580,9 @@ static void test_tsa_rejects_wrong_imprint_length(void)
     qtsp_tsa *tsa = make_tsa("clock: {require_sync: false}\n", NULL);
     unsigned char q[512];
     size_t n = build_query(q, SHA256_OID, sizeof SHA256_OID, 31, "", 0, 1);
-    TS_RESP *r = respond_bytes(tsa, q, n);
-    assert_rejected(r, TS_INFO_BAD_DATA_FORMAT);
-    TS_RESP_free(r);
+    expect_rejection(tsa, q, n, TS_INFO_BAD_DATA_FORMAT);
     n = build_query(q, SHA256_OID, sizeof SHA256_OID, 48, "", 0, 1);
-    r = respond_bytes(tsa, q, n);
-    assert_rejected(r, TS_INFO_BAD_DATA_FORMAT);
-    TS_RESP_free(r);
+    expect_rejection(tsa, q, n, TS_INFO_BAD_DATA_FORMAT);
     qtsp_tsa_free(tsa);
 }
 
@@ -605,40 +605,25 @@ static void test_tsa_rejects_malformed_der_as_bad_data_format(void)
     qtsp_tsa *tsa = make_tsa("clock: {require_sync: false}\n", NULL);
     unsigned char q[600];
     size_t n = build_query(q, SHA256_OID, sizeof SHA256_OID, 32, "", 0, 1);
-    TS_RESP *r;
     /* garbage */
-    r = respond_bytes(tsa, (const unsigned char *)"hello, this is not DER", 22);
-    assert_rejected(r, TS_INFO_BAD_DATA_FORMAT);
-    TS_RESP_free(r);
+    expect_rejection(tsa, (const unsigned char *)"hello, this is not DER", 22,
+                     TS_INFO_BAD_DATA_FORMAT);
     /* truncated */
-    for (size_t cut = 0; cut < n; cut += 7) {
-        r = respond_bytes(tsa, q, cut);
-        assert_rejected(r, TS_INFO_BAD_DATA_FORMAT);
-        TS_RESP_free(r);
-    }
+    for (size_t cut = 0; cut < n; cut += 7)
+        expect_rejection(tsa, q, cut, TS_INFO_BAD_DATA_FORMAT);
     /* trailing bytes */
     q[n] = 0x00;
-    r = respond_bytes(tsa, q, n + 1);
-    assert_rejected(r, TS_INFO_BAD_DATA_FORMAT);
-    TS_RESP_free(r);
+    expect_rejection(tsa, q, n + 1, TS_INFO_BAD_DATA_FORMAT);
     /* non-minimal nonce INTEGER, empty body, too big */
     n = build_query(q, SHA256_OID, sizeof SHA256_OID, 32, "\x02\x02\x00\x05", 4, 1);
-    r = respond_bytes(tsa, q, n);
-    assert_rejected(r, TS_INFO_BAD_DATA_FORMAT);
-    TS_RESP_free(r);
-    r = respond_bytes(tsa, NULL, 0);
-    assert_rejected(r, TS_INFO_BAD_DATA_FORMAT);
-    TS_RESP_free(r);
+    expect_rejection(tsa, q, n, TS_INFO_BAD_DATA_FORMAT);
+    expect_rejection(tsa, NULL, 0, TS_INFO_BAD_DATA_FORMAT);
     unsigned char *big = calloc(1, QTSP_TSA_MAX_QUERY + 1);
-    r = respond_bytes(tsa, big, QTSP_TSA_MAX_QUERY + 1);
-    assert_rejected(r, TS_INFO_BAD_DATA_FORMAT);
-    TS_RESP_free(r);
+    expect_rejection(tsa, big, QTSP_TSA_MAX_QUERY + 1, TS_INFO_BAD_DATA_FORMAT);
     free(big);
     /* fields out of order: certReq before nonce */
     n = build_query(q, SHA256_OID, sizeof SHA256_OID, 32, "\x01\x01\xff\x02\x01\x05", 6, 1);
-    r = respond_bytes(tsa, q, n);
-    assert_rejected(r, TS_INFO_BAD_DATA_FORMAT);
-    TS_RESP_free(r);
+    expect_rejection(tsa, q, n, TS_INFO_BAD_DATA_FORMAT);
     qtsp_tsa_free(tsa);
 }
 
@@ -647,9 +632,7 @@ static void test_tsa_rejects_wrong_version_as_bad_request(void)
     qtsp_tsa *tsa = make_tsa("clock: {require_sync: false}\n", NULL);
     unsigned char q[512];
     size_t n = build_query(q, SHA256_OID, sizeof SHA256_OID, 32, "", 0, 2);
-    TS_RESP *r = respond_bytes(tsa, q, n);
-    assert_rejected(r, TS_INFO_BAD_REQUEST);
-    TS_RESP_free(r);
+    expect_rejection(tsa, q, n, TS_INFO_BAD_REQUEST);
     qtsp_tsa_free(tsa);
 }
 
@@ -660,9 +643,7 @@ static void test_tsa_rejects_request_extensions(void)
     static const char ext[] = "\xa0\x09\x30\x07\x06\x03\x2a\x03\x04\x04\x00";
     unsigned char q[512];
     size_t n = build_query(q, SHA256_OID, sizeof SHA256_OID, 32, ext, sizeof ext - 1, 1);
-    TS_RESP *r = respond_bytes(tsa, q, n);
-    assert_rejected(r, TS_INFO_UNACCEPTED_EXTENSION);
-    TS_RESP_free(r);
+    expect_rejection(tsa, q, n, TS_INFO_UNACCEPTED_EXTENSION);
     qtsp_tsa_free(tsa);
 }
 
