@@ -259,6 +259,52 @@ static void test_procmetrics_slots_are_shared_with_forked_workers(void)
     qtsp_procmetrics_free(pm);
 }
 
+/* Access lines carry the injected time to the millisecond (the date part is
+ * cached per second and thread) and the latency with three decimals. */
+static void test_access_line_time_and_latency_format(void)
+{
+    char path[] = "/tmp/qtsp-log-XXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    int64_t t = INT64_C(1795034692123); /* 2026-11-18T20:44:52.123Z */
+    qtsp_clock_set(fixed_clock, &t);
+    qtsp_log_access("0000000000000001", "GET", "/a", 200, 1, 1.5);
+    t += 5; /* same second */
+    qtsp_log_access("0000000000000002", "GET", "/b", 200, 1, 0.0004);
+    t += 1000; /* next second: the cached date is renewed */
+    qtsp_log_access("0000000000000003", "GET", "/c", 200, 1, 12.3456);
+    t = INT64_C(1795034692000) + 86400 * 1000; /* next day, .000 */
+    qtsp_log_access("0000000000000004", "GET", "/d", 200, 1, 0);
+    qtsp_clock_set(NULL, NULL);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(fd);
+    FILE *f = fopen(path, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    static const char *const want[] = {
+        "2026-11-18T20:44:52.123Z info access id=0000000000000001 method=GET path=\"/a\" "
+        "status=200 bytes=1 ms=1.500\n",
+        "2026-11-18T20:44:52.128Z info access id=0000000000000002 method=GET path=\"/b\" "
+        "status=200 bytes=1 ms=0.000\n",
+        "2026-11-18T20:44:53.128Z info access id=0000000000000003 method=GET path=\"/c\" "
+        "status=200 bytes=1 ms=12.346\n",
+        "2026-11-19T20:44:52.000Z info access id=0000000000000004 method=GET path=\"/d\" "
+        "status=200 bytes=1 ms=0.000\n",
+    };
+    char line[512];
+    for (int i = 0; i < 4; i++) {
+        CU_ASSERT_PTR_NOT_NULL_FATAL(fgets(line, sizeof line, f));
+        CU_ASSERT_STRING_EQUAL(line, want[i]);
+    }
+    CU_ASSERT_PTR_NULL(fgets(line, sizeof line, f));
+    fclose(f);
+    unlink(path);
+}
+
 int main(void)
 {
     static const qtest_case cases[] = {
@@ -269,6 +315,7 @@ int main(void)
         QTEST(test_injected_clock_and_formats),
         QTEST(test_codec_rfc4648_vectors_and_canonical_decoding),
         QTEST(test_buffered_access_log_writes_every_line_whole),
+        QTEST(test_access_line_time_and_latency_format),
         QTEST(test_json_escape_quotes_controls_and_stops_whole),
         QTEST(test_procmetrics_merges_families_once_with_process_labels),
         QTEST(test_procmetrics_slots_are_shared_with_forked_workers),
