@@ -22,6 +22,7 @@
 
 #include "core/clock.h"
 #include "core/codec.h"
+#include "core/time.h"
 
 #define CERT_VERSION 1
 #define STATUS_VERSION 1
@@ -225,7 +226,7 @@ qtsp_status qtsp_asn1_time_to_epoch(const ASN1_TIME *t, int64_t *out)
 {
     struct tm tm;
     ENSURE(t && ASN1_TIME_to_tm(t, &tm) == 1, QTSP_ERR_INVALID, "certificate has a bad validity time");
-    time_t v = timegm(&tm);
+    time_t v = (time_t)qtsp_timegm(&tm);
     ENSURE(v != (time_t)-1, QTSP_ERR_INVALID, "certificate validity time out of range");
     *out = (int64_t)v;
     return QTSP_OK;

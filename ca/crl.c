@@ -16,9 +16,10 @@
 #include <unistd.h>
 
 #include "ca/certdb.h"
-#include "ca/crl_der.h"
 #include "core/clock.h"
+#include "core/der.h"
 #include "core/log.h"
+#include "core/time.h"
 #include "core/yaml.h"
 
 #define CRL_ENTRY_MAX 192     /* one encoded revokedCertificates entry */
@@ -232,7 +233,7 @@ static qtsp_status encode_entry(unsigned char *out, size_t *n, const unsigned ch
         el += put_ext(exts + el, CE_INVALIDITY_DATE, 0, val, vl);
     }
     unsigned char body[96];
-    size_t bl = qtsp_der_put_uint(body, serial, slen);
+    size_t bl = qtsp_der_put_uint(body, QTSP_DER_INTEGER, serial, slen);
     size_t tl;
     TRY(qtsp_der_put_time(body + bl, revoked, 0, &tl));
     bl += tl;
@@ -305,7 +306,7 @@ static qtsp_status ca_init(crl_ca *ca, X509 *cert, EVP_PKEY *key)
     struct tm tm;
     ENSURE(ASN1_TIME_to_tm(X509_get0_notBefore(cert), &tm) == 1, QTSP_ERR_CRYPTO,
            "cannot read the CA notBefore");
-    ca->not_before = timegm(&tm);
+    ca->not_before = (time_t)qtsp_timegm(&tm);
 
     ENSURE(X509_up_ref(cert) == 1 && EVP_PKEY_up_ref(key) == 1, QTSP_ERR_CRYPTO,
            "cannot reference the CA");
@@ -454,11 +455,11 @@ static qtsp_status encode_crl_exts(const crl_build *b, unsigned char *out, size_
     vl += ca->keyid_len;
     p += put_ext(out + p, CE_AKI, 0, val, vl);
     /* RFC 5280 5.2.3 */
-    vl = qtsp_der_put_u64(val, b->number);
+    vl = qtsp_der_put_u64(val, QTSP_DER_INTEGER, b->number);
     p += put_ext(out + p, CE_CRL_NUMBER, 0, val, vl);
     if (b->kind == KIND_DELTA) {
         /* RFC 5280 5.2.4: critical, BaseCRLNumber */
-        vl = qtsp_der_put_u64(val, b->base_number);
+        vl = qtsp_der_put_u64(val, QTSP_DER_INTEGER, b->base_number);
         p += put_ext(out + p, CE_DELTA_INDICATOR, 1, val, vl);
     }
     if (b->kind == KIND_FULL && b->pol->delta) {
@@ -469,8 +470,8 @@ static qtsp_status encode_crl_exts(const crl_build *b, unsigned char *out, size_
                dpn = qtsp_der_tlv_size(fn), dp = qtsp_der_tlv_size(dpn);
         vl = qtsp_der_put_hdr(val, QTSP_DER_SEQUENCE, dp);
         vl += qtsp_der_put_hdr(val + vl, QTSP_DER_SEQUENCE, dpn);
-        vl += qtsp_der_put_hdr(val + vl, QTSP_DER_CTX0, fn);
-        vl += qtsp_der_put_hdr(val + vl, QTSP_DER_CTX0, gn);
+        vl += qtsp_der_put_hdr(val + vl, QTSP_DER_CTX_C(0), fn);
+        vl += qtsp_der_put_hdr(val + vl, QTSP_DER_CTX_C(0), gn);
         vl += qtsp_der_put_hdr(val + vl, 0x86, ul);
         memcpy(val + vl, b->delta_url, ul);
         vl += ul;
@@ -558,7 +559,7 @@ static qtsp_status build_crl(qtsp_txn *txn, crl_build *b, pthread_mutex_t *lock,
         ENSURE_OUT(b->wp == b->wend, QTSP_ERR_INTERNAL, "CRL entries changed between passes");
         w = b->wend;
     }
-    w += qtsp_der_put_hdr(w, QTSP_DER_CTX0, qtsp_der_tlv_size(exts_len));
+    w += qtsp_der_put_hdr(w, QTSP_DER_CTX_C(0), qtsp_der_tlv_size(exts_len));
     w += qtsp_der_put_hdr(w, QTSP_DER_SEQUENCE, exts_len);
     memcpy(w, exts, exts_len);
     w += exts_len;
@@ -720,7 +721,7 @@ static qtsp_status der_time(const unsigned char *tlv, size_t n, time_t *out)
     int ok = t && q == tlv + n && ASN1_TIME_to_tm(t, &tm) == 1;
     ASN1_TIME_free(t);
     ENSURE(ok, QTSP_ERR_INVALID, "CRL: bad time");
-    *out = timegm(&tm);
+    *out = (time_t)qtsp_timegm(&tm);
     return QTSP_OK;
 }
 
@@ -768,7 +769,7 @@ static qtsp_status parse_published(const crl_ca *ca, crl_blob *bl)
         TRY(der_next(&q, qe, 0, &tag, &v, &l));
         if (tag == QTSP_DER_UTCTIME || tag == QTSP_DER_GENTIME) {
             TRY(der_time(a, (size_t)(q - a), &nu));
-        } else if (tag == QTSP_DER_CTX0) { /* crlExtensions */
+        } else if (tag == QTSP_DER_CTX_C(0)) { /* crlExtensions */
             const unsigned char *x = v, *xe = v + l, *xs;
             size_t xl;
             TRY(der_next(&x, xe, QTSP_DER_SEQUENCE, NULL, &xs, &xl));

@@ -86,6 +86,7 @@
 #include <time.h>
 
 #include "core/clock.h"
+#include "core/time.h"
 #include "core/yaml.h"
 
 #define MAX_SUBJECT 8
@@ -911,7 +912,7 @@ static qtsp_status set_validity(const qtsp_profile *p, const qtsp_cert_request *
     tm.tm_year += p->validity_years;
     tm.tm_mday += p->validity_days;
     tm.tm_isdst = 0;
-    time_t na = timegm(&tm);
+    time_t na = (time_t)qtsp_timegm(&tm);
     ENSURE(na != (time_t)-1 && na > nb, QTSP_ERR_INVALID, "notAfter out of range");
     if (issuer) {
         int day = 0, sec = 0;

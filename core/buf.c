@@ -32,7 +32,7 @@ void qtsp_buf_reset(qtsp_buf *b)
         b->data[0] = '\0';
 }
 
-static qtsp_status buf_reserve(qtsp_buf *b, size_t n)
+qtsp_status qtsp_buf_reserve(qtsp_buf *b, size_t n)
 {
     ENSURE(n <= b->max && b->len <= b->max - n, QTSP_ERR_TOO_BIG, "buffer limit of %zu bytes reached",
            b->max);
@@ -53,7 +53,7 @@ static qtsp_status buf_reserve(qtsp_buf *b, size_t n)
 
 qtsp_status qtsp_buf_append(qtsp_buf *b, const void *p, size_t n)
 {
-    TRY(buf_reserve(b, n));
+    TRY(qtsp_buf_reserve(b, n));
     if (n)
         memcpy(b->data + b->len, p, n);
     b->len += n;
@@ -70,7 +70,7 @@ qtsp_status qtsp_buf_printf(qtsp_buf *b, const char *fmt, ...)
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
     ENSURE(n >= 0, QTSP_ERR_INVALID, "bad format string");
-    TRY(buf_reserve(b, (size_t)n));
+    TRY(qtsp_buf_reserve(b, (size_t)n));
     va_start(ap, fmt);
     vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);

@@ -25,6 +25,11 @@ void qtsp_buf_cleanup(qtsp_buf *b);
 /* Empties the buffer but keeps its memory. */
 void qtsp_buf_reset(qtsp_buf *b);
 
+/* Makes room for n more bytes (and the NUL) without changing len, so a
+ * writer can fill b->data[len..len+n) and then advance len itself.
+ * QTSP_ERR_TOO_BIG past max, QTSP_ERR_NOMEM; b unchanged on error. */
+qtsp_status qtsp_buf_reserve(qtsp_buf *b, size_t n) QTSP_MUST_USE;
+
 /* Appends n bytes. QTSP_ERR_TOO_BIG past max (buffer unchanged),
  * QTSP_ERR_NOMEM. */
 qtsp_status qtsp_buf_append(qtsp_buf *b, const void *p, size_t n) QTSP_MUST_USE;

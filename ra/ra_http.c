@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "core/clock.h"
+#include "core/time.h"
 #include "core/log.h"
 #include "ra/ra_int.h"
 
@@ -188,7 +189,7 @@ static qtsp_status h_lifecycle(qtsp_ra *ra, const qtsp_actor *who, const unsigne
             const char *end = strptime(inv_s, "%Y-%m-%dT%H:%M:%SZ", &tm);
             ENSURE_OUT(end && *end == '\0', QTSP_ERR_INVALID,
                        "invalidity_date: RFC 3339 UTC, e.g. 2026-11-24T10:00:00Z");
-            inv = timegm(&tm);
+            inv = (time_t)qtsp_timegm(&tm);
             /* strptime accepts 2026-02-30: formatting back must give the same text */
             char back[32];
             qtsp_format_rfc3339(inv, back, sizeof back);

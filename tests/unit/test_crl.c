@@ -1,4 +1,4 @@
-/* Unit tests for ca/crl_der.c and ca/crl.c: real LMDB in a temp dir,
+/* Unit tests for ca/crl.c: real LMDB in a temp dir,
  * software P-384 root and issuing CA, CRLs checked with OpenSSL's API and
  * with the openssl command (crl, verify -crl_check). */
 #include <ctype.h>
@@ -15,104 +15,12 @@
 
 #include "ca/certdb.h"
 #include "ca/crl.h"
-#include "ca/crl_der.h"
 #include "ca/store.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/http.h"
 #include "tests/lib/qtest.h"
 #include "tests/lib/qtest_cert.h"
-
-/* ---------------------------------------------------------------- DER */
-
-static void check_len(size_t len, const unsigned char *want, size_t wl)
-{
-    unsigned char out[8];
-    size_t n = qtsp_der_put_hdr(out, 0x04, len);
-    CU_ASSERT_EQUAL(n, 1 + wl);
-    CU_ASSERT_EQUAL(qtsp_der_len_size(len), wl);
-    CU_ASSERT_EQUAL(qtsp_der_tlv_size(len), 1 + wl + len);
-    CU_ASSERT_EQUAL(memcmp(out + 1, want, wl), 0);
-    /* round trip through the reader (content bytes are not needed for the
-     * header check; give it a large enough input length) */
-    unsigned char *in = calloc(1, n + len);
-    memcpy(in, out, n);
-    unsigned char tag;
-    size_t l, hl;
-    CU_ASSERT_EQUAL(qtsp_der_get_hdr(in, n + len, &tag, &l, &hl), QTSP_OK);
-    CU_ASSERT_EQUAL(tag, 0x04);
-    CU_ASSERT_EQUAL(l, len);
-    CU_ASSERT_EQUAL(hl, n);
-    free(in);
-}
-
-static void test_der_length_encodings_at_boundaries(void)
-{
-    check_len(0, (const unsigned char *)"\x00", 1);
-    check_len(127, (const unsigned char *)"\x7f", 1);
-    check_len(128, (const unsigned char *)"\x81\x80", 2);
-    check_len(255, (const unsigned char *)"\x81\xff", 2);
-    check_len(256, (const unsigned char *)"\x82\x01\x00", 3);
-    check_len(65535, (const unsigned char *)"\x82\xff\xff", 3);
-    check_len(65536, (const unsigned char *)"\x83\x01\x00\x00", 4);
-    check_len(16777216, (const unsigned char *)"\x84\x01\x00\x00\x00", 5);
-}
-
-static void test_der_reader_rejects_bad_lengths(void)
-{
-    unsigned char tag;
-    size_t l, hl;
-    qtsp_err_clear();
-    /* indefinite */
-    CU_ASSERT_EQUAL(qtsp_der_get_hdr((const unsigned char *)"\x30\x80\x00\x00", 4, &tag, &l, &hl),
-                    QTSP_ERR_INVALID);
-    /* non-minimal long form for 127 and a leading zero byte */
-    CU_ASSERT_EQUAL(qtsp_der_get_hdr((const unsigned char *)"\x04\x81\x7f", 3, &tag, &l, &hl),
-                    QTSP_ERR_INVALID);
-    CU_ASSERT_EQUAL(qtsp_der_get_hdr((const unsigned char *)"\x04\x82\x00\x80", 4, &tag, &l, &hl),
-                    QTSP_ERR_INVALID);
-    /* content past the input, truncated header */
-    CU_ASSERT_EQUAL(qtsp_der_get_hdr((const unsigned char *)"\x04\x05\x00", 3, &tag, &l, &hl),
-                    QTSP_ERR_INVALID);
-    CU_ASSERT_EQUAL(qtsp_der_get_hdr((const unsigned char *)"\x04", 1, &tag, &l, &hl),
-                    QTSP_ERR_INVALID);
-    CU_ASSERT_EQUAL(qtsp_der_get_hdr((const unsigned char *)"\x04\x82\x01", 3, &tag, &l, &hl),
-                    QTSP_ERR_INVALID);
-    qtsp_err_clear();
-}
-
-static void test_der_integer_and_time_encodings(void)
-{
-    unsigned char out[32];
-    /* top bit set: a 0x00 is prepended; leading zeros dropped */
-    size_t n = qtsp_der_put_uint(out, (const unsigned char *)"\x00\x00\x80\x01", 4);
-    CU_ASSERT_EQUAL(n, 5);
-    CU_ASSERT_EQUAL(memcmp(out, "\x02\x03\x00\x80\x01", 5), 0);
-    CU_ASSERT_EQUAL(qtsp_der_uint_size((const unsigned char *)"\x00\x00\x80\x01", 4), 5);
-    n = qtsp_der_put_uint(out, (const unsigned char *)"\x00", 1);
-    CU_ASSERT_EQUAL(n, 3);
-    CU_ASSERT_EQUAL(memcmp(out, "\x02\x01\x00", 3), 0);
-    n = qtsp_der_put_u64(out, 0x7f);
-    CU_ASSERT_EQUAL(memcmp(out, "\x02\x01\x7f", 3), 0);
-    CU_ASSERT_EQUAL(n, 3);
-    CU_ASSERT_EQUAL(qtsp_der_u64_size(0x80), 4);
-    unsigned char big[20];
-    memset(big, 0xff, sizeof big);
-    CU_ASSERT_EQUAL(qtsp_der_put_uint(out, big, 20), 23);
-
-    /* RFC 5280 5.1.2.4: UTCTime through 2049, GeneralizedTime from 2050 */
-    size_t tl;
-    CU_ASSERT_EQUAL(qtsp_der_put_time(out, 2524607999, 0, &tl), QTSP_OK); /* 2049-12-31T23:59:59Z */
-    CU_ASSERT_EQUAL(tl, 15);
-    CU_ASSERT_EQUAL(memcmp(out, "\x17\x0d" "491231235959Z", 15), 0);
-    CU_ASSERT_EQUAL(qtsp_der_put_time(out, 2524608000, 0, &tl), QTSP_OK); /* 2050-01-01 */
-    CU_ASSERT_EQUAL(tl, 17);
-    CU_ASSERT_EQUAL(memcmp(out, "\x18\x0f" "20500101000000Z", 17), 0);
-    CU_ASSERT_EQUAL(qtsp_der_put_time(out, 0, 1, &tl), QTSP_OK);
-    CU_ASSERT_EQUAL(memcmp(out, "\x18\x0f" "19700101000000Z", 17), 0);
-    CU_ASSERT_EQUAL(qtsp_der_time_size(0, 0), 15);
-    CU_ASSERT_EQUAL(qtsp_der_time_size(2524608000, 0), 17);
-}
 
 /* ---------------------------------------------------------------- fixture */
 
@@ -1068,9 +976,6 @@ static void test_crl_thread_picks_up_another_publication_within_seconds(void)
 int main(void)
 {
     static const qtest_case cases[] = {
-        QTEST(test_der_length_encodings_at_boundaries),
-        QTEST(test_der_reader_rejects_bad_lengths),
-        QTEST(test_der_integer_and_time_encodings),
         QTEST(test_crl_empty_full_and_delta_verify),
         QTEST(test_crl_held_entry_has_hold_instruction),
         QTEST(test_crl_terminated_has_key_compromise_and_invalidity_date),
