@@ -12,6 +12,7 @@
 #include "ca/crl.h"
 #include "ca/signer.h"
 #include "ocsp/ocsp.h"
+#include "ocsp/ocsp_http.h"
 #include "tsa/tsa.h"
 
 #define MAX_ROUTES 48

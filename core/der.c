@@ -138,8 +138,13 @@ void qtsp_der_w_init_buf(qtsp_der_w *w, qtsp_buf *b)
 static int fail(qtsp_der_w *w, qtsp_status code, const char *what)
 {
     if (w->err == QTSP_OK)
-        w->err = qtsp_err_set(code, __FILE__, __LINE__, "DER writer: %s", what);
+        w->err = qtsp_err_set(code, __FILE__, __LINE__, "DER: %s", what);
     return 0;
+}
+
+void qtsp_der_w_fail(qtsp_der_w *w, qtsp_status code, const char *what)
+{
+    fail(w, code, what);
 }
 
 /* Ensures room for n more bytes; 0 (and the writer failed) when there is

@@ -114,6 +114,10 @@ void qtsp_der_w_init_buf(qtsp_der_w *w, qtsp_buf *b);
  * constructed type must have been closed. */
 qtsp_status qtsp_der_w_finish(qtsp_der_w *w, size_t *len) QTSP_MUST_USE;
 
+/* Fails the writer with code and what (recorded if it is the first
+ * failure), for a builder whose own input turned out bad. */
+void qtsp_der_w_fail(qtsp_der_w *w, qtsp_status code, const char *what);
+
 /* Room for n more bytes, counted as written: the caller fills them with
  * qtsp_der_put_* primitives. NULL after a failure. The pointer is valid until
  * the next writer call (a growing buffer may move). */

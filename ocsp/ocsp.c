@@ -1,5 +1,5 @@
 /* OCSP responder core: request parsing with OpenSSL, response DER written by
- * hand (a small length-patching writer) so that producedAt/thisUpdate follow
+ * hand (core/der.h) so that producedAt/thisUpdate follow
  * the injected clock and the signed path does nothing but one EVP_DigestSign
  * besides a few hundred bytes of copying. See ocsp/ocsp.h for the choices. */
 #include "ocsp/ocsp.h"
@@ -18,7 +18,9 @@
 #include "ca/signer.h"
 #include "core/clock.h"
 #include "core/codec.h"
+#include "core/der.h"
 #include "core/log.h"
+#include "core/time.h"
 #include "core/yaml.h"
 
 /* RFC 6960 4.2.1 OCSPResponseStatus */
@@ -79,107 +81,15 @@ struct qtsp_ocsp {
     _Atomic uint64_t n_hit, n_miss, n_stale, n_signed;
 };
 
-/* ------------------------------------------------------------------------ */
-/* DER writer: open() writes a tag and remembers where the content starts;
- * close() inserts the minimal length in front of the content. */
-
-typedef struct der {
-    unsigned char *p;
-    size_t len, cap;
-    int bad;
-} der;
-
-static void d_raw(der *d, const void *s, size_t n)
+/* GeneralizedTime YYYYMMDDHHMMSSZ (RFC 5280 4.1.2.5.2) of t, clamped to
+ * 1970..9999 (times come from our clock and store). */
+static void d_gtime(qtsp_der_w *d, int64_t t)
 {
-    if (d->bad || n > d->cap - d->len) {
-        d->bad = 1;
-        return;
-    }
-    memcpy(d->p + d->len, s, n);
-    d->len += n;
-}
-
-static void d_byte(der *d, unsigned char b)
-{
-    d_raw(d, &b, 1);
-}
-
-static size_t d_open(der *d, unsigned char tag)
-{
-    d_byte(d, tag);
-    return d->len;
-}
-
-static void d_close(der *d, size_t start)
-{
-    if (d->bad)
-        return;
-    size_t n = d->len - start;
-    unsigned char hdr[5];
-    size_t h = 0;
-    if (n < 0x80) {
-        hdr[h++] = (unsigned char)n;
-    } else if (n <= 0xff) {
-        hdr[h++] = 0x81;
-        hdr[h++] = (unsigned char)n;
-    } else if (n <= 0xffff) {
-        hdr[h++] = 0x82;
-        hdr[h++] = (unsigned char)(n >> 8);
-        hdr[h++] = (unsigned char)n;
-    } else if (n <= 0xffffff) {
-        hdr[h++] = 0x83;
-        hdr[h++] = (unsigned char)(n >> 16);
-        hdr[h++] = (unsigned char)(n >> 8);
-        hdr[h++] = (unsigned char)n;
-    } else {
-        d->bad = 1;
-        return;
-    }
-    if (h > d->cap - d->len) {
-        d->bad = 1;
-        return;
-    }
-    memmove(d->p + start + h, d->p + start, n);
-    memcpy(d->p + start, hdr, h);
-    d->len += h;
-}
-
-static void d_tlv(der *d, unsigned char tag, const void *s, size_t n)
-{
-    size_t at = d_open(d, tag);
-    d_raw(d, s, n);
-    d_close(d, at);
-}
-
-static void days_to_civil(int64_t z, int64_t *y, unsigned *m, unsigned *dd)
-{
-    /* H. Hinnant's civil_from_days; avoids gmtime and its range limits. */
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *dd = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
-/* GeneralizedTime YYYYMMDDHHMMSSZ (RFC 5280 4.1.2.5.2), clamped to 0000..9999. */
-static void d_gtime(der *d, int64_t t)
-{
-    const int64_t max = 253402300799; /* 9999-12-31T23:59:59Z */
     if (t < 0)
         t = 0;
-    if (t > max)
-        t = max;
-    int64_t days = t / 86400, secs = t % 86400, y;
-    unsigned m, dd;
-    days_to_civil(days, &y, &m, &dd);
-    char s[16];
-    snprintf(s, sizeof s, "%04u%02u%02u%02u%02u%02uZ", (unsigned)y, m, dd, (unsigned)(secs / 3600),
-             (unsigned)(secs / 60 % 60), (unsigned)(secs % 60));
-    d_tlv(d, 0x18, s, 15);
+    if (t > QTSP_TIME_MAX)
+        t = QTSP_TIME_MAX;
+    qtsp_der_gentime(d, t * 1000);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -540,13 +450,15 @@ static qtsp_status write_error(qtsp_buf *out, int status, qtsp_ocsp_info *info)
     return QTSP_OK;
 }
 
-static void d_extension(der *d, const unsigned char *oid, size_t oid_len, const unsigned char *val,
-                        size_t vlen)
+/* Extension ::= SEQUENCE { extnID, extnValue OCTET STRING } (RFC 5280
+ * 4.1): opens it after the OID (a whole TLV); the caller writes the value
+ * and closes both marks (value first). */
+static size_t d_ext_open(qtsp_der_w *d, const unsigned char *oid, size_t oid_len, size_t *val)
 {
-    size_t ext = d_open(d, 0x30);
-    d_raw(d, oid, oid_len);
-    d_tlv(d, 0x04, val, vlen);
-    d_close(d, ext);
+    size_t ext = qtsp_der_open(d, QTSP_DER_SEQUENCE);
+    qtsp_der_raw(d, oid, oid_len);
+    *val = qtsp_der_open(d, QTSP_DER_OCTET_STRING);
+    return ext;
 }
 
 typedef struct times {
@@ -558,7 +470,7 @@ typedef struct times {
  * (what RFC 9919 / OpenSSL send). Not i2d_OCSP_CERTID: OpenSSL re-encodes
  * some odd ANY parameters into DER it cannot parse back (found by fuzzing);
  * clients match CertIDs by hash OID, hashes and serial (RFC 6960 4.1.1). */
-static void d_certid(der *d, OCSP_CERTID *cid)
+static void d_certid(qtsp_der_w *d, OCSP_CERTID *cid)
 {
     ASN1_OCTET_STRING *nh = NULL, *kh = NULL;
     ASN1_OBJECT *alg = NULL;
@@ -567,48 +479,54 @@ static void d_certid(der *d, OCSP_CERTID *cid)
     int olen = 0, nlen = 0;
     if (OCSP_id_get0_info(&nh, &alg, &kh, &ser, cid) != 1 || !nh || !kh ||
         (olen = i2d_ASN1_OBJECT(alg, &oid)) <= 0 || (nlen = i2d_ASN1_INTEGER(ser, &num)) <= 0) {
-        d->bad = 1;
+        qtsp_der_w_fail(d, QTSP_ERR_CRYPTO, "cannot re-encode a CertID");
     } else {
-        size_t c = d_open(d, 0x30);
-        size_t a = d_open(d, 0x30);
-        d_raw(d, oid, (size_t)olen);
-        d_raw(d, "\x05\x00", 2);
-        d_close(d, a);
-        d_tlv(d, 0x04, ASN1_STRING_get0_data(nh), (size_t)ASN1_STRING_length(nh));
-        d_tlv(d, 0x04, ASN1_STRING_get0_data(kh), (size_t)ASN1_STRING_length(kh));
-        d_raw(d, num, (size_t)nlen);
-        d_close(d, c);
+        size_t c = qtsp_der_open(d, QTSP_DER_SEQUENCE);
+        size_t a = qtsp_der_open(d, QTSP_DER_SEQUENCE);
+        qtsp_der_raw(d, oid, (size_t)olen);
+        qtsp_der_null(d);
+        qtsp_der_close(d, a);
+        qtsp_der_tlv(d, QTSP_DER_OCTET_STRING, ASN1_STRING_get0_data(nh),
+                     (size_t)ASN1_STRING_length(nh));
+        qtsp_der_tlv(d, QTSP_DER_OCTET_STRING, ASN1_STRING_get0_data(kh),
+                     (size_t)ASN1_STRING_length(kh));
+        qtsp_der_raw(d, num, (size_t)nlen);
+        qtsp_der_close(d, c);
     }
     OPENSSL_free(oid);
     OPENSSL_free(num);
 }
 
-/* RFC 6960 4.2.1 SingleResponse */
-static void d_single(const qtsp_ocsp *o, der *d, const one *e, time_t now, times *tm)
+/* RevokedInfo ::= SEQUENCE { revocationTime, revocationReason [0] EXPLICIT
+ * CRLReason } as [1] IMPLICIT (RFC 6960 4.2.1). */
+static void d_revoked(qtsp_der_w *d, int64_t at, unsigned reason)
 {
-    size_t sr = d_open(d, 0x30);
+    size_t ri = qtsp_der_open(d, QTSP_DER_CTX_C(1));
+    d_gtime(d, at);
+    size_t r = qtsp_der_open(d, QTSP_DER_CTX_C(0));
+    qtsp_der_u64(d, QTSP_DER_ENUMERATED, reason);
+    qtsp_der_close(d, r);
+    qtsp_der_close(d, ri);
+}
+
+/* RFC 6960 4.2.1 SingleResponse */
+static void d_single(const qtsp_ocsp *o, qtsp_der_w *d, const one *e, time_t now, times *tm)
+{
+    size_t sr = qtsp_der_open(d, QTSP_DER_SEQUENCE);
     d_certid(d, e->cid);
     int64_t next = (int64_t)now + o->validity;
     int64_t fresh = (int64_t)now + o->validity * o->refresh_percent / 100;
     if (e->kind == ONE_FOREIGN) {
-        d_raw(d, "\x82\x00", 2); /* unknown [2] IMPLICIT NULL */
+        qtsp_der_raw(d, "\x82\x00", 2); /* unknown [2] IMPLICIT NULL */
     } else if (e->kind == ONE_NEVER_ISSUED) {
         /* RFC 6960 2.2 extended revoked: 1970-01-01, certificateHold */
-        size_t ri = d_open(d, 0xa1);
-        d_gtime(d, 0);
-        d_raw(d, "\xa0\x03\x0a\x01\x06", 5);
-        d_close(d, ri);
+        d_revoked(d, 0, QTSP_REASON_CERTIFICATE_HOLD);
     } else if (e->st.state == QTSP_CERT_VALID) {
-        d_raw(d, "\x80\x00", 2); /* good [0] IMPLICIT NULL */
+        qtsp_der_raw(d, "\x80\x00", 2); /* good [0] IMPLICIT NULL */
     } else {
-        size_t ri = d_open(d, 0xa1); /* revoked [1] IMPLICIT RevokedInfo */
-        d_gtime(d, e->st.revoked_at);
-        unsigned char reason = e->st.state == QTSP_CERT_ON_HOLD
-                                   ? (unsigned char)QTSP_REASON_CERTIFICATE_HOLD
-                                   : e->st.reason;
-        unsigned char r[5] = {0xa0, 0x03, 0x0a, 0x01, reason};
-        d_raw(d, r, sizeof r);
-        d_close(d, ri);
+        d_revoked(d, e->st.revoked_at,
+                  e->st.state == QTSP_CERT_ON_HOLD ? (unsigned)QTSP_REASON_CERTIFICATE_HOLD
+                                                   : (unsigned)e->st.reason);
         if (e->st.state == QTSP_CERT_ON_HOLD) {
             /* the lapse must show at once: no answer outlives the hold */
             if (next > e->st.hold_until)
@@ -618,59 +536,63 @@ static void d_single(const qtsp_ocsp *o, der *d, const one *e, time_t now, times
         }
     }
     d_gtime(d, now);
-    size_t nu = d_open(d, 0xa0);
+    size_t nu = qtsp_der_open(d, QTSP_DER_CTX_C(0));
     d_gtime(d, next);
-    d_close(d, nu);
+    qtsp_der_close(d, nu);
     if (e->kind != ONE_FOREIGN) {
         /* RFC 6960 4.4.4 archiveCutoff: status kept since the CA's start */
-        unsigned char gt[17];
-        der g = {gt, 0, sizeof gt, 0};
-        d_gtime(&g, o->archive_cutoff);
-        size_t exts = d_open(d, 0xa1);
-        size_t seq = d_open(d, 0x30);
-        d_extension(d, OID_ARCHIVE_CUTOFF, sizeof OID_ARCHIVE_CUTOFF, gt, g.len);
-        d_close(d, seq);
-        d_close(d, exts);
+        size_t exts = qtsp_der_open(d, QTSP_DER_CTX_C(1));
+        size_t seq = qtsp_der_open(d, QTSP_DER_SEQUENCE);
+        size_t val, ext = d_ext_open(d, OID_ARCHIVE_CUTOFF, sizeof OID_ARCHIVE_CUTOFF, &val);
+        d_gtime(d, o->archive_cutoff);
+        qtsp_der_close(d, val);
+        qtsp_der_close(d, ext);
+        qtsp_der_close(d, seq);
+        qtsp_der_close(d, exts);
         if (next < tm->next_min)
             tm->next_min = next;
         if (fresh < tm->fresh)
             tm->fresh = fresh;
     }
-    d_close(d, sr);
+    qtsp_der_close(d, sr);
 }
 
 /* RFC 6960 4.2.1 ResponseData (v1, byKey) */
-static void d_tbs(const qtsp_ocsp *o, der *d, const parsed *pr, time_t now, times *tm)
+static void d_tbs(const qtsp_ocsp *o, qtsp_der_w *d, const parsed *pr, time_t now, times *tm)
 {
-    size_t rd = d_open(d, 0x30);
-    size_t rid = d_open(d, 0xa2); /* byKey [2] KeyHash */
-    d_tlv(d, 0x04, o->responder_key_id, sizeof o->responder_key_id);
-    d_close(d, rid);
+    size_t rd = qtsp_der_open(d, QTSP_DER_SEQUENCE);
+    size_t rid = qtsp_der_open(d, QTSP_DER_CTX_C(2)); /* byKey [2] KeyHash */
+    qtsp_der_tlv(d, QTSP_DER_OCTET_STRING, o->responder_key_id, sizeof o->responder_key_id);
+    qtsp_der_close(d, rid);
     d_gtime(d, now); /* producedAt */
-    size_t rs = d_open(d, 0x30);
+    size_t rs = qtsp_der_open(d, QTSP_DER_SEQUENCE);
     int never = 0;
     for (size_t i = 0; i < pr->n; i++) {
         d_single(o, d, &pr->ones[i], now, tm);
         never |= pr->ones[i].kind == ONE_NEVER_ISSUED;
     }
-    d_close(d, rs);
+    qtsp_der_close(d, rs);
     if (pr->has_nonce || never) {
-        size_t re = d_open(d, 0xa1);
-        size_t seq = d_open(d, 0x30);
+        size_t re = qtsp_der_open(d, QTSP_DER_CTX_C(1));
+        size_t seq = qtsp_der_open(d, QTSP_DER_SEQUENCE);
+        size_t val, ext;
         if (pr->has_nonce) {
             /* RFC 9654 2.1: echo the Nonce OCTET STRING */
-            unsigned char v[3 + NONCE_ABS_MAX];
-            der nd = {v, 0, sizeof v, 0};
-            d_tlv(&nd, 0x04, pr->nonce, pr->nonce_len);
-            d_extension(d, OID_NONCE, sizeof OID_NONCE, v, nd.len);
+            ext = d_ext_open(d, OID_NONCE, sizeof OID_NONCE, &val);
+            qtsp_der_tlv(d, QTSP_DER_OCTET_STRING, pr->nonce, pr->nonce_len);
+            qtsp_der_close(d, val);
+            qtsp_der_close(d, ext);
         }
-        if (never) /* RFC 6960 4.4.8: extnValue NULL */
-            d_extension(d, OID_EXTENDED_REVOKE, sizeof OID_EXTENDED_REVOKE,
-                        (const unsigned char *)"\x05\x00", 2);
-        d_close(d, seq);
-        d_close(d, re);
+        if (never) { /* RFC 6960 4.4.8: extnValue NULL */
+            ext = d_ext_open(d, OID_EXTENDED_REVOKE, sizeof OID_EXTENDED_REVOKE, &val);
+            qtsp_der_null(d);
+            qtsp_der_close(d, val);
+            qtsp_der_close(d, ext);
+        }
+        qtsp_der_close(d, seq);
+        qtsp_der_close(d, re);
     }
-    d_close(d, rd);
+    qtsp_der_close(d, rd);
 }
 
 static qtsp_status sign_tbs(const qtsp_ocsp *o, const unsigned char *tbs, size_t tlen,
@@ -698,60 +620,56 @@ static qtsp_status build_tbs(const qtsp_ocsp *o, const parsed *pr, time_t now,
     size_t cap = 1024 + pr->req_len + pr->n * 384;
     unsigned char *b = malloc(cap);
     ENSURE(b != NULL, QTSP_ERR_NOMEM, "out of memory");
-    der t = {b, 0, cap, 0};
+    qtsp_der_w t;
+    qtsp_der_w_init(&t, b, cap);
     tm->next_min = INT64_MAX;
     tm->fresh = INT64_MAX;
     d_tbs(o, &t, pr, now, tm);
-    if (t.bad) {
+    qtsp_status rc = qtsp_der_w_finish(&t, tlen);
+    if (rc != QTSP_OK) {
         free(b);
-        FAIL(QTSP_ERR_INTERNAL, "OCSP response data does not fit");
+        return rc;
     }
     *tbuf = b;
-    *tlen = t.len;
     return QTSP_OK;
 }
 
-/* The successful OCSPResponse around tbs and its signature, into out (or
- * into the bytes after hdr zero bytes, the cache header, when hdr is set). */
+/* The successful OCSPResponse around tbs and its signature, into out (reset
+ * first; after hdr zero bytes, the cache header, when hdr is set). */
 static qtsp_status assemble(const qtsp_ocsp *o, const unsigned char *tbs, size_t tlen,
                             const unsigned char *sig, size_t slen, size_t hdr, qtsp_buf *out)
 {
     size_t cap = hdr + tlen + o->responder_der_len + slen + 128;
-    unsigned char *fbuf = malloc(cap);
-    ENSURE(fbuf != NULL, QTSP_ERR_NOMEM, "out of memory");
-    qtsp_status rc = QTSP_OK;
-    der f = {fbuf, 0, cap, 0};
-    memset(fbuf, 0, hdr);
-    f.len = hdr;
-    size_t resp = d_open(&f, 0x30);
-    d_raw(&f, "\x0a\x01\x00", 3); /* successful */
-    size_t rb = d_open(&f, 0xa0);
-    size_t rbs = d_open(&f, 0x30);
-    d_raw(&f, OID_BASIC, sizeof OID_BASIC);
-    size_t os = d_open(&f, 0x04);
-    size_t basic = d_open(&f, 0x30);
-    d_raw(&f, tbs, tlen);
-    d_raw(&f, o->sig_alg, o->sig_alg_len);
-    size_t bits = d_open(&f, 0x03);
-    d_byte(&f, 0); /* BIT STRING: no unused bits */
-    d_raw(&f, sig, slen);
-    d_close(&f, bits);
-    size_t certs = d_open(&f, 0xa0); /* RFC 6960 4.2.2.2: include the delegated cert */
-    size_t seq = d_open(&f, 0x30);
-    d_raw(&f, o->responder_der, o->responder_der_len);
-    d_close(&f, seq);
-    d_close(&f, certs);
-    d_close(&f, basic);
-    d_close(&f, os);
-    d_close(&f, rbs);
-    d_close(&f, rb);
-    d_close(&f, resp);
-    ENSURE_OUT(!f.bad, QTSP_ERR_INTERNAL, "OCSP response does not fit");
     qtsp_buf_reset(out);
-    TRY_OUT(qtsp_buf_append(out, f.p, f.len));
-out:
-    free(fbuf);
-    return rc;
+    if (cap <= out->max)
+        TRY(qtsp_buf_reserve(out, cap)); /* one allocation at most */
+    qtsp_der_w f;
+    qtsp_der_w_init_buf(&f, out);
+    unsigned char *h = qtsp_der_w_take(&f, hdr);
+    if (h && hdr)
+        memset(h, 0, hdr);
+    size_t resp = qtsp_der_open(&f, QTSP_DER_SEQUENCE);
+    qtsp_der_u64(&f, QTSP_DER_ENUMERATED, RS_SUCCESSFUL);
+    size_t rb = qtsp_der_open(&f, QTSP_DER_CTX_C(0));
+    size_t rbs = qtsp_der_open(&f, QTSP_DER_SEQUENCE);
+    qtsp_der_raw(&f, OID_BASIC, sizeof OID_BASIC);
+    size_t os = qtsp_der_open(&f, QTSP_DER_OCTET_STRING);
+    size_t basic = qtsp_der_open(&f, QTSP_DER_SEQUENCE);
+    qtsp_der_raw(&f, tbs, tlen);
+    qtsp_der_raw(&f, o->sig_alg, o->sig_alg_len);
+    qtsp_der_bits(&f, sig, slen);
+    /* RFC 6960 4.2.2.2: include the delegated cert */
+    size_t certs = qtsp_der_open(&f, QTSP_DER_CTX_C(0));
+    size_t seq = qtsp_der_open(&f, QTSP_DER_SEQUENCE);
+    qtsp_der_raw(&f, o->responder_der, o->responder_der_len);
+    qtsp_der_close(&f, seq);
+    qtsp_der_close(&f, certs);
+    qtsp_der_close(&f, basic);
+    qtsp_der_close(&f, os);
+    qtsp_der_close(&f, rbs);
+    qtsp_der_close(&f, rb);
+    qtsp_der_close(&f, resp);
+    return qtsp_der_w_finish(&f, NULL);
 }
 
 /* Builds and signs the successful OCSPResponse into out (or into the bytes
@@ -781,9 +699,12 @@ void qtsp_ocsp_set_signq(qtsp_ocsp *o, qtsp_signq *q)
     o->signq = q;
 }
 
+#define QUEUED_MAX ((size_t)1 << 24) /* an answer signed on the queue */
+
 typedef struct queued {
     qtsp_ocsp *o;
-    qtsp_http_deferred *d;
+    qtsp_ocsp_done_fn done;
+    void *done_ctx;
     unsigned char *tbs;
     size_t tlen;
 } queued;
@@ -791,41 +712,40 @@ typedef struct queued {
 static void queued_done(void *ctx, qtsp_status rc, const unsigned char *sig, size_t slen)
 {
     queued *q = ctx;
-    qtsp_http_resp *resp = qtsp_http_deferred_resp(q->d);
-    resp->status = 200;
-    snprintf(resp->content_type, sizeof resp->content_type, "application/ocsp-response");
+    qtsp_buf out;
+    qtsp_buf_init(&out, QUEUED_MAX);
     int rs = RS_SUCCESSFUL;
     if (rc == QTSP_OK) {
         atomic_fetch_add_explicit(&q->o->n_signed, 1, memory_order_relaxed);
-        if ((rc = assemble(q->o, q->tbs, q->tlen, sig, slen, 0, &resp->body)) != QTSP_OK) {
+        if ((rc = assemble(q->o, q->tbs, q->tlen, sig, slen, 0, &out)) != QTSP_OK) {
             LOG_ERROR("ocsp: %s", qtsp_err_message());
             qtsp_err_clear();
         }
     } /* a signing failure was logged by the queue */
     if (rc != QTSP_OK) {
         rs = RS_INTERNAL;
-        rc = write_error(&resp->body, rs, NULL);
+        rc = write_error(&out, rs, NULL);
     }
-    if (rc == QTSP_OK)
-        rc = qtsp_http_resp_header(resp, "Cache-Control", "no-cache, no-store");
     count_result(q->o, rs);
-    qtsp_http_complete(q->d, rc);
+    q->done(q->done_ctx, rc, out.data, out.len);
+    qtsp_buf_cleanup(&out);
     free(q->tbs);
     free(q);
 }
 
-/* Defers req and queues the signature of the answer to pr. 0 when it cannot
- * (no queue, a software key, no deferral possible): answer inline. */
-static int sign_queued(qtsp_ocsp *o, const parsed *pr, time_t now, const qtsp_http_req *req)
+/* Queues the signature of the answer to pr once the caller agreed to wait
+ * (async->wait). 0 when it cannot (no queue, a software key, the caller
+ * cannot wait): answer inline. */
+static int sign_queued(qtsp_ocsp *o, const parsed *pr, time_t now, const qtsp_ocsp_async *async)
 {
-    if (!o->signq || !req || !o->signer.fn)
+    if (!o->signq || !async || !async->wait || !async->done || !o->signer.fn)
         return 0;
     queued *q = calloc(1, sizeof *q);
     times tm;
     unsigned char md[SHA256_DIGEST_LENGTH];
     if (!q || build_tbs(o, pr, now, &q->tbs, &q->tlen, &tm) != QTSP_OK ||
         EVP_Digest(q->tbs, q->tlen, md, NULL, o->sha256, NULL) != 1 ||
-        !(q->d = qtsp_http_defer(req))) {
+        !(q->done_ctx = async->wait(async->ctx))) {
         qtsp_err_clear();
         if (q)
             free(q->tbs);
@@ -833,8 +753,9 @@ static int sign_queued(qtsp_ocsp *o, const parsed *pr, time_t now, const qtsp_ht
         return 0;
     }
     q->o = o;
+    q->done = async->done;
     if (qtsp_signq_submit(o->signq, &o->signer, o->sha256, md, sizeof md, queued_done, q) !=
-        QTSP_OK) /* stopping: the deferred request still needs its answer */
+        QTSP_OK) /* stopping: the waiting caller still needs its answer */
         queued_done(q, QTSP_ERR_STATE, NULL, 0);
     return 1;
 }
@@ -901,16 +822,16 @@ static void count_result(qtsp_ocsp *o, int rs)
 qtsp_status qtsp_ocsp_respond(qtsp_ocsp *o, const unsigned char *req, size_t len, qtsp_buf *out,
                               qtsp_ocsp_info *info)
 {
-    return qtsp_ocsp_respond_http(o, req, len, out, info, NULL, NULL);
+    return qtsp_ocsp_respond_async(o, req, len, out, info, NULL, NULL);
 }
 
-qtsp_status qtsp_ocsp_respond_http(qtsp_ocsp *o, const unsigned char *req, size_t len,
-                                   qtsp_buf *out, qtsp_ocsp_info *info,
-                                   const qtsp_http_req *hreq, int *deferred)
+qtsp_status qtsp_ocsp_respond_async(qtsp_ocsp *o, const unsigned char *req, size_t len,
+                                    qtsp_buf *out, qtsp_ocsp_info *info,
+                                    const qtsp_ocsp_async *async, int *pending)
 {
     ENSURE(o && out, QTSP_ERR_INVALID, "qtsp_ocsp_respond: missing argument");
-    if (deferred)
-        *deferred = 0;
+    if (pending)
+        *pending = 0;
     if (info)
         info->http_max_age = o->http_max_age;
     parsed *pr = calloc(1, sizeof *pr);
@@ -938,8 +859,8 @@ qtsp_status qtsp_ocsp_respond_http(qtsp_ocsp *o, const unsigned char *req, size_
     if (hit)
         goto done;
     cacheable = cacheable && pr->ones[0].kind == ONE_OURS; /* not if never issued */
-    if (!cacheable && deferred && sign_queued(o, pr, now, hreq)) {
-        *deferred = 1; /* answered (and counted) by queued_done */
+    if (!cacheable && pending && sign_queued(o, pr, now, async)) {
+        *pending = 1; /* answered (and counted) by queued_done */
         OCSP_REQUEST_free(pr->req);
         free(pr);
         return QTSP_OK;

@@ -1,7 +1,8 @@
 /* OCSP responder core (RFC 6960, nonces RFC 9654, lightweight profile
  * RFC 9919 / RFC 5019). Transport-free: qtsp_ocsp_respond takes request DER
- * and returns response DER; the HTTP handlers below only decode the GET form,
- * call it and set cache headers.
+ * and returns response DER; the HTTP binding (ocsp/ocsp_http.h) only decodes
+ * the GET form, calls it and sets cache headers. Responses are written with
+ * core/der.h.
  *
  * Choices (see ocsp/ocsp.c for the clauses):
  * - One issuing CA per responder; CertIDs with SHA-1 or SHA-256 are matched
@@ -49,7 +50,6 @@
 #include "ca/store.h"
 #include "core/buf.h"
 #include "core/err.h"
-#include "core/http.h"
 
 typedef struct qtsp_ocsp qtsp_ocsp;
 
@@ -91,14 +91,33 @@ typedef struct qtsp_ocsp_info {
 qtsp_status qtsp_ocsp_respond(qtsp_ocsp *ocsp, const unsigned char *req, size_t len, qtsp_buf *out,
                               qtsp_ocsp_info *info) QTSP_MUST_USE;
 
-/* qtsp_ocsp_respond for an HTTP request hreq: with a signing queue set, an
- * answer that needs a fresh signature (nonce, several CertIDs) is prepared
- * here and signed on the queue; then *deferred = 1, out is untouched, and
- * the request is answered later (200 application/ocsp-response,
- * Cache-Control: no-cache, no-store; internalError if signing fails). */
-qtsp_status qtsp_ocsp_respond_http(qtsp_ocsp *ocsp, const unsigned char *req, size_t len,
-                                   qtsp_buf *out, qtsp_ocsp_info *info,
-                                   const qtsp_http_req *hreq, int *deferred) QTSP_MUST_USE;
+/* Completion of an answer signed on the signing queue: called exactly once,
+ * from a signing thread, with the whole DER OCSPResponse (successful, or
+ * internalError when signing failed; borrowed for the call). rc is not OK
+ * (der NULL) only when not even an error response could be written. */
+typedef void (*qtsp_ocsp_done_fn)(void *done_ctx, qtsp_status rc, const unsigned char *der,
+                                  size_t len);
+
+/* How a caller waits for an answer signed later. wait is called on the
+ * calling thread, before the signature is queued, and returns the context
+ * for done (e.g. the transport's handle of the suspended request), or NULL
+ * when the caller cannot wait: the answer is then signed inline. */
+typedef struct qtsp_ocsp_async {
+    void *(*wait)(void *ctx);
+    qtsp_ocsp_done_fn done;
+    void *ctx;
+} qtsp_ocsp_async;
+
+/* qtsp_ocsp_respond that may finish later: with a signing queue set
+ * (qtsp_ocsp_set_signq) and a token signer, an answer that needs a fresh
+ * signature (nonce, several CertIDs, never-issued serial) is prepared here
+ * and signed on the queue; then *pending = 1, out and info are untouched,
+ * and async->done delivers the answer (HTTP-uncacheable). Otherwise
+ * *pending = 0 and the call is qtsp_ocsp_respond. async NULL: never
+ * pending. Thread-safe. */
+qtsp_status qtsp_ocsp_respond_async(qtsp_ocsp *ocsp, const unsigned char *req, size_t len,
+                                    qtsp_buf *out, qtsp_ocsp_info *info,
+                                    const qtsp_ocsp_async *async, int *pending) QTSP_MUST_USE;
 
 /* Signs answers that are not pre-signed on q (borrowed; must outlive the
  * requests in flight) instead of on the HTTP thread. Set before serving. */
@@ -110,18 +129,6 @@ void qtsp_ocsp_set_signq(qtsp_ocsp *ocsp, qtsp_signq *q);
  * QTSP_ERR_INVALID on bad characters/length, QTSP_ERR_TOO_BIG beyond cap. */
 qtsp_status qtsp_ocsp_get_decode(const char *raw, unsigned char *out, size_t cap,
                                  size_t *out_len) QTSP_MUST_USE;
-
-/* HTTP handlers (ctx = qtsp_ocsp *). POST /ocsp (content type
- * application/ocsp-request; body limit max_request_bytes + slack is the
- * route's). GET /ocsp/ as a prefix route (decoded from req->raw_path).
- * Cacheable answers get Cache-Control "max-age=N, public, no-transform,
- * must-revalidate", Last-Modified, Expires and ETag, and If-None-Match
- * matching gives 304 without body; other answers get "no-cache, no-store".
- * An undecodable GET is answered with an OCSP malformedRequest (200). */
-qtsp_status qtsp_ocsp_http_post(void *ctx, const qtsp_http_req *req,
-                                qtsp_http_resp *resp) QTSP_MUST_USE;
-qtsp_status qtsp_ocsp_http_get(void *ctx, const qtsp_http_req *req,
-                               qtsp_http_resp *resp) QTSP_MUST_USE;
 
 /* Appends Prometheus counters (qtsp_ocsp_requests_total{result=...},
  * qtsp_ocsp_cache_total{outcome=hit|miss|stale}, qtsp_ocsp_signed_total).

@@ -3,11 +3,33 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ocsp/ocsp_http.h"
+
 #include "core/clock.h"
 #include "core/http.h"
 #include "ocsp/ocsp.h"
 
 #define GET_MAX 4096 /* decoded GET request; RFC 5019 uses GET below 255 bytes */
+
+/* The core agreed to sign on the queue: suspend the request. */
+static void *wait_http(void *ctx)
+{
+    return qtsp_http_defer(ctx);
+}
+
+/* The queued answer is ready (signing thread): send it. */
+static void done_http(void *ctx, qtsp_status rc, const unsigned char *der, size_t len)
+{
+    qtsp_http_deferred *d = ctx;
+    qtsp_http_resp *resp = qtsp_http_deferred_resp(d);
+    resp->status = 200;
+    snprintf(resp->content_type, sizeof resp->content_type, "application/ocsp-response");
+    if (rc == QTSP_OK)
+        rc = qtsp_buf_append(&resp->body, der, len);
+    if (rc == QTSP_OK)
+        rc = qtsp_http_resp_header(resp, "Cache-Control", "no-cache, no-store");
+    qtsp_http_complete(d, rc);
+}
 
 static qtsp_status answer(qtsp_ocsp *o, const qtsp_http_req *req, const unsigned char *der,
                           size_t len, int is_get, qtsp_http_resp *resp)
@@ -15,10 +37,11 @@ static qtsp_status answer(qtsp_ocsp *o, const qtsp_http_req *req, const unsigned
     qtsp_ocsp_info info;
     resp->status = 200;
     snprintf(resp->content_type, sizeof resp->content_type, "application/ocsp-response");
-    int deferred = 0;
-    TRY(qtsp_ocsp_respond_http(o, der, len, &resp->body, &info, req, &deferred));
-    if (deferred)
-        return QTSP_OK; /* answered once the signing queue has signed it */
+    int pending = 0;
+    qtsp_ocsp_async async = {wait_http, done_http, (void *)req};
+    TRY(qtsp_ocsp_respond_async(o, der, len, &resp->body, &info, &async, &pending));
+    if (pending)
+        return QTSP_OK; /* answered by done_http once the signing queue has signed it */
     if (!info.cacheable) {
         TRY(qtsp_http_resp_header(resp, "Cache-Control", "no-cache, no-store"));
         return QTSP_OK;

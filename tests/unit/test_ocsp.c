@@ -19,6 +19,7 @@
 #include "core/clock.h"
 #include "core/http.h"
 #include "ocsp/ocsp.h"
+#include "ocsp/ocsp_http.h"
 #include "tests/lib/qtest.h"
 
 static char g_dir[512];
