@@ -37,6 +37,7 @@
 #include <time.h>
 
 #include "core/clock.h"
+#include "core/der.h"
 #include "core/log.h"
 
 #define HSM_LABEL_MAX 128 /* CKA_LABEL we accept for keys */
@@ -1173,41 +1174,6 @@ static qtsp_status digest_info_prefix(const EVP_MD *md, const unsigned char **p,
     return QTSP_OK;
 }
 
-/* DER length octets (X.690 8.1.3) for n; returns how many were written. */
-static size_t der_len(unsigned char *p, size_t n)
-{
-    if (n < 0x80) {
-        p[0] = (unsigned char)n;
-        return 1;
-    }
-    if (n < 0x100) {
-        p[0] = 0x81;
-        p[1] = (unsigned char)n;
-        return 2;
-    }
-    p[0] = 0x82;
-    p[1] = (unsigned char)(n >> 8);
-    p[2] = (unsigned char)n;
-    return 3;
-}
-
-/* Writes a positive INTEGER from big-endian magnitude b (X.690 8.3). */
-static size_t der_uint(unsigned char *p, const unsigned char *b, size_t n)
-{
-    while (n > 1 && b[0] == 0) {
-        b++;
-        n--;
-    }
-    bool pad = (b[0] & 0x80) != 0;
-    size_t o = 0;
-    p[o++] = 0x02;
-    o += der_len(p + o, n + pad);
-    if (pad)
-        p[o++] = 0x00;
-    memcpy(p + o, b, n);
-    return o + n;
-}
-
 /* PKCS#11 CKM_ECDSA gives r || s; X.509 and CMS want ECDSA-Sig-Value
  * ::= SEQUENCE { r INTEGER, s INTEGER } (RFC 5480 2.2 / RFC 3279 2.2.3). */
 static qtsp_status ecdsa_raw_to_der(const unsigned char *raw, size_t rawlen, unsigned char *out,
@@ -1215,18 +1181,14 @@ static qtsp_status ecdsa_raw_to_der(const unsigned char *raw, size_t rawlen, uns
 {
     ENSURE(rawlen > 0 && rawlen % 2 == 0 && rawlen <= 2 * 66, QTSP_ERR_HSM,
            "unexpected ECDSA signature length %zu from the token", rawlen);
-    unsigned char body[2 * (66 + 4)];
-    size_t half = rawlen / 2, n = 0;
-    n += der_uint(body + n, raw, half);
-    n += der_uint(body + n, raw + half, half);
-    unsigned char hdr[4];
-    size_t h = 1;
-    hdr[0] = 0x30;
-    h += der_len(hdr + 1, n);
-    ENSURE(h + n <= cap, QTSP_ERR_TOO_BIG, "signature buffer too small (%zu < %zu)", cap, h + n);
-    memcpy(out, hdr, h);
-    memcpy(out + h, body, n);
-    *outlen = h + n;
+    size_t half = rawlen / 2;
+    size_t body = qtsp_der_uint_size(raw, half) + qtsp_der_uint_size(raw + half, half);
+    size_t n = qtsp_der_tlv_size(body);
+    ENSURE(n <= cap, QTSP_ERR_TOO_BIG, "signature buffer too small (%zu < %zu)", cap, n);
+    size_t o = qtsp_der_put_hdr(out, QTSP_DER_SEQUENCE, body);
+    o += qtsp_der_put_uint(out + o, QTSP_DER_INTEGER, raw, half);
+    o += qtsp_der_put_uint(out + o, QTSP_DER_INTEGER, raw + half, half);
+    *outlen = o;
     return QTSP_OK;
 }
 
