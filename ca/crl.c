@@ -696,105 +696,54 @@ out:
     return rc;
 }
 
-/* One TLV at *p (within end) with the expected tag (0 = any); advances *p
- * past it. */
-static qtsp_status der_next(const unsigned char **p, const unsigned char *end, unsigned char want,
-                            unsigned char *tag, const unsigned char **content, size_t *len)
-{
-    unsigned char t;
-    size_t l, hl;
-    TRY(qtsp_der_get_hdr(*p, (size_t)(end - *p), &t, &l, &hl));
-    ENSURE(!want || t == want, QTSP_ERR_INVALID, "CRL: unexpected tag 0x%02x", t);
-    if (tag)
-        *tag = t;
-    *content = *p + hl;
-    *len = l;
-    *p += hl + l;
-    return QTSP_OK;
-}
-
-static qtsp_status der_time(const unsigned char *tlv, size_t n, time_t *out)
-{
-    const unsigned char *q = tlv;
-    ASN1_TIME *t = d2i_ASN1_TIME(NULL, &q, (long)n);
-    struct tm tm;
-    int ok = t && q == tlv + n && ASN1_TIME_to_tm(t, &tm) == 1;
-    ASN1_TIME_free(t);
-    ENSURE(ok, QTSP_ERR_INVALID, "CRL: bad time");
-    *out = (time_t)qtsp_timegm(&tm);
-    return QTSP_OK;
-}
-
 /* Checks that der is a CRL of ca (issuer, signature algorithm, signature
  * over tbsCertList, RFC 5280 5.1) and reads cRLNumber, thisUpdate and
- * nextUpdate. Every TLV must end where its parent does. */
+ * nextUpdate. Every TLV must end where its parent does (core/der.h). */
 static qtsp_status parse_published(const crl_ca *ca, crl_blob *bl)
 {
     qtsp_status rc;
     EVP_MD_CTX *mctx = NULL;
-    const unsigned char *p = bl->der, *end = bl->der + bl->len, *c = NULL, *tbs_start, *q = NULL,
-                        *qe;
-    size_t l = 0;
+    qtsp_der_r in = {bl->der, bl->len}, crl, tbs, tbs_tlv, v, a;
     unsigned char tag = 0;
-    TRY(der_next(&p, end, QTSP_DER_SEQUENCE, NULL, &c, &l));
-    ENSURE(p == end, QTSP_ERR_INVALID, "CRL: trailing bytes");
-    p = c;
-    end = c + l;
-    tbs_start = p;
-    TRY(der_next(&p, end, QTSP_DER_SEQUENCE, NULL, &q, &l));
-    const unsigned char *tbs_end = p;
-    qe = q + l;
+    TRY(qtsp_der_get(&in, QTSP_DER_SEQUENCE, &crl, NULL));
+    TRY(qtsp_der_done(&in));
+    TRY(qtsp_der_get(&crl, QTSP_DER_SEQUENCE, &tbs, &tbs_tlv));
     /* TBSCertList */
-    const unsigned char *v = NULL;
-    TRY(der_next(&q, qe, QTSP_DER_INTEGER, NULL, &v, &l));
-    ENSURE(l == 1 && v[0] == 1, QTSP_ERR_INVALID, "CRL: not v2");
-    const unsigned char *a = q;
-    TRY(der_next(&q, qe, QTSP_DER_SEQUENCE, NULL, &v, &l));
-    ENSURE((size_t)(q - a) == ca->alg_len && memcmp(a, ca->alg, ca->alg_len) == 0,
-           QTSP_ERR_INVALID, "CRL: signature algorithm is not the CA's");
-    a = q;
-    TRY(der_next(&q, qe, QTSP_DER_SEQUENCE, NULL, &v, &l));
-    ENSURE((size_t)(q - a) == ca->issuer_len && memcmp(a, ca->issuer, ca->issuer_len) == 0,
+    TRY(qtsp_der_get(&tbs, QTSP_DER_INTEGER, &v, NULL));
+    ENSURE(v.n == 1 && v.p[0] == 1, QTSP_ERR_INVALID, "CRL: not v2");
+    TRY(qtsp_der_get(&tbs, QTSP_DER_SEQUENCE, NULL, &a));
+    ENSURE(a.n == ca->alg_len && memcmp(a.p, ca->alg, ca->alg_len) == 0, QTSP_ERR_INVALID,
+           "CRL: signature algorithm is not the CA's");
+    TRY(qtsp_der_get(&tbs, QTSP_DER_SEQUENCE, NULL, &a));
+    ENSURE(a.n == ca->issuer_len && memcmp(a.p, ca->issuer, ca->issuer_len) == 0,
            QTSP_ERR_INVALID, "CRL: issuer is not the CA");
-    a = q;
-    TRY(der_next(&q, qe, 0, &tag, &v, &l));
-    ENSURE(tag == QTSP_DER_UTCTIME || tag == QTSP_DER_GENTIME, QTSP_ERR_INVALID,
-           "CRL: no thisUpdate");
-    time_t tu, nu = 0;
-    TRY(der_time(a, (size_t)(q - a), &tu));
+    int64_t tu, nu = 0;
+    TRY(qtsp_der_next(&tbs, &tag, &v, NULL));
+    TRY(qtsp_der_read_time(tag, &v, &tu)); /* thisUpdate */
     uint64_t number = 0;
     int have_number = 0;
-    while (q < qe) {
-        a = q;
-        TRY(der_next(&q, qe, 0, &tag, &v, &l));
+    while (tbs.n) {
+        TRY(qtsp_der_next(&tbs, &tag, &v, NULL));
         if (tag == QTSP_DER_UTCTIME || tag == QTSP_DER_GENTIME) {
-            TRY(der_time(a, (size_t)(q - a), &nu));
+            TRY(qtsp_der_read_time(tag, &v, &nu));
         } else if (tag == QTSP_DER_CTX_C(0)) { /* crlExtensions */
-            const unsigned char *x = v, *xe = v + l, *xs;
-            size_t xl;
-            TRY(der_next(&x, xe, QTSP_DER_SEQUENCE, NULL, &xs, &xl));
-            ENSURE(x == xe, QTSP_ERR_INVALID, "CRL: trailing bytes in crlExtensions");
-            x = xs;
-            xe = xs + xl;
-            while (x < xe) {
-                const unsigned char *e, *ee, *oid, *val;
-                size_t el, ol, vl;
-                TRY(der_next(&x, xe, QTSP_DER_SEQUENCE, NULL, &e, &el));
-                ee = e + el;
-                TRY(der_next(&e, ee, QTSP_DER_OID, NULL, &oid, &ol));
-                if (e < ee && *e == QTSP_DER_BOOLEAN)
-                    TRY(der_next(&e, ee, QTSP_DER_BOOLEAN, NULL, &val, &vl));
-                TRY(der_next(&e, ee, QTSP_DER_OCTET_STRING, NULL, &val, &vl));
-                ENSURE(e == ee, QTSP_ERR_INVALID, "CRL: malformed extension");
-                if (ol == 3 && oid[0] == 0x55 && oid[1] == 0x1d && oid[2] == CE_CRL_NUMBER) {
-                    const unsigned char *n = val, *ne = val + vl, *m;
-                    size_t ml;
-                    TRY(der_next(&n, ne, QTSP_DER_INTEGER, NULL, &m, &ml));
-                    ENSURE(n == ne && ml >= 1 && ml <= 9 && !(m[0] & 0x80) &&
-                               (ml < 9 || m[0] == 0),
-                           QTSP_ERR_INVALID, "CRL: cRLNumber out of range");
-                    for (size_t i = 0; i < ml; i++)
-                        number = number << 8 | m[i];
+            qtsp_der_r exts;
+            TRY(qtsp_der_get(&v, QTSP_DER_SEQUENCE, &exts, NULL));
+            TRY(qtsp_der_done(&v));
+            while (exts.n) {
+                qtsp_der_r e, oid, val;
+                TRY(qtsp_der_get(&exts, QTSP_DER_SEQUENCE, &e, NULL));
+                TRY(qtsp_der_get(&e, QTSP_DER_OID, &oid, NULL));
+                if (qtsp_der_peek(&e) == QTSP_DER_BOOLEAN)
+                    TRY(qtsp_der_get(&e, QTSP_DER_BOOLEAN, &val, NULL));
+                TRY(qtsp_der_get(&e, QTSP_DER_OCTET_STRING, &val, NULL));
+                TRY(qtsp_der_done(&e));
+                if (oid.n == 3 && oid.p[0] == 0x55 && oid.p[1] == 0x1d &&
+                    oid.p[2] == CE_CRL_NUMBER) {
+                    qtsp_der_r m;
+                    TRY(qtsp_der_get(&val, QTSP_DER_INTEGER, &m, NULL));
+                    TRY(qtsp_der_done(&val));
+                    TRY(qtsp_der_read_u64(&m, &number));
                     have_number = 1;
                 }
             }
@@ -804,30 +753,29 @@ static qtsp_status parse_published(const crl_ca *ca, crl_blob *bl)
     }
     ENSURE(have_number && nu > tu, QTSP_ERR_INVALID, "CRL: no cRLNumber or nextUpdate");
     /* signatureAlgorithm, signatureValue */
-    a = p;
-    TRY(der_next(&p, end, QTSP_DER_SEQUENCE, NULL, &v, &l));
-    ENSURE((size_t)(p - a) == ca->alg_len && memcmp(a, ca->alg, ca->alg_len) == 0,
-           QTSP_ERR_INVALID, "CRL: signature algorithm is not the CA's");
-    const unsigned char *sig;
-    size_t sl;
-    TRY(der_next(&p, end, QTSP_DER_BIT_STRING, NULL, &sig, &sl));
-    ENSURE(p == end && sl >= 2 && sig[0] == 0, QTSP_ERR_INVALID, "CRL: malformed signature");
+    TRY(qtsp_der_get(&crl, QTSP_DER_SEQUENCE, NULL, &a));
+    ENSURE(a.n == ca->alg_len && memcmp(a.p, ca->alg, ca->alg_len) == 0, QTSP_ERR_INVALID,
+           "CRL: signature algorithm is not the CA's");
+    qtsp_der_r sig;
+    TRY(qtsp_der_get(&crl, QTSP_DER_BIT_STRING, &sig, NULL));
+    ENSURE(crl.n == 0 && sig.n >= 2 && sig.p[0] == 0, QTSP_ERR_INVALID,
+           "CRL: malformed signature");
     ERR_clear_error();
     mctx = EVP_MD_CTX_new();
     ENSURE_OUT(mctx, QTSP_ERR_NOMEM, "out of memory");
     ENSURE_OUT(EVP_DigestVerifyInit(mctx, NULL, ca->md, NULL, X509_get0_pubkey(ca->cert)) == 1,
                QTSP_ERR_CRYPTO, "cannot start verifying the CRL");
-    size_t tl = (size_t)(tbs_end - tbs_start);
+    size_t tl = tbs_tlv.n;
     for (size_t off = 0; off < tl; off += (size_t)1 << 20) {
         size_t chunk = tl - off < ((size_t)1 << 20) ? tl - off : (size_t)1 << 20;
-        ENSURE_OUT(EVP_DigestVerifyUpdate(mctx, tbs_start + off, chunk) == 1, QTSP_ERR_CRYPTO,
+        ENSURE_OUT(EVP_DigestVerifyUpdate(mctx, tbs_tlv.p + off, chunk) == 1, QTSP_ERR_CRYPTO,
                    "cannot hash the CRL");
     }
-    ENSURE_OUT(EVP_DigestVerifyFinal(mctx, sig + 1, sl - 1) == 1, QTSP_ERR_CRYPTO,
+    ENSURE_OUT(EVP_DigestVerifyFinal(mctx, sig.p + 1, sig.n - 1) == 1, QTSP_ERR_CRYPTO,
                "CRL signature does not verify with the CA key");
     bl->number = number;
-    bl->this_update = tu;
-    bl->next_update = nu;
+    bl->this_update = (time_t)tu;
+    bl->next_update = (time_t)nu;
     rc = QTSP_OK;
 out:
     EVP_MD_CTX_free(mctx);
