@@ -623,7 +623,7 @@ qtsp_status qtsp_certdb_due_holds(qtsp_txn *txn, time_t now, qtsp_serial_fn fn, 
 }
 
 /* meta "issued_by_root": (1 byte length | serial) for each certificate the
- * root issued (issuing CA, TSA units), read by the root CRL (ca/crl.c). */
+ * root issued (issuing CA, TSA units), read by the root CRL (ca/crl_build.c). */
 #define ROOT_ISSUED_KEY "issued_by_root"
 #define ROOT_ISSUED_MAX 4096
 

@@ -1,7 +1,7 @@
 /* CRL publisher (RFC 5280 5, EN 319 411-1 6.3.9): builds and signs the full
  * and delta CRLs of the issuing CA and the root CA's CRL straight from the
- * store's revoked index, writes them to DIR/public/crl/ and serves them over
- * HTTP from memory.
+ * store's revoked index, writes them to DIR/public/crl/ and serves them
+ * from memory (over HTTP through ca/crl_http.h).
  *
  * Published CRLs (names are the file and URL names):
  *   qualified.crl        full CRL of the issuing CA; carries freshestCRL
@@ -48,8 +48,10 @@
  * keys), written to a temp file, fsynced and renamed. Memory is the CRL's DER
  * (about 49 bytes per entry) plus the previous CRL while it is still served.
  *
+ * Files: ca/crl_int.h lists them; HTTP lives in ca/crl_http.{h,c} only.
+ *
  * Thread safety: publications are serialised by a lock; qtsp_crl_http_get
- * may run on any number of threads at once (it takes a reference on the
+ * (ca/crl_http.h) may run on any number of threads at once (it takes a reference on the
  * current DER, never a torn copy). */
 #ifndef QTSP_CA_CRL_H
 #define QTSP_CA_CRL_H
@@ -61,7 +63,6 @@
 
 #include "ca/store.h"
 #include "core/err.h"
-#include "core/http.h"
 
 typedef struct qtsp_crl_publisher qtsp_crl_publisher;
 
@@ -117,16 +118,5 @@ void qtsp_crl_publisher_free(qtsp_crl_publisher *pub);
  * ("qualified", "qualified-delta", "root"). QTSP_ERR_NOT_FOUND when none. */
 qtsp_status qtsp_crl_current(qtsp_crl_publisher *pub, const char *name, uint64_t *number,
                              time_t *this_update) QTSP_MUST_USE;
-
-/* HTTP handler for the prefix route GET /crl/ (ctx = the publisher):
- * /crl/qualified.crl, /crl/qualified-delta.crl, /crl/root.crl ->
- * 200 application/pkix-crl with Last-Modified (thisUpdate), Expires
- * (nextUpdate), ETag ("<name>-<cRLNumber hex>"), Cache-Control (public,
- * max-age = min(policy http_max_age, seconds to nextUpdate)); If-None-Match
- * matching the ETag (or "*") -> 304. Unknown name or nothing published yet
- * -> QTSP_ERR_NOT_FOUND (the server answers 404). The body is the served DER
- * by reference (ext_body), released when the response is done. */
-qtsp_status qtsp_crl_http_get(void *ctx, const qtsp_http_req *req,
-                              qtsp_http_resp *resp) QTSP_MUST_USE;
 
 #endif

@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "ra/ra.h"
 #include "ca/crl.h"
+#include "ca/crl_http.h"
 #include "ca/signer.h"
 #include "ocsp/ocsp.h"
 #include "ocsp/ocsp_http.h"

@@ -1,13 +1,13 @@
 /* HTTP binding of the OCSP responder (ocsp/ocsp_http.c): the only OCSP file
- * that knows the transport. Register the handlers as routes of core/http.h
+ * that knows the transport. Register the handlers as HTTP routes
  * with ctx = the qtsp_ocsp. */
 #ifndef QTSP_OCSP_OCSP_HTTP_H
 #define QTSP_OCSP_OCSP_HTTP_H
 
 #include "core/err.h"
 
-struct qtsp_http_req;  /* core/http.h */
-struct qtsp_http_resp; /* core/http.h */
+struct qtsp_http_req; /* the HTTP layer's request and response */
+struct qtsp_http_resp;
 
 /* POST /ocsp (content type application/ocsp-request; body limit
  * max_request_bytes + slack is the route's). GET /ocsp/ as a prefix route

@@ -1,4 +1,4 @@
-/* Unit tests for ca/crl.c: real LMDB in a temp dir,
+/* Unit tests for ca/crl*.c: real LMDB in a temp dir,
  * software P-384 root and issuing CA, CRLs checked with OpenSSL's API and
  * with the openssl command (crl, verify -crl_check). */
 #include <ctype.h>
@@ -15,6 +15,7 @@
 
 #include "ca/certdb.h"
 #include "ca/crl.h"
+#include "ca/crl_http.h"
 #include "ca/store.h"
 #include "core/clock.h"
 #include "core/err.h"
