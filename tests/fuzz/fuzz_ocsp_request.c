@@ -7,8 +7,8 @@
  *     -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DOPENSSL_API_COMPAT=30000 \
  *     tests/fuzz/fuzz_ocsp_request.c ocsp/ocsp.c ca/store.c ca/certdb.c ca/signer.c ca/signq.c \
  *     ca/hsm.c core/buf.c core/clock.c core/codec.c core/der.c core/err.c core/log.c core/yaml.c \
- *     core/http.c core/time.c \
- *     -llmdb -lcrypto -lyaml -lp11 -lmicrohttpd -ldl -lpthread -o /tmp/fuzz_ocsp_request
+ *     core/time.c -llmdb -lcrypto -lyaml -lp11 -ldl -lpthread -o /tmp/fuzz_ocsp_request
+ * (no HTTP server: ocsp/ocsp.c knows no transport)
  *   mkdir -p /tmp/ocsp-corpus && QTSP_FUZZ_SEEDS=/tmp/ocsp-corpus /tmp/fuzz_ocsp_request -runs=0
  *   /tmp/fuzz_ocsp_request -max_total_time=120 -max_len=4096 /tmp/ocsp-corpus
  *
