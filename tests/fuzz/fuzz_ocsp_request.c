@@ -1,14 +1,14 @@
 /* libFuzzer target for the OCSP request path: qtsp_ocsp_respond on the input
  * as DER, and qtsp_ocsp_get_decode on it as a GET path (then respond again).
  * Every answer must be a DER OCSPResponse that OpenSSL parses completely.
- * Not built by CMake. Build and run from the repository root:
+ * Links no HTTP server (ocsp/ocsp.c knows no transport). Not built by CMake.
+ * Build and run from the repository root:
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -I/usr/include/p11-kit-1 \
  *     -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DOPENSSL_API_COMPAT=30000 \
  *     tests/fuzz/fuzz_ocsp_request.c ocsp/ocsp.c ca/store.c ca/certdb.c ca/signer.c ca/signq.c \
  *     ca/hsm.c core/buf.c core/clock.c core/codec.c core/der.c core/err.c core/log.c core/yaml.c \
  *     core/time.c -llmdb -lcrypto -lyaml -lp11 -ldl -lpthread -o /tmp/fuzz_ocsp_request
- * (no HTTP server: ocsp/ocsp.c knows no transport)
  *   mkdir -p /tmp/ocsp-corpus && QTSP_FUZZ_SEEDS=/tmp/ocsp-corpus /tmp/fuzz_ocsp_request -runs=0
  *   /tmp/fuzz_ocsp_request -max_total_time=120 -max_len=4096 /tmp/ocsp-corpus
  *
