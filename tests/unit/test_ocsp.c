@@ -5,6 +5,7 @@
 #include <openssl/ocsp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1201,6 +1202,133 @@ static void test_ocsp_signing_queue_answers_verify_and_failures_are_internal_err
     qtsp_hsm_free(hsm);
 }
 
+/* qtsp_ocsp_respond_async without any transport: the caller's wait decides
+ * whether the answer is queued; done gets the whole OCSPResponse from the
+ * signing thread. */
+typedef struct async_rec {
+    int waits, dones, refuse;
+    qtsp_status rc;
+    unsigned char der[4096];
+    size_t len;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} async_rec;
+
+static void *rec_wait(void *ctx)
+{
+    async_rec *r = ctx;
+    r->waits++;
+    return r->refuse ? NULL : r;
+}
+
+static void rec_done(void *ctx, qtsp_status rc, const unsigned char *der, size_t len)
+{
+    async_rec *r = ctx;
+    pthread_mutex_lock(&r->mu);
+    r->rc = rc;
+    r->len = len <= sizeof r->der ? len : 0;
+    if (r->len)
+        memcpy(r->der, der, len);
+    r->dones++;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int parses_as_successful(const unsigned char *der, size_t len)
+{
+    const unsigned char *p = der;
+    OCSP_RESPONSE *r = d2i_OCSP_RESPONSE(NULL, &p, (long)len);
+    int ok = r && p == der + len && OCSP_response_status(r) == OCSP_RESPONSE_STATUS_SUCCESSFUL;
+    OCSP_RESPONSE_free(r);
+    return ok;
+}
+
+static void test_ocsp_async_queues_only_when_the_caller_waits(void)
+{
+    set_now(g_base);
+    char d[700];
+    snprintf(d, sizeof d, "%s/token-async", g_dir);
+    qtsp_hsm *hsm = NULL;
+    EVP_PKEY *pub = NULL, *priv = NULL;
+    CU_ASSERT_EQUAL_FATAL(qtest_token_key(d, "ocsp-a", "a-ocsp", &hsm, &pub, &priv), 0);
+    X509 *rc = make_cert("OCSP async", pub, g_ca, g_ca_key, 34, g_base - 86400,
+                         g_base + 365 * 86400, 1);
+    qtsp_ocsp *o = NULL;
+    CU_ASSERT_FATAL(qtsp_ocsp_new(NULL, g_ca, rc, priv, g_store, &o) == QTSP_OK);
+    qtsp_token_key k = {hsm, "a-ocsp"};
+    qtsp_signer sg;
+    qtsp_signer_for_token_key(&k, &sg);
+    qtsp_ocsp_set_signer(o, &sg);
+    long s = issue_now();
+    unsigned char *req = NULL;
+    size_t len = make_req(&s, 1, EVP_sha1(), g_ca, 16, &req); /* nonce: signed fresh */
+    async_rec r = {.refuse = 0};
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    qtsp_ocsp_async async = {rec_wait, rec_done, &r};
+    qtsp_buf out;
+    qtsp_buf_init(&out, 1 << 20);
+    qtsp_ocsp_info info;
+    int pending = 7;
+
+    /* no queue: inline, wait never asked */
+    CU_ASSERT_EQUAL(qtsp_ocsp_respond_async(o, req, len, &out, &info, &async, &pending), QTSP_OK);
+    CU_ASSERT_EQUAL(pending, 0);
+    CU_ASSERT_EQUAL(r.waits, 0);
+    CU_ASSERT(parses_as_successful(out.data, out.len));
+
+    qtsp_signq *q = NULL;
+    CU_ASSERT_FATAL(qtsp_signq_new(1, &q) == QTSP_OK);
+    qtsp_ocsp_set_signq(o, q);
+    /* a caller that cannot wait: inline */
+    r.refuse = 1;
+    qtsp_buf_reset(&out);
+    CU_ASSERT_EQUAL(qtsp_ocsp_respond_async(o, req, len, &out, &info, &async, &pending), QTSP_OK);
+    CU_ASSERT_EQUAL(pending, 0);
+    CU_ASSERT_EQUAL(r.waits, 1);
+    CU_ASSERT(parses_as_successful(out.data, out.len));
+    /* no async at all: inline */
+    qtsp_buf_reset(&out);
+    CU_ASSERT_EQUAL(qtsp_ocsp_respond_async(o, req, len, &out, &info, NULL, &pending), QTSP_OK);
+    CU_ASSERT_EQUAL(pending, 0);
+    CU_ASSERT(parses_as_successful(out.data, out.len));
+    /* a caller that waits: queued, out untouched, done delivers the answer */
+    r.refuse = 0;
+    qtsp_buf_reset(&out);
+    CU_ASSERT_EQUAL(qtsp_ocsp_respond_async(o, req, len, &out, &info, &async, &pending), QTSP_OK);
+    CU_ASSERT_EQUAL(pending, 1);
+    CU_ASSERT_EQUAL(out.len, 0);
+    pthread_mutex_lock(&r.mu);
+    while (r.dones == 0)
+        pthread_cond_wait(&r.cv, &r.mu);
+    pthread_mutex_unlock(&r.mu);
+    CU_ASSERT_EQUAL(r.waits, 2);
+    CU_ASSERT_EQUAL(r.dones, 1);
+    CU_ASSERT_EQUAL(r.rc, QTSP_OK);
+    CU_ASSERT(parses_as_successful(r.der, r.len));
+    /* a cached answer (no nonce, one CertID) never waits */
+    unsigned char *plain = NULL;
+    size_t plen = make_req(&s, 1, EVP_sha1(), g_ca, -1, &plain);
+    qtsp_buf_reset(&out);
+    CU_ASSERT_EQUAL(qtsp_ocsp_respond_async(o, plain, plen, &out, &info, &async, &pending),
+                    QTSP_OK);
+    CU_ASSERT_EQUAL(pending, 0);
+    CU_ASSERT_EQUAL(r.waits, 2);
+    CU_ASSERT(parses_as_successful(out.data, out.len));
+
+    qtsp_signq_free(q);
+    qtsp_ocsp_free(o);
+    qtsp_buf_cleanup(&out);
+    OPENSSL_free(req);
+    OPENSSL_free(plain);
+    pthread_cond_destroy(&r.cv);
+    pthread_mutex_destroy(&r.mu);
+    X509_free(rc);
+    EVP_PKEY_free(priv);
+    EVP_PKEY_free(pub);
+    qtsp_hsm_free(hsm);
+}
+
 int main(void)
 {
     if (setup() != 0) {
@@ -1233,6 +1361,7 @@ int main(void)
         QTEST(test_ocsp_new_rejects_unfit_responder_and_policy),
         QTEST(test_ocsp_http_post_answers_openssl_client_with_nonce),
         QTEST(test_ocsp_signing_queue_answers_verify_and_failures_are_internal_error),
+        QTEST(test_ocsp_async_queues_only_when_the_caller_waits),
         QTEST(test_ocsp_http_get_all_forms_with_cache_headers_and_304),
     };
     int rc = qtest_run("ocsp", cases, sizeof cases / sizeof cases[0]);
