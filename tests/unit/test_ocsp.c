@@ -1251,8 +1251,8 @@ static void test_ocsp_async_queues_only_when_the_caller_waits(void)
     qtsp_hsm *hsm = NULL;
     EVP_PKEY *pub = NULL, *priv = NULL;
     CU_ASSERT_EQUAL_FATAL(qtest_token_key(d, "ocsp-a", "a-ocsp", &hsm, &pub, &priv), 0);
-    X509 *rc = make_cert("OCSP async", pub, g_ca, g_ca_key, 34, g_base - 86400,
-                         g_base + 365 * 86400, 1);
+    X509 *rc =
+        make_cert("OCSP async", pub, g_ca, g_ca_key, 34, g_base - 86400, g_base + 365 * 86400, 1);
     qtsp_ocsp *o = NULL;
     CU_ASSERT_FATAL(qtsp_ocsp_new(NULL, g_ca, rc, priv, g_store, &o) == QTSP_OK);
     qtsp_token_key k = {hsm, "a-ocsp"};
