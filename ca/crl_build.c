@@ -45,10 +45,8 @@ static qtsp_status encode_entry(unsigned char *out, size_t *n, const unsigned ch
     unsigned char exts[128], val[32];
     size_t el = 0, vl;
     if (reason > 0) {
-        val[0] = QTSP_DER_ENUMERATED;
-        val[1] = 1;
-        val[2] = (unsigned char)reason;
-        el += put_ext(exts + el, CE_REASON, 0, val, 3);
+        vl = qtsp_der_put_u64(val, QTSP_DER_ENUMERATED, (uint64_t)reason);
+        el += put_ext(exts + el, CE_REASON, 0, val, vl);
     }
     if (reason == QTSP_REASON_CERTIFICATE_HOLD && hold_len) {
         vl = qtsp_der_put_hdr(val, QTSP_DER_OID, hold_len);
