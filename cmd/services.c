@@ -15,6 +15,7 @@
 #include "ocsp/ocsp.h"
 #include "ocsp/ocsp_http.h"
 #include "tsa/tsa.h"
+#include "tsa/tsa_http.h"
 
 #define MAX_ROUTES 48
 

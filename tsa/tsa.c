@@ -15,7 +15,6 @@
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/timex.h>
@@ -145,24 +144,26 @@ static const unsigned char OID_QTST_STATEMENT_1[] = {0x04, 0x00, 0x81, 0x97, 0x5
 
 /* ---- the TSA --------------------------------------------------------------- */
 
-/* One issued token awaiting its journal commit. A synchronous requester
- * (qtsp_tsa_respond) keeps it on its stack and waits for done; an HTTP
- * request (qtsp_tsa_http) allocates it, hands it over with its deferred
- * handle, and the committer answers and frees it. */
-typedef struct jentry {
+/* One token (a qtsp_tsa_job) awaiting its journal commit. A waiting
+ * requester (qtsp_tsa_job_wait) waits for done; a started job
+ * (qtsp_tsa_job_start) is the TSA's: the part that finishes last (journal
+ * commit or signature) calls done_fn and frees it. */
+typedef struct qtsp_tsa_job {
     unsigned char key[SERIAL_LEN];
     unsigned char val[1 + 8 + 2 * QTSP_TSA_MAX_OID + 1 + 64 + 2];
     size_t val_len;
-    int done;                     /* synchronous: the batch was committed */
-    qtsp_status rc;               /* synchronous: its result */
-    qtsp_http_deferred *deferred; /* asynchronous: answered by the committer */
-    unsigned char *der;           /* the granted TimeStampResp (malloc'd, der_cap) */
+    int done;                 /* waiting: the batch was committed */
+    qtsp_status rc;           /* waiting: its result */
+    qtsp_tsa_done_fn done_fn; /* started: called when signed and committed */
+    void *done_ctx;
+    unsigned char *der; /* the granted TimeStampResp (malloc'd, der_cap) */
     size_t der_len, der_cap;
     unsigned char *tst, *attrs; /* TSTInfo; signed attributes (the TSA's size): in buf */
     size_t tst_len;
     int cert_req;
-    struct qtsp_tsa *tsa; /* queued: the TSA it belongs to */
-    /* deferred: parts still running (signature, journal commit); the one
+    int is_signed;        /* der holds the token */
+    struct qtsp_tsa *tsa; /* the TSA it belongs to */
+    /* started: parts still running (signature, journal commit); the one
      * that finishes last answers. Their results: */
     _Atomic int pending;
     qtsp_status sign_rc, commit_rc;
@@ -557,29 +558,31 @@ static qtsp_status journal_write(qtsp_txn *txn, void *ctx)
     return QTSP_OK;
 }
 
-static qtsp_status reject(qtsp_tsa *tsa, int bit, qtsp_buf *out);
+static qtsp_status reject_der(qtsp_tsa *tsa, int bit, unsigned char *buf, size_t cap,
+                              size_t *len);
 
-/* Answers an HTTP request whose token waited for the journal: the token
- * when its entry is committed, otherwise a systemFailure rejection (a token
- * whose entry is not durable never leaves). Frees e. */
-static void answer_deferred(qtsp_tsa *tsa, jentry *e, qtsp_status commit_rc)
+/* Completes a started job: the token when its entry is committed and it is
+ * signed, otherwise a systemFailure rejection (a token whose entry is not
+ * durable never leaves), written into the job's own response buffer (made
+ * on the requester's thread). Frees e, then calls its done_fn. */
+static void answer(qtsp_tsa *tsa, jentry *e, qtsp_status rc)
 {
-    qtsp_http_resp *resp = qtsp_http_deferred_resp(e->deferred);
-    qtsp_status rc = QTSP_OK;
-    resp->status = 200; /* RFC 3161 3.4: rejections travel as TimeStampResp too */
-    snprintf(resp->content_type, sizeof resp->content_type, "application/timestamp-reply");
-    if (commit_rc == QTSP_OK) {
-        resp->ext_body = e->der; /* zero copy: freed by the server once sent */
-        resp->ext_len = e->der_len;
-        resp->free_fn = free;
-        resp->free_ctx = e->der;
-        e->der = NULL;
+    qtsp_tsa_done_fn done = e->done_fn;
+    void *ctx = e->done_ctx;
+    unsigned char *der = NULL;
+    size_t len = 0;
+    if (rc == QTSP_OK) {
+        len = e->der_len;
         atomic_fetch_add(&tsa->issued, 1);
     } else {
-        rc = reject(tsa, QTSP_TSA_FAIL_SYSTEM_FAILURE, &resp->body);
+        rc = reject_der(tsa, QTSP_TSA_FAIL_SYSTEM_FAILURE, e->der, e->der_cap, &len);
     }
-    qtsp_http_complete(e->deferred, rc);
+    if (rc == QTSP_OK) {
+        der = e->der; /* the callee's from here */
+        e->der = NULL;
+    }
     jentry_free(e);
+    done(ctx, rc, der, len);
 }
 
 /* The journal value of a token that was prepared and journalled but whose
@@ -591,7 +594,7 @@ static qtsp_status void_write(qtsp_txn *txn, void *ctx)
     return qtsp_txn_put(txn, QTSP_T_TSA_JOURNAL, e->key, SERIAL_LEN, e->val, e->val_len, 0);
 }
 
-/* One part of a deferred token is done (its journal commit, or its
+/* One part of a started token is done (its journal commit, or its
  * signature when it was signed on the queue: the two run in parallel, as
  * the journal entry is known before the signature). The last part answers:
  * the token when both succeeded, else systemFailure; a journalled entry
@@ -606,12 +609,12 @@ static void part_done(qtsp_tsa *tsa, jentry *e)
                   qtsp_err_message());
         qtsp_err_clear();
     }
-    answer_deferred(tsa, e, e->commit_rc != QTSP_OK ? e->commit_rc : e->sign_rc);
+    answer(tsa, e, e->commit_rc != QTSP_OK ? e->commit_rc : e->sign_rc);
 }
 
 /* Commits whatever is queued as one write transaction (one fsync), then
- * answers the deferred HTTP requests of that batch and wakes its
- * synchronous requesters. Runs until qtsp_tsa_free and the queue is empty. */
+ * completes the started jobs of that batch and wakes its waiting
+ * requesters. Runs until qtsp_tsa_free and the queue is empty. */
 static void *committer_main(void *arg)
 {
     qtsp_tsa *tsa = arg;
@@ -653,7 +656,7 @@ static void *committer_main(void *arg)
             LOG_ERROR("tsa: journal commit of %zu tokens failed: %s", b.n, qtsp_err_message());
         size_t n_sync = 0;
         for (size_t i = 0; i < b.n; i++) {
-            if (b.e[i]->deferred) {
+            if (b.e[i]->done_fn) {
                 b.e[i]->commit_rc = rc;
                 part_done(tsa, b.e[i]);
             } else
@@ -672,9 +675,9 @@ static void *committer_main(void *arg)
     return NULL;
 }
 
-/* Queues e (waiting while the queue is full). With a deferred handle, returns
- * at once and the committer answers; otherwise waits until e's batch is
- * committed. */
+/* Queues e (waiting while the queue is full). A started job (done_fn set)
+ * returns at once and the committer completes it; otherwise waits until
+ * e's batch is committed. */
 static qtsp_status journal_append(qtsp_tsa *tsa, jentry *e)
 {
     e->done = 0;
@@ -689,7 +692,7 @@ static qtsp_status journal_append(qtsp_tsa *tsa, jentry *e)
     tsa->queue[tsa->qn++] = e;
     if (tsa->qn == 1 || tsa->qn == JOURNAL_GATHER) /* the committer waits for these */
         pthread_cond_signal(&tsa->cv_work);
-    if (e->deferred) {
+    if (e->done_fn) {
         pthread_mutex_unlock(&tsa->mu);
         return QTSP_OK;
     }
@@ -769,12 +772,15 @@ static const char *failinfo_text(int bit)
     }
 }
 
-/* TimeStampResp { PKIStatusInfo { rejection(2), statusString, failInfo } }. */
-static qtsp_status reject(qtsp_tsa *tsa, int bit, qtsp_buf *out)
+#define REJECT_MAX 256
+
+/* TimeStampResp { PKIStatusInfo { rejection(2), statusString, failInfo } },
+ * written at the start of buf (cap >= REJECT_MAX bytes). */
+static qtsp_status reject_der(qtsp_tsa *tsa, int bit, unsigned char *buf, size_t cap,
+                              size_t *len)
 {
-    unsigned char buf[256];
     dw w;
-    dw_init(&w, buf, sizeof buf);
+    dw_init(&w, buf, cap);
     /* PKIFailureInfo: named BIT STRING, trailing zero bits dropped (X.690 11.2.2). */
     unsigned char bits[4] = {0};
     size_t nbytes = (size_t)bit / 8 + 1;
@@ -793,8 +799,19 @@ static qtsp_status reject(qtsp_tsa *tsa, int bit, qtsp_buf *out)
     ENSURE(!w.err, QTSP_ERR_INTERNAL, "rejection does not fit");
     if ((unsigned)bit < N_FAILINFO)
         atomic_fetch_add(&tsa->rejected[bit], 1);
+    *len = dw_used(&w);
+    memmove(buf, buf + w.pos, *len);
+    return QTSP_OK;
+}
+
+/* The rejection for bit into out (reset first). */
+static qtsp_status reject(qtsp_tsa *tsa, int bit, qtsp_buf *out)
+{
+    unsigned char buf[REJECT_MAX];
+    size_t len = 0;
+    TRY(reject_der(tsa, bit, buf, sizeof buf, &len));
     qtsp_buf_reset(out);
-    return qtsp_buf_append(out, buf + w.pos, dw_used(&w));
+    return qtsp_buf_append(out, buf, len);
 }
 
 static qtsp_status sign_attrs(qtsp_tsa *tsa, const unsigned char *attrs, size_t n,
@@ -813,10 +830,10 @@ void qtsp_tsa_set_signer(qtsp_tsa *tsa, const qtsp_signer *s)
 /* A new entry for r (*out, jentry_free): its TSTInfo and signed attributes
  * (messageDigest = SHA-256(TSTInfo)), its journal entry, and a response
  * buffer large enough for the token; the signature over e->attrs is all
- * that is missing. Everything is allocated here, on the HTTP thread, which
- * also frees the response once sent: no buffer crosses threads to be freed
- * (glibc frees a large chunk into the arena of the thread that made it,
- * under that arena's lock). */
+ * that is missing. Everything is allocated here, on the requester's (HTTP)
+ * thread, which also frees the response once sent: no buffer crosses
+ * threads to be freed (glibc frees a large chunk into the arena of the
+ * thread that made it, under that arena's lock). */
 static qtsp_status prepare_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry **out)
 {
     int64_t ms = qtsp_now_ms();
@@ -876,6 +893,7 @@ static qtsp_status prepare_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry **
         FAIL(QTSP_ERR_CRYPTO, "cannot hash TSTInfo");
     }
     e->cert_req = r->cert_req;
+    e->tsa = tsa;
     journal_entry(e, serial, ms, policy, policy_len, r);
     *out = e;
     return QTSP_OK;
@@ -923,22 +941,14 @@ static qtsp_status finish_token(qtsp_tsa *tsa, jentry *e, const unsigned char *s
     return QTSP_OK;
 }
 
-/* Builds and signs a token for r: *out (jentry_free) holds the granted
- * TimeStampResp (der, der_len) and its journal entry. */
-static qtsp_status sign_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry **out)
+/* Signs e on this thread and finishes its token (e->der). */
+static qtsp_status sign_now(qtsp_tsa *tsa, jentry *e)
 {
-    jentry *e = NULL;
-    TRY(prepare_token(tsa, r, &e));
     unsigned char sig[SIG_MAX];
     size_t siglen = sizeof sig;
-    qtsp_status rc = sign_attrs(tsa, e->attrs, tsa->attrs.n, sig, &siglen);
-    if (rc == QTSP_OK)
-        rc = finish_token(tsa, e, sig, siglen);
-    if (rc != QTSP_OK) {
-        jentry_free(e);
-        return rc;
-    }
-    *out = e;
+    TRY(sign_attrs(tsa, e->attrs, tsa->attrs.n, sig, &siglen));
+    TRY(finish_token(tsa, e, sig, siglen));
+    e->is_signed = 1;
     return QTSP_OK;
 }
 
@@ -947,6 +957,13 @@ static qtsp_status sign_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry **out
 void qtsp_tsa_set_signq(qtsp_tsa *tsa, qtsp_signq *q)
 {
     tsa->signq = q;
+}
+
+/* Whether started jobs are signed on the signing queue (else by the
+ * requester, in qtsp_tsa_respond_begin). */
+static int signs_queued(const qtsp_tsa *tsa)
+{
+    return tsa->signq && tsa->store && tsa->signer.fn;
 }
 
 /* The signature of a queued token (signing thread): finish the token; the
@@ -960,46 +977,6 @@ static void queued_signed(void *ctx, qtsp_status rc, const unsigned char *sig, s
     } /* a signing failure is logged by the queue */
     e->sign_rc = rc;
     part_done(e->tsa, e);
-}
-
-/* Prepares r's token, defers req, queues its journal entry and its
- * signature (in parallel). 0 when it cannot (no queue or journal, a
- * software key, no deferral): sign inline. */
-static int sign_queued(qtsp_tsa *tsa, const qtsp_tsa_req *r, const qtsp_http_req *req)
-{
-    if (!tsa->signq || !tsa->store || !req || !tsa->signer.fn)
-        return 0;
-    jentry *e = NULL;
-    unsigned char md[32];
-    if (prepare_token(tsa, r, &e) != QTSP_OK) {
-        LOG_ERROR("tsa: cannot prepare a time-stamp token: %s", qtsp_err_message());
-        qtsp_err_clear();
-        return 0; /* the inline path fails the same way and answers it */
-    }
-    e->tsa = tsa;
-    if (EVP_Digest(e->attrs, tsa->attrs.n, md, NULL, tsa->sha256, NULL) != 1 ||
-        !(e->deferred = qtsp_http_defer(req))) {
-        jentry_free(e);
-        return 0;
-    }
-    atomic_store(&e->pending, 2);
-    e->sign_rc = e->commit_rc = QTSP_ERR_INTERNAL;
-    qtsp_status rc = journal_append(tsa, e); /* from here the committer may finish its part */
-    if (rc != QTSP_OK) {                     /* not queued (shutting down): no token */
-        LOG_ERROR("tsa: cannot issue a time-stamp token: %s", qtsp_err_message());
-        qtsp_err_clear();
-        e->commit_rc = rc;
-        queued_signed(e, rc, NULL, 0);
-        part_done(tsa, e);
-        return 1;
-    }
-    if (qtsp_signq_submit(tsa->signq, &tsa->signer, tsa->sha256, md, sizeof md, queued_signed, e) !=
-        QTSP_OK) { /* stopping: the deferred request still needs its answer */
-        LOG_ERROR("tsa: cannot issue a time-stamp token: %s", qtsp_err_message());
-        qtsp_err_clear();
-        queued_signed(e, QTSP_ERR_STATE, NULL, 0);
-    }
-    return 1;
 }
 
 static int clock_ok(qtsp_tsa *tsa)
@@ -1017,13 +994,28 @@ static int clock_ok(qtsp_tsa *tsa)
     return ok;
 }
 
-/* Answers one query into out, or, when req is given and a journal is
- * configured, defers the HTTP request (*deferred = 1, out untouched): the
- * committer sends the token once its entry is committed. The worker thread
- * never waits for the disk then; only a full queue makes it wait. */
-static qtsp_status respond(qtsp_tsa *tsa, const unsigned char *query, size_t len, qtsp_buf *out,
-                           const qtsp_http_req *req, int *deferred)
+/* A token that could not be issued becomes a protocol answer; the failure
+ * is logged here, once. */
+static qtsp_status system_failure(qtsp_tsa *tsa, qtsp_buf *out)
 {
+    LOG_ERROR("tsa: cannot issue a time-stamp token: %s", qtsp_err_message());
+    qtsp_err_clear();
+    return reject(tsa, QTSP_TSA_FAIL_SYSTEM_FAILURE, out);
+}
+
+/* The granted token of e into out; counts it. */
+static qtsp_status deliver(qtsp_tsa *tsa, const jentry *e, qtsp_buf *out)
+{
+    qtsp_buf_reset(out);
+    TRY(qtsp_buf_append(out, e->der, e->der_len));
+    atomic_fetch_add(&tsa->issued, 1);
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_tsa_respond_begin(qtsp_tsa *tsa, const unsigned char *query, size_t len,
+                                   qtsp_buf *out, qtsp_tsa_job **job)
+{
+    *job = NULL;
     qtsp_tsa_req r;
     int bit = qtsp_tsa_parse_query(&tsa->pol, query, len, &r);
     if (bit >= 0)
@@ -1031,71 +1023,81 @@ static qtsp_status respond(qtsp_tsa *tsa, const unsigned char *query, size_t len
     if (tsa->pol.require_sync && !clock_ok(tsa))
         return reject(tsa, QTSP_TSA_FAIL_TIME_NOT_AVAILABLE, out);
     qtsp_err_clear(); /* so a failure logged below is this request's own */
-    if (deferred && sign_queued(tsa, &r, req)) {
-        *deferred = 1;
-        return QTSP_OK; /* answered by the journal committer */
-    }
     jentry *e = NULL;
-    qtsp_status rc = sign_token(tsa, &r, &e);
+    qtsp_status rc = prepare_token(tsa, &r, &e);
+    if (rc == QTSP_OK && !signs_queued(tsa))
+        rc = sign_now(tsa, e);
     if (rc == QTSP_OK && tsa->store) {
-        /* The token leaves only once its journal entry is durable. */
-        qtsp_http_deferred *d = req ? qtsp_http_defer(req) : NULL;
-        e->deferred = d;
-        atomic_store(&e->pending, 1); /* signed already: the commit answers */
-        e->sign_rc = QTSP_OK;
-        rc = journal_append(tsa, e);
-        if (d) { /* once queued, e may be answered and freed at any moment */
-            *deferred = 1;
-            if (rc != QTSP_OK) { /* not queued (shutting down) */
-                LOG_ERROR("tsa: cannot issue a time-stamp token: %s", qtsp_err_message());
-                qtsp_err_clear();
-                answer_deferred(tsa, e, rc);
-            }
-            return QTSP_OK; /* e belongs to the committer now */
+        *job = e; /* the token leaves only once its journal entry is durable */
+        return QTSP_OK;
+    }
+    if (rc == QTSP_OK)
+        rc = deliver(tsa, e, out);
+    jentry_free(e);
+    return rc == QTSP_OK ? QTSP_OK : system_failure(tsa, out);
+}
+
+qtsp_status qtsp_tsa_job_wait(qtsp_tsa_job *e, qtsp_buf *out)
+{
+    qtsp_tsa *tsa = e->tsa;
+    qtsp_status rc = e->is_signed ? QTSP_OK : sign_now(tsa, e);
+    if (rc == QTSP_OK)
+        rc = journal_append(tsa, e); /* no done_fn: waits for the commit */
+    if (rc == QTSP_OK)
+        rc = deliver(tsa, e, out);
+    jentry_free(e);
+    return rc == QTSP_OK ? QTSP_OK : system_failure(tsa, out);
+}
+
+/* The journal commit and the signature run in parallel (the entry does not
+ * depend on the signature); part_done answers after the later of the two.
+ * The calling thread never waits for the disk or the token; only a full
+ * journal queue makes it wait. */
+void qtsp_tsa_job_start(qtsp_tsa_job *e, qtsp_tsa_done_fn done, void *ctx)
+{
+    qtsp_tsa *tsa = e->tsa;
+    e->done_fn = done;
+    e->done_ctx = ctx;
+    e->sign_rc = e->commit_rc = QTSP_ERR_INTERNAL;
+    unsigned char md[32];
+    int queued = !e->is_signed;
+    if (queued && EVP_Digest(e->attrs, tsa->attrs.n, md, NULL, tsa->sha256, NULL) != 1) {
+        queued = 0; /* cannot hash for the queue: sign here */
+        qtsp_status rc = sign_now(tsa, e);
+        if (rc != QTSP_OK) { /* no token, nothing journalled */
+            LOG_ERROR("tsa: cannot issue a time-stamp token: %s", qtsp_err_message());
+            qtsp_err_clear();
+            answer(tsa, e, rc);
+            return;
         }
     }
-    if (rc == QTSP_OK) {
-        qtsp_buf_reset(out);
-        rc = qtsp_buf_append(out, e->der, e->der_len);
+    atomic_store(&e->pending, queued ? 2 : 1);
+    if (!queued)
+        e->sign_rc = QTSP_OK; /* signed already: the commit answers */
+    qtsp_status rc = journal_append(tsa, e); /* from here the committer may finish its part */
+    if (rc != QTSP_OK) {                     /* not queued (shutting down): no token */
+        LOG_ERROR("tsa: cannot issue a time-stamp token: %s", qtsp_err_message());
+        qtsp_err_clear();
+        e->commit_rc = rc;
+        if (queued)
+            queued_signed(e, rc, NULL, 0);
+        part_done(tsa, e);
+        return;
     }
-    if (rc == QTSP_OK)
-        atomic_fetch_add(&tsa->issued, 1);
-    jentry_free(e);
-    if (rc == QTSP_OK)
-        return QTSP_OK;
-    /* The failure becomes a protocol answer; log it here, once. */
-    LOG_ERROR("tsa: cannot issue a time-stamp token: %s", qtsp_err_message());
-    qtsp_err_clear();
-    return reject(tsa, QTSP_TSA_FAIL_SYSTEM_FAILURE, out);
+    if (queued &&
+        qtsp_signq_submit(tsa->signq, &tsa->signer, tsa->sha256, md, sizeof md, queued_signed, e) !=
+            QTSP_OK) { /* stopping: the started job still needs its answer */
+        LOG_ERROR("tsa: cannot issue a time-stamp token: %s", qtsp_err_message());
+        qtsp_err_clear();
+        queued_signed(e, QTSP_ERR_STATE, NULL, 0);
+    }
 }
 
 qtsp_status qtsp_tsa_respond(qtsp_tsa *tsa, const unsigned char *query, size_t len, qtsp_buf *out)
 {
-    return respond(tsa, query, len, out, NULL, NULL);
-}
-
-qtsp_status qtsp_tsa_http(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
-{
-    qtsp_tsa *tsa = ctx;
-    qtsp_buf der;
-    qtsp_buf_init(&der, tsa->resp_max);
-    /* Oversized bodies get a badDataFormat rejection from respond, not a crash. */
-    int deferred = 0;
-    qtsp_status rc = respond(tsa, req->body, req->body_len, &der, req, &deferred);
-    if (deferred) {
-        qtsp_buf_cleanup(&der);
-        return QTSP_OK; /* answered by the journal committer */
-    }
-    if (rc == QTSP_OK) {
-        qtsp_buf_reset(&resp->body);
-        rc = qtsp_buf_append(&resp->body, der.data, der.len);
-    }
-    if (rc == QTSP_OK) {
-        resp->status = 200; /* RFC 3161 3.4: rejections travel as TimeStampResp too */
-        snprintf(resp->content_type, sizeof resp->content_type, "application/timestamp-reply");
-    }
-    qtsp_buf_cleanup(&der);
-    return rc;
+    qtsp_tsa_job *job = NULL;
+    TRY(qtsp_tsa_respond_begin(tsa, query, len, out, &job));
+    return job ? qtsp_tsa_job_wait(job, out) : QTSP_OK;
 }
 
 qtsp_status qtsp_tsa_metrics(void *ctx, qtsp_buf *out)

@@ -26,6 +26,7 @@
 #include "core/http.h"
 #include "tests/lib/qtest.h"
 #include "tsa/tsa.h"
+#include "tsa/tsa_http.h"
 #include "tsa/tsa_int.h"
 
 #define BASELINE "0.4.0.2023.1.1"
