@@ -216,7 +216,7 @@ struct qtsp_tsa {
     _Atomic uint64_t journal_commit_us;
 
     /* Journal group commit. */
-    qtsp_store *store;
+    qtsp_tsa_journal journal; /* put NULL: no journal */
     pthread_t committer;
     int committer_started;
     pthread_mutex_t mu;
@@ -227,6 +227,7 @@ struct qtsp_tsa {
     size_t qn;
     int stop;
     jentry *batch[JOURNAL_QUEUE]; /* the committer's copy of the queue */
+    qtsp_tsa_record recs[JOURNAL_QUEUE]; /* ... as journal records */
 };
 
 int qtsp_tsa_clock_synced(void *ctx)
@@ -464,8 +465,9 @@ out:
 
 static void *committer_main(void *arg);
 
-qtsp_status qtsp_tsa_new_policy(const qtsp_tsa_policy *pol, X509 *tsa_cert, STACK_OF(X509) * chain,
-                                EVP_PKEY *key, qtsp_store *store, qtsp_tsa **out)
+qtsp_status qtsp_tsa_new_journal(const qtsp_tsa_policy *pol, X509 *tsa_cert,
+                                 STACK_OF(X509) * chain, EVP_PKEY *key,
+                                 const qtsp_tsa_journal *journal, qtsp_tsa **out)
 {
     qtsp_status rc;
     ENSURE(pol && tsa_cert && key && out, QTSP_ERR_INVALID,
@@ -503,8 +505,8 @@ qtsp_status qtsp_tsa_new_policy(const qtsp_tsa_policy *pol, X509 *tsa_cert, STAC
     tsa->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     ENSURE_OUT(tsa->sha256 != NULL, QTSP_ERR_CRYPTO, "SHA-256 is not available");
     TRY_OUT(build_constants(tsa));
-    if (store) {
-        tsa->store = store;
+    if (journal && journal->put) {
+        tsa->journal = *journal;
         ENSURE_OUT(pthread_create(&tsa->committer, NULL, committer_main, tsa) == 0, QTSP_ERR_NOMEM,
                    "cannot start the TSA journal thread");
         tsa->committer_started = 1;
@@ -549,13 +551,12 @@ typedef struct batch {
     size_t n;
 } batch;
 
-static qtsp_status journal_write(qtsp_txn *txn, void *ctx)
+/* Writes b as one durable transaction; a serial already journalled fails it. */
+static qtsp_status journal_write(qtsp_tsa *tsa, const batch *b)
 {
-    batch *b = ctx;
     for (size_t i = 0; i < b->n; i++)
-        TRY(qtsp_txn_put(txn, QTSP_T_TSA_JOURNAL, b->e[i]->key, SERIAL_LEN, b->e[i]->val,
-                         b->e[i]->val_len, QTSP_PUT_NOOVERWRITE));
-    return QTSP_OK;
+        tsa->recs[i] = (qtsp_tsa_record){b->e[i]->key, SERIAL_LEN, b->e[i]->val, b->e[i]->val_len};
+    return tsa->journal.put(tsa->journal.ctx, tsa->recs, b->n, 0);
 }
 
 static qtsp_status reject_der(qtsp_tsa *tsa, int bit, unsigned char *buf, size_t cap,
@@ -585,13 +586,14 @@ static void answer(qtsp_tsa *tsa, jentry *e, qtsp_status rc)
     done(ctx, rc, der, len);
 }
 
-/* The journal value of a token that was prepared and journalled but whose
- * signature failed: first octet 02 ("not issued"), the facts unchanged. */
-static qtsp_status void_write(qtsp_txn *txn, void *ctx)
+/* Rewrites the journal value of a token that was prepared and journalled
+ * but whose signature failed: first octet 02 ("not issued"), the facts
+ * unchanged. */
+static qtsp_status void_write(qtsp_tsa *tsa, jentry *e)
 {
-    jentry *e = ctx;
     e->val[0] = JOURNAL_VOID;
-    return qtsp_txn_put(txn, QTSP_T_TSA_JOURNAL, e->key, SERIAL_LEN, e->val, e->val_len, 0);
+    qtsp_tsa_record r = {e->key, SERIAL_LEN, e->val, e->val_len};
+    return tsa->journal.put(tsa->journal.ctx, &r, 1, 1);
 }
 
 /* One part of a started token is done (its journal commit, or its
@@ -604,7 +606,7 @@ static void part_done(qtsp_tsa *tsa, jentry *e)
     if (atomic_fetch_sub_explicit(&e->pending, 1, memory_order_acq_rel) != 1)
         return;
     if (e->commit_rc == QTSP_OK && e->sign_rc != QTSP_OK &&
-        qtsp_store_write(tsa->store, void_write, e) != QTSP_OK) {
+        void_write(tsa, e) != QTSP_OK) {
         LOG_ERROR("tsa: cannot mark an unsigned journal entry as not issued: %s",
                   qtsp_err_message());
         qtsp_err_clear();
@@ -649,7 +651,7 @@ static void *committer_main(void *arg)
 
         qtsp_err_clear();
         uint64_t t0 = qtsp_mono_ns();
-        qtsp_status rc = qtsp_store_write(tsa->store, journal_write, &b);
+        qtsp_status rc = journal_write(tsa, &b);
         atomic_fetch_add(&tsa->journal_batches, 1);
         atomic_fetch_add(&tsa->journal_commit_us, (qtsp_mono_ns() - t0) / 1000);
         if (rc != QTSP_OK)
@@ -963,7 +965,7 @@ void qtsp_tsa_set_signq(qtsp_tsa *tsa, qtsp_signq *q)
  * requester, in qtsp_tsa_respond_begin). */
 static int signs_queued(const qtsp_tsa *tsa)
 {
-    return tsa->signq && tsa->store && tsa->signer.fn;
+    return tsa->signq && tsa->journal.put && tsa->signer.fn;
 }
 
 /* The signature of a queued token (signing thread): finish the token; the
@@ -1027,7 +1029,7 @@ qtsp_status qtsp_tsa_respond_begin(qtsp_tsa *tsa, const unsigned char *query, si
     qtsp_status rc = prepare_token(tsa, &r, &e);
     if (rc == QTSP_OK && !signs_queued(tsa))
         rc = sign_now(tsa, e);
-    if (rc == QTSP_OK && tsa->store) {
+    if (rc == QTSP_OK && tsa->journal.put) {
         *job = e; /* the token leaves only once its journal entry is durable */
         return QTSP_OK;
     }
@@ -1113,7 +1115,7 @@ qtsp_status qtsp_tsa_metrics(void *ctx, qtsp_buf *out)
             TRY(qtsp_buf_printf(out, "qtsp_tsa_rejections_total{failinfo=\"%s\"} %llu\n", name,
                                 (unsigned long long)atomic_load(&tsa->rejected[bit])));
     }
-    if (tsa->store) {
+    if (tsa->journal.put) {
         TRY(qtsp_buf_puts(out, "# TYPE qtsp_tsa_journal_commits_total counter\n"));
         TRY(qtsp_buf_printf(out, "qtsp_tsa_journal_commits_total %llu\n",
                             (unsigned long long)atomic_load(&tsa->journal_batches)));

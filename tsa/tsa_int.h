@@ -47,9 +47,35 @@ qtsp_status qtsp_tsa_policy_add_oid(qtsp_tsa_policy *pol, const char *dotted) QT
 /* Loads a policy file over the defaults. QTSP_ERR_CONFIG with file:line:col. */
 qtsp_status qtsp_tsa_policy_load(const char *path, qtsp_tsa_policy *pol) QTSP_MUST_USE;
 
-/* qtsp_tsa_new with an already-parsed policy (copied). */
+/* qtsp_tsa_new with an already-parsed policy (copied). tsa/tsa_store.c. */
 qtsp_status qtsp_tsa_new_policy(const qtsp_tsa_policy *pol, X509 *tsa_cert, STACK_OF(X509) * chain,
                                 EVP_PKEY *key, qtsp_store *store, qtsp_tsa **out) QTSP_MUST_USE;
+
+/* One journal record: key = the token's serial (content octets), value as
+ * docs/tsa.md "Journal" describes. Borrowed for the call. */
+typedef struct qtsp_tsa_record {
+    const unsigned char *key;
+    size_t key_len;
+    const unsigned char *val;
+    size_t val_len;
+} qtsp_tsa_record;
+
+/* Where the journal is kept (a seam: tsa/tsa_store.c keeps it in a
+ * qtsp_store; the core links no store). put writes the n records in one
+ * transaction and returns once it is durable; replace 0: a key already
+ * present fails the whole transaction (nothing written), replace 1: it is
+ * overwritten. Called from the committer thread and, to void an entry,
+ * from the thread completing a job: must be thread-safe. */
+typedef struct qtsp_tsa_journal {
+    qtsp_status (*put)(void *ctx, const qtsp_tsa_record *recs, size_t n, int replace);
+    void *ctx; /* must outlive the TSA */
+} qtsp_tsa_journal;
+
+/* The TSA core: qtsp_tsa_new_policy with the journal kept by journal
+ * (copied; NULL or put NULL: no journal, no committer thread). */
+qtsp_status qtsp_tsa_new_journal(const qtsp_tsa_policy *pol, X509 *tsa_cert,
+                                 STACK_OF(X509) * chain, EVP_PKEY *key,
+                                 const qtsp_tsa_journal *journal, qtsp_tsa **out) QTSP_MUST_USE;
 
 /* What the parser found in a TimeStampReq; pointers borrow from the query. */
 typedef struct qtsp_tsa_req {

@@ -156,11 +156,3 @@ qtsp_status qtsp_tsa_policy_load(const char *path, qtsp_tsa_policy *pol)
         *pol = p;
     return rc;
 }
-
-qtsp_status qtsp_tsa_new(const char *policy_path, X509 *tsa_cert, STACK_OF(X509) * chain,
-                         EVP_PKEY *key, qtsp_store *store, qtsp_tsa **out)
-{
-    qtsp_tsa_policy pol;
-    TRY(qtsp_tsa_policy_load(policy_path, &pol));
-    return qtsp_tsa_new_policy(&pol, tsa_cert, chain, key, store, out);
-}

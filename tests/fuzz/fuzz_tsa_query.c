@@ -1,11 +1,11 @@
 /* libFuzzer target for the TimeStampReq parser and the whole responder.
- * Not built by CMake. Build and run from the source tree (no HTTP server):
+ * Not built by CMake. Build and run from the source tree (no HTTP server, no store):
  *
  *   clang -g -O1 -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
  *     -fsanitize=fuzzer,address,undefined -I. -I/usr/include/p11-kit-1 \
  *     tests/fuzz/fuzz_tsa_query.c tsa/tsa.c tsa/tsa_query.c tsa/tsa_policy.c core/buf.c \
- *     core/clock.c core/codec.c core/err.c core/log.c core/yaml.c ca/store.c \
- *     ca/signer.c ca/signq.c ca/hsm.c -lcrypto -llmdb -lyaml -lp11 -ldl -lpthread \
+ *     core/clock.c core/codec.c core/err.c core/log.c core/yaml.c \
+ *     ca/signer.c ca/signq.c ca/hsm.c -lcrypto -lyaml -lp11 -ldl -lpthread \
  *     -o fuzz_tsa_query
  *   mkdir -p corpus && ./fuzz_tsa_query -max_len=4200 -max_total_time=120 corpus
  *
@@ -53,7 +53,7 @@ static qtsp_tsa *make(void)
     qtsp_tsa *tsa = NULL;
     STACK_OF(X509) *chain = sk_X509_new_null();
     sk_X509_push(chain, c);
-    if (qtsp_tsa_new_policy(&pol, c, chain, k, NULL, &tsa) != QTSP_OK)
+    if (qtsp_tsa_new_journal(&pol, c, chain, k, NULL, &tsa) != QTSP_OK)
         abort();
     qtsp_tsa_set_sync_check(tsa, always_synced, NULL);
     sk_X509_free(chain);
