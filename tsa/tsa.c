@@ -2,12 +2,12 @@
  *
  * Why hand-built DER: at the target rate (>= 23,000 tokens/s on two cores)
  * OpenSSL's TS_RESP_CTX/PKCS7 path spends more CPU around the signature than
- * the signature itself. Everything constant (certificates, signer identifier,
- * algorithm identifiers, ESSCertIDv2, the qcStatements extension, the signed
- * attributes around messageDigest) is encoded once in qtsp_tsa_new; per token
- * only serial, genTime, nonce, imprint, messageDigest and the signature are
- * written. The writer fills buffers from the end backwards, so each length is
- * known when its header is written and nothing is moved. */
+ * the signature itself. Everything constant (the CMS signer's certificates,
+ * identifier, algorithm identifiers and constant signed attributes in
+ * ca/cms.h; the accuracy and qcStatements extension here) is encoded once in
+ * qtsp_tsa_new; per token only serial, genTime, nonce, imprint,
+ * messageDigest and the signature are written, front to back with every
+ * length computed first (core/der.h), so nothing is moved. */
 #define _GNU_SOURCE 1 /* pthread_setname_np */
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -20,8 +20,11 @@
 #include <sys/timex.h>
 #include <time.h>
 
+#include "ca/cms.h"
 #include "core/clock.h"
+#include "core/der.h"
 #include "core/log.h"
+#include "core/time.h"
 #include "tsa/tsa_int.h"
 
 #define JOURNAL_QUEUE 4096 /* bounded queue of entries awaiting commit */
@@ -38,106 +41,15 @@
 #define JOURNAL_VERSION 1  /* first byte of every journal value */
 #define JOURNAL_VOID 2     /* ... of an entry whose token was never made (signing failed) */
 #define SERIAL_LEN 17      /* 0x00 + genTime ms (top bit set) + 8 random: 128-bit positive */
-#define TST_MAX (QTSP_TSA_MAX_QUERY + 1024)
 #define SIG_MAX 1024
+#define REJECT_MAX 256 /* bytes of a rejection TimeStampResp, at most */
 #define WARN_EVERY_MS 60000 /* rate limit of the unsynchronised-clock warning */
 #define N_FAILINFO 26
 
-/* ---- DER writer (backwards) ------------------------------------------------ */
-
-typedef struct dw {
-    unsigned char *buf;
-    size_t pos; /* first written byte; data is buf[pos..cap) */
-    size_t cap;
-    int err;
-} dw;
-
-static void dw_init(dw *w, unsigned char *buf, size_t cap)
-{
-    w->buf = buf;
-    w->pos = cap;
-    w->cap = cap;
-    w->err = 0;
-}
-
-static size_t dw_used(const dw *w)
-{
-    return w->cap - w->pos;
-}
-
-static void dw_raw(dw *w, const void *p, size_t n)
-{
-    if (w->err || n > w->pos) {
-        w->err = 1;
-        return;
-    }
-    w->pos -= n;
-    if (n)
-        memcpy(w->buf + w->pos, p, n);
-}
-
-static void dw_byte(dw *w, unsigned char b)
-{
-    dw_raw(w, &b, 1);
-}
-
-/* Tag and definite length (X.690 8.1.3, minimal form). */
-static void dw_hdr(dw *w, unsigned char tag, size_t len)
-{
-    if (len < 0x80) {
-        dw_byte(w, (unsigned char)len);
-    } else {
-        unsigned char l[sizeof(size_t) + 1];
-        size_t n = 0;
-        for (size_t v = len; v; v >>= 8)
-            l[sizeof l - 1 - n++] = (unsigned char)(v & 0xff);
-        l[sizeof l - 1 - n] = (unsigned char)(0x80 | n);
-        dw_raw(w, l + sizeof l - 1 - n, n + 1);
-    }
-    dw_byte(w, tag);
-}
-
-/* Wraps everything written since mark. */
-static void dw_wrap(dw *w, unsigned char tag, size_t mark)
-{
-    dw_hdr(w, tag, dw_used(w) - mark);
-}
-
-static void dw_oid(dw *w, const unsigned char *content, size_t n)
-{
-    dw_raw(w, content, n);
-    dw_hdr(w, 0x06, n);
-}
-
-/* Copies the written bytes into a fresh allocation (constants built at setup). */
-static qtsp_status dw_take(const dw *w, unsigned char **out, size_t *len)
-{
-    ENSURE(!w->err, QTSP_ERR_INTERNAL, "DER scratch buffer too small");
-    size_t n = dw_used(w);
-    unsigned char *p = malloc(n ? n : 1);
-    ENSURE(p != NULL, QTSP_ERR_NOMEM, "out of memory");
-    memcpy(p, w->buf + w->pos, n);
-    *out = p;
-    *len = n;
-    return QTSP_OK;
-}
-
 /* ---- object identifiers (content octets) ----------------------------------- */
 
-static const unsigned char OID_SIGNED_DATA[] = {0x2a, 0x86, 0x48, 0x86, 0xf7,
-                                                0x0d, 0x01, 0x07, 0x02};
 static const unsigned char OID_CT_TSTINFO[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d,
                                                0x01, 0x09, 0x10, 0x01, 0x04};
-static const unsigned char OID_CONTENT_TYPE[] = {0x2a, 0x86, 0x48, 0x86, 0xf7,
-                                                 0x0d, 0x01, 0x09, 0x03};
-static const unsigned char OID_MESSAGE_DIGEST[] = {0x2a, 0x86, 0x48, 0x86, 0xf7,
-                                                   0x0d, 0x01, 0x09, 0x04};
-static const unsigned char OID_SIGNING_CERT_V2[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d,
-                                                    0x01, 0x09, 0x10, 0x02, 0x2f};
-static const unsigned char OID_SHA256[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01};
-static const unsigned char OID_ECDSA_SHA256[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
-static const unsigned char OID_RSA_SHA256[] = {0x2a, 0x86, 0x48, 0x86, 0xf7,
-                                               0x0d, 0x01, 0x01, 0x0b};
 static const unsigned char OID_QC_STATEMENTS[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x03};
 /* esi4-qtstStatement-1, EN 319 422 clause 9.1 */
 static const unsigned char OID_QTST_STATEMENT_1[] = {0x04, 0x00, 0x81, 0x97, 0x5e, 0x01, 0x01};
@@ -191,21 +103,15 @@ struct qtsp_tsa {
     EVP_PKEY *key;
     qtsp_signer signer; /* fn NULL: EVP_DigestSign on key */
     qtsp_signq *signq;  /* NULL: tokens are signed on the HTTP thread */
-    EVP_MD *sha256;
+    qtsp_cms_signer *cms; /* SignedData parts (SHA-256, the key's algorithm) */
+    const EVP_MD *sha256; /* the CMS signer's */
     qtsp_tsa_sync_fn sync_fn;
     void *sync_ctx;
 
-    /* Pre-encoded constant parts (full TLVs). */
-    cbytes accuracy;     /* Accuracy */
-    cbytes tst_ext;      /* [1] Extensions with qcStatements */
-    cbytes certs;        /* [0] IMPLICIT SET OF Certificate */
-    cbytes sid;          /* IssuerAndSerialNumber */
-    cbytes sha256_alg;   /* AlgorithmIdentifier sha256 (parameters absent, RFC 5754 2) */
-    cbytes digest_algs;  /* SET { sha256 } */
-    cbytes sig_alg;      /* signatureAlgorithm */
-    cbytes attrs;        /* signed attributes as SET (0x31), digest zeroed */
-    size_t attrs_md_off; /* offset of the 32 digest bytes inside attrs */
-    size_t resp_max;     /* bound of a granted response */
+    /* Pre-encoded constant parts of TSTInfo (full TLVs). */
+    cbytes accuracy;   /* Accuracy */
+    cbytes tst_ext;    /* [1] Extensions with qcStatements */
+    size_t attrs_len;  /* the signed attributes' length (the same for every token) */
 
     /* Counters (RFC 3161 has no notion of them; for /metrics). */
     _Atomic uint64_t issued;
@@ -247,220 +153,75 @@ void qtsp_tsa_set_sync_check(qtsp_tsa *tsa, qtsp_tsa_sync_fn fn, void *ctx)
     tsa->sync_ctx = fn ? ctx : NULL;
 }
 
-/* Civil date from days since 1970-01-01 (H. Hinnant's algorithm); avoids
- * gmtime_r, which takes glibc's time-zone lock on every call. */
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    unsigned doe = (unsigned)(z - era * 146097);
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t yy = (int64_t)yoe + era * 400;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    unsigned mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = yy + (*m <= 2);
-}
-
-static void put_digits(char *p, unsigned v, int n)
-{
-    for (int i = n - 1; i >= 0; i--, v /= 10)
-        p[i] = (char)('0' + v % 10);
-}
-
-size_t qtsp_tsa_gentime(int64_t ms, char out[24])
-{
-    if (ms < 0)
-        ms = 0;
-    if (ms > INT64_C(253402300799999))
-        ms = INT64_C(253402300799999); /* 9999-12-31T23:59:59.999Z */
-    int64_t secs = ms / 1000;
-    unsigned frac = (unsigned)(ms % 1000);
-    int64_t days = secs / 86400;
-    unsigned sod = (unsigned)(secs % 86400);
-    int64_t y;
-    unsigned mo, d;
-    civil_from_days(days, &y, &mo, &d);
-    put_digits(out, (unsigned)y, 4);
-    put_digits(out + 4, mo, 2);
-    put_digits(out + 6, d, 2);
-    put_digits(out + 8, sod / 3600, 2);
-    put_digits(out + 10, sod / 60 % 60, 2);
-    put_digits(out + 12, sod % 60, 2);
-    size_t n = 14;
-    if (frac) { /* X.690 11.7.3: no trailing zeros, no bare decimal point */
-        out[n++] = '.';
-        put_digits(out + n, frac, 3);
-        n += 3;
-        while (out[n - 1] == '0')
-            n--;
-    }
-    out[n++] = 'Z';
-    return n;
-}
-
 /* ---- setup ----------------------------------------------------------------- */
 
-static qtsp_status i2d_copy(int len, unsigned char *der, cbytes *out)
+/* Copies what w wrote into out (malloc'd). */
+static qtsp_status take(qtsp_der_w *w, cbytes *out)
 {
-    ENSURE(len > 0 && der != NULL, QTSP_ERR_CRYPTO, "DER encoding of a certificate part failed");
-    out->p = der;
-    out->n = (size_t)len;
+    size_t n = 0;
+    TRY(qtsp_der_w_finish(w, &n));
+    out->p = malloc(n ? n : 1);
+    ENSURE(out->p != NULL, QTSP_ERR_NOMEM, "out of memory");
+    memcpy(out->p, w->p, n);
+    out->n = n;
     return QTSP_OK;
 }
 
 static qtsp_status build_constants(qtsp_tsa *tsa)
 {
-    qtsp_status rc = QTSP_OK;
-    unsigned char *issuer = NULL, *serial = NULL;
-    unsigned char *scratch = NULL;
-    cbytes iss = {0}, ser = {0};
-    dw w;
-    size_t m0, m1, m2;
+    unsigned char buf[64];
+    qtsp_der_w w;
 
-    /* Accuracy ::= SEQUENCE { seconds INTEGER OPTIONAL, millis [0] INTEGER (1..999) OPTIONAL, ... }
-     */
-    unsigned char acc[16];
-    dw_init(&w, acc, sizeof acc);
-    if (tsa->pol.accuracy_ms >= 1000) {
-        dw_byte(&w, 1);
-        dw_hdr(&w, 0x02, 1);
-    } else {
-        unsigned v = tsa->pol.accuracy_ms;
-        unsigned char b[2] = {(unsigned char)(v >> 8), (unsigned char)v};
-        if (v < 0x80)
-            dw_raw(&w, b + 1, 1), dw_hdr(&w, 0x80, 1);
-        else
-            dw_raw(&w, b, 2), dw_hdr(&w, 0x80, 2);
-    }
-    dw_wrap(&w, 0x30, 0);
-    TRY_OUT(dw_take(&w, &tsa->accuracy.p, &tsa->accuracy.n));
+    /* Accuracy ::= SEQUENCE { seconds INTEGER OPTIONAL, millis [0] INTEGER (1..999) OPTIONAL, ... } */
+    qtsp_der_w_init(&w, buf, sizeof buf);
+    size_t m = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
+    if (tsa->pol.accuracy_ms >= 1000)
+        qtsp_der_u64(&w, QTSP_DER_INTEGER, 1);
+    else
+        qtsp_der_u64(&w, QTSP_DER_CTX(0), tsa->pol.accuracy_ms);
+    qtsp_der_close(&w, m);
+    TRY(take(&w, &tsa->accuracy));
 
     /* extensions [1] IMPLICIT Extensions { qcStatements, non-critical (critical
      * omitted: DEFAULT FALSE), value QCStatements { { esi4-qtstStatement-1 } } } */
-    unsigned char ext[64];
-    dw_init(&w, ext, sizeof ext);
-    dw_oid(&w, OID_QTST_STATEMENT_1, sizeof OID_QTST_STATEMENT_1);
-    dw_wrap(&w, 0x30, 0); /* QCStatement */
-    dw_wrap(&w, 0x30, 0); /* QCStatements */
-    dw_wrap(&w, 0x04, 0); /* extnValue */
-    dw_oid(&w, OID_QC_STATEMENTS, sizeof OID_QC_STATEMENTS);
-    dw_wrap(&w, 0x30, 0); /* Extension */
-    dw_wrap(&w, 0xa1, 0);
-    TRY_OUT(dw_take(&w, &tsa->tst_ext.p, &tsa->tst_ext.n));
+    qtsp_der_w_init(&w, buf, sizeof buf);
+    size_t mx = qtsp_der_open(&w, QTSP_DER_CTX_C(1));
+    size_t me = qtsp_der_open(&w, QTSP_DER_SEQUENCE); /* Extension */
+    qtsp_der_oid(&w, OID_QC_STATEMENTS, sizeof OID_QC_STATEMENTS);
+    size_t mv = qtsp_der_open(&w, QTSP_DER_OCTET_STRING); /* extnValue */
+    size_t ms = qtsp_der_open(&w, QTSP_DER_SEQUENCE);     /* QCStatements */
+    size_t mq = qtsp_der_open(&w, QTSP_DER_SEQUENCE);     /* QCStatement */
+    qtsp_der_oid(&w, OID_QTST_STATEMENT_1, sizeof OID_QTST_STATEMENT_1);
+    qtsp_der_close(&w, mq);
+    qtsp_der_close(&w, ms);
+    qtsp_der_close(&w, mv);
+    qtsp_der_close(&w, me);
+    qtsp_der_close(&w, mx);
+    TRY(take(&w, &tsa->tst_ext));
 
-    /* Issuer name and serial of the TSA certificate. */
-    int il = i2d_X509_NAME(X509_get_issuer_name(tsa->cert), &issuer);
-    TRY_OUT(i2d_copy(il, issuer, &iss));
-    int sl = i2d_ASN1_INTEGER(X509_get0_serialNumber(tsa->cert), &serial);
-    TRY_OUT(i2d_copy(sl, serial, &ser));
-
-    /* Certificates: the TSA certificate, then the chain. */
-    size_t certs_len = 0;
-    int nchain = tsa->chain ? sk_X509_num(tsa->chain) : 0;
-    for (int i = -1; i < nchain; i++) {
-        X509 *c = i < 0 ? tsa->cert : sk_X509_value(tsa->chain, i);
-        int l = i2d_X509(c, NULL);
-        ENSURE_OUT(l > 0 && l < (1 << 20), QTSP_ERR_CRYPTO, "cannot encode a TSA certificate");
-        certs_len += (size_t)l;
-    }
-    size_t scratch_len = certs_len + 2 * iss.n + ser.n + 1024;
-    scratch = malloc(scratch_len);
-    ENSURE_OUT(scratch != NULL, QTSP_ERR_NOMEM, "out of memory");
-    dw_init(&w, scratch, scratch_len);
-    for (int i = nchain - 1; i >= -1; i--) {
-        X509 *c = i < 0 ? tsa->cert : sk_X509_value(tsa->chain, i);
-        unsigned char *der = NULL;
-        int l = i2d_X509(c, &der);
-        ENSURE_OUT(l > 0, QTSP_ERR_CRYPTO, "cannot encode a TSA certificate");
-        dw_raw(&w, der, (size_t)l);
-        OPENSSL_free(der);
-    }
-    dw_wrap(&w, 0xa0, 0);
-    TRY_OUT(dw_take(&w, &tsa->certs.p, &tsa->certs.n));
-
-    /* sid: IssuerAndSerialNumber (RFC 5652 5.3, SignerInfo version 1). */
-    dw_init(&w, scratch, scratch_len);
-    dw_raw(&w, ser.p, ser.n);
-    dw_raw(&w, iss.p, iss.n);
-    dw_wrap(&w, 0x30, 0);
-    TRY_OUT(dw_take(&w, &tsa->sid.p, &tsa->sid.n));
-
-    dw_init(&w, scratch, scratch_len);
-    dw_oid(&w, OID_SHA256, sizeof OID_SHA256);
-    dw_wrap(&w, 0x30, 0);
-    TRY_OUT(dw_take(&w, &tsa->sha256_alg.p, &tsa->sha256_alg.n));
-    dw_wrap(&w, 0x31, 0);
-    TRY_OUT(dw_take(&w, &tsa->digest_algs.p, &tsa->digest_algs.n));
-
-    dw_init(&w, scratch, scratch_len);
-    if (EVP_PKEY_get_base_id(tsa->key) == EVP_PKEY_EC) {
-        dw_oid(&w, OID_ECDSA_SHA256, sizeof OID_ECDSA_SHA256); /* RFC 5758 3.2: no parameters */
-    } else {
-        dw_raw(&w, "\x05\x00", 2); /* RFC 4055 5: NULL parameters */
-        dw_oid(&w, OID_RSA_SHA256, sizeof OID_RSA_SHA256);
-    }
-    dw_wrap(&w, 0x30, 0);
-    TRY_OUT(dw_take(&w, &tsa->sig_alg.p, &tsa->sig_alg.n));
-
-    /* Signed attributes (RFC 5652 5.3, RFC 5816 2.2.1), DER SET OF order:
-     * contentType (len 0x18) < messageDigest (len 0x2f) < signingCertificateV2
-     * (longer), as the encodings first differ in their length octets. */
-    unsigned char hash[32];
-    unsigned int hlen = 0;
-    ENSURE_OUT(X509_digest(tsa->cert, tsa->sha256, hash, &hlen) == 1 && hlen == 32, QTSP_ERR_CRYPTO,
-               "cannot hash the TSA certificate");
-    dw_init(&w, scratch, scratch_len);
-    /* signingCertificateV2 { certs { ESSCertIDv2 { certHash, issuerSerial } } }
-     * hashAlgorithm omitted: DEFAULT sha256 (RFC 5035 4). */
-    m0 = dw_used(&w);
-    m1 = dw_used(&w);
-    m2 = dw_used(&w);
-    dw_raw(&w, ser.p, ser.n);
-    size_t mg = dw_used(&w);
-    dw_raw(&w, iss.p, iss.n);
-    dw_wrap(&w, 0xa4, mg); /* directoryName [4] EXPLICIT Name */
-    dw_wrap(&w, 0x30, mg); /* GeneralNames */
-    dw_wrap(&w, 0x30, m2); /* IssuerSerial */
-    dw_raw(&w, hash, 32);
-    dw_hdr(&w, 0x04, 32);
-    dw_wrap(&w, 0x30, m2); /* ESSCertIDv2 */
-    dw_wrap(&w, 0x30, m1); /* certs */
-    dw_wrap(&w, 0x30, m1); /* SigningCertificateV2 */
-    dw_wrap(&w, 0x31, m1);
-    dw_oid(&w, OID_SIGNING_CERT_V2, sizeof OID_SIGNING_CERT_V2);
-    dw_wrap(&w, 0x30, m0);
-    /* messageDigest (zeroed, patched per token) */
-    m0 = dw_used(&w);
-    memset(hash, 0, sizeof hash);
-    dw_raw(&w, hash, 32);
-    size_t md_from_end = dw_used(&w);
-    dw_hdr(&w, 0x04, 32);
-    dw_wrap(&w, 0x31, m0);
-    dw_oid(&w, OID_MESSAGE_DIGEST, sizeof OID_MESSAGE_DIGEST);
-    dw_wrap(&w, 0x30, m0);
-    /* contentType id-ct-TSTInfo */
-    m0 = dw_used(&w);
-    dw_oid(&w, OID_CT_TSTINFO, sizeof OID_CT_TSTINFO);
-    dw_wrap(&w, 0x31, m0);
-    dw_oid(&w, OID_CONTENT_TYPE, sizeof OID_CONTENT_TYPE);
-    dw_wrap(&w, 0x30, m0);
-    dw_wrap(&w, 0x31, 0);
-    TRY_OUT(dw_take(&w, &tsa->attrs.p, &tsa->attrs.n));
-    tsa->attrs_md_off = tsa->attrs.n - md_from_end;
+    /* SignedData (RFC 5816 2.2.1): SignerInfo v1 with issuerAndSerialNumber,
+     * SHA-256, signed attributes contentType id-ct-TSTInfo, messageDigest and
+     * signingCertificateV2; ecdsa-with-SHA256 or sha256WithRSAEncryption;
+     * certificates: the TSA's, then the chain (only when certReq). */
+    qtsp_cms_signer_opts o = {tsa->cert,
+                              tsa->chain,
+                              QTSP_CMS_SHA256,
+                              EVP_PKEY_get_base_id(tsa->key) == EVP_PKEY_EC ? QTSP_CMS_ECDSA
+                                                                          : QTSP_CMS_RSA_PKCS1,
+                              OID_CT_TSTINFO,
+                              sizeof OID_CT_TSTINFO,
+                              1};
+    TRY(qtsp_cms_signer_new(&o, &tsa->cms));
+    tsa->sha256 = qtsp_cms_signer_md(tsa->cms);
+    unsigned char zero[32] = {0};
+    qtsp_cms_attrs a = {zero, sizeof zero, 0, 0, NULL, 0};
+    tsa->attrs_len = qtsp_cms_signed_attrs_size(tsa->cms, &a);
+    ENSURE(tsa->attrs_len > 0, QTSP_ERR_INTERNAL, "signed attributes: %s", qtsp_err_what());
 
     size_t sig_max = (size_t)EVP_PKEY_get_size(tsa->key);
-    ENSURE_OUT(sig_max > 0 && sig_max <= SIG_MAX, QTSP_ERR_UNSUPPORTED,
-               "TSA key size %zu is not supported", sig_max);
-    tsa->resp_max = tsa->certs.n + tsa->sid.n + tsa->attrs.n + tsa->sig_alg.n + tsa->digest_algs.n +
-                    tsa->sha256_alg.n + TST_MAX + SIG_MAX + 256;
-    rc = QTSP_OK;
-out:
-    OPENSSL_free(issuer);
-    OPENSSL_free(serial);
-    free(scratch);
-    return rc;
+    ENSURE(sig_max > 0 && sig_max <= SIG_MAX, QTSP_ERR_UNSUPPORTED,
+           "TSA key size %zu is not supported", sig_max);
+    return QTSP_OK;
 }
 
 static void *committer_main(void *arg);
@@ -502,8 +263,6 @@ qtsp_status qtsp_tsa_new_journal(const qtsp_tsa_policy *pol, X509 *tsa_cert,
         tsa->chain = X509_chain_up_ref(chain);
         ENSURE_OUT(tsa->chain != NULL, QTSP_ERR_NOMEM, "out of memory");
     }
-    tsa->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-    ENSURE_OUT(tsa->sha256 != NULL, QTSP_ERR_CRYPTO, "SHA-256 is not available");
     TRY_OUT(build_constants(tsa));
     if (journal && journal->put) {
         tsa->journal = *journal;
@@ -533,14 +292,12 @@ void qtsp_tsa_free(qtsp_tsa *tsa)
     pthread_cond_destroy(&tsa->cv_work);
     pthread_cond_destroy(&tsa->cv_done);
     pthread_cond_destroy(&tsa->cv_space);
-    cbytes *parts[] = {&tsa->accuracy,   &tsa->tst_ext,     &tsa->certs,   &tsa->sid,
-                       &tsa->sha256_alg, &tsa->digest_algs, &tsa->sig_alg, &tsa->attrs};
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
-        free(parts[i]->p);
+    free(tsa->accuracy.p);
+    free(tsa->tst_ext.p);
+    qtsp_cms_signer_free(tsa->cms);
     X509_free(tsa->cert);
     sk_X509_pop_free(tsa->chain, X509_free);
     EVP_PKEY_free(tsa->key);
-    EVP_MD_free(tsa->sha256);
     free(tsa);
 }
 
@@ -774,35 +531,31 @@ static const char *failinfo_text(int bit)
     }
 }
 
-#define REJECT_MAX 256
-
 /* TimeStampResp { PKIStatusInfo { rejection(2), statusString, failInfo } },
  * written at the start of buf (cap >= REJECT_MAX bytes). */
 static qtsp_status reject_der(qtsp_tsa *tsa, int bit, unsigned char *buf, size_t cap,
                               size_t *len)
 {
-    dw w;
-    dw_init(&w, buf, cap);
-    /* PKIFailureInfo: named BIT STRING, trailing zero bits dropped (X.690 11.2.2). */
-    unsigned char bits[4] = {0};
-    size_t nbytes = (size_t)bit / 8 + 1;
-    bits[bit / 8] = (unsigned char)(0x80u >> (bit % 8));
-    dw_raw(&w, bits, nbytes);
-    dw_byte(&w, (unsigned char)(7 - bit % 8));
-    dw_hdr(&w, 0x03, nbytes + 1);
+    qtsp_der_w w;
+    qtsp_der_w_init(&w, buf, cap);
+    size_t m = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
+    size_t ms = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
+    qtsp_der_u64(&w, QTSP_DER_INTEGER, 2); /* PKIStatus rejection */
     const char *text = failinfo_text(bit);
-    size_t m = dw_used(&w);
-    dw_raw(&w, text, strlen(text));
-    dw_hdr(&w, 0x0c, strlen(text)); /* PKIFreeText ::= SEQUENCE OF UTF8String */
-    dw_wrap(&w, 0x30, m);
-    dw_raw(&w, "\x02\x01\x02", 3); /* PKIStatus rejection */
-    dw_wrap(&w, 0x30, 0);
-    dw_wrap(&w, 0x30, 0);
-    ENSURE(!w.err, QTSP_ERR_INTERNAL, "rejection does not fit");
+    size_t mt = qtsp_der_open(&w, QTSP_DER_SEQUENCE); /* PKIFreeText ::= SEQUENCE OF UTF8String */
+    qtsp_der_tlv(&w, QTSP_DER_UTF8STRING, text, strlen(text));
+    qtsp_der_close(&w, mt);
+    /* PKIFailureInfo: named BIT STRING, trailing zero bits dropped (X.690 11.2.2). */
+    unsigned char bits[5] = {0};
+    size_t nbytes = (size_t)bit / 8 + 1;
+    bits[0] = (unsigned char)(7 - bit % 8); /* unused bits */
+    bits[1 + bit / 8] = (unsigned char)(0x80u >> (bit % 8));
+    qtsp_der_tlv(&w, QTSP_DER_BIT_STRING, bits, nbytes + 1);
+    qtsp_der_close(&w, ms);
+    qtsp_der_close(&w, m);
+    TRY(qtsp_der_w_finish(&w, len));
     if ((unsigned)bit < N_FAILINFO)
         atomic_fetch_add(&tsa->rejected[bit], 1);
-    *len = dw_used(&w);
-    memmove(buf, buf + w.pos, *len);
     return QTSP_OK;
 }
 
@@ -851,51 +604,68 @@ static qtsp_status prepare_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry **
         serial[1 + i] = (unsigned char)((uint64_t)ms >> (8 * (7 - i)));
     serial[1] |= 0x80;
     TRY(qtsp_random(serial + 9, SERIAL_LEN - 9));
-    char gt[24];
-    size_t gtl = qtsp_tsa_gentime(ms, gt);
+    char gt[QTSP_TIME_GEN_MAX];
+    size_t gtl = qtsp_time_gen(ms, gt);
+    ENSURE(gtl != 0, QTSP_ERR_INTERNAL, "the clock is outside GeneralizedTime");
     const unsigned char *policy = r->policy ? r->policy : tsa->pol.oid;
     size_t policy_len = r->policy ? r->policy_len : tsa->pol.oid_len;
 
-    /* TSTInfo (RFC 3161 2.4.2), built backwards. */
-    unsigned char tst[TST_MAX];
-    dw w;
-    dw_init(&w, tst, sizeof tst);
-    dw_raw(&w, tsa->tst_ext.p, tsa->tst_ext.n); /* extensions; no tsa name, ordering absent */
-    if (r->nonce)
-        dw_raw(&w, r->nonce, r->nonce_len); /* nonce echoed as sent */
-    dw_raw(&w, tsa->accuracy.p, tsa->accuracy.n);
-    dw_raw(&w, gt, gtl);
-    dw_hdr(&w, 0x18, gtl);
-    dw_raw(&w, serial, SERIAL_LEN);
-    dw_hdr(&w, 0x02, SERIAL_LEN);
-    dw_raw(&w, r->imprint, r->imprint_len); /* messageImprint as requested */
-    dw_raw(&w, policy, policy_len);
-    dw_raw(&w, "\x02\x01\x01", 3);
-    dw_wrap(&w, 0x30, 0);
-    ENSURE(!w.err, QTSP_ERR_INTERNAL, "TSTInfo does not fit");
-    size_t tst_len = dw_used(&w);
-    jentry *e = calloc(1, sizeof *e + tst_len + tsa->attrs.n);
+    /* TSTInfo (RFC 3161 2.4.2): every part's length is known, so it is
+     * written once, in place. */
+    size_t serial_tlv = qtsp_der_uint_size(serial, SERIAL_LEN);
+    size_t tst_body = 3 + policy_len + r->imprint_len + serial_tlv + qtsp_der_tlv_size(gtl) +
+                      tsa->accuracy.n + (r->nonce ? r->nonce_len : 0) + tsa->tst_ext.n;
+    size_t tst_len = qtsp_der_tlv_size(tst_body);
+    jentry *e = calloc(1, sizeof *e + tst_len + tsa->attrs_len + QTSP_DER_HDR_MAX);
     ENSURE(e != NULL, QTSP_ERR_NOMEM, "out of memory");
-    e->der_cap = tsa->resp_max - TST_MAX + tst_len; /* the token holds this TSTInfo */
-    e->der = malloc(e->der_cap);
-    if (!e->der) {
-        free(e);
-        FAIL(QTSP_ERR_NOMEM, "out of memory");
-    }
+    e->tsa = tsa;
     e->tst = e->buf;
     e->tst_len = tst_len;
     e->attrs = e->buf + tst_len;
-    memcpy(e->tst, tst + w.pos, tst_len);
-    memcpy(e->attrs, tsa->attrs.p, tsa->attrs.n);
+    qtsp_der_w w;
+    qtsp_der_w_init(&w, e->tst, tst_len + tsa->attrs_len + QTSP_DER_HDR_MAX);
+    qtsp_der_hdr(&w, QTSP_DER_SEQUENCE, tst_body);
+    qtsp_der_u64(&w, QTSP_DER_INTEGER, 1); /* version v1 */
+    qtsp_der_raw(&w, policy, policy_len);
+    qtsp_der_raw(&w, r->imprint, r->imprint_len); /* messageImprint as requested */
+    qtsp_der_uint(&w, serial, SERIAL_LEN);
+    qtsp_der_tlv(&w, QTSP_DER_GENTIME, gt, gtl);
+    qtsp_der_raw(&w, tsa->accuracy.p, tsa->accuracy.n);
+    if (r->nonce)
+        qtsp_der_raw(&w, r->nonce, r->nonce_len); /* nonce echoed as sent */
+    qtsp_der_raw(&w, tsa->tst_ext.p, tsa->tst_ext.n); /* no tsa name, ordering absent */
+    size_t written = 0;
+    qtsp_status rc = qtsp_der_w_finish(&w, &written);
+    if (rc == QTSP_OK && written != tst_len)
+        rc = qtsp_err_set(QTSP_ERR_INTERNAL, __FILE__, __LINE__, "TSTInfo length mismatch");
+
+    /* Signed attributes with messageDigest = SHA-256(TSTInfo). */
+    unsigned char md[32];
     unsigned int mdlen = 0;
-    if (EVP_Digest(e->tst, e->tst_len, e->attrs + tsa->attrs_md_off, &mdlen, tsa->sha256, NULL) !=
-            1 ||
-        mdlen != 32) {
+    if (rc == QTSP_OK &&
+        (EVP_Digest(e->tst, e->tst_len, md, &mdlen, tsa->sha256, NULL) != 1 || mdlen != 32))
+        rc = qtsp_err_set(QTSP_ERR_CRYPTO, __FILE__, __LINE__, "cannot hash TSTInfo");
+    qtsp_cms_attrs a = {md, sizeof md, 0, 0, NULL, 0};
+    size_t alen = 0;
+    if (rc == QTSP_OK)
+        rc = qtsp_cms_signed_attrs(tsa->cms, &a, e->attrs, tsa->attrs_len, &alen);
+
+    /* The response buffer: the token with the longest signature. */
+    if (rc == QTSP_OK) {
+        qtsp_cms_parts p = {e->attrs, alen, md, SIG_MAX, e->tst, e->tst_len, r->cert_req, NULL, 0};
+        size_t ci = qtsp_cms_size(tsa->cms, &p);
+        e->der_cap = qtsp_der_tlv_size(5 + ci) + QTSP_DER_HDR_MAX;
+        if (e->der_cap < REJECT_MAX)
+            e->der_cap = REJECT_MAX;
+        e->der = malloc(e->der_cap);
+        if (!e->der)
+            rc = qtsp_err_set(QTSP_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+    }
+    if (rc != QTSP_OK) {
         jentry_free(e);
-        FAIL(QTSP_ERR_CRYPTO, "cannot hash TSTInfo");
+        return rc;
     }
     e->cert_req = r->cert_req;
-    e->tsa = tsa;
     journal_entry(e, serial, ms, policy, policy_len, r);
     *out = e;
     return QTSP_OK;
@@ -906,41 +676,17 @@ static qtsp_status prepare_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry **
 static qtsp_status finish_token(qtsp_tsa *tsa, jentry *e, const unsigned char *sig, size_t siglen)
 {
     ENSURE(siglen <= SIG_MAX, QTSP_ERR_INTERNAL, "signature too long");
-    unsigned char *resp = e->der;
-    /* TimeStampResp { granted, ContentInfo { signedData, [0] SignedData } }. */
-    dw w;
-    dw_init(&w, resp, e->der_cap);
-    dw_raw(&w, sig, siglen);
-    dw_hdr(&w, 0x04, siglen);
-    dw_raw(&w, tsa->sig_alg.p, tsa->sig_alg.n);
-    dw_raw(&w, e->attrs, tsa->attrs.n);
-    if (!w.err)
-        w.buf[w.pos] = 0xa0; /* signedAttrs [0] IMPLICIT; signed as SET (RFC 5652 5.4) */
-    dw_raw(&w, tsa->sha256_alg.p, tsa->sha256_alg.n);
-    dw_raw(&w, tsa->sid.p, tsa->sid.n);
-    dw_raw(&w, "\x02\x01\x01", 3);
-    dw_wrap(&w, 0x30, 0); /* SignerInfo */
-    dw_wrap(&w, 0x31, 0); /* signerInfos */
-    if (e->cert_req)      /* RFC 3161 2.4.1: certificates only on request */
-        dw_raw(&w, tsa->certs.p, tsa->certs.n);
-    size_t m = dw_used(&w);
-    dw_raw(&w, e->tst, e->tst_len);
-    dw_hdr(&w, 0x04, e->tst_len);
-    dw_hdr(&w, 0xa0, dw_used(&w) - m);
-    dw_oid(&w, OID_CT_TSTINFO, sizeof OID_CT_TSTINFO);
-    dw_wrap(&w, 0x30, m); /* encapContentInfo */
-    dw_raw(&w, tsa->digest_algs.p, tsa->digest_algs.n);
-    dw_raw(&w, "\x02\x01\x03", 3); /* RFC 5652 5.1: version 3 (eContentType not id-data) */
-    dw_wrap(&w, 0x30, 0);          /* SignedData */
-    dw_wrap(&w, 0xa0, 0);
-    dw_oid(&w, OID_SIGNED_DATA, sizeof OID_SIGNED_DATA);
-    dw_wrap(&w, 0x30, 0);                  /* ContentInfo */
-    dw_raw(&w, "\x30\x03\x02\x01\x00", 5); /* PKIStatusInfo { granted } */
-    dw_wrap(&w, 0x30, 0);
-    ENSURE(!w.err, QTSP_ERR_INTERNAL, "time-stamp response does not fit");
-    e->der_len = dw_used(&w);
-    memmove(resp, resp + w.pos, e->der_len); /* written backwards: move to the front */
-    return QTSP_OK;
+    /* TimeStampResp { PKIStatusInfo { granted }, ContentInfo { signedData,
+     * [0] SignedData } }; RFC 3161 2.4.1: certificates only on request. */
+    qtsp_cms_parts p = {e->attrs, tsa->attrs_len, sig, siglen, e->tst, e->tst_len, e->cert_req,
+                        NULL, 0};
+    size_t ci = qtsp_cms_size(tsa->cms, &p);
+    qtsp_der_w w;
+    qtsp_der_w_init(&w, e->der, e->der_cap);
+    qtsp_der_hdr(&w, QTSP_DER_SEQUENCE, 5 + ci);
+    qtsp_der_raw(&w, "\x30\x03\x02\x01\x00", 5);
+    TRY(qtsp_cms_write(tsa->cms, &p, &w));
+    return qtsp_der_w_finish(&w, &e->der_len);
 }
 
 /* Signs e on this thread and finishes its token (e->der). */
@@ -948,7 +694,7 @@ static qtsp_status sign_now(qtsp_tsa *tsa, jentry *e)
 {
     unsigned char sig[SIG_MAX];
     size_t siglen = sizeof sig;
-    TRY(sign_attrs(tsa, e->attrs, tsa->attrs.n, sig, &siglen));
+    TRY(sign_attrs(tsa, e->attrs, tsa->attrs_len, sig, &siglen));
     TRY(finish_token(tsa, e, sig, siglen));
     e->is_signed = 1;
     return QTSP_OK;
@@ -1063,7 +809,7 @@ void qtsp_tsa_job_start(qtsp_tsa_job *e, qtsp_tsa_done_fn done, void *ctx)
     e->sign_rc = e->commit_rc = QTSP_ERR_INTERNAL;
     unsigned char md[32];
     int queued = !e->is_signed;
-    if (queued && EVP_Digest(e->attrs, tsa->attrs.n, md, NULL, tsa->sha256, NULL) != 1) {
+    if (queued && EVP_Digest(e->attrs, tsa->attrs_len, md, NULL, tsa->sha256, NULL) != 1) {
         queued = 0; /* cannot hash for the queue: sign here */
         qtsp_status rc = sign_now(tsa, e);
         if (rc != QTSP_OK) { /* no token, nothing journalled */

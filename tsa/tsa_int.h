@@ -94,14 +94,10 @@ typedef struct qtsp_tsa_req {
 } qtsp_tsa_req;
 
 /* Parses a TimeStampReq against pol. Returns -1 and fills *req when the
- * request can be granted, else the failInfo bit to reject with. Never
- * reads outside query[0..len). Thread-safe. */
+ * request can be granted, else the failInfo bit to reject with (and the
+ * thread's error record is cleared: a rejection is an answer, not an
+ * error). Never reads outside query[0..len). Thread-safe. */
 int qtsp_tsa_parse_query(const qtsp_tsa_policy *pol, const unsigned char *query, size_t len,
                          qtsp_tsa_req *req);
-
-/* Formats ms since the epoch as a DER GeneralizedTime value (no tag):
- * "YYYYMMDDHHMMSS[.f[f[f]]]Z", trailing fraction zeros removed (X.690
- * 11.7). out holds >= 20 bytes; returns the length. */
-size_t qtsp_tsa_gentime(int64_t ms, char out[24]);
 
 #endif

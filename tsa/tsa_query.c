@@ -1,79 +1,14 @@
-/* TimeStampReq parser (RFC 3161 2.4.1). Hand-written strict DER reader: the
- * query comes from the network, so every length is checked against what is
- * left, lengths must be minimal and definite, and nothing may trail. */
+/* TimeStampReq parser (RFC 3161 2.4.1) on the strict DER reader of
+ * core/der.h: the query comes from the network, so every length is checked
+ * against what is left, lengths must be minimal and definite, and nothing
+ * may trail. */
 #include <string.h>
 
+#include "core/der.h"
 #include "tsa/tsa_int.h"
 
-typedef struct der_in {
-    const unsigned char *p;
-    size_t n;
-} der_in;
-
-/* Reads one TLV with a one-byte tag. On success *tag, *val (content) and
- * *tlv (whole element) are set and in advances. Returns 0, or -1 when the
- * encoding is not DER (long-form tags, indefinite or non-minimal lengths,
- * overruns). */
-static int der_next(der_in *in, unsigned *tag, der_in *val, der_in *tlv)
-{
-    if (in->n < 2)
-        return -1;
-    const unsigned char *start = in->p;
-    unsigned t = in->p[0];
-    if ((t & 0x1f) == 0x1f)
-        return -1; /* high tag numbers: nothing in a TimeStampReq uses them */
-    size_t len;
-    size_t hdr;
-    unsigned char l0 = in->p[1];
-    if (l0 < 0x80) {
-        len = l0;
-        hdr = 2;
-    } else {
-        size_t nb = l0 & 0x7f;
-        if (nb == 0 || nb > 2 || in->n < 2 + nb)
-            return -1; /* indefinite, or longer than any query we accept */
-        len = 0;
-        for (size_t i = 0; i < nb; i++)
-            len = (len << 8) | in->p[2 + i];
-        if (len < 0x80 || (nb == 2 && len < 0x100))
-            return -1; /* X.690 10.1: minimal length octets */
-        hdr = 2 + nb;
-    }
-    if (len > in->n - hdr)
-        return -1;
-    *tag = t;
-    val->p = start + hdr;
-    val->n = len;
-    tlv->p = start;
-    tlv->n = hdr + len;
-    in->p += hdr + len;
-    in->n -= hdr + len;
-    return 0;
-}
-
-/* X.690 8.3.2: an INTEGER is non-empty and minimally encoded. */
-static int der_int_ok(const der_in *v)
-{
-    if (v->n == 0)
-        return 0;
-    if (v->n > 1 &&
-        ((v->p[0] == 0x00 && !(v->p[1] & 0x80)) || (v->p[0] == 0xff && (v->p[1] & 0x80))))
-        return 0;
-    return 1;
-}
-
-/* X.690 8.19: subidentifiers are minimal base-128, the last one ends. */
-static int der_oid_ok(const der_in *v)
-{
-    if (v->n == 0 || v->n > QTSP_TSA_MAX_OID - 2)
-        return 0;
-    if (v->p[v->n - 1] & 0x80)
-        return 0;
-    for (size_t i = 0; i < v->n; i++)
-        if (v->p[i] == 0x80 && (i == 0 || !(v->p[i - 1] & 0x80)))
-            return 0;
-    return 1;
-}
+/* Policy and hash OIDs longer than a policy TLV can hold are refused. */
+#define OID_MAX (QTSP_TSA_MAX_OID - 2)
 
 typedef struct hash_oid {
     int hash; /* qtsp_tsa_hash, or -1 for algorithms never accepted */
@@ -98,8 +33,8 @@ const char *qtsp_tsa_hash_name(qtsp_tsa_hash h)
     return (unsigned)h < QTSP_TSA_H__COUNT ? names[h] : "?";
 }
 
-int qtsp_tsa_parse_query(const qtsp_tsa_policy *pol, const unsigned char *query, size_t len,
-                         qtsp_tsa_req *req)
+static int parse(const qtsp_tsa_policy *pol, const unsigned char *query, size_t len,
+                 qtsp_tsa_req *req)
 {
     enum { BAD_FORMAT = QTSP_TSA_FAIL_BAD_DATA_FORMAT };
     qtsp_tsa_req r;
@@ -108,33 +43,37 @@ int qtsp_tsa_parse_query(const qtsp_tsa_policy *pol, const unsigned char *query,
     if (!query || len == 0 || len > QTSP_TSA_MAX_QUERY)
         return BAD_FORMAT;
 
-    der_in in = {query, len}, seq, tlv, v;
-    unsigned tag;
-    if (der_next(&in, &tag, &seq, &tlv) != 0 || tag != 0x30 || in.n != 0)
+    /* Reader failures are protocol answers here, not errors to report. */
+    qtsp_der_r in = {query, len}, seq, tlv, v;
+    unsigned char tag;
+    if (qtsp_der_get(&in, QTSP_DER_SEQUENCE, &seq, NULL) != QTSP_OK || qtsp_der_done(&in) != QTSP_OK)
         return BAD_FORMAT; /* not one SEQUENCE, or trailing bytes */
 
     /* version INTEGER { v1(1) } */
-    if (der_next(&seq, &tag, &v, &tlv) != 0 || tag != 0x02 || !der_int_ok(&v))
+    if (qtsp_der_get(&seq, QTSP_DER_INTEGER, &v, NULL) != QTSP_OK ||
+        qtsp_der_check_int(&v) != QTSP_OK)
         return BAD_FORMAT;
     int bad_version = !(v.n == 1 && v.p[0] == 1);
 
     /* messageImprint SEQUENCE { hashAlgorithm AlgorithmIdentifier, hashedMessage OCTET STRING } */
-    der_in mi, alg, oid, params, hashed;
-    if (der_next(&seq, &tag, &mi, &tlv) != 0 || tag != 0x30)
+    qtsp_der_r mi, alg, oid, params, hashed;
+    if (qtsp_der_get(&seq, QTSP_DER_SEQUENCE, &mi, &tlv) != QTSP_OK)
         return BAD_FORMAT;
     r.imprint = tlv.p;
     r.imprint_len = tlv.n;
-    if (der_next(&mi, &tag, &alg, &tlv) != 0 || tag != 0x30)
+    if (qtsp_der_get(&mi, QTSP_DER_SEQUENCE, &alg, NULL) != QTSP_OK)
         return BAD_FORMAT;
-    if (der_next(&alg, &tag, &oid, &tlv) != 0 || tag != 0x06 || !der_oid_ok(&oid))
+    if (qtsp_der_get(&alg, QTSP_DER_OID, &oid, NULL) != QTSP_OK ||
+        qtsp_der_check_oid(&oid, OID_MAX) != QTSP_OK)
         return BAD_FORMAT;
     int bad_params = 0;
     if (alg.n != 0) {
-        if (der_next(&alg, &tag, &params, &tlv) != 0 || alg.n != 0)
+        if (qtsp_der_next(&alg, &tag, &params, NULL) != QTSP_OK || qtsp_der_done(&alg) != QTSP_OK)
             return BAD_FORMAT;
         bad_params = !(tag == 0x05 && params.n == 0); /* RFC 5754 2: absent or NULL */
     }
-    if (der_next(&mi, &tag, &hashed, &tlv) != 0 || tag != 0x04 || mi.n != 0)
+    if (qtsp_der_get(&mi, QTSP_DER_OCTET_STRING, &hashed, NULL) != QTSP_OK ||
+        qtsp_der_done(&mi) != QTSP_OK)
         return BAD_FORMAT;
     r.hash_oid = oid.p;
     r.hash_oid_len = oid.n;
@@ -144,16 +83,16 @@ int qtsp_tsa_parse_query(const qtsp_tsa_policy *pol, const unsigned char *query,
     /* Optional fields, in this order: reqPolicy, nonce, certReq, [0] extensions. */
     int stage = 0, has_ext = 0;
     while (seq.n != 0) {
-        if (der_next(&seq, &tag, &v, &tlv) != 0)
+        if (qtsp_der_next(&seq, &tag, &v, &tlv) != QTSP_OK)
             return BAD_FORMAT;
         if (tag == 0x06 && stage < 1) {
-            if (!der_oid_ok(&v))
+            if (qtsp_der_check_oid(&v, OID_MAX) != QTSP_OK)
                 return BAD_FORMAT;
             r.policy = tlv.p;
             r.policy_len = tlv.n;
             stage = 1;
         } else if (tag == 0x02 && stage < 2) {
-            if (!der_int_ok(&v))
+            if (qtsp_der_check_int(&v) != QTSP_OK)
                 return BAD_FORMAT;
             r.nonce = tlv.p;
             r.nonce_len = tlv.n;
@@ -166,12 +105,11 @@ int qtsp_tsa_parse_query(const qtsp_tsa_policy *pol, const unsigned char *query,
             stage = 3;
         } else if (tag == 0xa0 && stage < 4) {
             /* Extensions ::= SEQUENCE SIZE (1..MAX) OF Extension (IMPLICIT tag). */
-            der_in ext, e;
+            qtsp_der_r ext = v;
             if (v.n == 0)
                 return BAD_FORMAT;
-            ext = v;
             while (ext.n != 0)
-                if (der_next(&ext, &tag, &e, &tlv) != 0 || tag != 0x30)
+                if (qtsp_der_get(&ext, QTSP_DER_SEQUENCE, NULL, NULL) != QTSP_OK)
                     return BAD_FORMAT;
             has_ext = 1;
             stage = 4;
@@ -206,4 +144,13 @@ int qtsp_tsa_parse_query(const qtsp_tsa_policy *pol, const unsigned char *query,
         return QTSP_TSA_FAIL_UNACCEPTED_EXTENSION;
     *req = r;
     return -1;
+}
+
+int qtsp_tsa_parse_query(const qtsp_tsa_policy *pol, const unsigned char *query, size_t len,
+                         qtsp_tsa_req *req)
+{
+    int bit = parse(pol, query, len, req);
+    if (bit >= 0)
+        qtsp_err_clear(); /* what the reader recorded is answered as a rejection */
+    return bit;
 }

@@ -3,8 +3,8 @@
  *
  *   clang -g -O1 -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
  *     -fsanitize=fuzzer,address,undefined -I. -I/usr/include/p11-kit-1 \
- *     tests/fuzz/fuzz_tsa_query.c tsa/tsa.c tsa/tsa_query.c tsa/tsa_policy.c core/buf.c \
- *     core/clock.c core/codec.c core/err.c core/log.c core/yaml.c \
+ *     tests/fuzz/fuzz_tsa_query.c tsa/tsa.c tsa/tsa_query.c tsa/tsa_policy.c ca/cms.c core/buf.c \
+ *     core/clock.c core/codec.c core/der.c core/err.c core/log.c core/time.c core/yaml.c \
  *     ca/signer.c ca/signq.c ca/hsm.c -lcrypto -lyaml -lp11 -ldl -lpthread \
  *     -o fuzz_tsa_query
  *   mkdir -p corpus && ./fuzz_tsa_query -max_len=4200 -max_total_time=120 corpus
