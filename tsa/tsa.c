@@ -91,11 +91,6 @@ static void jentry_free(jentry *e)
     }
 }
 
-typedef struct cbytes {
-    unsigned char *p;
-    size_t n;
-} cbytes;
-
 struct qtsp_tsa {
     qtsp_tsa_policy pol;
     X509 *cert;
@@ -108,10 +103,13 @@ struct qtsp_tsa {
     qtsp_tsa_sync_fn sync_fn;
     void *sync_ctx;
 
-    /* Pre-encoded constant parts of TSTInfo (full TLVs). */
-    cbytes accuracy;   /* Accuracy */
-    cbytes tst_ext;    /* [1] Extensions with qcStatements */
-    size_t attrs_len;  /* the signed attributes' length (the same for every token) */
+    /* Pre-encoded constant parts of TSTInfo (full TLVs; room for the
+     * writer's header margin). */
+    unsigned char accuracy[8 + QTSP_DER_HDR_MAX]; /* Accuracy */
+    size_t accuracy_len;
+    unsigned char tst_ext[32 + QTSP_DER_HDR_MAX]; /* [1] Extensions with qcStatements */
+    size_t tst_ext_len;
+    size_t attrs_len; /* the signed attributes' length (the same for every token) */
 
     /* Counters (RFC 3161 has no notion of them; for /metrics). */
     _Atomic uint64_t issued;
@@ -155,36 +153,23 @@ void qtsp_tsa_set_sync_check(qtsp_tsa *tsa, qtsp_tsa_sync_fn fn, void *ctx)
 
 /* ---- setup ----------------------------------------------------------------- */
 
-/* Copies what w wrote into out (malloc'd). */
-static qtsp_status take(qtsp_der_w *w, cbytes *out)
-{
-    size_t n = 0;
-    TRY(qtsp_der_w_finish(w, &n));
-    out->p = malloc(n ? n : 1);
-    ENSURE(out->p != NULL, QTSP_ERR_NOMEM, "out of memory");
-    memcpy(out->p, w->p, n);
-    out->n = n;
-    return QTSP_OK;
-}
-
 static qtsp_status build_constants(qtsp_tsa *tsa)
 {
-    unsigned char buf[64];
     qtsp_der_w w;
 
     /* Accuracy ::= SEQUENCE { seconds INTEGER OPTIONAL, millis [0] INTEGER (1..999) OPTIONAL, ... } */
-    qtsp_der_w_init(&w, buf, sizeof buf);
+    qtsp_der_w_init(&w, tsa->accuracy, sizeof tsa->accuracy);
     size_t m = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
     if (tsa->pol.accuracy_ms >= 1000)
         qtsp_der_u64(&w, QTSP_DER_INTEGER, 1);
     else
         qtsp_der_u64(&w, QTSP_DER_CTX(0), tsa->pol.accuracy_ms);
     qtsp_der_close(&w, m);
-    TRY(take(&w, &tsa->accuracy));
+    TRY(qtsp_der_w_finish(&w, &tsa->accuracy_len));
 
     /* extensions [1] IMPLICIT Extensions { qcStatements, non-critical (critical
      * omitted: DEFAULT FALSE), value QCStatements { { esi4-qtstStatement-1 } } } */
-    qtsp_der_w_init(&w, buf, sizeof buf);
+    qtsp_der_w_init(&w, tsa->tst_ext, sizeof tsa->tst_ext);
     size_t mx = qtsp_der_open(&w, QTSP_DER_CTX_C(1));
     size_t me = qtsp_der_open(&w, QTSP_DER_SEQUENCE); /* Extension */
     qtsp_der_oid(&w, OID_QC_STATEMENTS, sizeof OID_QC_STATEMENTS);
@@ -197,7 +182,7 @@ static qtsp_status build_constants(qtsp_tsa *tsa)
     qtsp_der_close(&w, mv);
     qtsp_der_close(&w, me);
     qtsp_der_close(&w, mx);
-    TRY(take(&w, &tsa->tst_ext));
+    TRY(qtsp_der_w_finish(&w, &tsa->tst_ext_len));
 
     /* SignedData (RFC 5816 2.2.1): SignerInfo v1 with issuerAndSerialNumber,
      * SHA-256, signed attributes contentType id-ct-TSTInfo, messageDigest and
@@ -292,8 +277,6 @@ void qtsp_tsa_free(qtsp_tsa *tsa)
     pthread_cond_destroy(&tsa->cv_work);
     pthread_cond_destroy(&tsa->cv_done);
     pthread_cond_destroy(&tsa->cv_space);
-    free(tsa->accuracy.p);
-    free(tsa->tst_ext.p);
     qtsp_cms_signer_free(tsa->cms);
     X509_free(tsa->cert);
     sk_X509_pop_free(tsa->chain, X509_free);
@@ -614,7 +597,7 @@ static qtsp_status prepare_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry **
      * written once, in place. */
     size_t serial_tlv = qtsp_der_uint_size(serial, SERIAL_LEN);
     size_t tst_body = 3 + policy_len + r->imprint_len + serial_tlv + qtsp_der_tlv_size(gtl) +
-                      tsa->accuracy.n + (r->nonce ? r->nonce_len : 0) + tsa->tst_ext.n;
+                      tsa->accuracy_len + (r->nonce ? r->nonce_len : 0) + tsa->tst_ext_len;
     size_t tst_len = qtsp_der_tlv_size(tst_body);
     jentry *e = calloc(1, sizeof *e + tst_len + tsa->attrs_len + QTSP_DER_HDR_MAX);
     ENSURE(e != NULL, QTSP_ERR_NOMEM, "out of memory");
@@ -630,10 +613,10 @@ static qtsp_status prepare_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry **
     qtsp_der_raw(&w, r->imprint, r->imprint_len); /* messageImprint as requested */
     qtsp_der_uint(&w, serial, SERIAL_LEN);
     qtsp_der_tlv(&w, QTSP_DER_GENTIME, gt, gtl);
-    qtsp_der_raw(&w, tsa->accuracy.p, tsa->accuracy.n);
+    qtsp_der_raw(&w, tsa->accuracy, tsa->accuracy_len);
     if (r->nonce)
         qtsp_der_raw(&w, r->nonce, r->nonce_len); /* nonce echoed as sent */
-    qtsp_der_raw(&w, tsa->tst_ext.p, tsa->tst_ext.n); /* no tsa name, ordering absent */
+    qtsp_der_raw(&w, tsa->tst_ext, tsa->tst_ext_len); /* no tsa name, ordering absent */
     size_t written = 0;
     qtsp_status rc = qtsp_der_w_finish(&w, &written);
     if (rc == QTSP_OK && written != tst_len)
