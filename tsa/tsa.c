@@ -97,7 +97,7 @@ struct qtsp_tsa {
     STACK_OF(X509) * chain;
     EVP_PKEY *key;
     qtsp_signer signer; /* fn NULL: EVP_DigestSign on key */
-    qtsp_signq *signq;  /* NULL: tokens are signed on the HTTP thread */
+    qtsp_signq *signq;  /* NULL: tokens are signed on the requester's thread */
     qtsp_cms_signer *cms; /* SignedData parts (SHA-256, the key's algorithm) */
     const EVP_MD *sha256; /* the CMS signer's */
     qtsp_tsa_sync_fn sync_fn;

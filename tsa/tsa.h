@@ -130,7 +130,7 @@ qtsp_status qtsp_tsa_respond_begin(qtsp_tsa *tsa, const unsigned char *query, si
  * (qtsp_tsa_set_signq), its signature, in parallel, and returns without
  * waiting; done(ctx, ...) is called exactly once (see qtsp_tsa_done_fn)
  * when both are done. Only a full journal queue makes this wait. job is
- * the TSA's from here on (freed after done returns). Thread-safe. */
+ * the TSA's from here on (it frees it). Thread-safe. */
 void qtsp_tsa_job_start(qtsp_tsa_job *job, qtsp_tsa_done_fn done, void *ctx);
 
 /* Finishes job on the calling thread: signs it when not yet signed, waits
