@@ -87,7 +87,7 @@ static qtsp_status take(qtsp_der_w *w, qtsp_buf *b, part *out)
     do {                                                                                           \
         unsigned char *der_ = NULL;                                                                \
         int l_ = i2d((obj), &der_);                                                                \
-        ENSURE_OUT(l_ > 0, QTSP_ERR_CRYPTO, "cannot encode %s", (what));                          \
+        ENSURE_OUT(l_ > 0, QTSP_ERR_CRYPTO, "cannot encode %s", (what));                           \
         qtsp_der_raw((w), der_, (size_t)l_);                                                       \
         OPENSSL_free(der_);                                                                        \
     } while (0)
@@ -299,7 +299,8 @@ static qtsp_status check_attr(const qtsp_cms_bytes *a)
 {
     qtsp_der_r r = {a->p, a->p ? a->n : 0}, seq, oid, vals;
     ENSURE(qtsp_der_get(&r, QTSP_DER_SEQUENCE, &seq, NULL) == QTSP_OK &&
-               qtsp_der_done(&r) == QTSP_OK && qtsp_der_get(&seq, QTSP_DER_OID, &oid, NULL) == QTSP_OK &&
+               qtsp_der_done(&r) == QTSP_OK &&
+               qtsp_der_get(&seq, QTSP_DER_OID, &oid, NULL) == QTSP_OK &&
                qtsp_der_check_oid(&oid, 64) == QTSP_OK &&
                qtsp_der_get(&seq, QTSP_DER_SET, &vals, NULL) == QTSP_OK &&
                qtsp_der_done(&seq) == QTSP_OK,
@@ -464,7 +465,8 @@ static qtsp_status plan(const qtsp_cms_signer *s, const qtsp_cms_parts *p, layou
     z->signer_infos = qtsp_der_tlv_size(z->signer_info);
     z->signed_data = 3 + s->digest_algs.n + qtsp_der_tlv_size(z->encap) +
                      (p->with_certs ? s->certs.n : 0) + qtsp_der_tlv_size(z->signer_infos);
-    z->content_info = 2 + sizeof OID_SIGNED_DATA + qtsp_der_tlv_size(qtsp_der_tlv_size(z->signed_data));
+    z->content_info =
+        2 + sizeof OID_SIGNED_DATA + qtsp_der_tlv_size(qtsp_der_tlv_size(z->signed_data));
     return QTSP_OK;
 }
 

@@ -60,13 +60,13 @@ typedef struct qtsp_cms_bytes {
 } qtsp_cms_bytes;
 
 typedef struct qtsp_cms_signer_opts {
-    X509 *cert;                  /* the signer's certificate (read during the call) */
-    STACK_OF(X509) * chain;      /* certificates after cert in certificates; may be NULL */
-    qtsp_cms_md md;              /* digest of the content and of the signed attributes */
-    qtsp_cms_sig sig;            /* must fit cert's key */
-    const unsigned char *ctype;  /* eContentType, OID content octets; NULL: id-data */
+    X509 *cert;                 /* the signer's certificate (read during the call) */
+    STACK_OF(X509) * chain;     /* certificates after cert in certificates; may be NULL */
+    qtsp_cms_md md;             /* digest of the content and of the signed attributes */
+    qtsp_cms_sig sig;           /* must fit cert's key */
+    const unsigned char *ctype; /* eContentType, OID content octets; NULL: id-data */
     size_t ctype_len;
-    int signing_certificate_v2;  /* add signingCertificateV2 (RFC 5035) */
+    int signing_certificate_v2; /* add signingCertificateV2 (RFC 5035) */
 } qtsp_cms_signer_opts;
 
 typedef struct qtsp_cms_signer qtsp_cms_signer;

@@ -42,7 +42,7 @@
 #define JOURNAL_VOID 2     /* ... of an entry whose token was never made (signing failed) */
 #define SERIAL_LEN 17      /* 0x00 + genTime ms (top bit set) + 8 random: 128-bit positive */
 #define SIG_MAX 1024
-#define REJECT_MAX 256 /* bytes of a rejection TimeStampResp, at most */
+#define REJECT_MAX 256      /* bytes of a rejection TimeStampResp, at most */
 #define WARN_EVERY_MS 60000 /* rate limit of the unsynchronised-clock warning */
 #define N_FAILINFO 26
 
@@ -157,7 +157,8 @@ static qtsp_status build_constants(qtsp_tsa *tsa)
 {
     qtsp_der_w w;
 
-    /* Accuracy ::= SEQUENCE { seconds INTEGER OPTIONAL, millis [0] INTEGER (1..999) OPTIONAL, ... } */
+    /* Accuracy ::= SEQUENCE { seconds INTEGER OPTIONAL,
+     *                         millis [0] INTEGER (1..999) OPTIONAL, ... } */
     qtsp_der_w_init(&w, tsa->accuracy, sizeof tsa->accuracy);
     size_t m = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
     if (tsa->pol.accuracy_ms >= 1000)
@@ -192,7 +193,7 @@ static qtsp_status build_constants(qtsp_tsa *tsa)
                               tsa->chain,
                               QTSP_CMS_SHA256,
                               EVP_PKEY_get_base_id(tsa->key) == EVP_PKEY_EC ? QTSP_CMS_ECDSA
-                                                                          : QTSP_CMS_RSA_PKCS1,
+                                                                            : QTSP_CMS_RSA_PKCS1,
                               OID_CT_TSTINFO,
                               sizeof OID_CT_TSTINFO,
                               1};
@@ -211,9 +212,8 @@ static qtsp_status build_constants(qtsp_tsa *tsa)
 
 static void *committer_main(void *arg);
 
-qtsp_status qtsp_tsa_new_journal(const qtsp_tsa_policy *pol, X509 *tsa_cert,
-                                 STACK_OF(X509) * chain, EVP_PKEY *key,
-                                 const qtsp_tsa_journal *journal, qtsp_tsa **out)
+qtsp_status qtsp_tsa_new_journal(const qtsp_tsa_policy *pol, X509 *tsa_cert, STACK_OF(X509) * chain,
+                                 EVP_PKEY *key, const qtsp_tsa_journal *journal, qtsp_tsa **out)
 {
     qtsp_status rc;
     ENSURE(pol && tsa_cert && key && out, QTSP_ERR_INVALID,
@@ -299,8 +299,7 @@ static qtsp_status journal_write(qtsp_tsa *tsa, const batch *b)
     return tsa->journal.put(tsa->journal.ctx, tsa->recs, b->n, 0);
 }
 
-static qtsp_status reject_der(qtsp_tsa *tsa, int bit, unsigned char *buf, size_t cap,
-                              size_t *len);
+static qtsp_status reject_der(qtsp_tsa *tsa, int bit, unsigned char *buf, size_t cap, size_t *len);
 
 /* Completes a started job: the token when its entry is committed and it is
  * signed, otherwise a systemFailure rejection (a token whose entry is not
@@ -345,8 +344,7 @@ static void part_done(qtsp_tsa *tsa, jentry *e)
 {
     if (atomic_fetch_sub_explicit(&e->pending, 1, memory_order_acq_rel) != 1)
         return;
-    if (e->commit_rc == QTSP_OK && e->sign_rc != QTSP_OK &&
-        void_write(tsa, e) != QTSP_OK) {
+    if (e->commit_rc == QTSP_OK && e->sign_rc != QTSP_OK && void_write(tsa, e) != QTSP_OK) {
         LOG_ERROR("tsa: cannot mark an unsigned journal entry as not issued: %s",
                   qtsp_err_message());
         qtsp_err_clear();
@@ -516,8 +514,7 @@ static const char *failinfo_text(int bit)
 
 /* TimeStampResp { PKIStatusInfo { rejection(2), statusString, failInfo } },
  * written at the start of buf (cap >= REJECT_MAX bytes). */
-static qtsp_status reject_der(qtsp_tsa *tsa, int bit, unsigned char *buf, size_t cap,
-                              size_t *len)
+static qtsp_status reject_der(qtsp_tsa *tsa, int bit, unsigned char *buf, size_t cap, size_t *len)
 {
     qtsp_der_w w;
     qtsp_der_w_init(&w, buf, cap);
@@ -615,7 +612,7 @@ static qtsp_status prepare_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry **
     qtsp_der_tlv(&w, QTSP_DER_GENTIME, gt, gtl);
     qtsp_der_raw(&w, tsa->accuracy, tsa->accuracy_len);
     if (r->nonce)
-        qtsp_der_raw(&w, r->nonce, r->nonce_len); /* nonce echoed as sent */
+        qtsp_der_raw(&w, r->nonce, r->nonce_len);     /* nonce echoed as sent */
     qtsp_der_raw(&w, tsa->tst_ext, tsa->tst_ext_len); /* no tsa name, ordering absent */
     size_t written = 0;
     qtsp_status rc = qtsp_der_w_finish(&w, &written);
@@ -661,8 +658,8 @@ static qtsp_status finish_token(qtsp_tsa *tsa, jentry *e, const unsigned char *s
     ENSURE(siglen <= SIG_MAX, QTSP_ERR_INTERNAL, "signature too long");
     /* TimeStampResp { PKIStatusInfo { granted }, ContentInfo { signedData,
      * [0] SignedData } }; RFC 3161 2.4.1: certificates only on request. */
-    qtsp_cms_parts p = {e->attrs, tsa->attrs_len, sig, siglen, e->tst, e->tst_len, e->cert_req,
-                        NULL, 0};
+    qtsp_cms_parts p = {e->attrs,   tsa->attrs_len, sig,  siglen, e->tst,
+                        e->tst_len, e->cert_req,    NULL, 0};
     size_t ci = qtsp_cms_size(tsa->cms, &p);
     qtsp_der_w w;
     qtsp_der_w_init(&w, e->der, e->der_cap);
@@ -804,7 +801,7 @@ void qtsp_tsa_job_start(qtsp_tsa_job *e, qtsp_tsa_done_fn done, void *ctx)
     }
     atomic_store(&e->pending, queued ? 2 : 1);
     if (!queued)
-        e->sign_rc = QTSP_OK; /* signed already: the commit answers */
+        e->sign_rc = QTSP_OK;                /* signed already: the commit answers */
     qtsp_status rc = journal_append(tsa, e); /* from here the committer may finish its part */
     if (rc != QTSP_OK) {                     /* not queued (shutting down): no token */
         LOG_ERROR("tsa: cannot issue a time-stamp token: %s", qtsp_err_message());

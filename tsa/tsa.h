@@ -85,9 +85,9 @@ void qtsp_tsa_set_signq(qtsp_tsa *tsa, qtsp_signq *q);
  * 0). out (reset first) receives a DER TimeStampResp: a granted token, or a
  * rejection with PKIStatus rejection and failInfo (see the table above).
  * When a journal is configured, returns only after the token's journal entry
- * is committed (qtsp_tsa_respond_begin then qtsp_tsa_job_wait). Returns non-OK (QTSP_ERR_NOMEM, QTSP_ERR_TOO_BIG when out is
- * too small) only when not even a systemFailure reply could be written.
- * Thread-safe. */
+ * is committed (qtsp_tsa_respond_begin then qtsp_tsa_job_wait). Returns
+ * non-OK (QTSP_ERR_NOMEM, QTSP_ERR_TOO_BIG when out is too small) only when
+ * not even a systemFailure reply could be written. Thread-safe. */
 qtsp_status qtsp_tsa_respond(qtsp_tsa *tsa, const unsigned char *query, size_t len,
                              qtsp_buf *out) QTSP_MUST_USE;
 

@@ -73,9 +73,9 @@ typedef struct qtsp_tsa_journal {
 
 /* The TSA core: qtsp_tsa_new_policy with the journal kept by journal
  * (copied; NULL or put NULL: no journal, no committer thread). */
-qtsp_status qtsp_tsa_new_journal(const qtsp_tsa_policy *pol, X509 *tsa_cert,
-                                 STACK_OF(X509) * chain, EVP_PKEY *key,
-                                 const qtsp_tsa_journal *journal, qtsp_tsa **out) QTSP_MUST_USE;
+qtsp_status qtsp_tsa_new_journal(const qtsp_tsa_policy *pol, X509 *tsa_cert, STACK_OF(X509) * chain,
+                                 EVP_PKEY *key, const qtsp_tsa_journal *journal,
+                                 qtsp_tsa **out) QTSP_MUST_USE;
 
 /* What the parser found in a TimeStampReq; pointers borrow from the query. */
 typedef struct qtsp_tsa_req {

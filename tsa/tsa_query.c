@@ -46,7 +46,8 @@ static int parse(const qtsp_tsa_policy *pol, const unsigned char *query, size_t 
     /* Reader failures are protocol answers here, not errors to report. */
     qtsp_der_r in = {query, len}, seq, tlv, v;
     unsigned char tag;
-    if (qtsp_der_get(&in, QTSP_DER_SEQUENCE, &seq, NULL) != QTSP_OK || qtsp_der_done(&in) != QTSP_OK)
+    if (qtsp_der_get(&in, QTSP_DER_SEQUENCE, &seq, NULL) != QTSP_OK ||
+        qtsp_der_done(&in) != QTSP_OK)
         return BAD_FORMAT; /* not one SEQUENCE, or trailing bytes */
 
     /* version INTEGER { v1(1) } */

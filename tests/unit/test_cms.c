@@ -50,8 +50,8 @@ static int setup(void)
     g_rsa_key = EVP_RSA_gen(2048);
     NEED(g_ca_key && g_ec_key && g_rsa_key);
     g_ca = qtest_mkcert(NULL, g_ca_key, g_ca_key, "CMS test CA", s1, 1, 1, now - 3600, now + 86400);
-    g_ec_cert = qtest_mkcert(g_ca, g_ca_key, g_ec_key, "CMS EC signer", s2, 1, 0, now - 3600,
-                             now + 86400);
+    g_ec_cert =
+        qtest_mkcert(g_ca, g_ca_key, g_ec_key, "CMS EC signer", s2, 1, 0, now - 3600, now + 86400);
     g_rsa_cert = qtest_mkcert(g_ca, g_ca_key, g_rsa_key, "CMS RSA signer", s3, 1, 0, now - 3600,
                               now + 86400);
     NEED(g_ca && g_ec_cert && g_rsa_cert);
@@ -139,8 +139,9 @@ static qtsp_status build(const spec *sp, qtsp_buf *out)
     if (rc == QTSP_OK) {
         CU_ASSERT_EQUAL(alen, qtsp_cms_signed_attrs_size(s, &a));
         NEED(sign(sp, s, attrs, alen, sig, &siglen));
-        qtsp_cms_parts p = {attrs,   alen,     sig,         siglen, sp->detached ? NULL : CONTENT,
-                            sizeof CONTENT, sp->with_certs, sp->unsig, sp->n_unsig};
+        qtsp_cms_parts p = {
+            attrs,          alen,           sig,       siglen,     sp->detached ? NULL : CONTENT,
+            sizeof CONTENT, sp->with_certs, sp->unsig, sp->n_unsig};
         qtsp_der_w w;
         qtsp_der_w_init_buf(&w, out);
         rc = qtsp_cms_write(s, &p, &w);
@@ -225,8 +226,8 @@ static void test_cms_every_digest_and_signature_algorithm_verifies(void)
 
 static void test_cms_detached_content_verifies_only_with_that_content(void)
 {
-    spec sp = {.md = QTSP_CMS_SHA384, .sig = QTSP_CMS_RSA_PSS, .rsa = 1, .detached = 1,
-               .with_certs = 1};
+    spec sp = {
+        .md = QTSP_CMS_SHA384, .sig = QTSP_CMS_RSA_PSS, .rsa = 1, .detached = 1, .with_certs = 1};
     qtsp_buf b;
     qtsp_buf_init(&b, 1 << 20);
     CU_ASSERT_FATAL(build(&sp, &b) == QTSP_OK);
@@ -243,9 +244,15 @@ static void test_cms_detached_content_verifies_only_with_that_content(void)
 static void test_cms_signed_attributes_content_type_time_and_caller_attribute(void)
 {
     qtsp_cms_bytes extra = {ATTR_PRIVATE, sizeof ATTR_PRIVATE};
-    spec sp = {.md = QTSP_CMS_SHA256, .sig = QTSP_CMS_ECDSA, .with_certs = 1, .scv2 = 1,
-               .with_time = 1, .ctype = OID_TSTINFO, .ctype_len = sizeof OID_TSTINFO,
-               .extra = &extra, .n_extra = 1};
+    spec sp = {.md = QTSP_CMS_SHA256,
+               .sig = QTSP_CMS_ECDSA,
+               .with_certs = 1,
+               .scv2 = 1,
+               .with_time = 1,
+               .ctype = OID_TSTINFO,
+               .ctype_len = sizeof OID_TSTINFO,
+               .extra = &extra,
+               .n_extra = 1};
     qtsp_buf b;
     qtsp_buf_init(&b, 1 << 20);
     CU_ASSERT_FATAL(build(&sp, &b) == QTSP_OK);
@@ -282,8 +289,12 @@ static void test_cms_signed_attributes_content_type_time_and_caller_attribute(vo
 static void test_cms_signed_attributes_are_in_der_set_order(void)
 {
     qtsp_cms_bytes extra = {ATTR_PRIVATE, sizeof ATTR_PRIVATE};
-    spec sp = {.md = QTSP_CMS_SHA512, .sig = QTSP_CMS_ECDSA, .scv2 = 1, .with_time = 1,
-               .extra = &extra, .n_extra = 1};
+    spec sp = {.md = QTSP_CMS_SHA512,
+               .sig = QTSP_CMS_ECDSA,
+               .scv2 = 1,
+               .with_time = 1,
+               .extra = &extra,
+               .n_extra = 1};
     qtsp_cms_signer *s = make_signer(&sp);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     unsigned char dg[64] = {0}, attrs[2048];
@@ -347,8 +358,8 @@ static void test_cms_certificates_optional_chain_after_signer(void)
 static void test_cms_unsigned_attribute_is_carried_and_not_signed(void)
 {
     qtsp_cms_bytes ua = {ATTR_PRIVATE, sizeof ATTR_PRIVATE};
-    spec sp = {.md = QTSP_CMS_SHA256, .sig = QTSP_CMS_ECDSA, .with_certs = 1, .unsig = &ua,
-               .n_unsig = 1};
+    spec sp = {
+        .md = QTSP_CMS_SHA256, .sig = QTSP_CMS_ECDSA, .with_certs = 1, .unsig = &ua, .n_unsig = 1};
     qtsp_buf b;
     qtsp_buf_init(&b, 1 << 20);
     CU_ASSERT_FATAL(build(&sp, &b) == QTSP_OK);
