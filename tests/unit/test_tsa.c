@@ -1072,6 +1072,97 @@ static void test_tsa_http_journal_failure_answers_system_failure(void)
     qtsp_store_close(st);
 }
 
+/* The transport-free asynchronous path: what a non-HTTP caller sees. */
+typedef struct done_rec {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls;
+    qtsp_status rc;
+    unsigned char *der;
+    size_t len;
+} done_rec;
+
+static void record_done(void *ctx, qtsp_status rc, unsigned char *der, size_t len)
+{
+    done_rec *d = ctx;
+    pthread_mutex_lock(&d->mu);
+    d->calls++;
+    d->rc = rc;
+    d->der = der;
+    d->len = len;
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+static void test_tsa_started_job_completes_through_callback_after_commit(void)
+{
+    char sdir[600];
+    path(sdir, sizeof sdir, "store-job");
+    qtsp_store *st = NULL;
+    CU_ASSERT_FATAL(qtsp_store_open(sdir, 16, &st) == QTSP_OK);
+    qtsp_tsa *tsa = make_tsa("clock: {require_sync: false}\n", st);
+    CU_ASSERT_EQUAL_FATAL(run("openssl ts -query -data data.txt -sha256 -cert -out jq.tsq"), 0);
+    unsigned char q[1024];
+    size_t qn = read_file("jq.tsq", q, sizeof q);
+    qtsp_buf out;
+    qtsp_buf_init(&out, 1 << 16);
+
+    /* a rejection is answered at once: no job */
+    qtsp_tsa_job *job = NULL;
+    CU_ASSERT(qtsp_tsa_respond_begin(tsa, (const unsigned char *)"x", 1, &out, &job) == QTSP_OK);
+    CU_ASSERT_PTR_NULL(job);
+    const unsigned char *p = out.data;
+    TS_RESP *r = d2i_TS_RESP(NULL, &p, (long)out.len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    assert_rejected(r, TS_INFO_BAD_DATA_FORMAT);
+    TS_RESP_free(r);
+
+    /* a token waits for its journal commit: a job, completed through the callback */
+    qtsp_buf_reset(&out);
+    CU_ASSERT_FATAL(qtsp_tsa_respond_begin(tsa, q, qn, &out, &job) == QTSP_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(job);
+    CU_ASSERT_EQUAL(out.len, 0); /* untouched */
+    done_rec d = {.calls = 0};
+    pthread_mutex_init(&d.mu, NULL);
+    pthread_cond_init(&d.cv, NULL);
+    qtsp_tsa_job_start(job, record_done, &d);
+    pthread_mutex_lock(&d.mu);
+    while (d.calls == 0)
+        pthread_cond_wait(&d.cv, &d.mu);
+    pthread_mutex_unlock(&d.mu);
+    CU_ASSERT_EQUAL(d.calls, 1);
+    CU_ASSERT_EQUAL(d.rc, QTSP_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d.der);
+    uint64_t n = 0;
+    CU_ASSERT(count_journal(st, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, 1); /* committed before the callback */
+    write_file("jr.tsr", d.der, d.len);
+    CU_ASSERT_EQUAL(run("openssl ts -verify -in jr.tsr -queryfile jq.tsq -CAfile ca.pem"), 0);
+    free(d.der); /* the callee's */
+
+    /* the blocking alternative */
+    CU_ASSERT_FATAL(qtsp_tsa_respond_begin(tsa, q, qn, &out, &job) == QTSP_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(job);
+    CU_ASSERT(qtsp_tsa_job_wait(job, &out) == QTSP_OK);
+    write_file("jr.tsr", out.data, out.len);
+    CU_ASSERT_EQUAL(run("openssl ts -verify -in jr.tsr -queryfile jq.tsq -CAfile ca.pem"), 0);
+    CU_ASSERT(count_journal(st, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, 2);
+    qtsp_tsa_free(tsa);
+
+    /* without a journal nothing waits: the token is in out at once */
+    tsa = make_tsa("clock: {require_sync: false}\n", NULL);
+    CU_ASSERT_FATAL(qtsp_tsa_respond_begin(tsa, q, qn, &out, &job) == QTSP_OK);
+    CU_ASSERT_PTR_NULL(job);
+    write_file("jr.tsr", out.data, out.len);
+    CU_ASSERT_EQUAL(run("openssl ts -verify -in jr.tsr -queryfile jq.tsq -CAfile ca.pem"), 0);
+    qtsp_tsa_free(tsa);
+    pthread_mutex_destroy(&d.mu);
+    pthread_cond_destroy(&d.cv);
+    qtsp_buf_cleanup(&out);
+    qtsp_store_close(st);
+}
+
 static void test_tsa_policy_file_errors_name_the_line(void)
 {
     char p[600];
@@ -1274,6 +1365,7 @@ int main(void)
         QTEST(test_tsa_journal_group_commit_from_many_threads),
         QTEST(test_tsa_http_tokens_verify_and_are_journalled_before_the_reply),
         QTEST(test_tsa_http_journal_failure_answers_system_failure),
+        QTEST(test_tsa_started_job_completes_through_callback_after_commit),
         QTEST(test_tsa_policy_file_errors_name_the_line),
         QTEST(test_tsa_shipped_policy_loads_and_requires_sync),
         QTEST(test_tsa_refuses_key_not_matching_certificate),
