@@ -56,11 +56,11 @@ static const unsigned char OID_QTST_STATEMENT_1[] = {0x04, 0x00, 0x81, 0x97, 0x5
 
 /* ---- the TSA --------------------------------------------------------------- */
 
-/* One token (a qtsp_tsa_job) awaiting its journal commit. A waiting
- * requester (qtsp_tsa_job_wait) waits for done; a started job
- * (qtsp_tsa_job_start) is the TSA's: the part that finishes last (journal
- * commit or signature) calls done_fn and frees it. */
-typedef struct qtsp_tsa_job {
+/* One token awaiting its journal commit (a job). A waiting requester
+ * (job_wait) waits for done; a started job (job_start) is the TSA's: the
+ * part that finishes last (journal commit or signature) calls done_fn and
+ * frees it. */
+typedef struct jentry {
     unsigned char key[SERIAL_LEN];
     unsigned char val[1 + 8 + 2 * QTSP_TSA_MAX_OID + 1 + 64 + 2];
     size_t val_len;
@@ -688,7 +688,7 @@ void qtsp_tsa_set_signq(qtsp_tsa *tsa, qtsp_signq *q)
 }
 
 /* Whether started jobs are signed on the signing queue (else by the
- * requester, in qtsp_tsa_respond_begin). */
+ * requester, in respond_begin). */
 static int signs_queued(const qtsp_tsa *tsa)
 {
     return tsa->signq && tsa->journal.put && tsa->signer.fn;
@@ -740,8 +740,16 @@ static qtsp_status deliver(qtsp_tsa *tsa, const jentry *e, qtsp_buf *out)
     return QTSP_OK;
 }
 
-qtsp_status qtsp_tsa_respond_begin(qtsp_tsa *tsa, const unsigned char *query, size_t len,
-                                   qtsp_buf *out, qtsp_tsa_job **job)
+/* First half of an answer: parses the query, checks the clock, prepares the
+ * token and, unless it will be signed on the queue, signs it. Either *job
+ * is NULL and out holds the whole answer (a rejection, a token without a
+ * journal, systemFailure), or out is untouched and *job waits for its
+ * journal commit: job_start (answer through a callback) or job_wait
+ * (block) takes it. Two steps because a transport must arrange to answer
+ * later (suspend its request) before anything can complete, and only for
+ * answers that do wait. */
+static qtsp_status respond_begin(qtsp_tsa *tsa, const unsigned char *query, size_t len,
+                                 qtsp_buf *out, jentry **job)
 {
     *job = NULL;
     qtsp_tsa_req r;
@@ -765,7 +773,10 @@ qtsp_status qtsp_tsa_respond_begin(qtsp_tsa *tsa, const unsigned char *query, si
     return rc == QTSP_OK ? QTSP_OK : system_failure(tsa, out);
 }
 
-qtsp_status qtsp_tsa_job_wait(qtsp_tsa_job *e, qtsp_buf *out)
+/* Finishes e on the calling thread: signs it when not yet signed, waits
+ * for its journal commit, writes the token (or systemFailure) into out and
+ * frees e. */
+static qtsp_status job_wait(jentry *e, qtsp_buf *out)
 {
     qtsp_tsa *tsa = e->tsa;
     qtsp_status rc = e->is_signed ? QTSP_OK : sign_now(tsa, e);
@@ -777,11 +788,12 @@ qtsp_status qtsp_tsa_job_wait(qtsp_tsa_job *e, qtsp_buf *out)
     return rc == QTSP_OK ? QTSP_OK : system_failure(tsa, out);
 }
 
-/* The journal commit and the signature run in parallel (the entry does not
- * depend on the signature); part_done answers after the later of the two.
- * The calling thread never waits for the disk or the token; only a full
- * journal queue makes it wait. */
-void qtsp_tsa_job_start(qtsp_tsa_job *e, qtsp_tsa_done_fn done, void *ctx)
+/* Queues e's journal entry and, when it is not signed yet, its signature
+ * on the signing queue: the two run in parallel (the entry does not depend
+ * on the signature); part_done calls done after the later of the two. The
+ * calling thread never waits for the disk or the token; only a full
+ * journal queue makes it wait. e is the TSA's from here on. */
+static void job_start(jentry *e, qtsp_tsa_done_fn done, void *ctx)
 {
     qtsp_tsa *tsa = e->tsa;
     e->done_fn = done;
@@ -821,11 +833,26 @@ void qtsp_tsa_job_start(qtsp_tsa_job *e, qtsp_tsa_done_fn done, void *ctx)
     }
 }
 
+qtsp_status qtsp_tsa_respond_async(qtsp_tsa *tsa, const unsigned char *query, size_t len,
+                                   qtsp_buf *out, const qtsp_tsa_async *async, int *pending)
+{
+    *pending = 0;
+    jentry *job = NULL;
+    TRY(respond_begin(tsa, query, len, out, &job));
+    if (!job)
+        return QTSP_OK;
+    void *done_ctx = async && async->wait ? async->wait(async->ctx) : NULL;
+    if (!done_ctx)
+        return job_wait(job, out);
+    *pending = 1;
+    job_start(job, async->done, done_ctx);
+    return QTSP_OK;
+}
+
 qtsp_status qtsp_tsa_respond(qtsp_tsa *tsa, const unsigned char *query, size_t len, qtsp_buf *out)
 {
-    qtsp_tsa_job *job = NULL;
-    TRY(qtsp_tsa_respond_begin(tsa, query, len, out, &job));
-    return job ? qtsp_tsa_job_wait(job, out) : QTSP_OK;
+    int pending = 0;
+    return qtsp_tsa_respond_async(tsa, query, len, out, NULL, &pending);
 }
 
 qtsp_status qtsp_tsa_metrics(void *ctx, qtsp_buf *out)

@@ -18,7 +18,7 @@
  *
  * No transport: the HTTP handler is tsa/tsa_http.h. Answers that wait for
  * the journal (and the signing queue) complete through a callback the
- * caller gives (qtsp_tsa_respond_begin, qtsp_tsa_job_start).
+ * caller gives (qtsp_tsa_respond_async).
  *
  * Thread-safety: a qtsp_tsa is immutable after qtsp_tsa_new except for
  * atomic counters and the journal queue; every function below except the
@@ -75,7 +75,7 @@ void qtsp_tsa_free(qtsp_tsa *tsa);
  * instead of EVP_DigestSign on the key. Call before serving. */
 void qtsp_tsa_set_signer(qtsp_tsa *tsa, const qtsp_signer *s);
 
-/* Started jobs (qtsp_tsa_job_start) then have their tokens signed on q
+/* Answers that may finish later (qtsp_tsa_respond_async) then have their tokens signed on q
  * (borrowed; must outlive the jobs in flight, and be freed before the TSA)
  * instead of on the caller's thread, when a journal is set and the signer is
  * a token key. Call before serving. */
@@ -85,59 +85,55 @@ void qtsp_tsa_set_signq(qtsp_tsa *tsa, qtsp_signq *q);
  * 0). out (reset first) receives a DER TimeStampResp: a granted token, or a
  * rejection with PKIStatus rejection and failInfo (see the table above).
  * When a journal is configured, returns only after the token's journal entry
- * is committed (qtsp_tsa_respond_begin then qtsp_tsa_job_wait). Returns
+ * is committed. Returns
  * non-OK (QTSP_ERR_NOMEM, QTSP_ERR_TOO_BIG when out is too small) only when
  * not even a systemFailure reply could be written. Thread-safe. */
 qtsp_status qtsp_tsa_respond(qtsp_tsa *tsa, const unsigned char *query, size_t len,
                              qtsp_buf *out) QTSP_MUST_USE;
 
-/* A granted token prepared on the caller's thread that still waits for its
- * journal commit (and, with a signing queue, its signature). Opaque; owned
- * by the caller until passed to qtsp_tsa_job_start or qtsp_tsa_job_wait,
- * exactly one of which must be called. */
-typedef struct qtsp_tsa_job qtsp_tsa_job;
-
-/* Completion of a started job, called exactly once:
+/* Completion of an answer that waited (see qtsp_tsa_respond_async), called
+ * exactly once:
  *   rc QTSP_OK: der (len bytes, malloc'd) is the DER TimeStampResp: the
  *     token when its journal entry committed and its signature succeeded,
  *     otherwise a systemFailure rejection (the failure is logged once; a
  *     journalled entry whose token was never made is marked not issued).
- *     der belongs to the callee, who frees it with free(); it was allocated
- *     on the thread that called qtsp_tsa_respond_begin, and is best freed
- *     there too (glibc returns a large chunk to the arena of the thread that
- *     made it, under that arena's lock).
+ *     Unlike OCSP's (borrowed), der belongs to the callee, who frees it with
+ *     free(): the transport sends it without a copy. It was allocated on the
+ *     thread that called qtsp_tsa_respond_async and is best freed there too
+ *     (glibc returns a large chunk to the arena of the thread that made it,
+ *     under that arena's lock).
  *   rc non-OK: not even a rejection could be written (der NULL).
  * Called from a signing thread (ca/signq.h), the journal committer thread,
- * or, when the TSA is shutting down, the thread calling qtsp_tsa_job_start
- * before it returns. It must not block (it delays the other tokens of its
- * batch) nor call into the TSA. */
-typedef void (*qtsp_tsa_done_fn)(void *ctx, qtsp_status rc, unsigned char *der, size_t len);
+ * or, when the TSA is shutting down, the calling thread before
+ * qtsp_tsa_respond_async returns. It must not block (it delays the other
+ * tokens of its batch) nor call into the TSA. */
+typedef void (*qtsp_tsa_done_fn)(void *done_ctx, qtsp_status rc, unsigned char *der, size_t len);
 
-/* First half of an asynchronous answer to one DER TimeStampReq (query may
- * be NULL when len is 0): parses it, checks the clock and, without a
- * journal, signs. Either *job is set to NULL and out (reset first) holds
- * the whole DER TimeStampResp (a rejection, a granted token when there is
- * no journal, or systemFailure), or out is untouched and *job is a prepared
- * token that the caller passes to qtsp_tsa_job_start (answer later through
- * a callback) or qtsp_tsa_job_wait (block). Why two steps: a transport must
- * arrange to answer later (suspend its request) before anything can
- * complete, and only for answers that do wait. Non-OK (*job NULL) as for
- * qtsp_tsa_respond. Thread-safe. */
-qtsp_status qtsp_tsa_respond_begin(qtsp_tsa *tsa, const unsigned char *query, size_t len,
-                                   qtsp_buf *out, qtsp_tsa_job **job) QTSP_MUST_USE;
+/* How a caller waits for an answer completed later (the shape of
+ * qtsp_ocsp_async). wait is called on the calling thread, before anything
+ * is queued and only for an answer that must wait (a token, with a
+ * journal), and returns the context for done (e.g. the transport's handle
+ * of the suspended request), or NULL when the caller cannot wait: the
+ * answer is then finished on the calling thread (blocking, as
+ * qtsp_tsa_respond). */
+typedef struct qtsp_tsa_async {
+    void *(*wait)(void *ctx);
+    qtsp_tsa_done_fn done;
+    void *ctx;
+} qtsp_tsa_async;
 
-/* Queues job's journal entry and, with a signing queue and a token key
- * (qtsp_tsa_set_signq), its signature, in parallel, and returns without
- * waiting; done(ctx, ...) is called exactly once (see qtsp_tsa_done_fn)
- * when both are done. Only a full journal queue makes this wait. job is
- * the TSA's from here on (it frees it). Thread-safe. */
-void qtsp_tsa_job_start(qtsp_tsa_job *job, qtsp_tsa_done_fn done, void *ctx);
-
-/* Finishes job on the calling thread: signs it when not yet signed, waits
- * for its journal commit, then writes the token (or systemFailure) into out
- * (reset first) and frees job. For callers that cannot answer later.
- * Non-OK as for qtsp_tsa_respond. Thread-safe. */
-qtsp_status qtsp_tsa_job_wait(qtsp_tsa_job *job, qtsp_buf *out) QTSP_MUST_USE;
+/* qtsp_tsa_respond that may finish later: with a journal, a token is
+ * prepared here (TSTInfo, signed attributes, journal entry and response
+ * buffer, all allocated on this thread; signed here too without a signing
+ * queue), then its journal entry and, with a signing queue and a token key
+ * (qtsp_tsa_set_signq), its signature are queued in parallel; *pending = 1,
+ * out is untouched, and async->done delivers the answer once both are done.
+ * Only a full journal queue makes this wait. Otherwise (a rejection, no
+ * journal, async NULL or its wait returning NULL) *pending = 0 and the call
+ * is qtsp_tsa_respond. Thread-safe. */
+qtsp_status qtsp_tsa_respond_async(qtsp_tsa *tsa, const unsigned char *query, size_t len,
+                                   qtsp_buf *out, const qtsp_tsa_async *async,
+                                   int *pending) QTSP_MUST_USE;
 
 /* Appends Prometheus lines to out: qtsp_tsa_tokens_issued_total,
  * qtsp_tsa_rejections_total{failinfo="..."} per failInfo,

@@ -14,10 +14,16 @@ static void reply_headers(qtsp_http_resp *resp)
     snprintf(resp->content_type, sizeof resp->content_type, "application/timestamp-reply");
 }
 
+/* The core's answer must wait for the journal: suspend the request. */
+static void *wait_http(void *ctx)
+{
+    return qtsp_http_defer(ctx);
+}
+
 /* The core's completion of a deferred request (any thread): the DER goes
  * out zero copy and is freed by the server once sent, on its own thread,
  * the one that allocated it. */
-static void answer(void *ctx, qtsp_status rc, unsigned char *der, size_t len)
+static void done_http(void *ctx, qtsp_status rc, unsigned char *der, size_t len)
 {
     qtsp_http_deferred *d = ctx;
     qtsp_http_resp *resp = qtsp_http_deferred_resp(d);
@@ -33,21 +39,12 @@ static void answer(void *ctx, qtsp_status rc, unsigned char *der, size_t len)
 
 qtsp_status qtsp_tsa_http(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
 {
-    qtsp_tsa *tsa = ctx;
-    qtsp_tsa_job *job = NULL;
     /* Oversized bodies get a badDataFormat rejection from the core, not a crash. */
-    qtsp_status rc = qtsp_tsa_respond_begin(tsa, req->body, req->body_len, &resp->body, &job);
-    if (rc == QTSP_OK && job) {
-        /* The worker thread does not wait for the disk: the connection is
-         * suspended until the core completes the job. */
-        qtsp_http_deferred *d = qtsp_http_defer(req);
-        if (d) {
-            qtsp_tsa_job_start(job, answer, d);
-            return QTSP_OK;
-        }
-        rc = qtsp_tsa_job_wait(job, &resp->body);
-    }
-    if (rc == QTSP_OK)
-        reply_headers(resp);
-    return rc;
+    int pending = 0;
+    qtsp_tsa_async async = {wait_http, done_http, (void *)req};
+    TRY(qtsp_tsa_respond_async(ctx, req->body, req->body_len, &resp->body, &async, &pending));
+    if (pending)
+        return QTSP_OK; /* answered by done_http once signed and journalled */
+    reply_headers(resp);
+    return QTSP_OK;
 }

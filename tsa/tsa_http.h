@@ -14,8 +14,8 @@ struct qtsp_http_resp;
  * application/timestamp-reply with the DER, rejections included (RFC 3161
  * 3.4); non-OK only when the core could not write even a rejection. A
  * token that waits for the journal is answered later: the request is
- * deferred and the core's completion (qtsp_tsa_job_start) completes it,
- * zero copy; outside a server (no deferral possible) the handler waits.
+ * deferred and the core's completion (qtsp_tsa_respond_async) completes
+ * it, zero copy; outside a server (no deferral possible) the handler waits.
  * Thread-safe. */
 qtsp_status qtsp_tsa_http(void *ctx, const struct qtsp_http_req *req,
                           struct qtsp_http_resp *resp) QTSP_MUST_USE;

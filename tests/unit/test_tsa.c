@@ -1076,11 +1076,19 @@ static void test_tsa_http_journal_failure_answers_system_failure(void)
 typedef struct done_rec {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int calls;
+    int waits, calls;
+    int can_wait;
     qtsp_status rc;
     unsigned char *der;
     size_t len;
 } done_rec;
+
+static void *record_wait(void *ctx)
+{
+    done_rec *d = ctx;
+    d->waits++;
+    return d->can_wait ? d : NULL;
+}
 
 static void record_done(void *ctx, qtsp_status rc, unsigned char *der, size_t len)
 {
@@ -1094,7 +1102,7 @@ static void record_done(void *ctx, qtsp_status rc, unsigned char *der, size_t le
     pthread_mutex_unlock(&d->mu);
 }
 
-static void test_tsa_started_job_completes_through_callback_after_commit(void)
+static void test_tsa_async_answer_completes_through_callback_after_commit(void)
 {
     char sdir[600];
     path(sdir, sizeof sdir, "store-job");
@@ -1106,26 +1114,29 @@ static void test_tsa_started_job_completes_through_callback_after_commit(void)
     size_t qn = read_file("jq.tsq", q, sizeof q);
     qtsp_buf out;
     qtsp_buf_init(&out, 1 << 16);
+    done_rec d = {.can_wait = 1};
+    pthread_mutex_init(&d.mu, NULL);
+    pthread_cond_init(&d.cv, NULL);
+    qtsp_tsa_async async = {record_wait, record_done, &d};
 
-    /* a rejection is answered at once: no job */
-    qtsp_tsa_job *job = NULL;
-    CU_ASSERT(qtsp_tsa_respond_begin(tsa, (const unsigned char *)"x", 1, &out, &job) == QTSP_OK);
-    CU_ASSERT_PTR_NULL(job);
+    /* a rejection is answered at once: nothing waits */
+    int pending = -1;
+    CU_ASSERT(qtsp_tsa_respond_async(tsa, (const unsigned char *)"x", 1, &out, &async, &pending) ==
+              QTSP_OK);
+    CU_ASSERT_EQUAL(pending, 0);
+    CU_ASSERT_EQUAL(d.waits, 0);
     const unsigned char *p = out.data;
     TS_RESP *r = d2i_TS_RESP(NULL, &p, (long)out.len);
     CU_ASSERT_PTR_NOT_NULL_FATAL(r);
     assert_rejected(r, TS_INFO_BAD_DATA_FORMAT);
     TS_RESP_free(r);
 
-    /* a token waits for its journal commit: a job, completed through the callback */
+    /* a token waits for its journal commit: completed through the callback */
     qtsp_buf_reset(&out);
-    CU_ASSERT_FATAL(qtsp_tsa_respond_begin(tsa, q, qn, &out, &job) == QTSP_OK);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(job);
+    CU_ASSERT_FATAL(qtsp_tsa_respond_async(tsa, q, qn, &out, &async, &pending) == QTSP_OK);
+    CU_ASSERT_EQUAL(pending, 1);
+    CU_ASSERT_EQUAL(d.waits, 1);
     CU_ASSERT_EQUAL(out.len, 0); /* untouched */
-    done_rec d = {.calls = 0};
-    pthread_mutex_init(&d.mu, NULL);
-    pthread_cond_init(&d.cv, NULL);
-    qtsp_tsa_job_start(job, record_done, &d);
     pthread_mutex_lock(&d.mu);
     while (d.calls == 0)
         pthread_cond_wait(&d.cv, &d.mu);
@@ -1140,10 +1151,12 @@ static void test_tsa_started_job_completes_through_callback_after_commit(void)
     CU_ASSERT_EQUAL(run("openssl ts -verify -in jr.tsr -queryfile jq.tsq -CAfile ca.pem"), 0);
     free(d.der); /* the callee's */
 
-    /* the blocking alternative */
-    CU_ASSERT_FATAL(qtsp_tsa_respond_begin(tsa, q, qn, &out, &job) == QTSP_OK);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(job);
-    CU_ASSERT(qtsp_tsa_job_wait(job, &out) == QTSP_OK);
+    /* a caller that cannot wait: the call blocks and answers in out */
+    d.can_wait = 0;
+    CU_ASSERT_FATAL(qtsp_tsa_respond_async(tsa, q, qn, &out, &async, &pending) == QTSP_OK);
+    CU_ASSERT_EQUAL(pending, 0);
+    CU_ASSERT_EQUAL(d.waits, 2);
+    CU_ASSERT_EQUAL(d.calls, 1);
     write_file("jr.tsr", out.data, out.len);
     CU_ASSERT_EQUAL(run("openssl ts -verify -in jr.tsr -queryfile jq.tsq -CAfile ca.pem"), 0);
     CU_ASSERT(count_journal(st, &n) == QTSP_OK);
@@ -1151,9 +1164,11 @@ static void test_tsa_started_job_completes_through_callback_after_commit(void)
     qtsp_tsa_free(tsa);
 
     /* without a journal nothing waits: the token is in out at once */
+    d.can_wait = 1;
     tsa = make_tsa("clock: {require_sync: false}\n", NULL);
-    CU_ASSERT_FATAL(qtsp_tsa_respond_begin(tsa, q, qn, &out, &job) == QTSP_OK);
-    CU_ASSERT_PTR_NULL(job);
+    CU_ASSERT_FATAL(qtsp_tsa_respond_async(tsa, q, qn, &out, &async, &pending) == QTSP_OK);
+    CU_ASSERT_EQUAL(pending, 0);
+    CU_ASSERT_EQUAL(d.waits, 2);
     write_file("jr.tsr", out.data, out.len);
     CU_ASSERT_EQUAL(run("openssl ts -verify -in jr.tsr -queryfile jq.tsq -CAfile ca.pem"), 0);
     qtsp_tsa_free(tsa);
@@ -1365,7 +1380,7 @@ int main(void)
         QTEST(test_tsa_journal_group_commit_from_many_threads),
         QTEST(test_tsa_http_tokens_verify_and_are_journalled_before_the_reply),
         QTEST(test_tsa_http_journal_failure_answers_system_failure),
-        QTEST(test_tsa_started_job_completes_through_callback_after_commit),
+        QTEST(test_tsa_async_answer_completes_through_callback_after_commit),
         QTEST(test_tsa_policy_file_errors_name_the_line),
         QTEST(test_tsa_shipped_policy_loads_and_requires_sync),
         QTEST(test_tsa_refuses_key_not_matching_certificate),
