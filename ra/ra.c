@@ -310,8 +310,11 @@ qtsp_status qtsp_ra_enrol(qtsp_ra *ra, const qtsp_actor *who, const json_t *in,
     TRY(field_str(in, "email", 1, &email));
     TRY(field_str(in, "phone", 1, &phone));
     TRY(field_str(in, "package", 1, &package));
-    TRY(qtsp_valid_name("given_name", given, 64));
-    TRY(qtsp_valid_name("surname", surname, 64));
+    char given_nfc[4 * 64 + 1], surname_nfc[4 * 64 + 1]; /* stored and certified in NFC */
+    TRY(qtsp_valid_name_nfc("given_name", given, 64, given_nfc, sizeof given_nfc));
+    TRY(qtsp_valid_name_nfc("surname", surname, 64, surname_nfc, sizeof surname_nfc));
+    given = given_nfc;
+    surname = surname_nfc;
     TRY(qtsp_valid_country(country));
     TRY(qtsp_valid_national_id(country, nid));
     TRY(qtsp_valid_email(email));

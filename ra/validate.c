@@ -2,48 +2,96 @@
 #include "ra/validate.h"
 
 #include <ctype.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
+
+/* Why a code point may not appear in a name, or NULL when it may. Names
+ * go into CN, givenName and surname of a qualified certificate (EN 319 412-2
+ * 4.2.4): anything that is invisible, reorders or hides text, or has no
+ * agreed meaning would let the certificate show a name other than the one
+ * the RA checked ("Maria \u202eredneS" displays as "Maria Sender"). */
+static const char *forbidden(int32_t cp)
+{
+    /* noncharacters (Unicode 15 section 23.7): U+FDD0..U+FDEF and the last two
+     * code points of every plane; utf8proc files them under Cn */
+    if ((cp >= 0xfdd0 && cp <= 0xfdef) || (cp & 0xfffe) == 0xfffe)
+        return "noncharacter";
+    switch (utf8proc_category(cp)) {
+    case UTF8PROC_CATEGORY_CC:
+        return "control character";
+    case UTF8PROC_CATEGORY_CF:
+        return "format character";
+    case UTF8PROC_CATEGORY_CO:
+        return "private-use character";
+    case UTF8PROC_CATEGORY_CN:
+        return "unassigned character";
+    case UTF8PROC_CATEGORY_CS:
+        return "surrogate";
+    case UTF8PROC_CATEGORY_ZL:
+        return "line separator";
+    case UTF8PROC_CATEGORY_ZP:
+        return "paragraph separator";
+    case UTF8PROC_CATEGORY_ZS:
+        return cp == 0x20 ? NULL : "space other than U+0020";
+    default:
+        return NULL;
+    }
+}
+
+static int is_mark(int32_t cp)
+{
+    utf8proc_category_t c = utf8proc_category(cp);
+    return c == UTF8PROC_CATEGORY_MN || c == UTF8PROC_CATEGORY_MC || c == UTF8PROC_CATEGORY_ME;
+}
 
 qtsp_status qtsp_valid_name(const char *field, const char *s, size_t max)
 {
     ENSURE(s && *s, QTSP_ERR_INVALID, "%s: must not be empty", field);
     size_t chars = 0;
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p;
-        size_t len;
-        unsigned cp;
-        if (c < 0x80) {
-            len = 1;
-            cp = c;
-        } else if ((c & 0xe0) == 0xc0) {
-            len = 2;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            len = 3;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            FAIL(QTSP_ERR_INVALID, "%s: not valid UTF-8", field);
-        }
-        for (size_t i = 1; i < len; i++) {
-            ENSURE((p[i] & 0xc0) == 0x80, QTSP_ERR_INVALID, "%s: not valid UTF-8", field);
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        static const unsigned min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
-        ENSURE(cp >= min_cp[len] && cp <= 0x10ffff && (cp < 0xd800 || cp > 0xdfff),
-               QTSP_ERR_INVALID, "%s: not valid UTF-8", field);
-        ENSURE(cp >= 0x20 && cp != 0x7f && !(cp >= 0x80 && cp < 0xa0), QTSP_ERR_INVALID,
-               "%s: control characters are not allowed", field);
+    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
+    utf8proc_ssize_t left = (utf8proc_ssize_t)strlen(s);
+    while (left > 0) {
+        int32_t cp;
+        /* rejects overlong forms, surrogates and code points above U+10FFFF */
+        utf8proc_ssize_t len = utf8proc_iterate(p, left, &cp);
+        ENSURE(len > 0 && cp >= 0, QTSP_ERR_INVALID, "%s: not valid UTF-8", field);
+        const char *why = forbidden(cp);
+        ENSURE(why == NULL, QTSP_ERR_INVALID, "%s: U+%04" PRIX32 " (%s) not allowed", field,
+               (uint32_t)cp, why);
+        /* a leading mark combines with whatever precedes the field when it
+         * is displayed (the space in "given surname"), and a name of marks
+         * alone shows nothing; both are refused here */
+        ENSURE(chars > 0 || !is_mark(cp), QTSP_ERR_INVALID,
+               "%s: U+%04" PRIX32 " (combining mark) not allowed first", field, (uint32_t)cp);
         p += len;
+        left -= len;
         chars++;
     }
     ENSURE(chars <= max, QTSP_ERR_INVALID, "%s: at most %zu characters", field, max);
     ENSURE(s[0] != ' ' && s[strlen(s) - 1] != ' ', QTSP_ERR_INVALID,
            "%s: no leading or trailing spaces", field);
     return QTSP_OK;
+}
+
+qtsp_status qtsp_valid_name_nfc(const char *field, const char *s, size_t max, char *out,
+                                size_t cap)
+{
+    ENSURE(s && *s, QTSP_ERR_INVALID, "%s: must not be empty", field);
+    /* the rules first: utf8proc_NFC would silently drop some of what they refuse */
+    TRY(qtsp_valid_name(field, s, SIZE_MAX));
+    char *nfc = (char *)utf8proc_NFC((const utf8proc_uint8_t *)s);
+    ENSURE(nfc != NULL, QTSP_ERR_NOMEM, "out of memory");
+    qtsp_status rc = QTSP_OK;
+    TRY_OUT(qtsp_valid_name(field, nfc, max));
+    size_t n = strlen(nfc);
+    ENSURE_OUT(n < cap, QTSP_ERR_TOO_BIG, "%s: too long", field);
+    memcpy(out, nfc, n + 1);
+out:
+    free(nfc);
+    return rc;
 }
 
 /* ISO 3166-1 alpha-2 officially assigned codes. */

@@ -8,9 +8,21 @@
 
 #include "core/err.h"
 
-/* Non-empty valid UTF-8, at most max characters (code points), no control
- * characters. */
+/* A person's name or a short label: non-empty valid UTF-8, at most max
+ * characters (code points), no leading or trailing space, and none of:
+ * control (Cc), format (Cf: bidi overrides, zero-width, BOM), private-use
+ * (Co), unassigned (Cn, Unicode 15 of libutf8proc) characters,
+ * noncharacters, line/paragraph separators, spaces other than U+0020, a
+ * combining mark first, or only combining marks. The message names the
+ * field, the code point and the rule, e.g.
+ * "given_name: U+202E (format character) not allowed". */
 qtsp_status qtsp_valid_name(const char *field, const char *s, size_t max) QTSP_MUST_USE;
+/* qtsp_valid_name on the NFC form of s (Unicode normalisation form C), which
+ * is written to out (cap bytes, NUL included; QTSP_ERR_TOO_BIG if it does not
+ * fit: 4 * max + 1 always does). out is written only on success; s and out
+ * may not overlap. QTSP_ERR_NOMEM. */
+qtsp_status qtsp_valid_name_nfc(const char *field, const char *s, size_t max, char *out,
+                                size_t cap) QTSP_MUST_USE;
 /* ISO 3166-1 alpha-2, officially assigned, upper case. */
 qtsp_status qtsp_valid_country(const char *s) QTSP_MUST_USE;
 /* Every assigned ISO 3166-1 alpha-2 code, as "AD AE AF ... ZW" (static). */

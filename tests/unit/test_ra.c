@@ -594,6 +594,36 @@ static void test_reenrolment_keeps_the_earlier_registration(void)
     json_decref(rec);
 }
 
+/* Issue 15 defect 7: a deceptive name is refused before anything is stored,
+ * and a decomposed name is stored (and certified) composed (NFC). */
+static void test_enrol_refuses_deceptive_names_and_stores_nfc(void)
+{
+    json_t *in = person("7501020018", "+359888123470");
+    json_object_set_new(in, "given_name", json_string("Maria \xe2\x80\xaeredneS"));
+    expect_invalid(in, "given_name: U+202E (format character) not allowed");
+    in = person("7501020018", "+359888123470");
+    json_object_set_new(in, "surname", json_string("Test\xef\xbf\xbf"));
+    expect_invalid(in, "surname: U+FFFF (noncharacter) not allowed");
+
+    in = person("7501020018", "+359888123470");
+    json_object_set_new(in, "given_name", json_string("Zoe\xcc\x88"));
+    char id[40];
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL_FATAL(qtsp_ra_enrol(g_ra, &g_officer, in, id), QTSP_OK);
+    json_decref(in);
+    qtsp_txn *t = NULL;
+    CU_ASSERT_FATAL(qtsp_store_begin(g_store, 0, &t) == QTSP_OK);
+    qtsp_buf v;
+    qtsp_buf_init(&v, 1 << 16);
+    CU_ASSERT(qtsp_txn_get(t, QTSP_T_SUBJECTS, id, strlen(id), &v) == QTSP_OK);
+    qtsp_txn_abort(t);
+    json_t *rec = json_loadb((const char *)v.data + 1, v.len - 1, 0, NULL);
+    qtsp_buf_cleanup(&v);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rec);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(rec, "given_name")), "Zo\xc3\xab");
+    json_decref(rec);
+}
+
 static void test_unknown_serial_is_not_found(void)
 {
     unsigned char s[] = {0x12, 0x34};
@@ -1114,6 +1144,7 @@ int main(void)
         QTEST(test_terminate_is_final_and_destroys_key),
         QTEST(test_hotline_hook_holds_every_valid_cert_of_the_subject),
         QTEST(test_reenrolment_keeps_the_earlier_registration),
+        QTEST(test_enrol_refuses_deceptive_names_and_stores_nfc),
         QTEST(test_unknown_serial_is_not_found),
         QTEST(test_lifecycle_changes_reach_the_webhook),
         QTEST(test_otp_wrap_roundtrip_and_tamper),
