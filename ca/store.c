@@ -406,6 +406,16 @@ out:
     return rc;
 }
 
+qtsp_status qtsp_store_copy(qtsp_store *st, const char *dir)
+{
+    ENSURE(st != NULL && dir != NULL, QTSP_ERR_INVALID, "no store or folder");
+    /* a read transaction inside LMDB: a consistent snapshot while writers go
+     * on; compaction drops free pages and renumbers the rest */
+    int r = mdb_env_copy2(st->env, dir, MDB_CP_COMPACT);
+    ENSURE(r == 0, QTSP_ERR_STORE, "cannot copy the store to %s: %s", dir, mdb_strerror(r));
+    return QTSP_OK;
+}
+
 void qtsp_store_close(qtsp_store *st)
 {
     if (!st)

@@ -67,6 +67,11 @@ const char *qtsp_table_name(qtsp_table t);
  * QTSP_ERR_STORE, QTSP_ERR_STORE_CORRUPT (not an LMDB file, or an unknown
  * schema version in meta "schema"). */
 qtsp_status qtsp_store_open(const char *dir, size_t map_mib, qtsp_store **out) QTSP_MUST_USE;
+/* Writes a compacted, consistent copy of the environment (as of one read
+ * transaction; writers in this and other processes go on meanwhile) to
+ * dir/data.mdb. dir must exist and hold no data.mdb. No transaction of this
+ * thread may be open. QTSP_ERR_STORE (LMDB's reason in the message). */
+qtsp_status qtsp_store_copy(qtsp_store *st, const char *dir) QTSP_MUST_USE;
 /* Closes. No transaction may be open. NULL is a no-op. */
 void qtsp_store_close(qtsp_store *st);
 

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ca/softhsm_conf.h"
 #include "core/clock.h"
 #include "core/log.h"
 
@@ -117,6 +118,9 @@ static qtsp_status open_token(qtsp_app *app)
         TRY(qtsp_config_path(&app->cfg, "hsm/softhsm2.conf", conf, sizeof conf));
         ENSURE(access(conf, R_OK) == 0, QTSP_ERR_NOT_FOUND, "embedded token config %s missing",
                conf);
+        char hsm_dir[QTSP_PATH_MAX];
+        TRY(qtsp_config_path(&app->cfg, "hsm", hsm_dir, sizeof hsm_dir));
+        TRY(qtsp_softhsm_conf_check(conf, hsm_dir)); /* not a copied home's foreign token */
         setenv("SOFTHSM2_CONF", conf, 1);
     }
     char pin[256];

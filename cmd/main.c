@@ -23,6 +23,8 @@ static const struct {
     {"crl", cmd_crl, "crl publish: force new CRLs"},
     {"token", cmd_token, "token bench: the token's key-generation and signing rates"},
     {"terminate", cmd_ra, "revoke a certificate for good and destroy its key"},
+    {"backup", cmd_backup, "hot copy of a home into one file (--with-token: token too, encrypted)"},
+    {"restore", cmd_restore, "bring a backup back into a new home"},
 };
 
 static void usage(FILE *f)

@@ -30,6 +30,7 @@
 
 #include "cmd/app.h"
 #include "cmd/cmd.h"
+#include "cmd/home_lock.h"
 #include "cmd/services.h"
 #include "core/clock.h"
 #include "core/http.h"
@@ -502,7 +503,7 @@ int cmd_serve(int argc, char **argv)
             return cmd_usage_error("serve", "--processes must be 0..64 (0 = one per core)");
     }
     qtsp_config cfg;
-    if (qtsp_config_load(home, &cfg) != QTSP_OK)
+    if (qtsp_config_load(home, &cfg) != QTSP_OK || cmd_home_lock_serve(cfg.home) != QTSP_OK)
         return cmd_fail("serve");
     if (nproc >= 0)
         qtsp_config_set_processes(&cfg, nproc);
