@@ -44,8 +44,8 @@ qtsp_status qtsp_softhsm_conf_check(const char *conf, const char *hsm_dir)
     char tok_abs[PATH_MAX], hsm_abs[PATH_MAX];
     ENSURE(realpath(hsm_dir, hsm_abs) != NULL, QTSP_ERR_IO, "cannot resolve %s: %s", hsm_dir,
            strerror(errno));
-    ENSURE(realpath(tokendir, tok_abs) != NULL, QTSP_ERR_IO,
-           "%s: token folder %s: %s", conf, tokendir, strerror(errno));
+    ENSURE(realpath(tokendir, tok_abs) != NULL, QTSP_ERR_IO, "%s: token folder %s: %s", conf,
+           tokendir, strerror(errno));
     ENSURE(inside(tok_abs, hsm_abs), QTSP_ERR_STATE,
            "%s uses the token in %s, which is not this home's (%s): a copied home must not share "
            "the original's token; restore it with qtsp restore, or point directories.tokendir "

@@ -191,15 +191,15 @@ static qtsp_status read_passphrase(const char *file, int confirm, char *out, siz
 static qtsp_status derive(const char *pass, const unsigned char salt[16], uint32_t iter,
                           unsigned char key[32])
 {
-    ENSURE(PKCS5_PBKDF2_HMAC(pass, (int)strlen(pass), salt, 16, (int)iter, EVP_sha256(), 32,
-                             key) == 1,
+    ENSURE(PKCS5_PBKDF2_HMAC(pass, (int)strlen(pass), salt, 16, (int)iter, EVP_sha256(), 32, key) ==
+               1,
            QTSP_ERR_CRYPTO, "PBKDF2 failed");
     return QTSP_OK;
 }
 
 /* AES-256-GCM over in; *out (caller frees) = salt | iter | iv | ct | tag. */
-static qtsp_status seal(const char *pass, const unsigned char *in, size_t len,
-                        unsigned char **out, size_t *olen)
+static qtsp_status seal(const char *pass, const unsigned char *in, size_t len, unsigned char **out,
+                        size_t *olen)
 {
     ENSURE(len <= BK_MAX_SEALED, QTSP_ERR_TOO_BIG, "token and secrets exceed %u bytes",
            BK_MAX_SEALED);
@@ -238,8 +238,8 @@ static qtsp_status unseal(const char *pass, const unsigned char *in, size_t len,
                           unsigned char **out, size_t *olen)
 {
     ENSURE(len >= 48, QTSP_ERR_INVALID, "sealed part too short");
-    uint32_t iter = (uint32_t)in[16] << 24 | (uint32_t)in[17] << 16 | (uint32_t)in[18] << 8 |
-                    in[19];
+    uint32_t iter =
+        (uint32_t)in[16] << 24 | (uint32_t)in[17] << 16 | (uint32_t)in[18] << 8 | in[19];
     ENSURE(iter >= BK_PBKDF2_ITER && iter <= BK_PBKDF2_MAX, QTSP_ERR_INVALID,
            "sealed part: PBKDF2 iteration count %" PRIu32 " out of range", iter);
     size_t ctl = len - 48;
@@ -325,8 +325,7 @@ typedef struct walker {
 
 static int skip_name(const char *name)
 {
-    return name[0] == '.' || strcmp(name, "serve.lock") == 0 ||
-           strcmp(name, "softhsm2.conf") == 0;
+    return name[0] == '.' || strcmp(name, "serve.lock") == 0 || strcmp(name, "softhsm2.conf") == 0;
 }
 
 static int cmp_names(const void *a, const void *b)
@@ -437,8 +436,7 @@ static qtsp_status write_container(FILE *out, const char *meta, const bk_list *l
         unsigned char buf[65536];
         uint64_t left = e->size;
         size_t r;
-        while (left > 0 && (r = fread(buf, 1, left < sizeof buf ? (size_t)left : sizeof buf, in)))
-        {
+        while (left > 0 && (r = fread(buf, 1, left < sizeof buf ? (size_t)left : sizeof buf, in))) {
             EMIT(buf, r);
             left -= r;
         }
@@ -594,13 +592,12 @@ static int backup_usage(FILE *f)
 {
     if (f != stdout)
         return cmd_usage_error("backup", "missing or wrong arguments (see qtsp backup --help)");
-    fprintf(f,
-            "usage: qtsp backup [--home DIR] --out FILE [--with-token [--passphrase-file F]]\n\n"
-            "Writes a consistent copy of the home (store, public/, policies/, qtsp.yaml)\n"
-            "with a manifest of SHA-256 sums to FILE (which must not exist), also while\n"
-            "qtsp serve runs. --with-token adds the embedded token (hsm/) and secrets/,\n"
-            "encrypted with AES-256-GCM under a key from the passphrase (PBKDF2-SHA256,\n"
-            "600000 iterations), read from F or asked on the terminal.\n");
+    fprintf(f, "usage: qtsp backup [--home DIR] --out FILE [--with-token [--passphrase-file F]]\n\n"
+               "Writes a consistent copy of the home (store, public/, policies/, qtsp.yaml)\n"
+               "with a manifest of SHA-256 sums to FILE (which must not exist), also while\n"
+               "qtsp serve runs. --with-token adds the embedded token (hsm/) and secrets/,\n"
+               "encrypted with AES-256-GCM under a key from the passphrase (PBKDF2-SHA256,\n"
+               "600000 iterations), read from F or asked on the terminal.\n");
     return 0;
 }
 
@@ -618,8 +615,7 @@ int cmd_backup(int argc, char **argv)
         if (cmd_opt(argc, argv, &i, "--home", &home) || cmd_opt(argc, argv, &i, "--out", &outp) ||
             cmd_opt(argc, argv, &i, "--passphrase-file", &pass_file))
             continue;
-        fprintf(stderr, "qtsp: backup: unexpected argument %s (see qtsp backup --help)\n",
-                argv[i]);
+        fprintf(stderr, "qtsp: backup: unexpected argument %s (see qtsp backup --help)\n", argv[i]);
         return 2;
     }
     if (!outp)
@@ -673,7 +669,7 @@ int cmd_backup(int argc, char **argv)
 
 typedef struct reader {
     FILE *in;
-    EVP_MD_CTX *h; /* every byte of the container so far */
+    EVP_MD_CTX *h;    /* every byte of the container so far */
     const char *dest; /* where the files go */
     const char *pass_file;
     int inner;
@@ -740,8 +736,7 @@ static qtsp_status restore_file(reader *r, const bk_entry *e)
         size_t got = fread(buf, 1, want, r->in);
         if (got == 0)
             break;
-        bad |= EVP_DigestUpdate(r->h, buf, got) != 1 || !fh ||
-               EVP_DigestUpdate(fh, buf, got) != 1;
+        bad |= EVP_DigestUpdate(r->h, buf, got) != 1 || !fh || EVP_DigestUpdate(fh, buf, got) != 1;
         bad |= write(fd, buf, got) != (ssize_t)got;
         left -= got;
     }
@@ -847,8 +842,9 @@ static qtsp_status read_container_h(reader *r)
         e->size = size;
         snprintf(e->path, sizeof e->path, "%s", line + used);
         TRY_OUT(safe_path(e->path));
-        ENSURE_OUT(e->type == 'd' ? strcmp(e->sha, "-") == 0 && size == 0
-                                  : strlen(e->sha) == 64 && strspn(e->sha, "0123456789abcdef") == 64,
+        ENSURE_OUT(e->type == 'd'
+                       ? strcmp(e->sha, "-") == 0 && size == 0
+                       : strlen(e->sha) == 64 && strspn(e->sha, "0123456789abcdef") == 64,
                    QTSP_ERR_INVALID, "the backup's manifest is damaged: '%.80s'", line);
     }
     for (size_t i = 0; i < l.n; i++) {
@@ -935,8 +931,7 @@ out:
     return rc;
 }
 
-static qtsp_status finish_restore(reader *r, const char *tmp, const char *target,
-                                  uint64_t *dropped)
+static qtsp_status finish_restore(reader *r, const char *tmp, const char *target, uint64_t *dropped)
 {
     qtsp_config cfg;
     TRY(qtsp_config_load(tmp, &cfg));

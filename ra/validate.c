@@ -76,8 +76,7 @@ qtsp_status qtsp_valid_name(const char *field, const char *s, size_t max)
     return QTSP_OK;
 }
 
-qtsp_status qtsp_valid_name_nfc(const char *field, const char *s, size_t max, char *out,
-                                size_t cap)
+qtsp_status qtsp_valid_name_nfc(const char *field, const char *s, size_t max, char *out, size_t cap)
 {
     ENSURE(s && *s, QTSP_ERR_INVALID, "%s: must not be empty", field);
     /* the rules first: utf8proc_NFC would silently drop some of what they refuse */

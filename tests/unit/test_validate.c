@@ -67,7 +67,7 @@ static void test_name_refuses_private_use_and_unassigned(void)
 {
     refused("A\xee\x80\x80", "U+E000 (private-use character)");
     refused("A\xf3\xb0\x80\x80", "U+F0000 (private-use character)");
-    refused("A\xcd\xb8", "U+0378 (unassigned character)");      /* unassigned in Unicode 15 */
+    refused("A\xcd\xb8", "U+0378 (unassigned character)"); /* unassigned in Unicode 15 */
     refused("A\xf0\xaf\xa8\xa0", "U+2FA20 (unassigned character)");
 }
 
@@ -96,8 +96,7 @@ static void test_name_nfc_stores_composed(void)
 {
     char out[4 * 64 + 1];
     /* "Zoe" + COMBINING DIAERESIS -> "Zoë" (U+00EB) */
-    CU_ASSERT_EQUAL(qtsp_valid_name_nfc("given_name", "Zoe\xcc\x88", 64, out, sizeof out),
-                    QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_valid_name_nfc("given_name", "Zoe\xcc\x88", 64, out, sizeof out), QTSP_OK);
     CU_ASSERT_STRING_EQUAL(out, "Zo\xc3\xab");
     /* already composed: unchanged */
     CU_ASSERT_EQUAL(qtsp_valid_name_nfc("given_name", "Zo\xc3\xab", 64, out, sizeof out), QTSP_OK);
@@ -120,17 +119,20 @@ static void test_name_nfc_stores_composed(void)
 static void test_name_accepts_real_names(void)
 {
     static const char *const ok[] = {
-        "Zo\xc3\xab",                                  /* Zoë */
-        "\xce\x9c\xce\xb1\xcf\x81\xce\xaf\xce\xb1",   /* Μαρία */
-        "M\xc3\xbcller-L\xc3\xbc" "densch" "eid",      /* Müller-Lüdenscheid */
-        "M\xc3\xbcller-L\xc3\xbc" "denscheidt",        /* Müller-Lüdenscheidt */
-        "\xd0\x90\xd0\xbd\xd0\xb0",                    /* Ана */
+        "Zo\xc3\xab",                               /* Zoë */
+        "\xce\x9c\xce\xb1\xcf\x81\xce\xaf\xce\xb1", /* Μαρία */
+        "M\xc3\xbcller-L\xc3\xbc"
+        "densch"
+        "eid", /* Müller-Lüdenscheid */
+        "M\xc3\xbcller-L\xc3\xbc"
+        "denscheidt",               /* Müller-Lüdenscheidt */
+        "\xd0\x90\xd0\xbd\xd0\xb0", /* Ана */
         "O'Brien",
         "Jean Paul",
-        "\xe5\xb1\xb1\xe7\x94\xb0",                    /* 山田 */
-        "Nguy\xe1\xbb\x85n",                           /* Nguyễn */
-        "\xd7\xa9\xd7\xa8\xd7\x94",                    /* שרה (RTL script, no override) */
-        "e\xcc\x81mile",                               /* a mark after a letter */
+        "\xe5\xb1\xb1\xe7\x94\xb0", /* 山田 */
+        "Nguy\xe1\xbb\x85n",        /* Nguyễn */
+        "\xd7\xa9\xd7\xa8\xd7\x94", /* שרה (RTL script, no override) */
+        "e\xcc\x81mile",            /* a mark after a letter */
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         qtsp_err_clear();
