@@ -2,13 +2,10 @@
 #include "ca/softhsm_conf.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 static int inside(const char *path, const char *dir)
 {
@@ -54,31 +51,15 @@ qtsp_status qtsp_softhsm_conf_check(const char *conf, const char *hsm_dir)
     return QTSP_OK;
 }
 
-qtsp_status qtsp_softhsm_conf_write(const char *hsm_dir)
+qtsp_status qtsp_softhsm_conf_text(const char *hsm_dir, char *out, size_t cap)
 {
-    char abs[PATH_MAX], conf[PATH_MAX], tmp[PATH_MAX], text[PATH_MAX + 128];
+    char abs[PATH_MAX];
     ENSURE(realpath(hsm_dir, abs) != NULL, QTSP_ERR_IO, "cannot resolve %s: %s", hsm_dir,
            strerror(errno));
-    int n1 = snprintf(conf, sizeof conf, "%s/softhsm2.conf", abs);
-    int n2 = snprintf(tmp, sizeof tmp, "%s/softhsm2.conf.XXXXXX", abs);
-    int n3 = snprintf(text, sizeof text,
-                      "directories.tokendir = %s/tokens\nobjectstore.backend = file\n"
-                      "log.level = ERROR\n",
-                      abs);
-    ENSURE(n1 > 0 && (size_t)n1 < sizeof conf && n2 > 0 && (size_t)n2 < sizeof tmp && n3 > 0 &&
-               (size_t)n3 < sizeof text,
-           QTSP_ERR_TOO_BIG, "token directory path too long");
-    int fd = mkstemp(tmp);
-    ENSURE(fd >= 0, QTSP_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
-    size_t len = (size_t)n3;
-    int bad = write(fd, text, len) != (ssize_t)len;
-    bad |= fchmod(fd, 0600) != 0;
-    bad |= fsync(fd) != 0;
-    bad |= close(fd) != 0;
-    if (bad || rename(tmp, conf) != 0) {
-        int err = errno;
-        unlink(tmp);
-        FAIL(QTSP_ERR_IO, "cannot write %s: %s", conf, strerror(err));
-    }
+    int n = snprintf(out, cap,
+                     "directories.tokendir = %s/tokens\nobjectstore.backend = file\n"
+                     "log.level = ERROR\n",
+                     abs);
+    ENSURE(n > 0 && (size_t)n < cap, QTSP_ERR_TOO_BIG, "token directory path too long");
     return QTSP_OK;
 }

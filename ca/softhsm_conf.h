@@ -7,6 +7,8 @@
 #ifndef QTSP_CA_SOFTHSM_CONF_H
 #define QTSP_CA_SOFTHSM_CONF_H
 
+#include <stddef.h>
+
 #include "core/err.h"
 
 /* Checks that conf's directories.tokendir lies inside hsm_dir (both
@@ -16,9 +18,9 @@
  * conf has no tokendir line. */
 qtsp_status qtsp_softhsm_conf_check(const char *conf, const char *hsm_dir) QTSP_MUST_USE;
 
-/* Writes hsm_dir/softhsm2.conf (mode 0600, atomically) with tokendir
- * <realpath of hsm_dir>/tokens and the file object store. hsm_dir must
- * exist. QTSP_ERR_IO, QTSP_ERR_TOO_BIG (path). */
-qtsp_status qtsp_softhsm_conf_write(const char *hsm_dir) QTSP_MUST_USE;
+/* The text of hsm_dir/softhsm2.conf for a home's own token: tokendir
+ * <realpath of hsm_dir>/tokens, the file object store. hsm_dir must exist.
+ * out (cap bytes) is written only on success. QTSP_ERR_IO, QTSP_ERR_TOO_BIG. */
+qtsp_status qtsp_softhsm_conf_text(const char *hsm_dir, char *out, size_t cap) QTSP_MUST_USE;
 
 #endif

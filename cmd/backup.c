@@ -1027,11 +1027,13 @@ int cmd_restore(int argc, char **argv)
         return cmd_fail("restore");
     }
     /* the new home's own token folder (SoftHSM2 needs an absolute path) */
-    char hsm[QTSP_PATH_MAX];
+    char hsm[QTSP_PATH_MAX], conf[QTSP_PATH_MAX], text[QTSP_PATH_MAX + 128];
     qtsp_config cfg;
     if (qtsp_config_load(home, &cfg) != QTSP_OK ||
         (cfg.hsm_embedded && (join(hsm, sizeof hsm, cfg.home, "hsm") != QTSP_OK ||
-                              qtsp_softhsm_conf_write(hsm) != QTSP_OK)))
+                              join(conf, sizeof conf, hsm, "softhsm2.conf") != QTSP_OK ||
+                              qtsp_softhsm_conf_text(hsm, text, sizeof text) != QTSP_OK ||
+                              cmd_write_file(conf, text, strlen(text), 0600) != QTSP_OK)))
         return cmd_fail("restore");
     printf("restored %s (backup of %s taken %s) into %s; %" PRIu64
            " unassigned pool keys dropped, CRL numbers moved ahead\n",

@@ -194,6 +194,20 @@ static const char *status_of(const unsigned char *serial, size_t slen, char *buf
     return buf;
 }
 
+/* The stored subject record (JSON after its version byte), or NULL. */
+static json_t *subject_record(const char *id)
+{
+    qtsp_txn *t = NULL;
+    CU_ASSERT_FATAL(qtsp_store_begin(g_store, 0, &t) == QTSP_OK);
+    qtsp_buf v;
+    qtsp_buf_init(&v, 1 << 16);
+    CU_ASSERT(qtsp_txn_get(t, QTSP_T_SUBJECTS, id, strlen(id), &v) == QTSP_OK);
+    qtsp_txn_abort(t);
+    json_t *rec = v.len > 1 ? json_loadb((const char *)v.data + 1, v.len - 1, 0, NULL) : NULL;
+    qtsp_buf_cleanup(&v);
+    return rec;
+}
+
 static void expect_invalid(json_t *in, const char *field)
 {
     char id[40];
@@ -576,14 +590,7 @@ static void test_reenrolment_keeps_the_earlier_registration(void)
     CU_ASSERT_EQUAL(qtsp_ra_enrol(g_ra, &g_officer, in, id2), QTSP_OK);
     json_decref(in);
     CU_ASSERT_STRING_EQUAL(id1, id2);
-    qtsp_txn *t = NULL;
-    CU_ASSERT_FATAL(qtsp_store_begin(g_store, 0, &t) == QTSP_OK);
-    qtsp_buf v;
-    qtsp_buf_init(&v, 1 << 16);
-    CU_ASSERT(qtsp_txn_get(t, QTSP_T_SUBJECTS, id1, strlen(id1), &v) == QTSP_OK);
-    qtsp_txn_abort(t);
-    json_t *rec = json_loadb((const char *)v.data + 1, v.len - 1, 0, NULL);
-    qtsp_buf_cleanup(&v);
+    json_t *rec = subject_record(id1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(rec);
     CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(rec, "email")), "new@example.bg");
     json_t *h = json_object_get(rec, "history");
@@ -611,14 +618,7 @@ static void test_enrol_refuses_deceptive_names_and_stores_nfc(void)
     qtsp_err_clear();
     CU_ASSERT_EQUAL_FATAL(qtsp_ra_enrol(g_ra, &g_officer, in, id), QTSP_OK);
     json_decref(in);
-    qtsp_txn *t = NULL;
-    CU_ASSERT_FATAL(qtsp_store_begin(g_store, 0, &t) == QTSP_OK);
-    qtsp_buf v;
-    qtsp_buf_init(&v, 1 << 16);
-    CU_ASSERT(qtsp_txn_get(t, QTSP_T_SUBJECTS, id, strlen(id), &v) == QTSP_OK);
-    qtsp_txn_abort(t);
-    json_t *rec = json_loadb((const char *)v.data + 1, v.len - 1, 0, NULL);
-    qtsp_buf_cleanup(&v);
+    json_t *rec = subject_record(id);
     CU_ASSERT_PTR_NOT_NULL_FATAL(rec);
     CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(rec, "given_name")), "Zo\xc3\xab");
     json_decref(rec);
