@@ -143,18 +143,30 @@ out:
 
 /* ---------------------------------------------------------------- store facts */
 
-qtsp_status crl_read_facts(qtsp_txn *txn, crl_facts *f)
+/* The record key of table "crl": *p NULL when nothing was published yet;
+ * QTSP_ERR_STORE_CORRUPT unless it is want bytes in format version 1. */
+static qtsp_status read_record(qtsp_txn *txn, const char *key, size_t want, const unsigned char **p)
 {
-    memset(f, 0, sizeof *f);
     const void *v;
     size_t vl;
-    qtsp_status rc = qtsp_txn_get0(txn, QTSP_T_CRL, "qualified", 9, &v, &vl);
+    *p = NULL;
+    qtsp_status rc = qtsp_txn_get0(txn, QTSP_T_CRL, key, strlen(key), &v, &vl);
     if (rc == QTSP_ERR_NOT_FOUND) /* nothing published yet */
         return QTSP_OK;
     TRY(rc);
-    const unsigned char *p = v;
-    ENSURE(vl == 49 && p[0] == CRL_REC_VERSION, QTSP_ERR_STORE_CORRUPT,
-           "crl record of unknown format");
+    ENSURE(vl == want && ((const unsigned char *)v)[0] == CRL_REC_VERSION, QTSP_ERR_STORE_CORRUPT,
+           "crl record %s of unknown format", key);
+    *p = v;
+    return QTSP_OK;
+}
+
+qtsp_status crl_read_facts(qtsp_txn *txn, crl_facts *f)
+{
+    memset(f, 0, sizeof *f);
+    const unsigned char *p;
+    TRY(read_record(txn, "qualified", 49, &p));
+    if (!p)
+        return QTSP_OK;
     f->present = 1;
     f->base_number = qtsp_be64_get(p + 1);
     f->base_time = (time_t)qtsp_be64_get(p + 9);
@@ -169,16 +181,10 @@ qtsp_status crl_read_facts(qtsp_txn *txn, crl_facts *f)
 qtsp_status crl_read_root_number(qtsp_txn *txn, uint64_t *number)
 {
     *number = 0;
-    const void *v;
-    size_t vl;
-    qtsp_status rc = qtsp_txn_get0(txn, QTSP_T_CRL, "root", 4, &v, &vl);
-    if (rc == QTSP_ERR_NOT_FOUND) /* nothing published yet */
-        return QTSP_OK;
-    TRY(rc);
-    const unsigned char *p = v;
-    ENSURE(vl == 17 && p[0] == CRL_REC_VERSION, QTSP_ERR_STORE_CORRUPT,
-           "crl root record of unknown format");
-    *number = qtsp_be64_get(p + 1);
+    const unsigned char *p;
+    TRY(read_record(txn, "root", 17, &p));
+    if (p)
+        *number = qtsp_be64_get(p + 1);
     return QTSP_OK;
 }
 
