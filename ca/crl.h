@@ -44,8 +44,7 @@
  *
  * Streaming: each CRL is encoded in two passes over the revoked index in one
  * read transaction (pass 1 sizes revokedCertificates, pass 2 writes the DER
- * into the final buffer), then signed with EVP_DigestSign (works with libp11
- * keys), written to a temp file, fsynced and renamed. Memory is the CRL's DER
+ * into the final buffer), then signed through the CA's qtsp_key, written to a temp file, fsynced and renamed. Memory is the CRL's DER
  * (about 49 bytes per entry) plus the previous CRL while it is still served.
  *
  * Files: ca/crl_int.h lists them; HTTP lives in ca/crl_http.{h,c} only.
@@ -61,6 +60,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ca/key.h"
 #include "ca/store.h"
 #include "core/err.h"
 
@@ -87,14 +87,15 @@ qtsp_status qtsp_crl_policy_load(const char *path, qtsp_crl_policy *out) QTSP_MU
 
 /* Creates a publisher. policy_path: policies/crl.yaml (NULL = defaults).
  * public_dir: DIR/public (CRLs go to public_dir/crl/, created 0755 if
- * missing). The certificates and keys are up-referenced (caller keeps its
- * own); keys may be HSM keys (ca/hsm.h). base_url without trailing slash.
+ * missing). The certificates are up-referenced (caller keeps its own); the
+ * keys (ca/key.h, token keys in production) are borrowed and must outlive
+ * the publisher. base_url without trailing slash.
  * store is borrowed and must outlive the publisher. Nothing is published
  * yet: call qtsp_crl_publish or qtsp_crl_start. QTSP_ERR_CONFIG,
  * QTSP_ERR_UNSUPPORTED (key type), QTSP_ERR_IO, QTSP_ERR_NOMEM. */
 qtsp_status qtsp_crl_publisher_new(const char *policy_path, const char *public_dir,
-                                   X509 *issuing_ca, EVP_PKEY *issuing_key, X509 *root_ca,
-                                   EVP_PKEY *root_key, const char *base_url, qtsp_store *store,
+                                   X509 *issuing_ca, const qtsp_key *issuing_key, X509 *root_ca,
+                                   const qtsp_key *root_key, const char *base_url, qtsp_store *store,
                                    qtsp_crl_publisher **out) QTSP_MUST_USE;
 
 /* Publishes what is due (see above), or everything with a new base when

@@ -77,38 +77,13 @@ static qtsp_status encode_entry(unsigned char *out, size_t *n, const unsigned ch
 
 /* ---------------------------------------------------------------- CA setup */
 
-qtsp_status crl_ca_init(crl_ca *ca, X509 *cert, EVP_PKEY *key)
+qtsp_status crl_ca_init(crl_ca *ca, X509 *cert, const qtsp_key *key)
 {
     EVP_PKEY *pub = X509_get0_pubkey(cert);
     ENSURE(pub, QTSP_ERR_CRYPTO, "CA certificate without a usable public key");
-    static const unsigned char ecdsa[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
-                                          0x48, 0xce, 0x3d, 0x04, 0x03};
-    static const unsigned char rsa256[] = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
-                                           0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00};
-    int type = EVP_PKEY_get_base_id(pub), bits = EVP_PKEY_get_bits(pub);
-    if (type == EVP_PKEY_EC) {
-        /* RFC 5758 3.2: ecdsa-with-SHA256/384/512 by curve size */
-        unsigned char last;
-        if (bits <= 256) {
-            ca->md = EVP_sha256();
-            last = 2;
-        } else if (bits <= 384) {
-            ca->md = EVP_sha384();
-            last = 3;
-        } else {
-            ca->md = EVP_sha512();
-            last = 4;
-        }
-        memcpy(ca->alg, ecdsa, sizeof ecdsa);
-        ca->alg[sizeof ecdsa] = last;
-        ca->alg_len = sizeof ecdsa + 1;
-    } else if (type == EVP_PKEY_RSA) {
-        ca->md = EVP_sha256();
-        memcpy(ca->alg, rsa256, sizeof rsa256);
-        ca->alg_len = sizeof rsa256;
-    } else {
-        FAIL(QTSP_ERR_UNSUPPORTED, "CA key type %d not supported for CRL signing", type);
-    }
+    TRY(qtsp_key_sigalg(key, NULL, &ca->sigalg));
+    ca->md = ca->sigalg.md;
+    TRY(qtsp_sigalg_algid(&ca->sigalg, ca->alg, sizeof ca->alg, &ca->alg_len));
     int sz = EVP_PKEY_get_size(pub);
     ENSURE(sz > 0 && sz < 4096, QTSP_ERR_CRYPTO, "cannot size the CA signature");
     ca->sig_max = (size_t)sz;
@@ -133,8 +108,7 @@ qtsp_status crl_ca_init(crl_ca *ca, X509 *cert, EVP_PKEY *key)
            "cannot read the CA notBefore");
     ca->not_before = (time_t)qtsp_timegm(&tm);
 
-    ENSURE(X509_up_ref(cert) == 1 && EVP_PKEY_up_ref(key) == 1, QTSP_ERR_CRYPTO,
-           "cannot reference the CA");
+    ENSURE(X509_up_ref(cert) == 1, QTSP_ERR_CRYPTO, "cannot reference the CA");
     ca->cert = cert;
     ca->key = key;
     return QTSP_OK;
@@ -143,7 +117,6 @@ qtsp_status crl_ca_init(crl_ca *ca, X509 *cert, EVP_PKEY *key)
 void crl_ca_cleanup(crl_ca *ca)
 {
     X509_free(ca->cert);
-    EVP_PKEY_free(ca->key);
     OPENSSL_free(ca->issuer);
     memset(ca, 0, sizeof *ca);
 }
@@ -302,7 +275,6 @@ qtsp_status crl_build_sign(qtsp_txn *txn, crl_build *b, pthread_mutex_t *lock, c
 {
     qtsp_status rc;
     crl_blob *bl = NULL;
-    EVP_MD_CTX *mctx = NULL;
     unsigned char *sig = NULL;
     const crl_ca *ca = b->ca;
 
@@ -363,20 +335,10 @@ qtsp_status crl_build_sign(qtsp_txn *txn, crl_build *b, pthread_mutex_t *lock, c
     ENSURE_OUT((size_t)(w - tbs) == tbs_tlv, QTSP_ERR_INTERNAL, "TBSCertList size mismatch");
 
     /* RFC 5280 5.1.1.3: signature over the DER of tbsCertList */
-    ERR_clear_error();
-    mctx = EVP_MD_CTX_new();
     sig = malloc(ca->sig_max);
-    ENSURE_OUT(mctx && sig, QTSP_ERR_NOMEM, "out of memory");
+    ENSURE_OUT(sig, QTSP_ERR_NOMEM, "out of memory");
     size_t siglen = ca->sig_max;
-    ENSURE_OUT(EVP_DigestSignInit(mctx, NULL, ca->md, NULL, ca->key) == 1, QTSP_ERR_CRYPTO,
-               "cannot start signing the CRL");
-    for (size_t off = 0; off < tbs_tlv; off += (size_t)1 << 20) {
-        size_t chunk = tbs_tlv - off < ((size_t)1 << 20) ? tbs_tlv - off : (size_t)1 << 20;
-        ENSURE_OUT(EVP_DigestSignUpdate(mctx, tbs + off, chunk) == 1, QTSP_ERR_CRYPTO,
-                   "cannot hash the CRL");
-    }
-    ENSURE_OUT(EVP_DigestSignFinal(mctx, sig, &siglen) == 1 && siglen <= ca->sig_max,
-               QTSP_ERR_CRYPTO, "cannot sign the CRL");
+    TRY_OUT(qtsp_key_sign_data(ca->key, &ca->sigalg, tbs, tbs_tlv, sig, &siglen));
     memcpy(w, ca->alg, ca->alg_len);
     w += ca->alg_len;
     w += qtsp_der_put_hdr(w, QTSP_DER_BIT_STRING, 1 + siglen);
@@ -402,6 +364,5 @@ out:
         free(bl);
     }
     free(sig);
-    EVP_MD_CTX_free(mctx);
     return rc;
 }

@@ -62,9 +62,10 @@ typedef struct crl_blob {
 
 typedef struct crl_ca {
     X509 *cert;
-    EVP_PKEY *key;
+    const qtsp_key *key; /* borrowed */
+    qtsp_sigalg sigalg;  /* RFC 5758 3.2 by curve size; RSA PKCS#1 v1.5 SHA-256 */
     const EVP_MD *md;
-    unsigned char alg[16]; /* AlgorithmIdentifier DER */
+    unsigned char alg[QTSP_KEY_ALGID_MAX]; /* AlgorithmIdentifier DER */
     size_t alg_len;
     unsigned char *issuer; /* Name DER */
     size_t issuer_len;
@@ -138,8 +139,8 @@ typedef struct crl_build {
 void crl_blob_unref(void *arg);
 
 /* The facts of a CA needed to sign its CRLs (algorithm, issuer, key id,
- * notBefore); up-references cert and key. */
-qtsp_status crl_ca_init(crl_ca *ca, X509 *cert, EVP_PKEY *key) QTSP_MUST_USE;
+ * notBefore); up-references cert; key is borrowed (outlives the CA). */
+qtsp_status crl_ca_init(crl_ca *ca, X509 *cert, const qtsp_key *key) QTSP_MUST_USE;
 void crl_ca_cleanup(crl_ca *ca);
 
 /* Builds and signs one CRL from the entries in txn (two passes: sizes, then

@@ -357,9 +357,9 @@ qtsp_status qtsp_crl_publish(qtsp_crl_publisher *pub, int force)
 /* ---------------------------------------------------------------- lifecycle */
 
 qtsp_status qtsp_crl_publisher_new(const char *policy_path, const char *public_dir,
-                                   X509 *issuing_ca, EVP_PKEY *issuing_key, X509 *root_ca,
-                                   EVP_PKEY *root_key, const char *base_url, qtsp_store *store,
-                                   qtsp_crl_publisher **out)
+                                   X509 *issuing_ca, const qtsp_key *issuing_key, X509 *root_ca,
+                                   const qtsp_key *root_key, const char *base_url,
+                                   qtsp_store *store, qtsp_crl_publisher **out)
 {
     ENSURE(public_dir && issuing_ca && issuing_key && root_ca && root_key && base_url && store,
            QTSP_ERR_INVALID, "CRL publisher: missing argument");

@@ -1,16 +1,18 @@
-/* Keys in a PKCS#11 token. The only file that includes libp11.h and pkcs11.h
- * is ca/hsm.c. Every private key is generated inside the token with
- * CKA_SENSITIVE=true, CKA_EXTRACTABLE=false and never leaves it.
+/* Keys in a PKCS#11 token. Only the token files (ca/hsm*.c, through
+ * ca/hsm_int.h) include libp11.h and pkcs11.h. Every private key is
+ * generated inside the token with CKA_SENSITIVE=true, CKA_EXTRACTABLE=false
+ * and never leaves it; services sign through the key interface (ca/key.h,
+ * qtsp_key_from_token), never with the token's objects directly.
  *
  * One qtsp_hsm per process. Thread-safe: signing from several threads uses
- * one PKCS#11 session per thread (libp11's session pool for EVP_PKEYs,
- * a thread-local session for qtsp_hsm_sign_digest). */
+ * one PKCS#11 session per thread (ca/hsm_session.c). */
 #ifndef QTSP_CA_HSM_H
 #define QTSP_CA_HSM_H
 
 #include <openssl/evp.h>
 #include <stddef.h>
 
+#include "ca/key.h"
 #include "core/err.h"
 
 typedef struct qtsp_hsm qtsp_hsm;
@@ -61,21 +63,20 @@ qtsp_status qtsp_hsm_token_info(qtsp_hsm *hsm, char *model, size_t model_cap, ch
 qtsp_status qtsp_hsm_generate(qtsp_hsm *hsm, const char *label, qtsp_keytype type,
                               EVP_PKEY **pub_out) QTSP_MUST_USE;
 
-/* An EVP_PKEY whose private operations happen in the token (libp11), usable
- * with X509_sign, X509_CRL_sign, OCSP_basic_sign, CMS and EVP_DigestSign.
- * Caller frees; valid while hsm is open. QTSP_ERR_HSM_NO_KEY.
- * Goes through libp11's key enumeration, which costs O(keys in the token)
- * per call: for the few CA keys at startup, not per request. */
-qtsp_status qtsp_hsm_private_key(qtsp_hsm *hsm, const char *label, EVP_PKEY **out) QTSP_MUST_USE;
-
 /* The public key for label as a software EVP_PKEY (caller frees). */
 qtsp_status qtsp_hsm_public_key(qtsp_hsm *hsm, const char *label, EVP_PKEY **out) QTSP_MUST_USE;
 
-/* Signs a precomputed digest with the key label through C_Sign, without
- * enumerating the token (fast path for per-subject keys). ECDSA results are
- * DER ECDSA-Sig-Value; RSA is PKCS#1 v1.5 (DigestInfo built here from md).
- * sig must hold *siglen bytes; *siglen receives the length. */
-qtsp_status qtsp_hsm_sign_digest(qtsp_hsm *hsm, const char *label, const EVP_MD *md,
+/* Signs a precomputed digest with the key label through C_Sign on the
+ * thread's session, without enumerating the token: the primitive under the
+ * token backend of ca/key.h (callers sign through a qtsp_key). alg->scheme
+ * must fit the key: ECDSA (result DER ECDSA-Sig-Value), RSA PKCS#1 v1.5
+ * (DigestInfo built here from alg->md) or RSA-PSS (CKM_RSA_PKCS_PSS with
+ * alg->md, MGF1 alg->mgf1_md or alg->md, salt alg->salt_len or the digest
+ * length). sig must hold *siglen bytes; *siglen receives the length.
+ * QTSP_ERR_INVALID (bad lengths, scheme not fitting the key),
+ * QTSP_ERR_UNSUPPORTED (digest), QTSP_ERR_TOO_BIG, QTSP_ERR_HSM_NO_KEY,
+ * QTSP_ERR_HSM. Thread-safe. */
+qtsp_status qtsp_hsm_sign_digest(qtsp_hsm *hsm, const char *label, const qtsp_sigalg *alg,
                                  const unsigned char *dgst, size_t dlen, unsigned char *sig,
                                  size_t *siglen) QTSP_MUST_USE;
 

@@ -66,9 +66,8 @@
  * may not exceed the issuer's notAfter.
  *
  * Signature: chosen from the issuer key: ECDSA-SHA256 for P-256,
- * ECDSA-SHA384 for P-384, RSA PKCS#1 v1.5 SHA-256 for RSA. Only X509_sign()
- * with the issuer EVP_PKEY is used, so the key may live in a PKCS#11 token;
- * the result is verified with the issuer's public key before it is returned.
+ * ECDSA-SHA384 for P-384, RSA PKCS#1 v1.5 SHA-256 for RSA, made through
+ * the issuer's qtsp_key (ca/key.h: a token key in production); the result is verified with the issuer's public key before it is returned.
  *
  * Name encoding: C and serialNumber are PrintableString (X.520 / RFC 5280
  * upper bounds), all other attributes UTF8String (RFC 5280 4.1.2.6). */
@@ -757,24 +756,26 @@ static const char *key_type_of(const EVP_PKEY *k)
     }
 }
 
-/* Signature digest from the issuer key (works on PKCS#11-backed keys: only
- * the public parameters are read). */
-static qtsp_status pick_md(const EVP_PKEY *issuer_key, const EVP_MD **md)
+/* Signature algorithm from the issuer key's public parameters. */
+static qtsp_status pick_alg(const qtsp_key *key, qtsp_sigalg *alg)
 {
+    const EVP_PKEY *issuer_key = qtsp_key_get0_pubkey(key);
+    const EVP_MD *md = NULL;
     int bits = EVP_PKEY_get_bits(issuer_key);
     switch (EVP_PKEY_get_base_id(issuer_key)) {
     case EVP_PKEY_EC:
         ENSURE(bits == 256 || bits == 384, QTSP_ERR_UNSUPPORTED,
                "issuer EC key of %d bits: only P-256 and P-384", bits);
-        *md = bits == 256 ? EVP_sha256() : EVP_sha384();
-        return QTSP_OK;
+        md = bits == 256 ? EVP_sha256() : EVP_sha384();
+        break;
     case EVP_PKEY_RSA:
         ENSURE(bits >= 2048, QTSP_ERR_UNSUPPORTED, "issuer RSA key of %d bits is too small", bits);
-        *md = EVP_sha256();
-        return QTSP_OK;
+        md = EVP_sha256();
+        break;
     default:
         FAIL(QTSP_ERR_UNSUPPORTED, "issuer key type not supported (EC P-256/P-384 or RSA)");
     }
+    return qtsp_key_sigalg(key, md, alg);
 }
 
 static const char *req_field(const qtsp_subject_attrs *s, const attr_def *d)
@@ -1318,11 +1319,11 @@ qtsp_status qtsp_profile_issue(const qtsp_profile *p, const qtsp_cert_request *r
     X509 *x = NULL;
     X509_NAME *subject = NULL;
     ASN1_OCTET_STRING *own_ski = NULL;
-    const EVP_MD *md = NULL;
+    qtsp_sigalg alg;
 
     ENSURE(p && out, QTSP_ERR_INVALID, "profile issue: missing profile");
     TRY(check_request(p, req));
-    TRY(pick_md(req->issuer_key, &md));
+    TRY(pick_alg(req->issuer_key, &alg));
     ERR_clear_error();
     x = X509_new();
     subject = X509_NAME_new();
@@ -1364,9 +1365,10 @@ qtsp_status qtsp_profile_issue(const qtsp_profile *p, const qtsp_cert_request *r
         TRY_OUT(add_ext_der(x, OID_OCSP_NOCHECK, 0, der_null, (int)sizeof der_null));
     }
 
-    /* X509_sign only asks the key to sign a digest: fine for PKCS#11 keys */
-    ENSURE_OUT(X509_sign(x, req->issuer_key, md) > 0, QTSP_ERR_CRYPTO,
-               "profile %s: signing the certificate failed", p->name);
+    X509 *signed_x = NULL;
+    TRY_OUT(qtsp_key_sign_x509(req->issuer_key, &alg, x, &signed_x));
+    X509_free(x);
+    x = signed_x;
     EVP_PKEY *verify_key = req->issuer ? X509_get0_pubkey(req->issuer) : req->subject_key;
     ENSURE_OUT(verify_key && X509_verify(x, verify_key) == 1, QTSP_ERR_CRYPTO,
                "profile %s: signature does not verify with the issuer's public key "

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "ca/key.h"
 #include "core/err.h"
 
 typedef struct qtsp_profile qtsp_profile;
@@ -41,7 +42,7 @@ typedef struct qtsp_cert_request {
     qtsp_subject_attrs subject;
     EVP_PKEY *subject_key;          /* public key to certify */
     X509 *issuer;                   /* NULL: self-signed with issuer_key */
-    EVP_PKEY *issuer_key;           /* signs (may live in the token) */
+    const qtsp_key *issuer_key;     /* signs (ca/key.h; a token key in production) */
     const unsigned char *serial;    /* big-endian, positive, <= 20 bytes */
     size_t serial_len;
     time_t not_before;              /* 0 = now (injected clock) */

@@ -12,8 +12,8 @@
 
 typedef struct job {
     struct job *next;
-    const qtsp_signer *signer;
-    const EVP_MD *md;
+    const qtsp_key *key;
+    qtsp_sigalg alg;
     unsigned char dgst[64];
     size_t dlen;
     qtsp_signq_done_fn done;
@@ -51,7 +51,7 @@ static void *signer_main(void *arg)
         for (job *j = batch; j; j = j->next, n++) { /* sign all first: hot caches */
             qtsp_err_clear();
             j->siglen = sizeof j->sig;
-            j->rc = j->signer->fn(j->signer->ctx, j->md, j->dgst, j->dlen, j->sig, &j->siglen);
+            j->rc = qtsp_key_sign_digest(j->key, &j->alg, j->dgst, j->dlen, j->sig, &j->siglen);
             if (j->rc != QTSP_OK) {
                 LOG_ERROR("signing queue: %s", qtsp_err_message());
                 qtsp_err_clear();
@@ -104,17 +104,17 @@ void qtsp_signq_free(qtsp_signq *q)
     free(q);
 }
 
-qtsp_status qtsp_signq_submit(qtsp_signq *q, const qtsp_signer *s, const EVP_MD *md,
+qtsp_status qtsp_signq_submit(qtsp_signq *q, const qtsp_key *k, const qtsp_sigalg *alg,
                               const unsigned char *dgst, size_t dlen, qtsp_signq_done_fn done,
                               void *ctx)
 {
-    ENSURE(q && s && s->fn && dgst && done && dlen >= 1 && dlen <= 64, QTSP_ERR_INVALID,
+    ENSURE(q && k && alg && dgst && done && dlen >= 1 && dlen <= 64, QTSP_ERR_INVALID,
            "qtsp_signq_submit: bad argument");
     job *j = malloc(sizeof *j);
     ENSURE(j != NULL, QTSP_ERR_NOMEM, "out of memory queueing a signature");
     j->next = NULL;
-    j->signer = s;
-    j->md = md;
+    j->key = k;
+    j->alg = *alg;
     memcpy(j->dgst, dgst, dlen);
     j->dlen = dlen;
     j->done = done;

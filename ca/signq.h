@@ -18,16 +18,16 @@
 #include <openssl/evp.h>
 #include <stddef.h>
 
-#include "ca/signer.h"
+#include "ca/key.h"
 #include "core/err.h"
 
-#define QTSP_SIGNQ_SIG_MAX 1024   /* DER ECDSA or RSA up to 8192 bits */
+#define QTSP_SIGNQ_SIG_MAX QTSP_KEY_SIG_MAX
 #define QTSP_SIGNQ_THREADS_MAX 64 /* signing threads per queue */
 
 typedef struct qtsp_signq qtsp_signq;
 
 /* Called once per job: rc QTSP_OK with the signature (sig valid during the
- * call only), or the signer's failure (sig NULL). */
+ * call only), or the key's failure (sig NULL). */
 typedef void (*qtsp_signq_done_fn)(void *ctx, qtsp_status rc, const unsigned char *sig,
                                    size_t siglen);
 
@@ -38,11 +38,12 @@ qtsp_status qtsp_signq_new(unsigned threads, qtsp_signq **out) QTSP_MUST_USE;
  * threads, frees. Later submits fail. NULL is a no-op. */
 void qtsp_signq_free(qtsp_signq *q);
 
-/* Queues dgst (dlen 1..64 bytes, made with md) for s (must outlive the job;
- * s->fn set: a token key). done(ctx, ...) is called exactly once, from a
+/* Queues dgst (dlen 1..64 bytes, made with alg->md) to be signed by k with
+ * alg (qtsp_key_sign_digest; k must outlive the job, alg is copied).
+ * done(ctx, ...) is called exactly once, from a
  * signing thread, unless this returns an error (then never): QTSP_ERR_STATE
  * once freeing has begun, QTSP_ERR_INVALID, QTSP_ERR_NOMEM. */
-qtsp_status qtsp_signq_submit(qtsp_signq *q, const qtsp_signer *s, const EVP_MD *md,
+qtsp_status qtsp_signq_submit(qtsp_signq *q, const qtsp_key *k, const qtsp_sigalg *alg,
                               const unsigned char *dgst, size_t dlen, qtsp_signq_done_fn done,
                               void *ctx) QTSP_MUST_USE;
 

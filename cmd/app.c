@@ -137,27 +137,32 @@ static qtsp_status load_keys(qtsp_app *app)
     TRY(qtsp_app_load_cert(app, "issuing-ca.crt", &app->issuing));
     TRY(qtsp_app_load_cert(app, "ocsp.crt", &app->ocsp));
     TRY(qtsp_app_load_cert(app, "tsa.crt", &app->tsa));
-    TRY(qtsp_hsm_private_key(app->hsm, app->cfg.key_root, &app->root_key));
-    TRY(qtsp_hsm_private_key(app->hsm, app->cfg.key_issuing, &app->issuing_key));
-    TRY(qtsp_hsm_private_key(app->hsm, app->cfg.key_ocsp, &app->ocsp_key));
-    TRY(qtsp_hsm_private_key(app->hsm, app->cfg.key_tsa, &app->tsa_key));
     /* public/ is world-readable and not trusted: each certificate must
      * certify the public key of the token key it is used with */
     const struct {
-        X509 *cert;
+        qtsp_key **key;
+        X509 *cert, *issuer;
         const char *label;
-    } pairs[] = {{app->root, app->cfg.key_root},
-                 {app->issuing, app->cfg.key_issuing},
-                 {app->ocsp, app->cfg.key_ocsp},
-                 {app->tsa, app->cfg.key_tsa}};
+    } pairs[] = {{&app->root_key, app->root, NULL, app->cfg.key_root},
+                 {&app->issuing_key, app->issuing, app->root, app->cfg.key_issuing},
+                 {&app->ocsp_key, app->ocsp, app->issuing, app->cfg.key_ocsp},
+                 {&app->tsa_key, app->tsa, app->root, app->cfg.key_tsa}};
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
-        EVP_PKEY *pub = NULL;
-        TRY(qtsp_hsm_public_key(app->hsm, pairs[i].label, &pub));
-        int same = EVP_PKEY_eq(pub, X509_get0_pubkey(pairs[i].cert)) == 1;
-        EVP_PKEY_free(pub);
-        ENSURE(same, QTSP_ERR_CRYPTO,
-               "the certificate in public/ for token key %s does not match that key",
-               pairs[i].label);
+        TRY(qtsp_key_from_token(app->hsm, pairs[i].label, pairs[i].key));
+        STACK_OF(X509) *chain = NULL;
+        if (pairs[i].issuer) {
+            chain = sk_X509_new_null();
+            ENSURE(chain && sk_X509_push(chain, pairs[i].issuer) > 0, QTSP_ERR_NOMEM,
+                   "out of memory");
+        }
+        qtsp_status rc = qtsp_key_set1_cert(*pairs[i].key, pairs[i].cert, chain);
+        sk_X509_free(chain);
+        if (rc != QTSP_OK) {
+            qtsp_err_clear();
+            FAIL(QTSP_ERR_CRYPTO,
+                 "the certificate in public/ for token key %s does not match that key",
+                 pairs[i].label);
+        }
     }
     return QTSP_OK;
 }
@@ -188,10 +193,10 @@ out:
 
 void qtsp_app_close(qtsp_app *app)
 {
-    EVP_PKEY_free(app->root_key);
-    EVP_PKEY_free(app->issuing_key);
-    EVP_PKEY_free(app->ocsp_key);
-    EVP_PKEY_free(app->tsa_key);
+    qtsp_key_free(app->root_key);
+    qtsp_key_free(app->issuing_key);
+    qtsp_key_free(app->ocsp_key);
+    qtsp_key_free(app->tsa_key);
     X509_free(app->root);
     X509_free(app->issuing);
     X509_free(app->ocsp);
@@ -239,28 +244,6 @@ qtsp_status cmd_write_file(const char *path, const void *data, size_t len, mode_
 }
 
 /* 128-bit positive serial from the CSPRNG (EN 319 412-1: at least 64 bits). */
-qtsp_status cmd_random_serial(unsigned char s[16])
-{
-    do {
-        TRY(qtsp_random(s, 16));
-        s[0] &= 0x7f;
-    } while (s[0] == 0);
-    return QTSP_OK;
-}
-
-qtsp_status cmd_spki_fingerprint(EVP_PKEY *pub, char out[65])
-{
-    unsigned char *der = NULL;
-    int n = i2d_PUBKEY(pub, &der);
-    ENSURE(n > 0, QTSP_ERR_CRYPTO, "cannot encode public key");
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256(der, (size_t)n, md);
-    OPENSSL_free(der);
-    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-    return QTSP_OK;
-}
-
 qtsp_status cmd_write_pem(const char *path, X509 *const *certs, size_t n)
 {
     BIO *bio = BIO_new(BIO_s_mem());

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "ca/hsm.h"
+#include "ca/key.h"
 #include "ca/store.h"
 #include "core/config.h"
 #include "core/err.h"
@@ -16,7 +17,7 @@ typedef struct qtsp_app {
     qtsp_store *store;
     qtsp_hsm *hsm;
     X509 *root, *issuing, *ocsp, *tsa;
-    EVP_PKEY *root_key, *issuing_key, *ocsp_key, *tsa_key; /* sign in the token */
+    qtsp_key *root_key, *issuing_key, *ocsp_key, *tsa_key; /* token keys, certificates set */
 } qtsp_app;
 
 #define APP_STORE 1u /* open the store */
@@ -60,10 +61,6 @@ qtsp_status qtsp_app_policy(const qtsp_app *app, const char *file, char *out,
  * fsync, rename) with mode. */
 qtsp_status cmd_write_file(const char *path, const void *data, size_t len,
                            mode_t mode) QTSP_MUST_USE;
-/* 127 random bits, positive, as a 16-byte big-endian serial. */
-qtsp_status cmd_random_serial(unsigned char s[16]) QTSP_MUST_USE;
-/* Lower-case hex SHA-256 of the DER SubjectPublicKeyInfo. */
-qtsp_status cmd_spki_fingerprint(EVP_PKEY *pub, char out[65]) QTSP_MUST_USE;
 /* Writes certs as PEM to path (cmd_write_file, 0644). */
 qtsp_status cmd_write_pem(const char *path, X509 *const *certs, size_t n) QTSP_MUST_USE;
 

@@ -1,9 +1,9 @@
-/* qtsp init: the key ceremony. Creates the home, the embedded SoftHSM2
- * token (unless an external module is given), generates the root CA, issuing
- * CA, OCSP responder and TSA keys inside the token, certifies them with the
- * profile engine, stores the certificates, writes DIR/public and the ceremony
- * report, and records the ceremony in the audit log (EN 319 411-1 6.5.1).
- * qtsp.yaml is written last: its presence marks an initialised home. */
+/* qtsp init: the key ceremony's command. Creates the home, the embedded
+ * SoftHSM2 token (unless an external module is given), has the ceremony
+ * (ca/ceremony.h) make and certify the root CA, issuing CA, OCSP responder
+ * and TSA keys and record them, and writes DIR/public and the ceremony
+ * report (EN 319 411-1 6.5.1). qtsp.yaml is written last: its presence
+ * marks an initialised home. */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include <dirent.h>
 #include <errno.h>
@@ -19,9 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ca/audit.h"
-#include "ca/certdb.h"
-#include "ca/profile.h"
+#include "ca/ceremony.h"
 #include "cmd/app.h"
 #include "cmd/cmd.h"
 #include "core/clock.h"
@@ -30,17 +28,6 @@
 #include "tsa/tsa.h"
 
 #define SOFTHSM_MODULE "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"
-
-typedef struct ceremony_key {
-    const char *role;      /* "root-ca" ... */
-    const char *profile;   /* policies/<profile> */
-    const char *cert_file; /* public/<cert_file> */
-    const char *label;     /* token label */
-    X509 *cert;
-    EVP_PKEY *pub;
-    EVP_PKEY *priv;
-    char fingerprint[65];
-} ceremony_key;
 
 /* Creates a directory that must not exist yet (a ceremony never reuses a
  * half-made folder: the preflight refuses those). */
@@ -155,42 +142,6 @@ static qtsp_status relax_tsa_clock(const char *policies_dir)
     return rc;
 }
 
-typedef struct store_ctx {
-    ceremony_key *keys;
-    size_t n;
-    const char *details;
-    const char *actor;
-} store_ctx;
-
-static qtsp_status store_ceremony(qtsp_txn *txn, void *vctx)
-{
-    store_ctx *c = vctx;
-    for (size_t i = 0; i < c->n; i++) {
-        ceremony_key *k = &c->keys[i];
-        const ASN1_INTEGER *sn = X509_get0_serialNumber(k->cert);
-        qtsp_cert_record rec;
-        memset(&rec, 0, sizeof rec);
-        TRY(qtsp_serial_normalize(sn->data, (size_t)sn->length, rec.serial, &rec.serial_len));
-        int self_signed = X509_check_issued(k->cert, k->cert) == X509_V_OK;
-        int by_root_ca = !self_signed && X509_NAME_cmp(X509_get_issuer_name(k->cert),
-                                                       X509_get_subject_name(c->keys[0].cert)) == 0;
-        snprintf(rec.issuer, sizeof rec.issuer, "%s", self_signed || by_root_ca ? "root" : "issuing");
-        snprintf(rec.key_label, sizeof rec.key_label, "%s", k->label);
-        snprintf(rec.profile, sizeof rec.profile, "%s", k->profile);
-        unsigned char *der = NULL;
-        int dl = i2d_X509(k->cert, &der);
-        ENSURE(dl > 0, QTSP_ERR_CRYPTO, "cannot encode certificate");
-        rec.der = der;
-        rec.der_len = (size_t)dl;
-        qtsp_status rc = qtsp_certdb_put(txn, &rec);
-        OPENSSL_free(der);
-        TRY(rc);
-        if (by_root_ca)
-            TRY(qtsp_certdb_add_root_issued(txn, rec.serial, rec.serial_len));
-    }
-    return qtsp_audit_append(txn, c->actor, "ceremony.keys", c->details, NULL);
-}
-
 static int usage(FILE *f)
 {
     if (f != stdout)
@@ -250,17 +201,13 @@ int cmd_init(int argc, char **argv)
                 cfg->home);
         return 1;
     }
-    ceremony_key keys[] = {
-        {"root-ca", "root-ca.yaml", "root-ca.crt", cfg->key_root, NULL, NULL, NULL, ""},
-        {"issuing-ca", "issuing-ca.yaml", "issuing-ca.crt", cfg->key_issuing, NULL, NULL, NULL, ""},
-        {"ocsp", "ocsp-responder.yaml", "ocsp.crt", cfg->key_ocsp, NULL, NULL, NULL, ""},
-        {"tsa", "tsa-unit.yaml", "tsa.crt", cfg->key_tsa, NULL, NULL, NULL, ""},
-    };
-    const size_t nkeys = sizeof keys / sizeof keys[0];
+    qtsp_ceremony cer;
+    qtsp_ceremony_init(&cer, cfg->key_root, cfg->key_issuing, cfg->key_ocsp, cfg->key_tsa);
+    const size_t nkeys = QTSP_CEREMONY_KEYS;
     qtsp_status rc = QTSP_OK;
     char so_pin[65] = "", user_pin[65] = "";
-    char model[64] = "", tserial[64] = "", manuf[64] = "";
-    json_t *details = NULL;
+    qtsp_ceremony_facts facts;
+    memset(&facts, 0, sizeof facts);
     int clock_synced = 1, home_created = 0, policies_created = 0, locked = 0;
     unsigned made = 0; /* what this run created: only that is removed after a failure */
     char copied[MAX_POLICIES][64];
@@ -361,109 +308,35 @@ int cmd_init(int argc, char **argv)
         OPENSSL_cleanse(pin, sizeof pin);
         TRY_OUT(rc);
     }
-    TRY_OUT(qtsp_hsm_token_info(app.hsm, model, sizeof model, tserial, sizeof tserial, manuf,
-                                sizeof manuf));
+    TRY_OUT(qtsp_hsm_token_info(app.hsm, facts.model, sizeof facts.model, facts.serial,
+                                sizeof facts.serial, facts.manufacturer,
+                                sizeof facts.manufacturer));
 
-    /* keys and certificates: root, then issuing (by root), OCSP (by issuing), TSA (by root) */
+    /* keys and certificates */
+    snprintf(dir, sizeof dir, "%s/policies", cfg->home);
+    TRY_OUT(qtsp_ceremony_make_keys(&cer, app.hsm, dir, cfg->base_url));
     for (size_t i = 0; i < nkeys; i++) {
-        ceremony_key *k = &keys[i];
-        char ppath[QTSP_PATH_MAX + 64];
-        snprintf(ppath, sizeof ppath, "%s/policies/%s", cfg->home, k->profile);
-        qtsp_profile *prof = NULL;
-        TRY_OUT(qtsp_profile_load(ppath, &prof));
-        qtsp_keytype kt;
-        rc = qtsp_keytype_parse(qtsp_profile_key_type(prof), &kt);
-        if (rc == QTSP_OK)
-            rc = qtsp_hsm_generate(app.hsm, k->label, kt, &k->pub);
-        if (rc == QTSP_OK)
-            rc = qtsp_hsm_private_key(app.hsm, k->label, &k->priv);
-        if (rc == QTSP_OK)
-            rc = qtsp_hsm_check_key_protected(app.hsm, k->label);
-        ceremony_key *issuer = i == 0 ? k : (i == 2 ? &keys[1] : &keys[0]);
-        unsigned char serial[16];
-        if (rc == QTSP_OK)
-            rc = cmd_random_serial(serial);
-        if (rc == QTSP_OK) {
-            qtsp_cert_request req;
-            memset(&req, 0, sizeof req);
-            req.subject_key = k->pub;
-            req.issuer = i == 0 ? NULL : issuer->cert;
-            req.issuer_key = issuer->priv;
-            req.serial = serial;
-            req.serial_len = sizeof serial;
-            req.base_url = cfg->base_url;
-            rc = qtsp_profile_issue(prof, &req, &k->cert);
-        }
-        qtsp_profile_free(prof);
-        TRY_OUT(rc);
-        TRY_OUT(cmd_spki_fingerprint(k->pub, k->fingerprint));
-        snprintf(path, sizeof path, "%s/public/%s", cfg->home, k->cert_file);
-        TRY_OUT(cmd_write_pem(path, &k->cert, 1));
-        LOG_INFO("ceremony: generated %s key '%s' (%s) sha256:%s", k->role, k->label,
-                 qtsp_keytype_name(kt), k->fingerprint);
+        snprintf(path, sizeof path, "%s/public/%s", cfg->home, cer.keys[i].cert_file);
+        TRY_OUT(cmd_write_pem(path, &cer.keys[i].made.cert, 1));
     }
-    X509 *chain[] = {keys[1].cert, keys[0].cert};
+    X509 *chain[] = {cer.keys[QTSP_CEREMONY_ISSUING].made.cert,
+                     cer.keys[QTSP_CEREMONY_ROOT].made.cert};
     snprintf(path, sizeof path, "%s/public/chain.pem", cfg->home);
     TRY_OUT(cmd_write_pem(path, chain, 2));
 
     /* report + audit */
-    char when[32];
-    qtsp_format_rfc3339(qtsp_now(), when, sizeof when);
-    details = json_object();
-    json_t *jkeys = json_array();
-    ENSURE_OUT(details && jkeys, QTSP_ERR_NOMEM, "out of memory");
-    json_object_set_new(details, "date", json_string(when));
-    json_object_set_new(details, "operator", json_string(actor));
-    json_object_set_new(details, "token_model", json_string(model));
-    json_object_set_new(details, "token_serial", json_string(tserial));
-    json_object_set_new(details, "token_manufacturer", json_string(manuf));
-    json_object_set_new(details, "token_label", json_string(cfg->token_label));
-    json_object_set_new(details, "clock_synchronised", json_boolean(clock_synced));
-    json_object_set_new(details, "keys", jkeys);
-    TRY_OUT(qtsp_buf_printf(&report,
-                            "qtsp key ceremony report\n"
-                            "date:              %s\n"
-                            "run by:            %s\n"
-                            "token:             %s %s, serial %s, label %s (%s)\n"
-                            "home:              %s\n"
-                            "base URL:          %s\n"
-                            "clock:             %s\n\nkeys (generated in the token, sensitive, "
-                            "never extractable):\n",
-                            when, actor, manuf, model, tserial, cfg->token_label,
-                            cfg->hsm_embedded ? "embedded SoftHSM2" : cfg->hsm_module, cfg->home,
-                            cfg->base_url,
-                            clock_synced ? "synchronised (adjtimex)"
-                                         : "NOT synchronised (adjtimex): TSA require_sync relaxed"));
-    for (size_t i = 0; i < nkeys; i++) {
-        ceremony_key *k = &keys[i];
-        char sn[41], subj[256];
-        const ASN1_INTEGER *s = X509_get0_serialNumber(k->cert);
-        unsigned char norm[QTSP_SERIAL_MAX];
-        size_t nl = 0;
-        TRY_OUT(qtsp_serial_normalize(s->data, (size_t)s->length, norm, &nl));
-        qtsp_serial_to_hex(norm, nl, sn);
-        X509_NAME_oneline(X509_get_subject_name(k->cert), subj, sizeof subj);
-        json_t *jk = json_object();
-        ENSURE_OUT(jk != NULL, QTSP_ERR_NOMEM, "out of memory");
-        json_object_set_new(jk, "role", json_string(k->role));
-        json_object_set_new(jk, "label", json_string(k->label));
-        json_object_set_new(jk, "spki_sha256", json_string(k->fingerprint));
-        json_object_set_new(jk, "certificate_serial", json_string(sn));
-        json_object_set_new(jk, "subject", json_string(subj));
-        json_array_append_new(jkeys, jk);
-        TRY_OUT(qtsp_buf_printf(&report,
-                                "- %-11s label %-18s SPKI SHA-256 %s\n"
-                                "  certificate serial %s\n  subject %s\n",
-                                k->role, k->label, k->fingerprint, sn, subj));
-    }
-    details_txt = json_dumps(details, JSON_COMPACT | JSON_SORT_KEYS);
-    ENSURE_OUT(details_txt != NULL, QTSP_ERR_NOMEM, "out of memory");
+    facts.actor = actor;
+    facts.token_label = cfg->token_label;
+    facts.token_where = cfg->hsm_embedded ? "embedded SoftHSM2" : cfg->hsm_module;
+    facts.home = cfg->home;
+    facts.base_url = cfg->base_url;
+    facts.clock_synced = clock_synced;
+    TRY_OUT(qtsp_ceremony_report(&cer, &facts, &report, &details_txt));
 
     snprintf(dir, sizeof dir, "%s/store", cfg->home);
     made |= MADE_STORE;
     TRY_OUT(qtsp_store_open(dir, (size_t)cfg->store_map_mib, &app.store));
-    store_ctx sc = {keys, nkeys, details_txt, actor};
-    TRY_OUT(qtsp_store_write(app.store, store_ceremony, &sc));
+    TRY_OUT(qtsp_ceremony_record(&cer, app.store, actor, details_txt));
     TRY_OUT(qtsp_buf_puts(&report, "\nrecorded in the audit log as event ceremony.keys\n"));
     snprintf(path, sizeof path, "%s/ceremony-report.txt", cfg->home);
     made |= MADE_REPORT;
@@ -474,13 +347,8 @@ int cmd_init(int argc, char **argv)
 out:
     OPENSSL_cleanse(so_pin, sizeof so_pin);
     OPENSSL_cleanse(user_pin, sizeof user_pin);
-    for (size_t i = 0; i < nkeys; i++) {
-        X509_free(keys[i].cert);
-        EVP_PKEY_free(keys[i].pub);
-        EVP_PKEY_free(keys[i].priv);
-    }
+    qtsp_ceremony_cleanup(&cer);
     free(details_txt);
-    json_decref(details);
     qtsp_buf_cleanup(&report);
     qtsp_app_close(&app);
     if (rc == QTSP_OK) {

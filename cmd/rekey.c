@@ -12,9 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "ca/audit.h"
-#include "ca/certdb.h"
-#include "ca/profile.h"
+#include "ca/issue.h"
 #include "cmd/app.h"
 #include "cmd/cmd.h"
 #include "core/clock.h"
@@ -33,18 +31,15 @@ static int usage(FILE *f)
 
 typedef struct rekey_ctx {
     qtsp_cert_record rec;
-    int by_root;
     const char *actor;
     const char *details;
 } rekey_ctx;
 
+/* the root CRL covers a new TSU certificate too (qtsp_issue_record) */
 static qtsp_status rekey_txn(qtsp_txn *txn, void *vctx)
 {
     rekey_ctx *c = vctx;
-    TRY(qtsp_certdb_put(txn, &c->rec));
-    if (c->by_root) /* the root CRL covers the new TSU certificate too */
-        TRY(qtsp_certdb_add_root_issued(txn, c->rec.serial, c->rec.serial_len));
-    return qtsp_audit_append(txn, c->actor, "key.rekey", c->details, NULL);
+    return qtsp_issue_record(txn, &c->rec, 1, c->actor, "key.rekey", c->details);
 }
 
 int cmd_rekey(int argc, char **argv)
@@ -68,13 +63,13 @@ int cmd_rekey(int argc, char **argv)
         return cmd_fail("rekey");
     qtsp_status rc = QTSP_OK;
     qtsp_profile *prof = NULL;
-    EVP_PKEY *pub = NULL;
-    X509 *cert = NULL;
+    qtsp_issued_key made;
+    memset(&made, 0, sizeof made);
     unsigned char *der = NULL;
     char *details = NULL;
     int key_made = 0;
     char *cfg_label = tsa ? app.cfg.key_tsa : app.cfg.key_ocsp;
-    char old_label[64], label[64], path[QTSP_PATH_MAX + 64], fp[65], hex[41];
+    char old_label[64], label[64], path[QTSP_PATH_MAX + 64], hex[41];
     snprintf(old_label, sizeof old_label, "%s", cfg_label);
     /* qtsp-ocsp, qtsp-ocsp-<t> -> qtsp-ocsp-<now> */
     char base[48];
@@ -87,26 +82,14 @@ int cmd_rekey(int argc, char **argv)
     TRY_OUT(qtsp_app_policy(&app, tsa ? "tsa-unit.yaml" : "ocsp-responder.yaml", path,
                             sizeof path));
     TRY_OUT(qtsp_profile_load(path, &prof));
-    qtsp_keytype kt;
-    TRY_OUT(qtsp_keytype_parse(qtsp_profile_key_type(prof), &kt));
-    TRY_OUT(qtsp_hsm_generate(app.hsm, label, kt, &pub));
+    TRY_OUT(qtsp_issue_token_key(app.hsm, prof, label, tsa ? app.root : app.issuing,
+                                 tsa ? app.root_key : app.issuing_key, app.cfg.base_url, &made));
     key_made = 1;
-    TRY_OUT(qtsp_hsm_check_key_protected(app.hsm, label));
-    unsigned char serial[16];
-    TRY_OUT(cmd_random_serial(serial));
-    qtsp_cert_request req;
-    memset(&req, 0, sizeof req);
-    req.subject_key = pub;
-    req.issuer = tsa ? app.root : app.issuing;
-    req.issuer_key = tsa ? app.root_key : app.issuing_key;
-    req.serial = serial;
-    req.serial_len = sizeof serial;
-    req.base_url = app.cfg.base_url;
-    TRY_OUT(qtsp_profile_issue(prof, &req, &cert));
-    TRY_OUT(cmd_spki_fingerprint(pub, fp));
+    X509 *cert = made.cert;
+    const char *fp = made.fingerprint;
     int dl = i2d_X509(cert, &der);
     ENSURE_OUT(dl > 0, QTSP_ERR_CRYPTO, "cannot encode the certificate");
-    qtsp_serial_to_hex(serial, sizeof serial, hex);
+    qtsp_serial_to_hex(made.serial, sizeof made.serial, hex);
 
     json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s}", "role", what, "old_label", old_label,
                           "new_label", label, "spki_sha256", fp, "certificate_serial", hex);
@@ -116,14 +99,13 @@ int cmd_rekey(int argc, char **argv)
     ENSURE_OUT(details != NULL, QTSP_ERR_NOMEM, "out of memory");
     rekey_ctx c;
     memset(&c, 0, sizeof c);
-    memcpy(c.rec.serial, serial, sizeof serial);
-    c.rec.serial_len = sizeof serial;
+    memcpy(c.rec.serial, made.serial, sizeof made.serial);
+    c.rec.serial_len = sizeof made.serial;
     snprintf(c.rec.issuer, sizeof c.rec.issuer, "%s", tsa ? "root" : "issuing");
     snprintf(c.rec.key_label, sizeof c.rec.key_label, "%s", label);
     snprintf(c.rec.profile, sizeof c.rec.profile, "%s", qtsp_profile_name(prof));
     c.rec.der = der;
     c.rec.der_len = (size_t)dl;
-    c.by_root = tsa;
     c.actor = cmd_actor();
     c.details = details;
     TRY_OUT(qtsp_store_write(app.store, rekey_txn, &c));
@@ -161,8 +143,7 @@ out:
         fprintf(stderr, "qtsp: rekey: warning: the new key %s could not be removed\n", label);
     free(details);
     OPENSSL_free(der);
-    X509_free(cert);
-    EVP_PKEY_free(pub);
+    qtsp_issued_key_cleanup(&made);
     qtsp_profile_free(prof);
     qtsp_app_close(&app);
     return rc == QTSP_OK ? 0 : cmd_fail("rekey");

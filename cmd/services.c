@@ -11,7 +11,6 @@
 #include "ra/ra.h"
 #include "ca/crl.h"
 #include "ca/crl_http.h"
-#include "ca/signer.h"
 #include "ocsp/ocsp.h"
 #include "ocsp/ocsp_http.h"
 #include "tsa/tsa.h"
@@ -28,7 +27,6 @@ struct qtsp_services {
     qtsp_ra *ra;
     qtsp_tsa *tsa;
     qtsp_ocsp *ocsp;
-    qtsp_token_key ocsp_key, tsa_key; /* per-thread-session signers (ca/signer.h) */
     qtsp_signq *signq;                /* fresh OCSP answers and time-stamp tokens */
     qtsp_crl_publisher *crl;
     STACK_OF(X509) *tsa_chain;
@@ -100,11 +98,6 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
     ENSURE_OUT(s->tsa_chain && sk_X509_push(s->tsa_chain, app->root) > 0, QTSP_ERR_NOMEM,
                "out of memory");
     TRY_OUT(qtsp_tsa_new(path, app->tsa, s->tsa_chain, app->tsa_key, app->store, &s->tsa));
-    qtsp_signer tsa_signer;
-    s->tsa_key.hsm = app->hsm;
-    snprintf(s->tsa_key.label, sizeof s->tsa_key.label, "%s", app->cfg.key_tsa);
-    qtsp_signer_for_token_key(&s->tsa_key, &tsa_signer);
-    qtsp_tsa_set_signer(s->tsa, &tsa_signer);
     /* one signing thread per HTTP thread: signatures are made in batches,
      * back to back (ca/signq.h) */
     unsigned signers = app->cfg.http_workers < QTSP_SIGNQ_THREADS_MAX
@@ -117,11 +110,6 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
      * request gets an OCSP malformedRequest rather than an HTTP 413. */
     snprintf(path, sizeof path, "%s/ocsp.yaml", s->policies_dir);
     TRY_OUT(qtsp_ocsp_new(path, app->issuing, app->ocsp, app->ocsp_key, app->store, &s->ocsp));
-    qtsp_signer signer;
-    s->ocsp_key.hsm = app->hsm;
-    snprintf(s->ocsp_key.label, sizeof s->ocsp_key.label, "%s", app->cfg.key_ocsp);
-    qtsp_signer_for_token_key(&s->ocsp_key, &signer);
-    qtsp_ocsp_set_signer(s->ocsp, &signer);
     qtsp_ocsp_set_signq(s->ocsp, s->signq);
     TRY_OUT(add_route(s, (qtsp_route){"POST", "/ocsp", 0, 65536, "application/ocsp-request",
                                       qtsp_ocsp_http_post, s->ocsp, "ocsp_post"}));

@@ -13,8 +13,7 @@
 #include "core/log.h"
 
 typedef struct sign_job {
-    qtsp_hsm *hsm;
-    const char *label;
+    const qtsp_key *key;
     long n;
     qtsp_status rc;
 } sign_job;
@@ -22,11 +21,13 @@ typedef struct sign_job {
 static void *sign_worker(void *arg)
 {
     sign_job *j = arg;
-    unsigned char dg[32] = {1, 2, 3}, sig[160];
+    unsigned char dg[32] = {1, 2, 3}, sig[QTSP_KEY_SIG_MAX];
+    qtsp_sigalg alg;
+    j->rc = qtsp_key_sigalg(j->key, EVP_sha256(), &alg);
     for (long i = 0; i < j->n && j->rc == QTSP_OK; i++) {
         size_t sl = sizeof sig;
         dg[31] = (unsigned char)i;
-        j->rc = qtsp_hsm_sign_digest(j->hsm, j->label, EVP_sha256(), dg, sizeof dg, sig, &sl);
+        j->rc = qtsp_key_sign_digest(j->key, &alg, dg, sizeof dg, sig, &sl);
     }
     return NULL;
 }
@@ -85,12 +86,15 @@ int cmd_token(int argc, char **argv)
         made--;
     double kg_s = (double)(qtsp_mono_ns() - t0) / 1e9;
     double sg_s = 0;
+    qtsp_key *key = NULL;
+    if (rc == QTSP_OK && nsigns > 0)
+        rc = qtsp_key_from_token(app.hsm, labels[0], &key);
     if (rc == QTSP_OK && nsigns > 0) {
         pthread_t tid[64];
         sign_job jobs[64];
         t0 = qtsp_mono_ns();
         for (long i = 0; i < threads; i++) {
-            jobs[i] = (sign_job){app.hsm, labels[0], nsigns / threads, QTSP_OK};
+            jobs[i] = (sign_job){key, nsigns / threads, QTSP_OK};
             pthread_create(&tid[i], NULL, sign_worker, &jobs[i]);
         }
         for (long i = 0; i < threads; i++) {
@@ -100,6 +104,7 @@ int cmd_token(int argc, char **argv)
         }
         sg_s = (double)(qtsp_mono_ns() - t0) / 1e9;
     }
+    qtsp_key_free(key);
     for (long i = 0; i < made; i++)
         if (qtsp_hsm_destroy(app.hsm, labels[i]) != QTSP_OK)
             qtsp_err_clear();

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "ca/certdb.h"
-#include "ca/signer.h"
+#include "ca/key.h"
 #include "core/clock.h"
 #include "core/codec.h"
 #include "core/der.h"
@@ -46,26 +46,21 @@ static const unsigned char OID_ARCHIVE_CUTOFF[] = {0x06, 0x09, 0x2b, 0x06, 0x01,
                                                    0x05, 0x07, 0x30, 0x01, 0x06};
 static const unsigned char OID_EXTENDED_REVOKE[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x05,
                                                     0x05, 0x07, 0x30, 0x01, 0x09};
-/* AlgorithmIdentifiers of the signature (RFC 5758 3.2: no parameters for ECDSA). */
-static const unsigned char ALG_ECDSA_SHA256[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
-                                                 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
-static const unsigned char ALG_RSA_SHA256[] = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
-                                               0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00};
 
 struct qtsp_ocsp {
     qtsp_store *store;
     X509 *issuer;
     X509 *responder;
-    EVP_PKEY *key;
+    const qtsp_key *key; /* borrowed */
+    qtsp_sigalg alg;     /* ECDSA or RSA PKCS#1 v1.5 with SHA-256 */
     unsigned char name_sha1[SHA_DIGEST_LENGTH], key_sha1[SHA_DIGEST_LENGTH];
     unsigned char name_sha256[SHA256_DIGEST_LENGTH], key_sha256[SHA256_DIGEST_LENGTH];
     unsigned char responder_key_id[SHA_DIGEST_LENGTH]; /* RFC 6960 4.2.1 KeyHash */
     unsigned char *responder_der;
     size_t responder_der_len;
-    const unsigned char *sig_alg;
+    unsigned char sig_alg[QTSP_KEY_ALGID_MAX]; /* AlgorithmIdentifier DER */
     size_t sig_alg_len;
     size_t sig_max;
-    qtsp_signer signer; /* fn NULL: EVP_DigestSign on key */
     qtsp_signq *signq;  /* NULL: answers needing a signature are signed inline */
     EVP_MD *sha256;     /* fetched once: SHA256() fetches on every call */
     time_t archive_cutoff;
@@ -175,25 +170,18 @@ static qtsp_status check_certs(qtsp_ocsp *o)
     /* RFC 6960 4.2.2.2.1: id-pkix-ocsp-nocheck (standards.md) */
     ENSURE(X509_get_ext_by_NID(o->responder, NID_id_pkix_OCSP_noCheck, -1) >= 0, QTSP_ERR_INVALID,
            "responder certificate lacks id-pkix-ocsp-nocheck");
-    ENSURE(X509_check_private_key(o->responder, o->key) == 1, QTSP_ERR_INVALID,
-           "responder key does not match the responder certificate");
-    if (EVP_PKEY_is_a(o->key, "EC")) {
-        o->sig_alg = ALG_ECDSA_SHA256;
-        o->sig_alg_len = sizeof ALG_ECDSA_SHA256;
-    } else if (EVP_PKEY_is_a(o->key, "RSA")) {
-        o->sig_alg = ALG_RSA_SHA256;
-        o->sig_alg_len = sizeof ALG_RSA_SHA256;
-    } else {
-        FAIL(QTSP_ERR_UNSUPPORTED, "responder key must be EC or RSA");
-    }
-    int sz = EVP_PKEY_get_size(o->key);
+    ENSURE(EVP_PKEY_eq(X509_get0_pubkey(o->responder), qtsp_key_get0_pubkey(o->key)) == 1,
+           QTSP_ERR_INVALID, "responder key does not match the responder certificate");
+    TRY(qtsp_key_sigalg(o->key, EVP_sha256(), &o->alg));
+    TRY(qtsp_sigalg_algid(&o->alg, o->sig_alg, sizeof o->sig_alg, &o->sig_alg_len));
+    int sz = EVP_PKEY_get_size(qtsp_key_get0_pubkey(o->key));
     ENSURE(sz > 0 && sz <= 1024, QTSP_ERR_UNSUPPORTED, "unexpected signature size %d", sz);
     o->sig_max = (size_t)sz;
     return QTSP_OK;
 }
 
 qtsp_status qtsp_ocsp_new(const char *policy_path, X509 *issuer_ca, X509 *responder_cert,
-                          EVP_PKEY *responder_key, qtsp_store *store, qtsp_ocsp **out)
+                          const qtsp_key *responder_key, qtsp_store *store, qtsp_ocsp **out)
 {
     ENSURE(issuer_ca && responder_cert && responder_key && store && out, QTSP_ERR_INVALID,
            "OCSP responder needs issuing CA, responder certificate, key and store");
@@ -207,7 +195,6 @@ qtsp_status qtsp_ocsp_new(const char *policy_path, X509 *issuer_ca, X509 *respon
     }
     o->issuer = issuer_ca;
     o->responder = responder_cert;
-    ENSURE_OUT(EVP_PKEY_up_ref(responder_key) == 1, QTSP_ERR_CRYPTO, "EVP_PKEY_up_ref failed");
     o->key = responder_key;
     TRY_OUT(load_policy(o, policy_path));
     TRY_OUT(check_certs(o));
@@ -227,7 +214,6 @@ void qtsp_ocsp_free(qtsp_ocsp *o)
         return;
     X509_free(o->issuer);
     X509_free(o->responder);
-    EVP_PKEY_free(o->key);
     OPENSSL_free(o->responder_der);
     EVP_MD_free(o->sha256);
     free(o);
@@ -599,15 +585,10 @@ static qtsp_status sign_tbs(const qtsp_ocsp *o, const unsigned char *tbs, size_t
                             unsigned char *sig, size_t *slen)
 {
     size_t n = o->sig_max;
-    if (qtsp_sign_data(&o->signer, o->key, o->sha256, tbs, tlen, sig, &n) != QTSP_OK)
+    if (qtsp_key_sign_data(o->key, &o->alg, tbs, tlen, sig, &n) != QTSP_OK)
         FAIL(QTSP_ERR_CRYPTO, "signing the OCSP response failed: %s", qtsp_err_what());
     *slen = n;
     return QTSP_OK;
-}
-
-void qtsp_ocsp_set_signer(qtsp_ocsp *o, const qtsp_signer *s)
-{
-    o->signer = *s;
 }
 
 /* Builds the ResponseData of a successful answer into a malloc'd buffer
@@ -734,11 +715,11 @@ static void queued_done(void *ctx, qtsp_status rc, const unsigned char *sig, siz
 }
 
 /* Queues the signature of the answer to pr once the caller agreed to wait
- * (async->wait). 0 when it cannot (no queue, a software key, the caller
- * cannot wait): answer inline. */
+ * (async->wait). 0 when it cannot (no queue, the caller cannot wait):
+ * answer inline. */
 static int sign_queued(qtsp_ocsp *o, const parsed *pr, time_t now, const qtsp_ocsp_async *async)
 {
-    if (!o->signq || !async || !async->wait || !async->done || !o->signer.fn)
+    if (!o->signq || !async || !async->wait || !async->done)
         return 0;
     queued *q = calloc(1, sizeof *q);
     times tm;
@@ -754,7 +735,7 @@ static int sign_queued(qtsp_ocsp *o, const parsed *pr, time_t now, const qtsp_oc
     }
     q->o = o;
     q->done = async->done;
-    if (qtsp_signq_submit(o->signq, &o->signer, o->sha256, md, sizeof md, queued_done, q) !=
+    if (qtsp_signq_submit(o->signq, o->key, &o->alg, md, sizeof md, queued_done, q) !=
         QTSP_OK) /* stopping: the waiting caller still needs its answer */
         queued_done(q, QTSP_ERR_STATE, NULL, 0);
     return 1;

@@ -45,7 +45,7 @@
 #include <stddef.h>
 #include <time.h>
 
-#include "ca/signer.h"
+#include "ca/key.h"
 #include "ca/signq.h"
 #include "ca/store.h"
 #include "core/buf.h"
@@ -57,21 +57,18 @@ typedef struct qtsp_ocsp qtsp_ocsp;
  * max_certids, nonce_max_len, max_request_bytes) and precomputes the CertID
  * hashes of issuer_ca and the responder's byKey id. responder_cert must be
  * issued by issuer_ca, carry EKU id-kp-OCSPSigning and match responder_key
- * (checked). responder_key may live in a PKCS#11 token: only EVP_DigestSign
- * is used. The certificates, key and store are borrowed (up-referenced where
- * OpenSSL allows: cert and key; the store must outlive the responder).
+ * (checked). Answers are signed through responder_key (ca/key.h: a token
+ * key in production) with ECDSA or RSA PKCS#1 v1.5 and SHA-256. The
+ * certificates, key and store are borrowed (certificates up-referenced; the
+ * key and the store must outlive the responder).
  * Errors: QTSP_ERR_CONFIG (policy), QTSP_ERR_INVALID (certificates/key do not
  * fit together), QTSP_ERR_UNSUPPORTED (key not EC or RSA), QTSP_ERR_NOMEM.
  * Caller owns *out (qtsp_ocsp_free). */
 qtsp_status qtsp_ocsp_new(const char *policy_path, X509 *issuer_ca, X509 *responder_cert,
-                          EVP_PKEY *responder_key, qtsp_store *store,
+                          const qtsp_key *responder_key, qtsp_store *store,
                           qtsp_ocsp **out) QTSP_MUST_USE;
 /* NULL is a no-op. */
 void qtsp_ocsp_free(qtsp_ocsp *ocsp);
-
-/* Signs through s from now on (e.g. the token key by label, ca/signer.h),
- * instead of EVP_DigestSign on responder_key. Call before serving. */
-void qtsp_ocsp_set_signer(qtsp_ocsp *ocsp, const qtsp_signer *s);
 
 typedef struct qtsp_ocsp_info {
     time_t this_update; /* of the answer (earliest next_update of all singles) */
@@ -109,7 +106,7 @@ typedef struct qtsp_ocsp_async {
 } qtsp_ocsp_async;
 
 /* qtsp_ocsp_respond that may finish later: with a signing queue set
- * (qtsp_ocsp_set_signq) and a token signer, an answer that needs a fresh
+ * (qtsp_ocsp_set_signq), an answer that needs a fresh
  * signature (nonce, several CertIDs, never-issued serial) is prepared here
  * and signed on the queue; then *pending = 1, out and info are untouched,
  * and async->done delivers the answer (HTTP-uncacheable). Otherwise

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ca/audit.h"
+#include "ca/issue.h"
 #include "ca/profile.h"
 #include "core/clock.h"
 #include "core/codec.h"
@@ -399,12 +400,11 @@ typedef struct issue_ctx {
 static qtsp_status issue_txn(qtsp_txn *txn, void *vctx)
 {
     issue_ctx *c = vctx;
-    TRY(qtsp_certdb_put(txn, &c->rec));
     TRY(ra_key_use_certified(txn, c->rec.key_label, c->rec.serial, c->rec.serial_len));
     TRY(ra_put_json(txn, QTSP_T_USERS, c->user_id, c->user, QTSP_PUT_NOOVERWRITE));
     TRY(ra_put_json(txn, QTSP_T_CREDENTIALS, c->credential_id, c->credential,
                     QTSP_PUT_NOOVERWRITE));
-    return qtsp_audit_append(txn, c->actor, "cert.issue", c->details, NULL);
+    return qtsp_issue_record(txn, &c->rec, 1, c->actor, "cert.issue", c->details);
 }
 
 static char *x509_pem(X509 *x)
@@ -455,12 +455,8 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
     }
     TRY(rc);
 
-    /* serial: 127 random bits, positive (EN 319 412-1, CA/B: >= 64 bits CSPRNG) */
     unsigned char serial[16];
-    do {
-        TRY_OUT(qtsp_random(serial, sizeof serial));
-        serial[0] &= 0x7f;
-    } while (serial[0] == 0);
+    TRY_OUT(qtsp_issue_serial(serial));
     qtsp_serial_to_hex(serial, sizeof serial, res.serial_hex);
 
     /* a ready key from the pool; generated here when the pool is empty */

@@ -26,7 +26,7 @@ typedef struct qtsp_ra_deps {
     qtsp_store *store;
     qtsp_hsm *hsm;
     X509 *issuing_ca;      /* borrowed; outlives the RA */
-    EVP_PKEY *issuing_key; /* signs in the token */
+    const qtsp_key *issuing_key; /* signs (ca/key.h); borrowed */
     const char *policies_dir; /* DIR/policies */
     const char *secrets_dir;  /* DIR/secrets (OTP wrapping key) */
     const char *base_url;

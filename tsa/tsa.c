@@ -95,9 +95,9 @@ struct qtsp_tsa {
     qtsp_tsa_policy pol;
     X509 *cert;
     STACK_OF(X509) * chain;
-    EVP_PKEY *key;
-    qtsp_signer signer; /* fn NULL: EVP_DigestSign on key */
-    qtsp_signq *signq;  /* NULL: tokens are signed on the requester's thread */
+    const qtsp_key *key; /* borrowed */
+    qtsp_sigalg alg;     /* ECDSA or RSA PKCS#1 v1.5 with SHA-256 */
+    qtsp_signq *signq;   /* NULL: tokens are signed on the requester's thread */
     qtsp_cms_signer *cms; /* SignedData parts (SHA-256, the key's algorithm) */
     const EVP_MD *sha256; /* the CMS signer's */
     qtsp_tsa_sync_fn sync_fn;
@@ -192,8 +192,8 @@ static qtsp_status build_constants(qtsp_tsa *tsa)
     qtsp_cms_signer_opts o = {tsa->cert,
                               tsa->chain,
                               QTSP_CMS_SHA256,
-                              EVP_PKEY_get_base_id(tsa->key) == EVP_PKEY_EC ? QTSP_CMS_ECDSA
-                                                                            : QTSP_CMS_RSA_PKCS1,
+                              tsa->alg.scheme == QTSP_SIG_ECDSA ? QTSP_CMS_ECDSA
+                                                                : QTSP_CMS_RSA_PKCS1,
                               OID_CT_TSTINFO,
                               sizeof OID_CT_TSTINFO,
                               1};
@@ -204,7 +204,7 @@ static qtsp_status build_constants(qtsp_tsa *tsa)
     tsa->attrs_len = qtsp_cms_signed_attrs_size(tsa->cms, &a);
     ENSURE(tsa->attrs_len > 0, QTSP_ERR_INTERNAL, "signed attributes: %s", qtsp_err_what());
 
-    size_t sig_max = (size_t)EVP_PKEY_get_size(tsa->key);
+    size_t sig_max = qtsp_key_sig_max(tsa->key);
     ENSURE(sig_max > 0 && sig_max <= SIG_MAX, QTSP_ERR_UNSUPPORTED,
            "TSA key size %zu is not supported", sig_max);
     return QTSP_OK;
@@ -213,18 +213,18 @@ static qtsp_status build_constants(qtsp_tsa *tsa)
 static void *committer_main(void *arg);
 
 qtsp_status qtsp_tsa_new_journal(const qtsp_tsa_policy *pol, X509 *tsa_cert, STACK_OF(X509) * chain,
-                                 EVP_PKEY *key, const qtsp_tsa_journal *journal, qtsp_tsa **out)
+                                 const qtsp_key *key, const qtsp_tsa_journal *journal,
+                                 qtsp_tsa **out)
 {
     qtsp_status rc;
     ENSURE(pol && tsa_cert && key && out, QTSP_ERR_INVALID,
            "TSA needs a policy, a certificate and a key");
     ENSURE(pol->oid_len > 0 && pol->accuracy_ms >= 1 && pol->accuracy_ms <= 1000 && pol->hash_mask,
            QTSP_ERR_INVALID, "TSA policy incomplete");
-    int kt = EVP_PKEY_get_base_id(key);
-    ENSURE(kt == EVP_PKEY_EC || kt == EVP_PKEY_RSA, QTSP_ERR_UNSUPPORTED,
-           "TSA key must be EC or RSA");
-    ENSURE(X509_check_private_key(tsa_cert, key) == 1, QTSP_ERR_INVALID,
-           "TSA key does not match the TSA certificate");
+    qtsp_sigalg alg;
+    TRY(qtsp_key_sigalg(key, EVP_sha256(), &alg));
+    ENSURE(EVP_PKEY_eq(X509_get0_pubkey(tsa_cert), qtsp_key_get0_pubkey(key)) == 1,
+           QTSP_ERR_INVALID, "TSA key does not match the TSA certificate");
 
     qtsp_tsa *tsa = calloc(1, sizeof *tsa);
     ENSURE(tsa != NULL, QTSP_ERR_NOMEM, "out of memory");
@@ -242,8 +242,8 @@ qtsp_status qtsp_tsa_new_journal(const qtsp_tsa_policy *pol, X509 *tsa_cert, STA
     pthread_cond_init(&tsa->cv_space, NULL);
     X509_up_ref(tsa_cert);
     tsa->cert = tsa_cert;
-    EVP_PKEY_up_ref(key);
     tsa->key = key;
+    tsa->alg = alg;
     if (chain) {
         tsa->chain = X509_chain_up_ref(chain);
         ENSURE_OUT(tsa->chain != NULL, QTSP_ERR_NOMEM, "out of memory");
@@ -280,7 +280,6 @@ void qtsp_tsa_free(qtsp_tsa *tsa)
     qtsp_cms_signer_free(tsa->cms);
     X509_free(tsa->cert);
     sk_X509_pop_free(tsa->chain, X509_free);
-    EVP_PKEY_free(tsa->key);
     free(tsa);
 }
 
@@ -552,14 +551,9 @@ static qtsp_status reject(qtsp_tsa *tsa, int bit, qtsp_buf *out)
 static qtsp_status sign_attrs(qtsp_tsa *tsa, const unsigned char *attrs, size_t n,
                               unsigned char *sig, size_t *siglen)
 {
-    if (qtsp_sign_data(&tsa->signer, tsa->key, tsa->sha256, attrs, n, sig, siglen) != QTSP_OK)
+    if (qtsp_key_sign_data(tsa->key, &tsa->alg, attrs, n, sig, siglen) != QTSP_OK)
         FAIL(QTSP_ERR_CRYPTO, "signing the time-stamp token failed: %s", qtsp_err_what());
     return QTSP_OK;
-}
-
-void qtsp_tsa_set_signer(qtsp_tsa *tsa, const qtsp_signer *s)
-{
-    tsa->signer = *s;
 }
 
 /* A new entry for r (*out, jentry_free): its TSTInfo and signed attributes
@@ -691,7 +685,7 @@ void qtsp_tsa_set_signq(qtsp_tsa *tsa, qtsp_signq *q)
  * requester, in respond_begin). */
 static int signs_queued(const qtsp_tsa *tsa)
 {
-    return tsa->signq && tsa->journal.put && tsa->signer.fn;
+    return tsa->signq && tsa->journal.put;
 }
 
 /* The signature of a queued token (signing thread): finish the token; the
@@ -825,7 +819,7 @@ static void job_start(jentry *e, qtsp_tsa_done_fn done, void *ctx)
         return;
     }
     if (queued &&
-        qtsp_signq_submit(tsa->signq, &tsa->signer, tsa->sha256, md, sizeof md, queued_signed, e) !=
+        qtsp_signq_submit(tsa->signq, tsa->key, &tsa->alg, md, sizeof md, queued_signed, e) !=
             QTSP_OK) { /* stopping: the started job still needs its answer */
         LOG_ERROR("tsa: cannot issue a time-stamp token: %s", qtsp_err_message());
         qtsp_err_clear();

@@ -30,7 +30,7 @@
 #include <openssl/x509.h>
 #include <stddef.h>
 
-#include "ca/signer.h"
+#include "ca/key.h"
 #include "ca/signq.h"
 #include "ca/store.h"
 #include "core/buf.h"
@@ -56,29 +56,25 @@ typedef struct qtsp_tsa qtsp_tsa;
  *   tsa_cert  the TSU certificate (EKU timeStamping, critical). Up-ref'd.
  *   chain     issuer certificates added after tsa_cert when a request sets
  *             certReq; may be NULL. Certificates are up-ref'd.
- *   key       EC (ecdsa-with-SHA256) or RSA (sha256WithRSAEncryption) key;
- *             may live in a PKCS#11 token: only EVP_DigestSign is used on
- *             it. Up-ref'd. QTSP_ERR_UNSUPPORTED for other key types,
+ *   key       EC (ecdsa-with-SHA256) or RSA (sha256WithRSAEncryption) key
+ *             (ca/key.h: a token key in production). Borrowed: must
+ *             outlive the TSA. QTSP_ERR_UNSUPPORTED for other key types,
  *             QTSP_ERR_INVALID when key does not match tsa_cert.
  *   store     journal (QTSP_T_TSA_JOURNAL); NULL = no journal. Borrowed:
  *             must outlive the TSA. When set, a committer thread is started
  *             that group-commits journal entries.
  * *out is owned by the caller (qtsp_tsa_free). */
 qtsp_status qtsp_tsa_new(const char *policy_path, X509 *tsa_cert, STACK_OF(X509) * chain,
-                         EVP_PKEY *key, qtsp_store *store, qtsp_tsa **out) QTSP_MUST_USE;
+                         const qtsp_key *key, qtsp_store *store, qtsp_tsa **out) QTSP_MUST_USE;
 
 /* Stops the committer thread (after committing what is queued) and frees.
  * No call on the TSA may be in flight. NULL is a no-op. */
 void qtsp_tsa_free(qtsp_tsa *tsa);
 
-/* Signs through s from now on (e.g. the token key by label, ca/signer.h)
- * instead of EVP_DigestSign on the key. Call before serving. */
-void qtsp_tsa_set_signer(qtsp_tsa *tsa, const qtsp_signer *s);
-
 /* Answers that may finish later (qtsp_tsa_respond_async) then have their tokens signed on q
  * (borrowed; must outlive the jobs in flight, and be freed before the TSA)
- * instead of on the caller's thread, when a journal is set and the signer is
- * a token key. Call before serving. */
+ * instead of on the caller's thread, when a journal is set. Call before
+ * serving. */
 void qtsp_tsa_set_signq(qtsp_tsa *tsa, qtsp_signq *q);
 
 /* Answers one DER TimeStampReq of len bytes (query may be NULL when len is

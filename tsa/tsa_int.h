@@ -49,7 +49,7 @@ qtsp_status qtsp_tsa_policy_load(const char *path, qtsp_tsa_policy *pol) QTSP_MU
 
 /* qtsp_tsa_new with an already-parsed policy (copied). tsa/tsa_store.c. */
 qtsp_status qtsp_tsa_new_policy(const qtsp_tsa_policy *pol, X509 *tsa_cert, STACK_OF(X509) * chain,
-                                EVP_PKEY *key, qtsp_store *store, qtsp_tsa **out) QTSP_MUST_USE;
+                                const qtsp_key *key, qtsp_store *store, qtsp_tsa **out) QTSP_MUST_USE;
 
 /* One journal record: key = the token's serial (content octets), value as
  * docs/tsa.md "Journal" describes. Borrowed for the call. */
@@ -74,7 +74,7 @@ typedef struct qtsp_tsa_journal {
 /* The TSA core: qtsp_tsa_new_policy with the journal kept by journal
  * (copied; NULL or put NULL: no journal, no committer thread). */
 qtsp_status qtsp_tsa_new_journal(const qtsp_tsa_policy *pol, X509 *tsa_cert, STACK_OF(X509) * chain,
-                                 EVP_PKEY *key, const qtsp_tsa_journal *journal,
+                                 const qtsp_key *key, const qtsp_tsa_journal *journal,
                                  qtsp_tsa **out) QTSP_MUST_USE;
 
 /* What the parser found in a TimeStampReq; pointers borrow from the query. */

@@ -29,14 +29,14 @@ static qtsp_status store_put(void *ctx, const qtsp_tsa_record *recs, size_t n, i
 }
 
 qtsp_status qtsp_tsa_new_policy(const qtsp_tsa_policy *pol, X509 *tsa_cert, STACK_OF(X509) * chain,
-                                EVP_PKEY *key, qtsp_store *store, qtsp_tsa **out)
+                                const qtsp_key *key, qtsp_store *store, qtsp_tsa **out)
 {
     qtsp_tsa_journal j = {store ? store_put : NULL, store};
     return qtsp_tsa_new_journal(pol, tsa_cert, chain, key, &j, out);
 }
 
 qtsp_status qtsp_tsa_new(const char *policy_path, X509 *tsa_cert, STACK_OF(X509) * chain,
-                         EVP_PKEY *key, qtsp_store *store, qtsp_tsa **out)
+                         const qtsp_key *key, qtsp_store *store, qtsp_tsa **out)
 {
     qtsp_tsa_policy pol;
     TRY(qtsp_tsa_policy_load(policy_path, &pol));

@@ -6,9 +6,9 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -I/usr/include/p11-kit-1 \
  *     -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DOPENSSL_API_COMPAT=30000 \
- *     tests/fuzz/fuzz_ocsp_request.c ocsp/ocsp.c ca/store.c ca/certdb.c ca/signer.c ca/signq.c \
- *     ca/hsm.c core/buf.c core/clock.c core/codec.c core/der.c core/err.c core/log.c core/yaml.c \
- *     core/time.c -llmdb -lcrypto -lyaml -lp11 -ldl -lpthread -o /tmp/fuzz_ocsp_request
+ *     tests/fuzz/fuzz_ocsp_request.c ocsp/ocsp.c ca/store.c ca/certdb.c ca/key.c ca/signq.c \
+ *     core/buf.c core/clock.c core/codec.c core/der.c core/err.c core/log.c core/yaml.c \
+ *     core/time.c -llmdb -lcrypto -lyaml -ldl -lpthread -o /tmp/fuzz_ocsp_request
  *   mkdir -p /tmp/ocsp-corpus && QTSP_FUZZ_SEEDS=/tmp/ocsp-corpus /tmp/fuzz_ocsp_request -runs=0
  *   /tmp/fuzz_ocsp_request -max_total_time=120 -max_len=4096 /tmp/ocsp-corpus
  *
@@ -42,6 +42,7 @@ static const char RESP_KEY[] = "-----BEGIN PRIVATE KEY-----\n"
                                "-----END PRIVATE KEY-----\n";
 
 static qtsp_ocsp *g_ocsp;
+static qtsp_key *g_resp_key; /* lives as long as g_ocsp */
 static X509 *g_ca;
 static const time_t NOW = 1790000000; /* 2026-09-21 */
 
@@ -184,7 +185,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     if (qtsp_store_write(st, hold_fn, NULL) != QTSP_OK)
         abort();
-    if (qtsp_ocsp_new(NULL, g_ca, rc, rk, st, &g_ocsp) != QTSP_OK) {
+    if (qtsp_key_from_evp(rk, &g_resp_key) != QTSP_OK ||
+        qtsp_ocsp_new(NULL, g_ca, rc, g_resp_key, st, &g_ocsp) != QTSP_OK) {
         fprintf(stderr, "%s\n", qtsp_err_message());
         abort();
     }

@@ -5,7 +5,7 @@
  *     -fsanitize=fuzzer,address,undefined -I. -I/usr/include/p11-kit-1 \
  *     tests/fuzz/fuzz_tsa_query.c tsa/tsa.c tsa/tsa_query.c tsa/tsa_policy.c ca/cms.c core/buf.c \
  *     core/clock.c core/codec.c core/der.c core/err.c core/log.c core/time.c core/yaml.c \
- *     ca/signer.c ca/signq.c ca/hsm.c -lcrypto -lyaml -lp11 -ldl -lpthread \
+ *     ca/key.c ca/signq.c -lcrypto -lyaml -ldl -lpthread \
  *     -o fuzz_tsa_query
  *   mkdir -p corpus && ./fuzz_tsa_query -max_len=4200 -max_total_time=120 corpus
  *
@@ -53,7 +53,9 @@ static qtsp_tsa *make(void)
     qtsp_tsa *tsa = NULL;
     STACK_OF(X509) *chain = sk_X509_new_null();
     sk_X509_push(chain, c);
-    if (qtsp_tsa_new_journal(&pol, c, chain, k, NULL, &tsa) != QTSP_OK)
+    static qtsp_key *key; /* lives as long as the TSA */
+    if (qtsp_key_from_evp(k, &key) != QTSP_OK ||
+        qtsp_tsa_new_journal(&pol, c, chain, key, NULL, &tsa) != QTSP_OK)
         abort();
     qtsp_tsa_set_sync_check(tsa, always_synced, NULL);
     sk_X509_free(chain);

@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "ca/hsm.h"
+#include "ca/key.h"
 #include "ca/store.h"
 
 typedef struct qtest_case {
@@ -38,10 +39,15 @@ int qtest_softhsm_token(const char *dir, const char *label);
 
 /* A new SoftHSM2 token labelled token in the new directory dir, opened
  * (*hsm), holding an EC P-256 key pair label: *pub (a software copy of the
- * public key) and *priv (libp11's key: signs in the token). Caller frees all
+ * public key) and *key (ca/key.h: signs in the token). Caller frees all
  * three. Returns 0 on success (failures are printed). */
 int qtest_token_key(const char *dir, const char *token, const char *label,
-                    qtsp_hsm **hsm, EVP_PKEY **pub, EVP_PKEY **priv);
+                    qtsp_hsm **hsm, EVP_PKEY **pub, qtsp_key **key);
+
+/* The software qtsp_key (qtsp_key_from_evp) for pkey, made on first use
+ * and kept (with a reference to pkey) until the test binary exits. NULL for
+ * NULL. Not thread-safe. */
+const qtsp_key *qtest_key(EVP_PKEY *pkey);
 
 /* Opens a fresh store (map_mib MiB) in a new temp dir named for tag; the
  * dir goes to dir_out. Fails the test fatally when it cannot. */

@@ -123,8 +123,8 @@ static const unsigned char ICA_SERIAL[] = {0x10, 0x01};
 
 static void fx_open_publisher(fx *f)
 {
-    CU_ASSERT_EQUAL_FATAL(qtsp_crl_publisher_new(f->policy, f->pub, f->ica, f->ica_key, f->root,
-                                                 f->root_key, "http://127.0.0.1:8080/",
+    CU_ASSERT_EQUAL_FATAL(qtsp_crl_publisher_new(f->policy, f->pub, f->ica, qtest_key(f->ica_key),
+                                                 f->root, qtest_key(f->root_key), "http://127.0.0.1:8080/",
                                                  f->store, &f->pub_),
                           QTSP_OK);
 }
@@ -885,8 +885,9 @@ static void test_crl_rebase_forgets_released_entries_from_index_and_delta(void)
 static qtsp_crl_publisher *second_publisher(fx *f)
 {
     qtsp_crl_publisher *p = NULL;
-    CU_ASSERT_EQUAL(qtsp_crl_publisher_new(f->policy, f->pub, f->ica, f->ica_key, f->root,
-                                           f->root_key, "http://127.0.0.1:8080/", f->store, &p),
+    CU_ASSERT_EQUAL(qtsp_crl_publisher_new(f->policy, f->pub, f->ica, qtest_key(f->ica_key),
+                                           f->root, qtest_key(f->root_key),
+                                           "http://127.0.0.1:8080/", f->store, &p),
                     QTSP_OK);
     return p;
 }

@@ -35,6 +35,10 @@ static void sha256(const char *msg, unsigned char out[32])
 }
 
 /* Verifies sig over a precomputed SHA-256 digest with a software key. */
+/* The natural scheme of the test keys: labels with "rsa" are RSA keys. */
+#define ALG(label, md)                                                                             \
+    (&(qtsp_sigalg){strstr((label), "rsa") ? QTSP_SIG_RSA_PKCS1 : QTSP_SIG_ECDSA, (md), NULL, -1})
+
 static int verify_digest(EVP_PKEY *pub, const unsigned char *dg, size_t dlen,
                          const unsigned char *sig, size_t siglen, const EVP_MD *md)
 {
@@ -110,9 +114,9 @@ static void test_softhsm_create_then_open_in_same_process(void)
     CU_ASSERT_EQUAL(qtsp_hsm_count_private_keys(hsm, &n), QTSP_OK);
     CU_ASSERT_EQUAL(n, 0);
     CU_ASSERT_EQUAL(qtsp_hsm_generate(hsm, "k", QTSP_KEY_EC_P256, NULL), QTSP_OK);
-    EVP_PKEY *priv = NULL;
-    CU_ASSERT_EQUAL(qtsp_hsm_private_key(hsm, "k", &priv), QTSP_OK);
-    EVP_PKEY_free(priv);
+    qtsp_key *priv = NULL;
+    CU_ASSERT_EQUAL(qtsp_key_from_token(hsm, "k", &priv), QTSP_OK);
+    qtsp_key_free(priv);
     qtsp_hsm_free(hsm);
     /* the first token's directory is not visible under this configuration */
     qtsp_err_clear();
@@ -271,22 +275,23 @@ static void test_hsm_private_key_is_sensitive_and_never_extractable(void)
 }
 
 /* Signs msg with the token-backed EVP_PKEY and verifies in software. */
-static void sign_with_pkey_and_verify(EVP_PKEY *priv, EVP_PKEY *pub)
+static void sign_with_key_and_verify(const qtsp_key *priv, EVP_PKEY *pub)
 {
     static const char msg[] = "to be signed by the CA key";
     unsigned char sig[512];
     size_t siglen = sizeof sig;
+    qtsp_sigalg alg;
+    CU_ASSERT_EQUAL(qtsp_key_sigalg(priv, EVP_sha256(), &alg), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_key_sign_data(priv, &alg, (const unsigned char *)msg, strlen(msg), sig,
+                                       &siglen),
+                    QTSP_OK);
     EVP_MD_CTX *m = EVP_MD_CTX_new();
-    CU_ASSERT_EQUAL(EVP_DigestSignInit(m, NULL, EVP_sha256(), NULL, priv), 1);
-    CU_ASSERT_EQUAL(EVP_DigestSign(m, sig, &siglen, (const unsigned char *)msg, strlen(msg)), 1);
-    EVP_MD_CTX_free(m);
-    m = EVP_MD_CTX_new();
     CU_ASSERT_EQUAL(EVP_DigestVerifyInit(m, NULL, EVP_sha256(), NULL, pub), 1);
     CU_ASSERT_EQUAL(EVP_DigestVerify(m, sig, siglen, (const unsigned char *)msg, strlen(msg)), 1);
     EVP_MD_CTX_free(m);
 }
 
-static void test_hsm_libp11_key_signs_and_verifies_in_software(void)
+static void test_hsm_token_key_signs_and_verifies_in_software(void)
 {
     qtsp_hsm *hsm = open_hsm();
     static const struct {
@@ -297,27 +302,28 @@ static void test_hsm_libp11_key_signs_and_verifies_in_software(void)
         {"ca-p384", QTSP_KEY_EC_P384},
         {"ca-rsa", QTSP_KEY_RSA_3072},
     };
-    EVP_PKEY *priv[3] = {NULL}, *pub[3] = {NULL};
-    /* Each key is generated after libp11 has already listed the token's
-     * keys for the previous one: libp11 must see the new key. */
+    qtsp_key *priv[3] = {NULL};
+    EVP_PKEY *pub[3] = {NULL};
+    /* Each key is generated after the previous one is in use: the key
+     * index must see the new key. */
     for (size_t i = 0; i < 3; i++) {
         qtsp_err_clear();
         CU_ASSERT_EQUAL_FATAL(qtsp_hsm_generate(hsm, k[i].label, k[i].type, &pub[i]), QTSP_OK);
-        qtsp_status rc = qtsp_hsm_private_key(hsm, k[i].label, &priv[i]);
+        qtsp_status rc = qtsp_key_from_token(hsm, k[i].label, &priv[i]);
         if (rc != QTSP_OK)
-            fprintf(stderr, "private_key: %s\n", qtsp_err_message());
+            fprintf(stderr, "key_from_token: %s\n", qtsp_err_message());
         CU_ASSERT_EQUAL_FATAL(rc, QTSP_OK);
-        sign_with_pkey_and_verify(priv[i], pub[i]);
+        sign_with_key_and_verify(priv[i], pub[i]);
     }
     /* keys obtained before later enumerations still work */
     for (size_t i = 0; i < 3; i++)
-        sign_with_pkey_and_verify(priv[i], pub[i]);
-    EVP_PKEY *none = NULL;
+        sign_with_key_and_verify(priv[i], pub[i]);
+    qtsp_key *none = NULL;
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_hsm_private_key(hsm, "ca-none", &none), QTSP_ERR_HSM_NO_KEY);
+    CU_ASSERT_EQUAL(qtsp_key_from_token(hsm, "ca-none", &none), QTSP_ERR_HSM_NO_KEY);
     CU_ASSERT_PTR_NULL(none);
     for (size_t i = 0; i < 3; i++) {
-        EVP_PKEY_free(priv[i]);
+        qtsp_key_free(priv[i]);
         EVP_PKEY_free(pub[i]);
     }
     qtsp_hsm_free(hsm);
@@ -344,7 +350,7 @@ static void test_hsm_sign_digest_ec_and_rsa_verify_in_software(void)
             CU_ASSERT_EQUAL(EVP_Digest("payload", 7, dg, &dlen, mds[j], NULL), 1);
             size_t siglen = sizeof sig;
             qtsp_err_clear();
-            qtsp_status rc = qtsp_hsm_sign_digest(hsm, k[i].label, mds[j], dg, dlen, sig, &siglen);
+            qtsp_status rc = qtsp_hsm_sign_digest(hsm, k[i].label, ALG(k[i].label, mds[j]), dg, dlen, sig, &siglen);
             if (rc != QTSP_OK)
                 fprintf(stderr, "sign_digest: %s\n", qtsp_err_message());
             CU_ASSERT_EQUAL(rc, QTSP_OK);
@@ -359,7 +365,7 @@ static void test_hsm_sign_digest_ec_and_rsa_verify_in_software(void)
     unsigned char dg[32], sig[512];
     sha256("x", dg);
     size_t siglen = sizeof sig;
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "sd-rsa", EVP_sha256(), dg, 32, sig, &siglen),
+    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "sd-rsa", ALG("sd-rsa", EVP_sha256()), dg, 32, sig, &siglen),
                     QTSP_OK);
     CU_ASSERT_EQUAL(siglen, 384);
     qtsp_hsm_free(hsm);
@@ -374,29 +380,29 @@ static void test_hsm_sign_digest_rejects_bad_input(void)
     sha256("x", dg);
     size_t siglen = sizeof sig;
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-p256", EVP_sha384(), dg, 32, sig, &siglen),
+    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-p256", ALG("bad-p256", EVP_sha384()), dg, 32, sig, &siglen),
                     QTSP_ERR_INVALID); /* length does not match md */
     qtsp_err_clear();
     siglen = 8;
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-p256", EVP_sha256(), dg, 32, sig, &siglen),
+    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-p256", ALG("bad-p256", EVP_sha256()), dg, 32, sig, &siglen),
                     QTSP_ERR_TOO_BIG);
     qtsp_err_clear();
     siglen = 100;
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-rsa", EVP_sha256(), dg, 32, sig, &siglen),
+    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-rsa", ALG("bad-rsa", EVP_sha256()), dg, 32, sig, &siglen),
                     QTSP_ERR_TOO_BIG);
     qtsp_err_clear();
     siglen = sizeof sig;
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-rsa", NULL, dg, 32, sig, &siglen),
+    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-rsa", ALG("bad-rsa", NULL), dg, 32, sig, &siglen),
                     QTSP_ERR_INVALID); /* RSA needs md for the DigestInfo */
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-rsa", EVP_sha1(), dg, 20, sig, &siglen),
+    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-rsa", ALG("bad-rsa", EVP_sha1()), dg, 20, sig, &siglen),
                     QTSP_ERR_UNSUPPORTED);
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-none", EVP_sha256(), dg, 32, sig, &siglen),
+    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-none", ALG("bad-none", EVP_sha256()), dg, 32, sig, &siglen),
                     QTSP_ERR_HSM_NO_KEY);
     /* the session is still usable after failures */
     siglen = sizeof sig;
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-p256", EVP_sha256(), dg, 32, sig, &siglen),
+    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-p256", ALG("bad-p256", EVP_sha256()), dg, 32, sig, &siglen),
                     QTSP_OK);
     qtsp_hsm_free(hsm);
 }
@@ -408,7 +414,7 @@ static void test_hsm_destroy_removes_key(void)
     unsigned char dg[32], sig[128];
     sha256("x", dg);
     size_t siglen = sizeof sig;
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "gone", EVP_sha256(), dg, 32, sig, &siglen), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "gone", ALG("gone", EVP_sha256()), dg, 32, sig, &siglen), QTSP_OK);
     size_t before = 0, after = 0;
     CU_ASSERT_EQUAL(qtsp_hsm_count_private_keys(hsm, &before), QTSP_OK);
     CU_ASSERT_EQUAL(qtsp_hsm_destroy(hsm, "gone"), QTSP_OK);
@@ -416,7 +422,7 @@ static void test_hsm_destroy_removes_key(void)
     CU_ASSERT_EQUAL(after + 1, before);
     siglen = sizeof sig;
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "gone", EVP_sha256(), dg, 32, sig, &siglen),
+    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "gone", ALG("gone", EVP_sha256()), dg, 32, sig, &siglen),
                     QTSP_ERR_HSM_NO_KEY);
     EVP_PKEY *pub = NULL;
     qtsp_err_clear();
@@ -447,7 +453,7 @@ static void test_hsm_sees_keys_changed_by_another_process(void)
     sha256("x", dg);
     size_t siglen = sizeof sig;
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "ext", EVP_sha256(), dg, 32, sig, &siglen), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "ext", ALG("ext", EVP_sha256()), dg, 32, sig, &siglen), QTSP_OK);
     EVP_PKEY *pub = NULL;
     CU_ASSERT_EQUAL_FATAL(qtsp_hsm_public_key(hsm, "ext", &pub), QTSP_OK);
     CU_ASSERT(verify_digest(pub, dg, 32, sig, siglen, EVP_sha256()));
@@ -455,7 +461,7 @@ static void test_hsm_sees_keys_changed_by_another_process(void)
     CU_ASSERT_EQUAL_FATAL(run_pkcs11_tool("--delete-object --type privkey --label ext"), 0);
     siglen = sizeof sig;
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "ext", EVP_sha256(), dg, 32, sig, &siglen),
+    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "ext", ALG("ext", EVP_sha256()), dg, 32, sig, &siglen),
                     QTSP_ERR_HSM_NO_KEY);
     /* destroy still removes the public half */
     CU_ASSERT_EQUAL(qtsp_hsm_destroy(hsm, "ext"), QTSP_OK);
@@ -486,7 +492,7 @@ static void test_hsm_rescans_once_for_a_burst_of_foreign_keys(void)
         snprintf(label, sizeof label, "burst%d", i);
         size_t siglen = sizeof sig;
         qtsp_err_clear();
-        ok += qtsp_hsm_sign_digest(hsm, label, EVP_sha256(), dg, 32, sig, &siglen) == QTSP_OK;
+        ok += qtsp_hsm_sign_digest(hsm, label, ALG(label, EVP_sha256()), dg, 32, sig, &siglen) == QTSP_OK;
     }
     CU_ASSERT_EQUAL(ok, 3);
     qtsp_hsm_lookup_stats(hsm, &r1, &s1);
@@ -495,7 +501,7 @@ static void test_hsm_rescans_once_for_a_burst_of_foreign_keys(void)
     /* a key unknown to the token: within the second, a search, not a rescan */
     size_t siglen = sizeof sig;
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "no-such-burst", EVP_sha256(), dg, 32, sig, &siglen),
+    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "no-such-burst", ALG("no-such-burst", EVP_sha256()), dg, 32, sig, &siglen),
                     QTSP_ERR_HSM_NO_KEY);
     qtsp_err_clear();
     qtsp_hsm_lookup_stats(hsm, &r0, &s0);
@@ -531,7 +537,7 @@ static void *sign_worker(void *arg)
         EVP_Digest(msg, strlen(msg), dg, &n, EVP_sha256(), NULL);
         size_t siglen = sizeof sig;
         qtsp_err_clear();
-        if (qtsp_hsm_sign_digest(w->hsm, "mt-p256", EVP_sha256(), dg, 32, sig, &siglen) !=
+        if (qtsp_hsm_sign_digest(w->hsm, "mt-p256", ALG("mt-p256", EVP_sha256()), dg, 32, sig, &siglen) !=
                 QTSP_OK ||
             !verify_digest(w->pub, dg, 32, sig, siglen, EVP_sha256())) {
             w->ok = 0;
@@ -588,7 +594,7 @@ int main(void)
         QTEST(test_hsm_generates_p256_p384_rsa3072),
         QTEST(test_hsm_duplicate_label_exists),
         QTEST(test_hsm_private_key_is_sensitive_and_never_extractable),
-        QTEST(test_hsm_libp11_key_signs_and_verifies_in_software),
+        QTEST(test_hsm_token_key_signs_and_verifies_in_software),
         QTEST(test_hsm_sign_digest_ec_and_rsa_verify_in_software),
         QTEST(test_hsm_sign_digest_rejects_bad_input),
         QTEST(test_hsm_destroy_removes_key),

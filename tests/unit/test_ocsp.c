@@ -199,7 +199,7 @@ static int setup(void)
     write_file("ocsp.yaml", "validity: 24h\nrefresh_percent: 50\nmax_certids: 20\n"
                             "nonce_max_len: 128\nmax_request_bytes: 8192\n");
     snprintf(sp, sizeof sp, "%s/ocsp.yaml", g_dir);
-    if (qtsp_ocsp_new(sp, g_ca, g_resp, g_resp_key, g_store, &g_ocsp) != QTSP_OK) {
+    if (qtsp_ocsp_new(sp, g_ca, g_resp, qtest_key(g_resp_key), g_store, &g_ocsp) != QTSP_OK) {
         fprintf(stderr, "qtsp_ocsp_new: %s\n", qtsp_err_message());
         return 1;
     }
@@ -938,7 +938,7 @@ static void test_ocsp_shipped_policy_loads(void)
     snprintf(path, sizeof path, "%s/policies/ocsp.yaml", qtest_src_dir());
     qtsp_ocsp *o = NULL;
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_ocsp_new(path, g_ca, g_resp, g_resp_key, g_store, &o), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_ocsp_new(path, g_ca, g_resp, qtest_key(g_resp_key), g_store, &o), QTSP_OK);
     if (!o)
         fprintf(stderr, "%s\n", qtsp_err_message());
     qtsp_ocsp_free(o);
@@ -949,22 +949,22 @@ static void test_ocsp_new_rejects_unfit_responder_and_policy(void)
     qtsp_ocsp *o = NULL;
     /* the issuing CA itself lacks OCSPSigning and nocheck */
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_ocsp_new(NULL, g_root, g_ca, g_ca_key, g_store, &o), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_ocsp_new(NULL, g_root, g_ca, qtest_key(g_ca_key), g_store, &o), QTSP_ERR_INVALID);
     /* key does not match */
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_ocsp_new(NULL, g_ca, g_resp, g_ca_key, g_store, &o), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_ocsp_new(NULL, g_ca, g_resp, qtest_key(g_ca_key), g_store, &o), QTSP_ERR_INVALID);
     /* responder not issued by that CA */
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_ocsp_new(NULL, g_root, g_resp, g_resp_key, g_store, &o), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_ocsp_new(NULL, g_root, g_resp, qtest_key(g_resp_key), g_store, &o), QTSP_ERR_INVALID);
     char p[700];
     write_file("bad.yaml", "validity: 24h\nvaldity: 1h\n");
     snprintf(p, sizeof p, "%s/bad.yaml", g_dir);
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_ocsp_new(p, g_ca, g_resp, g_resp_key, g_store, &o), QTSP_ERR_CONFIG);
+    CU_ASSERT_EQUAL(qtsp_ocsp_new(p, g_ca, g_resp, qtest_key(g_resp_key), g_store, &o), QTSP_ERR_CONFIG);
     write_file("bad2.yaml", "validity: 24h\nnonce_max_len: 16\n");
     snprintf(p, sizeof p, "%s/bad2.yaml", g_dir);
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_ocsp_new(p, g_ca, g_resp, g_resp_key, g_store, &o), QTSP_ERR_CONFIG);
+    CU_ASSERT_EQUAL(qtsp_ocsp_new(p, g_ca, g_resp, qtest_key(g_resp_key), g_store, &o), QTSP_ERR_CONFIG);
     CU_ASSERT_PTR_NULL(o);
     qtsp_err_clear();
 }
@@ -1147,17 +1147,14 @@ static void test_ocsp_signing_queue_answers_verify_and_failures_are_internal_err
     char d[700];
     snprintf(d, sizeof d, "%s/token-q", g_dir);
     qtsp_hsm *hsm = NULL;
-    EVP_PKEY *pub = NULL, *priv = NULL;
+    EVP_PKEY *pub = NULL;
+    qtsp_key *priv = NULL;
     CU_ASSERT_EQUAL_FATAL(qtest_token_key(d, "ocsp-q", "q-ocsp", &hsm, &pub, &priv), 0);
     X509 *rc = make_cert("OCSP queued", pub, g_ca, g_ca_key, 33, g_base - 86400,
                          g_base + 365 * 86400, 1);
     write_pem("responder-q.pem", rc);
     qtsp_ocsp *o = NULL;
     CU_ASSERT_FATAL(qtsp_ocsp_new(NULL, g_ca, rc, priv, g_store, &o) == QTSP_OK);
-    qtsp_token_key k = {hsm, "q-ocsp"};
-    qtsp_signer sg;
-    qtsp_signer_for_token_key(&k, &sg);
-    qtsp_ocsp_set_signer(o, &sg);
     qtsp_signq *q = NULL;
     CU_ASSERT_FATAL(qtsp_signq_new(1, &q) == QTSP_OK);
     qtsp_ocsp_set_signq(o, q);
@@ -1184,7 +1181,7 @@ static void test_ocsp_signing_queue_answers_verify_and_failures_are_internal_err
     qtsp_signq_stats(q, &jobs, &batches);
     CU_ASSERT_EQUAL(jobs, 1); /* it went through the queue */
     /* the key goes away: the answer is internalError (2) */
-    snprintf(k.label, sizeof k.label, "q-gone");
+    CU_ASSERT_EQUAL(qtsp_hsm_destroy(hsm, "q-ocsp"), QTSP_OK);
     snprintf(cmd, sizeof cmd,
              "cd '%s' && openssl ocsp -url http://127.0.0.1:%u/ocsp -issuer ca.pem "
              "-CAfile root.pem -serial 0x%lx 2>&1",
@@ -1197,7 +1194,7 @@ static void test_ocsp_signing_queue_answers_verify_and_failures_are_internal_err
     qtsp_signq_free(q);
     qtsp_ocsp_free(o);
     X509_free(rc);
-    EVP_PKEY_free(priv);
+    qtsp_key_free(priv);
     EVP_PKEY_free(pub);
     qtsp_hsm_free(hsm);
 }

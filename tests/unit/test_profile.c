@@ -54,8 +54,8 @@ typedef struct chain {
 } chain;
 static chain g;
 
-static X509 *issue(const char *profile, const qtsp_subject_attrs *subj, EVP_PKEY *key, X509 *issuer,
-                   EVP_PKEY *issuer_key)
+static X509 *issue_k(const char *profile, const qtsp_subject_attrs *subj, EVP_PKEY *key,
+                     X509 *issuer, const qtsp_key *issuer_key)
 {
     qtsp_profile *p = load_policy(profile);
     if (!p)
@@ -74,6 +74,12 @@ static X509 *issue(const char *profile, const qtsp_subject_attrs *subj, EVP_PKEY
         fprintf(stderr, "issue %s: %s\n", profile, qtsp_err_message());
     qtsp_profile_free(p);
     return x;
+}
+
+static X509 *issue(const char *profile, const qtsp_subject_attrs *subj, EVP_PKEY *key, X509 *issuer,
+                   EVP_PKEY *issuer_key)
+{
+    return issue_k(profile, subj, key, issuer, qtest_key(issuer_key));
 }
 
 static int write_pem(const char *name, X509 *x)
@@ -499,7 +505,7 @@ static qtsp_status issue_qual(const qtsp_subject_attrs *s, EVP_PKEY *key, X509 *
     qtsp_cert_request r = {.subject = *s,
                            .subject_key = key,
                            .issuer = issuer,
-                           .issuer_key = issuer_key,
+                           .issuer_key = qtest_key(issuer_key),
                            .serial = serial,
                            .serial_len = slen,
                            .base_url = BASE};
@@ -594,7 +600,7 @@ static void test_profile_rejects_bad_requests(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     qtsp_cert_request r = {.subject = {.common_name = "Evil Root"},
                            .subject_key = c->root_key,
-                           .issuer_key = c->root_key,
+                           .issuer_key = qtest_key(c->root_key),
                            .serial = k_serial,
                            .serial_len = 16};
     qtsp_err_clear();
@@ -625,7 +631,7 @@ static void test_profile_signature_follows_issuer_key(void)
     CU_ASSERT_STRING_EQUAL(qtsp_profile_key_type(p), "ec-p256");
     X509 *x = NULL;
     qtsp_cert_request r = {.subject_key = c->qual_key,
-                           .issuer_key = c->qual_key,
+                           .issuer_key = qtest_key(c->qual_key),
                            .serial = k_serial,
                            .serial_len = 16};
     qtsp_err_clear();
@@ -641,7 +647,8 @@ static void test_profile_signature_follows_issuer_key(void)
     x = NULL;
     EVP_PKEY *rsa = EVP_RSA_gen(3072);
     CU_ASSERT_PTR_NOT_NULL_FATAL(rsa);
-    r.subject_key = r.issuer_key = rsa;
+    r.subject_key = rsa;
+    r.issuer_key = qtest_key(rsa);
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_profile_issue(p, &r, &x), QTSP_OK);
     CU_ASSERT_EQUAL(X509_get_signature_nid(x), NID_sha256WithRSAEncryption);
@@ -665,7 +672,7 @@ static void test_profile_validity_calendar_years_from_leap_day(void)
     qtsp_cert_request r = {.subject = k_person,
                            .subject_key = c->qual_key,
                            .issuer = c->issuing,
-                           .issuer_key = c->issuing_key,
+                           .issuer_key = qtest_key(c->issuing_key),
                            .serial = k_serial,
                            .serial_len = 16,
                            .not_before = timegm(&leap),
@@ -686,8 +693,8 @@ static void test_profile_validity_calendar_years_from_leap_day(void)
     qtsp_profile_free(p);
 }
 
-/* The issuer keys live in a SoftHSM2 token (libp11 EVP_PKEYs): the engine must
- * sign through X509_sign without touching private key material. */
+/* The issuer keys live in a SoftHSM2 token (ca/key.h token keys): the engine
+ * signs through the key interface without touching private key material. */
 static void test_profile_signs_with_pkcs11_token_keys(void)
 {
     char dir[512];
@@ -699,17 +706,18 @@ static void test_profile_signs_with_pkcs11_token_keys(void)
     if (rc != QTSP_OK)
         fprintf(stderr, "hsm open: %s\n", qtsp_err_message());
     CU_ASSERT_EQUAL_FATAL(rc, QTSP_OK);
-    EVP_PKEY *root_pub = NULL, *root_priv = NULL, *iss_pub = NULL, *iss_priv = NULL;
+    EVP_PKEY *root_pub = NULL, *iss_pub = NULL;
+    qtsp_key *root_priv = NULL, *iss_priv = NULL;
     CU_ASSERT_EQUAL(qtsp_hsm_generate(hsm, "root", QTSP_KEY_EC_P384, &root_pub), QTSP_OK);
-    CU_ASSERT_EQUAL(qtsp_hsm_private_key(hsm, "root", &root_priv), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_key_from_token(hsm, "root", &root_priv), QTSP_OK);
     CU_ASSERT_EQUAL(qtsp_hsm_generate(hsm, "issuing", QTSP_KEY_EC_P256, &iss_pub), QTSP_OK);
-    CU_ASSERT_EQUAL(qtsp_hsm_private_key(hsm, "issuing", &iss_priv), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_key_from_token(hsm, "issuing", &iss_priv), QTSP_OK);
     X509 *root = NULL, *iss = NULL, *leaf = NULL;
     if (root_priv && iss_priv) {
-        root = issue("root-ca", NULL, root_pub, NULL, root_priv);
+        root = issue_k("root-ca", NULL, root_pub, NULL, root_priv);
         CU_ASSERT_PTR_NOT_NULL(root);
         if (root)
-            iss = issue("issuing-ca", NULL, iss_pub, root, root_priv);
+            iss = issue_k("issuing-ca", NULL, iss_pub, root, root_priv);
         /* issuing-ca wants ec-p384: a P-256 token key is refused by the profile */
         CU_ASSERT_PTR_NULL(iss);
         qtsp_profile *p = load_policy("tsa-unit");
@@ -732,9 +740,9 @@ static void test_profile_signs_with_pkcs11_token_keys(void)
     X509_free(iss);
     X509_free(leaf);
     EVP_PKEY_free(root_pub);
-    EVP_PKEY_free(root_priv);
+    qtsp_key_free(root_priv);
     EVP_PKEY_free(iss_pub);
-    EVP_PKEY_free(iss_priv);
+    qtsp_key_free(iss_priv);
     qtsp_hsm_free(hsm);
     qtest_rmtree(dir);
 }

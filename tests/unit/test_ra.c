@@ -93,7 +93,8 @@ static int suite_init(void)
     if (!g_ca)
         return -1;
     qtsp_ra_deps deps = {
-        g_store, g_hsm, g_ca, g_ca_key, g_policies, g_secrets, "http://127.0.0.1:8080", NULL};
+        g_store, g_hsm, g_ca, qtest_key(g_ca_key), g_policies, g_secrets, "http://127.0.0.1:8080",
+        NULL};
     if (qtsp_ra_new(&deps, &g_ra) != QTSP_OK) {
         fprintf(stderr, "ra_new: %s\n", qtsp_err_message());
         return -1;
@@ -727,7 +728,8 @@ static void test_lifecycle_changes_reach_the_webhook(void)
     CU_ASSERT_FATAL(qtsp_notify_start(n) == QTSP_OK);
     qtsp_ra *ra = NULL;
     qtsp_ra_deps deps = {
-        g_store, g_hsm, g_ca, g_ca_key, g_policies, g_secrets, "http://127.0.0.1:8080", n};
+        g_store, g_hsm, g_ca, qtest_key(g_ca_key), g_policies, g_secrets, "http://127.0.0.1:8080",
+        n};
     CU_ASSERT_FATAL(qtsp_ra_new(&deps, &ra) == QTSP_OK);
 
     unsigned char serial[QTSP_SERIAL_MAX];

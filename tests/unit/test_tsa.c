@@ -158,7 +158,7 @@ static qtsp_tsa *make_tsa(const char *policy_extra, qtsp_store *store)
     sk_X509_push(chain, g_ca);
     qtsp_tsa *tsa = NULL;
     qtsp_err_clear();
-    qtsp_status rc = qtsp_tsa_new(p, g_tsa_cert, chain, g_tsa_key, store, &tsa);
+    qtsp_status rc = qtsp_tsa_new(p, g_tsa_cert, chain, qtest_key(g_tsa_key), store, &tsa);
     if (rc != QTSP_OK)
         fprintf(stderr, "qtsp_tsa_new: %s\n", qtsp_err_message());
     sk_X509_free(chain);
@@ -570,7 +570,7 @@ static void test_tsa_rejects_algorithm_disabled_by_policy(void)
     write_file("p2.yaml", p2, sizeof p2 - 1);
     path(p, sizeof p, "p2.yaml");
     qtsp_tsa *tsa = NULL;
-    CU_ASSERT_FATAL(qtsp_tsa_new(p, g_tsa_cert, NULL, g_tsa_key, NULL, &tsa) == QTSP_OK);
+    CU_ASSERT_FATAL(qtsp_tsa_new(p, g_tsa_cert, NULL, qtest_key(g_tsa_key), NULL, &tsa) == QTSP_OK);
     unsigned char q[512];
     size_t n = build_query(q, SHA256_OID, sizeof SHA256_OID, 32, "", 0, 1);
     expect_rejection(tsa, q, n, TS_INFO_BAD_ALG);
@@ -1186,17 +1186,17 @@ static void test_tsa_policy_file_errors_name_the_line(void)
     path(p, sizeof p, "bad.yaml");
     qtsp_tsa *tsa = NULL;
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_tsa_new(p, g_tsa_cert, NULL, g_tsa_key, NULL, &tsa), QTSP_ERR_CONFIG);
+    CU_ASSERT_EQUAL(qtsp_tsa_new(p, g_tsa_cert, NULL, qtest_key(g_tsa_key), NULL, &tsa), QTSP_ERR_CONFIG);
     CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_err_message(), "bad.yaml:3"));
     CU_ASSERT_PTR_NULL(tsa);
     static const char md5[] = "version: 1\npolicy_oid: " BASELINE "\nhash_algorithms: [md5]\n";
     write_file("bad.yaml", md5, sizeof md5 - 1);
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_tsa_new(p, g_tsa_cert, NULL, g_tsa_key, NULL, &tsa), QTSP_ERR_CONFIG);
+    CU_ASSERT_EQUAL(qtsp_tsa_new(p, g_tsa_cert, NULL, qtest_key(g_tsa_key), NULL, &tsa), QTSP_ERR_CONFIG);
     static const char unknown[] = "version: 1\npolicy_oid: " BASELINE "\nordering: true\n";
     write_file("bad.yaml", unknown, sizeof unknown - 1);
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_tsa_new(p, g_tsa_cert, NULL, g_tsa_key, NULL, &tsa), QTSP_ERR_CONFIG);
+    CU_ASSERT_EQUAL(qtsp_tsa_new(p, g_tsa_cert, NULL, qtest_key(g_tsa_key), NULL, &tsa), QTSP_ERR_CONFIG);
     qtsp_err_clear();
 }
 
@@ -1227,7 +1227,7 @@ static void test_tsa_refuses_key_not_matching_certificate(void)
     qtsp_tsa_policy_defaults(&pol);
     qtsp_tsa *tsa = NULL;
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_tsa_new_policy(&pol, g_tsa_cert, NULL, g_ca_key, NULL, &tsa),
+    CU_ASSERT_EQUAL(qtsp_tsa_new_policy(&pol, g_tsa_cert, NULL, qtest_key(g_ca_key), NULL, &tsa),
                     QTSP_ERR_INVALID);
     CU_ASSERT_PTR_NULL(tsa);
     qtsp_err_clear();
@@ -1238,7 +1238,8 @@ static void test_tsa_signs_with_key_in_softhsm_token(void)
     char d[600];
     path(d, sizeof d, "token");
     qtsp_hsm *hsm = NULL;
-    EVP_PKEY *pub = NULL, *priv = NULL;
+    EVP_PKEY *pub = NULL;
+    qtsp_key *priv = NULL;
     CU_ASSERT_EQUAL_FATAL(qtest_token_key(d, "tsa-test", "qtsp-tsa", &hsm, &pub, &priv), 0);
     X509 *c = make_cert("qtsp HSM TSU", pub, g_ca, g_ca_key, 0x77, 0);
     write_pem("tsa-hsm.pem", c);
@@ -1258,7 +1259,7 @@ static void test_tsa_signs_with_key_in_softhsm_token(void)
     CU_ASSERT_EQUAL(run("openssl ts -verify -in r.tsr -data data.txt -CAfile ca.pem"), 0);
     qtsp_tsa_free(tsa);
     X509_free(c);
-    EVP_PKEY_free(priv);
+    qtsp_key_free(priv);
     EVP_PKEY_free(pub);
     qtsp_hsm_free(hsm);
 }
@@ -1286,7 +1287,8 @@ static void test_tsa_signing_queue_tokens_verify_and_failed_ones_are_voided(void
     path(d, sizeof d, "token-q");
     path(sdir, sizeof sdir, "store-q");
     qtsp_hsm *hsm = NULL;
-    EVP_PKEY *pub = NULL, *priv = NULL;
+    EVP_PKEY *pub = NULL;
+    qtsp_key *priv = NULL;
     CU_ASSERT_EQUAL_FATAL(qtest_token_key(d, "tsa-q", "q-tsa", &hsm, &pub, &priv), 0);
     X509 *c = make_cert("qtsp queued TSU", pub, g_ca, g_ca_key, 0x78, 0);
     write_pem("tsa-q.pem", c);
@@ -1297,10 +1299,6 @@ static void test_tsa_signing_queue_tokens_verify_and_failed_ones_are_voided(void
     pol.require_sync = 0;
     qtsp_tsa *tsa = NULL;
     CU_ASSERT_FATAL(qtsp_tsa_new_policy(&pol, c, NULL, priv, st, &tsa) == QTSP_OK);
-    qtsp_token_key k = {hsm, "q-tsa"};
-    qtsp_signer s;
-    qtsp_signer_for_token_key(&k, &s);
-    qtsp_tsa_set_signer(tsa, &s);
     qtsp_signq *q = NULL;
     CU_ASSERT_FATAL(qtsp_signq_new(1, &q) == QTSP_OK);
     qtsp_tsa_set_signq(tsa, q);
@@ -1327,7 +1325,7 @@ static void test_tsa_signing_queue_tokens_verify_and_failed_ones_are_voided(void
     }
     CU_ASSERT_EQUAL(verified, 5);
     /* the key goes away: signatures fail from now on */
-    snprintf(k.label, sizeof k.label, "q-missing");
+    CU_ASSERT_EQUAL(qtsp_hsm_destroy(hsm, "q-tsa"), QTSP_OK);
     long n = http_stamp(fd, qb, qn, der, sizeof der, &status);
     CU_ASSERT(n > 0 && status == 200);
     const unsigned char *p = der;
@@ -1349,7 +1347,7 @@ static void test_tsa_signing_queue_tokens_verify_and_failed_ones_are_voided(void
     qtsp_tsa_free(tsa);
     qtsp_store_close(st);
     X509_free(c);
-    EVP_PKEY_free(priv);
+    qtsp_key_free(priv);
     EVP_PKEY_free(pub);
     qtsp_hsm_free(hsm);
 }
