@@ -224,7 +224,11 @@ void hsm_idx_free(qtsp_hsm *hsm)
     hsm->idx_nb = hsm->idx_n = 0;
 }
 
-void hsm_scan_pause(const char *why, int attempt)
+/* A token scan that failed because another process was writing the token
+ * (SoftHSM2's file backend) is tried again, HSM_SCAN_TRIES times in all. */
+#define HSM_SCAN_TRIES 5
+
+static void hsm_scan_pause(const char *why, int attempt)
 {
     LOG_WARN("hsm: token scan failed (another process writing the token?): %s; retry %d", why,
              attempt);

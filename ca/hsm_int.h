@@ -60,10 +60,6 @@ struct qtsp_hsm {
     _Atomic uint64_t idx_rescans, idx_searches; /* after misses: whole-token rescans, searches */
 };
 
-/* A token scan that failed because another process was writing the token
- * (SoftHSM2's file backend) is tried again, HSM_SCAN_TRIES times in all. */
-#define HSM_SCAN_TRIES 5
-
 /* PKCS#11 return value as its CKR_ name (static string). */
 const char *hsm_ckr_name(CK_RV rv);
 
@@ -96,9 +92,6 @@ qtsp_status hsm_idx_put(qtsp_hsm *hsm, const char *label, CK_OBJECT_CLASS cls,
                            CK_OBJECT_HANDLE o, CK_KEY_TYPE kt) QTSP_MUST_USE;
 void hsm_idx_forget(qtsp_hsm *hsm, const char *label);
 void hsm_idx_free(qtsp_hsm *hsm);
-/* Logs why a token scan failed and sleeps before try attempt. */
-void hsm_scan_pause(const char *why, int attempt);
-
 qtsp_status hsm_idx_load(qtsp_hsm *hsm, CK_SESSION_HANDLE s) QTSP_MUST_USE;
 
 /* label's object of class cls: from the index unless fresh, else searched

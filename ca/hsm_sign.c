@@ -33,31 +33,33 @@ static const unsigned char DI_SHA512[] = {0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x
                                           0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
                                           0x03, 0x05, 0x00, 0x04, 0x40};
 
-static qtsp_status digest_info_prefix(const EVP_MD *md, const unsigned char **p, size_t *n)
+/* What RSA signing needs to know of each digest: the DigestInfo prefix
+ * (PKCS#1 v1.5) and the PKCS#11 digest and MGF1 mechanisms (PSS). */
+typedef struct rsa_digest {
+    int nid;
+    const unsigned char *di;
+    size_t di_len;
+    CK_MECHANISM_TYPE hash;
+    CK_RSA_PKCS_MGF_TYPE mgf;
+} rsa_digest;
+
+static const rsa_digest RSA_DIGESTS[] = {
+    {NID_sha224, DI_SHA224, sizeof DI_SHA224, CKM_SHA224, CKG_MGF1_SHA224},
+    {NID_sha256, DI_SHA256, sizeof DI_SHA256, CKM_SHA256, CKG_MGF1_SHA256},
+    {NID_sha384, DI_SHA384, sizeof DI_SHA384, CKM_SHA384, CKG_MGF1_SHA384},
+    {NID_sha512, DI_SHA512, sizeof DI_SHA512, CKM_SHA512, CKG_MGF1_SHA512},
+};
+
+static qtsp_status rsa_digest_of(const EVP_MD *md, const rsa_digest **out)
 {
     ENSURE(md != NULL, QTSP_ERR_INVALID, "RSA signing needs the digest algorithm");
-    switch (EVP_MD_get_type(md)) {
-    case NID_sha224:
-        *p = DI_SHA224;
-        *n = sizeof DI_SHA224;
-        break;
-    case NID_sha256:
-        *p = DI_SHA256;
-        *n = sizeof DI_SHA256;
-        break;
-    case NID_sha384:
-        *p = DI_SHA384;
-        *n = sizeof DI_SHA384;
-        break;
-    case NID_sha512:
-        *p = DI_SHA512;
-        *n = sizeof DI_SHA512;
-        break;
-    default:
-        FAIL(QTSP_ERR_UNSUPPORTED, "digest %s is not supported for RSA signing",
-             EVP_MD_get0_name(md));
-    }
-    return QTSP_OK;
+    for (size_t i = 0; i < sizeof RSA_DIGESTS / sizeof RSA_DIGESTS[0]; i++)
+        if (RSA_DIGESTS[i].nid == EVP_MD_get_type(md)) {
+            *out = &RSA_DIGESTS[i];
+            return QTSP_OK;
+        }
+    FAIL(QTSP_ERR_UNSUPPORTED, "digest %s is not supported for RSA signing",
+         EVP_MD_get0_name(md));
 }
 
 /* PKCS#11 CKM_ECDSA gives r || s; X.509 and CMS want ECDSA-Sig-Value
@@ -83,33 +85,6 @@ static qtsp_status map_key_rv(CK_RV rv, const char *what, const char *label)
     if (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID)
         FAIL(QTSP_ERR_HSM_NO_KEY, "%s: key '%s' is gone", what, label);
     FAIL(QTSP_ERR_HSM, "%s with key '%s' failed: %s", what, label, hsm_ckr_name(rv));
-}
-
-/* PKCS#11 digest and MGF1 mechanism for md (RSA-PSS parameters). */
-static qtsp_status pss_mech(const EVP_MD *md, CK_MECHANISM_TYPE *hash, CK_RSA_PKCS_MGF_TYPE *mgf)
-{
-    switch (EVP_MD_get_type(md)) {
-    case NID_sha224:
-        *hash = CKM_SHA224;
-        *mgf = CKG_MGF1_SHA224;
-        break;
-    case NID_sha256:
-        *hash = CKM_SHA256;
-        *mgf = CKG_MGF1_SHA256;
-        break;
-    case NID_sha384:
-        *hash = CKM_SHA384;
-        *mgf = CKG_MGF1_SHA384;
-        break;
-    case NID_sha512:
-        *hash = CKM_SHA512;
-        *mgf = CKG_MGF1_SHA512;
-        break;
-    default:
-        FAIL(QTSP_ERR_UNSUPPORTED, "digest %s is not supported for RSA-PSS",
-             EVP_MD_get0_name(md));
-    }
-    return QTSP_OK;
 }
 
 qtsp_status qtsp_hsm_sign_digest(qtsp_hsm *hsm, const char *label, const qtsp_sigalg *alg,
@@ -138,19 +113,19 @@ qtsp_status qtsp_hsm_sign_digest(qtsp_hsm *hsm, const char *label, const qtsp_si
         memcpy(in, dgst, dlen);
         inlen = dlen;
     } else if (kt == CKK_RSA && alg->scheme == QTSP_SIG_RSA_PKCS1) {
-        const unsigned char *pre = NULL;
-        size_t plen = 0;
-        TRY(digest_info_prefix(md, &pre, &plen));
-        memcpy(in, pre, plen);
-        memcpy(in + plen, dgst, dlen);
-        inlen = plen + dlen;
+        const rsa_digest *rd = NULL;
+        TRY(rsa_digest_of(md, &rd));
+        memcpy(in, rd->di, rd->di_len);
+        memcpy(in + rd->di_len, dgst, dlen);
+        inlen = rd->di_len + dlen;
         mech.mechanism = CKM_RSA_PKCS;
     } else if (kt == CKK_RSA && alg->scheme == QTSP_SIG_RSA_PSS) {
         /* PKCS#11 3.0 2.1.15: the input is the digest, hashAlg its digest */
-        ENSURE(md != NULL, QTSP_ERR_INVALID, "RSA-PSS needs the digest algorithm");
-        CK_RSA_PKCS_MGF_TYPE unused;
-        TRY(pss_mech(md, &pss.hashAlg, &unused));
-        TRY(pss_mech(alg->mgf1_md ? alg->mgf1_md : md, &unused, &pss.mgf));
+        const rsa_digest *rd = NULL, *mgf = NULL;
+        TRY(rsa_digest_of(md, &rd));
+        TRY(rsa_digest_of(alg->mgf1_md ? alg->mgf1_md : md, &mgf));
+        pss.hashAlg = rd->hash;
+        pss.mgf = mgf->mgf;
         pss.sLen = alg->salt_len < 0 ? dlen : (CK_ULONG)alg->salt_len;
         memcpy(in, dgst, dlen);
         inlen = dlen;
