@@ -41,8 +41,8 @@ qtsp_status qtsp_ceremony_make_keys(qtsp_ceremony *c, qtsp_hsm *hsm, const char 
                                     const char *base_url)
 {
     /* root, then issuing (by root), OCSP (by issuing), TSA (by root) */
-    static const int issuer_of[QTSP_CEREMONY_KEYS] = {-1, QTSP_CEREMONY_ROOT,
-                                                      QTSP_CEREMONY_ISSUING, QTSP_CEREMONY_ROOT};
+    static const int issuer_of[QTSP_CEREMONY_KEYS] = {-1, QTSP_CEREMONY_ROOT, QTSP_CEREMONY_ISSUING,
+                                                      QTSP_CEREMONY_ROOT};
     for (size_t i = 0; i < QTSP_CEREMONY_KEYS; i++) {
         qtsp_ceremony_key *k = &c->keys[i];
         char path[QTSP_PATH_MAX + 64];
@@ -160,8 +160,7 @@ qtsp_status qtsp_ceremony_record(const qtsp_ceremony *c, qtsp_store *store, cons
         const qtsp_ceremony_key *k = &c->keys[i];
         qtsp_cert_record *rec = &rc_.recs[i];
         const ASN1_INTEGER *sn = X509_get0_serialNumber(k->made.cert);
-        TRY_OUT(qtsp_serial_normalize(sn->data, (size_t)sn->length, rec->serial,
-                                      &rec->serial_len));
+        TRY_OUT(qtsp_serial_normalize(sn->data, (size_t)sn->length, rec->serial, &rec->serial_len));
         /* the root and what it signs are the root's; the OCSP responder the
          * issuing CA's */
         snprintf(rec->issuer, sizeof rec->issuer, "%s",

@@ -13,8 +13,13 @@
 #include "core/buf.h"
 #include "core/err.h"
 
-enum { QTSP_CEREMONY_ROOT, QTSP_CEREMONY_ISSUING, QTSP_CEREMONY_OCSP, QTSP_CEREMONY_TSA,
-       QTSP_CEREMONY_KEYS };
+enum {
+    QTSP_CEREMONY_ROOT,
+    QTSP_CEREMONY_ISSUING,
+    QTSP_CEREMONY_OCSP,
+    QTSP_CEREMONY_TSA,
+    QTSP_CEREMONY_KEYS
+};
 
 typedef struct qtsp_ceremony_key {
     const char *role;      /* "root-ca", "issuing-ca", "ocsp", "tsa" */
@@ -43,12 +48,12 @@ qtsp_status qtsp_ceremony_make_keys(qtsp_ceremony *c, qtsp_hsm *hsm, const char 
 
 /* What the report says besides the keys. */
 typedef struct qtsp_ceremony_facts {
-    const char *actor;       /* who ran it */
+    const char *actor; /* who ran it */
     const char *token_label;
     const char *token_where; /* "embedded SoftHSM2" or the module path */
     const char *home;
     const char *base_url;
-    int clock_synced;        /* adjtimex said synchronised */
+    int clock_synced;                             /* adjtimex said synchronised */
     char model[64], serial[64], manufacturer[64]; /* qtsp_hsm_token_info */
 } qtsp_ceremony_facts;
 

@@ -44,8 +44,9 @@
  *
  * Streaming: each CRL is encoded in two passes over the revoked index in one
  * read transaction (pass 1 sizes revokedCertificates, pass 2 writes the DER
- * into the final buffer), then signed through the CA's qtsp_key, written to a temp file, fsynced and renamed. Memory is the CRL's DER
- * (about 49 bytes per entry) plus the previous CRL while it is still served.
+ * into the final buffer), then signed through the CA's qtsp_key, written to a temp file, fsynced
+ * and renamed. Memory is the CRL's DER (about 49 bytes per entry) plus the previous CRL while it is
+ * still served.
  *
  * Files: ca/crl_int.h lists them; HTTP lives in ca/crl_http.{h,c} only.
  *
@@ -95,8 +96,8 @@ qtsp_status qtsp_crl_policy_load(const char *path, qtsp_crl_policy *out) QTSP_MU
  * QTSP_ERR_UNSUPPORTED (key type), QTSP_ERR_IO, QTSP_ERR_NOMEM. */
 qtsp_status qtsp_crl_publisher_new(const char *policy_path, const char *public_dir,
                                    X509 *issuing_ca, const qtsp_key *issuing_key, X509 *root_ca,
-                                   const qtsp_key *root_key, const char *base_url, qtsp_store *store,
-                                   qtsp_crl_publisher **out) QTSP_MUST_USE;
+                                   const qtsp_key *root_key, const char *base_url,
+                                   qtsp_store *store, qtsp_crl_publisher **out) QTSP_MUST_USE;
 
 /* Publishes what is due (see above), or everything with a new base when
  * force is set. Thread-safe (serialised). Store, crypto and I/O errors; on

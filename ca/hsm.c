@@ -265,7 +265,8 @@ static qtsp_status init_token(CK_FUNCTION_LIST_PTR fl, const char *label, const 
     TRY(find_raw_slot(fl, label, &slot));
     CK_SESSION_HANDLE s;
     rv = fl->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
-    ENSURE(rv == CKR_OK, QTSP_ERR_HSM, "C_OpenSession on the new token failed: %s", hsm_ckr_name(rv));
+    ENSURE(rv == CKR_OK, QTSP_ERR_HSM, "C_OpenSession on the new token failed: %s",
+           hsm_ckr_name(rv));
     qtsp_status rc = QTSP_OK;
     rv = fl->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin));
     ENSURE_OUT(rv == CKR_OK, QTSP_ERR_HSM_LOGIN, "SO login on the new token failed: %s",
@@ -465,4 +466,3 @@ qtsp_status qtsp_hsm_token_info(qtsp_hsm *hsm, char *model, size_t model_cap, ch
         copy_padded(manufacturer, manufacturer_cap, ti.manufacturerID, sizeof ti.manufacturerID);
     return QTSP_OK;
 }
-

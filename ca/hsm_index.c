@@ -20,8 +20,8 @@
 /* Finds up to max objects of class cls (or any class when cls is
  * CK_UNAVAILABLE_INFORMATION) with label. *n gets how many were found. */
 qtsp_status hsm_find_by_label(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *label,
-                                 CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *objs, CK_ULONG max,
-                                 CK_ULONG *n)
+                              CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *objs, CK_ULONG max,
+                              CK_ULONG *n)
 {
     CK_ATTRIBUTE tmpl[2] = {
         {CKA_LABEL, (void *)label, strlen(label)},
@@ -64,8 +64,8 @@ static qtsp_status get_ulong(qtsp_hsm *hsm, CK_SESSION_HANDLE s, CK_OBJECT_HANDL
 
 /* Reads a variable-length attribute into a fresh buffer (caller frees). */
 qtsp_status hsm_get_bytes(qtsp_hsm *hsm, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
-                             CK_ATTRIBUTE_TYPE type, const char *name, unsigned char **out,
-                             size_t *len)
+                          CK_ATTRIBUTE_TYPE type, const char *name, unsigned char **out,
+                          size_t *len)
 {
     CK_ATTRIBUTE a = {type, NULL, 0};
     CK_RV rv = hsm->fl->C_GetAttributeValue(s, o, &a, 1);
@@ -118,7 +118,7 @@ static key_entry *idx_find_locked(qtsp_hsm *hsm, const char *label, uint64_t h)
 
 /* Copies label's entry; false when there is none or cls's handle is unknown. */
 bool hsm_idx_get(qtsp_hsm *hsm, const char *label, CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *h,
-                    CK_KEY_TYPE *kt)
+                 CK_KEY_TYPE *kt)
 {
     uint64_t hh = label_hash(label);
     bool ok = false;
@@ -163,8 +163,8 @@ static qtsp_status idx_grow_locked(qtsp_hsm *hsm)
 }
 
 /* Records handle o of class cls (public or private key) for label. */
-qtsp_status hsm_idx_put(qtsp_hsm *hsm, const char *label, CK_OBJECT_CLASS cls,
-                           CK_OBJECT_HANDLE o, CK_KEY_TYPE kt)
+qtsp_status hsm_idx_put(qtsp_hsm *hsm, const char *label, CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE o,
+                        CK_KEY_TYPE kt)
 {
     uint64_t h = label_hash(label);
     qtsp_status rc = QTSP_OK;
@@ -295,8 +295,8 @@ static qtsp_status idx_load_once(qtsp_hsm *hsm, CK_SESSION_HANDLE s)
 
 /* label's object of class cls: from the index unless fresh, else searched
  * in the token (and then remembered). QTSP_ERR_HSM_NO_KEY. */
-qtsp_status hsm_resolve(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *label,
-                           CK_OBJECT_CLASS cls, bool fresh, CK_OBJECT_HANDLE *h, CK_KEY_TYPE *kt)
+qtsp_status hsm_resolve(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *label, CK_OBJECT_CLASS cls,
+                        bool fresh, CK_OBJECT_HANDLE *h, CK_KEY_TYPE *kt)
 {
     if (!fresh && hsm_idx_get(hsm, label, cls, h, kt))
         return QTSP_OK;
@@ -336,7 +336,7 @@ bool hsm_stale_handle(CK_RV rv)
 /* hsm_resolve() plus a check that a remembered handle is still valid (one
  * attribute read), for the paths that are not per-signature. */
 qtsp_status hsm_resolve_live(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *label,
-                                CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *h, CK_KEY_TYPE *kt)
+                             CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *h, CK_KEY_TYPE *kt)
 {
     TRY(hsm_resolve(hsm, s, label, cls, false, h, kt));
     CK_OBJECT_CLASS c = 0;
@@ -347,9 +347,7 @@ qtsp_status hsm_resolve_live(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *lab
     return QTSP_OK;
 }
 
-
-qtsp_status qtsp_hsm_list_labels(qtsp_hsm *hsm, const char *prefix, qtsp_label_fn fn,
-                                 void *ctx)
+qtsp_status qtsp_hsm_list_labels(qtsp_hsm *hsm, const char *prefix, qtsp_label_fn fn, void *ctx)
 {
     size_t plen = strlen(prefix), n = 0;
     char **labels = NULL;

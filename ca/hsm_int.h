@@ -56,7 +56,7 @@ struct qtsp_hsm {
     bool idx_ok;
     key_entry **idx;
     size_t idx_nb, idx_n;
-    _Atomic uint64_t idx_rescan_ns; /* last rescan after a miss (qtsp_mono_ns) */
+    _Atomic uint64_t idx_rescan_ns;             /* last rescan after a miss (qtsp_mono_ns) */
     _Atomic uint64_t idx_rescans, idx_searches; /* after misses: whole-token rescans, searches */
 };
 
@@ -75,36 +75,36 @@ qtsp_status hsm_thread_session(qtsp_hsm *hsm, CK_SESSION_HANDLE *out) QTSP_MUST_
 /* Up to max objects of class cls (any with CK_UNAVAILABLE_INFORMATION)
  * labelled label; *n how many. A token search: O(objects). */
 qtsp_status hsm_find_by_label(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *label,
-                                 CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *objs, CK_ULONG max,
-                                 CK_ULONG *n) QTSP_MUST_USE;
+                              CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *objs, CK_ULONG max,
+                              CK_ULONG *n) QTSP_MUST_USE;
 
 /* A variable-length attribute in a fresh buffer (caller frees). */
 qtsp_status hsm_get_bytes(qtsp_hsm *hsm, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
-                             CK_ATTRIBUTE_TYPE type, const char *name, unsigned char **out,
-                             size_t *len) QTSP_MUST_USE;
+                          CK_ATTRIBUTE_TYPE type, const char *name, unsigned char **out,
+                          size_t *len) QTSP_MUST_USE;
 
 /* The key index (hsm_index.c): lookup, presence, insert, eviction, load
  * (one token scan, retried), release. Thread-safe (idx_lock). */
 bool hsm_idx_get(qtsp_hsm *hsm, const char *label, CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *h,
-                    CK_KEY_TYPE *kt);
+                 CK_KEY_TYPE *kt);
 bool hsm_idx_has(qtsp_hsm *hsm, const char *label);
-qtsp_status hsm_idx_put(qtsp_hsm *hsm, const char *label, CK_OBJECT_CLASS cls,
-                           CK_OBJECT_HANDLE o, CK_KEY_TYPE kt) QTSP_MUST_USE;
+qtsp_status hsm_idx_put(qtsp_hsm *hsm, const char *label, CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE o,
+                        CK_KEY_TYPE kt) QTSP_MUST_USE;
 void hsm_idx_forget(qtsp_hsm *hsm, const char *label);
 void hsm_idx_free(qtsp_hsm *hsm);
 qtsp_status hsm_idx_load(qtsp_hsm *hsm, CK_SESSION_HANDLE s) QTSP_MUST_USE;
 
 /* label's object of class cls: from the index unless fresh, else searched
  * (and remembered). QTSP_ERR_HSM_NO_KEY. */
-qtsp_status hsm_resolve(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *label,
-                           CK_OBJECT_CLASS cls, bool fresh, CK_OBJECT_HANDLE *h, CK_KEY_TYPE *kt) QTSP_MUST_USE;
+qtsp_status hsm_resolve(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *label, CK_OBJECT_CLASS cls,
+                        bool fresh, CK_OBJECT_HANDLE *h, CK_KEY_TYPE *kt) QTSP_MUST_USE;
 
 /* The token no longer knows a remembered handle. */
 bool hsm_stale_handle(CK_RV rv);
 
 /* hsm_resolve() plus a check that a remembered handle is still valid. */
 qtsp_status hsm_resolve_live(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *label,
-                                CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *h, CK_KEY_TYPE *kt) QTSP_MUST_USE;
-
+                             CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *h,
+                             CK_KEY_TYPE *kt) QTSP_MUST_USE;
 
 #endif

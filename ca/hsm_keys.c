@@ -68,8 +68,8 @@ qtsp_status qtsp_hsm_generate(qtsp_hsm *hsm, const char *label, qtsp_keytype typ
      * by this process since: a search of the whole token per new key would
      * cost O(keys). Keys another process adds meanwhile are not seen. */
     pthread_mutex_lock(&hsm->gen_lock);
-    ENSURE_OUT(!hsm_idx_has(hsm, label), QTSP_ERR_EXISTS, "the token already holds a key labelled '%s'",
-               label);
+    ENSURE_OUT(!hsm_idx_has(hsm, label), QTSP_ERR_EXISTS,
+               "the token already holds a key labelled '%s'", label);
     CK_OBJECT_HANDLE hpub, hpriv;
     CK_RV rv = hsm->fl->C_GenerateKeyPair(s, &mech, pub, npub, priv, sizeof priv / sizeof priv[0],
                                           &hpub, &hpriv);
@@ -249,4 +249,3 @@ qtsp_status qtsp_hsm_check_key_protected(qtsp_hsm *hsm, const char *label)
     ENSURE(never == CK_TRUE, QTSP_ERR_HSM, "key '%s' has CKA_NEVER_EXTRACTABLE=false", label);
     return QTSP_OK;
 }
-

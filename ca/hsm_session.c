@@ -68,8 +68,7 @@ qtsp_status hsm_thread_session(qtsp_hsm *hsm, CK_SESSION_HANDLE *out)
     return QTSP_OK;
 }
 
-void qtsp_hsm_lookup_stats(qtsp_hsm *hsm, unsigned long long *rescans,
-                           unsigned long long *searches)
+void qtsp_hsm_lookup_stats(qtsp_hsm *hsm, unsigned long long *rescans, unsigned long long *searches)
 {
     *rescans = hsm ? atomic_load(&hsm->idx_rescans) : 0;
     *searches = hsm ? atomic_load(&hsm->idx_searches) : 0;
@@ -81,4 +80,3 @@ unsigned qtsp_hsm_session_count(const qtsp_hsm *hsm)
         return 0;
     return atomic_load(&((qtsp_hsm *)hsm)->nsessions);
 }
-

@@ -58,8 +58,7 @@ static qtsp_status rsa_digest_of(const EVP_MD *md, const rsa_digest **out)
             *out = &RSA_DIGESTS[i];
             return QTSP_OK;
         }
-    FAIL(QTSP_ERR_UNSUPPORTED, "digest %s is not supported for RSA signing",
-         EVP_MD_get0_name(md));
+    FAIL(QTSP_ERR_UNSUPPORTED, "digest %s is not supported for RSA signing", EVP_MD_get0_name(md));
 }
 
 /* PKCS#11 CKM_ECDSA gives r || s; X.509 and CMS want ECDSA-Sig-Value
@@ -195,4 +194,3 @@ qtsp_status qtsp_key_from_token(qtsp_hsm *hsm, const char *label, qtsp_key **out
     EVP_PKEY_free(pub);
     return rc;
 }
-

@@ -214,8 +214,8 @@ static qtsp_status sigalg_algor(const qtsp_sigalg *alg, X509_ALGOR **out)
                    "cannot encode the algorithm");
     } else if (a.scheme == QTSP_SIG_RSA_PKCS1) {
         /* RFC 8017 A.2.4: parameters NULL */
-        ENSURE_OUT(OBJ_find_sigid_by_algs(&nid, md, NID_rsaEncryption) == 1,
-                   QTSP_ERR_UNSUPPORTED, "no RSA OID for %s", EVP_MD_get0_name(a.md));
+        ENSURE_OUT(OBJ_find_sigid_by_algs(&nid, md, NID_rsaEncryption) == 1, QTSP_ERR_UNSUPPORTED,
+                   "no RSA OID for %s", EVP_MD_get0_name(a.md));
         ENSURE_OUT(X509_ALGOR_set0(x, OBJ_nid2obj(nid), V_ASN1_NULL, NULL) == 1, QTSP_ERR_CRYPTO,
                    "cannot encode the algorithm");
     } else {
@@ -262,9 +262,8 @@ qtsp_status qtsp_key_sign_digest(const qtsp_key *k, const qtsp_sigalg *alg,
     return QTSP_OK;
 }
 
-qtsp_status qtsp_key_sign_data(const qtsp_key *k, const qtsp_sigalg *alg,
-                               const unsigned char *data, size_t len, unsigned char *sig,
-                               size_t *siglen)
+qtsp_status qtsp_key_sign_data(const qtsp_key *k, const qtsp_sigalg *alg, const unsigned char *data,
+                               size_t len, unsigned char *sig, size_t *siglen)
 {
     ENSURE(alg != NULL && md_supported(alg->md), QTSP_ERR_UNSUPPORTED,
            "no supported digest to sign with");

@@ -75,8 +75,7 @@ void qtsp_key_free(qtsp_key *k);
  * for RSA keys. md NULL: SHA-256, or for EC keys the digest matching the
  * curve size (RFC 5758 3.2: P-384 -> SHA-384, larger -> SHA-512).
  * QTSP_ERR_UNSUPPORTED for other key types. */
-qtsp_status qtsp_key_sigalg(const qtsp_key *k, const EVP_MD *md,
-                            qtsp_sigalg *out) QTSP_MUST_USE;
+qtsp_status qtsp_key_sigalg(const qtsp_key *k, const EVP_MD *md, qtsp_sigalg *out) QTSP_MUST_USE;
 
 /* Signs a digest made with alg->md. dlen must be the digest's size
  * (QTSP_ERR_INVALID otherwise, also for a scheme that does not fit the key
@@ -87,9 +86,8 @@ qtsp_status qtsp_key_sign_digest(const qtsp_key *k, const qtsp_sigalg *alg,
                                  size_t *siglen) QTSP_MUST_USE;
 
 /* Hashes data with alg->md in software, then qtsp_key_sign_digest. */
-qtsp_status qtsp_key_sign_data(const qtsp_key *k, const qtsp_sigalg *alg,
-                               const unsigned char *data, size_t len, unsigned char *sig,
-                               size_t *siglen) QTSP_MUST_USE;
+qtsp_status qtsp_key_sign_data(const qtsp_key *k, const qtsp_sigalg *alg, const unsigned char *data,
+                               size_t len, unsigned char *sig, size_t *siglen) QTSP_MUST_USE;
 
 /* Signs the certificate x (its TBSCertificate as it stands) with alg:
  * sets both signature AlgorithmIdentifiers, re-encodes, signs, and

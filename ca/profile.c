@@ -69,7 +69,8 @@
  *
  * Signature: chosen from the issuer key: ECDSA-SHA256 for P-256,
  * ECDSA-SHA384 for P-384, RSA PKCS#1 v1.5 SHA-256 for RSA, made through
- * the issuer's qtsp_key (ca/key.h: a token key in production); the result is verified with the issuer's public key before it is returned.
+ * the issuer's qtsp_key (ca/key.h: a token key in production); the result is verified with the
+ * issuer's public key before it is returned.
  *
  * Name encoding: C and serialNumber are PrintableString (X.520 / RFC 5280
  * upper bounds), all other attributes UTF8String (RFC 5280 4.1.2.6). */
@@ -133,7 +134,6 @@ static const struct {
     {"esign", "0.4.0.1862.1.6.1"}, {"eseal", "0.4.0.1862.1.6.2"}, {"web", "0.4.0.1862.1.6.3"}};
 
 static const char *const k_key_types[] = {"ec-p256", "ec-p384", "rsa-3072"};
-
 
 /* ---- loading ---------------------------------------------------------- */
 
@@ -617,4 +617,3 @@ const char *qtsp_profile_name(const qtsp_profile *p)
 {
     return p->name;
 }
-

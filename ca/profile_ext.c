@@ -52,7 +52,7 @@ static qtsp_status add_ext_i2d(X509 *x, int nid, void *value, int crit, const ch
 
 /* Adds an extension whose DER value we built ourselves. */
 qtsp_status profile_add_ext_der(X509 *x, const char *oid, int crit, const unsigned char *der,
-                               int len)
+                                int len)
 {
     qtsp_status rc = QTSP_OK;
     ASN1_OBJECT *obj = OBJ_txt2obj(oid, 1);
@@ -398,4 +398,3 @@ out:
     sk_ASN1_TYPE_pop_free(stmts, ASN1_TYPE_free);
     return rc;
 }
-

@@ -97,7 +97,7 @@ extern const attr_def profile_attrs[NATTRS];
  * profile p says; base is the request's base URL for "{base}" templates.
  * QTSP_ERR_INVALID (bad URL), QTSP_ERR_NOMEM, QTSP_ERR_CRYPTO. */
 qtsp_status profile_add_ext_der(X509 *x, const char *oid, int crit, const unsigned char *der,
-                               int len) QTSP_MUST_USE;
+                                int len) QTSP_MUST_USE;
 qtsp_status profile_add_key_usage(const qtsp_profile *p, X509 *x) QTSP_MUST_USE;
 qtsp_status profile_add_basic_constraints(const qtsp_profile *p, X509 *x) QTSP_MUST_USE;
 qtsp_status profile_add_eku(const qtsp_profile *p, X509 *x) QTSP_MUST_USE;
@@ -106,6 +106,7 @@ qtsp_status profile_add_aki(const ASN1_OCTET_STRING *issuer_ski, X509 *x) QTSP_M
 qtsp_status profile_add_policies(const qtsp_profile *p, const char *base, X509 *x) QTSP_MUST_USE;
 qtsp_status profile_add_crl_dp(const qtsp_profile *p, const char *base, X509 *x) QTSP_MUST_USE;
 qtsp_status profile_add_aia(const qtsp_profile *p, const char *base, X509 *x) QTSP_MUST_USE;
-qtsp_status profile_add_qc_statements(const qtsp_profile *p, const char *base, X509 *x) QTSP_MUST_USE;
+qtsp_status profile_add_qc_statements(const qtsp_profile *p, const char *base,
+                                      X509 *x) QTSP_MUST_USE;
 
 #endif

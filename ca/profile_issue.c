@@ -327,4 +327,3 @@ out:
     X509_free(x);
     return rc;
 }
-

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ca/crl.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "ra/ra.h"

@@ -49,7 +49,8 @@ qtsp_status qtsp_tsa_policy_load(const char *path, qtsp_tsa_policy *pol) QTSP_MU
 
 /* qtsp_tsa_new with an already-parsed policy (copied). tsa/tsa_store.c. */
 qtsp_status qtsp_tsa_new_policy(const qtsp_tsa_policy *pol, X509 *tsa_cert, STACK_OF(X509) * chain,
-                                const qtsp_key *key, qtsp_store *store, qtsp_tsa **out) QTSP_MUST_USE;
+                                const qtsp_key *key, qtsp_store *store,
+                                qtsp_tsa **out) QTSP_MUST_USE;
 
 /* One journal record: key = the token's serial (content octets), value as
  * docs/tsa.md "Journal" describes. Borrowed for the call. */

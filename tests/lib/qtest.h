@@ -41,8 +41,8 @@ int qtest_softhsm_token(const char *dir, const char *label);
  * (*hsm), holding an EC P-256 key pair label: *pub (a software copy of the
  * public key) and *key (ca/key.h: signs in the token). Caller frees all
  * three. Returns 0 on success (failures are printed). */
-int qtest_token_key(const char *dir, const char *token, const char *label,
-                    qtsp_hsm **hsm, EVP_PKEY **pub, qtsp_key **key);
+int qtest_token_key(const char *dir, const char *token, const char *label, qtsp_hsm **hsm,
+                    EVP_PKEY **pub, qtsp_key **key);
 
 /* The software qtsp_key (qtsp_key_from_evp) for pkey, made on first use
  * and kept (with a reference to pkey) until the test binary exits. NULL for

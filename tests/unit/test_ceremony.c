@@ -96,8 +96,7 @@ static void test_ceremony_refuses_taken_labels_and_missing_policies(void)
     qtsp_ceremony c;
     qtsp_ceremony_init(&c, "d-root", "d-issuing", "d-ocsp", "d-tsa");
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_ceremony_make_keys(&c, g_hsm, "/nonexistent/policies", BASE),
-                    QTSP_ERR_IO);
+    CU_ASSERT_EQUAL(qtsp_ceremony_make_keys(&c, g_hsm, "/nonexistent/policies", BASE), QTSP_ERR_IO);
     EVP_PKEY *pub = NULL;
     CU_ASSERT_EQUAL(qtsp_hsm_public_key(g_hsm, "d-root", &pub), QTSP_ERR_HSM_NO_KEY);
     qtsp_ceremony_cleanup(&c);

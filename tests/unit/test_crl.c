@@ -124,8 +124,8 @@ static const unsigned char ICA_SERIAL[] = {0x10, 0x01};
 static void fx_open_publisher(fx *f)
 {
     CU_ASSERT_EQUAL_FATAL(qtsp_crl_publisher_new(f->policy, f->pub, f->ica, qtest_key(f->ica_key),
-                                                 f->root, qtest_key(f->root_key), "http://127.0.0.1:8080/",
-                                                 f->store, &f->pub_),
+                                                 f->root, qtest_key(f->root_key),
+                                                 "http://127.0.0.1:8080/", f->store, &f->pub_),
                           QTSP_OK);
 }
 

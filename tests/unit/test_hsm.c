@@ -282,9 +282,9 @@ static void sign_with_key_and_verify(const qtsp_key *priv, EVP_PKEY *pub)
     size_t siglen = sizeof sig;
     qtsp_sigalg alg;
     CU_ASSERT_EQUAL(qtsp_key_sigalg(priv, EVP_sha256(), &alg), QTSP_OK);
-    CU_ASSERT_EQUAL(qtsp_key_sign_data(priv, &alg, (const unsigned char *)msg, strlen(msg), sig,
-                                       &siglen),
-                    QTSP_OK);
+    CU_ASSERT_EQUAL(
+        qtsp_key_sign_data(priv, &alg, (const unsigned char *)msg, strlen(msg), sig, &siglen),
+        QTSP_OK);
     EVP_MD_CTX *m = EVP_MD_CTX_new();
     CU_ASSERT_EQUAL(EVP_DigestVerifyInit(m, NULL, EVP_sha256(), NULL, pub), 1);
     CU_ASSERT_EQUAL(EVP_DigestVerify(m, sig, siglen, (const unsigned char *)msg, strlen(msg)), 1);
@@ -350,7 +350,8 @@ static void test_hsm_sign_digest_ec_and_rsa_verify_in_software(void)
             CU_ASSERT_EQUAL(EVP_Digest("payload", 7, dg, &dlen, mds[j], NULL), 1);
             size_t siglen = sizeof sig;
             qtsp_err_clear();
-            qtsp_status rc = qtsp_hsm_sign_digest(hsm, k[i].label, ALG(k[i].label, mds[j]), dg, dlen, sig, &siglen);
+            qtsp_status rc = qtsp_hsm_sign_digest(hsm, k[i].label, ALG(k[i].label, mds[j]), dg,
+                                                  dlen, sig, &siglen);
             if (rc != QTSP_OK)
                 fprintf(stderr, "sign_digest: %s\n", qtsp_err_message());
             CU_ASSERT_EQUAL(rc, QTSP_OK);
@@ -365,8 +366,9 @@ static void test_hsm_sign_digest_ec_and_rsa_verify_in_software(void)
     unsigned char dg[32], sig[512];
     sha256("x", dg);
     size_t siglen = sizeof sig;
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "sd-rsa", ALG("sd-rsa", EVP_sha256()), dg, 32, sig, &siglen),
-                    QTSP_OK);
+    CU_ASSERT_EQUAL(
+        qtsp_hsm_sign_digest(hsm, "sd-rsa", ALG("sd-rsa", EVP_sha256()), dg, 32, sig, &siglen),
+        QTSP_OK);
     CU_ASSERT_EQUAL(siglen, 384);
     qtsp_hsm_free(hsm);
 }
@@ -380,30 +382,37 @@ static void test_hsm_sign_digest_rejects_bad_input(void)
     sha256("x", dg);
     size_t siglen = sizeof sig;
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-p256", ALG("bad-p256", EVP_sha384()), dg, 32, sig, &siglen),
-                    QTSP_ERR_INVALID); /* length does not match md */
+    CU_ASSERT_EQUAL(
+        qtsp_hsm_sign_digest(hsm, "bad-p256", ALG("bad-p256", EVP_sha384()), dg, 32, sig, &siglen),
+        QTSP_ERR_INVALID); /* length does not match md */
     qtsp_err_clear();
     siglen = 8;
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-p256", ALG("bad-p256", EVP_sha256()), dg, 32, sig, &siglen),
-                    QTSP_ERR_TOO_BIG);
+    CU_ASSERT_EQUAL(
+        qtsp_hsm_sign_digest(hsm, "bad-p256", ALG("bad-p256", EVP_sha256()), dg, 32, sig, &siglen),
+        QTSP_ERR_TOO_BIG);
     qtsp_err_clear();
     siglen = 100;
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-rsa", ALG("bad-rsa", EVP_sha256()), dg, 32, sig, &siglen),
-                    QTSP_ERR_TOO_BIG);
+    CU_ASSERT_EQUAL(
+        qtsp_hsm_sign_digest(hsm, "bad-rsa", ALG("bad-rsa", EVP_sha256()), dg, 32, sig, &siglen),
+        QTSP_ERR_TOO_BIG);
     qtsp_err_clear();
     siglen = sizeof sig;
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-rsa", ALG("bad-rsa", NULL), dg, 32, sig, &siglen),
-                    QTSP_ERR_INVALID); /* RSA needs md for the DigestInfo */
+    CU_ASSERT_EQUAL(
+        qtsp_hsm_sign_digest(hsm, "bad-rsa", ALG("bad-rsa", NULL), dg, 32, sig, &siglen),
+        QTSP_ERR_INVALID); /* RSA needs md for the DigestInfo */
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-rsa", ALG("bad-rsa", EVP_sha1()), dg, 20, sig, &siglen),
-                    QTSP_ERR_UNSUPPORTED);
+    CU_ASSERT_EQUAL(
+        qtsp_hsm_sign_digest(hsm, "bad-rsa", ALG("bad-rsa", EVP_sha1()), dg, 20, sig, &siglen),
+        QTSP_ERR_UNSUPPORTED);
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-none", ALG("bad-none", EVP_sha256()), dg, 32, sig, &siglen),
-                    QTSP_ERR_HSM_NO_KEY);
+    CU_ASSERT_EQUAL(
+        qtsp_hsm_sign_digest(hsm, "bad-none", ALG("bad-none", EVP_sha256()), dg, 32, sig, &siglen),
+        QTSP_ERR_HSM_NO_KEY);
     /* the session is still usable after failures */
     siglen = sizeof sig;
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "bad-p256", ALG("bad-p256", EVP_sha256()), dg, 32, sig, &siglen),
-                    QTSP_OK);
+    CU_ASSERT_EQUAL(
+        qtsp_hsm_sign_digest(hsm, "bad-p256", ALG("bad-p256", EVP_sha256()), dg, 32, sig, &siglen),
+        QTSP_OK);
     qtsp_hsm_free(hsm);
 }
 
@@ -414,7 +423,9 @@ static void test_hsm_destroy_removes_key(void)
     unsigned char dg[32], sig[128];
     sha256("x", dg);
     size_t siglen = sizeof sig;
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "gone", ALG("gone", EVP_sha256()), dg, 32, sig, &siglen), QTSP_OK);
+    CU_ASSERT_EQUAL(
+        qtsp_hsm_sign_digest(hsm, "gone", ALG("gone", EVP_sha256()), dg, 32, sig, &siglen),
+        QTSP_OK);
     size_t before = 0, after = 0;
     CU_ASSERT_EQUAL(qtsp_hsm_count_private_keys(hsm, &before), QTSP_OK);
     CU_ASSERT_EQUAL(qtsp_hsm_destroy(hsm, "gone"), QTSP_OK);
@@ -422,8 +433,9 @@ static void test_hsm_destroy_removes_key(void)
     CU_ASSERT_EQUAL(after + 1, before);
     siglen = sizeof sig;
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "gone", ALG("gone", EVP_sha256()), dg, 32, sig, &siglen),
-                    QTSP_ERR_HSM_NO_KEY);
+    CU_ASSERT_EQUAL(
+        qtsp_hsm_sign_digest(hsm, "gone", ALG("gone", EVP_sha256()), dg, 32, sig, &siglen),
+        QTSP_ERR_HSM_NO_KEY);
     EVP_PKEY *pub = NULL;
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_hsm_public_key(hsm, "gone", &pub), QTSP_ERR_HSM_NO_KEY);
@@ -453,7 +465,8 @@ static void test_hsm_sees_keys_changed_by_another_process(void)
     sha256("x", dg);
     size_t siglen = sizeof sig;
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "ext", ALG("ext", EVP_sha256()), dg, 32, sig, &siglen), QTSP_OK);
+    CU_ASSERT_EQUAL(
+        qtsp_hsm_sign_digest(hsm, "ext", ALG("ext", EVP_sha256()), dg, 32, sig, &siglen), QTSP_OK);
     EVP_PKEY *pub = NULL;
     CU_ASSERT_EQUAL_FATAL(qtsp_hsm_public_key(hsm, "ext", &pub), QTSP_OK);
     CU_ASSERT(verify_digest(pub, dg, 32, sig, siglen, EVP_sha256()));
@@ -461,8 +474,9 @@ static void test_hsm_sees_keys_changed_by_another_process(void)
     CU_ASSERT_EQUAL_FATAL(run_pkcs11_tool("--delete-object --type privkey --label ext"), 0);
     siglen = sizeof sig;
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "ext", ALG("ext", EVP_sha256()), dg, 32, sig, &siglen),
-                    QTSP_ERR_HSM_NO_KEY);
+    CU_ASSERT_EQUAL(
+        qtsp_hsm_sign_digest(hsm, "ext", ALG("ext", EVP_sha256()), dg, 32, sig, &siglen),
+        QTSP_ERR_HSM_NO_KEY);
     /* destroy still removes the public half */
     CU_ASSERT_EQUAL(qtsp_hsm_destroy(hsm, "ext"), QTSP_OK);
     qtsp_err_clear();
@@ -492,7 +506,8 @@ static void test_hsm_rescans_once_for_a_burst_of_foreign_keys(void)
         snprintf(label, sizeof label, "burst%d", i);
         size_t siglen = sizeof sig;
         qtsp_err_clear();
-        ok += qtsp_hsm_sign_digest(hsm, label, ALG(label, EVP_sha256()), dg, 32, sig, &siglen) == QTSP_OK;
+        ok += qtsp_hsm_sign_digest(hsm, label, ALG(label, EVP_sha256()), dg, 32, sig, &siglen) ==
+              QTSP_OK;
     }
     CU_ASSERT_EQUAL(ok, 3);
     qtsp_hsm_lookup_stats(hsm, &r1, &s1);
@@ -501,7 +516,8 @@ static void test_hsm_rescans_once_for_a_burst_of_foreign_keys(void)
     /* a key unknown to the token: within the second, a search, not a rescan */
     size_t siglen = sizeof sig;
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "no-such-burst", ALG("no-such-burst", EVP_sha256()), dg, 32, sig, &siglen),
+    CU_ASSERT_EQUAL(qtsp_hsm_sign_digest(hsm, "no-such-burst", ALG("no-such-burst", EVP_sha256()),
+                                         dg, 32, sig, &siglen),
                     QTSP_ERR_HSM_NO_KEY);
     qtsp_err_clear();
     qtsp_hsm_lookup_stats(hsm, &r0, &s0);
@@ -537,8 +553,8 @@ static void *sign_worker(void *arg)
         EVP_Digest(msg, strlen(msg), dg, &n, EVP_sha256(), NULL);
         size_t siglen = sizeof sig;
         qtsp_err_clear();
-        if (qtsp_hsm_sign_digest(w->hsm, "mt-p256", ALG("mt-p256", EVP_sha256()), dg, 32, sig, &siglen) !=
-                QTSP_OK ||
+        if (qtsp_hsm_sign_digest(w->hsm, "mt-p256", ALG("mt-p256", EVP_sha256()), dg, 32, sig,
+                                 &siglen) != QTSP_OK ||
             !verify_digest(w->pub, dg, 32, sig, siglen, EVP_sha256())) {
             w->ok = 0;
             break;

@@ -70,8 +70,8 @@ static void test_issue_token_key_self_signed_then_by_issuer(void)
     CU_ASSERT_EQUAL(qtsp_hsm_check_key_protected(g_hsm, "i-root"), QTSP_OK);
     qtsp_key *rk = NULL;
     CU_ASSERT_EQUAL_FATAL(qtsp_key_from_token(g_hsm, "i-root", &rk), QTSP_OK);
-    CU_ASSERT_EQUAL_FATAL(
-        qtsp_issue_token_key(g_hsm, tsa_p, "i-tsa", root.cert, rk, BASE, &tsa), QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(qtsp_issue_token_key(g_hsm, tsa_p, "i-tsa", root.cert, rk, BASE, &tsa),
+                          QTSP_OK);
     CU_ASSERT_EQUAL(X509_verify(tsa.cert, root.pub), 1);
     CU_ASSERT_EQUAL(X509_check_issued(root.cert, tsa.cert), X509_V_OK);
     /* the serial in the certificate is the one reported */
@@ -90,15 +90,14 @@ static void test_issue_token_key_failure_removes_the_key(void)
     CU_ASSERT_FATAL(root_p != NULL);
     qtsp_issued_key k, other;
     memset(&k, 0x5a, sizeof k);
-    CU_ASSERT_EQUAL_FATAL(
-        qtsp_issue_token_key(g_hsm, root_p, "f-root", NULL, NULL, BASE, &other), QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(qtsp_issue_token_key(g_hsm, root_p, "f-root", NULL, NULL, BASE, &other),
+                          QTSP_OK);
     qtsp_key *ok = NULL;
     CU_ASSERT_EQUAL_FATAL(qtsp_key_from_token(g_hsm, "f-root", &ok), QTSP_OK);
     /* a self-signed profile given an issuer: certifying fails, the new key goes */
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(
-        qtsp_issue_token_key(g_hsm, root_p, "f-bad", other.cert, ok, BASE, &k),
-        QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_issue_token_key(g_hsm, root_p, "f-bad", other.cert, ok, BASE, &k),
+                    QTSP_ERR_INVALID);
     EVP_PKEY *pub = NULL;
     CU_ASSERT_EQUAL(qtsp_hsm_public_key(g_hsm, "f-bad", &pub), QTSP_ERR_HSM_NO_KEY);
     CU_ASSERT_EQUAL(k.cert, (X509 *)(void *)0x5a5a5a5a5a5a5a5aull); /* untouched */
@@ -148,12 +147,12 @@ static void test_issue_record_stores_scopes_and_audits_once(void)
     qtsp_store *st = qtest_store_fresh("issue", 8, sdir, sizeof sdir);
     qtsp_profile *root_p = policy("root-ca"), *tsa_p = policy("tsa-unit");
     qtsp_issued_key root, tsa;
-    CU_ASSERT_EQUAL_FATAL(
-        qtsp_issue_token_key(g_hsm, root_p, "r-root", NULL, NULL, BASE, &root), QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(qtsp_issue_token_key(g_hsm, root_p, "r-root", NULL, NULL, BASE, &root),
+                          QTSP_OK);
     qtsp_key *rk = NULL;
     CU_ASSERT_EQUAL_FATAL(qtsp_key_from_token(g_hsm, "r-root", &rk), QTSP_OK);
-    CU_ASSERT_EQUAL_FATAL(
-        qtsp_issue_token_key(g_hsm, tsa_p, "r-tsa", root.cert, rk, BASE, &tsa), QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(qtsp_issue_token_key(g_hsm, tsa_p, "r-tsa", root.cert, rk, BASE, &tsa),
+                          QTSP_OK);
     unsigned char *d0 = NULL, *d1 = NULL;
     rec_ctx c = {.n = 2, .details = "{\"why\":\"test\"}"};
     fill(&c.recs[0], "root", root.cert, &d0);

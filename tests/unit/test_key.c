@@ -311,8 +311,7 @@ static qtsp_status counting_sign(void *ctx, const qtsp_sigalg *alg, const unsign
     counting *c = ctx;
     c->signs++;
     EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_pkey(NULL, c->pkey, NULL);
-    int ok = pc && EVP_PKEY_sign_init(pc) == 1 &&
-             EVP_PKEY_CTX_set_signature_md(pc, alg->md) == 1 &&
+    int ok = pc && EVP_PKEY_sign_init(pc) == 1 && EVP_PKEY_CTX_set_signature_md(pc, alg->md) == 1 &&
              EVP_PKEY_sign(pc, sig, siglen, dgst, dlen) == 1;
     EVP_PKEY_CTX_free(pc);
     ENSURE(ok, QTSP_ERR_CRYPTO, "counting backend failed");
@@ -400,8 +399,8 @@ static void test_signq_signs_every_job_once_with_the_token_key(void)
     int ok = 0, once = 0;
     for (int i = 0; i < N; i++) {
         once += res[i].calls == 1;
-        ok += res[i].rc == QTSP_OK && verify(pub, EVP_sha256(), msg[i], sizeof msg[i], res[i].sig,
-                                             res[i].sl);
+        ok += res[i].rc == QTSP_OK &&
+              verify(pub, EVP_sha256(), msg[i], sizeof msg[i], res[i].sig, res[i].sl);
     }
     CU_ASSERT_EQUAL(once, N);
     CU_ASSERT_EQUAL(ok, N);
@@ -427,11 +426,9 @@ static void test_signq_reports_signer_failure_and_refuses_bad_jobs(void)
     /* no digest, oversized digest, no callback, no key, no algorithm: refused */
     unsigned char big[65] = {0};
     CU_ASSERT_EQUAL(qtsp_signq_submit(q, k, &alg, md, 0, sq_done, &r), QTSP_ERR_INVALID);
-    CU_ASSERT_EQUAL(qtsp_signq_submit(q, k, &alg, big, sizeof big, sq_done, &r),
-                    QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_signq_submit(q, k, &alg, big, sizeof big, sq_done, &r), QTSP_ERR_INVALID);
     CU_ASSERT_EQUAL(qtsp_signq_submit(q, k, &alg, md, sizeof md, NULL, &r), QTSP_ERR_INVALID);
-    CU_ASSERT_EQUAL(qtsp_signq_submit(q, NULL, &alg, md, sizeof md, sq_done, &r),
-                    QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_signq_submit(q, NULL, &alg, md, sizeof md, sq_done, &r), QTSP_ERR_INVALID);
     CU_ASSERT_EQUAL(qtsp_signq_submit(q, k, NULL, md, sizeof md, sq_done, &r), QTSP_ERR_INVALID);
     qtsp_err_clear();
     qtsp_signq_free(q);

@@ -949,22 +949,27 @@ static void test_ocsp_new_rejects_unfit_responder_and_policy(void)
     qtsp_ocsp *o = NULL;
     /* the issuing CA itself lacks OCSPSigning and nocheck */
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_ocsp_new(NULL, g_root, g_ca, qtest_key(g_ca_key), g_store, &o), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_ocsp_new(NULL, g_root, g_ca, qtest_key(g_ca_key), g_store, &o),
+                    QTSP_ERR_INVALID);
     /* key does not match */
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_ocsp_new(NULL, g_ca, g_resp, qtest_key(g_ca_key), g_store, &o), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_ocsp_new(NULL, g_ca, g_resp, qtest_key(g_ca_key), g_store, &o),
+                    QTSP_ERR_INVALID);
     /* responder not issued by that CA */
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_ocsp_new(NULL, g_root, g_resp, qtest_key(g_resp_key), g_store, &o), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_ocsp_new(NULL, g_root, g_resp, qtest_key(g_resp_key), g_store, &o),
+                    QTSP_ERR_INVALID);
     char p[700];
     write_file("bad.yaml", "validity: 24h\nvaldity: 1h\n");
     snprintf(p, sizeof p, "%s/bad.yaml", g_dir);
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_ocsp_new(p, g_ca, g_resp, qtest_key(g_resp_key), g_store, &o), QTSP_ERR_CONFIG);
+    CU_ASSERT_EQUAL(qtsp_ocsp_new(p, g_ca, g_resp, qtest_key(g_resp_key), g_store, &o),
+                    QTSP_ERR_CONFIG);
     write_file("bad2.yaml", "validity: 24h\nnonce_max_len: 16\n");
     snprintf(p, sizeof p, "%s/bad2.yaml", g_dir);
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_ocsp_new(p, g_ca, g_resp, qtest_key(g_resp_key), g_store, &o), QTSP_ERR_CONFIG);
+    CU_ASSERT_EQUAL(qtsp_ocsp_new(p, g_ca, g_resp, qtest_key(g_resp_key), g_store, &o),
+                    QTSP_ERR_CONFIG);
     CU_ASSERT_PTR_NULL(o);
     qtsp_err_clear();
 }

@@ -1186,17 +1186,20 @@ static void test_tsa_policy_file_errors_name_the_line(void)
     path(p, sizeof p, "bad.yaml");
     qtsp_tsa *tsa = NULL;
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_tsa_new(p, g_tsa_cert, NULL, qtest_key(g_tsa_key), NULL, &tsa), QTSP_ERR_CONFIG);
+    CU_ASSERT_EQUAL(qtsp_tsa_new(p, g_tsa_cert, NULL, qtest_key(g_tsa_key), NULL, &tsa),
+                    QTSP_ERR_CONFIG);
     CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_err_message(), "bad.yaml:3"));
     CU_ASSERT_PTR_NULL(tsa);
     static const char md5[] = "version: 1\npolicy_oid: " BASELINE "\nhash_algorithms: [md5]\n";
     write_file("bad.yaml", md5, sizeof md5 - 1);
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_tsa_new(p, g_tsa_cert, NULL, qtest_key(g_tsa_key), NULL, &tsa), QTSP_ERR_CONFIG);
+    CU_ASSERT_EQUAL(qtsp_tsa_new(p, g_tsa_cert, NULL, qtest_key(g_tsa_key), NULL, &tsa),
+                    QTSP_ERR_CONFIG);
     static const char unknown[] = "version: 1\npolicy_oid: " BASELINE "\nordering: true\n";
     write_file("bad.yaml", unknown, sizeof unknown - 1);
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_tsa_new(p, g_tsa_cert, NULL, qtest_key(g_tsa_key), NULL, &tsa), QTSP_ERR_CONFIG);
+    CU_ASSERT_EQUAL(qtsp_tsa_new(p, g_tsa_cert, NULL, qtest_key(g_tsa_key), NULL, &tsa),
+                    QTSP_ERR_CONFIG);
     qtsp_err_clear();
 }
 
