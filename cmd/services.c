@@ -6,7 +6,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "ca/crl.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "ra/ra.h"
@@ -28,7 +27,7 @@ struct qtsp_services {
     qtsp_ra *ra;
     qtsp_tsa *tsa;
     qtsp_ocsp *ocsp;
-    qtsp_signq *signq;                /* fresh OCSP answers and time-stamp tokens */
+    qtsp_signq *signq; /* fresh OCSP answers and time-stamp tokens */
     qtsp_crl_publisher *crl;
     STACK_OF(X509) *tsa_chain;
     qtsp_notify *notify;
