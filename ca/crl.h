@@ -44,9 +44,9 @@
  *
  * Streaming: each CRL is encoded in two passes over the revoked index in one
  * read transaction (pass 1 sizes revokedCertificates, pass 2 writes the DER
- * into the final buffer), then signed through the CA's qtsp_key, written to a temp file, fsynced
- * and renamed. Memory is the CRL's DER (about 49 bytes per entry) plus the previous CRL while it is
- * still served.
+ * into the final buffer), then signed through the CA's qtsp_key (ca/key.h),
+ * written to a temp file, fsynced and renamed. Memory is the CRL's DER
+ * (about 49 bytes per entry) plus the previous CRL while it is still served.
  *
  * Files: ca/crl_int.h lists them; HTTP lives in ca/crl_http.{h,c} only.
  *
