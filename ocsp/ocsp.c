@@ -1,6 +1,6 @@
 /* OCSP responder core: request parsing with OpenSSL, response DER written by
  * hand (core/der.h) so that producedAt/thisUpdate follow
- * the injected clock and the signed path does nothing but one EVP_DigestSign
+ * the injected clock and the signed path does nothing but one qtsp_key signature
  * besides a few hundred bytes of copying. See ocsp/ocsp.h for the choices. */
 #include "ocsp/ocsp.h"
 

@@ -1,7 +1,7 @@
 /* The time-stamping authority (RFC 3161, RFC 5816, ETSI EN 319 422), without
  * transport: DER TimeStampReq in, DER TimeStampResp out. Tokens are built
- * from pre-encoded constant parts and signed with one EVP_DigestSign call
- * over the signed attributes, so the key may live in a PKCS#11 token.
+ * from pre-encoded constant parts and signed with one signature through the
+ * key interface (ca/key.h) over the signed attributes.
  *
  * Every protocol problem is answered with a DER rejection (PKIStatus
  * rejection + one failInfo bit), never with an error code:
