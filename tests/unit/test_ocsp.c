@@ -1251,16 +1251,13 @@ static void test_ocsp_async_queues_only_when_the_caller_waits(void)
     char d[700];
     snprintf(d, sizeof d, "%s/token-async", g_dir);
     qtsp_hsm *hsm = NULL;
-    EVP_PKEY *pub = NULL, *priv = NULL;
+    EVP_PKEY *pub = NULL;
+    qtsp_key *priv = NULL;
     CU_ASSERT_EQUAL_FATAL(qtest_token_key(d, "ocsp-a", "a-ocsp", &hsm, &pub, &priv), 0);
     X509 *rc =
         make_cert("OCSP async", pub, g_ca, g_ca_key, 34, g_base - 86400, g_base + 365 * 86400, 1);
     qtsp_ocsp *o = NULL;
     CU_ASSERT_FATAL(qtsp_ocsp_new(NULL, g_ca, rc, priv, g_store, &o) == QTSP_OK);
-    qtsp_token_key k = {hsm, "a-ocsp"};
-    qtsp_signer sg;
-    qtsp_signer_for_token_key(&k, &sg);
-    qtsp_ocsp_set_signer(o, &sg);
     long s = issue_now();
     unsigned char *req = NULL;
     size_t len = make_req(&s, 1, EVP_sha1(), g_ca, 16, &req); /* nonce: signed fresh */
@@ -1326,7 +1323,7 @@ static void test_ocsp_async_queues_only_when_the_caller_waits(void)
     pthread_cond_destroy(&r.cv);
     pthread_mutex_destroy(&r.mu);
     X509_free(rc);
-    EVP_PKEY_free(priv);
+    qtsp_key_free(priv);
     EVP_PKEY_free(pub);
     qtsp_hsm_free(hsm);
 }
