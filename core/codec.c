@@ -67,7 +67,8 @@ static void encode_bits(const unsigned char *in, size_t len, unsigned width, con
     size_t o = 0;
     uint32_t acc = 0;
     unsigned bits = 0, mask = (1u << width) - 1;
-    for (size_t i = 0; i < len; i++) {
+    /* stop at a full output: the unread input would push bits past 31 */
+    for (size_t i = 0; i < len && o + 1 < cap; i++) {
         acc = (acc << 8) | in[i];
         bits += 8;
         while (bits >= width && o + 1 < cap) {

@@ -241,7 +241,7 @@ void qtsp_log(qtsp_log_level lvl, const char *fmt, ...)
         n += stamp(line + n, sizeof line - n);
         n += (size_t)snprintf(line + n, sizeof line - n, "\",\"level\":\"%s\",\"msg\":\"",
                               level_name(lvl));
-        n = qtsp_json_escape(line, sizeof line, n, msg);
+        n = qtsp_json_escape(line, sizeof line - 2, n, msg); /* room for the closing "} */
         n += (size_t)snprintf(line + n, sizeof line - n, "\"}");
     } else {
         n += stamp(line, sizeof line);
@@ -257,23 +257,21 @@ void qtsp_log_access(const char *request_id, const char *method, const char *pat
         return;
     char line[4608];
     size_t n = 0;
+    /* The escaped path is capped in both formats so that the fields after it
+     * always fit: a long request target never cuts a JSON line short. */
+    char p[512], m[64];
+    p[qtsp_json_escape(p, sizeof p, 0, path)] = '\0';
     if (g_format == QTSP_LOG_JSON) {
+        m[qtsp_json_escape(m, sizeof m, 0, method)] = '\0';
         n += (size_t)snprintf(line, sizeof line, "{\"time\":\"");
         n += stamp(line + n, sizeof line - n);
         n += (size_t)snprintf(line + n, sizeof line - n,
                               "\",\"level\":\"info\",\"msg\":\"access\",\"request_id\":\"%s\","
-                              "\"method\":\"",
-                              request_id);
-        n = qtsp_json_escape(line, sizeof line, n, method);
-        n += (size_t)snprintf(line + n, sizeof line - n, "\",\"path\":\"");
-        n = qtsp_json_escape(line, sizeof line, n, path);
-        n += (size_t)snprintf(line + n, sizeof line - n,
-                              "\",\"status\":%d,\"bytes\":%zu,\"ms\":%.3f}", status, bytes, ms);
+                              "\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"bytes\":%zu,"
+                              "\"ms\":%.3f}",
+                              request_id, m, p, status, bytes, ms);
     } else {
         n += stamp(line, sizeof line);
-        char p[512];
-        size_t pn = qtsp_json_escape(p, sizeof p, 0, path);
-        p[pn] = '\0';
         long long us = ms > 0 ? (long long)(ms * 1000.0 + 0.5) : 0; /* %.3f without floats */
         n += (size_t)snprintf(line + n, sizeof line - n,
                               " info access id=%s method=%s path=\"%s\" status=%d bytes=%zu "

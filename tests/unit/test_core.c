@@ -6,6 +6,8 @@
 #include <unistd.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/codec.h"
@@ -136,6 +138,26 @@ static void test_codec_rfc4648_vectors_and_canonical_decoding(void)
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_hex_value('f'), 15);
     CU_ASSERT_EQUAL(qtsp_hex_value('G'), -1);
+}
+
+/* A truncated output stops the encoder; the input left unread must not
+ * accumulate (a shift past 31 under UBSan). */
+static void test_codec_truncated_output_is_a_prefix(void)
+{
+    unsigned char in[64];
+    for (size_t i = 0; i < sizeof in; i++)
+        in[i] = (unsigned char)(i * 37 + 11);
+    char full[128], cut[8];
+    qtsp_base64url_encode(in, sizeof in, full, sizeof full);
+    qtsp_base64url_encode(in, sizeof in, cut, sizeof cut);
+    CU_ASSERT_EQUAL(strlen(cut), sizeof cut - 1);
+    CU_ASSERT(strncmp(full, cut, sizeof cut - 1) == 0);
+    qtsp_base32_encode(in, sizeof in, full, sizeof full);
+    qtsp_base32_encode(in, sizeof in, cut, sizeof cut);
+    CU_ASSERT_EQUAL(strlen(cut), sizeof cut - 1);
+    CU_ASSERT(strncmp(full, cut, sizeof cut - 1) == 0);
+    qtsp_base32_encode(in, sizeof in, cut, 1);
+    CU_ASSERT_STRING_EQUAL(cut, "");
 }
 
 static void test_json_escape_quotes_controls_and_stops_whole(void)
@@ -305,6 +327,65 @@ static void test_access_line_time_and_latency_format(void)
     unlink(path);
 }
 
+/* A request target longer than the line still gives one JSON object with
+ * every field: the escaped path is capped as in text mode. */
+static void test_json_access_line_with_long_path_is_whole_json(void)
+{
+    char path[] = "/tmp/qtsp-log-XXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    size_t plen = 6000;
+    char *target = malloc(plen + 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(target);
+    for (size_t i = 0; i < plen; i++)
+        target[i] = i % 7 == 0 ? '"' : (i % 11 == 0 ? '\x01' : 'a');
+    target[0] = '/';
+    target[plen] = '\0';
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    qtsp_log_set_format(QTSP_LOG_JSON);
+    qtsp_log_access("0000000000000009", "GET", target, 414, 77, 2.5);
+    qtsp_log(QTSP_LOG_WARN, "%s", target + 1);
+    qtsp_log_set_format(QTSP_LOG_TEXT);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(fd);
+    free(target);
+    FILE *f = fopen(path, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    char line[8192];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fgets(line, sizeof line, f));
+    json_error_t jerr;
+    json_t *j = json_loads(line, 0, &jerr);
+    CU_ASSERT_PTR_NOT_NULL(j);
+    if (j) {
+        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "msg")), "access");
+        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "request_id")),
+                               "0000000000000009");
+        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "method")), "GET");
+        const char *p = json_string_value(json_object_get(j, "path"));
+        CU_ASSERT(p && p[0] == '/' && strlen(p) > 64);
+        CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "status")), 414);
+        CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "bytes")), 77);
+        CU_ASSERT(json_real_value(json_object_get(j, "ms")) == 2.5);
+        CU_ASSERT_PTR_NOT_NULL(json_object_get(j, "time"));
+        json_decref(j);
+    }
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fgets(line, sizeof line, f));
+    j = json_loads(line, 0, &jerr);
+    CU_ASSERT_PTR_NOT_NULL(j);
+    if (j) {
+        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "level")), "warn");
+        CU_ASSERT_PTR_NOT_NULL(json_string_value(json_object_get(j, "msg")));
+        json_decref(j);
+    }
+    CU_ASSERT_PTR_NULL(fgets(line, sizeof line, f));
+    fclose(f);
+    unlink(path);
+}
+
 int main(void)
 {
     static const qtest_case cases[] = {
@@ -314,6 +395,8 @@ int main(void)
         QTEST(test_parse_duration_units),
         QTEST(test_injected_clock_and_formats),
         QTEST(test_codec_rfc4648_vectors_and_canonical_decoding),
+        QTEST(test_codec_truncated_output_is_a_prefix),
+        QTEST(test_json_access_line_with_long_path_is_whole_json),
         QTEST(test_buffered_access_log_writes_every_line_whole),
         QTEST(test_access_line_time_and_latency_format),
         QTEST(test_json_escape_quotes_controls_and_stops_whole),
