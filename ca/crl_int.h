@@ -22,6 +22,7 @@
 #include "ca/crl.h"
 #include "ca/store.h"
 #include "core/err.h"
+#include "core/periodic.h"
 
 #define CRL_ENTRY_MAX 192     /* one encoded revokedCertificates entry */
 #define CRL_EXT_MAX 1024      /* crlExtensions */
@@ -100,11 +101,11 @@ struct qtsp_crl_publisher {
     pthread_mutex_t lock;         /* cur[] and blob refcounts */
     crl_blob *cur[CRL__N];
     int lock_fd; /* DIR/public/crl/.publish.lock: one publisher across processes */
-    /* background thread */
-    pthread_mutex_t tlock;
-    pthread_cond_t tcond;
-    pthread_t thread;
-    int running, stop;
+    /* background thread (core/periodic.h) and what it saw of the store */
+    qtsp_periodic *thread;
+    uint64_t seen;
+    int have_seen, pending;
+    int64_t first_ms, last_ms;
 };
 
 typedef enum { KIND_FULL, KIND_DELTA, KIND_ROOT } crl_kind;

@@ -15,6 +15,7 @@
 #include "core/clock.h"
 #include "core/codec.h"
 #include "core/log.h"
+#include "core/periodic.h"
 
 const char *const crl_names[CRL__N] = {"qualified", "qualified-delta", "root"};
 
@@ -368,12 +369,6 @@ qtsp_status qtsp_crl_publisher_new(const char *policy_path, const char *public_d
     ENSURE(pub, QTSP_ERR_NOMEM, "out of memory");
     pthread_mutex_init(&pub->publish_lock, NULL);
     pthread_mutex_init(&pub->lock, NULL);
-    pthread_mutex_init(&pub->tlock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&pub->tcond, &ca);
-    pthread_condattr_destroy(&ca);
     pub->store = store;
     pub->lock_fd = -1;
 
@@ -410,95 +405,69 @@ static int64_t mono_ms(void)
     return (int64_t)(qtsp_mono_ns() / 1000000u);
 }
 
-static void *publisher_thread(void *arg)
+/* Every second: notes a change of revocation status and publishes once a
+ * burst of changes has settled (or when the schedule says so). */
+static int64_t publisher_round(qtsp_periodic *p, void *arg)
 {
     qtsp_crl_publisher *pub = arg;
-    uint64_t seen = 0;
-    int have_seen = 0, pending = 0;
-    int64_t first_ms = 0, last_ms = 0;
-    for (;;) {
-        pthread_mutex_lock(&pub->tlock);
-        if (!pub->stop) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_sec += 1;
-            pthread_cond_timedwait(&pub->tcond, &pub->tlock, &ts);
+    qtsp_err_clear();
+    uint64_t gen = 0, published = 0;
+    int newer = 0;
+    qtsp_txn *txn = NULL;
+    crl_facts f;
+    if (qtsp_store_begin(pub->store, 0, &txn) == QTSP_OK &&
+        qtsp_txn_counter_get(txn, "status_gen", &gen) == QTSP_OK &&
+        crl_read_facts(txn, &f) == QTSP_OK) {
+        /* another process (qtsp crl publish) published newer CRLs */
+        published = served_number(pub, CRL_QUALIFIED);
+        newer = f.present && published && f.last_number > published;
+        int64_t t = mono_ms();
+        if (pub->have_seen && gen != pub->seen) {
+            if (!pub->pending)
+                pub->first_ms = t;
+            pub->pending = 1;
+            pub->last_ms = t;
         }
-        int stop = pub->stop;
-        pthread_mutex_unlock(&pub->tlock);
-        if (stop)
-            break;
-
-        qtsp_err_clear();
-        uint64_t gen = 0, published = 0;
-        int newer = 0;
-        qtsp_txn *txn = NULL;
-        crl_facts f;
-        if (qtsp_store_begin(pub->store, 0, &txn) == QTSP_OK &&
-            qtsp_txn_counter_get(txn, "status_gen", &gen) == QTSP_OK &&
-            crl_read_facts(txn, &f) == QTSP_OK) {
-            /* another process (qtsp crl publish) published newer CRLs */
-            published = served_number(pub, CRL_QUALIFIED);
-            newer = f.present && published && f.last_number > published;
-            int64_t t = mono_ms();
-            if (have_seen && gen != seen) {
-                if (!pending)
-                    first_ms = t;
-                pending = 1;
-                last_ms = t;
-            }
-            seen = gen;
-            have_seen = 1;
-        }
-        qtsp_txn_abort(txn);
-
-        /* debounce: a burst of changes goes out as one publication, but
-         * never later than 4 x debounce after its first change */
-        int64_t t = mono_ms(), d = pub->pol.debounce * 1000;
-        int settle = pending && (t - last_ms >= d || t - first_ms >= 4 * d);
-        if (pending && !settle) {
-            if (newer && publish_or_reload(pub, -1) != QTSP_OK)
-                LOG_ERROR("crl: reload failed: %s", qtsp_err_message());
-            continue;
-        }
-        pending = 0;
-        if (qtsp_crl_publish(pub, 0) != QTSP_OK)
-            LOG_ERROR("crl: publication failed: %s", qtsp_err_message());
+        pub->seen = gen;
+        pub->have_seen = 1;
     }
-    return NULL;
+    qtsp_txn_abort(txn);
+
+    /* debounce: a burst of changes goes out as one publication, but
+     * never later than 4 x debounce after its first change */
+    int64_t t = mono_ms(), d = pub->pol.debounce * 1000;
+    int settle = pub->pending && (t - pub->last_ms >= d || t - pub->first_ms >= 4 * d);
+    if (pub->pending && !settle) {
+        if (newer && publish_or_reload(pub, -1) != QTSP_OK)
+            LOG_ERROR("crl: reload failed: %s", qtsp_err_message());
+        return QTSP_PERIODIC_INTERVAL;
+    }
+    pub->pending = 0;
+    if (qtsp_crl_publish(pub, 0) != QTSP_OK)
+        LOG_ERROR("crl: publication failed: %s", qtsp_err_message());
+    return QTSP_PERIODIC_INTERVAL;
 }
 
 qtsp_status qtsp_crl_start(qtsp_crl_publisher *pub)
 {
     ENSURE(pub, QTSP_ERR_INVALID, "no CRL publisher");
-    ENSURE(!pub->running, QTSP_ERR_STATE, "CRL publisher already running");
-    pub->stop = 0;
-    int e = pthread_create(&pub->thread, NULL, publisher_thread, pub);
-    ENSURE(e == 0, QTSP_ERR_INTERNAL, "cannot start the CRL thread: %s", strerror(e));
-    pub->running = 1;
-    return QTSP_OK;
+    ENSURE(!pub->thread, QTSP_ERR_STATE, "CRL publisher already running");
+    pub->have_seen = pub->pending = 0;
+    return qtsp_periodic_start("CRL", 1000, 1000, publisher_round, pub, &pub->thread);
 }
 
 void qtsp_crl_publisher_free(qtsp_crl_publisher *pub)
 {
     if (!pub)
         return;
-    if (pub->running) {
-        pthread_mutex_lock(&pub->tlock);
-        pub->stop = 1;
-        pthread_cond_signal(&pub->tcond);
-        pthread_mutex_unlock(&pub->tlock);
-        pthread_join(pub->thread, NULL);
-        pub->running = 0;
-    }
+    qtsp_periodic_stop(pub->thread);
+    pub->thread = NULL;
     for (int i = 0; i < CRL__N; i++)
         crl_blob_unref(pub->cur[i]);
     crl_ca_cleanup(&pub->ca[0]);
     crl_ca_cleanup(&pub->ca[1]);
     if (pub->lock_fd >= 0)
         close(pub->lock_fd);
-    pthread_cond_destroy(&pub->tcond);
-    pthread_mutex_destroy(&pub->tlock);
     pthread_mutex_destroy(&pub->publish_lock);
     /* blobs still referenced by responses in flight use pub->lock: the HTTP
      * server must be stopped before the publisher is freed (crl.h) */

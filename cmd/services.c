@@ -1,13 +1,13 @@
 /* Assembly of the services and their routes (interface.md HTTP paths). */
 #include "cmd/services.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/periodic.h"
 #include "ra/ra.h"
 #include "ca/crl.h"
 #include "ca/crl_http.h"
@@ -33,12 +33,7 @@ struct qtsp_services {
     qtsp_notify *notify;
     char policies_dir[QTSP_PATH_MAX];
     char secrets_dir[QTSP_PATH_MAX];
-    /* hold-lapse sweeper */
-    pthread_t sweeper;
-    int sweeper_started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int stopping;
+    qtsp_periodic *sweeper; /* hold-lapse sweeper (leader only) */
 };
 
 static qtsp_status add_route(qtsp_services *s, qtsp_route r)
@@ -67,8 +62,6 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
     ENSURE(s != NULL, QTSP_ERR_NOMEM, "out of memory");
     qtsp_status rc = QTSP_OK;
     s->app = app;
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
     s->root_len = i2d_X509(app->root, &s->root_der);
     s->issuing_len = i2d_X509(app->issuing, &s->issuing_der);
     ENSURE_OUT(s->root_len > 0 && s->issuing_len > 0, QTSP_ERR_CRYPTO,
@@ -160,27 +153,16 @@ static void warn_expiring(const char *what, const char *how, X509 *x)
 
 /* Records hold lapses in the audit log and the indexes every second; the
  * status itself is exact without it (qtsp_cert_status_effective). */
-static void *sweeper_main(void *arg)
+static int64_t sweep_once(qtsp_periodic *p, void *arg)
 {
     qtsp_services *s = arg;
-    pthread_mutex_lock(&s->mu);
-    while (!s->stopping) {
-        pthread_mutex_unlock(&s->mu);
-        qtsp_err_clear();
-        size_t n = 0;
-        if (qtsp_ra_sweep_lapses(s->ra, qtsp_now(), &n) != QTSP_OK)
-            LOG_ERROR("hold sweeper: %s", qtsp_err_message());
-        else if (n)
-            LOG_INFO("hold sweeper: %zu hold(s) lapsed", n);
-        pthread_mutex_lock(&s->mu);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        if (!s->stopping)
-            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-    }
-    pthread_mutex_unlock(&s->mu);
-    return NULL;
+    qtsp_err_clear();
+    size_t n = 0;
+    if (qtsp_ra_sweep_lapses(s->ra, qtsp_now(), &n) != QTSP_OK)
+        LOG_ERROR("hold sweeper: %s", qtsp_err_message());
+    else if (n)
+        LOG_INFO("hold sweeper: %zu hold(s) lapsed", n);
+    return QTSP_PERIODIC_INTERVAL;
 }
 
 qtsp_status qtsp_services_start(qtsp_services *s, int leader)
@@ -197,9 +179,7 @@ qtsp_status qtsp_services_start(qtsp_services *s, int leader)
     TRY(qtsp_crl_start(s->crl));
     if (!leader)
         return QTSP_OK;
-    ENSURE(pthread_create(&s->sweeper, NULL, sweeper_main, s) == 0, QTSP_ERR_INTERNAL,
-           "cannot start the hold sweeper");
-    s->sweeper_started = 1;
+    TRY(qtsp_periodic_start("hold sweeper", 1000, 0, sweep_once, s, &s->sweeper));
     TRY(qtsp_ra_keypool_start(s->ra));
     return QTSP_OK;
 }
@@ -217,15 +197,7 @@ void qtsp_services_free(qtsp_services *s)
     qtsp_ra_keypool_stop(s->ra);
     qtsp_signq_free(s->signq); /* signs what is queued; its callbacks use the TSA and OCSP */
     s->signq = NULL;
-    if (s->sweeper_started) {
-        pthread_mutex_lock(&s->mu);
-        s->stopping = 1;
-        pthread_cond_broadcast(&s->cv);
-        pthread_mutex_unlock(&s->mu);
-        pthread_join(s->sweeper, NULL);
-    }
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
+    qtsp_periodic_stop(s->sweeper);
     qtsp_ra_free(s->ra);
     qtsp_tsa_free(s->tsa);
     qtsp_ocsp_free(s->ocsp);

@@ -39,7 +39,6 @@
 qtsp_status ra_keypool_init(qtsp_ra *ra, const char *policies_dir)
 {
     pthread_mutex_init(&ra->kp.mu, NULL);
-    pthread_cond_init(&ra->kp.cv, NULL);
     ra->kp_ready = 1;
     char path[1200];
     snprintf(path, sizeof path, "%s/%s", policies_dir, POOL_FILE);
@@ -70,7 +69,6 @@ void ra_keypool_cleanup(qtsp_ra *ra)
 {
     qtsp_ra_keypool_stop(ra);
     pthread_mutex_destroy(&ra->kp.mu);
-    pthread_cond_destroy(&ra->kp.cv);
 }
 
 static qtsp_status spki_sha256(EVP_PKEY *pub, unsigned char out[32])
@@ -149,7 +147,7 @@ static qtsp_status take_txn(qtsp_txn *txn, void *vctx)
 static void wake_filler(qtsp_ra *ra)
 {
     pthread_mutex_lock(&ra->kp.mu);
-    pthread_cond_signal(&ra->kp.cv);
+    qtsp_periodic_kick(ra->kp.filler);
     pthread_mutex_unlock(&ra->kp.mu);
 }
 
@@ -462,69 +460,69 @@ out:
 
 /* ---- the filler thread ---- */
 
-static void wait_s(qtsp_ra *ra, int seconds)
-{
-    pthread_mutex_lock(&ra->kp.mu);
-    if (!atomic_load(&ra->kp.stopping)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += seconds;
-        pthread_cond_timedwait(&ra->kp.cv, &ra->kp.mu, &ts);
-    }
-    pthread_mutex_unlock(&ra->kp.mu);
-}
-
-static void *filler_main(void *arg)
+/* One round of the filler: refills below the low-water mark (and once at
+ * start); every second, 5 s after a failure, at once when a take kicks it. */
+static int64_t fill_once(qtsp_periodic *p, void *arg)
 {
     qtsp_ra *ra = arg;
     qtsp_err_clear();
-    size_t n = 0;
-    if (qtsp_ra_keypool_cleanup(ra, ORPHAN_GRACE_S, &n) != QTSP_OK)
-        LOG_ERROR("key pool: orphan cleanup failed: %s", qtsp_err_message());
-    else if (n)
-        LOG_WARN("key pool: destroyed %zu orphan key(s)", n);
-    int first = 1;
-    while (!atomic_load(&ra->kp.stopping)) {
-        qtsp_err_clear();
-        uint64_t avail = 0;
-        int failed = 0;
-        if (qtsp_ra_keypool_available(ra, &avail) != QTSP_OK) {
-            failed = 1;
-        } else if (first || avail < (uint64_t)ra->kp.low_water) {
-            size_t made = 0;
-            failed = qtsp_ra_keypool_fill(ra, &made) != QTSP_OK;
-            if (made)
-                LOG_INFO("key pool: %zu key(s) generated", made);
-            first = failed;
-        }
-        if (failed)
-            LOG_ERROR("key pool: %s", qtsp_err_message());
-        wait_s(ra, failed ? 5 : 1);
+    uint64_t avail = 0;
+    int failed = 0;
+    if (qtsp_ra_keypool_available(ra, &avail) != QTSP_OK) {
+        failed = 1;
+    } else if (!ra->kp.first_done || avail < (uint64_t)ra->kp.low_water) {
+        size_t made = 0;
+        failed = qtsp_ra_keypool_fill(ra, &made) != QTSP_OK;
+        if (made)
+            LOG_INFO("key pool: %zu key(s) generated", made);
+        ra->kp.first_done = !failed;
     }
-    return NULL;
+    if (failed)
+        LOG_ERROR("key pool: %s", qtsp_err_message());
+    return failed ? 5000 : QTSP_PERIODIC_INTERVAL;
+}
+
+/* The filler: in its first round, orphans left by a crash are destroyed
+ * before any fill. */
+static int64_t filler_round(qtsp_periodic *p, void *arg)
+{
+    qtsp_ra *ra = arg;
+    if (!ra->kp.cleaned) {
+        ra->kp.cleaned = 1;
+        qtsp_err_clear();
+        size_t n = 0;
+        if (qtsp_ra_keypool_cleanup(ra, ORPHAN_GRACE_S, &n) != QTSP_OK)
+            LOG_ERROR("key pool: orphan cleanup failed: %s", qtsp_err_message());
+        else if (n)
+            LOG_WARN("key pool: destroyed %zu orphan key(s)", n);
+    }
+    return fill_once(p, arg);
 }
 
 qtsp_status qtsp_ra_keypool_start(qtsp_ra *ra)
 {
-    if (ra->kp.size == 0 || ra->kp.started)
+    if (ra->kp.size == 0 || ra->kp.filler)
         return QTSP_OK;
     atomic_store(&ra->kp.stopping, 0);
-    ENSURE(pthread_create(&ra->kp.thread, NULL, filler_main, ra) == 0, QTSP_ERR_INTERNAL,
-           "cannot start the key pool filler");
-    ra->kp.started = 1;
-    return QTSP_OK;
+    ra->kp.cleaned = ra->kp.first_done = 0;
+    qtsp_periodic *p = NULL;
+    pthread_mutex_lock(&ra->kp.mu);
+    qtsp_status rc = qtsp_periodic_start("key pool filler", 1000, 0, filler_round, ra, &p);
+    ra->kp.filler = p;
+    pthread_mutex_unlock(&ra->kp.mu);
+    return rc;
 }
 
 void qtsp_ra_keypool_stop(qtsp_ra *ra)
 {
-    if (!ra || !ra->kp.started)
+    if (!ra || !ra->kp.filler)
         return;
-    pthread_mutex_lock(&ra->kp.mu);
     atomic_store(&ra->kp.stopping, 1);
-    pthread_cond_broadcast(&ra->kp.cv);
+    pthread_mutex_lock(&ra->kp.mu);
+    qtsp_periodic *p = ra->kp.filler;
+    ra->kp.filler = NULL;
     pthread_mutex_unlock(&ra->kp.mu);
-    pthread_join(ra->kp.thread, NULL);
-    ra->kp.started = 0;
+    qtsp_periodic_stop(p);
     atomic_store(&ra->kp.stopping, 0); /* direct fills work again */
 }
 

@@ -25,6 +25,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/periodic.h"
 #include "core/yaml.h"
 
 #define NOTIFY_URL_MAX 1024
@@ -53,14 +54,13 @@ struct qtsp_notify {
 
     /* FIFO ring of pending events, guarded by mu */
     pthread_mutex_t mu;
-    pthread_cond_t cv;      /* work arrived or stopping (CLOCK_MONOTONIC) */
-    pthread_cond_t idle_cv; /* queue empty and nothing in flight */
+    pthread_cond_t idle_cv; /* queue empty and nothing in flight (CLOCK_MONOTONIC) */
     notify_item **ring;
     size_t head, count;
     int inflight;
     int64_t last_drop_log_ms;
 
-    pthread_t thread;
+    qtsp_periodic *thread; /* the sender (core/periodic.h), kicked when work arrives */
     int started;
     CURLM *multi; /* owned by the thread while it runs; wakeup is thread-safe */
     _Atomic int stopping;
@@ -280,7 +280,6 @@ qtsp_status qtsp_notify_new(const char *policy_path, const char *secrets_dir, qt
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&n->cv, &ca);
     pthread_cond_init(&n->idle_cv, &ca);
     pthread_condattr_destroy(&ca);
 
@@ -381,7 +380,7 @@ qtsp_status qtsp_notify_event(qtsp_notify *n, const char *event, const json_t *d
     n->ring[(n->head + n->count) % n->queue_size] = it;
     n->count++;
     it = NULL;
-    pthread_cond_signal(&n->cv);
+    qtsp_periodic_kick(n->thread);
     pthread_mutex_unlock(&n->mu);
 out:
     json_decref(obj);
@@ -554,34 +553,26 @@ static int64_t backoff_ms(const qtsp_notify *n, int64_t retry)
 /* Sleeps until ms have passed or the grace deadline; returns 0 when the
  * notifier must give up (stopping and the retry would land past the
  * deadline). */
-static int wait_retry(qtsp_notify *n, int64_t ms)
+static int wait_retry(qtsp_notify *n, qtsp_periodic *p, int64_t ms)
 {
     int64_t until = mono_ms() + ms;
-    pthread_mutex_lock(&n->mu);
     for (;;) {
         int64_t now = mono_ms();
-        if (atomic_load(&n->stopping) && until > atomic_load(&n->deadline_ms)) {
-            pthread_mutex_unlock(&n->mu);
+        if (atomic_load(&n->stopping) && until > atomic_load(&n->deadline_ms))
             return 0;
-        }
         if (now >= until)
-            break;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t left = until - now;
-        ts.tv_sec += (time_t)(left / 1000);
-        ts.tv_nsec += (long)(left % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
+            return 1;
+        if (!atomic_load(&n->stopping)) {
+            qtsp_periodic_sleep(p, until - now); /* a stop cuts it short: check again */
+        } else { /* stopping, and the retry lands within the grace period */
+            struct timespec ts = {(time_t)((until - now) / 1000),
+                                  (long)((until - now) % 1000) * 1000000L};
+            clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
         }
-        pthread_cond_timedwait(&n->cv, &n->mu, &ts);
     }
-    pthread_mutex_unlock(&n->mu);
-    return 1;
 }
 
-static void deliver(qtsp_notify *n, notify_item *it)
+static void deliver(qtsp_notify *n, qtsp_periodic *p, notify_item *it)
 {
     char why[CURL_ERROR_SIZE + 32];
     for (int64_t try = 0;; try++) {
@@ -601,7 +592,7 @@ static void deliver(qtsp_notify *n, notify_item *it)
             return;
         }
         LOG_DEBUG("notify: event %s attempt %lld failed: %s", it->id, (long long)try + 1, why);
-        if (!wait_retry(n, backoff_ms(n, try + 1)))
+        if (!wait_retry(n, p, backoff_ms(n, try + 1)))
             break;
     }
     pthread_mutex_lock(&n->mu);
@@ -609,22 +600,19 @@ static void deliver(qtsp_notify *n, notify_item *it)
     pthread_mutex_unlock(&n->mu);
 }
 
-static void *notify_main(void *arg)
+/* The sender: delivers what is queued, in order, then waits for a kick. */
+static int64_t notify_round(qtsp_periodic *p, void *arg)
 {
     qtsp_notify *n = arg;
     pthread_mutex_lock(&n->mu);
-    for (;;) {
-        while (n->count == 0 && !atomic_load(&n->stopping))
-            pthread_cond_wait(&n->cv, &n->mu);
-        if (n->count == 0 || stop_due(n))
-            break;
+    while (n->count > 0 && !stop_due(n)) {
         notify_item *it = n->ring[n->head];
         n->ring[n->head] = NULL;
         n->head = (n->head + 1) % n->queue_size;
         n->count--;
         n->inflight = 1;
         pthread_mutex_unlock(&n->mu);
-        deliver(n, it);
+        deliver(n, p, it);
         item_free(it);
         pthread_mutex_lock(&n->mu);
         n->inflight = 0;
@@ -632,7 +620,7 @@ static void *notify_main(void *arg)
             pthread_cond_broadcast(&n->idle_cv);
     }
     pthread_mutex_unlock(&n->mu);
-    return NULL;
+    return QTSP_PERIODIC_IDLE;
 }
 
 qtsp_status qtsp_notify_start(qtsp_notify *n)
@@ -642,11 +630,15 @@ qtsp_status qtsp_notify_start(qtsp_notify *n)
     ENSURE(!n->started, QTSP_ERR_STATE, "notify: already started");
     n->multi = curl_multi_init();
     ENSURE(n->multi != NULL, QTSP_ERR_INTERNAL, "notify: cannot create a libcurl handle");
-    if (pthread_create(&n->thread, NULL, notify_main, n) != 0) {
+    qtsp_periodic *p = NULL;
+    if (qtsp_periodic_start("webhook sender", 1000, 0, notify_round, n, &p) != QTSP_OK) {
         curl_multi_cleanup(n->multi);
         n->multi = NULL;
-        FAIL(QTSP_ERR_INTERNAL, "notify: cannot start the delivery thread");
+        return qtsp_err_code();
     }
+    pthread_mutex_lock(&n->mu);
+    n->thread = p;
+    pthread_mutex_unlock(&n->mu);
     n->started = 1;
     LOG_INFO("notify: webhook delivery started (queue %zu, %lld retries)", n->queue_size,
              (long long)n->retries);
@@ -659,12 +651,9 @@ void qtsp_notify_free(qtsp_notify *n)
         return;
     if (n->started) {
         atomic_store(&n->deadline_ms, mono_ms() + n->grace_ms);
-        pthread_mutex_lock(&n->mu);
         atomic_store(&n->stopping, 1);
-        pthread_cond_broadcast(&n->cv);
-        pthread_mutex_unlock(&n->mu);
         curl_multi_wakeup(n->multi);
-        pthread_join(n->thread, NULL);
+        qtsp_periodic_stop(n->thread);
         curl_multi_cleanup(n->multi);
     }
     pthread_mutex_lock(&n->mu); /* note_drop expects it (the thread is gone anyway) */
@@ -677,7 +666,6 @@ void qtsp_notify_free(qtsp_notify *n)
     free(n->ring);
     OPENSSL_cleanse(n->secret, sizeof n->secret);
     pthread_mutex_destroy(&n->mu);
-    pthread_cond_destroy(&n->cv);
     pthread_cond_destroy(&n->idle_cv);
     free(n);
 }

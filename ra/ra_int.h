@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 
 #include "ca/profile.h"
+#include "core/periodic.h"
 #include "ra/activation.h"
 #include "ra/ra.h"
 
@@ -21,16 +22,16 @@ typedef struct ra_package {
 } ra_package;
 
 /* The key pool (ra/keypool.c): settings from policies/keypool.yaml and the
- * filler thread. mu/cv wake and stop the filler. */
+ * filler thread (core/periodic.h), kicked when a take leaves it low. */
 typedef struct ra_keypool {
     int64_t size; /* 0 = disabled */
     int64_t low_water;
     int64_t batch;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    atomic_int stopping;
-    pthread_t thread;
-    int started;
+    atomic_int stopping;   /* cuts a fill short */
+    pthread_mutex_t mu;    /* guards filler: a take kicks it while stop frees it */
+    qtsp_periodic *filler; /* NULL when not started */
+    int cleaned;           /* the filler destroyed the orphans of a crash */
+    int first_done;        /* the filler's first fill succeeded */
     atomic_uint_fast64_t generated; /* keys put in the pool by this process */
     atomic_uint_fast64_t taken;     /* issuances served from the pool */
     atomic_uint_fast64_t inline_made; /* issuances that generated inline */
@@ -51,7 +52,7 @@ struct qtsp_ra {
     unsigned char otp_key[QTSP_OTP_KEY_LEN];
     ra_pool *_Atomic pool; /* RA worker threads (ra/ra_http.c), NULL when not started */
     ra_keypool kp;
-    int kp_ready; /* kp's mutex and condition initialised */
+    int kp_ready; /* kp initialised */
 };
 
 /* Stops the RA worker threads (queued requests are answered 500 unhandled). */
