@@ -72,12 +72,14 @@ int cmd_rekey(int argc, char **argv)
     char old_label[64], label[64], path[QTSP_PATH_MAX + 64], hex[41];
     snprintf(old_label, sizeof old_label, "%s", cfg_label);
     /* qtsp-ocsp, qtsp-ocsp-<t> -> qtsp-ocsp-<now> */
-    char base[48];
+    char base[64];
     snprintf(base, sizeof base, "%s", old_label);
     char *dash = strrchr(base, '-');
     if (dash && strspn(dash + 1, "0123456789") == strlen(dash + 1) && dash[1])
         *dash = '\0';
-    snprintf(label, sizeof label, "%s-%lld", base, (long long)qtsp_now());
+    int ln = snprintf(label, sizeof label, "%s-%lld", base, (long long)qtsp_now());
+    ENSURE_OUT(ln > 0 && (size_t)ln < sizeof label, QTSP_ERR_TOO_BIG,
+               "key label %s leaves no room for a -<time> suffix", base);
 
     TRY_OUT(qtsp_app_policy(&app, tsa ? "tsa-unit.yaml" : "ocsp-responder.yaml", path,
                             sizeof path));

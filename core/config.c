@@ -19,19 +19,23 @@ static void copy_str(char *dst, size_t cap, const char *src)
     snprintf(dst, cap, "%s", src ? src : "");
 }
 
+/* in made absolute against the working directory; "" when it does not
+ * fit (qtsp_config_load refuses that home). */
 static void make_absolute(const char *in, char *out, size_t cap)
 {
     if (in[0] == '/') {
         copy_str(out, cap, in);
+        if (strlen(in) >= cap)
+            out[0] = '\0';
         return;
     }
     char cwd[QTSP_PATH_MAX];
     if (!getcwd(cwd, sizeof cwd))
         copy_str(cwd, sizeof cwd, ".");
-    if (strcmp(in, ".") == 0)
-        copy_str(out, cap, cwd);
-    else
-        snprintf(out, cap, "%s/%s", cwd, in);
+    int n = strcmp(in, ".") == 0 ? snprintf(out, cap, "%s", cwd)
+                                 : snprintf(out, cap, "%s/%s", cwd, in);
+    if (n < 0 || (size_t)n >= cap)
+        out[0] = '\0';
 }
 
 void qtsp_config_set_processes(qtsp_config *cfg, int64_t processes)
@@ -171,6 +175,8 @@ qtsp_status qtsp_config_load(const char *home, qtsp_config *cfg)
 {
     qtsp_config tmp;
     qtsp_config_defaults(&tmp, home);
+    ENSURE(tmp.home[0], QTSP_ERR_TOO_BIG, "the home path is longer than %d bytes: %s",
+           QTSP_PATH_MAX - 1, home);
     char path[QTSP_PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/qtsp.yaml", tmp.home);
     struct stat sb;
