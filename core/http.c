@@ -882,7 +882,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         atomic_fetch_sub_explicit(&srv->conns_open, 1, memory_order_relaxed);
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+QTSP_PRINTF(2, 0) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);

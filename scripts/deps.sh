@@ -11,6 +11,7 @@ PKGS=(
   softhsm2 opensc libcunit1-dev libjansson-dev liboath-dev libargon2-dev libcurl4-openssl-dev
   libutf8proc-dev
   gnutls-bin wrk nginx-light procps jq xxd
+  clang libclang-rt-dev # the fuzzers: clang and its libFuzzer runtime
 )
 
 missing_pkgs() {

@@ -15,9 +15,13 @@ build() { # dir, extra cmake args...
   cmake --build "$dir" -j"$jobs" 2>&1 | grep -Ev '^\[ *[0-9]+%\]' || true
   [[ -x "$dir/qtsp" ]]
 }
-mkdir -p build build-asan
+mkdir -p build build-asan build-fuzz
 build build -DCMAKE_BUILD_TYPE=RelWithDebInfo || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 build build-asan -DCMAKE_BUILD_TYPE=Debug -DQTSP_SANITIZE=ON || { echo "sanitizer build failed"; echo "0 passed, 1 failed"; exit 1; }
+# the libFuzzer targets (clang, ASan+UBSan); a failed build counts as one failure below
+fuzz_built=1
+build build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQTSP_FUZZ=ON \
+  -DQTSP_TESTS=OFF || fuzz_built=0
 
 pass=0 fail=0
 failed_names=()
@@ -35,7 +39,10 @@ count() { # name, output file, exit code
   printf '%-40s %s passed, %s failed\n' "$name" "$p" "$f"
 }
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}
+# LeakSanitizer is on: a leak fails the test that made it (third-party
+# libraries' own leaks are listed, each with its reason, in tests/lsan.supp)
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$top/tests/lsan.supp:print_suppressions=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 logs=$(mktemp -d /tmp/qtsp-testlogs-XXXXXX)
 for variant in build build-asan; do
@@ -63,6 +70,44 @@ for variant in build build-asan; do
     ((rc != 0)) && tail -n 60 "$out"
   done
 done
+
+# each fuzzer runs briefly from a seed corpus of valid requests; a crash, a
+# leak or a sanitizer report fails it (artifacts stay in the log folder)
+fuzz_seconds=${QTSP_FUZZ_SECONDS:-25}
+seed() { # fuzzer name, binary, corpus dir
+  case $1 in
+  fuzz_ocsp_request) # the fuzzer writes GET and POST requests for its own CA
+    QTSP_FUZZ_SEEDS=$3 "$2" -runs=0 "$3" >/dev/null 2>&1 ;;
+  fuzz_tsa_query)
+    head -c 1000 /dev/urandom >"$3.data"
+    openssl ts -query -data "$3.data" -sha256 -cert -out "$3/q1" 2>/dev/null
+    openssl ts -query -data "$3.data" -sha512 -no_nonce -out "$3/q2" 2>/dev/null
+    openssl ts -query -data "$3.data" -sha384 -cert -tspolicy 1.2.3.4 -out "$3/q3" 2>/dev/null
+    rm -f "$3.data" ;;
+  esac
+}
+if ((fuzz_built)); then
+  for f in build-fuzz/fuzz/fuzz_*; do
+    [[ -x $f ]] || continue
+    name=$(basename "$f")
+    out="$logs/$name.log" corpus="$logs/corpus-$name"
+    mkdir -p "$corpus"
+    seed "$name" "$top/$f" "$corpus"
+    (cd "$logs" && timeout $((fuzz_seconds + 120)) "$top/$f" -max_total_time="$fuzz_seconds" \
+      -max_len=4200 -timeout=30 -artifact_prefix="$logs/$name-" "$corpus") >"$out" 2>&1
+    rc=$?
+    if ((rc == 0)) && grep -q '^Done [0-9]* runs' "$out"; then
+      echo "1 passed, 0 failed" >>"$out"
+    else
+      echo "0 passed, 1 failed" >>"$out"
+    fi
+    count "fuzz/$name" "$out" $rc
+    ((rc != 0)) && tail -n 40 "$out"
+  done
+else
+  echo "0 passed, 1 failed" >"$logs/fuzz-build.log"
+  count "build-fuzz (clang, libFuzzer)" "$logs/fuzz-build.log" 1
+fi
 
 echo "logs: $logs"
 if ((${#failed_names[@]})); then
