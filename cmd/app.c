@@ -63,7 +63,8 @@ int cmd_usage_error(const char *what, const char *why)
 
 const char *cmd_actor(void)
 {
-    static char actor[160];
+    /* room for the longest: 63-byte user and host names, 32 of SUDO_USER */
+    static char actor[sizeof "cli:@ (sudo from )" + 63 + 63 + 32];
     if (actor[0])
         return actor;
     /* the uid is authoritative; SUDO_USER (settable by anyone) is only a hint */

@@ -98,7 +98,7 @@ static qtsp_status copy_policies(const char *src_dir, const char *dst_dir,
         TRY_OUT(rc);
         ENSURE_OUT(*n_copied < MAX_POLICIES && n < 64, QTSP_ERR_TOO_BIG, "too many policy files");
         TRY_OUT(cmd_write_file(dst, b.data, b.len, 0644));
-        snprintf(copied[(*n_copied)++], 64, "%s", e->d_name);
+        memcpy(copied[(*n_copied)++], e->d_name, n + 1); /* n < 64 checked above */
     }
 out:
     qtsp_buf_cleanup(&b);

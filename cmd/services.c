@@ -151,8 +151,9 @@ static void warn_expiring(const char *what, const char *how, X509 *x)
         LOG_WARN("the %s certificate expires in %lld days; %s", what, left / 86400, how);
 }
 
-/* Records hold lapses in the audit log and the indexes every second; the
- * status itself is exact without it (qtsp_cert_status_effective). */
+/* Records hold lapses in the audit log and the indexes every sweep_interval
+ * (1 s shipped); the status itself is exact without it
+ * (qtsp_cert_status_effective). */
 static int64_t sweep_once(qtsp_periodic *p, void *arg)
 {
     qtsp_services *s = arg;
@@ -179,7 +180,8 @@ qtsp_status qtsp_services_start(qtsp_services *s, int leader)
     TRY(qtsp_crl_start(s->crl));
     if (!leader)
         return QTSP_OK;
-    TRY(qtsp_periodic_start("hold sweeper", 1000, 0, sweep_once, s, &s->sweeper));
+    TRY(qtsp_periodic_start("hold sweeper", 1000 * qtsp_ra_sweep_interval_s(s->ra), 0, sweep_once,
+                            s, &s->sweeper));
     TRY(qtsp_ra_keypool_start(s->ra));
     return QTSP_OK;
 }

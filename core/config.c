@@ -64,7 +64,9 @@ void qtsp_config_defaults(qtsp_config *cfg, const char *home)
     copy_str(cfg->hsm_module, sizeof cfg->hsm_module, DEFAULT_MODULE);
     copy_str(cfg->token_label, sizeof cfg->token_label, "qtsp");
     cfg->hsm_embedded = 1;
-    snprintf(cfg->pin_file, sizeof cfg->pin_file, "%s/secrets/token.pin", cfg->home);
+    int pn = snprintf(cfg->pin_file, sizeof cfg->pin_file, "%s/secrets/token.pin", cfg->home);
+    if (pn < 0 || (size_t)pn >= sizeof cfg->pin_file)
+        cfg->home[0] = '\0'; /* too long for the paths under it: qtsp_config_load refuses it */
     copy_str(cfg->key_root, sizeof cfg->key_root, "qtsp-root-ca");
     copy_str(cfg->key_issuing, sizeof cfg->key_issuing, "qtsp-issuing-ca");
     copy_str(cfg->key_ocsp, sizeof cfg->key_ocsp, "qtsp-ocsp");
@@ -175,8 +177,7 @@ qtsp_status qtsp_config_load(const char *home, qtsp_config *cfg)
 {
     qtsp_config tmp;
     qtsp_config_defaults(&tmp, home);
-    ENSURE(tmp.home[0], QTSP_ERR_TOO_BIG, "the home path is longer than %d bytes: %s",
-           QTSP_PATH_MAX - 1, home);
+    ENSURE(tmp.home[0], QTSP_ERR_TOO_BIG, "the home path is too long: %s", home);
     char path[QTSP_PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/qtsp.yaml", tmp.home);
     struct stat sb;

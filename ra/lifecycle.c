@@ -525,3 +525,5 @@ qtsp_status qtsp_ra_sweep_lapses(qtsp_ra *ra, time_t now, size_t *n)
     *n = c.n;
     return QTSP_OK;
 }
+
+int64_t qtsp_ra_sweep_interval_s(const qtsp_ra *ra) { return ra->sweep_interval_s; }

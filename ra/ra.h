@@ -103,6 +103,8 @@ qtsp_status qtsp_ra_hotline_hold(qtsp_ra *ra, const qtsp_actor *who, const char 
                                  json_t **held, time_t *hold_until) QTSP_MUST_USE;
 /* Records lapses of holds due at now (audit + status refresh). *n = count. */
 qtsp_status qtsp_ra_sweep_lapses(qtsp_ra *ra, time_t now, size_t *n) QTSP_MUST_USE;
+/* How often the server sweeps (suspension.yaml sweep_interval, >= 1 s). */
+int64_t qtsp_ra_sweep_interval_s(const qtsp_ra *ra);
 
 /* ---- key pool (ra/keypool.c, docs/ra.md "Key pool") ----
  * Subject key pairs pre-generated in the token (labels "kp-<hex>",

@@ -12,8 +12,9 @@ jobs=$(nproc 2>/dev/null || echo 2)
 build() { # dir, extra cmake args...
   local dir=$1; shift
   cmake -S . -B "$dir" "$@" >"$dir.cmake.log" 2>&1 || { cat "$dir.cmake.log"; return 1; }
-  cmake --build "$dir" -j"$jobs" 2>&1 | grep -Ev '^\[ *[0-9]+%\]' || true
-  [[ -x "$dir/qtsp" ]]
+  cmake --build "$dir" -j"$jobs" 2>&1 | grep -Ev '^\[ *[0-9]+%\]'
+  local rc=${PIPESTATUS[0]} # a failed build fails, even over an older binary
+  ((rc == 0)) && [[ -x "$dir/qtsp" ]]
 }
 mkdir -p build build-asan build-fuzz
 build build -DCMAKE_BUILD_TYPE=RelWithDebInfo || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }

@@ -1,16 +1,15 @@
 /* libFuzzer target for the OCSP request path: qtsp_ocsp_respond on the input
  * as DER, and qtsp_ocsp_get_decode on it as a GET path (then respond again).
  * Every answer must be a DER OCSPResponse that OpenSSL parses completely.
- * Links no HTTP server (ocsp/ocsp.c knows no transport). Not built by CMake.
- * Build and run from the repository root:
+ * Links no HTTP server (ocsp/ocsp.c knows no transport).
+ * Built by CMake with clang and -DQTSP_FUZZ=ON (docs/tsa.md, Fuzzing); run
+ * by scripts/test.sh for a few seconds. By hand, from the repository root:
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -I/usr/include/p11-kit-1 \
- *     -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DOPENSSL_API_COMPAT=30000 \
- *     tests/fuzz/fuzz_ocsp_request.c ocsp/ocsp.c ca/store.c ca/certdb.c ca/key.c ca/signq.c \
- *     core/buf.c core/clock.c core/codec.c core/der.c core/err.c core/log.c core/yaml.c \
- *     core/time.c -llmdb -lcrypto -lyaml -ldl -lpthread -o /tmp/fuzz_ocsp_request
- *   mkdir -p /tmp/ocsp-corpus && QTSP_FUZZ_SEEDS=/tmp/ocsp-corpus /tmp/fuzz_ocsp_request -runs=0
- *   /tmp/fuzz_ocsp_request -max_total_time=120 -max_len=4096 /tmp/ocsp-corpus
+ *   cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DQTSP_FUZZ=ON -DQTSP_TESTS=OFF
+ *   cmake --build build-fuzz --target fuzz_ocsp_request
+ *   mkdir -p /tmp/ocsp-corpus && QTSP_FUZZ_SEEDS=/tmp/ocsp-corpus \
+ *     build-fuzz/fuzz/fuzz_ocsp_request -runs=0 /tmp/ocsp-corpus
+ *   build-fuzz/fuzz/fuzz_ocsp_request -max_total_time=120 -max_len=4096 /tmp/ocsp-corpus
  *
  * The CA and responder keys are fixed (test-only keys below) so that seeds
  * written with QTSP_FUZZ_SEEDS carry CertIDs that match across runs. */

@@ -1,13 +1,11 @@
 /* libFuzzer target for the TimeStampReq parser and the whole responder.
- * Not built by CMake. Build and run from the source tree (no HTTP server, no store):
+ * Links no HTTP server and no store.
+ * Built by CMake with clang and -DQTSP_FUZZ=ON (docs/tsa.md, Fuzzing); run
+ * by scripts/test.sh for a few seconds. By hand, from the source tree:
  *
- *   clang -g -O1 -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
- *     -fsanitize=fuzzer,address,undefined -I. -I/usr/include/p11-kit-1 \
- *     tests/fuzz/fuzz_tsa_query.c tsa/tsa.c tsa/tsa_query.c tsa/tsa_policy.c ca/cms.c core/buf.c \
- *     core/clock.c core/codec.c core/der.c core/err.c core/log.c core/time.c core/yaml.c \
- *     ca/key.c ca/signq.c -lcrypto -lyaml -ldl -lpthread \
- *     -o fuzz_tsa_query
- *   mkdir -p corpus && ./fuzz_tsa_query -max_len=4200 -max_total_time=120 corpus
+ *   cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DQTSP_FUZZ=ON -DQTSP_TESTS=OFF
+ *   cmake --build build-fuzz --target fuzz_tsa_query
+ *   mkdir -p corpus && build-fuzz/fuzz/fuzz_tsa_query -max_len=4200 -max_total_time=120 corpus
  *
  * Seed the corpus with `openssl ts -query -data FILE -sha256 -cert -out corpus/q1`.
  * Every input must yield a DER TimeStampResp that OpenSSL parses, consuming

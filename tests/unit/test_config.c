@@ -90,6 +90,22 @@ static void test_config_missing_home_says_to_run_init(void)
     qtsp_err_clear();
 }
 
+/* A home whose paths do not fit QTSP_PATH_MAX is refused, not cut short. */
+static void test_config_refuses_a_home_path_too_long(void)
+{
+    char home[QTSP_PATH_MAX + 64];
+    memset(home, 'h', sizeof home - 1);
+    home[0] = '/';
+    home[sizeof home - 1] = '\0';
+    qtsp_config c;
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_config_load(home, &c), QTSP_ERR_TOO_BIG);
+    home[QTSP_PATH_MAX - 8] = '\0'; /* fits, but home/secrets/token.pin does not */
+    CU_ASSERT_EQUAL(qtsp_config_load(home, &c), QTSP_ERR_TOO_BIG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_err_message(), "too long"));
+    qtsp_err_clear();
+}
+
 static void test_config_reads_pin_from_file_or_env(void)
 {
     qtsp_config c;
@@ -125,6 +141,7 @@ int main(void)
         QTEST(test_config_rejects_bad_values),
         QTEST(test_config_missing_home_says_to_run_init),
         QTEST(test_config_reads_pin_from_file_or_env),
+        QTEST(test_config_refuses_a_home_path_too_long),
     };
     int r = qtest_run("config", cases, sizeof cases / sizeof cases[0]);
     qtest_rmtree(g_dir);
