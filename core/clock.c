@@ -101,6 +101,19 @@ qtsp_status qtsp_parse_duration(const char *s, int64_t *seconds_out)
     return QTSP_OK;
 }
 
+struct timespec qtsp_mono_deadline(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
 uint64_t qtsp_mono_ns(void)
 {
     struct timespec ts;

@@ -40,5 +40,8 @@ qtsp_status qtsp_parse_duration(const char *s, int64_t *seconds_out) QTSP_MUST_U
 
 /* Monotonic clock in nanoseconds (for latency measurement; not injected). */
 uint64_t qtsp_mono_ns(void);
+/* CLOCK_MONOTONIC now + ms (>= 0), as the absolute deadline of a
+ * pthread_cond_timedwait on a condition variable set to that clock. */
+struct timespec qtsp_mono_deadline(int64_t ms);
 
 #endif

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
+
 struct qtsp_periodic {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* CLOCK_MONOTONIC: kick or stop */
@@ -14,20 +16,6 @@ struct qtsp_periodic {
     int64_t interval_ms, first_ms;
     int kicked, stop;
 };
-
-/* now + ms on CLOCK_MONOTONIC, the clock the condition variable waits on */
-static struct timespec deadline(int64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
 
 static int passed(const struct timespec *dl)
 {
@@ -44,7 +32,7 @@ static void wait_next(qtsp_periodic *p, int64_t ms)
             pthread_cond_wait(&p->cv, &p->mu);
         return;
     }
-    struct timespec dl = deadline(ms);
+    struct timespec dl = qtsp_mono_deadline(ms);
     while (!p->kicked && !p->stop && !passed(&dl))
         pthread_cond_timedwait(&p->cv, &p->mu, &dl);
 }
@@ -135,7 +123,7 @@ int qtsp_periodic_stopping(qtsp_periodic *p)
 
 int qtsp_periodic_sleep(qtsp_periodic *p, int64_t ms)
 {
-    struct timespec dl = deadline(ms > 0 ? ms : 0);
+    struct timespec dl = qtsp_mono_deadline(ms > 0 ? ms : 0);
     pthread_mutex_lock(&p->mu);
     while (!p->stop && !passed(&dl))
         pthread_cond_timedwait(&p->cv, &p->mu, &dl);

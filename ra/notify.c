@@ -674,14 +674,7 @@ qtsp_status qtsp_notify_flush(qtsp_notify *n, int64_t timeout_ms)
 {
     if (!n->enabled)
         return QTSP_OK;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(timeout_ms / 1000);
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = qtsp_mono_deadline(timeout_ms);
     pthread_mutex_lock(&n->mu);
     int timed_out = 0;
     while ((n->count > 0 || n->inflight) && n->started && !timed_out)
