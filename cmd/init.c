@@ -114,8 +114,7 @@ static qtsp_status relax_tsa_clock(const char *policies_dir)
 {
     char path[QTSP_PATH_MAX + 32];
     int pn = snprintf(path, sizeof path, "%s/tsa.yaml", policies_dir);
-    ENSURE(pn > 0 && (size_t)pn < sizeof path, QTSP_ERR_TOO_BIG, "path too long: %s",
-           policies_dir);
+    ENSURE(pn > 0 && (size_t)pn < sizeof path, QTSP_ERR_TOO_BIG, "path too long: %s", policies_dir);
     FILE *f = fopen(path, "r");
     if (!f)
         return QTSP_OK; /* no TSA policy shipped: nothing to relax */

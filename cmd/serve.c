@@ -198,8 +198,8 @@ static int supervise(const char *home, const char *listen, const char *log_forma
     int code = 1;
     if (qtsp_supervisor_start(&spec, &sv) == QTSP_OK) { /* a failure is logged */
         say_listening(addr, port);
-        LOG_INFO("qtsp serving %s on %s (port %u) with %u worker processes of %lld threads",
-                 home, addr, port, n, (long long)cfg->http_workers);
+        LOG_INFO("qtsp serving %s on %s (port %u) with %u worker processes of %lld threads", home,
+                 addr, port, n, (long long)cfg->http_workers);
         code = qtsp_supervisor_run(sv);
         qtsp_supervisor_free(sv);
     }

@@ -32,8 +32,8 @@ static void make_absolute(const char *in, char *out, size_t cap)
     char cwd[QTSP_PATH_MAX];
     if (!getcwd(cwd, sizeof cwd))
         copy_str(cwd, sizeof cwd, ".");
-    int n = strcmp(in, ".") == 0 ? snprintf(out, cap, "%s", cwd)
-                                 : snprintf(out, cap, "%s/%s", cwd, in);
+    int n =
+        strcmp(in, ".") == 0 ? snprintf(out, cap, "%s", cwd) : snprintf(out, cap, "%s/%s", cwd, in);
     if (n < 0 || (size_t)n >= cap)
         out[0] = '\0';
 }

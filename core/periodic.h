@@ -14,8 +14,8 @@ typedef struct qtsp_periodic qtsp_periodic;
 
 /* A run's answer: milliseconds until the next run (>= 0; 0 runs again at
  * once unless stopping), or one of these. */
-#define QTSP_PERIODIC_INTERVAL (-1)   /* the interval given at start */
-#define QTSP_PERIODIC_IDLE INT64_MAX  /* only a kick (or stop) wakes it */
+#define QTSP_PERIODIC_INTERVAL (-1)  /* the interval given at start */
+#define QTSP_PERIODIC_IDLE INT64_MAX /* only a kick (or stop) wakes it */
 
 /* The work of one run, on the periodic thread. p is the handle (for
  * qtsp_periodic_sleep and qtsp_periodic_stopping); ctx as given at start. */
@@ -28,8 +28,7 @@ typedef int64_t (*qtsp_periodic_fn)(qtsp_periodic *p, void *ctx);
  * QTSP_ERR_INTERNAL (the thread cannot be created). *out is written only on
  * success; free it with qtsp_periodic_stop. */
 qtsp_status qtsp_periodic_start(const char *name, int64_t interval_ms, int64_t first_ms,
-                                qtsp_periodic_fn fn, void *ctx,
-                                qtsp_periodic **out) QTSP_MUST_USE;
+                                qtsp_periodic_fn fn, void *ctx, qtsp_periodic **out) QTSP_MUST_USE;
 
 /* Asks for a run as soon as possible: a waiting thread runs at once; a kick
  * during a run makes the next run follow it without waiting. Thread-safe,

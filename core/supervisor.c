@@ -43,7 +43,10 @@ void qtsp_stop_signals_install(void)
     pthread_sigmask(SIG_BLOCK, &block, NULL);
 }
 
-int qtsp_stop_requested(void) { return g_stop != 0; }
+int qtsp_stop_requested(void)
+{
+    return g_stop != 0;
+}
 
 int qtsp_stop_wait(int timeout_s)
 {
@@ -68,8 +71,8 @@ void qtsp_supervisor_ready(int ready_fd)
 }
 
 typedef struct worker {
-    pid_t pid;      /* 0 when not running */
-    int ready_fd;   /* read end while starting, else -1 */
+    pid_t pid;    /* 0 when not running */
+    int ready_fd; /* read end while starting, else -1 */
     time_t started;
     unsigned quick; /* quick deaths in a row */
 } worker;
@@ -234,8 +237,8 @@ static int restart(qtsp_supervisor *sv, unsigned i)
     worker *w = &sv->w[i];
     while (!g_stop) {
         if (w->quick >= QTSP_SUPERVISOR_QUICK_DEATHS) {
-            LOG_ERROR("%s: worker %u died %u times within %d s of starting; stopping",
-                      sv->s.name, i, w->quick, QTSP_SUPERVISOR_QUICK_DEATH_S);
+            LOG_ERROR("%s: worker %u died %u times within %d s of starting; stopping", sv->s.name,
+                      i, w->quick, QTSP_SUPERVISOR_QUICK_DEATH_S);
             return 0;
         }
         if (w->quick)
@@ -275,8 +278,8 @@ static int reap_and_restart(qtsp_supervisor *sv)
             int quick = time(NULL) - w->started < QTSP_SUPERVISOR_QUICK_DEATH_S;
             w->quick = quick ? w->quick + 1 : 0;
             if (WIFEXITED(st))
-                LOG_ERROR("%s: worker %u (pid %ld) exited with status %d", sv->s.name, i,
-                          (long)pid, WEXITSTATUS(st));
+                LOG_ERROR("%s: worker %u (pid %ld) exited with status %d", sv->s.name, i, (long)pid,
+                          WEXITSTATUS(st));
             else
                 LOG_ERROR("%s: worker %u (pid %ld) was killed by signal %d", sv->s.name, i,
                           (long)pid, WTERMSIG(st));
@@ -328,8 +331,7 @@ qtsp_status qtsp_supervisor_start(const qtsp_supervisor_spec *spec, qtsp_supervi
     for (unsigned i = 0; i < spec->n && rc == QTSP_OK; i++) {
         rc = spawn(sv, i);
         if (rc == QTSP_OK && !await_ready(sv))
-            rc = qtsp_err_set(QTSP_ERR_UNAVAILABLE, __FILE__, __LINE__,
-                              "a worker failed to start");
+            rc = qtsp_err_set(QTSP_ERR_UNAVAILABLE, __FILE__, __LINE__, "a worker failed to start");
         else if (rc != QTSP_OK)
             LOG_ERROR("%s: %s", sv->s.name, qtsp_err_message());
     }

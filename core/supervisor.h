@@ -33,12 +33,12 @@ int qtsp_stop_wait(int timeout_s);
 typedef int (*qtsp_worker_fn)(void *ctx, unsigned i, int listen_fd, int ready_fd);
 
 typedef struct qtsp_supervisor_spec {
-    const char *name;     /* prefix of the log lines ("serve") */
-    unsigned n;           /* workers, >= 1 */
-    const int *listen_fds;/* n sockets; worker i keeps only listen_fds[i] */
+    const char *name;      /* prefix of the log lines ("serve") */
+    unsigned n;            /* workers, >= 1 */
+    const int *listen_fds; /* n sockets; worker i keeps only listen_fds[i] */
     qtsp_worker_fn run;
     void (*gone)(void *ctx, unsigned i); /* optional: worker i died or stopped */
-    void *ctx;            /* for run and gone; must outlive the supervisor */
+    void *ctx;                           /* for run and gone; must outlive the supervisor */
 } qtsp_supervisor_spec;
 
 typedef struct qtsp_supervisor qtsp_supervisor;

@@ -526,4 +526,7 @@ qtsp_status qtsp_ra_sweep_lapses(qtsp_ra *ra, time_t now, size_t *n)
     return QTSP_OK;
 }
 
-int64_t qtsp_ra_sweep_interval_s(const qtsp_ra *ra) { return ra->sweep_interval_s; }
+int64_t qtsp_ra_sweep_interval_s(const qtsp_ra *ra)
+{
+    return ra->sweep_interval_s;
+}

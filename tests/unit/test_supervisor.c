@@ -28,7 +28,10 @@ typedef struct scenario {
     int die_always;    /* worker index that exits 3 after ready every time, or -1 */
 } scenario;
 
-static int64_t ms(void) { return (int64_t)(qtsp_mono_ns() / 1000000u); }
+static int64_t ms(void)
+{
+    return (int64_t)(qtsp_mono_ns() / 1000000u);
+}
 
 static void note(const scenario *s, const char *what, unsigned i)
 {
@@ -76,7 +79,10 @@ static int run(void *ctx, unsigned i, int listen_fd, int ready_fd)
 }
 
 /* The supervisor's note that worker i died (it clears its metrics slot). */
-static void gone(void *ctx, unsigned i) { note(ctx, "gone", i); }
+static void gone(void *ctx, unsigned i)
+{
+    note(ctx, "gone", i);
+}
 
 /* Runs the supervisor in a child: start, then (after stop_after_ms, if >= 0)
  * a SIGTERM to itself, then run. The child's exit status: 100 + the start's
@@ -99,7 +105,8 @@ static int scenario_run(scenario *s, int stop_after_ms)
         if (stop_after_ms >= 0) {
             pid_t me = getpid();
             if (fork() == 0) { /* a SIGTERM from outside, later */
-                struct timespec ts = {stop_after_ms / 1000, (long)(stop_after_ms % 1000) * 1000000L};
+                struct timespec ts = {stop_after_ms / 1000,
+                                      (long)(stop_after_ms % 1000) * 1000000L};
                 nanosleep(&ts, NULL);
                 kill(me, SIGTERM);
                 _exit(0);
@@ -153,7 +160,7 @@ static void test_supervisor_worker_failing_at_start_stops_the_others(void)
     s.fail_at_start = 1;
     CU_ASSERT_EQUAL(scenario_run(&s, -1), 100 + QTSP_ERR_UNAVAILABLE); /* and no child left */
     CU_ASSERT_EQUAL(count(&s, "ready", 0), 1);
-    CU_ASSERT_EQUAL(count(&s, "begin", 2), 0); /* never started */
+    CU_ASSERT_EQUAL(count(&s, "begin", 2), 0);   /* never started */
     CU_ASSERT_EQUAL(count(&s, "stopped", 0), 1); /* worker 0 was stopped politely */
 }
 
