@@ -85,6 +85,12 @@ seed() { # fuzzer name, binary, corpus dir
     openssl ts -query -data "$3.data" -sha512 -no_nonce -out "$3/q2" 2>/dev/null
     openssl ts -query -data "$3.data" -sha384 -cert -tspolicy 1.2.3.4 -out "$3/q3" 2>/dev/null
     rm -f "$3.data" ;;
+  fuzz_der) # DER as the services meet it: a query and a certificate
+    head -c 100 /dev/urandom >"$3.data"
+    openssl ts -query -data "$3.data" -sha256 -cert -out "$3/q1" 2>/dev/null
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=seed \
+      -days 1 -keyout /dev/null -outform DER -out "$3/c1" 2>/dev/null
+    rm -f "$3.data" ;;
   esac
 }
 if ((fuzz_built)); then

@@ -3,7 +3,8 @@
  * (DER is canonical: a minimal definite length has one encoding), that
  * contents stay inside their parent, and that the content checks
  * (INTEGER, OID, BOOLEAN, times) never read outside their bytes.
- * Build and run from the repository root:
+ * Built by CMake with clang and -DQTSP_FUZZ=ON, run briefly by scripts/test.sh
+ * (docs/tsa.md, Fuzzing). By hand, from the repository root:
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. \
  *     -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DOPENSSL_API_COMPAT=30000 \
