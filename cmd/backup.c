@@ -818,11 +818,15 @@ static qtsp_status read_container_h(reader *r)
         if (strcmp(line, "end") == 0)
             break;
         if (strncmp(line, "created ", 8) == 0) {
-            snprintf(r->created, sizeof r->created, "%s", line + 8);
+            int n = snprintf(r->created, sizeof r->created, "%s", line + 8);
+            ENSURE_OUT(n >= 0 && (size_t)n < sizeof r->created, QTSP_ERR_INVALID,
+                       "backup: the created line is too long");
             continue;
         }
         if (strncmp(line, "home ", 5) == 0) {
-            snprintf(r->from, sizeof r->from, "%s", line + 5);
+            int n = snprintf(r->from, sizeof r->from, "%s", line + 5);
+            ENSURE_OUT(n >= 0 && (size_t)n < sizeof r->from, QTSP_ERR_INVALID,
+                       "backup: the home line is too long");
             continue;
         }
         if (strncmp(line, "token ", 6) == 0)

@@ -323,7 +323,7 @@ qtsp_status qtsp_ra_enrol(qtsp_ra *ra, const qtsp_actor *who, const json_t *in,
     ENSURE(ra_find_package(ra, package) != NULL, QTSP_ERR_INVALID,
            "package: unknown package '%s' (see policies/packages.yaml)", package);
     /* CN = given name + surname must fit the 64-character ub-common-name */
-    char cn[300];
+    char cn[sizeof given_nfc + sizeof surname_nfc]; /* both, a space and the NUL */
     snprintf(cn, sizeof cn, "%s %s", given, surname);
     TRY(qtsp_valid_name("given_name + surname", cn, 64));
 
