@@ -1,4 +1,5 @@
-/* The HTTP server (libmicrohttpd; only core/http.c includes microhttpd.h).
+/* The HTTP server (libmicrohttpd; only core/http.c includes microhttpd.h;
+ * its other jobs are in core/http_*.c, sharing core/http_int.h).
  * Services know no transport: a route's handler receives the method, path,
  * headers and a size-limited body, and fills a response. A protocol rejection
  * (OCSP malformedRequest, TSA rejection) is a protocol answer with status 200
@@ -39,7 +40,13 @@ typedef struct qtsp_http_req {
     void *internal;            /* internal; NULL outside the server */
 } qtsp_http_req;
 
-#define QTSP_HTTP_MAX_HEADERS 8
+/* Response headers: enough for a browser page (several Set-Cookie, a full
+ * Content-Security-Policy) and still bounded: the whole header block must
+ * fit MHD's per-connection memory (16 KiB, shared with the request). */
+#define QTSP_HTTP_MAX_HEADERS 32
+#define QTSP_HTTP_HEADER_NAME_MAX 64
+#define QTSP_HTTP_HEADER_VALUE_MAX 4096
+#define QTSP_HTTP_HEADERS_MAX_BYTES ((size_t)8 * 1024) /* names + values, all headers */
 
 typedef struct qtsp_http_resp {
     int status;                /* default 200 */
@@ -51,9 +58,8 @@ typedef struct qtsp_http_resp {
     size_t ext_len;
     void (*free_fn)(void *);
     void *free_ctx;
-    size_t n_headers;
-    char header_name[QTSP_HTTP_MAX_HEADERS][32];
-    char header_value[QTSP_HTTP_MAX_HEADERS][160];
+    size_t n_headers;          /* added with qtsp_http_resp_header */
+    qtsp_buf headers;          /* internal: "name\0value\0" pairs */
 } qtsp_http_resp;
 
 /* A request header (case-insensitive), NULL when absent. Borrowed for the request. */
@@ -65,14 +71,30 @@ const char *qtsp_http_query(const qtsp_http_req *req, const char *name);
  * of entity tags) with etag (quoted). 0 when either is NULL or empty. */
 int qtsp_http_etag_matches(const char *if_none_match, const char *etag);
 
-/* Adds a response header (copied). QTSP_ERR_TOO_BIG past QTSP_HTTP_MAX_HEADERS
- * or the field sizes; QTSP_ERR_INVALID for CR/LF anywhere or ':'/space in
- * the name (header injection). */
+/* Adds a response header (copied); the same name may be added again (one
+ * Set-Cookie per cookie). QTSP_ERR_TOO_BIG past QTSP_HTTP_MAX_HEADERS
+ * headers, a name over QTSP_HTTP_HEADER_NAME_MAX or a value over
+ * QTSP_HTTP_HEADER_VALUE_MAX bytes, or QTSP_HTTP_HEADERS_MAX_BYTES in all;
+ * QTSP_ERR_INVALID for CR/LF anywhere or ':'/space in the name (header
+ * injection). On error nothing is added. Works on a zeroed resp too (then
+ * free it with qtsp_http_resp_cleanup). */
 qtsp_status qtsp_http_resp_header(qtsp_http_resp *resp, const char *name,
                                   const char *value) QTSP_MUST_USE;
 /* Sets status, content type and a body copy in one call. */
 qtsp_status qtsp_http_resp_set(qtsp_http_resp *resp, int status, const char *content_type,
                                const void *body, size_t len) QTSP_MUST_USE;
+/* The contract's error answer: status with application/json
+ * {"error":"<code for status>","message":"<message, JSON-escaped>"}. */
+qtsp_status qtsp_http_resp_error(qtsp_http_resp *resp, int status,
+                                 const char *message) QTSP_MUST_USE;
+/* Drops body, external body (free_fn called) and headers: back to 200,
+ * application/json, empty, as a handler receives it. */
+void qtsp_http_resp_reset(qtsp_http_resp *resp);
+/* Frees what a response built outside the server holds (body, external
+ * body, headers). NULL is a no-op. */
+void qtsp_http_resp_cleanup(qtsp_http_resp *resp);
+/* The HTTP status a handler failure maps to (the table at the top). */
+int qtsp_http_status_for(qtsp_status rc);
 
 typedef qtsp_status (*qtsp_http_handler)(void *ctx, const qtsp_http_req *req,
                                          qtsp_http_resp *resp);

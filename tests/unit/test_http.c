@@ -215,6 +215,20 @@ static qtsp_status h_ext(void *ctx, const qtsp_http_req *req, qtsp_http_resp *re
     return QTSP_OK;
 }
 
+/* A browser page's headers: a 2 KiB Content-Security-Policy and three
+ * cookies (the portal's session, CSRF and preference cookies). */
+static char g_csp[2049];
+
+static qtsp_status h_page(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    TRY(qtsp_http_resp_set(resp, 200, "text/html; charset=utf-8", "<p>hi</p>", 9));
+    TRY(qtsp_http_resp_header(resp, "Content-Security-Policy", g_csp));
+    TRY(qtsp_http_resp_header(resp, "Set-Cookie", "sid=abc; Path=/; Secure; HttpOnly"));
+    TRY(qtsp_http_resp_header(resp, "Set-Cookie", "csrf=def; Path=/; Secure; SameSite=Strict"));
+    TRY(qtsp_http_resp_header(resp, "Set-Cookie", "lang=bg; Path=/; Max-Age=31536000"));
+    return QTSP_OK;
+}
+
 static atomic_int g_slow_started;
 
 static qtsp_status h_slow(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
@@ -345,6 +359,7 @@ static const qtsp_route k_routes[] = {
     {"POST", "/both", 0, 100, NULL, h_echo, NULL, "both_post"},
     {"GET", "/fail/", 1, 0, NULL, h_fail, NULL, "fail"},
     {"GET", "/ext", 0, 0, NULL, h_ext, NULL, "ext"},
+    {"GET", "/page", 0, 0, NULL, h_page, NULL, "page"},
     {"GET", "/slow", 0, 0, NULL, h_slow, NULL, "slow"},
     {"POST", "/defer", 0, 1024, NULL, h_defer, NULL, "defer"},
     {"GET", "/defer-inline", 0, 0, NULL, h_defer_inline, NULL, "defer_inline"},
@@ -702,6 +717,52 @@ static void test_http_ext_body_sent_and_freed_with_extra_headers(void)
     CU_ASSERT_EQUAL(atomic_load(&g_freed), 1);
 }
 
+/* Values of every response header called name, in order, joined by '\n'. */
+static size_t headers_named(const reply *r, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name), n = 0, len = 0;
+    out[0] = '\0';
+    for (const char *p = strstr(r->head, "\r\n"); p && p[2]; p = strstr(p, "\r\n")) {
+        p += 2;
+        if (strncasecmp(p, name, nl) != 0 || p[nl] != ':')
+            continue;
+        const char *v = p + nl + 1;
+        while (*v == ' ')
+            v++;
+        size_t vl = strcspn(v, "\r");
+        if (len + vl + 2 > cap)
+            break;
+        if (n++)
+            out[len++] = '\n';
+        memcpy(out + len, v, vl);
+        len += vl;
+        out[len] = '\0';
+    }
+    return n;
+}
+
+static void test_http_browser_page_headers_arrive_intact(void)
+{
+    for (size_t i = 0; i < sizeof g_csp - 1; i++)
+        g_csp[i] = "abcdefghij; '*"[i % 14];
+    memcpy(g_csp, "default-src 'self'; ", 20);
+    g_csp[sizeof g_csp - 1] = '\0';
+    qtsp_http_server *srv = start();
+    CU_ASSERT_EQUAL(get(qtsp_http_port(srv), "/page", &R), 0);
+    CU_ASSERT_EQUAL(R.status, 200);
+    CU_ASSERT(body_is(&R, "<p>hi</p>"));
+    static char v[4096];
+    CU_ASSERT_EQUAL(headers_named(&R, "Content-Security-Policy", v, sizeof v), 1);
+    CU_ASSERT_EQUAL(strlen(v), 2048);
+    CU_ASSERT_STRING_EQUAL(v, g_csp);
+    CU_ASSERT_EQUAL(headers_named(&R, "Set-Cookie", v, sizeof v), 3);
+    CU_ASSERT_STRING_EQUAL(v, "sid=abc; Path=/; Secure; HttpOnly\n"
+                              "csrf=def; Path=/; Secure; SameSite=Strict\n"
+                              "lang=bg; Path=/; Max-Age=31536000");
+    CU_ASSERT_EQUAL(headers_named(&R, "X-Request-Id", v, sizeof v), 1);
+    qtsp_http_stop(srv);
+}
+
 static void test_http_keep_alive_serves_two_requests_on_one_connection(void)
 {
     qtsp_http_server *srv = start();
@@ -785,7 +846,7 @@ static void test_http_resp_header_limits(void)
     qtsp_http_resp resp;
     memset(&resp, 0, sizeof resp);
     qtsp_err_clear();
-    char long_value[200];
+    char long_value[QTSP_HTTP_HEADER_VALUE_MAX + 2];
     memset(long_value, 'v', sizeof long_value - 1);
     long_value[sizeof long_value - 1] = '\0';
     CU_ASSERT_EQUAL(qtsp_http_resp_header(&resp, "X-Long", long_value), QTSP_ERR_TOO_BIG);
@@ -800,6 +861,41 @@ static void test_http_resp_header_limits(void)
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_http_resp_header(&resp, "X-N", "1"), QTSP_ERR_TOO_BIG);
     CU_ASSERT_EQUAL(resp.n_headers, QTSP_HTTP_MAX_HEADERS);
+    qtsp_http_resp_cleanup(&resp);
+}
+
+/* The caps of a browser page's headers: a value of exactly the maximum is
+ * taken, the total is bounded, a name of CR/LF or a value with a bare LF is
+ * refused, and a refused header leaves the list as it was. */
+static void test_http_resp_header_caps_are_checked(void)
+{
+    qtsp_http_resp resp;
+    memset(&resp, 0, sizeof resp);
+    static char v[QTSP_HTTP_HEADER_VALUE_MAX + 1];
+    memset(v, 'c', QTSP_HTTP_HEADER_VALUE_MAX);
+    v[QTSP_HTTP_HEADER_VALUE_MAX] = '\0';
+    CU_ASSERT_EQUAL(qtsp_http_resp_header(&resp, "Content-Security-Policy", v), QTSP_OK);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_http_resp_header(&resp, "X-Bad", "a\nb"), QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_http_resp_header(&resp, "X-Bad\r\nSet-Cookie", "a"), QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_http_resp_header(&resp, "X-Bad:", "a"), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(resp.n_headers, 1);
+    CU_ASSERT_EQUAL(qtsp_http_resp_header(&resp, "X-Second", v + QTSP_HTTP_HEADER_VALUE_MAX / 2),
+                    QTSP_OK);
+    /* a third 4 KiB value passes the total of QTSP_HTTP_HEADERS_MAX_BYTES */
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_http_resp_header(&resp, "X-Third", v), QTSP_ERR_TOO_BIG);
+    CU_ASSERT_EQUAL(resp.n_headers, 2);
+    char name[QTSP_HTTP_HEADER_NAME_MAX + 2];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_http_resp_header(&resp, name, "x"), QTSP_ERR_TOO_BIG);
+    CU_ASSERT_EQUAL(resp.n_headers, 2);
+    qtsp_http_resp_cleanup(&resp);
+    qtsp_err_clear();
 }
 
 static void test_http_resp_set_replaces_body(void)
@@ -1188,6 +1284,8 @@ int main(void)
         QTEST(test_http_head_answers_headers_only),
         QTEST(test_http_stop_lets_request_in_flight_answer),
         QTEST(test_http_resp_header_limits),
+        QTEST(test_http_resp_header_caps_are_checked),
+        QTEST(test_http_browser_page_headers_arrive_intact),
         QTEST(test_http_resp_set_replaces_body),
         QTEST(test_http_start_rejects_bad_listen_addresses),
         QTEST(test_http_start_fails_on_a_port_in_use),

@@ -1,0 +1,168 @@
+/* Internals of the HTTP server shared by core/http*.c (core/http.h is the
+ * interface). Only core/http.c includes microhttpd.h: the MHD types appear
+ * here as incomplete structs, and the deferred-answer code suspends and
+ * resumes connections through http_conn_suspend/resume. */
+#ifndef QTSP_CORE_HTTP_INT_H
+#define QTSP_CORE_HTTP_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/http.h"
+
+struct MHD_Connection;
+struct MHD_Daemon;
+
+#define HTTP_RESP_MAX ((size_t)64 * 1024 * 1024)
+#define HTTP_METRICS_MAX ((size_t)1024 * 1024)
+#define HTTP_CONN_MEMORY ((size_t)16 * 1024) /* MHD zeroes it for every request */
+#define HTTP_DEFAULT_CONNECTIONS 4096
+#define HTTP_STOP_GRACE_MS 10000
+#define HTTP_FORCED_GRACE_MS 1000 /* for the 503s of deferred requests forced at stop */
+#define HTTP_DEFAULT_TIMEOUT_S 30 /* when opts->conn_timeout_s is 0 */
+
+/* Status codes counted per route (http_metrics.c k_codes) and latency
+ * buckets (k_buckets); anything else lands in "other". */
+#define N_CODES 17
+#define CODE_OTHER N_CODES
+#define N_BUCKETS 13
+
+typedef struct route_stats {
+    _Atomic uint64_t by_code[N_CODES + 1];
+    _Atomic uint64_t bucket[N_BUCKETS + 1]; /* non-cumulative; summed at export */
+    _Atomic uint64_t sum_ns;
+    _Atomic uint64_t count;
+} route_stats;
+
+typedef struct http_route {
+    char *method;
+    char *path;
+    size_t path_len;
+    int prefix;
+    size_t max_body;
+    char *content_type;
+    size_t ct_len;
+    qtsp_http_handler fn;
+    void *ctx;
+    char *name;
+} http_route;
+
+enum { DF_PENDING = 0, DF_CLAIMED = 1 };
+
+struct qtsp_http_deferred {
+    qtsp_http_server *srv;       /* only while PENDING or claimed by its owner */
+    struct MHD_Connection *conn;
+    _Atomic int state;           /* DF_PENDING until completed or forced */
+    _Atomic int refs;            /* the request and the owner */
+    int forced;                  /* answered by the server (503), not the owner */
+    int linked;                  /* in srv->deferred */
+    qtsp_status rc;              /* the owner's result */
+    char what[256];              /* qtsp_err_what() for an error rc */
+    qtsp_http_deferred *prev, *next;
+    qtsp_http_resp resp;
+};
+
+/* Built-in pseudo-routes for metrics, after the configured ones. */
+enum { BI_HEALTH = 0, BI_METRICS = 1, BI_UNMATCHED = 2, N_BUILTIN = 3 };
+
+struct qtsp_http_server {
+    struct MHD_Daemon *daemon;
+    int quiesced_fd; /* MHD_socket on POSIX */
+    unsigned port;
+    http_route *routes;
+    size_t n_routes;
+    route_stats *stats; /* n_routes + N_BUILTIN */
+    qtsp_metrics_fn metrics_fn;
+    void *metrics_ctx;
+    qtsp_status (*metrics_hook)(void *ctx, const char *own, size_t len, qtsp_buf *out);
+    void *metrics_hook_ctx;
+    _Atomic long conns_open;
+    _Atomic long inflight;
+    _Atomic long deferred_pending; /* gauge: suspended, awaiting completion */
+    _Atomic uint64_t deferred_total;
+    pthread_mutex_t dmu;           /* deferred, stopping */
+    qtsp_http_deferred *deferred;  /* pending handles (see qtsp_http_stop) */
+    int stopping;
+    _Atomic int draining;          /* stop began: answers close their connection */
+};
+
+enum rq_state { RQ_NEW = 0, RQ_BODY, RQ_DEFERRED, RQ_ANSWERED };
+/* What a request gets once its (empty) body is in. */
+enum { PEND_ROUTE = 0, PEND_HEALTH = 1, PEND_METRICS = 2 }; /* or an HTTP error status */
+
+/* Body bytes past max_body that are read and dropped before the connection
+ * is closed without an answer (chunked bodies only; see on_request). */
+#define HTTP_DISCARD_MAX ((size_t)64 * 1024)
+
+typedef struct http_rq {
+    qtsp_http_server *srv;
+    const http_route *route;
+    size_t stat_idx;
+    uint64_t t0_ns;
+    enum rq_state state;
+    int status;
+    int counted;
+    size_t bytes;
+    qtsp_buf body;
+    size_t discarded;     /* body bytes dropped after the limit was passed */
+    int pending;          /* answer decided at the headers, sent at the end */
+    const char *pend_msg; /* static text for a pending error */
+    char allow[64];       /* Allow header for a pending 405 */
+    qtsp_http_deferred *deferred; /* set by qtsp_http_defer; one ref */
+    char method[16];
+    char id[17];
+    char raw[]; /* raw path, NUL-terminated */
+} http_rq;
+
+/* ---- http_route.c ---- */
+/* HEAD is answered like GET; MHD drops the body. */
+int http_method_is(const char *m, const char *want);
+/* Exact match wins; otherwise the longest prefix route. When the path is
+ * known but not for this method, returns NULL with *path_known set and the
+ * methods it has in allow. */
+const http_route *http_route_find(const qtsp_http_server *srv, const char *method,
+                                  const char *path, char *allow, size_t allow_cap,
+                                  int *path_known);
+/* Media type of a Content-Type value equals want, ignoring parameters and
+ * case (RFC 9110 8.3.1). */
+int http_media_type_is(const char *ct, const char *want, size_t want_len);
+int http_has_body_method(const char *m);
+/* Copies routes[0..n-1] into *out (http_routes_free). */
+qtsp_status http_routes_copy(const qtsp_route *routes, size_t n, http_route **out) QTSP_MUST_USE;
+void http_routes_free(http_route *r, size_t n);
+
+/* ---- http_resp.c ---- */
+void http_resp_init(qtsp_http_resp *resp);
+/* Frees what a response holds without sending it (headers included). */
+void http_resp_discard(qtsp_http_resp *resp);
+/* The contract's error body {"error":"<code>","message":"..."} into out
+ * (cap >= 64); returns its length. */
+size_t http_error_body(int status, const char *message, char *out, size_t cap);
+/* Walks the response headers: *pos starts at 0; 0 at the end. */
+int http_resp_next_header(const qtsp_http_resp *resp, size_t *pos, const char **name,
+                          const char **value);
+
+/* ---- http_metrics.c ---- */
+void http_stats_record(qtsp_http_server *srv, size_t idx, int status, uint64_t ns);
+qtsp_status http_metrics_render(qtsp_http_server *srv, qtsp_buf *out) QTSP_MUST_USE;
+
+/* ---- http_listen.c ---- */
+/* "1.2.3.4:80" or "[::1]:80" into a socket address. */
+qtsp_status http_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len,
+                              int *v6) QTSP_MUST_USE;
+
+/* ---- http_defer.c ---- */
+/* Drops one reference (the request's or the owner's). */
+void http_deferred_release(qtsp_http_deferred *d);
+/* The request ends before its deferred answer was sent. */
+void http_deferred_abandon(qtsp_http_server *srv, qtsp_http_deferred *d);
+/* Resumes every deferred request still pending, answering it 503. */
+void http_force_deferred(qtsp_http_server *srv);
+
+/* ---- http.c ---- */
+void http_conn_suspend(struct MHD_Connection *conn);
+void http_conn_resume(struct MHD_Connection *conn);
+
+#endif
