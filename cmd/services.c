@@ -5,10 +5,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/api.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/periodic.h"
 #include "ra/ra.h"
+#include "ra/ra_http.h"
 #include "ca/crl.h"
 #include "ca/crl_http.h"
 #include "ocsp/ocsp.h"
@@ -25,6 +27,7 @@ struct qtsp_services {
     qtsp_route routes[MAX_ROUTES];
     size_t n_routes;
     qtsp_ra *ra;
+    qtsp_api *ra_api; /* /ra/v1/ (ra/ra_http.c) */
     qtsp_tsa *tsa;
     qtsp_ocsp *ocsp;
     qtsp_signq *signq; /* fresh OCSP answers and time-stamp tokens */
@@ -79,10 +82,12 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
     qtsp_ra_deps rd = {app->store,      app->hsm,       app->issuing,      app->issuing_key,
                        s->policies_dir, s->secrets_dir, app->cfg.base_url, s->notify};
     TRY_OUT(qtsp_ra_new(&rd, &s->ra));
-    s->n_routes += qtsp_ra_routes(s->ra, s->routes + s->n_routes, MAX_ROUTES - s->n_routes);
+    TRY_OUT(qtsp_ra_api_new(s->ra, &s->ra_api));
+    s->n_routes += qtsp_api_http_routes(s->ra_api, s->routes + s->n_routes,
+                                        MAX_ROUTES - s->n_routes);
     /* RA requests wait on the token and the disk: their own threads (started
      * before HTTP serves), so the HTTP workers stay free for OCSP and TSA */
-    TRY_OUT(qtsp_ra_start_workers(s->ra, (unsigned)(4 * app->cfg.http_workers)));
+    TRY_OUT(qtsp_api_start_workers(s->ra_api, (unsigned)(4 * app->cfg.http_workers)));
 
     /* TSA: the TSU certificate is issued by the root; certReq adds the root */
     char path[QTSP_PATH_MAX + 32];
@@ -189,7 +194,7 @@ qtsp_status qtsp_services_start(qtsp_services *s, int leader)
 void qtsp_services_quiesce(qtsp_services *s)
 {
     if (s)
-        qtsp_ra_quiesce(s->ra);
+        qtsp_api_quiesce(s->ra_api);
 }
 
 void qtsp_services_free(qtsp_services *s)
@@ -200,6 +205,7 @@ void qtsp_services_free(qtsp_services *s)
     qtsp_signq_free(s->signq); /* signs what is queued; its callbacks use the TSA and OCSP */
     s->signq = NULL;
     qtsp_periodic_stop(s->sweeper);
+    qtsp_api_free(s->ra_api); /* its workers use the RA */
     qtsp_ra_free(s->ra);
     qtsp_tsa_free(s->tsa);
     qtsp_ocsp_free(s->ocsp);

@@ -33,6 +33,17 @@ void qtsp_actor_all_roles(const char *name, qtsp_actor *out)
     out->roles = QTSP_ROLE_RA_OFFICER | QTSP_ROLE_HOTLINE | QTSP_ROLE_OFFICE | QTSP_ROLE_AUDITOR;
 }
 
+qtsp_status qtsp_ra_operator_auth(qtsp_ra *ra, const char *token, qtsp_actor *who)
+{
+    qtsp_operator op;
+    if (qtsp_operator_auth(ra->d.store, token, &op) != QTSP_OK) {
+        qtsp_err_clear();
+        FAIL(QTSP_ERR_AUTH, "unknown or invalid operator token");
+    }
+    qtsp_actor_from_operator(&op, who);
+    return QTSP_OK;
+}
+
 qtsp_status ra_require_role(const qtsp_actor *who, unsigned roles, const char *what)
 {
     ENSURE(who->roles & roles, QTSP_ERR_FORBIDDEN, "%s is not allowed for this operator's role",
@@ -120,7 +131,6 @@ void qtsp_ra_free(qtsp_ra *ra)
 {
     if (!ra)
         return;
-    ra_pool_stop(ra);
     if (ra->kp_ready)
         ra_keypool_cleanup(ra);
     qtsp_profile_free(ra->profile);

@@ -15,8 +15,8 @@
 #include "ca/certdb.h"
 #include "ca/hsm.h"
 #include "ca/store.h"
+#include "core/buf.h"
 #include "core/err.h"
-#include "core/http.h"
 #include "ra/notify.h"
 #include "ra/operator.h"
 
@@ -49,6 +49,10 @@ typedef struct qtsp_actor {
 void qtsp_actor_from_operator(const qtsp_operator *op, qtsp_actor *out);
 /* An actor with every role (CLI, system sweeper). */
 void qtsp_actor_all_roles(const char *name, qtsp_actor *out);
+/* The operator holding a bearer token (qtsp_operator_auth): *who filled.
+ * QTSP_ERR_AUTH "unknown or invalid operator token" for any token that
+ * does not resolve. Slow on purpose (argon2id); thread-safe. */
+qtsp_status qtsp_ra_operator_auth(qtsp_ra *ra, const char *token, qtsp_actor *who) QTSP_MUST_USE;
 
 /* Enrols a subject from a JSON object (see docs/ra.md for fields). Errors:
  * QTSP_ERR_INVALID naming the field, QTSP_ERR_FORBIDDEN (role),
@@ -138,17 +142,5 @@ qtsp_status qtsp_ra_keypool_available(qtsp_ra *ra, uint64_t *out) QTSP_MUST_USE;
 /* Prometheus text: qtsp_keypool_available, _size, _generated_total,
  * _taken_total, _inline_total, _orphans_destroyed_total. */
 qtsp_status qtsp_ra_metrics(qtsp_ra *ra, qtsp_buf *out) QTSP_MUST_USE;
-
-/* Starts n RA worker threads: HTTP requests to the RA are then deferred to
- * them (core/http.h qtsp_http_defer) instead of blocking the HTTP workers.
- * Stopped by qtsp_ra_free (after the HTTP server has stopped). */
-qtsp_status qtsp_ra_start_workers(qtsp_ra *ra, unsigned n) QTSP_MUST_USE;
-
-/* Shutdown, first step: RA requests not yet started are answered 503 and
- * never carried out; those running finish. Call before stopping HTTP. */
-void qtsp_ra_quiesce(qtsp_ra *ra);
-
-/* HTTP: the RA routes (all under /ra/v1/). Fills up to cap routes. */
-size_t qtsp_ra_routes(qtsp_ra *ra, qtsp_route *routes, size_t cap);
 
 #endif

@@ -1,4 +1,5 @@
-/* RA internals shared by ra/ra.c, ra/lifecycle.c and ra/ra_http.c. */
+/* RA internals shared by ra/ra.c, ra/lifecycle.c and ra/keypool.c (not by
+ * ra/ra_http.c, which uses ra/ra.h only). */
 #ifndef QTSP_RA_RA_INT_H
 #define QTSP_RA_RA_INT_H
 
@@ -38,8 +39,6 @@ typedef struct ra_keypool {
     atomic_uint_fast64_t orphans;   /* orphan keys destroyed */
 } ra_keypool;
 
-typedef struct ra_pool ra_pool;
-
 struct qtsp_ra {
     qtsp_ra_deps d;
     char base_url[256];
@@ -50,13 +49,9 @@ struct qtsp_ra {
     int64_t max_hold_s;
     int64_t sweep_interval_s;
     unsigned char otp_key[QTSP_OTP_KEY_LEN];
-    ra_pool *_Atomic pool; /* RA worker threads (ra/ra_http.c), NULL when not started */
     ra_keypool kp;
     int kp_ready; /* kp initialised */
 };
-
-/* Stops the RA worker threads (queued requests are answered 500 unhandled). */
-void ra_pool_stop(qtsp_ra *ra);
 
 /* QTSP_ERR_FORBIDDEN unless who has one of roles. */
 qtsp_status ra_require_role(const qtsp_actor *who, unsigned roles, const char *what) QTSP_MUST_USE;

@@ -1,0 +1,143 @@
+/* The JSON API layer over core/http.h: what every JSON service (the RA now,
+ * remote signing and the portal next) would otherwise repeat. A service
+ * declares a table of routes (method + path template with {parameters}),
+ * gives an authentication hook and, optionally, its error shape; the layer
+ * routes, authenticates, checks the route's roles, the media type, the
+ * body's size and fields, runs the handler and shapes the errors. With
+ * worker threads, requests are deferred to a bounded queue so that slow work
+ * (argon2id, token key generation) never holds an HTTP worker.
+ *
+ * Order of the checks (each a JSON error, interface.md "Errors"):
+ *   413 body over the route's limit (before anything is read or checked),
+ *   401 authentication (also for unknown paths: the route table is not
+ *       revealed to callers without credentials),
+ *   404 no such path / 405 path known, other method (Allow header),
+ *   403 role, then for body routes 400 Content-Type (must be
+ *   application/json), 400 empty body, 400 broken JSON, 400 not an object,
+ *   400 field not allowed (message names it), then the handler.
+ * See docs/api.md. */
+#ifndef QTSP_CORE_API_H
+#define QTSP_CORE_API_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "core/err.h"
+#include "core/http.h"
+
+typedef struct qtsp_api qtsp_api;
+
+/* Who calls, as the authentication hook establishes it. */
+typedef struct qtsp_principal {
+    char name[160]; /* as the audit log names it, e.g. "operator:alice" */
+    unsigned roles; /* role bits; their meaning is the service's */
+    char id[128];   /* the service's own identifier (operator id, credential, session) */
+} qtsp_principal;
+
+#define QTSP_API_MAX_PARAMS 4
+
+/* A request as a handler sees it: copied from the HTTP request, so it stays
+ * valid on a worker thread after the HTTP handler returned. Borrowed for
+ * the handler's call. */
+typedef struct qtsp_api_req {
+    const char *method;
+    const char *path;
+    const qtsp_principal *who; /* NULL on public routes */
+    json_t *body;              /* the parsed object on body routes, else NULL; borrowed */
+    const unsigned char *raw;  /* the body as received (NULL when empty) */
+    size_t raw_len;
+    const void *internal;
+} qtsp_api_req;
+
+/* A path parameter by name ("serial" for "{serial}"), NUL-terminated and
+ * percent-decoded as core/http decodes paths; NULL when the route has none
+ * of that name. Never empty, never contains '/'. */
+const char *qtsp_api_param(const qtsp_api_req *req, const char *name);
+/* A request header the API copies (Authorization, Content-Type, Cookie and
+ * qtsp_api_opts.headers), case-insensitive; NULL when absent. */
+const char *qtsp_api_header(const qtsp_api_req *req, const char *name);
+/* A string field of the body: QTSP_ERR_INVALID "<name>: missing" or
+ * "<name>: must be a string" (also for embedded NUL). *out borrowed. */
+qtsp_status qtsp_api_string(const qtsp_api_req *req, const char *name,
+                            const char **out) QTSP_MUST_USE;
+
+/* A handler fills resp (qtsp_api_reply for JSON) or returns an error status,
+ * which the layer answers in the API's error shape (core/http.h mapping:
+ * INVALID 400, AUTH 401, FORBIDDEN 403, NOT_FOUND 404, EXISTS/STATE 409,
+ * TOO_BIG 413, ...; message qtsp_err_what(), hidden for 500). */
+typedef qtsp_status (*qtsp_api_fn)(void *ctx, const qtsp_api_req *req, qtsp_http_resp *resp);
+
+enum {
+    QTSP_API_PUBLIC = 1 << 0, /* no authentication: who is NULL */
+    QTSP_API_BODY = 1 << 1,   /* requires an application/json object body */
+};
+
+typedef struct qtsp_api_route {
+    const char *method; /* "GET", "POST", ... (HEAD is answered like GET) */
+    /* Absolute template: literal segments and whole-segment parameters,
+     * e.g. "/ra/v1/certificates/{serial}/hold"; at most QTSP_API_MAX_PARAMS. */
+    const char *path;
+    unsigned flags;            /* QTSP_API_* */
+    unsigned roles;            /* any of these bits; 0 = any authenticated caller */
+    const char *what;          /* the action, for 403 "<what> is not allowed ..." */
+    const char *const *fields; /* allowed body fields, NULL-terminated; NULL = not checked */
+    size_t max_body;           /* bytes; 0 = the API's max_body */
+    qtsp_api_fn fn;
+} qtsp_api_route;
+
+/* Establishes the caller from the request's headers (qtsp_api_header):
+ * QTSP_OK with *out filled, or QTSP_ERR_AUTH with the message the client
+ * gets (any other error is answered 401 "authentication failed" and logged).
+ * Runs on a worker thread when the API has workers (may be slow). */
+typedef qtsp_status (*qtsp_api_auth_fn)(void *ctx, const qtsp_api_req *req, qtsp_principal *out);
+
+/* Fills resp with an error in the service's own shape (e.g. CSC API v2
+ * {"error","error_description"}). status: the HTTP status already mapped;
+ * rc: the failure; message: for the client (generic for 500). Must set
+ * resp's status (qtsp_http_resp_set). The layer adds Allow to a 405. */
+typedef qtsp_status (*qtsp_api_error_fn)(void *ctx, int status, qtsp_status rc,
+                                         const char *message, qtsp_http_resp *resp);
+
+typedef struct qtsp_api_opts {
+    const char *prefix; /* the paths it serves, e.g. "/ra/v1/" (ends with '/') */
+    const char *name;   /* metrics label, e.g. "ra" */
+    const qtsp_api_route *routes; /* borrowed: must outlive the API (a static table) */
+    size_t n_routes;
+    void *ctx;             /* passed to handlers and hooks */
+    qtsp_api_auth_fn auth; /* NULL: every route must be public */
+    qtsp_api_error_fn error; /* NULL: the contract's {"error","message"} */
+    const char *principal_kind; /* in the 403 message: "operator"; NULL "caller" */
+    size_t max_body;            /* default route body limit; 0 = 16 KiB */
+    const char *const *headers; /* more request headers to copy, NULL-terminated */
+    /* Worker pool (qtsp_api_start_workers): queue length (0 = 1024), and
+     * what a full queue does: 0 = the request is handled on the HTTP thread
+     * (the RA: nothing is refused under a burst), 1 = 503. */
+    size_t queue;
+    int reject_when_full;
+} qtsp_api_opts;
+
+/* Checks and copies the options (not the route table). QTSP_ERR_INVALID for
+ * a malformed template, a route outside the prefix, a protected route
+ * without auth hook. *out owned by the caller (qtsp_api_free). */
+qtsp_status qtsp_api_new(const qtsp_api_opts *opts, qtsp_api **out) QTSP_MUST_USE;
+/* Stops the workers (as qtsp_api_quiesce, then joins them: requests being
+ * handled finish) and frees. Call after the HTTP server stopped. NULL ok. */
+void qtsp_api_free(qtsp_api *api);
+
+/* The core/http routes to register (one prefix route per method), written
+ * to routes[0..cap-1]; returns how many. They point into api. */
+size_t qtsp_api_http_routes(qtsp_api *api, qtsp_route *routes, size_t cap);
+
+/* Starts n worker threads (1..256); requests are then deferred to them.
+ * Once only. QTSP_ERR_INTERNAL when no thread starts. */
+qtsp_status qtsp_api_start_workers(qtsp_api *api, unsigned n) QTSP_MUST_USE;
+/* First step of shutdown, before the HTTP server stops: queued requests
+ * not yet started are answered 503 and never carried out, new ones get 503;
+ * those running finish. Thread-safe; NULL ok. */
+void qtsp_api_quiesce(qtsp_api *api);
+
+/* Serialises o (stolen; NULL is QTSP_ERR_NOMEM) into resp with status as
+ * application/json. The text is wiped after copying (it may hold secrets). */
+qtsp_status qtsp_api_reply(qtsp_http_resp *resp, int status, json_t *o) QTSP_MUST_USE;
+
+#endif
