@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/json.h"
 #include "core/log.h"
 
 #define API_DEFAULT_BODY ((size_t)16 * 1024)
@@ -231,12 +232,7 @@ const char *qtsp_api_header(const qtsp_api_req *req, const char *name)
 
 qtsp_status qtsp_api_string(const qtsp_api_req *req, const char *name, const char **out)
 {
-    json_t *v = json_object_get(req->body, name);
-    ENSURE(v != NULL, QTSP_ERR_INVALID, "%s: missing", name);
-    ENSURE(json_is_string(v) && json_string_length(v) == strlen(json_string_value(v)),
-           QTSP_ERR_INVALID, "%s: must be a string", name);
-    *out = json_string_value(v);
-    return QTSP_OK;
+    return qtsp_json_get_string(req->body, name, 1, out);
 }
 
 qtsp_status qtsp_api_reply(qtsp_http_resp *resp, int status, json_t *o)
@@ -327,20 +323,6 @@ static qtsp_status parse_body(const api_call *c, json_t **out)
     return QTSP_OK;
 }
 
-static qtsp_status check_fields(const json_t *in, const char *const *allowed)
-{
-    const char *key;
-    json_t *val;
-    json_object_foreach((json_t *)in, key, val)
-    {
-        int ok = 0;
-        for (const char *const *a = allowed; *a; a++)
-            ok |= strcmp(*a, key) == 0;
-        ENSURE(ok, QTSP_ERR_INVALID, "%s: unknown field", key);
-    }
-    return QTSP_OK;
-}
-
 /* Everything after routing, in the order of core/api.h. */
 static qtsp_status process(qtsp_api *api, const api_call *c, qtsp_http_resp *resp)
 {
@@ -360,7 +342,7 @@ static qtsp_status process(qtsp_api *api, const api_call *c, qtsp_http_resp *res
     if (rt->flags & QTSP_API_BODY) {
         TRY(parse_body(c, &req.body));
         if (rt->fields) {
-            qtsp_status frc = check_fields(req.body, rt->fields);
+            qtsp_status frc = qtsp_json_check_fields(req.body, rt->fields);
             if (frc != QTSP_OK) {
                 json_decref(req.body);
                 return frc;

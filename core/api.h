@@ -56,8 +56,9 @@ const char *qtsp_api_param(const qtsp_api_req *req, const char *name);
 /* A request header the API copies (Authorization, Content-Type, Cookie and
  * qtsp_api_opts.headers), case-insensitive; NULL when absent. */
 const char *qtsp_api_header(const qtsp_api_req *req, const char *name);
-/* A string field of the body: QTSP_ERR_INVALID "<name>: missing" or
- * "<name>: must be a string" (also for embedded NUL). *out borrowed. */
+/* A required string field of the body (qtsp_json_get_string): QTSP_ERR_INVALID
+ * "<name>: missing", "<name>: must be a string", "... must not contain NUL".
+ * *out borrowed for the handler's call. */
 qtsp_status qtsp_api_string(const qtsp_api_req *req, const char *name,
                             const char **out) QTSP_MUST_USE;
 

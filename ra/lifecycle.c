@@ -14,6 +14,7 @@
 
 #include "ca/audit.h"
 #include "core/clock.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "ra/ra_int.h"
 #include "ra/validate.h"
@@ -76,6 +77,11 @@ static qtsp_status check_text(const char *field, const char *s)
     ENSURE(s && *s, QTSP_ERR_INVALID, "%s: required", field);
     ENSURE(strlen(s) <= MAX_VERIFICATION, QTSP_ERR_INVALID, "%s: at most %d characters", field,
            MAX_VERIFICATION);
+    /* it goes into the audit record: reject invalid UTF-8 here, by name,
+     * rather than fail later as "out of memory" (json_string gives NULL) */
+    json_t *j = NULL;
+    TRY(qtsp_json_new_string(field, s, &j));
+    json_decref(j);
     return QTSP_OK;
 }
 

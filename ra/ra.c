@@ -12,6 +12,7 @@
 #include "ca/profile.h"
 #include "core/clock.h"
 #include "core/codec.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/yaml.h"
 #include "ra/activation.h"
@@ -178,36 +179,6 @@ qtsp_status ra_get_json(qtsp_txn *txn, qtsp_table t, const char *key, json_t **o
 
 /* ---- enrolment ---- */
 
-static qtsp_status field_str(const json_t *in, const char *name, int required, const char **out)
-{
-    json_t *v = json_object_get(in, name);
-    if (!v) {
-        ENSURE(!required, QTSP_ERR_INVALID, "%s: missing", name);
-        *out = NULL;
-        return QTSP_OK;
-    }
-    ENSURE(json_is_string(v), QTSP_ERR_INVALID, "%s: must be a string", name);
-    ENSURE(json_string_length(v) == strlen(json_string_value(v)), QTSP_ERR_INVALID,
-           "%s: must not contain NUL", name);
-    *out = json_string_value(v);
-    return QTSP_OK;
-}
-
-qtsp_status ra_check_fields(const json_t *in, const char *const *allowed)
-{
-    ENSURE(json_is_object(in), QTSP_ERR_INVALID, "body: must be a JSON object");
-    const char *key;
-    json_t *val;
-    json_object_foreach((json_t *)in, key, val)
-    {
-        int ok = 0;
-        for (const char *const *a = allowed; *a; a++)
-            ok |= strcmp(*a, key) == 0;
-        ENSURE(ok, QTSP_ERR_INVALID, "%s: unknown field", key);
-    }
-    return QTSP_OK;
-}
-
 const ra_package *ra_find_package(const qtsp_ra *ra, const char *name)
 {
     for (size_t i = 0; i < ra->n_packages; i++)
@@ -312,15 +283,15 @@ qtsp_status qtsp_ra_enrol(qtsp_ra *ra, const qtsp_actor *who, const json_t *in,
     TRY(ra_require_role(who, QTSP_ROLE_RA_OFFICER, "enrolment"));
     static const char *const allowed[] = {"given_name", "surname", "country", "national_id",
                                           "email", "phone", "package", "identity_evidence", NULL};
-    TRY(ra_check_fields(in, allowed));
+    TRY(qtsp_json_check_fields(in, allowed));
     const char *given, *surname, *country, *nid, *email, *phone, *package;
-    TRY(field_str(in, "given_name", 1, &given));
-    TRY(field_str(in, "surname", 1, &surname));
-    TRY(field_str(in, "country", 1, &country));
-    TRY(field_str(in, "national_id", 1, &nid));
-    TRY(field_str(in, "email", 1, &email));
-    TRY(field_str(in, "phone", 1, &phone));
-    TRY(field_str(in, "package", 1, &package));
+    TRY(qtsp_json_get_string(in, "given_name", 1, &given));
+    TRY(qtsp_json_get_string(in, "surname", 1, &surname));
+    TRY(qtsp_json_get_string(in, "country", 1, &country));
+    TRY(qtsp_json_get_string(in, "national_id", 1, &nid));
+    TRY(qtsp_json_get_string(in, "email", 1, &email));
+    TRY(qtsp_json_get_string(in, "phone", 1, &phone));
+    TRY(qtsp_json_get_string(in, "package", 1, &package));
     char given_nfc[4 * 64 + 1], surname_nfc[4 * 64 + 1]; /* stored and certified in NFC */
     TRY(qtsp_valid_name_nfc("given_name", given, 64, given_nfc, sizeof given_nfc));
     TRY(qtsp_valid_name_nfc("surname", surname, 64, surname_nfc, sizeof surname_nfc));
@@ -345,15 +316,15 @@ qtsp_status qtsp_ra_enrol(qtsp_ra *ra, const qtsp_actor *who, const json_t *in,
         static const char *const ev_allowed[] = {"document_type", "document_number", "method",
                                                  NULL};
         ENSURE(json_is_object(ev_in), QTSP_ERR_INVALID, "identity_evidence: must be an object");
-        TRY(ra_check_fields(ev_in, ev_allowed));
+        TRY(qtsp_json_check_fields(ev_in, ev_allowed));
         const char *s;
-        TRY(field_str(ev_in, "document_type", 1, &s));
+        TRY(qtsp_json_get_string(ev_in, "document_type", 1, &s));
         TRY(qtsp_valid_name("identity_evidence.document_type", s, 64));
         doc_type = s;
-        TRY(field_str(ev_in, "document_number", 1, &s));
+        TRY(qtsp_json_get_string(ev_in, "document_number", 1, &s));
         TRY(qtsp_valid_name("identity_evidence.document_number", s, 64));
         doc_number = s;
-        TRY(field_str(ev_in, "method", 0, &s));
+        TRY(qtsp_json_get_string(ev_in, "method", 0, &s));
         if (s) {
             ENSURE(strcmp(s, "in-person") == 0 || strcmp(s, "remote-video") == 0 ||
                        strcmp(s, "eid") == 0,

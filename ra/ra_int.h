@@ -55,8 +55,6 @@ struct qtsp_ra {
 
 /* QTSP_ERR_FORBIDDEN unless who has one of roles. */
 qtsp_status ra_require_role(const qtsp_actor *who, unsigned roles, const char *what) QTSP_MUST_USE;
-/* QTSP_ERR_INVALID naming the first field of in not in allowed. */
-qtsp_status ra_check_fields(const json_t *in, const char *const *allowed) QTSP_MUST_USE;
 /* Records: version byte + compact JSON. get: new reference. */
 qtsp_status ra_put_json(qtsp_txn *txn, qtsp_table t, const char *key, const json_t *obj,
                         unsigned flags) QTSP_MUST_USE;

@@ -1127,6 +1127,37 @@ static void test_terminate_destroys_a_pool_key(void)
     CU_ASSERT_EQUAL(n, 0);
 }
 
+/* Text from the CLI (qtsp ra hold --verification, terminate --identity-check,
+ * the hotline hook) that is not UTF-8 is refused naming the field, not
+ * reported as "out of memory", and changes nothing. */
+static void test_invalid_utf8_is_refused_naming_the_field(void)
+{
+    unsigned char serial[QTSP_SERIAL_MAX];
+    size_t slen = 0;
+    issue_serial("8001010501", "+359888000501", serial, &slen);
+    time_t until = 0;
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_hold(g_ra, &g_hotline, serial, slen, "caller \xff\xfe", &until),
+                    QTSP_ERR_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_err_what(), "caller_verification: not valid UTF-8"));
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_terminate(g_ra, &g_office, serial, slen, 1, "passport \xc3", 0),
+                    QTSP_ERR_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_err_what(), "identity_check: not valid UTF-8"));
+    qtsp_err_clear();
+    json_t *held = NULL;
+    CU_ASSERT_EQUAL(qtsp_ra_hotline_hold(g_ra, &g_hotline, "8001010501", "+359888000501",
+                                         "\xed\xa0\x80", &held, &until),
+                    QTSP_ERR_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_err_what(), "caller_verification: not valid UTF-8"));
+    CU_ASSERT_PTR_NULL(held);
+    qtsp_err_clear();
+    json_t *st = NULL;
+    CU_ASSERT_EQUAL_FATAL(qtsp_ra_cert_status(g_ra, serial, slen, &st), QTSP_OK);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(st, "status")), "valid");
+    json_decref(st);
+}
+
 int main(void)
 {
     if (suite_init() != 0) {
@@ -1158,6 +1189,7 @@ int main(void)
         QTEST(test_failed_issuance_after_reservation_destroys_pool_key),
         QTEST(test_orphan_cleanup_destroys_unassigned_kp_keys_only),
         QTEST(test_terminate_destroys_a_pool_key),
+        QTEST(test_invalid_utf8_is_refused_naming_the_field),
     };
     int r = qtest_run("ra", cases, sizeof cases / sizeof cases[0]);
     suite_clean();
