@@ -52,8 +52,47 @@ static int text_ok(const char *s)
     return 1;
 }
 
+static int key_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A copy of v whose objects have their keys in sorted order (jansson keeps
+ * insertion order when dumping with JSON_PRESERVE_ORDER): the records' form
+ * since the first one. NULL on allocation failure. */
+static json_t *sorted_copy(const json_t *v)
+{
+    if (json_is_array(v)) {
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < json_array_size(v); i++)
+            if (json_array_append_new(a, sorted_copy(json_array_get(v, i))) != 0) {
+                json_decref(a);
+                a = NULL;
+            }
+        return a;
+    }
+    if (!json_is_object(v))
+        return json_copy((json_t *)v);
+    size_t n = json_object_size(v), i = 0;
+    const char **keys = malloc((n ? n : 1) * sizeof *keys);
+    json_t *o = keys ? json_object() : NULL;
+    const char *k;
+    json_t *child;
+    if (o)
+        json_object_foreach((json_t *)v, k, child) keys[i++] = k;
+    if (o)
+        qsort(keys, n, sizeof *keys, key_cmp);
+    for (i = 0; o && i < n; i++)
+        if (json_object_set_new(o, keys[i], sorted_copy(json_object_get(v, keys[i]))) != 0) {
+            json_decref(o);
+            o = NULL;
+        }
+    free(keys);
+    return o;
+}
+
 qtsp_status qtsp_audit_append(qtsp_txn *txn, const char *actor, const char *event,
-                              const char *details_json, uint64_t *seq_out)
+                              const json_t *details_in, uint64_t *seq_out)
 {
     qtsp_status rc = QTSP_OK;
     json_t *details = NULL, *body = NULL;
@@ -66,17 +105,16 @@ qtsp_status qtsp_audit_append(qtsp_txn *txn, const char *actor, const char *even
     ENSURE_OUT(txn, QTSP_ERR_INVALID, "audit: no transaction");
     ENSURE_OUT(text_ok(actor), QTSP_ERR_INVALID, "audit: actor missing or not printable");
     ENSURE_OUT(text_ok(event), QTSP_ERR_INVALID, "audit: event missing or not printable");
-    if (details_json) {
-        size_t dl = strlen(details_json);
-        ENSURE_OUT(dl <= AUDIT_DETAILS_MAX, QTSP_ERR_TOO_BIG, "audit: details too big");
-        json_error_t jerr;
-        details = json_loadb(details_json, dl, JSON_REJECT_DUPLICATES, &jerr);
-        ENSURE_OUT(details, QTSP_ERR_INVALID, "audit: details are not valid JSON: %s", jerr.text);
-        ENSURE_OUT(json_is_object(details), QTSP_ERR_INVALID, "audit: details are not a JSON object");
+    if (details_in) {
+        ENSURE_OUT(json_is_object(details_in), QTSP_ERR_INVALID,
+                   "audit: details are not a JSON object");
+        ENSURE_OUT(json_dumpb(details_in, NULL, 0, JSON_COMPACT) <= AUDIT_DETAILS_MAX,
+                   QTSP_ERR_TOO_BIG, "audit: details too big");
+        details = sorted_copy(details_in);
     } else {
         details = json_object();
-        ENSURE_OUT(details, QTSP_ERR_NOMEM, "audit: out of memory");
     }
+    ENSURE_OUT(details, QTSP_ERR_NOMEM, "audit: out of memory");
 
     uint64_t seq;
     TRY_OUT(qtsp_txn_counter_next(txn, AUDIT_COUNTER, &seq));

@@ -9,20 +9,25 @@
 #ifndef QTSP_CA_AUDIT_H
 #define QTSP_CA_AUDIT_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "ca/store.h"
 #include "core/err.h"
 
-/* Appends one record in txn (a write transaction). actor: who ("operator:alice",
- * "cli:root", "system"); event: dotted name ("cert.issue", "cert.hold", ...);
- * details_json: a JSON object text or NULL. Never put secrets in details.
- * *seq_out (may be NULL) receives the record's sequence number.
- * QTSP_ERR_INVALID: details not a JSON object, actor/event empty or with
- * control characters. QTSP_ERR_AUDIT_BROKEN: the last stored record is not
- * seq-1 (the chain was truncated); nothing is appended to a broken chain. */
+/* Appends one record in txn (a write transaction). actor: who
+ * ("operator:alice", "cli:root", "system"); event: dotted name
+ * ("cert.issue", "cert.hold", ...); details: a JSON object (borrowed, not
+ * modified) or NULL for {}. It is serialised here, once, with its keys
+ * sorted at every level (the form the records have always had), so callers
+ * never build JSON text. Never put secrets in details. *seq_out (may be
+ * NULL) receives the record's sequence number.
+ * QTSP_ERR_INVALID: details not a JSON object, actor/event empty, with
+ * control characters or not UTF-8. QTSP_ERR_TOO_BIG: details over 64 KiB.
+ * QTSP_ERR_AUDIT_BROKEN: the last stored record is not seq-1 (the chain was
+ * truncated); nothing is appended to a broken chain. */
 qtsp_status qtsp_audit_append(qtsp_txn *txn, const char *actor, const char *event,
-                              const char *details_json, uint64_t *seq_out) QTSP_MUST_USE;
+                              const json_t *details, uint64_t *seq_out) QTSP_MUST_USE;
 
 /* Re-walks the whole chain. OK with *count = number of records; on a break,
  * QTSP_ERR_AUDIT_BROKEN with *bad_seq = the first record that does not verify

@@ -71,7 +71,7 @@ qtsp_status qtsp_ceremony_make_keys(qtsp_ceremony *c, qtsp_hsm *hsm, const char 
 }
 
 qtsp_status qtsp_ceremony_report(const qtsp_ceremony *c, const qtsp_ceremony_facts *f,
-                                 qtsp_buf *report, char **details_out)
+                                 qtsp_buf *report, json_t **details_out)
 {
     qtsp_status rc = QTSP_OK;
     char when[32];
@@ -127,9 +127,8 @@ qtsp_status qtsp_ceremony_report(const qtsp_ceremony *c, const qtsp_ceremony_fac
                                 "  certificate serial %s\n  subject %s\n",
                                 k->role, k->label, k->made.fingerprint, sn, subj));
     }
-    char *txt = json_dumps(details, JSON_COMPACT | JSON_SORT_KEYS);
-    ENSURE_OUT(txt != NULL, QTSP_ERR_NOMEM, "out of memory");
-    *details_out = txt;
+    *details_out = details;
+    details = NULL;
 out:
     json_decref(details);
     return rc;
@@ -137,7 +136,8 @@ out:
 
 typedef struct record_ctx {
     qtsp_cert_record recs[QTSP_CEREMONY_KEYS];
-    const char *actor, *details;
+    const char *actor;
+    const json_t *details;
 } record_ctx;
 
 static qtsp_status record_txn(qtsp_txn *txn, void *vctx)
@@ -148,7 +148,7 @@ static qtsp_status record_txn(qtsp_txn *txn, void *vctx)
 }
 
 qtsp_status qtsp_ceremony_record(const qtsp_ceremony *c, qtsp_store *store, const char *actor,
-                                 const char *details)
+                                 const json_t *details)
 {
     record_ctx rc_;
     memset(&rc_, 0, sizeof rc_);

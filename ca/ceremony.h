@@ -58,13 +58,13 @@ typedef struct qtsp_ceremony_facts {
 } qtsp_ceremony_facts;
 
 /* The human-readable report into report (appended) and the audit details
- * (JSON object text, caller frees) of a ceremony whose keys are made. */
+ * (a JSON object, caller json_decrefs) of a ceremony whose keys are made. */
 qtsp_status qtsp_ceremony_report(const qtsp_ceremony *c, const qtsp_ceremony_facts *f,
-                                 qtsp_buf *report, char **details) QTSP_MUST_USE;
+                                 qtsp_buf *report, json_t **details) QTSP_MUST_USE;
 
 /* Records the four certificates and the audit event ceremony.keys (with
  * details) by actor in one transaction (qtsp_issue_record). */
 qtsp_status qtsp_ceremony_record(const qtsp_ceremony *c, qtsp_store *store, const char *actor,
-                                 const char *details) QTSP_MUST_USE;
+                                 const json_t *details) QTSP_MUST_USE;
 
 #endif

@@ -83,7 +83,7 @@ out:
 }
 
 qtsp_status qtsp_issue_record(qtsp_txn *txn, const qtsp_cert_record *recs, size_t n,
-                              const char *actor, const char *event, const char *details)
+                              const char *actor, const char *event, const json_t *details)
 {
     for (size_t i = 0; i < n; i++) {
         const qtsp_cert_record *r = &recs[i];

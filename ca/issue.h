@@ -5,6 +5,7 @@
 #ifndef QTSP_CA_ISSUE_H
 #define QTSP_CA_ISSUE_H
 
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -43,10 +44,11 @@ void qtsp_issued_key_cleanup(qtsp_issued_key *k);
 
 /* In txn: stores each of the n records (qtsp_certdb_put), notes those the
  * root issued to another key (issuer "root", not self-signed) in the root
- * CRL's scope, then appends one audit event by actor with details (JSON
- * text). Errors of the store, certdb and audit. */
+ * CRL's scope, then appends one audit event by actor with details (a JSON
+ * object, borrowed, or NULL; qtsp_audit_append). Errors of the store, certdb
+ * and audit. */
 qtsp_status qtsp_issue_record(qtsp_txn *txn, const qtsp_cert_record *recs, size_t n,
                               const char *actor, const char *event,
-                              const char *details) QTSP_MUST_USE;
+                              const json_t *details) QTSP_MUST_USE;
 
 #endif

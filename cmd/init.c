@@ -212,7 +212,7 @@ int cmd_init(int argc, char **argv)
     size_t n_copied = 0;
     char lock_path[QTSP_PATH_MAX + 32];
     snprintf(lock_path, sizeof lock_path, "%s/.qtsp-init.lock", cfg->home);
-    char *details_txt = NULL;
+    json_t *details = NULL;
     qtsp_buf report;
     qtsp_buf_init(&report, 1 << 20);
 
@@ -329,12 +329,12 @@ int cmd_init(int argc, char **argv)
     facts.home = cfg->home;
     facts.base_url = cfg->base_url;
     facts.clock_synced = clock_synced;
-    TRY_OUT(qtsp_ceremony_report(&cer, &facts, &report, &details_txt));
+    TRY_OUT(qtsp_ceremony_report(&cer, &facts, &report, &details));
 
     snprintf(dir, sizeof dir, "%s/store", cfg->home);
     made |= MADE_STORE;
     TRY_OUT(qtsp_store_open(dir, (size_t)cfg->store_map_mib, &app.store));
-    TRY_OUT(qtsp_ceremony_record(&cer, app.store, actor, details_txt));
+    TRY_OUT(qtsp_ceremony_record(&cer, app.store, actor, details));
     TRY_OUT(qtsp_buf_puts(&report, "\nrecorded in the audit log as event ceremony.keys\n"));
     snprintf(path, sizeof path, "%s/ceremony-report.txt", cfg->home);
     made |= MADE_REPORT;
@@ -346,7 +346,7 @@ out:
     OPENSSL_cleanse(so_pin, sizeof so_pin);
     OPENSSL_cleanse(user_pin, sizeof user_pin);
     qtsp_ceremony_cleanup(&cer);
-    free(details_txt);
+    json_decref(details);
     qtsp_buf_cleanup(&report);
     qtsp_app_close(&app);
     if (rc == QTSP_OK) {

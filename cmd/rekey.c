@@ -32,7 +32,7 @@ static int usage(FILE *f)
 typedef struct rekey_ctx {
     qtsp_cert_record rec;
     const char *actor;
-    const char *details;
+    const json_t *details;
 } rekey_ctx;
 
 /* the root CRL covers a new TSU certificate too (qtsp_issue_record) */
@@ -66,7 +66,7 @@ int cmd_rekey(int argc, char **argv)
     qtsp_issued_key made;
     memset(&made, 0, sizeof made);
     unsigned char *der = NULL;
-    char *details = NULL;
+    json_t *details = NULL;
     int key_made = 0;
     char *cfg_label = tsa ? app.cfg.key_tsa : app.cfg.key_ocsp;
     char old_label[64], label[64], path[QTSP_PATH_MAX + 64], hex[41];
@@ -96,9 +96,7 @@ int cmd_rekey(int argc, char **argv)
     json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s}", "role", what, "old_label", old_label,
                           "new_label", label, "spki_sha256", fp, "certificate_serial", hex);
     ENSURE_OUT(d != NULL, QTSP_ERR_NOMEM, "out of memory");
-    details = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(d);
-    ENSURE_OUT(details != NULL, QTSP_ERR_NOMEM, "out of memory");
+    details = d;
     rekey_ctx c;
     memset(&c, 0, sizeof c);
     memcpy(c.rec.serial, made.serial, sizeof made.serial);
@@ -143,7 +141,7 @@ int cmd_rekey(int argc, char **argv)
 out:
     if (key_made && qtsp_hsm_destroy(app.hsm, label) != QTSP_OK)
         fprintf(stderr, "qtsp: rekey: warning: the new key %s could not be removed\n", label);
-    free(details);
+    json_decref(details);
     OPENSSL_free(der);
     qtsp_issued_key_cleanup(&made);
     qtsp_profile_free(prof);

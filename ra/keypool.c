@@ -23,6 +23,7 @@
 
 #include "ca/audit.h"
 #include "core/clock.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/yaml.h"
 #include "ra/ra_int.h"
@@ -187,7 +188,7 @@ out:
 typedef struct discard_ctx {
     const char *actor;
     const char *label;
-    const char *details;
+    const json_t *details;
 } discard_ctx;
 
 static qtsp_status discard_txn(qtsp_txn *txn, void *vctx)
@@ -203,13 +204,11 @@ static qtsp_status discard_txn(qtsp_txn *txn, void *vctx)
 void ra_keypool_discard(qtsp_ra *ra, const char *actor, const char *label, const char *why)
 {
     json_t *d = json_pack("{s:s,s:s}", "label", label, "reason", why);
-    char *details = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(d);
-    discard_ctx c = {actor, label, details};
+    discard_ctx c = {actor, label, d};
     /* keep the first error (the caller's) intact: this is cleanup */
-    if (!details || qtsp_store_write(ra->d.store, discard_txn, &c) != QTSP_OK)
+    if (!d || qtsp_store_write(ra->d.store, discard_txn, &c) != QTSP_OK)
         LOG_ERROR("could not record the destruction of pool key %s", label);
-    free(details);
+    json_decref(d);
     if (qtsp_hsm_destroy(ra->d.hsm, label) != QTSP_OK)
         LOG_ERROR("could not destroy pool key %s after a failed issuance", label);
 }
@@ -238,13 +237,14 @@ static qtsp_status fill_txn(qtsp_txn *txn, void *vctx)
         qtsp_be64_put(v + 34, (uint64_t)qtsp_now());
         TRY(qtsp_txn_put(txn, QTSP_T_KEYPOOL, c->keys[i].label, strlen(c->keys[i].label), v,
                          sizeof v, QTSP_PUT_NOOVERWRITE));
-        char hex[65], details[256];
+        char hex[65];
         hex32(c->keys[i].spki_hash, hex);
-        snprintf(details, sizeof details,
-                 "{\"key_type\":\"%s\",\"label\":\"%s\",\"purpose\":\"key pool\","
-                 "\"spki_sha256\":\"%s\"}",
-                 qtsp_keytype_name(c->kt), c->keys[i].label, hex);
-        TRY(qtsp_audit_append(txn, POOL_ACTOR, "key.generate", details, NULL));
+        json_t *d = json_pack("{s:s,s:s,s:s,s:s}", "key_type", qtsp_keytype_name(c->kt), "label",
+                              c->keys[i].label, "purpose", "key pool", "spki_sha256", hex);
+        ENSURE(d != NULL, QTSP_ERR_NOMEM, "out of memory");
+        qtsp_status rc = qtsp_audit_append(txn, POOL_ACTOR, "key.generate", d, NULL);
+        json_decref(d);
+        TRY(rc);
     }
     return QTSP_OK;
 }
@@ -413,9 +413,16 @@ static qtsp_status orphan_txn(qtsp_txn *txn, void *vctx)
         TRY(classify(txn, c, label, now, &why));
         if (!why)
             continue;
-        char details[256];
-        snprintf(details, sizeof details, "{\"label\":\"%s\",\"reason\":\"%s\"}", label, why);
-        TRY(qtsp_audit_append(txn, POOL_ACTOR, "key.destroy", details, NULL));
+        /* the label comes from the token: any bytes; the record escapes them */
+        json_t *d = json_object();
+        ENSURE(d != NULL, QTSP_ERR_NOMEM, "out of memory");
+        qtsp_status rc = qtsp_json_set_string(d, "label", label);
+        if (rc == QTSP_OK)
+            rc = qtsp_json_set_string(d, "reason", why);
+        if (rc == QTSP_OK)
+            rc = qtsp_audit_append(txn, POOL_ACTOR, "key.destroy", d, NULL);
+        json_decref(d);
+        TRY(rc);
         c->doomed[i] = 1;
         c->n++;
     }

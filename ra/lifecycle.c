@@ -24,11 +24,8 @@
 static qtsp_status audit_json(qtsp_txn *txn, const char *actor, const char *event, json_t *d)
 {
     ENSURE(d != NULL, QTSP_ERR_NOMEM, "out of memory");
-    char *txt = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
+    qtsp_status rc = qtsp_audit_append(txn, actor, event, d, NULL);
     json_decref(d);
-    ENSURE(txt != NULL, QTSP_ERR_NOMEM, "out of memory");
-    qtsp_status rc = qtsp_audit_append(txn, actor, event, txt, NULL);
-    free(txt);
     return rc;
 }
 

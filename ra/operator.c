@@ -149,7 +149,7 @@ static qtsp_status record_decode(const char *id, const unsigned char *p, size_t 
 typedef struct add_ctx {
     const char *actor;
     const op_record *rec;
-    const char *details;
+    const json_t *details;
 } add_ctx;
 
 static qtsp_status add_fn(qtsp_txn *txn, void *ctx)
@@ -199,7 +199,6 @@ qtsp_status qtsp_operator_add(qtsp_store *st, const char *actor, const char *nam
     qtsp_status rc = QTSP_OK;
     unsigned char idb[OP_ID_BYTES], secret[OP_SECRET_LEN], salt[OP_SALT_LEN];
     char b64[OP_SECRET_B64 + 1];
-    char *details = NULL;
     json_t *dj = NULL;
     op_record rec = {0};
 
@@ -226,10 +225,8 @@ qtsp_status qtsp_operator_add(qtsp_store *st, const char *actor, const char *nam
     dj = json_pack("{s:s, s:s, s:s}", "id", rec.op.id, "name", rec.op.name, "role",
                    qtsp_role_name(role));
     ENSURE_OUT(dj, QTSP_ERR_NOMEM, "cannot build the audit details");
-    details = json_dumps(dj, JSON_COMPACT);
-    ENSURE_OUT(details, QTSP_ERR_NOMEM, "cannot build the audit details");
 
-    add_ctx c = {actor, &rec, details};
+    add_ctx c = {actor, &rec, dj};
     TRY_OUT(qtsp_store_write(st, add_fn, &c));
 
     qtsp_base64url_encode(secret, sizeof secret, b64, sizeof b64);
@@ -237,7 +234,6 @@ qtsp_status qtsp_operator_add(qtsp_store *st, const char *actor, const char *nam
 out:
     OPENSSL_cleanse(secret, sizeof secret);
     OPENSSL_cleanse(b64, sizeof b64);
-    free(details);
     json_decref(dj);
     return rc;
 }

@@ -268,12 +268,9 @@ static qtsp_status enrol_txn(qtsp_txn *txn, void *vctx)
                           json_string_value(json_object_get(c->rec, "package")), "identity_evidence",
                           ev);
     ENSURE(d != NULL, QTSP_ERR_NOMEM, "out of memory");
-    char *dt = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(d);
-    ENSURE(dt != NULL, QTSP_ERR_NOMEM, "out of memory");
     rc = qtsp_audit_append(txn, c->who->name, c->existing[0] ? "subject.reenrol" : "subject.enrol",
-                           dt, NULL);
-    free(dt);
+                           d, NULL);
+    json_decref(d);
     return rc;
 }
 
@@ -374,7 +371,7 @@ typedef struct issue_ctx {
     const char *user_id;
     json_t *credential;
     const char *credential_id;
-    const char *details;
+    const json_t *details;
     const char *actor;
 } issue_ctx;
 
@@ -418,7 +415,7 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
     EVP_PKEY *pub = NULL;
     X509 *cert = NULL;
     unsigned char *der = NULL;
-    char *details = NULL;
+    json_t *details = NULL;
     int key_made = 0, from_pool = 0;
     char label[64] = "";
     qtsp_issued res;
@@ -516,9 +513,7 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
                           from_pool ? "pool" : "generated", "user_id", res.user_id, "profile",
                           qtsp_profile_name(ra->profile));
     ENSURE_OUT(d != NULL, QTSP_ERR_NOMEM, "out of memory");
-    details = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(d);
-    ENSURE_OUT(details != NULL, QTSP_ERR_NOMEM, "out of memory");
+    details = d;
 
     issue_ctx c;
     memset(&c, 0, sizeof c);
@@ -552,7 +547,7 @@ out:
     OPENSSL_cleanse(totp, sizeof totp);
     OPENSSL_cleanse(pwhash, sizeof pwhash);
     qtsp_issued_cleanup(&res);
-    free(details);
+    json_decref(details);
     json_decref(user);
     json_decref(credential);
     json_decref(otp);

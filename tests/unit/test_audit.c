@@ -30,14 +30,32 @@ typedef struct append_ctx {
     uint64_t last_seq;
 } append_ctx;
 
+/* Callers pass details as structured data; the tests keep writing them as
+ * text and parse it here, the way a caller would build its json_t. Text
+ * that does not parse (or repeats a key) never reaches the audit log:
+ * QTSP_ERR_INVALID, as qtsp_audit_append answered for it before. */
+static qtsp_status append_text(qtsp_txn *txn, const char *actor, const char *event,
+                               const char *text, uint64_t *seq)
+{
+    json_t *d = NULL;
+    if (text) {
+        json_error_t e;
+        d = json_loads(text, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e);
+        ENSURE(d != NULL, QTSP_ERR_INVALID, "details are not valid JSON: %s", e.text);
+    }
+    qtsp_status rc = qtsp_audit_append(txn, actor, event, d, seq);
+    json_decref(d);
+    return rc;
+}
+
 static qtsp_status append_n(qtsp_txn *txn, void *ctx)
 {
     append_ctx *c = ctx;
     for (int i = 0; i < c->n; i++) {
         char d[64];
         snprintf(d, sizeof d, "{\"i\":%d,\"serial\":\"0a1b\"}", i);
-        TRY(qtsp_audit_append(txn, "cli:root", "cert.issue", c->details ? c->details : d,
-                              &c->last_seq));
+        TRY(append_text(txn, "cli:root", "cert.issue", c->details ? c->details : d,
+                        &c->last_seq));
     }
     return QTSP_OK;
 }
@@ -221,7 +239,7 @@ static void test_audit_verify_finds_a_truncated_tail(void)
 static qtsp_status append_one(qtsp_txn *txn, void *ctx)
 {
     const char *details = ctx;
-    return qtsp_audit_append(txn, "system", "test.event", details, NULL);
+    return append_text(txn, "system", "test.event", details, NULL);
 }
 
 static void test_audit_rejects_details_that_are_not_an_object(void)
@@ -265,6 +283,53 @@ static void test_audit_rejects_empty_actor_or_event(void)
     done(st);
 }
 
+/* Details are data: text with quotes, backslashes, control characters and
+ * non-ASCII is escaped by the one serialiser, keys are sorted at every
+ * level, and the record's bytes are those records have always had. */
+static qtsp_status append_structured(qtsp_txn *txn, void *ctx)
+{
+    json_t *d = json_pack("{s:s,s:s,s:{s:i,s:s},s:[s]}", "reason", "x\",\"y\":\"z",
+                          "label", "kp-\"a\\b\n\x01\xc3\xa9", "nested", "z", 1, "a", "b",
+                          "list", "q\"");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    qtsp_status rc = qtsp_audit_append(txn, "system", "key.destroy", d, NULL);
+    json_decref(d);
+    if (rc == QTSP_OK) {
+        d = json_integer(5);
+        CU_ASSERT_EQUAL(qtsp_audit_append(txn, "system", "key.destroy", d, NULL),
+                        QTSP_ERR_INVALID);
+        json_decref(d);
+        qtsp_err_clear();
+    }
+    return rc;
+}
+
+static void test_audit_details_are_structured_and_escaped_once(void)
+{
+    qtsp_clock_set(fixed_clock, NULL);
+    qtsp_store *st = open_fresh();
+    CU_ASSERT_EQUAL_FATAL(qtsp_store_write(st, append_structured, NULL), QTSP_OK);
+    qtsp_txn *t;
+    CU_ASSERT_EQUAL_FATAL(qtsp_store_begin(st, 0, &t), QTSP_OK);
+    unsigned char key[8];
+    qtsp_be64_put(key, 1);
+    const unsigned char *v;
+    size_t vl;
+    CU_ASSERT_EQUAL_FATAL(qtsp_txn_get0(t, QTSP_T_AUDIT, key, 8, (const void **)&v, &vl), QTSP_OK);
+    const char *want = "{\"seq\":1,\"time\":\"2026-11-18T11:06:40.123Z\",\"actor\":\"system\","
+                       "\"event\":\"key.destroy\",\"details\":{\"label\":\"kp-\\\"a\\\\b\\n"
+                       "\\u0001\xc3\xa9\",\"list\":[\"q\\\"\"],\"nested\":{\"a\":\"b\",\"z\":1},"
+                       "\"reason\":\"x\\\",\\\"y\\\":\\\"z\"}}";
+    CU_ASSERT_EQUAL(vl - 33, strlen(want));
+    CU_ASSERT(vl - 33 == strlen(want) && memcmp(v + 33, want, vl - 33) == 0);
+    qtsp_txn_abort(t);
+    uint64_t count = 0, bad = 0;
+    CU_ASSERT_EQUAL(qtsp_audit_verify(st, &count, &bad), QTSP_OK);
+    CU_ASSERT_EQUAL(count, 1);
+    qtsp_clock_set(NULL, NULL);
+    done(st);
+}
+
 int main(void)
 {
     static const qtest_case cases[] = {
@@ -278,6 +343,7 @@ int main(void)
         QTEST(test_audit_verify_finds_a_truncated_tail),
         QTEST(test_audit_rejects_details_that_are_not_an_object),
         QTEST(test_audit_rejects_empty_actor_or_event),
+        QTEST(test_audit_details_are_structured_and_escaped_once),
     };
     return qtest_run("audit", cases, sizeof cases / sizeof cases[0]);
 }

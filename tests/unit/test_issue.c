@@ -118,7 +118,7 @@ static void test_issue_token_key_failure_removes_the_key(void)
 typedef struct rec_ctx {
     qtsp_cert_record recs[3];
     size_t n;
-    const char *details;
+    const json_t *details;
 } rec_ctx;
 
 static qtsp_status rec_txn(qtsp_txn *txn, void *vctx)
@@ -154,7 +154,9 @@ static void test_issue_record_stores_scopes_and_audits_once(void)
     CU_ASSERT_EQUAL_FATAL(qtsp_issue_token_key(g_hsm, tsa_p, "r-tsa", root.cert, rk, BASE, &tsa),
                           QTSP_OK);
     unsigned char *d0 = NULL, *d1 = NULL;
-    rec_ctx c = {.n = 2, .details = "{\"why\":\"test\"}"};
+    json_t *why = json_pack("{s:s}", "why", "test");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(why);
+    rec_ctx c = {.n = 2, .details = why};
     fill(&c.recs[0], "root", root.cert, &d0);
     fill(&c.recs[1], "root", tsa.cert, &d1);
     qtsp_err_clear();
@@ -184,12 +186,13 @@ static void test_issue_record_stores_scopes_and_audits_once(void)
     CU_ASSERT_EQUAL(qtsp_audit_verify(st, &count, &bad), QTSP_OK);
     CU_ASSERT_EQUAL(count, 1);
     /* a record whose DER does not parse */
-    rec_ctx badc = {.n = 1, .details = "{}"};
+    rec_ctx badc = {.n = 1, .details = NULL};
     badc.recs[0] = c.recs[1];
     badc.recs[0].serial[0] ^= 1;
     badc.recs[0].der_len = 10;
     CU_ASSERT_EQUAL(qtsp_store_write(st, rec_txn, &badc), QTSP_ERR_INVALID);
     qtsp_err_clear();
+    json_decref(why);
     OPENSSL_free(d0);
     OPENSSL_free(d1);
     qtsp_issued_key_cleanup(&root);

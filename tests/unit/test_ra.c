@@ -1104,6 +1104,26 @@ static void test_orphan_cleanup_destroys_unassigned_kp_keys_only(void)
     CU_ASSERT_EQUAL(pool_available(), POOL_SIZE);
 }
 
+/* A token label is any bytes: the key.destroy record of an orphan whose
+ * label holds a quote and a backslash is valid JSON naming it exactly
+ * (the cleanup built that record by hand, unescaped, and failed). */
+static void test_orphan_with_quotes_in_its_label_is_audited_escaped(void)
+{
+    const char *orphan = "kp-\"odd\\label";
+    CU_ASSERT_FATAL(qtsp_hsm_generate(g_hsm, orphan, QTSP_KEY_EC_P256, NULL) == QTSP_OK);
+    uint64_t a0 = audit_count();
+    size_t n = 0;
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_keypool_cleanup(g_ra, 600, &n), QTSP_OK);
+    CU_ASSERT_EQUAL(n, 1);
+    EVP_PKEY *p = NULL;
+    CU_ASSERT_EQUAL(qtsp_hsm_public_key(g_hsm, orphan, &p), QTSP_ERR_HSM_NO_KEY);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(audit_hits(a0 + 1, "key.destroy", "\"label\":\"kp-\\\"odd\\\\label\""), 1);
+    uint64_t count = 0, bad = 0;
+    CU_ASSERT_EQUAL(qtsp_audit_verify(g_store, &count, &bad), QTSP_OK);
+}
+
 static void test_terminate_destroys_a_pool_key(void)
 {
     fill_pool();
@@ -1189,6 +1209,7 @@ int main(void)
         QTEST(test_failed_issuance_after_reservation_destroys_pool_key),
         QTEST(test_orphan_cleanup_destroys_unassigned_kp_keys_only),
         QTEST(test_terminate_destroys_a_pool_key),
+        QTEST(test_orphan_with_quotes_in_its_label_is_audited_escaped),
         QTEST(test_invalid_utf8_is_refused_naming_the_field),
     };
     int r = qtest_run("ra", cases, sizeof cases / sizeof cases[0]);
