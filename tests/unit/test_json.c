@@ -1,0 +1,93 @@
+/* Unit tests for core/json.c: field lists, typed fields, UTF-8-checked
+ * strings. */
+#include <jansson.h>
+#include <string.h>
+
+#include "core/json.h"
+#include "tests/lib/qtest.h"
+
+static json_t *parse(const char *s)
+{
+    json_t *j = json_loads(s, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    return j;
+}
+
+static void test_json_check_fields_names_the_unknown_one(void)
+{
+    static const char *const allowed[] = {"a", "b", NULL};
+    static const char *const none[] = {NULL};
+    json_t *j = parse("{\"a\":1,\"b\":2}");
+    CU_ASSERT_EQUAL(qtsp_json_check_fields(j, allowed), QTSP_OK);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_json_check_fields(j, none), QTSP_ERR_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_err_what(), ": unknown field"));
+    json_decref(j);
+    j = parse("{\"a\":1,\"shoe_size\":42}");
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_json_check_fields(j, allowed), QTSP_ERR_INVALID);
+    CU_ASSERT_STRING_EQUAL(qtsp_err_what(), "shoe_size: unknown field");
+    json_decref(j);
+    j = parse("[1]");
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_json_check_fields(j, allowed), QTSP_ERR_INVALID);
+    CU_ASSERT_STRING_EQUAL(qtsp_err_what(), "body: must be a JSON object");
+    json_decref(j);
+    qtsp_err_clear();
+}
+
+static void test_json_get_string_types_and_presence(void)
+{
+    json_t *j = parse("{\"s\":\"x\",\"n\":1,\"z\":\"a\\u0000b\"}");
+    const char *v = "unset";
+    CU_ASSERT_EQUAL(qtsp_json_get_string(j, "s", 1, &v), QTSP_OK);
+    CU_ASSERT_STRING_EQUAL(v, "x");
+    CU_ASSERT_EQUAL(qtsp_json_get_string(j, "absent", 0, &v), QTSP_OK);
+    CU_ASSERT_PTR_NULL(v);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_json_get_string(j, "absent", 1, &v), QTSP_ERR_INVALID);
+    CU_ASSERT_STRING_EQUAL(qtsp_err_what(), "absent: missing");
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_json_get_string(j, "n", 1, &v), QTSP_ERR_INVALID);
+    CU_ASSERT_STRING_EQUAL(qtsp_err_what(), "n: must be a string");
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_json_get_string(j, "z", 1, &v), QTSP_ERR_INVALID);
+    CU_ASSERT_STRING_EQUAL(qtsp_err_what(), "z: must not contain NUL");
+    json_decref(j);
+    qtsp_err_clear();
+}
+
+static void test_json_new_string_refuses_invalid_utf8_by_name(void)
+{
+    json_t *j = NULL;
+    CU_ASSERT_EQUAL(qtsp_json_new_string("f", "caf\xc3\xa9", &j), QTSP_OK);
+    CU_ASSERT_STRING_EQUAL(json_string_value(j), "caf\xc3\xa9");
+    json_decref(j);
+    const char *bad[] = {"\xff", "a\xc3", "\xed\xa0\x80", "\xc0\xaf"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        j = NULL;
+        qtsp_err_clear();
+        CU_ASSERT_EQUAL(qtsp_json_new_string("identity_check", bad[i], &j), QTSP_ERR_INVALID);
+        CU_ASSERT_STRING_EQUAL(qtsp_err_what(), "identity_check: not valid UTF-8");
+        CU_ASSERT_PTR_NULL(j);
+    }
+    json_t *o = json_object();
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_json_set_string(o, "label", "kp-\xfe"), QTSP_ERR_INVALID);
+    CU_ASSERT_STRING_EQUAL(qtsp_err_what(), "label: not valid UTF-8");
+    CU_ASSERT_EQUAL(json_object_size(o), 0);
+    CU_ASSERT_EQUAL(qtsp_json_set_string(o, "label", "kp-1"), QTSP_OK);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(o, "label")), "kp-1");
+    json_decref(o);
+    qtsp_err_clear();
+}
+
+int main(void)
+{
+    static const qtest_case cases[] = {
+        QTEST(test_json_check_fields_names_the_unknown_one),
+        QTEST(test_json_get_string_types_and_presence),
+        QTEST(test_json_new_string_refuses_invalid_utf8_by_name),
+    };
+    return qtest_run("json", cases, sizeof cases / sizeof cases[0]);
+}
