@@ -82,7 +82,9 @@ typedef struct qtsp_api_route {
     unsigned roles;            /* any of these bits; 0 = any authenticated caller */
     const char *what;          /* the action, for 403 "<what> is not allowed ..." */
     const char *const *fields; /* allowed body fields, NULL-terminated; NULL = not checked */
-    size_t max_body;           /* bytes; 0 = the API's max_body */
+    /* bytes; 0 = the API's max_body on QTSP_API_BODY routes, no body on
+     * others (core/http answers 413 for one) */
+    size_t max_body;
     qtsp_api_fn fn;
 } qtsp_api_route;
 
