@@ -37,6 +37,7 @@
 #include "cmd/cmd.h"
 #include "core/clock.h"
 #include "core/config.h"
+#include "core/json.h"
 
 #define BK_MAGIC "qtsp-backup 1\n"
 #define BK_SEAL_AAD "qtsp-backup sealed 1"
@@ -910,6 +911,7 @@ static qtsp_status fixup_fn(qtsp_txn *txn, void *ctx)
     qtsp_buf keys;
     qtsp_buf_init(&keys, 64u << 20);
     qtsp_status rc = QTSP_OK;
+    json_t *details = NULL;
     f->dropped = 0;
     TRY_OUT(qtsp_txn_iter(txn, QTSP_T_KEYPOOL, NULL, 0, collect_key, &keys));
     for (size_t off = 0; off < keys.len; off += 1 + keys.data[off]) {
@@ -924,13 +926,14 @@ static qtsp_status fixup_fn(qtsp_txn *txn, void *ctx)
         qtsp_be64_put(be, v + BK_CRL_SKIP);
         TRY_OUT(qtsp_txn_put(txn, QTSP_T_COUNTERS, counters[i], strlen(counters[i]), be, 8, 0));
     }
-    char details[QTSP_PATH_MAX * 2 + 256];
-    snprintf(details, sizeof details,
-             "{\"backup_created\":\"%s\",\"token\":%s,\"pool_keys_dropped\":%" PRIu64
-             ",\"crl_number_skip\":%" PRIu64 "}",
-             f->r->created, f->r->token ? "true" : "false", f->dropped, BK_CRL_SKIP);
+    /* the manifest's text is data: the audit log escapes it */
+    details = json_pack("{s:b,s:I,s:I}", "token", f->r->token ? 1 : 0, "pool_keys_dropped",
+                        (json_int_t)f->dropped, "crl_number_skip", (json_int_t)BK_CRL_SKIP);
+    ENSURE_OUT(details != NULL, QTSP_ERR_NOMEM, "out of memory");
+    TRY_OUT(qtsp_json_set_string(details, "backup_created", f->r->created));
     TRY_OUT(qtsp_audit_append(txn, cmd_actor(), "home.restore", details, NULL));
 out:
+    json_decref(details);
     qtsp_buf_cleanup(&keys);
     return rc;
 }
