@@ -5,6 +5,7 @@
 #include "ca/cms.h"
 
 #include <openssl/crypto.h>
+#include <openssl/objects.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,24 +28,8 @@ static const unsigned char OID_SHA2[3][9] = {
     {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02},
     {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03},
 };
-/* 1.2.840.10045.4.3.{2,3,4}: ecdsa-with-SHA256/384/512 */
-static const unsigned char OID_ECDSA[3][8] = {
-    {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02},
-    {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03},
-    {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04},
-};
-/* 1.2.840.113549.1.1.{11,12,13}: sha256/384/512WithRSAEncryption */
-static const unsigned char OID_RSA[3][9] = {
-    {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b},
-    {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c},
-    {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d},
-};
-static const unsigned char OID_RSASSA_PSS[] = {0x2a, 0x86, 0x48, 0x86, 0xf7,
-                                               0x0d, 0x01, 0x01, 0x0a};
-static const unsigned char OID_MGF1[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08};
-
 static const char *const MD_NAME[3] = {"SHA256", "SHA384", "SHA512"};
-static const size_t MD_LEN[3] = {32, 48, 64};
+static const int MD_NID[3] = {NID_sha256, NID_sha384, NID_sha512};
 
 /* ---- the signer ------------------------------------------------------------ */
 
@@ -92,57 +77,25 @@ static qtsp_status take(qtsp_der_w *w, qtsp_buf *b, part *out)
         OPENSSL_free(der_);                                                                        \
     } while (0)
 
-/* AlgorithmIdentifier of a SHA-2 digest; parameters absent (RFC 5754 2),
- * or NULL inside RSASSA-PSS-params (RFC 4055 2.1). */
-static void write_md_alg(qtsp_der_w *w, qtsp_cms_md md, int null_params)
+/* AlgorithmIdentifier of a SHA-2 digest (index into OID_SHA2); parameters
+ * absent (RFC 5754 2). */
+static void write_md_alg(qtsp_der_w *w, size_t md)
 {
     size_t m = qtsp_der_open(w, QTSP_DER_SEQUENCE);
     qtsp_der_oid(w, OID_SHA2[md], sizeof OID_SHA2[md]);
-    if (null_params)
-        qtsp_der_null(w);
     qtsp_der_close(w, m);
 }
 
-static void write_sig_alg(qtsp_der_w *w, qtsp_cms_md md, qtsp_cms_sig sig)
-{
-    size_t m = qtsp_der_open(w, QTSP_DER_SEQUENCE);
-    if (sig == QTSP_CMS_ECDSA) {
-        qtsp_der_oid(w, OID_ECDSA[md], sizeof OID_ECDSA[md]); /* RFC 5758 3.2: no parameters */
-    } else if (sig == QTSP_CMS_RSA_PKCS1) {
-        qtsp_der_oid(w, OID_RSA[md], sizeof OID_RSA[md]);
-        qtsp_der_null(w); /* RFC 4055 5 */
-    } else {
-        /* RSASSA-PSS-params { [0] hashAlgorithm, [1] maskGenAlgorithm MGF1(hash),
-         * [2] saltLength = hash length }; trailerField DEFAULT 1 omitted. */
-        qtsp_der_oid(w, OID_RSASSA_PSS, sizeof OID_RSASSA_PSS);
-        size_t mp = qtsp_der_open(w, QTSP_DER_SEQUENCE);
-        size_t m0 = qtsp_der_open(w, QTSP_DER_CTX_C(0));
-        write_md_alg(w, md, 1);
-        qtsp_der_close(w, m0);
-        size_t m1 = qtsp_der_open(w, QTSP_DER_CTX_C(1));
-        size_t mg = qtsp_der_open(w, QTSP_DER_SEQUENCE);
-        qtsp_der_oid(w, OID_MGF1, sizeof OID_MGF1);
-        write_md_alg(w, md, 1);
-        qtsp_der_close(w, mg);
-        qtsp_der_close(w, m1);
-        size_t m2 = qtsp_der_open(w, QTSP_DER_CTX_C(2));
-        qtsp_der_u64(w, QTSP_DER_INTEGER, MD_LEN[md]);
-        qtsp_der_close(w, m2);
-        qtsp_der_close(w, mp);
-    }
-    qtsp_der_close(w, m);
-}
-
-/* Whether sig can be made with key. */
-static int sig_fits_key(qtsp_cms_sig sig, EVP_PKEY *key)
+/* Whether scheme can be made with key. */
+static int sig_fits_key(qtsp_sig_scheme scheme, EVP_PKEY *key)
 {
     int id = EVP_PKEY_get_base_id(key);
     if (id == EVP_PKEY_EC)
-        return sig == QTSP_CMS_ECDSA;
+        return scheme == QTSP_SIG_ECDSA;
     if (id == EVP_PKEY_RSA)
-        return sig == QTSP_CMS_RSA_PKCS1 || sig == QTSP_CMS_RSA_PSS;
+        return scheme == QTSP_SIG_RSA_PKCS1 || scheme == QTSP_SIG_RSA_PSS;
     if (id == EVP_PKEY_RSA_PSS)
-        return sig == QTSP_CMS_RSA_PSS;
+        return scheme == QTSP_SIG_RSA_PSS;
     return 0;
 }
 
@@ -154,11 +107,16 @@ qtsp_status qtsp_cms_signer_new(const qtsp_cms_signer_opts *o, qtsp_cms_signer *
     qtsp_buf_init(&b, 1u << 24);
     qtsp_der_w w;
     ENSURE(o && o->cert && out, QTSP_ERR_INVALID, "CMS signer needs a certificate");
-    ENSURE((unsigned)o->md <= QTSP_CMS_SHA512 && (unsigned)o->sig <= QTSP_CMS_RSA_PSS,
-           QTSP_ERR_INVALID, "unknown CMS digest or signature algorithm");
+    ENSURE(o->alg.scheme == QTSP_SIG_ECDSA || o->alg.scheme == QTSP_SIG_RSA_PKCS1 ||
+               o->alg.scheme == QTSP_SIG_RSA_PSS,
+           QTSP_ERR_INVALID, "unknown CMS signature algorithm");
+    size_t md = 0;
+    while (md < 3 && !(o->alg.md && EVP_MD_get_type(o->alg.md) == MD_NID[md]))
+        md++;
+    ENSURE(md < 3, QTSP_ERR_UNSUPPORTED, "CMS digest must be SHA-256, SHA-384 or SHA-512");
     EVP_PKEY *pub = X509_get0_pubkey(o->cert);
     ENSURE(pub != NULL, QTSP_ERR_CRYPTO, "cannot read the signer certificate's key");
-    ENSURE(sig_fits_key(o->sig, pub), QTSP_ERR_UNSUPPORTED,
+    ENSURE(sig_fits_key(o->alg.scheme, pub), QTSP_ERR_UNSUPPORTED,
            "signature algorithm does not fit the signer's key");
     const unsigned char *ctype = o->ctype ? o->ctype : OID_DATA;
     size_t ctype_len = o->ctype ? o->ctype_len : sizeof OID_DATA;
@@ -168,9 +126,9 @@ qtsp_status qtsp_cms_signer_new(const qtsp_cms_signer_opts *o, qtsp_cms_signer *
 
     s = calloc(1, sizeof *s);
     ENSURE(s != NULL, QTSP_ERR_NOMEM, "out of memory");
-    s->md = EVP_MD_fetch(NULL, MD_NAME[o->md], NULL);
-    ENSURE_OUT(s->md != NULL, QTSP_ERR_CRYPTO, "%s is not available", MD_NAME[o->md]);
-    s->md_len = MD_LEN[o->md];
+    s->md = EVP_MD_fetch(NULL, MD_NAME[md], NULL);
+    ENSURE_OUT(s->md != NULL, QTSP_ERR_CRYPTO, "%s is not available", MD_NAME[md]);
+    s->md_len = (size_t)EVP_MD_get_size(s->md);
     /* RFC 5652 5.1: version 3 when eContentType is not id-data (no other
      * certificate types, attribute certificates or v3 SignerInfos here). */
     s->version = ctype_len == sizeof OID_DATA && memcmp(ctype, OID_DATA, ctype_len) == 0 ? 1 : 3;
@@ -188,13 +146,16 @@ qtsp_status qtsp_cms_signer_new(const qtsp_cms_signer_opts *o, qtsp_cms_signer *
     TRY_OUT(take(&w, &b, &s->sid));
 
     qtsp_der_w_init_buf(&w, &b);
-    write_md_alg(&w, o->md, 0);
+    write_md_alg(&w, md);
     TRY_OUT(take(&w, &b, &s->digest_alg));
     qtsp_der_w_init_buf(&w, &b);
     qtsp_der_tlv(&w, QTSP_DER_SET, s->digest_alg.p, s->digest_alg.n);
     TRY_OUT(take(&w, &b, &s->digest_algs));
+    unsigned char algid[QTSP_KEY_ALGID_MAX];
+    size_t algid_len = 0;
+    TRY_OUT(qtsp_sigalg_algid(&o->alg, algid, sizeof algid, &algid_len));
     qtsp_der_w_init_buf(&w, &b);
-    write_sig_alg(&w, o->md, o->sig);
+    qtsp_der_raw(&w, algid, algid_len);
     TRY_OUT(take(&w, &b, &s->sig_alg));
 
     /* certificates [0] IMPLICIT: the signer's, then the chain in order. */

@@ -24,10 +24,19 @@
  * and signingCertificateV2 (RFC 5035: one ESSCertIDv2, SHA-256 certHash,
  * issuerSerial), and any the caller adds; SET OF in DER order (X.690 11.6).
  *
- * Algorithms: SHA-256/384/512 (parameters absent, RFC 5754 2); ECDSA
- * (ecdsa-with-SHA*, RFC 5758 3.2), RSA PKCS#1 v1.5 (sha*WithRSAEncryption,
- * NULL parameters, RFC 4055 5) and RSASSA-PSS (MGF1 with the same hash,
- * salt length = hash length, RFC 4055 3.1 / RFC 4056).
+ * Algorithms: the signer's signature algorithm is a qtsp_sigalg of the key
+ * interface (ca/key.h), and signatureAlgorithm is its qtsp_sigalg_algid:
+ * ecdsa-with-SHA*, RFC 5758 3.2; sha*WithRSAEncryption with NULL
+ * parameters, RFC 4055 5; RSASSA-PSS with explicit parameters, RFC 4055
+ * 3.1 (RFC 5754 3.2, RFC 5652 5.3). Its digest, SHA-256/384/512, is also
+ * digestAlgorithm (parameters absent, RFC 5754 2) and hashes the content
+ * and the signed attributes.
+ *
+ * The signer takes the algorithm and the certificates rather than a
+ * qtsp_key: it never signs (the signature is made elsewhere, between the
+ * two phases, possibly far from any key object), and its users hold the
+ * certificate and chain they publish apart from the key (the TSA is
+ * given them next to its key).
  *
  * A qtsp_cms_signer is immutable once made: every function may be called
  * from any number of threads. Nothing per message allocates. */
@@ -39,19 +48,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ca/key.h"
 #include "core/der.h"
 #include "core/err.h"
 
 /* Most caller-given attributes per message (signed, and unsigned). */
 #define QTSP_CMS_MAX_ATTRS 12
-
-typedef enum qtsp_cms_md { QTSP_CMS_SHA256, QTSP_CMS_SHA384, QTSP_CMS_SHA512 } qtsp_cms_md;
-
-typedef enum qtsp_cms_sig {
-    QTSP_CMS_ECDSA,     /* EC key */
-    QTSP_CMS_RSA_PKCS1, /* RSA key, PKCS#1 v1.5 */
-    QTSP_CMS_RSA_PSS    /* RSA key, PSS, MGF1 with the digest, salt = digest length */
-} qtsp_cms_sig;
 
 /* Bytes borrowed for a call. */
 typedef struct qtsp_cms_bytes {
@@ -62,8 +64,8 @@ typedef struct qtsp_cms_bytes {
 typedef struct qtsp_cms_signer_opts {
     X509 *cert;                 /* the signer's certificate (read during the call) */
     STACK_OF(X509) * chain;     /* certificates after cert in certificates; may be NULL */
-    qtsp_cms_md md;             /* digest of the content and of the signed attributes */
-    qtsp_cms_sig sig;           /* must fit cert's key */
+    qtsp_sigalg alg;            /* must fit cert's key; alg.md: SHA-256/384/512, the
+                                   digest of the content and of the signed attributes */
     const unsigned char *ctype; /* eContentType, OID content octets; NULL: id-data */
     size_t ctype_len;
     int signing_certificate_v2; /* add signingCertificateV2 (RFC 5035) */
@@ -72,9 +74,10 @@ typedef struct qtsp_cms_signer_opts {
 typedef struct qtsp_cms_signer qtsp_cms_signer;
 
 /* Encodes the constant parts for o. *out is the caller's (qtsp_cms_signer_free).
- * QTSP_ERR_INVALID (no certificate, an eContentType that is no OID),
- * QTSP_ERR_UNSUPPORTED (the algorithm does not fit the certificate's key,
- * a key that is neither EC nor RSA), QTSP_ERR_CRYPTO, QTSP_ERR_NOMEM. */
+ * QTSP_ERR_INVALID (no certificate, an unknown scheme, an eContentType
+ * that is no OID), QTSP_ERR_UNSUPPORTED (the algorithm does not fit the
+ * certificate's key, a key that is neither EC nor RSA, a digest other than
+ * SHA-256/384/512), QTSP_ERR_CRYPTO, QTSP_ERR_NOMEM. */
 qtsp_status qtsp_cms_signer_new(const qtsp_cms_signer_opts *o, qtsp_cms_signer **out) QTSP_MUST_USE;
 
 /* NULL is a no-op. No call on s may be in flight. */

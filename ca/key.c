@@ -161,7 +161,9 @@ static qtsp_status sigalg_resolve(const qtsp_key *k, const qtsp_sigalg *alg, qts
 }
 
 /* RFC 4055 3.1: RSASSA-PSS-params with every field explicit but the
- * trailer field (always 1). */
+ * trailer field (always 1); the hash identifiers in them with NULL
+ * parameters (RFC 4055 2.1, RFC 8017 A.2.3; X509_ALGOR_set_md would leave
+ * them absent). */
 static qtsp_status pss_algor(const qtsp_sigalg *a, X509_ALGOR *alg)
 {
     qtsp_status rc = QTSP_OK;
@@ -174,8 +176,11 @@ static qtsp_status pss_algor(const qtsp_sigalg *a, X509_ALGOR *alg)
     pss->saltLength = ASN1_INTEGER_new();
     ENSURE_OUT(pss->hashAlgorithm && pss->maskGenAlgorithm && pss->saltLength, QTSP_ERR_NOMEM,
                "out of memory");
-    X509_ALGOR_set_md(pss->hashAlgorithm, a->md);
-    X509_ALGOR_set_md(mgfmd, a->mgf1_md);
+    ENSURE_OUT(X509_ALGOR_set0(pss->hashAlgorithm, OBJ_nid2obj(EVP_MD_get_type(a->md)), V_ASN1_NULL,
+                               NULL) == 1 &&
+                   X509_ALGOR_set0(mgfmd, OBJ_nid2obj(EVP_MD_get_type(a->mgf1_md)), V_ASN1_NULL,
+                                   NULL) == 1,
+               QTSP_ERR_CRYPTO, "cannot encode the PSS digests");
     ENSURE_OUT(ASN1_item_pack(mgfmd, ASN1_ITEM_rptr(X509_ALGOR), &mgfparam) != NULL,
                QTSP_ERR_CRYPTO, "cannot encode MGF1");
     ENSURE_OUT(X509_ALGOR_set0(pss->maskGenAlgorithm, OBJ_nid2obj(NID_mgf1), V_ASN1_SEQUENCE,

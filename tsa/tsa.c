@@ -189,14 +189,8 @@ static qtsp_status build_constants(qtsp_tsa *tsa)
      * SHA-256, signed attributes contentType id-ct-TSTInfo, messageDigest and
      * signingCertificateV2; ecdsa-with-SHA256 or sha256WithRSAEncryption;
      * certificates: the TSA's, then the chain (only when certReq). */
-    qtsp_cms_signer_opts o = {tsa->cert,
-                              tsa->chain,
-                              QTSP_CMS_SHA256,
-                              tsa->alg.scheme == QTSP_SIG_ECDSA ? QTSP_CMS_ECDSA
-                                                                : QTSP_CMS_RSA_PKCS1,
-                              OID_CT_TSTINFO,
-                              sizeof OID_CT_TSTINFO,
-                              1};
+    qtsp_cms_signer_opts o = {
+        tsa->cert, tsa->chain, tsa->alg, OID_CT_TSTINFO, sizeof OID_CT_TSTINFO, 1};
     TRY(qtsp_cms_signer_new(&o, &tsa->cms));
     tsa->sha256 = qtsp_cms_signer_md(tsa->cms);
     unsigned char zero[32] = {0};

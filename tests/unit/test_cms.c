@@ -70,8 +70,8 @@ static void teardown(void)
 
 /* What a test builds. */
 typedef struct spec {
-    qtsp_cms_md md;
-    qtsp_cms_sig sig;
+    const EVP_MD *md;
+    qtsp_sig_scheme sig;
     int rsa;
     int detached;
     int with_certs;
@@ -95,8 +95,7 @@ static qtsp_cms_signer *make_signer(const spec *sp)
     }
     qtsp_cms_signer_opts o = {sp->rsa ? g_rsa_cert : g_ec_cert,
                               chain,
-                              sp->md,
-                              sp->sig,
+                              {sp->sig, sp->md, NULL, -1},
                               sp->ctype,
                               sp->ctype_len,
                               sp->scv2};
@@ -116,7 +115,7 @@ static int sign(const spec *sp, const qtsp_cms_signer *s, const unsigned char *d
     EVP_PKEY_CTX *pc = NULL;
     int ok = c && EVP_DigestSignInit(c, &pc, qtsp_cms_signer_md(s), NULL,
                                      sp->rsa ? g_rsa_key : g_ec_key) == 1;
-    if (ok && sp->sig == QTSP_CMS_RSA_PSS)
+    if (ok && sp->sig == QTSP_SIG_RSA_PSS)
         ok = EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) == 1 &&
              EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, RSA_PSS_SALTLEN_DIGEST) == 1;
     ok = ok && EVP_DigestSign(c, sig, siglen, data, n) == 1;
@@ -202,18 +201,19 @@ static int build_verify(const spec *sp)
 
 static void test_cms_ecdsa_sha256_signed_data_verifies_with_openssl(void)
 {
-    spec sp = {.md = QTSP_CMS_SHA256, .sig = QTSP_CMS_ECDSA, .with_certs = 1, .scv2 = 1};
+    spec sp = {.md = EVP_sha256(), .sig = QTSP_SIG_ECDSA, .with_certs = 1, .scv2 = 1};
     CU_ASSERT(build_verify(&sp));
 }
 
 static void test_cms_every_digest_and_signature_algorithm_verifies(void)
 {
-    static const qtsp_cms_sig sigs[] = {QTSP_CMS_ECDSA, QTSP_CMS_RSA_PKCS1, QTSP_CMS_RSA_PSS};
-    for (int md = QTSP_CMS_SHA256; md <= QTSP_CMS_SHA512; md++)
+    static const qtsp_sig_scheme sigs[] = {QTSP_SIG_ECDSA, QTSP_SIG_RSA_PKCS1, QTSP_SIG_RSA_PSS};
+    const EVP_MD *mds[] = {EVP_sha256(), EVP_sha384(), EVP_sha512()};
+    for (int md = 0; md < 3; md++)
         for (size_t i = 0; i < 3; i++) {
-            spec sp = {.md = (qtsp_cms_md)md,
+            spec sp = {.md = mds[md],
                        .sig = sigs[i],
-                       .rsa = sigs[i] != QTSP_CMS_ECDSA,
+                       .rsa = sigs[i] != QTSP_SIG_ECDSA,
                        .with_certs = 1,
                        .scv2 = 1,
                        .with_time = 1};
@@ -227,7 +227,7 @@ static void test_cms_every_digest_and_signature_algorithm_verifies(void)
 static void test_cms_detached_content_verifies_only_with_that_content(void)
 {
     spec sp = {
-        .md = QTSP_CMS_SHA384, .sig = QTSP_CMS_RSA_PSS, .rsa = 1, .detached = 1, .with_certs = 1};
+        .md = EVP_sha384(), .sig = QTSP_SIG_RSA_PSS, .rsa = 1, .detached = 1, .with_certs = 1};
     qtsp_buf b;
     qtsp_buf_init(&b, 1 << 20);
     CU_ASSERT_FATAL(build(&sp, &b) == QTSP_OK);
@@ -244,8 +244,8 @@ static void test_cms_detached_content_verifies_only_with_that_content(void)
 static void test_cms_signed_attributes_content_type_time_and_caller_attribute(void)
 {
     qtsp_cms_bytes extra = {ATTR_PRIVATE, sizeof ATTR_PRIVATE};
-    spec sp = {.md = QTSP_CMS_SHA256,
-               .sig = QTSP_CMS_ECDSA,
+    spec sp = {.md = EVP_sha256(),
+               .sig = QTSP_SIG_ECDSA,
                .with_certs = 1,
                .scv2 = 1,
                .with_time = 1,
@@ -277,7 +277,7 @@ static void test_cms_signed_attributes_content_type_time_and_caller_attribute(vo
     qtsp_buf_cleanup(&b);
 
     /* id-data: version 1 */
-    spec d = {.md = QTSP_CMS_SHA256, .sig = QTSP_CMS_ECDSA};
+    spec d = {.md = EVP_sha256(), .sig = QTSP_SIG_ECDSA};
     qtsp_buf_init(&b, 1 << 20);
     CU_ASSERT_FATAL(build(&d, &b) == QTSP_OK);
     const unsigned char v1[] = {0x02, 0x01, 0x01, 0x31};
@@ -289,8 +289,8 @@ static void test_cms_signed_attributes_content_type_time_and_caller_attribute(vo
 static void test_cms_signed_attributes_are_in_der_set_order(void)
 {
     qtsp_cms_bytes extra = {ATTR_PRIVATE, sizeof ATTR_PRIVATE};
-    spec sp = {.md = QTSP_CMS_SHA512,
-               .sig = QTSP_CMS_ECDSA,
+    spec sp = {.md = EVP_sha512(),
+               .sig = QTSP_SIG_ECDSA,
                .scv2 = 1,
                .with_time = 1,
                .extra = &extra,
@@ -323,7 +323,7 @@ static void test_cms_signed_attributes_are_in_der_set_order(void)
 
 static void test_cms_certificates_optional_chain_after_signer(void)
 {
-    spec sp = {.md = QTSP_CMS_SHA256, .sig = QTSP_CMS_RSA_PKCS1, .rsa = 1};
+    spec sp = {.md = EVP_sha256(), .sig = QTSP_SIG_RSA_PKCS1, .rsa = 1};
     qtsp_buf b;
     qtsp_buf_init(&b, 1 << 20);
     CU_ASSERT_FATAL(build(&sp, &b) == QTSP_OK);
@@ -340,7 +340,7 @@ static void test_cms_certificates_optional_chain_after_signer(void)
     CMS_ContentInfo_free(cms);
     qtsp_buf_cleanup(&b);
 
-    spec ch = {.md = QTSP_CMS_SHA256, .sig = QTSP_CMS_ECDSA, .with_certs = 1, .with_chain = 1};
+    spec ch = {.md = EVP_sha256(), .sig = QTSP_SIG_ECDSA, .with_certs = 1, .with_chain = 1};
     qtsp_buf_init(&b, 1 << 20);
     CU_ASSERT_FATAL(build(&ch, &b) == QTSP_OK);
     cms = parse(&b);
@@ -359,7 +359,7 @@ static void test_cms_unsigned_attribute_is_carried_and_not_signed(void)
 {
     qtsp_cms_bytes ua = {ATTR_PRIVATE, sizeof ATTR_PRIVATE};
     spec sp = {
-        .md = QTSP_CMS_SHA256, .sig = QTSP_CMS_ECDSA, .with_certs = 1, .unsig = &ua, .n_unsig = 1};
+        .md = EVP_sha256(), .sig = QTSP_SIG_ECDSA, .with_certs = 1, .unsig = &ua, .n_unsig = 1};
     qtsp_buf b;
     qtsp_buf_init(&b, 1 << 20);
     CU_ASSERT_FATAL(build(&sp, &b) == QTSP_OK);
@@ -381,7 +381,7 @@ static void test_cms_unsigned_attribute_is_carried_and_not_signed(void)
 
 static void test_cms_tampered_content_or_signature_fails(void)
 {
-    spec sp = {.md = QTSP_CMS_SHA256, .sig = QTSP_CMS_ECDSA, .with_certs = 1, .scv2 = 1};
+    spec sp = {.md = EVP_sha256(), .sig = QTSP_SIG_ECDSA, .with_certs = 1, .scv2 = 1};
     qtsp_buf b;
     qtsp_buf_init(&b, 1 << 20);
     CU_ASSERT_FATAL(build(&sp, &b) == QTSP_OK);
@@ -402,17 +402,23 @@ static void test_cms_tampered_content_or_signature_fails(void)
 static void test_cms_signer_refuses_algorithm_not_fitting_key(void)
 {
     qtsp_cms_signer *s = NULL;
-    qtsp_cms_signer_opts o = {g_ec_cert, NULL, QTSP_CMS_SHA256, QTSP_CMS_RSA_PKCS1, NULL, 0, 0};
+    qtsp_cms_signer_opts o = {g_ec_cert, NULL, {QTSP_SIG_RSA_PKCS1, EVP_sha256(), NULL, -1},
+                              NULL,      0,    0};
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_cms_signer_new(&o, &s), QTSP_ERR_UNSUPPORTED);
-    o.sig = QTSP_CMS_RSA_PSS;
+    o.alg.scheme = QTSP_SIG_RSA_PSS;
     CU_ASSERT_EQUAL(qtsp_cms_signer_new(&o, &s), QTSP_ERR_UNSUPPORTED);
     o.cert = g_rsa_cert;
-    o.sig = QTSP_CMS_ECDSA;
+    o.alg.scheme = QTSP_SIG_ECDSA;
     CU_ASSERT_EQUAL(qtsp_cms_signer_new(&o, &s), QTSP_ERR_UNSUPPORTED);
-    o.sig = (qtsp_cms_sig)7;
+    o.alg.scheme = (qtsp_sig_scheme)7;
     CU_ASSERT_EQUAL(qtsp_cms_signer_new(&o, &s), QTSP_ERR_INVALID);
-    o.sig = QTSP_CMS_RSA_PKCS1;
+    o.alg.scheme = QTSP_SIG_RSA_PKCS1;
+    o.alg.md = EVP_sha224(); /* no digest CMS writes here */
+    CU_ASSERT_EQUAL(qtsp_cms_signer_new(&o, &s), QTSP_ERR_UNSUPPORTED);
+    o.alg.md = NULL;
+    CU_ASSERT_EQUAL(qtsp_cms_signer_new(&o, &s), QTSP_ERR_UNSUPPORTED);
+    o.alg.md = EVP_sha256();
     o.cert = NULL;
     CU_ASSERT_EQUAL(qtsp_cms_signer_new(&o, &s), QTSP_ERR_INVALID);
     static const unsigned char bad_oid[] = {0x2a, 0x86}; /* last subidentifier unfinished */
@@ -426,7 +432,7 @@ static void test_cms_signer_refuses_algorithm_not_fitting_key(void)
 
 static void test_cms_signed_attrs_refuses_bad_input(void)
 {
-    spec sp = {.md = QTSP_CMS_SHA256, .sig = QTSP_CMS_ECDSA, .scv2 = 1};
+    spec sp = {.md = EVP_sha256(), .sig = QTSP_SIG_ECDSA, .scv2 = 1};
     qtsp_cms_signer *s = make_signer(&sp);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     unsigned char dg[64] = {0}, out[1024];
@@ -466,7 +472,7 @@ static void test_cms_signed_attrs_refuses_bad_input(void)
 
 static void test_cms_write_refuses_bad_parts_and_reports_short_buffer(void)
 {
-    spec sp = {.md = QTSP_CMS_SHA256, .sig = QTSP_CMS_ECDSA, .with_certs = 1};
+    spec sp = {.md = EVP_sha256(), .sig = QTSP_SIG_ECDSA, .with_certs = 1};
     qtsp_cms_signer *s = make_signer(&sp);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     unsigned char dg[32] = {0}, attrs[512], sig[16] = {1}, out[4096];
