@@ -112,22 +112,6 @@ const char *qtsp_table_name(qtsp_table t)
     return table_names[t];
 }
 
-void qtsp_be64_put(unsigned char out[8], uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        out[i] = (unsigned char)(v & 0xff);
-        v >>= 8;
-    }
-}
-
-uint64_t qtsp_be64_get(const unsigned char in[8])
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | in[i];
-    return v;
-}
-
 /* Maps an LMDB return code (not MDB_SUCCESS, not MDB_NOTFOUND) to a status
  * and records it. */
 static qtsp_status mdb_fail(qtsp_txn *txn, int rc, const char *file, int line, const char *what)

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "core/codec.h" /* qtsp_be64_put/get for keys */
 #include "core/err.h"
 
 typedef struct qtsp_store qtsp_store;
@@ -157,9 +158,5 @@ qtsp_status qtsp_txn_counter_get(qtsp_txn *txn, const char *name, uint64_t *out)
 
 /* Bytes in use (pages * page size) and current map size, for /metrics. */
 qtsp_status qtsp_store_stats(qtsp_store *st, uint64_t *used_bytes, uint64_t *map_bytes) QTSP_MUST_USE;
-
-/* Big-endian u64 helpers for keys. */
-void qtsp_be64_put(unsigned char out[8], uint64_t v);
-uint64_t qtsp_be64_get(const unsigned char in[8]);
 
 #endif

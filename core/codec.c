@@ -114,3 +114,19 @@ size_t qtsp_json_escape(char *out, size_t cap, size_t n, const char *s)
     }
     return n;
 }
+
+void qtsp_be64_put(unsigned char out[8], uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (unsigned char)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+uint64_t qtsp_be64_get(const unsigned char in[8])
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | in[i];
+    return v;
+}

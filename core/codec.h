@@ -1,9 +1,10 @@
 /* Text encodings used across qtsp: hex digits, base64 (RFC 4648 4 and 5),
- * base32 (RFC 4648 6). Pure functions, thread-safe. */
+ * base32 (RFC 4648 6), big-endian u64. Pure functions, thread-safe. */
 #ifndef QTSP_CORE_CODEC_H
 #define QTSP_CORE_CODEC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/err.h"
 
@@ -33,5 +34,9 @@ void qtsp_base32_encode(const unsigned char *in, size_t len, char *out, size_t c
  * length; stops early (whole characters) when out is full. Never writes
  * the terminating NUL. */
 size_t qtsp_json_escape(char *out, size_t cap, size_t n, const char *s);
+
+/* Big-endian u64 (store keys and values, ocsp_cache headers). */
+void qtsp_be64_put(unsigned char out[8], uint64_t v);
+uint64_t qtsp_be64_get(const unsigned char in[8]);
 
 #endif

@@ -2,7 +2,7 @@
  * hand (core/der.h) so that producedAt/thisUpdate follow
  * the injected clock and the signed path does nothing but one qtsp_key signature
  * besides a few hundred bytes of copying. See ocsp/ocsp.h for the choices. */
-#include "ocsp/ocsp.h"
+#include "ocsp/ocsp_int.h"
 
 #include <openssl/crypto.h>
 #include <openssl/ocsp.h>
@@ -48,7 +48,7 @@ static const unsigned char OID_EXTENDED_REVOKE[] = {0x06, 0x09, 0x2b, 0x06, 0x01
                                                     0x05, 0x07, 0x30, 0x01, 0x09};
 
 struct qtsp_ocsp {
-    qtsp_store *store;
+    qtsp_ocsp_source src; /* statuses and pre-signed answers (ocsp_int.h) */
     X509 *issuer;
     X509 *responder;
     const qtsp_key *key; /* borrowed */
@@ -180,15 +180,18 @@ static qtsp_status check_certs(qtsp_ocsp *o)
     return QTSP_OK;
 }
 
-qtsp_status qtsp_ocsp_new(const char *policy_path, X509 *issuer_ca, X509 *responder_cert,
-                          const qtsp_key *responder_key, qtsp_store *store, qtsp_ocsp **out)
+qtsp_status qtsp_ocsp_new_source(const char *policy_path, X509 *issuer_ca, X509 *responder_cert,
+                                 const qtsp_key *responder_key, const qtsp_ocsp_source *src,
+                                 qtsp_ocsp **out)
 {
-    ENSURE(issuer_ca && responder_cert && responder_key && store && out, QTSP_ERR_INVALID,
+    ENSURE(issuer_ca && responder_cert && responder_key && src && out, QTSP_ERR_INVALID,
            "OCSP responder needs issuing CA, responder certificate, key and store");
+    ENSURE(src->begin && src->end && src->gen && src->status && !src->cache_get == !src->cache_put,
+           QTSP_ERR_INVALID, "incomplete OCSP status source");
     qtsp_status rc;
     qtsp_ocsp *o = calloc(1, sizeof *o);
     ENSURE(o, QTSP_ERR_NOMEM, "out of memory");
-    o->store = store;
+    o->src = *src;
     if (!X509_up_ref(issuer_ca) || !X509_up_ref(responder_cert)) {
         free(o);
         FAIL(QTSP_ERR_CRYPTO, "X509_up_ref failed");
@@ -335,7 +338,7 @@ static int parse_request(const qtsp_ocsp *o, const unsigned char *req, size_t le
 }
 
 /* ------------------------------------------------------------------------ */
-/* Cache (store table ocsp_cache, value format version 1):
+/* Cache (source's cache, the store table ocsp_cache; value format version 1):
  *   version u8 | thisUpdate i64 BE | nextUpdate i64 BE | fresh_until i64 BE |
  *   SHA-1 of the DER (ETag) [20] | OCSPResponse DER */
 
@@ -360,7 +363,7 @@ static void etag_format(const unsigned char sha1[20], char out[48])
 }
 
 /* 1 on a fresh hit (out and info filled), 0 on miss or stale. */
-static int cache_lookup(qtsp_ocsp *o, qtsp_txn *txn, const one *e, time_t now, qtsp_buf *out,
+static int cache_lookup(qtsp_ocsp *o, void *snap, const one *e, time_t now, qtsp_buf *out,
                         qtsp_ocsp_info *info, qtsp_status *rc)
 {
     unsigned char key[QTSP_SERIAL_MAX + 2];
@@ -368,7 +371,7 @@ static int cache_lookup(qtsp_ocsp *o, qtsp_txn *txn, const one *e, time_t now, q
     const void *v;
     size_t vlen;
     *rc = QTSP_OK;
-    if (qtsp_txn_get0(txn, QTSP_T_OCSP_CACHE, key, klen, &v, &vlen) != QTSP_OK) {
+    if (o->src.cache_get(snap, key, klen, &v, &vlen) != QTSP_OK) {
         qtsp_err_clear();
         atomic_fetch_add_explicit(&o->n_miss, 1, memory_order_relaxed);
         return 0;
@@ -395,31 +398,6 @@ static int cache_lookup(qtsp_ocsp *o, qtsp_txn *txn, const one *e, time_t now, q
     }
     atomic_fetch_add_explicit(&o->n_hit, 1, memory_order_relaxed);
     return 1;
-}
-
-typedef struct cache_put {
-    const one *e;
-    uint64_t gen; /* status_gen seen when the status was read */
-    const unsigned char *val;
-    size_t vlen;
-    int stored;
-} cache_put;
-
-static qtsp_status cache_put_fn(qtsp_txn *txn, void *ctx)
-{
-    cache_put *c = ctx;
-    uint64_t gen = 0;
-    TRY(qtsp_txn_counter_get(txn, "status_gen", &gen));
-    c->stored = 0;
-    /* A status change since our read would have deleted the entry already:
-     * storing our answer now would resurrect the old status. */
-    if (gen != c->gen)
-        return QTSP_OK;
-    unsigned char key[QTSP_SERIAL_MAX + 2];
-    size_t klen = cache_key(c->e, key);
-    TRY(qtsp_txn_put(txn, QTSP_T_OCSP_CACHE, key, klen, c->val, c->vlen, 0));
-    c->stored = 1;
-    return QTSP_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -746,22 +724,22 @@ static int sign_queued(qtsp_ocsp *o, const parsed *pr, time_t now, const qtsp_oc
 static int read_statuses(qtsp_ocsp *o, parsed *pr, time_t now, int try_cache, qtsp_buf *out,
                          qtsp_ocsp_info *info, uint64_t *gen, int *hit, qtsp_status *orc)
 {
-    qtsp_txn *txn = NULL;
+    void *snap = NULL;
     *hit = 0;
     *orc = QTSP_OK;
-    if (qtsp_store_begin(o->store, 0, &txn) != QTSP_OK) {
+    if (o->src.begin(o->src.ctx, &snap) != QTSP_OK) {
         LOG_ERROR("ocsp: cannot read the store: %s", qtsp_err_message());
         qtsp_err_clear();
         return RS_INTERNAL;
     }
     int rs = RS_SUCCESSFUL;
-    if (try_cache && cache_lookup(o, txn, &pr->ones[0], now, out, info, orc)) {
+    if (try_cache && o->src.cache_get && cache_lookup(o, snap, &pr->ones[0], now, out, info, orc)) {
         *hit = 1;
         goto out;
     }
     if (*orc != QTSP_OK)
         goto out;
-    if (qtsp_txn_counter_get(txn, "status_gen", gen) != QTSP_OK) {
+    if (o->src.gen(snap, gen) != QTSP_OK) {
         LOG_ERROR("ocsp: cannot read status_gen: %s", qtsp_err_message());
         qtsp_err_clear();
         rs = RS_INTERNAL;
@@ -772,7 +750,7 @@ static int read_statuses(qtsp_ocsp *o, parsed *pr, time_t now, int try_cache, qt
         if (e->kind != ONE_OURS)
             continue;
         qtsp_cert_status stored;
-        qtsp_status rc = qtsp_certdb_get_status(txn, e->serial, e->serial_len, &stored);
+        qtsp_status rc = o->src.status(snap, e->serial, e->serial_len, &stored);
         if (rc == QTSP_ERR_NOT_FOUND) {
             qtsp_err_clear();
             e->kind = ONE_NEVER_ISSUED; /* RFC 6960 2.2: never "good" */
@@ -787,7 +765,7 @@ static int read_statuses(qtsp_ocsp *o, parsed *pr, time_t now, int try_cache, qt
         qtsp_cert_status_effective(&stored, now, &e->st); /* hold lapses at hold_until */
     }
 out:
-    qtsp_txn_abort(txn);
+    o->src.end(snap);
     return rs;
 }
 
@@ -864,10 +842,12 @@ qtsp_status qtsp_ocsp_respond_async(qtsp_ocsp *o, const unsigned char *req, size
         qtsp_be64_put(h + 9, (uint64_t)tm.next_min);
         qtsp_be64_put(h + 17, (uint64_t)tm.fresh);
         memcpy(h + 25, sha1, sizeof sha1);
-        cache_put cp = {&pr->ones[0], gen, h, out->len, 0};
-        if (qtsp_store_write(o->store, cache_put_fn, &cp) == QTSP_OK) {
-            stored = cp.stored;
-        } else {
+        unsigned char key[QTSP_SERIAL_MAX + 2];
+        size_t klen = cache_key(&pr->ones[0], key);
+        /* no cache (cache_put NULL): the answer is not HTTP-cacheable either */
+        if (o->src.cache_put &&
+            o->src.cache_put(o->src.ctx, gen, key, klen, h, out->len, &stored) != QTSP_OK) {
+            stored = 0;
             /* serve the answer anyway; the next request retries the cache */
             LOG_WARN("ocsp: cannot store the pre-signed answer: %s", qtsp_err_message());
             qtsp_err_clear();

@@ -1,7 +1,9 @@
 /* libFuzzer target for the OCSP request path: qtsp_ocsp_respond on the input
  * as DER, and qtsp_ocsp_get_decode on it as a GET path (then respond again).
  * Every answer must be a DER OCSPResponse that OpenSSL parses completely.
- * Links no HTTP server (ocsp/ocsp.c knows no transport).
+ * Links no HTTP server (ocsp/ocsp.c knows no transport) and no store: the
+ * statuses come from the in-memory source of tests/lib/qtest_ocsp_mem.h
+ * (serial 1 good, 2 on hold, 3 revoked, others never issued; no cache).
  * Built by CMake with clang and -DQTSP_FUZZ=ON (docs/tsa.md, Fuzzing); run
  * by scripts/test.sh for a few seconds. By hand, from the repository root:
  *
@@ -21,12 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ca/certdb.h"
-#include "ca/store.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "ocsp/ocsp.h"
+#include "ocsp/ocsp_int.h"
+#include "tests/lib/qtest_ocsp_mem.h"
 
 /* Test-only P-256 keys: never used outside this fuzzer. */
 static const char CA_KEY[] = "-----BEGIN PRIVATE KEY-----\n"
@@ -43,7 +44,7 @@ static const char RESP_KEY[] = "-----BEGIN PRIVATE KEY-----\n"
 static qtsp_ocsp *g_ocsp;
 static qtsp_key *g_resp_key; /* lives as long as g_ocsp */
 static X509 *g_ca;
-static const time_t NOW = 1790000000; /* 2026-09-21 */
+#define NOW ((time_t)1790000000) /* 2026-09-21 */
 
 static int64_t fixed_clock(void *ctx)
 {
@@ -91,24 +92,15 @@ static X509 *cert(const char *cn, EVP_PKEY *k, X509 *is, EVP_PKEY *ik, long seri
     return x;
 }
 
-static qtsp_status put_fn(qtsp_txn *txn, void *ctx)
-{
-    return qtsp_certdb_put(txn, ctx);
-}
-
-static qtsp_status hold_fn(qtsp_txn *txn, void *ctx)
-{
-    (void)ctx;
-    qtsp_cert_status st = {0};
-    st.state = QTSP_CERT_ON_HOLD;
-    st.revoked_at = NOW - 10;
-    st.hold_until = NOW + 3600;
-    TRY(qtsp_certdb_set_status(txn, (const unsigned char *)"\x02", 1, &st));
-    st.state = QTSP_CERT_REVOKED;
-    st.reason = QTSP_REASON_KEY_COMPROMISE;
-    st.hold_until = 0;
-    return qtsp_certdb_set_status(txn, (const unsigned char *)"\x03", 1, &st);
-}
+/* serial 1 good, 2 on hold for another hour, 3 revoked (keyCompromise) */
+static const qtest_ocsp_mem_entry STATUSES[] = {
+    {{1}, 1, {.state = QTSP_CERT_VALID}},
+    {{2}, 1, {.state = QTSP_CERT_ON_HOLD, .revoked_at = NOW - 10, .hold_until = NOW + 3600}},
+    {{3},
+     1,
+     {.state = QTSP_CERT_REVOKED, .reason = QTSP_REASON_KEY_COMPROMISE, .revoked_at = NOW - 10}},
+};
+static qtest_ocsp_mem g_statuses = {STATUSES, sizeof STATUSES / sizeof STATUSES[0], 0, 0, 0, 0};
 
 static void write_seed(const char *dir, int n, const unsigned char *p, size_t len)
 {
@@ -157,35 +149,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     qtsp_clock_set(fixed_clock, NULL);
     qtsp_log_set_level(QTSP_LOG_ERROR);
-    char dir[] = "/tmp/qtsp-fuzz-ocsp-XXXXXX";
-    if (!mkdtemp(dir))
-        abort();
     EVP_PKEY *cak = load_key(CA_KEY), *rk = load_key(RESP_KEY);
     g_ca = cert("Fuzz CA", cak, NULL, NULL, 1, 0);
     X509 *rc = cert("Fuzz OCSP", rk, g_ca, cak, 2, 1);
-    qtsp_store *st = NULL;
-    if (qtsp_store_open(dir, 16, &st) != QTSP_OK)
-        abort();
-    for (long s = 1; s <= 3; s++) {
-        X509 *ee = cert("ee", rk, g_ca, cak, s, 0);
-        unsigned char *der = NULL;
-        int len = i2d_X509(ee, &der);
-        qtsp_cert_record rec = {0};
-        rec.serial[0] = (unsigned char)s;
-        rec.serial_len = 1;
-        snprintf(rec.issuer, sizeof rec.issuer, "issuing");
-        snprintf(rec.subject_id, sizeof rec.subject_id, "s%ld", s);
-        rec.der = der;
-        rec.der_len = (size_t)len;
-        if (qtsp_store_write(st, put_fn, &rec) != QTSP_OK)
-            abort();
-        OPENSSL_free(der);
-        X509_free(ee);
-    }
-    if (qtsp_store_write(st, hold_fn, NULL) != QTSP_OK)
-        abort();
+    qtsp_ocsp_source src;
+    qtest_ocsp_mem_source(&g_statuses, &src);
     if (qtsp_key_from_evp(rk, &g_resp_key) != QTSP_OK ||
-        qtsp_ocsp_new(NULL, g_ca, rc, g_resp_key, st, &g_ocsp) != QTSP_OK) {
+        qtsp_ocsp_new_source(NULL, g_ca, rc, g_resp_key, &src, &g_ocsp) != QTSP_OK) {
         fprintf(stderr, "%s\n", qtsp_err_message());
         abort();
     }
@@ -195,7 +165,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     X509_free(rc);
     EVP_PKEY_free(cak);
     EVP_PKEY_free(rk);
-    return 0; /* store, CA and responder live for the process */
+    return 0; /* CA and responder live for the process */
 }
 
 static void check(const unsigned char *p, size_t len)

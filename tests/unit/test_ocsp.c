@@ -21,7 +21,9 @@
 #include "core/http.h"
 #include "ocsp/ocsp.h"
 #include "ocsp/ocsp_http.h"
+#include "ocsp/ocsp_int.h"
 #include "tests/lib/qtest.h"
+#include "tests/lib/qtest_ocsp_mem.h"
 
 static char g_dir[512];
 static qtsp_store *g_store;
@@ -1328,6 +1330,106 @@ static void test_ocsp_async_queues_only_when_the_caller_waits(void)
     qtsp_hsm_free(hsm);
 }
 
+/* The core over a source that is no store (ocsp/ocsp_int.h): statuses from
+ * an in-memory table, one snapshot per request, no cache. */
+static void test_ocsp_core_answers_from_a_memory_source(void)
+{
+    set_now(g_base);
+    const qtest_ocsp_mem_entry tab[] = {
+        {{0x70, 0x01}, 2, {.state = QTSP_CERT_VALID}},
+        {{0x70, 0x02},
+         2,
+         {.state = QTSP_CERT_ON_HOLD, .revoked_at = g_base - 10, .hold_until = g_base + 3600}},
+        {{0x70, 0x03},
+         2,
+         {.state = QTSP_CERT_REVOKED,
+          .reason = QTSP_REASON_KEY_COMPROMISE,
+          .revoked_at = g_base - 20}},
+    };
+    qtest_ocsp_mem m = {tab, 3, 7, 0, 0, 0};
+    qtsp_ocsp_source src;
+    qtest_ocsp_mem_source(&m, &src);
+    qtsp_ocsp *o = NULL, *saved = g_ocsp;
+    CU_ASSERT_FATAL(qtsp_ocsp_new_source(NULL, g_ca, g_resp, qtest_key(g_resp_key), &src, &o) ==
+                    QTSP_OK);
+    g_ocsp = o; /* ask() answers through g_ocsp */
+    answer a;
+    single sg;
+    long good = 0x7001, hold = 0x7002, rev = 0x7003, never = 0x7004;
+    ask(&good, 1, EVP_sha1(), -1, &a);
+    CU_ASSERT_EQUAL(a.status, OCSP_RESPONSE_STATUS_SUCCESSFUL);
+    CU_ASSERT_FATAL(find(&a, good, EVP_sha1(), &sg));
+    CU_ASSERT_EQUAL(sg.status, V_OCSP_CERTSTATUS_GOOD);
+    CU_ASSERT_EQUAL(sg.this_upd, g_base);
+    CU_ASSERT(has_archive_cutoff(&sg));
+    CU_ASSERT_EQUAL(a.info.cacheable, 0); /* no cache: nothing pre-signed */
+    CU_ASSERT_STRING_EQUAL(a.info.etag, "");
+    CU_ASSERT_EQUAL(m.begins, 1);
+    CU_ASSERT_EQUAL(m.ends, 1);
+    assert_openssl(&a, good, NULL, "good");
+    answer_free(&a);
+
+    long all[] = {good, hold, rev, never};
+    ask(all, 4, EVP_sha256(), 8, &a); /* one snapshot for the four */
+    CU_ASSERT_EQUAL(m.begins, 2);
+    CU_ASSERT_EQUAL(m.ends, 2);
+    CU_ASSERT_FATAL(find(&a, hold, EVP_sha256(), &sg));
+    CU_ASSERT_EQUAL(sg.status, V_OCSP_CERTSTATUS_REVOKED);
+    CU_ASSERT_EQUAL(sg.reason, OCSP_REVOKED_STATUS_CERTIFICATEHOLD);
+    CU_ASSERT_EQUAL(sg.rev, g_base - 10);
+    CU_ASSERT_FATAL(find(&a, rev, EVP_sha256(), &sg));
+    CU_ASSERT_EQUAL(sg.status, V_OCSP_CERTSTATUS_REVOKED);
+    CU_ASSERT_EQUAL(sg.reason, OCSP_REVOKED_STATUS_KEYCOMPROMISE);
+    CU_ASSERT_EQUAL(sg.rev, g_base - 20);
+    CU_ASSERT_FATAL(find(&a, never, EVP_sha256(), &sg));
+    CU_ASSERT_EQUAL(sg.status, V_OCSP_CERTSTATUS_REVOKED); /* RFC 6960 2.2 */
+    CU_ASSERT_EQUAL(sg.rev, 0);
+    answer_free(&a);
+
+    set_now(g_base + 3600); /* the core lapses the hold, not the source */
+    ask(&hold, 1, EVP_sha1(), -1, &a);
+    CU_ASSERT_FATAL(find(&a, hold, EVP_sha1(), &sg));
+    CU_ASSERT_EQUAL(sg.status, V_OCSP_CERTSTATUS_GOOD);
+    answer_free(&a);
+
+    m.fail = 1; /* an unreadable source is internalError */
+    ask(&good, 1, EVP_sha1(), -1, &a);
+    CU_ASSERT_EQUAL(a.status, OCSP_RESPONSE_STATUS_INTERNALERROR);
+    CU_ASSERT_EQUAL(m.begins, m.ends);
+    answer_free(&a);
+    g_ocsp = saved;
+    qtsp_ocsp_free(o);
+    set_now(g_base);
+}
+
+static qtsp_status no_cache_get(void *snap, const unsigned char *key, size_t klen, const void **val,
+                                size_t *vlen)
+{
+    FAIL(QTSP_ERR_NOT_FOUND, "no cache");
+}
+
+static void test_ocsp_new_source_rejects_incomplete_sources(void)
+{
+    qtest_ocsp_mem m = {NULL, 0, 0, 0, 0, 0};
+    qtsp_ocsp_source src;
+    qtsp_ocsp *o = NULL;
+    qtest_ocsp_mem_source(&m, &src);
+    src.status = NULL;
+    CU_ASSERT_EQUAL(qtsp_ocsp_new_source(NULL, g_ca, g_resp, qtest_key(g_resp_key), &src, &o),
+                    QTSP_ERR_INVALID);
+    CU_ASSERT_PTR_NULL(o);
+    qtest_ocsp_mem_source(&m, &src);
+    src.cache_get = no_cache_get; /* a cache that cannot be written */
+    CU_ASSERT_EQUAL(qtsp_ocsp_new_source(NULL, g_ca, g_resp, qtest_key(g_resp_key), &src, &o),
+                    QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_ocsp_new_source(NULL, g_ca, g_resp, qtest_key(g_resp_key), NULL, &o),
+                    QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_ocsp_new(NULL, g_ca, g_resp, qtest_key(g_resp_key), NULL, &o),
+                    QTSP_ERR_INVALID);
+    CU_ASSERT_PTR_NULL(o);
+    qtsp_err_clear();
+}
+
 int main(void)
 {
     if (setup() != 0) {
@@ -1362,6 +1464,8 @@ int main(void)
         QTEST(test_ocsp_signing_queue_answers_verify_and_failures_are_internal_error),
         QTEST(test_ocsp_async_queues_only_when_the_caller_waits),
         QTEST(test_ocsp_http_get_all_forms_with_cache_headers_and_304),
+        QTEST(test_ocsp_core_answers_from_a_memory_source),
+        QTEST(test_ocsp_new_source_rejects_incomplete_sources),
     };
     int rc = qtest_run("ocsp", cases, sizeof cases / sizeof cases[0]);
     teardown();
