@@ -130,9 +130,8 @@ qtsp_status qtsp_audit_append(qtsp_txn *txn, const char *actor, const char *even
         ENSURE_OUT(lastk.len == 8 && qtsp_be64_get(lastk.data) == seq - 1, QTSP_ERR_AUDIT_BROKEN,
                    "audit: last record is not %llu, the chain is broken; run audit verify",
                    (unsigned long long)(seq - 1));
-        ENSURE_OUT(lastv.len >= AUDIT_HDR && lastv.data[0] == AUDIT_VERSION,
-                   QTSP_ERR_AUDIT_BROKEN, "audit: last record %llu is malformed",
-                   (unsigned long long)(seq - 1));
+        ENSURE_OUT(lastv.len >= AUDIT_HDR && lastv.data[0] == AUDIT_VERSION, QTSP_ERR_AUDIT_BROKEN,
+                   "audit: last record %llu is malformed", (unsigned long long)(seq - 1));
         memcpy(prev, lastv.data + 1, AUDIT_HASH_LEN);
     }
 
@@ -184,8 +183,8 @@ typedef struct verify_ctx {
         return qtsp_err_set(QTSP_ERR_AUDIT_BROKEN, __FILE__, __LINE__, __VA_ARGS__);               \
     } while (0)
 
-static qtsp_status verify_one(void *ctx, const void *key, size_t klen, const void *val,
-                              size_t vlen, int *stop)
+static qtsp_status verify_one(void *ctx, const void *key, size_t klen, const void *val, size_t vlen,
+                              int *stop)
 {
     verify_ctx *c = ctx;
     unsigned long long e = (unsigned long long)c->expect;

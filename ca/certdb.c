@@ -35,9 +35,9 @@
 
 /* RFC 5280 5.3.1 */
 static const char *const reason_names[] = {
-    "unspecified",      "keyCompromise", "cACompromise",        "affiliationChanged",
-    "superseded",       "cessationOfOperation", "certificateHold", NULL /* 7 unused */,
-    "removeFromCRL",    "privilegeWithdrawn",   "aACompromise",
+    "unspecified",   "keyCompromise",        "cACompromise",    "affiliationChanged",
+    "superseded",    "cessationOfOperation", "certificateHold", NULL /* 7 unused */,
+    "removeFromCRL", "privilegeWithdrawn",   "aACompromise",
 };
 #define REASON_COUNT (int)(sizeof reason_names / sizeof reason_names[0])
 
@@ -62,8 +62,14 @@ const char *qtsp_reason_name(int reason)
 
 /* ---- encodings --------------------------------------------------------- */
 
-static void put_i64(unsigned char *p, int64_t v) { qtsp_be64_put(p, (uint64_t)v); }
-static int64_t get_i64(const unsigned char *p) { return (int64_t)qtsp_be64_get(p); }
+static void put_i64(unsigned char *p, int64_t v)
+{
+    qtsp_be64_put(p, (uint64_t)v);
+}
+static int64_t get_i64(const unsigned char *p)
+{
+    return (int64_t)qtsp_be64_get(p);
+}
 
 static void status_encode(const qtsp_cert_status *s, unsigned char out[STATUS_LEN])
 {
@@ -159,8 +165,7 @@ static qtsp_status del_if_present(qtsp_txn *txn, qtsp_table t, const void *k, si
     return rc == QTSP_ERR_NOT_FOUND ? QTSP_OK : rc;
 }
 
-static void hold_key(int64_t until, const unsigned char *s, size_t sl, unsigned char *k,
-                     size_t *kl)
+static void hold_key(int64_t until, const unsigned char *s, size_t sl, unsigned char *k, size_t *kl)
 {
     qtsp_be64_put(k, (uint64_t)until);
     memcpy(k + 8, s, sl);
@@ -190,14 +195,15 @@ qtsp_status qtsp_certdb_put(qtsp_txn *txn, const qtsp_cert_record *rec)
     const unsigned char *p = rec->der;
     x = d2i_X509(NULL, &p, (long)rec->der_len);
     ENSURE_OUT(x, QTSP_ERR_INVALID, "certificate DER does not parse");
-    ENSURE_OUT(p == rec->der + rec->der_len, QTSP_ERR_INVALID, "certificate DER has trailing bytes");
+    ENSURE_OUT(p == rec->der + rec->der_len, QTSP_ERR_INVALID,
+               "certificate DER has trailing bytes");
     /* the key must be the certificate's own serial (RFC 5280 4.1.2.2) */
     bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
     ENSURE_OUT(bn && !BN_is_negative(bn), QTSP_ERR_INVALID, "certificate serial is not positive");
     unsigned char cs[QTSP_SERIAL_MAX];
     int csl = BN_num_bytes(bn);
-    ENSURE_OUT(csl >= 1 && csl <= QTSP_SERIAL_MAX && BN_bn2bin(bn, cs) == csl && (size_t)csl == sl &&
-                   memcmp(cs, serial, sl) == 0,
+    ENSURE_OUT(csl >= 1 && csl <= QTSP_SERIAL_MAX && BN_bn2bin(bn, cs) == csl &&
+                   (size_t)csl == sl && memcmp(cs, serial, sl) == 0,
                QTSP_ERR_INVALID, "record serial differs from the certificate's serial");
 
     qtsp_cert_status s = {.state = QTSP_CERT_VALID, .changed_at = (int64_t)qtsp_now()};
@@ -540,7 +546,8 @@ qtsp_status qtsp_certdb_add_root_issued(qtsp_txn *txn, const unsigned char *seri
     ENSURE(slen > 0 && slen <= QTSP_SERIAL_MAX, QTSP_ERR_INVALID, "bad serial length %zu", slen);
     qtsp_buf v;
     qtsp_buf_init(&v, ROOT_ISSUED_MAX);
-    qtsp_status rc = qtsp_txn_get(txn, QTSP_T_META, ROOT_ISSUED_KEY, sizeof ROOT_ISSUED_KEY - 1, &v);
+    qtsp_status rc =
+        qtsp_txn_get(txn, QTSP_T_META, ROOT_ISSUED_KEY, sizeof ROOT_ISSUED_KEY - 1, &v);
     if (rc == QTSP_ERR_NOT_FOUND) {
         qtsp_err_clear();
         rc = QTSP_OK;

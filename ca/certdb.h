@@ -43,8 +43,8 @@ qtsp_status qtsp_reason_parse(const char *name, int *out) QTSP_MUST_USE;
 const char *qtsp_reason_name(int reason);
 
 typedef struct qtsp_cert_status {
-    uint8_t state;           /* qtsp_cert_state as stored */
-    uint8_t reason;          /* when revoked/on hold */
+    uint8_t state;  /* qtsp_cert_state as stored */
+    uint8_t reason; /* when revoked/on hold */
     int64_t not_before;
     int64_t not_after;
     int64_t revoked_at;      /* revocation or hold time */
@@ -57,11 +57,11 @@ typedef struct qtsp_cert_status {
 typedef struct qtsp_cert_record {
     unsigned char serial[QTSP_SERIAL_MAX];
     size_t serial_len;
-    char issuer[16];         /* "issuing" (qualified CA) or "root" */
-    char subject_id[40];     /* "" for CA-side certificates */
-    char key_label[64];      /* token key label of the certified key */
+    char issuer[16];     /* "issuing" (qualified CA) or "root" */
+    char subject_id[40]; /* "" for CA-side certificates */
+    char key_label[64];  /* token key label of the certified key */
     char profile[64];
-    const unsigned char *der;/* borrowed by put; owned copy from get (free with record_cleanup) */
+    const unsigned char *der; /* borrowed by put; owned copy from get (free with record_cleanup) */
     size_t der_len;
 } qtsp_cert_record;
 
@@ -70,7 +70,8 @@ typedef struct qtsp_cert_record {
 qtsp_status qtsp_serial_normalize(const unsigned char *in, size_t len, unsigned char *out,
                                   size_t *out_len) QTSP_MUST_USE;
 /* Lower-case hex without leading zeros <-> bytes (interface.md serial form). */
-qtsp_status qtsp_serial_from_hex(const char *hex, unsigned char *out, size_t *out_len) QTSP_MUST_USE;
+qtsp_status qtsp_serial_from_hex(const char *hex, unsigned char *out,
+                                 size_t *out_len) QTSP_MUST_USE;
 void qtsp_serial_to_hex(const unsigned char *s, size_t len, char *out /* >= 41 */);
 
 /* An ASN1_TIME (UTCTime or GeneralizedTime) as seconds since the epoch.
@@ -99,8 +100,7 @@ qtsp_status qtsp_certdb_get_status(qtsp_txn *txn, const unsigned char *serial, s
 
 /* The status as it is at time now: an on-hold record whose hold_until <= now
  * reads as valid (released=1, changed_at=hold_until). Pure function. */
-void qtsp_cert_status_effective(const qtsp_cert_status *stored, time_t now,
-                                qtsp_cert_status *out);
+void qtsp_cert_status_effective(const qtsp_cert_status *stored, time_t now, qtsp_cert_status *out);
 
 /* Writes a new status and keeps the indexes in step in the same transaction:
  * revoked (entries for the CRL, released ones kept with released=1 for the

@@ -69,13 +69,13 @@ typedef struct qtsp_crl_publisher qtsp_crl_publisher;
 
 /* policies/crl.yaml */
 typedef struct qtsp_crl_policy {
-    int64_t next_update;      /* seconds, 1 .. 86400 (EN 319 411-1: <= 24 h) */
-    int64_t publish_interval; /* seconds, < next_update: rebase cadence */
-    int64_t debounce;         /* seconds a status change may wait, 0 .. 60 */
-    int64_t http_max_age;     /* Cache-Control max-age, seconds, 0 .. 3600 */
+    int64_t next_update;        /* seconds, 1 .. 86400 (EN 319 411-1: <= 24 h) */
+    int64_t publish_interval;   /* seconds, < next_update: rebase cadence */
+    int64_t debounce;           /* seconds a status change may wait, 0 .. 60 */
+    int64_t http_max_age;       /* Cache-Control max-age, seconds, 0 .. 3600 */
     unsigned char hold_oid[16]; /* DER content of the holdInstructionCode OID */
     size_t hold_oid_len;
-    int delta;                /* publish delta CRLs (and freshestCRL) */
+    int delta; /* publish delta CRLs (and freshestCRL) */
 } qtsp_crl_policy;
 
 /* Defaults: 24h / 1h / 2s / 60s / callissuer / delta on. */

@@ -29,10 +29,10 @@ const char *qtsp_profile_name(const qtsp_profile *p);
 
 /* Subject attributes; unused ones NULL. UTF-8. */
 typedef struct qtsp_subject_attrs {
-    const char *country;       /* C */
-    const char *organization;  /* O */
-    const char *org_identifier;/* organizationIdentifier (2.5.4.97) */
-    const char *common_name;   /* CN; for natural persons built from names when NULL */
+    const char *country;        /* C */
+    const char *organization;   /* O */
+    const char *org_identifier; /* organizationIdentifier (2.5.4.97) */
+    const char *common_name;    /* CN; for natural persons built from names when NULL */
     const char *given_name;
     const char *surname;
     const char *serial_number; /* e.g. "PNOBG-8001010000" */
@@ -40,13 +40,13 @@ typedef struct qtsp_subject_attrs {
 
 typedef struct qtsp_cert_request {
     qtsp_subject_attrs subject;
-    EVP_PKEY *subject_key;          /* public key to certify */
-    X509 *issuer;                   /* NULL: self-signed with issuer_key */
-    const qtsp_key *issuer_key;     /* signs (ca/key.h; a token key in production) */
-    const unsigned char *serial;    /* big-endian, positive, <= 20 bytes */
+    EVP_PKEY *subject_key;       /* public key to certify */
+    X509 *issuer;                /* NULL: self-signed with issuer_key */
+    const qtsp_key *issuer_key;  /* signs (ca/key.h; a token key in production) */
+    const unsigned char *serial; /* big-endian, positive, <= 20 bytes */
     size_t serial_len;
-    time_t not_before;              /* 0 = now (injected clock) */
-    const char *base_url;           /* for AIA / CRL DP, no trailing slash */
+    time_t not_before;    /* 0 = now (injected clock) */
+    const char *base_url; /* for AIA / CRL DP, no trailing slash */
 } qtsp_cert_request;
 
 /* Builds and signs a certificate. *out owned by the caller, written only on

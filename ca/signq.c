@@ -9,7 +9,6 @@
 
 #include "core/log.h"
 
-
 typedef struct job {
     struct job *next;
     const qtsp_key *key;

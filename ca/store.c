@@ -24,22 +24,22 @@
 #include "ca/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <stdio.h>
 #include <sys/mman.h>
-#include <sys/sysmacros.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "core/log.h"
 
-#define STORE_MAXDBS 64        /* 19 tables today; headroom for later ones */
-#define STORE_MAXREADERS 1024  /* reader slots shared by all processes */
-#define STORE_MAX_GROWS 16     /* per qtsp_store_write call */
+#define STORE_MAXDBS 64                   /* 19 tables today; headroom for later ones */
+#define STORE_MAXREADERS 1024             /* reader slots shared by all processes */
+#define STORE_MAX_GROWS 16                /* per qtsp_store_write call */
 #define STORE_MAP_MAX ((uint64_t)1 << 40) /* 1 TiB: never grow beyond */
 #define STORE_RESIZE_RETRIES 8
 #define STORE_SCHEMA_VERSION 1
@@ -82,8 +82,8 @@ struct qtsp_txn {
 
 struct rslot {
     qtsp_store *st;
-    MDB_txn *rtxn; /* reset read txn, or NULL */
-    int held;      /* this thread holds a txn of st */
+    MDB_txn *rtxn;   /* reset read txn, or NULL */
+    int held;        /* this thread holds a txn of st */
     qtsp_txn handle; /* returned for cached reads */
     rslot *next;
     rslot *prev;
@@ -98,7 +98,7 @@ struct qtsp_store {
     pthread_mutex_t slots_mu;
     rslot *slots;
     size_t maxkey;
-    uint64_t map_gen; /* bumped whenever LMDB remaps; guarded by map_lock */
+    uint64_t map_gen;       /* bumped whenever LMDB remaps; guarded by map_lock */
     pthread_mutex_t map_mu; /* the map location found for map_gen */
     uint64_t found_gen;     /* 0 = not looked up yet */
     void *map_base;
@@ -123,13 +123,20 @@ static qtsp_status mdb_fail(qtsp_txn *txn, int rc, const char *file, int line, c
             txn->map_full = 1;
         code = QTSP_ERR_STORE_FULL;
         break;
-    case MDB_KEYEXIST: code = QTSP_ERR_EXISTS; break;
+    case MDB_KEYEXIST:
+        code = QTSP_ERR_EXISTS;
+        break;
     case MDB_CORRUPTED:
     case MDB_PAGE_NOTFOUND:
     case MDB_INVALID:
-    case MDB_VERSION_MISMATCH: code = QTSP_ERR_STORE_CORRUPT; break;
-    case ENOMEM: code = QTSP_ERR_NOMEM; break;
-    default: break;
+    case MDB_VERSION_MISMATCH:
+        code = QTSP_ERR_STORE_CORRUPT;
+        break;
+    case ENOMEM:
+        code = QTSP_ERR_NOMEM;
+        break;
+    default:
+        break;
     }
     return qtsp_err_set(code, file, line, "store: %s: %s", what, mdb_strerror(rc));
 }
@@ -342,9 +349,8 @@ qtsp_status qtsp_store_open(const char *dir, size_t map_mib, qtsp_store **out)
      * a cold CRL build slower too (docs/crl.md) */
     mrc = mdb_env_open(st->env, dir, MDB_NOTLS, 0600);
     if (mrc != MDB_SUCCESS) {
-        rc = qtsp_err_set(mrc == MDB_INVALID || mrc == MDB_VERSION_MISMATCH
-                              ? QTSP_ERR_STORE_CORRUPT
-                              : QTSP_ERR_STORE,
+        rc = qtsp_err_set(mrc == MDB_INVALID || mrc == MDB_VERSION_MISMATCH ? QTSP_ERR_STORE_CORRUPT
+                                                                            : QTSP_ERR_STORE,
                           __FILE__, __LINE__, "store: cannot open %s: %s", dir, mdb_strerror(mrc));
         goto out;
     }
@@ -354,7 +360,8 @@ qtsp_status qtsp_store_open(const char *dir, size_t map_mib, qtsp_store **out)
         rc = MDB_FAIL(NULL, mrc, "reading the recorded map size");
         goto out;
     }
-    if (env_mapsize(st->env) < want && (mrc = mdb_env_set_mapsize(st->env, (size_t)want)) != MDB_SUCCESS) {
+    if (env_mapsize(st->env) < want &&
+        (mrc = mdb_env_set_mapsize(st->env, (size_t)want)) != MDB_SUCCESS) {
         rc = MDB_FAIL(NULL, mrc, "setting the map size");
         goto out;
     }
@@ -557,8 +564,8 @@ qtsp_status qtsp_store_write(qtsp_store *st, qtsp_write_fn fn, void *ctx)
         }
         if (!full)
             return rc;
-        ENSURE(grows < STORE_MAX_GROWS, QTSP_ERR_STORE_FULL,
-               "store: map still full after %d grows", grows);
+        ENSURE(grows < STORE_MAX_GROWS, QTSP_ERR_STORE_FULL, "store: map still full after %d grows",
+               grows);
         /* the map-full failure was handled: do not let it mask later ones */
         if (clean)
             qtsp_err_clear();
@@ -592,8 +599,7 @@ qtsp_status qtsp_txn_get0(qtsp_txn *txn, qtsp_table t, const void *key, size_t k
     return QTSP_OK;
 }
 
-qtsp_status qtsp_txn_get(qtsp_txn *txn, qtsp_table t, const void *key, size_t klen,
-                         qtsp_buf *out)
+qtsp_status qtsp_txn_get(qtsp_txn *txn, qtsp_table t, const void *key, size_t klen, qtsp_buf *out)
 {
     const void *v;
     size_t vl;
@@ -602,8 +608,8 @@ qtsp_status qtsp_txn_get(qtsp_txn *txn, qtsp_table t, const void *key, size_t kl
     return qtsp_buf_append(out, v, vl);
 }
 
-qtsp_status qtsp_txn_put(qtsp_txn *txn, qtsp_table t, const void *key, size_t klen,
-                         const void *val, size_t vlen, unsigned flags)
+qtsp_status qtsp_txn_put(qtsp_txn *txn, qtsp_table t, const void *key, size_t klen, const void *val,
+                         size_t vlen, unsigned flags)
 {
     TRY(check_args(txn, t, key, klen));
     ENSURE(txn->write, QTSP_ERR_STATE, "store: write in a read-only transaction");
@@ -620,7 +626,7 @@ qtsp_status qtsp_txn_put(qtsp_txn *txn, qtsp_table t, const void *key, size_t kl
     if (rc == MDB_KEYEXIST)
         FAIL(QTSP_ERR_EXISTS, "store: key already present in %s%s", table_names[t],
              (flags & QTSP_PUT_APPEND) && !(flags & QTSP_PUT_NOOVERWRITE) ? " (append out of order)"
-                                                                         : "");
+                                                                          : "");
     if (rc != MDB_SUCCESS)
         return MDB_FAIL(txn, rc, "writing");
     return QTSP_OK;

@@ -34,27 +34,27 @@ typedef struct qtsp_txn qtsp_txn;
 
 /* Never renumber: the names are the LMDB database names. */
 typedef enum qtsp_table {
-    QTSP_T_META = 0,          /* "meta": schema version, init facts */
-    QTSP_T_COUNTERS,          /* "counters": name -> u64 big-endian */
-    QTSP_T_AUDIT,             /* "audit": seq (u64 BE) -> chained record */
-    QTSP_T_OPERATORS,         /* "operators": operator id -> record */
-    QTSP_T_CERTS,             /* "certs": serial (bytes) -> certificate record */
-    QTSP_T_STATUS,            /* "status": serial -> status record */
-    QTSP_T_SUBJECTS,          /* "subjects": subject id -> subject record */
-    QTSP_T_SUBJECT_INDEX,     /* "subject_index": country|national id -> subject id */
-    QTSP_T_SUBJECT_CERTS,     /* "subject_certs": subject id|0|serial -> issue seq (u64 BE) */
-    QTSP_T_OCSP_CACHE,        /* "ocsp_cache": issuer|serial -> pre-signed response */
-    QTSP_T_REVOKED,           /* "revoked": serial -> CRL entry (for streaming) */
-    QTSP_T_CRL,               /* "crl": name -> last CRL facts */
-    QTSP_T_TSA_JOURNAL,       /* "tsa_journal": serial -> token facts */
-    QTSP_T_USERS,             /* "users": signer user id -> record (remote signing) */
-    QTSP_T_CREDENTIALS,       /* "credentials": credential id -> record */
-    QTSP_T_SESSIONS,          /* "sessions": token hash -> session */
-    QTSP_T_HISTORY,           /* "history": user|time -> signing record */
-    QTSP_T_DOCUMENTS,         /* "documents": document id -> archived document */
-    QTSP_T_HOLDS,             /* "holds": hold_until (u64 BE)|serial -> "" */
-    QTSP_T_KEYPOOL,           /* "keypool": key label -> unassigned pre-generated key */
-    QTSP_T_KEY_USE,           /* "key_use": key label -> reserved / certified (serial) */
+    QTSP_T_META = 0,      /* "meta": schema version, init facts */
+    QTSP_T_COUNTERS,      /* "counters": name -> u64 big-endian */
+    QTSP_T_AUDIT,         /* "audit": seq (u64 BE) -> chained record */
+    QTSP_T_OPERATORS,     /* "operators": operator id -> record */
+    QTSP_T_CERTS,         /* "certs": serial (bytes) -> certificate record */
+    QTSP_T_STATUS,        /* "status": serial -> status record */
+    QTSP_T_SUBJECTS,      /* "subjects": subject id -> subject record */
+    QTSP_T_SUBJECT_INDEX, /* "subject_index": country|national id -> subject id */
+    QTSP_T_SUBJECT_CERTS, /* "subject_certs": subject id|0|serial -> issue seq (u64 BE) */
+    QTSP_T_OCSP_CACHE,    /* "ocsp_cache": issuer|serial -> pre-signed response */
+    QTSP_T_REVOKED,       /* "revoked": serial -> CRL entry (for streaming) */
+    QTSP_T_CRL,           /* "crl": name -> last CRL facts */
+    QTSP_T_TSA_JOURNAL,   /* "tsa_journal": serial -> token facts */
+    QTSP_T_USERS,         /* "users": signer user id -> record (remote signing) */
+    QTSP_T_CREDENTIALS,   /* "credentials": credential id -> record */
+    QTSP_T_SESSIONS,      /* "sessions": token hash -> session */
+    QTSP_T_HISTORY,       /* "history": user|time -> signing record */
+    QTSP_T_DOCUMENTS,     /* "documents": document id -> archived document */
+    QTSP_T_HOLDS,         /* "holds": hold_until (u64 BE)|serial -> "" */
+    QTSP_T_KEYPOOL,       /* "keypool": key label -> unassigned pre-generated key */
+    QTSP_T_KEY_USE,       /* "key_use": key label -> reserved / certified (serial) */
     QTSP_T__COUNT
 } qtsp_table;
 
@@ -105,11 +105,10 @@ qtsp_status qtsp_txn_get0(qtsp_txn *txn, qtsp_table t, const void *key, size_t k
 
 #define QTSP_PUT_NOOVERWRITE 1u /* QTSP_ERR_EXISTS if the key exists */
 #define QTSP_PUT_APPEND 2u      /* key sorts after every existing key (faster) */
-qtsp_status qtsp_txn_put(qtsp_txn *txn, qtsp_table t, const void *key, size_t klen,
-                         const void *val, size_t vlen, unsigned flags) QTSP_MUST_USE;
+qtsp_status qtsp_txn_put(qtsp_txn *txn, qtsp_table t, const void *key, size_t klen, const void *val,
+                         size_t vlen, unsigned flags) QTSP_MUST_USE;
 /* QTSP_ERR_NOT_FOUND when absent. */
-qtsp_status qtsp_txn_del(qtsp_txn *txn, qtsp_table t, const void *key,
-                         size_t klen) QTSP_MUST_USE;
+qtsp_status qtsp_txn_del(qtsp_txn *txn, qtsp_table t, const void *key, size_t klen) QTSP_MUST_USE;
 
 /* Visits entries in key order starting at the first key >= start (start NULL:
  * from the beginning). key/val are borrowed for the call only. fn sets *stop
@@ -144,8 +143,7 @@ qtsp_status qtsp_txn_iter_ex(qtsp_txn *txn, qtsp_table t, const void *start, siz
 qtsp_status qtsp_store_release_pages(qtsp_store *st) QTSP_MUST_USE;
 
 /* Last entry of a table (copied). QTSP_ERR_NOT_FOUND when empty. key or val may be NULL. */
-qtsp_status qtsp_txn_last(qtsp_txn *txn, qtsp_table t, qtsp_buf *key,
-                          qtsp_buf *val) QTSP_MUST_USE;
+qtsp_status qtsp_txn_last(qtsp_txn *txn, qtsp_table t, qtsp_buf *key, qtsp_buf *val) QTSP_MUST_USE;
 
 /* Number of entries in a table. */
 qtsp_status qtsp_txn_count(qtsp_txn *txn, qtsp_table t, uint64_t *out) QTSP_MUST_USE;
@@ -157,6 +155,7 @@ qtsp_status qtsp_txn_counter_next(qtsp_txn *txn, const char *name, uint64_t *out
 qtsp_status qtsp_txn_counter_get(qtsp_txn *txn, const char *name, uint64_t *out) QTSP_MUST_USE;
 
 /* Bytes in use (pages * page size) and current map size, for /metrics. */
-qtsp_status qtsp_store_stats(qtsp_store *st, uint64_t *used_bytes, uint64_t *map_bytes) QTSP_MUST_USE;
+qtsp_status qtsp_store_stats(qtsp_store *st, uint64_t *used_bytes,
+                             uint64_t *map_bytes) QTSP_MUST_USE;
 
 #endif

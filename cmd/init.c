@@ -64,8 +64,8 @@ static qtsp_status random_hex(char *out, size_t bytes)
 
 /* Copies the shipped policies that dst_dir does not have yet; the names of
  * the files it wrote go to copied[*n] (for clean-up after a failure). */
-static qtsp_status copy_policies(const char *src_dir, const char *dst_dir,
-                                 char (*copied)[64], size_t *n_copied)
+static qtsp_status copy_policies(const char *src_dir, const char *dst_dir, char (*copied)[64],
+                                 size_t *n_copied)
 {
     DIR *d = opendir(src_dir);
     ENSURE(d != NULL, QTSP_ERR_NOT_FOUND, "cannot open the policies folder %s: %s", src_dir,
@@ -124,8 +124,9 @@ static qtsp_status relax_tsa_clock(const char *policies_dir)
     qtsp_status rc = QTSP_OK;
     while (rc == QTSP_OK && fgets(line, sizeof line, f)) {
         if (strstr(line, "require_sync: true"))
-            rc = qtsp_buf_puts(&b, "  # relaxed by qtsp init: the clock was not synchronised at the "
-                                   "ceremony\n  require_sync: false\n");
+            rc =
+                qtsp_buf_puts(&b, "  # relaxed by qtsp init: the clock was not synchronised at the "
+                                  "ceremony\n  require_sync: false\n");
         else
             rc = qtsp_buf_puts(&b, line);
     }
@@ -133,9 +134,10 @@ static qtsp_status relax_tsa_clock(const char *policies_dir)
     if (rc == QTSP_OK)
         rc = cmd_write_file(path, b.data, b.len, 0644);
     qtsp_buf_cleanup(&b);
-    fprintf(stderr, "qtsp: init: warning: the system clock is not synchronised (adjtimex); the "
-                    "TSA policy in %s was relaxed to require_sync: false - set it back to true "
-                    "once NTP runs\n",
+    fprintf(stderr,
+            "qtsp: init: warning: the system clock is not synchronised (adjtimex); the "
+            "TSA policy in %s was relaxed to require_sync: false - set it back to true "
+            "once NTP runs\n",
             path);
     return rc;
 }
@@ -161,7 +163,8 @@ int cmd_init(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
             return usage(stdout);
-        if (cmd_opt(argc, argv, &i, "--home", &home) || cmd_opt(argc, argv, &i, "--base-url", &base_url) ||
+        if (cmd_opt(argc, argv, &i, "--home", &home) ||
+            cmd_opt(argc, argv, &i, "--base-url", &base_url) ||
             cmd_opt(argc, argv, &i, "--pkcs11-module", &module) ||
             cmd_opt(argc, argv, &i, "--token-label", &label) ||
             cmd_opt(argc, argv, &i, "--operator", &who))
@@ -237,8 +240,8 @@ int cmd_init(int argc, char **argv)
     /* Anything a ceremony writes means an earlier one was interrupted: refuse
      * rather than mix two token PINs or two sets of keys (lstat: a dangling
      * link counts too). An existing policies/ folder is welcome. */
-    static const char *const made_by_init[] = {"secrets", "hsm", "public", "store",
-                                               "ceremony-report.txt", "qtsp.yaml"};
+    static const char *const made_by_init[] = {
+        "secrets", "hsm", "public", "store", "ceremony-report.txt", "qtsp.yaml"};
     enum { MADE_SECRETS = 1, MADE_HSM = 2, MADE_PUBLIC = 4, MADE_STORE = 8, MADE_REPORT = 16 };
     for (size_t i = 0; i < sizeof made_by_init / sizeof made_by_init[0]; i++) {
         struct stat sb;
@@ -340,8 +343,8 @@ int cmd_init(int argc, char **argv)
     made |= MADE_REPORT;
     TRY_OUT(cmd_write_file(path, report.data, report.len, 0644));
     TRY_OUT(qtsp_config_save(cfg));
-    printf("initialised %s (token %s, %zu keys); report: %s\n", cfg->home, cfg->token_label,
-           nkeys, path);
+    printf("initialised %s (token %s, %zu keys); report: %s\n", cfg->home, cfg->token_label, nkeys,
+           path);
 out:
     OPENSSL_cleanse(so_pin, sizeof so_pin);
     OPENSSL_cleanse(user_pin, sizeof user_pin);

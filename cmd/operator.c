@@ -34,7 +34,8 @@ int cmd_operator(int argc, char **argv)
         if (cmd_opt(argc, argv, &i, "--home", &home) || cmd_opt(argc, argv, &i, "--role", &role_s))
             continue;
         if (argv[i][0] == '-' || name) {
-            fprintf(stderr, "qtsp: operator add: unexpected argument %s (see qtsp operator --help)\n",
+            fprintf(stderr,
+                    "qtsp: operator add: unexpected argument %s (see qtsp operator --help)\n",
                     argv[i]);
             return 2;
         }

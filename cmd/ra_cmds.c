@@ -74,19 +74,19 @@ static int usage(FILE *f, const char *verb)
         fprintf(stderr, "qtsp: %s: missing or wrong arguments (see qtsp %s --help)\n", verb, verb);
         return 2;
     }
-    fprintf(f,
-            "usage:\n"
-            "  qtsp status    [--home DIR] SERIAL\n"
-            "  qtsp hold      [--home DIR] [--token-file F] SERIAL --verification TEXT\n"
-            "  qtsp release   [--home DIR] [--token-file F] SERIAL\n"
-            "  qtsp terminate [--home DIR] [--token-file F] SERIAL --reason REASON --identity-check TEXT\n"
-            "  qtsp subject   add [--home DIR] [--token-file F] --json FILE|-\n"
-            "  qtsp issue     [--home DIR] [--token-file F] SUBJECT_ID\n\n"
-            "Same rules and audit as the RA API. By default the CLI user acts (audited as\n"
-            "cli:USER@HOST); with an operator token (--token-file F, '-' for stdin, or\n"
-            "$QTSP_OPERATOR_TOKEN) that operator acts and its role applies.\n"
-            "REASON: keyCompromise, affiliationChanged, superseded, cessationOfOperation,\n"
-            "privilegeWithdrawn. Output: one JSON line.\n");
+    fprintf(f, "usage:\n"
+               "  qtsp status    [--home DIR] SERIAL\n"
+               "  qtsp hold      [--home DIR] [--token-file F] SERIAL --verification TEXT\n"
+               "  qtsp release   [--home DIR] [--token-file F] SERIAL\n"
+               "  qtsp terminate [--home DIR] [--token-file F] SERIAL --reason REASON "
+               "--identity-check TEXT\n"
+               "  qtsp subject   add [--home DIR] [--token-file F] --json FILE|-\n"
+               "  qtsp issue     [--home DIR] [--token-file F] SUBJECT_ID\n\n"
+               "Same rules and audit as the RA API. By default the CLI user acts (audited as\n"
+               "cli:USER@HOST); with an operator token (--token-file F, '-' for stdin, or\n"
+               "$QTSP_OPERATOR_TOKEN) that operator acts and its role applies.\n"
+               "REASON: keyCompromise, affiliationChanged, superseded, cessationOfOperation,\n"
+               "privilegeWithdrawn. Output: one JSON line.\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -194,7 +194,9 @@ int cmd_ra(int argc, char **argv)
         qtsp_buf_init(&b, 64 * 1024);
         rc = read_all(json_path, &b);
         json_error_t err;
-        json_t *in = rc == QTSP_OK ? json_loadb((const char *)b.data, b.len, JSON_REJECT_DUPLICATES, &err) : NULL;
+        json_t *in = rc == QTSP_OK
+                         ? json_loadb((const char *)b.data, b.len, JSON_REJECT_DUPLICATES, &err)
+                         : NULL;
         qtsp_buf_cleanup(&b);
         if (rc == QTSP_OK && !in)
             rc = qtsp_err_set(QTSP_ERR_INVALID, __FILE__, __LINE__, "invalid JSON: %s", err.text);

@@ -81,8 +81,8 @@ int cmd_rekey(int argc, char **argv)
     ENSURE_OUT(ln > 0 && (size_t)ln < sizeof label, QTSP_ERR_TOO_BIG,
                "key label %s leaves no room for a -<time> suffix", base);
 
-    TRY_OUT(qtsp_app_policy(&app, tsa ? "tsa-unit.yaml" : "ocsp-responder.yaml", path,
-                            sizeof path));
+    TRY_OUT(
+        qtsp_app_policy(&app, tsa ? "tsa-unit.yaml" : "ocsp-responder.yaml", path, sizeof path));
     TRY_OUT(qtsp_profile_load(path, &prof));
     TRY_OUT(qtsp_issue_token_key(app.hsm, prof, label, tsa ? app.root : app.issuing,
                                  tsa ? app.root_key : app.issuing_key, app.cfg.base_url, &made));
@@ -120,8 +120,8 @@ int cmd_rekey(int argc, char **argv)
     TRY_OUT(qtsp_serial_normalize(osn->data, (size_t)osn->length, norm, &nl));
     qtsp_serial_to_hex(norm, nl, oldhex);
     snprintf(path, sizeof path, "%s/public/archive", app.cfg.home);
-    ENSURE_OUT(mkdir(path, 0755) == 0 || errno == EEXIST, QTSP_ERR_IO, "cannot create %s: %s",
-               path, strerror(errno));
+    ENSURE_OUT(mkdir(path, 0755) == 0 || errno == EEXIST, QTSP_ERR_IO, "cannot create %s: %s", path,
+               strerror(errno));
     snprintf(path, sizeof path, "%s/public/archive/%s-%s.crt", app.cfg.home, what, oldhex);
     TRY_OUT(cmd_write_pem(path, &old, 1));
     snprintf(path, sizeof path, "%s/public/%s.crt", app.cfg.home, what);

@@ -130,8 +130,8 @@ static int serve_one(const char *home, const char *listen, const char *log_forma
     if (w) {
         w->srv = srv;
         publish_metrics(w);
-        LOG_INFO("qtsp worker %u (pid %ld) serving %s%s", w->index, (long)getpid(),
-                 app.cfg.home, w->index == 0 ? " (runs the sweeper and the key pool)" : "");
+        LOG_INFO("qtsp worker %u (pid %ld) serving %s%s", w->index, (long)getpid(), app.cfg.home,
+                 w->index == 0 ? " (runs the sweeper and the key pool)" : "");
         qtsp_supervisor_ready(w->ready_fd);
     } else {
         say_listening(app.cfg.listen, qtsp_http_port(srv));
@@ -216,7 +216,8 @@ int cmd_serve(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
             return usage(stdout);
-        if (cmd_opt(argc, argv, &i, "--home", &home) || cmd_opt(argc, argv, &i, "--listen", &listen) ||
+        if (cmd_opt(argc, argv, &i, "--home", &home) ||
+            cmd_opt(argc, argv, &i, "--listen", &listen) ||
             cmd_opt(argc, argv, &i, "--log-format", &log_format) ||
             cmd_opt(argc, argv, &i, "--processes", &procs))
             continue;

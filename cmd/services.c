@@ -5,16 +5,16 @@
 #include <string.h>
 #include <time.h>
 
+#include "ca/crl.h"
+#include "ca/crl_http.h"
 #include "core/api.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/periodic.h"
-#include "ra/ra.h"
-#include "ra/ra_http.h"
-#include "ca/crl.h"
-#include "ca/crl_http.h"
 #include "ocsp/ocsp.h"
 #include "ocsp/ocsp_http.h"
+#include "ra/ra.h"
+#include "ra/ra_http.h"
 #include "tsa/tsa.h"
 #include "tsa/tsa_http.h"
 
@@ -32,7 +32,7 @@ struct qtsp_services {
     qtsp_ocsp *ocsp;
     qtsp_signq *signq; /* fresh OCSP answers and time-stamp tokens */
     qtsp_crl_publisher *crl;
-    STACK_OF(X509) *tsa_chain;
+    STACK_OF(X509) * tsa_chain;
     qtsp_notify *notify;
     char policies_dir[QTSP_PATH_MAX];
     char secrets_dir[QTSP_PATH_MAX];
@@ -69,10 +69,10 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
     s->issuing_len = i2d_X509(app->issuing, &s->issuing_der);
     ENSURE_OUT(s->root_len > 0 && s->issuing_len > 0, QTSP_ERR_CRYPTO,
                "cannot encode the CA certificates");
-    TRY_OUT(add_route(s, (qtsp_route){"GET", "/certs/root-ca.crt", 0, 0, NULL, serve_root, s,
-                                      "certs"}));
-    TRY_OUT(add_route(s, (qtsp_route){"GET", "/certs/issuing-ca.crt", 0, 0, NULL, serve_issuing,
-                                      s, "certs"}));
+    TRY_OUT(add_route(
+        s, (qtsp_route){"GET", "/certs/root-ca.crt", 0, 0, NULL, serve_root, s, "certs"}));
+    TRY_OUT(add_route(
+        s, (qtsp_route){"GET", "/certs/issuing-ca.crt", 0, 0, NULL, serve_issuing, s, "certs"}));
 
     TRY_OUT(qtsp_config_path(&app->cfg, "policies", s->policies_dir, sizeof s->policies_dir));
     TRY_OUT(qtsp_config_path(&app->cfg, "secrets", s->secrets_dir, sizeof s->secrets_dir));
@@ -83,8 +83,8 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
                        s->policies_dir, s->secrets_dir, app->cfg.base_url, s->notify};
     TRY_OUT(qtsp_ra_new(&rd, &s->ra));
     TRY_OUT(qtsp_ra_api_new(s->ra, &s->ra_api));
-    s->n_routes += qtsp_api_http_routes(s->ra_api, s->routes + s->n_routes,
-                                        MAX_ROUTES - s->n_routes);
+    s->n_routes +=
+        qtsp_api_http_routes(s->ra_api, s->routes + s->n_routes, MAX_ROUTES - s->n_routes);
     /* RA requests wait on the token and the disk: their own threads (started
      * before HTTP serves), so the HTTP workers stay free for OCSP and TSA */
     TRY_OUT(qtsp_api_start_workers(s->ra_api, (unsigned)(4 * app->cfg.http_workers)));
@@ -111,19 +111,19 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
     qtsp_ocsp_set_signq(s->ocsp, s->signq);
     TRY_OUT(add_route(s, (qtsp_route){"POST", "/ocsp", 0, 65536, "application/ocsp-request",
                                       qtsp_ocsp_http_post, s->ocsp, "ocsp_post"}));
-    TRY_OUT(add_route(s, (qtsp_route){"GET", "/ocsp/", 1, 0, NULL, qtsp_ocsp_http_get, s->ocsp,
-                                      "ocsp_get"}));
+    TRY_OUT(add_route(
+        s, (qtsp_route){"GET", "/ocsp/", 1, 0, NULL, qtsp_ocsp_http_get, s->ocsp, "ocsp_get"}));
     /* CRLs: full + delta for the issuing CA, and the root's */
     char pub[QTSP_PATH_MAX];
     snprintf(path, sizeof path, "%s/crl.yaml", s->policies_dir);
     TRY_OUT(qtsp_config_path(&app->cfg, "public", pub, sizeof pub));
     TRY_OUT(qtsp_crl_publisher_new(path, pub, app->issuing, app->issuing_key, app->root,
                                    app->root_key, app->cfg.base_url, app->store, &s->crl));
-    TRY_OUT(add_route(s, (qtsp_route){"GET", "/crl/", 1, 0, NULL, qtsp_crl_http_get, s->crl,
-                                      "crl"}));
-    TRY_OUT(add_route(s, (qtsp_route){"POST", "/tsa", 0, QTSP_TSA_MAX_QUERY,
-                                      "application/timestamp-query", qtsp_tsa_http, s->tsa,
-                                      "tsa"}));
+    TRY_OUT(
+        add_route(s, (qtsp_route){"GET", "/crl/", 1, 0, NULL, qtsp_crl_http_get, s->crl, "crl"}));
+    TRY_OUT(
+        add_route(s, (qtsp_route){"POST", "/tsa", 0, QTSP_TSA_MAX_QUERY,
+                                  "application/timestamp-query", qtsp_tsa_http, s->tsa, "tsa"}));
 out:
     if (rc != QTSP_OK) {
         qtsp_services_free(s);
@@ -217,8 +217,14 @@ void qtsp_services_free(qtsp_services *s)
     free(s);
 }
 
-const qtsp_route *qtsp_services_routes(const qtsp_services *s) { return s->routes; }
-size_t qtsp_services_route_count(const qtsp_services *s) { return s->n_routes; }
+const qtsp_route *qtsp_services_routes(const qtsp_services *s)
+{
+    return s->routes;
+}
+size_t qtsp_services_route_count(const qtsp_services *s)
+{
+    return s->n_routes;
+}
 
 qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out)
 {

@@ -52,9 +52,11 @@ int cmd_token(int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0)
             return usage(stdout);
-        if (cmd_opt(argc, argv, &i, "--home", &home) || cmd_opt(argc, argv, &i, "--keys", &keys_s) ||
+        if (cmd_opt(argc, argv, &i, "--home", &home) ||
+            cmd_opt(argc, argv, &i, "--keys", &keys_s) ||
             cmd_opt(argc, argv, &i, "--signs", &signs_s) ||
-            cmd_opt(argc, argv, &i, "--threads", &thr_s) || cmd_opt(argc, argv, &i, "--type", &type_s))
+            cmd_opt(argc, argv, &i, "--threads", &thr_s) ||
+            cmd_opt(argc, argv, &i, "--type", &type_s))
             continue;
         return usage(stderr);
     }
@@ -71,7 +73,7 @@ int cmd_token(int argc, char **argv)
     if (qtsp_app_open(home, APP_HSM, &app) != QTSP_OK)
         return cmd_fail("token bench");
     qtsp_status rc = QTSP_OK;
-    char (*labels)[48] = calloc((size_t)nkeys, sizeof *labels);
+    char(*labels)[48] = calloc((size_t)nkeys, sizeof *labels);
     long made = 0;
     if (!labels) {
         qtsp_app_close(&app);

@@ -275,8 +275,7 @@ static qtsp_status answer_error(qtsp_api *api, const api_call *c, int status, qt
     return QTSP_OK;
 }
 
-static qtsp_status answer_rc(qtsp_api *api, const api_call *c, qtsp_status rc,
-                             qtsp_http_resp *resp)
+static qtsp_status answer_rc(qtsp_api *api, const api_call *c, qtsp_status rc, qtsp_http_resp *resp)
 {
     return rc == QTSP_OK ? QTSP_OK : answer_error(api, c, qtsp_http_status_for(rc), rc, resp);
 }
@@ -507,8 +506,7 @@ static qtsp_status dispatch(void *ctx, const qtsp_http_req *req, qtsp_http_resp 
             return QTSP_OK;
         if (q < 0) {
             rc = answer_rc(api, c,
-                           qtsp_err_set(QTSP_ERR_UNAVAILABLE, __FILE__, __LINE__, "%s", why),
-                           resp);
+                           qtsp_err_set(QTSP_ERR_UNAVAILABLE, __FILE__, __LINE__, "%s", why), resp);
             call_free(c);
             return rc;
         }
@@ -562,10 +560,9 @@ qtsp_status qtsp_api_new(const qtsp_api_opts *o, qtsp_api **out)
         while (k < api->n_http && strcmp(api->http[k].method, r->method) != 0)
             k++;
         if (k == api->n_http) {
-            ENSURE_OUT(k < API_HTTP_ROUTES, QTSP_ERR_INVALID, "API %s: too many methods",
-                       o->name);
-            api->http[k] = (qtsp_route){r->method, api->prefix, 1, 0, NULL, dispatch, api,
-                                        api->name};
+            ENSURE_OUT(k < API_HTTP_ROUTES, QTSP_ERR_INVALID, "API %s: too many methods", o->name);
+            api->http[k] =
+                (qtsp_route){r->method, api->prefix, 1, 0, NULL, dispatch, api, api->name};
             api->n_http++;
         }
         if (max > api->http[k].max_body)

@@ -98,17 +98,17 @@ typedef qtsp_status (*qtsp_api_auth_fn)(void *ctx, const qtsp_api_req *req, qtsp
  * {"error","error_description"}). status: the HTTP status already mapped;
  * rc: the failure; message: for the client (generic for 500). Must set
  * resp's status (qtsp_http_resp_set). The layer adds Allow to a 405. */
-typedef qtsp_status (*qtsp_api_error_fn)(void *ctx, int status, qtsp_status rc,
-                                         const char *message, qtsp_http_resp *resp);
+typedef qtsp_status (*qtsp_api_error_fn)(void *ctx, int status, qtsp_status rc, const char *message,
+                                         qtsp_http_resp *resp);
 
 typedef struct qtsp_api_opts {
-    const char *prefix; /* the paths it serves, e.g. "/ra/v1/" (ends with '/') */
-    const char *name;   /* metrics label, e.g. "ra" */
+    const char *prefix;           /* the paths it serves, e.g. "/ra/v1/" (ends with '/') */
+    const char *name;             /* metrics label, e.g. "ra" */
     const qtsp_api_route *routes; /* borrowed: must outlive the API (a static table) */
     size_t n_routes;
-    void *ctx;             /* passed to handlers and hooks */
-    qtsp_api_auth_fn auth; /* NULL: every route must be public */
-    qtsp_api_error_fn error; /* NULL: the contract's {"error","message"} */
+    void *ctx;                  /* passed to handlers and hooks */
+    qtsp_api_auth_fn auth;      /* NULL: every route must be public */
+    qtsp_api_error_fn error;    /* NULL: the contract's {"error","message"} */
     const char *principal_kind; /* in the 403 message: "operator"; NULL "caller" */
     size_t max_body;            /* default route body limit; 0 = 16 KiB */
     const char *const *headers; /* more request headers to copy, NULL-terminated */

@@ -34,8 +34,8 @@ void qtsp_buf_reset(qtsp_buf *b)
 
 qtsp_status qtsp_buf_reserve(qtsp_buf *b, size_t n)
 {
-    ENSURE(n <= b->max && b->len <= b->max - n, QTSP_ERR_TOO_BIG, "buffer limit of %zu bytes reached",
-           b->max);
+    ENSURE(n <= b->max && b->len <= b->max - n, QTSP_ERR_TOO_BIG,
+           "buffer limit of %zu bytes reached", b->max);
     size_t need = b->len + n + 1; /* + NUL; cannot overflow: max < SIZE_MAX */
     if (need <= b->cap)
         return QTSP_OK;
@@ -61,7 +61,10 @@ qtsp_status qtsp_buf_append(qtsp_buf *b, const void *p, size_t n)
     return QTSP_OK;
 }
 
-qtsp_status qtsp_buf_puts(qtsp_buf *b, const char *s) { return qtsp_buf_append(b, s, strlen(s)); }
+qtsp_status qtsp_buf_puts(qtsp_buf *b, const char *s)
+{
+    return qtsp_buf_append(b, s, strlen(s));
+}
 
 qtsp_status qtsp_buf_printf(qtsp_buf *b, const char *fmt, ...)
 {
@@ -89,4 +92,7 @@ unsigned char *qtsp_buf_take(qtsp_buf *b, size_t *len_out)
     return p;
 }
 
-const char *qtsp_buf_str(const qtsp_buf *b) { return b->data ? (const char *)b->data : ""; }
+const char *qtsp_buf_str(const qtsp_buf *b)
+{
+    return b->data ? (const char *)b->data : "";
+}

@@ -81,7 +81,8 @@ void qtsp_config_defaults(qtsp_config *cfg, const char *home)
 
 qtsp_status qtsp_config_path(const qtsp_config *cfg, const char *rel, char *out, size_t cap)
 {
-    int n = rel[0] == '/' ? snprintf(out, cap, "%s", rel) : snprintf(out, cap, "%s/%s", cfg->home, rel);
+    int n =
+        rel[0] == '/' ? snprintf(out, cap, "%s", rel) : snprintf(out, cap, "%s/%s", cfg->home, rel);
     ENSURE(n > 0 && (size_t)n < cap, QTSP_ERR_TOO_BIG, "path too long under %s", cfg->home);
     return QTSP_OK;
 }
@@ -94,8 +95,7 @@ static qtsp_status get_field(const qtsp_ynode *map, const char *key, char *dst, 
     if (!v)
         return QTSP_OK;
     if (strlen(v) >= cap || v[0] == '\0')
-        return qtsp_ynode_fail(qtsp_ynode_get(map, key), key, "must be 1..%zu characters",
-                               cap - 1);
+        return qtsp_ynode_fail(qtsp_ynode_get(map, key), key, "must be 1..%zu characters", cap - 1);
     copy_str(dst, cap, v);
     return QTSP_OK;
 }
@@ -104,7 +104,7 @@ static qtsp_status load_doc(const qtsp_ydoc *doc, qtsp_config *cfg)
 {
     const qtsp_ynode *root = qtsp_ydoc_root(doc);
     static const char *const top[] = {"version", "base_url", "listen", "hsm", "keys",
-                                      "store", "http", "log", NULL};
+                                      "store",   "http",     "log",    NULL};
     TRY(qtsp_ynode_check_keys(root, top));
     int64_t version = 1;
     TRY(qtsp_yget_int(root, "version", 1, 1, 1, &version));
@@ -167,8 +167,7 @@ static qtsp_status load_doc(const qtsp_ydoc *doc, qtsp_config *cfg)
         if (f && strcmp(f, "json") == 0)
             cfg->log_json = 1;
         else if (f && strcmp(f, "text") != 0)
-            return qtsp_ynode_fail(qtsp_ynode_get(log, "format"), "format",
-                                   "must be text or json");
+            return qtsp_ynode_fail(qtsp_ynode_get(log, "format"), "format", "must be text or json");
     }
     return QTSP_OK;
 }

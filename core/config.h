@@ -34,18 +34,18 @@
 #define QTSP_PATH_MAX 1024
 
 typedef struct qtsp_config {
-    char home[QTSP_PATH_MAX];        /* absolute */
-    char base_url[256];              /* no trailing slash */
-    char listen[128];                /* host:port */
+    char home[QTSP_PATH_MAX]; /* absolute */
+    char base_url[256];       /* no trailing slash */
+    char listen[128];         /* host:port */
     char hsm_module[QTSP_PATH_MAX];
-    char token_label[33];            /* PKCS#11 labels are 32 bytes */
+    char token_label[33]; /* PKCS#11 labels are 32 bytes */
     int hsm_embedded;
-    char pin_file[QTSP_PATH_MAX];    /* absolute */
+    char pin_file[QTSP_PATH_MAX]; /* absolute */
     char key_root[64], key_issuing[64], key_ocsp[64], key_tsa[64];
     int64_t store_map_mib;
-    int64_t http_processes;          /* resolved: never 0 after load */
-    int64_t http_workers;            /* resolved: never 0 after load */
-    int http_workers_auto;           /* workers was 0/absent: cores / processes */
+    int64_t http_processes; /* resolved: never 0 after load */
+    int64_t http_workers;   /* resolved: never 0 after load */
+    int http_workers_auto;  /* workers was 0/absent: cores / processes */
     int64_t http_conn_timeout_s;
     int log_json;
 } qtsp_config;

@@ -47,40 +47,74 @@ void qtsp_err_clear(void)
     ERR_clear_error();
 }
 
-const char *qtsp_err_message(void) { return t_full; }
+const char *qtsp_err_message(void)
+{
+    return t_full;
+}
 
-const char *qtsp_err_what(void) { return t_what; }
+const char *qtsp_err_what(void)
+{
+    return t_what;
+}
 
-qtsp_status qtsp_err_code(void) { return t_code; }
+qtsp_status qtsp_err_code(void)
+{
+    return t_code;
+}
 
 const char *qtsp_strerror(qtsp_status code)
 {
     switch (code) {
-    case QTSP_OK: return "ok";
-    case QTSP_ERR_NOMEM: return "out of memory";
-    case QTSP_ERR_INVALID: return "invalid";
-    case QTSP_ERR_TOO_BIG: return "too big";
-    case QTSP_ERR_NOT_FOUND: return "not found";
-    case QTSP_ERR_EXISTS: return "exists";
-    case QTSP_ERR_STATE: return "not allowed in this state";
-    case QTSP_ERR_IO: return "i/o error";
-    case QTSP_ERR_CRYPTO: return "crypto error";
-    case QTSP_ERR_INTERNAL: return "internal error";
-    case QTSP_ERR_AUTH: return "unauthenticated";
-    case QTSP_ERR_FORBIDDEN: return "forbidden";
-    case QTSP_ERR_QUOTA: return "quota exhausted";
-    case QTSP_ERR_UNSUPPORTED: return "unsupported";
-    case QTSP_ERR_TIME: return "clock not synchronised";
-    case QTSP_ERR_UNAVAILABLE: return "unavailable";
-    case QTSP_ERR_CONFIG: return "configuration error";
-    case QTSP_ERR_STORE: return "store error";
-    case QTSP_ERR_STORE_FULL: return "store full";
-    case QTSP_ERR_STORE_CORRUPT: return "store record corrupt";
-    case QTSP_ERR_AUDIT_BROKEN: return "audit chain broken";
-    case QTSP_ERR_HSM: return "hsm error";
-    case QTSP_ERR_HSM_LOGIN: return "hsm login failed";
-    case QTSP_ERR_HSM_NO_TOKEN: return "hsm token not found";
-    case QTSP_ERR_HSM_NO_KEY: return "hsm key not found";
+    case QTSP_OK:
+        return "ok";
+    case QTSP_ERR_NOMEM:
+        return "out of memory";
+    case QTSP_ERR_INVALID:
+        return "invalid";
+    case QTSP_ERR_TOO_BIG:
+        return "too big";
+    case QTSP_ERR_NOT_FOUND:
+        return "not found";
+    case QTSP_ERR_EXISTS:
+        return "exists";
+    case QTSP_ERR_STATE:
+        return "not allowed in this state";
+    case QTSP_ERR_IO:
+        return "i/o error";
+    case QTSP_ERR_CRYPTO:
+        return "crypto error";
+    case QTSP_ERR_INTERNAL:
+        return "internal error";
+    case QTSP_ERR_AUTH:
+        return "unauthenticated";
+    case QTSP_ERR_FORBIDDEN:
+        return "forbidden";
+    case QTSP_ERR_QUOTA:
+        return "quota exhausted";
+    case QTSP_ERR_UNSUPPORTED:
+        return "unsupported";
+    case QTSP_ERR_TIME:
+        return "clock not synchronised";
+    case QTSP_ERR_UNAVAILABLE:
+        return "unavailable";
+    case QTSP_ERR_CONFIG:
+        return "configuration error";
+    case QTSP_ERR_STORE:
+        return "store error";
+    case QTSP_ERR_STORE_FULL:
+        return "store full";
+    case QTSP_ERR_STORE_CORRUPT:
+        return "store record corrupt";
+    case QTSP_ERR_AUDIT_BROKEN:
+        return "audit chain broken";
+    case QTSP_ERR_HSM:
+        return "hsm error";
+    case QTSP_ERR_HSM_LOGIN:
+        return "hsm login failed";
+    case QTSP_ERR_HSM_NO_TOKEN:
+        return "hsm token not found";
+    case QTSP_ERR_HSM_NO_KEY:
+        return "hsm key not found";
     }
     return "unknown error";
 }

@@ -13,31 +13,31 @@
 typedef enum qtsp_status {
     QTSP_OK = 0,
     /* 1..99: generic */
-    QTSP_ERR_NOMEM = 1,       /* allocation failed */
-    QTSP_ERR_INVALID = 2,     /* bad input from the caller or the network */
-    QTSP_ERR_TOO_BIG = 3,     /* a size limit was reached */
-    QTSP_ERR_NOT_FOUND = 4,   /* no such object */
-    QTSP_ERR_EXISTS = 5,      /* object already exists */
-    QTSP_ERR_STATE = 6,       /* not allowed in the current state */
-    QTSP_ERR_IO = 7,          /* file system or socket error */
-    QTSP_ERR_CRYPTO = 8,      /* OpenSSL failure */
-    QTSP_ERR_INTERNAL = 9,    /* a bug: invariant broken */
-    QTSP_ERR_AUTH = 10,       /* missing or unknown credentials */
-    QTSP_ERR_FORBIDDEN = 11,  /* authenticated but not allowed (role) */
-    QTSP_ERR_QUOTA = 12,      /* quota exhausted */
-    QTSP_ERR_UNSUPPORTED = 13,/* valid but not supported (algorithm, ...) */
-    QTSP_ERR_TIME = 14,       /* clock not trustworthy */
-    QTSP_ERR_UNAVAILABLE = 15,/* shutting down or overloaded: try again later */
+    QTSP_ERR_NOMEM = 1,        /* allocation failed */
+    QTSP_ERR_INVALID = 2,      /* bad input from the caller or the network */
+    QTSP_ERR_TOO_BIG = 3,      /* a size limit was reached */
+    QTSP_ERR_NOT_FOUND = 4,    /* no such object */
+    QTSP_ERR_EXISTS = 5,       /* object already exists */
+    QTSP_ERR_STATE = 6,        /* not allowed in the current state */
+    QTSP_ERR_IO = 7,           /* file system or socket error */
+    QTSP_ERR_CRYPTO = 8,       /* OpenSSL failure */
+    QTSP_ERR_INTERNAL = 9,     /* a bug: invariant broken */
+    QTSP_ERR_AUTH = 10,        /* missing or unknown credentials */
+    QTSP_ERR_FORBIDDEN = 11,   /* authenticated but not allowed (role) */
+    QTSP_ERR_QUOTA = 12,       /* quota exhausted */
+    QTSP_ERR_UNSUPPORTED = 13, /* valid but not supported (algorithm, ...) */
+    QTSP_ERR_TIME = 14,        /* clock not trustworthy */
+    QTSP_ERR_UNAVAILABLE = 15, /* shutting down or overloaded: try again later */
     /* 100..199: configuration and policies */
-    QTSP_ERR_CONFIG = 100,    /* syntax or schema error in YAML */
+    QTSP_ERR_CONFIG = 100, /* syntax or schema error in YAML */
     /* 200..299: store */
-    QTSP_ERR_STORE = 200,     /* LMDB error */
-    QTSP_ERR_STORE_FULL = 201,/* map full even after growing */
+    QTSP_ERR_STORE = 200,         /* LMDB error */
+    QTSP_ERR_STORE_FULL = 201,    /* map full even after growing */
     QTSP_ERR_STORE_CORRUPT = 202, /* record of unknown version or shape */
     QTSP_ERR_AUDIT_BROKEN = 203,  /* audit hash chain does not verify */
     /* 300..399: HSM / PKCS#11 */
-    QTSP_ERR_HSM = 300,       /* PKCS#11 call failed */
-    QTSP_ERR_HSM_LOGIN = 301, /* wrong PIN or login failure */
+    QTSP_ERR_HSM = 300,          /* PKCS#11 call failed */
+    QTSP_ERR_HSM_LOGIN = 301,    /* wrong PIN or login failure */
     QTSP_ERR_HSM_NO_TOKEN = 302, /* no token with that label */
     QTSP_ERR_HSM_NO_KEY = 303,   /* no key with that label */
 } qtsp_status;

@@ -101,13 +101,16 @@ static void finish_log(http_rq *rq, int status, size_t bytes)
     qtsp_log_access(rq->id, rq->method, rq->raw, status, bytes, (double)ns / 1e6);
 }
 
-static void free_cb(void *p) { free(p); }
+static void free_cb(void *p)
+{
+    free(p);
+}
 
 /* Queues a response; takes over data (freed with fr(fr_ctx), may be NULL). */
 static enum MHD_Result send_response(struct MHD_Connection *conn, http_rq *rq, int status,
                                      const char *ctype, const void *data, size_t len,
-                                     void (*fr)(void *), void *fr_ctx,
-                                     const qtsp_http_resp *extra, const char *allow)
+                                     void (*fr)(void *), void *fr_ctx, const qtsp_http_resp *extra,
+                                     const char *allow)
 {
     struct MHD_Response *r;
     if (len == 0) {
@@ -149,7 +152,6 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, http_rq *rq, i
     return q;
 }
 
-
 static enum MHD_Result send_error(struct MHD_Connection *conn, http_rq *rq, int status,
                                   const char *message, const char *allow)
 {
@@ -159,8 +161,7 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, http_rq *rq, int 
     if (copy == NULL)
         return MHD_NO;
     memcpy(copy, body, n);
-    return send_response(conn, rq, status, "application/json", copy, n, free_cb, copy, NULL,
-                         allow);
+    return send_response(conn, rq, status, "application/json", copy, n, free_cb, copy, NULL, allow);
 }
 
 static enum MHD_Result serve_metrics(struct MHD_Connection *conn, http_rq *rq)
@@ -204,8 +205,8 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, http_rq *rq, qtsp_
     enum MHD_Result r;
     if (resp->ext_body) {
         qtsp_buf_cleanup(&resp->body);
-        r = send_response(conn, rq, resp->status, resp->content_type, resp->ext_body,
-                          resp->ext_len, resp->free_fn, resp->free_ctx, resp, NULL);
+        r = send_response(conn, rq, resp->status, resp->content_type, resp->ext_body, resp->ext_len,
+                          resp->free_fn, resp->free_ctx, resp, NULL);
     } else {
         size_t len = 0;
         unsigned char *p = qtsp_buf_take(&resp->body, &len);
@@ -244,8 +245,8 @@ static enum MHD_Result answer_deferred(struct MHD_Connection *conn, http_rq *rq)
 
 /* After a handler that called qtsp_http_defer: its return value and resp
  * are ignored; the answer comes when the connection is resumed. */
-static enum MHD_Result handler_deferred(struct MHD_Connection *conn, http_rq *rq,
-                                        qtsp_status rc, qtsp_http_resp *resp)
+static enum MHD_Result handler_deferred(struct MHD_Connection *conn, http_rq *rq, qtsp_status rc,
+                                        qtsp_http_resp *resp)
 {
     http_resp_discard(resp);
     if (rc != QTSP_OK)
@@ -280,14 +281,13 @@ static enum MHD_Result run_handler(struct MHD_Connection *conn, http_rq *rq, con
     if (rq->deferred)
         return handler_deferred(conn, rq, rc, &resp);
     if (rc == QTSP_OK && (resp.status < 100 || resp.status > 599))
-        rc = qtsp_err_set(QTSP_ERR_INTERNAL, __FILE__, __LINE__,
-                          "route %s set HTTP status %d", rt->name, resp.status);
+        rc = qtsp_err_set(QTSP_ERR_INTERNAL, __FILE__, __LINE__, "route %s set HTTP status %d",
+                          rt->name, resp.status);
     if (rc != QTSP_OK) {
         http_resp_discard(&resp);
         int status = qtsp_http_status_for(rc);
         if (status == 500) {
-            LOG_ERROR("http: request %s %s %s: %s", rq->id, method, rq->raw,
-                      qtsp_err_message());
+            LOG_ERROR("http: request %s %s %s: %s", rq->id, method, rq->raw, qtsp_err_message());
             return send_error(conn, rq, 500, "internal error", NULL);
         }
         const char *what = qtsp_err_what();
@@ -322,10 +322,10 @@ static enum MHD_Result on_headers(struct MHD_Connection *conn, http_rq *rq, cons
 {
     qtsp_http_server *srv = rq->srv;
     snprintf(rq->method, sizeof rq->method, "%s", method);
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
-    const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
     int body_expected = (cl && strcmp(cl, "0") != 0) || te != NULL;
     int known = 0;
     const http_route *rt = http_route_find(srv, method, url, rq->allow, sizeof rq->allow, &known);
@@ -366,8 +366,8 @@ static enum MHD_Result on_headers(struct MHD_Connection *conn, http_rq *rq, cons
     if (te != NULL && rt->max_body == 0)
         return send_error(conn, rq, 413, "request body too large", NULL);
     if (rt->content_type && (body_expected || http_has_body_method(method))) {
-        const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_TYPE);
+        const char *ct =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
         if (!http_media_type_is(ct, rt->content_type, rt->ct_len)) {
             if (body_expected)
                 return send_error(conn, rq, 415, "unsupported content type", NULL);
@@ -381,9 +381,8 @@ static enum MHD_Result on_headers(struct MHD_Connection *conn, http_rq *rq, cons
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
 {
     http_rq *rq = *req_cls;
     if (rq == NULL)
@@ -398,9 +397,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             if (rq->route == NULL)
                 return MHD_NO; /* cannot happen: answered at the headers */
             size_t max = rq->route->max_body;
-            if (rq->discarded == 0 && rq->pending == PEND_ROUTE && n <= max && rq->body.len <= max - n)
-                return qtsp_buf_append(&rq->body, upload_data, n) == QTSP_OK ? MHD_YES
-                                                                               : MHD_NO;
+            if (rq->discarded == 0 && rq->pending == PEND_ROUTE && n <= max &&
+                rq->body.len <= max - n)
+                return qtsp_buf_append(&rq->body, upload_data, n) == QTSP_OK ? MHD_YES : MHD_NO;
             /* A chunked body past the limit. MHD 0.9.75 cannot queue a
              * response in the middle of a body, so the rest is read and
              * dropped (not stored) up to HTTP_DISCARD_MAX, then 413 is sent
@@ -408,8 +407,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             qtsp_buf_cleanup(&rq->body);
             rq->discarded += n;
             if (rq->discarded > HTTP_DISCARD_MAX) {
-                LOG_WARN("http: request %s: body past %zu bytes, closing the connection",
-                         rq->id, max);
+                LOG_WARN("http: request %s: body past %zu bytes, closing the connection", rq->id,
+                         max);
                 return MHD_NO;
             }
             rq->pending = 413;
@@ -465,7 +464,6 @@ static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
     return rq;
 }
 
-
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -517,13 +515,18 @@ const char *qtsp_http_query(const qtsp_http_req *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-void http_conn_suspend(struct MHD_Connection *conn) { MHD_suspend_connection(conn); }
+void http_conn_suspend(struct MHD_Connection *conn)
+{
+    MHD_suspend_connection(conn);
+}
 
-void http_conn_resume(struct MHD_Connection *conn) { MHD_resume_connection(conn); }
+void http_conn_resume(struct MHD_Connection *conn)
+{
+    MHD_resume_connection(conn);
+}
 
 qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes, size_t n,
-                            qtsp_metrics_fn metrics_fn, void *metrics_ctx,
-                            qtsp_http_server **out)
+                            qtsp_metrics_fn metrics_fn, void *metrics_ctx, qtsp_http_server **out)
 {
     qtsp_status rc = QTSP_OK;
     qtsp_http_server *srv = NULL;
@@ -552,8 +555,8 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
      * thread wakes the connection's worker at once. */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
-    unsigned max_conn = opts->max_connections ? (unsigned)opts->max_connections
-                                              : HTTP_DEFAULT_CONNECTIONS;
+    unsigned max_conn =
+        opts->max_connections ? (unsigned)opts->max_connections : HTTP_DEFAULT_CONNECTIONS;
     struct MHD_OptionItem o[] = {
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)(void *)mhd_log, NULL},
         {opts->use_listen_fd ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
@@ -567,18 +570,15 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)(void *)on_completed, srv},
         {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)(void *)on_connection, srv},
         {MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL},
-        {opts->workers > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, opts->workers,
-         NULL},
+        {opts->workers > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, opts->workers, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
     srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_ARRAY, o,
                                    MHD_OPTION_END);
     ENSURE_OUT(srv->daemon != NULL, QTSP_ERR_IO, "cannot listen on %s", opts->listen);
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon,
-                                                           MHD_DAEMON_INFO_BIND_PORT);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : 0;
-    LOG_INFO("http: listening on %s (port %u, %u workers)", opts->listen, srv->port,
-             opts->workers);
+    LOG_INFO("http: listening on %s (port %u, %u workers)", opts->listen, srv->port, opts->workers);
     *out = srv;
     srv = NULL;
 out:
@@ -591,7 +591,10 @@ out:
     return rc;
 }
 
-unsigned qtsp_http_port(const qtsp_http_server *srv) { return srv ? srv->port : 0; }
+unsigned qtsp_http_port(const qtsp_http_server *srv)
+{
+    return srv ? srv->port : 0;
+}
 
 static void wait_inflight(qtsp_http_server *srv, unsigned ms)
 {
@@ -602,7 +605,6 @@ static void wait_inflight(qtsp_http_server *srv, unsigned ms)
         nanosleep(&ts, NULL);
     }
 }
-
 
 void qtsp_http_stop_within(qtsp_http_server *srv, unsigned grace_ms)
 {
@@ -626,5 +628,7 @@ void qtsp_http_stop_within(qtsp_http_server *srv, unsigned grace_ms)
     free(srv);
 }
 
-void qtsp_http_stop(qtsp_http_server *srv) { qtsp_http_stop_within(srv, HTTP_STOP_GRACE_MS); }
-
+void qtsp_http_stop(qtsp_http_server *srv)
+{
+    qtsp_http_stop_within(srv, HTTP_STOP_GRACE_MS);
+}

@@ -36,8 +36,8 @@ typedef struct qtsp_http_req {
     const char *request_id;    /* 16 hex chars */
     const unsigned char *body; /* NULL when empty */
     size_t body_len;
-    void *conn;                /* internal */
-    void *internal;            /* internal; NULL outside the server */
+    void *conn;     /* internal */
+    void *internal; /* internal; NULL outside the server */
 } qtsp_http_req;
 
 /* Response headers: enough for a browser page (several Set-Cookie, a full
@@ -49,17 +49,17 @@ typedef struct qtsp_http_req {
 #define QTSP_HTTP_HEADERS_MAX_BYTES ((size_t)8 * 1024) /* names + values, all headers */
 
 typedef struct qtsp_http_resp {
-    int status;                /* default 200 */
-    char content_type[64];     /* default "application/json" */
-    qtsp_buf body;             /* owned by the server; max 64 MiB */
+    int status;            /* default 200 */
+    char content_type[64]; /* default "application/json" */
+    qtsp_buf body;         /* owned by the server; max 64 MiB */
     /* Zero-copy alternative to body: if set, these bytes are sent instead and
      * must stay valid until free_fn(free_ctx) is called (may be NULL). */
     const unsigned char *ext_body;
     size_t ext_len;
     void (*free_fn)(void *);
     void *free_ctx;
-    size_t n_headers;          /* added with qtsp_http_resp_header */
-    qtsp_buf headers;          /* internal: "name\0value\0" pairs */
+    size_t n_headers; /* added with qtsp_http_resp_header */
+    qtsp_buf headers; /* internal: "name\0value\0" pairs */
 } qtsp_http_resp;
 
 /* A request header (case-insensitive), NULL when absent. Borrowed for the request. */
@@ -96,25 +96,24 @@ void qtsp_http_resp_cleanup(qtsp_http_resp *resp);
 /* The HTTP status a handler failure maps to (the table at the top). */
 int qtsp_http_status_for(qtsp_status rc);
 
-typedef qtsp_status (*qtsp_http_handler)(void *ctx, const qtsp_http_req *req,
-                                         qtsp_http_resp *resp);
+typedef qtsp_status (*qtsp_http_handler)(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp);
 
 typedef struct qtsp_route {
-    const char *method;       /* "GET", "POST" */
-    const char *path;         /* exact path, or a prefix when prefix = 1 */
+    const char *method; /* "GET", "POST" */
+    const char *path;   /* exact path, or a prefix when prefix = 1 */
     int prefix;
     size_t max_body;          /* bytes; 0 = no body accepted */
     const char *content_type; /* required request media type for bodies, or NULL */
     qtsp_http_handler fn;
     void *ctx;
-    const char *name;         /* metrics label, e.g. "ocsp_get" */
+    const char *name; /* metrics label, e.g. "ocsp_get" */
 } qtsp_route;
 
 typedef struct qtsp_http_opts {
-    const char *listen;       /* "127.0.0.1:8080"; port 0 = pick a free one */
-    unsigned workers;         /* threads in the pool (>= 1) */
-    unsigned conn_timeout_s;  /* idle/slow client timeout; 0 = default 30 s */
-    size_t max_connections;   /* 0 = default 4096 */
+    const char *listen;      /* "127.0.0.1:8080"; port 0 = pick a free one */
+    unsigned workers;        /* threads in the pool (>= 1) */
+    unsigned conn_timeout_s; /* idle/slow client timeout; 0 = default 30 s */
+    size_t max_connections;  /* 0 = default 4096 */
     /* With use_listen_fd: serve the bound, listening socket listen_fd
      * (qtsp_http_listen_shared) instead of binding listen, which then only
      * names it in logs. The server closes it when it stops. */

@@ -33,7 +33,6 @@ static void deferred_unlink(qtsp_http_server *srv, qtsp_http_deferred *d)
     atomic_fetch_sub_explicit(&srv->deferred_pending, 1, memory_order_relaxed);
 }
 
-
 /* The request ends before its deferred answer was sent (the connection
  * failed after the resume, or MHD_stop_daemon closed it). */
 void http_deferred_abandon(qtsp_http_server *srv, qtsp_http_deferred *d)
@@ -94,7 +93,10 @@ qtsp_http_deferred *qtsp_http_defer(const qtsp_http_req *req)
     return d;
 }
 
-qtsp_http_resp *qtsp_http_deferred_resp(qtsp_http_deferred *d) { return d ? &d->resp : NULL; }
+qtsp_http_resp *qtsp_http_deferred_resp(qtsp_http_deferred *d)
+{
+    return d ? &d->resp : NULL;
+}
 
 void qtsp_http_complete(qtsp_http_deferred *d, qtsp_status rc)
 {

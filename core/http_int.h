@@ -52,14 +52,14 @@ typedef struct http_route {
 enum { DF_PENDING = 0, DF_CLAIMED = 1 };
 
 struct qtsp_http_deferred {
-    qtsp_http_server *srv;       /* only while PENDING or claimed by its owner */
+    qtsp_http_server *srv; /* only while PENDING or claimed by its owner */
     struct MHD_Connection *conn;
-    _Atomic int state;           /* DF_PENDING until completed or forced */
-    _Atomic int refs;            /* the request and the owner */
-    int forced;                  /* answered by the server (503), not the owner */
-    int linked;                  /* in srv->deferred */
-    qtsp_status rc;              /* the owner's result */
-    char what[256];              /* qtsp_err_what() for an error rc */
+    _Atomic int state; /* DF_PENDING until completed or forced */
+    _Atomic int refs;  /* the request and the owner */
+    int forced;        /* answered by the server (503), not the owner */
+    int linked;        /* in srv->deferred */
+    qtsp_status rc;    /* the owner's result */
+    char what[256];    /* qtsp_err_what() for an error rc */
     qtsp_http_deferred *prev, *next;
     qtsp_http_resp resp;
 };
@@ -82,10 +82,10 @@ struct qtsp_http_server {
     _Atomic long inflight;
     _Atomic long deferred_pending; /* gauge: suspended, awaiting completion */
     _Atomic uint64_t deferred_total;
-    pthread_mutex_t dmu;           /* deferred, stopping */
-    qtsp_http_deferred *deferred;  /* pending handles (see qtsp_http_stop) */
+    pthread_mutex_t dmu;          /* deferred, stopping */
+    qtsp_http_deferred *deferred; /* pending handles (see qtsp_http_stop) */
     int stopping;
-    _Atomic int draining;          /* stop began: answers close their connection */
+    _Atomic int draining; /* stop began: answers close their connection */
 };
 
 enum rq_state { RQ_NEW = 0, RQ_BODY, RQ_DEFERRED, RQ_ANSWERED };
@@ -106,10 +106,10 @@ typedef struct http_rq {
     int counted;
     size_t bytes;
     qtsp_buf body;
-    size_t discarded;     /* body bytes dropped after the limit was passed */
-    int pending;          /* answer decided at the headers, sent at the end */
-    const char *pend_msg; /* static text for a pending error */
-    char allow[64];       /* Allow header for a pending 405 */
+    size_t discarded;             /* body bytes dropped after the limit was passed */
+    int pending;                  /* answer decided at the headers, sent at the end */
+    const char *pend_msg;         /* static text for a pending error */
+    char allow[64];               /* Allow header for a pending 405 */
     qtsp_http_deferred *deferred; /* set by qtsp_http_defer; one ref */
     char method[16];
     char id[17];
@@ -122,9 +122,8 @@ int http_method_is(const char *m, const char *want);
 /* Exact match wins; otherwise the longest prefix route. When the path is
  * known but not for this method, returns NULL with *path_known set and the
  * methods it has in allow. */
-const http_route *http_route_find(const qtsp_http_server *srv, const char *method,
-                                  const char *path, char *allow, size_t allow_cap,
-                                  int *path_known);
+const http_route *http_route_find(const qtsp_http_server *srv, const char *method, const char *path,
+                                  char *allow, size_t allow_cap, int *path_known);
 /* Media type of a Content-Type value equals want, ignoring parameters and
  * case (RFC 9110 8.3.1). */
 int http_media_type_is(const char *ct, const char *want, size_t want_len);

@@ -55,16 +55,15 @@ out:
     return rc;
 }
 
-qtsp_status http_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len,
-                              int *v6)
+qtsp_status http_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len, int *v6)
 {
     ENSURE(s != NULL && *s, QTSP_ERR_INVALID, "empty listen address");
     char host[64];
     const char *port;
     if (s[0] == '[') {
         const char *close = strchr(s, ']');
-        ENSURE(close && close[1] == ':', QTSP_ERR_INVALID,
-               "listen address '%s' is not [IPv6]:port", s);
+        ENSURE(close && close[1] == ':', QTSP_ERR_INVALID, "listen address '%s' is not [IPv6]:port",
+               s);
         size_t hl = (size_t)(close - s - 1);
         ENSURE(hl < sizeof host, QTSP_ERR_INVALID, "listen address '%s' too long", s);
         memcpy(host, s + 1, hl);

@@ -5,18 +5,17 @@
 
 #include "core/http_int.h"
 
-
 /* Status codes counted per route; anything else lands in "other". */
-static const int k_codes[] = {200, 201, 204, 301, 302, 304, 400, 401, 403, 404,
-                              405, 409, 413, 415, 429, 500, 503};
+static const int k_codes[] = {200, 201, 204, 301, 302, 304, 400, 401, 403,
+                              404, 405, 409, 413, 415, 429, 500, 503};
 
 /* Latency histogram upper bounds in seconds (plus +Inf). */
 static const double k_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                    0.1,    0.25,  0.5,    1.0,   2.5,  5.0};
-static const uint64_t k_bucket_ns[] = {500000ULL,    1000000ULL,    2500000ULL,   5000000ULL,
-                                       10000000ULL,  25000000ULL,   50000000ULL,  100000000ULL,
-                                       250000000ULL, 500000000ULL,  1000000000ULL,
-                                       2500000000ULL, 5000000000ULL};
+static const uint64_t k_bucket_ns[] = {500000ULL,    1000000ULL,   2500000ULL,    5000000ULL,
+                                       10000000ULL,  25000000ULL,  50000000ULL,   100000000ULL,
+                                       250000000ULL, 500000000ULL, 1000000000ULL, 2500000000ULL,
+                                       5000000000ULL};
 _Static_assert(sizeof k_codes / sizeof k_codes[0] == N_CODES, "N_CODES");
 _Static_assert(sizeof k_buckets / sizeof k_buckets[0] == N_BUCKETS, "N_BUCKETS");
 _Static_assert(sizeof k_bucket_ns / sizeof k_bucket_ns[0] == N_BUCKETS, "N_BUCKETS");
@@ -47,7 +46,7 @@ qtsp_status http_metrics_render(qtsp_http_server *srv, qtsp_buf *out)
                            "# TYPE qtsp_http_requests_total counter\n"));
     size_t n = srv->n_routes + N_BUILTIN;
     for (size_t i = 0; i < n; i++) {
-        const char *name = i < srv->n_routes ? srv->routes[i].name
+        const char *name = i < srv->n_routes                 ? srv->routes[i].name
                            : i == srv->n_routes + BI_HEALTH  ? "health"
                            : i == srv->n_routes + BI_METRICS ? "metrics"
                                                              : "unmatched";
@@ -69,7 +68,7 @@ qtsp_status http_metrics_render(qtsp_http_server *srv, qtsp_buf *out)
     TRY(qtsp_buf_puts(out, "# HELP qtsp_http_request_duration_seconds Time to answer.\n"
                            "# TYPE qtsp_http_request_duration_seconds histogram\n"));
     for (size_t i = 0; i < n; i++) {
-        const char *name = i < srv->n_routes ? srv->routes[i].name
+        const char *name = i < srv->n_routes                 ? srv->routes[i].name
                            : i == srv->n_routes + BI_HEALTH  ? "health"
                            : i == srv->n_routes + BI_METRICS ? "metrics"
                                                              : "unmatched";
@@ -100,17 +99,17 @@ qtsp_status http_metrics_render(qtsp_http_server *srv, qtsp_buf *out)
                         "# TYPE qtsp_http_connections_open gauge\n"
                         "qtsp_http_connections_open %ld\n",
                         atomic_load_explicit(&srv->conns_open, memory_order_relaxed)));
-    TRY(qtsp_buf_printf(out,
-                        "# HELP qtsp_http_deferred_pending Requests awaiting a deferred answer.\n"
-                        "# TYPE qtsp_http_deferred_pending gauge\n"
-                        "qtsp_http_deferred_pending %ld\n"
-                        "# HELP qtsp_http_deferred_total Requests answered through a deferred "
-                        "handle.\n"
-                        "# TYPE qtsp_http_deferred_total counter\n"
-                        "qtsp_http_deferred_total %llu\n",
-                        atomic_load_explicit(&srv->deferred_pending, memory_order_relaxed),
-                        (unsigned long long)atomic_load_explicit(&srv->deferred_total,
-                                                                 memory_order_relaxed)));
+    TRY(qtsp_buf_printf(
+        out,
+        "# HELP qtsp_http_deferred_pending Requests awaiting a deferred answer.\n"
+        "# TYPE qtsp_http_deferred_pending gauge\n"
+        "qtsp_http_deferred_pending %ld\n"
+        "# HELP qtsp_http_deferred_total Requests answered through a deferred "
+        "handle.\n"
+        "# TYPE qtsp_http_deferred_total counter\n"
+        "qtsp_http_deferred_total %llu\n",
+        atomic_load_explicit(&srv->deferred_pending, memory_order_relaxed),
+        (unsigned long long)atomic_load_explicit(&srv->deferred_total, memory_order_relaxed)));
     if (srv->metrics_fn)
         TRY(srv->metrics_fn(srv->metrics_ctx, out));
     return QTSP_OK;

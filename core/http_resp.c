@@ -11,17 +11,28 @@
 static const char *error_code_name(int status)
 {
     switch (status) {
-    case 400: return "invalid";
-    case 401: return "unauthenticated";
-    case 403: return "forbidden";
-    case 404: return "not_found";
-    case 405: return "method_not_allowed";
-    case 409: return "conflict";
-    case 413: return "too_big";
-    case 415: return "unsupported_media";
-    case 429: return "quota";
-    case 503: return "unavailable";
-    default: return "internal";
+    case 400:
+        return "invalid";
+    case 401:
+        return "unauthenticated";
+    case 403:
+        return "forbidden";
+    case 404:
+        return "not_found";
+    case 405:
+        return "method_not_allowed";
+    case 409:
+        return "conflict";
+    case 413:
+        return "too_big";
+    case 415:
+        return "unsupported_media";
+    case 429:
+        return "quota";
+    case 503:
+        return "unavailable";
+    default:
+        return "internal";
     }
 }
 
@@ -29,24 +40,34 @@ static const char *error_code_name(int status)
 int qtsp_http_status_for(qtsp_status rc)
 {
     switch (rc) {
-    case QTSP_ERR_INVALID: return 400;
-    case QTSP_ERR_AUTH: return 401;
-    case QTSP_ERR_FORBIDDEN: return 403;
-    case QTSP_ERR_NOT_FOUND: return 404;
+    case QTSP_ERR_INVALID:
+        return 400;
+    case QTSP_ERR_AUTH:
+        return 401;
+    case QTSP_ERR_FORBIDDEN:
+        return 403;
+    case QTSP_ERR_NOT_FOUND:
+        return 404;
     case QTSP_ERR_EXISTS:
-    case QTSP_ERR_STATE: return 409;
-    case QTSP_ERR_TOO_BIG: return 413;
-    case QTSP_ERR_QUOTA: return 429;
-    case QTSP_ERR_UNSUPPORTED: return 415;
-    case QTSP_ERR_UNAVAILABLE: return 503;
-    default: return 500;
+    case QTSP_ERR_STATE:
+        return 409;
+    case QTSP_ERR_TOO_BIG:
+        return 413;
+    case QTSP_ERR_QUOTA:
+        return 429;
+    case QTSP_ERR_UNSUPPORTED:
+        return 415;
+    case QTSP_ERR_UNAVAILABLE:
+        return 503;
+    default:
+        return 500;
     }
 }
 
 size_t http_error_body(int status, const char *message, char *body, size_t cap)
 {
-    size_t n = (size_t)snprintf(body, cap, "{\"error\":\"%s\",\"message\":\"",
-                                error_code_name(status));
+    size_t n =
+        (size_t)snprintf(body, cap, "{\"error\":\"%s\",\"message\":\"", error_code_name(status));
     n = qtsp_json_escape(body, cap - 3, n, message);
     body[n++] = '"';
     body[n++] = '}';
@@ -109,7 +130,10 @@ int http_resp_next_header(const qtsp_http_resp *resp, size_t *pos, const char **
     return 1;
 }
 
-static int has_crlf(const char *s) { return strpbrk(s, "\r\n") != NULL; }
+static int has_crlf(const char *s)
+{
+    return strpbrk(s, "\r\n") != NULL;
+}
 
 qtsp_status qtsp_http_resp_header(qtsp_http_resp *resp, const char *name, const char *value)
 {
@@ -118,8 +142,8 @@ qtsp_status qtsp_http_resp_header(qtsp_http_resp *resp, const char *name, const 
     size_t nl = strlen(name), vl = strlen(value);
     ENSURE(nl > 0 && nl <= QTSP_HTTP_HEADER_NAME_MAX, QTSP_ERR_TOO_BIG,
            "response header name of %zu bytes", nl);
-    ENSURE(vl <= QTSP_HTTP_HEADER_VALUE_MAX, QTSP_ERR_TOO_BIG,
-           "response header value of %zu bytes", vl);
+    ENSURE(vl <= QTSP_HTTP_HEADER_VALUE_MAX, QTSP_ERR_TOO_BIG, "response header value of %zu bytes",
+           vl);
     /* RFC 9110 5.5: no CR/LF (header injection) and no ':' in names. */
     ENSURE(!has_crlf(name) && !has_crlf(value) && strchr(name, ':') == NULL &&
                strpbrk(name, " \t") == NULL,
@@ -152,7 +176,6 @@ qtsp_status qtsp_http_resp_set(qtsp_http_resp *resp, int status, const char *con
     return QTSP_OK;
 }
 
-
 /* RFC 9110 13.1.2: "*" or a list of entity tags (weak ones compare weakly). */
 int qtsp_http_etag_matches(const char *hdr, const char *etag)
 {
@@ -179,4 +202,3 @@ int qtsp_http_etag_matches(const char *hdr, const char *etag)
     }
     return 0;
 }
-

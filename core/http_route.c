@@ -18,9 +18,8 @@ int http_method_is(const char *m, const char *want)
 /* Exact match wins; otherwise the longest prefix route. When the path is
  * known but not for this method, returns NULL with *path_known set and the
  * methods it has in allow. */
-const http_route *http_route_find(const qtsp_http_server *srv, const char *method,
-                                  const char *path, char *allow, size_t allow_cap,
-                                  int *path_known)
+const http_route *http_route_find(const qtsp_http_server *srv, const char *method, const char *path,
+                                  char *allow, size_t allow_cap, int *path_known)
 {
     size_t plen = strlen(path);
     const http_route *best = NULL;
@@ -108,8 +107,8 @@ qtsp_status http_routes_copy(const qtsp_route *routes, size_t n, http_route **ou
     qtsp_status rc = QTSP_OK;
     for (size_t i = 0; i < n; i++) {
         const qtsp_route *r = &routes[i];
-        ENSURE_OUT(r->method && r->path && r->path[0] == '/' && r->fn && r->name,
-                   QTSP_ERR_INVALID, "route %zu lacks method, /path, handler or name", i);
+        ENSURE_OUT(r->method && r->path && r->path[0] == '/' && r->fn && r->name, QTSP_ERR_INVALID,
+                   "route %zu lacks method, /path, handler or name", i);
         int fail = 0;
         http_route *d = &all[i];
         d->method = dup_or_null(r->method, &fail);

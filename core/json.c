@@ -18,8 +18,7 @@ qtsp_status qtsp_json_check_fields(const json_t *in, const char *const *allowed)
     return QTSP_OK;
 }
 
-qtsp_status qtsp_json_get_string(const json_t *in, const char *name, int required,
-                                 const char **out)
+qtsp_status qtsp_json_get_string(const json_t *in, const char *name, int required, const char **out)
 {
     json_t *v = json_object_get(in, name);
     if (!v) {

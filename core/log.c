@@ -3,8 +3,8 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,8 +15,14 @@
 static qtsp_log_format g_format = QTSP_LOG_TEXT;
 static qtsp_log_level g_level = QTSP_LOG_INFO;
 
-void qtsp_log_set_format(qtsp_log_format f) { g_format = f; }
-void qtsp_log_set_level(qtsp_log_level min) { g_level = min; }
+void qtsp_log_set_format(qtsp_log_format f)
+{
+    g_format = f;
+}
+void qtsp_log_set_level(qtsp_log_level min)
+{
+    g_level = min;
+}
 
 qtsp_status qtsp_log_parse_format(const char *s, qtsp_log_format *out)
 {
@@ -105,7 +111,10 @@ static void tbuf_destroy(void *p)
     t_tbuf = NULL; /* a later line on this thread starts a new buffer */
 }
 
-static void tbuf_key_init(void) { pthread_key_create(&g_tbuf_key, tbuf_destroy); }
+static void tbuf_key_init(void)
+{
+    pthread_key_create(&g_tbuf_key, tbuf_destroy);
+}
 
 static log_tbuf *tbuf_get(void)
 {

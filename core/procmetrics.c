@@ -32,8 +32,8 @@ qtsp_status qtsp_procmetrics_new(unsigned n, qtsp_procmetrics **out)
            "process count must be 1..%u, not %u", QTSP_PROCMETRICS_MAX, n);
     qtsp_procmetrics *pm = calloc(1, sizeof *pm);
     ENSURE(pm != NULL, QTSP_ERR_NOMEM, "out of memory");
-    pm->slots = mmap(NULL, sizeof(slot) * n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                     -1, 0);
+    pm->slots =
+        mmap(NULL, sizeof(slot) * n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (pm->slots == MAP_FAILED) {
         free(pm);
         FAIL(QTSP_ERR_NOMEM, "cannot map %u metrics slots", n);
@@ -68,8 +68,7 @@ static void slot_write(slot *s, const char *text, size_t len)
     atomic_store_explicit(&s->seq, odd + 1, memory_order_release);
 }
 
-qtsp_status qtsp_procmetrics_publish(qtsp_procmetrics *pm, unsigned i, const char *text,
-                                     size_t len)
+qtsp_status qtsp_procmetrics_publish(qtsp_procmetrics *pm, unsigned i, const char *text, size_t len)
 {
     ENSURE(pm && i < pm->n, QTSP_ERR_INVALID, "no metrics slot %u", i);
     int big = len > QTSP_PROCMETRICS_SLOT;
@@ -176,7 +175,8 @@ static qtsp_status parse(const char *t, size_t len, parsed *p)
         size_t ll = (size_t)(next - line);
         block *cur = p->n ? &p->b[p->n - 1] : NULL;
         if (line[0] == '#') {
-            int meta = ll > 7 && (memcmp(line, "# HELP ", 7) == 0 || memcmp(line, "# TYPE ", 7) == 0);
+            int meta =
+                ll > 7 && (memcmp(line, "# HELP ", 7) == 0 || memcmp(line, "# TYPE ", 7) == 0);
             if (meta) {
                 const char *nm = line + 7;
                 size_t nlen = token_len(nm, next, " \n");
@@ -219,7 +219,8 @@ static qtsp_status put_samples(const block *b, unsigned i, qtsp_buf *out)
         TRY(qtsp_buf_append(out, line, nlen));
         if (rest < next && *rest == '{') {
             rest++;
-            TRY(qtsp_buf_printf(out, "{process=\"%u\"%s", i, (rest < next && *rest == '}') ? "" : ","));
+            TRY(qtsp_buf_printf(out, "{process=\"%u\"%s", i,
+                                (rest < next && *rest == '}') ? "" : ","));
         } else {
             TRY(qtsp_buf_printf(out, "{process=\"%u\"}", i));
         }

@@ -61,8 +61,8 @@ struct qtsp_ocsp {
     unsigned char sig_alg[QTSP_KEY_ALGID_MAX]; /* AlgorithmIdentifier DER */
     size_t sig_alg_len;
     size_t sig_max;
-    qtsp_signq *signq;  /* NULL: answers needing a signature are signed inline */
-    EVP_MD *sha256;     /* fetched once: SHA256() fetches on every call */
+    qtsp_signq *signq; /* NULL: answers needing a signature are signed inline */
+    EVP_MD *sha256;    /* fetched once: SHA256() fetches on every call */
     time_t archive_cutoff;
     /* policy */
     int64_t validity;
@@ -103,9 +103,9 @@ static qtsp_status load_policy(qtsp_ocsp *o, const char *path)
     qtsp_ydoc *doc = NULL;
     TRY(qtsp_ydoc_load_file(path, &doc));
     const qtsp_ynode *root = qtsp_ydoc_root(doc);
-    static const char *const keys[] = {"validity",      "refresh_percent",   "max_certids",
-                                       "nonce_max_len", "max_request_bytes", "http_max_age",
-                                       NULL};
+    static const char *const keys[] = {
+        "validity",          "refresh_percent", "max_certids", "nonce_max_len",
+        "max_request_bytes", "http_max_age",    NULL};
     qtsp_status rc;
     TRY_OUT(qtsp_ynode_check_keys(root, keys));
     TRY_OUT(qtsp_yget_duration(root, "validity", 1, &o->validity));
@@ -571,8 +571,8 @@ static qtsp_status sign_tbs(const qtsp_ocsp *o, const unsigned char *tbs, size_t
 
 /* Builds the ResponseData of a successful answer into a malloc'd buffer
  * (*tbuf, content at (*tbuf)[0..*tlen)). */
-static qtsp_status build_tbs(const qtsp_ocsp *o, const parsed *pr, time_t now,
-                             unsigned char **tbuf, size_t *tlen, times *tm)
+static qtsp_status build_tbs(const qtsp_ocsp *o, const parsed *pr, time_t now, unsigned char **tbuf,
+                             size_t *tlen, times *tm)
 {
     /* CertIDs are echoed, so their size follows the request's (bounded by
      * max_request_bytes); the rest is at most ~300 bytes per single. */

@@ -73,8 +73,8 @@ void qtsp_ocsp_free(qtsp_ocsp *ocsp);
 typedef struct qtsp_ocsp_info {
     time_t this_update; /* of the answer (earliest next_update of all singles) */
     time_t next_update;
-    int cacheable; /* 1: a pre-signed answer without nonce (HTTP-cacheable) */
-    char etag[48]; /* strong ETag "\"<sha1 hex of the response>\"" when cacheable, else "" */
+    int cacheable;        /* 1: a pre-signed answer without nonce (HTTP-cacheable) */
+    char etag[48];        /* strong ETag "\"<sha1 hex of the response>\"" when cacheable, else "" */
     int64_t http_max_age; /* policy cap on HTTP caching (seconds), whatever nextUpdate says */
 } qtsp_ocsp_info;
 

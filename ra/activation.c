@@ -91,20 +91,20 @@ qtsp_status qtsp_otp_wrap(const unsigned char key[QTSP_OTP_KEY_LEN], const char 
     TRY(qtsp_random(iv, sizeof iv));
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
     ENSURE(c != NULL, QTSP_ERR_NOMEM, "out of memory");
-    int l1 = 0, l2 = 0, ok = EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv) == 1 &&
-                              EVP_EncryptUpdate(c, NULL, &l1, (const unsigned char *)aad,
-                                                (int)strlen(aad)) == 1 &&
-                              EVP_EncryptUpdate(c, ct, &l1, secret, (int)len) == 1 &&
-                              EVP_EncryptFinal_ex(c, ct + l1, &l2) == 1 &&
-                              EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
+    int l1 = 0, l2 = 0,
+        ok = EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv) == 1 &&
+             EVP_EncryptUpdate(c, NULL, &l1, (const unsigned char *)aad, (int)strlen(aad)) == 1 &&
+             EVP_EncryptUpdate(c, ct, &l1, secret, (int)len) == 1 &&
+             EVP_EncryptFinal_ex(c, ct + l1, &l2) == 1 &&
+             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
     EVP_CIPHER_CTX_free(c);
     ENSURE(ok, QTSP_ERR_CRYPTO, "AES-GCM wrap failed");
     char biv[24], bct[100], btag[32];
     TRY(b64(iv, sizeof iv, biv, sizeof biv));
     TRY(b64(ct, (size_t)(l1 + l2), bct, sizeof bct));
     TRY(b64(tag, sizeof tag, btag, sizeof btag));
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "alg", "aes-256-gcm", "iv", biv, "ct", bct, "tag",
-                          btag);
+    json_t *o =
+        json_pack("{s:s,s:s,s:s,s:s}", "alg", "aes-256-gcm", "iv", biv, "ct", bct, "tag", btag);
     ENSURE(o != NULL, QTSP_ERR_NOMEM, "out of memory");
     *out = o;
     return QTSP_OK;
@@ -127,12 +127,12 @@ qtsp_status qtsp_otp_unwrap(const unsigned char key[QTSP_OTP_KEY_LEN], const cha
     ENSURE(ivl == 12 && tagl == 16 && ctl <= cap, QTSP_ERR_STORE_CORRUPT, "OTP record malformed");
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
     ENSURE(c != NULL, QTSP_ERR_NOMEM, "out of memory");
-    int l1 = 0, l2 = 0, ok = EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv) == 1 &&
-                              EVP_DecryptUpdate(c, NULL, &l1, (const unsigned char *)aad,
-                                                (int)strlen(aad)) == 1 &&
-                              EVP_DecryptUpdate(c, secret, &l1, ct, (int)ctl) == 1 &&
-                              EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1 &&
-                              EVP_DecryptFinal_ex(c, secret + l1, &l2) == 1;
+    int l1 = 0, l2 = 0,
+        ok = EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv) == 1 &&
+             EVP_DecryptUpdate(c, NULL, &l1, (const unsigned char *)aad, (int)strlen(aad)) == 1 &&
+             EVP_DecryptUpdate(c, secret, &l1, ct, (int)ctl) == 1 &&
+             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1 &&
+             EVP_DecryptFinal_ex(c, secret + l1, &l2) == 1;
     EVP_CIPHER_CTX_free(c);
     if (!ok) {
         OPENSSL_cleanse(secret, cap);
@@ -146,8 +146,8 @@ qtsp_status qtsp_password_hash(const char *password, char *out, size_t cap)
 {
     unsigned char salt[PW_SALT_LEN];
     TRY(qtsp_random(salt, sizeof salt));
-    size_t need = argon2_encodedlen(PW_T_COST, PW_M_COST_KIB, PW_LANES, PW_SALT_LEN, PW_HASH_LEN,
-                                    Argon2_id);
+    size_t need =
+        argon2_encodedlen(PW_T_COST, PW_M_COST_KIB, PW_LANES, PW_SALT_LEN, PW_HASH_LEN, Argon2_id);
     ENSURE(cap >= need, QTSP_ERR_TOO_BIG, "hash buffer too small");
     int r = argon2id_hash_encoded(PW_T_COST, PW_M_COST_KIB, PW_LANES, password, strlen(password),
                                   salt, sizeof salt, PW_HASH_LEN, out, cap);

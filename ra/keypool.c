@@ -117,8 +117,8 @@ typedef struct take_ctx {
     uint64_t left;
 } take_ctx;
 
-static qtsp_status take_pick(void *vctx, const void *key, size_t klen, const void *val,
-                             size_t vlen, int *stop)
+static qtsp_status take_pick(void *vctx, const void *key, size_t klen, const void *val, size_t vlen,
+                             int *stop)
 {
     take_ctx *c = vctx;
     const unsigned char *v = val;
@@ -363,8 +363,8 @@ typedef struct orphan_ctx {
 } orphan_ctx;
 
 /* What to do with one token key: 0 keep, else the reason it goes. */
-static qtsp_status classify(qtsp_txn *txn, const orphan_ctx *c, const char *label,
-                            time_t now, const char **why)
+static qtsp_status classify(qtsp_txn *txn, const orphan_ctx *c, const char *label, time_t now,
+                            const char **why)
 {
     const void *v = NULL;
     size_t vl = 0;
@@ -451,8 +451,7 @@ qtsp_status qtsp_ra_keypool_cleanup(qtsp_ra *ra, int64_t grace_s, size_t *n)
                 destroyed++;
                 LOG_WARN("destroyed orphan pool key %s", l.v[i]);
             } else {
-                LOG_ERROR("could not destroy orphan pool key %s: %s", l.v[i],
-                          qtsp_err_message());
+                LOG_ERROR("could not destroy orphan pool key %s: %s", l.v[i], qtsp_err_message());
             }
         }
     }

@@ -192,8 +192,8 @@ static qtsp_status collect(void *vctx, const unsigned char *serial, size_t slen)
 }
 
 qtsp_status qtsp_ra_hotline_hold(qtsp_ra *ra, const qtsp_actor *who, const char *national_id,
-                                 const char *phone, const char *caller_verification,
-                                 json_t **held, time_t *hold_until)
+                                 const char *phone, const char *caller_verification, json_t **held,
+                                 time_t *hold_until)
 {
     TRY(ra_require_role(who, QTSP_ROLE_HOTLINE, "hold"));
     TRY(check_text("national_id", national_id));
@@ -224,8 +224,8 @@ qtsp_status qtsp_ra_hotline_hold(qtsp_ra *ra, const qtsp_actor *who, const char 
         json_t *subj = NULL;
         TRY_OUT(ra_get_json(txn, QTSP_T_SUBJECTS, sid, &subj));
         const char *reg = json_string_value(json_object_get(subj, "phone"));
-        int same = reg && strlen(reg) == strlen(phone) &&
-                   CRYPTO_memcmp(reg, phone, strlen(phone)) == 0;
+        int same =
+            reg && strlen(reg) == strlen(phone) && CRYPTO_memcmp(reg, phone, strlen(phone)) == 0;
         json_decref(subj);
         if (!same)
             continue;
@@ -361,8 +361,7 @@ static qtsp_status terminate_txn(qtsp_txn *txn, void *vctx)
     change_ctx *c = vctx;
     qtsp_cert_status st, eff;
     TRY(load_change(txn, c, &st, &eff));
-    ENSURE(eff.state != QTSP_CERT_REVOKED, QTSP_ERR_STATE,
-           "the certificate is already terminated");
+    ENSURE(eff.state != QTSP_CERT_REVOKED, QTSP_ERR_STATE, "the certificate is already terminated");
     qtsp_cert_status ns = st;
     ns.state = QTSP_CERT_REVOKED;
     ns.reason = (uint8_t)c->reason;
@@ -427,8 +426,7 @@ qtsp_status qtsp_ra_terminate(qtsp_ra *ra, const qtsp_actor *who, const unsigned
     snprintf(c.key_label, sizeof c.key_label, "%s", rec.key_label);
     qtsp_cert_record_cleanup(&rec);
     qtsp_cert_status_effective(&st, now, &eff);
-    ENSURE(eff.state != QTSP_CERT_REVOKED, QTSP_ERR_STATE,
-           "the certificate is already terminated");
+    ENSURE(eff.state != QTSP_CERT_REVOKED, QTSP_ERR_STATE, "the certificate is already terminated");
 
     /* 2. Destroy the key first. If the token refuses, nothing has changed and
      * the office can simply try again. If step 3 then fails, the certificate

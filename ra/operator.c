@@ -70,10 +70,14 @@ qtsp_status qtsp_role_parse(const char *s, qtsp_role *out)
 const char *qtsp_role_name(qtsp_role r)
 {
     switch (r) {
-    case QTSP_ROLE_RA_OFFICER: return "ra-officer";
-    case QTSP_ROLE_HOTLINE: return "hotline";
-    case QTSP_ROLE_OFFICE: return "office";
-    case QTSP_ROLE_AUDITOR: return "auditor";
+    case QTSP_ROLE_RA_OFFICER:
+        return "ra-officer";
+    case QTSP_ROLE_HOTLINE:
+        return "hotline";
+    case QTSP_ROLE_OFFICE:
+        return "office";
+    case QTSP_ROLE_AUDITOR:
+        return "auditor";
     }
     return "unknown";
 }
@@ -120,8 +124,7 @@ static qtsp_status record_encode(const op_record *r, qtsp_buf *out)
     return qtsp_buf_append(out, r->hash, hl);
 }
 
-static qtsp_status record_decode(const char *id, const unsigned char *p, size_t len,
-                                 op_record *out)
+static qtsp_status record_decode(const char *id, const unsigned char *p, size_t len, op_record *out)
 {
     op_record r = {0};
     ENSURE(len >= 3 && p[0] == OP_VERSION, QTSP_ERR_STORE_CORRUPT,
@@ -215,11 +218,10 @@ qtsp_status qtsp_operator_add(qtsp_store *st, const char *actor, const char *nam
     snprintf(rec.op.name, sizeof rec.op.name, "%s", name);
     rec.op.role = role;
     rec.created_at = (int64_t)qtsp_now();
-    int arc = argon2id_hash_encoded(OP_T_COST, OP_M_COST_KIB, OP_PARALLELISM, secret,
-                                    sizeof secret, salt, sizeof salt, OP_TAG_LEN, rec.hash,
-                                    sizeof rec.hash);
-    ENSURE_OUT(arc == ARGON2_OK, arc == ARGON2_MEMORY_ALLOCATION_ERROR ? QTSP_ERR_NOMEM
-                                                                       : QTSP_ERR_INTERNAL,
+    int arc = argon2id_hash_encoded(OP_T_COST, OP_M_COST_KIB, OP_PARALLELISM, secret, sizeof secret,
+                                    salt, sizeof salt, OP_TAG_LEN, rec.hash, sizeof rec.hash);
+    ENSURE_OUT(arc == ARGON2_OK,
+               arc == ARGON2_MEMORY_ALLOCATION_ERROR ? QTSP_ERR_NOMEM : QTSP_ERR_INTERNAL,
                "argon2id hashing failed: %s", argon2_error_message(arc));
 
     dj = json_pack("{s:s, s:s, s:s}", "id", rec.op.id, "name", rec.op.name, "role",

@@ -17,7 +17,7 @@ typedef enum qtsp_role {
 } qtsp_role;
 
 typedef struct qtsp_operator {
-    char id[24];   /* short random id, hex */
+    char id[24]; /* short random id, hex */
     char name[65];
     qtsp_role role;
 } qtsp_operator;

@@ -61,8 +61,8 @@ static qtsp_status load_packages(qtsp_ra *ra, const char *path)
     static const char *const top[] = {"version", "packages", NULL};
     TRY_OUT(qtsp_ynode_check_keys(root, top));
     const qtsp_ynode *pk = qtsp_ynode_get(root, "packages");
-    ENSURE_OUT(pk && qtsp_ynode_kind(pk) == QTSP_Y_MAP && qtsp_ynode_count(pk) > 0,
-               QTSP_ERR_CONFIG, "%s: packages: must be a non-empty map", path);
+    ENSURE_OUT(pk && qtsp_ynode_kind(pk) == QTSP_Y_MAP && qtsp_ynode_count(pk) > 0, QTSP_ERR_CONFIG,
+               "%s: packages: must be a non-empty map", path);
     ENSURE_OUT(qtsp_ynode_count(pk) <= RA_MAX_PACKAGES, QTSP_ERR_CONFIG, "%s: too many packages",
                path);
     for (size_t i = 0; i < qtsp_ynode_count(pk); i++) {
@@ -171,8 +171,8 @@ qtsp_status ra_get_json(qtsp_txn *txn, qtsp_table t, const char *key, json_t **o
            "record %s of table %s has an unknown version", key, qtsp_table_name(t));
     json_error_t err;
     json_t *o = json_loadb((const char *)p + 1, vl - 1, JSON_REJECT_DUPLICATES, &err);
-    ENSURE(o && json_is_object(o), QTSP_ERR_STORE_CORRUPT, "record %s of table %s is not JSON",
-           key, qtsp_table_name(t));
+    ENSURE(o && json_is_object(o), QTSP_ERR_STORE_CORRUPT, "record %s of table %s is not JSON", key,
+           qtsp_table_name(t));
     *out = o;
     return QTSP_OK;
 }
@@ -229,16 +229,15 @@ static qtsp_status enrol_txn(qtsp_txn *txn, void *vctx)
     enrol_ctx *c = vctx;
     qtsp_buf existing;
     qtsp_buf_init(&existing, 64);
-    qtsp_status rc = qtsp_txn_get(txn, QTSP_T_SUBJECT_INDEX, c->index_key, strlen(c->index_key),
-                                  &existing);
+    qtsp_status rc =
+        qtsp_txn_get(txn, QTSP_T_SUBJECT_INDEX, c->index_key, strlen(c->index_key), &existing);
     if (rc == QTSP_OK) {
         snprintf(c->existing, sizeof c->existing, "%s", qtsp_buf_str(&existing));
         qtsp_buf_cleanup(&existing);
         live_ctx lc = {txn, c->now, 0};
         TRY(qtsp_certdb_subject_serials(txn, c->existing, has_live_cert, &lc));
         ENSURE(!lc.live, QTSP_ERR_EXISTS,
-               "national_id: already enrolled as subject %s with a valid certificate",
-               c->existing);
+               "national_id: already enrolled as subject %s with a valid certificate", c->existing);
         /* re-enrolment of a known person: same subject id, new identity data
          * and evidence; the earlier registration records are kept in
          * "history" (EN 319 411-1: registration records are retained) */
@@ -262,11 +261,10 @@ static qtsp_status enrol_txn(qtsp_txn *txn, void *vctx)
         c->existing[0] = '\0';
     }
     json_t *ev = json_object_get(c->rec, "identity_evidence");
-    json_t *d = json_pack("{s:s,s:s,s:s,s:O}", "subject_id",
-                          c->existing[0] ? c->existing : c->subject_id, "country",
-                          json_string_value(json_object_get(c->rec, "country")), "package",
-                          json_string_value(json_object_get(c->rec, "package")), "identity_evidence",
-                          ev);
+    json_t *d =
+        json_pack("{s:s,s:s,s:s,s:O}", "subject_id", c->existing[0] ? c->existing : c->subject_id,
+                  "country", json_string_value(json_object_get(c->rec, "country")), "package",
+                  json_string_value(json_object_get(c->rec, "package")), "identity_evidence", ev);
     ENSURE(d != NULL, QTSP_ERR_NOMEM, "out of memory");
     rc = qtsp_audit_append(txn, c->who->name, c->existing[0] ? "subject.reenrol" : "subject.enrol",
                            d, NULL);
@@ -274,12 +272,12 @@ static qtsp_status enrol_txn(qtsp_txn *txn, void *vctx)
     return rc;
 }
 
-qtsp_status qtsp_ra_enrol(qtsp_ra *ra, const qtsp_actor *who, const json_t *in,
-                          char subject_id[40])
+qtsp_status qtsp_ra_enrol(qtsp_ra *ra, const qtsp_actor *who, const json_t *in, char subject_id[40])
 {
     TRY(ra_require_role(who, QTSP_ROLE_RA_OFFICER, "enrolment"));
     static const char *const allowed[] = {"given_name", "surname", "country", "national_id",
-                                          "email", "phone", "package", "identity_evidence", NULL};
+                                          "email",      "phone",   "package", "identity_evidence",
+                                          NULL};
     TRY(qtsp_json_check_fields(in, allowed));
     const char *given, *surname, *country, *nid, *email, *phone, *package;
     TRY(qtsp_json_get_string(in, "given_name", 1, &given));
@@ -335,13 +333,12 @@ qtsp_status qtsp_ra_enrol(qtsp_ra *ra, const qtsp_actor *who, const json_t *in,
     char when[32];
     time_t now = qtsp_now();
     qtsp_format_rfc3339(now, when, sizeof when);
-    json_t *rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:s,s:s,s:s,s:s}}",
-                            "subject_id", id, "given_name", given, "surname", surname, "country",
-                            country, "national_id", nid, "email", email, "phone", phone, "package",
-                            package, "enrolled_at", when, "enrolled_by", who->name,
-                            "identity_evidence", "document_type", doc_type, "document_number",
-                            doc_number, "method", method, "accepted_by", who->name, "accepted_at",
-                            when);
+    json_t *rec = json_pack(
+        "{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:s,s:s,s:s,s:s}}", "subject_id", id,
+        "given_name", given, "surname", surname, "country", country, "national_id", nid, "email",
+        email, "phone", phone, "package", package, "enrolled_at", when, "enrolled_by", who->name,
+        "identity_evidence", "document_type", doc_type, "document_number", doc_number, "method",
+        method, "accepted_by", who->name, "accepted_at", when);
     ENSURE(rec != NULL, QTSP_ERR_NOMEM, "out of memory");
     char index_key[80];
     snprintf(index_key, sizeof index_key, "%s:%s", country, nid);
@@ -508,10 +505,10 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
                            res.user_id, "subject_id", subject_id, "key_label", label, "enabled", 1,
                            "created_at", when);
     ENSURE_OUT(credential != NULL, QTSP_ERR_NOMEM, "out of memory");
-    json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "serial", res.serial_hex, "subject_id",
-                          subject_id, "key_label", label, "key_source",
-                          from_pool ? "pool" : "generated", "user_id", res.user_id, "profile",
-                          qtsp_profile_name(ra->profile));
+    json_t *d =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "serial", res.serial_hex, "subject_id", subject_id,
+                  "key_label", label, "key_source", from_pool ? "pool" : "generated", "user_id",
+                  res.user_id, "profile", qtsp_profile_name(ra->profile));
     ENSURE_OUT(d != NULL, QTSP_ERR_NOMEM, "out of memory");
     details = d;
 
@@ -567,10 +564,10 @@ json_t *ra_status_json(const unsigned char *serial, size_t slen, const qtsp_cert
     qtsp_cert_status_effective(stored, now, &eff);
     char hex[41];
     qtsp_serial_to_hex(serial, slen, hex);
-    const char *status = eff.state == QTSP_CERT_REVOKED  ? "revoked"
+    const char *status = eff.state == QTSP_CERT_REVOKED         ? "revoked"
                          : eff.not_after && now > eff.not_after ? "expired"
-                         : eff.state == QTSP_CERT_ON_HOLD ? "on-hold"
-                                                          : "valid";
+                         : eff.state == QTSP_CERT_ON_HOLD       ? "on-hold"
+                                                                : "valid";
     json_t *o = json_pack("{s:s,s:s}", "serial", hex, "status", status);
     if (!o)
         return NULL;
@@ -591,8 +588,7 @@ json_t *ra_status_json(const unsigned char *serial, size_t slen, const qtsp_cert
     return o;
 }
 
-qtsp_status qtsp_ra_cert_status(qtsp_ra *ra, const unsigned char *serial, size_t slen,
-                                json_t **out)
+qtsp_status qtsp_ra_cert_status(qtsp_ra *ra, const unsigned char *serial, size_t slen, json_t **out)
 {
     qtsp_txn *txn = NULL;
     TRY(qtsp_store_begin(ra->d.store, 0, &txn));

@@ -25,10 +25,10 @@ typedef struct qtsp_ra qtsp_ra;
 typedef struct qtsp_ra_deps {
     qtsp_store *store;
     qtsp_hsm *hsm;
-    X509 *issuing_ca;      /* borrowed; outlives the RA */
+    X509 *issuing_ca;            /* borrowed; outlives the RA */
     const qtsp_key *issuing_key; /* signs (ca/key.h); borrowed */
-    const char *policies_dir; /* DIR/policies */
-    const char *secrets_dir;  /* DIR/secrets (OTP wrapping key) */
+    const char *policies_dir;    /* DIR/policies */
+    const char *secrets_dir;     /* DIR/secrets (OTP wrapping key) */
     const char *base_url;
     qtsp_notify *notify; /* lifecycle webhook, borrowed; NULL = none */
 } qtsp_ra_deps;
@@ -42,8 +42,8 @@ void qtsp_ra_free(qtsp_ra *ra);
  * are skipped for CLI actors, who hold the home's files anyway; audit names
  * them). */
 typedef struct qtsp_actor {
-    char name[160];  /* audit actor, e.g. "operator:alice" or "cli:root@host" */
-    unsigned roles;  /* qtsp_role bits the actor has */
+    char name[160]; /* audit actor, e.g. "operator:alice" or "cli:root@host" */
+    unsigned roles; /* qtsp_role bits the actor has */
 } qtsp_actor;
 
 void qtsp_actor_from_operator(const qtsp_operator *op, qtsp_actor *out);
@@ -64,8 +64,8 @@ typedef struct qtsp_issued {
     char serial_hex[41];
     char *certificate_pem; /* caller frees (free) */
     char user_id[40];
-    char password[48];     /* shown once; wipe after use */
-    char *otpauth_uri;     /* shown once; caller frees (OPENSSL_clear_free-safe: free) */
+    char password[48]; /* shown once; wipe after use */
+    char *otpauth_uri; /* shown once; caller frees (OPENSSL_clear_free-safe: free) */
 } qtsp_issued;
 void qtsp_issued_cleanup(qtsp_issued *is);
 
@@ -103,8 +103,8 @@ qtsp_status qtsp_ra_terminate(qtsp_ra *ra, const qtsp_actor *who, const unsigned
  * array of serial strings. QTSP_ERR_NOT_FOUND when nothing matches (the
  * answer does not tell which of the two did not match). */
 qtsp_status qtsp_ra_hotline_hold(qtsp_ra *ra, const qtsp_actor *who, const char *national_id,
-                                 const char *phone, const char *caller_verification,
-                                 json_t **held, time_t *hold_until) QTSP_MUST_USE;
+                                 const char *phone, const char *caller_verification, json_t **held,
+                                 time_t *hold_until) QTSP_MUST_USE;
 /* Records lapses of holds due at now (audit + status refresh). *n = count. */
 qtsp_status qtsp_ra_sweep_lapses(qtsp_ra *ra, time_t now, size_t *n) QTSP_MUST_USE;
 /* How often the server sweeps (suspension.yaml sweep_interval, >= 1 s). */

@@ -73,11 +73,11 @@ static qtsp_status h_issue(void *ctx, const qtsp_api_req *req, qtsp_http_resp *r
     qtsp_issued is;
     memset(&is, 0, sizeof is);
     TRY(qtsp_ra_issue(ctx, &who, sid, &is));
-    qtsp_status rc = qtsp_api_reply(
-        resp, 201,
-        json_pack("{s:s,s:s,s:{s:s,s:s,s:s}}", "serial", is.serial_hex, "certificate",
-                  is.certificate_pem, "activation", "user_id", is.user_id, "password",
-                  is.password, "otpauth_uri", is.otpauth_uri));
+    qtsp_status rc = qtsp_api_reply(resp, 201,
+                                    json_pack("{s:s,s:s,s:{s:s,s:s,s:s}}", "serial", is.serial_hex,
+                                              "certificate", is.certificate_pem, "activation",
+                                              "user_id", is.user_id, "password", is.password,
+                                              "otpauth_uri", is.otpauth_uri));
     qtsp_issued_cleanup(&is);
     return rc;
 }
@@ -193,14 +193,13 @@ static const char *const k_hotline[] = {"national_id", "phone", "caller_verifica
 
 /* Enrolment checks its own fields (qtsp_ra_enrol, shared with the CLI). */
 static const qtsp_api_route k_routes[] = {
-    {"POST", "/ra/v1/subjects", QTSP_API_BODY, QTSP_ROLE_RA_OFFICER, "enrolment", NULL, 0,
-     h_enrol},
-    {"POST", "/ra/v1/subjects/{id}/certificates", QTSP_API_BODY, QTSP_ROLE_RA_OFFICER,
-     "issuance", k_none, 0, h_issue},
+    {"POST", "/ra/v1/subjects", QTSP_API_BODY, QTSP_ROLE_RA_OFFICER, "enrolment", NULL, 0, h_enrol},
+    {"POST", "/ra/v1/subjects/{id}/certificates", QTSP_API_BODY, QTSP_ROLE_RA_OFFICER, "issuance",
+     k_none, 0, h_issue},
     {"GET", "/ra/v1/subjects/{id}/certificates", 0, 0, NULL, NULL, 0, h_subject_certs},
     {"GET", "/ra/v1/certificates/{serial}", 0, 0, NULL, NULL, 0, h_cert_status},
-    {"POST", "/ra/v1/certificates/{serial}/hold", QTSP_API_BODY, QTSP_ROLE_HOTLINE, "hold",
-     k_hold, 0, h_hold},
+    {"POST", "/ra/v1/certificates/{serial}/hold", QTSP_API_BODY, QTSP_ROLE_HOTLINE, "hold", k_hold,
+     0, h_hold},
     {"POST", "/ra/v1/certificates/{serial}/release", QTSP_API_BODY,
      QTSP_ROLE_RA_OFFICER | QTSP_ROLE_OFFICE, "release", k_none, 0, h_release},
     {"POST", "/ra/v1/certificates/{serial}/terminate", QTSP_API_BODY, QTSP_ROLE_OFFICE,

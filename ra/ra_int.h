@@ -28,15 +28,15 @@ typedef struct ra_keypool {
     int64_t size; /* 0 = disabled */
     int64_t low_water;
     int64_t batch;
-    atomic_int stopping;            /* cuts a fill short */
-    pthread_mutex_t mu;             /* guards filler: a take kicks it while stop frees it */
-    qtsp_periodic *filler;          /* NULL when not started */
-    int cleaned;                    /* the filler destroyed the orphans of a crash */
-    int first_done;                 /* the filler's first fill succeeded */
-    atomic_uint_fast64_t generated; /* keys put in the pool by this process */
-    atomic_uint_fast64_t taken;     /* issuances served from the pool */
+    atomic_int stopping;              /* cuts a fill short */
+    pthread_mutex_t mu;               /* guards filler: a take kicks it while stop frees it */
+    qtsp_periodic *filler;            /* NULL when not started */
+    int cleaned;                      /* the filler destroyed the orphans of a crash */
+    int first_done;                   /* the filler's first fill succeeded */
+    atomic_uint_fast64_t generated;   /* keys put in the pool by this process */
+    atomic_uint_fast64_t taken;       /* issuances served from the pool */
     atomic_uint_fast64_t inline_made; /* issuances that generated inline */
-    atomic_uint_fast64_t orphans;   /* orphan keys destroyed */
+    atomic_uint_fast64_t orphans;     /* orphan keys destroyed */
 } ra_keypool;
 
 struct qtsp_ra {

@@ -105,7 +105,10 @@ static const char COUNTRIES[] =
     "SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI "
     "VN VU WF WS YE YT ZA ZM ZW";
 
-const char *qtsp_country_codes(void) { return COUNTRIES; }
+const char *qtsp_country_codes(void)
+{
+    return COUNTRIES;
+}
 
 qtsp_status qtsp_valid_country(const char *s)
 {
@@ -126,9 +129,10 @@ static int match(const char *pat, const char *s)
 {
     for (; *pat && *s; pat++, s++) {
         unsigned char c = (unsigned char)*s;
-        if (*pat == 'd' ? !isdigit(c) : *pat == 'A' ? !isupper(c)
-                                      : *pat == 'X' ? !(isdigit(c) || isupper(c))
-                                                    : c != (unsigned char)*pat)
+        if (*pat == 'd'   ? !isdigit(c)
+            : *pat == 'A' ? !isupper(c)
+            : *pat == 'X' ? !(isdigit(c) || isupper(c))
+                          : c != (unsigned char)*pat)
             return 0;
     }
     return *pat == '\0' && *s == '\0';

@@ -38,9 +38,9 @@
 #define JOURNAL_GATHER 256
 #define JOURNAL_GATHER_US 2000
 #define JOURNAL_IDLE_US 400
-#define JOURNAL_VERSION 1  /* first byte of every journal value */
-#define JOURNAL_VOID 2     /* ... of an entry whose token was never made (signing failed) */
-#define SERIAL_LEN 17      /* 0x00 + genTime ms (top bit set) + 8 random: 128-bit positive */
+#define JOURNAL_VERSION 1 /* first byte of every journal value */
+#define JOURNAL_VOID 2    /* ... of an entry whose token was never made (signing failed) */
+#define SERIAL_LEN 17     /* 0x00 + genTime ms (top bit set) + 8 random: 128-bit positive */
 #define SIG_MAX 1024
 #define REJECT_MAX 256      /* bytes of a rejection TimeStampResp, at most */
 #define WARN_EVERY_MS 60000 /* rate limit of the unsynchronised-clock warning */
@@ -95,9 +95,9 @@ struct qtsp_tsa {
     qtsp_tsa_policy pol;
     X509 *cert;
     STACK_OF(X509) * chain;
-    const qtsp_key *key; /* borrowed */
-    qtsp_sigalg alg;     /* ECDSA or RSA PKCS#1 v1.5 with SHA-256 */
-    qtsp_signq *signq;   /* NULL: tokens are signed on the requester's thread */
+    const qtsp_key *key;  /* borrowed */
+    qtsp_sigalg alg;      /* ECDSA or RSA PKCS#1 v1.5 with SHA-256 */
+    qtsp_signq *signq;    /* NULL: tokens are signed on the requester's thread */
     qtsp_cms_signer *cms; /* SignedData parts (SHA-256, the key's algorithm) */
     const EVP_MD *sha256; /* the CMS signer's */
     qtsp_tsa_sync_fn sync_fn;
@@ -130,7 +130,7 @@ struct qtsp_tsa {
     jentry *queue[JOURNAL_QUEUE];
     size_t qn;
     int stop;
-    jentry *batch[JOURNAL_QUEUE]; /* the committer's copy of the queue */
+    jentry *batch[JOURNAL_QUEUE];        /* the committer's copy of the queue */
     qtsp_tsa_record recs[JOURNAL_QUEUE]; /* ... as journal records */
 };
 
@@ -363,8 +363,8 @@ static void *committer_main(void *arg)
             size_t seen = 0;
             while (tsa->qn < JOURNAL_GATHER && !tsa->stop && t < end && tsa->qn > seen) {
                 seen = tsa->qn;
-                uint64_t until = t + JOURNAL_IDLE_US * 1000ull < end ? t + JOURNAL_IDLE_US * 1000ull
-                                                                      : end;
+                uint64_t until =
+                    t + JOURNAL_IDLE_US * 1000ull < end ? t + JOURNAL_IDLE_US * 1000ull : end;
                 struct timespec dl;
                 clock_gettime(CLOCK_MONOTONIC, &dl);
                 uint64_t ns = (uint64_t)dl.tv_nsec + (until - t);

@@ -3,12 +3,12 @@
 #include <CUnit/Basic.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include "core/err.h"
 
@@ -47,7 +47,6 @@ void qtest_rmtree(const char *path)
     int r = system(cmd);
     (void)r;
 }
-
 
 const char *qtest_src_dir(void)
 {

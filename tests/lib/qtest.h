@@ -17,7 +17,10 @@ typedef struct qtest_case {
     void (*fn)(void);
 } qtest_case;
 
-#define QTEST(fn) {#fn, fn}
+#define QTEST(fn)                                                                                  \
+    {                                                                                              \
+#fn, fn                                                                                    \
+    }
 
 /* Runs the cases as one CUnit suite and prints the summary line. */
 int qtest_run(const char *suite, const qtest_case *cases, size_t n);

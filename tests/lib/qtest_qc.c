@@ -198,8 +198,7 @@ void qtest_assert_qualified_cert(X509 *q, X509 *issuer, const qtest_qc_expect *e
             (const char *)ASN1_STRING_get0_data(ad->location->d.uniformResourceIdentifier);
         if (OBJ_obj2nid(ad->method) == NID_ad_OCSP && strcmp(u, url_ocsp) == 0)
             ocsp++;
-        if (OBJ_obj2nid(ad->method) == NID_ad_ca_issuers &&
-            strcmp(u, url_cai) == 0)
+        if (OBJ_obj2nid(ad->method) == NID_ad_ca_issuers && strcmp(u, url_cai) == 0)
             cai++;
     }
     CU_ASSERT_EQUAL(sk_ACCESS_DESCRIPTION_num(aia), 2);
@@ -219,8 +218,7 @@ void qtest_assert_qualified_cert(X509 *q, X509 *issuer, const qtest_qc_expect *e
 
     /* AKI = issuer SKI; SKI present (SHA-1 of the key, RFC 5280 method 1) */
     CU_ASSERT_EQUAL(
-        ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(q), X509_get0_subject_key_id(issuer)),
-        0);
+        ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(q), X509_get0_subject_key_id(issuer)), 0);
     const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(q);
     CU_ASSERT_PTR_NOT_NULL_FATAL(ski);
     unsigned char md[20];

@@ -76,8 +76,14 @@ static int call(unsigned port, const char *method, const char *path, const char 
     return fd < 0 ? -1 : read_reply(fd, &R);
 }
 
-static int body_has(const char *s) { return strstr(R.body, s) != NULL; }
-static int head_has(const char *s) { return strstr(R.head, s) != NULL; }
+static int body_has(const char *s)
+{
+    return strstr(R.body, s) != NULL;
+}
+static int head_has(const char *s)
+{
+    return strstr(R.head, s) != NULL;
+}
 
 /* ---- the test service ---------------------------------------------------- */
 
@@ -155,8 +161,8 @@ static const char *const k_create_fields[] = {"name", NULL};
 
 static const qtsp_api_route k_routes[] = {
     {"GET", "/t/v1/items/{id}/parts/{part}", 0, 0, NULL, NULL, 0, h_params},
-    {"POST", "/t/v1/items", QTSP_API_BODY, ROLE_WRITER | ROLE_ADMIN, "creation", k_create_fields,
-     0, h_create},
+    {"POST", "/t/v1/items", QTSP_API_BODY, ROLE_WRITER | ROLE_ADMIN, "creation", k_create_fields, 0,
+     h_create},
     {"POST", "/t/v1/small", QTSP_API_BODY, ROLE_WRITER, "small", NULL, 32, h_create},
     {"GET", "/t/v1/public", QTSP_API_PUBLIC, 0, NULL, NULL, 0, h_public},
     {"GET", "/t/v1/fail", 0, 0, NULL, NULL, 0, h_fail},
@@ -167,7 +173,7 @@ static const qtsp_api_route k_routes[] = {
 static qtsp_status csc_error(void *ctx, int status, qtsp_status rc, const char *message,
                              qtsp_http_resp *resp)
 {
-    const char *code = status == 401 ? "invalid_token"
+    const char *code = status == 401   ? "invalid_token"
                        : status == 404 ? "invalid_request"
                                        : "invalid_request";
     json_t *o = json_pack("{s:s,s:s}", "error", code, "error_description", message);
@@ -287,8 +293,7 @@ static void test_api_checks_401_then_403_then_media_type_then_body(void)
     CU_ASSERT_EQUAL(call(p, "POST", "/t/v1/items", "writer", "application/json", NULL), 0);
     CU_ASSERT_EQUAL(R.status, 400);
     CU_ASSERT(body_has("body: a JSON object is required"));
-    CU_ASSERT_EQUAL(call(p, "POST", "/t/v1/items", "writer", "application/json", "{\"name\":"),
-                    0);
+    CU_ASSERT_EQUAL(call(p, "POST", "/t/v1/items", "writer", "application/json", "{\"name\":"), 0);
     CU_ASSERT_EQUAL(R.status, 400);
     CU_ASSERT(body_has("body: invalid JSON"));
     CU_ASSERT_EQUAL(call(p, "POST", "/t/v1/items", "writer", "application/json", "[1]"), 0);
@@ -334,9 +339,9 @@ static void test_api_body_over_the_route_limit_is_413_first(void)
     CU_ASSERT_EQUAL(call(f.port, "POST", "/t/v1/small", NULL, "text/plain", big), 0);
     CU_ASSERT_EQUAL(R.status, 413);
     CU_ASSERT(body_has("\"error\":\"too_big\""));
-    CU_ASSERT_EQUAL(call(f.port, "POST", "/t/v1/small", "writer", "application/json",
-                         "{\"name\":\"short\"}"),
-                    0);
+    CU_ASSERT_EQUAL(
+        call(f.port, "POST", "/t/v1/small", "writer", "application/json", "{\"name\":\"short\"}"),
+        0);
     CU_ASSERT_EQUAL(R.status, 201);
     /* past the API's largest limit core/http refuses before reading */
     static char huge[2048];
@@ -482,8 +487,8 @@ static void test_api_new_rejects_malformed_tables(void)
         {{"GET", "/t/v1/{a}/{b}/{c}/{d}/{e}", 0, 0, NULL, NULL, 0, h_public}},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        qtsp_api_opts o = {.prefix = "/t/v1/", .name = "t", .routes = bad[i], .n_routes = 1,
-                           .auth = auth_hook};
+        qtsp_api_opts o = {
+            .prefix = "/t/v1/", .name = "t", .routes = bad[i], .n_routes = 1, .auth = auth_hook};
         qtsp_api *api = NULL;
         qtsp_err_clear();
         CU_ASSERT_EQUAL(qtsp_api_new(&o, &api), QTSP_ERR_INVALID);

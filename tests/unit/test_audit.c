@@ -20,9 +20,15 @@ static int64_t fixed_clock(void *ctx)
     return 1795000000123LL;
 }
 
-static qtsp_store *open_fresh(void) { return qtest_store_fresh("audit", 4, g_dir, sizeof g_dir); }
+static qtsp_store *open_fresh(void)
+{
+    return qtest_store_fresh("audit", 4, g_dir, sizeof g_dir);
+}
 
-static void done(qtsp_store *st) { qtest_store_done(st, g_dir); }
+static void done(qtsp_store *st)
+{
+    qtest_store_done(st, g_dir);
+}
 
 typedef struct append_ctx {
     int n;
@@ -54,8 +60,7 @@ static qtsp_status append_n(qtsp_txn *txn, void *ctx)
     for (int i = 0; i < c->n; i++) {
         char d[64];
         snprintf(d, sizeof d, "{\"i\":%d,\"serial\":\"0a1b\"}", i);
-        TRY(append_text(txn, "cli:root", "cert.issue", c->details ? c->details : d,
-                        &c->last_seq));
+        TRY(append_text(txn, "cli:root", "cert.issue", c->details ? c->details : d, &c->last_seq));
     }
     return QTSP_OK;
 }
@@ -288,16 +293,14 @@ static void test_audit_rejects_empty_actor_or_event(void)
  * level, and the record's bytes are those records have always had. */
 static qtsp_status append_structured(qtsp_txn *txn, void *ctx)
 {
-    json_t *d = json_pack("{s:s,s:s,s:{s:i,s:s},s:[s]}", "reason", "x\",\"y\":\"z",
-                          "label", "kp-\"a\\b\n\x01\xc3\xa9", "nested", "z", 1, "a", "b",
-                          "list", "q\"");
+    json_t *d = json_pack("{s:s,s:s,s:{s:i,s:s},s:[s]}", "reason", "x\",\"y\":\"z", "label",
+                          "kp-\"a\\b\n\x01\xc3\xa9", "nested", "z", 1, "a", "b", "list", "q\"");
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
     qtsp_status rc = qtsp_audit_append(txn, "system", "key.destroy", d, NULL);
     json_decref(d);
     if (rc == QTSP_OK) {
         d = json_integer(5);
-        CU_ASSERT_EQUAL(qtsp_audit_append(txn, "system", "key.destroy", d, NULL),
-                        QTSP_ERR_INVALID);
+        CU_ASSERT_EQUAL(qtsp_audit_append(txn, "system", "key.destroy", d, NULL), QTSP_ERR_INVALID);
         json_decref(d);
         qtsp_err_clear();
     }

@@ -18,9 +18,15 @@
 static char g_dir[512];
 static EVP_PKEY *g_key;
 
-static qtsp_store *open_fresh(void) { return qtest_store_fresh("certdb", 4, g_dir, sizeof g_dir); }
+static qtsp_store *open_fresh(void)
+{
+    return qtest_store_fresh("certdb", 4, g_dir, sizeof g_dir);
+}
 
-static void done(qtsp_store *st) { qtest_store_done(st, g_dir); }
+static void done(qtsp_store *st)
+{
+    qtest_store_done(st, g_dir);
+}
 
 /* A self-signed certificate with the given serial; DER in *der (free()). */
 static size_t make_cert(const unsigned char *serial, size_t slen, unsigned char **der)
@@ -173,8 +179,8 @@ static void test_certdb_get_returns_the_der_byte_for_byte(void)
     const unsigned char serial[] = {0x01, 0x23};
     unsigned char *der;
     size_t dl = make_cert(serial, sizeof serial, &der);
-    qtsp_cert_record rec = {.serial = {0x01, 0x23}, .serial_len = 2, .issuer = "root",
-                            .der = der, .der_len = dl};
+    qtsp_cert_record rec = {
+        .serial = {0x01, 0x23}, .serial_len = 2, .issuer = "root", .der = der, .der_len = dl};
     CU_ASSERT_EQUAL_FATAL(qtsp_store_write(st, put_exact, &rec), QTSP_OK);
     qtsp_txn *t;
     CU_ASSERT_EQUAL_FATAL(qtsp_store_begin(st, 0, &t), QTSP_OK);
@@ -239,8 +245,10 @@ static void test_certdb_status_transitions_keep_indexes(void)
     uint64_t gen0 = counter(st, "status_gen");
 
     /* hold */
-    qtsp_cert_status h = {.state = QTSP_CERT_ON_HOLD, .revoked_at = NB + 100,
-                          .hold_until = NB + 1000, .changed_at = NB + 100};
+    qtsp_cert_status h = {.state = QTSP_CERT_ON_HOLD,
+                          .revoked_at = NB + 100,
+                          .hold_until = NB + 1000,
+                          .changed_at = NB + 100};
     CU_ASSERT_EQUAL_FATAL(set_status(st, s, 2, h), QTSP_OK);
     CU_ASSERT_EQUAL(counter(st, "status_gen"), gen0 + 1);
     qtsp_cert_status cs = get_status(st, s, 2);
@@ -272,8 +280,8 @@ static void test_certdb_status_transitions_keep_indexes(void)
     CU_ASSERT_EQUAL(counter(st, "status_gen"), gen0 + 3);
 
     /* revoke: final */
-    qtsp_cert_status r = {.state = QTSP_CERT_REVOKED, .reason = QTSP_REASON_KEY_COMPROMISE,
-                          .revoked_at = NB + 600};
+    qtsp_cert_status r = {
+        .state = QTSP_CERT_REVOKED, .reason = QTSP_REASON_KEY_COMPROMISE, .revoked_at = NB + 600};
     CU_ASSERT_EQUAL_FATAL(set_status(st, s, 2, r), QTSP_OK);
     cs = get_status(st, s, 2);
     CU_ASSERT_EQUAL(cs.state, QTSP_CERT_REVOKED);
@@ -294,8 +302,8 @@ static void test_certdb_rejects_bad_status_changes(void)
     const unsigned char s[] = {0x33};
     CU_ASSERT_EQUAL_FATAL(put_cert(st, s, 1, ""), QTSP_OK);
     qtsp_cert_status bad[] = {
-        {.state = QTSP_CERT_ON_HOLD},                                     /* no lapse time */
-        {.state = 7},                                                      /* unknown state */
+        {.state = QTSP_CERT_ON_HOLD}, /* no lapse time */
+        {.state = 7},                 /* unknown state */
         {.state = QTSP_CERT_REVOKED, .reason = QTSP_REASON_CERTIFICATE_HOLD},
         {.state = QTSP_CERT_REVOKED, .reason = QTSP_REASON_REMOVE_FROM_CRL},
         {.state = QTSP_CERT_REVOKED, .reason = 7},
@@ -317,8 +325,11 @@ static void test_certdb_rejects_bad_status_changes(void)
 
 static void test_certdb_hold_lapses_exactly_at_hold_until(void)
 {
-    qtsp_cert_status held = {.state = QTSP_CERT_ON_HOLD, .reason = 6, .revoked_at = 1000,
-                             .hold_until = 5000, .changed_at = 1000};
+    qtsp_cert_status held = {.state = QTSP_CERT_ON_HOLD,
+                             .reason = 6,
+                             .revoked_at = 1000,
+                             .hold_until = 5000,
+                             .changed_at = 1000};
     qtsp_cert_status e;
     qtsp_cert_status_effective(&held, 4999, &e);
     CU_ASSERT_EQUAL(e.state, QTSP_CERT_ON_HOLD);
@@ -408,8 +419,9 @@ static void test_certdb_serial_hex_round_trip(void)
     qtsp_serial_to_hex(padded, 3, hex);
     CU_ASSERT_STRING_EQUAL(hex, "5");
 
-    const char *bad[] = {"", "0", "000", "xyz", "12 3", "0x12", "-1", "1g",
-                         "1ffffffffffffffffffffffffffffffffffffffff"};
+    const char *bad[] = {"",    "0",    "000",
+                         "xyz", "12 3", "0x12",
+                         "-1",  "1g",   "1ffffffffffffffffffffffffffffffffffffffff"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         qtsp_err_clear();
         sl = 99;
@@ -433,9 +445,10 @@ static void test_certdb_serial_hex_round_trip(void)
 
 static void test_certdb_reason_names_follow_rfc5280(void)
 {
-    const char *names[] = {"unspecified", "keyCompromise", "cACompromise", "affiliationChanged",
-                           "superseded", "cessationOfOperation", "certificateHold", NULL,
-                           "removeFromCRL", "privilegeWithdrawn", "aACompromise"};
+    const char *names[] = {
+        "unspecified",   "keyCompromise",        "cACompromise",    "affiliationChanged",
+        "superseded",    "cessationOfOperation", "certificateHold", NULL,
+        "removeFromCRL", "privilegeWithdrawn",   "aACompromise"};
     for (int i = 0; i < 11; i++) {
         if (!names[i])
             continue;
@@ -580,8 +593,11 @@ static void test_certdb_revoked_forget_drops_only_released_entries_changed_befor
     static const unsigned char a[] = {0x61, 0x01}, b[] = {0x62, 0x02}, z[] = {0x6f, 0x0f};
     CU_ASSERT_EQUAL_FATAL(put_cert(st, a, sizeof a, "subj-a"), QTSP_OK);
     CU_ASSERT_EQUAL_FATAL(put_cert(st, b, sizeof b, "subj-b"), QTSP_OK);
-    qtsp_cert_status held = {.state = QTSP_CERT_ON_HOLD, .reason = 6, .revoked_at = 1000,
-                             .hold_until = 900000, .changed_at = 1000};
+    qtsp_cert_status held = {.state = QTSP_CERT_ON_HOLD,
+                             .reason = 6,
+                             .revoked_at = 1000,
+                             .hold_until = 900000,
+                             .changed_at = 1000};
     CU_ASSERT_EQUAL(set_status(st, a, sizeof a, held), QTSP_OK);
     /* still on hold: kept */
     forget_ctx c = {a, sizeof a, 5000, -1};
@@ -612,8 +628,8 @@ static void test_certdb_revoked_forget_drops_only_released_entries_changed_befor
     CU_ASSERT_EQUAL(s.state, QTSP_CERT_VALID);
     CU_ASSERT_EQUAL(s.released, 1);
     /* a revoked entry is never forgotten; an absent one is no error */
-    qtsp_cert_status rev = {.state = QTSP_CERT_REVOKED, .reason = 1, .revoked_at = 1500,
-                            .changed_at = 1500};
+    qtsp_cert_status rev = {
+        .state = QTSP_CERT_REVOKED, .reason = 1, .revoked_at = 1500, .changed_at = 1500};
     CU_ASSERT_EQUAL(set_status(st, b, sizeof b, rev), QTSP_OK);
     forget_ctx cb = {b, sizeof b, 999999, -1};
     CU_ASSERT_EQUAL(qtsp_store_write(st, forget_fn, &cb), QTSP_OK);

@@ -2,9 +2,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <string.h>
 
 #include <jansson.h>
 
@@ -90,7 +90,10 @@ static void test_parse_duration_units(void)
     qtsp_err_clear();
 }
 
-static int64_t fixed_clock(void *ctx) { return *(int64_t *)ctx; }
+static int64_t fixed_clock(void *ctx)
+{
+    return *(int64_t *)ctx;
+}
 
 static void test_injected_clock_and_formats(void)
 {
@@ -130,7 +133,8 @@ static void test_codec_rfc4648_vectors_and_canonical_decoding(void)
     CU_ASSERT(n == 2 && b[0] == 0xfb && b[1] == 0xff);
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_base64_decode("+/8", 3, QTSP_B64_URL, b, sizeof b, &n), QTSP_ERR_INVALID);
-    CU_ASSERT_EQUAL(qtsp_base64_decode("Zm9", 3, all, b, sizeof b, &n), QTSP_ERR_INVALID); /* leftover bits */
+    CU_ASSERT_EQUAL(qtsp_base64_decode("Zm9", 3, all, b, sizeof b, &n),
+                    QTSP_ERR_INVALID); /* leftover bits */
     CU_ASSERT_EQUAL(qtsp_base64_decode("Z", 1, all, b, sizeof b, &n), QTSP_ERR_INVALID);
     CU_ASSERT_EQUAL(qtsp_base64_decode("Zm8=A", 5, all, b, sizeof b, &n), QTSP_ERR_INVALID);
     CU_ASSERT_EQUAL(qtsp_base64_decode("Zm8=", 4, QTSP_B64_STD, b, sizeof b, &n), QTSP_ERR_INVALID);
@@ -264,8 +268,9 @@ static void test_procmetrics_slots_are_shared_with_forked_workers(void)
     qtsp_buf out;
     qtsp_buf_init(&out, 1 << 20);
     CU_ASSERT(qtsp_procmetrics_merge(pm, &out) == QTSP_OK);
-    CU_ASSERT_STRING_EQUAL((const char *)out.data,
-                           "# TYPE qtsp_w gauge\nqtsp_w{process=\"0\"} 0\nqtsp_w{process=\"1\"} 1\n");
+    CU_ASSERT_STRING_EQUAL(
+        (const char *)out.data,
+        "# TYPE qtsp_w gauge\nqtsp_w{process=\"0\"} 0\nqtsp_w{process=\"1\"} 1\n");
     /* a worker that exited is cleared; an oversized text empties its slot */
     qtsp_procmetrics_clear(pm, 1);
     static char big[QTSP_PROCMETRICS_SLOT + 1];

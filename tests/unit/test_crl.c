@@ -152,8 +152,8 @@ static void fx_setup(fx *f)
     f->ica_key = EVP_EC_gen("P-384");
     f->leaf_key = EVP_EC_gen("P-256");
     CU_ASSERT_PTR_NOT_NULL_FATAL(f->root_key && f->ica_key && f->leaf_key);
-    f->root = mkcert(NULL, f->root_key, f->root_key, "Test Root", (const unsigned char *)"\x01",
-                     1, 1, f->t0 - 10 * 86400, f->t0 + 3650 * 86400);
+    f->root = mkcert(NULL, f->root_key, f->root_key, "Test Root", (const unsigned char *)"\x01", 1,
+                     1, f->t0 - 10 * 86400, f->t0 + 3650 * 86400);
     f->ica = mkcert(f->root, f->root_key, f->ica_key, "Test Issuing CA", ICA_SERIAL,
                     sizeof ICA_SERIAL, 1, f->t0 - 5 * 86400, f->t0 + 1825 * 86400);
     store_cert(f, f->ica, "root");
@@ -327,8 +327,8 @@ static void test_crl_held_entry_has_hold_instruction(void)
     fx f;
     fx_setup(&f);
     X509 *x = leaf(&f, S1, sizeof S1, f.t0 + 86400 * 365);
-    set_status(&f, S1, sizeof S1, QTSP_CERT_ON_HOLD, QTSP_REASON_CERTIFICATE_HOLD,
-               f.t0 + 48 * 3600, 0);
+    set_status(&f, S1, sizeof S1, QTSP_CERT_ON_HOLD, QTSP_REASON_CERTIFICATE_HOLD, f.t0 + 48 * 3600,
+               0);
     CU_ASSERT_EQUAL(qtsp_crl_publish(f.pub_, 1), QTSP_OK);
     CU_ASSERT(openssl_verifies(&f, "qualified"));
     X509_CRL *c = load_crl(&f, "qualified");
@@ -353,8 +353,7 @@ static void test_crl_terminated_has_key_compromise_and_invalidity_date(void)
     fx f;
     fx_setup(&f);
     X509 *x = leaf(&f, S2, sizeof S2, f.t0 + 86400 * 365);
-    set_status(&f, S2, sizeof S2, QTSP_CERT_REVOKED, QTSP_REASON_KEY_COMPROMISE, 0,
-               f.t0 - 3600);
+    set_status(&f, S2, sizeof S2, QTSP_CERT_REVOKED, QTSP_REASON_KEY_COMPROMISE, 0, f.t0 - 3600);
     CU_ASSERT_EQUAL(qtsp_crl_publish(f.pub_, 1), QTSP_OK);
     X509_CRL *c = load_crl(&f, "qualified");
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
@@ -566,8 +565,7 @@ typedef struct order_ctx {
     size_t n[16], k;
 } order_ctx;
 
-static qtsp_status order_fn(void *ctx, const unsigned char *s, size_t n,
-                            const qtsp_cert_status *st)
+static qtsp_status order_fn(void *ctx, const unsigned char *s, size_t n, const qtsp_cert_status *st)
 {
     order_ctx *o = ctx;
     (void)st;
@@ -584,9 +582,8 @@ static void test_crl_entries_follow_revoked_index_order(void)
     fx_setup(&f);
     /* mixed lengths and values, inserted out of order */
     static const unsigned char s[][9] = {
-        {8, 0x7f, 1, 2, 3, 4, 5, 6, 7}, {8, 0x12, 1, 2, 3, 4, 5, 6, 7},
-        {3, 0xff, 0x01, 0x02, 0},        {8, 0x40, 9, 9, 9, 9, 9, 9, 9},
-        {1, 0x05, 0, 0, 0, 0, 0, 0, 0},
+        {8, 0x7f, 1, 2, 3, 4, 5, 6, 7}, {8, 0x12, 1, 2, 3, 4, 5, 6, 7}, {3, 0xff, 0x01, 0x02, 0},
+        {8, 0x40, 9, 9, 9, 9, 9, 9, 9}, {1, 0x05, 0, 0, 0, 0, 0, 0, 0},
     };
     X509 *xs[5];
     for (int i = 0; i < 5; i++) {
@@ -604,8 +601,8 @@ static void test_crl_entries_follow_revoked_index_order(void)
     CU_ASSERT_EQUAL_FATAL(n_entries(c), 5);
     STACK_OF(X509_REVOKED) *sk = X509_CRL_get_REVOKED(c);
     for (int i = 0; i < 5; i++) {
-        BIGNUM *bn = ASN1_INTEGER_to_BN(
-            X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(sk, i)), NULL);
+        BIGNUM *bn =
+            ASN1_INTEGER_to_BN(X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(sk, i)), NULL);
         unsigned char b[32];
         int bl = BN_bn2bin(bn, b);
         BN_free(bn);
@@ -629,8 +626,8 @@ static void test_crl_root_lists_revoked_issuing_ca_and_qualified_does_not(void)
 {
     fx f;
     fx_setup(&f);
-    set_status(&f, ICA_SERIAL, sizeof ICA_SERIAL, QTSP_CERT_REVOKED, QTSP_REASON_CA_COMPROMISE,
-               0, 0);
+    set_status(&f, ICA_SERIAL, sizeof ICA_SERIAL, QTSP_CERT_REVOKED, QTSP_REASON_CA_COMPROMISE, 0,
+               0);
     CU_ASSERT_EQUAL(qtsp_crl_publish(f.pub_, 1), QTSP_OK);
     CU_ASSERT(openssl_verifies(&f, "root"));
     X509_CRL *r = load_crl(&f, "root"), *q = load_crl(&f, "qualified"),
@@ -731,13 +728,11 @@ static void test_crl_policy_rejects_next_update_above_24h(void)
 
 /* ---------------------------------------------------------------- HTTP */
 
-static int curl_status(unsigned port, const char *path, const char *extra, char *hdrs,
-                       size_t cap)
+static int curl_status(unsigned port, const char *path, const char *extra, char *hdrs, size_t cap)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "curl -s -o /dev/null -D - %s 'http://127.0.0.1:%u%s' 2>/dev/null", extra, port,
-             path);
+    snprintf(cmd, sizeof cmd, "curl -s -o /dev/null -D - %s 'http://127.0.0.1:%u%s' 2>/dev/null",
+             extra, port, path);
     FILE *p = popen(cmd, "r");
     if (!p)
         return -1;
@@ -768,12 +763,12 @@ static void test_crl_http_serves_der_with_cache_headers_and_304(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(h, "expires: "));
     CU_ASSERT_PTR_NOT_NULL(strstr(h, "cache-control: public, max-age=60"));
     CU_ASSERT_PTR_NOT_NULL(strstr(h, "etag: \"qualified-1\""));
-    CU_ASSERT_EQUAL(curl_status(port, "/crl/qualified.crl", "-H 'If-None-Match: \"qualified-1\"'",
-                                h, sizeof h),
-                    304);
-    CU_ASSERT_EQUAL(curl_status(port, "/crl/qualified.crl", "-H 'If-None-Match: \"qualified-0\"'",
-                                h, sizeof h),
-                    200);
+    CU_ASSERT_EQUAL(
+        curl_status(port, "/crl/qualified.crl", "-H 'If-None-Match: \"qualified-1\"'", h, sizeof h),
+        304);
+    CU_ASSERT_EQUAL(
+        curl_status(port, "/crl/qualified.crl", "-H 'If-None-Match: \"qualified-0\"'", h, sizeof h),
+        200);
     CU_ASSERT_EQUAL(curl_status(port, "/crl/nope.crl", "", h, sizeof h), 404);
     CU_ASSERT_EQUAL(curl_status(port, "/crl/qualified", "", h, sizeof h), 404);
     CU_ASSERT_EQUAL(curl_status(port, "/crl/root.crl", "", h, sizeof h), 200);

@@ -491,8 +491,8 @@ static void test_hsm_rescans_once_for_a_burst_of_foreign_keys(void)
     qtsp_hsm *hsm = open_hsm();
     char cmd[160];
     for (int i = 0; i < 3; i++) {
-        snprintf(cmd, sizeof cmd, "--keypairgen --key-type EC:prime256v1 --label burst%d --id 6275%02x",
-                 i, i);
+        snprintf(cmd, sizeof cmd,
+                 "--keypairgen --key-type EC:prime256v1 --label burst%d --id 6275%02x", i, i);
         CU_ASSERT_EQUAL_FATAL(run_pkcs11_tool(cmd), 0);
     }
     sleep(1); /* the rescan allowance is once a second, counted from open */

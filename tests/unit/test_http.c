@@ -1,6 +1,7 @@
 /* Unit tests for core/http.c over real loopback sockets, with a small
  * HTTP/1.1 client written here (no client library between us and MHD). */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -8,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -113,8 +113,8 @@ static int get(unsigned port, const char *path, reply *r)
     return roundtrip(port, req, (size_t)n, r);
 }
 
-static int post(unsigned port, const char *path, const char *ctype, const void *body,
-                size_t len, reply *r)
+static int post(unsigned port, const char *path, const char *ctype, const void *body, size_t len,
+                reply *r)
 {
     char head[512];
     int n = snprintf(head, sizeof head,
@@ -460,9 +460,9 @@ static void test_http_post_body_delivered_byte_exact(void)
     for (size_t i = 0; i < sizeof body; i++)
         body[i] = (unsigned char)(i * 7 + (i >> 8));
     body[10] = 0;
-    CU_ASSERT_EQUAL(post(qtsp_http_port(srv), "/echo", "application/timestamp-query", body,
-                         sizeof body, &R),
-                    0);
+    CU_ASSERT_EQUAL(
+        post(qtsp_http_port(srv), "/echo", "application/timestamp-query", body, sizeof body, &R),
+        0);
     CU_ASSERT_EQUAL(R.status, 200);
     CU_ASSERT_EQUAL(R.body_len, sizeof body);
     CU_ASSERT(memcmp(R.body, body, sizeof body) == 0);
@@ -497,9 +497,9 @@ static void test_http_body_one_past_limit_is_413(void)
 {
     qtsp_http_server *srv = start();
     unsigned char body[8193] = {0};
-    CU_ASSERT_EQUAL(post(qtsp_http_port(srv), "/echo", "application/timestamp-query", body,
-                         sizeof body, &R),
-                    0);
+    CU_ASSERT_EQUAL(
+        post(qtsp_http_port(srv), "/echo", "application/timestamp-query", body, sizeof body, &R),
+        0);
     CU_ASSERT_EQUAL(R.status, 413);
     qtsp_http_stop(srv);
 }
@@ -578,9 +578,8 @@ static void test_http_wrong_content_type_is_415(void)
     CU_ASSERT_EQUAL(post(port, "/echo", "application/timestamp-queryx", "abc", 3, &R), 0);
     CU_ASSERT_EQUAL(R.status, 415);
     /* case and parameters are ignored (RFC 9110 8.3.1) */
-    CU_ASSERT_EQUAL(post(port, "/echo", "Application/TimeStamp-Query; charset=binary", "abc",
-                         3, &R),
-                    0);
+    CU_ASSERT_EQUAL(
+        post(port, "/echo", "Application/TimeStamp-Query; charset=binary", "abc", 3, &R), 0);
     CU_ASSERT_EQUAL(R.status, 200);
     CU_ASSERT(body_is(&R, "abc"));
     qtsp_http_stop(srv);
@@ -648,11 +647,14 @@ static void test_http_metrics_count_requests_per_route(void)
     CU_ASSERT(R.body_len < sizeof R.body);
     R.body[R.body_len] = '\0';
     const char *m = (const char *)R.body;
-    CU_ASSERT_PTR_NOT_NULL(strstr(m, "qtsp_http_requests_total{route=\"exact\",status=\"200\"} 2\n"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(m, "qtsp_http_requests_total{route=\"fail\",status=\"429\"} 1\n"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(m, "qtsp_http_requests_total{route=\"exact\",status=\"200\"} 2\n"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(m, "qtsp_http_requests_total{route=\"fail\",status=\"429\"} 1\n"));
     CU_ASSERT_PTR_NOT_NULL(
         strstr(m, "qtsp_http_request_duration_seconds_bucket{route=\"exact\",le=\"+Inf\"} 2\n"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(m, "qtsp_http_request_duration_seconds_count{route=\"exact\"} 2\n"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(m, "qtsp_http_request_duration_seconds_count{route=\"exact\"} 2\n"));
     CU_ASSERT_PTR_NOT_NULL(strstr(m, "qtsp_http_request_duration_seconds_sum{route=\"exact\"} "));
     /* the gauge counts this connection (others may still be closing) */
     const char *g = strstr(m, "\nqtsp_http_connections_open ");
@@ -851,8 +853,7 @@ static void test_http_resp_header_limits(void)
     long_value[sizeof long_value - 1] = '\0';
     CU_ASSERT_EQUAL(qtsp_http_resp_header(&resp, "X-Long", long_value), QTSP_ERR_TOO_BIG);
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_http_resp_header(&resp, "X-Bad", "a\r\nSet-Cookie: x"),
-                    QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_http_resp_header(&resp, "X-Bad", "a\r\nSet-Cookie: x"), QTSP_ERR_INVALID);
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_http_resp_header(&resp, "X Bad", "a"), QTSP_ERR_INVALID);
     CU_ASSERT_EQUAL(resp.n_headers, 0);
@@ -918,9 +919,9 @@ static void test_http_resp_set_replaces_body(void)
 
 static void test_http_start_rejects_bad_listen_addresses(void)
 {
-    static const char *const bad[] = {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:70000",
-                                      "127.0.0.1:8x", "localhost:80", "[::1:80", "::1:80",
-                                      "[zz]:80", "1.2.3.4.5:80"};
+    static const char *const bad[] = {
+        "",        "127.0.0.1", "127.0.0.1:", "127.0.0.1:70000", "127.0.0.1:8x", "localhost:80",
+        "[::1:80", "::1:80",    "[zz]:80",    "1.2.3.4.5:80"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         qtsp_http_opts o = {.listen = bad[i], .workers = 1, .conn_timeout_s = 10};
         qtsp_http_server *srv = NULL;
@@ -974,7 +975,6 @@ static void test_http_listens_on_ipv6_loopback(void)
     close(fd);
     qtsp_http_stop(srv);
 }
-
 
 /* ---- deferred responses ------------------------------------------------ */
 
@@ -1118,8 +1118,8 @@ static void test_http_many_concurrent_deferred_requests_hold_no_worker(void)
     CU_ASSERT_EQUAL(get(port, "/metrics", &R), 0);
     R.body[R.body_len < sizeof R.body ? R.body_len : sizeof R.body - 1] = '\0';
     CU_ASSERT_PTR_NOT_NULL(strstr((const char *)R.body, "\nqtsp_http_deferred_pending 0\n"));
-    CU_ASSERT_PTR_NOT_NULL(
-        strstr((const char *)R.body, "qtsp_http_requests_total{route=\"defer\",status=\"200\"} 300\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(
+        (const char *)R.body, "qtsp_http_requests_total{route=\"defer\",status=\"200\"} 300\n"));
     qtsp_http_stop(srv);
 }
 
@@ -1158,7 +1158,8 @@ static void test_http_deferred_requests_are_logged_and_measured(void)
     CU_ASSERT_FATAL(got && mgot);
     R.body[R.body_len < sizeof R.body ? R.body_len : sizeof R.body - 1] = '\0';
     const char *m = (const char *)R.body;
-    CU_ASSERT_PTR_NOT_NULL(strstr(m, "qtsp_http_requests_total{route=\"defer\",status=\"200\"} 1\n"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(m, "qtsp_http_requests_total{route=\"defer\",status=\"200\"} 1\n"));
     CU_ASSERT_PTR_NOT_NULL(
         strstr(m, "qtsp_http_request_duration_seconds_count{route=\"defer\"} 1\n"));
     /* the latency includes the wait for the owner */
@@ -1166,8 +1167,8 @@ static void test_http_deferred_requests_are_logged_and_measured(void)
         strstr(m, "qtsp_http_request_duration_seconds_bucket{route=\"defer\",le=\"0.025\"} 0\n"));
     const char *sum = strstr(m, "qtsp_http_request_duration_seconds_sum{route=\"defer\"} ");
     CU_ASSERT_PTR_NOT_NULL_FATAL(sum);
-    double secs = strtod(sum + strlen("qtsp_http_request_duration_seconds_sum{route=\"defer\"} "),
-                         NULL);
+    double secs =
+        strtod(sum + strlen("qtsp_http_request_duration_seconds_sum{route=\"defer\"} "), NULL);
     CU_ASSERT(secs >= 0.05);
 
     char logbuf[16384];

@@ -1157,8 +1157,8 @@ static void test_ocsp_signing_queue_answers_verify_and_failures_are_internal_err
     EVP_PKEY *pub = NULL;
     qtsp_key *priv = NULL;
     CU_ASSERT_EQUAL_FATAL(qtest_token_key(d, "ocsp-q", "q-ocsp", &hsm, &pub, &priv), 0);
-    X509 *rc = make_cert("OCSP queued", pub, g_ca, g_ca_key, 33, g_base - 86400,
-                         g_base + 365 * 86400, 1);
+    X509 *rc =
+        make_cert("OCSP queued", pub, g_ca, g_ca_key, 33, g_base - 86400, g_base + 365 * 86400, 1);
     write_pem("responder-q.pem", rc);
     qtsp_ocsp *o = NULL;
     CU_ASSERT_FATAL(qtsp_ocsp_new(NULL, g_ca, rc, priv, g_store, &o) == QTSP_OK);

@@ -5,16 +5,22 @@
 
 #include "ca/audit.h"
 #include "ca/store.h"
+#include "core/clock.h"
 #include "core/err.h"
 #include "ra/operator.h"
-#include "core/clock.h"
 #include "tests/lib/qtest.h"
 
 static char g_dir[512];
 
-static qtsp_store *open_fresh(void) { return qtest_store_fresh("operator", 4, g_dir, sizeof g_dir); }
+static qtsp_store *open_fresh(void)
+{
+    return qtest_store_fresh("operator", 4, g_dir, sizeof g_dir);
+}
 
-static void done(qtsp_store *st) { qtest_store_done(st, g_dir); }
+static void done(qtsp_store *st)
+{
+    qtest_store_done(st, g_dir);
+}
 
 static void test_operator_roles_parse_and_name(void)
 {
@@ -36,9 +42,8 @@ static void test_operator_add_prints_a_token_that_authenticates(void)
 {
     qtsp_store *st = open_fresh();
     char tok[128];
-    CU_ASSERT_EQUAL_FATAL(qtsp_operator_add(st, "cli:root", "alice", QTSP_ROLE_HOTLINE, tok,
-                                            sizeof tok),
-                          QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(
+        qtsp_operator_add(st, "cli:root", "alice", QTSP_ROLE_HOTLINE, tok, sizeof tok), QTSP_OK);
     /* <16 hex>.<43 base64url> */
     CU_ASSERT_EQUAL(strlen(tok), 60);
     CU_ASSERT_EQUAL(tok[16], '.');
@@ -58,9 +63,8 @@ static void test_operator_add_prints_a_token_that_authenticates(void)
     CU_ASSERT_STRING_EQUAL(op.name, "alice");
 
     char tok2[128];
-    CU_ASSERT_EQUAL_FATAL(qtsp_operator_add(st, "cli:root", "bob", QTSP_ROLE_OFFICE, tok2,
-                                            sizeof tok2),
-                          QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(
+        qtsp_operator_add(st, "cli:root", "bob", QTSP_ROLE_OFFICE, tok2, sizeof tok2), QTSP_OK);
     CU_ASSERT_NOT_EQUAL(strcmp(tok, tok2), 0);
     CU_ASSERT_EQUAL(qtsp_operator_auth(st, tok2, &op), QTSP_OK);
     CU_ASSERT_EQUAL(op.role, QTSP_ROLE_OFFICE);
@@ -80,9 +84,8 @@ static void test_operator_auth_rejects_wrong_unknown_and_garbage(void)
 {
     qtsp_store *st = open_fresh();
     char tok[128], t[160];
-    CU_ASSERT_EQUAL_FATAL(qtsp_operator_add(st, "cli:root", "carol", QTSP_ROLE_RA_OFFICER, tok,
-                                            sizeof tok),
-                          QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(
+        qtsp_operator_add(st, "cli:root", "carol", QTSP_ROLE_RA_OFFICER, tok, sizeof tok), QTSP_OK);
     /* wrong secret (one character changed, still canonical base64url) */
     snprintf(t, sizeof t, "%s", tok);
     t[20] = t[20] == 'A' ? 'B' : 'A';
@@ -130,9 +133,8 @@ static void test_operator_repeated_failures_lock_the_id_for_a_minute(void)
 {
     qtsp_store *st = open_fresh();
     char tok[128], bad[160];
-    CU_ASSERT_EQUAL_FATAL(qtsp_operator_add(st, "cli:root", "dave", QTSP_ROLE_OFFICE, tok,
-                                            sizeof tok),
-                          QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(
+        qtsp_operator_add(st, "cli:root", "dave", QTSP_ROLE_OFFICE, tok, sizeof tok), QTSP_OK);
     g_now_ms = qtsp_now_ms();
     qtsp_clock_set(test_clock, NULL);
     snprintf(bad, sizeof bad, "%s", tok);
@@ -155,9 +157,8 @@ static void test_operator_add_refuses_duplicate_and_bad_names(void)
 {
     qtsp_store *st = open_fresh();
     char tok[128] = "unchanged";
-    CU_ASSERT_EQUAL_FATAL(qtsp_operator_add(st, "cli:root", "dave", QTSP_ROLE_AUDITOR, tok,
-                                            sizeof tok),
-                          QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(
+        qtsp_operator_add(st, "cli:root", "dave", QTSP_ROLE_AUDITOR, tok, sizeof tok), QTSP_OK);
     snprintf(tok, sizeof tok, "unchanged");
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_operator_add(st, "cli:root", "dave", QTSP_ROLE_HOTLINE, tok, sizeof tok),
@@ -169,8 +170,9 @@ static void test_operator_add_refuses_duplicate_and_bad_names(void)
     const char *bad[] = {"", " lead", "trail ", "tab\tname", long_name, NULL};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         qtsp_err_clear();
-        CU_ASSERT_EQUAL(qtsp_operator_add(st, "cli:root", bad[i], QTSP_ROLE_HOTLINE, tok, sizeof tok),
-                        QTSP_ERR_INVALID);
+        CU_ASSERT_EQUAL(
+            qtsp_operator_add(st, "cli:root", bad[i], QTSP_ROLE_HOTLINE, tok, sizeof tok),
+            QTSP_ERR_INVALID);
     }
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_operator_add(st, "cli:root", "erin", (qtsp_role)3, tok, sizeof tok),
@@ -179,8 +181,8 @@ static void test_operator_add_refuses_duplicate_and_bad_names(void)
                     QTSP_ERR_INVALID);
     qtsp_err_clear();
     long_name[64] = 0; /* exactly 64 is fine */
-    CU_ASSERT_EQUAL(qtsp_operator_add(st, "cli:root", long_name, QTSP_ROLE_HOTLINE, tok, sizeof tok),
-                    QTSP_OK);
+    CU_ASSERT_EQUAL(
+        qtsp_operator_add(st, "cli:root", long_name, QTSP_ROLE_HOTLINE, tok, sizeof tok), QTSP_OK);
     qtsp_txn *t;
     uint64_t n = 0;
     CU_ASSERT_EQUAL_FATAL(qtsp_store_begin(st, 0, &t), QTSP_OK);
@@ -220,9 +222,8 @@ static void test_operator_record_holds_no_token_material(void)
 {
     qtsp_store *st = open_fresh();
     char tok[128];
-    CU_ASSERT_EQUAL_FATAL(qtsp_operator_add(st, "cli:root", "frank", QTSP_ROLE_HOTLINE, tok,
-                                            sizeof tok),
-                          QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(
+        qtsp_operator_add(st, "cli:root", "frank", QTSP_ROLE_HOTLINE, tok, sizeof tok), QTSP_OK);
     /* the secret as text, its first 12 characters, and as raw bytes */
     unsigned char raw[32];
     unsigned acc = 0;
@@ -284,9 +285,9 @@ static void test_operator_add_is_audited(void)
 {
     qtsp_store *st = open_fresh();
     char tok[128];
-    CU_ASSERT_EQUAL_FATAL(qtsp_operator_add(st, "cli:root", "grace \"g\"", QTSP_ROLE_AUDITOR, tok,
-                                            sizeof tok),
-                          QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(
+        qtsp_operator_add(st, "cli:root", "grace \"g\"", QTSP_ROLE_AUDITOR, tok, sizeof tok),
+        QTSP_OK);
     audit_seen c = {0};
     CU_ASSERT_EQUAL(qtsp_audit_list(st, 1, audit_fn, &c), QTSP_OK);
     CU_ASSERT_EQUAL_FATAL(c.n, 1);
@@ -299,9 +300,9 @@ static void test_operator_add_is_audited(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(c.body, idfield));
     /* a refused add leaves no audit record */
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_operator_add(st, "cli:root", "grace \"g\"", QTSP_ROLE_AUDITOR, tok,
-                                      sizeof tok),
-                    QTSP_ERR_EXISTS);
+    CU_ASSERT_EQUAL(
+        qtsp_operator_add(st, "cli:root", "grace \"g\"", QTSP_ROLE_AUDITOR, tok, sizeof tok),
+        QTSP_ERR_EXISTS);
     qtsp_err_clear();
     uint64_t count = 0, bad = 0;
     CU_ASSERT_EQUAL(qtsp_audit_verify(st, &count, &bad), QTSP_OK);

@@ -184,7 +184,8 @@ static void test_profile_root_and_issuing_ca(void)
     /* root: self-signed, P-384 / SHA-384, subject from the file */
     CU_ASSERT_EQUAL(X509_NAME_cmp(X509_get_subject_name(c->root), X509_get_issuer_name(c->root)),
                     0);
-    CU_ASSERT_STRING_EQUAL(qtest_name_entry(c->root, NID_commonName, &type, &count), "qtsp Root CA");
+    CU_ASSERT_STRING_EQUAL(qtest_name_entry(c->root, NID_commonName, &type, &count),
+                           "qtsp Root CA");
     CU_ASSERT_EQUAL(type, V_ASN1_UTF8STRING);
     CU_ASSERT_STRING_EQUAL(qtest_name_entry(c->root, NID_organizationIdentifier, &type, &count),
                            "NTRBG-000000000");
@@ -250,8 +251,8 @@ static void test_profile_qualified_cert_meets_standards_checklist(void)
     struct tm want = {.tm_year = 129, .tm_mon = 2, .tm_mday = 1, .tm_hour = 12};
     CU_ASSERT_EQUAL(timegm(&a), timegm(&want));
 
-    qtest_qc_expect e = {"Иван", "Петров", "BG", "8001010000", BASE, BASE "/cps",
-                         "1.3.6.1.4.1.65535.1.1", 3};
+    qtest_qc_expect e = {
+        "Иван", "Петров", "BG", "8001010000", BASE, BASE "/cps", "1.3.6.1.4.1.65535.1.1", 3};
     qtest_assert_qualified_cert(q, c->issuing, &e);
 }
 

@@ -70,7 +70,8 @@ static int suite_init(void)
     snprintf(g_policies, sizeof g_policies, "%s/policies", g_dir);
     snprintf(g_secrets, sizeof g_secrets, "%s/secrets", g_dir);
     char cmd[3000];
-    snprintf(cmd, sizeof cmd, "mkdir -m 700 %s && cp -r %s/policies %s && "
+    snprintf(cmd, sizeof cmd,
+             "mkdir -m 700 %s && cp -r %s/policies %s && "
              "printf 'version: 1\nsize: %d\nlow_water: 2\nbatch: 3\n' >%s/keypool.yaml",
              g_secrets, qtest_src_dir(), g_dir, POOL_SIZE, g_policies);
     if (system(cmd) != 0)
@@ -315,8 +316,14 @@ static void test_issue_generates_key_in_token_and_stores_everything(void)
     X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_serialNumber, sn, sizeof sn);
     CU_ASSERT_STRING_EQUAL(sn, "PNOBG-8001010003");
     /* every line of the standards.md qualified-certificate checklist */
-    qtest_qc_expect e = {"Мария", "Иванова", "BG", "8001010003", "http://127.0.0.1:8080",
-                         "http://127.0.0.1:8080/cps", "1.3.6.1.4.1.65535.1.1", 3};
+    qtest_qc_expect e = {"Мария",
+                         "Иванова",
+                         "BG",
+                         "8001010003",
+                         "http://127.0.0.1:8080",
+                         "http://127.0.0.1:8080/cps",
+                         "1.3.6.1.4.1.65535.1.1",
+                         3};
     qtest_assert_qualified_cert(x, g_ca, &e);
     /* the certified public key is the token key's */
     char label[64];
@@ -537,17 +544,17 @@ static void test_hotline_hook_holds_every_valid_cert_of_the_subject(void)
     json_t *held = NULL;
     time_t until = 0;
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_ra_hotline_hold(g_ra, &g_hotline, "8001010008", "+359888999999", "q",
-                                         &held, &until),
-                    QTSP_ERR_NOT_FOUND);
+    CU_ASSERT_EQUAL(
+        qtsp_ra_hotline_hold(g_ra, &g_hotline, "8001010008", "+359888999999", "q", &held, &until),
+        QTSP_ERR_NOT_FOUND);
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_ra_hotline_hold(g_ra, &g_hotline, "9999999999", "+359888000008", "q",
-                                         &held, &until),
-                    QTSP_ERR_NOT_FOUND);
+    CU_ASSERT_EQUAL(
+        qtsp_ra_hotline_hold(g_ra, &g_hotline, "9999999999", "+359888000008", "q", &held, &until),
+        QTSP_ERR_NOT_FOUND);
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_ra_hotline_hold(g_ra, &g_office, "8001010008", "+359888000008", "q",
-                                         &held, &until),
-                    QTSP_ERR_FORBIDDEN);
+    CU_ASSERT_EQUAL(
+        qtsp_ra_hotline_hold(g_ra, &g_office, "8001010008", "+359888000008", "q", &held, &until),
+        QTSP_ERR_FORBIDDEN);
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_ra_hotline_hold(g_ra, &g_hotline, "8001010008", "+359888000008",
                                          "dob + security word", &held, &until),
@@ -561,9 +568,9 @@ static void test_hotline_hook_holds_every_valid_cert_of_the_subject(void)
     CU_ASSERT_STRING_EQUAL(status_of(s, sl, st, sizeof st), "on-hold");
     /* nothing left to hold: 409 */
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_ra_hotline_hold(g_ra, &g_hotline, "8001010008", "+359888000008", "q",
-                                         &held, &until),
-                    QTSP_ERR_STATE);
+    CU_ASSERT_EQUAL(
+        qtsp_ra_hotline_hold(g_ra, &g_hotline, "8001010008", "+359888000008", "q", &held, &until),
+        QTSP_ERR_STATE);
     qtsp_err_clear();
     json_t *list = NULL;
     CU_ASSERT(qtsp_ra_subject_certs(g_ra, id, &list) == QTSP_OK);

@@ -1,10 +1,10 @@
 /* Unit tests for ca/store.c on a real LMDB environment in a temp dir. */
 #include <pthread.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "ca/store.h"
 #include "core/buf.h"
@@ -28,7 +28,10 @@ static qtsp_store *reopen(qtsp_store *st)
     return n;
 }
 
-static void done(qtsp_store *st) { qtest_store_done(st, g_dir); }
+static void done(qtsp_store *st)
+{
+    qtest_store_done(st, g_dir);
+}
 
 static void test_store_table_names_match_the_header(void)
 {
@@ -145,8 +148,8 @@ typedef struct collect {
     int stop_after;
 } collect;
 
-static qtsp_status collect_fn(void *ctx, const void *key, size_t klen, const void *val,
-                              size_t vlen, int *stop)
+static qtsp_status collect_fn(void *ctx, const void *key, size_t klen, const void *val, size_t vlen,
+                              int *stop)
 {
     collect *c = ctx;
     if (c->n < 16 && klen < 8) {
@@ -159,8 +162,8 @@ static qtsp_status collect_fn(void *ctx, const void *key, size_t klen, const voi
     return QTSP_OK;
 }
 
-static qtsp_status failing_fn(void *ctx, const void *key, size_t klen, const void *val,
-                              size_t vlen, int *stop)
+static qtsp_status failing_fn(void *ctx, const void *key, size_t klen, const void *val, size_t vlen,
+                              int *stop)
 {
     return QTSP_ERR_QUOTA;
 }
@@ -378,7 +381,6 @@ static void test_store_explicit_grow_doubles(void)
     done(st);
 }
 
-
 /* A CLI process beside the server grows the map: this process must adopt
  * the new size (MDB_MAP_RESIZED) instead of failing. */
 static void test_store_adopts_a_map_grown_by_another_process(void)
@@ -486,9 +488,8 @@ static void test_store_iter_release_visits_everything_intact(void)
     qtsp_txn *t;
     CU_ASSERT_EQUAL_FATAL(qtsp_store_begin(st, 0, &t), QTSP_OK);
     big_check c = {0, 0};
-    CU_ASSERT_EQUAL(qtsp_txn_iter_ex(t, QTSP_T_REVOKED, NULL, 0, QTSP_ITER_RELEASE, big_check_fn,
-                                     &c),
-                    QTSP_OK);
+    CU_ASSERT_EQUAL(
+        qtsp_txn_iter_ex(t, QTSP_T_REVOKED, NULL, 0, QTSP_ITER_RELEASE, big_check_fn, &c), QTSP_OK);
     CU_ASSERT_EQUAL(c.n, 20000);
     CU_ASSERT_EQUAL(c.bad, 0);
     /* a borrowed view taken before a release stays readable after it */
@@ -505,7 +506,7 @@ static void test_store_iter_release_visits_everything_intact(void)
     long touched = file_pages();
     CU_ASSERT_EQUAL(qtsp_store_release_pages(st), QTSP_OK);
     after = file_pages();
-    if (before >= 0) { /* /proc mounted */
+    if (before >= 0) {                     /* /proc mounted */
         CU_ASSERT(touched - before > 256); /* > 1 MiB of 4 MiB mapped by the walk */
         CU_ASSERT(touched - after > 256);
     }
@@ -518,9 +519,8 @@ static void test_store_iter_release_visits_everything_intact(void)
     CU_ASSERT_EQUAL_FATAL(qtsp_store_begin(st, 1, &t), QTSP_OK);
     CU_ASSERT_EQUAL(big_fill_fn(t, &b), QTSP_OK);
     c = (big_check){0, 0};
-    CU_ASSERT_EQUAL(qtsp_txn_iter_ex(t, QTSP_T_REVOKED, NULL, 0, QTSP_ITER_RELEASE, big_check_fn,
-                                     &c),
-                    QTSP_OK);
+    CU_ASSERT_EQUAL(
+        qtsp_txn_iter_ex(t, QTSP_T_REVOKED, NULL, 0, QTSP_ITER_RELEASE, big_check_fn, &c), QTSP_OK);
     CU_ASSERT_EQUAL(qtsp_txn_commit(t), QTSP_OK);
     CU_ASSERT_EQUAL(c.n, 20100);
     CU_ASSERT_EQUAL(c.bad, 0);

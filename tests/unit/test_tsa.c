@@ -423,11 +423,12 @@ static void test_tsa_serials_are_unique_and_random(void)
     ta &= ~(UINT64_C(1) << 63);
     tb &= ~(UINT64_C(1) << 63);
     CU_ASSERT(tb >= ta);
-    ASN1_GENERALIZEDTIME *gt = (ASN1_GENERALIZEDTIME *)TS_TST_INFO_get_time(TS_RESP_get_tst_info(a));
+    ASN1_GENERALIZEDTIME *gt =
+        (ASN1_GENERALIZEDTIME *)TS_TST_INFO_get_time(TS_RESP_get_tst_info(a));
     struct tm tm;
     CU_ASSERT_FATAL(ASN1_TIME_to_tm(gt, &tm) == 1);
     CU_ASSERT_EQUAL((int64_t)(ta / 1000), (int64_t)timegm(&tm)); /* same second as genTime */
-    CU_ASSERT(memcmp(sa->data + 8, sb->data + 8, 8) != 0); /* 64 random bits */
+    CU_ASSERT(memcmp(sa->data + 8, sb->data + 8, 8) != 0);       /* 64 random bits */
     TS_RESP_free(a);
     TS_RESP_free(b);
     qtsp_tsa_free(tsa);
@@ -827,7 +828,6 @@ static void test_tsa_journal_group_commit_from_many_threads(void)
     qtsp_store_close(st);
 }
 
-
 /* ---- through a real HTTP server (deferred answers) ------------------------- */
 
 /* POSTs query to /tsa on fd (keep-alive) and reads the reply body into out
@@ -836,10 +836,11 @@ static long http_stamp(int fd, const unsigned char *query, size_t qn, unsigned c
                        size_t cap, int *status)
 {
     char head[256];
-    int n = snprintf(head, sizeof head,
-                     "POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\n"
-                     "Content-Length: %zu\r\n\r\n",
-                     qn);
+    int n =
+        snprintf(head, sizeof head,
+                 "POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\n"
+                 "Content-Length: %zu\r\n\r\n",
+                 qn);
     if (send(fd, head, (size_t)n, MSG_NOSIGNAL) != n ||
         send(fd, query, qn, MSG_NOSIGNAL) != (ssize_t)qn)
         return -1;
@@ -937,8 +938,8 @@ static void *http_client_main(void *arg)
 
 static qtsp_http_server *tsa_server(qtsp_tsa *tsa)
 {
-    qtsp_route r = {"POST", "/tsa", 0, QTSP_TSA_MAX_QUERY, "application/timestamp-query",
-                    qtsp_tsa_http, tsa, "tsa"};
+    qtsp_route r = {"POST",        "/tsa", 0,    QTSP_TSA_MAX_QUERY, "application/timestamp-query",
+                    qtsp_tsa_http, tsa,    "tsa"};
     qtsp_http_opts o = {.listen = "127.0.0.1:0", .workers = 2, .conn_timeout_s = 10};
     qtsp_http_server *srv = NULL;
     qtsp_err_clear();
@@ -986,12 +987,14 @@ static void test_tsa_http_tokens_verify_and_are_journalled_before_the_reply(void
     static char metrics[65536];
     size_t ml = 0;
     ssize_t got;
-    while (ml + 1 < sizeof metrics && (got = recv(fd, metrics + ml, sizeof metrics - 1 - ml, 0)) > 0)
+    while (ml + 1 < sizeof metrics &&
+           (got = recv(fd, metrics + ml, sizeof metrics - 1 - ml, 0)) > 0)
         ml += (size_t)got;
     metrics[ml] = '\0';
     close(fd);
     char want_d[64];
-    snprintf(want_d, sizeof want_d, "\nqtsp_http_deferred_total %d\n", HTTP_CLIENTS * HTTP_PER_CLIENT);
+    snprintf(want_d, sizeof want_d, "\nqtsp_http_deferred_total %d\n",
+             HTTP_CLIENTS * HTTP_PER_CLIENT);
     CU_ASSERT_PTR_NOT_NULL(strstr(metrics, want_d));
     qtsp_http_stop(srv);
 
@@ -1002,7 +1005,8 @@ static void test_tsa_http_tokens_verify_and_are_journalled_before_the_reply(void
     qtsp_buf_init(&m, 1 << 16);
     CU_ASSERT(qtsp_tsa_metrics(tsa, &m) == QTSP_OK);
     char want[64];
-    snprintf(want, sizeof want, "qtsp_tsa_tokens_issued_total %d\n", HTTP_CLIENTS * HTTP_PER_CLIENT);
+    snprintf(want, sizeof want, "qtsp_tsa_tokens_issued_total %d\n",
+             HTTP_CLIENTS * HTTP_PER_CLIENT);
     CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_buf_str(&m), want));
     qtsp_buf_cleanup(&m);
 
