@@ -183,6 +183,14 @@ qtsp_status qtsp_key_from_token(qtsp_hsm *hsm, const char *label, qtsp_key **out
     TRY(hsm_check_label(label));
     EVP_PKEY *pub = NULL;
     TRY(qtsp_hsm_public_key(hsm, label, &pub));
+    /* a signature that cannot fit would leave C_Sign's operation active
+     * (CKR_BUFFER_TOO_SMALL) and the thread's session unable to sign again */
+    int max = EVP_PKEY_get_size(pub);
+    if (max <= 0 || (size_t)max > QTSP_KEY_SIG_MAX) {
+        EVP_PKEY_free(pub);
+        FAIL(QTSP_ERR_UNSUPPORTED, "key %s: signatures of %d bytes exceed the %d-byte limit", label,
+             max, QTSP_KEY_SIG_MAX);
+    }
     token_key *t = calloc(1, sizeof *t);
     if (t == NULL) {
         EVP_PKEY_free(pub);

@@ -829,7 +829,8 @@ qtsp_status qtsp_tsa_respond_async(qtsp_tsa *tsa, const unsigned char *query, si
     TRY(respond_begin(tsa, query, len, out, &job));
     if (!job)
         return QTSP_OK;
-    void *done_ctx = async && async->wait ? async->wait(async->ctx) : NULL;
+    /* without done nobody could answer a started job: wait inline */
+    void *done_ctx = async && async->wait && async->done ? async->wait(async->ctx) : NULL;
     if (!done_ctx)
         return job_wait(job, out);
     *pending = 1;
