@@ -185,7 +185,7 @@ qtsp_status qtsp_ocsp_new_source(const char *policy_path, X509 *issuer_ca, X509 
                                  qtsp_ocsp **out)
 {
     ENSURE(issuer_ca && responder_cert && responder_key && src && out, QTSP_ERR_INVALID,
-           "OCSP responder needs issuing CA, responder certificate, key and store");
+           "OCSP responder needs issuing CA, responder certificate, key and status source");
     ENSURE(src->begin && src->end && src->gen && src->status && !src->cache_get == !src->cache_put,
            QTSP_ERR_INVALID, "incomplete OCSP status source");
     qtsp_status rc;

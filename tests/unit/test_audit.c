@@ -109,6 +109,20 @@ static void test_audit_chain_of_records_verifies(void)
     done(st);
 }
 
+/* Audit record seq in a read transaction *t left open for the caller
+ * (v borrowed until it aborts t). */
+static qtsp_status read_record(qtsp_store *st, uint64_t seq, qtsp_txn **t, const unsigned char **v,
+                               size_t *vl)
+{
+    TRY(qtsp_store_begin(st, 0, t));
+    unsigned char key[8];
+    qtsp_be64_put(key, seq);
+    qtsp_status rc = qtsp_txn_get0(*t, QTSP_T_AUDIT, key, 8, (const void **)v, vl);
+    if (rc != QTSP_OK)
+        qtsp_txn_abort(*t);
+    return rc;
+}
+
 static void test_audit_record_layout_matches_the_header(void)
 {
     qtsp_clock_set(fixed_clock, NULL);
@@ -117,12 +131,9 @@ static void test_audit_record_layout_matches_the_header(void)
     CU_ASSERT_EQUAL_FATAL(qtsp_store_write(st, append_n, &c), QTSP_OK);
     CU_ASSERT_EQUAL(c.last_seq, 1);
     qtsp_txn *t;
-    CU_ASSERT_EQUAL_FATAL(qtsp_store_begin(st, 0, &t), QTSP_OK);
-    unsigned char key[8];
-    qtsp_be64_put(key, 1);
     const unsigned char *v;
     size_t vl;
-    CU_ASSERT_EQUAL_FATAL(qtsp_txn_get0(t, QTSP_T_AUDIT, key, 8, (const void **)&v, &vl), QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(read_record(st, 1, &t, &v, &vl), QTSP_OK);
     CU_ASSERT_EQUAL_FATAL(v[0], 1);
     /* hash_1 = SHA-256(32 zero bytes || body) */
     unsigned char in[4096] = {0}, h[32];
@@ -313,12 +324,9 @@ static void test_audit_details_are_structured_and_escaped_once(void)
     qtsp_store *st = open_fresh();
     CU_ASSERT_EQUAL_FATAL(qtsp_store_write(st, append_structured, NULL), QTSP_OK);
     qtsp_txn *t;
-    CU_ASSERT_EQUAL_FATAL(qtsp_store_begin(st, 0, &t), QTSP_OK);
-    unsigned char key[8];
-    qtsp_be64_put(key, 1);
     const unsigned char *v;
     size_t vl;
-    CU_ASSERT_EQUAL_FATAL(qtsp_txn_get0(t, QTSP_T_AUDIT, key, 8, (const void **)&v, &vl), QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(read_record(st, 1, &t, &v, &vl), QTSP_OK);
     const char *want = "{\"seq\":1,\"time\":\"2026-11-18T11:06:40.123Z\",\"actor\":\"system\","
                        "\"event\":\"key.destroy\",\"details\":{\"label\":\"kp-\\\"a\\\\b\\n"
                        "\\u0001\xc3\xa9\",\"list\":[\"q\\\"\"],\"nested\":{\"a\":\"b\",\"z\":1},"
