@@ -9,7 +9,7 @@ PKGS=(
   build-essential cmake pkg-config git ca-certificates curl openssl
   libssl-dev libmicrohttpd-dev liblmdb-dev lmdb-utils libyaml-dev libp11-dev libp11-kit-dev
   softhsm2 opensc libcunit1-dev libjansson-dev liboath-dev libargon2-dev libcurl4-openssl-dev
-  libutf8proc-dev
+  libutf8proc-dev libqpdf-dev qpdf poppler-utils libnss3-tools
   gnutls-bin wrk nginx-light procps jq xxd clang-format
   clang libclang-rt-dev # the fuzzers: clang and its libFuzzer runtime
 )

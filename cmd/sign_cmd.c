@@ -1,0 +1,213 @@
+/* qtsp sign: signs a file with a remote-signing credential's key as CAdES or
+ * PAdES at a baseline level, on the same builders as signDoc (sign/ades.h),
+ * with this home's TSA and OCSP cores in process. An operator's and the
+ * tests' tool (the signer's own way is signDoc: docs/ades.md); --repeat
+ * measures the builders (bench/docs). */
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "ca/certdb.h"
+#include "cmd/app.h"
+#include "cmd/cmd.h"
+#include "core/clock.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "sign/ades.h"
+
+static int usage(FILE *f)
+{
+    if (f != stdout)
+        return cmd_usage_error("sign", "missing or wrong arguments (see qtsp sign --help)");
+    fprintf(f,
+            "usage: qtsp sign [--home DIR] --credential SERIAL --format C|P --level LEVEL\n"
+            "                 [--attached] [--certification] [--repeat N] --in FILE --out FILE\n\n"
+            "Signs FILE with the key of the credential SERIAL (hex) as CAdES (C; detached,\n"
+            "or enveloping with --attached) or PAdES (P; --certification: a DocMDP\n"
+            "certification signature) at LEVEL Ades-B-B, Ades-B-T, Ades-B-LT or Ades-B-LTA.\n"
+            "Time-stamps and OCSP answers come from this home's TSA and responder.\n"
+            "--repeat N signs N times and prints the median and p90 time in ms.\n");
+    return f == stdout ? 0 : 2;
+}
+
+static qtsp_status read_file(const char *path, unsigned char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    ENSURE(f != NULL, QTSP_ERR_IO, "cannot open %s", path);
+    struct stat st;
+    qtsp_status rc = QTSP_OK;
+    unsigned char *p = NULL;
+    ENSURE_OUT(fstat(fileno(f), &st) == 0 && st.st_size >= 0 &&
+                   (size_t)st.st_size <= QTSP_ADES_MAX_DOC,
+               QTSP_ERR_TOO_BIG, "%s: larger than %zu bytes", path, QTSP_ADES_MAX_DOC);
+    p = malloc((size_t)st.st_size + 1);
+    ENSURE_OUT(p != NULL, QTSP_ERR_NOMEM, "out of memory");
+    ENSURE_OUT(fread(p, 1, (size_t)st.st_size, f) == (size_t)st.st_size, QTSP_ERR_IO,
+               "cannot read %s", path);
+    *out = p;
+    *len = (size_t)st.st_size;
+    p = NULL;
+out:
+    free(p);
+    fclose(f);
+    return rc;
+}
+
+/* The credential's certificate and its token key (the certificate record
+ * names the key label). */
+static qtsp_status open_credential(qtsp_app *app, const char *serial_hex, X509 **cert,
+                                   qtsp_key **key)
+{
+    unsigned char serial[QTSP_SERIAL_MAX];
+    size_t slen = 0;
+    TRY(qtsp_serial_from_hex(serial_hex, serial, &slen));
+    qtsp_txn *txn = NULL;
+    TRY(qtsp_store_begin(app->store, 0, &txn));
+    qtsp_cert_record rec;
+    memset(&rec, 0, sizeof rec);
+    qtsp_status rc = qtsp_certdb_get(txn, serial, slen, &rec);
+    qtsp_txn_abort(txn);
+    TRY(rc);
+    const unsigned char *p = rec.der;
+    X509 *x = d2i_X509(NULL, &p, (long)rec.der_len);
+    ENSURE_OUT(x != NULL && strcmp(rec.issuer, "issuing") == 0 && rec.subject_id[0],
+               QTSP_ERR_INVALID, "%s is not a subscriber's certificate", serial_hex);
+    TRY_OUT(qtsp_key_from_token(app->hsm, rec.key_label, key));
+    *cert = x;
+    x = NULL;
+out:
+    X509_free(x);
+    qtsp_cert_record_cleanup(&rec);
+    return rc;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int cmd_sign(int argc, char **argv)
+{
+    const char *home = cmd_default_home(), *cred = NULL, *format = NULL, *level_s = NULL;
+    const char *in = NULL, *outp = NULL, *repeat_s = "1";
+    int attached = 0, certification = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0)
+            return usage(stdout);
+        if (strcmp(argv[i], "--attached") == 0) {
+            attached = 1;
+            continue;
+        }
+        if (strcmp(argv[i], "--certification") == 0) {
+            certification = 1;
+            continue;
+        }
+        if (cmd_opt(argc, argv, &i, "--home", &home) ||
+            cmd_opt(argc, argv, &i, "--credential", &cred) ||
+            cmd_opt(argc, argv, &i, "--format", &format) ||
+            cmd_opt(argc, argv, &i, "--level", &level_s) || cmd_opt(argc, argv, &i, "--in", &in) ||
+            cmd_opt(argc, argv, &i, "--out", &outp) ||
+            cmd_opt(argc, argv, &i, "--repeat", &repeat_s))
+            continue;
+        return usage(stderr);
+    }
+    if (!cred || !format || !level_s || !in || !outp)
+        return usage(stderr);
+    int pades = strcmp(format, "P") == 0;
+    if (!pades && strcmp(format, "C") != 0)
+        return cmd_usage_error("sign", "--format is C (CAdES) or P (PAdES)");
+    long repeat = strtol(repeat_s, NULL, 10);
+    if (repeat < 1 || repeat > 100000)
+        return cmd_usage_error("sign", "--repeat 1..100000");
+    qtsp_err_clear();
+    qtsp_ades_level level;
+    if (qtsp_ades_level_parse(level_s, &level) != QTSP_OK)
+        return cmd_usage_error("sign", qtsp_err_what());
+    qtsp_log_set_level(QTSP_LOG_WARN);
+
+    qtsp_app app;
+    if (qtsp_app_open(home, APP_STORE | APP_KEYS, &app) != QTSP_OK)
+        return cmd_fail("sign");
+    qtsp_status rc = QTSP_OK;
+    unsigned char *doc = NULL;
+    size_t len = 0;
+    X509 *cert = NULL;
+    qtsp_key *key = NULL;
+    qtsp_tsa *tsa = NULL;
+    qtsp_ocsp *ocsp = NULL;
+    double *ms = NULL;
+    STACK_OF(X509) *chain = sk_X509_new_null(), *extra = sk_X509_new_null(), *tsa_chain = NULL;
+    STACK_OF(X509_CRL) *crls = sk_X509_CRL_new_null();
+    qtsp_buf out;
+    qtsp_buf_init(&out, 2 * QTSP_ADES_MAX_DOC + ((size_t)1 << 20));
+    ENSURE_OUT(chain && extra && crls && sk_X509_push(chain, app.issuing) > 0 &&
+                   sk_X509_push(chain, app.root) > 0 && sk_X509_push(extra, app.tsa) > 0 &&
+                   sk_X509_push(extra, app.ocsp) > 0,
+               QTSP_ERR_NOMEM, "out of memory");
+    TRY_OUT(read_file(in, &doc, &len));
+    TRY_OUT(open_credential(&app, cred, &cert, &key));
+
+    char pol[QTSP_PATH_MAX + 32], pub[QTSP_PATH_MAX + 32];
+    tsa_chain = sk_X509_new_null();
+    ENSURE_OUT(tsa_chain && sk_X509_push(tsa_chain, app.root) > 0, QTSP_ERR_NOMEM, "out of memory");
+    TRY_OUT(qtsp_app_policy(&app, "tsa.yaml", pol, sizeof pol));
+    TRY_OUT(qtsp_tsa_new(pol, app.tsa, tsa_chain, app.tsa_key, app.store, &tsa));
+    TRY_OUT(qtsp_app_policy(&app, "ocsp.yaml", pol, sizeof pol));
+    TRY_OUT(qtsp_ocsp_new(pol, app.issuing, app.ocsp, app.ocsp_key, app.store, &ocsp));
+    /* the root's CRL covers the issuing CA and the TSA unit (B-LT) */
+    TRY_OUT(qtsp_config_path(&app.cfg, "public", pub, sizeof pub));
+    strncat(pub, "/root.crl", sizeof pub - strlen(pub) - 1);
+    FILE *cf = fopen(pub, "rb");
+    if (cf) {
+        X509_CRL *crl = d2i_X509_CRL_fp(cf, NULL);
+        fclose(cf);
+        if (crl && sk_X509_CRL_push(crls, crl) <= 0)
+            X509_CRL_free(crl);
+    }
+
+    qtsp_ades_services sv = {tsa, ocsp, app.issuing, extra, crls};
+    qtsp_ades_signer sg = {key, cert, chain, {0}};
+    TRY_OUT(qtsp_key_sigalg(key, NULL, &sg.alg));
+    ms = calloc((size_t)repeat, sizeof *ms);
+    ENSURE_OUT(ms != NULL, QTSP_ERR_NOMEM, "out of memory");
+    for (long i = 0; i < repeat; i++) {
+        qtsp_buf_reset(&out);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int64_t now = (int64_t)time(NULL);
+        if (pades) {
+            qtsp_pades_opts po = {level, certification, now};
+            TRY_OUT(qtsp_pades_sign(&sv, &sg, &po, doc, len, &out));
+        } else {
+            qtsp_cades_opts co = {level, attached, now};
+            TRY_OUT(qtsp_cades_sign(&sv, &sg, &co, doc, len, &out));
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ms[i] = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    }
+    TRY_OUT(cmd_write_file(outp, out.data, out.len, 0644));
+    if (repeat > 1) {
+        qsort(ms, (size_t)repeat, sizeof *ms, cmp_double);
+        printf("format=%s level=%s size=%zu n=%ld median_ms=%.2f p90_ms=%.2f\n",
+               pades ? "PAdES" : "CAdES", qtsp_ades_level_name(level), len, repeat, ms[repeat / 2],
+               ms[(repeat * 9) / 10]);
+    }
+out:
+    free(ms);
+    free(doc);
+    qtsp_buf_cleanup(&out);
+    qtsp_tsa_free(tsa);
+    qtsp_ocsp_free(ocsp);
+    qtsp_key_free(key);
+    X509_free(cert);
+    sk_X509_free(chain);
+    sk_X509_free(extra);
+    sk_X509_free(tsa_chain);
+    sk_X509_CRL_pop_free(crls, X509_CRL_free);
+    qtsp_app_close(&app);
+    return rc == QTSP_OK ? 0 : cmd_fail("sign");
+}

@@ -1,0 +1,56 @@
+/* Internals shared by sign/ades.c, sign/cades.c and sign/pades.c: the
+ * in-process calls to the TSA and OCSP cores, and the CMS SignedData both
+ * formats carry. */
+#ifndef QTSP_SIGN_ADES_INT_H
+#define QTSP_SIGN_ADES_INT_H
+
+#include <openssl/evp.h>
+
+#include "core/der.h"
+#include "sign/ades.h"
+
+/* Most bytes of a TimeStampToken or an OCSP answer we accept from our own
+ * cores (both are a few KiB). */
+#define ADES_TOKEN_MAX ((size_t)64 << 10)
+
+/* A time-stamp token over the SHA-256 digest dgst (32 bytes) from sv->tsa:
+ * the TimeStampToken (a ContentInfo, DER) appended to token. The request
+ * asks for the TSA's certificate. QTSP_ERR_UNSUPPORTED without a TSA,
+ * QTSP_ERR_UNAVAILABLE when the TSA answers with a rejection (its failInfo
+ * named), QTSP_ERR_INVALID for an answer that does not parse. */
+qtsp_status ades_timestamp(const qtsp_ades_services *sv, const unsigned char dgst[32],
+                           qtsp_buf *token) QTSP_MUST_USE;
+
+/* The OCSP answer for cert (issued by sv->ocsp_ca) from sv->ocsp, which
+ * must say good: the whole DER OCSPResponse appended to resp, and in
+ * *basic_off / *basic_len where its BasicOCSPResponse lies in resp.
+ * QTSP_ERR_UNSUPPORTED without a responder, QTSP_ERR_STATE when the answer
+ * is not successful or the status not good. */
+qtsp_status ades_ocsp(const qtsp_ades_services *sv, X509 *cert, qtsp_buf *resp, size_t *basic_off,
+                      size_t *basic_len) QTSP_MUST_USE;
+
+/* What ades_cms_sign builds. */
+typedef struct ades_cms_req {
+    const unsigned char *digest; /* the content's digest with the signer's md */
+    size_t digest_len;
+    const unsigned char *content; /* eContent; NULL: detached */
+    size_t content_len;
+    /* SHA-256 of the content for the archive time-stamp (B-LTA) when the
+     * signer's digest is not SHA-256; NULL otherwise */
+    const unsigned char *content_sha256;
+    int with_signing_time; /* CAdES yes, PAdES no (EN 319 142-1 5.4.2) */
+    int64_t signing_time;
+    qtsp_ades_level level; /* B-B/B-T: as such; B-LT/B-LTA: CAdES attributes (PAdES asks B-T) */
+} ades_cms_req;
+
+/* Signs r with s and appends the ContentInfo to out (see qtsp_cades_sign). */
+qtsp_status ades_cms_sign(const qtsp_ades_services *sv, const qtsp_ades_signer *s,
+                          const ades_cms_req *r, qtsp_buf *out) QTSP_MUST_USE;
+
+/* The certificates a B-LT signature carries for its verifier: the chain
+ * of s, then sv->extra_certs, each once, the signer's own excluded. The
+ * stack is the caller's (sk_X509_free; certificates are borrowed). */
+qtsp_status ades_validation_certs(const qtsp_ades_services *sv, const qtsp_ades_signer *s,
+                                  STACK_OF(X509) * *out) QTSP_MUST_USE;
+
+#endif
