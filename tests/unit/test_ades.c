@@ -1,0 +1,535 @@
+/* Unit tests for sign/ (CAdES, PAdES): real cores, no mocks: our TSA (no
+ * journal) and our OCSP responder over the in-memory status source, a
+ * software signer key. Outputs are checked with OpenSSL (CMS_verify, the
+ * TS verifier), and parsed back; then what must be refused. */
+#define _GNU_SOURCE 1 /* memmem */
+#include <openssl/cms.h>
+#include <openssl/evp.h>
+#include <openssl/ocsp.h>
+#include <openssl/ts.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "ocsp/ocsp_int.h"
+#include "sign/ades.h"
+#include "tests/lib/qtest.h"
+#include "tests/lib/qtest_ocsp_mem.h"
+
+#define NEED(cond)                                                                                 \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: fixture failed: %s\n", __FILE__, __LINE__, #cond);             \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static EVP_PKEY *g_root_key, *g_ca_key, *g_tsa_key, *g_resp_key, *g_signer_key;
+static X509 *g_root, *g_ca, *g_tsa_cert, *g_resp, *g_signer, *g_revoked;
+static qtsp_tsa *g_tsa;
+static qtsp_ocsp *g_ocsp;
+static STACK_OF(X509) * g_chain, *g_extra, *g_tsa_chain;
+static qtsp_ades_services g_sv;
+static qtsp_ades_signer g_s;
+static qtest_ocsp_mem g_mem;
+static qtest_ocsp_mem_entry g_tab[2] = {
+    {{0x51}, 1, {.state = QTSP_CERT_VALID}},
+    {{0x52}, 1, {.state = QTSP_CERT_REVOKED, .reason = 1, .revoked_at = 1000}},
+};
+
+static const unsigned char DOC[] = "a contract, any bytes: \x00\x01\x02 and more";
+/* a one-page PDF with a classic cross-reference table (offsets filled in setup) */
+static char g_pdf[2048];
+static size_t g_pdf_len, g_pdf_xref;
+
+/* Where needle last occurs in b (binary-safe), or NULL. */
+static const char *find_last(const qtsp_buf *b, size_t from, const char *needle)
+{
+    const char *last = NULL, *p = (const char *)b->data + from;
+    size_t left = b->len - from, n = strlen(needle);
+    const char *q;
+    while ((q = memmem(p, left, needle, n)) != NULL) {
+        last = q;
+        left -= (size_t)(q + 1 - p);
+        p = q + 1;
+    }
+    return last;
+}
+
+static void add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    NEED(ext != NULL);
+    X509_add_ext(cert, ext, -1);
+    X509_EXTENSION_free(ext);
+}
+
+/* eku: NULL (a CA when is_ca, else a signer), "timeStamping", "OCSPSigning" */
+static X509 *make_cert(const char *cn, EVP_PKEY *key, X509 *issuer, EVP_PKEY *ikey, long serial,
+                       int is_ca, const char *eku)
+{
+    X509 *c = X509_new();
+    X509_set_version(c, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(c), serial);
+    X509_gmtime_adj(X509_getm_notBefore(c), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(c), 86400L * 365);
+    X509_NAME *n = X509_NAME_new();
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+    X509_set_subject_name(c, n);
+    X509_set_issuer_name(c, issuer ? X509_get_subject_name(issuer) : n);
+    X509_NAME_free(n);
+    X509_set_pubkey(c, key);
+    X509 *iss = issuer ? issuer : c;
+    if (is_ca) {
+        add_ext(c, iss, NID_basic_constraints, "critical,CA:TRUE");
+        add_ext(c, iss, NID_key_usage, "critical,keyCertSign,cRLSign");
+    } else {
+        add_ext(c, iss, NID_key_usage, "critical,digitalSignature,nonRepudiation");
+        if (eku)
+            add_ext(c, iss, NID_ext_key_usage, eku);
+        if (eku && strcmp(eku, "OCSPSigning") == 0)
+            add_ext(c, iss, NID_id_pkix_OCSP_noCheck, "ignored"); /* RFC 6960 4.2.2.2.1 */
+    }
+    add_ext(c, iss, NID_subject_key_identifier, "hash");
+    NEED(X509_sign(c, ikey ? ikey : key, EVP_sha256()) > 0);
+    return c;
+}
+
+static int synced(void *ctx)
+{
+    (void)ctx;
+    return 1;
+}
+
+static int setup(void)
+{
+    g_root_key = EVP_EC_gen("P-256");
+    g_ca_key = EVP_EC_gen("P-256");
+    g_tsa_key = EVP_EC_gen("P-256");
+    g_resp_key = EVP_EC_gen("P-256");
+    g_signer_key = EVP_EC_gen("P-256");
+    NEED(g_root_key && g_ca_key && g_tsa_key && g_resp_key && g_signer_key);
+    g_root = make_cert("ades root", g_root_key, NULL, NULL, 1, 1, NULL);
+    g_ca = make_cert("ades issuing CA", g_ca_key, g_root, g_root_key, 2, 1, NULL);
+    g_tsa_cert =
+        make_cert("ades TSU", g_tsa_key, g_root, g_root_key, 3, 0, "critical,timeStamping");
+    g_resp = make_cert("ades OCSP", g_resp_key, g_ca, g_ca_key, 4, 0, "OCSPSigning");
+    g_signer = make_cert("ades signer", g_signer_key, g_ca, g_ca_key, 0x51, 0, NULL);
+    g_revoked = make_cert("ades revoked", g_signer_key, g_ca, g_ca_key, 0x52, 0, NULL);
+
+    char pol[1024];
+    snprintf(pol, sizeof pol, "%s/policies/tsa.yaml", qtest_src_dir());
+    g_tsa_chain = sk_X509_new_null();
+    NEED(g_tsa_chain && sk_X509_push(g_tsa_chain, g_root) > 0);
+    if (qtsp_tsa_new(pol, g_tsa_cert, g_tsa_chain, qtest_key(g_tsa_key), NULL, &g_tsa) != QTSP_OK) {
+        fprintf(stderr, "qtsp_tsa_new: %s\n", qtsp_err_message());
+        return 1;
+    }
+    qtsp_tsa_set_sync_check(g_tsa, synced, NULL);
+    g_mem = (qtest_ocsp_mem){g_tab, 2, 1, 0, 0, 0};
+    qtsp_ocsp_source src;
+    qtest_ocsp_mem_source(&g_mem, &src);
+    if (qtsp_ocsp_new_source(NULL, g_ca, g_resp, qtest_key(g_resp_key), &src, &g_ocsp) != QTSP_OK) {
+        fprintf(stderr, "qtsp_ocsp_new: %s\n", qtsp_err_message());
+        return 1;
+    }
+    g_chain = sk_X509_new_null();
+    g_extra = sk_X509_new_null();
+    NEED(g_chain && g_extra && sk_X509_push(g_chain, g_ca) > 0 &&
+         sk_X509_push(g_chain, g_root) > 0 && sk_X509_push(g_extra, g_tsa_cert) > 0 &&
+         sk_X509_push(g_extra, g_resp) > 0);
+    g_sv = (qtsp_ades_services){g_tsa, g_ocsp, g_ca, g_extra, NULL};
+    g_s = (qtsp_ades_signer){qtest_key(g_signer_key), g_signer, g_chain, {0}};
+    NEED(qtsp_key_sigalg(g_s.key, EVP_sha256(), &g_s.alg) == QTSP_OK);
+
+    /* the PDF, with exact offsets */
+    const char *objs[] = {
+        "1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n",
+        "2 0 obj\n<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n",
+        "3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>\nendobj\n",
+    };
+    size_t off[3], n = (size_t)snprintf(g_pdf, sizeof g_pdf, "%%PDF-1.4\n");
+    for (int i = 0; i < 3; i++) {
+        off[i] = n;
+        n += (size_t)snprintf(g_pdf + n, sizeof g_pdf - n, "%s", objs[i]);
+    }
+    size_t xref = n;
+    n += (size_t)snprintf(g_pdf + n, sizeof g_pdf - n,
+                          "xref\n0 4\n0000000000 65535 f \n%010zu 00000 n \n%010zu 00000 n \n"
+                          "%010zu 00000 n \ntrailer\n<< /Size 4 /Root 1 0 R >>\nstartxref\n%zu\n"
+                          "%%%%EOF\n",
+                          off[0], off[1], off[2], xref);
+    g_pdf_len = n;
+    g_pdf_xref = xref;
+    return 0;
+}
+
+static void teardown(void)
+{
+    qtsp_tsa_free(g_tsa);
+    qtsp_ocsp_free(g_ocsp);
+    sk_X509_free(g_chain);
+    sk_X509_free(g_extra);
+    sk_X509_free(g_tsa_chain);
+    X509 *c[] = {g_root, g_ca, g_tsa_cert, g_resp, g_signer, g_revoked};
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+        X509_free(c[i]);
+    EVP_PKEY *k[] = {g_root_key, g_ca_key, g_tsa_key, g_resp_key, g_signer_key};
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+        EVP_PKEY_free(k[i]);
+}
+
+static CMS_ContentInfo *parse_cms(const unsigned char *p, size_t n)
+{
+    const unsigned char *q = p;
+    CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &q, (long)n);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cms);
+    CU_ASSERT_EQUAL(q, p + n); /* every byte consumed */
+    return cms;
+}
+
+/* CMS_verify with the root as the only trust anchor; content NULL when enveloped. */
+static int cms_ok(CMS_ContentInfo *cms, const unsigned char *content, size_t n)
+{
+    X509_STORE *st = X509_STORE_new();
+    X509_STORE_add_cert(st, g_root);
+    X509_VERIFY_PARAM_set_purpose(X509_STORE_get0_param(st), X509_PURPOSE_ANY);
+    BIO *in = content ? BIO_new_mem_buf(content, (int)n) : NULL;
+    int ok = CMS_verify(cms, NULL, st, in, NULL, CMS_BINARY) == 1;
+    BIO_free(in);
+    X509_STORE_free(st);
+    return ok;
+}
+
+static CMS_SignerInfo *signer0(CMS_ContentInfo *cms)
+{
+    return sk_CMS_SignerInfo_value(CMS_get0_SignerInfos(cms), 0);
+}
+
+/* The unsigned attribute with dotted OID, first value as DER (caller frees), or NULL. */
+static unsigned char *unsigned_attr(CMS_ContentInfo *cms, const char *oid, int *len)
+{
+    ASN1_OBJECT *o = OBJ_txt2obj(oid, 1);
+    int i = CMS_unsigned_get_attr_by_OBJ(signer0(cms), o, -1);
+    ASN1_OBJECT_free(o);
+    if (i < 0)
+        return NULL;
+    ASN1_TYPE *t = X509_ATTRIBUTE_get0_type(CMS_unsigned_get_attr(signer0(cms), i), 0);
+    unsigned char *der = NULL;
+    *len = i2d_ASN1_TYPE(t, &der);
+    return der;
+}
+
+static int signed_attr_count(CMS_ContentInfo *cms, int nid)
+{
+    int n = 0, i = -1;
+    while ((i = CMS_signed_get_attr_by_NID(signer0(cms), nid, i)) >= 0)
+        n++;
+    return n;
+}
+
+static void sign_cades(qtsp_ades_level level, int enveloping, qtsp_buf *out)
+{
+    qtsp_cades_opts o = {level, enveloping, 1765000000};
+    qtsp_buf_init(out, 1 << 20);
+    qtsp_err_clear();
+    qtsp_status rc = qtsp_cades_sign(&g_sv, &g_s, &o, DOC, sizeof DOC, out);
+    if (rc != QTSP_OK)
+        fprintf(stderr, "%s\n", qtsp_err_message());
+    CU_ASSERT_EQUAL_FATAL(rc, QTSP_OK);
+}
+
+/* The TimeStampToken (DER) verifies over data with the root as anchor. */
+static int token_covers(const unsigned char *tok, int len, const unsigned char *data, size_t n)
+{
+    const unsigned char *p = tok;
+    PKCS7 *p7 = d2i_PKCS7(NULL, &p, len);
+    if (!p7)
+        return 0;
+    TS_VERIFY_CTX *ctx = TS_VERIFY_CTX_new();
+    X509_STORE *st = X509_STORE_new();
+    X509_STORE_add_cert(st, g_root);
+    TS_VERIFY_CTX_set_flags(ctx, TS_VFY_VERSION | TS_VFY_SIGNATURE | TS_VFY_DATA);
+    TS_VERIFY_CTX_set_store(ctx, st);
+    TS_VERIFY_CTX_set_data(ctx, BIO_new_mem_buf(data, (int)n));
+    int ok = TS_RESP_verify_token(ctx, p7) == 1;
+    TS_VERIFY_CTX_free(ctx);
+    PKCS7_free(p7);
+    return ok;
+}
+
+static void test_ades_level_names_parse(void)
+{
+    qtsp_ades_level l;
+    CU_ASSERT(qtsp_ades_level_parse("Ades-B-B", &l) == QTSP_OK && l == QTSP_ADES_B_B);
+    CU_ASSERT(qtsp_ades_level_parse("AdES-B-LTA", &l) == QTSP_OK && l == QTSP_ADES_B_LTA);
+    CU_ASSERT_STRING_EQUAL(qtsp_ades_level_name(QTSP_ADES_B_LT), "B-LT");
+    CU_ASSERT_EQUAL(qtsp_ades_level_parse("Ades-B-X", &l), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_ades_level_parse("B-B", &l), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_ades_level_parse(NULL, &l), QTSP_ERR_INVALID);
+}
+
+static void test_cades_b_b_detached_and_enveloping_verify(void)
+{
+    for (int env = 0; env < 2; env++) {
+        qtsp_buf out;
+        sign_cades(QTSP_ADES_B_B, env, &out);
+        CMS_ContentInfo *cms = parse_cms(out.data, out.len);
+        CU_ASSERT_EQUAL(CMS_is_detached(cms), !env);
+        CU_ASSERT(cms_ok(cms, env ? NULL : DOC, sizeof DOC));
+        /* EN 319 122-1 5.2: each exactly once */
+        CU_ASSERT_EQUAL(signed_attr_count(cms, NID_pkcs9_contentType), 1);
+        CU_ASSERT_EQUAL(signed_attr_count(cms, NID_pkcs9_messageDigest), 1);
+        CU_ASSERT_EQUAL(signed_attr_count(cms, NID_pkcs9_signingTime), 1);
+        CU_ASSERT_EQUAL(signed_attr_count(cms, NID_id_smime_aa_signingCertificateV2), 1);
+        CU_ASSERT_EQUAL(CMS_unsigned_get_attr_count(signer0(cms)), -1);
+        if (!env) {
+            unsigned char other[sizeof DOC];
+            memcpy(other, DOC, sizeof DOC);
+            other[3] ^= 1;
+            CU_ASSERT_FALSE(cms_ok(cms, other, sizeof other));
+        }
+        CMS_ContentInfo_free(cms);
+        qtsp_buf_cleanup(&out);
+    }
+}
+
+static void test_cades_b_t_carries_a_time_stamp_over_the_signature(void)
+{
+    qtsp_buf out;
+    sign_cades(QTSP_ADES_B_T, 0, &out);
+    CMS_ContentInfo *cms = parse_cms(out.data, out.len);
+    CU_ASSERT(cms_ok(cms, DOC, sizeof DOC));
+    int len = 0;
+    unsigned char *tok = unsigned_attr(cms, "1.2.840.113549.1.9.16.2.14", &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tok);
+    ASN1_OCTET_STRING *sig = CMS_SignerInfo_get0_signature(signer0(cms));
+    CU_ASSERT(token_covers(tok, len, sig->data, (size_t)sig->length));
+    CU_ASSERT_FALSE(token_covers(tok, len, DOC, sizeof DOC));
+    OPENSSL_free(tok);
+    CMS_ContentInfo_free(cms);
+    qtsp_buf_cleanup(&out);
+}
+
+static void test_cades_b_lt_carries_certificates_and_ocsp(void)
+{
+    qtsp_buf out;
+    sign_cades(QTSP_ADES_B_LT, 1, &out);
+    CMS_ContentInfo *cms = parse_cms(out.data, out.len);
+    CU_ASSERT(cms_ok(cms, NULL, 0));
+    int len = 0;
+    unsigned char *cv = unsigned_attr(cms, "1.2.840.113549.1.9.16.2.23", &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cv);
+    /* SEQUENCE OF Certificate: the CA, the root, the TSU, the responder */
+    const unsigned char *p = cv;
+    long slen = 0;
+    int tag = 0, cls = 0, certs = 0;
+    CU_ASSERT_EQUAL(ASN1_get_object(&p, &slen, &tag, &cls, len) & 0x80, 0);
+    const unsigned char *end = p + slen;
+    while (p < end) {
+        X509 *x = d2i_X509(NULL, &p, end - p);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+        CU_ASSERT_NOT_EQUAL(X509_cmp(x, g_signer), 0);
+        X509_free(x);
+        certs++;
+    }
+    CU_ASSERT_EQUAL(certs, 4);
+    OPENSSL_free(cv);
+    unsigned char *rv = unsigned_attr(cms, "1.2.840.113549.1.9.16.2.24", &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rv);
+    /* RevocationValues { ocspVals [1] { BasicOCSPResponse } } */
+    p = rv;
+    CU_ASSERT_EQUAL(ASN1_get_object(&p, &slen, &tag, &cls, len) & 0x80, 0);
+    CU_ASSERT_EQUAL(ASN1_get_object(&p, &slen, &tag, &cls, slen) & 0x80, 0);
+    CU_ASSERT(cls == V_ASN1_CONTEXT_SPECIFIC && tag == 1);
+    CU_ASSERT_EQUAL(ASN1_get_object(&p, &slen, &tag, &cls, slen) & 0x80, 0);
+    OCSP_BASICRESP *bs = d2i_OCSP_BASICRESP(NULL, &p, slen);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(bs);
+    OCSP_CERTID *id = OCSP_cert_to_id(EVP_sha1(), g_signer, g_ca);
+    int status = -1;
+    CU_ASSERT_EQUAL(OCSP_resp_find_status(bs, id, &status, NULL, NULL, NULL, NULL), 1);
+    CU_ASSERT_EQUAL(status, V_OCSP_CERTSTATUS_GOOD);
+    OCSP_CERTID_free(id);
+    OCSP_BASICRESP_free(bs);
+    OPENSSL_free(rv);
+    CMS_ContentInfo_free(cms);
+    qtsp_buf_cleanup(&out);
+}
+
+static void test_cades_b_lta_archive_time_stamp_token_is_intact(void)
+{
+    qtsp_buf out;
+    sign_cades(QTSP_ADES_B_LTA, 0, &out);
+    CMS_ContentInfo *cms = parse_cms(out.data, out.len);
+    CU_ASSERT(cms_ok(cms, DOC, sizeof DOC));
+    int len = 0;
+    unsigned char *ats = unsigned_attr(cms, "0.4.0.1733.2.4", &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ats);
+    /* the token's own signature still verifies with ats-hash-index-v3 added */
+    CMS_ContentInfo *tok = parse_cms(ats, (size_t)len);
+    CU_ASSERT(cms_ok(tok, NULL, 0));
+    ASN1_OBJECT *o = OBJ_txt2obj("0.4.0.19122.1.5", 1);
+    CU_ASSERT(CMS_unsigned_get_attr_by_OBJ(signer0(tok), o, -1) >= 0);
+    ASN1_OBJECT_free(o);
+    CMS_ContentInfo_free(tok);
+    OPENSSL_free(ats);
+    CMS_ContentInfo_free(cms);
+    qtsp_buf_cleanup(&out);
+}
+
+static void test_cades_refuses_revoked_signer_and_missing_services(void)
+{
+    qtsp_buf out;
+    qtsp_buf_init(&out, 1 << 20);
+    CU_ASSERT_EQUAL_FATAL(qtsp_buf_append(&out, "keep", 4), QTSP_OK);
+    qtsp_ades_signer rv = g_s;
+    rv.cert = g_revoked;
+    qtsp_cades_opts o = {QTSP_ADES_B_LT, 0, 1765000000};
+    CU_ASSERT_EQUAL(qtsp_cades_sign(&g_sv, &rv, &o, DOC, sizeof DOC, &out), QTSP_ERR_STATE);
+    CU_ASSERT_EQUAL(out.len, 4); /* nothing appended */
+    qtsp_ades_services none = {0};
+    o.level = QTSP_ADES_B_T;
+    CU_ASSERT_EQUAL(qtsp_cades_sign(&none, &g_s, &o, DOC, sizeof DOC, &out), QTSP_ERR_UNSUPPORTED);
+    o.level = QTSP_ADES_B_LT;
+    qtsp_ades_services tsa_only = {g_tsa, NULL, NULL, NULL, NULL};
+    CU_ASSERT_EQUAL(qtsp_cades_sign(&tsa_only, &g_s, &o, DOC, sizeof DOC, &out),
+                    QTSP_ERR_UNSUPPORTED);
+    CU_ASSERT_EQUAL(out.len, 4);
+    o.level = (qtsp_ades_level)9;
+    CU_ASSERT_EQUAL(qtsp_cades_sign(&g_sv, &g_s, &o, DOC, sizeof DOC, &out), QTSP_ERR_INVALID);
+    qtsp_buf_cleanup(&out);
+}
+
+static void sign_pdf(const unsigned char *in, size_t n, qtsp_ades_level level, int cert,
+                     qtsp_buf *out, qtsp_status want)
+{
+    qtsp_pades_opts o = {level, cert, 1765000000};
+    qtsp_err_clear();
+    qtsp_status rc = qtsp_pades_sign(&g_sv, &g_s, &o, in, n, out);
+    if (rc != want)
+        fprintf(stderr, "%s\n", qtsp_err_message());
+    CU_ASSERT_EQUAL_FATAL(rc, want);
+}
+
+/* The last /ByteRange of pdf, its two ranges concatenated into data, and
+ * the CMS in its /Contents. */
+static CMS_ContentInfo *last_signature(const qtsp_buf *pdf, qtsp_buf *data)
+{
+    const char *br = find_last(pdf, 0, "/ByteRange [");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(br);
+    unsigned long a = 0, b = 0, c = 0, d = 0;
+    CU_ASSERT_EQUAL_FATAL(sscanf(br, "/ByteRange [%lu %lu %lu %lu]", &a, &b, &c, &d), 4);
+    CU_ASSERT_EQUAL(a, 0);
+    CU_ASSERT_EQUAL(c + d, pdf->len); /* to the end of the file */
+    CU_ASSERT_EQUAL(pdf->data[b], '<');
+    CU_ASSERT_EQUAL(pdf->data[c - 1], '>');
+    CU_ASSERT_EQUAL_FATAL(qtsp_buf_append(data, pdf->data, b), QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(qtsp_buf_append(data, pdf->data + c, d), QTSP_OK);
+    size_t hex = c - b - 2;
+    unsigned char *der = malloc(hex / 2);
+    for (size_t i = 0; i < hex / 2; i++) {
+        unsigned v = 0;
+        NEED(sscanf((const char *)pdf->data + b + 1 + 2 * i, "%2x", &v) == 1);
+        der[i] = (unsigned char)v;
+    }
+    const unsigned char *p = der;
+    CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &p, (long)(hex / 2));
+    free(der);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cms);
+    return cms;
+}
+
+static void test_pades_b_b_is_an_incremental_update_with_exact_byte_range(void)
+{
+    qtsp_buf out, data;
+    qtsp_buf_init(&out, 1 << 20);
+    qtsp_buf_init(&data, 1 << 20);
+    sign_pdf((const unsigned char *)g_pdf, g_pdf_len, QTSP_ADES_B_B, 0, &out, QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(memcmp(out.data, g_pdf, g_pdf_len), 0); /* the original, untouched */
+    CU_ASSERT_PTR_NOT_NULL(find_last(&out, 0, "/SubFilter /ETSI.CAdES.detached"));
+    char prev[32];
+    snprintf(prev, sizeof prev, "/Prev %zu ", g_pdf_xref); /* continues the original xref */
+    CU_ASSERT_PTR_NOT_NULL(find_last(&out, g_pdf_len, prev));
+    CMS_ContentInfo *cms = last_signature(&out, &data);
+    CU_ASSERT(cms_ok(cms, data.data, data.len));
+    CU_ASSERT_EQUAL(signed_attr_count(cms, NID_pkcs9_signingTime), 0); /* EN 319 142-1 5.4.2 */
+    CU_ASSERT_EQUAL(signed_attr_count(cms, NID_id_smime_aa_signingCertificateV2), 1);
+    data.data[10] ^= 1;
+    CU_ASSERT_FALSE(cms_ok(cms, data.data, data.len));
+    CMS_ContentInfo_free(cms);
+    qtsp_buf_cleanup(&out);
+    qtsp_buf_cleanup(&data);
+}
+
+static void test_pades_second_signature_keeps_the_first_revision(void)
+{
+    qtsp_buf one, two, data;
+    qtsp_buf_init(&one, 1 << 20);
+    qtsp_buf_init(&two, 1 << 20);
+    qtsp_buf_init(&data, 1 << 20);
+    sign_pdf((const unsigned char *)g_pdf, g_pdf_len, QTSP_ADES_B_T, 1, &one, QTSP_OK);
+    sign_pdf(one.data, one.len, QTSP_ADES_B_LTA, 0, &two, QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(memcmp(two.data, one.data, one.len), 0);
+    CU_ASSERT_PTR_NOT_NULL(find_last(&two, one.len, "/DSS"));
+    CU_ASSERT_PTR_NOT_NULL(find_last(&two, one.len, "/ETSI.RFC3161"));
+    /* the last revision is the document time-stamp: a token over everything before */
+    CMS_ContentInfo *dts = last_signature(&two, &data);
+    int tl = i2d_CMS_ContentInfo(dts, NULL);
+    unsigned char *tok = NULL;
+    CU_ASSERT_EQUAL(i2d_CMS_ContentInfo(dts, &tok), tl);
+    CU_ASSERT(token_covers(tok, tl, data.data, data.len));
+    OPENSSL_free(tok);
+    CMS_ContentInfo_free(dts);
+    /* a certified PDF cannot be certified again */
+    qtsp_buf three;
+    qtsp_buf_init(&three, 1 << 20);
+    sign_pdf(one.data, one.len, QTSP_ADES_B_B, 1, &three, QTSP_ERR_STATE);
+    CU_ASSERT_EQUAL(three.len, 0);
+    qtsp_buf_cleanup(&one);
+    qtsp_buf_cleanup(&two);
+    qtsp_buf_cleanup(&three);
+    qtsp_buf_cleanup(&data);
+}
+
+static void test_pades_refuses_what_is_no_pdf(void)
+{
+    qtsp_buf out;
+    qtsp_buf_init(&out, 1 << 20);
+    sign_pdf(DOC, sizeof DOC, QTSP_ADES_B_B, 0, &out, QTSP_ERR_INVALID);
+    sign_pdf((const unsigned char *)g_pdf, g_pdf_len / 2, QTSP_ADES_B_B, 0, &out, QTSP_ERR_INVALID);
+    char broken[2048];
+    memcpy(broken, g_pdf, g_pdf_len);
+    char *sx = strstr(broken, "startxref\n") + 10;
+    *sx = '9'; /* startxref off the end */
+    sign_pdf((const unsigned char *)broken, g_pdf_len, QTSP_ADES_B_B, 0, &out, QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(out.len, 0);
+    qtsp_ades_services none = {0};
+    qtsp_pades_opts o = {QTSP_ADES_B_T, 0, 0};
+    CU_ASSERT_EQUAL(qtsp_pades_sign(&none, &g_s, &o, (const unsigned char *)g_pdf, g_pdf_len, &out),
+                    QTSP_ERR_UNSUPPORTED);
+    qtsp_buf_cleanup(&out);
+}
+
+int main(void)
+{
+    if (setup() != 0)
+        return 1;
+    static const qtest_case cases[] = {
+        QTEST(test_ades_level_names_parse),
+        QTEST(test_cades_b_b_detached_and_enveloping_verify),
+        QTEST(test_cades_b_t_carries_a_time_stamp_over_the_signature),
+        QTEST(test_cades_b_lt_carries_certificates_and_ocsp),
+        QTEST(test_cades_b_lta_archive_time_stamp_token_is_intact),
+        QTEST(test_cades_refuses_revoked_signer_and_missing_services),
+        QTEST(test_pades_b_b_is_an_incremental_update_with_exact_byte_range),
+        QTEST(test_pades_second_signature_keeps_the_first_revision),
+        QTEST(test_pades_refuses_what_is_no_pdf),
+    };
+    int rc = qtest_run("ades", cases, sizeof cases / sizeof cases[0]);
+    teardown();
+    return rc;
+}
