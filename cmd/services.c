@@ -37,6 +37,7 @@ struct qtsp_services {
     char policies_dir[QTSP_PATH_MAX];
     char secrets_dir[QTSP_PATH_MAX];
     qtsp_periodic *sweeper; /* hold-lapse sweeper (leader only) */
+    qtsp_archive *archive;  /* signed documents (sign/archive.h) */
 };
 
 static qtsp_status add_route(qtsp_services *s, qtsp_route r)
@@ -121,6 +122,7 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
                                    app->root_key, app->cfg.base_url, app->store, &s->crl));
     TRY_OUT(
         add_route(s, (qtsp_route){"GET", "/crl/", 1, 0, NULL, qtsp_crl_http_get, s->crl, "crl"}));
+    TRY_OUT(cmd_archive_open(app, &s->archive));
     TRY_OUT(
         add_route(s, (qtsp_route){"POST", "/tsa", 0, QTSP_TSA_MAX_QUERY,
                                   "application/timestamp-query", qtsp_tsa_http, s->tsa, "tsa"}));
@@ -188,6 +190,7 @@ qtsp_status qtsp_services_start(qtsp_services *s, int leader)
     TRY(qtsp_periodic_start("hold sweeper", 1000 * qtsp_ra_sweep_interval_s(s->ra), 0, sweep_once,
                             s, &s->sweeper));
     TRY(qtsp_ra_keypool_start(s->ra));
+    TRY(qtsp_archive_start(s->archive)); /* removes what outlived its retention, audited */
     return QTSP_OK;
 }
 
@@ -205,6 +208,7 @@ void qtsp_services_free(qtsp_services *s)
     qtsp_signq_free(s->signq); /* signs what is queued; its callbacks use the TSA and OCSP */
     s->signq = NULL;
     qtsp_periodic_stop(s->sweeper);
+    qtsp_archive_free(s->archive);
     qtsp_api_free(s->ra_api); /* its workers use the RA */
     qtsp_ra_free(s->ra);
     qtsp_tsa_free(s->tsa);

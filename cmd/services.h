@@ -8,6 +8,7 @@
 
 #include "cmd/app.h"
 #include "core/http.h"
+#include "sign/archive.h"
 
 typedef struct qtsp_services qtsp_services;
 
@@ -27,5 +28,10 @@ const qtsp_route *qtsp_services_routes(const qtsp_services *svc);
 size_t qtsp_services_route_count(const qtsp_services *svc);
 /* qtsp_metrics_fn: store size, token sessions and each service's lines. */
 qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out) QTSP_MUST_USE;
+
+/* The signed-document archive of app's home: DIR/archive/ with the home's
+ * policies/archive.yaml (the shipped one for a home made before it existed).
+ * cmd/sign_cmd.c. */
+qtsp_status cmd_archive_open(qtsp_app *app, qtsp_archive **out) QTSP_MUST_USE;
 
 #endif

@@ -9,14 +9,17 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ca/certdb.h"
 #include "cmd/app.h"
 #include "cmd/cmd.h"
+#include "cmd/services.h"
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "sign/ades.h"
+#include "sign/archive.h"
 
 static int usage(FILE *f)
 {
@@ -59,7 +62,7 @@ out:
 /* The credential's certificate and its token key (the certificate record
  * names the key label). */
 static qtsp_status open_credential(qtsp_app *app, const char *serial_hex, X509 **cert,
-                                   qtsp_key **key)
+                                   qtsp_key **key, char owner[65])
 {
     unsigned char serial[QTSP_SERIAL_MAX];
     size_t slen = 0;
@@ -68,8 +71,26 @@ static qtsp_status open_credential(qtsp_app *app, const char *serial_hex, X509 *
     TRY(qtsp_store_begin(app->store, 0, &txn));
     qtsp_cert_record rec;
     memset(&rec, 0, sizeof rec);
+    qtsp_buf cred;
+    qtsp_buf_init(&cred, 1 << 16);
     qtsp_status rc = qtsp_certdb_get(txn, serial, slen, &rec);
+    if (rc == QTSP_OK) /* the credential record names its signer (ra/ra.c) */
+        rc = qtsp_txn_get(txn, QTSP_T_CREDENTIALS, serial_hex, strlen(serial_hex), &cred);
     qtsp_txn_abort(txn);
+    /* a record is a version byte (1) and JSON (ra/ra.c) */
+    json_t *cj = rc == QTSP_OK && cred.len > 1 && cred.data[0] == 1
+                     ? json_loadb((const char *)cred.data + 1, cred.len - 1, 0, NULL)
+                     : NULL;
+    qtsp_buf_cleanup(&cred);
+    const char *uid = json_string_value(json_object_get(cj, "user_id"));
+    if (rc == QTSP_OK && (!uid || strlen(uid) > 64))
+        rc = qtsp_err_set(QTSP_ERR_STORE_CORRUPT, __FILE__, __LINE__, "credential %s has no user",
+                          serial_hex);
+    if (rc == QTSP_OK)
+        snprintf(owner, 65, "%s", uid);
+    json_decref(cj);
+    if (rc != QTSP_OK)
+        qtsp_cert_record_cleanup(&rec);
     TRY(rc);
     const unsigned char *p = rec.der;
     X509 *x = d2i_X509(NULL, &p, (long)rec.der_len);
@@ -84,6 +105,16 @@ out:
     return rc;
 }
 
+qtsp_status cmd_archive_open(qtsp_app *app, qtsp_archive **out)
+{
+    char pol[QTSP_PATH_MAX + 32], dir[QTSP_PATH_MAX + 32];
+    TRY(qtsp_app_policy(app, "archive.yaml", pol, sizeof pol));
+    if (access(pol, F_OK) != 0) /* a home made before the archive: the shipped policy */
+        snprintf(pol, sizeof pol, "%s/archive.yaml", cmd_policies_dir());
+    snprintf(dir, sizeof dir, "%s/archive", app->cfg.home);
+    return qtsp_archive_new(pol, dir, app->store, out);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -93,7 +124,7 @@ static int cmp_double(const void *a, const void *b)
 int cmd_sign(int argc, char **argv)
 {
     const char *home = cmd_default_home(), *cred = NULL, *format = NULL, *level_s = NULL;
-    const char *in = NULL, *outp = NULL, *repeat_s = "1";
+    const char *in = NULL, *outp = NULL, *repeat_s = "1", *name = NULL;
     int attached = 0, certification = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0)
@@ -111,7 +142,8 @@ int cmd_sign(int argc, char **argv)
             cmd_opt(argc, argv, &i, "--format", &format) ||
             cmd_opt(argc, argv, &i, "--level", &level_s) || cmd_opt(argc, argv, &i, "--in", &in) ||
             cmd_opt(argc, argv, &i, "--out", &outp) ||
-            cmd_opt(argc, argv, &i, "--repeat", &repeat_s))
+            cmd_opt(argc, argv, &i, "--repeat", &repeat_s) ||
+            cmd_opt(argc, argv, &i, "--name", &name))
             continue;
         return usage(stderr);
     }
@@ -139,6 +171,7 @@ int cmd_sign(int argc, char **argv)
     qtsp_key *key = NULL;
     qtsp_tsa *tsa = NULL;
     qtsp_ocsp *ocsp = NULL;
+    qtsp_archive *archive = NULL;
     double *ms = NULL;
     STACK_OF(X509) *chain = sk_X509_new_null(), *extra = sk_X509_new_null(), *tsa_chain = NULL;
     STACK_OF(X509_CRL) *crls = sk_X509_CRL_new_null();
@@ -149,7 +182,8 @@ int cmd_sign(int argc, char **argv)
                    sk_X509_push(extra, app.ocsp) > 0,
                QTSP_ERR_NOMEM, "out of memory");
     TRY_OUT(read_file(in, &doc, &len));
-    TRY_OUT(open_credential(&app, cred, &cert, &key));
+    char owner[65];
+    TRY_OUT(open_credential(&app, cred, &cert, &key, owner));
 
     char pol[QTSP_PATH_MAX + 32], pub[QTSP_PATH_MAX + 32];
     tsa_chain = sk_X509_new_null();
@@ -190,6 +224,19 @@ int cmd_sign(int argc, char **argv)
         ms[i] = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     }
     TRY_OUT(cmd_write_file(outp, out.data, out.len, 0644));
+    /* every signed document is archived (docs/ades.md) */
+    char id[QTSP_ARCHIVE_ID_LEN + 1];
+    TRY_OUT(cmd_archive_open(&app, &archive));
+    const char *base = strrchr(in, '/');
+    qtsp_archive_doc ad = {owner,
+                           name ? name : (base ? base + 1 : in),
+                           pades ? "PAdES" : "CAdES",
+                           qtsp_ades_level_name(level),
+                           out.data,
+                           out.len,
+                           (int64_t)time(NULL)};
+    TRY_OUT(qtsp_archive_put(archive, cmd_actor(), &ad, id));
+    printf("{\"document_id\":\"%s\"}\n", id);
     if (repeat > 1) {
         qsort(ms, (size_t)repeat, sizeof *ms, cmp_double);
         printf("format=%s level=%s size=%zu n=%ld median_ms=%.2f p90_ms=%.2f\n",
@@ -202,6 +249,7 @@ out:
     qtsp_buf_cleanup(&out);
     qtsp_tsa_free(tsa);
     qtsp_ocsp_free(ocsp);
+    qtsp_archive_free(archive);
     qtsp_key_free(key);
     X509_free(cert);
     sk_X509_free(chain);

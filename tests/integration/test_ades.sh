@@ -214,6 +214,17 @@ check "$n: catalog /Perms /DocMDP" grep -aq '/Perms << /DocMDP' "$T_DIR/cert.pdf
 check_not "$n: refused on a signed PDF" sign --credential "$BERT" --format P --level Ades-B-B --certification --in "$T_DIR/p-B-B.pdf" --out "$T_DIR/x.pdf"
 check "$n: an approval signature after it is accepted" sign --credential "$BERT" --format P --level Ades-B-B --in "$T_DIR/cert.pdf" --out "$T_DIR/cert2.pdf"
 
+n="archive"
+sign --credential "$ANNA" --format C --level Ades-B-T --name "report.bin" --in "$T_DIR/doc.bin" --out "$T_DIR/arch.p7s" >"$T_DIR/arch.json"
+id=$(jq -r .document_id "$T_DIR/arch.json")
+check "$n: the signing printed a document id" test "${#id}" -eq 24
+sum=$(sha256sum "$T_DIR/arch.p7s" | cut -c1-64)
+check "$n: content-addressed file, byte-identical" cmp -s "$H/archive/${sum:0:2}/$sum" "$T_DIR/arch.p7s"
+check "$n: not world-readable" test "$(stat -c %a "$H/archive/${sum:0:2}/$sum")" = 640
+"$QTSP_BIN" audit list --home "$H" >"$T_DIR/audit.txt" 2>/dev/null
+check_grep "$n: audited document.archive" "\"event\":\"document.archive\".*\"id\":\"$id\"" "$T_DIR/audit.txt"
+check "$n: audit chain verifies" "$QTSP_BIN" audit verify --home "$H"
+
 n="bad input"
 check_not "$n: a non-PDF is refused as PAdES" sign --credential "$ANNA" --format P --level Ades-B-B --in "$T_DIR/doc.bin" --out "$T_DIR/x.pdf"
 head -c $(($(stat -c %s "$T_DIR/table.pdf") / 2)) "$T_DIR/table.pdf" >"$T_DIR/cut.pdf"
