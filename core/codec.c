@@ -2,6 +2,16 @@
 
 #include <stdint.h>
 
+void qtsp_hex_encode(const unsigned char *in, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
 int qtsp_hex_value(int c)
 {
     if (c >= '0' && c <= '9')

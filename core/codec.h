@@ -11,6 +11,10 @@
 /* Value of a hex digit (either case), -1 otherwise. */
 int qtsp_hex_value(int c);
 
+/* in[0..len) as lower-case hex: 2 * len digits and a NUL at out (which
+ * holds 2 * len + 1). */
+void qtsp_hex_encode(const unsigned char *in, size_t len, char *out);
+
 #define QTSP_B64_STD 1u     /* accept '+' '/' (RFC 4648 4) */
 #define QTSP_B64_URL 2u     /* accept '-' '_' (RFC 4648 5) */
 #define QTSP_B64_PADDING 4u /* accept trailing '=' padding */

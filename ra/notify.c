@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/codec.h"
 #include "core/log.h"
 #include "core/periodic.h"
 #include "core/yaml.h"
@@ -314,16 +315,6 @@ static int valid_event_name(const char *e)
     return 1;
 }
 
-static void hex_encode(const unsigned char *in, size_t len, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * len] = '\0';
-}
-
 /* Called with mu held. */
 static void note_drop(qtsp_notify *n, const notify_item *it, const char *why)
 {
@@ -351,7 +342,7 @@ qtsp_status qtsp_notify_event(qtsp_notify *n, const char *event, const json_t *d
     json_t *obj = NULL;
     unsigned char rnd[NOTIFY_ID_BYTES];
     TRY_OUT(qtsp_random(rnd, sizeof rnd));
-    hex_encode(rnd, sizeof rnd, it->id);
+    qtsp_hex_encode(rnd, sizeof rnd, it->id);
     snprintf(it->event, sizeof it->event, "%s", event);
     char when[40];
     qtsp_format_rfc3339_ms(qtsp_now_ms(), when, sizeof when);
@@ -428,7 +419,7 @@ static qtsp_status sign(const qtsp_notify *n, const char *ts, const notify_item 
                    EVP_MAC_final(ctx, md, &mdlen, sizeof md) == 1 && mdlen == sizeof md,
                QTSP_ERR_CRYPTO, "HMAC-SHA256 failed");
     memcpy(sig, "sha256=", 7);
-    hex_encode(md, sizeof md, sig + 7);
+    qtsp_hex_encode(md, sizeof md, sig + 7);
 out:
     EVP_MAC_CTX_free(ctx);
     EVP_MAC_free(mac);

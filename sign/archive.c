@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "core/codec.h"
 #include "core/config.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "core/periodic.h"
 #include "core/yaml.h"
@@ -98,16 +99,6 @@ void qtsp_archive_free(qtsp_archive *a)
     free(a);
 }
 
-static void hex(const unsigned char *b, size_t n, char *out)
-{
-    static const char d[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = d[b[i] >> 4];
-        out[2 * i + 1] = d[b[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 /* DIR/<hh>/<hex> (and the directory alone when dir_only). */
 static void file_path(const qtsp_archive *a, const char *hexsum, int dir_only, char *out,
                       size_t cap)
@@ -123,8 +114,8 @@ qtsp_status qtsp_archive_write(qtsp_archive *a, const qtsp_archive_doc *d, unsig
     ENSURE(d && d->data && d->len > 0, QTSP_ERR_INVALID, "empty document");
     ENSURE(EVP_Digest(d->data, d->len, sha256, NULL, EVP_sha256(), NULL) == 1, QTSP_ERR_CRYPTO,
            "SHA-256");
-    char hx[65], path[QTSP_PATH_MAX + 80], tmp[QTSP_PATH_MAX + 120];
-    hex(sha256, 32, hx);
+    char hx[65], path[QTSP_PATH_MAX + 80];
+    qtsp_hex_encode(sha256, 32, hx);
     file_path(a, hx, 1, path, sizeof path);
     ENSURE(mkdir(path, 0750) == 0 || errno == EEXIST, QTSP_ERR_IO, "cannot create %s: %s", path,
            strerror(errno));
@@ -132,31 +123,7 @@ qtsp_status qtsp_archive_write(qtsp_archive *a, const qtsp_archive_doc *d, unsig
     struct stat st;
     if (stat(path, &st) == 0 && (size_t)st.st_size == d->len)
         return QTSP_OK; /* content-addressed: already there */
-    unsigned char r[8];
-    TRY(qtsp_random(r, sizeof r));
-    char rh[17];
-    hex(r, sizeof r, rh);
-    snprintf(tmp, sizeof tmp, "%s.%s.tmp", path, rh);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
-    ENSURE(fd >= 0, QTSP_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
-    size_t done = 0;
-    int bad = 0;
-    while (done < d->len && !bad) {
-        ssize_t w = write(fd, d->data + done, d->len - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        bad = w <= 0;
-        if (!bad)
-            done += (size_t)w;
-    }
-    bad |= fsync(fd) != 0;
-    bad |= close(fd) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        FAIL(QTSP_ERR_IO, "cannot write %s: %s", path, strerror(e));
-    }
-    return QTSP_OK;
+    return qtsp_file_write_atomic(path, d->data, d->len, 0640);
 }
 
 static qtsp_status get_u64(qtsp_txn *txn, const void *key, size_t klen, uint64_t *v)
@@ -247,8 +214,8 @@ qtsp_status qtsp_archive_index(qtsp_archive *a, qtsp_txn *txn, const char *actor
     unsigned char rnd[QTSP_ARCHIVE_ID_LEN / 2];
     TRY(qtsp_random(rnd, sizeof rnd));
     char docid[QTSP_ARCHIVE_ID_LEN + 1], hx[65], when[32];
-    hex(rnd, sizeof rnd, docid);
-    hex(sha256, 32, hx);
+    qtsp_hex_encode(rnd, sizeof rnd, docid);
+    qtsp_hex_encode(sha256, 32, hx);
     qtsp_format_rfc3339((time_t)d->signed_at, when, sizeof when);
     int64_t expires = d->signed_at + a->retention_s;
     json_t *rec =
@@ -428,7 +395,7 @@ qtsp_status qtsp_archive_get(qtsp_archive *a, const char *owner, const char *id,
     char got[65];
     ENSURE_OUT(EVP_Digest(out->data + start, (size_t)size, sha, NULL, EVP_sha256(), NULL) == 1,
                QTSP_ERR_CRYPTO, "SHA-256");
-    hex(sha, 32, got);
+    qtsp_hex_encode(sha, 32, got);
     ENSURE_OUT(strcmp(got, hx) == 0, QTSP_ERR_IO, "archived file %s was changed", path);
     if (rec_out) {
         *rec_out = rec;

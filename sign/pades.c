@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/codec.h"
 #include "core/time.h"
 #include "sign/ades_int.h"
 
@@ -439,12 +440,9 @@ static qtsp_status fill(pdf *p, const sig_slot *s, const qtsp_buf *der)
 {
     ENSURE(2 * der->len <= s->gt - s->lt - 2, QTSP_ERR_TOO_BIG,
            "signature of %zu bytes does not fit its reserve", der->len);
-    static const char hex[] = "0123456789abcdef";
-    unsigned char *h = p->out->data + p->base + s->lt + 1;
-    for (size_t i = 0; i < der->len; i++) {
-        h[2 * i] = (unsigned char)hex[der->data[i] >> 4];
-        h[2 * i + 1] = (unsigned char)hex[der->data[i] & 15];
-    }
+    char *h = (char *)p->out->data + p->base + s->lt + 1;
+    qtsp_hex_encode(der->data, der->len, h);
+    h[2 * der->len] = '0'; /* the NUL lands in the reserve: zeros again */
     return QTSP_OK;
 }
 

@@ -1,0 +1,17 @@
+/* Files written whole: a new version appears at once or not at all. */
+#ifndef QTSP_CORE_FILE_H
+#define QTSP_CORE_FILE_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "core/err.h"
+
+/* Writes data (len bytes) to path atomically: a fresh temp file next to it
+ * (mkstemp: O_EXCL, so nothing planted is followed), mode set, fsync, then
+ * rename over path. QTSP_ERR_TOO_BIG (path too long), QTSP_ERR_IO (the temp
+ * file is removed). Thread-safe. */
+qtsp_status qtsp_file_write_atomic(const char *path, const void *data, size_t len,
+                                   mode_t mode) QTSP_MUST_USE;
+
+#endif
