@@ -20,7 +20,7 @@ int cmd_crl(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 
-/* sign: CAdES / PAdES with a credential's key (cmd/sign_cmd.c) */
-int cmd_sign(int argc, char **argv);
+/* sign: CAdES / PAdES with a credential's key (cmd/sign_doc.c) */
+int cmd_sign_doc(int argc, char **argv);
 
 #endif

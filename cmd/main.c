@@ -25,7 +25,7 @@ static const struct {
     {"terminate", cmd_ra, "revoke a certificate for good and destroy its key"},
     {"backup", cmd_backup, "hot copy of a home into one file (--with-token: token too, encrypted)"},
     {"restore", cmd_restore, "bring a backup back into a new home"},
-    {"sign", cmd_sign, "sign a file as CAdES or PAdES with a credential's key (tests, bench)"},
+    {"sign", cmd_sign_doc, "sign a file as CAdES or PAdES with a credential's key (tests, bench)"},
 };
 
 static void usage(FILE *f)

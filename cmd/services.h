@@ -31,7 +31,7 @@ qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out) QTSP_MUST_USE;
 
 /* The signed-document archive of app's home: DIR/archive/ with the home's
  * policies/archive.yaml (the shipped one for a home made before it existed).
- * cmd/sign_cmd.c. */
+ * cmd/sign_doc.c. */
 qtsp_status cmd_archive_open(qtsp_app *app, qtsp_archive **out) QTSP_MUST_USE;
 
 #endif

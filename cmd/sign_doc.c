@@ -121,7 +121,7 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int cmd_sign(int argc, char **argv)
+int cmd_sign_doc(int argc, char **argv)
 {
     const char *home = cmd_default_home(), *cred = NULL, *format = NULL, *level_s = NULL;
     const char *in = NULL, *outp = NULL, *repeat_s = "1", *name = NULL;
