@@ -29,6 +29,7 @@
 #include "core/log.h"
 #include "core/procmetrics.h"
 #include "core/supervisor.h"
+#include "ra/operator.h"
 
 #define METRICS_PUBLISH_S 1
 
@@ -246,6 +247,9 @@ int cmd_serve(int argc, char **argv)
     qtsp_log_set_format(log_format ? lf : cfg.log_json ? QTSP_LOG_JSON : QTSP_LOG_TEXT);
 
     qtsp_stop_signals_install();
+    /* operator failure counters shared by the workers, mapped before they fork */
+    if (qtsp_operator_shared_init() != QTSP_OK)
+        return cmd_fail("serve");
 
     if (cfg.http_processes <= 1)
         return serve_one(home, listen, log_format, lf, nproc, NULL);

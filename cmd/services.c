@@ -256,6 +256,8 @@ qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out)
                         "qtsp_hsm_key_searches_total %llu\n",
                         rescans, searches));
     TRY(qtsp_ra_metrics(s->ra, out));
+    TRY(qtsp_api_metrics(s->ra_api, out));
+    TRY(qtsp_operator_metrics(out));
     TRY(qtsp_buf_printf(out,
                         "# HELP qtsp_certificate_expiry_seconds Seconds until a service "
                         "certificate expires.\n"

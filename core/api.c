@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/clock.h"
 #include "core/json.h"
 #include "core/log.h"
 
@@ -30,6 +31,8 @@
 #define API_HEADERS_MAX 16
 #define API_HTTP_ROUTES 8 /* distinct methods */
 #define API_WORKERS_MAX 256
+#define API_SLOW_QUEUE 64
+#define API_SLOW_WAIT_MS 10000
 
 /* A request, copied, with what routing found. */
 typedef struct api_call {
@@ -51,13 +54,20 @@ typedef struct api_call {
 typedef struct api_job {
     api_call *call;
     qtsp_http_deferred *d;
+    uint64_t queued_ns; /* qtsp_mono_ns at enqueue */
 } api_job;
+
+/* A bounded FIFO of jobs (urgent ones go to its head). */
+typedef struct api_lane {
+    api_job *q;
+    size_t cap, head, count;
+} api_lane;
 
 typedef struct api_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    api_job *q;
-    size_t cap, head, count;
+    api_lane fast, slow;
+    unsigned slow_running, slow_max;
     int stopping;
     pthread_t *threads;
     unsigned n;
@@ -72,6 +82,7 @@ struct qtsp_api {
     qtsp_route http[API_HTTP_ROUTES];
     size_t n_http;
     api_pool *_Atomic pool; /* NULL until qtsp_api_start_workers */
+    _Atomic uint64_t busy, dropped, slow_total;
 };
 
 /* ---- route templates -------------------------------------------------- */
@@ -368,29 +379,67 @@ static qtsp_status run(qtsp_api *api, const api_call *c, qtsp_http_resp *resp)
  * cap the service at what those threads can wait for. So each request is
  * deferred to the pool; the HTTP threads stay free. */
 
+static void lane_push(api_lane *l, api_job j, int urgent)
+{
+    if (urgent) {
+        l->head = (l->head + l->cap - 1) % l->cap;
+        l->q[l->head] = j;
+    } else {
+        l->q[(l->head + l->count) % l->cap] = j;
+    }
+    l->count++;
+}
+
+static api_job lane_pop(api_lane *l)
+{
+    api_job j = l->q[l->head];
+    l->head = (l->head + 1) % l->cap;
+    l->count--;
+    return j;
+}
+
+/* A slow job not worth running: its client left, or it waited so long
+ * that the client has most likely given up. */
+static int stale(const qtsp_api *api, const api_job *j)
+{
+    unsigned wait_ms = api->o.slow_wait_ms ? api->o.slow_wait_ms : API_SLOW_WAIT_MS;
+    return qtsp_mono_ns() - j->queued_ns > (uint64_t)wait_ms * 1000000u ||
+           qtsp_http_deferred_gone(j->d);
+}
+
 static void *worker_main(void *arg)
 {
     qtsp_api *api = arg;
     api_pool *p = atomic_load_explicit(&api->pool, memory_order_acquire);
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (p->count == 0 && !p->stopping)
+        int can_slow = p->slow.count > 0 && p->slow_running < p->slow_max;
+        while (p->fast.count == 0 && !can_slow && !p->stopping) {
             pthread_cond_wait(&p->cv, &p->mu);
-        if (p->count == 0)
+            can_slow = p->slow.count > 0 && p->slow_running < p->slow_max;
+        }
+        if (p->fast.count == 0 && p->slow.count == 0)
             break; /* stopping and nothing left */
-        api_job job = p->q[p->head];
-        p->head = (p->head + 1) % p->cap;
-        p->count--;
+        int slow = p->fast.count == 0;
+        if (slow && !can_slow && !p->stopping)
+            continue;
+        api_job job = slow ? lane_pop(&p->slow) : lane_pop(&p->fast);
+        if (slow)
+            p->slow_running++;
         int stopping = p->stopping;
         pthread_mutex_unlock(&p->mu);
         qtsp_http_resp *resp = qtsp_http_deferred_resp(job.d);
         qtsp_status rc;
-        if (stopping) {
-            /* not carried out: its client may already have been told 503 */
+        if (stopping || (slow && stale(api, &job))) {
+            /* not carried out: its client may already have been told 503,
+             * or is gone */
+            if (!stopping)
+                atomic_fetch_add(&api->dropped, 1);
             qtsp_err_clear();
             rc = answer_rc(api, job.call,
-                           qtsp_err_set(QTSP_ERR_UNAVAILABLE, __FILE__, __LINE__,
-                                        "the service is shutting down; try again"),
+                           qtsp_err_set(QTSP_ERR_UNAVAILABLE, __FILE__, __LINE__, "%s",
+                                        stopping ? "the service is shutting down; try again"
+                                                 : "the service is busy; try again"),
                            resp);
         } else {
             rc = run(api, job.call, resp);
@@ -398,6 +447,10 @@ static void *worker_main(void *arg)
         qtsp_http_complete(job.d, rc);
         call_free(job.call);
         pthread_mutex_lock(&p->mu);
+        if (slow) {
+            p->slow_running--;
+            pthread_cond_broadcast(&p->cv); /* a slow job may run now */
+        }
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -410,7 +463,8 @@ static void pool_free(api_pool *p)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p->threads);
-    free(p->q);
+    free(p->fast.q);
+    free(p->slow.q);
     free(p);
 }
 
@@ -420,11 +474,17 @@ qtsp_status qtsp_api_start_workers(qtsp_api *api, unsigned n)
            "bad API worker count %u", n);
     api_pool *p = calloc(1, sizeof *p);
     ENSURE(p != NULL, QTSP_ERR_NOMEM, "out of memory");
-    p->cap = api->o.queue ? api->o.queue : API_DEFAULT_QUEUE;
-    p->q = calloc(p->cap, sizeof *p->q);
+    p->fast.cap = api->o.queue ? api->o.queue : API_DEFAULT_QUEUE;
+    p->slow.cap = api->o.slow_queue ? api->o.slow_queue : API_SLOW_QUEUE;
+    p->slow_max = api->o.slow_workers ? api->o.slow_workers : 1;
+    if (p->slow_max > n)
+        p->slow_max = n;
+    p->fast.q = calloc(p->fast.cap, sizeof *p->fast.q);
+    p->slow.q = calloc(p->slow.cap, sizeof *p->slow.q);
     p->threads = calloc(n, sizeof *p->threads);
-    if (!p->q || !p->threads) {
-        free(p->q);
+    if (!p->fast.q || !p->slow.q || !p->threads) {
+        free(p->fast.q);
+        free(p->slow.q);
         free(p->threads);
         free(p);
         FAIL(QTSP_ERR_NOMEM, "out of memory");
@@ -456,25 +516,32 @@ void qtsp_api_quiesce(qtsp_api *api)
     pthread_mutex_unlock(&p->mu);
 }
 
-/* Queues c with a deferred handle. 1 queued (c passes to the pool), 0 not
- * (answer on the spot), -1 refused: *why says why (503). */
-static int enqueue(qtsp_api *api, api_pool *p, const qtsp_http_req *req, api_call *c,
+/* Queues c with a deferred handle, in the slow lane when slow. 1 queued
+ * (c passes to the pool), 0 not (answer on the spot), -1 refused: *why
+ * says why (503). A full slow lane always refuses: its work must never run
+ * on an HTTP thread. */
+static int enqueue(qtsp_api *api, api_pool *p, const qtsp_http_req *req, api_call *c, int slow,
                    const char **why)
 {
     pthread_mutex_lock(&p->mu);
     int r = 0;
+    api_lane *l = slow ? &p->slow : &p->fast;
     if (p->stopping) {
         r = -1;
         *why = "the service is shutting down; try again";
-    } else if (p->count >= p->cap) {
-        r = api->o.reject_when_full ? -1 : 0;
+    } else if (l->count >= l->cap) {
+        r = api->o.reject_when_full || slow ? -1 : 0;
         *why = "the service is busy; try again";
+        if (slow)
+            atomic_fetch_add(&api->busy, 1);
     } else {
         qtsp_http_deferred *d = qtsp_http_defer(req);
         if (d) {
-            p->q[(p->head + p->count) % p->cap] = (api_job){c, d};
-            p->count++;
-            pthread_cond_signal(&p->cv);
+            int urgent = !slow && c->route && (c->route->flags & QTSP_API_URGENT);
+            lane_push(l, (api_job){c, d, qtsp_mono_ns()}, urgent);
+            if (slow)
+                atomic_fetch_add(&api->slow_total, 1);
+            pthread_cond_broadcast(&p->cv);
             r = 1;
         }
     }
@@ -501,7 +568,10 @@ static qtsp_status dispatch(void *ctx, const qtsp_http_req *req, qtsp_http_resp 
     api_pool *p = atomic_load_explicit(&api->pool, memory_order_acquire);
     if (p) {
         const char *why = NULL;
-        int q = enqueue(api, p, req, c, &why);
+        /* authentication that will be slow (argon2id) waits in its own lane */
+        int slow = api->o.slow && (!c->route || !(c->route->flags & QTSP_API_PUBLIC)) &&
+                   api->o.slow(api->o.ctx, &(qtsp_api_req){.internal = c});
+        int q = enqueue(api, p, req, c, slow, &why);
         if (q == 1)
             return QTSP_OK;
         if (q < 0) {
@@ -523,7 +593,8 @@ qtsp_status qtsp_api_new(const qtsp_api_opts *o, qtsp_api **out)
     ENSURE(o && o->prefix && o->prefix[0] == '/' && o->prefix[strlen(o->prefix) - 1] == '/' &&
                o->name && *o->name && o->routes && o->n_routes > 0,
            QTSP_ERR_INVALID, "API options lack a /prefix/, a name or routes");
-    ENSURE(o->queue <= API_QUEUE_MAX, QTSP_ERR_INVALID, "API queue of %zu entries", o->queue);
+    ENSURE(o->queue <= API_QUEUE_MAX && o->slow_queue <= API_QUEUE_MAX, QTSP_ERR_INVALID,
+           "API queue of %zu/%zu entries", o->queue, o->slow_queue);
     size_t plen = strlen(o->prefix);
     for (size_t i = 0; i < o->n_routes; i++) {
         const qtsp_api_route *r = &o->routes[i];
@@ -575,6 +646,35 @@ out:
     }
     *out = api;
     return QTSP_OK;
+}
+
+qtsp_status qtsp_api_metrics(qtsp_api *api, qtsp_buf *out)
+{
+    size_t fast = 0, slow = 0;
+    api_pool *p = atomic_load_explicit(&api->pool, memory_order_acquire);
+    if (p) {
+        pthread_mutex_lock(&p->mu);
+        fast = p->fast.count;
+        slow = p->slow.count;
+        pthread_mutex_unlock(&p->mu);
+    }
+    return qtsp_buf_printf(
+        out,
+        "# HELP qtsp_api_queued Requests waiting for an API worker, by lane.\n"
+        "# TYPE qtsp_api_queued gauge\n"
+        "qtsp_api_queued{api=\"%s\",lane=\"fast\"} %zu\n"
+        "qtsp_api_queued{api=\"%s\",lane=\"slow\"} %zu\n"
+        "# HELP qtsp_api_slow_total Requests queued in the slow lane (slow authentication).\n"
+        "# TYPE qtsp_api_slow_total counter\nqtsp_api_slow_total{api=\"%s\"} %llu\n"
+        "# HELP qtsp_api_busy_total Requests refused 503 because the slow lane was full.\n"
+        "# TYPE qtsp_api_busy_total counter\nqtsp_api_busy_total{api=\"%s\"} %llu\n"
+        "# HELP qtsp_api_dropped_total Slow-lane requests dropped unrun (client gone or "
+        "waited too long).\n"
+        "# TYPE qtsp_api_dropped_total counter\nqtsp_api_dropped_total{api=\"%s\"} %llu\n",
+        api->name, fast, api->name, slow, api->name,
+        (unsigned long long)atomic_load(&api->slow_total), api->name,
+        (unsigned long long)atomic_load(&api->busy), api->name,
+        (unsigned long long)atomic_load(&api->dropped));
 }
 
 size_t qtsp_api_http_routes(qtsp_api *api, qtsp_route *routes, size_t cap)

@@ -71,6 +71,8 @@ typedef qtsp_status (*qtsp_api_fn)(void *ctx, const qtsp_api_req *req, qtsp_http
 enum {
     QTSP_API_PUBLIC = 1 << 0, /* no authentication: who is NULL */
     QTSP_API_BODY = 1 << 1,   /* requires an application/json object body */
+    /* queued ahead of the other fast-lane requests (the hotline's hold) */
+    QTSP_API_URGENT = 1 << 2,
 };
 
 typedef struct qtsp_api_route {
@@ -117,6 +119,19 @@ typedef struct qtsp_api_opts {
      * (the RA: nothing is refused under a burst), 1 = 503. */
     size_t queue;
     int reject_when_full;
+    /* Optional slow lane, for requests whose authentication is slow by
+     * design (argon2id of a token not verified recently): slow(ctx, req)
+     * tells, cheaply on the HTTP thread (req has headers and params only),
+     * whether this one will be. Slow requests wait in their own FIFO of
+     * slow_queue entries (0 = 64; full: 503 at once, never run on the HTTP
+     * thread); at most slow_workers (0 = 1) of them run at a time, so the
+     * other workers stay free for the fast lane, which is always served
+     * first; one whose client has gone, or that waited slow_wait_ms
+     * (0 = 10 s), is dropped unrun (503). */
+    int (*slow)(void *ctx, const qtsp_api_req *req);
+    unsigned slow_workers;
+    size_t slow_queue;
+    unsigned slow_wait_ms;
 } qtsp_api_opts;
 
 /* Checks and copies the options (not the route table). QTSP_ERR_INVALID for
@@ -138,6 +153,10 @@ qtsp_status qtsp_api_start_workers(qtsp_api *api, unsigned n) QTSP_MUST_USE;
  * not yet started are answered 503 and never carried out, new ones get 503;
  * those running finish. Thread-safe; NULL ok. */
 void qtsp_api_quiesce(qtsp_api *api);
+
+/* Prometheus text: qtsp_api_queued{lane}, qtsp_api_slow_total,
+ * qtsp_api_busy_total, qtsp_api_dropped_total (this process). Thread-safe. */
+qtsp_status qtsp_api_metrics(qtsp_api *api, qtsp_buf *out) QTSP_MUST_USE;
 
 /* Serialises o (stolen; NULL is QTSP_ERR_NOMEM) into resp with status as
  * application/json. The text is wiped after copying (it may hold secrets). */

@@ -184,6 +184,12 @@ qtsp_http_deferred *qtsp_http_defer(const qtsp_http_req *req);
  * read after the handler returned: copy what is needed before. */
 qtsp_http_resp *qtsp_http_deferred_resp(qtsp_http_deferred *d);
 
+/* 1 when nobody waits for d's answer any more: its client closed the
+ * connection (or reset it) while the request was suspended, or the server
+ * already answered it (stop). Lets an owner drop queued work. Only the
+ * owner calls it, before qtsp_http_complete. Never blocks. */
+int qtsp_http_deferred_gone(qtsp_http_deferred *d);
+
 /* Answers a deferred request, from any thread, exactly once; d is invalid
  * afterwards. rc QTSP_OK sends the filled response; another code sends the
  * JSON error a handler returning rc would get (message: qtsp_err_what() of

@@ -98,6 +98,13 @@ qtsp_http_resp *qtsp_http_deferred_resp(qtsp_http_deferred *d)
     return d ? &d->resp : NULL;
 }
 
+int qtsp_http_deferred_gone(qtsp_http_deferred *d)
+{
+    if (d == NULL || atomic_load(&d->state) != DF_PENDING)
+        return 1;
+    return http_conn_peer_closed(d->conn);
+}
+
 void qtsp_http_complete(qtsp_http_deferred *d, qtsp_status rc)
 {
     if (d == NULL)

@@ -163,5 +163,8 @@ void http_force_deferred(qtsp_http_server *srv);
 /* ---- http.c ---- */
 void http_conn_suspend(struct MHD_Connection *conn);
 void http_conn_resume(struct MHD_Connection *conn);
+/* 1 when the peer of a (suspended) connection has closed or reset it: a
+ * non-blocking MSG_PEEK reads end of stream or an error. */
+int http_conn_peer_closed(struct MHD_Connection *conn);
 
 #endif

@@ -45,6 +45,11 @@ qtsp_status qtsp_ra_operator_auth(qtsp_ra *ra, const char *token, qtsp_actor *wh
     return QTSP_OK;
 }
 
+int qtsp_ra_operator_auth_is_slow(qtsp_ra *ra, const char *token)
+{
+    return qtsp_operator_auth_is_slow(ra->d.store, token);
+}
+
 qtsp_status ra_require_role(const qtsp_actor *who, unsigned roles, const char *what)
 {
     ENSURE(who->roles & roles, QTSP_ERR_FORBIDDEN, "%s is not allowed for this operator's role",

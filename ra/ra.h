@@ -53,6 +53,9 @@ void qtsp_actor_all_roles(const char *name, qtsp_actor *out);
  * QTSP_ERR_AUTH "unknown or invalid operator token" for any token that
  * does not resolve. Slow on purpose (argon2id); thread-safe. */
 qtsp_status qtsp_ra_operator_auth(qtsp_ra *ra, const char *token, qtsp_actor *who) QTSP_MUST_USE;
+/* 1 when qtsp_ra_operator_auth of token would run argon2id
+ * (qtsp_operator_auth_is_slow). Cheap; thread-safe. */
+int qtsp_ra_operator_auth_is_slow(qtsp_ra *ra, const char *token);
 
 /* Enrols a subject from a JSON object (see docs/ra.md for fields). Errors:
  * QTSP_ERR_INVALID naming the field, QTSP_ERR_FORBIDDEN (role),

@@ -20,21 +20,37 @@
 
 #define RA_MAX_BODY (16 * 1024)
 
-/* Operator bearer tokens (docs/security.md): "Authorization: Bearer <id>.<secret>". */
+/* The bearer token of "Authorization: Bearer <id>.<secret>", or NULL. */
+static const char *bearer(const qtsp_api_req *req)
+{
+    const char *h = qtsp_api_header(req, "Authorization");
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    const char *tok = h + 7;
+    while (*tok == ' ')
+        tok++;
+    return tok;
+}
+
+/* Operator bearer tokens (docs/security.md). */
 static qtsp_status ra_auth(void *ctx, const qtsp_api_req *req, qtsp_principal *out)
 {
     const char *h = qtsp_api_header(req, "Authorization");
     ENSURE(h != NULL, QTSP_ERR_AUTH, "missing Authorization: Bearer token");
-    ENSURE(strncasecmp(h, "Bearer ", 7) == 0, QTSP_ERR_AUTH,
-           "Authorization must be a Bearer token");
-    const char *tok = h + 7;
-    while (*tok == ' ')
-        tok++;
+    const char *tok = bearer(req);
+    ENSURE(tok != NULL, QTSP_ERR_AUTH, "Authorization must be a Bearer token");
     qtsp_actor who;
     TRY(qtsp_ra_operator_auth(ctx, tok, &who));
     snprintf(out->name, sizeof out->name, "%s", who.name);
     out->roles = who.roles;
     return QTSP_OK;
+}
+
+/* The slow lane (core/api.h): tokens that need argon2id. */
+static int ra_auth_slow(void *ctx, const qtsp_api_req *req)
+{
+    const char *tok = bearer(req);
+    return tok != NULL && qtsp_ra_operator_auth_is_slow(ctx, tok);
 }
 
 static void actor_of(const qtsp_api_req *req, qtsp_actor *who)
@@ -198,14 +214,14 @@ static const qtsp_api_route k_routes[] = {
      k_none, 0, h_issue},
     {"GET", "/ra/v1/subjects/{id}/certificates", 0, 0, NULL, NULL, 0, h_subject_certs},
     {"GET", "/ra/v1/certificates/{serial}", 0, 0, NULL, NULL, 0, h_cert_status},
-    {"POST", "/ra/v1/certificates/{serial}/hold", QTSP_API_BODY, QTSP_ROLE_HOTLINE, "hold", k_hold,
-     0, h_hold},
+    {"POST", "/ra/v1/certificates/{serial}/hold", QTSP_API_BODY | QTSP_API_URGENT,
+     QTSP_ROLE_HOTLINE, "hold", k_hold, 0, h_hold},
     {"POST", "/ra/v1/certificates/{serial}/release", QTSP_API_BODY,
      QTSP_ROLE_RA_OFFICER | QTSP_ROLE_OFFICE, "release", k_none, 0, h_release},
     {"POST", "/ra/v1/certificates/{serial}/terminate", QTSP_API_BODY, QTSP_ROLE_OFFICE,
      "termination", k_terminate, 0, h_terminate},
-    {"POST", "/ra/v1/hotline/hold", QTSP_API_BODY, QTSP_ROLE_HOTLINE, "hold", k_hotline, 0,
-     h_hotline},
+    {"POST", "/ra/v1/hotline/hold", QTSP_API_BODY | QTSP_API_URGENT, QTSP_ROLE_HOTLINE, "hold",
+     k_hotline, 0, h_hotline},
 };
 
 qtsp_status qtsp_ra_api_new(qtsp_ra *ra, qtsp_api **out)
@@ -219,6 +235,8 @@ qtsp_status qtsp_ra_api_new(qtsp_ra *ra, qtsp_api **out)
         .auth = ra_auth,
         .principal_kind = "operator",
         .max_body = RA_MAX_BODY,
+        .slow = ra_auth_slow, /* one argon2id at a time per process (ra/operator.c) */
+        .slow_workers = 1,
     };
     return qtsp_api_new(&o, out);
 }

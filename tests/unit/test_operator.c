@@ -310,6 +310,183 @@ static void test_operator_add_is_audited(void)
     done(st);
 }
 
+/* The slot of an id in the 64-slot failure table of the first version
+ * (djb2 % 64): two ids with the same slot are what the lockout bypass used. */
+static size_t old_slot(const char *tok)
+{
+    size_t h = 5381;
+    for (int i = 0; i < 16; i++)
+        h = h * 33 + (unsigned char)tok[i];
+    return h % 64;
+}
+
+static uint64_t argon2_runs(void)
+{
+    qtsp_buf b;
+    qtsp_buf_init(&b, 4096);
+    CU_ASSERT_EQUAL(qtsp_operator_metrics(&b), QTSP_OK);
+    const char *p = strstr(qtsp_buf_str(&b), "\nqtsp_operator_argon2_total ");
+    uint64_t n = p ? strtoull(p + 28, NULL, 10) : 0;
+    CU_ASSERT_PTR_NOT_NULL(p);
+    qtsp_buf_cleanup(&b);
+    return n;
+}
+
+static void wrong_of(const char *tok, char *bad, size_t cap)
+{
+    snprintf(bad, cap, "%s", tok);
+    bad[25] = bad[25] == 'A' ? 'B' : 'A';
+}
+
+/* Issue 15 defect 3: a second id whose counters fell into the slot of a
+ * locked id was never counted, so never locked, and every wrong token for
+ * it cost an argon2id. */
+static void test_operator_second_id_in_the_same_slot_is_locked_too(void)
+{
+    qtsp_store *st = open_fresh();
+    char toks[40][128];
+    int a = -1, b = -1;
+    for (int i = 0; i < 40 && b < 0; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "op%d", i);
+        CU_ASSERT_EQUAL_FATAL(
+            qtsp_operator_add(st, "cli:root", name, QTSP_ROLE_HOTLINE, toks[i], sizeof toks[i]),
+            QTSP_OK);
+        for (int j = 0; j < i && b < 0; j++)
+            if (old_slot(toks[j]) == old_slot(toks[i])) {
+                a = j;
+                b = i;
+            }
+    }
+    CU_ASSERT_FATAL(b >= 0);                /* 40 ids in 64 slots: a collision is all but certain */
+    g_now_ms = qtsp_now_ms() + 3600 * 1000; /* after any earlier test's lock */
+    qtsp_clock_set(test_clock, NULL);
+    char bad[160];
+    wrong_of(toks[a], bad, sizeof bad);
+    for (int i = 0; i < 5; i++)
+        expect_auth_fails(st, bad);
+    expect_auth_fails(st, toks[a]); /* a is locked */
+    wrong_of(toks[b], bad, sizeof bad);
+    for (int i = 0; i < 5; i++)
+        expect_auth_fails(st, bad);
+    /* b is locked as well: its right token is refused, and no wrong token
+     * for it costs an argon2id any more */
+    expect_auth_fails(st, toks[b]);
+    uint64_t before = argon2_runs();
+    for (int i = 0; i < 20; i++)
+        expect_auth_fails(st, bad);
+    CU_ASSERT_EQUAL(argon2_runs(), before);
+    CU_ASSERT_EQUAL(qtsp_operator_auth_is_slow(st, bad), 0);
+    g_now_ms += 61 * 1000;
+    CU_ASSERT_EQUAL(qtsp_operator_auth_is_slow(st, toks[b]), 1);
+    qtsp_operator op;
+    CU_ASSERT_EQUAL(qtsp_operator_auth(st, toks[b], &op), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_operator_auth_is_slow(st, toks[b]), 0); /* verified: cached */
+    qtsp_clock_set(NULL, NULL);
+    done(st);
+}
+
+/* A token verified before its id got locked keeps working (the hotline
+ * under a flood of wrong tokens for its own id); a token never verified
+ * does not. */
+static void test_operator_verified_token_survives_a_lock_of_its_id(void)
+{
+    qtsp_store *st = open_fresh();
+    char tok[128], bad[160];
+    CU_ASSERT_EQUAL_FATAL(
+        qtsp_operator_add(st, "cli:root", "hana", QTSP_ROLE_HOTLINE, tok, sizeof tok), QTSP_OK);
+    qtsp_operator op;
+    CU_ASSERT_EQUAL_FATAL(qtsp_operator_auth(st, tok, &op), QTSP_OK);
+    wrong_of(tok, bad, sizeof bad);
+    for (int i = 0; i < 6; i++)
+        expect_auth_fails(st, bad);
+    CU_ASSERT_EQUAL(qtsp_operator_auth(st, tok, &op), QTSP_OK);
+    CU_ASSERT_STRING_EQUAL(op.name, "hana");
+    done(st);
+}
+
+typedef struct seen_ops {
+    int n;
+    char names[8][65];
+    int disabled[8];
+} seen_ops;
+
+static qtsp_status seen_fn(void *ctx, const qtsp_operator_info *info)
+{
+    seen_ops *s = ctx;
+    if (s->n < 8) {
+        snprintf(s->names[s->n], sizeof s->names[0], "%s", info->op.name);
+        s->disabled[s->n] = info->disabled;
+    }
+    s->n++;
+    return QTSP_OK;
+}
+
+static void test_operator_disable_enable_rotate_take_effect_at_once_and_are_audited(void)
+{
+    qtsp_store *st = open_fresh();
+    char tok[128], tok2[128], tok3[128];
+    qtsp_operator op;
+    qtsp_operator_info info;
+    CU_ASSERT_EQUAL_FATAL(
+        qtsp_operator_add(st, "cli:root", "ivan", QTSP_ROLE_OFFICE, tok, sizeof tok), QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(
+        qtsp_operator_add(st, "cli:root", "jana", QTSP_ROLE_AUDITOR, tok2, sizeof tok2), QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(qtsp_operator_auth(st, tok, &op), QTSP_OK); /* cached now */
+
+    CU_ASSERT_EQUAL(qtsp_operator_set_enabled(st, "cli:root", "ivan", 0, &info), QTSP_OK);
+    CU_ASSERT_EQUAL(info.disabled, 1);
+    expect_auth_fails(st, tok); /* the cached verification does not help */
+    CU_ASSERT_EQUAL(qtsp_operator_auth_is_slow(st, tok), 0);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_operator_set_enabled(st, "cli:root", "ivan", 0, NULL), QTSP_ERR_STATE);
+    CU_ASSERT_EQUAL(qtsp_operator_set_enabled(st, "cli:root", "nobody", 0, NULL),
+                    QTSP_ERR_NOT_FOUND);
+    CU_ASSERT_EQUAL(qtsp_operator_set_enabled(st, "cli:root", "", 1, NULL), QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    seen_ops s = {0};
+    CU_ASSERT_EQUAL(qtsp_operator_list(st, seen_fn, &s), QTSP_OK);
+    CU_ASSERT_EQUAL(s.n, 2);
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT_EQUAL(s.disabled[i], strcmp(s.names[i], "ivan") == 0);
+
+    /* enable by id */
+    char id[17];
+    snprintf(id, sizeof id, "%.16s", tok);
+    CU_ASSERT_EQUAL(qtsp_operator_set_enabled(st, "cli:root", id, 1, &info), QTSP_OK);
+    CU_ASSERT_EQUAL(info.disabled, 0);
+    CU_ASSERT_EQUAL(qtsp_operator_auth(st, tok, &op), QTSP_OK);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_operator_set_enabled(st, "cli:root", id, 1, NULL), QTSP_ERR_STATE);
+    qtsp_err_clear();
+
+    /* rotate: same id, new secret; the old (cached) token is refused */
+    CU_ASSERT_EQUAL(qtsp_operator_rotate(st, "cli:root", "ivan", tok3, sizeof tok3, &info),
+                    QTSP_OK);
+    CU_ASSERT_EQUAL(strncmp(tok3, tok, 17), 0);
+    CU_ASSERT_NOT_EQUAL(strcmp(tok3, tok), 0);
+    expect_auth_fails(st, tok);
+    CU_ASSERT_EQUAL(qtsp_operator_auth(st, tok3, &op), QTSP_OK);
+    CU_ASSERT_STRING_EQUAL(op.name, "ivan");
+    CU_ASSERT_EQUAL(op.role, QTSP_ROLE_OFFICE);
+    CU_ASSERT_EQUAL(qtsp_operator_auth(st, tok2, &op), QTSP_OK); /* others untouched */
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_operator_rotate(st, "cli:root", "nobody", tok3, sizeof tok3, NULL),
+                    QTSP_ERR_NOT_FOUND);
+    qtsp_err_clear();
+
+    /* audited, in order, naming the operator; the chain verifies */
+    audit_seen c = {0};
+    CU_ASSERT_EQUAL(qtsp_audit_list(st, 3, audit_fn, &c), QTSP_OK);
+    CU_ASSERT_EQUAL(c.n, 3); /* disable, enable, rotate: refused changes left none */
+    CU_ASSERT_PTR_NOT_NULL(strstr(c.body, "\"event\":\"operator.rotate\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(c.body, "\"name\":\"ivan\""));
+    uint64_t count = 0, bad = 0;
+    CU_ASSERT_EQUAL(qtsp_audit_verify(st, &count, &bad), QTSP_OK);
+    CU_ASSERT_EQUAL(count, 5);
+    done(st);
+}
+
 int main(void)
 {
     static const qtest_case cases[] = {
@@ -320,6 +497,9 @@ int main(void)
         QTEST(test_operator_add_refuses_duplicate_and_bad_names),
         QTEST(test_operator_record_holds_no_token_material),
         QTEST(test_operator_add_is_audited),
+        QTEST(test_operator_second_id_in_the_same_slot_is_locked_too),
+        QTEST(test_operator_verified_token_survives_a_lock_of_its_id),
+        QTEST(test_operator_disable_enable_rotate_take_effect_at_once_and_are_audited),
     };
     return qtest_run("operator", cases, sizeof cases / sizeof cases[0]);
 }
