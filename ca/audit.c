@@ -281,3 +281,102 @@ qtsp_status qtsp_audit_list(qtsp_store *st, uint64_t from, qtsp_audit_fn fn, voi
     qtsp_txn_abort(txn);
     return rc;
 }
+
+/* ---- filtered reads ------------------------------------------------------ */
+
+typedef struct query_ctx {
+    const qtsp_audit_filter *f;
+    char since[32], until[32]; /* the bounds as the records write time */
+    qtsp_audit_fn fn;
+    void *ctx;
+    size_t matched, scanned;
+    uint64_t last;
+    int more;
+} query_ctx;
+
+static int details_name(const json_t *details, const char *serial)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)details, k, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), serial) == 0)
+            return 1;
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e) if (json_is_string(e) &&
+                                        strcmp(json_string_value(e), serial) == 0) return 1;
+    }
+    return 0;
+}
+
+static int record_matches(const query_ctx *c, const json_t *rec)
+{
+    const qtsp_audit_filter *f = c->f;
+    const char *time = json_string_value(json_object_get(rec, "time"));
+    const char *event = json_string_value(json_object_get(rec, "event"));
+    const char *actor = json_string_value(json_object_get(rec, "actor"));
+    if (!time || !event || !actor)
+        return 0;
+    if ((f->since_ms && strcmp(time, c->since) < 0) || (f->until_ms && strcmp(time, c->until) > 0))
+        return 0;
+    if (f->event) {
+        size_t n = strlen(f->event);
+        if (n && f->event[n - 1] == '.' ? strncmp(event, f->event, n) != 0
+                                        : strcmp(event, f->event) != 0)
+            return 0;
+    }
+    if (f->actor && strcmp(actor, f->actor) != 0)
+        return 0;
+    return !f->serial || details_name(json_object_get(rec, "details"), f->serial);
+}
+
+static qtsp_status query_one(void *ctx, const void *key, size_t klen, const void *val, size_t vlen,
+                             int *stop)
+{
+    query_ctx *c = ctx;
+    ENSURE(klen == 8 && vlen >= AUDIT_HDR, QTSP_ERR_STORE_CORRUPT, "audit: malformed record");
+    uint64_t seq = qtsp_be64_get(key);
+    if (seq <= c->f->after)
+        return QTSP_OK;
+    if ((c->f->limit && c->matched == c->f->limit) ||
+        (c->f->max_scan && c->scanned == c->f->max_scan)) {
+        c->more = 1;
+        *stop = 1;
+        return QTSP_OK;
+    }
+    c->scanned++;
+    c->last = seq;
+    const char *body = (const char *)val + AUDIT_HDR;
+    json_error_t err;
+    json_t *rec = json_loadb(body, vlen - AUDIT_HDR, 0, &err);
+    ENSURE(rec != NULL, QTSP_ERR_STORE_CORRUPT, "audit: record %llu is not JSON",
+           (unsigned long long)seq);
+    int m = record_matches(c, rec);
+    json_decref(rec);
+    if (!m)
+        return QTSP_OK;
+    c->matched++;
+    return c->fn(c->ctx, seq, body, vlen - AUDIT_HDR);
+}
+
+qtsp_status qtsp_audit_query(qtsp_store *st, const qtsp_audit_filter *f, qtsp_audit_fn fn,
+                             void *ctx, uint64_t *next)
+{
+    ENSURE(f && fn, QTSP_ERR_INVALID, "audit: no filter or function");
+    query_ctx c = {.f = f, .fn = fn, .ctx = ctx};
+    if (f->since_ms)
+        qtsp_format_rfc3339_ms(f->since_ms, c.since, sizeof c.since);
+    if (f->until_ms)
+        qtsp_format_rfc3339_ms(f->until_ms, c.until, sizeof c.until);
+    qtsp_txn *txn = NULL;
+    TRY(qtsp_store_begin(st, 0, &txn));
+    unsigned char key[8];
+    qtsp_be64_put(key, f->after + 1);
+    qtsp_status rc = qtsp_txn_iter(txn, QTSP_T_AUDIT, key, sizeof key, query_one, &c);
+    qtsp_txn_abort(txn);
+    TRY(rc);
+    if (next)
+        *next = c.more ? c.last : 0;
+    return QTSP_OK;
+}

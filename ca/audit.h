@@ -41,4 +41,24 @@ typedef qtsp_status (*qtsp_audit_fn)(void *ctx, uint64_t seq, const char *body, 
 qtsp_status qtsp_audit_list(qtsp_store *st, uint64_t from, qtsp_audit_fn fn,
                             void *ctx) QTSP_MUST_USE;
 
+/* A filtered, paged read of the audit (the auditor's API, `audit list`).
+ * Every set criterion must hold: time within [since_ms, until_ms] (0 =
+ * open), event equal (or, when it ends with '.', a prefix: "cert."),
+ * actor equal, serial equal to a string value of details (or an element of
+ * an array value: a hotline hold's "held"). Records with seq > after are
+ * visited in order; at most limit match (0 = no limit) and at most
+ * max_scan are examined (0 = no limit). */
+typedef struct qtsp_audit_filter {
+    int64_t since_ms, until_ms;
+    const char *event, *actor, *serial;
+    uint64_t after;
+    size_t limit, max_scan;
+} qtsp_audit_filter;
+
+/* fn (as for qtsp_audit_list) per matching record. *next (may be NULL):
+ * the seq to pass as `after` for the next page, 0 when the end was reached.
+ * QTSP_ERR_STORE_CORRUPT for a record that is not JSON. */
+qtsp_status qtsp_audit_query(qtsp_store *st, const qtsp_audit_filter *f, qtsp_audit_fn fn,
+                             void *ctx, uint64_t *next) QTSP_MUST_USE;
+
 #endif

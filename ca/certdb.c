@@ -470,6 +470,35 @@ qtsp_status qtsp_certdb_revoked_each(qtsp_txn *txn, qtsp_revoked_fn fn, void *ct
     return qtsp_txn_iter_ex(txn, QTSP_T_REVOKED, NULL, 0, QTSP_ITER_RELEASE, revoked_one, &c);
 }
 
+typedef struct scan_ctx {
+    qtsp_status_visit_fn fn;
+    void *ctx;
+    const unsigned char *after;
+    size_t alen;
+} scan_ctx;
+
+static qtsp_status scan_one(void *ctx, const void *key, size_t klen, const void *val, size_t vlen,
+                            int *stop)
+{
+    scan_ctx *c = ctx;
+    ENSURE(klen >= 1 && klen <= QTSP_SERIAL_MAX, QTSP_ERR_STORE_CORRUPT, "status key malformed");
+    if (c->after && klen == c->alen && memcmp(key, c->after, klen) == 0)
+        return QTSP_OK; /* the cursor itself */
+    qtsp_cert_status s;
+    TRY(status_decode(val, vlen, &s));
+    return c->fn(c->ctx, key, klen, &s, stop);
+}
+
+qtsp_status qtsp_certdb_status_scan(qtsp_txn *txn, int revoked_only, const unsigned char *after,
+                                    size_t alen, qtsp_status_visit_fn fn, void *ctx)
+{
+    ENSURE(fn && (after == NULL || (alen >= 1 && alen <= QTSP_SERIAL_MAX)), QTSP_ERR_INVALID,
+           "bad status scan arguments");
+    scan_ctx c = {fn, ctx, after, alen};
+    return qtsp_txn_iter(txn, revoked_only ? QTSP_T_REVOKED : QTSP_T_STATUS, after,
+                         after ? alen : 0, scan_one, &c);
+}
+
 qtsp_status qtsp_certdb_revoked_forget(qtsp_txn *txn, const unsigned char *serial, size_t slen,
                                        time_t before, int *deleted)
 {

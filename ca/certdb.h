@@ -127,6 +127,16 @@ typedef qtsp_status (*qtsp_revoked_fn)(void *ctx, const unsigned char *serial, s
                                        const qtsp_cert_status *st);
 qtsp_status qtsp_certdb_revoked_each(qtsp_txn *txn, qtsp_revoked_fn fn, void *ctx) QTSP_MUST_USE;
 
+/* Status records in key order (serial bytes), from the first serial after
+ * `after` (NULL: from the start): of every certificate (revoked_only 0) or
+ * of the revoked index only (1: revoked, on hold, and released entries a
+ * delta CRL still needs). For paged listings: fn sets *stop to end; a
+ * non-OK return of fn ends the walk and is returned. st borrowed. */
+typedef qtsp_status (*qtsp_status_visit_fn)(void *ctx, const unsigned char *serial, size_t slen,
+                                            const qtsp_cert_status *st, int *stop);
+qtsp_status qtsp_certdb_status_scan(qtsp_txn *txn, int revoked_only, const unsigned char *after,
+                                    size_t alen, qtsp_status_visit_fn fn, void *ctx) QTSP_MUST_USE;
+
 /* Forgets a released entry of the revoked index that no CRL needs any more:
  * once a full CRL with thisUpdate `before` is the base of every delta, an
  * entry released (valid, released=1) before it is never listed again

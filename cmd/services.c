@@ -1,10 +1,13 @@
 /* Assembly of the services and their routes (interface.md HTTP paths). */
 #include "cmd/services.h"
 
+#include <openssl/pem.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "ca/certdb.h"
 #include "ca/crl.h"
 #include "ca/crl_http.h"
 #include "core/api.h"
@@ -20,10 +23,22 @@
 
 #define MAX_ROUTES 48
 
+/* A file under /certs/, made once at start. */
+typedef struct cert_file {
+    const char *path, *type;
+    unsigned char *data;
+    size_t len;
+} cert_file;
+
 struct qtsp_services {
     qtsp_app *app;
     unsigned char *root_der, *issuing_der;
     int root_len, issuing_len;
+    cert_file files[3]; /* ocsp.crt, tsa.crt (DER), chain.pem */
+    /* certificate counts for /metrics, refreshed at most every 30 s */
+    pthread_mutex_t counts_mu;
+    int64_t counts_at_ms;
+    uint64_t n_certs, n_held, n_revoked;
     qtsp_route routes[MAX_ROUTES];
     size_t n_routes;
     qtsp_ra *ra;
@@ -60,6 +75,39 @@ static qtsp_status serve_issuing(void *ctx, const qtsp_http_req *req, qtsp_http_
                               (size_t)s->issuing_len);
 }
 
+static qtsp_status serve_file(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    const cert_file *f = ctx;
+    return qtsp_http_resp_set(resp, 200, f->type, f->data, f->len);
+}
+
+/* DER of x, or (pem) the PEM of every certificate of certs, into f. */
+static qtsp_status make_file(cert_file *f, const char *path, X509 *const *certs, size_t n, int pem)
+{
+    f->path = path;
+    f->type = pem ? "application/x-pem-file" : "application/pkix-cert";
+    if (!pem) {
+        int l = i2d_X509(certs[0], &f->data);
+        ENSURE(l > 0, QTSP_ERR_CRYPTO, "cannot encode %s", path);
+        f->len = (size_t)l;
+        return QTSP_OK;
+    }
+    BIO *b = BIO_new(BIO_s_mem());
+    ENSURE(b != NULL, QTSP_ERR_NOMEM, "out of memory");
+    qtsp_status rc = QTSP_OK;
+    for (size_t i = 0; i < n; i++)
+        ENSURE_OUT(PEM_write_bio_X509(b, certs[i]) == 1, QTSP_ERR_CRYPTO, "cannot encode %s", path);
+    char *d = NULL;
+    long l = BIO_get_mem_data(b, &d);
+    f->data = OPENSSL_malloc((size_t)l);
+    ENSURE_OUT(f->data != NULL, QTSP_ERR_NOMEM, "out of memory");
+    memcpy(f->data, d, (size_t)l);
+    f->len = (size_t)l;
+out:
+    BIO_free(b);
+    return rc;
+}
+
 qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
 {
     qtsp_services *s = calloc(1, sizeof *s);
@@ -74,6 +122,16 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
         s, (qtsp_route){"GET", "/certs/root-ca.crt", 0, 0, NULL, serve_root, s, "certs"}));
     TRY_OUT(add_route(
         s, (qtsp_route){"GET", "/certs/issuing-ca.crt", 0, 0, NULL, serve_issuing, s, "certs"}));
+    /* issue 16: the responder's and the TSU's certificates, and the chain
+     * (issuing CA, root) as DIR/public/chain.pem holds it */
+    X509 *chain[2] = {app->issuing, app->root};
+    TRY_OUT(make_file(&s->files[0], "/certs/ocsp.crt", &app->ocsp, 1, 0));
+    TRY_OUT(make_file(&s->files[1], "/certs/tsa.crt", &app->tsa, 1, 0));
+    TRY_OUT(make_file(&s->files[2], "/certs/chain.pem", chain, 2, 1));
+    for (size_t i = 0; i < 3; i++)
+        TRY_OUT(add_route(s, (qtsp_route){"GET", s->files[i].path, 0, 0, NULL, serve_file,
+                                          &s->files[i], "certs"}));
+    pthread_mutex_init(&s->counts_mu, NULL);
 
     TRY_OUT(qtsp_config_path(&app->cfg, "policies", s->policies_dir, sizeof s->policies_dir));
     TRY_OUT(qtsp_config_path(&app->cfg, "secrets", s->secrets_dir, sizeof s->secrets_dir));
@@ -218,6 +276,9 @@ void qtsp_services_free(qtsp_services *s)
     qtsp_notify_free(s->notify); /* after the sweeper and the RA: nothing sends any more */
     OPENSSL_free(s->root_der);
     OPENSSL_free(s->issuing_der);
+    for (size_t i = 0; i < 3; i++)
+        OPENSSL_free(s->files[i].data);
+    pthread_mutex_destroy(&s->counts_mu);
     free(s);
 }
 
@@ -228,6 +289,87 @@ const qtsp_route *qtsp_services_routes(const qtsp_services *s)
 size_t qtsp_services_route_count(const qtsp_services *s)
 {
     return s->n_routes;
+}
+
+/* CRL freshness (issue 16): number and age of each CRL served. */
+static qtsp_status crl_metrics(qtsp_services *s, qtsp_buf *out)
+{
+    static const char *const names[] = {"qualified", "qualified-delta", "root"};
+    TRY(qtsp_buf_puts(out, "# HELP qtsp_crl_number cRLNumber of the CRL served.\n"
+                           "# TYPE qtsp_crl_number gauge\n"));
+    time_t now = qtsp_now(), at[3] = {0};
+    for (size_t i = 0; i < 3; i++) {
+        uint64_t n = 0;
+        if (qtsp_crl_current(s->crl, names[i], &n, &at[i]) != QTSP_OK) {
+            qtsp_err_clear();
+            continue;
+        }
+        TRY(qtsp_buf_printf(out, "qtsp_crl_number{crl=\"%s\"} %llu\n", names[i],
+                            (unsigned long long)n));
+    }
+    TRY(qtsp_buf_puts(out, "# HELP qtsp_crl_age_seconds Seconds since the thisUpdate of the CRL "
+                           "served.\n# TYPE qtsp_crl_age_seconds gauge\n"));
+    for (size_t i = 0; i < 3; i++)
+        if (at[i])
+            TRY(qtsp_buf_printf(out, "qtsp_crl_age_seconds{crl=\"%s\"} %lld\n", names[i],
+                                (long long)(now - at[i])));
+    return QTSP_OK;
+}
+
+typedef struct count_ctx {
+    time_t now;
+    uint64_t held, revoked;
+} count_ctx;
+
+static qtsp_status count_one(void *ctx, const unsigned char *serial, size_t slen,
+                             const qtsp_cert_status *st, int *stop)
+{
+    count_ctx *c = ctx;
+    qtsp_cert_status eff;
+    qtsp_cert_status_effective(st, c->now, &eff);
+    c->held += eff.state == QTSP_CERT_ON_HOLD;
+    c->revoked += eff.state == QTSP_CERT_REVOKED;
+    return QTSP_OK;
+}
+
+/* Certificates by status: the total from the status table's size, held
+ * and revoked from the revoked index (small); at most every 30 s. */
+static qtsp_status cert_count_metrics(qtsp_services *s, qtsp_buf *out)
+{
+    pthread_mutex_lock(&s->counts_mu);
+    qtsp_status rc = QTSP_OK;
+    int64_t now_ms = qtsp_now_ms();
+    if (!s->counts_at_ms || now_ms - s->counts_at_ms >= 30000) {
+        qtsp_txn *txn = NULL;
+        count_ctx c = {qtsp_now(), 0, 0};
+        uint64_t total = 0;
+        rc = qtsp_store_begin(s->app->store, 0, &txn);
+        if (rc == QTSP_OK)
+            rc = qtsp_txn_count(txn, QTSP_T_STATUS, &total);
+        if (rc == QTSP_OK)
+            rc = qtsp_certdb_status_scan(txn, 1, NULL, 0, count_one, &c);
+        qtsp_txn_abort(txn);
+        if (rc == QTSP_OK) {
+            s->n_certs = total;
+            s->n_held = c.held;
+            s->n_revoked = c.revoked;
+            s->counts_at_ms = now_ms;
+        }
+    }
+    uint64_t total = s->n_certs, held = s->n_held, revoked = s->n_revoked;
+    pthread_mutex_unlock(&s->counts_mu);
+    TRY(rc);
+    uint64_t other = held + revoked <= total ? total - held - revoked : 0;
+    return qtsp_buf_printf(out,
+                           "# HELP qtsp_certificates Certificates in the store by status "
+                           "(valid: neither held nor revoked, expired ones included; "
+                           "at most 30 s old).\n"
+                           "# TYPE qtsp_certificates gauge\n"
+                           "qtsp_certificates{status=\"valid\"} %llu\n"
+                           "qtsp_certificates{status=\"on-hold\"} %llu\n"
+                           "qtsp_certificates{status=\"revoked\"} %llu\n",
+                           (unsigned long long)other, (unsigned long long)held,
+                           (unsigned long long)revoked);
 }
 
 qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out)
@@ -279,6 +421,8 @@ qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out)
                         "# TYPE qtsp_signq_batches_total counter\n"
                         "qtsp_signq_batches_total %llu\n",
                         jobs, batches));
+    TRY(crl_metrics(s, out));
+    TRY(cert_count_metrics(s, out));
     TRY(qtsp_tsa_metrics(s->tsa, out));
     TRY(qtsp_ocsp_metrics(s->ocsp, out));
     TRY(qtsp_notify_metrics(s->notify, out));

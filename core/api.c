@@ -49,6 +49,10 @@ typedef struct api_call {
     size_t n_params;
     char pname[QTSP_API_MAX_PARAMS][API_PARAM_NAME];
     char pval[QTSP_API_MAX_PARAMS][API_PARAM_MAX + 1];
+    size_t n_query;
+    char *qname[QTSP_API_MAX_QUERY];
+    char *qvalue[QTSP_API_MAX_QUERY];
+    char query_err[160]; /* why the query string is refused, "" when it is not */
 } api_call;
 
 typedef struct api_job {
@@ -178,8 +182,46 @@ static void call_free(api_call *c)
         OPENSSL_cleanse(c->body, c->body_len);
         free(c->body);
     }
+    for (size_t i = 0; i < c->n_query; i++) {
+        free(c->qname[i]);
+        free(c->qvalue[i]);
+    }
     OPENSSL_cleanse(c, sizeof *c);
     free(c);
+}
+
+/* Copies one query-string argument into c (bounded; a refusal is noted
+ * in c->query_err and checked after authentication). */
+static int query_copy(void *ctx, const char *name, const char *value)
+{
+    api_call *c = ctx;
+    if (c->query_err[0])
+        return 1;
+    if (c->n_query >= QTSP_API_MAX_QUERY) {
+        snprintf(c->query_err, sizeof c->query_err, "at most %d query-string arguments",
+                 QTSP_API_MAX_QUERY);
+        return 1;
+    }
+    if (strlen(value) > QTSP_API_QUERY_VALUE_MAX || strlen(name) > 64) {
+        snprintf(c->query_err, sizeof c->query_err, "query-string argument %.64s: too long", name);
+        return 1;
+    }
+    for (size_t i = 0; i < c->n_query; i++)
+        if (strcmp(c->qname[i], name) == 0) {
+            snprintf(c->query_err, sizeof c->query_err,
+                     "query-string argument %.64s: given more than once", name);
+            return 1;
+        }
+    c->qname[c->n_query] = strdup(name);
+    c->qvalue[c->n_query] = strdup(value);
+    if (!c->qname[c->n_query] || !c->qvalue[c->n_query]) {
+        free(c->qname[c->n_query]);
+        free(c->qvalue[c->n_query]);
+        snprintf(c->query_err, sizeof c->query_err, "out of memory");
+        return 1;
+    }
+    c->n_query++;
+    return 0;
 }
 
 /* Copies what the layer and the handler may read of req. NOT_FOUND for a
@@ -206,6 +248,8 @@ static qtsp_status call_from(const qtsp_api *api, const qtsp_http_req *req, api_
         }
         c->n_hdr++;
     }
+    if (!fail && req->internal)
+        qtsp_http_query_each(req, query_copy, c);
     if (!fail && req->body_len) {
         c->body = malloc(req->body_len);
         if (c->body) {
@@ -230,6 +274,28 @@ const char *qtsp_api_param(const qtsp_api_req *req, const char *name)
         if (strcmp(c->pname[i], name) == 0)
             return c->pval[i];
     return NULL;
+}
+
+const char *qtsp_api_query(const qtsp_api_req *req, const char *name)
+{
+    const api_call *c = req ? req->internal : NULL;
+    for (size_t i = 0; c && name && i < c->n_query; i++)
+        if (strcmp(c->qname[i], name) == 0)
+            return c->qvalue[i];
+    return NULL;
+}
+
+qtsp_status qtsp_api_query_allow(const qtsp_api_req *req, const char *const *allowed)
+{
+    const api_call *c = req->internal;
+    ENSURE(c->query_err[0] == '\0', QTSP_ERR_INVALID, "%s", c->query_err);
+    for (size_t i = 0; i < c->n_query; i++) {
+        int ok = 0;
+        for (const char *const *q = allowed; q && *q && !ok; q++)
+            ok = strcmp(*q, c->qname[i]) == 0;
+        ENSURE(ok, QTSP_ERR_INVALID, "query-string argument %.64s: not allowed here", c->qname[i]);
+    }
+    return QTSP_OK;
 }
 
 const char *qtsp_api_header(const qtsp_api_req *req, const char *name)

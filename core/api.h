@@ -53,6 +53,14 @@ typedef struct qtsp_api_req {
  * percent-decoded as core/http decodes paths; NULL when the route has none
  * of that name. Never empty, never contains '/'. */
 const char *qtsp_api_param(const qtsp_api_req *req, const char *name);
+/* A query-string argument (percent-decoded; "" for "?flag"), NULL when
+ * absent. */
+const char *qtsp_api_query(const qtsp_api_req *req, const char *name);
+/* For handlers that read the query string: QTSP_ERR_INVALID (400, naming
+ * it) for an argument not in allowed (NULL-terminated), one given twice,
+ * more than QTSP_API_MAX_QUERY, or a value over QTSP_API_QUERY_VALUE_MAX
+ * bytes. Routes that do not call it ignore their query string. */
+qtsp_status qtsp_api_query_allow(const qtsp_api_req *req, const char *const *allowed) QTSP_MUST_USE;
 /* A request header the API copies (Authorization, Content-Type, Cookie and
  * qtsp_api_opts.headers), case-insensitive; NULL when absent. */
 const char *qtsp_api_header(const qtsp_api_req *req, const char *name);
@@ -89,6 +97,9 @@ typedef struct qtsp_api_route {
     size_t max_body;
     qtsp_api_fn fn;
 } qtsp_api_route;
+
+#define QTSP_API_MAX_QUERY 8
+#define QTSP_API_QUERY_VALUE_MAX 1024
 
 /* Establishes the caller from the request's headers (qtsp_api_header):
  * QTSP_OK with *out filled, or QTSP_ERR_AUTH with the message the client

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/time.h"
+
 static qtsp_clock_fn g_clock;
 static void *g_clock_ctx;
 static qtsp_rng_fn g_rng;
@@ -67,6 +69,39 @@ void qtsp_format_rfc3339_ms(int64_t ms, char *out, size_t cap)
     char base[32];
     strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(out, cap, "%s.%03dZ", base, (int)(ms % 1000));
+}
+
+/* n decimal digits at s (checked by the caller). */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    while (n-- > 0)
+        v = v * 10 + (*s++ - '0');
+    return v;
+}
+
+qtsp_status qtsp_parse_rfc3339(const char *field, const char *s, time_t *out)
+{
+    /* YYYY-MM-DDTHH:MM:SSZ: digits where the template has 'd' */
+    static const char tmpl[] = "dddd-dd-ddTdd:dd:ddZ";
+    int ok = s && strlen(s) == sizeof tmpl - 1;
+    for (size_t i = 0; ok && i < sizeof tmpl - 1; i++)
+        ok = tmpl[i] == 'd' ? (s[i] >= '0' && s[i] <= '9') : s[i] == tmpl[i];
+    ENSURE(ok, QTSP_ERR_INVALID, "%s: RFC 3339 UTC, e.g. 2026-11-24T10:00:00Z", field);
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    tm.tm_year = digits(s, 4) - 1900;
+    tm.tm_mon = digits(s + 5, 2) - 1;
+    tm.tm_mday = digits(s + 8, 2);
+    tm.tm_hour = digits(s + 11, 2);
+    tm.tm_min = digits(s + 14, 2);
+    tm.tm_sec = digits(s + 17, 2);
+    time_t t = (time_t)qtsp_timegm(&tm);
+    char back[32];
+    qtsp_format_rfc3339(t, back, sizeof back);
+    ENSURE(strcmp(back, s) == 0, QTSP_ERR_INVALID, "%s: %s is not a valid date and time", field, s);
+    *out = t;
+    return QTSP_OK;
 }
 
 void qtsp_format_http_date(time_t t, char *out, size_t cap)

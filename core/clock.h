@@ -31,6 +31,10 @@ qtsp_status qtsp_random(unsigned char *buf, size_t n) QTSP_MUST_USE;
 void qtsp_format_rfc3339(time_t t, char *out, size_t cap);
 /* Same with milliseconds "2026-11-24T20:44:52.123Z". out >= 25 bytes. */
 void qtsp_format_rfc3339_ms(int64_t ms, char *out, size_t cap);
+/* Parses RFC 3339 UTC "2026-11-24T10:00:00Z" (the form qtsp_format_rfc3339
+ * writes), a real date and time (2026-02-30 is refused).
+ * QTSP_ERR_INVALID naming field. */
+qtsp_status qtsp_parse_rfc3339(const char *field, const char *s, time_t *out) QTSP_MUST_USE;
 /* Formats t as an HTTP date "Tue, 24 Nov 2026 20:44:52 GMT". out >= 30 bytes. */
 void qtsp_format_http_date(time_t t, char *out, size_t cap);
 

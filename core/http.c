@@ -516,6 +516,27 @@ const char *qtsp_http_query(const qtsp_http_req *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+typedef struct query_visit {
+    int (*fn)(void *ctx, const char *name, const char *value);
+    void *ctx;
+} query_visit;
+
+static enum MHD_Result query_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    (void)kind;
+    query_visit *v = cls;
+    return v->fn(v->ctx, key, value ? value : "") ? MHD_NO : MHD_YES;
+}
+
+size_t qtsp_http_query_each(const qtsp_http_req *req,
+                            int (*fn)(void *ctx, const char *name, const char *value), void *ctx)
+{
+    query_visit v = {fn, ctx};
+    int n = MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_one, &v);
+    return n > 0 ? (size_t)n : 0;
+}
+
 void http_conn_suspend(struct MHD_Connection *conn)
 {
     MHD_suspend_connection(conn);

@@ -66,6 +66,11 @@ typedef struct qtsp_http_resp {
 const char *qtsp_http_header(const qtsp_http_req *req, const char *name);
 /* A query-string argument, NULL when absent. */
 const char *qtsp_http_query(const qtsp_http_req *req, const char *name);
+/* Visits every query-string argument in order (value "" for "?flag");
+ * fn returns non-zero to stop. Returns how many were visited. Borrowed for
+ * the call. */
+size_t qtsp_http_query_each(const qtsp_http_req *req,
+                            int (*fn)(void *ctx, const char *name, const char *value), void *ctx);
 
 /* RFC 9110 13.1.2 weak comparison of an If-None-Match value ("*" or a list
  * of entity tags) with etag (quoted). 0 when either is NULL or empty. */

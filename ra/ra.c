@@ -124,6 +124,7 @@ qtsp_status qtsp_ra_new(const qtsp_ra_deps *deps, qtsp_ra **out)
     TRY_OUT(load_suspension(ra, path));
     TRY_OUT(qtsp_otp_key_load(deps->secrets_dir, ra->otp_key));
     TRY_OUT(ra_keypool_init(ra, deps->policies_dir));
+    TRY_OUT(ra_search_backfill(ra));
 out:
     if (rc != QTSP_OK) {
         qtsp_ra_free(ra);
@@ -251,10 +252,12 @@ static qtsp_status enrol_txn(qtsp_txn *txn, void *vctx)
         json_t *hist = json_object_get(prev, "history");
         hist = json_is_array(hist) ? json_incref(hist) : json_array();
         json_object_del(prev, "history");
+        TRY(ra_search_index(txn, prev, c->existing, 0)); /* the old data's keys */
         json_array_append_new(hist, prev);
         json_object_set_new(c->rec, "history", hist);
         json_object_set_new(c->rec, "subject_id", json_string(c->existing));
         TRY(ra_put_json(txn, QTSP_T_SUBJECTS, c->existing, c->rec, 0));
+        TRY(ra_search_index(txn, c->rec, c->existing, 1));
     } else {
         qtsp_buf_cleanup(&existing);
         if (rc != QTSP_ERR_NOT_FOUND)
@@ -263,6 +266,7 @@ static qtsp_status enrol_txn(qtsp_txn *txn, void *vctx)
         TRY(ra_put_json(txn, QTSP_T_SUBJECTS, c->subject_id, c->rec, QTSP_PUT_NOOVERWRITE));
         TRY(qtsp_txn_put(txn, QTSP_T_SUBJECT_INDEX, c->index_key, strlen(c->index_key),
                          c->subject_id, strlen(c->subject_id), QTSP_PUT_NOOVERWRITE));
+        TRY(ra_search_index(txn, c->rec, c->subject_id, 1));
         c->existing[0] = '\0';
     }
     json_t *ev = json_object_get(c->rec, "identity_evidence");
@@ -387,7 +391,7 @@ static qtsp_status issue_txn(qtsp_txn *txn, void *vctx)
     return qtsp_issue_record(txn, &c->rec, 1, c->actor, "cert.issue", c->details);
 }
 
-static char *x509_pem(X509 *x)
+char *ra_x509_pem(X509 *x)
 {
     BIO *b = BIO_new(BIO_s_mem());
     if (!b || PEM_write_bio_X509(b, x) != 1) {
@@ -535,7 +539,7 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
     c.actor = who->name;
     /* everything the answer needs is ready before the commit: a committed
      * issuance must never lose its one-time activation secrets */
-    res.certificate_pem = x509_pem(cert);
+    res.certificate_pem = ra_x509_pem(cert);
     ENSURE_OUT(res.certificate_pem != NULL, QTSP_ERR_NOMEM, "out of memory");
     TRY_OUT(qtsp_store_write(ra->d.store, issue_txn, &c));
     key_made = 0; /* committed: the key now belongs to the certificate */

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "ca/audit.h"
 #include "ca/certdb.h"
 #include "ca/hsm.h"
 #include "ca/store.h"
@@ -87,6 +88,46 @@ qtsp_status qtsp_ra_cert_status(qtsp_ra *ra, const unsigned char *serial, size_t
 
 /* Certificates of a subject: {"subject_id","certificates":[status objects]}. */
 qtsp_status qtsp_ra_subject_certs(qtsp_ra *ra, const char *subject_id, json_t **out) QTSP_MUST_USE;
+
+/* ---- finding things (ra/find.c, docs/ra.md "Finding things") ---- */
+#define QTSP_RA_PAGE_MAX 100
+
+/* A subject's whole record (identity data, evidence, earlier
+ * registrations in "history"), id_type "PNO" when not recorded. Roles
+ * ra-officer, office. QTSP_ERR_NOT_FOUND. *out new reference. */
+qtsp_status qtsp_ra_subject_get(qtsp_ra *ra, const qtsp_actor *who, const char *subject_id,
+                                json_t **out) QTSP_MUST_USE;
+
+/* Exactly one of national_id (country optional: else every country),
+ * name (case-insensitive prefix of "given surname" or "surname given"),
+ * email (exact, case-insensitive) or phone (exact); limit 1..QTSP_RA_PAGE_MAX;
+ * cursor NULL or a previous answer's "next". */
+typedef struct qtsp_ra_search {
+    const char *country, *national_id, *name, *email, *phone;
+    const char *cursor;
+    size_t limit;
+} qtsp_ra_search;
+/* {"subjects":[{"subject_id","given_name","surname","country","id_type",
+ * "national_id","email","phone","package","enrolled_at"}…],"next"?}. Roles
+ * ra-officer, office. QTSP_ERR_INVALID naming the field. */
+qtsp_status qtsp_ra_subject_search(qtsp_ra *ra, const qtsp_actor *who, const qtsp_ra_search *q,
+                                   json_t **out) QTSP_MUST_USE;
+
+/* {"status","certificates":[status objects],"next"?}: certificates whose
+ * status (as qtsp_ra_cert_status shows it) is status ("valid", "on-hold",
+ * "revoked", "expired"), in serial-key order; at most limit (1..100) and at
+ * most 10,000 records examined per call. Roles ra-officer, office, auditor. */
+qtsp_status qtsp_ra_cert_list(qtsp_ra *ra, const qtsp_actor *who, const char *status, size_t limit,
+                              const char *cursor, json_t **out) QTSP_MUST_USE;
+
+/* The audit, filtered and paged (qtsp_audit_query on the RA's store). */
+qtsp_status qtsp_ra_audit_query(qtsp_ra *ra, const qtsp_audit_filter *f, qtsp_audit_fn fn,
+                                void *ctx, uint64_t *next) QTSP_MUST_USE;
+
+/* The certificate, DER (pem 0) or PEM (1), into out (reset first).
+ * QTSP_ERR_NOT_FOUND. */
+qtsp_status qtsp_ra_cert_get(qtsp_ra *ra, const unsigned char *serial, size_t slen, int pem,
+                             qtsp_buf *out) QTSP_MUST_USE;
 
 /* Lifecycle (ra/lifecycle.c). hold: valid -> on-hold until now + max_hold
  * (role hotline). release: on-hold -> valid (ra-officer, office).

@@ -3,7 +3,6 @@
  * roles, media type, body and fields, shapes errors and runs the worker
  * pool) and handlers that turn JSON into calls of the transport-free RA
  * (ra/ra.h). The only file of ra/ that knows HTTP. */
-#define _XOPEN_SOURCE 700 /* strptime */
 #include "ra/ra_http.h"
 
 #include <stdio.h>
@@ -12,6 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "ca/audit.h"
 #include "core/api.h"
 #include "core/clock.h"
 #include "core/http.h"
@@ -144,24 +144,6 @@ static qtsp_status h_release(void *ctx, const qtsp_api_req *req, qtsp_http_resp 
     return qtsp_api_reply(resp, 200, json_pack("{s:s}", "status", "valid"));
 }
 
-/* RFC 3339 UTC "2026-11-24T10:00:00Z", a real date and time. */
-static qtsp_status parse_utc(const char *s, time_t *out)
-{
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    ENSURE(end && *end == '\0', QTSP_ERR_INVALID,
-           "invalidity_date: RFC 3339 UTC, e.g. 2026-11-24T10:00:00Z");
-    time_t t = (time_t)qtsp_timegm(&tm);
-    /* strptime accepts 2026-02-30: formatting back must give the same text */
-    char back[32];
-    qtsp_format_rfc3339(t, back, sizeof back);
-    ENSURE(strcmp(back, s) == 0, QTSP_ERR_INVALID,
-           "invalidity_date: %s is not a valid date and time", s);
-    *out = t;
-    return QTSP_OK;
-}
-
 static qtsp_status h_terminate(void *ctx, const qtsp_api_req *req, qtsp_http_resp *resp)
 {
     unsigned char serial[QTSP_SERIAL_MAX];
@@ -178,7 +160,7 @@ static qtsp_status h_terminate(void *ctx, const qtsp_api_req *req, qtsp_http_res
     time_t inv = 0;
     if (json_object_get(req->body, "invalidity_date")) {
         TRY(qtsp_api_string(req, "invalidity_date", &inv_s));
-        TRY(parse_utc(inv_s, &inv));
+        TRY(qtsp_parse_rfc3339("invalidity_date", inv_s, &inv));
     }
     qtsp_actor who;
     actor_of(req, &who);
@@ -202,6 +184,151 @@ static qtsp_status h_hotline(void *ctx, const qtsp_api_req *req, qtsp_http_resp 
     return qtsp_api_reply(resp, 200, json_pack("{s:o,s:s}", "held", held, "hold_until", t));
 }
 
+/* ---- finding things (issue 16) ---- */
+
+/* limit=N (1..QTSP_RA_PAGE_MAX), default 50. */
+static qtsp_status query_limit(const qtsp_api_req *req, size_t *out)
+{
+    const char *s = qtsp_api_query(req, "limit");
+    *out = 50;
+    if (!s)
+        return QTSP_OK;
+    size_t n = strlen(s);
+    ENSURE(n >= 1 && n <= 3 && strspn(s, "0123456789") == n, QTSP_ERR_INVALID, "limit: 1 to %d",
+           QTSP_RA_PAGE_MAX);
+    unsigned long v = strtoul(s, NULL, 10);
+    ENSURE(v >= 1 && v <= QTSP_RA_PAGE_MAX, QTSP_ERR_INVALID, "limit: 1 to %d", QTSP_RA_PAGE_MAX);
+    *out = (size_t)v;
+    return QTSP_OK;
+}
+
+static const char *const q_search[] = {"national_id", "country", "name",   "email",
+                                       "phone",       "limit",   "cursor", NULL};
+
+static qtsp_status h_subject_search(void *ctx, const qtsp_api_req *req, qtsp_http_resp *resp)
+{
+    TRY(qtsp_api_query_allow(req, q_search));
+    qtsp_ra_search q = {qtsp_api_query(req, "country"),
+                        qtsp_api_query(req, "national_id"),
+                        qtsp_api_query(req, "name"),
+                        qtsp_api_query(req, "email"),
+                        qtsp_api_query(req, "phone"),
+                        qtsp_api_query(req, "cursor"),
+                        0};
+    TRY(query_limit(req, &q.limit));
+    qtsp_actor who;
+    actor_of(req, &who);
+    json_t *o = NULL;
+    TRY(qtsp_ra_subject_search(ctx, &who, &q, &o));
+    return qtsp_api_reply(resp, 200, o);
+}
+
+static qtsp_status h_subject_get(void *ctx, const qtsp_api_req *req, qtsp_http_resp *resp)
+{
+    qtsp_actor who;
+    actor_of(req, &who);
+    json_t *o = NULL;
+    TRY(qtsp_ra_subject_get(ctx, &who, qtsp_api_param(req, "id"), &o));
+    return qtsp_api_reply(resp, 200, o);
+}
+
+static const char *const q_list[] = {"status", "limit", "cursor", NULL};
+
+static qtsp_status h_cert_list(void *ctx, const qtsp_api_req *req, qtsp_http_resp *resp)
+{
+    TRY(qtsp_api_query_allow(req, q_list));
+    size_t limit;
+    TRY(query_limit(req, &limit));
+    const char *status = qtsp_api_query(req, "status");
+    ENSURE(status, QTSP_ERR_INVALID, "status: valid, on-hold, revoked or expired");
+    qtsp_actor who;
+    actor_of(req, &who);
+    json_t *o = NULL;
+    TRY(qtsp_ra_cert_list(ctx, &who, status, limit, qtsp_api_query(req, "cursor"), &o));
+    return qtsp_api_reply(resp, 200, o);
+}
+
+static const char *const q_format[] = {"format", NULL};
+
+/* The certificate itself: DER (application/pkix-cert, RFC 2585) or PEM. */
+static qtsp_status h_cert_download(void *ctx, const qtsp_api_req *req, qtsp_http_resp *resp)
+{
+    TRY(qtsp_api_query_allow(req, q_format));
+    const char *fmt = qtsp_api_query(req, "format");
+    ENSURE(!fmt || strcmp(fmt, "pem") == 0 || strcmp(fmt, "der") == 0, QTSP_ERR_INVALID,
+           "format: pem or der");
+    unsigned char serial[QTSP_SERIAL_MAX];
+    size_t slen = 0;
+    TRY(path_serial(req, serial, &slen));
+    int der = fmt && strcmp(fmt, "der") == 0;
+    qtsp_buf b;
+    qtsp_buf_init(&b, 128 * 1024);
+    qtsp_status rc = qtsp_ra_cert_get(ctx, serial, slen, !der, &b);
+    if (rc == QTSP_OK)
+        rc = qtsp_http_resp_set(resp, 200, der ? "application/pkix-cert" : "application/x-pem-file",
+                                b.data, b.len);
+    qtsp_buf_cleanup(&b);
+    return rc;
+}
+
+static const char *const q_audit[] = {"since", "until", "event",  "serial",
+                                      "actor", "limit", "cursor", NULL};
+
+static qtsp_status audit_collect(void *ctx, uint64_t seq, const char *body, size_t len)
+{
+    (void)seq;
+    json_error_t err;
+    json_t *rec = json_loadb(body, len, 0, &err);
+    ENSURE(rec && json_array_append_new(ctx, rec) == 0, QTSP_ERR_STORE_CORRUPT,
+           "audit record not JSON");
+    return QTSP_OK;
+}
+
+/* The auditor's read of the audit (ca/audit.h qtsp_audit_query). */
+static qtsp_status h_audit(void *ctx, const qtsp_api_req *req, qtsp_http_resp *resp)
+{
+    TRY(qtsp_api_query_allow(req, q_audit));
+    qtsp_audit_filter f = {0};
+    TRY(query_limit(req, &f.limit));
+    f.max_scan = 10000;
+    const char *since = qtsp_api_query(req, "since"), *until = qtsp_api_query(req, "until");
+    time_t t;
+    if (since) {
+        TRY(qtsp_parse_rfc3339("since", since, &t));
+        f.since_ms = (int64_t)t * 1000;
+    }
+    if (until) {
+        TRY(qtsp_parse_rfc3339("until", until, &t));
+        f.until_ms = (int64_t)t * 1000 + 999;
+    }
+    ENSURE(!since || !until || f.since_ms <= f.until_ms, QTSP_ERR_INVALID, "since: after until");
+    f.event = qtsp_api_query(req, "event");
+    f.actor = qtsp_api_query(req, "actor");
+    f.serial = qtsp_api_query(req, "serial");
+    const char *cur = qtsp_api_query(req, "cursor");
+    if (cur) {
+        size_t n = strlen(cur);
+        ENSURE(n >= 1 && n <= 19 && strspn(cur, "0123456789") == n, QTSP_ERR_INVALID,
+               "cursor: not one of ours");
+        f.after = strtoull(cur, NULL, 10);
+    }
+    json_t *arr = json_array();
+    ENSURE(arr != NULL, QTSP_ERR_NOMEM, "out of memory");
+    uint64_t next = 0;
+    qtsp_status rc = qtsp_ra_audit_query(ctx, &f, audit_collect, arr, &next);
+    if (rc != QTSP_OK) {
+        json_decref(arr);
+        return rc;
+    }
+    json_t *o = json_pack("{s:o}", "records", arr);
+    if (o && next) {
+        char n[24];
+        snprintf(n, sizeof n, "%llu", (unsigned long long)next);
+        json_object_set_new(o, "next", json_string(n));
+    }
+    return qtsp_api_reply(resp, 200, o);
+}
+
 static const char *const k_none[] = {NULL};
 static const char *const k_hold[] = {"caller_verification", NULL};
 static const char *const k_terminate[] = {"reason", "identity_check", "invalidity_date", NULL};
@@ -213,7 +340,17 @@ static const qtsp_api_route k_routes[] = {
     {"POST", "/ra/v1/subjects/{id}/certificates", QTSP_API_BODY, QTSP_ROLE_RA_OFFICER, "issuance",
      k_none, 0, h_issue},
     {"GET", "/ra/v1/subjects/{id}/certificates", 0, 0, NULL, NULL, 0, h_subject_certs},
+    {"GET", "/ra/v1/subjects", 0, QTSP_ROLE_RA_OFFICER | QTSP_ROLE_OFFICE, "searching subjects",
+     NULL, 0, h_subject_search},
+    {"GET", "/ra/v1/subjects/{id}", 0, QTSP_ROLE_RA_OFFICER | QTSP_ROLE_OFFICE, "reading a subject",
+     NULL, 0, h_subject_get},
+    {"GET", "/ra/v1/certificates", 0, QTSP_ROLE_RA_OFFICER | QTSP_ROLE_OFFICE | QTSP_ROLE_AUDITOR,
+     "listing certificates", NULL, 0, h_cert_list},
     {"GET", "/ra/v1/certificates/{serial}", 0, 0, NULL, NULL, 0, h_cert_status},
+    {"GET", "/ra/v1/certificates/{serial}/certificate", 0,
+     QTSP_ROLE_RA_OFFICER | QTSP_ROLE_OFFICE | QTSP_ROLE_AUDITOR, "downloading a certificate", NULL,
+     0, h_cert_download},
+    {"GET", "/ra/v1/audit", 0, QTSP_ROLE_AUDITOR, "reading the audit", NULL, 0, h_audit},
     {"POST", "/ra/v1/certificates/{serial}/hold", QTSP_API_BODY | QTSP_API_URGENT,
      QTSP_ROLE_HOTLINE, "hold", k_hold, 0, h_hold},
     {"POST", "/ra/v1/certificates/{serial}/release", QTSP_API_BODY,

@@ -64,6 +64,18 @@ const ra_package *ra_find_package(const qtsp_ra *ra, const char *name);
 json_t *ra_status_json(const unsigned char *serial, size_t slen, const qtsp_cert_status *stored,
                        time_t now);
 
+/* The certificate as PEM text (malloc'd; NULL when out of memory). */
+char *ra_x509_pem(X509 *x);
+
+/* ---- search indexes (ra/find.c) ---- */
+/* Adds (add 1) or removes (0) the e-mail, phone and name search keys of
+ * subject record rec (id sid) in txn, a write transaction. */
+qtsp_status ra_search_index(qtsp_txn *txn, const json_t *rec, const char *sid,
+                            int add) QTSP_MUST_USE;
+/* Indexes, once per store, subjects enrolled before the search indexes
+ * existed (meta "subject_search_index"). */
+qtsp_status ra_search_backfill(qtsp_ra *ra) QTSP_MUST_USE;
+
 /* ---- key pool (ra/keypool.c) ---- */
 #define RA_POOL_PREFIX "kp-"
 /* Reads policies_dir/keypool.yaml (absent: pool disabled) and initialises

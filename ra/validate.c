@@ -93,6 +93,23 @@ out:
     return rc;
 }
 
+qtsp_status qtsp_fold_name(const char *s, char *out, size_t cap)
+{
+    utf8proc_uint8_t *f = NULL;
+    utf8proc_ssize_t n =
+        utf8proc_map((const utf8proc_uint8_t *)s, 0, &f,
+                     UTF8PROC_NULLTERM | UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_CASEFOLD);
+    ENSURE(n >= 0, n == UTF8PROC_ERROR_NOMEM ? QTSP_ERR_NOMEM : QTSP_ERR_INVALID,
+           "name: not valid UTF-8");
+    qtsp_status rc = QTSP_OK;
+    if ((size_t)n < cap)
+        memcpy(out, f, (size_t)n + 1);
+    else
+        rc = qtsp_err_set(QTSP_ERR_TOO_BIG, __FILE__, __LINE__, "name: too long");
+    free(f);
+    return rc;
+}
+
 /* ISO 3166-1 alpha-2 officially assigned codes. */
 static const char COUNTRIES[] =
     "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ "

@@ -23,6 +23,10 @@ qtsp_status qtsp_valid_name(const char *field, const char *s, size_t max) QTSP_M
  * may not overlap. QTSP_ERR_NOMEM. */
 qtsp_status qtsp_valid_name_nfc(const char *field, const char *s, size_t max, char *out,
                                 size_t cap) QTSP_MUST_USE;
+/* The search form of a name (ra/find.c): NFC with Unicode case folding,
+ * into out (cap bytes, NUL included). QTSP_ERR_INVALID (not UTF-8),
+ * QTSP_ERR_TOO_BIG, QTSP_ERR_NOMEM. */
+qtsp_status qtsp_fold_name(const char *s, char *out, size_t cap) QTSP_MUST_USE;
 /* ISO 3166-1 alpha-2, officially assigned, upper case. */
 qtsp_status qtsp_valid_country(const char *s) QTSP_MUST_USE;
 /* Every assigned ISO 3166-1 alpha-2 code, as "AD AE AF ... ZW" (static). */
