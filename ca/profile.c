@@ -23,7 +23,8 @@
  *       value: BG                      fixed value from the file, or
  *       request: required              request: required | optional (from the request)
  *       check: pno                     optional, serialNumber only: EN 319 412-1 5.1.3
- *                                      "PNO" + 2-letter country + "-" + id
+ *                                      "PNO" + 2-letter country + "-" + id;
+ *                                      natural-id: the same with PNO, IDC, PAS or TIN
  *       default: given-surname         optional, CN only: "givenName surname" when the
  *                                      request gives no CN
  *   basic_constraints: {critical: true, ca: true, path_len: 1}   required; path_len
@@ -304,10 +305,11 @@ static qtsp_status load_subject(qtsp_profile *p, const qtsp_ynode *root)
         else if (req && strcmp(req, "optional") != 0)
             return qtsp_ynode_fail(qtsp_ynode_get(e, "request"), "request",
                                    "'%s' must be required or optional", req);
-        if (check && (strcmp(check, "pno") != 0 || a->def->nid != NID_serialNumber))
+        if (check && ((strcmp(check, "pno") != 0 && strcmp(check, "natural-id") != 0) ||
+                      a->def->nid != NID_serialNumber))
             return qtsp_ynode_fail(qtsp_ynode_get(e, "check"), "check",
-                                   "only 'pno' on serialNumber is supported");
-        a->check = check ? CHECK_PNO : CHECK_NONE;
+                                   "only 'pno' or 'natural-id' on serialNumber is supported");
+        a->check = !check ? CHECK_NONE : strcmp(check, "pno") == 0 ? CHECK_PNO : CHECK_NATURAL_ID;
         if (def && (strcmp(def, "given-surname") != 0 || a->def->nid != NID_commonName || !req))
             return qtsp_ynode_fail(qtsp_ynode_get(e, "default"), "default",
                                    "only 'given-surname' on a CN taken from the request");

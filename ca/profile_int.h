@@ -28,7 +28,7 @@
 #define OID_OCSP_NOCHECK "1.3.6.1.5.5.7.48.1.5"
 #define OID_ETSI_CP_PREFIX "0.4.0.194112."
 
-typedef enum attr_check { CHECK_NONE = 0, CHECK_PNO = 1 } attr_check;
+typedef enum attr_check { CHECK_NONE = 0, CHECK_PNO = 1, CHECK_NATURAL_ID = 2 } attr_check;
 
 /* One subject attribute: what it is and where its value comes from. */
 typedef struct subj_attr {

@@ -112,11 +112,16 @@ static long utf8_chars(const char *s)
     return n;
 }
 
-/* EN 319 412-1 5.1.3: "PNO" + ISO 3166 country + "-" + identifier. */
-static int is_pno(const char *s)
+/* EN 319 412-1 5.1.3: type + ISO 3166 country + "-" + identifier; type
+ * "PNO" only (CHECK_PNO), or PNO, IDC, PAS, TIN (CHECK_NATURAL_ID). */
+static int is_natural_id(const char *s, attr_check check)
 {
-    return strlen(s) >= 7 && strncmp(s, "PNO", 3) == 0 && isupper((unsigned char)s[3]) &&
-           isupper((unsigned char)s[4]) && s[5] == '-';
+    int type =
+        strncmp(s, "PNO", 3) == 0 ||
+        (check == CHECK_NATURAL_ID &&
+         (strncmp(s, "IDC", 3) == 0 || strncmp(s, "PAS", 3) == 0 || strncmp(s, "TIN", 3) == 0));
+    return strlen(s) >= 7 && type && isupper((unsigned char)s[3]) && isupper((unsigned char)s[4]) &&
+           s[5] == '-';
 }
 
 static qtsp_status add_name_entry(X509_NAME *name, const attr_def *d, const char *v,
@@ -176,10 +181,10 @@ static qtsp_status build_subject(const qtsp_profile *p, const qtsp_subject_attrs
                    a->def->name);
             continue;
         }
-        if (a->check == CHECK_PNO)
-            ENSURE(is_pno(v), QTSP_ERR_INVALID,
-                   "profile %s: serialNumber '%s' is not PNO<country>-<id> (EN 319 412-1 5.1.3)",
-                   p->name, v);
+        if (a->check != CHECK_NONE)
+            ENSURE(is_natural_id(v, a->check), QTSP_ERR_INVALID,
+                   "profile %s: serialNumber '%s' is not %s<country>-<id> (EN 319 412-1 5.1.3)",
+                   p->name, v, a->check == CHECK_PNO ? "PNO" : "PNO|IDC|PAS|TIN");
         TRY(add_name_entry(name, a->def, v, p->name));
     }
     ENSURE(X509_NAME_entry_count(name) > 0, QTSP_ERR_INVALID, "profile %s: empty subject", p->name);

@@ -243,6 +243,7 @@ qtsp_status qtsp_services_start(qtsp_services *s, int leader)
      * across processes and a process that finds one already made reloads it */
     TRY(qtsp_crl_publish(s->crl, 0));
     TRY(qtsp_crl_start(s->crl));
+    TRY(qtsp_ra_search_prepare(s->ra)); /* once per store: subjects enrolled before the indexes */
     if (!leader)
         return QTSP_OK;
     TRY(qtsp_periodic_start("hold sweeper", 1000 * qtsp_ra_sweep_interval_s(s->ra), 0, sweep_once,

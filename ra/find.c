@@ -150,7 +150,7 @@ static qtsp_status backfill_txn(qtsp_txn *txn, void *vctx)
     return qtsp_txn_put(txn, QTSP_T_META, SEARCH_META, strlen(SEARCH_META), "1", 1, 0);
 }
 
-qtsp_status ra_search_backfill(qtsp_ra *ra)
+qtsp_status qtsp_ra_search_prepare(qtsp_ra *ra)
 {
     qtsp_txn *txn;
     TRY(qtsp_store_begin(ra->d.store, 0, &txn));
@@ -330,6 +330,12 @@ qtsp_status qtsp_ra_subject_search(qtsp_ra *ra, const qtsp_actor *who, const qts
                    QTSP_ERR_INVALID, "national_id: 1 to 64 characters");
         ENSURE_OUT(q->cursor == NULL, QTSP_ERR_INVALID,
                    "cursor: a national id search has one page");
+        ENSURE_OUT(!q->id_type || strcmp(q->id_type, "PNO") == 0 ||
+                       strcmp(q->id_type, "IDC") == 0 || strcmp(q->id_type, "PAS") == 0 ||
+                       strcmp(q->id_type, "TIN") == 0,
+                   QTSP_ERR_INVALID, "id_type: PNO, IDC, PAS or TIN");
+    } else if (q->id_type) {
+        FAIL_OUT(QTSP_ERR_INVALID, "id_type: only with national_id");
     } else if (q->email) {
         ENSURE_OUT(strlen(q->email) >= 1 && strlen(q->email) <= 254, QTSP_ERR_INVALID,
                    "email: 1 to 254 characters");
@@ -355,8 +361,8 @@ qtsp_status qtsp_ra_subject_search(qtsp_ra *ra, const qtsp_actor *who, const qts
         /* "CC:id" (ra.c); without a country, every code */
         const char *codes = country ? country : qtsp_country_codes();
         for (const char *p = codes; rc == QTSP_OK && p[0] && p[1]; p += p[2] ? 3 : 2) {
-            char key[80], sid[48];
-            snprintf(key, sizeof key, "%.2s:%s", p, q->national_id);
+            char key[128], cc[3] = {p[0], p[1], 0}, sid[48];
+            ra_id_index_key(cc, q->id_type, q->national_id, key);
             const void *val;
             size_t vl;
             rc = qtsp_txn_get0(txn, QTSP_T_SUBJECT_INDEX, key, strlen(key), &val, &vl);

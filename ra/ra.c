@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ca/audit.h"
 #include "ca/issue.h"
@@ -85,6 +86,81 @@ out:
     return rc;
 }
 
+/* EN 319 412-1 5.1.3 semantics identifier types, in bit order. */
+static const char *const k_id_types[] = {"PNO", "IDC", "PAS", "TIN"};
+static const char *const k_methods[] = {"in-person", "remote-video", "eid"};
+
+static int name_bit(const char *const *names, size_t n, const char *s)
+{
+    for (size_t i = 0; s && i < n; i++)
+        if (strcmp(names[i], s) == 0)
+            return (int)i;
+    return -1;
+}
+
+void ra_id_index_key(const char *country, const char *id_type, const char *id, char key[128])
+{
+    if (!id_type || strcmp(id_type, "PNO") == 0)
+        snprintf(key, 128, "%s:%s", country, id);
+    else
+        snprintf(key, 128, "%s:%s:%s", country, id_type, id);
+}
+
+/* A list of names from a sequence, each one of names[0..n) (bits), or free
+ * strings into ident->doc_types when names is NULL. */
+static qtsp_status load_list(const qtsp_ynode *root, const char *key, const char *const *names,
+                             size_t n, unsigned *bits, ra_identity *free_out)
+{
+    const qtsp_ynode *l = qtsp_ynode_get(root, key);
+    if (!l)
+        return QTSP_OK;
+    if (qtsp_ynode_kind(l) != QTSP_Y_SEQ)
+        return qtsp_ynode_fail(l, key, "must be a list");
+    if (bits)
+        *bits = 0;
+    for (size_t i = 0; i < qtsp_ynode_count(l); i++) {
+        const qtsp_ynode *it = qtsp_ynode_item(l, i);
+        const char *v = qtsp_ynode_kind(it) == QTSP_Y_SCALAR ? qtsp_ynode_scalar(it) : NULL;
+        if (names) {
+            int b = name_bit(names, n, v);
+            if (b < 0)
+                return qtsp_ynode_fail(it, key, "unknown value");
+            *bits |= 1u << b;
+        } else {
+            if (!v || !*v || strlen(v) > 64 || free_out->n_doc_types == RA_MAX_DOC_TYPES)
+                return qtsp_ynode_fail(it, key, "1 to 64 characters, at most %d entries",
+                                       RA_MAX_DOC_TYPES);
+            snprintf(free_out->doc_types[free_out->n_doc_types++], 65, "%s", v);
+        }
+    }
+    if (bits && *bits == 0)
+        return qtsp_ynode_fail(l, key, "must not be empty");
+    return QTSP_OK;
+}
+
+static qtsp_status load_identity(qtsp_ra *ra, const char *path)
+{
+    ra_identity *id = &ra->ident;
+    id->id_types = 0xf;
+    id->methods = 0x7;
+    if (access(path, F_OK) != 0)
+        return QTSP_OK; /* a home made before the policy existed: the defaults */
+    qtsp_ydoc *doc = NULL;
+    TRY(qtsp_ydoc_load_file(path, &doc));
+    qtsp_status rc = QTSP_OK;
+    const qtsp_ynode *root = qtsp_ydoc_root(doc);
+    static const char *const keys[] = {"version",        "id_types", "evidence_required",
+                                       "document_types", "methods",  NULL};
+    TRY_OUT(qtsp_ynode_check_keys(root, keys));
+    TRY_OUT(load_list(root, "id_types", k_id_types, 4, &id->id_types, NULL));
+    TRY_OUT(load_list(root, "methods", k_methods, 3, &id->methods, NULL));
+    TRY_OUT(load_list(root, "document_types", NULL, 0, NULL, id));
+    TRY_OUT(qtsp_yget_bool(root, "evidence_required", 0, &id->evidence_required));
+out:
+    qtsp_ydoc_free(doc);
+    return rc;
+}
+
 static qtsp_status load_suspension(qtsp_ra *ra, const char *path)
 {
     qtsp_ydoc *doc = NULL;
@@ -122,9 +198,10 @@ qtsp_status qtsp_ra_new(const qtsp_ra_deps *deps, qtsp_ra **out)
     TRY_OUT(load_packages(ra, path));
     snprintf(path, sizeof path, "%s/suspension.yaml", deps->policies_dir);
     TRY_OUT(load_suspension(ra, path));
+    snprintf(path, sizeof path, "%s/identity.yaml", deps->policies_dir);
+    TRY_OUT(load_identity(ra, path));
     TRY_OUT(qtsp_otp_key_load(deps->secrets_dir, ra->otp_key));
     TRY_OUT(ra_keypool_init(ra, deps->policies_dir));
-    TRY_OUT(ra_search_backfill(ra));
 out:
     if (rc != QTSP_OK) {
         qtsp_ra_free(ra);
@@ -270,10 +347,11 @@ static qtsp_status enrol_txn(qtsp_txn *txn, void *vctx)
         c->existing[0] = '\0';
     }
     json_t *ev = json_object_get(c->rec, "identity_evidence");
-    json_t *d =
-        json_pack("{s:s,s:s,s:s,s:O}", "subject_id", c->existing[0] ? c->existing : c->subject_id,
-                  "country", json_string_value(json_object_get(c->rec, "country")), "package",
-                  json_string_value(json_object_get(c->rec, "package")), "identity_evidence", ev);
+    json_t *d = json_pack(
+        "{s:s,s:s,s:s,s:s,s:O}", "subject_id", c->existing[0] ? c->existing : c->subject_id,
+        "country", json_string_value(json_object_get(c->rec, "country")), "id_type",
+        json_string_value(json_object_get(c->rec, "id_type")), "package",
+        json_string_value(json_object_get(c->rec, "package")), "identity_evidence", ev);
     ENSURE(d != NULL, QTSP_ERR_NOMEM, "out of memory");
     rc = qtsp_audit_append(txn, c->who->name, c->existing[0] ? "subject.reenrol" : "subject.enrol",
                            d, NULL);
@@ -284,9 +362,9 @@ static qtsp_status enrol_txn(qtsp_txn *txn, void *vctx)
 qtsp_status qtsp_ra_enrol(qtsp_ra *ra, const qtsp_actor *who, const json_t *in, char subject_id[40])
 {
     TRY(ra_require_role(who, QTSP_ROLE_RA_OFFICER, "enrolment"));
-    static const char *const allowed[] = {"given_name", "surname", "country", "national_id",
-                                          "email",      "phone",   "package", "identity_evidence",
-                                          NULL};
+    static const char *const allowed[] = {"given_name",        "surname", "country", "national_id",
+                                          "id_type",           "email",   "phone",   "package",
+                                          "identity_evidence", NULL};
     TRY(qtsp_json_check_fields(in, allowed));
     const char *given, *surname, *country, *nid, *email, *phone, *package;
     TRY(qtsp_json_get_string(in, "given_name", 1, &given));
@@ -302,7 +380,19 @@ qtsp_status qtsp_ra_enrol(qtsp_ra *ra, const qtsp_actor *who, const json_t *in, 
     given = given_nfc;
     surname = surname_nfc;
     TRY(qtsp_valid_country(country));
-    TRY(qtsp_valid_national_id(country, nid));
+    /* EN 319 412-1 5.1.3: PNO (default), IDC, PAS or TIN, as the policy allows */
+    const char *id_type = "PNO";
+    TRY(qtsp_json_get_string(in, "id_type", 0, &id_type));
+    if (!id_type)
+        id_type = "PNO";
+    int tb = name_bit(k_id_types, 4, id_type);
+    ENSURE(tb >= 0 && (ra->ident.id_types & (1u << tb)), QTSP_ERR_INVALID,
+           "id_type: %s is not accepted (policies/identity.yaml id_types)",
+           tb >= 0 ? id_type : "this");
+    if (tb == 0)
+        TRY(qtsp_valid_national_id(country, nid));
+    else
+        TRY(qtsp_valid_document_id(nid));
     TRY(qtsp_valid_email(email));
     TRY(qtsp_valid_phone(phone));
     ENSURE(ra_find_package(ra, package) != NULL, QTSP_ERR_INVALID,
@@ -316,6 +406,8 @@ qtsp_status qtsp_ra_enrol(qtsp_ra *ra, const qtsp_actor *who, const json_t *in, 
      * operator is always recorded */
     const char *doc_type = "unspecified", *doc_number = "", *method = "in-person";
     json_t *ev_in = json_object_get(in, "identity_evidence");
+    ENSURE(ev_in || !ra->ident.evidence_required, QTSP_ERR_INVALID,
+           "identity_evidence: required (policies/identity.yaml evidence_required)");
     if (ev_in) {
         static const char *const ev_allowed[] = {"document_type", "document_number", "method",
                                                  NULL};
@@ -324,15 +416,21 @@ qtsp_status qtsp_ra_enrol(qtsp_ra *ra, const qtsp_actor *who, const json_t *in, 
         const char *s;
         TRY(qtsp_json_get_string(ev_in, "document_type", 1, &s));
         TRY(qtsp_valid_name("identity_evidence.document_type", s, 64));
+        int known = ra->ident.n_doc_types == 0;
+        for (size_t i = 0; i < ra->ident.n_doc_types && !known; i++)
+            known = strcmp(ra->ident.doc_types[i], s) == 0;
+        ENSURE(known, QTSP_ERR_INVALID,
+               "identity_evidence.document_type: %s is not accepted (policies/identity.yaml)", s);
         doc_type = s;
         TRY(qtsp_json_get_string(ev_in, "document_number", 1, &s));
         TRY(qtsp_valid_name("identity_evidence.document_number", s, 64));
         doc_number = s;
         TRY(qtsp_json_get_string(ev_in, "method", 0, &s));
         if (s) {
-            ENSURE(strcmp(s, "in-person") == 0 || strcmp(s, "remote-video") == 0 ||
-                       strcmp(s, "eid") == 0,
-                   QTSP_ERR_INVALID, "identity_evidence.method: in-person, remote-video or eid");
+            int mb = name_bit(k_methods, 3, s);
+            ENSURE(mb >= 0 && (ra->ident.methods & (1u << mb)), QTSP_ERR_INVALID,
+                   "identity_evidence.method: not accepted (in-person, remote-video or eid, as "
+                   "policies/identity.yaml methods allows)");
             method = s;
         }
     }
@@ -349,8 +447,9 @@ qtsp_status qtsp_ra_enrol(qtsp_ra *ra, const qtsp_actor *who, const json_t *in, 
         "identity_evidence", "document_type", doc_type, "document_number", doc_number, "method",
         method, "accepted_by", who->name, "accepted_at", when);
     ENSURE(rec != NULL, QTSP_ERR_NOMEM, "out of memory");
-    char index_key[80];
-    snprintf(index_key, sizeof index_key, "%s:%s", country, nid);
+    json_object_set_new(rec, "id_type", json_string(id_type));
+    char index_key[128];
+    ra_id_index_key(country, id_type, nid, index_key);
     enrol_ctx c = {rec, index_key, id, who, "", now};
     qtsp_status rc = qtsp_store_write(ra->d.store, enrol_txn, &c);
     json_decref(rec);
@@ -464,10 +563,11 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
     const char *nid = json_string_value(json_object_get(subj, "national_id"));
     ENSURE_OUT(given && surname && country && nid, QTSP_ERR_STORE_CORRUPT,
                "subject %s record incomplete", subject_id);
+    const char *id_type = json_string_value(json_object_get(subj, "id_type"));
     char cn[300], pno[64];
     snprintf(cn, sizeof cn, "%s %s", given, surname);
-    /* ETSI EN 319 412-1 5.1.3: PNO + country + '-' + identifier */
-    snprintf(pno, sizeof pno, "PNO%s-%s", country, nid);
+    /* ETSI EN 319 412-1 5.1.3: type (PNO, IDC, PAS, TIN) + country + '-' + identifier */
+    snprintf(pno, sizeof pno, "%s%s-%s", id_type ? id_type : "PNO", country, nid);
     qtsp_cert_request req;
     memset(&req, 0, sizeof req);
     req.subject.country = country;

@@ -98,7 +98,13 @@ qtsp_status qtsp_ra_subject_certs(qtsp_ra *ra, const char *subject_id, json_t **
 qtsp_status qtsp_ra_subject_get(qtsp_ra *ra, const qtsp_actor *who, const char *subject_id,
                                 json_t **out) QTSP_MUST_USE;
 
-/* Exactly one of national_id (country optional: else every country),
+/* Indexes, once per store, subjects enrolled before the search indexes
+ * existed (meta "subject_search_index"; a write transaction over every
+ * subject the first time, a read afterwards). serve calls it at start. */
+qtsp_status qtsp_ra_search_prepare(qtsp_ra *ra) QTSP_MUST_USE;
+
+/* Exactly one of national_id (country optional: else every country;
+ * id_type PNO default, IDC, PAS, TIN),
  * name (case-insensitive prefix of "given surname" or "surname given"),
  * email (exact, case-insensitive) or phone (exact); limit 1..QTSP_RA_PAGE_MAX;
  * cursor NULL or a previous answer's "next". */
@@ -106,6 +112,7 @@ typedef struct qtsp_ra_search {
     const char *country, *national_id, *name, *email, *phone;
     const char *cursor;
     size_t limit;
+    const char *id_type;
 } qtsp_ra_search;
 /* {"subjects":[{"subject_id","given_name","surname","country","id_type",
  * "national_id","email","phone","package","enrolled_at"}…],"next"?}. Roles

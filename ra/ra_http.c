@@ -202,19 +202,19 @@ static qtsp_status query_limit(const qtsp_api_req *req, size_t *out)
     return QTSP_OK;
 }
 
-static const char *const q_search[] = {"national_id", "country", "name",   "email",
-                                       "phone",       "limit",   "cursor", NULL};
+static const char *const q_search[] = {"national_id", "country", "id_type", "name", "email",
+                                       "phone",       "limit",   "cursor",  NULL};
 
 static qtsp_status h_subject_search(void *ctx, const qtsp_api_req *req, qtsp_http_resp *resp)
 {
     TRY(qtsp_api_query_allow(req, q_search));
-    qtsp_ra_search q = {qtsp_api_query(req, "country"),
-                        qtsp_api_query(req, "national_id"),
-                        qtsp_api_query(req, "name"),
-                        qtsp_api_query(req, "email"),
-                        qtsp_api_query(req, "phone"),
-                        qtsp_api_query(req, "cursor"),
-                        0};
+    qtsp_ra_search q = {.country = qtsp_api_query(req, "country"),
+                        .national_id = qtsp_api_query(req, "national_id"),
+                        .id_type = qtsp_api_query(req, "id_type"),
+                        .name = qtsp_api_query(req, "name"),
+                        .email = qtsp_api_query(req, "email"),
+                        .phone = qtsp_api_query(req, "phone"),
+                        .cursor = qtsp_api_query(req, "cursor")};
     TRY(query_limit(req, &q.limit));
     qtsp_actor who;
     actor_of(req, &who);

@@ -39,6 +39,17 @@ typedef struct ra_keypool {
     atomic_uint_fast64_t orphans;     /* orphan keys destroyed */
 } ra_keypool;
 
+/* policies/identity.yaml (absent: every id type, evidence optional, the
+ * three methods, any document type). */
+#define RA_MAX_DOC_TYPES 16
+typedef struct ra_identity {
+    unsigned id_types; /* bits of ra_id_types (ra.c) */
+    int evidence_required;
+    unsigned methods; /* bits: in-person, remote-video, eid */
+    char doc_types[RA_MAX_DOC_TYPES][65];
+    size_t n_doc_types; /* 0 = any */
+} ra_identity;
+
 struct qtsp_ra {
     qtsp_ra_deps d;
     char base_url[256];
@@ -48,6 +59,7 @@ struct qtsp_ra {
     size_t n_packages;
     int64_t max_hold_s;
     int64_t sweep_interval_s;
+    ra_identity ident;
     unsigned char otp_key[QTSP_OTP_KEY_LEN];
     ra_keypool kp;
     int kp_ready; /* kp initialised */
@@ -55,6 +67,9 @@ struct qtsp_ra {
 
 /* QTSP_ERR_FORBIDDEN unless who has one of roles. */
 qtsp_status ra_require_role(const qtsp_actor *who, unsigned roles, const char *what) QTSP_MUST_USE;
+/* The subject_index key of an identifier: "CC:id" for PNO (as it always
+ * was), "CC:TYPE:id" for the other types. key must hold 128 bytes. */
+void ra_id_index_key(const char *country, const char *id_type, const char *id, char key[128]);
 /* Records: version byte + compact JSON. get: new reference. */
 qtsp_status ra_put_json(qtsp_txn *txn, qtsp_table t, const char *key, const json_t *obj,
                         unsigned flags) QTSP_MUST_USE;
@@ -72,9 +87,6 @@ char *ra_x509_pem(X509 *x);
  * subject record rec (id sid) in txn, a write transaction. */
 qtsp_status ra_search_index(qtsp_txn *txn, const json_t *rec, const char *sid,
                             int add) QTSP_MUST_USE;
-/* Indexes, once per store, subjects enrolled before the search indexes
- * existed (meta "subject_search_index"). */
-qtsp_status ra_search_backfill(qtsp_ra *ra) QTSP_MUST_USE;
 
 /* ---- key pool (ra/keypool.c) ---- */
 #define RA_POOL_PREFIX "kp-"

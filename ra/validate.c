@@ -192,6 +192,16 @@ qtsp_status qtsp_valid_national_id(const char *country, const char *s)
     return QTSP_OK;
 }
 
+qtsp_status qtsp_valid_document_id(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    ENSURE(n >= 4 && n <= 30 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") == n &&
+               s[0] != '-' && s[n - 1] != '-',
+           QTSP_ERR_INVALID,
+           "national_id: for this id_type 4 to 30 characters A-Z, 0-9 and '-' (upper case)");
+    return QTSP_OK;
+}
+
 qtsp_status qtsp_valid_email(const char *s)
 {
     ENSURE(s && *s, QTSP_ERR_INVALID, "email: must not be empty");

@@ -33,6 +33,9 @@ qtsp_status qtsp_valid_country(const char *s) QTSP_MUST_USE;
 const char *qtsp_country_codes(void);
 /* National identity number: the country's pattern where known, else 4..20 digits. */
 qtsp_status qtsp_valid_national_id(const char *country, const char *s) QTSP_MUST_USE;
+/* An identity document or tax number (id_type IDC, PAS, TIN): 4..30 of
+ * A-Z, 0-9 and '-', not starting or ending with '-'. */
+qtsp_status qtsp_valid_document_id(const char *s) QTSP_MUST_USE;
 /* addr-spec local@domain with a dot in the domain, <= 254 octets. */
 qtsp_status qtsp_valid_email(const char *s) QTSP_MUST_USE;
 /* E.164: '+' then 7..15 digits, the first not 0. */

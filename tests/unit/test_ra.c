@@ -609,6 +609,117 @@ static void test_reenrolment_keeps_the_earlier_registration(void)
     json_decref(rec);
 }
 
+/* ra/find.c: each search key finds the subject; a re-enrolment moves the
+ * keys to the new data; roles and bad input are refused. */
+static void test_search_finds_by_each_key_and_follows_reenrolment(void)
+{
+    char id[40], id2[40];
+    json_t *in = person("8001010031", "+359888000031");
+    json_object_set_new(in, "email", json_string("Search.Me@Example.bg"));
+    json_object_set_new(in, "given_name", json_string("Ивайла"));
+    json_object_set_new(in, "surname", json_string("Търсенова"));
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL_FATAL(qtsp_ra_enrol(g_ra, &g_officer, in, id), QTSP_OK);
+    json_t *out = NULL;
+    qtsp_ra_search q = {.email = "search.me@example.BG", .limit = 10};
+    CU_ASSERT_EQUAL_FATAL(qtsp_ra_subject_search(g_ra, &g_office, &q, &out), QTSP_OK);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(out, "subjects")), 1);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(
+                               json_array_get(json_object_get(out, "subjects"), 0), "subject_id")),
+                           id);
+    json_decref(out);
+    qtsp_ra_search qn = {.name = "ТЪРСЕН", .limit = 10}; /* surname first, other case */
+    CU_ASSERT_EQUAL_FATAL(qtsp_ra_subject_search(g_ra, &g_officer, &qn, &out), QTSP_OK);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(out, "subjects")), 1);
+    json_decref(out);
+    qtsp_ra_search qp = {.phone = "+359888000031", .limit = 10};
+    CU_ASSERT_EQUAL_FATAL(qtsp_ra_subject_search(g_ra, &g_officer, &qp, &out), QTSP_OK);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(out, "subjects")), 1);
+    json_decref(out);
+    qtsp_ra_search qi = {.national_id = "8001010031", .country = "BG", .limit = 10};
+    CU_ASSERT_EQUAL_FATAL(qtsp_ra_subject_search(g_ra, &g_officer, &qi, &out), QTSP_OK);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(out, "subjects")), 1);
+    json_decref(out);
+    /* re-enrolment (no valid certificate): the old e-mail no longer finds it */
+    json_object_set_new(in, "email", json_string("moved@example.bg"));
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL_FATAL(qtsp_ra_enrol(g_ra, &g_officer, in, id2), QTSP_OK);
+    CU_ASSERT_STRING_EQUAL(id, id2);
+    CU_ASSERT_EQUAL_FATAL(qtsp_ra_subject_search(g_ra, &g_officer, &q, &out), QTSP_OK);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(out, "subjects")), 0);
+    json_decref(out);
+    qtsp_ra_search qm = {.email = "moved@example.bg", .limit = 10};
+    CU_ASSERT_EQUAL_FATAL(qtsp_ra_subject_search(g_ra, &g_officer, &qm, &out), QTSP_OK);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(out, "subjects")), 1);
+    json_decref(out);
+    json_decref(in);
+    /* roles and bad input */
+    out = NULL;
+    CU_ASSERT_EQUAL(qtsp_ra_subject_search(g_ra, &g_hotline, &q, &out), QTSP_ERR_FORBIDDEN);
+    qtsp_ra_search q2 = {.email = "a@b.cd", .phone = "+359888000031", .limit = 10};
+    CU_ASSERT_EQUAL(qtsp_ra_subject_search(g_ra, &g_officer, &q2, &out), QTSP_ERR_INVALID);
+    qtsp_ra_search q3 = {.email = "a@b.cd", .limit = 0};
+    CU_ASSERT_EQUAL(qtsp_ra_subject_search(g_ra, &g_officer, &q3, &out), QTSP_ERR_INVALID);
+    qtsp_ra_search q4 = {.name = "x", .cursor = "00", .limit = 5};
+    CU_ASSERT_EQUAL(qtsp_ra_subject_search(g_ra, &g_officer, &q4, &out), QTSP_ERR_INVALID);
+    CU_ASSERT_PTR_NULL(out);
+    CU_ASSERT_EQUAL(qtsp_ra_subject_get(g_ra, &g_hotline, id, &out), QTSP_ERR_FORBIDDEN);
+    CU_ASSERT_EQUAL(qtsp_ra_subject_get(g_ra, &g_office, id, &out), QTSP_OK);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(out, "id_type")), "PNO");
+    json_decref(out);
+    CU_ASSERT_EQUAL(qtsp_ra_cert_list(g_ra, &g_hotline, "valid", 10, NULL, &out),
+                    QTSP_ERR_FORBIDDEN);
+    CU_ASSERT_EQUAL(qtsp_ra_cert_list(g_ra, &g_auditor, "good", 10, NULL, &out), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_ra_cert_list(g_ra, &g_auditor, "valid", 101, NULL, &out),
+                    QTSP_ERR_INVALID);
+    qtsp_err_clear();
+}
+
+/* EN 319 412-1 5.1.3: a person without a national personal number enrols
+ * with a passport (PAS), and the certificate says so. */
+static void test_enrol_with_a_passport_number_certifies_pas(void)
+{
+    json_t *in = person("AB1234567", "+359888000032");
+    json_object_set_new(in, "country", json_string("GB"));
+    json_object_set_new(in, "id_type", json_string("PAS"));
+    char id[40];
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL_FATAL(qtsp_ra_enrol(g_ra, &g_officer, in, id), QTSP_OK);
+    qtsp_issued is;
+    memset(&is, 0, sizeof is);
+    qtsp_status irc = qtsp_ra_issue(g_ra, &g_officer, id, &is);
+    if (irc != QTSP_OK)
+        fprintf(stderr, "issue: %s\n", qtsp_err_message());
+    CU_ASSERT_EQUAL_FATAL(irc, QTSP_OK);
+    BIO *b = BIO_new_mem_buf(is.certificate_pem, -1);
+    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+    char sn[64] = "";
+    X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_serialNumber, sn, sizeof sn);
+    CU_ASSERT_STRING_EQUAL(sn, "PASGB-AB1234567");
+    X509_free(x);
+    qtsp_issued_cleanup(&is);
+    json_t *out = NULL;
+    qtsp_ra_search q = {.national_id = "AB1234567", .id_type = "PAS", .limit = 5};
+    CU_ASSERT_EQUAL(qtsp_ra_subject_search(g_ra, &g_office, &q, &out), QTSP_OK);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(out, "subjects")), 1);
+    json_decref(out);
+    q.id_type = NULL; /* PNO: not the same identifier */
+    CU_ASSERT_EQUAL(qtsp_ra_subject_search(g_ra, &g_office, &q, &out), QTSP_OK);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(out, "subjects")), 0);
+    json_decref(out);
+    /* bad: unknown type, a document number with lower case or too short */
+    json_object_set_new(in, "id_type", json_string("SSN"));
+    expect_invalid(json_deep_copy(in), "id_type");
+    json_object_set_new(in, "id_type", json_string("IDC"));
+    json_object_set_new(in, "national_id", json_string("ab12345"));
+    expect_invalid(json_deep_copy(in), "national_id");
+    json_object_set_new(in, "national_id", json_string("AB1"));
+    expect_invalid(json_deep_copy(in), "national_id");
+    json_decref(in);
+}
+
 /* Issue 15 defect 7: a deceptive name is refused before anything is stored,
  * and a decomposed name is stored (and certified) composed (NFC). */
 static void test_enrol_refuses_deceptive_names_and_stores_nfc(void)
@@ -1204,6 +1315,8 @@ int main(void)
         QTEST(test_terminate_is_final_and_destroys_key),
         QTEST(test_hotline_hook_holds_every_valid_cert_of_the_subject),
         QTEST(test_reenrolment_keeps_the_earlier_registration),
+        QTEST(test_search_finds_by_each_key_and_follows_reenrolment),
+        QTEST(test_enrol_with_a_passport_number_certifies_pas),
         QTEST(test_enrol_refuses_deceptive_names_and_stores_nfc),
         QTEST(test_unknown_serial_is_not_found),
         QTEST(test_lifecycle_changes_reach_the_webhook),
