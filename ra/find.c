@@ -488,12 +488,8 @@ qtsp_status qtsp_ra_cert_get(qtsp_ra *ra, const unsigned char *serial, size_t sl
     memset(&rec, 0, sizeof rec);
     qtsp_status rc = qtsp_certdb_get(txn, serial, slen, &rec);
     qtsp_txn_abort(txn);
-    if (rc == QTSP_ERR_NOT_FOUND) {
-        char hex[41];
-        qtsp_serial_to_hex(serial, slen, hex);
-        qtsp_err_clear();
-        FAIL(QTSP_ERR_NOT_FOUND, "no certificate with serial %s", hex);
-    }
+    if (rc == QTSP_ERR_NOT_FOUND)
+        return ra_no_such_cert(serial, slen);
     TRY(rc);
     qtsp_buf_reset(out);
     if (!pem) {

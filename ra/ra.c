@@ -697,6 +697,14 @@ json_t *ra_status_json(const unsigned char *serial, size_t slen, const qtsp_cert
     return o;
 }
 
+qtsp_status ra_no_such_cert(const unsigned char *serial, size_t slen)
+{
+    char hex[41];
+    qtsp_serial_to_hex(serial, slen, hex);
+    qtsp_err_clear();
+    FAIL(QTSP_ERR_NOT_FOUND, "no certificate with serial %s", hex);
+}
+
 qtsp_status qtsp_ra_cert_status(qtsp_ra *ra, const unsigned char *serial, size_t slen, json_t **out)
 {
     qtsp_txn *txn = NULL;
@@ -704,12 +712,8 @@ qtsp_status qtsp_ra_cert_status(qtsp_ra *ra, const unsigned char *serial, size_t
     qtsp_cert_status st;
     qtsp_status rc = qtsp_certdb_get_status(txn, serial, slen, &st);
     qtsp_txn_abort(txn);
-    if (rc == QTSP_ERR_NOT_FOUND) {
-        char hex[41];
-        qtsp_serial_to_hex(serial, slen, hex);
-        qtsp_err_clear();
-        FAIL(QTSP_ERR_NOT_FOUND, "no certificate with serial %s", hex);
-    }
+    if (rc == QTSP_ERR_NOT_FOUND)
+        return ra_no_such_cert(serial, slen);
     TRY(rc);
     json_t *o = ra_status_json(serial, slen, &st, qtsp_now());
     ENSURE(o != NULL, QTSP_ERR_NOMEM, "out of memory");

@@ -70,6 +70,8 @@ qtsp_status ra_require_role(const qtsp_actor *who, unsigned roles, const char *w
 /* The subject_index key of an identifier: "CC:id" for PNO (as it always
  * was), "CC:TYPE:id" for the other types. key must hold 128 bytes. */
 void ra_id_index_key(const char *country, const char *id_type, const char *id, char key[128]);
+/* QTSP_ERR_NOT_FOUND "no certificate with serial <hex>" (the earlier error cleared). */
+qtsp_status ra_no_such_cert(const unsigned char *serial, size_t slen) QTSP_MUST_USE;
 /* Records: version byte + compact JSON. get: new reference. */
 qtsp_status ra_put_json(qtsp_txn *txn, qtsp_table t, const char *key, const json_t *obj,
                         unsigned flags) QTSP_MUST_USE;

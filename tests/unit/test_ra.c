@@ -609,6 +609,17 @@ static void test_reenrolment_keeps_the_earlier_registration(void)
     json_decref(rec);
 }
 
+/* How many subjects a search finds (-1 when it fails). */
+static int hits(const qtsp_actor *who, const qtsp_ra_search *q)
+{
+    json_t *out = NULL;
+    if (qtsp_ra_subject_search(g_ra, who, q, &out) != QTSP_OK)
+        return -1;
+    int n = (int)json_array_size(json_object_get(out, "subjects"));
+    json_decref(out);
+    return n;
+}
+
 /* ra/find.c: each search key finds the subject; a re-enrolment moves the
  * keys to the new data; roles and bad input are refused. */
 static void test_search_finds_by_each_key_and_follows_reenrolment(void)
@@ -629,29 +640,19 @@ static void test_search_finds_by_each_key_and_follows_reenrolment(void)
                            id);
     json_decref(out);
     qtsp_ra_search qn = {.name = "ТЪРСЕН", .limit = 10}; /* surname first, other case */
-    CU_ASSERT_EQUAL_FATAL(qtsp_ra_subject_search(g_ra, &g_officer, &qn, &out), QTSP_OK);
-    CU_ASSERT_EQUAL(json_array_size(json_object_get(out, "subjects")), 1);
-    json_decref(out);
+    CU_ASSERT_EQUAL(hits(&g_officer, &qn), 1);
     qtsp_ra_search qp = {.phone = "+359888000031", .limit = 10};
-    CU_ASSERT_EQUAL_FATAL(qtsp_ra_subject_search(g_ra, &g_officer, &qp, &out), QTSP_OK);
-    CU_ASSERT_EQUAL(json_array_size(json_object_get(out, "subjects")), 1);
-    json_decref(out);
+    CU_ASSERT_EQUAL(hits(&g_officer, &qp), 1);
     qtsp_ra_search qi = {.national_id = "8001010031", .country = "BG", .limit = 10};
-    CU_ASSERT_EQUAL_FATAL(qtsp_ra_subject_search(g_ra, &g_officer, &qi, &out), QTSP_OK);
-    CU_ASSERT_EQUAL(json_array_size(json_object_get(out, "subjects")), 1);
-    json_decref(out);
+    CU_ASSERT_EQUAL(hits(&g_officer, &qi), 1);
     /* re-enrolment (no valid certificate): the old e-mail no longer finds it */
     json_object_set_new(in, "email", json_string("moved@example.bg"));
     qtsp_err_clear();
     CU_ASSERT_EQUAL_FATAL(qtsp_ra_enrol(g_ra, &g_officer, in, id2), QTSP_OK);
     CU_ASSERT_STRING_EQUAL(id, id2);
-    CU_ASSERT_EQUAL_FATAL(qtsp_ra_subject_search(g_ra, &g_officer, &q, &out), QTSP_OK);
-    CU_ASSERT_EQUAL(json_array_size(json_object_get(out, "subjects")), 0);
-    json_decref(out);
+    CU_ASSERT_EQUAL(hits(&g_officer, &q), 0);
     qtsp_ra_search qm = {.email = "moved@example.bg", .limit = 10};
-    CU_ASSERT_EQUAL_FATAL(qtsp_ra_subject_search(g_ra, &g_officer, &qm, &out), QTSP_OK);
-    CU_ASSERT_EQUAL(json_array_size(json_object_get(out, "subjects")), 1);
-    json_decref(out);
+    CU_ASSERT_EQUAL(hits(&g_officer, &qm), 1);
     json_decref(in);
     /* roles and bad input */
     out = NULL;
