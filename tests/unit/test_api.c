@@ -99,7 +99,7 @@ static qtsp_status auth_hook(void *ctx, const qtsp_api_req *req, qtsp_principal 
         out->roles = ROLE_WRITER;
         return QTSP_OK;
     }
-    if (strcmp(h + 7, "reader") == 0) {
+    if (strcmp(h + 7, "reader") == 0 || strcmp(h + 7, "slowreader") == 0) {
         snprintf(out->name, sizeof out->name, "test:reader");
         out->roles = 0;
         return QTSP_OK;
@@ -159,6 +159,21 @@ static void gate(int open)
 
 static const char *const k_create_fields[] = {"name", NULL};
 
+static qtsp_status h_query(void *ctx, const qtsp_api_req *req, qtsp_http_resp *resp)
+{
+    static const char *const allowed[] = {"a", "b", NULL};
+    TRY(qtsp_api_query_allow(req, allowed));
+    const char *a = qtsp_api_query(req, "a");
+    return qtsp_api_reply(resp, 200, json_pack("{s:s}", "a", a ? a : "(none)"));
+}
+
+/* the slow lane's classifier: the token "slowreader" is slow to check */
+static int slow_hook(void *ctx, const qtsp_api_req *req)
+{
+    const char *h = qtsp_api_header(req, "Authorization");
+    return h && strcmp(h, "Bearer slowreader") == 0;
+}
+
 static const qtsp_api_route k_routes[] = {
     {"GET", "/t/v1/items/{id}/parts/{part}", 0, 0, NULL, NULL, 0, h_params},
     {"POST", "/t/v1/items", QTSP_API_BODY, ROLE_WRITER | ROLE_ADMIN, "creation", k_create_fields, 0,
@@ -167,6 +182,7 @@ static const qtsp_api_route k_routes[] = {
     {"GET", "/t/v1/public", QTSP_API_PUBLIC, 0, NULL, NULL, 0, h_public},
     {"GET", "/t/v1/fail", 0, 0, NULL, NULL, 0, h_fail},
     {"GET", "/t/v1/slow", 0, 0, NULL, NULL, 0, h_slow},
+    {"GET", "/t/v1/query", 0, 0, NULL, NULL, 0, h_query},
 };
 
 /* CSC API v2 style (CSC 11.1): {"error","error_description"}. */
@@ -201,6 +217,10 @@ static void up(fixture *f, const qtsp_api_opts *extra, unsigned workers)
         o.error = extra->error;
         o.queue = extra->queue;
         o.reject_when_full = extra->reject_when_full;
+        o.slow = extra->slow;
+        o.slow_workers = extra->slow_workers;
+        o.slow_queue = extra->slow_queue;
+        o.slow_wait_ms = extra->slow_wait_ms;
     }
     qtsp_err_clear();
     CU_ASSERT_EQUAL_FATAL(qtsp_api_new(&o, &f->api), QTSP_OK);
@@ -452,6 +472,81 @@ static void test_api_full_queue_falls_back_to_the_http_thread(void)
     down(&f);
 }
 
+/* Issue 15 defect 3: requests whose authentication is slow wait in their
+ * own bounded lane, run one at a time, never hold the other workers, and
+ * are dropped unrun when their client has left. */
+static void test_api_slow_lane_leaves_the_fast_lane_free(void)
+{
+    fixture f;
+    qtsp_api_opts e = {.slow = slow_hook, .slow_workers = 1, .slow_queue = 1};
+    up(&f, &e, 3);
+    gate(0);
+    atomic_store(&g_slow_running, 0);
+    int a = send_req(f.port, "GET", "/t/v1/slow", "slowreader", NULL, NULL);
+    wait_running(1); /* the slow lane's one runner holds a */
+    int b = send_req(f.port, "GET", "/t/v1/slow", "slowreader", NULL, NULL);
+    struct timespec ts = {0, 100 * 1000 * 1000}; /* b waits in the slow lane */
+    nanosleep(&ts, NULL);
+    CU_ASSERT_EQUAL(atomic_load(&g_slow_running), 1);
+    /* the slow lane is full: 503 at once */
+    CU_ASSERT_EQUAL(call(f.port, "GET", "/t/v1/slow", "slowreader", NULL, NULL), 0);
+    CU_ASSERT_EQUAL(R.status, 503);
+    CU_ASSERT(body_has("busy"));
+    /* the fast lane is served meanwhile, by the other workers */
+    CU_ASSERT_EQUAL(call(f.port, "GET", "/t/v1/items/7/parts/x", "reader", NULL, NULL), 0);
+    CU_ASSERT_EQUAL(R.status, 200);
+    /* b's client leaves: b is dropped, never run */
+    close(b);
+    nanosleep(&ts, NULL);
+    gate(1);
+    CU_ASSERT_EQUAL(read_reply(a, &R), 0);
+    CU_ASSERT_EQUAL(R.status, 200);
+    for (int i = 0; i < 100; i++) {
+        qtsp_buf m;
+        qtsp_buf_init(&m, 8192);
+        CU_ASSERT_EQUAL(qtsp_api_metrics(f.api, &m), QTSP_OK);
+        int dropped = strstr(qtsp_buf_str(&m), "qtsp_api_dropped_total{api=\"t\"} 1") != NULL;
+        qtsp_buf_cleanup(&m);
+        if (dropped)
+            break;
+        nanosleep(&ts, NULL);
+    }
+    qtsp_buf m;
+    qtsp_buf_init(&m, 8192);
+    CU_ASSERT_EQUAL(qtsp_api_metrics(f.api, &m), QTSP_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_buf_str(&m), "qtsp_api_dropped_total{api=\"t\"} 1"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_buf_str(&m), "qtsp_api_busy_total{api=\"t\"} 1"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_buf_str(&m), "qtsp_api_slow_total{api=\"t\"} 2"));
+    qtsp_buf_cleanup(&m);
+    CU_ASSERT_EQUAL(atomic_load(&g_slow_running), 1); /* b never ran */
+    down(&f);
+}
+
+static void test_api_query_arguments_are_checked_by_name(void)
+{
+    fixture f;
+    up(&f, NULL, 1);
+    CU_ASSERT_EQUAL(call(f.port, "GET", "/t/v1/query?a=x%20y", "reader", NULL, NULL), 0);
+    CU_ASSERT_EQUAL(R.status, 200);
+    CU_ASSERT(body_has("\"a\":\"x y\""));
+    CU_ASSERT_EQUAL(call(f.port, "GET", "/t/v1/query", "reader", NULL, NULL), 0);
+    CU_ASSERT(body_has("(none)"));
+    CU_ASSERT_EQUAL(call(f.port, "GET", "/t/v1/query?a=1&c=2", "reader", NULL, NULL), 0);
+    CU_ASSERT_EQUAL(R.status, 400);
+    CU_ASSERT(body_has("c: not allowed"));
+    CU_ASSERT_EQUAL(call(f.port, "GET", "/t/v1/query?a=1&a=2", "reader", NULL, NULL), 0);
+    CU_ASSERT_EQUAL(R.status, 400);
+    CU_ASSERT(body_has("more than once"));
+    char path[1400] = "/t/v1/query?a=";
+    memset(path + strlen(path), 'x', 1100);
+    CU_ASSERT_EQUAL(call(f.port, "GET", path, "reader", NULL, NULL), 0);
+    CU_ASSERT_EQUAL(R.status, 400);
+    CU_ASSERT(body_has("too long"));
+    CU_ASSERT_EQUAL(call(f.port, "GET", "/t/v1/query?a=1&c=2", NULL, NULL, NULL), 0);
+    CU_ASSERT_EQUAL(R.status, 401); /* authentication first */
+    down(&f);
+}
+
 static void test_api_quiesced_requests_are_503_and_not_carried_out(void)
 {
     fixture f;
@@ -519,6 +614,8 @@ int main(void)
         QTEST(test_api_full_worker_queue_is_503),
         QTEST(test_api_full_queue_falls_back_to_the_http_thread),
         QTEST(test_api_quiesced_requests_are_503_and_not_carried_out),
+        QTEST(test_api_slow_lane_leaves_the_fast_lane_free),
+        QTEST(test_api_query_arguments_are_checked_by_name),
         QTEST(test_api_new_rejects_malformed_tables),
     };
     return qtest_run("api", cases, sizeof cases / sizeof cases[0]);
