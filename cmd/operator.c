@@ -3,6 +3,7 @@
  * stdout; only its hash is stored. Every change is audited. */
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmd/app.h"
@@ -54,12 +55,14 @@ static int do_list(qtsp_app *app, int json)
         printf("%-16s  %-10s  %-8s  %-20s  %s\n", "ID", "ROLE", "STATE", "CREATED", "NAME");
     qtsp_status rc = qtsp_operator_list(app->store, print_one, arr);
     if (rc == QTSP_OK && json) {
-        char *txt = json_dumps(json_pack("{s:O}", "operators", arr), JSON_COMPACT);
+        json_t *o = json_pack("{s:O}", "operators", arr);
+        char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
         if (txt)
             printf("%s\n", txt);
         else
-            rc = QTSP_ERR_NOMEM;
+            rc = qtsp_err_set(QTSP_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
         free(txt);
+        json_decref(o);
     }
     json_decref(arr);
     return rc == QTSP_OK ? 0 : cmd_fail("operator list");

@@ -329,9 +329,9 @@ static qtsp_status enrol_txn(qtsp_txn *txn, void *vctx)
         json_t *hist = json_object_get(prev, "history");
         hist = json_is_array(hist) ? json_incref(hist) : json_array();
         json_object_del(prev, "history");
-        TRY(ra_search_index(txn, prev, c->existing, 0)); /* the old data's keys */
         json_array_append_new(hist, prev);
-        json_object_set_new(c->rec, "history", hist);
+        json_object_set_new(c->rec, "history", hist);    /* owns prev now */
+        TRY(ra_search_index(txn, prev, c->existing, 0)); /* the old data's keys */
         json_object_set_new(c->rec, "subject_id", json_string(c->existing));
         TRY(ra_put_json(txn, QTSP_T_SUBJECTS, c->existing, c->rec, 0));
         TRY(ra_search_index(txn, c->rec, c->existing, 1));
