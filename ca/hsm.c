@@ -374,6 +374,8 @@ qtsp_status qtsp_hsm_open(const char *module, const char *token_label, const cha
     qtsp_status rc = QTSP_OK;
     pthread_mutex_init(&hsm->lock, NULL);
     pthread_mutex_init(&hsm->gen_lock, NULL);
+    pthread_mutex_init(&hsm->wrap_lock, NULL);
+    hsm->ksk = hsm->bind = hsm->mark = CK_INVALID_HANDLE;
     atomic_init(&hsm->nsessions, 0);
     ENSURE_OUT(pthread_rwlock_init(&hsm->idx_lock, NULL) == 0, QTSP_ERR_NOMEM,
                "cannot create the key index lock");
@@ -448,6 +450,7 @@ void qtsp_hsm_free(qtsp_hsm *hsm)
     if (hsm->idx_ok)
         pthread_rwlock_destroy(&hsm->idx_lock);
     pthread_mutex_destroy(&hsm->gen_lock);
+    pthread_mutex_destroy(&hsm->wrap_lock);
     pthread_mutex_destroy(&hsm->lock);
     free(hsm);
 }

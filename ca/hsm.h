@@ -11,6 +11,7 @@
 
 #include <openssl/evp.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ca/key.h"
 #include "core/err.h"
@@ -110,5 +111,69 @@ unsigned qtsp_hsm_session_count(const qtsp_hsm *hsm);
  * (the misses in between). Each costs O(objects in the token). */
 void qtsp_hsm_lookup_stats(qtsp_hsm *hsm, unsigned long long *rescans,
                            unsigned long long *searches);
+
+/* ---------- wrapped subscriber keys (ca/hsm_wrap.c, docs/hsm.md) ----------
+ * A subscriber key is generated as a session object, wrapped at once under
+ * the token's key-storage key (CKM_AES_KEY_WRAP_PAD) and destroyed; the
+ * blob lives in the store. Per signature it is unwrapped into a sensitive,
+ * non-extractable, sign-only session object. The token also holds a binding
+ * key (HMAC-SHA256) that authenticates what the store says about a blob,
+ * and the pool mark, a counter of pool keys handed out. These three objects
+ * are all the token gains: the object count does not grow with issuance. */
+#define QTSP_HSM_KSK_LABEL "qtsp-key-storage"
+#define QTSP_HSM_BINDING_LABEL "qtsp-key-binding"
+#define QTSP_HSM_MARK_LABEL "qtsp-pool-mark"
+#define QTSP_WRAPPED_MAX 4096 /* a wrapped RSA-3072 private key is ~1.8 KB */
+#define QTSP_HSM_MAC_LEN 32
+#define QTSP_HSM_MADE_KSK 1u
+#define QTSP_HSM_MADE_BINDING 2u
+#define QTSP_HSM_MADE_MARK 4u
+
+/* Makes whichever of the three objects the token lacks: the key-storage
+ * key (AES-256; CKA_SENSITIVE, !CKA_EXTRACTABLE, CKA_WRAP and CKA_UNWRAP
+ * only), the binding key (generic secret, 256 bits, sensitive, never
+ * extractable, CKA_SIGN/CKA_VERIFY only) and the pool mark (private data
+ * object, value 0). *made (may be NULL) gets the QTSP_HSM_MADE_* bits of what
+ * was made now. Idempotent; another process making them at the same moment
+ * may leave two of one kind (QTSP_ERR_HSM "several ..." at next use): run it
+ * from one process (init, or serve's start before its workers fork).
+ * QTSP_ERR_HSM. Thread-safe. */
+qtsp_status qtsp_hsm_wrap_setup(qtsp_hsm *hsm, unsigned *made) QTSP_MUST_USE;
+
+/* Generates a subscriber key pair of type as session objects, wraps the
+ * private key under the key-storage key and destroys both objects.
+ * *blob (malloc'd, caller frees) and *blob_len the wrapped key, *pub the
+ * public key (caller frees). QTSP_ERR_HSM_NO_KEY (no key-storage key),
+ * QTSP_ERR_HSM. Thread-safe. */
+qtsp_status qtsp_hsm_generate_wrapped(qtsp_hsm *hsm, qtsp_keytype type, unsigned char **blob,
+                                      size_t *blob_len, EVP_PKEY **pub) QTSP_MUST_USE;
+
+/* Unwraps blob into a session object of the calling thread's session
+ * (CKA_TOKEN false, CKA_SENSITIVE, !CKA_EXTRACTABLE, CKA_SIGN only) and
+ * returns a key over it (pub: its public key, up-ref'd; that the blob holds
+ * pub's private key is the caller's to know, see ca/subkey.h's binding).
+ * qtsp_key_free destroys the session object: free it on a thread of this
+ * process while the opening thread lives (its session holds the object).
+ * QTSP_ERR_INVALID, QTSP_ERR_HSM_NO_KEY, QTSP_ERR_HSM. Thread-safe. */
+qtsp_status qtsp_key_from_wrapped(qtsp_hsm *hsm, const unsigned char *blob, size_t blob_len,
+                                  EVP_PKEY *pub, qtsp_key **out) QTSP_MUST_USE;
+
+/* HMAC-SHA256 of data with the binding key, computed in the token. */
+qtsp_status qtsp_hsm_mac(qtsp_hsm *hsm, const unsigned char *data, size_t len,
+                         unsigned char mac[QTSP_HSM_MAC_LEN]) QTSP_MUST_USE;
+/* Checks mac over data in the token (C_Verify). QTSP_ERR_STATE when it
+ * does not verify. */
+qtsp_status qtsp_hsm_mac_verify(qtsp_hsm *hsm, const unsigned char *data, size_t len,
+                                const unsigned char mac[QTSP_HSM_MAC_LEN]) QTSP_MUST_USE;
+
+/* The pool mark: every pool key with a sequence number below it has been
+ * handed out (or given up). get: its value. advance: hands out seq, i.e.
+ * sets the mark to seq + 1 when seq >= the mark, else QTSP_ERR_STATE (that
+ * key was handed out before: the caller's store is older than the token).
+ * Read and written in the token (one data object), so every store that uses
+ * the token sees the same mark. Thread-safe in a process; across processes
+ * the caller serialises (e.g. inside a store write transaction). */
+qtsp_status qtsp_hsm_mark_get(qtsp_hsm *hsm, uint64_t *out) QTSP_MUST_USE;
+qtsp_status qtsp_hsm_mark_advance(qtsp_hsm *hsm, uint64_t seq) QTSP_MUST_USE;
 
 #endif

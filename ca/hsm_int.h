@@ -1,7 +1,9 @@
 /* Internals shared by the token files: ca/hsm.c (module, token, login),
  * hsm_session.c (per-thread sessions), hsm_index.c (lookup by label, the key
  * index, rescans), hsm_keys.c (generation, public keys, destroy, checks),
- * hsm_sign.c (C_Sign, the token backend of ca/key.h). Only these files
+ * hsm_sign.c (C_Sign, the token backend of ca/key.h), hsm_wrap.c (the
+ * key-storage key, wrapped subscriber keys, the binding key and the pool
+ * mark). Only these files
  * include libp11.h and the PKCS#11 header. */
 #ifndef QTSP_CA_HSM_INT_H
 #define QTSP_CA_HSM_INT_H
@@ -58,6 +60,8 @@ struct qtsp_hsm {
     size_t idx_nb, idx_n;
     _Atomic uint64_t idx_rescan_ns;             /* last rescan after a miss (qtsp_mono_ns) */
     _Atomic uint64_t idx_rescans, idx_searches; /* after misses: whole-token rescans, searches */
+    pthread_mutex_t wrap_lock;     /* the wrapping objects' handles below, the mark's update */
+    CK_OBJECT_HANDLE ksk, bind, mark; /* hsm_wrap.c; CK_INVALID_HANDLE until found */
 };
 
 /* PKCS#11 return value as its CKR_ name (static string). */
@@ -98,6 +102,28 @@ qtsp_status hsm_idx_load(qtsp_hsm *hsm, CK_SESSION_HANDLE s) QTSP_MUST_USE;
  * (and remembered). QTSP_ERR_HSM_NO_KEY. */
 qtsp_status hsm_resolve(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *label, CK_OBJECT_CLASS cls,
                         bool fresh, CK_OBJECT_HANDLE *h, CK_KEY_TYPE *kt) QTSP_MUST_USE;
+
+/* Generates a key pair with C_GenerateKeyPair on session s (hsm_keys.c).
+ * label non-NULL: token objects labelled label (CKA_LABEL = CKA_ID), never
+ * extractable. label NULL: session objects without a label whose private
+ * key is sensitive but extractable, to be wrapped at once (hsm_wrap.c).
+ * Private key: CKA_PRIVATE, CKA_SENSITIVE, CKA_SIGN, no decrypt or derive. */
+qtsp_status hsm_generate_pair(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *label,
+                              qtsp_keytype type, CK_OBJECT_HANDLE *hpub,
+                              CK_OBJECT_HANDLE *hpriv) QTSP_MUST_USE;
+
+/* The public key object o (of key type kt) as a software EVP_PKEY (caller
+ * frees); name for messages. QTSP_ERR_UNSUPPORTED, QTSP_ERR_HSM. */
+qtsp_status hsm_public_of(qtsp_hsm *hsm, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_KEY_TYPE kt,
+                          const char *name, EVP_PKEY **out) QTSP_MUST_USE;
+
+/* Signs dgst with the private key object key (key type kt) on session s
+ * (hsm_sign.c): as qtsp_hsm_sign_digest, label only names the key in
+ * messages. QTSP_ERR_HSM_NO_KEY when the handle is not (or no longer) valid. */
+qtsp_status hsm_sign_object(qtsp_hsm *hsm, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
+                            CK_KEY_TYPE kt, const char *label, const qtsp_sigalg *alg,
+                            const unsigned char *dgst, size_t dlen, unsigned char *sig,
+                            size_t *siglen) QTSP_MUST_USE;
 
 /* The token no longer knows a remembered handle. */
 bool hsm_stale_handle(CK_RV rv);

@@ -22,23 +22,25 @@ static const unsigned char OID_P256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
                                          0xce, 0x3d, 0x03, 0x01, 0x07};
 static const unsigned char OID_P384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
 
-qtsp_status qtsp_hsm_generate(qtsp_hsm *hsm, const char *label, qtsp_keytype type,
-                              EVP_PKEY **pub_out)
+qtsp_status hsm_generate_pair(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *label,
+                              qtsp_keytype type, CK_OBJECT_HANDLE *hpub, CK_OBJECT_HANDLE *hpriv)
 {
-    TRY(hsm_check_label(label));
-    CK_SESSION_HANDLE s;
-    TRY(hsm_thread_session(hsm, &s));
-
-    CK_BBOOL t = CK_TRUE, f = CK_FALSE;
+    /* token keys: CKA_TOKEN, never extractable. Session keys (label NULL):
+     * extractable only so that hsm_wrap.c can wrap them at once under the
+     * key-storage key (docs/hsm.md "Wrapped subscriber keys"); sensitive, so
+     * their value is never readable in clear. */
+    CK_BBOOL t = CK_TRUE, f = CK_FALSE, tok = label ? CK_TRUE : CK_FALSE;
+    CK_BBOOL extractable = label ? CK_FALSE : CK_TRUE;
     CK_ULONG bits = 3072;
     CK_BYTE e65537[] = {0x01, 0x00, 0x01};
-    CK_ULONG llen = strlen(label);
+    CK_ULONG llen = label ? strlen(label) : 0;
     CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
     CK_ATTRIBUTE pub[7] = {
-        {CKA_TOKEN, &t, sizeof t},        {CKA_PRIVATE, &f, sizeof f},   {CKA_VERIFY, &t, sizeof t},
-        {CKA_LABEL, (void *)label, llen}, {CKA_ID, (void *)label, llen},
+        {CKA_TOKEN, &tok, sizeof tok},
+        {CKA_PRIVATE, &f, sizeof f},
+        {CKA_VERIFY, &t, sizeof t},
     };
-    CK_ULONG npub = 5;
+    CK_ULONG npub = 3;
     switch (type) {
     case QTSP_KEY_EC_P256:
         pub[npub++] = (CK_ATTRIBUTE){CKA_EC_PARAMS, (void *)OID_P256, sizeof OID_P256};
@@ -54,14 +56,34 @@ qtsp_status qtsp_hsm_generate(qtsp_hsm *hsm, const char *label, qtsp_keytype typ
     default:
         FAIL(QTSP_ERR_INVALID, "unknown key type %d", (int)type);
     }
-    CK_ATTRIBUTE priv[] = {
-        {CKA_TOKEN, &t, sizeof t},     {CKA_PRIVATE, &t, sizeof t},
-        {CKA_SENSITIVE, &t, sizeof t}, {CKA_EXTRACTABLE, &f, sizeof f},
-        {CKA_SIGN, &t, sizeof t},      {CKA_DECRYPT, &f, sizeof f},
-        {CKA_DERIVE, &f, sizeof f},    {CKA_LABEL, (void *)label, llen},
-        {CKA_ID, (void *)label, llen},
+    CK_ATTRIBUTE priv[9] = {
+        {CKA_TOKEN, &tok, sizeof tok},
+        {CKA_PRIVATE, &t, sizeof t},
+        {CKA_SENSITIVE, &t, sizeof t},
+        {CKA_EXTRACTABLE, &extractable, sizeof extractable},
+        {CKA_SIGN, &t, sizeof t},
+        {CKA_DECRYPT, &f, sizeof f},
+        {CKA_DERIVE, &f, sizeof f},
     };
+    CK_ULONG npriv = 7;
+    if (label) {
+        pub[npub++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)label, llen};
+        pub[npub++] = (CK_ATTRIBUTE){CKA_ID, (void *)label, llen};
+        priv[npriv++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)label, llen};
+        priv[npriv++] = (CK_ATTRIBUTE){CKA_ID, (void *)label, llen};
+    }
+    CK_RV rv = hsm->fl->C_GenerateKeyPair(s, &mech, pub, npub, priv, npriv, hpub, hpriv);
+    ENSURE(rv == CKR_OK, QTSP_ERR_HSM, "C_GenerateKeyPair (%s) failed: %s",
+           qtsp_keytype_name(type), hsm_ckr_name(rv));
+    return QTSP_OK;
+}
 
+qtsp_status qtsp_hsm_generate(qtsp_hsm *hsm, const char *label, qtsp_keytype type,
+                              EVP_PKEY **pub_out)
+{
+    TRY(hsm_check_label(label));
+    CK_SESSION_HANDLE s;
+    TRY(hsm_thread_session(hsm, &s));
     qtsp_status rc = QTSP_OK;
     /* The lock makes "label free?" and "generate" one step for this
      * process. The index knows every key that existed at open or was made
@@ -71,10 +93,7 @@ qtsp_status qtsp_hsm_generate(qtsp_hsm *hsm, const char *label, qtsp_keytype typ
     ENSURE_OUT(!hsm_idx_has(hsm, label), QTSP_ERR_EXISTS,
                "the token already holds a key labelled '%s'", label);
     CK_OBJECT_HANDLE hpub, hpriv;
-    CK_RV rv = hsm->fl->C_GenerateKeyPair(s, &mech, pub, npub, priv, sizeof priv / sizeof priv[0],
-                                          &hpub, &hpriv);
-    ENSURE_OUT(rv == CKR_OK, QTSP_ERR_HSM, "C_GenerateKeyPair (%s) failed: %s",
-               qtsp_keytype_name(type), hsm_ckr_name(rv));
+    TRY_OUT(hsm_generate_pair(hsm, s, label, type, &hpub, &hpriv));
     CK_KEY_TYPE kt = type == QTSP_KEY_RSA_3072 ? CKK_RSA : CKK_EC;
     TRY_OUT(hsm_idx_put(hsm, label, CKO_PRIVATE_KEY, hpriv, kt));
     TRY_OUT(hsm_idx_put(hsm, label, CKO_PUBLIC_KEY, hpub, kt));
@@ -162,14 +181,9 @@ out:
     return rc;
 }
 
-qtsp_status qtsp_hsm_public_key(qtsp_hsm *hsm, const char *label, EVP_PKEY **out)
+qtsp_status hsm_public_of(qtsp_hsm *hsm, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_KEY_TYPE kt,
+                          const char *name, EVP_PKEY **out)
 {
-    TRY(hsm_check_label(label));
-    CK_SESSION_HANDLE s;
-    TRY(hsm_thread_session(hsm, &s));
-    CK_OBJECT_HANDLE o;
-    CK_KEY_TYPE kt;
-    TRY(hsm_resolve_live(hsm, s, label, CKO_PUBLIC_KEY, &o, &kt));
     qtsp_status rc = QTSP_OK;
     unsigned char *a = NULL, *b = NULL;
     size_t alen = 0, blen = 0;
@@ -182,12 +196,23 @@ qtsp_status qtsp_hsm_public_key(qtsp_hsm *hsm, const char *label, EVP_PKEY **out
         TRY_OUT(hsm_get_bytes(hsm, s, o, CKA_PUBLIC_EXPONENT, "CKA_PUBLIC_EXPONENT", &b, &blen));
         TRY_OUT(rsa_public(a, alen, b, blen, out));
     } else {
-        FAIL_OUT(QTSP_ERR_UNSUPPORTED, "key '%s' has unsupported key type %lu", label, kt);
+        FAIL_OUT(QTSP_ERR_UNSUPPORTED, "key '%s' has unsupported key type %lu", name, kt);
     }
 out:
     free(a);
     free(b);
     return rc;
+}
+
+qtsp_status qtsp_hsm_public_key(qtsp_hsm *hsm, const char *label, EVP_PKEY **out)
+{
+    TRY(hsm_check_label(label));
+    CK_SESSION_HANDLE s;
+    TRY(hsm_thread_session(hsm, &s));
+    CK_OBJECT_HANDLE o;
+    CK_KEY_TYPE kt;
+    TRY(hsm_resolve_live(hsm, s, label, CKO_PUBLIC_KEY, &o, &kt));
+    return hsm_public_of(hsm, s, o, kt, label, out);
 }
 
 /* ---------- destroy / check ---------- */

@@ -86,23 +86,17 @@ static qtsp_status map_key_rv(CK_RV rv, const char *what, const char *label)
     FAIL(QTSP_ERR_HSM, "%s with key '%s' failed: %s", what, label, hsm_ckr_name(rv));
 }
 
-qtsp_status qtsp_hsm_sign_digest(qtsp_hsm *hsm, const char *label, const qtsp_sigalg *alg,
-                                 const unsigned char *dgst, size_t dlen, unsigned char *sig,
-                                 size_t *siglen)
+qtsp_status hsm_sign_object(qtsp_hsm *hsm, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
+                            CK_KEY_TYPE kt, const char *label, const qtsp_sigalg *alg,
+                            const unsigned char *dgst, size_t dlen, unsigned char *sig,
+                            size_t *siglen)
 {
-    TRY(hsm_check_label(label));
     ENSURE(alg != NULL, QTSP_ERR_INVALID, "no signature algorithm");
     const EVP_MD *md = alg->md;
     ENSURE(dgst != NULL && dlen > 0 && dlen <= 64, QTSP_ERR_INVALID, "digest must be 1..64 bytes");
     ENSURE(md == NULL || (size_t)EVP_MD_get_size(md) == dlen, QTSP_ERR_INVALID,
            "digest length %zu does not match %s", dlen, EVP_MD_get0_name(md));
     ENSURE(sig != NULL && siglen != NULL, QTSP_ERR_INVALID, "no signature buffer");
-    CK_SESSION_HANDLE s;
-    TRY(hsm_thread_session(hsm, &s));
-    CK_OBJECT_HANDLE key;
-    CK_KEY_TYPE kt;
-    TRY(hsm_resolve(hsm, s, label, CKO_PRIVATE_KEY, false, &key, &kt));
-
     unsigned char in[128];
     size_t inlen;
     CK_MECHANISM mech = {CKM_ECDSA, NULL, 0};
@@ -138,13 +132,6 @@ qtsp_status qtsp_hsm_sign_digest(qtsp_hsm *hsm, const char *label, const qtsp_si
     }
 
     CK_RV rv = hsm->fl->C_SignInit(s, &mech, key);
-    if (hsm_stale_handle(rv)) {
-        /* destroyed and perhaps re-made by someone else: look it up again */
-        CK_KEY_TYPE kt2;
-        TRY(hsm_resolve(hsm, s, label, CKO_PRIVATE_KEY, true, &key, &kt2));
-        ENSURE(kt2 == kt, QTSP_ERR_HSM, "key '%s' changed type in the token", label);
-        rv = hsm->fl->C_SignInit(s, &mech, key);
-    }
     if (rv != CKR_OK)
         return map_key_rv(rv, "C_SignInit", label);
     unsigned char raw[HSM_SIG_MAX];
@@ -159,6 +146,27 @@ qtsp_status qtsp_hsm_sign_digest(qtsp_hsm *hsm, const char *label, const qtsp_si
     memcpy(sig, raw, rawlen);
     *siglen = rawlen;
     return QTSP_OK;
+}
+
+qtsp_status qtsp_hsm_sign_digest(qtsp_hsm *hsm, const char *label, const qtsp_sigalg *alg,
+                                 const unsigned char *dgst, size_t dlen, unsigned char *sig,
+                                 size_t *siglen)
+{
+    TRY(hsm_check_label(label));
+    CK_SESSION_HANDLE s;
+    TRY(hsm_thread_session(hsm, &s));
+    CK_OBJECT_HANDLE key;
+    CK_KEY_TYPE kt;
+    TRY(hsm_resolve(hsm, s, label, CKO_PRIVATE_KEY, false, &key, &kt));
+    qtsp_status rc = hsm_sign_object(hsm, s, key, kt, label, alg, dgst, dlen, sig, siglen);
+    if (rc != QTSP_ERR_HSM_NO_KEY)
+        return rc;
+    /* destroyed and perhaps re-made by someone else: look it up again */
+    qtsp_err_clear();
+    CK_KEY_TYPE kt2;
+    TRY(hsm_resolve(hsm, s, label, CKO_PRIVATE_KEY, true, &key, &kt2));
+    ENSURE(kt2 == kt, QTSP_ERR_HSM, "key '%s' changed type in the token", label);
+    return hsm_sign_object(hsm, s, key, kt, label, alg, dgst, dlen, sig, siglen);
 }
 
 /* ---------- the token backend of ca/key.h ---------- */
