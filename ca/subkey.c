@@ -43,13 +43,21 @@ qtsp_status qtsp_subkey_mac_input(const char *domain, const unsigned char *id, s
 }
 
 typedef struct setup_ctx {
+    qtsp_hsm *hsm;
     unsigned made;
     const char *actor;
 } setup_ctx;
 
+/* Inside a write transaction: the store's writer lock makes "absent? make"
+ * one step for every process of the home (serve's workers start together). */
 static qtsp_status setup_txn(qtsp_txn *txn, void *vctx)
 {
     setup_ctx *c = vctx;
+    unsigned made = 0;
+    TRY(qtsp_hsm_wrap_setup(c->hsm, &made));
+    c->made |= made; /* a re-run (map grown) finds them made */
+    if (c->made == 0)
+        return QTSP_OK;
     json_t *d = json_pack("{s:b,s:b,s:b,s:s}", "key_storage_key", (c->made & QTSP_HSM_MADE_KSK) != 0,
                           "binding_key", (c->made & QTSP_HSM_MADE_BINDING) != 0, "pool_mark",
                           (c->made & QTSP_HSM_MADE_MARK) != 0, "wrap_mechanism",
@@ -62,10 +70,7 @@ static qtsp_status setup_txn(qtsp_txn *txn, void *vctx)
 
 qtsp_status qtsp_subkey_setup(qtsp_hsm *hsm, qtsp_store *st, const char *actor)
 {
-    setup_ctx c = {0, actor};
-    TRY(qtsp_hsm_wrap_setup(hsm, &c.made));
-    if (c.made == 0)
-        return QTSP_OK;
+    setup_ctx c = {hsm, 0, actor};
     return qtsp_store_write(st, setup_txn, &c);
 }
 

@@ -37,8 +37,9 @@ qtsp_status qtsp_subkey_mac_input(const char *domain, const unsigned char *id, s
 /* Makes the token's key-storage key, binding key and pool mark when absent
  * (qtsp_hsm_wrap_setup: qtsp init, and the migration of an existing home at
  * its next serve or RA verb) and records what was made in the audit log
- * (event "key.storage.setup", actor), in one store write. QTSP_ERR_HSM,
- * QTSP_ERR_STORE. Not for concurrent use by several processes of one home. */
+ * (event "key.storage.setup", actor), inside one store write transaction
+ * (so that the processes of one home never make them twice). QTSP_ERR_HSM,
+ * QTSP_ERR_STORE. */
 qtsp_status qtsp_subkey_setup(qtsp_hsm *hsm, qtsp_store *st, const char *actor) QTSP_MUST_USE;
 
 /* The credential's "key" object (new reference in *out) for the wrapped key

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "ca/ceremony.h"
+#include "ca/subkey.h"
 #include "cmd/app.h"
 #include "cmd/cmd.h"
 #include "core/clock.h"
@@ -338,6 +339,8 @@ int cmd_init(int argc, char **argv)
     made |= MADE_STORE;
     TRY_OUT(qtsp_store_open(dir, (size_t)cfg->store_map_mib, &app.store));
     TRY_OUT(qtsp_ceremony_record(&cer, app.store, actor, details));
+    /* the key-storage key that wraps subscribers' keys (docs/hsm.md) */
+    TRY_OUT(qtsp_subkey_setup(app.hsm, app.store, actor));
     TRY_OUT(qtsp_buf_puts(&report, "\nrecorded in the audit log as event ceremony.keys\n"));
     snprintf(path, sizeof path, "%s/ceremony-report.txt", cfg->home);
     made |= MADE_REPORT;

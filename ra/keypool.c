@@ -1,18 +1,30 @@
-/* The key pool: subject key pairs pre-generated in the token so that
+/* The key pool: subscriber keys generated ahead of issuance so that an
  * issuance does not wait for C_GenerateKeyPair (SoftHSM2 makes ~40-100
- * P-256 keys/s; a certificate otherwise costs ~1 ms of store commit).
+ * P-256 keys/s).
  *
- * Why it is safe: a pool key is generated exactly like an inline one
- * (in the token, sensitive, never extractable) and never leaves it; an
- * unassigned key is used for nothing; its generation is in the audit log
- * (label + SPKI SHA-256) before any certificate can name it; each key is
- * handed to one issuer only, because the reservation is a store write
- * transaction (LMDB serialises them, also across processes).
+ * Pool keys are wrapped (ca/hsm.h, docs/hsm.md): generated as session
+ * objects, wrapped at once under the token's key-storage key and kept in
+ * the store only; the token gains no object per key. Why it is safe: a pool
+ * key is generated exactly like an inline one and leaves the token only
+ * encrypted under a key that never leaves it; an unassigned key signs
+ * nothing; its generation is in the audit log (one "keypool.refill" record
+ * per batch: labels and SPKI SHA-256) before any certificate can name it;
+ * each entry carries a sequence number authenticated by the token's binding
+ * key, and taking it advances the token's pool mark past it, so that a key
+ * is handed out once even to two stores that share the token (a copied
+ * home, a restored backup: "Bound for ever" in docs/hsm.md). The take is a
+ * store write transaction (LMDB serialises them, also across processes).
  *
  * Tables (records start with a version byte):
- *   keypool: label -> 1 | key type | SPKI SHA-256 (32) | created (u64 BE)
- *   key_use: label -> 1 | 'r' | reserved at (u64 BE)            reserved
- *                     1 | 'c' | certified at (u64 BE) | serial   bound */
+ *   keypool: "kw-" + seq (16 hex) -> 2 | key type | seq (u64 BE) |
+ *            created (u64 BE) | MAC (32) | SPKI len (u16 BE) | SPKI DER |
+ *            blob len (u16 BE) | wrapped private key
+ *            legacy (homes before wrapping): "kp-" + 32 hex -> 1 | key type |
+ *            SPKI SHA-256 (32) | created (u64 BE), a token key; destroyed by
+ *            the orphan cleanup at the first start (the pool refills wrapped)
+ *   key_use: legacy token keys only: label -> 1 | 'r' | reserved at (u64 BE)
+ *                                               1 | 'c' | certified at | serial
+ *   counters "keypool_seq": the next sequence number to give out */
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <stdio.h>
@@ -22,15 +34,21 @@
 #include <unistd.h>
 
 #include "ca/audit.h"
+#include "ca/subkey.h"
 #include "core/clock.h"
+#include "core/codec.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/yaml.h"
 #include "ra/ra_int.h"
 
 #define POOL_FILE "keypool.yaml"
-#define POOL_REC_VERSION 1
+#define POOL_REC_VERSION 1 /* legacy token pool keys, and key_use markers */
 #define POOL_REC_LEN (1 + 1 + 32 + 8)
+#define WPOOL_REC_VERSION 2
+#define WPOOL_HDR_LEN (1 + 1 + 8 + 8 + QTSP_HSM_MAC_LEN)
+#define POOL_MAC_DOMAIN "qtsp-keypool-v1"
+#define SEQ_COUNTER "keypool_seq"
 #define USE_HDR_LEN (1 + 1 + 8)
 #define POOL_MAX 100000
 #define POOL_BATCH_MAX 256
@@ -72,49 +90,82 @@ void ra_keypool_cleanup(qtsp_ra *ra)
     pthread_mutex_destroy(&ra->kp.mu);
 }
 
-static qtsp_status spki_sha256(EVP_PKEY *pub, unsigned char out[32])
-{
-    unsigned char *der = NULL;
-    int n = i2d_PUBKEY(pub, &der);
-    ENSURE(n > 0, QTSP_ERR_CRYPTO, "cannot encode a public key");
-    SHA256(der, (size_t)n, out);
-    OPENSSL_free(der);
-    return QTSP_OK;
-}
-
 static void hex32(const unsigned char in[32], char out[65])
 {
     for (size_t i = 0; i < 32; i++)
         snprintf(out + 2 * i, 3, "%02x", in[i]);
 }
 
-static qtsp_status put_marker(qtsp_txn *txn, const char *label, unsigned char state,
-                              const unsigned char *serial, size_t slen)
+void ra_subkey_cleanup(ra_subkey *sk)
 {
-    unsigned char v[USE_HDR_LEN + 20];
-    ENSURE(slen <= 20, QTSP_ERR_INVALID, "serial too long");
-    v[0] = POOL_REC_VERSION;
-    v[1] = state;
-    qtsp_be64_put(v + 2, (uint64_t)qtsp_now());
-    if (slen)
-        memcpy(v + USE_HDR_LEN, serial, slen);
-    return qtsp_txn_put(txn, QTSP_T_KEY_USE, label, strlen(label), v, USE_HDR_LEN + slen, 0);
+    if (sk->blob) {
+        OPENSSL_cleanse(sk->blob, sk->blob_len);
+        free(sk->blob);
+    }
+    EVP_PKEY_free(sk->pub);
+    memset(sk, 0, sizeof *sk);
 }
 
-qtsp_status ra_key_use_certified(qtsp_txn *txn, const char *label, const unsigned char *serial,
-                                 size_t slen)
+static void seq_label(uint64_t seq, char out[64])
 {
-    return put_marker(txn, label, 'c', serial, slen);
+    snprintf(out, 64, "%s%016llx", RA_WPOOL_PREFIX, (unsigned long long)seq);
+}
+
+/* The token-authenticated bytes of a pool entry: its sequence number, key
+ * type, public key and blob. */
+static qtsp_status pool_mac_input(uint64_t seq, qtsp_keytype kt, EVP_PKEY *pub,
+                                  const unsigned char *blob, size_t blen, unsigned char *out,
+                                  size_t *len)
+{
+    unsigned char id[8];
+    qtsp_be64_put(id, seq);
+    return qtsp_subkey_mac_input(POOL_MAC_DOMAIN, id, sizeof id, kt, pub, blob, blen, out, len);
+}
+
+/* A wrapped pool record, parsed; pointers into the record. */
+typedef struct wpool_rec {
+    qtsp_keytype kt;
+    uint64_t seq;
+    const unsigned char *mac, *spki, *blob;
+    size_t spki_len, blob_len;
+} wpool_rec;
+
+static int wpool_parse(const unsigned char *v, size_t vl, wpool_rec *r)
+{
+    if (vl < WPOOL_HDR_LEN + 4 || v[0] != WPOOL_REC_VERSION)
+        return 0;
+    r->kt = (qtsp_keytype)v[1];
+    r->seq = qtsp_be64_get(v + 2);
+    r->mac = v + 18;
+    size_t o = WPOOL_HDR_LEN;
+    r->spki_len = ((size_t)v[o] << 8) | v[o + 1];
+    o += 2;
+    if (r->spki_len == 0 || o + r->spki_len + 2 > vl)
+        return 0;
+    r->spki = v + o;
+    o += r->spki_len;
+    r->blob_len = ((size_t)v[o] << 8) | v[o + 1];
+    o += 2;
+    if (r->blob_len == 0 || r->blob_len > QTSP_WRAPPED_MAX || o + r->blob_len != vl)
+        return 0;
+    r->blob = v + o;
+    return 1;
 }
 
 /* ---- taking a key ---- */
 
 typedef struct take_ctx {
-    qtsp_keytype kt;
-    int found;
+    qtsp_ra *ra;
+    const char *actor;
+    int found, advanced; /* advanced: the token's mark passed adv_seq in this take */
+    uint64_t adv_seq;
+    size_t stale, bad;
+    uint64_t mark;
     char label[64];
-    unsigned char spki_hash[32];
+    unsigned char *rec; /* copy of the picked record */
+    size_t rec_len;
     uint64_t left;
+    ra_subkey out;
 } take_ctx;
 
 static qtsp_status take_pick(void *vctx, const void *key, size_t klen, const void *val, size_t vlen,
@@ -122,26 +173,106 @@ static qtsp_status take_pick(void *vctx, const void *key, size_t klen, const voi
 {
     take_ctx *c = vctx;
     const unsigned char *v = val;
-    if (klen >= sizeof c->label || vlen != POOL_REC_LEN || v[0] != POOL_REC_VERSION ||
-        v[1] != (unsigned char)c->kt)
-        return QTSP_OK; /* another key type (the cleanup removes those) */
+    wpool_rec r;
+    if (klen >= sizeof c->label || klen < 3 || memcmp(key, RA_WPOOL_PREFIX, 3) != 0) {
+        *stop = 1; /* past the wrapped entries */
+        return QTSP_OK;
+    }
+    if (!wpool_parse(v, vlen, &r) || r.kt != c->ra->keytype)
+        return QTSP_OK; /* another key type: left for a pool of that type */
+    c->rec = malloc(vlen);
+    ENSURE(c->rec != NULL, QTSP_ERR_NOMEM, "out of memory");
+    memcpy(c->rec, val, vlen);
+    c->rec_len = vlen;
     memcpy(c->label, key, klen);
     c->label[klen] = '\0';
-    memcpy(c->spki_hash, v + 2, 32);
     c->found = 1;
     *stop = 1;
     return QTSP_OK;
 }
 
+static qtsp_status audit_pool(qtsp_txn *txn, const char *actor, const char *event, json_t *d)
+{
+    ENSURE(d != NULL, QTSP_ERR_NOMEM, "out of memory");
+    qtsp_status rc = qtsp_audit_append(txn, actor, event, d, NULL);
+    json_decref(d);
+    return rc;
+}
+
+/* Picks the lowest sequence number; entries the token's mark has passed are
+ * stale (handed out through another store sharing this token): all of them
+ * go, audited, and nothing is taken. */
 static qtsp_status take_txn(qtsp_txn *txn, void *vctx)
 {
     take_ctx *c = vctx;
+    qtsp_ra *ra = c->ra;
     c->found = 0;
-    TRY(qtsp_txn_iter(txn, QTSP_T_KEYPOOL, NULL, 0, take_pick, c));
+    c->stale = c->bad = 0;
+    ra_subkey_cleanup(&c->out);
+    TRY(qtsp_hsm_mark_get(ra->d.hsm, &c->mark));
+    for (;;) {
+        free(c->rec);
+        c->rec = NULL;
+        c->found = 0;
+        TRY(qtsp_txn_iter(txn, QTSP_T_KEYPOOL, RA_WPOOL_PREFIX, 3, take_pick, c));
+        if (!c->found)
+            break;
+        wpool_rec r;
+        (void)wpool_parse(c->rec, c->rec_len, &r);
+        /* a re-run of this transaction (map grown) finds its own key */
+        if (r.seq >= c->mark || (c->advanced && r.seq == c->adv_seq))
+            break;
+        TRY(qtsp_txn_del(txn, QTSP_T_KEYPOOL, c->label, strlen(c->label)));
+        c->stale++;
+    }
+    if (c->stale > 0) {
+        c->found = 0;
+        return audit_pool(
+            txn, c->actor, "keypool.stale",
+            json_pack("{s:I,s:I,s:s}", "discarded", (json_int_t)c->stale, "pool_mark",
+                      (json_int_t)c->mark, "reason",
+                      "the token's pool mark says these keys were handed out already: the store "
+                      "is older than the token (a copied home or a restored backup)"));
+    }
     if (!c->found)
         return QTSP_OK;
+    wpool_rec r;
+    (void)wpool_parse(c->rec, c->rec_len, &r);
     TRY(qtsp_txn_del(txn, QTSP_T_KEYPOOL, c->label, strlen(c->label)));
-    TRY(put_marker(txn, c->label, 'r', NULL, 0));
+    const unsigned char *p = r.spki;
+    EVP_PKEY *pub = d2i_PUBKEY(NULL, &p, (long)r.spki_len);
+    unsigned char in[QTSP_SUBKEY_MAC_INPUT_MAX];
+    size_t inl = 0;
+    qtsp_status rc = pub && p == r.spki + r.spki_len
+                         ? pool_mac_input(r.seq, r.kt, pub, r.blob, r.blob_len, in, &inl)
+                         : QTSP_ERR_STORE_CORRUPT;
+    if (rc == QTSP_OK)
+        rc = qtsp_hsm_mac_verify(ra->d.hsm, in, inl, r.mac);
+    if (rc == QTSP_ERR_STATE || rc == QTSP_ERR_STORE_CORRUPT) {
+        /* not an entry the token made: dropped, audited */
+        EVP_PKEY_free(pub);
+        qtsp_err_clear();
+        c->found = 0;
+        c->bad = 1;
+        return audit_pool(txn, c->actor, "key.destroy",
+                          json_pack("{s:s,s:s}", "label", c->label, "reason",
+                                    "pool entry not authenticated by the token"));
+    }
+    if (rc == QTSP_OK && !(c->advanced && r.seq == c->adv_seq)) {
+        rc = qtsp_hsm_mark_advance(ra->d.hsm, r.seq); /* the token: handed out, once */
+        c->advanced = rc == QTSP_OK;
+        c->adv_seq = r.seq;
+    }
+    if (rc != QTSP_OK) {
+        EVP_PKEY_free(pub);
+        return rc;
+    }
+    c->out.pub = pub;
+    c->out.blob = malloc(r.blob_len);
+    ENSURE(c->out.blob != NULL, QTSP_ERR_NOMEM, "out of memory");
+    memcpy(c->out.blob, r.blob, r.blob_len);
+    c->out.blob_len = r.blob_len;
+    snprintf(c->out.label, sizeof c->out.label, "%s", c->label);
     return qtsp_txn_count(txn, QTSP_T_KEYPOOL, &c->left);
 }
 
@@ -152,71 +283,67 @@ static void wake_filler(qtsp_ra *ra)
     pthread_mutex_unlock(&ra->kp.mu);
 }
 
-qtsp_status ra_keypool_take(qtsp_ra *ra, char label[64], EVP_PKEY **pub)
+qtsp_status ra_keypool_take(qtsp_ra *ra, ra_subkey *out)
 {
     if (ra->kp.size == 0)
         return QTSP_ERR_NOT_FOUND;
     take_ctx c;
     memset(&c, 0, sizeof c);
-    c.kt = ra->keytype;
-    TRY(qtsp_store_write(ra->d.store, take_txn, &c));
+    c.ra = ra;
+    c.actor = POOL_ACTOR;
+    qtsp_status rc = qtsp_store_write(ra->d.store, take_txn, &c);
+    free(c.rec);
+    if (rc != QTSP_OK) {
+        ra_subkey_cleanup(&c.out);
+        return rc;
+    }
+    if (c.stale > 0) {
+        wake_filler(ra);
+        FAIL(QTSP_ERR_STATE,
+             "the key pool offered %zu key(s) that the token's pool mark (%llu) says were handed "
+             "out already: this store is older than the token (a copied home, or a restored "
+             "backup, sharing the token with another store). They were discarded and no key is "
+             "bound twice; issue again",
+             c.stale, (unsigned long long)c.mark);
+    }
     if (!c.found) {
         wake_filler(ra);
         return QTSP_ERR_NOT_FOUND;
     }
     if (c.left < (uint64_t)ra->kp.low_water)
         wake_filler(ra);
-    /* the certificate binds the token's key, checked against what the
-     * filler recorded when it made it */
-    EVP_PKEY *k = NULL;
-    unsigned char h[32];
-    qtsp_status rc = QTSP_OK;
-    TRY_OUT(qtsp_hsm_public_key(ra->d.hsm, c.label, &k));
-    TRY_OUT(spki_sha256(k, h));
-    ENSURE_OUT(memcmp(h, c.spki_hash, 32) == 0, QTSP_ERR_HSM,
-               "pool key %s in the token is not the key recorded at generation", c.label);
     atomic_fetch_add(&ra->kp.taken, 1);
-    snprintf(label, 64, "%s", c.label);
-    *pub = k;
+    *out = c.out;
     return QTSP_OK;
-out:
-    EVP_PKEY_free(k);
-    ra_keypool_discard(ra, POOL_ACTOR, c.label, "pool key unusable");
-    return rc;
 }
 
 typedef struct discard_ctx {
     const char *actor;
-    const char *label;
     const json_t *details;
 } discard_ctx;
 
 static qtsp_status discard_txn(qtsp_txn *txn, void *vctx)
 {
     discard_ctx *c = vctx;
-    qtsp_status rc = qtsp_txn_del(txn, QTSP_T_KEY_USE, c->label, strlen(c->label));
-    if (rc == QTSP_ERR_NOT_FOUND)
-        rc = QTSP_OK;
-    TRY(rc);
     return qtsp_audit_append(txn, c->actor, "key.destroy", c->details, NULL);
 }
 
 void ra_keypool_discard(qtsp_ra *ra, const char *actor, const char *label, const char *why)
 {
     json_t *d = json_pack("{s:s,s:s}", "label", label, "reason", why);
-    discard_ctx c = {actor, label, d};
+    discard_ctx c = {actor, d};
     /* keep the first error (the caller's) intact: this is cleanup */
     if (!d || qtsp_store_write(ra->d.store, discard_txn, &c) != QTSP_OK)
         LOG_ERROR("could not record the destruction of pool key %s", label);
     json_decref(d);
-    if (qtsp_hsm_destroy(ra->d.hsm, label) != QTSP_OK)
-        LOG_ERROR("could not destroy pool key %s after a failed issuance", label);
 }
 
 /* ---- filling ---- */
 
 typedef struct gen_key {
-    char label[64];
+    uint64_t seq;
+    unsigned char *rec; /* the keypool record */
+    size_t rec_len;
     unsigned char spki_hash[32];
 } gen_key;
 
@@ -224,61 +351,120 @@ typedef struct fill_ctx {
     const gen_key *keys;
     size_t n;
     qtsp_keytype kt;
+    uint64_t first; /* seq_txn: the first sequence number of the batch */
+    uint64_t mark;
 } fill_ctx;
 
-static qtsp_status fill_txn(qtsp_txn *txn, void *vctx)
+/* Reserves n sequence numbers, none below the token's mark (a restored
+ * store's counter may be behind it). */
+static qtsp_status seq_txn(qtsp_txn *txn, void *vctx)
 {
     fill_ctx *c = vctx;
-    for (size_t i = 0; i < c->n; i++) {
-        unsigned char v[POOL_REC_LEN];
-        v[0] = POOL_REC_VERSION;
-        v[1] = (unsigned char)c->kt;
-        memcpy(v + 2, c->keys[i].spki_hash, 32);
-        qtsp_be64_put(v + 34, (uint64_t)qtsp_now());
-        TRY(qtsp_txn_put(txn, QTSP_T_KEYPOOL, c->keys[i].label, strlen(c->keys[i].label), v,
-                         sizeof v, QTSP_PUT_NOOVERWRITE));
-        char hex[65];
-        hex32(c->keys[i].spki_hash, hex);
-        json_t *d = json_pack("{s:s,s:s,s:s,s:s}", "key_type", qtsp_keytype_name(c->kt), "label",
-                              c->keys[i].label, "purpose", "key pool", "spki_sha256", hex);
-        ENSURE(d != NULL, QTSP_ERR_NOMEM, "out of memory");
-        qtsp_status rc = qtsp_audit_append(txn, POOL_ACTOR, "key.generate", d, NULL);
-        json_decref(d);
-        TRY(rc);
+    const void *v = NULL;
+    size_t vl = 0;
+    uint64_t next = 0;
+    qtsp_status rc = qtsp_txn_get0(txn, QTSP_T_COUNTERS, SEQ_COUNTER, strlen(SEQ_COUNTER), &v, &vl);
+    if (rc == QTSP_OK) {
+        ENSURE(vl == 8, QTSP_ERR_STORE_CORRUPT, "counter %s is malformed", SEQ_COUNTER);
+        next = qtsp_be64_get(v);
+    } else if (rc == QTSP_ERR_NOT_FOUND) {
+        qtsp_err_clear();
+    } else {
+        return rc;
     }
+    if (next < c->mark)
+        next = c->mark;
+    unsigned char b[8];
+    qtsp_be64_put(b, next + c->n);
+    TRY(qtsp_txn_put(txn, QTSP_T_COUNTERS, SEQ_COUNTER, strlen(SEQ_COUNTER), b, 8, 0));
+    c->first = next;
     return QTSP_OK;
 }
 
-static qtsp_status gen_one(qtsp_ra *ra, gen_key *k)
+/* One audit record for the whole batch (issue 16: no flood). */
+static qtsp_status fill_txn(qtsp_txn *txn, void *vctx)
 {
-    unsigned char r[16];
-    TRY(qtsp_random(r, sizeof r));
-    memcpy(k->label, RA_POOL_PREFIX, sizeof RA_POOL_PREFIX);
-    size_t off = sizeof RA_POOL_PREFIX - 1;
-    for (size_t i = 0; i < sizeof r; i++)
-        snprintf(k->label + off + 2 * i, 3, "%02x", r[i]);
-    EVP_PKEY *pub = NULL;
-    TRY(qtsp_hsm_generate(ra->d.hsm, k->label, ra->keytype, &pub));
-    qtsp_status rc = spki_sha256(pub, k->spki_hash);
-    EVP_PKEY_free(pub);
-    if (rc != QTSP_OK && qtsp_hsm_destroy(ra->d.hsm, k->label) != QTSP_OK)
-        LOG_ERROR("could not destroy key %s", k->label);
+    fill_ctx *c = vctx;
+    json_t *keys = json_array();
+    ENSURE(keys != NULL, QTSP_ERR_NOMEM, "out of memory");
+    qtsp_status rc = QTSP_OK;
+    for (size_t i = 0; i < c->n; i++) {
+        char label[64], hex[65];
+        seq_label(c->keys[i].seq, label);
+        TRY_OUT(qtsp_txn_put(txn, QTSP_T_KEYPOOL, label, strlen(label), c->keys[i].rec,
+                             c->keys[i].rec_len, QTSP_PUT_NOOVERWRITE));
+        hex32(c->keys[i].spki_hash, hex);
+        ENSURE_OUT(json_array_append_new(keys, json_pack("{s:s,s:s}", "label", label,
+                                                         "spki_sha256", hex)) == 0,
+                   QTSP_ERR_NOMEM, "out of memory");
+    }
+    json_t *d = json_pack("{s:s,s:I,s:s,s:s,s:O}", "key_type", qtsp_keytype_name(c->kt), "count",
+                          (json_int_t)c->n, "purpose", "key pool", "storage",
+                          "wrapped (" QTSP_SUBKEY_FORMAT ")", "keys", keys);
+    TRY_OUT(audit_pool(txn, POOL_ACTOR, "keypool.refill", d));
+out:
+    json_decref(keys);
     return rc;
 }
 
-/* Commits keys[0..n) to the pool; destroys them when that fails. */
+/* One wrapped key with its authenticated pool record. */
+static qtsp_status gen_one(qtsp_ra *ra, uint64_t seq, gen_key *k)
+{
+    unsigned char *blob = NULL, *der = NULL;
+    size_t blen = 0;
+    EVP_PKEY *pub = NULL;
+    TRY(qtsp_hsm_generate_wrapped(ra->d.hsm, ra->keytype, &blob, &blen, &pub));
+    qtsp_status rc = QTSP_OK;
+    unsigned char in[QTSP_SUBKEY_MAC_INPUT_MAX], mac[QTSP_HSM_MAC_LEN];
+    size_t inl = 0;
+    int n = i2d_PUBKEY(pub, &der);
+    ENSURE_OUT(n > 0 && n < 65536, QTSP_ERR_CRYPTO, "cannot encode a public key");
+    TRY_OUT(pool_mac_input(seq, ra->keytype, pub, blob, blen, in, &inl));
+    TRY_OUT(qtsp_hsm_mac(ra->d.hsm, in, inl, mac));
+    k->rec_len = WPOOL_HDR_LEN + 2 + (size_t)n + 2 + blen;
+    k->rec = malloc(k->rec_len);
+    ENSURE_OUT(k->rec != NULL, QTSP_ERR_NOMEM, "out of memory");
+    unsigned char *v = k->rec;
+    v[0] = WPOOL_REC_VERSION;
+    v[1] = (unsigned char)ra->keytype;
+    qtsp_be64_put(v + 2, seq);
+    qtsp_be64_put(v + 10, (uint64_t)qtsp_now());
+    memcpy(v + 18, mac, sizeof mac);
+    size_t o = WPOOL_HDR_LEN;
+    v[o++] = (unsigned char)(n >> 8);
+    v[o++] = (unsigned char)n;
+    memcpy(v + o, der, (size_t)n);
+    o += (size_t)n;
+    v[o++] = (unsigned char)(blen >> 8);
+    v[o++] = (unsigned char)blen;
+    memcpy(v + o, blob, blen);
+    k->seq = seq;
+    SHA256(der, (size_t)n, k->spki_hash);
+out:
+    OPENSSL_cleanse(blob, blen);
+    free(blob);
+    OPENSSL_free(der);
+    EVP_PKEY_free(pub);
+    return rc;
+}
+
+static void free_batch(gen_key *keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i].rec)
+            OPENSSL_cleanse(keys[i].rec, keys[i].rec_len);
+        free(keys[i].rec);
+        keys[i].rec = NULL;
+    }
+}
+
+/* Commits keys[0..n) to the pool (one audit record). */
 static qtsp_status commit_batch(qtsp_ra *ra, const gen_key *keys, size_t n)
 {
     if (n == 0)
         return QTSP_OK;
-    fill_ctx c = {keys, n, ra->keytype};
-    qtsp_status rc = qtsp_store_write(ra->d.store, fill_txn, &c);
-    if (rc != QTSP_OK) {
-        for (size_t i = 0; i < n; i++)
-            if (qtsp_hsm_destroy(ra->d.hsm, keys[i].label) != QTSP_OK)
-                LOG_ERROR("could not destroy uncommitted pool key %s", keys[i].label);
-        return rc;
-    }
+    fill_ctx c = {keys, n, ra->keytype, 0, 0};
+    TRY(qtsp_store_write(ra->d.store, fill_txn, &c));
     atomic_fetch_add(&ra->kp.generated, n);
     return QTSP_OK;
 }
@@ -308,13 +494,18 @@ qtsp_status qtsp_ra_keypool_fill(qtsp_ra *ra, size_t *made)
             break;
         uint64_t want = (uint64_t)ra->kp.size - avail;
         size_t n = want < (uint64_t)ra->kp.batch ? (size_t)want : (size_t)ra->kp.batch, got = 0;
+        fill_ctx sc = {NULL, n, ra->keytype, 0, 0};
+        TRY_OUT(qtsp_hsm_mark_get(ra->d.hsm, &sc.mark));
+        TRY_OUT(qtsp_store_write(ra->d.store, seq_txn, &sc));
         qtsp_status grc = QTSP_OK;
         while (got < n && !atomic_load(&ra->kp.stopping) &&
-               (grc = gen_one(ra, &keys[got])) == QTSP_OK)
+               (grc = gen_one(ra, sc.first + got, &keys[got])) == QTSP_OK)
             got++;
         /* the keys made so far are committed even if generation failed or
-         * stop was requested, so none is left unrecorded */
-        TRY_OUT(commit_batch(ra, keys, got));
+         * stop was requested (unused sequence numbers are simply skipped) */
+        qtsp_status crc = commit_batch(ra, keys, got);
+        free_batch(keys, got);
+        TRY_OUT(crc);
         total += got;
         TRY_OUT(grc);
     }
@@ -373,9 +564,9 @@ static qtsp_status classify(qtsp_txn *txn, const orphan_ctx *c, const char *labe
     qtsp_status rc = qtsp_txn_get0(txn, QTSP_T_KEYPOOL, label, ll, &v, &vl);
     if (rc == QTSP_OK) {
         const unsigned char *p = v;
-        if (vl == POOL_REC_LEN && p[0] == POOL_REC_VERSION && p[1] != (unsigned char)c->kt) {
+        if (vl == POOL_REC_LEN && p[0] == POOL_REC_VERSION) {
             TRY(qtsp_txn_del(txn, QTSP_T_KEYPOOL, label, ll));
-            *why = "pool key of another key type than the profile's";
+            *why = "legacy token pool key (the pool now holds wrapped keys)";
         }
         return QTSP_OK;
     }

@@ -281,6 +281,7 @@ typedef struct change_ctx {
     time_t invalidity;
     char key_label[64];
     const char *key_outcome;
+    int wrapped; /* the credential holds a wrapped key (ca/subkey.h) */
     char subject_id[40]; /* for the webhook */
 } change_ctx;
 
@@ -337,9 +338,14 @@ qtsp_status qtsp_ra_release(qtsp_ra *ra, const qtsp_actor *who, const unsigned c
 
 /* ---- termination ---- */
 
-static qtsp_status disable_credential(qtsp_txn *txn, const char *serial_hex, time_t now)
+/* Disables the signing credential and removes its wrapped key: the blob is
+ * the key's only copy outside backups (docs/security.md "Termination").
+ * *removed: 1 when a wrapped key was removed. */
+static qtsp_status disable_credential(qtsp_txn *txn, const char *serial_hex, time_t now,
+                                      int *removed)
 {
     json_t *cred = NULL;
+    *removed = 0;
     qtsp_status rc = ra_get_json(txn, QTSP_T_CREDENTIALS, serial_hex, &cred);
     if (rc == QTSP_ERR_NOT_FOUND) {
         qtsp_err_clear();
@@ -351,6 +357,11 @@ static qtsp_status disable_credential(qtsp_txn *txn, const char *serial_hex, tim
     json_object_set_new(cred, "enabled", json_false());
     json_object_set_new(cred, "disabled_at", json_string(when));
     json_object_set_new(cred, "disabled_reason", json_string("terminated"));
+    if (json_object_get(cred, "key") != NULL) {
+        json_object_del(cred, "key");
+        json_object_set_new(cred, "key_destroyed_at", json_string(when));
+        *removed = 1;
+    }
     rc = ra_put_json(txn, QTSP_T_CREDENTIALS, serial_hex, cred, 0);
     json_decref(cred);
     return rc;
@@ -373,10 +384,16 @@ static qtsp_status terminate_txn(qtsp_txn *txn, void *vctx)
     TRY(qtsp_certdb_set_status(txn, c->serial, c->slen, &ns));
     char hex[41];
     qtsp_serial_to_hex(c->serial, c->slen, hex);
-    TRY(disable_credential(txn, hex, c->now));
-    json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "serial", hex, "reason",
+    int removed = 0;
+    TRY(disable_credential(txn, hex, c->now, &removed));
+    /* a wrapped key goes with this transaction: destroyed exactly when the
+     * revocation commits */
+    ENSURE(removed || !c->wrapped, QTSP_ERR_STATE,
+           "the credential of %s changed during the termination; try again", hex);
+    json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "serial", hex, "reason",
                           qtsp_reason_name(c->reason), "identity_check", c->identity_check,
-                          "key_label", c->key_label, "key", c->key_outcome, "previous_status",
+                          "key_label", c->key_label, "key", c->key_outcome, "key_storage",
+                          c->wrapped ? "wrapped" : "token", "previous_status",
                           eff.state == QTSP_CERT_ON_HOLD ? "on-hold" : "valid");
     if (d && c->invalidity) {
         char t[32];
@@ -420,36 +437,55 @@ qtsp_status qtsp_ra_terminate(qtsp_ra *ra, const qtsp_actor *who, const unsigned
     TRY(qtsp_store_begin(ra->d.store, 0, &txn));
     qtsp_cert_status st, eff;
     qtsp_cert_record rec;
+    json_t *cred = NULL;
+    char hex[41];
+    qtsp_serial_to_hex(serial, slen, hex);
     qtsp_status rc = load_subscriber(txn, serial, slen, &st, &rec);
+    if (rc == QTSP_OK) {
+        qtsp_status crc = ra_get_json(txn, QTSP_T_CREDENTIALS, hex, &cred);
+        if (crc == QTSP_ERR_NOT_FOUND)
+            qtsp_err_clear();
+        else if (crc != QTSP_OK) {
+            qtsp_cert_record_cleanup(&rec);
+            rc = crc;
+        }
+    }
     qtsp_txn_abort(txn);
     TRY(rc);
+    c.wrapped = cred != NULL && json_object_get(cred, "key") != NULL;
+    json_decref(cred);
     snprintf(c.key_label, sizeof c.key_label, "%s", rec.key_label);
     qtsp_cert_record_cleanup(&rec);
     qtsp_cert_status_effective(&st, now, &eff);
     ENSURE(eff.state != QTSP_CERT_REVOKED, QTSP_ERR_STATE, "the certificate is already terminated");
 
-    /* 2. Destroy the key first. If the token refuses, nothing has changed and
-     * the office can simply try again. If step 3 then fails, the certificate
-     * is still valid but can sign nothing, and a retry finds the key absent. */
-    rc = c.key_label[0] ? qtsp_hsm_destroy(ra->d.hsm, c.key_label) : QTSP_ERR_HSM_NO_KEY;
-    if (rc == QTSP_OK) {
+    /* 2. A wrapped key is removed with the revocation (step 3), in one
+     * transaction. A legacy token key is destroyed first: if the token
+     * refuses, nothing has changed and the office can simply try again; if
+     * step 3 then fails, the certificate is still valid but can sign
+     * nothing, and a retry finds the key absent. */
+    if (c.wrapped) {
         c.key_outcome = "destroyed";
-    } else if (rc == QTSP_ERR_HSM_NO_KEY) {
-        qtsp_err_clear();
-        c.key_outcome = "absent";
     } else {
-        return rc;
+        rc = c.key_label[0] ? qtsp_hsm_destroy(ra->d.hsm, c.key_label) : QTSP_ERR_HSM_NO_KEY;
+        if (rc == QTSP_OK) {
+            c.key_outcome = "destroyed";
+        } else if (rc == QTSP_ERR_HSM_NO_KEY) {
+            qtsp_err_clear();
+            c.key_outcome = "absent";
+        } else {
+            return rc;
+        }
     }
 
     /* 3. The revocation (final), the disabled credential and the audit record. */
     rc = qtsp_store_write(ra->d.store, terminate_txn, &c);
     if (rc != QTSP_OK) {
-        LOG_ERROR("termination: key %s %s but the revocation did not commit: %s", c.key_label,
-                  c.key_outcome, qtsp_err_message());
+        if (!c.wrapped) /* a wrapped key is still there: nothing happened */
+            LOG_ERROR("termination: key %s %s but the revocation did not commit: %s",
+                      c.key_label, c.key_outcome, qtsp_err_message());
         return rc;
     }
-    char hex[41];
-    qtsp_serial_to_hex(serial, slen, hex);
     json_t *nd = json_pack("{s:s,s:s,s:s}", "serial", hex, "subject_id", c.subject_id, "reason",
                            qtsp_reason_name(reason));
     if (nd && invalidity_date) {

@@ -11,6 +11,7 @@
 #include "ca/audit.h"
 #include "ca/issue.h"
 #include "ca/profile.h"
+#include "ca/subkey.h"
 #include "core/clock.h"
 #include "core/codec.h"
 #include "core/json.h"
@@ -202,6 +203,9 @@ qtsp_status qtsp_ra_new(const qtsp_ra_deps *deps, qtsp_ra **out)
     TRY_OUT(load_identity(ra, path));
     TRY_OUT(qtsp_otp_key_load(deps->secrets_dir, ra->otp_key));
     TRY_OUT(ra_keypool_init(ra, deps->policies_dir));
+    /* subscriber keys are wrapped under the token's key-storage key: made
+     * here for homes from before it (the migration, audited once) */
+    TRY_OUT(qtsp_subkey_setup(deps->hsm, deps->store, "system:key-storage"));
 out:
     if (rc != QTSP_OK) {
         qtsp_ra_free(ra);
@@ -483,7 +487,6 @@ typedef struct issue_ctx {
 static qtsp_status issue_txn(qtsp_txn *txn, void *vctx)
 {
     issue_ctx *c = vctx;
-    TRY(ra_key_use_certified(txn, c->rec.key_label, c->rec.serial, c->rec.serial_len));
     TRY(ra_put_json(txn, QTSP_T_USERS, c->user_id, c->user, QTSP_PUT_NOOVERWRITE));
     TRY(ra_put_json(txn, QTSP_T_CREDENTIALS, c->credential_id, c->credential,
                     QTSP_PUT_NOOVERWRITE));
@@ -520,9 +523,10 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
     EVP_PKEY *pub = NULL;
     X509 *cert = NULL;
     unsigned char *der = NULL;
-    json_t *details = NULL;
+    json_t *details = NULL, *key = NULL;
     int key_made = 0, from_pool = 0;
-    char label[64] = "";
+    ra_subkey sk;
+    memset(&sk, 0, sizeof sk);
     qtsp_issued res;
     memset(&res, 0, sizeof res);
     unsigned char totp[20];
@@ -542,20 +546,27 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
     TRY_OUT(qtsp_issue_serial(serial));
     qtsp_serial_to_hex(serial, sizeof serial, res.serial_hex);
 
-    /* a ready key from the pool; generated here when the pool is empty */
-    rc = ra_keypool_take(ra, label, &pub);
+    /* a ready wrapped key from the pool; generated (and wrapped) here when
+     * the pool is empty */
+    rc = ra_keypool_take(ra, &sk);
     if (rc == QTSP_OK) {
         from_pool = 1;
     } else if (rc == QTSP_ERR_NOT_FOUND) {
         rc = QTSP_OK;
-        snprintf(label, sizeof label, "qc-%s", res.serial_hex);
-        TRY_OUT(qtsp_hsm_generate(ra->d.hsm, label, ra->keytype, &pub));
+        snprintf(sk.label, sizeof sk.label, "%sinline", RA_WPOOL_PREFIX);
+        TRY_OUT(qtsp_hsm_generate_wrapped(ra->d.hsm, ra->keytype, &sk.blob, &sk.blob_len, &sk.pub));
         if (ra->kp.size > 0)
             atomic_fetch_add(&ra->kp.inline_made, 1);
     } else {
         goto out;
     }
     key_made = 1;
+    pub = sk.pub;
+    sk.pub = NULL;
+    /* bound for ever to this serial: the token's binding key authenticates
+     * serial, key type, public key and blob (ca/subkey.h) */
+    TRY_OUT(qtsp_subkey_bind(ra->d.hsm, serial, sizeof serial, ra->keytype, sk.blob, sk.blob_len,
+                             pub, &key));
 
     const char *given = json_string_value(json_object_get(subj, "given_name"));
     const char *surname = json_string_value(json_object_get(subj, "surname"));
@@ -610,13 +621,13 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
                      "credentials", res.serial_hex);
     ENSURE_OUT(user != NULL, QTSP_ERR_NOMEM, "out of memory");
     /* the remote-signing credential (CSC credentialID = serial hex) */
-    credential = json_pack("{s:s,s:s,s:s,s:s,s:b,s:s}", "credential_id", res.serial_hex, "user_id",
-                           res.user_id, "subject_id", subject_id, "key_label", label, "enabled", 1,
+    credential = json_pack("{s:s,s:s,s:s,s:O,s:b,s:s}", "credential_id", res.serial_hex, "user_id",
+                           res.user_id, "subject_id", subject_id, "key", key, "enabled", 1,
                            "created_at", when);
     ENSURE_OUT(credential != NULL, QTSP_ERR_NOMEM, "out of memory");
     json_t *d =
         json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "serial", res.serial_hex, "subject_id", subject_id,
-                  "key_label", label, "key_source", from_pool ? "pool" : "generated", "user_id",
+                  "key_label", sk.label, "key_source", from_pool ? "pool" : "generated", "user_id",
                   res.user_id, "profile", qtsp_profile_name(ra->profile));
     ENSURE_OUT(d != NULL, QTSP_ERR_NOMEM, "out of memory");
     details = d;
@@ -627,7 +638,7 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
     c.rec.serial_len = sizeof serial;
     snprintf(c.rec.issuer, sizeof c.rec.issuer, "issuing");
     snprintf(c.rec.subject_id, sizeof c.rec.subject_id, "%s", subject_id);
-    snprintf(c.rec.key_label, sizeof c.rec.key_label, "%s", label);
+    snprintf(c.rec.key_label, sizeof c.rec.key_label, "%s", sk.label);
     snprintf(c.rec.profile, sizeof c.rec.profile, "%s", qtsp_profile_name(ra->profile));
     c.rec.der = der;
     c.rec.der_len = (size_t)dl;
@@ -647,9 +658,9 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
     memset(&res, 0, sizeof res);
 out:
     if (key_made && from_pool)
-        ra_keypool_discard(ra, who->name, label, "issuance failed");
-    else if (key_made && qtsp_hsm_destroy(ra->d.hsm, label) != QTSP_OK)
-        LOG_ERROR("could not destroy the orphan key %s after a failed issuance", label);
+        ra_keypool_discard(ra, who->name, sk.label, "issuance failed");
+    ra_subkey_cleanup(&sk); /* the blob lived only here: the key is gone */
+    json_decref(key);
     OPENSSL_cleanse(totp, sizeof totp);
     OPENSSL_cleanse(pwhash, sizeof pwhash);
     qtsp_issued_cleanup(&res);

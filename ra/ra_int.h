@@ -91,22 +91,38 @@ qtsp_status ra_search_index(qtsp_txn *txn, const json_t *rec, const char *sid,
                             int add) QTSP_MUST_USE;
 
 /* ---- key pool (ra/keypool.c) ---- */
-#define RA_POOL_PREFIX "kp-"
+#define RA_POOL_PREFIX "kp-"   /* legacy pool keys: token objects (homes before wrapping) */
+#define RA_WPOOL_PREFIX "kw-"  /* wrapped pool keys: "kw-" + sequence number (16 hex) */
 /* Reads policies_dir/keypool.yaml (absent: pool disabled) and initialises
  * ra->kp (also when disabled). */
 qtsp_status ra_keypool_init(qtsp_ra *ra, const char *policies_dir) QTSP_MUST_USE;
 void ra_keypool_cleanup(qtsp_ra *ra);
-/* Takes one unassigned key of ra->keytype out of the pool in a write
- * transaction (its pool entry deleted, a "reserved" key_use marker put) and
- * reads its public key from the token, checked against the SPKI hash
- * recorded at generation. QTSP_ERR_NOT_FOUND (no error recorded) when the
- * pool is empty or disabled. On any other failure after the reservation
- * the key is discarded here. label must hold 64 bytes; *pub caller frees. */
-qtsp_status ra_keypool_take(qtsp_ra *ra, char label[64], EVP_PKEY **pub) QTSP_MUST_USE;
-/* After a failed issuance with a pool key: drops the marker (audited
- * "key.destroy") and destroys the key in the token. Logs failures. */
+
+/* A wrapped subscriber key on its way into a credential (ca/subkey.h). */
+typedef struct ra_subkey {
+    char label[64];      /* pool entry name ("kw-..."), or "kw-inline" */
+    unsigned char *blob; /* wrapped private key (owned) */
+    size_t blob_len;
+    EVP_PKEY *pub; /* owned */
+} ra_subkey;
+/* Frees what sk owns and zeroes it. */
+void ra_subkey_cleanup(ra_subkey *sk);
+
+/* Takes the wrapped key with the lowest sequence number of ra->keytype out
+ * of the pool, in one write transaction that also checks its entry's
+ * authentication in the token and advances the token's pool mark past it
+ * (docs/hsm.md "Bound for ever"). QTSP_ERR_NOT_FOUND (no error recorded)
+ * when the pool is empty or disabled. QTSP_ERR_STATE when the pool offered
+ * keys the token's mark says were handed out already (a store older than
+ * the token: a copied home, a restored backup): they are discarded
+ * (audited "keypool.stale") and nothing is taken. *out: caller cleans up. */
+qtsp_status ra_keypool_take(qtsp_ra *ra, ra_subkey *out) QTSP_MUST_USE;
+/* After a failed issuance with a pool key: records that the key is gone
+ * (audited "key.destroy"; it exists nowhere but in the caller's memory).
+ * Logs failures. */
 void ra_keypool_discard(qtsp_ra *ra, const char *actor, const char *label, const char *why);
-/* In the issuance transaction: records that label certifies serial. */
+/* In the issuance transaction: records that the legacy token key label
+ * certifies serial. */
 qtsp_status ra_key_use_certified(qtsp_txn *txn, const char *label, const unsigned char *serial,
                                  size_t slen) QTSP_MUST_USE;
 

@@ -16,6 +16,7 @@
 #include "ca/certdb.h"
 #include "ca/hsm.h"
 #include "ca/store.h"
+#include "ca/subkey.h"
 #include "core/clock.h"
 #include "core/http.h"
 #include "ra/activation.h"
@@ -163,6 +164,54 @@ static void key_label_of(const unsigned char *serial, size_t slen, char label[64
     qtsp_cert_record_cleanup(&rec);
 }
 
+/* The stored credential record of a certificate (new reference), or NULL. */
+static json_t *credential_record(const char *hex)
+{
+    qtsp_txn *t = NULL;
+    CU_ASSERT_FATAL(qtsp_store_begin(g_store, 0, &t) == QTSP_OK);
+    qtsp_buf v;
+    qtsp_buf_init(&v, 1 << 16);
+    json_t *rec = NULL;
+    if (qtsp_txn_get(t, QTSP_T_CREDENTIALS, hex, strlen(hex), &v) == QTSP_OK && v.len > 1)
+        rec = json_loadb((const char *)v.data + 1, v.len - 1, 0, NULL);
+    qtsp_txn_abort(t);
+    qtsp_buf_cleanup(&v);
+    qtsp_err_clear();
+    return rec;
+}
+
+/* The credential's key opens (ca/subkey.h: unwrapped into a sensitive,
+ * non-extractable, sign-only session object after the token checked its
+ * binding to the serial), is the certificate's key and signs for it. */
+static int credential_signs_for(const char *hex, EVP_PKEY *cert_pub)
+{
+    json_t *cred = credential_record(hex);
+    qtsp_key *k = NULL;
+    int ok = cred != NULL && qtsp_subkey_open(g_hsm, cred, &k) == QTSP_OK &&
+             EVP_PKEY_eq(qtsp_key_get0_pubkey(k), cert_pub) == 1;
+    qtsp_sigalg alg;
+    unsigned char dg[32] = {1, 2, 3}, sig[QTSP_KEY_SIG_MAX];
+    size_t siglen = sizeof sig;
+    ok = ok && qtsp_key_sigalg(k, EVP_sha256(), &alg) == QTSP_OK &&
+         qtsp_key_sign_digest(k, &alg, dg, 32, sig, &siglen) == QTSP_OK;
+    EVP_PKEY_CTX *vc = ok ? EVP_PKEY_CTX_new(cert_pub, NULL) : NULL;
+    ok = ok && vc && EVP_PKEY_verify_init(vc) == 1 && EVP_PKEY_verify(vc, sig, siglen, dg, 32) == 1;
+    EVP_PKEY_CTX_free(vc);
+    qtsp_key_free(k);
+    json_decref(cred);
+    qtsp_err_clear();
+    return ok;
+}
+
+/* The certificate of an issuance (caller frees). */
+static X509 *issued_cert(const qtsp_issued *is)
+{
+    BIO *b = BIO_new_mem_buf(is->certificate_pem, -1);
+    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    return x;
+}
+
 static void issue_for(const char *nid, const char *phone, unsigned char *serial, size_t *slen,
                       qtsp_issued *is)
 {
@@ -302,7 +351,7 @@ static void test_issue_generates_key_in_token_and_stores_everything(void)
     memset(&is, 0, sizeof is);
     issue_for("8001010003", "+359888000003", serial, &slen, &is);
     CU_ASSERT(qtsp_hsm_count_private_keys(g_hsm, &keys_after) == QTSP_OK);
-    CU_ASSERT_EQUAL(keys_after, keys_before + 1);
+    CU_ASSERT_EQUAL(keys_after, keys_before); /* generated in the token, kept wrapped */
     CU_ASSERT(slen >= 8); /* >= 64 bits */
     CU_ASSERT(strlen(is.password) >= 20);
     CU_ASSERT(strncmp(is.otpauth_uri, "otpauth://totp/", 15) == 0);
@@ -325,14 +374,12 @@ static void test_issue_generates_key_in_token_and_stores_everything(void)
                          "1.3.6.1.4.1.65535.1.1",
                          3};
     qtest_assert_qualified_cert(x, g_ca, &e);
-    /* the certified public key is the token key's */
+    /* the certified public key is the credential's wrapped key's, which
+     * opens only as a protected token object and signs */
     char label[64];
     key_label_of(serial, slen, label);
-    EVP_PKEY *tok = NULL;
-    CU_ASSERT_FATAL(qtsp_hsm_public_key(g_hsm, label, &tok) == QTSP_OK);
-    CU_ASSERT_EQUAL(EVP_PKEY_eq(tok, X509_get0_pubkey(x)), 1);
-    CU_ASSERT_EQUAL(qtsp_hsm_check_key_protected(g_hsm, label), QTSP_OK);
-    EVP_PKEY_free(tok);
+    CU_ASSERT(strncmp(label, "kw-", 3) == 0);
+    CU_ASSERT(credential_signs_for(is.serial_hex, X509_get0_pubkey(x)));
     X509_free(x);
     /* records: certificate, user (password hashed, OTP wrapped), credential */
     qtsp_txn *t = NULL;
@@ -480,6 +527,10 @@ static void test_terminate_is_final_and_destroys_key(void)
     key_label_of(serial, slen, label);
     char hex[41];
     snprintf(hex, sizeof hex, "%s", is.serial_hex);
+    X509 *x = issued_cert(&is);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+    CU_ASSERT(credential_signs_for(hex, X509_get0_pubkey(x))); /* before: it signs */
+    X509_free(x);
     qtsp_issued_cleanup(&is);
     time_t until;
     CU_ASSERT_EQUAL(qtsp_ra_hold(g_ra, &g_hotline, serial, slen, "lost", &until), QTSP_OK);
@@ -500,10 +551,20 @@ static void test_terminate_is_final_and_destroys_key(void)
     CU_ASSERT_EQUAL(qtsp_ra_terminate(g_ra, &g_office, serial, slen, 1, "passport AB123", 0),
                     QTSP_OK);
     CU_ASSERT(qtsp_hsm_count_private_keys(g_hsm, &ka) == QTSP_OK);
-    CU_ASSERT_EQUAL(ka + 1, kb);
-    EVP_PKEY *p = NULL;
+    CU_ASSERT_EQUAL(ka, kb); /* the key was never a token object */
+    /* the wrapped key is gone from the credential; nothing can sign with it */
+    json_t *cred = credential_record(hex);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cred);
+    CU_ASSERT_PTR_NULL(json_object_get(cred, "key"));
+    CU_ASSERT(json_is_false(json_object_get(cred, "enabled")));
+    qtsp_key *k = NULL;
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_hsm_public_key(g_hsm, label, &p), QTSP_ERR_HSM_NO_KEY);
+    CU_ASSERT_NOT_EQUAL(qtsp_subkey_open(g_hsm, cred, &k), QTSP_OK);
+    json_object_set_new(cred, "enabled", json_true()); /* even re-enabled by hand */
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_subkey_open(g_hsm, cred, &k), QTSP_ERR_HSM_NO_KEY);
+    json_decref(cred);
+    CU_ASSERT(strncmp(label, "kw-", 3) == 0);
     char st[32];
     CU_ASSERT_STRING_EQUAL(status_of(serial, slen, st, sizeof st), "revoked");
     qtsp_err_clear();
@@ -969,6 +1030,31 @@ static int in_table(qtsp_table tb, const char *label)
     return found;
 }
 
+static qtsp_status pool_label_fn(void *ctx, const void *key, size_t klen, const void *val,
+                                 size_t vlen, int *stop)
+{
+    json_t *arr = ctx;
+    json_array_append_new(arr, json_stringn(key, klen));
+    return QTSP_OK;
+}
+
+/* The names of the pool's entries (new reference). */
+static json_t *pool_labels(void)
+{
+    json_t *arr = json_array();
+    qtsp_txn *t = NULL;
+    CU_ASSERT_FATAL(qtsp_store_begin(g_store, 0, &t) == QTSP_OK);
+    CU_ASSERT(qtsp_txn_iter(t, QTSP_T_KEYPOOL, NULL, 0, pool_label_fn, arr) == QTSP_OK);
+    qtsp_txn_abort(t);
+    return arr;
+}
+
+static qtsp_status count_label(void *ctx, const char *label)
+{
+    (*(int *)ctx)++;
+    return QTSP_OK;
+}
+
 static void fill_pool(void)
 {
     size_t made = 0;
@@ -990,31 +1076,38 @@ static void test_keypool_filler_fills_to_size_with_audited_protected_keys(void)
     }
     qtsp_ra_keypool_stop(g_ra);
     CU_ASSERT_EQUAL_FATAL(avail, POOL_SIZE);
-    CU_ASSERT_EQUAL(token_keys(), k0 + POOL_SIZE);
-    CU_ASSERT_EQUAL(audit_hits(a0 + 1, "key.generate", "\"spki_sha256\":\""), POOL_SIZE);
+    CU_ASSERT_EQUAL(token_keys(), k0); /* wrapped: the token gains no object */
+    /* one audit record per refill batch (batch: 3), naming every key with
+     * its SPKI hash; none per key */
+    CU_ASSERT_EQUAL(audit_hits(a0 + 1, "keypool.refill", "\"spki_sha256\":\""),
+                    (POOL_SIZE + 2) / 3);
+    CU_ASSERT_EQUAL(audit_hits(a0 + 1, "key.generate", ""), 0);
+    json_t *labels = pool_labels();
+    CU_ASSERT_EQUAL(json_array_size(labels), POOL_SIZE);
+    for (size_t i = 0; i < json_array_size(labels); i++)
+        CU_ASSERT_EQUAL(
+            audit_hits(a0 + 1, "keypool.refill", json_string_value(json_array_get(labels, i))), 1);
+    json_decref(labels);
     /* nothing more to make once full */
     size_t made = 99;
     CU_ASSERT(qtsp_ra_keypool_fill(g_ra, &made) == QTSP_OK);
     CU_ASSERT_EQUAL(made, 0);
-    CU_ASSERT_EQUAL(token_keys(), k0 + POOL_SIZE);
+    CU_ASSERT_EQUAL(token_keys(), k0);
 }
 
-static qtsp_status check_pool_key(void *ctx, const char *label)
-{
-    int *n = ctx;
-    if (in_table(QTSP_T_KEYPOOL, label)) {
-        CU_ASSERT_EQUAL(qtsp_hsm_check_key_protected(g_hsm, label), QTSP_OK);
-        (*n)++;
-    }
-    return QTSP_OK;
-}
-
+/* Pool keys exist only wrapped (no token object to extract), under
+ * sequence-numbered names. */
 static void test_keypool_keys_are_never_extractable(void)
 {
     fill_pool();
+    json_t *labels = pool_labels();
+    CU_ASSERT_EQUAL(json_array_size(labels), POOL_SIZE);
+    for (size_t i = 0; i < json_array_size(labels); i++)
+        CU_ASSERT(strncmp(json_string_value(json_array_get(labels, i)), "kw-", 3) == 0);
+    json_decref(labels);
     int n = 0;
-    CU_ASSERT(qtsp_hsm_list_labels(g_hsm, "kp-", check_pool_key, &n) == QTSP_OK);
-    CU_ASSERT_EQUAL(n, POOL_SIZE);
+    CU_ASSERT(qtsp_hsm_list_labels(g_hsm, "kw-", count_label, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, 0);
 }
 
 static void test_issue_takes_a_pool_key(void)
@@ -1022,6 +1115,8 @@ static void test_issue_takes_a_pool_key(void)
     fill_pool();
     size_t k0 = token_keys();
     uint64_t a0 = audit_count();
+    uint64_t mark0 = 0, mark1 = 0;
+    CU_ASSERT(qtsp_hsm_mark_get(g_hsm, &mark0) == QTSP_OK);
     unsigned char serial[QTSP_SERIAL_MAX];
     size_t slen = 0;
     qtsp_issued is;
@@ -1031,18 +1126,15 @@ static void test_issue_takes_a_pool_key(void)
     CU_ASSERT_EQUAL(token_keys(), k0); /* no key generated */
     char label[64];
     key_label_of(serial, slen, label);
-    CU_ASSERT_FATAL(strncmp(label, "kp-", 3) == 0);
+    CU_ASSERT_FATAL(strncmp(label, "kw-", 3) == 0);
     CU_ASSERT_FALSE(in_table(QTSP_T_KEYPOOL, label));
-    CU_ASSERT(in_table(QTSP_T_KEY_USE, label));
-    BIO *b = BIO_new_mem_buf(is.certificate_pem, -1);
-    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
-    BIO_free(b);
+    /* the token's pool mark passed the key: it is handed out once */
+    CU_ASSERT(qtsp_hsm_mark_get(g_hsm, &mark1) == QTSP_OK);
+    CU_ASSERT(mark1 > mark0);
+    CU_ASSERT_EQUAL(mark1 - 1, strtoull(label + 3, NULL, 16));
+    X509 *x = issued_cert(&is);
     CU_ASSERT_PTR_NOT_NULL_FATAL(x);
-    EVP_PKEY *tok = NULL;
-    CU_ASSERT_FATAL(qtsp_hsm_public_key(g_hsm, label, &tok) == QTSP_OK);
-    CU_ASSERT_EQUAL(EVP_PKEY_eq(tok, X509_get0_pubkey(x)), 1);
-    CU_ASSERT_EQUAL(qtsp_hsm_check_key_protected(g_hsm, label), QTSP_OK);
-    EVP_PKEY_free(tok);
+    CU_ASSERT(credential_signs_for(is.serial_hex, X509_get0_pubkey(x)));
     X509_free(x);
     /* the certificate's audit record names the key */
     CU_ASSERT_EQUAL(audit_hits(a0 + 1, "cert.issue", label), 1);
@@ -1053,6 +1145,97 @@ static void test_issue_takes_a_pool_key(void)
     CU_ASSERT_EQUAL(n, 0);
     CU_ASSERT_EQUAL(token_keys(), k0);
     qtsp_issued_cleanup(&is);
+}
+
+typedef struct raw_rec {
+    char label[64];
+    unsigned char v[4096];
+    size_t vl;
+} raw_rec;
+
+static qtsp_status get_raw_fn(void *ctx, const void *key, size_t klen, const void *val, size_t vlen,
+                              int *stop)
+{
+    raw_rec *r = ctx;
+    if (klen < sizeof r->label && vlen <= sizeof r->v) {
+        memcpy(r->label, key, klen);
+        r->label[klen] = '\0';
+        memcpy(r->v, val, vlen);
+        r->vl = vlen;
+    }
+    *stop = 1;
+    return QTSP_OK;
+}
+
+static qtsp_status put_raw_rec(qtsp_txn *t, void *ctx)
+{
+    raw_rec *r = ctx;
+    return qtsp_txn_put(t, QTSP_T_KEYPOOL, r->label, strlen(r->label), r->v, r->vl, 0);
+}
+
+/* A store older than the token (a copied home or a restored backup that
+ * shares the token) offers a pool key another store bound since: the
+ * token's pool mark refuses it, clearly, and it is never bound twice. */
+static void test_stale_store_cannot_bind_a_pool_key_twice(void)
+{
+    fill_pool();
+    /* the pool's next key, as a copy of the store holds it */
+    raw_rec copy;
+    memset(&copy, 0, sizeof copy);
+    qtsp_txn *t = NULL;
+    CU_ASSERT_FATAL(qtsp_store_begin(g_store, 0, &t) == QTSP_OK);
+    CU_ASSERT(qtsp_txn_iter(t, QTSP_T_KEYPOOL, "kw-", 3, get_raw_fn, &copy) == QTSP_OK);
+    qtsp_txn_abort(t);
+    CU_ASSERT_FATAL(copy.vl > 0);
+    unsigned char serial[QTSP_SERIAL_MAX];
+    size_t slen = 0;
+    issue_serial("8001010601", "+359888000601", serial, &slen);
+    char label[64];
+    key_label_of(serial, slen, label);
+    CU_ASSERT_STRING_EQUAL(label, copy.label); /* the lowest sequence number goes first */
+    /* the stale entry comes back (the old store) */
+    CU_ASSERT_FATAL(qtsp_store_write(g_store, put_raw_rec, &copy) == QTSP_OK);
+    uint64_t a0 = audit_count();
+    char id[40];
+    CU_ASSERT_FATAL(enrol("8001010602", "+359888000602", id) == QTSP_OK);
+    qtsp_issued is;
+    memset(&is, 0, sizeof is);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_issue(g_ra, &g_officer, id, &is), QTSP_ERR_STATE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_err_message(), "older than the token"));
+    CU_ASSERT_FALSE(in_table(QTSP_T_KEYPOOL, copy.label));
+    CU_ASSERT_EQUAL(audit_hits(a0 + 1, "keypool.stale", "\"discarded\":1"), 1);
+    CU_ASSERT_EQUAL(audit_hits(a0 + 1, "cert.issue", ""), 0);
+    /* the next issuance takes a fresh key */
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL_FATAL(qtsp_ra_issue(g_ra, &g_officer, id, &is), QTSP_OK);
+    unsigned char s2[QTSP_SERIAL_MAX];
+    size_t s2len = 0;
+    CU_ASSERT_FATAL(qtsp_serial_from_hex(is.serial_hex, s2, &s2len) == QTSP_OK);
+    key_label_of(s2, s2len, label);
+    CU_ASSERT(strncmp(label, "kw-", 3) == 0 && strcmp(label, copy.label) != 0);
+    qtsp_issued_cleanup(&is);
+    /* an entry the token did not authenticate (its sequence number moved)
+     * is dropped too */
+    CU_ASSERT_FATAL(qtsp_store_begin(g_store, 0, &t) == QTSP_OK);
+    memset(&copy, 0, sizeof copy);
+    CU_ASSERT(qtsp_txn_iter(t, QTSP_T_KEYPOOL, "kw-", 3, get_raw_fn, &copy) == QTSP_OK);
+    qtsp_txn_abort(t);
+    if (copy.vl > 10) {
+        copy.v[9] ^= 0x01; /* seq, low byte: the entry renamed by its number */
+        CU_ASSERT_FATAL(qtsp_store_write(g_store, put_raw_rec, &copy) == QTSP_OK);
+        a0 = audit_count();
+        CU_ASSERT_FATAL(enrol("8001010603", "+359888000603", id) == QTSP_OK);
+        qtsp_err_clear();
+        qtsp_status rc = qtsp_ra_issue(g_ra, &g_officer, id, &is);
+        CU_ASSERT(rc == QTSP_OK || rc == QTSP_ERR_STATE);
+        CU_ASSERT_EQUAL(audit_hits(a0 + 1, "key.destroy", "not authenticated by the token") +
+                            audit_hits(a0 + 1, "keypool.stale", ""),
+                        1);
+        if (rc == QTSP_OK)
+            qtsp_issued_cleanup(&is);
+        qtsp_err_clear();
+    }
 }
 
 typedef struct issuer_arg {
@@ -1111,7 +1294,7 @@ static void test_concurrent_issuers_get_different_pool_keys(void)
     const char *all[4] = {args[0].labels[0], args[0].labels[1], args[1].labels[0],
                           args[1].labels[1]};
     for (int i = 0; i < 4; i++) {
-        CU_ASSERT(strncmp(all[i], "kp-", 3) == 0);
+        CU_ASSERT(strncmp(all[i], "kw-", 3) == 0);
         for (int j = i + 1; j < 4; j++)
             CU_ASSERT(strcmp(all[i], all[j]) != 0);
     }
@@ -1127,21 +1310,15 @@ static void test_empty_pool_falls_back_to_inline_generation(void)
     qtsp_issued is;
     memset(&is, 0, sizeof is);
     issue_for("8001010301", "+359888000301", serial, &slen, &is);
-    CU_ASSERT_EQUAL(token_keys(), k0 + 1);
-    char label[64], want[64];
+    CU_ASSERT_EQUAL(token_keys(), k0); /* generated and wrapped at once */
+    char label[64];
     key_label_of(serial, slen, label);
-    snprintf(want, sizeof want, "qc-%s", is.serial_hex);
-    CU_ASSERT_STRING_EQUAL(label, want);
-    CU_ASSERT_EQUAL(qtsp_hsm_check_key_protected(g_hsm, label), QTSP_OK);
+    CU_ASSERT_STRING_EQUAL(label, "kw-inline");
+    X509 *x = issued_cert(&is);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+    CU_ASSERT(credential_signs_for(is.serial_hex, X509_get0_pubkey(x)));
+    X509_free(x);
     qtsp_issued_cleanup(&is);
-}
-
-static qtsp_status collect_pool(void *ctx, const char *label)
-{
-    json_t *arr = ctx;
-    if (in_table(QTSP_T_KEYPOOL, label))
-        json_array_append_new(arr, json_string(label));
-    return QTSP_OK;
 }
 
 static qtsp_status put_raw(qtsp_txn *t, void *ctx)
@@ -1153,8 +1330,7 @@ static qtsp_status put_raw(qtsp_txn *t, void *ctx)
 static void test_failed_issuance_after_reservation_destroys_pool_key(void)
 {
     fill_pool();
-    json_t *before = json_array();
-    CU_ASSERT(qtsp_hsm_list_labels(g_hsm, "kp-", collect_pool, before) == QTSP_OK);
+    json_t *before = pool_labels();
     CU_ASSERT_EQUAL_FATAL(json_array_size(before), POOL_SIZE);
     /* a subject record without names: issuance fails after taking a key */
     const char *kv[2] = {"0badc0de0badc0de0badc0de", "\x01{\"subject_id\":\"0badc0de\"}"};
@@ -1167,19 +1343,16 @@ static void test_failed_issuance_after_reservation_destroys_pool_key(void)
     CU_ASSERT_EQUAL(qtsp_ra_issue(g_ra, &g_officer, kv[0], &is), QTSP_ERR_STORE_CORRUPT);
     qtsp_err_clear();
     CU_ASSERT_EQUAL(pool_available(), POOL_SIZE - 1);
-    CU_ASSERT_EQUAL(token_keys(), k0 - 1);
-    /* the taken key is gone from the token, its marker from the store */
+    CU_ASSERT_EQUAL(token_keys(), k0);
+    /* the taken key is gone from the store (its only copy was the
+     * issuer's memory), and its end is in the audit log */
     int gone = 0;
     for (size_t i = 0; i < json_array_size(before); i++) {
         const char *l = json_string_value(json_array_get(before, i));
-        EVP_PKEY *p = NULL;
-        if (qtsp_hsm_public_key(g_hsm, l, &p) == QTSP_ERR_HSM_NO_KEY) {
+        if (!in_table(QTSP_T_KEYPOOL, l)) {
             gone++;
-            CU_ASSERT_FALSE(in_table(QTSP_T_KEY_USE, l));
             CU_ASSERT_EQUAL(audit_hits(a0 + 1, "key.destroy", l), 1);
         }
-        EVP_PKEY_free(p);
-        qtsp_err_clear();
     }
     CU_ASSERT_EQUAL(gone, 1);
     json_decref(before);
@@ -1248,22 +1421,57 @@ static void test_terminate_destroys_a_pool_key(void)
     fill_pool();
     unsigned char serial[QTSP_SERIAL_MAX];
     size_t slen = 0;
-    issue_serial("8001010401", "+359888000401", serial, &slen);
-    char label[64];
+    qtsp_issued is;
+    memset(&is, 0, sizeof is);
+    issue_for("8001010401", "+359888000401", serial, &slen, &is);
+    char label[64], hex[41];
     key_label_of(serial, slen, label);
-    CU_ASSERT_FATAL(strncmp(label, "kp-", 3) == 0);
+    CU_ASSERT_FATAL(strncmp(label, "kw-", 3) == 0);
+    snprintf(hex, sizeof hex, "%s", is.serial_hex);
+    qtsp_issued_cleanup(&is);
     size_t k0 = token_keys();
+    uint64_t a0 = audit_count();
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_ra_terminate(g_ra, &g_office, serial, slen, 1, "passport AB1", 0),
                     QTSP_OK);
-    CU_ASSERT_EQUAL(token_keys(), k0 - 1);
-    EVP_PKEY *p = NULL;
-    CU_ASSERT_EQUAL(qtsp_hsm_public_key(g_hsm, label, &p), QTSP_ERR_HSM_NO_KEY);
-    qtsp_err_clear();
+    CU_ASSERT_EQUAL(token_keys(), k0);
+    json_t *cred = credential_record(hex);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cred);
+    CU_ASSERT_PTR_NULL(json_object_get(cred, "key"));
+    json_decref(cred);
+    CU_ASSERT_EQUAL(audit_hits(a0 + 1, "cert.terminate", "\"key\":\"destroyed\""), 1);
+    CU_ASSERT_EQUAL(audit_hits(a0 + 1, "cert.terminate", "\"key_storage\":\"wrapped\""), 1);
     /* a destroyed certified key is not an orphan, nothing else goes */
     size_t n = 99;
     CU_ASSERT(qtsp_ra_keypool_cleanup(g_ra, 0, &n) == QTSP_OK);
     CU_ASSERT_EQUAL(n, 0);
+}
+
+/* A home from before wrapping: its token pool keys ("kp-", v1 entries) are
+ * destroyed by the first cleanup, and the pool refills wrapped. */
+static qtsp_status put_legacy_pool(qtsp_txn *t, void *ctx)
+{
+    const char *label = ctx;
+    unsigned char v[42] = {1, (unsigned char)QTSP_KEY_EC_P256};
+    qtsp_be64_put(v + 34, (uint64_t)qtsp_now());
+    return qtsp_txn_put(t, QTSP_T_KEYPOOL, label, strlen(label), v, sizeof v, 0);
+}
+
+static void test_legacy_token_pool_keys_give_way_to_wrapped_ones(void)
+{
+    const char *legacy = "kp-000000000000000000000000000001d1";
+    CU_ASSERT_FATAL(qtsp_hsm_generate(g_hsm, legacy, QTSP_KEY_EC_P256, NULL) == QTSP_OK);
+    CU_ASSERT_FATAL(qtsp_store_write(g_store, put_legacy_pool, (void *)legacy) == QTSP_OK);
+    size_t k0 = token_keys();
+    uint64_t a0 = audit_count();
+    size_t n = 0;
+    CU_ASSERT(qtsp_ra_keypool_cleanup(g_ra, 600, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, 1);
+    CU_ASSERT_EQUAL(token_keys(), k0 - 1);
+    CU_ASSERT_FALSE(in_table(QTSP_T_KEYPOOL, legacy));
+    CU_ASSERT_EQUAL(audit_hits(a0 + 1, "key.destroy", "legacy token pool key"), 1);
+    fill_pool();
+    CU_ASSERT_EQUAL(token_keys(), k0 - 1);
 }
 
 /* Text from the CLI (qtsp ra hold --verification, terminate --identity-check,
@@ -1330,6 +1538,8 @@ int main(void)
         QTEST(test_failed_issuance_after_reservation_destroys_pool_key),
         QTEST(test_orphan_cleanup_destroys_unassigned_kp_keys_only),
         QTEST(test_terminate_destroys_a_pool_key),
+        QTEST(test_stale_store_cannot_bind_a_pool_key_twice),
+        QTEST(test_legacy_token_pool_keys_give_way_to_wrapped_ones),
         QTEST(test_orphan_with_quotes_in_its_label_is_audited_escaped),
         QTEST(test_invalid_utf8_is_refused_naming_the_field),
     };
