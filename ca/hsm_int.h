@@ -60,7 +60,7 @@ struct qtsp_hsm {
     size_t idx_nb, idx_n;
     _Atomic uint64_t idx_rescan_ns;             /* last rescan after a miss (qtsp_mono_ns) */
     _Atomic uint64_t idx_rescans, idx_searches; /* after misses: whole-token rescans, searches */
-    pthread_mutex_t wrap_lock;     /* the wrapping objects' handles below, the mark's update */
+    pthread_mutex_t wrap_lock;        /* the wrapping objects' handles below, the mark's update */
     CK_OBJECT_HANDLE ksk, bind, mark; /* hsm_wrap.c; CK_INVALID_HANDLE until found */
 };
 

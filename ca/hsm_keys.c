@@ -57,12 +57,9 @@ qtsp_status hsm_generate_pair(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *la
         FAIL(QTSP_ERR_INVALID, "unknown key type %d", (int)type);
     }
     CK_ATTRIBUTE priv[9] = {
-        {CKA_TOKEN, &tok, sizeof tok},
-        {CKA_PRIVATE, &t, sizeof t},
-        {CKA_SENSITIVE, &t, sizeof t},
-        {CKA_EXTRACTABLE, &extractable, sizeof extractable},
-        {CKA_SIGN, &t, sizeof t},
-        {CKA_DECRYPT, &f, sizeof f},
+        {CKA_TOKEN, &tok, sizeof tok}, {CKA_PRIVATE, &t, sizeof t},
+        {CKA_SENSITIVE, &t, sizeof t}, {CKA_EXTRACTABLE, &extractable, sizeof extractable},
+        {CKA_SIGN, &t, sizeof t},      {CKA_DECRYPT, &f, sizeof f},
         {CKA_DERIVE, &f, sizeof f},
     };
     CK_ULONG npriv = 7;
@@ -73,8 +70,8 @@ qtsp_status hsm_generate_pair(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *la
         priv[npriv++] = (CK_ATTRIBUTE){CKA_ID, (void *)label, llen};
     }
     CK_RV rv = hsm->fl->C_GenerateKeyPair(s, &mech, pub, npub, priv, npriv, hpub, hpriv);
-    ENSURE(rv == CKR_OK, QTSP_ERR_HSM, "C_GenerateKeyPair (%s) failed: %s",
-           qtsp_keytype_name(type), hsm_ckr_name(rv));
+    ENSURE(rv == CKR_OK, QTSP_ERR_HSM, "C_GenerateKeyPair (%s) failed: %s", qtsp_keytype_name(type),
+           hsm_ckr_name(rv));
     return QTSP_OK;
 }
 

@@ -66,22 +66,14 @@ static qtsp_status make_secret(qtsp_hsm *hsm, CK_SESSION_HANDLE s, const char *l
     CK_ULONG llen = strlen(label);
     /* wrap/unwrap only, or sign/verify (HMAC) only: one job per key */
     CK_ATTRIBUTE a[] = {
-        {CKA_CLASS, &cls, sizeof cls},
-        {CKA_KEY_TYPE, &kt, sizeof kt},
-        {CKA_VALUE_LEN, &len, sizeof len},
-        {CKA_TOKEN, &t, sizeof t},
-        {CKA_PRIVATE, &t, sizeof t},
-        {CKA_SENSITIVE, &t, sizeof t},
-        {CKA_EXTRACTABLE, &f, sizeof f},
-        {CKA_WRAP, ksk ? &t : &f, sizeof t},
-        {CKA_UNWRAP, ksk ? &t : &f, sizeof t},
-        {CKA_SIGN, ksk ? &f : &t, sizeof t},
-        {CKA_VERIFY, ksk ? &f : &t, sizeof t},
-        {CKA_ENCRYPT, &f, sizeof f},
-        {CKA_DECRYPT, &f, sizeof f},
-        {CKA_DERIVE, &f, sizeof f},
-        {CKA_LABEL, (void *)label, llen},
-        {CKA_ID, (void *)label, llen},
+        {CKA_CLASS, &cls, sizeof cls},         {CKA_KEY_TYPE, &kt, sizeof kt},
+        {CKA_VALUE_LEN, &len, sizeof len},     {CKA_TOKEN, &t, sizeof t},
+        {CKA_PRIVATE, &t, sizeof t},           {CKA_SENSITIVE, &t, sizeof t},
+        {CKA_EXTRACTABLE, &f, sizeof f},       {CKA_WRAP, ksk ? &t : &f, sizeof t},
+        {CKA_UNWRAP, ksk ? &t : &f, sizeof t}, {CKA_SIGN, ksk ? &f : &t, sizeof t},
+        {CKA_VERIFY, ksk ? &f : &t, sizeof t}, {CKA_ENCRYPT, &f, sizeof f},
+        {CKA_DECRYPT, &f, sizeof f},           {CKA_DERIVE, &f, sizeof f},
+        {CKA_LABEL, (void *)label, llen},      {CKA_ID, (void *)label, llen},
     };
     CK_MECHANISM mech = {ksk ? CKM_AES_KEY_GEN : CKM_GENERIC_SECRET_KEY_GEN, NULL, 0};
     CK_OBJECT_HANDLE h;
@@ -260,11 +252,11 @@ qtsp_status qtsp_key_from_wrapped(qtsp_hsm *hsm, const unsigned char *blob, size
     CK_BBOOL t = CK_TRUE, f = CK_FALSE;
     CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
     CK_ATTRIBUTE a[] = {
-        {CKA_CLASS, &cls, sizeof cls},      {CKA_KEY_TYPE, &kt, sizeof kt},
-        {CKA_TOKEN, &f, sizeof f},          {CKA_PRIVATE, &t, sizeof t},
-        {CKA_SENSITIVE, &t, sizeof t},      {CKA_EXTRACTABLE, &f, sizeof f},
-        {CKA_SIGN, &t, sizeof t},           {CKA_DECRYPT, &f, sizeof f},
-        {CKA_DERIVE, &f, sizeof f},         {CKA_UNWRAP, &f, sizeof f},
+        {CKA_CLASS, &cls, sizeof cls},    {CKA_KEY_TYPE, &kt, sizeof kt},
+        {CKA_TOKEN, &f, sizeof f},        {CKA_PRIVATE, &t, sizeof t},
+        {CKA_SENSITIVE, &t, sizeof t},    {CKA_EXTRACTABLE, &f, sizeof f},
+        {CKA_SIGN, &t, sizeof t},         {CKA_DECRYPT, &f, sizeof f},
+        {CKA_DERIVE, &f, sizeof f},       {CKA_UNWRAP, &f, sizeof f},
         {CKA_SIGN_RECOVER, &f, sizeof f},
     };
     CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
@@ -352,8 +344,7 @@ static qtsp_status mark_read(qtsp_hsm *hsm, CK_SESSION_HANDLE s, CK_OBJECT_HANDL
     CK_RV rv = hsm->fl->C_GetAttributeValue(s, h, &a, 1);
     if (hsm_stale_handle(rv))
         wrap_forget(hsm, &hsm->mark);
-    ENSURE(rv == CKR_OK, QTSP_ERR_HSM, "cannot read %s: %s", QTSP_HSM_MARK_LABEL,
-           hsm_ckr_name(rv));
+    ENSURE(rv == CKR_OK, QTSP_ERR_HSM, "cannot read %s: %s", QTSP_HSM_MARK_LABEL, hsm_ckr_name(rv));
     const size_t pl = sizeof QTSP_HSM_MARK_LABEL - 1;
     uint64_t m = 0;
     int ok = a.ulValueLen == MARK_LABEL_LEN && memcmp(v, QTSP_HSM_MARK_LABEL ":", pl + 1) == 0;

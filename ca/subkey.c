@@ -58,10 +58,10 @@ static qtsp_status setup_txn(qtsp_txn *txn, void *vctx)
     c->made |= made; /* a re-run (map grown) finds them made */
     if (c->made == 0)
         return QTSP_OK;
-    json_t *d = json_pack("{s:b,s:b,s:b,s:s}", "key_storage_key", (c->made & QTSP_HSM_MADE_KSK) != 0,
-                          "binding_key", (c->made & QTSP_HSM_MADE_BINDING) != 0, "pool_mark",
-                          (c->made & QTSP_HSM_MADE_MARK) != 0, "wrap_mechanism",
-                          "CKM_AES_KEY_WRAP_PAD");
+    json_t *d =
+        json_pack("{s:b,s:b,s:b,s:s}", "key_storage_key", (c->made & QTSP_HSM_MADE_KSK) != 0,
+                  "binding_key", (c->made & QTSP_HSM_MADE_BINDING) != 0, "pool_mark",
+                  (c->made & QTSP_HSM_MADE_MARK) != 0, "wrap_mechanism", "CKM_AES_KEY_WRAP_PAD");
     ENSURE(d != NULL, QTSP_ERR_NOMEM, "out of memory");
     qtsp_status rc = qtsp_audit_append(txn, c->actor, "key.storage.setup", d, NULL);
     json_decref(d);
@@ -86,8 +86,8 @@ static qtsp_status set_b64(json_t *o, const char *name, const unsigned char *b, 
 }
 
 qtsp_status qtsp_subkey_bind(qtsp_hsm *hsm, const unsigned char *serial, size_t slen,
-                             qtsp_keytype kt, const unsigned char *blob, size_t blen,
-                             EVP_PKEY *pub, json_t **out)
+                             qtsp_keytype kt, const unsigned char *blob, size_t blen, EVP_PKEY *pub,
+                             json_t **out)
 {
     unsigned char in[QTSP_SUBKEY_MAC_INPUT_MAX], mac[QTSP_HSM_MAC_LEN];
     size_t inl = 0;
@@ -133,8 +133,8 @@ static qtsp_status open_wrapped(qtsp_hsm *hsm, const char *id, const json_t *k, 
 {
     static const char *const fields[] = {"format", "type", "blob", "public_key", "binding", NULL};
     const char *fmt = json_string_value(json_object_get(k, "format"));
-    ENSURE(json_is_object(k) && fmt && strcmp(fmt, QTSP_SUBKEY_FORMAT) == 0,
-           QTSP_ERR_STORE_CORRUPT, "credential %s: key of unknown format", id);
+    ENSURE(json_is_object(k) && fmt && strcmp(fmt, QTSP_SUBKEY_FORMAT) == 0, QTSP_ERR_STORE_CORRUPT,
+           "credential %s: key of unknown format", id);
     if (qtsp_json_check_fields(k, fields) != QTSP_OK) {
         qtsp_err_clear();
         FAIL(QTSP_ERR_STORE_CORRUPT, "credential %s: key object with unknown fields", id);

@@ -46,8 +46,8 @@ qtsp_status qtsp_subkey_setup(qtsp_hsm *hsm, qtsp_store *st, const char *actor) 
  * (blob, pub of type kt) bound for ever to the certificate serial: the
  * binding is computed in the token. QTSP_ERR_INVALID, QTSP_ERR_HSM*. */
 qtsp_status qtsp_subkey_bind(qtsp_hsm *hsm, const unsigned char *serial, size_t slen,
-                             qtsp_keytype kt, const unsigned char *blob, size_t blen,
-                             EVP_PKEY *pub, json_t **out) QTSP_MUST_USE;
+                             qtsp_keytype kt, const unsigned char *blob, size_t blen, EVP_PKEY *pub,
+                             json_t **out) QTSP_MUST_USE;
 
 /* Opens the signing key of a remote-signing credential (cred = its record in
  * QTSP_T_CREDENTIALS, JSON, borrowed) as a qtsp_key that signs inside the

@@ -394,8 +394,8 @@ static qtsp_status fill_txn(qtsp_txn *txn, void *vctx)
         TRY_OUT(qtsp_txn_put(txn, QTSP_T_KEYPOOL, label, strlen(label), c->keys[i].rec,
                              c->keys[i].rec_len, QTSP_PUT_NOOVERWRITE));
         hex32(c->keys[i].spki_hash, hex);
-        ENSURE_OUT(json_array_append_new(keys, json_pack("{s:s,s:s}", "label", label,
-                                                         "spki_sha256", hex)) == 0,
+        ENSURE_OUT(json_array_append_new(
+                       keys, json_pack("{s:s,s:s}", "label", label, "spki_sha256", hex)) == 0,
                    QTSP_ERR_NOMEM, "out of memory");
     }
     json_t *d = json_pack("{s:s,s:I,s:s,s:s,s:O}", "key_type", qtsp_keytype_name(c->kt), "count",

@@ -281,7 +281,7 @@ typedef struct change_ctx {
     time_t invalidity;
     char key_label[64];
     const char *key_outcome;
-    int wrapped; /* the credential holds a wrapped key (ca/subkey.h) */
+    int wrapped;         /* the credential holds a wrapped key (ca/subkey.h) */
     char subject_id[40]; /* for the webhook */
 } change_ctx;
 
@@ -482,8 +482,8 @@ qtsp_status qtsp_ra_terminate(qtsp_ra *ra, const qtsp_actor *who, const unsigned
     rc = qtsp_store_write(ra->d.store, terminate_txn, &c);
     if (rc != QTSP_OK) {
         if (!c.wrapped) /* a wrapped key is still there: nothing happened */
-            LOG_ERROR("termination: key %s %s but the revocation did not commit: %s",
-                      c.key_label, c.key_outcome, qtsp_err_message());
+            LOG_ERROR("termination: key %s %s but the revocation did not commit: %s", c.key_label,
+                      c.key_outcome, qtsp_err_message());
         return rc;
     }
     json_t *nd = json_pack("{s:s,s:s,s:s}", "serial", hex, "subject_id", c.subject_id, "reason",

@@ -91,8 +91,8 @@ qtsp_status ra_search_index(qtsp_txn *txn, const json_t *rec, const char *sid,
                             int add) QTSP_MUST_USE;
 
 /* ---- key pool (ra/keypool.c) ---- */
-#define RA_POOL_PREFIX "kp-"   /* legacy pool keys: token objects (homes before wrapping) */
-#define RA_WPOOL_PREFIX "kw-"  /* wrapped pool keys: "kw-" + sequence number (16 hex) */
+#define RA_POOL_PREFIX "kp-"  /* legacy pool keys: token objects (homes before wrapping) */
+#define RA_WPOOL_PREFIX "kw-" /* wrapped pool keys: "kw-" + sequence number (16 hex) */
 /* Reads policies_dir/keypool.yaml (absent: pool disabled) and initialises
  * ra->kp (also when disabled). */
 qtsp_status ra_keypool_init(qtsp_ra *ra, const char *policies_dir) QTSP_MUST_USE;

@@ -7,7 +7,7 @@ H=$T_DIR/home
 MODULE=/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so
 
 "$QTSP_BIN" init --home "$H" >/dev/null 2>&1 || { echo "init failed"; exit 1; }
-# no key pool: the key counts below are one token key per certificate
+# no key pool: every key below is generated at issuance (and kept wrapped)
 printf 'version: 1\nsize: 0\n' >"$H/policies/keypool.yaml"
 sed -i 's/^max_hold: .*/max_hold: 4s/' "$H/policies/suspension.yaml"
 OFFICER=$("$QTSP_BIN" operator add --home "$H" olga --role ra-officer)
@@ -58,7 +58,8 @@ api POST "/ra/v1/subjects/$SID/certificates" "$OFFICER" '{}' >"$T_DIR/issued.jso
 check_eq "issue: 201" 201 "$(status)"
 SERIAL=$(jq -r .serial "$T_DIR/issued.json")
 jq -r .certificate "$T_DIR/issued.json" >"$T_DIR/qc.pem"
-check_eq "token gained one private key" $((keys0 + 1)) "$(token_keys)"
+check_eq "token gained no private key (generated in it, kept wrapped in the store)" "$keys0" "$(token_keys)"
+check "the credential holds the wrapped key (mdb_dump)" grep -q "\"credential_id\":\"$SERIAL\".*aes-kwp-v1" <(mdb_dump -p -s credentials "$H/store")
 check "activation has user_id, password, otpauth_uri" jq -e '.activation.user_id and .activation.password and (.activation.otpauth_uri|startswith("otpauth://totp/"))' "$T_DIR/issued.json"
 check_not "no private key file in the home" grep -rl "PRIVATE KEY" "$H"
 check "openssl verify accepts the certificate against the chain" openssl verify -CAfile "$H/public/root-ca.crt" -untrusted "$H/public/issuing-ca.crt" "$T_DIR/qc.pem"
@@ -112,7 +113,8 @@ api POST "/ra/v1/certificates/$SERIAL/terminate" "$OFFICE" '{"reason":"keyCompro
 api POST "/ra/v1/certificates/$SERIAL/terminate" "$OFFICE" '{"reason":"keyCompromise","identity_check":"passport AB1234567 seen at the office"}' >"$T_DIR/term.json"
 check_eq "terminate: 200" 200 "$(status)"
 check_eq "terminate answer revoked" revoked "$(jq -r .status "$T_DIR/term.json")"
-check_eq "the token has one private key fewer" $((keys1 - 1)) "$(token_keys)"
+check_eq "the token's keys are as they were (the key was wrapped)" "$keys1" "$(token_keys)"
+check_not "the wrapped key is gone from the store (mdb_dump)" grep -q "\"credential_id\":\"$SERIAL\".*aes-kwp-v1" <(mdb_dump -p -s credentials "$H/store")
 api GET "/ra/v1/certificates/$SERIAL" "$AUDITOR" >"$T_DIR/st.json"
 check_eq "status revoked" revoked "$(jq -r .status "$T_DIR/st.json")"
 check_eq "revocation_reason keyCompromise" keyCompromise "$(jq -r .revocation_reason "$T_DIR/st.json")"
@@ -140,8 +142,8 @@ check_eq "list of a subject's certificates" "$S2" "$(api GET "/ra/v1/subjects/$S
 
 check "SIGTERM exits 0" stop_server
 
-# --- with a key pool: issuance takes a pre-generated, never-extractable
-# token key, and the certificate binds exactly that key
+# --- with a key pool: issuance takes a pre-generated key, kept wrapped
+# under the token's key-storage key, and the certificate binds exactly it
 printf 'version: 1\nsize: 3\n' >"$H/policies/keypool.yaml"
 check "serve starts with a key pool" start_server "$H"
 pool=0
@@ -159,16 +161,18 @@ S3=$(jq -r .serial "$T_DIR/pool.json")
 jq -r .certificate "$T_DIR/pool.json" >"$T_DIR/pool.pem"
 "$QTSP_BIN" audit list --home "$H" >"$T_DIR/audit.txt"
 KL=$(grep "\"event\":\"cert.issue\"" "$T_DIR/audit.txt" | grep "$S3" | sed -E 's/.*"key_label":"([^"]+)".*/\1/')
-check "the certificate's key is a pool key ($KL)" test "${KL#kp-}" != "$KL"
-check_grep "its generation is in the audit log" "\"event\":\"key.generate\".*$KL" "$T_DIR/audit.txt"
+check "the certificate's key is a pool key ($KL)" test "${KL#kw-}" != "$KL"
+check_grep "its generation is in the audit log" "\"event\":\"keypool.refill\".*$KL" "$T_DIR/audit.txt"
 SOFTHSM2_CONF=$H/hsm/softhsm2.conf pkcs11-tool --module "$MODULE" --token-label qtsp --login \
   --pin "$(cat "$H/secrets/token.pin")" --list-objects --type privkey --label "$KL" >"$T_DIR/kp.txt" 2>/dev/null
-check_grep "pkcs11-tool: the private key is in the token" "^Private Key Object" "$T_DIR/kp.txt"
-check_grep "pkcs11-tool: sensitive and never extractable" "Access: +sensitive, always sensitive, never extractable" "$T_DIR/kp.txt"
+check_grep "pkcs11-tool lists the token's private keys" "^Private Key Object" "$T_DIR/kp.txt"
+check_not "pkcs11-tool: the pool key is no token object (kept wrapped)" grep -q "label: *$KL" "$T_DIR/kp.txt"
 SOFTHSM2_CONF=$H/hsm/softhsm2.conf pkcs11-tool --module "$MODULE" --token-label qtsp --login \
-  --pin "$(cat "$H/secrets/token.pin")" --read-object --type pubkey --label "$KL" -o "$T_DIR/kp.spki" >/dev/null 2>&1
+  --pin "$(cat "$H/secrets/token.pin")" --list-objects --type secrkey --label qtsp-key-storage >"$T_DIR/ksk.txt" 2>/dev/null
+check_grep "pkcs11-tool: the key-storage key is sensitive and never extractable" "Access: +sensitive, always sensitive, never extractable" "$T_DIR/ksk.txt"
 openssl x509 -in "$T_DIR/pool.pem" -noout -pubkey | openssl pkey -pubin -outform DER -out "$T_DIR/cert.spki"
-check "the certificate binds the token's key" cmp "$T_DIR/kp.spki" "$T_DIR/cert.spki"
+SPKI_SHA=$(sha256sum "$T_DIR/cert.spki" | cut -d' ' -f1)
+check_grep "the certificate binds the pool key recorded at generation" "\"label\":\"$KL\",\"spki_sha256\":\"$SPKI_SHA\"" "$T_DIR/audit.txt"
 check "SIGTERM exits 0 (pool)" stop_server
 check "audit verify passes" "$QTSP_BIN" audit verify --home "$H"
 "$QTSP_BIN" audit list --home "$H" >"$T_DIR/audit.txt"

@@ -352,7 +352,7 @@ static void test_issue_generates_key_in_token_and_stores_everything(void)
     issue_for("8001010003", "+359888000003", serial, &slen, &is);
     CU_ASSERT(qtsp_hsm_count_private_keys(g_hsm, &keys_after) == QTSP_OK);
     CU_ASSERT_EQUAL(keys_after, keys_before); /* generated in the token, kept wrapped */
-    CU_ASSERT(slen >= 8); /* >= 64 bits */
+    CU_ASSERT(slen >= 8);                     /* >= 64 bits */
     CU_ASSERT(strlen(is.password) >= 20);
     CU_ASSERT(strncmp(is.otpauth_uri, "otpauth://totp/", 15) == 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(is.otpauth_uri, "secret="));

@@ -116,7 +116,7 @@ static void test_wrapped_keys_sign_and_leave_no_token_object(void)
         EVP_PKEY *pub = NULL;
         qtsp_err_clear();
         CU_ASSERT_EQUAL_FATAL(qtsp_hsm_generate_wrapped(g_hsm, types[i], &blob, &blen, &pub),
-                            QTSP_OK);
+                              QTSP_OK);
         if (types[i] == QTSP_KEY_EC_P256)
             CU_ASSERT_EQUAL(blen, 80); /* the SoftHSM2 fact of issue 12 */
         qtsp_key *k = NULL;
@@ -294,7 +294,7 @@ static void test_subkey_open_refuses_terminated_and_malformed_credentials(void)
     json_decref(t);
     /* malformed key objects */
     static const char *const bad[][2] = {
-        {"format", "aes-kwp-v9"}, {"type", "dsa"}, {"blob", "not base64!"},
+        {"format", "aes-kwp-v9"}, {"type", "dsa"},     {"blob", "not base64!"},
         {"public_key", "AAAA"},   {"binding", "AAAA"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -324,8 +324,8 @@ static void test_subkey_open_uses_a_legacy_token_key(void)
 {
     EVP_PKEY *pub = NULL;
     CU_ASSERT_EQUAL_FATAL(qtsp_hsm_generate(g_hsm, "qc-legacy", QTSP_KEY_EC_P256, &pub), QTSP_OK);
-    json_t *c = json_pack("{s:s,s:s,s:b}", "credential_id", "0d04", "key_label", "qc-legacy",
-                          "enabled", 1);
+    json_t *c =
+        json_pack("{s:s,s:s,s:b}", "credential_id", "0d04", "key_label", "qc-legacy", "enabled", 1);
     qtsp_key *k = NULL;
     CU_ASSERT_EQUAL_FATAL(qtsp_subkey_open(g_hsm, c, &k), QTSP_OK);
     CU_ASSERT(signs_for(k, pub));
