@@ -1447,6 +1447,93 @@ static void test_terminate_destroys_a_pool_key(void)
     CU_ASSERT_EQUAL(n, 0);
 }
 
+/* A certificate of a home from before wrapping: its key is a token object
+ * that the certificate record and the credential name by label. */
+typedef struct legacy_ctx {
+    const unsigned char *serial;
+    size_t slen;
+    const char *hex;
+    const char *label;
+} legacy_ctx;
+
+static qtsp_status make_legacy_txn(qtsp_txn *t, void *vctx)
+{
+    legacy_ctx *c = vctx;
+    qtsp_cert_record rec;
+    memset(&rec, 0, sizeof rec);
+    TRY(qtsp_certdb_get(t, c->serial, c->slen, &rec));
+    unsigned char key[40 + 1 + QTSP_SERIAL_MAX];
+    size_t sjl = strlen(rec.subject_id);
+    memcpy(key, rec.subject_id, sjl);
+    key[sjl] = 0;
+    memcpy(key + sjl + 1, c->serial, c->slen);
+    qtsp_status rc = qtsp_txn_del(t, QTSP_T_CERTS, c->serial, c->slen);
+    if (rc == QTSP_OK)
+        rc = qtsp_txn_del(t, QTSP_T_STATUS, c->serial, c->slen);
+    if (rc == QTSP_OK)
+        rc = qtsp_txn_del(t, QTSP_T_SUBJECT_CERTS, key, sjl + 1 + c->slen);
+    snprintf(rec.key_label, sizeof rec.key_label, "%s", c->label);
+    if (rc == QTSP_OK)
+        rc = qtsp_certdb_put(t, &rec);
+    qtsp_cert_record_cleanup(&rec);
+    TRY(rc);
+    const void *cv = NULL;
+    size_t cvl = 0;
+    TRY(qtsp_txn_get0(t, QTSP_T_CREDENTIALS, c->hex, strlen(c->hex), &cv, &cvl));
+    json_t *cred = cvl > 1 ? json_loadb((const char *)cv + 1, cvl - 1, 0, NULL) : NULL;
+    ENSURE(cred != NULL, QTSP_ERR_NOT_FOUND, "no credential");
+    json_object_del(cred, "key");
+    json_object_set_new(cred, "key_label", json_string(c->label));
+    char *text = json_dumps(cred, JSON_COMPACT);
+    json_decref(cred);
+    ENSURE(text != NULL, QTSP_ERR_NOMEM, "out of memory");
+    size_t tl = strlen(text);
+    unsigned char *v = malloc(tl + 1);
+    if (v != NULL) {
+        v[0] = 1;
+        memcpy(v + 1, text, tl);
+        rc = qtsp_txn_put(t, QTSP_T_CREDENTIALS, c->hex, strlen(c->hex), v, tl + 1, 0);
+    }
+    free(v);
+    free(text);
+    return v ? rc : QTSP_ERR_NOMEM;
+}
+
+static void test_legacy_token_key_credential_signs_and_terminates(void)
+{
+    unsigned char serial[QTSP_SERIAL_MAX];
+    size_t slen = 0;
+    qtsp_issued is;
+    memset(&is, 0, sizeof is);
+    issue_for("8001010701", "+359888000701", serial, &slen, &is);
+    char hex[41], label[64];
+    snprintf(hex, sizeof hex, "%s", is.serial_hex);
+    qtsp_issued_cleanup(&is);
+    snprintf(label, sizeof label, "qc-%s", hex);
+    EVP_PKEY *tokpub = NULL;
+    CU_ASSERT_FATAL(qtsp_hsm_generate(g_hsm, label, QTSP_KEY_EC_P256, &tokpub) == QTSP_OK);
+    legacy_ctx lc = {serial, slen, hex, label};
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL_FATAL(qtsp_store_write(g_store, make_legacy_txn, &lc), QTSP_OK);
+    /* it signs with its token key */
+    CU_ASSERT(credential_signs_for(hex, tokpub));
+    /* termination destroys the token key, as before wrapping */
+    size_t k0 = token_keys();
+    uint64_t a0 = audit_count();
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_ra_terminate(g_ra, &g_office, serial, slen, 1, "passport CD2", 0),
+                    QTSP_OK);
+    CU_ASSERT_EQUAL(token_keys(), k0 - 1);
+    EVP_PKEY *p = NULL;
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_hsm_public_key(g_hsm, label, &p), QTSP_ERR_HSM_NO_KEY);
+    CU_ASSERT_EQUAL(audit_hits(a0 + 1, "cert.terminate", "\"key_storage\":\"token\""), 1);
+    CU_ASSERT_EQUAL(audit_hits(a0 + 1, "cert.terminate", "\"key\":\"destroyed\""), 1);
+    CU_ASSERT_FALSE(credential_signs_for(hex, tokpub));
+    EVP_PKEY_free(tokpub);
+    qtsp_err_clear();
+}
+
 /* A home from before wrapping: its token pool keys ("kp-", v1 entries) are
  * destroyed by the first cleanup, and the pool refills wrapped. */
 static qtsp_status put_legacy_pool(qtsp_txn *t, void *ctx)
@@ -1540,6 +1627,7 @@ int main(void)
         QTEST(test_terminate_destroys_a_pool_key),
         QTEST(test_stale_store_cannot_bind_a_pool_key_twice),
         QTEST(test_legacy_token_pool_keys_give_way_to_wrapped_ones),
+        QTEST(test_legacy_token_key_credential_signs_and_terminates),
         QTEST(test_orphan_with_quotes_in_its_label_is_audited_escaped),
         QTEST(test_invalid_utf8_is_refused_naming_the_field),
     };
