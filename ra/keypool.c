@@ -620,13 +620,55 @@ static qtsp_status orphan_txn(qtsp_txn *txn, void *vctx)
     return QTSP_OK;
 }
 
+/* Wrapped entries of another key type than the profile's (the profile
+ * changed): never taken, they would count as available for ever. */
+typedef struct other_ctx {
+    qtsp_keytype kt;
+    label_list *doomed;
+} other_ctx;
+
+static qtsp_status other_pick(void *vctx, const void *key, size_t klen, const void *val,
+                              size_t vlen, int *stop)
+{
+    other_ctx *c = vctx;
+    wpool_rec r;
+    if (klen < 3 || klen >= 64 || memcmp(key, RA_WPOOL_PREFIX, 3) != 0) {
+        *stop = 1;
+        return QTSP_OK;
+    }
+    if (wpool_parse(val, vlen, &r) && r.kt == c->kt)
+        return QTSP_OK;
+    char label[64];
+    memcpy(label, key, klen);
+    label[klen] = '\0';
+    return collect_label(c->doomed, label);
+}
+
+static qtsp_status other_txn(qtsp_txn *txn, void *vctx)
+{
+    other_ctx *c = vctx;
+    label_list_free(c->doomed);
+    memset(c->doomed, 0, sizeof *c->doomed);
+    TRY(qtsp_txn_iter(txn, QTSP_T_KEYPOOL, RA_WPOOL_PREFIX, 3, other_pick, c));
+    for (size_t i = 0; i < c->doomed->n; i++) {
+        TRY(qtsp_txn_del(txn, QTSP_T_KEYPOOL, c->doomed->v[i], strlen(c->doomed->v[i])));
+        TRY(audit_pool(txn, POOL_ACTOR, "key.destroy",
+                       json_pack("{s:s,s:s}", "label", c->doomed->v[i], "reason",
+                                 "pool key of another key type than the profile's")));
+    }
+    return QTSP_OK;
+}
+
 qtsp_status qtsp_ra_keypool_cleanup(qtsp_ra *ra, int64_t grace_s, size_t *n)
 {
     label_list l = {NULL, 0, 0};
     qtsp_status rc = QTSP_OK;
     orphan_ctx c = {&l, NULL, ra->keytype, grace_s, 0};
+    label_list other = {NULL, 0, 0};
+    other_ctx oc = {ra->keytype, &other};
+    TRY_OUT(qtsp_store_write(ra->d.store, other_txn, &oc));
+    size_t destroyed = other.n;
     TRY_OUT(qtsp_hsm_list_labels(ra->d.hsm, RA_POOL_PREFIX, collect_label, &l));
-    size_t destroyed = 0;
     if (l.n > 0) {
         c.doomed = calloc(l.n, 1);
         ENSURE_OUT(c.doomed != NULL, QTSP_ERR_NOMEM, "out of memory");
@@ -652,6 +694,7 @@ qtsp_status qtsp_ra_keypool_cleanup(qtsp_ra *ra, int64_t grace_s, size_t *n)
 out:
     free(c.doomed);
     label_list_free(&l);
+    label_list_free(&other);
     return rc;
 }
 

@@ -1447,6 +1447,31 @@ static void test_terminate_destroys_a_pool_key(void)
     CU_ASSERT_EQUAL(n, 0);
 }
 
+/* After a profile change, wrapped pool keys of the old key type are
+ * dropped (audited), not counted as available for ever. */
+static void test_cleanup_drops_wrapped_pool_keys_of_another_type(void)
+{
+    fill_pool();
+    raw_rec r;
+    memset(&r, 0, sizeof r);
+    qtsp_txn *t = NULL;
+    CU_ASSERT_FATAL(qtsp_store_begin(g_store, 0, &t) == QTSP_OK);
+    CU_ASSERT(qtsp_txn_iter(t, QTSP_T_KEYPOOL, "kw-", 3, get_raw_fn, &r) == QTSP_OK);
+    qtsp_txn_abort(t);
+    CU_ASSERT_FATAL(r.vl > 2);
+    snprintf(r.label, sizeof r.label, "kw-fffffffffffffff0");
+    r.v[1] = (unsigned char)QTSP_KEY_RSA_3072;
+    CU_ASSERT_FATAL(qtsp_store_write(g_store, put_raw_rec, &r) == QTSP_OK);
+    CU_ASSERT_EQUAL(pool_available(), POOL_SIZE + 1);
+    uint64_t a0 = audit_count();
+    size_t n = 0;
+    CU_ASSERT(qtsp_ra_keypool_cleanup(g_ra, 600, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, 1);
+    CU_ASSERT_FALSE(in_table(QTSP_T_KEYPOOL, r.label));
+    CU_ASSERT_EQUAL(pool_available(), POOL_SIZE);
+    CU_ASSERT_EQUAL(audit_hits(a0 + 1, "key.destroy", "another key type"), 1);
+}
+
 /* A certificate of a home from before wrapping: its key is a token object
  * that the certificate record and the credential name by label. */
 typedef struct legacy_ctx {
@@ -1628,6 +1653,7 @@ int main(void)
         QTEST(test_stale_store_cannot_bind_a_pool_key_twice),
         QTEST(test_legacy_token_pool_keys_give_way_to_wrapped_ones),
         QTEST(test_legacy_token_key_credential_signs_and_terminates),
+        QTEST(test_cleanup_drops_wrapped_pool_keys_of_another_type),
         QTEST(test_orphan_with_quotes_in_its_label_is_audited_escaped),
         QTEST(test_invalid_utf8_is_refused_naming_the_field),
     };
