@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ca/certdb.h"
+#include "ca/subkey.h"
 #include "cmd/app.h"
 #include "cmd/cmd.h"
 #include "cmd/services.h"
@@ -59,8 +60,7 @@ out:
     return rc;
 }
 
-/* The credential's certificate and its token key (the certificate record
- * names the key label). */
+/* The credential's certificate and its signing key (qtsp_subkey_open). */
 static qtsp_status open_credential(qtsp_app *app, const char *serial_hex, X509 **cert,
                                    qtsp_key **key, char owner[65])
 {
@@ -88,19 +88,23 @@ static qtsp_status open_credential(qtsp_app *app, const char *serial_hex, X509 *
                           serial_hex);
     if (rc == QTSP_OK)
         snprintf(owner, 65, "%s", uid);
-    json_decref(cj);
-    if (rc != QTSP_OK)
+    if (rc != QTSP_OK) {
+        json_decref(cj);
         qtsp_cert_record_cleanup(&rec);
+    }
     TRY(rc);
     const unsigned char *p = rec.der;
     X509 *x = d2i_X509(NULL, &p, (long)rec.der_len);
     ENSURE_OUT(x != NULL && strcmp(rec.issuer, "issuing") == 0 && rec.subject_id[0],
                QTSP_ERR_INVALID, "%s is not a subscriber's certificate", serial_hex);
-    TRY_OUT(qtsp_key_from_token(app->hsm, rec.key_label, key));
+    /* the credential's key: wrapped (binding checked in the token) or a
+     * legacy token key (ca/subkey.h) */
+    TRY_OUT(qtsp_subkey_open(app->hsm, cj, key));
     *cert = x;
     x = NULL;
 out:
     X509_free(x);
+    json_decref(cj);
     qtsp_cert_record_cleanup(&rec);
     return rc;
 }

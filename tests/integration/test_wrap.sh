@@ -2,8 +2,8 @@
 # Issue 12 with the real server, pkcs11-tool and mdb_dump: the key-storage
 # key made at init, subscriber keys kept wrapped (the token's object count
 # does not grow with 100 issuances), termination removes the wrapped key
-# from the store, and a copied home sharing the token cannot bind a pool key
-# that the original bound after the copy.
+# from the store (a signing attempt then fails), and a copied home sharing
+# the token cannot bind a pool key that the original bound after the copy.
 source "$(dirname "$0")/lib.sh"
 H=$T_DIR/home
 H2=$T_DIR/copy
@@ -60,6 +60,10 @@ jq -r .key.public_key "$T_DIR/cred.json" | tr '_-' '/+' | sed 's/$/==/' | base64
 openssl x509 -in "$T_DIR/$S.pem" -noout -pubkey | openssl pkey -pubin -outform DER -out "$T_DIR/cert.spki"
 check "the credential's public key is the certificate's" cmp "$T_DIR/cred.spki" "$T_DIR/cert.spki"
 BLOB=$(jq -r .key.blob "$T_DIR/cred.json")
+# the credential signs (qtsp sign opens its key through qtsp_subkey_open)
+head -c 2000 /dev/urandom >"$T_DIR/doc.bin"
+check "the credential signs a document (qtsp sign, CAdES B-B)" "$QTSP_BIN" sign --home "$H" --credential "$S" --format C --level Ades-B-B --in "$T_DIR/doc.bin" --out "$T_DIR/doc.p7s"
+check "openssl cms verifies the signature with the certificate's key" openssl cms -verify -binary -inform DER -in "$T_DIR/doc.p7s" -content "$T_DIR/doc.bin" -CAfile "$H/public/chain.pem" -purpose any -out /dev/null
 
 # --- termination removes the wrapped key
 api POST "/ra/v1/certificates/$S/terminate" "$OFFICE" '{"reason":"keyCompromise","identity_check":"passport"}' >/dev/null
@@ -67,6 +71,8 @@ check_eq "terminate: 200" 200 "$(status)"
 credential "$H" "$S" >"$T_DIR/cred2.json"
 check "the credential is disabled, its key gone" jq -e '.enabled == false and (has("key")|not) and .key_destroyed_at' "$T_DIR/cred2.json"
 check_not "the blob is in no live record of the store" grep -q -- "$BLOB" <(mdb_dump -a -p "$H/store")
+check_not "a signing attempt with the terminated credential fails" "$QTSP_BIN" sign --home "$H" --credential "$S" --format C --level Ades-B-B --in "$T_DIR/doc.bin" --out "$T_DIR/doc2.p7s"
+check_not "and writes nothing" test -e "$T_DIR/doc2.p7s"
 "$QTSP_BIN" audit list --home "$H" >"$T_DIR/audit.txt"
 check_grep "the termination record says the wrapped key was destroyed" "\"event\":\"cert.terminate\".*\"key\":\"destroyed\".*\"key_storage\":\"wrapped\"" "$T_DIR/audit.txt"
 check_grep "one keypool.refill record per batch, naming its keys" '"event":"keypool.refill".*"count":4.*"keys":\[' "$T_DIR/audit.txt"
