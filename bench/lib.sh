@@ -31,11 +31,18 @@ b_init() { # home
   "$QTSP" init --home "$1" >/dev/null 2>&1
   sed -i 's/require_sync: true/require_sync: false/' "$1/policies/tsa.yaml"
 }
-# The server runs BENCH_PROCESSES worker processes (default: one per core,
-# what a production box of this size would run; 1 = the single-process mode).
-B_PROCESSES=${BENCH_PROCESSES:-$(nproc)}
+# The server is the default `serve` (no flags: one worker process per core,
+# at most 64); BENCH_PROCESSES=N passes --processes N (1 = a single process).
+B_PROC_ARGS=()
+if [[ -n ${BENCH_PROCESSES:-} ]]; then
+  B_PROCESSES=$BENCH_PROCESSES B_PROC_ARGS=(--processes "$BENCH_PROCESSES")
+  B_SERVE_DESC="serve --processes $B_PROCESSES"
+else
+  B_PROCESSES=$(nproc); ((B_PROCESSES > 64)) && B_PROCESSES=64
+  B_SERVE_DESC="the default serve (no flags: one worker process per core = $B_PROCESSES)"
+fi
 b_serve() { # home [stderr file: the access log; default $B_DIR/serve.err]
-  "$QTSP" serve --home "$1" --listen 127.0.0.1:0 --processes "$B_PROCESSES" \
+  "$QTSP" serve --home "$1" --listen 127.0.0.1:0 "${B_PROC_ARGS[@]}" \
     >"$B_DIR/serve.out" 2>"${2:-$B_DIR/serve.err}" &
   B_PID=$!
   for _ in $(seq 1 400); do

@@ -1,16 +1,18 @@
 /* qtsp serve: every service on one HTTP listener.
  *
- * One process by default. With --processes N (or http.processes) a
- * supervisor (core/supervisor.h) binds N listening sockets to the same address with
- * SO_REUSEPORT and forks N worker processes, each a whole server (every
- * service, its own token login, store handle and HTTP threads) serving one
- * socket; the kernel spreads connections over them. SoftHSM2 serialises
- * the threads of one process on its internal locks, so signing throughput
- * grows with processes rather than threads. Worker 0 also runs the jobs
- * that must run once (hold sweeper, key-pool filler); /metrics merges every
- * worker's figures (core/procmetrics.h). A worker that dies is restarted on
- * the same socket (connections wait in its backlog meanwhile); five quick
- * deaths in a row stop the whole server with exit status 1.
+ * One worker process per core by default (http.processes: 0); with one
+ * process (--processes 1, or a one-core box) it serves in this process.
+ * With N > 1 a supervisor (core/supervisor.h) binds N listening sockets to
+ * the same address with SO_REUSEPORT and forks N worker processes, each a
+ * whole server (every service, its own token login, store handle and HTTP
+ * threads) serving one socket; the kernel spreads connections over them.
+ * SoftHSM2 serialises the threads of one process on its internal locks, so
+ * signing throughput grows with processes rather than threads. Worker 0
+ * also runs the jobs that must run once (hold sweeper, key-pool filler);
+ * /metrics merges every worker's figures (core/procmetrics.h). A worker
+ * that dies is restarted on the same socket (connections wait in its
+ * backlog meanwhile); five quick deaths in a row stop the whole server
+ * with exit status 1.
  *
  * SIGTERM/SIGINT: stop accepting, finish requests in flight, close the
  * store, exit 0 (the supervisor forwards the signal and waits for every
@@ -41,8 +43,8 @@ static int usage(FILE *f)
                "                  [--log-format text|json]\n\n"
                "Runs the OCSP responder, TSA, CRL publisher, RA and certificate endpoints.\n"
                "Prints 'listening on http://HOST:PORT' when ready. --processes N (default:\n"
-               "http.processes in qtsp.yaml, 1; 0 = one per core) runs N worker processes\n"
-               "sharing the port.\n");
+               "http.processes in qtsp.yaml, 0 = one per core) runs N worker processes\n"
+               "sharing the port; 1 serves in a single process.\n");
     return f == stdout ? 0 : 2;
 }
 

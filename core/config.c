@@ -72,9 +72,8 @@ void qtsp_config_defaults(qtsp_config *cfg, const char *home)
     copy_str(cfg->key_ocsp, sizeof cfg->key_ocsp, "qtsp-ocsp");
     copy_str(cfg->key_tsa, sizeof cfg->key_tsa, "qtsp-tsa");
     cfg->store_map_mib = 1024;
-    cfg->http_processes = 1;
     cfg->http_workers_auto = 1;
-    qtsp_config_set_processes(cfg, 1);
+    qtsp_config_set_processes(cfg, 0); /* one worker process per core */
     cfg->http_conn_timeout_s = 30;
     cfg->log_json = 0;
 }
@@ -148,7 +147,7 @@ static qtsp_status load_doc(const qtsp_ydoc *doc, qtsp_config *cfg)
     if (http) {
         static const char *const k[] = {"processes", "workers", "connection_timeout", NULL};
         TRY(qtsp_ynode_check_keys(http, k));
-        int64_t w = -1, procs = 1;
+        int64_t w = -1, procs = 0; /* absent: one process per core */
         TRY(qtsp_yget_int(http, "workers", 0, 0, 256, &w));
         if (w > 0) {
             cfg->http_workers = w;
@@ -223,7 +222,7 @@ qtsp_status qtsp_config_save(const qtsp_config *cfg)
             "store:\n"
             "  map_size: %lld\n"
             "http:\n"
-            "  processes: 1\n"
+            "  processes: 0\n"
             "  workers: 0\n"
             "  connection_timeout: %llds\n"
             "log:\n"

@@ -17,7 +17,7 @@
  * store:
  *   map_size: 1024            # MiB, initial; grows when full
  * http:
- *   processes: 1              # serve processes sharing the port; 0 = number of cores
+ *   processes: 0              # serve processes sharing the port; 0 (default) = one per core
  *   workers: 0                # threads per process; 0 = cores / processes (at least 1)
  *   connection_timeout: 30s
  * log:

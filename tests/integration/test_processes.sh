@@ -195,7 +195,8 @@ for bad in abc 65 -1 2x ""; do
   check_eq "--processes '$bad': usage error (exit 2)" 2 "$rc"
 done
 check_grep "the usage error names the range" "--processes must be 0\.\.64" "$T_DIR/u.err"
-sed -i 's/^  processes: 1$/  processes: 2/' "$H/qtsp.yaml"
+check_grep "init writes http.processes: 0 (one per core)" "^  processes: 0$" "$H/qtsp.yaml"
+sed -i 's/^  processes: 0$/  processes: 2/' "$H/qtsp.yaml"
 check_grep "qtsp.yaml now says http.processes: 2" "^  processes: 2$" "$H/qtsp.yaml"
 check "http.processes: 2 starts" start_server "$H"
 check_eq "http.processes: 2 gives 2 worker children" 2 "$(nchildren "$SERVER_PID")"
@@ -209,13 +210,25 @@ check_eq "--processes 1: a single process, no children" 0 "$(nchildren "$SERVER_
 rc=0; stop_server || rc=$?
 check_eq "--processes 1: SIGTERM exits 0" 0 "$rc"
 cores=$(getconf _NPROCESSORS_ONLN)
+sed -i 's/^  processes: 2$/  processes: 0/' "$H/qtsp.yaml"
 if ((cores >= 2 && cores <= 8)); then
+  # the default: serve with no --processes (http.processes: 0, as init writes it)
+  check "the default serve (no --processes) starts" start_server "$H"
+  check_eq "the default serve: one worker per core ($cores)" "$cores" "$(nchildren "$SERVER_PID")"
+  check_grep "the default serve: the log says $cores worker processes" "with $cores worker processes" "$T_DIR/serve.err"
+  rc=0; stop_server || rc=$?
+  check_eq "the default serve: SIGTERM exits 0" 0 "$rc"
+  sed -i '/^  processes: 0$/d' "$H/qtsp.yaml"
+  check "no http.processes at all starts" start_server "$H"
+  check_eq "no http.processes: one worker per core ($cores)" "$cores" "$(nchildren "$SERVER_PID")"
+  rc=0; stop_server || rc=$?
+  check_eq "no http.processes: SIGTERM exits 0" 0 "$rc"
   check "--processes 0 starts" start_server "$H" --processes 0
   check_eq "--processes 0: one worker per core ($cores)" "$cores" "$(nchildren "$SERVER_PID")"
   rc=0; stop_server || rc=$?
   check_eq "--processes 0: SIGTERM exits 0" 0 "$rc"
 else
-  for n in 1 2 3; do pass "--processes 0: skipped on $cores cores ($n)"; done
+  for n in 1 2 3 4 5 6 7 8 9; do pass "one per core: skipped on $cores cores ($n)"; done
 fi
 # http: {processes: 100} is refused, naming the key
 sed -i '/^http:$/,/^  connection_timeout:/d' "$H/qtsp.yaml"

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/config.h"
 #include "tests/lib/qtest.h"
@@ -37,6 +38,26 @@ static void test_config_defaults_then_save_and_load_round_trip(void)
     CU_ASSERT_EQUAL(b.store_map_mib, 2048);
     CU_ASSERT_STRING_EQUAL(b.pin_file, a.pin_file);
     CU_ASSERT_STRING_EQUAL(b.key_issuing, "qtsp-issuing-ca");
+}
+
+/* the contract: serve runs one worker process per core unless configured */
+static void test_config_default_is_one_process_per_core(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long expect = cores < 1 ? 2 : cores > 64 ? 64 : cores;
+    qtsp_config c;
+    qtsp_config_defaults(&c, g_dir);
+    CU_ASSERT_EQUAL(c.http_processes, expect);
+    write_file("qtsp.yaml", "version: 1\nhttp:\n  workers: 0\n");
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL_FATAL(qtsp_config_load(g_dir, &c), QTSP_OK);
+    CU_ASSERT_EQUAL(c.http_processes, expect);
+    write_file("qtsp.yaml", "version: 1\nhttp:\n  processes: 1\n");
+    CU_ASSERT_EQUAL_FATAL(qtsp_config_load(g_dir, &c), QTSP_OK);
+    CU_ASSERT_EQUAL(c.http_processes, 1);
+    write_file("qtsp.yaml", "version: 1\nhttp:\n  processes: 65\n");
+    CU_ASSERT_EQUAL(qtsp_config_load(g_dir, &c), QTSP_ERR_CONFIG);
+    qtsp_err_clear();
 }
 
 static void test_config_unknown_key_names_file_line_column_and_key(void)
@@ -137,6 +158,7 @@ int main(void)
     snprintf(g_dir, sizeof g_dir, "%s", d);
     static const qtest_case cases[] = {
         QTEST(test_config_defaults_then_save_and_load_round_trip),
+        QTEST(test_config_default_is_one_process_per_core),
         QTEST(test_config_unknown_key_names_file_line_column_and_key),
         QTEST(test_config_rejects_bad_values),
         QTEST(test_config_missing_home_says_to_run_init),
