@@ -27,6 +27,7 @@
 #include "cmd/cmd.h"
 #include "cmd/home_lock.h"
 #include "cmd/services.h"
+#include "core/api.h"
 #include "core/http.h"
 #include "core/log.h"
 #include "core/procmetrics.h"
@@ -40,11 +41,14 @@ static int usage(FILE *f)
     if (f != stdout)
         return cmd_usage_error("serve", "missing or wrong arguments (see qtsp serve --help)");
     fprintf(f, "usage: qtsp serve [--home DIR] [--listen HOST:PORT] [--processes N]\n"
-               "                  [--log-format text|json]\n\n"
+               "                  [--log-format text|json]\n"
+               "       qtsp serve [--home DIR] --routes\n\n"
                "Runs the OCSP responder, TSA, CRL publisher, RA and certificate endpoints.\n"
                "Prints 'listening on http://HOST:PORT' when ready. --processes N (default:\n"
                "http.processes in qtsp.yaml, 0 = one per core) runs N worker processes\n"
-               "sharing the port; 1 serves in a single process.\n");
+               "sharing the port; 1 serves in a single process. --routes prints the\n"
+               "routes this server answers (METHOD PATH, one a line; PATH* = prefix) and\n"
+               "exits without serving.\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -156,6 +160,23 @@ static int serve_one(const char *home, const char *listen, const char *log_forma
     return 0;
 }
 
+/* serve --routes: the routes of the server this home would run, built by
+ * the same code as serving (docs/openapi.yaml's test compares them). */
+static int list_routes(const char *home)
+{
+    qtsp_app app;
+    if (qtsp_app_open(home, APP_STORE | APP_KEYS, &app) != QTSP_OK)
+        return cmd_fail("serve");
+    qtsp_services *svc = NULL;
+    qtsp_status rc = qtsp_services_new(&app, &svc);
+    if (rc == QTSP_OK)
+        rc = qtsp_api_list_routes(qtsp_services_routes(svc), qtsp_services_route_count(svc),
+                                  stdout);
+    qtsp_services_free(svc);
+    qtsp_app_close(&app);
+    return rc == QTSP_OK ? 0 : cmd_fail("serve");
+}
+
 /* ---- worker processes (core/supervisor.h) ---------------------------------- */
 
 typedef struct serve_args {
@@ -216,9 +237,14 @@ static int supervise(const char *home, const char *listen, const char *log_forma
 int cmd_serve(int argc, char **argv)
 {
     const char *home = cmd_default_home(), *listen = NULL, *log_format = NULL, *procs = NULL;
+    int routes = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
             return usage(stdout);
+        if (strcmp(argv[i], "--routes") == 0) {
+            routes = 1;
+            continue;
+        }
         if (cmd_opt(argc, argv, &i, "--home", &home) ||
             cmd_opt(argc, argv, &i, "--listen", &listen) ||
             cmd_opt(argc, argv, &i, "--log-format", &log_format) ||
@@ -228,6 +254,8 @@ int cmd_serve(int argc, char **argv)
         return 2;
     }
     qtsp_err_clear();
+    if (routes)
+        return list_routes(home);
     qtsp_log_format lf = QTSP_LOG_TEXT;
     if (log_format && qtsp_log_parse_format(log_format, &lf) != QTSP_OK)
         return cmd_usage_error("serve", "--log-format must be text or json");

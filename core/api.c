@@ -750,6 +750,25 @@ size_t qtsp_api_http_routes(qtsp_api *api, qtsp_route *routes, size_t cap)
     return n;
 }
 
+qtsp_status qtsp_api_list_routes(const qtsp_route *routes, size_t n, FILE *f)
+{
+    for (size_t i = 0; i < n; i++) {
+        const qtsp_route *r = &routes[i];
+        if (r->fn != dispatch) {
+            fprintf(f, "%s %s%s\n", r->method, r->path, r->prefix ? "*" : "");
+            continue;
+        }
+        const qtsp_api *api = r->ctx;
+        for (size_t k = 0; k < api->o.n_routes; k++)
+            if (strcmp(api->o.routes[k].method, r->method) == 0)
+                fprintf(f, "%s %s\n", r->method, api->o.routes[k].path);
+    }
+    for (size_t i = 0; qtsp_http_builtin_path(i); i++)
+        fprintf(f, "GET %s\n", qtsp_http_builtin_path(i));
+    ENSURE(fflush(f) == 0 && !ferror(f), QTSP_ERR_IO, "cannot write the route list");
+    return QTSP_OK;
+}
+
 void qtsp_api_free(qtsp_api *api)
 {
     if (api == NULL)

@@ -21,6 +21,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "core/err.h"
 #include "core/http.h"
@@ -156,6 +157,14 @@ void qtsp_api_free(qtsp_api *api);
 /* The core/http routes to register (one prefix route per method), written
  * to routes[0..cap-1]; returns how many. They point into api. */
 size_t qtsp_api_http_routes(qtsp_api *api, qtsp_route *routes, size_t cap);
+
+/* Writes one line "METHOD PATH" for each route a core/http server started
+ * with routes[0..n-1] answers: the prefix routes of an API
+ * (qtsp_api_http_routes) expanded to the API's templates of that method,
+ * other prefix routes as "PATH*", exact routes as they are, then core/http's
+ * built-ins (GET). What `serve --routes` prints (docs/openapi.yaml's test).
+ * QTSP_ERR_IO when f cannot be written. */
+qtsp_status qtsp_api_list_routes(const qtsp_route *routes, size_t n, FILE *f) QTSP_MUST_USE;
 
 /* Starts n worker threads (1..256); requests are then deferred to them.
  * Once only. QTSP_ERR_INTERNAL when no thread starts. */

@@ -333,10 +333,10 @@ static enum MHD_Result on_headers(struct MHD_Connection *conn, http_rq *rq, cons
     rq->state = RQ_BODY;
     if (rt == NULL) {
         int is_get = http_method_is(method, "GET");
-        if (!known && strcmp(url, "/health") == 0) {
+        if (!known && strcmp(url, qtsp_http_builtin_path(BI_HEALTH)) == 0) {
             rq->stat_idx = srv->n_routes + BI_HEALTH;
             rq->pending = PEND_HEALTH;
-        } else if (!known && strcmp(url, "/metrics") == 0) {
+        } else if (!known && strcmp(url, qtsp_http_builtin_path(BI_METRICS)) == 0) {
             rq->stat_idx = srv->n_routes + BI_METRICS;
             rq->pending = PEND_METRICS;
         } else {
@@ -622,6 +622,12 @@ out:
         free(srv);
     }
     return rc;
+}
+
+const char *qtsp_http_builtin_path(size_t i)
+{
+    static const char *const paths[] = {[BI_HEALTH] = "/health", [BI_METRICS] = "/metrics"};
+    return i < sizeof paths / sizeof paths[0] ? paths[i] : NULL;
 }
 
 unsigned qtsp_http_port(const qtsp_http_server *srv)

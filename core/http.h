@@ -147,6 +147,9 @@ typedef qtsp_status (*qtsp_metrics_fn)(void *ctx, qtsp_buf *out);
 qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes, size_t n,
                             qtsp_metrics_fn metrics_fn, void *metrics_ctx,
                             qtsp_http_server **out) QTSP_MUST_USE;
+/* The paths every server answers itself with GET (the built-ins): i-th
+ * ("/health", "/metrics"), NULL past the end. Static strings. */
+const char *qtsp_http_builtin_path(size_t i);
 /* The bound port (useful with port 0). */
 unsigned qtsp_http_port(const qtsp_http_server *srv);
 /* This process's own /metrics text (what the hook receives), appended to out. */

@@ -13,6 +13,10 @@ PKGS=(
   gnutls-bin wrk nginx-light procps jq xxd clang-format
   clang libclang-rt-dev # the fuzzers: clang and its libFuzzer runtime
 )
+# node and npm run the OpenAPI 3.1 validator of tests/integration/test_openapi.sh
+# (pinned by tests/openapi/package-lock.json); a node already installed from
+# elsewhere is used as it is
+command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1 || PKGS+=(nodejs npm)
 
 missing_pkgs() {
   local p
