@@ -20,6 +20,9 @@
 #ifndef QTSP_SOURCE_DIR
 #define QTSP_SOURCE_DIR "."
 #endif
+#ifndef QTSP_DATADIR
+#define QTSP_DATADIR "/usr/local/share/qtsp"
+#endif
 
 const char *cmd_default_home(void)
 {
@@ -86,10 +89,37 @@ const char *cmd_actor(void)
     return actor;
 }
 
+/* 1 when dir is a directory holding the shipped policies (tsa.yaml is one). */
+static int is_policies_dir(const char *dir)
+{
+    char p[QTSP_PATH_MAX + 16];
+    int n = snprintf(p, sizeof p, "%s/tsa.yaml", dir);
+    return n > 0 && (size_t)n < sizeof p && access(p, R_OK) == 0;
+}
+
 const char *cmd_policies_dir(void)
 {
     const char *d = getenv("QTSP_POLICIES_DIR");
-    return d && *d ? d : QTSP_SOURCE_DIR "/policies";
+    if (d && *d)
+        return d;
+    /* PREFIX/share/qtsp/policies beside PREFIX/bin/qtsp, wherever the
+     * install tree was put (DESTDIR, a moved prefix) */
+    static char found[QTSP_PATH_MAX];
+    char exe[QTSP_PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            int k = snprintf(found, sizeof found, "%s/../share/qtsp/policies", exe);
+            if (k > 0 && (size_t)k < sizeof found && is_policies_dir(found))
+                return found;
+        }
+    }
+    if (is_policies_dir(QTSP_DATADIR "/policies"))
+        return QTSP_DATADIR "/policies";
+    return QTSP_SOURCE_DIR "/policies";
 }
 
 qtsp_status qtsp_app_policy(const qtsp_app *app, const char *file, char *out, size_t cap)

@@ -47,7 +47,10 @@ int cmd_usage_error(const char *what, const char *why);
 /* "user@host" of whoever runs the command (for audit actors). */
 const char *cmd_actor(void);
 
-/* Directory holding the shipped policies/ (QTSP_POLICIES_DIR or the source tree). */
+/* Directory holding the shipped policies, the first of: $QTSP_POLICIES_DIR;
+ * PREFIX/share/qtsp/policies next to the running binary's PREFIX/bin; the
+ * configured install prefix's share/qtsp/policies; the source tree's
+ * policies/. A static buffer: not thread-safe (the CLI's). */
 const char *cmd_policies_dir(void);
 
 /* Loads DIR/public/<name> (PEM certificate). */

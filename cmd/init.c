@@ -265,6 +265,7 @@ int cmd_init(int argc, char **argv)
     policies_created = mkdir(dir, 0755) == 0;
     ENSURE_OUT(policies_created || errno == EEXIST, QTSP_ERR_IO, "cannot create %s: %s", dir,
                strerror(errno));
+    LOG_INFO("ceremony: default policies from %s", cmd_policies_dir());
     TRY_OUT(copy_policies(cmd_policies_dir(), dir, copied, &n_copied));
     clock_synced = qtsp_tsa_clock_synced(NULL);
     if (!clock_synced) {

@@ -113,9 +113,13 @@ static int serve_one(const char *home, const char *listen, const char *log_forma
     qtsp_http_server *srv = NULL;
     qtsp_status rc = qtsp_services_new(&app, &svc);
     if (rc == QTSP_OK) {
+        const char *proxies[QTSP_CONFIG_PROXIES_MAX + 1] = {NULL};
+        for (size_t i = 0; i < app.cfg.http_n_trusted_proxies; i++)
+            proxies[i] = app.cfg.http_trusted_proxies[i];
         qtsp_http_opts opts = {.listen = app.cfg.listen,
                                .workers = (unsigned)app.cfg.http_workers,
-                               .conn_timeout_s = (unsigned)app.cfg.http_conn_timeout_s};
+                               .conn_timeout_s = (unsigned)app.cfg.http_conn_timeout_s,
+                               .trusted_proxies = proxies};
         if (w) {
             opts.use_listen_fd = 1;
             opts.listen_fd = w->listen_fd;
@@ -170,8 +174,8 @@ static int list_routes(const char *home)
     qtsp_services *svc = NULL;
     qtsp_status rc = qtsp_services_new(&app, &svc);
     if (rc == QTSP_OK)
-        rc = qtsp_api_list_routes(qtsp_services_routes(svc), qtsp_services_route_count(svc),
-                                  stdout);
+        rc =
+            qtsp_api_list_routes(qtsp_services_routes(svc), qtsp_services_route_count(svc), stdout);
     qtsp_services_free(svc);
     qtsp_app_close(&app);
     return rc == QTSP_OK ? 0 : cmd_fail("serve");

@@ -1,6 +1,7 @@
 /* DIR/qtsp.yaml loader and writer (schema in core/config.h). */
 #include "core/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -50,6 +51,30 @@ void qtsp_config_set_processes(qtsp_config *cfg, int64_t processes)
         long w = cores / (long)cfg->http_processes;
         cfg->http_workers = w > 0 ? w : 1;
     }
+}
+
+/* http.trusted_proxies: a list of IPv4/IPv6 addresses, kept normalised. */
+static qtsp_status load_trusted_proxies(qtsp_config *cfg, const qtsp_ynode *list)
+{
+    if (!list)
+        return QTSP_OK;
+    size_t n = qtsp_ynode_count(list);
+    if (qtsp_ynode_scalar(list) || n > QTSP_CONFIG_PROXIES_MAX)
+        return qtsp_ynode_fail(list, "trusted_proxies", "must be a list of at most %d addresses",
+                               QTSP_CONFIG_PROXIES_MAX);
+    for (size_t i = 0; i < n; i++) {
+        const qtsp_ynode *it = qtsp_ynode_item(list, i);
+        const char *a = qtsp_ynode_scalar(it);
+        unsigned char bin[16];
+        int v6 = a && strchr(a, ':') != NULL;
+        if (!a || inet_pton(v6 ? AF_INET6 : AF_INET, a, bin) != 1)
+            return qtsp_ynode_fail(it, "trusted_proxies", "%s is not an IP address",
+                                   a ? a : "(not a scalar)");
+        inet_ntop(v6 ? AF_INET6 : AF_INET, bin, cfg->http_trusted_proxies[i],
+                  sizeof cfg->http_trusted_proxies[i]);
+    }
+    cfg->http_n_trusted_proxies = n;
+    return QTSP_OK;
 }
 
 void qtsp_config_defaults(qtsp_config *cfg, const char *home)
@@ -145,7 +170,8 @@ static qtsp_status load_doc(const qtsp_ydoc *doc, qtsp_config *cfg)
     }
     const qtsp_ynode *http = qtsp_ynode_get(root, "http");
     if (http) {
-        static const char *const k[] = {"processes", "workers", "connection_timeout", NULL};
+        static const char *const k[] = {"processes", "workers", "connection_timeout",
+                                        "trusted_proxies", NULL};
         TRY(qtsp_ynode_check_keys(http, k));
         int64_t w = -1, procs = 0; /* absent: one process per core */
         TRY(qtsp_yget_int(http, "workers", 0, 0, 256, &w));
@@ -156,6 +182,7 @@ static qtsp_status load_doc(const qtsp_ydoc *doc, qtsp_config *cfg)
         TRY(qtsp_yget_int(http, "processes", 0, 0, 64, &procs));
         qtsp_config_set_processes(cfg, procs);
         TRY(qtsp_yget_duration(http, "connection_timeout", 0, &cfg->http_conn_timeout_s));
+        TRY(load_trusted_proxies(cfg, qtsp_ynode_get(http, "trusted_proxies")));
     }
     const qtsp_ynode *log = qtsp_ynode_get(root, "log");
     if (log) {

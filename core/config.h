@@ -20,6 +20,7 @@
  *   processes: 0              # serve processes sharing the port; 0 (default) = one per core
  *   workers: 0                # threads per process; 0 = cores / processes (at least 1)
  *   connection_timeout: 30s
+ *   trusted_proxies: [127.0.0.1] # peers whose X-Real-IP is logged as the client
  * log:
  *   format: text              # or json
  */
@@ -32,6 +33,8 @@
 #include "core/err.h"
 
 #define QTSP_PATH_MAX 1024
+
+#define QTSP_CONFIG_PROXIES_MAX 8
 
 typedef struct qtsp_config {
     char home[QTSP_PATH_MAX]; /* absolute */
@@ -47,6 +50,10 @@ typedef struct qtsp_config {
     int64_t http_workers;   /* resolved: never 0 after load */
     int http_workers_auto;  /* workers was 0/absent: cores / processes */
     int64_t http_conn_timeout_s;
+    /* http.trusted_proxies: peers whose X-Real-IP names the client in the
+     * access log (the TLS front, deploy/nginx); normalised text */
+    char http_trusted_proxies[QTSP_CONFIG_PROXIES_MAX][46];
+    size_t http_n_trusted_proxies;
     int log_json;
 } qtsp_config;
 

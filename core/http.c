@@ -39,8 +39,10 @@
  * Limits: the request line and headers must fit MHD's per-connection memory
  * pool (HTTP_CONN_MEMORY = 16 KiB); a longer URL or header block gets MHD's
  * own 414/431 answer. Bodies are limited per route (max_body). */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -87,6 +89,46 @@ static void make_request_id(char out[17])
     out[16] = '\0';
 }
 
+/* The peer's address as text ("" when unknown); an IPv4-mapped IPv6 peer
+ * as IPv4. */
+static void peer_address(struct MHD_Connection *conn, char *out, size_t cap)
+{
+    out[0] = '\0';
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                  (socklen_t)cap);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6))
+            inet_ntop(AF_INET, a6->s6_addr + 12, out, (socklen_t)cap);
+        else
+            inet_ntop(AF_INET6, a6, out, (socklen_t)cap);
+    }
+}
+
+/* X-Real-IP from a trusted proxy replaces the peer as the logged client;
+ * only a well-formed address is taken (normalised), anything else is
+ * ignored. */
+static void client_from_proxy(struct MHD_Connection *conn, http_rq *rq)
+{
+    const qtsp_http_server *srv = rq->srv;
+    int trusted = 0;
+    for (size_t i = 0; i < srv->n_trusted && !trusted; i++)
+        trusted = strcmp(srv->trusted[i], rq->client) == 0;
+    if (!trusted)
+        return;
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Real-IP");
+    unsigned char bin[16];
+    int v6 = h && strchr(h, ':') != NULL;
+    if (h && inet_pton(v6 ? AF_INET6 : AF_INET, h, bin) == 1)
+        inet_ntop(v6 ? AF_INET6 : AF_INET, bin, rq->client, sizeof rq->client);
+}
+
 /* ---- sending ---------------------------------------------------------- */
 
 static void finish_log(http_rq *rq, int status, size_t bytes)
@@ -99,7 +141,7 @@ static void finish_log(http_rq *rq, int status, size_t bytes)
         rq->counted = 1;
         http_stats_record(rq->srv, rq->stat_idx, status, ns);
     }
-    qtsp_log_access(rq->id, rq->method, rq->raw, status, bytes, (double)ns / 1e6);
+    qtsp_log_access(rq->id, rq->client, rq->method, rq->raw, status, bytes, (double)ns / 1e6);
 }
 
 static void free_cb(void *p)
@@ -329,6 +371,7 @@ static enum MHD_Result on_headers(struct MHD_Connection *conn, http_rq *rq, cons
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
     int body_expected = (cl && strcmp(cl, "0") != 0) || te != NULL;
     int known = 0;
+    client_from_proxy(conn, rq);
     const http_route *rt = http_route_find(srv, method, url, rq->allow, sizeof rq->allow, &known);
     rq->state = RQ_BODY;
     if (rt == NULL) {
@@ -458,6 +501,7 @@ static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
     rq->allow[0] = '\0';
     rq->method[0] = '\0';
     rq->deferred = NULL;
+    peer_address(conn, rq->client, sizeof rq->client);
     make_request_id(rq->id);
     memcpy(rq->raw, uri, n);
     rq->raw[n] = '\0';
@@ -477,7 +521,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         http_deferred_abandon(srv, rq->deferred);
     if (rq->state != RQ_ANSWERED)
         /* The client went away (or MHD answered itself); one line anyway. */
-        qtsp_log_access(rq->id, rq->method[0] ? rq->method : "-", rq->raw, 0, 0,
+        qtsp_log_access(rq->id, rq->client, rq->method[0] ? rq->method : "-", rq->raw, 0, 0,
                         (double)(qtsp_mono_ns() - rq->t0_ns) / 1e6);
     qtsp_buf_cleanup(&rq->body);
     free(rq);
@@ -579,6 +623,16 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
     srv->metrics_ctx = metrics_ctx;
     srv->metrics_hook = opts->metrics_hook;
     srv->metrics_hook_ctx = opts->metrics_hook_ctx;
+    for (size_t i = 0; opts->trusted_proxies && opts->trusted_proxies[i]; i++) {
+        const char *a = opts->trusted_proxies[i];
+        unsigned char bin[16];
+        int a6 = strchr(a, ':') != NULL;
+        ENSURE_OUT(i < HTTP_TRUSTED_MAX && inet_pton(a6 ? AF_INET6 : AF_INET, a, bin) == 1,
+                   QTSP_ERR_INVALID, "trusted proxy %s: not an IP address (at most %d)", a,
+                   HTTP_TRUSTED_MAX);
+        inet_ntop(a6 ? AF_INET6 : AF_INET, bin, srv->trusted[i], sizeof srv->trusted[i]);
+        srv->n_trusted = i + 1;
+    }
     srv->stats = calloc(n + N_BUILTIN, sizeof *srv->stats);
     ENSURE_OUT(srv->stats, QTSP_ERR_NOMEM, "out of memory for routes");
     TRY_OUT(http_routes_copy(routes, n, &srv->routes));

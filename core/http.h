@@ -128,6 +128,10 @@ typedef struct qtsp_http_opts {
      * (the worker processes of `serve --processes N` merge theirs). */
     qtsp_status (*metrics_hook)(void *ctx, const char *own, size_t len, qtsp_buf *out);
     void *metrics_hook_ctx;
+    /* Peers (IP addresses, NULL-terminated list; NULL = none) whose
+     * X-Real-IP header names the client in the access log: the TLS front.
+     * From any other peer the header is ignored. */
+    const char *const *trusted_proxies;
 } qtsp_http_opts;
 
 /* Binds n listening TCP sockets to listen ("HOST:PORT"; port 0 = one port

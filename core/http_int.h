@@ -67,6 +67,8 @@ struct qtsp_http_deferred {
 /* Built-in pseudo-routes for metrics, after the configured ones. */
 enum { BI_HEALTH = 0, BI_METRICS = 1, BI_UNMATCHED = 2, N_BUILTIN = 3 };
 
+#define HTTP_TRUSTED_MAX 8
+
 struct qtsp_http_server {
     struct MHD_Daemon *daemon;
     int quiesced_fd; /* MHD_socket on POSIX */
@@ -85,7 +87,9 @@ struct qtsp_http_server {
     pthread_mutex_t dmu;          /* deferred, stopping */
     qtsp_http_deferred *deferred; /* pending handles (see qtsp_http_stop) */
     int stopping;
-    _Atomic int draining; /* stop began: answers close their connection */
+    _Atomic int draining;               /* stop began: answers close their connection */
+    char trusted[HTTP_TRUSTED_MAX][46]; /* proxies whose X-Real-IP is logged, normalised */
+    size_t n_trusted;
 };
 
 enum rq_state { RQ_NEW = 0, RQ_BODY, RQ_DEFERRED, RQ_ANSWERED };
@@ -113,7 +117,8 @@ typedef struct http_rq {
     qtsp_http_deferred *deferred; /* set by qtsp_http_defer; one ref */
     char method[16];
     char id[17];
-    char raw[]; /* raw path, NUL-terminated */
+    char client[46]; /* the peer, or the X-Real-IP a trusted proxy sent */
+    char raw[];      /* raw path, NUL-terminated */
 } http_rq;
 
 /* ---- http_route.c ---- */

@@ -259,8 +259,8 @@ void qtsp_log(qtsp_log_level lvl, const char *fmt, ...)
     emit(line, n, sizeof line);
 }
 
-void qtsp_log_access(const char *request_id, const char *method, const char *path, int status,
-                     size_t bytes, double ms)
+void qtsp_log_access(const char *request_id, const char *client, const char *method,
+                     const char *path, int status, size_t bytes, double ms)
 {
     if (QTSP_LOG_INFO < g_level)
         return;
@@ -268,24 +268,27 @@ void qtsp_log_access(const char *request_id, const char *method, const char *pat
     size_t n = 0;
     /* The escaped path is capped in both formats so that the fields after it
      * always fit: a long request target never cuts a JSON line short. */
-    char p[512], m[64];
+    char p[512], m[64], c[80] = "";
     p[qtsp_json_escape(p, sizeof p, 0, path)] = '\0';
+    if (client && *client) /* an address: checked by the caller, never a raw header */
+        snprintf(c, sizeof c, g_format == QTSP_LOG_JSON ? "\"client\":\"%.46s\"," : "client=%.46s ",
+                 client);
     if (g_format == QTSP_LOG_JSON) {
         m[qtsp_json_escape(m, sizeof m, 0, method)] = '\0';
         n += (size_t)snprintf(line, sizeof line, "{\"time\":\"");
         n += stamp(line + n, sizeof line - n);
         n += (size_t)snprintf(line + n, sizeof line - n,
                               "\",\"level\":\"info\",\"msg\":\"access\",\"request_id\":\"%s\","
-                              "\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"bytes\":%zu,"
+                              "%s\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"bytes\":%zu,"
                               "\"ms\":%.3f}",
-                              request_id, m, p, status, bytes, ms);
+                              request_id, c, m, p, status, bytes, ms);
     } else {
         n += stamp(line, sizeof line);
         long long us = ms > 0 ? (long long)(ms * 1000.0 + 0.5) : 0; /* %.3f without floats */
         n += (size_t)snprintf(line + n, sizeof line - n,
-                              " info access id=%s method=%s path=\"%s\" status=%d bytes=%zu "
+                              " info access id=%s %smethod=%s path=\"%s\" status=%d bytes=%zu "
                               "ms=%lld.%03lld",
-                              request_id, method, p, status, bytes, us / 1000, us % 1000);
+                              request_id, c, method, p, status, bytes, us / 1000, us % 1000);
     }
     emit_access(line, n, sizeof line);
 }

@@ -27,9 +27,10 @@ qtsp_status qtsp_log_parse_format(const char *s, qtsp_log_format *out) QTSP_MUST
 /* Logs one line. In JSON mode the message becomes the "msg" field. */
 void qtsp_log(qtsp_log_level lvl, const char *fmt, ...) QTSP_PRINTF(2, 3);
 
-/* Logs an access line for one HTTP request (JSON: fields; text: key=value). */
-void qtsp_log_access(const char *request_id, const char *method, const char *path, int status,
-                     size_t bytes, double ms);
+/* Logs an access line for one HTTP request (JSON: fields; text: key=value).
+ * client: the client's address (field "client"), or NULL for none. */
+void qtsp_log_access(const char *request_id, const char *client, const char *method,
+                     const char *path, int status, size_t bytes, double ms);
 
 /* Buffered access lines (serve): each thread's lines are written together,
  * at the latest 100 ms after the oldest one. Off by default. Call before the

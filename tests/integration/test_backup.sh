@@ -162,7 +162,16 @@ check_not "... and so is every verb that opens the token" "$QTSP_BIN" crl publis
 
 # a stale lock after kill -9 does not block the next start
 check "serve starts again" start_server "$H"
+# serve runs one worker process per core: the workers of a killed supervisor
+# get SIGTERM (PR_SET_PDEATHSIG) and drain; the home is free once they are gone
+workers=$(ps -o pid= --ppid "$SERVER_PID" | tr -d ' ')
 kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null; SERVER_PID=
+for _ in $(seq 1 200); do
+  alive=0
+  for w in $workers; do kill -0 "$w" 2>/dev/null && alive=1; done
+  ((alive)) || break
+  sleep 0.05
+done
 check "after kill -9 the home serves again" start_server "$H"
 check_eq "... and answers" good "$(ossl "$H" "$S1")"
 stop_server

@@ -178,7 +178,7 @@ static void *log_worker(void *arg)
 {
     (void)arg;
     for (int i = 0; i < 1000; i++)
-        qtsp_log_access("0123456789abcdef", "GET", "/ocsp/xyz", 200, 1234, 0.05);
+        qtsp_log_access("0123456789abcdef", NULL, "GET", "/ocsp/xyz", 200, 1234, 0.05);
     return NULL;
 }
 
@@ -196,7 +196,7 @@ static void test_buffered_access_log_writes_every_line_whole(void)
         pthread_create(&t[i], NULL, log_worker, NULL);
     for (int i = 0; i < 4; i++)
         pthread_join(t[i], NULL); /* thread exit writes its buffer */
-    qtsp_log_access("fedcba9876543210", "POST", "/tsa", 200, 10, 0.1);
+    qtsp_log_access("fedcba9876543210", NULL, "POST", "/tsa", 200, 10, 0.1);
     qtsp_log_set_buffered(0); /* flushes the main thread's lines */
     dup2(saved, STDERR_FILENO);
     close(saved);
@@ -298,13 +298,13 @@ static void test_access_line_time_and_latency_format(void)
     dup2(fd, STDERR_FILENO);
     int64_t t = INT64_C(1795034692123); /* 2026-11-18T20:44:52.123Z */
     qtsp_clock_set(fixed_clock, &t);
-    qtsp_log_access("0000000000000001", "GET", "/a", 200, 1, 1.5);
+    qtsp_log_access("0000000000000001", NULL, "GET", "/a", 200, 1, 1.5);
     t += 5; /* same second */
-    qtsp_log_access("0000000000000002", "GET", "/b", 200, 1, 0.0004);
+    qtsp_log_access("0000000000000002", NULL, "GET", "/b", 200, 1, 0.0004);
     t += 1000; /* next second: the cached date is renewed */
-    qtsp_log_access("0000000000000003", "GET", "/c", 200, 1, 12.3456);
+    qtsp_log_access("0000000000000003", NULL, "GET", "/c", 200, 1, 12.3456);
     t = INT64_C(1795034692000) + 86400 * 1000; /* next day, .000 */
-    qtsp_log_access("0000000000000004", "GET", "/d", 200, 1, 0);
+    qtsp_log_access("0000000000000004", NULL, "GET", "/d", 200, 1, 0);
     qtsp_clock_set(NULL, NULL);
     fflush(stderr);
     dup2(saved, STDERR_FILENO);
@@ -350,7 +350,7 @@ static void test_json_access_line_with_long_path_is_whole_json(void)
     int saved = dup(STDERR_FILENO);
     dup2(fd, STDERR_FILENO);
     qtsp_log_set_format(QTSP_LOG_JSON);
-    qtsp_log_access("0000000000000009", "GET", target, 414, 77, 2.5);
+    qtsp_log_access("0000000000000009", NULL, "GET", target, 414, 77, 2.5);
     qtsp_log(QTSP_LOG_WARN, "%s", target + 1);
     qtsp_log_set_format(QTSP_LOG_TEXT);
     fflush(stderr);
