@@ -106,9 +106,11 @@ check "GET /certs/issuing-ca.crt parses as DER" openssl x509 -inform DER -in "$T
 curl -s "$BASE/metrics" >"$T_DIR/metrics.txt"
 check_grep "metrics: request counter" "^qtsp_http_requests_total\{" "$T_DIR/metrics.txt"
 check_grep "metrics: latency histogram" "^qtsp_http_request_duration_seconds_bucket" "$T_DIR/metrics.txt"
-check_grep "metrics: store size" "^qtsp_store_used_bytes [0-9]+" "$T_DIR/metrics.txt"
-check_grep "metrics: token sessions" "^qtsp_hsm_sessions [0-9]+" "$T_DIR/metrics.txt"
-check_grep "metrics: OCSP certificate lifetime left" '^qtsp_certificate_expiry_seconds\{cert="ocsp"\} [1-9][0-9]+' "$T_DIR/metrics.txt"
+# serve runs a worker process per core: each sample may carry process="i"
+PL='(process="[0-9]+")?'
+check_grep "metrics: store size" "^qtsp_store_used_bytes(\{$PL\})? [0-9]+" "$T_DIR/metrics.txt"
+check_grep "metrics: token sessions" "^qtsp_hsm_sessions(\{$PL\})? [0-9]+" "$T_DIR/metrics.txt"
+check_grep "metrics: OCSP certificate lifetime left" '^qtsp_certificate_expiry_seconds\{(process="[0-9]+",)?cert="ocsp"\} [1-9][0-9]+' "$T_DIR/metrics.txt"
 check_eq "unknown path is 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/nope")"
 check "SIGTERM exits 0" stop_server
 check "audit verify still passes" "$QTSP_BIN" audit verify --home "$H"

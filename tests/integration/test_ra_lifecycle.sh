@@ -148,7 +148,8 @@ printf 'version: 1\nsize: 3\n' >"$H/policies/keypool.yaml"
 check "serve starts with a key pool" start_server "$H"
 pool=0
 for _ in $(seq 1 200); do
-  pool=$(curl -s "$BASE/metrics" | sed -n 's/^qtsp_keypool_available //p')
+  # serve runs a worker process per core: samples may carry process="i"
+  pool=$(curl -s "$BASE/metrics" | sed -n 's/^qtsp_keypool_available\({process="[0-9]*"}\)\? //p' | sort -n | head -n1)
   [[ $pool == 3 ]] && break
   sleep 0.1
 done
