@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -199,12 +200,65 @@ static qtsp_status load_keys(qtsp_app *app)
     return QTSP_OK;
 }
 
+qtsp_status cmd_served_digest(const char *home, char out[72])
+{
+    out[0] = '\0';
+    char path[QTSP_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/serve.lock", home);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return QTSP_OK; /* never served */
+    int running = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd);
+    if (!running)
+        return QTSP_OK;
+    snprintf(path, sizeof path, "%s/serve.policy", home);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return QTSP_OK; /* a server of an older version */
+    char line[80] = "";
+    if (fgets(line, sizeof line, f))
+        line[strcspn(line, "\n")] = '\0';
+    fclose(f);
+    if (strncmp(line, "sha256:", 7) == 0 && strlen(line) == 71)
+        memcpy(out, line, 72);
+    return QTSP_OK;
+}
+
+qtsp_status cmd_record_served_digest(const qtsp_config *cfg)
+{
+    char d[72], path[QTSP_PATH_MAX + 16];
+    TRY(cmd_policy_digest(cfg, d));
+    d[71] = '\n';
+    snprintf(path, sizeof path, "%s/serve.policy", cfg->home);
+    return cmd_write_file(path, d, 72, 0644);
+}
+
+/* The CLI and the server never run with two different policies silently. */
+static void warn_other_policies(const qtsp_config *cfg)
+{
+    char served[72], mine[72];
+    if (cmd_served_digest(cfg->home, served) != QTSP_OK || !served[0] ||
+        cmd_policy_digest(cfg, mine) != QTSP_OK) {
+        qtsp_err_clear();
+        return;
+    }
+    if (strcmp(served, mine) != 0)
+        fprintf(stderr,
+                "qtsp: warning: the server running on %s uses other policies than its files now "
+                "hold (server %.19s..., files %.19s...): this command uses the files; reload "
+                "the server (kill -HUP its pid, systemctl reload qtsp) to apply them there too\n",
+                cfg->home, served, mine);
+}
+
 qtsp_status qtsp_app_open(const char *home, unsigned what, qtsp_app *app)
 {
     memset(app, 0, sizeof *app);
     qtsp_status rc = qtsp_config_load(home, &app->cfg);
     if (rc != QTSP_OK)
         return rc;
+    if (!(what & APP_NO_DIGEST_CHECK))
+        warn_other_policies(&app->cfg);
     qtsp_log_set_format(app->cfg.log_json ? QTSP_LOG_JSON : QTSP_LOG_TEXT);
     if (what & APP_KEYS)
         what |= APP_HSM;

@@ -23,9 +23,13 @@ typedef struct qtsp_app {
 #define APP_STORE 1u /* open the store */
 #define APP_HSM 2u   /* log in to the token */
 #define APP_KEYS 4u  /* + load the CA/OCSP/TSA keys and certificates (implies HSM) */
+/* without the warning when a running server uses other policies (serve, config check) */
+#define APP_NO_DIGEST_CHECK 8u
 
 /* Opens the home. Fills app (zeroed first); on failure everything opened is
- * closed again. */
+ * closed again. Unless APP_NO_DIGEST_CHECK: when a server runs on the home
+ * with other policies than the files now hold (cmd_served_digest), prints a
+ * warning on stderr saying so and how to reload it. */
 qtsp_status qtsp_app_open(const char *home, unsigned what, qtsp_app *app) QTSP_MUST_USE;
 void qtsp_app_close(qtsp_app *app);
 
@@ -52,6 +56,17 @@ const char *cmd_actor(void);
  * configured install prefix's share/qtsp/policies; the source tree's
  * policies/. A static buffer: not thread-safe (the CLI's). */
 const char *cmd_policies_dir(void);
+
+/* "sha256:<hex>" over qtsp.yaml and every policies/NAME.yaml (names and
+ * contents, sorted by name) of cfg's home: what a server or a verb would
+ * load (cmd/config_cmd.c). out holds 72 bytes. */
+qtsp_status cmd_policy_digest(const qtsp_config *cfg, char out[72]) QTSP_MUST_USE;
+/* The digest the server running on home recorded when it (re)loaded its
+ * policies (DIR/serve.policy); "" when no server runs there. */
+qtsp_status cmd_served_digest(const char *home, char out[72]) QTSP_MUST_USE;
+/* Records cfg's current digest as the running server's (serve, after a
+ * start or a reload). */
+qtsp_status cmd_record_served_digest(const qtsp_config *cfg) QTSP_MUST_USE;
 
 /* Loads DIR/public/<name> (PEM certificate). */
 qtsp_status qtsp_app_load_cert(const qtsp_app *app, const char *name, X509 **out) QTSP_MUST_USE;

@@ -16,6 +16,9 @@ int cmd_token(int argc, char **argv);
 /* crl publish (cmd/crl_cmd.c) */
 int cmd_crl(int argc, char **argv);
 
+/* config check (cmd/config_cmd.c) */
+int cmd_config(int argc, char **argv);
+
 /* backup and restore of a home (cmd/backup.c) */
 int cmd_backup(int argc, char **argv);
 int cmd_restore(int argc, char **argv);

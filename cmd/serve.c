@@ -18,9 +18,11 @@
  * store, exit 0 (the supervisor forwards the signal and waits for every
  * worker). */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cmd/app.h"
@@ -81,6 +83,15 @@ static qtsp_status metrics_hook(void *ctx, const char *own, size_t len, qtsp_buf
     return qtsp_procmetrics_merge(w->pm, out);
 }
 
+/* Records the policies this server loaded (cmd_record_served_digest). */
+static void record_digest(const qtsp_config *cfg)
+{
+    if (cmd_record_served_digest(cfg) != QTSP_OK) {
+        LOG_WARN("serve: cannot record the policy digest: %s", qtsp_err_message());
+        qtsp_err_clear();
+    }
+}
+
 /* Prints "listening on http://HOST:PORT" (stdout, flushed). */
 static void say_listening(const char *listen, unsigned port)
 {
@@ -99,7 +110,7 @@ static int serve_one(const char *home, const char *listen, const char *log_forma
                      qtsp_log_format lf, long nproc, worker_ctx *w)
 {
     qtsp_app app;
-    if (qtsp_app_open(home, APP_STORE | APP_KEYS, &app) != QTSP_OK)
+    if (qtsp_app_open(home, APP_STORE | APP_KEYS | APP_NO_DIGEST_CHECK, &app) != QTSP_OK)
         return cmd_fail("serve");
     if (nproc >= 0) /* --processes: also sizes the automatic thread count */
         qtsp_config_set_processes(&app.cfg, nproc);
@@ -145,14 +156,25 @@ static int serve_one(const char *home, const char *listen, const char *log_forma
                  w->index == 0 ? " (runs the sweeper and the key pool)" : "");
         qtsp_supervisor_ready(w->ready_fd);
     } else {
+        record_digest(&app.cfg);
         say_listening(app.cfg.listen, qtsp_http_port(srv));
         LOG_INFO("qtsp serving %s on %s (port %u)", app.cfg.home, app.cfg.listen,
                  qtsp_http_port(srv));
     }
 
-    while (!qtsp_stop_wait(METRICS_PUBLISH_S))
+    while (!qtsp_stop_wait(METRICS_PUBLISH_S)) {
         if (w)
             publish_metrics(w);
+        if (qtsp_reload_taken()) {
+            if (w)
+                LOG_WARN("SIGHUP to worker %u ignored: send it to the supervisor (pid %ld)",
+                         w->index, (long)getppid());
+            else
+                LOG_ERROR("reload refused: a single-process server (http.processes: 1) cannot "
+                          "reload in place; it keeps its policies: restart it, or run worker "
+                          "processes");
+        }
+    }
 
     LOG_INFO("stopping: finishing requests in flight");
     qtsp_services_quiesce(svc);
@@ -169,7 +191,7 @@ static int serve_one(const char *home, const char *listen, const char *log_forma
 static int list_routes(const char *home)
 {
     qtsp_app app;
-    if (qtsp_app_open(home, APP_STORE | APP_KEYS, &app) != QTSP_OK)
+    if (qtsp_app_open(home, APP_STORE | APP_KEYS | APP_NO_DIGEST_CHECK, &app) != QTSP_OK)
         return cmd_fail("serve");
     qtsp_services *svc = NULL;
     qtsp_status rc = qtsp_services_new(&app, &svc);
@@ -203,6 +225,44 @@ static void worker_gone(void *ctx, unsigned i)
     qtsp_procmetrics_clear(a->pm, i);
 }
 
+/* SIGHUP: `qtsp config check --home H` in a child process (the token, the
+ * store and the policies are opened there, never in the supervisor, whose
+ * state its workers inherit); its lines go to the log (stderr). */
+static int reload_check(void *ctx)
+{
+    serve_args *a = ctx;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        LOG_ERROR("serve: reload check: fork: %s", strerror(errno));
+        return 0;
+    }
+    if (pid == 0) {
+        dup2(STDERR_FILENO, STDOUT_FILENO);
+        sigset_t none;
+        sigemptyset(&none);
+        pthread_sigmask(SIG_SETMASK, &none, NULL);
+        char *args[] = {"qtsp", "config", "check", "--for-reload", "--home", (char *)a->home, NULL};
+        execv("/proc/self/exe", args);
+        _exit(127);
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static void reloaded(void *ctx)
+{
+    serve_args *a = ctx;
+    qtsp_config cfg;
+    if (qtsp_config_load(a->home, &cfg) == QTSP_OK)
+        record_digest(&cfg);
+    else
+        qtsp_err_clear();
+}
+
 static int supervise(const char *home, const char *listen, const char *log_format,
                      qtsp_log_format lf, long nproc, const qtsp_config *cfg)
 {
@@ -221,10 +281,12 @@ static int supervise(const char *home, const char *listen, const char *log_forma
         free(fds);
         return cmd_fail("serve");
     }
-    qtsp_supervisor_spec spec = {"serve", n, fds, run_worker, worker_gone, &args};
+    qtsp_supervisor_spec spec = {"serve",     n,     fds,          run_worker,
+                                 worker_gone, &args, reload_check, reloaded};
     qtsp_supervisor *sv = NULL;
     int code = 1;
     if (qtsp_supervisor_start(&spec, &sv) == QTSP_OK) { /* a failure is logged */
+        record_digest(cfg);
         say_listening(addr, port);
         LOG_INFO("qtsp serving %s on %s (port %u) with %u worker processes of %lld threads", home,
                  addr, port, n, (long long)cfg->http_workers);

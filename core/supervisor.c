@@ -17,6 +17,7 @@
 #include "core/log.h"
 
 static volatile sig_atomic_t g_stop;
+static volatile sig_atomic_t g_hup; /* a SIGHUP taken by qtsp_stop_wait */
 
 static void on_signal(int sig)
 {
@@ -39,6 +40,7 @@ void qtsp_stop_signals_install(void)
     sigemptyset(&block);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGHUP);
     sigaddset(&block, SIGCHLD);
     pthread_sigmask(SIG_BLOCK, &block, NULL);
 }
@@ -56,11 +58,21 @@ int qtsp_stop_wait(int timeout_s)
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGHUP);
     struct timespec ts = {timeout_s, 0};
     int sig = sigtimedwait(&stop, NULL, &ts);
     if (sig == SIGTERM || sig == SIGINT)
         g_stop = 1;
+    else if (sig == SIGHUP)
+        g_hup = 1;
     return g_stop != 0;
+}
+
+int qtsp_reload_taken(void)
+{
+    int r = g_hup != 0;
+    g_hup = 0;
+    return r;
 }
 
 void qtsp_supervisor_ready(int ready_fd)
@@ -82,7 +94,8 @@ struct qtsp_supervisor {
     worker *w;
     struct pollfd *pf; /* await_ready's, n of each */
     unsigned *idx;
-    unsigned *dead; /* reap_and_restart's, n */
+    unsigned *dead;  /* reap_and_restart's, n */
+    pid_t *retiring; /* n: the worker a reload replaced, draining */
 };
 
 static void gone(qtsp_supervisor *sv, unsigned i)
@@ -207,6 +220,12 @@ static void stop_all(qtsp_supervisor *sv)
     for (unsigned i = 0; i < sv->s.n; i++)
         if (sv->w[i].pid > 0)
             kill(sv->w[i].pid, SIGTERM);
+    for (unsigned i = 0; sv->retiring && i < sv->s.n; i++)
+        if (sv->retiring[i] > 0) { /* SIGTERMed already: wait for it too */
+            while (waitpid(sv->retiring[i], NULL, 0) < 0 && errno == EINTR)
+                ;
+            sv->retiring[i] = 0;
+        }
     uint64_t deadline = qtsp_mono_ns() + (uint64_t)QTSP_SUPERVISOR_STOP_WAIT_S * 1000000000ULL;
     for (;;) {
         unsigned left = 0;
@@ -256,6 +275,47 @@ static int restart(qtsp_supervisor *sv, unsigned i)
     return 1;
 }
 
+/* SIGHUP: the check, then each slot's worker replaced by a new one started
+ * beside it on the same socket (no connection is refused meanwhile). */
+static void reload(qtsp_supervisor *sv)
+{
+    if (!sv->s.check) {
+        LOG_WARN("%s: SIGHUP ignored: no reload here", sv->s.name);
+        return;
+    }
+    LOG_INFO("%s: SIGHUP: checking the configuration and the policies", sv->s.name);
+    if (!sv->s.check(sv->s.ctx)) {
+        LOG_ERROR("%s: reload refused: the configuration does not load (reasons above); the "
+                  "workers keep the policies they have",
+                  sv->s.name);
+        return;
+    }
+    for (unsigned i = 0; i < sv->s.n && !g_stop; i++) {
+        worker old = sv->w[i];
+        if (old.pid <= 0 || old.ready_fd >= 0)
+            continue; /* dead or restarting: it reads the new files anyway */
+        if (spawn(sv, i) != QTSP_OK || !await_ready(sv)) {
+            if (sv->w[i].pid > 0)
+                kill_worker(&sv->w[i]);
+            sv->w[i] = old;
+            LOG_ERROR("%s: reload refused: a new worker %u could not start (reason above); "
+                      "worker %u and those after it keep the policies they have",
+                      sv->s.name, i, i);
+            return;
+        }
+        if (sv->retiring[i] > 0) /* a previous reload's: it was SIGTERMed */
+            LOG_WARN("%s: worker %u of an earlier reload is still draining", sv->s.name, i);
+        sv->retiring[i] = old.pid;
+        sv->w[i].quick = 0;
+        kill(old.pid, SIGTERM);
+        LOG_INFO("%s: worker %u reloaded (pid %ld replaces %ld, which drains)", sv->s.name, i,
+                 (long)sv->w[i].pid, (long)old.pid);
+    }
+    if (!g_stop && sv->s.reloaded)
+        sv->s.reloaded(sv->s.ctx);
+    LOG_INFO("%s: reload done: every worker runs the new policies", sv->s.name);
+}
+
 /* Reaps dead workers and restarts them. 0 when one keeps dying at start. */
 static int reap_and_restart(qtsp_supervisor *sv)
 {
@@ -263,6 +323,11 @@ static int reap_and_restart(qtsp_supervisor *sv)
     pid_t pid;
     unsigned nd = 0, *dead = sv->dead;
     while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        for (unsigned i = 0; i < sv->s.n; i++)
+            if (sv->retiring[i] == pid) {
+                sv->retiring[i] = 0;
+                LOG_INFO("%s: the replaced worker %u (pid %ld) is gone", sv->s.name, i, (long)pid);
+            }
         for (unsigned i = 0; i < sv->s.n; i++) {
             worker *w = &sv->w[i];
             if (w->pid != pid)
@@ -300,6 +365,7 @@ void qtsp_supervisor_free(qtsp_supervisor *sv)
     free(sv->pf);
     free(sv->idx);
     free(sv->dead);
+    free(sv->retiring);
     free(sv);
 }
 
@@ -316,7 +382,8 @@ qtsp_status qtsp_supervisor_start(const qtsp_supervisor_spec *spec, qtsp_supervi
     sv->pf = calloc(spec->n, sizeof *sv->pf);
     sv->idx = calloc(spec->n, sizeof *sv->idx);
     sv->dead = calloc(spec->n, sizeof *sv->dead);
-    if (!sv->w || !sv->pf || !sv->idx || !sv->dead) {
+    sv->retiring = calloc(spec->n, sizeof *sv->retiring);
+    if (!sv->w || !sv->pf || !sv->idx || !sv->dead || !sv->retiring) {
         qtsp_supervisor_free(sv);
         FAIL(QTSP_ERR_NOMEM, "out of memory");
     }
@@ -350,12 +417,15 @@ int qtsp_supervisor_run(qtsp_supervisor *sv)
     sigemptyset(&waitset);
     sigaddset(&waitset, SIGTERM);
     sigaddset(&waitset, SIGINT);
+    sigaddset(&waitset, SIGHUP);
     sigaddset(&waitset, SIGCHLD);
     int code = 0;
     while (!g_stop) {
         int sig = sigwaitinfo(&waitset, NULL);
         if (sig == SIGTERM || sig == SIGINT)
             g_stop = 1;
+        else if (sig == SIGHUP)
+            reload(sv);
         else if (sig == SIGCHLD && !reap_and_restart(sv)) {
             code = 1;
             break;

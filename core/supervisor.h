@@ -3,9 +3,17 @@
  * time; a dead worker is restarted alone; a worker that keeps dying at start
  * stops everything; SIGTERM/SIGINT are forwarded and the workers drain.
  *
- * Signals: qtsp_stop_signals_install() blocks SIGTERM, SIGINT and SIGCHLD
- * (taken with sigwaitinfo/sigtimedwait, never lost) and ignores SIGPIPE; it
- * must run before any thread or worker starts. Workers inherit the mask.
+ * Signals: qtsp_stop_signals_install() blocks SIGTERM, SIGINT, SIGHUP and
+ * SIGCHLD (taken with sigwaitinfo/sigtimedwait, never lost) and ignores
+ * SIGPIPE; it must run before any thread or worker starts. Workers inherit
+ * the mask.
+ *
+ * SIGHUP to the supervisor reloads: the spec's check runs (the new
+ * configuration must load); then, one slot at a time, a new worker starts
+ * on the slot's socket beside the old one, and once it serves the old one
+ * gets SIGTERM and drains. A failed check or a new worker that cannot start
+ * refuses the reload (logged with the reason): the workers not yet replaced
+ * keep what they loaded. The server never stops for a reload.
  * Not thread-safe: one supervisor per process, driven by its main thread. */
 #ifndef QTSP_CORE_SUPERVISOR_H
 #define QTSP_CORE_SUPERVISOR_H
@@ -18,13 +26,17 @@
 #define QTSP_SUPERVISOR_READY_MS (10 * 60 * 1000) /* a worker's start (token login) */
 
 /* Installs the stop handler (SIGTERM/SIGINT set the stop flag), ignores
- * SIGPIPE and blocks SIGTERM, SIGINT and SIGCHLD in the calling thread. */
+ * SIGPIPE and blocks SIGTERM, SIGINT, SIGHUP and SIGCHLD in the calling
+ * thread. */
 void qtsp_stop_signals_install(void);
 /* 1 once SIGTERM or SIGINT arrived (or qtsp_stop_wait took one). */
 int qtsp_stop_requested(void);
 /* Waits up to timeout_s for SIGTERM/SIGINT (blocked, see above). Returns 1
- * when a stop was asked (now or before), 0 on timeout or another signal. */
+ * when a stop was asked (now or before), 0 on timeout or another signal.
+ * A SIGHUP taken meanwhile is noted for qtsp_reload_taken. */
 int qtsp_stop_wait(int timeout_s);
+/* 1 once if a SIGHUP was taken by qtsp_stop_wait since the last call. */
+int qtsp_reload_taken(void);
 
 /* A worker's life, in the forked child: serve listen_fd; once serving, call
  * qtsp_supervisor_ready(ready_fd); return the exit status after a stop
@@ -39,6 +51,12 @@ typedef struct qtsp_supervisor_spec {
     qtsp_worker_fn run;
     void (*gone)(void *ctx, unsigned i); /* optional: worker i died or stopped */
     void *ctx;                           /* for run and gone; must outlive the supervisor */
+    /* optional, on SIGHUP before any worker is replaced: 1 when the new
+     * configuration loads (the hook logs each problem), 0 refuses the
+     * reload; then reloaded(ctx) is called once every worker was replaced.
+     * Without check, SIGHUP is logged and ignored. */
+    int (*check)(void *ctx);
+    void (*reloaded)(void *ctx);
 } qtsp_supervisor_spec;
 
 typedef struct qtsp_supervisor qtsp_supervisor;
@@ -53,7 +71,8 @@ typedef struct qtsp_supervisor qtsp_supervisor;
 qtsp_status qtsp_supervisor_start(const qtsp_supervisor_spec *spec,
                                   qtsp_supervisor **out) QTSP_MUST_USE;
 
-/* Supervises until SIGTERM/SIGINT: restarts dead workers one at a time;
+/* Supervises until SIGTERM/SIGINT: restarts dead workers one at a time,
+ * reloads on SIGHUP (above);
  * then forwards SIGTERM and waits QTSP_SUPERVISOR_STOP_WAIT_S for every
  * worker (SIGKILL after). Returns the exit status: 0 after a stop, 1 when a
  * worker died QTSP_SUPERVISOR_QUICK_DEATHS times in a row within

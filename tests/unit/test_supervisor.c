@@ -95,7 +95,7 @@ static int scenario_run(scenario *s, int stop_after_ms)
         int fds[N];
         for (int i = 0; i < N; i++)
             fds[i] = open("/dev/null", O_RDONLY);
-        qtsp_supervisor_spec spec = {"test", N, fds, run, gone, s};
+        qtsp_supervisor_spec spec = {"test", N, fds, run, gone, s, NULL, NULL};
         qtsp_supervisor *sv = NULL;
         qtsp_status rc = qtsp_supervisor_start(&spec, &sv);
         if (rc != QTSP_OK) {
@@ -191,7 +191,7 @@ static void test_supervisor_quick_deaths_stop_everything(void)
 static void test_supervisor_rejects_an_empty_spec(void)
 {
     int fd = 0;
-    qtsp_supervisor_spec spec = {"test", 0, &fd, run, NULL, NULL};
+    qtsp_supervisor_spec spec = {"test", 0, &fd, run, NULL, NULL, NULL, NULL};
     qtsp_supervisor *sv = (qtsp_supervisor *)&fd;
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_supervisor_start(&spec, &sv), QTSP_ERR_INVALID);
