@@ -15,7 +15,7 @@ NG=$T_DIR/nginx
 mkdir -p "$NG/conf/qtsp" "$NG/logs" "$NG/tmp"
 NGINX_PID=
 cleanup_nginx() { [[ -n $NGINX_PID ]] && kill -QUIT "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null; NGINX_PID=; }
-trap cleanup_nginx EXIT
+trap 'cleanup_nginx; [[ -n $SERVER_PID ]] && kill -KILL $SERVER_PID 2>/dev/null' EXIT
 
 freeport() {
   local p
