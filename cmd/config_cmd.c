@@ -116,6 +116,14 @@ static void problem(const char *file, unsigned *count)
     (*count)++;
 }
 
+/* problem() for policies/<name>. */
+static void policy_problem(const char *name, unsigned *count)
+{
+    char f[300];
+    snprintf(f, sizeof f, "policies/%s", name);
+    problem(f, count);
+}
+
 /* The certificate profiles (ca/profile.h), each on its own. */
 static const char *const k_profiles[] = {"root-ca.yaml", "issuing-ca.yaml", "ocsp-responder.yaml",
                                          "tsa-unit.yaml", "qualified-natural-person.yaml"};
@@ -142,28 +150,22 @@ static int check_home(const char *home, int for_reload)
     for (size_t i = 0; i < n; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         qtsp_ydoc *doc = NULL;
-        if (qtsp_ydoc_load_file(path, &doc) != QTSP_OK) {
-            char f[300];
-            snprintf(f, sizeof f, "policies/%s", names[i]);
-            problem(f, &bad);
-        }
+        if (qtsp_ydoc_load_file(path, &doc) != QTSP_OK)
+            policy_problem(names[i], &bad);
         qtsp_ydoc_free(doc);
     }
     /* 2. the policies with a loader of their own, each on its own */
     for (size_t i = 0; i < sizeof k_profiles / sizeof k_profiles[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, k_profiles[i]);
         qtsp_profile *p = NULL;
-        if (qtsp_profile_load(path, &p) != QTSP_OK) {
-            char f[300];
-            snprintf(f, sizeof f, "policies/%s", k_profiles[i]);
-            problem(f, &bad);
-        }
+        if (qtsp_profile_load(path, &p) != QTSP_OK)
+            policy_problem(k_profiles[i], &bad);
         qtsp_profile_free(p);
     }
     snprintf(path, sizeof path, "%s/crl.yaml", dir);
     qtsp_crl_policy crl;
     if (qtsp_crl_policy_load(path, &crl) != QTSP_OK)
-        problem("policies/crl.yaml", &bad);
+        policy_problem("crl.yaml", &bad);
     /* 3. the whole server as serve assembles it (every other policy, with
      * the loaders serve uses; stops at the first failure) */
     if (bad == 0) {

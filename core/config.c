@@ -1,7 +1,6 @@
 /* DIR/qtsp.yaml loader and writer (schema in core/config.h). */
 #include "core/config.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -11,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/http.h"
 #include "core/yaml.h"
 
 #define DEFAULT_MODULE "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"
@@ -65,13 +65,9 @@ static qtsp_status load_trusted_proxies(qtsp_config *cfg, const qtsp_ynode *list
     for (size_t i = 0; i < n; i++) {
         const qtsp_ynode *it = qtsp_ynode_item(list, i);
         const char *a = qtsp_ynode_scalar(it);
-        unsigned char bin[16];
-        int v6 = a && strchr(a, ':') != NULL;
-        if (!a || inet_pton(v6 ? AF_INET6 : AF_INET, a, bin) != 1)
+        if (!qtsp_http_ip_normalize(a, cfg->http_trusted_proxies[i]))
             return qtsp_ynode_fail(it, "trusted_proxies", "%s is not an IP address",
                                    a ? a : "(not a scalar)");
-        inet_ntop(v6 ? AF_INET6 : AF_INET, bin, cfg->http_trusted_proxies[i],
-                  sizeof cfg->http_trusted_proxies[i]);
     }
     cfg->http_n_trusted_proxies = n;
     return QTSP_OK;

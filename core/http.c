@@ -122,11 +122,9 @@ static void client_from_proxy(struct MHD_Connection *conn, http_rq *rq)
         trusted = strcmp(srv->trusted[i], rq->client) == 0;
     if (!trusted)
         return;
-    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Real-IP");
-    unsigned char bin[16];
-    int v6 = h && strchr(h, ':') != NULL;
-    if (h && inet_pton(v6 ? AF_INET6 : AF_INET, h, bin) == 1)
-        inet_ntop(v6 ? AF_INET6 : AF_INET, bin, rq->client, sizeof rq->client);
+    char a[46];
+    if (qtsp_http_ip_normalize(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Real-IP"), a))
+        memcpy(rq->client, a, sizeof a);
 }
 
 /* ---- sending ---------------------------------------------------------- */
@@ -625,12 +623,9 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
     srv->metrics_hook_ctx = opts->metrics_hook_ctx;
     for (size_t i = 0; opts->trusted_proxies && opts->trusted_proxies[i]; i++) {
         const char *a = opts->trusted_proxies[i];
-        unsigned char bin[16];
-        int a6 = strchr(a, ':') != NULL;
-        ENSURE_OUT(i < HTTP_TRUSTED_MAX && inet_pton(a6 ? AF_INET6 : AF_INET, a, bin) == 1,
+        ENSURE_OUT(i < HTTP_TRUSTED_MAX && qtsp_http_ip_normalize(a, srv->trusted[i]),
                    QTSP_ERR_INVALID, "trusted proxy %s: not an IP address (at most %d)", a,
                    HTTP_TRUSTED_MAX);
-        inet_ntop(a6 ? AF_INET6 : AF_INET, bin, srv->trusted[i], sizeof srv->trusted[i]);
         srv->n_trusted = i + 1;
     }
     srv->stats = calloc(n + N_BUILTIN, sizeof *srv->stats);
@@ -676,6 +671,16 @@ out:
         free(srv);
     }
     return rc;
+}
+
+int qtsp_http_ip_normalize(const char *text, char out[46])
+{
+    unsigned char bin[16];
+    out[0] = '\0';
+    int v6 = text && strchr(text, ':') != NULL;
+    if (!text || inet_pton(v6 ? AF_INET6 : AF_INET, text, bin) != 1)
+        return 0;
+    return inet_ntop(v6 ? AF_INET6 : AF_INET, bin, out, 46) != NULL;
 }
 
 const char *qtsp_http_builtin_path(size_t i)

@@ -151,6 +151,11 @@ typedef qtsp_status (*qtsp_metrics_fn)(void *ctx, qtsp_buf *out);
 qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes, size_t n,
                             qtsp_metrics_fn metrics_fn, void *metrics_ctx,
                             qtsp_http_server **out) QTSP_MUST_USE;
+/* Writes the canonical text of the IPv4 or IPv6 address text (inet_ntop of
+ * inet_pton) to out (46 bytes: INET6_ADDRSTRLEN). Returns 1, or 0 when text
+ * is NULL or not an address (out is then ""). Thread-safe. */
+int qtsp_http_ip_normalize(const char *text, char out[46]);
+
 /* The paths every server answers itself with GET (the built-ins): i-th
  * ("/health", "/metrics"), NULL past the end. Static strings. */
 const char *qtsp_http_builtin_path(size_t i);

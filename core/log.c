@@ -271,7 +271,7 @@ void qtsp_log_access(const char *request_id, const char *client, const char *met
     char p[512], m[64], c[80] = "";
     p[qtsp_json_escape(p, sizeof p, 0, path)] = '\0';
     if (client && *client) /* an address: checked by the caller, never a raw header */
-        snprintf(c, sizeof c, g_format == QTSP_LOG_JSON ? "\"client\":\"%.46s\"," : "client=%.46s ",
+        snprintf(c, sizeof c, g_format == QTSP_LOG_JSON ? ",\"client\":\"%.46s\"" : " client=%.46s",
                  client);
     if (g_format == QTSP_LOG_JSON) {
         m[qtsp_json_escape(m, sizeof m, 0, method)] = '\0';
@@ -279,16 +279,16 @@ void qtsp_log_access(const char *request_id, const char *client, const char *met
         n += stamp(line + n, sizeof line - n);
         n += (size_t)snprintf(line + n, sizeof line - n,
                               "\",\"level\":\"info\",\"msg\":\"access\",\"request_id\":\"%s\","
-                              "%s\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"bytes\":%zu,"
-                              "\"ms\":%.3f}",
-                              request_id, c, m, p, status, bytes, ms);
+                              "\"method\":\"%s\",\"path\":\"%s\",\"status\":%d,\"bytes\":%zu,"
+                              "\"ms\":%.3f%s}",
+                              request_id, m, p, status, bytes, ms, c);
     } else {
         n += stamp(line, sizeof line);
         long long us = ms > 0 ? (long long)(ms * 1000.0 + 0.5) : 0; /* %.3f without floats */
         n += (size_t)snprintf(line + n, sizeof line - n,
-                              " info access id=%s %smethod=%s path=\"%s\" status=%d bytes=%zu "
-                              "ms=%lld.%03lld",
-                              request_id, c, method, p, status, bytes, us / 1000, us % 1000);
+                              " info access id=%s method=%s path=\"%s\" status=%d bytes=%zu "
+                              "ms=%lld.%03lld%s",
+                              request_id, method, p, status, bytes, us / 1000, us % 1000, c);
     }
     emit_access(line, n, sizeof line);
 }

@@ -571,6 +571,45 @@ static void test_api_quiesced_requests_are_503_and_not_carried_out(void)
     down(&f);
 }
 
+static qtsp_status h_plain(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    return qtsp_http_resp_set(resp, 200, "text/plain", "x", 1);
+}
+
+/* serve --routes: API prefix routes expanded to templates, others as they
+ * are (a prefix with "*"), then the built-ins */
+static void test_api_list_routes_expands_templates_and_marks_prefixes(void)
+{
+    fixture f;
+    up(&f, NULL, 0);
+    qtsp_route routes[8];
+    size_t n = qtsp_api_http_routes(f.api, routes, 8);
+    routes[n++] = (qtsp_route){"GET", "/ocsp/", 1, 0, NULL, h_plain, NULL, "p"};
+    routes[n++] = (qtsp_route){"POST", "/tsa", 0, 10, NULL, h_plain, NULL, "e"};
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    CU_ASSERT_EQUAL(qtsp_api_list_routes(routes, n, m), QTSP_OK);
+    fclose(m);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "GET /t/v1/items/{id}/parts/{part}\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "POST /t/v1/items\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "POST /t/v1/small\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "GET /t/v1/slow\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "GET /ocsp/*\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "POST /tsa\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "GET /health\nGET /metrics\n"));
+    /* the API's own prefix route is never listed as such */
+    CU_ASSERT_PTR_NULL(strstr(text, "/t/v1/*"));
+    CU_ASSERT_PTR_NULL(strstr(text, "GET /t/v1/items\n")); /* POST only */
+    size_t lines = 0;
+    for (size_t i = 0; i < len; i++)
+        lines += text[i] == '\n';
+    CU_ASSERT_EQUAL(lines, 6 + 2 + 2); /* the table's 6, 2 others, 2 built-ins */
+    free(text);
+    down(&f);
+}
+
 static void test_api_new_rejects_malformed_tables(void)
 {
     static const qtsp_api_route bad[][1] = {
@@ -617,6 +656,7 @@ int main(void)
         QTEST(test_api_slow_lane_leaves_the_fast_lane_free),
         QTEST(test_api_query_arguments_are_checked_by_name),
         QTEST(test_api_new_rejects_malformed_tables),
+        QTEST(test_api_list_routes_expands_templates_and_marks_prefixes),
     };
     return qtest_run("api", cases, sizeof cases / sizeof cases[0]);
 }

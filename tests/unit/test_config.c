@@ -60,6 +60,36 @@ static void test_config_default_is_one_process_per_core(void)
     qtsp_err_clear();
 }
 
+/* http.trusted_proxies: addresses only, normalised, at most 8 */
+static void test_config_trusted_proxies(void)
+{
+    qtsp_config c;
+    write_file("qtsp.yaml", "version: 1\nhttp:\n  trusted_proxies: [127.0.0.1, \"::0001\"]\n");
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL_FATAL(qtsp_config_load(g_dir, &c), QTSP_OK);
+    CU_ASSERT_EQUAL(c.http_n_trusted_proxies, 2);
+    CU_ASSERT_STRING_EQUAL(c.http_trusted_proxies[0], "127.0.0.1");
+    CU_ASSERT_STRING_EQUAL(c.http_trusted_proxies[1], "::1");
+    write_file("qtsp.yaml", "version: 1\n");
+    CU_ASSERT_EQUAL_FATAL(qtsp_config_load(g_dir, &c), QTSP_OK);
+    CU_ASSERT_EQUAL(c.http_n_trusted_proxies, 0);
+    static const char *const bad[] = {
+        "version: 1\nhttp:\n  trusted_proxies: [10.0.0.0/8]\n",
+        "version: 1\nhttp:\n  trusted_proxies: [proxy.example]\n",
+        "version: 1\nhttp:\n  trusted_proxies: 127.0.0.1\n",
+        "version: 1\nhttp:\n  trusted_proxies: [[127.0.0.1]]\n",
+        "version: 1\nhttp:\n  trusted_proxies: [1.1.1.1, 1.1.1.2, 1.1.1.3, 1.1.1.4, 1.1.1.5, "
+        "1.1.1.6, 1.1.1.7, 1.1.1.8, 1.1.1.9]\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_file("qtsp.yaml", bad[i]);
+        qtsp_err_clear();
+        CU_ASSERT_EQUAL(qtsp_config_load(g_dir, &c), QTSP_ERR_CONFIG);
+        CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_err_what(), "trusted_proxies"));
+    }
+    qtsp_err_clear();
+}
+
 static void test_config_unknown_key_names_file_line_column_and_key(void)
 {
     write_file("qtsp.yaml", "version: 1\nhsm:\n  module: /x.so\n  colour: blue\n");
@@ -159,6 +189,7 @@ int main(void)
     static const qtest_case cases[] = {
         QTEST(test_config_defaults_then_save_and_load_round_trip),
         QTEST(test_config_default_is_one_process_per_core),
+        QTEST(test_config_trusted_proxies),
         QTEST(test_config_unknown_key_names_file_line_column_and_key),
         QTEST(test_config_rejects_bad_values),
         QTEST(test_config_missing_home_says_to_run_init),

@@ -332,6 +332,38 @@ static void test_access_line_time_and_latency_format(void)
     unlink(path);
 }
 
+/* The client address, when known, ends the line (text and JSON). */
+static void test_access_line_carries_the_client_address(void)
+{
+    char path[] = "/tmp/qtsp-log-XXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    qtsp_log_access("0000000000000005", "192.0.2.7", "GET", "/a", 200, 1, 1);
+    qtsp_log_set_format(QTSP_LOG_JSON);
+    qtsp_log_access("0000000000000006", "2001:db8::1", "GET", "/b", 404, 2, 1);
+    qtsp_log_access("0000000000000007", "", "GET", "/c", 404, 2, 1);
+    qtsp_log_set_format(QTSP_LOG_TEXT);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(fd);
+    FILE *f = fopen(path, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    char line[512];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fgets(line, sizeof line, f));
+    CU_ASSERT_PTR_NOT_NULL(strstr(line, " id=0000000000000005 method=GET "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(line, " ms=1.000 client=192.0.2.7\n"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fgets(line, sizeof line, f));
+    CU_ASSERT_PTR_NOT_NULL(strstr(line, "\"ms\":1.000,\"client\":\"2001:db8::1\"}\n"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fgets(line, sizeof line, f));
+    CU_ASSERT_PTR_NULL(strstr(line, "client")); /* empty: no field */
+    fclose(f);
+    unlink(path);
+}
+
 /* A request target longer than the line still gives one JSON object with
  * every field: the escaped path is capped as in text mode. */
 static void test_json_access_line_with_long_path_is_whole_json(void)
@@ -404,6 +436,7 @@ int main(void)
         QTEST(test_json_access_line_with_long_path_is_whole_json),
         QTEST(test_buffered_access_log_writes_every_line_whole),
         QTEST(test_access_line_time_and_latency_format),
+        QTEST(test_access_line_carries_the_client_address),
         QTEST(test_json_escape_quotes_controls_and_stops_whole),
         QTEST(test_procmetrics_merges_families_once_with_process_labels),
         QTEST(test_procmetrics_slots_are_shared_with_forked_workers),

@@ -1247,6 +1247,32 @@ static void test_http_defer_outside_a_server_request_returns_null(void)
     qtsp_http_complete(NULL, QTSP_OK); /* no-op */
 }
 
+/* X-Real-IP and trusted proxies take only well-formed addresses. */
+static void test_http_ip_normalize_accepts_only_addresses(void)
+{
+    char out[46];
+    CU_ASSERT_EQUAL(qtsp_http_ip_normalize("127.0.0.1", out), 1);
+    CU_ASSERT_STRING_EQUAL(out, "127.0.0.1");
+    CU_ASSERT_EQUAL(qtsp_http_ip_normalize("2001:DB8:0::1", out), 1);
+    CU_ASSERT_STRING_EQUAL(out, "2001:db8::1");
+    static const char *const bad[] = {
+        "",         "1.2.3",    "1.2.3.4.5",        "10.0.0.0/8", "host.example",
+        "1.2.3.4 ", " 1.2.3.4", "1.2.3.4, 5.6.7.8", "::g",        "\"1.2.3.4\""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CU_ASSERT_EQUAL(qtsp_http_ip_normalize(bad[i], out), 0);
+        CU_ASSERT_STRING_EQUAL(out, "");
+    }
+    CU_ASSERT_EQUAL(qtsp_http_ip_normalize(NULL, out), 0);
+    /* a server refuses a trusted proxy that is not an address */
+    static const char *const proxies[] = {"proxy.example", NULL};
+    qtsp_http_opts o = {.listen = "127.0.0.1:0", .workers = 1, .trusted_proxies = proxies};
+    qtsp_http_server *srv = NULL;
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_http_start(&o, NULL, 0, NULL, NULL, &srv), QTSP_ERR_INVALID);
+    CU_ASSERT_PTR_NULL(srv);
+    qtsp_err_clear();
+}
+
 static void test_http_etag_matching_follows_rfc9110(void)
 {
     CU_ASSERT(qtsp_http_etag_matches("\"abc\"", "\"abc\""));
@@ -1299,6 +1325,7 @@ int main(void)
         QTEST(test_http_stop_waits_for_a_deferred_completion),
         QTEST(test_http_stop_with_pending_deferred_requests_answers_503),
         QTEST(test_http_defer_outside_a_server_request_returns_null),
+        QTEST(test_http_ip_normalize_accepts_only_addresses),
     };
     return qtest_run("http", cases, sizeof cases / sizeof cases[0]);
 }
