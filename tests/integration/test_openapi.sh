@@ -93,7 +93,7 @@ probe() { # METHOD PROBEPATH SCHEME MEDIA -> "STATUS BODY-START"
   elif [[ $4 != - ]]; then args+=(-H "Content-Type: $4" --data-binary 'x'); fi
   local st
   st=$(curl "${args[@]}" "$BASE$2")
-  echo "$st $(head -c 200 "$T_DIR/pbody" | tr -d '\n')"
+  echo "$st $(head -c 200 "$T_DIR/pbody" | tr -d '\n\0')"
 }
 routed() { # "STATUS BODY": the router found the route
   [[ $1 != 405* && $1 != 404*'"no such resource'* && $1 != 000* ]]
