@@ -286,6 +286,23 @@ void qtsp_cert_record_cleanup(qtsp_cert_record *rec)
     rec->der_len = 0;
 }
 
+qtsp_status qtsp_certdb_get_issuer(qtsp_txn *txn, const unsigned char *serial, size_t slen,
+                                   char out[QTSP_CERT_ISSUER_MAX])
+{
+    unsigned char s[QTSP_SERIAL_MAX];
+    size_t sl;
+    TRY(qtsp_serial_normalize(serial, slen, s, &sl));
+    const void *v;
+    size_t vl;
+    TRY(qtsp_txn_get0(txn, QTSP_T_CERTS, s, sl, &v, &vl));
+    const unsigned char *p = v;
+    ENSURE(vl >= 1 && p[0] == CERT_VERSION, QTSP_ERR_STORE_CORRUPT,
+           "certificate record of unknown version");
+    p++;
+    vl--;
+    return get_field(&p, &vl, out, QTSP_CERT_ISSUER_MAX); /* the first field */
+}
+
 qtsp_status qtsp_certdb_get_status(qtsp_txn *txn, const unsigned char *serial, size_t slen,
                                    qtsp_cert_status *out)
 {

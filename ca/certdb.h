@@ -18,6 +18,7 @@
 #include "core/err.h"
 
 #define QTSP_SERIAL_MAX 20
+#define QTSP_CERT_ISSUER_MAX 16
 
 typedef enum qtsp_cert_state {
     QTSP_CERT_VALID = 0,
@@ -57,7 +58,7 @@ typedef struct qtsp_cert_status {
 typedef struct qtsp_cert_record {
     unsigned char serial[QTSP_SERIAL_MAX];
     size_t serial_len;
-    char issuer[16];     /* "issuing" (qualified CA) or "root" */
+    char issuer[16];     /* "issuing" (qualified CA) or "root" (QTSP_CERT_ISSUER_MAX) */
     char subject_id[40]; /* "" for CA-side certificates */
     char key_label[64];  /* token key label of the certified key */
     char profile[64];
@@ -93,6 +94,12 @@ qtsp_status qtsp_certdb_add_root_issued(qtsp_txn *txn, const unsigned char *seri
 qtsp_status qtsp_certdb_get(qtsp_txn *txn, const unsigned char *serial, size_t slen,
                             qtsp_cert_record *out) QTSP_MUST_USE;
 void qtsp_cert_record_cleanup(qtsp_cert_record *rec);
+
+/* The issuer field of serial's record ("issuing" or "root") into out, read
+ * without copying the DER (the OCSP hot path). QTSP_ERR_NOT_FOUND for a
+ * serial never issued, QTSP_ERR_STORE_CORRUPT for an unreadable record. */
+qtsp_status qtsp_certdb_get_issuer(qtsp_txn *txn, const unsigned char *serial, size_t slen,
+                                   char out[QTSP_CERT_ISSUER_MAX]) QTSP_MUST_USE;
 
 /* Stored status. QTSP_ERR_NOT_FOUND for a serial never issued. */
 qtsp_status qtsp_certdb_get_status(qtsp_txn *txn, const unsigned char *serial, size_t slen,

@@ -135,6 +135,14 @@ static qtsp_status mdb_fail(qtsp_txn *txn, int rc, const char *file, int line, c
     case ENOMEM:
         code = QTSP_ERR_NOMEM;
         break;
+    case ENOSPC:
+    case EDQUOT:
+        /* the file system cannot take the pages: the write is refused whole
+         * (LMDB wrote no meta page); growing the map would not help */
+        code = QTSP_ERR_UNAVAILABLE;
+        LOG_ERROR("store: no space left on the file system of the store: writes are refused "
+                  "(HTTP 503) until space is freed");
+        break;
     default:
         break;
     }
@@ -564,6 +572,9 @@ qtsp_status qtsp_store_write(qtsp_store *st, qtsp_write_fn fn, void *ctx)
         }
         if (!full)
             return rc;
+        if (grows >= STORE_MAX_GROWS)
+            LOG_ERROR("store: the map is still full after %d grows: writes are refused (HTTP 503)",
+                      grows);
         ENSURE(grows < STORE_MAX_GROWS, QTSP_ERR_STORE_FULL, "store: map still full after %d grows",
                grows);
         /* the map-full failure was handled: do not let it mask later ones */

@@ -130,7 +130,11 @@ static int serve_one(const char *home, const char *listen, const char *log_forma
         qtsp_http_opts opts = {.listen = app.cfg.listen,
                                .workers = (unsigned)app.cfg.http_workers,
                                .conn_timeout_s = (unsigned)app.cfg.http_conn_timeout_s,
-                               .trusted_proxies = proxies};
+                               .trusted_proxies = proxies,
+                               .max_connections = (size_t)app.cfg.http_max_connections,
+                               .per_address = app.cfg.http_per_address
+                                                  ? (size_t)app.cfg.http_per_address
+                                                  : (size_t)-1};
         if (w) {
             opts.use_listen_fd = 1;
             opts.listen_fd = w->listen_fd;
@@ -341,6 +345,7 @@ int cmd_serve(int argc, char **argv)
     if (cfg.http_processes > QTSP_PROCMETRICS_MAX)
         return cmd_usage_error("serve", "at most 64 processes");
     qtsp_log_set_format(log_format ? lf : cfg.log_json ? QTSP_LOG_JSON : QTSP_LOG_TEXT);
+    qtsp_config_warn_exposed(&cfg); /* issue 15: the PIN file is the CA keys */
 
     qtsp_stop_signals_install();
     /* operator failure counters shared by the workers, mapped before they fork */

@@ -224,6 +224,12 @@ static int64_t sweep_once(qtsp_periodic *p, void *arg)
     qtsp_services *s = arg;
     qtsp_err_clear();
     size_t n = 0;
+    size_t kd = 0;
+    if (qtsp_ra_finish_destructions(s->ra, &kd) != QTSP_OK)
+        LOG_ERROR("pending key destructions: %s", qtsp_err_message());
+    else if (kd)
+        LOG_INFO("pending key destructions: %zu finished", kd);
+    qtsp_err_clear();
     if (qtsp_ra_sweep_lapses(s->ra, qtsp_now(), &n) != QTSP_OK)
         LOG_ERROR("hold sweeper: %s", qtsp_err_message());
     else if (n)

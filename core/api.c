@@ -385,7 +385,7 @@ static int is_json_type(const char *ct)
 static qtsp_status parse_body(const api_call *c, json_t **out)
 {
     ENSURE(is_json_type(qtsp_api_header(&(qtsp_api_req){.internal = c}, "Content-Type")),
-           QTSP_ERR_INVALID, "Content-Type must be application/json");
+           QTSP_ERR_UNSUPPORTED, "Content-Type must be application/json"); /* RFC 9110 15.5.16 */
     ENSURE(c->body_len > 0, QTSP_ERR_INVALID, "body: a JSON object is required");
     json_error_t err;
     json_t *o = json_loadb((const char *)c->body, c->body_len, JSON_REJECT_DUPLICATES, &err);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/http.h"
+#include "core/log.h"
 #include "core/yaml.h"
 
 #define DEFAULT_MODULE "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"
@@ -96,6 +97,8 @@ void qtsp_config_defaults(qtsp_config *cfg, const char *home)
     cfg->http_workers_auto = 1;
     qtsp_config_set_processes(cfg, 0); /* one worker process per core */
     cfg->http_conn_timeout_s = 30;
+    cfg->http_per_address = 512;
+    cfg->http_max_connections = 4096;
     cfg->log_json = 0;
 }
 
@@ -166,8 +169,13 @@ static qtsp_status load_doc(const qtsp_ydoc *doc, qtsp_config *cfg)
     }
     const qtsp_ynode *http = qtsp_ynode_get(root, "http");
     if (http) {
-        static const char *const k[] = {"processes", "workers", "connection_timeout",
-                                        "trusted_proxies", NULL};
+        static const char *const k[] = {"processes",
+                                        "workers",
+                                        "connection_timeout",
+                                        "trusted_proxies",
+                                        "connections_per_address",
+                                        "max_connections",
+                                        NULL};
         TRY(qtsp_ynode_check_keys(http, k));
         int64_t w = -1, procs = 0; /* absent: one process per core */
         TRY(qtsp_yget_int(http, "workers", 0, 0, 256, &w));
@@ -179,6 +187,8 @@ static qtsp_status load_doc(const qtsp_ydoc *doc, qtsp_config *cfg)
         qtsp_config_set_processes(cfg, procs);
         TRY(qtsp_yget_duration(http, "connection_timeout", 0, &cfg->http_conn_timeout_s));
         TRY(load_trusted_proxies(cfg, qtsp_ynode_get(http, "trusted_proxies")));
+        TRY(qtsp_yget_int(http, "connections_per_address", 0, 0, 1 << 20, &cfg->http_per_address));
+        TRY(qtsp_yget_int(http, "max_connections", 0, 16, 1 << 20, &cfg->http_max_connections));
     }
     const qtsp_ynode *log = qtsp_ynode_get(root, "log");
     if (log) {
@@ -280,4 +290,46 @@ qtsp_status qtsp_config_read_pin(const qtsp_config *cfg, char *pin, size_t cap)
     pin[strcspn(pin, "\r\n")] = '\0';
     ENSURE(pin[0] != '\0', QTSP_ERR_INVALID, "token PIN file %s is empty", cfg->pin_file);
     return QTSP_OK;
+}
+
+/* mode bits of path that are in mask, or 0 when it cannot be read. */
+static unsigned exposed_bits(const char *path, unsigned mask, unsigned *mode)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return 0;
+    *mode = (unsigned)sb.st_mode & 07777;
+    return (unsigned)sb.st_mode & mask;
+}
+
+int qtsp_config_warn_exposed(const qtsp_config *cfg)
+{
+    int n = 0;
+    unsigned mode = 0;
+    const char *env = getenv("QTSP_TOKEN_PIN");
+    if (!(env && *env) && exposed_bits(cfg->pin_file, S_IRWXG | S_IRWXO, &mode)) {
+        LOG_WARN("token PIN file %s is readable by others (mode %04o): whoever reads it can use "
+                 "the CA keys outside qtsp, unseen by its audit; chmod 600 it (docs/security.md)",
+                 cfg->pin_file, mode);
+        n++;
+    }
+    static const char *const dirs[] = {"secrets", "hsm", "store"};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        char path[QTSP_PATH_MAX];
+        if (qtsp_config_path(cfg, dirs[i], path, sizeof path) != QTSP_OK) {
+            qtsp_err_clear();
+            continue;
+        }
+        if (exposed_bits(path, S_IRWXG | S_IRWXO, &mode)) {
+            LOG_WARN("%s is readable by others (mode %04o): chmod 700 it (docs/security.md)", path,
+                     mode);
+            n++;
+        }
+    }
+    if (exposed_bits(cfg->home, S_IWGRP | S_IWOTH, &mode)) {
+        LOG_WARN("home %s is writable by others (mode %04o): chmod go-w it (docs/security.md)",
+                 cfg->home, mode);
+        n++;
+    }
+    return n;
 }

@@ -54,6 +54,8 @@ typedef struct qtsp_config {
      * access log (the TLS front, deploy/nginx); normalised text */
     char http_trusted_proxies[QTSP_CONFIG_PROXIES_MAX][46];
     size_t http_n_trusted_proxies;
+    int64_t http_per_address;     /* connections per client address; 0 = no limit */
+    int64_t http_max_connections; /* per process */
     int log_json;
 } qtsp_config;
 
@@ -75,6 +77,12 @@ qtsp_status qtsp_config_save(const qtsp_config *cfg) QTSP_MUST_USE;
 /* Reads the token PIN: $QTSP_TOKEN_PIN if set, else the first line of
  * cfg->pin_file. pin must hold cap bytes; wipe it after use. */
 qtsp_status qtsp_config_read_pin(const qtsp_config *cfg, char *pin, size_t cap) QTSP_MUST_USE;
+
+/* Warns (log, one line each) when others than the owner can read the token
+ * PIN file, or reach secrets/, hsm/ or store/, or write the home itself:
+ * whoever reads the PIN can use the CA keys outside qtsp, unseen by its
+ * audit (docs/security.md). Returns the number of warnings. Never fails. */
+int qtsp_config_warn_exposed(const qtsp_config *cfg);
 
 /* Joins home and a relative path into out. QTSP_ERR_TOO_BIG if it does not fit. */
 qtsp_status qtsp_config_path(const qtsp_config *cfg, const char *rel, char *out,

@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -174,7 +175,7 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, http_rq *rq, i
         ok = ok && MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow) == MHD_YES;
     /* While stopping, keep-alive clients are sent away so that the wait for
      * requests in flight ends (MHD_quiesce_daemon only closes the listener). */
-    if (atomic_load_explicit(&rq->srv->draining, memory_order_relaxed))
+    if (rq->close || atomic_load_explicit(&rq->srv->draining, memory_order_relaxed))
         ok = ok && MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES;
     const char *hn, *hv;
     for (size_t pos = 0; extra && ok && http_resp_next_header(extra, &pos, &hn, &hv);)
@@ -351,6 +352,31 @@ static enum MHD_Result answer_pending(struct MHD_Connection *conn, http_rq *rq)
     }
 }
 
+static enum MHD_Result count_content_length(void *cls, enum MHD_ValueKind kind, const char *key,
+                                            const char *value)
+{
+    (void)kind;
+    (void)value;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        ++*(int *)cls;
+    return MHD_YES;
+}
+
+/* RFC 9112 6.3 (3, 5): a request with both Content-Length and
+ * Transfer-Encoding, or with Content-Length more than once, has no single
+ * framing that every hop would agree on (request smuggling); MHD 0.9.75
+ * accepts both shapes (chunked wins; the first length wins). Refused with
+ * 400 and the connection closed (never read on as a next request). */
+static const char *framing_error(struct MHD_Connection *conn, const char *cl, const char *te)
+{
+    if (cl && te)
+        return "Content-Length together with Transfer-Encoding";
+    int n = 0;
+    if (cl)
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, count_content_length, &n);
+    return n > 1 ? "Content-Length given more than once" : NULL;
+}
+
 /* First call for a request: headers are in, no body read yet.
  *
  * MHD 0.9.75 closes the connection after a response queued at this point
@@ -368,6 +394,22 @@ static enum MHD_Result on_headers(struct MHD_Connection *conn, http_rq *rq, cons
     const char *te =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
     int body_expected = (cl && strcmp(cl, "0") != 0) || te != NULL;
+    http_conn_phase(srv, rq->conn, 1); /* headers in time: now the body is due */
+    const char *smuggle = framing_error(conn, cl, te);
+    if (smuggle) {
+        atomic_fetch_add_explicit(&srv->smuggling_refused, 1, memory_order_relaxed);
+        rq->state = RQ_BODY;
+        rq->close = 1;
+        return send_error(conn, rq, 400, smuggle, NULL);
+    }
+    /* MHD decodes %00 into a NUL that ends the path early: ".../SER%00"
+     * would be served as ".../SER" (defect 15.8). */
+    if (strstr(rq->raw, "%00")) {
+        rq->state = RQ_BODY;
+        rq->pending = 400;
+        rq->pend_msg = "the path contains an encoded NUL byte";
+        return body_expected ? answer_pending(conn, rq) : MHD_YES;
+    }
     int known = 0;
     client_from_proxy(conn, rq);
     const http_route *rt = http_route_find(srv, method, url, rq->allow, sizeof rq->allow, &known);
@@ -457,6 +499,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             rq->pend_msg = "request body too large";
             return MHD_YES;
         }
+        http_conn_phase(rq->srv, rq->conn, 0); /* the whole request is in */
         if (rq->pending != PEND_ROUTE)
             return answer_pending(conn, rq);
         return run_handler(conn, rq, url, method);
@@ -500,6 +543,10 @@ static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
     rq->method[0] = '\0';
     rq->deferred = NULL;
     peer_address(conn, rq->client, sizeof rq->client);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    rq->conn = ci ? ci->socket_context : NULL;
+    rq->close = 0;
     make_request_id(rq->id);
     memcpy(rq->raw, uri, n);
     rq->raw[n] = '\0';
@@ -517,6 +564,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     *req_cls = NULL;
     if (rq->deferred)
         http_deferred_abandon(srv, rq->deferred);
+    http_conn_phase(srv, rq->conn, 1); /* a kept-alive connection's next request is due */
     if (rq->state != RQ_ANSWERED)
         /* The client went away (or MHD answered itself); one line anyway. */
         qtsp_log_access(rq->id, rq->client, rq->method[0] ? rq->method : "-", rq->raw, 0, 0,
@@ -530,10 +578,16 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
                           enum MHD_ConnectionNotificationCode toe)
 {
     qtsp_http_server *srv = cls;
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         atomic_fetch_add_explicit(&srv->conns_open, 1, memory_order_relaxed);
-    else
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = ci ? http_conn_track(srv, ci->connect_fd) : NULL;
+    } else {
         atomic_fetch_sub_explicit(&srv->conns_open, 1, memory_order_relaxed);
+        http_conn_untrack(srv, *socket_context); /* before MHD closes the socket */
+        *socket_context = NULL;
+    }
 }
 
 QTSP_PRINTF(2, 0) static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -617,6 +671,7 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
     ENSURE(srv != NULL, QTSP_ERR_NOMEM, "out of memory for the HTTP server");
     srv->quiesced_fd = MHD_INVALID_SOCKET;
     pthread_mutex_init(&srv->dmu, NULL);
+    pthread_mutex_init(&srv->cmu, NULL);
     srv->metrics_fn = metrics_fn;
     srv->metrics_ctx = metrics_ctx;
     srv->metrics_hook = opts->metrics_hook;
@@ -639,14 +694,21 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
     unsigned max_conn =
         opts->max_connections ? (unsigned)opts->max_connections : HTTP_DEFAULT_CONNECTIONS;
+    /* one address cannot take every slot (defect 15.6): MHD accepts its
+     * connections past the limit and closes them at once */
+    unsigned per_addr = opts->per_address == (size_t)-1 ? 0
+                        : opts->per_address             ? (unsigned)opts->per_address
+                                                        : HTTP_DEFAULT_PER_ADDRESS;
+    unsigned timeout_s = opts->conn_timeout_s ? opts->conn_timeout_s : HTTP_DEFAULT_TIMEOUT_S;
+    TRY_OUT(http_deadlines_start(srv, timeout_s));
     struct MHD_OptionItem o[] = {
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)(void *)mhd_log, NULL},
         {opts->use_listen_fd ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
          opts->use_listen_fd ? opts->listen_fd : 0, opts->use_listen_fd ? NULL : &ss},
         /* MHD reads 0 as "never": an idle client would hold a slot forever. */
-        {MHD_OPTION_CONNECTION_TIMEOUT,
-         opts->conn_timeout_s ? opts->conn_timeout_s : HTTP_DEFAULT_TIMEOUT_S, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, NULL},
         {MHD_OPTION_CONNECTION_LIMIT, max_conn, NULL},
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_addr, NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)HTTP_CONN_MEMORY, NULL},
         {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)(void *)uri_log, srv},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)(void *)on_completed, srv},
@@ -665,6 +727,8 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
     srv = NULL;
 out:
     if (srv) {
+        http_deadlines_stop(srv);
+        pthread_mutex_destroy(&srv->cmu);
         http_routes_free(srv->routes, srv->n_routes);
         free(srv->stats);
         pthread_mutex_destroy(&srv->dmu);
@@ -720,6 +784,8 @@ void qtsp_http_stop_within(qtsp_http_server *srv, unsigned grace_ms)
     MHD_stop_daemon(srv->daemon);
     if (srv->quiesced_fd != MHD_INVALID_SOCKET)
         close(srv->quiesced_fd);
+    http_deadlines_stop(srv);
+    pthread_mutex_destroy(&srv->cmu);
     http_routes_free(srv->routes, srv->n_routes);
     free(srv->stats);
     pthread_mutex_destroy(&srv->dmu);

@@ -6,7 +6,8 @@
  * built by the handler; a non-OK return from a handler becomes a JSON error
  * {"error":"<code>","message":"<qtsp_err_what()>"} with the mapped status:
  * INVALID 400, AUTH 401, FORBIDDEN 403, NOT_FOUND 404, EXISTS/STATE 409,
- * TOO_BIG 413, QUOTA 429, UNSUPPORTED 415, UNAVAILABLE 503, anything else 500 (message hidden).
+ * TOO_BIG 413, QUOTA 429, UNSUPPORTED 415, UNAVAILABLE and STORE_FULL 503, anything else 500
+ * (message hidden).
  *
  * The server answers 404 for unknown paths, 405 for a wrong method, 413 when
  * a body exceeds the route's max_body (without reading the rest), 415 when a
@@ -115,10 +116,16 @@ typedef struct qtsp_route {
 } qtsp_route;
 
 typedef struct qtsp_http_opts {
-    const char *listen;      /* "127.0.0.1:8080"; port 0 = pick a free one */
-    unsigned workers;        /* threads in the pool (>= 1) */
-    unsigned conn_timeout_s; /* idle/slow client timeout; 0 = default 30 s */
-    size_t max_connections;  /* 0 = default 4096 */
+    const char *listen; /* "127.0.0.1:8080"; port 0 = pick a free one */
+    unsigned workers;   /* threads in the pool (>= 1) */
+    /* idle client timeout, and the most a request's headers, or its body,
+     * may take (a client trickling bytes is cut off); 0 = default 30 s */
+    unsigned conn_timeout_s;
+    size_t max_connections; /* 0 = default 4096 */
+    /* connections from one client address at a time; 0 = default 512,
+     * (size_t)-1 = no limit (behind a reverse proxy, every client is its
+     * address) */
+    size_t per_address;
     /* With use_listen_fd: serve the bound, listening socket listen_fd
      * (qtsp_http_listen_shared) instead of binding listen, which then only
      * names it in logs. The server closes it when it stops. */

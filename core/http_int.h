@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "core/http.h"
+#include "core/periodic.h"
 
 struct MHD_Connection;
 struct MHD_Daemon;
@@ -20,8 +21,9 @@ struct MHD_Daemon;
 #define HTTP_CONN_MEMORY ((size_t)16 * 1024) /* MHD zeroes it for every request */
 #define HTTP_DEFAULT_CONNECTIONS 4096
 #define HTTP_STOP_GRACE_MS 10000
-#define HTTP_FORCED_GRACE_MS 1000 /* for the 503s of deferred requests forced at stop */
-#define HTTP_DEFAULT_TIMEOUT_S 30 /* when opts->conn_timeout_s is 0 */
+#define HTTP_FORCED_GRACE_MS 1000    /* for the 503s of deferred requests forced at stop */
+#define HTTP_DEFAULT_TIMEOUT_S 30    /* when opts->conn_timeout_s is 0 */
+#define HTTP_DEFAULT_PER_ADDRESS 512 /* when opts->per_address is 0 */
 
 /* Status codes counted per route (http_metrics.c k_codes) and latency
  * buckets (k_buckets); anything else lands in "other". */
@@ -48,6 +50,9 @@ typedef struct http_route {
     void *ctx;
     char *name;
 } http_route;
+
+/* An open connection and the deadline of its phase (http_deadline.c). */
+typedef struct http_conn http_conn;
 
 enum { DF_PENDING = 0, DF_CLAIMED = 1 };
 
@@ -90,6 +95,12 @@ struct qtsp_http_server {
     _Atomic int draining;               /* stop began: answers close their connection */
     char trusted[HTTP_TRUSTED_MAX][46]; /* proxies whose X-Real-IP is logged, normalised */
     size_t n_trusted;
+    pthread_mutex_t cmu;  /* conns */
+    http_conn *conns;     /* open connections (http_deadline.c) */
+    qtsp_periodic *watch; /* shuts down connections past their deadline */
+    uint64_t phase_ns;    /* time allowed for a request's headers, and for its body */
+    _Atomic uint64_t conns_timed_out;
+    _Atomic uint64_t smuggling_refused; /* Content-Length with Transfer-Encoding, or twice */
 };
 
 enum rq_state { RQ_NEW = 0, RQ_BODY, RQ_DEFERRED, RQ_ANSWERED };
@@ -115,11 +126,28 @@ typedef struct http_rq {
     const char *pend_msg;         /* static text for a pending error */
     char allow[64];               /* Allow header for a pending 405 */
     qtsp_http_deferred *deferred; /* set by qtsp_http_defer; one ref */
+    http_conn *conn;              /* its connection's deadline (may be NULL) */
+    int close;                    /* answer with Connection: close */
     char method[16];
     char id[17];
     char client[46]; /* the peer, or the X-Real-IP a trusted proxy sent */
     char raw[];      /* raw path, NUL-terminated */
 } http_rq;
+
+/* ---- http_deadline.c ---- */
+/* Starts the watchdog: phase_s is the time for a request's headers and for
+ * its body. QTSP_ERR_* of qtsp_periodic_start. */
+qtsp_status http_deadlines_start(qtsp_http_server *srv, unsigned phase_s) QTSP_MUST_USE;
+/* Stops the watchdog (after MHD stopped; the list is then empty). */
+void http_deadlines_stop(qtsp_http_server *srv);
+/* A new connection on socket fd, its headers due within the phase time;
+ * NULL when out of memory (then untracked). From MHD's connection thread. */
+http_conn *http_conn_track(qtsp_http_server *srv, int fd);
+/* Forgets c (NULL: no-op) before MHD closes its socket. */
+void http_conn_untrack(qtsp_http_server *srv, http_conn *c);
+/* timed 1: the next phase begins now (headers done: the body is due; an
+ * answer sent: the next request is due); 0: no deadline (our turn). */
+void http_conn_phase(qtsp_http_server *srv, http_conn *c, int timed);
 
 /* ---- http_route.c ---- */
 /* HEAD is answered like GET; MHD drops the body. */

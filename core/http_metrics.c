@@ -101,6 +101,18 @@ qtsp_status http_metrics_render(qtsp_http_server *srv, qtsp_buf *out)
                         atomic_load_explicit(&srv->conns_open, memory_order_relaxed)));
     TRY(qtsp_buf_printf(
         out,
+        "# HELP qtsp_http_connections_timed_out_total Connections cut off because a "
+        "request's headers or body took longer than the connection timeout.\n"
+        "# TYPE qtsp_http_connections_timed_out_total counter\n"
+        "qtsp_http_connections_timed_out_total %llu\n"
+        "# HELP qtsp_http_framing_refused_total Requests refused with 400 for ambiguous "
+        "framing (Content-Length with Transfer-Encoding, or twice).\n"
+        "# TYPE qtsp_http_framing_refused_total counter\n"
+        "qtsp_http_framing_refused_total %llu\n",
+        (unsigned long long)atomic_load_explicit(&srv->conns_timed_out, memory_order_relaxed),
+        (unsigned long long)atomic_load_explicit(&srv->smuggling_refused, memory_order_relaxed)));
+    TRY(qtsp_buf_printf(
+        out,
         "# HELP qtsp_http_deferred_pending Requests awaiting a deferred answer.\n"
         "# TYPE qtsp_http_deferred_pending gauge\n"
         "qtsp_http_deferred_pending %ld\n"

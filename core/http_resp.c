@@ -58,6 +58,7 @@ int qtsp_http_status_for(qtsp_status rc)
     case QTSP_ERR_UNSUPPORTED:
         return 415;
     case QTSP_ERR_UNAVAILABLE:
+    case QTSP_ERR_STORE_FULL: /* the store cannot grow: try again once space is freed */
         return 503;
     default:
         return 500;

@@ -234,6 +234,73 @@ static size_t stamp(char *out, size_t cap)
     return t_len + 5;
 }
 
+/* Repeated warnings and errors (issue 15 defect 8: a full disk wrote 9,920
+ * identical error lines): a message of the same level and text as one
+ * written less than LOG_REPEAT_MS ago is counted, not written; when it is
+ * next written, the count of lines held back is appended. Numbers do not
+ * make a message different ("journal commit of 3 tokens failed" repeats
+ * "... of 5 tokens failed"). A few recent messages are remembered, so two
+ * alternating ones are both held back. */
+#define LOG_REPEAT_MS 10000
+#define LOG_REPEAT_SLOTS 16
+
+typedef struct repeat_slot {
+    uint64_t hash; /* 0 = free */
+    int64_t last_ms;
+    uint64_t held;
+} repeat_slot;
+
+static pthread_mutex_t g_repeat_mu = PTHREAD_MUTEX_INITIALIZER;
+static repeat_slot g_repeat[LOG_REPEAT_SLOTS];
+
+static uint64_t repeat_hash(qtsp_log_level lvl, const char *msg)
+{
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)lvl; /* FNV-1a */
+    int in_digits = 0;
+    for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
+        int d = *p >= '0' && *p <= '9';
+        if (d && in_digits)
+            continue;
+        in_digits = d;
+        h = (h ^ (d ? '#' : *p)) * 1099511628211ULL;
+    }
+    return h ? h : 1;
+}
+
+/* 1: hold the line back; 0: write it, with *held lines held back before. */
+static int repeat_hold(qtsp_log_level lvl, const char *msg, uint64_t *held)
+{
+    *held = 0;
+    if (lvl < QTSP_LOG_WARN)
+        return 0;
+    uint64_t h = repeat_hash(lvl, msg);
+    int64_t now = qtsp_mono_ns() / 1000000;
+    int hold = 0;
+    pthread_mutex_lock(&g_repeat_mu);
+    repeat_slot *s = NULL, *oldest = &g_repeat[0];
+    for (size_t i = 0; i < LOG_REPEAT_SLOTS; i++) {
+        if (g_repeat[i].hash == h)
+            s = &g_repeat[i];
+        if (g_repeat[i].last_ms < oldest->last_ms)
+            oldest = &g_repeat[i];
+    }
+    if (s && now - s->last_ms < LOG_REPEAT_MS) {
+        s->held++;
+        hold = 1;
+    } else {
+        if (!s) {
+            s = oldest;
+            s->held = 0;
+        }
+        *held = s->held;
+        s->hash = h;
+        s->last_ms = now;
+        s->held = 0;
+    }
+    pthread_mutex_unlock(&g_repeat_mu);
+    return hold;
+}
+
 void qtsp_log(qtsp_log_level lvl, const char *fmt, ...)
 {
     if (lvl < g_level)
@@ -243,6 +310,14 @@ void qtsp_log(qtsp_log_level lvl, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    uint64_t held = 0;
+    if (repeat_hold(lvl, msg, &held))
+        return;
+    if (held) {
+        size_t ml = strlen(msg);
+        snprintf(msg + ml, sizeof msg - ml, " (%llu more like it held back since the last one)",
+                 (unsigned long long)held);
+    }
     char line[4608];
     size_t n = 0;
     if (g_format == QTSP_LOG_JSON) {

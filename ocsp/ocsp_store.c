@@ -2,6 +2,7 @@
  * transaction per request, statuses from ca/certdb, pre-signed answers in
  * the table ocsp_cache, written only while status_gen has not moved. */
 #include <stdint.h>
+#include <string.h>
 
 #include "ca/certdb.h"
 #include "ca/store.h"
@@ -25,9 +26,16 @@ static qtsp_status src_gen(void *snap, uint64_t *gen)
     return qtsp_txn_counter_get(snap, "status_gen", gen);
 }
 
+/* The responder speaks for the issuing CA only: a serial the root issued
+ * (the issuing CA's own certificate, a TSA unit) was never issued by the CA
+ * named in the CertID (RFC 6960 2.2), whatever its status. */
 static qtsp_status src_status(void *snap, const unsigned char *serial, size_t len,
                               qtsp_cert_status *out)
 {
+    char issuer[QTSP_CERT_ISSUER_MAX];
+    TRY(qtsp_certdb_get_issuer(snap, serial, len, issuer));
+    ENSURE(strcmp(issuer, "issuing") == 0, QTSP_ERR_NOT_FOUND,
+           "serial was issued by the %s CA, not by the issuing CA", issuer);
     return qtsp_certdb_get_status(snap, serial, len, out);
 }
 

@@ -176,18 +176,33 @@ qtsp_status qtsp_ra_hold(qtsp_ra *ra, const qtsp_actor *who, const unsigned char
 
 /* ---- hotline hook ---- */
 
+/* Every serial of the person, however many (defect 15.2: an emergency hold
+ * never fails closed); the hold itself skips revoked and expired ones. */
+typedef struct collect_one {
+    unsigned char serial[QTSP_SERIAL_MAX];
+    size_t len;
+} collect_one;
+
 typedef struct collect_ctx {
-    unsigned char serials[64][QTSP_SERIAL_MAX];
-    size_t lens[64];
-    size_t n;
+    collect_one *v;
+    size_t n, cap;
+    size_t limit; /* 0: none; else QTSP_ERR_TOO_BIG past it (a sweep batch) */
 } collect_ctx;
 
 static qtsp_status collect(void *vctx, const unsigned char *serial, size_t slen)
 {
     collect_ctx *c = vctx;
-    ENSURE(c->n < 64, QTSP_ERR_TOO_BIG, "subject has too many certificates");
-    memcpy(c->serials[c->n], serial, slen);
-    c->lens[c->n++] = slen;
+    ENSURE(slen <= QTSP_SERIAL_MAX, QTSP_ERR_STORE_CORRUPT, "serial too long in the subject index");
+    ENSURE(c->limit == 0 || c->n < c->limit, QTSP_ERR_TOO_BIG, "more than a batch");
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 64;
+        collect_one *v = reallocarray(c->v, cap, sizeof *v);
+        ENSURE(v != NULL, QTSP_ERR_NOMEM, "out of memory");
+        c->v = v;
+        c->cap = cap;
+    }
+    memcpy(c->v[c->n].serial, serial, slen);
+    c->v[c->n++].len = slen;
     return QTSP_OK;
 }
 
@@ -203,9 +218,11 @@ qtsp_status qtsp_ra_hotline_hold(qtsp_ra *ra, const qtsp_actor *who, const char 
     qtsp_txn *txn = NULL;
     TRY(qtsp_store_begin(ra->d.store, 0, &txn));
     qtsp_status rc = QTSP_OK;
-    collect_ctx *cc = calloc(1, sizeof *cc);
+    collect_ctx cc_ = {0}, *cc = &cc_;
+    hold_one *items = NULL;
+    int *flags = NULL;
+    char(*sids)[40] = NULL;
     json_t *arr = NULL;
-    ENSURE_OUT(cc != NULL, QTSP_ERR_NOMEM, "out of memory");
     /* the caller gives no country: try every code (the index key is CC:id) */
     int matched = 0;
     for (const char *p = qtsp_country_codes(); p[0] && p[1] && !matched; p += p[2] ? 3 : 2) {
@@ -236,12 +253,13 @@ qtsp_status qtsp_ra_hotline_hold(qtsp_ra *ra, const qtsp_actor *who, const char 
     txn = NULL;
     /* one answer for "no such person" and "wrong phone": no enumeration */
     ENSURE_OUT(matched, QTSP_ERR_NOT_FOUND, "no subject with that national id and phone number");
-    hold_one items[64];
-    int flags[64];
-    char sids[64][40];
+    items = calloc(cc->n + 1, sizeof *items);
+    flags = calloc(cc->n + 1, sizeof *flags);
+    sids = calloc(cc->n + 1, sizeof *sids);
+    ENSURE_OUT(items && flags && sids, QTSP_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < cc->n; i++) {
-        items[i].serial = cc->serials[i];
-        items[i].slen = cc->lens[i];
+        items[i].serial = cc->v[i].serial;
+        items[i].slen = cc->v[i].len;
     }
     time_t now = qtsp_now();
     hold_ctx c = {who, caller_verification,  "hotline", items, cc->n,
@@ -265,9 +283,17 @@ qtsp_status qtsp_ra_hotline_hold(qtsp_ra *ra, const qtsp_actor *who, const char 
 out:
     qtsp_txn_abort(txn);
     json_decref(arr);
-    free(cc);
+    free(cc->v);
+    free(items);
+    free(flags);
+    free(sids);
     return rc;
 }
+
+/* A termination's key destruction not yet recorded (defect 15.4): meta
+ * "key.destroy.pending/<serial hex>" -> key label, written with the
+ * revocation, deleted with the record of the destruction. */
+#define PENDING_PREFIX "key.destroy.pending/"
 
 /* ---- release ---- */
 
@@ -283,6 +309,8 @@ typedef struct change_ctx {
     const char *key_outcome;
     int wrapped;         /* the credential holds a wrapped key (ca/subkey.h) */
     char subject_id[40]; /* for the webhook */
+    char pending_key[sizeof PENDING_PREFIX + 2 * QTSP_SERIAL_MAX];
+    size_t pending_klen;
 } change_ctx;
 
 /* The stored and the effective status of c's certificate (subscriber
@@ -390,6 +418,11 @@ static qtsp_status terminate_txn(qtsp_txn *txn, void *vctx)
      * revocation commits */
     ENSURE(removed || !c->wrapped, QTSP_ERR_STATE,
            "the credential of %s changed during the termination; try again", hex);
+    /* a token key is destroyed after the commit: until that is recorded it
+     * is "destruction pending" (defect 15.4) */
+    if (!c->wrapped && c->key_label[0])
+        TRY(qtsp_txn_put(txn, QTSP_T_META, c->pending_key, c->pending_klen, c->key_label,
+                         strlen(c->key_label), 0));
     json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "serial", hex, "reason",
                           qtsp_reason_name(c->reason), "identity_check", c->identity_check,
                           "key_label", c->key_label, "key", c->key_outcome, "key_storage",
@@ -401,6 +434,44 @@ static qtsp_status terminate_txn(qtsp_txn *txn, void *vctx)
         json_object_set_new(d, "invalidity_date", json_string(t));
     }
     return audit_json(txn, c->who->name, "cert.terminate", d);
+}
+
+typedef struct destroyed_ctx {
+    const char *actor, *hex, *label, *outcome;
+} destroyed_ctx;
+
+static qtsp_status destroyed_txn(qtsp_txn *txn, void *vctx)
+{
+    destroyed_ctx *c = vctx;
+    char key[sizeof PENDING_PREFIX + 2 * QTSP_SERIAL_MAX];
+    int kl = snprintf(key, sizeof key, "%s%s", PENDING_PREFIX, c->hex);
+    qtsp_status rc = qtsp_txn_del(txn, QTSP_T_META, key, (size_t)kl);
+    if (rc == QTSP_ERR_NOT_FOUND) { /* another worker recorded it first */
+        qtsp_err_clear();
+        return QTSP_OK;
+    }
+    TRY(rc);
+    return audit_json(
+        txn, c->actor, "key.destroy",
+        json_pack("{s:s,s:s,s:s}", "serial", c->hex, "key_label", c->label, "key", c->outcome));
+}
+
+/* Destroys a terminated certificate's key (one call: what destroying means
+ * is the key store's business) and records it: audit "key.destroy" and the
+ * pending mark gone, in one transaction. An absent key counts as destroyed
+ * (a retry after the token deleted it). On failure the mark stays. */
+static qtsp_status finish_destruction(qtsp_ra *ra, const char *actor, const char *hex,
+                                      const char *label)
+{
+    qtsp_status rc = qtsp_hsm_destroy(ra->d.hsm, label);
+    destroyed_ctx c = {actor, hex, label, "destroyed"};
+    if (rc == QTSP_ERR_HSM_NO_KEY) {
+        qtsp_err_clear();
+        c.outcome = "absent";
+    } else if (rc != QTSP_OK) {
+        return rc;
+    }
+    return qtsp_store_write(ra->d.store, destroyed_txn, &c);
 }
 
 /* The reasons an office may give (interface contract; RFC 5280 5.3.1). */
@@ -458,33 +529,34 @@ qtsp_status qtsp_ra_terminate(qtsp_ra *ra, const qtsp_actor *who, const unsigned
     qtsp_cert_record_cleanup(&rec);
     qtsp_cert_status_effective(&st, now, &eff);
     ENSURE(eff.state != QTSP_CERT_REVOKED, QTSP_ERR_STATE, "the certificate is already terminated");
+    /* RFC 5280 5.3.2: the key cannot have been compromised before it was certified */
+    ENSURE(invalidity_date == 0 || invalidity_date >= st.not_before, QTSP_ERR_INVALID,
+           "invalidity_date: must not be before the certificate's notBefore");
 
-    /* 2. A wrapped key is removed with the revocation (step 3), in one
-     * transaction. A legacy token key is destroyed first: if the token
-     * refuses, nothing has changed and the office can simply try again; if
-     * step 3 then fails, the certificate is still valid but can sign
-     * nothing, and a retry finds the key absent. */
-    if (c.wrapped) {
-        c.key_outcome = "destroyed";
-    } else {
-        rc = c.key_label[0] ? qtsp_hsm_destroy(ra->d.hsm, c.key_label) : QTSP_ERR_HSM_NO_KEY;
-        if (rc == QTSP_OK) {
-            c.key_outcome = "destroyed";
-        } else if (rc == QTSP_ERR_HSM_NO_KEY) {
-            qtsp_err_clear();
-            c.key_outcome = "absent";
-        } else {
-            return rc;
-        }
-    }
-
-    /* 3. The revocation (final), the disabled credential and the audit record. */
+    /* 2. The revocation (final), the disabled credential and the audit
+     * record, in one transaction: from here on OCSP and the CRL say revoked.
+     * A wrapped key is removed in it too. A token key is marked "destruction
+     * pending" in it and destroyed after (step 3). If this fails nothing has
+     * changed (the key is still there, the certificate valid) and the office
+     * can try again: no failure leaves "key gone, status good" (defect 15.4). */
+    char hex[41];
+    qtsp_serial_to_hex(serial, slen, hex);
+    c.pending_klen =
+        (size_t)snprintf(c.pending_key, sizeof c.pending_key, "%s%s", PENDING_PREFIX, hex);
+    int token_key = !c.wrapped && c.key_label[0];
+    c.key_outcome = c.wrapped ? "destroyed" : token_key ? "destruction pending" : "absent";
     rc = qtsp_store_write(ra->d.store, terminate_txn, &c);
-    if (rc != QTSP_OK) {
-        if (!c.wrapped) /* a wrapped key is still there: nothing happened */
-            LOG_ERROR("termination: key %s %s but the revocation did not commit: %s", c.key_label,
-                      c.key_outcome, qtsp_err_message());
+    if (rc != QTSP_OK)
         return rc;
+
+    /* 3. Destroy a token key and record it. If that fails (token, store), the
+     * destruction stays pending and the sweeper finishes it, also after a
+     * restart (qtsp_ra_finish_destructions): the termination stands. */
+    if (token_key && finish_destruction(ra, who->name, hex, c.key_label) != QTSP_OK) {
+        LOG_ERROR("termination of %s: the key %s is still to be destroyed (retried by the "
+                  "sweeper): %s",
+                  hex, c.key_label, qtsp_err_message());
+        qtsp_err_clear();
     }
     json_t *nd = json_pack("{s:s,s:s,s:s}", "serial", hex, "subject_id", c.subject_id, "reason",
                            qtsp_reason_name(reason));
@@ -497,14 +569,61 @@ qtsp_status qtsp_ra_terminate(qtsp_ra *ra, const qtsp_actor *who, const unsigned
     return QTSP_OK;
 }
 
+typedef struct pending_list {
+    char hex[16][2 * QTSP_SERIAL_MAX + 1];
+    char label[16][64];
+    size_t n;
+} pending_list;
+
+static qtsp_status pending_each(void *ctx, const void *key, size_t klen, const void *val,
+                                size_t vlen, int *stop)
+{
+    pending_list *l = ctx;
+    size_t pl = sizeof PENDING_PREFIX - 1;
+    if (klen < pl || memcmp(key, PENDING_PREFIX, pl) != 0 || l->n == 16) {
+        *stop = 1;
+        return QTSP_OK;
+    }
+    if (klen - pl >= sizeof l->hex[0] || vlen == 0 || vlen >= sizeof l->label[0])
+        return QTSP_OK; /* not ours to read: left alone */
+    memcpy(l->hex[l->n], (const char *)key + pl, klen - pl);
+    l->hex[l->n][klen - pl] = '\0';
+    memcpy(l->label[l->n], val, vlen);
+    l->label[l->n][vlen] = '\0';
+    l->n++;
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_ra_finish_destructions(qtsp_ra *ra, size_t *n)
+{
+    *n = 0;
+    for (;;) {
+        pending_list l = {.n = 0};
+        qtsp_txn *txn = NULL;
+        TRY(qtsp_store_begin(ra->d.store, 0, &txn));
+        qtsp_status rc = qtsp_txn_iter(txn, QTSP_T_META, PENDING_PREFIX, sizeof PENDING_PREFIX - 1,
+                                       pending_each, &l);
+        qtsp_txn_abort(txn);
+        TRY(rc);
+        for (size_t i = 0; i < l.n; i++) {
+            TRY(finish_destruction(ra, "system:recovery", l.hex[i], l.label[i]));
+            ++*n;
+        }
+        if (l.n < 16)
+            return QTSP_OK;
+    }
+}
+
 /* ---- lapse sweeper ---- */
+
+#define SWEEP_BATCH 64 /* lapses per write transaction */
 
 typedef struct sweep_ctx {
     time_t now;
     collect_ctx *due;
     size_t n;
-    int lapsed[64]; /* per due item, for the webhook */
-    time_t lapsed_at[64];
+    int lapsed[SWEEP_BATCH]; /* per due item, for the webhook */
+    time_t lapsed_at[SWEEP_BATCH];
 } sweep_ctx;
 
 static qtsp_status sweep_txn(qtsp_txn *txn, void *vctx)
@@ -520,7 +639,7 @@ static qtsp_status sweep_txn(qtsp_txn *txn, void *vctx)
     for (size_t i = 0; i < c->due->n; i++) {
         c->lapsed[i] = 0;
         qtsp_cert_status st;
-        TRY(qtsp_certdb_get_status(txn, c->due->serials[i], c->due->lens[i], &st));
+        TRY(qtsp_certdb_get_status(txn, c->due->v[i].serial, c->due->v[i].len, &st));
         if (st.state != QTSP_CERT_ON_HOLD || st.hold_until > c->now)
             continue;
         qtsp_cert_status ns = st;
@@ -529,9 +648,9 @@ static qtsp_status sweep_txn(qtsp_txn *txn, void *vctx)
         ns.changed_at = st.hold_until; /* the lapse happened at hold_until, exactly */
         ns.hold_until = 0;
         ns.released = 1;
-        TRY(qtsp_certdb_set_status(txn, c->due->serials[i], c->due->lens[i], &ns));
+        TRY(qtsp_certdb_set_status(txn, c->due->v[i].serial, c->due->v[i].len, &ns));
         char hex[41], at[32];
-        qtsp_serial_to_hex(c->due->serials[i], c->due->lens[i], hex);
+        qtsp_serial_to_hex(c->due->v[i].serial, c->due->v[i].len, hex);
         qtsp_format_rfc3339((time_t)st.hold_until, at, sizeof at);
         TRY(audit_json(txn, "system:hold-sweeper", "cert.hold.lapse",
                        json_pack("{s:s,s:s}", "serial", hex, "lapsed_at", at)));
@@ -544,20 +663,19 @@ static qtsp_status sweep_txn(qtsp_txn *txn, void *vctx)
 
 qtsp_status qtsp_ra_sweep_lapses(qtsp_ra *ra, time_t now, size_t *n)
 {
-    collect_ctx *due = calloc(1, sizeof *due);
-    ENSURE(due != NULL, QTSP_ERR_NOMEM, "out of memory");
+    collect_ctx due_ = {.limit = SWEEP_BATCH}, *due = &due_;
     sweep_ctx c = {now, due, 0, {0}, {0}};
     qtsp_status rc = qtsp_store_write(ra->d.store, sweep_txn, &c);
     for (size_t i = 0; rc == QTSP_OK && i < due->n; i++) {
         if (!c.lapsed[i])
             continue;
         char hex[41], at[32];
-        qtsp_serial_to_hex(due->serials[i], due->lens[i], hex);
+        qtsp_serial_to_hex(due->v[i].serial, due->v[i].len, hex);
         qtsp_format_rfc3339(c.lapsed_at[i], at, sizeof at);
         ra_notify(ra, QTSP_NOTIFY_HOLD_LAPSE,
                   json_pack("{s:s,s:s}", "serial", hex, "lapsed_at", at));
     }
-    free(due);
+    free(due->v);
     TRY(rc);
     *n = c.n;
     return QTSP_OK;

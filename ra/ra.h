@@ -139,7 +139,10 @@ qtsp_status qtsp_ra_cert_get(qtsp_ra *ra, const unsigned char *serial, size_t sl
 /* Lifecycle (ra/lifecycle.c). hold: valid -> on-hold until now + max_hold
  * (role hotline). release: on-hold -> valid (ra-officer, office).
  * terminate: valid|on-hold -> revoked, final; destroys the subject's key in
- * the token and disables its signing credential (office). Illegal
+ * the token and disables its signing credential (office): the revocation
+ * commits first (audit cert.terminate, key "destruction pending"), then the
+ * key is destroyed and that recorded (audit key.destroy); a destruction that
+ * fails stays pending for qtsp_ra_finish_destructions. Illegal
  * transitions: QTSP_ERR_STATE. */
 qtsp_status qtsp_ra_hold(qtsp_ra *ra, const qtsp_actor *who, const unsigned char *serial,
                          size_t slen, const char *caller_verification,
@@ -156,6 +159,13 @@ qtsp_status qtsp_ra_terminate(qtsp_ra *ra, const qtsp_actor *who, const unsigned
 qtsp_status qtsp_ra_hotline_hold(qtsp_ra *ra, const qtsp_actor *who, const char *national_id,
                                  const char *phone, const char *caller_verification, json_t **held,
                                  time_t *hold_until) QTSP_MUST_USE;
+/* Finishes the key destructions of terminations whose revocation committed
+ * but whose destruction was not recorded (a token or store failure, a crash:
+ * meta "key.destroy.pending/<serial>"): destroys each key (absent counts as
+ * destroyed) and records audit "key.destroy" by "system:recovery". *n =
+ * how many. Run at start and by the sweeper. Errors of the token or store;
+ * what is left stays pending. */
+qtsp_status qtsp_ra_finish_destructions(qtsp_ra *ra, size_t *n) QTSP_MUST_USE;
 /* Records lapses of holds due at now (audit + status refresh). *n = count. */
 qtsp_status qtsp_ra_sweep_lapses(qtsp_ra *ra, time_t now, size_t *n) QTSP_MUST_USE;
 /* How often the server sweeps (suspension.yaml sweep_interval, >= 1 s). */

@@ -99,10 +99,14 @@ static int parse(const qtsp_tsa_policy *pol, const unsigned char *query, size_t 
             r.nonce_len = tlv.n;
             stage = 2;
         } else if (tag == 0x01 && stage < 3) {
-            /* An explicit FALSE is tolerated (BER DEFAULT) though DER omits it. */
-            if (v.n != 1)
+            /* X.690 11.5: DER omits a DEFAULT value, so an explicit FALSE is
+             * not DER (defect 15.8), nor is TRUE other than 0xff (11.1). */
+            int b = 0;
+            if (qtsp_der_read_bool(&v, &b) != QTSP_OK || !b) {
+                qtsp_err_clear();
                 return BAD_FORMAT;
-            r.cert_req = v.p[0] != 0;
+            }
+            r.cert_req = 1;
             stage = 3;
         } else if (tag == 0xa0 && stage < 4) {
             /* Extensions ::= SEQUENCE SIZE (1..MAX) OF Extension (IMPLICIT tag). */

@@ -41,7 +41,7 @@ api POST /ra/v1/subjects "$OFFICER" "${PERSON/\"free\"/\"gold\"}" >/dev/null; ch
 big=$(head -c 40000 /dev/zero | tr '\0' a)
 api POST /ra/v1/subjects "$OFFICER" "{\"given_name\":\"$big\"}" >/dev/null; check_eq "oversized body: 413" 413 "$(status)"
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $OFFICER" -H 'Content-Type: text/plain' --data "$PERSON" "$BASE/ra/v1/subjects")
-check_eq "wrong media type: 400" 400 "$code"
+check_eq "wrong media type: 415 (docs/ra.md)" 415 "$code"
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data "$PERSON" "$BASE/ra/v1/subjects")
 check_eq "no token and no media type: 401 first" 401 "$code"
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $HOTLINE" --data "$PERSON" "$BASE/ra/v1/subjects")

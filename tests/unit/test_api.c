@@ -308,7 +308,8 @@ static void test_api_checks_401_then_403_then_media_type_then_body(void)
     CU_ASSERT_EQUAL(R.status, 403);
     CU_ASSERT(body_has("creation is not allowed for this tester's role"));
     CU_ASSERT_EQUAL(call(p, "POST", "/t/v1/items", "writer", "text/plain", "{}"), 0);
-    CU_ASSERT_EQUAL(R.status, 400);
+    CU_ASSERT_EQUAL(R.status, 415); /* defect 15.8: was 400 */
+    CU_ASSERT(body_has("\"error\":\"unsupported_media\""));
     CU_ASSERT(body_has("Content-Type must be application/json"));
     CU_ASSERT_EQUAL(call(p, "POST", "/t/v1/items", "writer", "application/json", NULL), 0);
     CU_ASSERT_EQUAL(R.status, 400);
