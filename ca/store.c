@@ -137,11 +137,13 @@ static qtsp_status mdb_fail(qtsp_txn *txn, int rc, const char *file, int line, c
         break;
     case ENOSPC:
     case EDQUOT:
+    case EIO: /* LMDB's word for a short write of its pages */
         /* the file system cannot take the pages: the write is refused whole
          * (LMDB wrote no meta page); growing the map would not help */
         code = QTSP_ERR_UNAVAILABLE;
-        LOG_ERROR("store: no space left on the file system of the store: writes are refused "
-                  "(HTTP 503) until space is freed");
+        LOG_ERROR("store: the file system of the store refused a write (%s; no space left?): "
+                  "writes are refused (HTTP 503) until it takes them again",
+                  mdb_strerror(rc));
         break;
     default:
         break;

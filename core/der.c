@@ -390,6 +390,28 @@ int qtsp_der_peek(const qtsp_der_r *r)
     return r->n ? r->p[0] : -1;
 }
 
+static qtsp_status check_tree(qtsp_der_r r, int depth)
+{
+    while (r.n) {
+        unsigned char tag;
+        qtsp_der_r c;
+        TRY(qtsp_der_next(&r, &tag, &c, NULL));
+        if (tag & 0x20) {
+            ENSURE(depth > 0, QTSP_ERR_INVALID, "DER: nested too deeply");
+            TRY(check_tree(c, depth - 1));
+        }
+    }
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_der_check_tree(const unsigned char *in, size_t n, int depth)
+{
+    qtsp_der_r r = {in, n}, one;
+    TRY(qtsp_der_next(&r, NULL, NULL, &one));
+    TRY(qtsp_der_done(&r));
+    return check_tree(one, depth);
+}
+
 qtsp_status qtsp_der_done(const qtsp_der_r *r)
 {
     ENSURE(r->n == 0, QTSP_ERR_INVALID, "DER: %zu trailing bytes", r->n);

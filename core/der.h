@@ -190,6 +190,12 @@ qtsp_status qtsp_der_get(qtsp_der_r *r, unsigned char tag, qtsp_der_r *content,
  * for optional fields, read them with qtsp_der_get). */
 int qtsp_der_peek(const qtsp_der_r *r);
 
+/* X.690 10.1 throughout: in[0..n) is one TLV, and so is every element
+ * inside each constructed one, down to depth levels: definite, minimal
+ * lengths only (no BER indefinite length anywhere), nothing trailing.
+ * Contents of primitive elements are not looked into. QTSP_ERR_INVALID. */
+qtsp_status qtsp_der_check_tree(const unsigned char *in, size_t n, int depth) QTSP_MUST_USE;
+
 /* QTSP_OK when r is consumed; QTSP_ERR_INVALID when bytes trail. */
 qtsp_status qtsp_der_done(const qtsp_der_r *r) QTSP_MUST_USE;
 

@@ -241,7 +241,7 @@ static size_t stamp(char *out, size_t cap)
  * make a message different ("journal commit of 3 tokens failed" repeats
  * "... of 5 tokens failed"). A few recent messages are remembered, so two
  * alternating ones are both held back. */
-#define LOG_REPEAT_MS 10000
+#define LOG_REPEAT_MS 60000
 #define LOG_REPEAT_SLOTS 16
 
 typedef struct repeat_slot {

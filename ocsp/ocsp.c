@@ -323,14 +323,11 @@ static int parse_request(const qtsp_ocsp *o, const unsigned char *req, size_t le
     if (!pr->req || p != req + len)
         return RS_MALFORMED; /* every d2i consumes exactly its input */
     /* RFC 6960 4.1.1: the request is DER; OpenSSL's d2i also reads BER
-     * (indefinite lengths, non-minimal ones, explicit defaults): its DER
-     * re-encoding must be exactly what came (defect 15.8). */
-    unsigned char *der = NULL;
-    int dl = i2d_OCSP_REQUEST(pr->req, &der);
-    int is_der = dl > 0 && (size_t)dl == len && memcmp(der, req, len) == 0;
-    OPENSSL_free(der);
-    if (!is_der)
+     * indefinite and non-minimal lengths (defect 15.8). */
+    if (qtsp_der_check_tree(req, len, 16) != QTSP_OK) {
+        qtsp_err_clear();
         return RS_MALFORMED;
+    }
     int n = OCSP_request_onereq_count(pr->req);
     if (n <= 0 || n > o->max_certids)
         return RS_MALFORMED;

@@ -470,6 +470,29 @@ static void test_der_reader_rejects_bad_lengths(void)
     qtsp_err_clear();
 }
 
+static void test_der_check_tree_refuses_ber_anywhere(void)
+{
+    /* SEQUENCE { SEQUENCE { INTEGER 5 }, OCTET STRING { 30 80 } } */
+    static const unsigned char ok[] = {0x30, 0x09, 0x30, 0x03, 0x02, 0x01,
+                                       0x05, 0x04, 0x02, 0x30, 0x80};
+    CU_ASSERT_EQUAL(qtsp_der_check_tree(ok, sizeof ok, 4), QTSP_OK);
+    /* the inner SEQUENCE with an indefinite length (BER) */
+    static const unsigned char inner[] = {0x30, 0x0b, 0x30, 0x80, 0x02, 0x01,
+                                          0x05, 0x00, 0x00, 0x04, 0x00};
+    CU_ASSERT_EQUAL(qtsp_der_check_tree(inner, sizeof inner, 4), QTSP_ERR_INVALID);
+    /* a non-minimal length inside */
+    static const unsigned char longlen[] = {0x30, 0x06, 0x30, 0x81, 0x03, 0x02, 0x01, 0x05};
+    CU_ASSERT_EQUAL(qtsp_der_check_tree(longlen, sizeof longlen, 4), QTSP_ERR_INVALID);
+    /* the outer one indefinite, trailing bytes, too deep */
+    static const unsigned char outer[] = {0x30, 0x80, 0x02, 0x01, 0x05, 0x00, 0x00};
+    CU_ASSERT_EQUAL(qtsp_der_check_tree(outer, sizeof outer, 4), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_der_check_tree(ok, sizeof ok - 1, 4), QTSP_ERR_INVALID);
+    static const unsigned char trail[] = {0x02, 0x01, 0x05, 0x00};
+    CU_ASSERT_EQUAL(qtsp_der_check_tree(trail, sizeof trail, 4), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_der_check_tree(ok, sizeof ok, 0), QTSP_ERR_INVALID);
+    qtsp_err_clear();
+}
+
 static void test_der_integer_and_time_encodings(void)
 {
     unsigned char out[32];
@@ -533,6 +556,7 @@ int main(void)
         QTEST(test_der_reader_walks_and_checks_tags),
         QTEST(test_der_reader_rejects_bad_encodings),
         QTEST(test_der_int_and_oid_checks),
+        QTEST(test_der_check_tree_refuses_ber_anywhere),
     };
     return qtest_run("der", cases, sizeof cases / sizeof cases[0]);
 }

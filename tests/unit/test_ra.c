@@ -1055,6 +1055,61 @@ static qtsp_status count_label(void *ctx, const char *label)
     return QTSP_OK;
 }
 
+typedef struct pending_mark {
+    const char *key, *label;
+} pending_mark;
+
+static qtsp_status put_pending(qtsp_txn *txn, void *ctx)
+{
+    pending_mark *m = ctx;
+    return qtsp_txn_put(txn, QTSP_T_META, m->key, strlen(m->key), m->label, strlen(m->label), 0);
+}
+
+/* Defect 15.4: a termination whose revocation committed but whose key
+ * destruction was never recorded (a crash between the steps leaves the mark
+ * "key.destroy.pending/<serial>") is finished at the next start. */
+static void test_pending_key_destruction_is_finished_after_a_restart(void)
+{
+    unsigned char serial[QTSP_SERIAL_MAX];
+    size_t slen = 0;
+    qtsp_issued is;
+    memset(&is, 0, sizeof is);
+    issue_for("8001010077", "+359888000077", serial, &slen, &is);
+    /* a legacy token key: wrapped keys go with the revocation, never pend */
+    char label[64] = "qc-legacy-pending", key[80];
+    snprintf(key, sizeof key, "key.destroy.pending/%s", is.serial_hex);
+    qtsp_issued_cleanup(&is);
+    CU_ASSERT_FATAL(qtsp_hsm_generate(g_hsm, label, QTSP_KEY_EC_P256, NULL) == QTSP_OK);
+    EVP_PKEY *p = NULL;
+    CU_ASSERT_EQUAL_FATAL(qtsp_hsm_public_key(g_hsm, label, &p), QTSP_OK);
+    EVP_PKEY_free(p);
+    p = NULL;
+    pending_mark m = {key, label};
+    CU_ASSERT_EQUAL_FATAL(qtsp_store_write(g_store, put_pending, &m), QTSP_OK);
+    /* and one whose key the token already lost (destroyed before the crash) */
+    pending_mark gone = {"key.destroy.pending/7e57", "qc-no-such-key"};
+    CU_ASSERT_EQUAL_FATAL(qtsp_store_write(g_store, put_pending, &gone), QTSP_OK);
+    uint64_t from = 0, bad = 0;
+    CU_ASSERT_EQUAL(qtsp_audit_verify(g_store, &from, &bad), QTSP_OK);
+
+    size_t n = 0;
+    CU_ASSERT_EQUAL(qtsp_ra_finish_destructions(g_ra, &n), QTSP_OK);
+    CU_ASSERT_EQUAL(n, 2);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_hsm_public_key(g_hsm, label, &p), QTSP_ERR_HSM_NO_KEY);
+    CU_ASSERT(!in_table(QTSP_T_META, key));
+    CU_ASSERT(!in_table(QTSP_T_META, gone.key));
+    CU_ASSERT_EQUAL(audit_hits(from + 1, "key.destroy", "\"key\":\"destroyed\""), 1);
+    CU_ASSERT_EQUAL(audit_hits(from + 1, "key.destroy", "\"key\":\"absent\""), 1);
+    CU_ASSERT_EQUAL(audit_hits(from + 1, "key.destroy", "system:recovery"), 2);
+    /* nothing left: a second run does nothing */
+    CU_ASSERT_EQUAL(qtsp_ra_finish_destructions(g_ra, &n), QTSP_OK);
+    CU_ASSERT_EQUAL(n, 0);
+    uint64_t count = 0;
+    CU_ASSERT_EQUAL(qtsp_audit_verify(g_store, &count, &bad), QTSP_OK);
+    CU_ASSERT_EQUAL(count, from + 2);
+}
+
 static void fill_pool(void)
 {
     size_t made = 0;
@@ -1634,6 +1689,7 @@ int main(void)
         QTEST(test_hold_release_transitions),
         QTEST(test_hold_lapses_exactly_at_hold_until),
         QTEST(test_terminate_is_final_and_destroys_key),
+        QTEST(test_pending_key_destruction_is_finished_after_a_restart),
         QTEST(test_hotline_hook_holds_every_valid_cert_of_the_subject),
         QTEST(test_reenrolment_keeps_the_earlier_registration),
         QTEST(test_search_finds_by_each_key_and_follows_reenrolment),
