@@ -380,3 +380,34 @@ qtsp_status qtsp_audit_query(qtsp_store *st, const qtsp_audit_filter *f, qtsp_au
         *next = c.more ? c.last : 0;
     return QTSP_OK;
 }
+
+qtsp_status qtsp_audit_head(qtsp_txn *txn, uint64_t *seq, unsigned char hash[QTSP_AUDIT_HASH_LEN])
+{
+    qtsp_status rc = QTSP_OK;
+    qtsp_buf k, v;
+    qtsp_buf_init(&k, 64);
+    qtsp_buf_init(&v, AUDIT_HDR + AUDIT_BODY_MAX);
+    TRY_OUT(qtsp_txn_last(txn, QTSP_T_AUDIT, &k, &v));
+    ENSURE_OUT(k.len == 8 && v.len >= AUDIT_HDR && v.data[0] == AUDIT_VERSION,
+               QTSP_ERR_AUDIT_BROKEN, "audit: the last record is malformed");
+    *seq = qtsp_be64_get(k.data);
+    memcpy(hash, v.data + 1, AUDIT_HASH_LEN);
+out:
+    qtsp_buf_cleanup(&k);
+    qtsp_buf_cleanup(&v);
+    return rc;
+}
+
+qtsp_status qtsp_audit_hash_at(qtsp_txn *txn, uint64_t seq, unsigned char hash[QTSP_AUDIT_HASH_LEN])
+{
+    unsigned char key[8];
+    qtsp_be64_put(key, seq);
+    const void *v;
+    size_t vl;
+    TRY(qtsp_txn_get0(txn, QTSP_T_AUDIT, key, sizeof key, &v, &vl));
+    const unsigned char *p = v;
+    ENSURE(vl >= AUDIT_HDR && p[0] == AUDIT_VERSION, QTSP_ERR_AUDIT_BROKEN,
+           "audit record %llu is malformed", (unsigned long long)seq);
+    memcpy(hash, p + 1, AUDIT_HASH_LEN);
+    return QTSP_OK;
+}

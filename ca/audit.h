@@ -34,6 +34,18 @@ qtsp_status qtsp_audit_append(qtsp_txn *txn, const char *actor, const char *even
  * and the reason in the error message. */
 qtsp_status qtsp_audit_verify(qtsp_store *st, uint64_t *count, uint64_t *bad_seq) QTSP_MUST_USE;
 
+#define QTSP_AUDIT_HASH_LEN 32
+
+/* The last record: its seq and chain hash (hash_seq). QTSP_ERR_NOT_FOUND
+ * for an empty log; QTSP_ERR_AUDIT_BROKEN for a malformed record. */
+qtsp_status qtsp_audit_head(qtsp_txn *txn, uint64_t *seq,
+                            unsigned char hash[QTSP_AUDIT_HASH_LEN]) QTSP_MUST_USE;
+
+/* The chain hash stored with record seq. QTSP_ERR_NOT_FOUND when there is
+ * no such record; QTSP_ERR_AUDIT_BROKEN for a malformed one. */
+qtsp_status qtsp_audit_hash_at(qtsp_txn *txn, uint64_t seq,
+                               unsigned char hash[QTSP_AUDIT_HASH_LEN]) QTSP_MUST_USE;
+
 /* Visits records with seq >= from in order; body is the JSON text (borrowed,
  * not NUL-terminated). fn runs inside a read transaction of this thread: it
  * must not begin another one on st. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ca/audit.h"
+#include "ca/audit_anchor.h"
 #include "cmd/app.h"
 #include "cmd/cmd.h"
 #include "core/clock.h"
@@ -19,7 +20,9 @@ static int usage(FILE *f)
             "       qtsp audit list [--home DIR] [--from SEQ] [--since T] [--until T]\n"
             "                       [--event E] [--actor A] [--serial S] [--limit N] [--json]\n\n"
             "verify re-walks the SHA-256 hash chain of every record and exits non-zero at\n"
-            "the first record that does not verify; list prints the records as JSON lines,\n"
+            "the first record that does not verify, then checks the chain against its\n"
+            "latest time-stamped anchor (public/audit-anchor.json): a removed tail is\n"
+            "reported; list prints the records as JSON lines,\n"
             "or with --json one document {\"records\":[...],\"next\"?}. Filters (all must\n"
             "hold): --from SEQ (records from SEQ on), --since/--until T (RFC 3339 UTC,\n"
             "e.g. 2026-11-24T10:00:00Z, inclusive), --event E (exact, or a prefix ending\n"
@@ -52,6 +55,32 @@ static int parse_u64(const char *s, uint64_t *out)
         return -1;
     *out = strtoull(s, NULL, 10);
     return 0;
+}
+
+/* The chain against its latest anchor outside the store (public/audit-anchor.json). */
+static qtsp_status check_anchor(qtsp_app *app, uint64_t count)
+{
+    char path[QTSP_PATH_MAX], what[256];
+    uint64_t seq = 0;
+    X509 *tsa = NULL, *root = NULL;
+    TRY(qtsp_config_path(&app->cfg, "public/audit-anchor.json", path, sizeof path));
+    qtsp_status rc = qtsp_app_load_cert(app, "tsa.crt", &tsa);
+    if (rc == QTSP_OK)
+        rc = qtsp_app_load_cert(app, "root-ca.crt", &root);
+    if (rc == QTSP_OK)
+        rc = qtsp_audit_anchor_check(app->store, path, count, tsa, root, &seq, what, sizeof what);
+    X509_free(tsa);
+    X509_free(root);
+    if (rc == QTSP_ERR_NOT_FOUND) {
+        printf("audit anchor: none yet (%s)\n", path);
+        return QTSP_OK;
+    }
+    if (rc == QTSP_ERR_AUDIT_BROKEN)
+        fprintf(stderr, "qtsp: audit verify: the chain does not match its anchor: %s\n",
+                qtsp_err_what());
+    else if (rc == QTSP_OK)
+        printf("audit anchor: %s\n", what);
+    return rc;
 }
 
 int cmd_audit(int argc, char **argv)
@@ -117,6 +146,8 @@ int cmd_audit(int argc, char **argv)
         rc = qtsp_audit_verify(app.store, &count, &bad);
         if (rc == QTSP_OK)
             printf("audit chain ok: %" PRIu64 " records\n", count);
+        if (rc == QTSP_OK)
+            rc = check_anchor(&app, count); /* prints its own verdict */
         else if (rc == QTSP_ERR_AUDIT_BROKEN)
             fprintf(stderr, "qtsp: audit verify: chain broken at record %" PRIu64 ": %s\n", bad,
                     qtsp_err_what());

@@ -324,9 +324,13 @@ typedef struct walker {
     int settle;
 } walker;
 
+/* audit-anchor.json belongs to the live home: a restored home goes back to
+ * the copy's audit tail (recorded by home.restore) and anchors anew. */
 static int skip_name(const char *name)
 {
-    return name[0] == '.' || strcmp(name, "serve.lock") == 0 || strcmp(name, "softhsm2.conf") == 0;
+    return name[0] == '.' || strcmp(name, "serve.lock") == 0 ||
+           strcmp(name, "softhsm2.conf") == 0 || strcmp(name, "audit-anchor.json") == 0 ||
+           strcmp(name, "audit-anchor.json.tmp") == 0;
 }
 
 static int cmp_names(const void *a, const void *b)

@@ -7,11 +7,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "ca/audit_anchor.h"
 #include "ca/certdb.h"
 #include "ca/crl.h"
 #include "ca/crl_http.h"
 #include "core/api.h"
 #include "core/clock.h"
+#include "core/der.h"
 #include "core/log.h"
 #include "core/periodic.h"
 #include "ocsp/ocsp.h"
@@ -53,7 +55,13 @@ struct qtsp_services {
     char secrets_dir[QTSP_PATH_MAX];
     qtsp_periodic *sweeper; /* hold-lapse sweeper (leader only) */
     qtsp_archive *archive;  /* signed documents (sign/archive.h) */
+    qtsp_periodic *anchor;  /* audit anchoring (leader only) */
+    int leader;
 };
+
+/* How often the leader anchors the audit chain (ca/audit_anchor.h); it also
+ * does at shutdown. */
+#define AUDIT_ANCHOR_INTERVAL_MS (10 * 60 * 1000)
 
 static qtsp_status add_route(qtsp_services *s, qtsp_route r)
 {
@@ -237,6 +245,54 @@ static int64_t sweep_once(qtsp_periodic *p, void *arg)
     return QTSP_PERIODIC_INTERVAL;
 }
 
+/* A TimeStampReq for the SHA-256 imprint hash (certReq: the token carries
+ * the TSA certificate), answered by our own TSA in process. */
+static qtsp_status anchor_stamp(void *ctx, const unsigned char hash[QTSP_AUDIT_HASH_LEN],
+                                qtsp_buf *out)
+{
+    static const unsigned char sha256[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01};
+    qtsp_services *s = ctx;
+    unsigned char q[128];
+    qtsp_der_w w;
+    qtsp_der_w_init(&w, q, sizeof q);
+    size_t req = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
+    qtsp_der_u64(&w, QTSP_DER_INTEGER, 1);
+    size_t mi = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
+    size_t alg = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
+    qtsp_der_oid(&w, sha256, sizeof sha256);
+    qtsp_der_close(&w, alg);
+    qtsp_der_tlv(&w, QTSP_DER_OCTET_STRING, hash, QTSP_AUDIT_HASH_LEN);
+    qtsp_der_close(&w, mi);
+    qtsp_der_bool(&w, 1); /* certReq */
+    qtsp_der_close(&w, req);
+    size_t len = 0;
+    TRY(qtsp_der_w_finish(&w, &len));
+    return qtsp_tsa_respond(s->tsa, q, len, out);
+}
+
+static void anchor_now(qtsp_services *s)
+{
+    char path[QTSP_PATH_MAX];
+    uint64_t seq = 0;
+    qtsp_err_clear();
+    qtsp_status rc = qtsp_config_path(&s->app->cfg, "public/audit-anchor.json", path, sizeof path);
+    if (rc == QTSP_OK)
+        rc = qtsp_audit_anchor(s->app->store, path, "system:audit-anchor", anchor_stamp, s, &seq);
+    if (rc != QTSP_OK)
+        LOG_ERROR("audit anchor: %s", qtsp_err_message());
+    else if (seq)
+        LOG_INFO("audit anchor: the chain is anchored at record %llu (%s)", (unsigned long long)seq,
+                 path);
+    qtsp_err_clear();
+}
+
+static int64_t anchor_once(qtsp_periodic *p, void *arg)
+{
+    (void)p;
+    anchor_now(arg);
+    return QTSP_PERIODIC_INTERVAL;
+}
+
 qtsp_status qtsp_services_start(qtsp_services *s, int leader)
 {
     if (leader) {
@@ -256,6 +312,9 @@ qtsp_status qtsp_services_start(qtsp_services *s, int leader)
                             s, &s->sweeper));
     TRY(qtsp_ra_keypool_start(s->ra));
     TRY(qtsp_archive_start(s->archive)); /* removes what outlived its retention, audited */
+    TRY(qtsp_periodic_start("audit anchor", AUDIT_ANCHOR_INTERVAL_MS, AUDIT_ANCHOR_INTERVAL_MS,
+                            anchor_once, s, &s->anchor));
+    s->leader = 1;
     return QTSP_OK;
 }
 
@@ -269,6 +328,9 @@ void qtsp_services_free(qtsp_services *s)
 {
     if (!s)
         return;
+    qtsp_periodic_stop(s->anchor);
+    if (s->leader) /* the chain head as it is at shutdown, while the TSA still works */
+        anchor_now(s);
     qtsp_ra_keypool_stop(s->ra);
     qtsp_signq_free(s->signq); /* signs what is queued; its callbacks use the TSA and OCSP */
     s->signq = NULL;
