@@ -386,17 +386,7 @@ static qtsp_status parse_body(const api_call *c, json_t **out)
 {
     ENSURE(is_json_type(qtsp_api_header(&(qtsp_api_req){.internal = c}, "Content-Type")),
            QTSP_ERR_UNSUPPORTED, "Content-Type must be application/json"); /* RFC 9110 15.5.16 */
-    ENSURE(c->body_len > 0, QTSP_ERR_INVALID, "body: a JSON object is required");
-    json_error_t err;
-    json_t *o = json_loadb((const char *)c->body, c->body_len, JSON_REJECT_DUPLICATES, &err);
-    ENSURE(o != NULL, QTSP_ERR_INVALID, "body: invalid JSON at line %d column %d: %s", err.line,
-           err.column, err.text);
-    if (!json_is_object(o)) {
-        json_decref(o);
-        FAIL(QTSP_ERR_INVALID, "body: must be a JSON object");
-    }
-    *out = o;
-    return QTSP_OK;
+    return qtsp_json_parse_object((const char *)c->body, c->body_len, out);
 }
 
 /* Everything after routing, in the order of core/api.h. */

@@ -56,3 +56,18 @@ qtsp_status qtsp_json_set_string(json_t *obj, const char *name, const char *s)
     ENSURE(json_object_set_new(obj, name, j) == 0, QTSP_ERR_NOMEM, "out of memory");
     return QTSP_OK;
 }
+
+qtsp_status qtsp_json_parse_object(const char *body, size_t len, json_t **out)
+{
+    ENSURE(body && len > 0, QTSP_ERR_INVALID, "body: a JSON object is required");
+    json_error_t err;
+    json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
+    ENSURE(o != NULL, QTSP_ERR_INVALID, "body: invalid JSON at line %d column %d: %s", err.line,
+           err.column, err.text);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        FAIL(QTSP_ERR_INVALID, "body: must be a JSON object");
+    }
+    *out = o;
+    return QTSP_OK;
+}

@@ -15,6 +15,12 @@
  * (NULL-terminated; an empty list allows none). */
 qtsp_status qtsp_json_check_fields(const json_t *in, const char *const *allowed) QTSP_MUST_USE;
 
+/* A request body: body[0..len) is one JSON object without duplicate keys
+ * (the JSON API layer's rule, core/api.h). *out is a new reference.
+ * QTSP_ERR_INVALID naming what is wrong (empty, where the JSON breaks, not
+ * an object). */
+qtsp_status qtsp_json_parse_object(const char *body, size_t len, json_t **out) QTSP_MUST_USE;
+
 /* The string member name of in: *out borrowed from in, NULL when absent
  * and not required. QTSP_ERR_INVALID "<name>: missing", "<name>: must be a
  * string", "<name>: must not contain NUL". */
