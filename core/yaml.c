@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "core/buf.h"
 #include "core/clock.h"
 
 #define YAML_MAX_BYTES (1024u * 1024u)
@@ -296,7 +297,6 @@ out:
 qtsp_status qtsp_ydoc_load_file(const char *path, qtsp_ydoc **out)
 {
     qtsp_status rc = QTSP_OK;
-    char *text = NULL;
     ENSURE(path, QTSP_ERR_INVALID, "YAML load: no path");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     ENSURE(fd >= 0, QTSP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -305,24 +305,33 @@ qtsp_status qtsp_ydoc_load_file(const char *path, qtsp_ydoc **out)
     ENSURE_OUT(S_ISREG(st.st_mode), QTSP_ERR_IO, "%s: not a regular file", path);
     ENSURE_OUT(st.st_size <= (off_t)YAML_MAX_BYTES, QTSP_ERR_TOO_BIG,
                "%s: file larger than %u bytes", path, YAML_MAX_BYTES);
-    /* read at most one byte past the limit, in case the file grew since fstat */
-    text = malloc(YAML_MAX_BYTES + 1);
-    ENSURE_OUT(text, QTSP_ERR_NOMEM, "out of memory reading %s", path);
-    size_t len = 0;
-    while (len < YAML_MAX_BYTES + 1) {
-        ssize_t r = read(fd, text + len, YAML_MAX_BYTES + 1 - len);
+    /* read at most one byte past the limit, in case the file grew since
+     * fstat; the buffer grows with what is read (not 1 MiB for every file) */
+    qtsp_buf b;
+    qtsp_buf_init(&b, YAML_MAX_BYTES + 1);
+    char chunk[16384];
+    for (;;) {
+        ssize_t r = read(fd, chunk, sizeof chunk);
         if (r < 0 && errno == EINTR)
             continue;
-        ENSURE_OUT(r >= 0, QTSP_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+        if (r < 0) {
+            rc = qtsp_err_set(QTSP_ERR_IO, __FILE__, __LINE__, "%s: read failed: %s", path,
+                              strerror(errno));
+            break;
+        }
         if (r == 0)
             break;
-        len += (size_t)r;
+        if (qtsp_buf_append(&b, chunk, (size_t)r) != QTSP_OK) {
+            qtsp_err_clear();
+            rc = qtsp_err_set(QTSP_ERR_TOO_BIG, __FILE__, __LINE__, "%s: file larger than %u bytes",
+                              path, YAML_MAX_BYTES);
+            break;
+        }
     }
-    ENSURE_OUT(len <= YAML_MAX_BYTES, QTSP_ERR_TOO_BIG, "%s: file larger than %u bytes", path,
-               YAML_MAX_BYTES);
-    rc = qtsp_ydoc_load_string(path, text, len, out);
+    if (rc == QTSP_OK)
+        rc = qtsp_ydoc_load_string(path, b.len ? (const char *)b.data : "", b.len, out);
+    qtsp_buf_cleanup(&b);
 out:
-    free(text);
     close(fd);
     return rc;
 }
