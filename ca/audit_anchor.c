@@ -173,8 +173,10 @@ static qtsp_status read_anchor(const char *path, json_t **out)
     json_error_t e;
     json_t *j = n <= ANCHOR_FILE_MAX ? json_loadb(buf, n, JSON_REJECT_DUPLICATES, &e) : NULL;
     free(buf);
-    ENSURE(json_is_object(j), QTSP_ERR_AUDIT_BROKEN, "%s is not an audit anchor (JSON object)",
-           path);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        FAIL(QTSP_ERR_AUDIT_BROKEN, "%s is not an audit anchor (JSON object)", path);
+    }
     *out = j;
     return QTSP_OK;
 }

@@ -260,15 +260,23 @@ out:
     return rc;
 }
 
+/* The stored record of serial (borrowed, as qtsp_txn_get0), with the
+ * normalised serial in s[*sl]. */
+static qtsp_status cert_get0(qtsp_txn *txn, const unsigned char *serial, size_t slen,
+                             unsigned char s[QTSP_SERIAL_MAX], size_t *sl, const void **v,
+                             size_t *vl)
+{
+    TRY(qtsp_serial_normalize(serial, slen, s, sl));
+    return qtsp_txn_get0(txn, QTSP_T_CERTS, s, *sl, v, vl);
+}
+
 qtsp_status qtsp_certdb_get(qtsp_txn *txn, const unsigned char *serial, size_t slen,
                             qtsp_cert_record *out)
 {
     unsigned char s[QTSP_SERIAL_MAX];
-    size_t sl;
-    TRY(qtsp_serial_normalize(serial, slen, s, &sl));
+    size_t sl, vl;
     const void *v;
-    size_t vl;
-    TRY(qtsp_txn_get0(txn, QTSP_T_CERTS, s, sl, &v, &vl));
+    TRY(cert_get0(txn, serial, slen, s, &sl, &v, &vl));
     qtsp_cert_record r;
     TRY(cert_decode(v, vl, &r));
     memcpy(r.serial, s, sl);
@@ -290,11 +298,9 @@ qtsp_status qtsp_certdb_get_issuer(qtsp_txn *txn, const unsigned char *serial, s
                                    char out[QTSP_CERT_ISSUER_MAX])
 {
     unsigned char s[QTSP_SERIAL_MAX];
-    size_t sl;
-    TRY(qtsp_serial_normalize(serial, slen, s, &sl));
+    size_t sl, vl;
     const void *v;
-    size_t vl;
-    TRY(qtsp_txn_get0(txn, QTSP_T_CERTS, s, sl, &v, &vl));
+    TRY(cert_get0(txn, serial, slen, s, &sl, &v, &vl));
     const unsigned char *p = v;
     ENSURE(vl >= 1 && p[0] == CERT_VERSION, QTSP_ERR_STORE_CORRUPT,
            "certificate record of unknown version");

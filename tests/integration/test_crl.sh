@@ -52,7 +52,8 @@ api POST "/ra/v1/certificates/$SH/hold" "$HOTLINE" '{"caller_verification":"lost
 check "a hold shows in the full CRL within seconds" wait_for qualified "$(serial_pat "$SH")"
 check_grep "hold entry: certificateHold" "Certificate Hold" "$T_DIR/qualified.txt"
 check_grep "hold entry: holdInstructionCode callissuer" "Hold Instruction Code|Hold Instruction Call Issuer" "$T_DIR/qualified.txt"
-api POST "/ra/v1/certificates/$ST/terminate" "$OFFICE" '{"reason":"keyCompromise","identity_check":"passport","invalidity_date":"2026-01-02T03:04:05Z"}' >/dev/null
+# the invalidity date: now (not before the certificate's notBefore: issue 15 defect 8)
+api POST "/ra/v1/certificates/$ST/terminate" "$OFFICE" "{\"reason\":\"keyCompromise\",\"identity_check\":\"passport\",\"invalidity_date\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}" >/dev/null
 check "a termination shows within seconds" wait_for qualified "$(serial_pat "$ST")"
 check_grep "terminated entry: keyCompromise" "Key Compromise" "$T_DIR/qualified.txt"
 check_grep "terminated entry: invalidityDate" "Invalidity Date" "$T_DIR/qualified.txt"
