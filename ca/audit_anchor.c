@@ -2,7 +2,6 @@
 #include "ca/audit_anchor.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -10,10 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/clock.h"
 #include "core/codec.h"
+#include "core/file.h"
 
 #define ANCHOR_META "audit_anchor_record" /* meta: seq (u64 BE) of the last audit.anchor */
 #define ANCHOR_FILE_MAX (64 * 1024)
@@ -64,34 +63,6 @@ static qtsp_status append_anchor(qtsp_txn *txn, void *vctx)
     unsigned char be[8];
     qtsp_be64_put(be, rec);
     return qtsp_txn_put(txn, QTSP_T_META, ANCHOR_META, sizeof ANCHOR_META - 1, be, sizeof be, 0);
-}
-
-/* Writes text to path through path.tmp, synced, renamed over path. */
-static qtsp_status write_file(const char *path, const char *text)
-{
-    char tmp[4096];
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    ENSURE(n > 0 && (size_t)n < sizeof tmp, QTSP_ERR_TOO_BIG, "audit anchor: path too long");
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    ENSURE(fd >= 0, QTSP_ERR_IO, "audit anchor: cannot write %s: %s", tmp, strerror(errno));
-    size_t len = strlen(text), off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
-    int ok = off == len && fsync(fd) == 0;
-    int err = errno;
-    close(fd);
-    if (!ok || rename(tmp, path) != 0) {
-        err = ok ? errno : err;
-        unlink(tmp);
-        FAIL(QTSP_ERR_IO, "audit anchor: cannot write %s: %s", path, strerror(err));
-    }
-    return QTSP_OK;
 }
 
 /* A granted TimeStampResp, read whole. */
@@ -147,7 +118,7 @@ qtsp_status qtsp_audit_anchor(qtsp_store *st, const char *path, const char *acto
                "out of memory");
     text = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
     ENSURE_OUT(text, QTSP_ERR_NOMEM, "out of memory");
-    TRY_OUT(write_file(path, text));
+    TRY_OUT(qtsp_file_write_atomic(path, text, strlen(text), 0644));
     *seq = h.seq;
 out:
     free(text);

@@ -329,8 +329,8 @@ typedef struct walker {
 static int skip_name(const char *name)
 {
     return name[0] == '.' || strcmp(name, "serve.lock") == 0 ||
-           strcmp(name, "softhsm2.conf") == 0 || strcmp(name, "audit-anchor.json") == 0 ||
-           strcmp(name, "audit-anchor.json.tmp") == 0;
+           strcmp(name, "softhsm2.conf") == 0 ||
+           strncmp(name, "audit-anchor.json", 17) == 0; /* and its temp files */
 }
 
 static int cmp_names(const void *a, const void *b)
