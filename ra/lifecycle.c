@@ -539,8 +539,6 @@ qtsp_status qtsp_ra_terminate(qtsp_ra *ra, const qtsp_actor *who, const unsigned
      * pending" in it and destroyed after (step 3). If this fails nothing has
      * changed (the key is still there, the certificate valid) and the office
      * can try again: no failure leaves "key gone, status good" (defect 15.4). */
-    char hex[41];
-    qtsp_serial_to_hex(serial, slen, hex);
     c.pending_klen =
         (size_t)snprintf(c.pending_key, sizeof c.pending_key, "%s%s", PENDING_PREFIX, hex);
     int token_key = !c.wrapped && c.key_label[0];

@@ -1608,7 +1608,10 @@ static void test_legacy_token_key_credential_signs_and_terminates(void)
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_hsm_public_key(g_hsm, label, &p), QTSP_ERR_HSM_NO_KEY);
     CU_ASSERT_EQUAL(audit_hits(a0 + 1, "cert.terminate", "\"key_storage\":\"token\""), 1);
-    CU_ASSERT_EQUAL(audit_hits(a0 + 1, "cert.terminate", "\"key\":\"destroyed\""), 1);
+    /* issue 15 defect 4: the revocation first (destruction pending), then the
+     * destruction as its own record */
+    CU_ASSERT_EQUAL(audit_hits(a0 + 1, "cert.terminate", "\"key\":\"destruction pending\""), 1);
+    CU_ASSERT_EQUAL(audit_hits(a0 + 1, "key.destroy", "\"key\":\"destroyed\""), 1);
     CU_ASSERT_FALSE(credential_signs_for(hex, tokpub));
     EVP_PKEY_free(tokpub);
     qtsp_err_clear();
