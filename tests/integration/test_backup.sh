@@ -136,7 +136,8 @@ check "... with a serial never used by the original ($S3)" test "$S3" != "$S1" -
 check_not "... nor by any certificate the original issued before, during or after the backup" grep -qix "$S3" <(printf '%s\n' $ALL_SERIALS)
 check "... and a new key" test "$(spki "$T_DIR/$S3.pem")" != "$(spki "$T_DIR/$S1.pem")" -a "$(spki "$T_DIR/$S3.pem")" != "$(spki "$T_DIR/$S2.pem")"
 # no key the original held (pool keys, and keys bound after the backup was taken) is offered again
-"$QTSP_BIN" audit list --home "$H" | jq -r 'select(.event == "key.generate") | .details.spki_sha256' >"$T_DIR/orig-spki.txt"
+"$QTSP_BIN" audit list --home "$H" | jq -r '(select(.event == "key.generate") | .details.spki_sha256),
+  (select(.event == "keypool.refill") | .details.keys[].spki_sha256)' >"$T_DIR/orig-spki.txt"
 check "the original's audit lists its generated keys ($(wc -l <"$T_DIR/orig-spki.txt"))" test -s "$T_DIR/orig-spki.txt"
 check_not "... and the fresh issuance's key is none of them (none re-offered after the restore)" grep -qix "$(spki "$T_DIR/$S3.pem")" "$T_DIR/orig-spki.txt"
 check "... that chains to the restored CA" openssl verify -CAfile "$R/public/root-ca.crt" -untrusted "$R/public/issuing-ca.crt" "$T_DIR/$S3.pem"
