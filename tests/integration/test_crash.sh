@@ -63,8 +63,10 @@ for round in 1 2 3; do
   ocsp_load &
   c=$!
   sleep "$(python3 -c 'import random; print(round(random.uniform(1.5, 3.0), 2))')"
-  kill -KILL "$SERVER_PID"
+  # the whole server at once: the supervisor and its worker processes
+  kill -KILL $(pgrep -P "$SERVER_PID") "$SERVER_PID" 2>/dev/null
   wait "$SERVER_PID" 2>/dev/null
+  for _ in $(seq 1 50); do pgrep -f -- "serve --home $H " >/dev/null || break; sleep 0.1; done
   SERVER_PID=
   wait "$a" "$b" "$c" 2>/dev/null
   check "round $round: restarts after SIGKILL" start_server "$H"

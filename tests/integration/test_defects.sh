@@ -18,14 +18,14 @@ HOTLINE=$("$QTSP_BIN" operator add --home "$H" hans --role hotline)
 OFFICE=$("$QTSP_BIN" operator add --home "$H" otto --role office)
 P=$H/public
 chmod 0644 "$H/secrets/token.pin" # defect 8: must not pass silently
-check "serve starts" start_server "$H"
+check "serve starts" start_server "$H" --processes 1 # the caps are per process
 PORT=${BASE##*:}
 
 # ---- 8: a PIN file others can read is reported at start ----
 check_grep "8: world-readable token.pin warned at start" "token PIN file .*readable by others" "$T_DIR/serve.err"
 stop_server
 chmod 0600 "$H/secrets/token.pin"
-start_server "$H" >/dev/null
+start_server "$H" --processes 1 >/dev/null
 PORT=${BASE##*:}
 check_not "8: no warning once the PIN file is 0600" grep -q "readable by others" "$T_DIR/serve.err"
 

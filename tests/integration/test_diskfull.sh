@@ -39,7 +39,7 @@ tsa_granted() {
   curl -s -o "$T_DIR/r.tsr" -H 'Content-Type: application/timestamp-query' --data-binary @"$T_DIR/q.tsq" "$BASE/tsa"
   openssl ts -reply -in "$T_DIR/r.tsr" -text 2>/dev/null | sed -n 's/^Status: //p' | head -1
 }
-check "serve starts (store on a 32 MiB tmpfs)" start_server "$H"
+check "serve starts (store on a 32 MiB tmpfs)" start_server "$H" --processes 1 # one log line per process
 S1=$(issue 11111111)
 S2=$(issue 22222222)
 check_eq "issued before the disk fills" good "$(ocsp_of "$S1")"
