@@ -103,7 +103,12 @@ openssl x509 -in "$H/public/root-ca.crt" -outform DER -out "$T_DIR/root.expect.d
 check "GET /certs/root-ca.crt is the root in DER" cmp "$T_DIR/root.der" "$T_DIR/root.expect.der"
 curl -s -o "$T_DIR/issuing.der" "$BASE/certs/issuing-ca.crt"
 check "GET /certs/issuing-ca.crt parses as DER" openssl x509 -inform DER -in "$T_DIR/issuing.der" -noout
-curl -s "$BASE/metrics" >"$T_DIR/metrics.txt"
+# other workers' counters reach /metrics within a second: wait for a sample
+for _ in $(seq 1 30); do
+  curl -s "$BASE/metrics" >"$T_DIR/metrics.txt"
+  grep -q '^qtsp_http_requests_total{' "$T_DIR/metrics.txt" && break
+  sleep 0.1
+done
 check_grep "metrics: request counter" "^qtsp_http_requests_total\{" "$T_DIR/metrics.txt"
 check_grep "metrics: latency histogram" "^qtsp_http_request_duration_seconds_bucket" "$T_DIR/metrics.txt"
 # serve runs a worker process per core: each sample may carry process="i"

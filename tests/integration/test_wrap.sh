@@ -21,10 +21,8 @@ credential() { # HOME SERIAL -> the stored credential record (JSON after the ver
   mdb_dump -p -s credentials "$1/store" | grep -A1 "^ $2\$" | tail -1 | sed 's/^ \\01//; s/\\\\/\\/g'
 }
 wait_pool() { # N: until /metrics shows N pool keys
-  local pool=
-  for _ in $(seq 1 300); do
-    pool=$(curl -s "$BASE/metrics" | sed -n 's/^qtsp_keypool_available //p')
-    [[ $pool == "$1" ]] && return 0
+  for _ in $(seq 1 300); do # a worker's figure, labelled by process when there are several
+    curl -s "$BASE/metrics" | grep -qE "^qtsp_keypool_available(\{process=\"[0-9]+\"\})? $1\$" && return 0
     sleep 0.1
   done
   return 1
