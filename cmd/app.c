@@ -51,6 +51,16 @@ int cmd_opt(int argc, char **argv, int *i, const char *name, const char **val)
     return 1;
 }
 
+qtsp_status cmd_print_json(json_t *o)
+{
+    char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    ENSURE(txt != NULL, QTSP_ERR_NOMEM, "out of memory");
+    printf("%s\n", txt);
+    free(txt);
+    return QTSP_OK;
+}
+
 int cmd_fail(const char *what)
 {
     const char *why = qtsp_err_what();

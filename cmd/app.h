@@ -3,6 +3,7 @@
 #ifndef QTSP_CMD_APP_H
 #define QTSP_CMD_APP_H
 
+#include <jansson.h>
 #include <openssl/x509.h>
 #include <sys/types.h>
 
@@ -44,6 +45,10 @@ int cmd_opt(int argc, char **argv, int *i, const char *name, const char **val);
 /* Prints "qtsp: <what>: <why>" with the thread's recorded failure and
  * returns 1. */
 int cmd_fail(const char *what);
+
+/* Prints o as one line of compact JSON on stdout and drops the reference
+ * (o may be NULL). QTSP_ERR_NOMEM when o is NULL or cannot be encoded. */
+qtsp_status cmd_print_json(json_t *o);
 
 /* Prints "qtsp: <what>: <why>" and returns 2 (usage errors). */
 int cmd_usage_error(const char *what, const char *why);

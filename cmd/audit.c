@@ -160,13 +160,7 @@ int cmd_audit(int argc, char **argv)
             json_t *o = json_pack("{s:O}", "records", arr);
             if (o && next)
                 json_object_set_new(o, "next", json_integer((json_int_t)(next + 1)));
-            char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
-            if (txt)
-                printf("%s\n", txt);
-            else
-                rc = qtsp_err_set(QTSP_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
-            free(txt);
-            json_decref(o);
+            rc = cmd_print_json(o);
         }
         json_decref(arr);
     }

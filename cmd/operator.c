@@ -56,13 +56,7 @@ static int do_list(qtsp_app *app, int json)
     qtsp_status rc = qtsp_operator_list(app->store, print_one, arr);
     if (rc == QTSP_OK && json) {
         json_t *o = json_pack("{s:O}", "operators", arr);
-        char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        if (txt)
-            printf("%s\n", txt);
-        else
-            rc = qtsp_err_set(QTSP_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
-        free(txt);
-        json_decref(o);
+        rc = cmd_print_json(o);
     }
     json_decref(arr);
     return rc == QTSP_OK ? 0 : cmd_fail("operator list");

@@ -59,15 +59,6 @@ static void ra_cli_close(ra_cli *c)
     qtsp_app_close(&c->app);
 }
 
-static void print_json(json_t *o)
-{
-    char *t = json_dumps(o, JSON_COMPACT);
-    if (t)
-        printf("%s\n", t);
-    free(t);
-    json_decref(o);
-}
-
 static int usage(FILE *f, const char *verb)
 {
     if (f != stdout) {
@@ -170,17 +161,17 @@ int cmd_ra(int argc, char **argv)
         json_t *o = NULL;
         rc = qtsp_ra_cert_status(c.ra, serial, slen, &o);
         if (rc == QTSP_OK)
-            print_json(o);
+            (void)cmd_print_json(o);
     } else if (strcmp(verb, "hold") == 0) {
         time_t until = 0;
         rc = qtsp_ra_hold(c.ra, &c.who, serial, slen, verification, &until);
         qtsp_format_rfc3339(until, t, sizeof t);
         if (rc == QTSP_OK)
-            print_json(json_pack("{s:s,s:s}", "status", "on-hold", "hold_until", t));
+            (void)cmd_print_json(json_pack("{s:s,s:s}", "status", "on-hold", "hold_until", t));
     } else if (strcmp(verb, "release") == 0) {
         rc = qtsp_ra_release(c.ra, &c.who, serial, slen);
         if (rc == QTSP_OK)
-            print_json(json_pack("{s:s}", "status", "valid"));
+            (void)cmd_print_json(json_pack("{s:s}", "status", "valid"));
     } else if (strcmp(verb, "terminate") == 0) {
         int r = 0;
         rc = reason ? qtsp_reason_parse(reason, &r)
@@ -188,7 +179,7 @@ int cmd_ra(int argc, char **argv)
         if (rc == QTSP_OK)
             rc = qtsp_ra_terminate(c.ra, &c.who, serial, slen, r, check, 0);
         if (rc == QTSP_OK)
-            print_json(json_pack("{s:s}", "status", "revoked"));
+            (void)cmd_print_json(json_pack("{s:s}", "status", "revoked"));
     } else if (is_subject) {
         qtsp_buf b;
         qtsp_buf_init(&b, 64 * 1024);
@@ -205,16 +196,16 @@ int cmd_ra(int argc, char **argv)
             rc = qtsp_ra_enrol(c.ra, &c.who, in, id);
         json_decref(in);
         if (rc == QTSP_OK)
-            print_json(json_pack("{s:s}", "subject_id", id));
+            (void)cmd_print_json(json_pack("{s:s}", "subject_id", id));
     } else if (strcmp(verb, "issue") == 0) {
         qtsp_issued is;
         memset(&is, 0, sizeof is);
         rc = qtsp_ra_issue(c.ra, &c.who, arg, &is);
         if (rc == QTSP_OK)
-            print_json(json_pack("{s:s,s:s,s:{s:s,s:s,s:s}}", "serial", is.serial_hex,
-                                 "certificate", is.certificate_pem, "activation", "user_id",
-                                 is.user_id, "password", is.password, "otpauth_uri",
-                                 is.otpauth_uri));
+            (void)cmd_print_json(json_pack("{s:s,s:s,s:{s:s,s:s,s:s}}", "serial", is.serial_hex,
+                                           "certificate", is.certificate_pem, "activation",
+                                           "user_id", is.user_id, "password", is.password,
+                                           "otpauth_uri", is.otpauth_uri));
         qtsp_issued_cleanup(&is);
     }
     ra_cli_close(&c);

@@ -245,29 +245,12 @@ static int64_t sweep_once(qtsp_periodic *p, void *arg)
     return QTSP_PERIODIC_INTERVAL;
 }
 
-/* A TimeStampReq for the SHA-256 imprint hash (certReq: the token carries
- * the TSA certificate), answered by our own TSA in process. */
+/* The audit chain head, stamped by our own TSA in process. */
 static qtsp_status anchor_stamp(void *ctx, const unsigned char hash[QTSP_AUDIT_HASH_LEN],
                                 qtsp_buf *out)
 {
-    static const unsigned char sha256[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01};
     qtsp_services *s = ctx;
-    unsigned char q[128];
-    qtsp_der_w w;
-    qtsp_der_w_init(&w, q, sizeof q);
-    size_t req = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
-    qtsp_der_u64(&w, QTSP_DER_INTEGER, 1);
-    size_t mi = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
-    size_t alg = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
-    qtsp_der_oid(&w, sha256, sizeof sha256);
-    qtsp_der_close(&w, alg);
-    qtsp_der_tlv(&w, QTSP_DER_OCTET_STRING, hash, QTSP_AUDIT_HASH_LEN);
-    qtsp_der_close(&w, mi);
-    qtsp_der_bool(&w, 1); /* certReq */
-    qtsp_der_close(&w, req);
-    size_t len = 0;
-    TRY(qtsp_der_w_finish(&w, &len));
-    return qtsp_tsa_respond(s->tsa, q, len, out);
+    return qtsp_tsa_stamp_sha256(s->tsa, hash, out);
 }
 
 static void anchor_now(qtsp_services *s)

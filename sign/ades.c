@@ -29,33 +29,13 @@ const char *qtsp_ades_level_name(qtsp_ades_level l)
     return l >= QTSP_ADES_B_B && l <= QTSP_ADES_B_LTA ? LEVEL_NAME[l] : "?";
 }
 
-/* id-sha256 (RFC 5754 2) */
-static const unsigned char OID_SHA256[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01};
-
 qtsp_status ades_timestamp(const qtsp_ades_services *sv, const unsigned char dgst[32],
                            qtsp_buf *token)
 {
     ENSURE(sv && sv->tsa, QTSP_ERR_UNSUPPORTED, "no time-stamping authority for B-T and up");
-    /* TimeStampReq { version v1, messageImprint, certReq TRUE } (RFC 3161 2.4.1) */
-    unsigned char q[96];
-    qtsp_der_w w;
-    qtsp_der_w_init(&w, q, sizeof q);
-    size_t top = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
-    qtsp_der_u64(&w, QTSP_DER_INTEGER, 1);
-    size_t mi = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
-    size_t alg = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
-    qtsp_der_oid(&w, OID_SHA256, sizeof OID_SHA256);
-    qtsp_der_close(&w, alg);
-    qtsp_der_tlv(&w, QTSP_DER_OCTET_STRING, dgst, 32);
-    qtsp_der_close(&w, mi);
-    qtsp_der_bool(&w, 1);
-    qtsp_der_close(&w, top);
-    size_t qlen = 0;
-    TRY(qtsp_der_w_finish(&w, &qlen));
-
     qtsp_buf resp;
     qtsp_buf_init(&resp, ADES_TOKEN_MAX);
-    qtsp_status rc = qtsp_tsa_respond(sv->tsa, q, qlen, &resp);
+    qtsp_status rc = qtsp_tsa_stamp_sha256(sv->tsa, dgst, &resp);
     if (rc == QTSP_OK) {
         /* TimeStampResp { status PKIStatusInfo { status, ... }, timeStampToken } */
         qtsp_der_r r = {resp.data, resp.len}, body, st, stc, val, tok;

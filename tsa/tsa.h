@@ -87,6 +87,13 @@ void qtsp_tsa_set_signq(qtsp_tsa *tsa, qtsp_signq *q);
 qtsp_status qtsp_tsa_respond(qtsp_tsa *tsa, const unsigned char *query, size_t len,
                              qtsp_buf *out) QTSP_MUST_USE;
 
+/* qtsp_tsa_respond for a SHA-256 digest stamped in process (certReq TRUE,
+ * no policy, no nonce): builds the TimeStampReq (RFC 3161 2.4.1) and answers
+ * it into out, a DER TimeStampResp whose status the caller checks. Errors as
+ * qtsp_tsa_respond. Thread-safe. */
+qtsp_status qtsp_tsa_stamp_sha256(qtsp_tsa *tsa, const unsigned char digest[32],
+                                  qtsp_buf *out) QTSP_MUST_USE;
+
 /* Completion of an answer that waited (see qtsp_tsa_respond_async), called
  * exactly once:
  *   rc QTSP_OK: der (len bytes, malloc'd) is the DER TimeStampResp: the

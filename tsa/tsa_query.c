@@ -33,6 +33,27 @@ const char *qtsp_tsa_hash_name(qtsp_tsa_hash h)
     return (unsigned)h < QTSP_TSA_H__COUNT ? names[h] : "?";
 }
 
+qtsp_status qtsp_tsa_stamp_sha256(qtsp_tsa *tsa, const unsigned char digest[32], qtsp_buf *out)
+{
+    const hash_oid *h = &k_hashes[0]; /* SHA-256 */
+    unsigned char q[96];
+    qtsp_der_w w;
+    qtsp_der_w_init(&w, q, sizeof q);
+    size_t top = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
+    qtsp_der_u64(&w, QTSP_DER_INTEGER, 1);
+    size_t mi = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
+    size_t alg = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
+    qtsp_der_oid(&w, h->oid, h->oid_len);
+    qtsp_der_close(&w, alg);
+    qtsp_der_tlv(&w, QTSP_DER_OCTET_STRING, digest, h->digest_len);
+    qtsp_der_close(&w, mi);
+    qtsp_der_bool(&w, 1); /* certReq */
+    qtsp_der_close(&w, top);
+    size_t len = 0;
+    TRY(qtsp_der_w_finish(&w, &len));
+    return qtsp_tsa_respond(tsa, q, len, out);
+}
+
 static int parse(const qtsp_tsa_policy *pol, const unsigned char *query, size_t len,
                  qtsp_tsa_req *req)
 {
