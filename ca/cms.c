@@ -433,7 +433,7 @@ static qtsp_status plan(const qtsp_cms_signer *s, const qtsp_cms_parts *p, layou
 
 size_t qtsp_cms_size(const qtsp_cms_signer *s, const qtsp_cms_parts *p)
 {
-    layout z;
+    layout z = {0};
     if (plan(s, p, &z) != QTSP_OK)
         return 0;
     return qtsp_der_tlv_size(z.content_info);
@@ -441,7 +441,7 @@ size_t qtsp_cms_size(const qtsp_cms_signer *s, const qtsp_cms_parts *p)
 
 qtsp_status qtsp_cms_write(const qtsp_cms_signer *s, const qtsp_cms_parts *p, qtsp_der_w *w)
 {
-    layout z;
+    layout z = {0};
     TRY(plan(s, p, &z));
     qtsp_der_hdr(w, QTSP_DER_SEQUENCE, z.content_info); /* ContentInfo */
     qtsp_der_oid(w, OID_SIGNED_DATA, sizeof OID_SIGNED_DATA);
