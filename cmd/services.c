@@ -16,6 +16,7 @@
 #include "core/der.h"
 #include "core/log.h"
 #include "core/periodic.h"
+#include "core/version.h"
 #include "ocsp/ocsp.h"
 #include "ocsp/ocsp_http.h"
 #include "ra/ra.h"
@@ -429,6 +430,11 @@ qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out)
     qtsp_services *s = ctx;
     uint64_t used = 0, map = 0;
     TRY(qtsp_store_stats(s->app->store, &used, &map));
+    TRY(qtsp_buf_printf(out,
+                        "# HELP qtsp_build_info The version and commit of this build.\n"
+                        "# TYPE qtsp_build_info gauge\n"
+                        "qtsp_build_info{version=\"%s\",commit=\"%s\"} 1\n",
+                        qtsp_version_release(), qtsp_version_commit()));
     TRY(qtsp_buf_printf(out,
                         "# HELP qtsp_store_used_bytes Bytes used in the LMDB store.\n"
                         "# TYPE qtsp_store_used_bytes gauge\nqtsp_store_used_bytes %llu\n"

@@ -113,6 +113,9 @@ check_grep "metrics: request counter" "^qtsp_http_requests_total\{" "$T_DIR/metr
 check_grep "metrics: latency histogram" "^qtsp_http_request_duration_seconds_bucket" "$T_DIR/metrics.txt"
 # serve runs a worker process per core: each sample may carry process="i"
 PL='(process="[0-9]+")?'
+# the build info names the version `qtsp --version` prints (issue 16)
+ver=$("$QTSP_BIN" --version | awk '{print $2}')
+check_grep "metrics: build info with the version of --version" "^qtsp_build_info\\{(process=\"[0-9]+\",)?version=\"${ver//./\\.}\",commit=\"[^\"]*\"\\} 1$" "$T_DIR/metrics.txt"
 check_grep "metrics: store size" "^qtsp_store_used_bytes(\{$PL\})? [0-9]+" "$T_DIR/metrics.txt"
 check_grep "metrics: token sessions" "^qtsp_hsm_sessions(\{$PL\})? [0-9]+" "$T_DIR/metrics.txt"
 check_grep "metrics: OCSP certificate lifetime left" '^qtsp_certificate_expiry_seconds\{(process="[0-9]+",)?cert="ocsp"\} [1-9][0-9]+' "$T_DIR/metrics.txt"
