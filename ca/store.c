@@ -103,6 +103,7 @@ struct qtsp_store {
     uint64_t found_gen;     /* 0 = not looked up yet */
     void *map_base;
     size_t map_len;
+    long trim_mark; /* file-backed resident pages after the last trim; guarded by map_mu */
 };
 
 const char *qtsp_table_name(qtsp_table t)
@@ -333,6 +334,7 @@ qtsp_status qtsp_store_open(const char *dir, size_t map_mib, qtsp_store **out)
     lock_ok = 1;
     ENSURE_OUT(pthread_mutex_init(&st->slots_mu, NULL) == 0, QTSP_ERR_NOMEM,
                "store: cannot create a mutex");
+    st->trim_mark = -1;
     if (pthread_mutex_init(&st->map_mu, NULL) != 0) {
         pthread_mutex_destroy(&st->slots_mu);
         FAIL_OUT(QTSP_ERR_NOMEM, "store: cannot create a mutex");
@@ -762,6 +764,26 @@ qtsp_status qtsp_store_release_pages(qtsp_store *st)
     pthread_rwlock_rdlock(&st->map_lock);
     release_pages_locked(st);
     pthread_rwlock_unlock(&st->map_lock);
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_store_trim_pages(qtsp_store *st, size_t mib)
+{
+    ENSURE(st, QTSP_ERR_INVALID, "store: no store");
+    long pgsz = sysconf(_SC_PAGESIZE);
+    long now = resident_file_pages();
+    pthread_mutex_lock(&st->map_mu);
+    long mark = st->trim_mark;
+    pthread_mutex_unlock(&st->map_mu);
+    if (now >= 0 && mark >= 0 && pgsz > 0 && now - mark <= (long)(mib * ((size_t)1 << 20) / (size_t)pgsz))
+        return QTSP_OK;
+    pthread_rwlock_rdlock(&st->map_lock);
+    release_pages_locked(st);
+    pthread_rwlock_unlock(&st->map_lock);
+    now = resident_file_pages();
+    pthread_mutex_lock(&st->map_mu);
+    st->trim_mark = now;
+    pthread_mutex_unlock(&st->map_mu);
     return QTSP_OK;
 }
 

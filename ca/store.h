@@ -142,6 +142,13 @@ qtsp_status qtsp_txn_iter_ex(qtsp_txn *txn, qtsp_table t, const void *start, siz
  * located (no /proc) or madvise fails, nothing happens (logged). */
 qtsp_status qtsp_store_release_pages(qtsp_store *st) QTSP_MUST_USE;
 
+/* The same drop, only when this process's file-backed resident set has grown
+ * by more than mib MiB since the last drop by this function (the first call
+ * drops and sets the mark): a long-running server calls it periodically so
+ * that its resident set does not grow with the store (every journalled
+ * token or signing adds pages that readers then map). Thread-safe. */
+qtsp_status qtsp_store_trim_pages(qtsp_store *st, size_t mib) QTSP_MUST_USE;
+
 /* Last entry of a table (copied). QTSP_ERR_NOT_FOUND when empty. key or val may be NULL. */
 qtsp_status qtsp_txn_last(qtsp_txn *txn, qtsp_table t, qtsp_buf *key, qtsp_buf *val) QTSP_MUST_USE;
 

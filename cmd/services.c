@@ -57,12 +57,16 @@ struct qtsp_services {
     qtsp_periodic *sweeper; /* hold-lapse sweeper (leader only) */
     qtsp_archive *archive;  /* signed documents (sign/archive.h) */
     qtsp_periodic *anchor;  /* audit anchoring (leader only) */
+    qtsp_periodic *trim;    /* store pages dropped from the resident set (every process) */
     int leader;
 };
 
 /* How often the leader anchors the audit chain (ca/audit_anchor.h); it also
  * does at shutdown. */
 #define AUDIT_ANCHOR_INTERVAL_MS (10 * 60 * 1000)
+/* how often, and above what growth, a process drops its mappings of the store */
+#define STORE_TRIM_INTERVAL_MS 5000
+#define STORE_TRIM_MIB 1
 
 static qtsp_status add_route(qtsp_services *s, qtsp_route r)
 {
@@ -277,6 +281,19 @@ static int64_t anchor_once(qtsp_periodic *p, void *arg)
     return QTSP_PERIODIC_INTERVAL;
 }
 
+/* A server's resident set would otherwise grow with the store: every
+ * journalled token, signing and audit record adds file pages that readers
+ * map (docs/operations.md "Memory"). */
+static int64_t trim_once(qtsp_periodic *p, void *arg)
+{
+    qtsp_services *s = arg;
+    qtsp_err_clear();
+    if (qtsp_store_trim_pages(s->app->store, STORE_TRIM_MIB) != QTSP_OK)
+        LOG_WARN("store trim: %s", qtsp_err_message());
+    qtsp_err_clear();
+    return QTSP_PERIODIC_INTERVAL;
+}
+
 qtsp_status qtsp_services_start(qtsp_services *s, int leader)
 {
     if (leader) {
@@ -290,6 +307,8 @@ qtsp_status qtsp_services_start(qtsp_services *s, int leader)
     TRY(qtsp_crl_publish(s->crl, 0));
     TRY(qtsp_crl_start(s->crl));
     TRY(qtsp_ra_search_prepare(s->ra)); /* once per store: subjects enrolled before the indexes */
+    TRY(qtsp_periodic_start("store trim", STORE_TRIM_INTERVAL_MS, STORE_TRIM_INTERVAL_MS, trim_once,
+                            s, &s->trim));
     if (!leader)
         return QTSP_OK;
     TRY(qtsp_periodic_start("hold sweeper", 1000 * qtsp_ra_sweep_interval_s(s->ra), 0, sweep_once,
@@ -312,6 +331,7 @@ void qtsp_services_free(qtsp_services *s)
 {
     if (!s)
         return;
+    qtsp_periodic_stop(s->trim);
     qtsp_periodic_stop(s->anchor);
     if (s->leader) /* the chain head as it is at shutdown, while the TSA still works */
         anchor_now(s);
