@@ -527,6 +527,40 @@ static void test_store_iter_release_visits_everything_intact(void)
     done(st);
 }
 
+/* the server's periodic trim: nothing under the budget, a drop over it */
+static void test_store_trim_pages_only_over_budget(void)
+{
+    qtsp_store *st = open_fresh(16);
+    big_fill b = {0, 20000};
+    CU_ASSERT_EQUAL_FATAL(qtsp_store_write(st, big_fill_fn, &b), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_store_trim_pages(st, 1), QTSP_OK); /* first call: drops, sets the mark */
+    qtsp_txn *t;
+    CU_ASSERT_EQUAL_FATAL(qtsp_store_begin(st, 0, &t), QTSP_OK);
+    big_check c = {0, 0};
+    CU_ASSERT_EQUAL(qtsp_txn_iter(t, QTSP_T_REVOKED, NULL, 0, big_check_fn, &c), QTSP_OK);
+    CU_ASSERT_EQUAL(c.n, 20000);
+    long touched = file_pages();
+    /* a budget larger than the whole walk: the mappings stay */
+    CU_ASSERT_EQUAL(qtsp_store_trim_pages(st, 64), QTSP_OK);
+    long kept = file_pages();
+    /* 1 MiB: the walk mapped more, so they go */
+    CU_ASSERT_EQUAL(qtsp_store_trim_pages(st, 1), QTSP_OK);
+    long after = file_pages();
+    if (touched >= 0) {
+        CU_ASSERT(touched - kept < 64);
+        CU_ASSERT(kept - after > 256);
+    }
+    /* the data is intact after the drop */
+    c = (big_check){0, 0};
+    CU_ASSERT_EQUAL(qtsp_txn_iter(t, QTSP_T_REVOKED, NULL, 0, big_check_fn, &c), QTSP_OK);
+    CU_ASSERT_EQUAL(c.n, 20000);
+    CU_ASSERT_EQUAL(c.bad, 0);
+    qtsp_txn_abort(t);
+    CU_ASSERT_EQUAL(qtsp_store_trim_pages(NULL, 1), QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    done(st);
+}
+
 static void *reader_main(void *p)
 {
     reader_arg *a = p;
@@ -616,6 +650,7 @@ int main(void)
         QTEST(test_store_adopts_a_map_grown_by_another_process),
         QTEST(test_store_readers_see_consistent_snapshots_while_writing),
         QTEST(test_store_iter_release_visits_everything_intact),
+        QTEST(test_store_trim_pages_only_over_budget),
     };
     return qtest_run("store", cases, sizeof cases / sizeof cases[0]);
 }
