@@ -75,7 +75,7 @@ done
 # each fuzzer runs briefly from its committed seed corpus (tests/fuzz/corpus,
 # plus the seeds a target writes itself with its fixed test keys); a crash,
 # a leak or a sanitizer report fails it (artifacts stay in the log folder).
-# Six targets x 15 s: about two minutes in all (scripts/fuzz.sh runs longer).
+# Every target x 15 s: about two minutes in all (scripts/fuzz.sh runs longer).
 fuzz_seconds=${QTSP_FUZZ_SECONDS:-15}
 seed() { # fuzzer name, binary, corpus dir
   [[ -d tests/fuzz/corpus/$1 ]] && cp tests/fuzz/corpus/"$1"/* "$3"/ 2>/dev/null
