@@ -37,7 +37,7 @@
 
 #include "core/log.h"
 
-#define STORE_MAXDBS 64                   /* 19 tables today; headroom for later ones */
+#define STORE_MAXDBS 64                   /* 24 tables today; headroom for later ones */
 #define STORE_MAXREADERS 1024             /* reader slots shared by all processes */
 #define STORE_MAX_GROWS 16                /* per qtsp_store_write call */
 #define STORE_MAP_MAX ((uint64_t)1 << 40) /* 1 TiB: never grow beyond */
@@ -66,6 +66,9 @@ static const char *const table_names[QTSP_T__COUNT] = {
     [QTSP_T_HOLDS] = "holds",
     [QTSP_T_KEYPOOL] = "keypool",
     [QTSP_T_KEY_USE] = "key_use",
+    [QTSP_T_RPS] = "relying_parties",
+    [QTSP_T_QUOTA] = "quota",
+    [QTSP_T_RP_USAGE] = "rp_usage",
 };
 
 /* Per thread and store: the cached read transaction and whether the thread
@@ -897,36 +900,52 @@ static qtsp_status counter_key(const char *name, size_t *len)
     return QTSP_OK;
 }
 
-qtsp_status qtsp_txn_counter_get(qtsp_txn *txn, const char *name, uint64_t *out)
+qtsp_status qtsp_txn_u64_get(qtsp_txn *txn, qtsp_table t, const void *key, size_t klen,
+                             uint64_t *out)
 {
-    size_t klen = 0;
-    TRY(counter_key(name, &klen));
     const void *v;
     size_t vl;
-    qtsp_status rc = qtsp_txn_get0(txn, QTSP_T_COUNTERS, name, klen, &v, &vl);
+    qtsp_status rc = qtsp_txn_get0(txn, t, key, klen, &v, &vl);
     if (rc == QTSP_ERR_NOT_FOUND) {
         *out = 0;
         return QTSP_OK;
     }
     TRY(rc);
-    ENSURE(vl == 8, QTSP_ERR_STORE_CORRUPT, "store: counter %s has %zu bytes, not 8", name, vl);
+    ENSURE(vl == 8, QTSP_ERR_STORE_CORRUPT, "store: a counter of %s has %zu bytes, not 8",
+           qtsp_table_name(t), vl);
     *out = qtsp_be64_get(v);
     return QTSP_OK;
 }
 
-qtsp_status qtsp_txn_counter_next(qtsp_txn *txn, const char *name, uint64_t *out)
+qtsp_status qtsp_txn_u64_add(qtsp_txn *txn, qtsp_table t, const void *key, size_t klen, uint64_t n,
+                             uint64_t *out)
 {
     ENSURE(txn, QTSP_ERR_INVALID, "store: no transaction");
     ENSURE(txn->write, QTSP_ERR_STATE, "store: counter increment in a read-only transaction");
     uint64_t cur;
-    TRY(qtsp_txn_counter_get(txn, name, &cur));
-    ENSURE(cur < UINT64_MAX, QTSP_ERR_INTERNAL, "store: counter %s overflows", name);
+    TRY(qtsp_txn_u64_get(txn, t, key, klen, &cur));
+    ENSURE(cur <= UINT64_MAX - n, QTSP_ERR_INTERNAL, "store: a counter of %s overflows",
+           qtsp_table_name(t));
     unsigned char be[8];
-    qtsp_be64_put(be, cur + 1);
-    TRY(qtsp_txn_put(txn, QTSP_T_COUNTERS, name, strlen(name), be, sizeof be, 0));
+    qtsp_be64_put(be, cur + n);
+    TRY(qtsp_txn_put(txn, t, key, klen, be, sizeof be, 0));
     if (out)
-        *out = cur + 1;
+        *out = cur + n;
     return QTSP_OK;
+}
+
+qtsp_status qtsp_txn_counter_get(qtsp_txn *txn, const char *name, uint64_t *out)
+{
+    size_t klen = 0;
+    TRY(counter_key(name, &klen));
+    return qtsp_txn_u64_get(txn, QTSP_T_COUNTERS, name, klen, out);
+}
+
+qtsp_status qtsp_txn_counter_next(qtsp_txn *txn, const char *name, uint64_t *out)
+{
+    size_t klen = 0;
+    TRY(counter_key(name, &klen));
+    return qtsp_txn_u64_add(txn, QTSP_T_COUNTERS, name, klen, 1, out);
 }
 
 qtsp_status qtsp_store_stats(qtsp_store *st, uint64_t *used_bytes, uint64_t *map_bytes)

@@ -55,6 +55,9 @@ typedef enum qtsp_table {
     QTSP_T_HOLDS,         /* "holds": hold_until (u64 BE)|serial -> "" */
     QTSP_T_KEYPOOL,       /* "keypool": key label -> unassigned pre-generated key */
     QTSP_T_KEY_USE,       /* "key_use": key label -> reserved / certified (serial) */
+    QTSP_T_RPS,           /* "relying_parties": name -> record (sign/usage.c) */
+    QTSP_T_QUOTA,         /* "quota": subject|0|window start -> signatures counted */
+    QTSP_T_RP_USAGE,      /* "rp_usage": relying party|0|YYYY-MM -> signatures */
     QTSP_T__COUNT
 } qtsp_table;
 
@@ -160,6 +163,15 @@ qtsp_status qtsp_txn_count(qtsp_txn *txn, qtsp_table t, uint64_t *out) QTSP_MUST
 qtsp_status qtsp_txn_counter_next(qtsp_txn *txn, const char *name, uint64_t *out) QTSP_MUST_USE;
 /* Current value, 0 if never incremented. */
 qtsp_status qtsp_txn_counter_get(qtsp_txn *txn, const char *name, uint64_t *out) QTSP_MUST_USE;
+
+/* A u64 big-endian counter at key of table t (what the two above do for
+ * QTSP_T_COUNTERS): get gives 0 when absent; add adds n (write txn) and
+ * gives the new value in *out (may be NULL). QTSP_ERR_STORE_CORRUPT when
+ * the value is not 8 bytes, QTSP_ERR_STATE in a read-only transaction. */
+qtsp_status qtsp_txn_u64_get(qtsp_txn *txn, qtsp_table t, const void *key, size_t klen,
+                             uint64_t *out) QTSP_MUST_USE;
+qtsp_status qtsp_txn_u64_add(qtsp_txn *txn, qtsp_table t, const void *key, size_t klen, uint64_t n,
+                             uint64_t *out) QTSP_MUST_USE;
 
 /* Bytes in use (pages * page size) and current map size, for /metrics. */
 qtsp_status qtsp_store_stats(qtsp_store *st, uint64_t *used_bytes,

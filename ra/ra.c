@@ -59,34 +59,6 @@ qtsp_status ra_require_role(const qtsp_actor *who, unsigned roles, const char *w
     return QTSP_OK;
 }
 
-static qtsp_status load_packages(qtsp_ra *ra, const char *path)
-{
-    qtsp_ydoc *doc = NULL;
-    TRY(qtsp_ydoc_load_file(path, &doc));
-    qtsp_status rc = QTSP_OK;
-    const qtsp_ynode *root = qtsp_ydoc_root(doc);
-    static const char *const top[] = {"version", "packages", NULL};
-    TRY_OUT(qtsp_ynode_check_keys(root, top));
-    const qtsp_ynode *pk = qtsp_ynode_get(root, "packages");
-    ENSURE_OUT(pk && qtsp_ynode_kind(pk) == QTSP_Y_MAP && qtsp_ynode_count(pk) > 0, QTSP_ERR_CONFIG,
-               "%s: packages: must be a non-empty map", path);
-    ENSURE_OUT(qtsp_ynode_count(pk) <= RA_MAX_PACKAGES, QTSP_ERR_CONFIG, "%s: too many packages",
-               path);
-    for (size_t i = 0; i < qtsp_ynode_count(pk); i++) {
-        const qtsp_ynode *p = qtsp_ynode_value(pk, i);
-        static const char *const keys[] = {"signatures", "period", "validity", NULL};
-        TRY_OUT(qtsp_ynode_check_keys(p, keys));
-        ra_package *dst = &ra->packages[ra->n_packages++];
-        snprintf(dst->name, sizeof dst->name, "%s", qtsp_ynode_key(pk, i));
-        TRY_OUT(qtsp_yget_int(p, "signatures", 1, 0, 1000000, &dst->signatures));
-        TRY_OUT(qtsp_yget_duration(p, "period", 1, &dst->period_s));
-        TRY_OUT(qtsp_yget_duration(p, "validity", 1, &dst->validity_s));
-    }
-out:
-    qtsp_ydoc_free(doc);
-    return rc;
-}
-
 /* EN 319 412-1 5.1.3 semantics identifier types, in bit order. */
 static const char *const k_id_types[] = {"PNO", "IDC", "PAS", "TIN"};
 static const char *const k_methods[] = {"in-person", "remote-video", "eid"};
@@ -196,7 +168,7 @@ qtsp_status qtsp_ra_new(const qtsp_ra_deps *deps, qtsp_ra **out)
     TRY_OUT(qtsp_profile_load(path, &ra->profile));
     TRY_OUT(qtsp_keytype_parse(qtsp_profile_key_type(ra->profile), &ra->keytype));
     snprintf(path, sizeof path, "%s/packages.yaml", deps->policies_dir);
-    TRY_OUT(load_packages(ra, path));
+    TRY_OUT(qtsp_packages_load(path, &ra->packages));
     snprintf(path, sizeof path, "%s/suspension.yaml", deps->policies_dir);
     TRY_OUT(load_suspension(ra, path));
     snprintf(path, sizeof path, "%s/identity.yaml", deps->policies_dir);
@@ -265,14 +237,6 @@ qtsp_status ra_get_json(qtsp_txn *txn, qtsp_table t, const char *key, json_t **o
 }
 
 /* ---- enrolment ---- */
-
-const ra_package *ra_find_package(const qtsp_ra *ra, const char *name)
-{
-    for (size_t i = 0; i < ra->n_packages; i++)
-        if (strcmp(ra->packages[i].name, name) == 0)
-            return &ra->packages[i];
-    return NULL;
-}
 
 static qtsp_status random_hex_id(char *out, size_t bytes)
 {
@@ -399,7 +363,7 @@ qtsp_status qtsp_ra_enrol(qtsp_ra *ra, const qtsp_actor *who, const json_t *in, 
         TRY(qtsp_valid_document_id(nid));
     TRY(qtsp_valid_email(email));
     TRY(qtsp_valid_phone(phone));
-    ENSURE(ra_find_package(ra, package) != NULL, QTSP_ERR_INVALID,
+    ENSURE(qtsp_packages_find(&ra->packages, package) != NULL, QTSP_ERR_INVALID,
            "package: unknown package '%s' (see policies/packages.yaml)", package);
     /* CN = given name + surname must fit the 64-character ub-common-name */
     char cn[sizeof given_nfc + sizeof surname_nfc]; /* both, a space and the NUL */

@@ -12,15 +12,7 @@
 #include "core/periodic.h"
 #include "ra/activation.h"
 #include "ra/ra.h"
-
-#define RA_MAX_PACKAGES 16
-
-typedef struct ra_package {
-    char name[32];
-    int64_t signatures; /* 0 = unlimited */
-    int64_t period_s;
-    int64_t validity_s;
-} ra_package;
+#include "sign/usage.h"
 
 /* The key pool (ra/keypool.c): settings from policies/keypool.yaml and the
  * filler thread (core/periodic.h), kicked when a take leaves it low. */
@@ -55,8 +47,7 @@ struct qtsp_ra {
     char base_url[256];
     qtsp_profile *profile;
     qtsp_keytype keytype;
-    ra_package packages[RA_MAX_PACKAGES];
-    size_t n_packages;
+    qtsp_packages packages; /* policies/packages.yaml (sign/usage.h) */
     int64_t max_hold_s;
     int64_t sweep_interval_s;
     ra_identity ident;
@@ -76,7 +67,6 @@ qtsp_status ra_no_such_cert(const unsigned char *serial, size_t slen) QTSP_MUST_
 qtsp_status ra_put_json(qtsp_txn *txn, qtsp_table t, const char *key, const json_t *obj,
                         unsigned flags) QTSP_MUST_USE;
 qtsp_status ra_get_json(qtsp_txn *txn, qtsp_table t, const char *key, json_t **out) QTSP_MUST_USE;
-const ra_package *ra_find_package(const qtsp_ra *ra, const char *name);
 /* The API's status object (new reference, NULL on allocation failure). */
 json_t *ra_status_json(const unsigned char *serial, size_t slen, const qtsp_cert_status *stored,
                        time_t now);
