@@ -191,14 +191,7 @@ qtsp_status qtsp_cms_signer_new(const qtsp_cms_signer_opts *o, qtsp_cms_signer *
         size_t mcerts = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
         size_t mid = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
         qtsp_der_tlv(&w, QTSP_DER_OCTET_STRING, hash, sizeof hash);
-        size_t mis = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
-        size_t mgn = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
-        size_t mdn = qtsp_der_open(&w, QTSP_DER_CTX_C(4));
-        I2D_RAW(&w, i2d_X509_NAME, X509_get_issuer_name(o->cert), "the signer's issuer");
-        qtsp_der_close(&w, mdn);
-        qtsp_der_close(&w, mgn);
-        I2D_RAW(&w, i2d_ASN1_INTEGER, X509_get0_serialNumber(o->cert), "the signer's serial");
-        qtsp_der_close(&w, mis);
+        TRY_OUT(qtsp_cms_issuer_serial(o->cert, &w));
         qtsp_der_close(&w, mid);
         qtsp_der_close(&w, mcerts);
         qtsp_der_close(&w, mscv);
@@ -211,6 +204,21 @@ qtsp_status qtsp_cms_signer_new(const qtsp_cms_signer_opts *o, qtsp_cms_signer *
 out:
     qtsp_buf_cleanup(&b);
     qtsp_cms_signer_free(s);
+    return rc;
+}
+
+qtsp_status qtsp_cms_issuer_serial(X509 *cert, qtsp_der_w *w)
+{
+    qtsp_status rc = QTSP_OK;
+    size_t mis = qtsp_der_open(w, QTSP_DER_SEQUENCE);
+    size_t mgn = qtsp_der_open(w, QTSP_DER_SEQUENCE);
+    size_t mdn = qtsp_der_open(w, QTSP_DER_CTX_C(4));
+    I2D_RAW(w, i2d_X509_NAME, X509_get_issuer_name(cert), "the certificate's issuer");
+    qtsp_der_close(w, mdn);
+    qtsp_der_close(w, mgn);
+    I2D_RAW(w, i2d_ASN1_INTEGER, X509_get0_serialNumber(cert), "the certificate's serial");
+    qtsp_der_close(w, mis);
+out:
     return rc;
 }
 

@@ -139,4 +139,10 @@ size_t qtsp_cms_size(const qtsp_cms_signer *s, const qtsp_cms_parts *p);
 qtsp_status qtsp_cms_write(const qtsp_cms_signer *s, const qtsp_cms_parts *p,
                            qtsp_der_w *w) QTSP_MUST_USE;
 
+/* Appends to w the DER IssuerSerial { issuer GeneralNames { directoryName
+ * [4] the issuer's Name }, serialNumber } of cert (RFC 5035 4; also
+ * XAdES's IssuerSerialV2). QTSP_ERR_CRYPTO when cert does not encode;
+ * writer failures are kept in w. */
+qtsp_status qtsp_cms_issuer_serial(X509 *cert, qtsp_der_w *w) QTSP_MUST_USE;
+
 #endif

@@ -1,5 +1,7 @@
-/* qtsp sign: signs a file with a remote-signing credential's key as CAdES or
- * PAdES at a baseline level, on the same builders as signDoc (sign/ades.h),
+/* qtsp sign: signs a file with a remote-signing credential's key as CAdES,
+ * PAdES or XAdES at a baseline level, or packs files and their CAdES or
+ * XAdES signature into an ASiC-S or ASiC-E container, on the same builders
+ * as signDoc (sign/ades.h),
  * with this home's TSA and OCSP cores in process. An operator's and the
  * tests' tool (the signer's own way is signDoc: docs/ades.md); --repeat
  * measures the builders (bench/docs). */
@@ -7,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,11 +30,18 @@ static int usage(FILE *f)
     if (f != stdout)
         return cmd_usage_error("sign", "missing or wrong arguments (see qtsp sign --help)");
     fprintf(f,
-            "usage: qtsp sign [--home DIR] --credential SERIAL --format C|P --level LEVEL\n"
-            "                 [--attached] [--certification] [--repeat N] --in FILE --out FILE\n\n"
+            "usage: qtsp sign [--home DIR] --credential SERIAL --format C|P|X --level LEVEL\n"
+            "                 [--attached] [--certification] [--packaging P] [--inclusive-c14n]\n"
+            "                 [--container asic-s|asic-e] [--name NAME] [--repeat N]\n"
+            "                 --in FILE [--in FILE ...] --out FILE\n\n"
             "Signs FILE with the key of the credential SERIAL (hex) as CAdES (C; detached,\n"
-            "or enveloping with --attached) or PAdES (P; --certification: a DocMDP\n"
-            "certification signature) at LEVEL Ades-B-B, Ades-B-T, Ades-B-LT or Ades-B-LTA.\n"
+            "or enveloping with --attached), PAdES (P; --certification: a DocMDP\n"
+            "certification signature) or XAdES (X; --packaging enveloped (the default for\n"
+            "a .xml file), enveloping (the default otherwise, also --attached) or detached;\n"
+            "exclusive C14N unless --inclusive-c14n) at LEVEL Ades-B-B, Ades-B-T,\n"
+            "Ades-B-LT or Ades-B-LTA. --container asic-s (one --in) or asic-e (one or more)\n"
+            "packs the files and a CAdES (C) or XAdES (X) signature over them into an ASiC\n"
+            "container; the names in it are the files' base names.\n"
             "Time-stamps and OCSP answers come from this home's TSA and responder.\n"
             "--repeat N signs N times and prints the median and p90 time in ms.\n");
     return f == stdout ? 0 : 2;
@@ -119,6 +129,31 @@ qtsp_status cmd_archive_open(qtsp_app *app, qtsp_archive **out)
     return qtsp_archive_new(pol, dir, app->store, out);
 }
 
+/* A media type from the file name's extension (DataObjectFormat, ASiC). */
+static const char *guess_mime(const char *name)
+{
+    static const struct {
+        const char *ext, *mime;
+    } T[] = {{".xml", "text/xml"},
+             {".pdf", "application/pdf"},
+             {".txt", "text/plain"},
+             {".json", "application/json"},
+             {".p7s", "application/pkcs7-signature"}};
+    size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof T / sizeof T[0]; i++) {
+        size_t e = strlen(T[i].ext);
+        if (n > e && strcasecmp(name + n - e, T[i].ext) == 0)
+            return T[i].mime;
+    }
+    return "application/octet-stream";
+}
+
+static const char *base_name(const char *path)
+{
+    const char *b = strrchr(path, '/');
+    return b ? b + 1 : path;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -128,8 +163,9 @@ static int cmp_double(const void *a, const void *b)
 int cmd_sign_doc(int argc, char **argv)
 {
     const char *home = cmd_default_home(), *cred = NULL, *format = NULL, *level_s = NULL;
-    const char *in = NULL, *outp = NULL, *repeat_s = "1", *name = NULL;
-    int attached = 0, certification = 0;
+    const char *in = NULL, *outp = NULL, *repeat_s = "1", *name = NULL, *packaging = NULL;
+    const char *container = NULL, *ins[QTSP_ASIC_MAX_FILES];
+    int attached = 0, certification = 0, inclusive = 0, n_in = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0)
             return usage(stdout);
@@ -141,10 +177,22 @@ int cmd_sign_doc(int argc, char **argv)
             certification = 1;
             continue;
         }
+        if (strcmp(argv[i], "--inclusive-c14n") == 0) {
+            inclusive = 1;
+            continue;
+        }
+        if (cmd_opt(argc, argv, &i, "--in", &in)) {
+            if (n_in == QTSP_ASIC_MAX_FILES)
+                return cmd_usage_error("sign", "too many --in files");
+            ins[n_in++] = in;
+            continue;
+        }
         if (cmd_opt(argc, argv, &i, "--home", &home) ||
             cmd_opt(argc, argv, &i, "--credential", &cred) ||
             cmd_opt(argc, argv, &i, "--format", &format) ||
-            cmd_opt(argc, argv, &i, "--level", &level_s) || cmd_opt(argc, argv, &i, "--in", &in) ||
+            cmd_opt(argc, argv, &i, "--level", &level_s) ||
+            cmd_opt(argc, argv, &i, "--packaging", &packaging) ||
+            cmd_opt(argc, argv, &i, "--container", &container) ||
             cmd_opt(argc, argv, &i, "--out", &outp) ||
             cmd_opt(argc, argv, &i, "--repeat", &repeat_s) ||
             cmd_opt(argc, argv, &i, "--name", &name))
@@ -153,9 +201,33 @@ int cmd_sign_doc(int argc, char **argv)
     }
     if (!cred || !format || !level_s || !in || !outp)
         return usage(stderr);
-    int pades = strcmp(format, "P") == 0;
-    if (!pades && strcmp(format, "C") != 0)
-        return cmd_usage_error("sign", "--format is C (CAdES) or P (PAdES)");
+    int pades = strcmp(format, "P") == 0, xades = strcmp(format, "X") == 0;
+    if (!pades && !xades && strcmp(format, "C") != 0)
+        return cmd_usage_error("sign", "--format is C (CAdES), P (PAdES) or X (XAdES)");
+    qtsp_asic_form form = 0;
+    if (container && strcmp(container, "asic-s") == 0)
+        form = QTSP_ASIC_S;
+    else if (container && strcmp(container, "asic-e") == 0)
+        form = QTSP_ASIC_E;
+    else if (container)
+        return cmd_usage_error("sign", "--container is asic-s or asic-e");
+    if (form && pades)
+        return cmd_usage_error("sign", "an ASiC container holds CAdES (C) or XAdES (X)");
+    if (n_in > 1 && form != QTSP_ASIC_E)
+        return cmd_usage_error("sign", "several --in files go into an asic-e container");
+    qtsp_xades_packaging pk = attached                                  ? QTSP_XADES_ENVELOPING
+                              : strcmp(guess_mime(in), "text/xml") == 0 ? QTSP_XADES_ENVELOPED
+                                                                        : QTSP_XADES_ENVELOPING;
+    if (packaging && strcmp(packaging, "enveloped") == 0)
+        pk = QTSP_XADES_ENVELOPED;
+    else if (packaging && strcmp(packaging, "enveloping") == 0)
+        pk = QTSP_XADES_ENVELOPING;
+    else if (packaging && strcmp(packaging, "detached") == 0)
+        pk = QTSP_XADES_DETACHED;
+    else if (packaging)
+        return cmd_usage_error("sign", "--packaging is enveloped, enveloping or detached");
+    if (packaging && !xades)
+        return cmd_usage_error("sign", "--packaging is for XAdES (--format X)");
     long repeat = strtol(repeat_s, NULL, 10);
     if (repeat < 1 || repeat > 100000)
         return cmd_usage_error("sign", "--repeat 1..100000");
@@ -169,8 +241,9 @@ int cmd_sign_doc(int argc, char **argv)
     if (qtsp_app_open(home, APP_STORE | APP_KEYS, &app) != QTSP_OK)
         return cmd_fail("sign");
     qtsp_status rc = QTSP_OK;
-    unsigned char *doc = NULL;
+    unsigned char *doc = NULL, *docs[QTSP_ASIC_MAX_FILES] = {0};
     size_t len = 0;
+    qtsp_xades_object objs[QTSP_ASIC_MAX_FILES];
     X509 *cert = NULL;
     qtsp_key *key = NULL;
     qtsp_tsa *tsa = NULL;
@@ -185,7 +258,14 @@ int cmd_sign_doc(int argc, char **argv)
                    sk_X509_push(chain, app.root) > 0 && sk_X509_push(extra, app.tsa) > 0 &&
                    sk_X509_push(extra, app.ocsp) > 0,
                QTSP_ERR_NOMEM, "out of memory");
-    TRY_OUT(read_file(in, &doc, &len));
+    for (int i = 0; i < n_in; i++) {
+        TRY_OUT(read_file(ins[i], &docs[i], &objs[i].len));
+        objs[i].data = docs[i];
+        objs[i].uri = n_in == 1 && name ? name : base_name(ins[i]);
+        objs[i].mime = guess_mime(objs[i].uri);
+    }
+    doc = docs[0];
+    len = objs[0].len;
     char owner[65];
     TRY_OUT(open_credential(&app, cred, &cert, &key, owner));
 
@@ -217,7 +297,13 @@ int cmd_sign_doc(int argc, char **argv)
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         int64_t now = (int64_t)time(NULL);
-        if (pades) {
+        if (form) {
+            qtsp_asic_opts ao = {form, xades ? QTSP_ASIC_XADES : QTSP_ASIC_CADES, level, now};
+            TRY_OUT(qtsp_asic_sign(&sv, &sg, &ao, objs, (size_t)n_in, &out));
+        } else if (xades) {
+            qtsp_xades_opts xo = {level, pk, now, inclusive, 0};
+            TRY_OUT(qtsp_xades_sign(&sv, &sg, &xo, objs, 1, &out));
+        } else if (pades) {
             qtsp_pades_opts po = {level, certification, now};
             TRY_OUT(qtsp_pades_sign(&sv, &sg, &po, doc, len, &out));
         } else {
@@ -231,10 +317,17 @@ int cmd_sign_doc(int argc, char **argv)
     /* every signed document is archived (docs/ades.md) */
     char id[QTSP_ARCHIVE_ID_LEN + 1];
     TRY_OUT(cmd_archive_open(&app, &archive));
-    const char *base = strrchr(in, '/');
+    char fmt[32];
+    snprintf(fmt, sizeof fmt, "%s%s",
+             form == QTSP_ASIC_S ? "ASiC-S "
+             : form              ? "ASiC-E "
+                                 : "",
+             pades   ? "PAdES"
+             : xades ? "XAdES"
+                     : "CAdES");
     qtsp_archive_doc ad = {owner,
-                           name ? name : (base ? base + 1 : in),
-                           pades ? "PAdES" : "CAdES",
+                           name ? name : base_name(ins[0]),
+                           fmt,
                            qtsp_ades_level_name(level),
                            out.data,
                            out.len,
@@ -244,12 +337,17 @@ int cmd_sign_doc(int argc, char **argv)
     if (repeat > 1) {
         qsort(ms, (size_t)repeat, sizeof *ms, cmp_double);
         printf("format=%s level=%s size=%zu n=%ld median_ms=%.2f p90_ms=%.2f\n",
-               pades ? "PAdES" : "CAdES", qtsp_ades_level_name(level), len, repeat, ms[repeat / 2],
-               ms[(repeat * 9) / 10]);
+               form == QTSP_ASIC_S ? (xades ? "ASiC-S-XAdES" : "ASiC-S-CAdES")
+               : form              ? (xades ? "ASiC-E-XAdES" : "ASiC-E-CAdES")
+               : pades             ? "PAdES"
+               : xades             ? "XAdES"
+                                   : "CAdES",
+               qtsp_ades_level_name(level), len, repeat, ms[repeat / 2], ms[(repeat * 9) / 10]);
     }
 out:
     free(ms);
-    free(doc);
+    for (int i = 0; i < n_in; i++)
+        free(docs[i]);
     qtsp_buf_cleanup(&out);
     qtsp_tsa_free(tsa);
     qtsp_ocsp_free(ocsp);

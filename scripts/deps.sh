@@ -10,6 +10,7 @@ PKGS=(
   libssl-dev libmicrohttpd-dev liblmdb-dev lmdb-utils libyaml-dev libp11-dev libp11-kit-dev
   softhsm2 opensc libcunit1-dev libjansson-dev liboath-dev libargon2-dev libcurl4-openssl-dev
   libutf8proc-dev libqpdf-dev qpdf poppler-utils libnss3-tools
+  libxml2-dev libzip-dev xmlsec1 xmlstarlet unzip # XAdES, ASiC and their outside verifiers
   gnutls-bin wrk nginx-light procps jq xxd clang-format
   clang libclang-rt-dev # the fuzzers: clang and its libFuzzer runtime
 )

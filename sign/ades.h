@@ -1,13 +1,17 @@
 /* Advanced electronic signatures over whole documents: CAdES (ETSI EN 319
- * 122-1) and PAdES (ETSI EN 319 142-1) at the baseline levels B-B, B-T,
- * B-LT and B-LTA (docs/ades.md says what each level carries).
+ * 122-1), PAdES (ETSI EN 319 142-1) and XAdES (ETSI EN 319 132-1) at the
+ * baseline levels B-B, B-T, B-LT and B-LTA, and ASiC containers (ETSI EN
+ * 319 162-1) holding CAdES or XAdES signatures (docs/ades.md says what each
+ * level carries).
  *
  * A document is signed with a signer (a qtsp_key that signs inside the
  * token, its certificate and chain) and, above B-B, with the services
  * called in process, never over HTTP: our TSA core for signature, archive
  * and document time-stamps (tsa/tsa.h) and our OCSP responder core for the
  * status of the signer's certificate (ocsp/ocsp.h). The CMS SignedData is
- * built by ca/cms.h; the PDF is read by qpdf (sign/pades.c only).
+ * built by ca/cms.h; the PDF is read by qpdf (sign/pades.c only); XML is
+ * read, built and canonicalised by libxml2 (sign/xml.h); containers are
+ * written by libzip (sign/asic.c only).
  *
  * Thread safety: the builders keep no state; a qtsp_ades_services and a
  * qtsp_ades_signer are read only, so any number of threads may sign at
@@ -105,5 +109,95 @@ typedef struct qtsp_pades_opts {
 qtsp_status qtsp_pades_sign(const qtsp_ades_services *sv, const qtsp_ades_signer *s,
                             const qtsp_pades_opts *o, const unsigned char *pdf, size_t len,
                             qtsp_buf *out) QTSP_MUST_USE;
+
+/* Where a XAdES signature stands to what it signs (EN 319 132-1 4.1). */
+typedef enum qtsp_xades_packaging {
+    QTSP_XADES_ENVELOPED = 1, /* inside the one XML document it signs (last child of its root) */
+    QTSP_XADES_ENVELOPING,    /* the objects inside the signature, base64 in ds:Object */
+    QTSP_XADES_DETACHED,      /* the objects outside, referenced by URI (ASiC) */
+} qtsp_xades_packaging;
+
+/* One signed data object. Borrowed. */
+typedef struct qtsp_xades_object {
+    const unsigned char *data;
+    size_t len;
+    const char *uri;  /* detached: the reference URI (a relative name, e.g. in a
+                         container); ignored otherwise */
+    const char *mime; /* DataObjectFormat MimeType; NULL: text/xml when enveloped,
+                         application/octet-stream otherwise */
+} qtsp_xades_object;
+
+/* Most objects one XAdES signature signs. */
+#define QTSP_XADES_MAX_OBJECTS 64
+
+typedef struct qtsp_xades_opts {
+    qtsp_ades_level level;
+    qtsp_xades_packaging packaging;
+    int64_t signing_time; /* SigningTime, seconds since the epoch */
+    int inclusive_c14n;   /* 1: C14N 1.0 for SignedInfo, properties and
+                             time-stamps; 0: exclusive C14N (the default) */
+    int asic;             /* detached only: the document element is ASiC's
+                             asic:XAdESSignatures (META-INF/signatures.xml) */
+} qtsp_xades_opts;
+
+/* Signs objs[0..n) as a XAdES baseline signature (EN 319 132-1) and
+ * appends the XML document (UTF-8; enveloped: the signed document in its
+ * own encoding) to out.
+ *   ds:SignedInfo: one ds:Reference per object (enveloped: URI "" with the
+ *     enveloped-signature transform and the C14N; enveloping: "#obj" with
+ *     the base64 transform; detached: the object's URI, its bytes as they
+ *     are), one of Type http://uri.etsi.org/01903#SignedProperties;
+ *     digests with the signer's md; the SignatureValue made by the key
+ *     (ECDSA as r || s, RFC 4050 / XML-DSig 1.1 6.4.3).
+ *   ds:KeyInfo: the signer's certificate, then its chain.
+ *   B-B: SigningTime, SigningCertificateV2 (SHA-256, IssuerSerialV2),
+ *     a DataObjectFormat per object.
+ *   B-T: SignatureTimeStamp (our TSA over the canonical ds:SignatureValue).
+ *   B-LT: CertificateValues (the TSA unit's, the responder's and other
+ *     certificates not in KeyInfo), RevocationValues (the OCSPResponse for
+ *     the signer's certificate; the CRLs of sv).
+ *   B-LTA: xades141:ArchiveTimeStamp (EN 319 132-1 5.5.2).
+ * Errors: QTSP_ERR_INVALID (bad options, no or too many objects, an
+ * enveloped document that is not safe well-formed XML (sign/xml.h), a
+ * detached object without a safe relative URI), otherwise as
+ * qtsp_cades_sign (RSA-PSS keys: QTSP_ERR_UNSUPPORTED). out as
+ * qtsp_cades_sign. */
+qtsp_status qtsp_xades_sign(const qtsp_ades_services *sv, const qtsp_ades_signer *s,
+                            const qtsp_xades_opts *o, const qtsp_xades_object *objs, size_t n,
+                            qtsp_buf *out) QTSP_MUST_USE;
+
+/* ASiC container forms (EN 319 162-1 4.3). */
+typedef enum qtsp_asic_form {
+    QTSP_ASIC_S = 1, /* one file and its signature */
+    QTSP_ASIC_E,     /* several files */
+} qtsp_asic_form;
+
+typedef enum qtsp_asic_sigfmt {
+    QTSP_ASIC_CADES = 1, /* META-INF/signature.p7s (ASiC-E: over META-INF/ASiCManifest.xml) */
+    QTSP_ASIC_XADES,     /* META-INF/signatures.xml, detached references to the files */
+} qtsp_asic_sigfmt;
+
+typedef struct qtsp_asic_opts {
+    qtsp_asic_form form;
+    qtsp_asic_sigfmt sigfmt;
+    qtsp_ades_level level;
+    int64_t signing_time;
+} qtsp_asic_opts;
+
+/* Most files in one container. */
+#define QTSP_ASIC_MAX_FILES QTSP_XADES_MAX_OBJECTS
+
+/* Packs files[0..n) (uri: the name in the container, a relative path
+ * without "..", not META-INF/ nor mimetype; mime: its media type, NULL
+ * application/octet-stream) with a new signature over them into an ASiC
+ * container (ZIP) appended to out: first the entry "mimetype", stored,
+ * holding application/vnd.etsi.asic-s+zip or -e+zip, then the files
+ * (deflated), then META-INF/. ASiC-S takes exactly one file. Errors:
+ * QTSP_ERR_INVALID (bad options, names, counts, total over
+ * QTSP_ADES_MAX_DOC), the signature builders' errors, QTSP_ERR_NOMEM /
+ * QTSP_ERR_TOO_BIG of out. */
+qtsp_status qtsp_asic_sign(const qtsp_ades_services *sv, const qtsp_ades_signer *s,
+                           const qtsp_asic_opts *o, const qtsp_xades_object *files, size_t n,
+                           qtsp_buf *out) QTSP_MUST_USE;
 
 #endif

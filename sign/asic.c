@@ -1,0 +1,185 @@
+/* ASiC containers (ETSI EN 319 162-1) written with libzip (the only file
+ * that includes it), in memory:
+ *   mimetype                   first, stored (no compression): the media type
+ *   the files                  deflated, under their names
+ *   META-INF/signature.p7s     CAdES (ASiC-S: detached over the one file;
+ *                              ASiC-E: detached over META-INF/ASiCManifest.xml,
+ *                              which lists each file with its digest, A.4)
+ *   META-INF/signatures.xml    XAdES: asic:XAdESSignatures with one
+ *                              ds:Signature, a detached reference per file
+ * Entries carry the signing time as their modification time, so the same
+ * inputs give the same container but for the signature. */
+#include <libxml/tree.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zip.h>
+
+#include "sign/ades_int.h"
+#include "sign/xml.h"
+
+#define MIME_S "application/vnd.etsi.asic-s+zip"
+#define MIME_E "application/vnd.etsi.asic-e+zip"
+#define SIG_P7S "META-INF/signature.p7s"
+#define SIG_XML "META-INF/signatures.xml"
+#define MANIFEST "META-INF/ASiCManifest.xml"
+
+/* Adds name with len bytes at p (borrowed until zip_close). */
+static qtsp_status add_entry(zip_t *z, const char *name, const void *p, size_t len, int store,
+                             int64_t mtime)
+{
+    zip_source_t *s = zip_source_buffer(z, p, len, 0);
+    ENSURE(s != NULL, QTSP_ERR_NOMEM, "zip: %s", zip_strerror(z));
+    zip_int64_t i = zip_file_add(z, name, s, ZIP_FL_ENC_UTF_8);
+    if (i < 0) {
+        zip_source_free(s);
+        FAIL(QTSP_ERR_INVALID, "zip: %s: %s", name, zip_strerror(z));
+    }
+    ENSURE(zip_set_file_compression(z, (zip_uint64_t)i, store ? ZIP_CM_STORE : ZIP_CM_DEFLATE, 0) ==
+                   0 &&
+               zip_file_set_mtime(z, (zip_uint64_t)i, (time_t)mtime, 0) == 0,
+           QTSP_ERR_INTERNAL, "zip: %s", zip_strerror(z));
+    return QTSP_OK;
+}
+
+/* ASiCManifest (EN 319 162-1 A.4): the signature file, then each file with
+ * its SHA-256 digest, as UTF-8 XML appended to out. */
+static qtsp_status manifest(const qtsp_xades_object *files, size_t n, qtsp_buf *out)
+{
+    qtsp_xml_init();
+    qtsp_status rc = QTSP_OK;
+    xmlChar *mem = NULL;
+    int memlen = 0, oom = 0;
+    xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
+    xmlNodePtr root = doc ? xmlNewNode(NULL, BAD_CAST "ASiCManifest") : NULL;
+    xmlNsPtr asic = root ? xmlNewNs(root, BAD_CAST QTSP_NS_ASIC, BAD_CAST "asic") : NULL;
+    xmlNsPtr ds = root ? xmlNewNs(root, BAD_CAST QTSP_NS_DS, BAD_CAST "ds") : NULL;
+    ENSURE_OUT(asic && ds, QTSP_ERR_NOMEM, "out of memory");
+    xmlSetNs(root, asic);
+    xmlDocSetRootElement(doc, root);
+    xmlNodePtr r = xmlNewChild(root, asic, BAD_CAST "SigReference", NULL);
+    oom |= !r || !xmlSetProp(r, BAD_CAST "URI", BAD_CAST SIG_P7S) ||
+           !xmlSetProp(r, BAD_CAST "MimeType", BAD_CAST "application/pkcs7-signature");
+    for (size_t i = 0; i < n && !oom; i++) {
+        xmlNodePtr d = xmlNewChild(root, asic, BAD_CAST "DataObjectReference", NULL);
+        oom |= !d || !xmlSetProp(d, BAD_CAST "URI", BAD_CAST files[i].uri) ||
+               !xmlSetProp(d, BAD_CAST "MimeType",
+                           BAD_CAST(files[i].mime ? files[i].mime : "application/octet-stream"));
+        xmlNodePtr dm = d ? xmlNewChild(d, ds, BAD_CAST "DigestMethod", NULL) : NULL;
+        oom |= !dm ||
+               !xmlSetProp(dm, BAD_CAST "Algorithm", BAD_CAST qtsp_xml_digest_uri(EVP_sha256()));
+        xmlNodePtr dv = d ? xmlNewChild(d, ds, BAD_CAST "DigestValue", NULL) : NULL;
+        unsigned char h[32];
+        static const unsigned char empty[1];
+        ENSURE_OUT(!oom && dv, QTSP_ERR_NOMEM, "out of memory");
+        ENSURE_OUT(EVP_Digest(files[i].data ? files[i].data : empty, files[i].len, h, NULL,
+                              EVP_sha256(), NULL) == 1,
+                   QTSP_ERR_CRYPTO, "SHA-256");
+        TRY_OUT(qtsp_xml_add_base64(dv, h, sizeof h));
+    }
+    ENSURE_OUT(!oom, QTSP_ERR_NOMEM, "out of memory");
+    xmlDocDumpMemoryEnc(doc, &mem, &memlen, "UTF-8");
+    ENSURE_OUT(mem && memlen > 0, QTSP_ERR_NOMEM, "cannot write the manifest");
+    TRY_OUT(qtsp_buf_append(out, mem, (size_t)memlen));
+out:
+    xmlFree(mem);
+    xmlFreeDoc(doc);
+    return rc;
+}
+
+/* The container's bytes out of the in-memory source, appended to out. */
+static qtsp_status read_source(zip_source_t *src, qtsp_buf *out)
+{
+    ENSURE(zip_source_open(src) == 0, QTSP_ERR_INTERNAL, "zip: cannot reopen the container");
+    qtsp_status rc = QTSP_OK;
+    for (;;) {
+        TRY_OUT(qtsp_buf_reserve(out, 1 << 16));
+        zip_int64_t r = zip_source_read(src, out->data + out->len, 1 << 16);
+        ENSURE_OUT(r >= 0, QTSP_ERR_INTERNAL, "zip: cannot read the container");
+        if (r == 0)
+            break;
+        out->len += (size_t)r;
+    }
+out:
+    zip_source_close(src);
+    return rc;
+}
+
+qtsp_status qtsp_asic_sign(const qtsp_ades_services *sv, const qtsp_ades_signer *s,
+                           const qtsp_asic_opts *o, const qtsp_xades_object *files, size_t n,
+                           qtsp_buf *out)
+{
+    ENSURE(o && files && out, QTSP_ERR_INVALID, "nothing to sign");
+    ENSURE(o->form == QTSP_ASIC_S || o->form == QTSP_ASIC_E, QTSP_ERR_INVALID,
+           "container form is ASiC-S or ASiC-E");
+    ENSURE(o->sigfmt == QTSP_ASIC_CADES || o->sigfmt == QTSP_ASIC_XADES, QTSP_ERR_INVALID,
+           "an ASiC container holds CAdES or XAdES");
+    ENSURE(o->form == QTSP_ASIC_E ? n >= 1 && n <= QTSP_ASIC_MAX_FILES : n == 1, QTSP_ERR_INVALID,
+           "ASiC-S holds one file, ASiC-E 1..%d", QTSP_ASIC_MAX_FILES);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        TRY(ades_check_name(files[i].uri));
+        ENSURE(strcmp(files[i].uri, "mimetype") != 0 && strncmp(files[i].uri, "META-INF/", 9) != 0,
+               QTSP_ERR_INVALID, "%s: a name the container keeps for itself", files[i].uri);
+        for (size_t j = 0; j < i; j++)
+            ENSURE(strcmp(files[i].uri, files[j].uri) != 0, QTSP_ERR_INVALID, "%s: named twice",
+                   files[i].uri);
+        total += files[i].len;
+        ENSURE(files[i].len <= QTSP_ADES_MAX_DOC && total <= QTSP_ADES_MAX_DOC, QTSP_ERR_INVALID,
+               "files larger than %zu bytes", QTSP_ADES_MAX_DOC);
+    }
+
+    qtsp_status rc = QTSP_OK;
+    qtsp_buf sig, man;
+    qtsp_buf_init(&sig, QTSP_ADES_MAX_DOC + ((size_t)4 << 20));
+    qtsp_buf_init(&man, (size_t)1 << 20);
+    zip_t *z = NULL;
+    zip_source_t *src = NULL;
+    size_t start = out->len;
+    static const unsigned char empty[1];
+
+    /* the signature first: nothing is written when it fails */
+    if (o->sigfmt == QTSP_ASIC_XADES) {
+        qtsp_xades_opts xo = {o->level, QTSP_XADES_DETACHED, o->signing_time, 0, 1};
+        TRY_OUT(qtsp_xades_sign(sv, s, &xo, files, n, &sig));
+    } else if (o->form == QTSP_ASIC_S) {
+        qtsp_cades_opts co = {o->level, 0, o->signing_time};
+        TRY_OUT(
+            qtsp_cades_sign(sv, s, &co, files[0].data ? files[0].data : empty, files[0].len, &sig));
+    } else {
+        TRY_OUT(manifest(files, n, &man));
+        qtsp_cades_opts co = {o->level, 0, o->signing_time};
+        TRY_OUT(qtsp_cades_sign(sv, s, &co, man.data, man.len, &sig));
+    }
+
+    zip_error_t ze;
+    zip_error_init(&ze);
+    src = zip_source_buffer_create(NULL, 0, 0, &ze);
+    ENSURE_OUT(src != NULL, QTSP_ERR_NOMEM, "zip: %s", zip_error_strerror(&ze));
+    zip_source_keep(src); /* still ours after zip_close: the bytes are read from it */
+    z = zip_open_from_source(src, ZIP_TRUNCATE, &ze);
+    ENSURE_OUT(z != NULL, QTSP_ERR_INTERNAL, "zip: %s", zip_error_strerror(&ze));
+    const char *mt = o->form == QTSP_ASIC_S ? MIME_S : MIME_E;
+    /* EN 319 162-1 A.1: "mimetype" first and stored */
+    TRY_OUT(add_entry(z, "mimetype", mt, strlen(mt), 1, o->signing_time));
+    for (size_t i = 0; i < n; i++)
+        TRY_OUT(add_entry(z, files[i].uri, files[i].data ? files[i].data : empty, files[i].len, 0,
+                          o->signing_time));
+    if (man.len)
+        TRY_OUT(add_entry(z, MANIFEST, man.data, man.len, 0, o->signing_time));
+    TRY_OUT(add_entry(z, o->sigfmt == QTSP_ASIC_XADES ? SIG_XML : SIG_P7S, sig.data, sig.len, 0,
+                      o->signing_time));
+    int closed = zip_close(z);
+    ENSURE_OUT(closed == 0, QTSP_ERR_INTERNAL, "zip: %s", zip_strerror(z));
+    z = NULL;
+    TRY_OUT(read_source(src, out));
+out:
+    if (z)
+        zip_discard(z);
+    zip_source_free(src);
+    if (rc != QTSP_OK)
+        out->len = start;
+    qtsp_buf_cleanup(&sig);
+    qtsp_buf_cleanup(&man);
+    return rc;
+}
