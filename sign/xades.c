@@ -175,7 +175,7 @@ static qtsp_status ref_output(xs *x, const qtsp_xades_opts *o, const qtsp_xades_
                               ref_md *m)
 {
     if (o->packaging == QTSP_XADES_ENVELOPED)
-        return qtsp_xml_c14n(x->doc, NULL, x->sig, x->excl, m->c, 2, NULL);
+        return qtsp_xml_c14n(x->doc, NULL, 1, x->excl, m->c, 2, NULL);
     static const unsigned char empty[1];
     for (int k = 0; k < 2; k++)
         ENSURE(!m->c[k] || EVP_DigestUpdate(m->c[k], ob->data ? ob->data : empty, ob->len) == 1,
@@ -224,6 +224,9 @@ static qtsp_status skeleton(xs *x, const qtsp_ades_signer *s, const qtsp_xades_o
             attr(x, r, "URI", "");
             xmlNodePtr t = el(x, r, x->ds, "Transforms", NULL);
             alg_el(x, t, "Transform", DS_ENVELOPED);
+            /* other signatures in the document are not signed (parallel
+             * enveloped signatures); the ds prefix is declared on ds:Signature */
+            el(x, alg_el(x, t, "Transform", QTSP_DS_XPATH), x->ds, "XPath", QTSP_XPATH_NO_SIGS);
             alg_el(x, t, "Transform", x->c14n_uri);
         } else if (o->packaging == QTSP_XADES_ENVELOPING) {
             snprintf(buf, sizeof buf, "#o-%s-%zu", x->id, i + 1);
@@ -477,7 +480,7 @@ qtsp_status qtsp_xades_sign(const qtsp_ades_services *sv, const qtsp_ades_signer
         if (i < n)
             TRY_OUT(ref_output(&x, o, &objs[i], &m));
         else
-            TRY_OUT(qtsp_xml_c14n(x.doc, x.sp, NULL, x.excl, m.c, 2, NULL));
+            TRY_OUT(qtsp_xml_c14n(x.doc, x.sp, 0, x.excl, m.c, 2, NULL));
         TRY_OUT(digest_value(&x, refs[i], m.c[0]));
         free_mds(&m);
     }
@@ -491,7 +494,7 @@ qtsp_status qtsp_xades_sign(const qtsp_ades_services *sv, const qtsp_ades_signer
     m.c[1] = NULL;
     ENSURE_OUT(m.c[0] && EVP_DigestInit_ex(m.c[0], s->alg.md, NULL) == 1, QTSP_ERR_CRYPTO,
                "digest");
-    TRY_OUT(qtsp_xml_c14n(x.doc, x.si, NULL, x.excl, m.c, 1, NULL));
+    TRY_OUT(qtsp_xml_c14n(x.doc, x.si, 0, x.excl, m.c, 1, NULL));
     ENSURE_OUT(EVP_DigestFinal_ex(m.c[0], dg, &dl) == 1, QTSP_ERR_CRYPTO, "digest");
     free_mds(&m);
     TRY_OUT(qtsp_key_sign_digest(s->key, &s->alg, dg, dl, sig, &sl));
@@ -513,7 +516,7 @@ qtsp_status qtsp_xades_sign(const qtsp_ades_services *sv, const qtsp_ades_signer
         m.c[0] = EVP_MD_CTX_new();
         ENSURE_OUT(m.c[0] && EVP_DigestInit_ex(m.c[0], EVP_sha256(), NULL) == 1, QTSP_ERR_CRYPTO,
                    "SHA-256");
-        TRY_OUT(qtsp_xml_c14n(x.doc, x.sv, NULL, x.excl, m.c, 1, NULL));
+        TRY_OUT(qtsp_xml_c14n(x.doc, x.sv, 0, x.excl, m.c, 1, NULL));
         ENSURE_OUT(EVP_DigestFinal_ex(m.c[0], h, NULL) == 1, QTSP_ERR_CRYPTO, "SHA-256");
         free_mds(&m);
         TRY_OUT(ts_prop(&x, sv, NULL, NULL, "SignatureTimeStamp", "ts", h));
@@ -526,12 +529,12 @@ qtsp_status qtsp_xades_sign(const qtsp_ades_services *sv, const qtsp_ades_signer
          * than the QualifyingProperties' */
         xmlNodePtr parts[3] = {x.si, x.sv, x.ki};
         for (int i = 0; i < 3; i++)
-            TRY_OUT(qtsp_xml_c14n(x.doc, parts[i], NULL, x.excl, &ats, 1, NULL));
+            TRY_OUT(qtsp_xml_c14n(x.doc, parts[i], 0, x.excl, &ats, 1, NULL));
         for (xmlNodePtr p = x.usp->children; p; p = p->next)
             if (p->type == XML_ELEMENT_NODE)
-                TRY_OUT(qtsp_xml_c14n(x.doc, p, NULL, x.excl, &ats, 1, NULL));
+                TRY_OUT(qtsp_xml_c14n(x.doc, p, 0, x.excl, &ats, 1, NULL));
         for (size_t i = 0; o->packaging == QTSP_XADES_ENVELOPING && i < n; i++)
-            TRY_OUT(qtsp_xml_c14n(x.doc, x.objs[i], NULL, x.excl, &ats, 1, NULL));
+            TRY_OUT(qtsp_xml_c14n(x.doc, x.objs[i], 0, x.excl, &ats, 1, NULL));
         unsigned char h[32];
         ENSURE_OUT(EVP_DigestFinal_ex(ats, h, NULL) == 1, QTSP_ERR_CRYPTO, "SHA-256");
         TRY_OUT(ts_prop(&x, sv, QTSP_NS_XADES141, "xades141", "ArchiveTimeStamp", "ats", h));

@@ -72,8 +72,15 @@ qtsp_status qtsp_xml_parse(const unsigned char *p, size_t len, size_t max, xmlDo
 
 /* The node set of qtsp_xml_c14n. */
 typedef struct c14n_set {
-    xmlNodePtr top, skip;
+    xmlNodePtr top;
+    int no_sigs;
 } c14n_set;
+
+static int is_signature(xmlNodePtr n)
+{
+    return n->type == XML_ELEMENT_NODE && n->ns && xmlStrEqual(n->name, BAD_CAST "Signature") &&
+           xmlStrEqual(n->ns->href, BAD_CAST QTSP_NS_DS);
+}
 
 /* c14n.c calls this for every node, attribute and (node = the xmlNs,
  * parent = the element in whose scope it is) namespace node. */
@@ -82,7 +89,7 @@ static int visible(void *user, xmlNodePtr node, xmlNodePtr parent)
     const c14n_set *s = user;
     xmlNodePtr n = node->type == XML_NAMESPACE_DECL ? parent : node;
     for (; n != NULL; n = n->parent) {
-        if (n == s->skip)
+        if (s->no_sigs && is_signature(n))
             return 0;
         if (n == s->top)
             return 1;
@@ -108,11 +115,11 @@ static int sink_write(void *ctx, const char *p, int len)
     return k->failed ? -1 : len;
 }
 
-qtsp_status qtsp_xml_c14n(xmlDocPtr doc, xmlNodePtr top, xmlNodePtr skip, int exclusive,
+qtsp_status qtsp_xml_c14n(xmlDocPtr doc, xmlNodePtr top, int no_sigs, int exclusive,
                           EVP_MD_CTX **md, size_t n, qtsp_buf *copy)
 {
     ENSURE(doc != NULL, QTSP_ERR_INVALID, "no XML document");
-    c14n_set set = {top, skip};
+    c14n_set set = {top, no_sigs};
     c14n_sink sink = {md, n, copy, 0};
     xmlOutputBufferPtr ob = xmlOutputBufferCreateIO(sink_write, NULL, &sink, NULL);
     ENSURE(ob != NULL, QTSP_ERR_NOMEM, "out of memory");

@@ -11,8 +11,8 @@
  * Canonicalisation is libxml2's (c14n.c, xmlC14NExecute: the engine of
  * xmlC14NDocSaveTo) with a visibility callback instead of an XPath node
  * set: a subtree (the node, its attributes and the namespace nodes in its
- * scope), or the whole document without one subtree (the enveloped
- * signature transform of XML-DSig 6.6.4), streamed into digests.
+ * scope), or the whole document without its signatures (the enveloped
+ * signature transform, XML-DSig 6.6.4), streamed into digests.
  *
  * Thread safety: libxml2 is initialised once (qtsp_xml_init, idempotent);
  * after that any number of threads may parse and canonicalise distinct
@@ -34,6 +34,9 @@
 #define QTSP_NS_ASIC "http://uri.etsi.org/02918/v1.2.1#"
 #define QTSP_C14N_EXC "http://www.w3.org/2001/10/xml-exc-c14n#"
 #define QTSP_C14N_INCL "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
+#define QTSP_DS_XPATH "http://www.w3.org/TR/1999/REC-xpath-19991116"
+/* the XPath of the enveloped reference (qtsp_xml_c14n no_sigs) */
+#define QTSP_XPATH_NO_SIGS "not(ancestor-or-self::ds:Signature)"
 
 /* Initialises libxml2 (once; any thread). */
 void qtsp_xml_init(void);
@@ -46,13 +49,17 @@ qtsp_status qtsp_xml_parse(const unsigned char *p, size_t len, size_t max,
                            xmlDocPtr *out) QTSP_MUST_USE;
 
 /* Canonicalises (without comments) the subtree at top, or with top NULL
- * the whole document, leaving out the subtree at skip (may be NULL), with
+ * the whole document; with no_sigs, leaving out every ds:Signature element
+ * and what it holds (what a Reference URI "" with the enveloped-signature
+ * transform and the XPath transform not(ancestor-or-self::ds:Signature)
+ * selects, XML-DSig 6.6.3, 6.6.4: the signatures in a document do not
+ * cover each other, so parallel enveloped signatures stay valid); with
  * exclusive (1) or inclusive (0) C14N 1.0, into each of the n digest
  * contexts md[] (already initialised; NULL entries skipped) and, when
  * copy is not NULL, appended to copy. QTSP_ERR_CRYPTO, QTSP_ERR_INVALID
  * when libxml2 cannot canonicalise the document, QTSP_ERR_TOO_BIG of
  * copy. */
-qtsp_status qtsp_xml_c14n(xmlDocPtr doc, xmlNodePtr top, xmlNodePtr skip, int exclusive,
+qtsp_status qtsp_xml_c14n(xmlDocPtr doc, xmlNodePtr top, int no_sigs, int exclusive,
                           EVP_MD_CTX **md, size_t n, qtsp_buf *copy) QTSP_MUST_USE;
 
 /* Appends len bytes as base64 (RFC 4648 4, one line) to the content of
