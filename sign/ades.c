@@ -121,7 +121,7 @@ out:
     return rc;
 }
 
-static int has_cert(STACK_OF(X509) * sk, X509 *x)
+int ades_has_cert(STACK_OF(X509) * sk, X509 *x)
 {
     for (int i = 0; i < sk_X509_num(sk); i++)
         if (X509_cmp(sk_X509_value(sk, i), x) == 0)
@@ -138,7 +138,7 @@ qtsp_status ades_validation_certs(const qtsp_ades_services *sv, const qtsp_ades_
     for (int k = 0; k < 2; k++)
         for (int i = 0; i < sk_X509_num(from[k]); i++) {
             X509 *x = sk_X509_value(from[k], i);
-            if (X509_cmp(x, s->cert) == 0 || has_cert(sk, x))
+            if (X509_cmp(x, s->cert) == 0 || ades_has_cert(sk, x))
                 continue;
             if (sk_X509_push(sk, x) <= 0) {
                 sk_X509_free(sk);

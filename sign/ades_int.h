@@ -53,6 +53,9 @@ qtsp_status ades_cms_sign(const qtsp_ades_services *sv, const qtsp_ades_signer *
 qtsp_status ades_validation_certs(const qtsp_ades_services *sv, const qtsp_ades_signer *s,
                                   STACK_OF(X509) * *out) QTSP_MUST_USE;
 
+/* 1 when sk (may be NULL) holds a certificate equal to x. */
+int ades_has_cert(STACK_OF(X509) * sk, X509 *x);
+
 /* A document name in a detached reference or a container (sign/xades.c):
  * 1..255 bytes of letters, digits, '.', '_', '-' and '/', relative, with
  * no empty, "." or ".." segment. QTSP_ERR_INVALID naming it otherwise. */

@@ -353,14 +353,6 @@ static qtsp_status ts_prop(xs *x, const qtsp_ades_services *sv, const char *ns_u
     return rc;
 }
 
-static int in_stack(STACK_OF(X509) * sk, X509 *c)
-{
-    for (int i = 0; i < sk_X509_num(sk); i++)
-        if (X509_cmp(sk_X509_value(sk, i), c) == 0)
-            return 1;
-    return 0;
-}
-
 /* CertificateValues and RevocationValues (EN 319 132-1 5.4.1, 5.4.2). */
 static qtsp_status lt_props(xs *x, const qtsp_ades_services *sv, const qtsp_ades_signer *s)
 {
@@ -373,7 +365,7 @@ static qtsp_status lt_props(xs *x, const qtsp_ades_services *sv, const qtsp_ades
         rc = ades_ocsp(sv, s->cert, &ocsp, &boff, &blen);
     xmlNodePtr cv = el(x, x->usp, x->xa, "CertificateValues", NULL);
     for (int i = 0; rc == QTSP_OK && i < sk_X509_num(vc); i++)
-        if (!in_stack(s->chain, sk_X509_value(vc, i))) /* not already in KeyInfo */
+        if (!ades_has_cert(s->chain, sk_X509_value(vc, i))) /* not already in KeyInfo */
             rc = cert_el(x, cv, x->xa, "EncapsulatedX509Certificate", sk_X509_value(vc, i));
     xmlNodePtr rv = el(x, x->usp, x->xa, "RevocationValues", NULL);
     if (rc == QTSP_OK && sk_X509_CRL_num(sv->crls) > 0) {
