@@ -69,6 +69,8 @@ static const char *const table_names[QTSP_T__COUNT] = {
     [QTSP_T_RPS] = "relying_parties",
     [QTSP_T_QUOTA] = "quota",
     [QTSP_T_RP_USAGE] = "rp_usage",
+    [QTSP_T_SADS] = "sads",
+    [QTSP_T_CSC_STATE] = "csc_state",
 };
 
 /* Per thread and store: the cached read transaction and whether the thread

@@ -58,6 +58,8 @@ typedef enum qtsp_table {
     QTSP_T_RPS,           /* "relying_parties": name -> record (sign/usage.c) */
     QTSP_T_QUOTA,         /* "quota": subject|0|window start -> signatures counted */
     QTSP_T_RP_USAGE,      /* "rp_usage": relying party|0|YYYY-MM -> signatures */
+    QTSP_T_SADS,          /* "sads": SHA-256 of a CSC SAD -> its authorisation (sign/csc.c) */
+    QTSP_T_CSC_STATE,     /* "csc_state": 'u' user / 'c' credential -> lockout, OTP step */
     QTSP_T__COUNT
 } qtsp_table;
 

@@ -21,6 +21,9 @@
 #include "ocsp/ocsp_http.h"
 #include "ra/ra.h"
 #include "ra/ra_http.h"
+#include "sign/csc.h"
+#include "sign/csc_http.h"
+#include "sign/usage.h"
 #include "tsa/tsa.h"
 #include "tsa/tsa_http.h"
 
@@ -58,6 +61,10 @@ struct qtsp_services {
     qtsp_archive *archive;  /* signed documents (sign/archive.h) */
     qtsp_periodic *anchor;  /* audit anchoring (leader only) */
     qtsp_periodic *trim;    /* store pages dropped from the resident set (every process) */
+    qtsp_usage *usage;      /* packages, relying parties, history (sign/usage.h) */
+    qtsp_csc *csc;          /* remote signing (sign/csc.h) */
+    qtsp_api *csc_api;      /* /csc/v2/ */
+    qtsp_api *signer_api;   /* /api/v1/ (the signer's own data) */
     int leader;
 };
 
@@ -194,6 +201,19 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
     TRY_OUT(
         add_route(s, (qtsp_route){"GET", "/crl/", 1, 0, NULL, qtsp_crl_http_get, s->crl, "crl"}));
     TRY_OUT(cmd_archive_open(app, &s->archive));
+    /* remote signing: CSC API v2 and the signer's own routes (docs/csc.md) */
+    TRY_OUT(qtsp_usage_new(app->store, s->policies_dir, &s->usage));
+    qtsp_csc_deps cd = {app->store,      app->hsm,       app->issuing, app->root,
+                        s->policies_dir, s->secrets_dir, s->usage};
+    TRY_OUT(qtsp_csc_new(&cd, &s->csc));
+    TRY_OUT(qtsp_csc_api_new(s->csc, &s->csc_api));
+    TRY_OUT(qtsp_csc_signer_api_new(s->csc, &s->signer_api));
+    s->n_routes +=
+        qtsp_api_http_routes(s->csc_api, s->routes + s->n_routes, MAX_ROUTES - s->n_routes);
+    s->n_routes +=
+        qtsp_api_http_routes(s->signer_api, s->routes + s->n_routes, MAX_ROUTES - s->n_routes);
+    /* argon2id at login and the token's signatures: off the HTTP threads */
+    TRY_OUT(qtsp_api_start_workers(s->csc_api, (unsigned)(2 * app->cfg.http_workers)));
     TRY_OUT(
         add_route(s, (qtsp_route){"POST", "/tsa", 0, QTSP_TSA_MAX_QUERY,
                                   "application/timestamp-query", qtsp_tsa_http, s->tsa, "tsa"}));
@@ -247,6 +267,9 @@ static int64_t sweep_once(qtsp_periodic *p, void *arg)
         LOG_ERROR("hold sweeper: %s", qtsp_err_message());
     else if (n)
         LOG_INFO("hold sweeper: %zu hold(s) lapsed", n);
+    qtsp_err_clear();
+    if (qtsp_csc_purge(s->csc, qtsp_now(), 1000, &n) != QTSP_OK) /* ended sessions and SADs */
+        LOG_ERROR("remote signing purge: %s", qtsp_err_message());
     return QTSP_PERIODIC_INTERVAL;
 }
 
@@ -323,8 +346,11 @@ qtsp_status qtsp_services_start(qtsp_services *s, int leader)
 
 void qtsp_services_quiesce(qtsp_services *s)
 {
-    if (s)
-        qtsp_api_quiesce(s->ra_api);
+    if (!s)
+        return;
+    qtsp_api_quiesce(s->ra_api);
+    qtsp_api_quiesce(s->csc_api);
+    qtsp_api_quiesce(s->signer_api);
 }
 
 void qtsp_services_free(qtsp_services *s)
@@ -341,6 +367,10 @@ void qtsp_services_free(qtsp_services *s)
     qtsp_periodic_stop(s->sweeper);
     qtsp_archive_free(s->archive);
     qtsp_api_free(s->ra_api); /* its workers use the RA */
+    qtsp_api_free(s->csc_api);
+    qtsp_api_free(s->signer_api);
+    qtsp_csc_free(s->csc);
+    qtsp_usage_free(s->usage);
     qtsp_ra_free(s->ra);
     qtsp_tsa_free(s->tsa);
     qtsp_ocsp_free(s->ocsp);

@@ -307,6 +307,17 @@ const char *qtsp_api_header(const qtsp_api_req *req, const char *name)
     return NULL;
 }
 
+const char *qtsp_api_bearer(const qtsp_api_req *req)
+{
+    const char *h = qtsp_api_header(req, "Authorization");
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    const char *tok = h + 7;
+    while (*tok == ' ')
+        tok++;
+    return tok;
+}
+
 qtsp_status qtsp_api_string(const qtsp_api_req *req, const char *name, const char **out)
 {
     return qtsp_json_get_string(req->body, name, 1, out);

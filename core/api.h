@@ -65,6 +65,10 @@ qtsp_status qtsp_api_query_allow(const qtsp_api_req *req, const char *const *all
 /* A request header the API copies (Authorization, Content-Type, Cookie and
  * qtsp_api_opts.headers), case-insensitive; NULL when absent. */
 const char *qtsp_api_header(const qtsp_api_req *req, const char *name);
+/* The token of "Authorization: Bearer <token>" (RFC 6750 2.1; scheme
+ * case-insensitive, spaces after it skipped), NULL when the header is absent
+ * or another scheme. Borrowed like qtsp_api_header. */
+const char *qtsp_api_bearer(const qtsp_api_req *req);
 /* A required string field of the body (qtsp_json_get_string): QTSP_ERR_INVALID
  * "<name>: missing", "<name>: must be a string", "... must not contain NUL".
  * *out borrowed for the handler's call. */

@@ -1,6 +1,7 @@
 #include "core/codec.h"
 
 #include <stdint.h>
+#include <string.h>
 
 void qtsp_hex_encode(const unsigned char *in, size_t len, char *out)
 {
@@ -96,6 +97,19 @@ void qtsp_base64url_encode(const unsigned char *in, size_t len, char *out, size_
 {
     encode_bits(in, len, 6, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", out,
                 cap);
+}
+
+qtsp_status qtsp_base64_encode(const unsigned char *in, size_t len, char *out, size_t cap)
+{
+    ENSURE(len <= (SIZE_MAX - 1) / 4 * 3 - 3 && cap >= 4 * ((len + 2) / 3) + 1, QTSP_ERR_TOO_BIG,
+           "base64 buffer too small");
+    encode_bits(in, len, 6, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", out,
+                cap);
+    size_t n = strlen(out);
+    while (n % 4)
+        out[n++] = '=';
+    out[n] = '\0';
+    return QTSP_OK;
 }
 
 void qtsp_base32_encode(const unsigned char *in, size_t len, char *out, size_t cap)

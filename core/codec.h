@@ -30,6 +30,12 @@ qtsp_status qtsp_base64_decode(const char *in, size_t len, unsigned flags, unsig
  * otherwise, always NUL-terminated when cap > 0). */
 void qtsp_base64url_encode(const unsigned char *in, size_t len, char *out, size_t cap);
 
+/* base64 (RFC 4648 4, '+' '/', '=' padding), as CSC API v2 and PEM carry
+ * bytes; out must hold 4*ceil(len/3)+1 bytes (QTSP_ERR_TOO_BIG otherwise,
+ * nothing written). NUL-terminated. */
+qtsp_status qtsp_base64_encode(const unsigned char *in, size_t len, char *out,
+                               size_t cap) QTSP_MUST_USE;
+
 /* base32 (upper case, no padding), as otpauth URIs want; out must hold
  * 8*ceil(len/5)+1 bytes. */
 void qtsp_base32_encode(const unsigned char *in, size_t len, char *out, size_t cap);

@@ -66,13 +66,6 @@ qtsp_status qtsp_otp_key_load(const char *secrets_dir, unsigned char key[QTSP_OT
     return QTSP_OK;
 }
 
-static qtsp_status b64(const unsigned char *in, size_t len, char *out, size_t cap)
-{
-    ENSURE(cap >= 4 * ((len + 2) / 3) + 1, QTSP_ERR_TOO_BIG, "base64 buffer too small");
-    EVP_EncodeBlock((unsigned char *)out, in, (int)len);
-    return QTSP_OK;
-}
-
 static qtsp_status unb64(const char *in, unsigned char *out, size_t cap, size_t *len)
 {
     if (qtsp_base64_decode(in, strlen(in), QTSP_B64_STD | QTSP_B64_PADDING, out, cap, len) !=
@@ -100,9 +93,9 @@ qtsp_status qtsp_otp_wrap(const unsigned char key[QTSP_OTP_KEY_LEN], const char 
     EVP_CIPHER_CTX_free(c);
     ENSURE(ok, QTSP_ERR_CRYPTO, "AES-GCM wrap failed");
     char biv[24], bct[100], btag[32];
-    TRY(b64(iv, sizeof iv, biv, sizeof biv));
-    TRY(b64(ct, (size_t)(l1 + l2), bct, sizeof bct));
-    TRY(b64(tag, sizeof tag, btag, sizeof btag));
+    TRY(qtsp_base64_encode(iv, sizeof iv, biv, sizeof biv));
+    TRY(qtsp_base64_encode(ct, (size_t)(l1 + l2), bct, sizeof bct));
+    TRY(qtsp_base64_encode(tag, sizeof tag, btag, sizeof btag));
     json_t *o =
         json_pack("{s:s,s:s,s:s,s:s}", "alg", "aes-256-gcm", "iv", biv, "ct", bct, "tag", btag);
     ENSURE(o != NULL, QTSP_ERR_NOMEM, "out of memory");
@@ -160,4 +153,42 @@ qtsp_status qtsp_password_verify(const char *encoded, const char *password)
     int r = argon2id_verify(encoded, password, strlen(password));
     ENSURE(r == ARGON2_OK, QTSP_ERR_AUTH, "wrong user id or password");
     return QTSP_OK;
+}
+
+qtsp_status qtsp_activation_make(const unsigned char key[QTSP_OTP_KEY_LEN], const char *user_id,
+                                 qtsp_activation *out)
+{
+    ENSURE(user_id && *user_id && strlen(user_id) <= 64, QTSP_ERR_INVALID, "user id of %zu bytes",
+           user_id ? strlen(user_id) : 0);
+    qtsp_status rc = QTSP_OK;
+    qtsp_activation a;
+    memset(&a, 0, sizeof a);
+    unsigned char pw[15], totp[20];
+    char b32[40];
+    TRY_OUT(qtsp_random(pw, sizeof pw));
+    qtsp_base64url_encode(pw, sizeof pw, a.password, sizeof a.password);
+    TRY_OUT(qtsp_password_hash(a.password, a.password_hash, sizeof a.password_hash));
+    TRY_OUT(qtsp_random(totp, sizeof totp));
+    TRY_OUT(qtsp_otp_wrap(key, user_id, totp, sizeof totp, &a.otp));
+    qtsp_base32_encode(totp, sizeof totp, b32, sizeof b32);
+    /* Key Uri Format of authenticator apps: SHA1, 6 digits, 30 s (RFC 6238) */
+    snprintf(a.otpauth_uri, sizeof a.otpauth_uri,
+             "otpauth://totp/qtsp:%s?secret=%s&issuer=qtsp&algorithm=SHA1&digits=6&period=30",
+             user_id, b32);
+    *out = a;
+    memset(&a, 0, sizeof a);
+out:
+    OPENSSL_cleanse(pw, sizeof pw);
+    OPENSSL_cleanse(totp, sizeof totp);
+    OPENSSL_cleanse(b32, sizeof b32);
+    qtsp_activation_cleanup(&a);
+    return rc;
+}
+
+void qtsp_activation_cleanup(qtsp_activation *a)
+{
+    if (!a)
+        return;
+    json_decref(a->otp);
+    OPENSSL_cleanse(a, sizeof *a);
 }

@@ -31,4 +31,21 @@ qtsp_status qtsp_password_hash(const char *password, char *out, size_t cap) QTSP
 /* Constant-time check; QTSP_ERR_AUTH when it does not match. */
 qtsp_status qtsp_password_verify(const char *encoded, const char *password) QTSP_MUST_USE;
 
+/* Fresh activation data for user_id (issuance, and the office's reset of a
+ * signer): a random password (120 bits, base64url) and its argon2id hash, a
+ * new TOTP secret wrapped under key (aad user_id) and its otpauth URI. */
+typedef struct qtsp_activation {
+    char password[24];       /* shown once, never stored */
+    char password_hash[160]; /* what the user record keeps */
+    json_t *otp;             /* the wrapped TOTP secret (owned) */
+    char otpauth_uri[200];   /* shown once: the secret in base32 */
+} qtsp_activation;
+
+/* Fills *out (qtsp_activation_cleanup). QTSP_ERR_INVALID (user id empty or
+ * over 64 bytes), QTSP_ERR_CRYPTO. */
+qtsp_status qtsp_activation_make(const unsigned char key[QTSP_OTP_KEY_LEN], const char *user_id,
+                                 qtsp_activation *out) QTSP_MUST_USE;
+/* Wipes the secrets and frees the wrapped secret. NULL ok. */
+void qtsp_activation_cleanup(qtsp_activation *a);
+
 #endif

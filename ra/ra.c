@@ -483,7 +483,9 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
                strspn(subject_id, "0123456789abcdef") == strlen(subject_id),
            QTSP_ERR_NOT_FOUND, "no subject %s", subject_id ? subject_id : "");
     qtsp_status rc = QTSP_OK;
-    json_t *subj = NULL, *user = NULL, *otp = NULL, *credential = NULL;
+    json_t *subj = NULL, *user = NULL, *credential = NULL;
+    qtsp_activation act;
+    memset(&act, 0, sizeof act);
     EVP_PKEY *pub = NULL;
     X509 *cert = NULL;
     unsigned char *der = NULL;
@@ -493,8 +495,6 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
     memset(&sk, 0, sizeof sk);
     qtsp_issued res;
     memset(&res, 0, sizeof res);
-    unsigned char totp[20];
-    char pwhash[160];
 
     qtsp_txn *txn = NULL;
     TRY(qtsp_store_begin(ra->d.store, 0, &txn));
@@ -562,27 +562,15 @@ qtsp_status qtsp_ra_issue(qtsp_ra *ra, const qtsp_actor *who, const char *subjec
 
     /* activation for remote signing */
     TRY_OUT(random_hex_id(res.user_id, 10));
-    unsigned char pw[15];
-    TRY_OUT(qtsp_random(pw, sizeof pw));
-    qtsp_base64url_encode(pw, sizeof pw, res.password, sizeof res.password);
-    OPENSSL_cleanse(pw, sizeof pw);
-    TRY_OUT(qtsp_password_hash(res.password, pwhash, sizeof pwhash));
-    TRY_OUT(qtsp_random(totp, sizeof totp));
-    TRY_OUT(qtsp_otp_wrap(ra->otp_key, res.user_id, totp, sizeof totp, &otp));
-    char b32[40];
-    qtsp_base32_encode(totp, sizeof totp, b32, sizeof b32);
-    size_t ul = 200 + strlen(res.user_id);
-    res.otpauth_uri = malloc(ul);
+    TRY_OUT(qtsp_activation_make(ra->otp_key, res.user_id, &act));
+    snprintf(res.password, sizeof res.password, "%s", act.password);
+    res.otpauth_uri = strdup(act.otpauth_uri);
     ENSURE_OUT(res.otpauth_uri != NULL, QTSP_ERR_NOMEM, "out of memory");
-    snprintf(res.otpauth_uri, ul,
-             "otpauth://totp/qtsp:%s?secret=%s&issuer=qtsp&algorithm=SHA1&digits=6&period=30",
-             res.user_id, b32);
-    OPENSSL_cleanse(b32, sizeof b32);
     char when[32];
     qtsp_format_rfc3339(qtsp_now(), when, sizeof when);
     user = json_pack("{s:s,s:s,s:s,s:O,s:s,s:[s]}", "user_id", res.user_id, "subject_id",
-                     subject_id, "password_hash", pwhash, "otp", otp, "created_at", when,
-                     "credentials", res.serial_hex);
+                     subject_id, "password_hash", act.password_hash, "otp", act.otp, "created_at",
+                     when, "credentials", res.serial_hex);
     ENSURE_OUT(user != NULL, QTSP_ERR_NOMEM, "out of memory");
     /* the remote-signing credential (CSC credentialID = serial hex) */
     credential = json_pack("{s:s,s:s,s:s,s:O,s:b,s:s}", "credential_id", res.serial_hex, "user_id",
@@ -625,13 +613,11 @@ out:
         ra_keypool_discard(ra, who->name, sk.label, "issuance failed");
     ra_subkey_cleanup(&sk); /* the blob lived only here: the key is gone */
     json_decref(key);
-    OPENSSL_cleanse(totp, sizeof totp);
-    OPENSSL_cleanse(pwhash, sizeof pwhash);
+    qtsp_activation_cleanup(&act);
     qtsp_issued_cleanup(&res);
     json_decref(details);
     json_decref(user);
     json_decref(credential);
-    json_decref(otp);
     json_decref(subj);
     OPENSSL_free(der);
     X509_free(cert);

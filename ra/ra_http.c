@@ -20,24 +20,12 @@
 
 #define RA_MAX_BODY (16 * 1024)
 
-/* The bearer token of "Authorization: Bearer <id>.<secret>", or NULL. */
-static const char *bearer(const qtsp_api_req *req)
-{
-    const char *h = qtsp_api_header(req, "Authorization");
-    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
-        return NULL;
-    const char *tok = h + 7;
-    while (*tok == ' ')
-        tok++;
-    return tok;
-}
-
 /* Operator bearer tokens (docs/security.md). */
 static qtsp_status ra_auth(void *ctx, const qtsp_api_req *req, qtsp_principal *out)
 {
     const char *h = qtsp_api_header(req, "Authorization");
     ENSURE(h != NULL, QTSP_ERR_AUTH, "missing Authorization: Bearer token");
-    const char *tok = bearer(req);
+    const char *tok = qtsp_api_bearer(req);
     ENSURE(tok != NULL, QTSP_ERR_AUTH, "Authorization must be a Bearer token");
     qtsp_actor who;
     TRY(qtsp_ra_operator_auth(ctx, tok, &who));
@@ -49,7 +37,7 @@ static qtsp_status ra_auth(void *ctx, const qtsp_api_req *req, qtsp_principal *o
 /* The slow lane (core/api.h): tokens that need argon2id. */
 static int ra_auth_slow(void *ctx, const qtsp_api_req *req)
 {
-    const char *tok = bearer(req);
+    const char *tok = qtsp_api_bearer(req);
     return tok != NULL && qtsp_ra_operator_auth_is_slow(ctx, tok);
 }
 

@@ -12,6 +12,7 @@ PKGS=(
   libutf8proc-dev libqpdf-dev qpdf poppler-utils libnss3-tools
   libxml2-dev libzip-dev xmlsec1 xmlstarlet unzip # XAdES, ASiC and their outside verifiers
   gnutls-bin wrk nginx-light procps jq xxd clang-format
+  oathtool # TOTP codes in tests/integration/test_csc.sh
   clang libclang-rt-dev # the fuzzers: clang and its libFuzzer runtime
 )
 # node and npm run the OpenAPI 3.1 validator of tests/integration/test_openapi.sh

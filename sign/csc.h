@@ -1,0 +1,120 @@
+/* Remote signing, the CSC API v2 core (Cloud Signature Consortium API
+ * v2.0; ETSI TS 119 431-1; EN 419 241-1 SCAL2), transport-free: JSON in,
+ * JSON out, no HTTP (sign/csc_http.c adapts it). docs/csc.md.
+ *
+ * A signer (QTSP_T_USERS, made at issuance by ra/ra.c) logs in with user id
+ * and password and gets a short-lived access token, stored only as its
+ * SHA-256 in QTSP_T_SESSIONS. For each batch of signatures the signer
+ * authorises one credential (QTSP_T_CREDENTIALS, id = certificate serial
+ * hex) for exact hashes with a TOTP code (sign/totp.h); the answer is a SAD
+ * (QTSP_T_SADS, again only its SHA-256) bound to those hashes, that
+ * credential and that signer, used once, for at most 300 s. signHash
+ * checks the SAD and the certificate's status, signs inside the token
+ * (ca/subkey.h) and consumes the SAD, counts the signatures (sign/usage.h)
+ * and writes the audit record in one store transaction.
+ *
+ * Lockouts and the OTP replay memory live in QTSP_T_CSC_STATE, so they
+ * hold across the worker processes of `serve`. Policy: policies/signing.yaml.
+ *
+ * Errors: QTSP_ERR_INVALID (bad input, unknown or foreign credential, a
+ * SAD that does not fit), QTSP_ERR_AUTH (login, token), QTSP_ERR_FORBIDDEN
+ * (a wrong or replayed OTP, a locked credential), QTSP_ERR_STATE (the
+ * certificate is held, revoked or expired; the credential disabled),
+ * QTSP_ERR_QUOTA (the payer's package is spent), store and token errors.
+ * Thread-safe after qtsp_csc_new. */
+#ifndef QTSP_SIGN_CSC_H
+#define QTSP_SIGN_CSC_H
+
+#include <jansson.h>
+#include <openssl/x509.h>
+#include <stddef.h>
+
+#include "ca/hsm.h"
+#include "ca/store.h"
+#include "core/err.h"
+#include "sign/usage.h"
+
+typedef struct qtsp_csc qtsp_csc;
+
+#define QTSP_CSC_ID_MAX 65 /* user ids, credential ids (NUL included) */
+
+typedef struct qtsp_csc_deps {
+    qtsp_store *store;        /* borrowed, outlives the service */
+    qtsp_hsm *hsm;            /* the token holding the key-storage key */
+    X509 *issuing, *root;     /* the chain credentials/info shows */
+    const char *policies_dir; /* signing.yaml */
+    const char *secrets_dir;  /* otp.key (ra/activation.h) */
+    qtsp_usage *usage;        /* packages and relying parties (borrowed) */
+} qtsp_csc_deps;
+
+/* Loads policies_dir/signing.yaml (QTSP_ERR_CONFIG naming the line) and the
+ * OTP wrapping key. *out is the caller's (qtsp_csc_free). */
+qtsp_status qtsp_csc_new(const qtsp_csc_deps *d, qtsp_csc **out) QTSP_MUST_USE;
+void qtsp_csc_free(qtsp_csc *c);
+
+/* The answer of info (CSC v2 11.1; new reference). */
+qtsp_status qtsp_csc_info(qtsp_csc *c, json_t **out) QTSP_MUST_USE;
+
+/* auth/login: checks password against the signer's argon2id hash; while
+ * the signer is locked out (policy login.max_failures wrong passwords in a
+ * row) every attempt is refused without checking. Audited either way
+ * ("csc.login", "csc.login.failed"). *out: {"access_token","expires_in"}.
+ * QTSP_ERR_AUTH "wrong user id or password" / "... locked until ...". */
+qtsp_status qtsp_csc_login(qtsp_csc *c, const char *user_id, const char *password,
+                           json_t **out) QTSP_MUST_USE;
+
+/* The signer of an access token into user_id[QTSP_CSC_ID_MAX]. One read
+ * transaction. QTSP_ERR_AUTH (unknown, expired, or issued before the
+ * signer's password was reset or changed). */
+qtsp_status qtsp_csc_token_check(qtsp_csc *c, const char *token, char *user_id) QTSP_MUST_USE;
+
+/* auth/revoke: ends the session of token (the caller's own; another
+ * signer's token is QTSP_ERR_INVALID, as an unknown one). Audited. */
+qtsp_status qtsp_csc_revoke(qtsp_csc *c, const char *user_id, const char *token) QTSP_MUST_USE;
+
+/* credentials/list: the signer's own credential ids, and with
+ * req.credInfo their credentials/info objects. req: the request body
+ * (borrowed; fields checked by the HTTP layer). */
+qtsp_status qtsp_csc_list(qtsp_csc *c, const char *user_id, const json_t *req,
+                          json_t **out) QTSP_MUST_USE;
+
+/* credentials/info of req.credentialID (the signer's own). */
+qtsp_status qtsp_csc_cred_info(qtsp_csc *c, const char *user_id, const json_t *req,
+                               json_t **out) QTSP_MUST_USE;
+
+/* credentials/authorize: req {credentialID, numSignatures, hashes,
+ * hashAlgorithmOID, OTP}. Every attempt is audited ("csc.authorize",
+ * "csc.otp.failed", "csc.otp.locked") and the OTP state committed, also
+ * when the answer is a refusal. *out: {"SAD","expiresIn"}. */
+qtsp_status qtsp_csc_authorize(qtsp_csc *c, const char *user_id, const json_t *req,
+                               json_t **out) QTSP_MUST_USE;
+
+/* signatures/signHash: req {credentialID, SAD, hashes, hashAlgorithmOID,
+ * signAlgo, signAlgoParams, operationMode}. rp_header: the
+ * X-QTSP-Relying-Party header or NULL (the signer's package pays).
+ * *out: {"signatures":[base64 ...]} in the order of req.hashes. */
+qtsp_status qtsp_csc_sign_hash(qtsp_csc *c, const char *user_id, const char *rp_header,
+                               const json_t *req, json_t **out) QTSP_MUST_USE;
+
+/* The signer changes their password (old_password checked like a login,
+ * and counted towards the lockout). new_password: 12..128 bytes, not the
+ * old one. Every access token of the signer ends. Audited. */
+qtsp_status qtsp_csc_password_change(qtsp_csc *c, const char *user_id, const char *old_password,
+                                     const char *new_password) QTSP_MUST_USE;
+
+/* Office reset of a signer (`qtsp signer reset`): a new random password and
+ * a new TOTP secret; tokens end, lockouts are lifted (the OTP replay memory
+ * stays). Audited "signer.reset" by actor. *out:
+ * {"user_id","password","otpauth_uri"}, the only copy of both secrets.
+ * QTSP_ERR_NOT_FOUND. */
+qtsp_status qtsp_csc_reset(qtsp_csc *c, const char *actor, const char *user_id,
+                           json_t **out) QTSP_MUST_USE;
+
+/* GET /api/v1/history: the signer's signings (qtsp_usage_history). */
+qtsp_status qtsp_csc_history(qtsp_csc *c, const char *user_id, json_t **out) QTSP_MUST_USE;
+
+/* Deletes sessions and SADs that expired before now (seconds), at most max
+ * per call; *n how many. For the leader's sweeper. */
+qtsp_status qtsp_csc_purge(qtsp_csc *c, time_t now, size_t max, size_t *n) QTSP_MUST_USE;
+
+#endif

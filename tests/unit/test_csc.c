@@ -1,0 +1,665 @@
+/* Unit tests for sign/csc.c, the CSC API v2 core, over a real SoftHSM2
+ * token, a real store and credentials issued by the real RA (ra/ra.c),
+ * with the injected clock (core/clock.h) so that lockouts, token and SAD
+ * lifetimes, TOTP steps and certificate expiry are exact: login and its
+ * lockout, tokens, authorize with TOTP (replay, lockout, unlock), signHash
+ * with ECDSA, RSA PKCS#1 v1.5 and RSA-PSS (each verified in software), the
+ * SAD's binding (hashes, credential, caller, single use, expiry), certificate
+ * states, quota, password change and office reset, and the audit. */
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ca/audit.h"
+#include "ca/certdb.h"
+#include "ca/hsm.h"
+#include "ca/store.h"
+#include "core/clock.h"
+#include "core/codec.h"
+#include "ra/ra.h"
+#include "sign/csc.h"
+#include "sign/totp.h"
+#include "sign/usage.h"
+#include "tests/lib/qtest.h"
+#include "tests/lib/qtest_cert.h"
+
+static char g_dir[512], g_policies[1024], g_rsa_policies[1024], g_secrets[1024];
+static qtsp_store *g_store;
+static qtsp_hsm *g_hsm;
+static X509 *g_ca;
+static EVP_PKEY *g_ca_key;
+static qtsp_ra *g_ra, *g_ra_rsa;
+static qtsp_usage *g_usage;
+static qtsp_csc *g_csc;
+static qtsp_actor g_officer;
+static int64_t g_now_ms;
+
+static int64_t test_clock(void *ctx)
+{
+    (void)ctx;
+    return g_now_ms;
+}
+
+static void advance(int64_t seconds)
+{
+    g_now_ms += seconds * 1000;
+}
+
+/* A signer as issuance made them. */
+typedef struct signer {
+    char user_id[QTSP_CSC_ID_MAX], password[64], cred[64];
+    unsigned char secret[32];
+    size_t secret_len;
+    EVP_PKEY *pub;
+} signer;
+
+static int b32_value(int c)
+{
+    return c >= 'A' && c <= 'Z' ? c - 'A' : c >= '2' && c <= '7' ? c - '2' + 26 : -1;
+}
+
+static size_t b32_decode(const char *s, size_t n, unsigned char *out)
+{
+    size_t o = 0;
+    unsigned acc = 0, bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b32_value(s[i]);
+        if (v < 0)
+            break;
+        acc = (acc << 5) | (unsigned)v;
+        bits += 5;
+        if (bits >= 8) {
+            out[o++] = (unsigned char)(acc >> (bits - 8));
+            bits -= 8;
+        }
+    }
+    return o;
+}
+
+/* package: "practical" (100 a year) unless the test is about the quota */
+static void issue_in(qtsp_ra *ra, const char *nid, const char *package, signer *s)
+{
+    memset(s, 0, sizeof *s);
+    json_t *in = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "given_name", "Eva", "surname", "Test",
+                           "country", "DE", "national_id", nid, "email", "e@example.de", "phone",
+                           "+4915100000000", "package", package);
+    char sid[40];
+    CU_ASSERT_EQUAL_FATAL(qtsp_ra_enrol(ra, &g_officer, in, sid), QTSP_OK);
+    json_decref(in);
+    qtsp_issued is;
+    memset(&is, 0, sizeof is);
+    qtsp_status rc = qtsp_ra_issue(ra, &g_officer, sid, &is);
+    if (rc != QTSP_OK)
+        fprintf(stderr, "issue: %s\n", qtsp_err_message());
+    CU_ASSERT_EQUAL_FATAL(rc, QTSP_OK);
+    snprintf(s->user_id, sizeof s->user_id, "%s", is.user_id);
+    snprintf(s->password, sizeof s->password, "%s", is.password);
+    snprintf(s->cred, sizeof s->cred, "%s", is.serial_hex);
+    const char *sec = strstr(is.otpauth_uri, "secret=") + 7;
+    s->secret_len = b32_decode(sec, strcspn(sec, "&"), s->secret);
+    BIO *b = BIO_new_mem_buf(is.certificate_pem, -1);
+    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+    BIO_free(b);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+    s->pub = X509_get_pubkey(x);
+    X509_free(x);
+    qtsp_issued_cleanup(&is);
+}
+
+static void issue(qtsp_ra *ra, const char *nid, signer *s)
+{
+    issue_in(ra, nid, "practical", s);
+}
+
+static void signer_done(signer *s)
+{
+    EVP_PKEY_free(s->pub);
+    OPENSSL_cleanse(s, sizeof *s);
+}
+
+/* The TOTP code of now + offset steps. */
+static void code_at(const signer *s, int offset, char out[7])
+{
+    uint64_t step = qtsp_totp_step(g_now_ms / 1000) + (uint64_t)(int64_t)offset;
+    CU_ASSERT_EQUAL_FATAL(qtsp_totp_code(s->secret, s->secret_len, step, 6, out), QTSP_OK);
+}
+
+static char *login(const signer *s, const char *password)
+{
+    json_t *o = NULL;
+    if (qtsp_csc_login(g_csc, s->user_id, password, &o) != QTSP_OK) {
+        qtsp_err_clear();
+        return NULL;
+    }
+    char *t = strdup(json_string_value(json_object_get(o, "access_token")));
+    json_decref(o);
+    return t;
+}
+
+/* n SHA-256 digests of "tag-i", into dg (n * 32) and a JSON array of base64. */
+static json_t *digests(const char *tag, size_t n, unsigned char *dg)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        char m[64];
+        snprintf(m, sizeof m, "%s-%zu", tag, i);
+        unsigned int l = 0;
+        EVP_Digest(m, strlen(m), dg + 32 * i, &l, EVP_sha256(), NULL);
+        char b[64];
+        CU_ASSERT_EQUAL(qtsp_base64_encode(dg + 32 * i, 32, b, sizeof b), QTSP_OK);
+        json_array_append_new(a, json_string(b));
+    }
+    return a;
+}
+
+#define SHA256_OID "2.16.840.1.101.3.4.2.1"
+
+/* authorize: the status; *sad (malloc'd) on success. */
+static qtsp_status authorize(const signer *s, const char *cred, json_t *hashes, const char *otp,
+                             char **sad)
+{
+    json_t *req = json_pack("{s:s,s:I,s:O,s:s,s:s}", "credentialID", cred, "numSignatures",
+                            (json_int_t)json_array_size(hashes), "hashes", hashes,
+                            "hashAlgorithmOID", SHA256_OID, "OTP", otp);
+    json_t *o = NULL;
+    qtsp_status rc = qtsp_csc_authorize(g_csc, s->user_id, req, &o);
+    json_decref(req);
+    if (rc == QTSP_OK) {
+        CU_ASSERT(json_integer_value(json_object_get(o, "expiresIn")) <= 300);
+        *sad = strdup(json_string_value(json_object_get(o, "SAD")));
+        json_decref(o);
+    }
+    return rc;
+}
+
+/* signHash: the status; the signatures (new reference) in *sigs. */
+static qtsp_status sign_hash(const signer *s, const char *cred, const char *sad, json_t *hashes,
+                             const char *algo, const char *params, const char *rp, json_t **sigs)
+{
+    json_t *req = json_pack("{s:s,s:s,s:O,s:s,s:s}", "credentialID", cred, "SAD", sad, "hashes",
+                            hashes, "hashAlgorithmOID", SHA256_OID, "signAlgo", algo);
+    if (params)
+        json_object_set_new(req, "signAlgoParams", json_string(params));
+    json_t *o = NULL;
+    qtsp_status rc = qtsp_csc_sign_hash(g_csc, s->user_id, rp, req, &o);
+    json_decref(req);
+    if (rc == QTSP_OK) {
+        *sigs = json_incref(json_object_get(o, "signatures"));
+        json_decref(o);
+    }
+    return rc;
+}
+
+/* Every signature verifies over its digest with pub (pad: RSA padding). */
+static int verify_all(EVP_PKEY *pub, json_t *sigs, const unsigned char *dg, int pad)
+{
+    for (size_t i = 0; i < json_array_size(sigs); i++) {
+        const char *b = json_string_value(json_array_get(sigs, i));
+        unsigned char sig[1024];
+        size_t sl = 0;
+        if (qtsp_base64_decode(b, strlen(b), QTSP_B64_STD | QTSP_B64_PADDING, sig, sizeof sig,
+                               &sl) != QTSP_OK)
+            return 0;
+        EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(pub, NULL);
+        int ok = c && EVP_PKEY_verify_init(c) == 1;
+        if (ok && pad) {
+            ok = EVP_PKEY_CTX_set_rsa_padding(c, pad) == 1 &&
+                 EVP_PKEY_CTX_set_signature_md(c, EVP_sha256()) == 1;
+            if (ok && pad == RSA_PKCS1_PSS_PADDING)
+                ok = EVP_PKEY_CTX_set_rsa_pss_saltlen(c, 32) == 1 &&
+                     EVP_PKEY_CTX_set_rsa_mgf1_md(c, EVP_sha256()) == 1;
+        }
+        ok = ok && EVP_PKEY_verify(c, sig, sl, dg + 32 * i, 32) == 1;
+        EVP_PKEY_CTX_free(c);
+        if (!ok)
+            return 0;
+    }
+    return json_array_size(sigs) > 0;
+}
+
+/* Number of audit records with event. */
+static size_t g_hits;
+static const char *g_event;
+static qtsp_status count_event(void *ctx, uint64_t seq, const char *body, size_t len)
+{
+    (void)ctx;
+    (void)seq;
+    char pat[96];
+    snprintf(pat, sizeof pat, "\"event\":\"%s\"", g_event);
+    char *t = strndup(body, len);
+    if (t && strstr(t, pat))
+        g_hits++;
+    free(t);
+    return QTSP_OK;
+}
+
+static size_t audit_count(const char *event)
+{
+    g_hits = 0;
+    g_event = event;
+    CU_ASSERT_EQUAL(qtsp_audit_list(g_store, 1, count_event, NULL), QTSP_OK);
+    return g_hits;
+}
+
+static void test_csc_login_lockout_and_tokens(void)
+{
+    signer s;
+    issue(g_ra, "7001010001", &s);
+    char *tok = login(&s, s.password);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tok);
+    char uid[QTSP_CSC_ID_MAX];
+    CU_ASSERT_EQUAL(qtsp_csc_token_check(g_csc, tok, uid), QTSP_OK);
+    CU_ASSERT_STRING_EQUAL(uid, s.user_id);
+    CU_ASSERT_EQUAL(qtsp_csc_token_check(g_csc, "not-a-token", uid), QTSP_ERR_AUTH);
+    qtsp_err_clear();
+    /* five wrong passwords lock: the right one is then refused, for 15 minutes */
+    size_t failed0 = audit_count("csc.login.failed");
+    for (int i = 0; i < 5; i++)
+        CU_ASSERT_PTR_NULL(login(&s, "wrong"));
+    CU_ASSERT_EQUAL(audit_count("csc.login.failed"), failed0 + 5);
+    CU_ASSERT_PTR_NULL(login(&s, s.password));
+    CU_ASSERT(audit_count("csc.login.locked") >= 1);
+    advance(15 * 60 + 1);
+    char *tok2 = login(&s, s.password);
+    CU_ASSERT_PTR_NOT_NULL(tok2);
+    /* the first token ran out meanwhile? no: 1 h; after the hour it has */
+    CU_ASSERT_EQUAL(qtsp_csc_token_check(g_csc, tok, uid), QTSP_OK);
+    advance(3600);
+    CU_ASSERT_EQUAL(qtsp_csc_token_check(g_csc, tok, uid), QTSP_ERR_AUTH);
+    qtsp_err_clear();
+    /* revoke: the signer's own token only */
+    char *tok3 = login(&s, s.password);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tok3);
+    CU_ASSERT_EQUAL(qtsp_csc_revoke(g_csc, "0000", tok3), QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_csc_revoke(g_csc, s.user_id, tok3), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_csc_token_check(g_csc, tok3, uid), QTSP_ERR_AUTH);
+    qtsp_err_clear();
+    free(tok);
+    free(tok2);
+    free(tok3);
+    signer_done(&s);
+}
+
+static void test_csc_authorize_and_sign_ecdsa_with_every_binding(void)
+{
+    signer a, b;
+    issue(g_ra, "7001010002", &a);
+    issue(g_ra, "7001010003", &b);
+    unsigned char dg[64], dx[64];
+    json_t *h = digests("a", 2, dg), *hx = digests("x", 2, dx), *sigs = NULL;
+    char otp[7], *sad = NULL, *sad2 = NULL;
+    code_at(&a, 0, otp);
+    /* another signer's credential reads as unknown */
+    CU_ASSERT_EQUAL(authorize(&a, b.cred, h, otp, &sad), QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL_FATAL(authorize(&a, a.cred, h, otp, &sad), QTSP_OK);
+    /* the same code once only */
+    CU_ASSERT_EQUAL(authorize(&a, a.cred, h, otp, &sad2), QTSP_ERR_FORBIDDEN);
+    CU_ASSERT_STRING_EQUAL(qtsp_err_what(), "OTP: code already used");
+    qtsp_err_clear();
+    /* the SAD is bound to the hashes, the algorithm fits the key, the caller */
+    CU_ASSERT_EQUAL(sign_hash(&a, a.cred, sad, hx, "1.2.840.10045.4.3.2", NULL, NULL, &sigs),
+                    QTSP_ERR_INVALID);
+    CU_ASSERT_STRING_EQUAL(qtsp_err_what(), "SAD: authorised for other hashes");
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(sign_hash(&a, a.cred, sad, h, "1.2.840.113549.1.1.11", NULL, NULL, &sigs),
+                    QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(sign_hash(&b, a.cred, sad, h, "1.2.840.10045.4.3.2", NULL, NULL, &sigs),
+                    QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL_FATAL(sign_hash(&a, a.cred, sad, h, "1.2.840.10045.4.3.2", NULL, NULL, &sigs),
+                          QTSP_OK);
+    CU_ASSERT_EQUAL(json_array_size(sigs), 2);
+    CU_ASSERT(verify_all(a.pub, sigs, dg, 0));
+    json_decref(sigs);
+    /* single use */
+    CU_ASSERT_EQUAL(sign_hash(&a, a.cred, sad, h, "1.2.840.10045.4.3.2", NULL, NULL, &sigs),
+                    QTSP_ERR_INVALID);
+    CU_ASSERT_STRING_EQUAL(qtsp_err_what(), "SAD: already used");
+    qtsp_err_clear();
+    /* a SAD expires after 300 s */
+    advance(30);
+    code_at(&a, 0, otp);
+    CU_ASSERT_EQUAL_FATAL(authorize(&a, a.cred, hx, otp, &sad2), QTSP_OK);
+    advance(301);
+    CU_ASSERT_EQUAL(sign_hash(&a, a.cred, sad2, hx, "1.2.840.10045.4.3.2", NULL, NULL, &sigs),
+                    QTSP_ERR_INVALID);
+    CU_ASSERT_STRING_EQUAL(qtsp_err_what(), "SAD: expired");
+    qtsp_err_clear();
+    CU_ASSERT(audit_count("csc.sign") >= 1);
+    free(sad);
+    free(sad2);
+    json_decref(h);
+    json_decref(hx);
+    signer_done(&a);
+    signer_done(&b);
+}
+
+static void test_csc_wrong_otps_lock_the_credential_for_15_minutes(void)
+{
+    signer a;
+    issue(g_ra, "7001010004", &a);
+    unsigned char dg[32];
+    json_t *h = digests("l", 1, dg);
+    char otp[7], *sad = NULL;
+    size_t failed0 = audit_count("csc.otp.failed"), locked0 = audit_count("csc.otp.locked");
+    for (int i = 0; i < 5; i++) {
+        code_at(&a, 100 + i, otp); /* far from now: wrong */
+        CU_ASSERT_EQUAL(authorize(&a, a.cred, h, otp, &sad), QTSP_ERR_FORBIDDEN);
+        qtsp_err_clear();
+    }
+    CU_ASSERT_EQUAL(audit_count("csc.otp.failed"), failed0 + 4);
+    CU_ASSERT_EQUAL(audit_count("csc.otp.locked"), locked0 + 1);
+    code_at(&a, 0, otp);
+    CU_ASSERT_EQUAL(authorize(&a, a.cred, h, otp, &sad), QTSP_ERR_FORBIDDEN);
+    qtsp_err_clear();
+    advance(15 * 60 + 1);
+    code_at(&a, 0, otp);
+    CU_ASSERT_EQUAL(authorize(&a, a.cred, h, otp, &sad), QTSP_OK);
+    free(sad);
+    json_decref(h);
+    signer_done(&a);
+}
+
+static void test_csc_refuses_held_revoked_and_expired_certificates(void)
+{
+    signer a;
+    issue(g_ra, "7001010005", &a);
+    unsigned char dg[32], serial[QTSP_SERIAL_MAX];
+    size_t sl = 0;
+    CU_ASSERT_EQUAL_FATAL(qtsp_serial_from_hex(a.cred, serial, &sl), QTSP_OK);
+    json_t *h = digests("h", 1, dg), *sigs = NULL;
+    char otp[7], *sad = NULL, *sad2 = NULL;
+    code_at(&a, 0, otp);
+    CU_ASSERT_EQUAL_FATAL(authorize(&a, a.cred, h, otp, &sad), QTSP_OK);
+    /* expired: the SAD and any new authorisation refused past notAfter */
+    int64_t saved = g_now_ms;
+    advance(4LL * 366 * 86400);
+    CU_ASSERT_EQUAL(sign_hash(&a, a.cred, sad, h, "1.2.840.10045.4.3.2", NULL, NULL, &sigs),
+                    QTSP_ERR_STATE);
+    CU_ASSERT_STRING_EQUAL(qtsp_err_what() + strlen(qtsp_err_what()) - 7, "expired");
+    qtsp_err_clear();
+    code_at(&a, 0, otp);
+    CU_ASSERT_EQUAL(authorize(&a, a.cred, h, otp, &sad2), QTSP_ERR_STATE);
+    qtsp_err_clear();
+    g_now_ms = saved;
+    /* held */
+    time_t until = 0;
+    qtsp_operator hl = {"2", "hotline", QTSP_ROLE_HOTLINE};
+    qtsp_actor hotline;
+    qtsp_actor_from_operator(&hl, &hotline);
+    CU_ASSERT_EQUAL_FATAL(qtsp_ra_hold(g_ra, &hotline, serial, sl, "code word", &until), QTSP_OK);
+    CU_ASSERT_EQUAL(sign_hash(&a, a.cred, sad, h, "1.2.840.10045.4.3.2", NULL, NULL, &sigs),
+                    QTSP_ERR_STATE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_err_what(), "suspended"));
+    qtsp_err_clear();
+    /* released: the same SAD signs (a refusal consumes nothing) */
+    CU_ASSERT_EQUAL_FATAL(qtsp_ra_release(g_ra, &g_officer, serial, sl), QTSP_OK);
+    CU_ASSERT_EQUAL(sign_hash(&a, a.cred, sad, h, "1.2.840.10045.4.3.2", NULL, NULL, &sigs),
+                    QTSP_OK);
+    CU_ASSERT(verify_all(a.pub, sigs, dg, 0));
+    json_decref(sigs);
+    free(sad);
+    json_decref(h);
+    signer_done(&a);
+}
+
+/* RSASSA-PSS-params: SHA-256, MGF1 SHA-256, salt 32 (RFC 4055 3.1). */
+static const unsigned char k_pss_sha256[] = {
+    0x30, 0x34, 0xa0, 0x0f, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03,
+    0x04, 0x02, 0x01, 0x05, 0x00, 0xa1, 0x1c, 0x30, 0x1a, 0x06, 0x09, 0x2a, 0x86, 0x48,
+    0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+    0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0xa2, 0x03, 0x02, 0x01, 0x20};
+
+static void test_csc_rsa_pkcs1_and_pss(void)
+{
+    signer r;
+    issue(g_ra_rsa, "7001010006", &r);
+    CU_ASSERT_EQUAL_FATAL(EVP_PKEY_get_base_id(r.pub), EVP_PKEY_RSA);
+    unsigned char dg[64];
+    json_t *h = digests("r", 2, dg), *sigs = NULL;
+    char otp[7], *sad = NULL, params[128];
+    code_at(&r, 0, otp);
+    CU_ASSERT_EQUAL_FATAL(authorize(&r, r.cred, h, otp, &sad), QTSP_OK);
+    CU_ASSERT_EQUAL(sign_hash(&r, r.cred, sad, h, "1.2.840.10045.4.3.2", NULL, NULL, &sigs),
+                    QTSP_ERR_INVALID); /* ECDSA on an RSA key */
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL_FATAL(sign_hash(&r, r.cred, sad, h, "1.2.840.113549.1.1.11", NULL, NULL, &sigs),
+                          QTSP_OK);
+    CU_ASSERT(verify_all(r.pub, sigs, dg, RSA_PKCS1_PADDING));
+    json_decref(sigs);
+    free(sad);
+    advance(30);
+    code_at(&r, 0, otp);
+    CU_ASSERT_EQUAL_FATAL(authorize(&r, r.cred, h, otp, &sad), QTSP_OK);
+    CU_ASSERT_EQUAL(sign_hash(&r, r.cred, sad, h, "1.2.840.113549.1.1.10", NULL, NULL, &sigs),
+                    QTSP_ERR_INVALID); /* PSS needs its parameters */
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(sign_hash(&r, r.cred, sad, h, "1.2.840.113549.1.1.10", "MAA=", NULL, &sigs),
+                    QTSP_ERR_INVALID); /* SHA-1 defaults refused */
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_base64_encode(k_pss_sha256, sizeof k_pss_sha256, params, sizeof params),
+                    QTSP_OK);
+    qtsp_status prc = sign_hash(&r, r.cred, sad, h, "1.2.840.113549.1.1.10", params, NULL, &sigs);
+    if (prc != QTSP_OK)
+        fprintf(stderr, "PSS: %s\n", qtsp_err_message());
+    CU_ASSERT_EQUAL_FATAL(prc, QTSP_OK);
+    CU_ASSERT(verify_all(r.pub, sigs, dg, RSA_PKCS1_PSS_PADDING));
+    json_decref(sigs);
+    free(sad);
+    json_decref(h);
+    signer_done(&r);
+}
+
+static void test_csc_free_package_signs_three_then_429_and_history(void)
+{
+    signer a;
+    issue_in(g_ra, "7001010007", "free", &a);
+    unsigned char dg[96], d4[32];
+    json_t *h = digests("q", 3, dg), *h4 = digests("q4", 1, d4), *sigs = NULL;
+    char otp[7], *sad = NULL;
+    advance(30);
+    code_at(&a, 0, otp);
+    CU_ASSERT_EQUAL_FATAL(authorize(&a, a.cred, h, otp, &sad), QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(sign_hash(&a, a.cred, sad, h, "1.2.840.10045.4.3.2", NULL, NULL, &sigs),
+                          QTSP_OK);
+    json_decref(sigs);
+    free(sad);
+    advance(30);
+    code_at(&a, 0, otp);
+    CU_ASSERT_EQUAL_FATAL(authorize(&a, a.cred, h4, otp, &sad), QTSP_OK);
+    CU_ASSERT_EQUAL(sign_hash(&a, a.cred, sad, h4, "1.2.840.10045.4.3.2", NULL, NULL, &sigs),
+                    QTSP_ERR_QUOTA);
+    qtsp_err_clear();
+    json_t *hist = NULL;
+    CU_ASSERT_EQUAL_FATAL(qtsp_csc_history(g_csc, a.user_id, &hist), QTSP_OK);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(hist, "signings")), 1);
+    json_decref(hist);
+    /* nothing consumed: the same SAD, paid by a relying party, signs */
+    char secret[64], header[160];
+    CU_ASSERT_EQUAL_FATAL(qtsp_usage_rp_add(g_usage, "cli:test", "acme", secret, sizeof secret),
+                          QTSP_OK);
+    CU_ASSERT_EQUAL(
+        sign_hash(&a, a.cred, sad, h4, "1.2.840.10045.4.3.2", NULL, "acme:wrong", &sigs),
+        QTSP_ERR_AUTH);
+    qtsp_err_clear();
+    snprintf(header, sizeof header, "acme:%s", secret);
+    CU_ASSERT_EQUAL_FATAL(
+        sign_hash(&a, a.cred, sad, h4, "1.2.840.10045.4.3.2", NULL, header, &sigs), QTSP_OK);
+    CU_ASSERT(verify_all(a.pub, sigs, d4, 0));
+    json_decref(sigs);
+    CU_ASSERT_EQUAL_FATAL(qtsp_csc_history(g_csc, a.user_id, &hist), QTSP_OK);
+    json_t *sg = json_object_get(hist, "signings");
+    CU_ASSERT_EQUAL(json_array_size(sg), 2);
+    CU_ASSERT_STRING_EQUAL(
+        json_string_value(json_object_get(json_array_get(sg, 0), "relying_party")), "acme");
+    json_decref(hist);
+    free(sad);
+    json_decref(h);
+    json_decref(h4);
+    signer_done(&a);
+}
+
+static void test_csc_password_change_and_reset(void)
+{
+    signer a;
+    issue(g_ra, "7001010008", &a);
+    char *tok = login(&a, a.password);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tok);
+    CU_ASSERT_EQUAL(qtsp_csc_password_change(g_csc, a.user_id, a.password, "short"),
+                    QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_csc_password_change(g_csc, a.user_id, "wrong", "a long new password"),
+                    QTSP_ERR_FORBIDDEN);
+    qtsp_err_clear();
+    advance(1);
+    CU_ASSERT_EQUAL(qtsp_csc_password_change(g_csc, a.user_id, a.password, "a long new password"),
+                    QTSP_OK);
+    char uid[QTSP_CSC_ID_MAX];
+    CU_ASSERT_EQUAL(qtsp_csc_token_check(g_csc, tok, uid), QTSP_ERR_AUTH); /* ended */
+    qtsp_err_clear();
+    CU_ASSERT_PTR_NULL(login(&a, a.password));
+    char *t2 = login(&a, "a long new password");
+    CU_ASSERT_PTR_NOT_NULL(t2);
+    json_t *o = NULL;
+    advance(1);
+    CU_ASSERT_EQUAL(qtsp_csc_reset(g_csc, "cli:test", "ffff", &o), QTSP_ERR_NOT_FOUND);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL_FATAL(qtsp_csc_reset(g_csc, "cli:test", a.user_id, &o), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_csc_token_check(g_csc, t2, uid), QTSP_ERR_AUTH);
+    qtsp_err_clear();
+    CU_ASSERT_PTR_NULL(login(&a, "a long new password"));
+    char *t3 = login(&a, json_string_value(json_object_get(o, "password")));
+    CU_ASSERT_PTR_NOT_NULL(t3);
+    CU_ASSERT(audit_count("signer.reset") >= 1);
+    CU_ASSERT(audit_count("csc.password.change") >= 1);
+    json_decref(o);
+    free(tok);
+    free(t2);
+    free(t3);
+    signer_done(&a);
+}
+
+static void test_csc_list_and_info_show_own_credentials_only(void)
+{
+    signer a, b;
+    issue(g_ra, "7001010009", &a);
+    issue(g_ra, "7001010010", &b);
+    json_t *req = json_pack("{s:b}", "credInfo", 1), *o = NULL;
+    CU_ASSERT_EQUAL_FATAL(qtsp_csc_list(g_csc, a.user_id, req, &o), QTSP_OK);
+    json_t *ids = json_object_get(o, "credentialIDs");
+    CU_ASSERT_EQUAL(json_array_size(ids), 1);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_array_get(ids, 0)), a.cred);
+    json_t *info = json_array_get(json_object_get(o, "credentialInfos"), 0);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(info, "SCAL")), "2");
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(info, "authMode")), "explicit");
+    json_decref(o);
+    json_decref(req);
+    req = json_pack("{s:s}", "credentialID", b.cred);
+    CU_ASSERT_EQUAL(qtsp_csc_cred_info(g_csc, a.user_id, req, &o), QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    json_decref(req);
+    req = json_pack("{s:s}", "userID", b.user_id);
+    CU_ASSERT_EQUAL(qtsp_csc_list(g_csc, a.user_id, req, &o), QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    json_decref(req);
+    signer_done(&a);
+    signer_done(&b);
+}
+
+static int suite_init(void)
+{
+    const char *d = qtest_tmpdir("csc");
+    if (!d)
+        return -1;
+    snprintf(g_dir, sizeof g_dir, "%s", d);
+    snprintf(g_policies, sizeof g_policies, "%s/policies", g_dir);
+    snprintf(g_rsa_policies, sizeof g_rsa_policies, "%s/rsa", g_dir);
+    snprintf(g_secrets, sizeof g_secrets, "%s/secrets", g_dir);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "mkdir -m 700 %s && cp -r %s/policies %s && "
+             "printf 'version: 1\\nsize: 0\\n' >%s/keypool.yaml && cp -r %s %s && "
+             "sed -i 's/^key_type: .*/key_type: rsa-3072/' %s/qualified-natural-person.yaml",
+             g_secrets, qtest_src_dir(), g_dir, g_policies, g_policies, g_rsa_policies,
+             g_rsa_policies);
+    if (system(cmd) != 0)
+        return -1;
+    if (qtest_softhsm_token(g_dir, "csc-test") != 0)
+        return -1;
+    qtsp_err_clear();
+    if (qtsp_hsm_open(QTEST_SOFTHSM_MODULE, "csc-test", QTEST_PIN, &g_hsm) != QTSP_OK)
+        return -1;
+    char store[600];
+    snprintf(store, sizeof store, "%s/store", g_dir);
+    if (qtsp_store_open(store, 64, &g_store) != QTSP_OK)
+        return -1;
+    g_now_ms = (int64_t)time(NULL) * 1000;
+    qtsp_clock_set(test_clock, NULL);
+    g_ca_key = EVP_EC_gen("P-384");
+    time_t now = time(NULL);
+    g_ca = qtest_mkcert(NULL, g_ca_key, g_ca_key, "Test Issuing CA",
+                        (const unsigned char *)"\x10\x93", 2, 1, now - 86400, now + 86400L * 3650);
+    if (!g_ca)
+        return -1;
+    qtsp_ra_deps deps = {
+        g_store, g_hsm, g_ca, qtest_key(g_ca_key), g_policies, g_secrets, "http://127.0.0.1:8080",
+        NULL};
+    qtsp_ra_deps rdeps = deps;
+    rdeps.policies_dir = g_rsa_policies;
+    if (qtsp_ra_new(&deps, &g_ra) != QTSP_OK || qtsp_ra_new(&rdeps, &g_ra_rsa) != QTSP_OK ||
+        qtsp_usage_new(g_store, g_policies, &g_usage) != QTSP_OK) {
+        fprintf(stderr, "set-up: %s\n", qtsp_err_message());
+        return -1;
+    }
+    qtsp_csc_deps cd = {g_store, g_hsm, g_ca, g_ca, g_policies, g_secrets, g_usage};
+    if (qtsp_csc_new(&cd, &g_csc) != QTSP_OK) {
+        fprintf(stderr, "csc_new: %s\n", qtsp_err_message());
+        return -1;
+    }
+    qtsp_operator op = {"1", "officer", QTSP_ROLE_RA_OFFICER | QTSP_ROLE_OFFICE};
+    qtsp_actor_from_operator(&op, &g_officer);
+    return 0;
+}
+
+static void suite_clean(void)
+{
+    qtsp_csc_free(g_csc);
+    qtsp_usage_free(g_usage);
+    qtsp_ra_free(g_ra);
+    qtsp_ra_free(g_ra_rsa);
+    X509_free(g_ca);
+    EVP_PKEY_free(g_ca_key);
+    qtsp_store_close(g_store);
+    qtsp_hsm_free(g_hsm);
+    qtsp_clock_set(NULL, NULL);
+    qtest_rmtree(g_dir);
+}
+
+int main(void)
+{
+    if (suite_init() != 0) {
+        fprintf(stderr, "csc suite set-up failed\n");
+        printf("qtest: csc 0 passed, 1 failed\n");
+        return 1;
+    }
+    static const qtest_case cases[] = {
+        QTEST(test_csc_login_lockout_and_tokens),
+        QTEST(test_csc_authorize_and_sign_ecdsa_with_every_binding),
+        QTEST(test_csc_wrong_otps_lock_the_credential_for_15_minutes),
+        QTEST(test_csc_refuses_held_revoked_and_expired_certificates),
+        QTEST(test_csc_rsa_pkcs1_and_pss),
+        QTEST(test_csc_free_package_signs_three_then_429_and_history),
+        QTEST(test_csc_password_change_and_reset),
+        QTEST(test_csc_list_and_info_show_own_credentials_only),
+    };
+    int rc = qtest_run("csc", cases, sizeof cases / sizeof cases[0]);
+    suite_clean();
+    return rc;
+}
