@@ -26,4 +26,7 @@ int cmd_restore(int argc, char **argv);
 /* sign: CAdES / PAdES with a credential's key (cmd/sign_doc.c) */
 int cmd_sign_doc(int argc, char **argv);
 
+/* validate: the signature validation report of a file (cmd/validate_cmd.c) */
+int cmd_validate(int argc, char **argv);
+
 #endif

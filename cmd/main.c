@@ -30,6 +30,7 @@ static const struct {
     {"backup", cmd_backup, "hot copy of a home into one file (--with-token: token too, encrypted)"},
     {"restore", cmd_restore, "bring a backup back into a new home"},
     {"sign", cmd_sign_doc, "sign a file as CAdES or PAdES with a credential's key (tests, bench)"},
+    {"validate", cmd_validate, "validate the signatures of a PDF or CMS file (JSON report)"},
     {"config", cmd_config, "config check: does every file of the home load"},
 };
 

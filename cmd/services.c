@@ -24,6 +24,7 @@
 #include "sign/csc.h"
 #include "sign/csc_http.h"
 #include "sign/usage.h"
+#include "sign/validate_http.h"
 #include "tsa/tsa.h"
 #include "tsa/tsa_http.h"
 
@@ -57,14 +58,17 @@ struct qtsp_services {
     qtsp_notify *notify;
     char policies_dir[QTSP_PATH_MAX];
     char secrets_dir[QTSP_PATH_MAX];
-    qtsp_periodic *sweeper; /* hold-lapse sweeper (leader only) */
-    qtsp_archive *archive;  /* signed documents (sign/archive.h) */
-    qtsp_periodic *anchor;  /* audit anchoring (leader only) */
-    qtsp_periodic *trim;    /* store pages dropped from the resident set (every process) */
-    qtsp_usage *usage;      /* packages, relying parties, history (sign/usage.h) */
-    qtsp_csc *csc;          /* remote signing (sign/csc.h) */
-    qtsp_api *csc_api;      /* /csc/v2/ */
-    qtsp_api *signer_api;   /* /api/v1/ (the signer's own data) */
+    qtsp_periodic *sweeper;    /* hold-lapse sweeper (leader only) */
+    qtsp_archive *archive;     /* signed documents (sign/archive.h) */
+    qtsp_periodic *anchor;     /* audit anchoring (leader only) */
+    qtsp_periodic *trim;       /* store pages dropped from the resident set (every process) */
+    qtsp_usage *usage;         /* packages, relying parties, history (sign/usage.h) */
+    qtsp_csc *csc;             /* remote signing (sign/csc.h) */
+    qtsp_api *csc_api;         /* /csc/v2/ */
+    qtsp_api *signer_api;      /* /api/v1/ (the signer's own data) */
+    qtsp_validator *validator; /* POST /api/v1/validate (sign/validate.h) */
+    qtsp_validate_store vstore;
+    qtsp_validate_http vhttp;
     int leader;
 };
 
@@ -217,6 +221,12 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
     TRY_OUT(
         add_route(s, (qtsp_route){"POST", "/tsa", 0, QTSP_TSA_MAX_QUERY,
                                   "application/timestamp-query", qtsp_tsa_http, s->tsa, "tsa"}));
+    /* issue 18: signature validation, public; the body holds the file */
+    TRY_OUT(cmd_validator_open(app, &s->vstore, &s->validator));
+    s->vhttp = (qtsp_validate_http){s->validator, s->tsa};
+    TRY_OUT(add_route(s, (qtsp_route){"POST", "/api/v1/validate", 0, QTSP_VALIDATE_MAX_BODY,
+                                      "multipart/form-data", qtsp_validate_http_post, &s->vhttp,
+                                      "validate"}));
 out:
     if (rc != QTSP_OK) {
         qtsp_services_free(s);
@@ -372,6 +382,7 @@ void qtsp_services_free(qtsp_services *s)
     qtsp_csc_free(s->csc);
     qtsp_usage_free(s->usage);
     qtsp_ra_free(s->ra);
+    qtsp_validator_free(s->validator);
     qtsp_tsa_free(s->tsa);
     qtsp_ocsp_free(s->ocsp);
     qtsp_crl_publisher_free(s->crl);

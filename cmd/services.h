@@ -9,6 +9,7 @@
 #include "cmd/app.h"
 #include "core/http.h"
 #include "sign/archive.h"
+#include "sign/validate.h"
 
 typedef struct qtsp_services qtsp_services;
 
@@ -33,5 +34,12 @@ qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out) QTSP_MUST_USE;
  * policies/archive.yaml (the shipped one for a home made before it existed).
  * cmd/sign_doc.c. */
 qtsp_status cmd_archive_open(qtsp_app *app, qtsp_archive **out) QTSP_MUST_USE;
+
+/* The signature validator of app's home: trust anchors from
+ * policies/trust.yaml, the home's issuing CA, TSA and OCSP certificates to
+ * build chains, our store as the status source through st (filled here;
+ * it must outlive the validator). cmd/validate_cmd.c. */
+qtsp_status cmd_validator_open(qtsp_app *app, qtsp_validate_store *st,
+                               qtsp_validator **out) QTSP_MUST_USE;
 
 #endif

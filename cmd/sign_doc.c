@@ -21,6 +21,7 @@
 #include "cmd/services.h"
 #include "core/clock.h"
 #include "core/config.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "sign/ades.h"
 #include "sign/archive.h"
@@ -45,29 +46,6 @@ static int usage(FILE *f)
             "Time-stamps and OCSP answers come from this home's TSA and responder.\n"
             "--repeat N signs N times and prints the median and p90 time in ms.\n");
     return f == stdout ? 0 : 2;
-}
-
-static qtsp_status read_file(const char *path, unsigned char **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    ENSURE(f != NULL, QTSP_ERR_IO, "cannot open %s", path);
-    struct stat st;
-    qtsp_status rc = QTSP_OK;
-    unsigned char *p = NULL;
-    ENSURE_OUT(fstat(fileno(f), &st) == 0 && st.st_size >= 0 &&
-                   (size_t)st.st_size <= QTSP_ADES_MAX_DOC,
-               QTSP_ERR_TOO_BIG, "%s: larger than %zu bytes", path, QTSP_ADES_MAX_DOC);
-    p = malloc((size_t)st.st_size + 1);
-    ENSURE_OUT(p != NULL, QTSP_ERR_NOMEM, "out of memory");
-    ENSURE_OUT(fread(p, 1, (size_t)st.st_size, f) == (size_t)st.st_size, QTSP_ERR_IO,
-               "cannot read %s", path);
-    *out = p;
-    *len = (size_t)st.st_size;
-    p = NULL;
-out:
-    free(p);
-    fclose(f);
-    return rc;
 }
 
 /* The credential's certificate and its signing key (qtsp_subkey_open). */
@@ -259,7 +237,7 @@ int cmd_sign_doc(int argc, char **argv)
                    sk_X509_push(extra, app.ocsp) > 0,
                QTSP_ERR_NOMEM, "out of memory");
     for (int i = 0; i < n_in; i++) {
-        TRY_OUT(read_file(ins[i], &docs[i], &objs[i].len));
+        TRY_OUT(qtsp_file_read(ins[i], QTSP_ADES_MAX_DOC, &docs[i], &objs[i].len));
         objs[i].data = docs[i];
         objs[i].uri = n_in == 1 && name ? name : base_name(ins[i]);
         objs[i].mime = guess_mime(objs[i].uri);

@@ -2,6 +2,7 @@
 #include "core/file.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,4 +42,29 @@ qtsp_status qtsp_file_write_atomic(const char *path, const void *data, size_t le
         FAIL(QTSP_ERR_IO, "cannot write %s: %s", path, strerror(err));
     }
     return QTSP_OK;
+}
+
+qtsp_status qtsp_file_read(const char *path, size_t max, unsigned char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    ENSURE(f != NULL, QTSP_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    struct stat st;
+    qtsp_status rc = QTSP_OK;
+    unsigned char *p = NULL;
+    ENSURE_OUT(fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode), QTSP_ERR_IO,
+               "%s is not a regular file", path);
+    ENSURE_OUT(st.st_size >= 0 && (uint64_t)st.st_size <= max, QTSP_ERR_TOO_BIG,
+               "%s: larger than %zu bytes", path, max);
+    p = malloc((size_t)st.st_size + 1);
+    ENSURE_OUT(p != NULL, QTSP_ERR_NOMEM, "out of memory");
+    ENSURE_OUT(fread(p, 1, (size_t)st.st_size, f) == (size_t)st.st_size, QTSP_ERR_IO,
+               "cannot read %s", path);
+    p[st.st_size] = '\0';
+    *out = p;
+    *len = (size_t)st.st_size;
+    p = NULL;
+out:
+    free(p);
+    fclose(f);
+    return rc;
 }

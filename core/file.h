@@ -1,4 +1,5 @@
-/* Files written whole: a new version appears at once or not at all. */
+/* Files written whole (a new version appears at once or not at all) and
+ * read whole. */
 #ifndef QTSP_CORE_FILE_H
 #define QTSP_CORE_FILE_H
 
@@ -13,5 +14,12 @@
  * file is removed). Thread-safe. */
 qtsp_status qtsp_file_write_atomic(const char *path, const void *data, size_t len,
                                    mode_t mode) QTSP_MUST_USE;
+
+/* Reads the whole regular file path (at most max bytes) into a malloc'd
+ * buffer *out (NUL-terminated, not counted in *len; the caller frees).
+ * QTSP_ERR_IO (cannot open or read), QTSP_ERR_TOO_BIG (larger than max),
+ * QTSP_ERR_NOMEM. *out and *len are written only on success. */
+qtsp_status qtsp_file_read(const char *path, size_t max, unsigned char **out,
+                           size_t *len) QTSP_MUST_USE;
 
 #endif

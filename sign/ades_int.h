@@ -47,6 +47,19 @@ typedef struct ades_cms_req {
 qtsp_status ades_cms_sign(const qtsp_ades_services *sv, const qtsp_ades_signer *s,
                           const ades_cms_req *r, qtsp_buf *out) QTSP_MUST_USE;
 
+/* From a SignedData (cms, DER; its first SignerInfo complete up to its
+ * unsigned attributes): the ATSHashIndexV3 (hashIndAlgorithm SHA-256 by
+ * default, so absent) appended to idx, and the SHA-256 imprint of the
+ * archive-time-stamp-v3 (EN 319 122-1 5.5.3): eContentType || H(content)
+ * || SignerInfo's version, sid, digestAlgorithm, signedAttrs,
+ * signatureAlgorithm, signature || ATSHashIndexV3. Unsigned attributes
+ * that are archive-time-stamp-v3 are left out of the index, so the
+ * validator (sign/validate.c) recomputes what the signer time-stamped.
+ * QTSP_ERR_INVALID when cms does not parse. */
+qtsp_status ades_ats_v3_imprint(const unsigned char *cms, size_t cms_len,
+                                const unsigned char content_hash[32], qtsp_buf *idx,
+                                unsigned char imprint[32]) QTSP_MUST_USE;
+
 /* The certificates a B-LT signature carries for its verifier: the chain
  * of s, then sv->extra_certs, each once, the signer's own excluded. The
  * stack is the caller's (sk_X509_free; certificates are borrowed). */

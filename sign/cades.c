@@ -126,16 +126,11 @@ static void hash_entry(qtsp_der_w *w, const qtsp_der_r *a, const qtsp_der_r *b)
         qtsp_der_tlv(w, QTSP_DER_OCTET_STRING, h, sizeof h);
 }
 
-/* From a detached SignedData (cms, its one SignerInfo complete up to its
- * unsigned attributes): the ATSHashIndexV3 (hashIndAlgorithm SHA-256 by
- * default, so absent) into idx, and the SHA-256 imprint of the
- * archive-time-stamp-v3 (EN 319 122-1 5.5.3): eContentType || H(content)
- * || SignerInfo's version, sid, digestAlgorithm, signedAttrs,
- * signatureAlgorithm, signature || ATSHashIndexV3. */
-static qtsp_status ats_v3_imprint(const qtsp_buf *cms, const unsigned char content_hash[32],
-                                  qtsp_buf *idx, unsigned char imprint[32])
+qtsp_status ades_ats_v3_imprint(const unsigned char *cms, size_t cms_len,
+                                const unsigned char content_hash[32], qtsp_buf *idx,
+                                unsigned char imprint[32])
 {
-    qtsp_der_r r = {cms->data, cms->len}, ci, sd0, sd, certs = {0}, crls = {0}, sis, si;
+    qtsp_der_r r = {cms, cms_len}, ci, sd0, sd, certs = {0}, crls = {0}, sis, si;
     qtsp_der_r f[6];
     ENSURE(qtsp_der_get(&r, QTSP_DER_SEQUENCE, &ci, NULL) == QTSP_OK &&
                qtsp_der_get(&ci, QTSP_DER_OID, NULL, NULL) == QTSP_OK &&
@@ -144,7 +139,7 @@ static qtsp_status ats_v3_imprint(const qtsp_buf *cms, const unsigned char conte
                qtsp_der_get(&sd, QTSP_DER_INTEGER, NULL, NULL) == QTSP_OK &&
                qtsp_der_get(&sd, QTSP_DER_SET, NULL, NULL) == QTSP_OK &&
                qtsp_der_get(&sd, QTSP_DER_SEQUENCE, NULL, NULL) == QTSP_OK,
-           QTSP_ERR_INTERNAL, "own SignedData does not parse");
+           QTSP_ERR_INVALID, "SignedData does not parse");
     if (qtsp_der_peek(&sd) == QTSP_DER_CTX_C(0))
         TRY(qtsp_der_get(&sd, QTSP_DER_CTX_C(0), &certs, NULL));
     if (qtsp_der_peek(&sd) == QTSP_DER_CTX_C(1))
@@ -171,8 +166,11 @@ static qtsp_status ats_v3_imprint(const qtsp_buf *cms, const unsigned char conte
         qtsp_der_r ua, attr, type, vals, v;
         TRY(qtsp_der_get(&si, QTSP_DER_CTX_C(1), &ua, NULL));
         while (ua.n && qtsp_der_get(&ua, QTSP_DER_SEQUENCE, &attr, NULL) == QTSP_OK) {
-            TRY(qtsp_der_get(&attr, QTSP_DER_OID, NULL, &type));
+            qtsp_der_r oid;
+            TRY(qtsp_der_get(&attr, QTSP_DER_OID, &oid, &type));
             TRY(qtsp_der_get(&attr, QTSP_DER_SET, &vals, NULL));
+            if (oid.n == sizeof OID_ATS_V3 && memcmp(oid.p, OID_ATS_V3, oid.n) == 0)
+                continue; /* the archive time-stamp itself (validation) */
             while (vals.n && qtsp_der_next(&vals, NULL, NULL, &v) == QTSP_OK)
                 hash_entry(&w, &type, &v);
         }
@@ -304,7 +302,7 @@ qtsp_status ades_cms_sign(const qtsp_ades_services *sv, const qtsp_ades_signer *
         qtsp_der_w_init_buf(&w, &tmp);
         TRY_OUT(qtsp_cms_write(cs, &p, &w));
         TRY_OUT(qtsp_der_w_finish(&w, NULL));
-        TRY_OUT(ats_v3_imprint(&tmp, ch, &idx, imprint));
+        TRY_OUT(ades_ats_v3_imprint(tmp.data, tmp.len, ch, &idx, imprint));
         qtsp_buf_reset(&tok);
         TRY_OUT(ades_timestamp(sv, imprint, &tok));
         qtsp_buf_reset(&tmp);
