@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/codec.h"
 #include "core/multipart.h"
 #include "sign/ades_int.h"
 
@@ -33,9 +34,10 @@ static json_t *b64_json(const unsigned char *p, size_t n)
 {
     size_t cap = 4 * ((n + 2) / 3) + 1;
     char *s = malloc(cap);
-    if (!s)
+    if (!s || qtsp_base64_encode(p, n, s, cap) != QTSP_OK) {
+        free(s);
         return NULL;
-    EVP_EncodeBlock((unsigned char *)s, p, (int)n);
+    }
     json_t *j = json_string(s);
     free(s);
     return j;
