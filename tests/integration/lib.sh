@@ -67,6 +67,16 @@ issue() {
   echo "$s"
 }
 
+# cli_credential HOME NATIONAL_ID GIVEN: enrols a subject and issues its
+# certificate from the command line (no server needed); prints the serial
+cli_credential() {
+  printf '{"given_name":"%s","surname":"Test","country":"DE","national_id":"%s","email":"a@example.de","phone":"+49151%s","package":"free"}' \
+    "$3" "$2" "${2:0:7}" >"$T_DIR/subj.json"
+  local sid
+  sid=$("$QTSP_BIN" subject add --home "$1" --json "$T_DIR/subj.json" 2>/dev/null | jq -r .subject_id)
+  "$QTSP_BIN" issue --home "$1" "$sid" 2>/dev/null | jq -r .serial
+}
+
 # stop_server: SIGTERM, wait, echo the exit status
 stop_server() {
   [[ -n $SERVER_PID ]] || return 0

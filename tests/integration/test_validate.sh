@@ -64,13 +64,7 @@ cat >>"$H/policies/trust.yaml" <<EOF
     revocation: none
 EOF
 
-credential() { # NATIONAL_ID GIVEN: prints the serial
-  printf '{"given_name":"%s","surname":"Test","country":"DE","national_id":"%s","email":"a@example.de","phone":"+49151%s","package":"free"}' \
-    "$2" "$1" "${1:0:7}" >"$T_DIR/subj.json"
-  local sid
-  sid=$("$QTSP_BIN" subject add --home "$H" --json "$T_DIR/subj.json" 2>/dev/null | jq -r .subject_id)
-  "$QTSP_BIN" issue --home "$H" "$sid" 2>/dev/null | jq -r .serial
-}
+credential() { cli_credential "$H" "$@"; } # NATIONAL_ID GIVEN: prints the serial
 ANNA=$(credential 1234567890 Anna)
 BERT=$(credential 2345678901 Bert)
 CARL=$(credential 3456789012 Carl)

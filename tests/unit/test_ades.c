@@ -26,6 +26,7 @@
 #include "sign/ades.h"
 #include "sign/xml.h"
 #include "tests/lib/qtest.h"
+#include "tests/lib/qtest_ades.h"
 #include "tests/lib/qtest_ocsp_mem.h"
 
 #define NEED(cond)                                                                                 \
@@ -36,23 +37,32 @@
         }                                                                                          \
     } while (0)
 
-static EVP_PKEY *g_root_key, *g_ca_key, *g_tsa_key, *g_resp_key, *g_signer_key;
-static X509 *g_root, *g_ca, *g_tsa_cert, *g_resp, *g_signer, *g_revoked;
-static qtsp_tsa *g_tsa;
-static qtsp_ocsp *g_ocsp;
-static STACK_OF(X509) * g_chain, *g_extra, *g_tsa_chain;
-static qtsp_ades_services g_sv;
-static qtsp_ades_signer g_s;
-static qtest_ocsp_mem g_mem;
+/* the shared world (tests/lib/qtest_ades.h) under this file's names */
+static qtest_ades_env E;
+#define g_root_key (E.root_key)
+#define g_ca_key (E.ca_key)
+#define g_signer_key (E.signer_key)
+#define g_root (E.root)
+#define g_ca (E.ca)
+#define g_tsa_cert (E.tsa_cert)
+#define g_resp (E.resp)
+#define g_signer (E.signer)
+#define g_tsa (E.tsa)
+#define g_ocsp (E.ocsp)
+#define g_chain (E.chain)
+#define g_extra (E.extra)
+#define g_sv (E.sv)
+#define g_s (E.s)
+#define g_pdf (E.pdf)
+#define g_pdf_len (E.pdf_len)
+#define g_pdf_xref (E.pdf_xref)
+static X509 *g_revoked;
 static qtest_ocsp_mem_entry g_tab[2] = {
     {{0x51}, 1, {.state = QTSP_CERT_VALID}},
     {{0x52}, 1, {.state = QTSP_CERT_REVOKED, .reason = 1, .revoked_at = 1000}},
 };
 
 static const unsigned char DOC[] = "a contract, any bytes: \x00\x01\x02 and more";
-/* a one-page PDF with a classic cross-reference table (offsets filled in setup) */
-static char g_pdf[2048];
-static size_t g_pdf_len, g_pdf_xref;
 
 /* Where needle last occurs in b (binary-safe), or NULL. */
 static const char *find_last(const qtsp_buf *b, size_t from, const char *needle)
@@ -68,129 +78,19 @@ static const char *find_last(const qtsp_buf *b, size_t from, const char *needle)
     return last;
 }
 
-static void add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
-{
-    X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
-    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-    NEED(ext != NULL);
-    X509_add_ext(cert, ext, -1);
-    X509_EXTENSION_free(ext);
-}
-
-/* eku: NULL (a CA when is_ca, else a signer), "timeStamping", "OCSPSigning" */
-static X509 *make_cert(const char *cn, EVP_PKEY *key, X509 *issuer, EVP_PKEY *ikey, long serial,
-                       int is_ca, const char *eku)
-{
-    X509 *c = X509_new();
-    X509_set_version(c, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(c), serial);
-    X509_gmtime_adj(X509_getm_notBefore(c), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(c), 86400L * 365);
-    X509_NAME *n = X509_NAME_new();
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-    X509_set_subject_name(c, n);
-    X509_set_issuer_name(c, issuer ? X509_get_subject_name(issuer) : n);
-    X509_NAME_free(n);
-    X509_set_pubkey(c, key);
-    X509 *iss = issuer ? issuer : c;
-    if (is_ca) {
-        add_ext(c, iss, NID_basic_constraints, "critical,CA:TRUE");
-        add_ext(c, iss, NID_key_usage, "critical,keyCertSign,cRLSign");
-    } else {
-        add_ext(c, iss, NID_key_usage, "critical,digitalSignature,nonRepudiation");
-        if (eku)
-            add_ext(c, iss, NID_ext_key_usage, eku);
-        if (eku && strcmp(eku, "OCSPSigning") == 0)
-            add_ext(c, iss, NID_id_pkix_OCSP_noCheck, "ignored"); /* RFC 6960 4.2.2.2.1 */
-    }
-    add_ext(c, iss, NID_subject_key_identifier, "hash");
-    NEED(X509_sign(c, ikey ? ikey : key, EVP_sha256()) > 0);
-    return c;
-}
-
-static int synced(void *ctx)
-{
-    (void)ctx;
-    return 1;
-}
-
 static int setup(void)
 {
-    g_root_key = EVP_EC_gen("P-256");
-    g_ca_key = EVP_EC_gen("P-256");
-    g_tsa_key = EVP_EC_gen("P-256");
-    g_resp_key = EVP_EC_gen("P-256");
-    g_signer_key = EVP_EC_gen("P-256");
-    NEED(g_root_key && g_ca_key && g_tsa_key && g_resp_key && g_signer_key);
-    g_root = make_cert("ades root", g_root_key, NULL, NULL, 1, 1, NULL);
-    g_ca = make_cert("ades issuing CA", g_ca_key, g_root, g_root_key, 2, 1, NULL);
-    g_tsa_cert =
-        make_cert("ades TSU", g_tsa_key, g_root, g_root_key, 3, 0, "critical,timeStamping");
-    g_resp = make_cert("ades OCSP", g_resp_key, g_ca, g_ca_key, 4, 0, "OCSPSigning");
-    g_signer = make_cert("ades signer", g_signer_key, g_ca, g_ca_key, 0x51, 0, NULL);
-    g_revoked = make_cert("ades revoked", g_signer_key, g_ca, g_ca_key, 0x52, 0, NULL);
-
-    char pol[1024];
-    snprintf(pol, sizeof pol, "%s/policies/tsa.yaml", qtest_src_dir());
-    g_tsa_chain = sk_X509_new_null();
-    NEED(g_tsa_chain && sk_X509_push(g_tsa_chain, g_root) > 0);
-    if (qtsp_tsa_new(pol, g_tsa_cert, g_tsa_chain, qtest_key(g_tsa_key), NULL, &g_tsa) != QTSP_OK) {
-        fprintf(stderr, "qtsp_tsa_new: %s\n", qtsp_err_message());
+    if (qtest_ades_env_setup(&E, "ades", g_tab, 2, 0) != 0)
         return 1;
-    }
-    qtsp_tsa_set_sync_check(g_tsa, synced, NULL);
-    g_mem = (qtest_ocsp_mem){g_tab, 2, 1, 0, 0, 0};
-    qtsp_ocsp_source src;
-    qtest_ocsp_mem_source(&g_mem, &src);
-    if (qtsp_ocsp_new_source(NULL, g_ca, g_resp, qtest_key(g_resp_key), &src, &g_ocsp) != QTSP_OK) {
-        fprintf(stderr, "qtsp_ocsp_new: %s\n", qtsp_err_message());
-        return 1;
-    }
-    g_chain = sk_X509_new_null();
-    g_extra = sk_X509_new_null();
-    NEED(g_chain && g_extra && sk_X509_push(g_chain, g_ca) > 0 &&
-         sk_X509_push(g_chain, g_root) > 0 && sk_X509_push(g_extra, g_tsa_cert) > 0 &&
-         sk_X509_push(g_extra, g_resp) > 0);
-    g_sv = (qtsp_ades_services){g_tsa, g_ocsp, g_ca, g_extra, NULL};
-    g_s = (qtsp_ades_signer){qtest_key(g_signer_key), g_signer, g_chain, {0}};
-    NEED(qtsp_key_sigalg(g_s.key, EVP_sha256(), &g_s.alg) == QTSP_OK);
-
-    /* the PDF, with exact offsets */
-    const char *objs[] = {
-        "1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n",
-        "2 0 obj\n<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n",
-        "3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>\nendobj\n",
-    };
-    size_t off[3], n = (size_t)snprintf(g_pdf, sizeof g_pdf, "%%PDF-1.4\n");
-    for (int i = 0; i < 3; i++) {
-        off[i] = n;
-        n += (size_t)snprintf(g_pdf + n, sizeof g_pdf - n, "%s", objs[i]);
-    }
-    size_t xref = n;
-    n += (size_t)snprintf(g_pdf + n, sizeof g_pdf - n,
-                          "xref\n0 4\n0000000000 65535 f \n%010zu 00000 n \n%010zu 00000 n \n"
-                          "%010zu 00000 n \ntrailer\n<< /Size 4 /Root 1 0 R >>\nstartxref\n%zu\n"
-                          "%%%%EOF\n",
-                          off[0], off[1], off[2], xref);
-    g_pdf_len = n;
-    g_pdf_xref = xref;
+    g_revoked = qtest_ades_cert("ades revoked", g_signer_key, g_ca, g_ca_key, 0x52, 0, NULL, -3600,
+                                86400L * 365);
     return 0;
 }
 
 static void teardown(void)
 {
-    qtsp_tsa_free(g_tsa);
-    qtsp_ocsp_free(g_ocsp);
-    sk_X509_free(g_chain);
-    sk_X509_free(g_extra);
-    sk_X509_free(g_tsa_chain);
-    X509 *c[] = {g_root, g_ca, g_tsa_cert, g_resp, g_signer, g_revoked};
-    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
-        X509_free(c[i]);
-    EVP_PKEY *k[] = {g_root_key, g_ca_key, g_tsa_key, g_resp_key, g_signer_key};
-    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
-        EVP_PKEY_free(k[i]);
+    X509_free(g_revoked);
+    qtest_ades_env_teardown(&E);
 }
 
 static CMS_ContentInfo *parse_cms(const unsigned char *p, size_t n)
