@@ -6,6 +6,7 @@
 #include <openssl/objects.h>
 #include <openssl/rsa.h>
 #include <openssl/sha.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,7 @@ struct qtsp_csc {
     int64_t token_life_s, sad_life_s, max_hashes;
     int64_t login_max, login_lock_s;
     int64_t otp_window, otp_max, otp_lock_s;
+    _Atomic int64_t purged_at_ms; /* the last purge (qtsp_csc_purge) */
 };
 
 /* ---- policy ---- */
@@ -422,8 +424,8 @@ static qtsp_status pss_params(const char *b64, qtsp_sigalg *alg, int *hash_nid)
                    pp->maskGenAlgorithm->parameter &&
                    pp->maskGenAlgorithm->parameter->type == V_ASN1_SEQUENCE,
                QTSP_ERR_INVALID, "signAlgoParams: maskGenAlgorithm must be MGF1 with a SHA-2 hash");
-    mgf_hash = ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(X509_ALGOR),
-                                         pp->maskGenAlgorithm->parameter);
+    mgf_hash =
+        ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(X509_ALGOR), pp->maskGenAlgorithm->parameter);
     const hash_alg *mh = mgf_hash ? hash_by_nid(OBJ_obj2nid(mgf_hash->algorithm)) : NULL;
     ENSURE_OUT(mh != NULL, QTSP_ERR_INVALID,
                "signAlgoParams: maskGenAlgorithm must be MGF1 with a SHA-2 hash");
@@ -1325,11 +1327,19 @@ qtsp_status qtsp_csc_history(qtsp_csc *c, const char *user_id, json_t **out)
     return qtsp_usage_history(c->usage, user_id, 0, out);
 }
 
+/* Ended sessions and SADs, found in a read transaction (the write lock is
+ * taken only when there is something to delete), at most once a minute per
+ * process: the sweeper calls every second. */
+#define PURGE_EVERY_MS 60000
+
 typedef struct purge_ctx {
     int64_t now_ms;
-    size_t max, n;
+    size_t max, total, n[2];
+    int t; /* 0 sessions, 1 SADs */
     char (*keys)[KEY_HEX];
 } purge_ctx;
+
+static const qtsp_table k_purged[2] = {QTSP_T_SESSIONS, QTSP_T_SADS};
 
 static qtsp_status purge_visit(void *ctx, const void *key, size_t klen, const void *val,
                                size_t vlen, int *stop)
@@ -1342,38 +1352,49 @@ static qtsp_status purge_visit(void *ctx, const void *key, size_t klen, const vo
     json_t *o = json_loadb((const char *)v + 1, vlen - 1, 0, &err);
     /* a SAD is kept a minute past its end, so a late replay reads "expired" */
     if (o && jint(o, "expires_ms") + 60000 < p->now_ms) {
-        memcpy(p->keys[p->n], key, klen);
-        p->keys[p->n][klen] = '\0';
-        if (++p->n == p->max)
-            *stop = 1;
+        memcpy(p->keys[p->total], key, klen);
+        p->keys[p->total++][klen] = '\0';
+        p->n[p->t]++;
     }
     json_decref(o);
+    if (p->total == p->max)
+        *stop = 1;
     return QTSP_OK;
 }
 
 static qtsp_status purge_txn(qtsp_txn *txn, void *vctx)
 {
     purge_ctx *p = vctx;
-    p->n = 0;
-    static const qtsp_table tables[] = {QTSP_T_SESSIONS, QTSP_T_SADS};
-    for (size_t t = 0; t < 2; t++) {
-        size_t from = p->n;
-        if (p->n < p->max)
-            TRY(qtsp_txn_iter(txn, tables[t], NULL, 0, purge_visit, p));
-        for (size_t i = from; i < p->n; i++)
-            TRY(qtsp_txn_del(txn, tables[t], p->keys[i], strlen(p->keys[i])));
-    }
+    size_t k = 0;
+    for (int t = 0; t < 2; t++)
+        for (size_t i = 0; i < p->n[t]; i++, k++) {
+            qtsp_status rc = qtsp_txn_del(txn, k_purged[t], p->keys[k], strlen(p->keys[k]));
+            if (rc == QTSP_ERR_NOT_FOUND) /* another process purged it */
+                continue;
+            TRY(rc);
+        }
     return QTSP_OK;
 }
 
 qtsp_status qtsp_csc_purge(qtsp_csc *c, time_t now, size_t max, size_t *n)
 {
     ENSURE(max >= 1 && max <= 100000, QTSP_ERR_INVALID, "purge: 1..100000 per call");
-    purge_ctx p = {(int64_t)now * 1000, max, 0, calloc(max, KEY_HEX)};
+    *n = 0;
+    int64_t last = atomic_load(&c->purged_at_ms), now_ms = (int64_t)now * 1000;
+    if (last && now_ms - last < PURGE_EVERY_MS)
+        return QTSP_OK;
+    atomic_store(&c->purged_at_ms, now_ms);
+    purge_ctx p = {.now_ms = now_ms, .max = max, .keys = calloc(max, KEY_HEX)};
     ENSURE(p.keys != NULL, QTSP_ERR_NOMEM, "out of memory");
-    qtsp_status rc = qtsp_store_write(c->store, purge_txn, &p);
+    qtsp_txn *txn = NULL;
+    qtsp_status rc = qtsp_store_begin(c->store, 0, &txn);
+    for (p.t = 0; rc == QTSP_OK && p.t < 2 && p.total < max; p.t++)
+        rc = qtsp_txn_iter(txn, k_purged[p.t], NULL, 0, purge_visit, &p);
+    qtsp_txn_abort(txn);
+    if (rc == QTSP_OK && p.total)
+        rc = qtsp_store_write(c->store, purge_txn, &p);
     free(p.keys);
     if (rc == QTSP_OK)
-        *n = p.n;
+        *n = p.total;
     return rc;
 }

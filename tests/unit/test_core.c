@@ -121,6 +121,19 @@ static void test_codec_rfc4648_vectors_and_canonical_decoding(void)
     CU_ASSERT_STRING_EQUAL(out, "Zm9vYmFy");
     qtsp_base64url_encode((const unsigned char *)"\xfb\xff", 2, out, sizeof out);
     CU_ASSERT_STRING_EQUAL(out, "-_8");
+    /* RFC 4648 10: standard alphabet with padding */
+    static const char *const std[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
+                                      "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    for (size_t i = 0; i <= 6; i++) {
+        CU_ASSERT_EQUAL(qtsp_base64_encode((const unsigned char *)"foobar", i, out, sizeof out),
+                        QTSP_OK);
+        CU_ASSERT_STRING_EQUAL(out, std[i]);
+    }
+    CU_ASSERT_EQUAL(qtsp_base64_encode((const unsigned char *)"\xfb\xff", 2, out, sizeof out),
+                    QTSP_OK);
+    CU_ASSERT_STRING_EQUAL(out, "+/8=");
+    CU_ASSERT_EQUAL(qtsp_base64_encode((const unsigned char *)"foo", 3, out, 4), QTSP_ERR_TOO_BIG);
+    qtsp_err_clear();
     unsigned char b[16];
     size_t n = 0;
     const unsigned all = QTSP_B64_STD | QTSP_B64_URL | QTSP_B64_PADDING;

@@ -573,6 +573,34 @@ static void test_csc_list_and_info_show_own_credentials_only(void)
     signer_done(&b);
 }
 
+static void test_csc_purge_removes_ended_sessions_and_sads(void)
+{
+    signer a;
+    issue(g_ra, "7001010011", &a);
+    char *tok = login(&a, a.password), otp[7], *sad = NULL;
+    unsigned char dg[32];
+    json_t *h = digests("p", 1, dg);
+    advance(30);
+    code_at(&a, 0, otp);
+    CU_ASSERT_EQUAL_FATAL(authorize(&a, a.cred, h, otp, &sad), QTSP_OK);
+    size_t n = 0;
+    advance(7200);
+    CU_ASSERT_EQUAL(qtsp_csc_purge(g_csc, (time_t)(g_now_ms / 1000), 1000, &n), QTSP_OK);
+    CU_ASSERT(n >= 2); /* this test's token and SAD, and what earlier tests left */
+    json_t *sigs = NULL;
+    CU_ASSERT_EQUAL(sign_hash(&a, a.cred, sad, h, "1.2.840.10045.4.3.2", NULL, NULL, &sigs),
+                    QTSP_ERR_INVALID);
+    CU_ASSERT_STRING_EQUAL(qtsp_err_what(), "SAD: unknown");
+    qtsp_err_clear();
+    /* at most once a minute */
+    CU_ASSERT_EQUAL(qtsp_csc_purge(g_csc, (time_t)(g_now_ms / 1000) + 1, 1000, &n), QTSP_OK);
+    CU_ASSERT_EQUAL(n, 0);
+    free(tok);
+    free(sad);
+    json_decref(h);
+    signer_done(&a);
+}
+
 static int suite_init(void)
 {
     const char *d = qtest_tmpdir("csc");
@@ -658,6 +686,7 @@ int main(void)
         QTEST(test_csc_free_package_signs_three_then_429_and_history),
         QTEST(test_csc_password_change_and_reset),
         QTEST(test_csc_list_and_info_show_own_credentials_only),
+        QTEST(test_csc_purge_removes_ended_sessions_and_sads),
     };
     int rc = qtest_run("csc", cases, sizeof cases / sizeof cases[0]);
     suite_clean();
