@@ -1322,9 +1322,9 @@ qtsp_status qtsp_csc_reset(qtsp_csc *c, const char *actor, const char *user_id, 
 
 /* ---- history, housekeeping ---- */
 
-qtsp_status qtsp_csc_history(qtsp_csc *c, const char *user_id, json_t **out)
+qtsp_status qtsp_csc_history(qtsp_csc *c, const char *user_id, size_t limit, json_t **out)
 {
-    return qtsp_usage_history(c->usage, user_id, 0, out);
+    return qtsp_usage_history(c->usage, user_id, limit, out);
 }
 
 /* Ended sessions and SADs, found in a read transaction (the write lock is

@@ -110,8 +110,10 @@ qtsp_status qtsp_csc_password_change(qtsp_csc *c, const char *user_id, const cha
 qtsp_status qtsp_csc_reset(qtsp_csc *c, const char *actor, const char *user_id,
                            json_t **out) QTSP_MUST_USE;
 
-/* GET /api/v1/history: the signer's signings (qtsp_usage_history). */
-qtsp_status qtsp_csc_history(qtsp_csc *c, const char *user_id, json_t **out) QTSP_MUST_USE;
+/* GET /api/v1/history: the signer's signings, newest first, at most limit
+ * (0 = all; qtsp_usage_history). */
+qtsp_status qtsp_csc_history(qtsp_csc *c, const char *user_id, size_t limit,
+                             json_t **out) QTSP_MUST_USE;
 
 /* Deletes sessions and SADs that expired before now (seconds), at most max
  * per call; *n how many. For the leader's sweeper. */

@@ -5,6 +5,7 @@
 
 #include <openssl/crypto.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -197,12 +198,21 @@ static qtsp_status h_sign_hash(void *ctx, const qtsp_api_req *req, qtsp_http_res
     return qtsp_api_reply(resp, 200, o);
 }
 
+/* ?limit=N: the newest N (1..100000); all without it. */
 static qtsp_status h_history(void *ctx, const qtsp_api_req *req, qtsp_http_resp *resp)
 {
-    static const char *const none[] = {NULL};
-    TRY(qtsp_api_query_allow(req, none));
+    static const char *const allowed[] = {"limit", NULL};
+    TRY(qtsp_api_query_allow(req, allowed));
+    const char *l = qtsp_api_query(req, "limit");
+    size_t limit = 0, n = l ? strlen(l) : 0;
+    if (l) {
+        ENSURE(n >= 1 && n <= 6 && strspn(l, "0123456789") == n, QTSP_ERR_INVALID,
+               "limit: 1 to 100000");
+        limit = (size_t)strtoul(l, NULL, 10);
+        ENSURE(limit >= 1 && limit <= 100000, QTSP_ERR_INVALID, "limit: 1 to 100000");
+    }
     json_t *o = NULL;
-    TRY(qtsp_csc_history(ctx, req->who->id, &o));
+    TRY(qtsp_csc_history(ctx, req->who->id, limit, &o));
     return qtsp_api_reply(resp, 200, o);
 }
 

@@ -194,6 +194,10 @@ api GET /api/v1/history "$TC" >"$W/hist.json"
 check_eq "history: 200" 200 "$(status)"
 check_eq "history: the three signatures" 3 "$(jq '[.signings[].hashes | length] | add' "$W/hist.json")"
 check_eq "history: only C's credential" "[\"$C_C\"]" "$(jq -c '[.signings[].credential] | unique' "$W/hist.json")"
+api GET "/api/v1/history?limit=1" "$TC" >"$W/hist1.json"
+check_eq "history?limit=1: the newest only" 1 "$(jq '.signings | length' "$W/hist1.json")"
+api GET "/api/v1/history?limit=0" "$TC" >/dev/null
+check_eq "history?limit=0: 400" 400 "$(status)"
 api GET /api/v1/history "" >/dev/null
 check_eq "history without a token: 401" 401 "$(status)"
 

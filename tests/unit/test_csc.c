@@ -478,7 +478,7 @@ static void test_csc_free_package_signs_three_then_429_and_history(void)
                     QTSP_ERR_QUOTA);
     qtsp_err_clear();
     json_t *hist = NULL;
-    CU_ASSERT_EQUAL_FATAL(qtsp_csc_history(g_csc, a.user_id, &hist), QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(qtsp_csc_history(g_csc, a.user_id, 0, &hist), QTSP_OK);
     CU_ASSERT_EQUAL(json_array_size(json_object_get(hist, "signings")), 1);
     json_decref(hist);
     /* nothing consumed: the same SAD, paid by a relying party, signs */
@@ -494,7 +494,7 @@ static void test_csc_free_package_signs_three_then_429_and_history(void)
         sign_hash(&a, a.cred, sad, h4, "1.2.840.10045.4.3.2", NULL, header, &sigs), QTSP_OK);
     CU_ASSERT(verify_all(a.pub, sigs, d4, 0));
     json_decref(sigs);
-    CU_ASSERT_EQUAL_FATAL(qtsp_csc_history(g_csc, a.user_id, &hist), QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(qtsp_csc_history(g_csc, a.user_id, 0, &hist), QTSP_OK);
     json_t *sg = json_object_get(hist, "signings");
     CU_ASSERT_EQUAL(json_array_size(sg), 2);
     CU_ASSERT_STRING_EQUAL(
