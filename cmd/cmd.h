@@ -29,4 +29,8 @@ int cmd_sign_doc(int argc, char **argv);
 /* validate: the signature validation report of a file (cmd/validate_cmd.c) */
 int cmd_validate(int argc, char **argv);
 
+/* rp add|list|report, signer package|quota|history (cmd/usage_cmds.c) */
+int cmd_rp(int argc, char **argv);
+int cmd_signer(int argc, char **argv);
+
 #endif

@@ -32,6 +32,8 @@ static const struct {
     {"sign", cmd_sign_doc, "sign a file as CAdES or PAdES with a credential's key (tests, bench)"},
     {"validate", cmd_validate, "validate the signatures of a PDF or CMS file (JSON report)"},
     {"config", cmd_config, "config check: does every file of the home load"},
+    {"rp", cmd_rp, "relying parties that pay for signings (add, list, report)"},
+    {"signer", cmd_signer, "a signer's package, quota and signing history"},
 };
 
 static void usage(FILE *f)

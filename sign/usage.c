@@ -776,3 +776,26 @@ qtsp_status qtsp_usage_set_package(qtsp_usage *u, const char *actor, const char 
     pkg_ctx c = {u, actor, user_id, package};
     return qtsp_store_write(u->st, set_package_txn, &c);
 }
+
+/* ---- staff reading the history ---- */
+
+typedef struct read_ctx {
+    const char *actor;
+    json_t *d;
+} read_ctx;
+
+static qtsp_status audit_read_txn(qtsp_txn *txn, void *vctx)
+{
+    read_ctx *c = vctx;
+    return qtsp_audit_append(txn, c->actor, "signer.history.read", c->d, NULL);
+}
+
+qtsp_status qtsp_usage_audit_read(qtsp_usage *u, const char *actor, const char *user_id, size_t n)
+{
+    ENSURE(id_ok(user_id, USER_ID_MAX), QTSP_ERR_INVALID, "user id: malformed");
+    read_ctx c = {actor, json_pack("{s:s,s:I}", "user_id", user_id, "signings", (json_int_t)n)};
+    ENSURE(c.d != NULL, QTSP_ERR_NOMEM, "out of memory");
+    qtsp_status rc = qtsp_store_write(u->st, audit_read_txn, &c);
+    json_decref(c.d);
+    return rc;
+}

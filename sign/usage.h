@@ -137,4 +137,9 @@ qtsp_status qtsp_usage_rp_report(qtsp_usage *u, const char *month, json_t **out)
 qtsp_status qtsp_usage_set_package(qtsp_usage *u, const char *actor, const char *user_id,
                                    const char *package) QTSP_MUST_USE;
 
+/* Records in the audit that actor read user_id's history (n signings
+ * shown): staff reading a signer's personal data. */
+qtsp_status qtsp_usage_audit_read(qtsp_usage *u, const char *actor, const char *user_id,
+                                  size_t n) QTSP_MUST_USE;
+
 #endif

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Packages, relying parties and the usage history from the command line
+# (issue 13, docs/csc.md "Packages, relying parties, history"):
+#  - qtsp rp add prints a secret once (the only stdout line), keeps only an
+#    argon2id hash, refuses a duplicate or a bad name and changes nothing;
+#  - qtsp rp list / report (text and JSON, --month), bad month refused;
+#  - qtsp signer package / quota / history on a signer issued from the CLI:
+#    a bad package name is refused and nothing changes, a change restarts
+#    the window; every change (and the history read) is in the audit.
+source "$(dirname "$0")/lib.sh"
+H=$T_DIR/home
+
+"$QTSP_BIN" init --home "$H" >/dev/null 2>&1 || { echo "init failed"; exit 1; }
+printf 'version: 1\nsize: 0\n' >"$H/policies/keypool.yaml"
+q() { "$QTSP_BIN" "$@" --home "$H"; }
+
+# ---- relying parties ----
+q rp add shop.example >"$T_DIR/rp.out" 2>"$T_DIR/rp.err"
+check_eq "rp add exits 0" 0 "$?"
+check_eq "rp add prints one line" 1 "$(wc -l <"$T_DIR/rp.out")"
+SECRET=$(cat "$T_DIR/rp.out")
+check "the secret is 43 characters of base64url" grep -Eqx '[A-Za-z0-9_-]{43}' "$T_DIR/rp.out"
+check_grep "rp add says the secret is shown once" "shown only now" "$T_DIR/rp.err"
+q rp add bank >"$T_DIR/rp2.out" 2>/dev/null
+check_not "a second relying party gets another secret" test "$(cat "$T_DIR/rp2.out")" == "$SECRET"
+
+q rp add shop.example >"$T_DIR/dup.out" 2>"$T_DIR/dup.err"
+check_eq "a duplicate name is refused" 1 "$?"
+check_eq "the refusal prints nothing on stdout" 0 "$(wc -c <"$T_DIR/dup.out")"
+check_grep "the refusal says why" '^qtsp: rp add: .*exists' "$T_DIR/dup.err"
+q rp add "bad name" >/dev/null 2>"$T_DIR/bad.err"
+check_eq "a bad name is refused" 1 "$?"
+check_grep "the bad name's error line" '^qtsp: rp add: name:' "$T_DIR/bad.err"
+q rp add >/dev/null 2>"$T_DIR/usage.err"
+check_eq "rp add without a name is a usage error" 2 "$?"
+
+q rp list >"$T_DIR/list.txt"
+check_grep "rp list shows shop.example" 'shop\.example$' "$T_DIR/list.txt"
+q rp list --json >"$T_DIR/list.json"
+check_eq "rp list --json lists both, by name" "bank shop.example" \
+  "$(jq -r '[.relying_parties[].name] | join(" ")' "$T_DIR/list.json")"
+check_not "no secret or hash in the list" grep -Eq "secret|$SECRET|argon2" "$T_DIR/list.json"
+
+# the stored record holds an argon2id hash, never the secret
+mdb_dump -s relying_parties -p "$H/store" >"$T_DIR/rps.dump" 2>/dev/null
+check_grep "the store keeps an argon2id hash" 'argon2id' "$T_DIR/rps.dump"
+check_not "the store does not keep the secret" grep -q -- "$SECRET" "$T_DIR/rps.dump"
+
+q rp report --json >"$T_DIR/report.json"
+check_eq "rp report: nothing paid yet" 0 "$(jq '.usage | length' "$T_DIR/report.json")"
+check_eq "rp report: the price per signature from packages.yaml" "0.25 EUR" \
+  "$(jq -r '"\(.price_per_signature) \(.currency)"' "$T_DIR/report.json")"
+q rp report --month 2026-12 >"$T_DIR/report.txt"
+check_grep "rp report text has its header" '^MONTH +SIGNATURES +AMOUNT +RELYING_PARTY' "$T_DIR/report.txt"
+q rp report --month 2026-13 >/dev/null 2>"$T_DIR/month.err"
+check_eq "a bad month is refused" 1 "$?"
+check_grep "the bad month's error line" '^qtsp: rp report: month: must be YYYY-MM' "$T_DIR/month.err"
+
+# ---- a signer ----
+printf '{"given_name":"Anna","surname":"Test","country":"DE","national_id":"1234567890","email":"a@example.de","phone":"+491511234567","package":"free"}' >"$T_DIR/subj.json"
+SID=$(q subject add --json "$T_DIR/subj.json" 2>/dev/null | jq -r .subject_id)
+q issue "$SID" >"$T_DIR/iss.json" 2>/dev/null
+USER=$(jq -r .activation.user_id "$T_DIR/iss.json")
+check "a signer issued from the command line" test -n "$USER" -a "$USER" != null
+
+q signer quota "$USER" --json >"$T_DIR/quota.json"
+check_eq "the free package: 3 signatures left" "free 3" \
+  "$(jq -r '"\(.package) \(.signatures_left)"' "$T_DIR/quota.json")"
+check_eq "the free package has no end" null "$(jq -r .valid_until "$T_DIR/quota.json")"
+q signer quota "$USER" >"$T_DIR/quota.txt"
+check_grep "quota text: what is left" '^signatures left: 3$' "$T_DIR/quota.txt"
+
+before=$(q audit list | wc -l)
+cp "$T_DIR/quota.json" "$T_DIR/quota0.json"
+q signer package "$USER" gold >/dev/null 2>"$T_DIR/pkg.err"
+check_eq "an unknown package is refused" 1 "$?"
+check_grep "the unknown package's error line" "^qtsp: signer package: package: unknown package 'gold'" "$T_DIR/pkg.err"
+check_eq "nothing audited for the refusal" "$before" "$(q audit list | wc -l)"
+q signer quota "$USER" --json >"$T_DIR/quota1.json"
+check "the package is unchanged" cmp -s "$T_DIR/quota0.json" "$T_DIR/quota1.json"
+q signer package nobody free >/dev/null 2>"$T_DIR/nobody.err"
+check_eq "an unknown signer is refused" 1 "$?"
+check_grep "the unknown signer's error line" '^qtsp: signer package: no signer nobody' "$T_DIR/nobody.err"
+
+sleep 1 # the new window starts at a later second than enrolment
+q signer package "$USER" economical 2>"$T_DIR/pkg.err"
+check_eq "signer package economical" 0 "$?"
+q signer quota "$USER" --json >"$T_DIR/quota2.json"
+check_eq "now economical with 7 left" "economical 7" \
+  "$(jq -r '"\(.package) \(.signatures_left)"' "$T_DIR/quota2.json")"
+check_eq "the window restarts at the change" "$(jq -r .package_since "$T_DIR/quota2.json")" \
+  "$(jq -r .window_start "$T_DIR/quota2.json")"
+check_not "the window is not the enrolment's" test "$(jq -r .window_start "$T_DIR/quota2.json")" == \
+  "$(jq -r .window_start "$T_DIR/quota0.json")"
+check_eq "economical lasts 30 days from the change" \
+  "$(date -u -d "$(jq -r .package_since "$T_DIR/quota2.json") + 30 days" +%FT%TZ)" \
+  "$(jq -r .valid_until "$T_DIR/quota2.json")"
+
+q signer history "$USER" --json >"$T_DIR/hist.json"
+check_eq "no signings yet" 0 "$(jq '.signings | length' "$T_DIR/hist.json")"
+q signer history "$USER" >"$T_DIR/hist.txt"
+check_grep "history text has its header" '^TIME +CREDENTIAL' "$T_DIR/hist.txt"
+q signer history nobody >/dev/null 2>"$T_DIR/hn.err"
+check_eq "history of an unknown signer refused" 1 "$?"
+q signer history "$USER" --limit x >/dev/null 2>"$T_DIR/limit.err"
+check_eq "a bad --limit is refused" 1 "$?"
+check_grep "the bad --limit's error line" '^qtsp: signer history: --limit:' "$T_DIR/limit.err"
+
+# ---- the audit ----
+q audit list >"$T_DIR/audit.txt"
+check_eq "rp.add audited twice (shop.example, bank)" 2 "$(grep -c '"event":"rp.add"' "$T_DIR/audit.txt")"
+check_grep "rp.add names the relying party" '"event":"rp.add".*"name":"shop.example"' "$T_DIR/audit.txt"
+check_not "the audit holds no secret" grep -q -- "$SECRET" "$T_DIR/audit.txt"
+check_eq "signer.package audited once" 1 "$(grep -c '"event":"signer.package"' "$T_DIR/audit.txt")"
+check_grep "signer.package: from free to economical" \
+  "\"event\":\"signer.package\".*\"from\":\"free\".*\"to\":\"economical\".*\"user_id\":\"$USER\"" "$T_DIR/audit.txt"
+check_grep "the history read is audited" "\"event\":\"signer.history.read\".*\"user_id\":\"$USER\"" "$T_DIR/audit.txt"
+check "the audit chain verifies" q audit verify
+
+# help on every verb
+for v in "rp add" "rp list" "rp report" "signer package" "signer quota" "signer history"; do
+  # shellcheck disable=SC2086
+  check "qtsp $v --help" "$QTSP_BIN" $v --help
+done
+finish
