@@ -74,4 +74,24 @@ int ades_has_cert(STACK_OF(X509) * sk, X509 *x);
  * no empty, "." or ".." segment. QTSP_ERR_INVALID naming it otherwise. */
 qtsp_status ades_check_name(const char *name) QTSP_MUST_USE;
 
+/* A ZIP entry read into memory (sign/asic.c, the only user of libzip). */
+#define ADES_ZIP_NAME_MAX 256
+typedef struct ades_zip_entry {
+    char name[ADES_ZIP_NAME_MAX];
+    unsigned char *data; /* len bytes (and a NUL) */
+    size_t len;
+    int stored; /* not compressed */
+} ades_zip_entry;
+
+/* Reads every entry of the ZIP p (len bytes) into memory, in the order of
+ * the central directory: at most max_entries, max_total bytes unpacked in
+ * all (zip bombs: the declared sizes are checked before anything is
+ * unpacked, and an entry that unpacks to more or less than it declares, or
+ * with a wrong CRC, is refused). *out is the caller's (ades_zip_free).
+ * QTSP_ERR_INVALID: not a ZIP, damaged, encrypted entries, a name given
+ * twice, absolute, with a ".." segment or a backslash; QTSP_ERR_TOO_BIG. */
+qtsp_status ades_zip_read(const unsigned char *p, size_t len, size_t max_entries, size_t max_total,
+                          ades_zip_entry **out, size_t *n) QTSP_MUST_USE;
+void ades_zip_free(ades_zip_entry *e, size_t n);
+
 #endif

@@ -183,3 +183,101 @@ out:
     qtsp_buf_cleanup(&man);
     return rc;
 }
+
+/* ---- reading (the validator's, sign/validate_asic.c) --------------------- */
+
+void ades_zip_free(ades_zip_entry *e, size_t n)
+{
+    for (size_t i = 0; e && i < n; i++)
+        free(e[i].data);
+    free(e);
+}
+
+static qtsp_status zip_entry_name_ok(const char *name)
+{
+    ENSURE(name && name[0] && name[0] != '/' && strlen(name) < ADES_ZIP_NAME_MAX, QTSP_ERR_INVALID,
+           "file: a container entry with an empty, absolute or too long name");
+    for (const char *seg = name; seg;) {
+        const char *e = strchr(seg, '/');
+        size_t l = e ? (size_t)(e - seg) : strlen(seg);
+        ENSURE(!(l == 2 && seg[0] == '.' && seg[1] == '.') && !memchr(seg, '\\', l),
+               QTSP_ERR_INVALID, "file: container entry %.100s leaves its folder", name);
+        seg = e ? e + 1 : NULL;
+    }
+    return QTSP_OK;
+}
+
+qtsp_status ades_zip_read(const unsigned char *p, size_t len, size_t max_entries, size_t max_total,
+                          ades_zip_entry **out, size_t *n_out)
+{
+    zip_error_t ze;
+    zip_error_init(&ze);
+    zip_source_t *src = zip_source_buffer_create(p, len, 0, &ze);
+    zip_t *z = src ? zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &ze) : NULL;
+    qtsp_status rc = QTSP_OK;
+    ades_zip_entry *e = NULL;
+    size_t n = 0, total = 0;
+    if (!z) {
+        zip_source_free(src);
+        rc = qtsp_err_set(QTSP_ERR_INVALID, __FILE__, __LINE__, "file: not a readable ZIP (%s)",
+                          zip_error_strerror(&ze));
+        zip_error_fini(&ze);
+        return rc;
+    }
+    zip_int64_t count = zip_get_num_entries(z, 0);
+    ENSURE_OUT(count > 0, QTSP_ERR_INVALID, "file: an empty container");
+    ENSURE_OUT((size_t)count <= max_entries, QTSP_ERR_TOO_BIG, "file: more than %zu entries",
+               max_entries);
+    e = calloc((size_t)count, sizeof *e);
+    ENSURE_OUT(e != NULL, QTSP_ERR_NOMEM, "out of memory");
+    /* zip bombs: the declared sizes first, then reads capped at them (libzip
+     * checks each entry's CRC and size as it ends) */
+    for (zip_int64_t i = 0; i < count; i++) {
+        zip_stat_t st;
+        ENSURE_OUT(zip_stat_index(z, (zip_uint64_t)i, 0, &st) == 0 &&
+                       (st.valid & (ZIP_STAT_NAME | ZIP_STAT_SIZE | ZIP_STAT_COMP_METHOD)) ==
+                           (ZIP_STAT_NAME | ZIP_STAT_SIZE | ZIP_STAT_COMP_METHOD),
+                   QTSP_ERR_INVALID, "file: container entry %lld unreadable", (long long)i);
+        ENSURE_OUT(!(st.valid & ZIP_STAT_ENCRYPTION_METHOD) || st.encryption_method == ZIP_EM_NONE,
+                   QTSP_ERR_INVALID, "file: encrypted container entries are not validated");
+        TRY_OUT(zip_entry_name_ok(st.name));
+        ENSURE_OUT(st.size <= max_total - total, QTSP_ERR_TOO_BIG,
+                   "file: the container's entries unpack to more than %zu bytes", max_total);
+        total += (size_t)st.size;
+    }
+    for (zip_int64_t i = 0; i < count; i++) {
+        zip_stat_t st;
+        ENSURE_OUT(zip_stat_index(z, (zip_uint64_t)i, 0, &st) == 0, QTSP_ERR_INVALID,
+                   "file: container entry unreadable");
+        for (size_t k = 0; k < n; k++)
+            ENSURE_OUT(strcmp(e[k].name, st.name) != 0, QTSP_ERR_INVALID,
+                       "file: container entry %.100s given twice", st.name);
+        ades_zip_entry *x = &e[n];
+        snprintf(x->name, sizeof x->name, "%s", st.name);
+        x->stored = st.comp_method == ZIP_CM_STORE;
+        x->data = malloc((size_t)st.size + 1);
+        ENSURE_OUT(x->data != NULL, QTSP_ERR_NOMEM, "out of memory");
+        n++;
+        zip_file_t *f = zip_fopen_index(z, (zip_uint64_t)i, 0);
+        ENSURE_OUT(f != NULL, QTSP_ERR_INVALID, "file: %.100s: %s", st.name, zip_strerror(z));
+        zip_int64_t got = 0, r = 0;
+        while ((zip_uint64_t)got < st.size &&
+               (r = zip_fread(f, x->data + got, st.size - (zip_uint64_t)got)) > 0)
+            got += r;
+        /* one byte more must not come: the entry is what it declares */
+        unsigned char extra;
+        zip_int64_t more = r >= 0 && (zip_uint64_t)got == st.size ? zip_fread(f, &extra, 1) : -1;
+        int closed = zip_fclose(f);
+        ENSURE_OUT(r >= 0 && more == 0 && closed == 0 && (zip_uint64_t)got == st.size,
+                   QTSP_ERR_INVALID, "file: container entry %.100s is damaged", st.name);
+        x->len = (size_t)st.size;
+    }
+    *out = e;
+    *n_out = n;
+    e = NULL;
+out:
+    ades_zip_free(e, n);
+    zip_discard(z);
+    zip_error_fini(&ze);
+    return rc;
+}

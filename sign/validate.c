@@ -194,19 +194,11 @@ static void qc_statements(X509 *x, qc_info *qc)
 
 /* ---- the result of one signature ------------------------------------------ */
 
-enum { IND_PASSED = 0, IND_INDETERMINATE = 1, IND_FAILED = 2 };
 static const char *const IND_NAME[] = {"TOTAL-PASSED", "INDETERMINATE", "TOTAL-FAILED"};
-
-typedef struct result {
-    int ind;
-    const char *sub;
-    char msg[256];
-} result;
 
 /* A failure outranks an indeterminate result; of the same rank the first
  * found stays (the order of the checks is the standard's). */
-static void verdict(result *r, int ind, const char *sub, const char *fmt, ...) QTSP_PRINTF(4, 5);
-static void verdict(result *r, int ind, const char *sub, const char *fmt, ...)
+void val_verdict(val_result *r, int ind, const char *sub, const char *fmt, ...)
 {
     if (ind <= r->ind)
         return;
@@ -308,7 +300,14 @@ int val_timestamp(const qtsp_validator *v, const unsigned char *tok, size_t len,
     return tst_verify(v, tok, len, chunk, chunk_len, n_chunks, NULL, pool, gen, why, cap);
 }
 
-static qtsp_status ts_json(json_t *arr, const char *type, int ok, int64_t t, const char *why)
+int val_timestamp_sha256(const qtsp_validator *v, const unsigned char *tok, size_t len,
+                         const unsigned char imprint[32], STACK_OF(X509) * pool, int64_t *gen,
+                         char *why, size_t cap)
+{
+    return tst_verify(v, tok, len, NULL, NULL, 0, imprint, pool, gen, why, cap);
+}
+
+qtsp_status val_ts_json(json_t *arr, const char *type, int ok, int64_t t, const char *why)
 {
     json_t *o = json_pack("{s:s,s:b}", "type", type, "valid", ok);
     ENSURE(o != NULL, QTSP_ERR_NOMEM, "out of memory");
@@ -322,26 +321,7 @@ static qtsp_status ts_json(json_t *arr, const char *type, int ok, int64_t t, con
 
 /* ---- what the signature's attributes carry ------------------------------ */
 
-typedef struct sig_ctx {
-    const qtsp_validator *v;
-    const val_sig *in;
-    int64_t now;
-    CMS_ContentInfo *cms;
-    CMS_SignerInfo *si;
-    STACK_OF(X509) * pool; /* every certificate the file offers, and our intermediates */
-    STACK_OF(OCSP_BASICRESP) * ocsps;
-    X509 *cert;             /* the signer's (borrowed from pool) */
-    STACK_OF(X509) * chain; /* signer first, anchor last; NULL: none */
-    int anchor_rev;         /* the anchor wants revocation checked */
-    int64_t claimed;        /* signing-time / /M; 0 none */
-    int64_t poe;            /* earliest proof of existence; 0 none */
-    int has_tst, has_ltv, has_ats;
-    json_t *timestamps;
-    json_t *revocation;
-    result r;
-} sig_ctx;
-
-static void pool_add(sig_ctx *c, X509 *x)
+void val_pool_add(val_ctx *c, X509 *x)
 {
     if (sk_X509_num(c->pool) >= VAL_MAX_CERTS * 2 || X509_up_ref(x) != 1)
         return;
@@ -350,7 +330,7 @@ static void pool_add(sig_ctx *c, X509 *x)
 }
 
 /* certificate-values: SEQUENCE OF Certificate */
-static void take_cert_values(sig_ctx *c, const unsigned char *p, size_t n)
+static void take_cert_values(val_ctx *c, const unsigned char *p, size_t n)
 {
     qtsp_der_r r = {p, n}, seq, e;
     if (qtsp_der_get(&r, QTSP_DER_SEQUENCE, &seq, NULL) != QTSP_OK)
@@ -361,7 +341,7 @@ static void take_cert_values(sig_ctx *c, const unsigned char *p, size_t n)
         const unsigned char *q = e.p;
         X509 *x = d2i_X509(NULL, &q, (long)e.n);
         if (x && q == e.p + e.n)
-            pool_add(c, x);
+            val_pool_add(c, x);
         X509_free(x);
     }
 out:
@@ -370,7 +350,7 @@ out:
 
 /* revocation-values: SEQUENCE { crlVals [0] OPTIONAL, ocspVals [1] SEQUENCE OF
  * BasicOCSPResponse OPTIONAL } (EN 319 122-1 5.5.2) */
-static void take_rev_values(sig_ctx *c, const unsigned char *p, size_t n)
+static void take_rev_values(val_ctx *c, const unsigned char *p, size_t n)
 {
     qtsp_der_r r = {p, n}, seq, o1, os, e;
     if (qtsp_der_get(&r, QTSP_DER_SEQUENCE, &seq, NULL) != QTSP_OK)
@@ -455,7 +435,7 @@ static int signing_cert_matches(CMS_SignerInfo *si, X509 *cert, int *present)
 /* The best embedded OCSP answer for c->cert: 1 with its status when one
  * verifies and covers the time t (thisUpdate at or after t, or t within
  * thisUpdate..nextUpdate), or says revoked. */
-static int embedded_status(sig_ctx *c, X509 *issuer, int64_t t, int *status, int *reason,
+static int embedded_status(val_ctx *c, X509 *issuer, int64_t t, int *status, int *reason,
                            int64_t *rev_time, int64_t *this_upd)
 {
     int found = 0;
@@ -492,7 +472,7 @@ static int embedded_status(sig_ctx *c, X509 *issuer, int64_t t, int *status, int
 
 /* Judges a period [b0, b1] in which the certificate was not valid (b1 0:
  * open ended) against the claimed signing time and the proof of existence. */
-static void judge_period(sig_ctx *c, int64_t b0, int64_t b1, int hold, int ongoing)
+static void judge_period(val_ctx *c, int64_t b0, int64_t b1, int hold, int ongoing)
 {
     const char *what = hold ? "on hold" : "revoked";
     char at[32];
@@ -502,8 +482,9 @@ static void judge_period(sig_ctx *c, int64_t b0, int64_t b1, int hold, int ongoi
     /* both ends count as inside: the times have seconds only, and a
      * signature made in the second the hold ended cannot be placed */
     if (c->claimed && c->claimed >= b0 && (b1 == 0 || c->claimed <= b1)) {
-        verdict(&c->r, IND_FAILED, "REVOKED",
-                "the signing certificate was %s (since %s) when the signature was made", what, at);
+        val_verdict(&c->r, IND_FAILED, "REVOKED",
+                    "the signing certificate was %s (since %s) when the signature was made", what,
+                    at);
         return;
     }
     if (b1 != 0 && c->claimed > b1)
@@ -511,18 +492,18 @@ static void judge_period(sig_ctx *c, int64_t b0, int64_t b1, int hold, int ongoi
     if (hold && !ongoing)
         return; /* a past hold that the signing time lies outside of */
     if (hold)
-        verdict(&c->r, IND_INDETERMINATE, "TRY_LATER",
-                "the signing certificate is on hold since %s and no proof shows the signature "
-                "existed before",
-                at);
+        val_verdict(&c->r, IND_INDETERMINATE, "TRY_LATER",
+                    "the signing certificate is on hold since %s and no proof shows the signature "
+                    "existed before",
+                    at);
     else
-        verdict(&c->r, IND_INDETERMINATE, "REVOKED_NO_POE",
-                "the signing certificate is revoked since %s and no proof shows the signature "
-                "existed before",
-                at);
+        val_verdict(&c->r, IND_INDETERMINATE, "REVOKED_NO_POE",
+                    "the signing certificate is revoked since %s and no proof shows the signature "
+                    "existed before",
+                    at);
 }
 
-static qtsp_status check_revocation(sig_ctx *c, X509 *issuer)
+static qtsp_status check_revocation(val_ctx *c, X509 *issuer)
 {
     static const char *const ocsp_state[] = {"good", "revoked", "unknown"};
     int64_t t = c->poe ? c->poe : (c->claimed ? c->claimed : c->now);
@@ -577,18 +558,19 @@ static qtsp_status check_revocation(sig_ctx *c, X509 *issuer)
     }
     c->revocation = json_pack("{s:s,s:s}", "source", "none", "status", "unknown");
     ENSURE(c->revocation != NULL, QTSP_ERR_NOMEM, "out of memory");
-    verdict(&c->r, IND_INDETERMINATE, "TRY_LATER",
-            "no revocation data for the signing certificate (none in the file, not one of ours)");
+    val_verdict(
+        &c->r, IND_INDETERMINATE, "TRY_LATER",
+        "no revocation data for the signing certificate (none in the file, not one of ours)");
     return QTSP_OK;
 }
 
 /* ---- chain ----------------------------------------------------------------- */
 
-static void build_chain(sig_ctx *c)
+static void build_chain(val_ctx *c)
 {
     X509_STORE_CTX *x = X509_STORE_CTX_new();
     if (!x || X509_STORE_CTX_init(x, c->v->store, c->cert, c->pool) != 1) {
-        verdict(&c->r, IND_INDETERMINATE, "CERTIFICATE_CHAIN_GENERAL_FAILURE", "out of memory");
+        val_verdict(&c->r, IND_INDETERMINATE, "CERTIFICATE_CHAIN_GENERAL_FAILURE", "out of memory");
         X509_STORE_CTX_free(x);
         return;
     }
@@ -607,13 +589,13 @@ static void build_chain(sig_ctx *c)
             e == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
             e == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
             e == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT)
-            verdict(&c->r, IND_INDETERMINATE, "NO_CERTIFICATE_CHAIN_FOUND",
-                    "no chain from the signing certificate to a trust anchor (%s)",
-                    X509_verify_cert_error_string(e));
+            val_verdict(&c->r, IND_INDETERMINATE, "NO_CERTIFICATE_CHAIN_FOUND",
+                        "no chain from the signing certificate to a trust anchor (%s)",
+                        X509_verify_cert_error_string(e));
         else
-            verdict(&c->r, IND_INDETERMINATE, "CERTIFICATE_CHAIN_GENERAL_FAILURE",
-                    "the chain of the signing certificate does not verify (%s)",
-                    X509_verify_cert_error_string(e));
+            val_verdict(&c->r, IND_INDETERMINATE, "CERTIFICATE_CHAIN_GENERAL_FAILURE",
+                        "the chain of the signing certificate does not verify (%s)",
+                        X509_verify_cert_error_string(e));
     }
     ERR_clear_error();
     X509_STORE_CTX_free(x);
@@ -621,8 +603,8 @@ static void build_chain(sig_ctx *c)
 
 /* ---- one SignerInfo --------------------------------------------------------- */
 
-static int digest_of(const EVP_MD *md, const unsigned char *const *chunk, const size_t *len,
-                     size_t n, unsigned char *out, unsigned int *olen)
+int val_digest(const EVP_MD *md, const unsigned char *const *chunk, const size_t *len, size_t n,
+               unsigned char *out, unsigned int *olen)
 {
     EVP_MD_CTX *m = EVP_MD_CTX_new();
     int ok = m && EVP_DigestInit_ex(m, md, NULL) == 1;
@@ -635,7 +617,7 @@ static int digest_of(const EVP_MD *md, const unsigned char *const *chunk, const 
 
 /* The unsigned attributes: time-stamps (checked here), certificate and
  * revocation values (taken into the pools). */
-static qtsp_status unsigned_attrs(sig_ctx *c, const unsigned char *const *chunk, const size_t *clen,
+static qtsp_status unsigned_attrs(val_ctx *c, const unsigned char *const *chunk, const size_t *clen,
                                   size_t n_chunks)
 {
     ASN1_OBJECT *ats = NULL;
@@ -644,10 +626,10 @@ static qtsp_status unsigned_attrs(sig_ctx *c, const unsigned char *const *chunk,
     const unsigned char *q = tlv;
     ats = d2i_ASN1_OBJECT(NULL, &q, sizeof tlv);
     ENSURE(ats != NULL, QTSP_ERR_NOMEM, "out of memory");
-    int n = CMS_unsigned_get_attr_count(c->si);
+    int n = CMS_unsigned_get_attr_count((CMS_SignerInfo *)c->si);
     /* values first: the time-stamps may need their certificates */
     for (int i = 0; i < n; i++) {
-        X509_ATTRIBUTE *a = CMS_unsigned_get_attr(c->si, i);
+        X509_ATTRIBUTE *a = CMS_unsigned_get_attr((CMS_SignerInfo *)c->si, i);
         int nid = OBJ_obj2nid(X509_ATTRIBUTE_get0_object(a));
         const unsigned char *p;
         size_t len;
@@ -661,9 +643,9 @@ static qtsp_status unsigned_attrs(sig_ctx *c, const unsigned char *const *chunk,
             c->has_ltv |= 2;
         }
     }
-    ASN1_OCTET_STRING *sv = CMS_SignerInfo_get0_signature(c->si);
+    ASN1_OCTET_STRING *sv = CMS_SignerInfo_get0_signature((CMS_SignerInfo *)c->si);
     for (int i = 0; i < n; i++) {
-        X509_ATTRIBUTE *a = CMS_unsigned_get_attr(c->si, i);
+        X509_ATTRIBUTE *a = CMS_unsigned_get_attr((CMS_SignerInfo *)c->si, i);
         ASN1_OBJECT *o = X509_ATTRIBUTE_get0_object(a);
         const unsigned char *p;
         size_t len;
@@ -672,7 +654,7 @@ static qtsp_status unsigned_attrs(sig_ctx *c, const unsigned char *const *chunk,
         if (OBJ_obj2nid(o) == NID_id_smime_aa_timeStampToken) {
             c->has_tst = 1;
             if (!attr_value(a, &p, &len)) {
-                TRY(ts_json(c->timestamps, "signature", 0, 0, "malformed attribute"));
+                TRY(val_ts_json(c->timestamps, "signature", 0, 0, "malformed attribute"));
                 continue;
             }
             /* RFC 3161 App. A: over the signature value */
@@ -681,7 +663,7 @@ static qtsp_status unsigned_attrs(sig_ctx *c, const unsigned char *const *chunk,
             int ok = val_timestamp(c->v, p, len, ch, cl, 1, c->pool, &t, why, sizeof why);
             if (ok && (!c->poe || t < c->poe))
                 c->poe = t;
-            TRY(ts_json(c->timestamps, "signature", ok, t, why));
+            TRY(val_ts_json(c->timestamps, "signature", ok, t, why));
         } else if (OBJ_cmp(o, ats) == 0) {
             c->has_ats = 1;
             int ok = 0;
@@ -698,7 +680,7 @@ static qtsp_status unsigned_attrs(sig_ctx *c, const unsigned char *const *chunk,
                 /* the bytes as received: a re-encoding may sort the SETs */
                 qtsp_buf idx;
                 qtsp_buf_init(&idx, ADES_TOKEN_MAX);
-                if (digest_of(EVP_sha256(), content, content_len, nc, ch, &hl) &&
+                if (val_digest(EVP_sha256(), content, content_len, nc, ch, &hl) &&
                     ades_ats_v3_imprint(c->in->cms, c->in->cms_len, ch, &idx, imprint) == QTSP_OK) {
                     ok = tst_verify(c->v, p, len, NULL, NULL, 0, imprint, c->pool, &t, why,
                                     sizeof why);
@@ -710,23 +692,23 @@ static qtsp_status unsigned_attrs(sig_ctx *c, const unsigned char *const *chunk,
             }
             if (ok && (!c->poe || t < c->poe))
                 c->poe = t;
-            TRY(ts_json(c->timestamps, "archive", ok, t, why));
+            TRY(val_ts_json(c->timestamps, "archive", ok, t, why));
         }
     }
     ASN1_OBJECT_free(ats);
     return QTSP_OK;
 }
 
-static int md_allowed(const EVP_MD *md)
+int val_md_allowed(const EVP_MD *md)
 {
     int nid = md ? EVP_MD_get_type(md) : NID_undef;
     return nid == NID_sha256 || nid == NID_sha384 || nid == NID_sha512;
 }
 
-static const char *level_of(const sig_ctx *c)
+static const char *level_of(const val_ctx *c)
 {
     const val_sig *s = c->in;
-    if (s->pades) {
+    if (strcmp(s->format, "PAdES") == 0) {
         for (size_t i = 0; i < s->n_poes; i++)
             if (s->poes[i].covers >= s->end && s->poes[i].ok && s->dss)
                 return "B-LTA";
@@ -740,7 +722,7 @@ static const char *level_of(const sig_ctx *c)
 }
 
 /* The report entry of c. */
-static qtsp_status entry(sig_ctx *c, json_t *sigs)
+qtsp_status val_entry(val_ctx *c, json_t *sigs)
 {
     qc_info qc;
     char signer[256] = "";
@@ -756,7 +738,7 @@ static qtsp_status entry(sig_ctx *c, json_t *sigs)
         fail |= json_object_set_new(o, "sub_indication", json_string(c->r.sub));
     if (c->r.msg[0])
         fail |= json_object_set_new(o, "message", json_string(c->r.msg));
-    fail |= json_object_set_new(o, "format", json_string(c->in->pades ? "PAdES" : "CAdES"));
+    fail |= json_object_set_new(o, "format", json_string(c->in->format));
     fail |= json_object_set_new(o, "level", json_string(level_of(c)));
     fail |= json_object_set_new(o, "signer", c->cert ? json_string(signer) : json_null());
     fail |= json_object_set_new(o, "signing_time",
@@ -778,6 +760,8 @@ static qtsp_status entry(sig_ctx *c, json_t *sigs)
         fail |= json_object_set(o, "revocation", c->revocation);
     if (c->in->pades)
         fail |= json_object_set_new(o, "covers_whole_file", json_boolean(c->in->whole_file));
+    if (c->in->container)
+        fail |= json_object_set_new(o, "container", json_string(c->in->container));
     if (fail || json_array_append_new(sigs, o) != 0) {
         json_decref(o);
         FAIL(QTSP_ERR_NOMEM, "out of memory");
@@ -785,30 +769,83 @@ static qtsp_status entry(sig_ctx *c, json_t *sigs)
     return QTSP_OK;
 }
 
+qtsp_status val_ctx_init(val_ctx *c, const qtsp_validator *v, const val_sig *in, int64_t now)
+{
+    memset(c, 0, sizeof *c);
+    c->v = v;
+    c->in = in;
+    c->now = now;
+    c->claimed = in->claimed_time;
+    c->pool = sk_X509_new_null();
+    c->ocsps = sk_OCSP_BASICRESP_new_null();
+    c->timestamps = json_array();
+    if (!c->pool || !c->ocsps || !c->timestamps) {
+        val_ctx_cleanup(c);
+        FAIL(QTSP_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < sk_X509_num(in->certs); i++)
+        val_pool_add(c, sk_X509_value(in->certs, i));
+    for (int i = 0; i < sk_X509_num(v->intermediates); i++)
+        val_pool_add(c, sk_X509_value(v->intermediates, i));
+    return QTSP_OK;
+}
+
+void val_ctx_cleanup(val_ctx *c)
+{
+    sk_X509_pop_free(c->pool, X509_free);
+    sk_X509_pop_free(c->chain, X509_free);
+    sk_OCSP_BASICRESP_pop_free(c->ocsps, OCSP_BASICRESP_free);
+    json_decref(c->timestamps);
+    json_decref(c->revocation);
+    memset(c, 0, sizeof *c);
+}
+
+qtsp_status val_conclude(val_ctx *c, json_t *sigs)
+{
+    const val_sig *s = c->in;
+    for (size_t i = 0; i < s->n_poes; i++) {
+        const val_poe *d = &s->poes[i];
+        if (d->covers < s->end)
+            continue;
+        if (d->ok && (!c->poe || d->time < c->poe))
+            c->poe = d->time;
+        TRY(val_ts_json(c->timestamps, "document", d->ok, d->time, d->why));
+    }
+    /* 5.2.6: chain, revocation, validity */
+    build_chain(c);
+    if (c->chain && sk_X509_num(c->chain) >= 2)
+        TRY(check_revocation(c, sk_X509_value(c->chain, 1)));
+    int64_t nb = asn1_epoch(X509_get0_notBefore(c->cert)),
+            na = asn1_epoch(X509_get0_notAfter(c->cert));
+    char at[32];
+    if (c->claimed && c->claimed < nb)
+        val_verdict(&c->r, IND_FAILED, "NOT_YET_VALID",
+                    "the claimed signing time lies before the signing certificate's validity");
+    if (c->now > na && !(c->poe && c->poe <= na && c->poe >= nb)) {
+        qtsp_format_rfc3339((time_t)na, at, sizeof at);
+        val_verdict(&c->r, IND_INDETERMINATE, "OUT_OF_BOUNDS_NO_POE",
+                    "the signing certificate expired at %s and no time-stamp proves the "
+                    "signature existed before",
+                    at);
+    }
+    if (c->now < nb)
+        val_verdict(&c->r, IND_INDETERMINATE, "OUT_OF_BOUNDS_NO_POE",
+                    "the signing certificate is not yet valid");
+    return val_entry(c, sigs);
+}
+
 static qtsp_status check_signer(const qtsp_validator *v, const val_sig *s, CMS_ContentInfo *cms,
                                 CMS_SignerInfo *si, const ASN1_OCTET_STRING *econtent, int64_t now,
                                 json_t *sigs)
 {
     qtsp_status rc = QTSP_OK;
-    sig_ctx c;
-    memset(&c, 0, sizeof c);
-    c.v = v;
-    c.in = s;
-    c.now = now;
+    val_ctx c;
+    TRY(val_ctx_init(&c, v, s, now));
     c.cms = cms;
     c.si = si;
-    c.pool = sk_X509_new_null();
-    c.ocsps = sk_OCSP_BASICRESP_new_null();
-    c.timestamps = json_array();
     STACK_OF(X509) *cms_certs = CMS_get1_certs(cms);
-    ENSURE_OUT(c.pool && c.ocsps && c.timestamps, QTSP_ERR_NOMEM, "out of memory");
     for (int i = 0; i < sk_X509_num(cms_certs); i++)
-        pool_add(&c, sk_X509_value(cms_certs, i));
-    for (int i = 0; i < sk_X509_num(s->certs); i++)
-        pool_add(&c, sk_X509_value(s->certs, i));
-    for (int i = 0; i < sk_X509_num(v->intermediates); i++)
-        pool_add(&c, sk_X509_value(v->intermediates, i));
-
+        val_pool_add(&c, sk_X509_value(cms_certs, i));
     /* the signed data */
     const unsigned char *chunk[2] = {s->chunk[0], s->chunk[1]};
     size_t clen[2] = {s->chunk_len[0], s->chunk_len[1]}, nc = s->n_chunks;
@@ -818,7 +855,6 @@ static qtsp_status check_signer(const qtsp_validator *v, const val_sig *s, CMS_C
         nc = 1;
     }
     /* claimed signing time: signing-time (CAdES) or /M (PAdES) */
-    c.claimed = s->claimed_time;
     const ASN1_TIME *st =
         CMS_signed_get0_data_by_OBJ(si, OBJ_nid2obj(NID_pkcs9_signingTime), -3, V_ASN1_UTCTIME);
     if (!st)
@@ -834,15 +870,15 @@ static qtsp_status check_signer(const qtsp_validator *v, const val_sig *s, CMS_C
             c.cert = sk_X509_value(c.pool, i);
     int ess = 0;
     if (!c.cert) {
-        verdict(&c.r, IND_INDETERMINATE, "NO_SIGNING_CERTIFICATE_FOUND",
-                "the signing certificate is not in the file");
-        TRY_OUT(entry(&c, sigs));
+        val_verdict(&c.r, IND_INDETERMINATE, "NO_SIGNING_CERTIFICATE_FOUND",
+                    "the signing certificate is not in the file");
+        TRY_OUT(val_entry(&c, sigs));
         goto out;
     }
     if (!signing_cert_matches(si, c.cert, &ess)) {
-        verdict(&c.r, IND_INDETERMINATE, "NO_SIGNING_CERTIFICATE_FOUND",
-                "signing-certificate-v2 does not name the certificate that signed");
-        TRY_OUT(entry(&c, sigs));
+        val_verdict(&c.r, IND_INDETERMINATE, "NO_SIGNING_CERTIFICATE_FOUND",
+                    "signing-certificate-v2 does not name the certificate that signed");
+        TRY_OUT(val_entry(&c, sigs));
         goto out;
     }
 
@@ -857,65 +893,32 @@ static qtsp_status check_signer(const qtsp_validator *v, const val_sig *s, CMS_C
     ERR_clear_error();
     unsigned char h[EVP_MAX_MD_SIZE];
     unsigned int hl = 0;
-    if (!md_allowed(md))
-        verdict(&c.r, IND_INDETERMINATE, "CRYPTO_CONSTRAINTS_FAILURE_NO_POE",
-                "digest algorithm not accepted (SHA-256, SHA-384, SHA-512 are)");
+    if (!val_md_allowed(md))
+        val_verdict(&c.r, IND_INDETERMINATE, "CRYPTO_CONSTRAINTS_FAILURE_NO_POE",
+                    "digest algorithm not accepted (SHA-256, SHA-384, SHA-512 are)");
     else if (!mdv)
-        verdict(&c.r, IND_FAILED, "FORMAT_FAILURE", "no message-digest signed attribute");
+        val_verdict(&c.r, IND_FAILED, "FORMAT_FAILURE", "no message-digest signed attribute");
     else if (nc == 0)
-        verdict(&c.r, IND_INDETERMINATE, "SIGNED_DATA_NOT_FOUND",
-                "a detached signature: send the signed content as 'content'");
-    else if (!digest_of(md, chunk, clen, nc, h, &hl))
+        val_verdict(&c.r, IND_INDETERMINATE, "SIGNED_DATA_NOT_FOUND",
+                    "a detached signature: send the signed content as 'content'");
+    else if (!val_digest(md, chunk, clen, nc, h, &hl))
         FAIL_OUT(QTSP_ERR_CRYPTO, "digest of the signed data");
     else if ((size_t)ASN1_STRING_length(mdv) != hl ||
              CRYPTO_memcmp(ASN1_STRING_get0_data(mdv), h, hl) != 0)
-        verdict(&c.r, IND_FAILED, "HASH_FAILURE",
-                "the signed data's digest differs from the message-digest attribute");
+        val_verdict(&c.r, IND_FAILED, "HASH_FAILURE",
+                    "the signed data's digest differs from the message-digest attribute");
     ERR_clear_error();
     if (CMS_SignerInfo_set1_signer_cert(si, c.cert), CMS_SignerInfo_verify(si) != 1)
-        verdict(&c.r, IND_FAILED, "SIG_CRYPTO_FAILURE",
-                "the signature value does not verify with the signing certificate's key");
+        val_verdict(&c.r, IND_FAILED, "SIG_CRYPTO_FAILURE",
+                    "the signature value does not verify with the signing certificate's key");
     ERR_clear_error();
 
-    /* time-stamps, certificate and revocation values; document time-stamps */
+    /* time-stamps, certificate and revocation values */
     TRY_OUT(unsigned_attrs(&c, chunk, clen, nc));
-    for (size_t i = 0; i < s->n_poes; i++) {
-        const val_poe *d = &s->poes[i];
-        if (d->covers < s->end)
-            continue;
-        if (d->ok && (!c.poe || d->time < c.poe))
-            c.poe = d->time;
-        TRY_OUT(ts_json(c.timestamps, "document", d->ok, d->time, d->why));
-    }
-
-    /* 5.2.6: chain, revocation, validity */
-    build_chain(&c);
-    if (c.chain && sk_X509_num(c.chain) >= 2)
-        TRY_OUT(check_revocation(&c, sk_X509_value(c.chain, 1)));
-    int64_t nb = asn1_epoch(X509_get0_notBefore(c.cert)),
-            na = asn1_epoch(X509_get0_notAfter(c.cert));
-    char at[32];
-    if (c.claimed && c.claimed < nb)
-        verdict(&c.r, IND_FAILED, "NOT_YET_VALID",
-                "the claimed signing time lies before the signing certificate's validity");
-    if (now > na && !(c.poe && c.poe <= na && c.poe >= nb)) {
-        qtsp_format_rfc3339((time_t)na, at, sizeof at);
-        verdict(&c.r, IND_INDETERMINATE, "OUT_OF_BOUNDS_NO_POE",
-                "the signing certificate expired at %s and no time-stamp proves the signature "
-                "existed before",
-                at);
-    }
-    if (now < nb)
-        verdict(&c.r, IND_INDETERMINATE, "OUT_OF_BOUNDS_NO_POE",
-                "the signing certificate is not yet valid");
-    TRY_OUT(entry(&c, sigs));
+    TRY_OUT(val_conclude(&c, sigs));
 out:
     sk_X509_pop_free(cms_certs, X509_free);
-    sk_X509_pop_free(c.pool, X509_free);
-    sk_X509_pop_free(c.chain, X509_free);
-    sk_OCSP_BASICRESP_pop_free(c.ocsps, OCSP_BASICRESP_free);
-    json_decref(c.timestamps);
-    json_decref(c.revocation);
+    val_ctx_cleanup(&c);
     return rc;
 }
 
@@ -954,6 +957,15 @@ qtsp_status val_format_failure(json_t *sigs, const char *message)
     return QTSP_OK;
 }
 
+/* XML: '<' first, after an optional UTF-8 byte order mark and white space */
+static int looks_xml(const unsigned char *p, size_t n)
+{
+    size_t i = n >= 3 && p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf ? 3 : 0;
+    while (i < n && i < 1024 && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+        i++;
+    return i < n && p[i] == '<';
+}
+
 qtsp_status qtsp_validate(const qtsp_validator *v, const unsigned char *file, size_t len,
                           const unsigned char *content, size_t content_len, int64_t now,
                           json_t **out)
@@ -973,9 +985,17 @@ qtsp_status qtsp_validate(const qtsp_validator *v, const unsigned char *file, si
                    "content: a PDF signs itself; send no detached content");
         format = "PAdES";
         TRY_OUT(val_pdf(v, file, len, now, sigs));
+    } else if (len >= 4 && memcmp(file, "PK\x03\x04", 4) == 0) {
+        ENSURE_OUT(content == NULL, QTSP_ERR_INVALID,
+                   "content: a container holds its files; send no detached content");
+        TRY_OUT(val_asic(v, file, len, now, sigs, &format));
+    } else if (looks_xml(file, len)) {
+        format = "XAdES";
+        TRY_OUT(val_xml(v, file, len, content, content_len, NULL, NULL, NULL, now, sigs));
     } else {
         val_sig s;
         memset(&s, 0, sizeof s);
+        s.format = "CAdES";
         s.cms = file;
         s.cms_len = len;
         if (len >= 10 && memcmp(file, "-----BEGIN", 10) == 0) {
@@ -993,7 +1013,7 @@ qtsp_status qtsp_validate(const qtsp_validator *v, const unsigned char *file, si
             s.cms_len = (size_t)n;
         } else {
             ENSURE_OUT(file[0] == QTSP_DER_SEQUENCE, QTSP_ERR_INVALID,
-                       "file: neither a PDF nor a CMS signature (DER or PEM)");
+                       "file: not a PDF, CMS signature (DER, PEM), XML document or ZIP container");
         }
         if (content) {
             s.chunk[0] = content;

@@ -340,6 +340,7 @@ qtsp_status val_pdf(const qtsp_validator *v, const unsigned char *pdf, size_t le
         vs.chunk[1] = pdf + s->br[2];
         vs.chunk_len[1] = (size_t)s->br[3];
         vs.n_chunks = 2;
+        vs.format = "PAdES";
         vs.pades = 1;
         vs.claimed_time = pdf_date(mbuf);
         vs.certs = certs;

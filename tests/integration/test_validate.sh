@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Issue 18: the signature validation service, POST /api/v1/validate, over
 # curl -F against a real `qtsp serve`. Valid CAdES (detached, enveloping,
-# PEM) and PAdES at B-B..B-LTA pass; a tampered byte, a bad signature
+# PEM), PAdES and XAdES at B-B..B-LTA and ASiC-S/-E containers pass; a tampered byte, a bad signature
 # value, a signer on hold at signing time, a terminated signer, an
 # untrusted chain and an expired certificate without a time-stamp get their
 # EN 319 102-1 indication; signatures made elsewhere (openssl cms -sign under
 # a test root added to policies/trust.yaml) pass; the time-stamped report
 # verifies with openssl ts; bad input gets a clear JSON error; `qtsp
-# validate` prints the same report.
+# validate` prints the same report; XML bombs, external entities, zip
+# bombs and nested containers are refused.
 source "$(dirname "$0")/lib.sh"
 H=$T_DIR/home
 "$QTSP_BIN" init --home "$H" >/dev/null 2>&1 || { echo "init failed"; exit 1; }
@@ -127,6 +128,32 @@ val "$T_DIR/two.pdf"
 check_eq "twice-signed PDF: both pass, in file order" "TOTAL-PASSED/ TOTAL-PASSED/ Anna Test Bert Test" "$(ind 0) $(ind 1) $(field '.signatures[0].signer + " " + .signatures[1].signer')"
 check_eq "twice-signed PDF: the first signature does not cover the whole file" "false true" "$(field '(.signatures[0].covers_whole_file|tostring) + " " + (.signatures[1].covers_whole_file|tostring)')"
 
+# XAdES (enveloped, enveloping, detached) and ASiC (S and E, CAdES and XAdES inside)
+printf '<?xml version="1.0" encoding="UTF-8"?>\n<order id="1"><item>tea</item></order>\n' >"$T_DIR/doc.xml"
+for level in B-B B-T B-LT B-LTA; do
+  for pk in enveloped enveloping detached; do
+    sign --credential "$ANNA" --format X --packaging "$pk" --level "Ades-$level" --in "$T_DIR/doc.xml" --out "$T_DIR/x-$level-$pk.xml"
+    if [[ $pk == detached ]]; then val "$T_DIR/x-$level-$pk.xml" "$T_DIR/doc.xml"; else val "$T_DIR/x-$level-$pk.xml"; fi
+    check_eq "XAdES-$level $pk: TOTAL-PASSED, level seen" "TOTAL-PASSED/ $level XAdES" "$(ind) $(field '.signatures[0].level + " " + .format')"
+  done
+done
+val "$T_DIR/x-B-LTA-enveloped.xml"
+check_eq "XAdES-B-LTA: signature and archive time-stamps verify" "signature:true archive:true" "$(field '[.signatures[0].timestamps[] | .type + ":" + (.valid|tostring)] | join(" ")')"
+sign --credential "$ANNA" --format X --inclusive-c14n --level Ades-B-LTA --in "$T_DIR/doc.xml" --out "$T_DIR/x-incl.xml"
+val "$T_DIR/x-incl.xml"
+check_eq "XAdES with inclusive C14N: TOTAL-PASSED" "TOTAL-PASSED/" "$(ind)"
+printf 'second file\n' >"$T_DIR/two.txt"
+for f in C X; do
+  for c in asic-s asic-e; do
+    ins=(--in "$T_DIR/doc.bin")
+    [[ $c == asic-e ]] && ins+=(--in "$T_DIR/two.txt")
+    sign --credential "$ANNA" --format "$f" --container "$c" --level Ades-B-LT "${ins[@]}" --out "$T_DIR/$f-$c.zip"
+    val "$T_DIR/$f-$c.zip"
+    check_eq "$c with $f inside: TOTAL-PASSED" "TOTAL-PASSED/" "$(ind)"
+    check_eq "$c with $f inside: the container's form named" "${c^^}" "$(field .format | tr 'a-z' 'A-Z')"
+  done
+done
+
 # signatures made elsewhere
 openssl cms -sign -binary -md sha256 -in "$T_DIR/doc.bin" -signer "$P/signer.pem" -inkey "$P/signer.key" \
   -outform DER -out "$T_DIR/partner.p7s" 2>/dev/null
@@ -152,6 +179,29 @@ cp "$T_DIR/c-B-B.p7s" "$T_DIR/badsig.p7s"
 flip "$T_DIR/badsig.p7s" $(($(stat -c %s "$T_DIR/badsig.p7s") - 2)) # inside the signature value
 val "$T_DIR/badsig.p7s" "$T_DIR/doc.bin"
 check_eq "tampered signature value: TOTAL-FAILED/SIG_CRYPTO_FAILURE" "TOTAL-FAILED/SIG_CRYPTO_FAILURE" "$(ind)"
+
+sed 's/<item>tea</<item>tee</' "$T_DIR/x-B-T-enveloped.xml" >"$T_DIR/x-bad.xml"
+val "$T_DIR/x-bad.xml"
+check_eq "tampered XAdES-enveloped text: TOTAL-FAILED/HASH_FAILURE" "TOTAL-FAILED/HASH_FAILURE" "$(ind)"
+printf '<?xml version="1.0" encoding="UTF-8"?>\n<order id="1"><item>tee</item></order>\n' >"$T_DIR/doc-bad.xml"
+val "$T_DIR/x-B-T-detached.xml" "$T_DIR/doc-bad.xml"
+check_eq "XAdES detached, other content: TOTAL-FAILED/HASH_FAILURE" "TOTAL-FAILED/HASH_FAILURE" "$(ind)"
+# a container whose file was changed (the same entries, rewritten by Python's zipfile)
+zip_edit() { # IN OUT NAME NEWTEXT: NAME's content replaced, order and mimetype kept
+  python3 - "$@" <<'PY'
+import sys, zipfile
+src, dst, name, text = sys.argv[1:5]
+with zipfile.ZipFile(src) as zi, zipfile.ZipFile(dst, "w") as zo:
+    for info in zi.infolist():
+        data = text.encode() if info.filename == name else zi.read(info.filename)
+        zo.writestr(info, data, compress_type=info.compress_type)
+PY
+}
+for f in C X; do
+  zip_edit "$T_DIR/$f-asic-e.zip" "$T_DIR/bad-$f.zip" two.txt "changed"
+  val "$T_DIR/bad-$f.zip"
+  check_eq "ASiC-E ($f) with a changed file: TOTAL-FAILED/HASH_FAILURE" "TOTAL-FAILED/HASH_FAILURE" "$(ind)"
+done
 
 # on hold at signing time: a failure, also after the release
 sign --credential "$BERT" --format C --level Ades-B-T --in "$T_DIR/doc.bin" --out "$T_DIR/before-hold.p7s"
@@ -219,7 +269,7 @@ check_grep "truncated PDF: says the PDF does not parse" '"error":"invalid".*does
 head -c 4096 /dev/urandom >"$T_DIR/garbage"
 printf 'x' | dd of="$T_DIR/garbage" bs=1 count=1 conv=notrunc status=none
 val "$T_DIR/garbage"
-check_grep "garbage: 400, neither PDF nor CMS" 'neither a PDF nor a CMS' "$T_DIR/r.json"
+check_grep "garbage: 400, names what is accepted" 'not a PDF, CMS signature' "$T_DIR/r.json"
 head -c 600 "$T_DIR/c-B-T.p7s" >"$T_DIR/cut.p7s"
 val "$T_DIR/cut.p7s" "$T_DIR/doc.bin"
 check_grep "truncated CMS: 400" '"error":"invalid".*not a CMS' "$T_DIR/r.json"
@@ -239,6 +289,46 @@ check_eq "multipart body cut short: 400" 400 "$code"
 check_grep "... says so" 'truncated' "$T_DIR/r.json"
 code=$(curl -s -o "$T_DIR/r.json" -w '%{http_code}' -F "file=@$T_DIR/p-B-B.pdf" "$BASE/api/v1/validate?report=xml")
 check_eq "unknown report form: 400" 400 "$code"
+# XML bombs and external entities: refused before any entity is read
+printf '<?xml version="1.0"?>\n<!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]>\n<l>&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;</l>\n' >"$T_DIR/bomb.xml"
+val "$T_DIR/bomb.xml"
+check_eq "XML bomb: 400" 400 "$(status)"
+check_grep "... DOCTYPE refused" 'DOCTYPE is refused' "$T_DIR/r.json"
+printf '<?xml version="1.0"?>\n<!DOCTYPE f [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n<f>&x;</f>\n' >"$T_DIR/xxe.xml"
+val "$T_DIR/xxe.xml"
+check_eq "external entity: 400" 400 "$(status)"
+check_not "... nothing of /etc/passwd in the answer" grep -q 'root:' "$T_DIR/r.json"
+printf '<?xml version="1.0"?>\n<f><g>' >"$T_DIR/cut.xml"
+val "$T_DIR/cut.xml"
+check_eq "truncated XML: 400" 400 "$(status)"
+# zip bombs, nested containers, a ZIP that is no ASiC container
+python3 - "$T_DIR" <<'PY'
+import sys, zipfile
+d = sys.argv[1]
+def asic(path, files, mime="application/vnd.etsi.asic-e+zip", first=True):
+    with zipfile.ZipFile(path, "w") as z:
+        if first:
+            z.writestr(zipfile.ZipInfo("mimetype"), mime, compress_type=zipfile.ZIP_STORED)
+        for n, data in files:
+            z.writestr(n, data, compress_type=zipfile.ZIP_DEFLATED)
+        if not first:
+            z.writestr(zipfile.ZipInfo("mimetype"), mime, compress_type=zipfile.ZIP_STORED)
+asic(d + "/bomb.zip", [("a.bin", b"\0" * (200 << 20))])
+asic(d + "/nested.zip", [("inner.asice", open(d + "/C-asic-e.zip", "rb").read()),
+                         ("META-INF/signature.p7s", b"x")])
+asic(d + "/nomime.zip", [("a.txt", b"x")], first=False)
+PY
+val "$T_DIR/bomb.zip"
+check_eq "zip bomb (200 MiB of zeros in $(($(stat -c %s "$T_DIR/bomb.zip") / 1024)) KiB): 413" 413 "$(status)"
+check_grep "... says what" 'unpack to more than' "$T_DIR/r.json"
+val "$T_DIR/nested.zip"
+check_eq "nested container: 400" 400 "$(status)"
+check_grep "... says so" 'nested containers are not validated' "$T_DIR/r.json"
+val "$T_DIR/nomime.zip"
+check_grep "ZIP without mimetype first: 400" 'mimetype must be the first entry' "$T_DIR/r.json"
+head -c 3000 "$T_DIR/C-asic-e.zip" >"$T_DIR/cut.zip"
+val "$T_DIR/cut.zip"
+check_eq "truncated container: 400" 400 "$(status)"
 head -c 100000000 /dev/zero >"$T_DIR/big.bin"
 code=$(curl -s -o "$T_DIR/r.json" -w '%{http_code}' -F "file=@$T_DIR/big.bin" "$BASE/api/v1/validate")
 check_eq "a 100 MB upload: 413" 413 "$code"

@@ -331,6 +331,65 @@ static void test_validate_pades_levels(void)
 }
 
 static qtsp_status validate_bytes(const qtsp_validator *v, const void *p, size_t n,
+                                  const unsigned char *content, size_t clen);
+
+static void test_validate_xades_and_asic(void)
+{
+    good_status();
+    qtsp_validator *v = validator(g_root, 0, 1);
+    static const char xml[] = "<?xml version=\"1.0\"?>\n<order><item>tea</item></order>\n";
+    qtsp_xades_object obj = {(const unsigned char *)xml, sizeof xml - 1, "order.xml", NULL};
+    static const qtsp_xades_packaging pk[] = {QTSP_XADES_ENVELOPED, QTSP_XADES_ENVELOPING,
+                                              QTSP_XADES_DETACHED};
+    for (size_t i = 0; i < 3; i++)
+        for (int l = QTSP_ADES_B_B; l <= QTSP_ADES_B_LTA; l += 3) {
+            qtsp_xades_opts o = {(qtsp_ades_level)l, pk[i], g_now, 0, 0};
+            qtsp_buf b;
+            qtsp_buf_init(&b, 1 << 20);
+            qtsp_err_clear();
+            CU_ASSERT_EQUAL_FATAL(qtsp_xades_sign(&g_sv, &g_s, &o, &obj, 1, &b), QTSP_OK);
+            int det = pk[i] == QTSP_XADES_DETACHED;
+            EXPECT(v, &b, det ? (const unsigned char *)xml : NULL, det ? sizeof xml - 1 : 0, g_now,
+                   "TOTAL-PASSED/");
+            if (pk[i] == QTSP_XADES_ENVELOPED) {
+                unsigned char *t = memmem(b.data, b.len, "tea", 3);
+                CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+                t[0] = 'p';
+                EXPECT(v, &b, NULL, 0, g_now, "TOTAL-FAILED/HASH_FAILURE");
+            }
+            if (det)
+                EXPECT(v, &b, NULL, 0, g_now, "INDETERMINATE/SIGNED_DATA_NOT_FOUND");
+            qtsp_buf_cleanup(&b);
+        }
+    /* ASiC-E with CAdES (through the manifest) and with XAdES */
+    qtsp_xades_object files[2] = {{DOC, sizeof DOC, "a.bin", NULL},
+                                  {(const unsigned char *)xml, sizeof xml - 1, "b.xml", NULL}};
+    for (int f = QTSP_ASIC_CADES; f <= QTSP_ASIC_XADES; f++) {
+        qtsp_asic_opts o = {QTSP_ASIC_E, (qtsp_asic_sigfmt)f, QTSP_ADES_B_T, g_now};
+        qtsp_buf b;
+        qtsp_buf_init(&b, 1 << 20);
+        qtsp_err_clear();
+        CU_ASSERT_EQUAL_FATAL(qtsp_asic_sign(&g_sv, &g_s, &o, files, 2, &b), QTSP_OK);
+        json_t *r = NULL;
+        char got[128];
+        run(v, &b, NULL, 0, g_now, got, sizeof got, &r);
+        CU_ASSERT_STRING_EQUAL(got, "TOTAL-PASSED/");
+        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "format")), "ASiC-E");
+        json_decref(r);
+        CU_ASSERT_EQUAL(validate_bytes(v, b.data, b.len, DOC, sizeof DOC), QTSP_ERR_INVALID);
+        /* every truncation: refused, never a crash */
+        for (size_t n = 4; n < b.len; n += 131)
+            (void)validate_bytes(v, b.data, n, NULL, 0);
+        qtsp_buf_cleanup(&b);
+    }
+    static const char dtd[] = "<?xml version=\"1.0\"?><!DOCTYPE a [<!ENTITY e \"x\">]><a>&e;</a>";
+    CU_ASSERT_EQUAL(validate_bytes(v, dtd, sizeof dtd - 1, NULL, 0), QTSP_ERR_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_err_what(), "DOCTYPE"));
+    CU_ASSERT_EQUAL(validate_bytes(v, "PK\x03\x04garbage", 11, NULL, 0), QTSP_ERR_INVALID);
+    qtsp_validator_free(v);
+}
+
+static qtsp_status validate_bytes(const qtsp_validator *v, const void *p, size_t n,
                                   const unsigned char *content, size_t clen)
 {
     json_t *r = NULL;
@@ -344,7 +403,7 @@ static void test_validate_refuses_bad_files(void)
 {
     qtsp_validator *v = validator(g_root, 0, 1);
     CU_ASSERT_EQUAL(validate_bytes(v, "garbage", 7, NULL, 0), QTSP_ERR_INVALID);
-    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_err_what(), "neither a PDF nor a CMS"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_err_what(), "not a PDF, CMS signature"));
     CU_ASSERT_EQUAL(validate_bytes(v, g_pdf, 0, NULL, 0), QTSP_ERR_INVALID);
     CU_ASSERT_EQUAL(validate_bytes(v, g_pdf, g_pdf_len / 2, NULL, 0), QTSP_ERR_INVALID);
     CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_err_what(), "does not parse"));
@@ -436,6 +495,7 @@ int main(void)
         QTEST(test_validate_revocation_against_signing_time),
         QTEST(test_validate_chain_and_validity),
         QTEST(test_validate_pades_levels),
+        QTEST(test_validate_xades_and_asic),
         QTEST(test_validate_refuses_bad_files),
         QTEST(test_validate_trust_file),
     };
