@@ -55,6 +55,32 @@ api() {
 }
 status() { cat "$T_DIR/status"; }
 
+# ---- a CSC API v2 client (remote signing: test_csc.sh, test_usage.sh) ----
+# csc PATH TOKEN JSON [curl args...]: POST to /csc/v2/PATH, body to stdout,
+# HTTP status to $T_DIR/status
+csc() {
+  local p=$1 tok=$2 body=$3
+  shift 3
+  local args=(-s -o "$T_DIR/body" -w '%{http_code}' -X POST "$@")
+  [[ -n $tok ]] && args+=(-H "Authorization: Bearer $tok")
+  [[ -n $body ]] && args+=(-H 'Content-Type: application/json' --data-binary "$body")
+  curl "${args[@]}" "$BASE/csc/v2/$p" >"$T_DIR/status"
+  cat "$T_DIR/body"
+}
+# totp SECRET OFFSET_SECONDS: the code of now + offset
+totp() { oathtool --totp -b -N "@$(($(date +%s) + $2))" "$1"; }
+login() { curl -s -u "$1:$2" -X POST "$BASE/csc/v2/auth/login" | jq -r '.access_token // empty'; }
+# hashes N SEED: N SHA-256 digests of "SEED-i" into ${W:-$T_DIR}/SEED-i.bin, prints
+# the JSON array of their base64
+hashes() {
+  local i out=()
+  for ((i = 1; i <= $1; i++)); do
+    printf '%s-%d' "$2" "$i" | openssl dgst -sha256 -binary >"${W:-$T_DIR}/$2-$i.bin"
+    out+=("\"$(base64 -w0 "${W:-$T_DIR}/$2-$i.bin")\"")
+  done
+  (IFS=,; echo "[${out[*]}]")
+}
+
 # issue NATIONAL_ID [GIVEN]: enrols a subject and issues its certificate
 # through the RA API with $OFFICER's token; prints the serial and writes
 # $T_DIR/<serial>.pem

@@ -21,17 +21,6 @@ HOTLINE=$("$QTSP_BIN" operator add --home "$H" hans --role hotline)
 OFFICE=$("$QTSP_BIN" operator add --home "$H" otto --role office)
 start_server "$H" || { fail "server starts"; finish; exit 1; }
 
-# csc PATH TOKEN JSON [curl args...]: POST to /csc/v2/PATH, body to stdout,
-# HTTP status to $T_DIR/status
-csc() {
-  local p=$1 tok=$2 body=$3
-  shift 3
-  local args=(-s -o "$T_DIR/body" -w '%{http_code}' -X POST "$@")
-  [[ -n $tok ]] && args+=(-H "Authorization: Bearer $tok")
-  [[ -n $body ]] && args+=(-H 'Content-Type: application/json' --data-binary "$body")
-  curl "${args[@]}" "$BASE/csc/v2/$p" >"$T_DIR/status"
-  cat "$T_DIR/body"
-}
 err() { jq -r '.error + ": " + .error_description' "$T_DIR/body"; }
 # signer N NATIONAL_ID: issues a certificate; sets U_N (user id), P_N
 # (password), S_N (TOTP secret, base32), C_N (credential = serial), and
@@ -45,19 +34,6 @@ signer() {
   printf -v "P_$n" '%s' "$(jq -r .activation.password "$T_DIR/iss.json")"
   printf -v "S_$n" '%s' "$(jq -r .activation.otpauth_uri "$T_DIR/iss.json" | sed 's/.*secret=\([A-Z2-7]*\).*/\1/')"
   printf -v "C_$n" '%s' "$s"
-}
-# totp SECRET OFFSET_SECONDS: the code of now + offset
-totp() { oathtool --totp -b -N "@$(($(date +%s) + $2))" "$1"; }
-login() { curl -s -u "$1:$2" -X POST "$BASE/csc/v2/auth/login" | jq -r '.access_token // empty'; }
-# hashes N SEED: N SHA-256 digests of "SEED-i" into $W/SEED-i.bin, prints
-# the JSON array of their base64
-hashes() {
-  local i out=()
-  for ((i = 1; i <= $1; i++)); do
-    printf '%s-%d' "$2" "$i" | openssl dgst -sha256 -binary >"$W/$2-$i.bin"
-    out+=("\"$(base64 -w0 "$W/$2-$i.bin")\"")
-  done
-  (IFS=,; echo "[${out[*]}]")
 }
 # verify_all PUBKEY SEED SIGFILE(JSON answer): every signature of the
 # answer verifies over $W/SEED-i.bin with the public key

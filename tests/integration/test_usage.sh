@@ -6,7 +6,12 @@
 #  - qtsp rp list / report (text and JSON, --month), bad month refused;
 #  - qtsp signer package / quota / history on a signer issued from the CLI:
 #    a bad package name is refused and nothing changes, a change restarts
-#    the window; every change (and the history read) is in the audit.
+#    the window; every change (and the history read) is in the audit;
+#  - end to end over the CSC API (curl, oathtool): the free package signs 3
+#    times, the 4th answers 429, the same SAD paid by a relying party
+#    succeeds (wrong secret 401, malformed header 400) and is counted for it
+#    in rp report, the package's count is unchanged, GET /api/v1/history and
+#    qtsp signer history list both signings.
 source "$(dirname "$0")/lib.sh"
 H=$T_DIR/home
 
@@ -106,6 +111,67 @@ q signer history "$USER" --limit x >/dev/null 2>"$T_DIR/limit.err"
 check_eq "a bad --limit is refused" 1 "$?"
 check_grep "the bad --limit's error line" '^qtsp: signer history: --limit:' "$T_DIR/limit.err"
 
+# ---- end to end: a CSC client spends the free package, a relying party pays ----
+W=$T_DIR/w
+mkdir -p "$W"
+printf '{"given_name":"Fritz","surname":"Test","country":"DE","national_id":"2345678901","email":"f@example.de","phone":"+491512345678","package":"free"}' >"$T_DIR/subj2.json"
+SID2=$(q subject add --json "$T_DIR/subj2.json" 2>/dev/null | jq -r .subject_id)
+q issue "$SID2" >"$W/iss2.json" 2>/dev/null
+UF=$(jq -r .activation.user_id "$W/iss2.json")
+PF=$(jq -r .activation.password "$W/iss2.json")
+SF=$(jq -r .activation.otpauth_uri "$W/iss2.json" | sed 's/.*secret=\([A-Z2-7]*\).*/\1/')
+CF=$(jq -r .serial "$W/iss2.json")
+SHA256=2.16.840.1.101.3.4.2.1
+ES256=1.2.840.10045.4.3.2
+check "serve starts" start_server "$H"
+TF=$(login "$UF" "$PF")
+check "the free signer logs in" test -n "$TF"
+authorize() { # N SEED OTP_OFFSET: prints the SAD
+  csc credentials/authorize "$TF" "{\"credentialID\":\"$CF\",\"numSignatures\":$1,\"hashes\":$(hashes "$1" "$2"),\"hashAlgorithmOID\":\"$SHA256\",\"OTP\":\"$(totp "$SF" "$3")\"}" | jq -r '.SAD // empty'
+}
+sign_hash() { # N SEED SAD [curl args]
+  local n=$1 seed=$2 sad=$3
+  shift 3
+  csc signatures/signHash "$TF" "{\"credentialID\":\"$CF\",\"SAD\":\"$sad\",\"hashes\":$(hashes "$n" "$seed"),\"hashAlgorithmOID\":\"$SHA256\",\"signAlgo\":\"$ES256\"}" "$@"
+}
+SAD=$(authorize 3 f1 -30)
+sign_hash 3 f1 "$SAD" >/dev/null
+check_eq "free package: three signatures in one signHash: 200" 200 "$(status)"
+SAD=$(authorize 1 f2 0)
+sign_hash 1 f2 "$SAD" >/dev/null
+check_eq "the fourth: 429" 429 "$(status)"
+c=${SECRET:0:1}
+[[ $c == A ]] && c=B || c=A
+sign_hash 1 f2 "$SAD" -H "X-QTSP-Relying-Party: shop.example:$c${SECRET:1}" >/dev/null
+check_eq "a wrong relying-party secret: 401" 401 "$(status)"
+sign_hash 1 f2 "$SAD" -H "X-QTSP-Relying-Party: shop.example" >/dev/null
+check_eq "a malformed relying-party header: 400" 400 "$(status)"
+sign_hash 1 f2 "$SAD" -H "X-QTSP-Relying-Party: nobody:$SECRET" >/dev/null
+check_eq "an unknown relying party: 401" 401 "$(status)"
+sign_hash 1 f2 "$SAD" -H "X-QTSP-Relying-Party: shop.example:$SECRET" >"$W/rpsig.json"
+check_eq "the same SAD paid by the relying party: 200" 200 "$(status)"
+check_eq "... one signature" 1 "$(jq '.signatures | length' "$W/rpsig.json")"
+q signer quota "$UF" --json >"$W/fq.json"
+check_eq "the package still counts 3 used, 0 left" "3 0" "$(jq -r '"\(.used) \(.signatures_left)"' "$W/fq.json")"
+MONTH=$(date -u +%Y-%m)
+q rp report --json >"$W/rep.json"
+check_eq "rp report: shop.example paid 1 signature this month, 0.25" "shop.example $MONTH 1 0.25" \
+  "$(jq -r '.usage[] | "\(.relying_party) \(.month) \(.signatures) \(.amount)"' "$W/rep.json")"
+q rp report --month 2000-01 --json >"$W/rep0.json"
+check_eq "rp report --month of another month: nothing" 0 "$(jq '.usage | length' "$W/rep0.json")"
+api GET /api/v1/history "$TF" >"$W/hist.json"
+check_eq "GET /api/v1/history: 200" 200 "$(status)"
+check_eq "the signer's history: the two signings, newest first (relying party, then package)" \
+  "shop.example:1 -:3" "$(jq -r '[.signings[] | "\(.relying_party // "-"):\(.hashes | length)"] | join(" ")' "$W/hist.json")"
+check_eq "... each with credential, hash algorithm, package window" "$CF $SHA256 free true" \
+  "$(jq -r '.signings[1] | "\(.credential) \(.hash_algorithm) \(.package) \(.window_start != null and .window_end != null)"' "$W/hist.json")"
+check_eq "... the hashes as sent" "$(base64 -w0 "$W/f1-2.bin")" "$(jq -r '.signings[1].hashes[1]' "$W/hist.json")"
+q signer history "$UF" --json >"$W/chist.json"
+check_eq "qtsp signer history shows the same signings" "$(jq -c '.signings' "$W/hist.json")" "$(jq -c '.signings' "$W/chist.json")"
+q signer history "$UF" --limit 1 --json >"$W/chist1.json"
+check_eq "--limit 1: the newest" shop.example "$(jq -r '.signings | select(length == 1) | .[0].relying_party' "$W/chist1.json")"
+check "the server stops" stop_server
+
 # ---- the audit ----
 q audit list >"$T_DIR/audit.txt"
 check_eq "rp.add audited twice (shop.example, bank)" 2 "$(grep -c '"event":"rp.add"' "$T_DIR/audit.txt")"
@@ -115,6 +181,7 @@ check_eq "signer.package audited once" 1 "$(grep -c '"event":"signer.package"' "
 check_grep "signer.package: from free to economical" \
   "\"event\":\"signer.package\".*\"from\":\"free\".*\"to\":\"economical\".*\"user_id\":\"$USER\"" "$T_DIR/audit.txt"
 check_grep "the history read is audited" "\"event\":\"signer.history.read\".*\"user_id\":\"$USER\"" "$T_DIR/audit.txt"
+check_grep "the relying-party signing is audited (csc.sign)" '"event":"csc.sign".*"relying_party":"shop.example"' "$T_DIR/audit.txt"
 check "the audit chain verifies" q audit verify
 
 # help on every verb
