@@ -23,6 +23,9 @@ int cmd_config(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 
+/* signer reset USER_ID: new password and TOTP secret (cmd/signer_reset.c) */
+int cmd_signer_reset(int argc, char **argv);
+
 /* sign: CAdES / PAdES with a credential's key (cmd/sign_doc.c) */
 int cmd_sign_doc(int argc, char **argv);
 
