@@ -68,14 +68,17 @@ static int signer_usage(FILE *f)
         return cmd_usage_error("signer", "missing or wrong arguments (see qtsp signer --help)");
     fprintf(f, "usage: qtsp signer package [--home DIR] USER_ID PACKAGE\n"
                "       qtsp signer quota [--home DIR] USER_ID [--json]\n"
-               "       qtsp signer history [--home DIR] USER_ID [--limit N] [--json]\n\n"
+               "       qtsp signer history [--home DIR] USER_ID [--limit N] [--json]\n"
+               "       qtsp signer reset [--home DIR] USER_ID\n\n"
                "USER_ID is the signer's activation user id (from issuance).\n"
                "package changes the signer's package (one of policies/packages.yaml); a new\n"
                "window starts now. Audited.\n"
                "quota shows the package, what this window has left, when it ends and when\n"
                "the package ends.\n"
                "history lists the signer's signings, newest first (time, credential,\n"
-               "hashes, relying party, package window), for auditors; the read is audited.\n");
+               "hashes, relying party, package window), for auditors; the read is audited.\n"
+               "reset gives the signer a new password and TOTP secret, printed once (JSON);\n"
+               "their access tokens end, lockouts are lifted. Audited.\n");
     return 0;
 }
 
@@ -289,5 +292,8 @@ int cmd_rp(int argc, char **argv)
 
 int cmd_signer(int argc, char **argv)
 {
+    if (argc >= 2 &&
+        strcmp(argv[1], "reset") == 0) /* the signer's activation (cmd/signer_reset.c) */
+        return cmd_signer_reset(argc - 1, argv + 1);
     return run_verb(argc, argv, "signer", k_signer_subs, 3, signer_usage, signer_run);
 }

@@ -166,9 +166,19 @@ SADC=$(jq -r .SAD "$W/authc2.json")
 csc signatures/signHash "$TC" "{\"credentialID\":\"$C_C\",\"SAD\":\"$SADC\",\"hashes\":$HC4,\"hashAlgorithmOID\":\"$SHA256\",\"signAlgo\":\"$ES256\"}" >/dev/null
 check_eq "the fourth signature: 429" 429 "$(status)"
 check_eq "... quota_exceeded" quota_exceeded "$(jq -r .error "$T_DIR/body")"
+RP_SECRET=$("$QTSP_BIN" rp add --home "$H" acme 2>/dev/null | tail -n1)
+check "rp add prints a secret" test -n "$RP_SECRET"
+csc signatures/signHash "$TC" "{\"credentialID\":\"$C_C\",\"SAD\":\"$SADC\",\"hashes\":$HC4,\"hashAlgorithmOID\":\"$SHA256\",\"signAlgo\":\"$ES256\"}" -H "X-QTSP-Relying-Party: acme:wrong" >/dev/null
+check_eq "a wrong relying-party secret: 401" 401 "$(status)"
+csc signatures/signHash "$TC" "{\"credentialID\":\"$C_C\",\"SAD\":\"$SADC\",\"hashes\":$HC4,\"hashAlgorithmOID\":\"$SHA256\",\"signAlgo\":\"$ES256\"}" -H "X-QTSP-Relying-Party: acme:$RP_SECRET" >"$W/sigc2.json"
+check_eq "the same SAD paid by the relying party (the 429 consumed nothing): 200" 200 "$(status)"
+check "... it verifies" verify_all "$W/C.pub" c4 "$W/sigc2.json"
+"$QTSP_BIN" rp report --home "$H" >"$W/rp.txt" 2>&1
+check_grep "rp report counts the relying party's signing" "^[0-9]{4}-[0-9]{2} +1 .* acme$" "$W/rp.txt"
 api GET /api/v1/history "$TC" >"$W/hist.json"
 check_eq "history: 200" 200 "$(status)"
-check_eq "history: the three signatures" 3 "$(jq '[.signings[].hashes | length] | add' "$W/hist.json")"
+check_eq "history: all four signatures" 4 "$(jq '[.signings[].hashes | length] | add' "$W/hist.json")"
+check_eq "history: one paid by acme" 1 "$(jq '[.signings[] | select(.relying_party == "acme")] | length' "$W/hist.json")"
 check_eq "history: only C's credential" "[\"$C_C\"]" "$(jq -c '[.signings[].credential] | unique' "$W/hist.json")"
 api GET "/api/v1/history?limit=1" "$TC" >"$W/hist1.json"
 check_eq "history?limit=1: the newest only" 1 "$(jq '.signings | length' "$W/hist1.json")"
@@ -233,9 +243,21 @@ check_eq "auth/revoke: 204" 204 "$(status)"
 csc credentials/list "$TA" '{}' >/dev/null
 check_eq "a revoked token: 401" 401 "$(status)"
 
+# ---- office reset (signer reset) ----------------------------------------
+"$QTSP_BIN" signer reset --home "$H" "$U_B" >"$W/reset.json" 2>"$W/reset.err"
+check "signer reset prints new activation data" jq -e '.password and (.otpauth_uri | startswith("otpauth://totp/"))' "$W/reset.json"
+TB2=$(login "$U_B" "$(jq -r .password "$W/reset.json")")
+check "the reset password logs in (the lockout lifted)" test -n "$TB2"
+check "the old password no longer does" test -z "$(login "$U_B" "$P_B")"
+SB2=$(jq -r .otpauth_uri "$W/reset.json" | sed 's/.*secret=\([A-Z2-7]*\).*/\1/')
+csc credentials/authorize "$TB2" "{\"credentialID\":\"$C_B\",\"numSignatures\":1,\"hashes\":$HB,\"hashAlgorithmOID\":\"$SHA256\",\"OTP\":\"$(totp "$SB2" 30)\"}" >"$W/authb.json"
+check_eq "the new TOTP secret authorises (credential unlocked)" 200 "$(status)"
+csc signatures/signHash "$TB2" "{\"credentialID\":\"$C_B\",\"SAD\":\"$(jq -r .SAD "$W/authb.json")\",\"hashes\":$HB,\"hashAlgorithmOID\":\"$SHA256\",\"signAlgo\":\"$ES256\"}" >"$W/sigb.json"
+check "... and B signs" verify_all "$W/B.pub" b1 "$W/sigb.json"
+
 # ---- audit ---------------------------------------------------------------
 "$QTSP_BIN" audit list --home "$H" >"$W/audit.txt" 2>/dev/null
-for e in csc.login csc.login.failed csc.login.locked csc.authorize csc.otp.failed csc.otp.locked csc.otp.refused csc.sign csc.logout csc.password.change; do
+for e in csc.login csc.login.failed csc.login.locked csc.authorize csc.otp.failed csc.otp.locked csc.otp.refused csc.sign csc.logout csc.password.change signer.reset; do
   check_grep "audit has $e" "\"event\":\"$e\"" "$W/audit.txt"
 done
 check_not "no password or TOTP secret in the audit" grep -q -e "$P_C" -e "$S_C" "$W/audit.txt"
