@@ -244,7 +244,10 @@ csc credentials/list "$TA" '{}' >/dev/null
 check_eq "a revoked token: 401" 401 "$(status)"
 
 # ---- office reset (signer reset) ----------------------------------------
-"$QTSP_BIN" signer reset --home "$H" "$U_B" >"$W/reset.json" 2>"$W/reset.err"
+rrc=0; "$QTSP_BIN" signer reset --home "$H" "$U_B" >"$W/reset.json" 2>"$W/reset.err" || rrc=$?
+check_eq "signer reset exits 0" 0 "$rrc"
+"$QTSP_BIN" signer reset --home "$H" ffffffff >/dev/null 2>"$W/reset2.err"
+check_grep "signer reset of an unknown signer says so" "no signer ffffffff" "$W/reset2.err"
 check "signer reset prints new activation data" jq -e '.password and (.otpauth_uri | startswith("otpauth://totp/"))' "$W/reset.json"
 TB2=$(login "$U_B" "$(jq -r .password "$W/reset.json")")
 check "the reset password logs in (the lockout lifted)" test -n "$TB2"
@@ -262,5 +265,6 @@ for e in csc.login csc.login.failed csc.login.locked csc.authorize csc.otp.faile
 done
 check_not "no password or TOTP secret in the audit" grep -q -e "$P_C" -e "$S_C" "$W/audit.txt"
 check "audit chain verifies" "$QTSP_BIN" audit verify --home "$H"
-stop_server
+rc=0; stop_server || rc=$?
+check_eq "SIGTERM exits 0 (no leak, no sanitizer report)" 0 "$rc"
 finish
