@@ -16,10 +16,12 @@ static int usage(FILE *f)
 {
     if (f != stdout)
         return cmd_usage_error("validate", "missing or wrong arguments (see qtsp validate --help)");
-    fprintf(f, "usage: qtsp validate [--home DIR] FILE [--content FILE] [--repeat N]\n\n"
+    fprintf(f, "usage: qtsp validate [--home DIR] FILE [--content FILE] [--report json|xml]\n"
+               "                     [--repeat N]\n\n"
                "Validates the signatures of FILE (PAdES: a PDF; CAdES: a CMS signature, DER or\n"
                "PEM, with --content for a detached one) against the home's trust anchors\n"
-               "(policies/trust.yaml) and prints the JSON report POST /api/v1/validate gives.\n"
+               "(policies/trust.yaml) and prints the JSON report POST /api/v1/validate gives\n"
+               "(--report xml: as XML in the style of ETSI TS 119 102-2).\n"
                "Exit 0 when the report was made, whatever it says.\n"
                "--repeat N validates N times and prints validations per second on stderr.\n");
     return f == stdout ? 0 : 2;
@@ -60,12 +62,14 @@ out:
 int cmd_validate(int argc, char **argv)
 {
     const char *home = cmd_default_home(), *file = NULL, *content = NULL, *repeat_s = "1";
+    const char *form = "json";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0)
             return usage(stdout);
         if (cmd_opt(argc, argv, &i, "--home", &home) ||
             cmd_opt(argc, argv, &i, "--content", &content) ||
-            cmd_opt(argc, argv, &i, "--repeat", &repeat_s))
+            cmd_opt(argc, argv, &i, "--repeat", &repeat_s) ||
+            cmd_opt(argc, argv, &i, "--report", &form))
             continue;
         if (argv[i][0] == '-' || file)
             return usage(stderr);
@@ -73,6 +77,9 @@ int cmd_validate(int argc, char **argv)
     }
     if (!file)
         return usage(stderr);
+    int xml = strcmp(form, "xml") == 0;
+    if (!xml && strcmp(form, "json") != 0)
+        return cmd_usage_error("validate", "--report json or xml");
     long repeat = strtol(repeat_s, NULL, 10);
     if (repeat < 1 || repeat > 1000000)
         return cmd_usage_error("validate", "--repeat 1..1000000");
@@ -101,8 +108,18 @@ int cmd_validate(int argc, char **argv)
     if (repeat > 1)
         fprintf(stderr, "validations=%ld seconds=%.3f per_second=%.1f\n", repeat, s,
                 s > 0 ? (double)repeat / s : 0.0);
-    TRY_OUT(cmd_print_json(report));
-    report = NULL;
+    if (xml) {
+        qtsp_buf text;
+        qtsp_buf_init(&text, QTSP_VALIDATE_MAX_FILE);
+        rc = qtsp_validate_report_xml(report, &text);
+        if (rc == QTSP_OK && fwrite(text.data, 1, text.len, stdout) != text.len)
+            rc = qtsp_err_set(QTSP_ERR_IO, __FILE__, __LINE__, "cannot write the report");
+        qtsp_buf_cleanup(&text);
+        TRY_OUT(rc);
+    } else {
+        TRY_OUT(cmd_print_json(report));
+        report = NULL;
+    }
 out:
     json_decref(report);
     free(doc);

@@ -26,6 +26,7 @@
 
 #include "ca/certdb.h"
 #include "ca/store.h"
+#include "core/buf.h"
 #include "core/err.h"
 
 /* Largest file (and detached content) accepted. */
@@ -107,5 +108,10 @@ qtsp_status qtsp_validate_store_status(void *ctx, X509 *cert, X509 *issuer,
 qtsp_status qtsp_validate(const qtsp_validator *v, const unsigned char *file, size_t len,
                           const unsigned char *content, size_t content_len, int64_t now,
                           json_t **out) QTSP_MUST_USE;
+
+/* The report (as qtsp_validate made it) as XML in the style of ETSI TS
+ * 119 102-2 (sign/validate_report.c), UTF-8, appended to out.
+ * QTSP_ERR_INVALID (no report), QTSP_ERR_NOMEM / QTSP_ERR_TOO_BIG of out. */
+qtsp_status qtsp_validate_report_xml(const json_t *report, qtsp_buf *out) QTSP_MUST_USE;
 
 #endif

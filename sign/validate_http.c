@@ -44,10 +44,10 @@ static json_t *b64_json(const unsigned char *p, size_t n)
 }
 
 /* {"report": base64, "timestamp_token": base64} over the report's bytes. */
-static qtsp_status timestamped(const qtsp_validate_http *h, const char *text, qtsp_http_resp *resp)
+static qtsp_status timestamped(const qtsp_validate_http *h, const unsigned char *text, size_t n,
+                               qtsp_http_resp *resp)
 {
     ENSURE(h->tsa != NULL, QTSP_ERR_UNAVAILABLE, "no TSA to sign the report");
-    size_t n = strlen(text);
     unsigned char dg[32];
     ENSURE(EVP_Digest(text, n, dg, NULL, EVP_sha256(), NULL) == 1, QTSP_ERR_CRYPTO, "SHA-256");
     qtsp_ades_services sv;
@@ -57,8 +57,8 @@ static qtsp_status timestamped(const qtsp_validate_http *h, const char *text, qt
     qtsp_buf_init(&tok, ADES_TOKEN_MAX);
     qtsp_status rc = ades_timestamp(&sv, dg, &tok);
     if (rc == QTSP_OK) {
-        json_t *o = json_pack("{s:o,s:o}", "report", b64_json((const unsigned char *)text, n),
-                              "timestamp_token", b64_json(tok.data, tok.len));
+        json_t *o = json_pack("{s:o,s:o}", "report", b64_json(text, n), "timestamp_token",
+                              b64_json(tok.data, tok.len));
         char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         rc = s ? qtsp_http_resp_set(resp, 200, "application/json", s, strlen(s))
@@ -74,12 +74,16 @@ qtsp_status qtsp_validate_http_post(void *ctx, const qtsp_http_req *req, qtsp_ht
     const qtsp_validate_http *h = ctx;
     query_check q = {NULL, 0};
     qtsp_http_query_each(req, query_one, &q);
-    ENSURE(q.bad == NULL, QTSP_ERR_INVALID,
-           "query argument %s not allowed (report=json|timestamped)", q.bad);
+    ENSURE(q.bad == NULL, QTSP_ERR_INVALID, "query argument %s not allowed (only report)", q.bad);
+    /* json (default), timestamped, xml, xml-timestamped */
     const char *report = qtsp_http_query(req, "report");
-    int stamp = report && strcmp(report, "timestamped") == 0;
-    ENSURE(!report || stamp || strcmp(report, "json") == 0, QTSP_ERR_INVALID,
-           "report must be json or timestamped");
+    int stamp = 0, xml = 0;
+    if (report) {
+        stamp = strcmp(report, "timestamped") == 0 || strcmp(report, "xml-timestamped") == 0;
+        xml = strcmp(report, "xml") == 0 || strcmp(report, "xml-timestamped") == 0;
+        ENSURE(stamp || xml || strcmp(report, "json") == 0, QTSP_ERR_INVALID,
+               "report must be json, timestamped, xml or xml-timestamped");
+    }
 
     qtsp_mp_part parts[PARTS_MAX];
     size_t n = 0;
@@ -101,11 +105,22 @@ qtsp_status qtsp_validate_http_post(void *ctx, const qtsp_http_req *req, qtsp_ht
     TRY(qtsp_validate(h->v, file->data, file->len,
                       content ? (content->len ? content->data : empty) : NULL,
                       content ? content->len : 0, (int64_t)qtsp_now(), &r));
-    char *s = json_dumps(r, JSON_COMPACT);
+    qtsp_buf text;
+    qtsp_buf_init(&text, QTSP_VALIDATE_MAX_FILE);
+    qtsp_status rc = QTSP_OK;
+    if (xml) {
+        rc = qtsp_validate_report_xml(r, &text);
+    } else {
+        char *s = json_dumps(r, JSON_COMPACT);
+        rc = s ? qtsp_buf_puts(&text, s)
+               : qtsp_err_set(QTSP_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+        free(s);
+    }
     json_decref(r);
-    ENSURE(s != NULL, QTSP_ERR_NOMEM, "out of memory");
-    qtsp_status rc = stamp ? timestamped(h, s, resp)
-                           : qtsp_http_resp_set(resp, 200, "application/json", s, strlen(s));
-    free(s);
+    if (rc == QTSP_OK)
+        rc = stamp ? timestamped(h, text.data, text.len, resp)
+                   : qtsp_http_resp_set(resp, 200, xml ? "application/xml" : "application/json",
+                                        text.data, text.len);
+    qtsp_buf_cleanup(&text);
     return rc;
 }

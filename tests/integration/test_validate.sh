@@ -256,6 +256,19 @@ check "openssl ts -verify: the report's time-stamp by our TSA" openssl ts -verif
 sed -i 's/TOTAL-PASSED/TOTAL-FAILED/' "$T_DIR/report.json"
 check_not "a changed report no longer verifies" openssl ts -verify -token_in -in "$T_DIR/report.tst" -data "$T_DIR/report.json" -CAfile "$ROOT"
 
+val "$T_DIR/bad.pdf" "" "?report=xml"
+check_eq "report=xml: 200" 200 "$(status)"
+check "report=xml: well-formed XML (xmlstarlet)" xmlstarlet val -q -w "$T_DIR/r.json"
+check_grep "report=xml: the EN 319 102-1 main indication URI" 'MainIndication>urn:etsi:019102:mainindication:total-failed<' "$T_DIR/r.json"
+check_grep "report=xml: the sub-indication URI" 'SubIndication>urn:etsi:019102:subindication:HASH_FAILURE<' "$T_DIR/r.json"
+val "$T_DIR/p-B-T.pdf" "" "?report=xml-timestamped"
+field .report | base64 -d >"$T_DIR/report.xml"
+field .timestamp_token | base64 -d >"$T_DIR/report-xml.tst"
+check "report=xml-timestamped: openssl ts -verify over the XML report" openssl ts -verify -token_in -in "$T_DIR/report-xml.tst" -data "$T_DIR/report.xml" -CAfile "$ROOT"
+check_grep "... which says total-passed" 'mainindication:total-passed' "$T_DIR/report.xml"
+"$QTSP_BIN" validate --home "$H" --report xml "$T_DIR/p-B-T.pdf" >"$T_DIR/cli.xml" 2>/dev/null
+check "qtsp validate --report xml: well-formed" xmlstarlet val -q -w "$T_DIR/cli.xml"
+
 # ---- the command line gives the same report -----------------------------------------
 val "$T_DIR/c-B-LT.p7s" "$T_DIR/doc.bin"
 "$QTSP_BIN" validate --home "$H" "$T_DIR/c-B-LT.p7s" --content "$T_DIR/doc.bin" >"$T_DIR/cli.json" 2>/dev/null
@@ -287,7 +300,7 @@ check_eq "JSON instead of a form: 415" 415 "$code"
 code=$(curl -s -o "$T_DIR/r.json" -w '%{http_code}' -H 'Content-Type: multipart/form-data; boundary=xyz' --data-binary $'--xyz\r\nContent-Disposition: form-data; name="file"\r\n\r\nabc' "$BASE/api/v1/validate")
 check_eq "multipart body cut short: 400" 400 "$code"
 check_grep "... says so" 'truncated' "$T_DIR/r.json"
-code=$(curl -s -o "$T_DIR/r.json" -w '%{http_code}' -F "file=@$T_DIR/p-B-B.pdf" "$BASE/api/v1/validate?report=xml")
+code=$(curl -s -o "$T_DIR/r.json" -w '%{http_code}' -F "file=@$T_DIR/p-B-B.pdf" "$BASE/api/v1/validate?report=pdf")
 check_eq "unknown report form: 400" 400 "$code"
 # XML bombs and external entities: refused before any entity is read
 printf '<?xml version="1.0"?>\n<!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]>\n<l>&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;</l>\n' >"$T_DIR/bomb.xml"

@@ -438,6 +438,39 @@ static void test_validate_refuses_bad_files(void)
     qtsp_validator_free(v);
 }
 
+static void test_validate_report_xml(void)
+{
+    good_status();
+    qtsp_validator *v = validator(g_root, 0, 1);
+    qtsp_buf b, x;
+    sign_cades(QTSP_ADES_B_T, 0, g_now, &b);
+    unsigned char bad[sizeof DOC];
+    memcpy(bad, DOC, sizeof DOC);
+    bad[0] ^= 1;
+    json_t *r = NULL;
+    CU_ASSERT_EQUAL_FATAL(qtsp_validate(v, b.data, b.len, bad, sizeof bad, g_now, &r), QTSP_OK);
+    qtsp_buf_init(&x, 1 << 20);
+    CU_ASSERT_EQUAL_FATAL(qtsp_validate_report_xml(r, &x), QTSP_OK);
+    const char *t = qtsp_buf_str(&x);
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(t, "<vr:ValidationReport xmlns:vr=\"http://uri.etsi.org/19102/v1.2.1#\""));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(t, "<vr:MainIndication>urn:etsi:019102:mainindication:total-failed</"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(t, "<vr:SubIndication>urn:etsi:019102:subindication:HASH_FAILURE</"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(t, "<vr:Signer>v signer</vr:Signer>"));
+    /* it parses back as safe XML */
+    json_decref(r);
+    r = NULL;
+    CU_ASSERT_EQUAL(qtsp_validate(v, x.data, x.len, NULL, 0, g_now, &r), QTSP_OK);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(r, "signatures")), 0);
+    json_decref(r);
+    CU_ASSERT_EQUAL(qtsp_validate_report_xml(NULL, &x), QTSP_ERR_INVALID);
+    qtsp_buf_cleanup(&x);
+    qtsp_buf_cleanup(&b);
+    qtsp_validator_free(v);
+}
+
 static void test_validate_trust_file(void)
 {
     char dir[512];
@@ -497,6 +530,7 @@ int main(void)
         QTEST(test_validate_pades_levels),
         QTEST(test_validate_xades_and_asic),
         QTEST(test_validate_refuses_bad_files),
+        QTEST(test_validate_report_xml),
         QTEST(test_validate_trust_file),
     };
     int rc = qtest_run("sign_validate", cases, sizeof cases / sizeof cases[0]);
