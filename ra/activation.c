@@ -135,17 +135,33 @@ qtsp_status qtsp_otp_unwrap(const unsigned char key[QTSP_OTP_KEY_LEN], const cha
     return QTSP_OK;
 }
 
-qtsp_status qtsp_password_hash(const char *password, char *out, size_t cap)
+/* Passwords a person chooses (the signer's change of password): the
+ * operators' parameters (ra/operator.c), memory-hard against guessing. */
+#define PW_CHOSEN_T_COST 3
+#define PW_CHOSEN_M_COST_KIB (32 * 1024)
+
+static qtsp_status password_hash(const char *password, uint32_t t_cost, uint32_t m_cost_kib,
+                                 char *out, size_t cap)
 {
     unsigned char salt[PW_SALT_LEN];
     TRY(qtsp_random(salt, sizeof salt));
     size_t need =
-        argon2_encodedlen(PW_T_COST, PW_M_COST_KIB, PW_LANES, PW_SALT_LEN, PW_HASH_LEN, Argon2_id);
+        argon2_encodedlen(t_cost, m_cost_kib, PW_LANES, PW_SALT_LEN, PW_HASH_LEN, Argon2_id);
     ENSURE(cap >= need, QTSP_ERR_TOO_BIG, "hash buffer too small");
-    int r = argon2id_hash_encoded(PW_T_COST, PW_M_COST_KIB, PW_LANES, password, strlen(password),
-                                  salt, sizeof salt, PW_HASH_LEN, out, cap);
+    int r = argon2id_hash_encoded(t_cost, m_cost_kib, PW_LANES, password, strlen(password), salt,
+                                  sizeof salt, PW_HASH_LEN, out, cap);
     ENSURE(r == ARGON2_OK, QTSP_ERR_CRYPTO, "argon2id failed: %s", argon2_error_message(r));
     return QTSP_OK;
+}
+
+qtsp_status qtsp_password_hash(const char *password, char *out, size_t cap)
+{
+    return password_hash(password, PW_T_COST, PW_M_COST_KIB, out, cap);
+}
+
+qtsp_status qtsp_password_hash_chosen(const char *password, char *out, size_t cap)
+{
+    return password_hash(password, PW_CHOSEN_T_COST, PW_CHOSEN_M_COST_KIB, out, cap);
 }
 
 qtsp_status qtsp_password_verify(const char *encoded, const char *password)

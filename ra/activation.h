@@ -28,7 +28,11 @@ qtsp_status qtsp_otp_unwrap(const unsigned char key[QTSP_OTP_KEY_LEN], const cha
 
 /* argon2id encoded hash of a password (random salt). out >= 128 bytes. */
 qtsp_status qtsp_password_hash(const char *password, char *out, size_t cap) QTSP_MUST_USE;
-/* Constant-time check; QTSP_ERR_AUTH when it does not match. */
+/* The same for a password a person chose (t=3, m=32 MiB: the operators'
+ * parameters; docs/security.md). */
+qtsp_status qtsp_password_hash_chosen(const char *password, char *out, size_t cap) QTSP_MUST_USE;
+/* Constant-time check (any parameters: they are in the encoding); QTSP_ERR_AUTH when it does not
+ * match. */
 qtsp_status qtsp_password_verify(const char *encoded, const char *password) QTSP_MUST_USE;
 
 /* Fresh activation data for user_id (issuance, and the office's reset of a

@@ -1289,7 +1289,7 @@ qtsp_status qtsp_csc_password_change(qtsp_csc *c, const char *user_id, const cha
         FAIL(QTSP_ERR_FORBIDDEN, "old_password: %s",
              strstr(x.msg, "locked") ? x.msg : "wrong password");
     char hash[160], actor[96];
-    TRY(qtsp_password_hash(new_password, hash, sizeof hash));
+    TRY(qtsp_password_hash_chosen(new_password, hash, sizeof hash));
     actor_of(user_id, actor);
     pw_ctx p = {user_id, actor, "csc.password.change", hash, NULL, qtsp_now_ms()};
     rc = qtsp_store_write(c->store, password_txn, &p);

@@ -6,6 +6,7 @@
  * with ECDSA, RSA PKCS#1 v1.5 and RSA-PSS (each verified in software), the
  * SAD's binding (hashes, credential, caller, single use, expiry), certificate
  * states, quota, password change and office reset, and the audit. */
+#define _GNU_SOURCE 1 /* memmem */
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -521,6 +522,15 @@ static void test_csc_password_change_and_reset(void)
     advance(1);
     CU_ASSERT_EQUAL(qtsp_csc_password_change(g_csc, a.user_id, a.password, "a long new password"),
                     QTSP_OK);
+    /* a chosen password gets the memory-hard parameters (docs/security.md) */
+    qtsp_txn *txn = NULL;
+    qtsp_buf rec;
+    qtsp_buf_init(&rec, 1 << 20);
+    CU_ASSERT_EQUAL_FATAL(qtsp_store_begin(g_store, 0, &txn), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_txn_get(txn, QTSP_T_USERS, a.user_id, strlen(a.user_id), &rec), QTSP_OK);
+    qtsp_txn_abort(txn);
+    CU_ASSERT_PTR_NOT_NULL(memmem(rec.data, rec.len, "$m=32768,t=3,", 13));
+    qtsp_buf_cleanup(&rec);
     char uid[QTSP_CSC_ID_MAX];
     CU_ASSERT_EQUAL(qtsp_csc_token_check(g_csc, tok, uid), QTSP_ERR_AUTH); /* ended */
     qtsp_err_clear();
