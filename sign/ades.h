@@ -192,7 +192,8 @@ typedef struct qtsp_asic_opts {
  * application/octet-stream) with a new signature over them into an ASiC
  * container (ZIP) appended to out: first the entry "mimetype", stored,
  * holding application/vnd.etsi.asic-s+zip or -e+zip, then the files
- * (deflated), then META-INF/. ASiC-S takes exactly one file. Errors:
+ * (text/..., .../xml, ...+xml, .../json deflated; the rest stored), then
+ * META-INF/ (deflated). ASiC-S takes exactly one file. Errors:
  * QTSP_ERR_INVALID (bad options, names, counts, total over
  * QTSP_ADES_MAX_DOC), the signature builders' errors, QTSP_ERR_NOMEM /
  * QTSP_ERR_TOO_BIG of out. */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/codec.h"
 #include "sign/xml.h"
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -137,12 +138,13 @@ qtsp_status qtsp_xml_add_base64(xmlNodePtr node, const unsigned char *p, size_t 
     ENSURE(len <= ((size_t)3 << 30) && len / 3 < INT_MAX / 4 - 1, QTSP_ERR_TOO_BIG,
            "too large for base64");
     size_t cap = 4 * ((len + 2) / 3) + 1;
-    unsigned char *b = malloc(cap);
+    char *b = malloc(cap);
     ENSURE(b != NULL, QTSP_ERR_NOMEM, "out of memory");
-    int n = EVP_EncodeBlock(b, p, (int)len);
-    xmlNodeAddContentLen(node, b, n);
+    qtsp_status rc = qtsp_base64_encode(p, len, b, cap);
+    if (rc == QTSP_OK)
+        xmlNodeAddContentLen(node, BAD_CAST b, (int)(cap - 1));
     free(b);
-    return QTSP_OK;
+    return rc;
 }
 
 const char *qtsp_xml_digest_uri(const EVP_MD *md)
