@@ -349,6 +349,12 @@ check_grep "... a JSON error" '"error":"too_big"' "$T_DIR/r.json"
 rm -f "$T_DIR/big.bin"
 code=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/api/v1/validate")
 check_eq "GET: 405" 405 "$code"
+cp "$H/policies/trust.yaml" "$T_DIR/trust.bak"
+printf 'anchors:\n  - file: public/nope.crt\n' >"$H/policies/trust.yaml"
+"$QTSP_BIN" config check --home "$H" >/dev/null 2>"$T_DIR/cc.err"
+check_grep "config check names a trust anchor file that is missing" 'trust.yaml:2:5: file: cannot open' "$T_DIR/cc.err"
+cp "$T_DIR/trust.bak" "$H/policies/trust.yaml"
+check "config check passes with the anchors back" "$QTSP_BIN" config check --home "$H"
 check "the server is still up" kill -0 "$SERVER_PID"
 check_eq "health after all of it" ok "$(curl -s "$BASE/health")"
 check "server stops cleanly" stop_server
