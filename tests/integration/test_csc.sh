@@ -19,7 +19,9 @@ sed -i 's/^sad_lifetime: .*/sad_lifetime: 4s/' "$H/policies/signing.yaml"
 OFFICER=$("$QTSP_BIN" operator add --home "$H" olga --role ra-officer)
 HOTLINE=$("$QTSP_BIN" operator add --home "$H" hans --role hotline)
 OFFICE=$("$QTSP_BIN" operator add --home "$H" otto --role office)
-start_server "$H" || { fail "server starts"; finish; exit 1; }
+# two worker processes whatever the core count: lockouts and the OTP replay memory must
+# hold across them (they live in the store)
+start_server "$H" --processes 2 || { fail "server starts"; finish; exit 1; }
 
 err() { jq -r '.error + ": " + .error_description' "$T_DIR/body"; }
 # signer N NATIONAL_ID: issues a certificate; sets U_N (user id), P_N
