@@ -635,9 +635,9 @@ static qtsp_status dispatch(void *ctx, const qtsp_http_req *req, qtsp_http_resp 
     api_pool *p = atomic_load_explicit(&api->pool, memory_order_acquire);
     if (p) {
         const char *why = NULL;
-        /* authentication that will be slow (argon2id) waits in its own lane */
-        int slow = api->o.slow && (!c->route || !(c->route->flags & QTSP_API_PUBLIC)) &&
-                   api->o.slow(api->o.ctx, &(qtsp_api_req){.internal = c});
+        /* authentication that will be slow (argon2id), also a public route's
+         * own (a login), waits in its own lane */
+        int slow = api->o.slow && api->o.slow(api->o.ctx, &(qtsp_api_req){.internal = c});
         int q = enqueue(api, p, req, c, slow, &why);
         if (q == 1)
             return QTSP_OK;

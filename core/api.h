@@ -136,7 +136,8 @@ typedef struct qtsp_api_opts {
     size_t queue;
     int reject_when_full;
     /* Optional slow lane, for requests whose authentication is slow by
-     * design (argon2id of a token not verified recently): slow(ctx, req)
+     * design (argon2id of a token not verified recently, or a public login
+     * route's password check; asked for every request): slow(ctx, req)
      * tells, cheaply on the HTTP thread (req has headers and params only),
      * whether this one will be. Slow requests wait in their own FIFO of
      * slow_queue entries (0 = 64; full: 503 at once, never run on the HTTP

@@ -33,6 +33,16 @@ static qtsp_status csc_auth(void *ctx, const qtsp_api_req *req, qtsp_principal *
     return QTSP_OK;
 }
 
+/* The slow lane (core/api.h): auth/login's argon2id (the only request with
+ * HTTP Basic) waits apart, so a burst of logins never holds the workers
+ * signHash needs. */
+static int csc_slow(void *ctx, const qtsp_api_req *req)
+{
+    (void)ctx;
+    const char *h = qtsp_api_header(req, "Authorization");
+    return h && strncasecmp(h, "Basic ", 6) == 0;
+}
+
 /* CSC API v2 errors: {"error","error_description"} (CSC v2 10.1). */
 static qtsp_status csc_error(void *ctx, int status, qtsp_status rc, const char *message,
                              qtsp_http_resp *resp)
@@ -253,6 +263,8 @@ qtsp_status qtsp_csc_api_new(qtsp_csc *c, qtsp_api **out)
         .principal_kind = "signer",
         .max_body = CSC_MAX_BODY,
         .headers = k_headers,
+        .slow = csc_slow,
+        .slow_workers = 2,
     };
     return qtsp_api_new(&o, out);
 }
