@@ -140,6 +140,16 @@ qtsp_status qtsp_app_policy(const qtsp_app *app, const char *file, char *out, si
     return qtsp_config_path(&app->cfg, rel, out, cap);
 }
 
+qtsp_status qtsp_app_policy_or_shipped(const qtsp_app *app, const char *file, char *out, size_t cap)
+{
+    TRY(qtsp_app_policy(app, file, out, cap));
+    if (access(out, F_OK) != 0) { /* a home made before this policy existed */
+        int n = snprintf(out, cap, "%s/%s", cmd_policies_dir(), file);
+        ENSURE(n > 0 && (size_t)n < cap, QTSP_ERR_TOO_BIG, "policy path too long");
+    }
+    return QTSP_OK;
+}
+
 qtsp_status qtsp_app_load_cert(const qtsp_app *app, const char *name, X509 **out)
 {
     char rel[128], path[QTSP_PATH_MAX];

@@ -80,6 +80,11 @@ qtsp_status qtsp_app_load_cert(const qtsp_app *app, const char *name, X509 **out
 qtsp_status qtsp_app_policy(const qtsp_app *app, const char *file, char *out,
                             size_t cap) QTSP_MUST_USE;
 
+/* The home's policies/<file>, or the shipped one (cmd_policies_dir) when a
+ * home made before that policy existed has none. */
+qtsp_status qtsp_app_policy_or_shipped(const qtsp_app *app, const char *file, char *out,
+                                       size_t cap) QTSP_MUST_USE;
+
 /* Writes data to path atomically (temp file created O_EXCL|O_NOFOLLOW,
  * fsync, rename) with mode. */
 qtsp_status cmd_write_file(const char *path, const void *data, size_t len,

@@ -207,8 +207,10 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
     TRY_OUT(cmd_archive_open(app, &s->archive));
     /* remote signing: CSC API v2 and the signer's own routes (docs/csc.md) */
     TRY_OUT(qtsp_usage_new(app->store, s->policies_dir, &s->usage));
-    qtsp_csc_deps cd = {app->store,      app->hsm,       app->issuing, app->root,
-                        s->policies_dir, s->secrets_dir, s->usage};
+    char signing[QTSP_PATH_MAX + 32];
+    TRY_OUT(qtsp_app_policy_or_shipped(app, "signing.yaml", signing, sizeof signing));
+    qtsp_csc_deps cd = {app->store, app->hsm,       app->issuing, app->root,
+                        signing,    s->secrets_dir, s->usage};
     TRY_OUT(qtsp_csc_new(&cd, &s->csc));
     TRY_OUT(qtsp_csc_api_new(s->csc, &s->csc_api));
     TRY_OUT(qtsp_csc_signer_api_new(s->csc, &s->signer_api));

@@ -100,9 +100,7 @@ out:
 qtsp_status cmd_archive_open(qtsp_app *app, qtsp_archive **out)
 {
     char pol[QTSP_PATH_MAX + 32], dir[QTSP_PATH_MAX + 32];
-    TRY(qtsp_app_policy(app, "archive.yaml", pol, sizeof pol));
-    if (access(pol, F_OK) != 0) /* a home made before the archive: the shipped policy */
-        snprintf(pol, sizeof pol, "%s/archive.yaml", cmd_policies_dir());
+    TRY(qtsp_app_policy_or_shipped(app, "archive.yaml", pol, sizeof pol));
     snprintf(dir, sizeof dir, "%s/archive", app->cfg.home);
     return qtsp_archive_new(pol, dir, app->store, out);
 }

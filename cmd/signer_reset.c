@@ -43,7 +43,7 @@ int cmd_signer_reset(int argc, char **argv)
     qtsp_app app;
     if (qtsp_app_open(home ? home : cmd_default_home(), APP_STORE | APP_KEYS, &app) != QTSP_OK)
         return cmd_fail("signer reset");
-    char policies[QTSP_PATH_MAX], secrets[QTSP_PATH_MAX];
+    char policies[QTSP_PATH_MAX], secrets[QTSP_PATH_MAX], signing[QTSP_PATH_MAX + 32];
     qtsp_usage *usage = NULL;
     qtsp_csc *csc = NULL;
     json_t *out = NULL;
@@ -52,8 +52,10 @@ int cmd_signer_reset(int argc, char **argv)
         rc = qtsp_config_path(&app.cfg, "secrets", secrets, sizeof secrets);
     if (rc == QTSP_OK)
         rc = qtsp_usage_new(app.store, policies, &usage);
+    if (rc == QTSP_OK)
+        rc = qtsp_app_policy_or_shipped(&app, "signing.yaml", signing, sizeof signing);
     if (rc == QTSP_OK) {
-        qtsp_csc_deps d = {app.store, app.hsm, app.issuing, app.root, policies, secrets, usage};
+        qtsp_csc_deps d = {app.store, app.hsm, app.issuing, app.root, signing, secrets, usage};
         rc = qtsp_csc_new(&d, &csc);
     }
     if (rc == QTSP_OK)

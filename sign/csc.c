@@ -24,7 +24,6 @@
 #include "ra/ra_int.h"
 #include "sign/totp.h"
 
-#define SIGNING_POLICY "signing.yaml"
 #define TOKEN_BYTES 32 /* access tokens and SADs: 256 random bits, base64url */
 #define TOKEN_CHARS 43
 #define KEY_HEX 65       /* hex SHA-256 of a token or SAD, the store key */
@@ -48,10 +47,8 @@ struct qtsp_csc {
 
 /* ---- policy ---- */
 
-static qtsp_status load_policy(qtsp_csc *c, const char *dir)
+static qtsp_status load_policy(qtsp_csc *c, const char *path)
 {
-    char path[1200];
-    snprintf(path, sizeof path, "%s/%s", dir, SIGNING_POLICY);
     qtsp_ydoc *doc = NULL;
     TRY(qtsp_ydoc_load_file(path, &doc));
     qtsp_status rc = QTSP_OK;
@@ -98,7 +95,7 @@ out:
 
 qtsp_status qtsp_csc_new(const qtsp_csc_deps *d, qtsp_csc **out)
 {
-    ENSURE(d && d->store && d->hsm && d->issuing && d->root && d->policies_dir && d->secrets_dir &&
+    ENSURE(d && d->store && d->hsm && d->issuing && d->root && d->policy && d->secrets_dir &&
                d->usage,
            QTSP_ERR_INVALID, "remote signing: incomplete dependencies");
     qtsp_csc *c = calloc(1, sizeof *c);
@@ -109,7 +106,7 @@ qtsp_status qtsp_csc_new(const qtsp_csc_deps *d, qtsp_csc **out)
     c->issuing = d->issuing;
     c->root = d->root;
     c->usage = d->usage;
-    TRY_OUT(load_policy(c, d->policies_dir));
+    TRY_OUT(load_policy(c, d->policy));
     TRY_OUT(qtsp_otp_key_load(d->secrets_dir, c->otp_key));
 out:
     if (rc != QTSP_OK) {

@@ -39,15 +39,15 @@ typedef struct qtsp_csc qtsp_csc;
 #define QTSP_CSC_ID_MAX 65 /* user ids, credential ids (NUL included) */
 
 typedef struct qtsp_csc_deps {
-    qtsp_store *store;        /* borrowed, outlives the service */
-    qtsp_hsm *hsm;            /* the token holding the key-storage key */
-    X509 *issuing, *root;     /* the chain credentials/info shows */
-    const char *policies_dir; /* signing.yaml */
-    const char *secrets_dir;  /* otp.key (ra/activation.h) */
-    qtsp_usage *usage;        /* packages and relying parties (borrowed) */
+    qtsp_store *store;       /* borrowed, outlives the service */
+    qtsp_hsm *hsm;           /* the token holding the key-storage key */
+    X509 *issuing, *root;    /* the chain credentials/info shows */
+    const char *policy;      /* the path of policies/signing.yaml */
+    const char *secrets_dir; /* otp.key (ra/activation.h) */
+    qtsp_usage *usage;       /* packages and relying parties (borrowed) */
 } qtsp_csc_deps;
 
-/* Loads policies_dir/signing.yaml (QTSP_ERR_CONFIG naming the line) and the
+/* Loads the policy (QTSP_ERR_CONFIG naming the line) and the
  * OTP wrapping key. *out is the caller's (qtsp_csc_free). */
 qtsp_status qtsp_csc_new(const qtsp_csc_deps *d, qtsp_csc **out) QTSP_MUST_USE;
 void qtsp_csc_free(qtsp_csc *c);

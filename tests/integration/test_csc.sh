@@ -270,4 +270,7 @@ check_not "no password or TOTP secret in the audit" grep -q -e "$P_C" -e "$S_C" 
 check "audit chain verifies" "$QTSP_BIN" audit verify --home "$H"
 rc=0; stop_server || rc=$?
 check_eq "SIGTERM exits 0 (no leak, no sanitizer report)" 0 "$rc"
+# a home made before remote signing has no policies/signing.yaml: the shipped one serves
+rm "$H/policies/signing.yaml"
+check "a home without signing.yaml passes config check (the shipped policy)" "$QTSP_BIN" config check --home "$H"
 finish

@@ -656,7 +656,9 @@ static int suite_init(void)
         fprintf(stderr, "set-up: %s\n", qtsp_err_message());
         return -1;
     }
-    qtsp_csc_deps cd = {g_store, g_hsm, g_ca, g_ca, g_policies, g_secrets, g_usage};
+    char signing[1100];
+    snprintf(signing, sizeof signing, "%s/signing.yaml", g_policies);
+    qtsp_csc_deps cd = {g_store, g_hsm, g_ca, g_ca, signing, g_secrets, g_usage};
     if (qtsp_csc_new(&cd, &g_csc) != QTSP_OK) {
         fprintf(stderr, "csc_new: %s\n", qtsp_err_message());
         return -1;
