@@ -1,11 +1,10 @@
 /* libFuzzer target for the YAML the server reads: core/yaml (one parser for
  * every file) and the loaders on top of it: qtsp.yaml (core/config), a
  * certificate profile (ca/profile), policies/crl.yaml (ca/crl_policy) and
- * policies/tsa.yaml (tsa). The input is written to a file in a private
- * folder (the loaders take paths) and given to each; any input must be
- * loaded or refused with an error, never crash or leak.
- * Built by CMake with clang and -DQTSP_FUZZ=ON; scripts/fuzz.sh runs it;
- * seeds: the shipped files (tests/fuzz/corpus/fuzz_policy_yaml). */
+ * policies/tsa.yaml (tsa), policies/packages.yaml (sign/usage). The input is written to a file in a
+ * private folder (the loaders take paths) and given to each; any input must be loaded or refused
+ * with an error, never crash or leak. Built by CMake with clang and -DQTSP_FUZZ=ON; scripts/fuzz.sh
+ * runs it; seeds: the shipped files (tests/fuzz/corpus/fuzz_policy_yaml). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/yaml.h"
+#include "sign/usage.h"
 #include "tsa/tsa_int.h"
 
 static char g_dir[256], g_file[300];
@@ -76,6 +76,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     qtsp_tsa_policy tp;
     qtsp_tsa_policy_defaults(&tp);
     (void)qtsp_tsa_policy_load(g_file, &tp);
+    qtsp_err_clear();
+    qtsp_packages pk;
+    (void)qtsp_packages_load(g_file, &pk);
     qtsp_err_clear();
     return 0;
 }
