@@ -1148,6 +1148,25 @@ static qtsp_status sign_txn(qtsp_txn *txn, void *vctx)
     return audit(txn, x->user_id, "csc.sign", d);
 }
 
+/* What the signer's package has left now (qtsp_usage_quota) fits n more
+ * signatures; the binding check is qtsp_usage_charge's, in the transaction. */
+static qtsp_status quota_precheck(qtsp_csc *c, const char *user_id, size_t n)
+{
+    json_t *q = NULL;
+    TRY(qtsp_usage_quota(c->usage, user_id, &q));
+    const json_t *left = json_object_get(q, "signatures_left");
+    int ended = json_is_true(json_object_get(q, "ended"));
+    long long l = json_is_integer(left) ? (long long)json_integer_value(left) : -1;
+    char pkg[64];
+    const char *name = json_string_value(json_object_get(q, "package"));
+    snprintf(pkg, sizeof pkg, "%s", name ? name : "?");
+    json_decref(q);
+    ENSURE(!ended, QTSP_ERR_QUOTA, "the package %s has ended", pkg);
+    ENSURE(l < 0 || (unsigned long long)l >= n, QTSP_ERR_QUOTA,
+           "the package %s has %lld signatures left in this window, %zu asked", pkg, l, n);
+    return QTSP_OK;
+}
+
 qtsp_status qtsp_csc_sign_hash(qtsp_csc *c, const char *user_id, const char *rp_header,
                                const json_t *req, json_t **out)
 {
@@ -1188,6 +1207,8 @@ qtsp_status qtsp_csc_sign_hash(qtsp_csc *c, const char *user_id, const char *rp_
     TRY_OUT(sad_check(txn, &x, NULL));
     qtsp_txn_abort(txn);
     txn = NULL;
+    if (!x.rp) /* a spent package is refused before the token works (charged below) */
+        TRY_OUT(quota_precheck(c, user_id, x.n));
     TRY_OUT(qtsp_subkey_open(c->hsm, cred, &key));
     ENSURE_OUT(EVP_PKEY_get_base_id(qtsp_key_get0_pubkey(key)) == key_type, QTSP_ERR_INVALID,
                "signAlgo: does not fit this credential's key");
