@@ -83,7 +83,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (!mkdtemp(dir))
         abort();
     atexit(remove_dir);
-    char store_dir[300], secrets[300], policies[600];
+    char store_dir[300], secrets[300], policies[600], signing[640];
     snprintf(store_dir, sizeof store_dir, "%s/store", dir);
     snprintf(secrets, sizeof secrets, "%s/secrets", dir);
     if (mkdir(secrets, 0700) != 0)
@@ -103,7 +103,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     static X509 *chain;
     chain = X509_new();
-    qtsp_csc_deps d = {st, (qtsp_hsm *)(void *)&g_no_hsm, chain, chain, policies, secrets, u};
+    snprintf(signing, sizeof signing, "%s/signing.yaml", policies);
+    qtsp_csc_deps d = {st, (qtsp_hsm *)(void *)&g_no_hsm, chain, chain, signing, secrets, u};
     if (qtsp_csc_new(&d, &g_csc) != QTSP_OK) {
         fprintf(stderr, "fuzz_csc_json: csc: %s\n", qtsp_err_message());
         abort();
