@@ -100,22 +100,24 @@ const char *cmd_actor(void)
     return actor;
 }
 
-/* 1 when dir is a directory holding the shipped policies (tsa.yaml is one). */
-static int is_policies_dir(const char *dir)
+/* 1 when dir/marker is readable (a directory of shipped files). */
+static int has_marker(const char *dir, const char *marker)
 {
-    char p[QTSP_PATH_MAX + 16];
-    int n = snprintf(p, sizeof p, "%s/tsa.yaml", dir);
+    char p[QTSP_PATH_MAX + 32];
+    int n = snprintf(p, sizeof p, "%s/%s", dir, marker);
     return n > 0 && (size_t)n < sizeof p && access(p, R_OK) == 0;
 }
 
-const char *cmd_policies_dir(void)
+/* The first of: $env; PREFIX/share/qtsp/SUB beside the running binary's
+ * PREFIX/bin (wherever the install tree was put: DESTDIR, a moved prefix);
+ * the configured install prefix's; the source tree's SUB. found: a static
+ * buffer of the caller's. */
+static const char *shipped_dir(const char *env, const char *sub, const char *marker,
+                               char found[QTSP_PATH_MAX])
 {
-    const char *d = getenv("QTSP_POLICIES_DIR");
+    const char *d = getenv(env);
     if (d && *d)
         return d;
-    /* PREFIX/share/qtsp/policies beside PREFIX/bin/qtsp, wherever the
-     * install tree was put (DESTDIR, a moved prefix) */
-    static char found[QTSP_PATH_MAX];
     char exe[QTSP_PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
@@ -123,14 +125,28 @@ const char *cmd_policies_dir(void)
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
-            int k = snprintf(found, sizeof found, "%s/../share/qtsp/policies", exe);
-            if (k > 0 && (size_t)k < sizeof found && is_policies_dir(found))
+            int k = snprintf(found, QTSP_PATH_MAX, "%s/../share/qtsp/%s", exe, sub);
+            if (k > 0 && k < QTSP_PATH_MAX && has_marker(found, marker))
                 return found;
         }
     }
-    if (is_policies_dir(QTSP_DATADIR "/policies"))
-        return QTSP_DATADIR "/policies";
-    return QTSP_SOURCE_DIR "/policies";
+    snprintf(found, QTSP_PATH_MAX, "%s/%s", QTSP_DATADIR, sub);
+    if (has_marker(found, marker))
+        return found;
+    snprintf(found, QTSP_PATH_MAX, "%s/%s", QTSP_SOURCE_DIR, sub);
+    return found;
+}
+
+const char *cmd_policies_dir(void)
+{
+    static char found[QTSP_PATH_MAX];
+    return shipped_dir("QTSP_POLICIES_DIR", "policies", "tsa.yaml", found);
+}
+
+const char *cmd_web_dir(void)
+{
+    static char found[QTSP_PATH_MAX];
+    return shipped_dir("QTSP_WEB_DIR", "web", "index.html", found);
 }
 
 qtsp_status qtsp_app_policy(const qtsp_app *app, const char *file, char *out, size_t cap)

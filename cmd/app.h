@@ -61,6 +61,10 @@ const char *cmd_actor(void);
  * configured install prefix's share/qtsp/policies; the source tree's
  * policies/. A static buffer: not thread-safe (the CLI's). */
 const char *cmd_policies_dir(void);
+/* The web portal's files (web/), found like the policies: $QTSP_WEB_DIR,
+ * PREFIX/share/qtsp/web beside the binary, the install prefix's, the source
+ * tree's web/. A static buffer: call once at start. */
+const char *cmd_web_dir(void);
 
 /* "sha256:<hex>" over qtsp.yaml and every policies/NAME.yaml (names and
  * contents, sorted by name) of cfg's home: what a server or a verb would

@@ -11,6 +11,7 @@
 #include "ca/certdb.h"
 #include "ca/crl.h"
 #include "ca/crl_http.h"
+#include "cmd/portal.h"
 #include "core/api.h"
 #include "core/clock.h"
 #include "core/der.h"
@@ -70,6 +71,7 @@ struct qtsp_services {
     qtsp_validate_store vstore;
     qtsp_validate_http vhttp;
     int leader;
+    cmd_portal *portal; /* web/ and /portal/v1/session (cmd/portal.h) */
 };
 
 /* How often the leader anchors the audit chain (ca/audit_anchor.h); it also
@@ -171,6 +173,11 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
     /* RA requests wait on the token and the disk: their own threads (started
      * before HTTP serves), so the HTTP workers stay free for OCSP and TSA */
     TRY_OUT(qtsp_api_start_workers(s->ra_api, (unsigned)(4 * app->cfg.http_workers)));
+    /* the web portal: its pages call the APIs with the session cookie */
+    TRY_OUT(cmd_portal_new(app, s->ra, &s->portal));
+    s->n_routes += cmd_portal_routes(s->portal, s->routes + s->n_routes, MAX_ROUTES - s->n_routes);
+    TRY_OUT(cmd_portal_start(s->portal));
+    qtsp_api_set_sessions(s->ra_api, cmd_portal_sessions(s->portal));
 
     /* TSA: the TSU certificate is issued by the root; certReq adds the root */
     char path[QTSP_PATH_MAX + 32];
@@ -220,6 +227,9 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
         qtsp_api_http_routes(s->signer_api, s->routes + s->n_routes, MAX_ROUTES - s->n_routes);
     /* argon2id at login and the token's signatures: off the HTTP threads */
     TRY_OUT(qtsp_api_start_workers(s->csc_api, (unsigned)(2 * app->cfg.http_workers)));
+    /* the portal's signer pages call them with the session cookie */
+    qtsp_api_set_sessions(s->csc_api, cmd_portal_sessions(s->portal));
+    qtsp_api_set_sessions(s->signer_api, cmd_portal_sessions(s->portal));
     TRY_OUT(
         add_route(s, (qtsp_route){"POST", "/tsa", 0, QTSP_TSA_MAX_QUERY,
                                   "application/timestamp-query", qtsp_tsa_http, s->tsa, "tsa"}));
@@ -363,6 +373,7 @@ void qtsp_services_quiesce(qtsp_services *s)
     qtsp_api_quiesce(s->ra_api);
     qtsp_api_quiesce(s->csc_api);
     qtsp_api_quiesce(s->signer_api);
+    cmd_portal_quiesce(s->portal);
 }
 
 void qtsp_services_free(qtsp_services *s)
@@ -378,7 +389,8 @@ void qtsp_services_free(qtsp_services *s)
     s->signq = NULL;
     qtsp_periodic_stop(s->sweeper);
     qtsp_archive_free(s->archive);
-    qtsp_api_free(s->ra_api); /* its workers use the RA */
+    cmd_portal_free(s->portal); /* its workers use the RA */
+    qtsp_api_free(s->ra_api);   /* its workers use the RA */
     qtsp_api_free(s->csc_api);
     qtsp_api_free(s->signer_api);
     qtsp_csc_free(s->csc);

@@ -21,6 +21,7 @@
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/session.h"
 
 #define API_DEFAULT_BODY ((size_t)16 * 1024)
 #define API_DEFAULT_QUEUE 1024
@@ -53,6 +54,12 @@ typedef struct api_call {
     char *qname[QTSP_API_MAX_QUERY];
     char *qvalue[QTSP_API_MAX_QUERY];
     char query_err[160]; /* why the query string is refused, "" when it is not */
+    int via_tls;         /* qtsp_http_via_tls of the request */
+    /* a portal session (core/session.h) that did not open: why, and the
+     * status it gets (401, or 403 for a missing CSRF token) */
+    qtsp_status session_rc;
+    char session_err[96];
+    char *set_cookie; /* the session re-sealed with this call's activity */
 } api_call;
 
 typedef struct api_job {
@@ -85,7 +92,8 @@ struct qtsp_api {
     size_t n_copy;
     qtsp_route http[API_HTTP_ROUTES];
     size_t n_http;
-    api_pool *_Atomic pool; /* NULL until qtsp_api_start_workers */
+    api_pool *_Atomic pool;        /* NULL until qtsp_api_start_workers */
+    const qtsp_sessions *sessions; /* portal sessions taken as credentials, or NULL */
     _Atomic uint64_t busy, dropped, slow_total;
 };
 
@@ -174,6 +182,10 @@ static void call_free(api_call *c)
 {
     if (c == NULL)
         return;
+    if (c->set_cookie) {
+        OPENSSL_cleanse(c->set_cookie, strlen(c->set_cookie));
+        free(c->set_cookie);
+    }
     for (size_t i = 0; i < c->n_hdr; i++) {
         OPENSSL_cleanse(c->hdr_value[i], strlen(c->hdr_value[i]));
         free(c->hdr_value[i]);
@@ -224,6 +236,70 @@ static int query_copy(void *ctx, const char *name, const char *value)
     return 0;
 }
 
+static const char *call_header(const api_call *c, const char *name)
+{
+    for (size_t i = 0; c && name && i < c->n_hdr; i++)
+        if (strcasecmp(c->hdr_name[i], name) == 0)
+            return c->hdr_value[i];
+    return NULL;
+}
+
+/* A portal session in place of an Authorization header (core/session.h):
+ * with the page's CSRF token it becomes "Authorization: Bearer <token>" for
+ * the authentication hook, and the answer re-seals it (idle timeout).
+ * Without the token, or when it does not open, the call fails
+ * authentication with the reason. 0, or -1 out of memory. */
+static int session_to_bearer(const qtsp_api *api, api_call *c)
+{
+    const char *cookie = call_header(c, "Cookie");
+    if (!api->sessions || call_header(c, "Authorization") || !cookie ||
+        !strstr(cookie, QTSP_SESSION_COOKIE "="))
+        return 0;
+    qtsp_session s;
+    qtsp_status rc = qtsp_session_open(api->sessions, cookie, qtsp_now(), &s);
+    if (rc != QTSP_OK) {
+        c->session_rc = rc;
+        snprintf(c->session_err, sizeof c->session_err, "%s", qtsp_err_what());
+        qtsp_err_clear();
+        return 0;
+    }
+    int ret = 0;
+    char *cookie_out = NULL, *bearer = NULL;
+    if (!qtsp_session_csrf_ok(&s, call_header(c, QTSP_SESSION_CSRF_HEADER))) {
+        c->session_rc = QTSP_ERR_FORBIDDEN;
+        snprintf(c->session_err, sizeof c->session_err,
+                 "the request lacks the page's " QTSP_SESSION_CSRF_HEADER " token");
+        goto out;
+    }
+    cookie_out = malloc(QTSP_SESSION_SET_COOKIE_MAX);
+    size_t blen = strlen(s.token) + 8;
+    bearer = malloc(blen);
+    if (!cookie_out || !bearer || c->n_hdr >= API_HEADERS_MAX) {
+        ret = -1;
+        goto out;
+    }
+    if (qtsp_session_set_cookie(api->sessions, &s, c->via_tls, cookie_out,
+                                QTSP_SESSION_SET_COOKIE_MAX) != QTSP_OK) {
+        qtsp_err_clear();
+        ret = -1;
+        goto out;
+    }
+    snprintf(bearer, blen, "Bearer %s", s.token);
+    c->hdr_name[c->n_hdr] = "Authorization";
+    c->hdr_value[c->n_hdr++] = bearer;
+    bearer = NULL;
+    c->set_cookie = cookie_out;
+    cookie_out = NULL;
+out:
+    if (bearer) {
+        OPENSSL_cleanse(bearer, strlen(s.token) + 8);
+        free(bearer);
+    }
+    free(cookie_out);
+    OPENSSL_cleanse(&s, sizeof s);
+    return ret;
+}
+
 /* Copies what the layer and the handler may read of req. NOT_FOUND for a
  * path too long to name a resource. */
 static qtsp_status call_from(const qtsp_api *api, const qtsp_http_req *req, api_call **out)
@@ -248,6 +324,9 @@ static qtsp_status call_from(const qtsp_api *api, const qtsp_http_req *req, api_
         }
         c->n_hdr++;
     }
+    c->via_tls = qtsp_http_via_tls(req);
+    if (!fail && session_to_bearer(api, c) != 0)
+        fail = 1;
     if (!fail && req->internal)
         qtsp_http_query_each(req, query_copy, c);
     if (!fail && req->body_len) {
@@ -300,11 +379,18 @@ qtsp_status qtsp_api_query_allow(const qtsp_api_req *req, const char *const *all
 
 const char *qtsp_api_header(const qtsp_api_req *req, const char *name)
 {
+    return call_header(req ? req->internal : NULL, name);
+}
+
+int qtsp_api_via_tls(const qtsp_api_req *req)
+{
     const api_call *c = req ? req->internal : NULL;
-    for (size_t i = 0; c && name && i < c->n_hdr; i++)
-        if (strcasecmp(c->hdr_name[i], name) == 0)
-            return c->hdr_value[i];
-    return NULL;
+    return c ? c->via_tls : 0;
+}
+
+void qtsp_api_set_sessions(qtsp_api *api, const qtsp_sessions *ss)
+{
+    api->sessions = ss;
 }
 
 const char *qtsp_api_bearer(const qtsp_api_req *req)
@@ -372,6 +458,8 @@ static qtsp_status answer_rc(qtsp_api *api, const api_call *c, qtsp_status rc, q
 
 static qtsp_status authenticate(qtsp_api *api, qtsp_api_req *req, qtsp_principal *who)
 {
+    const api_call *c = req->internal;
+    ENSURE(c->session_rc == QTSP_OK, c->session_rc, "%s", c->session_err);
     ENSURE(api->o.auth != NULL, QTSP_ERR_AUTH, "authentication required");
     memset(who, 0, sizeof *who);
     qtsp_status rc = api->o.auth(api->o.ctx, req, who);
@@ -437,7 +525,13 @@ static qtsp_status run(qtsp_api *api, const api_call *c, qtsp_http_resp *resp)
 {
     qtsp_err_clear();
     qtsp_status rc = process(api, c, resp);
-    return answer_rc(api, c, rc, resp);
+    rc = answer_rc(api, c, rc, resp);
+    /* the session's new activity time, also on an error answer: the person
+     * was there */
+    if (rc == QTSP_OK && c->set_cookie &&
+        qtsp_http_resp_header(resp, "Set-Cookie", c->set_cookie) != QTSP_OK)
+        qtsp_err_clear();
+    return rc;
 }
 
 /* ---- the worker pool ---------------------------------------------------
@@ -680,7 +774,8 @@ qtsp_status qtsp_api_new(const qtsp_api_opts *o, qtsp_api **out)
     api->max_body = o->max_body ? o->max_body : API_DEFAULT_BODY;
     qtsp_status rc = QTSP_OK;
     ENSURE_OUT(api->prefix && api->name && api->kind, QTSP_ERR_NOMEM, "out of memory");
-    static const char *const base[] = {"Authorization", "Content-Type", "Cookie"};
+    static const char *const base[] = {"Authorization", "Content-Type", "Cookie",
+                                       QTSP_SESSION_CSRF_HEADER};
     for (size_t i = 0; i < sizeof base / sizeof base[0]; i++)
         api->copy[api->n_copy++] = base[i];
     for (const char *const *h = o->headers; h && *h; h++) {

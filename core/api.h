@@ -69,6 +69,9 @@ const char *qtsp_api_header(const qtsp_api_req *req, const char *name);
  * case-insensitive, spaces after it skipped), NULL when the header is absent
  * or another scheme. Borrowed like qtsp_api_header. */
 const char *qtsp_api_bearer(const qtsp_api_req *req);
+/* 1 when the request came through TLS (qtsp_http_via_tls): cookies the
+ * handler sets get Secure. */
+int qtsp_api_via_tls(const qtsp_api_req *req);
 /* A required string field of the body (qtsp_json_get_string): QTSP_ERR_INVALID
  * "<name>: missing", "<name>: must be a string", "... must not contain NUL".
  * *out borrowed for the handler's call. */
@@ -162,6 +165,17 @@ void qtsp_api_free(qtsp_api *api);
 /* The core/http routes to register (one prefix route per method), written
  * to routes[0..cap-1]; returns how many. They point into api. */
 size_t qtsp_api_http_routes(qtsp_api *api, qtsp_route *routes, size_t cap);
+
+/* Lets the web portal's sessions (core/session.h) stand for credentials on
+ * this API: a request without Authorization but with the session cookie
+ * and the matching X-QTSP-CSRF header is authenticated as if it carried
+ * "Authorization: Bearer <the session's token>", and its answer re-seals
+ * the session (Set-Cookie) with the new activity time. A session that does
+ * not open (idle, too old, forged) is 401 with the reason; one without the
+ * CSRF token 403. ss (borrowed, must outlive the API) may be NULL: off.
+ * Call before serving. */
+typedef struct qtsp_sessions qtsp_sessions;
+void qtsp_api_set_sessions(qtsp_api *api, const qtsp_sessions *ss);
 
 /* Writes one line "METHOD PATH" for each route a core/http server started
  * with routes[0..n-1] answers: the prefix routes of an API

@@ -123,6 +123,8 @@ static void client_from_proxy(struct MHD_Connection *conn, http_rq *rq)
         trusted = strcmp(srv->trusted[i], rq->client) == 0;
     if (!trusted)
         return;
+    const char *proto = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-Proto");
+    rq->via_tls = proto && strcasecmp(proto, "https") == 0;
     char a[46];
     if (qtsp_http_ip_normalize(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Real-IP"), a))
         memcpy(rq->client, a, sizeof a);
@@ -605,6 +607,12 @@ QTSP_PRINTF(2, 0) static void mhd_log(void *cls, const char *fmt, va_list ap)
 const char *qtsp_http_header(const qtsp_http_req *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+int qtsp_http_via_tls(const qtsp_http_req *req)
+{
+    const http_rq *rq = req ? req->internal : NULL;
+    return rq ? rq->via_tls : 0;
 }
 
 const char *qtsp_http_query(const qtsp_http_req *req, const char *name)

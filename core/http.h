@@ -65,6 +65,10 @@ typedef struct qtsp_http_resp {
 
 /* A request header (case-insensitive), NULL when absent. Borrowed for the request. */
 const char *qtsp_http_header(const qtsp_http_req *req, const char *name);
+/* 1 when the request reached us through TLS: it came from a trusted proxy
+ * (qtsp_http_opts.trusted_proxies) that sent X-Forwarded-Proto: https.
+ * From any other peer the header is ignored (0). Decides cookies' Secure. */
+int qtsp_http_via_tls(const qtsp_http_req *req);
 /* A query-string argument, NULL when absent. */
 const char *qtsp_http_query(const qtsp_http_req *req, const char *name);
 /* Visits every query-string argument in order (value "" for "?flag");

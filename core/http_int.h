@@ -131,6 +131,7 @@ typedef struct http_rq {
     char method[16];
     char id[17];
     char client[46]; /* the peer, or the X-Real-IP a trusted proxy sent */
+    int via_tls;     /* a trusted proxy said X-Forwarded-Proto: https */
     char raw[];      /* raw path, NUL-terminated */
 } http_rq;
 

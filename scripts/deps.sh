@@ -14,6 +14,7 @@ PKGS=(
   gnutls-bin wrk nginx-light procps jq xxd clang-format
   oathtool # TOTP codes in tests/integration/test_csc.sh
   clang libclang-rt-dev # the fuzzers: clang and its libFuzzer runtime
+  chromium # the portal's browser tests (tests/browser, playwright-core)
 )
 # node and npm run the OpenAPI 3.1 validator of tests/integration/test_openapi.sh
 # (pinned by tests/openapi/package-lock.json); a node already installed from

@@ -46,6 +46,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$top/tests/lsan.supp:print_suppressions=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 logs=$(mktemp -d /tmp/qtsp-testlogs-XXXXXX)
+export QTSP_TEST_LOGS=$logs # artefacts of the tests (the portal's screenshots)
 for variant in build build-asan; do
   for t in "$variant"/tests/test_*; do
     [[ -x $t ]] || continue

@@ -1,0 +1,238 @@
+// The portal in a real browser (tests/integration/test_portal.sh runs it):
+// playwright-core drives Debian's chromium headless; axe-core checks each
+// page; a screenshot of each page goes to $SHOTS. Prints "ok   - ..." /
+// "FAIL - ..." lines that the shell test counts, and "browser done".
+import { chromium } from 'playwright-core';
+import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createHmac } from 'node:crypto';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const env = process.env;
+const BASE = env.BASE;
+const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+let failed = 0;
+const ok = (cond, what) => { console.log(`${cond ? 'ok   -' : 'FAIL -'} ${what}`); if (!cond) failed++; return cond; };
+
+// RFC 6238 TOTP (SHA-1, 6 digits, 30 s) of an otpauth URI's secret
+function totp(uri, at = Date.now()) {
+  const secret = new URL(uri).searchParams.get('secret');
+  const alpha = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const ch of secret.replace(/=+$/, '').toUpperCase()) bits += alpha.indexOf(ch).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(at / 1000 / 30)));
+  const mac = createHmac('sha1', key).update(counter).digest();
+  const off = mac[mac.length - 1] & 15;
+  const code = (mac.readUInt32BE(off) & 0x7fffffff) % 1000000;
+  return String(code).padStart(6, '0');
+}
+
+const browser = await chromium.launch({ executablePath: env.CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+const cspViolations = [];
+async function newPage(viewport) {
+  const ctx = await browser.newContext({ viewport, acceptDownloads: true, locale: 'en-GB' });
+  const page = await ctx.newPage();
+  page.on('console', (m) => { if (/Content.Security.Policy/i.test(m.text())) cspViolations.push(m.text()); });
+  page.on('pageerror', (e) => console.log(`page error: ${e.message}`));
+  return page;
+}
+
+async function check(page, name) {
+  await page.screenshot({ path: `${env.SHOTS}/${name}.png`, fullPage: true });
+  await page.evaluate(axeSource);
+  const r = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  const bad = r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  for (const v of bad) console.log(`axe ${name}: ${v.impact} ${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join('; ')})`);
+  ok(bad.length === 0, `axe-core: no serious violation on the ${name} page`);
+}
+
+async function staffLogin(page, token) {
+  await page.goto(`${BASE}/`);
+  await page.waitForSelector('body[data-ready="1"]');
+  await page.fill('input[name=token]', token);
+  await page.click('section:has(#staff-h) button[type=submit]');
+  await page.waitForSelector('#logout:not([hidden])');
+}
+
+async function logout(page) {
+  await page.click('#logout');
+  await page.waitForSelector('input[name=token]');
+}
+
+const page = await newPage({ width: 1100, height: 900 });
+const phone = await newPage({ width: 375, height: 740 });
+const nid = `80${String(Date.now()).slice(-8)}`;
+const tel = `+35988${nid.slice(-7)}`;
+let act = null;
+try {
+  // the login page
+  await page.goto(`${BASE}/`);
+  await page.waitForSelector('body[data-ready="1"]');
+  ok(await page.isVisible('input[name=user]') && await page.isVisible('input[name=token]'), 'the login page offers signer and staff log in');
+  await check(page, 'login');
+  await page.selectOption('#lang', 'bg');
+  await page.waitForSelector('h1:has-text("Вход")');
+  ok(true, 'the page switches to Bulgarian');
+  await check(page, 'login-bg');
+  await page.selectOption('#lang', 'en');
+  await page.waitForSelector('h1:has-text("Log in")');
+  const storage = await page.evaluate(() => JSON.stringify(Object.assign({}, localStorage, sessionStorage)));
+
+  // a wrong token
+  await page.fill('input[name=token]', 'qtsp_wrong');
+  await page.click('section:has(#staff-h) button[type=submit]');
+  await page.waitForSelector('section:has(#staff-h) .error');
+  ok(/not valid/.test(await page.textContent('section:has(#staff-h) .error')), 'a wrong operator token is refused in plain words');
+
+  // RA officer: enrol with evidence, issue, activation data once with the QR code
+  await staffLogin(page, env.OFFICER);
+  ok(page.url().endsWith('#/enrol'), 'the RA officer lands on the enrolment page');
+  const cookies = await page.context().cookies();
+  const sc = cookies.find((c) => c.name === 'qtsp_session');
+  ok(sc && sc.httpOnly && sc.sameSite === 'Strict', 'the session cookie is HttpOnly and SameSite=Strict');
+  ok(await page.evaluate(() => !document.cookie.includes('qtsp_session')), 'page scripts cannot read the session cookie');
+  const fill = { given_name: 'Maria', surname: 'Ivanova', country: 'BG', national_id: nid, email: 'maria@example.bg', phone: tel, document_type: 'id-card', document_number: 'AA1234567' };
+  for (const [k, v] of Object.entries(fill)) await page.fill(`input[name=${k}]`, v);
+  await page.selectOption('select[name=package]', 'practical');
+  await check(page, 'enrol');
+  await page.click('form button[type=submit]');
+  await page.waitForSelector('button:has-text("Issue the certificate")');
+  await page.click('button:has-text("Issue the certificate")');
+  await page.waitForSelector('[data-testid=activation]');
+  act = {
+    serial: await page.textContent('[data-field=serial]'),
+    user: await page.textContent('[data-field=user_id]'),
+    password: await page.textContent('[data-field=password]'),
+    uri: await page.textContent('[data-field=otpauth_uri]'),
+  };
+  ok(/^[0-9a-f]+$/.test(act.serial) && act.user && act.password && act.uri.startsWith('otpauth://totp/'), 'issuance shows serial, user id, password and the otpauth URI');
+  ok(await page.locator('.qr svg path').count() === 1 && (await page.getAttribute('.qr svg path', 'd')).length > 500, 'the otpauth QR code is drawn');
+  await check(page, 'activation');
+  await page.click('button:has-text("Done")');
+  ok(!(await page.textContent('main')).includes(act.password), 'Done clears the activation data from the screen');
+  await logout(page);
+  ok(!storage.includes('qtsp_') && !(await page.evaluate(() => JSON.stringify(Object.assign({}, localStorage, sessionStorage)))).includes(env.OFFICER), 'no credential in localStorage or sessionStorage');
+
+  // signer: only where the server has remote signing (CSC API)
+  const csc = await (await fetch(`${BASE}/csc/v2/info`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })).status;
+  const hasSigner = csc === 200;
+  if (hasSigner) {
+    await phone.goto(`${BASE}/`);
+    await phone.waitForSelector('body[data-ready="1"]');
+    await phone.fill('input[name=user]', act.user);
+    await phone.fill('input[name=password]', act.password);
+    await phone.click('section:has(#signer-h) button[type=submit]');
+    await phone.waitForSelector('[data-credential]');
+    ok(await phone.getAttribute('[data-credential] [data-status]', 'data-status') === 'valid', 'the signer sees their certificate valid');
+    await check(phone, 'signer-overview');
+    await phone.goto(`${BASE}/#/sign`);
+    await phone.waitForSelector('input[name=files]');
+    await phone.setInputFiles('input[name=files]', `${env.T_DIR}/doc.pdf`);
+    await phone.waitForSelector('[data-testid=hashes] li');
+    const shown = await phone.textContent('[data-testid=hashes] li');
+    ok(shown.includes(env.PDF_SHA256 || '-'), 'the document\'s SHA-256 is shown');
+    // a wrong code
+    const wrong = totp(act.uri, Date.now() + 3600 * 1000);
+    await phone.fill('input[name=otp]', wrong === totp(act.uri) ? '000000' : wrong);
+    await phone.click('form button[type=submit]');
+    await phone.waitForSelector('form .error');
+    ok(/one-time code is wrong/.test(await phone.textContent('form .error')), 'a wrong code is refused on the page in plain words');
+    await check(phone, 'sign');
+    // the right code
+    await phone.fill('input[name=otp]', totp(act.uri));
+    await phone.click('form button[type=submit]');
+    const signed = await phone.waitForSelector('[data-testid=signed-download], form .error', { timeout: 60000 });
+    if (await signed.getAttribute('data-testid') === 'signed-download') {
+      const [dl] = await Promise.all([phone.waitForEvent('download'), phone.click('[data-testid=signed-download]')]);
+      mkdirSync(`${env.T_DIR}/downloads`, { recursive: true });
+      await dl.saveAs(`${env.T_DIR}/downloads/signed.pdf`);
+      ok(true, 'the signed PDF was downloaded');
+    } else {
+      ok(false, `signing with the right code (${await signed.textContent()})`);
+    }
+    await phone.goto(`${BASE}/#/password`);
+    await phone.waitForSelector('input[name=old_password]');
+    await check(phone, 'password');
+  } else {
+    console.log('skip - signer pages: this server has no /csc/v2 yet');
+  }
+
+  // hotline: find by national id + phone, hold
+  await staffLogin(page, env.HOTLINE);
+  ok(page.url().endsWith('#/hotline'), 'the hotline agent lands on the hold page');
+  await page.fill('input[name=national_id]', nid);
+  await page.fill('input[name=phone]', tel);
+  await page.fill('input[name=caller_verification]', 'code word and date of birth');
+  await page.click('form button[type=submit]');
+  await page.waitForSelector('form .okmsg');
+  ok((await page.textContent('form .okmsg')).includes(act.serial), 'the hotline holds the caller\'s certificate');
+  await check(page, 'hotline');
+  await logout(page);
+
+  if (hasSigner) {
+    await phone.goto(`${BASE}/#/me`);
+    await phone.reload();
+    await phone.waitForSelector('[data-credential] [data-status]');
+    ok(await phone.getAttribute('[data-credential] [data-status]', 'data-status') === 'on-hold', 'the signer\'s page shows the certificate on hold');
+  }
+
+  // office: find the person, release, terminate with reason and identity check
+  await staffLogin(page, env.OFFICE);
+  await page.selectOption('select[name=by]', 'national_id');
+  await page.fill('input[name=q]', nid);
+  await page.click('form button[type=submit]');
+  await page.waitForSelector('button:has-text("Certificates")');
+  ok((await page.textContent('table')).includes('Maria Ivanova'), 'the office finds the person by national id');
+  await page.click('button:has-text("Certificates")');
+  const row = `tr[data-serial="${act.serial}"]`;
+  await page.waitForSelector(`${row} [data-status=on-hold]`);
+  ok(true, 'the office sees the certificate on hold');
+  await check(page, 'office');
+  await page.click(`${row} button:has-text("Release")`);
+  await page.waitForSelector(`${row} [data-status=valid]`);
+  ok(true, 'the office releases it');
+  await page.click(`${row} button:has-text("Terminate")`);
+  await page.selectOption('select[name=reason]', 'keyCompromise');
+  await page.click('button:has-text("Terminate for good")');
+  ok(await page.locator('input[name=identity_check]:invalid').count() === 1, 'terminate needs the identity check');
+  await page.fill('input[name=identity_check]', 'passport seen at the counter');
+  await check(page, 'office-terminate');
+  await page.click('button:has-text("Terminate for good")');
+  await page.waitForSelector(`${row} [data-status=revoked]`);
+  ok(true, 'the office terminates: the certificate shows revoked');
+  await logout(page);
+
+  if (hasSigner) {
+    await phone.goto(`${BASE}/#/me`);
+    await phone.reload();
+    await phone.waitForSelector('[data-credential] [data-status]');
+    ok(await phone.getAttribute('[data-credential] [data-status]', 'data-status') === 'revoked', 'the signer\'s page then shows the certificate revoked');
+    await check(phone, 'signer-revoked');
+  }
+
+  // auditor: the audit log filtered by serial
+  await staffLogin(page, env.AUDITOR);
+  await page.fill('input[name=serial]', act.serial);
+  await page.fill('input[name=event]', 'cert.');
+  await page.click('form button[type=submit]');
+  await page.waitForSelector('tbody tr');
+  const audit = await page.textContent('tbody');
+  ok(audit.includes('cert.hold') || audit.includes('cert.revoke'), 'the auditor sees the certificate\'s records with the filters');
+  await check(page, 'audit');
+
+  // phone-sized: the office page fits the width
+  await staffLogin(phone, env.OFFICE);
+  const w = await phone.evaluate(() => document.documentElement.scrollWidth);
+  ok(w <= 380, `phone-sized layout: no horizontal scrolling (${w}px)`);
+  await check(phone, 'office-phone');
+  ok(cspViolations.length === 0, `no Content-Security-Policy violation (${cspViolations.slice(0, 2).join(' | ')})`);
+} catch (e) {
+  ok(false, `browser run: ${e.message.split('\n')[0]}`);
+  try { await page.screenshot({ path: `${env.SHOTS}/failure.png`, fullPage: true }); } catch { /* none */ }
+}
+await browser.close();
+if (act) writeFileSync(`${env.T_DIR}/activation.json`, JSON.stringify(act));
+console.log('browser done');
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,201 @@
+// Signer pages: certificates and their status (CSC credentials/list), the
+// package and what is left (/api/v1/quota), usage history (/api/v1/history),
+// the archive (/api/v1/documents), signing (CSC credentials/authorize with
+// the one-time code, then signatures/signDoc), password change.
+import { h, clear, field, select, table, badge, messageBox, download } from './dom.js';
+import { t } from './i18n.js';
+import { call } from './api.js';
+
+let explainHere = (e) => e.message;
+export function useExplain(fn) { explainHere = fn; }
+
+const SHA256_OID = '2.16.840.1.101.3.4.2.1';
+// format choice -> CSC v2 signDoc signature_format and signed_envelope_property
+const FORMATS = {
+  pades: { format: 'P', envelope: 'Certification', ext: '.pdf' },
+  cades: { format: 'C', envelope: 'Attached', ext: '.p7m' },
+  xades: { format: 'X', envelope: 'Enveloped', ext: '.xml' },
+  asic: { format: 'C', envelope: 'ASiC', ext: '.asice' },
+};
+const LEVELS = ['Ades-B-B', 'Ades-B-T', 'Ades-B-LT', 'Ades-B-LTA'];
+
+const CSC_STATUS = { valid: 'valid', suspended: 'on-hold', revoked: 'revoked', expired: 'expired' };
+
+async function credentials() {
+  const r = await call('POST', '/csc/v2/credentials/list', { json: { credInfo: true, certificates: 'single', certInfo: true } });
+  let infos = r.credentialInfos;
+  if (!Array.isArray(infos)) {
+    infos = [];
+    for (const id of r.credentialIDs || []) {
+      infos.push(await call('POST', '/csc/v2/credentials/info', { json: { credentialID: id, certificates: 'single', certInfo: true } }));
+    }
+  }
+  return infos;
+}
+
+function b64(bytes) {
+  let s = '';
+  const chunk = 0x8000;
+  for (let i = 0; i < bytes.length; i += chunk) s += String.fromCharCode(...bytes.subarray(i, i + chunk));
+  return btoa(s);
+}
+
+function unb64(text) {
+  const s = atob(text);
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+function hex(buf) {
+  return [...new Uint8Array(buf)].map((x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+async function section(main, title, id, fill) {
+  const box = h('section', { class: 'card', 'aria-labelledby': id }, h('h2', { id }, title));
+  main.append(box);
+  try {
+    await fill(box);
+  } catch (e) {
+    box.append(h('p', { class: 'error', role: 'alert' }, e.status === 404 ? t('me.not_available') : explainHere(e)));
+  }
+}
+
+export async function overview(main) {
+  await section(main, t('me.certificates'), 'certs-h', async (box) => {
+    const infos = await credentials();
+    if (!infos.length) { box.append(h('p', {}, t('me.no_certs'))); return; }
+    box.append(table([t('col.serial'), t('col.subject'), t('col.valid_to'), t('col.status')], infos.map((c) => {
+      const st = CSC_STATUS[c.cert && c.cert.status] || (c.cert && c.cert.status) || 'valid';
+      return h('tr', { 'data-credential': c.credentialID },
+        h('td', { class: 'mono' }, (c.cert && c.cert.serialNumber) || c.credentialID),
+        h('td', {}, (c.cert && c.cert.subjectDN) || ''),
+        h('td', { class: 'mono' }, (c.cert && c.cert.validTo) || ''),
+        h('td', {}, badge(st, t(`status.${st}`))));
+    })));
+  });
+  await section(main, t('me.package'), 'pkg-h', async (box) => {
+    const q = await call('GET', '/api/v1/quota');
+    const left = q.remaining === undefined || q.remaining === null ? t('me.unlimited') : String(q.remaining);
+    box.append(h('dl', {},
+      h('dt', {}, t('me.package_name')), h('dd', { 'data-field': 'package' }, q.package),
+      h('dt', {}, t('me.left')), h('dd', { 'data-field': 'remaining' }, left),
+      q.window_end ? [h('dt', {}, t('me.window_end')), h('dd', {}, q.window_end)] : null));
+  });
+  await section(main, t('me.history'), 'hist-h', async (box) => {
+    const r = await call('GET', '/api/v1/history');
+    const list = r.signings || [];
+    if (!list.length) { box.append(h('p', {}, t('me.no_history'))); return; }
+    box.append(table([t('col.time'), t('col.credential'), t('col.hashes'), t('col.relying_party')], list.map((s) => h('tr', {},
+      h('td', { class: 'mono' }, s.time), h('td', { class: 'mono' }, s.credential),
+      h('td', {}, Array.isArray(s.hashes) ? String(s.hashes.length) : String(s.hashes)), h('td', {}, s.relying_party || '—')))));
+  });
+  await section(main, t('me.archive'), 'arch-h', async (box) => {
+    const r = await call('GET', '/api/v1/documents');
+    const list = r.documents || [];
+    if (!list.length) { box.append(h('p', {}, t('me.no_documents'))); return; }
+    box.append(table([t('col.name'), t('col.format'), t('col.signed_at'), t('col.size'), ''], list.map((d) => {
+      const dl = h('button', { type: 'button', class: 'secondary' }, t('me.download'));
+      dl.addEventListener('click', async () => {
+        try { download(await call('GET', `/api/v1/documents/${encodeURIComponent(d.id)}`, { blob: true }), d.name); } catch (e) { box.append(h('p', { class: 'error', role: 'alert' }, explainHere(e))); }
+      });
+      return h('tr', {}, h('td', {}, d.name), h('td', {}, `${d.format} ${d.level}`), h('td', { class: 'mono' }, d.signed_at), h('td', {}, String(d.size)), h('td', {}, dl));
+    })));
+  });
+}
+
+export async function sign(main) {
+  const msg = messageBox();
+  let infos = [];
+  try {
+    infos = await credentials();
+  } catch (e) {
+    main.append(h('p', { class: 'error', role: 'alert' }, explainHere(e)));
+    return;
+  }
+  if (!infos.length) { main.append(h('p', {}, t('me.no_certs'))); return; }
+  const cred = select('credential', infos.map((c) => [c.credentialID, `${(c.cert && c.cert.serialNumber) || c.credentialID} (${t(`status.${CSC_STATUS[c.cert && c.cert.status] || 'valid'}`)})`]));
+  const files = h('input', { type: 'file', name: 'files', multiple: true, required: true });
+  const format = select('format', Object.keys(FORMATS).map((k) => [k, t(`format.${k}`)]), 'pades');
+  const level = select('level', LEVELS.map((l) => [l, l.replace('Ades-', '')]), 'Ades-B-B');
+  const otp = h('input', { name: 'otp', inputmode: 'numeric', autocomplete: 'one-time-code', pattern: '[0-9]{6}', maxlength: 6, required: true });
+  const hashes = h('ul', { class: 'mono', 'aria-live': 'polite', 'data-testid': 'hashes' });
+  const results = h('div');
+  let picked = [];
+  files.addEventListener('change', async () => {
+    clear(hashes);
+    picked = [];
+    for (const f of files.files) {
+      const bytes = new Uint8Array(await f.arrayBuffer());
+      const digest = await crypto.subtle.digest('SHA-256', bytes);
+      picked.push({ name: f.name, bytes, digest: new Uint8Array(digest) });
+      hashes.append(h('li', {}, `${f.name}: SHA-256 ${hex(digest)}`));
+    }
+    if (picked.length && picked.every((p) => /\.pdf$/i.test(p.name))) format.value = 'pades';
+  });
+  const form = h('form', { 'aria-label': t('page.sign') },
+    field(t('sign.credential'), cred), field(t('sign.files'), files, t('sign.files_hint')), hashes,
+    field(t('sign.format'), format), field(t('sign.level'), level),
+    field(t('sign.otp'), otp, t('sign.otp_hint')),
+    h('button', { type: 'submit' }, t('sign.submit')), msg, results);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    msg.show('');
+    clear(results);
+    if (!picked.length) { msg.show(t('sign.no_files'), 'error'); return; }
+    const info = infos.find((c) => c.credentialID === cred.value) || {};
+    const algo = (info.key && Array.isArray(info.key.algo) && info.key.algo[0]) || '1.2.840.10045.4.3.2';
+    const fm = FORMATS[format.value];
+    try {
+      const auth = await call('POST', '/csc/v2/credentials/authorize', {
+        json: {
+          credentialID: cred.value, numSignatures: picked.length, hashAlgorithmOID: SHA256_OID,
+          hashes: picked.map((p) => b64(p.digest)), OTP: otp.value.trim(),
+        },
+      });
+      otp.value = '';
+      const r = await call('POST', '/csc/v2/signatures/signDoc', {
+        json: {
+          credentialID: cred.value, SAD: auth.SAD,
+          documents: picked.map((p) => ({
+            document: b64(p.bytes), signature_format: fm.format, conformance_level: level.value,
+            signAlgo: algo, signed_envelope_property: fm.envelope,
+          })),
+        },
+      });
+      const out = r.DocumentWithSignature || [];
+      msg.show(t('sign.done', { n: out.length }));
+      out.forEach((d, i) => {
+        const name = picked[i].name.replace(/(\.[^.]*)?$/, (m) => (fm.format === 'P' ? `-signed${m || '.pdf'}` : `${m}${fm.ext === '.pdf' ? '' : fm.ext}`));
+        const btn = h('button', { type: 'button', 'data-testid': 'signed-download' }, t('sign.download', { name }));
+        btn.addEventListener('click', () => download(new Blob([unb64(d)]), name));
+        results.append(btn, ' ');
+      });
+    } catch (e) {
+      msg.show(explainHere(e), 'error');
+    }
+  });
+  main.append(form);
+}
+
+export async function password(main) {
+  const oldp = h('input', { type: 'password', name: 'old_password', autocomplete: 'current-password', required: true });
+  const newp = h('input', { type: 'password', name: 'new_password', autocomplete: 'new-password', required: true, minlength: 12 });
+  const again = h('input', { type: 'password', name: 'again', autocomplete: 'new-password', required: true });
+  const msg = messageBox();
+  const form = h('form', { 'aria-label': t('page.password') },
+    field(t('password.old'), oldp), field(t('password.new'), newp, t('password.hint')), field(t('password.again'), again),
+    h('button', { type: 'submit' }, t('password.submit')), msg);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (newp.value !== again.value) { msg.show(t('password.mismatch'), 'error'); return; }
+    try {
+      await call('POST', '/api/v1/password', { json: { old_password: oldp.value, new_password: newp.value } });
+      form.reset();
+      msg.show(t('password.changed'));
+    } catch (e) {
+      msg.show(explainHere(e), 'error');
+    }
+  });
+  main.append(form);
+}
