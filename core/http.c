@@ -544,6 +544,7 @@ static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
     rq->allow[0] = '\0';
     rq->method[0] = '\0';
     rq->deferred = NULL;
+    rq->via_tls = 0;
     peer_address(conn, rq->client, sizeof rq->client);
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);

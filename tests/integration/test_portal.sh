@@ -115,6 +115,12 @@ check_grep "the session key is the home's secret (0600)" "^-rw-------" <(ls -l "
 
 # ---- 2. the browser ------------------------------------------------------
 if [[ ${QTSP_PORTAL_BROWSER:-1} == 1 ]]; then
+  # the pages at the shipped idle timeout (a person reads between clicks)
+  rc=0; stop_server || rc=$?
+  check_eq "SIGTERM exits 0" 0 "$rc"
+  cp "$TOP/policies/portal.yaml" "$H/policies/portal.yaml"
+  check "the server starts again (idle timeout 15m)" start_server "$H"
+  BASE=http://127.0.0.1:${BASE##*:}
   lock_sum=$(cat "$TOP/tests/browser/package.json" "$TOP/tests/browser/package-lock.json" | sha256sum | cut -c1-16)
   NPMDIR=${XDG_CACHE_HOME:-$HOME/.cache}/qtsp-browser/$lock_sum
   if [[ ! -f $NPMDIR/node_modules/.qtsp-ok ]]; then
@@ -132,10 +138,12 @@ if [[ ${QTSP_PORTAL_BROWSER:-1} == 1 ]]; then
   printf '%%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>\nendobj\n4 0 obj\n<< /Length 44 >>\nstream\nBT /F1 24 Tf 72 700 Td (Hello qtsp) Tj ET\nendstream\nendobj\ntrailer\n<< /Root 1 0 R /Size 5 >>\n' >"$T_DIR/raw.pdf"
   qpdf "$T_DIR/raw.pdf" "$T_DIR/doc.pdf" >/dev/null 2>&1
   PDF_SHA256=$(sha256sum <"$T_DIR/doc.pdf" | cut -c1-64)
+  SIGNDOC=0
+  "$QTSP_BIN" serve --home "$H" --routes 2>/dev/null | grep -q "^POST /csc/v2/signatures/signDoc$" && SIGNDOC=1
   CHROMIUM=${CHROMIUM:-/usr/lib/chromium/chromium}
   [[ -x $CHROMIUM ]] || CHROMIUM=$(command -v chromium)
   BASE=$BASE SHOTS=$SHOTS CHROMIUM=$CHROMIUM OFFICER=$OFFICER OFFICE=$OFFICE HOTLINE=$HOTLINE \
-    AUDITOR=$AUDITOR T_DIR=$T_DIR PDF_SHA256=$PDF_SHA256 timeout 400 node "$NPMDIR/portal.mjs" >"$T_DIR/browser.log" 2>&1
+    AUDITOR=$AUDITOR T_DIR=$T_DIR PDF_SHA256=$PDF_SHA256 SIGNDOC=$SIGNDOC timeout 400 node "$NPMDIR/portal.mjs" >"$T_DIR/browser.log" 2>&1
   echo "browser: exit $?"
   while IFS= read -r line; do
     case $line in

@@ -56,8 +56,10 @@ export function select(name, options, value) {
   return s;
 }
 
-export function table(headers, rows) {
-  return h('div', { class: 'table-wrap' },
+// A table in a region that scrolls sideways on a small screen; the region
+// is focusable so keyboard users can scroll it too.
+export function table(headers, rows, label) {
+  return h('div', { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': label || headers.filter(Boolean).join(', ') },
     h('table', {},
       h('thead', {}, h('tr', {}, headers.map((x) => h('th', { scope: 'col' }, x)))),
       h('tbody', {}, rows)));

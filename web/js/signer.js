@@ -65,13 +65,13 @@ export async function overview(main) {
   await section(main, t('me.certificates'), 'certs-h', async (box) => {
     const infos = await credentials();
     if (!infos.length) { box.append(h('p', {}, t('me.no_certs'))); return; }
-    box.append(table([t('col.serial'), t('col.subject'), t('col.valid_to'), t('col.status')], infos.map((c) => {
+    box.append(table([t('col.status'), t('col.serial'), t('col.valid_to'), t('col.subject')], infos.map((c) => {
       const st = CSC_STATUS[c.cert && c.cert.status] || (c.cert && c.cert.status) || 'valid';
       return h('tr', { 'data-credential': c.credentialID },
+        h('td', {}, badge(st, t(`status.${st}`))),
         h('td', { class: 'mono' }, (c.cert && c.cert.serialNumber) || c.credentialID),
-        h('td', {}, (c.cert && c.cert.subjectDN) || ''),
         h('td', { class: 'mono' }, (c.cert && c.cert.validTo) || ''),
-        h('td', {}, badge(st, t(`status.${st}`))));
+        h('td', {}, (c.cert && c.cert.subjectDN) || ''));
     })));
   });
   await section(main, t('me.package'), 'pkg-h', async (box) => {

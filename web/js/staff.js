@@ -274,7 +274,7 @@ export async function audit(main) {
     clear(out);
     try {
       const n = await load(null);
-      out.append(h('div', { class: 'table-wrap' }, h('table', {},
+      out.append(h('div', { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': t('page.audit') }, h('table', {},
         h('thead', {}, h('tr', {}, [t('col.seq'), t('col.time'), t('col.actor'), t('col.event'), t('col.details')].map((x) => h('th', { scope: 'col' }, x)))),
         tbody)), more);
       if (!n) msg.show(t('audit.none'));
