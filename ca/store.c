@@ -780,7 +780,8 @@ qtsp_status qtsp_store_trim_pages(qtsp_store *st, size_t mib)
     pthread_mutex_lock(&st->map_mu);
     long mark = st->trim_mark;
     pthread_mutex_unlock(&st->map_mu);
-    if (now >= 0 && mark >= 0 && pgsz > 0 && now - mark <= (long)(mib * ((size_t)1 << 20) / (size_t)pgsz))
+    if (now >= 0 && mark >= 0 && pgsz > 0 &&
+        now - mark <= (long)(mib * ((size_t)1 << 20) / (size_t)pgsz))
         return QTSP_OK;
     pthread_rwlock_rdlock(&st->map_lock);
     release_pages_locked(st);
