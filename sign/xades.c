@@ -443,6 +443,13 @@ qtsp_status qtsp_xades_sign(const qtsp_ades_services *sv, const qtsp_ades_signer
     TRY(new_id(x.id, sizeof x.id));
     if (o->packaging == QTSP_XADES_ENVELOPED) {
         TRY(qtsp_xml_parse(objs[0].data, objs[0].len, QTSP_ADES_MAX_DOC, &x.doc));
+        /* the reference leaves every ds:Signature out: one that is the whole
+         * document would leave nothing to sign */
+        xmlNodePtr root = xmlDocGetRootElement(x.doc);
+        ENSURE_OUT(!(root->ns && xmlStrEqual(root->name, BAD_CAST "Signature") &&
+                     xmlStrEqual(root->ns->href, BAD_CAST QTSP_NS_DS)),
+                   QTSP_ERR_INVALID,
+                   "the document is an XML signature: sign it enveloping or detached");
     } else {
         x.doc = xmlNewDoc(BAD_CAST "1.0");
         ENSURE(x.doc != NULL, QTSP_ERR_NOMEM, "out of memory");
