@@ -1345,6 +1345,11 @@ qtsp_status qtsp_csc_history(qtsp_csc *c, const char *user_id, size_t limit, jso
     return qtsp_usage_history(c->usage, user_id, limit, out);
 }
 
+qtsp_status qtsp_csc_quota(qtsp_csc *c, const char *user_id, json_t **out)
+{
+    return qtsp_usage_quota(c->usage, user_id, out);
+}
+
 /* Ended sessions and SADs, found in a read transaction (the write lock is
  * taken only when there is something to delete), at most once a minute per
  * process: the sweeper calls every second. */

@@ -115,6 +115,11 @@ qtsp_status qtsp_csc_reset(qtsp_csc *c, const char *actor, const char *user_id,
 qtsp_status qtsp_csc_history(qtsp_csc *c, const char *user_id, size_t limit,
                              json_t **out) QTSP_MUST_USE;
 
+/* GET /api/v1/quota: the signer's package and what is left of it now
+ * (qtsp_usage_quota's object; new reference in *out). QTSP_ERR_NOT_FOUND
+ * for an unknown signer. */
+qtsp_status qtsp_csc_quota(qtsp_csc *c, const char *user_id, json_t **out) QTSP_MUST_USE;
+
 /* Deletes sessions and SADs that expired before now (seconds), at most max
  * per call; *n how many. For the leader's sweeper. */
 qtsp_status qtsp_csc_purge(qtsp_csc *c, time_t now, size_t max, size_t *n) QTSP_MUST_USE;

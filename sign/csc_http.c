@@ -226,6 +226,16 @@ static qtsp_status h_history(void *ctx, const qtsp_api_req *req, qtsp_http_resp 
     return qtsp_api_reply(resp, 200, o);
 }
 
+/* The package and what is left of it: no query, no body. */
+static qtsp_status h_quota(void *ctx, const qtsp_api_req *req, qtsp_http_resp *resp)
+{
+    static const char *const none[] = {NULL};
+    TRY(qtsp_api_query_allow(req, none));
+    json_t *o = NULL;
+    TRY(qtsp_csc_quota(ctx, req->who->id, &o));
+    return qtsp_api_reply(resp, 200, o);
+}
+
 static qtsp_status h_password(void *ctx, const qtsp_api_req *req, qtsp_http_resp *resp)
 {
     const char *old_pw = NULL, *new_pw = NULL;
@@ -271,6 +281,7 @@ qtsp_status qtsp_csc_api_new(qtsp_csc *c, qtsp_api **out)
 
 static const qtsp_api_route k_signer_routes[] = {
     {"GET", "/api/v1/history", 0, 0, NULL, NULL, 0, h_history},
+    {"GET", "/api/v1/quota", 0, 0, NULL, NULL, 0, h_quota},
     {"POST", "/api/v1/password", QTSP_API_BODY, 0, NULL, k_password, 0, h_password},
 };
 

@@ -5,6 +5,7 @@
 import { chromium } from 'playwright-core';
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createHmac } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
@@ -62,6 +63,53 @@ async function logout(page) {
   await page.waitForSelector('input[name=token]');
 }
 
+// poppler's pdfsig with the NSS db that trusts our root (test_portal.sh makes it)
+function pdfsig(file) {
+  try {
+    return execFileSync('pdfsig', ['-nssdir', `sql:${env.NSSDB}`, file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    return `${e.stdout || ''}${e.stderr || ''}`;
+  }
+}
+
+// the first signature of POST /api/v1/validate's report
+async function validate(bytes) {
+  const form = new FormData();
+  form.append('file', new Blob([bytes], { type: 'application/pdf' }), 'signed.pdf');
+  const r = await fetch(`${BASE}/api/v1/validate`, { method: 'POST', body: form });
+  const j = await r.json();
+  return j.signatures && j.signatures[0];
+}
+
+// the package as the overview page shows it
+async function quota(p) {
+  return {
+    package: await p.textContent('[data-field=package]'),
+    left: await p.getAttribute('[data-field=signatures_left]', 'data-value'),
+    used: await p.textContent('[data-field=used]'),
+  };
+}
+
+// the sign page with the test PDF picked (its SHA-256 shown)
+async function openSign(p) {
+  await p.goto(`${BASE}/#/sign`);
+  await p.reload();
+  await p.waitForSelector('input[name=files]');
+  await p.setInputFiles('input[name=files]', `${env.T_DIR}/doc.pdf`);
+  await p.waitForSelector('[data-testid=hashes] li');
+}
+
+// submits the sign form with code (PAdES at level): 'signed' or the error shown
+async function trySign(p, code, level) {
+  await p.selectOption('select[name=format]', 'pades');
+  if (level) await p.selectOption('select[name=level]', level);
+  await p.fill('input[name=otp]', code);
+  await p.evaluate(() => document.querySelectorAll('form .msg p, [data-testid=signed-download]').forEach((e) => e.remove()));
+  await p.click('form button[type=submit]');
+  const got = await p.waitForSelector('[data-testid=signed-download], form .msg .error', { timeout: 60000 });
+  return (await got.getAttribute('data-testid')) === 'signed-download' ? 'signed' : got.textContent();
+}
+
 const page = await newPage({ width: 1100, height: 900 });
 const phone = await newPage({ width: 375, height: 740 });
 const nid = `80${String(Date.now()).slice(-8)}`;
@@ -116,9 +164,9 @@ try {
   await logout(page);
   ok(!storage.includes('qtsp_') && !(await page.evaluate(() => JSON.stringify(Object.assign({}, localStorage, sessionStorage)))).includes(env.OFFICER), 'no credential in localStorage or sessionStorage');
 
-  // signer: only where the server has remote signing (CSC API)
-  const csc = await (await fetch(`${BASE}/csc/v2/info`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })).status;
-  const hasSigner = csc === 200;
+  // signer (CSC API v2 and /api/v1, on a phone-sized screen)
+  const csc = (await fetch(`${BASE}/csc/v2/info`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })).status;
+  const hasSigner = ok(csc === 200, 'the server has the CSC API (POST /csc/v2/info: 200)');
   if (hasSigner) {
     await phone.goto(`${BASE}/`);
     await phone.waitForSelector('body[data-ready="1"]');
@@ -127,40 +175,75 @@ try {
     await phone.click('section:has(#signer-h) button[type=submit]');
     await phone.waitForSelector('[data-credential]');
     ok(await phone.getAttribute('[data-credential] [data-status]', 'data-status') === 'valid', 'the signer sees their certificate valid');
+    await phone.waitForSelector('[data-field=signatures_left]');
+    const pkg0 = await quota(phone);
+    ok(pkg0.package === 'practical' && pkg0.left === '100' && pkg0.used === '0', `the signer sees their package and what is left (${JSON.stringify(pkg0)})`);
     await check(phone, 'signer-overview');
-    await phone.goto(`${BASE}/#/sign`);
-    await phone.waitForSelector('input[name=files]');
-    await phone.setInputFiles('input[name=files]', `${env.T_DIR}/doc.pdf`);
-    await phone.waitForSelector('[data-testid=hashes] li');
+
+    await phone.goto(`${BASE}/#/documents`);
+    await phone.waitForSelector('main h1:has-text("My documents")');
+    await phone.waitForSelector('[data-testid=no-documents], main table, main .error');
+    if (env.DOCUMENTS === '1') ok(await phone.isVisible('[data-testid=no-documents]'), 'my documents: none before the first signing');
+    else ok(/not available/i.test(await phone.textContent('main')), 'my documents: "not available" where the server has no GET /api/v1/documents');
+    await check(phone, 'documents-empty');
+
+    await openSign(phone);
     const shown = await phone.textContent('[data-testid=hashes] li');
     ok(shown.includes(env.PDF_SHA256 || '-'), 'the document\'s SHA-256 is shown');
     // a wrong code
     const wrong = totp(act.uri, Date.now() + 3600 * 1000);
-    await phone.fill('input[name=otp]', wrong === totp(act.uri) ? '000000' : wrong);
-    await phone.click('form button[type=submit]');
-    await phone.waitForSelector('form .error');
-    ok(/one-time code is wrong/.test(await phone.textContent('form .error')), 'a wrong code is refused on the page in plain words');
+    let said = await trySign(phone, wrong === totp(act.uri) ? '000000' : wrong);
+    ok(/one-time code is wrong/.test(said), `a wrong code is refused on the page in plain words (${said})`);
     await check(phone, 'sign');
-    // the right code (signDoc: where the server has it)
-    if (env.SIGNDOC !== '1') console.log('skip - signing a PDF: this server has no /csc/v2/signatures/signDoc yet');
+    // the right code
+    if (env.SIGNDOC !== '1') console.log('skip - signing a PDF: this server has no POST /csc/v2/signatures/signDoc yet');
     else {
-    await phone.fill('input[name=otp]', totp(act.uri));
-    await phone.click('form button[type=submit]');
-    const signed = await phone.waitForSelector('[data-testid=signed-download], form .error', { timeout: 60000 });
-    if (await signed.getAttribute('data-testid') === 'signed-download') {
-      const [dl] = await Promise.all([phone.waitForEvent('download'), phone.click('[data-testid=signed-download]')]);
+      const code = totp(act.uri);
+      said = await trySign(phone, code, 'Ades-B-T');
+      if (ok(said === 'signed', `signing the PDF (PAdES B-T) with the right code (${said})`)) {
+        const [dl] = await Promise.all([phone.waitForEvent('download'), phone.click('[data-testid=signed-download]')]);
+        mkdirSync(`${env.T_DIR}/downloads`, { recursive: true });
+        await dl.saveAs(`${env.T_DIR}/downloads/signed.pdf`);
+        ok(/\.pdf$/.test(dl.suggestedFilename()), `the signed PDF was downloaded (${dl.suggestedFilename()})`);
+        // checked now, while the certificate is valid (it is terminated below)
+        const signedPdf = readFileSync(`${env.T_DIR}/downloads/signed.pdf`);
+        const original = readFileSync(`${env.T_DIR}/doc.pdf`);
+        ok(signedPdf.length > original.length && signedPdf.subarray(0, original.length).equals(original), 'the signed PDF keeps the original bytes as its first revision');
+        const ps = pdfsig(`${env.T_DIR}/downloads/signed.pdf`);
+        ok(/Signature Validation: Signature is Valid/.test(ps) && /Certificate Validation: Certificate is Trusted/.test(ps),
+          `pdfsig accepts the PDF signed in the browser: signature valid, certificate trusted (${ps.replace(/\s+/g, ' ').slice(0, 300)})`);
+        ok(/Signature Type: ETSI\.CAdES\.detached/.test(ps), 'pdfsig: /SubFilter ETSI.CAdES.detached (PAdES)');
+        const v = await validate(signedPdf);
+        ok(v && v.indication === 'TOTAL-PASSED' && v.level === 'B-T', `POST /api/v1/validate: TOTAL-PASSED, PAdES B-T (${v && `${v.indication} ${v.format} ${v.level}`})`);
+        await check(phone, 'sign-done');
+      }
+      // the same code again
+      said = await trySign(phone, code, 'Ades-B-T');
+      ok(/already used/.test(said), `a replayed code is refused on the page in plain words (${said})`);
+
+      await phone.goto(`${BASE}/#/me`);
+      await phone.reload();
+      await phone.waitForSelector('[data-field=signatures_left]');
+      const pkg1 = await quota(phone);
+      ok(pkg1.left === '99' && pkg1.used === '1', `the package counts the signing (${JSON.stringify(pkg1)})`);
+      ok(await phone.locator('section:has(#hist-h) tbody tr').count() === 1, 'the history shows the signing');
+
+      await phone.goto(`${BASE}/#/documents`);
+      await phone.waitForSelector('[data-document], [data-testid=no-documents], main .error');
+      const rows = phone.locator('tr[data-document]');
+      ok(await rows.count() === 1, 'my documents lists the signed PDF');
+      const cells = await rows.first().textContent();
+      ok(/PAdES/i.test(cells) && /B-T/.test(cells), `... as PAdES B-T (${cells})`);
+      await check(phone, 'documents');
+      const [dl2] = await Promise.all([phone.waitForEvent('download'), rows.first().locator('button').click()]);
       mkdirSync(`${env.T_DIR}/downloads`, { recursive: true });
-      await dl.saveAs(`${env.T_DIR}/downloads/signed.pdf`);
-      ok(true, 'the signed PDF was downloaded');
-    } else {
-      ok(false, `signing with the right code (${await signed.textContent()})`);
-    }
+      await dl2.saveAs(`${env.T_DIR}/downloads/archived.pdf`);
+      const archived = readFileSync(`${env.T_DIR}/downloads/archived.pdf`);
+      ok(archived.equals(readFileSync(`${env.T_DIR}/downloads/signed.pdf`)), 'the PDF downloaded from my documents is the signed one, byte for byte');
     }
     await phone.goto(`${BASE}/#/password`);
     await phone.waitForSelector('input[name=old_password]');
     await check(phone, 'password');
-  } else {
-    console.log('skip - signer pages: this server has no /csc/v2 yet');
   }
 
   // hotline: find by national id + phone, hold
@@ -180,6 +263,10 @@ try {
     await phone.reload();
     await phone.waitForSelector('[data-credential] [data-status]');
     ok(await phone.getAttribute('[data-credential] [data-status]', 'data-status') === 'on-hold', 'the signer\'s page shows the certificate on hold');
+    await openSign(phone);
+    const said = await trySign(phone, totp(act.uri));
+    ok(/on hold/.test(said), `signing with a held certificate is refused in plain words (${said})`);
+    await check(phone, 'sign-held');
   }
 
   // office: find the person, release, terminate with reason and identity check
@@ -214,6 +301,9 @@ try {
     await phone.waitForSelector('[data-credential] [data-status]');
     ok(await phone.getAttribute('[data-credential] [data-status]', 'data-status') === 'revoked', 'the signer\'s page then shows the certificate revoked');
     await check(phone, 'signer-revoked');
+    await openSign(phone);
+    const said = await trySign(phone, totp(act.uri));
+    ok(/revoked/.test(said), `signing with the revoked certificate is refused in plain words (${said})`);
   }
 
   // auditor: the audit log filtered by serial

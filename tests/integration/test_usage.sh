@@ -11,7 +11,8 @@
 #    times, the 4th answers 429, the same SAD paid by a relying party
 #    succeeds (wrong secret 401, malformed header 400) and is counted for it
 #    in rp report, the package's count is unchanged, GET /api/v1/history and
-#    qtsp signer history list both signings.
+#    qtsp signer history list both signings; GET /api/v1/quota answers what
+#    qtsp signer quota prints, each signer their own, 401 without a token.
 source "$(dirname "$0")/lib.sh"
 H=$T_DIR/home
 
@@ -170,6 +171,25 @@ q signer history "$UF" --json >"$W/chist.json"
 check_eq "qtsp signer history shows the same signings" "$(jq -c '.signings' "$W/hist.json")" "$(jq -c '.signings' "$W/chist.json")"
 q signer history "$UF" --limit 1 --json >"$W/chist1.json"
 check_eq "--limit 1: the newest" shop.example "$(jq -r '.signings | select(length == 1) | .[0].relying_party' "$W/chist1.json")"
+# GET /api/v1/quota: the signer's own package over HTTP (the portal shows it)
+api GET /api/v1/quota "$TF" >"$W/hq.json"
+check_eq "GET /api/v1/quota: 200" 200 "$(status)"
+check_eq "... the package spent: free, 3 per window, 3 used, 0 left, not ended" "free 3 3 0 false" \
+  "$(jq -r '"\(.package) \(.signatures) \(.used) \(.signatures_left) \(.ended)"' "$W/hq.json")"
+q signer quota "$UF" --json >"$W/fq2.json"
+check_eq "... the same object qtsp signer quota prints" "$(jq -cS . "$W/fq2.json")" "$(jq -cS . "$W/hq.json")"
+TU=$(login "$USER" "$(jq -r .activation.password "$T_DIR/iss.json")")
+api GET /api/v1/quota "$TU" >"$W/hq2.json"
+check_eq "another signer sees their own package (economical, 7 left)" "economical 7" \
+  "$(jq -r '"\(.package) \(.signatures_left)"' "$W/hq2.json")"
+api GET /api/v1/quota "" >/dev/null
+check_eq "GET /api/v1/quota without a token: 401" 401 "$(status)"
+api GET /api/v1/quota "${TF%?}x" >/dev/null
+check_eq "GET /api/v1/quota with a wrong token: 401" 401 "$(status)"
+api GET "/api/v1/quota?user=$USER" "$TF" >/dev/null
+check_eq "GET /api/v1/quota?user=...: 400 (no query; one's own only)" 400 "$(status)"
+api POST /api/v1/quota "$TF" '{}' >/dev/null
+check_eq "POST /api/v1/quota: 405" 405 "$(status)"
 check "the server stops" stop_server
 
 # ---- the audit ----

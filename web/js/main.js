@@ -18,6 +18,7 @@ const PAGES = {
   '#/audit': ['page.audit', staff.audit, (s) => hasRole(s, 'auditor')],
   '#/me': ['page.me', signer.overview, (s) => s && s.kind === 'signer'],
   '#/sign': ['page.sign', signer.sign, (s) => s && s.kind === 'signer'],
+  '#/documents': ['page.documents', signer.documents, (s) => s && s.kind === 'signer'],
   '#/password': ['page.password', signer.password, (s) => s && s.kind === 'signer'],
 };
 
@@ -47,6 +48,7 @@ export function explain(err) {
   if (!(err instanceof ApiError)) return t('err.generic');
   const m = (err.message || '').toLowerCase();
   if (err.status === 0) return t('err.network');
+  if (err.status === 429 && /archive/.test(m)) return t('err.archive_full');
   if (err.status === 429 || err.code === 'quota_exceeded' || err.code === 'quota') return t('err.quota');
   if (/suspend|on.hold|held/.test(m)) return t('err.held');
   if (/revoked/.test(m)) return t('err.revoked');

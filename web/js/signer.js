@@ -1,6 +1,6 @@
 // Signer pages: certificates and their status (CSC credentials/list), the
 // package and what is left (/api/v1/quota), usage history (/api/v1/history),
-// the archive (/api/v1/documents), signing (CSC credentials/authorize with
+// the archive (/api/v1/documents, its own page), signing (CSC credentials/authorize with
 // the one-time code, then signatures/signDoc), password change.
 import { h, clear, field, select, table, badge, messageBox, download } from './dom.js';
 import { t } from './i18n.js';
@@ -75,33 +75,66 @@ export async function overview(main) {
     })));
   });
   await section(main, t('me.package'), 'pkg-h', async (box) => {
+    // GET /api/v1/quota: qtsp_usage_quota's object (sign/usage.h)
     const q = await call('GET', '/api/v1/quota');
-    const left = q.remaining === undefined || q.remaining === null ? t('me.unlimited') : String(q.remaining);
-    box.append(h('dl', {},
+    const unlimited = q.signatures_left === null || q.signatures_left === undefined;
+    const left = unlimited ? t('me.unlimited')
+      : (q.signatures ? t('me.left_of', { left: q.signatures_left, of: q.signatures }) : String(q.signatures_left));
+    box.append(h('dl', { class: 'facts' },
       h('dt', {}, t('me.package_name')), h('dd', { 'data-field': 'package' }, q.package),
-      h('dt', {}, t('me.left')), h('dd', { 'data-field': 'remaining' }, left),
-      q.window_end ? [h('dt', {}, t('me.window_end')), h('dd', {}, q.window_end)] : null));
+      h('dt', {}, t('me.left')), h('dd', { 'data-field': 'signatures_left', 'data-value': unlimited ? 'unlimited' : String(q.signatures_left) }, left),
+      h('dt', {}, t('me.used')), h('dd', { 'data-field': 'used' }, String(q.used)),
+      q.window_end && !q.ended ? [h('dt', {}, t('me.window_end')), h('dd', { class: 'mono', 'data-field': 'window_end' }, q.window_end)] : null,
+      h('dt', {}, t('me.valid_until')), h('dd', { class: 'mono', 'data-field': 'valid_until' }, q.valid_until || t('me.no_end'))));
+    if (q.ended) box.append(h('p', { class: 'error', role: 'alert', 'data-field': 'ended' }, t('me.package_ended')));
   });
   await section(main, t('me.history'), 'hist-h', async (box) => {
-    const r = await call('GET', '/api/v1/history');
+    const r = await call('GET', '/api/v1/history?limit=50');
     const list = r.signings || [];
     if (!list.length) { box.append(h('p', {}, t('me.no_history'))); return; }
     box.append(table([t('col.time'), t('col.credential'), t('col.hashes'), t('col.relying_party')], list.map((s) => h('tr', {},
       h('td', { class: 'mono' }, s.time), h('td', { class: 'mono' }, s.credential),
-      h('td', {}, Array.isArray(s.hashes) ? String(s.hashes.length) : String(s.hashes)), h('td', {}, s.relying_party || '—')))));
+      h('td', {}, Array.isArray(s.hashes) ? String(s.hashes.length) : String(s.hashes)), h('td', {}, s.relying_party || t('me.package_paid'))))));
   });
-  await section(main, t('me.archive'), 'arch-h', async (box) => {
-    const r = await call('GET', '/api/v1/documents');
-    const list = r.documents || [];
-    if (!list.length) { box.append(h('p', {}, t('me.no_documents'))); return; }
-    box.append(table([t('col.name'), t('col.format'), t('col.signed_at'), t('col.size'), ''], list.map((d) => {
-      const dl = h('button', { type: 'button', class: 'secondary' }, t('me.download'));
-      dl.addEventListener('click', async () => {
-        try { download(await call('GET', `/api/v1/documents/${encodeURIComponent(d.id)}`, { blob: true }), d.name); } catch (e) { box.append(h('p', { class: 'error', role: 'alert' }, explainHere(e))); }
-      });
-      return h('tr', {}, h('td', {}, d.name), h('td', {}, `${d.format} ${d.level}`), h('td', { class: 'mono' }, d.signed_at), h('td', {}, String(d.size)), h('td', {}, dl));
-    })));
-  });
+}
+
+function sizeText(n) {
+  if (typeof n !== 'number') return '';
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+// The archive (GET /api/v1/documents, GET /api/v1/documents/{id}): the
+// signer's own signed documents, kept 10 years, each downloadable byte
+// for byte.
+export async function documents(main) {
+  const msg = messageBox();
+  main.append(h('p', { class: 'hint' }, t('docs.intro')), msg);
+  let list;
+  try {
+    list = (await call('GET', '/api/v1/documents')).documents || [];
+  } catch (e) {
+    main.append(h('p', { class: 'error', role: 'alert' }, e.status === 404 ? t('me.not_available') : explainHere(e)));
+    return;
+  }
+  if (!list.length) { main.append(h('p', { 'data-testid': 'no-documents' }, t('me.no_documents'))); return; }
+  main.append(table([t('col.name'), t('col.format'), t('col.signed_at'), t('col.size'), t('col.sha256'), t('col.actions')], list.map((d) => {
+    const name = d.name || `${d.id}${/pades/i.test(d.format || '') ? '.pdf' : ''}`;
+    const dl = h('button', { type: 'button', class: 'secondary', 'aria-label': t('docs.download', { name }) }, t('me.download'));
+    dl.addEventListener('click', async () => {
+      msg.show('');
+      try {
+        download(await call('GET', `/api/v1/documents/${encodeURIComponent(d.id)}`, { blob: true }), name);
+      } catch (e) {
+        msg.show(explainHere(e), 'error');
+      }
+    });
+    return h('tr', { 'data-document': d.id },
+      h('td', {}, name), h('td', {}, [d.format, d.level].filter(Boolean).join(' ')),
+      h('td', { class: 'mono' }, d.signed_at), h('td', { 'data-size': d.size }, sizeText(d.size)),
+      h('td', { class: 'mono', title: d.sha256 }, d.sha256 ? `${d.sha256.slice(0, 16)}…` : ''), h('td', {}, dl));
+  }), t('me.archive')));
 }
 
 export async function sign(main) {
@@ -171,6 +204,7 @@ export async function sign(main) {
         btn.addEventListener('click', () => download(new Blob([unb64(d)]), name));
         results.append(btn, ' ');
       });
+      if (out.length) results.append(h('p', { class: 'hint' }, t('sign.archived'), ' ', h('a', { href: '#/documents' }, t('page.documents'))));
     } catch (e) {
       msg.show(explainHere(e), 'error');
     }
