@@ -171,6 +171,16 @@ if [[ ${QTSP_PORTAL_BROWSER:-1} == 1 ]]; then
     esac
   done <"$T_DIR/browser.log"
   grep -q "^browser done$" "$T_DIR/browser.log" && pass "the browser test ran to its end" || { fail "the browser test ran to its end"; tail -20 "$T_DIR/browser.log"; }
+  # the signer's session with curl: /api/v1/quota through the cookie
+  if [[ -f $T_DIR/activation.json ]]; then
+    ctok=$(curl -s -u "$(jq -r .user "$T_DIR/activation.json"):$(jq -r .password "$T_DIR/activation.json")" -X POST "$BASE/csc/v2/auth/login" | jq -r '.access_token // empty')
+    curl -s -c "$T_DIR/sjar" -H 'Content-Type: application/json' \
+      -d "{\"kind\":\"signer\",\"user\":\"$(jq -r .user "$T_DIR/activation.json")\",\"token\":\"$ctok\"}" "$BASE/portal/v1/session" >"$T_DIR/ss.json"
+    SCSRF=$(jq -r .csrf "$T_DIR/ss.json")
+    check_eq "the signer's portal session reads GET /api/v1/quota (cookie + X-QTSP-CSRF)" "200 practical" \
+      "$(curl -s -o "$T_DIR/q.json" -w '%{http_code}' -b "$T_DIR/sjar" -H "X-QTSP-CSRF: $SCSRF" "$BASE/api/v1/quota") $(jq -r .package "$T_DIR/q.json")"
+    check_eq "... not without X-QTSP-CSRF (403)" 403 "$(curl -s -o /dev/null -w '%{http_code}' -b "$T_DIR/sjar" "$BASE/api/v1/quota")"
+  fi
   # the PDF signed in the browser (pdfsig accepted it there, before the
   # termination): after it, the signature still verifies and pdfsig, asking
   # our OCSP responder, finds the certificate revoked
