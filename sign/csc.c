@@ -41,6 +41,8 @@ struct qtsp_csc {
     unsigned char otp_key[QTSP_OTP_KEY_LEN];
     int64_t token_life_s, sad_life_s, max_hashes;
     int64_t login_max, login_lock_s;
+    int64_t refusal_window_ms, refusal_burst; /* audit aggregation of login refusals */
+    int64_t history_page;                     /* GET /api/v1/history without ?limit */
     int64_t otp_window, otp_max, otp_lock_s;
     _Atomic int64_t purged_at_ms; /* the last purge (qtsp_csc_purge) */
 };
@@ -53,9 +55,12 @@ static qtsp_status load_policy(qtsp_csc *c, const char *path)
     TRY(qtsp_ydoc_load_file(path, &doc));
     qtsp_status rc = QTSP_OK;
     const qtsp_ynode *root = qtsp_ydoc_root(doc);
-    static const char *const top[] = {
-        "version", "access_token_lifetime", "sad_lifetime", "max_hashes", "login", "otp", NULL};
-    static const char *const login_keys[] = {"max_failures", "lockout", NULL};
+    static const char *const top[] = {"version",      "access_token_lifetime",
+                                      "sad_lifetime", "max_hashes",
+                                      "history_page", "login",
+                                      "otp",          NULL};
+    static const char *const login_keys[] = {"max_failures", "lockout", "refusal_audit_window",
+                                             "refusal_audit_burst", NULL};
     static const char *const otp_keys[] = {"window", "max_failures", "lockout", NULL};
     int64_t version = 0;
     c->token_life_s = 3600;
@@ -64,11 +69,15 @@ static qtsp_status load_policy(qtsp_csc *c, const char *path)
     c->login_max = c->otp_max = 5;
     c->login_lock_s = c->otp_lock_s = 900;
     c->otp_window = 1;
+    c->history_page = QTSP_HISTORY_PAGE_DEFAULT;
+    int64_t refusal_window_s = 60;
+    c->refusal_burst = 20;
     TRY_OUT(qtsp_ynode_check_keys(root, top));
     TRY_OUT(qtsp_yget_int(root, "version", 1, 1, 1, &version));
     TRY_OUT(qtsp_yget_duration(root, "access_token_lifetime", 0, &c->token_life_s));
     TRY_OUT(qtsp_yget_duration(root, "sad_lifetime", 0, &c->sad_life_s));
     TRY_OUT(qtsp_yget_int(root, "max_hashes", 0, 1, 10000, &c->max_hashes));
+    TRY_OUT(qtsp_yget_int(root, "history_page", 0, 1, QTSP_HISTORY_PAGE_MAX, &c->history_page));
     if (c->token_life_s < 60 || c->token_life_s > 86400)
         TRY_OUT(qtsp_ynode_fail(qtsp_ynode_get(root, "access_token_lifetime"),
                                 "access_token_lifetime", "must be 60s..24h"));
@@ -80,7 +89,13 @@ static qtsp_status load_policy(qtsp_csc *c, const char *path)
         TRY_OUT(qtsp_ynode_check_keys(l, login_keys));
         TRY_OUT(qtsp_yget_int(l, "max_failures", 0, 1, 100, &c->login_max));
         TRY_OUT(qtsp_yget_duration(l, "lockout", 0, &c->login_lock_s));
+        TRY_OUT(qtsp_yget_duration(l, "refusal_audit_window", 0, &refusal_window_s));
+        TRY_OUT(qtsp_yget_int(l, "refusal_audit_burst", 0, 1, 100000, &c->refusal_burst));
+        if (refusal_window_s < 1 || refusal_window_s > 86400)
+            TRY_OUT(qtsp_ynode_fail(qtsp_ynode_get(l, "refusal_audit_window"),
+                                    "refusal_audit_window", "must be 1s..24h"));
     }
+    c->refusal_window_ms = refusal_window_s * 1000;
     const qtsp_ynode *o = qtsp_ynode_get(root, "otp");
     if (o) {
         TRY_OUT(qtsp_ynode_check_keys(o, otp_keys));
@@ -549,6 +564,131 @@ qtsp_status qtsp_csc_info(qtsp_csc *c, json_t **out)
     return QTSP_OK;
 }
 
+/* ---- login refusals that change nothing: one audit summary per window ----
+ * A login with an unknown user id, or by a signer who is locked out, changes
+ * no state; each used to add its own audit record, so a flood of them grew
+ * the audit log (and the store) without bound. Now, per window
+ * (login.refusal_audit_window, 60 s), the first login.refusal_audit_burst
+ * (20) such refusals still get their own record (csc.login.failed with
+ * reason "unknown user", csc.login.locked); the rest are counted in one
+ * fixed record of the CSC state table ("r:login", updated in the refusal's
+ * own commit: a crash loses no count) and written as one
+ * csc.login.refused.summary once the window has ended: at the next such
+ * refusal or at the next housekeeping pass (qtsp_csc_purge, every minute),
+ * whichever comes first. Wrong passwords of an existing signer are not
+ * aggregated: they count towards its lockout and are few by construction. */
+typedef struct refusal_agg {
+    int64_t window_start_ms, recorded, suppressed, unknown, locked, first_ms, last_ms;
+    char last_user[QTSP_CSC_ID_MAX];
+} refusal_agg;
+
+#define REFUSAL_KEY "r:login"
+
+static qtsp_status agg_get(qtsp_txn *txn, refusal_agg *a)
+{
+    memset(a, 0, sizeof *a);
+    json_t *o = NULL;
+    qtsp_status rc = ra_get_json(txn, QTSP_T_CSC_STATE, REFUSAL_KEY, &o);
+    if (rc == QTSP_ERR_NOT_FOUND) {
+        qtsp_err_clear();
+        return QTSP_OK;
+    }
+    TRY(rc);
+    a->window_start_ms = jint(o, "window_start_ms");
+    a->recorded = jint(o, "recorded");
+    a->suppressed = jint(o, "suppressed");
+    a->unknown = jint(o, "unknown_user");
+    a->locked = jint(o, "locked_out");
+    a->first_ms = jint(o, "first_ms");
+    a->last_ms = jint(o, "last_ms");
+    const char *u = json_string_value(json_object_get(o, "last_user_id"));
+    snprintf(a->last_user, sizeof a->last_user, "%s", u ? u : "");
+    json_decref(o);
+    return QTSP_OK;
+}
+
+static qtsp_status agg_put(qtsp_txn *txn, const refusal_agg *a)
+{
+    json_t *o = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "window_start_ms", (json_int_t)a->window_start_ms,
+        "recorded", (json_int_t)a->recorded, "suppressed", (json_int_t)a->suppressed,
+        "unknown_user", (json_int_t)a->unknown, "locked_out", (json_int_t)a->locked, "first_ms",
+        (json_int_t)a->first_ms, "last_ms", (json_int_t)a->last_ms, "last_user_id", a->last_user);
+    ENSURE(o != NULL, QTSP_ERR_NOMEM, "out of memory");
+    qtsp_status rc = ra_put_json(txn, QTSP_T_CSC_STATE, REFUSAL_KEY, o, 0);
+    json_decref(o);
+    return rc;
+}
+
+static int agg_window_over(const qtsp_csc *c, const refusal_agg *a, int64_t now_ms)
+{
+    return now_ms >= a->window_start_ms + c->refusal_window_ms || now_ms < a->window_start_ms;
+}
+
+/* When a's window is over: the summary of what it counted (if anything) to
+ * the audit, and a new window from now. *changed says whether a changed. */
+static qtsp_status agg_close(qtsp_csc *c, qtsp_txn *txn, refusal_agg *a, int64_t now_ms,
+                             int *changed)
+{
+    *changed = 0;
+    if (!agg_window_over(c, a, now_ms))
+        return QTSP_OK;
+    if (a->suppressed) {
+        char ws[32], we[32], f[32], l[32];
+        format_ms(a->window_start_ms, ws);
+        format_ms(a->window_start_ms + c->refusal_window_ms, we);
+        format_ms(a->first_ms, f);
+        format_ms(a->last_ms, l);
+        json_t *d = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:s,s:s,s:s}", "window_start", ws,
+                              "window_end", we, "recorded_one_by_one", (json_int_t)a->recorded,
+                              "refused_not_recorded", (json_int_t)a->suppressed, "unknown_user",
+                              (json_int_t)a->unknown, "locked_out", (json_int_t)a->locked, "first",
+                              f, "last", l, "last_user_id", a->last_user);
+        ENSURE(d != NULL, QTSP_ERR_NOMEM, "out of memory");
+        qtsp_status rc =
+            qtsp_audit_append(txn, "system:csc-login", "csc.login.refused.summary", d, NULL);
+        json_decref(d);
+        TRY(rc);
+    }
+    memset(a, 0, sizeof *a);
+    a->window_start_ms = now_ms;
+    *changed = 1;
+    return QTSP_OK;
+}
+
+/* A login refused without a state change (unknown: 1 unknown user id, 0
+ * locked out): its own audit record (details, consumed) while the window's
+ * burst lasts, else counted. */
+static qtsp_status login_refusal(qtsp_csc *c, qtsp_txn *txn, const char *user_id, int unknown,
+                                 const char *event, json_t *details, int64_t now_ms)
+{
+    refusal_agg a;
+    int changed;
+    qtsp_status rc = agg_get(txn, &a);
+    if (rc == QTSP_OK)
+        rc = agg_close(c, txn, &a, now_ms, &changed);
+    if (rc != QTSP_OK) {
+        json_decref(details);
+        return rc;
+    }
+    if (a.recorded < c->refusal_burst) {
+        a.recorded++;
+        TRY(agg_put(txn, &a));
+        return audit(txn, user_id, event, details);
+    }
+    json_decref(details);
+    a.suppressed++;
+    if (unknown)
+        a.unknown++;
+    else
+        a.locked++;
+    if (!a.first_ms)
+        a.first_ms = now_ms;
+    a.last_ms = now_ms;
+    snprintf(a.last_user, sizeof a.last_user, "%s", user_id);
+    return agg_put(txn, &a);
+}
+
 /* ---- sessions ---- */
 
 typedef struct login_ctx {
@@ -594,13 +734,15 @@ static qtsp_status login_txn(qtsp_txn *txn, void *vctx)
     if (s.locked_until_ms > x->now_ms) {
         format_ms(s.locked_until_ms, until);
         snprintf(x->msg, sizeof x->msg, "signer locked out until %s", until);
-        return audit(txn, x->user_id, "csc.login.locked",
-                     json_pack("{s:s,s:s}", "user_id", x->user_id, "locked_until", until));
+        return login_refusal(c, txn, x->user_id, 0, "csc.login.locked",
+                             json_pack("{s:s,s:s}", "user_id", x->user_id, "locked_until", until),
+                             x->now_ms);
     }
     snprintf(x->msg, sizeof x->msg, "wrong user id or password");
     if (!x->exists) /* no state for ids that do not exist */
-        return audit(txn, x->user_id, "csc.login.failed",
-                     json_pack("{s:s,s:s}", "user_id", x->user_id, "reason", "unknown user"));
+        return login_refusal(
+            c, txn, x->user_id, 1, "csc.login.failed",
+            json_pack("{s:s,s:s}", "user_id", x->user_id, "reason", "unknown user"), x->now_ms);
     int locked = state_fail(&s, c->login_max, c->login_lock_s, x->now_ms);
     TRY(state_put(txn, 'u', x->user_id, &s));
     format_ms(s.locked_until_ms, until);
@@ -1340,9 +1482,11 @@ qtsp_status qtsp_csc_reset(qtsp_csc *c, const char *actor, const char *user_id, 
 
 /* ---- history, housekeeping ---- */
 
-qtsp_status qtsp_csc_history(qtsp_csc *c, const char *user_id, size_t limit, json_t **out)
+qtsp_status qtsp_csc_history(qtsp_csc *c, const char *user_id, size_t limit, const char *after,
+                             json_t **out)
 {
-    return qtsp_usage_history(c->usage, user_id, limit, out);
+    return qtsp_usage_history_page(c->usage, user_id, limit ? limit : (size_t)c->history_page,
+                                   after, out);
 }
 
 qtsp_status qtsp_csc_quota(qtsp_csc *c, const char *user_id, json_t **out)
@@ -1356,6 +1500,8 @@ qtsp_status qtsp_csc_quota(qtsp_csc *c, const char *user_id, json_t **out)
 #define PURGE_EVERY_MS 60000
 
 typedef struct purge_ctx {
+    qtsp_csc *c;
+    int flush; /* a login-refusal summary is due (agg_close) */
     int64_t now_ms;
     size_t max, total, n[2];
     int t; /* 0 sessions, 1 SADs */
@@ -1388,6 +1534,16 @@ static qtsp_status purge_visit(void *ctx, const void *key, size_t klen, const vo
 static qtsp_status purge_txn(qtsp_txn *txn, void *vctx)
 {
     purge_ctx *p = vctx;
+    if (p->flush) { /* read again under the write lock: another process may have closed it */
+        refusal_agg a;
+        int changed;
+        TRY(agg_get(txn, &a));
+        if (a.suppressed) {
+            TRY(agg_close(p->c, txn, &a, p->now_ms, &changed));
+            if (changed)
+                TRY(agg_put(txn, &a));
+        }
+    }
     size_t k = 0;
     for (int t = 0; t < 2; t++)
         for (size_t i = 0; i < p->n[t]; i++, k++) {
@@ -1407,14 +1563,19 @@ qtsp_status qtsp_csc_purge(qtsp_csc *c, time_t now, size_t max, size_t *n)
     if (last && now_ms - last < PURGE_EVERY_MS)
         return QTSP_OK;
     atomic_store(&c->purged_at_ms, now_ms);
-    purge_ctx p = {.now_ms = now_ms, .max = max, .keys = calloc(max, KEY_HEX)};
+    purge_ctx p = {.c = c, .now_ms = now_ms, .max = max, .keys = calloc(max, KEY_HEX)};
     ENSURE(p.keys != NULL, QTSP_ERR_NOMEM, "out of memory");
     qtsp_txn *txn = NULL;
     qtsp_status rc = qtsp_store_begin(c->store, 0, &txn);
+    refusal_agg a;
+    if (rc == QTSP_OK)
+        rc = agg_get(txn, &a);
+    if (rc == QTSP_OK)
+        p.flush = a.suppressed && agg_window_over(c, &a, now_ms);
     for (p.t = 0; rc == QTSP_OK && p.t < 2 && p.total < max; p.t++)
         rc = qtsp_txn_iter(txn, k_purged[p.t], NULL, 0, purge_visit, &p);
     qtsp_txn_abort(txn);
-    if (rc == QTSP_OK && p.total)
+    if (rc == QTSP_OK && (p.total || p.flush))
         rc = qtsp_store_write(c->store, purge_txn, &p);
     free(p.keys);
     if (rc == QTSP_OK)

@@ -110,9 +110,16 @@ qtsp_status qtsp_csc_password_change(qtsp_csc *c, const char *user_id, const cha
 qtsp_status qtsp_csc_reset(qtsp_csc *c, const char *actor, const char *user_id,
                            json_t **out) QTSP_MUST_USE;
 
-/* GET /api/v1/history: the signer's signings, newest first, at most limit
- * (0 = all; qtsp_usage_history). */
-qtsp_status qtsp_csc_history(qtsp_csc *c, const char *user_id, size_t limit,
+/* GET /api/v1/history pages: records per page without ?limit (the policy's
+ * history_page, 1..QTSP_HISTORY_PAGE_MAX), and at most. */
+#define QTSP_HISTORY_PAGE_DEFAULT 100
+#define QTSP_HISTORY_PAGE_MAX 1000
+
+/* GET /api/v1/history: one page of the signer's signings, newest first, at
+ * most limit (0 = the policy's history_page), after the cursor after (NULL =
+ * from the newest; qtsp_usage_history_page, which also says "next" when more
+ * follow). */
+qtsp_status qtsp_csc_history(qtsp_csc *c, const char *user_id, size_t limit, const char *after,
                              json_t **out) QTSP_MUST_USE;
 
 /* GET /api/v1/quota: the signer's package and what is left of it now

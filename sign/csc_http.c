@@ -208,21 +208,25 @@ static qtsp_status h_sign_hash(void *ctx, const qtsp_api_req *req, qtsp_http_res
     return qtsp_api_reply(resp, 200, o);
 }
 
-/* ?limit=N: the newest N (1..100000); all without it. */
+/* One page of the history (a signer may have signed millions of times:
+ * never the whole of it in one answer). ?limit=N: up to N records
+ * (1..QTSP_HISTORY_PAGE_MAX; without it the policy's history_page);
+ * ?after=CURSOR: the page after the one whose "next" that was. */
 static qtsp_status h_history(void *ctx, const qtsp_api_req *req, qtsp_http_resp *resp)
 {
-    static const char *const allowed[] = {"limit", NULL};
+    static const char *const allowed[] = {"limit", "after", NULL};
     TRY(qtsp_api_query_allow(req, allowed));
     const char *l = qtsp_api_query(req, "limit");
-    size_t limit = 0, n = l ? strlen(l) : 0;
+    size_t limit = 0, n = l ? strlen(l) : 0; /* 0: the policy's page */
     if (l) {
-        ENSURE(n >= 1 && n <= 6 && strspn(l, "0123456789") == n, QTSP_ERR_INVALID,
-               "limit: 1 to 100000");
+        ENSURE(n >= 1 && n <= 6 && strspn(l, "0123456789") == n, QTSP_ERR_INVALID, "limit: 1 to %d",
+               QTSP_HISTORY_PAGE_MAX);
         limit = (size_t)strtoul(l, NULL, 10);
-        ENSURE(limit >= 1 && limit <= 100000, QTSP_ERR_INVALID, "limit: 1 to 100000");
+        ENSURE(limit >= 1 && limit <= QTSP_HISTORY_PAGE_MAX, QTSP_ERR_INVALID, "limit: 1 to %d",
+               QTSP_HISTORY_PAGE_MAX);
     }
     json_t *o = NULL;
-    TRY(qtsp_csc_history(ctx, req->who->id, limit, &o));
+    TRY(qtsp_csc_history(ctx, req->who->id, limit, qtsp_api_query(req, "after"), &o));
     return qtsp_api_reply(resp, 200, o);
 }
 

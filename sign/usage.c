@@ -647,7 +647,10 @@ out:
 typedef struct hist_ctx {
     const unsigned char *prefix;
     size_t plen, limit;
+    const unsigned char *after; /* the cursor's key (prefix + 16 bytes), or NULL */
     json_t *arr;
+    int more;               /* a record beyond limit exists */
+    unsigned char last[16]; /* the key suffix of the last record taken */
 } hist_ctx;
 
 static qtsp_status hist_one(void *vctx, const void *key, size_t klen, const void *val, size_t vlen,
@@ -658,22 +661,38 @@ static qtsp_status hist_one(void *vctx, const void *key, size_t klen, const void
         *stop = 1;
         return QTSP_OK;
     }
+    if (c->after && memcmp(key, c->after, klen) == 0)
+        return QTSP_OK; /* the cursor's own record was on the previous page */
+    if (c->limit && json_array_size(c->arr) >= c->limit) {
+        c->more = 1;
+        *stop = 1;
+        return QTSP_OK;
+    }
     const unsigned char *p = val;
     ENSURE(vlen >= 1 && p[0] == 1, QTSP_ERR_STORE_CORRUPT, "a history record is malformed");
     json_t *o = json_loadb((const char *)p + 1, vlen - 1, 0, NULL);
     ENSURE(o && json_is_object(o), QTSP_ERR_STORE_CORRUPT, "a history record is not JSON");
     ENSURE(json_array_append_new(c->arr, o) == 0, QTSP_ERR_NOMEM, "out of memory");
-    if (c->limit && json_array_size(c->arr) >= c->limit)
-        *stop = 1;
+    memcpy(c->last, (const unsigned char *)key + c->plen, 16);
     return QTSP_OK;
 }
 
-qtsp_status qtsp_usage_history(qtsp_usage *u, const char *user_id, size_t limit, json_t **out)
+qtsp_status qtsp_usage_history_page(qtsp_usage *u, const char *user_id, size_t limit,
+                                    const char *after, json_t **out)
 {
     if (!id_ok(user_id, USER_ID_MAX))
         return no_user(user_id ? user_id : "");
-    unsigned char prefix[USER_ID_MAX + 1];
-    hist_ctx c = {prefix, history_prefix(user_id, prefix), limit, json_array()};
+    unsigned char start[USER_ID_MAX + 17];
+    size_t plen = history_prefix(user_id, start), slen = plen;
+    if (after) { /* 32 hex digits: the 16-byte key suffix of the previous page's last record */
+        ENSURE(strlen(after) == 32 && strspn(after, "0123456789abcdef") == 32, QTSP_ERR_INVALID,
+               "after: not a cursor of this history (32 hex digits from \"next\")");
+        for (size_t i = 0; i < 16; i++)
+            start[plen + i] = (unsigned char)(qtsp_hex_value(after[2 * i]) << 4 |
+                                              qtsp_hex_value(after[2 * i + 1]));
+        slen = plen + 16;
+    }
+    hist_ctx c = {start, plen, limit, after ? start : NULL, json_array(), 0, {0}};
     ENSURE(c.arr != NULL, QTSP_ERR_NOMEM, "out of memory");
     qtsp_txn *txn;
     qtsp_status rc = qtsp_store_begin(u->st, 0, &txn);
@@ -684,10 +703,25 @@ qtsp_status qtsp_usage_history(qtsp_usage *u, const char *user_id, size_t limit,
         if (rc == QTSP_ERR_NOT_FOUND)
             rc = no_user(user_id);
         if (rc == QTSP_OK)
-            rc = qtsp_txn_iter(txn, QTSP_T_HISTORY, prefix, c.plen, hist_one, &c);
+            rc = qtsp_txn_iter(txn, QTSP_T_HISTORY, start, slen, hist_one, &c);
         qtsp_txn_abort(txn);
     }
-    return wrap_array(out, "signings", c.arr, rc);
+    TRY(wrap_array(out, "signings", c.arr, rc));
+    if (c.more) {
+        char next[33];
+        qtsp_hex_encode(c.last, 16, next);
+        if (qtsp_json_set_string(*out, "next", next) != QTSP_OK) {
+            json_decref(*out);
+            *out = NULL;
+            FAIL(QTSP_ERR_NOMEM, "out of memory");
+        }
+    }
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_usage_history(qtsp_usage *u, const char *user_id, size_t limit, json_t **out)
+{
+    return qtsp_usage_history_page(u, user_id, limit, NULL, out);
 }
 
 qtsp_status qtsp_usage_quota(qtsp_usage *u, const char *user_id, json_t **out)

@@ -102,6 +102,15 @@ qtsp_status qtsp_usage_charge(qtsp_usage *u, qtsp_txn *txn, const qtsp_signing *
 qtsp_status qtsp_usage_history(qtsp_usage *u, const char *user_id, size_t limit,
                                json_t **out) QTSP_MUST_USE;
 
+/* One page of the history: as qtsp_usage_history, starting after the record
+ * named by the cursor after (NULL: from the newest; else the 32 hex digits
+ * of a previous page's "next", QTSP_ERR_INVALID when malformed). When more
+ * records follow the page (limit > 0), *out also has "next": the cursor of
+ * its last record. A cursor is stable: records written later are newer and
+ * never fall after it. */
+qtsp_status qtsp_usage_history_page(qtsp_usage *u, const char *user_id, size_t limit,
+                                    const char *after, json_t **out) QTSP_MUST_USE;
+
 /* The signer's package and what is left of it now:
  * {"package","signatures_left" (null = unlimited),"window_end","valid_until"}
  * plus "signatures" (per window, null = unlimited), "used" (in this

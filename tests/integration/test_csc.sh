@@ -16,6 +16,11 @@ mkdir -p "$W"
 printf 'version: 1\nsize: 0\n' >"$H/policies/keypool.yaml"
 # a short SAD lifetime so that expiry is observable here (shipped: 300s)
 sed -i 's/^sad_lifetime: .*/sad_lifetime: 4s/' "$H/policies/signing.yaml"
+# a one-record history page so that paging is observable here (shipped: 100)
+sed -i 's/^history_page: .*/history_page: 1/' "$H/policies/signing.yaml"
+# login refusals that change nothing: 5 audit records per 6 s window, then counted
+sed -i 's/^  refusal_audit_window: .*/  refusal_audit_window: 6s/; s/^  refusal_audit_burst: .*/  refusal_audit_burst: 5/' \
+  "$H/policies/signing.yaml"
 OFFICER=$("$QTSP_BIN" operator add --home "$H" olga --role ra-officer)
 HOTLINE=$("$QTSP_BIN" operator add --home "$H" hans --role hotline)
 OFFICE=$("$QTSP_BIN" operator add --home "$H" otto --role office)
@@ -177,9 +182,22 @@ check_eq "the same SAD paid by the relying party (the 429 consumed nothing): 200
 check "... it verifies" verify_all "$W/C.pub" c4 "$W/sigc2.json"
 "$QTSP_BIN" rp report --home "$H" >"$W/rp.txt" 2>&1
 check_grep "rp report counts the relying party's signing" "^[0-9]{4}-[0-9]{2} +1 .* acme$" "$W/rp.txt"
-api GET /api/v1/history "$TC" >"$W/hist.json"
+api GET /api/v1/history "$TC" >"$W/hist-p1.json"
 check_eq "history: 200" 200 "$(status)"
-check_eq "history: all four signatures" 4 "$(jq '[.signings[].hashes | length] | add' "$W/hist.json")"
+check_eq "history without ?limit: one page of history_page (1) record" 1 "$(jq '.signings | length' "$W/hist-p1.json")"
+check "... with the cursor of the next page" jq -e '.next | test("^[0-9a-f]{32}$")' "$W/hist-p1.json"
+api GET "/api/v1/history?after=$(jq -r .next "$W/hist-p1.json")" "$TC" >"$W/hist-p2.json"
+check_eq "history?after=NEXT: the next page" 200 "$(status)"
+check "... the last one: no next" jq -e '(.signings | length) == 1 and (has("next") | not)' "$W/hist-p2.json"
+jq -s '{signings: (.[0].signings + .[1].signings)}' "$W/hist-p1.json" "$W/hist-p2.json" >"$W/hist.json"
+check_eq "history: the two pages hold all four signatures" 4 "$(jq '[.signings[].hashes | length] | add' "$W/hist.json")"
+api GET "/api/v1/history?limit=1000" "$TC" >"$W/hist-all.json"
+check_eq "history?limit=1000 (the maximum page): 200" 200 "$(status)"
+check "... both records, no next" jq -e '(.signings | length) == 2 and (has("next") | not)' "$W/hist-all.json"
+api GET "/api/v1/history?limit=1001" "$TC" >/dev/null
+check_eq "history?limit=1001 (over the maximum page): 400" 400 "$(status)"
+api GET "/api/v1/history?after=xyz" "$TC" >/dev/null
+check_eq "history?after= not a cursor: 400" 400 "$(status)"
 check_eq "history: one paid by acme" 1 "$(jq '[.signings[] | select(.relying_party == "acme")] | length' "$W/hist.json")"
 check_eq "history: only C's credential" "[\"$C_C\"]" "$(jq -c '[.signings[].credential] | unique' "$W/hist.json")"
 api GET "/api/v1/history?limit=1" "$TC" >"$W/hist1.json"
@@ -260,6 +278,21 @@ csc credentials/authorize "$TB2" "{\"credentialID\":\"$C_B\",\"numSignatures\":1
 check_eq "the new TOTP secret authorises (credential unlocked)" 200 "$(status)"
 csc signatures/signHash "$TB2" "{\"credentialID\":\"$C_B\",\"SAD\":\"$(jq -r .SAD "$W/authb.json")\",\"hashes\":$HB,\"hashAlgorithmOID\":\"$SHA256\",\"signAlgo\":\"$ES256\"}" >"$W/sigb.json"
 check "... and B signs" verify_all "$W/B.pub" b1 "$W/sigb.json"
+
+# ---- a flood of logins with unknown user ids ------------------------------
+# each used to add an audit record; now 5 per window (this test's policy), the
+# rest one csc.login.refused.summary when the window is over
+unknown_n() { "$QTSP_BIN" audit list --home "$H" 2>/dev/null | grep -c '"reason":"unknown user"' || true; }
+sleep 6.5 # the window of the refusals above is over
+u0=$(unknown_n)
+for i in $(seq 1 15); do login "$(printf 'dead%04x' "$i")" "some password" >/dev/null; done
+check_eq "15 logins with unknown ids: 5 audit records (the burst)" $((u0 + 5)) "$(unknown_n)"
+sleep 6.5
+login dead0000 "some password" >/dev/null
+"$QTSP_BIN" audit list --home "$H" 2>/dev/null | grep '"event":"csc.login.refused.summary"' | tail -n 1 >"$W/summary.txt"
+check_grep "then one summary counts the other 10" '"refused_not_recorded":10,' "$W/summary.txt"
+check_grep "... all unknown user ids, the last one named" '"last_user_id":"dead000f","locked_out":0,.*"unknown_user":10,' "$W/summary.txt"
+check_eq "... and the new window's first refusal has its own record" $((u0 + 6)) "$(unknown_n)"
 
 # ---- audit ---------------------------------------------------------------
 "$QTSP_BIN" audit list --home "$H" >"$W/audit.txt" 2>/dev/null

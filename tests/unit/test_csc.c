@@ -246,6 +246,21 @@ static size_t audit_count(const char *event)
     return g_hits;
 }
 
+/* The body of the last audit record with event g_event, into g_last. */
+static char g_last[4096];
+static qtsp_status find_last(void *ctx, uint64_t seq, const char *body, size_t len)
+{
+    (void)ctx;
+    (void)seq;
+    char pat[96];
+    snprintf(pat, sizeof pat, "\"event\":\"%s\"", g_event);
+    char *t = strndup(body, len);
+    if (t && strstr(t, pat))
+        snprintf(g_last, sizeof g_last, "%s", t);
+    free(t);
+    return QTSP_OK;
+}
+
 static void test_csc_login_lockout_and_tokens(void)
 {
     signer s;
@@ -479,7 +494,7 @@ static void test_csc_free_package_signs_three_then_429_and_history(void)
                     QTSP_ERR_QUOTA);
     qtsp_err_clear();
     json_t *hist = NULL;
-    CU_ASSERT_EQUAL_FATAL(qtsp_csc_history(g_csc, a.user_id, 0, &hist), QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(qtsp_csc_history(g_csc, a.user_id, 0, NULL, &hist), QTSP_OK);
     CU_ASSERT_EQUAL(json_array_size(json_object_get(hist, "signings")), 1);
     json_decref(hist);
     /* nothing consumed: the same SAD, paid by a relying party, signs */
@@ -495,7 +510,7 @@ static void test_csc_free_package_signs_three_then_429_and_history(void)
         sign_hash(&a, a.cred, sad, h4, "1.2.840.10045.4.3.2", NULL, header, &sigs), QTSP_OK);
     CU_ASSERT(verify_all(a.pub, sigs, d4, 0));
     json_decref(sigs);
-    CU_ASSERT_EQUAL_FATAL(qtsp_csc_history(g_csc, a.user_id, 0, &hist), QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(qtsp_csc_history(g_csc, a.user_id, 0, NULL, &hist), QTSP_OK);
     json_t *sg = json_object_get(hist, "signings");
     CU_ASSERT_EQUAL(json_array_size(sg), 2);
     CU_ASSERT_STRING_EQUAL(
@@ -611,6 +626,57 @@ static void test_csc_purge_removes_ended_sessions_and_sads(void)
     signer_done(&a);
 }
 
+/* Logins refused without a state change (unknown user ids, a locked-out
+ * signer): the first 20 of a 60 s window each have their own audit record,
+ * the rest are counted and recorded as one summary when the window ends (at
+ * the next such refusal, or at the purge); a wrong password of an existing
+ * signer is always recorded on its own. */
+static void test_csc_login_refusals_flood_one_summary_per_window(void)
+{
+    advance(3600); /* a window of its own */
+    size_t failed0 = audit_count("csc.login.failed"),
+           sum0 = audit_count("csc.login.refused.summary");
+    json_t *o = NULL;
+    char uid[32];
+    for (int i = 0; i < 500; i++) {
+        snprintf(uid, sizeof uid, "dead%08x", (unsigned)i);
+        CU_ASSERT_EQUAL(qtsp_csc_login(g_csc, uid, "password", &o), QTSP_ERR_AUTH);
+        qtsp_err_clear();
+    }
+    CU_ASSERT_EQUAL(audit_count("csc.login.failed"), failed0 + 20);
+    CU_ASSERT_EQUAL(audit_count("csc.login.refused.summary"), sum0);
+    /* a locked-out signer's attempts share the window's count */
+    signer s;
+    issue(g_ra, "7001010021", &s);
+    for (int i = 0; i < 5; i++)
+        CU_ASSERT_PTR_NULL(login(&s, "wrong"));
+    CU_ASSERT_EQUAL(audit_count("csc.login.failed"), failed0 + 25); /* wrong passwords: each */
+    size_t locked0 = audit_count("csc.login.locked");
+    for (int i = 0; i < 50; i++)
+        CU_ASSERT_PTR_NULL(login(&s, s.password));
+    CU_ASSERT_EQUAL(audit_count("csc.login.locked"), locked0); /* the burst is spent */
+    /* the window ends: the purge writes the summary of 480 + 50 */
+    advance(61);
+    size_t n;
+    CU_ASSERT_EQUAL(qtsp_csc_purge(g_csc, (time_t)(g_now_ms / 1000), 1000, &n), QTSP_OK);
+    CU_ASSERT_EQUAL(audit_count("csc.login.refused.summary"), sum0 + 1);
+    g_event = "csc.login.refused.summary";
+    CU_ASSERT_EQUAL(qtsp_audit_list(g_store, 1, find_last, NULL), QTSP_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, "\"refused_not_recorded\":530"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, "\"unknown_user\":480"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, "\"locked_out\":50"));
+    /* a new window: its first refusals have their own records again, no second summary */
+    CU_ASSERT_EQUAL(qtsp_csc_login(g_csc, "beef", "password", &o), QTSP_ERR_AUTH);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(audit_count("csc.login.failed"), failed0 + 26);
+    advance(61);
+    CU_ASSERT_EQUAL(qtsp_csc_login(g_csc, "beef", "password", &o), QTSP_ERR_AUTH);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(audit_count("csc.login.refused.summary"), sum0 + 1); /* nothing was counted */
+    CU_ASSERT_EQUAL(audit_count("csc.login.failed"), failed0 + 27);
+    signer_done(&s);
+}
+
 static int suite_init(void)
 {
     const char *d = qtest_tmpdir("csc");
@@ -699,6 +765,7 @@ int main(void)
         QTEST(test_csc_password_change_and_reset),
         QTEST(test_csc_list_and_info_show_own_credentials_only),
         QTEST(test_csc_purge_removes_ended_sessions_and_sads),
+        QTEST(test_csc_login_refusals_flood_one_summary_per_window),
     };
     int rc = qtest_run("csc", cases, sizeof cases / sizeof cases[0]);
     suite_clean();

@@ -554,6 +554,27 @@ static void test_usage_history_newest_first_with_every_field(void)
     CU_ASSERT_FATAL(qtsp_usage_history(g_u, "ab", 2, &h) == QTSP_OK);
     CU_ASSERT_EQUAL(json_array_size(json_object_get(h, "signings")), 2);
     json_decref(h);
+    /* pages: 2 then the rest through the cursor, nothing twice, nothing lost */
+    CU_ASSERT_FATAL(qtsp_usage_history_page(g_u, "ab", 2, NULL, &h) == QTSP_OK);
+    const char *next = json_string_value(json_object_get(h, "next"));
+    CU_ASSERT_FATAL(next != NULL && strlen(next) == 32);
+    json_t *p2 = NULL;
+    CU_ASSERT_FATAL(qtsp_usage_history_page(g_u, "ab", 2, next, &p2) == QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(json_array_size(json_object_get(p2, "signings")), 1);
+    CU_ASSERT_PTR_NULL(json_object_get(p2, "next")); /* the last page */
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(
+                               json_array_get(json_object_get(p2, "signings"), 0), "time")),
+                           "2027-01-01T00:00:10.000Z");
+    json_decref(p2);
+    json_decref(h);
+    CU_ASSERT_FATAL(qtsp_usage_history_page(g_u, "ab", 3, NULL, &h) == QTSP_OK);
+    CU_ASSERT_PTR_NULL(json_object_get(h, "next")); /* exactly 3: no further page */
+    json_decref(h);
+    h = NULL;
+    CU_ASSERT_EQUAL(qtsp_usage_history_page(g_u, "ab", 2, "zz", &h), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_usage_history_page(g_u, "ab", 2, "0123456789ABCDEF0123456789abcdef", &h),
+                    QTSP_ERR_INVALID);
+    CU_ASSERT_PTR_NULL(h);
     CU_ASSERT_FATAL(qtsp_usage_history(g_u, "abc", 0, &h) == QTSP_OK);
     CU_ASSERT_EQUAL(json_array_size(json_object_get(h, "signings")), 1);
     json_decref(h);
