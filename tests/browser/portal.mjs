@@ -47,6 +47,11 @@ async function check(page, name) {
   const bad = r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
   for (const v of bad) console.log(`axe ${name}: ${v.impact} ${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join('; ')})`);
   ok(bad.length === 0, `axe-core: no serious violation on the ${name} page`);
+  const vw = page.viewportSize().width;
+  if (vw < 400) {
+    const w = await page.evaluate(() => document.documentElement.scrollWidth);
+    ok(w <= vw + 5, `phone-sized layout of the ${name} page: no horizontal scrolling (${w}px in ${vw})`);
+  }
 }
 
 async function staffLogin(page, token) {
@@ -177,7 +182,7 @@ try {
     ok(await phone.getAttribute('[data-credential] [data-status]', 'data-status') === 'valid', 'the signer sees their certificate valid');
     await phone.waitForSelector('[data-field=signatures_left]');
     const pkg0 = await quota(phone);
-    ok(pkg0.package === 'practical' && pkg0.left === '100' && pkg0.used === '0', `the signer sees their package and what is left (${JSON.stringify(pkg0)})`);
+    ok(pkg0.package === 'practical' && pkg0.left === '1' && pkg0.used === '0', `the signer sees their package and what is left (${JSON.stringify(pkg0)})`);
     await check(phone, 'signer-overview');
 
     await phone.goto(`${BASE}/#/documents`);
@@ -221,11 +226,18 @@ try {
       said = await trySign(phone, code, 'Ades-B-T');
       ok(/already used/.test(said), `a replayed code is refused on the page in plain words (${said})`);
 
+      // the package (1 signature in this test's policy) is spent: a fresh
+      // code (the next 30 s step, inside the accepted window) authorises,
+      // the signing is refused
+      said = await trySign(phone, totp(act.uri, Date.now() + 30000), 'Ades-B-T');
+      ok(/package is spent/.test(said), `a spent package is explained in plain words (${said})`);
+      await check(phone, 'sign-spent');
+
       await phone.goto(`${BASE}/#/me`);
       await phone.reload();
       await phone.waitForSelector('[data-field=signatures_left]');
       const pkg1 = await quota(phone);
-      ok(pkg1.left === '99' && pkg1.used === '1', `the package counts the signing (${JSON.stringify(pkg1)})`);
+      ok(pkg1.left === '0' && pkg1.used === '1', `the package counts the signing (${JSON.stringify(pkg1)})`);
       ok(await phone.locator('section:has(#hist-h) tbody tr').count() === 1, 'the history shows the signing');
 
       await phone.goto(`${BASE}/#/documents`);
@@ -318,8 +330,6 @@ try {
 
   // phone-sized: the office page fits the width
   await staffLogin(phone, env.OFFICE);
-  const w = await phone.evaluate(() => document.documentElement.scrollWidth);
-  ok(w <= 380, `phone-sized layout: no horizontal scrolling (${w}px)`);
   await check(phone, 'office-phone');
   ok(cspViolations.length === 0, `no Content-Security-Policy violation (${cspViolations.slice(0, 2).join(' | ')})`);
 } catch (e) {

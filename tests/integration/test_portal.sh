@@ -24,6 +24,9 @@ for _ in $(seq 1 50); do
   ss -ltn 2>/dev/null | grep -q ":$PORT " || break
 done
 "$QTSP_BIN" init --home "$H" --base-url "http://127.0.0.1:$PORT" >/dev/null 2>&1 || { echo "init failed"; exit 1; }
+# the practical package allows 1 signature here, so that the browser sees it spent
+sed -i '/^  practical:$/,/signatures:/ s/signatures: [0-9]*/signatures: 1/' "$H/policies/packages.yaml"
+grep -A1 '^  practical:$' "$H/policies/packages.yaml" | grep -q 'signatures: 1$' || { echo "packages.yaml: practical not found"; exit 1; }
 # the time-stamps of PAdES B-T without a synchronised clock here
 sed -i 's/require_sync: true/require_sync: false/' "$H/policies/tsa.yaml"
 printf 'version: 1\nsize: 0\n' >"$H/policies/keypool.yaml"
@@ -193,7 +196,7 @@ if [[ ${QTSP_PORTAL_BROWSER:-1} == 1 ]]; then
   echo "screenshots: $SHOTS"
   # a screenshot of each page (and state) the browser visited
   shots="login login-bg enrol activation signer-overview documents-empty sign password hotline sign-held office office-terminate signer-revoked audit office-phone"
-  [[ $SIGNDOC == 1 ]] && shots="$shots sign-done documents"
+  [[ $SIGNDOC == 1 ]] && shots="$shots sign-done sign-spent documents"
   for shot in $shots; do
     check "screenshot of the $shot page saved" test -s "$SHOTS/$shot.png"
   done
