@@ -10,12 +10,19 @@ let explainHere = (e) => e.message;
 export function useExplain(fn) { explainHere = fn; }
 
 const SHA256_OID = '2.16.840.1.101.3.4.2.1';
-// format choice -> CSC v2 signDoc signature_format and signed_envelope_property
+// format choice -> one signDoc document (CSC v2 signature_format and
+// signed_envelope_property; "container" and "name" are our extensions,
+// docs/csc.md) and the signed file's name. Every choice gives the signed
+// document itself (DocumentWithSignature), never a detached signature.
+const isXml = (n) => /\.xml$/i.test(n);
 const FORMATS = {
-  pades: { format: 'P', envelope: 'Certification', ext: '.pdf' },
-  cades: { format: 'C', envelope: 'Attached', ext: '.p7m' },
-  xades: { format: 'X', envelope: 'Enveloped', ext: '.xml' },
-  asic: { format: 'C', envelope: 'ASiC', ext: '.asice' },
+  pades: { doc: () => ({ signature_format: 'P', signed_envelope_property: 'Certification' }), name: (n) => n.replace(/(\.pdf)?$/i, '-signed.pdf') },
+  cades: { doc: () => ({ signature_format: 'C', signed_envelope_property: 'Attached' }), name: (n) => `${n}.p7m` },
+  xades: {
+    doc: (n) => ({ signature_format: 'X', signed_envelope_property: isXml(n) ? 'Enveloped' : 'Enveloping' }),
+    name: (n) => (isXml(n) ? n.replace(/\.xml$/i, '-signed.xml') : `${n}.xml`),
+  },
+  asic: { doc: () => ({ signature_format: 'X', container: 'ASiC-E' }), name: (n) => `${n.replace(/\.[^.]*$/, '') || n}.asice` },
 };
 const LEVELS = ['Ades-B-B', 'Ades-B-T', 'Ades-B-LT', 'Ades-B-LTA'];
 
@@ -190,16 +197,15 @@ export async function sign(main) {
       const r = await call('POST', '/csc/v2/signatures/signDoc', {
         json: {
           credentialID: cred.value, SAD: auth.SAD,
-          documents: picked.map((p) => ({
-            document: b64(p.bytes), signature_format: fm.format, conformance_level: level.value,
-            signAlgo: algo, signed_envelope_property: fm.envelope,
-          })),
+          documents: picked.map((p) => Object.assign({
+            document: b64(p.bytes), conformance_level: level.value, signAlgo: algo, name: p.name,
+          }, fm.doc(p.name))),
         },
       });
       const out = r.DocumentWithSignature || [];
       msg.show(t('sign.done', { n: out.length }));
       out.forEach((d, i) => {
-        const name = picked[i].name.replace(/(\.[^.]*)?$/, (m) => (fm.format === 'P' ? `-signed${m || '.pdf'}` : `${m}${fm.ext === '.pdf' ? '' : fm.ext}`));
+        const name = fm.name(picked[i].name);
         const btn = h('button', { type: 'button', 'data-testid': 'signed-download' }, t('sign.download', { name }));
         btn.addEventListener('click', () => download(new Blob([unb64(d)]), name));
         results.append(btn, ' ');
