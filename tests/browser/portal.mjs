@@ -88,6 +88,8 @@ async function validate(bytes) {
 
 // the package as the overview page shows it
 async function quota(p) {
+  await p.waitForSelector('[data-field=signatures_left], section:has(#pkg-h) .error');
+  if (!await p.isVisible('[data-field=signatures_left]')) return { error: await p.textContent('section:has(#pkg-h) .error') };
   return {
     package: await p.textContent('[data-field=package]'),
     left: await p.getAttribute('[data-field=signatures_left]', 'data-value'),
@@ -180,7 +182,6 @@ try {
     await phone.click('section:has(#signer-h) button[type=submit]');
     await phone.waitForSelector('[data-credential]');
     ok(await phone.getAttribute('[data-credential] [data-status]', 'data-status') === 'valid', 'the signer sees their certificate valid');
-    await phone.waitForSelector('[data-field=signatures_left]');
     const pkg0 = await quota(phone);
     ok(pkg0.package === 'practical' && pkg0.left === '1' && pkg0.used === '0', `the signer sees their package and what is left (${JSON.stringify(pkg0)})`);
     await check(phone, 'signer-overview');
@@ -235,8 +236,7 @@ try {
 
       await phone.goto(`${BASE}/#/me`);
       await phone.reload();
-      await phone.waitForSelector('[data-field=signatures_left]');
-      const pkg1 = await quota(phone);
+        const pkg1 = await quota(phone);
       ok(pkg1.left === '0' && pkg1.used === '1', `the package counts the signing (${JSON.stringify(pkg1)})`);
       ok(await phone.locator('section:has(#hist-h) tbody tr').count() === 1, 'the history shows the signing');
 

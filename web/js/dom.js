@@ -57,10 +57,15 @@ export function select(name, options, value) {
 }
 
 // A table in a region that scrolls sideways on a small screen; the region
-// is focusable so keyboard users can scroll it too.
-export function table(headers, rows, label) {
+// is focusable so keyboard users can scroll it too. stack: on a phone-sized
+// screen each row becomes a block of "header: value" lines instead (the
+// header text goes in data-label, shown by app.css).
+export function table(headers, rows, label, stack) {
+  if (stack) {
+    for (const tr of rows) [...tr.children].forEach((td, i) => { if (headers[i]) td.dataset.label = headers[i]; });
+  }
   return h('div', { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': label || headers.filter(Boolean).join(', ') },
-    h('table', {},
+    h('table', { class: stack ? 'stack' : null },
       h('thead', {}, h('tr', {}, headers.map((x) => h('th', { scope: 'col' }, x)))),
       h('tbody', {}, rows)));
 }

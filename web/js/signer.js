@@ -58,6 +58,18 @@ function hex(buf) {
   return [...new Uint8Array(buf)].map((x) => x.toString(16).padStart(2, '0')).join('');
 }
 
+// CSC certInfo's validTo is a GeneralizedTime (YYYYMMDDHHMMSSZ)
+function genTime(v) {
+  const m = /^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(v);
+  return m ? `${m[1]}-${m[2]}-${m[3]} ${m[4]}:${m[5]}:${m[6]} UTC` : v;
+}
+
+// the holder's name (CN) of a subject DN, else the DN
+function holder(dn) {
+  const m = /(?:^|,)\s*CN=((?:\\.|[^,\\])*)/.exec(dn);
+  return m ? m[1].replace(/\\(.)/g, '$1') : dn;
+}
+
 async function section(main, title, id, fill) {
   const box = h('section', { class: 'card', 'aria-labelledby': id }, h('h2', { id }, title));
   main.append(box);
@@ -77,9 +89,9 @@ export async function overview(main) {
       return h('tr', { 'data-credential': c.credentialID },
         h('td', {}, badge(st, t(`status.${st}`))),
         h('td', { class: 'mono' }, (c.cert && c.cert.serialNumber) || c.credentialID),
-        h('td', { class: 'mono' }, (c.cert && c.cert.validTo) || ''),
-        h('td', {}, (c.cert && c.cert.subjectDN) || ''));
-    })));
+        h('td', { class: 'mono' }, genTime((c.cert && c.cert.validTo) || '')),
+        h('td', {}, holder((c.cert && c.cert.subjectDN) || '')));
+    }), t('me.certificates'), true));
   });
   await section(main, t('me.package'), 'pkg-h', async (box) => {
     // GET /api/v1/quota: qtsp_usage_quota's object (sign/usage.h)
@@ -101,7 +113,7 @@ export async function overview(main) {
     if (!list.length) { box.append(h('p', {}, t('me.no_history'))); return; }
     box.append(table([t('col.time'), t('col.credential'), t('col.hashes'), t('col.relying_party')], list.map((s) => h('tr', {},
       h('td', { class: 'mono' }, s.time), h('td', { class: 'mono' }, s.credential),
-      h('td', {}, Array.isArray(s.hashes) ? String(s.hashes.length) : String(s.hashes)), h('td', {}, s.relying_party || t('me.package_paid'))))));
+      h('td', {}, Array.isArray(s.hashes) ? String(s.hashes.length) : String(s.hashes)), h('td', {}, s.relying_party || t('me.package_paid')))), t('me.history'), true));
   });
 }
 
@@ -141,7 +153,7 @@ export async function documents(main) {
       h('td', {}, name), h('td', {}, [d.format, d.level].filter(Boolean).join(' ')),
       h('td', { class: 'mono' }, d.signed_at), h('td', { 'data-size': d.size }, sizeText(d.size)),
       h('td', { class: 'mono', title: d.sha256 }, d.sha256 ? `${d.sha256.slice(0, 16)}…` : ''), h('td', {}, dl));
-  }), t('me.archive')));
+  }), t('me.archive'), true));
 }
 
 export async function sign(main) {
