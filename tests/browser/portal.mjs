@@ -97,18 +97,33 @@ async function quota(p) {
   };
 }
 
-// the sign page with the test PDF picked (its SHA-256 shown)
-async function openSign(p) {
+// the sign page with files picked (the test PDF by default; each SHA-256 shown)
+async function openSign(p, files = [`${env.T_DIR}/doc.pdf`]) {
   await p.goto(`${BASE}/#/sign`);
   await p.reload();
   await p.waitForSelector('input[name=files]');
-  await p.setInputFiles('input[name=files]', `${env.T_DIR}/doc.pdf`);
-  await p.waitForSelector('[data-testid=hashes] li');
+  await p.setInputFiles('input[name=files]', files);
+  await p.waitForFunction((n) => document.querySelectorAll('[data-testid=hashes] li').length === n, files.length);
 }
 
-// submits the sign form with code (PAdES at level): 'signed' or the error shown
-async function trySign(p, code, level) {
-  await p.selectOption('select[name=format]', 'pades');
+// A code the server has not accepted yet: a step after the last one used,
+// within its window (policies/signing.yaml otp.window: 1 step either side);
+// waits for the clock when the next step is not yet in reach.
+let lastStep = 0;
+async function freshCode(uri) {
+  for (;;) {
+    const now = Math.floor(Date.now() / 30000);
+    if (now + 1 > lastStep) {
+      lastStep = Math.max(now, lastStep + 1);
+      return totp(uri, lastStep * 30000 + 500);
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+// submits the sign form with code (format, at level): 'signed' or the error shown
+async function trySign(p, code, level, format = 'pades') {
+  await p.selectOption('select[name=format]', format);
   if (level) await p.selectOption('select[name=level]', level);
   await p.fill('input[name=otp]', code);
   await p.evaluate(() => document.querySelectorAll('form .msg p, [data-testid=signed-download]').forEach((e) => e.remove()));
@@ -183,7 +198,7 @@ try {
     await phone.waitForSelector('[data-credential]');
     ok(await phone.getAttribute('[data-credential] [data-status]', 'data-status') === 'valid', 'the signer sees their certificate valid');
     const pkg0 = await quota(phone);
-    ok(pkg0.package === 'practical' && pkg0.left === '1' && pkg0.used === '0', `the signer sees their package and what is left (${JSON.stringify(pkg0)})`);
+    ok(pkg0.package === 'practical' && pkg0.left === '3' && pkg0.used === '0', `the signer sees their package and what is left (${JSON.stringify(pkg0)})`);
     await check(phone, 'signer-overview');
 
     await phone.goto(`${BASE}/#/documents`);
@@ -204,7 +219,7 @@ try {
     // the right code
     if (env.SIGNDOC !== '1') console.log('skip - signing a PDF: this server has no POST /csc/v2/signatures/signDoc yet');
     else {
-      const code = totp(act.uri);
+      const code = await freshCode(act.uri);
       said = await trySign(phone, code, 'Ades-B-T');
       if (ok(said === 'signed', `signing the PDF (PAdES B-T) with the right code (${said})`)) {
         const [dl] = await Promise.all([phone.waitForEvent('download'), phone.click('[data-testid=signed-download]')]);
@@ -227,22 +242,48 @@ try {
       said = await trySign(phone, code, 'Ades-B-T');
       ok(/already used/.test(said), `a replayed code is refused on the page in plain words (${said})`);
 
-      // the package (1 signature in this test's policy) is spent: a fresh
-      // code (the next 30 s step, inside the accepted window) authorises,
-      // the signing is refused
-      said = await trySign(phone, totp(act.uri, Date.now() + 30000), 'Ades-B-T');
+      // two files of any type at once, CAdES (enveloping) B-B: openssl cms
+      // verifies each against our root and gives back the file
+      writeFileSync(`${env.T_DIR}/note.txt`, 'A note signed in the portal.\n');
+      writeFileSync(`${env.T_DIR}/data.bin`, Buffer.from([0, 1, 2, 3, 254, 255, 10, 13]));
+      await openSign(phone, [`${env.T_DIR}/note.txt`, `${env.T_DIR}/data.bin`]);
+      said = await trySign(phone, await freshCode(act.uri), 'Ades-B-B', 'cades');
+      if (ok(said === 'signed', `signing two files at once (CAdES B-B) (${said})`)) {
+        const buttons = phone.locator('[data-testid=signed-download]');
+        ok(await buttons.count() === 2, 'one download per file');
+        for (const [i, f] of [[0, 'note.txt'], [1, 'data.bin']]) {
+          const [d] = await Promise.all([phone.waitForEvent('download'), buttons.nth(i).click()]);
+          const out = `${env.T_DIR}/downloads/${d.suggestedFilename()}`;
+          await d.saveAs(out);
+          const back = `${env.T_DIR}/downloads/${f}.content`;
+          let verified = '';
+          try {
+            execFileSync('openssl', ['cms', '-verify', '-inform', 'DER', '-in', out, '-CAfile', env.ROOT, '-purpose', 'any', '-out', back], { stdio: ['ignore', 'pipe', 'pipe'] });
+            verified = readFileSync(back).equals(readFileSync(`${env.T_DIR}/${f}`)) ? 'ok' : 'content differs';
+          } catch (e) {
+            verified = `${e.stderr || e.message}`.split('\n')[0];
+          }
+          ok(verified === 'ok' && d.suggestedFilename() === `${f}.p7m`, `openssl cms -verify accepts ${d.suggestedFilename()} and gives back ${f} (${verified})`);
+        }
+      }
+
+      // the package (3 signatures in this test's policy) is spent: a fresh
+      // code authorises, the signing is refused
+      await openSign(phone);
+      said = await trySign(phone, await freshCode(act.uri), 'Ades-B-T');
       ok(/package is spent/.test(said), `a spent package is explained in plain words (${said})`);
       await check(phone, 'sign-spent');
 
       await phone.goto(`${BASE}/#/me`);
       await phone.reload();
         const pkg1 = await quota(phone);
-      ok(pkg1.left === '0' && pkg1.used === '1', `the package counts the signing (${JSON.stringify(pkg1)})`);
-      ok(await phone.locator('section:has(#hist-h) tbody tr').count() === 1, 'the history shows the signing');
+      ok(pkg1.left === '0' && pkg1.used === '3', `the package counts the three signatures (${JSON.stringify(pkg1)})`);
+      ok(await phone.locator('section:has(#hist-h) tbody tr').count() === 2, 'the history shows the two signings');
 
       await phone.goto(`${BASE}/#/documents`);
       await phone.waitForSelector('[data-document], [data-testid=no-documents], main .error');
-      const rows = phone.locator('tr[data-document]');
+      ok(await phone.locator('tr[data-document]').count() === 3, 'my documents lists the three signed documents');
+      const rows = phone.locator('tr[data-document]:has-text("PAdES")');
       ok(await rows.count() === 1, 'my documents lists the signed PDF');
       const cells = await rows.first().textContent();
       ok(/PAdES/i.test(cells) && /B-T/.test(cells), `... as PAdES B-T (${cells})`);
@@ -253,9 +294,28 @@ try {
       const archived = readFileSync(`${env.T_DIR}/downloads/archived.pdf`);
       ok(archived.equals(readFileSync(`${env.T_DIR}/downloads/signed.pdf`)), 'the PDF downloaded from my documents is the signed one, byte for byte');
     }
+    // change the password: every token ends, the page logs out; the new
+    // password logs in
     await phone.goto(`${BASE}/#/password`);
     await phone.waitForSelector('input[name=old_password]');
     await check(phone, 'password');
+    const newPassword = `portal test ${nid} passphrase`;
+    await phone.fill('input[name=old_password]', act.password);
+    await phone.fill('input[name=new_password]', newPassword);
+    await phone.fill('input[name=again]', newPassword);
+    await phone.click('form button[type=submit]');
+    await phone.waitForSelector('[data-testid=flash], form .error');
+    ok(await phone.isVisible('[data-testid=flash]') && await phone.isVisible('input[name=user]'), 'the password change logs out and says so');
+    await phone.fill('input[name=user]', act.user);
+    await phone.fill('input[name=password]', act.password);
+    await phone.click('section:has(#signer-h) button[type=submit]');
+    await phone.waitForSelector('section:has(#signer-h) .error');
+    ok(/wrong/.test(await phone.textContent('section:has(#signer-h) .error')), 'the old password no longer logs in');
+    act.password = newPassword;
+    await phone.fill('input[name=password]', act.password);
+    await phone.click('section:has(#signer-h) button[type=submit]');
+    await phone.waitForSelector('[data-credential]');
+    ok(true, 'the new password logs in');
   }
 
   // hotline: find by national id + phone, hold

@@ -51,6 +51,8 @@ export async function render(main, app) {
     }
   });
 
+  const note = app.takeFlash();
+  if (note) main.append(h('p', { class: 'okmsg', role: 'status', 'data-testid': 'flash' }, note));
   main.append(h('div', { class: 'cards' },
     h('section', { class: 'card' }, h('h2', { id: 'signer-h' }, t('login.signer')), signerForm),
     h('section', { class: 'card' }, h('h2', { id: 'staff-h' }, t('login.staff')), staffForm)));

@@ -6,7 +6,11 @@ import * as staff from './staff.js';
 import * as signer from './signer.js';
 import * as login from './login.js';
 
-const state = { session: null };
+const state = { session: null, flash: '' };
+
+// A message for the next page shown (e.g. the log-in page after a password change).
+function flash(text) { state.flash = text; }
+function takeFlash() { const f = state.flash; state.flash = ''; return f; }
 
 
 // Pages: hash -> [title key, render, who may see it]
@@ -100,7 +104,7 @@ async function route() {
   const main = clear(document.getElementById('main'));
   main.append(h('h1', {}, t(key)));
   try {
-    await render(main, { session: s, go, explain, setSession });
+    await render(main, { session: s, go, explain, setSession, flash, takeFlash });
   } catch (e) {
     main.append(h('p', { class: 'error', role: 'alert' }, explain(e)));
     if (!state.session) go('#/login');

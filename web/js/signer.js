@@ -230,7 +230,9 @@ export async function sign(main) {
   main.append(form);
 }
 
-export async function password(main) {
+// The password change ends every access token of the signer (docs/csc.md),
+// this session's too: the page logs out and asks for the new password.
+export async function password(main, app) {
   const oldp = h('input', { type: 'password', name: 'old_password', autocomplete: 'current-password', required: true });
   const newp = h('input', { type: 'password', name: 'new_password', autocomplete: 'new-password', required: true, minlength: 12 });
   const again = h('input', { type: 'password', name: 'again', autocomplete: 'new-password', required: true });
@@ -244,7 +246,10 @@ export async function password(main) {
     try {
       await call('POST', '/api/v1/password', { json: { old_password: oldp.value, new_password: newp.value } });
       form.reset();
-      msg.show(t('password.changed'));
+      try { await call('DELETE', '/portal/v1/session'); } catch { /* ended with the tokens */ }
+      app.setSession(null);
+      app.flash(t('password.changed'));
+      app.go('#/login');
     } catch (e) {
       msg.show(explainHere(e), 'error');
     }
