@@ -59,12 +59,15 @@ struct qtsp_services {
     qtsp_notify *notify;
     char policies_dir[QTSP_PATH_MAX];
     char secrets_dir[QTSP_PATH_MAX];
-    qtsp_periodic *sweeper;    /* hold-lapse sweeper (leader only) */
-    qtsp_archive *archive;     /* signed documents (sign/archive.h) */
-    qtsp_periodic *anchor;     /* audit anchoring (leader only) */
-    qtsp_periodic *trim;       /* store pages dropped from the resident set (every process) */
-    qtsp_usage *usage;         /* packages, relying parties, history (sign/usage.h) */
-    qtsp_csc *csc;             /* remote signing (sign/csc.h) */
+    qtsp_periodic *sweeper;  /* hold-lapse sweeper (leader only) */
+    qtsp_archive *archive;   /* signed documents (sign/archive.h) */
+    qtsp_periodic *anchor;   /* audit anchoring (leader only) */
+    qtsp_periodic *trim;     /* store pages dropped from the resident set (every process) */
+    qtsp_usage *usage;       /* packages, relying parties, history (sign/usage.h) */
+    qtsp_csc *csc;           /* remote signing (sign/csc.h) */
+    qtsp_ades_services ades; /* signDoc's TSA, OCSP, certificates and CRLs */
+    STACK_OF(X509) * ades_extra;
+    STACK_OF(X509_CRL) * ades_crls;
     qtsp_api *csc_api;         /* /csc/v2/ */
     qtsp_api *signer_api;      /* /api/v1/ (the signer's own data) */
     qtsp_validator *validator; /* POST /api/v1/validate (sign/validate.h) */
@@ -216,8 +219,10 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
     TRY_OUT(qtsp_usage_new(app->store, s->policies_dir, &s->usage));
     char signing[QTSP_PATH_MAX + 32];
     TRY_OUT(qtsp_app_policy_or_shipped(app, "signing.yaml", signing, sizeof signing));
-    qtsp_csc_deps cd = {app->store, app->hsm,       app->issuing, app->root,
-                        signing,    s->secrets_dir, s->usage};
+    TRY_OUT(cmd_ades_extras(app, &s->ades_extra, &s->ades_crls));
+    s->ades = (qtsp_ades_services){s->tsa, s->ocsp, app->issuing, s->ades_extra, s->ades_crls};
+    qtsp_csc_deps cd = {app->store,     app->hsm, app->issuing, app->root, signing,
+                        s->secrets_dir, s->usage, &s->ades,     s->archive};
     TRY_OUT(qtsp_csc_new(&cd, &s->csc));
     TRY_OUT(qtsp_csc_api_new(s->csc, &s->csc_api));
     TRY_OUT(qtsp_csc_signer_api_new(s->csc, &s->signer_api));
@@ -399,6 +404,7 @@ void qtsp_services_free(qtsp_services *s)
     qtsp_validator_free(s->validator);
     qtsp_tsa_free(s->tsa);
     qtsp_ocsp_free(s->ocsp);
+    cmd_ades_extras_free(s->ades_extra, s->ades_crls);
     qtsp_crl_publisher_free(s->crl);
     sk_X509_free(s->tsa_chain);
     qtsp_notify_free(s->notify); /* after the sweeper and the RA: nothing sends any more */

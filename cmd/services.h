@@ -35,6 +35,16 @@ qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out) QTSP_MUST_USE;
  * cmd/sign_doc.c. */
 qtsp_status cmd_archive_open(qtsp_app *app, qtsp_archive **out) QTSP_MUST_USE;
 
+/* What signatures above B-B embed besides the signer's chain (sign/ades.h
+ * qtsp_ades_services): extra, the TSA unit's and the responder's
+ * certificates (borrowed from app); crls, the root's CRL from
+ * DIR/public/root.crl when there is one (it covers the issuing CA and the
+ * TSA unit). The caller frees both stacks (cmd_ades_extras_free).
+ * cmd/sign_doc.c. */
+qtsp_status cmd_ades_extras(qtsp_app *app, STACK_OF(X509) * *extra,
+                            STACK_OF(X509_CRL) * *crls) QTSP_MUST_USE;
+void cmd_ades_extras_free(STACK_OF(X509) * extra, STACK_OF(X509_CRL) * crls);
+
 /* The signature validator of app's home: trust anchors from
  * policies/trust.yaml, the home's issuing CA, TSA and OCSP certificates to
  * build chains, our store as the status source through st (filled here;

@@ -105,23 +105,36 @@ qtsp_status cmd_archive_open(qtsp_app *app, qtsp_archive **out)
     return qtsp_archive_new(pol, dir, app->store, out);
 }
 
-/* A media type from the file name's extension (DataObjectFormat, ASiC). */
-static const char *guess_mime(const char *name)
+qtsp_status cmd_ades_extras(qtsp_app *app, STACK_OF(X509) * *extra, STACK_OF(X509_CRL) * *crls)
 {
-    static const struct {
-        const char *ext, *mime;
-    } T[] = {{".xml", "text/xml"},
-             {".pdf", "application/pdf"},
-             {".txt", "text/plain"},
-             {".json", "application/json"},
-             {".p7s", "application/pkcs7-signature"}};
-    size_t n = strlen(name);
-    for (size_t i = 0; i < sizeof T / sizeof T[0]; i++) {
-        size_t e = strlen(T[i].ext);
-        if (n > e && strcasecmp(name + n - e, T[i].ext) == 0)
-            return T[i].mime;
+    STACK_OF(X509) *e = sk_X509_new_null();
+    STACK_OF(X509_CRL) *c = sk_X509_CRL_new_null();
+    qtsp_status rc = QTSP_OK;
+    ENSURE_OUT(e && c && sk_X509_push(e, app->tsa) > 0 && sk_X509_push(e, app->ocsp) > 0,
+               QTSP_ERR_NOMEM, "out of memory");
+    char pub[QTSP_PATH_MAX + 32];
+    TRY_OUT(qtsp_config_path(&app->cfg, "public", pub, sizeof pub));
+    strncat(pub, "/root.crl", sizeof pub - strlen(pub) - 1);
+    FILE *cf = fopen(pub, "rb");
+    if (cf) {
+        X509_CRL *crl = d2i_X509_CRL_fp(cf, NULL);
+        fclose(cf);
+        if (crl && sk_X509_CRL_push(c, crl) <= 0)
+            X509_CRL_free(crl);
     }
-    return "application/octet-stream";
+    *extra = e;
+    *crls = c;
+    e = NULL;
+    c = NULL;
+out:
+    cmd_ades_extras_free(e, c);
+    return rc;
+}
+
+void cmd_ades_extras_free(STACK_OF(X509) * extra, STACK_OF(X509_CRL) * crls)
+{
+    sk_X509_free(extra);
+    sk_X509_CRL_pop_free(crls, X509_CRL_free);
 }
 
 static const char *base_name(const char *path)
@@ -191,9 +204,10 @@ int cmd_sign_doc(int argc, char **argv)
         return cmd_usage_error("sign", "an ASiC container holds CAdES (C) or XAdES (X)");
     if (n_in > 1 && form != QTSP_ASIC_E)
         return cmd_usage_error("sign", "several --in files go into an asic-e container");
-    qtsp_xades_packaging pk = attached                                  ? QTSP_XADES_ENVELOPING
-                              : strcmp(guess_mime(in), "text/xml") == 0 ? QTSP_XADES_ENVELOPED
-                                                                        : QTSP_XADES_ENVELOPING;
+    qtsp_xades_packaging pk = attached ? QTSP_XADES_ENVELOPING
+                              : strcmp(qtsp_ades_mime_of(in), "text/xml") == 0
+                                  ? QTSP_XADES_ENVELOPED
+                                  : QTSP_XADES_ENVELOPING;
     if (packaging && strcmp(packaging, "enveloped") == 0)
         pk = QTSP_XADES_ENVELOPED;
     else if (packaging && strcmp(packaging, "enveloping") == 0)
@@ -226,43 +240,31 @@ int cmd_sign_doc(int argc, char **argv)
     qtsp_ocsp *ocsp = NULL;
     qtsp_archive *archive = NULL;
     double *ms = NULL;
-    STACK_OF(X509) *chain = sk_X509_new_null(), *extra = sk_X509_new_null(), *tsa_chain = NULL;
-    STACK_OF(X509_CRL) *crls = sk_X509_CRL_new_null();
+    STACK_OF(X509) *chain = sk_X509_new_null(), *extra = NULL, *tsa_chain = NULL;
+    STACK_OF(X509_CRL) *crls = NULL;
     qtsp_buf out;
     qtsp_buf_init(&out, 2 * QTSP_ADES_MAX_DOC + ((size_t)1 << 20));
-    ENSURE_OUT(chain && extra && crls && sk_X509_push(chain, app.issuing) > 0 &&
-                   sk_X509_push(chain, app.root) > 0 && sk_X509_push(extra, app.tsa) > 0 &&
-                   sk_X509_push(extra, app.ocsp) > 0,
+    ENSURE_OUT(chain && sk_X509_push(chain, app.issuing) > 0 && sk_X509_push(chain, app.root) > 0,
                QTSP_ERR_NOMEM, "out of memory");
+    TRY_OUT(cmd_ades_extras(&app, &extra, &crls));
     for (int i = 0; i < n_in; i++) {
         TRY_OUT(qtsp_file_read(ins[i], QTSP_ADES_MAX_DOC, &docs[i], &objs[i].len));
         objs[i].data = docs[i];
         objs[i].uri = n_in == 1 && name ? name : base_name(ins[i]);
-        objs[i].mime = guess_mime(objs[i].uri);
+        objs[i].mime = qtsp_ades_mime_of(objs[i].uri);
     }
     doc = docs[0];
     len = objs[0].len;
     char owner[65];
     TRY_OUT(open_credential(&app, cred, &cert, &key, owner));
 
-    char pol[QTSP_PATH_MAX + 32], pub[QTSP_PATH_MAX + 32];
+    char pol[QTSP_PATH_MAX + 32];
     tsa_chain = sk_X509_new_null();
     ENSURE_OUT(tsa_chain && sk_X509_push(tsa_chain, app.root) > 0, QTSP_ERR_NOMEM, "out of memory");
     TRY_OUT(qtsp_app_policy(&app, "tsa.yaml", pol, sizeof pol));
     TRY_OUT(qtsp_tsa_new(pol, app.tsa, tsa_chain, app.tsa_key, app.store, &tsa));
     TRY_OUT(qtsp_app_policy(&app, "ocsp.yaml", pol, sizeof pol));
     TRY_OUT(qtsp_ocsp_new(pol, app.issuing, app.ocsp, app.ocsp_key, app.store, &ocsp));
-    /* the root's CRL covers the issuing CA and the TSA unit (B-LT) */
-    TRY_OUT(qtsp_config_path(&app.cfg, "public", pub, sizeof pub));
-    strncat(pub, "/root.crl", sizeof pub - strlen(pub) - 1);
-    FILE *cf = fopen(pub, "rb");
-    if (cf) {
-        X509_CRL *crl = d2i_X509_CRL_fp(cf, NULL);
-        fclose(cf);
-        if (crl && sk_X509_CRL_push(crls, crl) <= 0)
-            X509_CRL_free(crl);
-    }
-
     qtsp_ades_services sv = {tsa, ocsp, app.issuing, extra, crls};
     qtsp_ades_signer sg = {key, cert, chain, {0}};
     TRY_OUT(qtsp_key_sigalg(key, NULL, &sg.alg));
@@ -331,9 +333,8 @@ out:
     qtsp_key_free(key);
     X509_free(cert);
     sk_X509_free(chain);
-    sk_X509_free(extra);
     sk_X509_free(tsa_chain);
-    sk_X509_CRL_pop_free(crls, X509_CRL_free);
+    cmd_ades_extras_free(extra, crls);
     qtsp_app_close(&app);
     return rc == QTSP_OK ? 0 : cmd_fail("sign");
 }

@@ -55,7 +55,8 @@ int cmd_signer_reset(int argc, char **argv)
     if (rc == QTSP_OK)
         rc = qtsp_app_policy_or_shipped(&app, "signing.yaml", signing, sizeof signing);
     if (rc == QTSP_OK) {
-        qtsp_csc_deps d = {app.store, app.hsm, app.issuing, app.root, signing, secrets, usage};
+        qtsp_csc_deps d = {app.store, app.hsm, app.issuing, app.root, signing,
+                           secrets,   usage,   NULL,        NULL};
         rc = qtsp_csc_new(&d, &csc);
     }
     if (rc == QTSP_OK)

@@ -30,7 +30,7 @@
 #define API_PARAM_MAX 128
 #define API_PARAM_NAME 32
 #define API_HEADERS_MAX 16
-#define API_HTTP_ROUTES 8 /* distinct methods */
+#define API_HTTP_ROUTES 8 /* distinct methods, and routes of their own */
 #define API_WORKERS_MAX 256
 #define API_SLOW_QUEUE 64
 #define API_SLOW_WAIT_MS 10000
@@ -488,11 +488,19 @@ static qtsp_status parse_body(const api_call *c, json_t **out)
     return qtsp_json_parse_object((const char *)c->body, c->body_len, out);
 }
 
+static qtsp_status parse_body_big(const api_call *c, json_t **out, qtsp_json_big *big)
+{
+    ENSURE(is_json_type(qtsp_api_header(&(qtsp_api_req){.internal = c}, "Content-Type")),
+           QTSP_ERR_UNSUPPORTED, "Content-Type must be application/json"); /* RFC 9110 15.5.16 */
+    return qtsp_json_parse_object_big((const char *)c->body, c->body_len, QTSP_API_BIG_MIN, out,
+                                      big);
+}
+
 /* Everything after routing, in the order of core/api.h. */
 static qtsp_status process(qtsp_api *api, const api_call *c, qtsp_http_resp *resp)
 {
     const qtsp_api_route *rt = c->route;
-    qtsp_api_req req = {c->method, c->path, NULL, NULL, c->body, c->body_len, c};
+    qtsp_api_req req = {c->method, c->path, NULL, NULL, c->body, c->body_len, c, NULL};
     qtsp_principal who;
     if (rt == NULL || !(rt->flags & QTSP_API_PUBLIC))
         TRY(authenticate(api, &req, &who));
@@ -504,18 +512,27 @@ static qtsp_status process(qtsp_api *api, const api_call *c, qtsp_http_resp *res
     ENSURE(rt->roles == 0 || (rt->flags & QTSP_API_PUBLIC) || (who.roles & rt->roles),
            QTSP_ERR_FORBIDDEN, "%s is not allowed for this %s's role",
            rt->what ? rt->what : "this request", api->kind);
+    qtsp_json_big big;
+    memset(&big, 0, sizeof big);
     if (rt->flags & QTSP_API_BODY) {
-        TRY(parse_body(c, &req.body));
+        if (rt->flags & QTSP_API_BIG_STRINGS) {
+            TRY(parse_body_big(c, &req.body, &big));
+            req.big = &big;
+        } else {
+            TRY(parse_body(c, &req.body));
+        }
         if (rt->fields) {
             qtsp_status frc = qtsp_json_check_fields(req.body, rt->fields);
             if (frc != QTSP_OK) {
                 json_decref(req.body);
+                qtsp_json_big_cleanup(&big);
                 return frc;
             }
         }
     }
     qtsp_status rc = rt->fn(api->o.ctx, &req, resp);
     json_decref(req.body);
+    qtsp_json_big_cleanup(&big);
     OPENSSL_cleanse(&who, sizeof who);
     return rc;
 }
@@ -720,6 +737,9 @@ static qtsp_status dispatch(void *ctx, const qtsp_http_req *req, qtsp_http_resp 
         return answer_rc(api, NULL, rc, resp);
     route_find(api, c);
     size_t max = c->route && c->route->max_body ? c->route->max_body : api->max_body;
+    if (c->route && !c->route->max_body && (c->route->flags & QTSP_API_BIG_STRINGS) &&
+        api->o.big_max_body)
+        max = api->o.big_max_body;
     if (c->body_len > max) {
         rc = qtsp_err_set(QTSP_ERR_TOO_BIG, __FILE__, __LINE__, "request body too large");
         rc = answer_rc(api, c, rc, resp);
@@ -783,14 +803,27 @@ qtsp_status qtsp_api_new(const qtsp_api_opts *o, qtsp_api **out)
                    "API %s: more than %d request headers", o->name, API_HEADERS_MAX);
         api->copy[api->n_copy++] = *h;
     }
-    /* one core/http prefix route per method, limited to the largest body */
+    /* one core/http prefix route per method, limited to the largest body;
+     * a route with long strings gets an exact route of its own */
     for (size_t i = 0; i < o->n_routes; i++) {
         const qtsp_api_route *r = &o->routes[i];
         size_t max = r->max_body ? r->max_body : api->max_body;
         if (!(r->flags & QTSP_API_BODY) && !r->max_body)
             max = 0;
+        if (r->flags & QTSP_API_BIG_STRINGS) {
+            if (!r->max_body && o->big_max_body)
+                max = o->big_max_body;
+            ENSURE_OUT(api->n_http < API_HTTP_ROUTES && !strchr(r->path, '{') &&
+                           (r->flags & QTSP_API_BODY),
+                       QTSP_ERR_INVALID, "API %s: route %s cannot have its own limit", o->name,
+                       r->path);
+            api->http[api->n_http++] =
+                (qtsp_route){r->method, r->path, 0, max, NULL, dispatch, api, api->name};
+            continue;
+        }
         size_t k = 0;
-        while (k < api->n_http && strcmp(api->http[k].method, r->method) != 0)
+        while (k < api->n_http &&
+               (!api->http[k].prefix || strcmp(api->http[k].method, r->method) != 0))
             k++;
         if (k == api->n_http) {
             ENSURE_OUT(k < API_HTTP_ROUTES, QTSP_ERR_INVALID, "API %s: too many methods", o->name);
@@ -854,9 +887,14 @@ qtsp_status qtsp_api_list_routes(const qtsp_route *routes, size_t n, FILE *f)
             fprintf(f, "%s %s%s\n", r->method, r->path, r->prefix ? "*" : "");
             continue;
         }
+        if (!r->prefix) { /* a route of its own (QTSP_API_BIG_STRINGS) */
+            fprintf(f, "%s %s\n", r->method, r->path);
+            continue;
+        }
         const qtsp_api *api = r->ctx;
         for (size_t k = 0; k < api->o.n_routes; k++)
-            if (strcmp(api->o.routes[k].method, r->method) == 0)
+            if (strcmp(api->o.routes[k].method, r->method) == 0 &&
+                !(api->o.routes[k].flags & QTSP_API_BIG_STRINGS))
                 fprintf(f, "%s %s\n", r->method, api->o.routes[k].path);
     }
     for (size_t i = 0; qtsp_http_builtin_path(i); i++)

@@ -25,6 +25,7 @@
 
 #include "core/err.h"
 #include "core/http.h"
+#include "core/json.h"
 
 typedef struct qtsp_api qtsp_api;
 
@@ -48,6 +49,9 @@ typedef struct qtsp_api_req {
     const unsigned char *raw;  /* the body as received (NULL when empty) */
     size_t raw_len;
     const void *internal;
+    /* QTSP_API_BIG_STRINGS routes: the long strings of body, left in raw
+     * (core/json.h qtsp_json_big_get); NULL on other routes */
+    const qtsp_json_big *big;
 } qtsp_api_req;
 
 /* A path parameter by name ("serial" for "{serial}"), NUL-terminated and
@@ -89,7 +93,15 @@ enum {
     QTSP_API_BODY = 1 << 1,   /* requires an application/json object body */
     /* queued ahead of the other fast-lane requests (the hotline's hold) */
     QTSP_API_URGENT = 1 << 2,
+    /* with QTSP_API_BODY: strings of QTSP_API_BIG_MIN bytes or more are not
+     * copied by the JSON parser but left in the body (req->big), and the
+     * route (a literal path) gets its own core/http route with its own
+     * body limit, so the API's other routes keep theirs before any byte
+     * is read (signDoc's documents) */
+    QTSP_API_BIG_STRINGS = 1 << 3,
 };
+
+#define QTSP_API_BIG_MIN 4096
 
 typedef struct qtsp_api_route {
     const char *method; /* "GET", "POST", ... (HEAD is answered like GET) */
@@ -132,6 +144,7 @@ typedef struct qtsp_api_opts {
     qtsp_api_error_fn error;    /* NULL: the contract's {"error","message"} */
     const char *principal_kind; /* in the 403 message: "operator"; NULL "caller" */
     size_t max_body;            /* default route body limit; 0 = 16 KiB */
+    size_t big_max_body;        /* QTSP_API_BIG_STRINGS routes without max_body; 0 = max_body */
     const char *const *headers; /* more request headers to copy, NULL-terminated */
     /* Worker pool (qtsp_api_start_workers): queue length (0 = 1024), and
      * what a full queue does: 0 = the request is handled on the HTTP thread

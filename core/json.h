@@ -21,6 +21,43 @@ qtsp_status qtsp_json_check_fields(const json_t *in, const char *const *allowed)
  * an object). */
 qtsp_status qtsp_json_parse_object(const char *body, size_t len, json_t **out) QTSP_MUST_USE;
 
+/* Long strings of a request body left where they lie (signDoc's base64
+ * documents: jansson would copy and check every byte, 350 ms for 13 MB).
+ * qtsp_json_parse_object_big replaces each string of at least min bytes
+ * without escapes by a placeholder naming it (a per-parse random tag, so no
+ * client can forge one); qtsp_json_big_get gives its bytes back. Borrowed
+ * from the body, which must outlive it. Caller-owned struct: zero it, free
+ * with qtsp_json_big_cleanup. */
+typedef struct qtsp_json_big_span {
+    const char *p;
+    size_t len;
+} qtsp_json_big_span;
+
+typedef struct qtsp_json_big {
+    char tag[40]; /* "\u0001big-<24 hex>-": the placeholders' prefix */
+    size_t tag_len;
+    qtsp_json_big_span *s;
+    size_t n;
+} qtsp_json_big;
+
+/* As qtsp_json_parse_object, with the long strings of body[0..len) held in
+ * big (see above). The strings left out are not checked for UTF-8 or
+ * control characters: their reader must (base64 decoding does).
+ * QTSP_ERR_INVALID as qtsp_json_parse_object (positions in the body with
+ * the long strings shortened), QTSP_ERR_NOMEM. */
+qtsp_status qtsp_json_parse_object_big(const char *body, size_t len, size_t min, json_t **out,
+                                       qtsp_json_big *big) QTSP_MUST_USE;
+void qtsp_json_big_cleanup(qtsp_json_big *big);
+
+/* The bytes of the string v (a value of the object parsed into big, or of
+ * any other JSON; big may be NULL): a long string's raw text in the body or
+ * the string's own bytes. 0 when v is not a string. *p borrowed. */
+int qtsp_json_big_get(const qtsp_json_big *big, const json_t *v, const char **p, size_t *len);
+
+/* 1 when v is a long string held in big (a field that must be short was
+ * sent long). */
+int qtsp_json_big_is(const qtsp_json_big *big, const json_t *v);
+
 /* The string member name of in: *out borrowed from in, NULL when absent
  * and not required. QTSP_ERR_INVALID "<name>: missing", "<name>: must be a
  * string", "<name>: must not contain NUL". */

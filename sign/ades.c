@@ -24,6 +24,24 @@ qtsp_status qtsp_ades_level_parse(const char *s, qtsp_ades_level *out)
     FAIL(QTSP_ERR_INVALID, "conformance_level must be Ades-B-B, Ades-B-T, Ades-B-LT or Ades-B-LTA");
 }
 
+const char *qtsp_ades_mime_of(const char *name)
+{
+    static const struct {
+        const char *ext, *mime;
+    } T[] = {{".xml", "text/xml"},
+             {".pdf", "application/pdf"},
+             {".txt", "text/plain"},
+             {".json", "application/json"},
+             {".p7s", "application/pkcs7-signature"}};
+    size_t n = name ? strlen(name) : 0;
+    for (size_t i = 0; i < sizeof T / sizeof T[0]; i++) {
+        size_t e = strlen(T[i].ext);
+        if (n > e && strcasecmp(name + n - e, T[i].ext) == 0)
+            return T[i].mime;
+    }
+    return "application/octet-stream";
+}
+
 const char *qtsp_ades_level_name(qtsp_ades_level l)
 {
     return l >= QTSP_ADES_B_B && l <= QTSP_ADES_B_LTA ? LEVEL_NAME[l] : "?";

@@ -42,6 +42,11 @@ qtsp_status qtsp_ades_level_parse(const char *s, qtsp_ades_level *out) QTSP_MUST
 /* "B-B" .. "B-LTA" (static). */
 const char *qtsp_ades_level_name(qtsp_ades_level l);
 
+/* A media type from a file name's extension (.xml, .pdf, .txt, .json,
+ * .p7s; application/octet-stream otherwise), for DataObjectFormat and
+ * ASiC. Static. */
+const char *qtsp_ades_mime_of(const char *name);
+
 /* The services above B-B. All borrowed; they must outlive the call. */
 typedef struct qtsp_ades_services {
     qtsp_tsa *tsa;   /* B-T and up; NULL: those levels are QTSP_ERR_UNSUPPORTED */

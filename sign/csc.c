@@ -1,7 +1,9 @@
 /* The CSC API v2 core (sign/csc.h, docs/csc.md). */
 #include "sign/csc.h"
 
+#include <openssl/cms.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/rsa.h>
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ca/audit.h"
 #include "ca/certdb.h"
@@ -32,12 +35,17 @@
 #define NEW_PASSWORD_MAX 128
 #define HASH_MAX 64 /* SHA-512 */
 #define SAD_LIFETIME_MAX 300
+#define DOC_MAX_BODY_DEFAULT (20 << 20)
+#define OID_SHA256 "2.16.840.1.101.3.4.2.1"
 
 struct qtsp_csc {
     qtsp_store *store;
     qtsp_hsm *hsm;
     X509 *issuing, *root;
     qtsp_usage *usage;
+    const qtsp_ades_services *ades; /* signDoc; NULL: not offered */
+    qtsp_archive *archive;
+    int64_t doc_max_body, docs_max;
     unsigned char otp_key[QTSP_OTP_KEY_LEN];
     int64_t token_life_s, sad_life_s, max_hashes;
     int64_t login_max, login_lock_s;
@@ -55,10 +63,9 @@ static qtsp_status load_policy(qtsp_csc *c, const char *path)
     TRY(qtsp_ydoc_load_file(path, &doc));
     qtsp_status rc = QTSP_OK;
     const qtsp_ynode *root = qtsp_ydoc_root(doc);
-    static const char *const top[] = {"version",      "access_token_lifetime",
-                                      "sad_lifetime", "max_hashes",
-                                      "history_page", "login",
-                                      "otp",          NULL};
+    static const char *const top[] = {
+        "version", "access_token_lifetime", "sad_lifetime",  "max_hashes", "history_page", "login",
+        "otp",     "documents_max_body",    "documents_max", NULL};
     static const char *const login_keys[] = {"max_failures", "lockout", "refusal_audit_window",
                                              "refusal_audit_burst", NULL};
     static const char *const otp_keys[] = {"window", "max_failures", "lockout", NULL};
@@ -72,7 +79,14 @@ static qtsp_status load_policy(qtsp_csc *c, const char *path)
     c->history_page = QTSP_HISTORY_PAGE_DEFAULT;
     int64_t refusal_window_s = 60;
     c->refusal_burst = 20;
+    c->doc_max_body = DOC_MAX_BODY_DEFAULT;
+    c->docs_max = 16;
     TRY_OUT(qtsp_ynode_check_keys(root, top));
+    /* signDoc: a 10 MB document is 13.4 MB of base64; the builders take at
+     * most QTSP_ADES_MAX_DOC */
+    TRY_OUT(qtsp_yget_int(root, "documents_max_body", 0, 65536,
+                          (int64_t)(QTSP_ADES_MAX_DOC / 3 * 4 + 65536), &c->doc_max_body));
+    TRY_OUT(qtsp_yget_int(root, "documents_max", 0, 1, 64, &c->docs_max));
     TRY_OUT(qtsp_yget_int(root, "version", 1, 1, 1, &version));
     TRY_OUT(qtsp_yget_duration(root, "access_token_lifetime", 0, &c->token_life_s));
     TRY_OUT(qtsp_yget_duration(root, "sad_lifetime", 0, &c->sad_life_s));
@@ -121,6 +135,8 @@ qtsp_status qtsp_csc_new(const qtsp_csc_deps *d, qtsp_csc **out)
     c->issuing = d->issuing;
     c->root = d->root;
     c->usage = d->usage;
+    c->ades = d->ades;
+    c->archive = d->archive;
     TRY_OUT(load_policy(c, d->policy));
     TRY_OUT(qtsp_otp_key_load(d->secrets_dir, c->otp_key));
 out:
@@ -455,9 +471,11 @@ out:
     return rc;
 }
 
-/* The signature algorithm of a signHash request and its hash. */
-static qtsp_status parse_sign_alg(const json_t *req, qtsp_sigalg *alg, const hash_alg **hash,
-                                  int *key_type)
+/* The signature algorithm of a signHash request (or of one of signDoc's
+ * documents) and its hash; dflt_hash (a NID, 0 none) when neither signAlgo
+ * nor hashAlgorithmOID names one. */
+static qtsp_status parse_sign_alg(const json_t *req, int dflt_hash, qtsp_sigalg *alg,
+                                  const hash_alg **hash, int *key_type)
 {
     const char *oid = NULL, *hoid = NULL, *params = NULL;
     TRY(qtsp_json_get_string(req, "signAlgo", 1, &oid));
@@ -478,6 +496,8 @@ static qtsp_status parse_sign_alg(const json_t *req, qtsp_sigalg *alg, const has
         ENSURE(params == NULL, QTSP_ERR_INVALID, "signAlgoParams: only for RSASSA-PSS");
     const hash_alg *h = hoid ? hash_by_oid(hoid) : NULL;
     ENSURE(!hoid || h, QTSP_ERR_INVALID, "hashAlgorithmOID: %.64s is not supported", hoid);
+    if (nid == 0 && !h && dflt_hash)
+        nid = dflt_hash;
     if (nid == 0) {
         ENSURE(h != NULL, QTSP_ERR_INVALID, "hashAlgorithmOID: required with signAlgo %s", oid);
         nid = h->nid;
@@ -547,7 +567,6 @@ out:
 
 qtsp_status qtsp_csc_info(qtsp_csc *c, json_t **out)
 {
-    (void)c;
     json_t *algos = json_array();
     ENSURE(algos != NULL, QTSP_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < sizeof k_sign_algs / sizeof k_sign_algs[0]; i++)
@@ -560,6 +579,8 @@ qtsp_status qtsp_csc_info(qtsp_csc *c, json_t **out)
         "auth/login", "auth/revoke", "credentials/list", "credentials/info",
         "credentials/authorize", "credentials/sendOTP", "signatures/signHash");
     ENSURE(o != NULL, QTSP_ERR_NOMEM, "out of memory");
+    if (c->ades && c->archive)
+        json_array_append_new(json_object_get(o, "methods"), json_string("signatures/signDoc"));
     *out = o;
     return QTSP_OK;
 }
@@ -1210,7 +1231,15 @@ out:
     return rc;
 }
 
-/* ---- signHash ---- */
+/* ---- signHash and signDoc ---- */
+
+/* What signDoc archives and indexes in the signing's transaction. */
+typedef struct doc_index {
+    size_t n;
+    const qtsp_archive_doc *docs;
+    const unsigned char (*sha)[32];
+    char (*ids)[QTSP_ARCHIVE_ID_LEN + 1];
+} doc_index;
 
 typedef struct sign_ctx {
     qtsp_csc *c;
@@ -1220,6 +1249,8 @@ typedef struct sign_ctx {
     size_t n;
     char sad_key[KEY_HEX];
     int64_t now_ms;
+    const char *event;    /* the audit event: csc.sign, csc.signdoc */
+    const doc_index *idx; /* signDoc only */
 } sign_ctx;
 
 /* The SAD fits this request: the caller's, unused, unexpired, for this
@@ -1250,7 +1281,10 @@ static qtsp_status sad_check(qtsp_txn *txn, const sign_ctx *x, json_t **rec)
         rc = qtsp_err_set(QTSP_ERR_INVALID, __FILE__, __LINE__,
                           "SAD: authorised for another hash algorithm");
     else if (!json_equal(json_object_get(s, "hashes"), x->sorted))
-        rc = qtsp_err_set(QTSP_ERR_INVALID, __FILE__, __LINE__, "SAD: authorised for other hashes");
+        rc = qtsp_err_set(QTSP_ERR_INVALID, __FILE__, __LINE__,
+                          x->idx ? "SAD: authorised for other hashes than the SHA-256 of these "
+                                   "documents"
+                                 : "SAD: authorised for other hashes");
     if (rc == QTSP_OK && rec)
         *rec = s;
     else
@@ -1287,7 +1321,25 @@ static qtsp_status sign_txn(qtsp_txn *txn, void *vctx)
                           (json_int_t)n, "hash_algorithm", x->hash_oid, "sad", sad_id);
     if (d && x->rp)
         json_object_set_new(d, "relying_party", json_string(x->rp));
-    return audit(txn, x->user_id, "csc.sign", d);
+    if (x->idx) { /* signDoc: the archive's index, in the same commit */
+        char actor[96];
+        actor_of(x->user_id, actor);
+        json_t *ids = json_array();
+        if (d && ids)
+            json_object_set(d, "documents", ids);
+        for (size_t i = 0; i < x->idx->n && rc == QTSP_OK; i++) {
+            rc = qtsp_archive_index(x->c->archive, txn, actor, &x->idx->docs[i], x->idx->sha[i],
+                                    x->idx->ids[i]);
+            if (rc == QTSP_OK && ids)
+                json_array_append_new(ids, json_string(x->idx->ids[i]));
+        }
+        json_decref(ids);
+        if (rc != QTSP_OK) {
+            json_decref(d);
+            return rc;
+        }
+    }
+    return audit(txn, x->user_id, x->event, d);
 }
 
 /* What the signer's package has left now (qtsp_usage_quota) fits n more
@@ -1309,6 +1361,53 @@ static qtsp_status quota_precheck(qtsp_csc *c, const char *user_id, size_t n)
     return QTSP_OK;
 }
 
+/* Everything that can refuse a signing before the token works: the
+ * signer's credential and its certificate now, the SAD (read only), the
+ * package (unless a relying party pays). *cred (new reference) and, when
+ * cert is not NULL, the certificate (*cert, the caller frees). */
+static qtsp_status sign_precheck(qtsp_csc *c, sign_ctx *x, json_t **cred, X509 **cert)
+{
+    qtsp_txn *txn = NULL;
+    json_t *cr = NULL;
+    X509 *xc = NULL;
+    TRY(qtsp_store_begin(c->store, 0, &txn));
+    qtsp_status rc = QTSP_OK;
+    TRY_OUT(own_credential(txn, x->user_id, x->cred_id, &cr));
+    TRY_OUT(usable(txn, x->cred_id, cr, (time_t)(x->now_ms / 1000)));
+    TRY_OUT(sad_check(txn, x, NULL));
+    if (cert)
+        TRY_OUT(cert_of(txn, x->cred_id, &xc));
+    qtsp_txn_abort(txn);
+    txn = NULL;
+    if (!x->rp) /* a spent package is refused before the token works (charged below) */
+        TRY_OUT(quota_precheck(c, x->user_id, x->n));
+    *cred = cr;
+    cr = NULL;
+    if (cert) {
+        *cert = xc;
+        xc = NULL;
+    }
+out:
+    qtsp_txn_abort(txn);
+    json_decref(cr);
+    X509_free(xc);
+    return rc;
+}
+
+/* The credential's key (wrapped, unwrapped inside the token: ca/subkey.h),
+ * of the type the signature algorithm needs. */
+static qtsp_status open_signing_key(qtsp_csc *c, const json_t *cred, int key_type, qtsp_key **out)
+{
+    qtsp_key *key = NULL;
+    TRY(qtsp_subkey_open(c->hsm, cred, &key));
+    if (EVP_PKEY_get_base_id(qtsp_key_get0_pubkey(key)) != key_type) {
+        qtsp_key_free(key);
+        FAIL(QTSP_ERR_INVALID, "signAlgo: does not fit this credential's key");
+    }
+    *out = key;
+    return QTSP_OK;
+}
+
 qtsp_status qtsp_csc_sign_hash(qtsp_csc *c, const char *user_id, const char *rp_header,
                                const json_t *req, json_t **out)
 {
@@ -1321,7 +1420,7 @@ qtsp_status qtsp_csc_sign_hash(qtsp_csc *c, const char *user_id, const char *rp_
     qtsp_sigalg alg;
     const hash_alg *h = NULL;
     int key_type = 0;
-    TRY(parse_sign_alg(req, &alg, &h, &key_type));
+    TRY(parse_sign_alg(req, 0, &alg, &h, &key_type));
     char rp[128];
     if (rp_header)
         TRY(qtsp_usage_rp_check(c->usage, rp_header, rp, sizeof rp));
@@ -1330,30 +1429,20 @@ qtsp_status qtsp_csc_sign_hash(qtsp_csc *c, const char *user_id, const char *rp_
                   .cred_id = cred_id,
                   .hash_oid = h->oid,
                   .rp = rp_header ? rp : NULL,
-                  .req_hashes = json_object_get(req, "hashes")};
+                  .req_hashes = json_object_get(req, "hashes"),
+                  .event = "csc.sign"};
     size_t dlen = (size_t)EVP_MD_get_size(alg.md);
     unsigned char *digests = NULL, *sigs = NULL;
     size_t *sig_lens = NULL;
     json_t *cred = NULL, *arr = NULL;
     qtsp_key *key = NULL;
-    qtsp_txn *txn = NULL;
     qtsp_status rc = QTSP_OK;
     TRY_OUT(parse_hashes(req, dlen, (size_t)c->max_hashes, &digests, &x.n, &x.sorted));
     ENSURE_OUT(secret_form_ok(sad), QTSP_ERR_INVALID, "SAD: unknown");
     secret_key(sad, x.sad_key);
     x.now_ms = qtsp_now_ms();
-    /* everything that can refuse, before the token works */
-    TRY_OUT(qtsp_store_begin(c->store, 0, &txn));
-    TRY_OUT(own_credential(txn, user_id, cred_id, &cred));
-    TRY_OUT(usable(txn, cred_id, cred, (time_t)(x.now_ms / 1000)));
-    TRY_OUT(sad_check(txn, &x, NULL));
-    qtsp_txn_abort(txn);
-    txn = NULL;
-    if (!x.rp) /* a spent package is refused before the token works (charged below) */
-        TRY_OUT(quota_precheck(c, user_id, x.n));
-    TRY_OUT(qtsp_subkey_open(c->hsm, cred, &key));
-    ENSURE_OUT(EVP_PKEY_get_base_id(qtsp_key_get0_pubkey(key)) == key_type, QTSP_ERR_INVALID,
-               "signAlgo: does not fit this credential's key");
+    TRY_OUT(sign_precheck(c, &x, &cred, NULL));
+    TRY_OUT(open_signing_key(c, cred, key_type, &key));
     size_t max = qtsp_key_sig_max(key);
     sigs = malloc(x.n * max);
     sig_lens = calloc(x.n, sizeof *sig_lens);
@@ -1375,7 +1464,6 @@ qtsp_status qtsp_csc_sign_hash(qtsp_csc *c, const char *user_id, const char *rp_
     ENSURE_OUT(o != NULL, QTSP_ERR_NOMEM, "out of memory");
     *out = o;
 out:
-    qtsp_txn_abort(txn);
     qtsp_key_free(key);
     free(digests);
     free(sigs);
@@ -1384,6 +1472,455 @@ out:
     json_decref(cred);
     json_decref(x.sorted);
     return rc;
+}
+
+/* ---- signDoc ---- */
+
+size_t qtsp_csc_doc_max_body(const qtsp_csc *c)
+{
+    return (size_t)c->doc_max_body;
+}
+
+typedef enum doc_kind { DOC_CADES = 1, DOC_PADES, DOC_XADES } doc_kind;
+
+/* One document of a signDoc request, read and checked. */
+typedef struct doc_job {
+    doc_kind kind;
+    qtsp_ades_level level;
+    int attached;      /* CAdES: enveloping */
+    int certification; /* PAdES */
+    qtsp_xades_packaging packaging;
+    qtsp_asic_form container; /* 0: none */
+    const char *name;         /* borrowed from the request; "" when absent */
+    qtsp_sigalg alg;
+    int key_type;
+    unsigned char *data; /* the decoded document */
+    size_t len;
+    unsigned char sha[32];
+    qtsp_buf out; /* the signed document or the detached signature */
+    unsigned char out_sha[32];
+    char format[24]; /* for the archive: "CAdES", "ASiC-S XAdES" ... */
+    int detached;    /* the answer goes to SignatureObject */
+} doc_job;
+
+static const char *const k_doc_fields[] = {"document",
+                                           "signature_format",
+                                           "conformance_level",
+                                           "signAlgo",
+                                           "signAlgoParams",
+                                           "hashAlgorithmOID",
+                                           "signed_envelope_property",
+                                           "name",
+                                           "container",
+                                           NULL};
+
+/* A short string field of a document (never one of the long strings). */
+static qtsp_status doc_string(const json_t *d, const qtsp_json_big *big, size_t i, const char *name,
+                              int required, const char **out)
+{
+    const json_t *v = json_object_get(d, name);
+    ENSURE(!qtsp_json_big_is(big, v), QTSP_ERR_INVALID, "documents[%zu].%s: too long", i, name);
+    qtsp_status rc = qtsp_json_get_string(d, name, required, out);
+    if (rc != QTSP_OK) {
+        char what[160];
+        snprintf(what, sizeof what, "%s", qtsp_err_what());
+        qtsp_err_clear();
+        FAIL(QTSP_ERR_INVALID, "documents[%zu].%s", i, what);
+    }
+    return QTSP_OK;
+}
+
+/* A file name for the archive and for references inside XAdES and ASiC:
+ * printable UTF-8 without '/', '\\' or control characters. */
+static int doc_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n > QTSP_ARCHIVE_NAME_MAX || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7f || ch == '/' || ch == '\\')
+            return 0;
+    }
+    return 1;
+}
+
+static qtsp_status doc_parse(const json_t *d, const qtsp_json_big *big, size_t i, size_t max_doc,
+                             doc_job *j)
+{
+    ENSURE(json_is_object(d), QTSP_ERR_INVALID, "documents[%zu]: must be an object", i);
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)d, key, val)
+    {
+        int ok = 0;
+        for (const char *const *a = k_doc_fields; *a; a++)
+            ok |= strcmp(*a, key) == 0;
+        ENSURE(ok, QTSP_ERR_INVALID, "documents[%zu].%s: unknown field", i, key);
+    }
+    const char *fmt = NULL, *lvl = NULL, *env = NULL, *cont = NULL;
+    TRY(doc_string(d, big, i, "signature_format", 1, &fmt));
+    TRY(doc_string(d, big, i, "conformance_level", 1, &lvl));
+    TRY(doc_string(d, big, i, "signed_envelope_property", 0, &env));
+    TRY(doc_string(d, big, i, "name", 0, &j->name));
+    TRY(doc_string(d, big, i, "container", 0, &cont));
+    for (const char *const *f =
+             (const char *const[]){"signAlgo", "signAlgoParams", "hashAlgorithmOID", NULL};
+         *f; f++)
+        TRY(doc_string(d, big, i, *f, strcmp(*f, "signAlgo") == 0, &(const char *){NULL}));
+    if (!j->name)
+        j->name = "";
+    ENSURE(doc_name_ok(j->name), QTSP_ERR_INVALID,
+           "documents[%zu].name: at most %d bytes, no '/', '\\' or control characters", i,
+           QTSP_ARCHIVE_NAME_MAX);
+    if (qtsp_ades_level_parse(lvl, &j->level) != QTSP_OK) {
+        qtsp_err_clear();
+        FAIL(QTSP_ERR_INVALID,
+             "documents[%zu].conformance_level: Ades-B-B, Ades-B-T, Ades-B-LT or Ades-B-LTA", i);
+    }
+    if (strcmp(fmt, "C") == 0)
+        j->kind = DOC_CADES;
+    else if (strcmp(fmt, "P") == 0)
+        j->kind = DOC_PADES;
+    else if (strcmp(fmt, "X") == 0)
+        j->kind = DOC_XADES;
+    else
+        FAIL(QTSP_ERR_INVALID, "documents[%zu].signature_format: C (CAdES), P (PAdES) or X (XAdES)",
+             i);
+    if (cont) { /* our extension: the document and its signature in an ASiC container */
+        if (strcmp(cont, "ASiC-S") == 0)
+            j->container = QTSP_ASIC_S;
+        else if (strcmp(cont, "ASiC-E") == 0)
+            j->container = QTSP_ASIC_E;
+        else
+            FAIL(QTSP_ERR_INVALID, "documents[%zu].container: ASiC-S or ASiC-E", i);
+        ENSURE(j->kind != DOC_PADES, QTSP_ERR_INVALID,
+               "documents[%zu].container: an ASiC container holds CAdES (C) or XAdES (X)", i);
+        ENSURE(!env || strcmp(env, "Detached") == 0, QTSP_ERR_INVALID,
+               "documents[%zu].signed_envelope_property: Detached (or none) in a container", i);
+    } else if (j->kind == DOC_CADES) {
+        ENSURE(!env || strcmp(env, "Detached") == 0 || strcmp(env, "Attached") == 0,
+               QTSP_ERR_INVALID,
+               "documents[%zu].signed_envelope_property: Detached or Attached for CAdES", i);
+        j->attached = env && strcmp(env, "Attached") == 0;
+        j->detached = !j->attached;
+    } else if (j->kind == DOC_PADES) {
+        ENSURE(!env || strcmp(env, "Certification") == 0 || strcmp(env, "Revision") == 0,
+               QTSP_ERR_INVALID,
+               "documents[%zu].signed_envelope_property: Certification or Revision for PAdES", i);
+        j->certification = env && strcmp(env, "Certification") == 0;
+    } else {
+        j->packaging = QTSP_XADES_ENVELOPING;
+        if (env && strcmp(env, "Enveloped") == 0)
+            j->packaging = QTSP_XADES_ENVELOPED;
+        else if (env && strcmp(env, "Detached") == 0)
+            j->packaging = QTSP_XADES_DETACHED;
+        else
+            ENSURE(!env || strcmp(env, "Enveloping") == 0, QTSP_ERR_INVALID,
+                   "documents[%zu].signed_envelope_property: Enveloped, Enveloping or Detached "
+                   "for XAdES",
+                   i);
+        j->detached = j->packaging == QTSP_XADES_DETACHED;
+    }
+    const hash_alg *h = NULL;
+    if (parse_sign_alg(d, NID_sha256, &j->alg, &h, &j->key_type) != QTSP_OK) {
+        char what[160];
+        snprintf(what, sizeof what, "%s", qtsp_err_what());
+        qtsp_err_clear();
+        FAIL(QTSP_ERR_INVALID, "documents[%zu].%s", i, what);
+    }
+    ENSURE(j->alg.scheme != QTSP_SIG_RSA_PSS || j->kind != DOC_XADES, QTSP_ERR_INVALID,
+           "documents[%zu].signAlgo: RSASSA-PSS is not offered for XAdES", i);
+    snprintf(j->format, sizeof j->format, "%s%s",
+             j->container == QTSP_ASIC_S   ? "ASiC-S "
+             : j->container == QTSP_ASIC_E ? "ASiC-E "
+                                           : "",
+             j->kind == DOC_CADES   ? "CAdES"
+             : j->kind == DOC_PADES ? "PAdES"
+                                    : "XAdES");
+    /* the document: strict base64 (RFC 4648 4), decoded once */
+    const char *b64 = NULL;
+    size_t b64_len = 0;
+    ENSURE(qtsp_json_big_get(big, json_object_get(d, "document"), &b64, &b64_len), QTSP_ERR_INVALID,
+           "documents[%zu].document: %s", i,
+           json_object_get(d, "document") ? "must be a base64 string" : "missing");
+    ENSURE(b64_len > 0, QTSP_ERR_INVALID, "documents[%zu].document: empty", i);
+    size_t cap = b64_len / 4 * 3 + 3;
+    ENSURE(cap <= max_doc + 3, QTSP_ERR_TOO_BIG, "documents[%zu].document: over %zu bytes", i,
+           max_doc);
+    j->data = malloc(cap);
+    ENSURE(j->data != NULL, QTSP_ERR_NOMEM, "out of memory");
+    if (qtsp_base64_decode(b64, b64_len, QTSP_B64_STD | QTSP_B64_PADDING, j->data, cap, &j->len) !=
+        QTSP_OK) {
+        qtsp_err_clear();
+        FAIL(QTSP_ERR_INVALID, "documents[%zu].document: not base64 (RFC 4648 4)", i);
+    }
+    ENSURE(j->len > 0 && j->len <= max_doc, QTSP_ERR_INVALID,
+           "documents[%zu].document: 1 to %zu bytes", i, max_doc);
+    ENSURE(EVP_Digest(j->data, j->len, j->sha, NULL, EVP_sha256(), NULL) == 1, QTSP_ERR_CRYPTO,
+           "SHA-256");
+    return QTSP_OK;
+}
+
+/* A name for a file inside XAdES (detached) and ASiC: the signer's, or
+ * "document". */
+static const char *doc_uri(const doc_job *j)
+{
+    return j->name[0] ? j->name : "document";
+}
+
+/* Signs one document into j->out with the builders of sign/ades.h. */
+static qtsp_status doc_sign(const qtsp_ades_services *sv, const qtsp_ades_signer *sg, doc_job *j,
+                            int64_t now)
+{
+    qtsp_ades_signer s = *sg;
+    s.alg = j->alg;
+    qtsp_status rc;
+    if (j->container) {
+        qtsp_xades_object o = {j->data, j->len, doc_uri(j), qtsp_ades_mime_of(doc_uri(j))};
+        qtsp_asic_opts ao = {j->container, j->kind == DOC_XADES ? QTSP_ASIC_XADES : QTSP_ASIC_CADES,
+                             j->level, now};
+        rc = qtsp_asic_sign(sv, &s, &ao, &o, 1, &j->out);
+    } else if (j->kind == DOC_CADES) {
+        qtsp_cades_opts co = {j->level, j->attached, now};
+        rc = qtsp_cades_sign(sv, &s, &co, j->data, j->len, &j->out);
+    } else if (j->kind == DOC_PADES) {
+        qtsp_pades_opts po = {j->level, j->certification, now};
+        rc = qtsp_pades_sign(sv, &s, &po, j->data, j->len, &j->out);
+    } else {
+        const char *uri = doc_uri(j);
+        qtsp_xades_object o = {j->data, j->len, uri,
+                               j->packaging == QTSP_XADES_ENVELOPED ? NULL
+                                                                    : qtsp_ades_mime_of(uri)};
+        qtsp_xades_opts xo = {j->level, j->packaging, now, 0, 0};
+        rc = qtsp_xades_sign(sv, &s, &xo, &o, 1, &j->out);
+    }
+    if (rc == QTSP_ERR_UNSUPPORTED) { /* an algorithm the format does not take: the request's */
+        char what[200];
+        snprintf(what, sizeof what, "%s", qtsp_err_what());
+        qtsp_err_clear();
+        FAIL(QTSP_ERR_INVALID, "%s", what);
+    }
+    return rc;
+}
+
+/* The answer, written straight into out: the documents are large and
+ * base64 never needs a JSON escape. */
+static qtsp_status doc_answer(doc_job *jobs, size_t n, char (*ids)[QTSP_ARCHIVE_ID_LEN + 1],
+                              qtsp_buf *out)
+{
+    size_t need = 128;
+    for (size_t i = 0; i < n; i++)
+        need += 4 * ((jobs[i].out.len + 2) / 3) + 8 + QTSP_ARCHIVE_ID_LEN + 8;
+    TRY(qtsp_buf_reserve(out, need));
+    static const char *const key[2] = {"{\"DocumentWithSignature\":[", "],\"SignatureObject\":["};
+    for (int pass = 0; pass < 2; pass++) {
+        TRY(qtsp_buf_puts(out, key[pass]));
+        int first = 1;
+        for (size_t i = 0; i < n; i++) {
+            if (jobs[i].detached != pass)
+                continue;
+            TRY(qtsp_buf_puts(out, first ? "\"" : ",\""));
+            first = 0;
+            size_t b = 4 * ((jobs[i].out.len + 2) / 3) + 1;
+            TRY(qtsp_buf_reserve(out, b));
+            TRY(qtsp_base64_encode(jobs[i].out.data, jobs[i].out.len, (char *)out->data + out->len,
+                                   b));
+            out->len += b - 1;
+            TRY(qtsp_buf_puts(out, "\""));
+        }
+    }
+    TRY(qtsp_buf_puts(out, "],\"documentIDs\":["));
+    for (size_t i = 0; i < n; i++)
+        TRY(qtsp_buf_printf(out, "%s\"%s\"", i ? "," : "", ids[i]));
+    return qtsp_buf_puts(out, "]}");
+}
+
+qtsp_status qtsp_csc_sign_doc(qtsp_csc *c, const char *user_id, const char *rp_header,
+                              const json_t *req, const qtsp_json_big *big, qtsp_buf *out)
+{
+    ENSURE(c->ades && c->archive, QTSP_ERR_UNAVAILABLE, "signDoc is not offered by this server");
+    static const char *const top[] = {
+        "credentialID",       "SAD",        "documents", "operationMode",
+        "signatureQualifier", "clientData", NULL};
+    TRY(qtsp_json_check_fields(req, top));
+    const char *cred_id = NULL, *sad = NULL, *mode = NULL, *qual = NULL;
+    const char *const shorts[] = {"credentialID",       "SAD",        "operationMode",
+                                  "signatureQualifier", "clientData", NULL};
+    for (const char *const *f = shorts; *f; f++)
+        ENSURE(!qtsp_json_big_is(big, json_object_get(req, *f)), QTSP_ERR_INVALID, "%s: too long",
+               *f);
+    TRY(qtsp_json_get_string(req, "credentialID", 1, &cred_id));
+    TRY(qtsp_json_get_string(req, "SAD", 1, &sad));
+    TRY(qtsp_json_get_string(req, "operationMode", 0, &mode));
+    TRY(qtsp_json_get_string(req, "signatureQualifier", 0, &qual));
+    ENSURE(!mode || strcmp(mode, "S") == 0, QTSP_ERR_INVALID,
+           "operationMode: only S (synchronous) is offered");
+    ENSURE(!qual || strcmp(qual, "eu_eidas_qes") == 0, QTSP_ERR_INVALID,
+           "signatureQualifier: only eu_eidas_qes");
+    const json_t *docs = json_object_get(req, "documents");
+    size_t n = json_array_size(docs);
+    ENSURE(json_is_array(docs) && n >= 1 && n <= (size_t)c->docs_max, QTSP_ERR_INVALID,
+           "documents: an array of 1 to %lld documents", (long long)c->docs_max);
+    char rp[128];
+    if (rp_header)
+        TRY(qtsp_usage_rp_check(c->usage, rp_header, rp, sizeof rp));
+    size_t start = out->len;
+    doc_job *jobs = calloc(n, sizeof *jobs);
+    char(*ids)[QTSP_ARCHIVE_ID_LEN + 1] = calloc(n, sizeof *ids);
+    qtsp_archive_doc *adocs = calloc(n, sizeof *adocs);
+    unsigned char(*shas)[32] = calloc(n, sizeof *shas);
+    char **hex = calloc(n, sizeof *hex);
+    json_t *b64s = json_array(), *sorted = json_array(), *cred = NULL;
+    X509 *cert = NULL;
+    qtsp_key *key = NULL;
+    qtsp_status rc = QTSP_OK;
+    sign_ctx x = {.c = c,
+                  .user_id = user_id,
+                  .cred_id = cred_id,
+                  .hash_oid = OID_SHA256,
+                  .rp = rp_header ? rp : NULL,
+                  .req_hashes = b64s,
+                  .sorted = sorted,
+                  .n = n,
+                  .event = "csc.signdoc"};
+    for (size_t i = 0; jobs && i < n; i++)
+        qtsp_buf_init(&jobs[i].out, 2 * QTSP_ADES_MAX_DOC + ((size_t)1 << 20));
+    ENSURE_OUT(jobs && ids && adocs && shas && hex && b64s && sorted, QTSP_ERR_NOMEM,
+               "out of memory");
+    /* SCAL2: the SAD covers the SHA-256 of each document as received */
+    for (size_t i = 0; i < n; i++) {
+        TRY_OUT(doc_parse(json_array_get(docs, i), big, i, QTSP_ADES_MAX_DOC, &jobs[i]));
+        char b[48];
+        TRY_OUT(qtsp_base64_encode(jobs[i].sha, 32, b, sizeof b));
+        hex[i] = malloc(65);
+        ENSURE_OUT(hex[i] && json_array_append_new(b64s, json_string(b)) == 0, QTSP_ERR_NOMEM,
+                   "out of memory");
+        qtsp_hex_encode(jobs[i].sha, 32, hex[i]);
+    }
+    qsort(hex, n, sizeof *hex, cmp_str);
+    for (size_t i = 0; i < n; i++)
+        ENSURE_OUT(json_array_append_new(sorted, json_string(hex[i])) == 0, QTSP_ERR_NOMEM,
+                   "out of memory");
+    ENSURE_OUT(secret_form_ok(sad), QTSP_ERR_INVALID, "SAD: unknown");
+    secret_key(sad, x.sad_key);
+    x.now_ms = qtsp_now_ms();
+    doc_index idx = {n, adocs, (const unsigned char(*)[32])shas, ids};
+    x.idx = &idx;
+    TRY_OUT(sign_precheck(c, &x, &cred, &cert));
+    for (size_t i = 1; i < n; i++)
+        ENSURE_OUT(jobs[i].key_type == jobs[0].key_type, QTSP_ERR_INVALID,
+                   "documents[%zu].signAlgo: does not fit this credential's key", i);
+    TRY_OUT(open_signing_key(c, cred, jobs[0].key_type, &key));
+    STACK_OF(X509) *chain = sk_X509_new_null();
+    ENSURE_OUT(chain != NULL, QTSP_ERR_NOMEM, "out of memory");
+    if (sk_X509_push(chain, c->issuing) <= 0 || sk_X509_push(chain, c->root) <= 0) {
+        sk_X509_free(chain);
+        FAIL_OUT(QTSP_ERR_NOMEM, "out of memory");
+    }
+    qtsp_ades_signer sg = {key, cert, chain, {0}};
+    int64_t now = x.now_ms / 1000;
+    for (size_t i = 0; i < n && rc == QTSP_OK; i++) {
+        rc = doc_sign(c->ades, &sg, &jobs[i], now);
+        if (rc == QTSP_OK) {
+            adocs[i] = (qtsp_archive_doc){user_id,
+                                          jobs[i].name,
+                                          jobs[i].format,
+                                          qtsp_ades_level_name(jobs[i].level),
+                                          jobs[i].out.data,
+                                          jobs[i].out.len,
+                                          now};
+            /* the file before the transaction that indexes it (content-addressed) */
+            rc = qtsp_archive_write(c->archive, &adocs[i], shas[i]);
+        }
+    }
+    sk_X509_free(chain);
+    TRY_OUT(rc);
+    /* the answer leaves only once the SAD is consumed, the signing counted
+     * and the documents indexed */
+    x.now_ms = qtsp_now_ms();
+    TRY_OUT(qtsp_store_write(c->store, sign_txn, &x));
+    TRY_OUT(doc_answer(jobs, n, ids, out));
+out:
+    if (rc != QTSP_OK)
+        out->len = start;
+    for (size_t i = 0; jobs && i < n; i++) {
+        free(jobs[i].data);
+        qtsp_buf_cleanup(&jobs[i].out);
+    }
+    for (size_t i = 0; hex && i < n; i++)
+        free(hex[i]);
+    free(hex);
+    free(jobs);
+    free(ids);
+    free(adocs);
+    free(shas);
+    json_decref(b64s);
+    json_decref(sorted);
+    json_decref(cred);
+    X509_free(cert);
+    qtsp_key_free(key);
+    return rc;
+}
+
+/* ---- the signer's documents ---- */
+
+qtsp_status qtsp_csc_documents(qtsp_csc *c, const char *user_id, json_t **out)
+{
+    ENSURE(c->archive, QTSP_ERR_UNAVAILABLE, "no archive on this server");
+    return qtsp_archive_list(c->archive, user_id, out);
+}
+
+/* A CMS SignedData without eContent is a detached signature (RFC 5652 5.2). */
+static int cms_detached(const unsigned char *der, size_t len)
+{
+    const unsigned char *p = der;
+    CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &p, (long)len);
+    int det = cms && CMS_is_detached(cms) == 1;
+    CMS_ContentInfo_free(cms);
+    ERR_clear_error();
+    return det;
+}
+
+qtsp_status qtsp_csc_document_get(qtsp_csc *c, const char *user_id, const char *id, qtsp_buf *out,
+                                  const char **media_type, char *name)
+{
+    ENSURE(c->archive, QTSP_ERR_UNAVAILABLE, "no archive on this server");
+    size_t n = id ? strlen(id) : 0;
+    ENSURE(n == QTSP_ARCHIVE_ID_LEN && strspn(id, "0123456789abcdef") == n, QTSP_ERR_NOT_FOUND,
+           "no such document");
+    json_t *rec = NULL;
+    size_t start = out->len;
+    TRY(qtsp_archive_get(c->archive, user_id, id, out, &rec));
+    const char *fmt = json_string_value(json_object_get(rec, "format"));
+    const char *given = json_string_value(json_object_get(rec, "name"));
+    const char *mt = "application/octet-stream", *ext = "";
+    if (!fmt)
+        fmt = "";
+    if (strncmp(fmt, "ASiC-S", 6) == 0) {
+        mt = "application/vnd.etsi.asic-s+zip";
+        ext = ".asics";
+    } else if (strncmp(fmt, "ASiC-E", 6) == 0) {
+        mt = "application/vnd.etsi.asic-e+zip";
+        ext = ".asice";
+    } else if (strcmp(fmt, "PAdES") == 0) {
+        mt = "application/pdf";
+        ext = ".pdf";
+    } else if (strcmp(fmt, "XAdES") == 0) {
+        mt = "application/xml";
+        ext = ".xml";
+    } else if (strcmp(fmt, "CAdES") == 0) {
+        int det = cms_detached(out->data + start, out->len - start);
+        mt = det ? "application/pkcs7-signature" : "application/pkcs7-mime";
+        ext = det ? ".p7s" : ".p7m";
+    }
+    const char *base = given && given[0] ? given : id;
+    size_t bl = strlen(base), el = strlen(ext);
+    int has_ext = bl >= el && el && strcasecmp(base + bl - el, ext) == 0;
+    snprintf(name, QTSP_ARCHIVE_NAME_MAX + 8, "%s%s", base, has_ext ? "" : ext);
+    *media_type = mt;
+    json_decref(rec);
+    return QTSP_OK;
 }
 
 /* ---- passwords ---- */

@@ -31,7 +31,11 @@
 
 #include "ca/hsm.h"
 #include "ca/store.h"
+#include "core/buf.h"
 #include "core/err.h"
+#include "core/json.h"
+#include "sign/ades.h"
+#include "sign/archive.h"
 #include "sign/usage.h"
 
 typedef struct qtsp_csc qtsp_csc;
@@ -45,6 +49,11 @@ typedef struct qtsp_csc_deps {
     const char *policy;      /* the path of policies/signing.yaml */
     const char *secrets_dir; /* otp.key (ra/activation.h) */
     qtsp_usage *usage;       /* packages and relying parties (borrowed) */
+    /* signDoc (both borrowed; NULL: signDoc and the documents are
+     * QTSP_ERR_UNAVAILABLE): the TSA, OCSP, certificates and CRLs the
+     * levels above B-B embed, and the archive of what is signed */
+    const qtsp_ades_services *ades;
+    qtsp_archive *archive;
 } qtsp_csc_deps;
 
 /* Loads the policy (QTSP_ERR_CONFIG naming the line) and the
@@ -95,6 +104,47 @@ qtsp_status qtsp_csc_authorize(qtsp_csc *c, const char *user_id, const json_t *r
  * *out: {"signatures":[base64 ...]} in the order of req.hashes. */
 qtsp_status qtsp_csc_sign_hash(qtsp_csc *c, const char *user_id, const char *rp_header,
                                const json_t *req, json_t **out) QTSP_MUST_USE;
+
+/* signatures/signDoc (CSC v2 11.11): req {credentialID, SAD, documents:
+ * [{document (base64), signature_format C|P|X, conformance_level
+ * Ades-B-B..Ades-B-LTA, signAlgo, signAlgoParams?, hashAlgorithmOID?,
+ * signed_envelope_property?, name?, container?}], operationMode?,
+ * signatureQualifier?, clientData?}; big: where the request's long
+ * strings (the documents) lie (core/json.h; NULL when parsed whole). The
+ * SAD must have been authorised for SHA-256 and exactly the SHA-256 of
+ * each document (SCAL2); the credential, its certificate, the SAD and the
+ * package are checked as signHash checks them, before the token works.
+ * Each document is signed by the AdES builders (sign/ades.h) with the
+ * credential's key, its file archived (sign/archive.h), and the SAD's
+ * consumption, the charge (one signature per document; rp_header as for
+ * signHash), the history, the archive index and the audit record
+ * "csc.signdoc" committed in one store transaction. Appends to out the
+ * JSON answer {"DocumentWithSignature":[base64...], "SignatureObject":
+ * [base64...], "documentIDs":[...]}: each signed document in request
+ * order, in DocumentWithSignature when the signature is inside it (CAdES
+ * Attached, PAdES, XAdES Enveloped or Enveloping, an ASiC container), in
+ * SignatureObject when detached (CAdES and XAdES Detached). out is left as
+ * it was on failure. Errors as qtsp_csc_sign_hash, and QTSP_ERR_INVALID
+ * for a document the builder refuses (not a PDF, encrypted, not XML for
+ * Enveloped ...), QTSP_ERR_QUOTA (the archive is full), QTSP_ERR_UNAVAILABLE
+ * (no signDoc here, or the TSA refused). */
+qtsp_status qtsp_csc_sign_doc(qtsp_csc *c, const char *user_id, const char *rp_header,
+                              const json_t *req, const qtsp_json_big *big,
+                              qtsp_buf *out) QTSP_MUST_USE;
+
+/* The body limit of signDoc (policies/signing.yaml documents_max_body). */
+size_t qtsp_csc_doc_max_body(const qtsp_csc *c);
+
+/* GET /api/v1/documents: the signer's archived documents (qtsp_archive_list). */
+qtsp_status qtsp_csc_documents(qtsp_csc *c, const char *user_id, json_t **out) QTSP_MUST_USE;
+
+/* One archived document of the signer, byte for byte, appended to out;
+ * its media type (static) and a file name to offer (UTF-8, from the name
+ * given at signing, with the extension of what it is) into
+ * name[QTSP_ARCHIVE_NAME_MAX + 8]. QTSP_ERR_NOT_FOUND for an unknown id or
+ * another signer's. */
+qtsp_status qtsp_csc_document_get(qtsp_csc *c, const char *user_id, const char *id, qtsp_buf *out,
+                                  const char **media_type, char *name) QTSP_MUST_USE;
 
 /* The signer changes their password (old_password checked like a login,
  * and counted towards the lockout). new_password: 12..128 bytes, not the

@@ -3,6 +3,7 @@
  * transport-free core (sign/csc.h). */
 #include "sign/csc_http.h"
 
+#include <ctype.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +99,8 @@ static const char *const k_send_otp[] = {"credentialID", "clientData", NULL};
 static const char *const k_sign_hash[] = {"credentialID",     "SAD",        "hashes",
                                           "hashAlgorithmOID", "signAlgo",   "signAlgoParams",
                                           "operationMode",    "clientData", NULL};
+static const char *const k_sign_doc[] = {
+    "credentialID", "SAD", "documents", "operationMode", "signatureQualifier", "clientData", NULL};
 static const char *const k_password[] = {"old_password", "new_password", NULL};
 
 static qtsp_status h_info(void *ctx, const qtsp_api_req *req, qtsp_http_resp *resp)
@@ -208,6 +211,60 @@ static qtsp_status h_sign_hash(void *ctx, const qtsp_api_req *req, qtsp_http_res
     return qtsp_api_reply(resp, 200, o);
 }
 
+/* signDoc: the answer is written by the core straight into the response
+ * (documents of megabytes: no JSON tree, no copy). */
+static qtsp_status h_sign_doc(void *ctx, const qtsp_api_req *req, qtsp_http_resp *resp)
+{
+    TRY(qtsp_http_resp_set(resp, 200, "application/json", "", 0));
+    return qtsp_csc_sign_doc(ctx, req->who->id, qtsp_api_header(req, QTSP_CSC_RP_HEADER), req->body,
+                             req->big, &resp->body);
+}
+
+static qtsp_status h_documents(void *ctx, const qtsp_api_req *req, qtsp_http_resp *resp)
+{
+    json_t *o = NULL;
+    TRY(qtsp_csc_documents(ctx, req->who->id, &o));
+    return qtsp_api_reply(resp, 200, o);
+}
+
+/* RFC 6266 Content-Disposition: an ASCII filename (others replaced by
+ * '_') and the UTF-8 one percent-encoded (RFC 8187). */
+static qtsp_status disposition(qtsp_http_resp *resp, const char *name)
+{
+    char ascii[QTSP_ARCHIVE_NAME_MAX + 8], pct[3 * (QTSP_ARCHIVE_NAME_MAX + 8) + 1];
+    char v[sizeof ascii + sizeof pct + 64];
+    size_t a = 0, p = 0;
+    static const char hexd[] = "0123456789ABCDEF";
+    for (const unsigned char *s = (const unsigned char *)name; *s && a + 1 < sizeof ascii; s++) {
+        unsigned char ch = *s;
+        ascii[a++] =
+            ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' && ch != '%' ? (char)ch : '_';
+        if (isalnum(ch) || strchr("!#$&+-.^_`|~", ch)) {
+            pct[p++] = (char)ch;
+        } else {
+            pct[p++] = '%';
+            pct[p++] = hexd[ch >> 4];
+            pct[p++] = hexd[ch & 15];
+        }
+    }
+    ascii[a] = pct[p] = '\0';
+    snprintf(v, sizeof v, "attachment; filename=\"%s\"; filename*=UTF-8''%s", ascii, pct);
+    return qtsp_http_resp_header(resp, "Content-Disposition", v);
+}
+
+/* The archived document byte for byte (another signer's id: 404). */
+static qtsp_status h_document(void *ctx, const qtsp_api_req *req, qtsp_http_resp *resp)
+{
+    const char *mt = NULL;
+    char name[QTSP_ARCHIVE_NAME_MAX + 8];
+    TRY(qtsp_http_resp_set(resp, 200, "application/octet-stream", "", 0));
+    TRY(qtsp_csc_document_get(ctx, req->who->id, qtsp_api_param(req, "id"), &resp->body, &mt,
+                              name));
+    snprintf(resp->content_type, sizeof resp->content_type, "%s", mt);
+    TRY(disposition(resp, name));
+    return qtsp_http_resp_header(resp, "X-Content-Type-Options", "nosniff");
+}
+
 /* One page of the history (a signer may have signed millions of times:
  * never the whole of it in one answer). ?limit=N: up to N records
  * (1..QTSP_HISTORY_PAGE_MAX; without it the policy's history_page);
@@ -260,6 +317,9 @@ static const qtsp_api_route k_csc_routes[] = {
     {"POST", "/csc/v2/credentials/sendOTP", QTSP_API_BODY, 0, NULL, k_send_otp, 0, h_send_otp},
     {"POST", "/csc/v2/signatures/signHash", QTSP_API_BODY, 0, NULL, k_sign_hash, CSC_MAX_HASH_BODY,
      h_sign_hash},
+    /* its limit: policies/signing.yaml documents_max_body (big_max_body) */
+    {"POST", "/csc/v2/signatures/signDoc", QTSP_API_BODY | QTSP_API_BIG_STRINGS, 0, NULL,
+     k_sign_doc, 0, h_sign_doc},
 };
 
 static const char *const k_headers[] = {QTSP_CSC_RP_HEADER, NULL};
@@ -276,6 +336,7 @@ qtsp_status qtsp_csc_api_new(qtsp_csc *c, qtsp_api **out)
         .error = csc_error,
         .principal_kind = "signer",
         .max_body = CSC_MAX_BODY,
+        .big_max_body = qtsp_csc_doc_max_body(c),
         .headers = k_headers,
         .slow = csc_slow,
         .slow_workers = 2,
@@ -286,6 +347,8 @@ qtsp_status qtsp_csc_api_new(qtsp_csc *c, qtsp_api **out)
 static const qtsp_api_route k_signer_routes[] = {
     {"GET", "/api/v1/history", 0, 0, NULL, NULL, 0, h_history},
     {"GET", "/api/v1/quota", 0, 0, NULL, NULL, 0, h_quota},
+    {"GET", "/api/v1/documents", 0, 0, NULL, NULL, 0, h_documents},
+    {"GET", "/api/v1/documents/{id}", 0, 0, NULL, NULL, 0, h_document},
     {"POST", "/api/v1/password", QTSP_API_BODY, 0, NULL, k_password, 0, h_password},
 };
 

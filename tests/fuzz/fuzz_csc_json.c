@@ -104,7 +104,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     static X509 *chain;
     chain = X509_new();
     snprintf(signing, sizeof signing, "%s/signing.yaml", policies);
-    qtsp_csc_deps d = {st, (qtsp_hsm *)(void *)&g_no_hsm, chain, chain, signing, secrets, u};
+    qtsp_csc_deps d = {st,  (qtsp_hsm *)(void *)&g_no_hsm, chain, chain, signing, secrets, u, NULL,
+                       NULL};
     if (qtsp_csc_new(&d, &g_csc) != QTSP_OK) {
         fprintf(stderr, "fuzz_csc_json: csc: %s\n", qtsp_err_message());
         abort();

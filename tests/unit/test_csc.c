@@ -724,7 +724,7 @@ static int suite_init(void)
     }
     char signing[1100];
     snprintf(signing, sizeof signing, "%s/signing.yaml", g_policies);
-    qtsp_csc_deps cd = {g_store, g_hsm, g_ca, g_ca, signing, g_secrets, g_usage};
+    qtsp_csc_deps cd = {g_store, g_hsm, g_ca, g_ca, signing, g_secrets, g_usage, NULL, NULL};
     if (qtsp_csc_new(&cd, &g_csc) != QTSP_OK) {
         fprintf(stderr, "csc_new: %s\n", qtsp_err_message());
         return -1;

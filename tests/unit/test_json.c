@@ -82,12 +82,61 @@ static void test_json_new_string_refuses_invalid_utf8_by_name(void)
     qtsp_err_clear();
 }
 
+/* signDoc's documents: long plain strings stay in the body, everything
+ * else parses as usual; a placeholder a client sends is not one. */
+static void test_json_big_strings_stay_in_the_body(void)
+{
+    static char body[40000];
+    static char lng[9001];
+    memset(lng, 'A', 9000);
+    lng[9000] = '\0';
+    /* a long value, a long key, a long value with an escape, a short one */
+    snprintf(body, sizeof body, "{\"doc\":\"%s\",\"%s\":1,\"esc\":\"\\n%s\",\"s\":\"x\"}", lng, lng,
+             lng);
+    json_t *o = NULL;
+    qtsp_json_big big;
+    CU_ASSERT_EQUAL_FATAL(qtsp_json_parse_object_big(body, strlen(body), 4096, &o, &big), QTSP_OK);
+    CU_ASSERT_EQUAL(big.n, 1);
+    const char *p = NULL;
+    size_t n = 0;
+    CU_ASSERT(qtsp_json_big_is(&big, json_object_get(o, "doc")));
+    CU_ASSERT(qtsp_json_big_get(&big, json_object_get(o, "doc"), &p, &n));
+    CU_ASSERT_EQUAL(n, 9000);
+    CU_ASSERT_PTR_EQUAL(p, strstr(body, lng));       /* where it lies, not a copy */
+    CU_ASSERT_PTR_NOT_NULL(json_object_get(o, lng)); /* keys are never left out */
+    CU_ASSERT(!qtsp_json_big_is(&big, json_object_get(o, "esc")));
+    CU_ASSERT_EQUAL(json_string_length(json_object_get(o, "esc")), 9001);
+    CU_ASSERT(qtsp_json_big_get(&big, json_object_get(o, "s"), &p, &n));
+    CU_ASSERT(n == 1 && p[0] == 'x');
+    CU_ASSERT(!qtsp_json_big_get(&big, json_object_get(o, "absent"), &p, &n));
+    json_decref(o);
+    qtsp_json_big_cleanup(&big);
+    /* the client writes a placeholder itself: an ordinary string */
+    const char *forged = "{\"a\":\"\\u0001big-000000000000000000000000-0\"}";
+    CU_ASSERT_EQUAL_FATAL(qtsp_json_parse_object_big(forged, strlen(forged), 4096, &o, &big),
+                          QTSP_OK);
+    CU_ASSERT(!qtsp_json_big_is(&big, json_object_get(o, "a")));
+    json_decref(o);
+    qtsp_json_big_cleanup(&big);
+    /* broken JSON and duplicate keys are refused as before */
+    snprintf(body, sizeof body, "{\"doc\":\"%s\",\"doc\":\"%s\"}", lng, lng);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_json_parse_object_big(body, strlen(body), 4096, &o, &big),
+                    QTSP_ERR_INVALID);
+    snprintf(body, sizeof body, "{\"doc\":\"%s", lng);
+    CU_ASSERT_EQUAL(qtsp_json_parse_object_big(body, strlen(body), 4096, &o, &big),
+                    QTSP_ERR_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_err_what(), "invalid JSON"));
+    qtsp_err_clear();
+}
+
 int main(void)
 {
     static const qtest_case cases[] = {
         QTEST(test_json_check_fields_names_the_unknown_one),
         QTEST(test_json_get_string_types_and_presence),
         QTEST(test_json_new_string_refuses_invalid_utf8_by_name),
+        QTEST(test_json_big_strings_stay_in_the_body),
     };
     return qtest_run("json", cases, sizeof cases / sizeof cases[0]);
 }
