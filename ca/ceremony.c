@@ -11,7 +11,8 @@
 #include "core/log.h"
 
 void qtsp_ceremony_init(qtsp_ceremony *c, const char *root_label, const char *issuing_label,
-                        const char *ocsp_label, const char *tsa_label)
+                        const char *ocsp_label, const char *tsa_label,
+                        const char *validation_label)
 {
     static const struct {
         const char *role, *profile, *cert_file;
@@ -20,8 +21,10 @@ void qtsp_ceremony_init(qtsp_ceremony *c, const char *root_label, const char *is
         {"issuing-ca", "issuing-ca.yaml", "issuing-ca.crt"},
         {"ocsp", "ocsp-responder.yaml", "ocsp.crt"},
         {"tsa", "tsa-unit.yaml", "tsa.crt"},
+        {"validation", "validation-service.yaml", "validation.crt"},
     };
-    const char *labels[QTSP_CEREMONY_KEYS] = {root_label, issuing_label, ocsp_label, tsa_label};
+    const char *labels[QTSP_CEREMONY_KEYS] = {root_label, issuing_label, ocsp_label, tsa_label,
+                                              validation_label};
     memset(c, 0, sizeof *c);
     for (size_t i = 0; i < QTSP_CEREMONY_KEYS; i++) {
         c->keys[i].role = roles[i].role;
@@ -40,9 +43,10 @@ void qtsp_ceremony_cleanup(qtsp_ceremony *c)
 qtsp_status qtsp_ceremony_make_keys(qtsp_ceremony *c, qtsp_hsm *hsm, const char *policies_dir,
                                     const char *base_url)
 {
-    /* root, then issuing (by root), OCSP (by issuing), TSA (by root) */
-    static const int issuer_of[QTSP_CEREMONY_KEYS] = {-1, QTSP_CEREMONY_ROOT, QTSP_CEREMONY_ISSUING,
-                                                      QTSP_CEREMONY_ROOT};
+    /* root, then issuing (by root), OCSP (by issuing), TSA and validation
+     * service (by root) */
+    static const int issuer_of[QTSP_CEREMONY_KEYS] = {
+        -1, QTSP_CEREMONY_ROOT, QTSP_CEREMONY_ISSUING, QTSP_CEREMONY_ROOT, QTSP_CEREMONY_ROOT};
     for (size_t i = 0; i < QTSP_CEREMONY_KEYS; i++) {
         qtsp_ceremony_key *k = &c->keys[i];
         char path[QTSP_PATH_MAX + 64];

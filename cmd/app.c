@@ -208,15 +208,24 @@ static qtsp_status load_keys(qtsp_app *app)
     TRY(qtsp_app_load_cert(app, "tsa.crt", &app->tsa));
     /* public/ is world-readable and not trusted: each certificate must
      * certify the public key of the token key it is used with */
-    const struct {
+    struct {
         qtsp_key **key;
         X509 *cert, *issuer;
         const char *label;
     } pairs[] = {{&app->root_key, app->root, NULL, app->cfg.key_root},
                  {&app->issuing_key, app->issuing, app->root, app->cfg.key_issuing},
                  {&app->ocsp_key, app->ocsp, app->issuing, app->cfg.key_ocsp},
-                 {&app->tsa_key, app->tsa, app->root, app->cfg.key_tsa}};
+                 {&app->tsa_key, app->tsa, app->root, app->cfg.key_tsa},
+                 {&app->validation_key, NULL, app->root, app->cfg.key_validation}};
+    /* the validation service's key: only in homes that have its certificate */
+    char vpath[QTSP_PATH_MAX];
+    TRY(qtsp_config_path(&app->cfg, "public/validation.crt", vpath, sizeof vpath));
+    if (access(vpath, F_OK) == 0)
+        TRY(qtsp_app_load_cert(app, "validation.crt", &app->validation));
+    pairs[4].cert = app->validation;
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        if (!pairs[i].cert)
+            continue;
         TRY(qtsp_key_from_token(app->hsm, pairs[i].label, pairs[i].key));
         STACK_OF(X509) *chain = NULL;
         if (pairs[i].issuer) {
@@ -319,10 +328,12 @@ void qtsp_app_close(qtsp_app *app)
     qtsp_key_free(app->issuing_key);
     qtsp_key_free(app->ocsp_key);
     qtsp_key_free(app->tsa_key);
+    qtsp_key_free(app->validation_key);
     X509_free(app->root);
     X509_free(app->issuing);
     X509_free(app->ocsp);
     X509_free(app->tsa);
+    X509_free(app->validation);
     qtsp_hsm_free(app->hsm);
     qtsp_store_close(app->store);
     qtsp_config cfg = app->cfg;

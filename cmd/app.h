@@ -19,11 +19,15 @@ typedef struct qtsp_app {
     qtsp_hsm *hsm;
     X509 *root, *issuing, *ocsp, *tsa;
     qtsp_key *root_key, *issuing_key, *ocsp_key, *tsa_key; /* token keys, certificates set */
+    /* the validation service's (signs reports): NULL in a home made before
+     * it (no public/validation.crt; `qtsp rekey validation` makes one) */
+    X509 *validation;
+    qtsp_key *validation_key;
 } qtsp_app;
 
 #define APP_STORE 1u /* open the store */
 #define APP_HSM 2u   /* log in to the token */
-#define APP_KEYS 4u  /* + load the CA/OCSP/TSA keys and certificates (implies HSM) */
+#define APP_KEYS 4u  /* + load the CA/OCSP/TSA/validation keys and certificates (implies HSM) */
 /* without the warning when a running server uses other policies (serve, config check) */
 #define APP_NO_DIGEST_CHECK 8u
 

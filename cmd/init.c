@@ -204,7 +204,8 @@ int cmd_init(int argc, char **argv)
         return 1;
     }
     qtsp_ceremony cer;
-    qtsp_ceremony_init(&cer, cfg->key_root, cfg->key_issuing, cfg->key_ocsp, cfg->key_tsa);
+    qtsp_ceremony_init(&cer, cfg->key_root, cfg->key_issuing, cfg->key_ocsp, cfg->key_tsa,
+                       cfg->key_validation);
     const size_t nkeys = QTSP_CEREMONY_KEYS;
     qtsp_status rc = QTSP_OK;
     char so_pin[65] = "", user_pin[65] = "";

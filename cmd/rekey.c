@@ -1,9 +1,12 @@
-/* qtsp rekey ocsp|tsa: a new key pair in the token for the delegated OCSP
- * responder or the TSA unit, certified with its profile, recorded in the
- * store and the audit log, and made the one qtsp.yaml names. The responder
- * certificate lives one year and the TSU's a few: this is how they are
- * renewed without a new ceremony. The old key stays in the token (nothing
- * signs with it any more) and its certificate is kept under public/archive/.
+/* qtsp rekey ocsp|tsa|validation: a new key pair in the token for the
+ * delegated OCSP responder, the TSA unit or the validation service (the
+ * signer of validation reports), certified with its profile, recorded in
+ * the store and the audit log, and made the one qtsp.yaml names. The
+ * responder certificate lives one year and the TSU's a few: this is how
+ * they are renewed without a new ceremony. The old key stays in the token
+ * (nothing signs with it any more) and its certificate is kept under
+ * public/archive/. A home made before the validation service has no key for
+ * it: `qtsp rekey validation` makes its first one (the migration step).
  * A running server picks the new key up when restarted. */
 #include <errno.h>
 #include <jansson.h>
@@ -11,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ca/issue.h"
 #include "cmd/app.h"
@@ -21,11 +25,13 @@ static int usage(FILE *f)
 {
     if (f != stdout)
         return cmd_usage_error("rekey", "missing or wrong arguments (see qtsp rekey --help)");
-    fprintf(f, "usage: qtsp rekey ocsp|tsa [--home DIR]\n\n"
+    fprintf(f, "usage: qtsp rekey ocsp|tsa|validation [--home DIR]\n\n"
                "Generates a new key in the token for the OCSP responder (certified by the\n"
-               "issuing CA) or the TSA unit (certified by the root), records it in the store\n"
-               "and the audit log, writes public/ocsp.crt or public/tsa.crt (the old one goes\n"
-               "to public/archive/) and updates qtsp.yaml. Restart qtsp serve afterwards.\n");
+               "issuing CA), the TSA unit or the validation service (certified by the root),\n"
+               "records it in the store and the audit log, writes public/ocsp.crt,\n"
+               "public/tsa.crt or public/validation.crt (the old one goes to public/archive/)\n"
+               "and updates qtsp.yaml. On a home made before the validation service,\n"
+               "`qtsp rekey validation` makes its first key. Restart qtsp serve afterwards.\n");
     return 0;
 }
 
@@ -54,9 +60,11 @@ int cmd_rekey(int argc, char **argv)
             return usage(stderr);
         what = argv[i];
     }
-    if (!what || (strcmp(what, "ocsp") != 0 && strcmp(what, "tsa") != 0))
+    if (!what ||
+        (strcmp(what, "ocsp") != 0 && strcmp(what, "tsa") != 0 && strcmp(what, "validation") != 0))
         return usage(stderr);
-    int tsa = strcmp(what, "tsa") == 0;
+    int tsa = strcmp(what, "tsa") == 0, val = strcmp(what, "validation") == 0;
+    int by_root = tsa || val;
     qtsp_err_clear();
     qtsp_app app;
     if (qtsp_app_open(home, APP_STORE | APP_KEYS, &app) != QTSP_OK)
@@ -68,7 +76,7 @@ int cmd_rekey(int argc, char **argv)
     unsigned char *der = NULL;
     json_t *details = NULL;
     int key_made = 0;
-    char *cfg_label = tsa ? app.cfg.key_tsa : app.cfg.key_ocsp;
+    char *cfg_label = tsa ? app.cfg.key_tsa : val ? app.cfg.key_validation : app.cfg.key_ocsp;
     char old_label[64], label[64], path[QTSP_PATH_MAX + 64], hex[41];
     snprintf(old_label, sizeof old_label, "%s", cfg_label);
     /* qtsp-ocsp, qtsp-ocsp-<t> -> qtsp-ocsp-<now> */
@@ -81,11 +89,14 @@ int cmd_rekey(int argc, char **argv)
     ENSURE_OUT(ln > 0 && (size_t)ln < sizeof label, QTSP_ERR_TOO_BIG,
                "key label %s leaves no room for a -<time> suffix", base);
 
-    TRY_OUT(
-        qtsp_app_policy(&app, tsa ? "tsa-unit.yaml" : "ocsp-responder.yaml", path, sizeof path));
+    /* the validation profile is shipped: a home made before has none */
+    TRY_OUT(qtsp_app_policy_or_shipped(
+        &app, tsa ? "tsa-unit.yaml" : val ? "validation-service.yaml" : "ocsp-responder.yaml", path,
+        sizeof path));
     TRY_OUT(qtsp_profile_load(path, &prof));
-    TRY_OUT(qtsp_issue_token_key(app.hsm, prof, label, tsa ? app.root : app.issuing,
-                                 tsa ? app.root_key : app.issuing_key, app.cfg.base_url, &made));
+    TRY_OUT(qtsp_issue_token_key(app.hsm, prof, label, by_root ? app.root : app.issuing,
+                                 by_root ? app.root_key : app.issuing_key, app.cfg.base_url,
+                                 &made));
     key_made = 1;
     X509 *cert = made.cert;
     const char *fp = made.fingerprint;
@@ -93,7 +104,9 @@ int cmd_rekey(int argc, char **argv)
     ENSURE_OUT(dl > 0, QTSP_ERR_CRYPTO, "cannot encode the certificate");
     qtsp_serial_to_hex(made.serial, sizeof made.serial, hex);
 
-    json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s}", "role", what, "old_label", old_label,
+    X509 *had = tsa ? app.tsa : val ? app.validation : app.ocsp;
+    json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s}", "role", what, "old_label",
+                          had ? old_label : "(none: the first key)",
                           "new_label", label, "spki_sha256", fp, "certificate_serial", hex);
     ENSURE_OUT(d != NULL, QTSP_ERR_NOMEM, "out of memory");
     details = d;
@@ -101,7 +114,7 @@ int cmd_rekey(int argc, char **argv)
     memset(&c, 0, sizeof c);
     memcpy(c.rec.serial, made.serial, sizeof made.serial);
     c.rec.serial_len = sizeof made.serial;
-    snprintf(c.rec.issuer, sizeof c.rec.issuer, "%s", tsa ? "root" : "issuing");
+    snprintf(c.rec.issuer, sizeof c.rec.issuer, "%s", by_root ? "root" : "issuing");
     snprintf(c.rec.key_label, sizeof c.rec.key_label, "%s", label);
     snprintf(c.rec.profile, sizeof c.rec.profile, "%s", qtsp_profile_name(prof));
     c.rec.der = der;
@@ -112,18 +125,20 @@ int cmd_rekey(int argc, char **argv)
     key_made = 0; /* recorded: from here on the key belongs to the service */
 
     /* public/<role>.crt -> public/archive/<role>-<old serial>.crt, then the new one */
-    X509 *old = tsa ? app.tsa : app.ocsp;
-    char oldhex[41];
-    const ASN1_INTEGER *osn = X509_get0_serialNumber(old);
-    unsigned char norm[QTSP_SERIAL_MAX];
-    size_t nl = 0;
-    TRY_OUT(qtsp_serial_normalize(osn->data, (size_t)osn->length, norm, &nl));
-    qtsp_serial_to_hex(norm, nl, oldhex);
-    snprintf(path, sizeof path, "%s/public/archive", app.cfg.home);
-    ENSURE_OUT(mkdir(path, 0755) == 0 || errno == EEXIST, QTSP_ERR_IO, "cannot create %s: %s", path,
-               strerror(errno));
-    snprintf(path, sizeof path, "%s/public/archive/%s-%s.crt", app.cfg.home, what, oldhex);
-    TRY_OUT(cmd_write_pem(path, &old, 1));
+    X509 *old = tsa ? app.tsa : val ? app.validation : app.ocsp; /* NULL: a first key */
+    if (old) {
+        char oldhex[41];
+        const ASN1_INTEGER *osn = X509_get0_serialNumber(old);
+        unsigned char norm[QTSP_SERIAL_MAX];
+        size_t nl = 0;
+        TRY_OUT(qtsp_serial_normalize(osn->data, (size_t)osn->length, norm, &nl));
+        qtsp_serial_to_hex(norm, nl, oldhex);
+        snprintf(path, sizeof path, "%s/public/archive", app.cfg.home);
+        ENSURE_OUT(mkdir(path, 0755) == 0 || errno == EEXIST, QTSP_ERR_IO, "cannot create %s: %s",
+                   path, strerror(errno));
+        snprintf(path, sizeof path, "%s/public/archive/%s-%s.crt", app.cfg.home, what, oldhex);
+        TRY_OUT(cmd_write_pem(path, &old, 1));
+    }
     snprintf(path, sizeof path, "%s/public/%s.crt", app.cfg.home, what);
     TRY_OUT(cmd_write_pem(path, &cert, 1));
     snprintf(cfg_label, 64, "%s", label);
@@ -131,7 +146,7 @@ int cmd_rekey(int argc, char **argv)
     if (rc != QTSP_OK) {
         /* qtsp.yaml still names the old key: put its certificate back so the
          * home stays consistent (serve checks certificate against key) */
-        if (cmd_write_pem(path, &old, 1) != QTSP_OK)
+        if (old ? cmd_write_pem(path, &old, 1) != QTSP_OK : unlink(path) != 0)
             fprintf(stderr, "qtsp: rekey: warning: restore %s from public/archive/\n", path);
         goto out;
     }

@@ -35,12 +35,14 @@ qtsp_status cmd_validator_open(qtsp_app *app, qtsp_validate_store *st, qtsp_vali
     TRY(qtsp_app_policy(app, "trust.yaml", pol, sizeof pol));
     TRY(qtsp_validate_load_trust(pol, app->cfg.home, anchors, QTSP_VALIDATE_MAX_ANCHORS, &n));
     qtsp_status rc = QTSP_OK;
-    /* our issuing CA, TSA unit and OCSP responder help build chains */
-    static const char *const names[] = {"issuing-ca.crt", "tsa.crt", "ocsp.crt"};
-    X509 *x[3] = {NULL, NULL, NULL};
+    /* our issuing CA, TSA unit and OCSP responder help build chains; the
+     * root is there for the status hook (what it issued), trusted only if
+     * trust.yaml lists it */
+    static const char *const names[] = {"issuing-ca.crt", "tsa.crt", "ocsp.crt", "root-ca.crt"};
+    X509 *x[4] = {NULL, NULL, NULL, NULL};
     STACK_OF(X509) *inter = sk_X509_new_null();
     ENSURE_OUT(inter != NULL, QTSP_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < 4; i++) {
         TRY_OUT(qtsp_app_load_cert(app, names[i], &x[i]));
         ENSURE_OUT(sk_X509_push(inter, x[i]) > 0, QTSP_ERR_NOMEM, "out of memory");
     }
@@ -50,12 +52,14 @@ qtsp_status cmd_validator_open(qtsp_app *app, qtsp_validate_store *st, qtsp_vali
     TRY_OUT(qtsp_validator_new(&o, out));
 out:
     sk_X509_free(inter);
-    for (size_t i = 0; i < 3; i++)
+    for (size_t i = 0; i < 4; i++)
         X509_free(x[i]); /* the validator holds its own references */
     for (size_t i = 0; i < n; i++)
         X509_free(anchors[i].cert);
-    if (rc == QTSP_OK) /* st->issuing: the validator's copy among its intermediates */
+    if (rc == QTSP_OK) { /* the validator's copies among its intermediates */
         st->issuing = sk_X509_value(qtsp_validator_intermediates(*out), 0);
+        st->root = sk_X509_value(qtsp_validator_intermediates(*out), 3);
+    }
     return rc;
 }
 

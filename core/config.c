@@ -93,6 +93,7 @@ void qtsp_config_defaults(qtsp_config *cfg, const char *home)
     copy_str(cfg->key_issuing, sizeof cfg->key_issuing, "qtsp-issuing-ca");
     copy_str(cfg->key_ocsp, sizeof cfg->key_ocsp, "qtsp-ocsp");
     copy_str(cfg->key_tsa, sizeof cfg->key_tsa, "qtsp-tsa");
+    copy_str(cfg->key_validation, sizeof cfg->key_validation, "qtsp-validation");
     cfg->store_map_mib = 1024;
     cfg->http_workers_auto = 1;
     qtsp_config_set_processes(cfg, 0); /* one worker process per core */
@@ -154,12 +155,14 @@ static qtsp_status load_doc(const qtsp_ydoc *doc, qtsp_config *cfg)
     }
     const qtsp_ynode *keys = qtsp_ynode_get(root, "keys");
     if (keys) {
-        static const char *const k[] = {"root_ca", "issuing_ca", "ocsp", "tsa", NULL};
+        static const char *const k[] = {"root_ca", "issuing_ca", "ocsp", "tsa", "validation",
+                                        NULL};
         TRY(qtsp_ynode_check_keys(keys, k));
         TRY(get_field(keys, "root_ca", cfg->key_root, sizeof cfg->key_root));
         TRY(get_field(keys, "issuing_ca", cfg->key_issuing, sizeof cfg->key_issuing));
         TRY(get_field(keys, "ocsp", cfg->key_ocsp, sizeof cfg->key_ocsp));
         TRY(get_field(keys, "tsa", cfg->key_tsa, sizeof cfg->key_tsa));
+        TRY(get_field(keys, "validation", cfg->key_validation, sizeof cfg->key_validation));
     }
     const qtsp_ynode *store = qtsp_ynode_get(root, "store");
     if (store) {
@@ -252,6 +255,7 @@ qtsp_status qtsp_config_save(const qtsp_config *cfg)
             "  issuing_ca: %s\n"
             "  ocsp: %s\n"
             "  tsa: %s\n"
+            "  validation: %s\n"
             "store:\n"
             "  map_size: %lld\n"
             "http:\n"
@@ -262,7 +266,7 @@ qtsp_status qtsp_config_save(const qtsp_config *cfg)
             "  format: %s\n",
             cfg->base_url, cfg->listen, cfg->hsm_module, cfg->token_label,
             cfg->hsm_embedded ? "true" : "false", pin, cfg->key_root, cfg->key_issuing,
-            cfg->key_ocsp, cfg->key_tsa, (long long)cfg->store_map_mib,
+            cfg->key_ocsp, cfg->key_tsa, cfg->key_validation, (long long)cfg->store_map_mib,
             (long long)cfg->http_conn_timeout_s, cfg->log_json ? "json" : "text");
     int bad = ferror(f);
     bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;

@@ -45,6 +45,7 @@ typedef struct qtsp_config {
     int hsm_embedded;
     char pin_file[QTSP_PATH_MAX]; /* absolute */
     char key_root[64], key_issuing[64], key_ocsp[64], key_tsa[64];
+    char key_validation[64]; /* signs validation reports; optional in old homes */
     int64_t store_map_mib;
     int64_t http_processes; /* resolved: never 0 after load */
     int64_t http_workers;   /* resolved: never 0 after load */

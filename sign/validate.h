@@ -78,16 +78,18 @@ STACK_OF(X509) * qtsp_validator_intermediates(const qtsp_validator *v);
 qtsp_status qtsp_validate_load_trust(const char *path, const char *home, qtsp_validate_anchor *out,
                                      size_t cap, size_t *n) QTSP_MUST_USE;
 
-/* A status hook over our own store: certificates issued by issuing. */
+/* A status hook over our own store: certificates issued by issuing (the
+ * signers') and by root (the TSA unit's, the validation service's). */
 typedef struct qtsp_validate_store {
     qtsp_store *store;
     X509 *issuing;
+    X509 *root; /* may be NULL: only the issuing CA's certificates */
 } qtsp_validate_store;
 
 /* qtsp_validate_status_fn over ctx (a qtsp_validate_store): the stored
- * status of cert when issuer is our issuing CA and the store has the
- * serial as one it issued, QTSP_ERR_NOT_FOUND otherwise, the store's
- * errors. Thread-safe (a read transaction per call). */
+ * status of cert when issuer is our issuing CA (or our root) and the store
+ * has the serial as one that CA issued, QTSP_ERR_NOT_FOUND otherwise, the
+ * store's errors. Thread-safe (a read transaction per call). */
 qtsp_status qtsp_validate_store_status(void *ctx, X509 *cert, X509 *issuer,
                                        qtsp_cert_status *out) QTSP_MUST_USE;
 
@@ -113,5 +115,17 @@ qtsp_status qtsp_validate(const qtsp_validator *v, const unsigned char *file, si
  * 119 102-2 (sign/validate_report.c), UTF-8, appended to out.
  * QTSP_ERR_INVALID (no report), QTSP_ERR_NOMEM / QTSP_ERR_TOO_BIG of out. */
 qtsp_status qtsp_validate_report_xml(const json_t *report, qtsp_buf *out) QTSP_MUST_USE;
+
+/* The XML report of qtsp_validate_report_xml signed by the validation
+ * service as an enveloped XAdES signature (EN 319 132-1; ds:Signature the
+ * last child of vr:ValidationReport, as TS 119 102-2 places it): B-T with a
+ * signature time-stamp of sv->tsa when sv is given, else B-B; signing_time
+ * the SigningTime. Appended to out. Errors of qtsp_validate_report_xml and
+ * qtsp_xades_sign (sign/ades.h). Thread-safe as those are. */
+struct qtsp_ades_services;
+struct qtsp_ades_signer;
+qtsp_status qtsp_validate_report_signed(const json_t *report, const struct qtsp_ades_services *sv,
+                                        const struct qtsp_ades_signer *signer, int64_t signing_time,
+                                        qtsp_buf *out) QTSP_MUST_USE;
 
 #endif

@@ -75,15 +75,19 @@ qtsp_status qtsp_validate_http_post(void *ctx, const qtsp_http_req *req, qtsp_ht
     query_check q = {NULL, 0};
     qtsp_http_query_each(req, query_one, &q);
     ENSURE(q.bad == NULL, QTSP_ERR_INVALID, "query argument %s not allowed (only report)", q.bad);
-    /* json (default), timestamped, xml, xml-timestamped */
+    /* json (default), timestamped, xml, xml-timestamped, xml-signed */
     const char *report = qtsp_http_query(req, "report");
-    int stamp = 0, xml = 0;
+    int stamp = 0, xml = 0, sign = 0;
     if (report) {
         stamp = strcmp(report, "timestamped") == 0 || strcmp(report, "xml-timestamped") == 0;
-        xml = strcmp(report, "xml") == 0 || strcmp(report, "xml-timestamped") == 0;
+        sign = strcmp(report, "xml-signed") == 0;
+        xml = sign || strcmp(report, "xml") == 0 || strcmp(report, "xml-timestamped") == 0;
         ENSURE(stamp || xml || strcmp(report, "json") == 0, QTSP_ERR_INVALID,
-               "report must be json, timestamped, xml or xml-timestamped");
+               "report must be json, timestamped, xml, xml-timestamped or xml-signed");
     }
+    /* refused before the file is read: nothing to sign with */
+    ENSURE(!sign || h->report_signer.key != NULL, QTSP_ERR_UNAVAILABLE,
+           "no validation service key to sign the report (run qtsp rekey validation)");
 
     qtsp_mp_part parts[PARTS_MAX];
     size_t n = 0;
@@ -108,7 +112,12 @@ qtsp_status qtsp_validate_http_post(void *ctx, const qtsp_http_req *req, qtsp_ht
     qtsp_buf text;
     qtsp_buf_init(&text, QTSP_VALIDATE_MAX_FILE);
     qtsp_status rc = QTSP_OK;
-    if (xml) {
+    if (sign) {
+        qtsp_ades_services sv;
+        memset(&sv, 0, sizeof sv);
+        sv.tsa = h->tsa;
+        rc = qtsp_validate_report_signed(r, &sv, &h->report_signer, (int64_t)qtsp_now(), &text);
+    } else if (xml) {
         rc = qtsp_validate_report_xml(r, &text);
     } else {
         char *s = json_dumps(r, JSON_COMPACT);

@@ -11,6 +11,7 @@
 #include <libxml/tree.h>
 #include <string.h>
 
+#include "sign/ades.h"
 #include "sign/validate.h"
 #include "sign/xml.h"
 
@@ -135,5 +136,26 @@ qtsp_status qtsp_validate_report_xml(const json_t *report, qtsp_buf *out)
 out:
     xmlFree(mem);
     xmlFreeDoc(doc);
+    return rc;
+}
+
+qtsp_status qtsp_validate_report_signed(const json_t *report, const qtsp_ades_services *sv,
+                                        const qtsp_ades_signer *signer, int64_t signing_time,
+                                        qtsp_buf *out)
+{
+    ENSURE(signer != NULL && signer->key != NULL, QTSP_ERR_UNAVAILABLE,
+           "no validation service key to sign the report");
+    qtsp_buf xml;
+    qtsp_buf_init(&xml, QTSP_VALIDATE_MAX_FILE);
+    qtsp_status rc = qtsp_validate_report_xml(report, &xml);
+    if (rc == QTSP_OK) {
+        qtsp_xades_opts o = {sv && sv->tsa ? QTSP_ADES_B_T : QTSP_ADES_B_B, QTSP_XADES_ENVELOPED,
+                             signing_time, 0, 0};
+        qtsp_xades_object obj = {xml.data, xml.len, NULL, "application/xml"};
+        qtsp_ades_services none;
+        memset(&none, 0, sizeof none);
+        rc = qtsp_xades_sign(sv ? sv : &none, signer, &o, &obj, 1, out);
+    }
+    qtsp_buf_cleanup(&xml);
     return rc;
 }

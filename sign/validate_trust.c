@@ -78,7 +78,8 @@ out:
 qtsp_status qtsp_validate_store_status(void *ctx, X509 *cert, X509 *issuer, qtsp_cert_status *out)
 {
     const qtsp_validate_store *s = ctx;
-    if (!s || !s->store || !s->issuing || X509_cmp(issuer, s->issuing) != 0)
+    int by_root = s && s->root && X509_cmp(issuer, s->root) == 0;
+    if (!s || !s->store || !s->issuing || (!by_root && X509_cmp(issuer, s->issuing) != 0))
         FAIL(QTSP_ERR_NOT_FOUND, "not issued by our issuing CA");
     unsigned char serial[QTSP_SERIAL_MAX + 1];
     BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
@@ -91,8 +92,9 @@ qtsp_status qtsp_validate_store_status(void *ctx, X509 *cert, X509 *issuer, qtsp
     TRY(qtsp_store_begin(s->store, 0, &txn));
     char iss[QTSP_CERT_ISSUER_MAX];
     qtsp_status rc = qtsp_certdb_get_issuer(txn, serial, (size_t)sl, iss);
-    if (rc == QTSP_OK && strcmp(iss, "issuing") != 0)
-        rc = qtsp_err_set(QTSP_ERR_NOT_FOUND, __FILE__, __LINE__, "not issued by our issuing CA");
+    if (rc == QTSP_OK && strcmp(iss, by_root ? "root" : "issuing") != 0)
+        rc = qtsp_err_set(QTSP_ERR_NOT_FOUND, __FILE__, __LINE__, "not issued by our %s",
+                          by_root ? "root" : "issuing CA");
     if (rc == QTSP_OK)
         rc = qtsp_certdb_get_status(txn, serial, (size_t)sl, out);
     qtsp_txn_abort(txn);

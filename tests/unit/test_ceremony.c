@@ -1,7 +1,8 @@
-/* Unit tests for ca/ceremony.c: the four keys made and certified in a real
- * SoftHSM2 token with the shipped profiles (root self-signed, issuing CA and
- * TSA unit by the root, OCSP responder by the issuing CA), the report, the
- * record (four certificates, one ceremony.keys audit event), and refusals. */
+/* Unit tests for ca/ceremony.c: the five keys made and certified in a real
+ * SoftHSM2 token with the shipped profiles (root self-signed, issuing CA,
+ * TSA unit and validation service by the root, OCSP responder by the
+ * issuing CA), the report, the record (five certificates, one ceremony.keys
+ * audit event), and refusals. */
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,7 +19,7 @@ static qtsp_hsm *g_hsm;
 static void test_ceremony_makes_certifies_reports_and_records(void)
 {
     qtsp_ceremony c;
-    qtsp_ceremony_init(&c, "c-root", "c-issuing", "c-ocsp", "c-tsa");
+    qtsp_ceremony_init(&c, "c-root", "c-issuing", "c-ocsp", "c-tsa", "c-validation");
     CU_ASSERT_STRING_EQUAL(c.keys[QTSP_CEREMONY_OCSP].role, "ocsp");
     CU_ASSERT_STRING_EQUAL(c.keys[QTSP_CEREMONY_TSA].cert_file, "tsa.crt");
     qtsp_err_clear();
@@ -32,6 +33,9 @@ static void test_ceremony_makes_certifies_reports_and_records(void)
     CU_ASSERT_EQUAL(X509_check_issued(root, iss), X509_V_OK);
     CU_ASSERT_EQUAL(X509_check_issued(iss, c.keys[QTSP_CEREMONY_OCSP].made.cert), X509_V_OK);
     CU_ASSERT_EQUAL(X509_check_issued(root, c.keys[QTSP_CEREMONY_TSA].made.cert), X509_V_OK);
+    CU_ASSERT_EQUAL(X509_check_issued(root, c.keys[QTSP_CEREMONY_VALIDATION].made.cert),
+                    X509_V_OK);
+    CU_ASSERT_STRING_EQUAL(c.keys[QTSP_CEREMONY_VALIDATION].cert_file, "validation.crt");
     CU_ASSERT_EQUAL(X509_verify(iss, c.keys[QTSP_CEREMONY_ROOT].made.pub), 1);
     CU_ASSERT_EQUAL(X509_verify(c.keys[QTSP_CEREMONY_OCSP].made.cert, X509_get0_pubkey(iss)), 1);
     for (size_t i = 0; i < QTSP_CEREMONY_KEYS; i++)
@@ -71,11 +75,11 @@ static void test_ceremony_makes_certifies_reports_and_records(void)
         CU_ASSERT_STRING_EQUAL(got.key_label, c.keys[i].label);
         qtsp_cert_record_cleanup(&got);
     }
-    /* the root CRL covers the issuing CA and the TSU: two serials */
+    /* the root CRL covers the issuing CA, the TSU and the validation service */
     const void *v = NULL;
     size_t vl = 0;
     CU_ASSERT_EQUAL(qtsp_txn_get0(txn, QTSP_T_META, "issued_by_root", 14, &v, &vl), QTSP_OK);
-    CU_ASSERT_EQUAL(vl, 2 * 17);
+    CU_ASSERT_EQUAL(vl, 3 * 17);
     qtsp_txn_abort(txn);
     uint64_t count = 0, bad = 0;
     CU_ASSERT_EQUAL(qtsp_audit_verify(st, &count, &bad), QTSP_OK);
@@ -97,7 +101,7 @@ static void test_ceremony_makes_certifies_reports_and_records(void)
 static void test_ceremony_refuses_taken_labels_and_missing_policies(void)
 {
     qtsp_ceremony c;
-    qtsp_ceremony_init(&c, "d-root", "d-issuing", "d-ocsp", "d-tsa");
+    qtsp_ceremony_init(&c, "d-root", "d-issuing", "d-ocsp", "d-tsa", "d-validation");
     qtsp_err_clear();
     CU_ASSERT_EQUAL(qtsp_ceremony_make_keys(&c, g_hsm, "/nonexistent/policies", BASE), QTSP_ERR_IO);
     EVP_PKEY *pub = NULL;
@@ -105,7 +109,7 @@ static void test_ceremony_refuses_taken_labels_and_missing_policies(void)
     qtsp_ceremony_cleanup(&c);
     /* the root label is taken: nothing new is certified */
     CU_ASSERT_EQUAL_FATAL(qtsp_hsm_generate(g_hsm, "e-root", QTSP_KEY_EC_P256, NULL), QTSP_OK);
-    qtsp_ceremony_init(&c, "e-root", "e-issuing", "e-ocsp", "e-tsa");
+    qtsp_ceremony_init(&c, "e-root", "e-issuing", "e-ocsp", "e-tsa", "e-validation");
     CU_ASSERT_EQUAL(qtsp_ceremony_make_keys(&c, g_hsm, g_policies, BASE), QTSP_ERR_EXISTS);
     CU_ASSERT_PTR_NULL(c.keys[QTSP_CEREMONY_ROOT].made.cert);
     CU_ASSERT_EQUAL(qtsp_hsm_public_key(g_hsm, "e-issuing", &pub), QTSP_ERR_HSM_NO_KEY);

@@ -471,6 +471,54 @@ static void test_validate_report_xml(void)
     qtsp_validator_free(v);
 }
 
+/* The XML report signed as enveloped XAdES-B-T (here by the test signer
+ * standing in for the validation service): it validates, and a report whose
+ * verdict was changed does not. */
+static void test_validate_report_signed(void)
+{
+    good_status();
+    qtsp_validator *v = validator(g_root, 0, 1);
+    qtsp_buf b, x;
+    sign_cades(QTSP_ADES_B_B, 0, g_now, &b);
+    unsigned char bad[sizeof DOC];
+    memcpy(bad, DOC, sizeof DOC);
+    bad[0] ^= 1;
+    json_t *r = NULL;
+    CU_ASSERT_EQUAL_FATAL(qtsp_validate(v, b.data, b.len, bad, sizeof bad, g_now, &r), QTSP_OK);
+    qtsp_buf_init(&x, 1 << 20);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL_FATAL(qtsp_validate_report_signed(r, &g_sv, &g_s, g_now, &x), QTSP_OK);
+    const char *t = qtsp_buf_str(&x);
+    CU_ASSERT_PTR_NOT_NULL(strstr(t, "mainindication:total-failed</"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(t, "<xades:SignatureTimeStamp"));
+    /* ds:Signature is the last child of vr:ValidationReport */
+    CU_ASSERT_PTR_NOT_NULL(strstr(t, "</ds:Signature></vr:ValidationReport>"));
+    char got[128];
+    json_t *back = NULL;
+    run(v, &x, NULL, 0, g_now, got, sizeof got, &back);
+    CU_ASSERT_STRING_EQUAL(got, "TOTAL-PASSED/");
+    json_t *s0 = json_array_get(json_object_get(back, "signatures"), 0);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(s0, "format")), "XAdES");
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(s0, "level")), "B-T");
+    json_decref(back);
+    /* the verdict turned round: the signature no longer holds */
+    char *p = strstr((char *)x.data, "total-failed");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    memcpy(p, "total-passed", 12);
+    EXPECT(v, &x, NULL, 0, g_now, "TOTAL-FAILED/HASH_FAILURE");
+    /* no key: nothing signed */
+    qtsp_ades_signer none;
+    memset(&none, 0, sizeof none);
+    size_t before = x.len;
+    CU_ASSERT_EQUAL(qtsp_validate_report_signed(r, &g_sv, &none, g_now, &x), QTSP_ERR_UNAVAILABLE);
+    CU_ASSERT_EQUAL(x.len, before);
+    qtsp_err_clear();
+    json_decref(r);
+    qtsp_buf_cleanup(&x);
+    qtsp_buf_cleanup(&b);
+    qtsp_validator_free(v);
+}
+
 static void test_validate_trust_file(void)
 {
     char dir[512];
@@ -531,6 +579,7 @@ int main(void)
         QTEST(test_validate_xades_and_asic),
         QTEST(test_validate_refuses_bad_files),
         QTEST(test_validate_report_xml),
+        QTEST(test_validate_report_signed),
         QTEST(test_validate_trust_file),
     };
     int rc = qtest_run("sign_validate", cases, sizeof cases / sizeof cases[0]);
