@@ -11,8 +11,7 @@
 #include "core/log.h"
 
 void qtsp_ceremony_init(qtsp_ceremony *c, const char *root_label, const char *issuing_label,
-                        const char *ocsp_label, const char *tsa_label,
-                        const char *validation_label)
+                        const char *ocsp_label, const char *tsa_label, const char *validation_label)
 {
     static const struct {
         const char *role, *profile, *cert_file;
@@ -45,8 +44,8 @@ qtsp_status qtsp_ceremony_make_keys(qtsp_ceremony *c, qtsp_hsm *hsm, const char 
 {
     /* root, then issuing (by root), OCSP (by issuing), TSA and validation
      * service (by root) */
-    static const int issuer_of[QTSP_CEREMONY_KEYS] = {
-        -1, QTSP_CEREMONY_ROOT, QTSP_CEREMONY_ISSUING, QTSP_CEREMONY_ROOT, QTSP_CEREMONY_ROOT};
+    static const int issuer_of[QTSP_CEREMONY_KEYS] = {-1, QTSP_CEREMONY_ROOT, QTSP_CEREMONY_ISSUING,
+                                                      QTSP_CEREMONY_ROOT, QTSP_CEREMONY_ROOT};
     for (size_t i = 0; i < QTSP_CEREMONY_KEYS; i++) {
         qtsp_ceremony_key *k = &c->keys[i];
         char path[QTSP_PATH_MAX + 64];

@@ -1,9 +1,10 @@
 /* The key ceremony (EN 319 411-1 6.5.1): the root CA, issuing CA, OCSP
  * responder, TSA unit and validation service keys made in the token and
  * certified with their profiles (root self-signed; issuing CA, TSA unit and
- * validation service by the root; OCSP responder by the issuing CA), the ceremony report and its record in the
- * store and the audit log. The home folder, the token's creation and the
- * files written are the CLI's (cmd/init.c). Not thread-safe. */
+ * validation service by the root; OCSP responder by the issuing CA), the
+ * ceremony report and its record in the store and the audit log. The home
+ * folder, the token's creation and the files written are the CLI's
+ * (cmd/init.c). Not thread-safe. */
 #ifndef QTSP_CA_CEREMONY_H
 #define QTSP_CA_CEREMONY_H
 

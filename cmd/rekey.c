@@ -90,9 +90,11 @@ int cmd_rekey(int argc, char **argv)
                "key label %s leaves no room for a -<time> suffix", base);
 
     /* the validation profile is shipped: a home made before has none */
-    TRY_OUT(qtsp_app_policy_or_shipped(
-        &app, tsa ? "tsa-unit.yaml" : val ? "validation-service.yaml" : "ocsp-responder.yaml", path,
-        sizeof path));
+    TRY_OUT(qtsp_app_policy_or_shipped(&app,
+                                       tsa   ? "tsa-unit.yaml"
+                                       : val ? "validation-service.yaml"
+                                             : "ocsp-responder.yaml",
+                                       path, sizeof path));
     TRY_OUT(qtsp_profile_load(path, &prof));
     TRY_OUT(qtsp_issue_token_key(app.hsm, prof, label, by_root ? app.root : app.issuing,
                                  by_root ? app.root_key : app.issuing_key, app.cfg.base_url,
@@ -106,8 +108,8 @@ int cmd_rekey(int argc, char **argv)
 
     X509 *had = tsa ? app.tsa : val ? app.validation : app.ocsp;
     json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s}", "role", what, "old_label",
-                          had ? old_label : "(none: the first key)",
-                          "new_label", label, "spki_sha256", fp, "certificate_serial", hex);
+                          had ? old_label : "(none: the first key)", "new_label", label,
+                          "spki_sha256", fp, "certificate_serial", hex);
     ENSURE_OUT(d != NULL, QTSP_ERR_NOMEM, "out of memory");
     details = d;
     rekey_ctx c;

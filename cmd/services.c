@@ -242,8 +242,8 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
     TRY_OUT(cmd_validator_open(app, &s->vstore, &s->validator));
     s->vhttp = (qtsp_validate_http){s->validator, s->tsa, {NULL, NULL, NULL, {0}}};
     if (app->validation_key) { /* ?report=xml-signed: by the validation service, under the root */
-        s->vhttp.report_signer = (qtsp_ades_signer){app->validation_key, app->validation,
-                                                    s->tsa_chain, {0}};
+        s->vhttp.report_signer =
+            (qtsp_ades_signer){app->validation_key, app->validation, s->tsa_chain, {0}};
         TRY_OUT(qtsp_key_sigalg(app->validation_key, NULL, &s->vhttp.report_signer.alg));
     } else {
         LOG_WARN("no validation service key (public/validation.crt): signed validation reports "

@@ -155,8 +155,7 @@ static qtsp_status load_doc(const qtsp_ydoc *doc, qtsp_config *cfg)
     }
     const qtsp_ynode *keys = qtsp_ynode_get(root, "keys");
     if (keys) {
-        static const char *const k[] = {"root_ca", "issuing_ca", "ocsp", "tsa", "validation",
-                                        NULL};
+        static const char *const k[] = {"root_ca", "issuing_ca", "ocsp", "tsa", "validation", NULL};
         TRY(qtsp_ynode_check_keys(keys, k));
         TRY(get_field(keys, "root_ca", cfg->key_root, sizeof cfg->key_root));
         TRY(get_field(keys, "issuing_ca", cfg->key_issuing, sizeof cfg->key_issuing));

@@ -36,12 +36,13 @@ touch "$G/.qtsp-init.lock"
 check_not "a second init while one holds the home is refused" "$QTSP_BIN" init --home "$G"
 check "... and touches nothing" test -e "$G/.qtsp-init.lock" -a ! -e "$G/secrets"
 
-for f in root-ca.crt issuing-ca.crt ocsp.crt tsa.crt chain.pem; do
+for f in root-ca.crt issuing-ca.crt ocsp.crt tsa.crt validation.crt chain.pem; do
   check "public/$f exists" test -s "$H/public/$f"
 done
 check "issuing CA verifies under the root" openssl verify -CAfile "$H/public/root-ca.crt" "$H/public/issuing-ca.crt"
 check "OCSP cert verifies under root+issuing" openssl verify -CAfile "$H/public/root-ca.crt" -untrusted "$H/public/issuing-ca.crt" "$H/public/ocsp.crt"
 check "TSA cert verifies under the root" openssl verify -CAfile "$H/public/root-ca.crt" -untrusted "$H/public/issuing-ca.crt" "$H/public/tsa.crt"
+check "validation service cert verifies under the root" openssl verify -CAfile "$H/public/root-ca.crt" "$H/public/validation.crt"
 openssl x509 -in "$H/public/ocsp.crt" -noout -text >"$T_DIR/ocsp.txt"
 check_grep "OCSP cert has OCSPSigning" "OCSP Signing" "$T_DIR/ocsp.txt"
 check_grep "OCSP cert has ocsp-nocheck" "OCSP No Check" "$T_DIR/ocsp.txt"

@@ -8,7 +8,15 @@
 # a test root added to policies/trust.yaml) pass; the time-stamped report
 # verifies with openssl ts; bad input gets a clear JSON error; `qtsp
 # validate` prints the same report; XML bombs, external entities, zip
-# bombs and nested containers are refused.
+# bombs and nested containers are refused. Over the RA's HTTP API: a signer
+# terminated by the office and one held by the hotline, with CAdES, PAdES
+# and XAdES at B-B, B-T and B-LT. The report signed by the validation
+# service (?report=xml-signed) verifies with xmlsec1 and a changed one does
+# not; a home made before the validation service key gets it with `qtsp
+# rekey validation`. A 100 MB upload is refused before it is read (curl's
+# upload count, the server's peak RSS); nothing is fetched from URLs in a
+# submitted file (a listener named in AIA, CRL DP and a reference URI sees
+# no connection).
 source "$(dirname "$0")/lib.sh"
 H=$T_DIR/home
 "$QTSP_BIN" init --home "$H" >/dev/null 2>&1 || { echo "init failed"; exit 1; }
@@ -60,16 +68,63 @@ openssl ca -batch -config "$P/ca.cnf" -cert "$P/partner.pem" -keyfile "$P/partne
   -out "$P/old.pem" -startdate 20200101000000Z -enddate 20210101000000Z -extensions ext -notext >/dev/null 2>&1
 check "test PKI made (an expired certificate among it)" openssl x509 -in "$P/old.pem" -noout -subject
 check_not "the expired certificate is expired" openssl x509 -in "$P/old.pem" -noout -checkend 0
+# a listener that records every connection: the URLs in the files below name it
+python3 - "$T_DIR/listener.log" "$T_DIR/listener.port" <<'PY' &
+import os, socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+open(sys.argv[2] + ".tmp", "w").write(str(s.getsockname()[1]))
+os.rename(sys.argv[2] + ".tmp", sys.argv[2])
+while True:
+    c, _ = s.accept()
+    c.settimeout(1)
+    try:
+        data = c.recv(200)
+    except OSError:
+        data = b""
+    with open(sys.argv[1], "a") as f:
+        f.write(repr(data) + "\n")
+    c.close()
+PY
+LISTENER_PID=$!
+trap '[[ -n $SERVER_PID ]] && kill -KILL $SERVER_PID 2>/dev/null; kill $LISTENER_PID 2>/dev/null' EXIT
+for _ in $(seq 1 100); do [[ -s $T_DIR/listener.port ]] && break; sleep 0.05; done
+L=http://127.0.0.1:$(cat "$T_DIR/listener.port")
+# a root that wants revocation checked (trust.yaml below), a signer whose AIA
+# (OCSP, caIssuers) and CRL DP name the listener, and one under an
+# intermediate the file leaves out, whose caIssuers names the listener too
+mkroot fetchroot "Fetch Root"
+printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,nonRepudiation,digitalSignature\nauthorityInfoAccess=OCSP;URI:%s/ocsp,caIssuers;URI:%s/ca.crt\ncrlDistributionPoints=URI:%s/root.crl\n' \
+  "$L" "$L" "$L" >"$P/fetch.ext"
+printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nauthorityInfoAccess=caIssuers;URI:%s/root.crt\n' "$L" >"$P/mid.ext"
+mkcert() { # NAME CN ISSUER EXTFILE
+  ec "$P/$1.key"
+  openssl req -new -key "$P/$1.key" -subj "/CN=$2" -out "$P/$1.csr" 2>/dev/null
+  openssl x509 -req -in "$P/$1.csr" -CA "$P/$3.pem" -CAkey "$P/$3.key" -CAcreateserial -days 365 \
+    -extfile "$P/$4" -out "$P/$1.pem" 2>/dev/null
+}
+mkcert fetcher "Fetch Signer" fetchroot fetch.ext
+mkcert fetchmid "Fetch Intermediate" fetchroot mid.ext
+mkcert orphan "Orphan Signer" fetchmid fetch.ext
+openssl x509 -in "$P/orphan.pem" -noout -text >"$T_DIR/orphan.txt" 2>&1
+check_grep "certificates naming the listener made" "URI:$L/ocsp" "$T_DIR/orphan.txt"
 cat >>"$H/policies/trust.yaml" <<EOF
   - file: $P/partner.pem
     revocation: none
+  - file: $P/fetchroot.pem
+    revocation: required
 EOF
 
 credential() { cli_credential "$H" "$@"; } # NATIONAL_ID GIVEN: prints the serial
 ANNA=$(credential 1234567890 Anna)
 BERT=$(credential 2345678901 Bert)
 CARL=$(credential 3456789012 Carl)
-check "three credentials issued" test -n "$ANNA" -a -n "$BERT" -a -n "$CARL" -a "$CARL" != "null"
+DORA=$(credential 4567890123 Dora)
+EMIL=$(credential 5678901234 Emil)
+check "five credentials issued" test -n "$ANNA" -a -n "$BERT" -a -n "$CARL" -a -n "$DORA" -a -n "$EMIL" -a "$EMIL" != "null"
+OFFICE=$("$QTSP_BIN" operator add --home "$H" otto --role office)
+HOTLINE=$("$QTSP_BIN" operator add --home "$H" hans --role hotline)
 check "serve starts" start_server "$H"
 
 sign() { "$QTSP_BIN" sign --home "$H" "$@" >/dev/null 2>>"$T_DIR/sign.err"; }
@@ -202,6 +257,22 @@ for f in C X; do
   val "$T_DIR/bad-$f.zip"
   check_eq "ASiC-E ($f) with a changed file: TOTAL-FAILED/HASH_FAILURE" "TOTAL-FAILED/HASH_FAILURE" "$(ind)"
 done
+for f in C X; do
+  zip_edit "$T_DIR/$f-asic-s.zip" "$T_DIR/bads-$f.zip" doc.bin "changed"
+  val "$T_DIR/bads-$f.zip"
+  check_eq "ASiC-S ($f) with a changed file: TOTAL-FAILED/HASH_FAILURE" "TOTAL-FAILED/HASH_FAILURE" "$(ind)"
+done
+# XAdES enveloping: one base64 letter of the signed ds:Object changed (A <-> B)
+python3 - "$T_DIR/x-B-T-enveloping.xml" "$T_DIR/x-bad-env.xml" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+m = re.search(r'<ds:Object [^>]*Encoding="[^"]*base64">', t)
+i = m.end() + 8
+t = t[:i] + ("B" if t[i] != "B" else "A") + t[i + 1:]
+open(sys.argv[2], "w").write(t)
+PY
+val "$T_DIR/x-bad-env.xml"
+check_eq "tampered XAdES-enveloping object: TOTAL-FAILED/HASH_FAILURE" "TOTAL-FAILED/HASH_FAILURE" "$(ind)"
 
 # on hold at signing time: a failure, also after the release
 sign --credential "$BERT" --format C --level Ades-B-T --in "$T_DIR/doc.bin" --out "$T_DIR/before-hold.p7s"
@@ -234,6 +305,55 @@ check_eq "terminated signer, PAdES-B-B: INDETERMINATE/REVOKED_NO_POE" "INDETERMI
 val "$T_DIR/carl-bt.p7s" "$T_DIR/doc.bin"
 check_eq "terminated signer, time-stamped before the termination: TOTAL-PASSED" "TOTAL-PASSED/" "$(ind)"
 
+# ---- the RA over HTTP: terminated by the office, held by the hotline ----------------------
+# sig3 CRED NAME LEVEL: CAdES (detached), PAdES and XAdES (enveloped) at LEVEL
+sig3() {
+  sign --credential "$1" --format C --level "Ades-$3" --in "$T_DIR/doc.bin" --out "$T_DIR/$2-C-$3.p7s" &&
+    sign --credential "$1" --format P --level "Ades-$3" --in "$T_DIR/table.pdf" --out "$T_DIR/$2-P-$3.pdf" &&
+    sign --credential "$1" --format X --packaging enveloped --level "Ades-$3" --in "$T_DIR/doc.xml" --out "$T_DIR/$2-X-$3.xml"
+}
+# val3 NAME LEVEL: the three validated over HTTP; their indications, in order C P X
+val3() {
+  local r=()
+  val "$T_DIR/$1-C-$2.p7s" "$T_DIR/doc.bin"
+  r+=("$(ind)")
+  val "$T_DIR/$1-P-$2.pdf"
+  r+=("$(ind)")
+  val "$T_DIR/$1-X-$2.xml"
+  r+=("$(ind)")
+  echo "${r[*]}"
+}
+x3() { echo "$1 $1 $1"; }
+for l in B-B B-T B-LT; do check "Dora signs CAdES, PAdES and XAdES at $l" sig3 "$DORA" dora "$l"; done
+sleep 1.1
+api POST "/ra/v1/certificates/$DORA/terminate" "$OFFICE" '{"reason":"keyCompromise","identity_check":"passport seen at the desk"}' >"$T_DIR/term.json"
+check_eq "the office terminates Dora over the RA API: 200 revoked" "200 revoked" "$(status) $(jq -r .status "$T_DIR/term.json")"
+check_eq "terminated, B-B (no proof of existence before it), CAdES PAdES XAdES: INDETERMINATE/REVOKED_NO_POE" \
+  "$(x3 INDETERMINATE/REVOKED_NO_POE)" "$(val3 dora B-B)"
+check_eq "... the status used: our own, revoked keyCompromise" "own-status revoked keyCompromise" "$(field '.signatures[0].revocation | .source + " " + .status + " " + .reason')"
+check_eq "terminated, B-T (signature time-stamp before it), CAdES PAdES XAdES: TOTAL-PASSED" "$(x3 TOTAL-PASSED/)" "$(val3 dora B-T)"
+check "... the best signature time is before the revocation time" \
+  jq -e '.signatures[0] | .best_signature_time < .revocation.revocation_time' "$T_DIR/r.json"
+check_eq "terminated, B-LT (time-stamp and OCSP answer before it), CAdES PAdES XAdES: TOTAL-PASSED" "$(x3 TOTAL-PASSED/)" "$(val3 dora B-LT)"
+check_eq "... the status used: the file's OCSP answer, good" "embedded-ocsp good" "$(field '.signatures[0].revocation | .source + " " + .status')"
+
+api POST "/ra/v1/certificates/$EMIL/hold" "$HOTLINE" '{"caller_verification":"code word and date of birth"}' >"$T_DIR/hold.json"
+check_eq "the hotline holds Emil over the RA API: 200 on-hold" "200 on-hold" "$(status) $(jq -r .status "$T_DIR/hold.json")"
+sleep 1.1
+# qtsp sign (the operator's tool) uses the key without asking for the status;
+# the CSC API refuses a held credential (sign/csc.c): this is how a signature
+# made during a hold comes to exist here
+for l in B-B B-T; do check "Emil's key signs CAdES, PAdES and XAdES at $l while on hold (qtsp sign)" sig3 "$EMIL" emil "$l"; done
+check_not "... but not at B-LT: our responder says on hold, the builder refuses" sign --credential "$EMIL" --format C --level Ades-B-LT --in "$T_DIR/doc.bin" --out "$T_DIR/emil-lt.p7s"
+check_eq "signed while on hold, B-B, CAdES PAdES XAdES: TOTAL-FAILED/REVOKED" "$(x3 TOTAL-FAILED/REVOKED)" "$(val3 emil B-B)"
+check_eq "signed while on hold, B-T (time-stamped inside the hold): TOTAL-FAILED/REVOKED" "$(x3 TOTAL-FAILED/REVOKED)" "$(val3 emil B-T)"
+check_eq "... the status used: our own, on hold" "own-status on-hold certificateHold" "$(field '.signatures[0].revocation | .source + " " + .status + " " + .reason')"
+sleep 1.1
+api POST "/ra/v1/certificates/$EMIL/release" "$OFFICE" '{}' >"$T_DIR/rel.json"
+check_eq "the office releases Emil: 200 valid" "200 valid" "$(status) $(jq -r .status "$T_DIR/rel.json")"
+check_eq "released: what was signed during the hold stays TOTAL-FAILED/REVOKED" "$(x3 TOTAL-FAILED/REVOKED)" "$(val3 emil B-T)"
+check_eq "... naming the hold" "true" "$(field '.signatures[0].revocation.last_hold.from != null')"
+
 # untrusted chain, expired certificate without a time-stamp
 openssl cms -sign -binary -md sha256 -in "$T_DIR/doc.bin" -signer "$P/alien.pem" -inkey "$P/alien.key" \
   -outform DER -out "$T_DIR/alien.p7s" 2>/dev/null
@@ -243,6 +363,24 @@ openssl cms -sign -binary -md sha256 -in "$T_DIR/doc.bin" -signer "$P/old.pem" -
   -outform DER -out "$T_DIR/old.p7s" 2>/dev/null
 val "$T_DIR/old.p7s" "$T_DIR/doc.bin"
 check_eq "expired certificate, no time-stamp: INDETERMINATE/OUT_OF_BOUNDS_NO_POE" "INDETERMINATE/OUT_OF_BOUNDS_NO_POE" "$(ind)"
+
+# nothing is fetched from URLs in the file (our own status is read in process)
+openssl cms -sign -binary -md sha256 -in "$T_DIR/doc.bin" -signer "$P/fetcher.pem" -inkey "$P/fetcher.key" \
+  -outform DER -out "$T_DIR/fetch.p7s" 2>/dev/null
+val "$T_DIR/fetch.p7s" "$T_DIR/doc.bin"
+check_eq "AIA OCSP and CRL DP on a listener, anchor wants revocation: INDETERMINATE/TRY_LATER" "INDETERMINATE/TRY_LATER" "$(ind)"
+openssl cms -sign -binary -md sha256 -in "$T_DIR/doc.bin" -signer "$P/orphan.pem" -inkey "$P/orphan.key" \
+  -outform DER -out "$T_DIR/orphan.p7s" 2>/dev/null
+val "$T_DIR/orphan.p7s" "$T_DIR/doc.bin"
+check_eq "issuer only at the caIssuers URL: INDETERMINATE/NO_CERTIFICATE_CHAIN_FOUND" "INDETERMINATE/NO_CERTIFICATE_CHAIN_FOUND" "$(ind)"
+sed "s|URI=\"doc.xml\"|URI=\"$L/doc.xml\"|" "$T_DIR/x-B-T-detached.xml" >"$T_DIR/x-url.xml"
+check_grep "a XAdES reference rewritten to the listener's URL" "URI=\"$L/doc.xml\"" "$T_DIR/x-url.xml"
+val "$T_DIR/x-url.xml"
+check_not "... without the content: not passed" test "$(ind)" = "TOTAL-PASSED/"
+val "$T_DIR/fetch.p7s" "$T_DIR/doc.bin" "?report=xml-signed"
+check_eq "the listener saw no connection" 0 "$(cat "$T_DIR/listener.log" 2>/dev/null | wc -l)"
+curl -s -m 2 -o /dev/null "$L/probe" || true
+check_eq "... and it does record one (the probe)" 1 "$(cat "$T_DIR/listener.log" 2>/dev/null | wc -l)"
 val "$T_DIR/c-B-T.p7s"
 check_eq "detached signature without its content: INDETERMINATE/SIGNED_DATA_NOT_FOUND" "INDETERMINATE/SIGNED_DATA_NOT_FOUND" "$(ind)"
 
@@ -268,6 +406,25 @@ check "report=xml-timestamped: openssl ts -verify over the XML report" openssl t
 check_grep "... which says total-passed" 'mainindication:total-passed' "$T_DIR/report.xml"
 "$QTSP_BIN" validate --home "$H" --report xml "$T_DIR/p-B-T.pdf" >"$T_DIR/cli.xml" 2>/dev/null
 check "qtsp validate --report xml: well-formed" xmlstarlet val -q -w "$T_DIR/cli.xml"
+
+# the report signed by the validation service (enveloped XAdES-B-T)
+XV=(xmlsec1 --verify --trusted-pem "$ROOT" --id-attr:Id http://uri.etsi.org/01903/v1.3.2#:SignedProperties)
+check "public/validation.crt verifies under the root" openssl verify -CAfile "$ROOT" "$H/public/validation.crt"
+curl -s -D "$T_DIR/h.txt" -o "$T_DIR/signed.xml" -F "file=@$T_DIR/bad.pdf" "$BASE/api/v1/validate?report=xml-signed"
+check_grep "report=xml-signed: 200 application/xml" '^Content-Type: application/xml' "$T_DIR/h.txt"
+check "xmlsec1 --verify: the signed report, our root the only trusted certificate" "${XV[@]}" "$T_DIR/signed.xml"
+check_grep "... a TS 119 102-2 report saying total-failed / HASH_FAILURE" 'mainindication:total-failed<.*subindication:HASH_FAILURE<' "$T_DIR/signed.xml"
+check_grep "... ds:Signature the last child of vr:ValidationReport" '</ds:Signature></vr:ValidationReport>' "$T_DIR/signed.xml"
+xmlstarlet sel -N ds=http://www.w3.org/2000/09/xmldsig# -t -v '(//ds:X509Certificate)[1]' "$T_DIR/signed.xml" >"$T_DIR/kicert.b64"
+check_eq "... signed with the validation service's certificate" "$(openssl x509 -in "$H/public/validation.crt" -outform DER | base64 -w0)" "$(tr -d ' \n' <"$T_DIR/kicert.b64")"
+check_grep "... with a signature time-stamp" 'SignatureTimeStamp' "$T_DIR/signed.xml"
+sed 's/mainindication:total-failed/mainindication:total-passed/' "$T_DIR/signed.xml" >"$T_DIR/signed-bad.xml"
+check_not "a report whose verdict was changed does not verify" "${XV[@]}" "$T_DIR/signed-bad.xml"
+val "$T_DIR/signed.xml"
+check_eq "our own service validates the signed report: TOTAL-PASSED XAdES B-T, by the validation service" \
+  "TOTAL-PASSED/ XAdES B-T qtsp Validation Service" "$(ind) $(field '.signatures[0] | .format + " " + .level + " " + .signer')"
+val "$T_DIR/signed-bad.xml"
+check_eq "... and the changed one: TOTAL-FAILED/HASH_FAILURE" "TOTAL-FAILED/HASH_FAILURE" "$(ind)"
 
 # ---- the command line gives the same report -----------------------------------------
 val "$T_DIR/c-B-LT.p7s" "$T_DIR/doc.bin"
@@ -342,10 +499,36 @@ check_grep "ZIP without mimetype first: 400" 'mimetype must be the first entry' 
 head -c 3000 "$T_DIR/C-asic-e.zip" >"$T_DIR/cut.zip"
 val "$T_DIR/cut.zip"
 check_eq "truncated container: 400" 400 "$(status)"
+# peak RSS (VmHWM, KiB) of each server process, "pid:kib" per line
+hwm() {
+  local p
+  for p in "$SERVER_PID" $(ps -o pid= --ppid "$SERVER_PID"); do
+    awk -v p="$p" '/^VmHWM:/ { print p ":" $2 }' "/proc/$p/status" 2>/dev/null
+  done
+}
+# the largest growth (MiB) of one process's peak RSS between two hwm outputs
+hwm_growth() { awk -F: 'NR == FNR { a[$1] = $2; next } ($1 in a) { d = ($2 - a[$1]) / 1024; if (d > m) m = d } END { printf "%d", m }' "$1" "$2"; }
+hwm_max() { awk -F: '$2 > m { m = $2 } END { printf "%d", m / 1024 }' "$1"; } # MiB
 head -c 100000000 /dev/zero >"$T_DIR/big.bin"
-code=$(curl -s -o "$T_DIR/r.json" -w '%{http_code}' -F "file=@$T_DIR/big.bin" "$BASE/api/v1/validate")
+hwm >"$T_DIR/hwm0"
+read -r code up < <(curl -s -o "$T_DIR/r.json" -w '%{http_code} %{size_upload}' -F "file=@$T_DIR/big.bin" "$BASE/api/v1/validate")
 check_eq "a 100 MB upload: 413" 413 "$code"
 check_grep "... a JSON error" '"error":"too_big"' "$T_DIR/r.json"
+check "... before the body is sent (curl sent $up bytes of it)" test "${up%.*}" -lt 1048576
+read -r code up < <(curl -s -o "$T_DIR/r.json" -w '%{http_code} %{size_upload}' -H 'Expect:' -F "file=@$T_DIR/big.bin" "$BASE/api/v1/validate")
+check_eq "a 100 MB upload without Expect: 100-continue: 413" 413 "$code"
+check "... answered before the upload ends (curl sent $up bytes)" test "${up%.*}" -lt 100000000
+hwm >"$T_DIR/hwm1"
+g=$(hwm_growth "$T_DIR/hwm0" "$T_DIR/hwm1")
+check "... no server process grew its peak RSS by more than 8 MiB (largest growth: $g MiB, peak $(hwm_max "$T_DIR/hwm1") MiB)" test "$g" -le 8
+# chunked: no length up front; read up to the limit (32 MiB), then the
+# connection is closed (libmicrohttpd cannot answer in the middle of a body)
+code=$(curl -s -o "$T_DIR/r.json" -w '%{http_code}' -H 'Transfer-Encoding: chunked' -F "file=@$T_DIR/big.bin" "$BASE/api/v1/validate" || true)
+check_not "a 100 MB chunked upload is not accepted ($code)" test "$code" = 200
+hwm >"$T_DIR/hwm2"
+g=$(hwm_growth "$T_DIR/hwm0" "$T_DIR/hwm2")
+check "... the server held at most the limit: peak RSS grew by $g MiB (<= 40; peak $(hwm_max "$T_DIR/hwm2") MiB)" test "$g" -le 40
+check_eq "... and answers after it" ok "$(curl -s "$BASE/health")"
 rm -f "$T_DIR/big.bin"
 code=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/api/v1/validate")
 check_eq "GET: 405" 405 "$code"
@@ -358,4 +541,26 @@ check "config check passes with the anchors back" "$QTSP_BIN" config check --hom
 check "the server is still up" kill -0 "$SERVER_PID"
 check_eq "health after all of it" ok "$(curl -s "$BASE/health")"
 check "server stops cleanly" stop_server
+
+# a home made before the validation service key: no public/validation.crt and
+# no keys.validation in qtsp.yaml; serve says so, xml-signed is 503 until
+# `qtsp rekey validation` makes the key
+rm "$H/public/validation.crt"
+sed -i '/^  validation:/d' "$H/qtsp.yaml"
+check "an older home serves" start_server "$H"
+check_grep "... saying how to get the validation key" 'qtsp rekey validation' "$T_DIR/serve.err"
+code=$(curl -s -o "$T_DIR/r.json" -w '%{http_code}' -F "file=@$T_DIR/p-B-T.pdf" "$BASE/api/v1/validate?report=xml-signed")
+check_eq "... xml-signed: 503" 503 "$code"
+check_grep "... naming the command" 'rekey validation' "$T_DIR/r.json"
+check "... SIGTERM exits 0" stop_server
+check "qtsp rekey validation makes the first key" "$QTSP_BIN" rekey --home "$H" validation
+check "... public/validation.crt under the root" openssl verify -CAfile "$ROOT" "$H/public/validation.crt"
+check_grep "... qtsp.yaml names the new key" '^  validation: qtsp-validation-[0-9]+$' "$H/qtsp.yaml"
+check "serve starts with it" start_server "$H"
+curl -s -o "$T_DIR/signed2.xml" -F "file=@$T_DIR/p-B-T.pdf" "$BASE/api/v1/validate?report=xml-signed"
+check "... and signs reports that xmlsec1 verifies" "${XV[@]}" "$T_DIR/signed2.xml"
+check "server stops cleanly" stop_server
+check "audit verify passes, the new key recorded" "$QTSP_BIN" audit verify --home "$H"
+check_eq "... as key.rekey of the validation role" 1 "$("$QTSP_BIN" audit list --home "$H" | grep '"event":"key.rekey"' | grep -c '"role":"validation"')"
+kill "$LISTENER_PID" 2>/dev/null
 finish

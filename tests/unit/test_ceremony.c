@@ -33,8 +33,7 @@ static void test_ceremony_makes_certifies_reports_and_records(void)
     CU_ASSERT_EQUAL(X509_check_issued(root, iss), X509_V_OK);
     CU_ASSERT_EQUAL(X509_check_issued(iss, c.keys[QTSP_CEREMONY_OCSP].made.cert), X509_V_OK);
     CU_ASSERT_EQUAL(X509_check_issued(root, c.keys[QTSP_CEREMONY_TSA].made.cert), X509_V_OK);
-    CU_ASSERT_EQUAL(X509_check_issued(root, c.keys[QTSP_CEREMONY_VALIDATION].made.cert),
-                    X509_V_OK);
+    CU_ASSERT_EQUAL(X509_check_issued(root, c.keys[QTSP_CEREMONY_VALIDATION].made.cert), X509_V_OK);
     CU_ASSERT_STRING_EQUAL(c.keys[QTSP_CEREMONY_VALIDATION].cert_file, "validation.crt");
     CU_ASSERT_EQUAL(X509_verify(iss, c.keys[QTSP_CEREMONY_ROOT].made.pub), 1);
     CU_ASSERT_EQUAL(X509_verify(c.keys[QTSP_CEREMONY_OCSP].made.cert, X509_get0_pubkey(iss)), 1);
