@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ca/crl.h"
 #include "ca/profile.h"
@@ -124,9 +125,16 @@ static void policy_problem(const char *name, unsigned *count)
     problem(f, count);
 }
 
-/* The certificate profiles (ca/profile.h), each on its own. */
-static const char *const k_profiles[] = {"root-ca.yaml", "issuing-ca.yaml", "ocsp-responder.yaml",
-                                         "tsa-unit.yaml", "qualified-natural-person.yaml"};
+/* The certificate profiles (ca/profile.h), each on its own; the validation
+ * service's only where the home has it (a home made before it has none until
+ * `qtsp rekey validation`, which then uses the shipped one). */
+static const char *const k_profiles[] = {"root-ca.yaml",
+                                         "issuing-ca.yaml",
+                                         "ocsp-responder.yaml",
+                                         "tsa-unit.yaml",
+                                         "qualified-natural-person.yaml",
+                                         "validation-service.yaml"};
+#define PROFILE_OPTIONAL "validation-service.yaml"
 
 static int check_home(const char *home, int for_reload)
 {
@@ -157,6 +165,8 @@ static int check_home(const char *home, int for_reload)
     /* 2. the policies with a loader of their own, each on its own */
     for (size_t i = 0; i < sizeof k_profiles / sizeof k_profiles[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, k_profiles[i]);
+        if (strcmp(k_profiles[i], PROFILE_OPTIONAL) == 0 && access(path, F_OK) != 0)
+            continue;
         qtsp_profile *p = NULL;
         if (qtsp_profile_load(path, &p) != QTSP_OK)
             policy_problem(k_profiles[i], &bad);

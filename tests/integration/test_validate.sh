@@ -527,7 +527,12 @@ code=$(curl -s -o "$T_DIR/r.json" -w '%{http_code}' -H 'Transfer-Encoding: chunk
 check_not "a 100 MB chunked upload is not accepted ($code)" test "$code" = 200
 hwm >"$T_DIR/hwm2"
 g=$(hwm_growth "$T_DIR/hwm0" "$T_DIR/hwm2")
-check "... the server held at most the limit: peak RSS grew by $g MiB (<= 40; peak $(hwm_max "$T_DIR/hwm2") MiB)" test "$g" -le 40
+# the limit is 32 MiB: 40 MiB of growth at most, 160 under ASan (its
+# quarantine keeps each buffer the body grew through: about 3 x the limit);
+# buffering the 100 MB would be over either
+lim=40
+ldd "$QTSP_BIN" 2>/dev/null | grep -q libasan && lim=160
+check "... the server held at most the limit: peak RSS grew by $g MiB (<= $lim; peak $(hwm_max "$T_DIR/hwm2") MiB)" test "$g" -le "$lim"
 check_eq "... and answers after it" ok "$(curl -s "$BASE/health")"
 rm -f "$T_DIR/big.bin"
 code=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/api/v1/validate")
