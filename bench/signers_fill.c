@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "ca/certdb.h"
@@ -137,10 +138,38 @@ static qtsp_status pick_fn(void *vctx, const void *key, size_t klen, const void 
     return QTSP_OK;
 }
 
+/* wall and CPU clocks and the page faults of this process */
+typedef struct sample {
+    double wall, cpu;
+    long minflt, majflt;
+} sample;
+
+static void take(sample *s)
+{
+    struct timespec ts;
+    struct rusage ru;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    getrusage(RUSAGE_SELF, &ru);
+    s->wall = now_s();
+    s->cpu = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    s->minflt = ru.ru_minflt;
+    s->majflt = ru.ru_majflt;
+}
+
+static void add(sample *acc, const sample *a, const sample *b)
+{
+    acc->wall += b->wall - a->wall;
+    acc->cpu += b->cpu - a->cpu;
+    acc->minflt += b->minflt - a->minflt;
+    acc->majflt += b->majflt - a->majflt;
+}
+
 static int sign(qtsp_app *app, long count)
 {
-    double t0 = now_s(), opened = 0;
+    sample pick = {0}, open = {0}, use = {0}, a, b, c, d, t0, t1;
+    take(&t0);
     for (long i = 0; i < count; i++) {
+        take(&a);
         /* a random credential: the first id at or after a random key */
         unsigned char r[16];
         char start[41];
@@ -164,11 +193,11 @@ static int sign(qtsp_app *app, long count)
         qtsp_txn_abort(txn);
         if (cred == NULL)
             return die("read a credential");
-        double t1 = now_s();
+        take(&b);
         qtsp_key *k = NULL;
         if (qtsp_subkey_open(app->hsm, cred, &k) != QTSP_OK)
             return die("open");
-        opened += now_s() - t1;
+        take(&c);
         qtsp_sigalg alg;
         unsigned char dg[32] = {0}, sig[QTSP_KEY_SIG_MAX];
         size_t sl = sizeof sig;
@@ -178,9 +207,21 @@ static int sign(qtsp_app *app, long count)
             return die("sign");
         qtsp_key_free(k);
         json_decref(cred);
+        take(&d);
+        add(&pick, &a, &b);
+        add(&open, &b, &c);
+        add(&use, &c, &d);
     }
-    double t = now_s() - t0;
-    printf("signs_per_s=%.0f open_us=%.0f\n", count / t, opened / count * 1e6);
+    take(&t1);
+    double n = (double)count;
+    /* wall clock figures move with the machine's load; the CPU figures
+     * (this process's user + system time) much less */
+    printf("signs_per_s=%.0f open_us=%.0f signs_per_cpu_s=%.0f open_cpu_us=%.0f "
+           "pick_cpu_us=%.0f sign_cpu_us=%.0f pick_minflt=%.2f pick_majflt=%.2f "
+           "open_minflt=%.2f\n",
+           n / (t1.wall - t0.wall), open.wall / n * 1e6, n / (t1.cpu - t0.cpu), open.cpu / n * 1e6,
+           pick.cpu / n * 1e6, use.cpu / n * 1e6, pick.minflt / n, pick.majflt / n,
+           open.minflt / n);
     return 0;
 }
 

@@ -4,6 +4,7 @@
 #include "ca/key.h"
 
 #include <openssl/asn1t.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/objects.h>
 #include <openssl/rsa.h>
@@ -53,6 +54,63 @@ void qtsp_key_free(qtsp_key *k)
     X509_free(k->cert);
     sk_X509_pop_free(k->chain, X509_free);
     free(k);
+}
+
+/* The SPKI prefixes i2d_PUBKEY writes for EC keys on named curves
+ * (SEQUENCE { SEQUENCE { id-ecPublicKey, namedCurve }, BIT STRING 04|X|Y }),
+ * RFC 5480 2. */
+static const struct {
+    const char *group;
+    size_t point_len;
+    unsigned char prefix[27];
+    size_t prefix_len;
+} EC_SPKI[] = {
+    {"prime256v1",
+     65,
+     {0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
+      0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00},
+     26},
+    {"secp384r1",
+     97,
+     {0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02,
+      0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00},
+     23},
+};
+
+qtsp_status qtsp_pubkey_from_spki(const unsigned char *der, size_t len, EVP_PKEY **out)
+{
+    ENSURE(der != NULL && out != NULL && len > 0 && len <= 16384, QTSP_ERR_INVALID,
+           "no public key, or one of more than 16 KiB");
+    for (size_t i = 0; i < sizeof EC_SPKI / sizeof EC_SPKI[0]; i++) {
+        size_t pl = EC_SPKI[i].prefix_len;
+        if (len != pl + EC_SPKI[i].point_len || memcmp(der, EC_SPKI[i].prefix, pl) != 0 ||
+            der[pl] != 0x04)
+            continue;
+        OSSL_PARAM prm[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)EC_SPKI[i].group,
+                                             0),
+            OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)(der + pl),
+                                              EC_SPKI[i].point_len),
+            OSSL_PARAM_construct_end(),
+        };
+        EVP_PKEY *pkey = NULL;
+        EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+        /* fromdata decodes the point with EC_POINT_oct2point: off the curve fails */
+        int ok = pctx != NULL && EVP_PKEY_fromdata_init(pctx) == 1 &&
+                 EVP_PKEY_fromdata(pctx, &pkey, EVP_PKEY_PUBLIC_KEY, prm) == 1;
+        EVP_PKEY_CTX_free(pctx);
+        ENSURE(ok, QTSP_ERR_INVALID, "public key: an EC point not on %s", EC_SPKI[i].group);
+        *out = pkey;
+        return QTSP_OK;
+    }
+    const unsigned char *p = der;
+    EVP_PKEY *pkey = d2i_PUBKEY(NULL, &p, (long)len);
+    if (pkey == NULL || p != der + len) {
+        EVP_PKEY_free(pkey);
+        FAIL(QTSP_ERR_INVALID, "not a SubjectPublicKeyInfo of %zu bytes", len);
+    }
+    *out = pkey;
+    return QTSP_OK;
 }
 
 EVP_PKEY *qtsp_key_get0_pubkey(const qtsp_key *k)

@@ -106,6 +106,17 @@ size_t qtsp_key_sig_max(const qtsp_key *k);
 qtsp_status qtsp_sigalg_algid(const qtsp_sigalg *alg, unsigned char *out, size_t cap,
                               size_t *len) QTSP_MUST_USE;
 
+/* The public key of a SubjectPublicKeyInfo (RFC 5280 4.1.2.7; DER, len
+ * bytes, consumed exactly) into *out (caller frees). An EC key on P-256 or
+ * P-384 in the one DER form i2d_PUBKEY writes (named curve, uncompressed
+ * point) is built from its point directly: OpenSSL 3.0's d2i_PUBKEY walks
+ * its decoder registry for every call (about 100 us, a tenth of a wrapped
+ * key's signature); the point is still checked to be on the curve. Other
+ * keys go through d2i_PUBKEY. QTSP_ERR_INVALID (not a public key we read).
+ * Thread-safe. */
+qtsp_status qtsp_pubkey_from_spki(const unsigned char *der, size_t len,
+                                  EVP_PKEY **out) QTSP_MUST_USE;
+
 /* The public key (borrowed; valid while k lives). */
 EVP_PKEY *qtsp_key_get0_pubkey(const qtsp_key *k);
 

@@ -15,16 +15,15 @@
 #define BIND_DOMAIN "qtsp-subkey-binding-v1"
 #define B64_MAX(n) (4 * (((n) + 2) / 3) + 1)
 
-qtsp_status qtsp_subkey_mac_input(const char *domain, const unsigned char *id, size_t idlen,
-                                  qtsp_keytype kt, EVP_PKEY *pub, const unsigned char *blob,
-                                  size_t blen, unsigned char *out, size_t *len)
+qtsp_status qtsp_subkey_mac_input_spki(const char *domain, const unsigned char *id, size_t idlen,
+                                       qtsp_keytype kt, const unsigned char *spki, size_t spki_len,
+                                       const unsigned char *blob, size_t blen, unsigned char *out,
+                                       size_t *len)
 {
     size_t dl = domain ? strlen(domain) : 0;
-    ENSURE(dl > 0 && dl <= 32 && idlen > 0 && idlen <= 32 && pub && blob && blen > 0,
+    ENSURE(dl > 0 && dl <= 32 && idlen > 0 && idlen <= 32 && spki && spki_len > 0 && blob &&
+               blen > 0,
            QTSP_ERR_INVALID, "binding input incomplete");
-    unsigned char *der = NULL;
-    int n = i2d_PUBKEY(pub, &der);
-    ENSURE(n > 0, QTSP_ERR_CRYPTO, "cannot encode a public key");
     size_t o = 0;
     memcpy(out + o, domain, dl); /* domain | 0 | idlen | id | type | H(spki) | H(blob) */
     o += dl;
@@ -33,13 +32,26 @@ qtsp_status qtsp_subkey_mac_input(const char *domain, const unsigned char *id, s
     memcpy(out + o, id, idlen);
     o += idlen;
     out[o++] = (unsigned char)kt;
-    SHA256(der, (size_t)n, out + o);
+    SHA256(spki, spki_len, out + o);
     o += 32;
     SHA256(blob, blen, out + o);
     o += 32;
-    OPENSSL_free(der);
     *len = o;
     return QTSP_OK;
+}
+
+qtsp_status qtsp_subkey_mac_input(const char *domain, const unsigned char *id, size_t idlen,
+                                  qtsp_keytype kt, EVP_PKEY *pub, const unsigned char *blob,
+                                  size_t blen, unsigned char *out, size_t *len)
+{
+    ENSURE(pub != NULL, QTSP_ERR_INVALID, "binding input incomplete");
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(pub, &der);
+    ENSURE(n > 0, QTSP_ERR_CRYPTO, "cannot encode a public key");
+    qtsp_status rc =
+        qtsp_subkey_mac_input_spki(domain, id, idlen, kt, der, (size_t)n, blob, blen, out, len);
+    OPENSSL_free(der);
+    return rc;
 }
 
 typedef struct setup_ctx {
@@ -89,15 +101,18 @@ qtsp_status qtsp_subkey_bind(qtsp_hsm *hsm, const unsigned char *serial, size_t 
                              qtsp_keytype kt, const unsigned char *blob, size_t blen, EVP_PKEY *pub,
                              json_t **out)
 {
+    ENSURE(pub != NULL, QTSP_ERR_INVALID, "binding input incomplete");
     unsigned char in[QTSP_SUBKEY_MAC_INPUT_MAX], mac[QTSP_HSM_MAC_LEN];
     size_t inl = 0;
-    TRY(qtsp_subkey_mac_input(BIND_DOMAIN, serial, slen, kt, pub, blob, blen, in, &inl));
-    TRY(qtsp_hsm_mac(hsm, in, inl, mac));
     unsigned char *der = NULL;
-    int n = i2d_PUBKEY(pub, &der);
+    int n = i2d_PUBKEY(pub, &der); /* once: the MAC covers the bytes stored */
     ENSURE(n > 0, QTSP_ERR_CRYPTO, "cannot encode a public key");
     qtsp_status rc = QTSP_OK;
-    json_t *o = json_pack("{s:s,s:s}", "format", QTSP_SUBKEY_FORMAT, "type", qtsp_keytype_name(kt));
+    json_t *o = NULL;
+    TRY_OUT(qtsp_subkey_mac_input_spki(BIND_DOMAIN, serial, slen, kt, der, (size_t)n, blob, blen,
+                                       in, &inl));
+    TRY_OUT(qtsp_hsm_mac(hsm, in, inl, mac));
+    o = json_pack("{s:s,s:s}", "format", QTSP_SUBKEY_FORMAT, "type", qtsp_keytype_name(kt));
     ENSURE_OUT(o != NULL, QTSP_ERR_NOMEM, "out of memory");
     TRY_OUT(set_b64(o, "blob", blob, blen));
     TRY_OUT(set_b64(o, "public_key", der, (size_t)n));
@@ -157,13 +172,16 @@ static qtsp_status open_wrapped(qtsp_hsm *hsm, const char *id, const json_t *k, 
     TRY_OUT(get_b64(k, "blob", QTSP_WRAPPED_MAX, &blob, &blen));
     TRY_OUT(get_b64(k, "public_key", 2048, &spki, &plen));
     TRY_OUT(get_b64(k, "binding", QTSP_HSM_MAC_LEN, &mac, &mlen));
-    const unsigned char *p = spki;
-    pub = d2i_PUBKEY(NULL, &p, (long)plen);
-    ENSURE_OUT(pub != NULL && p == spki + plen && mlen == QTSP_HSM_MAC_LEN, QTSP_ERR_STORE_CORRUPT,
-               "credential %s: unreadable public key or binding", id);
+    if (mlen != QTSP_HSM_MAC_LEN || qtsp_pubkey_from_spki(spki, plen, &pub) != QTSP_OK) {
+        qtsp_err_clear();
+        FAIL_OUT(QTSP_ERR_STORE_CORRUPT, "credential %s: unreadable public key or binding", id);
+    }
+    /* the binding covers the SPKI bytes stored (qtsp_subkey_bind wrote
+     * i2d_PUBKEY's), hashed as they are: no re-encoding per signature */
     unsigned char in[QTSP_SUBKEY_MAC_INPUT_MAX];
     size_t inl = 0;
-    TRY_OUT(qtsp_subkey_mac_input(BIND_DOMAIN, serial, slen, kt, pub, blob, blen, in, &inl));
+    TRY_OUT(qtsp_subkey_mac_input_spki(BIND_DOMAIN, serial, slen, kt, spki, plen, blob, blen, in,
+                                       &inl));
     rc = qtsp_hsm_mac_verify(hsm, in, inl, mac);
     if (rc == QTSP_ERR_STATE) {
         qtsp_err_clear();

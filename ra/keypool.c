@@ -113,13 +113,14 @@ static void seq_label(uint64_t seq, char out[64])
 
 /* The token-authenticated bytes of a pool entry: its sequence number, key
  * type, public key and blob. */
-static qtsp_status pool_mac_input(uint64_t seq, qtsp_keytype kt, EVP_PKEY *pub,
-                                  const unsigned char *blob, size_t blen, unsigned char *out,
-                                  size_t *len)
+static qtsp_status pool_mac_input(uint64_t seq, qtsp_keytype kt, const unsigned char *spki,
+                                  size_t spki_len, const unsigned char *blob, size_t blen,
+                                  unsigned char *out, size_t *len)
 {
     unsigned char id[8];
     qtsp_be64_put(id, seq);
-    return qtsp_subkey_mac_input(POOL_MAC_DOMAIN, id, sizeof id, kt, pub, blob, blen, out, len);
+    return qtsp_subkey_mac_input_spki(POOL_MAC_DOMAIN, id, sizeof id, kt, spki, spki_len, blob,
+                                      blen, out, len);
 }
 
 /* A wrapped pool record, parsed; pointers into the record. */
@@ -239,13 +240,13 @@ static qtsp_status take_txn(qtsp_txn *txn, void *vctx)
     wpool_rec r;
     (void)wpool_parse(c->rec, c->rec_len, &r);
     TRY(qtsp_txn_del(txn, QTSP_T_KEYPOOL, c->label, strlen(c->label)));
-    const unsigned char *p = r.spki;
-    EVP_PKEY *pub = d2i_PUBKEY(NULL, &p, (long)r.spki_len);
+    EVP_PKEY *pub = NULL;
     unsigned char in[QTSP_SUBKEY_MAC_INPUT_MAX];
     size_t inl = 0;
-    qtsp_status rc = pub && p == r.spki + r.spki_len
-                         ? pool_mac_input(r.seq, r.kt, pub, r.blob, r.blob_len, in, &inl)
-                         : QTSP_ERR_STORE_CORRUPT;
+    qtsp_status rc =
+        qtsp_pubkey_from_spki(r.spki, r.spki_len, &pub) == QTSP_OK
+            ? pool_mac_input(r.seq, r.kt, r.spki, r.spki_len, r.blob, r.blob_len, in, &inl)
+            : QTSP_ERR_STORE_CORRUPT;
     if (rc == QTSP_OK)
         rc = qtsp_hsm_mac_verify(ra->d.hsm, in, inl, r.mac);
     if (rc == QTSP_ERR_STATE || rc == QTSP_ERR_STORE_CORRUPT) {
@@ -419,7 +420,7 @@ static qtsp_status gen_one(qtsp_ra *ra, uint64_t seq, gen_key *k)
     size_t inl = 0;
     int n = i2d_PUBKEY(pub, &der);
     ENSURE_OUT(n > 0 && n < 65536, QTSP_ERR_CRYPTO, "cannot encode a public key");
-    TRY_OUT(pool_mac_input(seq, ra->keytype, pub, blob, blen, in, &inl));
+    TRY_OUT(pool_mac_input(seq, ra->keytype, der, (size_t)n, blob, blen, in, &inl));
     TRY_OUT(qtsp_hsm_mac(ra->d.hsm, in, inl, mac));
     k->rec_len = WPOOL_HDR_LEN + 2 + (size_t)n + 2 + blen;
     k->rec = malloc(k->rec_len);

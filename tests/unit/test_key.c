@@ -196,6 +196,58 @@ static void test_key_software_signs_ec_rsa_and_pss(void)
     EVP_PKEY_free(rsa);
 }
 
+/* qtsp_pubkey_from_spki: the EC fast path gives the key d2i_PUBKEY gives
+ * (P-256, P-384), RSA goes through d2i_PUBKEY, and a point off the curve, a
+ * truncated or padded SPKI and a compressed point's prefix are refused or
+ * read the slow way, never misread. */
+static void check_spki_round_trip(EVP_PKEY *k)
+{
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(k, &der);
+    CU_ASSERT_FATAL(n > 0);
+    EVP_PKEY *got = NULL;
+    CU_ASSERT_EQUAL(qtsp_pubkey_from_spki(der, (size_t)n, &got), QTSP_OK);
+    CU_ASSERT(got != NULL && EVP_PKEY_eq(got, k) == 1);
+    EVP_PKEY_free(got);
+    got = NULL;
+    CU_ASSERT_EQUAL(qtsp_pubkey_from_spki(der, (size_t)n - 1, &got), QTSP_ERR_INVALID);
+    CU_ASSERT_PTR_NULL(got);
+    qtsp_err_clear();
+    unsigned char *pad = OPENSSL_malloc((size_t)n + 1);
+    CU_ASSERT_FATAL(pad != NULL);
+    memcpy(pad, der, (size_t)n);
+    pad[n] = 0;
+    CU_ASSERT_EQUAL(qtsp_pubkey_from_spki(pad, (size_t)n + 1, &got), QTSP_ERR_INVALID);
+    CU_ASSERT_PTR_NULL(got);
+    qtsp_err_clear();
+    OPENSSL_free(pad);
+    OPENSSL_free(der);
+}
+
+static void test_key_pubkey_from_spki_reads_ec_and_rsa_exactly(void)
+{
+    EVP_PKEY *p256 = EVP_EC_gen("P-256"), *p384 = EVP_EC_gen("P-384"), *rsa = EVP_RSA_gen(2048);
+    CU_ASSERT_FATAL(p256 && p384 && rsa);
+    check_spki_round_trip(p256);
+    check_spki_round_trip(p384);
+    check_spki_round_trip(rsa);
+    /* a P-256 SPKI whose point is not on the curve (Y changed) */
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(p256, &der);
+    CU_ASSERT_FATAL(n == 91);
+    der[90] ^= 1;
+    EVP_PKEY *got = NULL;
+    CU_ASSERT_EQUAL(qtsp_pubkey_from_spki(der, (size_t)n, &got), QTSP_ERR_INVALID);
+    CU_ASSERT_PTR_NULL(got);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_pubkey_from_spki(der, 0, &got), QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    OPENSSL_free(der);
+    EVP_PKEY_free(p256);
+    EVP_PKEY_free(p384);
+    EVP_PKEY_free(rsa);
+}
+
 /* The AlgorithmIdentifiers the OCSP, TSA and CRL writers used to carry as
  * constants, and an RSASSA-PSS one OpenSSL reads back. */
 static void test_key_algorithm_identifiers(void)
@@ -473,6 +525,7 @@ int main(void)
         QTEST(test_key_refuses_wrong_digest_length_and_scheme),
         QTEST(test_key_unknown_label_is_refused),
         QTEST(test_key_software_signs_ec_rsa_and_pss),
+        QTEST(test_key_pubkey_from_spki_reads_ec_and_rsa_exactly),
         QTEST(test_key_algorithm_identifiers),
         QTEST(test_key_signs_certificates),
         QTEST(test_key_third_backend_plugs_in),
