@@ -42,6 +42,9 @@ else
   B_SERVE_DESC="the default serve (no flags: one worker process per core = $B_PROCESSES)"
 fi
 b_serve() { # home [stderr file: the access log; default $B_DIR/serve.err]
+  # emptied first: the background job opens it later, and the previous
+  # server's "listening on" line must not be read as this one's
+  : >"$B_DIR/serve.out"
   "$QTSP" serve --home "$1" --listen 127.0.0.1:0 "${B_PROC_ARGS[@]}" \
     >"$B_DIR/serve.out" 2>"${2:-$B_DIR/serve.err}" &
   B_PID=$!
