@@ -32,11 +32,12 @@ function totp(uri, at = Date.now()) {
 
 const browser = await chromium.launch({ executablePath: env.CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
 const cspViolations = [];
+const pageErrors = [];
 async function newPage(viewport) {
   const ctx = await browser.newContext({ viewport, acceptDownloads: true, locale: 'en-GB' });
   const page = await ctx.newPage();
   page.on('console', (m) => { if (/Content.Security.Policy/i.test(m.text())) cspViolations.push(m.text()); });
-  page.on('pageerror', (e) => console.log(`page error: ${e.message}`));
+  page.on('pageerror', (e) => { pageErrors.push(e.message); console.log(`page error: ${e.message}`); });
   return page;
 }
 
@@ -391,6 +392,7 @@ try {
   // phone-sized: the office page fits the width
   await staffLogin(phone, env.OFFICE);
   await check(phone, 'office-phone');
+  ok(pageErrors.length === 0, `no uncaught script error on any page (${pageErrors.slice(0, 2).join(' | ')})`);
   ok(cspViolations.length === 0, `no Content-Security-Policy violation (${cspViolations.slice(0, 2).join(' | ')})`);
 } catch (e) {
   ok(false, `browser run: ${e.message.split('\n')[0]}`);
