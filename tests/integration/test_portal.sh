@@ -187,6 +187,7 @@ if [[ ${QTSP_PORTAL_BROWSER:-1} == 1 ]]; then
   # the PDF signed in the browser (pdfsig accepted it there, before the
   # termination): after it, the signature still verifies and pdfsig, asking
   # our OCSP responder, finds the certificate revoked
+  check_eq "serve --routes lists signDoc and the archive" "1 1" "$SIGNDOC $DOCUMENTS"
   if [[ $SIGNDOC == 1 ]]; then
     check "the browser downloaded the signed PDF and the archived copy" test -s "$T_DIR/downloads/signed.pdf" -a -s "$T_DIR/downloads/archived.pdf"
     pdfsig -nssdir "sql:$NSSDB" "$T_DIR/downloads/signed.pdf" >"$T_DIR/pdfsig.txt" 2>&1
@@ -195,8 +196,7 @@ if [[ ${QTSP_PORTAL_BROWSER:-1} == 1 ]]; then
   fi
   echo "screenshots: $SHOTS"
   # a screenshot of each page (and state) the browser visited
-  shots="login login-bg enrol activation signer-overview documents-empty sign password hotline sign-held office office-terminate signer-revoked audit office-phone"
-  [[ $SIGNDOC == 1 ]] && shots="$shots sign-done sign-spent documents"
+  shots="login login-bg enrol activation signer-overview documents-empty sign sign-done sign-spent documents password hotline sign-held office office-terminate signer-revoked audit office-phone"
   for shot in $shots; do
     check "screenshot of the $shot page saved" test -s "$SHOTS/$shot.png"
   done
