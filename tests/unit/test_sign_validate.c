@@ -519,6 +519,57 @@ static void test_validate_report_signed(void)
     qtsp_validator_free(v);
 }
 
+static qtsp_status put_rec(qtsp_txn *txn, void *ctx)
+{
+    return qtsp_certdb_put(txn, ctx);
+}
+
+/* x recorded in st as issued by issuer ("issuing" or "root"). */
+static void record_cert(qtsp_store *st, X509 *x, const char *issuer)
+{
+    qtsp_cert_record rec;
+    memset(&rec, 0, sizeof rec);
+    const ASN1_INTEGER *sn = X509_get0_serialNumber(x);
+    NEED(qtsp_serial_normalize(sn->data, (size_t)sn->length, rec.serial, &rec.serial_len) ==
+         QTSP_OK);
+    snprintf(rec.issuer, sizeof rec.issuer, "%s", issuer);
+    unsigned char *der = NULL;
+    int dl = i2d_X509(x, &der);
+    NEED(dl > 0);
+    rec.der = der;
+    rec.der_len = (size_t)dl;
+    NEED(qtsp_store_write(st, put_rec, &rec) == QTSP_OK);
+    OPENSSL_free(der);
+}
+
+/* The store's status hook: the issuing CA's certificates, and the root's own
+ * (TSA unit, validation service) only when the root is given and the store
+ * says the root issued them. */
+static void test_validate_store_status_issuing_and_root(void)
+{
+    char dir[600];
+    qtsp_store *st = qtest_store_fresh("vstore", 4, dir, sizeof dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    record_cert(st, g_signer, "issuing");
+    record_cert(st, E.tsa_cert, "root");
+    qtsp_validate_store vs = {st, g_ca, g_root};
+    qtsp_cert_status out;
+    memset(&out, 0, sizeof out);
+    CU_ASSERT_EQUAL(qtsp_validate_store_status(&vs, g_signer, g_ca, &out), QTSP_OK);
+    CU_ASSERT_EQUAL(out.state, QTSP_CERT_VALID);
+    CU_ASSERT_EQUAL(qtsp_validate_store_status(&vs, E.tsa_cert, g_root, &out), QTSP_OK);
+    CU_ASSERT_EQUAL(out.state, QTSP_CERT_VALID);
+    /* the signer's serial under the root: the store says the issuing CA made it */
+    CU_ASSERT_EQUAL(qtsp_validate_store_status(&vs, g_signer, g_root, &out), QTSP_ERR_NOT_FOUND);
+    /* a stranger's certificate, and the root unknown to the hook */
+    CU_ASSERT_EQUAL(qtsp_validate_store_status(&vs, E.tsa_cert, g_other_root, &out),
+                    QTSP_ERR_NOT_FOUND);
+    vs.root = NULL;
+    CU_ASSERT_EQUAL(qtsp_validate_store_status(&vs, E.tsa_cert, g_root, &out), QTSP_ERR_NOT_FOUND);
+    qtsp_err_clear();
+    qtest_store_done(st, dir);
+}
+
 static void test_validate_trust_file(void)
 {
     char dir[512];
@@ -580,6 +631,7 @@ int main(void)
         QTEST(test_validate_refuses_bad_files),
         QTEST(test_validate_report_xml),
         QTEST(test_validate_report_signed),
+        QTEST(test_validate_store_status_issuing_and_root),
         QTEST(test_validate_trust_file),
     };
     int rc = qtest_run("sign_validate", cases, sizeof cases / sizeof cases[0]);
