@@ -151,8 +151,9 @@ static int usage(FILE *f)
                "                 [--pkcs11-module PATH --token-label LABEL] [--operator NAME]\n\n"
                "Key ceremony: creates DIR (default $QTSP_HOME or ./qtsp-home), an embedded\n"
                "SoftHSM2 token under DIR/hsm unless --pkcs11-module is given (then the PIN\n"
-               "comes from QTSP_TOKEN_PIN), the root CA, issuing CA, OCSP and TSA keys in the\n"
-               "token, their certificates in DIR/public and DIR/ceremony-report.txt.\n"
+               "comes from QTSP_TOKEN_PIN), the root CA, issuing CA, OCSP, TSA and\n"
+               "validation service keys in the token, their certificates in DIR/public and\n"
+               "DIR/ceremony-report.txt.\n"
                "Refuses an initialised home.\n");
     return f == stdout ? 0 : 2;
 }
