@@ -85,7 +85,7 @@ qtsp_status qtsp_validate_http_post(void *ctx, const qtsp_http_req *req, qtsp_ht
         ENSURE(stamp || xml || strcmp(report, "json") == 0, QTSP_ERR_INVALID,
                "report must be json, timestamped, xml, xml-timestamped or xml-signed");
     }
-    /* refused before the file is read: nothing to sign with */
+    /* refused before the file is validated: nothing would sign the report */
     ENSURE(!sign || h->report_signer.key != NULL, QTSP_ERR_UNAVAILABLE,
            "no validation service key to sign the report (run qtsp rekey validation)");
 
