@@ -285,7 +285,7 @@ int cmd_sign_doc(int argc, char **argv)
             qtsp_pades_opts po = {level, certification, now};
             TRY_OUT(qtsp_pades_sign(&sv, &sg, &po, doc, len, &out));
         } else {
-            qtsp_cades_opts co = {level, attached, now};
+            qtsp_cades_opts co = {level, attached, now, NULL};
             TRY_OUT(qtsp_cades_sign(&sv, &sg, &co, doc, len, &out));
         }
         clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -329,7 +329,10 @@ static qtsp_status call_from(const qtsp_api *api, const qtsp_http_req *req, api_
         fail = 1;
     if (!fail && req->internal)
         qtsp_http_query_each(req, query_copy, c);
-    if (!fail && req->body_len) {
+    if (!fail && req->body_len && req->internal) { /* the server's request: no copy */
+        c->body = qtsp_http_take_body(req, &c->body_len);
+        fail = c->body == NULL;
+    } else if (!fail && req->body_len) {
         c->body = malloc(req->body_len);
         if (c->body) {
             memcpy(c->body, req->body, req->body_len);

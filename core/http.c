@@ -613,6 +613,15 @@ QTSP_PRINTF(2, 0) static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- public API ------------------------------------------------------- */
 
+unsigned char *qtsp_http_take_body(const qtsp_http_req *req, size_t *len)
+{
+    *len = 0;
+    http_rq *rq = req->internal;
+    if (!rq || !rq->body.len)
+        return NULL;
+    return qtsp_buf_take(&rq->body, len);
+}
+
 const char *qtsp_http_header(const qtsp_http_req *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);

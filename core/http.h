@@ -63,6 +63,14 @@ typedef struct qtsp_http_resp {
     qtsp_buf headers; /* internal: "name\0value\0" pairs */
 } qtsp_http_resp;
 
+/* Hands the request's body to the caller (free() it; *len its length) and
+ * leaves req->body empty for the server: a layer that keeps the body past
+ * the handler's return (core/api's workers) takes it instead of copying
+ * megabytes. NULL (and *len 0) for an empty body or a request not made by
+ * the server. Call at most once, on the HTTP thread, before reading
+ * req->body no more. */
+unsigned char *qtsp_http_take_body(const qtsp_http_req *req, size_t *len);
+
 /* A request header (case-insensitive), NULL when absent. Borrowed for the request. */
 const char *qtsp_http_header(const qtsp_http_req *req, const char *name);
 /* 1 when the request reached us through TLS: it came from a trusted proxy

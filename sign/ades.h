@@ -76,6 +76,10 @@ typedef struct qtsp_cades_opts {
     qtsp_ades_level level;
     int enveloping;       /* 1: the document inside (eContent); 0: detached */
     int64_t signing_time; /* signing-time attribute, seconds since the epoch */
+    /* the document's SHA-256 when the caller has it already (signDoc binds
+     * the SAD to it), used when the signer's digest is SHA-256; NULL: the
+     * document is hashed here */
+    const unsigned char *sha256;
 } qtsp_cades_opts;
 
 /* Signs doc (len bytes) as a CAdES baseline signature: a DER ContentInfo

@@ -157,12 +157,12 @@ qtsp_status qtsp_asic_sign(const qtsp_ades_services *sv, const qtsp_ades_signer 
         qtsp_xades_opts xo = {o->level, QTSP_XADES_DETACHED, o->signing_time, 0, 1};
         TRY_OUT(qtsp_xades_sign(sv, s, &xo, files, n, &sig));
     } else if (o->form == QTSP_ASIC_S) {
-        qtsp_cades_opts co = {o->level, 0, o->signing_time};
+        qtsp_cades_opts co = {o->level, 0, o->signing_time, NULL};
         TRY_OUT(
             qtsp_cades_sign(sv, s, &co, files[0].data ? files[0].data : empty, files[0].len, &sig));
     } else {
         TRY_OUT(manifest(files, n, &man));
-        qtsp_cades_opts co = {o->level, 0, o->signing_time};
+        qtsp_cades_opts co = {o->level, 0, o->signing_time, NULL};
         TRY_OUT(qtsp_cades_sign(sv, s, &co, man.data, man.len, &sig));
     }
 

@@ -345,9 +345,14 @@ qtsp_status qtsp_cades_sign(const qtsp_ades_services *sv, const qtsp_ades_signer
     unsigned char dg[EVP_MAX_MD_SIZE];
     unsigned int dg_len = 0;
     static const unsigned char empty[1];
-    /* one pass over the document where it lies */
-    ENSURE(EVP_Digest(doc ? doc : empty, len, dg, &dg_len, s->alg.md, NULL) == 1, QTSP_ERR_CRYPTO,
-           "digest of the document");
+    /* one pass over the document where it lies, or none when its SHA-256 is known */
+    if (o->sha256 && EVP_MD_get_type(s->alg.md) == NID_sha256) {
+        memcpy(dg, o->sha256, 32);
+        dg_len = 32;
+    } else {
+        ENSURE(EVP_Digest(doc ? doc : empty, len, dg, &dg_len, s->alg.md, NULL) == 1,
+               QTSP_ERR_CRYPTO, "digest of the document");
+    }
     unsigned char h[32];
     ades_cms_req r = {
         dg,      dg_len, o->enveloping ? (doc ? doc : empty) : NULL, len, NULL, 1, o->signing_time,

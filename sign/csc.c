@@ -1682,7 +1682,7 @@ static qtsp_status doc_sign(const qtsp_ades_services *sv, const qtsp_ades_signer
                              j->level, now};
         rc = qtsp_asic_sign(sv, &s, &ao, &o, 1, &j->out);
     } else if (j->kind == DOC_CADES) {
-        qtsp_cades_opts co = {j->level, j->attached, now};
+        qtsp_cades_opts co = {j->level, j->attached, now, j->sha};
         rc = qtsp_cades_sign(sv, &s, &co, j->data, j->len, &j->out);
     } else if (j->kind == DOC_PADES) {
         qtsp_pades_opts po = {j->level, j->certification, now};

@@ -144,7 +144,7 @@ static int signed_attr_count(CMS_ContentInfo *cms, int nid)
 
 static void sign_cades(qtsp_ades_level level, int enveloping, qtsp_buf *out)
 {
-    qtsp_cades_opts o = {level, enveloping, 1765000000};
+    qtsp_cades_opts o = {level, enveloping, 1765000000, NULL};
     qtsp_buf_init(out, 1 << 20);
     qtsp_err_clear();
     qtsp_status rc = qtsp_cades_sign(&g_sv, &g_s, &o, DOC, sizeof DOC, out);
@@ -298,7 +298,7 @@ static void test_cades_refuses_revoked_signer_and_missing_services(void)
     CU_ASSERT_EQUAL_FATAL(qtsp_buf_append(&out, "keep", 4), QTSP_OK);
     qtsp_ades_signer rv = g_s;
     rv.cert = g_revoked;
-    qtsp_cades_opts o = {QTSP_ADES_B_LT, 0, 1765000000};
+    qtsp_cades_opts o = {QTSP_ADES_B_LT, 0, 1765000000, NULL};
     CU_ASSERT_EQUAL(qtsp_cades_sign(&g_sv, &rv, &o, DOC, sizeof DOC, &out), QTSP_ERR_STATE);
     CU_ASSERT_EQUAL(out.len, 4); /* nothing appended */
     qtsp_ades_services none = {0};

@@ -93,7 +93,7 @@ static qtsp_validator *validator(X509 *anchor, int rev_none, int with_status)
 
 static void sign_cades(qtsp_ades_level level, int enveloping, int64_t when, qtsp_buf *out)
 {
-    qtsp_cades_opts o = {level, enveloping, when};
+    qtsp_cades_opts o = {level, enveloping, when, NULL};
     qtsp_buf_init(out, 1 << 20);
     qtsp_err_clear();
     qtsp_status rc = qtsp_cades_sign(&g_sv, &g_s, &o, DOC, sizeof DOC, out);
