@@ -7,13 +7,14 @@
 # the signature time-stamp by openssl ts -verify; PAdES at each level by
 # poppler's pdfsig (NSS db from certutil), also a PDF with an xref stream
 # and a PDF signed twice through signDoc; XAdES enveloped, enveloping and
-# detached by xmlsec1; a tampered byte fails each check. Refusals: a SAD
+# detached by xmlsec1; ASiC-S (CAdES) and ASiC-E (XAdES) containers by unzip,
+# openssl cms and xmlsec1; a tampered byte fails each check. Refusals: a SAD
 # for other hashes (nothing charged), malformed JSON, unknown fields, bad
 # base64, an oversized body. The archive: GET /api/v1/documents and
 # /api/v1/documents/{id} return byte-identical documents, and a second
 # signer never sees the first's.
 source "$(dirname "$0")/lib.sh"
-for tool in pdfsig certutil qpdf xmlsec1 oathtool; do
+for tool in pdfsig certutil qpdf xmlsec1 xmlstarlet unzip oathtool; do
   command -v $tool >/dev/null || { echo "missing $tool (scripts/deps.sh installs it)"; exit 1; }
 done
 H=$T_DIR/home
@@ -269,6 +270,86 @@ signdoc B "$SAD" "$W/entries"
 check_eq "$n: a certification of an already signed PDF: 409" 409 "$(status)"
 check_eq "... nothing charged" "$before" "$(used B)"
 
+# ---- XAdES: enveloped, enveloping, detached at each level, one signDoc --------
+NS=(-N ds=http://www.w3.org/2000/09/xmldsig# -N xades=http://uri.etsi.org/01903/v1.3.2#)
+sel() { xmlstarlet sel "${NS[@]}" -t -v "$2" "$1" 2>/dev/null; } # FILE XPATH
+xverify() { # FILE [xmlsec1 args]: the signature and all its references, our root trusted
+  local f=$1; shift
+  xmlsec1 --verify --trusted-pem "$ROOT" --untrusted-pem "$ISSUING" \
+    --id-attr:Id http://uri.etsi.org/01903/v1.3.2#:SignedProperties "$@" "$f" >/dev/null 2>&1
+}
+: >"$W/entries"
+files=()
+for level in B-B B-T B-LT B-LTA; do
+  for pk in Enveloped Enveloping Detached; do
+    if [[ $pk == Enveloped ]]; then
+      printf '<?xml version="1.0" encoding="UTF-8"?>\n<invoice xmlns="urn:example:invoice">\n  <level>%s</level>\n  <total currency="EUR">100.00</total>\n</invoice>\n' "$level" >"$W/x-$level-$pk.in"
+    else
+      { head -c 4000 "$W/doc.bin"; printf '%s %s' "$level" "$pk"; } >"$W/x-$level-$pk.in"
+    fi
+    files+=("$W/x-$level-$pk.in")
+    [[ -s $W/entries ]] && printf ',' >>"$W/entries"
+    entry "$W/x-$level-$pk.in" X "$level" "$pk" "x-$level-$pk.in" >>"$W/entries"
+  done
+done
+SAD=$(authorize A "${files[@]}")
+signdoc A "$SAD" "$W/entries"
+check_eq "XAdES signDoc of twelve documents: 200" 200 "$(status)"
+check "answer: 8 with the signature inside, 4 detached" \
+  jq -e '(.DocumentWithSignature | length) == 8 and (.SignatureObject | length) == 4' "$W/resp.json"
+iw=0 id=0
+for level in B-B B-T B-LT B-LTA; do
+  for pk in Enveloped Enveloping Detached; do
+    n="XAdES-$level $pk"
+    in=$W/x-$level-$pk.in
+    sig=$W/x-$level-$pk.xml
+    args=()
+    if [[ $pk == Detached ]]; then
+      out SignatureObject $id "$sig"
+      id=$((id + 1))
+      args=(--url-map:"x-$level-$pk.in" "$in")
+    else
+      out DocumentWithSignature $iw "$sig"
+      iw=$((iw + 1))
+    fi
+    check "$n: xmlsec1 --verify with the chain" xverify "$sig" "${args[@]}"
+    case $pk in
+      Enveloped) sed 's/100\.00/100.01/' "$sig" >"$W/bad.xml"; check_not "$n: a changed amount fails" xverify "$W/bad.xml" ;;
+      Enveloping)
+        cp "$sig" "$W/bad.xml"
+        off=$(grep -bo 'Encoding="http://www.w3.org/2000/09/xmldsig#base64">' "$W/bad.xml" | head -1 | cut -d: -f1)
+        flip "$W/bad.xml" $((off + 80)) # a base64 letter A <-> B
+        check_not "$n: a flipped byte in the object fails" xverify "$W/bad.xml" ;;
+      Detached)
+        cp "$in" "$W/doc.bad"; flip "$W/doc.bad" 1000
+        check_not "$n: a flipped content byte fails" xverify "$sig" --url-map:"x-$level-$pk.in" "$W/doc.bad" ;;
+    esac
+    [[ $level != B-B ]] && check_eq "$n: a SignatureTimeStamp" 1 "$(sel "$sig" 'count(//xades:SignatureTimeStamp)')"
+  done
+done
+
+# ---- ASiC (our extension "container"): ASiC-S with CAdES, ASiC-E with XAdES ----
+echo "hello, container" >"$W/a.txt"
+printf '%s,%s' "$(entry "$W/a.txt" C B-LT Detached a.txt | sed 's/}$/,"container":"ASiC-S"}/')" \
+  "$(entry "$W/a.txt" X B-T Detached a.txt | sed 's/}$/,"container":"ASiC-E"}/')" >"$W/entries"
+SAD=$(authorize A "$W/a.txt" "$W/a.txt")
+signdoc A "$SAD" "$W/entries"
+check_eq "ASiC-S and ASiC-E via signDoc: 200" 200 "$(status)"
+out DocumentWithSignature 0 "$W/s.asics"
+out DocumentWithSignature 1 "$W/e.asice"
+check_eq "ASiC-S: mimetype first" mimetype "$(unzip -Z1 "$W/s.asics" | head -1)"
+check_eq "ASiC-S: its media type" application/vnd.etsi.asic-s+zip "$(unzip -p "$W/s.asics" mimetype)"
+rm -rf "$W/unz" && mkdir -p "$W/unz" && (cd "$W/unz" && unzip -q "$W/s.asics")
+check "ASiC-S: the file comes out whole" cmp -s "$W/unz/a.txt" "$W/a.txt"
+check "ASiC-S: META-INF/signature.p7s verifies over it (openssl cms)" cmsverify -in "$W/unz/META-INF/signature.p7s" -content "$W/unz/a.txt"
+flip "$W/unz/a.txt" 2
+check_not "ASiC-S: a flipped byte in the file fails" cmsverify -in "$W/unz/META-INF/signature.p7s" -content "$W/unz/a.txt"
+rm -rf "$W/unz" && mkdir -p "$W/unz" && (cd "$W/unz" && unzip -q "$W/e.asice")
+check_eq "ASiC-E: its media type" application/vnd.etsi.asic-e+zip "$(unzip -p "$W/e.asice" mimetype)"
+check "ASiC-E: META-INF/signatures.xml verifies (xmlsec1)" xverify "$W/unz/META-INF/signatures.xml" --url-map:a.txt "$W/unz/a.txt"
+flip "$W/unz/a.txt" 2
+check_not "ASiC-E: a flipped byte in the file fails" xverify "$W/unz/META-INF/signatures.xml" --url-map:a.txt "$W/unz/a.txt"
+
 # ---- refusals: nothing charged, nothing archived -----------------------------
 docs_of() { local t=T_$1; curl -s -H "Authorization: Bearer ${!t}" "$BASE/api/v1/documents" | jq '.documents | length'; }
 archived=$(docs_of A)
@@ -329,10 +410,34 @@ signdoc A "$SAD" "$W/entries"
 check_eq "the SAD again: 400" 400 "$(status)"
 check_eq "... already used" "invalid_request: SAD: already used" "$(err)"
 
+# ---- the package and the certificate, checked as signHash checks them -------
+signer C 7001010003 free # three signatures a year
+for k in 1 2 3 4; do head -c 500 /dev/urandom >"$W/q$k.bin"; done
+printf '%s,%s,%s,%s' "$(entry "$W/q1.bin" C B-B Detached)" "$(entry "$W/q2.bin" C B-B Detached)" \
+  "$(entry "$W/q3.bin" C B-B Detached)" "$(entry "$W/q4.bin" C B-B Detached)" >"$W/entries"
+SAD=$(authorize C "$W/q1.bin" "$W/q2.bin" "$W/q3.bin" "$W/q4.bin")
+signdoc C "$SAD" "$W/entries"
+check_eq "four documents on a package with three signatures: 429" 429 "$(status)"
+check_eq "... quota_exceeded" quota_exceeded "$(jq -r .error "$T_DIR/body")"
+check_eq "... nothing charged" 0 "$(used C)"
+check_eq "... nothing archived" 0 "$(docs_of C)"
+HOTLINE=$("$QTSP_BIN" operator add --home "$H" hans --role hotline)
+api POST "/ra/v1/certificates/$C_B/hold" "$HOTLINE" '{"caller_verification":"test"}' >/dev/null
+check_eq "B's certificate held" 200 "$(status)"
+head -c 500 /dev/urandom >"$W/h.bin"
+entry "$W/h.bin" C B-B Detached >"$W/entries"
+SAD=$(authorize B "$W/h.bin")
+check_eq "authorize with a held certificate: refused" "" "$SAD"
+before=$(used B)
+signdoc B "x$(head -c 42 /dev/zero | tr '\0' A)" "$W/entries"
+check_eq "signDoc with a held certificate: 409" 409 "$(status)"
+check_grep "... says suspended" "suspended" "$T_DIR/body"
+check_eq "... nothing charged" "$before" "$(used B)"
+
 # ---- the archive -------------------------------------------------------------
 curl -s -H "Authorization: Bearer $T_A" "$BASE/api/v1/documents" >"$W/list.json"
 check "A's list has the interface's fields" \
-  jq -e '.documents | length >= 14 and all(.[]; has("id") and has("name") and has("format") and has("level") and has("signed_at") and has("sha256") and has("size"))' "$W/list.json"
+  jq -e '.documents | length >= 28 and all(.[]; has("id") and has("name") and has("format") and has("level") and has("signed_at") and has("sha256") and has("size"))' "$W/list.json"
 ID=$(jq -r '.documentIDs[0]' "$W/pades.json")
 check "the list names the PAdES-B-B document" jq -e --arg id "$ID" '.documents[] | select(.id == $id) | .name == "contract B-B.pdf" and .format == "PAdES" and .level == "B-B"' "$W/list.json"
 curl -s -D "$W/h.txt" -o "$W/dl.pdf" -H "Authorization: Bearer $T_A" "$BASE/api/v1/documents/$ID"
