@@ -79,12 +79,26 @@ function pdfsig(file) {
 }
 
 // the first signature of POST /api/v1/validate's report
-async function validate(bytes) {
+async function validate(bytes, type = 'application/pdf', name = 'signed.pdf') {
   const form = new FormData();
-  form.append('file', new Blob([bytes], { type: 'application/pdf' }), 'signed.pdf');
+  form.append('file', new Blob([bytes], { type }), name);
   const r = await fetch(`${BASE}/api/v1/validate`, { method: 'POST', body: form });
   const j = await r.json();
   return j.signatures && j.signatures[0];
+}
+
+// clicks every download button of the sign page, saves each file under
+// downloads/ by its suggested name; the names in order
+async function saveAll(p) {
+  const buttons = p.locator('[data-testid=signed-download]');
+  const names = [];
+  mkdirSync(`${env.T_DIR}/downloads`, { recursive: true });
+  for (let i = 0; i < await buttons.count(); i++) {
+    const [d] = await Promise.all([p.waitForEvent('download'), buttons.nth(i).click()]);
+    await d.saveAs(`${env.T_DIR}/downloads/${d.suggestedFilename()}`);
+    names.push(d.suggestedFilename());
+  }
+  return names;
 }
 
 // the package as the overview page shows it
@@ -108,13 +122,15 @@ async function openSign(p, files = [`${env.T_DIR}/doc.pdf`]) {
 }
 
 // A code the server has not accepted yet: a step after the last one used,
-// within its window (policies/signing.yaml otp.window: 1 step either side);
-// waits for the clock when the next step is not yet in reach.
+// within its window (policies/signing.yaml otp.window steps either side:
+// OTP_WINDOW, 2 in the test home); waits for the clock when the next step
+// is not yet in reach.
 let lastStep = 0;
+const otpWindow = Number(env.OTP_WINDOW || 1);
 async function freshCode(uri) {
   for (;;) {
     const now = Math.floor(Date.now() / 30000);
-    if (now + 1 > lastStep) {
+    if (now + otpWindow > lastStep) {
       lastStep = Math.max(now, lastStep + 1);
       return totp(uri, lastStep * 30000 + 500);
     }
@@ -199,7 +215,7 @@ try {
     await phone.waitForSelector('[data-credential]');
     ok(await phone.getAttribute('[data-credential] [data-status]', 'data-status') === 'valid', 'the signer sees their certificate valid');
     const pkg0 = await quota(phone);
-    ok(pkg0.package === 'practical' && pkg0.left === '3' && pkg0.used === '0', `the signer sees their package and what is left (${JSON.stringify(pkg0)})`);
+    ok(pkg0.package === 'practical' && pkg0.left === '6' && pkg0.used === '0', `the signer sees their package and what is left (${JSON.stringify(pkg0)})`);
     await check(phone, 'signer-overview');
 
     await phone.goto(`${BASE}/#/documents`);
@@ -266,7 +282,41 @@ try {
         }
       }
 
-      // the package (3 signatures in this test's policy) is spent: a fresh
+      // XAdES: an XML file (enveloped) and a text file (enveloping) at once;
+      // xmlsec1 verifies each against our root
+      writeFileSync(`${env.T_DIR}/order.xml`, '<?xml version="1.0" encoding="UTF-8"?>\n<order id="42"><item>paper</item><qty>3</qty></order>\n');
+      await openSign(phone, [`${env.T_DIR}/order.xml`, `${env.T_DIR}/note.txt`]);
+      said = await trySign(phone, await freshCode(act.uri), 'Ades-B-B', 'xades');
+      if (ok(said === 'signed', `signing an XML and a text file as XAdES B-B (${said})`)) {
+        const files = await saveAll(phone);
+        ok(files.join(' ') === 'order-signed.xml note.txt.xml', `one signed XML per file (${files.join(' ')})`);
+        for (const f of files) {
+          let r = 'ok';
+          try {
+            execFileSync('xmlsec1', ['--verify', '--trusted-pem', env.ROOT, '--untrusted-pem', env.ISSUING, '--id-attr:Id', 'http://uri.etsi.org/01903/v1.3.2#:SignedProperties', `${env.T_DIR}/downloads/${f}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+          } catch (e) {
+            r = `${e.stderr || e.message}`.split('\n').filter(Boolean).pop();
+          }
+          ok(r === 'ok', `xmlsec1 --verify accepts ${f} (${r})`);
+        }
+        const order = readFileSync(`${env.T_DIR}/downloads/order-signed.xml`, 'utf8');
+        ok(/<order id="42">/.test(order) && /<ds:Signature|<Signature/.test(order), 'the XML file carries its signature inside (enveloped)');
+      }
+      // ASiC-E (XAdES inside): the container's first entry is its mimetype,
+      // and the validation service passes it
+      await openSign(phone, [`${env.T_DIR}/note.txt`]);
+      said = await trySign(phone, await freshCode(act.uri), 'Ades-B-B', 'asic');
+      if (ok(said === 'signed', `signing a text file into an ASiC-E container (${said})`)) {
+        const [f] = await saveAll(phone);
+        const z = `${env.T_DIR}/downloads/${f}`;
+        const first = execFileSync('unzip', ['-Z1', z], { encoding: 'utf8' }).split('\n')[0];
+        const mt = execFileSync('unzip', ['-p', z, 'mimetype'], { encoding: 'utf8' });
+        ok(f === 'note.asice' && first === 'mimetype' && mt === 'application/vnd.etsi.asic-e+zip', `${f}: first entry mimetype, ${mt}`);
+        const v = await validate(readFileSync(z), 'application/vnd.etsi.asic-e+zip', f);
+        ok(v && v.indication === 'TOTAL-PASSED', `POST /api/v1/validate passes the container (${v && `${v.indication} ${v.format} ${v.level}`})`);
+      }
+
+      // the package (6 signatures in this test's policy) is spent: a fresh
       // code authorises, the signing is refused
       await openSign(phone);
       said = await trySign(phone, await freshCode(act.uri), 'Ades-B-T');
@@ -276,12 +326,12 @@ try {
       await phone.goto(`${BASE}/#/me`);
       await phone.reload();
         const pkg1 = await quota(phone);
-      ok(pkg1.left === '0' && pkg1.used === '3', `the package counts the three signatures (${JSON.stringify(pkg1)})`);
-      ok(await phone.locator('section:has(#hist-h) tbody tr').count() === 2, 'the history shows the two signings');
+      ok(pkg1.left === '0' && pkg1.used === '6', `the package counts the six signatures (${JSON.stringify(pkg1)})`);
+      ok(await phone.locator('section:has(#hist-h) tbody tr').count() === 4, 'the history shows the four signings');
 
       await phone.goto(`${BASE}/#/documents`);
       await phone.waitForSelector('[data-document], [data-testid=no-documents], main .error');
-      ok(await phone.locator('tr[data-document]').count() === 3, 'my documents lists the three signed documents');
+      ok(await phone.locator('tr[data-document]').count() === 6, 'my documents lists the six signed documents');
       const rows = phone.locator('tr[data-document]:has-text("PAdES")');
       ok(await rows.count() === 1, 'my documents lists the signed PDF');
       const cells = await rows.first().textContent();

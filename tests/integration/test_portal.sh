@@ -24,9 +24,14 @@ for _ in $(seq 1 50); do
   ss -ltn 2>/dev/null | grep -q ":$PORT " || break
 done
 "$QTSP_BIN" init --home "$H" --base-url "http://127.0.0.1:$PORT" >/dev/null 2>&1 || { echo "init failed"; exit 1; }
-# the practical package allows 3 signatures here, so that the browser sees it spent
-sed -i '/^  practical:$/,/signatures:/ s/signatures: [0-9]*/signatures: 3/' "$H/policies/packages.yaml"
-grep -A1 '^  practical:$' "$H/policies/packages.yaml" | grep -q 'signatures: 3$' || { echo "packages.yaml: practical not found"; exit 1; }
+# the practical package allows 6 signatures here, so that the browser sees it spent
+sed -i '/^  practical:$/,/signatures:/ s/signatures: [0-9]*/signatures: 6/' "$H/policies/packages.yaml"
+grep -A1 '^  practical:$' "$H/policies/packages.yaml" | grep -q 'signatures: 6$' || { echo "packages.yaml: practical not found"; exit 1; }
+# one-time codes of 2 steps either side are accepted here (the most the policy
+# allows): the browser signs five times in a row, each with a code of a new
+# step, waiting less
+sed -i '/^otp:$/,/window:/ s/window: [0-9]*/window: 2/' "$H/policies/signing.yaml"
+grep -A1 '^otp:$' "$H/policies/signing.yaml" | grep -q 'window: 2 ' || { echo "signing.yaml: otp.window not found"; exit 1; }
 # the time-stamps of PAdES B-T without a synchronised clock here
 sed -i 's/require_sync: true/require_sync: false/' "$H/policies/tsa.yaml"
 printf 'version: 1\nsize: 0\n' >"$H/policies/keypool.yaml"
@@ -164,7 +169,7 @@ if [[ ${QTSP_PORTAL_BROWSER:-1} == 1 ]]; then
   CHROMIUM=${CHROMIUM:-/usr/lib/chromium/chromium}
   [[ -x $CHROMIUM ]] || CHROMIUM=$(command -v chromium)
   BASE=$BASE SHOTS=$SHOTS CHROMIUM=$CHROMIUM OFFICER=$OFFICER OFFICE=$OFFICE HOTLINE=$HOTLINE \
-    AUDITOR=$AUDITOR T_DIR=$T_DIR PDF_SHA256=$PDF_SHA256 SIGNDOC=$SIGNDOC DOCUMENTS=$DOCUMENTS NSSDB=$NSSDB ROOT=$H/public/root-ca.crt timeout 400 node "$NPMDIR/portal.mjs" >"$T_DIR/browser.log" 2>&1
+    AUDITOR=$AUDITOR T_DIR=$T_DIR PDF_SHA256=$PDF_SHA256 SIGNDOC=$SIGNDOC DOCUMENTS=$DOCUMENTS NSSDB=$NSSDB ROOT=$H/public/root-ca.crt ISSUING=$H/public/issuing-ca.crt OTP_WINDOW=2 timeout 400 node "$NPMDIR/portal.mjs" >"$T_DIR/browser.log" 2>&1
   echo "browser: exit $?"
   while IFS= read -r line; do
     case $line in
