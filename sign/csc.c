@@ -585,21 +585,33 @@ qtsp_status qtsp_csc_info(qtsp_csc *c, json_t **out)
     return QTSP_OK;
 }
 
-/* ---- login refusals that change nothing: one audit summary per window ----
- * A login with an unknown user id, or by a signer who is locked out, changes
- * no state; each used to add its own audit record, so a flood of them grew
- * the audit log (and the store) without bound. Now, per window
+/* ---- refusals that change nothing: one audit summary per window ----
+ * A login with an unknown user id or by a signer who is locked out, and an
+ * authorisation of a credential locked after wrong OTPs, change no state;
+ * each used to add its own audit record, so a flood of them grew the audit
+ * log (and the store) without bound. Now, per window
  * (login.refusal_audit_window, 60 s), the first login.refusal_audit_burst
  * (20) such refusals still get their own record (csc.login.failed with
- * reason "unknown user", csc.login.locked); the rest are counted in one
- * fixed record of the CSC state table ("r:login", updated in the refusal's
- * own commit: a crash loses no count) and written as one
- * csc.login.refused.summary once the window has ended: at the next such
- * refusal or at the next housekeeping pass (qtsp_csc_purge, every minute),
- * whichever comes first. Wrong passwords of an existing signer are not
- * aggregated: they count towards its lockout and are few by construction. */
+ * reason "unknown user", csc.login.locked, csc.otp.refused); the rest are
+ * counted in one fixed record of the CSC state table ("r:login", updated in
+ * the refusal's own commit: a crash loses no count) and written as one
+ * csc.refused.summary once the window has ended: at the next such refusal
+ * or at the next housekeeping pass (qtsp_csc_purge, every minute), whichever
+ * comes first. Wrong passwords and wrong OTPs are not aggregated: they count
+ * towards a lockout, so they are few by construction. */
+typedef enum refusal_kind {
+    REFUSED_UNKNOWN_USER, /* login with an unknown user id */
+    REFUSED_LOGIN_LOCKED, /* login by a signer locked out */
+    REFUSED_OTP_LOCKED,   /* authorize of a credential locked after wrong OTPs */
+    REFUSED_KINDS
+} refusal_kind;
+
+static const char *const k_refusal_names[REFUSED_KINDS] = {"unknown_user", "login_locked_out",
+                                                           "otp_locked"};
+
 typedef struct refusal_agg {
-    int64_t window_start_ms, recorded, suppressed, unknown, locked, first_ms, last_ms;
+    int64_t window_start_ms, recorded, suppressed, first_ms, last_ms;
+    int64_t kind[REFUSED_KINDS]; /* of suppressed */
     char last_user[QTSP_CSC_ID_MAX];
 } refusal_agg;
 
@@ -618,8 +630,8 @@ static qtsp_status agg_get(qtsp_txn *txn, refusal_agg *a)
     a->window_start_ms = jint(o, "window_start_ms");
     a->recorded = jint(o, "recorded");
     a->suppressed = jint(o, "suppressed");
-    a->unknown = jint(o, "unknown_user");
-    a->locked = jint(o, "locked_out");
+    for (int k = 0; k < REFUSED_KINDS; k++)
+        a->kind[k] = jint(o, k_refusal_names[k]);
     a->first_ms = jint(o, "first_ms");
     a->last_ms = jint(o, "last_ms");
     const char *u = json_string_value(json_object_get(o, "last_user_id"));
@@ -628,15 +640,25 @@ static qtsp_status agg_get(qtsp_txn *txn, refusal_agg *a)
     return QTSP_OK;
 }
 
+/* The counts of a by kind into o (new members). */
+static qtsp_status agg_set_kinds(json_t *o, const refusal_agg *a)
+{
+    for (int k = 0; k < REFUSED_KINDS; k++)
+        ENSURE(json_object_set_new(o, k_refusal_names[k], json_integer(a->kind[k])) == 0,
+               QTSP_ERR_NOMEM, "out of memory");
+    return QTSP_OK;
+}
+
 static qtsp_status agg_put(qtsp_txn *txn, const refusal_agg *a)
 {
     json_t *o = json_pack(
-        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "window_start_ms", (json_int_t)a->window_start_ms,
-        "recorded", (json_int_t)a->recorded, "suppressed", (json_int_t)a->suppressed,
-        "unknown_user", (json_int_t)a->unknown, "locked_out", (json_int_t)a->locked, "first_ms",
+        "{s:I,s:I,s:I,s:I,s:I,s:s}", "window_start_ms", (json_int_t)a->window_start_ms, "recorded",
+        (json_int_t)a->recorded, "suppressed", (json_int_t)a->suppressed, "first_ms",
         (json_int_t)a->first_ms, "last_ms", (json_int_t)a->last_ms, "last_user_id", a->last_user);
     ENSURE(o != NULL, QTSP_ERR_NOMEM, "out of memory");
-    qtsp_status rc = ra_put_json(txn, QTSP_T_CSC_STATE, REFUSAL_KEY, o, 0);
+    qtsp_status rc = agg_set_kinds(o, a);
+    if (rc == QTSP_OK)
+        rc = ra_put_json(txn, QTSP_T_CSC_STATE, REFUSAL_KEY, o, 0);
     json_decref(o);
     return rc;
 }
@@ -660,14 +682,14 @@ static qtsp_status agg_close(qtsp_csc *c, qtsp_txn *txn, refusal_agg *a, int64_t
         format_ms(a->window_start_ms + c->refusal_window_ms, we);
         format_ms(a->first_ms, f);
         format_ms(a->last_ms, l);
-        json_t *d = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:s,s:s,s:s}", "window_start", ws,
-                              "window_end", we, "recorded_one_by_one", (json_int_t)a->recorded,
-                              "refused_not_recorded", (json_int_t)a->suppressed, "unknown_user",
-                              (json_int_t)a->unknown, "locked_out", (json_int_t)a->locked, "first",
-                              f, "last", l, "last_user_id", a->last_user);
+        json_t *d = json_pack("{s:s,s:s,s:I,s:I,s:s,s:s,s:s}", "window_start", ws, "window_end", we,
+                              "recorded_one_by_one", (json_int_t)a->recorded,
+                              "refused_not_recorded", (json_int_t)a->suppressed, "first", f, "last",
+                              l, "last_user_id", a->last_user);
         ENSURE(d != NULL, QTSP_ERR_NOMEM, "out of memory");
-        qtsp_status rc =
-            qtsp_audit_append(txn, "system:csc-login", "csc.login.refused.summary", d, NULL);
+        qtsp_status rc = agg_set_kinds(d, a);
+        if (rc == QTSP_OK)
+            rc = qtsp_audit_append(txn, "system:csc", "csc.refused.summary", d, NULL);
         json_decref(d);
         TRY(rc);
     }
@@ -677,10 +699,9 @@ static qtsp_status agg_close(qtsp_csc *c, qtsp_txn *txn, refusal_agg *a, int64_t
     return QTSP_OK;
 }
 
-/* A login refused without a state change (unknown: 1 unknown user id, 0
- * locked out): its own audit record (details, consumed) while the window's
- * burst lasts, else counted. */
-static qtsp_status login_refusal(qtsp_csc *c, qtsp_txn *txn, const char *user_id, int unknown,
+/* A refusal without a state change, of kind k: its own audit record
+ * (details, consumed) while the window's burst lasts, else counted. */
+static qtsp_status quiet_refusal(qtsp_csc *c, qtsp_txn *txn, const char *user_id, refusal_kind k,
                                  const char *event, json_t *details, int64_t now_ms)
 {
     refusal_agg a;
@@ -688,21 +709,16 @@ static qtsp_status login_refusal(qtsp_csc *c, qtsp_txn *txn, const char *user_id
     qtsp_status rc = agg_get(txn, &a);
     if (rc == QTSP_OK)
         rc = agg_close(c, txn, &a, now_ms, &changed);
-    if (rc != QTSP_OK) {
-        json_decref(details);
-        return rc;
-    }
-    if (a.recorded < c->refusal_burst) {
+    if (rc == QTSP_OK && a.recorded < c->refusal_burst) {
         a.recorded++;
-        TRY(agg_put(txn, &a));
-        return audit(txn, user_id, event, details);
+        rc = agg_put(txn, &a);
+        if (rc == QTSP_OK)
+            return audit(txn, user_id, event, details); /* consumes details */
     }
     json_decref(details);
+    TRY(rc);
     a.suppressed++;
-    if (unknown)
-        a.unknown++;
-    else
-        a.locked++;
+    a.kind[k]++;
     if (!a.first_ms)
         a.first_ms = now_ms;
     a.last_ms = now_ms;
@@ -755,14 +771,14 @@ static qtsp_status login_txn(qtsp_txn *txn, void *vctx)
     if (s.locked_until_ms > x->now_ms) {
         format_ms(s.locked_until_ms, until);
         snprintf(x->msg, sizeof x->msg, "signer locked out until %s", until);
-        return login_refusal(c, txn, x->user_id, 0, "csc.login.locked",
+        return quiet_refusal(c, txn, x->user_id, REFUSED_LOGIN_LOCKED, "csc.login.locked",
                              json_pack("{s:s,s:s}", "user_id", x->user_id, "locked_until", until),
                              x->now_ms);
     }
     snprintf(x->msg, sizeof x->msg, "wrong user id or password");
     if (!x->exists) /* no state for ids that do not exist */
-        return login_refusal(
-            c, txn, x->user_id, 1, "csc.login.failed",
+        return quiet_refusal(
+            c, txn, x->user_id, REFUSED_UNKNOWN_USER, "csc.login.failed",
             json_pack("{s:s,s:s}", "user_id", x->user_id, "reason", "unknown user"), x->now_ms);
     int locked = state_fail(&s, c->login_max, c->login_lock_s, x->now_ms);
     TRY(state_put(txn, 'u', x->user_id, &s));
@@ -1136,9 +1152,10 @@ static qtsp_status authorize_txn(qtsp_txn *txn, void *vctx)
         format_ms(s.locked_until_ms, until);
         x->result = QTSP_ERR_FORBIDDEN;
         snprintf(x->msg, sizeof x->msg, "credential locked after wrong OTPs until %s", until);
-        return audit(txn, x->user_id, "csc.otp.refused",
-                     json_pack("{s:s,s:s,s:s}", "credential", x->cred_id, "reason", "locked",
-                               "locked_until", until));
+        return quiet_refusal(c, txn, x->user_id, REFUSED_OTP_LOCKED, "csc.otp.refused",
+                             json_pack("{s:s,s:s,s:s}", "credential", x->cred_id, "reason",
+                                       "locked", "locked_until", until),
+                             x->now_ms);
     }
     uint64_t step = 0;
     qtsp_status v = qtsp_totp_verify(x->secret, x->secret_len, x->otp, x->now_ms / 1000,

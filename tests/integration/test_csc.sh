@@ -281,7 +281,7 @@ check "... and B signs" verify_all "$W/B.pub" b1 "$W/sigb.json"
 
 # ---- a flood of logins with unknown user ids ------------------------------
 # each used to add an audit record; now 5 per window (this test's policy), the
-# rest one csc.login.refused.summary when the window is over
+# rest one csc.refused.summary when the window is over
 unknown_n() { "$QTSP_BIN" audit list --home "$H" 2>/dev/null | grep -c '"reason":"unknown user"' || true; }
 sleep 6.5 # the window of the refusals above is over
 u0=$(unknown_n)
@@ -289,9 +289,9 @@ for i in $(seq 1 15); do login "$(printf 'dead%04x' "$i")" "some password" >/dev
 check_eq "15 logins with unknown ids: 5 audit records (the burst)" $((u0 + 5)) "$(unknown_n)"
 sleep 6.5
 login dead0000 "some password" >/dev/null
-"$QTSP_BIN" audit list --home "$H" 2>/dev/null | grep '"event":"csc.login.refused.summary"' | tail -n 1 >"$W/summary.txt"
+"$QTSP_BIN" audit list --home "$H" 2>/dev/null | grep '"event":"csc.refused.summary"' | tail -n 1 >"$W/summary.txt"
 check_grep "then one summary counts the other 10" '"refused_not_recorded":10,' "$W/summary.txt"
-check_grep "... all unknown user ids, the last one named" '"last_user_id":"dead000f","locked_out":0,.*"unknown_user":10,' "$W/summary.txt"
+check_grep "... all unknown user ids, the last one named" '"last_user_id":"dead000f","login_locked_out":0,"otp_locked":0,.*"unknown_user":10,' "$W/summary.txt"
 check_eq "... and the new window's first refusal has its own record" $((u0 + 6)) "$(unknown_n)"
 
 # ---- audit ---------------------------------------------------------------

@@ -626,16 +626,16 @@ static void test_csc_purge_removes_ended_sessions_and_sads(void)
     signer_done(&a);
 }
 
-/* Logins refused without a state change (unknown user ids, a locked-out
- * signer): the first 20 of a 60 s window each have their own audit record,
- * the rest are counted and recorded as one summary when the window ends (at
- * the next such refusal, or at the purge); a wrong password of an existing
- * signer is always recorded on its own. */
+/* Refusals without a state change (logins with unknown user ids or by a
+ * locked-out signer, authorisations of a credential locked after wrong
+ * OTPs): the first 20 of a 60 s window each have their own audit record, the
+ * rest are counted and recorded as one summary when the window ends (at the
+ * next such refusal, or at the purge); a wrong password or a wrong OTP is
+ * always recorded on its own. */
 static void test_csc_login_refusals_flood_one_summary_per_window(void)
 {
     advance(3600); /* a window of its own */
-    size_t failed0 = audit_count("csc.login.failed"),
-           sum0 = audit_count("csc.login.refused.summary");
+    size_t failed0 = audit_count("csc.login.failed"), sum0 = audit_count("csc.refused.summary");
     json_t *o = NULL;
     char uid[32];
     for (int i = 0; i < 500; i++) {
@@ -644,7 +644,7 @@ static void test_csc_login_refusals_flood_one_summary_per_window(void)
         qtsp_err_clear();
     }
     CU_ASSERT_EQUAL(audit_count("csc.login.failed"), failed0 + 20);
-    CU_ASSERT_EQUAL(audit_count("csc.login.refused.summary"), sum0);
+    CU_ASSERT_EQUAL(audit_count("csc.refused.summary"), sum0);
     /* a locked-out signer's attempts share the window's count */
     signer s;
     issue(g_ra, "7001010021", &s);
@@ -655,16 +655,36 @@ static void test_csc_login_refusals_flood_one_summary_per_window(void)
     for (int i = 0; i < 50; i++)
         CU_ASSERT_PTR_NULL(login(&s, s.password));
     CU_ASSERT_EQUAL(audit_count("csc.login.locked"), locked0); /* the burst is spent */
-    /* the window ends: the purge writes the summary of 480 + 50 */
+    /* a credential locked after wrong OTPs: each wrong code recorded, the refusals counted */
+    unsigned char dg[32];
+    json_t *h = digests("q", 1, dg);
+    char otp[7], *sad = NULL;
+    size_t otpf0 = audit_count("csc.otp.failed") + audit_count("csc.otp.locked");
+    size_t refused0 = audit_count("csc.otp.refused");
+    for (int i = 0; i < 5; i++) {
+        code_at(&s, 100 + i, otp);
+        CU_ASSERT_EQUAL(authorize(&s, s.cred, h, otp, &sad), QTSP_ERR_FORBIDDEN);
+        qtsp_err_clear();
+    }
+    CU_ASSERT_EQUAL(audit_count("csc.otp.failed") + audit_count("csc.otp.locked"), otpf0 + 5);
+    code_at(&s, 0, otp);
+    for (int i = 0; i < 7; i++) {
+        CU_ASSERT_EQUAL(authorize(&s, s.cred, h, otp, &sad), QTSP_ERR_FORBIDDEN);
+        qtsp_err_clear();
+    }
+    CU_ASSERT_EQUAL(audit_count("csc.otp.refused"), refused0);
+    json_decref(h);
+    /* the window ends: the purge writes the summary of 480 + 50 + 7 */
     advance(61);
     size_t n;
     CU_ASSERT_EQUAL(qtsp_csc_purge(g_csc, (time_t)(g_now_ms / 1000), 1000, &n), QTSP_OK);
-    CU_ASSERT_EQUAL(audit_count("csc.login.refused.summary"), sum0 + 1);
-    g_event = "csc.login.refused.summary";
+    CU_ASSERT_EQUAL(audit_count("csc.refused.summary"), sum0 + 1);
+    g_event = "csc.refused.summary";
     CU_ASSERT_EQUAL(qtsp_audit_list(g_store, 1, find_last, NULL), QTSP_OK);
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, "\"refused_not_recorded\":530"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, "\"refused_not_recorded\":537"));
     CU_ASSERT_PTR_NOT_NULL(strstr(g_last, "\"unknown_user\":480"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, "\"locked_out\":50"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, "\"login_locked_out\":50"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, "\"otp_locked\":7"));
     /* a new window: its first refusals have their own records again, no second summary */
     CU_ASSERT_EQUAL(qtsp_csc_login(g_csc, "beef", "password", &o), QTSP_ERR_AUTH);
     qtsp_err_clear();
@@ -672,7 +692,7 @@ static void test_csc_login_refusals_flood_one_summary_per_window(void)
     advance(61);
     CU_ASSERT_EQUAL(qtsp_csc_login(g_csc, "beef", "password", &o), QTSP_ERR_AUTH);
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(audit_count("csc.login.refused.summary"), sum0 + 1); /* nothing was counted */
+    CU_ASSERT_EQUAL(audit_count("csc.refused.summary"), sum0 + 1); /* nothing was counted */
     CU_ASSERT_EQUAL(audit_count("csc.login.failed"), failed0 + 27);
     signer_done(&s);
 }
