@@ -285,6 +285,7 @@ qtsp_status ades_zip_read(const unsigned char *p, size_t len, size_t max_entries
         ENSURE_OUT(r >= 0 && more == 0 && closed == 0 && (zip_uint64_t)got == st.size,
                    QTSP_ERR_INVALID, "file: container entry %.100s is damaged", st.name);
         x->len = (size_t)st.size;
+        x->data[x->len] = '\0'; /* as ades_zip_entry promises */
     }
     *out = e;
     *n_out = n;

@@ -18,6 +18,7 @@
 #include "ca/crl_int.h"
 #include "ca/key.h"
 #include "core/log.h"
+#include "tests/lib/qtest_cert.h"
 
 /* Test-only P-256 key (the OCSP fuzzer's CA key): never used elsewhere. */
 static const char CA_KEY[] = "-----BEGIN PRIVATE KEY-----\n"
@@ -30,23 +31,6 @@ static crl_ca g_ca;
 static qtsp_key *g_key;
 static X509 *g_cert;
 static EVP_PKEY *g_pkey;
-
-static X509 *ca_cert(EVP_PKEY *k)
-{
-    X509 *c = X509_new();
-    X509_set_version(c, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(c), 1);
-    ASN1_TIME_set(X509_getm_notBefore(c), 1700000000);
-    ASN1_TIME_set(X509_getm_notAfter(c), 2000000000);
-    X509_NAME *n = X509_NAME_new();
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"Fuzz CA", -1, -1, 0);
-    X509_set_subject_name(c, n);
-    X509_set_issuer_name(c, n);
-    X509_NAME_free(n);
-    X509_set_pubkey(c, k);
-    X509_sign(c, k, EVP_sha256());
-    return c;
-}
 
 /* A valid CRL of the CA with two entries, as the publisher writes them. */
 static void write_seed(const char *dir)
@@ -96,7 +80,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     BIO *b = BIO_new_mem_buf(CA_KEY, -1);
     g_pkey = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
     BIO_free(b);
-    g_cert = g_pkey ? ca_cert(g_pkey) : NULL;
+    g_cert = g_pkey ? qtest_mkcert(NULL, g_pkey, g_pkey, "Fuzz CA", (const unsigned char *)"\x01",
+                                   1, 1, 1700000000, 2000000000)
+                    : NULL;
     if (!g_cert || qtsp_key_from_evp(g_pkey, &g_key) != QTSP_OK ||
         crl_ca_init(&g_ca, g_cert, g_key) != QTSP_OK) {
         fprintf(stderr, "fuzz_crl: %s\n", qtsp_err_message());

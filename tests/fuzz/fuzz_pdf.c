@@ -19,6 +19,7 @@
 
 #include "core/log.h"
 #include "sign/ades.h"
+#include "tests/lib/qtest_cert.h"
 
 static qtsp_key *g_key;
 static X509 *g_cert;
@@ -32,24 +33,6 @@ static const char PDF_CLASSIC[] =
     "xref\n0 4\n0000000000 65535 f \n0000000009 00000 n \n0000000058 00000 n \n"
     "0000000115 00000 n \n"
     "trailer\n<< /Root 1 0 R /Size 4 >>\nstartxref\n186\n%%EOF\n";
-
-static X509 *self_signed(EVP_PKEY *k)
-{
-    X509 *c = X509_new();
-    X509_set_version(c, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(c), 7);
-    ASN1_TIME_set(X509_getm_notBefore(c), 1700000000);
-    ASN1_TIME_set(X509_getm_notAfter(c), 2000000000);
-    X509_NAME *n = X509_NAME_new();
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"Fuzz Signer", -1, -1,
-                               0);
-    X509_set_subject_name(c, n);
-    X509_set_issuer_name(c, n);
-    X509_NAME_free(n);
-    X509_set_pubkey(c, k);
-    X509_sign(c, k, EVP_sha256());
-    return c;
-}
 
 static void write_seed(const char *dir)
 {
@@ -68,7 +51,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     qtsp_log_set_level(QTSP_LOG_ERROR);
     EVP_PKEY *pk = EVP_EC_gen("P-256");
-    g_cert = pk ? self_signed(pk) : NULL;
+    g_cert = pk ? qtest_mkcert(NULL, pk, pk, "Fuzz Signer", (const unsigned char *)"\x07", 1, 0,
+                               1700000000, 2000000000)
+                : NULL;
     if (!g_cert || qtsp_key_from_evp(pk, &g_key) != QTSP_OK ||
         qtsp_key_sigalg(g_key, EVP_sha256(), &g_alg) != QTSP_OK) {
         fprintf(stderr, "fuzz_pdf: %s\n", qtsp_err_message());
