@@ -316,6 +316,13 @@ try {
         ok(v && v.indication === 'TOTAL-PASSED', `POST /api/v1/validate passes the container (${v && `${v.indication} ${v.format} ${v.level}`})`);
       }
 
+      // a file over the request limit (documents_max_body: 64 KiB in the
+      // test home): refused in plain words, nothing signed
+      writeFileSync(`${env.T_DIR}/big.bin`, Buffer.alloc(100 * 1024, 7));
+      await openSign(phone, [`${env.T_DIR}/big.bin`]);
+      said = await trySign(phone, await freshCode(act.uri), 'Ades-B-B', 'cades');
+      ok(/too large/.test(said), `a file over the limit is refused in plain words (${said})`);
+
       // the package (6 signatures in this test's policy) is spent: a fresh
       // code authorises, the signing is refused
       await openSign(phone);

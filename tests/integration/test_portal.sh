@@ -32,6 +32,10 @@ grep -A1 '^  practical:$' "$H/policies/packages.yaml" | grep -q 'signatures: 6$'
 # step, waiting less
 sed -i '/^otp:$/,/window:/ s/window: [0-9]*/window: 2/' "$H/policies/signing.yaml"
 grep -A1 '^otp:$' "$H/policies/signing.yaml" | grep -q 'window: 2 ' || { echo "signing.yaml: otp.window not found"; exit 1; }
+# signDoc requests of at most 64 KiB (the least the policy allows): the
+# browser sees a bigger file refused
+sed -i 's/^documents_max_body: [0-9]*/documents_max_body: 65536/' "$H/policies/signing.yaml"
+grep -q '^documents_max_body: 65536' "$H/policies/signing.yaml" || { echo "signing.yaml: documents_max_body not found"; exit 1; }
 # the time-stamps of PAdES B-T without a synchronised clock here
 sed -i 's/require_sync: true/require_sync: false/' "$H/policies/tsa.yaml"
 printf 'version: 1\nsize: 0\n' >"$H/policies/keypool.yaml"

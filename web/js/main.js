@@ -68,6 +68,7 @@ export function explain(err) {
   if (err.status === 404) return t('err.not_found');
   if (err.status === 409) return t('err.state', { detail: err.message });
   if (err.status === 400) return t('err.invalid', { detail: err.message });
+  if (err.status === 413) return t('err.too_big');
   if (err.status === 503) return t('err.busy');
   return t('err.generic');
 }
