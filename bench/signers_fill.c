@@ -216,12 +216,12 @@ static int sign(qtsp_app *app, long count)
     double n = (double)count;
     /* wall clock figures move with the machine's load; the CPU figures
      * (this process's user + system time) much less */
-    printf("signs_per_s=%.0f open_us=%.0f signs_per_cpu_s=%.0f open_cpu_us=%.0f "
+    printf("signs_per_s=%.0f open_us=%.0f pick_us=%.0f signs_per_cpu_s=%.0f open_cpu_us=%.0f "
            "pick_cpu_us=%.0f sign_cpu_us=%.0f pick_minflt=%.2f pick_majflt=%.2f "
            "open_minflt=%.2f\n",
-           n / (t1.wall - t0.wall), open.wall / n * 1e6, n / (t1.cpu - t0.cpu), open.cpu / n * 1e6,
-           pick.cpu / n * 1e6, use.cpu / n * 1e6, pick.minflt / n, pick.majflt / n,
-           open.minflt / n);
+           n / (t1.wall - t0.wall), open.wall / n * 1e6, pick.wall / n * 1e6, n / (t1.cpu - t0.cpu),
+           open.cpu / n * 1e6, pick.cpu / n * 1e6, use.cpu / n * 1e6, pick.minflt / n,
+           pick.majflt / n, open.minflt / n);
     return 0;
 }
 
