@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ca/audit.h"
 #include "ca/certdb.h"
 #include "ca/subkey.h"
 #include "cmd/app.h"
@@ -33,7 +34,7 @@ static int usage(FILE *f)
     fprintf(f,
             "usage: qtsp sign [--home DIR] --credential SERIAL --format C|P|X --level LEVEL\n"
             "                 [--attached] [--certification] [--packaging P] [--inclusive-c14n]\n"
-            "                 [--container asic-s|asic-e] [--name NAME] [--repeat N]\n"
+            "                 [--container asic-s|asic-e] [--name NAME] [--repeat N] [--any-status]\n"
             "                 --in FILE [--in FILE ...] --out FILE\n\n"
             "Signs FILE with the key of the credential SERIAL (hex) as CAdES (C; detached,\n"
             "or enveloping with --attached), PAdES (P; --certification: a DocMDP\n"
@@ -44,27 +45,64 @@ static int usage(FILE *f)
             "packs the files and a CAdES (C) or XAdES (X) signature over them into an ASiC\n"
             "container; the names in it are the files' base names.\n"
             "Time-stamps and OCSP answers come from this home's TSA and responder.\n"
-            "--repeat N signs N times and prints the median and p90 time in ms.\n");
+            "--repeat N signs N times and prints the median and p90 time in ms.\n"
+            "A held, revoked, expired or not yet valid certificate is refused;\n"
+            "--any-status signs anyway (validation test files only; audited as\n"
+            "document.sign.status_override).\n");
     return f == stdout ? 0 : 2;
 }
 
-/* The credential's certificate and its signing key (qtsp_subkey_open). */
-static qtsp_status open_credential(qtsp_app *app, const char *serial_hex, X509 **cert,
-                                   qtsp_key **key, char owner[65])
+/* Why the certificate may not sign now (held, revoked, expired, not yet
+ * valid), or NULL when it may: a subscriber's key signs only while their
+ * certificate is valid (EN 319 411-1), as signHash and signDoc check. */
+static const char *status_refusal(const qtsp_cert_status *stored, time_t now)
+{
+    qtsp_cert_status st;
+    qtsp_cert_status_effective(stored, now, &st);
+    return st.state == QTSP_CERT_REVOKED   ? "revoked"
+           : st.state == QTSP_CERT_ON_HOLD ? "on hold"
+           : now > st.not_after            ? "expired"
+           : now < st.not_before           ? "not valid yet"
+                                           : NULL;
+}
+
+/* The credential's certificate and its signing key (qtsp_subkey_open).
+ * Refused (QTSP_ERR_STATE) unless the certificate is valid now; with
+ * any_status it signs anyway and the audit log records it first
+ * ("document.sign.status_override": credential and status). */
+static qtsp_status open_credential(qtsp_app *app, const char *serial_hex, int any_status,
+                                   X509 **cert, qtsp_key **key, char owner[65])
 {
     unsigned char serial[QTSP_SERIAL_MAX];
     size_t slen = 0;
     TRY(qtsp_serial_from_hex(serial_hex, serial, &slen));
     qtsp_txn *txn = NULL;
-    TRY(qtsp_store_begin(app->store, 0, &txn));
+    TRY(qtsp_store_begin(app->store, any_status, &txn)); /* writes only an override record */
     qtsp_cert_record rec;
     memset(&rec, 0, sizeof rec);
     qtsp_buf cred;
     qtsp_buf_init(&cred, 1 << 16);
+    qtsp_cert_status st;
     qtsp_status rc = qtsp_certdb_get(txn, serial, slen, &rec);
     if (rc == QTSP_OK) /* the credential record names its signer (ra/ra.c) */
         rc = qtsp_txn_get(txn, QTSP_T_CREDENTIALS, serial_hex, strlen(serial_hex), &cred);
-    qtsp_txn_abort(txn);
+    if (rc == QTSP_OK)
+        rc = qtsp_certdb_get_status(txn, serial, slen, &st);
+    const char *refusal = rc == QTSP_OK ? status_refusal(&st, time(NULL)) : NULL;
+    if (rc == QTSP_OK && refusal && !any_status)
+        rc = qtsp_err_set(QTSP_ERR_STATE, __FILE__, __LINE__,
+                          "credential %s: the certificate is %s (no signature with it)",
+                          serial_hex, refusal);
+    if (rc == QTSP_OK && refusal) { /* the override is on record before the key signs */
+        json_t *d = json_pack("{s:s,s:s}", "credential", serial_hex, "status", refusal);
+        rc = d ? qtsp_audit_append(txn, cmd_actor(), "document.sign.status_override", d, NULL)
+               : qtsp_err_set(QTSP_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+        json_decref(d);
+        rc = rc == QTSP_OK ? qtsp_txn_commit(txn) : rc;
+        txn = rc == QTSP_OK ? NULL : txn;
+    }
+    if (txn)
+        qtsp_txn_abort(txn);
     /* a record is a version byte (1) and JSON (ra/ra.c) */
     json_t *cj = rc == QTSP_OK && cred.len > 1 && cred.data[0] == 1
                      ? json_loadb((const char *)cred.data + 1, cred.len - 1, 0, NULL)
@@ -154,7 +192,7 @@ int cmd_sign_doc(int argc, char **argv)
     const char *home = cmd_default_home(), *cred = NULL, *format = NULL, *level_s = NULL;
     const char *in = NULL, *outp = NULL, *repeat_s = "1", *name = NULL, *packaging = NULL;
     const char *container = NULL, *ins[QTSP_ASIC_MAX_FILES];
-    int attached = 0, certification = 0, inclusive = 0, n_in = 0;
+    int attached = 0, certification = 0, inclusive = 0, any_status = 0, n_in = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0)
             return usage(stdout);
@@ -168,6 +206,10 @@ int cmd_sign_doc(int argc, char **argv)
         }
         if (strcmp(argv[i], "--inclusive-c14n") == 0) {
             inclusive = 1;
+            continue;
+        }
+        if (strcmp(argv[i], "--any-status") == 0) {
+            any_status = 1;
             continue;
         }
         if (cmd_opt(argc, argv, &i, "--in", &in)) {
@@ -256,7 +298,7 @@ int cmd_sign_doc(int argc, char **argv)
     doc = docs[0];
     len = objs[0].len;
     char owner[65];
-    TRY_OUT(open_credential(&app, cred, &cert, &key, owner));
+    TRY_OUT(open_credential(&app, cred, any_status, &cert, &key, owner));
 
     char pol[QTSP_PATH_MAX + 32];
     tsa_chain = sk_X509_new_null();

@@ -279,7 +279,10 @@ sign --credential "$BERT" --format C --level Ades-B-T --in "$T_DIR/doc.bin" --ou
 sleep 1.1
 check "hold Bert" "$QTSP_BIN" hold --home "$H" "$BERT" --verification "caller named the code word"
 sleep 1.1
-check "Bert's key still signs while on hold (the signer side does not ask)" sign --credential "$BERT" --format C --level Ades-B-T --in "$T_DIR/doc.bin" --out "$T_DIR/on-hold.p7s"
+check_not "qtsp sign refuses a held certificate" sign --credential "$BERT" --format C --level Ades-B-T --in "$T_DIR/doc.bin" --out "$T_DIR/on-hold.p7s"
+check_grep "... saying why" "the certificate is on hold" "$T_DIR/sign.err"
+check "with --any-status Bert's key signs while on hold (to make this test's file)" sign --any-status --credential "$BERT" --format C --level Ades-B-T --in "$T_DIR/doc.bin" --out "$T_DIR/on-hold.p7s"
+check_grep "... and the override is audited" '"event":"document.sign.status_override".*"status":"on hold"' <("$QTSP_BIN" audit list --home "$H")
 val "$T_DIR/on-hold.p7s" "$T_DIR/doc.bin"
 check_eq "signed while on hold: TOTAL-FAILED/REVOKED" "TOTAL-FAILED/REVOKED" "$(ind)"
 check_eq "... the status used: our own, on hold" "own-status on-hold certificateHold" "$(field '.signatures[0].revocation | .source + " " + .status + " " + .reason')"
@@ -307,10 +310,10 @@ check_eq "terminated signer, time-stamped before the termination: TOTAL-PASSED" 
 
 # ---- the RA over HTTP: terminated by the office, held by the hotline ----------------------
 # sig3 CRED NAME LEVEL: CAdES (detached), PAdES and XAdES (enveloped) at LEVEL
-sig3() {
-  sign --credential "$1" --format C --level "Ades-$3" --in "$T_DIR/doc.bin" --out "$T_DIR/$2-C-$3.p7s" &&
-    sign --credential "$1" --format P --level "Ades-$3" --in "$T_DIR/table.pdf" --out "$T_DIR/$2-P-$3.pdf" &&
-    sign --credential "$1" --format X --packaging enveloped --level "Ades-$3" --in "$T_DIR/doc.xml" --out "$T_DIR/$2-X-$3.xml"
+sig3() { # [--any-status]
+  sign ${4-} --credential "$1" --format C --level "Ades-$3" --in "$T_DIR/doc.bin" --out "$T_DIR/$2-C-$3.p7s" &&
+    sign ${4-} --credential "$1" --format P --level "Ades-$3" --in "$T_DIR/table.pdf" --out "$T_DIR/$2-P-$3.pdf" &&
+    sign ${4-} --credential "$1" --format X --packaging enveloped --level "Ades-$3" --in "$T_DIR/doc.xml" --out "$T_DIR/$2-X-$3.xml"
 }
 # val3 NAME LEVEL: the three validated over HTTP; their indications, in order C P X
 val3() {
@@ -340,11 +343,10 @@ check_eq "... the status used: the file's OCSP answer, good" "embedded-ocsp good
 api POST "/ra/v1/certificates/$EMIL/hold" "$HOTLINE" '{"caller_verification":"code word and date of birth"}' >"$T_DIR/hold.json"
 check_eq "the hotline holds Emil over the RA API: 200 on-hold" "200 on-hold" "$(status) $(jq -r .status "$T_DIR/hold.json")"
 sleep 1.1
-# qtsp sign (the operator's tool) uses the key without asking for the status;
-# the CSC API refuses a held credential (sign/csc.c): this is how a signature
-# made during a hold comes to exist here
-for l in B-B B-T; do check "Emil's key signs CAdES, PAdES and XAdES at $l while on hold (qtsp sign)" sig3 "$EMIL" emil "$l"; done
-check_not "... but not at B-LT: our responder says on hold, the builder refuses" sign --credential "$EMIL" --format C --level Ades-B-LT --in "$T_DIR/doc.bin" --out "$T_DIR/emil-lt.p7s"
+# the CSC API and qtsp sign refuse a held credential; qtsp sign --any-status
+# (audited) makes a signature during a hold for this test
+for l in B-B B-T; do check "Emil's key signs CAdES, PAdES and XAdES at $l while on hold (qtsp sign --any-status)" sig3 "$EMIL" emil "$l" --any-status; done
+check_not "... but not at B-LT: our responder says on hold, the builder refuses" sign --any-status --credential "$EMIL" --format C --level Ades-B-LT --in "$T_DIR/doc.bin" --out "$T_DIR/emil-lt.p7s"
 check_eq "signed while on hold, B-B, CAdES PAdES XAdES: TOTAL-FAILED/REVOKED" "$(x3 TOTAL-FAILED/REVOKED)" "$(val3 emil B-B)"
 check_eq "signed while on hold, B-T (time-stamped inside the hold): TOTAL-FAILED/REVOKED" "$(x3 TOTAL-FAILED/REVOKED)" "$(val3 emil B-T)"
 check_eq "... the status used: our own, on hold" "own-status on-hold certificateHold" "$(field '.signatures[0].revocation | .source + " " + .status + " " + .reason')"

@@ -70,6 +70,8 @@ credential "$H" "$S" >"$T_DIR/cred2.json"
 check "the credential is disabled, its key gone" jq -e '.enabled == false and (has("key")|not) and .key_destroyed_at' "$T_DIR/cred2.json"
 check_not "the blob is in no live record of the store" grep -q -- "$BLOB" <(mdb_dump -a -p "$H/store")
 check_not "a signing attempt with the terminated credential fails" "$QTSP_BIN" sign --home "$H" --credential "$S" --format C --level Ades-B-B --in "$T_DIR/doc.bin" --out "$T_DIR/doc2.p7s"
+# past the status check (--any-status), the key itself is gone
+check_not "... also past the status check: no key to open" "$QTSP_BIN" sign --any-status --home "$H" --credential "$S" --format C --level Ades-B-B --in "$T_DIR/doc.bin" --out "$T_DIR/doc2.p7s"
 check_not "and writes nothing" test -e "$T_DIR/doc2.p7s"
 "$QTSP_BIN" audit list --home "$H" >"$T_DIR/audit.txt"
 check_grep "the termination record says the wrapped key was destroyed" "\"event\":\"cert.terminate\".*\"key\":\"destroyed\".*\"key_storage\":\"wrapped\"" "$T_DIR/audit.txt"
