@@ -34,8 +34,8 @@ static int usage(FILE *f)
     fprintf(f,
             "usage: qtsp sign [--home DIR] --credential SERIAL --format C|P|X --level LEVEL\n"
             "                 [--attached] [--certification] [--packaging P] [--inclusive-c14n]\n"
-            "                 [--container asic-s|asic-e] [--name NAME] [--repeat N] [--any-status]\n"
-            "                 --in FILE [--in FILE ...] --out FILE\n\n"
+            "                 [--container asic-s|asic-e] [--name NAME] [--repeat N]\n"
+            "                 [--any-status] --in FILE [--in FILE ...] --out FILE\n\n"
             "Signs FILE with the key of the credential SERIAL (hex) as CAdES (C; detached,\n"
             "or enveloping with --attached), PAdES (P; --certification: a DocMDP\n"
             "certification signature) or XAdES (X; --packaging enveloped (the default for\n"
@@ -91,8 +91,8 @@ static qtsp_status open_credential(qtsp_app *app, const char *serial_hex, int an
     const char *refusal = rc == QTSP_OK ? status_refusal(&st, time(NULL)) : NULL;
     if (rc == QTSP_OK && refusal && !any_status)
         rc = qtsp_err_set(QTSP_ERR_STATE, __FILE__, __LINE__,
-                          "credential %s: the certificate is %s (no signature with it)",
-                          serial_hex, refusal);
+                          "credential %s: the certificate is %s (no signature with it)", serial_hex,
+                          refusal);
     if (rc == QTSP_OK && refusal) { /* the override is on record before the key signs */
         json_t *d = json_pack("{s:s,s:s}", "credential", serial_hex, "status", refusal);
         rc = d ? qtsp_audit_append(txn, cmd_actor(), "document.sign.status_override", d, NULL)
