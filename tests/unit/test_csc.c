@@ -5,9 +5,11 @@
  * lockout, tokens, authorize with TOTP (replay, lockout, unlock), signHash
  * with ECDSA, RSA PKCS#1 v1.5 and RSA-PSS (each verified in software), the
  * SAD's binding (hashes, credential, caller, single use, expiry), certificate
- * states, quota, password change and office reset, and the audit. */
+ * states, quota, password change and office reset, the audit, and signDoc
+ * (the SAD bound to the documents, CMS verified, the archive per signer). */
 #define _GNU_SOURCE 1 /* memmem */
 #include <jansson.h>
+#include <openssl/cms.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -22,6 +24,7 @@
 #include "core/clock.h"
 #include "core/codec.h"
 #include "ra/ra.h"
+#include "sign/archive.h"
 #include "sign/csc.h"
 #include "sign/totp.h"
 #include "sign/usage.h"
@@ -36,6 +39,8 @@ static EVP_PKEY *g_ca_key;
 static qtsp_ra *g_ra, *g_ra_rsa;
 static qtsp_usage *g_usage;
 static qtsp_csc *g_csc;
+static qtsp_archive *g_archive;
+static qtsp_ades_services g_ades; /* B-B only: no TSA, no OCSP */
 static qtsp_actor g_officer;
 static int64_t g_now_ms;
 
@@ -744,7 +749,15 @@ static int suite_init(void)
     }
     char signing[1100];
     snprintf(signing, sizeof signing, "%s/signing.yaml", g_policies);
-    qtsp_csc_deps cd = {g_store, g_hsm, g_ca, g_ca, signing, g_secrets, g_usage, NULL, NULL};
+    char arch_pol[1100], arch_dir[600];
+    snprintf(arch_pol, sizeof arch_pol, "%s/archive.yaml", g_policies);
+    snprintf(arch_dir, sizeof arch_dir, "%s/archive", g_dir);
+    if (qtsp_archive_new(arch_pol, arch_dir, g_store, &g_archive) != QTSP_OK) {
+        fprintf(stderr, "archive: %s\n", qtsp_err_message());
+        return -1;
+    }
+    qtsp_csc_deps cd = {g_store,   g_hsm,   g_ca,    g_ca,     signing,
+                        g_secrets, g_usage, &g_ades, g_archive};
     if (qtsp_csc_new(&cd, &g_csc) != QTSP_OK) {
         fprintf(stderr, "csc_new: %s\n", qtsp_err_message());
         return -1;
@@ -757,6 +770,7 @@ static int suite_init(void)
 static void suite_clean(void)
 {
     qtsp_csc_free(g_csc);
+    qtsp_archive_free(g_archive);
     qtsp_usage_free(g_usage);
     qtsp_ra_free(g_ra);
     qtsp_ra_free(g_ra_rsa);
@@ -766,6 +780,149 @@ static void suite_clean(void)
     qtsp_hsm_free(g_hsm);
     qtsp_clock_set(NULL, NULL);
     qtest_rmtree(g_dir);
+}
+
+/* signDoc: the SAD binds the SHA-256 of each document; a mismatch, a
+ * replay, a level without its service change nothing; the signed document
+ * verifies (CMS) and is archived for its signer only, byte for byte; the
+ * request's long strings may stay in the body (core/json.h). */
+static json_t *doc_hash(const unsigned char *doc, size_t len)
+{
+    unsigned char h[32];
+    char b[64];
+    EVP_Digest(doc, len, h, NULL, EVP_sha256(), NULL);
+    CU_ASSERT_EQUAL(qtsp_base64_encode(h, 32, b, sizeof b), QTSP_OK);
+    return json_pack("[s]", b);
+}
+
+static qtsp_status sign_doc(const signer *s, const char *sad, const unsigned char *doc, size_t len,
+                            const char *level, qtsp_buf *out)
+{
+    char *b = malloc(4 * (len / 3 + 2) + 1);
+    CU_ASSERT_EQUAL_FATAL(qtsp_base64_encode(doc, len, b, 4 * (len / 3 + 2) + 1), QTSP_OK);
+    json_t *req = json_pack("{s:s,s:s,s:[{s:s,s:s,s:s,s:s,s:s,s:s}]}", "credentialID", s->cred,
+                            "SAD", sad, "documents", "document", b, "signature_format", "C",
+                            "conformance_level", level, "signAlgo", "1.2.840.10045.4.3.2",
+                            "signed_envelope_property", "Detached", "name", "contract.txt");
+    free(b);
+    qtsp_status rc = qtsp_csc_sign_doc(g_csc, s->user_id, NULL, req, NULL, out);
+    json_decref(req);
+    return rc;
+}
+
+static void test_csc_sign_doc_binds_the_documents_and_archives_them(void)
+{
+    signer a, b;
+    issue(g_ra, "7100000001", &a);
+    issue(g_ra, "7100000002", &b);
+    static const unsigned char doc[] = "the contract, version 1";
+    static const unsigned char other[] = "the contract, version 2";
+    json_t *h = doc_hash(doc, sizeof doc - 1);
+    char otp[7], *sad = NULL;
+    code_at(&a, 0, otp);
+    CU_ASSERT_EQUAL_FATAL(authorize(&a, a.cred, h, otp, &sad), QTSP_OK);
+    qtsp_buf out;
+    qtsp_buf_init(&out, 1 << 20);
+    size_t signed_before = audit_count("csc.signdoc");
+    /* another document than the SAD's */
+    CU_ASSERT_EQUAL(sign_doc(&a, sad, other, sizeof other - 1, "Ades-B-B", &out), QTSP_ERR_INVALID);
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_err_what(), "other hashes"));
+    /* B-T without a TSA: refused before anything is consumed */
+    CU_ASSERT_EQUAL(sign_doc(&a, sad, doc, sizeof doc - 1, "Ades-B-T", &out), QTSP_ERR_INVALID);
+    /* b cannot use a's SAD */
+    CU_ASSERT_EQUAL(sign_doc(&b, sad, doc, sizeof doc - 1, "Ades-B-B", &out), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(out.len, 0);
+    CU_ASSERT_EQUAL(audit_count("csc.signdoc"), signed_before);
+    json_t *l = NULL;
+    CU_ASSERT_EQUAL_FATAL(qtsp_csc_documents(g_csc, a.user_id, &l), QTSP_OK);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(l, "documents")), 0);
+    json_decref(l);
+    /* the right document */
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL_FATAL(sign_doc(&a, sad, doc, sizeof doc - 1, "Ades-B-B", &out), QTSP_OK);
+    CU_ASSERT_EQUAL(audit_count("csc.signdoc"), signed_before + 1);
+    json_t *ans = json_loadb((const char *)out.data, out.len, 0, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ans);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(ans, "DocumentWithSignature")), 0);
+    const char *p7 = json_string_value(json_array_get(json_object_get(ans, "SignatureObject"), 0));
+    const char *id = json_string_value(json_array_get(json_object_get(ans, "documentIDs"), 0));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p7);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(id);
+    unsigned char der[8192];
+    size_t dl = 0;
+    CU_ASSERT_EQUAL_FATAL(
+        qtsp_base64_decode(p7, strlen(p7), QTSP_B64_STD | QTSP_B64_PADDING, der, sizeof der, &dl),
+        QTSP_OK);
+    const unsigned char *pp = der;
+    CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &pp, (long)dl);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cms);
+    BIO *content = BIO_new_mem_buf(doc, (int)sizeof doc - 1);
+    CU_ASSERT_EQUAL(
+        CMS_verify(cms, NULL, NULL, content, NULL, CMS_NO_SIGNER_CERT_VERIFY | CMS_BINARY), 1);
+    BIO_free(content);
+    CMS_ContentInfo_free(cms);
+    /* the archive: a's own, byte for byte; b gets "not found" */
+    qtsp_buf got;
+    qtsp_buf_init(&got, 1 << 20);
+    const char *mt = NULL;
+    char name[QTSP_ARCHIVE_NAME_MAX + 8];
+    CU_ASSERT_EQUAL_FATAL(qtsp_csc_document_get(g_csc, a.user_id, id, &got, &mt, name), QTSP_OK);
+    CU_ASSERT(got.len == dl && memcmp(got.data, der, dl) == 0);
+    CU_ASSERT_STRING_EQUAL(mt, "application/pkcs7-signature");
+    CU_ASSERT_STRING_EQUAL(name, "contract.txt.p7s");
+    qtsp_buf_reset(&got);
+    CU_ASSERT_EQUAL(qtsp_csc_document_get(g_csc, b.user_id, id, &got, &mt, name),
+                    QTSP_ERR_NOT_FOUND);
+    CU_ASSERT_EQUAL_FATAL(qtsp_csc_documents(g_csc, b.user_id, &l), QTSP_OK);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(l, "documents")), 0);
+    json_decref(l);
+    CU_ASSERT_EQUAL_FATAL(qtsp_csc_documents(g_csc, a.user_id, &l), QTSP_OK);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(l, "documents")), 1);
+    json_decref(l);
+    /* the SAD once only */
+    qtsp_buf_reset(&out);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(sign_doc(&a, sad, doc, sizeof doc - 1, "Ades-B-B", &out), QTSP_ERR_INVALID);
+    CU_ASSERT_STRING_EQUAL(qtsp_err_what(), "SAD: already used");
+    free(sad);
+    /* a long document left in the request body (the HTTP path) */
+    static unsigned char longdoc[6000];
+    memset(longdoc, 'x', sizeof longdoc);
+    json_decref(h);
+    h = doc_hash(longdoc, sizeof longdoc);
+    code_at(&a, 1, otp);
+    CU_ASSERT_EQUAL_FATAL(authorize(&a, a.cred, h, otp, &sad), QTSP_OK);
+    char *b64 = malloc(8100);
+    CU_ASSERT_EQUAL_FATAL(qtsp_base64_encode(longdoc, sizeof longdoc, b64, 8100), QTSP_OK);
+    size_t cap = strlen(b64) + 1024;
+    char *body = malloc(cap);
+    snprintf(body, cap,
+             "{\"credentialID\":\"%s\",\"SAD\":\"%s\",\"documents\":[{\"document\":\"%s\","
+             "\"signature_format\":\"C\",\"conformance_level\":\"Ades-B-B\",\"signAlgo\":"
+             "\"1.2.840.10045.4.3.2\",\"signed_envelope_property\":\"Attached\"}]}",
+             a.cred, sad, b64);
+    json_t *req = NULL;
+    qtsp_json_big big;
+    CU_ASSERT_EQUAL_FATAL(qtsp_json_parse_object_big(body, strlen(body), 4096, &req, &big),
+                          QTSP_OK);
+    CU_ASSERT_EQUAL(big.n, 1);
+    qtsp_buf_reset(&out);
+    CU_ASSERT_EQUAL(qtsp_csc_sign_doc(g_csc, a.user_id, NULL, req, &big, &out), QTSP_OK);
+    json_decref(ans);
+    ans = json_loadb((const char *)out.data, out.len, 0, NULL);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(ans, "DocumentWithSignature")), 1);
+    json_decref(req);
+    qtsp_json_big_cleanup(&big);
+    free(body);
+    free(b64);
+    free(sad);
+    json_decref(ans);
+    json_decref(h);
+    qtsp_buf_cleanup(&out);
+    qtsp_buf_cleanup(&got);
+    signer_done(&a);
+    signer_done(&b);
+    qtsp_err_clear();
 }
 
 int main(void)
@@ -786,6 +943,7 @@ int main(void)
         QTEST(test_csc_list_and_info_show_own_credentials_only),
         QTEST(test_csc_purge_removes_ended_sessions_and_sads),
         QTEST(test_csc_login_refusals_flood_one_summary_per_window),
+        QTEST(test_csc_sign_doc_binds_the_documents_and_archives_them),
     };
     int rc = qtest_run("csc", cases, sizeof cases / sizeof cases[0]);
     suite_clean();
