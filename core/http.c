@@ -464,6 +464,15 @@ static enum MHD_Result on_headers(struct MHD_Connection *conn, http_rq *rq, cons
             return MHD_YES;
         }
     }
+    if (announced > QTSP_HTTP_LARGE_BODY) {
+        size_t held =
+            atomic_fetch_add_explicit(&srv->large_bytes, (size_t)announced, memory_order_relaxed);
+        if (held + (size_t)announced > srv->large_budget) {
+            atomic_fetch_sub_explicit(&srv->large_bytes, (size_t)announced, memory_order_relaxed);
+            return send_error(conn, rq, 503, "too many large uploads at once; try again", NULL);
+        }
+        rq->large = (size_t)announced;
+    }
     qtsp_buf_init(&rq->body, rt->max_body);
     /* the announced body in one allocation: growing a 13 MB body by
      * doubling copied it over and over (signDoc) */
@@ -547,6 +556,7 @@ static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
     rq->bytes = 0;
     qtsp_buf_init(&rq->body, 0);
     rq->discarded = 0;
+    rq->large = 0;
     rq->pending = PEND_ROUTE;
     rq->pend_msg = "";
     rq->allow[0] = '\0';
@@ -581,6 +591,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         qtsp_log_access(rq->id, rq->client, rq->method[0] ? rq->method : "-", rq->raw, 0, 0,
                         (double)(qtsp_mono_ns() - rq->t0_ns) / 1e6);
     qtsp_buf_cleanup(&rq->body);
+    if (rq->large)
+        atomic_fetch_sub_explicit(&srv->large_bytes, rq->large, memory_order_relaxed);
     free(rq);
     atomic_fetch_sub_explicit(&srv->inflight, 1, memory_order_release);
 }
@@ -713,6 +725,11 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
     ENSURE_OUT(srv->stats, QTSP_ERR_NOMEM, "out of memory for routes");
     TRY_OUT(http_routes_copy(routes, n, &srv->routes));
     srv->n_routes = n;
+    size_t largest = 0;
+    for (size_t i = 0; i < n; i++)
+        if (routes[i].max_body > largest)
+            largest = routes[i].max_body;
+    srv->large_budget = opts->large_body_budget ? opts->large_body_budget : 3 * largest;
 
     /* MHD_ALLOW_SUSPEND_RESUME includes MHD_USE_ITC: a resume from another
      * thread wakes the connection's worker at once. */

@@ -151,7 +151,14 @@ typedef struct qtsp_http_opts {
      * X-Real-IP header names the client in the access log: the TLS front.
      * From any other peer the header is ignored. */
     const char *const *trusted_proxies;
+    /* Bytes of large bodies (Content-Length over QTSP_HTTP_LARGE_BODY) held
+     * at once by this process: a request that would pass it is answered 503
+     * before its body is read, so memory is bounded by the request limits,
+     * not by the number of uploads. 0 = 3 x the largest route limit. */
+    size_t large_body_budget;
 } qtsp_http_opts;
+
+#define QTSP_HTTP_LARGE_BODY ((size_t)1 << 20)
 
 /* Binds n listening TCP sockets to listen ("HOST:PORT"; port 0 = one port
  * picked by the kernel for all) with SO_REUSEPORT, so n processes can each

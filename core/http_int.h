@@ -87,6 +87,8 @@ struct qtsp_http_server {
     void *metrics_hook_ctx;
     _Atomic long conns_open;
     _Atomic long inflight;
+    _Atomic size_t large_bytes; /* announced bodies over QTSP_HTTP_LARGE_BODY held now */
+    size_t large_budget;
     _Atomic long deferred_pending; /* gauge: suspended, awaiting completion */
     _Atomic uint64_t deferred_total;
     pthread_mutex_t dmu;          /* deferred, stopping */
@@ -122,6 +124,7 @@ typedef struct http_rq {
     size_t bytes;
     qtsp_buf body;
     size_t discarded;             /* body bytes dropped after the limit was passed */
+    size_t large;                 /* bytes counted in srv->large_bytes (released at the end) */
     int pending;                  /* answer decided at the headers, sent at the end */
     const char *pend_msg;         /* static text for a pending error */
     char allow[64];               /* Allow header for a pending 405 */

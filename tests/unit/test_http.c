@@ -493,6 +493,86 @@ static void test_http_content_length_over_limit_is_413_before_reading(void)
     qtsp_http_stop(srv);
 }
 
+/* Large bodies held at once are bounded (qtsp_http_opts.large_body_budget):
+ * a second 2 MiB upload while one is being received is answered 503 before
+ * its body is read; once the first is done, the budget is free again. */
+static qtsp_status h_len(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    (void)ctx;
+    char t[32];
+    int n = snprintf(t, sizeof t, "%zu", req->body_len);
+    return qtsp_http_resp_set(resp, 200, "text/plain", t, (size_t)n);
+}
+
+/* POST /big with Expect: 100-continue: the body is sent only after "100
+ * Continue", so an early refusal never races the upload. */
+static int post_big(unsigned port, const unsigned char *body, size_t len, reply *r)
+{
+    char head[256];
+    int hn = snprintf(head, sizeof head,
+                      "POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n"
+                      "Expect: 100-continue\r\n\r\n",
+                      len);
+    int fd = qtest_connect(port, 10);
+    if (fd < 0)
+        return -1;
+    int rc = send_all(fd, head, (size_t)hn) == 0 ? read_reply(fd, r, 1) : -1;
+    if (rc == 0 && r->status == 100)
+        rc = send_all(fd, body, len) == 0 ? read_reply(fd, r, 0) : -1;
+    else if (rc == 0) {
+        close(fd); /* a final answer at once (the refusal): no body sent */
+        return 0;
+    }
+    close(fd);
+    return rc;
+}
+
+static void test_http_large_bodies_at_once_are_bounded(void)
+{
+    static const qtsp_route big[] = {{"POST", "/big", 0, 4 << 20, NULL, h_len, NULL, "big"}};
+    qtsp_http_opts o = {
+        .listen = "127.0.0.1:0", .workers = 2, .conn_timeout_s = 10, .large_body_budget = 3 << 20};
+    qtsp_http_server *srv = NULL;
+    CU_ASSERT_EQUAL_FATAL(qtsp_http_start(&o, big, 1, NULL, NULL, &srv), QTSP_OK);
+    unsigned port = qtsp_http_port(srv);
+    size_t len = 2 << 20;
+    char head[256];
+    int hn = snprintf(head, sizeof head,
+                      "POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", len);
+    unsigned char *body = calloc(1, len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(body);
+    int fd = qtest_connect(port, 10);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(send_all(fd, head, (size_t)hn), 0);
+    CU_ASSERT_EQUAL(send_all(fd, body, 1000), 0);
+    /* once the server holds the first, a second is refused (whole bodies
+     * are sent, so an early one that got through does not hang) */
+    int refused = 0;
+    for (int i = 0; i < 100 && !refused; i++) {
+        CU_ASSERT_EQUAL_FATAL(post_big(port, body, len, &R), 0);
+        refused = R.status == 503;
+        if (!refused)
+            usleep(20000);
+    }
+    CU_ASSERT(refused);
+    CU_ASSERT_EQUAL(send_all(fd, body + 1000, len - 1000), 0);
+    CU_ASSERT_EQUAL(read_reply(fd, &R, 0), 0);
+    CU_ASSERT_EQUAL(R.status, 200);
+    CU_ASSERT(body_is(&R, "2097152"));
+    close(fd);
+    /* the first request completed: its bytes are released */
+    int ok = 0;
+    for (int i = 0; i < 100 && !ok; i++) {
+        CU_ASSERT_EQUAL_FATAL(post_big(port, body, len, &R), 0);
+        ok = R.status == 200;
+        if (!ok)
+            usleep(20000);
+    }
+    CU_ASSERT(ok);
+    free(body);
+    qtsp_http_stop(srv);
+}
+
 static void test_http_body_one_past_limit_is_413(void)
 {
     qtsp_http_server *srv = start();
@@ -1295,6 +1375,7 @@ int main(void)
         QTEST(test_http_post_body_delivered_byte_exact),
         QTEST(test_http_chunked_body_within_limit_is_delivered),
         QTEST(test_http_content_length_over_limit_is_413_before_reading),
+        QTEST(test_http_large_bodies_at_once_are_bounded),
         QTEST(test_http_body_one_past_limit_is_413),
         QTEST(test_http_chunked_body_over_limit_is_413),
         QTEST(test_http_endless_chunked_body_gets_connection_closed),
