@@ -167,14 +167,16 @@ csc credentials/authorize "$TC" "{\"credentialID\":\"$C_C\",\"numSignatures\":3,
 csc signatures/signHash "$TC" "{\"credentialID\":\"$C_C\",\"SAD\":\"$(jq -r .SAD "$W/authc1.json")\",\"hashes\":$HC,\"hashAlgorithmOID\":\"$SHA256\",\"signAlgo\":\"$ES256\"}" >"$W/sigc1.json"
 check_eq "free package: three signatures: 200" 200 "$(status)"
 check "... all three verify" verify_all "$W/C.pub" c1 "$W/sigc1.json"
+# the relying party first: the SAD below lives 4 s (a CLI run under load
+# between authorize and signHash let it expire)
+RP_SECRET=$("$QTSP_BIN" rp add --home "$H" acme 2>/dev/null | tail -n1)
+check "rp add prints a secret" test -n "$RP_SECRET"
 HC4=$(hashes 1 c4)
 csc credentials/authorize "$TC" "{\"credentialID\":\"$C_C\",\"numSignatures\":1,\"hashes\":$HC4,\"hashAlgorithmOID\":\"$SHA256\",\"OTP\":\"$(totp "$S_C" 30)\"}" >"$W/authc2.json"
 SADC=$(jq -r .SAD "$W/authc2.json")
 csc signatures/signHash "$TC" "{\"credentialID\":\"$C_C\",\"SAD\":\"$SADC\",\"hashes\":$HC4,\"hashAlgorithmOID\":\"$SHA256\",\"signAlgo\":\"$ES256\"}" >/dev/null
 check_eq "the fourth signature: 429" 429 "$(status)"
 check_eq "... quota_exceeded" quota_exceeded "$(jq -r .error "$T_DIR/body")"
-RP_SECRET=$("$QTSP_BIN" rp add --home "$H" acme 2>/dev/null | tail -n1)
-check "rp add prints a secret" test -n "$RP_SECRET"
 csc signatures/signHash "$TC" "{\"credentialID\":\"$C_C\",\"SAD\":\"$SADC\",\"hashes\":$HC4,\"hashAlgorithmOID\":\"$SHA256\",\"signAlgo\":\"$ES256\"}" -H "X-QTSP-Relying-Party: acme:wrong" >/dev/null
 check_eq "a wrong relying-party secret: 401" 401 "$(status)"
 csc signatures/signHash "$TC" "{\"credentialID\":\"$C_C\",\"SAD\":\"$SADC\",\"hashes\":$HC4,\"hashAlgorithmOID\":\"$SHA256\",\"signAlgo\":\"$ES256\"}" -H "X-QTSP-Relying-Party: acme:$RP_SECRET" >"$W/sigc2.json"
