@@ -102,7 +102,7 @@ static const char *string_end(const char *p, const char *end, int *escaped)
     return NULL;
 }
 
-qtsp_status qtsp_json_parse_object_big(const char *body, size_t len, size_t min, json_t **out,
+qtsp_status qtsp_json_parse_object_big(char *body, size_t len, size_t min, json_t **out,
                                        qtsp_json_big *big)
 {
     ENSURE(body && len > 0, QTSP_ERR_INVALID, "body: a JSON object is required");
@@ -142,7 +142,7 @@ qtsp_status qtsp_json_parse_object_big(const char *body, size_t len, size_t min,
                 big->s = ns;
                 cap = nc;
             }
-            big->s[big->n++] = (qtsp_json_big_span){q + 1, n};
+            big->s[big->n++] = (qtsp_json_big_span){body + (q + 1 - body), n};
             kept -= n;
         }
         p = e + 1;
@@ -213,6 +213,17 @@ int qtsp_json_big_get(const qtsp_json_big *big, const json_t *v, const char **p,
         *len = n;
     }
     return 1;
+}
+
+char *qtsp_json_big_take(const qtsp_json_big *big, const json_t *v, size_t *len)
+{
+    if (!json_is_string(v))
+        return NULL;
+    size_t i = big_index(big, json_string_value(v), json_string_length(v));
+    if (i == (size_t)-1)
+        return NULL;
+    *len = big->s[i].len;
+    return big->s[i].p;
 }
 
 int qtsp_json_big_is(const qtsp_json_big *big, const json_t *v)

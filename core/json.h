@@ -29,7 +29,7 @@ qtsp_status qtsp_json_parse_object(const char *body, size_t len, json_t **out) Q
  * from the body, which must outlive it. Caller-owned struct: zero it, free
  * with qtsp_json_big_cleanup. */
 typedef struct qtsp_json_big_span {
-    const char *p;
+    char *p;
     size_t len;
 } qtsp_json_big_span;
 
@@ -45,7 +45,7 @@ typedef struct qtsp_json_big {
  * control characters: their reader must (base64 decoding does).
  * QTSP_ERR_INVALID as qtsp_json_parse_object (positions in the body with
  * the long strings shortened), QTSP_ERR_NOMEM. */
-qtsp_status qtsp_json_parse_object_big(const char *body, size_t len, size_t min, json_t **out,
+qtsp_status qtsp_json_parse_object_big(char *body, size_t len, size_t min, json_t **out,
                                        qtsp_json_big *big) QTSP_MUST_USE;
 void qtsp_json_big_cleanup(qtsp_json_big *big);
 
@@ -53,6 +53,11 @@ void qtsp_json_big_cleanup(qtsp_json_big *big);
  * any other JSON; big may be NULL): a long string's raw text in the body or
  * the string's own bytes. 0 when v is not a string. *p borrowed. */
 int qtsp_json_big_get(const qtsp_json_big *big, const json_t *v, const char **p, size_t *len);
+
+/* The long string v's text in the body, writable (its reader may decode it
+ * in place: signDoc's base64 document becomes its bytes where it lies, no
+ * second buffer); NULL when v is not one of big's. */
+char *qtsp_json_big_take(const qtsp_json_big *big, const json_t *v, size_t *len);
 
 /* 1 when v is a long string held in big (a field that must be short was
  * sent long). */

@@ -1512,6 +1512,7 @@ typedef struct doc_job {
     qtsp_sigalg alg;
     int key_type;
     unsigned char *data; /* the decoded document */
+    int borrowed;        /* data lies in the request body (not freed here) */
     size_t len;
     unsigned char sha[32];
     qtsp_buf out; /* the signed document or the detached signature */
@@ -1665,8 +1666,18 @@ static qtsp_status doc_parse(const json_t *d, const qtsp_json_big *big, size_t i
     size_t cap = b64_len / 4 * 3 + 3;
     ENSURE(cap <= max_doc + 3, QTSP_ERR_TOO_BIG, "documents[%zu].document: over %zu bytes", i,
            max_doc);
-    j->data = malloc(cap);
-    ENSURE(j->data != NULL, QTSP_ERR_NOMEM, "out of memory");
+    /* a long string left in the request body is decoded where it lies (the
+     * bytes trail the text: no second buffer of megabytes); others are copied */
+    size_t raw_len = 0;
+    char *raw = qtsp_json_big_take(big, json_object_get(d, "document"), &raw_len);
+    if (raw) {
+        j->data = (unsigned char *)raw;
+        j->borrowed = 1;
+        cap = raw_len;
+    } else {
+        j->data = malloc(cap);
+        ENSURE(j->data != NULL, QTSP_ERR_NOMEM, "out of memory");
+    }
     if (qtsp_base64_decode(b64, b64_len, QTSP_B64_STD | QTSP_B64_PADDING, j->data, cap, &j->len) !=
         QTSP_OK) {
         qtsp_err_clear();
@@ -1862,7 +1873,8 @@ out:
     if (rc != QTSP_OK)
         out->len = start;
     for (size_t i = 0; jobs && i < n; i++) {
-        free(jobs[i].data);
+        if (!jobs[i].borrowed)
+            free(jobs[i].data);
         qtsp_buf_cleanup(&jobs[i].out);
     }
     for (size_t i = 0; hex && i < n; i++)

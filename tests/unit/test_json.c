@@ -104,6 +104,10 @@ static void test_json_big_strings_stay_in_the_body(void)
     CU_ASSERT_EQUAL(n, 9000);
     CU_ASSERT_PTR_EQUAL(p, strstr(body, lng));       /* where it lies, not a copy */
     CU_ASSERT_PTR_NOT_NULL(json_object_get(o, lng)); /* keys are never left out */
+    size_t tl = 0;
+    CU_ASSERT_PTR_EQUAL(qtsp_json_big_take(&big, json_object_get(o, "doc"), &tl), p);
+    CU_ASSERT_EQUAL(tl, 9000);
+    CU_ASSERT_PTR_NULL(qtsp_json_big_take(&big, json_object_get(o, "s"), &tl));
     CU_ASSERT(!qtsp_json_big_is(&big, json_object_get(o, "esc")));
     CU_ASSERT_EQUAL(json_string_length(json_object_get(o, "esc")), 9001);
     CU_ASSERT(qtsp_json_big_get(&big, json_object_get(o, "s"), &p, &n));
@@ -112,7 +116,7 @@ static void test_json_big_strings_stay_in_the_body(void)
     json_decref(o);
     qtsp_json_big_cleanup(&big);
     /* the client writes a placeholder itself: an ordinary string */
-    const char *forged = "{\"a\":\"\\u0001big-000000000000000000000000-0\"}";
+    static char forged[] = "{\"a\":\"\\u0001big-000000000000000000000000-0\"}";
     CU_ASSERT_EQUAL_FATAL(qtsp_json_parse_object_big(forged, strlen(forged), 4096, &o, &big),
                           QTSP_OK);
     CU_ASSERT(!qtsp_json_big_is(&big, json_object_get(o, "a")));
