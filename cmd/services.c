@@ -59,18 +59,17 @@ struct qtsp_services {
     qtsp_notify *notify;
     char policies_dir[QTSP_PATH_MAX];
     char secrets_dir[QTSP_PATH_MAX];
-    qtsp_periodic *sweeper;  /* hold-lapse sweeper (leader only) */
-    qtsp_archive *archive;   /* signed documents (sign/archive.h) */
-    qtsp_periodic *anchor;   /* audit anchoring (leader only) */
-    qtsp_periodic *trim;     /* store pages dropped from the resident set (every process) */
-    qtsp_usage *usage;       /* packages, relying parties, history (sign/usage.h) */
-    qtsp_csc *csc;           /* remote signing (sign/csc.h) */
-    qtsp_ades_services ades; /* signDoc's TSA, OCSP, certificates and CRLs */
-    STACK_OF(X509) * ades_extra;
-    STACK_OF(X509_CRL) * ades_crls;
-    qtsp_api *csc_api;         /* /csc/v2/ */
-    qtsp_api *signer_api;      /* /api/v1/ (the signer's own data) */
-    qtsp_validator *validator; /* POST /api/v1/validate (sign/validate.h) */
+    qtsp_periodic *sweeper;       /* hold-lapse sweeper (leader only) */
+    qtsp_archive *archive;        /* signed documents (sign/archive.h) */
+    qtsp_periodic *anchor;        /* audit anchoring (leader only) */
+    qtsp_periodic *trim;          /* store pages dropped from the resident set (every process) */
+    qtsp_usage *usage;            /* packages, relying parties, history (sign/usage.h) */
+    qtsp_csc *csc;                /* remote signing (sign/csc.h) */
+    qtsp_ades_services ades;      /* signDoc's TSA, OCSP, certificates and CRLs */
+    cmd_ades_extras *ades_extras; /* their certificates and the root's current CRL */
+    qtsp_api *csc_api;            /* /csc/v2/ */
+    qtsp_api *signer_api;         /* /api/v1/ (the signer's own data) */
+    qtsp_validator *validator;    /* POST /api/v1/validate (sign/validate.h) */
     qtsp_validate_store vstore;
     qtsp_validate_http vhttp;
     int leader;
@@ -219,8 +218,9 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
     TRY_OUT(qtsp_usage_new(app->store, s->policies_dir, &s->usage));
     char signing[QTSP_PATH_MAX + 32];
     TRY_OUT(qtsp_app_policy_or_shipped(app, "signing.yaml", signing, sizeof signing));
-    TRY_OUT(cmd_ades_extras(app, &s->ades_extra, &s->ades_crls));
-    s->ades = (qtsp_ades_services){s->tsa, s->ocsp, app->issuing, s->ades_extra, s->ades_crls};
+    TRY_OUT(cmd_ades_extras_new(app, &s->ades_extras));
+    s->ades = (qtsp_ades_services){.tsa = s->tsa, .ocsp = s->ocsp, .ocsp_ca = app->issuing};
+    cmd_ades_extras_apply(s->ades_extras, &s->ades);
     qtsp_csc_deps cd = {app->store,     app->hsm, app->issuing, app->root, signing,
                         s->secrets_dir, s->usage, &s->ades,     s->archive};
     TRY_OUT(qtsp_csc_new(&cd, &s->csc));
@@ -412,7 +412,7 @@ void qtsp_services_free(qtsp_services *s)
     qtsp_validator_free(s->validator);
     qtsp_tsa_free(s->tsa);
     qtsp_ocsp_free(s->ocsp);
-    cmd_ades_extras_free(s->ades_extra, s->ades_crls);
+    cmd_ades_extras_free(s->ades_extras);
     qtsp_crl_publisher_free(s->crl);
     sk_X509_free(s->tsa_chain);
     qtsp_notify_free(s->notify); /* after the sweeper and the RA: nothing sends any more */

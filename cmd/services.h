@@ -8,6 +8,7 @@
 
 #include "cmd/app.h"
 #include "core/http.h"
+#include "sign/ades.h"
 #include "sign/archive.h"
 #include "sign/validate.h"
 
@@ -36,14 +37,16 @@ qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out) QTSP_MUST_USE;
 qtsp_status cmd_archive_open(qtsp_app *app, qtsp_archive **out) QTSP_MUST_USE;
 
 /* What signatures above B-B embed besides the signer's chain (sign/ades.h
- * qtsp_ades_services): extra, the TSA unit's and the responder's
- * certificates (borrowed from app); crls, the root's CRL from
- * DIR/public/root.crl when there is one (it covers the issuing CA and the
- * TSA unit). The caller frees both stacks (cmd_ades_extras_free).
- * cmd/sign_doc.c. */
-qtsp_status cmd_ades_extras(qtsp_app *app, STACK_OF(X509) * *extra,
-                            STACK_OF(X509_CRL) * *crls) QTSP_MUST_USE;
-void cmd_ades_extras_free(STACK_OF(X509) * extra, STACK_OF(X509_CRL) * crls);
+ * qtsp_ades_services): the TSA unit's and the responder's certificates
+ * (borrowed from app, which must outlive it) and the root's CRL as the CRL
+ * publisher last wrote it to DIR/public/crl/root.crl (it covers the issuing
+ * CA and the TSA unit), read again whenever the file changed, so a server
+ * running for days embeds the current one. Thread-safe. cmd/sign_doc.c. */
+typedef struct cmd_ades_extras cmd_ades_extras;
+qtsp_status cmd_ades_extras_new(qtsp_app *app, cmd_ades_extras **out) QTSP_MUST_USE;
+/* Sets sv's extra_certs and crls_now/crls_ctx (x must outlive sv's use). */
+void cmd_ades_extras_apply(cmd_ades_extras *x, qtsp_ades_services *sv);
+void cmd_ades_extras_free(cmd_ades_extras *x);
 
 /* The signature validator of app's home: trust anchors from
  * policies/trust.yaml, the home's issuing CA, TSA and OCSP certificates to

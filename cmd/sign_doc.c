@@ -6,6 +6,7 @@
  * tests' tool (the signer's own way is signDoc: docs/ades.md); --repeat
  * measures the builders (bench/docs). */
 #include <openssl/x509.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,36 +144,107 @@ qtsp_status cmd_archive_open(qtsp_app *app, qtsp_archive **out)
     return qtsp_archive_new(pol, dir, app->store, out);
 }
 
-qtsp_status cmd_ades_extras(qtsp_app *app, STACK_OF(X509) * *extra, STACK_OF(X509_CRL) * *crls)
+struct cmd_ades_extras {
+    STACK_OF(X509) * certs; /* the TSA unit's and the responder's (borrowed) */
+    char crl_path[QTSP_PATH_MAX + 32];
+    pthread_mutex_t lock;
+    X509_CRL *crl; /* the file's CRL as last read; the fields below say which */
+    struct timespec mtime;
+    off_t size;
+    ino_t ino;
+};
+
+qtsp_status cmd_ades_extras_new(qtsp_app *app, cmd_ades_extras **out)
 {
-    STACK_OF(X509) *e = sk_X509_new_null();
-    STACK_OF(X509_CRL) *c = sk_X509_CRL_new_null();
+    cmd_ades_extras *x = calloc(1, sizeof *x);
+    ENSURE(x != NULL, QTSP_ERR_NOMEM, "out of memory");
     qtsp_status rc = QTSP_OK;
-    ENSURE_OUT(e && c && sk_X509_push(e, app->tsa) > 0 && sk_X509_push(e, app->ocsp) > 0,
+    pthread_mutex_init(&x->lock, NULL);
+    x->certs = sk_X509_new_null();
+    ENSURE_OUT(x->certs && sk_X509_push(x->certs, app->tsa) > 0 &&
+                   sk_X509_push(x->certs, app->ocsp) > 0,
                QTSP_ERR_NOMEM, "out of memory");
-    char pub[QTSP_PATH_MAX + 32];
-    TRY_OUT(qtsp_config_path(&app->cfg, "public", pub, sizeof pub));
-    strncat(pub, "/root.crl", sizeof pub - strlen(pub) - 1);
-    FILE *cf = fopen(pub, "rb");
-    if (cf) {
-        X509_CRL *crl = d2i_X509_CRL_fp(cf, NULL);
-        fclose(cf);
-        if (crl && sk_X509_CRL_push(c, crl) <= 0)
-            X509_CRL_free(crl);
-    }
-    *extra = e;
-    *crls = c;
-    e = NULL;
-    c = NULL;
+    /* where the CRL publisher writes (ca/crl_publish.c: public/crl) */
+    TRY_OUT(qtsp_config_path(&app->cfg, "public", x->crl_path, sizeof x->crl_path));
+    ENSURE_OUT(strlen(x->crl_path) + sizeof "/crl/root.crl" <= sizeof x->crl_path, QTSP_ERR_CONFIG,
+               "public folder path too long");
+    strncat(x->crl_path, "/crl/root.crl", sizeof x->crl_path - strlen(x->crl_path) - 1);
+    *out = x;
+    x = NULL;
 out:
-    cmd_ades_extras_free(e, c);
+    cmd_ades_extras_free(x);
     return rc;
 }
 
-void cmd_ades_extras_free(STACK_OF(X509) * extra, STACK_OF(X509_CRL) * crls)
+/* sign/ades.h crls_now: the root's CRL as the file holds it now, read again
+ * when the file changed (inode, size or mtime: the publisher renames a new
+ * file into place); none while there is no file. A file that does not
+ * parse keeps the last good CRL and is logged. */
+static qtsp_status extras_crls_now(void *ctx, STACK_OF(X509_CRL) * *out)
 {
-    sk_X509_free(extra);
-    sk_X509_CRL_pop_free(crls, X509_CRL_free);
+    cmd_ades_extras *x = ctx;
+    STACK_OF(X509_CRL) *c = sk_X509_CRL_new_null();
+    ENSURE(c != NULL, QTSP_ERR_NOMEM, "out of memory");
+    struct stat st;
+    int have = stat(x->crl_path, &st) == 0;
+    pthread_mutex_lock(&x->lock);
+    if (have && (!x->crl || st.st_ino != x->ino || st.st_size != x->size ||
+                 st.st_mtim.tv_sec != x->mtime.tv_sec || st.st_mtim.tv_nsec != x->mtime.tv_nsec)) {
+        unsigned char *der = NULL;
+        size_t len = 0;
+        X509_CRL *crl = NULL;
+        if (qtsp_file_read(x->crl_path, (size_t)16 << 20, &der, &len) == QTSP_OK) {
+            const unsigned char *p = der;
+            crl = d2i_X509_CRL(NULL, &p, (long)len);
+            if (crl && p != der + len) {
+                X509_CRL_free(crl);
+                crl = NULL;
+            }
+        }
+        free(der);
+        if (crl) {
+            X509_CRL_free(x->crl);
+            x->crl = crl;
+            x->ino = st.st_ino;
+            x->size = st.st_size;
+            x->mtime = st.st_mtim;
+        } else {
+            LOG_WARN("ades: %s does not hold a CRL; the last one read is embedded", x->crl_path);
+        }
+    }
+    int ok = 1;
+    if (x->crl) {
+        ok = X509_CRL_up_ref(x->crl);
+        if (ok && sk_X509_CRL_push(c, x->crl) <= 0) {
+            X509_CRL_free(x->crl);
+            ok = 0;
+        }
+    }
+    pthread_mutex_unlock(&x->lock);
+    if (!ok) {
+        sk_X509_CRL_pop_free(c, X509_CRL_free);
+        FAIL(QTSP_ERR_NOMEM, "out of memory");
+    }
+    *out = c;
+    return QTSP_OK;
+}
+
+void cmd_ades_extras_apply(cmd_ades_extras *x, qtsp_ades_services *sv)
+{
+    sv->extra_certs = x->certs;
+    sv->crls = NULL;
+    sv->crls_now = extras_crls_now;
+    sv->crls_ctx = x;
+}
+
+void cmd_ades_extras_free(cmd_ades_extras *x)
+{
+    if (!x)
+        return;
+    sk_X509_free(x->certs);
+    X509_CRL_free(x->crl);
+    pthread_mutex_destroy(&x->lock);
+    free(x);
 }
 
 static const char *base_name(const char *path)
@@ -282,13 +354,13 @@ int cmd_sign_doc(int argc, char **argv)
     qtsp_ocsp *ocsp = NULL;
     qtsp_archive *archive = NULL;
     double *ms = NULL;
-    STACK_OF(X509) *chain = sk_X509_new_null(), *extra = NULL, *tsa_chain = NULL;
-    STACK_OF(X509_CRL) *crls = NULL;
+    STACK_OF(X509) *chain = sk_X509_new_null(), *tsa_chain = NULL;
+    cmd_ades_extras *extras = NULL;
     qtsp_buf out;
     qtsp_buf_init(&out, 2 * QTSP_ADES_MAX_DOC + ((size_t)1 << 20));
     ENSURE_OUT(chain && sk_X509_push(chain, app.issuing) > 0 && sk_X509_push(chain, app.root) > 0,
                QTSP_ERR_NOMEM, "out of memory");
-    TRY_OUT(cmd_ades_extras(&app, &extra, &crls));
+    TRY_OUT(cmd_ades_extras_new(&app, &extras));
     for (int i = 0; i < n_in; i++) {
         TRY_OUT(qtsp_file_read(ins[i], QTSP_ADES_MAX_DOC, &docs[i], &objs[i].len));
         objs[i].data = docs[i];
@@ -307,7 +379,8 @@ int cmd_sign_doc(int argc, char **argv)
     TRY_OUT(qtsp_tsa_new(pol, app.tsa, tsa_chain, app.tsa_key, app.store, &tsa));
     TRY_OUT(qtsp_app_policy(&app, "ocsp.yaml", pol, sizeof pol));
     TRY_OUT(qtsp_ocsp_new(pol, app.issuing, app.ocsp, app.ocsp_key, app.store, &ocsp));
-    qtsp_ades_services sv = {tsa, ocsp, app.issuing, extra, crls};
+    qtsp_ades_services sv = {.tsa = tsa, .ocsp = ocsp, .ocsp_ca = app.issuing};
+    cmd_ades_extras_apply(extras, &sv);
     qtsp_ades_signer sg = {key, cert, chain, {0}};
     TRY_OUT(qtsp_key_sigalg(key, NULL, &sg.alg));
     ms = calloc((size_t)repeat, sizeof *ms);
@@ -376,7 +449,7 @@ out:
     X509_free(cert);
     sk_X509_free(chain);
     sk_X509_free(tsa_chain);
-    cmd_ades_extras_free(extra, crls);
+    cmd_ades_extras_free(extras);
     qtsp_app_close(&app);
     return rc == QTSP_OK ? 0 : cmd_fail("sign");
 }

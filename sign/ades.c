@@ -8,6 +8,28 @@
 #include "core/der.h"
 #include "sign/ades_int.h"
 
+qtsp_status ades_crls(const qtsp_ades_services *sv, STACK_OF(X509_CRL) * *out)
+{
+    if (sv->crls_now)
+        return sv->crls_now(sv->crls_ctx, out);
+    STACK_OF(X509_CRL) *c = sk_X509_CRL_new_null();
+    ENSURE(c != NULL, QTSP_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < sk_X509_CRL_num(sv->crls); i++) {
+        X509_CRL *crl = sk_X509_CRL_value(sv->crls, i);
+        int ok = X509_CRL_up_ref(crl);
+        if (ok && sk_X509_CRL_push(c, crl) <= 0) {
+            X509_CRL_free(crl);
+            ok = 0;
+        }
+        if (!ok) {
+            sk_X509_CRL_pop_free(c, X509_CRL_free);
+            FAIL(QTSP_ERR_NOMEM, "out of memory");
+        }
+    }
+    *out = c;
+    return QTSP_OK;
+}
+
 static const char *const LEVEL_NAME[] = {"", "B-B", "B-T", "B-LT", "B-LTA"};
 
 qtsp_status qtsp_ades_level_parse(const char *s, qtsp_ades_level *out)

@@ -58,6 +58,13 @@ typedef struct qtsp_ades_services {
     /* B-LT and up: CRLs (DER) covering the certificates OCSP does not (the
      * root's CRL: the issuing CA, the TSA unit); may be NULL */
     STACK_OF(X509_CRL) * crls;
+    /* When set, B-LT and up take the CRLs from here at each signing instead
+     * of crls (*out: a new stack and new references, the builder frees
+     * them): a long-running server embeds the CRL published now, not the
+     * one of its start (cmd/sign_doc.c reads public/crl/root.crl again
+     * when the file changes). Thread-safe if the builders run on threads. */
+    qtsp_status (*crls_now)(void *ctx, STACK_OF(X509_CRL) * *out);
+    void *crls_ctx;
 } qtsp_ades_services;
 
 /* Who signs. All borrowed. */

@@ -21,6 +21,11 @@
 qtsp_status ades_timestamp(const qtsp_ades_services *sv, const unsigned char dgst[32],
                            qtsp_buf *token) QTSP_MUST_USE;
 
+/* The CRLs to embed now (sv->crls_now, else sv->crls): *out a new stack
+ * holding new references (sk_X509_CRL_pop_free), empty when there are
+ * none. QTSP_ERR_NOMEM, or what crls_now failed with. */
+qtsp_status ades_crls(const qtsp_ades_services *sv, STACK_OF(X509_CRL) * *out) QTSP_MUST_USE;
+
 /* The OCSP answer for cert (issued by sv->ocsp_ca) from sv->ocsp, which
  * must say good: the whole DER OCSPResponse appended to resp, and in
  * *basic_off / *basic_len where its BasicOCSPResponse lies in resp.

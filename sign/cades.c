@@ -73,16 +73,18 @@ static qtsp_status cert_values(STACK_OF(X509) * certs, qtsp_buf *b)
 static qtsp_status rev_values(const qtsp_ades_services *sv, const unsigned char *basic,
                               size_t basic_len, qtsp_buf *b)
 {
+    STACK_OF(X509_CRL) *crls = NULL;
+    TRY(ades_crls(sv, &crls));
     qtsp_buf seq;
     qtsp_buf_init(&seq, ADES_TOKEN_MAX * 4);
     qtsp_der_w w;
     qtsp_der_w_init_buf(&w, &seq);
     size_t top = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
-    if (sk_X509_CRL_num(sv->crls) > 0) {
+    if (sk_X509_CRL_num(crls) > 0) {
         size_t c0 = qtsp_der_open(&w, QTSP_DER_CTX_C(0));
         size_t cs = qtsp_der_open(&w, QTSP_DER_SEQUENCE);
-        for (int i = 0; i < sk_X509_CRL_num(sv->crls); i++) {
-            X509_CRL *crl = sk_X509_CRL_value(sv->crls, i);
+        for (int i = 0; i < sk_X509_CRL_num(crls); i++) {
+            X509_CRL *crl = sk_X509_CRL_value(crls, i);
             int n = i2d_X509_CRL(crl, NULL);
             unsigned char *p = n > 0 ? qtsp_der_w_take(&w, (size_t)n) : NULL;
             if (!p || i2d_X509_CRL(crl, &p) != n)
@@ -101,6 +103,7 @@ static qtsp_status rev_values(const qtsp_ades_services *sv, const unsigned char 
     if (rc == QTSP_OK)
         rc = put_attr(b, OID_REV_VALUES, sizeof OID_REV_VALUES, seq.data, seq.len);
     qtsp_buf_cleanup(&seq);
+    sk_X509_CRL_pop_free(crls, X509_CRL_free);
     return rc;
 }
 

@@ -452,6 +452,7 @@ static qtsp_status add_dss(pdf *p, const qtsp_ades_services *sv, const qtsp_ades
 {
     qtsp_status rc = QTSP_OK;
     STACK_OF(X509) *certs = NULL;
+    STACK_OF(X509_CRL) *crls = NULL;
     qtsp_buf ocsp, der;
     qtsp_buf_init(&ocsp, ADES_TOKEN_MAX);
     qtsp_buf_init(&der, ADES_TOKEN_MAX);
@@ -475,9 +476,10 @@ static qtsp_status add_dss(pdf *p, const qtsp_ades_services *sv, const qtsp_ades
     long long num = new_obj(p);
     TRY_OUT(stream_obj(p, num, ocsp.data, ocsp.len)); /* the whole OCSPResponse */
     TRY_OUT(append_ref(p, root, dss, "/OCSPs", num));
-    for (int i = 0; i < sk_X509_CRL_num(sv->crls); i++) {
+    TRY_OUT(ades_crls(sv, &crls));
+    for (int i = 0; i < sk_X509_CRL_num(crls); i++) {
         unsigned char *q = NULL;
-        int n = i2d_X509_CRL(sk_X509_CRL_value(sv->crls, i), &q);
+        int n = i2d_X509_CRL(sk_X509_CRL_value(crls, i), &q);
         ENSURE_OUT(n > 0, QTSP_ERR_CRYPTO, "CRL encoding");
         num = new_obj(p);
         rc = stream_obj(p, num, q, (size_t)n);
@@ -489,6 +491,7 @@ static qtsp_status add_dss(pdf *p, const qtsp_ades_services *sv, const qtsp_ades
     TRY_OUT(finish_rev(p));
 out:
     sk_X509_free(certs);
+    sk_X509_CRL_pop_free(crls, X509_CRL_free);
     qtsp_buf_cleanup(&ocsp);
     qtsp_buf_cleanup(&der);
     return rc;

@@ -368,11 +368,14 @@ static qtsp_status lt_props(xs *x, const qtsp_ades_services *sv, const qtsp_ades
         if (!ades_has_cert(s->chain, sk_X509_value(vc, i))) /* not already in KeyInfo */
             rc = cert_el(x, cv, x->xa, "EncapsulatedX509Certificate", sk_X509_value(vc, i));
     xmlNodePtr rv = el(x, x->usp, x->xa, "RevocationValues", NULL);
-    if (rc == QTSP_OK && sk_X509_CRL_num(sv->crls) > 0) {
+    STACK_OF(X509_CRL) *crls = NULL;
+    if (rc == QTSP_OK)
+        rc = ades_crls(sv, &crls);
+    if (rc == QTSP_OK && sk_X509_CRL_num(crls) > 0) {
         xmlNodePtr cl = el(x, rv, x->xa, "CRLValues", NULL);
-        for (int i = 0; rc == QTSP_OK && i < sk_X509_CRL_num(sv->crls); i++) {
+        for (int i = 0; rc == QTSP_OK && i < sk_X509_CRL_num(crls); i++) {
             unsigned char *der = NULL;
-            int l = i2d_X509_CRL(sk_X509_CRL_value(sv->crls, i), &der);
+            int l = i2d_X509_CRL(sk_X509_CRL_value(crls, i), &der);
             rc = l > 0 ? b64_el(x, cl, x->xa, "EncapsulatedCRLValue", der, (size_t)l, NULL)
                        : qtsp_err_set(QTSP_ERR_CRYPTO, __FILE__, __LINE__, "CRL encoding");
             OPENSSL_free(der);
@@ -385,6 +388,7 @@ static qtsp_status lt_props(xs *x, const qtsp_ades_services *sv, const qtsp_ades
     if (rc == QTSP_OK && x->oom)
         rc = qtsp_err_set(QTSP_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
     sk_X509_free(vc);
+    sk_X509_CRL_pop_free(crls, X509_CRL_free);
     qtsp_buf_cleanup(&ocsp);
     return rc;
 }

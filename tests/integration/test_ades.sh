@@ -59,6 +59,11 @@ cms_ats() {
   read -r to _ th tl < <(awk 'f == 2 { print; exit } f == 1 { f = 2 } /:0\.4\.0\.1733\.2\.4/ { f = 1 }' "$T_DIR/asn1.txt" | cut -d' ' -f1-4)
   [[ -n $to ]] && cut_tlv "$1" "$to" "$th" "$tl" >"$2"
 }
+# has_root_crl FILE: the DER of the root's current CRL is inside FILE
+has_root_crl() {
+  [[ -s $H/public/crl/root.crl ]] || return 1
+  [[ $(xxd -p "$1" | tr -d '\n') == *"$(xxd -p "$H/public/crl/root.crl" | tr -d '\n')"* ]]
+}
 tsverify() { openssl ts -verify -token_in -in "$1" -data "$2" -CAfile "$ROOT" >/dev/null 2>&1; }
 cmsverify() { openssl cms -verify -inform DER -binary -purpose any -CAfile "$ROOT" "$@" -out /dev/null >/dev/null 2>&1; }
 
@@ -97,6 +102,7 @@ for level in B-B B-T B-LT B-LTA; do
     if [[ $level == B-LT || $level == B-LTA ]]; then
       check_grep "$n: certificate-values" "id-smime-aa-ets-certValues" "$T_DIR/print.txt"
       check_grep "$n: revocation-values" "id-smime-aa-ets-revocationValues" "$T_DIR/print.txt"
+      check "$n: revocation-values hold the root CRL the publisher wrote (public/crl/root.crl)" has_root_crl "$out"
     fi
     if [[ $level == B-LTA ]]; then
       check "$n: archive-time-stamp-v3 found" cms_ats "$out" "$T_DIR/ats.der"
@@ -161,7 +167,8 @@ for level in B-B B-T B-LT B-LTA; do
     check "$n: openssl ts -verify of the signature time-stamp" tsverify "$T_DIR/tst.der" "$T_DIR/sig.bin"
   fi
   if [[ $level == B-LT || $level == B-LTA ]]; then
-    check "$n: a DSS with certificates and OCSP answers" grep -aqE '/DSS << /Certs \[ [0-9]+ 0 R' "$out"
+    check "$n: a DSS with certificates and OCSP answers" grep -aqE '/DSS << (/CRLs \[ [0-9 R]+ \] )?/Certs \[ [0-9]+ 0 R' "$out"
+    check "$n: ... and the root CRL the publisher wrote (public/crl/root.crl)" has_root_crl "$out"
     check "$n: DSS lists /OCSPs" grep -aqE '/OCSPs \[ [0-9]+ 0 R' "$out"
   fi
   if [[ $level == B-LTA ]]; then

@@ -127,7 +127,8 @@ int qtest_ades_env_setup(qtest_ades_env *e, const char *prefix, const qtest_ocsp
     NEED(e->chain && e->extra && sk_X509_push(e->chain, e->ca) > 0 &&
          sk_X509_push(e->chain, e->root) > 0 && sk_X509_push(e->extra, e->tsa_cert) > 0 &&
          sk_X509_push(e->extra, e->resp) > 0);
-    e->sv = (qtsp_ades_services){e->tsa, e->ocsp, e->ca, e->extra, NULL};
+    e->sv = (qtsp_ades_services){
+        .tsa = e->tsa, .ocsp = e->ocsp, .ocsp_ca = e->ca, .extra_certs = e->extra};
     e->s = (qtsp_ades_signer){qtest_key(e->signer_key), e->signer, e->chain, {0}};
     NEED(qtsp_key_sigalg(e->s.key, EVP_sha256(), &e->s.alg) == QTSP_OK);
 
