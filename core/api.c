@@ -495,8 +495,7 @@ static qtsp_status parse_body_big(const api_call *c, json_t **out, qtsp_json_big
 {
     ENSURE(is_json_type(qtsp_api_header(&(qtsp_api_req){.internal = c}, "Content-Type")),
            QTSP_ERR_UNSUPPORTED, "Content-Type must be application/json"); /* RFC 9110 15.5.16 */
-    return qtsp_json_parse_object_big((char *)c->body, c->body_len, QTSP_API_BIG_MIN, out,
-                                      big);
+    return qtsp_json_parse_object_big((char *)c->body, c->body_len, QTSP_API_BIG_MIN, out, big);
 }
 
 /* Everything after routing, in the order of core/api.h. */
