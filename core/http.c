@@ -464,23 +464,58 @@ static enum MHD_Result on_headers(struct MHD_Connection *conn, http_rq *rq, cons
             return MHD_YES;
         }
     }
-    if (announced > QTSP_HTTP_LARGE_BODY) {
-        size_t held =
-            atomic_fetch_add_explicit(&srv->large_bytes, (size_t)announced, memory_order_relaxed);
-        if (held + (size_t)announced > srv->large_budget) {
-            atomic_fetch_sub_explicit(&srv->large_bytes, (size_t)announced, memory_order_relaxed);
-            return send_error(conn, rq, 503, "too many large uploads at once; try again", NULL);
-        }
-        rq->large = (size_t)announced;
+    /* Nothing is reserved from the announced length (a client claiming
+     * 20 MB and sending nothing holds nothing): the buffer grows as bytes
+     * arrive (body_grow). An announced large body that cannot fit in what
+     * is left of the budget now is refused before it is read. */
+    if (announced > QTSP_HTTP_LARGE_BODY &&
+        atomic_load_explicit(&srv->large_bytes, memory_order_relaxed) + (size_t)announced >
+            srv->large_budget) {
+        atomic_fetch_add_explicit(&srv->large_refused, 1, memory_order_relaxed);
+        return send_error(conn, rq, 503, "too many large uploads at once; try again", NULL);
     }
+    rq->body_limit = announced ? (size_t)announced : rt->max_body;
     qtsp_buf_init(&rq->body, rt->max_body);
-    /* the announced body in one allocation: growing a 13 MB body by
-     * doubling copied it over and over (signDoc) */
-    if (announced && qtsp_buf_reserve(&rq->body, (size_t)announced) != QTSP_OK) {
-        qtsp_err_clear();
-        return send_error(conn, rq, 503, "server busy", NULL);
-    }
     return MHD_YES;
+}
+
+/* Makes room in rq->body for n more bytes (the caller has checked the
+ * route limit). The capacity doubles from HTTP_BODY_FIRST, capped at the
+ * announced length (or the route limit for a chunked body): a 10 MB body
+ * costs about ten reallocs, not one per chunk, and memory follows the bytes
+ * received. Once the capacity passes QTSP_HTTP_LARGE_BODY, it is charged to
+ * the process's large-body budget at each growth, chunked or not. Returns 0,
+ * or 503 (over the budget, or out of memory: nothing grown). */
+static int body_grow(http_rq *rq, size_t n)
+{
+    qtsp_buf *b = &rq->body;
+    size_t need = b->len + n + 1; /* + NUL */
+    if (need <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : HTTP_BODY_FIRST;
+    while (cap < need)
+        cap *= 2;
+    if (cap > rq->body_limit + 1)
+        cap = rq->body_limit + 1;
+    if (cap < need)
+        return 503; /* cannot happen: MHD delivers no more than announced */
+    qtsp_http_server *srv = rq->srv;
+    if (cap > QTSP_HTTP_LARGE_BODY) {
+        size_t add = cap - rq->large;
+        size_t held = atomic_fetch_add_explicit(&srv->large_bytes, add, memory_order_relaxed);
+        if (held + add > srv->large_budget) {
+            atomic_fetch_sub_explicit(&srv->large_bytes, add, memory_order_relaxed);
+            atomic_fetch_add_explicit(&srv->large_refused, 1, memory_order_relaxed);
+            return 503;
+        }
+        rq->large = cap;
+    }
+    unsigned char *p = realloc(b->data, cap);
+    if (p == NULL)
+        return 503; /* the charge, if any, is released at the end */
+    b->data = p;
+    b->cap = cap;
+    return 0;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -500,22 +535,39 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             if (rq->route == NULL)
                 return MHD_NO; /* cannot happen: answered at the headers */
             size_t max = rq->route->max_body;
-            if (rq->discarded == 0 && rq->pending == PEND_ROUTE && n <= max &&
-                rq->body.len <= max - n)
-                return qtsp_buf_append(&rq->body, upload_data, n) == QTSP_OK ? MHD_YES : MHD_NO;
-            /* A chunked body past the limit. MHD 0.9.75 cannot queue a
-             * response in the middle of a body, so the rest is read and
-             * dropped (not stored) up to HTTP_DISCARD_MAX, then 413 is sent
-             * at its end; a longer body gets the connection closed. */
+            qtsp_http_server *srv = rq->srv;
+            if (rq->discarded == 0 && rq->pending == PEND_ROUTE) {
+                if (n > max || rq->body.len > max - n) {
+                    rq->pending = 413;
+                    rq->pend_msg = "request body too large";
+                } else if (body_grow(rq, n) == 0) {
+                    memcpy(rq->body.data + rq->body.len, upload_data, n);
+                    rq->body.len += n;
+                    rq->body.data[rq->body.len] = '\0';
+                    return MHD_YES;
+                } else {
+                    rq->pending = 503;
+                    rq->pend_msg = "too many large uploads at once; try again";
+                }
+            }
+            /* A body past the limit, or past the large-body budget.
+             * MHD 0.9.75 cannot queue a response in the middle of a body
+             * (MHD_queue_response refuses until the whole request is in),
+             * so the rest is read and dropped (not stored) up to
+             * HTTP_DISCARD_MAX, then 413 or 503 is sent at its end; a
+             * longer body gets the connection closed. */
             qtsp_buf_cleanup(&rq->body);
+            if (rq->large) {
+                atomic_fetch_sub_explicit(&srv->large_bytes, rq->large, memory_order_relaxed);
+                rq->large = 0;
+            }
             rq->discarded += n;
             if (rq->discarded > HTTP_DISCARD_MAX) {
-                LOG_WARN("http: request %s: body past %zu bytes, closing the connection", rq->id,
-                         max);
+                LOG_WARN("http: request %s: body %s, closing the connection", rq->id,
+                         rq->pending == 413 ? "past the route limit"
+                                            : "past the large-body budget");
                 return MHD_NO;
             }
-            rq->pending = 413;
-            rq->pend_msg = "request body too large";
             return MHD_YES;
         }
         http_conn_phase(rq->srv, rq->conn, 0); /* the whole request is in */
@@ -557,6 +609,7 @@ static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
     qtsp_buf_init(&rq->body, 0);
     rq->discarded = 0;
     rq->large = 0;
+    rq->body_limit = 0;
     rq->pending = PEND_ROUTE;
     rq->pend_msg = "";
     rq->allow[0] = '\0';

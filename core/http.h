@@ -151,10 +151,15 @@ typedef struct qtsp_http_opts {
      * X-Real-IP header names the client in the access log: the TLS front.
      * From any other peer the header is ignored. */
     const char *const *trusted_proxies;
-    /* Bytes of large bodies (Content-Length over QTSP_HTTP_LARGE_BODY) held
-     * at once by this process: a request that would pass it is answered 503
-     * before its body is read, so memory is bounded by the request limits,
-     * not by the number of uploads. 0 = 3 x the largest route limit. */
+    /* Bytes of large request bodies held at once by this process. A body
+     * buffer grows as bytes arrive (doubling, up to the announced length or
+     * the route limit); once past QTSP_HTTP_LARGE_BODY its capacity is
+     * charged here at each growth, Content-Length or chunked alike, so a
+     * client that announces much and sends little holds little. An announced
+     * length that does not fit what is left is answered 503 before the body
+     * is read; a body that outgrows it mid-way is dropped (503 at its end
+     * within 64 KiB, else the connection is closed: MHD 0.9.75 cannot answer
+     * mid-body). 0 = 3 x the largest route limit. */
     size_t large_body_budget;
 } qtsp_http_opts;
 

@@ -87,7 +87,7 @@ struct qtsp_http_server {
     void *metrics_hook_ctx;
     _Atomic long conns_open;
     _Atomic long inflight;
-    _Atomic size_t large_bytes; /* announced bodies over QTSP_HTTP_LARGE_BODY held now */
+    _Atomic size_t large_bytes; /* capacity of body buffers past QTSP_HTTP_LARGE_BODY now */
     size_t large_budget;
     _Atomic long deferred_pending; /* gauge: suspended, awaiting completion */
     _Atomic uint64_t deferred_total;
@@ -103,6 +103,7 @@ struct qtsp_http_server {
     uint64_t phase_ns;    /* time allowed for a request's headers, and for its body */
     _Atomic uint64_t conns_timed_out;
     _Atomic uint64_t smuggling_refused; /* Content-Length with Transfer-Encoding, or twice */
+    _Atomic uint64_t large_refused;     /* uploads refused for the large-body budget */
 };
 
 enum rq_state { RQ_NEW = 0, RQ_BODY, RQ_DEFERRED, RQ_ANSWERED };
@@ -112,6 +113,10 @@ enum { PEND_ROUTE = 0, PEND_HEALTH = 1, PEND_METRICS = 2 }; /* or an HTTP error 
 /* Body bytes past max_body that are read and dropped before the connection
  * is closed without an answer (chunked bodies only; see on_request). */
 #define HTTP_DISCARD_MAX ((size_t)64 * 1024)
+
+/* A body buffer's first capacity; it doubles as bytes arrive, up to the
+ * announced length (or the route limit for a chunked body). */
+#define HTTP_BODY_FIRST ((size_t)16 * 1024)
 
 typedef struct http_rq {
     qtsp_http_server *srv;
@@ -125,6 +130,7 @@ typedef struct http_rq {
     qtsp_buf body;
     size_t discarded;             /* body bytes dropped after the limit was passed */
     size_t large;                 /* bytes counted in srv->large_bytes (released at the end) */
+    size_t body_limit;            /* the body's announced length, or the route limit */
     int pending;                  /* answer decided at the headers, sent at the end */
     const char *pend_msg;         /* static text for a pending error */
     char allow[64];               /* Allow header for a pending 405 */

@@ -113,6 +113,18 @@ qtsp_status http_metrics_render(qtsp_http_server *srv, qtsp_buf *out)
         (unsigned long long)atomic_load_explicit(&srv->smuggling_refused, memory_order_relaxed)));
     TRY(qtsp_buf_printf(
         out,
+        "# HELP qtsp_http_large_body_bytes Bytes of request body buffers past 1 MiB held "
+        "now (charged to the large-body budget as they grow).\n"
+        "# TYPE qtsp_http_large_body_bytes gauge\n"
+        "qtsp_http_large_body_bytes %zu\n"
+        "# HELP qtsp_http_large_body_refused_total Uploads refused (503, or the connection "
+        "closed mid-body) because the large-body budget was spent.\n"
+        "# TYPE qtsp_http_large_body_refused_total counter\n"
+        "qtsp_http_large_body_refused_total %llu\n",
+        atomic_load_explicit(&srv->large_bytes, memory_order_relaxed),
+        (unsigned long long)atomic_load_explicit(&srv->large_refused, memory_order_relaxed)));
+    TRY(qtsp_buf_printf(
+        out,
         "# HELP qtsp_http_deferred_pending Requests awaiting a deferred answer.\n"
         "# TYPE qtsp_http_deferred_pending gauge\n"
         "qtsp_http_deferred_pending %ld\n"
