@@ -50,6 +50,7 @@ struct qtsp_csc {
     int64_t token_life_s, sad_life_s, max_hashes;
     int64_t login_max, login_lock_s;
     int64_t refusal_window_ms, refusal_burst; /* audit aggregation of login refusals */
+    int64_t refusal_account_burst;            /* ... of those about one account */
     int64_t history_page;                     /* GET /api/v1/history without ?limit */
     int64_t otp_window, otp_max, otp_lock_s;
     _Atomic int64_t purged_at_ms; /* the last purge (qtsp_csc_purge) */
@@ -66,8 +67,12 @@ static qtsp_status load_policy(qtsp_csc *c, const char *path)
     static const char *const top[] = {
         "version", "access_token_lifetime", "sad_lifetime",  "max_hashes", "history_page", "login",
         "otp",     "documents_max_body",    "documents_max", NULL};
-    static const char *const login_keys[] = {"max_failures", "lockout", "refusal_audit_window",
-                                             "refusal_audit_burst", NULL};
+    static const char *const login_keys[] = {"max_failures",
+                                             "lockout",
+                                             "refusal_audit_window",
+                                             "refusal_audit_burst",
+                                             "refusal_audit_account_burst",
+                                             NULL};
     static const char *const otp_keys[] = {"window", "max_failures", "lockout", NULL};
     int64_t version = 0;
     c->token_life_s = 3600;
@@ -79,6 +84,7 @@ static qtsp_status load_policy(qtsp_csc *c, const char *path)
     c->history_page = QTSP_HISTORY_PAGE_DEFAULT;
     int64_t refusal_window_s = 60;
     c->refusal_burst = 20;
+    c->refusal_account_burst = 5;
     c->doc_max_body = DOC_MAX_BODY_DEFAULT;
     c->docs_max = 16;
     TRY_OUT(qtsp_ynode_check_keys(root, top));
@@ -105,6 +111,8 @@ static qtsp_status load_policy(qtsp_csc *c, const char *path)
         TRY_OUT(qtsp_yget_duration(l, "lockout", 0, &c->login_lock_s));
         TRY_OUT(qtsp_yget_duration(l, "refusal_audit_window", 0, &refusal_window_s));
         TRY_OUT(qtsp_yget_int(l, "refusal_audit_burst", 0, 1, 100000, &c->refusal_burst));
+        TRY_OUT(
+            qtsp_yget_int(l, "refusal_audit_account_burst", 0, 1, 1000, &c->refusal_account_burst));
         if (refusal_window_s < 1 || refusal_window_s > 86400)
             TRY_OUT(qtsp_ynode_fail(qtsp_ynode_get(l, "refusal_audit_window"),
                                     "refusal_audit_window", "must be 1s..24h"));
@@ -589,16 +597,22 @@ qtsp_status qtsp_csc_info(qtsp_csc *c, json_t **out)
  * A login with an unknown user id or by a signer who is locked out, and an
  * authorisation of a credential locked after wrong OTPs, change no state;
  * each used to add its own audit record, so a flood of them grew the audit
- * log (and the store) without bound. Now, per window
- * (login.refusal_audit_window, 60 s), the first login.refusal_audit_burst
- * (20) such refusals still get their own record (csc.login.failed with
+ * log (and the store) without bound. Now each is counted per window
+ * (login.refusal_audit_window, 60 s) in a record of the CSC state table
+ * (updated in the refusal's own commit: a crash loses no count), and only
+ * the first of the window get their own record (csc.login.failed with
  * reason "unknown user", csc.login.locked, csc.otp.refused); the rest are
- * counted in one fixed record of the CSC state table ("r:login", updated in
- * the refusal's own commit: a crash loses no count) and written as one
- * csc.refused.summary once the window has ended: at the next such refusal
- * or at the next housekeeping pass (qtsp_csc_purge, every minute), whichever
- * comes first. Wrong passwords and wrong OTPs are not aggregated: they count
- * towards a lockout, so they are few by construction. */
+ * written as one csc.refused.summary once the window has ended: at the next
+ * refusal of that record or at the next housekeeping pass (qtsp_csc_purge,
+ * every minute), whichever comes first.
+ * The records are kept apart so that noise cannot use up the burst of a
+ * real account: unknown user ids share one ("r:login",
+ * login.refusal_audit_burst, 20, its summary naming the REFUSAL_IDS most
+ * refused ids with counts); a locked-out signer has its own ("r:login:ID")
+ * and a locked credential its own ("r:otp:CRED"), each with
+ * login.refusal_audit_account_burst (5). Wrong passwords and wrong OTPs are
+ * not aggregated: they count towards a lockout, so they are few by
+ * construction, and they are what it takes to lock an account. */
 typedef enum refusal_kind {
     REFUSED_UNKNOWN_USER, /* login with an unknown user id */
     REFUSED_LOGIN_LOCKED, /* login by a signer locked out */
@@ -609,19 +623,38 @@ typedef enum refusal_kind {
 static const char *const k_refusal_names[REFUSED_KINDS] = {"unknown_user", "login_locked_out",
                                                            "otp_locked"};
 
+#define REFUSAL_IDS 16      /* unknown user ids named in a summary, at most */
+#define REFUSAL_KEY_MAX 160 /* "r:otp:" and a credential id */
+
 typedef struct refusal_agg {
     int64_t window_start_ms, recorded, suppressed, first_ms, last_ms;
     int64_t kind[REFUSED_KINDS]; /* of suppressed */
-    char last_user[QTSP_CSC_ID_MAX];
+    char user[QTSP_CSC_ID_MAX];  /* the account of a per-account record, else "" */
+    char cred[REFUSAL_KEY_MAX];  /* the credential of an "r:otp:" record, else "" */
+    /* unknown user ids of suppressed: the most refused, in order of arrival;
+     * other_ids counts those not (or no longer) listed */
+    int n_ids;
+    char id[REFUSAL_IDS][QTSP_CSC_ID_MAX];
+    int64_t id_n[REFUSAL_IDS], other_ids;
 } refusal_agg;
 
-#define REFUSAL_KEY "r:login"
+/* The state record of a refusal of kind k (user_id's, credential cred_id's). */
+static void refusal_key(refusal_kind k, const char *user_id, const char *cred_id,
+                        char out[REFUSAL_KEY_MAX])
+{
+    if (k == REFUSED_UNKNOWN_USER)
+        snprintf(out, REFUSAL_KEY_MAX, "r:login");
+    else if (k == REFUSED_LOGIN_LOCKED)
+        snprintf(out, REFUSAL_KEY_MAX, "r:login:%s", user_id);
+    else
+        snprintf(out, REFUSAL_KEY_MAX, "r:otp:%s", cred_id);
+}
 
-static qtsp_status agg_get(qtsp_txn *txn, refusal_agg *a)
+static qtsp_status agg_get(qtsp_txn *txn, const char *key, refusal_agg *a)
 {
     memset(a, 0, sizeof *a);
     json_t *o = NULL;
-    qtsp_status rc = ra_get_json(txn, QTSP_T_CSC_STATE, REFUSAL_KEY, &o);
+    qtsp_status rc = ra_get_json(txn, QTSP_T_CSC_STATE, key, &o);
     if (rc == QTSP_ERR_NOT_FOUND) {
         qtsp_err_clear();
         return QTSP_OK;
@@ -634,8 +667,21 @@ static qtsp_status agg_get(qtsp_txn *txn, refusal_agg *a)
         a->kind[k] = jint(o, k_refusal_names[k]);
     a->first_ms = jint(o, "first_ms");
     a->last_ms = jint(o, "last_ms");
-    const char *u = json_string_value(json_object_get(o, "last_user_id"));
-    snprintf(a->last_user, sizeof a->last_user, "%s", u ? u : "");
+    a->other_ids = jint(o, "other_ids");
+    const char *u = json_string_value(json_object_get(o, "user_id"));
+    const char *cr = json_string_value(json_object_get(o, "credential"));
+    snprintf(a->user, sizeof a->user, "%s", u ? u : "");
+    snprintf(a->cred, sizeof a->cred, "%s", cr ? cr : "");
+    json_t *ids = json_object_get(o, "ids"), *e;
+    size_t i;
+    json_array_foreach(ids, i, e)
+    {
+        const char *id = json_string_value(json_array_get(e, 0));
+        if (!id || a->n_ids == REFUSAL_IDS)
+            break;
+        snprintf(a->id[a->n_ids], QTSP_CSC_ID_MAX, "%s", id);
+        a->id_n[a->n_ids++] = json_integer_value(json_array_get(e, 1));
+    }
     json_decref(o);
     return QTSP_OK;
 }
@@ -646,26 +692,91 @@ static qtsp_status agg_set_kinds(json_t *o, const refusal_agg *a)
     for (int k = 0; k < REFUSED_KINDS; k++)
         ENSURE(json_object_set_new(o, k_refusal_names[k], json_integer(a->kind[k])) == 0,
                QTSP_ERR_NOMEM, "out of memory");
+    if (a->user[0])
+        ENSURE(json_object_set_new(o, "user_id", json_string(a->user)) == 0, QTSP_ERR_NOMEM,
+               "out of memory");
+    if (a->cred[0])
+        ENSURE(json_object_set_new(o, "credential", json_string(a->cred)) == 0, QTSP_ERR_NOMEM,
+               "out of memory");
     return QTSP_OK;
 }
 
-static qtsp_status agg_put(qtsp_txn *txn, const refusal_agg *a)
+static qtsp_status agg_put(qtsp_txn *txn, const char *key, const refusal_agg *a)
 {
-    json_t *o = json_pack(
-        "{s:I,s:I,s:I,s:I,s:I,s:s}", "window_start_ms", (json_int_t)a->window_start_ms, "recorded",
-        (json_int_t)a->recorded, "suppressed", (json_int_t)a->suppressed, "first_ms",
-        (json_int_t)a->first_ms, "last_ms", (json_int_t)a->last_ms, "last_user_id", a->last_user);
+    json_t *ids = json_array();
+    for (int i = 0; ids && i < a->n_ids; i++)
+        json_array_append_new(ids, json_pack("[s,I]", a->id[i], (json_int_t)a->id_n[i]));
+    if (ids && json_array_size(ids) != (size_t)a->n_ids) {
+        json_decref(ids);
+        ids = NULL;
+    }
+    json_t *o = !ids
+                    ? NULL
+                    : json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "window_start_ms",
+                                (json_int_t)a->window_start_ms, "recorded", (json_int_t)a->recorded,
+                                "suppressed", (json_int_t)a->suppressed, "first_ms",
+                                (json_int_t)a->first_ms, "last_ms", (json_int_t)a->last_ms,
+                                "other_ids", (json_int_t)a->other_ids, "ids", ids);
     ENSURE(o != NULL, QTSP_ERR_NOMEM, "out of memory");
     qtsp_status rc = agg_set_kinds(o, a);
     if (rc == QTSP_OK)
-        rc = ra_put_json(txn, QTSP_T_CSC_STATE, REFUSAL_KEY, o, 0);
+        rc = ra_put_json(txn, QTSP_T_CSC_STATE, key, o, 0);
     json_decref(o);
     return rc;
+}
+
+/* One more suppressed refusal of the unknown user id id: its count, or a
+ * place in the list; when the list is full the least refused (the oldest of
+ * those) gives up its place and its count goes to other_ids, so an id
+ * refused again and again keeps its place and the list stays bounded. */
+static void agg_count_id(refusal_agg *a, const char *id)
+{
+    for (int i = 0; i < a->n_ids; i++)
+        if (!strcmp(a->id[i], id)) {
+            a->id_n[i]++;
+            return;
+        }
+    if (a->n_ids == REFUSAL_IDS) {
+        int m = 0;
+        for (int i = 1; i < a->n_ids; i++)
+            if (a->id_n[i] < a->id_n[m])
+                m = i;
+        a->other_ids += a->id_n[m];
+        memmove(a->id[m], a->id[m + 1], (size_t)(a->n_ids - m - 1) * sizeof a->id[0]);
+        memmove(&a->id_n[m], &a->id_n[m + 1], (size_t)(a->n_ids - m - 1) * sizeof a->id_n[0]);
+        a->n_ids--;
+    }
+    snprintf(a->id[a->n_ids], QTSP_CSC_ID_MAX, "%s", id);
+    a->id_n[a->n_ids++] = 1;
 }
 
 static int agg_window_over(const qtsp_csc *c, const refusal_agg *a, int64_t now_ms)
 {
     return now_ms >= a->window_start_ms + c->refusal_window_ms || now_ms < a->window_start_ms;
+}
+
+/* The unknown ids of a, most refused first, and the rest as other_user_ids. */
+static qtsp_status agg_set_ids(json_t *d, const refusal_agg *a)
+{
+    if (!a->n_ids && !a->other_ids)
+        return QTSP_OK;
+    int order[REFUSAL_IDS];
+    for (int i = 0; i < a->n_ids; i++) { /* insertion sort, stable */
+        int j = i;
+        for (; j > 0 && a->id_n[order[j - 1]] < a->id_n[i]; j--)
+            order[j] = order[j - 1];
+        order[j] = i;
+    }
+    json_t *ids = json_array();
+    ENSURE(ids != NULL, QTSP_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < a->n_ids; i++)
+        json_array_append_new(ids, json_pack("{s:s,s:I}", "user_id", a->id[order[i]], "refused",
+                                             (json_int_t)a->id_n[order[i]]));
+    int ok = json_array_size(ids) == (size_t)a->n_ids;
+    ENSURE(json_object_set_new(d, "user_ids", ids) == 0 && ok &&
+               json_object_set_new(d, "other_user_ids", json_integer(a->other_ids)) == 0,
+           QTSP_ERR_NOMEM, "out of memory");
+    return QTSP_OK;
 }
 
 /* When a's window is over: the summary of what it counted (if anything) to
@@ -682,36 +793,52 @@ static qtsp_status agg_close(qtsp_csc *c, qtsp_txn *txn, refusal_agg *a, int64_t
         format_ms(a->window_start_ms + c->refusal_window_ms, we);
         format_ms(a->first_ms, f);
         format_ms(a->last_ms, l);
-        json_t *d = json_pack("{s:s,s:s,s:I,s:I,s:s,s:s,s:s}", "window_start", ws, "window_end", we,
-                              "recorded_one_by_one", (json_int_t)a->recorded,
-                              "refused_not_recorded", (json_int_t)a->suppressed, "first", f, "last",
-                              l, "last_user_id", a->last_user);
+        json_t *d =
+            json_pack("{s:s,s:s,s:I,s:I,s:s,s:s}", "window_start", ws, "window_end", we,
+                      "recorded_one_by_one", (json_int_t)a->recorded, "refused_not_recorded",
+                      (json_int_t)a->suppressed, "first", f, "last", l);
         ENSURE(d != NULL, QTSP_ERR_NOMEM, "out of memory");
         qtsp_status rc = agg_set_kinds(d, a);
+        if (rc == QTSP_OK)
+            rc = agg_set_ids(d, a);
         if (rc == QTSP_OK)
             rc = qtsp_audit_append(txn, "system:csc", "csc.refused.summary", d, NULL);
         json_decref(d);
         TRY(rc);
     }
+    char user[sizeof a->user], cred[sizeof a->cred];
+    memcpy(user, a->user, sizeof user);
+    memcpy(cred, a->cred, sizeof cred);
     memset(a, 0, sizeof *a);
+    memcpy(a->user, user, sizeof user);
+    memcpy(a->cred, cred, sizeof cred);
     a->window_start_ms = now_ms;
     *changed = 1;
     return QTSP_OK;
 }
 
-/* A refusal without a state change, of kind k: its own audit record
- * (details, consumed) while the window's burst lasts, else counted. */
-static qtsp_status quiet_refusal(qtsp_csc *c, qtsp_txn *txn, const char *user_id, refusal_kind k,
-                                 const char *event, json_t *details, int64_t now_ms)
+/* A refusal without a state change, of kind k, by or about user_id (and
+ * the credential cred_id of REFUSED_OTP_LOCKED): its own audit record
+ * (details, consumed) while its record's burst lasts, else counted. */
+static qtsp_status quiet_refusal(qtsp_csc *c, qtsp_txn *txn, const char *user_id,
+                                 const char *cred_id, refusal_kind k, const char *event,
+                                 json_t *details, int64_t now_ms)
 {
+    char key[REFUSAL_KEY_MAX];
+    refusal_key(k, user_id, cred_id, key);
+    int64_t burst = k == REFUSED_UNKNOWN_USER ? c->refusal_burst : c->refusal_account_burst;
     refusal_agg a;
     int changed;
-    qtsp_status rc = agg_get(txn, &a);
+    qtsp_status rc = agg_get(txn, key, &a);
     if (rc == QTSP_OK)
         rc = agg_close(c, txn, &a, now_ms, &changed);
-    if (rc == QTSP_OK && a.recorded < c->refusal_burst) {
+    if (k != REFUSED_UNKNOWN_USER) {
+        snprintf(a.user, sizeof a.user, "%s", user_id);
+        snprintf(a.cred, sizeof a.cred, "%s", k == REFUSED_OTP_LOCKED ? cred_id : "");
+    }
+    if (rc == QTSP_OK && a.recorded < burst) {
         a.recorded++;
-        rc = agg_put(txn, &a);
+        rc = agg_put(txn, key, &a);
         if (rc == QTSP_OK)
             return audit(txn, user_id, event, details); /* consumes details */
     }
@@ -719,11 +846,12 @@ static qtsp_status quiet_refusal(qtsp_csc *c, qtsp_txn *txn, const char *user_id
     TRY(rc);
     a.suppressed++;
     a.kind[k]++;
+    if (k == REFUSED_UNKNOWN_USER)
+        agg_count_id(&a, user_id);
     if (!a.first_ms)
         a.first_ms = now_ms;
     a.last_ms = now_ms;
-    snprintf(a.last_user, sizeof a.last_user, "%s", user_id);
-    return agg_put(txn, &a);
+    return agg_put(txn, key, &a);
 }
 
 /* ---- sessions ---- */
@@ -771,14 +899,14 @@ static qtsp_status login_txn(qtsp_txn *txn, void *vctx)
     if (s.locked_until_ms > x->now_ms) {
         format_ms(s.locked_until_ms, until);
         snprintf(x->msg, sizeof x->msg, "signer locked out until %s", until);
-        return quiet_refusal(c, txn, x->user_id, REFUSED_LOGIN_LOCKED, "csc.login.locked",
+        return quiet_refusal(c, txn, x->user_id, NULL, REFUSED_LOGIN_LOCKED, "csc.login.locked",
                              json_pack("{s:s,s:s}", "user_id", x->user_id, "locked_until", until),
                              x->now_ms);
     }
     snprintf(x->msg, sizeof x->msg, "wrong user id or password");
     if (!x->exists) /* no state for ids that do not exist */
         return quiet_refusal(
-            c, txn, x->user_id, REFUSED_UNKNOWN_USER, "csc.login.failed",
+            c, txn, x->user_id, NULL, REFUSED_UNKNOWN_USER, "csc.login.failed",
             json_pack("{s:s,s:s}", "user_id", x->user_id, "reason", "unknown user"), x->now_ms);
     int locked = state_fail(&s, c->login_max, c->login_lock_s, x->now_ms);
     TRY(state_put(txn, 'u', x->user_id, &s));
@@ -1152,7 +1280,7 @@ static qtsp_status authorize_txn(qtsp_txn *txn, void *vctx)
         format_ms(s.locked_until_ms, until);
         x->result = QTSP_ERR_FORBIDDEN;
         snprintf(x->msg, sizeof x->msg, "credential locked after wrong OTPs until %s", until);
-        return quiet_refusal(c, txn, x->user_id, REFUSED_OTP_LOCKED, "csc.otp.refused",
+        return quiet_refusal(c, txn, x->user_id, x->cred_id, REFUSED_OTP_LOCKED, "csc.otp.refused",
                              json_pack("{s:s,s:s,s:s}", "credential", x->cred_id, "reason",
                                        "locked", "locked_until", until),
                              x->now_ms);
@@ -2067,7 +2195,8 @@ qtsp_status qtsp_csc_quota(qtsp_csc *c, const char *user_id, json_t **out)
 
 typedef struct purge_ctx {
     qtsp_csc *c;
-    int flush; /* a login-refusal summary is due (agg_close) */
+    size_t n_r; /* refusal records whose window is over (agg_close) */
+    char (*rkeys)[REFUSAL_KEY_MAX];
     int64_t now_ms;
     size_t max, total, n[2];
     int t; /* 0 sessions, 1 SADs */
@@ -2097,18 +2226,50 @@ static qtsp_status purge_visit(void *ctx, const void *key, size_t klen, const vo
     return QTSP_OK;
 }
 
+#define PURGE_REFUSALS_MAX 256 /* refusal records closed per pass */
+
+/* The refusal records ("r:...") whose window is over. */
+static qtsp_status purge_visit_refusal(void *ctx, const void *key, size_t klen, const void *val,
+                                       size_t vlen, int *stop)
+{
+    purge_ctx *p = ctx;
+    const unsigned char *v = val;
+    if (klen < 2 || memcmp(key, "r:", 2) != 0) {
+        *stop = 1;
+        return QTSP_OK;
+    }
+    if (klen >= REFUSAL_KEY_MAX || vlen < 2 || v[0] != 1)
+        return QTSP_OK;
+    json_error_t err;
+    json_t *o = json_loadb((const char *)v + 1, vlen - 1, 0, &err);
+    refusal_agg a = {.window_start_ms = jint(o, "window_start_ms")};
+    if (o && agg_window_over(p->c, &a, p->now_ms)) {
+        memcpy(p->rkeys[p->n_r], key, klen);
+        p->rkeys[p->n_r++][klen] = '\0';
+    }
+    json_decref(o);
+    if (p->n_r == PURGE_REFUSALS_MAX)
+        *stop = 1;
+    return QTSP_OK;
+}
+
 static qtsp_status purge_txn(qtsp_txn *txn, void *vctx)
 {
     purge_ctx *p = vctx;
-    if (p->flush) { /* read again under the write lock: another process may have closed it */
+    /* read again under the write lock: another process may have closed it */
+    for (size_t i = 0; i < p->n_r; i++) {
         refusal_agg a;
         int changed;
-        TRY(agg_get(txn, &a));
-        if (a.suppressed) {
-            TRY(agg_close(p->c, txn, &a, p->now_ms, &changed));
-            if (changed)
-                TRY(agg_put(txn, &a));
+        TRY(agg_get(txn, p->rkeys[i], &a));
+        TRY(agg_close(p->c, txn, &a, p->now_ms, &changed));
+        if (!changed) /* a refusal opened a new window meanwhile */
+            continue;
+        qtsp_status rc = qtsp_txn_del(txn, QTSP_T_CSC_STATE, p->rkeys[i], strlen(p->rkeys[i]));
+        if (rc == QTSP_ERR_NOT_FOUND) {
+            qtsp_err_clear();
+            continue;
         }
+        TRY(rc);
     }
     size_t k = 0;
     for (int t = 0; t < 2; t++)
@@ -2129,21 +2290,27 @@ qtsp_status qtsp_csc_purge(qtsp_csc *c, time_t now, size_t max, size_t *n)
     if (last && now_ms - last < PURGE_EVERY_MS)
         return QTSP_OK;
     atomic_store(&c->purged_at_ms, now_ms);
-    purge_ctx p = {.c = c, .now_ms = now_ms, .max = max, .keys = calloc(max, KEY_HEX)};
-    ENSURE(p.keys != NULL, QTSP_ERR_NOMEM, "out of memory");
+    purge_ctx p = {.c = c,
+                   .now_ms = now_ms,
+                   .max = max,
+                   .keys = calloc(max, KEY_HEX),
+                   .rkeys = calloc(PURGE_REFUSALS_MAX, REFUSAL_KEY_MAX)};
+    if (!p.keys || !p.rkeys) {
+        free(p.keys);
+        free(p.rkeys);
+        return qtsp_err_set(QTSP_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
+    }
     qtsp_txn *txn = NULL;
     qtsp_status rc = qtsp_store_begin(c->store, 0, &txn);
-    refusal_agg a;
     if (rc == QTSP_OK)
-        rc = agg_get(txn, &a);
-    if (rc == QTSP_OK)
-        p.flush = a.suppressed && agg_window_over(c, &a, now_ms);
+        rc = qtsp_txn_iter(txn, QTSP_T_CSC_STATE, "r:", 2, purge_visit_refusal, &p);
     for (p.t = 0; rc == QTSP_OK && p.t < 2 && p.total < max; p.t++)
         rc = qtsp_txn_iter(txn, k_purged[p.t], NULL, 0, purge_visit, &p);
     qtsp_txn_abort(txn);
-    if (rc == QTSP_OK && (p.total || p.flush))
+    if (rc == QTSP_OK && (p.total || p.n_r))
         rc = qtsp_store_write(c->store, purge_txn, &p);
     free(p.keys);
+    free(p.rkeys);
     if (rc == QTSP_OK)
         *n = p.total;
     return rc;

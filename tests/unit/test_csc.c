@@ -251,16 +251,16 @@ static size_t audit_count(const char *event)
     return g_hits;
 }
 
-/* The body of the last audit record with event g_event, into g_last. */
+/* The body of the last audit record with event g_event (and the text ctx
+ * when not NULL), into g_last. */
 static char g_last[4096];
 static qtsp_status find_last(void *ctx, uint64_t seq, const char *body, size_t len)
 {
-    (void)ctx;
     (void)seq;
     char pat[96];
     snprintf(pat, sizeof pat, "\"event\":\"%s\"", g_event);
     char *t = strndup(body, len);
-    if (t && strstr(t, pat))
+    if (t && strstr(t, pat) && (!ctx || strstr(t, ctx)))
         snprintf(g_last, sizeof g_last, "%s", t);
     free(t);
     return QTSP_OK;
@@ -631,26 +631,53 @@ static void test_csc_purge_removes_ended_sessions_and_sads(void)
     signer_done(&a);
 }
 
+/* CSC state records of refused attempts ("r:..."), for the purge check. */
+static qtsp_status count_refusal_records(void *ctx, const void *key, size_t klen, const void *val,
+                                         size_t vlen, int *stop)
+{
+    (void)val;
+    (void)vlen;
+    if (klen < 2 || memcmp(key, "r:", 2) != 0)
+        *stop = 1;
+    else
+        (*(size_t *)ctx)++;
+    return QTSP_OK;
+}
+
+static size_t refusal_records(void)
+{
+    size_t n = 0;
+    qtsp_txn *txn = NULL;
+    CU_ASSERT_EQUAL_FATAL(qtsp_store_begin(g_store, 0, &txn), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_txn_iter(txn, QTSP_T_CSC_STATE, "r:", 2, count_refusal_records, &n),
+                    QTSP_OK);
+    qtsp_txn_abort(txn);
+    return n;
+}
+
 /* Refusals without a state change (logins with unknown user ids or by a
  * locked-out signer, authorisations of a credential locked after wrong
- * OTPs): the first 20 of a 60 s window each have their own audit record, the
- * rest are counted and recorded as one summary when the window ends (at the
- * next such refusal, or at the purge); a wrong password or a wrong OTP is
- * always recorded on its own. */
+ * OTPs): per 60 s window the first 20 unknown-id refusals each have their
+ * own audit record, and the first 5 of each locked account or credential,
+ * whatever the unknown ids did; the rest are counted and recorded as one
+ * summary per record when the window ends (at the next such refusal, or at
+ * the purge), the unknown ids' naming the most refused ids with counts; a
+ * wrong password or a wrong OTP is always recorded on its own. */
 static void test_csc_login_refusals_flood_one_summary_per_window(void)
 {
     advance(3600); /* a window of its own */
     size_t failed0 = audit_count("csc.login.failed"), sum0 = audit_count("csc.refused.summary");
     json_t *o = NULL;
     char uid[32];
+    /* 500 unknown ids: one id every 4th time (125), 375 others once each */
     for (int i = 0; i < 500; i++) {
-        snprintf(uid, sizeof uid, "dead%08x", (unsigned)i);
+        snprintf(uid, sizeof uid, i % 4 ? "dead%08x" : "cafe0001", (unsigned)i);
         CU_ASSERT_EQUAL(qtsp_csc_login(g_csc, uid, "password", &o), QTSP_ERR_AUTH);
         qtsp_err_clear();
     }
     CU_ASSERT_EQUAL(audit_count("csc.login.failed"), failed0 + 20);
     CU_ASSERT_EQUAL(audit_count("csc.refused.summary"), sum0);
-    /* a locked-out signer's attempts share the window's count */
+    /* a signer locked out after that flood: its first refusals have their own records */
     signer s;
     issue(g_ra, "7001010021", &s);
     for (int i = 0; i < 5; i++)
@@ -659,8 +686,11 @@ static void test_csc_login_refusals_flood_one_summary_per_window(void)
     size_t locked0 = audit_count("csc.login.locked");
     for (int i = 0; i < 50; i++)
         CU_ASSERT_PTR_NULL(login(&s, s.password));
-    CU_ASSERT_EQUAL(audit_count("csc.login.locked"), locked0); /* the burst is spent */
-    /* a credential locked after wrong OTPs: each wrong code recorded, the refusals counted */
+    CU_ASSERT_EQUAL(audit_count("csc.login.locked"), locked0 + 5); /* its own burst */
+    /* more unknown ids do not take them away: the next locked refusal is counted, not hidden */
+    CU_ASSERT_EQUAL(qtsp_csc_login(g_csc, "cafe0001", "password", &o), QTSP_ERR_AUTH);
+    qtsp_err_clear();
+    /* a credential locked after wrong OTPs: each wrong code recorded, its first refusals too */
     unsigned char dg[32];
     json_t *h = digests("q", 1, dg);
     char otp[7], *sad = NULL;
@@ -677,27 +707,54 @@ static void test_csc_login_refusals_flood_one_summary_per_window(void)
         CU_ASSERT_EQUAL(authorize(&s, s.cred, h, otp, &sad), QTSP_ERR_FORBIDDEN);
         qtsp_err_clear();
     }
-    CU_ASSERT_EQUAL(audit_count("csc.otp.refused"), refused0);
+    CU_ASSERT_EQUAL(audit_count("csc.otp.refused"), refused0 + 5);
     json_decref(h);
-    /* the window ends: the purge writes the summary of 480 + 50 + 7 */
+    CU_ASSERT(refusal_records() >= 3); /* unknown ids, the signer, the credential */
+    /* the window ends: the purge writes one summary per record */
     advance(61);
     size_t n;
     CU_ASSERT_EQUAL(qtsp_csc_purge(g_csc, (time_t)(g_now_ms / 1000), 1000, &n), QTSP_OK);
-    CU_ASSERT_EQUAL(audit_count("csc.refused.summary"), sum0 + 1);
+    CU_ASSERT_EQUAL(audit_count("csc.refused.summary"), sum0 + 3);
+    CU_ASSERT_EQUAL(refusal_records(), 0); /* closed records are removed */
     g_event = "csc.refused.summary";
-    CU_ASSERT_EQUAL(qtsp_audit_list(g_store, 1, find_last, NULL), QTSP_OK);
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, "\"refused_not_recorded\":537"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, "\"unknown_user\":480"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, "\"login_locked_out\":50"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, "\"otp_locked\":7"));
+    /* unknown ids: 481 not recorded, cafe0001 the most refused (121 of them), 15 others
+     * named (1 each), the other 345 counted */
+    g_last[0] = '\0';
+    CU_ASSERT_EQUAL(qtsp_audit_list(g_store, 1, find_last, "\"unknown_user\":481"), QTSP_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, "\"refused_not_recorded\":481"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, "\"login_locked_out\":0"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, "\"other_user_ids\":345"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(g_last, "\"user_ids\":[{\"refused\":121,\"user_id\":\"cafe0001\"},{\"refused\":1,"));
+    int named = 0;
+    for (const char *p = g_last; (p = strstr(p, "\"user_id\":\"dead")) != NULL; p++)
+        named++;
+    CU_ASSERT_EQUAL(named, 15);
+    /* the locked-out signer: 45 not recorded, under its own user id */
+    char want[128];
+    snprintf(want, sizeof want, "\"user_id\":\"%s\"", s.user_id);
+    g_last[0] = '\0';
+    CU_ASSERT_EQUAL(qtsp_audit_list(g_store, 1, find_last, "\"login_locked_out\":45"), QTSP_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, "\"refused_not_recorded\":45"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, "\"unknown_user\":0"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, want));
+    CU_ASSERT_PTR_NULL(strstr(g_last, "user_ids"));
+    /* the locked credential: 2 not recorded, naming it and its signer */
+    snprintf(want, sizeof want, "\"credential\":\"%s\"", s.cred);
+    g_last[0] = '\0';
+    CU_ASSERT_EQUAL(qtsp_audit_list(g_store, 1, find_last, "\"otp_locked\":2"), QTSP_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, "\"refused_not_recorded\":2"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_last, want));
     /* a new window: its first refusals have their own records again, no second summary */
     CU_ASSERT_EQUAL(qtsp_csc_login(g_csc, "beef", "password", &o), QTSP_ERR_AUTH);
     qtsp_err_clear();
     CU_ASSERT_EQUAL(audit_count("csc.login.failed"), failed0 + 26);
+    CU_ASSERT_PTR_NULL(login(&s, s.password)); /* still locked out: recorded again */
+    CU_ASSERT_EQUAL(audit_count("csc.login.locked"), locked0 + 6);
     advance(61);
     CU_ASSERT_EQUAL(qtsp_csc_login(g_csc, "beef", "password", &o), QTSP_ERR_AUTH);
     qtsp_err_clear();
-    CU_ASSERT_EQUAL(audit_count("csc.refused.summary"), sum0 + 1); /* nothing was counted */
+    CU_ASSERT_EQUAL(audit_count("csc.refused.summary"), sum0 + 3); /* nothing was counted */
     CU_ASSERT_EQUAL(audit_count("csc.login.failed"), failed0 + 27);
     signer_done(&s);
 }
