@@ -5,11 +5,15 @@
  * a certificate): credentials/authorize (numSignatures, hashes, hash OID,
  * OTP), signatures/signHash (signAlgo, RSA-PSS signAlgoParams DER, hashes,
  * SAD) with the X-QTSP-Relying-Party header (sign/usage.c), credentials/list
- * and credentials/info (option fields), auth/revoke (token). Any input must
+ * and credentials/info (option fields), auth/revoke (token), and
+ * signatures/signDoc (documents: formats, levels, envelopes, names,
+ * containers, base64) with its body read as core/api reads signDoc's
+ * (qtsp_json_parse_object_big, long strings left in the body, here from
+ * 64 bytes so that short inputs take that path too). Any input must
  * be answered or refused with an error, never crash or leak; nothing is
  * written to the store (every route stops at the missing certificate or
  * SAD before its write transaction).
- * Input: byte 0 picks the route (low 3 bits) and, for signHash, whether the
+ * Input: byte 0 picks the route (low 3 bits; 5 is signDoc) and, for signHash, whether the
  * bytes up to the first newline are the relying-party header (bit 3); the
  * rest is the JSON body.
  * Built by CMake with clang and -DQTSP_FUZZ=ON; scripts/fuzz.sh runs it;
@@ -26,10 +30,13 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "ra/ra_int.h"
+#include "sign/archive.h"
 #include "sign/csc.h"
 #include "sign/usage.h"
 
 static qtsp_csc *g_csc;
+/* signDoc never reaches a builder here (no certificate): empty services */
+static qtsp_ades_services g_ades;
 /* The token is reached only through a valid SAD, which this store never
  * holds: the service needs a non-NULL handle, never this one's contents. */
 static char g_no_hsm;
@@ -62,8 +69,8 @@ static char g_dir[256];
 /* libFuzzer ends with exit(): the private folder goes with the process */
 static void remove_dir(void)
 {
-    static const char *const files[] = {"store/data.mdb",  "store/lock.mdb", "store",
-                                        "secrets/otp.key", "secrets",        ""};
+    static const char *const files[] = {
+        "store/data.mdb", "store/lock.mdb", "store", "secrets/otp.key", "secrets", "archive", ""};
     char path[300];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", g_dir, files[i]);
@@ -104,8 +111,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     static X509 *chain;
     chain = X509_new();
     snprintf(signing, sizeof signing, "%s/signing.yaml", policies);
-    qtsp_csc_deps d = {st,  (qtsp_hsm *)(void *)&g_no_hsm, chain, chain, signing, secrets, u, NULL,
-                       NULL};
+    char arch_pol[sizeof policies + 32], arch_dir[sizeof g_dir + 32];
+    snprintf(arch_pol, sizeof arch_pol, "%s/archive.yaml", policies);
+    snprintf(arch_dir, sizeof arch_dir, "%s/archive", g_dir);
+    qtsp_archive *ar = NULL;
+    if (qtsp_archive_new(arch_pol, arch_dir, st, &ar) != QTSP_OK) {
+        fprintf(stderr, "fuzz_csc_json: archive: %s\n", qtsp_err_message());
+        abort();
+    }
+    qtsp_csc_deps d = {
+        st, (qtsp_hsm *)(void *)&g_no_hsm, chain, chain, signing, secrets, u, &g_ades, ar};
     if (qtsp_csc_new(&d, &g_csc) != QTSP_OK) {
         fprintf(stderr, "fuzz_csc_json: csc: %s\n", qtsp_err_message());
         abort();
@@ -136,6 +151,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     qtsp_err_clear();
     json_t *req = NULL, *out = NULL;
+    if (route == 5) { /* signDoc: the body as core/api reads it, mutable */
+        char *body = malloc(n ? n : 1);
+        if (!body)
+            return 0;
+        memcpy(body, p, n);
+        qtsp_json_big big;
+        qtsp_buf ans;
+        qtsp_buf_init(&ans, 1 << 20);
+        if (qtsp_json_parse_object_big(body, n, 64, &req, &big) == QTSP_OK) {
+            /* no certificate, no SAD: never signed, nothing answered */
+            if (qtsp_csc_sign_doc(g_csc, "u1", NULL, req, &big, &ans) == QTSP_OK || ans.len)
+                abort();
+            json_decref(req);
+            qtsp_json_big_cleanup(&big);
+        }
+        qtsp_buf_cleanup(&ans);
+        free(body);
+        qtsp_err_clear();
+        return 0;
+    }
     if (qtsp_json_parse_object(p, n, &req) != QTSP_OK)
         return 0;
     qtsp_status rc = QTSP_OK;
