@@ -109,13 +109,14 @@ static void file_path(const qtsp_archive *a, const char *hexsum, int dir_only, c
         snprintf(out, cap, "%s/%.2s/%s", a->dir, hexsum, hexsum);
 }
 
-qtsp_status qtsp_archive_write(qtsp_archive *a, const qtsp_archive_doc *d, unsigned char sha256[32])
+/* Writes d's file at DIR/<hh>/<hex> unless a file of its size is there;
+ * *created (may be NULL) tells whether this call wrote it. */
+static qtsp_status write_file(qtsp_archive *a, const qtsp_archive_doc *d, const char *hx,
+                              int *created)
 {
-    ENSURE(d && d->data && d->len > 0, QTSP_ERR_INVALID, "empty document");
-    ENSURE(EVP_Digest(d->data, d->len, sha256, NULL, EVP_sha256(), NULL) == 1, QTSP_ERR_CRYPTO,
-           "SHA-256");
-    char hx[65], path[QTSP_PATH_MAX + 80];
-    qtsp_hex_encode(sha256, 32, hx);
+    char path[QTSP_PATH_MAX + 80];
+    if (created)
+        *created = 0;
     file_path(a, hx, 1, path, sizeof path);
     ENSURE(mkdir(path, 0750) == 0 || errno == EEXIST, QTSP_ERR_IO, "cannot create %s: %s", path,
            strerror(errno));
@@ -123,7 +124,28 @@ qtsp_status qtsp_archive_write(qtsp_archive *a, const qtsp_archive_doc *d, unsig
     struct stat st;
     if (stat(path, &st) == 0 && (size_t)st.st_size == d->len)
         return QTSP_OK; /* content-addressed: already there */
-    return qtsp_file_write_atomic(path, d->data, d->len, 0640);
+    TRY(qtsp_file_write_atomic(path, d->data, d->len, 0640));
+    if (created)
+        *created = 1;
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_archive_write_new(qtsp_archive *a, const qtsp_archive_doc *d,
+                                   unsigned char sha256[32], int *created)
+{
+    if (created)
+        *created = 0;
+    ENSURE(d && d->data && d->len > 0, QTSP_ERR_INVALID, "empty document");
+    ENSURE(EVP_Digest(d->data, d->len, sha256, NULL, EVP_sha256(), NULL) == 1, QTSP_ERR_CRYPTO,
+           "SHA-256");
+    char hx[65];
+    qtsp_hex_encode(sha256, 32, hx);
+    return write_file(a, d, hx, created);
+}
+
+qtsp_status qtsp_archive_write(qtsp_archive *a, const qtsp_archive_doc *d, unsigned char sha256[32])
+{
+    return qtsp_archive_write_new(a, d, sha256, NULL);
 }
 
 static qtsp_status get_u64(qtsp_txn *txn, const void *key, size_t klen, uint64_t *v)
@@ -210,12 +232,18 @@ qtsp_status qtsp_archive_index(qtsp_archive *a, qtsp_txn *txn, const char *actor
            "the signer's archive is full (%llu of %llu bytes used)", (unsigned long long)used,
            (unsigned long long)a->quota);
     TRY(get_u64(txn, hkey, sizeof hkey, &refs));
+    char hx[65];
+    qtsp_hex_encode(sha256, 32, hx);
+    /* the file is there: a refused request that wrote the same bytes removes
+     * them in a write transaction when no entry names them (qtsp_archive_discard),
+     * so a file found by qtsp_archive_write may be gone since; written again
+     * here, under the same writer lock */
+    TRY(write_file(a, d, hx, NULL));
 
     unsigned char rnd[QTSP_ARCHIVE_ID_LEN / 2];
     TRY(qtsp_random(rnd, sizeof rnd));
-    char docid[QTSP_ARCHIVE_ID_LEN + 1], hx[65], when[32];
+    char docid[QTSP_ARCHIVE_ID_LEN + 1], when[32];
     qtsp_hex_encode(rnd, sizeof rnd, docid);
-    qtsp_hex_encode(sha256, 32, hx);
     qtsp_format_rfc3339((time_t)d->signed_at, when, sizeof when);
     int64_t expires = d->signed_at + a->retention_s;
     json_t *rec =
@@ -268,6 +296,52 @@ qtsp_status qtsp_archive_put(qtsp_archive *a, const char *actor, const qtsp_arch
     TRY(qtsp_archive_write(a, d, sha));
     put_ctx c = {a, actor, d, sha, id};
     return qtsp_store_write(a->store, put_txn, &c);
+}
+
+typedef struct discard_ctx {
+    qtsp_archive *a;
+    const unsigned char *sha;
+} discard_ctx;
+
+static qtsp_status discard_txn(qtsp_txn *txn, void *vctx)
+{
+    discard_ctx *c = vctx;
+    unsigned char hkey[33] = {'h'};
+    memcpy(hkey + 1, c->sha, 32);
+    uint64_t refs = 0;
+    TRY(get_u64(txn, hkey, sizeof hkey, &refs));
+    if (refs > 0)
+        return QTSP_OK; /* an earlier request's document: kept */
+    char hx[65], path[QTSP_PATH_MAX + 80];
+    qtsp_hex_encode(c->sha, 32, hx);
+    file_path(c->a, hx, 0, path, sizeof path);
+    ENSURE(unlink(path) == 0 || errno == ENOENT, QTSP_ERR_IO, "cannot remove %s: %s", path,
+           strerror(errno));
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_archive_discard(qtsp_archive *a, const unsigned char sha256[32])
+{
+    discard_ctx c = {a, sha256};
+    return qtsp_store_write(a->store, discard_txn, &c);
+}
+
+qtsp_status qtsp_archive_room(qtsp_archive *a, const char *owner, uint64_t bytes)
+{
+    TRY(check_owner(owner));
+    unsigned char qkey[1 + OWNER_MAX] = {'q'};
+    size_t qlen = 1 + strlen(owner);
+    memcpy(qkey + 1, owner, qlen - 1);
+    qtsp_txn *txn = NULL;
+    TRY(qtsp_store_begin(a->store, 0, &txn));
+    uint64_t used = 0;
+    qtsp_status rc = get_u64(txn, qkey, qlen, &used);
+    qtsp_txn_abort(txn);
+    TRY(rc);
+    ENSURE(used + bytes <= a->quota && used + bytes >= used, QTSP_ERR_QUOTA,
+           "the signer's archive is full (%llu of %llu bytes used)", (unsigned long long)used,
+           (unsigned long long)a->quota);
+    return QTSP_OK;
 }
 
 /* The record of id (new reference). QTSP_ERR_NOT_FOUND. */

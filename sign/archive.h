@@ -60,6 +60,23 @@ typedef struct qtsp_archive_doc {
 qtsp_status qtsp_archive_write(qtsp_archive *a, const qtsp_archive_doc *d,
                                unsigned char sha256[32]) QTSP_MUST_USE;
 
+/* qtsp_archive_write; *created (may be NULL) is 1 when this call wrote the
+ * file (it was not there), so that a caller whose transaction then fails
+ * can qtsp_archive_discard it. */
+qtsp_status qtsp_archive_write_new(qtsp_archive *a, const qtsp_archive_doc *d,
+                                   unsigned char sha256[32], int *created) QTSP_MUST_USE;
+
+/* Removes the file of sha256 unless an index entry names it ('h' count,
+ * read in a write transaction: serialised with qtsp_archive_index, which
+ * writes the file again if it is gone). For a request refused after
+ * qtsp_archive_write_new created files. */
+qtsp_status qtsp_archive_discard(qtsp_archive *a, const unsigned char sha256[32]) QTSP_MUST_USE;
+
+/* QTSP_ERR_QUOTA when owner's archived bytes plus bytes would pass
+ * quota_bytes (read only: checks before any work; qtsp_archive_index checks
+ * again in its transaction). */
+qtsp_status qtsp_archive_room(qtsp_archive *a, const char *owner, uint64_t bytes) QTSP_MUST_USE;
+
 /* Indexes a written file in txn (the caller's write transaction, so that a
  * signing, its accounting and its archiving are one operation) and appends
  * the audit record "document.archive" by actor. id[QTSP_ARCHIVE_ID_LEN + 1]

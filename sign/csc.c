@@ -1892,6 +1892,28 @@ static qtsp_status doc_answer(doc_job *jobs, size_t n, char (*ids)[QTSP_ARCHIVE_
     return qtsp_buf_puts(out, "]}");
 }
 
+/* A refused signDoc: removes the archive files it created that no index
+ * entry names; the refusal's error stays the one reported. */
+static void discard_written(qtsp_archive *a, const int *wrote, unsigned char (*shas)[32], size_t n)
+{
+    if (!wrote)
+        return;
+    qtsp_status code = qtsp_err_code();
+    char what[256];
+    snprintf(what, sizeof what, "%s", qtsp_err_what());
+    int failed = 0;
+    for (size_t i = 0; i < n; i++)
+        if (wrote[i] && qtsp_archive_discard(a, shas[i]) != QTSP_OK) {
+            qtsp_log(QTSP_LOG_WARN, "signDoc: refused, an archive file stays: %s",
+                     qtsp_err_message());
+            failed = 1;
+        }
+    if (failed) {
+        qtsp_err_clear();
+        (void)qtsp_err_set(code, __FILE__, __LINE__, "%s", what);
+    }
+}
+
 qtsp_status qtsp_csc_sign_doc(qtsp_csc *c, const char *user_id, const char *rp_header,
                               const json_t *req, const qtsp_json_big *big, qtsp_buf *out)
 {
@@ -1930,6 +1952,7 @@ qtsp_status qtsp_csc_sign_doc(qtsp_csc *c, const char *user_id, const char *rp_h
     json_t *b64s = json_array(), *sorted = json_array(), *cred = NULL;
     X509 *cert = NULL;
     qtsp_key *key = NULL;
+    int *wrote = NULL; /* the archive files this request created */
     qtsp_status rc = QTSP_OK;
     sign_ctx x = {.c = c,
                   .user_id = user_id,
@@ -1967,6 +1990,9 @@ qtsp_status qtsp_csc_sign_doc(qtsp_csc *c, const char *user_id, const char *rp_h
     for (size_t i = 1; i < n; i++)
         ENSURE_OUT(jobs[i].key_type == jobs[0].key_type, QTSP_ERR_INVALID,
                    "documents[%zu].signAlgo: does not fit this credential's key", i);
+    /* a full archive refuses before the token works (again with the sizes
+     * signed, and in the transaction) */
+    TRY_OUT(qtsp_archive_room(c->archive, user_id, n));
     TRY_OUT(open_signing_key(c, cred, jobs[0].key_type, &key));
     STACK_OF(X509) *chain = sk_X509_new_null();
     ENSURE_OUT(chain != NULL, QTSP_ERR_NOMEM, "out of memory");
@@ -1976,30 +2002,43 @@ qtsp_status qtsp_csc_sign_doc(qtsp_csc *c, const char *user_id, const char *rp_h
     }
     qtsp_ades_signer sg = {key, cert, chain, {0}};
     int64_t now = x.now_ms / 1000;
+    /* every document signed in memory first: a later one that fails (a
+     * broken PDF) leaves nothing behind */
+    uint64_t total = 0;
     for (size_t i = 0; i < n && rc == QTSP_OK; i++) {
         rc = doc_sign(c->ades, &sg, &jobs[i], now);
-        if (rc == QTSP_OK) {
-            adocs[i] = (qtsp_archive_doc){user_id,
-                                          jobs[i].name,
-                                          jobs[i].format,
-                                          qtsp_ades_level_name(jobs[i].level),
-                                          jobs[i].out.data,
-                                          jobs[i].out.len,
-                                          now};
-            /* the file before the transaction that indexes it (content-addressed) */
-            rc = qtsp_archive_write(c->archive, &adocs[i], shas[i]);
-        }
+        total += jobs[i].out.len;
     }
     sk_X509_free(chain);
     TRY_OUT(rc);
+    TRY_OUT(qtsp_archive_room(c->archive, user_id, total));
+    /* the files before the transaction that indexes them (content-addressed);
+     * on a refusal from here on, the files this request created and no
+     * entry names are removed */
+    wrote = calloc(n, sizeof *wrote);
+    ENSURE_OUT(wrote != NULL, QTSP_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        adocs[i] = (qtsp_archive_doc){user_id,
+                                      jobs[i].name,
+                                      jobs[i].format,
+                                      qtsp_ades_level_name(jobs[i].level),
+                                      jobs[i].out.data,
+                                      jobs[i].out.len,
+                                      now};
+        TRY_OUT(qtsp_archive_write_new(c->archive, &adocs[i], shas[i], &wrote[i]));
+    }
     /* the answer leaves only once the SAD is consumed, the signing counted
      * and the documents indexed */
     x.now_ms = qtsp_now_ms();
     TRY_OUT(qtsp_store_write(c->store, sign_txn, &x));
+    memset(wrote, 0, n * sizeof *wrote); /* indexed: kept */
     TRY_OUT(doc_answer(jobs, n, ids, out));
 out:
-    if (rc != QTSP_OK)
+    if (rc != QTSP_OK) {
         out->len = start;
+        discard_written(c->archive, wrote, shas, n);
+    }
+    free(wrote);
     for (size_t i = 0; jobs && i < n; i++) {
         if (!jobs[i].borrowed)
             free(jobs[i].data);

@@ -188,6 +188,52 @@ static void test_archive_sweeper_removes_only_what_outlived_its_retention(void)
     qtsp_archive_free(a);
 }
 
+/* A refused request's files: discard removes a file no entry names, keeps
+ * an indexed one; an index whose file was discarded meanwhile writes it
+ * again; room refuses past the quota. */
+static void test_archive_discard_removes_only_unindexed_files(void)
+{
+    qtsp_archive *a = make("10000", "a5");
+    static const unsigned char one[] = "signed once", two[] = "signed twice";
+    qtsp_archive_doc d1 = doc("erin", one, sizeof one - 1, 1765000000),
+                     d2 = doc("erin", two, sizeof two - 1, 1765000000);
+    unsigned char s1[32], s2[32];
+    int created = -1;
+    char id[QTSP_ARCHIVE_ID_LEN + 1], hx[65], path[1200];
+    struct stat st;
+    CU_ASSERT_EQUAL_FATAL(qtsp_archive_put(a, "test", &d1, id), QTSP_OK);
+    /* the same bytes again: not created, kept by discard (indexed) */
+    CU_ASSERT_EQUAL(qtsp_archive_write_new(a, &d1, s1, &created), QTSP_OK);
+    CU_ASSERT_EQUAL(created, 0);
+    CU_ASSERT_EQUAL(qtsp_archive_discard(a, s1), QTSP_OK);
+    qtsp_hex_encode(s1, 32, hx);
+    snprintf(path, sizeof path, "%s/a5/%.2s/%s", g_dir, hx, hx);
+    CU_ASSERT_EQUAL(stat(path, &st), 0);
+    /* new bytes: created, removed by discard */
+    CU_ASSERT_EQUAL(qtsp_archive_write_new(a, &d2, s2, &created), QTSP_OK);
+    CU_ASSERT_EQUAL(created, 1);
+    qtsp_hex_encode(s2, 32, hx);
+    snprintf(path, sizeof path, "%s/a5/%.2s/%s", g_dir, hx, hx);
+    CU_ASSERT_EQUAL(stat(path, &st), 0);
+    CU_ASSERT_EQUAL(qtsp_archive_discard(a, s2), QTSP_OK);
+    CU_ASSERT_NOT_EQUAL(stat(path, &st), 0);
+    /* another request found the file before the discard: put writes it again */
+    CU_ASSERT_EQUAL_FATAL(qtsp_archive_put(a, "test", &d2, id), QTSP_OK);
+    CU_ASSERT_EQUAL(stat(path, &st), 0);
+    qtsp_buf out;
+    qtsp_buf_init(&out, 1 << 16);
+    CU_ASSERT_EQUAL(qtsp_archive_get(a, "erin", id, &out, NULL), QTSP_OK);
+    CU_ASSERT(out.len == sizeof two - 1 && memcmp(out.data, two, out.len) == 0);
+    qtsp_buf_cleanup(&out);
+    /* room: what is archived plus what comes */
+    CU_ASSERT_EQUAL(qtsp_archive_room(a, "erin", 10000 - (sizeof one - 1) - (sizeof two - 1)),
+                    QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_archive_room(a, "erin", 10000), QTSP_ERR_QUOTA);
+    CU_ASSERT_EQUAL(qtsp_archive_room(a, "nobody-yet", 10000), QTSP_OK);
+    qtsp_err_clear();
+    qtsp_archive_free(a);
+}
+
 static void test_archive_policy_errors_name_the_line(void)
 {
     char pol[600], dir[600];
@@ -229,6 +275,7 @@ int main(void)
         QTEST(test_archive_returns_byte_identical_documents_to_their_owner_only),
         QTEST(test_archive_quota_refuses_and_changes_nothing),
         QTEST(test_archive_sweeper_removes_only_what_outlived_its_retention),
+        QTEST(test_archive_discard_removes_only_unindexed_files),
         QTEST(test_archive_policy_errors_name_the_line),
     };
     int rc = qtest_run("archive", cases, sizeof cases / sizeof cases[0]);

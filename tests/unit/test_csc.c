@@ -8,6 +8,7 @@
  * states, quota, password change and office reset, the audit, and signDoc
  * (the SAD bound to the documents, CMS verified, the archive per signer). */
 #define _GNU_SOURCE 1 /* memmem */
+#include <dirent.h>
 #include <jansson.h>
 #include <openssl/cms.h>
 #include <openssl/evp.h>
@@ -982,6 +983,102 @@ static void test_csc_sign_doc_binds_the_documents_and_archives_them(void)
     qtsp_err_clear();
 }
 
+/* Files under DIR/archive (two levels: <hh>/<hex>). */
+static size_t archive_files(void)
+{
+    char d[600];
+    snprintf(d, sizeof d, "%s/archive", g_dir);
+    size_t n = 0;
+    DIR *top = opendir(d);
+    if (!top)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(top)) != NULL) {
+        if (e->d_name[0] == '.' || strlen(e->d_name) != 2)
+            continue;
+        char sub[900];
+        snprintf(sub, sizeof sub, "%s/%s", d, e->d_name);
+        DIR *dd = opendir(sub);
+        struct dirent *f;
+        while (dd && (f = readdir(dd)) != NULL)
+            n += f->d_name[0] != '.';
+        if (dd)
+            closedir(dd);
+    }
+    closedir(top);
+    return n;
+}
+
+/* A document request of signDoc (all fields borrowed into a new object). */
+static json_t *doc_req(const unsigned char *doc, size_t len, const char *fmt, const char *env)
+{
+    char *b = malloc(4 * (len / 3 + 2) + 1);
+    CU_ASSERT_EQUAL_FATAL(qtsp_base64_encode(doc, len, b, 4 * (len / 3 + 2) + 1), QTSP_OK);
+    json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s}", "document", b, "signature_format", fmt,
+                          "conformance_level", "Ades-B-B", "signAlgo", "1.2.840.10045.4.3.2",
+                          "name", "contract.pdf");
+    if (env)
+        json_object_set_new(d, "signed_envelope_property", json_string(env));
+    free(b);
+    return d;
+}
+
+/* A refusal after the first document is signed (the second is not a PDF)
+ * leaves no file in the archive, consumes no SAD and charges nothing; the
+ * SAD then works once for the same bytes signed as CAdES. */
+static void test_csc_sign_doc_refused_midway_leaves_nothing(void)
+{
+    signer a;
+    issue(g_ra, "7100000003", &a);
+    static const unsigned char good[] = "the good document";
+    static const unsigned char broken[] = "%PDF-1.7 broken, no objects, no xref";
+    json_t *h = doc_hash(good, sizeof good - 1), *h2 = doc_hash(broken, sizeof broken - 1);
+    json_array_extend(h, h2);
+    json_decref(h2);
+    char otp[7], *sad = NULL;
+    code_at(&a, 0, otp);
+    CU_ASSERT_EQUAL_FATAL(authorize(&a, a.cred, h, otp, &sad), QTSP_OK);
+    size_t files = archive_files(), signed_before = audit_count("csc.signdoc"),
+           archived_before = audit_count("document.archive");
+    qtsp_buf out;
+    qtsp_buf_init(&out, 1 << 20);
+    json_t *req = json_pack("{s:s,s:s,s:[o,o]}", "credentialID", a.cred, "SAD", sad, "documents",
+                            doc_req(good, sizeof good - 1, "C", "Detached"),
+                            doc_req(broken, sizeof broken - 1, "P", NULL));
+    for (int round = 0; round < 3; round++) { /* resent: each refused the same way */
+        qtsp_err_clear();
+        CU_ASSERT_NOT_EQUAL(qtsp_csc_sign_doc(g_csc, a.user_id, NULL, req, NULL, &out), QTSP_OK);
+        CU_ASSERT_EQUAL(out.len, 0);
+        CU_ASSERT_EQUAL(archive_files(), files);
+    }
+    json_decref(req);
+    CU_ASSERT_EQUAL(audit_count("csc.signdoc"), signed_before);
+    CU_ASSERT_EQUAL(audit_count("document.archive"), archived_before);
+    json_t *l = NULL;
+    CU_ASSERT_EQUAL_FATAL(qtsp_csc_documents(g_csc, a.user_id, &l), QTSP_OK);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(l, "documents")), 0);
+    json_decref(l);
+    /* the SAD was not consumed: the same bytes, both as CAdES */
+    req = json_pack("{s:s,s:s,s:[o,o]}", "credentialID", a.cred, "SAD", sad, "documents",
+                    doc_req(good, sizeof good - 1, "C", "Detached"),
+                    doc_req(broken, sizeof broken - 1, "C", "Attached"));
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_csc_sign_doc(g_csc, a.user_id, NULL, req, NULL, &out), QTSP_OK);
+    CU_ASSERT_EQUAL(archive_files(), files + 2);
+    CU_ASSERT_EQUAL(audit_count("csc.signdoc"), signed_before + 1);
+    CU_ASSERT_EQUAL(audit_count("document.archive"), archived_before + 2);
+    /* and once only */
+    qtsp_buf_reset(&out);
+    CU_ASSERT_EQUAL(qtsp_csc_sign_doc(g_csc, a.user_id, NULL, req, NULL, &out), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(archive_files(), files + 2);
+    json_decref(req);
+    json_decref(h);
+    free(sad);
+    qtsp_buf_cleanup(&out);
+    signer_done(&a);
+    qtsp_err_clear();
+}
+
 int main(void)
 {
     if (suite_init() != 0) {
@@ -1001,6 +1098,7 @@ int main(void)
         QTEST(test_csc_purge_removes_ended_sessions_and_sads),
         QTEST(test_csc_login_refusals_flood_one_summary_per_window),
         QTEST(test_csc_sign_doc_binds_the_documents_and_archives_them),
+        QTEST(test_csc_sign_doc_refused_midway_leaves_nothing),
     };
     int rc = qtest_run("csc", cases, sizeof cases / sizeof cases[0]);
     suite_clean();
