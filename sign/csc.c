@@ -1635,8 +1635,9 @@ typedef struct doc_job {
     int attached;      /* CAdES: enveloping */
     int certification; /* PAdES */
     qtsp_xades_packaging packaging;
-    qtsp_asic_form container; /* 0: none */
-    const char *name;         /* borrowed from the request; "" when absent */
+    qtsp_asic_form container;            /* 0: none */
+    const char *name;                    /* borrowed from the request; "" when absent */
+    char uri[QTSP_ARCHIVE_NAME_MAX + 3]; /* the name in a container or reference (doc_uri_map) */
     qtsp_sigalg alg;
     int key_type;
     unsigned char *data; /* the decoded document */
@@ -1676,8 +1677,8 @@ static qtsp_status doc_string(const json_t *d, const qtsp_json_big *big, size_t 
     return QTSP_OK;
 }
 
-/* A file name for the archive and for references inside XAdES and ASiC:
- * printable UTF-8 without '/', '\\' or control characters. */
+/* A file name for the archive (and, mapped by doc_uri_map, inside XAdES
+ * and ASiC): printable UTF-8 without '/', '\\' or control characters. */
 static int doc_name_ok(const char *s)
 {
     size_t n = strlen(s);
@@ -1689,6 +1690,31 @@ static int doc_name_ok(const char *s)
             return 0;
     }
     return 1;
+}
+
+/* The name of the document inside an ASiC container and the reference URI
+ * of XAdES Detached (sign/xades.c ades_check_name takes only [A-Za-z0-9._-]):
+ * the signer's name with each other character (a UTF-8 sequence counts
+ * once) as '_', so "Договор.pdf" is "_______.pdf" and "my file.pdf"
+ * "my_file.pdf" (the extension, and so the media type, kept); "document"
+ * when absent; "mimetype", which ASiC keeps for itself, "_mimetype". One
+ * document per container: the name is unique in it. The archive and
+ * Content-Disposition keep the original name. */
+static void doc_uri_map(const char *name, char *out, size_t cap)
+{
+    size_t o = 0;
+    if (strcmp(name, "mimetype") == 0)
+        out[o++] = '_';
+    for (const unsigned char *p = (const unsigned char *)name; *p && o + 1 < cap; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            *p == '.' || *p == '_' || *p == '-')
+            out[o++] = (char)*p;
+        else if ((*p & 0xC0) != 0x80) /* continuation bytes: part of the same '_' */
+            out[o++] = '_';
+    }
+    out[o] = '\0';
+    if (o == 0 || strcmp(out, ".") == 0 || strcmp(out, "..") == 0)
+        snprintf(out, cap, "document");
 }
 
 static qtsp_status doc_parse(const json_t *d, const qtsp_json_big *big, size_t i, size_t max_doc,
@@ -1719,6 +1745,7 @@ static qtsp_status doc_parse(const json_t *d, const qtsp_json_big *big, size_t i
     ENSURE(doc_name_ok(j->name), QTSP_ERR_INVALID,
            "documents[%zu].name: at most %d bytes, no '/', '\\' or control characters", i,
            QTSP_ARCHIVE_NAME_MAX);
+    doc_uri_map(j->name, j->uri, sizeof j->uri);
     if (qtsp_ades_level_parse(lvl, &j->level) != QTSP_OK) {
         qtsp_err_clear();
         FAIL(QTSP_ERR_INVALID,
@@ -1818,11 +1845,9 @@ static qtsp_status doc_parse(const json_t *d, const qtsp_json_big *big, size_t i
     return QTSP_OK;
 }
 
-/* A name for a file inside XAdES (detached) and ASiC: the signer's, or
- * "document". */
 static const char *doc_uri(const doc_job *j)
 {
-    return j->name[0] ? j->name : "document";
+    return j->uri;
 }
 
 /* Signs one document into j->out with the builders of sign/ades.h. */

@@ -350,6 +350,27 @@ check "ASiC-E: META-INF/signatures.xml verifies (xmlsec1)" xverify "$W/unz/META-
 flip "$W/unz/a.txt" 2
 check_not "ASiC-E: a flipped byte in the file fails" xverify "$W/unz/META-INF/signatures.xml" --url-map:a.txt "$W/unz/a.txt"
 
+# ---- names outside [A-Za-z0-9._-]: mapped inside containers and references ----
+# (each other character as '_', the extension kept; the archive keeps the original)
+echo "a contract with a Russian name" >"$W/n.txt"
+printf '%s,%s,%s' \
+  "$(entry "$W/n.txt" X B-B Detached 'Договор.txt' | sed 's/}$/,"container":"ASiC-E"}/')" \
+  "$(entry "$W/n.txt" C B-B Detached 'my file.txt' | sed 's/}$/,"container":"ASiC-S"}/')" \
+  "$(entry "$W/n.txt" X B-B Detached 'my file.txt')" >"$W/entries"
+SAD=$(authorize A "$W/n.txt" "$W/n.txt" "$W/n.txt")
+signdoc A "$SAD" "$W/entries"
+check_eq "non-ASCII and spaced names via signDoc (ASiC-E, ASiC-S, XAdES detached): 200" 200 "$(status)"
+out DocumentWithSignature 0 "$W/n.asice"
+out DocumentWithSignature 1 "$W/n.asics"
+out SignatureObject 0 "$W/n.xml"
+check "ASiC-E: 'Договор.txt' is _______.txt inside (unzip -Z1)" grep -qx '_______.txt' <(unzip -Z1 "$W/n.asice")
+rm -rf "$W/unz" && mkdir -p "$W/unz" && (cd "$W/unz" && unzip -q "$W/n.asice")
+check "ASiC-E: META-INF/signatures.xml verifies over _______.txt (xmlsec1)" xverify "$W/unz/META-INF/signatures.xml" --url-map:_______.txt "$W/unz/_______.txt"
+check "ASiC-S: 'my file.txt' is my_file.txt inside (unzip -Z1)" grep -qx 'my_file.txt' <(unzip -Z1 "$W/n.asics")
+check_eq "XAdES detached: the reference URI is my_file.txt" my_file.txt "$(sel "$W/n.xml" '//ds:Reference[not(@Type)]/@URI')"
+check "XAdES detached: verifies with the file mapped to my_file.txt (xmlsec1)" xverify "$W/n.xml" --url-map:my_file.txt "$W/n.txt"
+check "the archive keeps the original names" jq -e '[.documents[].name] | index("Договор.txt") != null and index("my file.txt") != null' <(curl -s -H "Authorization: Bearer $T_A" "$BASE/api/v1/documents")
+
 # ---- refusals: nothing charged, nothing archived -----------------------------
 docs_of() { local t=T_$1; curl -s -H "Authorization: Bearer ${!t}" "$BASE/api/v1/documents" | jq '.documents | length'; }
 archived=$(docs_of A)
