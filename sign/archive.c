@@ -374,8 +374,11 @@ static qtsp_status get_rec(qtsp_txn *txn, const char *id, json_t **out)
 typedef struct list_ctx {
     qtsp_txn *txn;
     const unsigned char *prefix;
-    size_t plen;
+    size_t plen, limit;
+    const char *after; /* the cursor (an id), or NULL */
     json_t *arr;
+    int more; /* a document beyond limit exists */
+    char last[QTSP_ARCHIVE_ID_LEN + 1];
 } list_ctx;
 
 static qtsp_status list_one(void *vctx, const void *key, size_t klen, const void *val, size_t vlen,
@@ -391,36 +394,56 @@ static qtsp_status list_one(void *vctx, const void *key, size_t klen, const void
     char id[QTSP_ARCHIVE_ID_LEN + 1];
     memcpy(id, (const char *)key + c->plen, QTSP_ARCHIVE_ID_LEN);
     id[QTSP_ARCHIVE_ID_LEN] = '\0';
+    if (c->after && strcmp(id, c->after) == 0)
+        return QTSP_OK; /* the cursor's own document was on the previous page */
+    if (c->limit && json_array_size(c->arr) >= c->limit) {
+        c->more = 1;
+        *stop = 1;
+        return QTSP_OK;
+    }
     json_t *rec = NULL;
     TRY(get_rec(c->txn, id, &rec));
     json_object_del(rec, "owner");
     json_object_del(rec, "expires");
     ENSURE(json_array_append_new(c->arr, rec) == 0, QTSP_ERR_NOMEM, "out of memory");
+    memcpy(c->last, id, sizeof id);
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_archive_list_page(qtsp_archive *a, const char *owner, size_t limit,
+                                   const char *after, json_t **out)
+{
+    TRY(check_owner(owner));
+    unsigned char start[KEY_MAX];
+    size_t plen = owner_key(start, owner, NULL), slen = plen;
+    if (after) { /* an id: 24 hex digits from a previous page's "next" */
+        ENSURE(strlen(after) == QTSP_ARCHIVE_ID_LEN &&
+                   strspn(after, "0123456789abcdef") == QTSP_ARCHIVE_ID_LEN,
+               QTSP_ERR_INVALID, "after: not a cursor of this list (%d hex digits from \"next\")",
+               QTSP_ARCHIVE_ID_LEN);
+        slen = owner_key(start, owner, after);
+    }
+    json_t *arr = json_array();
+    ENSURE(arr != NULL, QTSP_ERR_NOMEM, "out of memory");
+    list_ctx c = {NULL, start, plen, limit, after, arr, 0, {0}};
+    qtsp_status rc = qtsp_store_begin(a->store, 0, &c.txn);
+    if (rc == QTSP_OK) {
+        rc = qtsp_txn_iter(c.txn, QTSP_T_DOCUMENTS, start, slen, list_one, &c);
+        qtsp_txn_abort(c.txn);
+    }
+    if (rc != QTSP_OK) {
+        json_decref(arr);
+        return rc;
+    }
+    *out = c.more ? json_pack("{s:o,s:s}", "documents", arr, "next", c.last)
+                  : json_pack("{s:o}", "documents", arr);
+    ENSURE(*out != NULL, QTSP_ERR_NOMEM, "out of memory");
     return QTSP_OK;
 }
 
 qtsp_status qtsp_archive_list(qtsp_archive *a, const char *owner, json_t **out)
 {
-    TRY(check_owner(owner));
-    unsigned char prefix[KEY_MAX];
-    size_t plen = owner_key(prefix, owner, NULL);
-    json_t *arr = json_array();
-    ENSURE(arr != NULL, QTSP_ERR_NOMEM, "out of memory");
-    qtsp_txn *txn = NULL;
-    qtsp_status rc = qtsp_store_begin(a->store, 0, &txn);
-    if (rc == QTSP_OK) {
-        list_ctx c = {txn, prefix, plen, arr};
-        rc = qtsp_txn_iter(txn, QTSP_T_DOCUMENTS, prefix, plen, list_one, &c);
-        qtsp_txn_abort(txn);
-    }
-    if (rc == QTSP_OK) {
-        *out = json_pack("{s:o}", "documents", arr);
-        if (!*out)
-            rc = qtsp_err_set(QTSP_ERR_NOMEM, __FILE__, __LINE__, "out of memory");
-        return rc;
-    }
-    json_decref(arr);
-    return rc;
+    return qtsp_archive_list_page(a, owner, 0, NULL, out);
 }
 
 static qtsp_status read_whole(const char *path, size_t want, qtsp_buf *out)

@@ -95,6 +95,15 @@ qtsp_status qtsp_archive_put(qtsp_archive *a, const char *actor, const qtsp_arch
  * "format","level","signed_at","sha256","size"}...]} (new reference). */
 qtsp_status qtsp_archive_list(qtsp_archive *a, const char *owner, json_t **out) QTSP_MUST_USE;
 
+/* One page of qtsp_archive_list: at most limit documents (0: all) after the
+ * document whose id is after (NULL: from the first; else the 24 hex digits
+ * of a previous page's "next", QTSP_ERR_INVALID when malformed). When more
+ * follow, *out also has "next": the id of the page's last document. Ids are
+ * random: a document archived while a client pages may land before its
+ * cursor (it shows on the next listing). */
+qtsp_status qtsp_archive_list_page(qtsp_archive *a, const char *owner, size_t limit,
+                                   const char *after, json_t **out) QTSP_MUST_USE;
+
 /* The archived document id of owner, byte for byte, appended to out (its
  * maximum bounds it), and its record (new reference) in *rec when rec is
  * not NULL. QTSP_ERR_NOT_FOUND for an unknown id or another signer's,

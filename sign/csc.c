@@ -2086,10 +2086,12 @@ out:
 
 /* ---- the signer's documents ---- */
 
-qtsp_status qtsp_csc_documents(qtsp_csc *c, const char *user_id, json_t **out)
+qtsp_status qtsp_csc_documents(qtsp_csc *c, const char *user_id, size_t limit, const char *after,
+                               json_t **out)
 {
     ENSURE(c->archive, QTSP_ERR_UNAVAILABLE, "no archive on this server");
-    return qtsp_archive_list(c->archive, user_id, out);
+    return qtsp_archive_list_page(c->archive, user_id, limit ? limit : (size_t)c->history_page,
+                                  after, out);
 }
 
 /* A CMS SignedData without eContent is a detached signature (RFC 5652 5.2). */

@@ -135,8 +135,12 @@ qtsp_status qtsp_csc_sign_doc(qtsp_csc *c, const char *user_id, const char *rp_h
 /* The body limit of signDoc (policies/signing.yaml documents_max_body). */
 size_t qtsp_csc_doc_max_body(const qtsp_csc *c);
 
-/* GET /api/v1/documents: the signer's archived documents (qtsp_archive_list). */
-qtsp_status qtsp_csc_documents(qtsp_csc *c, const char *user_id, json_t **out) QTSP_MUST_USE;
+/* GET /api/v1/documents: one page of the signer's archived documents, at
+ * most limit (0 = the policy's history_page, at most QTSP_HISTORY_PAGE_MAX),
+ * after the cursor after (NULL = from the first; qtsp_archive_list_page,
+ * which says "next" when more follow). */
+qtsp_status qtsp_csc_documents(qtsp_csc *c, const char *user_id, size_t limit, const char *after,
+                               json_t **out) QTSP_MUST_USE;
 
 /* One archived document of the signer, byte for byte, appended to out;
  * its media type (static) and a file name to offer (UTF-8, from the name

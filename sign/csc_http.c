@@ -220,10 +220,34 @@ static qtsp_status h_sign_doc(void *ctx, const qtsp_api_req *req, qtsp_http_resp
                              req->big, &resp->body);
 }
 
+/* ?limit=N of a paged list: 1..QTSP_HISTORY_PAGE_MAX; *limit 0 without it
+ * (the policy's page). */
+static qtsp_status page_limit(const qtsp_api_req *req, size_t *limit)
+{
+    const char *l = qtsp_api_query(req, "limit");
+    size_t n = l ? strlen(l) : 0;
+    *limit = 0;
+    if (l) {
+        ENSURE(n >= 1 && n <= 6 && strspn(l, "0123456789") == n, QTSP_ERR_INVALID, "limit: 1 to %d",
+               QTSP_HISTORY_PAGE_MAX);
+        *limit = (size_t)strtoul(l, NULL, 10);
+        ENSURE(*limit >= 1 && *limit <= QTSP_HISTORY_PAGE_MAX, QTSP_ERR_INVALID, "limit: 1 to %d",
+               QTSP_HISTORY_PAGE_MAX);
+    }
+    return QTSP_OK;
+}
+
+/* One page of the signer's documents, like the history: ?limit=N
+ * (1..QTSP_HISTORY_PAGE_MAX; without it the policy's history_page),
+ * ?after=CURSOR ("next" of the previous page). */
 static qtsp_status h_documents(void *ctx, const qtsp_api_req *req, qtsp_http_resp *resp)
 {
+    static const char *const allowed[] = {"limit", "after", NULL};
+    TRY(qtsp_api_query_allow(req, allowed));
+    size_t limit = 0;
+    TRY(page_limit(req, &limit));
     json_t *o = NULL;
-    TRY(qtsp_csc_documents(ctx, req->who->id, &o));
+    TRY(qtsp_csc_documents(ctx, req->who->id, limit, qtsp_api_query(req, "after"), &o));
     return qtsp_api_reply(resp, 200, o);
 }
 
@@ -273,15 +297,8 @@ static qtsp_status h_history(void *ctx, const qtsp_api_req *req, qtsp_http_resp 
 {
     static const char *const allowed[] = {"limit", "after", NULL};
     TRY(qtsp_api_query_allow(req, allowed));
-    const char *l = qtsp_api_query(req, "limit");
-    size_t limit = 0, n = l ? strlen(l) : 0; /* 0: the policy's page */
-    if (l) {
-        ENSURE(n >= 1 && n <= 6 && strspn(l, "0123456789") == n, QTSP_ERR_INVALID, "limit: 1 to %d",
-               QTSP_HISTORY_PAGE_MAX);
-        limit = (size_t)strtoul(l, NULL, 10);
-        ENSURE(limit >= 1 && limit <= QTSP_HISTORY_PAGE_MAX, QTSP_ERR_INVALID, "limit: 1 to %d",
-               QTSP_HISTORY_PAGE_MAX);
-    }
+    size_t limit = 0; /* 0: the policy's page */
+    TRY(page_limit(req, &limit));
     json_t *o = NULL;
     TRY(qtsp_csc_history(ctx, req->who->id, limit, qtsp_api_query(req, "after"), &o));
     return qtsp_api_reply(resp, 200, o);

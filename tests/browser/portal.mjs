@@ -334,11 +334,18 @@ try {
       await phone.reload();
         const pkg1 = await quota(phone);
       ok(pkg1.left === '0' && pkg1.used === '6', `the package counts the six signatures (${JSON.stringify(pkg1)})`);
-      ok(await phone.locator('section:has(#hist-h) tbody tr').count() === 4, 'the history shows the four signings');
+      // pages of 3 here (history_page): "More" follows "next" and goes after the last page
+      ok(await phone.locator('section:has(#hist-h) tbody tr').count() === 3, 'the history shows its first page of three');
+      await phone.click('[data-testid=history-more]');
+      await phone.waitForSelector('[data-testid=history-more]', { state: 'detached' });
+      ok(await phone.locator('section:has(#hist-h) tbody tr').count() === 4, 'the history shows the four signings after "More"');
 
       await phone.goto(`${BASE}/#/documents`);
       await phone.waitForSelector('[data-document], [data-testid=no-documents], main .error');
-      ok(await phone.locator('tr[data-document]').count() === 6, 'my documents lists the six signed documents');
+      ok(await phone.locator('tr[data-document]').count() === 3, 'my documents shows its first page of three');
+      await phone.click('[data-testid=documents-more]');
+      await phone.waitForSelector('[data-testid=documents-more]', { state: 'detached' });
+      ok(await phone.locator('tr[data-document]').count() === 6, 'my documents lists the six signed documents after "More"');
       const rows = phone.locator('tr[data-document]:has-text("PAdES")');
       ok(await rows.count() === 1, 'my documents lists the signed PDF');
       const cells = await rows.first().textContent();

@@ -36,6 +36,9 @@ grep -A1 '^otp:$' "$H/policies/signing.yaml" | grep -q 'window: 2 ' || { echo "s
 # browser sees a bigger file refused
 sed -i 's/^documents_max_body: [0-9]*/documents_max_body: 65536/' "$H/policies/signing.yaml"
 grep -q '^documents_max_body: 65536' "$H/policies/signing.yaml" || { echo "signing.yaml: documents_max_body not found"; exit 1; }
+# pages of 3 (history and documents): the browser follows "next" with "More"
+sed -i 's/^history_page: [0-9]*/history_page: 3/' "$H/policies/signing.yaml"
+grep -q '^history_page: 3 ' "$H/policies/signing.yaml" || { echo "signing.yaml: history_page not found"; exit 1; }
 # the time-stamps of PAdES B-T without a synchronised clock here
 sed -i 's/require_sync: true/require_sync: false/' "$H/policies/tsa.yaml"
 printf 'version: 1\nsize: 0\n' >"$H/policies/keypool.yaml"

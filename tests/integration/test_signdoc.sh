@@ -371,6 +371,29 @@ check_eq "XAdES detached: the reference URI is my_file.txt" my_file.txt "$(sel "
 check "XAdES detached: verifies with the file mapped to my_file.txt (xmlsec1)" xverify "$W/n.xml" --url-map:my_file.txt "$W/n.txt"
 check "the archive keeps the original names" jq -e '[.documents[].name] | index("Договор.txt") != null and index("my file.txt") != null' <(curl -s -H "Authorization: Bearer $T_A" "$BASE/api/v1/documents")
 
+# ---- GET /api/v1/documents in pages: ?limit, "next", ?after; 400 for bad values ----
+docs_get() { curl -s -o "$W/docs.json" -w '%{http_code}' -H "Authorization: Bearer $T_A" "$BASE/api/v1/documents$1"; }
+check_eq "documents ?limit=1000: 200" 200 "$(docs_get '?limit=1000')"
+all=$(jq '.documents | length' "$W/docs.json")
+check "documents: more than 2 archived for A, no next in one page of 1000" jq -e "($all > 2) and (has(\"next\") | not)" "$W/docs.json"
+jq -r '.documents[].id' "$W/docs.json" | sort >"$W/ids.all"
+: >"$W/ids.paged"
+after="" pages=0
+while :; do
+  docs_get "?limit=2${after:+&after=$after}" >"$T_DIR/status"
+  [[ $(status) == 200 ]] || break
+  jq -r '.documents[].id' "$W/docs.json" >>"$W/ids.paged"
+  pages=$((pages + 1))
+  after=$(jq -r '.next // empty' "$W/docs.json")
+  [[ -n $after && $pages -lt 1000 ]] || break
+done
+check_eq "documents ?limit=2: pages following next" $(((all + 1) / 2)) "$pages"
+check "documents ?limit=2: every document once, across the pages" cmp -s "$W/ids.all" <(sort "$W/ids.paged")
+check_eq "documents ?limit=0: 400" 400 "$(docs_get '?limit=0')"
+check_eq "documents ?limit=1001: 400" 400 "$(docs_get '?limit=1001')"
+check_eq "documents ?after=not-a-cursor: 400" 400 "$(docs_get '?after=../../etc')"
+check_eq "documents ?page=2 (unknown parameter): 400" 400 "$(docs_get '?page=2')"
+
 # ---- refusals: nothing charged, nothing archived -----------------------------
 docs_of() { local t=T_$1; curl -s -H "Authorization: Bearer ${!t}" "$BASE/api/v1/documents" | jq '.documents | length'; }
 archived=$(docs_of A)

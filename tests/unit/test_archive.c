@@ -234,6 +234,60 @@ static void test_archive_discard_removes_only_unindexed_files(void)
     qtsp_archive_free(a);
 }
 
+/* The list in pages: limit, "next" while more follow, ?after= continues,
+ * every document once; a malformed cursor is refused. */
+static void test_archive_list_pages_follow_next(void)
+{
+    qtsp_archive *a = make("1048576", "a6");
+    char ids[5][QTSP_ARCHIVE_ID_LEN + 1];
+    for (int i = 0; i < 5; i++) {
+        unsigned char data[16];
+        memset(data, 'a' + i, sizeof data);
+        qtsp_archive_doc d = doc("grace", data, sizeof data, 1765000000);
+        CU_ASSERT_EQUAL_FATAL(qtsp_archive_put(a, "test", &d, ids[i]), QTSP_OK);
+    }
+    char after[QTSP_ARCHIVE_ID_LEN + 1] = "";
+    int seen[5] = {0}, pages = 0;
+    size_t total = 0;
+    for (;;) {
+        json_t *l = NULL;
+        CU_ASSERT_EQUAL_FATAL(qtsp_archive_list_page(a, "grace", 2, after[0] ? after : NULL, &l),
+                              QTSP_OK);
+        json_t *docs = json_object_get(l, "documents");
+        const char *next = json_string_value(json_object_get(l, "next"));
+        pages++;
+        total += json_array_size(docs);
+        CU_ASSERT(json_array_size(docs) == (pages < 3 ? 2u : 1u));
+        for (size_t i = 0; i < json_array_size(docs); i++)
+            for (int k = 0; k < 5; k++)
+                seen[k] += strcmp(json_string_value(json_object_get(json_array_get(docs, i), "id")),
+                                  ids[k]) == 0;
+        if (!next) {
+            json_decref(l);
+            break;
+        }
+        CU_ASSERT_STRING_EQUAL(next, json_string_value(json_object_get(
+                                         json_array_get(docs, json_array_size(docs) - 1), "id")));
+        snprintf(after, sizeof after, "%s", next);
+        json_decref(l);
+        CU_ASSERT_FATAL(pages < 5);
+    }
+    CU_ASSERT_EQUAL(pages, 3);
+    CU_ASSERT_EQUAL(total, 5);
+    for (int k = 0; k < 5; k++)
+        CU_ASSERT_EQUAL(seen[k], 1);
+    json_t *l = NULL;
+    CU_ASSERT_EQUAL_FATAL(qtsp_archive_list_page(a, "grace", 5, NULL, &l), QTSP_OK);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(l, "documents")), 5);
+    CU_ASSERT_PTR_NULL(json_object_get(l, "next")); /* exactly a page: no next */
+    json_decref(l);
+    CU_ASSERT_EQUAL(qtsp_archive_list_page(a, "grace", 2, "../../x", &l), QTSP_ERR_INVALID);
+    CU_ASSERT_EQUAL(qtsp_archive_list_page(a, "grace", 2, "0123456789ABCDEF01234567", &l),
+                    QTSP_ERR_INVALID);
+    qtsp_err_clear();
+    qtsp_archive_free(a);
+}
+
 static void test_archive_policy_errors_name_the_line(void)
 {
     char pol[600], dir[600];
@@ -276,6 +330,7 @@ int main(void)
         QTEST(test_archive_quota_refuses_and_changes_nothing),
         QTEST(test_archive_sweeper_removes_only_what_outlived_its_retention),
         QTEST(test_archive_discard_removes_only_unindexed_files),
+        QTEST(test_archive_list_pages_follow_next),
         QTEST(test_archive_policy_errors_name_the_line),
     };
     int rc = qtest_run("archive", cases, sizeof cases / sizeof cases[0]);

@@ -892,7 +892,7 @@ static void test_csc_sign_doc_binds_the_documents_and_archives_them(void)
     CU_ASSERT_EQUAL(out.len, 0);
     CU_ASSERT_EQUAL(audit_count("csc.signdoc"), signed_before);
     json_t *l = NULL;
-    CU_ASSERT_EQUAL_FATAL(qtsp_csc_documents(g_csc, a.user_id, &l), QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(qtsp_csc_documents(g_csc, a.user_id, 0, NULL, &l), QTSP_OK);
     CU_ASSERT_EQUAL(json_array_size(json_object_get(l, "documents")), 0);
     json_decref(l);
     /* the right document */
@@ -931,10 +931,10 @@ static void test_csc_sign_doc_binds_the_documents_and_archives_them(void)
     qtsp_buf_reset(&got);
     CU_ASSERT_EQUAL(qtsp_csc_document_get(g_csc, b.user_id, id, &got, &mt, name),
                     QTSP_ERR_NOT_FOUND);
-    CU_ASSERT_EQUAL_FATAL(qtsp_csc_documents(g_csc, b.user_id, &l), QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(qtsp_csc_documents(g_csc, b.user_id, 0, NULL, &l), QTSP_OK);
     CU_ASSERT_EQUAL(json_array_size(json_object_get(l, "documents")), 0);
     json_decref(l);
-    CU_ASSERT_EQUAL_FATAL(qtsp_csc_documents(g_csc, a.user_id, &l), QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(qtsp_csc_documents(g_csc, a.user_id, 0, NULL, &l), QTSP_OK);
     CU_ASSERT_EQUAL(json_array_size(json_object_get(l, "documents")), 1);
     json_decref(l);
     /* the SAD once only */
@@ -1055,7 +1055,7 @@ static void test_csc_sign_doc_refused_midway_leaves_nothing(void)
     CU_ASSERT_EQUAL(audit_count("csc.signdoc"), signed_before);
     CU_ASSERT_EQUAL(audit_count("document.archive"), archived_before);
     json_t *l = NULL;
-    CU_ASSERT_EQUAL_FATAL(qtsp_csc_documents(g_csc, a.user_id, &l), QTSP_OK);
+    CU_ASSERT_EQUAL_FATAL(qtsp_csc_documents(g_csc, a.user_id, 0, NULL, &l), QTSP_OK);
     CU_ASSERT_EQUAL(json_array_size(json_object_get(l, "documents")), 0);
     json_decref(l);
     /* the SAD was not consumed: the same bytes, both as CAdES */

@@ -108,13 +108,46 @@ export async function overview(main) {
     if (q.ended) box.append(h('p', { class: 'error', role: 'alert', 'data-field': 'ended' }, t('me.package_ended')));
   });
   await section(main, t('me.history'), 'hist-h', async (box) => {
-    const r = await call('GET', '/api/v1/history?limit=50');
+    const r = await call('GET', '/api/v1/history');
     const list = r.signings || [];
     if (!list.length) { box.append(h('p', {}, t('me.no_history'))); return; }
-    box.append(table([t('col.time'), t('col.credential'), t('col.hashes'), t('col.relying_party')], list.map((s) => h('tr', {},
+    const heads = [t('col.time'), t('col.credential'), t('col.hashes'), t('col.relying_party')];
+    const row = (s) => h('tr', {},
       h('td', { class: 'mono' }, s.time), h('td', { class: 'mono' }, s.credential),
-      h('td', {}, Array.isArray(s.hashes) ? String(s.hashes.length) : String(s.hashes)), h('td', {}, s.relying_party || t('me.package_paid')))), t('me.history'), true));
+      h('td', {}, Array.isArray(s.hashes) ? String(s.hashes.length) : String(s.hashes)), h('td', {}, s.relying_party || t('me.package_paid')));
+    const wrap = table(heads, list.map(row), t('me.history'), true);
+    const msg = messageBox();
+    box.append(wrap);
+    const btn = more(wrap, '/api/v1/history', 'signings', r.next, row, heads, msg, 'history-more');
+    if (btn) box.append(btn, msg);
   });
+}
+
+// A "More" button under a paged list (GET /api/v1/history and
+// /api/v1/documents answer one page and a "next" cursor while more
+// follow): each click fetches ?after=next and appends its rows; the
+// button goes once the last page is in. null when there is no next.
+function more(wrap, path, key, next, row, heads, msg, testid) {
+  if (!next) return null;
+  const tbody = wrap.querySelector('tbody');
+  const btn = h('button', { type: 'button', class: 'secondary', 'data-testid': testid }, t('me.more'));
+  btn.addEventListener('click', async () => {
+    btn.disabled = true;
+    msg.show('');
+    try {
+      const r = await call('GET', `${path}?after=${encodeURIComponent(next)}`);
+      for (const tr of (r[key] || []).map(row)) {
+        [...tr.children].forEach((td, i) => { if (heads[i]) td.dataset.label = heads[i]; });
+        tbody.append(tr);
+      }
+      next = r.next;
+      if (next) btn.disabled = false; else btn.remove();
+    } catch (e) {
+      btn.disabled = false;
+      msg.show(explainHere(e), 'error');
+    }
+  });
+  return btn;
 }
 
 function sizeText(n) {
@@ -130,15 +163,18 @@ function sizeText(n) {
 export async function documents(main) {
   const msg = messageBox();
   main.append(h('p', { class: 'hint' }, t('docs.intro')), msg);
-  let list;
+  let list, next;
   try {
-    list = (await call('GET', '/api/v1/documents')).documents || [];
+    const r = await call('GET', '/api/v1/documents');
+    list = r.documents || [];
+    next = r.next;
   } catch (e) {
     main.append(h('p', { class: 'error', role: 'alert' }, e.status === 404 ? t('me.not_available') : explainHere(e)));
     return;
   }
   if (!list.length) { main.append(h('p', { 'data-testid': 'no-documents' }, t('me.no_documents'))); return; }
-  main.append(table([t('col.name'), t('col.format'), t('col.signed_at'), t('col.size'), t('col.sha256'), t('col.actions')], list.map((d) => {
+  const heads = [t('col.name'), t('col.format'), t('col.signed_at'), t('col.size'), t('col.sha256'), t('col.actions')];
+  const row = (d) => {
     const name = d.name || `${d.id}${/pades/i.test(d.format || '') ? '.pdf' : ''}`;
     const dl = h('button', { type: 'button', class: 'secondary', 'aria-label': t('docs.download', { name }) }, t('me.download'));
     dl.addEventListener('click', async () => {
@@ -153,7 +189,11 @@ export async function documents(main) {
       h('td', {}, name), h('td', {}, [d.format, d.level].filter(Boolean).join(' ')),
       h('td', { class: 'mono' }, d.signed_at), h('td', { 'data-size': d.size }, sizeText(d.size)),
       h('td', { class: 'mono', title: d.sha256 }, d.sha256 ? `${d.sha256.slice(0, 16)}…` : ''), h('td', {}, dl));
-  }), t('me.archive'), true));
+  };
+  const wrap = table(heads, list.map(row), t('me.archive'), true);
+  main.append(wrap);
+  const btn = more(wrap, '/api/v1/documents', 'documents', next, row, heads, msg, 'documents-more');
+  if (btn) main.append(btn);
 }
 
 export async function sign(main) {
