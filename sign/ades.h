@@ -126,6 +126,12 @@ qtsp_status qtsp_pades_sign(const qtsp_ades_services *sv, const qtsp_ades_signer
                             const qtsp_pades_opts *o, const unsigned char *pdf, size_t len,
                             qtsp_buf *out) QTSP_MUST_USE;
 
+/* The reading checks of qtsp_pades_sign without signing (a PDF qpdf
+ * reads, not encrypted, a trailer, pages, a certification allowed), so a
+ * request of several documents refuses a broken one before the token signs
+ * any. No output. */
+qtsp_status qtsp_pades_check(const unsigned char *pdf, size_t len, int certification) QTSP_MUST_USE;
+
 /* Where a XAdES signature stands to what it signs (EN 319 132-1 4.1). */
 typedef enum qtsp_xades_packaging {
     QTSP_XADES_ENVELOPED = 1, /* inside the one XML document it signs (last child of its root) */

@@ -2018,6 +2018,18 @@ qtsp_status qtsp_csc_sign_doc(qtsp_csc *c, const char *user_id, const char *rp_h
     /* a full archive refuses before the token works (again with the sizes
      * signed, and in the transaction) */
     TRY_OUT(qtsp_archive_room(c->archive, user_id, n));
+    /* several documents: a PDF the builder would refuse is refused before
+     * the token signs any of them (one document needs no second reading) */
+    for (size_t i = 0; n > 1 && i < n; i++)
+        if (jobs[i].kind == DOC_PADES) {
+            rc = qtsp_pades_check(jobs[i].data, jobs[i].len, jobs[i].certification);
+            if (rc != QTSP_OK) {
+                char what[200];
+                snprintf(what, sizeof what, "%s", qtsp_err_what());
+                qtsp_err_clear();
+                FAIL_OUT(rc, "documents[%zu]: %s", i, what);
+            }
+        }
     TRY_OUT(open_signing_key(c, cred, jobs[0].key_type, &key));
     STACK_OF(X509) *chain = sk_X509_new_null();
     ENSURE_OUT(chain != NULL, QTSP_ERR_NOMEM, "out of memory");

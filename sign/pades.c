@@ -285,7 +285,7 @@ static qtsp_status pdf_open(pdf *p, const unsigned char *in, size_t len, qtsp_bu
 {
     memset(p, 0, sizeof *p);
     p->out = out;
-    p->base = out->len;
+    p->base = out ? out->len : 0;
     p->q = qpdf_init();
     ENSURE(p->q != NULL, QTSP_ERR_NOMEM, "out of memory");
     qpdf_silence_errors(p->q);
@@ -319,6 +319,8 @@ static qtsp_status pdf_open(pdf *p, const unsigned char *in, size_t len, qtsp_bu
         tl += (size_t)n;
     }
     TRY(qerr(p, "PDF trailer"));
+    if (!out)
+        return QTSP_OK; /* qtsp_pades_check: read only */
     TRY(qtsp_buf_reserve(out, len + 2 * SIG_RESERVE + 64 * 1024));
     TRY(qtsp_buf_append(out, in, len));
     if (in[len - 1] != '\n' && in[len - 1] != '\r')
@@ -332,14 +334,10 @@ static void pdf_close(pdf *p)
         qpdf_cleanup(&p->q);
 }
 
-/* Adds a signature field with a reserved /Contents (reserve bytes) in the
- * revision being written: kind "/Sig" with /SubFilter /ETSI.CAdES.detached
- * and /M, or "/DocTimeStamp" with /ETSI.RFC3161. */
-static qtsp_status add_sig_field(pdf *p, int doc_ts, int certification, int64_t when,
-                                 size_t reserve, sig_slot *slot)
+/* ISO 32000-1 12.8.2.2: a PDF certified with P 1 takes no change, and a
+ * certified one no second certification. */
+static qtsp_status mdp_check(pdf *p, qpdf_oh root, int certification)
 {
-    qpdf_oh root = qpdf_get_root(p->q), page = 0, af = 0, perms = 0;
-    TRY(qerr(p, "PDF catalog"));
     qpdf_oh docmdp =
         qpdf_oh_get_key_if_dict(p->q, qpdf_oh_get_key(p->q, root, "/Perms"), "/DocMDP");
     if (!qpdf_oh_is_null(p->q, docmdp)) {
@@ -355,6 +353,18 @@ static qtsp_status add_sig_field(pdf *p, int doc_ts, int certification, int64_t 
         ENSURE(perm != 1, QTSP_ERR_STATE, "the PDF's certification allows no further change");
         ENSURE(!certification, QTSP_ERR_STATE, "the PDF is already certified");
     }
+    return QTSP_OK;
+}
+
+/* Adds a signature field with a reserved /Contents (reserve bytes) in the
+ * revision being written: kind "/Sig" with /SubFilter /ETSI.CAdES.detached
+ * and /M, or "/DocTimeStamp" with /ETSI.RFC3161. */
+static qtsp_status add_sig_field(pdf *p, int doc_ts, int certification, int64_t when,
+                                 size_t reserve, sig_slot *slot)
+{
+    qpdf_oh root = qpdf_get_root(p->q), page = 0, af = 0, perms = 0;
+    TRY(qerr(p, "PDF catalog"));
+    TRY(mdp_check(p, root, certification));
     TRY(first_page(p, root, &page));
     TRY(sub_dict(p, root, "/AcroForm", &af));
     if (certification) {
@@ -494,6 +504,24 @@ out:
     sk_X509_CRL_pop_free(crls, X509_CRL_free);
     qtsp_buf_cleanup(&ocsp);
     qtsp_buf_cleanup(&der);
+    return rc;
+}
+
+qtsp_status qtsp_pades_check(const unsigned char *in, size_t len, int certification)
+{
+    ENSURE(in && len <= QTSP_ADES_MAX_DOC, QTSP_ERR_INVALID, "document larger than %zu bytes",
+           QTSP_ADES_MAX_DOC);
+    pdf p;
+    qtsp_status rc = pdf_open(&p, in, len, NULL);
+    if (rc == QTSP_OK) {
+        qpdf_oh root = qpdf_get_root(p.q), page = 0;
+        rc = qerr(&p, "PDF catalog");
+        if (rc == QTSP_OK)
+            rc = mdp_check(&p, root, certification);
+        if (rc == QTSP_OK)
+            rc = first_page(&p, root, &page);
+    }
+    pdf_close(&p);
     return rc;
 }
 

@@ -1023,9 +1023,10 @@ static json_t *doc_req(const unsigned char *doc, size_t len, const char *fmt, co
     return d;
 }
 
-/* A refusal after the first document is signed (the second is not a PDF)
- * leaves no file in the archive, consumes no SAD and charges nothing; the
- * SAD then works once for the same bytes signed as CAdES. */
+/* A request whose second document is a broken PDF is refused before the
+ * token signs (qtsp_pades_check), leaves no file in the archive, consumes
+ * no SAD and charges nothing; the SAD then works once for the same bytes
+ * signed as CAdES. */
 static void test_csc_sign_doc_refused_midway_leaves_nothing(void)
 {
     signer a;
@@ -1047,7 +1048,10 @@ static void test_csc_sign_doc_refused_midway_leaves_nothing(void)
                             doc_req(broken, sizeof broken - 1, "P", NULL));
     for (int round = 0; round < 3; round++) { /* resent: each refused the same way */
         qtsp_err_clear();
-        CU_ASSERT_NOT_EQUAL(qtsp_csc_sign_doc(g_csc, a.user_id, NULL, req, NULL, &out), QTSP_OK);
+        CU_ASSERT_EQUAL(qtsp_csc_sign_doc(g_csc, a.user_id, NULL, req, NULL, &out),
+                        QTSP_ERR_INVALID);
+        /* refused by the reading check before the token signs the first */
+        CU_ASSERT(strncmp(qtsp_err_what(), "documents[1]: ", 14) == 0);
         CU_ASSERT_EQUAL(out.len, 0);
         CU_ASSERT_EQUAL(archive_files(), files);
     }
