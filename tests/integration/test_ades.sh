@@ -7,6 +7,7 @@
 # makes each check fail. The server runs at the home's base URL so that
 # pdfsig's OCSP check of the signer's certificate reaches our responder.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_ades.sh"
 for tool in pdfsig certutil qpdf; do
   command -v $tool >/dev/null || { echo "missing $tool (scripts/deps.sh installs it)"; exit 1; }
 done
@@ -28,44 +29,13 @@ check "two credentials issued" test -n "$ANNA" -a -n "$BERT" -a "$ANNA" != "null
 check "serve starts at the base URL" start_server "$H" --listen "127.0.0.1:$PORT"
 
 sign() { "$QTSP_BIN" sign --home "$H" "$@" 2>>"$T_DIR/sign.err"; }
-flip() { # FILE OFFSET: xor one byte in place
-  local b
-  b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
-  printf "$(printf '\\%03o' $((b ^ 1)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
-}
 # asn1 FILE: openssl asn1parse as "offset depth hl len text" lines
-asn1() {
-  openssl asn1parse -inform DER -in "$1" | awk '{
-    match($0, /^ *[0-9]+/); o = substr($0, RSTART, RLENGTH) + 0
-    match($0, /d= *[0-9]+/); d = substr($0, RSTART + 2, RLENGTH - 2) + 0
-    match($0, /hl= *[0-9]+/); h = substr($0, RSTART + 3, RLENGTH - 3) + 0
-    match($0, / l= *[0-9]+/); l = substr($0, RSTART + 3, RLENGTH - 3) + 0
-    print o, d, h, l, $0 }'
-}
-cut_tlv() { tail -c +$(($2 + 1)) "$1" | head -c $(($3 + $4)); }           # FILE OFF HL LEN
-cut_content() { tail -c +$(($2 + $3 + 1)) "$1" | head -c "$4"; }          # FILE OFF HL LEN
-# cms_tst CMS SIG_OUT TOKEN_OUT: the signature value and its signature time-stamp token
-cms_tst() {
-  asn1 "$1" >"$T_DIR/asn1.txt"
-  read -r so _ sh sl < <(awk '/cont \[ 1 \]/ && p ~ /OCTET STRING/ { print p; exit } { p = $0 }' "$T_DIR/asn1.txt" | cut -d' ' -f1-4)
-  read -r to _ th tl < <(awk 'f == 2 { print; exit } f == 1 { f = 2 } /:id-smime-aa-timeStampToken/ { f = 1 }' "$T_DIR/asn1.txt" | cut -d' ' -f1-4)
-  [[ -n $so && -n $to ]] || return 1
-  cut_content "$1" "$so" "$sh" "$sl" >"$2"
-  cut_tlv "$1" "$to" "$th" "$tl" >"$3"
-}
 # cms_ats CMS TOKEN_OUT: the archive-time-stamp-v3 token
-cms_ats() {
-  asn1 "$1" >"$T_DIR/asn1.txt"
-  read -r to _ th tl < <(awk 'f == 2 { print; exit } f == 1 { f = 2 } /:0\.4\.0\.1733\.2\.4/ { f = 1 }' "$T_DIR/asn1.txt" | cut -d' ' -f1-4)
-  [[ -n $to ]] && cut_tlv "$1" "$to" "$th" "$tl" >"$2"
-}
 # has_root_crl FILE: the DER of the root's current CRL is inside FILE
 has_root_crl() {
   [[ -s $H/public/crl/root.crl ]] || return 1
   [[ $(xxd -p "$1" | tr -d '\n') == *"$(xxd -p "$H/public/crl/root.crl" | tr -d '\n')"* ]]
 }
-tsverify() { openssl ts -verify -token_in -in "$1" -data "$2" -CAfile "$ROOT" >/dev/null 2>&1; }
-cmsverify() { openssl cms -verify -inform DER -binary -purpose any -CAfile "$ROOT" "$@" -out /dev/null >/dev/null 2>&1; }
 
 # ---- CAdES -----------------------------------------------------------------
 head -c 10240 /dev/urandom >"$T_DIR/doc.bin"

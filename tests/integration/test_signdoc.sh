@@ -14,6 +14,7 @@
 # /api/v1/documents/{id} return byte-identical documents, and a second
 # signer never sees the first's.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_ades.sh"
 for tool in pdfsig certutil qpdf xmlsec1 xmlstarlet unzip oathtool; do
   command -v $tool >/dev/null || { echo "missing $tool (scripts/deps.sh installs it)"; exit 1; }
 done
@@ -101,32 +102,6 @@ used() { # N: signatures the signer's package has used (GET /api/v1/history)
   local t=T_$1
   curl -s -H "Authorization: Bearer ${!t}" "$BASE/api/v1/history" | jq '[.signings[].hashes | length] | add // 0'
 }
-flip() { # FILE OFFSET: xor one byte in place
-  local b
-  b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
-  printf "$(printf '\\%03o' $((b ^ 1)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
-}
-asn1() {
-  openssl asn1parse -inform DER -in "$1" | awk '{
-    match($0, /^ *[0-9]+/); o = substr($0, RSTART, RLENGTH) + 0
-    match($0, /d= *[0-9]+/); d = substr($0, RSTART + 2, RLENGTH - 2) + 0
-    match($0, /hl= *[0-9]+/); h = substr($0, RSTART + 3, RLENGTH - 3) + 0
-    match($0, / l= *[0-9]+/); l = substr($0, RSTART + 3, RLENGTH - 3) + 0
-    print o, d, h, l, $0 }'
-}
-cut_tlv() { tail -c +$(($2 + 1)) "$1" | head -c $(($3 + $4)); }  # FILE OFF HL LEN
-cut_content() { tail -c +$(($2 + $3 + 1)) "$1" | head -c "$4"; } # FILE OFF HL LEN
-# cms_tst CMS SIG_OUT TOKEN_OUT: the signature value and its signature time-stamp token
-cms_tst() {
-  asn1 "$1" >"$T_DIR/asn1.txt"
-  read -r so _ sh sl < <(awk '/cont \[ 1 \]/ && p ~ /OCTET STRING/ { print p; exit } { p = $0 }' "$T_DIR/asn1.txt" | cut -d' ' -f1-4)
-  read -r to _ th tl < <(awk 'f == 2 { print; exit } f == 1 { f = 2 } /:id-smime-aa-timeStampToken/ { f = 1 }' "$T_DIR/asn1.txt" | cut -d' ' -f1-4)
-  [[ -n $so && -n $to ]] || return 1
-  cut_content "$1" "$so" "$sh" "$sl" >"$2"
-  cut_tlv "$1" "$to" "$th" "$tl" >"$3"
-}
-tsverify() { openssl ts -verify -token_in -in "$1" -data "$2" -CAfile "$ROOT" >/dev/null 2>&1; }
-cmsverify() { openssl cms -verify -inform DER -binary -purpose any -CAfile "$ROOT" "$@" -out /dev/null >/dev/null 2>&1; }
 
 signer A 7001010001 unlimited
 signer B 7001010002 practical

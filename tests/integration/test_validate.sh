@@ -18,6 +18,7 @@
 # submitted file (a listener named in AIA, CRL DP and a reference URI sees
 # no connection).
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_ades.sh"
 H=$T_DIR/home
 "$QTSP_BIN" init --home "$H" >/dev/null 2>&1 || { echo "init failed"; exit 1; }
 sed -i 's/require_sync: true/require_sync: false/' "$H/policies/tsa.yaml"
@@ -128,11 +129,6 @@ HOTLINE=$("$QTSP_BIN" operator add --home "$H" hans --role hotline)
 check "serve starts" start_server "$H"
 
 sign() { "$QTSP_BIN" sign --home "$H" "$@" >/dev/null 2>>"$T_DIR/sign.err"; }
-flip() { # FILE OFFSET: xor one byte in place
-  local b
-  b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
-  printf "$(printf '\\%03o' $((b ^ 1)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
-}
 # val FILE [CONTENT] [QUERY]: POST the form; body in $T_DIR/r.json, status in $T_DIR/status
 val() {
   local args=(-s -o "$T_DIR/r.json" -w '%{http_code}' -F "file=@$1")

@@ -16,6 +16,7 @@
 #     and xmlsec1 for the signatures inside containers.
 # A tampered byte makes each check fail; unsafe XML is refused.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_ades.sh"
 for tool in xmlsec1 xmlstarlet unzip; do
   command -v $tool >/dev/null || { echo "missing $tool (scripts/deps.sh installs it)"; exit 1; }
 done
@@ -47,12 +48,6 @@ c14n() {
   printf '<XPath xmlns:ds="http://www.w3.org/2000/09/xmldsig#" xmlns:xades="http://uri.etsi.org/01903/v1.3.2#">(//. | //@* | //namespace::*)[%s]</XPath>' "$3" >"$T_DIR/xpath.xml"
   xmlstarlet c14n "$2" "$1" "$T_DIR/xpath.xml"
 }
-flip() { # FILE OFFSET: xor one byte in place
-  local b
-  b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
-  printf "$(printf '\\%03o' $((b ^ 1)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
-}
-tsverify() { openssl ts -verify -token_in -in "$1" -data "$2" -CAfile "$ROOT" >/dev/null 2>&1; }
 b64() { base64 -d >"$1" 2>/dev/null; }
 
 # the signature time-stamp: token over the canonical ds:SignatureValue
@@ -214,7 +209,6 @@ manifest_ok() { # DIR: every DataObjectReference's digest matches its file
   done
   [[ $(sel "$d/META-INF/ASiCManifest.xml" 'count(//*[local-name()="DataObjectReference"])') == "$2" ]]
 }
-cmsverify() { openssl cms -verify -inform DER -binary -purpose any -CAfile "$ROOT" "$@" -out /dev/null >/dev/null 2>&1; }
 for form in asic-s asic-e; do
   for f in C X; do
     n="ASiC-${form#asic-} ${f/C/CAdES}"
