@@ -120,3 +120,14 @@ finish() {
   ((T_FAIL == 0))
 }
 trap '[[ -n $SERVER_PID ]] && kill -KILL $SERVER_PID 2>/dev/null' EXIT
+
+# free_port: prints a port nobody listens on now, for a server whose base
+# URL (in the certificates' AIA) must be fixed before init
+free_port() {
+  local p
+  for _ in $(seq 1 50); do
+    p=$((20000 + RANDOM % 30000))
+    ss -ltn 2>/dev/null | grep -q ":$p " || break
+  done
+  echo "$p"
+}

@@ -35,3 +35,16 @@ cms_ats() {
 }
 tsverify() { openssl ts -verify -token_in -in "$1" -data "$2" -CAfile "$ROOT" >/dev/null 2>&1; }
 cmsverify() { openssl cms -verify -inform DER -binary -purpose any -CAfile "$ROOT" "$@" -out /dev/null >/dev/null 2>&1; }
+# nss_trust ROOT: an NSS database in $T_DIR/nss trusting ROOT, for pdfsig
+nss_trust() {
+  certutil -N -d "sql:$T_DIR/nss" --empty-password 2>/dev/null || { mkdir -p "$T_DIR/nss" && certutil -N -d "sql:$T_DIR/nss" --empty-password; }
+  certutil -A -d "sql:$T_DIR/nss" -n qtsp-root -t "CT,C,C" -i "$1"
+}
+# pdfcheck PDF: pdfsig's report in $T_DIR/pdfsig.txt
+pdfcheck() { pdfsig -nssdir "sql:$T_DIR/nss" "$1" >"$T_DIR/pdfsig.txt" 2>&1; }
+# sig_ok N: in the last pdfcheck, signature N valid and its certificate trusted
+sig_ok() {
+  awk -v n="Signature #$1:" '$0 == n { f = 1; next } /^Signature #/ { f = 0 } f' "$T_DIR/pdfsig.txt" >"$T_DIR/one.txt"
+  grep -q "Signature Validation: Signature is Valid" "$T_DIR/one.txt" &&
+    grep -q "Certificate Validation: Certificate is Trusted" "$T_DIR/one.txt"
+}

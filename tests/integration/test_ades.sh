@@ -13,10 +13,7 @@ for tool in pdfsig certutil qpdf; do
 done
 H=$T_DIR/home
 # a free port, fixed before init: it goes into the certificates' AIA
-for _ in $(seq 1 50); do
-  PORT=$((20000 + RANDOM % 30000))
-  ss -ltn 2>/dev/null | grep -q ":$PORT " || break
-done
+PORT=$(free_port)
 "$QTSP_BIN" init --home "$H" --base-url "http://127.0.0.1:$PORT" >/dev/null 2>&1 || { echo "init failed"; exit 1; }
 sed -i 's/require_sync: true/require_sync: false/' "$H/policies/tsa.yaml"
 ROOT=$H/public/root-ca.crt
@@ -84,8 +81,7 @@ for level in B-B B-T B-LT B-LTA; do
 done
 
 # ---- PAdES -----------------------------------------------------------------
-certutil -N -d "sql:$T_DIR/nss" --empty-password 2>/dev/null || { mkdir -p "$T_DIR/nss" && certutil -N -d "sql:$T_DIR/nss" --empty-password; }
-certutil -A -d "sql:$T_DIR/nss" -n qtsp-root -t "CT,C,C" -i "$ROOT"
+nss_trust "$ROOT"
 # a one-page PDF, written by qpdf (classic xref table), and its twin with an xref stream
 printf '%%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>\nendobj\n4 0 obj\n<< /Length 44 >>\nstream\nBT /F1 24 Tf 72 700 Td (Hello qtsp) Tj ET\nendstream\nendobj\ntrailer\n<< /Root 1 0 R /Size 5 >>\n' >"$T_DIR/raw.pdf"
 qpdf "$T_DIR/raw.pdf" "$T_DIR/table.pdf" >/dev/null 2>&1
@@ -93,13 +89,6 @@ qpdf --object-streams=generate "$T_DIR/table.pdf" "$T_DIR/xstream.pdf" >/dev/nul
 check "sample PDF has an xref table" grep -aq '^xref' "$T_DIR/table.pdf"
 check "sample PDF has an xref stream" grep -aq '/Type /XRef' "$T_DIR/xstream.pdf"
 
-pdfcheck() { pdfsig -nssdir "sql:$T_DIR/nss" "$1" >"$T_DIR/pdfsig.txt" 2>&1; }
-# sig_ok N: signature N valid and its certificate trusted
-sig_ok() {
-  awk -v n="Signature #$1:" '$0 == n { f = 1; next } /^Signature #/ { f = 0 } f' "$T_DIR/pdfsig.txt" >"$T_DIR/one.txt"
-  grep -q "Signature Validation: Signature is Valid" "$T_DIR/one.txt" &&
-    grep -q "Certificate Validation: Certificate is Trusted" "$T_DIR/one.txt"
-}
 # dts_ok PDF: the last signature is a document time-stamp (ETSI.RFC3161) whose
 # token covers the last ByteRange (pdfsig 22.12 does not check those itself)
 dts_ok() {

@@ -19,10 +19,7 @@ TOP=$(cd "$(dirname "$0")/../.." && pwd)
 H=$T_DIR/home
 # a free port, fixed before init: it goes into the certificates' AIA, so
 # that pdfsig's OCSP check of the signer's certificate reaches this server
-for _ in $(seq 1 50); do
-  PORT=$((20000 + RANDOM % 30000))
-  ss -ltn 2>/dev/null | grep -q ":$PORT " || break
-done
+PORT=$(free_port)
 "$QTSP_BIN" init --home "$H" --base-url "http://127.0.0.1:$PORT" >/dev/null 2>&1 || { echo "init failed"; exit 1; }
 # the practical package allows 6 signatures here, so that the browser sees it spent
 sed -i '/^  practical:$/,/signatures:/ s/signatures: [0-9]*/signatures: 6/' "$H/policies/packages.yaml"

@@ -22,10 +22,7 @@ H=$T_DIR/home
 W=$T_DIR/w
 mkdir -p "$W"
 # a free port, fixed before init: it goes into the certificates' AIA (pdfsig asks our OCSP)
-for _ in $(seq 1 50); do
-  PORT=$((20000 + RANDOM % 30000))
-  ss -ltn 2>/dev/null | grep -q ":$PORT " || break
-done
+PORT=$(free_port)
 "$QTSP_BIN" init --home "$H" --base-url "http://127.0.0.1:$PORT" >/dev/null 2>&1 || { echo "init failed"; exit 1; }
 sed -i 's/require_sync: true/require_sync: false/' "$H/policies/tsa.yaml"
 printf 'version: 1\nsize: 0\n' >"$H/policies/keypool.yaml"
@@ -168,17 +165,10 @@ for level in B-B B-T B-LT B-LTA; do
 done
 
 # ---- PAdES: each level, an xref stream, twice signed -------------------------
-certutil -N -d "sql:$T_DIR/nss" --empty-password 2>/dev/null || { mkdir -p "$T_DIR/nss" && certutil -N -d "sql:$T_DIR/nss" --empty-password; }
-certutil -A -d "sql:$T_DIR/nss" -n qtsp-root -t "CT,C,C" -i "$ROOT"
+nss_trust "$ROOT"
 mkpdf() { # TEXT OUT
   printf '%%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>\nendobj\n4 0 obj\n<< /Length %d >>\nstream\nBT /F1 24 Tf 72 700 Td (%s) Tj ET\nendstream\nendobj\ntrailer\n<< /Root 1 0 R /Size 5 >>\n' $((34 + ${#1})) "$1" >"$W/raw.pdf"
   qpdf "$W/raw.pdf" "$2" >/dev/null 2>&1
-}
-pdfcheck() { pdfsig -nssdir "sql:$T_DIR/nss" "$1" >"$W/pdfsig.txt" 2>&1; }
-sig_ok() { # N: signature N valid and its certificate trusted
-  awk -v n="Signature #$1:" '$0 == n { f = 1; next } /^Signature #/ { f = 0 } f' "$W/pdfsig.txt" >"$W/one.txt"
-  grep -q "Signature Validation: Signature is Valid" "$W/one.txt" &&
-    grep -q "Certificate Validation: Certificate is Trusted" "$W/one.txt"
 }
 : >"$W/entries"
 files=()
@@ -209,9 +199,9 @@ for level in B-B B-T B-LT B-LTA; do
   check "$n: the original bytes are the first revision" cmp -s -n "$(stat -c %s "$W/p-$level-in.pdf")" "$W/p-$level.pdf" "$W/p-$level-in.pdf"
   pdfcheck "$W/p-$level.pdf"
   check "$n: pdfsig: valid, certificate trusted" sig_ok 1
-  check_grep "$n: /SubFilter ETSI.CAdES.detached" "Signature Type: ETSI.CAdES.detached" "$W/pdfsig.txt"
+  check_grep "$n: /SubFilter ETSI.CAdES.detached" "Signature Type: ETSI.CAdES.detached" "$T_DIR/pdfsig.txt"
   [[ $level == B-LT || $level == B-LTA ]] && check "$n: a DSS" grep -aq '/DSS' "$W/p-$level.pdf"
-  [[ $level == B-LTA ]] && check_grep "$n: a document time-stamp" "Signature #2:" "$W/pdfsig.txt"
+  [[ $level == B-LTA ]] && check_grep "$n: a document time-stamp" "Signature #2:" "$T_DIR/pdfsig.txt"
   [[ $level == B-T ]] && check "$n: Certification: a DocMDP" grep -aq '/DocMDP' "$W/p-$level.pdf"
   cp "$W/p-$level.pdf" "$W/bad.pdf"
   flip "$W/bad.pdf" 200
