@@ -144,9 +144,12 @@ static int serve_one(const char *home, const char *listen, const char *log_forma
         rc = qtsp_http_start(&opts, qtsp_services_routes(svc), qtsp_services_route_count(svc),
                              qtsp_services_metrics, svc, &srv);
     }
-    if (rc == QTSP_OK)
+    if (rc == QTSP_OK) {
+        qtsp_services_set_http(svc, srv);
         rc = qtsp_services_start(svc, !w || w->index == 0);
+    }
     if (rc != QTSP_OK) {
+        qtsp_services_set_http(svc, NULL);
         qtsp_http_stop(srv);
         qtsp_log_set_buffered(0);
         qtsp_services_free(svc);
@@ -182,6 +185,7 @@ static int serve_one(const char *home, const char *listen, const char *log_forma
 
     LOG_INFO("stopping: finishing requests in flight");
     qtsp_services_quiesce(svc);
+    qtsp_services_set_http(svc, NULL); /* the TSA stops asking srv, then srv goes */
     qtsp_http_stop(srv);
     qtsp_log_set_buffered(0);
     qtsp_services_free(svc);

@@ -424,6 +424,17 @@ void qtsp_services_free(qtsp_services *s)
     free(s);
 }
 
+static int http_all_waiting(void *srv)
+{
+    return qtsp_http_clients_all_waiting(srv);
+}
+
+void qtsp_services_set_http(qtsp_services *s, qtsp_http_server *srv)
+{
+    if (s && s->tsa)
+        qtsp_tsa_set_arrivals(s->tsa, srv ? http_all_waiting : NULL, srv);
+}
+
 const qtsp_route *qtsp_services_routes(const qtsp_services *s)
 {
     return s->routes;

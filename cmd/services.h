@@ -26,6 +26,11 @@ void qtsp_services_quiesce(qtsp_services *svc);
 /* Stops background work and frees. NULL is a no-op. */
 void qtsp_services_free(qtsp_services *svc);
 
+/* Tells the services the HTTP server that carries their routes (borrowed;
+ * NULL before it is stopped): the TSA's group commit asks it whether every
+ * client waits (qtsp_tsa_set_arrivals). */
+void qtsp_services_set_http(qtsp_services *svc, qtsp_http_server *srv);
+
 const qtsp_route *qtsp_services_routes(const qtsp_services *svc);
 size_t qtsp_services_route_count(const qtsp_services *svc);
 /* qtsp_metrics_fn: store size, token sessions and each service's lines. */

@@ -238,6 +238,14 @@ qtsp_http_resp *qtsp_http_deferred_resp(qtsp_http_deferred *d);
  * owner calls it, before qtsp_http_complete. Never blocks. */
 int qtsp_http_deferred_gone(qtsp_http_deferred *d);
 
+/* 1 when every open client connection of srv has a deferred request
+ * pending: no HTTP/1.1 client (which sends its next request only after the
+ * answer) can send anything before one of them is answered. A hint for
+ * owners that gather deferred work (the TSA's group commit): waiting for
+ * more is then pure latency. Racy by nature (a connection may open just
+ * after); lock-free, any thread. 0 for NULL. */
+int qtsp_http_clients_all_waiting(const qtsp_http_server *srv);
+
 /* Answers a deferred request, from any thread, exactly once; d is invalid
  * afterwards. rc QTSP_OK sends the filled response; another code sends the
  * JSON error a handler returning rc would get (message: qtsp_err_what() of

@@ -132,6 +132,15 @@ void qtsp_http_complete(qtsp_http_deferred *d, qtsp_status rc)
     http_deferred_release(d);
 }
 
+int qtsp_http_clients_all_waiting(const qtsp_http_server *srv)
+{
+    if (srv == NULL)
+        return 0;
+    long open = atomic_load_explicit(&srv->conns_open, memory_order_relaxed);
+    long waiting = atomic_load_explicit(&srv->deferred_pending, memory_order_relaxed);
+    return open > 0 && waiting >= open;
+}
+
 /* Resumes every deferred request still pending, answering it 503; from
  * here on qtsp_http_defer answers at once. Returns when no handle is linked
  * (an owner that claimed its handle is about to resume it: brief wait). */

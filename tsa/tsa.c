@@ -34,7 +34,8 @@
  * fixed CPU cost (two syncs, meta page, branch pages) that tiny batches pay
  * per token when the disk is fast; once entries stop coming (the clients
  * whose tokens wait for this commit send nothing new), waiting longer only
- * adds latency. */
+ * adds latency; so the gathering also ends as soon as the transport says
+ * every client waits for an answer (qtsp_tsa_set_arrivals). */
 #define JOURNAL_GATHER 256
 #define JOURNAL_GATHER_US 2000
 #define JOURNAL_IDLE_US 400
@@ -121,6 +122,8 @@ struct qtsp_tsa {
 
     /* Journal group commit. */
     qtsp_tsa_journal journal; /* put NULL: no journal */
+    int (*all_waiting)(void *ctx); /* qtsp_tsa_set_arrivals; both under mu */
+    void *all_waiting_ctx;
     pthread_t committer;
     int committer_started;
     pthread_mutex_t mu;
@@ -284,6 +287,23 @@ typedef struct batch {
     size_t n;
 } batch;
 
+/* Under mu, as every call of the hint: once this returns, no thread is
+ * inside the previous one (its ctx may be freed). */
+void qtsp_tsa_set_arrivals(qtsp_tsa *tsa, int (*all_waiting)(void *ctx), void *ctx)
+{
+    pthread_mutex_lock(&tsa->mu);
+    tsa->all_waiting = all_waiting;
+    tsa->all_waiting_ctx = ctx;
+    pthread_mutex_unlock(&tsa->mu);
+}
+
+/* Under mu. 1 when the transport says no client can send more before an
+ * answer leaves (qtsp_tsa_set_arrivals): gathering would only add latency. */
+static int clients_all_waiting(qtsp_tsa *tsa)
+{
+    return tsa->all_waiting && tsa->all_waiting(tsa->all_waiting_ctx);
+}
+
 /* Writes b as one durable transaction; a serial already journalled fails it. */
 static qtsp_status journal_write(qtsp_tsa *tsa, const batch *b)
 {
@@ -361,7 +381,8 @@ static void *committer_main(void *arg)
         if (tsa->qn < JOURNAL_GATHER && !tsa->stop) {
             uint64_t t = qtsp_mono_ns(), end = t + JOURNAL_GATHER_US * 1000ull;
             size_t seen = 0;
-            while (tsa->qn < JOURNAL_GATHER && !tsa->stop && t < end && tsa->qn > seen) {
+            while (tsa->qn < JOURNAL_GATHER && !tsa->stop && t < end && tsa->qn > seen &&
+                   !clients_all_waiting(tsa)) {
                 seen = tsa->qn;
                 uint64_t until =
                     t + JOURNAL_IDLE_US * 1000ull < end ? t + JOURNAL_IDLE_US * 1000ull : end;
@@ -423,7 +444,9 @@ static qtsp_status journal_append(qtsp_tsa *tsa, jentry *e)
         FAIL(QTSP_ERR_STATE, "TSA is shutting down");
     }
     tsa->queue[tsa->qn++] = e;
-    if (tsa->qn == 1 || tsa->qn == JOURNAL_GATHER) /* the committer waits for these */
+    /* the committer waits for these: a first entry, a full gather, and
+     * (gathering) the last client that could have sent more now waiting */
+    if (tsa->qn == 1 || tsa->qn == JOURNAL_GATHER || (e->done_fn && clients_all_waiting(tsa)))
         pthread_cond_signal(&tsa->cv_work);
     if (e->done_fn) {
         pthread_mutex_unlock(&tsa->mu);

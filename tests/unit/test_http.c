@@ -1310,6 +1310,59 @@ static void test_http_deferred_error_becomes_json_status(void)
     qtsp_http_stop(srv);
 }
 
+/* Polls qtsp_http_clients_all_waiting until it says want (the server
+ * accepts and counts connections on its own threads). */
+static int all_waiting_becomes(qtsp_http_server *srv, int want)
+{
+    for (int i = 0; i < 10000 && qtsp_http_clients_all_waiting(srv) != want; i++) {
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return qtsp_http_clients_all_waiting(srv) == want;
+}
+
+/* The TSA's commit hint: 1 only while every open connection waits for a
+ * deferred answer; a connection in the middle of sending a request, or one
+ * whose answer left, makes it 0. */
+static void test_http_clients_all_waiting_counts_open_and_deferred(void)
+{
+    pending_reset();
+    CU_ASSERT_EQUAL(qtsp_http_clients_all_waiting(NULL), 0);
+    qtsp_http_server *srv = start();
+    unsigned port = qtsp_http_port(srv);
+    CU_ASSERT_EQUAL(qtsp_http_clients_all_waiting(srv), 0); /* nobody connected */
+    int a = qtest_connect(port, 10);
+    CU_ASSERT_FATAL(a >= 0);
+    CU_ASSERT_EQUAL(send_post(a, "/defer", "a"), 0);
+    CU_ASSERT_FATAL(pending_wait(1));
+    CU_ASSERT(all_waiting_becomes(srv, 1));
+    /* b has sent half a request: it may still send, so not all wait */
+    int b = qtest_connect(port, 10);
+    CU_ASSERT_FATAL(b >= 0);
+    static const char head[] = "POST /defer HTTP/1.1\r\nHost: t\r\n";
+    CU_ASSERT_EQUAL(send_all(b, head, sizeof head - 1), 0);
+    CU_ASSERT(all_waiting_becomes(srv, 0));
+    static const char rest[] = "Content-Type: text/plain\r\nContent-Length: 1\r\n\r\nb";
+    CU_ASSERT_EQUAL(send_all(b, rest, sizeof rest - 1), 0);
+    CU_ASSERT_FATAL(pending_wait(2));
+    CU_ASSERT(all_waiting_becomes(srv, 1));
+    /* a's answer leaves: a may send again */
+    pending p;
+    CU_ASSERT_FATAL(pending_take(&p));
+    complete_echo(&p);
+    CU_ASSERT_EQUAL(qtsp_http_clients_all_waiting(srv), 0);
+    CU_ASSERT_EQUAL(read_reply(a, &R, 0), 0);
+    CU_ASSERT(body_is(&R, "done:a"));
+    CU_ASSERT_FATAL(pending_take(&p));
+    complete_echo(&p);
+    CU_ASSERT_EQUAL(read_reply(b, &R, 0), 0);
+    CU_ASSERT(body_is(&R, "done:b"));
+    CU_ASSERT_EQUAL(qtsp_http_clients_all_waiting(srv), 0);
+    close(a);
+    close(b);
+    qtsp_http_stop(srv);
+}
+
 static void test_http_many_concurrent_deferred_requests_hold_no_worker(void)
 {
     enum { N = 300 };
@@ -1560,6 +1613,7 @@ int main(void)
         QTEST(test_http_deferred_completed_inside_the_handler_is_answered),
         QTEST(test_http_deferred_error_becomes_json_status),
         QTEST(test_http_many_concurrent_deferred_requests_hold_no_worker),
+        QTEST(test_http_clients_all_waiting_counts_open_and_deferred),
         QTEST(test_http_deferred_requests_are_logged_and_measured),
         QTEST(test_http_stop_waits_for_a_deferred_completion),
         QTEST(test_http_stop_with_pending_deferred_requests_answers_503),

@@ -11,6 +11,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1182,6 +1183,84 @@ static void test_tsa_async_answer_completes_through_callback_after_commit(void)
     qtsp_store_close(st);
 }
 
+/* The transport's "every client waits" hint (qtsp_tsa_set_arrivals): asked
+ * for started jobs, never after it is cleared; whatever it says, every
+ * token is committed before its callback. */
+static atomic_int g_hint_calls;
+static int g_hint_answer;
+static int count_hint(void *ctx)
+{
+    CU_ASSERT_PTR_EQUAL(ctx, &g_hint_answer);
+    atomic_fetch_add(&g_hint_calls, 1);
+    return *(int *)ctx;
+}
+
+static void stamp_async(qtsp_tsa *tsa, const unsigned char *q, size_t qn, done_rec *d)
+{
+    qtsp_buf out;
+    qtsp_buf_init(&out, 1 << 16);
+    qtsp_tsa_async async = {record_wait, record_done, d};
+    int pending = 0, calls = d->calls;
+    CU_ASSERT_FATAL(qtsp_tsa_respond_async(tsa, q, qn, &out, &async, &pending) == QTSP_OK);
+    CU_ASSERT_EQUAL(pending, 1);
+    pthread_mutex_lock(&d->mu);
+    while (d->calls == calls)
+        pthread_cond_wait(&d->cv, &d->mu);
+    pthread_mutex_unlock(&d->mu);
+    CU_ASSERT_EQUAL(d->rc, QTSP_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->der);
+    write_file("hr.tsr", d->der, d->len);
+    CU_ASSERT_EQUAL(run("openssl ts -verify -in hr.tsr -queryfile hq.tsq -CAfile ca.pem"), 0);
+    free(d->der);
+    d->der = NULL;
+    qtsp_buf_cleanup(&out);
+}
+
+static void test_tsa_arrivals_hint_is_asked_and_can_be_cleared(void)
+{
+    char sdir[600];
+    path(sdir, sizeof sdir, "store-hint");
+    qtsp_store *st = NULL;
+    CU_ASSERT_FATAL(qtsp_store_open(sdir, 16, &st) == QTSP_OK);
+    qtsp_tsa *tsa = make_tsa("clock: {require_sync: false}\n", st);
+    CU_ASSERT_EQUAL_FATAL(run("openssl ts -query -data data.txt -sha256 -cert -out hq.tsq"), 0);
+    unsigned char q[1024];
+    size_t qn = read_file("hq.tsq", q, sizeof q);
+    done_rec d = {.can_wait = 1};
+    pthread_mutex_init(&d.mu, NULL);
+    pthread_cond_init(&d.cv, NULL);
+    uint64_t n = 0;
+
+    atomic_store(&g_hint_calls, 0);
+    g_hint_answer = 1; /* every client waits: commit at once */
+    qtsp_tsa_set_arrivals(tsa, count_hint, &g_hint_answer);
+    stamp_async(tsa, q, qn, &d);
+    CU_ASSERT(atomic_load(&g_hint_calls) >= 1);
+    CU_ASSERT(count_journal(st, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, 1);
+
+    g_hint_answer = 0; /* clients may send more: the committer gathers, then commits */
+    int before = atomic_load(&g_hint_calls);
+    stamp_async(tsa, q, qn, &d);
+    CU_ASSERT(atomic_load(&g_hint_calls) > before);
+    CU_ASSERT(count_journal(st, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, 2);
+
+    qtsp_tsa_set_arrivals(tsa, NULL, NULL); /* from here the hint is never called */
+    before = atomic_load(&g_hint_calls);
+    stamp_async(tsa, q, qn, &d);
+    stamp_async(tsa, q, qn, &d);
+    CU_ASSERT_EQUAL(atomic_load(&g_hint_calls), before);
+    CU_ASSERT(count_journal(st, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, 4);
+    CU_ASSERT_EQUAL(d.calls, 4);
+
+    qtsp_tsa_free(tsa);
+    pthread_mutex_destroy(&d.mu);
+    pthread_cond_destroy(&d.cv);
+    qtsp_store_close(st);
+}
+
 static void test_tsa_policy_file_errors_name_the_line(void)
 {
     char p[600];
@@ -1386,6 +1465,7 @@ int main(void)
         QTEST(test_tsa_http_tokens_verify_and_are_journalled_before_the_reply),
         QTEST(test_tsa_http_journal_failure_answers_system_failure),
         QTEST(test_tsa_async_answer_completes_through_callback_after_commit),
+        QTEST(test_tsa_arrivals_hint_is_asked_and_can_be_cleared),
         QTEST(test_tsa_policy_file_errors_name_the_line),
         QTEST(test_tsa_shipped_policy_loads_and_requires_sync),
         QTEST(test_tsa_refuses_key_not_matching_certificate),
