@@ -188,6 +188,13 @@ qtsp_status qtsp_xades_sign(const qtsp_ades_services *sv, const qtsp_ades_signer
                             const qtsp_xades_opts *o, const qtsp_xades_object *objs, size_t n,
                             qtsp_buf *out) QTSP_MUST_USE;
 
+/* What qtsp_xades_sign refuses of an enveloped document before any key
+ * work, checked alone (signDoc reads every document of a request so before
+ * the token signs the first): safe well-formed XML (sign/xml.h) whose root
+ * is not itself a ds:Signature. QTSP_OK, or the error qtsp_xades_sign
+ * would give (QTSP_ERR_INVALID, QTSP_ERR_TOO_BIG). */
+qtsp_status qtsp_xades_check_enveloped(const unsigned char *xml, size_t len) QTSP_MUST_USE;
+
 /* ASiC container forms (EN 319 162-1 4.3). */
 typedef enum qtsp_asic_form {
     QTSP_ASIC_S = 1, /* one file and its signature */

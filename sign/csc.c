@@ -2018,11 +2018,15 @@ qtsp_status qtsp_csc_sign_doc(qtsp_csc *c, const char *user_id, const char *rp_h
     /* a full archive refuses before the token works (again with the sizes
      * signed, and in the transaction) */
     TRY_OUT(qtsp_archive_room(c->archive, user_id, n));
-    /* several documents: a PDF the builder would refuse is refused before
-     * the token signs any of them (one document needs no second reading) */
+    /* several documents: a PDF or an enveloped XML document the builder
+     * would refuse is refused before the token signs any of them (one
+     * document needs no second reading) */
     for (size_t i = 0; n > 1 && i < n; i++)
-        if (jobs[i].kind == DOC_PADES) {
-            rc = qtsp_pades_check(jobs[i].data, jobs[i].len, jobs[i].certification);
+        if (jobs[i].kind == DOC_PADES || (jobs[i].kind == DOC_XADES && !jobs[i].container &&
+                                          jobs[i].packaging == QTSP_XADES_ENVELOPED)) {
+            rc = jobs[i].kind == DOC_PADES
+                     ? qtsp_pades_check(jobs[i].data, jobs[i].len, jobs[i].certification)
+                     : qtsp_xades_check_enveloped(jobs[i].data, jobs[i].len);
             if (rc != QTSP_OK) {
                 char what[200];
                 snprintf(what, sizeof what, "%s", qtsp_err_what());

@@ -399,6 +399,36 @@ static void free_mds(ref_md *m)
     m->c[0] = NULL;
 }
 
+/* The document of an enveloped signature: parsed (*out, xmlFreeDoc) and not
+ * itself an XML signature. */
+static qtsp_status parse_enveloped(const unsigned char *p, size_t len, xmlDocPtr *out)
+{
+    xmlDocPtr doc = NULL;
+    TRY(qtsp_xml_parse(p, len, QTSP_ADES_MAX_DOC, &doc));
+    /* the reference leaves every ds:Signature out: one that is the whole
+     * document would leave nothing to sign */
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    if (root->ns && xmlStrEqual(root->name, BAD_CAST "Signature") &&
+        xmlStrEqual(root->ns->href, BAD_CAST QTSP_NS_DS)) {
+        xmlFreeDoc(doc);
+        FAIL(QTSP_ERR_INVALID, "the document is an XML signature: sign it enveloping or detached");
+    }
+    *out = doc;
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_xades_check_enveloped(const unsigned char *xml, size_t len)
+{
+    ENSURE(xml || len == 0, QTSP_ERR_INVALID, "object without data");
+    ENSURE(len <= QTSP_ADES_MAX_DOC, QTSP_ERR_INVALID, "documents larger than %zu bytes",
+           QTSP_ADES_MAX_DOC);
+    qtsp_xml_init();
+    xmlDocPtr doc = NULL;
+    TRY(parse_enveloped(xml, len, &doc));
+    xmlFreeDoc(doc);
+    return QTSP_OK;
+}
+
 qtsp_status qtsp_xades_sign(const qtsp_ades_services *sv, const qtsp_ades_signer *s,
                             const qtsp_xades_opts *o, const qtsp_xades_object *objs, size_t n,
                             qtsp_buf *out)
@@ -446,14 +476,7 @@ qtsp_status qtsp_xades_sign(const qtsp_ades_services *sv, const qtsp_ades_signer
     x.c14n_uri = x.excl ? QTSP_C14N_EXC : QTSP_C14N_INCL;
     TRY(new_id(x.id, sizeof x.id));
     if (o->packaging == QTSP_XADES_ENVELOPED) {
-        TRY(qtsp_xml_parse(objs[0].data, objs[0].len, QTSP_ADES_MAX_DOC, &x.doc));
-        /* the reference leaves every ds:Signature out: one that is the whole
-         * document would leave nothing to sign */
-        xmlNodePtr root = xmlDocGetRootElement(x.doc);
-        ENSURE_OUT(!(root->ns && xmlStrEqual(root->name, BAD_CAST "Signature") &&
-                     xmlStrEqual(root->ns->href, BAD_CAST QTSP_NS_DS)),
-                   QTSP_ERR_INVALID,
-                   "the document is an XML signature: sign it enveloping or detached");
+        TRY(parse_enveloped(objs[0].data, objs[0].len, &x.doc));
     } else {
         x.doc = xmlNewDoc(BAD_CAST "1.0");
         ENSURE(x.doc != NULL, QTSP_ERR_NOMEM, "out of memory");

@@ -669,7 +669,12 @@ static void test_xades_refuses_unsafe_xml_bad_names_and_revoked_signers(void)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         qtsp_xades_object ob = {(const unsigned char *)bad[i], strlen(bad[i]), NULL, NULL};
         CU_ASSERT_EQUAL(qtsp_xades_sign(&g_sv, &g_s, &o, &ob, 1, &out), QTSP_ERR_INVALID);
+        /* the check signDoc runs first gives the same answer, without a key */
+        CU_ASSERT_EQUAL(qtsp_xades_check_enveloped(ob.data, ob.len), QTSP_ERR_INVALID);
     }
+    CU_ASSERT_EQUAL(qtsp_xades_check_enveloped((const unsigned char *)XML_DOC, strlen(XML_DOC)),
+                    QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_xades_check_enveloped(NULL, 1), QTSP_ERR_INVALID);
     xmlDocPtr d = NULL;
     CU_ASSERT_EQUAL(qtsp_xml_parse((const unsigned char *)XML_DOC, strlen(XML_DOC), 10, &d),
                     QTSP_ERR_TOO_BIG);

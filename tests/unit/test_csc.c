@@ -1056,6 +1056,17 @@ static void test_csc_sign_doc_refused_midway_leaves_nothing(void)
         CU_ASSERT_EQUAL(archive_files(), files);
     }
     json_decref(req);
+    /* the same for an enveloped XAdES document that is not XML
+     * (qtsp_xades_check_enveloped; the same bytes: the SAD binds them) */
+    req = json_pack("{s:s,s:s,s:[o,o]}", "credentialID", a.cred, "SAD", sad, "documents",
+                    doc_req(good, sizeof good - 1, "C", "Detached"),
+                    doc_req(broken, sizeof broken - 1, "X", "Enveloped"));
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_csc_sign_doc(g_csc, a.user_id, NULL, req, NULL, &out), QTSP_ERR_INVALID);
+    CU_ASSERT(strncmp(qtsp_err_what(), "documents[1]: ", 14) == 0);
+    CU_ASSERT_EQUAL(out.len, 0);
+    CU_ASSERT_EQUAL(archive_files(), files);
+    json_decref(req);
     CU_ASSERT_EQUAL(audit_count("csc.signdoc"), signed_before);
     CU_ASSERT_EQUAL(audit_count("document.archive"), archived_before);
     json_t *l = NULL;
