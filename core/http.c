@@ -638,6 +638,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     *req_cls = NULL;
     if (rq->deferred)
         http_deferred_abandon(srv, rq->deferred);
+    http_conn_served(rq->conn);
     http_conn_phase(srv, rq->conn, 1); /* a kept-alive connection's next request is due */
     if (rq->state != RQ_ANSWERED)
         /* The client went away (or MHD answered itself); one line anyway. */

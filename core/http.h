@@ -239,11 +239,14 @@ qtsp_http_resp *qtsp_http_deferred_resp(qtsp_http_deferred *d);
 int qtsp_http_deferred_gone(qtsp_http_deferred *d);
 
 /* 1 when every open client connection of srv has a deferred request
- * pending: no HTTP/1.1 client (which sends its next request only after the
- * answer) can send anything before one of them is answered. A hint for
- * owners that gather deferred work (the TSA's group commit): waiting for
- * more is then pure latency. Racy by nature (a connection may open just
- * after); lock-free, any thread. 0 for NULL. */
+ * pending, each on a connection that answered a request before: no
+ * keep-alive HTTP/1.1 client (which sends its next request only after the
+ * answer) can send anything before one of them is answered. A deferred
+ * request that is its connection's first gives 0: its client may be one
+ * that opens a connection per request and is counted nowhere while it
+ * reconnects. A hint for owners that gather deferred work (the TSA's group
+ * commit): waiting for more is then pure latency. Racy by nature (a new
+ * client may connect just after); lock-free, any thread. 0 for NULL. */
 int qtsp_http_clients_all_waiting(const qtsp_http_server *srv);
 
 /* Answers a deferred request, from any thread, exactly once; d is invalid

@@ -13,6 +13,7 @@
  * only shut down, never closed here: MHD tells us (untrack) before it
  * closes the descriptor, under the same lock, so the number never names
  * another connection's socket. */
+#include <limits.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
@@ -23,6 +24,7 @@
 
 struct http_conn {
     int fd;
+    unsigned served;              /* requests answered on it (its MHD thread only) */
     _Atomic uint64_t deadline_ns; /* qtsp_mono_ns; 0 = none */
     http_conn *prev, *next;
 };
@@ -63,6 +65,7 @@ http_conn *http_conn_track(qtsp_http_server *srv, int fd)
     if (c == NULL)
         return NULL; /* untracked: only MHD's idle timeout applies */
     c->fd = fd;
+    c->served = 0;
     atomic_init(&c->deadline_ns, qtsp_mono_ns() + srv->phase_ns);
     c->prev = NULL;
     pthread_mutex_lock(&srv->cmu);
@@ -87,6 +90,17 @@ void http_conn_untrack(qtsp_http_server *srv, http_conn *c)
         c->next->prev = c->prev;
     pthread_mutex_unlock(&srv->cmu);
     free(c);
+}
+
+void http_conn_served(http_conn *c)
+{
+    if (c && c->served < UINT_MAX)
+        c->served++;
+}
+
+int http_conn_kept_alive(const http_conn *c)
+{
+    return c && c->served > 0;
 }
 
 void http_conn_phase(qtsp_http_server *srv, http_conn *c, int timed)

@@ -31,6 +31,8 @@ static void deferred_unlink(qtsp_http_server *srv, qtsp_http_deferred *d)
     d->prev = d->next = NULL;
     d->linked = 0;
     atomic_fetch_sub_explicit(&srv->deferred_pending, 1, memory_order_relaxed);
+    if (d->fresh)
+        atomic_fetch_sub_explicit(&srv->deferred_fresh, 1, memory_order_relaxed);
 }
 
 /* The request ends before its deferred answer was sent (the connection
@@ -68,6 +70,7 @@ qtsp_http_deferred *qtsp_http_defer(const qtsp_http_req *req)
     atomic_init(&d->refs, 2);
     d->forced = 0;
     d->linked = 0;
+    d->fresh = !http_conn_kept_alive(rq->conn);
     d->rc = QTSP_OK;
     d->what[0] = '\0';
     d->prev = d->next = NULL;
@@ -85,6 +88,8 @@ qtsp_http_deferred *qtsp_http_defer(const qtsp_http_req *req)
             d->next->prev = d;
         srv->deferred = d;
         d->linked = 1;
+        if (d->fresh)
+            atomic_fetch_add_explicit(&srv->deferred_fresh, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&srv->deferred_pending, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&srv->deferred_total, 1, memory_order_relaxed);
     }
@@ -135,6 +140,11 @@ void qtsp_http_complete(qtsp_http_deferred *d, qtsp_status rc)
 int qtsp_http_clients_all_waiting(const qtsp_http_server *srv)
 {
     if (srv == NULL)
+        return 0;
+    /* a request that is its connection's first may come from a client that
+     * opens a connection per request (Connection: close, HTTP/1.0): while
+     * it reconnects it is counted nowhere, so nothing is promised */
+    if (atomic_load_explicit(&srv->deferred_fresh, memory_order_relaxed) > 0)
         return 0;
     long open = atomic_load_explicit(&srv->conns_open, memory_order_relaxed);
     long waiting = atomic_load_explicit(&srv->deferred_pending, memory_order_relaxed);

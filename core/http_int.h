@@ -63,6 +63,7 @@ struct qtsp_http_deferred {
     _Atomic int refs;  /* the request and the owner */
     int forced;        /* answered by the server (503), not the owner */
     int linked;        /* in srv->deferred */
+    int fresh;         /* its connection's first request (srv->deferred_fresh) */
     qtsp_status rc;    /* the owner's result */
     char what[256];    /* qtsp_err_what() for an error rc */
     qtsp_http_deferred *prev, *next;
@@ -90,6 +91,7 @@ struct qtsp_http_server {
     _Atomic size_t large_bytes; /* capacity of body buffers past QTSP_HTTP_LARGE_BODY now */
     size_t large_budget;
     _Atomic long deferred_pending; /* gauge: suspended, awaiting completion */
+    _Atomic long deferred_fresh;   /* ... of them the first request of their connection */
     _Atomic uint64_t deferred_total;
     pthread_mutex_t dmu;          /* deferred, stopping */
     qtsp_http_deferred *deferred; /* pending handles (see qtsp_http_stop) */
@@ -155,6 +157,11 @@ void http_deadlines_stop(qtsp_http_server *srv);
 http_conn *http_conn_track(qtsp_http_server *srv, int fd);
 /* Forgets c (NULL: no-op) before MHD closes its socket. */
 void http_conn_untrack(qtsp_http_server *srv, http_conn *c);
+/* One more request of c ended (c NULL: no-op). Its connection's MHD thread. */
+void http_conn_served(http_conn *c);
+/* 1 when c has answered a request before (a kept-alive connection); 0 for
+ * its first request, or NULL. Its connection's MHD thread. */
+int http_conn_kept_alive(const http_conn *c);
 /* timed 1: the next phase begins now (headers done: the body is due; an
  * answer sent: the next request is due); 0: no deadline (our turn). */
 void http_conn_phase(qtsp_http_server *srv, http_conn *c, int timed);

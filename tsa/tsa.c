@@ -446,7 +446,7 @@ static qtsp_status journal_append(qtsp_tsa *tsa, jentry *e)
     tsa->queue[tsa->qn++] = e;
     /* the committer waits for these: a first entry, a full gather, and
      * (gathering) the last client that could have sent more now waiting */
-    if (tsa->qn == 1 || tsa->qn == JOURNAL_GATHER || (e->done_fn && clients_all_waiting(tsa)))
+    if (tsa->qn == 1 || tsa->qn == JOURNAL_GATHER || clients_all_waiting(tsa))
         pthread_cond_signal(&tsa->cv_work);
     if (e->done_fn) {
         pthread_mutex_unlock(&tsa->mu);

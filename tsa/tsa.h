@@ -80,10 +80,11 @@ void qtsp_tsa_set_signq(qtsp_tsa *tsa, qtsp_signq *q);
 /* A hint for the journal's group commit: all_waiting(ctx) returns 1 when
  * no client can send another request before one is answered (every
  * connection of the transport waits for a deferred answer,
- * qtsp_http_clients_all_waiting). The committer then commits what it has
+ * qtsp_http_clients_all_waiting: every connection waits for a deferred
+ * answer, each a kept-alive one). The committer then commits what it has
  * at once instead of gathering for more (JOURNAL_IDLE_US at a time): with
- * a few dozen clients all waiting for this commit, waiting longer only
- * leaves the cores idle. Without it (or while it returns 0) the committer
+ * a few dozen clients all waiting for answers, waiting longer only leaves
+ * the cores idle. Without it (or while it returns 0) the committer
  * gathers as before. all_waiting must be cheap, lock-free and callable
  * from any thread (it runs under the TSA's queue lock); ctx must stay valid
  * until qtsp_tsa_free or a later call (with NULL) has returned: from then
