@@ -121,7 +121,7 @@ struct qtsp_tsa {
     _Atomic uint64_t journal_commit_us;
 
     /* Journal group commit. */
-    qtsp_tsa_journal journal; /* put NULL: no journal */
+    qtsp_tsa_journal journal;      /* put NULL: no journal */
     int (*all_waiting)(void *ctx); /* qtsp_tsa_set_arrivals; both under mu */
     void *all_waiting_ctx;
     pthread_t committer;
