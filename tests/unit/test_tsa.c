@@ -1107,16 +1107,28 @@ static void record_done(void *ctx, qtsp_status rc, unsigned char *der, size_t le
     pthread_mutex_unlock(&d->mu);
 }
 
-static void test_tsa_async_answer_completes_through_callback_after_commit(void)
+/* A TSA journalling into a new store named store_name, and a query (made by
+ * openssl ts into query_file) read into q (1024 bytes) of *qn bytes. */
+static qtsp_tsa *journalled_tsa(const char *store_name, const char *query_file, qtsp_store **st,
+                                unsigned char *q, size_t *qn)
 {
     char sdir[600];
-    path(sdir, sizeof sdir, "store-job");
+    path(sdir, sizeof sdir, store_name);
+    *st = NULL;
+    CU_ASSERT_FATAL(qtsp_store_open(sdir, 16, st) == QTSP_OK);
+    qtsp_tsa *tsa = make_tsa("clock: {require_sync: false}\n", *st);
+    CU_ASSERT_EQUAL_FATAL(run("openssl ts -query -data data.txt -sha256 -cert -out %s", query_file),
+                          0);
+    *qn = read_file(query_file, q, 1024);
+    return tsa;
+}
+
+static void test_tsa_async_answer_completes_through_callback_after_commit(void)
+{
     qtsp_store *st = NULL;
-    CU_ASSERT_FATAL(qtsp_store_open(sdir, 16, &st) == QTSP_OK);
-    qtsp_tsa *tsa = make_tsa("clock: {require_sync: false}\n", st);
-    CU_ASSERT_EQUAL_FATAL(run("openssl ts -query -data data.txt -sha256 -cert -out jq.tsq"), 0);
     unsigned char q[1024];
-    size_t qn = read_file("jq.tsq", q, sizeof q);
+    size_t qn = 0;
+    qtsp_tsa *tsa = journalled_tsa("store-job", "jq.tsq", &st, q, &qn);
     qtsp_buf out;
     qtsp_buf_init(&out, 1 << 16);
     done_rec d = {.can_wait = 1};
@@ -1221,14 +1233,10 @@ static void stamp_async(qtsp_tsa *tsa, const unsigned char *q, size_t qn, done_r
 
 static void test_tsa_arrivals_hint_is_asked_and_can_be_cleared(void)
 {
-    char sdir[600];
-    path(sdir, sizeof sdir, "store-hint");
     qtsp_store *st = NULL;
-    CU_ASSERT_FATAL(qtsp_store_open(sdir, 16, &st) == QTSP_OK);
-    qtsp_tsa *tsa = make_tsa("clock: {require_sync: false}\n", st);
-    CU_ASSERT_EQUAL_FATAL(run("openssl ts -query -data data.txt -sha256 -cert -out hq.tsq"), 0);
     unsigned char q[1024];
-    size_t qn = read_file("hq.tsq", q, sizeof q);
+    size_t qn = 0;
+    qtsp_tsa *tsa = journalled_tsa("store-hint", "hq.tsq", &st, q, &qn);
     done_rec d = {.can_wait = 1};
     pthread_mutex_init(&d.mu, NULL);
     pthread_cond_init(&d.cv, NULL);
