@@ -20,7 +20,7 @@ objects() { p11 --list-objects | grep -cE '^(Public Key|Private Key|Secret Key) 
 credential() { # HOME SERIAL -> the stored credential record (JSON after the version byte)
   mdb_dump -p -s credentials "$1/store" | grep -A1 "^ $2\$" | tail -1 | sed 's/^ \\01//; s/\\\\/\\/g'
 }
-wait_pool() { # N: until /metrics shows N pool keys
+wait_pool() { # N (an ERE): until /metrics shows N pool keys
   for _ in $(seq 1 300); do # a worker's figure, labelled by process when there are several
     curl -s "$BASE/metrics" | grep -qE "^qtsp_keypool_available(\{process=\"[0-9]+\"\})? $1\$" && return 0
     sleep 0.1
@@ -77,6 +77,10 @@ check_not "and writes nothing" test -e "$T_DIR/doc2.p7s"
 check_grep "the termination record says the wrapped key was destroyed" "\"event\":\"cert.terminate\".*\"key\":\"destroyed\".*\"key_storage\":\"wrapped\"" "$T_DIR/audit.txt"
 check_grep "one keypool.refill record per batch, naming its keys" '"event":"keypool.refill".*"count":4.*"keys":\[' "$T_DIR/audit.txt"
 check_eq "no per-key generation records" 0 "$(grep -c '"event":"key.generate"' "$T_DIR/audit.txt")"
+# the copy below must hold pool keys: with an empty pool (the issuances
+# drained it faster than the filler refills, seen under ASan) both stores
+# would issue with inline keys and nothing would be stale
+check "the pool holds keys before the copy" wait_pool '[1-9][0-9]*'
 check "SIGTERM exits 0" stop_server
 
 # --- a copied home sharing the token (an external HSM, or a copy pointed at
