@@ -290,8 +290,11 @@ static int cmd_publish(const char *dir)
     qtsp_store *st = NULL;
     if (qtsp_store_open(p, 512, &st) != QTSP_OK)
         return die("store open");
+    qtsp_key *rkey = NULL, *ikey = NULL; /* the publisher signs through ca/key.h */
+    if (qtsp_key_from_evp(rk, &rkey) != QTSP_OK || qtsp_key_from_evp(ik, &ikey) != QTSP_OK)
+        return die("keys");
     qtsp_crl_publisher *pub = NULL;
-    if (qtsp_crl_publisher_new(NULL, pubdir, ica, ik, root, rk, "http://127.0.0.1:8080", st,
+    if (qtsp_crl_publisher_new(NULL, pubdir, ica, ikey, root, rkey, "http://127.0.0.1:8080", st,
                                &pub) != QTSP_OK)
         return die("publisher");
     qtsp_log_set_level(QTSP_LOG_WARN);
@@ -307,6 +310,8 @@ static int cmd_publish(const char *dir)
     printf("build_s=%.2f bytes=%lld maxrss_kib=%ld anon_kib=%ld file_kib=%ld\n", secs,
            (long long)sb.st_size, hwm, anon, file);
     qtsp_crl_publisher_free(pub);
+    qtsp_key_free(rkey);
+    qtsp_key_free(ikey);
     qtsp_store_close(st);
     X509_free(root);
     X509_free(ica);
