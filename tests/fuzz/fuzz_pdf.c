@@ -50,16 +50,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     qtsp_log_set_level(QTSP_LOG_ERROR);
-    EVP_PKEY *pk = EVP_EC_gen("P-256");
-    g_cert = pk ? qtest_mkcert(NULL, pk, pk, "Fuzz Signer", (const unsigned char *)"\x07", 1, 0,
-                               1700000000, 2000000000)
-                : NULL;
-    if (!g_cert || qtsp_key_from_evp(pk, &g_key) != QTSP_OK ||
-        qtsp_key_sigalg(g_key, EVP_sha256(), &g_alg) != QTSP_OK) {
+    if (qtest_soft_signer("Fuzz Signer", 0x07, 0, &g_cert, &g_key, &g_alg) != 0) {
         fprintf(stderr, "fuzz_pdf: %s\n", qtsp_err_message());
         abort();
     }
-    EVP_PKEY_free(pk); /* the key holds its own reference */
     const char *sd = getenv("QTSP_FUZZ_SEEDS");
     if (sd)
         write_seed(sd);

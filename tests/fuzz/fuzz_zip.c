@@ -78,19 +78,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     qtsp_log_set_level(QTSP_LOG_ERROR);
-    EVP_PKEY *pk = EVP_EC_gen("P-256");
-    g_cert = pk ? qtest_mkcert(NULL, pk, pk, "Fuzz ZIP Root", (const unsigned char *)"\x05", 1, 1,
-                               1700000000, 2000000000)
-                : NULL;
-    qtsp_validate_anchor a = {g_cert, 0};
-    qtsp_validator_opts o = {&a, 1, NULL, NULL, NULL};
-    if (!g_cert || qtsp_key_from_evp(pk, &g_key) != QTSP_OK ||
-        qtsp_key_sigalg(g_key, EVP_sha256(), &g_alg) != QTSP_OK ||
-        qtsp_validator_new(&o, &g_v) != QTSP_OK) {
+    if (qtest_soft_signer("Fuzz ZIP Root", 0x05, 1, &g_cert, &g_key, &g_alg) != 0) {
         fprintf(stderr, "fuzz_zip: %s\n", qtsp_err_message());
         abort();
     }
-    EVP_PKEY_free(pk); /* the key holds its own reference */
+    qtsp_validate_anchor a = {g_cert, 0};
+    qtsp_validator_opts o = {&a, 1, NULL, NULL, NULL};
+    if (qtsp_validator_new(&o, &g_v) != QTSP_OK) {
+        fprintf(stderr, "fuzz_zip: %s\n", qtsp_err_message());
+        abort();
+    }
     const char *sd = getenv("QTSP_FUZZ_SEEDS");
     if (sd)
         write_seeds(sd);

@@ -3,6 +3,25 @@
 #include <openssl/bn.h>
 #include <openssl/x509v3.h>
 
+int qtest_soft_signer(const char *cn, unsigned char serial, int ca, X509 **cert, qtsp_key **key,
+                      qtsp_sigalg *alg)
+{
+    EVP_PKEY *pk = EVP_EC_gen("P-256");
+    X509 *c = pk ? qtest_mkcert(NULL, pk, pk, cn, &serial, 1, ca, 1700000000, 2000000000) : NULL;
+    qtsp_key *k = NULL;
+    int ok = c && qtsp_key_from_evp(pk, &k) == QTSP_OK &&
+             qtsp_key_sigalg(k, EVP_sha256(), alg) == QTSP_OK;
+    EVP_PKEY_free(pk); /* the key holds its own reference */
+    if (!ok) {
+        qtsp_key_free(k);
+        X509_free(c);
+        return -1;
+    }
+    *cert = c;
+    *key = k;
+    return 0;
+}
+
 X509 *qtest_mkcert(X509 *issuer, EVP_PKEY *ikey, EVP_PKEY *key, const char *cn,
                    const unsigned char *serial, size_t slen, int ca, time_t nb, time_t na)
 {
