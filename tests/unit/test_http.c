@@ -558,13 +558,23 @@ static long long metric_reaches(qtsp_http_server *srv, const char *name, long lo
     return v;
 }
 
-static void test_http_large_bodies_at_once_are_bounded(void)
+/* A server with one POST /big route (4 MiB limit, answers the body's
+ * length) and the given large-body budget. */
+static qtsp_http_server *start_big(unsigned conn_timeout_s, size_t budget)
 {
     static const qtsp_route big[] = {{"POST", "/big", 0, 4 << 20, NULL, h_len, NULL, "big"}};
-    qtsp_http_opts o = {
-        .listen = "127.0.0.1:0", .workers = 2, .conn_timeout_s = 10, .large_body_budget = 3 << 20};
+    qtsp_http_opts o = {.listen = "127.0.0.1:0",
+                        .workers = 2,
+                        .conn_timeout_s = conn_timeout_s,
+                        .large_body_budget = budget};
     qtsp_http_server *srv = NULL;
     CU_ASSERT_EQUAL_FATAL(qtsp_http_start(&o, big, 1, NULL, NULL, &srv), QTSP_OK);
+    return srv;
+}
+
+static void test_http_large_bodies_at_once_are_bounded(void)
+{
+    qtsp_http_server *srv = start_big(10, 3 << 20);
     unsigned port = qtsp_http_port(srv);
     size_t len = 2 << 20;
     char head[256];
@@ -626,6 +636,24 @@ static int send_chunks(int fd, size_t n)
 static const char k_chunked_big[] =
     "POST /big HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
 
+/* A whole chunked upload of n bytes to /big on a new connection (which
+ * must open), its answer in *r: 0, or -1 when sending or reading failed
+ * (the server may close the connection mid-body). */
+static int post_chunked_big(unsigned port, size_t n, reply *r)
+{
+    int fd = qtest_connect(port, 20);
+    CU_ASSERT_FATAL(fd >= 0);
+    int rc = send_all(fd, k_chunked_big, strlen(k_chunked_big));
+    if (rc == 0)
+        rc = send_chunks(fd, n);
+    if (rc == 0)
+        rc = send_all(fd, "0\r\n\r\n", 5);
+    if (rc == 0)
+        rc = read_reply(fd, r, 0);
+    close(fd);
+    return rc;
+}
+
 /* Defect A: a chunked body is charged to the large-body budget as its
  * buffer grows past 1 MiB (it used to be charged from Content-Length only,
  * so chunked bodies grew to the route limit uncounted). While one chunked
@@ -633,11 +661,7 @@ static const char k_chunked_big[] =
  * refused when it passes 1 MiB; once the first is done, it goes through. */
 static void test_http_chunked_bodies_are_charged_to_the_budget(void)
 {
-    static const qtsp_route big[] = {{"POST", "/big", 0, 4 << 20, NULL, h_len, NULL, "big"}};
-    qtsp_http_opts o = {
-        .listen = "127.0.0.1:0", .workers = 2, .conn_timeout_s = 20, .large_body_budget = 6 << 20};
-    qtsp_http_server *srv = NULL;
-    CU_ASSERT_EQUAL_FATAL(qtsp_http_start(&o, big, 1, NULL, NULL, &srv), QTSP_OK);
+    qtsp_http_server *srv = start_big(20, 6 << 20);
     unsigned port = qtsp_http_port(srv);
     CU_ASSERT_EQUAL(metric(srv, "qtsp_http_large_body_bytes"), 0);
     int fd = qtest_connect(port, 20);
@@ -647,17 +671,8 @@ static void test_http_chunked_bodies_are_charged_to_the_budget(void)
     CU_ASSERT(metric_reaches(srv, "qtsp_http_large_body_bytes", 5 << 19) >= 5 << 19);
     /* a second chunked 3 MiB body: refused mid-body (MHD 0.9.75 cannot
      * answer before the end, and 2 MiB more than 64 KiB are left: closed) */
-    int fd2 = qtest_connect(port, 20);
-    CU_ASSERT_FATAL(fd2 >= 0);
-    int rc = send_all(fd2, k_chunked_big, strlen(k_chunked_big));
-    if (rc == 0)
-        rc = send_chunks(fd2, 3 << 20);
-    if (rc == 0)
-        rc = send_all(fd2, "0\r\n\r\n", 5);
-    if (rc == 0)
-        rc = read_reply(fd2, &R, 0);
+    int rc = post_chunked_big(port, 3 << 20, &R);
     CU_ASSERT(rc != 0 || R.status == 503);
-    close(fd2);
     CU_ASSERT_EQUAL(metric(srv, "qtsp_http_large_body_refused_total"), 1);
     /* the first one completes, and its charge is released */
     CU_ASSERT_EQUAL(send_chunks(fd, 1 << 19), 0);
@@ -673,19 +688,9 @@ static void test_http_chunked_bodies_are_charged_to_the_budget(void)
     }
     CU_ASSERT_EQUAL(held, 0);
     /* now the same 3 MiB chunked body goes through */
-    fd2 = qtest_connect(port, 20);
-    CU_ASSERT_FATAL(fd2 >= 0);
-    rc = send_all(fd2, k_chunked_big, strlen(k_chunked_big));
-    if (rc == 0)
-        rc = send_chunks(fd2, 3 << 20);
-    if (rc == 0)
-        rc = send_all(fd2, "0\r\n\r\n", 5);
-    if (rc == 0)
-        rc = read_reply(fd2, &R, 0);
-    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_EQUAL(post_chunked_big(port, 3 << 20, &R), 0);
     CU_ASSERT_EQUAL(R.status, 200);
     CU_ASSERT(body_is(&R, "3145728"));
-    close(fd2);
     qtsp_http_stop(srv);
 }
 
@@ -695,11 +700,7 @@ static void test_http_chunked_bodies_are_charged_to_the_budget(void)
  * succeeds (it used to get 503 until the claimants' deadline). */
 static void test_http_idle_claimants_hold_no_budget(void)
 {
-    static const qtsp_route big[] = {{"POST", "/big", 0, 4 << 20, NULL, h_len, NULL, "big"}};
-    qtsp_http_opts o = {
-        .listen = "127.0.0.1:0", .workers = 2, .conn_timeout_s = 20, .large_body_budget = 3 << 20};
-    qtsp_http_server *srv = NULL;
-    CU_ASSERT_EQUAL_FATAL(qtsp_http_start(&o, big, 1, NULL, NULL, &srv), QTSP_OK);
+    qtsp_http_server *srv = start_big(20, 3 << 20);
     unsigned port = qtsp_http_port(srv);
     size_t len = 2 << 20;
     char head[256];
