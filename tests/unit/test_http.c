@@ -558,6 +558,19 @@ static long long metric_reaches(qtsp_http_server *srv, const char *name, long lo
     return v;
 }
 
+/* POSTs the len-byte body to /big (each upload whole) until the answer
+ * has the given status, up to 100 times 20 ms apart: 1 when it came. */
+static int post_big_until(unsigned port, const unsigned char *body, size_t len, int status)
+{
+    for (int i = 0; i < 100; i++) {
+        CU_ASSERT_EQUAL_FATAL(post_big(port, body, len, &R), 0);
+        if (R.status == status)
+            return 1;
+        usleep(20000);
+    }
+    return 0;
+}
+
 /* A server with one POST /big route (4 MiB limit, answers the body's
  * length) and the given large-body budget. */
 static qtsp_http_server *start_big(unsigned conn_timeout_s, size_t budget)
@@ -591,28 +604,14 @@ static void test_http_large_bodies_at_once_are_bounded(void)
     CU_ASSERT(metric_reaches(srv, "qtsp_http_large_body_bytes", (long long)len) >= (long long)len);
     /* once the server holds the first, a second is refused (whole bodies
      * are sent, so an early one that got through does not hang) */
-    int refused = 0;
-    for (int i = 0; i < 100 && !refused; i++) {
-        CU_ASSERT_EQUAL_FATAL(post_big(port, body, len, &R), 0);
-        refused = R.status == 503;
-        if (!refused)
-            usleep(20000);
-    }
-    CU_ASSERT(refused);
+    CU_ASSERT(post_big_until(port, body, len, 503));
     CU_ASSERT_EQUAL(send_all(fd, body + len - 1000, 1000), 0);
     CU_ASSERT_EQUAL(read_reply(fd, &R, 0), 0);
     CU_ASSERT_EQUAL(R.status, 200);
     CU_ASSERT(body_is(&R, "2097152"));
     close(fd);
     /* the first request completed: its bytes are released */
-    int ok = 0;
-    for (int i = 0; i < 100 && !ok; i++) {
-        CU_ASSERT_EQUAL_FATAL(post_big(port, body, len, &R), 0);
-        ok = R.status == 200;
-        if (!ok)
-            usleep(20000);
-    }
-    CU_ASSERT(ok);
+    CU_ASSERT(post_big_until(port, body, len, 200));
     free(body);
     qtsp_http_stop(srv);
 }
