@@ -1023,6 +1023,18 @@ static json_t *doc_req(const unsigned char *doc, size_t len, const char *fmt, co
     return d;
 }
 
+/* req is refused 400 by the reading check of its second document, before
+ * the token signs the first: nothing answered, no archive file (files
+ * there before). */
+static void refused_at_second(const signer *a, json_t *req, qtsp_buf *out, size_t files)
+{
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(qtsp_csc_sign_doc(g_csc, a->user_id, NULL, req, NULL, out), QTSP_ERR_INVALID);
+    CU_ASSERT(strncmp(qtsp_err_what(), "documents[1]: ", 14) == 0);
+    CU_ASSERT_EQUAL(out->len, 0);
+    CU_ASSERT_EQUAL(archive_files(), files);
+}
+
 /* A request whose second document is a broken PDF is refused before the
  * token signs (qtsp_pades_check), leaves no file in the archive, consumes
  * no SAD and charges nothing; the SAD then works once for the same bytes
@@ -1046,26 +1058,15 @@ static void test_csc_sign_doc_refused_midway_leaves_nothing(void)
     json_t *req = json_pack("{s:s,s:s,s:[o,o]}", "credentialID", a.cred, "SAD", sad, "documents",
                             doc_req(good, sizeof good - 1, "C", "Detached"),
                             doc_req(broken, sizeof broken - 1, "P", NULL));
-    for (int round = 0; round < 3; round++) { /* resent: each refused the same way */
-        qtsp_err_clear();
-        CU_ASSERT_EQUAL(qtsp_csc_sign_doc(g_csc, a.user_id, NULL, req, NULL, &out),
-                        QTSP_ERR_INVALID);
-        /* refused by the reading check before the token signs the first */
-        CU_ASSERT(strncmp(qtsp_err_what(), "documents[1]: ", 14) == 0);
-        CU_ASSERT_EQUAL(out.len, 0);
-        CU_ASSERT_EQUAL(archive_files(), files);
-    }
+    for (int round = 0; round < 3; round++) /* resent: each refused the same way */
+        refused_at_second(&a, req, &out, files);
     json_decref(req);
     /* the same for an enveloped XAdES document that is not XML
      * (qtsp_xades_check_enveloped; the same bytes: the SAD binds them) */
     req = json_pack("{s:s,s:s,s:[o,o]}", "credentialID", a.cred, "SAD", sad, "documents",
                     doc_req(good, sizeof good - 1, "C", "Detached"),
                     doc_req(broken, sizeof broken - 1, "X", "Enveloped"));
-    qtsp_err_clear();
-    CU_ASSERT_EQUAL(qtsp_csc_sign_doc(g_csc, a.user_id, NULL, req, NULL, &out), QTSP_ERR_INVALID);
-    CU_ASSERT(strncmp(qtsp_err_what(), "documents[1]: ", 14) == 0);
-    CU_ASSERT_EQUAL(out.len, 0);
-    CU_ASSERT_EQUAL(archive_files(), files);
+    refused_at_second(&a, req, &out, files);
     json_decref(req);
     CU_ASSERT_EQUAL(audit_count("csc.signdoc"), signed_before);
     CU_ASSERT_EQUAL(audit_count("document.archive"), archived_before);
