@@ -299,6 +299,7 @@ static void warn_other_policies(const qtsp_config *cfg)
 qtsp_status qtsp_app_open(const char *home, unsigned what, qtsp_app *app)
 {
     memset(app, 0, sizeof *app);
+    app->worker = -1;
     qtsp_status rc = qtsp_config_load(home, &app->cfg);
     if (rc != QTSP_OK)
         return rc;

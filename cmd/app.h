@@ -23,6 +23,10 @@ typedef struct qtsp_app {
      * it (no public/validation.crt; `qtsp rekey validation` makes one) */
     X509 *validation;
     qtsp_key *validation_key;
+    /* serve: this worker process's index (0 with one process), which names
+     * its TSA journal file (store/tsa-wal-N); -1 elsewhere (no such file:
+     * the journal goes straight to the store) */
+    int worker;
 } qtsp_app;
 
 #define APP_STORE 1u /* open the store */

@@ -38,6 +38,7 @@
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/json.h"
+#include "tsa/tsa_wal.h"
 
 #define BK_MAGIC "qtsp-backup 1\n"
 #define BK_SEAL_AAD "qtsp-backup sealed 1"
@@ -509,6 +510,39 @@ out:
     return rc;
 }
 
+/* The TSA journal's write-ahead files (tsa/tsa_wal.h), copied after the
+ * store: a time-stamp answered before the store copy may still be only
+ * there (for up to QTSP_TSA_WAL_FILL_MS). A record torn by a write going on
+ * while the file is read fails its checksum and is not read back; restore
+ * puts the records into the restored store. */
+static qtsp_status add_tsa_wal(const char *work, const char *storedir, bk_list *l,
+                               unsigned *counter)
+{
+    DIR *d = opendir(storedir);
+    ENSURE(d != NULL, QTSP_ERR_IO, "cannot read %s: %s", storedir, strerror(errno));
+    qtsp_status rc = QTSP_OK;
+    struct dirent *de;
+    while (rc == QTSP_OK && (de = readdir(d))) {
+        char abs[QTSP_PATH_MAX], snap[QTSP_PATH_MAX], num[32];
+        struct stat sb;
+        bk_entry *e;
+        if (strncmp(de->d_name, "tsa-wal-", 8) != 0 ||
+            join(abs, sizeof abs, storedir, de->d_name) != QTSP_OK || lstat(abs, &sb) != 0 ||
+            !S_ISREG(sb.st_mode))
+            continue;
+        if ((rc = list_add(l, &e)) != QTSP_OK)
+            break;
+        e->type = 'f';
+        e->mode = 0600;
+        snprintf(e->path, sizeof e->path, "store/%s", de->d_name);
+        snprintf(num, sizeof num, "w%u", (*counter)++);
+        if ((rc = join(snap, sizeof snap, work, num)) == QTSP_OK)
+            rc = snapshot(abs, snap, 0, e);
+    }
+    closedir(d);
+    return rc;
+}
+
 static qtsp_status do_backup(const qtsp_config *cfg, const char *outp, int with_token,
                              const char *pass, char *work, bk_list *l)
 {
@@ -538,6 +572,7 @@ static qtsp_status do_backup(const qtsp_config *cfg, const char *outp, int with_
     TRY(join(snap, sizeof snap, work, "store.mdb"));
     TRY(snapshot(copied, snap, 0, e));
     unlink(copied);
+    TRY(add_tsa_wal(work, storedir, l, &counter));
 
     /* the home's own files: configuration, ceremony report */
     DIR *d = opendir(cfg->home);
@@ -950,8 +985,11 @@ static qtsp_status finish_restore(reader *r, const char *tmp, const char *target
     TRY(join(dir, sizeof dir, tmp, "store"));
     qtsp_store *st = NULL;
     TRY(qtsp_store_open(dir, (size_t)cfg.store_map_mib, &st));
+    /* time-stamps the backup holds only in write-ahead files: into the store */
+    qtsp_status rc = qtsp_tsa_wal_replay_orphans(dir, 0, st, NULL);
     fixup f = {r, 0, target};
-    qtsp_status rc = qtsp_store_write(st, fixup_fn, &f);
+    if (rc == QTSP_OK)
+        rc = qtsp_store_write(st, fixup_fn, &f);
     qtsp_store_close(st);
     TRY(rc);
     *dropped = f.dropped;

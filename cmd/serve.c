@@ -122,6 +122,7 @@ static int serve_one(const char *home, const char *listen, const char *log_forma
 
     qtsp_services *svc = NULL;
     qtsp_http_server *srv = NULL;
+    app.worker = w ? (int)w->index : 0;
     qtsp_status rc = qtsp_services_new(&app, &svc);
     if (rc == QTSP_OK) {
         const char *proxies[QTSP_CONFIG_PROXIES_MAX + 1] = {NULL};

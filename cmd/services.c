@@ -28,6 +28,7 @@
 #include "sign/validate_http.h"
 #include "tsa/tsa.h"
 #include "tsa/tsa_http.h"
+#include "tsa/tsa_wal.h"
 
 #define MAX_ROUTES 48
 
@@ -52,6 +53,7 @@ struct qtsp_services {
     qtsp_ra *ra;
     qtsp_api *ra_api; /* /ra/v1/ (ra/ra_http.c) */
     qtsp_tsa *tsa;
+    qtsp_tsa_wal *tsa_wal; /* serve: the TSA journal's write-ahead file */
     qtsp_ocsp *ocsp;
     qtsp_signq *signq; /* fresh OCSP answers and time-stamp tokens */
     qtsp_crl_publisher *crl;
@@ -136,6 +138,22 @@ out:
     return rc;
 }
 
+/* serve worker N journals its time-stamps through store/tsa-wal-N
+ * (tsa/tsa_wal.h); worker 0 first puts into the store what files of
+ * workers beyond the current count hold (a previous run with more). */
+static qtsp_status open_tsa_wal(qtsp_services *s, const qtsp_app *app)
+{
+    char dir[QTSP_PATH_MAX], path[QTSP_PATH_MAX + 32];
+    TRY(qtsp_config_path(&app->cfg, "store", dir, sizeof dir));
+    if (app->worker == 0) {
+        unsigned first = app->cfg.http_processes > 0 ? (unsigned)app->cfg.http_processes : 1;
+        TRY(qtsp_tsa_wal_replay_orphans(dir, first, app->store, NULL));
+    }
+    snprintf(path, sizeof path, "%s/tsa-wal-%d", dir, app->worker);
+    return qtsp_tsa_wal_open(path, QTSP_TSA_WAL_BYTES, QTSP_TSA_WAL_FILL_MS, app->store,
+                             &s->tsa_wal);
+}
+
 qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
 {
     qtsp_services *s = calloc(1, sizeof *s);
@@ -187,7 +205,12 @@ qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)
     s->tsa_chain = sk_X509_new_null();
     ENSURE_OUT(s->tsa_chain && sk_X509_push(s->tsa_chain, app->root) > 0, QTSP_ERR_NOMEM,
                "out of memory");
-    TRY_OUT(qtsp_tsa_new(path, app->tsa, s->tsa_chain, app->tsa_key, app->store, &s->tsa));
+    if (app->worker >= 0) /* serve: its own write-ahead journal file */
+        TRY_OUT(open_tsa_wal(s, app));
+    if (s->tsa_wal)
+        TRY_OUT(qtsp_tsa_new_wal(path, app->tsa, s->tsa_chain, app->tsa_key, s->tsa_wal, &s->tsa));
+    else
+        TRY_OUT(qtsp_tsa_new(path, app->tsa, s->tsa_chain, app->tsa_key, app->store, &s->tsa));
     /* one signing thread per HTTP thread: signatures are made in batches,
      * back to back (ca/signq.h) */
     unsigned signers = app->cfg.http_workers < QTSP_SIGNQ_THREADS_MAX
@@ -411,6 +434,7 @@ void qtsp_services_free(qtsp_services *s)
     qtsp_ra_free(s->ra);
     qtsp_validator_free(s->validator);
     qtsp_tsa_free(s->tsa);
+    qtsp_tsa_wal_close(s->tsa_wal); /* after the TSA: what it appended goes into the store */
     qtsp_ocsp_free(s->ocsp);
     cmd_ades_extras_free(s->ades_extras);
     qtsp_crl_publisher_free(s->crl);

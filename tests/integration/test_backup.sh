@@ -64,13 +64,26 @@ L1=$!
     -H 'Content-Type: application/json' --data-binary '{}' "$BASE/ra/v1/subjects/$sid/certificates"
 done) >"$T_DIR/load.issue" &
 L2=$!
+# time-stamps: a token is answered once its journal entry is in the worker's
+# write-ahead file and reaches the store up to 50 ms later; a backup carries
+# both (docs/tsa.md)
+(i=0; while [[ -e $T_DIR/go ]]; do
+  i=$((i + 1))
+  head -c 32 /dev/urandom >"$T_DIR/tsa.dat"
+  openssl ts -query -data "$T_DIR/tsa.dat" -sha256 -out "$T_DIR/tsa.tsq" 2>/dev/null
+  curl -s -f -o "$T_DIR/tsa.tsr" -H 'Content-Type: application/timestamp-query' \
+    --data-binary @"$T_DIR/tsa.tsq" "$BASE/tsa" &&
+    openssl ts -reply -in "$T_DIR/tsa.tsr" -text 2>/dev/null | sed -n 's/^Serial number: 0x//p'
+done) >"$T_DIR/load.tsa" &
+L3=$!
 sleep 1
 check "backup while serving under load" "$QTSP_BIN" backup --home "$H" --out "$T_DIR/plain.qbk"
+NTSA=$(wc -l <"$T_DIR/load.tsa")
 check "backup with the token while serving under load" "$QTSP_BIN" backup --home "$H" \
   --out "$T_DIR/token.qbk" --with-token --passphrase-file "$T_DIR/pass"
 sleep 0.5
 rm -f "$T_DIR/go"
-wait "$L1" "$L2"
+wait "$L1" "$L2" "$L3"
 nocsp=$(wc -l <"$T_DIR/load.ocsp")
 check "OCSP load ran ($nocsp requests)" test "$nocsp" -gt 5
 check_eq "every OCSP request under backup load answered 200" "" "$(grep -v '^200$' "$T_DIR/load.ocsp" | sort -u | tr '\n' ' ')"
@@ -82,6 +95,7 @@ check_eq "the backup file is 0600" 600 "$(stat -c %a "$T_DIR/plain.qbk")"
 check_not "no clear-text PIN in the token backup" grep -aqF "$(cat "$H/secrets/token.pin")" "$T_DIR/token.qbk"
 check_not "no token in the plain backup" grep -aq "hsm/tokens" "$T_DIR/plain.qbk"
 check_grep "the manifest lists the store with its SHA-256" "^f 0600 [0-9]+ [0-9a-f]{64} store/data.mdb$" <(head -c 4096 "$T_DIR/plain.qbk" | tr -d '\000')
+check_grep "... and the TSA journal's write-ahead files" "^f 0600 [0-9]+ [0-9a-f]{64} store/tsa-wal-0$" <(head -c 4096 "$T_DIR/plain.qbk" | tr -d '\000')
 stop_server
 ALL_SERIALS=$("$QTSP_BIN" audit list --home "$H" | jq -r 'select(.event == "cert.issue") | .details.serial')
 check "the original issued every load certificate ($(echo $ALL_SERIALS | wc -w))" test "$(echo $ALL_SERIALS | wc -w)" -ge $((niss + 2))
@@ -121,6 +135,13 @@ check_grep "the restored conf points at the restored token" "^directories.tokend
 check "audit verify passes on the restored home" "$QTSP_BIN" audit verify --home "$R"
 "$QTSP_BIN" audit list --home "$R" >"$T_DIR/r-audit.txt"
 check_grep "the restore is in the audit log" '"event":"home.restore"' "$T_DIR/r-audit.txt"
+check "time-stamp load ran ($NTSA tokens before the token backup)" test "$NTSA" -gt 0
+head -n "$NTSA" "$T_DIR/load.tsa" | tr 'A-F' 'a-f' | sed 's/^0*//' | sort >"$T_DIR/tsa-before.txt"
+mdb_dump -s tsa_journal "$R/store" 2>/dev/null | sed -n '/^HEADER=END/,/^DATA=END/p' | sed '1d;$d' |
+  awk 'NR % 2 == 1' | sed 's/^ //; s/^0*//' | sort -u >"$T_DIR/tsa-restored.txt"
+check_eq "every token answered before the backup is in the restored journal" "" \
+  "$(comm -23 "$T_DIR/tsa-before.txt" "$T_DIR/tsa-restored.txt" | head -3 | tr '\n' ' ')"
+check_eq "... put into the store by restore (no write-ahead file left)" "" "$(ls "$R/store" | grep tsa-wal)"
 check "the restored home serves (another port)" start_server "$R"
 check_eq "OCSP answers good for a certificate issued before the backup" good "$(ossl "$R" "$S1")"
 check_eq "... and for the second" good "$(ossl "$R" "$S2")"

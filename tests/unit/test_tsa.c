@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ca/hsm.h"
@@ -30,6 +31,7 @@
 #include "tsa/tsa.h"
 #include "tsa/tsa_http.h"
 #include "tsa/tsa_int.h"
+#include "tsa/tsa_wal.h"
 
 #define BASELINE "0.4.0.2023.1.1"
 
@@ -1453,6 +1455,257 @@ static void test_tsa_signing_queue_tokens_verify_and_failed_ones_are_voided(void
     qtsp_hsm_free(hsm);
 }
 
+/* ---- the journal's write-ahead file (tsa_wal.h) ------------------------------ */
+
+#define WAL_NEVER 3600000u /* fill_ms: the filler never fills during a test */
+
+static qtsp_store *open_store(const char *name)
+{
+    char sdir[600];
+    path(sdir, sizeof sdir, name);
+    qtsp_store *st = NULL;
+    CU_ASSERT_FATAL(qtsp_store_open(sdir, 16, &st) == QTSP_OK);
+    return st;
+}
+
+static qtsp_tsa_wal *open_wal(const char *name, size_t bytes, qtsp_store *st)
+{
+    char wp[600];
+    path(wp, sizeof wp, name);
+    qtsp_tsa_wal *w = NULL;
+    qtsp_err_clear();
+    qtsp_status rc = qtsp_tsa_wal_open(wp, bytes, WAL_NEVER, st, &w);
+    if (rc != QTSP_OK)
+        fprintf(stderr, "qtsp_tsa_wal_open: %s\n", qtsp_err_message());
+    CU_ASSERT_FATAL(rc == QTSP_OK);
+    return w;
+}
+
+static qtsp_tsa *wal_tsa(qtsp_tsa_wal *w)
+{
+    qtsp_tsa_policy pol;
+    qtsp_tsa_policy_defaults(&pol);
+    pol.require_sync = 0;
+    qtsp_tsa_journal j = qtsp_tsa_wal_journal(w);
+    qtsp_tsa *tsa = NULL;
+    CU_ASSERT_FATAL(qtsp_tsa_new_journal(&pol, g_tsa_cert, NULL, qtest_key(g_tsa_key), &j, &tsa) ==
+                    QTSP_OK);
+    return tsa;
+}
+
+/* Stamps `data.txt` (SHA-256) n times; keys[i] = token i's journal key,
+ * each reply also checked by `openssl ts -verify`. Returns how many
+ * verified. */
+static int wal_stamp(qtsp_tsa *tsa, int n, unsigned char (*keys)[17])
+{
+    unsigned char q[1024];
+    if (run("openssl ts -query -data data.txt -sha256 -cert -out wq.tsq") != 0)
+        return 0;
+    size_t qn = read_file("wq.tsq", q, sizeof q);
+    qtsp_buf out;
+    qtsp_buf_init(&out, 1 << 16);
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        if (qtsp_tsa_respond(tsa, q, qn, &out) != QTSP_OK || !token_key(out.data, out.len, keys[i]))
+            continue;
+        if (i < 3) { /* openssl is slow: the first three */
+            write_file("wr.tsr", out.data, out.len);
+            if (run("openssl ts -verify -in wr.tsr -queryfile wq.tsq -CAfile ca.pem "
+                    "-untrusted tsa.pem") != 0)
+                continue;
+        }
+        ok++;
+    }
+    qtsp_buf_cleanup(&out);
+    return ok;
+}
+
+static int journal_count_of(qtsp_store *st, unsigned char (*keys)[17], int n)
+{
+    int c = 0;
+    for (int i = 0; i < n; i++)
+        c += journal_has(st, keys[i]);
+    return c;
+}
+
+static void test_tsa_wal_answers_once_in_the_file_and_fills_the_store_behind(void)
+{
+    qtsp_store *st = open_store("store-wal");
+    qtsp_tsa_wal *w = open_wal("wal-a", QTSP_TSA_WAL_BYTES, st);
+    qtsp_tsa *tsa = wal_tsa(w);
+    unsigned char keys[5][17];
+    CU_ASSERT_EQUAL_FATAL(wal_stamp(tsa, 3, keys), 3);
+    /* answered: durable in the file, not yet in the store */
+    CU_ASSERT_EQUAL(qtsp_tsa_wal_pending(w), 3);
+    CU_ASSERT_EQUAL(journal_count_of(st, keys, 3), 0);
+    CU_ASSERT_EQUAL(qtsp_tsa_wal_flush(w), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_tsa_wal_pending(w), 0);
+    CU_ASSERT_EQUAL(journal_count_of(st, keys, 3), 3);
+    CU_ASSERT_EQUAL_FATAL(wal_stamp(tsa, 2, keys + 3), 2);
+    CU_ASSERT_EQUAL(journal_count_of(st, keys, 5), 3);
+    /* closing puts the rest in */
+    qtsp_tsa_free(tsa);
+    qtsp_tsa_wal_close(w);
+    CU_ASSERT_EQUAL(journal_count_of(st, keys, 5), 5);
+    uint64_t n = 0;
+    CU_ASSERT(count_journal(st, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, 5);
+    /* one process holds a file: a second open is refused while it is open */
+    w = open_wal("wal-a", QTSP_TSA_WAL_BYTES, st);
+    char wp[600];
+    path(wp, sizeof wp, "wal-a");
+    qtsp_tsa_wal *w2 = NULL;
+    CU_ASSERT_EQUAL(qtsp_tsa_wal_open(wp, QTSP_TSA_WAL_BYTES, WAL_NEVER, st, &w2), QTSP_ERR_STATE);
+    CU_ASSERT_PTR_NULL(w2);
+    qtsp_err_clear();
+    qtsp_tsa_wal_close(w);
+    qtsp_store_close(st);
+}
+
+/* A process that stamps n tokens and one "not issued" mark through the
+ * file, then dies without closing it (the store never sees them). */
+static void crashing_stamper(const char *store, const char *wal, int n)
+{
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        qtsp_store *st = NULL;
+        char sdir[600], wp[600];
+        path(sdir, sizeof sdir, store);
+        path(wp, sizeof wp, wal);
+        qtsp_tsa_wal *w = NULL;
+        if (qtsp_store_open(sdir, 16, &st) != QTSP_OK ||
+            qtsp_tsa_wal_open(wp, QTSP_TSA_WAL_BYTES, WAL_NEVER, st, &w) != QTSP_OK)
+            _exit(3);
+        qtsp_tsa *tsa = wal_tsa(w);
+        unsigned char keys[16][17];
+        if (wal_stamp(tsa, n, keys) != n)
+            _exit(4);
+        write_file("crash-keys", keys, sizeof keys[0] * (size_t)n);
+        /* the last token's entry rewritten as not issued (how the TSA voids
+         * an entry whose signature failed) */
+        unsigned char val[] = {2, 'x'};
+        qtsp_tsa_record r = {keys[n - 1], 17, val, sizeof val};
+        qtsp_tsa_journal j = qtsp_tsa_wal_journal(w);
+        _exit(j.put(j.ctx, &r, 1, 1) == QTSP_OK ? 0 : 5);
+    }
+    int stv = 0;
+    CU_ASSERT_FATAL(waitpid(pid, &stv, 0) == pid);
+    CU_ASSERT_FATAL(WIFEXITED(stv) && WEXITSTATUS(stv) == 0);
+}
+
+static int journal_state(qtsp_store *st, const unsigned char key[17])
+{
+    qtsp_txn *txn = NULL;
+    if (qtsp_store_begin(st, 0, &txn) != QTSP_OK)
+        return -1;
+    qtsp_buf v;
+    qtsp_buf_init(&v, 4096);
+    int s = qtsp_txn_get(txn, QTSP_T_TSA_JOURNAL, key, 17, &v) == QTSP_OK && v.len ? v.data[0] : -1;
+    qtsp_buf_cleanup(&v);
+    qtsp_txn_abort(txn);
+    return s;
+}
+
+static void test_tsa_wal_after_a_crash_the_next_open_puts_every_entry_into_the_store(void)
+{
+    crashing_stamper("store-crash", "wal-crash", 6);
+    unsigned char keys[6][17];
+    CU_ASSERT_EQUAL_FATAL(read_file("crash-keys", (unsigned char *)keys, sizeof keys), sizeof keys);
+    qtsp_store *st = open_store("store-crash");
+    CU_ASSERT_EQUAL(journal_count_of(st, keys, 6), 0); /* the store never saw them */
+    /* a torn write: the last record (the mark) loses a byte in the middle */
+    char wp[600];
+    path(wp, sizeof wp, "wal-crash");
+    FILE *f = fopen(wp, "r+b");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    unsigned char h[16];
+    CU_ASSERT_FATAL(fread(h, 1, sizeof h, f) == sizeof h);
+    long rec = 16 + h[5] + (h[6] << 8 | h[7]) + 8; /* every record of a token has this size */
+    long mark = 6 * rec;
+    CU_ASSERT(fseek(f, mark + 20, SEEK_SET) == 0 && fputc(0x5a, f) != EOF);
+    fclose(f);
+    /* copies for the orphan test below */
+    CU_ASSERT_EQUAL(run("mkdir -p wal-dir && cp wal-crash wal-dir/tsa-wal-1 && cp wal-crash "
+                        "wal-dir/tsa-wal-4 && "
+                        "cp wal-crash wal-dir/tsa-wal-7"),
+                    0);
+
+    qtsp_tsa_wal *w = open_wal("wal-crash", QTSP_TSA_WAL_BYTES, st);
+    CU_ASSERT_EQUAL(journal_count_of(st, keys, 6), 6);
+    CU_ASSERT_EQUAL(journal_state(st, keys[5]), 1); /* the torn mark was not read */
+    qtsp_tsa_wal_close(w);
+
+    /* whole this time: replayed again (nothing changes for what is there),
+     * the mark overwrites */
+    crashing_stamper("store-crash", "wal-crash", 2);
+    unsigned char more[2][17];
+    CU_ASSERT_EQUAL_FATAL(read_file("crash-keys", (unsigned char *)more, sizeof more), sizeof more);
+    CU_ASSERT_EQUAL(journal_count_of(st, more, 2), 0);
+    qtsp_tsa_wal *w1 = open_wal("wal-crash", QTSP_TSA_WAL_BYTES, st);
+    CU_ASSERT_EQUAL(journal_state(st, more[0]), 1);
+    CU_ASSERT_EQUAL(journal_state(st, more[1]), 2); /* not issued */
+    CU_ASSERT_EQUAL(journal_count_of(st, keys, 6), 6);
+    qtsp_tsa_wal_close(w1);
+    uint64_t n = 0;
+    CU_ASSERT(count_journal(st, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, 8);
+
+    /* files of workers beyond the count: read into the store and removed;
+     * lower numbers and a file in use are left alone */
+    qtsp_store *st2 = open_store("store-orphans");
+    qtsp_tsa_wal *held = open_wal("wal-dir/tsa-wal-7", QTSP_TSA_WAL_BYTES, st2);
+    CU_ASSERT_EQUAL(journal_count_of(st2, keys, 6), 6); /* its own open read it */
+    char dir[600];
+    path(dir, sizeof dir, "wal-dir");
+    size_t got = 0;
+    CU_ASSERT_EQUAL(qtsp_tsa_wal_replay_orphans(dir, 2, st2, &got), QTSP_OK);
+    CU_ASSERT_EQUAL(got, 6); /* tsa-wal-4 */
+    CU_ASSERT_EQUAL(run("test ! -e wal-dir/tsa-wal-4 && test -e wal-dir/tsa-wal-1 && "
+                        "test -e wal-dir/tsa-wal-7"),
+                    0);
+    qtsp_tsa_wal_close(held);
+    qtsp_store_close(st2);
+    qtsp_store_close(st);
+}
+
+static void test_tsa_wal_wraps_only_once_the_store_has_everything(void)
+{
+    qtsp_store *st = open_store("store-wrap");
+    qtsp_tsa_wal *w = open_wal("wal-wrap", 4096, st); /* about 35 entries */
+    qtsp_tsa *tsa = wal_tsa(w);
+    static unsigned char keys[100][17];
+    unsigned char q[1024];
+    CU_ASSERT_EQUAL_FATAL(run("openssl ts -query -data data.txt -sha256 -out wq.tsq"), 0);
+    size_t qn = read_file("wq.tsq", q, sizeof q);
+    qtsp_buf out;
+    qtsp_buf_init(&out, 1 << 16);
+    int granted = 0;
+    unsigned char first[16] = {0};
+    uint64_t fills0 = qtsp_tsa_wal_fills(w);
+    for (int i = 0; i < 100; i++) {
+        granted +=
+            qtsp_tsa_respond(tsa, q, qn, &out) == QTSP_OK && token_key(out.data, out.len, keys[i]);
+        if (i == 0)
+            CU_ASSERT_EQUAL(read_file("wal-wrap", first, sizeof first), sizeof first);
+    }
+    qtsp_buf_cleanup(&out);
+    CU_ASSERT_EQUAL(granted, 100);
+    /* the file started over (a new generation at offset 0) after fills */
+    unsigned char now[16];
+    CU_ASSERT_EQUAL(read_file("wal-wrap", now, sizeof now), sizeof now);
+    CU_ASSERT(memcmp(first + 8, now + 8, 8) != 0);
+    CU_ASSERT(qtsp_tsa_wal_fills(w) >= fills0 + 2);
+    /* everything before the current generation is in the store already */
+    size_t pending = qtsp_tsa_wal_pending(w);
+    CU_ASSERT(pending < 40);
+    CU_ASSERT_EQUAL(journal_count_of(st, keys, 100), 100 - (int)pending);
+    qtsp_tsa_free(tsa);
+    qtsp_tsa_wal_close(w);
+    CU_ASSERT_EQUAL(journal_count_of(st, keys, 100), 100);
+    qtsp_store_close(st);
+}
+
 int main(void)
 {
     if (setup() != 0)
@@ -1486,6 +1739,9 @@ int main(void)
         QTEST(test_tsa_refuses_key_not_matching_certificate),
         QTEST(test_tsa_signs_with_key_in_softhsm_token),
         QTEST(test_tsa_signing_queue_tokens_verify_and_failed_ones_are_voided),
+        QTEST(test_tsa_wal_answers_once_in_the_file_and_fills_the_store_behind),
+        QTEST(test_tsa_wal_after_a_crash_the_next_open_puts_every_entry_into_the_store),
+        QTEST(test_tsa_wal_wraps_only_once_the_store_has_everything),
     };
     int rc = qtest_run("tsa", cases, sizeof cases / sizeof cases[0]);
     teardown();

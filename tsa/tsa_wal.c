@@ -1,0 +1,548 @@
+/* The TSA journal's write-ahead file (tsa_wal.h). Why: a store commit is
+ * about seven page writes, an fdatasync and a synchronous meta-page write
+ * (≈ 110 µs of CPU here whatever its size), a write into a file whose
+ * blocks already exist is one pwrite and one fdatasync (≈ 45 µs); with
+ * group commits of a dozen stamps that is 9 against 3 µs per stamp
+ * (docs/bench.md, issue 19). The store still gets every entry, in one
+ * transaction per fill. */
+#define _GNU_SOURCE
+#include "tsa/tsa_wal.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+
+#define HDR 16       /* magic 4, flags 1, key length 1, value length 2, generation 8 */
+#define TRAILER 8    /* FNV-1a-64 */
+#define KEY_MAX 64   /* a TSA serial is 17 octets */
+#define VAL_MAX 1024 /* a journal value is about 90 */
+#define FLAG_REPLACE 1u
+static const unsigned char MAGIC[4] = {'Q', 'T', 'W', '1'};
+
+/* Records appended and not yet in the store, in file format (bytes grows). */
+typedef struct recbuf {
+    unsigned char *p;
+    size_t len, cap, n;
+} recbuf;
+
+struct qtsp_tsa_wal {
+    int fd;
+    size_t cap; /* file size */
+    qtsp_store *store;
+
+    pthread_mutex_t wmu; /* appends: off, gen, broken, out */
+    size_t off;          /* where the next record goes */
+    uint64_t gen;
+    int broken; /* a write failed: wrap before the next one */
+    recbuf out; /* the batch being written */
+
+    pthread_mutex_t mu; /* pending, filling, stop */
+    pthread_cond_t cv;  /* filler: pending, flush or stop; flushers: a fill ended */
+    recbuf pending;
+    int filling, stop, fill_failing;
+    unsigned fill_ms;
+    pthread_t filler;
+    int filler_started;
+    _Atomic uint64_t fills;
+};
+
+static uint64_t fnv1a(const unsigned char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static void put_be(unsigned char *p, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v >>= 8)
+        p[i] = (unsigned char)v;
+}
+
+static uint64_t get_be(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static qtsp_status recbuf_reserve(recbuf *b, size_t more)
+{
+    if (b->cap - b->len >= more)
+        return QTSP_OK;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap - b->len < more)
+        cap *= 2;
+    unsigned char *p = realloc(b->p, cap);
+    ENSURE(p != NULL, QTSP_ERR_NOMEM, "out of memory");
+    b->p = p;
+    b->cap = cap;
+    return QTSP_OK;
+}
+
+/* Appends src's records to dst (src unchanged). */
+static qtsp_status recbuf_cat(recbuf *dst, const recbuf *src)
+{
+    TRY(recbuf_reserve(dst, src->len));
+    memcpy(dst->p + dst->len, src->p, src->len);
+    dst->len += src->len;
+    dst->n += src->n;
+    return QTSP_OK;
+}
+
+/* The length of the whole record at p (at most n bytes available) of
+ * generation gen (any when want_gen is 0), or 0 when there is none. */
+static size_t record_at(const unsigned char *p, size_t n, int want_gen, uint64_t gen)
+{
+    if (n < HDR + TRAILER || memcmp(p, MAGIC, 4) != 0 || (p[4] & ~FLAG_REPLACE) != 0)
+        return 0;
+    size_t klen = p[5], vlen = (size_t)get_be(p + 6, 2);
+    if (klen == 0 || klen > KEY_MAX || vlen > VAL_MAX || HDR + klen + vlen + TRAILER > n)
+        return 0;
+    if (want_gen && get_be(p + 8, 8) != gen)
+        return 0;
+    size_t body = HDR + klen + vlen;
+    if (fnv1a(p, body) != get_be(p + body, 8))
+        return 0;
+    return body + TRAILER;
+}
+
+/* ---- the store side ----------------------------------------------------------- */
+
+typedef struct fill_args {
+    const recbuf *b;
+} fill_args;
+
+/* Puts every record of a->b: absent serials only, "not issued" marks
+ * over whatever is there (both idempotent, so a record put twice, or a
+ * transaction run again after the map grew, changes nothing more). */
+static qtsp_status fill_txn(qtsp_txn *txn, void *ctx)
+{
+    const recbuf *b = ((fill_args *)ctx)->b;
+    for (size_t at = 0; at < b->len;) {
+        const unsigned char *r = b->p + at;
+        size_t klen = r[5], vlen = (size_t)get_be(r + 6, 2);
+        int replace = r[4] & FLAG_REPLACE;
+        qtsp_status rc = qtsp_txn_put(txn, QTSP_T_TSA_JOURNAL, r + HDR, klen, r + HDR + klen, vlen,
+                                      replace ? 0 : QTSP_PUT_NOOVERWRITE);
+        if (rc == QTSP_ERR_EXISTS)
+            qtsp_err_clear(); /* already put (a replay, or filled before a crash) */
+        else if (rc != QTSP_OK)
+            return rc;
+        at += HDR + klen + vlen + TRAILER;
+    }
+    return QTSP_OK;
+}
+
+static qtsp_status fill(qtsp_store *store, const recbuf *b)
+{
+    if (b->len == 0)
+        return QTSP_OK;
+    fill_args a = {b};
+    return qtsp_store_write(store, fill_txn, &a);
+}
+
+/* Takes pending and puts it into the store (one fill at a time); on
+ * failure the records go back in front of pending. Called with mu held;
+ * returns with it held. */
+static qtsp_status drain_locked(qtsp_tsa_wal *w)
+{
+    while (w->filling)
+        pthread_cond_wait(&w->cv, &w->mu);
+    if (w->pending.len == 0)
+        return QTSP_OK;
+    recbuf b = w->pending;
+    w->pending = (recbuf){0};
+    w->filling = 1;
+    pthread_mutex_unlock(&w->mu);
+    qtsp_err_clear();
+    qtsp_status rc = fill(w->store, &b);
+    pthread_mutex_lock(&w->mu);
+    w->filling = 0;
+    atomic_fetch_add(&w->fills, 1);
+    if (rc != QTSP_OK) {
+        /* keep the order: what failed, then what came meanwhile */
+        if (recbuf_cat(&b, &w->pending) == QTSP_OK) {
+            free(w->pending.p);
+            w->pending = b;
+        } else {
+            free(b.p); /* out of memory: the entries stay in the file */
+        }
+    } else {
+        free(b.p);
+    }
+    pthread_cond_broadcast(&w->cv);
+    return rc;
+}
+
+static void *filler_main(void *arg)
+{
+    qtsp_tsa_wal *w = arg;
+    pthread_setname_np(pthread_self(), "qtsp-tsa-fill");
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        if (w->pending.len == 0) {
+            pthread_cond_wait(&w->cv, &w->mu);
+            continue;
+        }
+        /* let a fill's worth of entries gather */
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        uint64_t ns = (uint64_t)dl.tv_nsec + (uint64_t)w->fill_ms * 1000000ull;
+        dl.tv_sec += (time_t)(ns / 1000000000ull);
+        dl.tv_nsec = (long)(ns % 1000000000ull);
+        while (!w->stop && pthread_cond_timedwait(&w->cv, &w->mu, &dl) != ETIMEDOUT)
+            ;
+        if (w->stop)
+            break;
+        qtsp_status rc = drain_locked(w);
+        if (rc != QTSP_OK && !w->fill_failing)
+            LOG_ERROR("tsa: the journal cannot reach the store (entries kept in the write-ahead "
+                      "file, tried again): %s",
+                      qtsp_err_message());
+        else if (rc == QTSP_OK && w->fill_failing)
+            LOG_INFO("tsa: the journal reaches the store again");
+        w->fill_failing = rc != QTSP_OK;
+        qtsp_err_clear();
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* ---- the file side ------------------------------------------------------------ */
+
+static qtsp_status write_all(int fd, const unsigned char *p, size_t n, size_t off)
+{
+    while (n) {
+        ssize_t k = pwrite(fd, p, n, (off_t)off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        ENSURE(k > 0, QTSP_ERR_IO, "tsa: cannot write the journal file: %s",
+               k < 0 ? strerror(errno) : "no progress");
+        p += k;
+        n -= (size_t)k;
+        off += (size_t)k;
+    }
+    return QTSP_OK;
+}
+
+/* A generation above every one the file can hold: the clock in µs, or
+ * one more than the last. */
+static uint64_t next_gen(uint64_t last)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    uint64_t t = (uint64_t)tv.tv_sec * 1000000ull + (uint64_t)tv.tv_usec;
+    return t > last ? t : last + 1;
+}
+
+/* Starts the file over at offset 0 with a new generation, once every
+ * record before is in the store. Under wmu. */
+static qtsp_status wrap(qtsp_tsa_wal *w)
+{
+    pthread_mutex_lock(&w->mu);
+    qtsp_status rc = drain_locked(w);
+    pthread_mutex_unlock(&w->mu);
+    ENSURE(rc == QTSP_OK, QTSP_ERR_UNAVAILABLE,
+           "tsa: the journal file is full and the store takes no entries: %s", qtsp_err_message());
+    w->gen = next_gen(w->gen);
+    w->off = 0;
+    w->broken = 0;
+    return QTSP_OK;
+}
+
+static qtsp_status wal_put(void *ctx, const qtsp_tsa_record *recs, size_t n, int replace)
+{
+    qtsp_tsa_wal *w = ctx;
+    qtsp_status rc = QTSP_OK;
+    pthread_mutex_lock(&w->wmu);
+    w->out.len = w->out.n = 0;
+    for (size_t i = 0; i < n; i++) {
+        ENSURE_OUT(recs[i].key_len > 0 && recs[i].key_len <= KEY_MAX && recs[i].val_len <= VAL_MAX,
+                   QTSP_ERR_INVALID, "tsa: journal record too big");
+        size_t len = HDR + recs[i].key_len + recs[i].val_len + TRAILER;
+        TRY_OUT(recbuf_reserve(&w->out, len));
+        unsigned char *r = w->out.p + w->out.len;
+        memcpy(r, MAGIC, 4);
+        r[4] = replace ? FLAG_REPLACE : 0;
+        r[5] = (unsigned char)recs[i].key_len;
+        put_be(r + 6, recs[i].val_len, 2);
+        put_be(r + 8, w->gen, 8); /* rewritten below if the file wraps */
+        memcpy(r + HDR, recs[i].key, recs[i].key_len);
+        memcpy(r + HDR + recs[i].key_len, recs[i].val, recs[i].val_len);
+        w->out.len += len;
+        w->out.n++;
+    }
+    ENSURE_OUT(w->out.len <= w->cap, QTSP_ERR_TOO_BIG, "tsa: journal batch bigger than its file");
+    if (w->broken || w->off + w->out.len > w->cap)
+        TRY_OUT(wrap(w));
+    for (size_t at = 0; at < w->out.len;) {
+        unsigned char *r = w->out.p + at;
+        size_t body = HDR + r[5] + (size_t)get_be(r + 6, 2);
+        put_be(r + 8, w->gen, 8);
+        put_be(r + body, fnv1a(r, body), 8);
+        at += body + TRAILER;
+    }
+    rc = write_all(w->fd, w->out.p, w->out.len, w->off);
+    if (rc == QTSP_OK && fdatasync(w->fd) != 0)
+        rc = qtsp_err_set(QTSP_ERR_IO, __FILE__, __LINE__, "tsa: cannot sync the journal file: %s",
+                          strerror(errno));
+    if (rc != QTSP_OK) {
+        /* what reached the file is unknown: the next batch starts a new
+         * generation, so these records are never read back */
+        w->broken = 1;
+        goto out;
+    }
+    w->off += w->out.len;
+    pthread_mutex_lock(&w->mu);
+    rc = recbuf_cat(&w->pending, &w->out);
+    if (rc == QTSP_OK && w->pending.n == w->out.n)
+        pthread_cond_broadcast(&w->cv); /* the filler starts its wait */
+    pthread_mutex_unlock(&w->mu);
+    if (rc != QTSP_OK) { /* cannot queue it: into the store now, or the batch fails */
+        qtsp_err_clear();
+        rc = fill(w->store, &w->out);
+        if (rc != QTSP_OK)
+            w->broken = 1;
+    }
+out:
+    pthread_mutex_unlock(&w->wmu);
+    return rc;
+}
+
+/* Reads the file and puts the records of its current generation into the
+ * store; *gen = that generation (0: none). */
+static qtsp_status replay_fd(int fd, size_t cap, qtsp_store *store, size_t *count, uint64_t *gen)
+{
+    recbuf b = {0};
+    qtsp_status rc = recbuf_reserve(&b, cap);
+    if (rc != QTSP_OK)
+        return rc;
+    size_t got = 0;
+    while (got < cap) {
+        ssize_t k = pread(fd, b.p + got, cap - got, (off_t)got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    *gen = 0;
+    size_t at = 0, len;
+    if ((len = record_at(b.p, got, 0, 0)) != 0) {
+        *gen = get_be(b.p + 8, 8);
+        do {
+            at += len;
+            b.n++;
+        } while ((len = record_at(b.p + at, got - at, 1, *gen)) != 0);
+    }
+    b.len = at;
+    rc = fill(store, &b);
+    free(b.p);
+    if (rc == QTSP_OK && count)
+        *count = b.n;
+    return rc;
+}
+
+/* Opens and locks path; *size = its size. QTSP_ERR_STATE when held. */
+static qtsp_status open_locked(const char *path, int create, int *fd, size_t *size)
+{
+    int f = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
+    ENSURE(f >= 0, errno == ENOENT ? QTSP_ERR_NOT_FOUND : QTSP_ERR_IO,
+           "tsa: cannot open the journal file %s: %s", path, strerror(errno));
+    if (flock(f, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(f);
+        FAIL(e == EWOULDBLOCK ? QTSP_ERR_STATE : QTSP_ERR_IO,
+             "tsa: the journal file %s is in use by another process", path);
+    }
+    struct stat st;
+    if (fstat(f, &st) != 0) {
+        close(f);
+        FAIL(QTSP_ERR_IO, "tsa: cannot read the journal file %s", path);
+    }
+    *fd = f;
+    *size = (size_t)st.st_size;
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_tsa_wal_replay_orphans(const char *dir, unsigned first, qtsp_store *store,
+                                        size_t *n)
+{
+    DIR *d = opendir(dir);
+    ENSURE(d != NULL, QTSP_ERR_IO, "tsa: cannot read %s: %s", dir, strerror(errno));
+    qtsp_status rc = QTSP_OK;
+    size_t total = 0;
+    struct dirent *de;
+    while (rc == QTSP_OK && (de = readdir(d))) {
+        char *end;
+        if (strncmp(de->d_name, "tsa-wal-", 8) != 0 || !isdigit((unsigned char)de->d_name[8]))
+            continue;
+        unsigned long i = strtoul(de->d_name + 8, &end, 10);
+        if (*end || i < first)
+            continue;
+        char path[4096];
+        if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path)
+            continue;
+        int fd;
+        size_t size, count = 0;
+        uint64_t gen;
+        rc = open_locked(path, 0, &fd, &size);
+        if (rc == QTSP_ERR_STATE || rc == QTSP_ERR_NOT_FOUND) { /* in use, or gone meanwhile */
+            qtsp_err_clear();
+            rc = QTSP_OK;
+            continue;
+        }
+        if (rc != QTSP_OK)
+            break;
+        rc = replay_fd(fd, size, store, &count, &gen);
+        if (rc == QTSP_OK) {
+            total += count;
+            if (count)
+                LOG_INFO("tsa: %zu journal entries put into the store from %s", count, path);
+            if (unlink(path) != 0)
+                rc = qtsp_err_set(QTSP_ERR_IO, __FILE__, __LINE__, "tsa: cannot remove %s: %s",
+                                  path, strerror(errno));
+        }
+        close(fd);
+    }
+    closedir(d);
+    if (rc == QTSP_OK && n)
+        *n = total;
+    return rc;
+}
+
+qtsp_status qtsp_tsa_new_wal(const char *policy_path, X509 *tsa_cert, STACK_OF(X509) * chain,
+                             const qtsp_key *key, qtsp_tsa_wal *w, qtsp_tsa **out)
+{
+    ENSURE(w != NULL, QTSP_ERR_INVALID, "tsa: no journal file");
+    qtsp_tsa_policy pol;
+    TRY(qtsp_tsa_policy_load(policy_path, &pol));
+    qtsp_tsa_journal j = qtsp_tsa_wal_journal(w);
+    return qtsp_tsa_new_journal(&pol, tsa_cert, chain, key, &j, out);
+}
+
+/* Writes zeros to the whole file, so later writes allocate nothing. */
+static qtsp_status preallocate(int fd, size_t bytes)
+{
+    ENSURE(ftruncate(fd, 0) == 0, QTSP_ERR_IO, "tsa: cannot size the journal file: %s",
+           strerror(errno));
+    unsigned char *z = calloc(1, 1u << 16);
+    ENSURE(z != NULL, QTSP_ERR_NOMEM, "out of memory");
+    qtsp_status rc = QTSP_OK;
+    for (size_t off = 0; off < bytes && rc == QTSP_OK; off += 1u << 16)
+        rc = write_all(fd, z, bytes - off < (1u << 16) ? bytes - off : 1u << 16, off);
+    free(z);
+    TRY(rc);
+    ENSURE(fsync(fd) == 0, QTSP_ERR_IO, "tsa: cannot sync the journal file: %s", strerror(errno));
+    return QTSP_OK;
+}
+
+qtsp_status qtsp_tsa_wal_open(const char *path, size_t bytes, unsigned fill_ms, qtsp_store *store,
+                              qtsp_tsa_wal **out)
+{
+    ENSURE(path && store && out && bytes >= 4096 && fill_ms > 0, QTSP_ERR_INVALID,
+           "tsa: journal file: bad arguments");
+    int fd;
+    size_t size;
+    TRY(open_locked(path, 1, &fd, &size));
+    qtsp_status rc = QTSP_OK;
+    qtsp_tsa_wal *w = calloc(1, sizeof *w);
+    if (!w) {
+        close(fd);
+        FAIL(QTSP_ERR_NOMEM, "out of memory");
+    }
+    w->fd = fd;
+    w->cap = bytes;
+    w->store = store;
+    w->fill_ms = fill_ms;
+    pthread_mutex_init(&w->wmu, NULL);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    uint64_t gen = 0;
+    size_t n = 0;
+    if (size > 0) { /* what a previous process left: into the store first */
+        TRY_OUT(replay_fd(fd, size, store, &n, &gen));
+        if (n)
+            LOG_INFO("tsa: %zu journal entries put into the store from %s", n, path);
+    }
+    if (size != bytes)
+        TRY_OUT(preallocate(fd, bytes));
+    w->gen = next_gen(gen);
+    ENSURE_OUT(pthread_create(&w->filler, NULL, filler_main, w) == 0, QTSP_ERR_NOMEM,
+               "cannot start the TSA journal filler");
+    w->filler_started = 1;
+    *out = w;
+    return QTSP_OK;
+out:
+    qtsp_tsa_wal_close(w);
+    return rc;
+}
+
+qtsp_tsa_journal qtsp_tsa_wal_journal(qtsp_tsa_wal *w)
+{
+    return (qtsp_tsa_journal){wal_put, w};
+}
+
+qtsp_status qtsp_tsa_wal_flush(qtsp_tsa_wal *w)
+{
+    pthread_mutex_lock(&w->mu);
+    qtsp_status rc = drain_locked(w);
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+size_t qtsp_tsa_wal_pending(qtsp_tsa_wal *w)
+{
+    pthread_mutex_lock(&w->mu);
+    size_t n = w->pending.n;
+    pthread_mutex_unlock(&w->mu);
+    return n;
+}
+
+uint64_t qtsp_tsa_wal_fills(qtsp_tsa_wal *w)
+{
+    return atomic_load(&w->fills);
+}
+
+void qtsp_tsa_wal_close(qtsp_tsa_wal *w)
+{
+    if (!w)
+        return;
+    if (w->filler_started) {
+        pthread_mutex_lock(&w->mu);
+        w->stop = 1;
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->filler, NULL);
+    }
+    if (qtsp_tsa_wal_flush(w) != QTSP_OK) {
+        LOG_ERROR("tsa: journal entries stay in the write-ahead file until the next start: %s",
+                  qtsp_err_message());
+        qtsp_err_clear();
+    }
+    close(w->fd);
+    free(w->out.p);
+    free(w->pending.p);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    pthread_mutex_destroy(&w->wmu);
+    free(w);
+}
