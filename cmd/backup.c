@@ -986,7 +986,7 @@ static qtsp_status finish_restore(reader *r, const char *tmp, const char *target
     qtsp_store *st = NULL;
     TRY(qtsp_store_open(dir, (size_t)cfg.store_map_mib, &st));
     /* time-stamps the backup holds only in write-ahead files: into the store */
-    qtsp_status rc = qtsp_tsa_wal_replay_orphans(dir, 0, st, NULL);
+    qtsp_status rc = qtsp_tsa_wal_replay_others(dir, NULL, st, NULL);
     fixup f = {r, 0, target};
     if (rc == QTSP_OK)
         rc = qtsp_store_write(st, fixup_fn, &f);

@@ -139,19 +139,14 @@ out:
 }
 
 /* serve worker N journals its time-stamps through store/tsa-wal-N
- * (tsa/tsa_wal.h); worker 0 first puts into the store what files of
- * workers beyond the current count hold (a previous run with more). */
+ * (tsa/tsa_wal.h), and first puts into the store what files no process
+ * holds keep (a crashed or replaced worker's, a previous run's). */
 static qtsp_status open_tsa_wal(qtsp_services *s, const qtsp_app *app)
 {
-    char dir[QTSP_PATH_MAX], path[QTSP_PATH_MAX + 32];
+    char dir[QTSP_PATH_MAX];
     TRY(qtsp_config_path(&app->cfg, "store", dir, sizeof dir));
-    if (app->worker == 0) {
-        unsigned first = app->cfg.http_processes > 0 ? (unsigned)app->cfg.http_processes : 1;
-        TRY(qtsp_tsa_wal_replay_orphans(dir, first, app->store, NULL));
-    }
-    snprintf(path, sizeof path, "%s/tsa-wal-%d", dir, app->worker);
-    return qtsp_tsa_wal_open(path, QTSP_TSA_WAL_BYTES, QTSP_TSA_WAL_FILL_MS, app->store,
-                             &s->tsa_wal);
+    return qtsp_tsa_wal_open_slot(dir, (unsigned)app->worker, QTSP_TSA_WAL_BYTES,
+                                  QTSP_TSA_WAL_FILL_MS, app->store, &s->tsa_wal);
 }
 
 qtsp_status qtsp_services_new(qtsp_app *app, qtsp_services **out)

@@ -361,30 +361,50 @@ static qtsp_status replay_fd(int fd, size_t cap, qtsp_store *store, size_t *coun
     return rc;
 }
 
-/* Opens and locks path; *size = its size. QTSP_ERR_STATE when held. */
+/* Opens and locks path; *size = its size. QTSP_ERR_STATE when another
+ * process holds it, QTSP_ERR_NOT_FOUND when it does not exist (create 0).
+ * The lock is taken on the file the path names once locked: a file
+ * removed (by a replay) between open and lock is let go and opened again. */
 static qtsp_status open_locked(const char *path, int create, int *fd, size_t *size)
 {
-    int f = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
-    ENSURE(f >= 0, errno == ENOENT ? QTSP_ERR_NOT_FOUND : QTSP_ERR_IO,
-           "tsa: cannot open the journal file %s: %s", path, strerror(errno));
-    if (flock(f, LOCK_EX | LOCK_NB) != 0) {
-        int e = errno;
+    for (int attempt = 0;; attempt++) {
+        int f = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
+        ENSURE(f >= 0, errno == ENOENT ? QTSP_ERR_NOT_FOUND : QTSP_ERR_IO,
+               "tsa: cannot open the journal file %s: %s", path, strerror(errno));
+        if (flock(f, LOCK_EX | LOCK_NB) != 0) {
+            int e = errno;
+            close(f);
+            FAIL(e == EWOULDBLOCK ? QTSP_ERR_STATE : QTSP_ERR_IO,
+                 "tsa: the journal file %s is in use by another process", path);
+        }
+        struct stat st, named;
+        if (fstat(f, &st) != 0) {
+            close(f);
+            FAIL(QTSP_ERR_IO, "tsa: cannot read the journal file %s", path);
+        }
+        if (stat(path, &named) == 0 && named.st_ino == st.st_ino && named.st_dev == st.st_dev) {
+            *fd = f;
+            *size = (size_t)st.st_size;
+            return QTSP_OK;
+        }
         close(f);
-        FAIL(e == EWOULDBLOCK ? QTSP_ERR_STATE : QTSP_ERR_IO,
-             "tsa: the journal file %s is in use by another process", path);
+        ENSURE(attempt < 8, QTSP_ERR_STATE, "tsa: the journal file %s keeps being replaced", path);
     }
-    struct stat st;
-    if (fstat(f, &st) != 0) {
-        close(f);
-        FAIL(QTSP_ERR_IO, "tsa: cannot read the journal file %s", path);
-    }
-    *fd = f;
-    *size = (size_t)st.st_size;
-    return QTSP_OK;
 }
 
-qtsp_status qtsp_tsa_wal_replay_orphans(const char *dir, unsigned first, qtsp_store *store,
-                                        size_t *n)
+/* "tsa-wal-" followed by digits and dots. */
+static int is_wal_name(const char *name)
+{
+    if (strncmp(name, "tsa-wal-", 8) != 0 || !isdigit((unsigned char)name[8]))
+        return 0;
+    for (const char *p = name + 8; *p; p++)
+        if (!isdigit((unsigned char)*p) && *p != '.')
+            return 0;
+    return 1;
+}
+
+qtsp_status qtsp_tsa_wal_replay_others(const char *dir, const char *keep, qtsp_store *store,
+                                       size_t *n)
 {
     DIR *d = opendir(dir);
     ENSURE(d != NULL, QTSP_ERR_IO, "tsa: cannot read %s: %s", dir, strerror(errno));
@@ -392,11 +412,7 @@ qtsp_status qtsp_tsa_wal_replay_orphans(const char *dir, unsigned first, qtsp_st
     size_t total = 0;
     struct dirent *de;
     while (rc == QTSP_OK && (de = readdir(d))) {
-        char *end;
-        if (strncmp(de->d_name, "tsa-wal-", 8) != 0 || !isdigit((unsigned char)de->d_name[8]))
-            continue;
-        unsigned long i = strtoul(de->d_name + 8, &end, 10);
-        if (*end || i < first)
+        if (!is_wal_name(de->d_name) || (keep && strcmp(de->d_name, keep) == 0))
             continue;
         char path[4096];
         if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path)
@@ -416,16 +432,44 @@ qtsp_status qtsp_tsa_wal_replay_orphans(const char *dir, unsigned first, qtsp_st
         if (rc == QTSP_OK) {
             total += count;
             if (count)
-                LOG_INFO("tsa: %zu journal entries put into the store from %s", count, path);
+                LOG_INFO("tsa: %zu journal entries read into the store from %s (left by a process "
+                         "that did not close it)",
+                         count, path);
             if (unlink(path) != 0)
                 rc = qtsp_err_set(QTSP_ERR_IO, __FILE__, __LINE__, "tsa: cannot remove %s: %s",
                                   path, strerror(errno));
         }
-        close(fd);
+        close(fd); /* after the unlink: whoever opened it meanwhile sees it gone */
     }
     closedir(d);
     if (rc == QTSP_OK && n)
         *n = total;
+    return rc;
+}
+
+qtsp_status qtsp_tsa_wal_open_slot(const char *dir, unsigned slot, size_t bytes, unsigned fill_ms,
+                                   qtsp_store *store, qtsp_tsa_wal **out)
+{
+    char name[64], path[4096];
+    qtsp_status rc = QTSP_ERR_STATE;
+    for (unsigned k = 0; k < 16 && rc == QTSP_ERR_STATE; k++) {
+        if (k == 0)
+            snprintf(name, sizeof name, "tsa-wal-%u", slot);
+        else
+            snprintf(name, sizeof name, "tsa-wal-%u.%u", slot, k);
+        ENSURE(snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path, QTSP_ERR_TOO_BIG,
+               "tsa: path too long under %s", dir);
+        qtsp_err_clear();
+        rc = qtsp_tsa_wal_open(path, bytes, fill_ms, store, out);
+    }
+    TRY(rc);
+    /* files no process holds: a crashed or replaced process's, or a
+     * sibling's that has not started yet (it then opens a new one) */
+    rc = qtsp_tsa_wal_replay_others(dir, name, store, NULL);
+    if (rc != QTSP_OK) {
+        qtsp_tsa_wal_close(*out);
+        *out = NULL;
+    }
     return rc;
 }
 
@@ -481,7 +525,9 @@ qtsp_status qtsp_tsa_wal_open(const char *path, size_t bytes, unsigned fill_ms, 
     if (size > 0) { /* what a previous process left: into the store first */
         TRY_OUT(replay_fd(fd, size, store, &n, &gen));
         if (n)
-            LOG_INFO("tsa: %zu journal entries put into the store from %s", n, path);
+            LOG_INFO("tsa: %zu journal entries read into the store from %s (left by a process that "
+                     "did not close it)",
+                     n, path);
     }
     if (size != bytes)
         TRY_OUT(preallocate(fd, bytes));
@@ -537,6 +583,12 @@ void qtsp_tsa_wal_close(qtsp_tsa_wal *w)
         LOG_ERROR("tsa: journal entries stay in the write-ahead file until the next start: %s",
                   qtsp_err_message());
         qtsp_err_clear();
+    } else if (w->filler_started) { /* opened in full: its old records were read */
+        /* everything is in the store: the next open has nothing to read
+         * (a first record without its magic ends the file) */
+        static const unsigned char none[4] = {0};
+        if (write_all(w->fd, none, sizeof none, 0) != QTSP_OK || fdatasync(w->fd) != 0)
+            qtsp_err_clear(); /* then the next open reads it again: no harm */
     }
     close(w->fd);
     free(w->out.p);

@@ -6,8 +6,10 @@
  * QTSP_TSA_WAL_FILL_MS, on close, and before the file wraps). After a
  * crash, opening the file again puts what it holds into the store first.
  *
- * One file per process that stamps (`serve` worker N: store/tsa-wal-N),
- * held with an exclusive lock while open. Replaying is idempotent: an
+ * One file per process that stamps (`serve` worker N: store/tsa-wal-N, or
+ * tsa-wal-N.K while a replaced worker N still drains), held with an
+ * exclusive lock while open; files nobody holds are read into the store
+ * when a worker starts. Replaying is idempotent: an
  * entry is put only when its serial is absent, and the "not issued" mark
  * overwrites, so entries the store already holds change nothing.
  *
@@ -61,12 +63,19 @@ uint64_t qtsp_tsa_wal_fills(qtsp_tsa_wal *w);
  * TSA that uses it is freed. NULL is a no-op. */
 void qtsp_tsa_wal_close(qtsp_tsa_wal *w);
 
-/* Puts into store the entries of every WAL file "tsa-wal-N" in dir with
- * N >= first that no process holds (files left by worker processes that
- * no longer exist, when `serve` now runs fewer), then removes those
- * files; *n (may be NULL) = entries read. A file in use is left alone. */
-qtsp_status qtsp_tsa_wal_replay_orphans(const char *dir, unsigned first, qtsp_store *store,
-                                        size_t *n) QTSP_MUST_USE;
+/* qtsp_tsa_wal_open on dir/tsa-wal-SLOT, or when another process holds
+ * that (a reloaded worker still draining) on the first free of
+ * dir/tsa-wal-SLOT.1 to .15; then qtsp_tsa_wal_replay_others(dir, its
+ * name). Errors: qtsp_tsa_wal_open's; QTSP_ERR_STATE when all are held. */
+qtsp_status qtsp_tsa_wal_open_slot(const char *dir, unsigned slot, size_t bytes, unsigned fill_ms,
+                                   qtsp_store *store, qtsp_tsa_wal **out) QTSP_MUST_USE;
+
+/* Puts into store the entries of every WAL file "tsa-wal-*" in dir that
+ * no process holds (but the one named keep, which may be NULL), then
+ * removes it: files of processes that crashed, were replaced, or no longer
+ * exist; *n (may be NULL) = entries read. A file in use is left alone. */
+qtsp_status qtsp_tsa_wal_replay_others(const char *dir, const char *keep, qtsp_store *store,
+                                       size_t *n) QTSP_MUST_USE;
 
 /* qtsp_tsa_new (tsa.h) with its journal kept through w (which must outlive
  * the TSA). */

@@ -1543,10 +1543,14 @@ static void test_tsa_wal_answers_once_in_the_file_and_fills_the_store_behind(voi
     CU_ASSERT_EQUAL(journal_count_of(st, keys, 3), 3);
     CU_ASSERT_EQUAL_FATAL(wal_stamp(tsa, 2, keys + 3), 2);
     CU_ASSERT_EQUAL(journal_count_of(st, keys, 5), 3);
-    /* closing puts the rest in */
+    /* closing puts the rest in, and marks the file as read (its first
+     * record loses its magic) */
     qtsp_tsa_free(tsa);
     qtsp_tsa_wal_close(w);
     CU_ASSERT_EQUAL(journal_count_of(st, keys, 5), 5);
+    unsigned char head[4] = {1, 1, 1, 1};
+    CU_ASSERT_EQUAL(read_file("wal-a", head, sizeof head), sizeof head);
+    CU_ASSERT(memcmp(head, "\0\0\0\0", 4) == 0);
     uint64_t n = 0;
     CU_ASSERT(count_journal(st, &n) == QTSP_OK);
     CU_ASSERT_EQUAL(n, 5);
@@ -1636,8 +1640,7 @@ static void test_tsa_wal_after_a_crash_the_next_open_puts_every_entry_into_the_s
     CU_ASSERT_EQUAL(journal_state(st, keys[5]), 1); /* the torn mark was not read */
     qtsp_tsa_wal_close(w);
 
-    /* whole this time: replayed again (nothing changes for what is there),
-     * the mark overwrites */
+    /* another crash, this time with the mark whole: it overwrites */
     crashing_stamper("store-crash", "wal-crash", 2);
     unsigned char more[2][17];
     CU_ASSERT_EQUAL_FATAL(read_file("crash-keys", (unsigned char *)more, sizeof more), sizeof more);
@@ -1651,19 +1654,29 @@ static void test_tsa_wal_after_a_crash_the_next_open_puts_every_entry_into_the_s
     CU_ASSERT(count_journal(st, &n) == QTSP_OK);
     CU_ASSERT_EQUAL(n, 8);
 
-    /* files of workers beyond the count: read into the store and removed;
-     * lower numbers and a file in use are left alone */
+    /* files nobody holds (a crashed or replaced process's): read into the
+     * store and removed; the one kept and a file in use are left alone */
     qtsp_store *st2 = open_store("store-orphans");
     qtsp_tsa_wal *held = open_wal("wal-dir/tsa-wal-7", QTSP_TSA_WAL_BYTES, st2);
     CU_ASSERT_EQUAL(journal_count_of(st2, keys, 6), 6); /* its own open read it */
     char dir[600];
     path(dir, sizeof dir, "wal-dir");
     size_t got = 0;
-    CU_ASSERT_EQUAL(qtsp_tsa_wal_replay_orphans(dir, 2, st2, &got), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_tsa_wal_replay_others(dir, "tsa-wal-1", st2, &got), QTSP_OK);
     CU_ASSERT_EQUAL(got, 6); /* tsa-wal-4 */
     CU_ASSERT_EQUAL(run("test ! -e wal-dir/tsa-wal-4 && test -e wal-dir/tsa-wal-1 && "
                         "test -e wal-dir/tsa-wal-7"),
                     0);
+    /* slot 7 while tsa-wal-7 is held (a reloaded worker's predecessor
+     * drains): the next name; and what nobody holds is read and removed */
+    qtsp_tsa_wal *w7 = NULL;
+    CU_ASSERT_EQUAL(qtsp_tsa_wal_open_slot(dir, 7, QTSP_TSA_WAL_BYTES, WAL_NEVER, st2, &w7),
+                    QTSP_OK);
+    CU_ASSERT_PTR_NOT_NULL(w7);
+    CU_ASSERT_EQUAL(run("test -e wal-dir/tsa-wal-7.1 && test ! -e wal-dir/tsa-wal-1 && "
+                        "test -e wal-dir/tsa-wal-7"),
+                    0);
+    qtsp_tsa_wal_close(w7);
     qtsp_tsa_wal_close(held);
     qtsp_store_close(st2);
     qtsp_store_close(st);
