@@ -142,10 +142,22 @@ static qtsp_status fill_txn(qtsp_txn *txn, void *ctx)
         int replace = r[4] & FLAG_REPLACE;
         qtsp_status rc = qtsp_txn_put(txn, QTSP_T_TSA_JOURNAL, r + HDR, klen, r + HDR + klen, vlen,
                                       replace ? 0 : QTSP_PUT_NOOVERWRITE);
-        if (rc == QTSP_ERR_EXISTS)
-            qtsp_err_clear(); /* already put (a replay, or filled before a crash) */
-        else if (rc != QTSP_OK)
+        if (rc == QTSP_ERR_EXISTS) {
+            /* already put (a replay, or filled before a crash); anything
+             * else is a serial drawn twice (64 random bits per ms), which
+             * can no longer be refused once answered: said loudly */
+            qtsp_err_clear();
+            const void *v = NULL;
+            size_t vl = 0;
+            if (qtsp_txn_get0(txn, QTSP_T_TSA_JOURNAL, r + HDR, klen, &v, &vl) == QTSP_OK &&
+                (vl != vlen || (vlen > 1 && memcmp((const unsigned char *)v + 1, r + HDR + klen + 1,
+                                                   vlen - 1) != 0)))
+                LOG_ERROR("tsa: two time-stamp tokens share one serial; the journal keeps the "
+                          "first");
+            qtsp_err_clear();
+        } else if (rc != QTSP_OK) {
             return rc;
+        }
         at += HDR + klen + vlen + TRAILER;
     }
     return QTSP_OK;

@@ -2,6 +2,7 @@
  * and parsed with d2i_TS_RESP; every rejection with its exact failInfo bit;
  * the journal in a real LMDB store. */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/asn1.h>
 #include <openssl/ec.h>
@@ -1528,6 +1529,19 @@ static int journal_count_of(qtsp_store *st, unsigned char (*keys)[17], int n)
     return c;
 }
 
+static int journal_state(qtsp_store *st, const unsigned char key[17])
+{
+    qtsp_txn *txn = NULL;
+    if (qtsp_store_begin(st, 0, &txn) != QTSP_OK)
+        return -1;
+    qtsp_buf v;
+    qtsp_buf_init(&v, 4096);
+    int s = qtsp_txn_get(txn, QTSP_T_TSA_JOURNAL, key, 17, &v) == QTSP_OK && v.len ? v.data[0] : -1;
+    qtsp_buf_cleanup(&v);
+    qtsp_txn_abort(txn);
+    return s;
+}
+
 static void test_tsa_wal_answers_once_in_the_file_and_fills_the_store_behind(void)
 {
     qtsp_store *st = open_store("store-wal");
@@ -1554,6 +1568,34 @@ static void test_tsa_wal_answers_once_in_the_file_and_fills_the_store_behind(voi
     uint64_t n = 0;
     CU_ASSERT(count_journal(st, &n) == QTSP_OK);
     CU_ASSERT_EQUAL(n, 5);
+    /* a serial drawn twice with other facts: the journal keeps the first
+     * and the filler says so (stderr caught in a file) */
+    w = open_wal("wal-a", QTSP_TSA_WAL_BYTES, st);
+    qtsp_tsa_journal j = qtsp_tsa_wal_journal(w);
+    unsigned char other[] = {1, 'o', 't', 'h', 'e', 'r'};
+    qtsp_tsa_record rec = {keys[0], 17, other, sizeof other};
+    char lp[600];
+    path(lp, sizeof lp, "wal-log.txt");
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO), lf = open(lp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CU_ASSERT_FATAL(saved >= 0 && lf >= 0 && dup2(lf, STDERR_FILENO) >= 0);
+    CU_ASSERT_EQUAL(j.put(j.ctx, &rec, 1, 0), QTSP_OK);
+    CU_ASSERT_EQUAL(qtsp_tsa_wal_flush(w), QTSP_OK);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(lf);
+    CU_ASSERT_EQUAL(run("grep -q 'two time-stamp tokens share one serial' wal-log.txt"), 0);
+    CU_ASSERT_EQUAL(journal_state(st, keys[0]), 1);
+    qtsp_buf v;
+    qtsp_buf_init(&v, 4096);
+    qtsp_txn *txn = NULL;
+    CU_ASSERT_FATAL(qtsp_store_begin(st, 0, &txn) == QTSP_OK);
+    CU_ASSERT(qtsp_txn_get(txn, QTSP_T_TSA_JOURNAL, keys[0], 17, &v) == QTSP_OK);
+    qtsp_txn_abort(txn);
+    CU_ASSERT(v.len != sizeof other || memcmp(v.data, other, sizeof other) != 0);
+    qtsp_buf_cleanup(&v);
+    qtsp_tsa_wal_close(w);
     /* one process holds a file: a second open is refused while it is open */
     w = open_wal("wal-a", QTSP_TSA_WAL_BYTES, st);
     char wp[600];
@@ -1596,19 +1638,6 @@ static void crashing_stamper(const char *store, const char *wal, int n)
     int stv = 0;
     CU_ASSERT_FATAL(waitpid(pid, &stv, 0) == pid);
     CU_ASSERT_FATAL(WIFEXITED(stv) && WEXITSTATUS(stv) == 0);
-}
-
-static int journal_state(qtsp_store *st, const unsigned char key[17])
-{
-    qtsp_txn *txn = NULL;
-    if (qtsp_store_begin(st, 0, &txn) != QTSP_OK)
-        return -1;
-    qtsp_buf v;
-    qtsp_buf_init(&v, 4096);
-    int s = qtsp_txn_get(txn, QTSP_T_TSA_JOURNAL, key, 17, &v) == QTSP_OK && v.len ? v.data[0] : -1;
-    qtsp_buf_cleanup(&v);
-    qtsp_txn_abort(txn);
-    return s;
 }
 
 static void test_tsa_wal_after_a_crash_the_next_open_puts_every_entry_into_the_store(void)
