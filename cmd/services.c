@@ -601,6 +601,8 @@ qtsp_status qtsp_services_metrics(void *ctx, qtsp_buf *out)
     TRY(crl_metrics(s, out));
     TRY(cert_count_metrics(s, out));
     TRY(qtsp_tsa_metrics(s->tsa, out));
+    if (s->tsa_wal)
+        TRY(qtsp_tsa_wal_metrics(s->tsa_wal, out));
     TRY(qtsp_ocsp_metrics(s->ocsp, out));
     TRY(qtsp_notify_metrics(s->notify, out));
     return QTSP_OK;

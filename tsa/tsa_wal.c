@@ -216,7 +216,7 @@ static void *filler_main(void *arg)
         }
         /* let a fill's worth of entries gather */
         struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
+        clock_gettime(CLOCK_MONOTONIC, &dl); /* cv waits on CLOCK_MONOTONIC */
         uint64_t ns = (uint64_t)dl.tv_nsec + (uint64_t)w->fill_ms * 1000000ull;
         dl.tv_sec += (time_t)(ns / 1000000000ull);
         dl.tv_nsec = (long)(ns % 1000000000ull);
@@ -531,7 +531,11 @@ qtsp_status qtsp_tsa_wal_open(const char *path, size_t bytes, unsigned fill_ms, 
     w->fill_ms = fill_ms;
     pthread_mutex_init(&w->wmu, NULL);
     pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* a clock step never delays a fill */
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
     uint64_t gen = 0;
     size_t n = 0;
     if (size > 0) { /* what a previous process left: into the store first */
@@ -573,6 +577,22 @@ size_t qtsp_tsa_wal_pending(qtsp_tsa_wal *w)
     size_t n = w->pending.n;
     pthread_mutex_unlock(&w->mu);
     return n;
+}
+
+qtsp_status qtsp_tsa_wal_metrics(qtsp_tsa_wal *w, qtsp_buf *out)
+{
+    pthread_mutex_lock(&w->mu);
+    size_t n = w->pending.n;
+    int failing = w->fill_failing;
+    pthread_mutex_unlock(&w->mu);
+    TRY(qtsp_buf_puts(out, "# TYPE qtsp_tsa_journal_unfilled gauge\n"));
+    TRY(qtsp_buf_printf(out, "qtsp_tsa_journal_unfilled %zu\n", n));
+    TRY(qtsp_buf_puts(out, "# TYPE qtsp_tsa_journal_fill_failing gauge\n"));
+    TRY(qtsp_buf_printf(out, "qtsp_tsa_journal_fill_failing %d\n", failing));
+    TRY(qtsp_buf_puts(out, "# TYPE qtsp_tsa_journal_fills_total counter\n"));
+    TRY(qtsp_buf_printf(out, "qtsp_tsa_journal_fills_total %llu\n",
+                        (unsigned long long)atomic_load(&w->fills)));
+    return QTSP_OK;
 }
 
 uint64_t qtsp_tsa_wal_fills(qtsp_tsa_wal *w)

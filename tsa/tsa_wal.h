@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "ca/store.h"
+#include "core/buf.h"
 #include "core/err.h"
 #include "tsa/tsa_int.h"
 
@@ -57,6 +58,11 @@ qtsp_status qtsp_tsa_wal_flush(qtsp_tsa_wal *w) QTSP_MUST_USE;
  * the filler (for metrics and tests). */
 size_t qtsp_tsa_wal_pending(qtsp_tsa_wal *w);
 uint64_t qtsp_tsa_wal_fills(qtsp_tsa_wal *w);
+
+/* Appends the WAL's Prometheus lines to out: qtsp_tsa_journal_unfilled
+ * (entries answered, not yet in the store), qtsp_tsa_journal_fill_failing
+ * (1 while the store refuses them), qtsp_tsa_journal_fills_total. */
+qtsp_status qtsp_tsa_wal_metrics(qtsp_tsa_wal *w, qtsp_buf *out) QTSP_MUST_USE;
 
 /* Stops the filler, puts what remains into the store (an error is logged:
  * the entries stay in the file for the next open) and closes. After the

@@ -1552,6 +1552,12 @@ static void test_tsa_wal_answers_once_in_the_file_and_fills_the_store_behind(voi
     /* answered: durable in the file, not yet in the store */
     CU_ASSERT_EQUAL(qtsp_tsa_wal_pending(w), 3);
     CU_ASSERT_EQUAL(journal_count_of(st, keys, 3), 0);
+    qtsp_buf m;
+    qtsp_buf_init(&m, 4096);
+    CU_ASSERT(qtsp_tsa_wal_metrics(w, &m) == QTSP_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_buf_str(&m), "\nqtsp_tsa_journal_unfilled 3\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(qtsp_buf_str(&m), "\nqtsp_tsa_journal_fill_failing 0\n"));
+    qtsp_buf_cleanup(&m);
     CU_ASSERT_EQUAL(qtsp_tsa_wal_flush(w), QTSP_OK);
     CU_ASSERT_EQUAL(qtsp_tsa_wal_pending(w), 0);
     CU_ASSERT_EQUAL(journal_count_of(st, keys, 3), 3);
