@@ -510,53 +510,52 @@ out:
     return rc;
 }
 
-/* The TSA journal's write-ahead files (tsa/tsa_wal.h), copied after the
- * store: a time-stamp answered before the store copy may still be only
- * there (for up to QTSP_TSA_WAL_FILL_MS). A record torn by a write going on
- * while the file is read fails its checksum and is not read back; restore
- * puts the records into the restored store. */
-static qtsp_status add_tsa_wal(const char *work, const char *storedir, bk_list *l,
-                               unsigned *counter)
+/* The TSA journal's write-ahead files (tsa/tsa_wal.h), copied into wal
+ * BEFORE the store: a time-stamp answered before the backup is either
+ * still in its file then, or already in the store, since a file is only
+ * emptied (wrapped, marked read on close, removed by a starting worker)
+ * once its records are in the store. Copied after the store, a record
+ * filled meanwhile and then emptied would be in neither copy. A record a
+ * worker was writing while the file was read fails its checksum and is
+ * not read back (its token had not been answered); a file removed
+ * meanwhile is skipped. Restore puts the records into the restored store. */
+static qtsp_status copy_tsa_wal(const char *work, const char *storedir, bk_list *wal)
 {
     DIR *d = opendir(storedir);
     ENSURE(d != NULL, QTSP_ERR_IO, "cannot read %s: %s", storedir, strerror(errno));
     qtsp_status rc = QTSP_OK;
     struct dirent *de;
+    unsigned k = 0;
     while (rc == QTSP_OK && (de = readdir(d))) {
         char abs[QTSP_PATH_MAX], snap[QTSP_PATH_MAX], num[32];
         struct stat sb;
         bk_entry *e;
-        if (strncmp(de->d_name, "tsa-wal-", 8) != 0 ||
+        if (!qtsp_tsa_wal_is_name(de->d_name) ||
             join(abs, sizeof abs, storedir, de->d_name) != QTSP_OK || lstat(abs, &sb) != 0 ||
             !S_ISREG(sb.st_mode))
             continue;
-        if ((rc = list_add(l, &e)) != QTSP_OK)
+        if ((rc = list_add(wal, &e)) != QTSP_OK)
             break;
         e->type = 'f';
         e->mode = 0600;
         snprintf(e->path, sizeof e->path, "store/%s", de->d_name);
-        snprintf(num, sizeof num, "w%u", (*counter)++);
+        snprintf(num, sizeof num, "w%u", k++);
         if ((rc = join(snap, sizeof snap, work, num)) == QTSP_OK)
             rc = snapshot(abs, snap, 0, e);
+        if (rc != QTSP_OK && lstat(abs, &sb) != 0 && errno == ENOENT) {
+            qtsp_err_clear(); /* a starting worker read it into the store and removed it */
+            wal->n--;
+            rc = QTSP_OK;
+        }
     }
     closedir(d);
     return rc;
 }
 
-static qtsp_status do_backup(const qtsp_config *cfg, const char *outp, int with_token,
-                             const char *pass, char *work, bk_list *l)
+/* Lists the store copied into work (its folder, data.mdb), then the
+ * write-ahead files copied before it. */
+static qtsp_status list_store(const char *work, bk_list *l, const bk_list *wal)
 {
-    char storedir[QTSP_PATH_MAX], snap[QTSP_PATH_MAX];
-    unsigned counter = 0;
-    walker w = {l, cfg->home, work, &counter, 0};
-    /* the store first: the token copied after it holds every key the
-     * copied store refers to */
-    qtsp_store *st = NULL;
-    TRY(join(storedir, sizeof storedir, cfg->home, "store"));
-    TRY(qtsp_store_open(storedir, (size_t)cfg->store_map_mib, &st));
-    qtsp_status rc = qtsp_store_copy(st, work);
-    qtsp_store_close(st);
-    TRY(rc);
     bk_entry *e;
     TRY(list_add(l, &e));
     e->type = 'd';
@@ -567,12 +566,41 @@ static qtsp_status do_backup(const qtsp_config *cfg, const char *outp, int with_
     e->type = 'f';
     e->mode = 0600;
     snprintf(e->path, sizeof e->path, "store/data.mdb");
-    char copied[QTSP_PATH_MAX];
+    char copied[QTSP_PATH_MAX], snap[QTSP_PATH_MAX];
     TRY(join(copied, sizeof copied, work, "data.mdb"));
     TRY(join(snap, sizeof snap, work, "store.mdb"));
     TRY(snapshot(copied, snap, 0, e));
     unlink(copied);
-    TRY(add_tsa_wal(work, storedir, l, &counter));
+    for (size_t i = 0; i < wal->n; i++) {
+        TRY(list_add(l, &e));
+        *e = wal->v[i];
+    }
+    return QTSP_OK;
+}
+
+static qtsp_status do_backup(const qtsp_config *cfg, const char *outp, int with_token,
+                             const char *pass, char *work, bk_list *l)
+{
+    char storedir[QTSP_PATH_MAX], snap[QTSP_PATH_MAX];
+    unsigned counter = 0;
+    walker w = {l, cfg->home, work, &counter, 0};
+    /* the TSA's write-ahead files, then the store (copy_tsa_wal says why),
+     * then the token: copied after the store, it holds every key the
+     * copied store refers to */
+    qtsp_store *st = NULL;
+    TRY(join(storedir, sizeof storedir, cfg->home, "store"));
+    bk_list wal = {0};
+    qtsp_status rc = copy_tsa_wal(work, storedir, &wal);
+    if (rc == QTSP_OK)
+        rc = qtsp_store_open(storedir, (size_t)cfg->store_map_mib, &st);
+    if (rc == QTSP_OK) {
+        rc = qtsp_store_copy(st, work);
+        qtsp_store_close(st);
+    }
+    if (rc == QTSP_OK)
+        rc = list_store(work, l, &wal);
+    list_free(&wal);
+    TRY(rc);
 
     /* the home's own files: configuration, ceremony report */
     DIR *d = opendir(cfg->home);
@@ -582,6 +610,7 @@ static qtsp_status do_backup(const qtsp_config *cfg, const char *outp, int with_
     while (rc == QTSP_OK && (de = readdir(d))) {
         char abs[QTSP_PATH_MAX], num[32];
         struct stat sb;
+        bk_entry *e;
         if (skip_name(de->d_name) || join(abs, sizeof abs, cfg->home, de->d_name) != QTSP_OK ||
             lstat(abs, &sb) != 0 || !S_ISREG(sb.st_mode))
             continue;

@@ -30,6 +30,7 @@
 #define KEY_MAX 64   /* a TSA serial is 17 octets */
 #define VAL_MAX 1024 /* a journal value is about 90 */
 #define FLAG_REPLACE 1u
+#define WAL_READ_MAX (64u << 20) /* what a replay reads of a file at most */
 static const unsigned char MAGIC[4] = {'Q', 'T', 'W', '1'};
 
 /* Records appended and not yet in the store, in file format (bytes grows). */
@@ -53,6 +54,10 @@ struct qtsp_tsa_wal {
     pthread_cond_t cv;  /* filler: pending, flush or stop; flushers: a fill ended */
     recbuf pending;
     int filling, stop, fill_failing;
+    /* records only the file holds (a failed fill met no memory to keep
+     * them): the file must neither wrap nor be marked read; the next open
+     * reads it again */
+    int lost;
     unsigned fill_ms;
     pthread_t filler;
     int filler_started;
@@ -195,7 +200,10 @@ static qtsp_status drain_locked(qtsp_tsa_wal *w)
             free(w->pending.p);
             w->pending = b;
         } else {
-            free(b.p); /* out of memory: the entries stay in the file */
+            free(b.p);
+            w->lost = 1;
+            LOG_ERROR("tsa: out of memory: journal entries stay only in the write-ahead file "
+                      "until this process restarts");
         }
     } else {
         free(b.p);
@@ -270,7 +278,7 @@ static uint64_t next_gen(uint64_t last)
 static qtsp_status wrap(qtsp_tsa_wal *w)
 {
     pthread_mutex_lock(&w->mu);
-    qtsp_status rc = drain_locked(w);
+    qtsp_status rc = w->lost ? QTSP_ERR_NOMEM : drain_locked(w);
     pthread_mutex_unlock(&w->mu);
     ENSURE(rc == QTSP_OK, QTSP_ERR_UNAVAILABLE,
            "tsa: the journal file is full and the store takes no entries: %s", qtsp_err_message());
@@ -278,6 +286,16 @@ static qtsp_status wrap(qtsp_tsa_wal *w)
     w->off = 0;
     w->broken = 0;
     return QTSP_OK;
+}
+
+/* Best effort: the record at off loses its magic, which ends the file
+ * there for a reader. */
+static void unmark(qtsp_tsa_wal *w, size_t off)
+{
+    static const unsigned char none[4] = {0};
+    if (write_all(w->fd, none, sizeof none, off) != QTSP_OK || fdatasync(w->fd) != 0)
+        LOG_ERROR("tsa: cannot mark failed journal records in the write-ahead file: %s",
+                  qtsp_err_message());
 }
 
 static qtsp_status wal_put(void *ctx, const qtsp_tsa_record *recs, size_t n, int replace)
@@ -317,8 +335,11 @@ static qtsp_status wal_put(void *ctx, const qtsp_tsa_record *recs, size_t n, int
         rc = qtsp_err_set(QTSP_ERR_IO, __FILE__, __LINE__, "tsa: cannot sync the journal file: %s",
                           strerror(errno));
     if (rc != QTSP_OK) {
-        /* what reached the file is unknown: the next batch starts a new
-         * generation, so these records are never read back */
+        /* what reached the file is unknown: its first record loses its
+         * magic now (so a crash before the next batch does not read back
+         * tokens nobody received), and the next batch starts a new
+         * generation */
+        unmark(w, w->off);
         w->broken = 1;
         goto out;
     }
@@ -331,8 +352,10 @@ static qtsp_status wal_put(void *ctx, const qtsp_tsa_record *recs, size_t n, int
     if (rc != QTSP_OK) { /* cannot queue it: into the store now, or the batch fails */
         qtsp_err_clear();
         rc = fill(w->store, &w->out);
-        if (rc != QTSP_OK)
+        if (rc != QTSP_OK) {
+            unmark(w, w->off - w->out.len);
             w->broken = 1;
+        }
     }
 out:
     pthread_mutex_unlock(&w->wmu);
@@ -343,6 +366,8 @@ out:
  * store; *gen = that generation (0: none). */
 static qtsp_status replay_fd(int fd, size_t cap, qtsp_store *store, size_t *count, uint64_t *gen)
 {
+    if (cap > WAL_READ_MAX) /* not a file this code made */
+        cap = WAL_READ_MAX;
     recbuf b = {0};
     qtsp_status rc = recbuf_reserve(&b, cap);
     if (rc != QTSP_OK)
@@ -357,6 +382,8 @@ static qtsp_status replay_fd(int fd, size_t cap, qtsp_store *store, size_t *coun
         got += (size_t)k;
     }
     *gen = 0;
+    if (got >= HDR && memcmp(b.p, "\0\0\0\0", 4) == 0)
+        *gen = get_be(b.p + 8, 8); /* marked read: its generation still counts */
     size_t at = 0, len;
     if ((len = record_at(b.p, got, 0, 0)) != 0) {
         *gen = get_be(b.p + 8, 8);
@@ -380,7 +407,7 @@ static qtsp_status replay_fd(int fd, size_t cap, qtsp_store *store, size_t *coun
 static qtsp_status open_locked(const char *path, int create, int *fd, size_t *size)
 {
     for (int attempt = 0;; attempt++) {
-        int f = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
+        int f = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0600);
         ENSURE(f >= 0, errno == ENOENT ? QTSP_ERR_NOT_FOUND : QTSP_ERR_IO,
                "tsa: cannot open the journal file %s: %s", path, strerror(errno));
         if (flock(f, LOCK_EX | LOCK_NB) != 0) {
@@ -404,8 +431,7 @@ static qtsp_status open_locked(const char *path, int create, int *fd, size_t *si
     }
 }
 
-/* "tsa-wal-" followed by digits and dots. */
-static int is_wal_name(const char *name)
+int qtsp_tsa_wal_is_name(const char *name)
 {
     if (strncmp(name, "tsa-wal-", 8) != 0 || !isdigit((unsigned char)name[8]))
         return 0;
@@ -424,7 +450,7 @@ qtsp_status qtsp_tsa_wal_replay_others(const char *dir, const char *keep, qtsp_s
     size_t total = 0;
     struct dirent *de;
     while (rc == QTSP_OK && (de = readdir(d))) {
-        if (!is_wal_name(de->d_name) || (keep && strcmp(de->d_name, keep) == 0))
+        if (!qtsp_tsa_wal_is_name(de->d_name) || (keep && strcmp(de->d_name, keep) == 0))
             continue;
         char path[4096];
         if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path)
@@ -438,8 +464,13 @@ qtsp_status qtsp_tsa_wal_replay_others(const char *dir, const char *keep, qtsp_s
             rc = QTSP_OK;
             continue;
         }
-        if (rc != QTSP_OK)
-            break;
+        if (rc != QTSP_OK) { /* not one of ours (a folder, unreadable): left alone */
+            LOG_ERROR("tsa: %s is not a journal file this process can read: %s", path,
+                      qtsp_err_message());
+            qtsp_err_clear();
+            rc = QTSP_OK;
+            continue;
+        }
         rc = replay_fd(fd, size, store, &count, &gen);
         if (rc == QTSP_OK) {
             total += count;
@@ -495,8 +526,10 @@ qtsp_status qtsp_tsa_new_wal(const char *policy_path, X509 *tsa_cert, STACK_OF(X
     return qtsp_tsa_new_journal(&pol, tsa_cert, chain, key, &j, out);
 }
 
-/* Writes zeros to the whole file, so later writes allocate nothing. */
-static qtsp_status preallocate(int fd, size_t bytes)
+/* Writes zeros to the whole file, so later writes allocate nothing, and
+ * syncs it and its folder (the name must survive a power loss too: a
+ * worker answers from this file). */
+static qtsp_status preallocate(const char *path, int fd, size_t bytes)
 {
     ENSURE(ftruncate(fd, 0) == 0, QTSP_ERR_IO, "tsa: cannot size the journal file: %s",
            strerror(errno));
@@ -508,6 +541,19 @@ static qtsp_status preallocate(int fd, size_t bytes)
     free(z);
     TRY(rc);
     ENSURE(fsync(fd) == 0, QTSP_ERR_IO, "tsa: cannot sync the journal file: %s", strerror(errno));
+    char dir[4096];
+    int n = snprintf(dir, sizeof dir, "%s", path);
+    ENSURE(n > 0 && (size_t)n < sizeof dir, QTSP_ERR_TOO_BIG, "tsa: path too long");
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else
+        slash[slash == dir ? 1 : 0] = '\0';
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ENSURE(dfd >= 0, QTSP_ERR_IO, "tsa: cannot open %s: %s", dir, strerror(errno));
+    int ok = fsync(dfd) == 0;
+    close(dfd);
+    ENSURE(ok, QTSP_ERR_IO, "tsa: cannot sync %s", dir);
     return QTSP_OK;
 }
 
@@ -546,7 +592,7 @@ qtsp_status qtsp_tsa_wal_open(const char *path, size_t bytes, unsigned fill_ms, 
                      n, path);
     }
     if (size != bytes)
-        TRY_OUT(preallocate(fd, bytes));
+        TRY_OUT(preallocate(path, fd, bytes));
     w->gen = next_gen(gen);
     ENSURE_OUT(pthread_create(&w->filler, NULL, filler_main, w) == 0, QTSP_ERR_NOMEM,
                "cannot start the TSA journal filler");
@@ -615,12 +661,12 @@ void qtsp_tsa_wal_close(qtsp_tsa_wal *w)
         LOG_ERROR("tsa: journal entries stay in the write-ahead file until the next start: %s",
                   qtsp_err_message());
         qtsp_err_clear();
-    } else if (w->filler_started) { /* opened in full: its old records were read */
+    } else if (w->filler_started && !w->lost) { /* opened in full: old records were read */
         /* everything is in the store: the next open has nothing to read
-         * (a first record without its magic ends the file) */
-        static const unsigned char none[4] = {0};
-        if (write_all(w->fd, none, sizeof none, 0) != QTSP_OK || fdatasync(w->fd) != 0)
-            qtsp_err_clear(); /* then the next open reads it again: no harm */
+         * (a first record without its magic ends the file; if this fails
+         * the next open reads it again, which changes nothing) */
+        unmark(w, 0);
+        qtsp_err_clear();
     }
     close(w->fd);
     free(w->out.p);

@@ -83,6 +83,9 @@ qtsp_status qtsp_tsa_wal_open_slot(const char *dir, unsigned slot, size_t bytes,
 qtsp_status qtsp_tsa_wal_replay_others(const char *dir, const char *keep, qtsp_store *store,
                                        size_t *n) QTSP_MUST_USE;
 
+/* 1 when name is a write-ahead file's ("tsa-wal-" then digits and dots). */
+int qtsp_tsa_wal_is_name(const char *name);
+
 /* qtsp_tsa_new (tsa.h) with its journal kept through w (which must outlive
  * the TSA). */
 qtsp_status qtsp_tsa_new_wal(const char *policy_path, X509 *tsa_cert, STACK_OF(X509) * chain,

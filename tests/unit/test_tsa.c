@@ -1696,9 +1696,25 @@ static void test_tsa_wal_after_a_crash_the_next_open_puts_every_entry_into_the_s
     CU_ASSERT_EQUAL(journal_count_of(st2, keys, 6), 6); /* its own open read it */
     char dir[600];
     path(dir, sizeof dir, "wal-dir");
+    /* what only looks like one: a folder, and a link (never followed,
+     * its target untouched) are left alone, and do not stop the others */
+    CU_ASSERT_EQUAL(run("mkdir wal-dir/tsa-wal-9 && printf keep > wal-target && "
+                        "ln -s ../wal-target wal-dir/tsa-wal-8"),
+                    0);
     size_t got = 0;
     CU_ASSERT_EQUAL(qtsp_tsa_wal_replay_others(dir, "tsa-wal-1", st2, &got), QTSP_OK);
     CU_ASSERT_EQUAL(got, 6); /* tsa-wal-4 */
+    CU_ASSERT_EQUAL(run("test -d wal-dir/tsa-wal-9 && test -L wal-dir/tsa-wal-8 && "
+                        "test \"$(cat wal-target)\" = keep"),
+                    0);
+    qtsp_tsa_wal *wl = NULL;
+    char lp8[600];
+    path(lp8, sizeof lp8, "wal-dir/tsa-wal-8");
+    CU_ASSERT_NOT_EQUAL(qtsp_tsa_wal_open(lp8, QTSP_TSA_WAL_BYTES, WAL_NEVER, st2, &wl), QTSP_OK);
+    CU_ASSERT_PTR_NULL(wl);
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL(
+        run("test \"$(cat wal-target)\" = keep && rm -r wal-dir/tsa-wal-8 wal-dir/tsa-wal-9"), 0);
     CU_ASSERT_EQUAL(run("test ! -e wal-dir/tsa-wal-4 && test -e wal-dir/tsa-wal-1 && "
                         "test -e wal-dir/tsa-wal-7"),
                     0);
