@@ -139,8 +139,8 @@ out:
 }
 
 /* serve worker N journals its time-stamps through store/tsa-wal-N
- * (tsa/tsa_wal.h), and first puts into the store what files no process
- * holds keep (a crashed or replaced worker's, a previous run's). */
+ * (tsa/tsa_wal.h); first it puts into the store the records of the files
+ * no process holds (a crashed or replaced worker's, a previous run's). */
 static qtsp_status open_tsa_wal(qtsp_services *s, const qtsp_app *app)
 {
     char dir[QTSP_PATH_MAX];
