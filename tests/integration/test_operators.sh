@@ -76,11 +76,11 @@ t0=$(date +%s.%N)
 code=$(curl -s -o "$T_DIR/hold.json" -w '%{http_code}' --max-time 60 -X POST \
   -H "Authorization: Bearer $HOTLINE" -H 'Content-Type: application/json' --data "$HOLD" "$BASE/ra/v1/hotline/hold")
 t1=$(date +%s.%N)
-HOLD_S=$(echo "$t1 - $t0" | bc)
+HOLD_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}') # awk: bc is not installed
 echo "# hotline hold during the flood: HTTP $code in ${HOLD_S} s"
 check_eq "hotline hold during the flood: 200" 200 "$code"
 check "hotline hold answered within ${HOLD_BOUND_S} s (took ${HOLD_S} s)" \
-  test "$(echo "$HOLD_S < $HOLD_BOUND_S" | bc)" = 1
+  awk -v s="$HOLD_S" -v b="$HOLD_BOUND_S" 'BEGIN {exit !(s != "" && s + 0 < b + 0)}'
 check_eq "the hold held the certificate" "$SERIAL" "$(jq -r '.held[0]' "$T_DIR/hold.json")"
 wait "$FLOOD_PID"
 n401=$(grep -c '^401$' "$T_DIR/flood.codes")
