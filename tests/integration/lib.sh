@@ -121,13 +121,16 @@ finish() {
 }
 trap '[[ -n $SERVER_PID ]] && kill -KILL $SERVER_PID 2>/dev/null' EXIT
 
-# free_port: prints a port nobody listens on now, for a server whose base
-# URL (in the certificates' AIA) must be fixed before init
+# free_port: prints a port no socket uses now, for a server whose base URL
+# (in the certificates' AIA) must be fixed before init, or for a proxy. Below
+# the kernel's ephemeral range (32768-60999 on Debian), so no client
+# connection takes it as its local port before the server binds it (nginx
+# once failed with "Address already in use" on such a port).
 free_port() {
   local p
-  for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 30000))
-    ss -ltn 2>/dev/null | grep -q ":$p " || break
+  for _ in $(seq 1 100); do
+    p=$((20000 + RANDOM % 12768))
+    [[ -z $(ss -tanH "( sport = :$p )" 2>/dev/null) ]] && break
   done
   echo "$p"
 }

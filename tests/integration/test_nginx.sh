@@ -17,14 +17,9 @@ NGINX_PID=
 cleanup_nginx() { [[ -n $NGINX_PID ]] && kill -QUIT "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null; NGINX_PID=; }
 trap 'cleanup_nginx; [[ -n $SERVER_PID ]] && kill -KILL $SERVER_PID 2>/dev/null' EXIT
 
-freeport() {
-  local p
-  for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 30000))
-    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/" || { echo "$p"; return; }
-  done
-}
-TLSP=$(freeport) HTTPP=$(freeport)
+TLSP=$(free_port)
+HTTPP=$(free_port)
+while [[ $HTTPP == "$TLSP" ]]; do HTTPP=$(free_port); done
 
 # the server, trusting the proxy's address for X-Real-IP
 H=$T_DIR/home

@@ -35,11 +35,7 @@ done
 check "run.sh --help" "$RUN" --help
 
 # 2. a run on a free non-default port, in a temp home
-port=
-for _ in $(seq 1 50); do
-  p=$((20000 + RANDOM % 30000))
-  curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/" || { port=$p; break; }
-done
+port=$(free_port)
 H=$T_DIR/home
 start_run() { # extra args: runs scripts/run.sh in the background, waits for "listening on"
   : >"$T_DIR/run.out"
