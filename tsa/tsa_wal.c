@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/codec.h"
 #include "core/log.h"
 
 #define HDR 16       /* magic 4, flags 1, key length 1, value length 2, generation 8 */
@@ -33,11 +34,17 @@
 #define WAL_READ_MAX (64u << 20) /* what a replay reads of a file at most */
 static const unsigned char MAGIC[4] = {'Q', 'T', 'W', '1'};
 
-/* Records appended and not yet in the store, in file format (bytes grows). */
+/* Records in file format and how many (a batch, or what awaits a fill). */
 typedef struct recbuf {
-    unsigned char *p;
-    size_t len, cap, n;
+    qtsp_buf b;
+    size_t n;
 } recbuf;
+
+static void recbuf_init(recbuf *r)
+{
+    qtsp_buf_init(&r->b, WAL_READ_MAX);
+    r->n = 0;
+}
 
 struct qtsp_tsa_wal {
     int fd;
@@ -74,40 +81,16 @@ static uint64_t fnv1a(const unsigned char *p, size_t n)
     return h;
 }
 
-static void put_be(unsigned char *p, uint64_t v, int n)
+/* The value length (u16 BE) of the record at r. */
+static size_t val_len(const unsigned char *r)
 {
-    for (int i = n - 1; i >= 0; i--, v >>= 8)
-        p[i] = (unsigned char)v;
-}
-
-static uint64_t get_be(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static qtsp_status recbuf_reserve(recbuf *b, size_t more)
-{
-    if (b->cap - b->len >= more)
-        return QTSP_OK;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap - b->len < more)
-        cap *= 2;
-    unsigned char *p = realloc(b->p, cap);
-    ENSURE(p != NULL, QTSP_ERR_NOMEM, "out of memory");
-    b->p = p;
-    b->cap = cap;
-    return QTSP_OK;
+    return (size_t)r[6] << 8 | r[7];
 }
 
 /* Appends src's records to dst (src unchanged). */
 static qtsp_status recbuf_cat(recbuf *dst, const recbuf *src)
 {
-    TRY(recbuf_reserve(dst, src->len));
-    memcpy(dst->p + dst->len, src->p, src->len);
-    dst->len += src->len;
+    TRY(qtsp_buf_append(&dst->b, src->b.data, src->b.len));
     dst->n += src->n;
     return QTSP_OK;
 }
@@ -118,13 +101,13 @@ static size_t record_at(const unsigned char *p, size_t n, int want_gen, uint64_t
 {
     if (n < HDR + TRAILER || memcmp(p, MAGIC, 4) != 0 || (p[4] & ~FLAG_REPLACE) != 0)
         return 0;
-    size_t klen = p[5], vlen = (size_t)get_be(p + 6, 2);
+    size_t klen = p[5], vlen = val_len(p);
     if (klen == 0 || klen > KEY_MAX || vlen > VAL_MAX || HDR + klen + vlen + TRAILER > n)
         return 0;
-    if (want_gen && get_be(p + 8, 8) != gen)
+    if (want_gen && qtsp_be64_get(p + 8) != gen)
         return 0;
     size_t body = HDR + klen + vlen;
-    if (fnv1a(p, body) != get_be(p + body, 8))
+    if (fnv1a(p, body) != qtsp_be64_get(p + body))
         return 0;
     return body + TRAILER;
 }
@@ -141,9 +124,9 @@ typedef struct fill_args {
 static qtsp_status fill_txn(qtsp_txn *txn, void *ctx)
 {
     const recbuf *b = ((fill_args *)ctx)->b;
-    for (size_t at = 0; at < b->len;) {
-        const unsigned char *r = b->p + at;
-        size_t klen = r[5], vlen = (size_t)get_be(r + 6, 2);
+    for (size_t at = 0; at < b->b.len;) {
+        const unsigned char *r = b->b.data + at;
+        size_t klen = r[5], vlen = val_len(r);
         int replace = r[4] & FLAG_REPLACE;
         qtsp_status rc = qtsp_txn_put(txn, QTSP_T_TSA_JOURNAL, r + HDR, klen, r + HDR + klen, vlen,
                                       replace ? 0 : QTSP_PUT_NOOVERWRITE);
@@ -170,7 +153,7 @@ static qtsp_status fill_txn(qtsp_txn *txn, void *ctx)
 
 static qtsp_status fill(qtsp_store *store, const recbuf *b)
 {
-    if (b->len == 0)
+    if (b->b.len == 0)
         return QTSP_OK;
     fill_args a = {b};
     return qtsp_store_write(store, fill_txn, &a);
@@ -183,10 +166,10 @@ static qtsp_status drain_locked(qtsp_tsa_wal *w)
 {
     while (w->filling)
         pthread_cond_wait(&w->cv, &w->mu);
-    if (w->pending.len == 0)
+    if (w->pending.b.len == 0)
         return QTSP_OK;
     recbuf b = w->pending;
-    w->pending = (recbuf){0};
+    recbuf_init(&w->pending);
     w->filling = 1;
     pthread_mutex_unlock(&w->mu);
     qtsp_err_clear();
@@ -197,16 +180,16 @@ static qtsp_status drain_locked(qtsp_tsa_wal *w)
     if (rc != QTSP_OK) {
         /* keep the order: what failed, then what came meanwhile */
         if (recbuf_cat(&b, &w->pending) == QTSP_OK) {
-            free(w->pending.p);
+            qtsp_buf_cleanup(&w->pending.b);
             w->pending = b;
         } else {
-            free(b.p);
+            qtsp_buf_cleanup(&b.b);
             w->lost = 1;
             LOG_ERROR("tsa: out of memory: journal entries stay only in the write-ahead file "
                       "until this process restarts");
         }
     } else {
-        free(b.p);
+        qtsp_buf_cleanup(&b.b);
     }
     pthread_cond_broadcast(&w->cv);
     return rc;
@@ -218,7 +201,7 @@ static void *filler_main(void *arg)
     pthread_setname_np(pthread_self(), "qtsp-tsa-fill");
     pthread_mutex_lock(&w->mu);
     while (!w->stop) {
-        if (w->pending.len == 0) {
+        if (w->pending.b.len == 0) {
             pthread_cond_wait(&w->cv, &w->mu);
             continue;
         }
@@ -303,34 +286,36 @@ static qtsp_status wal_put(void *ctx, const qtsp_tsa_record *recs, size_t n, int
     qtsp_tsa_wal *w = ctx;
     qtsp_status rc = QTSP_OK;
     pthread_mutex_lock(&w->wmu);
-    w->out.len = w->out.n = 0;
-    for (size_t i = 0; i < n; i++) {
+    qtsp_buf *o = &w->out.b;
+    qtsp_buf_reset(o);
+    w->out.n = 0;
+    for (size_t i = 0; i < n; i++) { /* generation and checksum once the offset is known */
         ENSURE_OUT(recs[i].key_len > 0 && recs[i].key_len <= KEY_MAX && recs[i].val_len <= VAL_MAX,
                    QTSP_ERR_INVALID, "tsa: journal record too big");
         size_t len = HDR + recs[i].key_len + recs[i].val_len + TRAILER;
-        TRY_OUT(recbuf_reserve(&w->out, len));
-        unsigned char *r = w->out.p + w->out.len;
+        TRY_OUT(qtsp_buf_reserve(o, len));
+        unsigned char *r = o->data + o->len;
         memcpy(r, MAGIC, 4);
         r[4] = replace ? FLAG_REPLACE : 0;
         r[5] = (unsigned char)recs[i].key_len;
-        put_be(r + 6, recs[i].val_len, 2);
-        put_be(r + 8, w->gen, 8); /* rewritten below if the file wraps */
+        r[6] = (unsigned char)(recs[i].val_len >> 8);
+        r[7] = (unsigned char)recs[i].val_len;
         memcpy(r + HDR, recs[i].key, recs[i].key_len);
         memcpy(r + HDR + recs[i].key_len, recs[i].val, recs[i].val_len);
-        w->out.len += len;
+        o->len += len;
         w->out.n++;
     }
-    ENSURE_OUT(w->out.len <= w->cap, QTSP_ERR_TOO_BIG, "tsa: journal batch bigger than its file");
-    if (w->broken || w->off + w->out.len > w->cap)
+    ENSURE_OUT(o->len <= w->cap, QTSP_ERR_TOO_BIG, "tsa: journal batch bigger than its file");
+    if (w->broken || w->off + o->len > w->cap)
         TRY_OUT(wrap(w));
-    for (size_t at = 0; at < w->out.len;) {
-        unsigned char *r = w->out.p + at;
-        size_t body = HDR + r[5] + (size_t)get_be(r + 6, 2);
-        put_be(r + 8, w->gen, 8);
-        put_be(r + body, fnv1a(r, body), 8);
+    for (size_t at = 0; at < o->len;) {
+        unsigned char *r = o->data + at;
+        size_t body = HDR + r[5] + val_len(r);
+        qtsp_be64_put(r + 8, w->gen);
+        qtsp_be64_put(r + body, fnv1a(r, body));
         at += body + TRAILER;
     }
-    rc = write_all(w->fd, w->out.p, w->out.len, w->off);
+    rc = write_all(w->fd, o->data, o->len, w->off);
     if (rc == QTSP_OK && fdatasync(w->fd) != 0)
         rc = qtsp_err_set(QTSP_ERR_IO, __FILE__, __LINE__, "tsa: cannot sync the journal file: %s",
                           strerror(errno));
@@ -343,7 +328,7 @@ static qtsp_status wal_put(void *ctx, const qtsp_tsa_record *recs, size_t n, int
         w->broken = 1;
         goto out;
     }
-    w->off += w->out.len;
+    w->off += o->len;
     pthread_mutex_lock(&w->mu);
     rc = recbuf_cat(&w->pending, &w->out);
     if (rc == QTSP_OK && w->pending.n == w->out.n)
@@ -353,7 +338,7 @@ static qtsp_status wal_put(void *ctx, const qtsp_tsa_record *recs, size_t n, int
         qtsp_err_clear();
         rc = fill(w->store, &w->out);
         if (rc != QTSP_OK) {
-            unmark(w, w->off - w->out.len);
+            unmark(w, w->off - o->len);
             w->broken = 1;
         }
     }
@@ -368,13 +353,15 @@ static qtsp_status replay_fd(int fd, size_t cap, qtsp_store *store, size_t *coun
 {
     if (cap > WAL_READ_MAX) /* not a file this code made */
         cap = WAL_READ_MAX;
-    recbuf b = {0};
-    qtsp_status rc = recbuf_reserve(&b, cap);
+    recbuf b;
+    recbuf_init(&b);
+    qtsp_status rc = qtsp_buf_reserve(&b.b, cap);
     if (rc != QTSP_OK)
         return rc;
+    unsigned char *p = b.b.data;
     size_t got = 0;
     while (got < cap) {
-        ssize_t k = pread(fd, b.p + got, cap - got, (off_t)got);
+        ssize_t k = pread(fd, p + got, cap - got, (off_t)got);
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0)
@@ -382,19 +369,19 @@ static qtsp_status replay_fd(int fd, size_t cap, qtsp_store *store, size_t *coun
         got += (size_t)k;
     }
     *gen = 0;
-    if (got >= HDR && memcmp(b.p, "\0\0\0\0", 4) == 0)
-        *gen = get_be(b.p + 8, 8); /* marked read: its generation still counts */
+    if (got >= HDR && memcmp(p, "\0\0\0\0", 4) == 0)
+        *gen = qtsp_be64_get(p + 8); /* marked read: its generation still counts */
     size_t at = 0, len;
-    if ((len = record_at(b.p, got, 0, 0)) != 0) {
-        *gen = get_be(b.p + 8, 8);
+    if ((len = record_at(p, got, 0, 0)) != 0) {
+        *gen = qtsp_be64_get(p + 8);
         do {
             at += len;
             b.n++;
-        } while ((len = record_at(b.p + at, got - at, 1, *gen)) != 0);
+        } while ((len = record_at(p + at, got - at, 1, *gen)) != 0);
     }
-    b.len = at;
+    b.b.len = at;
     rc = fill(store, &b);
-    free(b.p);
+    qtsp_buf_cleanup(&b.b);
     if (rc == QTSP_OK && count)
         *count = b.n;
     return rc;
@@ -575,6 +562,8 @@ qtsp_status qtsp_tsa_wal_open(const char *path, size_t bytes, unsigned fill_ms, 
     w->cap = bytes;
     w->store = store;
     w->fill_ms = fill_ms;
+    recbuf_init(&w->out);
+    recbuf_init(&w->pending);
     pthread_mutex_init(&w->wmu, NULL);
     pthread_mutex_init(&w->mu, NULL);
     pthread_condattr_t ca;
@@ -669,8 +658,8 @@ void qtsp_tsa_wal_close(qtsp_tsa_wal *w)
         qtsp_err_clear();
     }
     close(w->fd);
-    free(w->out.p);
-    free(w->pending.p);
+    qtsp_buf_cleanup(&w->out.b);
+    qtsp_buf_cleanup(&w->pending.b);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
     pthread_mutex_destroy(&w->wmu);
