@@ -121,6 +121,19 @@ finish() {
 }
 trap '[[ -n $SERVER_PID ]] && kill -KILL $SERVER_PID 2>/dev/null' EXIT
 
+# tsr_serial FILE: the token serial of a TimeStampResp file, lower-case hex
+# without leading zeros ("" when it holds no token)
+tsr_serial() {
+  openssl ts -reply -in "$1" -text 2>/dev/null | sed -n 's/^Serial number: 0x//p' | tr 'A-F' 'a-f' | sed 's/^0*//'
+}
+# tsa_journal_serials STORE_DIR: the serials in the store's TSA journal in the
+# same form, sorted, once each (mdb_dump: keys and values alternate after
+# the header; every key line is kept)
+tsa_journal_serials() {
+  mdb_dump -s tsa_journal "$1" 2>/dev/null | sed -n '/^HEADER=END/,/^DATA=END/p' | sed '1d;$d' |
+    awk 'NR % 2 == 1' | sed 's/^ //; s/^0*//' | sort -u
+}
+
 # free_port: prints a port no socket uses now, for a server whose base URL
 # (in the certificates' AIA) must be fixed before init, or for a proxy. Below
 # the kernel's ephemeral range (32768-60999 on Debian), so no client

@@ -73,7 +73,7 @@ L2=$!
   openssl ts -query -data "$T_DIR/tsa.dat" -sha256 -out "$T_DIR/tsa.tsq" 2>/dev/null
   curl -s -f -o "$T_DIR/tsa.tsr" -H 'Content-Type: application/timestamp-query' \
     --data-binary @"$T_DIR/tsa.tsq" "$BASE/tsa" &&
-    openssl ts -reply -in "$T_DIR/tsa.tsr" -text 2>/dev/null | sed -n 's/^Serial number: 0x//p'
+    tsr_serial "$T_DIR/tsa.tsr"
 done) >"$T_DIR/load.tsa" &
 L3=$!
 sleep 1
@@ -136,9 +136,8 @@ check "audit verify passes on the restored home" "$QTSP_BIN" audit verify --home
 "$QTSP_BIN" audit list --home "$R" >"$T_DIR/r-audit.txt"
 check_grep "the restore is in the audit log" '"event":"home.restore"' "$T_DIR/r-audit.txt"
 check "time-stamp load ran ($NTSA tokens before the token backup)" test "$NTSA" -gt 0
-head -n "$NTSA" "$T_DIR/load.tsa" | tr 'A-F' 'a-f' | sed 's/^0*//' | sort >"$T_DIR/tsa-before.txt"
-mdb_dump -s tsa_journal "$R/store" 2>/dev/null | sed -n '/^HEADER=END/,/^DATA=END/p' | sed '1d;$d' |
-  awk 'NR % 2 == 1' | sed 's/^ //; s/^0*//' | sort -u >"$T_DIR/tsa-restored.txt"
+head -n "$NTSA" "$T_DIR/load.tsa" | sort >"$T_DIR/tsa-before.txt"
+tsa_journal_serials "$R/store" >"$T_DIR/tsa-restored.txt"
 check_eq "every token answered before the backup is in the restored journal" "" \
   "$(comm -23 "$T_DIR/tsa-before.txt" "$T_DIR/tsa-restored.txt" | head -3 | tr '\n' ' ')"
 check_eq "... put into the store by restore (no write-ahead file left)" "" "$(ls "$R/store" | grep tsa-wal)"

@@ -98,7 +98,7 @@ check_eq "defect 4: the certificate is still good" good "$st"
 # only once space returns: the filler tries again every 50 ms)
 tsa=$(tsa_granted)
 check_eq "disk full: the TSA still grants" "Granted." "$tsa"
-FULL_SERIAL=$(openssl ts -reply -in "$T_DIR/r.tsr" -text 2>/dev/null | sed -n 's/^Serial number: 0x//p' | tr 'A-F' 'a-f' | sed 's/^0*//')
+FULL_SERIAL=$(tsr_serial "$T_DIR/r.tsr")
 
 # space returns
 rm -f "$H/store/filler"
@@ -115,8 +115,7 @@ for _ in $(seq 1 40); do curl -s "$BASE/metrics" | grep -q '^qtsp_tsa_journal_fi
 check_grep "space back: the journal reaches the store again" '^qtsp_tsa_journal_fill_failing 0' <(curl -s "$BASE/metrics")
 check "stops cleanly" stop_server
 if [[ -n $FULL_SERIAL ]]; then
-  mdb_dump -s tsa_journal "$H/store" 2>/dev/null | sed -n '/^HEADER=END/,/^DATA=END/p' | sed '1d;$d' |
-    awk 'NR % 2 == 1' | sed 's/^ //; s/^0*//' >"$T_DIR/journal.txt"
+  tsa_journal_serials "$H/store" >"$T_DIR/journal.txt"
   check "space back: the token granted while the disk was full is in the journal" grep -qx "$FULL_SERIAL" "$T_DIR/journal.txt"
 fi
 trap '[[ -n $SERVER_PID ]] && kill -KILL $SERVER_PID 2>/dev/null' EXIT
