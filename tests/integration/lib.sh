@@ -126,12 +126,18 @@ trap '[[ -n $SERVER_PID ]] && kill -KILL $SERVER_PID 2>/dev/null' EXIT
 tsr_serial() {
   openssl ts -reply -in "$1" -text 2>/dev/null | sed -n 's/^Serial number: 0x//p' | tr 'A-F' 'a-f' | sed 's/^0*//'
 }
+# store_keys STORE_DIR TABLE: the keys of one table of the store, in hex, one
+# a line (mdb_dump: keys and values alternate after the header; every key
+# line is kept). Read from the file, so a running server's figures in
+# /metrics (another worker's may be a second old) cannot mislead a test.
+store_keys() {
+  mdb_dump -s "$2" "$1" 2>/dev/null | sed -n '/^HEADER=END/,/^DATA=END/p' | sed '1d;$d' |
+    awk 'NR % 2 == 1' | sed 's/^ //'
+}
 # tsa_journal_serials STORE_DIR: the serials in the store's TSA journal in the
-# same form, sorted, once each (mdb_dump: keys and values alternate after
-# the header; every key line is kept)
+# same form as tsr_serial, sorted, once each
 tsa_journal_serials() {
-  mdb_dump -s tsa_journal "$1" 2>/dev/null | sed -n '/^HEADER=END/,/^DATA=END/p' | sed '1d;$d' |
-    awk 'NR % 2 == 1' | sed 's/^ //; s/^0*//' | sort -u
+  store_keys "$1" tsa_journal | sed 's/^0*//' | sort -u
 }
 
 # free_port: prints a port no socket uses now, for a server whose base URL
