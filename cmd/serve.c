@@ -128,14 +128,14 @@ static int serve_one(const char *home, const char *listen, const char *log_forma
         const char *proxies[QTSP_CONFIG_PROXIES_MAX + 1] = {NULL};
         for (size_t i = 0; i < app.cfg.http_n_trusted_proxies; i++)
             proxies[i] = app.cfg.http_trusted_proxies[i];
-        qtsp_http_opts opts = {.listen = app.cfg.listen,
-                               .workers = (unsigned)app.cfg.http_workers,
-                               .conn_timeout_s = (unsigned)app.cfg.http_conn_timeout_s,
-                               .trusted_proxies = proxies,
-                               .max_connections = (size_t)app.cfg.http_max_connections,
-                               .per_address = app.cfg.http_per_address
-                                                  ? (size_t)app.cfg.http_per_address
-                                                  : (size_t)-1};
+        qtsp_http_opts opts = {
+            .listen = app.cfg.listen,
+            .workers = (unsigned)app.cfg.http_workers,
+            .conn_timeout_s = (unsigned)app.cfg.http_conn_timeout_s,
+            .trusted_proxies = proxies,
+            .max_connections = (size_t)app.cfg.http_max_connections,
+            .per_address = app.cfg.http_per_address ? (size_t)app.cfg.http_per_address : (size_t)-1,
+            .fast_routes = app.cfg.http_fast_lane ? qtsp_services_fast_routes() : NULL};
         if (w) {
             opts.use_listen_fd = 1;
             opts.listen_fd = w->listen_fd;

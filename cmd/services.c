@@ -463,6 +463,13 @@ size_t qtsp_services_route_count(const qtsp_services *s)
     return s->n_routes;
 }
 
+/* Their handlers read the body only (ocsp/ocsp_http.c, tsa/tsa_http.c). */
+const char *const *qtsp_services_fast_routes(void)
+{
+    static const char *const names[] = {"ocsp_post", "tsa", NULL};
+    return names;
+}
+
 /* CRL freshness (issue 16): number and age of each CRL served. */
 static qtsp_status crl_metrics(qtsp_services *s, qtsp_buf *out)
 {

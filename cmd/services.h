@@ -60,4 +60,8 @@ void cmd_ades_extras_free(cmd_ades_extras *x);
 qtsp_status cmd_validator_open(qtsp_app *app, qtsp_validate_store *st,
                                qtsp_validator **out) QTSP_MUST_USE;
 
+/* The routes whose handlers need only the body (qtsp_http_opts.fast_routes):
+ * POST /ocsp and POST /tsa. */
+const char *const *qtsp_services_fast_routes(void);
+
 #endif

@@ -100,6 +100,7 @@ void qtsp_config_defaults(qtsp_config *cfg, const char *home)
     cfg->http_conn_timeout_s = 30;
     cfg->http_per_address = 512;
     cfg->http_max_connections = 4096;
+    cfg->http_fast_lane = 1;
     cfg->log_json = 0;
 }
 
@@ -177,6 +178,7 @@ static qtsp_status load_doc(const qtsp_ydoc *doc, qtsp_config *cfg)
                                         "trusted_proxies",
                                         "connections_per_address",
                                         "max_connections",
+                                        "fast_lane",
                                         NULL};
         TRY(qtsp_ynode_check_keys(http, k));
         int64_t w = -1, procs = 0; /* absent: one process per core */
@@ -191,6 +193,7 @@ static qtsp_status load_doc(const qtsp_ydoc *doc, qtsp_config *cfg)
         TRY(load_trusted_proxies(cfg, qtsp_ynode_get(http, "trusted_proxies")));
         TRY(qtsp_yget_int(http, "connections_per_address", 0, 0, 1 << 20, &cfg->http_per_address));
         TRY(qtsp_yget_int(http, "max_connections", 0, 16, 1 << 20, &cfg->http_max_connections));
+        TRY(qtsp_yget_bool(http, "fast_lane", 0, &cfg->http_fast_lane));
     }
     const qtsp_ynode *log = qtsp_ynode_get(root, "log");
     if (log) {

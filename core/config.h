@@ -57,6 +57,7 @@ typedef struct qtsp_config {
     size_t http_n_trusted_proxies;
     int64_t http_per_address;     /* connections per client address; 0 = no limit */
     int64_t http_max_connections; /* per process */
+    int http_fast_lane;           /* POST /ocsp and /tsa on the fast lane (core/http.h) */
     int log_json;
 } qtsp_config;
 

@@ -90,16 +90,11 @@ static void make_request_id(char out[17])
     out[16] = '\0';
 }
 
-/* The peer's address as text ("" when unknown); an IPv4-mapped IPv6 peer
- * as IPv4. */
-static void peer_address(struct MHD_Connection *conn, char *out, size_t cap)
+void http_addr_text(const struct sockaddr *sa, char *out, size_t cap)
 {
     out[0] = '\0';
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (!ci || !ci->client_addr)
+    if (sa == NULL)
         return;
-    const struct sockaddr *sa = ci->client_addr;
     if (sa->sa_family == AF_INET) {
         inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
                   (socklen_t)cap);
@@ -112,10 +107,17 @@ static void peer_address(struct MHD_Connection *conn, char *out, size_t cap)
     }
 }
 
+static const struct sockaddr *peer_sockaddr(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    return ci ? ci->client_addr : NULL;
+}
+
 /* X-Real-IP from a trusted proxy replaces the peer as the logged client;
  * only a well-formed address is taken (normalised), anything else is
  * ignored. */
-static void client_from_proxy(struct MHD_Connection *conn, http_rq *rq)
+void http_rq_client(http_rq *rq, const char *real_ip, const char *proto)
 {
     const qtsp_http_server *srv = rq->srv;
     int trusted = 0;
@@ -123,16 +125,21 @@ static void client_from_proxy(struct MHD_Connection *conn, http_rq *rq)
         trusted = strcmp(srv->trusted[i], rq->client) == 0;
     if (!trusted)
         return;
-    const char *proto = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-Proto");
     rq->via_tls = proto && strcasecmp(proto, "https") == 0;
     char a[46];
-    if (qtsp_http_ip_normalize(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Real-IP"), a))
+    if (qtsp_http_ip_normalize(real_ip, a))
         memcpy(rq->client, a, sizeof a);
+}
+
+static void client_from_proxy(struct MHD_Connection *conn, http_rq *rq)
+{
+    http_rq_client(rq, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Real-IP"),
+                   MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-Proto"));
 }
 
 /* ---- sending ---------------------------------------------------------- */
 
-static void finish_log(http_rq *rq, int status, size_t bytes)
+void http_rq_finish(http_rq *rq, int status, size_t bytes)
 {
     rq->status = status;
     rq->bytes = bytes;
@@ -190,7 +197,7 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, http_rq *rq, i
     enum MHD_Result q = MHD_queue_response(conn, (unsigned)status, r);
     MHD_destroy_response(r);
     if (q == MHD_YES)
-        finish_log(rq, status, len);
+        http_rq_finish(rq, status, len);
     else
         LOG_ERROR("http: request %s: MHD refused the %d response", rq->id, status);
     return q;
@@ -590,11 +597,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 /* ---- MHD callbacks ---------------------------------------------------- */
 
-/* Called with the request target before MHD percent-decodes it. */
-static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
+http_rq *http_rq_new(qtsp_http_server *srv, const char *raw, size_t n)
 {
-    qtsp_http_server *srv = cls;
-    size_t n = strcspn(uri, "?");
     http_rq *rq = malloc(sizeof *rq + n + 1);
     if (rq == NULL)
         return NULL;
@@ -616,15 +620,37 @@ static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
     rq->method[0] = '\0';
     rq->deferred = NULL;
     rq->via_tls = 0;
-    peer_address(conn, rq->client, sizeof rq->client);
+    rq->client[0] = '\0';
+    rq->conn = NULL;
+    rq->lane = NULL;
+    rq->close = 0;
+    make_request_id(rq->id);
+    memcpy(rq->raw, raw, n);
+    rq->raw[n] = '\0';
+    atomic_fetch_add_explicit(&srv->inflight, 1, memory_order_relaxed);
+    return rq;
+}
+
+void http_rq_free(http_rq *rq)
+{
+    qtsp_http_server *srv = rq->srv;
+    qtsp_buf_cleanup(&rq->body);
+    if (rq->large)
+        atomic_fetch_sub_explicit(&srv->large_bytes, rq->large, memory_order_relaxed);
+    free(rq);
+    atomic_fetch_sub_explicit(&srv->inflight, 1, memory_order_release);
+}
+
+/* Called with the request target before MHD percent-decodes it. */
+static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    http_rq *rq = http_rq_new(cls, uri, strcspn(uri, "?"));
+    if (rq == NULL)
+        return NULL;
+    http_addr_text(peer_sockaddr(conn), rq->client, sizeof rq->client);
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     rq->conn = ci ? ci->socket_context : NULL;
-    rq->close = 0;
-    make_request_id(rq->id);
-    memcpy(rq->raw, uri, n);
-    rq->raw[n] = '\0';
-    atomic_fetch_add_explicit(&srv->inflight, 1, memory_order_relaxed);
     return rq;
 }
 
@@ -644,11 +670,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         /* The client went away (or MHD answered itself); one line anyway. */
         qtsp_log_access(rq->id, rq->client, rq->method[0] ? rq->method : "-", rq->raw, 0, 0,
                         (double)(qtsp_mono_ns() - rq->t0_ns) / 1e6);
-    qtsp_buf_cleanup(&rq->body);
-    if (rq->large)
-        atomic_fetch_sub_explicit(&srv->large_bytes, rq->large, memory_order_relaxed);
-    free(rq);
-    atomic_fetch_sub_explicit(&srv->inflight, 1, memory_order_release);
+    http_rq_free(rq);
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -657,11 +679,15 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     qtsp_http_server *srv = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         atomic_fetch_add_explicit(&srv->conns_open, 1, memory_order_relaxed);
+        if (srv->lane)
+            http_lane_addr_add(srv, peer_sockaddr(conn));
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         *socket_context = ci ? http_conn_track(srv, ci->connect_fd) : NULL;
     } else {
         atomic_fetch_sub_explicit(&srv->conns_open, 1, memory_order_relaxed);
+        if (srv->lane)
+            http_lane_addr_del(srv, peer_sockaddr(conn));
         http_conn_untrack(srv, *socket_context); /* before MHD closes the socket */
         *socket_context = NULL;
     }
@@ -688,9 +714,10 @@ unsigned char *qtsp_http_take_body(const qtsp_http_req *req, size_t *len)
     return qtsp_buf_take(&rq->body, len);
 }
 
+/* A fast-lane request (no MHD connection) has none: fast routes use none. */
 const char *qtsp_http_header(const qtsp_http_req *req, const char *name)
 {
-    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+    return req->conn ? MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name) : NULL;
 }
 
 int qtsp_http_via_tls(const qtsp_http_req *req)
@@ -701,7 +728,7 @@ int qtsp_http_via_tls(const qtsp_http_req *req)
 
 const char *qtsp_http_query(const qtsp_http_req *req, const char *name)
 {
-    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    return req->conn ? MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name) : NULL;
 }
 
 typedef struct query_visit {
@@ -721,8 +748,21 @@ size_t qtsp_http_query_each(const qtsp_http_req *req,
                             int (*fn)(void *ctx, const char *name, const char *value), void *ctx)
 {
     query_visit v = {fn, ctx};
+    if (req->conn == NULL)
+        return 0;
     int n = MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_one, &v);
     return n > 0 ? (size_t)n : 0;
+}
+
+const char *http_reason(int status)
+{
+    const char *r = MHD_get_reason_phrase_for((unsigned)status);
+    return r && *r ? r : "Unknown";
+}
+
+int http_mhd_add(qtsp_http_server *srv, int fd, const struct sockaddr *sa, socklen_t len)
+{
+    return MHD_add_connection(srv->daemon, fd, sa, len) == MHD_YES;
 }
 
 void http_conn_suspend(struct MHD_Connection *conn)
@@ -798,10 +838,35 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
                                                         : HTTP_DEFAULT_PER_ADDRESS;
     unsigned timeout_s = opts->conn_timeout_s ? opts->conn_timeout_s : HTTP_DEFAULT_TIMEOUT_S;
     TRY_OUT(http_deadlines_start(srv, timeout_s));
+    /* the lane serves only what it can parse whole: POST with a body of
+     * the route's media type, on an exact path */
+    int lane = 0;
+    for (size_t i = 0; i < n; i++) {
+        http_route *r = &srv->routes[i];
+        for (size_t j = 0; opts->fast_routes && opts->fast_routes[j]; j++)
+            r->fast |= strcmp(opts->fast_routes[j], r->name) == 0 && !r->prefix &&
+                       strcmp(r->method, "POST") == 0 && r->content_type && r->max_body > 0;
+        lane |= r->fast;
+    }
+    /* with the lane, MHD has no listening socket: it gets its connections
+     * from the lane (MHD_add_connection, woken through its ITC) */
+    int lane_fd = -1;
+    unsigned lane_port = 0;
+    if (lane && opts->use_listen_fd)
+        lane_fd = opts->listen_fd;
+    else if (lane)
+        TRY_OUT(http_listen_bind(opts->listen, 1, 0, &lane_fd, &lane_port));
+    if (lane)
+        flags |= MHD_USE_NO_LISTEN_SOCKET;
     struct MHD_OptionItem o[] = {
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)(void *)mhd_log, NULL},
-        {opts->use_listen_fd ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
-         opts->use_listen_fd ? opts->listen_fd : 0, opts->use_listen_fd ? NULL : &ss},
+        {lane                  ? MHD_OPTION_LISTEN_BACKLOG_SIZE
+         : opts->use_listen_fd ? MHD_OPTION_LISTEN_SOCKET
+                               : MHD_OPTION_SOCK_ADDR,
+         lane                  ? 1024
+         : opts->use_listen_fd ? opts->listen_fd
+                               : 0,
+         lane || opts->use_listen_fd ? NULL : &ss},
         /* MHD reads 0 as "never": an idle client would hold a slot forever. */
         {MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, NULL},
         {MHD_OPTION_CONNECTION_LIMIT, max_conn, NULL},
@@ -816,10 +881,24 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
     };
     srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_ARRAY, o,
                                    MHD_OPTION_END);
+    if (srv->daemon == NULL && lane_fd >= 0 && !opts->use_listen_fd)
+        close(lane_fd);
     ENSURE_OUT(srv->daemon != NULL, QTSP_ERR_IO, "cannot listen on %s", opts->listen);
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = info ? info->port : 0;
-    LOG_INFO("http: listening on %s (port %u, %u workers)", opts->listen, srv->port, opts->workers);
+    if (lane) {
+        rc = http_lane_start(srv, lane_fd, timeout_s, max_conn, per_addr ? per_addr : (size_t)-1);
+        if (rc != QTSP_OK) {
+            MHD_stop_daemon(srv->daemon);
+            goto out;
+        }
+        srv->port = http_lane_port(srv);
+    } else {
+        const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+        srv->port = info ? info->port : 0;
+    }
+    (void)lane_port;
+    LOG_INFO("http: listening on %s (port %u, %u workers%s)", opts->listen, srv->port,
+             opts->workers, lane ? ", fast lane" : "");
     *out = srv;
     srv = NULL;
 out:
@@ -870,7 +949,10 @@ void qtsp_http_stop_within(qtsp_http_server *srv, unsigned grace_ms)
     if (srv == NULL)
         return;
     atomic_store(&srv->draining, 1);
-    srv->quiesced_fd = MHD_quiesce_daemon(srv->daemon);
+    if (srv->lane)
+        http_lane_quiesce(srv);
+    else
+        srv->quiesced_fd = MHD_quiesce_daemon(srv->daemon);
     /* MHD_stop_daemon closes connections at once; first let the requests
      * already being handled answer (bounded wait), deferred ones included. */
     wait_inflight(srv, grace_ms);
@@ -878,7 +960,10 @@ void qtsp_http_stop_within(qtsp_http_server *srv, unsigned grace_ms)
     http_force_deferred(srv);
     if (atomic_load_explicit(&srv->inflight, memory_order_acquire) > 0)
         wait_inflight(srv, HTTP_FORCED_GRACE_MS); /* let the 503s go out */
+    if (srv->lane)
+        http_lane_stop(srv); /* no hand-off to MHD after this */
     MHD_stop_daemon(srv->daemon);
+    http_lane_free(srv);
     if (srv->quiesced_fd != MHD_INVALID_SOCKET)
         close(srv->quiesced_fd);
     http_deadlines_stop(srv);

@@ -161,6 +161,19 @@ typedef struct qtsp_http_opts {
      * within 64 KiB, else the connection is closed: MHD 0.9.75 cannot answer
      * mid-body). 0 = 3 x the largest route limit. */
     size_t large_body_budget;
+    /* The fast lane (core/http_lane.c): a thread of its own accepts every
+     * connection and answers the requests of fast routes that arrive whole
+     * and simple (HTTP/1.1 POST, Content-Length within the route limit and
+     * 16 KiB, the route's media type, no Transfer-Encoding, Expect,
+     * Upgrade or Content-Encoding) without MHD's suspend and resume; it
+     * hands any other connection to MHD before reading a byte of the request
+     * it does not serve. Same limits, timeouts, access log, metrics,
+     * deferred answers and stop. fast_routes names the routes it serves
+     * (NULL-terminated; POST routes on an exact path with a content_type,
+     * others are ignored); their handlers then see no headers and no query
+     * (qtsp_http_header/query give NULL, qtsp_http_take_body NULL): they
+     * must need nothing but the body. NULL or empty: no lane. */
+    const char *const *fast_routes;
 } qtsp_http_opts;
 
 #define QTSP_HTTP_LARGE_BODY ((size_t)1 << 20)

@@ -66,11 +66,13 @@ qtsp_http_deferred *qtsp_http_defer(const qtsp_http_req *req)
     qtsp_http_server *srv = rq->srv;
     d->srv = srv;
     d->conn = req->conn;
+    d->lane = rq->lane;
+    d->rq = rq->lane ? rq : NULL;
     atomic_init(&d->state, DF_PENDING);
     atomic_init(&d->refs, 2);
     d->forced = 0;
     d->linked = 0;
-    d->fresh = !http_conn_kept_alive(rq->conn);
+    d->fresh = rq->lane ? !http_lane_kept_alive(rq->lane) : !http_conn_kept_alive(rq->conn);
     d->rc = QTSP_OK;
     d->what[0] = '\0';
     d->prev = d->next = NULL;
@@ -82,7 +84,8 @@ qtsp_http_deferred *qtsp_http_defer(const qtsp_http_req *req)
         atomic_store(&d->state, DF_CLAIMED);
         d->forced = 1;
     } else {
-        http_conn_suspend(d->conn);
+        if (!d->lane) /* a lane request needs no suspending: the lane waits */
+            http_conn_suspend(d->conn);
         d->next = srv->deferred;
         if (d->next)
             d->next->prev = d;
@@ -95,6 +98,8 @@ qtsp_http_deferred *qtsp_http_defer(const qtsp_http_req *req)
     }
     pthread_mutex_unlock(&srv->dmu);
     rq->deferred = d;
+    if (rq->lane)
+        http_lane_deferred(rq->lane, d->forced);
     return d;
 }
 
@@ -107,7 +112,7 @@ int qtsp_http_deferred_gone(qtsp_http_deferred *d)
 {
     if (d == NULL || atomic_load(&d->state) != DF_PENDING)
         return 1;
-    return http_conn_peer_closed(d->conn);
+    return d->lane ? http_lane_peer_closed(d->lane) : http_conn_peer_closed(d->conn);
 }
 
 void qtsp_http_complete(qtsp_http_deferred *d, qtsp_status rc)
@@ -132,8 +137,16 @@ void qtsp_http_complete(qtsp_http_deferred *d, qtsp_status rc)
     qtsp_http_server *srv = d->srv;
     pthread_mutex_lock(&srv->dmu);
     deferred_unlink(srv, d);
-    http_conn_resume(d->conn);
-    pthread_mutex_unlock(&srv->dmu);
+    if (d->lane) {
+        /* the lane thread writes it; stop waits for lane_busy */
+        atomic_fetch_add_explicit(&srv->lane_busy, 1, memory_order_acq_rel);
+        pthread_mutex_unlock(&srv->dmu);
+        http_lane_post(d);
+        atomic_fetch_sub_explicit(&srv->lane_busy, 1, memory_order_acq_rel);
+    } else {
+        http_conn_resume(d->conn);
+        pthread_mutex_unlock(&srv->dmu);
+    }
     http_deferred_release(d);
 }
 
@@ -168,7 +181,10 @@ void http_force_deferred(qtsp_http_server *srv)
             if (atomic_compare_exchange_strong(&d->state, &expect, DF_CLAIMED)) {
                 d->forced = 1;
                 deferred_unlink(srv, d);
-                http_conn_resume(d->conn);
+                if (d->lane)
+                    http_lane_deliver(d); /* the 503, written here */
+                else
+                    http_conn_resume(d->conn);
                 forced++;
                 any = 1;
             }

@@ -46,6 +46,7 @@ typedef struct http_route {
     size_t max_body;
     char *content_type;
     size_t ct_len;
+    int fast; /* may be served by the fast lane (http_lane.c) */
     qtsp_http_handler fn;
     void *ctx;
     char *name;
@@ -56,16 +57,22 @@ typedef struct http_conn http_conn;
 
 enum { DF_PENDING = 0, DF_CLAIMED = 1 };
 
+typedef struct lane_conn lane_conn;
+typedef struct http_lane http_lane;
+typedef struct http_rq http_rq;
+
 struct qtsp_http_deferred {
-    qtsp_http_server *srv; /* only while PENDING or claimed by its owner */
-    struct MHD_Connection *conn;
-    _Atomic int state; /* DF_PENDING until completed or forced */
-    _Atomic int refs;  /* the request and the owner */
-    int forced;        /* answered by the server (503), not the owner */
-    int linked;        /* in srv->deferred */
-    int fresh;         /* its connection's first request (srv->deferred_fresh) */
-    qtsp_status rc;    /* the owner's result */
-    char what[256];    /* qtsp_err_what() for an error rc */
+    qtsp_http_server *srv;       /* only while PENDING or claimed by its owner */
+    struct MHD_Connection *conn; /* NULL for a fast-lane request */
+    lane_conn *lane;             /* a fast-lane request's connection, else NULL */
+    http_rq *rq;                 /* ... and the request (the lane answers it) */
+    _Atomic int state;           /* DF_PENDING until completed or forced */
+    _Atomic int refs;            /* the request and the owner */
+    int forced;                  /* answered by the server (503), not the owner */
+    int linked;                  /* in srv->deferred */
+    int fresh;                   /* its connection's first request (srv->deferred_fresh) */
+    qtsp_status rc;              /* the owner's result */
+    char what[256];              /* qtsp_err_what() for an error rc */
     qtsp_http_deferred *prev, *next;
     qtsp_http_resp resp;
 };
@@ -106,6 +113,8 @@ struct qtsp_http_server {
     _Atomic uint64_t conns_timed_out;
     _Atomic uint64_t smuggling_refused; /* Content-Length with Transfer-Encoding, or twice */
     _Atomic uint64_t large_refused;     /* uploads refused for the large-body budget */
+    http_lane *lane;                    /* the fast lane (http_lane.c), or NULL */
+    _Atomic long lane_busy;             /* lane answers being written by completing threads */
 };
 
 enum rq_state { RQ_NEW = 0, RQ_BODY, RQ_DEFERRED, RQ_ANSWERED };
@@ -120,7 +129,7 @@ enum { PEND_ROUTE = 0, PEND_HEALTH = 1, PEND_METRICS = 2 }; /* or an HTTP error 
  * announced length (or the route limit for a chunked body). */
 #define HTTP_BODY_FIRST ((size_t)16 * 1024)
 
-typedef struct http_rq {
+struct http_rq {
     qtsp_http_server *srv;
     const http_route *route;
     size_t stat_idx;
@@ -143,8 +152,9 @@ typedef struct http_rq {
     char id[17];
     char client[46]; /* the peer, or the X-Real-IP a trusted proxy sent */
     int via_tls;     /* a trusted proxy said X-Forwarded-Proto: https */
+    lane_conn *lane; /* a fast-lane request's connection (http_lane.c), else NULL */
     char raw[];      /* raw path, NUL-terminated */
-} http_rq;
+};
 
 /* ---- http_deadline.c ---- */
 /* Starts the watchdog: phase_s is the time for a request's headers and for
@@ -201,6 +211,10 @@ qtsp_status http_metrics_render(qtsp_http_server *srv, qtsp_buf *out) QTSP_MUST_
 /* "1.2.3.4:80" or "[::1]:80" into a socket address. */
 qtsp_status http_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len,
                               int *v6) QTSP_MUST_USE;
+/* qtsp_http_listen_shared, with SO_REUSEPORT only when reuseport is set (a
+ * single server's socket: a second server on the port fails to bind). */
+qtsp_status http_listen_bind(const char *addr, unsigned n, int reuseport, int *fds,
+                             unsigned *port) QTSP_MUST_USE;
 
 /* ---- http_defer.c ---- */
 /* Drops one reference (the request's or the owner's). */
@@ -210,7 +224,64 @@ void http_deferred_abandon(qtsp_http_server *srv, qtsp_http_deferred *d);
 /* Resumes every deferred request still pending, answering it 503. */
 void http_force_deferred(qtsp_http_server *srv);
 
+/* ---- http_lane.c ---- */
+/* The fast lane: a thread of its own owns the listening socket fd (taken
+ * over), serves the simple requests of fast routes itself and hands every
+ * other connection, unread, to MHD (http_mhd_add). QTSP_ERR_* on failure
+ * (fd is then closed). */
+qtsp_status http_lane_start(qtsp_http_server *srv, int fd, unsigned timeout_s, size_t max_conn,
+                            size_t per_addr) QTSP_MUST_USE;
+/* The bound port. */
+unsigned http_lane_port(const qtsp_http_server *srv);
+/* Stop began: no more connections are accepted, idle ones are closed,
+ * answers close theirs. */
+void http_lane_quiesce(qtsp_http_server *srv);
+/* Ends the lane thread and closes its connections (after every deferred
+ * lane request was answered or forced); before MHD stops. */
+void http_lane_stop(qtsp_http_server *srv);
+/* Frees the lane (after MHD stopped: its connection callbacks use the
+ * address table). */
+void http_lane_free(qtsp_http_server *srv);
+/* Answers the lane request of a claimed deferred handle (completed by its
+ * owner, or forced by stop) and drops the request's reference on d. Any
+ * thread; never blocks. */
+void http_lane_deliver(qtsp_http_deferred *d);
+/* Has the lane thread deliver d (http_lane_deliver): a completing thread
+ * (the TSA's journal committer answers a whole batch) hands over the writes
+ * with one wake-up at most, and goes on. */
+void http_lane_post(qtsp_http_deferred *d);
+/* 1 when the peer of a lane request's connection closed or reset it. */
+int http_lane_peer_closed(const lane_conn *c);
+/* 1 when c answered a request before (kept alive). The lane thread. */
+int http_lane_kept_alive(const lane_conn *c);
+/* Within a handler on the lane thread: the request was deferred (forced 1:
+ * while stopping, the lane answers 503 itself). */
+void http_lane_deferred(lane_conn *c, int forced);
+/* Connections per client address, the lane's and MHD's together (the lane
+ * refuses past the limit at accept). MHD's connection callbacks. */
+void http_lane_addr_add(qtsp_http_server *srv, const struct sockaddr *sa);
+void http_lane_addr_del(qtsp_http_server *srv, const struct sockaddr *sa);
+/* The lane's lines for /metrics. */
+qtsp_status http_lane_metrics(qtsp_http_server *srv, qtsp_buf *out) QTSP_MUST_USE;
+
 /* ---- http.c ---- */
+/* A new request record (raw path of n bytes, its id, start time; counted
+ * in flight), or NULL when out of memory. */
+http_rq *http_rq_new(qtsp_http_server *srv, const char *raw, size_t n);
+/* Frees a request record and ends its time in flight. */
+void http_rq_free(http_rq *rq);
+/* Records an answer: status and latency in /metrics, one access-log line. */
+void http_rq_finish(http_rq *rq, int status, size_t bytes);
+/* The peer's address as text ("" when unknown); IPv4-mapped IPv6 as IPv4. */
+void http_addr_text(const struct sockaddr *sa, char *out, size_t cap);
+/* The logged client of a request from peer: X-Real-IP (and
+ * X-Forwarded-Proto) count only from a trusted proxy. */
+void http_rq_client(http_rq *rq, const char *real_ip, const char *proto);
+/* The reason phrase of an HTTP status ("OK"). */
+const char *http_reason(int status);
+/* Hands an accepted socket to MHD (which closes it in any case); 0 when
+ * MHD refused it. */
+int http_mhd_add(qtsp_http_server *srv, int fd, const struct sockaddr *sa, socklen_t len);
 void http_conn_suspend(struct MHD_Connection *conn);
 void http_conn_resume(struct MHD_Connection *conn);
 /* 1 when the peer of a (suspended) connection has closed or reset it: a

@@ -12,6 +12,11 @@
 
 qtsp_status qtsp_http_listen_shared(const char *addr, unsigned n, int *fds, unsigned *port)
 {
+    return http_listen_bind(addr, n, 1, fds, port);
+}
+
+qtsp_status http_listen_bind(const char *addr, unsigned n, int reuseport, int *fds, unsigned *port)
+{
     struct sockaddr_storage ss;
     socklen_t sslen = 0;
     int v6 = 0;
@@ -23,9 +28,10 @@ qtsp_status qtsp_http_listen_shared(const char *addr, unsigned n, int *fds, unsi
     for (; made < n; made++) {
         fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         ENSURE_OUT(fd >= 0, QTSP_ERR_IO, "socket: %s", strerror(errno));
-        ENSURE_OUT(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
-                       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0,
-                   QTSP_ERR_IO, "setsockopt SO_REUSEPORT: %s", strerror(errno));
+        ENSURE_OUT(
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+                (!reuseport || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0),
+            QTSP_ERR_IO, "setsockopt SO_REUSEPORT: %s", strerror(errno));
         if (v6)
             (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
         ENSURE_OUT(bind(fd, (struct sockaddr *)&ss, sslen) == 0 && listen(fd, 1024) == 0,

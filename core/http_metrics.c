@@ -134,6 +134,7 @@ qtsp_status http_metrics_render(qtsp_http_server *srv, qtsp_buf *out)
         "qtsp_http_deferred_total %llu\n",
         atomic_load_explicit(&srv->deferred_pending, memory_order_relaxed),
         (unsigned long long)atomic_load_explicit(&srv->deferred_total, memory_order_relaxed)));
+    TRY(http_lane_metrics(srv, out));
     if (srv->metrics_fn)
         TRY(srv->metrics_fn(srv->metrics_ctx, out));
     return QTSP_OK;

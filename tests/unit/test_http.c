@@ -1,5 +1,7 @@
 /* Unit tests for core/http.c over real loopback sockets, with a small
- * HTTP/1.1 client written here (no client library between us and MHD). */
+ * HTTP/1.1 client written here (no client library between us and MHD).
+ * tests/unit/test_http_lane.c runs every one of them again with the fast
+ * lane (core/http_lane.c) serving /echo and /defer (TEST_HTTP_LANE). */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -347,6 +349,14 @@ static qtsp_status metrics_extra(void *ctx, qtsp_buf *out)
     return qtsp_buf_puts(out, "qtsp_test_extra 42\n");
 }
 
+#ifdef TEST_HTTP_LANE
+#define DEFER_CT "text/plain" /* a fast route needs its media type */
+static const char *const k_fast[] = {"echo", "defer", NULL};
+#else
+#define DEFER_CT NULL
+static const char *const *const k_fast = NULL;
+#endif
+
 static const qtsp_route k_routes[] = {
     {"GET", "/exact", 0, 0, NULL, h_name, "exact", "exact"},
     {"GET", "/pre/", 1, 0, NULL, h_name, "pre", "pre"},
@@ -361,13 +371,14 @@ static const qtsp_route k_routes[] = {
     {"GET", "/ext", 0, 0, NULL, h_ext, NULL, "ext"},
     {"GET", "/page", 0, 0, NULL, h_page, NULL, "page"},
     {"GET", "/slow", 0, 0, NULL, h_slow, NULL, "slow"},
-    {"POST", "/defer", 0, 1024, NULL, h_defer, NULL, "defer"},
+    {"POST", "/defer", 0, 1024, DEFER_CT, h_defer, NULL, "defer"},
     {"GET", "/defer-inline", 0, 0, NULL, h_defer_inline, NULL, "defer_inline"},
 };
 
 static qtsp_http_server *start(void)
 {
-    qtsp_http_opts o = {.listen = "127.0.0.1:0", .workers = 2, .conn_timeout_s = 10};
+    qtsp_http_opts o = {
+        .listen = "127.0.0.1:0", .workers = 2, .conn_timeout_s = 10, .fast_routes = k_fast};
     qtsp_http_server *srv = NULL;
     qtsp_err_clear();
     qtsp_status rc = qtsp_http_start(&o, k_routes, sizeof k_routes / sizeof k_routes[0],
@@ -1597,52 +1608,55 @@ static void test_http_etag_matching_follows_rfc9110(void)
     CU_ASSERT(!qtsp_http_etag_matches("*", ""));
 }
 
+static const qtest_case k_http_cases[] = {
+    QTEST(test_http_etag_matching_follows_rfc9110),
+    QTEST(test_http_dispatches_exact_route),
+    QTEST(test_http_prefix_route_takes_longest_match),
+    QTEST(test_http_unknown_path_is_404_json),
+    QTEST(test_http_wrong_method_is_405_with_allow),
+    QTEST(test_http_post_body_delivered_byte_exact),
+    QTEST(test_http_chunked_body_within_limit_is_delivered),
+    QTEST(test_http_content_length_over_limit_is_413_before_reading),
+    QTEST(test_http_large_bodies_at_once_are_bounded),
+    QTEST(test_http_chunked_bodies_are_charged_to_the_budget),
+    QTEST(test_http_idle_claimants_hold_no_budget),
+    QTEST(test_http_body_one_past_limit_is_413),
+    QTEST(test_http_chunked_body_over_limit_is_413),
+    QTEST(test_http_endless_chunked_body_gets_connection_closed),
+    QTEST(test_http_body_on_no_body_route_is_413),
+    QTEST(test_http_wrong_content_type_is_415),
+    QTEST(test_http_handler_errors_map_to_status_and_json),
+    QTEST(test_http_internal_error_hides_the_message),
+    QTEST(test_http_health_answers_ok),
+    QTEST(test_http_metrics_count_requests_per_route),
+    QTEST(test_http_every_response_has_a_request_id),
+    QTEST(test_http_raw_path_keeps_percent_escapes_and_plus),
+    QTEST(test_http_ext_body_sent_and_freed_with_extra_headers),
+    QTEST(test_http_keep_alive_serves_two_requests_on_one_connection),
+    QTEST(test_http_head_answers_headers_only),
+    QTEST(test_http_stop_lets_request_in_flight_answer),
+    QTEST(test_http_resp_header_limits),
+    QTEST(test_http_resp_header_caps_are_checked),
+    QTEST(test_http_browser_page_headers_arrive_intact),
+    QTEST(test_http_resp_set_replaces_body),
+    QTEST(test_http_start_rejects_bad_listen_addresses),
+    QTEST(test_http_start_fails_on_a_port_in_use),
+    QTEST(test_http_listens_on_ipv6_loopback),
+    QTEST(test_http_deferred_request_completed_from_another_thread_after_a_delay),
+    QTEST(test_http_deferred_completed_inside_the_handler_is_answered),
+    QTEST(test_http_deferred_error_becomes_json_status),
+    QTEST(test_http_many_concurrent_deferred_requests_hold_no_worker),
+    QTEST(test_http_clients_all_waiting_counts_open_and_deferred),
+    QTEST(test_http_deferred_requests_are_logged_and_measured),
+    QTEST(test_http_stop_waits_for_a_deferred_completion),
+    QTEST(test_http_stop_with_pending_deferred_requests_answers_503),
+    QTEST(test_http_defer_outside_a_server_request_returns_null),
+    QTEST(test_http_ip_normalize_accepts_only_addresses),
+};
+
+#ifndef TEST_HTTP_NO_MAIN
 int main(void)
 {
-    static const qtest_case cases[] = {
-        QTEST(test_http_etag_matching_follows_rfc9110),
-        QTEST(test_http_dispatches_exact_route),
-        QTEST(test_http_prefix_route_takes_longest_match),
-        QTEST(test_http_unknown_path_is_404_json),
-        QTEST(test_http_wrong_method_is_405_with_allow),
-        QTEST(test_http_post_body_delivered_byte_exact),
-        QTEST(test_http_chunked_body_within_limit_is_delivered),
-        QTEST(test_http_content_length_over_limit_is_413_before_reading),
-        QTEST(test_http_large_bodies_at_once_are_bounded),
-        QTEST(test_http_chunked_bodies_are_charged_to_the_budget),
-        QTEST(test_http_idle_claimants_hold_no_budget),
-        QTEST(test_http_body_one_past_limit_is_413),
-        QTEST(test_http_chunked_body_over_limit_is_413),
-        QTEST(test_http_endless_chunked_body_gets_connection_closed),
-        QTEST(test_http_body_on_no_body_route_is_413),
-        QTEST(test_http_wrong_content_type_is_415),
-        QTEST(test_http_handler_errors_map_to_status_and_json),
-        QTEST(test_http_internal_error_hides_the_message),
-        QTEST(test_http_health_answers_ok),
-        QTEST(test_http_metrics_count_requests_per_route),
-        QTEST(test_http_every_response_has_a_request_id),
-        QTEST(test_http_raw_path_keeps_percent_escapes_and_plus),
-        QTEST(test_http_ext_body_sent_and_freed_with_extra_headers),
-        QTEST(test_http_keep_alive_serves_two_requests_on_one_connection),
-        QTEST(test_http_head_answers_headers_only),
-        QTEST(test_http_stop_lets_request_in_flight_answer),
-        QTEST(test_http_resp_header_limits),
-        QTEST(test_http_resp_header_caps_are_checked),
-        QTEST(test_http_browser_page_headers_arrive_intact),
-        QTEST(test_http_resp_set_replaces_body),
-        QTEST(test_http_start_rejects_bad_listen_addresses),
-        QTEST(test_http_start_fails_on_a_port_in_use),
-        QTEST(test_http_listens_on_ipv6_loopback),
-        QTEST(test_http_deferred_request_completed_from_another_thread_after_a_delay),
-        QTEST(test_http_deferred_completed_inside_the_handler_is_answered),
-        QTEST(test_http_deferred_error_becomes_json_status),
-        QTEST(test_http_many_concurrent_deferred_requests_hold_no_worker),
-        QTEST(test_http_clients_all_waiting_counts_open_and_deferred),
-        QTEST(test_http_deferred_requests_are_logged_and_measured),
-        QTEST(test_http_stop_waits_for_a_deferred_completion),
-        QTEST(test_http_stop_with_pending_deferred_requests_answers_503),
-        QTEST(test_http_defer_outside_a_server_request_returns_null),
-        QTEST(test_http_ip_normalize_accepts_only_addresses),
-    };
-    return qtest_run("http", cases, sizeof cases / sizeof cases[0]);
+    return qtest_run("http", k_http_cases, sizeof k_http_cases / sizeof k_http_cases[0]);
 }
+#endif

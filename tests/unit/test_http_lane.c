@@ -1,0 +1,438 @@
+/* The fast lane (core/http_lane.c): every test of test_http.c again with
+ * the lane serving POST /echo and POST /defer (and MHD the rest, handed
+ * over by the lane), then what only the lane does: hand-off cases,
+ * pipelining, a request in pieces, partial writes, a client gone while its
+ * request waits, timeouts and limits. Real sockets on 127.0.0.1. */
+#define TEST_HTTP_LANE 1
+#define TEST_HTTP_NO_MAIN 1
+#include "test_http.c"
+
+#include <poll.h>
+
+static const char k_tsq[] = "application/timestamp-query";
+
+/* A POST /echo request on an open connection. */
+static int send_echo(int fd, const char *body)
+{
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: %s\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     k_tsq, strlen(body), body);
+    return send_all(fd, req, (size_t)n);
+}
+
+/* 1 when the server closes fd within ms (end of stream or a reset). */
+static int closed_within(int fd, int ms)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, ms) <= 0)
+        return 0;
+    char b;
+    return recv(fd, &b, 1, MSG_DONTWAIT) <= 0;
+}
+
+static long long lane_served(qtsp_http_server *srv)
+{
+    return metric(srv, "qtsp_http_lane_requests_total");
+}
+
+static long long lane_handoffs(qtsp_http_server *srv)
+{
+    return metric(srv, "qtsp_http_lane_handoffs_total");
+}
+
+static void test_lane_serves_simple_posts_and_hands_the_rest_to_mhd(void)
+{
+    qtsp_http_server *srv = start();
+    int fd = qtest_connect(qtsp_http_port(srv), 10);
+    CU_ASSERT_FATAL(fd >= 0);
+    for (int i = 0; i < 2; i++) {
+        CU_ASSERT_EQUAL(send_echo(fd, "abc"), 0);
+        CU_ASSERT_EQUAL(read_reply(fd, &R, 0), 0);
+        CU_ASSERT_EQUAL(R.status, 200);
+        CU_ASSERT(body_is(&R, "abc"));
+    }
+    char v[128];
+    CU_ASSERT(header_of(&R, "Date", v, sizeof v) && strstr(v, " GMT"));
+    CU_ASSERT(header_of(&R, "X-Request-Id", v, sizeof v) && is_hex16(v));
+    CU_ASSERT(header_of(&R, "Content-Type", v, sizeof v) &&
+              strcmp(v, "application/octet-stream") == 0);
+    CU_ASSERT_PTR_NULL(header_of(&R, "Connection", v, sizeof v)); /* kept alive */
+    CU_ASSERT_EQUAL(lane_served(srv), 2);
+    CU_ASSERT_EQUAL(lane_handoffs(srv), 0);
+    CU_ASSERT_EQUAL(metric(srv, "qtsp_http_requests_total{route=\"echo\",status=\"200\"}"), 2);
+    /* a GET on the same connection: MHD answers it, and the rest */
+    static const char g[] = "GET /exact HTTP/1.1\r\nHost: t\r\n\r\n";
+    CU_ASSERT_EQUAL(send_all(fd, g, sizeof g - 1), 0);
+    CU_ASSERT_EQUAL(read_reply(fd, &R, 0), 0);
+    CU_ASSERT(R.status == 200 && body_is(&R, "exact"));
+    CU_ASSERT_EQUAL(lane_handoffs(srv), 1);
+    CU_ASSERT_EQUAL(send_echo(fd, "after"), 0);
+    CU_ASSERT_EQUAL(read_reply(fd, &R, 0), 0);
+    CU_ASSERT(R.status == 200 && body_is(&R, "after"));
+    CU_ASSERT_EQUAL(lane_served(srv), 2); /* that one was MHD's */
+    close(fd);
+    qtsp_http_stop(srv);
+}
+
+/* What the lane does not parse whole goes to MHD unread, which answers as
+ * it always did. */
+static void test_lane_hands_off_what_it_does_not_serve(void)
+{
+    static const struct {
+        const char *req;
+        int status;
+        const char *body; /* expected body, or NULL */
+    } cases[] = {
+        {"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+         200, "abc"},
+        {"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\n"
+         "Content-Length: 8193\r\n\r\n",
+         413, NULL},
+        {"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\n"
+         "abc",
+         415, NULL},
+        {"POST /echo HTTP/1.1\r\nContent-Type: application/timestamp-query\r\n"
+         "Content-Length: 3\r\n\r\nabc",
+         200, "abc"}, /* no Host: MHD 0.9.75 serves it */
+        {"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\n"
+         "Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+         400, NULL},
+        {"POST /echo?x=1 HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\n"
+         "Content-Length: 3\r\n\r\nabc",
+         200, "abc"},
+        {"POST /%65cho HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\n"
+         "Content-Length: 3\r\n\r\nabc",
+         200, "abc"},
+        {"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n", 405, NULL},
+        {"POST /exact HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", 405, NULL},
+    };
+    qtsp_http_server *srv = start();
+    unsigned port = qtsp_http_port(srv);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CU_ASSERT_EQUAL(roundtrip(port, cases[i].req, strlen(cases[i].req), &R), 0);
+        CU_ASSERT_EQUAL(R.status, cases[i].status);
+        if (R.status != cases[i].status)
+            fprintf(stderr, "case %zu: %d\n", i, R.status);
+        if (cases[i].body)
+            CU_ASSERT(body_is(&R, cases[i].body));
+    }
+    CU_ASSERT_EQUAL(lane_served(srv), 0);
+    CU_ASSERT_EQUAL(lane_handoffs(srv), (long long)(sizeof cases / sizeof cases[0]));
+    qtsp_http_stop(srv);
+}
+
+/* Three requests in one write: the lane reads the next only once the one
+ * before is answered, so they are answered in order. */
+static void test_lane_pipelined_requests_are_answered_in_order(void)
+{
+    pending_reset();
+    qtsp_http_server *srv = start();
+    int fd = qtest_connect(qtsp_http_port(srv), 10);
+    CU_ASSERT_FATAL(fd >= 0);
+    char req[1024];
+    size_t n = 0;
+    for (int i = 1; i <= 3; i++)
+        n += (size_t)snprintf(req + n, sizeof req - n,
+                              "POST /defer HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n"
+                              "Content-Length: 2\r\n\r\np%d",
+                              i);
+    CU_ASSERT_EQUAL(send_all(fd, req, n), 0);
+    for (int i = 1; i <= 3; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "done:p%d", i);
+        CU_ASSERT_FATAL(pending_wait(1));
+        usleep(50000);
+        CU_ASSERT_EQUAL(pending_count(), 1); /* the next one is not read yet */
+        CU_ASSERT(answer_oldest(fd, want));
+    }
+    CU_ASSERT_EQUAL(lane_served(srv), 3);
+    close(fd);
+    qtsp_http_stop(srv);
+}
+
+/* A request arriving in pieces is served by the lane once whole. */
+static void test_lane_request_in_pieces_is_served_when_whole(void)
+{
+    qtsp_http_server *srv = start();
+    int fd = qtest_connect(qtsp_http_port(srv), 10);
+    CU_ASSERT_FATAL(fd >= 0);
+    static const char *const parts[] = {"PO",
+                                        "ST /ec",
+                                        "ho HTTP/1.1\r\nHo",
+                                        "st: t\r\nContent-Type: application/timestamp-query\r\n",
+                                        "Content-Length: 5\r\n\r\nab",
+                                        "cde"};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        CU_ASSERT_EQUAL(send_all(fd, parts[i], strlen(parts[i])), 0);
+        usleep(20000);
+    }
+    CU_ASSERT_EQUAL(read_reply(fd, &R, 0), 0);
+    CU_ASSERT(R.status == 200 && body_is(&R, "abcde"));
+    CU_ASSERT_EQUAL(lane_served(srv), 1);
+    CU_ASSERT_EQUAL(lane_handoffs(srv), 0);
+    close(fd);
+    qtsp_http_stop(srv);
+}
+
+/* The owner learns that the client left; completing afterwards is safe,
+ * and the connection is gone from the lane. */
+static void test_lane_client_gone_while_its_request_waits(void)
+{
+    pending_reset();
+    qtsp_http_server *srv = start();
+    int fd = qtest_connect(qtsp_http_port(srv), 10);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_FATAL(defer_one(fd, "bye"));
+    CU_ASSERT_EQUAL(metric(srv, "qtsp_http_lane_connections"), 1);
+    pending p;
+    CU_ASSERT_FATAL(pending_take(&p));
+    CU_ASSERT_EQUAL(qtsp_http_deferred_gone(p.d), 0);
+    close(fd);
+    int gone = 0;
+    for (int i = 0; i < 200 && !gone; i++) {
+        gone = qtsp_http_deferred_gone(p.d);
+        usleep(10000);
+    }
+    CU_ASSERT(gone);
+    complete_echo(&p);
+    long long open = 1;
+    for (int i = 0; i < 200 && open != 0; i++) {
+        usleep(10000);
+        open = metric(srv, "qtsp_http_lane_connections");
+    }
+    CU_ASSERT_EQUAL(open, 0);
+    CU_ASSERT_EQUAL(metric(srv, "qtsp_http_connections_open"), 0);
+    qtsp_http_stop(srv);
+}
+
+/* ---- a lane server of its own: large answers, timeouts, limits --------- */
+
+#define BIG_ANSWER ((size_t)8 * 1024 * 1024)
+static unsigned char *g_big;
+
+/* Answers BIG_ANSWER bytes (zero copy), after a deferral when the body
+ * says "defer". */
+static qtsp_status h_big(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    (void)ctx;
+    qtsp_http_resp *r = resp;
+    qtsp_http_deferred *d = NULL;
+    if (req->body_len == 5 && memcmp(req->body, "defer", 5) == 0) {
+        d = qtsp_http_defer(req);
+        if (d == NULL)
+            FAIL(QTSP_ERR_INTERNAL, "cannot defer");
+        r = qtsp_http_deferred_resp(d);
+    }
+    memcpy(r->content_type, "application/octet-stream", sizeof "application/octet-stream");
+    r->ext_body = g_big;
+    r->ext_len = BIG_ANSWER;
+    if (d)
+        qtsp_http_complete(d, QTSP_OK); /* from the lane thread: posted */
+    return QTSP_OK;
+}
+
+static const qtsp_route k_lane_routes[] = {
+    {"POST", "/echo", 0, 8192, "application/timestamp-query", h_echo, NULL, "echo"},
+    {"POST", "/big", 0, 64, "text/plain", h_big, NULL, "big"},
+    {"GET", "/exact", 0, 0, NULL, h_name, "exact", "exact"},
+};
+
+static qtsp_http_server *start_lane(unsigned timeout_s, size_t max_conn, size_t per_address)
+{
+    static const char *const fast[] = {"echo", "big", NULL};
+    qtsp_http_opts o = {.listen = "127.0.0.1:0",
+                        .workers = 1,
+                        .conn_timeout_s = timeout_s,
+                        .max_connections = max_conn,
+                        .per_address = per_address,
+                        .fast_routes = fast};
+    qtsp_http_server *srv = NULL;
+    qtsp_err_clear();
+    CU_ASSERT_EQUAL_FATAL(qtsp_http_start(&o, k_lane_routes,
+                                          sizeof k_lane_routes / sizeof k_lane_routes[0], NULL,
+                                          NULL, &srv),
+                          QTSP_OK);
+    return srv;
+}
+
+/* Reads one answer of BIG_ANSWER bytes and checks them. */
+static int read_big(int fd)
+{
+    char head[2048];
+    size_t hl = 0;
+    while (hl + 1 < sizeof head) {
+        if (recv(fd, head + hl, 1, 0) != 1)
+            return 0;
+        hl++;
+        if (hl >= 4 && memcmp(head + hl - 4, "\r\n\r\n", 4) == 0)
+            break;
+    }
+    head[hl] = '\0';
+    char want[64];
+    snprintf(want, sizeof want, "Content-Length: %zu\r\n", BIG_ANSWER);
+    if (strncmp(head, "HTTP/1.1 200 ", 13) != 0 || !strstr(head, want))
+        return 0;
+    static unsigned char got[BIG_ANSWER];
+    size_t n = 0;
+    while (n < BIG_ANSWER) {
+        ssize_t k = recv(fd, got + n, BIG_ANSWER - n, 0);
+        if (k <= 0)
+            return 0;
+        n += (size_t)k;
+    }
+    return memcmp(got, g_big, BIG_ANSWER) == 0;
+}
+
+/* An answer larger than the socket takes goes out in parts (the rest from
+ * the lane thread) while the client reads slowly; the connection then
+ * serves on, sync and deferred alike. */
+static void test_lane_large_answers_are_written_in_parts(void)
+{
+    g_big = malloc(BIG_ANSWER);
+    CU_ASSERT_FATAL(g_big != NULL);
+    for (size_t i = 0; i < BIG_ANSWER; i++)
+        g_big[i] = (unsigned char)(i * 7 + (i >> 12));
+    qtsp_http_server *srv = start_lane(10, 0, 0);
+    int fd = qtest_connect(qtsp_http_port(srv), 10);
+    CU_ASSERT_FATAL(fd >= 0);
+    static const char sync_req[] = "POST /big HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n"
+                                   "Content-Length: 4\r\n\r\nsync";
+    static const char defer_req[] = "POST /big HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n"
+                                    "Content-Length: 5\r\n\r\ndefer";
+    for (int i = 0; i < 2; i++) {
+        CU_ASSERT_EQUAL(send_all(fd, sync_req, sizeof sync_req - 1), 0);
+        CU_ASSERT_EQUAL(send_all(fd, defer_req, sizeof defer_req - 1), 0); /* pipelined */
+        usleep(200000); /* the socket fills; the lane waits to write the rest */
+        CU_ASSERT(read_big(fd));
+        CU_ASSERT(read_big(fd));
+    }
+    CU_ASSERT_EQUAL(send_echo(fd, "still"), 0);
+    CU_ASSERT_EQUAL(read_reply(fd, &R, 0), 0);
+    CU_ASSERT(R.status == 200 && body_is(&R, "still"));
+    CU_ASSERT_EQUAL(lane_served(srv), 5);
+    close(fd);
+    qtsp_http_stop(srv);
+    free(g_big);
+    g_big = NULL;
+}
+
+/* Idle, trickling and kept-alive connections are closed after the
+ * connection timeout; a connection answering within it is not. */
+static void test_lane_connections_time_out(void)
+{
+    qtsp_http_server *srv = start_lane(1, 0, 0);
+    unsigned port = qtsp_http_port(srv);
+    int idle = qtest_connect(port, 10), half = qtest_connect(port, 10);
+    int kept = qtest_connect(port, 10);
+    CU_ASSERT_FATAL(idle >= 0 && half >= 0 && kept >= 0);
+    static const char head[] = "POST /echo HTTP/1.1\r\nHost: t\r\n";
+    CU_ASSERT_EQUAL(send_all(half, head, sizeof head - 1), 0);
+    CU_ASSERT_EQUAL(send_echo(kept, "k"), 0);
+    CU_ASSERT_EQUAL(read_reply(kept, &R, 0), 0);
+    CU_ASSERT(R.status == 200 && body_is(&R, "k"));
+    CU_ASSERT_FALSE(closed_within(idle, 300));
+    CU_ASSERT(closed_within(idle, 3000));
+    CU_ASSERT(closed_within(half, 3000));
+    CU_ASSERT(closed_within(kept, 3000));
+    CU_ASSERT(metric_reaches(srv, "qtsp_http_connections_timed_out_total", 3) >= 3);
+    CU_ASSERT_EQUAL(metric(srv, "qtsp_http_lane_connections"), 0);
+    close(idle);
+    close(half);
+    close(kept);
+    qtsp_http_stop(srv);
+}
+
+/* Connections per address count the lane's and MHD's together; so does the
+ * connection limit. */
+static void test_lane_limits_count_lane_and_mhd_connections(void)
+{
+    qtsp_http_server *srv = start_lane(10, 0, 2);
+    unsigned port = qtsp_http_port(srv);
+    int a = qtest_connect(port, 10), b = qtest_connect(port, 10);
+    CU_ASSERT_FATAL(a >= 0 && b >= 0);
+    CU_ASSERT_EQUAL(send_echo(a, "a"), 0);
+    CU_ASSERT_EQUAL(read_reply(a, &R, 0), 0);
+    static const char g[] = "GET /exact HTTP/1.1\r\nHost: t\r\n\r\n";
+    CU_ASSERT_EQUAL(send_all(b, g, sizeof g - 1), 0); /* b is MHD's now */
+    CU_ASSERT_EQUAL(read_reply(b, &R, 0), 0);
+    CU_ASSERT(R.status == 200 && body_is(&R, "exact"));
+    int c = qtest_connect(port, 10);
+    CU_ASSERT_FATAL(c >= 0);
+    CU_ASSERT(closed_within(c, 3000)); /* a third from 127.0.0.1 */
+    CU_ASSERT_EQUAL(metric(srv, "qtsp_http_lane_refused_total"), 1);
+    close(c);
+    close(b); /* MHD closes its side; the address has room again */
+    int d = -1, served = 0;
+    for (int i = 0; i < 100 && !served; i++) {
+        usleep(20000);
+        d = qtest_connect(port, 10);
+        served = d >= 0 && send_echo(d, "d") == 0 && read_reply(d, &R, 0) == 0 && R.status == 200;
+        if (!served && d >= 0)
+            close(d);
+    }
+    CU_ASSERT(served);
+    if (served)
+        close(d);
+    close(a);
+    qtsp_http_stop(srv);
+    /* the limit of all connections */
+    srv = start_lane(10, 2, (size_t)-1);
+    port = qtsp_http_port(srv);
+    a = qtest_connect(port, 10);
+    b = qtest_connect(port, 10);
+    CU_ASSERT_FATAL(a >= 0 && b >= 0);
+    CU_ASSERT_EQUAL(send_echo(b, "b"), 0); /* b accepted before c connects */
+    CU_ASSERT_EQUAL(read_reply(b, &R, 0), 0);
+    c = qtest_connect(port, 10);
+    CU_ASSERT_FATAL(c >= 0);
+    CU_ASSERT(closed_within(c, 3000));
+    CU_ASSERT_EQUAL(metric(srv, "qtsp_http_lane_refused_total"), 1);
+    close(a);
+    close(b);
+    close(c);
+    qtsp_http_stop(srv);
+}
+
+/* A stop with idle lane connections closes them at once. */
+static void test_lane_stop_closes_idle_connections(void)
+{
+    qtsp_http_server *srv = start_lane(30, 0, 0);
+    int fd = qtest_connect(qtsp_http_port(srv), 10);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(send_echo(fd, "x"), 0);
+    CU_ASSERT_EQUAL(read_reply(fd, &R, 0), 0);
+    uint64_t t0 = (uint64_t)time(NULL);
+    qtsp_http_stop(srv);
+    CU_ASSERT((uint64_t)time(NULL) - t0 < 3);
+    CU_ASSERT(closed_within(fd, 1000));
+    close(fd);
+}
+
+static const qtest_case k_lane_cases[] = {
+    QTEST(test_lane_serves_simple_posts_and_hands_the_rest_to_mhd),
+    QTEST(test_lane_hands_off_what_it_does_not_serve),
+    QTEST(test_lane_pipelined_requests_are_answered_in_order),
+    QTEST(test_lane_request_in_pieces_is_served_when_whole),
+    QTEST(test_lane_client_gone_while_its_request_waits),
+    QTEST(test_lane_large_answers_are_written_in_parts),
+    QTEST(test_lane_connections_time_out),
+    QTEST(test_lane_limits_count_lane_and_mhd_connections),
+    QTEST(test_lane_stop_closes_idle_connections),
+};
+
+int main(void)
+{
+    size_t n = sizeof k_http_cases / sizeof k_http_cases[0];
+    size_t m = sizeof k_lane_cases / sizeof k_lane_cases[0];
+    qtest_case *all = malloc((n + m) * sizeof *all);
+    if (all == NULL)
+        return 2;
+    memcpy(all, k_http_cases, n * sizeof *all);
+    memcpy(all + n, k_lane_cases, m * sizeof *all);
+    int rc = qtest_run("http_lane", all, n + m);
+    free(all);
+    return rc;
+}
