@@ -32,6 +32,32 @@ struct qtsp_signq {
     _Atomic unsigned long long jobs, batches;
 };
 
+/* Jobs held by this thread (qtsp_signq_hold): signed by it at release. */
+static _Thread_local qtsp_signq *t_hold;
+static _Thread_local job *t_held, *t_held_tail;
+
+/* Signs a batch back to back, then runs its callbacks and frees it. */
+static void sign_batch(qtsp_signq *q, job *batch)
+{
+    size_t n = 0;
+    for (job *j = batch; j; j = j->next, n++) { /* sign all first: hot caches */
+        qtsp_err_clear();
+        j->siglen = sizeof j->sig;
+        j->rc = qtsp_key_sign_digest(j->key, &j->alg, j->dgst, j->dlen, j->sig, &j->siglen);
+        if (j->rc != QTSP_OK) {
+            LOG_ERROR("signing queue: %s", qtsp_err_message());
+            qtsp_err_clear();
+        }
+    }
+    atomic_fetch_add_explicit(&q->jobs, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&q->batches, 1, memory_order_relaxed);
+    for (job *j = batch, *next; j; j = next) {
+        next = j->next;
+        j->done(j->ctx, j->rc, j->rc == QTSP_OK ? j->sig : NULL, j->rc == QTSP_OK ? j->siglen : 0);
+        free(j);
+    }
+}
+
 static void *signer_main(void *arg)
 {
     qtsp_signq *q = arg;
@@ -45,25 +71,7 @@ static void *signer_main(void *arg)
         job *batch = q->head;
         q->head = q->tail = NULL;
         pthread_mutex_unlock(&q->mu);
-
-        size_t n = 0;
-        for (job *j = batch; j; j = j->next, n++) { /* sign all first: hot caches */
-            qtsp_err_clear();
-            j->siglen = sizeof j->sig;
-            j->rc = qtsp_key_sign_digest(j->key, &j->alg, j->dgst, j->dlen, j->sig, &j->siglen);
-            if (j->rc != QTSP_OK) {
-                LOG_ERROR("signing queue: %s", qtsp_err_message());
-                qtsp_err_clear();
-            }
-        }
-        atomic_fetch_add_explicit(&q->jobs, n, memory_order_relaxed);
-        atomic_fetch_add_explicit(&q->batches, 1, memory_order_relaxed);
-        for (job *j = batch, *next; j; j = next) {
-            next = j->next;
-            j->done(j->ctx, j->rc, j->rc == QTSP_OK ? j->sig : NULL,
-                    j->rc == QTSP_OK ? j->siglen : 0);
-            free(j);
-        }
+        sign_batch(q, batch);
         pthread_mutex_lock(&q->mu);
     }
     pthread_mutex_unlock(&q->mu);
@@ -118,6 +126,14 @@ qtsp_status qtsp_signq_submit(qtsp_signq *q, const qtsp_key *k, const qtsp_sigal
     j->dlen = dlen;
     j->done = done;
     j->ctx = ctx;
+    if (t_hold == q) { /* this thread signs it at release */
+        if (t_held_tail)
+            t_held_tail->next = j;
+        else
+            t_held = j;
+        t_held_tail = j;
+        return QTSP_OK;
+    }
     pthread_mutex_lock(&q->mu);
     if (q->stop) {
         pthread_mutex_unlock(&q->mu);
@@ -134,6 +150,24 @@ qtsp_status qtsp_signq_submit(qtsp_signq *q, const qtsp_key *k, const qtsp_sigal
         pthread_cond_signal(&q->cv);
     pthread_mutex_unlock(&q->mu);
     return QTSP_OK;
+}
+
+void qtsp_signq_hold(qtsp_signq *q)
+{
+    t_hold = q;
+}
+
+size_t qtsp_signq_release(qtsp_signq *q)
+{
+    job *batch = t_hold == q ? t_held : NULL;
+    t_hold = NULL;
+    t_held = t_held_tail = NULL;
+    size_t n = 0;
+    for (const job *j = batch; j; j = j->next)
+        n++;
+    if (batch)
+        sign_batch(q, batch);
+    return n;
 }
 
 void qtsp_signq_stats(qtsp_signq *q, unsigned long long *jobs, unsigned long long *batches)

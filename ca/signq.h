@@ -47,6 +47,17 @@ qtsp_status qtsp_signq_submit(qtsp_signq *q, const qtsp_key *k, const qtsp_sigal
                               const unsigned char *dgst, size_t dlen, qtsp_signq_done_fn done,
                               void *ctx) QTSP_MUST_USE;
 
+/* From here on, jobs this thread submits to q are held by it: no signing
+ * thread is woken; qtsp_signq_release signs them on this thread, back to
+ * back, and runs their callbacks here. For a thread that reads a round of
+ * requests and can sign them itself (the HTTP fast lane, core/http.h): no
+ * hand-over to a signing thread and back. A thread holds one queue at a
+ * time. */
+void qtsp_signq_hold(qtsp_signq *q);
+/* Signs what this thread held for q and runs their callbacks; ends the
+ * hold. Returns how many. */
+size_t qtsp_signq_release(qtsp_signq *q);
+
 /* Jobs signed so far and batches they came in (for /metrics). */
 void qtsp_signq_stats(qtsp_signq *q, unsigned long long *jobs, unsigned long long *batches);
 

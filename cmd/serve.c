@@ -135,7 +135,10 @@ static int serve_one(const char *home, const char *listen, const char *log_forma
             .trusted_proxies = proxies,
             .max_connections = (size_t)app.cfg.http_max_connections,
             .per_address = app.cfg.http_per_address ? (size_t)app.cfg.http_per_address : (size_t)-1,
-            .fast_routes = app.cfg.http_fast_lane ? qtsp_services_fast_routes() : NULL};
+            .fast_routes = app.cfg.http_fast_lane ? qtsp_services_fast_routes() : NULL,
+            .lane_round_begin = qtsp_services_lane_round_begin,
+            .lane_round_end = qtsp_services_lane_round_end,
+            .lane_round_ctx = svc};
         if (w) {
             opts.use_listen_fd = 1;
             opts.listen_fd = w->listen_fd;

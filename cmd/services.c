@@ -463,6 +463,18 @@ size_t qtsp_services_route_count(const qtsp_services *s)
     return s->n_routes;
 }
 
+void qtsp_services_lane_round_begin(void *ctx)
+{
+    qtsp_services *s = ctx;
+    qtsp_signq_hold(s->signq);
+}
+
+void qtsp_services_lane_round_end(void *ctx)
+{
+    qtsp_services *s = ctx;
+    (void)qtsp_signq_release(s->signq);
+}
+
 /* Their handlers read the body only (ocsp/ocsp_http.c, tsa/tsa_http.c). */
 const char *const *qtsp_services_fast_routes(void)
 {

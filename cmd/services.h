@@ -63,5 +63,11 @@ qtsp_status cmd_validator_open(qtsp_app *app, qtsp_validate_store *st,
 /* The routes whose handlers need only the body (qtsp_http_opts.fast_routes):
  * POST /ocsp and POST /tsa. */
 const char *const *qtsp_services_fast_routes(void);
+/* The lane's round hooks (qtsp_http_opts.lane_round_*): the round's OCSP
+ * answers and time-stamp tokens are signed on the lane thread at its end,
+ * back to back, instead of on a signing thread (ca/signq.h). ctx: the
+ * qtsp_services. */
+void qtsp_services_lane_round_begin(void *ctx);
+void qtsp_services_lane_round_end(void *ctx);
 
 #endif

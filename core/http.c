@@ -885,7 +885,8 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
         close(lane_fd);
     ENSURE_OUT(srv->daemon != NULL, QTSP_ERR_IO, "cannot listen on %s", opts->listen);
     if (lane) {
-        rc = http_lane_start(srv, lane_fd, timeout_s, max_conn, per_addr ? per_addr : (size_t)-1);
+        rc = http_lane_start(srv, lane_fd, opts, timeout_s, max_conn,
+                             per_addr ? per_addr : (size_t)-1);
         if (rc != QTSP_OK) {
             MHD_stop_daemon(srv->daemon);
             goto out;

@@ -174,6 +174,14 @@ typedef struct qtsp_http_opts {
      * (qtsp_http_header/query give NULL, qtsp_http_take_body NULL): they
      * must need nothing but the body. NULL or empty: no lane. */
     const char *const *fast_routes;
+    /* Called on the lane thread before and after each round of events it
+     * serves (either may be NULL): a service that queues work for another
+     * thread can have the lane do it at the round's end instead, for all
+     * the round's requests back to back (cmd/services.c: the signing queue,
+     * ca/signq.h qtsp_signq_hold). */
+    void (*lane_round_begin)(void *ctx);
+    void (*lane_round_end)(void *ctx);
+    void *lane_round_ctx;
 } qtsp_http_opts;
 
 #define QTSP_HTTP_LARGE_BODY ((size_t)1 << 20)

@@ -229,8 +229,8 @@ void http_force_deferred(qtsp_http_server *srv);
  * over), serves the simple requests of fast routes itself and hands every
  * other connection, unread, to MHD (http_mhd_add). QTSP_ERR_* on failure
  * (fd is then closed). */
-qtsp_status http_lane_start(qtsp_http_server *srv, int fd, unsigned timeout_s, size_t max_conn,
-                            size_t per_addr) QTSP_MUST_USE;
+qtsp_status http_lane_start(qtsp_http_server *srv, int fd, const qtsp_http_opts *opts,
+                            unsigned timeout_s, size_t max_conn, size_t per_addr) QTSP_MUST_USE;
 /* The bound port. */
 unsigned http_lane_port(const qtsp_http_server *srv);
 /* Stop began: no more connections are accepted, idle ones are closed,

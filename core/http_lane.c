@@ -102,6 +102,9 @@ struct http_lane {
     int lfd, ep, evfd;
     unsigned port;
     pthread_t thread;
+    pthread_t self; /* set by the lane thread itself */
+    void (*round_begin)(void *ctx), (*round_end)(void *ctx);
+    void *round_ctx;
     _Atomic int stop, quiesce;
     int quiesced, listening;
     uint64_t timeout_ns, paused_until;
@@ -164,7 +167,8 @@ void http_lane_post(qtsp_http_deferred *d)
 {
     http_lane *L = d->srv->lane;
     pthread_mutex_lock(&L->qmu);
-    int was_empty = L->qhead == NULL && L->dhead == NULL;
+    /* the lane thread itself (a round's end) delivers without a wake-up */
+    int was_empty = L->qhead == NULL && L->dhead == NULL && !pthread_equal(pthread_self(), L->self);
     d->next = NULL;
     if (L->dtail)
         L->dtail->next = d;
@@ -922,10 +926,13 @@ static void sweep(http_lane *L, uint64_t now)
 static void *lane_main(void *arg)
 {
     http_lane *L = arg;
+    L->self = pthread_self();
     struct epoll_event evs[LANE_EVENTS];
     uint64_t next_sweep = qtsp_mono_ns() + LANE_TICK_MS * 1000000ULL;
     while (!atomic_load(&L->stop)) {
         int n = epoll_wait(L->ep, evs, LANE_EVENTS, LANE_TICK_MS);
+        if (L->round_begin)
+            L->round_begin(L->round_ctx);
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
             if (p == &L->lfd) {
@@ -942,6 +949,10 @@ static void *lane_main(void *arg)
         for (lane_conn *c; (c = dequeue(L)) != NULL;) {
             conn_poke(L, c);
             conn_unref(c); /* the queue's */
+        }
+        if (L->round_end) {
+            L->round_end(L->round_ctx); /* may complete requests: posted */
+            deliver_posted(L);
         }
         uint64_t now = qtsp_mono_ns();
         if (atomic_load(&L->quiesce) && !L->quiesced) {
@@ -981,8 +992,8 @@ static void lane_free(http_lane *L)
     free(L);
 }
 
-qtsp_status http_lane_start(qtsp_http_server *srv, int fd, unsigned timeout_s, size_t max_conn,
-                            size_t per_addr)
+qtsp_status http_lane_start(qtsp_http_server *srv, int fd, const qtsp_http_opts *opts,
+                            unsigned timeout_s, size_t max_conn, size_t per_addr)
 {
     http_lane *L = calloc(1, sizeof *L);
     if (L == NULL) {
@@ -991,6 +1002,9 @@ qtsp_status http_lane_start(qtsp_http_server *srv, int fd, unsigned timeout_s, s
     }
     L->srv = srv;
     L->lfd = fd;
+    L->round_begin = opts->lane_round_begin;
+    L->round_end = opts->lane_round_end;
+    L->round_ctx = opts->lane_round_ctx;
     L->timeout_ns = (uint64_t)timeout_s * 1000000000ULL;
     L->max_conn = (long)max_conn;
     L->per_addr = per_addr;

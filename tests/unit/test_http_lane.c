@@ -411,6 +411,72 @@ static void test_lane_stop_closes_idle_connections(void)
     close(fd);
 }
 
+/* The round hooks wrap the handlers of each round, on the lane thread; what
+ * a handler defers may be completed at the round's end (the signing queue
+ * held by the lane, cmd/services.c). */
+static atomic_int g_rounds_begun, g_rounds_ended, g_in_round, g_seen_in_round;
+static pending g_round_pending;
+static int g_round_has;
+
+static void round_begin(void *ctx)
+{
+    (void)ctx;
+    atomic_fetch_add(&g_rounds_begun, 1);
+    atomic_store(&g_in_round, 1);
+}
+
+static void round_end(void *ctx)
+{
+    (void)ctx;
+    atomic_store(&g_in_round, 0);
+    atomic_fetch_add(&g_rounds_ended, 1);
+    if (g_round_has) { /* what the round deferred is answered now */
+        g_round_has = 0;
+        complete_echo(&g_round_pending);
+    }
+}
+
+static qtsp_status h_round(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    (void)ctx;
+    (void)resp;
+    if (atomic_load(&g_in_round))
+        atomic_fetch_add(&g_seen_in_round, 1);
+    g_round_pending.d = qtsp_http_defer(req);
+    if (g_round_pending.d == NULL)
+        FAIL(QTSP_ERR_INTERNAL, "cannot defer");
+    snprintf(g_round_pending.body, sizeof g_round_pending.body, "%.*s", (int)req->body_len,
+             (const char *)req->body);
+    g_round_has = 1;
+    return QTSP_OK;
+}
+
+static void test_lane_round_hooks_wrap_the_handlers(void)
+{
+    static const qtsp_route routes[] = {
+        {"POST", "/round", 0, 64, "text/plain", h_round, NULL, "round"}};
+    static const char *const fast[] = {"round", NULL};
+    qtsp_http_opts o = {.listen = "127.0.0.1:0",
+                        .workers = 1,
+                        .fast_routes = fast,
+                        .lane_round_begin = round_begin,
+                        .lane_round_end = round_end};
+    qtsp_http_server *srv = NULL;
+    CU_ASSERT_EQUAL_FATAL(qtsp_http_start(&o, routes, 1, NULL, NULL, &srv), QTSP_OK);
+    int fd = qtest_connect(qtsp_http_port(srv), 10);
+    CU_ASSERT_FATAL(fd >= 0);
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_EQUAL(send_post(fd, "/round", "r"), 0);
+        CU_ASSERT_EQUAL(read_reply(fd, &R, 0), 0);
+        CU_ASSERT(R.status == 200 && body_is(&R, "done:r"));
+    }
+    CU_ASSERT_EQUAL(atomic_load(&g_seen_in_round), 3);
+    CU_ASSERT(atomic_load(&g_rounds_ended) >= 3);
+    CU_ASSERT(atomic_load(&g_rounds_begun) >= atomic_load(&g_rounds_ended));
+    close(fd);
+    qtsp_http_stop(srv);
+}
+
 static const qtest_case k_lane_cases[] = {
     QTEST(test_lane_serves_simple_posts_and_hands_the_rest_to_mhd),
     QTEST(test_lane_hands_off_what_it_does_not_serve),
@@ -421,6 +487,7 @@ static const qtest_case k_lane_cases[] = {
     QTEST(test_lane_connections_time_out),
     QTEST(test_lane_limits_count_lane_and_mhd_connections),
     QTEST(test_lane_stop_closes_idle_connections),
+    QTEST(test_lane_round_hooks_wrap_the_handlers),
 };
 
 int main(void)

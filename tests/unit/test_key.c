@@ -8,8 +8,10 @@
 #include <openssl/rsa.h>
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ca/hsm.h"
 #include "ca/key.h"
@@ -472,6 +474,91 @@ static void test_signq_signs_every_job_once_with_the_token_key(void)
     EVP_PKEY_free(pub);
 }
 
+/* Held jobs are signed by the holding thread at release, in order, and
+ * never by a signing thread; another thread's jobs are not held. */
+typedef struct held_job {
+    sq_result r;
+    pthread_t by;
+} held_job;
+
+static void held_done(void *ctx, qtsp_status rc, const unsigned char *sig, size_t sl)
+{
+    held_job *h = ctx;
+    h->by = pthread_self();
+    sq_done(&h->r, rc, sig, sl);
+}
+
+typedef struct other_submit {
+    qtsp_signq *q;
+    const qtsp_key *k;
+    const qtsp_sigalg *alg;
+    held_job *h;
+    qtsp_status rc;
+} other_submit;
+
+static void *submit_from_other(void *arg)
+{
+    other_submit *o = arg;
+    unsigned char md[32] = {7};
+    o->rc = qtsp_signq_submit(o->q, o->k, o->alg, md, sizeof md, held_done, o->h);
+    return NULL;
+}
+
+static void test_signq_hold_signs_on_the_holding_thread_at_release(void)
+{
+    EVP_PKEY *pub = NULL;
+    qtsp_err_clear();
+    CU_ASSERT_FATAL(qtsp_hsm_generate(g_hsm, "sq-hold", QTSP_KEY_EC_P256, &pub) == QTSP_OK);
+    qtsp_key *k = NULL;
+    CU_ASSERT_FATAL(qtsp_key_from_token(g_hsm, "sq-hold", &k) == QTSP_OK);
+    qtsp_sigalg alg;
+    CU_ASSERT_FATAL(qtsp_key_sigalg(k, EVP_sha256(), &alg) == QTSP_OK);
+    qtsp_signq *q = NULL;
+    CU_ASSERT_FATAL(qtsp_signq_new(1, &q) == QTSP_OK);
+    enum { N = 5 };
+    static held_job h[N], other;
+    unsigned char msg[N][8];
+    memset(h, 0, sizeof h);
+    memset(&other, 0, sizeof other);
+    qtsp_signq_hold(q);
+    for (int i = 0; i < N; i++) {
+        unsigned char md[32];
+        snprintf((char *)msg[i], sizeof msg[i], "h%05d", i);
+        SHA256(msg[i], sizeof msg[i], md);
+        CU_ASSERT_EQUAL(qtsp_signq_submit(q, k, &alg, md, sizeof md, held_done, &h[i]), QTSP_OK);
+    }
+    /* another thread's job goes to the signing thread meanwhile */
+    other_submit o = {q, k, &alg, &other, QTSP_ERR_INTERNAL};
+    pthread_t t;
+    CU_ASSERT_FATAL(pthread_create(&t, NULL, submit_from_other, &o) == 0);
+    pthread_join(t, NULL);
+    CU_ASSERT_EQUAL(o.rc, QTSP_OK);
+    for (int i = 0; i < 2000 && other.r.calls == 0; i++)
+        usleep(1000);
+    CU_ASSERT_EQUAL(other.r.calls, 1);
+    CU_ASSERT(!pthread_equal(other.by, pthread_self()));
+    for (int i = 0; i < N; i++)
+        CU_ASSERT_EQUAL(h[i].r.calls, 0); /* held: nobody signed them */
+    CU_ASSERT_EQUAL(qtsp_signq_release(q), (size_t)N);
+    for (int i = 0; i < N; i++) {
+        CU_ASSERT_EQUAL(h[i].r.calls, 1);
+        CU_ASSERT(pthread_equal(h[i].by, pthread_self()));
+        CU_ASSERT(h[i].r.rc == QTSP_OK &&
+                  verify(pub, EVP_sha256(), msg[i], sizeof msg[i], h[i].r.sig, h[i].r.sl));
+    }
+    /* released: the next job is the signing thread's again */
+    CU_ASSERT_EQUAL(qtsp_signq_release(q), 0);
+    held_job after;
+    memset(&after, 0, sizeof after);
+    unsigned char md[32] = {3};
+    CU_ASSERT_EQUAL(qtsp_signq_submit(q, k, &alg, md, sizeof md, held_done, &after), QTSP_OK);
+    qtsp_signq_free(q);
+    CU_ASSERT_EQUAL(after.r.calls, 1);
+    CU_ASSERT(!pthread_equal(after.by, pthread_self()));
+    qtsp_key_free(k);
+    EVP_PKEY_free(pub);
+}
+
 static void test_signq_reports_signer_failure_and_refuses_bad_jobs(void)
 {
     /* a token key whose object is destroyed after the key was made */
@@ -530,6 +617,7 @@ int main(void)
         QTEST(test_key_signs_certificates),
         QTEST(test_key_third_backend_plugs_in),
         QTEST(test_signq_signs_every_job_once_with_the_token_key),
+        QTEST(test_signq_hold_signs_on_the_holding_thread_at_release),
         QTEST(test_signq_reports_signer_failure_and_refuses_bad_jobs),
     };
     int r = qtest_run("key", cases, sizeof cases / sizeof cases[0]);
