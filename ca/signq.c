@@ -35,6 +35,7 @@ struct qtsp_signq {
 /* Jobs held by this thread (qtsp_signq_hold): signed by it at release. */
 static _Thread_local qtsp_signq *t_hold;
 static _Thread_local job *t_held, *t_held_tail;
+static _Thread_local size_t t_held_n;
 
 /* Signs a batch back to back, then runs its callbacks and frees it. */
 static void sign_batch(qtsp_signq *q, job *batch)
@@ -126,7 +127,8 @@ qtsp_status qtsp_signq_submit(qtsp_signq *q, const qtsp_key *k, const qtsp_sigal
     j->dlen = dlen;
     j->done = done;
     j->ctx = ctx;
-    if (t_hold == q) { /* this thread signs it at release */
+    if (t_hold == q && t_held_n < QTSP_SIGNQ_HOLD_MAX) { /* this thread signs it at release */
+        t_held_n++;
         if (t_held_tail)
             t_held_tail->next = j;
         else
@@ -162,6 +164,7 @@ size_t qtsp_signq_release(qtsp_signq *q)
     job *batch = t_hold == q ? t_held : NULL;
     t_hold = NULL;
     t_held = t_held_tail = NULL;
+    t_held_n = 0;
     size_t n = 0;
     for (const job *j = batch; j; j = j->next)
         n++;

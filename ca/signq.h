@@ -23,6 +23,10 @@
 
 #define QTSP_SIGNQ_SIG_MAX QTSP_KEY_SIG_MAX
 #define QTSP_SIGNQ_THREADS_MAX 64 /* signing threads per queue */
+/* Jobs a thread holds at most (qtsp_signq_hold); more go to the signing
+ * threads: a slow token (a network HSM at milliseconds per signature)
+ * stalls the holder for a bounded time. */
+#define QTSP_SIGNQ_HOLD_MAX 16
 
 typedef struct qtsp_signq qtsp_signq;
 
@@ -47,7 +51,8 @@ qtsp_status qtsp_signq_submit(qtsp_signq *q, const qtsp_key *k, const qtsp_sigal
                               const unsigned char *dgst, size_t dlen, qtsp_signq_done_fn done,
                               void *ctx) QTSP_MUST_USE;
 
-/* From here on, jobs this thread submits to q are held by it: no signing
+/* From here on, jobs this thread submits to q are held by it (up to
+ * QTSP_SIGNQ_HOLD_MAX; later ones are queued as usual): no signing
  * thread is woken; qtsp_signq_release signs them on this thread, back to
  * back, and runs their callbacks here. For a thread that reads a round of
  * requests and can sign them itself (the HTTP fast lane, core/http.h): no

@@ -136,8 +136,10 @@ static int serve_one(const char *home, const char *listen, const char *log_forma
             .max_connections = (size_t)app.cfg.http_max_connections,
             .per_address = app.cfg.http_per_address ? (size_t)app.cfg.http_per_address : (size_t)-1,
             .fast_routes = app.cfg.http_fast_lane ? qtsp_services_fast_routes() : NULL,
-            .lane_round_begin = qtsp_services_lane_round_begin,
-            .lane_round_end = qtsp_services_lane_round_end,
+            /* with one signing thread per process (the default) the lane
+             * signs its rounds itself; with more, they sign in parallel */
+            .lane_round_begin = app.cfg.http_workers == 1 ? qtsp_services_lane_round_begin : NULL,
+            .lane_round_end = app.cfg.http_workers == 1 ? qtsp_services_lane_round_end : NULL,
             .lane_round_ctx = svc};
         if (w) {
             opts.use_listen_fd = 1;

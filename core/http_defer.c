@@ -13,8 +13,11 @@
 
 void http_deferred_release(qtsp_http_deferred *d)
 {
-    if (atomic_fetch_sub_explicit(&d->refs, 1, memory_order_acq_rel) == 1)
+    if (atomic_fetch_sub_explicit(&d->refs, 1, memory_order_acq_rel) == 1) {
+        if (d->lane)
+            http_lane_conn_release(d->lane); /* kept for qtsp_http_deferred_gone */
         free(d);
+    }
 }
 
 /* Under srv->dmu. */
@@ -77,7 +80,11 @@ qtsp_http_deferred *qtsp_http_defer(const qtsp_http_req *req)
     d->what[0] = '\0';
     d->prev = d->next = NULL;
     http_resp_init(&d->resp);
+    if (d->lane)
+        http_lane_conn_hold(d->lane);
     pthread_mutex_lock(&srv->dmu);
+    /* known to the request before anyone can claim the handle */
+    rq->deferred = d;
     if (srv->stopping) {
         /* Too late to suspend (stop may be past its last resume): the
          * request is answered 503 when the handler returns. */
@@ -96,10 +103,9 @@ qtsp_http_deferred *qtsp_http_defer(const qtsp_http_req *req)
         atomic_fetch_add_explicit(&srv->deferred_pending, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&srv->deferred_total, 1, memory_order_relaxed);
     }
-    pthread_mutex_unlock(&srv->dmu);
-    rq->deferred = d;
     if (rq->lane)
         http_lane_deferred(rq->lane, d->forced);
+    pthread_mutex_unlock(&srv->dmu);
     return d;
 }
 
@@ -182,7 +188,8 @@ void http_force_deferred(qtsp_http_server *srv)
                 d->forced = 1;
                 deferred_unlink(srv, d);
                 if (d->lane)
-                    http_lane_deliver(d); /* the 503, written here */
+                    http_lane_post(d); /* the 503: the lane thread writes it once
+                                          the request's handler has returned */
                 else
                     http_conn_resume(d->conn);
                 forced++;

@@ -250,6 +250,10 @@ void http_lane_deliver(qtsp_http_deferred *d);
  * (the TSA's journal committer answers a whole batch) hands over the writes
  * with one wake-up at most, and goes on. */
 void http_lane_post(qtsp_http_deferred *d);
+/* A deferred handle's reference on its lane connection (the memory stays
+ * valid for qtsp_http_deferred_gone until the handle is freed). */
+void http_lane_conn_hold(lane_conn *c);
+void http_lane_conn_release(lane_conn *c);
 /* 1 when the peer of a lane request's connection closed or reset it. */
 int http_lane_peer_closed(const lane_conn *c);
 /* 1 when c answered a request before (kept alive). The lane thread. */

@@ -74,12 +74,13 @@ enum { ST_PENDING = 1, ST_MISSED = 2, ST_FLUSH = 4, ST_CLOSE = 8 };
 enum { DEFER_NONE = 0, DEFER_OWNED = 1, DEFER_FORCED = 2 };
 
 struct lane_conn {
-    int fd;                       /* -1 once closed or handed to MHD */
+    _Atomic int fd;               /* -1 once closed or handed to MHD */
     _Atomic unsigned st;          /* ST_* */
     _Atomic int refs;             /* the lane's, a request's, the queue's */
     _Atomic uint64_t deadline_ns; /* next request due (not while PENDING) */
     _Atomic unsigned served;      /* answers written */
     int defer_state;              /* DEFER_*: set during a handler (lane thread) */
+    int pipelined;                /* bytes came behind a request (lane thread) */
     int close_after;              /* the request in the works asked to close */
     unsigned char *wbuf;          /* unsent part of an answer (ST_FLUSH) */
     size_t wlen, woff;
@@ -306,8 +307,9 @@ static void conn_close(http_lane *L, lane_conn *c)
     if (c->fd < 0)
         return;
     conn_forget(L, c);
-    close(c->fd);
+    int fd = c->fd;
     c->fd = -1;
+    close(fd);
     conn_unref(c);
 }
 
@@ -354,8 +356,13 @@ static size_t response_head(const http_rq *rq, int status, const char *ctype, si
     if (close_after)
         n += (size_t)snprintf(out + n, cap - n, "Connection: close\r\n");
     const char *hn, *hv;
-    for (size_t pos = 0; extra && n < cap && http_resp_next_header(extra, &pos, &hn, &hv);)
+    for (size_t pos = 0; extra && n < cap && http_resp_next_header(extra, &pos, &hn, &hv);) {
+        /* the framing is the lane's: a handler's own would contradict it */
+        if (strcasecmp(hn, "Content-Length") == 0 || strcasecmp(hn, "Transfer-Encoding") == 0 ||
+            strcasecmp(hn, "Connection") == 0 || strcasecmp(hn, "Date") == 0)
+            continue;
         n += (size_t)snprintf(out + n, cap - n, "%s: %s\r\n", hn, hv);
+    }
     if (n < cap)
         n += (size_t)snprintf(out + n, cap - n, "Content-Length: %zu\r\n\r\n", len);
     return n < cap ? n : 0;
@@ -416,6 +423,9 @@ static void lane_send(http_lane *L, http_rq *rq, int status, const char *ctype,
     http_rq_free(rq);
     unsigned set = close_after || w < 0 ? ST_CLOSE : 0;
     if (w == 0) {
+        /* a client that reads nothing meets the timeout (sweep) */
+        atomic_store_explicit(&c->deadline_ns, qtsp_mono_ns() + L->timeout_ns,
+                              memory_order_relaxed);
         atomic_fetch_or_explicit(&c->st, ST_FLUSH | set, memory_order_acq_rel);
         enqueue(L, c); /* the lane thread writes the rest */
     } else {
@@ -492,6 +502,16 @@ void http_lane_deliver(qtsp_http_deferred *d)
     http_deferred_release(d);
 }
 
+void http_lane_conn_hold(lane_conn *c)
+{
+    conn_ref(c);
+}
+
+void http_lane_conn_release(lane_conn *c)
+{
+    conn_unref(c);
+}
+
 void http_lane_deferred(lane_conn *c, int forced)
 {
     c->defer_state = forced ? DEFER_FORCED : DEFER_OWNED;
@@ -504,8 +524,13 @@ int http_lane_kept_alive(const lane_conn *c)
 
 int http_lane_peer_closed(const lane_conn *c)
 {
+    /* the socket stays open while the request is PENDING (a stop that
+     * forced it answers on the lane thread, which closes it after) */
+    int fd = c->fd;
+    if (fd < 0)
+        return 1;
     char b;
-    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
@@ -750,10 +775,12 @@ static void conn_input(http_lane *L, lane_conn *c)
             conn_close(L, c);
             return;
         }
-        ssize_t n = recv(c->fd, L->buf, LANE_BUF, MSG_PEEK | MSG_DONTWAIT);
+        /* one byte more than a request may have: whether more follows */
+        ssize_t n = recv(c->fd, L->buf, LANE_BUF + 1, MSG_PEEK | MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->pipelined = 0;
             if (L->quiesced) /* stopping: an idle connection closes */
                 conn_close(L, c);
             return;
@@ -764,6 +791,14 @@ static void conn_input(http_lane *L, lane_conn *c)
         }
         lane_req r;
         int p = parse(L->srv, (const char *)L->buf, (size_t)n, &r);
+        if (p == PARSE_MORE && c->pipelined) {
+            /* The start of a pipelined request, behind one that was read:
+             * waiting for the rest can deadlock, as the unread tail of a
+             * large received segment may fill the socket's receive memory
+             * (zero window) while its sender waits. MHD reads on. */
+            conn_handoff(L, c);
+            return;
+        }
         if (p == PARSE_MORE) {
             if (L->quiesced) /* stopping: no waiting for the rest */
                 conn_close(L, c);
@@ -783,6 +818,7 @@ static void conn_input(http_lane *L, lane_conn *c)
             return;
         }
         L->buf[total] = '\0';
+        c->pipelined = (size_t)n > total;
         dispatch(L, c, &r);
         if ((size_t)n > total) {
             /* more was in the socket already: no edge will come for it */
@@ -802,6 +838,8 @@ static void conn_flush(http_lane *L, lane_conn *c)
         ssize_t k = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (k > 0) {
             c->woff += (size_t)k;
+            atomic_store_explicit(&c->deadline_ns, qtsp_mono_ns() + L->timeout_ns,
+                                  memory_order_relaxed);
             continue;
         }
         if (k < 0 && errno == EINTR)
@@ -820,8 +858,8 @@ static void conn_flush(http_lane *L, lane_conn *c)
     conn_input(L, c); /* closes it when asked; reads what came meanwhile */
 }
 
-/* An event on c, or c taken from the queue. */
-static void conn_poke(http_lane *L, lane_conn *c)
+/* An event on c (its epoll events), or c taken from the queue (0). */
+static void conn_poke(http_lane *L, lane_conn *c, uint32_t ev)
 {
     if (c->fd < 0)
         return;
@@ -834,8 +872,11 @@ static void conn_poke(http_lane *L, lane_conn *c)
         if (s & ST_MISSED)
             return;
         if (atomic_compare_exchange_weak_explicit(&c->st, &s, s | ST_MISSED, memory_order_acq_rel,
-                                                  memory_order_acquire))
-            return; /* looked at again once the answer is out */
+                                                  memory_order_acquire)) {
+            if (ev & EPOLLIN)
+                c->pipelined = 1; /* bytes came before the answer left */
+            return;               /* looked at again once the answer is out */
+        }
     }
     conn_input(L, c);
 }
@@ -912,6 +953,16 @@ static void sweep(http_lane *L, uint64_t now)
     for (lane_conn *c = L->conns, *next; c; c = next) {
         next = c->next;
         unsigned s = atomic_load_explicit(&c->st, memory_order_acquire);
+        uint64_t due = atomic_load_explicit(&c->deadline_ns, memory_order_relaxed);
+        if ((s & ST_FLUSH) && due <= now) {
+            /* the rest of an answer waits for a client that reads nothing;
+             * no other thread touches a FLUSH connection */
+            atomic_fetch_add_explicit(&L->srv->conns_timed_out, 1, memory_order_relaxed);
+            atomic_fetch_and_explicit(&c->st, ~(unsigned)(ST_PENDING | ST_FLUSH | ST_MISSED),
+                                      memory_order_acq_rel);
+            conn_close(L, c);
+            continue;
+        }
         if (s & ST_PENDING)
             continue;
         if (L->quiesced) {
@@ -942,12 +993,12 @@ static void *lane_main(void *arg)
                 ssize_t r = read(L->evfd, &v, sizeof v);
                 (void)r;
             } else {
-                conn_poke(L, p);
+                conn_poke(L, p, evs[i].events);
             }
         }
         deliver_posted(L);
         for (lane_conn *c; (c = dequeue(L)) != NULL;) {
-            conn_poke(L, c);
+            conn_poke(L, c, 0);
             conn_unref(c); /* the queue's */
         }
         if (L->round_end) {
@@ -966,6 +1017,7 @@ static void *lane_main(void *arg)
             listen_again(L);
         if (now >= next_sweep) {
             sweep(L, now);
+            deliver_posted(L); /* what a request served by the sweep completed */
             next_sweep = now + LANE_TICK_MS * 1000000ULL;
         }
     }

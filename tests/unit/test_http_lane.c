@@ -9,6 +9,8 @@
 
 #include <poll.h>
 
+#include "core/log.h"
+
 static const char k_tsq[] = "application/timestamp-query";
 
 /* A POST /echo request on an open connection. */
@@ -477,6 +479,197 @@ static void test_lane_round_hooks_wrap_the_handlers(void)
     qtsp_http_stop(srv);
 }
 
+/* ---- found by review ---------------------------------------------------- */
+
+static atomic_int g_slow_in, g_slow_out;
+
+/* Defers, then keeps working in the handler (reading the request) for a
+ * while: a stop meanwhile must not answer (and free) the request under it. */
+static qtsp_status h_slow_defer(void *ctx, const qtsp_http_req *req, qtsp_http_resp *resp)
+{
+    (void)ctx;
+    (void)resp;
+    qtsp_http_deferred *d = qtsp_http_defer(req);
+    if (d == NULL)
+        FAIL(QTSP_ERR_INTERNAL, "cannot defer");
+    pthread_mutex_lock(&g_pmu);
+    g_pending[g_npending].d = d;
+    g_pending[g_npending].body[0] = '\0';
+    g_npending++;
+    pthread_mutex_unlock(&g_pmu);
+    atomic_store(&g_slow_in, 1);
+    usleep(500000);
+    if (strlen(req->request_id) == 16) /* ASan: a use after free */
+        atomic_store(&g_slow_out, 1);
+    return QTSP_OK;
+}
+
+static const qtsp_route k_rv_routes[] = {
+    {"POST", "/defer", 0, 1024, "text/plain", h_defer, NULL, "defer"},
+    {"POST", "/slow", 0, 64, "text/plain", h_slow_defer, NULL, "slow"},
+    {"POST", "/big", 0, 64, "text/plain", h_big, NULL, "big"},
+    {"POST", "/echo", 0, 8192, "application/timestamp-query", h_echo, NULL, "echo"},
+};
+
+static qtsp_http_server *start_rv(unsigned timeout_s)
+{
+    static const char *const fast[] = {"defer", "slow", "big", "echo", NULL};
+    qtsp_http_opts o = {
+        .listen = "127.0.0.1:0", .workers = 1, .conn_timeout_s = timeout_s, .fast_routes = fast};
+    qtsp_http_server *srv = NULL;
+    CU_ASSERT_EQUAL_FATAL(qtsp_http_start(&o, k_rv_routes,
+                                          sizeof k_rv_routes / sizeof k_rv_routes[0], NULL, NULL,
+                                          &srv),
+                          QTSP_OK);
+    return srv;
+}
+
+/* A request of exactly 16 KiB (the lane's largest) with a pipelined one
+ * behind it: the second is seen and answered. */
+static void test_lane_pipelined_behind_a_largest_request_is_answered(void)
+{
+    pending_reset();
+    qtsp_http_server *srv = start_rv(5);
+    int fd = qtest_connect(qtsp_http_port(srv), 10);
+    CU_ASSERT_FATAL(fd >= 0);
+    static char req[20000];
+    int h = snprintf(req, sizeof req,
+                     "POST /defer HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: 2\r\nX-Pad: ");
+    size_t n = (size_t)h, pad = 16384 - n - 4 - 2;
+    memset(req + n, 'a', pad);
+    n += pad;
+    memcpy(req + n, "\r\n\r\np1", 6);
+    n += 6;
+    CU_ASSERT_EQUAL(n, 16384);
+    n += (size_t)snprintf(req + n, sizeof req - n,
+                          "POST /defer HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n"
+                          "Content-Length: 2\r\n\r\np2");
+    CU_ASSERT_EQUAL(send_all(fd, req, n), 0);
+    CU_ASSERT_FATAL(pending_wait(1));
+    CU_ASSERT(answer_oldest(fd, "done:p1"));
+    CU_ASSERT_FATAL(pending_wait(1));
+    CU_ASSERT(answer_oldest(fd, "done:p2"));
+    close(fd);
+    qtsp_http_stop(srv);
+}
+
+/* A client that reads nothing of a large answer meets the timeout. */
+static void test_lane_client_reading_nothing_times_out(void)
+{
+    g_big = calloc(1, BIG_ANSWER);
+    CU_ASSERT_FATAL(g_big != NULL);
+    qtsp_http_server *srv = start_rv(1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)qtsp_http_port(srv))};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CU_ASSERT_FATAL(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    static const char req[] = "POST /big HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n"
+                              "Content-Length: 4\r\n\r\nsync";
+    CU_ASSERT_EQUAL(send_all(fd, req, sizeof req - 1), 0);
+    long long open = 1;
+    for (int i = 0; i < 60 && open != 0; i++) {
+        usleep(100000);
+        open = metric(srv, "qtsp_http_lane_connections");
+    }
+    CU_ASSERT_EQUAL(open, 0);
+    CU_ASSERT(metric(srv, "qtsp_http_connections_timed_out_total") >= 1);
+    close(fd);
+    qtsp_http_stop(srv);
+    free(g_big);
+    g_big = NULL;
+}
+
+static void *stop_soon(void *arg)
+{
+    qtsp_http_stop_within(arg, 100);
+    return NULL;
+}
+
+/* A stop forces a deferred lane request while its handler still runs: the
+ * 503 goes out once the handler has returned, the request intact till then. */
+static void test_lane_stop_answers_a_forced_request_after_its_handler(void)
+{
+    pending_reset();
+    atomic_store(&g_slow_in, 0);
+    atomic_store(&g_slow_out, 0);
+    qtsp_http_server *srv = start_rv(5);
+    int fd = qtest_connect(qtsp_http_port(srv), 10);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(send_post(fd, "/slow", "s"), 0);
+    for (int i = 0; i < 5000 && !atomic_load(&g_slow_in); i++)
+        usleep(1000);
+    pthread_t t;
+    CU_ASSERT_FATAL(pthread_create(&t, NULL, stop_soon, srv) == 0);
+    CU_ASSERT_EQUAL(read_reply(fd, &R, 0), 0);
+    CU_ASSERT_EQUAL(R.status, 503);
+    CU_ASSERT_EQUAL(atomic_load(&g_slow_out), 1); /* the handler had finished */
+    pthread_join(t, NULL);
+    pending p;
+    while (pending_take(&p))
+        qtsp_http_complete(p.d, QTSP_OK); /* the owner, late: nothing is sent */
+    close(fd);
+}
+
+static atomic_int g_flood_stop;
+static int g_flood_fd;
+
+static void *flood_writer(void *arg)
+{
+    (void)arg;
+    static char buf[64 * 1024];
+    static const char one[] = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                              "application/timestamp-query\r\nContent-Length: 1\r\n\r\nx";
+    size_t n = 0;
+    while (n + sizeof one - 1 < sizeof buf) {
+        memcpy(buf + n, one, sizeof one - 1);
+        n += sizeof one - 1;
+    }
+    while (!atomic_load(&g_flood_stop) && send_all(g_flood_fd, buf, n) == 0)
+        ;
+    return NULL;
+}
+
+static void *flood_reader(void *arg)
+{
+    (void)arg;
+    static char buf[256 * 1024];
+    while (!atomic_load(&g_flood_stop) && recv(g_flood_fd, buf, sizeof buf, 0) > 0)
+        ;
+    return NULL;
+}
+
+/* A client pipelining requests in 64 KiB writes is served without a stall
+ * (a request cut at the end of a large segment goes to MHD with the rest). */
+static void test_lane_pipelining_flood_never_stalls(void)
+{
+    qtsp_log_set_level(QTSP_LOG_WARN); /* not 100 000 access lines in the test log */
+    qtsp_http_server *srv = start_rv(30);
+    atomic_store(&g_flood_stop, 0);
+    g_flood_fd = qtest_connect(qtsp_http_port(srv), 10);
+    CU_ASSERT_FATAL(g_flood_fd >= 0);
+    pthread_t w, r;
+    CU_ASSERT_FATAL(pthread_create(&w, NULL, flood_writer, NULL) == 0);
+    CU_ASSERT_FATAL(pthread_create(&r, NULL, flood_reader, NULL) == 0);
+    const char *m = "qtsp_http_requests_total{route=\"echo\",status=\"200\"}";
+    usleep(1000000);
+    long long a = metric(srv, m);
+    usleep(1000000);
+    long long b = metric(srv, m);
+    CU_ASSERT(a > 1000);
+    CU_ASSERT(b > a); /* still answering a second later */
+    atomic_store(&g_flood_stop, 1);
+    shutdown(g_flood_fd, SHUT_RDWR);
+    pthread_join(w, NULL);
+    pthread_join(r, NULL);
+    close(g_flood_fd);
+    qtsp_http_stop(srv);
+    qtsp_log_set_level(QTSP_LOG_INFO);
+}
+
 static const qtest_case k_lane_cases[] = {
     QTEST(test_lane_serves_simple_posts_and_hands_the_rest_to_mhd),
     QTEST(test_lane_hands_off_what_it_does_not_serve),
@@ -488,6 +681,10 @@ static const qtest_case k_lane_cases[] = {
     QTEST(test_lane_limits_count_lane_and_mhd_connections),
     QTEST(test_lane_stop_closes_idle_connections),
     QTEST(test_lane_round_hooks_wrap_the_handlers),
+    QTEST(test_lane_pipelined_behind_a_largest_request_is_answered),
+    QTEST(test_lane_client_reading_nothing_times_out),
+    QTEST(test_lane_stop_answers_a_forced_request_after_its_handler),
+    QTEST(test_lane_pipelining_flood_never_stalls),
 };
 
 int main(void)
