@@ -26,7 +26,7 @@
 /* Jobs a thread holds at most (qtsp_signq_hold); more go to the signing
  * threads: a slow token (a network HSM at milliseconds per signature)
  * stalls the holder for a bounded time. */
-#define QTSP_SIGNQ_HOLD_MAX 16
+#define QTSP_SIGNQ_HOLD_MAX 32
 
 typedef struct qtsp_signq qtsp_signq;
 
