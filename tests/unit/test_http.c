@@ -1450,8 +1450,9 @@ static void test_http_many_concurrent_deferred_requests_hold_no_worker(void)
 static void test_http_deferred_requests_are_logged_and_measured(void)
 {
     pending_reset();
-    char logpath[600];
-    snprintf(logpath, sizeof logpath, "%s/access.log", qtest_tmpdir("http-log"));
+    char logdir[512], logpath[600];
+    snprintf(logdir, sizeof logdir, "%s", qtest_tmpdir("http-log"));
+    snprintf(logpath, sizeof logpath, "%s/access.log", logdir);
     int logfd = open(logpath, O_CREAT | O_TRUNC | O_RDWR, 0600);
     CU_ASSERT_FATAL(logfd >= 0);
     fflush(stderr);
@@ -1499,6 +1500,7 @@ static void test_http_deferred_requests_are_logged_and_measured(void)
     lseek(logfd, 0, SEEK_SET);
     ssize_t n = read(logfd, logbuf, sizeof logbuf - 1);
     close(logfd);
+    qtest_rmtree(logdir); /* a temporary folder per run otherwise */
     CU_ASSERT_FATAL(n > 0);
     logbuf[n] = '\0';
     /* exactly one access line for the deferred request, with its status */
