@@ -659,7 +659,7 @@ static void test_lane_pipelining_flood_never_stalls(void)
     long long a = metric(srv, m);
     usleep(1000000);
     long long b = metric(srv, m);
-    CU_ASSERT(a > 1000);
+    CU_ASSERT(a > 100);
     CU_ASSERT(b > a); /* still answering a second later */
     atomic_store(&g_flood_stop, 1);
     shutdown(g_flood_fd, SHUT_RDWR);
