@@ -64,5 +64,20 @@ check_eq "wrong media type: 415" 415 "$code"
 check_eq "server still healthy" ok "$(curl -s "$BASE/health")"
 curl -s "$BASE/metrics" >"$T_DIR/m.txt"
 check_grep "TSA metrics exposed" "^qtsp_tsa_" "$T_DIR/m.txt"
+# issue 19: the fast lane answered the simple POSTs, MHD the rest (a chunked
+# upload, the 413 and 415 above) after the lane handed their connections over
+check_grep "the fast lane answered stamps" '^qtsp_http_lane_requests_total(\{process="[0-9]+"\})? [1-9]' "$T_DIR/m.txt"
+check_grep "... and handed other requests to MHD" '^qtsp_http_lane_handoffs_total(\{process="[0-9]+"\})? [1-9]' "$T_DIR/m.txt"
+code=$(curl -s -o "$T_DIR/chunked.tsr" -w '%{http_code}' -H 'Content-Type: application/timestamp-query' \
+  -H 'Transfer-Encoding: chunked' --data-binary @"$T_DIR/q.tsq" "$BASE/tsa")
+check_eq "a chunked query (MHD's): 200" 200 "$code"
+check "... verified" openssl ts -verify -in "$T_DIR/chunked.tsr" -queryfile "$T_DIR/q.tsq" -CAfile "$H/public/root-ca.crt" -untrusted "$T_DIR/untrusted.pem"
 check "SIGTERM exits 0" stop_server
+# http.fast_lane: false serves everything through MHD
+sed -i 's/^http:$/http:\n  fast_lane: false/' "$H/qtsp.yaml"
+check "serve starts with fast_lane: false" start_server "$H"
+check_eq "a stamp: 200" "200 application/timestamp-reply" "$(stamp "$T_DIR/q.tsq" "$T_DIR/nolane.tsr")"
+check "... verified" openssl ts -verify -in "$T_DIR/nolane.tsr" -queryfile "$T_DIR/q.tsq" -CAfile "$H/public/root-ca.crt" -untrusted "$T_DIR/untrusted.pem"
+check_not "no fast lane in /metrics" grep -q '^qtsp_http_lane_' <(curl -s "$BASE/metrics")
+check "SIGTERM exits 0 (no lane)" stop_server
 finish
