@@ -282,11 +282,7 @@ static enum MHD_Result answer_deferred(struct MHD_Connection *conn, http_rq *rq)
     } else if (d->rc != QTSP_OK) {
         http_resp_discard(&d->resp);
         int status = qtsp_http_status_for(d->rc);
-        r = send_error(conn, rq, status,
-                       status == 500 ? "internal error"
-                       : d->what[0]  ? d->what
-                                     : qtsp_strerror(d->rc),
-                       NULL);
+        r = send_error(conn, rq, status, http_error_message(status, d->rc, d->what), NULL);
     } else {
         r = send_resp(conn, rq, &d->resp);
     }
@@ -337,12 +333,9 @@ static enum MHD_Result run_handler(struct MHD_Connection *conn, http_rq *rq, con
     if (rc != QTSP_OK) {
         http_resp_discard(&resp);
         int status = qtsp_http_status_for(rc);
-        if (status == 500) {
+        if (status == 500)
             LOG_ERROR("http: request %s %s %s: %s", rq->id, method, rq->raw, qtsp_err_message());
-            return send_error(conn, rq, 500, "internal error", NULL);
-        }
-        const char *what = qtsp_err_what();
-        return send_error(conn, rq, status, *what ? what : qtsp_strerror(rc), NULL);
+        return send_error(conn, rq, status, http_error_message(status, rc, qtsp_err_what()), NULL);
     }
     return send_resp(conn, rq, &resp);
 }
@@ -851,22 +844,21 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
     /* with the lane, MHD has no listening socket: it gets its connections
      * from the lane (MHD_add_connection, woken through its ITC) */
     int lane_fd = -1;
-    unsigned lane_port = 0;
-    if (lane && opts->use_listen_fd)
-        lane_fd = opts->listen_fd;
-    else if (lane)
-        TRY_OUT(http_listen_bind(opts->listen, 1, 0, &lane_fd, &lane_port));
-    if (lane)
+    struct MHD_OptionItem listen_opt = {MHD_OPTION_SOCK_ADDR, 0, &ss};
+    if (lane) {
         flags |= MHD_USE_NO_LISTEN_SOCKET;
+        /* a place holder: MHD has no listening socket to give a backlog */
+        listen_opt = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL};
+        if (opts->use_listen_fd)
+            lane_fd = opts->listen_fd;
+        else
+            TRY_OUT(http_listen_bind(opts->listen, 1, 0, &lane_fd, NULL));
+    } else if (opts->use_listen_fd) {
+        listen_opt = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, opts->listen_fd, NULL};
+    }
     struct MHD_OptionItem o[] = {
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)(void *)mhd_log, NULL},
-        {lane                  ? MHD_OPTION_LISTEN_BACKLOG_SIZE
-         : opts->use_listen_fd ? MHD_OPTION_LISTEN_SOCKET
-                               : MHD_OPTION_SOCK_ADDR,
-         lane                  ? 1024
-         : opts->use_listen_fd ? opts->listen_fd
-                               : 0,
-         lane || opts->use_listen_fd ? NULL : &ss},
+        listen_opt,
         /* MHD reads 0 as "never": an idle client would hold a slot forever. */
         {MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, NULL},
         {MHD_OPTION_CONNECTION_LIMIT, max_conn, NULL},
@@ -897,7 +889,6 @@ qtsp_status qtsp_http_start(const qtsp_http_opts *opts, const qtsp_route *routes
             MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
         srv->port = info ? info->port : 0;
     }
-    (void)lane_port;
     LOG_INFO("http: listening on %s (port %u, %u workers%s)", opts->listen, srv->port,
              opts->workers, lane ? ", fast lane" : "");
     *out = srv;

@@ -199,6 +199,10 @@ void http_resp_discard(qtsp_http_resp *resp);
 /* The contract's error body {"error":"<code>","message":"..."} into out
  * (cap >= 64); returns its length. */
 size_t http_error_body(int status, const char *message, char *out, size_t cap);
+/* The message of the error answer for a handler's (or owner's) failure rc
+ * with status qtsp_http_status_for(rc): hidden for 500, else what (the
+ * failure's qtsp_err_what()) or the code's own text. */
+const char *http_error_message(int status, qtsp_status rc, const char *what);
 /* Walks the response headers: *pos starts at 0; 0 at the end. */
 int http_resp_next_header(const qtsp_http_resp *resp, size_t *pos, const char **name,
                           const char **value);
@@ -212,7 +216,8 @@ qtsp_status http_metrics_render(qtsp_http_server *srv, qtsp_buf *out) QTSP_MUST_
 qtsp_status http_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len,
                               int *v6) QTSP_MUST_USE;
 /* qtsp_http_listen_shared, with SO_REUSEPORT only when reuseport is set (a
- * single server's socket: a second server on the port fails to bind). */
+ * single server's socket: a second server on the port fails to bind);
+ * port may be NULL. */
 qtsp_status http_listen_bind(const char *addr, unsigned n, int reuseport, int *fds,
                              unsigned *port) QTSP_MUST_USE;
 

@@ -234,18 +234,16 @@ static size_t addr_key(const struct sockaddr *sa, unsigned char key[17])
     return (size_t)(h % LANE_ADDR_BUCKETS);
 }
 
-/* Adds d (+1 or -1) to sa's count; returns the count before. */
-static size_t addr_change(http_lane *L, const struct sockaddr *sa, int d)
+/* Adds d (+1 or -1) to sa's count. */
+static void addr_change(http_lane *L, const struct sockaddr *sa, int d)
 {
     unsigned char key[17];
-    size_t b = addr_key(sa, key), before = 0;
+    size_t b = addr_key(sa, key);
     pthread_mutex_lock(&L->amu);
     addr_count **pp = &L->addrs[b];
     while (*pp && memcmp((*pp)->key, key, sizeof key) != 0)
         pp = &(*pp)->next;
     addr_count *e = *pp;
-    if (e)
-        before = e->n;
     if (d > 0 && !e && (e = calloc(1, sizeof *e)) != NULL) {
         memcpy(e->key, key, sizeof key);
         *pp = e;
@@ -259,7 +257,6 @@ static size_t addr_change(http_lane *L, const struct sockaddr *sa, int d)
         free(e);
     }
     pthread_mutex_unlock(&L->amu);
-    return before;
 }
 
 static size_t addr_count_of(http_lane *L, const struct sockaddr *sa)
@@ -276,12 +273,12 @@ static size_t addr_count_of(http_lane *L, const struct sockaddr *sa)
 
 void http_lane_addr_add(qtsp_http_server *srv, const struct sockaddr *sa)
 {
-    (void)addr_change(srv->lane, sa, 1);
+    addr_change(srv->lane, sa, 1);
 }
 
 void http_lane_addr_del(qtsp_http_server *srv, const struct sockaddr *sa)
 {
-    (void)addr_change(srv->lane, sa, -1);
+    addr_change(srv->lane, sa, -1);
 }
 
 /* ---- closing and handing off (lane thread) ----------------------------- */
@@ -298,7 +295,7 @@ static void conn_forget(http_lane *L, lane_conn *c)
     c->prev = c->next = NULL;
     atomic_fetch_sub_explicit(&L->n_conns, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&L->srv->conns_open, 1, memory_order_relaxed);
-    (void)addr_change(L, (const struct sockaddr *)&c->addr, -1);
+    addr_change(L, (const struct sockaddr *)&c->addr, -1);
 }
 
 /* Never while PENDING: a completing thread may be writing to the socket. */
@@ -466,10 +463,7 @@ static void lane_send_result(http_lane *L, http_rq *rq, qtsp_status rc, const ch
     if (rc != QTSP_OK) {
         http_resp_discard(resp);
         int status = qtsp_http_status_for(rc);
-        lane_send_error(L, rq, status,
-                        status == 500 ? "internal error"
-                        : *what       ? what
-                                      : qtsp_strerror(rc));
+        lane_send_error(L, rq, status, http_error_message(status, rc, what));
         return;
     }
     resp->content_type[sizeof resp->content_type - 1] = '\0';
@@ -492,13 +486,10 @@ void http_lane_deliver(qtsp_http_deferred *d)
     http_rq *rq = d->rq;
     d->rq = NULL;
     rq->deferred = NULL;
-    if (d->forced) {
+    if (d->forced)
         lane_send_error(L, rq, 503, "the server is shutting down");
-    } else {
-        if (d->rc != QTSP_OK && qtsp_http_status_for(d->rc) == 500)
-            LOG_ERROR("http: request %s %s %s: %s", rq->id, rq->method, rq->raw, d->what);
+    else /* a 500 was logged by qtsp_http_complete */
         lane_send_result(L, rq, d->rc, d->what, &d->resp);
-    }
     http_deferred_release(d);
 }
 
@@ -758,9 +749,7 @@ static void dispatch(http_lane *L, lane_conn *c, const lane_req *r)
     }
     if (rc != QTSP_OK && qtsp_http_status_for(rc) == 500)
         LOG_ERROR("http: request %s POST %s: %s", rq->id, rq->raw, qtsp_err_message());
-    char what[256];
-    snprintf(what, sizeof what, "%s", rc != QTSP_OK ? qtsp_err_what() : "");
-    lane_send_result(L, rq, rc, what, &resp);
+    lane_send_result(L, rq, rc, qtsp_err_what(), &resp);
 }
 
 /* Serves what c's socket holds, request after request, until it is empty,
@@ -936,7 +925,7 @@ static void accept_all(http_lane *L)
         L->conns = c;
         atomic_fetch_add_explicit(&L->n_conns, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&srv->conns_open, 1, memory_order_relaxed);
-        (void)addr_change(L, (const struct sockaddr *)&a, 1);
+        addr_change(L, (const struct sockaddr *)&a, 1);
     }
 }
 

@@ -47,7 +47,8 @@ qtsp_status http_listen_bind(const char *addr, unsigned n, int reuseport, int *f
                 ((struct sockaddr_in6 *)&ss)->sin6_port = p;
             else
                 ((struct sockaddr_in *)&ss)->sin_port = p;
-            *port = ntohs(p);
+            if (port)
+                *port = ntohs(p);
         }
         fds[made] = fd;
         fd = -1;

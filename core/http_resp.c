@@ -65,6 +65,13 @@ int qtsp_http_status_for(qtsp_status rc)
     }
 }
 
+const char *http_error_message(int status, qtsp_status rc, const char *what)
+{
+    if (status == 500)
+        return "internal error";
+    return what && *what ? what : qtsp_strerror(rc);
+}
+
 size_t http_error_body(int status, const char *message, char *body, size_t cap)
 {
     size_t n =
