@@ -126,6 +126,18 @@ trap '[[ -n $SERVER_PID ]] && kill -KILL $SERVER_PID 2>/dev/null' EXIT
 tsr_serial() {
   openssl ts -reply -in "$1" -text 2>/dev/null | sed -n 's/^Serial number: 0x//p' | tr 'A-F' 'a-f' | sed 's/^0*//'
 }
+# metrics_show ERE: until the server's /metrics has a line matching ERE (up
+# to 5 s; 1 when it never does). With several workers another worker's
+# figures there are up to a second old (core/procmetrics.h), more on a
+# loaded machine: read again rather than once.
+metrics_show() {
+  for _ in $(seq 1 50); do
+    curl -s "$BASE/metrics" | grep -qE "$1" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 # store_keys STORE_DIR TABLE: the keys of one table of the store, in hex, one
 # a line (mdb_dump: keys and values alternate after the header; every key
 # line is kept). Read from the file, so a running server's figures in

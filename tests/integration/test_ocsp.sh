@@ -120,8 +120,7 @@ curl -s -o "$T_DIR/badget.der" "$BASE/ocsp/%%%not-base64"
 check_grep "bad GET: malformedRequest" "malformedrequest" <(openssl ocsp -respin "$T_DIR/badget.der" -resp_text -noverify 2>&1 | tr 'A-Z' 'a-z')
 # issue 19: the POSTs above (malformed ones too) were the fast lane's, the
 # GETs MHD's (the route names in cmd/services.c's fast list are the ones used)
-curl -s "$BASE/metrics" >"$T_DIR/m.txt"
-check_grep "the fast lane answered OCSP POSTs" '^qtsp_http_lane_requests_total(\{process="[0-9]+"\})? [1-9]' "$T_DIR/m.txt"
+check "the fast lane answered OCSP POSTs" metrics_show '^qtsp_http_lane_requests_total(\{process="[0-9]+"\})? [1-9]'
 check_eq "server still healthy" ok "$(curl -s "$BASE/health")"
 check "SIGTERM exits 0" stop_server
 check "audit verify passes" "$QTSP_BIN" audit verify --home "$H"

@@ -66,8 +66,8 @@ curl -s "$BASE/metrics" >"$T_DIR/m.txt"
 check_grep "TSA metrics exposed" "^qtsp_tsa_" "$T_DIR/m.txt"
 # issue 19: the fast lane answered the simple POSTs, MHD the rest (a chunked
 # upload, the 413 and 415 above) after the lane handed their connections over
-check_grep "the fast lane answered stamps" '^qtsp_http_lane_requests_total(\{process="[0-9]+"\})? [1-9]' "$T_DIR/m.txt"
-check_grep "... and handed other requests to MHD" '^qtsp_http_lane_handoffs_total(\{process="[0-9]+"\})? [1-9]' "$T_DIR/m.txt"
+check "the fast lane answered stamps" metrics_show '^qtsp_http_lane_requests_total(\{process="[0-9]+"\})? [1-9]'
+check "... and handed other requests to MHD" metrics_show '^qtsp_http_lane_handoffs_total(\{process="[0-9]+"\})? [1-9]'
 code=$(curl -s -o "$T_DIR/chunked.tsr" -w '%{http_code}' -H 'Content-Type: application/timestamp-query' \
   -H 'Transfer-Encoding: chunked' --data-binary @"$T_DIR/q.tsq" "$BASE/tsa")
 check_eq "a chunked query (MHD's): 200" 200 "$code"
