@@ -466,12 +466,16 @@ size_t qtsp_services_route_count(const qtsp_services *s)
 void qtsp_services_lane_round_begin(void *ctx)
 {
     qtsp_services *s = ctx;
+    if (s->tsa)
+        qtsp_tsa_hold(s->tsa);
     qtsp_signq_hold(s->signq);
 }
 
 void qtsp_services_lane_round_end(void *ctx)
 {
     qtsp_services *s = ctx;
+    if (s->tsa) /* first: the round's commit runs while its tokens are signed */
+        qtsp_tsa_release(s->tsa);
     (void)qtsp_signq_release(s->signq);
 }
 

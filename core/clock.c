@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <openssl/rand.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +48,43 @@ qtsp_status qtsp_random(unsigned char *buf, size_t n)
         return g_rng(g_rng_ctx, buf, n);
     ENSURE(n <= 0x7fffffff, QTSP_ERR_INVALID, "random request too large");
     ENSURE(RAND_bytes(buf, (int)n) == 1, QTSP_ERR_CRYPTO, "RAND_bytes failed");
+    return QTSP_OK;
+}
+
+/* The pool of qtsp_random_public: per thread, so drawing takes no lock;
+ * a fork empties the child's (pool_forked), so two processes never hand
+ * out the same octets. */
+#define POOL_BYTES 256
+static _Thread_local unsigned char t_pool[POOL_BYTES];
+static _Thread_local size_t t_pool_left;
+static _Thread_local unsigned t_pool_gen;
+static atomic_uint g_forks;
+static pthread_once_t g_pool_once = PTHREAD_ONCE_INIT;
+
+static void pool_forked(void)
+{
+    atomic_fetch_add(&g_forks, 1);
+}
+
+static void pool_init(void)
+{
+    (void)pthread_atfork(NULL, NULL, pool_forked);
+}
+
+qtsp_status qtsp_random_public(unsigned char *buf, size_t n)
+{
+    if (g_rng || n > POOL_BYTES / 4)
+        return qtsp_random(buf, n);
+    pthread_once(&g_pool_once, pool_init);
+    unsigned gen = atomic_load_explicit(&g_forks, memory_order_relaxed);
+    if (t_pool_gen != gen || t_pool_left < n) {
+        TRY(qtsp_random(t_pool, sizeof t_pool));
+        t_pool_left = sizeof t_pool;
+        t_pool_gen = gen;
+    }
+    t_pool_left -= n;
+    memcpy(buf, t_pool + t_pool_left, n);
+    memset(t_pool + t_pool_left, 0, n); /* handed out once */
     return QTSP_OK;
 }
 

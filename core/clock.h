@@ -26,6 +26,13 @@ time_t qtsp_now(void);
 
 /* n random bytes from the injected source (CSPRNG by default). */
 qtsp_status qtsp_random(unsigned char *buf, size_t n) QTSP_MUST_USE;
+/* The same for octets that are published (serial numbers, identifiers),
+ * never for keys or secret nonces: drawn from a per-thread pool that
+ * qtsp_random refills 256 octets at a time, so a caller pays its fixed cost
+ * (the DRBG's lock, fork check and reseed test) once per 32 serials. A
+ * fork empties the child's pool. Requests over 64 octets, and any request
+ * while an injected source is set, go to qtsp_random. */
+qtsp_status qtsp_random_public(unsigned char *buf, size_t n) QTSP_MUST_USE;
 
 /* Formats t (seconds) as RFC 3339 UTC "2026-11-24T20:44:52Z". out >= 21 bytes. */
 void qtsp_format_rfc3339(time_t t, char *out, size_t cap);

@@ -133,7 +133,8 @@ struct qtsp_tsa {
     jentry *queue[JOURNAL_QUEUE];
     size_t qn;
     int stop;
-    jentry *batch[JOURNAL_QUEUE];        /* the committer's copy of the queue */
+    int kick;                     /* a holder released its entries: commit them without gathering */
+    jentry *batch[JOURNAL_QUEUE]; /* the committer's copy of the queue */
     qtsp_tsa_record recs[JOURNAL_QUEUE]; /* ... as journal records */
 };
 
@@ -304,6 +305,27 @@ static int clients_all_waiting(qtsp_tsa *tsa)
     return tsa->all_waiting && tsa->all_waiting(tsa->all_waiting_ctx);
 }
 
+/* The TSA whose committer this thread wakes only at release (qtsp_tsa_hold). */
+static _Thread_local qtsp_tsa *t_held;
+
+void qtsp_tsa_hold(qtsp_tsa *tsa)
+{
+    t_held = tsa;
+}
+
+void qtsp_tsa_release(qtsp_tsa *tsa)
+{
+    if (t_held != tsa || tsa == NULL)
+        return;
+    t_held = NULL;
+    pthread_mutex_lock(&tsa->mu);
+    if (tsa->qn > 0) {
+        tsa->kick = 1;
+        pthread_cond_signal(&tsa->cv_work);
+    }
+    pthread_mutex_unlock(&tsa->mu);
+}
+
 /* Writes b as one durable transaction; a serial already journalled fails it. */
 static qtsp_status journal_write(qtsp_tsa *tsa, const batch *b)
 {
@@ -378,11 +400,11 @@ static void *committer_main(void *arg)
             pthread_cond_wait(&tsa->cv_work, &tsa->mu);
         if (tsa->qn == 0 && tsa->stop)
             break;
-        if (tsa->qn < JOURNAL_GATHER && !tsa->stop) {
+        if (tsa->qn < JOURNAL_GATHER && !tsa->stop && !tsa->kick) {
             uint64_t t = qtsp_mono_ns(), end = t + JOURNAL_GATHER_US * 1000ull;
             size_t seen = 0;
-            while (tsa->qn < JOURNAL_GATHER && !tsa->stop && t < end && tsa->qn > seen &&
-                   !clients_all_waiting(tsa)) {
+            while (tsa->qn < JOURNAL_GATHER && !tsa->stop && !tsa->kick && t < end &&
+                   tsa->qn > seen && !clients_all_waiting(tsa)) {
                 seen = tsa->qn;
                 uint64_t until =
                     t + JOURNAL_IDLE_US * 1000ull < end ? t + JOURNAL_IDLE_US * 1000ull : end;
@@ -398,6 +420,7 @@ static void *committer_main(void *arg)
         batch b = {tsa->batch, tsa->qn};
         memcpy(tsa->batch, tsa->queue, sizeof(jentry *) * tsa->qn);
         tsa->qn = 0;
+        tsa->kick = 0;
         pthread_cond_broadcast(&tsa->cv_space);
         pthread_mutex_unlock(&tsa->mu);
 
@@ -437,16 +460,20 @@ static qtsp_status journal_append(qtsp_tsa *tsa, jentry *e)
     e->done = 0;
     e->rc = QTSP_OK;
     pthread_mutex_lock(&tsa->mu);
-    while (tsa->qn == JOURNAL_QUEUE && !tsa->stop)
+    while (tsa->qn == JOURNAL_QUEUE && !tsa->stop) {
+        pthread_cond_signal(&tsa->cv_work); /* entries this thread holds among them */
         pthread_cond_wait(&tsa->cv_space, &tsa->mu);
+    }
     if (tsa->stop) {
         pthread_mutex_unlock(&tsa->mu);
         FAIL(QTSP_ERR_STATE, "TSA is shutting down");
     }
     tsa->queue[tsa->qn++] = e;
     /* the committer waits for these: a first entry, a full gather, and
-     * (gathering) the last client that could have sent more now waiting */
-    if (tsa->qn == 1 || tsa->qn == JOURNAL_GATHER || clients_all_waiting(tsa))
+     * (gathering) the last client that could have sent more now waiting;
+     * a holder's started jobs wait for its release (qtsp_tsa_hold) */
+    int held = t_held == tsa && e->done_fn;
+    if (tsa->qn == JOURNAL_GATHER || (!held && (tsa->qn == 1 || clients_all_waiting(tsa))))
         pthread_cond_signal(&tsa->cv_work);
     if (e->done_fn) {
         pthread_mutex_unlock(&tsa->mu);
@@ -594,7 +621,7 @@ static qtsp_status prepare_token(qtsp_tsa *tsa, const qtsp_tsa_req *r, jentry **
     for (int i = 0; i < 8; i++)
         serial[1 + i] = (unsigned char)((uint64_t)ms >> (8 * (7 - i)));
     serial[1] |= 0x80;
-    TRY(qtsp_random(serial + 9, SERIAL_LEN - 9));
+    TRY(qtsp_random_public(serial + 9, SERIAL_LEN - 9));
     char gt[QTSP_TIME_GEN_MAX];
     size_t gtl = qtsp_time_gen(ms, gt);
     ENSURE(gtl != 0, QTSP_ERR_INTERNAL, "the clock is outside GeneralizedTime");

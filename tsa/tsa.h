@@ -91,6 +91,16 @@ void qtsp_tsa_set_signq(qtsp_tsa *tsa, qtsp_signq *q);
  * on the old hint is never called. May be called while serving. */
 void qtsp_tsa_set_arrivals(qtsp_tsa *tsa, int (*all_waiting)(void *ctx), void *ctx);
 
+/* Until qtsp_tsa_release(tsa) on the same thread, the journal entries of
+ * the tokens this thread starts (qtsp_tsa_respond_async with done) are
+ * queued without waking the committer, which then commits them at once,
+ * without gathering: a transport that reads its requests in rounds (the
+ * HTTP fast lane) makes each round one commit and one wake-up. 256 entries
+ * queued wake it anyway. A thread holds one TSA at a time; a thread that
+ * never holds is unaffected. */
+void qtsp_tsa_hold(qtsp_tsa *tsa);
+void qtsp_tsa_release(qtsp_tsa *tsa);
+
 /* Answers one DER TimeStampReq of len bytes (query may be NULL when len is
  * 0). out (reset first) receives a DER TimeStampResp: a granted token, or a
  * rejection with PKIStatus rejection and failInfo (see the table above).

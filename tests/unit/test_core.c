@@ -112,6 +112,57 @@ static void test_injected_clock_and_formats(void)
     CU_ASSERT(qtsp_now() > 1700000000);
 }
 
+static qtsp_status counting_rng(void *ctx, unsigned char *buf, size_t n)
+{
+    int *calls = ctx;
+    (*calls)++;
+    memset(buf, 0xab, n);
+    return QTSP_OK;
+}
+
+/* qtsp_random_public: a per-thread pool, never handing out the same octets
+ * twice, not even across a fork (the child's pool is emptied, so parent and
+ * child draw different serials); an injected source and large requests
+ * bypass the pool. */
+static void test_random_public_pool_is_fresh_after_fork(void)
+{
+    unsigned char a[8], b[8];
+    CU_ASSERT_FATAL(qtsp_random_public(a, sizeof a) == QTSP_OK); /* the pool is filled */
+    CU_ASSERT_FATAL(qtsp_random_public(b, sizeof b) == QTSP_OK);
+    CU_ASSERT(memcmp(a, b, sizeof a) != 0);
+    int fds[2];
+    CU_ASSERT_FATAL(pipe(fds) == 0);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        unsigned char c[8] = {0};
+        int ok = qtsp_random_public(c, sizeof c) == QTSP_OK;
+        _exit(ok && write(fds[1], c, sizeof c) == (ssize_t)sizeof c ? 0 : 1);
+    }
+    close(fds[1]);
+    unsigned char child[8] = {0}, parent[8];
+    CU_ASSERT_EQUAL(read(fds[0], child, sizeof child), (ssize_t)sizeof child);
+    close(fds[0]);
+    int status = 0;
+    CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CU_ASSERT_FATAL(qtsp_random_public(parent, sizeof parent) == QTSP_OK);
+    CU_ASSERT(memcmp(child, parent, sizeof parent) != 0); /* the same pool would give the same */
+
+    int calls = 0;
+    qtsp_rng_set(counting_rng, &calls);
+    CU_ASSERT(qtsp_random_public(a, sizeof a) == QTSP_OK);
+    CU_ASSERT_EQUAL(calls, 1);
+    CU_ASSERT_EQUAL(a[0], 0xab);
+    qtsp_rng_set(NULL, NULL);
+    unsigned char big[65] = {0};
+    CU_ASSERT(qtsp_random_public(big, sizeof big) == QTSP_OK); /* past the pool's limit */
+    int zeros = 0;
+    for (size_t i = 0; i < sizeof big; i++)
+        zeros += big[i] == 0;
+    CU_ASSERT(zeros < 16);
+}
+
 static void test_codec_rfc4648_vectors_and_canonical_decoding(void)
 {
     char out[64];
@@ -444,6 +495,7 @@ int main(void)
         QTEST(test_buf_printf_and_take),
         QTEST(test_parse_duration_units),
         QTEST(test_injected_clock_and_formats),
+        QTEST(test_random_public_pool_is_fresh_after_fork),
         QTEST(test_codec_rfc4648_vectors_and_canonical_decoding),
         QTEST(test_codec_truncated_output_is_a_prefix),
         QTEST(test_json_access_line_with_long_path_is_whole_json),

@@ -1279,6 +1279,122 @@ static void test_tsa_arrivals_hint_is_asked_and_can_be_cleared(void)
     qtsp_store_close(st);
 }
 
+/* Completions of held jobs: counted, each token checked and freed. */
+typedef struct held_rec {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls, bad;
+} held_rec;
+
+static void *held_wait(void *ctx)
+{
+    return ctx;
+}
+
+static void held_done(void *ctx, qtsp_status rc, unsigned char *der, size_t len)
+{
+    held_rec *h = ctx;
+    const unsigned char *p = der;
+    TS_RESP *r = rc == QTSP_OK && der ? d2i_TS_RESP(NULL, &p, (long)len) : NULL;
+    pthread_mutex_lock(&h->mu);
+    h->calls++;
+    h->bad +=
+        r == NULL || ASN1_INTEGER_get(TS_STATUS_INFO_get0_status(TS_RESP_get_status_info(r))) != 0;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    TS_RESP_free(r);
+    free(der);
+}
+
+/* Waits (10 s at most) until h has seen n completions; returns how many. */
+static int held_wait_for(held_rec *h, int n)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    pthread_mutex_lock(&h->mu);
+    while (h->calls < n && pthread_cond_timedwait(&h->cv, &h->mu, &dl) == 0)
+        ;
+    int calls = h->calls;
+    pthread_mutex_unlock(&h->mu);
+    return calls;
+}
+
+static uint64_t journal_commits(qtsp_tsa *tsa)
+{
+    qtsp_buf m;
+    qtsp_buf_init(&m, 1 << 16);
+    unsigned long long n = 0;
+    if (qtsp_tsa_metrics(tsa, &m) == QTSP_OK && qtsp_buf_append(&m, "", 1) == QTSP_OK) {
+        const char *at = strstr((const char *)m.data, "\nqtsp_tsa_journal_commits_total ");
+        if (!at || sscanf(at, "\nqtsp_tsa_journal_commits_total %llu", &n) != 1)
+            n = UINT64_MAX;
+    }
+    qtsp_buf_cleanup(&m);
+    return n;
+}
+
+/* qtsp_tsa_hold: the tokens a holder starts wait for its release, then go
+ * into one commit without gathering; a thread that does not hold is
+ * unaffected; 256 held entries wake the committer without a release. */
+static void test_tsa_hold_commits_the_holders_round_at_release(void)
+{
+    qtsp_store *st = NULL;
+    unsigned char q[1024];
+    size_t qn = 0;
+    qtsp_tsa *tsa = journalled_tsa("store-hold", "hold.tsq", &st, q, &qn);
+    held_rec h = {.calls = 0};
+    pthread_mutex_init(&h.mu, NULL);
+    pthread_cond_init(&h.cv, NULL);
+    qtsp_tsa_async async = {held_wait, held_done, &h};
+    qtsp_buf out;
+    qtsp_buf_init(&out, 1 << 16);
+    int pending = 0;
+    uint64_t n = 0;
+
+    qtsp_tsa_hold(tsa);
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_FATAL(qtsp_tsa_respond_async(tsa, q, qn, &out, &async, &pending) == QTSP_OK);
+        CU_ASSERT_EQUAL(pending, 1);
+    }
+    /* 25 times the longest gathering (2 ms): a woken committer would have
+     * committed by now */
+    usleep(50 * 1000);
+    pthread_mutex_lock(&h.mu);
+    CU_ASSERT_EQUAL(h.calls, 0);
+    pthread_mutex_unlock(&h.mu);
+    CU_ASSERT(count_journal(st, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, 0);
+    CU_ASSERT_EQUAL(journal_commits(tsa), 0);
+    qtsp_tsa_release(tsa);
+    CU_ASSERT_EQUAL(held_wait_for(&h, 3), 3);
+    CU_ASSERT_EQUAL(journal_commits(tsa), 1); /* the round in one commit */
+    CU_ASSERT(count_journal(st, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, 3);
+    qtsp_tsa_release(tsa); /* not held: nothing happens */
+
+    /* without a hold, a started token is committed without anyone's release */
+    CU_ASSERT_FATAL(qtsp_tsa_respond_async(tsa, q, qn, &out, &async, &pending) == QTSP_OK);
+    CU_ASSERT_EQUAL(held_wait_for(&h, 4), 4);
+    CU_ASSERT_EQUAL(journal_commits(tsa), 2);
+
+    /* a holder that never releases: the 256th entry wakes the committer */
+    qtsp_tsa_hold(tsa);
+    for (int i = 0; i < 256; i++)
+        CU_ASSERT_FATAL(qtsp_tsa_respond_async(tsa, q, qn, &out, &async, &pending) == QTSP_OK);
+    CU_ASSERT_EQUAL(held_wait_for(&h, 4 + 256), 4 + 256);
+    qtsp_tsa_release(tsa);
+    CU_ASSERT(count_journal(st, &n) == QTSP_OK);
+    CU_ASSERT_EQUAL(n, 4 + 256);
+    CU_ASSERT_EQUAL(h.bad, 0);
+
+    qtsp_tsa_free(tsa);
+    qtsp_buf_cleanup(&out);
+    pthread_mutex_destroy(&h.mu);
+    pthread_cond_destroy(&h.cv);
+    qtsp_store_close(st);
+}
+
 static void test_tsa_policy_file_errors_name_the_line(void)
 {
     char p[600];
@@ -1798,6 +1914,7 @@ int main(void)
         QTEST(test_tsa_http_journal_failure_answers_system_failure),
         QTEST(test_tsa_async_answer_completes_through_callback_after_commit),
         QTEST(test_tsa_arrivals_hint_is_asked_and_can_be_cleared),
+        QTEST(test_tsa_hold_commits_the_holders_round_at_release),
         QTEST(test_tsa_policy_file_errors_name_the_line),
         QTEST(test_tsa_shipped_policy_loads_and_requires_sync),
         QTEST(test_tsa_refuses_key_not_matching_certificate),
