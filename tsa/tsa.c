@@ -319,11 +319,12 @@ void qtsp_tsa_release(qtsp_tsa *tsa)
         return;
     t_held = NULL;
     pthread_mutex_lock(&tsa->mu);
-    if (tsa->qn > 0) {
+    int wake = tsa->qn > 0;
+    if (wake)
         tsa->kick = 1;
-        pthread_cond_signal(&tsa->cv_work);
-    }
     pthread_mutex_unlock(&tsa->mu);
+    if (wake) /* after the unlock: the woken committer does not block on mu again */
+        pthread_cond_signal(&tsa->cv_work);
 }
 
 /* Writes b as one durable transaction; a serial already journalled fails it. */
@@ -473,12 +474,15 @@ static qtsp_status journal_append(qtsp_tsa *tsa, jentry *e)
      * (gathering) the last client that could have sent more now waiting;
      * a holder's started jobs wait for its release (qtsp_tsa_hold) */
     int held = t_held == tsa && e->done_fn;
-    if (tsa->qn == JOURNAL_GATHER || (!held && (tsa->qn == 1 || clients_all_waiting(tsa))))
-        pthread_cond_signal(&tsa->cv_work);
+    int wake = tsa->qn == JOURNAL_GATHER || (!held && (tsa->qn == 1 || clients_all_waiting(tsa)));
     if (e->done_fn) {
         pthread_mutex_unlock(&tsa->mu);
+        if (wake) /* after the unlock, as in qtsp_tsa_release */
+            pthread_cond_signal(&tsa->cv_work);
         return QTSP_OK;
     }
+    if (wake)
+        pthread_cond_signal(&tsa->cv_work);
     while (!e->done)
         pthread_cond_wait(&tsa->cv_done, &tsa->mu);
     qtsp_status rc = e->rc;
