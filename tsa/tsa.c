@@ -305,12 +305,16 @@ static int clients_all_waiting(qtsp_tsa *tsa)
     return tsa->all_waiting && tsa->all_waiting(tsa->all_waiting_ctx);
 }
 
-/* The TSA whose committer this thread wakes only at release (qtsp_tsa_hold). */
+/* The TSA whose committer this thread wakes only at release (qtsp_tsa_hold),
+ * and how many entries it queued meanwhile: a round without a time-stamp
+ * (OCSP's) releases without taking the queue's lock. */
 static _Thread_local qtsp_tsa *t_held;
+static _Thread_local size_t t_held_n;
 
 void qtsp_tsa_hold(qtsp_tsa *tsa)
 {
     t_held = tsa;
+    t_held_n = 0;
 }
 
 void qtsp_tsa_release(qtsp_tsa *tsa)
@@ -318,6 +322,9 @@ void qtsp_tsa_release(qtsp_tsa *tsa)
     if (t_held != tsa || tsa == NULL)
         return;
     t_held = NULL;
+    if (t_held_n == 0)
+        return;
+    t_held_n = 0;
     pthread_mutex_lock(&tsa->mu);
     int wake = tsa->qn > 0;
     if (wake)
@@ -474,6 +481,7 @@ static qtsp_status journal_append(qtsp_tsa *tsa, jentry *e)
      * (gathering) the last client that could have sent more now waiting;
      * a holder's started jobs wait for its release (qtsp_tsa_hold) */
     int held = t_held == tsa && e->done_fn;
+    t_held_n += (size_t)held;
     int wake = tsa->qn == JOURNAL_GATHER || (!held && (tsa->qn == 1 || clients_all_waiting(tsa)));
     if (e->done_fn) {
         pthread_mutex_unlock(&tsa->mu);
