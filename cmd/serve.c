@@ -140,7 +140,8 @@ static int serve_one(const char *home, const char *listen, const char *log_forma
              * signs its rounds itself; with more, they sign in parallel */
             .lane_round_begin = app.cfg.http_workers == 1 ? qtsp_services_lane_round_begin : NULL,
             .lane_round_end = app.cfg.http_workers == 1 ? qtsp_services_lane_round_end : NULL,
-            .lane_round_ctx = svc};
+            .lane_round_ctx = svc,
+            .lane_no_io_uring = !app.cfg.http_io_uring};
         if (w) {
             opts.use_listen_fd = 1;
             opts.listen_fd = w->listen_fd;

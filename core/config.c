@@ -101,6 +101,7 @@ void qtsp_config_defaults(qtsp_config *cfg, const char *home)
     cfg->http_per_address = 512;
     cfg->http_max_connections = 4096;
     cfg->http_fast_lane = 1;
+    cfg->http_io_uring = 1;
     cfg->log_json = 0;
 }
 
@@ -179,6 +180,7 @@ static qtsp_status load_doc(const qtsp_ydoc *doc, qtsp_config *cfg)
                                         "connections_per_address",
                                         "max_connections",
                                         "fast_lane",
+                                        "io_uring",
                                         NULL};
         TRY(qtsp_ynode_check_keys(http, k));
         int64_t w = -1, procs = 0; /* absent: one process per core */
@@ -194,6 +196,7 @@ static qtsp_status load_doc(const qtsp_ydoc *doc, qtsp_config *cfg)
         TRY(qtsp_yget_int(http, "connections_per_address", 0, 0, 1 << 20, &cfg->http_per_address));
         TRY(qtsp_yget_int(http, "max_connections", 0, 16, 1 << 20, &cfg->http_max_connections));
         TRY(qtsp_yget_bool(http, "fast_lane", 0, &cfg->http_fast_lane));
+        TRY(qtsp_yget_bool(http, "io_uring", 0, &cfg->http_io_uring));
     }
     const qtsp_ynode *log = qtsp_ynode_get(root, "log");
     if (log) {

@@ -58,6 +58,7 @@ typedef struct qtsp_config {
     int64_t http_per_address;     /* connections per client address; 0 = no limit */
     int64_t http_max_connections; /* per process */
     int http_fast_lane;           /* POST /ocsp and /tsa on the fast lane (core/http.h) */
+    int http_io_uring;            /* the lane writes a round's answers in one submission */
     int log_json;
 } qtsp_config;
 

@@ -182,6 +182,10 @@ typedef struct qtsp_http_opts {
     void (*lane_round_begin)(void *ctx);
     void (*lane_round_end)(void *ctx);
     void *lane_round_ctx;
+    /* 1: the lane writes each answer with its own sendmsg. 0 (default):
+     * the answers a round completes go out in one io_uring submission
+     * where the kernel allows io_uring (else one sendmsg each). */
+    int lane_no_io_uring;
 } qtsp_http_opts;
 
 #define QTSP_HTTP_LARGE_BODY ((size_t)1 << 20)

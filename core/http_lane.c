@@ -45,6 +45,7 @@
  * close"; deferred lane requests are forced (503) like MHD's. */
 #define _GNU_SOURCE 1 /* memmem, accept4, pthread_setname_np */
 #include <errno.h>
+#include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -69,6 +70,8 @@
 #define LANE_TICK_MS 500
 #define LANE_ADDR_BUCKETS 1024
 #define LANE_HDR_MAX (QTSP_HTTP_HEADERS_MAX_BYTES + 1024) /* response head */
+#define LANE_BATCH 64                                     /* answers written by one system call */
+#define LANE_BATCH_HEADS ((size_t)32 * 1024)              /* their heads */
 
 enum { ST_PENDING = 1, ST_MISSED = 2, ST_FLUSH = 4, ST_CLOSE = 8 };
 enum { DEFER_NONE = 0, DEFER_OWNED = 1, DEFER_FORCED = 2 };
@@ -98,6 +101,28 @@ typedef struct addr_count {
     struct addr_count *next;
 } addr_count;
 
+/* An answer whose write waits for its batch's submission. */
+typedef struct batch_item {
+    lane_conn *c;
+    http_rq *rq;
+    void (*fr)(void *);
+    void *fr_ctx;
+    int close_after;
+    struct iovec v[2];
+    struct msghdr m;
+} batch_item;
+
+/* Answers written with one io_uring submission: a round's answers wake a
+ * client's thread once instead of once per answer (docs/bench.md, issue
+ * 19). Lane thread only. */
+typedef struct lane_batch {
+    struct io_uring ring;
+    int open; /* deliver_posted is collecting */
+    size_t n, heads_used;
+    batch_item items[LANE_BATCH];
+    char heads[LANE_BATCH_HEADS];
+} lane_batch;
+
 struct http_lane {
     qtsp_http_server *srv;
     int lfd, ep, evfd;
@@ -119,6 +144,10 @@ struct http_lane {
     pthread_mutex_t amu; /* the address table */
     addr_count *addrs[LANE_ADDR_BUCKETS];
     _Atomic uint64_t served, handed, refused;
+    _Atomic uint64_t batches, batched; /* io_uring submissions, answers they wrote */
+    lane_batch *batch;      /* the answers being delivered (lane thread); NULL: sendmsg each */
+    lane_batch *dead_batch; /* a ring that failed, freed with the lane */
+    int no_io_uring;        /* qtsp_http_opts.lane_no_io_uring */
     unsigned char buf[LANE_BUF + 1];
 };
 
@@ -181,18 +210,27 @@ void http_lane_post(qtsp_http_deferred *d)
         wake(L);
 }
 
-/* Writes every posted answer. */
+static void batch_flush(http_lane *L);
+
+/* Writes every posted answer: on the lane thread, in one batch. */
 static void deliver_posted(http_lane *L)
 {
     pthread_mutex_lock(&L->qmu);
     qtsp_http_deferred *d = L->dhead;
     L->dhead = L->dtail = NULL;
     pthread_mutex_unlock(&L->qmu);
+    int batching = d && L->batch && pthread_equal(pthread_self(), L->self);
+    if (batching)
+        L->batch->open = 1;
     while (d) {
         qtsp_http_deferred *next = d->next;
         d->next = NULL;
         http_lane_deliver(d);
         d = next;
+    }
+    if (batching && L->batch) {
+        batch_flush(L);
+        L->batch->open = 0;
     }
 }
 
@@ -365,19 +403,13 @@ static size_t response_head(const http_rq *rq, int status, const char *ctype, si
     return n < cap ? n : 0;
 }
 
-/* Writes head + body with one non-blocking sendmsg; the rest, if any, is
- * copied to c->wbuf. Returns 1 all sent, 0 some left (wbuf set), -1 the
+/* After k of the hl + bl bytes of head + body were written (k < 0: the
+ * write failed with err): 1 all sent, 0 the rest copied to c->wbuf, -1 the
  * connection failed (or no memory for the rest). */
-static int write_answer(lane_conn *c, const char *head, size_t hl, const unsigned char *body,
-                        size_t bl)
+static int keep_rest(lane_conn *c, const char *head, size_t hl, const unsigned char *body,
+                     size_t bl, ssize_t k, int err)
 {
-    struct iovec v[2] = {{(void *)head, hl}, {(void *)body, bl}};
-    struct msghdr m = {.msg_iov = v, .msg_iovlen = bl ? 2 : 1};
-    ssize_t k;
-    do
-        k = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-    while (k < 0 && errno == EINTR);
-    if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+    if (k < 0 && err != EAGAIN && err != EWOULDBLOCK)
         return -1;
     size_t sent = k > 0 ? (size_t)k : 0, total = hl + bl;
     if (sent == total)
@@ -399,22 +431,24 @@ static int write_answer(lane_conn *c, const char *head, size_t hl, const unsigne
     return 0;
 }
 
-/* Sends an answer to rq on its lane connection and ends the request (its
- * record and its reference on the connection). data: freed with
- * fr(fr_ctx) once written or copied. Any thread; c is PENDING. */
-static void lane_send(http_lane *L, http_rq *rq, int status, const char *ctype,
-                      const unsigned char *data, size_t len, void (*fr)(void *), void *fr_ctx,
-                      const qtsp_http_resp *extra)
+/* Writes head + body with one non-blocking sendmsg: keep_rest's answer. */
+static int write_answer(lane_conn *c, const char *head, size_t hl, const unsigned char *body,
+                        size_t bl)
 {
-    lane_conn *c = rq->lane;
-    int close_after =
-        c->close_after || atomic_load_explicit(&L->srv->draining, memory_order_relaxed);
-    char head[LANE_HDR_MAX];
-    size_t hl = response_head(rq, status, ctype, len, extra, close_after, head, sizeof head);
-    http_rq_finish(rq, status, len); /* before the client can see the answer */
-    atomic_fetch_add_explicit(&L->served, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->served, 1, memory_order_relaxed);
-    int w = hl ? write_answer(c, head, hl, data, len) : -1;
+    struct iovec v[2] = {{(void *)head, hl}, {(void *)body, bl}};
+    struct msghdr m = {.msg_iov = v, .msg_iovlen = bl ? 2 : 1};
+    ssize_t k;
+    do
+        k = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (k < 0 && errno == EINTR);
+    return keep_rest(c, head, hl, body, bl, k, k < 0 ? errno : 0);
+}
+
+/* What follows an answer's write (w: keep_rest's answer): its data freed,
+ * the request ended, the connection read again, flushed or closed. */
+static void lane_sent(http_lane *L, lane_conn *c, http_rq *rq, int w, int close_after,
+                      void (*fr)(void *), void *fr_ctx)
+{
     if (fr)
         fr(fr_ctx);
     http_rq_free(rq);
@@ -436,6 +470,173 @@ static void lane_send(http_lane *L, http_rq *rq, int status, const char *ctype,
             enqueue(L, c); /* close it, or read what came meanwhile */
     }
     conn_unref(c); /* the request's */
+}
+
+/* ---- answers written in batches (io_uring) ------------------------------ */
+
+/* The lane's ring, made on its own thread; NULL where io_uring is not
+ * allowed (an older kernel, a seccomp filter): answers are then written
+ * one sendmsg each, as before. */
+static lane_batch *batch_new(void)
+{
+    lane_batch *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return NULL;
+    struct io_uring_params p = {.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN};
+    int r = io_uring_queue_init_params(2 * LANE_BATCH, &b->ring, &p);
+    if (r == -EINVAL) /* a kernel before 6.0 */
+        r = io_uring_queue_init(2 * LANE_BATCH, &b->ring, 0);
+    if (r < 0) {
+        LOG_INFO("http: io_uring is not available (%s): the fast lane writes each answer with "
+                 "its own system call",
+                 strerror(-r));
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+static void batch_free(lane_batch *b)
+{
+    if (b) {
+        io_uring_queue_exit(&b->ring);
+        free(b);
+    }
+}
+
+/* Writes every answer of the batch with one submission, then finishes each
+ * (lane_sent). A send the kernel could not finish at once (MSG_DONTWAIT
+ * makes that an -EAGAIN) leaves its rest to the lane's flush, as sendmsg
+ * does; one that is still in flight after 100 ms is cancelled first. */
+static void batch_flush(http_lane *L)
+{
+    lane_batch *b = L->batch;
+    size_t n = b->n;
+    if (n == 0)
+        return;
+    int res[LANE_BATCH] = {0};
+    unsigned char got[LANE_BATCH] = {0};
+    size_t ngot = 0;
+    struct __kernel_timespec ts = {0, 100 * 1000 * 1000};
+    int cancelled = 0;
+    int r = io_uring_submit(&b->ring);
+    if (r < 0) {
+        /* nothing was sent by the ring: each answer goes its old way, and
+         * the ring is not used again (what it holds is never submitted) */
+        LOG_WARN("http: io_uring submission failed (%s): the fast lane writes answers one "
+                 "by one from now on",
+                 strerror(-r));
+        for (size_t i = 0; i < n; i++) {
+            batch_item *it = &b->items[i];
+            res[i] = (int)sendmsg(it->c->fd, &it->m, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (res[i] < 0)
+                res[i] = -errno;
+            got[i] = 1;
+        }
+        ngot = n;
+        b->open = 0;
+        L->batch = NULL;
+        L->dead_batch = b;
+    }
+    while (ngot < n) {
+        struct io_uring_cqe *cqe = NULL;
+        int w = cancelled ? io_uring_wait_cqe(&b->ring, &cqe)
+                          : io_uring_wait_cqe_timeout(&b->ring, &cqe, &ts);
+        if (w == -ETIME && !cancelled) {
+            for (size_t i = 0; i < n; i++) {
+                struct io_uring_sqe *sqe = got[i] ? NULL : io_uring_get_sqe(&b->ring);
+                if (sqe) {
+                    io_uring_prep_cancel64(sqe, (uint64_t)i, 0);
+                    io_uring_sqe_set_data64(sqe, UINT64_MAX);
+                }
+            }
+            (void)io_uring_submit(&b->ring);
+            cancelled = 1;
+            continue;
+        }
+        if (w < 0) {
+            if (w == -EINTR || w == -ETIME)
+                continue;
+            LOG_ERROR("http: io_uring completion lost (%s)", strerror(-w));
+            abort(); /* buffers in flight: nothing safe to free */
+        }
+        uint64_t i = io_uring_cqe_get_data64(cqe);
+        if (i < n && !got[i]) {
+            res[i] = cqe->res == -ECANCELED ? -EAGAIN : cqe->res;
+            got[i] = 1;
+            ngot++;
+        }
+        io_uring_cqe_seen(&b->ring, cqe);
+    }
+    if (cancelled) /* the cancellations' own completions */
+        for (struct io_uring_cqe *cqe; io_uring_peek_cqe(&b->ring, &cqe) == 0;)
+            io_uring_cqe_seen(&b->ring, cqe);
+    b->n = 0;
+    b->heads_used = 0;
+    atomic_fetch_add_explicit(&L->batches, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&L->batched, n, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++) {
+        batch_item *it = &b->items[i];
+        const char *head = it->v[0].iov_base;
+        size_t hl = it->v[0].iov_len;
+        size_t bl = it->m.msg_iovlen > 1 ? it->v[1].iov_len : 0;
+        int w = keep_rest(it->c, head, hl, it->v[1].iov_base, bl, res[i] < 0 ? -1 : res[i],
+                          res[i] < 0 ? -res[i] : 0);
+        lane_sent(L, it->c, it->rq, w, it->close_after, it->fr, it->fr_ctx);
+    }
+}
+
+/* Adds an answer to the open batch (the lane thread delivering): 1 taken,
+ * written and finished at batch_flush; 0 write it now. */
+static int batch_add(http_lane *L, lane_conn *c, http_rq *rq, const char *head, size_t hl,
+                     const unsigned char *body, size_t bl, void (*fr)(void *), void *fr_ctx,
+                     int close_after)
+{
+    lane_batch *b = L->batch;
+    if (b == NULL || !b->open || !pthread_equal(pthread_self(), L->self) || hl > LANE_BATCH_HEADS)
+        return 0;
+    if (b->n == LANE_BATCH || b->heads_used + hl > LANE_BATCH_HEADS)
+        batch_flush(L);
+    if (L->batch != b) /* the ring failed in that flush */
+        return 0;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+    if (sqe == NULL)
+        return 0;
+    batch_item *it = &b->items[b->n];
+    char *h = b->heads + b->heads_used;
+    memcpy(h, head, hl);
+    b->heads_used += hl;
+    *it = (batch_item){.c = c, .rq = rq, .fr = fr, .fr_ctx = fr_ctx, .close_after = close_after};
+    it->v[0] = (struct iovec){h, hl};
+    it->v[1] = (struct iovec){(void *)body, bl};
+    it->m.msg_iov = it->v;
+    it->m.msg_iovlen = bl ? 2 : 1;
+    io_uring_prep_sendmsg(sqe, c->fd, &it->m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    io_uring_sqe_set_data64(sqe, (uint64_t)b->n);
+    b->n++;
+    return 1;
+}
+
+/* Sends an answer to rq on its lane connection and ends the request (its
+ * record and its reference on the connection). data: freed with
+ * fr(fr_ctx) once written or copied. Any thread; c is PENDING. On the lane
+ * thread delivering posted answers, the write joins the round's batch. */
+static void lane_send(http_lane *L, http_rq *rq, int status, const char *ctype,
+                      const unsigned char *data, size_t len, void (*fr)(void *), void *fr_ctx,
+                      const qtsp_http_resp *extra)
+{
+    lane_conn *c = rq->lane;
+    int close_after =
+        c->close_after || atomic_load_explicit(&L->srv->draining, memory_order_relaxed);
+    char head[LANE_HDR_MAX];
+    size_t hl = response_head(rq, status, ctype, len, extra, close_after, head, sizeof head);
+    http_rq_finish(rq, status, len); /* before the client can see the answer */
+    atomic_fetch_add_explicit(&L->served, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->served, 1, memory_order_relaxed);
+    if (hl && batch_add(L, c, rq, head, hl, data, len, fr, fr_ctx, close_after))
+        return;
+    int w = hl ? write_answer(c, head, hl, data, len) : -1;
+    lane_sent(L, c, rq, w, close_after, fr, fr_ctx);
 }
 
 static void free_cb(void *p)
@@ -967,6 +1168,7 @@ static void *lane_main(void *arg)
 {
     http_lane *L = arg;
     L->self = pthread_self();
+    L->batch = L->no_io_uring ? NULL : batch_new();
     struct epoll_event evs[LANE_EVENTS];
     uint64_t next_sweep = qtsp_mono_ns() + LANE_TICK_MS * 1000000ULL;
     while (!atomic_load(&L->stop)) {
@@ -1017,6 +1219,8 @@ static void *lane_main(void *arg)
 
 static void lane_free(http_lane *L)
 {
+    batch_free(L->batch);
+    batch_free(L->dead_batch);
     if (L->ep >= 0)
         close(L->ep);
     if (L->evfd >= 0)
@@ -1046,6 +1250,7 @@ qtsp_status http_lane_start(qtsp_http_server *srv, int fd, const qtsp_http_opts 
     L->round_begin = opts->lane_round_begin;
     L->round_end = opts->lane_round_end;
     L->round_ctx = opts->lane_round_ctx;
+    L->no_io_uring = opts->lane_no_io_uring;
     L->timeout_ns = (uint64_t)timeout_s * 1000000000ULL;
     L->max_conn = (long)max_conn;
     L->per_addr = per_addr;
@@ -1139,9 +1344,19 @@ qtsp_status http_lane_metrics(qtsp_http_server *srv, qtsp_buf *out)
         "# HELP qtsp_http_lane_refused_total Connections the fast lane closed at once: "
         "the connection limit, or the limit per client address.\n"
         "# TYPE qtsp_http_lane_refused_total counter\n"
-        "qtsp_http_lane_refused_total %llu\n",
+        "qtsp_http_lane_refused_total %llu\n"
+        "# HELP qtsp_http_lane_batches_total io_uring submissions that wrote a round's "
+        "answers.\n"
+        "# TYPE qtsp_http_lane_batches_total counter\n"
+        "qtsp_http_lane_batches_total %llu\n"
+        "# HELP qtsp_http_lane_batched_answers_total Answers written by those "
+        "submissions.\n"
+        "# TYPE qtsp_http_lane_batched_answers_total counter\n"
+        "qtsp_http_lane_batched_answers_total %llu\n",
         (unsigned long long)atomic_load_explicit(&L->served, memory_order_relaxed),
         (unsigned long long)atomic_load_explicit(&L->handed, memory_order_relaxed),
         atomic_load_explicit(&L->n_conns, memory_order_relaxed),
-        (unsigned long long)atomic_load_explicit(&L->refused, memory_order_relaxed));
+        (unsigned long long)atomic_load_explicit(&L->refused, memory_order_relaxed),
+        (unsigned long long)atomic_load_explicit(&L->batches, memory_order_relaxed),
+        (unsigned long long)atomic_load_explicit(&L->batched, memory_order_relaxed));
 }

@@ -11,6 +11,7 @@ PKGS=(
   softhsm2 opensc libcunit1-dev libjansson-dev liboath-dev libargon2-dev libcurl4-openssl-dev
   libutf8proc-dev libqpdf-dev qpdf poppler-utils libnss3-tools
   libxml2-dev libzip-dev xmlsec1 xmlstarlet unzip # XAdES, ASiC and their outside verifiers
+  liburing-dev # the HTTP fast lane writes a round's answers in one submission
   gnutls-bin wrk nginx-light procps iproute2 jq xxd clang-format
   oathtool # TOTP codes in tests/integration/test_csc.sh
   clang libclang-rt-dev # the fuzzers: clang and its libFuzzer runtime

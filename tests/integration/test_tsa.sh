@@ -72,7 +72,22 @@ code=$(curl -s -o "$T_DIR/chunked.tsr" -w '%{http_code}' -H 'Content-Type: appli
   -H 'Transfer-Encoding: chunked' --data-binary @"$T_DIR/q.tsq" "$BASE/tsa")
 check_eq "a chunked query (MHD's): 200" 200 "$code"
 check "... verified" openssl ts -verify -in "$T_DIR/chunked.tsr" -queryfile "$T_DIR/q.tsq" -CAfile "$H/public/root-ca.crt" -untrusted "$T_DIR/untrusted.pem"
+# answers completed off the lane thread (the journal's) go out in io_uring
+# submissions where the kernel allows io_uring
+if grep -q 'io_uring is not available' "$T_DIR/serve.err"; then
+  echo "# io_uring is not allowed here: the lane writes each answer with sendmsg"
+else
+  check "... writing posted answers through io_uring" metrics_show '^qtsp_http_lane_batched_answers_total(\{process="[0-9]+"\})? [1-9]'
+fi
 check "SIGTERM exits 0" stop_server
+# http.io_uring: false writes each answer with its own sendmsg
+sed -i 's/^http:$/http:\n  io_uring: false/' "$H/qtsp.yaml"
+check "serve starts with io_uring: false" start_server "$H"
+check_eq "a stamp: 200" "200 application/timestamp-reply" "$(stamp "$T_DIR/q.tsq" "$T_DIR/nouring.tsr")"
+check "... verified" openssl ts -verify -in "$T_DIR/nouring.tsr" -queryfile "$T_DIR/q.tsq" -CAfile "$H/public/root-ca.crt" -untrusted "$T_DIR/untrusted.pem"
+check "... by the fast lane" metrics_show '^qtsp_http_lane_requests_total(\{process="[0-9]+"\})? [1-9]'
+check_not "... with no io_uring submission" grep -qE '^qtsp_http_lane_batched_answers_total(\{process="[0-9]+"\})? [1-9]' <(curl -s "$BASE/metrics")
+check "SIGTERM exits 0 (io_uring: false)" stop_server
 # http.fast_lane: false serves everything through MHD
 sed -i 's/^http:$/http:\n  fast_lane: false/' "$H/qtsp.yaml"
 check "serve starts with fast_lane: false" start_server "$H"

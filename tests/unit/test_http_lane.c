@@ -7,6 +7,7 @@
 #define TEST_HTTP_NO_MAIN 1
 #include "test_http.c"
 
+#include <liburing.h>
 #include <poll.h>
 
 #include "core/log.h"
@@ -614,6 +615,106 @@ static void test_lane_stop_answers_a_forced_request_after_its_handler(void)
     close(fd);
 }
 
+/* ---- answers written in one io_uring submission ---------------------------- */
+
+/* 1 when this kernel lets the process use io_uring (else the lane writes
+ * each answer with sendmsg, and the batch counters stay 0). */
+static int io_uring_allowed(void)
+{
+    struct io_uring r;
+    if (io_uring_queue_init(4, &r, 0) < 0)
+        return 0;
+    io_uring_queue_exit(&r);
+    return 1;
+}
+
+static qtsp_http_server *start_batch(int no_io_uring)
+{
+    static const char *const fast[] = {"defer", "slow", "big", "echo", NULL};
+    qtsp_http_opts o = {.listen = "127.0.0.1:0",
+                        .workers = 1,
+                        .conn_timeout_s = 10,
+                        .fast_routes = fast,
+                        .lane_no_io_uring = no_io_uring};
+    qtsp_http_server *srv = NULL;
+    CU_ASSERT_EQUAL_FATAL(qtsp_http_start(&o, k_rv_routes,
+                                          sizeof k_rv_routes / sizeof k_rv_routes[0], NULL, NULL,
+                                          &srv),
+                          QTSP_OK);
+    return srv;
+}
+
+/* Eight deferred requests completed while the lane is busy in a handler go
+ * out together after it: one submission writes the eight answers, each to
+ * its own connection; an 8 MiB answer in a batch is written in parts (the
+ * rest by the lane as the client reads); and with io_uring off (or not
+ * allowed) every answer is the same, written one by one. */
+static void test_lane_answers_completed_together_go_out_in_one_batch(void)
+{
+    int allowed = io_uring_allowed();
+    if (!allowed)
+        fprintf(stderr, "  (io_uring not allowed here: only the one-by-one path is tested)\n");
+    g_big = malloc(BIG_ANSWER);
+    CU_ASSERT_FATAL(g_big != NULL);
+    for (size_t i = 0; i < BIG_ANSWER; i++)
+        g_big[i] = (unsigned char)(i * 5 + (i >> 10));
+    for (int off = 0; off < 2; off++) {
+        int batching = allowed && !off;
+        pending_reset();
+        atomic_store(&g_slow_in, 0);
+        qtsp_http_server *srv = start_batch(off);
+        unsigned port = qtsp_http_port(srv);
+        int fd[8];
+        for (int i = 0; i < 8; i++) {
+            char body[8];
+            snprintf(body, sizeof body, "b%d", i);
+            fd[i] = qtest_connect(port, 10);
+            CU_ASSERT_FATAL(fd[i] >= 0);
+            CU_ASSERT_FATAL(defer_one(fd[i], body));
+        }
+        int slow = qtest_connect(port, 10);
+        CU_ASSERT_FATAL(slow >= 0);
+        CU_ASSERT_EQUAL(send_post(slow, "/slow", "s"), 0);
+        for (int i = 0; i < 5000 && !atomic_load(&g_slow_in); i++)
+            usleep(1000);
+        CU_ASSERT_FATAL(atomic_load(&g_slow_in));
+        for (int i = 0; i < 8; i++) { /* the lane sleeps in /slow's handler meanwhile */
+            pending p;
+            CU_ASSERT_FATAL(pending_take(&p));
+            complete_echo(&p);
+        }
+        for (int i = 0; i < 8; i++) {
+            char want[16];
+            snprintf(want, sizeof want, "done:b%d", i);
+            CU_ASSERT_EQUAL(read_reply(fd[i], &R, 0), 0);
+            CU_ASSERT(R.status == 200 && body_is(&R, want));
+        }
+        CU_ASSERT_EQUAL(metric(srv, "qtsp_http_lane_batches_total"), batching ? 1 : 0);
+        CU_ASSERT_EQUAL(metric(srv, "qtsp_http_lane_batched_answers_total"), batching ? 8 : 0);
+        pending p;
+        CU_ASSERT_FATAL(pending_take(&p)); /* /slow's */
+        complete_echo(&p);
+        CU_ASSERT_EQUAL(read_reply(slow, &R, 0), 0);
+        CU_ASSERT(R.status == 200 && body_is(&R, "done:"));
+        /* a large answer completed on the lane thread, then a small one */
+        static const char big_req[] = "POST /big HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                                      "text/plain\r\nContent-Length: 5\r\n\r\ndefer";
+        CU_ASSERT_EQUAL(send_all(fd[0], big_req, sizeof big_req - 1), 0);
+        usleep(200000); /* the socket fills; the lane waits to write the rest */
+        CU_ASSERT(read_big(fd[0]));
+        CU_ASSERT(defer_one(fd[0], "after"));
+        CU_ASSERT(answer_oldest(fd[0], "done:after"));
+        CU_ASSERT_EQUAL(metric(srv, "qtsp_http_lane_batched_answers_total"),
+                        batching ? 11 : 0); /* + /slow's, /big's, "after" */
+        for (int i = 0; i < 8; i++)
+            close(fd[i]);
+        close(slow);
+        qtsp_http_stop(srv);
+    }
+    free(g_big);
+    g_big = NULL;
+}
+
 static atomic_int g_flood_stop;
 static int g_flood_fd;
 
@@ -685,6 +786,7 @@ static const qtest_case k_lane_cases[] = {
     QTEST(test_lane_client_reading_nothing_times_out),
     QTEST(test_lane_stop_answers_a_forced_request_after_its_handler),
     QTEST(test_lane_pipelining_flood_never_stalls),
+    QTEST(test_lane_answers_completed_together_go_out_in_one_batch),
 };
 
 int main(void)
