@@ -19,6 +19,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +33,7 @@
 #define VAL_MAX 1024 /* a journal value is about 90 */
 #define FLAG_REPLACE 1u
 #define WAL_READ_MAX (64u << 20) /* what a replay reads of a file at most */
+#define DIO_BLOCK 4096u          /* O_DIRECT writes: offset, length and memory aligned */
 static const unsigned char MAGIC[4] = {'Q', 'T', 'W', '1'};
 
 /* Records in file format and how many (a batch, or what awaits a fill). */
@@ -48,7 +50,14 @@ static void recbuf_init(recbuf *r)
 
 struct qtsp_tsa_wal {
     int fd;
-    size_t cap; /* file size */
+    /* the same file opened O_DIRECT (-1: none, or it failed once): batches
+     * are written around the page cache, in whole blocks; the sync is
+     * still fdatasync(fd) (the device's write cache) */
+    int dfd;
+    unsigned char *dbuf; /* DIO_BLOCK-aligned staging of a batch's blocks */
+    size_t dcap;
+    unsigned char *tail; /* the block holding off, as written (DIO_BLOCK bytes) */
+    size_t cap;          /* file size */
     qtsp_store *store;
 
     pthread_mutex_t wmu; /* appends: off, gen, broken, out */
@@ -246,6 +255,68 @@ static qtsp_status write_all(int fd, const unsigned char *p, size_t n, size_t of
     return QTSP_OK;
 }
 
+/* The DIO_BLOCK-aligned blocks from the one holding w->off to the one
+ * holding the batch's last byte, with the batch (p, n) in place: the bytes
+ * before it as the tail block was written, zeros after it (no record there
+ * for a reader: its magic is zero). 0: no room. Under wmu. */
+static int stage_blocks(qtsp_tsa_wal *w, const unsigned char *p, size_t n, size_t *start,
+                        size_t *len)
+{
+    size_t s = w->off & ~(size_t)(DIO_BLOCK - 1);
+    size_t e = (w->off + n + DIO_BLOCK - 1) & ~(size_t)(DIO_BLOCK - 1);
+    if (e > w->cap)
+        return 0;
+    if (e - s > w->dcap) {
+        void *nb = NULL;
+        size_t want = (e - s) * 2;
+        if (posix_memalign(&nb, DIO_BLOCK, want) != 0)
+            return 0;
+        free(w->dbuf);
+        w->dbuf = nb;
+        w->dcap = want;
+    }
+    size_t head = w->off - s;
+    memcpy(w->dbuf, w->tail, head);
+    memcpy(w->dbuf + head, p, n);
+    memset(w->dbuf + head + n, 0, e - s - head - n);
+    *start = s;
+    *len = e - s;
+    return 1;
+}
+
+/* Writes a batch's records at w->off and makes them durable: through the
+ * O_DIRECT descriptor in whole blocks with RWF_DSYNC when there is one (one
+ * system call, no page cache to fill and write back: about a quarter less
+ * CPU per commit here, docs/bench.md), else pwrite and fdatasync. Under
+ * wmu. */
+static qtsp_status write_batch(qtsp_tsa_wal *w, const unsigned char *p, size_t n)
+{
+    size_t s, len;
+    if (w->dfd >= 0 && stage_blocks(w, p, n, &s, &len)) {
+        struct iovec v = {w->dbuf, len};
+        ssize_t k;
+        do
+            k = pwritev2(w->dfd, &v, 1, (off_t)s, RWF_DSYNC);
+        while (k < 0 && errno == EINTR);
+        if (k == (ssize_t)len) {
+            memcpy(w->tail, w->dbuf + len - DIO_BLOCK, DIO_BLOCK);
+            return QTSP_OK;
+        }
+        if (k < 0 && errno != EINVAL && errno != EOPNOTSUPP && errno != ENOSYS)
+            FAIL(QTSP_ERR_IO, "tsa: cannot write the journal file: %s", strerror(errno));
+        /* a file system or device that takes no such write: pwrite from now on */
+        LOG_WARN("tsa: the journal file takes no direct writes (%s): written through the page "
+                 "cache from now on",
+                 k < 0 ? strerror(errno) : "short write");
+        close(w->dfd);
+        w->dfd = -1;
+    }
+    TRY(write_all(w->fd, p, n, w->off));
+    if (fdatasync(w->fd) != 0)
+        FAIL(QTSP_ERR_IO, "tsa: cannot sync the journal file: %s", strerror(errno));
+    return QTSP_OK;
+}
+
 /* A generation above every one the file can hold: the clock in µs, or
  * one more than the last. */
 static uint64_t next_gen(uint64_t last)
@@ -268,6 +339,7 @@ static qtsp_status wrap(qtsp_tsa_wal *w)
     w->gen = next_gen(w->gen);
     w->off = 0;
     w->broken = 0;
+    memset(w->tail, 0, DIO_BLOCK);
     return QTSP_OK;
 }
 
@@ -315,10 +387,7 @@ static qtsp_status wal_put(void *ctx, const qtsp_tsa_record *recs, size_t n, int
         qtsp_be64_put(r + body, fnv1a(r, body));
         at += body + TRAILER;
     }
-    rc = write_all(w->fd, o->data, o->len, w->off);
-    if (rc == QTSP_OK && fdatasync(w->fd) != 0)
-        rc = qtsp_err_set(QTSP_ERR_IO, __FILE__, __LINE__, "tsa: cannot sync the journal file: %s",
-                          strerror(errno));
+    rc = write_batch(w, o->data, o->len);
     if (rc != QTSP_OK) {
         /* what reached the file is unknown: its first record loses its
          * magic now (so a crash before the next batch does not read back
@@ -559,6 +628,7 @@ qtsp_status qtsp_tsa_wal_open(const char *path, size_t bytes, unsigned fill_ms, 
         FAIL(QTSP_ERR_NOMEM, "out of memory");
     }
     w->fd = fd;
+    w->dfd = -1;
     w->cap = bytes;
     w->store = store;
     w->fill_ms = fill_ms;
@@ -583,6 +653,17 @@ qtsp_status qtsp_tsa_wal_open(const char *path, size_t bytes, unsigned fill_ms, 
     if (size != bytes)
         TRY_OUT(preallocate(path, fd, bytes));
     w->gen = next_gen(gen);
+    /* the first batch goes to offset 0: its block starts empty */
+    ENSURE_OUT(posix_memalign((void **)&w->tail, DIO_BLOCK, DIO_BLOCK) == 0, QTSP_ERR_NOMEM,
+               "out of memory");
+    memset(w->tail, 0, DIO_BLOCK);
+    if (bytes % DIO_BLOCK == 0) { /* else the last block could not be written whole */
+        w->dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC | O_NOFOLLOW);
+        if (w->dfd < 0)
+            LOG_INFO("tsa: the journal file %s cannot be opened for direct writes (%s): "
+                     "written through the page cache",
+                     path, strerror(errno));
+    }
     ENSURE_OUT(pthread_create(&w->filler, NULL, filler_main, w) == 0, QTSP_ERR_NOMEM,
                "cannot start the TSA journal filler");
     w->filler_started = 1;
@@ -624,10 +705,20 @@ qtsp_status qtsp_tsa_wal_metrics(qtsp_tsa_wal *w, qtsp_buf *out)
     TRY(qtsp_buf_printf(out, "qtsp_tsa_journal_unfilled %zu\n", n));
     TRY(qtsp_buf_puts(out, "# TYPE qtsp_tsa_journal_fill_failing gauge\n"));
     TRY(qtsp_buf_printf(out, "qtsp_tsa_journal_fill_failing %d\n", failing));
+    TRY(qtsp_buf_puts(out, "# TYPE qtsp_tsa_journal_direct_writes gauge\n"));
+    TRY(qtsp_buf_printf(out, "qtsp_tsa_journal_direct_writes %d\n", qtsp_tsa_wal_direct(w)));
     TRY(qtsp_buf_puts(out, "# TYPE qtsp_tsa_journal_fills_total counter\n"));
     TRY(qtsp_buf_printf(out, "qtsp_tsa_journal_fills_total %llu\n",
                         (unsigned long long)atomic_load(&w->fills)));
     return QTSP_OK;
+}
+
+int qtsp_tsa_wal_direct(qtsp_tsa_wal *w)
+{
+    pthread_mutex_lock(&w->wmu);
+    int d = w->dfd >= 0;
+    pthread_mutex_unlock(&w->wmu);
+    return d;
 }
 
 uint64_t qtsp_tsa_wal_fills(qtsp_tsa_wal *w)
@@ -658,6 +749,10 @@ void qtsp_tsa_wal_close(qtsp_tsa_wal *w)
         qtsp_err_clear();
     }
     close(w->fd);
+    if (w->dfd >= 0)
+        close(w->dfd);
+    free(w->dbuf);
+    free(w->tail);
     qtsp_buf_cleanup(&w->out.b);
     qtsp_buf_cleanup(&w->pending.b);
     pthread_cond_destroy(&w->cv);

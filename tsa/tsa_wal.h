@@ -59,6 +59,12 @@ qtsp_status qtsp_tsa_wal_flush(qtsp_tsa_wal *w) QTSP_MUST_USE;
 size_t qtsp_tsa_wal_pending(qtsp_tsa_wal *w);
 uint64_t qtsp_tsa_wal_fills(qtsp_tsa_wal *w);
 
+/* 1 while batches are written with O_DIRECT in whole 4 KiB blocks (a file
+ * size that is a multiple of 4 KiB, on a file system that takes direct
+ * writes); 0: through the page cache. Either way each batch is synced with
+ * fdatasync before it is answered. */
+int qtsp_tsa_wal_direct(qtsp_tsa_wal *w);
+
 /* Appends the WAL's Prometheus lines to out: qtsp_tsa_journal_unfilled
  * (entries answered, not yet in the store), qtsp_tsa_journal_fill_failing
  * (1 while the store refuses them), qtsp_tsa_journal_fills_total. */

@@ -1,6 +1,7 @@
 /* Unit tests for tsa/: tokens checked by OpenSSL's own `openssl ts -verify`
  * and parsed with d2i_TS_RESP; every rejection with its exact failInfo bit;
  * the journal in a real LMDB store. */
+#define _GNU_SOURCE 1 /* O_DIRECT */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -1854,10 +1855,25 @@ static void test_tsa_wal_after_a_crash_the_next_open_puts_every_entry_into_the_s
     qtsp_store_close(st);
 }
 
-static void test_tsa_wal_wraps_only_once_the_store_has_everything(void)
+/* 1 when the test folder's file system takes O_DIRECT opens. */
+static int direct_allowed(void)
 {
-    qtsp_store *st = open_store("store-wrap");
-    qtsp_tsa_wal *w = open_wal("wal-wrap", 4096, st); /* about 35 entries */
+    char p[600];
+    path(p, sizeof p, "direct-probe");
+    int fd = open(p, O_CREAT | O_WRONLY | O_DIRECT, 0600);
+    if (fd >= 0)
+        close(fd);
+    return fd >= 0;
+}
+
+/* bytes: 4096 (batches written O_DIRECT in whole blocks, where allowed) or
+ * 4196 (not a whole number of blocks: through the page cache). */
+static void wal_wraps_only_once_the_store_has_everything(size_t bytes, int direct)
+{
+    qtsp_store *st = open_store(direct ? "store-wrap" : "store-wrap-pc");
+    const char *wname = direct ? "wal-wrap" : "wal-wrap-pc";
+    qtsp_tsa_wal *w = open_wal(wname, bytes, st); /* about 35 entries */
+    CU_ASSERT_EQUAL(qtsp_tsa_wal_direct(w), direct && direct_allowed());
     qtsp_tsa *tsa = wal_tsa(w);
     static unsigned char keys[100][17];
     unsigned char q[1024];
@@ -1872,13 +1888,13 @@ static void test_tsa_wal_wraps_only_once_the_store_has_everything(void)
         granted +=
             qtsp_tsa_respond(tsa, q, qn, &out) == QTSP_OK && token_key(out.data, out.len, keys[i]);
         if (i == 0)
-            CU_ASSERT_EQUAL(read_file("wal-wrap", first, sizeof first), sizeof first);
+            CU_ASSERT_EQUAL(read_file(wname, first, sizeof first), sizeof first);
     }
     qtsp_buf_cleanup(&out);
     CU_ASSERT_EQUAL(granted, 100);
     /* the file started over (a new generation at offset 0) after fills */
     unsigned char now[16];
-    CU_ASSERT_EQUAL(read_file("wal-wrap", now, sizeof now), sizeof now);
+    CU_ASSERT_EQUAL(read_file(wname, now, sizeof now), sizeof now);
     CU_ASSERT(memcmp(first + 8, now + 8, 8) != 0);
     CU_ASSERT(qtsp_tsa_wal_fills(w) >= fills0 + 2);
     /* everything before the current generation is in the store already */
@@ -1889,6 +1905,12 @@ static void test_tsa_wal_wraps_only_once_the_store_has_everything(void)
     qtsp_tsa_wal_close(w);
     CU_ASSERT_EQUAL(journal_count_of(st, keys, 100), 100);
     qtsp_store_close(st);
+}
+
+static void test_tsa_wal_wraps_only_once_the_store_has_everything(void)
+{
+    wal_wraps_only_once_the_store_has_everything(4096, 1);
+    wal_wraps_only_once_the_store_has_everything(4196, 0);
 }
 
 int main(void)
