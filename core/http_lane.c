@@ -72,6 +72,7 @@
 #define LANE_HDR_MAX (QTSP_HTTP_HEADERS_MAX_BYTES + 1024) /* response head */
 #define LANE_BATCH 64                                     /* answers written by one system call */
 #define LANE_BATCH_HEADS ((size_t)32 * 1024)              /* their heads */
+#define LANE_PEEK 2048 /* a round's requests looked at in one submission: each up to this */
 
 enum { ST_PENDING = 1, ST_MISSED = 2, ST_FLUSH = 4, ST_CLOSE = 8 };
 enum { DEFER_NONE = 0, DEFER_OWNED = 1, DEFER_FORCED = 2 };
@@ -101,6 +102,16 @@ typedef struct addr_count {
     struct addr_count *next;
 } addr_count;
 
+/* A request the lane parsed: offsets into the bytes it was parsed from. */
+typedef struct lane_req {
+    const http_route *route;
+    size_t path_off, path_len;
+    size_t head_len, body_len;
+    int close;
+    const char *real_ip, *proto; /* NUL-terminated copies below */
+    char real_ip_v[64], proto_v[16];
+} lane_req;
+
 /* An answer whose write waits for its batch's submission. */
 typedef struct batch_item {
     lane_conn *c;
@@ -115,12 +126,27 @@ typedef struct batch_item {
 /* Answers written with one io_uring submission: a round's answers wake a
  * client's thread once instead of once per answer (docs/bench.md, issue
  * 19). Lane thread only. */
+/* A connection whose next request a round reads in its batch. */
+typedef struct read_item {
+    lane_conn *c;
+    int n;        /* bytes the peek saw */
+    size_t total; /* the request's: head and body */
+    lane_req r;
+} read_item;
+
 typedef struct lane_batch {
     struct io_uring ring;
     int open; /* deliver_posted is collecting */
     size_t n, heads_used;
     batch_item items[LANE_BATCH];
     char heads[LANE_BATCH_HEADS];
+    /* the round's readable connections (rbatch_run): peeked at in one
+     * submission, the whole requests among them taken in a second */
+    int reading; /* lane_main is polling its events */
+    size_t nreads;
+    read_item reads[LANE_EVENTS];
+    unsigned char peek[LANE_EVENTS][LANE_PEEK];
+    unsigned char scratch[LANE_BUF];
 } lane_batch;
 
 struct http_lane {
@@ -145,6 +171,8 @@ struct http_lane {
     addr_count *addrs[LANE_ADDR_BUCKETS];
     _Atomic uint64_t served, handed, refused;
     _Atomic uint64_t batches, batched; /* io_uring submissions, answers they wrote */
+    _Atomic uint64_t rbatched;         /* requests read in a round's batch */
+    _Atomic int uring;                 /* 1 while the lane has its ring */
     lane_batch *batch;      /* the answers being delivered (lane thread); NULL: sendmsg each */
     lane_batch *dead_batch; /* a ring that failed, freed with the lane */
     int no_io_uring;        /* qtsp_http_opts.lane_no_io_uring */
@@ -504,39 +532,23 @@ static void batch_free(lane_batch *b)
     }
 }
 
-/* Writes every answer of the batch with one submission, then finishes each
- * (lane_sent). A send the kernel could not finish at once (MSG_DONTWAIT
- * makes that an -EAGAIN) leaves its rest to the lane's flush, as sendmsg
- * does; one that is still in flight after 100 ms is cancelled first. */
-static void batch_flush(http_lane *L)
+/* Submits the n operations prepared on b's ring (user data 0..n-1) and
+ * gathers their results into res: 0, or -1 when the submission failed
+ * (nothing was done: the ring is not to be used again). Each operation is
+ * non-blocking (MSG_DONTWAIT: what cannot be done at once ends -EAGAIN);
+ * one still in flight after 100 ms is cancelled and counts as -EAGAIN. */
+static int ring_run(lane_batch *b, size_t n, int *res)
 {
-    lane_batch *b = L->batch;
-    size_t n = b->n;
-    if (n == 0)
-        return;
-    int res[LANE_BATCH] = {0};
     unsigned char got[LANE_BATCH] = {0};
     size_t ngot = 0;
     struct __kernel_timespec ts = {0, 100 * 1000 * 1000};
     int cancelled = 0;
     int r = io_uring_submit(&b->ring);
     if (r < 0) {
-        /* nothing was sent by the ring: each answer goes its old way, and
-         * the ring is not used again (what it holds is never submitted) */
-        LOG_WARN("http: io_uring submission failed (%s): the fast lane writes answers one "
-                 "by one from now on",
+        LOG_WARN("http: io_uring submission failed (%s): the fast lane makes one system call "
+                 "per read and answer from now on",
                  strerror(-r));
-        for (size_t i = 0; i < n; i++) {
-            batch_item *it = &b->items[i];
-            res[i] = (int)sendmsg(it->c->fd, &it->m, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (res[i] < 0)
-                res[i] = -errno;
-            got[i] = 1;
-        }
-        ngot = n;
-        b->open = 0;
-        L->batch = NULL;
-        L->dead_batch = b;
+        return -1;
     }
     while (ngot < n) {
         struct io_uring_cqe *cqe = NULL;
@@ -571,10 +583,44 @@ static void batch_flush(http_lane *L)
     if (cancelled) /* the cancellations' own completions */
         for (struct io_uring_cqe *cqe; io_uring_peek_cqe(&b->ring, &cqe) == 0;)
             io_uring_cqe_seen(&b->ring, cqe);
-    b->n = 0;
-    b->heads_used = 0;
+    return 0;
+}
+
+/* The ring failed: from now on one system call each (what it holds is
+ * never submitted; it is freed with the lane). */
+static void ring_retire(http_lane *L)
+{
+    atomic_store_explicit(&L->uring, 0, memory_order_relaxed);
+    L->batch->open = 0;
+    L->dead_batch = L->batch;
+    L->batch = NULL;
+}
+
+/* Writes every answer of the batch with one submission, then finishes each
+ * (lane_sent). A send the kernel could not finish at once (MSG_DONTWAIT
+ * makes that an -EAGAIN) leaves its rest to the lane's flush, as sendmsg
+ * does. */
+static void batch_flush(http_lane *L)
+{
+    lane_batch *b = L->batch;
+    size_t n = b->n;
+    if (n == 0)
+        return;
+    int res[LANE_BATCH] = {0};
+    /* counted before the clients can see an answer */
     atomic_fetch_add_explicit(&L->batches, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&L->batched, n, memory_order_relaxed);
+    if (ring_run(b, n, res) != 0) {
+        for (size_t i = 0; i < n; i++) {
+            batch_item *it = &b->items[i];
+            res[i] = (int)sendmsg(it->c->fd, &it->m, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (res[i] < 0)
+                res[i] = -errno;
+        }
+        ring_retire(L);
+    }
+    b->n = 0;
+    b->heads_used = 0;
     for (size_t i = 0; i < n; i++) {
         batch_item *it = &b->items[i];
         const char *head = it->v[0].iov_base;
@@ -729,15 +775,6 @@ int http_lane_peer_closed(const lane_conn *c)
 /* ---- reading a request (lane thread) ----------------------------------- */
 
 enum { PARSE_MORE = 0, PARSE_HANDOFF = 1, PARSE_OK = 2 };
-
-typedef struct lane_req {
-    const http_route *route;
-    size_t path_off, path_len;
-    size_t head_len, body_len;
-    int close;
-    const char *real_ip, *proto; /* NUL-terminated copies below */
-    char real_ip_v[64], proto_v[16];
-} lane_req;
 
 static int is_token_char(unsigned char ch)
 {
@@ -1021,6 +1058,106 @@ static void conn_input(http_lane *L, lane_conn *c)
     }
 }
 
+/* Reads c's next request in the round's batch (rbatch_run) while the lane
+ * polls its events, or at once (conn_input). */
+static void conn_read(http_lane *L, lane_conn *c)
+{
+    lane_batch *b = L->batch;
+    unsigned s = atomic_load_explicit(&c->st, memory_order_acquire);
+    if (b == NULL || !b->reading || b->nreads == LANE_EVENTS || (s & (ST_PENDING | ST_CLOSE)))
+        conn_input(L, c);
+    else
+        b->reads[b->nreads++].c = c;
+}
+
+/* The round's readable connections: one submission peeks at each (as
+ * conn_input does, up to LANE_PEEK bytes), a second takes the whole simple
+ * requests among them, which are then served; anything else (nothing to
+ * read, a request in pieces, one for MHD, more than LANE_PEEK bytes, a
+ * closed peer) goes through conn_input, which looks again by itself. Two
+ * system calls for the round instead of two per request. */
+static void rbatch_run(http_lane *L)
+{
+    lane_batch *b = L->batch;
+    if (b == NULL)
+        return;
+    size_t n = b->nreads;
+    b->reading = 0;
+    b->nreads = 0;
+    if (n < 2) {
+        if (n == 1)
+            conn_input(L, b->reads[0].c);
+        return;
+    }
+    int res[LANE_EVENTS] = {0};
+    for (size_t i = 0; i < n; i++) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring); /* the ring holds 2 x 64 */
+        io_uring_prep_recv(sqe, b->reads[i].c->fd, b->peek[i], LANE_PEEK, MSG_PEEK | MSG_DONTWAIT);
+        io_uring_sqe_set_data64(sqe, (uint64_t)i);
+    }
+    if (ring_run(b, n, res) != 0) {
+        ring_retire(L);
+        for (size_t i = 0; i < n; i++)
+            conn_input(L, b->reads[i].c);
+        return;
+    }
+    size_t order[LANE_EVENTS], m = 0;
+    for (size_t i = 0; i < n; i++) {
+        read_item *it = &b->reads[i];
+        it->n = res[i];
+        if (res[i] == -EAGAIN) { /* nothing came (a new connection's first edge): as conn_input */
+            it->c->pipelined = 0;
+            if (L->quiesced)
+                conn_close(L, it->c);
+            continue;
+        }
+        if (res[i] == 0) { /* the peer closed */
+            conn_close(L, it->c);
+            continue;
+        }
+        if (res[i] < 0 || res[i] >= LANE_PEEK ||
+            parse(L->srv, (const char *)b->peek[i], (size_t)res[i], &it->r) != PARSE_OK) {
+            conn_input(L, it->c);
+            continue;
+        }
+        it->total = it->r.head_len + it->r.body_len;
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+        io_uring_prep_recv(sqe, it->c->fd, b->scratch, it->total, MSG_DONTWAIT);
+        io_uring_sqe_set_data64(sqe, (uint64_t)m);
+        order[m++] = i;
+    }
+    if (m == 0)
+        return;
+    if (ring_run(b, m, res) != 0) { /* nothing was taken */
+        ring_retire(L);
+        for (size_t j = 0; j < m; j++)
+            conn_input(L, b->reads[order[j]].c);
+        return;
+    }
+    atomic_fetch_add_explicit(&L->rbatched, m, memory_order_relaxed);
+    for (size_t j = 0; j < m; j++) {
+        read_item *it = &b->reads[order[j]];
+        lane_conn *c = it->c;
+        if (res[j] != (int)it->total) {
+            conn_close(L, c);
+            continue;
+        }
+        /* from here as in conn_input: the request in L->buf, served */
+        memcpy(L->buf, b->peek[order[j]], it->total);
+        L->buf[it->total] = '\0';
+        c->pipelined = (size_t)it->n > it->total;
+        dispatch(L, c, &it->r);
+        unsigned s = atomic_load_explicit(&c->st, memory_order_acquire);
+        if ((size_t)it->n > it->total)
+            while ((s & ST_PENDING) &&
+                   !atomic_compare_exchange_weak_explicit(
+                       &c->st, &s, s | ST_MISSED, memory_order_acq_rel, memory_order_acquire))
+                ;
+        if (!(atomic_load_explicit(&c->st, memory_order_acquire) & ST_PENDING))
+            conn_input(L, c); /* answered at once: read on */
+    }
+}
+
 /* Writes the rest of an answer (ST_FLUSH); the lane thread. */
 static void conn_flush(http_lane *L, lane_conn *c)
 {
@@ -1068,7 +1205,7 @@ static void conn_poke(http_lane *L, lane_conn *c, uint32_t ev)
             return;               /* looked at again once the answer is out */
         }
     }
-    conn_input(L, c);
+    conn_read(L, c);
 }
 
 /* ---- accepting, timeouts, the thread ----------------------------------- */
@@ -1169,12 +1306,15 @@ static void *lane_main(void *arg)
     http_lane *L = arg;
     L->self = pthread_self();
     L->batch = L->no_io_uring ? NULL : batch_new();
+    atomic_store_explicit(&L->uring, L->batch != NULL, memory_order_relaxed);
     struct epoll_event evs[LANE_EVENTS];
     uint64_t next_sweep = qtsp_mono_ns() + LANE_TICK_MS * 1000000ULL;
     while (!atomic_load(&L->stop)) {
         int n = epoll_wait(L->ep, evs, LANE_EVENTS, LANE_TICK_MS);
         if (L->round_begin)
             L->round_begin(L->round_ctx);
+        if (L->batch)
+            L->batch->reading = 1;
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
             if (p == &L->lfd) {
@@ -1187,6 +1327,7 @@ static void *lane_main(void *arg)
                 conn_poke(L, p, evs[i].events);
             }
         }
+        rbatch_run(L);
         deliver_posted(L);
         for (lane_conn *c; (c = dequeue(L)) != NULL;) {
             conn_poke(L, c, 0);
@@ -1212,6 +1353,12 @@ static void *lane_main(void *arg)
             next_sweep = now + LANE_TICK_MS * 1000000ULL;
         }
     }
+    /* the ring goes with the thread that made it and alone submitted to
+     * it: closed from another thread, its teardown's task work interrupts
+     * that thread's next blocking call (EINTR) */
+    batch_free(L->batch);
+    batch_free(L->dead_batch);
+    L->batch = L->dead_batch = NULL;
     return NULL;
 }
 
@@ -1219,8 +1366,6 @@ static void *lane_main(void *arg)
 
 static void lane_free(http_lane *L)
 {
-    batch_free(L->batch);
-    batch_free(L->dead_batch);
     if (L->ep >= 0)
         close(L->ep);
     if (L->evfd >= 0)
@@ -1345,6 +1490,10 @@ qtsp_status http_lane_metrics(qtsp_http_server *srv, qtsp_buf *out)
         "the connection limit, or the limit per client address.\n"
         "# TYPE qtsp_http_lane_refused_total counter\n"
         "qtsp_http_lane_refused_total %llu\n"
+        "# HELP qtsp_http_lane_io_uring 1 while the fast lane reads and writes a round's "
+        "requests and answers with io_uring (http.io_uring, and allowed by the kernel).\n"
+        "# TYPE qtsp_http_lane_io_uring gauge\n"
+        "qtsp_http_lane_io_uring %d\n"
         "# HELP qtsp_http_lane_batches_total io_uring submissions that wrote a round's "
         "answers.\n"
         "# TYPE qtsp_http_lane_batches_total counter\n"
@@ -1352,11 +1501,17 @@ qtsp_status http_lane_metrics(qtsp_http_server *srv, qtsp_buf *out)
         "# HELP qtsp_http_lane_batched_answers_total Answers written by those "
         "submissions.\n"
         "# TYPE qtsp_http_lane_batched_answers_total counter\n"
-        "qtsp_http_lane_batched_answers_total %llu\n",
+        "qtsp_http_lane_batched_answers_total %llu\n"
+        "# HELP qtsp_http_lane_batched_reads_total Requests the fast lane read with a round's "
+        "io_uring submissions.\n"
+        "# TYPE qtsp_http_lane_batched_reads_total counter\n"
+        "qtsp_http_lane_batched_reads_total %llu\n",
         (unsigned long long)atomic_load_explicit(&L->served, memory_order_relaxed),
         (unsigned long long)atomic_load_explicit(&L->handed, memory_order_relaxed),
         atomic_load_explicit(&L->n_conns, memory_order_relaxed),
         (unsigned long long)atomic_load_explicit(&L->refused, memory_order_relaxed),
+        atomic_load_explicit(&L->uring, memory_order_relaxed),
         (unsigned long long)atomic_load_explicit(&L->batches, memory_order_relaxed),
-        (unsigned long long)atomic_load_explicit(&L->batched, memory_order_relaxed));
+        (unsigned long long)atomic_load_explicit(&L->batched, memory_order_relaxed),
+        (unsigned long long)atomic_load_explicit(&L->rbatched, memory_order_relaxed));
 }

@@ -7,7 +7,6 @@
 #define TEST_HTTP_NO_MAIN 1
 #include "test_http.c"
 
-#include <liburing.h>
 #include <poll.h>
 
 #include "core/log.h"
@@ -617,15 +616,13 @@ static void test_lane_stop_answers_a_forced_request_after_its_handler(void)
 
 /* ---- answers written in one io_uring submission ---------------------------- */
 
-/* 1 when this kernel lets the process use io_uring (else the lane writes
- * each answer with sendmsg, and the batch counters stay 0). */
-static int io_uring_allowed(void)
+/* 1 when srv's lane reads and writes with io_uring (the kernel allows it
+ * and it was not turned off); read once the lane served a request. Not
+ * probed here with a ring of the test's own: closing a ring sends its
+ * creator task work that interrupts that thread's next blocking call. */
+static int lane_uses_io_uring(qtsp_http_server *srv)
 {
-    struct io_uring r;
-    if (io_uring_queue_init(4, &r, 0) < 0)
-        return 0;
-    io_uring_queue_exit(&r);
-    return 1;
+    return metric(srv, "qtsp_http_lane_io_uring") == 1;
 }
 
 static qtsp_http_server *start_batch(int no_io_uring)
@@ -651,15 +648,11 @@ static qtsp_http_server *start_batch(int no_io_uring)
  * allowed) every answer is the same, written one by one. */
 static void test_lane_answers_completed_together_go_out_in_one_batch(void)
 {
-    int allowed = io_uring_allowed();
-    if (!allowed)
-        fprintf(stderr, "  (io_uring not allowed here: only the one-by-one path is tested)\n");
     g_big = malloc(BIG_ANSWER);
     CU_ASSERT_FATAL(g_big != NULL);
     for (size_t i = 0; i < BIG_ANSWER; i++)
         g_big[i] = (unsigned char)(i * 5 + (i >> 10));
     for (int off = 0; off < 2; off++) {
-        int batching = allowed && !off;
         pending_reset();
         atomic_store(&g_slow_in, 0);
         qtsp_http_server *srv = start_batch(off);
@@ -671,6 +664,12 @@ static void test_lane_answers_completed_together_go_out_in_one_batch(void)
             fd[i] = qtest_connect(port, 10);
             CU_ASSERT_FATAL(fd[i] >= 0);
             CU_ASSERT_FATAL(defer_one(fd[i], body));
+        }
+        int batching = lane_uses_io_uring(srv);
+        if (off) {
+            CU_ASSERT_EQUAL(batching, 0);
+        } else if (!batching) {
+            fprintf(stderr, "  (io_uring not allowed here: only the one-by-one path is tested)\n");
         }
         int slow = qtest_connect(port, 10);
         CU_ASSERT_FATAL(slow >= 0);
@@ -713,6 +712,87 @@ static void test_lane_answers_completed_together_go_out_in_one_batch(void)
     }
     free(g_big);
     g_big = NULL;
+}
+
+/* Eight requests that arrive while the lane is busy in a handler are read
+ * in the next round's batch (one peek and one read submission), each
+ * served on its own connection; so is a request with a pipelined one
+ * behind it (the second read on by itself), while a request in pieces, one
+ * for MHD and one larger than a batch's look go their own way; with
+ * io_uring off the same, read one by one. */
+static void test_lane_requests_of_a_round_are_read_in_one_batch(void)
+{
+    for (int off = 0; off < 2; off++) {
+        pending_reset();
+        atomic_store(&g_slow_in, 0);
+        qtsp_http_server *srv = start_batch(off);
+        unsigned port = qtsp_http_port(srv);
+        int fd[12];
+        for (int i = 0; i < 12; i++) {
+            fd[i] = qtest_connect(port, 10);
+            CU_ASSERT_FATAL(fd[i] >= 0);
+        }
+        int slow = qtest_connect(port, 10);
+        CU_ASSERT_FATAL(slow >= 0);
+        usleep(100000); /* the lane has taken the connections: /slow comes alone */
+        int batching = lane_uses_io_uring(srv);
+        if (off)
+            CU_ASSERT_EQUAL(batching, 0);
+        CU_ASSERT_EQUAL(send_post(slow, "/slow", "s"), 0);
+        for (int i = 0; i < 5000 && !atomic_load(&g_slow_in); i++)
+            usleep(1000);
+        CU_ASSERT_FATAL(atomic_load(&g_slow_in));
+        for (int i = 0; i < 8; i++) { /* the lane sleeps in /slow's handler meanwhile */
+            char body[8];
+            snprintf(body, sizeof body, "r%d", i);
+            CU_ASSERT_EQUAL(send_echo(fd[i], body), 0);
+        }
+        static const char two[] = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                                  "application/timestamp-query\r\nContent-Length: 3\r\n\r\none"
+                                  "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                                  "application/timestamp-query\r\nContent-Length: 3\r\n\r\ntwo";
+        CU_ASSERT_EQUAL(send_all(fd[8], two, sizeof two - 1), 0);
+        static const char part[] = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                                   "application/timestamp-query\r\nContent-Length: 4\r\n\r\nha";
+        CU_ASSERT_EQUAL(send_all(fd[9], part, sizeof part - 1), 0);
+        CU_ASSERT_EQUAL(send_all(fd[10], "GET /exact HTTP/1.1\r\nHost: t\r\n\r\n", 34), 0);
+        static char big[3200];
+        int hl = snprintf(big, sizeof big,
+                          "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: %s\r\n"
+                          "Content-Length: 3000\r\n\r\n",
+                          k_tsq);
+        memset(big + hl, 'b', 3000);
+        CU_ASSERT_EQUAL(send_all(fd[11], big, (size_t)hl + 3000), 0);
+        pending p;
+        usleep(600000); /* /slow's handler returns; the next round reads them all */
+        for (int i = 0; i < 8; i++) {
+            char want[16];
+            snprintf(want, sizeof want, "r%d", i);
+            CU_ASSERT_EQUAL(read_reply(fd[i], &R, 0), 0);
+            CU_ASSERT(R.status == 200 && body_is(&R, want));
+        }
+        CU_ASSERT_EQUAL(read_reply(fd[8], &R, 0), 0);
+        CU_ASSERT(R.status == 200 && body_is(&R, "one"));
+        CU_ASSERT_EQUAL(read_reply(fd[8], &R, 0), 0);
+        CU_ASSERT(R.status == 200 && body_is(&R, "two"));
+        CU_ASSERT_EQUAL(send_all(fd[9], "lf", 2), 0);
+        CU_ASSERT_EQUAL(read_reply(fd[9], &R, 0), 0);
+        CU_ASSERT(R.status == 200 && body_is(&R, "half"));
+        CU_ASSERT_EQUAL(read_reply(fd[10], &R, 0), 0);
+        CU_ASSERT_EQUAL(R.status, 404); /* MHD's answer: no such route here */
+        CU_ASSERT_EQUAL(lane_handoffs(srv), 1);
+        CU_ASSERT_EQUAL(read_reply(fd[11], &R, 0), 0);
+        CU_ASSERT(R.status == 200 && R.body_len == 3000 && R.body[0] == 'b');
+        /* the eight and the pipelined pair's first */
+        CU_ASSERT_EQUAL(metric(srv, "qtsp_http_lane_batched_reads_total"), batching ? 9 : 0);
+        CU_ASSERT_TRUE_FATAL(pending_take(&p)); /* /slow's */
+        complete_echo(&p);
+        CU_ASSERT_EQUAL(read_reply(slow, &R, 0), 0);
+        for (int i = 0; i < 12; i++)
+            close(fd[i]);
+        close(slow);
+        qtsp_http_stop(srv);
+    }
 }
 
 static atomic_int g_flood_stop;
@@ -787,6 +867,7 @@ static const qtest_case k_lane_cases[] = {
     QTEST(test_lane_stop_answers_a_forced_request_after_its_handler),
     QTEST(test_lane_pipelining_flood_never_stalls),
     QTEST(test_lane_answers_completed_together_go_out_in_one_batch),
+    QTEST(test_lane_requests_of_a_round_are_read_in_one_batch),
 };
 
 int main(void)
