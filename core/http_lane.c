@@ -123,9 +123,6 @@ typedef struct batch_item {
     struct msghdr m;
 } batch_item;
 
-/* Answers written with one io_uring submission: a round's answers wake a
- * client's thread once instead of once per answer (docs/bench.md, issue
- * 19). Lane thread only. */
 /* A connection whose next request a round reads in its batch. */
 typedef struct read_item {
     lane_conn *c;
@@ -134,6 +131,10 @@ typedef struct read_item {
     lane_req r;
 } read_item;
 
+/* The lane's io_uring and what a round submits through it (lane thread
+ * only): its answers, written with one submission, so a client's thread
+ * wakes once for them instead of once per answer, and its requests, peeked
+ * at with one and taken with another (docs/bench.md, issue 19). */
 typedef struct lane_batch {
     struct io_uring ring;
     int open; /* deliver_posted is collecting */
@@ -247,7 +248,7 @@ static void deliver_posted(http_lane *L)
     qtsp_http_deferred *d = L->dhead;
     L->dhead = L->dtail = NULL;
     pthread_mutex_unlock(&L->qmu);
-    int batching = d && L->batch && pthread_equal(pthread_self(), L->self);
+    int batching = d && pthread_equal(pthread_self(), L->self) && L->batch;
     if (batching)
         L->batch->open = 1;
     while (d) {
@@ -638,8 +639,10 @@ static int batch_add(http_lane *L, lane_conn *c, http_rq *rq, const char *head, 
                      const unsigned char *body, size_t bl, void (*fr)(void *), void *fr_ctx,
                      int close_after)
 {
+    if (!pthread_equal(pthread_self(), L->self)) /* L->batch is the lane thread's */
+        return 0;
     lane_batch *b = L->batch;
-    if (b == NULL || !b->open || !pthread_equal(pthread_self(), L->self) || hl > LANE_BATCH_HEADS)
+    if (b == NULL || !b->open || hl > LANE_BATCH_HEADS)
         return 0;
     if (b->n == LANE_BATCH || b->heads_used + hl > LANE_BATCH_HEADS)
         batch_flush(L);
@@ -1356,9 +1359,10 @@ static void *lane_main(void *arg)
     /* the ring goes with the thread that made it and alone submitted to
      * it: closed from another thread, its teardown's task work interrupts
      * that thread's next blocking call (EINTR) */
-    batch_free(L->batch);
-    batch_free(L->dead_batch);
+    lane_batch *b = L->batch, *dead = L->dead_batch;
     L->batch = L->dead_batch = NULL;
+    batch_free(b);
+    batch_free(dead);
     return NULL;
 }
 

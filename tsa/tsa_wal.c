@@ -51,8 +51,8 @@ static void recbuf_init(recbuf *r)
 struct qtsp_tsa_wal {
     int fd;
     /* the same file opened O_DIRECT (-1: none, or it failed once): batches
-     * are written around the page cache, in whole blocks; the sync is
-     * still fdatasync(fd) (the device's write cache) */
+     * are written around the page cache, in whole blocks, with RWF_DSYNC
+     * (which also flushes the device's write cache) */
     int dfd;
     unsigned char *dbuf; /* DIO_BLOCK-aligned staging of a batch's blocks */
     size_t dcap;
@@ -659,10 +659,16 @@ qtsp_status qtsp_tsa_wal_open(const char *path, size_t bytes, unsigned fill_ms, 
     memset(w->tail, 0, DIO_BLOCK);
     if (bytes % DIO_BLOCK == 0) { /* else the last block could not be written whole */
         w->dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC | O_NOFOLLOW);
+        struct stat a, b;
         if (w->dfd < 0)
             LOG_INFO("tsa: the journal file %s cannot be opened for direct writes (%s): "
                      "written through the page cache",
                      path, strerror(errno));
+        else if (fstat(w->fd, &a) != 0 || fstat(w->dfd, &b) != 0 || a.st_ino != b.st_ino ||
+                 a.st_dev != b.st_dev) { /* not the file this process locked */
+            close(w->dfd);
+            w->dfd = -1;
+        }
     }
     ENSURE_OUT(pthread_create(&w->filler, NULL, filler_main, w) == 0, QTSP_ERR_NOMEM,
                "cannot start the TSA journal filler");
