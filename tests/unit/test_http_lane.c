@@ -511,17 +511,26 @@ static const qtsp_route k_rv_routes[] = {
     {"POST", "/echo", 0, 8192, "application/timestamp-query", h_echo, NULL, "echo"},
 };
 
-static qtsp_http_server *start_rv(unsigned timeout_s)
+/* no_io_uring: the lane makes one system call per read and answer. */
+static qtsp_http_server *start_rv_uring(unsigned timeout_s, int no_io_uring)
 {
     static const char *const fast[] = {"defer", "slow", "big", "echo", NULL};
-    qtsp_http_opts o = {
-        .listen = "127.0.0.1:0", .workers = 1, .conn_timeout_s = timeout_s, .fast_routes = fast};
+    qtsp_http_opts o = {.listen = "127.0.0.1:0",
+                        .workers = 1,
+                        .conn_timeout_s = timeout_s,
+                        .fast_routes = fast,
+                        .lane_no_io_uring = no_io_uring};
     qtsp_http_server *srv = NULL;
     CU_ASSERT_EQUAL_FATAL(qtsp_http_start(&o, k_rv_routes,
                                           sizeof k_rv_routes / sizeof k_rv_routes[0], NULL, NULL,
                                           &srv),
                           QTSP_OK);
     return srv;
+}
+
+static qtsp_http_server *start_rv(unsigned timeout_s)
+{
+    return start_rv_uring(timeout_s, 0);
 }
 
 /* A request of exactly 16 KiB (the lane's largest) with a pipelined one
@@ -625,22 +634,6 @@ static int lane_uses_io_uring(qtsp_http_server *srv)
     return metric(srv, "qtsp_http_lane_io_uring") == 1;
 }
 
-static qtsp_http_server *start_batch(int no_io_uring)
-{
-    static const char *const fast[] = {"defer", "slow", "big", "echo", NULL};
-    qtsp_http_opts o = {.listen = "127.0.0.1:0",
-                        .workers = 1,
-                        .conn_timeout_s = 10,
-                        .fast_routes = fast,
-                        .lane_no_io_uring = no_io_uring};
-    qtsp_http_server *srv = NULL;
-    CU_ASSERT_EQUAL_FATAL(qtsp_http_start(&o, k_rv_routes,
-                                          sizeof k_rv_routes / sizeof k_rv_routes[0], NULL, NULL,
-                                          &srv),
-                          QTSP_OK);
-    return srv;
-}
-
 /* Eight deferred requests completed while the lane is busy in a handler go
  * out together after it: one submission writes the eight answers, each to
  * its own connection; an 8 MiB answer in a batch is written in parts (the
@@ -655,7 +648,7 @@ static void test_lane_answers_completed_together_go_out_in_one_batch(void)
     for (int off = 0; off < 2; off++) {
         pending_reset();
         atomic_store(&g_slow_in, 0);
-        qtsp_http_server *srv = start_batch(off);
+        qtsp_http_server *srv = start_rv_uring(10, off);
         unsigned port = qtsp_http_port(srv);
         int fd[8];
         for (int i = 0; i < 8; i++) {
@@ -725,7 +718,7 @@ static void test_lane_requests_of_a_round_are_read_in_one_batch(void)
     for (int off = 0; off < 2; off++) {
         pending_reset();
         atomic_store(&g_slow_in, 0);
-        qtsp_http_server *srv = start_batch(off);
+        qtsp_http_server *srv = start_rv_uring(10, off);
         unsigned port = qtsp_http_port(srv);
         int fd[12];
         for (int i = 0; i < 12; i++) {
