@@ -634,7 +634,9 @@ static void batch_flush(http_lane *L)
 }
 
 /* Adds an answer to the open batch (the lane thread delivering): 1 taken,
- * written and finished at batch_flush; 0 write it now. */
+ * written and finished at batch_flush; 0 write it now. A body nobody owns
+ * (fr NULL: an error answer's, on its caller's stack) is copied with the
+ * head, as it must outlive the call. */
 static int batch_add(http_lane *L, lane_conn *c, http_rq *rq, const char *head, size_t hl,
                      const unsigned char *body, size_t bl, void (*fr)(void *), void *fr_ctx,
                      int close_after)
@@ -642,9 +644,10 @@ static int batch_add(http_lane *L, lane_conn *c, http_rq *rq, const char *head, 
     if (!pthread_equal(pthread_self(), L->self)) /* L->batch is the lane thread's */
         return 0;
     lane_batch *b = L->batch;
-    if (b == NULL || !b->open || hl > LANE_BATCH_HEADS)
+    size_t need = hl + (fr ? 0 : bl);
+    if (b == NULL || !b->open || need > LANE_BATCH_HEADS)
         return 0;
-    if (b->n == LANE_BATCH || b->heads_used + hl > LANE_BATCH_HEADS)
+    if (b->n == LANE_BATCH || b->heads_used + need > LANE_BATCH_HEADS)
         batch_flush(L);
     if (L->batch != b) /* the ring failed in that flush */
         return 0;
@@ -654,7 +657,11 @@ static int batch_add(http_lane *L, lane_conn *c, http_rq *rq, const char *head, 
     batch_item *it = &b->items[b->n];
     char *h = b->heads + b->heads_used;
     memcpy(h, head, hl);
-    b->heads_used += hl;
+    if (!fr && bl) {
+        memcpy(h + hl, body, bl);
+        body = (const unsigned char *)h + hl;
+    }
+    b->heads_used += need;
     *it = (batch_item){.c = c, .rq = rq, .fr = fr, .fr_ctx = fr_ctx, .close_after = close_after};
     it->v[0] = (struct iovec){h, hl};
     it->v[1] = (struct iovec){(void *)body, bl};
