@@ -504,8 +504,8 @@ static void lane_sent(http_lane *L, lane_conn *c, http_rq *rq, int w, int close_
 /* ---- answers written in batches (io_uring) ------------------------------ */
 
 /* The lane's ring, made on its own thread; NULL where io_uring is not
- * allowed (an older kernel, a seccomp filter): answers are then written
- * one sendmsg each, as before. */
+ * allowed (an older kernel, a seccomp filter): requests are then read and
+ * answers written one system call each, as before. */
 static lane_batch *batch_new(void)
 {
     lane_batch *b = calloc(1, sizeof *b);
@@ -516,8 +516,8 @@ static lane_batch *batch_new(void)
     if (r == -EINVAL) /* a kernel before 6.0 */
         r = io_uring_queue_init(2 * LANE_BATCH, &b->ring, 0);
     if (r < 0) {
-        LOG_INFO("http: io_uring is not available (%s): the fast lane writes each answer with "
-                 "its own system call",
+        LOG_INFO("http: io_uring is not available (%s): the fast lane makes one system call "
+                 "per read and answer",
                  strerror(-r));
         free(b);
         return NULL;
