@@ -1000,6 +1000,22 @@ static void dispatch(http_lane *L, lane_conn *c, const lane_req *r)
     lane_send_result(L, rq, rc, qtsp_err_what(), &resp);
 }
 
+/* Serves the whole request of total bytes in L->buf, of the n the socket
+ * held (more behind it: pipelined, and no edge will come for it). */
+static void serve_read(http_lane *L, lane_conn *c, const lane_req *r, size_t n, size_t total)
+{
+    L->buf[total] = '\0';
+    c->pipelined = n > total;
+    dispatch(L, c, r);
+    if (n > total) {
+        unsigned s = atomic_load_explicit(&c->st, memory_order_acquire);
+        while ((s & ST_PENDING) &&
+               !atomic_compare_exchange_weak_explicit(&c->st, &s, s | ST_MISSED,
+                                                      memory_order_acq_rel, memory_order_acquire))
+            ;
+    }
+}
+
 /* Serves what c's socket holds, request after request, until it is empty,
  * incomplete, handed off, or a request is in the works. */
 static void conn_input(http_lane *L, lane_conn *c)
@@ -1054,17 +1070,7 @@ static void conn_input(http_lane *L, lane_conn *c)
             conn_close(L, c);
             return;
         }
-        L->buf[total] = '\0';
-        c->pipelined = (size_t)n > total;
-        dispatch(L, c, &r);
-        if ((size_t)n > total) {
-            /* more was in the socket already: no edge will come for it */
-            s = atomic_load_explicit(&c->st, memory_order_acquire);
-            while ((s & ST_PENDING) &&
-                   !atomic_compare_exchange_weak_explicit(
-                       &c->st, &s, s | ST_MISSED, memory_order_acq_rel, memory_order_acquire))
-                ;
-        }
+        serve_read(L, c, &r, (size_t)n, total);
     }
 }
 
@@ -1152,17 +1158,8 @@ static void rbatch_run(http_lane *L)
             conn_close(L, c);
             continue;
         }
-        /* from here as in conn_input: the request in L->buf, served */
         memcpy(L->buf, b->peek[order[j]], it->total);
-        L->buf[it->total] = '\0';
-        c->pipelined = (size_t)it->n > it->total;
-        dispatch(L, c, &it->r);
-        unsigned s = atomic_load_explicit(&c->st, memory_order_acquire);
-        if ((size_t)it->n > it->total)
-            while ((s & ST_PENDING) &&
-                   !atomic_compare_exchange_weak_explicit(
-                       &c->st, &s, s | ST_MISSED, memory_order_acq_rel, memory_order_acquire))
-                ;
+        serve_read(L, c, &it->r, (size_t)it->n, it->total);
         if (!(atomic_load_explicit(&c->st, memory_order_acquire) & ST_PENDING))
             conn_input(L, c); /* answered at once: read on */
     }
