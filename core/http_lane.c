@@ -147,7 +147,7 @@ typedef struct lane_batch {
     size_t nreads;
     read_item reads[LANE_EVENTS];
     unsigned char peek[LANE_EVENTS][LANE_PEEK];
-    unsigned char scratch[LANE_BUF];
+    unsigned char scratch[LANE_PEEK]; /* the taken bytes' landing (the peek kept them) */
 } lane_batch;
 
 struct http_lane {
@@ -1016,6 +1016,15 @@ static void serve_read(http_lane *L, lane_conn *c, const lane_req *r, size_t n, 
     }
 }
 
+/* c's socket holds nothing more: what comes next is not pipelined; when
+ * stopping, an idle connection closes. */
+static void conn_empty(http_lane *L, lane_conn *c)
+{
+    c->pipelined = 0;
+    if (L->quiesced)
+        conn_close(L, c);
+}
+
 /* Serves what c's socket holds, request after request, until it is empty,
  * incomplete, handed off, or a request is in the works. */
 static void conn_input(http_lane *L, lane_conn *c)
@@ -1033,9 +1042,7 @@ static void conn_input(http_lane *L, lane_conn *c)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            c->pipelined = 0;
-            if (L->quiesced) /* stopping: an idle connection closes */
-                conn_close(L, c);
+            conn_empty(L, c);
             return;
         }
         if (n <= 0) {
@@ -1121,10 +1128,8 @@ static void rbatch_run(http_lane *L)
     for (size_t i = 0; i < n; i++) {
         read_item *it = &b->reads[i];
         it->n = res[i];
-        if (res[i] == -EAGAIN) { /* nothing came (a new connection's first edge): as conn_input */
-            it->c->pipelined = 0;
-            if (L->quiesced)
-                conn_close(L, it->c);
+        if (res[i] == -EAGAIN) { /* nothing came (a new connection's first edge) */
+            conn_empty(L, it->c);
             continue;
         }
         if (res[i] == 0) { /* the peer closed */
