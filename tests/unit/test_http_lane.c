@@ -726,8 +726,9 @@ static void test_lane_answers_completed_together_go_out_in_one_batch(void)
  * in the next round's batch (one peek and one read submission), each
  * served on its own connection; so is a request with a pipelined one
  * behind it (the second read on by itself), while a request in pieces, one
- * for MHD and one larger than a batch's look go their own way; with
- * io_uring off the same, read one by one. */
+ * for MHD, one larger than a batch's look and a malformed one (a header
+ * line without a colon: MHD answers 400) go their own way, and a client
+ * that closes is closed; with io_uring off the same, read one by one. */
 static void test_lane_requests_of_a_round_are_read_in_one_batch(void)
 {
     for (int off = 0; off < 2; off++) {
@@ -735,8 +736,8 @@ static void test_lane_requests_of_a_round_are_read_in_one_batch(void)
         atomic_store(&g_slow_in, 0);
         qtsp_http_server *srv = start_rv_uring(10, off);
         unsigned port = qtsp_http_port(srv);
-        int fd[12];
-        for (int i = 0; i < 12; i++) {
+        int fd[14];
+        for (int i = 0; i < 14; i++) {
             fd[i] = qtest_connect(port, 10);
             CU_ASSERT_FATAL(fd[i] >= 0);
         }
@@ -772,6 +773,11 @@ static void test_lane_requests_of_a_round_are_read_in_one_batch(void)
                           k_tsq);
         memset(big + hl, 'b', 3000);
         CU_ASSERT_EQUAL(send_all(fd[11], big, (size_t)hl + 3000), 0);
+        static const char bad[] = "POST /echo HTTP/1.1\r\nHost: t\r\nno colon here\r\n"
+                                  "Content-Type: application/timestamp-query\r\n"
+                                  "Content-Length: 2\r\n\r\nxx";
+        CU_ASSERT_EQUAL(send_all(fd[12], bad, sizeof bad - 1), 0);
+        CU_ASSERT_EQUAL(shutdown(fd[13], SHUT_WR), 0);
         pending p;
         usleep(600000); /* /slow's handler returns; the next round reads them all */
         for (int i = 0; i < 8; i++) {
@@ -789,7 +795,11 @@ static void test_lane_requests_of_a_round_are_read_in_one_batch(void)
         CU_ASSERT(R.status == 200 && body_is(&R, "half"));
         CU_ASSERT_EQUAL(read_reply(fd[10], &R, 0), 0);
         CU_ASSERT_EQUAL(R.status, 404); /* MHD's answer: no such route here */
-        CU_ASSERT_EQUAL(lane_handoffs(srv), 1);
+        CU_ASSERT_EQUAL(read_reply(fd[12], &R, 0), 0);
+        CU_ASSERT_EQUAL(R.status, 400);
+        CU_ASSERT_EQUAL(lane_handoffs(srv), 2); /* the GET and the malformed POST */
+        char eof;
+        CU_ASSERT_EQUAL(recv(fd[13], &eof, 1, MSG_DONTWAIT), 0); /* closed in that round */
         CU_ASSERT_EQUAL(read_reply(fd[11], &R, 0), 0);
         CU_ASSERT(R.status == 200 && R.body_len == 3000 && R.body[0] == 'b');
         /* the eight and the pipelined pair's first */
@@ -797,7 +807,7 @@ static void test_lane_requests_of_a_round_are_read_in_one_batch(void)
         CU_ASSERT_TRUE_FATAL(pending_take(&p)); /* /slow's */
         complete_echo(&p);
         CU_ASSERT_EQUAL(read_reply(slow, &R, 0), 0);
-        for (int i = 0; i < 12; i++)
+        for (int i = 0; i < 14; i++)
             close(fd[i]);
         close(slow);
         qtsp_http_stop(srv);
