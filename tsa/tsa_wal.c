@@ -666,6 +666,9 @@ qtsp_status qtsp_tsa_wal_open(const char *path, size_t bytes, unsigned fill_ms, 
                      path, strerror(errno));
         else if (fstat(w->fd, &a) != 0 || fstat(w->dfd, &b) != 0 || a.st_ino != b.st_ino ||
                  a.st_dev != b.st_dev) { /* not the file this process locked */
+            LOG_INFO("tsa: the journal file %s was replaced while it was opened: written "
+                     "through the page cache",
+                     path);
             close(w->dfd);
             w->dfd = -1;
         }

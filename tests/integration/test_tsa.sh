@@ -80,7 +80,7 @@ else
   check "... writing posted answers through io_uring" metrics_show '^qtsp_http_lane_batched_answers_total(\{process="[0-9]+"\})? [1-9]'
 fi
 # the journal file is written with O_DIRECT where its file system allows it
-if grep -q 'cannot be opened for direct writes\|takes no direct writes' "$T_DIR/serve.err"; then
+if grep -q 'cannot be opened for direct writes\|takes no direct writes\|was replaced while it was opened' "$T_DIR/serve.err"; then
   echo "# the journal's file system takes no direct writes here: pwrite and fdatasync"
 else
   check "the journal writes its batches directly (O_DIRECT, RWF_DSYNC)" metrics_show '^qtsp_tsa_journal_direct_writes(\{process="[0-9]+"\})? 1'
