@@ -55,7 +55,10 @@ for variant in build build-asan; do
     (cd "$logs" && timeout 300 "$top/$t") >"$out" 2>&1
     rc=$?
     count "$name" "$out" $rc
-    ((rc != 0)) && tail -n 40 "$out"
+    if ((rc != 0)); then # the failed assertions (CUnit names them), then the end
+      grep -A 4 'FAILED$' "$out" | head -n 40
+      tail -n 40 "$out"
+    fi
   done
 done
 
